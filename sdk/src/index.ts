@@ -1,0 +1,3 @@
+export { contractFiles } from "./contract.js";
+export { inkanErrorDetail, inkanErrorReason } from "./errors.js";
+export { Reason, type ErrorDetail, ErrorDetailSchema } from "./gen/inkan/sam/v1/error_pb.js";

@@ -1,0 +1,137 @@
+import { readFileSync } from "node:fs";
+import { isAbsolute, join, resolve } from "node:path";
+
+/** Bootstrap configuration: where the SAM listens, its TLS material and its data directory. */
+export interface Config {
+  /** Absolute path of the data directory (PKI, crypto-module token, store). */
+  dataDir: string;
+  listen: { host: string; port: number };
+  tls: {
+    /** PEM files of the server certificate (with its chain) and private key. */
+    certFile: string;
+    keyFile: string;
+    /** PEM files of the CAs whose certificates identify SCAs (R-3.2.1.2: the SCA is known by its certificate). */
+    scaCaFiles: string[];
+    /** PEM files of the CAs whose certificates identify privileged users (R-3.1.2.1). */
+    adminCaFiles: string[];
+  };
+  limits: {
+    /** Largest request message the server reads, in bytes; larger ones get RESOURCE_EXHAUSTED. */
+    readMaxBytes: number;
+  };
+  /** How long a graceful shutdown waits for in-flight calls before closing them, in milliseconds. */
+  shutdownGraceMs: number;
+  logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
+}
+
+/** Raw settings, all strings, as they come from the environment, a file or the command line. */
+export type RawConfig = Partial<Record<RawKey, string>>;
+
+const rawKeys = [
+  "dataDir", "listen", "tlsCertFile", "tlsKeyFile", "tlsScaCaFiles", "tlsAdminCaFiles",
+  "readMaxBytes", "shutdownGraceMs", "logLevel", "configFile",
+] as const;
+type RawKey = (typeof rawKeys)[number];
+
+/** The environment variable that sets each raw key (`INKAN_` + upper snake case). */
+export const envNames: Record<RawKey, string> = Object.fromEntries(
+  rawKeys.map((k) => [k, "INKAN_" + k.replace(/[A-Z]/g, (c) => "_" + c).toUpperCase()]),
+) as Record<RawKey, string>;
+
+/** Reads the `INKAN_*` variables; unset variables stay unset. */
+export function readEnv(env: NodeJS.ProcessEnv = process.env): RawConfig {
+  const raw: RawConfig = {};
+  for (const k of rawKeys) {
+    const v = env[envNames[k]];
+    if (v !== undefined && v !== "") raw[k] = v;
+  }
+  return raw;
+}
+
+/**
+ * Reads a JSON config file whose keys are the raw keys (`{"listen": "0.0.0.0:8443"}`). Values set
+ * in `over` (flags, then environment) win over the file.
+ */
+export function withConfigFile(over: RawConfig): RawConfig {
+  if (!over.configFile) return over;
+  const parsed: unknown = JSON.parse(readFileSync(over.configFile, "utf8"));
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+    throw new ConfigError([`configFile: ${over.configFile} does not hold a JSON object`]);
+  }
+  const fromFile: RawConfig = {};
+  for (const [k, v] of Object.entries(parsed)) {
+    if (!(rawKeys as readonly string[]).includes(k)) throw new ConfigError([`configFile: unknown key ${k}`]);
+    fromFile[k as RawKey] = Array.isArray(v) ? v.join(",") : String(v);
+  }
+  return { ...fromFile, ...over };
+}
+
+/** Every problem found in a configuration, each prefixed by the path of the setting. */
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super("invalid configuration:\n  " + problems.join("\n  "));
+    this.name = "ConfigError";
+  }
+}
+
+const logLevels = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
+export const defaultReadMaxBytes = 4 * 1024 * 1024;
+
+/**
+ * Applies defaults and checks every setting, reporting all problems at once by path
+ * (`tls.certFile: not readable`). Defaults point into the data directory that `inkan init` fills.
+ */
+export function parseConfig(raw: RawConfig): Config {
+  const problems: string[] = [];
+  const dataDir = resolve(raw.dataDir ?? ".data");
+  const inData = (p: string) => (isAbsolute(p) ? p : join(dataDir, p));
+
+  const listen = parseListen(raw.listen ?? "127.0.0.1:8443", problems);
+  const file = (path: string, value: string) => {
+    try {
+      readFileSync(value);
+    } catch {
+      problems.push(`${path}: ${value} is not readable`);
+    }
+    return value;
+  };
+  const files = (path: string, value: string) =>
+    value.split(",").map((v) => v.trim()).filter(Boolean).map((v, i) => file(`${path}[${i}]`, inData(v)));
+
+  const tls = {
+    certFile: file("tls.certFile", inData(raw.tlsCertFile ?? "pki/server.crt")),
+    keyFile: file("tls.keyFile", inData(raw.tlsKeyFile ?? "pki/server.key")),
+    scaCaFiles: files("tls.scaCaFiles", raw.tlsScaCaFiles ?? "pki/sca-ca.crt"),
+    adminCaFiles: files("tls.adminCaFiles", raw.tlsAdminCaFiles ?? "pki/admin-ca.crt"),
+  };
+  if (tls.scaCaFiles.length + tls.adminCaFiles.length === 0) {
+    problems.push("tls: at least one SCA or admin CA is needed: client certificates are mandatory");
+  }
+  const readMaxBytes = parseInteger("limits.readMaxBytes", raw.readMaxBytes, defaultReadMaxBytes, 1024, 64 * 1024 * 1024, problems);
+  const shutdownGraceMs = parseInteger("shutdownGraceMs", raw.shutdownGraceMs, 10_000, 0, 600_000, problems);
+  const logLevel = (raw.logLevel ?? "info") as Config["logLevel"];
+  if (!logLevels.includes(logLevel)) problems.push(`logLevel: must be one of ${logLevels.join(", ")}`);
+
+  if (problems.length > 0) throw new ConfigError(problems);
+  return { dataDir, listen, tls, limits: { readMaxBytes }, shutdownGraceMs, logLevel };
+}
+
+function parseListen(value: string, problems: string[]): Config["listen"] {
+  const m = /^(\[[0-9a-fA-F:.]+\]|[^:\s]+):(\d{1,5})$/.exec(value);
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || port > 65535) {
+    problems.push(`listen: "${value}" is not HOST:PORT (port 0 picks a free port)`);
+    return { host: "127.0.0.1", port: 0 };
+  }
+  return { host: m[1]!.replace(/^\[|\]$/g, ""), port };
+}
+
+function parseInteger(path: string, value: string | undefined, fallback: number, min: number, max: number, problems: string[]): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min || n > max) {
+    problems.push(`${path}: must be an integer from ${min} to ${max}, got "${value}"`);
+    return fallback;
+  }
+  return n;
+}

@@ -1,0 +1,95 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Transport } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
+import { contractFiles } from "@inkan/sdk";
+import { pino } from "pino";
+import { parseConfig, type RawConfig } from "../config/config.js";
+import { createCertificateAuthority, issueCertificate, loadCertificateAuthority, writeDevPki, type DevPkiPaths, type Pem } from "../pki/dev-pki.js";
+import { startServer, type InkanServer } from "../transport/server.js";
+
+export type Protocol = "connect" | "grpc" | "grpc-web";
+export const protocols: Protocol[] = ["connect", "grpc", "grpc-web"];
+
+/** Client TLS material: the CA to trust the server with, and the client's certificate, if any. */
+export interface ClientTls {
+  ca: string;
+  cert?: string;
+  key?: string;
+}
+
+/** A Connect transport of the given protocol over HTTP/2 with (m)TLS, as an SCA would build it. */
+export function transportFor(protocol: Protocol, baseUrl: string, tls: ClientTls): Transport {
+  const options = { baseUrl, httpVersion: "2" as const, nodeOptions: { ...tls } };
+  switch (protocol) {
+    case "connect":
+      return createConnectTransport(options);
+    case "grpc":
+      return createGrpcTransport(options);
+    case "grpc-web":
+      return createGrpcWebTransport(options);
+  }
+}
+
+/** The development PKI plus the bad client certificates the refusal tests need. */
+export interface TestPki {
+  paths: DevPkiPaths;
+  ca: string;
+  sca: Pem;
+  admin: Pem;
+  /** A client certificate from a CA the server does not trust. */
+  foreign: Pem;
+  /** A client certificate from the SCA CA whose validity ended yesterday. */
+  expired: Pem;
+}
+
+async function createTestPki(dataDir: string): Promise<TestPki> {
+  const paths = await writeDevPki(dataDir);
+  const read = (f: string) => readFileSync(f, "utf8");
+  const foreignCa = await createCertificateAuthority("Somebody Else's CA");
+  const scaCa = await loadCertificateAuthority({ cert: read(paths.scaCaCert), key: read(paths.scaCaKey) });
+  const day = 24 * 60 * 60 * 1000;
+  return {
+    paths,
+    ca: read(paths.caCert),
+    sca: { cert: read(paths.scaCert), key: read(paths.scaKey) },
+    admin: { cert: read(paths.adminCert), key: read(paths.adminKey) },
+    foreign: await issueCertificate(foreignCa, { commonName: "intruder", usage: "client" }),
+    expired: await issueCertificate(scaCa, {
+      commonName: "sca-expired", usage: "client", notBefore: new Date(Date.now() - 10 * day), notAfter: new Date(Date.now() - day),
+    }),
+  };
+}
+
+export interface TestServer {
+  server: InkanServer;
+  pki: TestPki;
+  dataDir: string;
+  /** A transport for `protocol` presenting `who`'s certificate (none when undefined). */
+  transport(protocol: Protocol, who?: Pem): Transport;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts the real server on 127.0.0.1:0 over mTLS with a fresh development PKI in a temporary
+ * data directory. Logs go to `<dataDir>/server.log` so a failing test can be read afterwards.
+ */
+export async function startTestServer(raw: RawConfig = {}): Promise<TestServer> {
+  const dataDir = mkdtempSync(join(tmpdir(), "inkan-test-"));
+  const pki = await createTestPki(dataDir);
+  const config = parseConfig({ dataDir, listen: "127.0.0.1:0", shutdownGraceMs: "2000", ...raw });
+  writeFileSync(join(dataDir, "server.log"), "");
+  const log = pino({ level: "info" }, pino.destination({ dest: join(dataDir, "server.log"), sync: true }));
+  const server = await startServer({ config, log, contract: contractFiles });
+  return {
+    server,
+    pki,
+    dataDir,
+    transport: (protocol, who) => transportFor(protocol, server.url, { ca: pki.ca, ...who }),
+    async close() {
+      await server.close(500);
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}

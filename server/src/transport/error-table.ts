@@ -1,0 +1,92 @@
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { ErrorDetailSchema, Reason } from "@inkan/sdk/gen/inkan/sam/v1/error_pb.js";
+import { InkanError, type ReasonCode } from "../errors.js";
+
+/** The one table from a domain reason to the gRPC/Connect code it travels with. */
+export const codeOfReason: Record<ReasonCode, Code> = {
+  CLIENT_CERTIFICATE_REJECTED: Code.Unauthenticated,
+  ROLE_NOT_PERMITTED: Code.PermissionDenied,
+  REQUEST_SIGNATURE_INVALID: Code.Unauthenticated,
+  NONCE_REPLAYED: Code.Unauthenticated,
+  APPROVAL_REQUIRED: Code.FailedPrecondition,
+  APPROVAL_REJECTED: Code.PermissionDenied,
+  INVALID_REQUEST: Code.InvalidArgument,
+  HASH_LENGTH_MISMATCH: Code.InvalidArgument,
+  ALGORITHM_NOT_ALLOWED: Code.InvalidArgument,
+  LIMIT_EXCEEDED: Code.ResourceExhausted,
+  TRANSACTION_NOT_FOUND: Code.NotFound,
+  TRANSACTION_STATE: Code.FailedPrecondition,
+  EXPIRED: Code.FailedPrecondition,
+  SAD_INVALID: Code.PermissionDenied,
+  SAD_REPLAYED: Code.PermissionDenied,
+  HASH_NOT_AUTHORIZED: Code.PermissionDenied,
+  SIGNATURE_COUNT_EXCEEDED: Code.PermissionDenied,
+  AUTHENTICATION_FAILED: Code.PermissionDenied,
+  ASSURANCE_LEVEL_NOT_MET: Code.FailedPrecondition,
+  UPLOAD_INCOMPLETE: Code.FailedPrecondition,
+  SIGNER_NOT_FOUND: Code.NotFound,
+  CREDENTIAL_NOT_FOUND: Code.NotFound,
+  CREDENTIAL_SUSPENDED: Code.FailedPrecondition,
+  CREDENTIAL_DESTROYED: Code.FailedPrecondition,
+  CREDENTIAL_LOCKED: Code.FailedPrecondition,
+  SIGNER_INACTIVE: Code.FailedPrecondition,
+  ACTIVATION_CODE_INVALID: Code.PermissionDenied,
+  ALREADY_EXISTS: Code.AlreadyExists,
+  KEY_MISMATCH: Code.InvalidArgument,
+  CERTIFICATE_INVALID: Code.InvalidArgument,
+  INTEGRITY_VIOLATION: Code.Internal,
+  CRYPTO_MODULE_FAILURE: Code.Unavailable,
+  AUDIT_FAILURE: Code.Unavailable,
+  STORE_FAILURE: Code.Unavailable,
+  SIGNATURE_CHECK_FAILED: Code.Internal,
+  NOT_IMPLEMENTED: Code.Unimplemented,
+};
+
+/** The reason attached to errors that the framework raised without one, by their code. */
+const reasonOfFrameworkCode: Partial<Record<Code, ReasonCode>> = {
+  [Code.InvalidArgument]: "INVALID_REQUEST",
+  [Code.ResourceExhausted]: "LIMIT_EXCEEDED",
+  [Code.Unimplemented]: "NOT_IMPLEMENTED",
+};
+
+function detail(code: ReasonCode, field?: string, index?: number) {
+  return {
+    desc: ErrorDetailSchema,
+    value: create(ErrorDetailSchema, {
+      reason: Reason[code],
+      field: field ?? "",
+      index: index ?? 0,
+      hasIndex: index !== undefined,
+    }),
+  };
+}
+
+function hasInkanDetail(err: ConnectError): boolean {
+  return err.details.some((d) => ("desc" in d ? d.desc.typeName : d.type) === ErrorDetailSchema.typeName);
+}
+
+/**
+ * Turns anything a handler threw into the error the client sees. Domain errors keep their short
+ * message and gain their code and typed detail; framework errors gain a detail where one fits;
+ * anything else is an internal error whose message and cause stay in the log (`report`).
+ */
+export function toConnectError(err: unknown, report: (err: unknown) => void): ConnectError {
+  if (err instanceof InkanError) {
+    const code = codeOfReason[err.code];
+    if (code === Code.Internal || code === Code.Unavailable) report(err);
+    return new ConnectError(err.message, code, undefined, [detail(err.code, err.field, err.index)], err);
+  }
+  if (err instanceof ConnectError) {
+    const reason = reasonOfFrameworkCode[err.code];
+    if (reason && !hasInkanDetail(err)) err.details.push(detail(reason));
+    return err;
+  }
+  report(err);
+  return new ConnectError("internal error", Code.Internal);
+}
+
+/** Convenience for RPCs whose issue has not landed: never a fake success. */
+export function notImplemented(method: string): InkanError {
+  return new InkanError("NOT_IMPLEMENTED", `${method} is not implemented by this SAM yet`);
+}

@@ -1,0 +1,66 @@
+import { X509Certificate } from "node:crypto";
+import type { Http2ServerRequest } from "node:http2";
+import type { IncomingMessage } from "node:http";
+import type { TLSSocket } from "node:tls";
+import { createContextKey } from "@connectrpc/connect";
+
+/** What the caller is, as its client certificate says. */
+export type CallerKind = "sca" | "privileged";
+
+/** The authenticated caller of one request, derived from its TLS client certificate. */
+export interface CallerIdentity {
+  kind: CallerKind;
+  /** The certificate subject's common name (for logs and audit; not unique on its own). */
+  commonName: string;
+  /** SHA-256 fingerprint of the client certificate (DER), hex upper case with colons. */
+  fingerprint: string;
+  /** The certificate's serial number, hex. */
+  serialNumber: string;
+}
+
+/** The caller's identity, or undefined when the certificate matched no configured CA. */
+export const kCaller = createContextKey<CallerIdentity | undefined>(undefined, { description: "caller identity" });
+/** The request id, also sent back in the `inkan-request-id` response header. */
+export const kRequestId = createContextKey<string>("", { description: "request id" });
+
+export interface TrustedCas {
+  sca: X509Certificate[];
+  privileged: X509Certificate[];
+}
+
+/** Parses every PEM certificate in `pem` (a bundle may hold several). */
+export function parseCertificates(pem: string): X509Certificate[] {
+  const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  return blocks.map((b) => new X509Certificate(b));
+}
+
+/**
+ * Classifies a client certificate by the configured CA that issued it. TLS has already verified
+ * the chain and the validity period (the handshake fails otherwise); this decides the caller's
+ * kind, so a certificate from the SCA CA can never act as a privileged user and vice versa
+ * (R-3.1.2.1, R-3.2.2.1).
+ */
+export function identify(cert: X509Certificate, cas: TrustedCas): CallerIdentity | undefined {
+  const issuedBy = (list: X509Certificate[]) => list.some((ca) => cert.checkIssued(ca) && cert.verify(ca.publicKey));
+  const kind: CallerKind | undefined = issuedBy(cas.sca) ? "sca" : issuedBy(cas.privileged) ? "privileged" : undefined;
+  if (!kind) return undefined;
+  const cn = /(?:^|\n)CN=([^\n]*)/.exec(cert.subject)?.[1] ?? "";
+  return { kind, commonName: cn, fingerprint: cert.fingerprint256, serialNumber: cert.serialNumber };
+}
+
+const bySocket = new WeakMap<TLSSocket, CallerIdentity | null>();
+
+/**
+ * The identity of the peer on the TLS connection that carries `req`, computed once per
+ * connection. `ctx.requestHeader` does not carry the certificate: it lives on the socket.
+ */
+export function identityOfRequest(req: Http2ServerRequest | IncomingMessage, cas: TrustedCas): CallerIdentity | undefined {
+  const socket = ("stream" in req ? req.stream.session?.socket : req.socket) as TLSSocket | undefined;
+  if (!socket || typeof socket.getPeerCertificate !== "function") return undefined;
+  const known = bySocket.get(socket);
+  if (known !== undefined) return known ?? undefined;
+  const peer = socket.getPeerCertificate();
+  const identity = peer?.raw ? identify(new X509Certificate(peer.raw), cas) : undefined;
+  bySocket.set(socket, identity ?? null);
+  return identity;
+}

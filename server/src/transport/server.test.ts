@@ -1,0 +1,97 @@
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import * as grpc from "@grpc/grpc-js";
+import { Health, HealthCheckRequestSchema, HealthCheckResponse_ServingStatus as Status } from "@inkan/sdk/gen/grpc/health/v1/health_pb.js";
+import { ServerReflection } from "@inkan/sdk/gen/grpc/reflection/v1/reflection_pb.js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { grpcJsClient, unary } from "../testing/grpc-js.js";
+import { protocols, startTestServer, type TestServer } from "../testing/harness.js";
+
+let t: TestServer;
+beforeAll(async () => {
+  t = await startTestServer();
+});
+afterAll(async () => {
+  await t?.close();
+});
+
+async function codeOf(p: Promise<unknown>): Promise<Code | "ok"> {
+  try {
+    await p;
+    return "ok";
+  } catch (err) {
+    return ConnectError.from(err).code;
+  }
+}
+
+describe("health over mTLS (R-3.2.1.2 secure channel)", () => {
+  for (const protocol of protocols) {
+    it(`answers SERVING over ${protocol} with an SCA certificate`, async () => {
+      const health = createClient(Health, t.transport(protocol, t.pki.sca));
+      const res = await health.check({ service: "" });
+      expect(res.status).toBe(Status.SERVING);
+    });
+  }
+
+  it("answers a plain @grpc/grpc-js client with a privileged-user certificate", async () => {
+    const client = grpcJsClient(Health, t.server.url, { ca: t.pki.ca, ...t.pki.admin });
+    try {
+      const res = await unary<{ status: Status }>(client, Health.method.check, create(HealthCheckRequestSchema, { service: "" }));
+      expect(res.status).toBe(Status.SERVING);
+    } finally {
+      client.close();
+    }
+  });
+
+  it("reports NOT_FOUND for an unknown service", async () => {
+    const health = createClient(Health, t.transport("grpc", t.pki.sca));
+    expect(await codeOf(health.check({ service: "no.such.Service" }))).toBe(Code.NotFound);
+  });
+});
+
+describe("client certificates are mandatory and must come from a configured CA", () => {
+  const cases = [
+    { name: "no client certificate", who: () => undefined },
+    { name: "a certificate from another CA", who: () => t.pki.foreign },
+    { name: "an expired certificate from the SCA CA", who: () => t.pki.expired },
+  ];
+  for (const c of cases) {
+    for (const protocol of protocols) {
+      it(`refuses ${c.name} over ${protocol}`, async () => {
+        const health = createClient(Health, t.transport(protocol, c.who()));
+        const code = await codeOf(health.check({ service: "" }, { timeoutMs: 5000 }));
+        expect(code).not.toBe("ok");
+      });
+    }
+    it(`refuses ${c.name} from @grpc/grpc-js`, async () => {
+      const client = grpcJsClient(Health, t.server.url, { ca: t.pki.ca, ...c.who() });
+      try {
+        const err = await unary(client, Health.method.check, create(HealthCheckRequestSchema, {}))
+          .then(() => undefined, (e: grpc.ServiceError) => e);
+        expect(err?.code).toBe(grpc.status.UNAVAILABLE);
+      } finally {
+        client.close();
+      }
+    });
+  }
+
+  it("still serves good clients after refusing bad handshakes", async () => {
+    const health = createClient(Health, t.transport("grpc", t.pki.sca));
+    expect((await health.check({})).status).toBe(Status.SERVING);
+  });
+});
+
+describe("server reflection", () => {
+  it("lists the Inkan services and health to grpcurl-style clients", async () => {
+    const reflection = createClient(ServerReflection, t.transport("grpc", t.pki.sca));
+    async function* one() {
+      yield { messageRequest: { case: "listServices" as const, value: "*" } };
+    }
+    const names: string[] = [];
+    for await (const res of reflection.serverReflectionInfo(one())) {
+      if (res.messageResponse.case === "listServicesResponse") names.push(...res.messageResponse.value.service.map((s) => s.name));
+    }
+    expect(names).toContain("grpc.health.v1.Health");
+    expect(names.some((n) => n.startsWith("inkan.sam.v1."))).toBe(true);
+  });
+});

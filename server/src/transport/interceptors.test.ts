@@ -1,5 +1,5 @@
-import { Code, ConnectError, createClient, createRouterTransport, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
-import { Health } from "@inkan/sdk/gen/grpc/health/v1/health_pb.js";
+import { Code, ConnectError, createClient, createRouterTransport, type Interceptor, type ServiceImpl } from "@connectrpc/connect";
+import { Health, HealthCheckResponse_ServingStatus as Status } from "@inkan/sdk/gen/grpc/health/v1/health_pb.js";
 import { Reason, inkanErrorDetail, inkanErrorReason } from "@inkan/sdk";
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
@@ -13,10 +13,10 @@ const sca: CallerIdentity = { kind: "sca", commonName: "sca-test", fingerprint: 
 const lines: string[] = [];
 const log = pino({ level: "info" }, { write: (l: string) => void lines.push(l) });
 
-function clientWith(impl: Parameters<ConnectRouter["service"]>[1], caller: CallerIdentity | null = sca) {
+function clientWith(impl: Partial<ServiceImpl<typeof Health>>, caller: CallerIdentity | null = sca) {
   // Stands in for the server's contextValues hook, which reads the caller from the TLS socket.
   const asCaller: Interceptor = (next) => (req) => next((req.contextValues.set(kCaller, caller ?? undefined), req));
-  const transport = createRouterTransport((router) => router.service(Health, impl as never), {
+  const transport = createRouterTransport((router) => router.service(Health, impl), {
     router: { interceptors: [asCaller, createCallInterceptor(log), createAccessInterceptor()] },
   });
   return createClient(Health, transport);
@@ -68,7 +68,7 @@ describe("the error table", () => {
   it("maps errors raised while a response streams", async () => {
     const client = clientWith({
       async *watch() {
-        yield { status: 1 };
+        yield { status: Status.SERVING };
         throw new InkanError("CREDENTIAL_SUSPENDED", "credential suspended");
       },
     });
@@ -78,7 +78,7 @@ describe("the error table", () => {
         for await (const m of client.watch({})) seen.push(m.status);
       })(),
     );
-    expect(seen).toEqual([1]);
+    expect(seen).toEqual([Status.SERVING]);
     expect(err.code).toBe(Code.FailedPrecondition);
     expect(inkanErrorReason(err)).toBe(Reason.CREDENTIAL_SUSPENDED);
   });

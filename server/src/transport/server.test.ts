@@ -1,8 +1,10 @@
-import { create } from "@bufbuild/protobuf";
+import { create, fromBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
 import { Health, HealthCheckRequestSchema, HealthCheckResponse_ServingStatus as Status } from "@inkan/sdk/gen/grpc/health/v1/health_pb.js";
 import { ServerReflection } from "@inkan/sdk/gen/grpc/reflection/v1/reflection_pb.js";
+import { ServerReflection as ServerReflectionV1Alpha } from "@inkan/sdk/gen/grpc/reflection/v1alpha/reflection_pb.js";
+import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { grpcJsClient, unary } from "../testing/grpc-js.js";
 import { protocols, startTestServer, type TestServer } from "../testing/harness.js";
@@ -94,4 +96,22 @@ describe("server reflection", () => {
     expect(names).toContain("grpc.health.v1.Health");
     expect(names.some((n) => n.startsWith("inkan.sam.v1."))).toBe(true);
   });
+
+  it("serves the schema of a symbol with its dependencies, over v1 and v1alpha", async () => {
+    for (const service of [ServerReflection, ServerReflectionV1Alpha]) {
+      const reflection = createClient(service, t.transport("grpc", t.pki.sca));
+      async function* ask() {
+        yield { messageRequest: { case: "fileContainingSymbol" as const, value: "inkan.sam.v1.SignatureActivationService.Authorize" } };
+        yield { messageRequest: { case: "fileByFilename" as const, value: "no/such.proto" } };
+      }
+      const answers = [];
+      for await (const res of reflection.serverReflectionInfo(ask())) answers.push(res.messageResponse);
+      expect(answers[0]?.case).toBe("fileDescriptorResponse");
+      const files = answers[0]?.case === "fileDescriptorResponse" ? answers[0].value.fileDescriptorProto.map((b) => fromBinary(FileDescriptorProtoSchema, b)) : [];
+      expect(files[0]?.name).toBe("inkan/sam/v1/sam.proto");
+      expect(files.map((f) => f.name)).toEqual(expect.arrayContaining(["inkan/sam/v1/types.proto", "google/protobuf/timestamp.proto"]));
+      expect(answers[1]?.case).toBe("errorResponse");
+    }
+  });
 });
+

@@ -1,0 +1,89 @@
+import { timingSafeEqual } from "node:crypto";
+import canonicalize from "canonicalize";
+import type { SystemKeys } from "../crypto/port.js";
+import { InkanError } from "../errors.js";
+import type { PolicyRecord, SealedRecord } from "../store/port.js";
+
+/** A record the sealer can seal: every sealed record kind, and policy versions. */
+export type Sealable = SealedRecord | PolicyRecord;
+type Unsealed<R extends Sealable> = Omit<R, "seal">;
+
+/** Domain separation: a seal is never valid as any other HMAC the SAM computes. */
+const sealContext = "inkan-record-seal-v1\n";
+const encoder = new TextEncoder();
+
+/**
+ * The bytes a seal covers: RFC 8785 canonical JSON of every field of the record except the seal
+ * itself, so kind, id, version, the queryable fields (signer of a credential, status, public-key
+ * fingerprint, …) and the body are all bound (R-3.1.1.1, R-3.2.1.7, R-3.2.2.3). Moving a credential
+ * to another signer, raising a version or copying a seal from another record all break it.
+ */
+export function sealedBytes(record: Unsealed<Sealable> | Sealable): Uint8Array {
+  const { seal: _seal, ...fields } = record as Sealable;
+  return encoder.encode(sealContext + canonicalize(fields));
+}
+
+/** A record whose seal did not verify. It is never used; the operation stops (fail closed). */
+export class IntegrityViolationError extends InkanError {
+  constructor(readonly recordKind: string, readonly recordId: string) {
+    super("INTEGRITY_VIOLATION", "a stored record failed its integrity check");
+    this.name = "IntegrityViolationError";
+  }
+}
+
+export interface RecordSealerOptions {
+  keys: SystemKeys;
+  /** Called for each integrity failure before the error is thrown (the audit log hooks in here). */
+  onViolation?: (kind: string, id: string) => Promise<void> | void;
+}
+
+/**
+ * Seals records with the crypto module's record-seal HMAC key and verifies them on every read.
+ * Someone with write access to the database alone cannot produce a valid seal.
+ */
+export class RecordSealer {
+  constructor(private readonly options: RecordSealerOptions) {}
+
+  async seal<R extends Sealable>(record: Unsealed<R>): Promise<R> {
+    const seal = await this.options.keys.hmacSha256("record-seal", sealedBytes(record));
+    return { ...record, seal } as R;
+  }
+
+  /** Returns the record when its seal verifies; otherwise reports and throws IntegrityViolationError. */
+  async verify<R extends Sealable>(record: R): Promise<R> {
+    const expected = await this.options.keys.hmacSha256("record-seal", sealedBytes(record));
+    const seal = record.seal;
+    if (seal.length !== expected.length || !timingSafeEqual(seal, expected)) {
+      await this.options.onViolation?.(record.kind, record.id);
+      throw new IntegrityViolationError(record.kind, record.id);
+    }
+    return record;
+  }
+}
+
+/**
+ * Encrypts confidential fields (TOTP secrets, device-binding data) with the crypto module's
+ * AES-256-GCM key, bound to the record they belong to: the associated data is the record's kind
+ * and id, so a ciphertext copied into another record does not decrypt (R-3.1.1.1 confidentiality).
+ */
+export class FieldCipher {
+  constructor(private readonly keys: SystemKeys) {}
+
+  private aad(kind: string, id: string): Uint8Array {
+    return encoder.encode(`inkan-field-v1\n${canonicalize({ kind, id })}`);
+  }
+
+  async encrypt(kind: string, id: string, plaintext: Uint8Array): Promise<string> {
+    const sealed = await this.keys.encrypt("field-encryption", plaintext, this.aad(kind, id));
+    return Buffer.from(sealed).toString("base64url");
+  }
+
+  async decrypt(kind: string, id: string, ciphertext: string): Promise<Uint8Array> {
+    try {
+      return await this.keys.decrypt("field-encryption", Buffer.from(ciphertext, "base64url"), this.aad(kind, id));
+    } catch (err) {
+      if (err instanceof InkanError && err.code === "CRYPTO_MODULE_FAILURE") throw err;
+      throw new IntegrityViolationError(kind, id);
+    }
+  }
+}

@@ -1,0 +1,699 @@
+/**
+ * The contract every Store adapter passes: one suite, run against SQLite always and against
+ * MongoDB when a server is reachable. Test code (it imports vitest); the product never imports it.
+ *
+ * Time is a fixed clock (`at(seconds)`); concurrency tests start N callers behind one barrier (a
+ * promise they all await, released once every caller is waiting) and assert exactly one wins.
+ */
+import { createHash, randomUUID } from "node:crypto";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import {
+  AuditChainError,
+  RecordExistsError,
+  StoreFailureError,
+  maxPageSize,
+  type AuditRecord,
+  type CredentialRecord,
+  type FactorRecord,
+  type NewTransaction,
+  type PrivilegedUserKeyRecord,
+  type PrivilegedUserRecord,
+  type SealedRecord,
+  type SignerRecord,
+  type Store,
+} from "./port.js";
+
+export interface StoreFactory {
+  /** A new, empty store. */
+  open(): Promise<Store>;
+  /** Another connection to the same database as `store`, as a second SAM process or node would open. */
+  connectAgain(store: Store): Promise<Store>;
+  /** Removes what open() created; called after the store and its other connections are closed. */
+  dispose?(store: Store): Promise<void>;
+}
+
+/** Rounds of each concurrency test, and callers per round. */
+export const raceRounds = 100;
+export const racers = 64;
+
+const t0 = new Date("2030-01-01T00:00:00.000Z");
+/** The fixed clock: t0 plus `seconds`. */
+export const at = (seconds: number): Date => new Date(t0.getTime() + seconds * 1000);
+
+const bytes = (text: string): Uint8Array => new Uint8Array(Buffer.from(text, "utf8"));
+/** A deterministic 32-byte DTBS/R hash for position i. */
+export const dtbsrHash = (i: number, salt = ""): Uint8Array => new Uint8Array(createHash("sha256").update(`${salt}dtbsr-${i}`).digest());
+
+/** Starts `n` calls at once: each awaits one shared promise, released after all n are waiting. */
+export async function race<T>(n: number, attempt: (i: number) => Promise<T>): Promise<T[]> {
+  let release!: () => void;
+  const barrier = new Promise<void>((resolve) => (release = resolve));
+  const calls = Array.from({ length: n }, async (_, i) => {
+    await barrier;
+    return attempt(i);
+  });
+  release();
+  return Promise.all(calls);
+}
+
+// Records with awkward content: unicode and JSON in the body, 0x00 and 0xff in the seal.
+const body = (id: string, extra: Record<string, unknown> = {}): string => JSON.stringify({ id, note: "署名 \u0000 \"q\"", ...extra });
+const seal = (id: string): Uint8Array => new Uint8Array([0, 255, ...createHash("sha256").update(id).digest(), 0]);
+
+const signer = (id: string, status: SignerRecord["status"] = "ACTIVE"): SignerRecord => ({ kind: "signer", id, version: 1, status, body: body(id), seal: seal(id) });
+const credential = (id: string, signerId: string, fingerprint: string, status: CredentialRecord["status"] = "ACTIVE"): CredentialRecord => ({
+  kind: "credential", id, version: 1, signerId, status, publicKeyFingerprint: fingerprint, body: body(id), seal: seal(id),
+});
+const factor = (id: string, signerId: string, type: FactorRecord["type"]): FactorRecord => ({
+  kind: "factor", id, version: 1, signerId, type, status: "ACTIVE", body: body(id), seal: seal(id),
+});
+const privilegedUser = (id: string, role: PrivilegedUserRecord["role"], certificateFingerprint: string): PrivilegedUserRecord => ({
+  kind: "privileged-user", id, version: 1, role, status: "ACTIVE", certificateFingerprint, body: body(id), seal: seal(id),
+});
+const privilegedUserKey = (id: string, userId: string, keyFingerprint: string): PrivilegedUserKeyRecord => ({
+  kind: "privileged-user-key", id, version: 1, userId, status: "ACTIVE", keyFingerprint, body: body(id), seal: seal(id),
+});
+const newTransaction = (id: string, numSignatures: number, expiresInSeconds = 600): NewTransaction => ({
+  id, credentialId: "cred-1", signerId: "signer-1", sca: "CN=sca-1", hashAlgorithm: "SHA256", numSignatures,
+  body: JSON.stringify({ description: "Invoice 42" }), createdAt: at(0), expiresAt: at(expiresInSeconds),
+});
+
+async function rejection(p: Promise<unknown>): Promise<unknown> {
+  try {
+    await p;
+  } catch (e) {
+    return e;
+  }
+  throw new Error("expected a rejection");
+}
+
+export function describeStoreContract(name: string, factory: StoreFactory): void {
+  describe(`Store contract: ${name}`, () => {
+    let store: Store;
+    const extra: Store[] = [];
+
+    beforeEach(async () => {
+      store = await factory.open();
+    });
+    afterEach(async () => {
+      for (const s of extra.splice(0)) await s.close().catch(() => undefined);
+      await store.close().catch(() => undefined);
+      await factory.dispose?.(store);
+    });
+
+    /** An authorized transaction over `hashes`, uploaded in one chunk. */
+    async function authorized(id: string, hashes: Uint8Array[], numSignatures = hashes.length): Promise<void> {
+      await store.createTransaction(newTransaction(id, numSignatures));
+      expect(await store.appendDtbsr({ transactionId: id, startIndex: 0, hashes, now: at(1) })).toEqual({ ok: true, hashCount: hashes.length });
+      expect(await store.completeDtbsrUpload({ transactionId: id, hashCount: hashes.length, digest: bytes("digest"), now: at(1) })).toBe(true);
+      expect(await store.transitionTransaction({ id, from: ["PENDING"], to: "AUTHORIZED", now: at(2) })).toBe(true);
+    }
+
+    describe("sealed records", () => {
+      it("returns every field of every kind exactly as stored (id, version, queryable fields, body, seal)", async () => {
+        const records: SealedRecord[] = [
+          signer("s1"),
+          factor("f1", "s1", "DEVICE_KEY"),
+          credential("c1", "s1", "fp-1"),
+          privilegedUser("u1", "SECURITY_OFFICER", "cert-1"),
+          privilegedUserKey("k1", "u1", "key-1"),
+        ];
+        for (const r of records) await store.createRecord(r);
+        for (const r of records) expect(await store.getRecord(r.kind, r.id)).toEqual(r);
+        expect(await store.getRecord("signer", "nobody")).toBeUndefined();
+      });
+
+      it("refuses a second record with the same id (ALREADY_EXISTS, field id) and keeps the first", async () => {
+        await store.createRecord(signer("s1"));
+        const err = await rejection(store.createRecord({ ...signer("s1", "DISABLED"), body: "{}" }));
+        expect(err).toBeInstanceOf(RecordExistsError);
+        expect(err).toMatchObject({ code: "ALREADY_EXISTS", field: "id" });
+        expect(await store.getRecord("signer", "s1")).toEqual(signer("s1"));
+      });
+
+      it("T-2.1.4.4: refuses a public key the SAM already knows, under any signer and after destruction", async () => {
+        await store.createRecord(credential("c1", "s1", "fp-same"));
+        const twice = await rejection(store.createRecord(credential("c2", "s2", "fp-same")));
+        expect(twice).toBeInstanceOf(RecordExistsError);
+        expect(twice).toMatchObject({ code: "ALREADY_EXISTS", field: "publicKeyFingerprint" });
+        expect(await store.getRecord("credential", "c2")).toBeUndefined();
+
+        const destroyed = { ...credential("c1", "s1", "fp-same", "DESTROYED"), version: 2 };
+        expect(await store.updateRecord(destroyed, 1)).toBe(true);
+        await expect(store.createRecord(credential("c3", "s1", "fp-same"))).rejects.toBeInstanceOf(RecordExistsError);
+
+        // Nor can an existing credential be moved onto a known key.
+        await store.createRecord(credential("c4", "s1", "fp-other"));
+        await expect(store.updateRecord({ ...credential("c4", "s1", "fp-same"), version: 2 }, 1)).rejects.toMatchObject({
+          code: "ALREADY_EXISTS",
+          field: "publicKeyFingerprint",
+        });
+        expect(await store.getRecord("credential", "c4")).toEqual(credential("c4", "s1", "fp-other"));
+      });
+
+      it("T-2.1.4.4: 64 concurrent imports of one public key: exactly one is stored", async () => {
+        const results = await race(racers, (i) => store.createRecord(credential(`c${i}`, `s${i}`, "fp-raced")).then(() => "ok", (e: unknown) => e));
+        expect(results.filter((r) => r === "ok")).toHaveLength(1);
+        for (const r of results) if (r !== "ok") expect(r).toBeInstanceOf(RecordExistsError);
+      });
+
+      it("refuses a second privileged user with the same certificate and a second key with the same fingerprint", async () => {
+        await store.createRecord(privilegedUser("u1", "SECURITY_OFFICER", "cert-1"));
+        await expect(store.createRecord(privilegedUser("u2", "AUDITOR", "cert-1"))).rejects.toMatchObject({ field: "certificateFingerprint" });
+        await store.createRecord(privilegedUserKey("k1", "u1", "key-1"));
+        await expect(store.createRecord(privilegedUserKey("k2", "u1", "key-1"))).rejects.toMatchObject({ field: "keyFingerprint" });
+      });
+
+      it("updates by compare-and-set on the version: a stale version loses and changes nothing", async () => {
+        await store.createRecord(signer("s1"));
+        const v2: SignerRecord = { ...signer("s1", "SUSPENDED"), version: 2, body: body("s1", { failedAttempts: 1 }), seal: seal("v2") };
+        expect(await store.updateRecord(v2, 1)).toBe(true);
+        expect(await store.getRecord("signer", "s1")).toEqual(v2);
+        const stale: SignerRecord = { ...signer("s1", "ACTIVE"), version: 2, seal: seal("stale") };
+        expect(await store.updateRecord(stale, 1)).toBe(false);
+        expect(await store.getRecord("signer", "s1")).toEqual(v2);
+        expect(await store.updateRecord({ ...signer("nobody"), version: 2 }, 1)).toBe(false);
+      });
+
+      it("refuses an update whose version does not follow the expected one (RangeError, nothing written)", async () => {
+        await store.createRecord(signer("s1"));
+        await expect(store.updateRecord({ ...signer("s1"), version: 5 }, 1)).rejects.toBeInstanceOf(RangeError);
+        await expect(store.updateRecord({ ...signer("s1"), version: 1 }, 1)).rejects.toBeInstanceOf(RangeError);
+        await expect(store.createRecord({ ...signer("s2"), version: 2 })).rejects.toBeInstanceOf(RangeError);
+        expect((await store.getRecord("signer", "s1"))?.version).toBe(1);
+      });
+
+      it("64 concurrent updates from the same version: exactly one wins and its content is stored", async () => {
+        await store.createRecord(signer("s1"));
+        const results = await race(racers, (i) => store.updateRecord({ ...signer("s1"), version: 2, body: body("s1", { writer: i }) }, 1));
+        expect(results.filter(Boolean)).toHaveLength(1);
+        const winner = results.indexOf(true);
+        expect((await store.getRecord("signer", "s1"))?.body).toBe(body("s1", { writer: winner }));
+      });
+
+      it("lists by queryable fields in id order, page by page with the last id as cursor", async () => {
+        for (let i = 0; i < 25; i++) {
+          const id = `c${String(i).padStart(2, "0")}`;
+          await store.createRecord(credential(id, i % 2 === 0 ? "even" : "odd", `fp-${i}`, i % 5 === 0 ? "SUSPENDED" : "ACTIVE"));
+        }
+        const seen: string[] = [];
+        let after: string | undefined;
+        let pages = 0;
+        do {
+          const page = await store.listRecords({ kind: "credential", where: { signerId: "even" }, after, limit: 4 });
+          expect(page.items.length).toBeLessThanOrEqual(4);
+          seen.push(...page.items.map((c) => c.id));
+          after = page.next;
+          pages++;
+        } while (after !== undefined);
+        expect(seen).toEqual(Array.from({ length: 13 }, (_, k) => `c${String(k * 2).padStart(2, "0")}`));
+        expect(pages).toBe(4); // 4 + 4 + 4 + 1, and no empty last page
+        const suspendedEven = await store.listRecords({ kind: "credential", where: { signerId: "even", status: "SUSPENDED" }, limit: 100 });
+        expect(suspendedEven.items.map((c) => c.id)).toEqual(["c00", "c10", "c20"]);
+        expect(suspendedEven.next).toBeUndefined();
+        const all = await store.listRecords({ kind: "credential", where: {}, limit: 100 });
+        expect(all.items).toHaveLength(25);
+      });
+
+      it("lists signers by status, factors by signer and type, privileged users by role and keys by user", async () => {
+        await store.createRecord(signer("s1", "ACTIVE"));
+        await store.createRecord(signer("s2", "PENDING_ACTIVATION"));
+        await store.createRecord(factor("f1", "s1", "PIN"));
+        await store.createRecord(factor("f2", "s1", "DEVICE_KEY"));
+        await store.createRecord(factor("f3", "s2", "PIN"));
+        await store.createRecord(privilegedUser("u1", "AUDITOR", "cert-1"));
+        await store.createRecord(privilegedUser("u2", "SECURITY_OFFICER", "cert-2"));
+        await store.createRecord(privilegedUserKey("k1", "u2", "key-1"));
+        const ids = (p: { items: { id: string }[] }) => p.items.map((r) => r.id);
+        expect(ids(await store.listRecords({ kind: "signer", where: { status: "PENDING_ACTIVATION" }, limit: 10 }))).toEqual(["s2"]);
+        expect(ids(await store.listRecords({ kind: "factor", where: { signerId: "s1" }, limit: 10 }))).toEqual(["f1", "f2"]);
+        expect(ids(await store.listRecords({ kind: "factor", where: { signerId: "s1", type: "PIN" }, limit: 10 }))).toEqual(["f1"]);
+        expect(ids(await store.listRecords({ kind: "privileged-user", where: { role: "SECURITY_OFFICER" }, limit: 10 }))).toEqual(["u2"]);
+        expect(ids(await store.listRecords({ kind: "privileged-user-key", where: { userId: "u2" }, limit: 10 }))).toEqual(["k1"]);
+      });
+
+      it("finds a record by its unique field", async () => {
+        await store.createRecord(credential("c1", "s1", "fp-1"));
+        await store.createRecord(privilegedUser("u1", "AUDITOR", "cert-1"));
+        await store.createRecord(privilegedUserKey("k1", "u1", "key-1"));
+        expect(await store.findRecord("credential", "publicKeyFingerprint", "fp-1")).toEqual(credential("c1", "s1", "fp-1"));
+        expect((await store.findRecord("privileged-user", "certificateFingerprint", "cert-1"))?.id).toBe("u1");
+        expect((await store.findRecord("privileged-user-key", "keyFingerprint", "key-1"))?.id).toBe("k1");
+        expect(await store.findRecord("credential", "publicKeyFingerprint", "fp-unknown")).toBeUndefined();
+      });
+
+      it("refuses listing by a field that is not queryable and pages outside 1..maxPageSize (RangeError)", async () => {
+        await expect(store.listRecords({ kind: "signer", where: { body: "x" } as never, limit: 10 })).rejects.toBeInstanceOf(RangeError);
+        await expect(store.listRecords({ kind: "signer", where: {}, limit: 0 })).rejects.toBeInstanceOf(RangeError);
+        await expect(store.listRecords({ kind: "signer", where: {}, limit: maxPageSize + 1 })).rejects.toBeInstanceOf(RangeError);
+        await expect(store.findRecord("credential", "signerId" as never, "s1")).rejects.toBeInstanceOf(RangeError);
+      });
+
+      it("R-3.2.2.3: appends policy versions in order; a lost race or a gap is refused; history stays readable", async () => {
+        const policy = (version: number, note: string) => ({ kind: "policy" as const, id: "security-policy", version, body: body(note), seal: seal(note) });
+        expect(await store.latestPolicyVersion("security-policy")).toBeUndefined();
+        expect(await store.appendPolicyVersion(policy(2, "gap"))).toBe(false);
+        expect(await store.appendPolicyVersion(policy(1, "first"))).toBe(true);
+        const raced = await race(racers, (i) => store.appendPolicyVersion(policy(2, `second-${i}`)));
+        expect(raced.filter(Boolean)).toHaveLength(1);
+        expect(await store.appendPolicyVersion(policy(1, "rewrite"))).toBe(false);
+        expect(await store.getPolicyVersion("security-policy", 1)).toEqual(policy(1, "first"));
+        expect(await store.latestPolicyVersion("security-policy")).toEqual(policy(2, `second-${raced.indexOf(true)}`));
+        expect((await store.listPolicyVersions("security-policy", 0, 10)).map((p) => p.version)).toEqual([1, 2]);
+        expect((await store.listPolicyVersions("security-policy", 1, 10)).map((p) => p.version)).toEqual([2]);
+        expect(await store.getPolicyVersion("other-stream", 1)).toBeUndefined();
+      });
+    });
+
+    describe("transactions", () => {
+      it("creates a PENDING transaction with an empty list, every field returned; a duplicate id is refused", async () => {
+        const tx = newTransaction("tx1", 3);
+        await store.createTransaction(tx);
+        expect(await store.getTransaction("tx1")).toEqual({
+          ...tx,
+          state: "PENDING",
+          hashCount: 0,
+          dtbsrDigest: undefined,
+          signaturesCreated: 0,
+          authorizedAt: undefined,
+          updatedAt: tx.createdAt,
+        });
+        await expect(store.createTransaction(tx)).rejects.toBeInstanceOf(RecordExistsError);
+        expect(await store.getTransaction("nope")).toBeUndefined();
+      });
+
+      it("R-3.2.1.1: PENDING -> AUTHORIZED needs the complete list, happens once, and not after expiry", async () => {
+        await store.createTransaction(newTransaction("tx1", 1, 60));
+        expect(await store.transitionTransaction({ id: "tx1", from: ["PENDING"], to: "AUTHORIZED", now: at(1) })).toBe(false); // upload incomplete
+        await store.appendDtbsr({ transactionId: "tx1", startIndex: 0, hashes: [dtbsrHash(0)], now: at(1) });
+        expect(await store.completeDtbsrUpload({ transactionId: "tx1", hashCount: 1, digest: bytes("d"), now: at(1) })).toBe(true);
+        expect(await store.transitionTransaction({ id: "tx1", from: ["PENDING"], to: "AUTHORIZED", now: at(60) })).toBe(false); // expired
+        expect(await store.transitionTransaction({ id: "tx1", from: ["PENDING"], to: "AUTHORIZED", now: at(2) })).toBe(true);
+        expect(await store.transitionTransaction({ id: "tx1", from: ["PENDING"], to: "AUTHORIZED", now: at(3) })).toBe(false); // once
+        const tx = await store.getTransaction("tx1");
+        expect(tx).toMatchObject({ state: "AUTHORIZED", authorizedAt: at(2), updatedAt: at(2), dtbsrDigest: bytes("d") });
+      });
+
+      it("T-2.2.1.3: 64 concurrent Authorize calls on one transaction: exactly one moves it (100 rounds)", async () => {
+        for (let round = 0; round < raceRounds; round++) {
+          const id = `tx-${round}`;
+          await store.createTransaction(newTransaction(id, 1));
+          await store.appendDtbsr({ transactionId: id, startIndex: 0, hashes: [dtbsrHash(round)], now: at(1) });
+          await store.completeDtbsrUpload({ transactionId: id, hashCount: 1, digest: bytes("d"), now: at(1) });
+          const results = await race(racers, () => store.transitionTransaction({ id, from: ["PENDING"], to: "AUTHORIZED", now: at(2) }));
+          expect(results.filter(Boolean), `round ${round}`).toHaveLength(1);
+        }
+      });
+
+      it("terminal states are final and only state-machine edges are accepted", async () => {
+        await authorized("tx1", [dtbsrHash(0)]);
+        expect(await store.transitionTransaction({ id: "tx1", from: ["PENDING", "AUTHORIZED"], to: "REVOKED", now: at(3) })).toBe(true);
+        for (const to of ["CANCELLED", "REVOKED"] as const) {
+          expect(await store.transitionTransaction({ id: "tx1", from: ["PENDING", "AUTHORIZED"], to, now: at(4) })).toBe(false);
+        }
+        expect((await store.getTransaction("tx1"))?.state).toBe("REVOKED");
+        await expect(store.transitionTransaction({ id: "tx1", from: ["REVOKED"], to: "AUTHORIZED", now: at(4) })).rejects.toBeInstanceOf(RangeError);
+        await expect(store.transitionTransaction({ id: "tx1", from: ["PENDING"], to: "COMPLETED", now: at(4) })).rejects.toBeInstanceOf(RangeError);
+        await expect(store.transitionTransaction({ id: "tx1", from: [], to: "CANCELLED", now: at(4) })).rejects.toBeInstanceOf(RangeError);
+        expect(await store.transitionTransaction({ id: "nope", from: ["PENDING"], to: "CANCELLED", now: at(4) })).toBe(false);
+      });
+
+      it("appends DTBS/R chunks only in order, while PENDING, unexpired and before the list is frozen", async () => {
+        await store.createTransaction(newTransaction("tx1", 4, 60));
+        const h = [0, 1, 2, 3, 4].map((i) => dtbsrHash(i));
+        expect(await store.appendDtbsr({ transactionId: "tx1", startIndex: 0, hashes: h.slice(0, 2), now: at(1) })).toEqual({ ok: true, hashCount: 2 });
+        // a retried chunk and a gap are both refused, with the count the client should continue from
+        expect(await store.appendDtbsr({ transactionId: "tx1", startIndex: 0, hashes: h.slice(0, 2), now: at(1) })).toEqual({ ok: false, reason: "INVALID_REQUEST", hashCount: 2 });
+        expect(await store.appendDtbsr({ transactionId: "tx1", startIndex: 3, hashes: h.slice(3, 4), now: at(1) })).toEqual({ ok: false, reason: "INVALID_REQUEST", hashCount: 2 });
+        expect(await store.appendDtbsr({ transactionId: "tx1", startIndex: 2, hashes: h.slice(2, 4), now: at(60) })).toEqual({ ok: false, reason: "EXPIRED" });
+        expect(await store.appendDtbsr({ transactionId: "tx1", startIndex: 2, hashes: h.slice(2, 4), now: at(2) })).toEqual({ ok: true, hashCount: 4 });
+        expect(await store.completeDtbsrUpload({ transactionId: "tx1", hashCount: 3, digest: bytes("d"), now: at(3) })).toBe(false); // count moved
+        expect(await store.completeDtbsrUpload({ transactionId: "tx1", hashCount: 4, digest: bytes("d"), now: at(3) })).toBe(true);
+        expect(await store.completeDtbsrUpload({ transactionId: "tx1", hashCount: 4, digest: bytes("other"), now: at(3) })).toBe(false); // frozen
+        expect(await store.appendDtbsr({ transactionId: "tx1", startIndex: 4, hashes: h.slice(4), now: at(3) })).toEqual({ ok: false, reason: "TRANSACTION_STATE" });
+        expect(await store.appendDtbsr({ transactionId: "nope", startIndex: 0, hashes: h.slice(0, 1), now: at(3) })).toEqual({ ok: false, reason: "TRANSACTION_NOT_FOUND" });
+        await expect(store.appendDtbsr({ transactionId: "tx1", startIndex: 4, hashes: [], now: at(3) })).rejects.toBeInstanceOf(RangeError);
+        expect((await store.readDtbsr({ transactionId: "tx1", fromIndex: 0, limit: 10 })).map((e) => e.hash)).toEqual(h.slice(0, 4));
+        await store.createTransaction(newTransaction("empty", 1));
+        expect(await store.completeDtbsrUpload({ transactionId: "empty", hashCount: 0, digest: bytes("d"), now: at(3) })).toBe(false);
+      });
+
+      it("uploads 100,000 DTBS/R hashes in chunks and reads them back in order, page by page (bounded memory)", async () => {
+        const total = 100_000;
+        const chunk = 5_000;
+        await store.createTransaction(newTransaction("big", total));
+        const upload = createHash("sha256");
+        for (let start = 0; start < total; start += chunk) {
+          const hashes = Array.from({ length: chunk }, (_, i) => dtbsrHash(start + i));
+          hashes.forEach((h) => upload.update(h));
+          expect(await store.appendDtbsr({ transactionId: "big", startIndex: start, hashes, now: at(1) })).toEqual({ ok: true, hashCount: start + chunk });
+        }
+        const digest = new Uint8Array(upload.digest());
+        expect(await store.completeDtbsrUpload({ transactionId: "big", hashCount: total, digest, now: at(2) })).toBe(true);
+
+        const readBack = createHash("sha256");
+        let next = 0;
+        let pages = 0;
+        for (;;) {
+          const page = await store.readDtbsr({ transactionId: "big", fromIndex: next, limit: maxPageSize });
+          if (page.length === 0) break;
+          expect(page.length).toBeLessThanOrEqual(maxPageSize); // never more than a page in memory
+          for (const entry of page) {
+            if (entry.index !== next) throw new Error(`entry ${next} came back as ${entry.index}`);
+            if (entry.signed) throw new Error(`entry ${next} is marked signed`);
+            readBack.update(entry.hash);
+            next++;
+          }
+          pages++;
+        }
+        expect(next).toBe(total);
+        expect(pages).toBe(total / maxPageSize);
+        expect(new Uint8Array(readBack.digest())).toEqual(digest);
+        expect((await store.getTransaction("big"))?.dtbsrDigest).toEqual(digest);
+        await expect(store.readDtbsr({ transactionId: "big", fromIndex: 0, limit: maxPageSize + 1 })).rejects.toBeInstanceOf(RangeError);
+      });
+
+      it("T-2.2.1.6: mark-signed refuses a hash outside the list, all or nothing", async () => {
+        const h = [0, 1, 2].map((i) => dtbsrHash(i));
+        await authorized("tx1", h);
+        expect(await store.markHashesSigned({ transactionId: "tx1", hashes: [h[0]!, dtbsrHash(99)], now: at(3) })).toEqual({ ok: false, reason: "HASH_NOT_AUTHORIZED", index: 1 });
+        expect(await store.getTransaction("tx1")).toMatchObject({ signaturesCreated: 0, state: "AUTHORIZED" });
+        expect((await store.readDtbsr({ transactionId: "tx1", fromIndex: 0, limit: 10 })).some((e) => e.signed)).toBe(false); // the first claim was rolled back
+        expect(await store.markHashesSigned({ transactionId: "tx1", hashes: [h[2]!, h[0]!], now: at(3) })).toEqual({ ok: true, indices: [2, 0], signaturesCreated: 2, state: "AUTHORIZED" });
+      });
+
+      it("T-2.2.1.6: mark-signed refuses a hash more often than it appears, and the same hash twice across calls", async () => {
+        const h = [dtbsrHash(0), dtbsrHash(1), dtbsrHash(0)]; // hash 0 appears twice
+        await authorized("tx1", h);
+        expect(await store.markHashesSigned({ transactionId: "tx1", hashes: [h[0]!, h[0]!, h[0]!], now: at(3) })).toEqual({ ok: false, reason: "HASH_NOT_AUTHORIZED", index: 2 });
+        expect(await store.markHashesSigned({ transactionId: "tx1", hashes: [h[0]!], now: at(3) })).toMatchObject({ ok: true, indices: [0] });
+        expect(await store.markHashesSigned({ transactionId: "tx1", hashes: [h[0]!], now: at(3) })).toMatchObject({ ok: true, indices: [2] });
+        expect(await store.markHashesSigned({ transactionId: "tx1", hashes: [h[0]!], now: at(3) })).toEqual({ ok: false, reason: "HASH_NOT_AUTHORIZED", index: 0 });
+        expect(await store.markHashesSigned({ transactionId: "tx1", hashes: [h[1]!], now: at(3) })).toEqual({ ok: true, indices: [1], signaturesCreated: 3, state: "COMPLETED" });
+      });
+
+      it("T-2.2.1.6: the signature count never exceeds what was authorized; reaching it completes the transaction", async () => {
+        const h = [0, 1, 2, 3].map((i) => dtbsrHash(i));
+        await authorized("tx1", h, 2); // four hashes listed, two signatures authorized
+        expect(await store.markHashesSigned({ transactionId: "tx1", hashes: h.slice(0, 3), now: at(3) })).toEqual({ ok: false, reason: "SIGNATURE_COUNT_EXCEEDED" });
+        expect(await store.markHashesSigned({ transactionId: "tx1", hashes: [h[0]!], now: at(3) })).toMatchObject({ ok: true, signaturesCreated: 1, state: "AUTHORIZED" });
+        expect(await store.markHashesSigned({ transactionId: "tx1", hashes: [h[1]!, h[2]!], now: at(3) })).toEqual({ ok: false, reason: "SIGNATURE_COUNT_EXCEEDED" });
+        expect(await store.markHashesSigned({ transactionId: "tx1", hashes: [h[1]!], now: at(3) })).toMatchObject({ ok: true, signaturesCreated: 2, state: "COMPLETED" });
+        expect(await store.markHashesSigned({ transactionId: "tx1", hashes: [h[2]!], now: at(3) })).toEqual({ ok: false, reason: "TRANSACTION_STATE" });
+        expect(await store.getTransaction("tx1")).toMatchObject({ signaturesCreated: 2, state: "COMPLETED" });
+      });
+
+      it("T-2.2.1.6: 64 concurrent mark-signed calls: exactly the authorized number succeed, no entry twice", async () => {
+        const h = Array.from({ length: racers }, (_, i) => dtbsrHash(i));
+        await authorized("tx1", h, 10);
+        const results = await race(racers, (i) => store.markHashesSigned({ transactionId: "tx1", hashes: [h[i]!], now: at(3) }));
+        expect(results.filter((r) => r.ok)).toHaveLength(10);
+        expect(await store.getTransaction("tx1")).toMatchObject({ signaturesCreated: 10, state: "COMPLETED" });
+        await authorized("tx2", [dtbsrHash(0, "once")], 1);
+        const same = await race(racers, () => store.markHashesSigned({ transactionId: "tx2", hashes: [dtbsrHash(0, "once")], now: at(3) }));
+        expect(same.filter((r) => r.ok)).toHaveLength(1);
+      });
+
+      it("T-2.2.1.2: nothing is marked before authorization, after cancellation or revocation, or after expiry", async () => {
+        const h = [dtbsrHash(0)];
+        await store.createTransaction(newTransaction("pending", 1));
+        await store.appendDtbsr({ transactionId: "pending", startIndex: 0, hashes: h, now: at(1) });
+        expect(await store.markHashesSigned({ transactionId: "pending", hashes: h, now: at(2) })).toEqual({ ok: false, reason: "TRANSACTION_STATE" });
+        await authorized("revoked", h);
+        await store.transitionTransaction({ id: "revoked", from: ["AUTHORIZED"], to: "REVOKED", now: at(3) });
+        expect(await store.markHashesSigned({ transactionId: "revoked", hashes: h, now: at(3) })).toEqual({ ok: false, reason: "TRANSACTION_STATE" });
+        await authorized("cancelled", h);
+        await store.transitionTransaction({ id: "cancelled", from: ["AUTHORIZED"], to: "CANCELLED", now: at(3) });
+        expect(await store.markRangeSigned({ transactionId: "cancelled", fromIndex: 0, count: 1, now: at(3) })).toEqual({ ok: false, reason: "TRANSACTION_STATE" });
+        await authorized("expired", h);
+        expect(await store.markHashesSigned({ transactionId: "expired", hashes: h, now: at(600) })).toEqual({ ok: false, reason: "EXPIRED" });
+        expect(await store.markHashesSigned({ transactionId: "nope", hashes: h, now: at(3) })).toEqual({ ok: false, reason: "TRANSACTION_NOT_FOUND" });
+      });
+
+      it("T-2.2.1.6: ranges (SignStream) are claimed once; a resumed stream cannot re-sign or leave the list", async () => {
+        const h = Array.from({ length: 10 }, (_, i) => dtbsrHash(i));
+        await authorized("tx1", h);
+        expect(await store.markRangeSigned({ transactionId: "tx1", fromIndex: 0, count: 4, now: at(3) })).toEqual({ ok: true, indices: [0, 1, 2, 3], signaturesCreated: 4, state: "AUTHORIZED" });
+        expect(await store.markRangeSigned({ transactionId: "tx1", fromIndex: 2, count: 4, now: at(3) })).toEqual({ ok: false, reason: "HASH_NOT_AUTHORIZED", index: 2 });
+        expect(await store.markRangeSigned({ transactionId: "tx1", fromIndex: 8, count: 3, now: at(3) })).toEqual({ ok: false, reason: "HASH_NOT_AUTHORIZED", index: 10 });
+        expect(await store.markHashesSigned({ transactionId: "tx1", hashes: [h[1]!], now: at(3) })).toEqual({ ok: false, reason: "HASH_NOT_AUTHORIZED", index: 0 });
+        expect(await store.markRangeSigned({ transactionId: "tx1", fromIndex: 4, count: 6, now: at(3) })).toMatchObject({ ok: true, signaturesCreated: 10, state: "COMPLETED" });
+        const entries = await store.readDtbsr({ transactionId: "tx1", fromIndex: 0, limit: 100 });
+        expect(entries.every((e) => e.signed)).toBe(true);
+        await expect(store.markRangeSigned({ transactionId: "tx1", fromIndex: -1, count: 1, now: at(3) })).rejects.toBeInstanceOf(RangeError);
+      });
+    });
+
+    describe("one-time objects", () => {
+      const challenge = (hash: string, expiresInSeconds = 60) => ({
+        hash, purpose: "transaction" as const, subject: "tx1", createdAt: at(0), expiresAt: at(expiresInSeconds),
+      });
+
+      it("T-2.2.1.3: a challenge is consumed once, only for its purpose and before it expires", async () => {
+        await store.issueChallenge(challenge("c1"));
+        await expect(store.issueChallenge(challenge("c1"))).rejects.toBeInstanceOf(RecordExistsError);
+        expect(await store.consumeChallenge({ hash: "c1", purpose: "admin-nonce", now: at(1) })).toBeUndefined();
+        expect(await store.consumeChallenge({ hash: "c1", purpose: "transaction", now: at(1) })).toEqual({ ...challenge("c1"), consumedAt: at(1) });
+        expect(await store.consumeChallenge({ hash: "c1", purpose: "transaction", now: at(2) })).toBeUndefined();
+        await store.issueChallenge(challenge("c2", 10));
+        expect(await store.consumeChallenge({ hash: "c2", purpose: "transaction", now: at(10) })).toBeUndefined();
+        expect(await store.consumeChallenge({ hash: "unknown", purpose: "transaction", now: at(1) })).toBeUndefined();
+      });
+
+      it("T-2.2.1.3: a SAD token is consumed once; a replay is recognisable and revocation stops the chain", async () => {
+        const token = (hash: string, generation: number, previousHash?: string) => ({
+          hash, transactionId: "tx1", generation, previousHash, issuedAt: at(0), expiresAt: at(60),
+        });
+        await store.issueSadToken(token("t0", 0));
+        expect(await store.consumeSadToken({ hash: "t0", now: at(1) })).toEqual({ ...token("t0", 0), consumedAt: at(1), revokedAt: undefined });
+        expect(await store.consumeSadToken({ hash: "t0", now: at(2) })).toBeUndefined();
+        expect((await store.findSadToken("t0"))?.consumedAt).toEqual(at(1)); // the replay is seen as one
+        await store.issueSadToken(token("t1", 1, "t0"));
+        // a token is rotated at most once
+        await expect(store.issueSadToken(token("t1-bis", 1, "t0"))).rejects.toMatchObject({ code: "ALREADY_EXISTS", field: "previousHash" });
+        await expect(store.issueSadToken(token("t1", 1))).rejects.toMatchObject({ code: "ALREADY_EXISTS", field: "hash" });
+        expect(await store.revokeSadTokens({ transactionId: "tx1", now: at(3) })).toBe(1);
+        expect(await store.consumeSadToken({ hash: "t1", now: at(4) })).toBeUndefined();
+        expect(await store.findSadToken("t1")).toMatchObject({ revokedAt: at(3), consumedAt: undefined, previousHash: "t0", generation: 1 });
+        await store.issueSadToken({ ...token("t9", 0), transactionId: "tx9", expiresAt: at(5) });
+        expect(await store.consumeSadToken({ hash: "t9", now: at(5) })).toBeUndefined(); // expired
+      });
+
+      it("T-2.2.1.3: 64 concurrent rotations of one SAD token: exactly one successor is stored", async () => {
+        const results = await race(racers, (i) =>
+          store.issueSadToken({ hash: `next-${i}`, transactionId: "tx1", generation: 1, previousHash: "t0", issuedAt: at(0), expiresAt: at(60) }).then(() => "ok", (e: unknown) => e),
+        );
+        expect(results.filter((r) => r === "ok")).toHaveLength(1);
+        for (const r of results) if (r !== "ok") expect(r).toBeInstanceOf(RecordExistsError);
+      });
+
+      it("R-3.1.1.2: an activation code is accepted once; wrong codes use up attempts; expired, revoked or exhausted codes are unavailable", async () => {
+        const code = (id: string, attemptsLeft = 3, expiresInSeconds = 600) => ({
+          id, signerId: "s1", codeHash: `hash-${id}`, attemptsLeft, createdAt: at(0), expiresAt: at(expiresInSeconds),
+        });
+        await store.issueActivationCode(code("a1"));
+        await expect(store.issueActivationCode(code("a1"))).rejects.toBeInstanceOf(RecordExistsError);
+        expect(await store.attemptActivationCode({ id: "a1", codeHash: "wrong", now: at(1) })).toEqual({ outcome: "rejected", attemptsLeft: 2 });
+        expect(await store.attemptActivationCode({ id: "a1", codeHash: "hash-a1", now: at(2) })).toEqual({
+          outcome: "accepted",
+          code: { ...code("a1", 2), consumedAt: at(2), revokedAt: undefined },
+        });
+        expect(await store.attemptActivationCode({ id: "a1", codeHash: "hash-a1", now: at(3) })).toEqual({ outcome: "unavailable" });
+        expect(await store.attemptActivationCode({ id: "a1", codeHash: "wrong", now: at(3) })).toEqual({ outcome: "unavailable" }); // no attempt used
+
+        await store.issueActivationCode(code("a2", 2));
+        expect(await store.attemptActivationCode({ id: "a2", codeHash: "x", now: at(1) })).toEqual({ outcome: "rejected", attemptsLeft: 1 });
+        expect(await store.attemptActivationCode({ id: "a2", codeHash: "y", now: at(1) })).toEqual({ outcome: "rejected", attemptsLeft: 0 });
+        expect(await store.attemptActivationCode({ id: "a2", codeHash: "hash-a2", now: at(1) })).toEqual({ outcome: "unavailable" }); // exhausted
+
+        await store.issueActivationCode(code("a3", 3, 10));
+        expect(await store.attemptActivationCode({ id: "a3", codeHash: "hash-a3", now: at(10) })).toEqual({ outcome: "unavailable" }); // expired
+        await store.issueActivationCode(code("a4"));
+        expect(await store.revokeActivationCodes({ signerId: "s1", now: at(1) })).toBe(3); // every unconsumed code: a2, a3, a4
+        expect(await store.attemptActivationCode({ id: "a4", codeHash: "hash-a4", now: at(2) })).toEqual({ outcome: "unavailable" });
+        expect(await store.attemptActivationCode({ id: "unknown", codeHash: "x", now: at(1) })).toEqual({ outcome: "unavailable" });
+      });
+
+      it("T-2.2.1.3: a jti is used once until it expires", async () => {
+        expect(await store.useJti({ key: "iss|jti-1", expiresAt: at(60), now: at(0) })).toBe(true);
+        expect(await store.useJti({ key: "iss|jti-1", expiresAt: at(60), now: at(59) })).toBe(false);
+        expect(await store.useJti({ key: "iss|jti-2", expiresAt: at(60), now: at(1) })).toBe(true);
+        expect(await store.useJti({ key: "iss|jti-1", expiresAt: at(120), now: at(60) })).toBe(true); // the old use expired
+        expect(await store.useJti({ key: "iss|jti-1", expiresAt: at(120), now: at(61) })).toBe(false);
+      });
+
+      it("purges expired one-time objects and transactions with their DTBS/R lists, and keeps the rest", async () => {
+        await store.issueChallenge(challenge("old", 10));
+        await store.issueChallenge(challenge("new", 100));
+        await store.issueSadToken({ hash: "t-old", transactionId: "tx-old", generation: 0, previousHash: undefined, issuedAt: at(0), expiresAt: at(10) });
+        await store.issueActivationCode({ id: "a-old", signerId: "s1", codeHash: "h", attemptsLeft: 3, createdAt: at(0), expiresAt: at(10) });
+        await store.useJti({ key: "j-old", expiresAt: at(10), now: at(0) });
+        await store.useJti({ key: "j-new", expiresAt: at(100), now: at(0) });
+        await store.createTransaction(newTransaction("tx-old", 1, 10));
+        await store.appendDtbsr({ transactionId: "tx-old", startIndex: 0, hashes: [dtbsrHash(0), dtbsrHash(1)], now: at(1) });
+        await store.createTransaction(newTransaction("tx-new", 1, 100));
+        await store.appendDtbsr({ transactionId: "tx-new", startIndex: 0, hashes: [dtbsrHash(0)], now: at(1) });
+
+        expect(await store.purgeExpired(at(10))).toEqual({ challenges: 1, sadTokens: 1, activationCodes: 1, jtis: 1, transactions: 1 });
+        expect(await store.getTransaction("tx-old")).toBeUndefined();
+        expect(await store.readDtbsr({ transactionId: "tx-old", fromIndex: 0, limit: 10 })).toEqual([]);
+        expect(await store.readDtbsr({ transactionId: "tx-new", fromIndex: 0, limit: 10 })).toHaveLength(1);
+        expect(await store.findSadToken("t-old")).toBeUndefined();
+        expect(await store.consumeChallenge({ hash: "new", purpose: "transaction", now: at(11) })).toBeDefined();
+        expect(await store.useJti({ key: "j-new", expiresAt: at(100), now: at(11) })).toBe(false);
+        expect(await store.purgeExpired(at(10))).toEqual({ challenges: 0, sadTokens: 0, activationCodes: 0, jtis: 0, transactions: 0 });
+      });
+
+      describe(`T-2.2.1.3 replay under concurrency: ${racers} consumers behind a start barrier, exactly one wins, ${raceRounds} rounds`, () => {
+        it("challenge", async () => {
+          for (let round = 0; round < raceRounds; round++) {
+            await store.issueChallenge(challenge(`race-${round}`));
+            const results = await race(racers, () => store.consumeChallenge({ hash: `race-${round}`, purpose: "transaction", now: at(1) }));
+            expect(results.filter((r) => r !== undefined), `round ${round}`).toHaveLength(1);
+          }
+        });
+
+        it("SAD token", async () => {
+          for (let round = 0; round < raceRounds; round++) {
+            const hash = `sad-${round}`;
+            await store.issueSadToken({ hash, transactionId: "tx1", generation: 0, previousHash: undefined, issuedAt: at(0), expiresAt: at(60) });
+            const results = await race(racers, () => store.consumeSadToken({ hash, now: at(1) }));
+            expect(results.filter((r) => r !== undefined), `round ${round}`).toHaveLength(1);
+          }
+        });
+
+        it("activation code (the right code presented 64 times)", async () => {
+          for (let round = 0; round < raceRounds; round++) {
+            const id = `act-${round}`;
+            await store.issueActivationCode({ id, signerId: "s1", codeHash: "right", attemptsLeft: 5, createdAt: at(0), expiresAt: at(600) });
+            const results = await race(racers, () => store.attemptActivationCode({ id, codeHash: "right", now: at(1) }));
+            expect(results.filter((r) => r.outcome === "accepted"), `round ${round}`).toHaveLength(1);
+            expect(results.filter((r) => r.outcome === "rejected")).toHaveLength(0);
+          }
+        });
+
+        it("activation code attempts (64 wrong codes against 5 attempts: each count reported once, then dead)", async () => {
+          for (let round = 0; round < raceRounds; round++) {
+            const id = `guess-${round}`;
+            await store.issueActivationCode({ id, signerId: "s1", codeHash: "right", attemptsLeft: 5, createdAt: at(0), expiresAt: at(600) });
+            const results = await race(racers, (i) => store.attemptActivationCode({ id, codeHash: `wrong-${i}`, now: at(1) }));
+            const left = results.flatMap((r) => (r.outcome === "rejected" ? [r.attemptsLeft] : [])).sort();
+            expect(left, `round ${round}`).toEqual([0, 1, 2, 3, 4]);
+            expect(await store.attemptActivationCode({ id, codeHash: "right", now: at(2) })).toEqual({ outcome: "unavailable" });
+          }
+        });
+
+        it("jti", async () => {
+          for (let round = 0; round < raceRounds; round++) {
+            const results = await race(racers, () => store.useJti({ key: `jti-${round}`, expiresAt: at(60), now: at(1) }));
+            expect(results.filter(Boolean), `round ${round}`).toHaveLength(1);
+          }
+        });
+      });
+
+      it(`T-2.2.1.3 across SAM nodes: ${racers} consumers spread over 4 connections to one database, exactly one wins per object`, async () => {
+        const connections = [store];
+        for (let i = 0; i < 3; i++) connections.push(await factory.connectAgain(store));
+        extra.push(...connections.slice(1));
+        const via = (i: number): Store => connections[i % connections.length]!;
+        for (let round = 0; round < raceRounds; round++) {
+          await via(round).issueChallenge(challenge(`multi-${round}`));
+          await via(round + 1).issueSadToken({ hash: `multi-sad-${round}`, transactionId: "tx1", generation: 0, previousHash: undefined, issuedAt: at(0), expiresAt: at(60) });
+          await via(round + 2).issueActivationCode({ id: `multi-act-${round}`, signerId: "s1", codeHash: "right", attemptsLeft: 3, createdAt: at(0), expiresAt: at(600) });
+          const [challenges, tokens, codes, jtis] = await Promise.all([
+            race(racers, (i) => via(i).consumeChallenge({ hash: `multi-${round}`, purpose: "transaction", now: at(1) })),
+            race(racers, (i) => via(i).consumeSadToken({ hash: `multi-sad-${round}`, now: at(1) })),
+            race(racers, (i) => via(i).attemptActivationCode({ id: `multi-act-${round}`, codeHash: "right", now: at(1) })),
+            race(racers, (i) => via(i).useJti({ key: `multi-jti-${round}`, expiresAt: at(60), now: at(1) })),
+          ]);
+          expect(challenges.filter((r) => r !== undefined), `round ${round}`).toHaveLength(1);
+          expect(tokens.filter((r) => r !== undefined), `round ${round}`).toHaveLength(1);
+          expect(codes.filter((r) => r.outcome === "accepted"), `round ${round}`).toHaveLength(1);
+          expect(jtis.filter(Boolean), `round ${round}`).toHaveLength(1);
+        }
+      });
+    });
+
+    describe("audit records", () => {
+      const hashOf = (nodeId: string, sequence: number) => new Uint8Array(createHash("sha256").update(`${nodeId}/${sequence}`).digest());
+      const record = (nodeId: string, sequence: number): AuditRecord => ({
+        nodeId, sequence, time: at(sequence), event: "signature.created", body: JSON.stringify({ sequence }),
+        prevHash: sequence === 1 ? new Uint8Array(32) : hashOf(nodeId, sequence - 1), hash: hashOf(nodeId, sequence),
+      });
+
+      it("R-3.2.2.4: appends per node chain and reads by range and latest", async () => {
+        for (let s = 1; s <= 12; s++) await store.appendAuditRecord(record("node-b", s));
+        for (let s = 1; s <= 3; s++) await store.appendAuditRecord(record("node-a", s));
+        expect(await store.readAuditRecords({ nodeId: "node-b", fromSequence: 5, limit: 4 })).toEqual([5, 6, 7, 8].map((s) => record("node-b", s)));
+        expect(await store.latestAuditRecord("node-b")).toEqual(record("node-b", 12));
+        expect(await store.latestAuditRecord("node-a")).toEqual(record("node-a", 3));
+        expect(await store.latestAuditRecord("node-z")).toBeUndefined();
+        expect(await store.listAuditNodes()).toEqual(["node-a", "node-b"]);
+      });
+
+      it("R-3.2.2.4: refuses a taken sequence, a gap and a prevHash that does not link (AUDIT_FAILURE)", async () => {
+        await store.appendAuditRecord(record("n", 1));
+        await store.appendAuditRecord(record("n", 2));
+        for (const bad of [record("n", 2), record("n", 4), { ...record("n", 3), prevHash: hashOf("n", 1) }, record("other", 2)]) {
+          const err = await rejection(store.appendAuditRecord(bad));
+          expect(err).toBeInstanceOf(AuditChainError);
+          expect(err).toMatchObject({ code: "AUDIT_FAILURE" });
+        }
+        expect((await store.readAuditRecords({ nodeId: "n", fromSequence: 1, limit: 10 })).map((r) => r.sequence)).toEqual([1, 2]);
+        expect(await store.listAuditNodes()).toEqual(["n"]);
+      });
+
+      it("R-3.2.2.4: 64 concurrent writers of the same sequence: exactly one record is appended", async () => {
+        await store.appendAuditRecord(record("n", 1));
+        const results = await race(racers, (i) =>
+          store.appendAuditRecord({ ...record("n", 2), body: JSON.stringify({ writer: i }) }).then(() => "ok", (e: unknown) => e),
+        );
+        expect(results.filter((r) => r === "ok")).toHaveLength(1);
+        for (const r of results) if (r !== "ok") expect(r).toBeInstanceOf(AuditChainError);
+      });
+
+      it("R-3.2.2.4: signed checkpoints are appended in increasing order for existing records and read back", async () => {
+        for (let s = 1; s <= 5; s++) await store.appendAuditRecord(record("n", s));
+        const checkpoint = (sequence: number) => ({ nodeId: "n", sequence, time: at(sequence), body: JSON.stringify({ head: sequence }), signature: seal(`cp${sequence}`) });
+        await store.appendAuditCheckpoint(checkpoint(2));
+        await store.appendAuditCheckpoint(checkpoint(5));
+        for (const bad of [checkpoint(5), checkpoint(3), checkpoint(6)]) {
+          await expect(store.appendAuditCheckpoint(bad)).rejects.toBeInstanceOf(AuditChainError);
+        }
+        expect(await store.latestAuditCheckpoint("n")).toEqual(checkpoint(5));
+        expect(await store.readAuditCheckpoints({ nodeId: "n", fromSequence: 1, limit: 10 })).toEqual([checkpoint(2), checkpoint(5)]);
+        expect(await store.latestAuditCheckpoint("other")).toBeUndefined();
+      });
+
+      it("offers no way to change or delete audit history", () => {
+        const methods = Object.getOwnPropertyNames(Object.getPrototypeOf(store));
+        expect(methods.filter((m) => /audit|checkpoint/i.test(m) && /update|delete|remove|purge|set|replace/i.test(m))).toEqual([]);
+      });
+    });
+
+    describe("failure", () => {
+      it("fails closed: after the connection is gone every call throws STORE_FAILURE, the driver error only in cause", async () => {
+        await store.close();
+        const calls: (() => Promise<unknown>)[] = [
+          () => store.getRecord("signer", "s1"),
+          () => store.createRecord(signer("s1")),
+          () => store.consumeChallenge({ hash: "c", purpose: "transaction", now: at(1) }),
+          () => store.consumeSadToken({ hash: "t", now: at(1) }),
+          () => store.attemptActivationCode({ id: "a", codeHash: "h", now: at(1) }),
+          () => store.useJti({ key: "j", expiresAt: at(60), now: at(1) }),
+          () => store.markHashesSigned({ transactionId: "tx", hashes: [dtbsrHash(0)], now: at(1) }),
+          () => store.appendAuditRecord({ nodeId: "n", sequence: 1, time: at(1), event: "e", body: "{}", prevHash: new Uint8Array(32), hash: new Uint8Array(32) }),
+        ];
+        for (const call of calls) {
+          const err = await rejection(call());
+          expect(err).toBeInstanceOf(StoreFailureError);
+          expect(err).toMatchObject({ code: "STORE_FAILURE", message: "the store is unavailable" });
+          expect((err as Error).cause).toBeDefined();
+        }
+      });
+    });
+  });
+}
+
+/** A unique name for a test database or file. */
+export const uniqueName = (prefix: string): string => `${prefix}-${randomUUID()}`;

@@ -1,0 +1,541 @@
+/**
+ * The store port: everything the SAM persists, shaped by what the SAM asks of it.
+ *
+ * Four capabilities, one interface each, all async so that an embedded store (SQLite) and a
+ * networked one (MongoDB replica set, several SAM nodes) fit the same port:
+ * - {@link SealedRecords}: signers, factors, credentials, privileged users and their keys, and the
+ *   versioned security policy. The store is dumb about seals: it persists every field exactly and
+ *   returns it exactly; another module seals on write and verifies on every read.
+ * - {@link Transactions}: SAP transactions with their ordered DTBS/R list and compare-and-set state.
+ * - {@link OneTimeObjects}: challenges, SAD tokens, activation codes and used jti values, each
+ *   consumed by one atomic conditional update, so exactly one caller wins under any concurrency.
+ * - {@link AuditRecords}: the append-only audit chain of each node and its signed checkpoints.
+ *
+ * Rules every adapter follows:
+ * - Time is passed in (`now`), never read inside the store, so tests use a fixed clock.
+ * - A failure of the database (driver error, closed connection, timeout) throws
+ *   {@link StoreFailureError} (`STORE_FAILURE`, the driver error in `cause` only): the caller fails
+ *   closed. Expected outcomes (a lost race, an expired object) are return values, not errors.
+ * - Secrets never reach the store: one-time objects are stored and looked up by a hash the caller
+ *   computes (e.g. base64url(SHA-256(secret))).
+ * - Caller bugs (a page larger than {@link maxPageSize}, a version that does not follow the
+ *   expected one) throw `RangeError` before the database is touched.
+ */
+import { InkanError } from "../errors.js";
+
+/** The largest page any read or list returns, and the largest DTBS/R chunk or mark-signed batch. */
+export const maxPageSize = 10_000;
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------------------------
+
+/** The database failed; the operation did not happen (or its outcome is unknown): fail closed. */
+export class StoreFailureError extends InkanError {
+  constructor(cause: unknown) {
+    super("STORE_FAILURE", "the store is unavailable", { cause });
+    this.name = "StoreFailureError";
+  }
+}
+
+/**
+ * A create was refused because a unique key is taken: the id, or a unique queryable field such as
+ * a credential's public-key fingerprint (T-2.1.4.4). `field` names which one.
+ */
+export class RecordExistsError extends InkanError {
+  constructor(readonly kind: string, field: string) {
+    super("ALREADY_EXISTS", `${kind} already exists`, { field });
+    this.name = "RecordExistsError";
+  }
+}
+
+/**
+ * An audit record or checkpoint does not extend its node's chain: its sequence is taken, skips
+ * one, or its prevHash is not the hash of the record before it. Two writers share a node id, or
+ * the chain head in memory is wrong; either way nothing may be signed (fail closed, R-3.2.2.4).
+ */
+export class AuditChainError extends InkanError {
+  constructor(nodeId: string, sequence: number, reason: string) {
+    super("AUDIT_FAILURE", `audit chain of node ${nodeId} not extended at sequence ${sequence}: ${reason}`);
+    this.name = "AuditChainError";
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sealed records
+// ---------------------------------------------------------------------------------------------
+
+export type SignerStatus = "PENDING_ACTIVATION" | "ACTIVE" | "SUSPENDED" | "DISABLED";
+export type FactorType = "DEVICE_KEY" | "PIN" | "TOTP";
+export type FactorStatus = "ACTIVE" | "REVOKED";
+export type CredentialStatus = "PENDING" | "ACTIVE" | "SUSPENDED" | "LOCKED" | "DESTROYED";
+export type PrivilegedRole = "SECURITY_OFFICER" | "REGISTRATION_OPERATOR" | "AUDITOR";
+export type PrivilegedUserStatus = "ACTIVE" | "DISABLED" | "REMOVED";
+export type PrivilegedUserKeyStatus = "ACTIVE" | "REVOKED";
+
+/**
+ * What every sealed record has. The seal (computed by the caller) covers the whole record: kind,
+ * id, version, the queryable fields and the body. The store keeps each field exactly as given.
+ */
+export interface RecordBase {
+  id: string;
+  /** 1 when created; each update stores expectedVersion + 1. */
+  version: number;
+  /** Canonical JSON of everything that is not a queryable field, produced by the caller. */
+  body: string;
+  seal: Uint8Array;
+}
+
+export interface SignerRecord extends RecordBase {
+  kind: "signer";
+  status: SignerStatus;
+}
+
+/** A signer's factor: device key, PIN hash or TOTP secret (the secret encrypted in the body). */
+export interface FactorRecord extends RecordBase {
+  kind: "factor";
+  signerId: string;
+  type: FactorType;
+  status: FactorStatus;
+}
+
+export interface CredentialRecord extends RecordBase {
+  kind: "credential";
+  signerId: string;
+  status: CredentialStatus;
+  /** Fingerprint of the public key (SPKI). Unique across all credentials, destroyed ones included. */
+  publicKeyFingerprint: string;
+}
+
+export interface PrivilegedUserRecord extends RecordBase {
+  kind: "privileged-user";
+  role: PrivilegedRole;
+  status: PrivilegedUserStatus;
+  /** Fingerprint of the admin client certificate; unique. */
+  certificateFingerprint: string;
+}
+
+/** A key a privileged user signs admin requests with (the second factor, R-3.1.2.1). */
+export interface PrivilegedUserKeyRecord extends RecordBase {
+  kind: "privileged-user-key";
+  userId: string;
+  status: PrivilegedUserKeyStatus;
+  /** Fingerprint of the public key; unique. */
+  keyFingerprint: string;
+}
+
+export type SealedRecord =
+  | SignerRecord
+  | FactorRecord
+  | CredentialRecord
+  | PrivilegedUserRecord
+  | PrivilegedUserKeyRecord;
+export type RecordKind = SealedRecord["kind"];
+export type RecordOf<K extends RecordKind> = Extract<SealedRecord, { kind: K }>;
+
+/** The fields of a kind that the store keeps as real columns (beside id, version, body and seal). */
+export type QueryableField<K extends RecordKind> = Exclude<keyof RecordOf<K>, keyof RecordBase | "kind">;
+
+/**
+ * Every queryable field of every kind (the compiler checks none is missing). Adapters derive their
+ * columns from this table, so each field of a record is persisted and returned exactly.
+ */
+export const queryableFields: { readonly [K in RecordKind]: { readonly [F in QueryableField<K>]: true } } = {
+  signer: { status: true },
+  factor: { signerId: true, type: true, status: true },
+  credential: { signerId: true, status: true, publicKeyFingerprint: true },
+  "privileged-user": { role: true, status: true, certificateFingerprint: true },
+  "privileged-user-key": { userId: true, status: true, keyFingerprint: true },
+};
+
+/** The equality filters each kind can be listed by; all given filters must match. */
+export interface ListFilters {
+  signer: { status?: SignerStatus };
+  factor: { signerId: string; type?: FactorType; status?: FactorStatus };
+  credential: { signerId?: string; status?: CredentialStatus };
+  "privileged-user": { role?: PrivilegedRole; status?: PrivilegedUserStatus };
+  "privileged-user-key": { userId: string; status?: PrivilegedUserKeyStatus };
+}
+
+/** The unique queryable field of each kind that has one (besides the id). */
+export interface UniqueFields {
+  credential: "publicKeyFingerprint";
+  "privileged-user": "certificateFingerprint";
+  "privileged-user-key": "keyFingerprint";
+}
+
+/** The unique field of each kind, as a value adapters can read. */
+export const uniqueFields: { readonly [K in keyof UniqueFields]: UniqueFields[K] } = {
+  credential: "publicKeyFingerprint",
+  "privileged-user": "certificateFingerprint",
+  "privileged-user-key": "keyFingerprint",
+};
+
+/** Records ordered by id; `after` is the cursor (the last id of the previous page). */
+export interface ListQuery<K extends RecordKind> {
+  kind: K;
+  where: ListFilters[K];
+  after?: string | undefined;
+  /** 1 to {@link maxPageSize}. */
+  limit: number;
+}
+
+export interface Page<T> {
+  items: T[];
+  /** Pass as `after` to read the next page; undefined when this page is the last. */
+  next: string | undefined;
+}
+
+/**
+ * A version of the security policy (or another configuration stream named by `id`). Versions
+ * are never changed: a change appends version n + 1, so every past version stays readable.
+ */
+export interface PolicyRecord {
+  kind: "policy";
+  /** The stream, e.g. "security-policy". */
+  id: string;
+  version: number;
+  body: string;
+  seal: Uint8Array;
+}
+
+export interface SealedRecords {
+  /** Stores a new record (its version must be 1). Throws {@link RecordExistsError} if its id or unique field is taken. */
+  createRecord(record: SealedRecord): Promise<void>;
+  getRecord<K extends RecordKind>(kind: K, id: string): Promise<RecordOf<K> | undefined>;
+  /**
+   * Replaces the record if its stored version is still `expectedVersion` (compare-and-set);
+   * `record.version` must be `expectedVersion + 1`. Returns false when the version moved or the
+   * record does not exist. Throws {@link RecordExistsError} if a unique field would collide.
+   */
+  updateRecord(record: SealedRecord, expectedVersion: number): Promise<boolean>;
+  listRecords<K extends RecordKind>(query: ListQuery<K>): Promise<Page<RecordOf<K>>>;
+  /** The record whose unique field has this value, e.g. a credential by public-key fingerprint. */
+  findRecord<K extends keyof UniqueFields>(kind: K, field: UniqueFields[K], value: string): Promise<RecordOf<K> | undefined>;
+
+  /**
+   * Appends a policy version: `record.version` must be the stream's latest version + 1 (1 for a
+   * new stream). Returns false otherwise: that version exists already (another writer won) or
+   * the version skips one.
+   */
+  appendPolicyVersion(record: PolicyRecord): Promise<boolean>;
+  getPolicyVersion(id: string, version: number): Promise<PolicyRecord | undefined>;
+  latestPolicyVersion(id: string): Promise<PolicyRecord | undefined>;
+  /** Versions in ascending order, starting after `afterVersion` (0 for all). */
+  listPolicyVersions(id: string, afterVersion: number, limit: number): Promise<PolicyRecord[]>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Transactions and their DTBS/R lists
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * PENDING (uploading, then awaiting the SAD) -> AUTHORIZED -> COMPLETED (every authorized
+ * signature marked), or CANCELLED / REVOKED from PENDING or AUTHORIZED. Expiry is not a state: an
+ * expired transaction is one whose expiresAt has passed, whatever its state.
+ */
+export type TransactionState = "PENDING" | "AUTHORIZED" | "COMPLETED" | "CANCELLED" | "REVOKED";
+
+export interface NewTransaction {
+  id: string;
+  credentialId: string;
+  signerId: string;
+  /** The SCA that opened it, as identified by its client certificate (R-3.2.1.2). */
+  sca: string;
+  hashAlgorithm: string;
+  /** Signatures the signer is asked to authorize; never exceeded (T-2.2.1.6). At least 1. */
+  numSignatures: number;
+  /** Canonical JSON of the rest (e.g. the description the signer sees); opaque to the store. */
+  body: string;
+  createdAt: Date;
+  expiresAt: Date;
+}
+
+export interface TransactionRecord extends NewTransaction {
+  state: TransactionState;
+  /** DTBS/R entries uploaded so far. */
+  hashCount: number;
+  /** Set once by {@link Transactions.completeDtbsrUpload}; the list is frozen from then on. */
+  dtbsrDigest: Uint8Array | undefined;
+  /** Signatures marked (reserved) so far; never above numSignatures. */
+  signaturesCreated: number;
+  authorizedAt: Date | undefined;
+  updatedAt: Date;
+}
+
+export interface DtbsrEntry {
+  /** Position in the ordered list, from 0. */
+  index: number;
+  hash: Uint8Array;
+  signed: boolean;
+}
+
+export type DtbsrRefusal =
+  | "TRANSACTION_NOT_FOUND"
+  /** Not in a state that allows it (e.g. not PENDING, upload already complete, not AUTHORIZED). */
+  | "TRANSACTION_STATE"
+  | "EXPIRED"
+  /** appendDtbsr: startIndex is not the current hashCount (a retried or out-of-order chunk). */
+  | "INVALID_REQUEST"
+  /** The batch would take signaturesCreated above numSignatures (T-2.2.1.6). */
+  | "SIGNATURE_COUNT_EXCEEDED"
+  /** A hash not in the list, or in it fewer times than asked, or an index already signed (T-2.2.1.6). */
+  | "HASH_NOT_AUTHORIZED";
+
+export type AppendDtbsrResult =
+  | { ok: true; hashCount: number }
+  | { ok: false; reason: DtbsrRefusal; hashCount?: number };
+
+export type MarkSignedResult =
+  | {
+      ok: true;
+      /** The list index claimed for each requested hash, in request order. */
+      indices: number[];
+      signaturesCreated: number;
+      /** COMPLETED when this batch used up numSignatures. */
+      state: TransactionState;
+    }
+  | {
+      ok: false;
+      reason: DtbsrRefusal;
+      /** For HASH_NOT_AUTHORIZED: the position in the request (or the list index, for ranges). */
+      index?: number;
+    };
+
+export interface Transactions {
+  /** Stores a PENDING transaction with an empty DTBS/R list. Throws {@link RecordExistsError} if the id is taken. */
+  createTransaction(tx: NewTransaction): Promise<void>;
+  getTransaction(id: string): Promise<TransactionRecord | undefined>;
+  /**
+   * Appends one chunk of DTBS/R hashes at `startIndex`, which must equal the current hashCount
+   * (so chunks are ordered and a retried chunk is refused, with the current hashCount). Only
+   * while PENDING, unexpired and the upload is not complete. At most {@link maxPageSize} hashes.
+   */
+  appendDtbsr(req: { transactionId: string; startIndex: number; hashes: readonly Uint8Array[]; now: Date }): Promise<AppendDtbsrResult>;
+  /**
+   * Freezes the list: compare-and-set on hashCount (the caller saw exactly this many hashes)
+   * while PENDING, unexpired and not yet complete; stores the DTBS/R digest. False otherwise.
+   */
+  completeDtbsrUpload(req: { transactionId: string; hashCount: number; digest: Uint8Array; now: Date }): Promise<boolean>;
+  /** Up to `limit` entries from `fromIndex`, in list order (bounded memory: read page by page). */
+  readDtbsr(req: { transactionId: string; fromIndex: number; limit: number }): Promise<DtbsrEntry[]>;
+  /**
+   * Compare-and-set of the state: moves `id` from one of `from` to `to` and returns true, or
+   * returns false when the state was not one of `from`. Allowed edges: PENDING -> AUTHORIZED
+   * (also requires a complete upload and an unexpired transaction), PENDING|AUTHORIZED ->
+   * CANCELLED|REVOKED, AUTHORIZED -> COMPLETED. Any other edge is a RangeError.
+   */
+  transitionTransaction(req: { id: string; from: readonly TransactionState[]; to: TransactionState; now: Date }): Promise<boolean>;
+  /**
+   * Claims list entries for `hashes` (SignHash), atomically and all or nothing: the transaction
+   * must be AUTHORIZED and unexpired; signaturesCreated + hashes.length must not exceed
+   * numSignatures; each hash takes the lowest unsigned entry with that value, so a hash is never
+   * claimed more often than it appears. Reaching numSignatures moves the transaction to COMPLETED.
+   * Call it before the crypto module signs: a crash afterwards loses signatures, never doubles them.
+   */
+  markHashesSigned(req: { transactionId: string; hashes: readonly Uint8Array[]; now: Date }): Promise<MarkSignedResult>;
+  /** Same as markHashesSigned for the entries [fromIndex, fromIndex + count) (SignStream); all must exist and be unsigned. */
+  markRangeSigned(req: { transactionId: string; fromIndex: number; count: number; now: Date }): Promise<MarkSignedResult>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// One-time objects
+// ---------------------------------------------------------------------------------------------
+
+/** What a challenge (or admin nonce) was issued for; consumption must name the same purpose. */
+export type ChallengePurpose = "transaction" | "activation" | "signer-request" | "admin-nonce";
+
+export interface NewChallenge {
+  /** Hash of the challenge value; the value itself is not stored. */
+  hash: string;
+  purpose: ChallengePurpose;
+  /** What it is bound to: a transaction id, signer id, privileged user id... */
+  subject: string;
+  createdAt: Date;
+  expiresAt: Date;
+}
+
+export interface ChallengeRecord extends NewChallenge {
+  consumedAt: Date | undefined;
+}
+
+export interface NewSadToken {
+  /** Hash of the token; the token itself is not stored. */
+  hash: string;
+  transactionId: string;
+  /** 0 for the token issued at Authorize, then + 1 for each rotation. */
+  generation: number;
+  /** Hash of the token this one replaces (the rotation chain); undefined for generation 0. */
+  previousHash: string | undefined;
+  issuedAt: Date;
+  expiresAt: Date;
+}
+
+export interface SadTokenRecord extends NewSadToken {
+  consumedAt: Date | undefined;
+  revokedAt: Date | undefined;
+}
+
+export interface NewActivationCode {
+  /** Public id the signer's device presents with the code (so wrong guesses can be counted). */
+  id: string;
+  signerId: string;
+  /** Hash of the code; the code itself is not stored. */
+  codeHash: string;
+  attemptsLeft: number;
+  createdAt: Date;
+  expiresAt: Date;
+}
+
+export interface ActivationCodeRecord extends NewActivationCode {
+  consumedAt: Date | undefined;
+  revokedAt: Date | undefined;
+}
+
+export type ActivationAttempt =
+  /** The code matched: consumed now, by this caller only. */
+  | { outcome: "accepted"; code: ActivationCodeRecord }
+  /** The code did not match; one attempt was used up. */
+  | { outcome: "rejected"; attemptsLeft: number }
+  /** Unknown id, expired, already used, revoked or out of attempts. */
+  | { outcome: "unavailable" };
+
+export interface PurgeCounts {
+  challenges: number;
+  sadTokens: number;
+  activationCodes: number;
+  jtis: number;
+  transactions: number;
+}
+
+export interface OneTimeObjects {
+  /** Throws {@link RecordExistsError} if the hash exists. */
+  issueChallenge(challenge: NewChallenge): Promise<void>;
+  /** Returns the challenge to exactly one caller while unconsumed and unexpired; undefined to every other (T-2.2.1.3). */
+  consumeChallenge(req: { hash: string; purpose: ChallengePurpose; now: Date }): Promise<ChallengeRecord | undefined>;
+
+  /** Throws {@link RecordExistsError} if the hash exists or the previous token was already rotated. */
+  issueSadToken(token: NewSadToken): Promise<void>;
+  /**
+   * Returns the token to exactly one caller while unconsumed, unrevoked and unexpired; undefined
+   * to every other (T-2.2.1.3).
+   * @example
+   * const token = await store.consumeSadToken({ hash, now });        // before the crypto module is touched
+   * if (!token) {
+   *   const seen = await store.findSadToken(hash);
+   *   if (seen?.consumedAt) await revokeTransaction(seen.transactionId); // reuse detection
+   *   throw new SadReplayedError();
+   * }
+   */
+  consumeSadToken(req: { hash: string; now: Date }): Promise<SadTokenRecord | undefined>;
+  /** After a failed consume: a token found with consumedAt set is a replay (revoke its transaction). */
+  findSadToken(hash: string): Promise<SadTokenRecord | undefined>;
+  /** Revokes every unconsumed token of the transaction; returns how many. */
+  revokeSadTokens(req: { transactionId: string; now: Date }): Promise<number>;
+
+  /** Throws {@link RecordExistsError} if the id exists. */
+  issueActivationCode(code: NewActivationCode): Promise<void>;
+  /**
+   * One activation attempt, atomically: a matching code is consumed (exactly one caller gets
+   * "accepted"); a wrong one uses up one attempt (attempts never go below 0 and each value is
+   * reported to exactly one caller).
+   */
+  attemptActivationCode(req: { id: string; codeHash: string; now: Date }): Promise<ActivationAttempt>;
+  /** Revokes the signer's unconsumed codes (e.g. before a reset issues a new one); returns how many. */
+  revokeActivationCodes(req: { signerId: string; now: Date }): Promise<number>;
+
+  /**
+   * Records the use of a jti (or any once-only key the caller builds, e.g. issuer + jti). Returns
+   * true to exactly one caller; false if the key was used before and has not expired (T-2.2.1.3).
+   */
+  useJti(req: { key: string; expiresAt: Date; now: Date }): Promise<boolean>;
+
+  /**
+   * Deletes one-time objects and transactions (with their DTBS/R lists and SAD tokens) whose
+   * expiresAt is at or before `before`. Pass `now` minus a retention period to keep them longer.
+   */
+  purgeExpired(before: Date): Promise<PurgeCounts>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Audit
+// ---------------------------------------------------------------------------------------------
+
+export interface AuditRecord {
+  /** The SAM node that wrote it; each node has its own chain. */
+  nodeId: string;
+  /** 1, 2, 3... per node, without gaps. */
+  sequence: number;
+  time: Date;
+  /** Past-tense event name, e.g. "signature.created". */
+  event: string;
+  body: string;
+  /** Hash of the previous record of this node (not checked for sequence 1). */
+  prevHash: Uint8Array;
+  hash: Uint8Array;
+}
+
+/** A signed statement about the head of a node's chain at `sequence`. */
+export interface AuditCheckpoint {
+  nodeId: string;
+  sequence: number;
+  time: Date;
+  /** Canonical JSON of what was signed (head hash, sequence, time, key id...). */
+  body: string;
+  signature: Uint8Array;
+}
+
+/** Append-only: there is no method to change or delete an audit record or checkpoint. */
+export interface AuditRecords {
+  /**
+   * Appends the next record of its node: sequence must be the latest + 1 (1 for a new node) and
+   * prevHash the latest record's hash; otherwise {@link AuditChainError} (R-3.2.2.4).
+   */
+  appendAuditRecord(record: AuditRecord): Promise<void>;
+  /** Records of one node in sequence order, from `fromSequence`, at most `limit`. */
+  readAuditRecords(req: { nodeId: string; fromSequence: number; limit: number }): Promise<AuditRecord[]>;
+  latestAuditRecord(nodeId: string): Promise<AuditRecord | undefined>;
+  /** Every node that has written an audit record, sorted. */
+  listAuditNodes(): Promise<string[]>;
+  /** Throws {@link AuditChainError} if the node has a checkpoint at this sequence already. */
+  appendAuditCheckpoint(checkpoint: AuditCheckpoint): Promise<void>;
+  latestAuditCheckpoint(nodeId: string): Promise<AuditCheckpoint | undefined>;
+  readAuditCheckpoints(req: { nodeId: string; fromSequence: number; limit: number }): Promise<AuditCheckpoint[]>;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+export interface Store extends SealedRecords, Transactions, OneTimeObjects, AuditRecords {
+  /** Releases the connection; any later call fails with STORE_FAILURE. */
+  close(): Promise<void>;
+}
+
+/** Throws RangeError unless `limit` is an integer in 1..maxPageSize. */
+export function checkLimit(limit: number, what = "limit"): void {
+  if (!Number.isInteger(limit) || limit < 1 || limit > maxPageSize) {
+    throw new RangeError(`${what} must be an integer from 1 to ${maxPageSize}, got ${limit}`);
+  }
+}
+
+const allowedTransitions: Record<TransactionState, readonly TransactionState[]> = {
+  PENDING: ["AUTHORIZED", "CANCELLED", "REVOKED"],
+  AUTHORIZED: ["COMPLETED", "CANCELLED", "REVOKED"],
+  COMPLETED: [],
+  CANCELLED: [],
+  REVOKED: [],
+};
+
+/** Throws RangeError unless every `from -> to` is an edge of the transaction state machine. */
+export function checkTransition(from: readonly TransactionState[], to: TransactionState): void {
+  if (from.length === 0) throw new RangeError("transition needs at least one source state");
+  for (const f of from) {
+    if (!allowedTransitions[f].includes(to)) throw new RangeError(`transaction cannot move from ${f} to ${to}`);
+  }
+}
+
+/** Throws RangeError unless `next` may replace `expectedVersion`. */
+export function checkNextVersion(next: number, expectedVersion: number): void {
+  if (!Number.isSafeInteger(expectedVersion) || expectedVersion < 1 || next !== expectedVersion + 1) {
+    throw new RangeError(`version ${next} does not follow version ${expectedVersion}`);
+  }
+}

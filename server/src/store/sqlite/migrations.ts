@@ -1,0 +1,190 @@
+/**
+ * Versioned schema of the SQLite store. Each migration runs once, in order, inside the same
+ * BEGIN IMMEDIATE transaction that records it in `schema_migrations`, so several processes
+ * opening one file at once apply each migration exactly once. Never edit a released migration:
+ * append a new one.
+ *
+ * Conventions: STRICT tables; times are INTEGER milliseconds since the epoch; hashes, seals and
+ * signatures are BLOBs; one-time objects are keyed by the hash of their secret.
+ */
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+export const migrations: readonly Migration[] = [
+  {
+    version: 1,
+    name: "initial schema",
+    sql: `
+-- Sealed records: queryable fields are columns; body and seal are stored exactly as given.
+CREATE TABLE signers (
+  id TEXT PRIMARY KEY,
+  version INTEGER NOT NULL CHECK (version >= 1),
+  status TEXT NOT NULL,
+  body TEXT NOT NULL,
+  seal BLOB NOT NULL
+) STRICT;
+CREATE INDEX signers_by_status ON signers (status, id);
+
+CREATE TABLE factors (
+  id TEXT PRIMARY KEY,
+  version INTEGER NOT NULL CHECK (version >= 1),
+  signer_id TEXT NOT NULL,
+  type TEXT NOT NULL,
+  status TEXT NOT NULL,
+  body TEXT NOT NULL,
+  seal BLOB NOT NULL
+) STRICT;
+CREATE INDEX factors_by_signer ON factors (signer_id, id);
+
+CREATE TABLE credentials (
+  id TEXT PRIMARY KEY,
+  version INTEGER NOT NULL CHECK (version >= 1),
+  signer_id TEXT NOT NULL,
+  status TEXT NOT NULL,
+  public_key_fingerprint TEXT NOT NULL UNIQUE, -- T-2.1.4.4: a public key known to the SAM cannot be added twice
+  body TEXT NOT NULL,
+  seal BLOB NOT NULL
+) STRICT;
+CREATE INDEX credentials_by_signer ON credentials (signer_id, id);
+CREATE INDEX credentials_by_status ON credentials (status, id);
+
+CREATE TABLE privileged_users (
+  id TEXT PRIMARY KEY,
+  version INTEGER NOT NULL CHECK (version >= 1),
+  role TEXT NOT NULL,
+  status TEXT NOT NULL,
+  certificate_fingerprint TEXT NOT NULL UNIQUE,
+  body TEXT NOT NULL,
+  seal BLOB NOT NULL
+) STRICT;
+CREATE INDEX privileged_users_by_role ON privileged_users (role, id);
+
+CREATE TABLE privileged_user_keys (
+  id TEXT PRIMARY KEY,
+  version INTEGER NOT NULL CHECK (version >= 1),
+  user_id TEXT NOT NULL,
+  status TEXT NOT NULL,
+  key_fingerprint TEXT NOT NULL UNIQUE,
+  body TEXT NOT NULL,
+  seal BLOB NOT NULL
+) STRICT;
+CREATE INDEX privileged_user_keys_by_user ON privileged_user_keys (user_id, id);
+
+CREATE TABLE policy_versions (
+  id TEXT NOT NULL,
+  version INTEGER NOT NULL CHECK (version >= 1),
+  body TEXT NOT NULL,
+  seal BLOB NOT NULL,
+  PRIMARY KEY (id, version)
+) STRICT, WITHOUT ROWID;
+
+-- Transactions and their ordered DTBS/R lists (one row per entry, so memory stays bounded).
+CREATE TABLE transactions (
+  id TEXT PRIMARY KEY,
+  credential_id TEXT NOT NULL,
+  signer_id TEXT NOT NULL,
+  sca TEXT NOT NULL,
+  hash_algorithm TEXT NOT NULL,
+  num_signatures INTEGER NOT NULL CHECK (num_signatures >= 1),
+  body TEXT NOT NULL,
+  state TEXT NOT NULL CHECK (state IN ('PENDING', 'AUTHORIZED', 'COMPLETED', 'CANCELLED', 'REVOKED')),
+  hash_count INTEGER NOT NULL DEFAULT 0 CHECK (hash_count >= 0),
+  dtbsr_digest BLOB,
+  -- T-2.2.1.6: the database itself refuses a counter above the authorized number.
+  signatures_created INTEGER NOT NULL DEFAULT 0 CHECK (signatures_created BETWEEN 0 AND num_signatures),
+  created_at INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL,
+  authorized_at INTEGER,
+  updated_at INTEGER NOT NULL
+) STRICT;
+CREATE INDEX transactions_by_expiry ON transactions (expires_at);
+
+CREATE TABLE dtbsr (
+  transaction_id TEXT NOT NULL REFERENCES transactions (id) ON DELETE CASCADE,
+  idx INTEGER NOT NULL CHECK (idx >= 0),
+  hash BLOB NOT NULL,
+  signed INTEGER NOT NULL DEFAULT 0 CHECK (signed IN (0, 1)),
+  PRIMARY KEY (transaction_id, idx)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX dtbsr_by_hash ON dtbsr (transaction_id, hash, signed, idx);
+
+-- One-time objects, each consumed by one conditional UPDATE.
+CREATE TABLE challenges (
+  hash TEXT PRIMARY KEY,
+  purpose TEXT NOT NULL,
+  subject TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL,
+  consumed_at INTEGER
+) STRICT;
+CREATE INDEX challenges_by_expiry ON challenges (expires_at);
+
+CREATE TABLE sad_tokens (
+  hash TEXT PRIMARY KEY,
+  transaction_id TEXT NOT NULL,
+  generation INTEGER NOT NULL CHECK (generation >= 0),
+  previous_hash TEXT UNIQUE, -- T-2.2.1.3: a token is rotated at most once
+  issued_at INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL,
+  consumed_at INTEGER,
+  revoked_at INTEGER
+) STRICT;
+CREATE INDEX sad_tokens_by_transaction ON sad_tokens (transaction_id);
+CREATE INDEX sad_tokens_by_expiry ON sad_tokens (expires_at);
+
+CREATE TABLE activation_codes (
+  id TEXT PRIMARY KEY,
+  signer_id TEXT NOT NULL,
+  code_hash TEXT NOT NULL,
+  attempts_left INTEGER NOT NULL CHECK (attempts_left >= 0),
+  created_at INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL,
+  consumed_at INTEGER,
+  revoked_at INTEGER
+) STRICT;
+CREATE INDEX activation_codes_by_signer ON activation_codes (signer_id);
+CREATE INDEX activation_codes_by_expiry ON activation_codes (expires_at);
+
+CREATE TABLE used_jtis (
+  key TEXT PRIMARY KEY,
+  used_at INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL
+) STRICT;
+CREATE INDEX used_jtis_by_expiry ON used_jtis (expires_at);
+
+-- Audit: append-only per node. The triggers stop the SAM's own code from changing history; they
+-- are no defence against someone who can write the file (the hash chain and the signed
+-- checkpoints are), so tampering tests drop them first.
+CREATE TABLE audit_records (
+  node_id TEXT NOT NULL,
+  sequence INTEGER NOT NULL CHECK (sequence >= 1),
+  time INTEGER NOT NULL,
+  event TEXT NOT NULL,
+  body TEXT NOT NULL,
+  prev_hash BLOB NOT NULL,
+  hash BLOB NOT NULL,
+  PRIMARY KEY (node_id, sequence)
+) STRICT, WITHOUT ROWID;
+CREATE TRIGGER audit_records_no_update BEFORE UPDATE ON audit_records
+  BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
+CREATE TRIGGER audit_records_no_delete BEFORE DELETE ON audit_records
+  BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
+
+CREATE TABLE audit_checkpoints (
+  node_id TEXT NOT NULL,
+  sequence INTEGER NOT NULL CHECK (sequence >= 1),
+  time INTEGER NOT NULL,
+  body TEXT NOT NULL,
+  signature BLOB NOT NULL,
+  PRIMARY KEY (node_id, sequence)
+) STRICT, WITHOUT ROWID;
+CREATE TRIGGER audit_checkpoints_no_update BEFORE UPDATE ON audit_checkpoints
+  BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END;
+CREATE TRIGGER audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints
+  BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END;
+`,
+  },
+];

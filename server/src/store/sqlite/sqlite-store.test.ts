@@ -1,0 +1,149 @@
+import { mkdtempSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Worker } from "node:worker_threads";
+import Database from "better-sqlite3";
+import { afterAll, describe, expect, it } from "vitest";
+import { at, describeStoreContract, raceRounds } from "../contract.js";
+import { StoreFailureError, type Store } from "../port.js";
+import { migrations } from "./migrations.js";
+import { raceIds, type RaceWins, type RaceWorkerData } from "./race-worker.js";
+import { SqliteStore, createSqliteStore, sqliteStoreFile } from "./sqlite-store.js";
+
+const dirs: string[] = [];
+afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+function dataDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), "inkan-store-"));
+  dirs.push(dir);
+  return dir;
+}
+
+const files = new WeakMap<Store, string>();
+describeStoreContract("SqliteStore", {
+  async open() {
+    const file = sqliteStoreFile(dataDir());
+    const store = await createSqliteStore({ file });
+    files.set(store, file);
+    return store;
+  },
+  async connectAgain(store) {
+    return createSqliteStore({ file: files.get(store)! });
+  },
+});
+
+describe("SqliteStore", () => {
+  it("opens in WAL mode with synchronous=FULL, foreign keys and a busy timeout; the file is owner-only", async () => {
+    const file = sqliteStoreFile(dataDir());
+    const store = await createSqliteStore({ file, busyTimeoutMs: 2500 });
+    expect(store.settings()).toEqual({
+      journalMode: "wal",
+      synchronous: "FULL",
+      foreignKeys: true,
+      busyTimeoutMs: 2500,
+      schemaVersion: migrations[migrations.length - 1]!.version,
+    });
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    await store.close();
+  });
+
+  it("runs each migration once, records it in schema_migrations, and reopens without change", async () => {
+    const file = sqliteStoreFile(dataDir());
+    const first = await createSqliteStore({ file });
+    await first.createRecord({ kind: "signer", id: "s1", version: 1, status: "ACTIVE", body: "{}", seal: new Uint8Array([1]) });
+    await first.close();
+    const again = await createSqliteStore({ file });
+    expect((await again.getRecord("signer", "s1"))?.id).toBe("s1");
+    await again.close();
+    const raw = new Database(file, { readonly: true });
+    expect(raw.prepare("SELECT version, name FROM schema_migrations ORDER BY version").all()).toEqual(
+      migrations.map((m) => ({ version: m.version, name: m.name })),
+    );
+    raw.close();
+  });
+
+  it("refuses to open a database whose schema is newer than this code (STORE_FAILURE)", async () => {
+    const file = sqliteStoreFile(dataDir());
+    await (await createSqliteStore({ file })).close();
+    const raw = new Database(file);
+    raw.prepare("INSERT INTO schema_migrations (version, name) VALUES (?, 'from the future')").run(migrations.length + 1);
+    raw.close();
+    await expect(createSqliteStore({ file })).rejects.toMatchObject({ code: "STORE_FAILURE" });
+  });
+
+  it("fails closed while another process holds the write lock past busy_timeout, and consumes nothing", async () => {
+    const file = sqliteStoreFile(dataDir());
+    const store = await createSqliteStore({ file, busyTimeoutMs: 50 });
+    await store.issueChallenge({ hash: "c1", purpose: "transaction", subject: "tx1", createdAt: at(0), expiresAt: at(60) });
+    const other = new Database(file);
+    other.exec("BEGIN IMMEDIATE");
+    const err = await store.consumeChallenge({ hash: "c1", purpose: "transaction", now: at(1) }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(StoreFailureError);
+    expect((err as StoreFailureError).cause).toMatchObject({ code: "SQLITE_BUSY" });
+    other.exec("ROLLBACK");
+    other.close();
+    expect(await store.consumeChallenge({ hash: "c1", purpose: "transaction", now: at(1) })).toBeDefined();
+    await store.close();
+  });
+
+  it("R-3.2.2.4: audit tables refuse UPDATE and DELETE even through raw SQL (append-only triggers)", async () => {
+    const file = sqliteStoreFile(dataDir());
+    const store = await createSqliteStore({ file });
+    await store.appendAuditRecord({ nodeId: "n", sequence: 1, time: at(1), event: "sam.started", body: "{}", prevHash: new Uint8Array(32), hash: new Uint8Array(32) });
+    await store.appendAuditCheckpoint({ nodeId: "n", sequence: 1, time: at(1), body: "{}", signature: new Uint8Array([1]) });
+    await store.close();
+    const raw = new Database(file);
+    expect(() => raw.prepare("UPDATE audit_records SET body = '{\"edited\":true}'").run()).toThrow(/append-only/);
+    expect(() => raw.prepare("DELETE FROM audit_records").run()).toThrow(/append-only/);
+    expect(() => raw.prepare("UPDATE audit_checkpoints SET sequence = 2").run()).toThrow(/append-only/);
+    expect(() => raw.prepare("DELETE FROM audit_checkpoints").run()).toThrow(/append-only/);
+    raw.close();
+  });
+
+  it(`T-2.2.1.3 in parallel: 4 worker threads, each its own connection (4 SAM processes), race 64 consumers per object; exactly one wins, ${raceRounds} rounds`, async () => {
+    const file = sqliteStoreFile(dataDir());
+    const store = await SqliteStore.open({ file });
+    const signal = new SharedArrayBuffer(4);
+    const flag = new Int32Array(signal);
+    const now = at(1);
+    const entry = new URL("./race-worker.ts", import.meta.url).href;
+    const workers = Array.from({ length: 4 }, () => {
+      const workerData: RaceWorkerData = { entry, file, signal, attempts: 16, now: now.getTime() };
+      return new Worker(new URL("../testing/ts-worker.mjs", import.meta.url), { workerData });
+    });
+    const next = (w: Worker) =>
+      new Promise<unknown>((resolve, reject) => {
+        const onMessage = (m: unknown) => {
+          w.off("error", reject);
+          resolve(m);
+        };
+        w.once("message", onMessage);
+        w.once("error", reject);
+      });
+    try {
+      expect(await Promise.all(workers.map(next))).toEqual(["ready", "ready", "ready", "ready"]);
+      for (let round = 1; round <= raceRounds; round++) {
+        const ids = raceIds(round);
+        await store.issueChallenge({ hash: ids.challenge, purpose: "transaction", subject: "tx1", createdAt: at(0), expiresAt: at(60) });
+        await store.issueSadToken({ hash: ids.sadToken, transactionId: "tx1", generation: 0, previousHash: undefined, issuedAt: at(0), expiresAt: at(60) });
+        await store.issueActivationCode({ id: ids.activationCode, signerId: "s1", codeHash: "right", attemptsLeft: 3, createdAt: at(0), expiresAt: at(60) });
+        const results = workers.map(next);
+        Atomics.store(flag, 0, round);
+        Atomics.notify(flag, 0); // release every worker at once
+        const wins = (await Promise.all(results)) as RaceWins[];
+        const total = (k: keyof Omit<RaceWins, "round">) => wins.reduce((sum, w) => sum + w[k], 0);
+        expect(wins.map((w) => w.round)).toEqual([round, round, round, round]);
+        expect({ challenge: total("challenge"), sadToken: total("sadToken"), activationCode: total("activationCode"), jti: total("jti") }, `round ${round}`).toEqual({
+          challenge: 1,
+          sadToken: 1,
+          activationCode: 1,
+          jti: 1,
+        });
+      }
+    } finally {
+      Atomics.store(flag, 0, -1);
+      Atomics.notify(flag, 0);
+      await Promise.all(workers.map((w) => new Promise((resolve) => w.once("exit", resolve))));
+      await store.close();
+    }
+  });
+});

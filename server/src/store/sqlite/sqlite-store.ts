@@ -1,0 +1,785 @@
+/**
+ * The embedded store: one SQLite file in the data directory, through better-sqlite3 (the only
+ * importer of that driver).
+ *
+ * - WAL journal, so readers never wait for the writer and several SAM processes can share the file.
+ * - `synchronous = FULL`: every commit is fsynced. With WAL, NORMAL would survive a crash of the
+ *   process but could lose the last commits on power loss, and a lost commit can be a consumed SAD
+ *   token or challenge that becomes usable again (T-2.2.1.3) or a missing audit record
+ *   (R-3.2.2.4). Durability of consumption is a security property here, so we pay the fsync.
+ * - `foreign_keys = ON` (the DTBS/R list belongs to its transaction), `busy_timeout` so that
+ *   writers from other processes are waited for rather than failed.
+ * - Every one-time object is consumed by one conditional `UPDATE ... RETURNING`; multi-statement
+ *   changes run in `BEGIN IMMEDIATE` transactions (the write lock is taken first, so a read never
+ *   goes stale before the write that depends on it).
+ *
+ * better-sqlite3 is synchronous: each call blocks the event loop for one short statement or one
+ * bounded transaction (DTBS/R chunks and batches are at most `maxPageSize` entries).
+ */
+import { closeSync, openSync } from "node:fs";
+import { join } from "node:path";
+import Database from "better-sqlite3";
+import { InkanError } from "../../errors.js";
+import {
+  AuditChainError,
+  RecordExistsError,
+  StoreFailureError,
+  checkLimit,
+  checkNextVersion,
+  checkTransition,
+  queryableFields,
+  uniqueFields,
+  type ActivationAttempt,
+  type ActivationCodeRecord,
+  type AppendDtbsrResult,
+  type AuditCheckpoint,
+  type AuditRecord,
+  type ChallengePurpose,
+  type ChallengeRecord,
+  type DtbsrEntry,
+  type DtbsrRefusal,
+  type ListQuery,
+  type MarkSignedResult,
+  type NewActivationCode,
+  type NewChallenge,
+  type NewSadToken,
+  type NewTransaction,
+  type Page,
+  type PolicyRecord,
+  type PurgeCounts,
+  type RecordKind,
+  type RecordOf,
+  type SadTokenRecord,
+  type SealedRecord,
+  type Store,
+  type TransactionRecord,
+  type TransactionState,
+  type UniqueFields,
+} from "../port.js";
+import { migrations } from "./migrations.js";
+
+export interface SqliteStoreOptions {
+  /** The database file; created (mode 0600) if absent. See {@link sqliteStoreFile}. */
+  file: string;
+  /** How long a statement waits for another connection's write lock, in ms (default 10,000). */
+  busyTimeoutMs?: number;
+}
+
+/** Where the embedded store lives inside the data directory. */
+export function sqliteStoreFile(dataDir: string): string {
+  return join(dataDir, "store.sqlite3");
+}
+
+/** Opens (creating if needed) the SQLite store and brings its schema up to date. */
+export async function createSqliteStore(options: SqliteStoreOptions): Promise<SqliteStore> {
+  return SqliteStore.open(options);
+}
+
+type Row = Record<string, unknown>;
+
+const tables: { readonly [K in RecordKind]: string } = {
+  signer: "signers",
+  factor: "factors",
+  credential: "credentials",
+  "privileged-user": "privileged_users",
+  "privileged-user-key": "privileged_user_keys",
+};
+
+const toColumn = (field: string): string => field.replace(/[A-Z]/g, (c) => "_" + c.toLowerCase());
+const toField = (column: string): string => column.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
+const fieldsOf = (kind: RecordKind): string[] => Object.keys(queryableFields[kind]);
+
+function ms(date: Date): number {
+  const t = date.getTime();
+  if (!Number.isFinite(t)) throw new RangeError("invalid date");
+  return t;
+}
+const dateOrUndefined = (v: unknown): Date | undefined => (v === null || v === undefined ? undefined : new Date(v as number));
+/** A plain Uint8Array copy (better-sqlite3 returns Buffers that may share a pool). */
+const bytes = (v: unknown): Uint8Array => new Uint8Array(v as Uint8Array);
+const equalBytes = (a: Uint8Array, b: Uint8Array): boolean => a.length === b.length && a.every((x, i) => x === b[i]);
+
+/** The column(s) a UNIQUE or PRIMARY KEY violation names, or undefined for other errors. */
+function uniqueViolation(e: unknown): string | undefined {
+  const code = (e as { code?: unknown } | null)?.code;
+  if (code !== "SQLITE_CONSTRAINT_UNIQUE" && code !== "SQLITE_CONSTRAINT_PRIMARYKEY") return undefined;
+  const m = /constraint failed: \w+\.(\w+)/.exec((e as Error).message);
+  return m?.[1] ?? "id";
+}
+
+/** Thrown inside a transaction to roll it back and report a refusal instead of an error. */
+class Refusal {
+  constructor(readonly reason: DtbsrRefusal, readonly index?: number, readonly hashCount?: number) {}
+}
+
+export class SqliteStore implements Store {
+  private readonly statements = new Map<string, Database.Statement>();
+
+  private constructor(private readonly db: Database.Database) {}
+
+  static open(options: SqliteStoreOptions): SqliteStore {
+    let db: Database.Database | undefined;
+    try {
+      try {
+        closeSync(openSync(options.file, "wx", 0o600)); // the store holds hashes and sealed records: owner only
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+      }
+      const timeout = options.busyTimeoutMs ?? 10_000;
+      db = new Database(options.file, { timeout });
+      db.pragma(`busy_timeout = ${Math.trunc(timeout)}`);
+      const mode: unknown = db.pragma("journal_mode = WAL", { simple: true });
+      if (mode !== "wal") throw new Error(`journal_mode is ${String(mode)}, not wal`);
+      db.pragma("synchronous = FULL");
+      db.pragma("foreign_keys = ON");
+      db.pragma("trusted_schema = OFF");
+      migrate(db);
+      return new SqliteStore(db);
+    } catch (e) {
+      db?.close();
+      throw e instanceof InkanError ? e : new StoreFailureError(e);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.statements.clear();
+    this.db.close();
+  }
+
+  /** This connection's settings and schema version, for diagnostics (`inkan` status) and tests. */
+  settings(): { journalMode: string; synchronous: "OFF" | "NORMAL" | "FULL" | "EXTRA"; foreignKeys: boolean; busyTimeoutMs: number; schemaVersion: number } {
+    return this.guard(() => {
+      const sync = this.db.pragma("synchronous", { simple: true }) as number;
+      return {
+        journalMode: String(this.db.pragma("journal_mode", { simple: true })),
+        synchronous: (["OFF", "NORMAL", "FULL", "EXTRA"] as const)[sync] ?? "OFF",
+        foreignKeys: this.db.pragma("foreign_keys", { simple: true }) === 1,
+        busyTimeoutMs: this.db.pragma("busy_timeout", { simple: true }) as number,
+        schemaVersion: (this.get("SELECT MAX(version) AS v FROM schema_migrations")?.v as number | null) ?? 0,
+      };
+    });
+  }
+
+  // --- plumbing --------------------------------------------------------------------------------
+
+  private stmt(sql: string): Database.Statement {
+    let s = this.statements.get(sql);
+    if (!s) {
+      s = this.db.prepare(sql);
+      this.statements.set(sql, s);
+    }
+    return s;
+  }
+  private get(sql: string, ...params: unknown[]): Row | undefined {
+    return this.stmt(sql).get(...params) as Row | undefined;
+  }
+  private all(sql: string, ...params: unknown[]): Row[] {
+    return this.stmt(sql).all(...params) as Row[];
+  }
+  private run(sql: string, ...params: unknown[]): number {
+    return this.stmt(sql).run(...params).changes;
+  }
+  /** Runs `fn` in BEGIN IMMEDIATE ... COMMIT (rolled back if it throws). */
+  private immediate<T>(fn: () => T): T {
+    return this.db.transaction(fn).immediate();
+  }
+  /** Driver errors become STORE_FAILURE (the cause kept for the log): the caller fails closed. */
+  private guard<T>(fn: () => T): T {
+    try {
+      return fn();
+    } catch (e) {
+      if (e instanceof InkanError) throw e;
+      throw new StoreFailureError(e);
+    }
+  }
+  /** Like guard, for a write that may hit a unique key: that becomes RecordExistsError. */
+  private guardUnique<T>(kind: string, fn: () => T): T {
+    return this.guard(() => {
+      try {
+        return fn();
+      } catch (e) {
+        const column = uniqueViolation(e);
+        if (column !== undefined) throw new RecordExistsError(kind, toField(column));
+        throw e;
+      }
+    });
+  }
+
+  // --- sealed records --------------------------------------------------------------------------
+
+  private recordParams(record: SealedRecord): Row {
+    const params: Row = { id: record.id, version: record.version, body: record.body, seal: record.seal };
+    for (const f of fieldsOf(record.kind)) params[toColumn(f)] = (record as unknown as Row)[f];
+    return params;
+  }
+
+  private recordFromRow<K extends RecordKind>(kind: K, row: Row): RecordOf<K> {
+    const rec: Row = { kind, id: row.id, version: row.version };
+    for (const f of fieldsOf(kind)) rec[f] = row[toColumn(f)];
+    rec.body = row.body;
+    rec.seal = bytes(row.seal);
+    return rec as unknown as RecordOf<K>;
+  }
+
+  async createRecord(record: SealedRecord): Promise<void> {
+    if (record.version !== 1) throw new RangeError(`a new record has version 1, got ${record.version}`);
+    const columns = ["id", "version", ...fieldsOf(record.kind).map(toColumn), "body", "seal"];
+    const sql = `INSERT INTO ${tables[record.kind]} (${columns.join(", ")}) VALUES (${columns.map((c) => "@" + c).join(", ")})`;
+    // T-2.1.4.4: UNIQUE(public_key_fingerprint) refuses a public key the SAM already knows.
+    this.guardUnique(record.kind, () => this.run(sql, this.recordParams(record)));
+  }
+
+  async getRecord<K extends RecordKind>(kind: K, id: string): Promise<RecordOf<K> | undefined> {
+    const row = this.guard(() => this.get(`SELECT * FROM ${tables[kind]} WHERE id = ?`, id));
+    return row && this.recordFromRow(kind, row);
+  }
+
+  async updateRecord(record: SealedRecord, expectedVersion: number): Promise<boolean> {
+    checkNextVersion(record.version, expectedVersion);
+    const columns = ["version", ...fieldsOf(record.kind).map(toColumn), "body", "seal"];
+    const sql =
+      `UPDATE ${tables[record.kind]} SET ${columns.map((c) => `${c} = @${c}`).join(", ")} ` +
+      `WHERE id = @id AND version = @expected_version`; // compare-and-set on the version
+    const changes = this.guardUnique(record.kind, () =>
+      this.run(sql, { ...this.recordParams(record), expected_version: expectedVersion }),
+    );
+    return changes === 1;
+  }
+
+  async listRecords<K extends RecordKind>(query: ListQuery<K>): Promise<Page<RecordOf<K>>> {
+    checkLimit(query.limit);
+    const allowed = fieldsOf(query.kind);
+    const conditions: string[] = [];
+    const params: unknown[] = [];
+    for (const [field, value] of Object.entries(query.where as Row)) {
+      if (value === undefined) continue;
+      if (!allowed.includes(field)) throw new RangeError(`${query.kind} cannot be listed by ${field}`);
+      conditions.push(`${toColumn(field)} = ?`);
+      params.push(value);
+    }
+    if (query.after !== undefined) {
+      conditions.push("id > ?");
+      params.push(query.after);
+    }
+    const where = conditions.length > 0 ? `WHERE ${conditions.join(" AND ")}` : "";
+    const rows = this.guard(() =>
+      this.all(`SELECT * FROM ${tables[query.kind]} ${where} ORDER BY id LIMIT ?`, ...params, query.limit + 1),
+    );
+    const more = rows.length > query.limit;
+    const items = rows.slice(0, query.limit).map((r) => this.recordFromRow(query.kind, r));
+    return { items, next: more ? items[items.length - 1]?.id : undefined };
+  }
+
+  async findRecord<K extends keyof UniqueFields>(kind: K, field: UniqueFields[K], value: string): Promise<RecordOf<K> | undefined> {
+    if (uniqueFields[kind] !== field) throw new RangeError(`${field} is not the unique field of ${kind}`);
+    const row = this.guard(() => this.get(`SELECT * FROM ${tables[kind]} WHERE ${toColumn(field)} = ?`, value));
+    return row && this.recordFromRow(kind, row);
+  }
+
+  private policyFromRow(row: Row): PolicyRecord {
+    return { kind: "policy", id: row.id as string, version: row.version as number, body: row.body as string, seal: bytes(row.seal) };
+  }
+
+  async appendPolicyVersion(record: PolicyRecord): Promise<boolean> {
+    if (!Number.isSafeInteger(record.version) || record.version < 1) throw new RangeError(`invalid policy version ${record.version}`);
+    return this.guard(() =>
+      this.immediate(() => {
+        const latest = this.get("SELECT MAX(version) AS v FROM policy_versions WHERE id = ?", record.id)?.v as number | null;
+        if (record.version !== (latest ?? 0) + 1) return false; // versions follow each other, never rewritten
+        this.run("INSERT INTO policy_versions (id, version, body, seal) VALUES (?, ?, ?, ?)", record.id, record.version, record.body, record.seal);
+        return true;
+      }),
+    );
+  }
+
+  async getPolicyVersion(id: string, version: number): Promise<PolicyRecord | undefined> {
+    const row = this.guard(() => this.get("SELECT * FROM policy_versions WHERE id = ? AND version = ?", id, version));
+    return row && this.policyFromRow(row);
+  }
+
+  async latestPolicyVersion(id: string): Promise<PolicyRecord | undefined> {
+    const row = this.guard(() => this.get("SELECT * FROM policy_versions WHERE id = ? ORDER BY version DESC LIMIT 1", id));
+    return row && this.policyFromRow(row);
+  }
+
+  async listPolicyVersions(id: string, afterVersion: number, limit: number): Promise<PolicyRecord[]> {
+    checkLimit(limit);
+    const rows = this.guard(() =>
+      this.all("SELECT * FROM policy_versions WHERE id = ? AND version > ? ORDER BY version LIMIT ?", id, afterVersion, limit),
+    );
+    return rows.map((r) => this.policyFromRow(r));
+  }
+
+  // --- transactions ----------------------------------------------------------------------------
+
+  private transactionFromRow(row: Row): TransactionRecord {
+    return {
+      id: row.id as string,
+      credentialId: row.credential_id as string,
+      signerId: row.signer_id as string,
+      sca: row.sca as string,
+      hashAlgorithm: row.hash_algorithm as string,
+      numSignatures: row.num_signatures as number,
+      body: row.body as string,
+      createdAt: new Date(row.created_at as number),
+      expiresAt: new Date(row.expires_at as number),
+      state: row.state as TransactionState,
+      hashCount: row.hash_count as number,
+      dtbsrDigest: row.dtbsr_digest === null ? undefined : bytes(row.dtbsr_digest),
+      signaturesCreated: row.signatures_created as number,
+      authorizedAt: dateOrUndefined(row.authorized_at),
+      updatedAt: new Date(row.updated_at as number),
+    };
+  }
+
+  async createTransaction(tx: NewTransaction): Promise<void> {
+    if (!Number.isSafeInteger(tx.numSignatures) || tx.numSignatures < 1) throw new RangeError("numSignatures must be at least 1");
+    const params = {
+      id: tx.id,
+      credential_id: tx.credentialId,
+      signer_id: tx.signerId,
+      sca: tx.sca,
+      hash_algorithm: tx.hashAlgorithm,
+      num_signatures: tx.numSignatures,
+      body: tx.body,
+      created_at: ms(tx.createdAt),
+      expires_at: ms(tx.expiresAt),
+    };
+    this.guardUnique("transaction", () =>
+      this.run(
+        `INSERT INTO transactions (id, credential_id, signer_id, sca, hash_algorithm, num_signatures, body, state,
+           hash_count, signatures_created, created_at, expires_at, updated_at)
+         VALUES (@id, @credential_id, @signer_id, @sca, @hash_algorithm, @num_signatures, @body, 'PENDING',
+           0, 0, @created_at, @expires_at, @created_at)`,
+        params,
+      ),
+    );
+  }
+
+  async getTransaction(id: string): Promise<TransactionRecord | undefined> {
+    const row = this.guard(() => this.get("SELECT * FROM transactions WHERE id = ?", id));
+    return row && this.transactionFromRow(row);
+  }
+
+  async appendDtbsr(req: { transactionId: string; startIndex: number; hashes: readonly Uint8Array[]; now: Date }): Promise<AppendDtbsrResult> {
+    checkLimit(req.hashes.length, "hashes.length");
+    const now = ms(req.now);
+    return this.guard(() => {
+      try {
+        return this.immediate((): AppendDtbsrResult => {
+          const tx = this.get("SELECT state, hash_count, dtbsr_digest, expires_at FROM transactions WHERE id = ?", req.transactionId);
+          if (!tx) throw new Refusal("TRANSACTION_NOT_FOUND");
+          if (tx.state !== "PENDING" || tx.dtbsr_digest !== null) throw new Refusal("TRANSACTION_STATE"); // the list is frozen once complete
+          if ((tx.expires_at as number) <= now) throw new Refusal("EXPIRED");
+          const hashCount = tx.hash_count as number;
+          if (req.startIndex !== hashCount) throw new Refusal("INVALID_REQUEST", undefined, hashCount); // ordered, no gap, no overlap
+          const insert = this.stmt("INSERT INTO dtbsr (transaction_id, idx, hash) VALUES (?, ?, ?)");
+          req.hashes.forEach((hash, i) => insert.run(req.transactionId, hashCount + i, hash));
+          this.run(
+            "UPDATE transactions SET hash_count = hash_count + ?, updated_at = ? WHERE id = ?",
+            req.hashes.length, now, req.transactionId,
+          );
+          return { ok: true, hashCount: hashCount + req.hashes.length };
+        });
+      } catch (e) {
+        if (e instanceof Refusal) {
+          return e.hashCount === undefined ? { ok: false, reason: e.reason } : { ok: false, reason: e.reason, hashCount: e.hashCount };
+        }
+        throw e;
+      }
+    });
+  }
+
+  async completeDtbsrUpload(req: { transactionId: string; hashCount: number; digest: Uint8Array; now: Date }): Promise<boolean> {
+    const now = ms(req.now);
+    const changes = this.guard(() =>
+      this.run(
+        `UPDATE transactions SET dtbsr_digest = ?, updated_at = ?
+         WHERE id = ? AND state = 'PENDING' AND dtbsr_digest IS NULL AND hash_count = ? AND hash_count > 0 AND expires_at > ?`,
+        req.digest, now, req.transactionId, req.hashCount, now,
+      ),
+    );
+    return changes === 1;
+  }
+
+  async readDtbsr(req: { transactionId: string; fromIndex: number; limit: number }): Promise<DtbsrEntry[]> {
+    checkLimit(req.limit);
+    const rows = this.guard(() =>
+      this.all("SELECT idx, hash, signed FROM dtbsr WHERE transaction_id = ? AND idx >= ? ORDER BY idx LIMIT ?", req.transactionId, req.fromIndex, req.limit),
+    );
+    return rows.map((r) => ({ index: r.idx as number, hash: bytes(r.hash), signed: r.signed === 1 }));
+  }
+
+  async transitionTransaction(req: { id: string; from: readonly TransactionState[]; to: TransactionState; now: Date }): Promise<boolean> {
+    checkTransition(req.from, req.to);
+    const now = ms(req.now);
+    const inFrom = req.from.map(() => "?").join(", ");
+    const changes = this.guard(() =>
+      req.to === "AUTHORIZED"
+        ? // R-3.2.1.1: authorized once, only with the complete list and before expiry (compare-and-set).
+          this.run(
+            `UPDATE transactions SET state = 'AUTHORIZED', authorized_at = ?, updated_at = ?
+             WHERE id = ? AND state IN (${inFrom}) AND dtbsr_digest IS NOT NULL AND expires_at > ?`,
+            now, now, req.id, ...req.from, now,
+          )
+        : this.run(`UPDATE transactions SET state = ?, updated_at = ? WHERE id = ? AND state IN (${inFrom})`, req.to, now, req.id, ...req.from),
+    );
+    return changes === 1;
+  }
+
+  /** Checks the transaction may take `count` more signatures; throws a Refusal otherwise. */
+  private checkSignable(transactionId: string, count: number, now: number): { hashCount: number } {
+    const tx = this.get("SELECT state, expires_at, num_signatures, signatures_created, hash_count FROM transactions WHERE id = ?", transactionId);
+    if (!tx) throw new Refusal("TRANSACTION_NOT_FOUND");
+    if (tx.state !== "AUTHORIZED") throw new Refusal("TRANSACTION_STATE"); // T-2.2.1.2: nothing is signed without authorization
+    if ((tx.expires_at as number) <= now) throw new Refusal("EXPIRED");
+    if ((tx.signatures_created as number) + count > (tx.num_signatures as number)) throw new Refusal("SIGNATURE_COUNT_EXCEEDED"); // T-2.2.1.6
+    return { hashCount: tx.hash_count as number };
+  }
+
+  /** Adds `count` to the counter, completing the transaction when the authorized number is reached. */
+  private countSignatures(transactionId: string, count: number, now: number): { signaturesCreated: number; state: TransactionState } {
+    const row = this.get(
+      `UPDATE transactions SET signatures_created = signatures_created + @count,
+         state = CASE WHEN signatures_created + @count >= num_signatures THEN 'COMPLETED' ELSE state END, updated_at = @now
+       WHERE id = @id AND state = 'AUTHORIZED' AND signatures_created + @count <= num_signatures
+       RETURNING signatures_created, state`,
+      { count, now, id: transactionId },
+    );
+    if (!row) throw new Refusal("SIGNATURE_COUNT_EXCEEDED"); // T-2.2.1.6 (unreachable under the write lock; kept as a guard)
+    return { signaturesCreated: row.signatures_created as number, state: row.state as TransactionState };
+  }
+
+  private markResult(fn: () => MarkSignedResult): MarkSignedResult {
+    return this.guard(() => {
+      try {
+        return this.immediate(fn);
+      } catch (e) {
+        if (e instanceof Refusal) return e.index === undefined ? { ok: false, reason: e.reason } : { ok: false, reason: e.reason, index: e.index };
+        throw e;
+      }
+    });
+  }
+
+  async markHashesSigned(req: { transactionId: string; hashes: readonly Uint8Array[]; now: Date }): Promise<MarkSignedResult> {
+    checkLimit(req.hashes.length, "hashes.length");
+    const now = ms(req.now);
+    return this.markResult(() => {
+      this.checkSignable(req.transactionId, req.hashes.length, now);
+      // T-2.2.1.6: each hash takes the lowest unsigned entry with that value; none left = not authorized.
+      const claim = this.stmt(
+        `UPDATE dtbsr SET signed = 1 WHERE transaction_id = @tx AND idx =
+           (SELECT idx FROM dtbsr WHERE transaction_id = @tx AND hash = @hash AND signed = 0 ORDER BY idx LIMIT 1)
+         RETURNING idx`,
+      );
+      const indices = req.hashes.map((hash, i) => {
+        const row = claim.get({ tx: req.transactionId, hash }) as Row | undefined;
+        if (!row) throw new Refusal("HASH_NOT_AUTHORIZED", i); // rolls back every claim of this batch
+        return row.idx as number;
+      });
+      return { ok: true, indices, ...this.countSignatures(req.transactionId, req.hashes.length, now) };
+    });
+  }
+
+  async markRangeSigned(req: { transactionId: string; fromIndex: number; count: number; now: Date }): Promise<MarkSignedResult> {
+    checkLimit(req.count, "count");
+    if (!Number.isSafeInteger(req.fromIndex) || req.fromIndex < 0) throw new RangeError("fromIndex must be a non-negative integer");
+    const now = ms(req.now);
+    const end = req.fromIndex + req.count;
+    return this.markResult(() => {
+      const { hashCount } = this.checkSignable(req.transactionId, req.count, now);
+      const signed = this.get(
+        "SELECT MIN(idx) AS first FROM dtbsr WHERE transaction_id = ? AND idx >= ? AND idx < ? AND signed = 1",
+        req.transactionId, req.fromIndex, end,
+      )?.first as number | null;
+      if (signed !== null) throw new Refusal("HASH_NOT_AUTHORIZED", signed); // T-2.2.1.6: never signed twice
+      if (end > hashCount) throw new Refusal("HASH_NOT_AUTHORIZED", Math.max(hashCount, req.fromIndex)); // outside the list
+      this.run("UPDATE dtbsr SET signed = 1 WHERE transaction_id = ? AND idx >= ? AND idx < ?", req.transactionId, req.fromIndex, end);
+      const indices = Array.from({ length: req.count }, (_, i) => req.fromIndex + i);
+      return { ok: true, indices, ...this.countSignatures(req.transactionId, req.count, now) };
+    });
+  }
+
+  // --- one-time objects ------------------------------------------------------------------------
+
+  private challengeFromRow(row: Row): ChallengeRecord {
+    return {
+      hash: row.hash as string,
+      purpose: row.purpose as ChallengePurpose,
+      subject: row.subject as string,
+      createdAt: new Date(row.created_at as number),
+      expiresAt: new Date(row.expires_at as number),
+      consumedAt: dateOrUndefined(row.consumed_at),
+    };
+  }
+
+  async issueChallenge(c: NewChallenge): Promise<void> {
+    const params = [c.hash, c.purpose, c.subject, ms(c.createdAt), ms(c.expiresAt)];
+    this.guardUnique("challenge", () =>
+      this.run("INSERT INTO challenges (hash, purpose, subject, created_at, expires_at) VALUES (?, ?, ?, ?, ?)", ...params),
+    );
+  }
+
+  async consumeChallenge(req: { hash: string; purpose: ChallengePurpose; now: Date }): Promise<ChallengeRecord | undefined> {
+    const now = ms(req.now);
+    const row = this.guard(() =>
+      // T-2.2.1.3: one conditional UPDATE; only the caller that flips consumed_at gets the row back.
+      this.get(
+        `UPDATE challenges SET consumed_at = @now
+         WHERE hash = @hash AND purpose = @purpose AND consumed_at IS NULL AND expires_at > @now RETURNING *`,
+        { now, hash: req.hash, purpose: req.purpose },
+      ),
+    );
+    return row && this.challengeFromRow(row);
+  }
+
+  private sadTokenFromRow(row: Row): SadTokenRecord {
+    return {
+      hash: row.hash as string,
+      transactionId: row.transaction_id as string,
+      generation: row.generation as number,
+      previousHash: (row.previous_hash as string | null) ?? undefined,
+      issuedAt: new Date(row.issued_at as number),
+      expiresAt: new Date(row.expires_at as number),
+      consumedAt: dateOrUndefined(row.consumed_at),
+      revokedAt: dateOrUndefined(row.revoked_at),
+    };
+  }
+
+  async issueSadToken(t: NewSadToken): Promise<void> {
+    const params = [t.hash, t.transactionId, t.generation, t.previousHash ?? null, ms(t.issuedAt), ms(t.expiresAt)];
+    this.guardUnique("sad-token", () =>
+      this.run(
+        "INSERT INTO sad_tokens (hash, transaction_id, generation, previous_hash, issued_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+        ...params,
+      ),
+    );
+  }
+
+  async consumeSadToken(req: { hash: string; now: Date }): Promise<SadTokenRecord | undefined> {
+    const now = ms(req.now);
+    const row = this.guard(() =>
+      // T-2.2.1.3 / R-3.2.1.2: the token is consumed before anything is signed; exactly one caller wins.
+      this.get(
+        `UPDATE sad_tokens SET consumed_at = @now
+         WHERE hash = @hash AND consumed_at IS NULL AND revoked_at IS NULL AND expires_at > @now RETURNING *`,
+        { now, hash: req.hash },
+      ),
+    );
+    return row && this.sadTokenFromRow(row);
+  }
+
+  async findSadToken(hash: string): Promise<SadTokenRecord | undefined> {
+    const row = this.guard(() => this.get("SELECT * FROM sad_tokens WHERE hash = ?", hash));
+    return row && this.sadTokenFromRow(row);
+  }
+
+  async revokeSadTokens(req: { transactionId: string; now: Date }): Promise<number> {
+    const now = ms(req.now);
+    return this.guard(() =>
+      this.run(
+        "UPDATE sad_tokens SET revoked_at = ? WHERE transaction_id = ? AND consumed_at IS NULL AND revoked_at IS NULL",
+        now, req.transactionId,
+      ),
+    );
+  }
+
+  private activationCodeFromRow(row: Row): ActivationCodeRecord {
+    return {
+      id: row.id as string,
+      signerId: row.signer_id as string,
+      codeHash: row.code_hash as string,
+      attemptsLeft: row.attempts_left as number,
+      createdAt: new Date(row.created_at as number),
+      expiresAt: new Date(row.expires_at as number),
+      consumedAt: dateOrUndefined(row.consumed_at),
+      revokedAt: dateOrUndefined(row.revoked_at),
+    };
+  }
+
+  async issueActivationCode(c: NewActivationCode): Promise<void> {
+    if (!Number.isSafeInteger(c.attemptsLeft) || c.attemptsLeft < 1) throw new RangeError("attemptsLeft must be at least 1");
+    const params = [c.id, c.signerId, c.codeHash, c.attemptsLeft, ms(c.createdAt), ms(c.expiresAt)];
+    this.guardUnique("activation-code", () =>
+      this.run(
+        "INSERT INTO activation_codes (id, signer_id, code_hash, attempts_left, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+        ...params,
+      ),
+    );
+  }
+
+  async attemptActivationCode(req: { id: string; codeHash: string; now: Date }): Promise<ActivationAttempt> {
+    const now = ms(req.now);
+    return this.guard((): ActivationAttempt => {
+      const params = { now, id: req.id, codeHash: req.codeHash };
+      const live = "consumed_at IS NULL AND revoked_at IS NULL AND attempts_left > 0 AND expires_at > @now";
+      // R-3.1.1.2: a matching code is consumed by exactly one caller.
+      const accepted = this.get(
+        `UPDATE activation_codes SET consumed_at = @now WHERE id = @id AND code_hash = @codeHash AND ${live} RETURNING *`,
+        params,
+      );
+      if (accepted) return { outcome: "accepted", code: this.activationCodeFromRow(accepted) };
+      // T-2.1.1.1: a wrong code burns one attempt, atomically; at 0 the code is dead.
+      const rejected = this.get(
+        `UPDATE activation_codes SET attempts_left = attempts_left - 1
+         WHERE id = @id AND code_hash <> @codeHash AND ${live} RETURNING attempts_left`,
+        params,
+      );
+      if (rejected) return { outcome: "rejected", attemptsLeft: rejected.attempts_left as number };
+      return { outcome: "unavailable" };
+    });
+  }
+
+  async revokeActivationCodes(req: { signerId: string; now: Date }): Promise<number> {
+    const now = ms(req.now);
+    return this.guard(() =>
+      this.run(
+        "UPDATE activation_codes SET revoked_at = ? WHERE signer_id = ? AND consumed_at IS NULL AND revoked_at IS NULL",
+        now, req.signerId,
+      ),
+    );
+  }
+
+  async useJti(req: { key: string; expiresAt: Date; now: Date }): Promise<boolean> {
+    const now = ms(req.now);
+    const expiresAt = ms(req.expiresAt);
+    const changes = this.guard(() =>
+      // T-2.2.1.3: the first use inserts the key; a later use changes nothing while it is unexpired.
+      this.run(
+        `INSERT INTO used_jtis (key, used_at, expires_at) VALUES (@key, @now, @expiresAt)
+         ON CONFLICT (key) DO UPDATE SET used_at = excluded.used_at, expires_at = excluded.expires_at
+         WHERE used_jtis.expires_at <= @now`,
+        { key: req.key, now, expiresAt },
+      ),
+    );
+    return changes === 1;
+  }
+
+  async purgeExpired(before: Date): Promise<PurgeCounts> {
+    const t = ms(before);
+    return this.guard(() =>
+      this.immediate(() => ({
+        challenges: this.run("DELETE FROM challenges WHERE expires_at <= ?", t),
+        sadTokens: this.run("DELETE FROM sad_tokens WHERE expires_at <= ?", t),
+        activationCodes: this.run("DELETE FROM activation_codes WHERE expires_at <= ?", t),
+        jtis: this.run("DELETE FROM used_jtis WHERE expires_at <= ?", t),
+        transactions: this.run("DELETE FROM transactions WHERE expires_at <= ?", t), // DTBS/R rows go by ON DELETE CASCADE
+      })),
+    );
+  }
+
+  // --- audit -----------------------------------------------------------------------------------
+
+  private auditFromRow(row: Row): AuditRecord {
+    return {
+      nodeId: row.node_id as string,
+      sequence: row.sequence as number,
+      time: new Date(row.time as number),
+      event: row.event as string,
+      body: row.body as string,
+      prevHash: bytes(row.prev_hash),
+      hash: bytes(row.hash),
+    };
+  }
+
+  private checkpointFromRow(row: Row): AuditCheckpoint {
+    return {
+      nodeId: row.node_id as string,
+      sequence: row.sequence as number,
+      time: new Date(row.time as number),
+      body: row.body as string,
+      signature: bytes(row.signature),
+    };
+  }
+
+  async appendAuditRecord(r: AuditRecord): Promise<void> {
+    const time = ms(r.time);
+    this.guard(() =>
+      this.immediate(() => {
+        const latest = this.get("SELECT sequence, hash FROM audit_records WHERE node_id = ? ORDER BY sequence DESC LIMIT 1", r.nodeId);
+        const expected = ((latest?.sequence as number | undefined) ?? 0) + 1;
+        // R-3.2.2.4: the chain only grows by one record that links to the previous one.
+        if (r.sequence !== expected) throw new AuditChainError(r.nodeId, r.sequence, `expected sequence ${expected}`);
+        if (latest && !equalBytes(r.prevHash, bytes(latest.hash))) throw new AuditChainError(r.nodeId, r.sequence, "prevHash is not the previous record's hash");
+        this.run(
+          "INSERT INTO audit_records (node_id, sequence, time, event, body, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
+          r.nodeId, r.sequence, time, r.event, r.body, r.prevHash, r.hash,
+        );
+      }),
+    );
+  }
+
+  async readAuditRecords(req: { nodeId: string; fromSequence: number; limit: number }): Promise<AuditRecord[]> {
+    checkLimit(req.limit);
+    const rows = this.guard(() =>
+      this.all("SELECT * FROM audit_records WHERE node_id = ? AND sequence >= ? ORDER BY sequence LIMIT ?", req.nodeId, req.fromSequence, req.limit),
+    );
+    return rows.map((r) => this.auditFromRow(r));
+  }
+
+  async latestAuditRecord(nodeId: string): Promise<AuditRecord | undefined> {
+    const row = this.guard(() => this.get("SELECT * FROM audit_records WHERE node_id = ? ORDER BY sequence DESC LIMIT 1", nodeId));
+    return row && this.auditFromRow(row);
+  }
+
+  async listAuditNodes(): Promise<string[]> {
+    return this.guard(() => {
+      const nodes: string[] = [];
+      // One index seek per node rather than a scan of every record.
+      for (let after = ""; ; ) {
+        const row = this.get("SELECT node_id FROM audit_records WHERE node_id > ? ORDER BY node_id LIMIT 1", after);
+        if (!row) return nodes;
+        after = row.node_id as string;
+        nodes.push(after);
+      }
+    });
+  }
+
+  async appendAuditCheckpoint(c: AuditCheckpoint): Promise<void> {
+    const time = ms(c.time);
+    this.guard(() =>
+      this.immediate(() => {
+        const latest = this.get("SELECT MAX(sequence) AS s FROM audit_checkpoints WHERE node_id = ?", c.nodeId)?.s as number | null;
+        if (latest !== null && c.sequence <= latest) throw new AuditChainError(c.nodeId, c.sequence, `a checkpoint at ${latest} exists`);
+        if (!this.get("SELECT 1 FROM audit_records WHERE node_id = ? AND sequence = ?", c.nodeId, c.sequence)) {
+          throw new AuditChainError(c.nodeId, c.sequence, "no audit record at this sequence");
+        }
+        this.run(
+          "INSERT INTO audit_checkpoints (node_id, sequence, time, body, signature) VALUES (?, ?, ?, ?, ?)",
+          c.nodeId, c.sequence, time, c.body, c.signature,
+        );
+      }),
+    );
+  }
+
+  async latestAuditCheckpoint(nodeId: string): Promise<AuditCheckpoint | undefined> {
+    const row = this.guard(() => this.get("SELECT * FROM audit_checkpoints WHERE node_id = ? ORDER BY sequence DESC LIMIT 1", nodeId));
+    return row && this.checkpointFromRow(row);
+  }
+
+  async readAuditCheckpoints(req: { nodeId: string; fromSequence: number; limit: number }): Promise<AuditCheckpoint[]> {
+    checkLimit(req.limit);
+    const rows = this.guard(() =>
+      this.all("SELECT * FROM audit_checkpoints WHERE node_id = ? AND sequence >= ? ORDER BY sequence LIMIT ?", req.nodeId, req.fromSequence, req.limit),
+    );
+    return rows.map((r) => this.checkpointFromRow(r));
+  }
+}
+
+/** Applies the pending migrations in one BEGIN IMMEDIATE transaction; a no-op on an up-to-date file. */
+function migrate(db: Database.Database): void {
+  const latestKnown = migrations[migrations.length - 1]?.version ?? 0;
+  db.transaction(() => {
+    db.exec("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL) STRICT");
+    const applied = (db.prepare("SELECT MAX(version) AS v FROM schema_migrations").get() as { v: number | null }).v ?? 0;
+    if (applied > latestKnown) {
+      throw new Error(`the database schema is at version ${applied}, newer than this Inkan knows (${latestKnown}): refusing to use it`);
+    }
+    const record = db.prepare("INSERT INTO schema_migrations (version, name) VALUES (?, ?)");
+    for (const m of migrations) {
+      if (m.version <= applied) continue;
+      db.exec(m.sql);
+      record.run(m.version, m.name);
+    }
+  }).immediate();
+}

@@ -1,12 +1,65 @@
 import type { Logger } from "pino";
 import { contractFiles } from "@inkan/sdk";
 import type { Config } from "./config/config.js";
+import type { FullCryptoModule } from "./crypto/port.js";
+import { createPkcs11CryptoModule } from "./crypto/pkcs11/pkcs11-crypto-module.js";
+import { openEmbeddedCryptoModule } from "./crypto/pkcs11/softhsm-token.js";
+import { InkanError } from "./errors.js";
+import { createMongoStore } from "./store/mongodb/mongo-store.js";
+import type { Store } from "./store/port.js";
+import { createSqliteStore } from "./store/sqlite/sqlite-store.js";
 import { startServer, type InkanServer } from "./transport/server.js";
 
+/** Opens the configured crypto module: the embedded SoftHSM2 token, or an HSM's PKCS#11 library. */
+export async function openCryptoModule(config: Config): Promise<FullCryptoModule> {
+  const m = config.cryptoModule;
+  if (m.kind === "embedded") return openEmbeddedCryptoModule(config.dataDir);
+  return createPkcs11CryptoModule({ library: m.library, token: m.token, ...(m.pinFile ? { pin: { file: m.pinFile } } : {}) });
+}
+
+/** Opens the configured store and runs its migrations. */
+export async function openStore(config: Config): Promise<Store> {
+  const s = config.store;
+  return s.kind === "sqlite" ? createSqliteStore({ file: s.file }) : createMongoStore({ uri: s.uri });
+}
+
 /**
- * The composition root: the only place that sees every adapter. The crypto module and the store
- * join here with their issues; until then every contract RPC answers UNIMPLEMENTED.
+ * The composition root: the only place that sees every adapter. Opens the crypto module and the
+ * store, checks that the SAM's own keys answer before accepting a single call (fail closed), and
+ * serves. Until their issues land, the contract's RPCs answer UNIMPLEMENTED.
  */
 export async function serve(config: Config, log: Logger): Promise<InkanServer> {
-  return startServer({ config, log, contract: contractFiles });
+  const crypto = await openCryptoModule(config);
+  let store: Store | undefined;
+  try {
+    store = await openStore(config);
+    await selfCheck(crypto);
+    const server = await startServer({ config, log, contract: contractFiles });
+    const opened = store;
+    return {
+      ...server,
+      async close(graceMs) {
+        await server.close(graceMs);
+        await opened.close();
+        await crypto.close();
+      },
+    };
+  } catch (err) {
+    await store?.close().catch(() => undefined);
+    await crypto.close().catch(() => undefined);
+    throw err;
+  }
+}
+
+/** The system keys exist and work: record sealing, field encryption and audit signing. */
+async function selfCheck(crypto: FullCryptoModule): Promise<void> {
+  const probe = new TextEncoder().encode("inkan start-up self-check");
+  try {
+    await crypto.hmacSha256("record-seal", probe);
+    const sealed = await crypto.encrypt("field-encryption", probe, probe);
+    await crypto.decrypt("field-encryption", sealed, probe);
+    await crypto.systemPublicKey("audit-signing");
+  } catch (err) {
+    throw new InkanError("CRYPTO_MODULE_FAILURE", "the crypto module's system keys are missing or unusable; run `inkan init`", { cause: err });
+  }
 }

@@ -34,24 +34,28 @@ describe("the inkan command", () => {
     expect(built).toBe(true);
   });
 
-  it("init --json creates the data directory and prints the absolute path of everything it created", async () => {
+  it("init --json creates the PKI, the token with the SAM's keys and the store, and prints every path (R-3.1.1.3)", async () => {
     const dataDir = join(mkdtempSync(join(tmpdir(), "inkan-cli-")), "data");
     dirs.push(dataDir);
     const { code, stdout } = await output(["init", "--data-dir", dataDir, "--json"]);
     expect(code).toBe(0);
     const paths = JSON.parse(stdout) as Record<string, string>;
-    for (const key of ["caCert", "serverCert", "serverKey", "scaCert", "scaKey", "adminCert", "adminKey"]) {
+    for (const key of [
+      "caCert", "serverCert", "serverKey", "scaCert", "scaKey", "adminCert", "adminKey",
+      "pkcs11Module", "pkcs11Conf", "pkcs11PinFile", "pkcs11SoPinFile", "store",
+    ]) {
       expect(isAbsolute(paths[key]!), key).toBe(true);
       expect(existsSync(paths[key]!), key).toBe(true);
     }
-    for (const key of ["serverKey", "scaKey", "adminKey", "scaCaKey", "adminCaKey"]) {
+    expect(paths["pkcs11Token"]).toMatch(/^pkcs11:token=inkan/);
+    for (const key of ["serverKey", "scaKey", "adminKey", "scaCaKey", "adminCaKey", "pkcs11PinFile", "pkcs11SoPinFile", "store"]) {
       expect(statSync(paths[key]!).mode & 0o077, `${key} must not be readable by others`).toBe(0);
     }
     // A second init changes nothing and reports the same files.
     const again = await output(["init", "--data-dir", dataDir, "--json"]);
     expect(again.code).toBe(0);
     expect(JSON.parse(again.stdout)).toEqual(paths);
-    expect(again.stderr).toMatch(/already initialized/);
+    expect(again.stderr).toMatch(/already initialized; nothing was changed/);
   });
 
   it("serve prints its address, answers over mTLS, and stops cleanly on SIGTERM", async () => {

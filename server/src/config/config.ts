@@ -19,6 +19,14 @@ export interface Config {
     /** Largest request message the server reads, in bytes; larger ones get RESOURCE_EXHAUSTED. */
     readMaxBytes: number;
   };
+  /**
+   * The crypto module. "embedded": the SoftHSM2 token that `inkan init` created in the data
+   * directory. "pkcs11": any HSM's PKCS#11 library, its token as an RFC 7512 URI, and the user
+   * PIN from a file (never from the command line).
+   */
+  cryptoModule: { kind: "embedded" } | { kind: "pkcs11"; library: string; token: string; pinFile: string | undefined };
+  /** The store: a SQLite file (embedded default) or a MongoDB replica set shared by several nodes. */
+  store: { kind: "sqlite"; file: string } | { kind: "mongodb"; uri: string };
   /** How long a graceful shutdown waits for in-flight calls before closing them, in milliseconds. */
   shutdownGraceMs: number;
   logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
@@ -29,7 +37,8 @@ export type RawConfig = Partial<Record<RawKey, string>>;
 
 const rawKeys = [
   "dataDir", "listen", "tlsCertFile", "tlsKeyFile", "tlsScaCaFiles", "tlsAdminCaFiles",
-  "readMaxBytes", "shutdownGraceMs", "logLevel", "configFile",
+  "readMaxBytes", "shutdownGraceMs", "logLevel", "configFile", "pkcs11Library", "pkcs11Token",
+  "pkcs11PinFile", "store",
 ] as const;
 type RawKey = (typeof rawKeys)[number];
 
@@ -112,8 +121,42 @@ export function parseConfig(raw: RawConfig): Config {
   const logLevel = (raw.logLevel ?? "info") as Config["logLevel"];
   if (!logLevels.includes(logLevel)) problems.push(`logLevel: must be one of ${logLevels.join(", ")}`);
 
+  const cryptoModule = parseCryptoModule(raw, inData, file, problems);
+  const store = parseStore(raw.store ?? "store.sqlite3", inData, problems);
+
   if (problems.length > 0) throw new ConfigError(problems);
-  return { dataDir, listen, tls, limits: { readMaxBytes }, shutdownGraceMs, logLevel };
+  return { dataDir, listen, tls, limits: { readMaxBytes }, cryptoModule, store, shutdownGraceMs, logLevel };
+}
+
+function parseCryptoModule(
+  raw: RawConfig,
+  inData: (p: string) => string,
+  file: (path: string, value: string) => string,
+  problems: string[],
+): Config["cryptoModule"] {
+  if (raw.pkcs11Library === undefined) {
+    if (raw.pkcs11Token !== undefined || raw.pkcs11PinFile !== undefined) {
+      problems.push("pkcs11Library: required when pkcs11Token or pkcs11PinFile is set");
+    }
+    return { kind: "embedded" };
+  }
+  const library = file("pkcs11Library", raw.pkcs11Library);
+  const token = raw.pkcs11Token ?? "";
+  if (!token.startsWith("pkcs11:")) problems.push(`pkcs11Token: must be an RFC 7512 URI such as "pkcs11:token=inkan"`);
+  if (/[;?&]pin-value=/.test(token)) problems.push("pkcs11Token: must not carry the PIN (pin-value); use pkcs11PinFile");
+  const pinFile = raw.pkcs11PinFile === undefined ? undefined : file("pkcs11PinFile", inData(raw.pkcs11PinFile));
+  if (pinFile === undefined && !token.includes("pin-source=")) {
+    problems.push("pkcs11PinFile: required unless pkcs11Token names a pin-source");
+  }
+  return { kind: "pkcs11", library, token, pinFile };
+}
+
+function parseStore(value: string, inData: (p: string) => string, problems: string[]): Config["store"] {
+  if (/^mongodb(\+srv)?:\/\//.test(value)) return { kind: "mongodb", uri: value };
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(value)) {
+    problems.push(`store: "${value.replace(/\/\/[^@/]*@/, "//***@")}" is neither a SQLite file path nor a mongodb:// URI`);
+  }
+  return { kind: "sqlite", file: inData(value) };
 }
 
 function parseListen(value: string, problems: string[]): Config["listen"] {

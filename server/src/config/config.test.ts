@@ -67,3 +67,37 @@ describe("readEnv and the config file", () => {
     expect(() => withConfigFile({ configFile: file })).toThrow(/unknown key lisen/);
   });
 });
+
+describe("crypto module and store settings", () => {
+  it("defaults to the embedded SoftHSM2 token and the SQLite file in the data directory", () => {
+    const dir = dataDirWithPki();
+    const c = parseConfig({ dataDir: dir });
+    expect(c.cryptoModule).toEqual({ kind: "embedded" });
+    expect(c.store).toEqual({ kind: "sqlite", file: join(dir, "store.sqlite3") });
+  });
+
+  it("takes an HSM's PKCS#11 library with a token URI and a PIN file, never a PIN in the URI", () => {
+    const dir = dataDirWithPki();
+    writeFileSync(join(dir, "libhsm.so"), "x");
+    writeFileSync(join(dir, "pin"), "1234");
+    const c = parseConfig({ dataDir: dir, pkcs11Library: join(dir, "libhsm.so"), pkcs11Token: "pkcs11:token=prod", pkcs11PinFile: "pin" });
+    expect(c.cryptoModule).toEqual({ kind: "pkcs11", library: join(dir, "libhsm.so"), token: "pkcs11:token=prod", pinFile: join(dir, "pin") });
+    expect(() => parseConfig({ dataDir: dir, pkcs11Library: join(dir, "libhsm.so"), pkcs11Token: "pkcs11:token=prod?pin-value=1234" }))
+      .toThrow(/pkcs11Token: must not carry the PIN/);
+    expect(() => parseConfig({ dataDir: dir, pkcs11Token: "pkcs11:token=prod" })).toThrow(/pkcs11Library: required/);
+  });
+
+  it("takes a MongoDB URI for several nodes and refuses other URIs without echoing credentials", () => {
+    const dir = dataDirWithPki();
+    expect(parseConfig({ dataDir: dir, store: "mongodb://db1,db2/inkan?replicaSet=rs0" }).store.kind).toBe("mongodb");
+    let message = "";
+    try {
+      parseConfig({ dataDir: dir, store: "postgres://user:secret@db/inkan" });
+    } catch (e) {
+      message = (e as Error).message;
+    }
+    expect(message).toMatch(/^invalid configuration:\n  store: /);
+    expect(message).not.toContain("secret");
+  });
+});
+

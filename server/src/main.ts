@@ -1,13 +1,17 @@
 import type { Logger } from "pino";
 import { contractFiles } from "@inkan/sdk";
+import { PrivilegedUsers } from "./admin/privileged-users.js";
 import type { Config } from "./config/config.js";
 import type { FullCryptoModule } from "./crypto/port.js";
 import { createPkcs11CryptoModule } from "./crypto/pkcs11/pkcs11-crypto-module.js";
 import { openEmbeddedCryptoModule } from "./crypto/pkcs11/softhsm-token.js";
 import { InkanError } from "./errors.js";
+import { RecordSealer } from "./integrity/record-sealer.js";
+import { VerifiedRecords } from "./integrity/sealed-records.js";
 import { createMongoStore } from "./store/mongodb/mongo-store.js";
 import type { Store } from "./store/port.js";
 import { createSqliteStore } from "./store/sqlite/sqlite-store.js";
+import { privilegedSessionService } from "./transport/privileged-session.js";
 import { startServer, type InkanServer } from "./transport/server.js";
 
 /** Opens the configured crypto module: the embedded SoftHSM2 token, or an HSM's PKCS#11 library. */
@@ -25,8 +29,8 @@ export async function openStore(config: Config): Promise<Store> {
 
 /**
  * The composition root: the only place that sees every adapter. Opens the crypto module and the
- * store, checks that the SAM's own keys answer before accepting a single call (fail closed), and
- * serves. Until their issues land, the contract's RPCs answer UNIMPLEMENTED.
+ * store, checks that the SAM's own keys answer before accepting a single call (fail closed), wires
+ * the domain to the transport and serves. RPCs whose issue has not landed answer UNIMPLEMENTED.
  */
 export async function serve(config: Config, log: Logger): Promise<InkanServer> {
   const crypto = await openCryptoModule(config);
@@ -34,7 +38,20 @@ export async function serve(config: Config, log: Logger): Promise<InkanServer> {
   try {
     store = await openStore(config);
     await selfCheck(crypto);
-    const server = await startServer({ config, log, contract: contractFiles });
+    const records = new VerifiedRecords(store, new RecordSealer({
+      keys: crypto,
+      onViolation: (kind, id) => log.error({ kind, id }, "integrity violation: record refused"),
+    }));
+    const users = new PrivilegedUsers({ records, oneTime: store, random: crypto });
+    const server = await startServer({
+      config,
+      log,
+      contract: contractFiles,
+      authenticateAdmin: (req) => users.authenticate(req),
+      implementations: {
+        "inkan.admin.v1.PrivilegedSessionService": privilegedSessionService(users),
+      },
+    });
     const opened = store;
     return {
       ...server,

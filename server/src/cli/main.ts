@@ -1,13 +1,9 @@
-import { existsSync } from "node:fs";
-import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { ConfigError, parseConfig, readEnv, withConfigFile, type RawConfig } from "../config/config.js";
 import { createLogger } from "../log/logger.js";
 import { serve } from "../main.js";
-import { initEmbeddedToken } from "../crypto/pkcs11/softhsm-token.js";
 import { InkanError } from "../errors.js";
-import { writeDevPki, type DevPkiPaths } from "../pki/dev-pki.js";
-import { createSqliteStore, sqliteStoreFile } from "../store/sqlite/sqlite-store.js";
+import { initDataDir } from "../init.js";
 
 const usage = `usage:
   inkan init  --data-dir DIR [--json]      create the data directory: development PKI, SoftHSM2
@@ -47,58 +43,26 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-/**
- * `inkan init`: the data directory with its development PKI, the embedded SoftHSM2 token with the
- * SAM's system keys, and the SQLite store. Idempotent: what exists is kept (never overwritten) and
- * only what is missing is created; stderr says which.
- */
+/** `inkan init`: see initDataDir. Idempotent; stderr says what was created and what was kept. */
 async function init(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: { "data-dir": { type: "string" }, json: { type: "boolean" } } });
-  const dataDir = resolve(values["data-dir"] ?? readEnv().dataDir ?? ".data");
-  const pkiExists = existsSync(resolve(dataDir, "pki", "ca.crt"));
-  const pki = pkiExists ? existingPaths(dataDir) : await writeDevPki(dataDir);
-  const token = await initEmbeddedToken(dataDir);
-  const storeFile = sqliteStoreFile(dataDir);
-  const storeExists = existsSync(storeFile);
-  await (await createSqliteStore({ file: storeFile })).close(); // creates it and runs the migrations
-
-  const created = [
-    !pkiExists && "development PKI",
-    token.tokenCreated && "crypto-module token",
-    token.systemKeysCreated.length > 0 && `system keys (${token.systemKeysCreated.join(", ")})`,
-    !storeExists && "store",
-  ].filter(Boolean);
+  const { paths, created } = await initDataDir(values["data-dir"] ?? readEnv().dataDir ?? ".data");
   console.error(
     created.length === 0
-      ? `inkan init: ${dataDir} is already initialized; nothing was changed`
-      : `inkan init: created ${created.join(", ")} in ${dataDir}` + (pkiExists || !token.tokenCreated || storeExists ? "; kept what existed" : ""),
+      ? `inkan init: ${paths.dataDir} is already initialized; nothing was changed`
+      : `inkan init: created ${created.join(", ")} in ${paths.dataDir}`,
   );
-  const paths = {
-    dataDir,
-    ...pki,
-    pkcs11Module: token.library,
-    pkcs11Conf: token.confPath,
-    pkcs11Token: token.tokenUri,
-    pkcs11PinFile: token.userPinFile,
-    pkcs11SoPinFile: token.soPinFile,
-    store: storeFile,
-  };
   if (values.json) {
     console.log(JSON.stringify(paths));
   } else {
-    console.log(`Initialized ${dataDir}`);
+    console.log(`Initialized ${paths.dataDir}`);
     for (const [k, v] of Object.entries(paths)) console.log(`  ${k.padEnd(16)} ${v}`);
+    if (created.includes("first security officer")) {
+      console.log(`\nThe first security officer is ${paths.adminUserId}: their client certificate is ${paths.adminCert}`);
+      console.log(`and their request-signing key ${paths.adminRequestKey}. Keep both; this is printed once.`);
+    }
   }
   return 0;
-}
-
-function existingPaths(dataDir: string): DevPkiPaths {
-  const p = (name: string) => resolve(dataDir, "pki", name);
-  return {
-    caCert: p("ca.crt"), serverCert: p("server.crt"), serverKey: p("server.key"),
-    scaCaCert: p("sca-ca.crt"), scaCaKey: p("sca-ca.key"), scaCert: p("sca.crt"), scaKey: p("sca.key"),
-    adminCaCert: p("admin-ca.crt"), adminCaKey: p("admin-ca.key"), adminCert: p("admin.crt"), adminKey: p("admin.key"),
-  };
 }
 
 async function serveCommand(args: string[]): Promise<number> {

@@ -1,13 +1,16 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Transport } from "@connectrpc/connect";
+import type { Interceptor, Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
-import { contractFiles } from "@inkan/sdk";
+import { createAdminRequestSigner } from "@inkan/sdk";
+import type { JWK } from "jose";
 import { pino } from "pino";
 import { parseConfig, type RawConfig } from "../config/config.js";
-import { createCertificateAuthority, issueCertificate, loadCertificateAuthority, writeDevPki, type DevPkiPaths, type Pem } from "../pki/dev-pki.js";
-import { startServer, type InkanServer } from "../transport/server.js";
+import { initDataDir, type InitPaths } from "../init.js";
+import { serve } from "../main.js";
+import { createCertificateAuthority, issueCertificate, loadCertificateAuthority, type Pem } from "../pki/dev-pki.js";
+import type { InkanServer } from "../transport/server.js";
 
 export type Protocol = "connect" | "grpc" | "grpc-web";
 export const protocols: Protocol[] = ["connect", "grpc", "grpc-web"];
@@ -20,8 +23,8 @@ export interface ClientTls {
 }
 
 /** A Connect transport of the given protocol over HTTP/2 with (m)TLS, as an SCA would build it. */
-export function transportFor(protocol: Protocol, baseUrl: string, tls: ClientTls): Transport {
-  const options = { baseUrl, httpVersion: "2" as const, nodeOptions: { ...tls } };
+export function transportFor(protocol: Protocol, baseUrl: string, tls: ClientTls, interceptors: Interceptor[] = []): Transport {
+  const options = { baseUrl, httpVersion: "2" as const, nodeOptions: { ...tls }, interceptors };
   switch (protocol) {
     case "connect":
       return createConnectTransport(options);
@@ -34,7 +37,7 @@ export function transportFor(protocol: Protocol, baseUrl: string, tls: ClientTls
 
 /** The development PKI plus the bad client certificates the refusal tests need. */
 export interface TestPki {
-  paths: DevPkiPaths;
+  paths: InitPaths;
   ca: string;
   sca: Pem;
   admin: Pem;
@@ -42,13 +45,15 @@ export interface TestPki {
   foreign: Pem;
   /** A client certificate from the SCA CA whose validity ended yesterday. */
   expired: Pem;
+  /** A valid certificate from the admin CA that is bound to no privileged user. */
+  unboundAdmin: Pem;
 }
 
-async function createTestPki(dataDir: string): Promise<TestPki> {
-  const paths = await writeDevPki(dataDir);
+async function createTestPki(paths: InitPaths): Promise<TestPki> {
   const read = (f: string) => readFileSync(f, "utf8");
   const foreignCa = await createCertificateAuthority("Somebody Else's CA");
   const scaCa = await loadCertificateAuthority({ cert: read(paths.scaCaCert), key: read(paths.scaCaKey) });
+  const adminCa = await loadCertificateAuthority({ cert: read(paths.adminCaCert), key: read(paths.adminCaKey) });
   const day = 24 * 60 * 60 * 1000;
   return {
     paths,
@@ -59,6 +64,7 @@ async function createTestPki(dataDir: string): Promise<TestPki> {
     expired: await issueCertificate(scaCa, {
       commonName: "sca-expired", usage: "client", notBefore: new Date(Date.now() - 10 * day), notAfter: new Date(Date.now() - day),
     }),
+    unboundAdmin: await issueCertificate(adminCa, { commonName: "stolen-looking", usage: "client" }),
   };
 }
 
@@ -68,25 +74,38 @@ export interface TestServer {
   dataDir: string;
   /** A transport for `protocol` presenting `who`'s certificate (none when undefined). */
   transport(protocol: Protocol, who?: Pem): Transport;
+  /**
+   * A transport for the first security officer (created by init): its certificate, and every
+   * admin request signed with its request-signing key.
+   */
+  adminTransport(protocol?: Protocol): Transport;
   close(): Promise<void>;
 }
 
 /**
- * Starts the real server on 127.0.0.1:0 over mTLS with a fresh development PKI in a temporary
- * data directory. Logs go to `<dataDir>/server.log` so a failing test can be read afterwards.
+ * Starts the real SAM, as `inkan init` + `inkan serve` would, on 127.0.0.1:0: a fresh data
+ * directory with its development PKI, SoftHSM2 token and SQLite store, served over mTLS. Logs go
+ * to `<dataDir>/server.log` so a failing test can be read afterwards.
  */
 export async function startTestServer(raw: RawConfig = {}): Promise<TestServer> {
   const dataDir = mkdtempSync(join(tmpdir(), "inkan-test-"));
-  const pki = await createTestPki(dataDir);
+  const { paths } = await initDataDir(dataDir);
+  const pki = await createTestPki(paths);
   const config = parseConfig({ dataDir, listen: "127.0.0.1:0", shutdownGraceMs: "2000", ...raw });
   writeFileSync(join(dataDir, "server.log"), "");
   const log = pino({ level: "info" }, pino.destination({ dest: join(dataDir, "server.log"), sync: true }));
-  const server = await startServer({ config, log, contract: contractFiles });
+  const server = await serve(config, log);
+  const transport = (protocol: Protocol, who?: Pem) => transportFor(protocol, server.url, { ca: pki.ca, ...who });
+  const privateJwk = JSON.parse(readFileSync(paths.adminRequestKey, "utf8")) as JWK & { kid: string };
   return {
     server,
     pki,
     dataDir,
-    transport: (protocol, who) => transportFor(protocol, server.url, { ca: pki.ca, ...who }),
+    transport,
+    adminTransport: (protocol = "grpc") =>
+      transportFor(protocol, server.url, { ca: pki.ca, ...pki.admin }, [
+        createAdminRequestSigner({ userId: paths.adminUserId, privateJwk, nonceTransport: transport(protocol, pki.admin) }),
+      ]),
     async close() {
       await server.close(500);
       rmSync(dataDir, { recursive: true, force: true });

@@ -14,6 +14,10 @@ export interface CallerIdentity {
   commonName: string;
   /** SHA-256 fingerprint of the client certificate (DER), hex upper case with colons. */
   fingerprint: string;
+  /** SHA-256 of the client certificate (DER), lower-case hex without separators. */
+  sha256: string;
+  /** The subject DN as Node prints it, one RDN a line. */
+  subject: string;
   /** The certificate's serial number, hex. */
   serialNumber: string;
 }
@@ -45,7 +49,14 @@ export function identify(cert: X509Certificate, cas: TrustedCas): CallerIdentity
   const kind: CallerKind | undefined = issuedBy(cas.sca) ? "sca" : issuedBy(cas.privileged) ? "privileged" : undefined;
   if (!kind) return undefined;
   const cn = /(?:^|\n)CN=([^\n]*)/.exec(cert.subject)?.[1] ?? "";
-  return { kind, commonName: cn, fingerprint: cert.fingerprint256, serialNumber: cert.serialNumber };
+  return {
+    kind,
+    commonName: cn,
+    fingerprint: cert.fingerprint256,
+    sha256: cert.fingerprint256.replaceAll(":", "").toLowerCase(),
+    subject: cert.subject,
+    serialNumber: cert.serialNumber,
+  };
 }
 
 const bySocket = new WeakMap<TLSSocket, CallerIdentity | null>();

@@ -9,6 +9,7 @@ import { createValidateInterceptor } from "@connectrpc/validate";
 import { HealthCheckResponse_ServingStatus as Status } from "@inkan/sdk/gen/grpc/health/v1/health_pb.js";
 import type { Logger } from "pino";
 import type { Config } from "../config/config.js";
+import { createAdminAuthInterceptor, type AdminAuthenticator } from "./admin-auth.js";
 import { HealthState, registerHealth } from "./health.js";
 import { identityOfRequest, kCaller, kRequestId, parseCertificates, type TrustedCas } from "./identity.js";
 import { createAccessInterceptor, createCallInterceptor } from "./interceptors.js";
@@ -22,6 +23,8 @@ export interface InkanServerOptions {
   contract: DescFile[];
   /** Implementations by service type name; methods left out answer UNIMPLEMENTED. */
   implementations?: Record<string, Record<string, unknown>>;
+  /** Authenticates every admin request (certificate + per-request signature); see admin-auth.ts. */
+  authenticateAdmin: AdminAuthenticator;
 }
 
 export interface InkanServer {
@@ -61,7 +64,12 @@ export async function startServer(options: InkanServerOptions): Promise<InkanSer
     readMaxBytes: config.limits.readMaxBytes,
     // Order matters: errors are mapped and logged outermost; unknown callers are refused before
     // validation, so they learn nothing about the schema.
-    interceptors: [createCallInterceptor(log), createAccessInterceptor(), createValidateInterceptor()],
+    interceptors: [
+      createCallInterceptor(log),
+      createAccessInterceptor(),
+      createAdminAuthInterceptor(options.authenticateAdmin),
+      createValidateInterceptor(),
+    ],
     contextValues: (req) =>
       createContextValues().set(kCaller, identityOfRequest(req, cas)).set(kRequestId, randomUUID()),
   });

@@ -1,0 +1,118 @@
+import { X509Certificate } from "node:crypto";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { exportJWK, generateKeyPair, calculateJwkThumbprint } from "jose";
+import { PrivilegedUsers } from "./admin/privileged-users.js";
+import { initEmbeddedToken, openEmbeddedCryptoModule } from "./crypto/pkcs11/softhsm-token.js";
+import { RecordSealer } from "./integrity/record-sealer.js";
+import { VerifiedRecords } from "./integrity/sealed-records.js";
+import { writeDevPki, type DevPkiPaths } from "./pki/dev-pki.js";
+import { createSqliteStore, sqliteStoreFile } from "./store/sqlite/sqlite-store.js";
+
+/** What `inkan init` created or found, by absolute path (the `--json` output). */
+export interface InitPaths extends DevPkiPaths {
+  dataDir: string;
+  pkcs11Module: string;
+  pkcs11Conf: string;
+  /** RFC 7512 URI of the token. */
+  pkcs11Token: string;
+  pkcs11PinFile: string;
+  pkcs11SoPinFile: string;
+  store: string;
+  /** The first security officer's request-signing private key (JWK with its kid), mode 0600. */
+  adminRequestKey: string;
+  /** The first security officer's user id. */
+  adminUserId: string;
+}
+
+export interface InitResult {
+  paths: InitPaths;
+  /** What this run created; empty when everything existed already. */
+  created: string[];
+}
+
+/**
+ * Initializes a data directory on the embedded defaults: a development PKI, the SoftHSM2 token
+ * with the SAM's system keys, the SQLite store, and the first security officer (bound to the
+ * development admin certificate, with a request-signing key). Idempotent: what exists is kept and
+ * never overwritten; only what is missing is created.
+ */
+export async function initDataDir(dataDirInput: string): Promise<InitResult> {
+  const dataDir = resolve(dataDirInput);
+  const created: string[] = [];
+  const pkiExists = existsSync(join(dataDir, "pki", "ca.crt"));
+  const pki = pkiExists ? existingPkiPaths(dataDir) : await writeDevPki(dataDir);
+  if (!pkiExists) created.push("development PKI");
+
+  const token = await initEmbeddedToken(dataDir);
+  if (token.tokenCreated) created.push("crypto-module token");
+  if (token.systemKeysCreated.length > 0) created.push(`system keys (${token.systemKeysCreated.join(", ")})`);
+
+  const storeFile = sqliteStoreFile(dataDir);
+  if (!existsSync(storeFile)) created.push("store");
+  const adminRequestKey = join(dataDir, "pki", "admin-request-key.jwk");
+  const crypto = await openEmbeddedCryptoModule(dataDir);
+  const store = await createSqliteStore({ file: storeFile });
+  let adminUserId: string;
+  try {
+    const users = new PrivilegedUsers({
+      records: new VerifiedRecords(store, new RecordSealer({ keys: crypto })),
+      oneTime: store,
+      random: crypto,
+    });
+    const admin = await users.userOfCertificate({ sha256: sha256Of(pki.adminCert), subject: "" });
+    if (admin) {
+      adminUserId = admin.id;
+    } else if (await users.any()) {
+      throw new Error("privileged users exist but none is bound to the development admin certificate; refusing to add one");
+    } else {
+      // R-3.2.1.6: the only privileged user created outside the admin service, once, at init.
+      const { privateKey, publicKey } = await generateKeyPair("ES256", { extractable: true });
+      const publicJwk = await exportJWK(publicKey);
+      const kid = await calculateJwkThumbprint(publicJwk, "sha256");
+      const { user } = await users.create({
+        role: "SECURITY_OFFICER",
+        displayName: "First security officer",
+        certificateBinding: { certificateSha256: sha256Of(pki.adminCert) },
+        publicKeyJwk: JSON.stringify(publicJwk),
+        keyLabel: "created by inkan init",
+        createdBy: "inkan-init",
+        now: new Date(),
+      });
+      adminUserId = user.id;
+      writeFileSync(adminRequestKey, JSON.stringify({ ...(await exportJWK(privateKey)), kid, alg: "ES256", sub: user.id }) + "\n", { mode: 0o600 });
+      created.push("first security officer");
+    }
+  } finally {
+    await store.close();
+    await crypto.close();
+  }
+  return {
+    created,
+    paths: {
+      dataDir,
+      ...pki,
+      pkcs11Module: token.library,
+      pkcs11Conf: token.confPath,
+      pkcs11Token: token.tokenUri,
+      pkcs11PinFile: token.userPinFile,
+      pkcs11SoPinFile: token.soPinFile,
+      store: storeFile,
+      adminRequestKey,
+      adminUserId,
+    },
+  };
+}
+
+function sha256Of(certFile: string): string {
+  return new X509Certificate(readFileSync(certFile)).fingerprint256.replaceAll(":", "").toLowerCase();
+}
+
+function existingPkiPaths(dataDir: string): DevPkiPaths {
+  const p = (name: string) => join(dataDir, "pki", name);
+  return {
+    caCert: p("ca.crt"), serverCert: p("server.crt"), serverKey: p("server.key"),
+    scaCaCert: p("sca-ca.crt"), scaCaKey: p("sca-ca.key"), scaCert: p("sca.crt"), scaKey: p("sca.key"),
+    adminCaCert: p("admin-ca.crt"), adminCaKey: p("admin-ca.key"), adminCert: p("admin.crt"), adminKey: p("admin.key"),
+  };
+}

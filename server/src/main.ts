@@ -12,6 +12,7 @@ import { createMongoStore } from "./store/mongodb/mongo-store.js";
 import type { Store } from "./store/port.js";
 import { createSqliteStore } from "./store/sqlite/sqlite-store.js";
 import { privilegedSessionService } from "./transport/privileged-session.js";
+import { privilegedUserService } from "./transport/privileged-user-service.js";
 import { startServer, type InkanServer } from "./transport/server.js";
 
 /** Opens the configured crypto module: the embedded SoftHSM2 token, or an HSM's PKCS#11 library. */
@@ -50,6 +51,7 @@ export async function serve(config: Config, log: Logger): Promise<InkanServer> {
       authenticateAdmin: (req) => users.authenticate(req),
       implementations: {
         "inkan.admin.v1.PrivilegedSessionService": privilegedSessionService(users),
+        "inkan.admin.v1.PrivilegedUserService": privilegedUserService(users),
       },
     });
     const opened = store;

@@ -58,6 +58,12 @@ export interface UserKeyBody {
   revokedBy?: string;
 }
 
+/** A privileged user with their request-signing keys. */
+export interface UserView {
+  user: PrivilegedUserRecord;
+  keys: PrivilegedUserKeyRecord[];
+}
+
 export interface AdminRequest {
   /** Full RPC path, "/inkan.admin.v1.Service/Method". */
   method: string;
@@ -188,6 +194,11 @@ export class PrivilegedUsers {
       updatedAt: at,
     };
     const key = await this.keyRecord(id, input.publicKeyJwk, input.keyLabel, input.createdBy, input.now);
+    // Checked first so that a refusal leaves nothing half-created; the unique indexes still decide races.
+    if (await this.o.records.get("privileged-user-key", key.id)) throw new InkanError("ALREADY_EXISTS", "this key is already registered", { field: "public_key_jwk" });
+    if (await this.o.records.find("privileged-user", "certificateFingerprint", bindingKey(input.certificateBinding))) {
+      throw new InkanError("ALREADY_EXISTS", "this certificate is already bound to a privileged user", { field: "certificate_binding" });
+    }
     const user = await this.o.records.create<PrivilegedUserRecord>({
       kind: "privileged-user",
       id,
@@ -198,6 +209,82 @@ export class PrivilegedUsers {
       body: canonicalize(body)!,
     });
     return { user, key: await this.o.records.create<PrivilegedUserKeyRecord>(key) };
+  }
+
+  /** A privileged user with all their keys (revoked ones included), or NOT_FOUND. */
+  async get(userId: string): Promise<UserView> {
+    const user = await this.o.records.get("privileged-user", userId);
+    if (!user) throw new InkanError("PRIVILEGED_USER_NOT_FOUND", "no such privileged user", { field: "user_id" });
+    return { user, keys: await this.keysOf(userId) };
+  }
+
+  /** One page of privileged users (by id), with their keys. */
+  async list(query: { role?: PrivilegedRole; status?: PrivilegedUserRecord["status"]; after?: string; limit: number }): Promise<{ users: UserView[]; next: string | undefined }> {
+    const where = { ...(query.role ? { role: query.role } : {}), ...(query.status ? { status: query.status } : {}) };
+    const page = await this.o.records.list({ kind: "privileged-user", where, after: query.after, limit: query.limit });
+    return { users: await Promise.all(page.items.map(async (user) => ({ user, keys: await this.keysOf(user.id) }))), next: page.next };
+  }
+
+  /** Active security officers (at most `limit`). */
+  async countSecurityOfficers(limit = 3): Promise<number> {
+    const page = await this.o.records.list({ kind: "privileged-user", where: { role: "SECURITY_OFFICER", status: "ACTIVE" }, limit });
+    return page.items.length;
+  }
+
+  /** Registers another request-signing key for a user (R-3.2.1.6: a security officer's act). */
+  async addKey(input: { userId: string; publicKeyJwk: string; label: string; by: string; now: Date }): Promise<PrivilegedUserKeyRecord> {
+    const { user } = await this.get(input.userId);
+    if (user.status !== "ACTIVE") throw new InkanError("STATE_CONFLICT", "the privileged user was removed", { field: "user_id" });
+    return this.o.records.create<PrivilegedUserKeyRecord>(await this.keyRecord(user.id, input.publicKeyJwk, input.label, input.by, input.now));
+  }
+
+  /** Revokes one of a user's request-signing keys; signatures by it stop verifying at once. */
+  async revokeKey(input: { userId: string; keyId: string; by: string; now: Date }): Promise<PrivilegedUserKeyRecord> {
+    const key = await this.o.records.get("privileged-user-key", input.keyId);
+    if (!key || key.userId !== input.userId) throw new InkanError("INVALID_REQUEST", "no such key for this user", { field: "key_id" });
+    if (key.status === "REVOKED") return key;
+    const body: UserKeyBody = { ...(JSON.parse(key.body) as UserKeyBody), revokedAt: input.now.toISOString(), revokedBy: input.by };
+    const updated = await this.o.records.update<PrivilegedUserKeyRecord>({ ...key, version: key.version + 1, status: "REVOKED", body: canonicalize(body)! }, key.version);
+    if (!updated) throw new InkanError("VERSION_CONFLICT", "the key changed meanwhile; retry");
+    return updated;
+  }
+
+  /** Changes a user's display name and certificate binding (compare-and-set on the version). */
+  async update(input: { userId: string; expectedVersion: number; displayName: string; certificateBinding: CertificateBinding; by: string; now: Date }): Promise<PrivilegedUserRecord> {
+    const { user } = await this.get(input.userId);
+    if (user.version !== input.expectedVersion) throw new InkanError("VERSION_CONFLICT", "the user changed meanwhile; read it again", { field: "expected_version" });
+    if (user.status !== "ACTIVE") throw new InkanError("STATE_CONFLICT", "the privileged user was removed", { field: "user_id" });
+    const body: PrivilegedUserBody = { ...(JSON.parse(user.body) as PrivilegedUserBody), displayName: input.displayName, certificateBinding: input.certificateBinding, updatedAt: input.now.toISOString() };
+    const updated = await this.o.records.update<PrivilegedUserRecord>(
+      { ...user, version: user.version + 1, certificateFingerprint: bindingKey(input.certificateBinding), body: canonicalize(body)! },
+      user.version,
+    );
+    if (!updated) throw new InkanError("VERSION_CONFLICT", "the user changed meanwhile; read it again", { field: "expected_version" });
+    return updated;
+  }
+
+  /** Removes a user (kept as REMOVED for the audit trail); never the last security officer. */
+  async remove(input: { userId: string; by: string; now: Date }): Promise<PrivilegedUserRecord> {
+    const { user } = await this.get(input.userId);
+    if (user.status === "REMOVED") return user;
+    if (user.role === "SECURITY_OFFICER" && (await this.countSecurityOfficers(2)) < 2) {
+      throw new InkanError("LAST_SECURITY_OFFICER", "the last security officer cannot be removed");
+    }
+    const body: PrivilegedUserBody = { ...(JSON.parse(user.body) as PrivilegedUserBody), updatedAt: input.now.toISOString() };
+    const updated = await this.o.records.update<PrivilegedUserRecord>({ ...user, version: user.version + 1, status: "REMOVED", body: canonicalize(body)! }, user.version);
+    if (!updated) throw new InkanError("VERSION_CONFLICT", "the user changed meanwhile; retry");
+    return updated;
+  }
+
+  private async keysOf(userId: string): Promise<PrivilegedUserKeyRecord[]> {
+    const keys: PrivilegedUserKeyRecord[] = [];
+    let after: string | undefined;
+    do {
+      const page = await this.o.records.list({ kind: "privileged-user-key", where: { userId }, after, limit: 100 });
+      keys.push(...page.items);
+      after = page.next;
+    } while (after);
+    return keys;
   }
 
   /** Whether any privileged user exists (so `inkan init` creates the first one only once). */

@@ -79,6 +79,10 @@ export interface TestServer {
    * admin request signed with its request-signing key.
    */
   adminTransport(protocol?: Protocol): Transport;
+  /** A transport for any privileged user: their certificate, their requests signed with their key. */
+  transportAs(who: Pem, userId: string, privateJwk: JWK & { kid: string }, protocol?: Protocol): Transport;
+  /** A new client certificate from the development admin CA (not yet bound to any user). */
+  issueAdminCertificate(commonName: string): Promise<Pem>;
   close(): Promise<void>;
 }
 
@@ -97,15 +101,22 @@ export async function startTestServer(raw: RawConfig = {}): Promise<TestServer> 
   const server = await serve(config, log);
   const transport = (protocol: Protocol, who?: Pem) => transportFor(protocol, server.url, { ca: pki.ca, ...who });
   const privateJwk = JSON.parse(readFileSync(paths.adminRequestKey, "utf8")) as JWK & { kid: string };
+  const transportAs = (who: Pem, userId: string, jwk: JWK & { kid: string }, protocol: Protocol = "grpc") =>
+    transportFor(protocol, server.url, { ca: pki.ca, ...who }, [
+      createAdminRequestSigner({ userId, privateJwk: jwk, nonceTransport: transport(protocol, who) }),
+    ]);
   return {
     server,
     pki,
     dataDir,
     transport,
-    adminTransport: (protocol = "grpc") =>
-      transportFor(protocol, server.url, { ca: pki.ca, ...pki.admin }, [
-        createAdminRequestSigner({ userId: paths.adminUserId, privateJwk, nonceTransport: transport(protocol, pki.admin) }),
-      ]),
+    adminTransport: (protocol = "grpc") => transportAs(pki.admin, paths.adminUserId, privateJwk, protocol),
+    transportAs,
+    async issueAdminCertificate(commonName) {
+      const read = (f: string) => readFileSync(f, "utf8");
+      const ca = await loadCertificateAuthority({ cert: read(paths.adminCaCert), key: read(paths.adminCaKey) });
+      return issueCertificate(ca, { commonName, usage: "client" });
+    },
     async close() {
       await server.close(500);
       rmSync(dataDir, { recursive: true, force: true });

@@ -15,7 +15,9 @@ import {
   type AuditRecord,
   type CredentialRecord,
   type FactorRecord,
+  type NewPendingApproval,
   type NewTransaction,
+  type PendingApprovalRecord,
   type PrivilegedUserKeyRecord,
   type PrivilegedUserRecord,
   type SealedRecord,
@@ -76,6 +78,43 @@ const privilegedUserKey = (id: string, userId: string, keyFingerprint: string): 
 const newTransaction = (id: string, numSignatures: number, expiresInSeconds = 600): NewTransaction => ({
   id, credentialId: "cred-1", signerId: "signer-1", sca: "CN=sca-1", hashAlgorithm: "SHA256", numSignatures,
   body: JSON.stringify({ description: "Invoice 42" }), createdAt: at(0), expiresAt: at(expiresInSeconds),
+});
+
+// Pending approvals (dual control): the request holds 0x00 and 0xff, so its base64url text uses "-" and "_".
+const destroyMethod = "/inkan.admin.v1.RegistrationService/DestroyCredential";
+const base64url = (u: Uint8Array): string => Buffer.from(u).toString("base64url");
+const requestBytes = (text: string): Uint8Array => new Uint8Array([0, 255, 254, ...bytes(text), 0]);
+const digestOf = (request: Uint8Array): string => base64url(createHash("sha256").update(request).digest());
+const pendingApproval = (
+  id: string,
+  options: { method?: string; request?: string; requestedBy?: string; expiresInSeconds?: number } = {},
+): NewPendingApproval => {
+  const request = requestBytes(options.request ?? `destroy ${id}`);
+  return {
+    kind: "pending-approval",
+    id,
+    version: 1,
+    method: options.method ?? destroyMethod,
+    requestDigest: digestOf(request),
+    request: base64url(request),
+    requestedBy: options.requestedBy ?? "so-1",
+    requestedAt: at(0),
+    expiresAt: at(options.expiresInSeconds ?? 600),
+    state: "PENDING",
+    decidedBy: undefined,
+    decidedAt: undefined,
+    body: body(id),
+    seal: seal(id),
+  };
+};
+/** What getPendingApproval returns for a record created from `p` and never decided. */
+const stored = (p: NewPendingApproval): PendingApprovalRecord => ({ ...p, decidedBy: undefined, decidedAt: undefined });
+/** A decision as the caller sends it, with its own body and seal. */
+const decision = (id: string, to: "APPROVED" | "REJECTED", decidedBy: string, seconds: number, note: string = to) => ({
+  id, from: "PENDING" as const, to, decidedBy, decidedAt: at(seconds), body: body(id, { decision: note }), seal: seal(`${id}/${note}`), now: at(seconds),
+});
+const completion = (id: string, to: "EXECUTED" | "FAILED", seconds: number, note: string = to) => ({
+  id, from: "APPROVED" as const, to, body: body(id, { outcome: note }), seal: seal(`${id}/${note}`), now: at(seconds),
 });
 
 async function rejection(p: Promise<unknown>): Promise<unknown> {
@@ -668,6 +707,272 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
       it("offers no way to change or delete audit history", () => {
         const methods = Object.getOwnPropertyNames(Object.getPrototypeOf(store));
         expect(methods.filter((m) => /audit|checkpoint/i.test(m) && /update|delete|remove|purge|set|replace/i.test(m))).toEqual([]);
+      });
+    });
+
+    describe("pending approvals (dual control, R-3.2.1.6)", () => {
+      it("R-3.2.1.6 dual control: stores a pending approval and returns every field exactly (get, find, list)", async () => {
+        const p = { ...pendingApproval("pa-1", { request: "x".repeat(100_000) }) };
+        await store.createPendingApproval(p);
+        const expected = stored(p);
+        expect(await store.getPendingApproval("pa-1")).toEqual(expected);
+        expect(Buffer.from((await store.getPendingApproval("pa-1"))!.request, "base64url")).toEqual(Buffer.from(requestBytes("x".repeat(100_000))));
+        const key = { method: p.method, requestDigest: p.requestDigest, requestedBy: p.requestedBy };
+        expect(await store.findPendingApproval({ ...key, now: at(1) })).toEqual(expected);
+        expect(await store.findPendingApproval({ ...key, now: at(600) })).toBeUndefined(); // expired: not live
+        expect(await store.findPendingApproval({ ...key, method: "/inkan.admin.v1.PolicyService/UpdateSecurityPolicy", now: at(1) })).toBeUndefined();
+        expect(await store.findPendingApproval({ ...key, requestDigest: digestOf(requestBytes("other")), now: at(1) })).toBeUndefined();
+        expect(await store.findPendingApproval({ ...key, requestedBy: "so-2", now: at(1) })).toBeUndefined();
+        expect(await store.listPendingApprovals({ limit: 10, now: at(1) })).toEqual({ items: [expected], next: undefined });
+        expect(await store.getPendingApproval("nobody")).toBeUndefined();
+      });
+
+      it("R-3.2.1.6 dual control: the same request of the same requester is pending once (ALREADY_EXISTS, field requestDigest) and found again; ids are unique", async () => {
+        const first = pendingApproval("pa-1", { request: "destroy cred-1" });
+        await store.createPendingApproval(first);
+        const again = rejection(store.createPendingApproval(pendingApproval("pa-2", { request: "destroy cred-1" })));
+        expect(await again).toBeInstanceOf(RecordExistsError);
+        expect(await again).toMatchObject({ code: "ALREADY_EXISTS", field: "requestDigest" });
+        expect(await store.getPendingApproval("pa-2")).toBeUndefined();
+        // Sending it again while pending finds the first.
+        expect(await store.findPendingApproval({ method: first.method, requestDigest: first.requestDigest, requestedBy: "so-1", now: at(5) })).toEqual(stored(first));
+
+        const sameId = await rejection(store.createPendingApproval(pendingApproval("pa-1", { request: "something else" })));
+        expect(sameId).toMatchObject({ code: "ALREADY_EXISTS", field: "id" });
+        expect(await store.getPendingApproval("pa-1")).toEqual(stored(first));
+
+        // Another requester, or another method, is another pending request.
+        await store.createPendingApproval(pendingApproval("pa-3", { request: "destroy cred-1", requestedBy: "so-2" }));
+        await store.createPendingApproval(pendingApproval("pa-4", { request: "destroy cred-1", method: "/inkan.admin.v1.PolicyService/UpdateSecurityPolicy" }));
+
+        // Once decided, the same request may be made again.
+        expect(await store.decidePendingApproval(decision("pa-1", "REJECTED", "so-2", 10))).toMatchObject({ state: "REJECTED" });
+        const retry = pendingApproval("pa-5", { request: "destroy cred-1" });
+        await store.createPendingApproval(retry);
+        expect(await store.findPendingApproval({ method: retry.method, requestDigest: retry.requestDigest, requestedBy: "so-1", now: at(11) })).toEqual(stored(retry));
+      });
+
+      it(`R-3.2.1.6 dual control: ${racers} concurrent identical requests: exactly one is pending, every other is refused as a duplicate`, async () => {
+        const results = await race(racers, (i) =>
+          store.createPendingApproval(pendingApproval(`dup-${i}`, { request: "destroy cred-raced" })).then(() => "ok", (e: unknown) => e),
+        );
+        expect(results.filter((r) => r === "ok")).toHaveLength(1);
+        for (const r of results) if (r !== "ok") expect(r).toMatchObject({ code: "ALREADY_EXISTS", field: "requestDigest" });
+        const pending = await store.listPendingApprovals({ state: "PENDING", limit: 100, now: at(1) });
+        expect(pending.items.map((p) => p.id)).toEqual([`dup-${results.indexOf("ok")}`]);
+      });
+
+      it("R-3.2.1.6 dual control: an expired request cannot be approved or rejected; it can be marked EXPIRED, only once it has expired", async () => {
+        const p = pendingApproval("pa-1", { expiresInSeconds: 60 });
+        await store.createPendingApproval(p);
+        expect(await store.decidePendingApproval(decision("pa-1", "APPROVED", "so-2", 60))).toBeUndefined();
+        expect(await store.decidePendingApproval(decision("pa-1", "REJECTED", "so-2", 61))).toBeUndefined();
+        const expire = (seconds: number) => ({ id: "pa-1", from: "PENDING" as const, to: "EXPIRED" as const, body: body("pa-1", { expired: true }), seal: seal("pa-1/expired"), now: at(seconds) });
+        expect(await store.decidePendingApproval(expire(59))).toBeUndefined(); // not expired yet
+        expect(await store.getPendingApproval("pa-1")).toEqual(stored(p));
+        const expired: PendingApprovalRecord = { ...stored(p), state: "EXPIRED", version: 2, body: body("pa-1", { expired: true }), seal: seal("pa-1/expired") };
+        expect(await store.decidePendingApproval(expire(60))).toEqual(expired);
+        expect(await store.getPendingApproval("pa-1")).toEqual(expired);
+        expect(await store.decidePendingApproval(expire(61))).toBeUndefined(); // once
+        expect(await store.decidePendingApproval(decision("pa-1", "APPROVED", "so-2", 1))).toBeUndefined(); // an earlier clock does not revive it
+        expect(await store.completePendingApproval(completion("pa-1", "EXECUTED", 62))).toBeUndefined();
+        expect(await store.getPendingApproval("pa-1")).toEqual(expired);
+      });
+
+      it("R-3.2.1.6 dual control: an expired request not yet marked EXPIRED holds its slot until it is; listing EXPIRED finds it", async () => {
+        const old = pendingApproval("pa-1", { expiresInSeconds: 60 });
+        await store.createPendingApproval(old);
+        const key = { method: old.method, requestDigest: old.requestDigest, requestedBy: "so-1" };
+        expect(await store.findPendingApproval({ ...key, now: at(100) })).toBeUndefined();
+        const fresh = { ...pendingApproval("pa-2", { expiresInSeconds: 700 }), request: old.request, requestDigest: old.requestDigest, requestedAt: at(100) };
+        await expect(store.createPendingApproval(fresh)).rejects.toMatchObject({ code: "ALREADY_EXISTS", field: "requestDigest" });
+        const expiredPage = await store.listPendingApprovals({ state: "EXPIRED", requestedBy: "so-1", limit: 10, now: at(100) });
+        expect(expiredPage.items).toEqual([stored(old)]); // still stored as PENDING: the store never rewrites a sealed record
+        expect(await store.listPendingApprovals({ state: "PENDING", limit: 10, now: at(100) })).toEqual({ items: [], next: undefined });
+        expect(await store.decidePendingApproval({ id: "pa-1", from: "PENDING", to: "EXPIRED", body: "{}", seal: seal("x"), now: at(100) })).toMatchObject({ state: "EXPIRED" });
+        await store.createPendingApproval(fresh);
+        expect(await store.findPendingApproval({ ...key, now: at(100) })).toEqual(stored(fresh));
+      });
+
+      it("R-3.2.1.6 dual control: approve then complete (EXECUTED); each step bumps the version and stores the caller's body and seal exactly", async () => {
+        const p = pendingApproval("pa-1");
+        await store.createPendingApproval(p);
+        const approved: PendingApprovalRecord = {
+          ...stored(p), state: "APPROVED", version: 2, decidedBy: "so-2", decidedAt: at(10), body: body("pa-1", { decision: "APPROVED" }), seal: seal("pa-1/APPROVED"),
+        };
+        expect(await store.decidePendingApproval(decision("pa-1", "APPROVED", "so-2", 10))).toEqual(approved);
+        expect(await store.getPendingApproval("pa-1")).toEqual(approved);
+        expect(await store.decidePendingApproval(decision("pa-1", "REJECTED", "so-3", 11))).toBeUndefined(); // decided once
+        expect(await store.decidePendingApproval(decision("pa-1", "APPROVED", "so-3", 11))).toBeUndefined();
+        expect(await store.findPendingApproval({ method: p.method, requestDigest: p.requestDigest, requestedBy: "so-1", now: at(11) })).toBeUndefined();
+
+        const executed: PendingApprovalRecord = { ...approved, state: "EXECUTED", version: 3, body: body("pa-1", { outcome: "EXECUTED" }), seal: seal("pa-1/EXECUTED") };
+        expect(await store.completePendingApproval(completion("pa-1", "EXECUTED", 12))).toEqual(executed);
+        expect(await store.getPendingApproval("pa-1")).toEqual(executed);
+        expect(await store.completePendingApproval(completion("pa-1", "FAILED", 13))).toBeUndefined(); // the outcome is recorded once
+        expect(await store.decidePendingApproval(decision("pa-1", "APPROVED", "so-2", 13))).toBeUndefined();
+        expect(await store.getPendingApproval("pa-1")).toEqual(executed);
+      });
+
+      it("R-3.2.1.6 dual control: complete only from APPROVED (not PENDING, REJECTED or EXPIRED); a failed execution is recorded as FAILED", async () => {
+        await store.createPendingApproval(pendingApproval("pending"));
+        expect(await store.completePendingApproval(completion("pending", "EXECUTED", 1))).toBeUndefined();
+        expect(await store.getPendingApproval("pending")).toMatchObject({ state: "PENDING", version: 1 });
+        await store.createPendingApproval(pendingApproval("rejected"));
+        await store.decidePendingApproval(decision("rejected", "REJECTED", "so-1", 1, "withdrawn")); // the requester withdraws it
+        expect(await store.completePendingApproval(completion("rejected", "EXECUTED", 2))).toBeUndefined();
+        expect(await store.getPendingApproval("rejected")).toMatchObject({ state: "REJECTED", version: 2, decidedBy: "so-1" });
+        await store.createPendingApproval(pendingApproval("expired", { expiresInSeconds: 5 }));
+        await store.decidePendingApproval({ id: "expired", from: "PENDING", to: "EXPIRED", body: "{}", seal: seal("e"), now: at(5) });
+        expect(await store.completePendingApproval(completion("expired", "FAILED", 6))).toBeUndefined();
+        expect(await store.completePendingApproval(completion("nobody", "EXECUTED", 6))).toBeUndefined();
+
+        await store.createPendingApproval(pendingApproval("failed"));
+        await store.decidePendingApproval(decision("failed", "APPROVED", "so-2", 1));
+        expect(await store.completePendingApproval(completion("failed", "FAILED", 2))).toMatchObject({
+          state: "FAILED", version: 3, decidedBy: "so-2", decidedAt: at(1), body: body("failed", { outcome: "FAILED" }),
+        });
+        expect(await store.completePendingApproval(completion("failed", "EXECUTED", 3))).toBeUndefined();
+      });
+
+      it("R-3.2.1.6 dual control: refuses edges outside the state machine and malformed records (RangeError, nothing written)", async () => {
+        const p = pendingApproval("pa-1");
+        await store.createPendingApproval(p);
+        const bad: (() => Promise<unknown>)[] = [
+          () => store.completePendingApproval({ ...completion("pa-1", "EXECUTED", 1), from: "PENDING" as never }),
+          () => store.completePendingApproval({ ...completion("pa-1", "EXECUTED", 1), to: "APPROVED" as never }),
+          () => store.decidePendingApproval({ ...decision("pa-1", "APPROVED", "so-2", 1), to: "EXECUTED" as never }),
+          () => store.decidePendingApproval({ ...decision("pa-1", "APPROVED", "so-2", 1), from: "APPROVED" as never }),
+          () => store.decidePendingApproval({ ...decision("pa-1", "APPROVED", "so-2", 1), decidedBy: undefined as never }),
+          () => store.decidePendingApproval({ id: "pa-1", from: "PENDING", to: "EXPIRED", decidedBy: "so-2" as never, body: "{}", seal: seal("x"), now: at(700) }),
+          () => store.createPendingApproval({ ...pendingApproval("pa-2"), version: 2 as never }),
+          () => store.createPendingApproval({ ...pendingApproval("pa-2"), state: "APPROVED" as never }),
+          () => store.createPendingApproval({ ...pendingApproval("pa-2"), decidedBy: "so-2" as never }),
+          () => store.createPendingApproval({ ...pendingApproval("pa-2"), requestDigest: base64url(new Uint8Array(31)) }),
+          () => store.createPendingApproval({ ...pendingApproval("pa-2"), request: "not base64url!" }),
+          () => store.createPendingApproval({ ...pendingApproval("pa-2"), expiresAt: at(0) }),
+          () => store.listPendingApprovals({ limit: 0, now: at(1) }),
+          () => store.listPendingApprovals({ limit: maxPageSize + 1, now: at(1) }),
+        ];
+        for (const call of bad) await expect(call()).rejects.toBeInstanceOf(RangeError);
+        expect(await store.getPendingApproval("pa-1")).toEqual(stored(p));
+        expect(await store.getPendingApproval("pa-2")).toBeUndefined();
+      });
+
+      it("R-3.2.1.6 dual control: lists by state (expiry applied at now) and requester, page by page in id order, ascending or descending", async () => {
+        // pa-00..pa-11: every third expires at 50; 1, 4, 7, 10 approved; 2 rejected; 5 marked EXPIRED.
+        for (let i = 0; i < 12; i++) {
+          const id = `pa-${String(i).padStart(2, "0")}`;
+          await store.createPendingApproval(pendingApproval(id, { requestedBy: i % 2 === 0 ? "so-1" : "so-2", expiresInSeconds: i % 3 === 0 ? 50 : 600 }));
+        }
+        for (const i of [1, 4, 7, 10]) expect(await store.decidePendingApproval(decision(`pa-${String(i).padStart(2, "0")}`, "APPROVED", "so-3", 10))).toBeDefined();
+        expect(await store.decidePendingApproval(decision("pa-02", "REJECTED", "so-3", 10))).toBeDefined();
+        expect(await store.decidePendingApproval(decision("pa-05", "REJECTED", "so-3", 10))).toBeDefined();
+        const ids = (items: { id: string }[]) => items.map((r) => r.id);
+
+        const seen: string[] = [];
+        let after: string | undefined;
+        let pages = 0;
+        do {
+          const page = await store.listPendingApprovals({ after, limit: 5, now: at(100) });
+          seen.push(...ids(page.items));
+          after = page.next;
+          pages++;
+        } while (after !== undefined);
+        expect(seen).toEqual(Array.from({ length: 12 }, (_, i) => `pa-${String(i).padStart(2, "0")}`));
+        expect(pages).toBe(3);
+
+        const newestFirst: string[] = [];
+        after = undefined;
+        do {
+          const page = await store.listPendingApprovals({ order: "desc", after, limit: 5, now: at(100) });
+          newestFirst.push(...ids(page.items));
+          after = page.next;
+        } while (after !== undefined);
+        expect(newestFirst).toEqual([...seen].reverse());
+
+        const list = async (query: Omit<Parameters<Store["listPendingApprovals"]>[0], "limit">) =>
+          ids((await store.listPendingApprovals({ limit: 100, ...query })).items);
+        expect(await list({ state: "PENDING", now: at(20) })).toEqual(["pa-00", "pa-03", "pa-06", "pa-08", "pa-09", "pa-11"]);
+        expect(await list({ state: "PENDING", now: at(100) })).toEqual(["pa-08", "pa-11"]); // 0, 3, 6, 9 expired meanwhile
+        expect(await list({ state: "EXPIRED", now: at(100) })).toEqual(["pa-00", "pa-03", "pa-06", "pa-09"]);
+        expect(await list({ state: "EXPIRED", now: at(20) })).toEqual([]);
+        expect(await list({ state: "APPROVED", now: at(100) })).toEqual(["pa-01", "pa-04", "pa-07", "pa-10"]);
+        expect(await list({ state: "REJECTED", now: at(100) })).toEqual(["pa-02", "pa-05"]);
+        expect(await list({ state: "EXECUTED", now: at(100) })).toEqual([]);
+        expect(await list({ requestedBy: "so-2", now: at(100) })).toEqual(["pa-01", "pa-03", "pa-05", "pa-07", "pa-09", "pa-11"]);
+        expect(await list({ state: "PENDING", requestedBy: "so-2", now: at(100) })).toEqual(["pa-11"]);
+        expect(await list({ state: "EXPIRED", requestedBy: "so-1", order: "desc", now: at(100) })).toEqual(["pa-06", "pa-00"]);
+      });
+
+      it(`R-3.2.1.6 dual control race: ${racers} concurrent approvers of one pending approval behind a start barrier, exactly one wins, ${raceRounds} rounds`, async () => {
+        for (let round = 0; round < raceRounds; round++) {
+          const id = `race-${round}`;
+          await store.createPendingApproval(pendingApproval(id));
+          const results = await race(racers, (i) => store.decidePendingApproval(decision(id, "APPROVED", `so-${i + 2}`, 1, `approver-${i}`)));
+          const winners = results.filter((r) => r !== undefined);
+          expect(winners, `round ${round}`).toHaveLength(1);
+          const i = results.findIndex((r) => r !== undefined);
+          expect(winners[0]).toMatchObject({ state: "APPROVED", version: 2, decidedBy: `so-${i + 2}` });
+          expect(await store.getPendingApproval(id), `round ${round}`).toEqual(winners[0]); // the winner's body and seal, nobody else's
+        }
+      });
+
+      it(`R-3.2.1.6 dual control race: ${racers} concurrent approvers and rejecters: exactly one decision is stored, ${raceRounds} rounds`, async () => {
+        for (let round = 0; round < raceRounds; round++) {
+          const id = `mixed-${round}`;
+          await store.createPendingApproval(pendingApproval(id));
+          const results = await race(racers, (i) => store.decidePendingApproval(decision(id, i % 2 === 0 ? "APPROVED" : "REJECTED", `so-${i + 2}`, 1, `decider-${i}`)));
+          const winners = results.filter((r) => r !== undefined);
+          expect(winners, `round ${round}`).toHaveLength(1);
+          expect(await store.getPendingApproval(id)).toEqual(winners[0]);
+        }
+      });
+
+      it(`R-3.2.1.6 dual control race: ${racers} concurrent completions of one approved request: the outcome is recorded once, ${raceRounds} rounds`, async () => {
+        for (let round = 0; round < raceRounds; round++) {
+          const id = `done-${round}`;
+          await store.createPendingApproval(pendingApproval(id));
+          expect(await store.decidePendingApproval(decision(id, "APPROVED", "so-2", 1))).toBeDefined();
+          const results = await race(racers, (i) => store.completePendingApproval(completion(id, i % 2 === 0 ? "EXECUTED" : "FAILED", 2, `performer-${i}`)));
+          const winners = results.filter((r) => r !== undefined);
+          expect(winners, `round ${round}`).toHaveLength(1);
+          expect(await store.getPendingApproval(id)).toEqual(winners[0]);
+          expect(winners[0]?.version).toBe(3);
+        }
+      });
+
+      it(`R-3.2.1.6 dual control across SAM nodes: ${racers} approvers spread over 4 connections to one database, exactly one wins, ${raceRounds} rounds`, async () => {
+        const connections = [store];
+        for (let i = 0; i < 3; i++) connections.push(await factory.connectAgain(store));
+        extra.push(...connections.slice(1));
+        const via = (i: number): Store => connections[i % connections.length]!;
+        for (let round = 0; round < raceRounds; round++) {
+          const id = `nodes-${round}`;
+          await via(round).createPendingApproval(pendingApproval(id));
+          const results = await race(racers, (i) => via(i).decidePendingApproval(decision(id, "APPROVED", `so-${i + 2}`, 1, `node-approver-${i}`)));
+          const winners = results.filter((r) => r !== undefined);
+          expect(winners, `round ${round}`).toHaveLength(1);
+          expect(await via(round + 1).getPendingApproval(id)).toEqual(winners[0]);
+        }
+      });
+
+      it("R-3.2.1.6 dual control: fails closed after the connection is gone (STORE_FAILURE)", async () => {
+        await store.createPendingApproval(pendingApproval("pa-1"));
+        await store.close();
+        const calls: (() => Promise<unknown>)[] = [
+          () => store.createPendingApproval(pendingApproval("pa-2")),
+          () => store.getPendingApproval("pa-1"),
+          () => store.findPendingApproval({ method: destroyMethod, requestDigest: digestOf(requestBytes("destroy pa-1")), requestedBy: "so-1", now: at(1) }),
+          () => store.listPendingApprovals({ limit: 10, now: at(1) }),
+          () => store.decidePendingApproval(decision("pa-1", "APPROVED", "so-2", 1)),
+          () => store.completePendingApproval(completion("pa-1", "EXECUTED", 2)),
+        ];
+        for (const call of calls) {
+          const err = await rejection(call());
+          expect(err).toBeInstanceOf(StoreFailureError);
+          expect(err).toMatchObject({ code: "STORE_FAILURE" });
+        }
       });
     });
 

@@ -1,7 +1,7 @@
 /**
  * The store port: everything the SAM persists, shaped by what the SAM asks of it.
  *
- * Four capabilities, one interface each, all async so that an embedded store (SQLite) and a
+ * Five capabilities, one interface each, all async so that an embedded store (SQLite) and a
  * networked one (MongoDB replica set, several SAM nodes) fit the same port:
  * - {@link SealedRecords}: signers, factors, credentials, privileged users and their keys, and the
  *   versioned security policy. The store is dumb about seals: it persists every field exactly and
@@ -10,6 +10,8 @@
  * - {@link OneTimeObjects}: challenges, SAD tokens, activation codes and used jti values, each
  *   consumed by one atomic conditional update, so exactly one caller wins under any concurrency.
  * - {@link AuditRecords}: the append-only audit chain of each node and its signed checkpoints.
+ * - {@link PendingApprovals}: requests under dual control (R-3.2.1.6), sealed like the records
+ *   above and decided by one atomic compare-and-set, so exactly one approver wins.
  *
  * Rules every adapter follows:
  * - Time is passed in (`now`), never read inside the store, so tests use a fixed clock.
@@ -504,8 +506,192 @@ export interface AuditRecords {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Pending approvals (dual control)
+// ---------------------------------------------------------------------------------------------
 
-export interface Store extends SealedRecords, Transactions, OneTimeObjects, AuditRecords {
+/**
+ * PENDING -> APPROVED -> EXECUTED | FAILED, or PENDING -> REJECTED | EXPIRED. APPROVED is the
+ * store's intermediate state between the approval and the outcome of performing the request (the
+ * admin API reports only PENDING, EXECUTED, FAILED, REJECTED and EXPIRED). Every other state is final.
+ */
+export type PendingApprovalState = "PENDING" | "APPROVED" | "EXECUTED" | "FAILED" | "REJECTED" | "EXPIRED";
+
+/**
+ * A request under dual control (R-3.2.1.6): a guarded admin RPC stored until a second security
+ * officer approves or rejects it, or it expires.
+ *
+ * Sealed like a {@link SealedRecord}: the caller seals every field but `seal` (RFC 8785 canonical
+ * JSON, `kind` included for domain separation) and the store persists and returns each field
+ * exactly. So that the record canonicalizes as JSON, the request and its digest are base64url
+ * STRINGS (RFC 4648 section 5, no padding), not Uint8Array; dates canonicalize as ISO 8601 with
+ * milliseconds, which the store keeps exactly.
+ *
+ * `version` follows the state: 1 while PENDING, 2 once decided (APPROVED, REJECTED, EXPIRED), 3
+ * once completed (EXECUTED, FAILED). Each transition stores the version the caller sealed with:
+ * the previous version + 1.
+ */
+export interface PendingApprovalRecord {
+  kind: "pending-approval";
+  /** Server-assigned, opaque printable ASCII; also the listing order (use time-ordered ids for newest first). */
+  id: string;
+  version: number;
+  /** Full RPC path of the guarded request, e.g. "/inkan.admin.v1.PolicyService/UpdateSecurityPolicy". */
+  method: string;
+  /** base64url(SHA-256(request bytes)): 43 characters. */
+  requestDigest: string;
+  /** base64url of the serialized request message exactly as received; opaque to the store. */
+  request: string;
+  /** User id of the security officer who made the request. */
+  requestedBy: string;
+  requestedAt: Date;
+  expiresAt: Date;
+  state: PendingApprovalState;
+  /** Who approved or rejected it (the requester, if withdrawn); undefined while PENDING and once EXPIRED. */
+  decidedBy: string | undefined;
+  /** When it was approved or rejected; undefined while PENDING and once EXPIRED. */
+  decidedAt: Date | undefined;
+  /** Canonical JSON of the rest (comment, result, error...), produced by the caller; opaque to the store. */
+  body: string;
+  seal: Uint8Array;
+}
+
+/** A new pending approval: the record exactly as the caller sealed it and as it will be read back. */
+export type NewPendingApproval = Omit<PendingApprovalRecord, "state" | "version" | "decidedBy" | "decidedAt"> & {
+  state: "PENDING";
+  version: 1;
+  decidedBy?: undefined;
+  decidedAt?: undefined;
+};
+
+/** What a decision sets: who and when for an approval or rejection, nobody for an expiry. */
+export type PendingApprovalDecision =
+  | { to: "APPROVED" | "REJECTED"; decidedBy: string; decidedAt: Date }
+  | { to: "EXPIRED"; decidedBy?: undefined; decidedAt?: undefined };
+
+export type DecidePendingApproval = PendingApprovalDecision & {
+  id: string;
+  from: "PENDING";
+  /** The body of the decided record (e.g. with the decision comment). */
+  body: string;
+  /** The seal of the decided record: state `to`, version + 1, decidedBy, decidedAt and body. */
+  seal: Uint8Array;
+  now: Date;
+};
+
+export interface CompletePendingApproval {
+  id: string;
+  from: "APPROVED";
+  to: "EXECUTED" | "FAILED";
+  /** The body of the completed record, holding the result or the error; opaque to the store. */
+  body: string;
+  /** The seal of the completed record: state `to`, version + 1 and body; the rest unchanged. */
+  seal: Uint8Array;
+  now: Date;
+}
+
+export interface PendingApprovalQuery {
+  /**
+   * Only records in this state, with expiry applied at `now`: PENDING means PENDING and unexpired;
+   * EXPIRED also matches records still stored as PENDING whose expiresAt has passed (they keep
+   * state PENDING until the caller marks them EXPIRED: the store never rewrites a sealed record).
+   * Undefined: every record.
+   */
+  state?: PendingApprovalState | undefined;
+  /** Only records made by this user. */
+  requestedBy?: string | undefined;
+  /** The cursor: the last id of the previous page. */
+  after?: string | undefined;
+  /** Id order (default "asc"); "desc" lists newest first when ids are time-ordered. */
+  order?: "asc" | "desc" | undefined;
+  /** 1 to {@link maxPageSize}. */
+  limit: number;
+  now: Date;
+}
+
+/**
+ * Dual control (R-3.2.1.6). The store keeps at most one PENDING record per (method, requestDigest,
+ * requestedBy), so sending the same request again while it is pending finds the first one
+ * instead of opening a second. Decisions are one atomic conditional update each: under any
+ * concurrency exactly one caller gets the updated record, every other gets undefined.
+ *
+ * @example
+ * const live = await store.findPendingApproval({ method, requestDigest, requestedBy, now });
+ * if (live) return approvalRequired(live);                          // the same request, still pending
+ * await store.createPendingApproval(await sealer.seal(newRecord));  // RecordExistsError: see below
+ * // later, by a second security officer:
+ * const approved = await store.decidePendingApproval({ id, from: "PENDING", to: "APPROVED", decidedBy, decidedAt: now, body, seal, now });
+ * if (!approved) throw alreadyDecidedOrExpired();                   // lost the race, or too late
+ * const outcome = await perform(approved);
+ * await store.completePendingApproval({ id, from: "APPROVED", to: outcome.ok ? "EXECUTED" : "FAILED", body, seal, now });
+ */
+export interface PendingApprovals {
+  /**
+   * Stores a new PENDING record (version 1, undecided). Throws {@link RecordExistsError} with
+   * field "id" if the id is taken, or field "requestDigest" if a record with the same method,
+   * requestDigest and requestedBy is PENDING. That record is either live (findPendingApproval
+   * returns it) or expired but not yet marked EXPIRED (listPendingApprovals with state EXPIRED
+   * and requestedBy returns it): mark it EXPIRED, then create again.
+   */
+  createPendingApproval(p: NewPendingApproval): Promise<void>;
+  getPendingApproval(id: string): Promise<PendingApprovalRecord | undefined>;
+  /** The PENDING, unexpired record for this request of this requester, if any. */
+  findPendingApproval(req: { method: string; requestDigest: string; requestedBy: string; now: Date }): Promise<PendingApprovalRecord | undefined>;
+  /** Records in id order, page by page. */
+  listPendingApprovals(query: PendingApprovalQuery): Promise<Page<PendingApprovalRecord>>;
+  /**
+   * PENDING -> APPROVED | REJECTED while unexpired (expiresAt > now), PENDING -> EXPIRED once
+   * expired (expiresAt <= now): one atomic compare-and-set that stores the new state, decidedBy,
+   * decidedAt, body and seal and bumps the version. Returns the updated record to exactly one
+   * caller; undefined when the record is unknown, no longer PENDING, or on the wrong side of its
+   * expiry. Any other edge is a RangeError.
+   */
+  decidePendingApproval(req: DecidePendingApproval): Promise<PendingApprovalRecord | undefined>;
+  /**
+   * APPROVED -> EXECUTED | FAILED: the same atomic compare-and-set, recording the outcome (the
+   * body holds the result or the error). Returns the updated record to exactly one caller;
+   * undefined otherwise. Any other edge is a RangeError.
+   */
+  completePendingApproval(req: CompletePendingApproval): Promise<PendingApprovalRecord | undefined>;
+}
+
+/** base64url without padding: the only encoding of bytes in a pending approval. */
+const base64url = /^[A-Za-z0-9_-]*$/;
+
+/** Throws RangeError unless `p` is a well-formed new pending approval (version 1, PENDING, undecided). */
+export function checkNewPendingApproval(p: NewPendingApproval): void {
+  const record = p as Partial<PendingApprovalRecord>;
+  if (record.kind !== "pending-approval") throw new RangeError("a pending approval has kind pending-approval");
+  if (record.version !== 1) throw new RangeError(`a new pending approval has version 1, got ${String(record.version)}`);
+  if (record.state !== "PENDING") throw new RangeError("a new pending approval is PENDING");
+  if (record.decidedBy !== undefined || record.decidedAt !== undefined) throw new RangeError("a new pending approval is undecided");
+  if (p.requestDigest.length !== 43 || !base64url.test(p.requestDigest)) throw new RangeError("requestDigest must be base64url of 32 bytes");
+  if (p.request.length % 4 === 1 || !base64url.test(p.request)) throw new RangeError("request must be base64url without padding");
+  if (!(p.expiresAt.getTime() > p.requestedAt.getTime())) throw new RangeError("expiresAt must be after requestedAt");
+}
+
+/** Throws RangeError unless the decision is an edge out of PENDING with the fields it needs. */
+export function checkPendingDecision(req: DecidePendingApproval): void {
+  if (req.from !== "PENDING") throw new RangeError(`a pending approval is decided from PENDING, not ${String(req.from)}`);
+  if (req.to === "APPROVED" || req.to === "REJECTED") {
+    if (typeof req.decidedBy !== "string" || req.decidedBy === "" || !(req.decidedAt instanceof Date)) {
+      throw new RangeError(`${req.to} needs decidedBy and decidedAt`);
+    }
+  } else if (req.to === "EXPIRED") {
+    if (req.decidedBy !== undefined || req.decidedAt !== undefined) throw new RangeError("EXPIRED has no decidedBy or decidedAt");
+  } else {
+    throw new RangeError(`a pending approval cannot move from PENDING to ${String((req as { to: unknown }).to)}`);
+  }
+}
+
+/** Throws RangeError unless the completion is an edge out of APPROVED. */
+export function checkPendingCompletion(req: CompletePendingApproval): void {
+  if (req.from !== "APPROVED") throw new RangeError(`a pending approval is completed from APPROVED, not ${String(req.from)}`);
+  if (req.to !== "EXECUTED" && req.to !== "FAILED") throw new RangeError(`a pending approval cannot move from APPROVED to ${String(req.to)}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+export interface Store extends SealedRecords, Transactions, OneTimeObjects, AuditRecords, PendingApprovals {
   /** Releases the connection; any later call fails with STORE_FAILURE. */
   close(): Promise<void>;
 }

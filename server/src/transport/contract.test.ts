@@ -49,7 +49,12 @@ describe("the v1 contract is served honestly before its issues land", () => {
   it("never answers any contract RPC with a fake success (R-3.2.1.2: no step can be bypassed)", async () => {
     const services = contractFiles.flatMap((f) => f.services);
     expect(services.length).toBeGreaterThanOrEqual(6);
-    const implemented = new Set(["/inkan.admin.v1.PrivilegedSessionService/CreateRequestNonce"]);
+    const implemented = new Set([
+      "/inkan.admin.v1.PrivilegedSessionService/CreateRequestNonce",
+      ...["Create", "Get", "List", "Update", "Remove"].map((v) => `/inkan.admin.v1.PrivilegedUserService/${v}PrivilegedUser${v === "List" ? "s" : ""}`),
+      "/inkan.admin.v1.PrivilegedUserService/AddUserKey",
+      "/inkan.admin.v1.PrivilegedUserService/RevokeUserKey",
+    ]);
     for (const service of services) {
       const transport = service.typeName.startsWith("inkan.admin.") ? t.adminTransport() : t.transport("grpc", t.pki.sca);
       const client = createClient(service, transport) as unknown as Record<string, (req: object) => unknown>;

@@ -48,6 +48,13 @@ describe.skipIf(!uri)(uri ? "MongoStore" : skipReason, () => {
       expect(credentialIndexes.find((i) => i.key.publicKeyFingerprint === 1)?.unique).toBe(true);
       const challengeIndexes = await db.collection("challenges").indexes();
       expect(challengeIndexes.find((i) => i.key.expiresAt === 1)?.expireAfterSeconds).toBe(0);
+      // R-3.2.1.6: one PENDING approval per (method, requestDigest, requestedBy).
+      const pendingIndexes = await db.collection("pendingApprovals").indexes();
+      expect(pendingIndexes.find((i) => i.key.requestDigest === 1)).toMatchObject({
+        key: { method: 1, requestDigest: 1, requestedBy: 1 },
+        unique: true,
+        partialFilterExpression: { state: "PENDING" },
+      });
     } finally {
       await client.db(dbName).dropDatabase();
       await client.close();

@@ -5,7 +5,8 @@
  * - Majority write concern with journaling: an acknowledged consumption survives a primary
  *   failover, so a consumed one-time object never becomes usable again (T-2.2.1.3).
  * - Every one-time object is consumed by one `findOneAndUpdate` whose filter says "not consumed and
- *   not expired": the server applies it atomically to one document, so exactly one node wins.
+ *   not expired": the server applies it atomically to one document, so exactly one node wins. A
+ *   pending approval is decided the same way (filter: still PENDING, on the right side of expiry).
  * - Unique indexes back every uniqueness rule (ids, public-key fingerprints T-2.1.4.4, audit
  *   sequences); TTL indexes delete expired one-time objects and transactions.
  * - Multi-document changes (DTBS/R chunks, marking hashes signed) run in transactions, which need
@@ -31,7 +32,10 @@ import {
   RecordExistsError,
   StoreFailureError,
   checkLimit,
+  checkNewPendingApproval,
   checkNextVersion,
+  checkPendingCompletion,
+  checkPendingDecision,
   checkTransition,
   queryableFields,
   uniqueFields,
@@ -42,15 +46,21 @@ import {
   type AuditRecord,
   type ChallengePurpose,
   type ChallengeRecord,
+  type CompletePendingApproval,
+  type DecidePendingApproval,
   type DtbsrEntry,
   type DtbsrRefusal,
   type ListQuery,
   type MarkSignedResult,
   type NewActivationCode,
   type NewChallenge,
+  type NewPendingApproval,
   type NewSadToken,
   type NewTransaction,
   type Page,
+  type PendingApprovalQuery,
+  type PendingApprovalRecord,
+  type PendingApprovalState,
   type PolicyRecord,
   type PurgeCounts,
   type RecordKind,
@@ -194,6 +204,23 @@ interface SealedDoc extends Document {
   seal: Bytes;
 }
 
+/** A pending approval (dual control): _id is its id; every field of the record sits beside it. */
+interface PendingApprovalDoc {
+  _id: string;
+  version: number;
+  method: string;
+  requestDigest: string;
+  request: string;
+  requestedBy: string;
+  requestedAt: Date;
+  expiresAt: Date;
+  state: PendingApprovalState;
+  decidedBy: string | null;
+  decidedAt: Date | null;
+  body: string;
+  seal: Bytes;
+}
+
 interface MigrationDoc {
   _id: number;
   name: string;
@@ -256,6 +283,7 @@ export class MongoStore implements Store {
   private readonly jtis: Collection<JtiDoc>;
   private readonly audit: Collection<AuditDoc>;
   private readonly checkpoints: Collection<CheckpointDoc>;
+  private readonly pendingApprovals: Collection<PendingApprovalDoc>;
 
   constructor(private readonly client: MongoClient, private readonly db: Db) {
     this.transactions = db.collection<TransactionDoc>("transactions");
@@ -267,6 +295,7 @@ export class MongoStore implements Store {
     this.jtis = db.collection<JtiDoc>("usedJtis");
     this.audit = db.collection<AuditDoc>("auditRecords");
     this.checkpoints = db.collection<CheckpointDoc>("auditCheckpoints");
+    this.pendingApprovals = db.collection<PendingApprovalDoc>("pendingApprovals");
   }
 
   async close(): Promise<void> {
@@ -806,6 +835,134 @@ export class MongoStore implements Store {
     });
   }
 
+  // --- pending approvals (dual control) --------------------------------------------------------
+
+  private pendingApprovalFromDoc(d: PendingApprovalDoc): PendingApprovalRecord {
+    return {
+      kind: "pending-approval",
+      id: d._id,
+      version: d.version,
+      method: d.method,
+      requestDigest: d.requestDigest,
+      request: d.request,
+      requestedBy: d.requestedBy,
+      requestedAt: d.requestedAt,
+      expiresAt: d.expiresAt,
+      state: d.state,
+      decidedBy: orUndefined(d.decidedBy),
+      decidedAt: orUndefined(d.decidedAt),
+      body: d.body,
+      seal: toBytes(d.seal),
+    };
+  }
+
+  async createPendingApproval(p: NewPendingApproval): Promise<void> {
+    checkNewPendingApproval(p);
+    const doc: PendingApprovalDoc = {
+      _id: p.id,
+      version: 1,
+      method: p.method,
+      requestDigest: p.requestDigest,
+      request: p.request,
+      requestedBy: p.requestedBy,
+      requestedAt: checkDate(p.requestedAt),
+      expiresAt: checkDate(p.expiresAt),
+      state: "PENDING",
+      decidedBy: null,
+      decidedAt: null,
+      body: p.body,
+      seal: bin(p.seal),
+    };
+    // R-3.2.1.6: the partial unique index keeps one PENDING document per (method, digest, requester).
+    await this.guardUnique("pending-approval", () => this.pendingApprovals.insertOne(doc), { method: "requestDigest" });
+  }
+
+  async getPendingApproval(id: string): Promise<PendingApprovalRecord | undefined> {
+    const doc = await this.guard(() => this.pendingApprovals.findOne({ _id: id }));
+    return doc ? this.pendingApprovalFromDoc(doc) : undefined;
+  }
+
+  async findPendingApproval(req: { method: string; requestDigest: string; requestedBy: string; now: Date }): Promise<PendingApprovalRecord | undefined> {
+    const now = checkDate(req.now);
+    const doc = await this.guard(() =>
+      this.pendingApprovals.findOne({
+        method: req.method,
+        requestDigest: req.requestDigest,
+        requestedBy: req.requestedBy,
+        state: "PENDING",
+        expiresAt: { $gt: now },
+      }),
+    );
+    return doc ? this.pendingApprovalFromDoc(doc) : undefined;
+  }
+
+  async listPendingApprovals(query: PendingApprovalQuery): Promise<Page<PendingApprovalRecord>> {
+    checkLimit(query.limit);
+    const now = checkDate(query.now);
+    const descending = query.order === "desc";
+    if (query.order !== undefined && query.order !== "asc" && !descending) throw new RangeError(`invalid order ${String(query.order)}`);
+    const filter: Filter<PendingApprovalDoc> = {};
+    if (query.state === "PENDING") {
+      filter.state = "PENDING";
+      filter.expiresAt = { $gt: now };
+    } else if (query.state === "EXPIRED") {
+      filter.$or = [{ state: "EXPIRED" }, { state: "PENDING", expiresAt: { $lte: now } }];
+    } else if (query.state !== undefined) {
+      if (typeof query.state !== "string") throw new RangeError("state must be a string");
+      filter.state = query.state;
+    }
+    if (query.requestedBy !== undefined) {
+      if (typeof query.requestedBy !== "string") throw new RangeError("requestedBy must be a string");
+      filter.requestedBy = query.requestedBy;
+    }
+    if (query.after !== undefined) filter._id = descending ? { $lt: query.after } : { $gt: query.after };
+    const docs = await this.guard(() =>
+      this.pendingApprovals.find(filter).sort({ _id: descending ? -1 : 1 }).limit(query.limit + 1).toArray(),
+    );
+    const more = docs.length > query.limit;
+    const items = docs.slice(0, query.limit).map((d) => this.pendingApprovalFromDoc(d));
+    return { items, next: more ? items[items.length - 1]?.id : undefined };
+  }
+
+  async decidePendingApproval(req: DecidePendingApproval): Promise<PendingApprovalRecord | undefined> {
+    checkPendingDecision(req);
+    const now = checkDate(req.now);
+    const decidedAt = req.decidedAt === undefined ? null : checkDate(req.decidedAt);
+    const doc = await this.guard(() =>
+      // R-3.2.1.6: one atomic conditional update; only the caller that moves it out of PENDING gets
+      // the document. Approve and reject only before expiry; expire only after it.
+      this.pendingApprovals.findOneAndUpdate(
+        { _id: req.id, state: req.from, expiresAt: req.to === "EXPIRED" ? { $lte: now } : { $gt: now } },
+        {
+          $set: {
+            state: req.to,
+            decidedBy: req.decidedBy ?? null,
+            decidedAt,
+            body: req.body,
+            seal: bin(req.seal),
+          },
+          $inc: { version: 1 },
+        },
+        { returnDocument: "after" },
+      ),
+    );
+    return doc ? this.pendingApprovalFromDoc(doc) : undefined;
+  }
+
+  async completePendingApproval(req: CompletePendingApproval): Promise<PendingApprovalRecord | undefined> {
+    checkPendingCompletion(req);
+    checkDate(req.now);
+    const doc = await this.guard(() =>
+      // R-3.2.1.6: the outcome is recorded once, by the caller that performed the approved request.
+      this.pendingApprovals.findOneAndUpdate(
+        { _id: req.id, state: req.from },
+        { $set: { state: req.to, body: req.body, seal: bin(req.seal) }, $inc: { version: 1 } },
+        { returnDocument: "after" },
+      ),
+    );
+    return doc ? this.pendingApprovalFromDoc(doc) : undefined;
+  }
+
   // --- audit -----------------------------------------------------------------------------------
 
   private auditFromDoc(d: AuditDoc): AuditRecord {
@@ -930,6 +1087,20 @@ export const mongoMigrations: readonly MongoMigration[] = [
       // R-3.2.2.4: one record per (node, sequence).
       await db.collection("auditRecords").createIndex({ nodeId: 1, sequence: 1 }, { unique: true });
       await db.collection("auditCheckpoints").createIndex({ nodeId: 1, sequence: 1 }, { unique: true });
+    },
+  },
+  {
+    version: 2,
+    name: "pending approvals (dual control)",
+    async apply(db) {
+      // R-3.2.1.6: the same request of the same requester is pending at most once. No TTL index:
+      // decided and expired requests are history, kept like the audit log that refers to them.
+      await db.collection("pendingApprovals").createIndex(
+        { method: 1, requestDigest: 1, requestedBy: 1 },
+        { unique: true, partialFilterExpression: { state: "PENDING" } },
+      );
+      await db.collection("pendingApprovals").createIndex({ state: 1, _id: 1 });
+      await db.collection("pendingApprovals").createIndex({ requestedBy: 1, _id: 1 });
     },
   },
 ];

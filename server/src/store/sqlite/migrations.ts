@@ -187,4 +187,32 @@ CREATE TRIGGER audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints
   BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END;
 `,
   },
+  {
+    version: 2,
+    name: "pending approvals (dual control)",
+    sql: `
+-- R-3.2.1.6: requests under dual control. Sealed by the caller like the records above; the
+-- request and its digest are base64url TEXT because that is how the seal covers them.
+CREATE TABLE pending_approvals (
+  id TEXT PRIMARY KEY,
+  version INTEGER NOT NULL CHECK (version >= 1),
+  method TEXT NOT NULL,
+  request_digest TEXT NOT NULL,
+  request TEXT NOT NULL,
+  requested_by TEXT NOT NULL,
+  requested_at INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL,
+  state TEXT NOT NULL CHECK (state IN ('PENDING', 'APPROVED', 'EXECUTED', 'FAILED', 'REJECTED', 'EXPIRED')),
+  decided_by TEXT,
+  decided_at INTEGER,
+  body TEXT NOT NULL,
+  seal BLOB NOT NULL
+) STRICT;
+-- The same request of the same requester is pending at most once.
+CREATE UNIQUE INDEX pending_approvals_one_pending ON pending_approvals (method, request_digest, requested_by)
+  WHERE state = 'PENDING';
+CREATE INDEX pending_approvals_by_state ON pending_approvals (state, id);
+CREATE INDEX pending_approvals_by_requester ON pending_approvals (requested_by, id);
+`,
+  },
 ];

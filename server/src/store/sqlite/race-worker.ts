@@ -1,8 +1,9 @@
 /**
- * Test support: one "SAM process" for the multi-connection race in sqlite-store.test.ts. It opens
+ * Test support: one "SAM process" for the multi-connection races in sqlite-store.test.ts. It opens
  * its own connection to the store file, then for each round (announced through a shared
  * Int32Array, so all workers start at the same instant) tries `attempts` times to consume each
- * kind of one-time object of that round, and reports how many it won.
+ * kind of one-time object of that round (or, in mode "pending-approvals", to approve the round's
+ * pending approval), and reports how many it won.
  */
 import { parentPort, workerData } from "node:worker_threads";
 import { SqliteStore } from "./sqlite-store.js";
@@ -16,6 +17,16 @@ export interface RaceWorkerData {
   attempts: number;
   /** The fixed clock, in ms since the epoch. */
   now: number;
+  /** What to race for (default "one-time-objects"). */
+  mode?: "one-time-objects" | "pending-approvals";
+  /** Names this worker in the approvals it sends (decidedBy). */
+  name?: string;
+}
+
+/** What a worker in mode "pending-approvals" reports for one round. */
+export interface ApprovalWins {
+  round: number;
+  pendingApproval: number;
 }
 
 export interface RaceWins {
@@ -32,6 +43,7 @@ export const raceIds = (round: number) => ({
   sadToken: `worker-sad-${round}`,
   activationCode: `worker-act-${round}`,
   jti: `worker-jti-${round}`,
+  pendingApproval: `worker-pa-${round}`,
 });
 
 async function run(data: RaceWorkerData): Promise<void> {
@@ -48,6 +60,19 @@ async function run(data: RaceWorkerData): Promise<void> {
     if (round < 0) break;
     seen = round;
     const ids = raceIds(round);
+    if (data.mode === "pending-approvals") {
+      const wins: ApprovalWins = { round, pendingApproval: 0 };
+      for (let i = 0; i < data.attempts; i++) {
+        const decidedBy = `${data.name ?? "worker"}-${i}`;
+        const approved = await store.decidePendingApproval({
+          id: ids.pendingApproval, from: "PENDING", to: "APPROVED", decidedBy, decidedAt: now,
+          body: JSON.stringify({ approver: decidedBy }), seal: new TextEncoder().encode(decidedBy), now,
+        });
+        if (approved) wins.pendingApproval++;
+      }
+      port.postMessage(wins);
+      continue;
+    }
     const wins: RaceWins = { round, challenge: 0, sadToken: 0, activationCode: 0, jti: 0 };
     for (let i = 0; i < data.attempts; i++) {
       if (await store.consumeChallenge({ hash: ids.challenge, purpose: "transaction", now })) wins.challenge++;

@@ -4,10 +4,11 @@ import { join } from "node:path";
 import { Worker } from "node:worker_threads";
 import Database from "better-sqlite3";
 import { afterAll, describe, expect, it } from "vitest";
+import { createHash } from "node:crypto";
 import { at, describeStoreContract, raceRounds } from "../contract.js";
 import { StoreFailureError, type Store } from "../port.js";
 import { migrations } from "./migrations.js";
-import { raceIds, type RaceWins, type RaceWorkerData } from "./race-worker.js";
+import { raceIds, type ApprovalWins, type RaceWins, type RaceWorkerData } from "./race-worker.js";
 import { SqliteStore, createSqliteStore, sqliteStoreFile } from "./sqlite-store.js";
 
 const dirs: string[] = [];
@@ -138,6 +139,97 @@ describe("SqliteStore", () => {
           activationCode: 1,
           jti: 1,
         });
+      }
+    } finally {
+      Atomics.store(flag, 0, -1);
+      Atomics.notify(flag, 0);
+      await Promise.all(workers.map((w) => new Promise((resolve) => w.once("exit", resolve))));
+      await store.close();
+    }
+  });
+
+  it("R-3.2.1.6 dual control: upgrades a schema-1 file in place to pending approvals, keeping its data", async () => {
+    const file = sqliteStoreFile(dataDir());
+    const raw = new Database(file);
+    raw.exec("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL) STRICT");
+    raw.exec(migrations[0]!.sql);
+    raw.prepare("INSERT INTO schema_migrations (version, name) VALUES (?, ?)").run(migrations[0]!.version, migrations[0]!.name);
+    raw.prepare("INSERT INTO signers (id, version, status, body, seal) VALUES ('s1', 1, 'ACTIVE', '{}', x'01')").run();
+    raw.close();
+    const store = await createSqliteStore({ file });
+    expect(store.settings().schemaVersion).toBe(migrations[migrations.length - 1]!.version);
+    expect((await store.getRecord("signer", "s1"))?.status).toBe("ACTIVE");
+    const request = Buffer.from("destroy cred-1");
+    await store.createPendingApproval({
+      kind: "pending-approval", id: "pa-1", version: 1, method: "/inkan.admin.v1.RegistrationService/DestroyCredential",
+      requestDigest: createHash("sha256").update(request).digest("base64url"), request: request.toString("base64url"), requestedBy: "so-1",
+      requestedAt: at(0), expiresAt: at(60), state: "PENDING", body: "{}", seal: new Uint8Array([1]),
+    });
+    expect((await store.getPendingApproval("pa-1"))?.state).toBe("PENDING");
+    await store.close();
+  });
+
+  it("R-3.2.1.6 dual control: the pending_approvals table is STRICT, its states are checked, and one PENDING row per request and requester is enforced by a partial unique index", async () => {
+    const file = sqliteStoreFile(dataDir());
+    await (await createSqliteStore({ file })).close();
+    const raw = new Database(file);
+    try {
+      expect(raw.prepare("SELECT strict FROM pragma_table_list WHERE name = 'pending_approvals'").get()).toEqual({ strict: 1 });
+      const index = raw.prepare("SELECT sql FROM sqlite_schema WHERE name = 'pending_approvals_one_pending'").get() as { sql: string };
+      expect(index.sql).toMatch(/UNIQUE INDEX .*\(method, request_digest, requested_by\)\s+WHERE state = 'PENDING'/s);
+      const insert = raw.prepare(
+        `INSERT INTO pending_approvals (id, version, method, request_digest, request, requested_by, requested_at, expires_at, state, body, seal)
+         VALUES (?, 1, 'm', 'd', 'r', 'so-1', 0, 1, ?, '{}', x'01')`,
+      );
+      insert.run("a", "PENDING");
+      insert.run("b", "REJECTED"); // decided rows do not take the slot
+      insert.run("c", "EXPIRED");
+      expect(() => insert.run("d", "PENDING")).toThrow(/UNIQUE constraint failed/);
+      expect(() => insert.run("e", "LOST")).toThrow(/CHECK constraint failed/);
+    } finally {
+      raw.close();
+    }
+  });
+
+  it(`R-3.2.1.6 dual control in parallel: 4 worker threads, each its own connection (4 SAM processes), 64 approvers of one pending approval; exactly one wins, ${raceRounds} rounds`, async () => {
+    const file = sqliteStoreFile(dataDir());
+    const store = await SqliteStore.open({ file });
+    const signal = new SharedArrayBuffer(4);
+    const flag = new Int32Array(signal);
+    const now = at(1);
+    const entry = new URL("./race-worker.ts", import.meta.url).href;
+    const workers = Array.from({ length: 4 }, (_, w) => {
+      const workerData: RaceWorkerData = { entry, file, signal, attempts: 16, now: now.getTime(), mode: "pending-approvals", name: `so-worker-${w}` };
+      return new Worker(new URL("../testing/ts-worker.mjs", import.meta.url), { workerData });
+    });
+    const next = (w: Worker) =>
+      new Promise<unknown>((resolve, reject) => {
+        const onMessage = (m: unknown) => {
+          w.off("error", reject);
+          resolve(m);
+        };
+        w.once("message", onMessage);
+        w.once("error", reject);
+      });
+    try {
+      expect(await Promise.all(workers.map(next))).toEqual(["ready", "ready", "ready", "ready"]);
+      for (let round = 1; round <= raceRounds; round++) {
+        const id = raceIds(round).pendingApproval;
+        const request = Buffer.from(`destroy cred-${round}`);
+        await store.createPendingApproval({
+          kind: "pending-approval", id, version: 1, method: "/inkan.admin.v1.RegistrationService/DestroyCredential",
+          requestDigest: createHash("sha256").update(request).digest("base64url"), request: request.toString("base64url"), requestedBy: "so-1",
+          requestedAt: at(0), expiresAt: at(60), state: "PENDING", body: "{}", seal: new Uint8Array([1]),
+        });
+        const results = workers.map(next);
+        Atomics.store(flag, 0, round);
+        Atomics.notify(flag, 0); // release every worker at once
+        const wins = (await Promise.all(results)) as ApprovalWins[];
+        expect(wins.map((w) => w.round)).toEqual([round, round, round, round]);
+        expect(wins.reduce((sum, w) => sum + w.pendingApproval, 0), `round ${round}`).toBe(1);
+        const approved = await store.getPendingApproval(id);
+        expect(approved).toMatchObject({ state: "APPROVED", version: 2, decidedAt: now });
+        expect(approved?.body).toBe(JSON.stringify({ approver: approved?.decidedBy })); // the winner's body, nobody else's
       }
     } finally {
       Atomics.store(flag, 0, -1);

@@ -9,7 +9,8 @@
  *   (R-3.2.2.4). Durability of consumption is a security property here, so we pay the fsync.
  * - `foreign_keys = ON` (the DTBS/R list belongs to its transaction), `busy_timeout` so that
  *   writers from other processes are waited for rather than failed.
- * - Every one-time object is consumed by one conditional `UPDATE ... RETURNING`; multi-statement
+ * - Every one-time object is consumed, and every pending approval decided, by one conditional
+ *   `UPDATE ... RETURNING`; multi-statement
  *   changes run in `BEGIN IMMEDIATE` transactions (the write lock is taken first, so a read never
  *   goes stale before the write that depends on it).
  *
@@ -25,7 +26,10 @@ import {
   RecordExistsError,
   StoreFailureError,
   checkLimit,
+  checkNewPendingApproval,
   checkNextVersion,
+  checkPendingCompletion,
+  checkPendingDecision,
   checkTransition,
   queryableFields,
   uniqueFields,
@@ -36,15 +40,21 @@ import {
   type AuditRecord,
   type ChallengePurpose,
   type ChallengeRecord,
+  type CompletePendingApproval,
+  type DecidePendingApproval,
   type DtbsrEntry,
   type DtbsrRefusal,
   type ListQuery,
   type MarkSignedResult,
   type NewActivationCode,
   type NewChallenge,
+  type NewPendingApproval,
   type NewSadToken,
   type NewTransaction,
   type Page,
+  type PendingApprovalQuery,
+  type PendingApprovalRecord,
+  type PendingApprovalState,
   type PolicyRecord,
   type PurgeCounts,
   type RecordKind,
@@ -192,14 +202,17 @@ export class SqliteStore implements Store {
       throw new StoreFailureError(e);
     }
   }
-  /** Like guard, for a write that may hit a unique key: that becomes RecordExistsError. */
-  private guardUnique<T>(kind: string, fn: () => T): T {
+  /**
+   * Like guard, for a write that may hit a unique key: that becomes RecordExistsError, naming the
+   * field (`fieldNames` maps the first column of a multi-column index to the field reported).
+   */
+  private guardUnique<T>(kind: string, fn: () => T, fieldNames: Readonly<Record<string, string>> = {}): T {
     return this.guard(() => {
       try {
         return fn();
       } catch (e) {
         const column = uniqueViolation(e);
-        if (column !== undefined) throw new RecordExistsError(kind, toField(column));
+        if (column !== undefined) throw new RecordExistsError(kind, fieldNames[column] ?? toField(column));
         throw e;
       }
     });
@@ -666,6 +679,148 @@ export class SqliteStore implements Store {
         transactions: this.run("DELETE FROM transactions WHERE expires_at <= ?", t), // DTBS/R rows go by ON DELETE CASCADE
       })),
     );
+  }
+
+  // --- pending approvals (dual control) --------------------------------------------------------
+
+  private pendingApprovalFromRow(row: Row): PendingApprovalRecord {
+    return {
+      kind: "pending-approval",
+      id: row.id as string,
+      version: row.version as number,
+      method: row.method as string,
+      requestDigest: row.request_digest as string,
+      request: row.request as string,
+      requestedBy: row.requested_by as string,
+      requestedAt: new Date(row.requested_at as number),
+      expiresAt: new Date(row.expires_at as number),
+      state: row.state as PendingApprovalState,
+      decidedBy: (row.decided_by as string | null) ?? undefined,
+      decidedAt: dateOrUndefined(row.decided_at),
+      body: row.body as string,
+      seal: bytes(row.seal),
+    };
+  }
+
+  async createPendingApproval(p: NewPendingApproval): Promise<void> {
+    checkNewPendingApproval(p);
+    const params = {
+      id: p.id,
+      method: p.method,
+      request_digest: p.requestDigest,
+      request: p.request,
+      requested_by: p.requestedBy,
+      requested_at: ms(p.requestedAt),
+      expires_at: ms(p.expiresAt),
+      body: p.body,
+      seal: p.seal,
+    };
+    // R-3.2.1.6: the partial unique index keeps one PENDING record per (method, digest, requester).
+    this.guardUnique(
+      "pending-approval",
+      () =>
+        this.run(
+          `INSERT INTO pending_approvals (id, version, method, request_digest, request, requested_by, requested_at, expires_at,
+             state, decided_by, decided_at, body, seal)
+           VALUES (@id, 1, @method, @request_digest, @request, @requested_by, @requested_at, @expires_at,
+             'PENDING', NULL, NULL, @body, @seal)`,
+          params,
+        ),
+      { method: "requestDigest" },
+    );
+  }
+
+  async getPendingApproval(id: string): Promise<PendingApprovalRecord | undefined> {
+    const row = this.guard(() => this.get("SELECT * FROM pending_approvals WHERE id = ?", id));
+    return row && this.pendingApprovalFromRow(row);
+  }
+
+  async findPendingApproval(req: { method: string; requestDigest: string; requestedBy: string; now: Date }): Promise<PendingApprovalRecord | undefined> {
+    const now = ms(req.now);
+    const row = this.guard(() =>
+      this.get(
+        `SELECT * FROM pending_approvals
+         WHERE method = ? AND request_digest = ? AND requested_by = ? AND state = 'PENDING' AND expires_at > ?`,
+        req.method, req.requestDigest, req.requestedBy, now,
+      ),
+    );
+    return row && this.pendingApprovalFromRow(row);
+  }
+
+  async listPendingApprovals(query: PendingApprovalQuery): Promise<Page<PendingApprovalRecord>> {
+    checkLimit(query.limit);
+    const now = ms(query.now);
+    const descending = query.order === "desc";
+    if (query.order !== undefined && query.order !== "asc" && !descending) throw new RangeError(`invalid order ${String(query.order)}`);
+    const conditions: string[] = [];
+    const params: unknown[] = [];
+    if (query.state === "PENDING") {
+      conditions.push("state = 'PENDING' AND expires_at > ?");
+      params.push(now);
+    } else if (query.state === "EXPIRED") {
+      conditions.push("(state = 'EXPIRED' OR (state = 'PENDING' AND expires_at <= ?))");
+      params.push(now);
+    } else if (query.state !== undefined) {
+      conditions.push("state = ?");
+      params.push(query.state);
+    }
+    if (query.requestedBy !== undefined) {
+      conditions.push("requested_by = ?");
+      params.push(query.requestedBy);
+    }
+    if (query.after !== undefined) {
+      conditions.push(descending ? "id < ?" : "id > ?");
+      params.push(query.after);
+    }
+    const where = conditions.length > 0 ? `WHERE ${conditions.join(" AND ")}` : "";
+    const rows = this.guard(() =>
+      this.all(`SELECT * FROM pending_approvals ${where} ORDER BY id ${descending ? "DESC" : "ASC"} LIMIT ?`, ...params, query.limit + 1),
+    );
+    const more = rows.length > query.limit;
+    const items = rows.slice(0, query.limit).map((r) => this.pendingApprovalFromRow(r));
+    return { items, next: more ? items[items.length - 1]?.id : undefined };
+  }
+
+  async decidePendingApproval(req: DecidePendingApproval): Promise<PendingApprovalRecord | undefined> {
+    checkPendingDecision(req);
+    const now = ms(req.now);
+    const params = {
+      id: req.id,
+      from: req.from,
+      to: req.to,
+      decided_by: req.decidedBy ?? null,
+      decided_at: req.decidedAt === undefined ? null : ms(req.decidedAt),
+      body: req.body,
+      seal: req.seal,
+      now,
+    };
+    const row = this.guard(() =>
+      // R-3.2.1.6: one conditional UPDATE; only the caller that moves it out of PENDING gets the row.
+      // Approve and reject only before expiry; expire only after it.
+      this.get(
+        `UPDATE pending_approvals
+         SET state = @to, version = version + 1, decided_by = @decided_by, decided_at = @decided_at, body = @body, seal = @seal
+         WHERE id = @id AND state = @from
+           AND ((@to <> 'EXPIRED' AND expires_at > @now) OR (@to = 'EXPIRED' AND expires_at <= @now))
+         RETURNING *`,
+        params,
+      ),
+    );
+    return row && this.pendingApprovalFromRow(row);
+  }
+
+  async completePendingApproval(req: CompletePendingApproval): Promise<PendingApprovalRecord | undefined> {
+    checkPendingCompletion(req);
+    ms(req.now);
+    const row = this.guard(() =>
+      // R-3.2.1.6: the outcome is recorded once, by the caller that performed the approved request.
+      this.get(
+        `UPDATE pending_approvals SET state = @to, version = version + 1, body = @body, seal = @seal
+         WHERE id = @id AND state = @from RETURNING *`,
+        { id: req.id, from: req.from, to: req.to, body: req.body, seal: req.seal },
+      ),
+    );
+    return row && this.pendingApprovalFromRow(row);
   }
 
   // --- audit -----------------------------------------------------------------------------------

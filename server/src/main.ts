@@ -1,4 +1,7 @@
+import type { DescService } from "@bufbuild/protobuf";
+import type { HandlerContext } from "@connectrpc/connect";
 import type { Logger } from "pino";
+import { DualControl } from "./admin/dual-control.js";
 import { contractFiles } from "@inkan/sdk";
 import { PrivilegedUsers } from "./admin/privileged-users.js";
 import type { Config } from "./config/config.js";
@@ -11,6 +14,7 @@ import { VerifiedRecords } from "./integrity/sealed-records.js";
 import { createMongoStore } from "./store/mongodb/mongo-store.js";
 import type { Store } from "./store/port.js";
 import { createSqliteStore } from "./store/sqlite/sqlite-store.js";
+import { approvalService, createDualControlInterceptor } from "./transport/dual-control.js";
 import { privilegedSessionService } from "./transport/privileged-session.js";
 import { privilegedUserService } from "./transport/privileged-user-service.js";
 import { startServer, type InkanServer } from "./transport/server.js";
@@ -39,20 +43,28 @@ export async function serve(config: Config, log: Logger): Promise<InkanServer> {
   try {
     store = await openStore(config);
     await selfCheck(crypto);
-    const records = new VerifiedRecords(store, new RecordSealer({
+    const sealer = new RecordSealer({
       keys: crypto,
       onViolation: (kind, id) => log.error({ kind, id }, "integrity violation: record refused"),
-    }));
+    });
+    const records = new VerifiedRecords(store, sealer);
     const users = new PrivilegedUsers({ records, oneTime: store, random: crypto });
+    const dual = new DualControl({ store, sealer, random: crypto });
+    const services = contractFiles.flatMap((f) => f.services);
+    const implementations: Record<string, Record<string, unknown>> = {
+      "inkan.admin.v1.PrivilegedSessionService": privilegedSessionService(users),
+      "inkan.admin.v1.PrivilegedUserService": {
+        ...privilegedUserService(users),
+        ...approvalService({ dual, users, services, handlerOf: (path) => handlerOf(implementations, services, path) }),
+      },
+    };
     const server = await startServer({
       config,
       log,
       contract: contractFiles,
       authenticateAdmin: (req) => users.authenticate(req),
-      implementations: {
-        "inkan.admin.v1.PrivilegedSessionService": privilegedSessionService(users),
-        "inkan.admin.v1.PrivilegedUserService": privilegedUserService(users),
-      },
+      implementations,
+      innerInterceptors: [createDualControlInterceptor(dual, users)],
     });
     const opened = store;
     return {
@@ -68,6 +80,14 @@ export async function serve(config: Config, log: Logger): Promise<InkanServer> {
     await crypto.close().catch(() => undefined);
     throw err;
   }
+}
+
+/** The unary implementation of a method by full path ("/package.Service/Method"). */
+function handlerOf(implementations: Record<string, Record<string, unknown>>, services: DescService[], path: string) {
+  const [, serviceName = "", methodName = ""] = path.split("/");
+  const method = services.find((s) => s.typeName === serviceName)?.methods.find((m) => m.name === methodName);
+  const impl = method && implementations[serviceName]?.[method.localName];
+  return method?.methodKind === "unary" && typeof impl === "function" ? (impl as (m: unknown, ctx: HandlerContext) => Promise<unknown>) : undefined;
 }
 
 /** The system keys exist and work: record sealing, field encryption and audit signing. */

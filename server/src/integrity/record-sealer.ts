@@ -2,10 +2,10 @@ import { timingSafeEqual } from "node:crypto";
 import canonicalize from "canonicalize";
 import type { SystemKeys } from "../crypto/port.js";
 import { InkanError } from "../errors.js";
-import type { PolicyRecord, SealedRecord } from "../store/port.js";
+import type { PendingApprovalRecord, PolicyRecord, SealedRecord } from "../store/port.js";
 
 /** A record the sealer can seal: every sealed record kind, and policy versions. */
-export type Sealable = SealedRecord | PolicyRecord;
+export type Sealable = SealedRecord | PolicyRecord | PendingApprovalRecord;
 type Unsealed<R extends Sealable> = Omit<R, "seal">;
 
 /** Domain separation: a seal is never valid as any other HMAC the SAM computes. */

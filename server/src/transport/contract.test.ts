@@ -54,6 +54,9 @@ describe("the v1 contract is served honestly before its issues land", () => {
       ...["Create", "Get", "List", "Update", "Remove"].map((v) => `/inkan.admin.v1.PrivilegedUserService/${v}PrivilegedUser${v === "List" ? "s" : ""}`),
       "/inkan.admin.v1.PrivilegedUserService/AddUserKey",
       "/inkan.admin.v1.PrivilegedUserService/RevokeUserKey",
+      ...["ListPendingApprovals", "GetPendingApproval", "ApprovePendingRequest", "RejectPendingRequest"].map(
+        (m) => `/inkan.admin.v1.PrivilegedUserService/${m}`,
+      ),
     ]);
     for (const service of services) {
       const transport = service.typeName.startsWith("inkan.admin.") ? t.adminTransport() : t.transport("grpc", t.pki.sca);

@@ -3,7 +3,7 @@ import { readFileSync } from "node:fs";
 import { createSecureServer, type Http2Session } from "node:http2";
 import type { AddressInfo, Socket } from "node:net";
 import type { DescFile, DescService } from "@bufbuild/protobuf";
-import { createContextValues, type ConnectRouter } from "@connectrpc/connect";
+import { createContextValues, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { createValidateInterceptor } from "@connectrpc/validate";
 import { HealthCheckResponse_ServingStatus as Status } from "@inkan/sdk/gen/grpc/health/v1/health_pb.js";
@@ -25,6 +25,8 @@ export interface InkanServerOptions {
   implementations?: Record<string, Record<string, unknown>>;
   /** Authenticates every admin request (certificate + per-request signature); see admin-auth.ts. */
   authenticateAdmin: AdminAuthenticator;
+  /** Interceptors that run last, after authentication and validation (dual control). */
+  innerInterceptors?: Interceptor[];
 }
 
 export interface InkanServer {
@@ -69,6 +71,7 @@ export async function startServer(options: InkanServerOptions): Promise<InkanSer
       createAccessInterceptor(),
       createAdminAuthInterceptor(options.authenticateAdmin),
       createValidateInterceptor(),
+      ...(options.innerInterceptors ?? []),
     ],
     contextValues: (req) =>
       createContextValues().set(kCaller, identityOfRequest(req, cas)).set(kRequestId, randomUUID()),

@@ -1,0 +1,141 @@
+import { X509Certificate } from "node:crypto";
+import { anyUnpack } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { Reason, inkanErrorReason } from "@inkan/sdk";
+import {
+  CreatePrivilegedUserResponseSchema,
+  PendingApprovalState,
+  PrivilegedUserService,
+} from "@inkan/sdk/gen/inkan/admin/v1/privileged_user_pb.js";
+import { ApprovalRequiredSchema, PrivilegedRole } from "@inkan/sdk/gen/inkan/admin/v1/types_pb.js";
+import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from "jose";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Pem } from "../pki/dev-pki.js";
+import { startTestServer, type TestServer } from "../testing/harness.js";
+
+// Dual control (R-3.2.1.6, T-2.2.2.1): adding or removing a security officer (and, with their
+// issues, destroying a key or changing policy) needs a second security officer's signed approval.
+let t: TestServer;
+interface Person { userId: string; cert: Pem; privateJwk: JWK & { kid: string } }
+let so1: Person;
+let so2: Person;
+
+async function newKey() {
+  const { privateKey, publicKey } = await generateKeyPair("ES256", { extractable: true });
+  const pub = await exportJWK(publicKey);
+  const kid = await calculateJwkThumbprint(pub, "sha256");
+  return { publicJwk: JSON.stringify(pub), privateJwk: { ...(await exportJWK(privateKey)), kid } as JWK & { kid: string } };
+}
+async function candidate(name: string) {
+  const cert = await t.issueAdminCertificate(name);
+  const key = await newKey();
+  const sha256 = Buffer.from(new X509Certificate(cert.cert).fingerprint256.replaceAll(":", ""), "hex");
+  const request = {
+    displayName: name,
+    role: PrivilegedRole.SECURITY_OFFICER,
+    certificateBinding: { binding: { case: "certificateSha256" as const, value: sha256 } },
+    publicKeyJwk: key.publicJwk,
+  };
+  return { cert, key, request };
+}
+const usersAs = (p: Person) => createClient(PrivilegedUserService, t.transportAs(p.cert, p.userId, p.privateJwk));
+
+async function errorOf(p: Promise<unknown>): Promise<ConnectError> {
+  try {
+    await p;
+  } catch (err) {
+    return ConnectError.from(err);
+  }
+  throw new Error("expected the call to fail");
+}
+
+beforeAll(async () => {
+  t = await startTestServer();
+  const { readFileSync } = await import("node:fs");
+  so1 = { userId: t.pki.paths.adminUserId, cert: t.pki.admin, privateJwk: JSON.parse(readFileSync(t.pki.paths.adminRequestKey, "utf8")) };
+  // While one security officer exists, it may add the second without approval (nobody could approve).
+  const c = await candidate("security-officer-2");
+  const { user } = await usersAs(so1).createPrivilegedUser(c.request);
+  so2 = { userId: user!.userId, cert: c.cert, privateJwk: c.key.privateJwk };
+});
+afterAll(async () => {
+  await t?.close();
+});
+
+describe("dual control (R-3.2.1.6)", () => {
+  it("holds a third security officer for approval: nothing changes, the client learns the pending id", async () => {
+    const c = await candidate("security-officer-3");
+    const err = await errorOf(usersAs(so1).createPrivilegedUser(c.request));
+    expect(err.code).toBe(Code.FailedPrecondition);
+    expect(inkanErrorReason(err)).toBe(Reason.APPROVAL_REQUIRED);
+    const detail = err.findDetails(ApprovalRequiredSchema)[0];
+    expect(detail?.method).toBe("/inkan.admin.v1.PrivilegedUserService/CreatePrivilegedUser");
+    const all = await usersAs(so1).listPrivilegedUsers({});
+    expect(all.users.map((u) => u.displayName)).not.toContain("security-officer-3");
+    // The same request again while pending names the same pending request.
+    const again = await errorOf(usersAs(so1).createPrivilegedUser(c.request));
+    expect(again.findDetails(ApprovalRequiredSchema)[0]?.pendingRequestId).toBe(detail?.pendingRequestId);
+  });
+
+  it("T-2.2.2.1: a single security officer cannot approve their own request", async () => {
+    const c = await candidate("security-officer-4");
+    const detail = (await errorOf(usersAs(so1).createPrivilegedUser(c.request))).findDetails(ApprovalRequiredSchema)[0]!;
+    const err = await errorOf(usersAs(so1).approvePendingRequest({ pendingRequestId: detail.pendingRequestId, requestDigest: detail.requestDigest }));
+    expect(err.code).toBe(Code.PermissionDenied);
+    expect(inkanErrorReason(err)).toBe(Reason.APPROVAL_REJECTED);
+  });
+
+  it("performs the request once, on the second officer's approval of its digest, and records both", async () => {
+    const c = await candidate("security-officer-5");
+    const detail = (await errorOf(usersAs(so1).createPrivilegedUser(c.request))).findDetails(ApprovalRequiredSchema)[0]!;
+    const wrong = await errorOf(usersAs(so2).approvePendingRequest({ pendingRequestId: detail.pendingRequestId, requestDigest: new Uint8Array(32) }));
+    expect(wrong.code).toBe(Code.InvalidArgument);
+
+    const { pendingApproval } = await usersAs(so2).approvePendingRequest({ pendingRequestId: detail.pendingRequestId, requestDigest: detail.requestDigest });
+    expect(pendingApproval?.state).toBe(PendingApprovalState.EXECUTED);
+    expect(pendingApproval?.requestedBy).toBe(so1.userId);
+    expect(pendingApproval?.decidedBy).toBe(so2.userId);
+    const created = anyUnpack(pendingApproval!.result!, CreatePrivilegedUserResponseSchema);
+    expect(created?.user?.displayName).toBe("security-officer-5");
+    expect(created?.user?.createdBy).toBe(so1.userId);
+
+    const twice = await errorOf(usersAs(so2).approvePendingRequest({ pendingRequestId: detail.pendingRequestId, requestDigest: detail.requestDigest }));
+    expect(inkanErrorReason(twice)).toBe(Reason.STATE_CONFLICT);
+  });
+
+  it("of 8 concurrent approvals, exactly one performs the request", async () => {
+    const c = await candidate("security-officer-6");
+    const detail = (await errorOf(usersAs(so1).createPrivilegedUser(c.request))).findDetails(ApprovalRequiredSchema)[0]!;
+    const results = await Promise.allSettled(
+      Array.from({ length: 8 }, () => usersAs(so2).approvePendingRequest({ pendingRequestId: detail.pendingRequestId, requestDigest: detail.requestDigest })),
+    );
+    expect(results.filter((r) => r.status === "fulfilled")).toHaveLength(1);
+    const users = await usersAs(so1).listPrivilegedUsers({});
+    expect(users.users.filter((u) => u.displayName === "security-officer-6")).toHaveLength(1);
+  });
+
+  it("a rejected request changes nothing", async () => {
+    const c = await candidate("security-officer-7");
+    const detail = (await errorOf(usersAs(so1).createPrivilegedUser(c.request))).findDetails(ApprovalRequiredSchema)[0]!;
+    const { pendingApproval } = await usersAs(so2).rejectPendingRequest({ pendingRequestId: detail.pendingRequestId, requestDigest: detail.requestDigest, comment: "not agreed" });
+    expect(pendingApproval?.state).toBe(PendingApprovalState.REJECTED);
+    const users = await usersAs(so1).listPrivilegedUsers({});
+    expect(users.users.map((u) => u.displayName)).not.toContain("security-officer-7");
+  });
+
+  it("removing a security officer or adding a key to one needs approval too", async () => {
+    const remove = await errorOf(usersAs(so1).removePrivilegedUser({ userId: so2.userId, reason: "takeover attempt" }));
+    expect(inkanErrorReason(remove)).toBe(Reason.APPROVAL_REQUIRED);
+    const key = await newKey();
+    const addKey = await errorOf(usersAs(so1).addUserKey({ userId: so2.userId, publicKeyJwk: key.publicJwk }));
+    expect(inkanErrorReason(addKey)).toBe(Reason.APPROVAL_REQUIRED);
+    const so2Now = await usersAs(so1).getPrivilegedUser({ userId: so2.userId });
+    expect(so2Now.user?.keys).toHaveLength(1);
+  });
+
+  it("lists what is pending for the reviewing officer", async () => {
+    const { pendingApprovals } = await usersAs(so2).listPendingApprovals({ state: PendingApprovalState.PENDING });
+    expect(pendingApprovals.length).toBeGreaterThan(0);
+    expect(pendingApprovals.every((p) => p.state === PendingApprovalState.PENDING && p.request !== undefined)).toBe(true);
+  });
+});

@@ -1,0 +1,195 @@
+import { createHash } from "node:crypto";
+import { create, fromBinary, toBinary, type DescMethod, type DescService, type Message } from "@bufbuild/protobuf";
+import { anyPack, timestampFromDate } from "@bufbuild/protobuf/wkt";
+import {
+  Code,
+  ConnectError,
+  createContextKey,
+  createContextValues,
+  createHandlerContext,
+  type HandlerContext,
+  type Interceptor,
+  type ServiceImpl,
+} from "@connectrpc/connect";
+import { ErrorDetailSchema, Reason } from "@inkan/sdk/gen/inkan/sam/v1/error_pb.js";
+import { ApprovalRequiredSchema, PrivilegedRole } from "@inkan/sdk/gen/inkan/admin/v1/types_pb.js";
+import {
+  PendingApprovalState,
+  type CreatePrivilegedUserRequest,
+  type PrivilegedUserService,
+  type UpdatePrivilegedUserRequest,
+} from "@inkan/sdk/gen/inkan/admin/v1/privileged_user_pb.js";
+import type { DualControl, PendingApprovalBody } from "../admin/dual-control.js";
+import { bindingKey, type PrivilegedUsers } from "../admin/privileged-users.js";
+import { rolesFor } from "../admin/roles.js";
+import { InkanError } from "../errors.js";
+import type { PendingApprovalRecord } from "../store/port.js";
+import { kAdmin } from "./admin-auth.js";
+import { adminOf } from "./privileged-user-service.js";
+
+/** The second security officer who approved the request being performed (for the audit record). */
+export const kApprovedBy = createContextKey<string | undefined>(undefined, { description: "approving security officer" });
+
+/** Which requests need a second security officer (R-3.2.1.6), decided on the request as decoded. */
+type Guard = (message: unknown, users: PrivilegedUsers) => Promise<boolean>;
+
+const isSecurityOfficer = async (users: PrivilegedUsers, userId: string) => {
+  try {
+    return (await users.get(userId)).user.role === "SECURITY_OFFICER";
+  } catch {
+    return false; // an unknown user: the handler reports it
+  }
+};
+
+/**
+ * The guarded operations. Changes to security officers are guarded because otherwise one officer
+ * could take over a second officer's identity and approve their own requests. While at most one
+ * security officer exists, that officer may add a second one (there is nobody to approve).
+ * DestroyCredential and UpdateSecurityPolicy join this table with their issues.
+ */
+const guards: Record<string, Guard> = {
+  "/inkan.admin.v1.PrivilegedUserService/CreatePrivilegedUser": async (m, users) =>
+    (m as CreatePrivilegedUserRequest).role === PrivilegedRole.SECURITY_OFFICER && (await users.countSecurityOfficers(2)) >= 2,
+  "/inkan.admin.v1.PrivilegedUserService/RemovePrivilegedUser": async (m, users) => isSecurityOfficer(users, (m as { userId: string }).userId),
+  "/inkan.admin.v1.PrivilegedUserService/AddUserKey": async (m, users) => isSecurityOfficer(users, (m as { userId: string }).userId),
+  "/inkan.admin.v1.PrivilegedUserService/UpdatePrivilegedUser": async (m, users) => {
+    const req = m as UpdatePrivilegedUserRequest;
+    if (!(await isSecurityOfficer(users, req.userId))) return false;
+    const current = (await users.get(req.userId)).user.certificateFingerprint;
+    const b = req.certificateBinding?.binding;
+    const next = b?.case === "certificateSha256" ? bindingKey({ certificateSha256: Buffer.from(b.value).toString("hex") }) : b?.case === "subject" ? bindingKey({ subject: b.value }) : current;
+    return next !== current;
+  },
+};
+
+/** Runs the guard of each admin RPC; a guarded request is held for approval and nothing changes. */
+export function createDualControlInterceptor(dual: DualControl, users: PrivilegedUsers, clock: () => Date = () => new Date()): Interceptor {
+  return (next) => async (req) => {
+    const method = `/${req.service.typeName}/${req.method.name}`;
+    const guard = guards[method];
+    if (!guard || req.stream || !(await guard(req.message, users))) return next(req);
+    const request = toBinary(req.method.input, req.message as never);
+    const digest = createHash("sha256").update(request).digest();
+    const requester = req.contextValues.get(kAdmin);
+    if (!requester) throw new InkanError("CLIENT_CERTIFICATE_REJECTED", "not authenticated");
+    const pending = await dual.hold({ method, request, digest, requestedBy: requester.userId, now: clock() });
+    throw approvalRequired(pending);
+  };
+}
+
+function approvalRequired(pending: PendingApprovalRecord): ConnectError {
+  return new ConnectError("a second security officer must approve this request", Code.FailedPrecondition, undefined, [
+    { desc: ErrorDetailSchema, value: create(ErrorDetailSchema, { reason: Reason.APPROVAL_REQUIRED }) },
+    {
+      desc: ApprovalRequiredSchema,
+      value: create(ApprovalRequiredSchema, {
+        pendingRequestId: pending.id,
+        method: pending.method,
+        requestDigest: Buffer.from(pending.requestDigest, "base64url"),
+        expiresAt: timestampFromDate(pending.expiresAt),
+      }),
+    },
+  ]);
+}
+
+type UnaryHandler = (message: unknown, ctx: HandlerContext) => Promise<unknown>;
+
+export interface ApprovalServiceOptions {
+  dual: DualControl;
+  users: PrivilegedUsers;
+  /** Every service of the contract, to decode stored requests. */
+  services: DescService[];
+  /** The implementation of a method by full path, to perform an approved request. */
+  handlerOf(method: string): UnaryHandler | undefined;
+  clock?: () => Date;
+}
+
+const stateOut: Record<PendingApprovalRecord["state"], PendingApprovalState> = {
+  PENDING: PendingApprovalState.PENDING,
+  APPROVED: PendingApprovalState.PENDING, // approved, execution in progress (or interrupted)
+  EXECUTED: PendingApprovalState.EXECUTED,
+  FAILED: PendingApprovalState.FAILED,
+  REJECTED: PendingApprovalState.REJECTED,
+  EXPIRED: PendingApprovalState.EXPIRED,
+};
+
+/** The approval half of PrivilegedUserService. */
+export function approvalService(o: ApprovalServiceOptions): Partial<ServiceImpl<typeof PrivilegedUserService>> {
+  const clock = o.clock ?? (() => new Date());
+  const methods = new Map<string, DescMethod>(o.services.flatMap((s) => s.methods.map((m) => [`/${s.typeName}/${m.name}`, m] as const)));
+  const out = (r: PendingApprovalRecord) => {
+    const method = methods.get(r.method);
+    const body = JSON.parse(r.body) as PendingApprovalBody;
+    const now = clock();
+    return {
+      pendingRequestId: r.id,
+      method: r.method,
+      request: method ? anyPack(method.input, fromBinary(method.input, Buffer.from(r.request, "base64url"))) : undefined,
+      requestDigest: Buffer.from(r.requestDigest, "base64url"),
+      requestedBy: r.requestedBy,
+      requestedAt: timestampFromDate(r.requestedAt),
+      expiresAt: timestampFromDate(r.expiresAt),
+      state: r.state === "PENDING" && r.expiresAt <= now ? PendingApprovalState.EXPIRED : stateOut[r.state],
+      decidedBy: r.decidedBy ?? "",
+      decidedAt: r.decidedAt ? timestampFromDate(r.decidedAt) : undefined,
+      decisionComment: body.comment ?? "",
+      result: method && body.result ? anyPack(method.output, fromBinary(method.output, Buffer.from(body.result, "base64url"))) : undefined,
+      errorCode: body.errorCode ?? "",
+    };
+  };
+
+  /** Performs an approved request once, on behalf of its requester, re-checking who they are now. */
+  async function perform(approved: PendingApprovalRecord, approver: string): Promise<PendingApprovalRecord> {
+    const now = clock();
+    const method = methods.get(approved.method);
+    const handler = o.handlerOf(approved.method);
+    try {
+      if (!method || !handler) throw new InkanError("NOT_IMPLEMENTED", "the approved method is not available");
+      const requester = (await o.users.get(approved.requestedBy)).user;
+      if (requester.status !== "ACTIVE" || !rolesFor(approved.method).includes(requester.role)) {
+        throw new InkanError("ROLE_NOT_PERMITTED", "the requester may no longer call this method");
+      }
+      const message = fromBinary(method.input, Buffer.from(approved.request, "base64url"));
+      const ctx = createHandlerContext({
+        service: method.parent,
+        method,
+        protocolName: "inkan-dual-control",
+        requestMethod: "POST",
+        url: approved.method,
+        contextValues: createContextValues().set(kAdmin, { userId: requester.id, role: requester.role, keyId: undefined }).set(kApprovedBy, approver),
+      });
+      const response = await handler(message, ctx);
+      const result = toBinary(method.output, create(method.output, response as never) as Message);
+      return await o.dual.complete({ approved, outcome: { result }, now });
+    } catch (err) {
+      const errorCode = err instanceof InkanError ? err.code : "INTERNAL";
+      return o.dual.complete({ approved, outcome: { errorCode }, now });
+    }
+  }
+
+  return {
+    async listPendingApprovals(req) {
+      const state = req.state ? (PendingApprovalState[req.state] as PendingApprovalRecord["state"]) : undefined;
+      const page = await o.dual.list({
+        ...(state ? { state } : {}),
+        ...(req.requestedBy ? { requestedBy: req.requestedBy } : {}),
+        ...(req.page?.pageToken ? { after: req.page.pageToken } : {}),
+        limit: req.page?.pageSize || 100,
+        now: clock(),
+      });
+      return { pendingApprovals: page.items.map(out), page: { nextPageToken: page.next ?? "" } };
+    },
+    async getPendingApproval(req) {
+      return { pendingApproval: out(await o.dual.get(req.pendingRequestId)) };
+    },
+    async approvePendingRequest(req, ctx) {
+      const approver = adminOf(ctx);
+      const approved = await o.dual.decide({ id: req.pendingRequestId, digest: req.requestDigest, by: approver, approve: true, comment: req.comment, now: clock() });
+      return { pendingApproval: out(await perform(approved, approver)) };
+    },
+    async rejectPendingRequest(req, ctx) {
+      const by = adminOf(ctx); // the requester may withdraw their own request
+      return { pendingApproval: out(await o.dual.decide({ id: req.pendingRequestId, digest: req.requestDigest, by, approve: false, comment: req.comment, now: clock() })) };
+    },
+  };
+}

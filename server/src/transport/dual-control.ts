@@ -50,7 +50,9 @@ const isSecurityOfficer = async (users: PrivilegedUsers, userId: string) => {
 const guards: Record<string, Guard> = {
   "/inkan.admin.v1.PrivilegedUserService/CreatePrivilegedUser": async (m, users) =>
     (m as CreatePrivilegedUserRequest).role === PrivilegedRole.SECURITY_OFFICER && (await users.countSecurityOfficers(2)) >= 2,
-  "/inkan.admin.v1.PrivilegedUserService/RemovePrivilegedUser": async (m, users) => isSecurityOfficer(users, (m as { userId: string }).userId),
+  // Removing the only security officer is refused outright (LAST_SECURITY_OFFICER), not held.
+  "/inkan.admin.v1.PrivilegedUserService/RemovePrivilegedUser": async (m, users) =>
+    (await isSecurityOfficer(users, (m as { userId: string }).userId)) && (await users.countSecurityOfficers(2)) >= 2,
   "/inkan.admin.v1.PrivilegedUserService/AddUserKey": async (m, users) => isSecurityOfficer(users, (m as { userId: string }).userId),
   "/inkan.admin.v1.PrivilegedUserService/UpdatePrivilegedUser": async (m, users) => {
     const req = m as UpdatePrivilegedUserRequest;

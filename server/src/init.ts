@@ -3,6 +3,7 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { exportJWK, generateKeyPair, calculateJwkThumbprint } from "jose";
 import { PrivilegedUsers } from "./admin/privileged-users.js";
+import { SecurityPolicies } from "./admin/security-policy.js";
 import { initEmbeddedToken, openEmbeddedCryptoModule } from "./crypto/pkcs11/softhsm-token.js";
 import { RecordSealer } from "./integrity/record-sealer.js";
 import { VerifiedRecords } from "./integrity/sealed-records.js";
@@ -55,11 +56,8 @@ export async function initDataDir(dataDirInput: string): Promise<InitResult> {
   const store = await createSqliteStore({ file: storeFile });
   let adminUserId: string;
   try {
-    const users = new PrivilegedUsers({
-      records: new VerifiedRecords(store, new RecordSealer({ keys: crypto })),
-      oneTime: store,
-      random: crypto,
-    });
+    const records = new VerifiedRecords(store, new RecordSealer({ keys: crypto }));
+    const users = new PrivilegedUsers({ records, oneTime: store, random: crypto });
     const admin = await users.userOfCertificate({ sha256: sha256Of(pki.adminCert), subject: "" });
     if (admin) {
       adminUserId = admin.id;
@@ -83,6 +81,13 @@ export async function initDataDir(dataDirInput: string): Promise<InitResult> {
       writeFileSync(adminRequestKey, JSON.stringify({ ...(await exportJWK(privateKey)), kid, alg: "ES256", sub: user.id }) + "\n", { mode: 0o600 });
       created.push("first security officer");
     }
+    // R-3.2.2.3: the first policy version, sealed; later versions only through PolicyService.
+    const policy = await new SecurityPolicies({ records }).ensureDefault({
+      trustedScaCaCertificates: [derOf(pki.scaCaCert)],
+      trustedAdminCaCertificates: [derOf(pki.adminCaCert)],
+      now: new Date(),
+    });
+    if (policy) created.push("security policy (version 1)");
   } finally {
     await store.close();
     await crypto.close();
@@ -102,6 +107,10 @@ export async function initDataDir(dataDirInput: string): Promise<InitResult> {
       adminUserId,
     },
   };
+}
+
+function derOf(certFile: string): Uint8Array {
+  return new X509Certificate(readFileSync(certFile)).raw;
 }
 
 function sha256Of(certFile: string): string {

@@ -3,7 +3,9 @@ import type { HandlerContext } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { DualControl } from "./admin/dual-control.js";
 import { contractFiles } from "@inkan/sdk";
+import { HealthCheckResponse_ServingStatus as Status } from "@inkan/sdk/gen/grpc/health/v1/health_pb.js";
 import { PrivilegedUsers } from "./admin/privileged-users.js";
+import { PolicyIntegrityGate, SecurityPolicies } from "./admin/security-policy.js";
 import type { Config } from "./config/config.js";
 import type { FullCryptoModule } from "./crypto/port.js";
 import { createPkcs11CryptoModule } from "./crypto/pkcs11/pkcs11-crypto-module.js";
@@ -15,6 +17,7 @@ import { createMongoStore } from "./store/mongodb/mongo-store.js";
 import type { Store } from "./store/port.js";
 import { createSqliteStore } from "./store/sqlite/sqlite-store.js";
 import { approvalService, createDualControlInterceptor } from "./transport/dual-control.js";
+import { createPolicyGateInterceptor, policyService } from "./transport/policy-service.js";
 import { privilegedSessionService } from "./transport/privileged-session.js";
 import { privilegedUserService } from "./transport/privileged-user-service.js";
 import { startServer, type InkanServer } from "./transport/server.js";
@@ -50,6 +53,24 @@ export async function serve(config: Config, log: Logger): Promise<InkanServer> {
     const records = new VerifiedRecords(store, sealer);
     const users = new PrivilegedUsers({ records, oneTime: store, random: crypto });
     const dual = new DualControl({ store, sealer, random: crypto });
+    const policies = new SecurityPolicies({ records });
+    let server: InkanServer | undefined;
+    const sapServing = (status: Status) => server?.health.setWhere((s) => s.startsWith("inkan.sam.v1."), status);
+    // R-3.2.2.3: a policy that fails its check stops signing until security officers restore it.
+    const gate = new PolicyIntegrityGate({
+      policies,
+      intervalMs: config.policyCheckIntervalMs,
+      onClosed: (error) => {
+        log.error({ err: error }, "security policy failed its integrity check: signing stopped");
+        sapServing(Status.NOT_SERVING);
+      },
+      onOpened: (version) => {
+        log.warn({ version: version.version }, "security policy restored: signing resumed");
+        sapServing(Status.SERVING);
+      },
+      onCheckFailed: (err) => log.error({ err }, "security policy check could not be made"),
+    });
+    await gate.check(); // at start, before the first call
     const services = contractFiles.flatMap((f) => f.services);
     const implementations: Record<string, Record<string, unknown>> = {
       "inkan.admin.v1.PrivilegedSessionService": privilegedSessionService(users),
@@ -57,20 +78,27 @@ export async function serve(config: Config, log: Logger): Promise<InkanServer> {
         ...privilegedUserService(users),
         ...approvalService({ dual, users, services, handlerOf: (path) => handlerOf(implementations, services, path) }),
       },
+      "inkan.admin.v1.PolicyService": policyService(policies),
     };
-    const server = await startServer({
+    const started = await startServer({
       config,
       log,
       contract: contractFiles,
       authenticateAdmin: (req) => users.authenticate(req),
       implementations,
-      innerInterceptors: [createDualControlInterceptor(dual, users)],
+      gateInterceptors: [createPolicyGateInterceptor(gate)],
+      innerInterceptors: [createDualControlInterceptor(dual, { users, policies })],
     });
+    server = started;
+    if (!gate.isOpen) sapServing(Status.NOT_SERVING);
+    gate.start();
     const opened = store;
     return {
-      ...server,
+      ...started,
       async close(graceMs) {
-        await server.close(graceMs);
+        gate.stop();
+        server = undefined; // the shutdown owns the health status from here on
+        await started.close(graceMs);
         await opened.close();
         await crypto.close();
       },

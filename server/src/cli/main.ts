@@ -3,6 +3,7 @@ import { ConfigError, parseConfig, readEnv, withConfigFile, type RawConfig } fro
 import { createLogger } from "../log/logger.js";
 import { serve } from "../main.js";
 import { InkanError } from "../errors.js";
+import { auditVerifyCommand } from "./audit-command.js";
 import { initDataDir } from "../init.js";
 
 const usage = `usage:
@@ -10,6 +11,10 @@ const usage = `usage:
                                            token with the SAM's keys, SQLite store
   inkan serve --data-dir DIR [--listen HOST:PORT] [--config FILE]
                                            serve the SAM (port 0 picks a free port)
+  inkan audit verify --data-dir DIR [--node ID] [--json]
+                                           verify the audit log: OK, or the first break per node
+  inkan audit verify --file EXPORT.jsonl --public-key KEY [--partial]
+                                           verify an exported audit log offline
 Every flag has an INKAN_* environment variable (INKAN_DATA_DIR, INKAN_LISTEN, INKAN_CONFIG_FILE, ...).`;
 
 /** Runs the `inkan` command line; resolves to the process exit code. */
@@ -21,6 +26,8 @@ export async function main(argv: string[]): Promise<number> {
         return await init(rest);
       case "serve":
         return await serveCommand(rest);
+      case "audit":
+        return await auditVerifyCommand(rest);
       case "help":
       case "--help":
       case "-h":

@@ -20,13 +20,14 @@ describe("parseConfig", () => {
     expect(c.tls.certFile).toBe(join(dir, "pki", "server.crt"));
     expect(c.tls.scaCaFiles).toEqual([join(dir, "pki", "sca-ca.crt")]);
     expect(c.limits.readMaxBytes).toBe(defaultReadMaxBytes);
+    expect(c.policyCheckIntervalMs).toBe(10_000);
   });
 
   it("reports every problem at once, each by its path", () => {
     const dir = mkdtempSync(join(tmpdir(), "inkan-config-"));
     let err: unknown;
     try {
-      parseConfig({ dataDir: dir, listen: "nowhere", readMaxBytes: "12", logLevel: "loud" });
+      parseConfig({ dataDir: dir, listen: "nowhere", readMaxBytes: "12", logLevel: "loud", policyCheckIntervalMs: "5" });
     } catch (e) {
       err = e;
     }
@@ -41,6 +42,7 @@ describe("parseConfig", () => {
         expect.stringMatching(/^tls\.adminCaFiles\[0\]: /),
         expect.stringMatching(/^limits\.readMaxBytes: /),
         expect.stringMatching(/^logLevel: /),
+        expect.stringMatching(/^policyCheckIntervalMs: /),
       ]),
     );
   });

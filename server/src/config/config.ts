@@ -29,6 +29,11 @@ export interface Config {
   store: { kind: "sqlite"; file: string } | { kind: "mongodb"; uri: string };
   /** How long a graceful shutdown waits for in-flight calls before closing them, in milliseconds. */
   shutdownGraceMs: number;
+  /**
+   * How often the security policy's seal is checked, in milliseconds (R-3.2.2.3); also how soon
+   * a node sees a policy another node wrote. It is checked at start and on every read as well.
+   */
+  policyCheckIntervalMs: number;
   logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
 }
 
@@ -38,7 +43,7 @@ export type RawConfig = Partial<Record<RawKey, string>>;
 const rawKeys = [
   "dataDir", "listen", "tlsCertFile", "tlsKeyFile", "tlsScaCaFiles", "tlsAdminCaFiles",
   "readMaxBytes", "shutdownGraceMs", "logLevel", "configFile", "pkcs11Library", "pkcs11Token",
-  "pkcs11PinFile", "store",
+  "pkcs11PinFile", "store", "policyCheckIntervalMs",
 ] as const;
 type RawKey = (typeof rawKeys)[number];
 
@@ -118,6 +123,7 @@ export function parseConfig(raw: RawConfig): Config {
   }
   const readMaxBytes = parseInteger("limits.readMaxBytes", raw.readMaxBytes, defaultReadMaxBytes, 1024, 64 * 1024 * 1024, problems);
   const shutdownGraceMs = parseInteger("shutdownGraceMs", raw.shutdownGraceMs, 10_000, 0, 600_000, problems);
+  const policyCheckIntervalMs = parseInteger("policyCheckIntervalMs", raw.policyCheckIntervalMs, 10_000, 100, 3_600_000, problems);
   const logLevel = (raw.logLevel ?? "info") as Config["logLevel"];
   if (!logLevels.includes(logLevel)) problems.push(`logLevel: must be one of ${logLevels.join(", ")}`);
 
@@ -125,7 +131,7 @@ export function parseConfig(raw: RawConfig): Config {
   const store = parseStore(raw.store ?? "store.sqlite3", inData, problems);
 
   if (problems.length > 0) throw new ConfigError(problems);
-  return { dataDir, listen, tls, limits: { readMaxBytes }, cryptoModule, store, shutdownGraceMs, logLevel };
+  return { dataDir, listen, tls, limits: { readMaxBytes }, cryptoModule, store, shutdownGraceMs, policyCheckIntervalMs, logLevel };
 }
 
 function parseCryptoModule(

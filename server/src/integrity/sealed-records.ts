@@ -59,4 +59,12 @@ export class VerifiedRecords {
     const record = await this.store.latestPolicyVersion(id);
     return record && this.sealer.verify(record);
   }
+
+  /**
+   * The number of the stream's latest stored version (0 for none), NOT verified: only to place
+   * the version that restores a policy whose latest version failed its check (R-3.2.2.3).
+   */
+  async latestPolicyVersionNumber(id: string): Promise<number> {
+    return (await this.store.latestPolicyVersion(id))?.version ?? 0;
+  }
 }

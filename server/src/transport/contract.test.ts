@@ -57,6 +57,8 @@ describe("the v1 contract is served honestly before its issues land", () => {
       ...["ListPendingApprovals", "GetPendingApproval", "ApprovePendingRequest", "RejectPendingRequest"].map(
         (m) => `/inkan.admin.v1.PrivilegedUserService/${m}`,
       ),
+      "/inkan.admin.v1.PolicyService/GetSecurityPolicy",
+      "/inkan.admin.v1.PolicyService/UpdateSecurityPolicy",
     ]);
     for (const service of services) {
       const transport = service.typeName.startsWith("inkan.admin.") ? t.adminTransport() : t.transport("grpc", t.pki.sca);

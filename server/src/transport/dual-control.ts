@@ -22,7 +22,9 @@ import {
 import type { DualControl, PendingApprovalBody } from "../admin/dual-control.js";
 import { bindingKey, type PrivilegedUsers } from "../admin/privileged-users.js";
 import { rolesFor } from "../admin/roles.js";
+import type { DualControlSwitch, SecurityPolicies } from "../admin/security-policy.js";
 import { InkanError } from "../errors.js";
+import { IntegrityViolationError } from "../integrity/record-sealer.js";
 import type { PendingApprovalRecord } from "../store/port.js";
 import { kAdmin } from "./admin-auth.js";
 import { adminOf } from "./privileged-user-service.js";
@@ -30,8 +32,14 @@ import { adminOf } from "./privileged-user-service.js";
 /** The second security officer who approved the request being performed (for the audit record). */
 export const kApprovedBy = createContextKey<string | undefined>(undefined, { description: "approving security officer" });
 
+/** What the guards consult. */
+export interface GuardDeps {
+  users: PrivilegedUsers;
+  policies: SecurityPolicies;
+}
+
 /** Which requests need a second security officer (R-3.2.1.6), decided on the request as decoded. */
-type Guard = (message: unknown, users: PrivilegedUsers) => Promise<boolean>;
+type Guard = (message: unknown, deps: GuardDeps) => Promise<boolean>;
 
 const isSecurityOfficer = async (users: PrivilegedUsers, userId: string) => {
   try {
@@ -42,34 +50,55 @@ const isSecurityOfficer = async (users: PrivilegedUsers, userId: string) => {
 };
 
 /**
+ * Whether the policy in force puts `operation` under dual control (UNSPECIFIED counts as on), and
+ * always when the policy failed its integrity check (R-3.2.2.3): a tampered switch never lets one
+ * officer act alone.
+ */
+const policyRequires = async (policies: SecurityPolicies, operation: DualControlSwitch) => {
+  try {
+    return (await policies.current()).requiresDualControl(operation);
+  } catch (err) {
+    if (err instanceof IntegrityViolationError) return true;
+    throw err;
+  }
+};
+
+/**
  * The guarded operations. Changes to security officers are guarded because otherwise one officer
  * could take over a second officer's identity and approve their own requests. While at most one
  * security officer exists, that officer may add a second one (there is nobody to approve).
- * DestroyCredential and UpdateSecurityPolicy join this table with their issues.
+ * Each is switched by the policy's dual_control settings, on by default. DestroyCredential joins
+ * this table with its issue.
  */
 const guards: Record<string, Guard> = {
-  "/inkan.admin.v1.PrivilegedUserService/CreatePrivilegedUser": async (m, users) =>
-    (m as CreatePrivilegedUserRequest).role === PrivilegedRole.SECURITY_OFFICER && (await users.countSecurityOfficers(2)) >= 2,
+  "/inkan.admin.v1.PrivilegedUserService/CreatePrivilegedUser": async (m, { users, policies }) =>
+    (m as CreatePrivilegedUserRequest).role === PrivilegedRole.SECURITY_OFFICER &&
+    (await users.countSecurityOfficers(2)) >= 2 &&
+    (await policyRequires(policies, "securityOfficerChanges")),
   // Removing the only security officer is refused outright (LAST_SECURITY_OFFICER), not held.
-  "/inkan.admin.v1.PrivilegedUserService/RemovePrivilegedUser": async (m, users) =>
-    (await isSecurityOfficer(users, (m as { userId: string }).userId)) && (await users.countSecurityOfficers(2)) >= 2,
-  "/inkan.admin.v1.PrivilegedUserService/AddUserKey": async (m, users) => isSecurityOfficer(users, (m as { userId: string }).userId),
-  "/inkan.admin.v1.PrivilegedUserService/UpdatePrivilegedUser": async (m, users) => {
+  "/inkan.admin.v1.PrivilegedUserService/RemovePrivilegedUser": async (m, { users, policies }) =>
+    (await isSecurityOfficer(users, (m as { userId: string }).userId)) &&
+    (await users.countSecurityOfficers(2)) >= 2 &&
+    (await policyRequires(policies, "securityOfficerChanges")),
+  "/inkan.admin.v1.PrivilegedUserService/AddUserKey": async (m, { users, policies }) =>
+    (await isSecurityOfficer(users, (m as { userId: string }).userId)) && (await policyRequires(policies, "securityOfficerChanges")),
+  "/inkan.admin.v1.PrivilegedUserService/UpdatePrivilegedUser": async (m, { users, policies }) => {
     const req = m as UpdatePrivilegedUserRequest;
     if (!(await isSecurityOfficer(users, req.userId))) return false;
     const current = (await users.get(req.userId)).user.certificateFingerprint;
     const b = req.certificateBinding?.binding;
     const next = b?.case === "certificateSha256" ? bindingKey({ certificateSha256: Buffer.from(b.value).toString("hex") }) : b?.case === "subject" ? bindingKey({ subject: b.value }) : current;
-    return next !== current;
+    return next !== current && (await policyRequires(policies, "securityOfficerChanges"));
   },
+  "/inkan.admin.v1.PolicyService/UpdateSecurityPolicy": async (_m, { policies }) => policyRequires(policies, "securityPolicyChanges"),
 };
 
 /** Runs the guard of each admin RPC; a guarded request is held for approval and nothing changes. */
-export function createDualControlInterceptor(dual: DualControl, users: PrivilegedUsers, clock: () => Date = () => new Date()): Interceptor {
+export function createDualControlInterceptor(dual: DualControl, deps: GuardDeps, clock: () => Date = () => new Date()): Interceptor {
   return (next) => async (req) => {
     const method = `/${req.service.typeName}/${req.method.name}`;
     const guard = guards[method];
-    if (!guard || req.stream || !(await guard(req.message, users))) return next(req);
+    if (!guard || req.stream || !(await guard(req.message, deps))) return next(req);
     const request = toBinary(req.method.input, req.message as never);
     const digest = createHash("sha256").update(request).digest();
     const requester = req.contextValues.get(kAdmin);

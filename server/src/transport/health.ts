@@ -23,6 +23,12 @@ export class HealthState {
     this.changes.emit("change");
   }
 
+  /** Sets the status of the known services that `matches` selects, and tells the watchers. */
+  setWhere(matches: (service: string) => boolean, status: Status): void {
+    for (const s of this.statuses.keys()) if (matches(s)) this.statuses.set(s, status);
+    this.changes.emit("change");
+  }
+
   /** Ends every watch (after it reported the last status), so a shutdown is not held open by watchers. */
   stop(): void {
     this.stopped.abort();

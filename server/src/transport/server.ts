@@ -25,6 +25,11 @@ export interface InkanServerOptions {
   implementations?: Record<string, Record<string, unknown>>;
   /** Authenticates every admin request (certificate + per-request signature); see admin-auth.ts. */
   authenticateAdmin: AdminAuthenticator;
+  /**
+   * Interceptors that run right after the caller's access was checked, before admin
+   * authentication and validation (the policy integrity gate: it refuses SAP calls whatever they hold).
+   */
+  gateInterceptors?: Interceptor[];
   /** Interceptors that run last, after authentication and validation (dual control). */
   innerInterceptors?: Interceptor[];
 }
@@ -69,6 +74,7 @@ export async function startServer(options: InkanServerOptions): Promise<InkanSer
     interceptors: [
       createCallInterceptor(log),
       createAccessInterceptor(),
+      ...(options.gateInterceptors ?? []),
       createAdminAuthInterceptor(options.authenticateAdmin),
       createValidateInterceptor(),
       ...(options.innerInterceptors ?? []),

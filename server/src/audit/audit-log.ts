@@ -1,0 +1,385 @@
+/**
+ * The tamper-evident audit log of one SAM node (R-3.2.2.4).
+ *
+ * - Hash chain: record n holds the hash of record n-1 (32 zero bytes for n = 1), and its own hash
+ *   covers every field (record-form.ts). Sequences start at 1 and grow by exactly 1 per node.
+ * - One append in flight per node in this process (a queue); the store's unique (node, sequence)
+ *   and its prevHash check stop a second process that writes under the same node id.
+ * - Checkpoints: after every `checkpointEveryRecords` records, or once `checkpointIntervalMs` has
+ *   passed since the last one while records were added (checked on each record and by a timer),
+ *   the head is signed by the crypto module's audit key and stored; the newest checkpoint is also
+ *   written to a data object in the module, outside the database.
+ * - Start: the chain is resumed from the store's newest record, after checking it against the
+ *   module's checkpoint. A store that ends before that checkpoint was truncated, and one whose
+ *   record there has another hash was rewritten: the log refuses to open (INTEGRITY_VIOLATION),
+ *   so the SAM does not start on a tampered log.
+ *
+ * FAIL-CLOSED CONTRACT: `record(event)` resolves only once the record is durably in the store
+ * (and any checkpoint that was due is written). If it rejects (always with an InkanError
+ * "AUDIT_FAILURE"), the caller must not proceed: no signature, key or state change may leave or
+ * be committed for that operation. Record the event before releasing the operation's result.
+ */
+import type { AuditSigning, DataObjects } from "../crypto/port.js";
+import { InkanError } from "../errors.js";
+import type { AuditRecord, AuditRecords } from "../store/port.js";
+import { maxPageSize } from "../store/port.js";
+import { ChainChecker, storedEntry, type ChainEntry } from "./chain-checker.js";
+import {
+  auditKeyFromSpki,
+  ensureAuditNodeIndexed,
+  readHighWaterMark,
+  signCheckpoint,
+  storedCheckpointProblem,
+  checkpointProblem,
+  writeHighWaterMark,
+  type AuditPublicKey,
+  type CheckpointClaim,
+} from "./checkpoint.js";
+import type { AuditEvent } from "./events.js";
+import { equalBytes, newStoredRecord, ZERO_HASH } from "./record-form.js";
+
+/** Where security events go. Implementations fail closed: see the module comment. */
+export interface AuditLog {
+  /**
+   * Appends the event to the log. Rejects with InkanError("AUDIT_FAILURE") when it cannot be
+   * written; the caller must then fail its operation and release nothing.
+   */
+  record(event: AuditEvent): Promise<void>;
+}
+
+export interface AuditLogOptions {
+  /** This SAM node's configured id; each node writes its own chain. */
+  nodeId: string;
+  store: AuditRecords;
+  /** The crypto module: its "audit-signing" key and data objects. */
+  cryptoModule: AuditSigning & DataObjects;
+  /** Sign a checkpoint at least every this many records (1 to 100,000; default 1000). */
+  checkpointEveryRecords?: number;
+  /** ...and at least this often while records are added, in ms (1 s to 24 h; default 60 s). */
+  checkpointIntervalMs?: number;
+  /** Run a timer that writes the time-based checkpoint when no record comes (default true). */
+  checkpointTimer?: boolean;
+  /** The clock (default: the system clock). */
+  now?: () => Date;
+  /** Called when a timer-driven checkpoint fails (the next record retries it and fails closed). */
+  onBackgroundError?: (err: InkanError) => void;
+}
+
+/** What the log found when it opened; pass it to `samStarted`. */
+export interface AuditLogStartState {
+  /** The newest sequence in the store when the log opened (0 for a new node). */
+  headSequence: number;
+  /** The sequence of the checkpoint kept in the crypto module (0 if none). */
+  moduleCheckpointSequence: number;
+}
+
+const DEFAULT_EVERY = 1000;
+const DEFAULT_INTERVAL_MS = 60_000;
+
+function auditFailure(message: string, cause?: unknown): InkanError {
+  return new InkanError("AUDIT_FAILURE", message, { cause });
+}
+
+function checkPolicy(every: number, intervalMs: number): void {
+  if (!Number.isInteger(every) || every < 1 || every > 100_000) throw new RangeError("checkpointEveryRecords must be 1 to 100,000");
+  if (!Number.isInteger(intervalMs) || intervalMs < 1000 || intervalMs > 86_400_000) throw new RangeError("checkpointIntervalMs must be 1 s to 24 h");
+}
+
+/**
+ * Opens the audit log of `options.nodeId`: checks the store's chain against the crypto module's
+ * checkpoint and resumes it. Throws INTEGRITY_VIOLATION when the store was truncated or
+ * rewritten, and AUDIT_FAILURE when the store or module cannot be read.
+ */
+export async function createAuditLog(options: AuditLogOptions): Promise<ChainedAuditLog> {
+  const every = options.checkpointEveryRecords ?? DEFAULT_EVERY;
+  const intervalMs = options.checkpointIntervalMs ?? DEFAULT_INTERVAL_MS;
+  checkPolicy(every, intervalMs);
+  if (!options.nodeId || options.nodeId.length > 64) throw new RangeError("nodeId must be 1 to 64 characters");
+  const now = options.now ?? (() => new Date());
+  try {
+    const key = await auditKeyFromSpki(await options.cryptoModule.systemPublicKey("audit-signing"));
+    const state = await resume(options, key);
+    await ensureAuditNodeIndexed(options.cryptoModule, options.nodeId);
+    return new ChainedAuditLog(options, key, state, every, intervalMs, now);
+  } catch (err) {
+    if (err instanceof InkanError && err.code === "INTEGRITY_VIOLATION") throw err;
+    throw auditFailure(`the audit log of node ${options.nodeId} cannot be opened`, err);
+  }
+}
+
+interface ResumedState {
+  head: { sequence: number; hash: Uint8Array };
+  /** Newest checkpoint in the store, and the one in the module. */
+  storeCheckpoint: number;
+  moduleCheckpoint: number;
+  /** The store's newest checkpoint when the module does not hold it yet (a crash between the two writes). */
+  unwrittenCheckpoint: { sequence: number; body: string } | undefined;
+  lastCheckpointTime: Date | undefined;
+}
+
+function tampered(nodeId: string, message: string): InkanError {
+  return new InkanError("INTEGRITY_VIOLATION", `audit log of node ${nodeId}: ${message}`);
+}
+
+async function resume(options: AuditLogOptions, key: AuditPublicKey): Promise<ResumedState> {
+  const { store, nodeId } = options;
+  const keys = [key];
+  const mark = await readHighWaterMark(options.cryptoModule, nodeId);
+  if (mark) {
+    const problem = await checkpointProblem(mark.checkpoint, keys);
+    if (problem) throw tampered(nodeId, `the crypto module's checkpoint is invalid (${problem})`);
+  }
+  const latest = await store.latestAuditRecord(nodeId);
+  const headSequence = latest?.sequence ?? 0;
+  // R-3.2.2.4: the module's checkpoint is outside the database; a store behind it was truncated.
+  if (mark && headSequence < mark.sequence) {
+    throw tampered(nodeId, `the store ends at record ${headSequence} but the crypto module's checkpoint covers record ${mark.sequence}: truncated`);
+  }
+  const storeCp = await store.latestAuditCheckpoint(nodeId);
+  let storeCheckpoint = 0;
+  let storeClaim: CheckpointClaim | undefined;
+  if (storeCp) {
+    const { claim, problem } = await storedCheckpointProblem(storeCp, keys);
+    if (problem || !claim) throw tampered(nodeId, problem ?? "malformed checkpoint");
+    storeClaim = claim;
+    if (storeCp.sequence > headSequence) {
+      throw tampered(nodeId, `the store ends at record ${headSequence} but its checkpoint covers record ${storeCp.sequence}: truncated`);
+    }
+    storeCheckpoint = storeCp.sequence;
+  }
+  // Check the unsigned tail: from the newest checkpoint (in the module or the store) to the head.
+  const anchor = Math.max(mark?.sequence ?? 0, storeCheckpoint);
+  if (latest) {
+    const from = Math.max(anchor, 1);
+    const checker = new ChainChecker({ startSequence: from, anchorHash: from === 1 ? ZERO_HASH : undefined });
+    if (mark && mark.sequence >= from) {
+      checker.pushCheckpoint({ sequence: mark.sequence, recordHash: mark.recordHash, invalid: undefined, label: "crypto module checkpoint" });
+    }
+    if (storeClaim && storeClaim.sequence >= from) {
+      checker.pushCheckpoint({ sequence: storeClaim.sequence, recordHash: storeClaim.recordHash, invalid: undefined, label: "checkpoint" });
+    }
+    for (let next = from; next <= headSequence; ) {
+      const page = (await store.readAuditRecords({ nodeId, fromSequence: next, limit: maxPageSize })).map(storedEntry);
+      if (page.length === 0) break;
+      for (let i = 0; i < page.length; i++) {
+        const entry = page[i] as ChainEntry;
+        if (!(await checker.pushRecord(entry, async () => page.slice(i + 1)))) break;
+      }
+      if (checker.problem) break;
+      next = (page[page.length - 1]?.sequence ?? headSequence) + 1;
+    }
+    const problem = checker.finish();
+    if (problem) throw tampered(nodeId, `${problem.kind} at record ${problem.firstBadSequence}: ${problem.description}`);
+    if (checker.verifiedThrough !== headSequence) throw tampered(nodeId, `the chain does not reach its newest record ${headSequence}`);
+  }
+  return {
+    head: { sequence: headSequence, hash: latest?.hash ?? ZERO_HASH },
+    storeCheckpoint,
+    moduleCheckpoint: mark?.sequence ?? 0,
+    unwrittenCheckpoint: storeCp && storeCheckpoint > (mark?.sequence ?? 0) ? { sequence: storeCheckpoint, body: storeCp.body } : undefined,
+    lastCheckpointTime: storeCp?.time ?? mark?.checkpoint.signedAt,
+  };
+}
+
+/** The hash-chained, checkpointed {@link AuditLog} of one node. Made by {@link createAuditLog}. */
+export class ChainedAuditLog implements AuditLog {
+  readonly nodeId: string;
+  readonly startState: AuditLogStartState;
+  readonly #store: AuditRecords;
+  readonly #module: AuditSigning & DataObjects;
+  readonly #key: AuditPublicKey;
+  readonly #now: () => Date;
+  readonly #onBackgroundError: (err: InkanError) => void;
+  #every: number;
+  #intervalMs: number;
+  #head: { sequence: number; hash: Uint8Array };
+  #storeCheckpoint: number;
+  #moduleCheckpoint: number;
+  /** Body of the newest checkpoint in the store, when the module does not hold it yet. */
+  #unwrittenCheckpoint: { sequence: number; body: string } | undefined;
+  #lastCheckpointAt: number;
+  /** The record whose append failed with an unknown outcome; checked before the next append. */
+  #uncertain: AuditRecord | undefined;
+  /** Set when the chain was extended by someone else: every later record fails. */
+  #broken: InkanError | undefined;
+  #closed = false;
+  #queue: Promise<unknown> = Promise.resolve();
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(options: AuditLogOptions, key: AuditPublicKey, state: ResumedState, every: number, intervalMs: number, now: () => Date) {
+    this.nodeId = options.nodeId;
+    this.#store = options.store;
+    this.#module = options.cryptoModule;
+    this.#key = key;
+    this.#now = now;
+    this.#onBackgroundError = options.onBackgroundError ?? (() => undefined);
+    this.#every = every;
+    this.#intervalMs = intervalMs;
+    this.#head = state.head;
+    this.#storeCheckpoint = state.storeCheckpoint;
+    this.#moduleCheckpoint = state.moduleCheckpoint;
+    this.#unwrittenCheckpoint = state.unwrittenCheckpoint;
+    this.#lastCheckpointAt = (state.lastCheckpointTime ?? now()).getTime();
+    this.startState = { headSequence: state.head.sequence, moduleCheckpointSequence: state.moduleCheckpoint };
+    if (options.checkpointTimer ?? true) this.#startTimer();
+  }
+
+  #startTimer(): void {
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = setInterval(() => void this.#timerTick(), Math.min(this.#intervalMs, 60_000));
+    this.#timer.unref();
+  }
+
+  /** The audit key's id (RFC 7638 thumbprint): the `kid` of this node's checkpoints. */
+  get keyId(): string {
+    return this.#key.keyId;
+  }
+
+  /** The newest record of this node's chain. */
+  get head(): { sequence: number; hash: Uint8Array } {
+    return { sequence: this.#head.sequence, hash: new Uint8Array(this.#head.hash) };
+  }
+
+  /** Applies a new security policy's checkpoint settings (SecurityPolicy.audit_checkpoint_*). */
+  setCheckpointPolicy(policy: { everyRecords: number; intervalMs: number }): void {
+    checkPolicy(policy.everyRecords, policy.intervalMs);
+    this.#every = policy.everyRecords;
+    this.#intervalMs = policy.intervalMs;
+    if (this.#timer) this.#startTimer();
+  }
+
+  record(event: AuditEvent): Promise<void> {
+    return this.#serialized(async () => {
+      this.#assertUsable();
+      await this.#settleUncertain();
+      const { eventType, ...fields } = event;
+      const record = newStoredRecord({
+        nodeId: this.nodeId,
+        sequence: this.#head.sequence + 1,
+        time: this.#now(),
+        eventType,
+        fields,
+        prevHash: this.#head.hash,
+      });
+      try {
+        await this.#store.appendAuditRecord(record);
+      } catch (err) {
+        // The outcome may be unknown (a driver error after commit): settle it before the next append.
+        this.#uncertain = record;
+        throw auditFailure("the audit record could not be written", err);
+      }
+      this.#head = { sequence: record.sequence, hash: record.hash };
+      if (this.#checkpointDue()) await this.#checkpoint();
+    });
+  }
+
+  /**
+   * Signs and stores a checkpoint over the current head now, if any record is not yet covered.
+   * Call it before an export so every exported record is covered (audit.proto ExportAuditLog).
+   */
+  checkpoint(): Promise<void> {
+    return this.#serialized(async () => {
+      this.#assertUsable();
+      await this.#settleUncertain();
+      await this.#checkpoint();
+    });
+  }
+
+  /**
+   * Stops the timer and writes a final checkpoint over the head, so a clean stop leaves no
+   * unsigned tail. Record `samStopped` first. Rejects with AUDIT_FAILURE if the checkpoint cannot
+   * be written; the log is closed either way.
+   */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    if (this.#timer) clearInterval(this.#timer);
+    try {
+      await this.checkpoint();
+    } finally {
+      this.#closed = true;
+    }
+  }
+
+  #serialized<T>(task: () => Promise<T>): Promise<T> {
+    const run = this.#queue.then(task, task);
+    this.#queue = run.catch(() => undefined);
+    return run.catch((err: unknown) => {
+      throw err instanceof InkanError && err.code === "AUDIT_FAILURE" ? err : auditFailure("the audit log failed", err);
+    });
+  }
+
+  #assertUsable(): void {
+    if (this.#closed) throw auditFailure("the audit log is closed");
+    if (this.#broken) throw this.#broken;
+  }
+
+  async #settleUncertain(): Promise<void> {
+    const attempted = this.#uncertain;
+    if (!attempted) return;
+    const latest = await this.#store.latestAuditRecord(this.nodeId);
+    const latestSequence = latest?.sequence ?? 0;
+    if (latestSequence === this.#head.sequence && (latestSequence === 0 || equalBytes(latest?.hash, this.#head.hash))) {
+      this.#uncertain = undefined; // the failed append did not happen
+    } else if (latest && latest.sequence === attempted.sequence && equalBytes(latest.hash, attempted.hash)) {
+      this.#uncertain = undefined; // it did happen: adopt it
+      this.#head = { sequence: latest.sequence, hash: latest.hash };
+    } else {
+      // R-3.2.2.4: someone else extended this node's chain; nothing more is recorded on it.
+      this.#broken = auditFailure(`the audit chain of node ${this.nodeId} was extended by another writer at ${latestSequence}`);
+      throw this.#broken;
+    }
+  }
+
+  #checkpointDue(): boolean {
+    const uncovered = this.#head.sequence - this.#storeCheckpoint;
+    if (uncovered <= 0) return this.#moduleCheckpoint < this.#storeCheckpoint;
+    return uncovered >= this.#every || this.#now().getTime() - this.#lastCheckpointAt >= this.#intervalMs;
+  }
+
+  async #checkpoint(): Promise<void> {
+    if (this.#head.sequence > this.#storeCheckpoint) {
+      const checkpoint = await signCheckpoint({
+        module: this.#module,
+        keyId: this.#key.keyId,
+        nodeId: this.nodeId,
+        sequence: this.#head.sequence,
+        recordHash: this.#head.hash,
+        now: this.#now(),
+      });
+      try {
+        await this.#store.appendAuditCheckpoint(checkpoint);
+      } catch (err) {
+        const stored = await this.#store.latestAuditCheckpoint(this.nodeId).catch(() => undefined);
+        if (stored?.sequence !== checkpoint.sequence || stored.body !== checkpoint.body) {
+          throw auditFailure("the audit checkpoint could not be written", err);
+        }
+      }
+      this.#storeCheckpoint = checkpoint.sequence;
+      this.#lastCheckpointAt = this.#now().getTime();
+      this.#unwrittenCheckpoint = { sequence: checkpoint.sequence, body: checkpoint.body };
+    }
+    const unwritten = this.#unwrittenCheckpoint;
+    if (unwritten && unwritten.sequence > this.#moduleCheckpoint) {
+      try {
+        // R-3.2.2.4: the newest checkpoint also lives outside the database, in the crypto module.
+        await writeHighWaterMark(this.#module, this.nodeId, unwritten.body);
+        await ensureAuditNodeIndexed(this.#module, this.nodeId);
+      } catch (err) {
+        throw auditFailure("the audit checkpoint could not be written to the crypto module", err);
+      }
+      this.#moduleCheckpoint = unwritten.sequence;
+      this.#unwrittenCheckpoint = undefined;
+    }
+  }
+
+  async #timerTick(): Promise<void> {
+    if (this.#closed || this.#broken || this.#uncertain) return;
+    const uncovered = this.#head.sequence > this.#storeCheckpoint;
+    if (!uncovered || this.#now().getTime() - this.#lastCheckpointAt < this.#intervalMs) return;
+    try {
+      await this.checkpoint();
+    } catch (err) {
+      this.#onBackgroundError(err instanceof InkanError ? err : auditFailure("audit checkpoint failed", err));
+    }
+  }
+}

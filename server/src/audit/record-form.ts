@@ -1,0 +1,229 @@
+/**
+ * The wire form of audit records: the proto3 JSON mapping of `inkan.admin.v1.AuditRecord`
+ * (proto/inkan/admin/v1/audit.proto), built by hand so the domain needs no generated code.
+ *
+ * R-3.2.2.4: `hash = SHA-256(UTF-8(JCS(record JSON without "hash")))`, where the JSON uses
+ * lowerCamelCase names, omits fields at their default value, writes enums by name, bytes in
+ * standard base64 with padding, 64-bit integers as strings and timestamps in RFC 3339 UTC. The
+ * hashed form includes nodeId, sequence, occurredAt, eventType and prevHash, so every column of
+ * the stored row is bound, and each record commits to the whole chain before it.
+ *
+ * In the store, a record is kept as its columns (`nodeId`, `sequence`, `time`, `event`,
+ * `prevHash`, `hash`) plus `body`: the JCS text of the event fields (actor, approver, outcome,
+ * reason, ids, details). {@link recordJsonOf} rebuilds the exact hashed form from a row; a body
+ * that is not compact JSON, or that carries a key outside the event fields, does not verify.
+ */
+import { createHash } from "node:crypto";
+import canonicalize from "canonicalize";
+import type { AuditRecord } from "../store/port.js";
+
+/** SHA-256 output length; every prevHash, hash and recordHash has it. */
+export const HASH_LENGTH = 32;
+
+/** prevHash of sequence 1: 32 zero bytes. */
+export const ZERO_HASH: Uint8Array = new Uint8Array(HASH_LENGTH);
+
+/** `inkan.admin.v1.Actor` in proto3 JSON. */
+export interface ActorJson {
+  readonly kind:
+    | "ACTOR_KIND_SYSTEM"
+    | "ACTOR_KIND_PRIVILEGED_USER"
+    | "ACTOR_KIND_SCA"
+    | "ACTOR_KIND_SIGNER"
+    | "ACTOR_KIND_UNAUTHENTICATED";
+  readonly id?: string;
+  readonly role?: "PRIVILEGED_ROLE_SECURITY_OFFICER" | "PRIVILEGED_ROLE_REGISTRATION_OPERATOR" | "PRIVILEGED_ROLE_AUDITOR";
+  /** Standard base64 of 32 bytes. */
+  readonly certificateSha256?: string;
+}
+
+export type AuditOutcomeJson = "AUDIT_OUTCOME_SUCCESS" | "AUDIT_OUTCOME_DENIED" | "AUDIT_OUTCOME_FAILURE";
+
+/** The event fields of an AuditRecord: everything but the chain fields. Kept in the store's body. */
+export interface AuditEventFields {
+  readonly actor: ActorJson;
+  readonly approver?: ActorJson;
+  readonly outcome: AuditOutcomeJson;
+  /** `REASON_<ReasonCode>`; absent for SUCCESS. */
+  readonly reason?: string;
+  readonly signerId?: string;
+  readonly credentialId?: string;
+  readonly transactionId?: string;
+  readonly subjectUserId?: string;
+  readonly pendingRequestId?: string;
+  readonly requestId?: string;
+  readonly details?: Readonly<Record<string, string>>;
+}
+
+/** The proto3 JSON of an AuditRecord: what is hashed (without `hash`) and exported (with it). */
+export interface AuditRecordJson extends AuditEventFields {
+  readonly nodeId: string;
+  /** Decimal string (uint64 in proto3 JSON). */
+  readonly sequence: string;
+  /** RFC 3339 UTC, whole milliseconds. */
+  readonly occurredAt: string;
+  readonly eventType: string;
+  /** Standard base64 of 32 bytes. */
+  readonly prevHash: string;
+  readonly hash?: string;
+}
+
+const eventFieldNames: ReadonlySet<string> = new Set([
+  "actor",
+  "approver",
+  "outcome",
+  "reason",
+  "signerId",
+  "credentialId",
+  "transactionId",
+  "subjectUserId",
+  "pendingRequestId",
+  "requestId",
+  "details",
+]);
+
+/** RFC 8785 canonical JSON (the `canonicalize` package). */
+export function canonicalJson(value: unknown): string {
+  const text = canonicalize(value);
+  if (text === undefined) throw new TypeError("value has no JSON form");
+  return text;
+}
+
+export function sha256(data: Uint8Array | string): Uint8Array {
+  return new Uint8Array(createHash("sha256").update(data).digest()); // a string is hashed as UTF-8
+}
+
+export function toBase64(bytes: Uint8Array): string {
+  return Buffer.from(bytes).toString("base64");
+}
+
+/** Decodes standard base64 with padding; undefined unless it is exactly that (no other alphabet, no junk). */
+export function fromBase64(text: unknown): Uint8Array | undefined {
+  if (typeof text !== "string" || !/^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/.test(text)) return undefined;
+  return new Uint8Array(Buffer.from(text, "base64"));
+}
+
+export function toHex(bytes: Uint8Array): string {
+  return Buffer.from(bytes).toString("hex");
+}
+
+export function equalBytes(a: Uint8Array | undefined, b: Uint8Array | undefined): boolean {
+  if (!a || !b || a.length !== b.length) return false;
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff |= (a[i] ?? 0) ^ (b[i] ?? 0);
+  return diff === 0;
+}
+
+/** A timestamp in proto3 JSON as protobuf-es writes it: RFC 3339 UTC, ".sss" only when not zero. */
+export function timestampJson(time: Date): string {
+  return time.toISOString().replace(".000Z", "Z");
+}
+
+/** Parses a proto3 JSON timestamp written by {@link timestampJson}; undefined if it is not one. */
+export function parseTimestampJson(text: unknown): Date | undefined {
+  if (typeof text !== "string" || !/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{3})?Z$/.test(text)) return undefined;
+  const time = new Date(text);
+  return Number.isNaN(time.getTime()) || timestampJson(time) !== text ? undefined : time;
+}
+
+/** Parses a uint64 in proto3 JSON (a decimal string) into a positive safe integer. */
+export function parseSequenceJson(text: unknown): number | undefined {
+  if (typeof text !== "string" || !/^[1-9][0-9]{0,15}$/.test(text)) return undefined;
+  const n = Number(text);
+  return Number.isSafeInteger(n) ? n : undefined;
+}
+
+/** The store's body for an event: JCS of its fields. */
+export function eventBody(fields: AuditEventFields): string {
+  return canonicalJson(fields);
+}
+
+/** The record's hash: SHA-256 over JCS of its proto3 JSON without "hash" (audit.proto, AuditRecord). */
+export function recordHash(json: AuditRecordJson): Uint8Array {
+  const { hash: _hash, ...hashed } = json;
+  return sha256(canonicalJson(hashed));
+}
+
+/** Builds the next stored record: the event's fields in `body`, prevHash and hash filled in. */
+export function newStoredRecord(args: {
+  nodeId: string;
+  sequence: number;
+  time: Date;
+  eventType: string;
+  fields: AuditEventFields;
+  prevHash: Uint8Array;
+}): AuditRecord {
+  const time = new Date(args.time.getTime());
+  const body = eventBody(args.fields);
+  const json: AuditRecordJson = {
+    ...args.fields,
+    nodeId: args.nodeId,
+    sequence: String(args.sequence),
+    occurredAt: timestampJson(time),
+    eventType: args.eventType,
+    prevHash: toBase64(args.prevHash),
+  };
+  return {
+    nodeId: args.nodeId,
+    sequence: args.sequence,
+    time,
+    event: args.eventType,
+    body,
+    prevHash: args.prevHash,
+    hash: recordHash(json),
+  };
+}
+
+/**
+ * The hashed form of a stored record (its proto3 JSON without `hash`), built on the parsed body
+ * without copies (verification reads every record). Undefined when the body is not compact JSON
+ * of an object holding only event fields: such a row cannot match any hash the SAM wrote.
+ */
+function hashedFormOf(record: AuditRecord): Record<string, unknown> | undefined {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(record.body);
+  } catch {
+    return undefined;
+  }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) return undefined;
+  const form = parsed as Record<string, unknown>;
+  for (const key in form) if (!eventFieldNames.has(key)) return undefined;
+  // The body must be compact JSON as written (no duplicate keys, whitespace or other escapes);
+  // a full canonical-form check would cost a second JCS pass per record for no semantic gain:
+  // the hash is computed over the JCS form of what was parsed.
+  if (JSON.stringify(form) !== record.body) return undefined;
+  if (Number.isNaN(record.time.getTime())) return undefined;
+  form["nodeId"] = record.nodeId;
+  form["sequence"] = String(record.sequence);
+  form["occurredAt"] = timestampJson(record.time);
+  form["eventType"] = record.event;
+  form["prevHash"] = toBase64(record.prevHash);
+  return form;
+}
+
+/** The proto3 JSON of a stored record, with `hash`; undefined when its body is malformed (see above). */
+export function recordJsonOf(record: AuditRecord): AuditRecordJson | undefined {
+  const form = hashedFormOf(record);
+  if (!form) return undefined;
+  form["hash"] = toBase64(record.hash);
+  return form as unknown as AuditRecordJson;
+}
+
+/**
+ * For the verifiers: the hash a stored record's content would have at a given sequence
+ * (undefined if the content is malformed or has no canonical form).
+ */
+export function storedRecordHasher(record: AuditRecord): (sequence: number) => Uint8Array | undefined {
+  const form = hashedFormOf(record);
+  if (!form) return () => undefined;
+  const own = form["sequence"];
+  return (sequence) => {
+    const text = String(sequence);
+    try {
+      return sha256(canonicalJson(text === own ? form : { ...form, sequence: text }));
+    } catch {
+      return undefined; // e.g. a lone surrogate planted in the store: canonicalize refuses it
+    }
+  };
+}

@@ -1,0 +1,56 @@
+import { fromJson, toJson, type JsonObject } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import type { Interceptor, ServiceImpl } from "@connectrpc/connect";
+import { SecurityPolicySchema, type PolicyService } from "@inkan/sdk/gen/inkan/admin/v1/policy_pb.js";
+import type { PolicyIntegrityGate, PolicyJson, PolicyVersion, SecurityPolicies } from "../admin/security-policy.js";
+import { InkanError } from "../errors.js";
+import { kApprovedBy } from "./dual-control.js";
+import { adminOf } from "./privileged-user-service.js";
+
+type Impl = Partial<ServiceImpl<typeof PolicyService>>;
+
+function recordOut(v: PolicyVersion) {
+  return {
+    policy: fromJson(SecurityPolicySchema, v.policy as JsonObject),
+    version: BigInt(v.version),
+    updatedAt: timestampFromDate(v.updatedAt),
+    updatedBy: v.updatedBy,
+    approvedBy: v.approvedBy,
+  };
+}
+
+/**
+ * PolicyService (R-3.2.2.3): the security policy, read and replaced only by security officers.
+ * Validation (protovalidate) and dual control ran before these handlers; an update performed on
+ * a second officer's approval carries the approver in kApprovedBy.
+ */
+export function policyService(policies: SecurityPolicies, clock: () => Date = () => new Date()): Impl {
+  return {
+    async getSecurityPolicy() {
+      return { record: recordOut(await policies.current()) };
+    },
+    async updateSecurityPolicy(req, ctx) {
+      if (!req.policy) throw new InkanError("INVALID_REQUEST", "policy is required", { field: "policy" });
+      const { current } = await policies.update({
+        policyJson: toJson(SecurityPolicySchema, req.policy) as PolicyJson,
+        expectedVersion: Number(req.expectedVersion),
+        by: adminOf(ctx),
+        approvedBy: ctx.values.get(kApprovedBy),
+        now: clock(),
+      });
+      return { record: recordOut(current) };
+    },
+  };
+}
+
+/**
+ * R-3.2.2.3: while the policy integrity gate is closed, every SCA-facing call (inkan.sam.v1)
+ * answers INTERNAL, INTEGRITY_VIOLATION, saying why; the admin services keep working so that
+ * security officers can restore the policy. Runs after the caller's access was checked.
+ */
+export function createPolicyGateInterceptor(gate: Pick<PolicyIntegrityGate, "assertOpen">): Interceptor {
+  return (next) => async (req) => {
+    if (req.service.typeName.startsWith("inkan.sam.v1.")) gate.assertOpen();
+    return next(req);
+  };
+}

@@ -1,7 +1,10 @@
+import { readFileSync } from "node:fs";
 import type { DescService } from "@bufbuild/protobuf";
 import type { HandlerContext } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { DualControl } from "./admin/dual-control.js";
+import { createAuditLog, type ChainedAuditLog } from "./audit/audit-log.js";
+import { integrityViolationDetected, samStarted, samStopped } from "./audit/events.js";
 import { contractFiles } from "@inkan/sdk";
 import { HealthCheckResponse_ServingStatus as Status } from "@inkan/sdk/gen/grpc/health/v1/health_pb.js";
 import { PrivilegedUsers } from "./admin/privileged-users.js";
@@ -18,9 +21,14 @@ import type { Store } from "./store/port.js";
 import { createSqliteStore } from "./store/sqlite/sqlite-store.js";
 import { approvalService, createDualControlInterceptor } from "./transport/dual-control.js";
 import { createPolicyGateInterceptor, policyService } from "./transport/policy-service.js";
+import { createOperationAuditInterceptor, createRefusalAuditInterceptor } from "./transport/audit-interceptors.js";
+import { auditService } from "./transport/audit-service.js";
 import { privilegedSessionService } from "./transport/privileged-session.js";
 import { privilegedUserService } from "./transport/privileged-user-service.js";
 import { startServer, type InkanServer } from "./transport/server.js";
+
+/** The version recorded when the SAM starts: the server package's (src/ and dist/ both sit beside package.json). */
+const samVersion = (JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string }).version;
 
 /** Opens the configured crypto module: the embedded SoftHSM2 token, or an HSM's PKCS#11 library. */
 export async function openCryptoModule(config: Config): Promise<FullCryptoModule> {
@@ -43,12 +51,25 @@ export async function openStore(config: Config): Promise<Store> {
 export async function serve(config: Config, log: Logger): Promise<InkanServer> {
   const crypto = await openCryptoModule(config);
   let store: Store | undefined;
+  let audit: ChainedAuditLog | undefined;
   try {
     store = await openStore(config);
     await selfCheck(crypto);
+    // R-3.2.2.4: the audit log opens first; a truncated or rewritten log stops the start.
+    audit = await createAuditLog({
+      nodeId: config.nodeId,
+      store,
+      cryptoModule: crypto,
+      onBackgroundError: (err) => log.error({ err }, "audit checkpoint failed; the next record will fail closed"),
+    });
+    const auditLog = audit;
+    await auditLog.record(samStarted({ version: samVersion, ...auditLog.startState }));
     const sealer = new RecordSealer({
       keys: crypto,
-      onViolation: (kind, id) => log.error({ kind, id }, "integrity violation: record refused"),
+      onViolation: async (kind, id) => {
+        log.error({ kind, id }, "integrity violation: record refused");
+        await auditLog.record(integrityViolationDetected({ kind, id }));
+      },
     });
     const records = new VerifiedRecords(store, sealer);
     const users = new PrivilegedUsers({ records, oneTime: store, random: crypto });
@@ -62,6 +83,7 @@ export async function serve(config: Config, log: Logger): Promise<InkanServer> {
       intervalMs: config.policyCheckIntervalMs,
       onClosed: (error) => {
         log.error({ err: error }, "security policy failed its integrity check: signing stopped");
+        auditLog.record(integrityViolationDetected({ kind: "policy", id: "security-policy" })).catch((err: unknown) => log.error({ err }, "audit write failed"));
         sapServing(Status.NOT_SERVING);
       },
       onOpened: (version) => {
@@ -76,9 +98,10 @@ export async function serve(config: Config, log: Logger): Promise<InkanServer> {
       "inkan.admin.v1.PrivilegedSessionService": privilegedSessionService(users),
       "inkan.admin.v1.PrivilegedUserService": {
         ...privilegedUserService(users),
-        ...approvalService({ dual, users, services, handlerOf: (path) => handlerOf(implementations, services, path) }),
+        ...approvalService({ dual, audit: auditLog, users, services, handlerOf: (path) => handlerOf(implementations, services, path) }),
       },
-      "inkan.admin.v1.PolicyService": policyService(policies),
+      "inkan.admin.v1.PolicyService": policyService(policies, auditLog),
+      "inkan.admin.v1.AuditService": auditService({ store, crypto, audit: auditLog }),
     };
     const started = await startServer({
       config,
@@ -86,8 +109,9 @@ export async function serve(config: Config, log: Logger): Promise<InkanServer> {
       contract: contractFiles,
       authenticateAdmin: (req) => users.authenticate(req),
       implementations,
+      outerInterceptors: [createRefusalAuditInterceptor(auditLog)],
       gateInterceptors: [createPolicyGateInterceptor(gate)],
-      innerInterceptors: [createDualControlInterceptor(dual, { users, policies })],
+      innerInterceptors: [createOperationAuditInterceptor(auditLog), createDualControlInterceptor(dual, { users, policies }, auditLog)],
     });
     server = started;
     if (!gate.isOpen) sapServing(Status.NOT_SERVING);
@@ -99,11 +123,14 @@ export async function serve(config: Config, log: Logger): Promise<InkanServer> {
         gate.stop();
         server = undefined; // the shutdown owns the health status from here on
         await started.close(graceMs);
+        await auditLog.record(samStopped({ cause: "shutdown" })).catch((err: unknown) => log.error({ err }, "audit write failed"));
+        await auditLog.close().catch((err: unknown) => log.error({ err }, "audit close failed"));
         await opened.close();
         await crypto.close();
       },
     };
   } catch (err) {
+    await audit?.close().catch(() => undefined);
     await store?.close().catch(() => undefined);
     await crypto.close().catch(() => undefined);
     throw err;

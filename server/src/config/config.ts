@@ -25,6 +25,8 @@ export interface Config {
    * PIN from a file (never from the command line).
    */
   cryptoModule: { kind: "embedded" } | { kind: "pkcs11"; library: string; token: string; pinFile: string | undefined };
+  /** This SAM node's id: each node writes its own audit chain (R-3.2.2.4). */
+  nodeId: string;
   /** The store: a SQLite file (embedded default) or a MongoDB replica set shared by several nodes. */
   store: { kind: "sqlite"; file: string } | { kind: "mongodb"; uri: string };
   /** How long a graceful shutdown waits for in-flight calls before closing them, in milliseconds. */
@@ -43,7 +45,7 @@ export type RawConfig = Partial<Record<RawKey, string>>;
 const rawKeys = [
   "dataDir", "listen", "tlsCertFile", "tlsKeyFile", "tlsScaCaFiles", "tlsAdminCaFiles",
   "readMaxBytes", "shutdownGraceMs", "logLevel", "configFile", "pkcs11Library", "pkcs11Token",
-  "pkcs11PinFile", "store", "policyCheckIntervalMs",
+  "pkcs11PinFile", "store", "nodeId", "policyCheckIntervalMs",
 ] as const;
 type RawKey = (typeof rawKeys)[number];
 
@@ -129,9 +131,11 @@ export function parseConfig(raw: RawConfig): Config {
 
   const cryptoModule = parseCryptoModule(raw, inData, file, problems);
   const store = parseStore(raw.store ?? "store.sqlite3", inData, problems);
+  const nodeId = raw.nodeId ?? "node-1";
+  if (!/^[A-Za-z0-9._:-]{1,64}$/.test(nodeId)) problems.push(`nodeId: "${nodeId}" must be 1 to 64 of A-Z a-z 0-9 . _ : -`);
 
   if (problems.length > 0) throw new ConfigError(problems);
-  return { dataDir, listen, tls, limits: { readMaxBytes }, cryptoModule, store, shutdownGraceMs, policyCheckIntervalMs, logLevel };
+  return { dataDir, listen, tls, limits: { readMaxBytes }, cryptoModule, store, nodeId, shutdownGraceMs, policyCheckIntervalMs, logLevel };
 }
 
 function parseCryptoModule(

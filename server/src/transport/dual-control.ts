@@ -23,11 +23,23 @@ import type { DualControl, PendingApprovalBody } from "../admin/dual-control.js"
 import { bindingKey, type PrivilegedUsers } from "../admin/privileged-users.js";
 import { rolesFor } from "../admin/roles.js";
 import type { DualControlSwitch, SecurityPolicies } from "../admin/security-policy.js";
+import type { AuditLog } from "../audit/audit-log.js";
+import {
+  approvalGranted,
+  approvalRejected,
+  approvalRequested,
+  privilegedOperationPerformed,
+  privilegedOperationRequested,
+  type PrivilegedUserActor,
+} from "../audit/events.js";
 import { InkanError } from "../errors.js";
 import { IntegrityViolationError } from "../integrity/record-sealer.js";
 import type { PendingApprovalRecord } from "../store/port.js";
 import { kAdmin } from "./admin-auth.js";
+import { kRequestId } from "./identity.js";
 import { adminOf } from "./privileged-user-service.js";
+
+const actorOf = (u: { userId: string; role: PrivilegedUserActor["role"] }): PrivilegedUserActor => ({ kind: "privileged-user", userId: u.userId, role: u.role });
 
 /** The second security officer who approved the request being performed (for the audit record). */
 export const kApprovedBy = createContextKey<string | undefined>(undefined, { description: "approving security officer" });
@@ -94,7 +106,7 @@ const guards: Record<string, Guard> = {
 };
 
 /** Runs the guard of each admin RPC; a guarded request is held for approval and nothing changes. */
-export function createDualControlInterceptor(dual: DualControl, deps: GuardDeps, clock: () => Date = () => new Date()): Interceptor {
+export function createDualControlInterceptor(dual: DualControl, deps: GuardDeps, audit: AuditLog, clock: () => Date = () => new Date()): Interceptor {
   return (next) => async (req) => {
     const method = `/${req.service.typeName}/${req.method.name}`;
     const guard = guards[method];
@@ -104,6 +116,7 @@ export function createDualControlInterceptor(dual: DualControl, deps: GuardDeps,
     const requester = req.contextValues.get(kAdmin);
     if (!requester) throw new InkanError("CLIENT_CERTIFICATE_REJECTED", "not authenticated");
     const pending = await dual.hold({ method, request, digest, requestedBy: requester.userId, now: clock() });
+    await audit.record(approvalRequested({ requester: actorOf(requester), method, pendingRequestId: pending.id, requestId: req.contextValues.get(kRequestId) }));
     throw approvalRequired(pending);
   };
 }
@@ -127,6 +140,7 @@ type UnaryHandler = (message: unknown, ctx: HandlerContext) => Promise<unknown>;
 
 export interface ApprovalServiceOptions {
   dual: DualControl;
+  audit: AuditLog;
   users: PrivilegedUsers;
   /** Every service of the contract, to decode stored requests. */
   services: DescService[];
@@ -181,6 +195,10 @@ export function approvalService(o: ApprovalServiceOptions): Partial<ServiceImpl<
         throw new InkanError("ROLE_NOT_PERMITTED", "the requester may no longer call this method");
       }
       const message = fromBinary(method.input, Buffer.from(approved.request, "base64url"));
+      const requesterActor = actorOf({ userId: requester.id, role: requester.role });
+      const approverActor = actorOf({ userId: approver, role: "SECURITY_OFFICER" });
+      const facts = { method: approved.method, requester: requesterActor, pendingRequestId: approved.id };
+      await o.audit.record(privilegedOperationRequested(facts)); // fail closed: nothing runs unrecorded
       const ctx = createHandlerContext({
         service: method.parent,
         method,
@@ -189,7 +207,14 @@ export function approvalService(o: ApprovalServiceOptions): Partial<ServiceImpl<
         url: approved.method,
         contextValues: createContextValues().set(kAdmin, { userId: requester.id, role: requester.role, keyId: undefined }).set(kApprovedBy, approver),
       });
-      const response = await handler(message, ctx);
+      let response: unknown;
+      try {
+        response = await handler(message, ctx);
+      } catch (err) {
+        await o.audit.record(privilegedOperationPerformed({ ...facts, approver: approverActor, result: { outcome: "FAILURE", reason: err instanceof InkanError ? err.code : undefined } }));
+        throw err;
+      }
+      await o.audit.record(privilegedOperationPerformed({ ...facts, approver: approverActor, result: { outcome: "SUCCESS" } }));
       const result = toBinary(method.output, create(method.output, response as never) as Message);
       return await o.dual.complete({ approved, outcome: { result }, now });
     } catch (err) {
@@ -216,11 +241,17 @@ export function approvalService(o: ApprovalServiceOptions): Partial<ServiceImpl<
     async approvePendingRequest(req, ctx) {
       const approver = adminOf(ctx);
       const approved = await o.dual.decide({ id: req.pendingRequestId, digest: req.requestDigest, by: approver, approve: true, comment: req.comment, now: clock() });
+      await o.audit.record(approvalGranted({
+        approver: actorOf(ctx.values.get(kAdmin)!), requester: actorOf({ userId: approved.requestedBy, role: "SECURITY_OFFICER" }),
+        method: approved.method, pendingRequestId: approved.id, requestId: ctx.values.get(kRequestId),
+      }));
       return { pendingApproval: out(await perform(approved, approver)) };
     },
     async rejectPendingRequest(req, ctx) {
       const by = adminOf(ctx); // the requester may withdraw their own request
-      return { pendingApproval: out(await o.dual.decide({ id: req.pendingRequestId, digest: req.requestDigest, by, approve: false, comment: req.comment, now: clock() })) };
+      const rejected = await o.dual.decide({ id: req.pendingRequestId, digest: req.requestDigest, by, approve: false, comment: req.comment, now: clock() });
+      await o.audit.record(approvalRejected({ actor: actorOf(ctx.values.get(kAdmin)!), method: rejected.method, pendingRequestId: rejected.id, requestId: ctx.values.get(kRequestId) }));
+      return { pendingApproval: out(rejected) };
     },
   };
 }

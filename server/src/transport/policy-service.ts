@@ -3,7 +3,11 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { Interceptor, ServiceImpl } from "@connectrpc/connect";
 import { SecurityPolicySchema, type PolicyService } from "@inkan/sdk/gen/inkan/admin/v1/policy_pb.js";
 import type { PolicyIntegrityGate, PolicyJson, PolicyVersion, SecurityPolicies } from "../admin/security-policy.js";
+import type { AuditLog } from "../audit/audit-log.js";
+import { policyChanged } from "../audit/events.js";
 import { InkanError } from "../errors.js";
+import { kAdmin } from "./admin-auth.js";
+import { kRequestId } from "./identity.js";
 import { kApprovedBy } from "./dual-control.js";
 import { adminOf } from "./privileged-user-service.js";
 
@@ -24,20 +28,32 @@ function recordOut(v: PolicyVersion) {
  * Validation (protovalidate) and dual control ran before these handlers; an update performed on
  * a second officer's approval carries the approver in kApprovedBy.
  */
-export function policyService(policies: SecurityPolicies, clock: () => Date = () => new Date()): Impl {
+export function policyService(policies: SecurityPolicies, audit: AuditLog, clock: () => Date = () => new Date()): Impl {
   return {
     async getSecurityPolicy() {
       return { record: recordOut(await policies.current()) };
     },
     async updateSecurityPolicy(req, ctx) {
       if (!req.policy) throw new InkanError("INVALID_REQUEST", "policy is required", { field: "policy" });
-      const { current } = await policies.update({
+      const approvedBy = ctx.values.get(kApprovedBy);
+      const { previous, current } = await policies.update({
         policyJson: toJson(SecurityPolicySchema, req.policy) as PolicyJson,
         expectedVersion: Number(req.expectedVersion),
         by: adminOf(ctx),
-        approvedBy: ctx.values.get(kApprovedBy),
+        approvedBy,
         now: clock(),
       });
+      // Every change with its old and new values (R-3.2.2.3, R-3.2.2.4).
+      const user = ctx.values.get(kAdmin)!;
+      await audit.record(policyChanged({
+        requester: { kind: "privileged-user", userId: user.userId, role: user.role },
+        ...(approvedBy ? { approver: { kind: "privileged-user", userId: approvedBy, role: "SECURITY_OFFICER" } } : {}),
+        oldVersion: previous?.version ?? 0,
+        newVersion: current.version,
+        oldPolicy: previous?.auditSnapshot() ?? {},
+        newPolicy: current.auditSnapshot(),
+        requestId: ctx.values.get(kRequestId),
+      }));
       return { record: recordOut(current) };
     },
   };

@@ -30,6 +30,8 @@ export interface InkanServerOptions {
    * authentication and validation (the policy integrity gate: it refuses SAP calls whatever they hold).
    */
   gateInterceptors?: Interceptor[];
+  /** Interceptors right inside the call interceptor, before access checks (refusal audit). */
+  outerInterceptors?: Interceptor[];
   /** Interceptors that run last, after authentication and validation (dual control). */
   innerInterceptors?: Interceptor[];
 }
@@ -73,6 +75,7 @@ export async function startServer(options: InkanServerOptions): Promise<InkanSer
     // validation, so they learn nothing about the schema.
     interceptors: [
       createCallInterceptor(log),
+      ...(options.outerInterceptors ?? []),
       createAccessInterceptor(),
       ...(options.gateInterceptors ?? []),
       createAdminAuthInterceptor(options.authenticateAdmin),

@@ -48,12 +48,18 @@ export async function openStore(config: Config): Promise<Store> {
  * store, checks that the SAM's own keys answer before accepting a single call (fail closed), wires
  * the domain to the transport and serves. RPCs whose issue has not landed answer UNIMPLEMENTED.
  */
-export async function serve(config: Config, log: Logger): Promise<InkanServer> {
+export interface ServeHooks {
+  /** Wraps the opened store: fault-injection tests make one of its methods fail this way. */
+  wrapStore?: (store: Store) => Store;
+}
+
+export async function serve(config: Config, log: Logger, hooks: ServeHooks = {}): Promise<InkanServer> {
   const crypto = await openCryptoModule(config);
   let store: Store | undefined;
   let audit: ChainedAuditLog | undefined;
   try {
     store = await openStore(config);
+    if (hooks.wrapStore) store = hooks.wrapStore(store);
     await selfCheck(crypto);
     // R-3.2.2.4: the audit log opens first; a truncated or rewritten log stops the start.
     audit = await createAuditLog({

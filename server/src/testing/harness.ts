@@ -8,7 +8,7 @@ import type { JWK } from "jose";
 import { pino } from "pino";
 import { parseConfig, type RawConfig } from "../config/config.js";
 import { initDataDir, type InitPaths } from "../init.js";
-import { serve } from "../main.js";
+import { serve, type ServeHooks } from "../main.js";
 import { createCertificateAuthority, issueCertificate, loadCertificateAuthority, type Pem } from "../pki/dev-pki.js";
 import type { InkanServer } from "../transport/server.js";
 
@@ -91,14 +91,14 @@ export interface TestServer {
  * directory with its development PKI, SoftHSM2 token and SQLite store, served over mTLS. Logs go
  * to `<dataDir>/server.log` so a failing test can be read afterwards.
  */
-export async function startTestServer(raw: RawConfig = {}): Promise<TestServer> {
+export async function startTestServer(raw: RawConfig = {}, hooks: ServeHooks = {}): Promise<TestServer> {
   const dataDir = mkdtempSync(join(tmpdir(), "inkan-test-"));
   const { paths } = await initDataDir(dataDir);
   const pki = await createTestPki(paths);
   const config = parseConfig({ dataDir, listen: "127.0.0.1:0", shutdownGraceMs: "2000", ...raw });
   writeFileSync(join(dataDir, "server.log"), "");
   const log = pino({ level: "info" }, pino.destination({ dest: join(dataDir, "server.log"), sync: true }));
-  const server = await serve(config, log);
+  const server = await serve(config, log, hooks);
   const transport = (protocol: Protocol, who?: Pem) => transportFor(protocol, server.url, { ca: pki.ca, ...who });
   const privateJwk = JSON.parse(readFileSync(paths.adminRequestKey, "utf8")) as JWK & { kid: string };
   const transportAs = (who: Pem, userId: string, jwk: JWK & { kid: string }, protocol: Protocol = "grpc") =>

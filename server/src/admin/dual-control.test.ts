@@ -7,6 +7,7 @@ import {
   PendingApprovalState,
   PrivilegedUserService,
 } from "@inkan/sdk/gen/inkan/admin/v1/privileged_user_pb.js";
+import { RegistrationService } from "@inkan/sdk/gen/inkan/admin/v1/registration_pb.js";
 import { ApprovalRequiredSchema, PrivilegedRole } from "@inkan/sdk/gen/inkan/admin/v1/types_pb.js";
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -138,4 +139,13 @@ describe("dual control (R-3.2.1.6)", () => {
     expect(pendingApprovals.length).toBeGreaterThan(0);
     expect(pendingApprovals.every((p) => p.state === PendingApprovalState.PENDING && p.request !== undefined)).toBe(true);
   });
+
+  it("T-2.2.2.1: a single security officer cannot destroy a key: the request is held for a second officer", async () => {
+    const registration = createClient(RegistrationService, t.transportAs(so1.cert, so1.userId, so1.privateJwk));
+    const err = await errorOf(registration.destroyCredential({ credentialId: "cred-1", publicKeyFingerprint: new Uint8Array(32), reason: "compromised" }));
+    expect(err.code).toBe(Code.FailedPrecondition);
+    expect(inkanErrorReason(err)).toBe(Reason.APPROVAL_REQUIRED);
+    expect(err.findDetails(ApprovalRequiredSchema)[0]?.method).toBe("/inkan.admin.v1.RegistrationService/DestroyCredential");
+  });
 });
+

@@ -103,6 +103,9 @@ const guards: Record<string, Guard> = {
     return next !== current && (await policyRequires(policies, "securityOfficerChanges"));
   },
   "/inkan.admin.v1.PolicyService/UpdateSecurityPolicy": async (_m, { policies }) => policyRequires(policies, "securityPolicyChanges"),
+  // Key destruction is irreversible: never by one security officer alone. (DestroyCredential itself
+  // lands with the lifecycle issue; until then an approved request fails with NOT_IMPLEMENTED.)
+  "/inkan.admin.v1.RegistrationService/DestroyCredential": async (_m, { policies }) => policyRequires(policies, "credentialDestruction"),
 };
 
 /** Runs the guard of each admin RPC; a guarded request is held for approval and nothing changes. */

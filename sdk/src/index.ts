@@ -2,3 +2,4 @@ export { contractFiles } from "./contract.js";
 export { inkanErrorDetail, inkanErrorReason } from "./errors.js";
 export { Reason, type ErrorDetail, ErrorDetailSchema } from "./gen/inkan/sam/v1/error_pb.js";
 export { createAdminRequestSigner, requestSignatureHeader, requestSignatureType, type AdminRequestSignerOptions } from "./admin-signer.js";
+export { encryptToSam, type EncryptToSamOptions, type SamPublicKey } from "./device/encrypt-to-sam.js";

@@ -7,6 +7,7 @@ import { SecurityPolicies } from "./admin/security-policy.js";
 import { initEmbeddedToken, openEmbeddedCryptoModule } from "./crypto/pkcs11/softhsm-token.js";
 import { RecordSealer } from "./integrity/record-sealer.js";
 import { VerifiedRecords } from "./integrity/sealed-records.js";
+import { SamEncryptionKeys } from "./keys/sam-encryption-keys.js";
 import { writeDevPki, type DevPkiPaths } from "./pki/dev-pki.js";
 import { createSqliteStore, sqliteStoreFile } from "./store/sqlite/sqlite-store.js";
 
@@ -88,6 +89,8 @@ export async function initDataDir(dataDirInput: string): Promise<InitResult> {
       now: new Date(),
     });
     if (policy) created.push("security policy (version 1)");
+    // R-3.2.1.2 / T-2.2.1.5: the SAM's JWE encryption key (private half only in the module).
+    await new SamEncryptionKeys({ crypto, onKeyCreated: () => created.push("SAM encryption key") }).ensureCurrentKey(new Date());
   } finally {
     await store.close();
     await crypto.close();

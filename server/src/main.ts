@@ -25,6 +25,11 @@ import { createOperationAuditInterceptor, createRefusalAuditInterceptor } from "
 import { auditService } from "./transport/audit-service.js";
 import { privilegedSessionService } from "./transport/privileged-session.js";
 import { privilegedUserService } from "./transport/privileged-user-service.js";
+import { Credentials } from "./registration/credentials.js";
+import { Signers } from "./registration/signers.js";
+import { registrationService } from "./transport/registration-service.js";
+import { SamEncryptionKeys } from "./keys/sam-encryption-keys.js";
+import { samInfoService } from "./transport/sam-info.js";
 import { startServer, type InkanServer } from "./transport/server.js";
 
 /** The version recorded when the SAM starts: the server package's (src/ and dist/ both sit beside package.json). */
@@ -61,6 +66,9 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
     store = await openStore(config);
     if (hooks.wrapStore) store = hooks.wrapStore(store);
     await selfCheck(crypto);
+    // R-3.2.1.2 / T-2.2.1.5: the JWE key R.SAD is encrypted to; created if missing, checked against the module.
+    const samKeys = new SamEncryptionKeys({ crypto, onKeyCreated: (kid) => log.info({ kid }, "SAM encryption key created") });
+    await samKeys.ensureCurrentKey(new Date());
     // R-3.2.2.4: the audit log opens first; a truncated or rewritten log stops the start.
     audit = await createAuditLog({
       nodeId: config.nodeId,
@@ -81,6 +89,8 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
     const users = new PrivilegedUsers({ records, oneTime: store, random: crypto });
     const dual = new DualControl({ store, sealer, random: crypto });
     const policies = new SecurityPolicies({ records });
+    const signers = new Signers({ records, oneTime: store, random: crypto, policies, audit: auditLog });
+    const credentials = new Credentials({ records, keys: crypto, random: crypto, policies, audit: auditLog, signers });
     let server: InkanServer | undefined;
     const sapServing = (status: Status) => server?.health.setWhere((s) => s.startsWith("inkan.sam.v1."), status);
     // R-3.2.2.3: a policy that fails its check stops signing until security officers restore it.
@@ -108,6 +118,8 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
       },
       "inkan.admin.v1.PolicyService": policyService(policies, auditLog),
       "inkan.admin.v1.AuditService": auditService({ store, crypto, audit: auditLog }),
+      "inkan.admin.v1.RegistrationService": registrationService(signers, credentials),
+      "inkan.sam.v1.SignatureActivationService": samInfoService({ keys: samKeys, policies, version: samVersion, maxMessageBytes: config.limits.readMaxBytes }),
     };
     const started = await startServer({
       config,

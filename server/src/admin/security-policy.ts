@@ -111,6 +111,26 @@ export class PolicyVersion {
     return this.ms("pendingApprovalLifetime");
   }
 
+  private names(field: string, prefix: string): string[] {
+    const v = this.policy[field];
+    return Array.isArray(v) ? v.filter((x): x is string => typeof x === "string" && x.startsWith(prefix)).map((x) => x.slice(prefix.length)) : [];
+  }
+
+  /** Key algorithms GenerateKey and ImportKey accept, as the crypto port names them ("EC_P256", "ED25519"...). */
+  get allowedKeyAlgorithms(): string[] {
+    return this.names("allowedKeyAlgorithms", "KEY_ALGORITHM_");
+  }
+  /** Assurance levels a credential may have (1, 2, 3). */
+  get allowedAssuranceLevels(): number[] {
+    return this.names("allowedAssuranceLevels", "ASSURANCE_LEVEL_").map(Number).filter((n) => n >= 1 && n <= 3);
+  }
+  /** The level a credential gets when none is asked for; undefined when the policy names none. */
+  get defaultAssuranceLevel(): number | undefined {
+    const v = this.policy["defaultAssuranceLevel"];
+    const n = typeof v === "string" && v.startsWith("ASSURANCE_LEVEL_") ? Number(v.slice("ASSURANCE_LEVEL_".length)) : NaN;
+    return n >= 1 && n <= 3 ? n : undefined;
+  }
+
   /** Whether `operation` needs a second security officer: anything but SINGLE_CONTROL does (fail safe). */
   requiresDualControl(operation: DualControlSwitch): boolean {
     const switches = this.policy.dualControl;

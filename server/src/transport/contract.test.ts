@@ -2,10 +2,17 @@ import { create } from "@bufbuild/protobuf";
 import { ViolationsSchema } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
-import { Reason, contractFiles, inkanErrorReason } from "@inkan/sdk";
+import { Reason, contractFiles, encryptToSam, inkanErrorReason } from "@inkan/sdk";
 import { RegistrationService } from "@inkan/sdk/gen/inkan/admin/v1/registration_pb.js";
-import { GetInfoRequestSchema, SignatureActivationService } from "@inkan/sdk/gen/inkan/sam/v1/sam_pb.js";
-import { HashAlgorithm } from "@inkan/sdk/gen/inkan/sam/v1/types_pb.js";
+import {
+  AuthenticationMethod,
+  GetInfoRequestSchema,
+  JweAlgorithm,
+  JwsAlgorithm,
+  SignatureActivationService,
+} from "@inkan/sdk/gen/inkan/sam/v1/sam_pb.js";
+import { AssuranceLevel, HashAlgorithm } from "@inkan/sdk/gen/inkan/sam/v1/types_pb.js";
+import { calculateJwkThumbprint, importJWK, type JWK } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { grpcJsClient, unary } from "../testing/grpc-js.js";
 import { protocols, startTestServer, type TestServer } from "../testing/harness.js";
@@ -38,11 +45,35 @@ const validBegin = {
 
 describe("the v1 contract is served honestly before its issues land", () => {
   for (const protocol of protocols) {
-    it(`answers GetInfo with UNIMPLEMENTED and reason NOT_IMPLEMENTED over ${protocol}`, async () => {
+    it(`R-3.2.1.2 / T-2.2.1.5: GetInfo over ${protocol} with the SCA certificate returns the policy's levels and limits and the current JWE key`, async () => {
       const sam = createClient(SignatureActivationService, t.transport(protocol, t.pki.sca));
-      const err = await errorOf(sam.getInfo({}));
-      expect(err.code).toBe(Code.Unimplemented);
-      expect(inkanErrorReason(err)).toBe(Reason.NOT_IMPLEMENTED);
+      const info = await sam.getInfo({});
+      expect(info.name).toBe("Inkan");
+      expect(info.version).toMatch(/^\d+\.\d+\.\d+/);
+      expect(info.samId).toMatch(/^urn:inkan:sam:[A-Za-z0-9_-]{22}$/);
+      // The policy `inkan init` writes: level 2 only, its algorithms and limits (R-3.1.4, R-3.2.2.3).
+      expect(info.assuranceLevels).toEqual([AssuranceLevel.ASSURANCE_LEVEL_2]);
+      expect(info.hashAlgorithms).toEqual([HashAlgorithm.SHA256, HashAlgorithm.SHA384, HashAlgorithm.SHA512]);
+      expect(info.deviceKeyAlgorithms).toContain(JwsAlgorithm.ES256);
+      expect(info.authenticationMethods).toContain(AuthenticationMethod.DEVICE_KEY_AND_PIN);
+      expect(info.limits).toMatchObject({
+        maxHashesPerTransaction: 100_000,
+        maxHashesPerChunk: 10_000,
+        maxRSadBytes: 16_384,
+        maxAuthorizeAttempts: 3,
+        defaultTransactionLifetime: { seconds: 300n },
+        maxClockSkew: { seconds: 60n },
+      });
+      const current = info.encryptionKeys.filter((k) => k.current);
+      expect(current).toHaveLength(1);
+      const key = current[0]!;
+      expect(key.alg).toBe(JweAlgorithm.ECDH_ES_A256KW);
+      const jwk = JSON.parse(key.jwk) as JWK;
+      expect(jwk).not.toHaveProperty("d");
+      expect(jwk).toMatchObject({ kty: "EC", crv: "P-256", kid: key.kid, use: "enc", alg: "ECDH-ES+A256KW" });
+      expect(await calculateJwkThumbprint(jwk, "sha256")).toBe(key.kid);
+      await importJWK(jwk, "ECDH-ES+A256KW");
+      expect(await encryptToSam(key, { pin: "123456" })).toMatch(/^[\w-]+\.[\w-]+\.[\w-]+\.[\w-]+\.[\w-]+$/);
     });
   }
 
@@ -59,6 +90,9 @@ describe("the v1 contract is served honestly before its issues land", () => {
       ),
       "/inkan.admin.v1.PolicyService/GetSecurityPolicy",
       "/inkan.admin.v1.PolicyService/UpdateSecurityPolicy",
+      "/inkan.sam.v1.SignatureActivationService/GetInfo",
+      ...["EnrollSigner", "GetSigner", "ListSigners", "UpdateSigner", "DisableSigner", "EnableSigner", "IssueActivationCode", "ResetLockout",
+        "GenerateKey", "GetCredential", "ListCredentials"].map((m) => `/inkan.admin.v1.RegistrationService/${m}`),
     ]);
     for (const service of services) {
       const transport = service.typeName.startsWith("inkan.admin.") ? t.adminTransport() : t.transport("grpc", t.pki.sca);

@@ -1,0 +1,47 @@
+import { createHash } from "node:crypto";
+import type { RandomSource } from "../crypto/port.js";
+
+/** Crockford base32: digits and capitals without I, L, O and U. */
+const alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+const codeLength = 25; // 25 × 5 = 125 bits
+const groupLength = 5;
+
+/**
+ * A fresh activation code (inkan.admin.v1.ActivationCode.code): 125 bits from the crypto module's
+ * RNG (R-3.2.2.2, T-2.1.1.1) as 25 Crockford base32 characters in five groups of five separated
+ * by "-", e.g. "7K3QF-2M9XD-ABCDE-FGHJK-MNPQR".
+ */
+export async function newActivationCode(random: RandomSource): Promise<string> {
+  const bytes = await random.randomBytes(16); // 128 bits; the first 125 are used
+  let bits = 0n;
+  for (const b of bytes) bits = (bits << 8n) | BigInt(b);
+  bits >>= 3n;
+  const chars: string[] = [];
+  for (let i = codeLength - 1; i >= 0; i--) chars.push(alphabet[Number((bits >> BigInt(5 * i)) & 31n)]!);
+  const groups: string[] = [];
+  for (let i = 0; i < codeLength; i += groupLength) groups.push(chars.slice(i, i + groupLength).join(""));
+  return groups.join("-");
+}
+
+/**
+ * A code as entered, in its canonical form: case and "-" (and spaces) ignored, I and L read as 1,
+ * O as 0. Returns undefined when it cannot be a code (wrong length or a character outside the
+ * alphabet), so a typo is never hashed and compared.
+ */
+export function normalizeActivationCode(entered: string): string | undefined {
+  const text = entered.toUpperCase().replace(/[\s-]/g, "").replace(/[IL]/g, "1").replace(/O/g, "0");
+  if (text.length !== codeLength) return undefined;
+  for (const c of text) if (!alphabet.includes(c)) return undefined;
+  return text;
+}
+
+/**
+ * What the store keeps of a code: base64url(SHA-256) over a domain-separated, normalized code.
+ * A plain hash suffices because the code has 125 bits of entropy: nobody can search that space
+ * offline, so a leaked store gives no code (T-2.1.1.3); a keyed hash would only add a module call
+ * on every activation attempt. The activation side compares the hash of what the signer entered.
+ */
+export function activationCodeHash(code: string): string {
+  const normalized = normalizeActivationCode(code) ?? code;
+  return createHash("sha256").update(`inkan-activation-code-v1\n${normalized}`).digest("base64url");
+}

@@ -1,0 +1,216 @@
+import { timestampDate, timestampFromDate, type Timestamp } from "@bufbuild/protobuf/wkt";
+import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import {
+  CredentialOrigin,
+  IdentityProofingMethod,
+  SignerKind,
+  SignerStatus,
+  type IdentityProofing as IdentityProofingPb,
+  type RegistrationService,
+  type SignerIdentity as SignerIdentityPb,
+} from "@inkan/sdk/gen/inkan/admin/v1/registration_pb.js";
+import { JwsAlgorithm } from "@inkan/sdk/gen/inkan/sam/v1/sam_pb.js";
+import { CredentialStatus, KeyAlgorithm } from "@inkan/sdk/gen/inkan/sam/v1/types_pb.js";
+import type { PrivilegedUserActor } from "../audit/events.js";
+import type { KeyAlgorithm as DomainKeyAlgorithm } from "../crypto/port.js";
+import { InkanError } from "../errors.js";
+import type { Credentials, CredentialView } from "../registration/credentials.js";
+import type { Acting, IdentityProofing, SignerIdentity, Signers, SignerView } from "../registration/signers.js";
+import type { CredentialStatus as StoreCredentialStatus, SignerStatus as StoreSignerStatus } from "../store/port.js";
+import { kAdmin } from "./admin-auth.js";
+import { kCaller, kRequestId } from "./identity.js";
+
+type Impl = Partial<ServiceImpl<typeof RegistrationService>>;
+const ts = (iso: string | undefined) => (iso ? timestampFromDate(new Date(iso)) : undefined);
+const hexToBytes = (hex: string) => Uint8Array.from(Buffer.from(hex, "hex"));
+
+/** The operator making this request, as the audit log records them (set by the admin-auth interceptor). */
+function acting(ctx: HandlerContext, now: Date): Acting {
+  const user = ctx.values.get(kAdmin);
+  if (!user) throw new InkanError("CLIENT_CERTIFICATE_REJECTED", "not authenticated"); // unreachable by construction
+  const caller = ctx.values.get(kCaller);
+  const actor: PrivilegedUserActor = {
+    kind: "privileged-user",
+    userId: user.userId,
+    role: user.role,
+    ...(caller ? { certificateSha256: hexToBytes(caller.sha256) } : {}),
+  };
+  return { actor, requestId: ctx.values.get(kRequestId), now };
+}
+
+function identityIn(p: SignerIdentityPb | undefined): SignerIdentity {
+  if (!p) throw new InkanError("INVALID_REQUEST", "identity is required", { field: "identity" });
+  const kind = SignerKind[p.kind];
+  if (kind !== "NATURAL_PERSON" && kind !== "LEGAL_PERSON") throw new InkanError("INVALID_REQUEST", "identity.kind is required", { field: "identity.kind" });
+  return {
+    kind,
+    legalName: p.legalName,
+    displayName: p.displayName,
+    email: p.email,
+    phoneNumber: p.phoneNumber,
+    organization: p.organization,
+    country: p.country,
+    externalId: p.externalId,
+  };
+}
+
+function proofingIn(p: IdentityProofingPb | undefined): IdentityProofing {
+  if (!p?.proofedAt) throw new InkanError("INVALID_REQUEST", "proofing.proofed_at is required", { field: "proofing.proofed_at" });
+  const method = IdentityProofingMethod[p.method];
+  if (!method || method === "UNSPECIFIED") throw new InkanError("INVALID_REQUEST", "proofing.method is required", { field: "proofing.method" });
+  return { method: method as IdentityProofing["method"], evidenceReference: p.evidenceReference, proofedAt: timestampDate(p.proofedAt as Timestamp).toISOString() };
+}
+
+const signerStatusOut: Record<StoreSignerStatus, SignerStatus> = {
+  PENDING_ACTIVATION: SignerStatus.PENDING_ACTIVATION,
+  ACTIVE: SignerStatus.ACTIVE,
+  SUSPENDED: SignerStatus.DISABLED, // not used by this SAM; reported as what it means to the signer
+  DISABLED: SignerStatus.DISABLED,
+};
+
+/** A signer as RegistrationService returns it: identity, proofing and factors without any secret (T-2.2.2.3). */
+export function signerOut({ signer, body, factors }: SignerView) {
+  const code = factors.activationCode;
+  return {
+    signerId: signer.id,
+    identity: { ...body.identity, kind: SignerKind[body.identity.kind] },
+    proofing: { method: IdentityProofingMethod[body.proofing.method], evidenceReference: body.proofing.evidenceReference, proofedAt: ts(body.proofing.proofedAt) },
+    status: signerStatusOut[signer.status],
+    factors: {
+      pinSet: factors.pinSet,
+      totpEnrolled: factors.totpEnrolled,
+      devices: factors.devices.map((d) => ({
+        deviceKeyId: d.deviceKeyId,
+        publicKeyJwk: d.publicKeyJwk,
+        algorithm: (JwsAlgorithm as unknown as Record<string, JwsAlgorithm>)[d.algorithm === "EdDSA" ? "EDDSA" : d.algorithm] ?? JwsAlgorithm.UNSPECIFIED,
+        registeredAt: ts(d.registeredAt),
+        revokedAt: ts(d.revokedAt),
+      })),
+      failedAttempts: factors.failedAttempts,
+      lockedAt: ts(factors.lockedAt),
+      // The outstanding code's dates and attempts, never the code (T-2.1.1.3).
+      pendingActivationCode: code ? { issuedAt: ts(code.issuedAt), expiresAt: ts(code.expiresAt), attemptsLeft: code.maxAttempts } : undefined,
+    },
+    createdAt: ts(body.createdAt),
+    createdBy: body.createdBy,
+    updatedAt: ts(body.updatedAt),
+    version: BigInt(signer.version),
+    statusReason: body.statusReason,
+  };
+}
+
+const credentialStatusOut: Record<StoreCredentialStatus, CredentialStatus> = {
+  PENDING: CredentialStatus.KEY_GENERATED,
+  ACTIVE: CredentialStatus.ACTIVE,
+  SUSPENDED: CredentialStatus.SUSPENDED,
+  LOCKED: CredentialStatus.LOCKED,
+  DESTROYED: CredentialStatus.DESTROYED,
+};
+
+const credentialStatusIn = (s: CredentialStatus): StoreCredentialStatus | undefined =>
+  s === CredentialStatus.KEY_GENERATED ? "PENDING" : s === CredentialStatus.UNSPECIFIED ? undefined : (CredentialStatus[s] as StoreCredentialStatus);
+
+/** A credential: key id, public key and fingerprint; never anything secret. */
+export function credentialOut({ credential, body }: CredentialView) {
+  return {
+    credentialId: credential.id,
+    signerId: credential.signerId,
+    status: credentialStatusOut[credential.status],
+    keyAlgorithm: KeyAlgorithm[body.keyAlgorithm],
+    assuranceLevel: body.assuranceLevel,
+    origin: body.origin === "GENERATED" ? CredentialOrigin.GENERATED : CredentialOrigin.IMPORTED,
+    keyId: body.keyId,
+    publicKeySpki: Buffer.from(body.publicKeySpki, "base64"),
+    publicKeyFingerprint: hexToBytes(credential.publicKeyFingerprint),
+    label: body.label,
+    createdAt: ts(body.createdAt),
+    updatedAt: ts(body.updatedAt),
+    statusReason: body.statusReason,
+  };
+}
+
+function keyAlgorithmIn(a: KeyAlgorithm): DomainKeyAlgorithm {
+  const name = KeyAlgorithm[a];
+  if (!name || name === "UNSPECIFIED") throw new InkanError("INVALID_REQUEST", "key_algorithm is required", { field: "key_algorithm" });
+  return name as DomainKeyAlgorithm;
+}
+
+const signerStatusIn = (s: SignerStatus): StoreSignerStatus | undefined =>
+  s === SignerStatus.UNSPECIFIED ? undefined : (SignerStatus[s] as StoreSignerStatus);
+
+/**
+ * RegistrationService, the registration operator's part that has landed: signers (enroll, read,
+ * update, disable, enable), activation codes, lockout reset and key generation with credential
+ * reads. Authentication, the role check, validation and the privileged-operation audit ran before
+ * these handlers; the other RPCs answer UNIMPLEMENTED until their issues land.
+ */
+export function registrationService(signers: Signers, credentials: Credentials, clock: () => Date = () => new Date()): Impl {
+  return {
+    async enrollSigner(req, ctx) {
+      const view = await signers.enroll({ ...acting(ctx, clock()), identity: identityIn(req.identity), proofing: proofingIn(req.proofing) });
+      return { signer: signerOut(view) };
+    },
+    async getSigner(req) {
+      return { signer: signerOut(await signers.get(req.signerId, clock())) };
+    },
+    async listSigners(req) {
+      const status = signerStatusIn(req.status);
+      const page = await signers.list({
+        ...(status ? { status } : {}),
+        ...(req.externalId ? { externalId: req.externalId } : {}),
+        ...(req.email ? { email: req.email } : {}),
+        ...(req.page?.pageToken ? { pageToken: req.page.pageToken } : {}),
+        limit: req.page?.pageSize || 100,
+        now: clock(),
+      });
+      return { signers: page.signers.map(signerOut), page: { nextPageToken: page.nextPageToken } };
+    },
+    async updateSigner(req, ctx) {
+      const view = await signers.update({
+        ...acting(ctx, clock()),
+        signerId: req.signerId,
+        expectedVersion: Number(req.expectedVersion),
+        identity: identityIn(req.identity),
+        proofing: proofingIn(req.proofing),
+      });
+      return { signer: signerOut(view) };
+    },
+    async disableSigner(req, ctx) {
+      return { signer: signerOut(await signers.disable({ ...acting(ctx, clock()), signerId: req.signerId, reason: req.reason })) };
+    },
+    async enableSigner(req, ctx) {
+      return { signer: signerOut(await signers.enable({ ...acting(ctx, clock()), signerId: req.signerId, reason: req.reason })) };
+    },
+    async issueActivationCode(req, ctx) {
+      const issued = await signers.issueActivationCode({ ...acting(ctx, clock()), signerId: req.signerId });
+      // The only place the code exists outside the signer's hands: this response, once (T-2.1.1.3).
+      return { activationCode: { code: issued.code, expiresAt: timestampFromDate(issued.expiresAt), maxAttempts: issued.maxAttempts } };
+    },
+    async resetLockout(req, ctx) {
+      return { signer: signerOut(await credentials.resetLockout({ ...acting(ctx, clock()), signerId: req.signerId, reason: req.reason })) };
+    },
+    async generateKey(req, ctx) {
+      const view = await credentials.generate({
+        ...acting(ctx, clock()),
+        signerId: req.signerId,
+        algorithm: keyAlgorithmIn(req.keyAlgorithm),
+        assuranceLevel: req.assuranceLevel,
+        label: req.label,
+      });
+      return { credential: credentialOut(view) };
+    },
+    async getCredential(req) {
+      return { credential: credentialOut(await credentials.get(req.credentialId)) };
+    },
+    async listCredentials(req) {
+      const status = credentialStatusIn(req.status);
+      const page = await credentials.list({
+        signerId: req.signerId,
+        ...(status ? { status } : {}),
+        ...(req.page?.pageToken ? { pageToken: req.page.pageToken } : {}),
+        limit: req.page?.pageSize || 100,
+      });
+      return { credentials: page.credentials.map(credentialOut), page: { nextPageToken: page.nextPageToken } };
+    },
+  };
+}

@@ -20,7 +20,7 @@ import { createMongoStore } from "./store/mongodb/mongo-store.js";
 import type { Store } from "./store/port.js";
 import { createSqliteStore } from "./store/sqlite/sqlite-store.js";
 import { approvalService, createDualControlInterceptor } from "./transport/dual-control.js";
-import { createPolicyGateInterceptor, policyService } from "./transport/policy-service.js";
+import { createPolicyGateInterceptor, createTrustedCaInterceptor, policyService } from "./transport/policy-service.js";
 import { createOperationAuditInterceptor, createRefusalAuditInterceptor } from "./transport/audit-interceptors.js";
 import { auditService } from "./transport/audit-service.js";
 import { privilegedSessionService } from "./transport/privileged-session.js";
@@ -128,7 +128,7 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
       authenticateAdmin: (req) => users.authenticate(req),
       implementations,
       outerInterceptors: [createRefusalAuditInterceptor(auditLog)],
-      gateInterceptors: [createPolicyGateInterceptor(gate)],
+      gateInterceptors: [createPolicyGateInterceptor(gate), createTrustedCaInterceptor(policies)],
       innerInterceptors: [createOperationAuditInterceptor(auditLog), createDualControlInterceptor(dual, { users, policies }, auditLog)],
     });
     server = started;

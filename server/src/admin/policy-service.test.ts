@@ -17,7 +17,8 @@ import { ApprovalRequiredSchema, PrivilegedRole } from "@inkan/sdk/gen/inkan/adm
 import { AssuranceLevel } from "@inkan/sdk/gen/inkan/sam/v1/types_pb.js";
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Pem } from "../pki/dev-pki.js";
+import { SignatureActivationService } from "@inkan/sdk/gen/inkan/sam/v1/sam_pb.js";
+import { createCertificateAuthority, type Pem } from "../pki/dev-pki.js";
 import { startTestServer, type TestServer } from "../testing/harness.js";
 
 // PolicyService (R-3.2.2.3): the security policy is versioned and sealed, read and changed only
@@ -200,4 +201,29 @@ describe("PolicyService (R-3.2.2.3)", () => {
     expect(inkanErrorReason(err)).toBe(Reason.INVALID_REQUEST);
     expect((await read()).version).toBe(version);
   });
+
+  it("R-3.2.2.3: withdrawing the SCA CA from the policy refuses its certificates at once; restoring it lets them back", async () => {
+    const sam = createClient(SignatureActivationService, t.transport("grpc", t.pki.sca));
+    expect((await sam.getInfo({})).samId).not.toBe("");
+    const { policy, version } = await read();
+    const otherCa = await createCertificateAuthority("Another SCA CA");
+    // Earlier tests may have switched policy changes to single control: apply directly, or through approval.
+    const apply = async (expectedVersion: bigint, next: typeof policy) => {
+      try {
+        await policyAs(so1).updateSecurityPolicy({ expectedVersion, policy: next });
+      } catch (err) {
+        expect(inkanErrorReason(err)).toBe(Reason.APPROVAL_REQUIRED);
+        const detail = ConnectError.from(err).findDetails(ApprovalRequiredSchema)[0]!;
+        const { pendingApproval } = await usersAs(so2).approvePendingRequest({ pendingRequestId: detail.pendingRequestId, requestDigest: detail.requestDigest });
+        expect(pendingApproval?.state).toBe(PendingApprovalState.EXECUTED);
+      }
+    };
+    await apply(version, edit(policy, (p) => void (p.trustedScaCaCertificates = [Buffer.from(new X509Certificate(otherCa.cert).raw)])));
+    const refused = await errorOf(sam.getInfo({}));
+    expect(refused.code).toBe(Code.Unauthenticated);
+    expect(inkanErrorReason(refused)).toBe(Reason.CLIENT_CERTIFICATE_REJECTED);
+    await apply(version + 1n, policy);
+    expect((await sam.getInfo({})).samId).not.toBe("");
+  });
 });
+

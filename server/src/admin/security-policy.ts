@@ -82,6 +82,13 @@ export class PolicyVersion {
     return durationMs(this.policy[field], field);
   }
 
+  /** SHA-256 (lower-case hex) of each CA certificate trusted to identify SCAs, or privileged users. */
+  trustedCaSha256(kind: "sca" | "admin"): Set<string> {
+    const field = kind === "sca" ? "trustedScaCaCertificates" : "trustedAdminCaCertificates";
+    const list = this.policy[field];
+    return new Set((Array.isArray(list) ? list : []).map((b64) => createHash("sha256").update(Buffer.from(String(b64), "base64")).digest("hex")));
+  }
+
   /** Consecutive failed factor checks that lock a signer's credentials. */
   get lockoutThreshold(): number {
     return this.uint("lockoutThreshold");
@@ -246,6 +253,7 @@ export interface TrustedVersion {
 export class SecurityPolicies {
   private readonly listeners = new Set<PolicyListener>();
   private trusted: TrustedVersion | undefined;
+  private verified: PolicyVersion | undefined;
 
   constructor(private readonly o: SecurityPoliciesOptions) {}
 
@@ -258,6 +266,11 @@ export class SecurityPolicies {
   /** The last version this node read with a valid seal, or wrote. */
   get lastTrusted(): TrustedVersion | undefined {
     return this.trusted;
+  }
+
+  /** The policy version last read with a valid seal (or written) by this node; undefined before the first. */
+  get lastVerified(): PolicyVersion | undefined {
+    return this.verified;
   }
 
   /**
@@ -283,6 +296,7 @@ export class SecurityPolicies {
       throw err;
     }
     this.trusted = { version: version.version, updatedAt: version.updatedAt };
+    this.verified = version;
     return version;
   }
 
@@ -319,6 +333,7 @@ export class SecurityPolicies {
     if (!record) throw new InkanError("VERSION_CONFLICT", "the policy changed meanwhile; read it again", { field: "expected_version" });
     const change: PolicyChange = { previous, current: new PolicyVersion(record) };
     this.trusted = { version: change.current.version, updatedAt: change.current.updatedAt };
+    this.verified = change.current;
     for (const l of this.listeners) l.updated?.(change);
     return change;
   }

@@ -20,6 +20,8 @@ export interface CallerIdentity {
   subject: string;
   /** The certificate's serial number, hex. */
   serialNumber: string;
+  /** SHA-256 of the configured CA certificate that issued it (DER), lower-case hex. */
+  issuerSha256: string;
 }
 
 /** The caller's identity, or undefined when the certificate matched no configured CA. */
@@ -45,9 +47,12 @@ export function parseCertificates(pem: string): X509Certificate[] {
  * (R-3.1.2.1, R-3.2.2.1).
  */
 export function identify(cert: X509Certificate, cas: TrustedCas): CallerIdentity | undefined {
-  const issuedBy = (list: X509Certificate[]) => list.some((ca) => cert.checkIssued(ca) && cert.verify(ca.publicKey));
-  const kind: CallerKind | undefined = issuedBy(cas.sca) ? "sca" : issuedBy(cas.privileged) ? "privileged" : undefined;
-  if (!kind) return undefined;
+  const issuerIn = (list: X509Certificate[]) => list.find((ca) => cert.checkIssued(ca) && cert.verify(ca.publicKey));
+  const scaIssuer = issuerIn(cas.sca);
+  const adminIssuer = scaIssuer ? undefined : issuerIn(cas.privileged);
+  const kind: CallerKind | undefined = scaIssuer ? "sca" : adminIssuer ? "privileged" : undefined;
+  const issuer = scaIssuer ?? adminIssuer;
+  if (!kind || !issuer) return undefined;
   const cn = /(?:^|\n)CN=([^\n]*)/.exec(cert.subject)?.[1] ?? "";
   return {
     kind,
@@ -56,6 +61,7 @@ export function identify(cert: X509Certificate, cas: TrustedCas): CallerIdentity
     sha256: cert.fingerprint256.replaceAll(":", "").toLowerCase(),
     subject: cert.subject,
     serialNumber: cert.serialNumber,
+    issuerSha256: issuer.fingerprint256.replaceAll(":", "").toLowerCase(),
   };
 }
 

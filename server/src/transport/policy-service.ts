@@ -7,7 +7,7 @@ import type { AuditLog } from "../audit/audit-log.js";
 import { policyChanged } from "../audit/events.js";
 import { InkanError } from "../errors.js";
 import { kAdmin } from "./admin-auth.js";
-import { kRequestId } from "./identity.js";
+import { kCaller, kRequestId } from "./identity.js";
 import { kApprovedBy } from "./dual-control.js";
 import { adminOf } from "./privileged-user-service.js";
 
@@ -67,6 +67,24 @@ export function policyService(policies: SecurityPolicies, audit: AuditLog, clock
 export function createPolicyGateInterceptor(gate: Pick<PolicyIntegrityGate, "assertOpen">): Interceptor {
   return (next) => async (req) => {
     if (req.service.typeName.startsWith("inkan.sam.v1.")) gate.assertOpen();
+    return next(req);
+  };
+}
+
+/**
+ * R-3.2.2.3: the CAs trusted to identify SCAs and privileged users are part of the sealed security
+ * policy. TLS checks the chain against the bootstrap CA files; this also requires the issuing CA to
+ * be in the policy version last verified, so a security-officer pair can withdraw a CA without a
+ * restart. Before any version was verified (a broken policy at start), admin callers pass so the
+ * policy can be restored; SCA calls are stopped by the integrity gate then anyway.
+ */
+export function createTrustedCaInterceptor(policies: Pick<SecurityPolicies, "lastVerified">): Interceptor {
+  return (next) => async (req) => {
+    const caller = req.contextValues.get(kCaller);
+    const policy = policies.lastVerified;
+    if (caller && policy && !policy.trustedCaSha256(caller.kind === "sca" ? "sca" : "admin").has(caller.issuerSha256)) {
+      throw new InkanError("CLIENT_CERTIFICATE_REJECTED", "client certificate not accepted");
+    }
     return next(req);
   };
 }

@@ -1,27 +1,20 @@
-import { X509Certificate } from "node:crypto";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { Reason, inkanErrorReason, requestSignatureHeader } from "@inkan/sdk";
 import { AuditOutcome, AuditProblemKind, AuditService } from "@inkan/sdk/gen/inkan/admin/v1/audit_pb.js";
 import { PrivilegedUserService } from "@inkan/sdk/gen/inkan/admin/v1/privileged_user_pb.js";
 import { PrivilegedRole } from "@inkan/sdk/gen/inkan/admin/v1/types_pb.js";
 import Database from "better-sqlite3";
-import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from "jose";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Store } from "../store/port.js";
-import { startTestServer, type TestServer } from "../testing/harness.js";
+import { newRequestSigningKey, startTestServer, type PrivilegedPerson, type TestServer } from "../testing/harness.js";
 
 // The audit trail of privileged work, read by an auditor over the admin API (R-3.2.2.4, T-2.2.2.3).
 let t: TestServer;
 let failAuditWrites = false;
-let auditor: { userId: string; cert: { cert: string; key: string }; privateJwk: JWK & { kid: string } };
+let auditor: PrivilegedPerson;
 
-async function newKey() {
-  const { privateKey, publicKey } = await generateKeyPair("ES256", { extractable: true });
-  const pub = await exportJWK(publicKey);
-  const kid = await calculateJwkThumbprint(pub, "sha256");
-  return { publicJwk: JSON.stringify(pub), privateJwk: { ...(await exportJWK(privateKey)), kid } as JWK & { kid: string } };
-}
+const newKey = newRequestSigningKey;
 
 beforeAll(async () => {
   // Fault injection: the real store, with its audit append made to fail on demand.
@@ -39,20 +32,13 @@ beforeAll(async () => {
       },
     });
   t = await startTestServer({}, { wrapStore });
-  const cert = await t.issueAdminCertificate("auditor-1");
-  const key = await newKey();
-  const sha256 = Buffer.from(new X509Certificate(cert.cert).fingerprint256.replaceAll(":", ""), "hex");
-  const { user } = await createClient(PrivilegedUserService, t.adminTransport()).createPrivilegedUser({
-    displayName: "auditor-1", role: PrivilegedRole.AUDITOR,
-    certificateBinding: { binding: { case: "certificateSha256", value: sha256 } }, publicKeyJwk: key.publicJwk,
-  });
-  auditor = { userId: user!.userId, cert, privateJwk: key.privateJwk };
+  auditor = await t.createPrivilegedUser(PrivilegedRole.AUDITOR, "auditor-1");
 });
 afterAll(async () => {
   await t?.close();
 });
 
-const auditApi = () => createClient(AuditService, t.transportAs(auditor.cert, auditor.userId, auditor.privateJwk));
+const auditApi = () => createClient(AuditService, t.as(auditor));
 
 describe("the audit trail (R-3.2.2.4)", () => {
   it("records the start, each privileged operation before and after it, and refused requests", async () => {

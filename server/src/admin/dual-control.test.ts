@@ -1,6 +1,6 @@
 import { X509Certificate } from "node:crypto";
 import { anyUnpack } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { Code, createClient } from "@connectrpc/connect";
 import { Reason, inkanErrorReason } from "@inkan/sdk";
 import {
   CreatePrivilegedUserResponseSchema,
@@ -9,27 +9,19 @@ import {
 } from "@inkan/sdk/gen/inkan/admin/v1/privileged_user_pb.js";
 import { RegistrationService } from "@inkan/sdk/gen/inkan/admin/v1/registration_pb.js";
 import { ApprovalRequiredSchema, PrivilegedRole } from "@inkan/sdk/gen/inkan/admin/v1/types_pb.js";
-import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Pem } from "../pki/dev-pki.js";
-import { startTestServer, type TestServer } from "../testing/harness.js";
+import { errorOf, newRequestSigningKey, startTestServer, type PrivilegedPerson, type TestServer } from "../testing/harness.js";
 
 // Dual control (R-3.2.1.6, T-2.2.2.1): adding or removing a security officer (and, with their
 // issues, destroying a key or changing policy) needs a second security officer's signed approval.
 let t: TestServer;
-interface Person { userId: string; cert: Pem; privateJwk: JWK & { kid: string } }
-let so1: Person;
-let so2: Person;
+let so1: PrivilegedPerson;
+let so2: PrivilegedPerson;
 
-async function newKey() {
-  const { privateKey, publicKey } = await generateKeyPair("ES256", { extractable: true });
-  const pub = await exportJWK(publicKey);
-  const kid = await calculateJwkThumbprint(pub, "sha256");
-  return { publicJwk: JSON.stringify(pub), privateJwk: { ...(await exportJWK(privateKey)), kid } as JWK & { kid: string } };
-}
+/** The request that would add another security officer, with a fresh certificate and key. */
 async function candidate(name: string) {
   const cert = await t.issueAdminCertificate(name);
-  const key = await newKey();
+  const key = await newRequestSigningKey();
   const sha256 = Buffer.from(new X509Certificate(cert.cert).fingerprint256.replaceAll(":", ""), "hex");
   const request = {
     displayName: name,
@@ -39,25 +31,13 @@ async function candidate(name: string) {
   };
   return { cert, key, request };
 }
-const usersAs = (p: Person) => createClient(PrivilegedUserService, t.transportAs(p.cert, p.userId, p.privateJwk));
-
-async function errorOf(p: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await p;
-  } catch (err) {
-    return ConnectError.from(err);
-  }
-  throw new Error("expected the call to fail");
-}
+const usersAs = (p: PrivilegedPerson) => createClient(PrivilegedUserService, t.as(p));
 
 beforeAll(async () => {
   t = await startTestServer();
-  const { readFileSync } = await import("node:fs");
-  so1 = { userId: t.pki.paths.adminUserId, cert: t.pki.admin, privateJwk: JSON.parse(readFileSync(t.pki.paths.adminRequestKey, "utf8")) };
+  so1 = t.firstSecurityOfficer;
   // While one security officer exists, it may add the second without approval (nobody could approve).
-  const c = await candidate("security-officer-2");
-  const { user } = await usersAs(so1).createPrivilegedUser(c.request);
-  so2 = { userId: user!.userId, cert: c.cert, privateJwk: c.key.privateJwk };
+  so2 = await t.createPrivilegedUser(PrivilegedRole.SECURITY_OFFICER, "security-officer-2");
 });
 afterAll(async () => {
   await t?.close();
@@ -127,7 +107,7 @@ describe("dual control (R-3.2.1.6)", () => {
   it("removing a security officer or adding a key to one needs approval too", async () => {
     const remove = await errorOf(usersAs(so1).removePrivilegedUser({ userId: so2.userId, reason: "takeover attempt" }));
     expect(inkanErrorReason(remove)).toBe(Reason.APPROVAL_REQUIRED);
-    const key = await newKey();
+    const key = await newRequestSigningKey();
     const addKey = await errorOf(usersAs(so1).addUserKey({ userId: so2.userId, publicKeyJwk: key.publicJwk }));
     expect(inkanErrorReason(addKey)).toBe(Reason.APPROVAL_REQUIRED);
     const so2Now = await usersAs(so1).getPrivilegedUser({ userId: so2.userId });
@@ -141,7 +121,7 @@ describe("dual control (R-3.2.1.6)", () => {
   });
 
   it("T-2.2.2.1: a single security officer cannot destroy a key: the request is held for a second officer", async () => {
-    const registration = createClient(RegistrationService, t.transportAs(so1.cert, so1.userId, so1.privateJwk));
+    const registration = createClient(RegistrationService, t.as(so1));
     const err = await errorOf(registration.destroyCredential({ credentialId: "cred-1", publicKeyFingerprint: new Uint8Array(32), reason: "compromised" }));
     expect(err.code).toBe(Code.FailedPrecondition);
     expect(inkanErrorReason(err)).toBe(Reason.APPROVAL_REQUIRED);

@@ -15,50 +15,22 @@ import {
 import { PendingApprovalState, PrivilegedUserService } from "@inkan/sdk/gen/inkan/admin/v1/privileged_user_pb.js";
 import { ApprovalRequiredSchema, PrivilegedRole } from "@inkan/sdk/gen/inkan/admin/v1/types_pb.js";
 import { AssuranceLevel } from "@inkan/sdk/gen/inkan/sam/v1/types_pb.js";
-import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SignatureActivationService } from "@inkan/sdk/gen/inkan/sam/v1/sam_pb.js";
-import { createCertificateAuthority, type Pem } from "../pki/dev-pki.js";
-import { startTestServer, type TestServer } from "../testing/harness.js";
+import { createCertificateAuthority } from "../pki/dev-pki.js";
+import { errorOf, newRequestSigningKey, startTestServer, type PrivilegedPerson, type TestServer } from "../testing/harness.js";
 
 // PolicyService (R-3.2.2.3): the security policy is versioned and sealed, read and changed only
 // by security officers, each change under dual control by default. The real server, over gRPC.
 let t: TestServer;
-interface Person { userId: string; cert: Pem; privateJwk: JWK & { kid: string } }
-let so1: Person;
-let so2: Person;
-let operator: Person;
-let auditor: Person;
+let so1: PrivilegedPerson;
+let so2: PrivilegedPerson;
+let operator: PrivilegedPerson;
+let auditor: PrivilegedPerson;
 
-async function newKey() {
-  const { privateKey, publicKey } = await generateKeyPair("ES256", { extractable: true });
-  const pub = await exportJWK(publicKey);
-  const kid = await calculateJwkThumbprint(pub, "sha256");
-  return { publicJwk: JSON.stringify(pub), privateJwk: { ...(await exportJWK(privateKey)), kid } as JWK & { kid: string } };
-}
-async function createUser(by: Person, name: string, role: PrivilegedRole): Promise<Person> {
-  const cert = await t.issueAdminCertificate(name);
-  const key = await newKey();
-  const sha256 = Buffer.from(new X509Certificate(cert.cert).fingerprint256.replaceAll(":", ""), "hex");
-  const { user } = await usersAs(by).createPrivilegedUser({
-    displayName: name,
-    role,
-    certificateBinding: { binding: { case: "certificateSha256", value: sha256 } },
-    publicKeyJwk: key.publicJwk,
-  });
-  return { userId: user!.userId, cert, privateJwk: key.privateJwk };
-}
-const usersAs = (p: Person) => createClient(PrivilegedUserService, t.transportAs(p.cert, p.userId, p.privateJwk));
-const policyAs = (p: Person) => createClient(PolicyService, t.transportAs(p.cert, p.userId, p.privateJwk));
-
-async function errorOf(p: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await p;
-  } catch (err) {
-    return ConnectError.from(err);
-  }
-  throw new Error("expected the call to fail");
-}
+const newKey = newRequestSigningKey;
+const usersAs = (p: PrivilegedPerson) => createClient(PrivilegedUserService, t.as(p));
+const policyAs = (p: PrivilegedPerson) => createClient(PolicyService, t.as(p));
 
 /** The policy in force and its version, as a security officer reads it. */
 async function read() {
@@ -83,10 +55,10 @@ async function updateWithApproval(expectedVersion: bigint, policy: SecurityPolic
 
 beforeAll(async () => {
   t = await startTestServer();
-  so1 = { userId: t.pki.paths.adminUserId, cert: t.pki.admin, privateJwk: JSON.parse(readFileSync(t.pki.paths.adminRequestKey, "utf8")) };
-  so2 = await createUser(so1, "security-officer-2", PrivilegedRole.SECURITY_OFFICER); // the second needs no approval
-  operator = await createUser(so1, "operator-1", PrivilegedRole.REGISTRATION_OPERATOR);
-  auditor = await createUser(so1, "auditor-1", PrivilegedRole.AUDITOR);
+  so1 = t.firstSecurityOfficer;
+  so2 = await t.createPrivilegedUser(PrivilegedRole.SECURITY_OFFICER, "security-officer-2"); // the second needs no approval
+  operator = await t.createPrivilegedUser(PrivilegedRole.REGISTRATION_OPERATOR, "operator-1");
+  auditor = await t.createPrivilegedUser(PrivilegedRole.AUDITOR, "auditor-1");
 });
 afterAll(async () => {
   await t?.close();

@@ -5,10 +5,8 @@ import { AuditService } from "@inkan/sdk/gen/inkan/admin/v1/audit_pb.js";
 import { PrivilegedUserService, PrivilegedUserStatus } from "@inkan/sdk/gen/inkan/admin/v1/privileged_user_pb.js";
 import { RegistrationService } from "@inkan/sdk/gen/inkan/admin/v1/registration_pb.js";
 import { PrivilegedRole } from "@inkan/sdk/gen/inkan/admin/v1/types_pb.js";
-import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Pem } from "../pki/dev-pki.js";
-import { startTestServer, type TestServer } from "../testing/harness.js";
+import { newRequestSigningKey, startTestServer, type PrivilegedPerson, type TestServer } from "../testing/harness.js";
 
 let t: TestServer;
 beforeAll(async () => {
@@ -27,41 +25,16 @@ async function outcome(p: Promise<unknown>): Promise<{ code: Code | "ok"; reason
   }
 }
 
-async function newKey() {
-  const { privateKey, publicKey } = await generateKeyPair("ES256", { extractable: true });
-  const pub = await exportJWK(publicKey);
-  const kid = await calculateJwkThumbprint(pub, "sha256");
-  return { publicJwk: JSON.stringify(pub), privateJwk: { ...(await exportJWK(privateKey)), kid } as JWK & { kid: string }, kid };
-}
-
-interface Person {
-  userId: string;
-  cert: Pem;
-  privateJwk: JWK & { kid: string };
-}
-
-/** A security officer creates a user with a fresh admin certificate and key. */
-async function enroll(role: PrivilegedRole, name: string): Promise<Person> {
-  const cert = await t.issueAdminCertificate(name);
-  const key = await newKey();
-  const sha256 = Buffer.from(new X509Certificate(cert.cert).fingerprint256.replaceAll(":", ""), "hex");
-  const { user } = await createClient(PrivilegedUserService, t.adminTransport()).createPrivilegedUser({
-    displayName: name,
-    role,
-    certificateBinding: { binding: { case: "certificateSha256", value: sha256 } },
-    publicKeyJwk: key.publicJwk,
-    keyLabel: "laptop",
-  });
-  expect(user?.keys[0]?.keyId).toBe(key.kid);
-  return { userId: user!.userId, cert, privateJwk: key.privateJwk };
-}
-
-const as = (p: Person) => t.transportAs(p.cert, p.userId, p.privateJwk);
+const enroll = (role: PrivilegedRole, name: string) => t.createPrivilegedUser(role, name);
+const as = (p: PrivilegedPerson) => t.as(p);
+const newKey = newRequestSigningKey;
 
 describe("privileged users are managed only by security officers (R-3.2.1.6, R-3.2.1.7)", () => {
   it("creates an operator and an auditor who can then act in their own role only", async () => {
     const operator = await enroll(PrivilegedRole.REGISTRATION_OPERATOR, "operator-1");
     const auditor = await enroll(PrivilegedRole.AUDITOR, "auditor-1");
+    const got = await createClient(PrivilegedUserService, t.adminTransport()).getPrivilegedUser({ userId: operator.userId });
+    expect(got.user?.keys.map((k) => k.keyId)).toEqual([operator.privateJwk.kid]);
     const list = await createClient(PrivilegedUserService, t.adminTransport()).listPrivilegedUsers({});
     expect(list.users.map((u) => u.userId)).toEqual(expect.arrayContaining([operator.userId, auditor.userId, t.pki.paths.adminUserId]));
 

@@ -1,10 +1,13 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Interceptor, Transport } from "@connectrpc/connect";
+import { X509Certificate } from "node:crypto";
+import { ConnectError, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { createAdminRequestSigner } from "@inkan/sdk";
-import type { JWK } from "jose";
+import { PrivilegedUserService } from "@inkan/sdk/gen/inkan/admin/v1/privileged_user_pb.js";
+import type { PrivilegedRole } from "@inkan/sdk/gen/inkan/admin/v1/types_pb.js";
+import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from "jose";
 import { pino } from "pino";
 import { parseConfig, type RawConfig } from "../config/config.js";
 import { initDataDir, type InitPaths } from "../init.js";
@@ -68,6 +71,31 @@ async function createTestPki(paths: InitPaths): Promise<TestPki> {
   };
 }
 
+/** The error a call failed with; fails the test when the call succeeds. */
+export async function errorOf(p: Promise<unknown>): Promise<ConnectError> {
+  try {
+    await p;
+  } catch (err) {
+    return ConnectError.from(err);
+  }
+  throw new Error("expected the call to fail");
+}
+
+/** A privileged user the tests act as: their admin certificate and request-signing key. */
+export interface PrivilegedPerson {
+  userId: string;
+  cert: Pem;
+  privateJwk: JWK & { kid: string };
+}
+
+/** A fresh ES256 request-signing key: the public JWK (JSON) to register and the private JWK with its kid. */
+export async function newRequestSigningKey(): Promise<{ publicJwk: string; privateJwk: JWK & { kid: string } }> {
+  const { privateKey, publicKey } = await generateKeyPair("ES256", { extractable: true });
+  const pub = await exportJWK(publicKey);
+  const kid = await calculateJwkThumbprint(pub, "sha256");
+  return { publicJwk: JSON.stringify(pub), privateJwk: { ...(await exportJWK(privateKey)), kid } };
+}
+
 export interface TestServer {
   server: InkanServer;
   pki: TestPki;
@@ -83,6 +111,16 @@ export interface TestServer {
   transportAs(who: Pem, userId: string, privateJwk: JWK & { kid: string }, protocol?: Protocol): Transport;
   /** A new client certificate from the development admin CA (not yet bound to any user). */
   issueAdminCertificate(commonName: string): Promise<Pem>;
+  /** The security officer `inkan init` created. */
+  firstSecurityOfficer: PrivilegedPerson;
+  /** A transport acting as `person` (their certificate; every admin request signed by their key). */
+  as(person: PrivilegedPerson, protocol?: Protocol): Transport;
+  /**
+   * Creates a privileged user with a fresh admin certificate and key, asked by `by` (default: the
+   * first security officer). A security officer beyond the second needs dual control: use the
+   * PrivilegedUserService directly for that.
+   */
+  createPrivilegedUser(role: PrivilegedRole, name: string, by?: PrivilegedPerson): Promise<PrivilegedPerson>;
   close(): Promise<void>;
 }
 
@@ -101,6 +139,12 @@ export async function startTestServer(raw: RawConfig = {}, hooks: ServeHooks = {
   const server = await serve(config, log, hooks);
   const transport = (protocol: Protocol, who?: Pem) => transportFor(protocol, server.url, { ca: pki.ca, ...who });
   const privateJwk = JSON.parse(readFileSync(paths.adminRequestKey, "utf8")) as JWK & { kid: string };
+  const firstSecurityOfficer: PrivilegedPerson = { userId: paths.adminUserId, cert: pki.admin, privateJwk };
+  const issueAdminCertificate = async (commonName: string) => {
+    const read = (f: string) => readFileSync(f, "utf8");
+    const ca = await loadCertificateAuthority({ cert: read(paths.adminCaCert), key: read(paths.adminCaKey) });
+    return issueCertificate(ca, { commonName, usage: "client" });
+  };
   const transportAs = (who: Pem, userId: string, jwk: JWK & { kid: string }, protocol: Protocol = "grpc") =>
     transportFor(protocol, server.url, { ca: pki.ca, ...who }, [
       createAdminRequestSigner({ userId, privateJwk: jwk, nonceTransport: transport(protocol, who) }),
@@ -112,10 +156,21 @@ export async function startTestServer(raw: RawConfig = {}, hooks: ServeHooks = {
     transport,
     adminTransport: (protocol = "grpc") => transportAs(pki.admin, paths.adminUserId, privateJwk, protocol),
     transportAs,
-    async issueAdminCertificate(commonName) {
-      const read = (f: string) => readFileSync(f, "utf8");
-      const ca = await loadCertificateAuthority({ cert: read(paths.adminCaCert), key: read(paths.adminCaKey) });
-      return issueCertificate(ca, { commonName, usage: "client" });
+    issueAdminCertificate,
+    firstSecurityOfficer,
+    as: (person, protocol = "grpc") => transportAs(person.cert, person.userId, person.privateJwk, protocol),
+    async createPrivilegedUser(role, name, by = firstSecurityOfficer) {
+      const cert = await issueAdminCertificate(name);
+      const key = await newRequestSigningKey();
+      const sha256 = Buffer.from(new X509Certificate(cert.cert).fingerprint256.replaceAll(":", ""), "hex");
+      const { user } = await createClient(PrivilegedUserService, transportAs(by.cert, by.userId, by.privateJwk)).createPrivilegedUser({
+        displayName: name,
+        role,
+        certificateBinding: { binding: { case: "certificateSha256", value: sha256 } },
+        publicKeyJwk: key.publicJwk,
+        keyLabel: "test",
+      });
+      return { userId: user!.userId, cert, privateJwk: key.privateJwk };
     },
     async close() {
       await server.close(500);

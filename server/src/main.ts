@@ -14,7 +14,7 @@ import type { FullCryptoModule } from "./crypto/port.js";
 import { createPkcs11CryptoModule } from "./crypto/pkcs11/pkcs11-crypto-module.js";
 import { openEmbeddedCryptoModule } from "./crypto/pkcs11/softhsm-token.js";
 import { InkanError } from "./errors.js";
-import { RecordSealer } from "./integrity/record-sealer.js";
+import { FieldCipher, RecordSealer } from "./integrity/record-sealer.js";
 import { VerifiedRecords } from "./integrity/sealed-records.js";
 import { createMongoStore } from "./store/mongodb/mongo-store.js";
 import type { Store } from "./store/port.js";
@@ -26,8 +26,10 @@ import { auditService } from "./transport/audit-service.js";
 import { privilegedSessionService } from "./transport/privileged-session.js";
 import { privilegedUserService } from "./transport/privileged-user-service.js";
 import { Credentials } from "./registration/credentials.js";
+import { Activation } from "./registration/activation.js";
 import { Signers } from "./registration/signers.js";
 import { registrationService } from "./transport/registration-service.js";
+import { signerService } from "./transport/signer-service.js";
 import { SamEncryptionKeys } from "./keys/sam-encryption-keys.js";
 import { samInfoService } from "./transport/sam-info.js";
 import { startServer, type InkanServer } from "./transport/server.js";
@@ -91,6 +93,7 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
     const policies = new SecurityPolicies({ records });
     const signers = new Signers({ records, oneTime: store, random: crypto, policies, audit: auditLog });
     const credentials = new Credentials({ records, keys: crypto, random: crypto, policies, audit: auditLog, signers });
+    const activation = new Activation({ records, oneTime: store, crypto, fields: new FieldCipher(crypto), samKeys, policies, audit: auditLog, signers });
     let server: InkanServer | undefined;
     const sapServing = (status: Status) => server?.health.setWhere((s) => s.startsWith("inkan.sam.v1."), status);
     // R-3.2.2.3: a policy that fails its check stops signing until security officers restore it.
@@ -118,7 +121,8 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
       },
       "inkan.admin.v1.PolicyService": policyService(policies, auditLog),
       "inkan.admin.v1.AuditService": auditService({ store, crypto, audit: auditLog }),
-      "inkan.admin.v1.RegistrationService": registrationService(signers, credentials),
+      "inkan.admin.v1.RegistrationService": registrationService(signers, credentials, activation),
+      "inkan.sam.v1.SignerService": signerService(activation),
       "inkan.sam.v1.SignatureActivationService": samInfoService({ keys: samKeys, policies, version: samVersion, maxMessageBytes: config.limits.readMaxBytes }),
     };
     const started = await startServer({

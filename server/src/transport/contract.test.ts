@@ -92,7 +92,8 @@ describe("the v1 contract is served honestly before its issues land", () => {
       "/inkan.admin.v1.PolicyService/UpdateSecurityPolicy",
       "/inkan.sam.v1.SignatureActivationService/GetInfo",
       ...["EnrollSigner", "GetSigner", "ListSigners", "UpdateSigner", "DisableSigner", "EnableSigner", "IssueActivationCode", "ResetLockout",
-        "GenerateKey", "GetCredential", "ListCredentials"].map((m) => `/inkan.admin.v1.RegistrationService/${m}`),
+        "GenerateKey", "GetCredential", "ListCredentials", "ResetFactors", "RevokeDevice"].map((m) => `/inkan.admin.v1.RegistrationService/${m}`),
+      ...["CreateChallenge", "Activate", "ChangePin"].map((m) => `/inkan.sam.v1.SignerService/${m}`),
     ]);
     for (const service of services) {
       const transport = service.typeName.startsWith("inkan.admin.") ? t.adminTransport() : t.transport("grpc", t.pki.sca);

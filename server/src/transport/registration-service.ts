@@ -1,5 +1,6 @@
 import { timestampDate, timestampFromDate, type Timestamp } from "@bufbuild/protobuf/wkt";
-import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import {
   CredentialOrigin,
   IdentityProofingMethod,
@@ -9,11 +10,13 @@ import {
   type RegistrationService,
   type SignerIdentity as SignerIdentityPb,
 } from "@inkan/sdk/gen/inkan/admin/v1/registration_pb.js";
+import { ErrorDetailSchema, Reason } from "@inkan/sdk/gen/inkan/sam/v1/error_pb.js";
 import { JwsAlgorithm } from "@inkan/sdk/gen/inkan/sam/v1/sam_pb.js";
 import { CredentialStatus, KeyAlgorithm } from "@inkan/sdk/gen/inkan/sam/v1/types_pb.js";
 import type { PrivilegedUserActor } from "../audit/events.js";
 import type { KeyAlgorithm as DomainKeyAlgorithm } from "../crypto/port.js";
 import { InkanError } from "../errors.js";
+import type { Activation } from "../registration/activation.js";
 import type { Credentials, CredentialView } from "../registration/credentials.js";
 import type { Acting, IdentityProofing, SignerIdentity, Signers, SignerView } from "../registration/signers.js";
 import type { CredentialStatus as StoreCredentialStatus, SignerStatus as StoreSignerStatus } from "../store/port.js";
@@ -140,11 +143,12 @@ const signerStatusIn = (s: SignerStatus): StoreSignerStatus | undefined =>
 
 /**
  * RegistrationService, the registration operator's part that has landed: signers (enroll, read,
- * update, disable, enable), activation codes, lockout reset and key generation with credential
- * reads. Authentication, the role check, validation and the privileged-operation audit ran before
- * these handlers; the other RPCs answer UNIMPLEMENTED until their issues land.
+ * update, disable, enable), activation codes, factor reset and device revocation, lockout reset
+ * and key generation with credential reads. Authentication, the role check, validation and the
+ * privileged-operation audit ran before these handlers; the other RPCs answer UNIMPLEMENTED until
+ * their issues land.
  */
-export function registrationService(signers: Signers, credentials: Credentials, clock: () => Date = () => new Date()): Impl {
+export function registrationService(signers: Signers, credentials: Credentials, activation: Activation, clock: () => Date = () => new Date()): Impl {
   return {
     async enrollSigner(req, ctx) {
       const view = await signers.enroll({ ...acting(ctx, clock()), identity: identityIn(req.identity), proofing: proofingIn(req.proofing) });
@@ -188,6 +192,27 @@ export function registrationService(signers: Signers, credentials: Credentials, 
     },
     async resetLockout(req, ctx) {
       return { signer: signerOut(await credentials.resetLockout({ ...acting(ctx, clock()), signerId: req.signerId, reason: req.reason })) };
+    },
+    async resetFactors(req, ctx) {
+      const out = await activation.resetFactors({ ...acting(ctx, clock()), signerId: req.signerId, reason: req.reason });
+      // The new code exists outside the signer's hands only in this response, once (T-2.1.1.3).
+      return {
+        signer: signerOut(out.signer),
+        activationCode: { code: out.code.code, expiresAt: timestampFromDate(out.code.expiresAt), maxAttempts: out.code.maxAttempts },
+      };
+    },
+    async revokeDevice(req, ctx) {
+      try {
+        return { signer: signerOut(await activation.revokeDevice({ ...acting(ctx, clock()), signerId: req.signerId, deviceKeyId: req.deviceKeyId, reason: req.reason })) };
+      } catch (err) {
+        // registration.proto: an unknown or revoked device key is NOT_FOUND with REASON_INVALID_REQUEST.
+        if (err instanceof InkanError && err.code === "INVALID_REQUEST" && err.field === "device_key_id") {
+          throw new ConnectError(err.message, Code.NotFound, undefined, [
+            { desc: ErrorDetailSchema, value: create(ErrorDetailSchema, { reason: Reason.INVALID_REQUEST, field: "device_key_id" }) },
+          ]);
+        }
+        throw err;
+      }
     },
     async generateKey(req, ctx) {
       const view = await credentials.generate({

@@ -1,0 +1,54 @@
+import { fromJson, type JsonObject } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import type { ServiceImpl } from "@connectrpc/connect";
+import { ChallengePurpose, CreateChallengeResponseSchema, type SignerService } from "@inkan/sdk/gen/inkan/sam/v1/signer_pb.js";
+import { InkanError } from "../errors.js";
+import type { Activation, SignerChallengePurpose } from "../registration/activation.js";
+import { kRequestId } from "./identity.js";
+
+type Impl = Partial<ServiceImpl<typeof SignerService>>;
+
+const purposeIn: Partial<Record<ChallengePurpose, SignerChallengePurpose>> = {
+  [ChallengePurpose.ACTIVATION]: "ACTIVATION",
+  [ChallengePurpose.PIN_CHANGE]: "PIN_CHANGE",
+  [ChallengePurpose.SUSPENSION]: "SUSPENSION",
+};
+
+/**
+ * SignerService (signer.proto), reached through the RSSP's signer front end with its SCA
+ * certificate: map in, call the domain, map out. CreateChallenge, Activate and ChangePin;
+ * RequestSuspension answers UNIMPLEMENTED until its issue lands.
+ */
+export function signerService(activation: Activation, clock: () => Date = () => new Date()): Impl {
+  return {
+    async createChallenge(req) {
+      const purpose = purposeIn[req.purpose];
+      if (!purpose) throw new InkanError("INVALID_REQUEST", "purpose is required", { field: "purpose" });
+      const issued = await activation.createChallenge({ signerId: req.signerId, purpose, ...(req.credentialId ? { credentialId: req.credentialId } : {}), now: clock() });
+      const k = issued.encryptionKey;
+      return fromJson(CreateChallengeResponseSchema, {
+        challenge: Buffer.from(issued.challenge).toString("base64"),
+        expiresAt: issued.expiresAt.toISOString(),
+        audience: issued.audience,
+        encryptionKey: { kid: k.kid, alg: "JWE_ALGORITHM_ECDH_ES_A256KW", jwk: JSON.stringify(k.jwk), current: k.current, ...(k.notAfter ? { notAfter: k.notAfter.toISOString() } : {}) },
+        deviceKeyAlgorithms: issued.deviceKeyAlgorithms,
+      } as JsonObject);
+    },
+    async activate(req, ctx) {
+      const out = await activation.activate({
+        signerId: req.signerId,
+        devicePublicKeyJwk: req.devicePublicKeyJwk,
+        activationEnvelope: req.activationEnvelope,
+        enrollTotp: req.enrollTotp,
+        responseEncryptionJwk: req.responseEncryptionJwk,
+        requestId: ctx.values.get(kRequestId),
+        now: clock(),
+      });
+      return { deviceKeyId: out.deviceKeyId, totpEnrollment: out.totpEnrollment, activatedAt: timestampFromDate(out.activatedAt) };
+    },
+    async changePin(req, ctx) {
+      const out = await activation.changePin({ signerId: req.signerId, pinChangeEnvelope: req.pinChangeEnvelope, requestId: ctx.values.get(kRequestId), now: clock() });
+      return { changedAt: timestampFromDate(out.changedAt) };
+    },
+  };
+}

@@ -26,12 +26,14 @@ import { auditService } from "./transport/audit-service.js";
 import { privilegedSessionService } from "./transport/privileged-session.js";
 import { privilegedUserService } from "./transport/privileged-user-service.js";
 import { Credentials } from "./registration/credentials.js";
+import { ScaCredentials } from "./registration/sca-view.js";
 import { Activation } from "./registration/activation.js";
 import { Signers } from "./registration/signers.js";
 import { registrationService } from "./transport/registration-service.js";
 import { signerService } from "./transport/signer-service.js";
 import { SamEncryptionKeys } from "./keys/sam-encryption-keys.js";
 import { samInfoService } from "./transport/sam-info.js";
+import { scaCredentialsService } from "./transport/sca-credentials.js";
 import { startServer, type InkanServer } from "./transport/server.js";
 
 /** The version recorded when the SAM starts: the server package's (src/ and dist/ both sit beside package.json). */
@@ -123,7 +125,10 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
       "inkan.admin.v1.AuditService": auditService({ store, crypto, audit: auditLog }),
       "inkan.admin.v1.RegistrationService": registrationService(signers, credentials, activation),
       "inkan.sam.v1.SignerService": signerService(activation),
-      "inkan.sam.v1.SignatureActivationService": samInfoService({ keys: samKeys, policies, version: samVersion, maxMessageBytes: config.limits.readMaxBytes }),
+      "inkan.sam.v1.SignatureActivationService": {
+        ...samInfoService({ keys: samKeys, policies, version: samVersion, maxMessageBytes: config.limits.readMaxBytes }),
+        ...scaCredentialsService(new ScaCredentials({ signers, credentials }), policies),
+      },
     };
     const started = await startServer({
       config,

@@ -110,7 +110,8 @@ const credentialStatusOut: Record<StoreCredentialStatus, CredentialStatus> = {
   DESTROYED: CredentialStatus.DESTROYED,
 };
 
-const credentialStatusIn = (s: CredentialStatus): StoreCredentialStatus | undefined =>
+/** A proto credential status as the store names it; undefined for UNSPECIFIED. Shared with the SCA-facing credential reads. */
+export const credentialStatusIn = (s: CredentialStatus): StoreCredentialStatus | undefined =>
   s === CredentialStatus.KEY_GENERATED ? "PENDING" : s === CredentialStatus.UNSPECIFIED ? undefined : (CredentialStatus[s] as StoreCredentialStatus);
 
 /** A credential: key id, public key and fingerprint; never anything secret. */

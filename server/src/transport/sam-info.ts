@@ -93,7 +93,7 @@ function assuranceLevels(policy: PolicyVersion): string[] {
 }
 
 /** An enum list of the policy (proto3 JSON: names), empty when absent. */
-function list(policy: PolicyVersion, field: string): string[] {
+export function list(policy: PolicyVersion, field: string): string[] {
   const v: JsonValue | undefined = policy.policy[field] as JsonValue | undefined;
   return Array.isArray(v) ? v.filter((x): x is string => typeof x === "string") : [];
 }

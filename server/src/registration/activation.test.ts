@@ -107,6 +107,17 @@ describe("activation from the signer's device (R-3.1.1.2, T-2.1.1.1, T-2.1.1.3, 
     expect(auditOf(signerId).map((r) => r.event)).toEqual(expect.arrayContaining(["factor.enrolled", "signer.activated"]));
   });
 
+  for (const alg of ["ES256", "ES384", "ES512", "EdDSA"] as const) {
+    it(`R-3.1.1.2: activation works with every device-key algorithm the default policy allows: ${alg}`, async () => {
+      const { signerId, code } = await enrolled();
+      const deviceKey = await createDeviceKey(alg);
+      const { request } = await activationRequest(signerId, code, deviceKey);
+      const out = await device().activate(request);
+      expect(out.deviceKeyId).toBe(deviceKey.kid);
+      expect((await signerOf(signerId)).status).toBe(SignerStatus.ACTIVE);
+    });
+  }
+
   it("R-3.1.1.2: the PIN and the TOTP secret are not stored in clear (SQLite file bytes)", async () => {
     const pin = "Zq7-unique-PIN-8841";
     const { signerId, code } = await enrolled();

@@ -34,6 +34,8 @@ import { signerService } from "./transport/signer-service.js";
 import { SamEncryptionKeys } from "./keys/sam-encryption-keys.js";
 import { samInfoService } from "./transport/sam-info.js";
 import { scaCredentialsService } from "./transport/sca-credentials.js";
+import { sapTransactionsService } from "./transport/sap-transactions.js";
+import { SapTransactions } from "./sap/transactions.js";
 import { startServer, type InkanServer } from "./transport/server.js";
 
 /** The version recorded when the SAM starts: the server package's (src/ and dist/ both sit beside package.json). */
@@ -128,6 +130,7 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
       "inkan.sam.v1.SignatureActivationService": {
         ...samInfoService({ keys: samKeys, policies, version: samVersion, maxMessageBytes: config.limits.readMaxBytes }),
         ...scaCredentialsService(new ScaCredentials({ signers, credentials }), policies),
+        ...sapTransactionsService(new SapTransactions({ store, random: crypto, policies, credentials: new ScaCredentials({ signers, credentials }), samKeys, audit: auditLog }), policies),
       },
     };
     const started = await startServer({

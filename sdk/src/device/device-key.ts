@@ -48,7 +48,7 @@ export interface DeviceJwsOptions {
   /** CreateChallengeResponse.challenge (32 bytes). */
   challenge: Uint8Array;
   /** Further claims the request type lists (e.g. "ejkt", "cred", "action"). */
-  claims?: Record<string, string>;
+  claims?: Record<string, string | number>;
   /** Seconds the JWS stays valid; default 120 (at most the SAM's max_sad_lifetime). */
   lifetimeSeconds?: number;
   /** The signing instant; default now. */

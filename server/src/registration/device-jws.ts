@@ -14,6 +14,14 @@ export class DeviceProofRefused extends Error {
   }
 }
 
+/** The JWS's "exp" has passed (beyond the skew): a {@link DeviceProofRefused} that callers may report as expired. */
+export class DeviceProofExpired extends DeviceProofRefused {
+  constructor() {
+    super("expired");
+    this.name = "DeviceProofExpired";
+  }
+}
+
 /** JWS algorithm names as the policy lists them (JWS_ALGORITHM_<name>) and as "alg" carries them. */
 export type DeviceKeyAlgorithm = "ES256" | "ES384" | "ES512" | "EdDSA" | "PS256";
 
@@ -133,7 +141,7 @@ export async function verifyDeviceJws(jws: unknown, o: VerifyDeviceJwsOptions): 
   if (!Number.isSafeInteger(iat) || !Number.isSafeInteger(exp)) throw new DeviceProofRefused("iat and exp must be integer NumericDates");
   const nowS = o.now.getTime() / 1000;
   if ((iat as number) > nowS + o.skewMs / 1000) throw new DeviceProofRefused("iat is in the future");
-  if ((exp as number) <= nowS - o.skewMs / 1000) throw new DeviceProofRefused("expired");
+  if ((exp as number) <= nowS - o.skewMs / 1000) throw new DeviceProofExpired();
   if ((exp as number) < (iat as number) || (exp as number) - (iat as number) > o.maxLifetimeMs / 1000) throw new DeviceProofRefused("lifetime too long");
   if (typeof jti !== "string" || !jtiPattern.test(jti)) throw new DeviceProofRefused("jti is not 22 to 128 base64url characters");
   return claims;

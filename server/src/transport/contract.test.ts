@@ -91,6 +91,7 @@ describe("the v1 contract is served honestly before its issues land", () => {
       "/inkan.admin.v1.PolicyService/GetSecurityPolicy",
       "/inkan.admin.v1.PolicyService/UpdateSecurityPolicy",
       ...["GetInfo", "ListCredentials", "GetCredential"].map((m) => `/inkan.sam.v1.SignatureActivationService/${m}`),
+      ...["BeginTransaction", "AppendHashes", "SealTransaction", "CancelTransaction"].map((m) => `/inkan.sam.v1.SignatureActivationService/${m}`),
       ...["EnrollSigner", "GetSigner", "ListSigners", "UpdateSigner", "DisableSigner", "EnableSigner", "IssueActivationCode", "ResetLockout",
         "GenerateKey", "GetCredential", "ListCredentials", "ResetFactors", "RevokeDevice"].map((m) => `/inkan.admin.v1.RegistrationService/${m}`),
       ...["CreateChallenge", "Activate", "ChangePin"].map((m) => `/inkan.sam.v1.SignerService/${m}`),
@@ -117,10 +118,11 @@ describe("the v1 contract is served honestly before its issues land", () => {
     }
   });
 
-  it("answers a well-formed BeginTransaction with UNIMPLEMENTED, not a transaction", async () => {
+  it("answers a well-formed BeginTransaction for an unknown credential with CREDENTIAL_NOT_FOUND, not a transaction (T-2.2.1.4)", async () => {
     const sam = createClient(SignatureActivationService, t.transport("connect", t.pki.sca));
     const err = await errorOf(sam.beginTransaction(validBegin));
-    expect(err.code).toBe(Code.Unimplemented);
+    expect(err.code).toBe(Code.NotFound);
+    expect(inkanErrorReason(err)).toBe(Reason.CREDENTIAL_NOT_FOUND);
   });
 });
 

@@ -1,9 +1,8 @@
 import { createHash } from "node:crypto";
 import { toJsonString } from "@bufbuild/protobuf";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, createClient } from "@connectrpc/connect";
-import { Reason, buildActivationRequest, createDeviceKey, inkanErrorReason } from "@inkan/sdk";
-import { IdentityProofingMethod, RegistrationService, SignerKind } from "@inkan/sdk/gen/inkan/admin/v1/registration_pb.js";
+import { Reason, inkanErrorReason } from "@inkan/sdk";
+import { RegistrationService } from "@inkan/sdk/gen/inkan/admin/v1/registration_pb.js";
 import { PrivilegedRole } from "@inkan/sdk/gen/inkan/admin/v1/types_pb.js";
 import {
   AuthenticationMethod,
@@ -11,10 +10,10 @@ import {
   ListCredentialsResponseSchema,
   SignatureActivationService,
 } from "@inkan/sdk/gen/inkan/sam/v1/sam_pb.js";
-import { ChallengePurpose, SignerService } from "@inkan/sdk/gen/inkan/sam/v1/signer_pb.js";
 import { AssuranceLevel, CertificateStatus, CredentialStatus, HashAlgorithm, KeyAlgorithm, SignatureAlgorithm } from "@inkan/sdk/gen/inkan/sam/v1/types_pb.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { errorOf as failedWith, startTestServer, type PrivilegedPerson, type TestServer } from "../testing/harness.js";
+import { activeSigner as activeSignerHelper, enrolledSigner, testPin } from "../testing/signers.js";
 
 // SignatureActivationService.ListCredentials and GetCredential on the real server (SoftHSM2 +
 // SQLite, gRPC with mTLS), as an SCA: only an ACTIVE signer's credentials, and NOT_FOUND, never
@@ -24,36 +23,15 @@ let operator: PrivilegedPerson;
 
 const ra = () => createClient(RegistrationService, t.as(operator));
 const sca = () => createClient(SignatureActivationService, t.transport("grpc", t.pki.sca));
-const device = () => createClient(SignerService, t.transport("grpc", t.pki.sca));
-const PIN = "246813579";
+const PIN = testPin;
 
 async function errorOf(p: Promise<unknown>): Promise<{ code: Code; reason: Reason; message: string }> {
   const e = await failedWith(p);
   return { code: e.code, reason: inkanErrorReason(e), message: e.rawMessage };
 }
 
-let serial = 0;
-async function enrolled(): Promise<{ signerId: string; code: string }> {
-  serial += 1;
-  const { signer } = await ra().enrollSigner({
-    identity: { kind: SignerKind.NATURAL_PERSON, legalName: `Sato Hanako ${serial}`, displayName: `Sato ${serial}`, email: `hanako.${serial}@example.jp`, country: "JP" },
-    proofing: { method: IdentityProofingMethod.IN_PERSON, evidenceReference: "RA-7", proofedAt: timestampFromDate(new Date(Date.now() - 60_000)) },
-  });
-  const { activationCode } = await ra().issueActivationCode({ signerId: signer!.signerId });
-  return { signerId: signer!.signerId, code: activationCode!.code };
-}
-
-/** An enrolled signer activated from its device with the SDK builders: ACTIVE. */
-async function activeSigner(): Promise<{ signerId: string; code: string }> {
-  const { signerId, code } = await enrolled();
-  const ch = await device().createChallenge({ signerId, purpose: ChallengePurpose.ACTIVATION });
-  const { request } = await buildActivationRequest({
-    signerId, activationCode: code, pin: PIN, deviceKey: await createDeviceKey(), enrollTotp: false,
-    challenge: ch.challenge, samKey: ch.encryptionKey!, audience: ch.audience,
-  });
-  await device().activate(request);
-  return { signerId, code };
-}
+const enrolled = () => enrolledSigner(t, operator);
+const activeSigner = () => activeSignerHelper(t, operator, PIN);
 
 const generate = async (signerId: string, keyAlgorithm: KeyAlgorithm, label = "") => (await ra().generateKey({ signerId, keyAlgorithm, label })).credential!;
 

@@ -1,0 +1,69 @@
+/**
+ * The signer-device builder of R.SAD (sam.proto, AuthorizeRequest.r_sad; R-3.2.1.2, R-3.2.1.3):
+ * the device key (possession) signs the transaction's challenge, DTBS/R digest and count for this
+ * SAM, and the JWS travels with the PIN (knowledge) in a JWE to the SAM's key, so the SCA relays it
+ * without reading the PIN or changing anything unnoticed. Browser-safe: jose over WebCrypto.
+ */
+import { base64url } from "jose";
+import type { SamEncryptionKey } from "../gen/inkan/sam/v1/sam_pb.js";
+import { signDeviceJws, type DeviceKey } from "./device-key.js";
+import { encryptToSam, type SamPublicKey } from "./encrypt-to-sam.js";
+
+/** The JWE "cty" and JWS "typ" of R.SAD. */
+export const rSadEnvelopeCty = "inkan-sad-envelope+json";
+export const rSadTyp = "inkan-sad+jwt";
+
+export interface RSadInput {
+  /** A device key registered to the signer at activation. */
+  deviceKey: DeviceKey;
+  /** SadChallenge.signer_id: "sub". */
+  signerId: string;
+  /** SadChallenge.credential_id: "cred". */
+  credentialId: string;
+  /** SadChallenge.audience (the SAM id): "aud". */
+  samId: string;
+  /** SadChallenge.transaction_id: "txn". */
+  transactionId: string;
+  /** SadChallenge.challenge: "chal". */
+  challenge: Uint8Array;
+  /** SadChallenge.dtbsr_digest: "dtbsr". Check it against the documents shown to the signer. */
+  dtbsrDigest: Uint8Array;
+  /** SadChallenge.num_signatures: "n". */
+  count: number;
+  /** The signer's PIN; only the SAM can read it. */
+  pin: string;
+  /** SadChallenge.encryption_key (or a current key from GetInfo). */
+  samKey: SamEncryptionKey | SamPublicKey;
+  /** Seconds the R.SAD stays valid; default 120, at most the SAM's max_sad_lifetime (300 s by default). */
+  lifetimeSeconds?: number;
+  /** The signing instant; default now. */
+  now?: Date;
+}
+
+/**
+ * Builds R.SAD for AUTHENTICATION_METHOD_DEVICE_KEY_AND_PIN: the "inkan-sad+jwt" JWS over exactly
+ * {sub, cred, aud, txn, chal, dtbsr, n, iat, exp, jti} (a fresh jti each call), in the envelope
+ * {sad, pin} encrypted to the SAM key. Returns AuthorizeRequest.r_sad.
+ *
+ * @example
+ * const rSad = await buildRSad({ deviceKey, signerId, credentialId, samId: ch.audience,
+ *   transactionId: ch.transactionId, challenge: ch.challenge, dtbsrDigest: ch.dtbsrDigest,
+ *   count: ch.numSignatures, pin, samKey: ch.encryptionKey! });
+ * const { sadToken } = await sam.authorize({ transactionId: ch.transactionId, rSad });
+ */
+export async function buildRSad(input: RSadInput): Promise<string> {
+  if (!Number.isSafeInteger(input.count) || input.count < 1) throw new TypeError("count must be a positive integer");
+  // "n" is an integer on the wire (sam.proto).
+  const claims = { cred: input.credentialId, txn: input.transactionId, dtbsr: base64url.encode(input.dtbsrDigest), n: input.count };
+  const sad = await signDeviceJws({
+    deviceKey: input.deviceKey,
+    typ: rSadTyp,
+    signerId: input.signerId,
+    audience: input.samId,
+    challenge: input.challenge,
+    claims,
+    ...(input.lifetimeSeconds !== undefined ? { lifetimeSeconds: input.lifetimeSeconds } : {}),
+    ...(input.now ? { now: input.now } : {}),
+  });
+  return encryptToSam(input.samKey, { sad, pin: input.pin }, { cty: rSadEnvelopeCty });
+}

@@ -1,0 +1,375 @@
+/**
+ * R.SAD verification (sam.proto AuthorizeRequest.r_sad; R-3.2.1.1) on a real SoftHSM2 token and a
+ * real SQLite store: signers are enrolled and activated through the registration domain (their
+ * device-key and PIN factors are what activation writes), R.SADs are built with the SDK's
+ * buildRSad, and every attack is refused with the reason sam.proto lists for Authorize.
+ */
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { buildActivationRequest, buildRSad, createDeviceKey, encryptToSam, newJti, type DeviceKey, type SamPublicKey } from "@inkan/sdk";
+import canonicalize from "canonicalize";
+import { CompactSign } from "jose";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { defaultSecurityPolicy, PolicyVersion, type PolicyJson } from "../admin/security-policy.js";
+import type { AuditLog } from "../audit/audit-log.js";
+import type { AuditEvent, PrivilegedUserActor, ScaActor } from "../audit/events.js";
+import type { FullCryptoModule } from "../crypto/port.js";
+import { initEmbeddedToken, openEmbeddedCryptoModule } from "../crypto/pkcs11/softhsm-token.js";
+import { InkanError } from "../errors.js";
+import { FieldCipher, RecordSealer } from "../integrity/record-sealer.js";
+import { VerifiedRecords } from "../integrity/sealed-records.js";
+import { SamEncryptionKeys, sadInvalidMessage } from "../keys/sam-encryption-keys.js";
+import { Activation, challengeHash } from "../registration/activation.js";
+import { Credentials } from "../registration/credentials.js";
+import { Signers, type SignerBody } from "../registration/signers.js";
+import type { CredentialRecord, Store } from "../store/port.js";
+import { createSqliteStore, sqliteStoreFile } from "../store/sqlite/sqlite-store.js";
+import { rSadEnvelopeCty, rSadTyp, verifyRSad, type RSadTransaction, type RSadVerifierDeps } from "./r-sad.js";
+
+const operator: PrivilegedUserActor = { kind: "privileged-user", userId: "pu-operator", role: "REGISTRATION_OPERATOR" };
+const sca: ScaActor = { kind: "sca", subject: "CN=sca-one" };
+const pin = "246813";
+
+let dataDir: string;
+let hsm: FullCryptoModule;
+let store: Store;
+let records: VerifiedRecords;
+let samKeys: SamEncryptionKeys;
+let samKey: SamPublicKey;
+let samId: string;
+let signers: Signers;
+let credentials: Credentials;
+let activation: Activation;
+let deps: RSadVerifierDeps;
+const events: AuditEvent[] = [];
+const audit: AuditLog = { record: async (e) => void events.push(e) };
+const policy = new PolicyVersion({
+  kind: "policy",
+  id: "security-policy",
+  version: 1,
+  body: canonicalize({ policy: defaultSecurityPolicy({ trustedScaCaCertificates: [], trustedAdminCaCertificates: [] }) as PolicyJson, updatedAt: new Date().toISOString(), updatedBy: "", approvedBy: "" })!,
+  seal: new Uint8Array(),
+});
+
+beforeAll(async () => {
+  dataDir = mkdtempSync(join(tmpdir(), "inkan-r-sad-"));
+  await initEmbeddedToken(dataDir);
+  hsm = await openEmbeddedCryptoModule(dataDir);
+  store = await createSqliteStore({ file: sqliteStoreFile(dataDir) });
+  records = new VerifiedRecords(store, new RecordSealer({ keys: hsm }));
+  samKeys = new SamEncryptionKeys({ crypto: hsm });
+  await samKeys.ensureCurrentKey(new Date());
+  const current = await samKeys.currentKey(new Date());
+  samKey = { kid: current.kid, alg: current.alg, jwk: current.jwk };
+  samId = await samKeys.samId();
+  const policies = { current: async () => policy };
+  signers = new Signers({ records, oneTime: store, random: hsm, policies, audit });
+  credentials = new Credentials({ records, keys: hsm, random: hsm, policies, audit, signers });
+  activation = new Activation({ records, oneTime: store, crypto: hsm, fields: new FieldCipher(hsm), samKeys, policies, audit, signers });
+  deps = { samKeys, records, signers, oneTime: store, crypto: hsm, policies, audit };
+}, 120_000);
+
+afterAll(async () => {
+  await store?.close();
+  await hsm?.close();
+  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+});
+
+interface ActiveSigner {
+  signerId: string;
+  credentialId: string;
+  deviceKey: DeviceKey;
+}
+
+let serial = 0;
+/** Enrolls and activates a signer (device key + PIN) and gives it an ACTIVE credential. */
+async function activeSigner(): Promise<ActiveSigner> {
+  const now = new Date();
+  serial += 1;
+  const { signer } = await signers.enroll({
+    actor: operator,
+    now,
+    identity: { kind: "NATURAL_PERSON", legalName: `Sato Hanako ${serial}`, displayName: "Hanako", email: "", phoneNumber: "", organization: "", country: "JP", externalId: "" },
+    proofing: { method: "IN_PERSON", evidenceReference: "RA-1", proofedAt: new Date(now.getTime() - 60_000).toISOString() },
+  });
+  const { code } = await signers.issueActivationCode({ actor: operator, now, signerId: signer.id });
+  const ch = await activation.createChallenge({ signerId: signer.id, purpose: "ACTIVATION", now });
+  const deviceKey = await createDeviceKey();
+  const { request } = await buildActivationRequest({ signerId: signer.id, activationCode: code, pin, deviceKey, challenge: ch.challenge, samKey, audience: ch.audience });
+  await activation.activate({ signerId: signer.id, now, devicePublicKeyJwk: request.devicePublicKeyJwk, activationEnvelope: request.activationEnvelope, enrollTotp: false, responseEncryptionJwk: "" });
+  const { credential } = await credentials.generate({ actor: operator, now, signerId: signer.id, algorithm: "EC_P256", label: "r-sad test" });
+  // The certificate import (not in the registration domain yet) is what makes a credential ACTIVE.
+  await records.update<CredentialRecord>({ ...credential, version: credential.version + 1, status: "ACTIVE" }, credential.version);
+  return { signerId: signer.id, credentialId: credential.id, deviceKey };
+}
+
+interface Tx {
+  tx: RSadTransaction;
+  challenge: Uint8Array;
+}
+
+function transaction(s: ActiveSigner, count = 3): Tx {
+  const challenge = randomBytes(32);
+  return {
+    challenge,
+    tx: {
+      id: `txn-${randomBytes(8).toString("hex")}`,
+      signerId: s.signerId,
+      credentialId: s.credentialId,
+      sca,
+      digest: randomBytes(32),
+      count,
+      challengeHash: challengeHash(challenge),
+      expiresAt: new Date(Date.now() + 10 * 60_000),
+    },
+  };
+}
+
+/** The R.SAD the signer's device builds for `t`, with any input replaced. */
+function rSadFor(s: ActiveSigner, t: Tx, o: Partial<Parameters<typeof buildRSad>[0]> = {}): Promise<string> {
+  return buildRSad({
+    deviceKey: s.deviceKey,
+    signerId: s.signerId,
+    credentialId: s.credentialId,
+    samId,
+    transactionId: t.tx.id,
+    challenge: t.challenge,
+    dtbsrDigest: t.tx.digest,
+    count: t.tx.count,
+    pin,
+    samKey,
+    ...o,
+  });
+}
+
+const verify = (rSad: string, t: Tx, now = new Date()) => verifyRSad({ rSad, transaction: t.tx, samId, now }, deps);
+
+async function refusal(p: Promise<unknown>): Promise<InkanError> {
+  const err = await p.then(() => undefined, (e: unknown) => e);
+  if (!(err instanceof InkanError)) throw new Error(`expected an InkanError, got ${String(err)}`);
+  return err;
+}
+
+/** SAD_INVALID looks the same whatever failed: one code, one message; the reason only in cause. */
+async function expectInvalid(p: Promise<unknown>, label = "", cause?: RegExp): Promise<void> {
+  const err = await refusal(p);
+  expect(err.code, label).toBe("SAD_INVALID");
+  expect(err.message, label).toBe(sadInvalidMessage);
+  expect(err.cause, label).toBeDefined();
+  if (cause) expect(String((err.cause as Error).message), label).toMatch(cause); // refused for the intended reason
+}
+
+const b64 = (b: Uint8Array | string) => Buffer.from(b).toString("base64url");
+
+/** The claims buildRSad signs, for hand-made JWSs. */
+function claimsFor(s: ActiveSigner, t: Tx, o: Record<string, unknown> = {}) {
+  const iat = Math.floor(Date.now() / 1000);
+  return { sub: s.signerId, cred: s.credentialId, aud: samId, txn: t.tx.id, chal: b64(t.challenge), dtbsr: b64(t.tx.digest), n: t.tx.count, iat, exp: iat + 120, jti: newJti(), ...o };
+}
+
+/** A compact JWS with any protected header, signed ES256 with `key` over WebCrypto (jose would refuse some headers). */
+async function rawJws(key: DeviceKey["privateKey"], header: Record<string, unknown>, claims: object): Promise<string> {
+  const input = `${b64(JSON.stringify(header))}.${b64(JSON.stringify(claims))}`;
+  const sig = await crypto.subtle.sign({ name: "ECDSA", hash: "SHA-256" }, key, new TextEncoder().encode(input));
+  return `${input}.${b64(new Uint8Array(sig))}`;
+}
+
+const envelope = (body: object | Uint8Array) => encryptToSam(samKey, body, { cty: rSadEnvelopeCty });
+
+/** Flips one bit in the middle of segment `i` of a compact serialization (decoded, then re-encoded). */
+function flip(compact: string, i: number): string {
+  const parts = compact.split(".");
+  const bytes = Buffer.from(parts[i]!, "base64url");
+  bytes[Math.floor(bytes.length / 2)]! ^= 0x01;
+  parts[i] = bytes.toString("base64url");
+  return parts.join(".");
+}
+
+const sadEvents = (transactionId: string) => events.filter((e) => e.eventType === "sad.verified" && e.transactionId === transactionId);
+const signerBody = async (signerId: string) => JSON.parse((await signers.record(signerId)).body) as SignerBody;
+
+let alice: ActiveSigner;
+let bob: ActiveSigner;
+beforeAll(async () => {
+  alice = await activeSigner();
+  bob = await activeSigner();
+}, 60_000);
+
+describe("R.SAD verification: level 2, device key + PIN (R-3.2.1.1)", () => {
+  it("R-3.2.1.1: an R.SAD built with the SDK verifies; both factors and the SAD are audited", async () => {
+    const t = transaction(alice);
+    const out = await verify(await rSadFor(alice, t), t);
+    expect(out).toEqual({ signerId: alice.signerId, credentialId: alice.credentialId, deviceKeyId: alice.deviceKey.kid, factors: ["DEVICE_KEY", "PIN"] });
+    const mine = events.filter((e) => e.transactionId === t.tx.id);
+    expect(mine.map((e) => [e.eventType, e.details?.factor ?? e.outcome])).toEqual([
+      ["factor.verified", "DEVICE_KEY"],
+      ["factor.verified", "PIN"],
+      ["sad.verified", "AUDIT_OUTCOME_SUCCESS"],
+    ]);
+    expect(JSON.stringify(mine)).not.toContain(pin);
+  });
+
+  it("T-2.2.1.3: a replayed R.SAD (same jti) is SAD_REPLAYED, and audited", async () => {
+    const t = transaction(alice);
+    const rSad = await rSadFor(alice, t);
+    await verify(rSad, t);
+    expect((await refusal(verify(rSad, t))).code).toBe("SAD_REPLAYED");
+    expect(sadEvents(t.tx.id).map((e) => e.reason)).toEqual([undefined, "REASON_SAD_REPLAYED"]);
+  });
+
+  it("T-2.2.1.3: 16 concurrent verifications of one R.SAD: exactly one succeeds, the rest are SAD_REPLAYED", async () => {
+    const t = transaction(alice);
+    const rSad = await rSadFor(alice, t);
+    const results = await Promise.allSettled(Array.from({ length: 16 }, () => verify(rSad, t)));
+    expect(results.filter((r) => r.status === "fulfilled")).toHaveLength(1);
+    const codes = results.flatMap((r) => (r.status === "rejected" ? [(r.reason as InkanError).code] : []));
+    expect(codes).toEqual(Array(15).fill("SAD_REPLAYED"));
+  });
+
+  it("T-2.2.1.7, T-2.2.1.4: an R.SAD for another transaction, credential, signer or SAM (audience) is SAD_INVALID", async () => {
+    const t = transaction(alice);
+    const other = transaction(alice);
+    await expectInvalid(verify(await rSadFor(alice, other), t), "another transaction", /claim txn/);
+    const { credential } = await credentials.generate({ actor: operator, now: new Date(), signerId: alice.signerId, algorithm: "EC_P256", label: "second" });
+    await expectInvalid(verify(await rSadFor(alice, t, { credentialId: credential.id }), t), "another credential", /claim cred/);
+    const bobs = transaction(bob);
+    await expectInvalid(verify(await rSadFor(bob, bobs), t), "bob's R.SAD for bob's transaction, presented for alice's", /no active device key/);
+    await expectInvalid(verify(await rSadFor(bob, t, { signerId: alice.signerId }), t), "bob's device key claiming to be alice", /no active device key/);
+    await expectInvalid(verify(await rSadFor(alice, t, { samId: "urn:inkan:sam:another" }), t), "T-2.2.1.4: another SAM", /claim aud/);
+    // The R.SAD itself is still good for its own transaction: none of the refusals used it up.
+    expect((await verify(await rSadFor(alice, other), other)).factors).toEqual(["DEVICE_KEY", "PIN"]);
+  });
+
+  it("T-2.2.1.7, T-2.2.1.6: a wrong challenge, a substituted DTBS/R digest or a wrong count is SAD_INVALID", async () => {
+    const t = transaction(alice);
+    await expectInvalid(verify(await rSadFor(alice, t, { challenge: randomBytes(32) }), t), "challenge", /chal/);
+    await expectInvalid(verify(await rSadFor(alice, t, { dtbsrDigest: randomBytes(32) }), t), "digest", /claim dtbsr/);
+    await expectInvalid(verify(await rSadFor(alice, t, { count: t.tx.count + 1 }), t), "count", /claim n /);
+    // chal with the same bytes in a non-canonical base64url spelling is refused too.
+    const jws = await rawJws(alice.deviceKey.privateKey, { alg: "ES256", typ: rSadTyp, kid: alice.deviceKey.kid }, claimsFor(alice, t, { chal: `${b64(t.challenge).slice(0, -1)}B` }));
+    await expectInvalid(verify(await envelope({ sad: jws, pin }), t), "chal spelled differently");
+  });
+
+  it("T-2.2.1.3: an expired R.SAD is EXPIRED; one living longer than 300 s, issued in the future or outliving the transaction is SAD_INVALID", async () => {
+    const t = transaction(alice);
+    const tenMinutesAgo = new Date(Date.now() - 10 * 60_000);
+    expect((await refusal(verify(await rSadFor(alice, t, { now: tenMinutesAgo }), t))).code).toBe("EXPIRED");
+    await expectInvalid(verify(await rSadFor(alice, t, { lifetimeSeconds: 301 }), t), "exp - iat > 300", /lifetime/);
+    await expectInvalid(verify(await rSadFor(alice, t, { now: new Date(Date.now() + 120_000) }), t), "iat in the future", /future/);
+    const short = { ...t, tx: { ...t.tx, expiresAt: new Date(Date.now() + 60_000) } };
+    await expectInvalid(verify(await rSadFor(alice, short, { lifetimeSeconds: 120 }), short), "exp after the transaction's expiry", /transaction's expiry/);
+    // Within the 60 s skew both ways it is accepted.
+    expect((await verify(await rSadFor(alice, t, { now: new Date(Date.now() + 30_000) }), t)).signerId).toBe(alice.signerId);
+  });
+
+  it("T-2.2.1.7: a bit flipped in the JWS header, payload or signature is SAD_INVALID", async () => {
+    const t = transaction(alice);
+    const jws = await rawJws(alice.deviceKey.privateKey, { alg: "ES256", typ: rSadTyp, kid: alice.deviceKey.kid }, claimsFor(alice, t));
+    for (const i of [0, 1, 2]) await expectInvalid(verify(await envelope({ sad: flip(jws, i), pin }), t), `JWS segment ${i}`);
+    expect((await verify(await envelope({ sad: jws, pin }), t)).signerId).toBe(alice.signerId); // the untampered one is good
+  });
+
+  it("T-2.2.1.7: a bit flipped in any of the five JWE segments is SAD_INVALID", async () => {
+    const t = transaction(alice);
+    const rSad = await rSadFor(alice, t);
+    for (const i of [0, 1, 2, 3, 4]) await expectInvalid(verify(flip(rSad, i), t), `JWE segment ${i}`);
+    expect((await verify(rSad, t)).signerId).toBe(alice.signerId);
+  });
+
+  it("T-2.2.1.1: alg none, HS256 keyed with the device public key, an embedded jwk and an unknown crit are SAD_INVALID", async () => {
+    const t = transaction(alice);
+    const kid = alice.deviceKey.kid;
+    const claims = claimsFor(alice, t);
+    const noneInput = `${b64(JSON.stringify({ alg: "none", typ: rSadTyp, kid }))}.${b64(JSON.stringify(claims))}`;
+    await expectInvalid(verify(await envelope({ sad: `${noneInput}.`, pin }), t), "alg none, empty signature, with PIN");
+    await expectInvalid(verify(await envelope({ sad: `${noneInput}.${b64("x")}`, pin }), t), "alg none, some signature");
+    for (const secret of [JSON.stringify(alice.deviceKey.publicJwk), canonicalize(alice.deviceKey.publicJwk)!, Buffer.concat([Buffer.of(4), Buffer.from(alice.deviceKey.publicJwk.x!, "base64url"), Buffer.from(alice.deviceKey.publicJwk.y!, "base64url")])]) {
+      const hs = await new CompactSign(new TextEncoder().encode(JSON.stringify(claimsFor(alice, t))))
+        .setProtectedHeader({ alg: "HS256", typ: rSadTyp, kid })
+        .sign(typeof secret === "string" ? new TextEncoder().encode(secret) : secret);
+      await expectInvalid(verify(await envelope({ sad: hs, pin }), t), "HS256 with the public key", /alg does not match/);
+    }
+    const attacker = await createDeviceKey();
+    await expectInvalid(verify(await envelope({ sad: await rawJws(attacker.privateKey, { alg: "ES256", typ: rSadTyp, kid, jwk: attacker.publicJwk }, claimsFor(alice, t)), pin }), t), "embedded jwk of the signing key", /header members/);
+    await expectInvalid(verify(await envelope({ sad: await rawJws(alice.deviceKey.privateKey, { alg: "ES256", typ: rSadTyp, kid, jwk: alice.deviceKey.publicJwk }, claimsFor(alice, t)), pin }), t), "embedded jwk, even the right one", /header members/);
+    await expectInvalid(verify(await envelope({ sad: await rawJws(alice.deviceKey.privateKey, { alg: "ES256", typ: rSadTyp, kid, crit: ["urn:x"], "urn:x": true }, claimsFor(alice, t)), pin }), t), "unknown crit", /header members/);
+    await expectInvalid(verify(await envelope({ sad: await rawJws(alice.deviceKey.privateKey, { alg: "ES256", typ: "JWT", kid }, claimsFor(alice, t)), pin }), t), "wrong typ");
+    await expectInvalid(verify(await envelope({ sad: await rawJws(alice.deviceKey.privateKey, { alg: "ES256", typ: rSadTyp, kid }, { ...claimsFor(alice, t), extra: 1 }), pin }), t), "an extra claim");
+    await expectInvalid(verify(await envelope({ sad: await rawJws(alice.deviceKey.privateKey, { alg: "ES256", typ: rSadTyp, kid }, { ...claimsFor(alice, t), aud: [samId] }), pin }), t), "aud as an array");
+  });
+
+  it("T-2.2.1.1: a JWS signed by an unregistered key with the registered key's kid is SAD_INVALID", async () => {
+    const t = transaction(alice);
+    const attacker = await createDeviceKey();
+    await expectInvalid(verify(await rSadFor(alice, t, { deviceKey: { ...attacker, kid: alice.deviceKey.kid } }), t), "attacker key, alice's kid", /signature does not verify/);
+    await expectInvalid(verify(await rSadFor(alice, t, { deviceKey: attacker }), t), "attacker key, its own kid", /no active device key/);
+  });
+
+  it("T-2.2.1.1: a revoked device key no longer authorizes", async () => {
+    const carol = await activeSigner();
+    const t = transaction(carol);
+    const rSad = await rSadFor(carol, t);
+    await activation.revokeDevice({ actor: operator, now: new Date(), signerId: carol.signerId, deviceKeyId: carol.deviceKey.kid, reason: "phone lost" });
+    await expectInvalid(verify(rSad, t), "revoked device key", /no active device key/);
+  });
+
+  it("R-3.2.1.1: envelopes with an unknown or duplicate member, or not JSON, are SAD_INVALID; the other methods are not accepted", async () => {
+    const t = transaction(alice);
+    const jws = async () => rawJws(alice.deviceKey.privateKey, { alg: "ES256", typ: rSadTyp, kid: alice.deviceKey.kid }, claimsFor(alice, t));
+    await expectInvalid(verify(await envelope({ sad: await jws(), pin, extra: "x" }), t), "unknown member");
+    await expectInvalid(verify(await envelope(new TextEncoder().encode(`{"sad":${JSON.stringify(await jws())},"pin":"000000","pin":${JSON.stringify(pin)}}`)), t), "duplicate pin");
+    await expectInvalid(verify(await envelope(new TextEncoder().encode("not json")), t), "not JSON");
+    await expectInvalid(verify(await envelope({ sad: await jws(), claims: {}, pin }), t), "both sad and claims");
+    await expectInvalid(verify(await envelope({ sad: await jws(), pin: 246813 }), t), "PIN as a number");
+    expect((await refusal(verify(await envelope({ claims: claimsFor(alice, t), pin }), t))).code).toBe("NOT_IMPLEMENTED");
+    expect((await refusal(verify(await envelope({ sad: await jws(), pin, otp: "123456" }), t))).code).toBe("ASSURANCE_LEVEL_NOT_MET");
+  });
+
+  it("R-3.2.1.1: a missing PIN is ASSURANCE_LEVEL_NOT_MET and does not count toward the lockout", async () => {
+    const t = transaction(alice);
+    const jws = await rawJws(alice.deviceKey.privateKey, { alg: "ES256", typ: rSadTyp, kid: alice.deviceKey.kid }, claimsFor(alice, t));
+    const before = (await signerBody(alice.signerId)).failedAttempts ?? 0;
+    expect((await refusal(verify(await envelope({ sad: jws }), t))).code).toBe("ASSURANCE_LEVEL_NOT_MET");
+    expect((await signerBody(alice.signerId)).failedAttempts ?? 0).toBe(before);
+    expect(sadEvents(t.tx.id).map((e) => e.reason)).toEqual(["REASON_ASSURANCE_LEVEL_NOT_MET"]);
+  });
+});
+
+describe("wrong PIN and lockout (R-3.2.1.1, T-2.1.2.2)", () => {
+  it("a wrong PIN is AUTHENTICATION_FAILED, counts and is audited; a success resets the count", async () => {
+    const dave = await activeSigner();
+    const t = transaction(dave);
+    const err = await refusal(verify(await rSadFor(dave, t, { pin: "999999" }), t));
+    expect(err.code).toBe("AUTHENTICATION_FAILED");
+    expect(err.message).not.toMatch(/pin/i); // never says which factor failed
+    expect((await signerBody(dave.signerId)).failedAttempts).toBe(1);
+    const failed = events.filter((e) => e.eventType === "factor.check_failed" && e.signerId === dave.signerId);
+    expect(failed.map((e) => [e.details?.factor, String(e.details?.failed_attempts)])).toEqual([["PIN", "1"]]);
+    expect(sadEvents(t.tx.id).map((e) => e.reason)).toEqual(["REASON_AUTHENTICATION_FAILED"]);
+    await verify(await rSadFor(dave, t), t);
+    expect((await signerBody(dave.signerId)).failedAttempts).toBeUndefined();
+  });
+
+  it("reaching the policy threshold (5) locks the signer and its credential; then even the right PIN is CREDENTIAL_LOCKED", async () => {
+    const erin = await activeSigner();
+    const t = transaction(erin);
+    for (let i = 1; i <= policy.lockoutThreshold; i++) {
+      expect((await refusal(verify(await rSadFor(erin, t, { pin: `00000${i}` }), t))).code).toBe("AUTHENTICATION_FAILED");
+    }
+    const body = await signerBody(erin.signerId);
+    expect(body.failedAttempts).toBe(5);
+    expect(body.lockedAt).toBeDefined();
+    expect((await records.get("credential", erin.credentialId))?.status).toBe("LOCKED");
+    expect(events.filter((e) => e.eventType === "credential.locked" && e.credentialId === erin.credentialId)).toHaveLength(1);
+    expect((await refusal(verify(await rSadFor(erin, t), t))).code).toBe("CREDENTIAL_LOCKED");
+    // A replay of a wrong-PIN R.SAD cannot add to the count: its jti is spent before the PIN is tried.
+    const frank = await activeSigner();
+    const ft = transaction(frank);
+    const wrong = await rSadFor(frank, ft, { pin: "111111" });
+    expect((await refusal(verify(wrong, ft))).code).toBe("AUTHENTICATION_FAILED");
+    for (let i = 0; i < 5; i++) expect((await refusal(verify(wrong, ft))).code).toBe("SAD_REPLAYED");
+    expect((await signerBody(frank.signerId)).failedAttempts).toBe(1);
+  });
+});

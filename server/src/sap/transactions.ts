@@ -1,0 +1,417 @@
+import { timingSafeEqual } from "node:crypto";
+import { durationMs, type SecurityPolicies } from "../admin/security-policy.js";
+import type { AuditLog } from "../audit/audit-log.js";
+import { transactionCancelled, transactionCreated, type ScaActor } from "../audit/events.js";
+import type { HashAlgorithm, KeyAlgorithm, RandomSource, SignatureScheme } from "../crypto/port.js";
+import { InkanError } from "../errors.js";
+import type { PublishedSamKey, SamEncryptionKeys } from "../keys/sam-encryption-keys.js";
+import { challengeHash } from "../registration/activation.js";
+import type { CredentialView } from "../registration/credentials.js";
+import { newRecordId } from "../registration/ids.js";
+import type { ScaCredentials } from "../registration/sca-view.js";
+import { maxPageSize, type DtbsrRefusal, type OneTimeObjects, type TransactionRecord, type Transactions } from "../store/port.js";
+import { createDtbsrDigester, dtbsrDigest } from "./dtbsr-digest.js";
+
+/** The HashAlgorithm enum numbers of sam.proto, which the DTBS/R digest encodes. */
+export const hashAlgorithmNumber: Record<HashAlgorithm, number> = { SHA256: 1, SHA384: 2, SHA512: 3, NONE: 4 };
+/** The exact DTBS/R length of each hash algorithm; NONE (pure EdDSA) takes 1 to {@link maxDtbsrBytes} bytes. */
+const hashLength: Record<Exclude<HashAlgorithm, "NONE">, number> = { SHA256: 32, SHA384: 48, SHA512: 64 };
+/** The largest single DTBS/R for HASH_ALGORITHM_NONE (sam.proto Limits.max_dtbsr_bytes). */
+export const maxDtbsrBytes = 8_192;
+/** Bounds of BeginTransactionRequest.lifetime. */
+const minLifetimeMs = 30_000;
+const maxLifetimeMs = 86_400_000;
+
+/** The calling SCA, as its client certificate identifies it (transport identity). */
+export interface ScaCaller {
+  /** SHA-256 of the client certificate (DER), lower-case hex: the transaction's owner. */
+  certificateSha256: string;
+  /** The certificate subject, for the audit log. */
+  subject: string;
+  requestId?: string;
+}
+
+/** The lifecycle state as sam.proto reports it (TransactionState). Expiry is derived from the clock. */
+export type SapTransactionState = "UPLOADING" | "PENDING" | "AUTHORIZED" | "COMPLETED" | "CANCELLED" | "EXPIRED" | "REVOKED";
+
+/** What a transaction keeps besides the store's columns (TransactionRecord.body, canonical JSON). */
+export interface TransactionBody {
+  description: string;
+  signatureScheme: SignatureScheme;
+  /** sam.proto SignatureFormat number (0: DER); meaningful for ECDSA only. */
+  signatureFormat: number;
+  /** ISO 8601: AppendHashes and SealTransaction are refused from this instant. */
+  uploadExpiresAt: string;
+  /** The hashes BeginTransaction carried (chunk 0). */
+  inlineCount: number;
+  /** Every AppendHashes chunk but the last holds exactly this many hashes (the policy's max_hashes_per_chunk at begin). */
+  chunkSize: number;
+}
+
+/**
+ * A transaction of one SCA, as Authorize and signing need it: the store record (credentialId,
+ * signerId, sca, hashAlgorithm, numSignatures, dtbsrDigest once sealed, expiresAt, state) and its
+ * body. The challenge is not here: only its hash is stored, as a one-time challenge of purpose
+ * "transaction" whose subject is the transaction id (consume it with challengeHash(chal)).
+ */
+export interface SapTransaction {
+  record: TransactionRecord;
+  body: TransactionBody;
+  /** The state reported to clients: UPLOADING while the list is open, EXPIRED once expiresAt passed. */
+  state: SapTransactionState;
+  /** The HashAlgorithm enum number, as the DTBS/R digest encodes it. */
+  hashAlgorithmNumber: number;
+}
+
+/** What the signer's device needs to build R.SAD (sam.proto SadChallenge). */
+export interface SadChallenge {
+  transactionId: string;
+  signerId: string;
+  credentialId: string;
+  /** The SAM's id, the R.SAD audience. */
+  audience: string;
+  /** 32 bytes from the crypto module's RNG; returned once, only its hash is stored. */
+  challenge: Uint8Array;
+  dtbsrDigest: Uint8Array;
+  hashAlgorithm: HashAlgorithm;
+  numSignatures: number;
+  description: string;
+  expiresAt: Date;
+  encryptionKey: PublishedSamKey;
+  /** The credential, for its assurance level and authentication methods. */
+  credential: CredentialView;
+}
+
+export interface BeginInput {
+  caller: ScaCaller;
+  credentialId: string;
+  signerId: string;
+  hashAlgorithm: HashAlgorithm;
+  /** Undefined: the credential's default scheme. */
+  signatureScheme?: SignatureScheme | undefined;
+  signatureFormat: number;
+  numSignatures: number;
+  /** Chunk 0 of the ordered list (may be empty). */
+  hashes: readonly Uint8Array[];
+  description: string;
+  /** Undefined: the policy's default transaction lifetime. */
+  lifetimeMs?: number | undefined;
+}
+
+export type BeginResult =
+  | { state: "PENDING"; transactionId: string; hashesReceived: number; sadChallenge: SadChallenge }
+  | { state: "UPLOADING"; transactionId: string; hashesReceived: number; nextChunkIndex: number; uploadExpiresAt: Date };
+
+export interface UploadProgress {
+  hashesReceived: number;
+  nextChunkIndex: number;
+  uploadExpiresAt: Date;
+}
+
+export interface SapTransactionsOptions {
+  store: Transactions & Pick<OneTimeObjects, "issueChallenge">;
+  random: RandomSource;
+  policies: Pick<SecurityPolicies, "current">;
+  credentials: Pick<ScaCredentials, "get">;
+  samKeys: Pick<SamEncryptionKeys, "samId" | "currentKey">;
+  audit: AuditLog;
+  clock?: () => Date;
+}
+
+const schemesOf = (k: KeyAlgorithm): SignatureScheme[] =>
+  k.startsWith("EC_") ? ["ECDSA"] : k.startsWith("RSA_") ? ["RSA_PKCS1_V1_5", "RSA_PSS"] : k === "ED25519" ? ["ED25519"] : [];
+
+const notFound = () => new InkanError("TRANSACTION_NOT_FOUND", "no such transaction", { field: "transaction_id" });
+const refusalError = (reason: DtbsrRefusal): InkanError =>
+  reason === "TRANSACTION_NOT_FOUND" ? notFound()
+  : reason === "EXPIRED" ? new InkanError("EXPIRED", "the upload did not finish in time")
+  : reason === "INVALID_REQUEST" ? new InkanError("UPLOAD_INCOMPLETE", "the chunk does not follow the last accepted one", { field: "chunk_index" })
+  : new InkanError("TRANSACTION_STATE", "the transaction is not uploading");
+
+/**
+ * The transaction half of the SAP (R-3.2.1.2): BeginTransaction, AppendHashes, SealTransaction and
+ * CancelTransaction. A transaction binds one SCA (its certificate), one signer, one of that
+ * signer's credentials, a hash algorithm and the ordered DTBS/R list; the list is frozen with its
+ * digest (R-3.2.1.4) before the one-time challenge is drawn. Memory stays bounded whatever the
+ * batch size: chunks are stored as they come and the digest is computed page by page.
+ *
+ * Store mapping: the store's PENDING with no digest is UPLOADING; PENDING with a digest is
+ * PENDING (sealed). The store keeps one expiresAt: for an inline list `now + lifetime`; for a
+ * chunked upload `uploadExpiresAt + lifetime`, so the signer always has at least the lifetime after
+ * sealing (the port cannot move expiresAt at seal time).
+ */
+export class SapTransactions {
+  private readonly clock: () => Date;
+
+  constructor(private readonly o: SapTransactionsOptions) {
+    this.clock = o.clock ?? (() => new Date());
+  }
+
+  /** BeginTransaction: opens a transaction; sealed at once when `hashes` holds all numSignatures. */
+  async begin(input: BeginInput): Promise<BeginResult> {
+    const now = this.clock();
+    const policy = await this.o.policies.current();
+    const n = input.numSignatures;
+    if (!Number.isInteger(n) || n < 1) throw new InkanError("INVALID_REQUEST", "num_signatures must be at least 1", { field: "num_signatures" });
+    if (n > policy.maxHashesPerTransaction) throw new InkanError("LIMIT_EXCEEDED", "num_signatures is above the limit", { field: "num_signatures" });
+    if (input.hashes.length > n) throw new InkanError("INVALID_REQUEST", "hashes holds more entries than num_signatures", { field: "hashes" });
+    if (input.hashes.length > policy.maxHashesPerChunk) throw new InkanError("LIMIT_EXCEEDED", "too many hashes in one message", { field: "hashes" });
+    const lifetimeMs = input.lifetimeMs ?? policy.defaultTransactionLifetimeMs;
+    if (lifetimeMs < minLifetimeMs || lifetimeMs > maxLifetimeMs || lifetimeMs > policy.maxTransactionLifetimeMs) {
+      throw new InkanError("INVALID_REQUEST", "lifetime is out of range", { field: "lifetime" });
+    }
+    // T-2.2.1.6: every DTBS/R as long as its algorithm says, none twice.
+    checkHashes(input.hashAlgorithm, input.hashes, 0, "INVALID_REQUEST");
+    if (new Set(input.hashes.map(hex)).size !== input.hashes.length) throw new InkanError("INVALID_REQUEST", "a hash occurs twice", { field: "hashes" });
+
+    // T-2.2.1.4: the credential must be visible to this SCA, belong to the named signer and be usable.
+    const credential = await this.usableCredential(input.credentialId, input.signerId);
+    const key = credential.body.keyAlgorithm;
+    const schemes = schemesOf(key);
+    const pure = key === "ED25519";
+    if (!listed(policy.policy.allowedHashAlgorithms, `HASH_ALGORITHM_${input.hashAlgorithm}`) || (input.hashAlgorithm === "NONE") !== pure) {
+      throw new InkanError("ALGORITHM_NOT_ALLOWED", "the hash algorithm is not allowed for this credential", { field: "hash_algorithm" });
+    }
+    const scheme = input.signatureScheme ?? schemes[0];
+    if (!scheme || !schemes.includes(scheme) || !listed(policy.policy.allowedSignatureAlgorithms, `SIGNATURE_ALGORITHM_${scheme}`)) {
+      throw new InkanError("ALGORITHM_NOT_ALLOWED", "the signature algorithm is not allowed for this credential", { field: "signature_algorithm" });
+    }
+
+    const sealed = input.hashes.length === n;
+    const uploadExpiresAt = new Date(now.getTime() + durationMs(policy.policy.uploadTimeout ?? "600s", "uploadTimeout"));
+    const expiresAt = new Date((sealed ? now.getTime() : uploadExpiresAt.getTime()) + lifetimeMs);
+    const body: TransactionBody = {
+      description: input.description,
+      signatureScheme: scheme,
+      signatureFormat: input.signatureFormat,
+      uploadExpiresAt: uploadExpiresAt.toISOString(),
+      inlineCount: input.hashes.length,
+      chunkSize: policy.maxHashesPerChunk,
+    };
+    const id = await newRecordId("txn", this.o.random, now); // unpredictable (R-3.2.2.2)
+    await this.o.store.createTransaction({
+      id,
+      credentialId: credential.credential.id,
+      signerId: input.signerId,
+      sca: input.caller.certificateSha256, // R-3.2.1.2: the transaction belongs to this certificate
+      hashAlgorithm: input.hashAlgorithm,
+      numSignatures: n,
+      body: JSON.stringify(body),
+      createdAt: now,
+      expiresAt,
+    });
+    if (input.hashes.length > 0) {
+      const appended = await this.o.store.appendDtbsr({ transactionId: id, startIndex: 0, hashes: input.hashes, now });
+      if (!appended.ok) throw refusalError(appended.reason);
+    }
+    // Fail closed: no challenge (and no transaction id) leaves before the record is written.
+    await this.o.audit.record(transactionCreated({
+      sca: scaActor(input.caller),
+      requestId: input.caller.requestId,
+      signerId: input.signerId,
+      credentialId: credential.credential.id,
+      transactionId: id,
+      hashCount: n,
+      hashAlgorithm: input.hashAlgorithm,
+    }));
+    if (!sealed) return { state: "UPLOADING", transactionId: id, hashesReceived: input.hashes.length, nextChunkIndex: 1, uploadExpiresAt };
+    const tx = await this.load(id, input.caller);
+    const sadChallenge = await this.seal(tx, dtbsrDigest(tx.hashAlgorithmNumber, input.hashes), credential, now);
+    return { state: "PENDING", transactionId: id, hashesReceived: n, sadChallenge };
+  }
+
+  /** AppendHashes: the next chunk (1, 2, ...) of an uploading transaction of this SCA. */
+  async append(input: { caller: ScaCaller; transactionId: string; chunkIndex: number; hashes: readonly Uint8Array[] }): Promise<UploadProgress> {
+    const now = this.clock();
+    const tx = await this.load(input.transactionId, input.caller, now);
+    const { record, body } = tx;
+    const uploadExpiresAt = new Date(body.uploadExpiresAt);
+    this.checkUploading(tx, now);
+    checkHashes(record.hashAlgorithm as HashAlgorithm, input.hashes, 0, "HASH_LENGTH_MISMATCH");
+    const next = nextChunkIndex(record.hashCount, body);
+    const progress = (hashesReceived: number): UploadProgress => ({ hashesReceived, nextChunkIndex: nextChunkIndex(hashesReceived, body), uploadExpiresAt });
+
+    // A retry of the last accepted chunk with identical content changes nothing.
+    if (input.chunkIndex === next - 1 && input.chunkIndex >= 1) {
+      const start = body.inlineCount + (input.chunkIndex - 1) * body.chunkSize;
+      if (start + input.hashes.length === record.hashCount) {
+        const stored = await this.o.store.readDtbsr({ transactionId: record.id, fromIndex: start, limit: input.hashes.length });
+        if (stored.length === input.hashes.length && stored.every((e, i) => equal(e.hash, input.hashes[i]!))) return progress(record.hashCount);
+      }
+    }
+    // R-3.2.1.4: chunks arrive in order, without gaps.
+    if (input.chunkIndex !== next) throw new InkanError("UPLOAD_INCOMPLETE", `chunk ${next} is expected`, { field: "chunk_index" });
+    const after = record.hashCount + input.hashes.length;
+    if (after > record.numSignatures) throw new InkanError("LIMIT_EXCEEDED", "the chunk takes the list past num_signatures", { field: "hashes" });
+    if (input.hashes.length > body.chunkSize) throw new InkanError("LIMIT_EXCEEDED", "too many hashes in one message", { field: "hashes" });
+    if (after < record.numSignatures && input.hashes.length !== body.chunkSize) {
+      throw new InkanError("INVALID_REQUEST", `every chunk but the last must hold ${body.chunkSize} hashes`, { field: "hashes" });
+    }
+    await this.refuseDuplicates(record, input.hashes);
+    const appended = await this.o.store.appendDtbsr({ transactionId: record.id, startIndex: record.hashCount, hashes: input.hashes, now });
+    if (!appended.ok) throw refusalError(appended.reason);
+    return progress(appended.hashCount);
+  }
+
+  /**
+   * SealTransaction: R-3.2.1.4, the SAM's digest of what arrived (computed page by page) must equal
+   * the SCA's; then the list is frozen and the one-time challenge drawn. The challenge is returned
+   * once: a second Seal of a sealed transaction is TRANSACTION_STATE, since only its hash is kept.
+   */
+  async sealUpload(input: { caller: ScaCaller; transactionId: string; dtbsrDigest: Uint8Array }): Promise<SadChallenge> {
+    const now = this.clock();
+    const tx = await this.load(input.transactionId, input.caller, now);
+    const { record } = tx;
+    this.checkUploading(tx, now);
+    if (record.hashCount !== record.numSignatures) {
+      throw new InkanError("UPLOAD_INCOMPLETE", `${record.hashCount} of ${record.numSignatures} hashes arrived`, { field: "dtbsr_digest" });
+    }
+    const digester = createDtbsrDigester(tx.hashAlgorithmNumber, record.numSignatures);
+    for (let from = 0; from < record.hashCount; from += maxPageSize) {
+      const page = await this.o.store.readDtbsr({ transactionId: record.id, fromIndex: from, limit: maxPageSize });
+      if (page.length === 0) break;
+      digester.update(page.map((e) => e.hash));
+    }
+    let digest: Uint8Array;
+    try {
+      digest = digester.digest();
+    } catch (err) {
+      throw new InkanError("UPLOAD_INCOMPLETE", "the DTBS/R list is incomplete", { cause: err, field: "dtbsr_digest" });
+    }
+    // T-2.2.1.6: a lost, repeated or altered chunk changes the digest.
+    if (input.dtbsrDigest.length !== digest.length || !timingSafeEqual(input.dtbsrDigest, digest)) {
+      throw new InkanError("UPLOAD_INCOMPLETE", "the DTBS/R digest does not match what arrived", { field: "dtbsr_digest" });
+    }
+    const credential = await this.usableCredential(record.credentialId, record.signerId);
+    return this.seal(tx, digest, credential, now);
+  }
+
+  /** CancelTransaction: ends a transaction of this SCA; idempotent, reports the final state. */
+  async cancel(input: { caller: ScaCaller; transactionId: string }): Promise<{ state: SapTransactionState; signaturesCreated: number }> {
+    const now = this.clock();
+    const tx = await this.load(input.transactionId, input.caller, now);
+    if (tx.state === "UPLOADING" || tx.state === "PENDING" || tx.state === "AUTHORIZED") {
+      const moved = await this.o.store.transitionTransaction({ id: tx.record.id, from: ["PENDING", "AUTHORIZED"], to: "CANCELLED", now });
+      if (moved) {
+        await this.o.audit.record(transactionCancelled({
+          actor: scaActor(input.caller),
+          requestId: input.caller.requestId,
+          transactionId: tx.record.id,
+          signerId: tx.record.signerId,
+          credentialId: tx.record.credentialId,
+        }));
+        return { state: "CANCELLED", signaturesCreated: tx.record.signaturesCreated };
+      }
+    }
+    const final = await this.load(input.transactionId, input.caller, now);
+    return { state: final.state, signaturesCreated: final.record.signaturesCreated };
+  }
+
+  /**
+   * One transaction of this SCA. TRANSACTION_NOT_FOUND when it does not exist or another SCA
+   * opened it (R-3.2.1.2: a transaction belongs to the certificate that opened it; its existence
+   * does not leak). For Authorize and signing: check `state`, then use record.dtbsrDigest,
+   * numSignatures, credentialId, signerId and expiresAt.
+   */
+  async load(transactionId: string, caller: Pick<ScaCaller, "certificateSha256">, now = this.clock()): Promise<SapTransaction> {
+    const record = await this.o.store.getTransaction(transactionId);
+    if (!record || record.sca !== caller.certificateSha256) throw notFound();
+    const body = JSON.parse(record.body) as TransactionBody;
+    return { record, body, state: stateOf(record, now), hashAlgorithmNumber: hashAlgorithmNumber[record.hashAlgorithm as HashAlgorithm] };
+  }
+
+  private checkUploading(tx: SapTransaction, now: Date): void {
+    if (tx.state === "EXPIRED" || (tx.state === "UPLOADING" && now >= new Date(tx.body.uploadExpiresAt))) {
+      throw new InkanError("EXPIRED", "the upload did not finish before upload_expires_at");
+    }
+    if (tx.state !== "UPLOADING") throw new InkanError("TRANSACTION_STATE", "the transaction is not uploading");
+  }
+
+  /** Freezes the list with its digest, then draws the one-time challenge and stores only its hash. */
+  private async seal(tx: SapTransaction, digest: Uint8Array, credential: CredentialView, now: Date): Promise<SadChallenge> {
+    const { record } = tx;
+    // R-3.2.2.2: 32 bytes from the crypto module's RNG, drawn before anything is frozen.
+    const challenge = await this.o.random.randomBytes(32);
+    const frozen = await this.o.store.completeDtbsrUpload({ transactionId: record.id, hashCount: record.numSignatures, digest, now });
+    if (!frozen) {
+      const again = await this.load(record.id, { certificateSha256: record.sca }, now);
+      if (again.state === "EXPIRED") throw new InkanError("EXPIRED", "the transaction expired");
+      throw new InkanError("TRANSACTION_STATE", "the transaction is not uploading");
+    }
+    // T-2.2.1.3: the challenge works once; the SAM keeps only its hash, bound to the transaction.
+    await this.o.store.issueChallenge({ hash: challengeHash(challenge), purpose: "transaction", subject: record.id, createdAt: now, expiresAt: record.expiresAt });
+    const [audience, encryptionKey] = await Promise.all([this.o.samKeys.samId(), this.o.samKeys.currentKey(now)]);
+    return {
+      transactionId: record.id,
+      signerId: record.signerId,
+      credentialId: record.credentialId,
+      audience,
+      challenge,
+      dtbsrDigest: digest,
+      hashAlgorithm: record.hashAlgorithm as HashAlgorithm,
+      numSignatures: record.numSignatures,
+      description: tx.body.description,
+      expiresAt: record.expiresAt,
+      encryptionKey,
+      credential,
+    };
+  }
+
+  private async usableCredential(credentialId: string, signerId: string): Promise<CredentialView> {
+    const view = await this.o.credentials.get(credentialId);
+    // T-2.2.1.4: a credential of another signer is reported as not found, never as forbidden.
+    if (view.credential.signerId !== signerId) throw new InkanError("CREDENTIAL_NOT_FOUND", "no such credential", { field: "credential_id" });
+    switch (view.credential.status) {
+      case "SUSPENDED":
+        throw new InkanError("CREDENTIAL_SUSPENDED", "the credential is suspended", { field: "credential_id" });
+      case "LOCKED":
+        throw new InkanError("CREDENTIAL_LOCKED", "the credential is locked", { field: "credential_id" });
+      case "DESTROYED":
+        throw new InkanError("CREDENTIAL_DESTROYED", "the credential is destroyed", { field: "credential_id" });
+      default:
+        return view;
+    }
+  }
+
+  /** INVALID_REQUEST when a hash of the chunk is already in the list: scanned page by page (bounded memory). */
+  private async refuseDuplicates(record: TransactionRecord, hashes: readonly Uint8Array[]): Promise<void> {
+    const chunk = new Set(hashes.map(hex));
+    if (chunk.size !== hashes.length) throw new InkanError("INVALID_REQUEST", "a hash occurs twice", { field: "hashes" });
+    for (let from = 0; from < record.hashCount; from += maxPageSize) {
+      const page = await this.o.store.readDtbsr({ transactionId: record.id, fromIndex: from, limit: maxPageSize });
+      if (page.some((e) => chunk.has(hex(e.hash)))) throw new InkanError("INVALID_REQUEST", "a hash is already in the list", { field: "hashes" });
+      if (page.length < maxPageSize) break;
+    }
+  }
+}
+
+/** The chunk_index the next AppendHashes must carry, given how many hashes the store holds. */
+function nextChunkIndex(hashCount: number, body: TransactionBody): number {
+  return 1 + Math.ceil(Math.max(0, hashCount - body.inlineCount) / body.chunkSize);
+}
+
+function stateOf(record: TransactionRecord, now: Date): SapTransactionState {
+  const open = record.state === "PENDING" || record.state === "AUTHORIZED";
+  if (open && now >= record.expiresAt) return "EXPIRED";
+  if (record.state === "PENDING") return record.dtbsrDigest ? "PENDING" : "UPLOADING";
+  return record.state;
+}
+
+/** T-2.2.1.6: each DTBS/R has the length its algorithm gives (NONE: 1 to 8 KiB of data). */
+function checkHashes(algorithm: HashAlgorithm, hashes: readonly Uint8Array[], offset: number, code: "INVALID_REQUEST" | "HASH_LENGTH_MISMATCH"): void {
+  for (const [i, h] of hashes.entries()) {
+    const ok = algorithm === "NONE" ? h.length >= 1 && h.length <= maxDtbsrBytes : h.length === hashLength[algorithm];
+    if (!ok) throw new InkanError(code, "a hash's length does not match the hash algorithm", { field: `hashes[${offset + i}]`, index: offset + i });
+  }
+}
+
+function listed(list: unknown, name: string): boolean {
+  return Array.isArray(list) && list.includes(name);
+}
+
+function scaActor(caller: ScaCaller): ScaActor {
+  return { kind: "sca", subject: caller.subject, certificateSha256: Buffer.from(caller.certificateSha256, "hex") };
+}
+
+const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
+const equal = (a: Uint8Array, b: Uint8Array): boolean => a.length === b.length && Buffer.from(a).equals(b);

@@ -35,6 +35,9 @@ import { SamEncryptionKeys } from "./keys/sam-encryption-keys.js";
 import { samInfoService } from "./transport/sam-info.js";
 import { scaCredentialsService } from "./transport/sca-credentials.js";
 import { sapTransactionsService } from "./transport/sap-transactions.js";
+import { sapSigningService } from "./transport/sap-signing.js";
+import { SapAuthorize } from "./sap/authorize.js";
+import { SapSignHash } from "./sap/sign-hash.js";
 import { SapTransactions } from "./sap/transactions.js";
 import { startServer, type InkanServer } from "./transport/server.js";
 
@@ -62,6 +65,11 @@ export async function openStore(config: Config): Promise<Store> {
 export interface ServeHooks {
   /** Wraps the opened store: fault-injection tests make one of its methods fail this way. */
   wrapStore?: (store: Store) => Store;
+  /**
+   * Tests only: the sealed-record access, to stand in for the certificate import that makes a
+   * credential ACTIVE (not built yet). Never set by `inkan serve`.
+   */
+  onRecords?: (records: VerifiedRecords) => void;
 }
 
 export async function serve(config: Config, log: Logger, hooks: ServeHooks = {}): Promise<InkanServer> {
@@ -116,6 +124,8 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
       onCheckFailed: (err) => log.error({ err }, "security policy check could not be made"),
     });
     await gate.check(); // at start, before the first call
+    const sapTransactions = new SapTransactions({ store, random: crypto, policies, credentials: new ScaCredentials({ signers, credentials }), samKeys, audit: auditLog });
+    hooks.onRecords?.(records);
     const services = contractFiles.flatMap((f) => f.services);
     const implementations: Record<string, Record<string, unknown>> = {
       "inkan.admin.v1.PrivilegedSessionService": privilegedSessionService(users),
@@ -130,7 +140,11 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
       "inkan.sam.v1.SignatureActivationService": {
         ...samInfoService({ keys: samKeys, policies, version: samVersion, maxMessageBytes: config.limits.readMaxBytes }),
         ...scaCredentialsService(new ScaCredentials({ signers, credentials }), policies),
-        ...sapTransactionsService(new SapTransactions({ store, random: crypto, policies, credentials: new ScaCredentials({ signers, credentials }), samKeys, audit: auditLog }), policies),
+        ...sapTransactionsService(sapTransactions, policies),
+        ...sapSigningService(
+          new SapAuthorize({ transactions: sapTransactions, store, random: crypto, policies, samKeys, rSad: { samKeys, records, signers, oneTime: store, crypto, policies, audit: auditLog } }),
+          new SapSignHash({ transactions: sapTransactions, store, records, keys: crypto, random: crypto, policies, audit: auditLog }),
+        ),
       },
     };
     const started = await startServer({

@@ -21,8 +21,13 @@ import {
 // in for the module's seal key; policy-service.test.ts and policy-tampering.test.ts run the same
 // code in the real server on SoftHSM2 and SQLite.
 const hmacKey = randomBytes(32);
+/** When set, the next HMAC waits for it: lets a test hold one read in the middle of its check. */
+let holdNextHmac: Promise<void> | undefined;
 const keys: SystemKeys = {
   async hmacSha256(_key, data) {
+    const hold = holdNextHmac;
+    holdNextHmac = undefined;
+    await hold;
     return createHmac("sha256", hmacKey).update(data).digest();
   },
   encrypt: () => Promise.reject(new Error("unused")),
@@ -246,6 +251,21 @@ describe("PolicyIntegrityGate (R-3.2.2.3)", () => {
     expect(await gate.check()).toBe(false);
     store.rows.pop();
     expect(await gate.check()).toBe(false);
+  });
+
+  it("a check that read the tampered row before a restore does not close the gate behind the restore", async () => {
+    const gate = gateFor(policies);
+    store.tamperLatest((p) => (p.lockoutThreshold = 100));
+    expect(await gate.check()).toBe(false);
+    let release!: () => void;
+    holdNextHmac = new Promise((r) => (release = r));
+    const stale = gate.check(); // reads the tampered row, then waits in its seal check
+    await policies.update({ policyJson: withLockout(5), expectedVersion: 0, by: "pu-a", approvedBy: "pu-b", now: at(200) });
+    expect(gate.isOpen).toBe(true);
+    release();
+    await stale;
+    expect(gate.isOpen).toBe(true);
+    expect(await gate.check()).toBe(true);
   });
 
   it("on another node, opens when it sees the restoring version another node wrote", async () => {

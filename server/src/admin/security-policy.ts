@@ -254,6 +254,8 @@ export class SecurityPolicies {
   private readonly listeners = new Set<PolicyListener>();
   private trusted: TrustedVersion | undefined;
   private verified: PolicyVersion | undefined;
+  /** Counts update()s, so that a read that raced with one does not report a stale failure. */
+  private updates = 0;
 
   constructor(private readonly o: SecurityPoliciesOptions) {}
 
@@ -281,6 +283,7 @@ export class SecurityPolicies {
    */
   async current(): Promise<PolicyVersion> {
     let version: PolicyVersion;
+    const updatesAtStart = this.updates;
     try {
       const record = await this.o.records.latestPolicyVersion(securityPolicyId);
       // R-3.2.2.3: a deleted or rolled-back policy is tampering too, not a reason to fall back to defaults.
@@ -289,14 +292,19 @@ export class SecurityPolicies {
       const t = this.trusted;
       if (t && version.version < t.version && version.updatedAt <= t.updatedAt) throw new IntegrityViolationError("policy", securityPolicyId);
     } catch (err) {
-      if (err instanceof IntegrityViolationError) {
+      // A failure seen by a read that an update() overtook describes a version already replaced:
+      // reporting it would close the gate behind the restore for good.
+      if (err instanceof IntegrityViolationError && updatesAtStart === this.updates) {
         const stored = await this.o.records.latestPolicyVersionNumber(securityPolicyId).catch(() => undefined);
         for (const l of this.listeners) l.violated?.(err, stored || undefined);
       }
       throw err;
     }
-    this.trusted = { version: version.version, updatedAt: version.updatedAt };
-    this.verified = version;
+    if (version.version >= (this.trusted?.version ?? 0)) {
+      // A read that an update() overtook must not move the trusted version back.
+      this.trusted = { version: version.version, updatedAt: version.updatedAt };
+      this.verified = version;
+    }
     return version;
   }
 
@@ -332,6 +340,7 @@ export class SecurityPolicies {
     const record = await this.o.records.appendPolicyVersion({ kind: "policy", id: securityPolicyId, version: next, body: canonicalize(body)! });
     if (!record) throw new InkanError("VERSION_CONFLICT", "the policy changed meanwhile; read it again", { field: "expected_version" });
     const change: PolicyChange = { previous, current: new PolicyVersion(record) };
+    this.updates++;
     this.trusted = { version: change.current.version, updatedAt: change.current.updatedAt };
     this.verified = change.current;
     for (const l of this.listeners) l.updated?.(change);

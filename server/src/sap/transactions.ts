@@ -46,6 +46,13 @@ export interface TransactionBody {
   inlineCount: number;
   /** Every AppendHashes chunk but the last holds exactly this many hashes (the policy's max_hashes_per_chunk at begin). */
   chunkSize: number;
+  /**
+   * challengeHash() of the one-time challenge, for Authorize (verifyRSad needs it before the JWE is
+   * opened). Only the hash, never the challenge. Set when the list is sealed at BeginTransaction;
+   * absent for chunked uploads (the store cannot rewrite the body at seal time), which Authorize
+   * refuses with NOT_IMPLEMENTED for now.
+   */
+  challengeHash?: string;
 }
 
 /**
@@ -178,6 +185,8 @@ export class SapTransactions {
     }
 
     const sealed = input.hashes.length === n;
+    // R-3.2.2.2: the challenge of a list sealed at once is drawn now, so its hash goes into the body.
+    const challenge = sealed ? await this.o.random.randomBytes(32) : undefined;
     const uploadExpiresAt = new Date(now.getTime() + durationMs(policy.policy.uploadTimeout ?? "600s", "uploadTimeout"));
     const expiresAt = new Date((sealed ? now.getTime() : uploadExpiresAt.getTime()) + lifetimeMs);
     const body: TransactionBody = {
@@ -187,6 +196,7 @@ export class SapTransactions {
       uploadExpiresAt: uploadExpiresAt.toISOString(),
       inlineCount: input.hashes.length,
       chunkSize: policy.maxHashesPerChunk,
+      ...(challenge ? { challengeHash: challengeHash(challenge) } : {}),
     };
     const id = await newRecordId("txn", this.o.random, now); // unpredictable (R-3.2.2.2)
     await this.o.store.createTransaction({
@@ -216,7 +226,7 @@ export class SapTransactions {
     }));
     if (!sealed) return { state: "UPLOADING", transactionId: id, hashesReceived: input.hashes.length, nextChunkIndex: 1, uploadExpiresAt };
     const tx = await this.load(id, input.caller);
-    const sadChallenge = await this.seal(tx, dtbsrDigest(tx.hashAlgorithmNumber, input.hashes), credential, now);
+    const sadChallenge = await this.seal(tx, dtbsrDigest(tx.hashAlgorithmNumber, input.hashes), credential, now, challenge);
     return { state: "PENDING", transactionId: id, hashesReceived: n, sadChallenge };
   }
 
@@ -328,10 +338,10 @@ export class SapTransactions {
   }
 
   /** Freezes the list with its digest, then draws the one-time challenge and stores only its hash. */
-  private async seal(tx: SapTransaction, digest: Uint8Array, credential: CredentialView, now: Date): Promise<SadChallenge> {
+  private async seal(tx: SapTransaction, digest: Uint8Array, credential: CredentialView, now: Date, drawn?: Uint8Array): Promise<SadChallenge> {
     const { record } = tx;
-    // R-3.2.2.2: 32 bytes from the crypto module's RNG, drawn before anything is frozen.
-    const challenge = await this.o.random.randomBytes(32);
+    // R-3.2.2.2: 32 bytes from the crypto module's RNG, drawn before anything is frozen (at begin for an inline list).
+    const challenge = drawn ?? (await this.o.random.randomBytes(32));
     const frozen = await this.o.store.completeDtbsrUpload({ transactionId: record.id, hashCount: record.numSignatures, digest, now });
     if (!frozen) {
       const again = await this.load(record.id, { certificateSha256: record.sca }, now);
@@ -398,7 +408,7 @@ function stateOf(record: TransactionRecord, now: Date): SapTransactionState {
 }
 
 /** T-2.2.1.6: each DTBS/R has the length its algorithm gives (NONE: 1 to 8 KiB of data). */
-function checkHashes(algorithm: HashAlgorithm, hashes: readonly Uint8Array[], offset: number, code: "INVALID_REQUEST" | "HASH_LENGTH_MISMATCH"): void {
+export function checkHashes(algorithm: HashAlgorithm, hashes: readonly Uint8Array[], offset: number, code: "INVALID_REQUEST" | "HASH_LENGTH_MISMATCH"): void {
   for (const [i, h] of hashes.entries()) {
     const ok = algorithm === "NONE" ? h.length >= 1 && h.length <= maxDtbsrBytes : h.length === hashLength[algorithm];
     if (!ok) throw new InkanError(code, "a hash's length does not match the hash algorithm", { field: `hashes[${offset + i}]`, index: offset + i });
@@ -409,7 +419,7 @@ function listed(list: unknown, name: string): boolean {
   return Array.isArray(list) && list.includes(name);
 }
 
-function scaActor(caller: ScaCaller): ScaActor {
+export function scaActor(caller: Pick<ScaCaller, "certificateSha256" | "subject">): ScaActor {
   return { kind: "sca", subject: caller.subject, certificateSha256: Buffer.from(caller.certificateSha256, "hex") };
 }
 

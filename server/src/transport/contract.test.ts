@@ -91,7 +91,7 @@ describe("the v1 contract is served honestly before its issues land", () => {
       "/inkan.admin.v1.PolicyService/GetSecurityPolicy",
       "/inkan.admin.v1.PolicyService/UpdateSecurityPolicy",
       ...["GetInfo", "ListCredentials", "GetCredential"].map((m) => `/inkan.sam.v1.SignatureActivationService/${m}`),
-      ...["BeginTransaction", "AppendHashes", "SealTransaction", "CancelTransaction"].map((m) => `/inkan.sam.v1.SignatureActivationService/${m}`),
+      ...["BeginTransaction", "AppendHashes", "SealTransaction", "CancelTransaction", "Authorize", "SignHash"].map((m) => `/inkan.sam.v1.SignatureActivationService/${m}`),
       ...["EnrollSigner", "GetSigner", "ListSigners", "UpdateSigner", "DisableSigner", "EnableSigner", "IssueActivationCode", "ResetLockout",
         "GenerateKey", "GetCredential", "ListCredentials", "ResetFactors", "RevokeDevice"].map((m) => `/inkan.admin.v1.RegistrationService/${m}`),
       ...["CreateChallenge", "Activate", "ChangePin"].map((m) => `/inkan.sam.v1.SignerService/${m}`),

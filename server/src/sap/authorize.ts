@@ -1,0 +1,134 @@
+/**
+ * Authorize (sam.proto SignatureActivationService.Authorize; R-3.2.1.1, R-3.2.1.2): the SAM verifies
+ * the signer's R.SAD for a pending transaction of this SCA and, only then, moves the transaction to
+ * AUTHORIZED with one compare-and-set and hands out a one-time SAD token.
+ *
+ * Order (each step names what it closes):
+ *  1. load the transaction bound to the caller's certificate (T-2.2.1.4: another SCA's transaction
+ *     is TRANSACTION_NOT_FOUND); it must be PENDING (sealed) and unexpired.
+ *  2. verifyRSad (level 2: device-key JWS + PIN, every link; jti once, T-2.2.1.3; audited there).
+ *  3. consume the one-time challenge (purpose "transaction", subject = this transaction): a consumed
+ *     challenge is a replay (T-2.2.1.3) -> SAD_REPLAYED.
+ *  4. CAS PENDING -> AUTHORIZED: of concurrent Authorize calls exactly one wins (T-2.2.1.3).
+ *  5. issue the SAD token: 32 bytes from the module RNG (R-3.2.2.2), base64url; only its SHA-256 is
+ *     stored; valid for the policy's sadTokenLifetime, never past the transaction's expiry.
+ *
+ * Not here yet: the one-call inline form (SignHash refuses it with NOT_IMPLEMENTED), levels 1 and
+ * TOTP (verifyRSad refuses them), Limits.max_authorize_attempts (the store has no FAILED state), and
+ * Authorize of a chunked upload (its challenge hash is not in the body, see TransactionBody).
+ * Credentials must be ACTIVE (verifyRSad refuses KEY_GENERATED ones: no certificate yet).
+ */
+import { createHash } from "node:crypto";
+import type { SecurityPolicies } from "../admin/security-policy.js";
+import type { RandomSource } from "../crypto/port.js";
+import { InkanError } from "../errors.js";
+import type { SamEncryptionKeys } from "../keys/sam-encryption-keys.js";
+import type { OneTimeObjects, Transactions } from "../store/port.js";
+import { verifyRSad, type RSadVerifierDeps } from "./r-sad.js";
+import { scaActor, type SapTransaction, type SapTransactions, type ScaCaller } from "./transactions.js";
+
+/** The SAD token's size in bytes before base64url (256 bits from the module RNG). */
+const sadTokenBytes = 32;
+
+/** How a SAD token is stored and looked up: base64url(SHA-256(token ASCII)); the token itself never is. */
+export function sadTokenHash(token: string): string {
+  return createHash("sha256").update(token, "utf8").digest("base64url");
+}
+
+export interface IssuedSadToken {
+  token: string;
+  expiresAt: Date;
+}
+
+/**
+ * Draws and stores (as its hash only) a one-time SAD token of `tx`: `generation` 0 at Authorize,
+ * then + 1 per rotation with `previousHash` the consumed one.
+ */
+export async function issueSadToken(
+  deps: { random: RandomSource; store: Pick<OneTimeObjects, "issueSadToken">; policies: Pick<SecurityPolicies, "current"> },
+  input: { transactionId: string; transactionExpiresAt: Date; generation: number; previousHash: string | undefined; now: Date },
+): Promise<IssuedSadToken> {
+  const policy = await deps.policies.current();
+  const token = Buffer.from(await deps.random.randomBytes(sadTokenBytes)).toString("base64url");
+  const expiresAt = new Date(Math.min(input.now.getTime() + policy.sadTokenLifetimeMs, input.transactionExpiresAt.getTime()));
+  await deps.store.issueSadToken({
+    hash: sadTokenHash(token),
+    transactionId: input.transactionId,
+    generation: input.generation,
+    previousHash: input.previousHash,
+    issuedAt: input.now,
+    expiresAt,
+  });
+  return { token, expiresAt };
+}
+
+/** TRANSACTION_STATE or EXPIRED for a transaction that is not in `wanted`. */
+export function stateError(tx: SapTransaction, wanted: string): InkanError {
+  if (tx.state === "EXPIRED") return new InkanError("EXPIRED", "the transaction expired");
+  return new InkanError("TRANSACTION_STATE", `the transaction is not ${wanted}`);
+}
+
+export interface AuthorizeOptions {
+  transactions: Pick<SapTransactions, "load">;
+  store: Pick<Transactions, "transitionTransaction"> & Pick<OneTimeObjects, "consumeChallenge" | "issueSadToken">;
+  random: RandomSource;
+  policies: Pick<SecurityPolicies, "current">;
+  samKeys: Pick<SamEncryptionKeys, "samId">;
+  /** What verifyRSad needs (SAM keys, sealed records, signers, jti store, HMAC, policies, audit). */
+  rSad: RSadVerifierDeps;
+  clock?: () => Date;
+}
+
+export interface AuthorizeResult {
+  sadToken: string;
+  sadTokenExpiresAt: Date;
+  signaturesRemaining: number;
+}
+
+export class SapAuthorize {
+  private readonly clock: () => Date;
+
+  constructor(private readonly o: AuthorizeOptions) {
+    this.clock = o.clock ?? (() => new Date());
+  }
+
+  async authorize(input: { caller: ScaCaller; transactionId: string; rSad: string }): Promise<AuthorizeResult> {
+    const now = this.clock();
+    // 1. R-3.2.1.2, T-2.2.1.4: only this SCA's transaction; it must be sealed, pending and unexpired.
+    const tx = await this.o.transactions.load(input.transactionId, input.caller, now);
+    if (tx.state !== "PENDING") throw stateError(tx, "pending");
+    const { record, body } = tx;
+    if (!body.challengeHash || !record.dtbsrDigest) {
+      throw new InkanError("NOT_IMPLEMENTED", "Authorize of a transaction uploaded in chunks is not implemented by this SAM yet");
+    }
+    // 2. R-3.2.1.1: every link of the R.SAD (audited by verifyRSad, whatever the verdict).
+    await verifyRSad(
+      {
+        rSad: input.rSad,
+        transaction: {
+          id: record.id,
+          signerId: record.signerId,
+          credentialId: record.credentialId,
+          sca: scaActor(input.caller),
+          digest: record.dtbsrDigest,
+          count: record.numSignatures,
+          challengeHash: body.challengeHash,
+          expiresAt: record.expiresAt,
+        },
+        samId: await this.o.samKeys.samId(),
+        now,
+        requestId: input.caller.requestId,
+      },
+      this.o.rSad,
+    );
+    // 3. T-2.2.1.3: the challenge works once, and only for this transaction.
+    const challenge = await this.o.store.consumeChallenge({ hash: body.challengeHash, purpose: "transaction", now });
+    if (!challenge || challenge.subject !== record.id) throw new InkanError("SAD_REPLAYED", "the transaction's challenge was already used");
+    // 4. T-2.2.1.3: one atomic compare-and-set; a concurrent second Authorize loses here.
+    const moved = await this.o.store.transitionTransaction({ id: record.id, from: ["PENDING"], to: "AUTHORIZED", now });
+    if (!moved) throw stateError(await this.o.transactions.load(record.id, input.caller, now), "pending");
+    // 5. The one-time SAD token (only its hash is stored).
+    const issued = await issueSadToken(this.o, { transactionId: record.id, transactionExpiresAt: record.expiresAt, generation: 0, previousHash: undefined, now });
+    return { sadToken: issued.token, sadTokenExpiresAt: issued.expiresAt, signaturesRemaining: record.numSignatures - record.signaturesCreated };
+  }
+}

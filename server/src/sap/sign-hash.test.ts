@@ -1,0 +1,278 @@
+import { createHash, createPublicKey, randomBytes, verify as verifySignature } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { Code, createClient } from "@connectrpc/connect";
+import { Reason, buildRSad, inkanErrorReason, type DeviceKey } from "@inkan/sdk";
+import { AuditService } from "@inkan/sdk/gen/inkan/admin/v1/audit_pb.js";
+import { PrivilegedRole } from "@inkan/sdk/gen/inkan/admin/v1/types_pb.js";
+import { SignatureActivationService, type SadChallenge } from "@inkan/sdk/gen/inkan/sam/v1/sam_pb.js";
+import { HashAlgorithm } from "@inkan/sdk/gen/inkan/sam/v1/types_pb.js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { VerifiedRecords } from "../integrity/sealed-records.js";
+import { issueCertificate, loadCertificateAuthority, type Pem } from "../pki/dev-pki.js";
+import type { CredentialRecord, Store } from "../store/port.js";
+import { errorOf as failedWith, startTestServer, type PrivilegedPerson, type Protocol, type TestServer } from "../testing/harness.js";
+import { activeSignerWithCredential, testPin } from "../testing/signers.js";
+
+// Authorize and SignHash (methods 1 and 2) on the real server (SoftHSM2 + SQLite, mTLS), over gRPC
+// and Connect: R-3.2.1.1, R-3.2.1.2, R-3.2.1.5, T-2.2.1.2, T-2.2.1.3, T-2.2.1.6, R-3.2.2.4.
+let t: TestServer;
+let operator: PrivilegedPerson;
+let otherSca: Pem;
+let records: VerifiedRecords | undefined;
+let failAuditWrites = false;
+
+interface Signer {
+  signerId: string;
+  credentialId: string;
+  deviceKey: DeviceKey;
+  spki: Uint8Array;
+}
+let alice: Signer;
+
+const sca = (protocol: Protocol = "grpc") => createClient(SignatureActivationService, t.transport(protocol, t.pki.sca));
+const intruder = () => createClient(SignatureActivationService, t.transport("grpc", otherSca));
+
+async function errorOf(p: Promise<unknown>): Promise<{ code: Code; reason: Reason; message: string }> {
+  const e = await failedWith(p);
+  return { code: e.code, reason: inkanErrorReason(e), message: e.rawMessage };
+}
+
+/** `n` messages and their SHA-256 (the DTBS/R), so that signatures verify with node:crypto. */
+function documents(n: number, seed: string): { messages: Buffer[]; hashes: Uint8Array[] } {
+  const messages = Array.from({ length: n }, (_, i) => Buffer.from(`${seed}-${i}-${Math.random()}`));
+  return { messages, hashes: messages.map((m) => new Uint8Array(createHash("sha256").update(m).digest())) };
+}
+
+/** BeginTransaction with the whole list inline: the sealed transaction's SadChallenge. */
+async function begin(hashes: Uint8Array[], protocol: Protocol = "grpc"): Promise<SadChallenge> {
+  const res = await sca(protocol).beginTransaction({
+    credentialId: alice.credentialId, signerId: alice.signerId, hashAlgorithm: HashAlgorithm.SHA256, numSignatures: hashes.length, hashes, description: "Contracts 2026-11",
+  });
+  return res.sadChallenge!;
+}
+
+/** The signer's device: R.SAD over the challenge (device-key JWS + PIN in a JWE to the SAM). */
+const rSadFor = (ch: SadChallenge) =>
+  buildRSad({
+    deviceKey: alice.deviceKey, signerId: ch.signerId, credentialId: ch.credentialId, samId: ch.audience, transactionId: ch.transactionId,
+    challenge: ch.challenge, dtbsrDigest: ch.dtbsrDigest, count: ch.numSignatures, pin: testPin, samKey: ch.encryptionKey!,
+  });
+
+/** begin + R.SAD + Authorize: the first SAD token. */
+async function authorized(hashes: Uint8Array[], protocol: Protocol = "grpc"): Promise<{ ch: SadChallenge; token: string }> {
+  const ch = await begin(hashes, protocol);
+  const res = await sca(protocol).authorize({ transactionId: ch.transactionId, rSad: await rSadFor(ch) });
+  return { ch, token: res.sadToken };
+}
+
+const signHash = (token: string, hashes: Uint8Array[], protocol: Protocol = "grpc") =>
+  sca(protocol).signHash({ authorization: { case: "sadToken", value: token }, hashes });
+
+const verifies = (message: Buffer, signature: Uint8Array) =>
+  verifySignature("sha256", message, createPublicKey({ key: Buffer.from(alice.spki), format: "der", type: "spki" }), signature);
+
+beforeAll(async () => {
+  // Fault injection: the real store, with its audit append made to fail on demand.
+  const wrapStore = (store: Store): Store =>
+    new Proxy(store, {
+      get(target, prop, receiver) {
+        if (prop === "appendAuditRecord") {
+          return async (...args: Parameters<Store["appendAuditRecord"]>) => {
+            if (failAuditWrites) throw new Error("disk full (injected)");
+            return target.appendAuditRecord(...args);
+          };
+        }
+        const value = Reflect.get(target, prop, receiver);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+  t = await startTestServer({}, { wrapStore, onRecords: (r) => (records = r) });
+  operator = await t.createPrivilegedUser(PrivilegedRole.REGISTRATION_OPERATOR, "operator-sign-hash");
+  const ca = await loadCertificateAuthority({ cert: readFileSync(t.pki.paths.scaCaCert, "utf8"), key: readFileSync(t.pki.paths.scaCaKey, "utf8") });
+  otherSca = await issueCertificate(ca, { commonName: "another-sca", usage: "client" });
+  const a = await activeSignerWithCredential(t, operator);
+  // The certificate import (not built yet) is what makes a credential ACTIVE: KEY_GENERATED ones never sign.
+  const credential = (await records!.get("credential", a.credential.credentialId))!;
+  await records!.update<CredentialRecord>({ ...credential, version: credential.version + 1, status: "ACTIVE" }, credential.version);
+  alice = { signerId: a.signerId, credentialId: a.credential.credentialId, deviceKey: a.deviceKey, spki: a.credential.publicKeySpki };
+}, 60_000);
+afterAll(async () => {
+  await t?.close();
+});
+
+describe("Authorize and SignHash, method 1 (R-3.2.1.1, R-3.2.1.2, R-3.2.1.5)", () => {
+  for (const protocol of ["grpc", "connect"] as const) {
+    it(`signs every hash in one call over ${protocol}; the signatures verify against the credential's public key`, async () => {
+      const { messages, hashes } = documents(3, `m1-${protocol}`);
+      const ch = await begin(hashes, protocol);
+      const auth = await sca(protocol).authorize({ transactionId: ch.transactionId, rSad: await rSadFor(ch) });
+      expect(auth.sadToken).toMatch(/^[A-Za-z0-9_-]{43}$/);
+      expect(auth.signaturesRemaining).toBe(3);
+      expect(auth.sadTokenExpiresAt).toBeDefined();
+      const res = await signHash(auth.sadToken, [hashes[2]!, hashes[0]!, hashes[1]!], protocol);
+      expect(res.signatures).toHaveLength(3);
+      // Request order: signature i is over request hash i.
+      expect(verifies(messages[2]!, res.signatures[0]!)).toBe(true);
+      expect(verifies(messages[0]!, res.signatures[1]!)).toBe(true);
+      expect(verifies(messages[1]!, res.signatures[2]!)).toBe(true);
+      expect(res.nextSadToken).toBe("");
+      expect(res.nextSadTokenExpiresAt).toBeUndefined();
+      expect(res.signaturesRemaining).toBe(0);
+    });
+  }
+});
+
+describe("SignHash method 2: token rotation", () => {
+  it("signs one hash per call with a fresh token each time until none remain", async () => {
+    const { messages, hashes } = documents(3, "m2");
+    let { token } = await authorized(hashes);
+    for (const [i, h] of hashes.entries()) {
+      const res = await signHash(token, [h]);
+      expect(verifies(messages[i]!, res.signatures[0]!)).toBe(true);
+      expect(res.signaturesRemaining).toBe(2 - i);
+      if (i < 2) {
+        expect(res.nextSadToken).toMatch(/^[A-Za-z0-9_-]{43}$/);
+        expect(res.nextSadToken).not.toBe(token);
+      } else {
+        expect(res.nextSadToken).toBe("");
+      }
+      token = res.nextSadToken;
+    }
+  });
+});
+
+describe("T-2.2.1.3: replay", () => {
+  it("a consumed token presented again is SAD_REPLAYED and revokes the rest of the transaction (the rotated token fails too)", async () => {
+    const { hashes } = documents(3, "replay");
+    const { token } = await authorized(hashes);
+    const first = await signHash(token, [hashes[0]!]);
+    const replay = await errorOf(signHash(token, [hashes[1]!]));
+    expect(replay).toMatchObject({ code: Code.PermissionDenied, reason: Reason.SAD_REPLAYED });
+    const rotated = await errorOf(signHash(first.nextSadToken, [hashes[1]!]));
+    expect(rotated.code).toBe(Code.FailedPrecondition);
+    expect(rotated.reason).toBe(Reason.TRANSACTION_STATE);
+  });
+
+  it("of 64 concurrent SignHash calls with one token behind a start barrier, exactly one succeeds", async () => {
+    const { hashes } = documents(2, "race");
+    const { token } = await authorized(hashes);
+    const client = sca();
+    let open!: () => void;
+    const barrier = new Promise<void>((resolve) => (open = resolve));
+    const calls = Array.from({ length: 64 }, async () => {
+      await barrier;
+      return client.signHash({ authorization: { case: "sadToken", value: token }, hashes: [hashes[0]!] });
+    });
+    open();
+    const results = await Promise.allSettled(calls);
+    expect(results.filter((r) => r.status === "fulfilled")).toHaveLength(1);
+  });
+
+  it("a replayed R.SAD, or a second Authorize with a fresh R.SAD, is refused once the transaction is authorized", async () => {
+    const { hashes } = documents(1, "second-authorize");
+    const ch = await begin(hashes);
+    const rSad = await rSadFor(ch);
+    await sca().authorize({ transactionId: ch.transactionId, rSad });
+    expect(await errorOf(sca().authorize({ transactionId: ch.transactionId, rSad }))).toMatchObject({ code: Code.FailedPrecondition, reason: Reason.TRANSACTION_STATE });
+    const again = await errorOf(sca().authorize({ transactionId: ch.transactionId, rSad: await rSadFor(ch) }));
+    expect(again).toMatchObject({ code: Code.FailedPrecondition, reason: Reason.TRANSACTION_STATE });
+  });
+
+  it("of 8 concurrent Authorize calls with copies of one R.SAD, exactly one gets a token", async () => {
+    const { hashes } = documents(1, "authorize-race");
+    const ch = await begin(hashes);
+    const rSad = await rSadFor(ch);
+    const results = await Promise.allSettled(Array.from({ length: 8 }, () => sca().authorize({ transactionId: ch.transactionId, rSad })));
+    expect(results.filter((r) => r.status === "fulfilled")).toHaveLength(1);
+  });
+});
+
+describe("T-2.2.1.6: only authorized hashes, never more often than authorized", () => {
+  it("a hash not in the list is HASH_NOT_AUTHORIZED, nothing is signed and the token stays valid", async () => {
+    const { hashes } = documents(2, "foreign-hash");
+    const { token } = await authorized(hashes);
+    const foreign = new Uint8Array(createHash("sha256").update("not in the list").digest());
+    const err = await errorOf(signHash(token, [hashes[0]!, foreign]));
+    expect(err).toMatchObject({ code: Code.PermissionDenied, reason: Reason.HASH_NOT_AUTHORIZED });
+    const res = await signHash(token, hashes);
+    expect(res.signatures).toHaveLength(2);
+    expect(res.signaturesRemaining).toBe(0);
+  });
+
+  it("the same hash again beyond its count is refused", async () => {
+    const { hashes } = documents(2, "repeat");
+    const { token } = await authorized(hashes);
+    const first = await signHash(token, [hashes[0]!]);
+    const err = await errorOf(signHash(first.nextSadToken, [hashes[0]!]));
+    expect(err).toMatchObject({ code: Code.PermissionDenied, reason: Reason.HASH_NOT_AUTHORIZED });
+    const twice = await errorOf(signHash(first.nextSadToken, [hashes[1]!, hashes[1]!]));
+    expect(twice.code).toBe(Code.InvalidArgument);
+    expect((await signHash(first.nextSadToken, [hashes[1]!])).signaturesRemaining).toBe(0);
+  });
+
+  it("a hash whose length does not fit SHA-256 is refused", async () => {
+    const { hashes } = documents(1, "length");
+    const { token } = await authorized(hashes);
+    const err = await errorOf(signHash(token, [new Uint8Array(48)]));
+    expect([Code.InvalidArgument, Code.PermissionDenied]).toContain(err.code);
+  });
+});
+
+describe("T-2.2.1.2: no signature without a verified SAD; R-3.2.1.2: the transaction belongs to its SCA", () => {
+  it("a made-up token, or SignHash before Authorize, is SAD_INVALID and the transaction stays pending", async () => {
+    const { hashes } = documents(1, "bypass");
+    const ch = await begin(hashes);
+    const err = await errorOf(signHash(randomBytes(32).toString("base64url"), hashes));
+    expect(err).toMatchObject({ code: Code.PermissionDenied, reason: Reason.SAD_INVALID });
+    // The R.SAD still authorizes: nothing was used up.
+    const auth = await sca().authorize({ transactionId: ch.transactionId, rSad: await rSadFor(ch) });
+    expect(auth.signaturesRemaining).toBe(1);
+  });
+
+  it("another SCA can neither Authorize (TRANSACTION_NOT_FOUND) nor sign with the token (SAD_INVALID, the token stays the owner's)", async () => {
+    const { hashes } = documents(1, "other-sca");
+    const ch = await begin(hashes);
+    const rSad = await rSadFor(ch);
+    expect(await errorOf(intruder().authorize({ transactionId: ch.transactionId, rSad }))).toMatchObject({ code: Code.NotFound, reason: Reason.TRANSACTION_NOT_FOUND });
+    const { sadToken } = await sca().authorize({ transactionId: ch.transactionId, rSad: await rSadFor(ch) });
+    const stolen = await errorOf(intruder().signHash({ authorization: { case: "sadToken", value: sadToken }, hashes }));
+    expect(stolen).toMatchObject({ code: Code.PermissionDenied, reason: Reason.SAD_INVALID });
+    expect((await signHash(sadToken, hashes)).signatures).toHaveLength(1);
+  });
+
+  it("the one-call form (inline_authorization) is UNIMPLEMENTED, not a fake success", async () => {
+    const { hashes } = documents(1, "inline");
+    const ch = await begin(hashes);
+    const err = await errorOf(sca().signHash({ authorization: { case: "inlineAuthorization", value: { transactionId: ch.transactionId, rSad: await rSadFor(ch) } }, hashes }));
+    expect(err.code).toBe(Code.Unimplemented);
+    expect(err.message).toMatch(/inline_authorization/);
+  });
+});
+
+describe("R-3.2.2.4: the audit trail", () => {
+  it("records signature.created with the signed hash for each signature, and signature.failed for a replay", async () => {
+    const { hashes } = documents(2, "audited");
+    const { token } = await authorized(hashes);
+    await signHash(token, hashes);
+    await errorOf(signHash(token, hashes));
+    const auditor = await t.createPrivilegedUser(PrivilegedRole.AUDITOR, "auditor-sign-hash");
+    const { records: trail } = await createClient(AuditService, t.as(auditor)).listAuditRecords({ page: { pageSize: 1000 } });
+    const created = trail.filter((r) => r.eventType === "signature.created" && r.details["hash"] !== undefined && hashes.some((h) => Buffer.from(h).toString("hex") === r.details["hash"]));
+    expect(created).toHaveLength(2);
+    expect(trail.some((r) => r.eventType === "signature.failed" && r.reason === Reason.SAD_REPLAYED)).toBe(true);
+  });
+});
+
+describe("R-3.2.2.4: fail closed", () => {
+  it("an audit write failing during SignHash is UNAVAILABLE AUDIT_FAILURE and no signature leaves", async () => {
+    const { hashes } = documents(2, "audit-down");
+    const { token } = await authorized(hashes);
+    failAuditWrites = true;
+    try {
+      const err = await errorOf(signHash(token, hashes));
+      expect(err).toMatchObject({ code: Code.Unavailable, reason: Reason.AUDIT_FAILURE });
+    } finally {
+      failAuditWrites = false;
+    }
+  });
+});

@@ -1,5 +1,4 @@
-import { createHash, createPublicKey, X509Certificate } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { createHash, createPublicKey } from "node:crypto";
 import { clone, toJsonString } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
@@ -18,12 +17,10 @@ import { ApprovalRequiredSchema, PrivilegedRole } from "@inkan/sdk/gen/inkan/adm
 import { ErrorDetailSchema } from "@inkan/sdk/gen/inkan/sam/v1/error_pb.js";
 import { AssuranceLevel, CredentialStatus, KeyAlgorithm } from "@inkan/sdk/gen/inkan/sam/v1/types_pb.js";
 import Database from "better-sqlite3";
-import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openEmbeddedCryptoModule } from "../crypto/pkcs11/softhsm-token.js";
-import type { Pem } from "../pki/dev-pki.js";
 import { sqliteStoreFile } from "../store/sqlite/sqlite-store.js";
-import { startTestServer, type TestServer } from "../testing/harness.js";
+import { startTestServer, type PrivilegedPerson, type TestServer } from "../testing/harness.js";
 import { activationCodeHash } from "./activation-code.js";
 
 // RegistrationService on the real server (SoftHSM2 + SQLite, over gRPC with mTLS and signed admin
@@ -31,27 +28,13 @@ import { activationCodeHash } from "./activation-code.js";
 // hashes, keys generated in the crypto module and bound to exactly one signer by a sealed record.
 let t: TestServer;
 let db: Database.Database;
-interface Person { userId: string; cert: Pem; privateJwk: JWK & { kid: string } }
-let so1: Person;
-let so2: Person;
-let operator: Person;
-let auditor: Person;
+let so1: PrivilegedPerson;
+let so2: PrivilegedPerson;
+let operator: PrivilegedPerson;
+let auditor: PrivilegedPerson;
 
-async function createUser(by: Person, name: string, role: PrivilegedRole): Promise<Person> {
-  const cert = await t.issueAdminCertificate(name);
-  const { privateKey, publicKey } = await generateKeyPair("ES256", { extractable: true });
-  const pub = await exportJWK(publicKey);
-  const kid = await calculateJwkThumbprint(pub, "sha256");
-  const sha256 = Buffer.from(new X509Certificate(cert.cert).fingerprint256.replaceAll(":", ""), "hex");
-  const { user } = await createClient(PrivilegedUserService, t.transportAs(by.cert, by.userId, by.privateJwk)).createPrivilegedUser({
-    displayName: name,
-    role,
-    certificateBinding: { binding: { case: "certificateSha256", value: sha256 } },
-    publicKeyJwk: JSON.stringify(pub),
-  });
-  return { userId: user!.userId, cert, privateJwk: { ...(await exportJWK(privateKey)), kid } as JWK & { kid: string } };
-}
-const registrationAs = (p: Person) => createClient(RegistrationService, t.transportAs(p.cert, p.userId, p.privateJwk));
+const createUser = (by: PrivilegedPerson, name: string, role: PrivilegedRole) => t.createPrivilegedUser(role, name, by);
+const registrationAs = (p: PrivilegedPerson) => createClient(RegistrationService, t.as(p));
 
 async function errorOf(p: Promise<unknown>): Promise<{ code: Code; reason: Reason; field: string }> {
   try {
@@ -91,7 +74,7 @@ const count = (table: string) => (db.prepare(`SELECT count(*) AS n FROM ${table}
 beforeAll(async () => {
   t = await startTestServer();
   db = new Database(sqliteStoreFile(t.dataDir)); // the insider's own connection
-  so1 = { userId: t.pki.paths.adminUserId, cert: t.pki.admin, privateJwk: JSON.parse(readFileSync(t.pki.paths.adminRequestKey, "utf8")) };
+  so1 = t.firstSecurityOfficer;
   so2 = await createUser(so1, "security-officer-2", PrivilegedRole.SECURITY_OFFICER);
   operator = await createUser(so1, "operator-1", PrivilegedRole.REGISTRATION_OPERATOR);
   auditor = await createUser(so1, "auditor-1", PrivilegedRole.AUDITOR);

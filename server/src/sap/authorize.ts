@@ -14,8 +14,9 @@
  *     stored; valid for the policy's sadTokenLifetime, never past the transaction's expiry.
  *
  * Not here yet: the one-call inline form (SignHash refuses it with NOT_IMPLEMENTED), levels 1 and
- * TOTP (verifyRSad refuses them), Limits.max_authorize_attempts (the store has no FAILED state), and
- * Authorize of a chunked upload (its challenge hash is not in the body, see TransactionBody).
+ * TOTP (verifyRSad refuses them), Limits.max_authorize_attempts (the store has no FAILED state).
+ * Inline and chunked uploads are authorized alike: the challenge's hash is read from the store
+ * record (TransactionRecord.challengeHash), which the seal wrote together with the digest.
  * Credentials must be ACTIVE (verifyRSad refuses KEY_GENERATED ones: no certificate yet).
  */
 import { createHash } from "node:crypto";
@@ -97,10 +98,10 @@ export class SapAuthorize {
     // 1. R-3.2.1.2, T-2.2.1.4: only this SCA's transaction; it must be sealed, pending and unexpired.
     const tx = await this.o.transactions.load(input.transactionId, input.caller, now);
     if (tx.state !== "PENDING") throw stateError(tx, "pending");
-    const { record, body } = tx;
-    if (!body.challengeHash || !record.dtbsrDigest) {
-      throw new InkanError("NOT_IMPLEMENTED", "Authorize of a transaction uploaded in chunks is not implemented by this SAM yet");
-    }
+    const { record } = tx;
+    const { challengeHash, dtbsrDigest } = record;
+    // A sealed transaction always holds both (completeDtbsrUpload stores them in one update): fail closed otherwise.
+    if (challengeHash === undefined || dtbsrDigest === undefined) throw new InkanError("TRANSACTION_STATE", "the transaction is not pending");
     // 2. R-3.2.1.1: every link of the R.SAD (audited by verifyRSad, whatever the verdict).
     await verifyRSad(
       {
@@ -110,9 +111,9 @@ export class SapAuthorize {
           signerId: record.signerId,
           credentialId: record.credentialId,
           sca: scaActor(input.caller),
-          digest: record.dtbsrDigest,
+          digest: dtbsrDigest,
           count: record.numSignatures,
-          challengeHash: body.challengeHash,
+          challengeHash,
           expiresAt: record.expiresAt,
         },
         samId: await this.o.samKeys.samId(),
@@ -122,7 +123,7 @@ export class SapAuthorize {
       this.o.rSad,
     );
     // 3. T-2.2.1.3: the challenge works once, and only for this transaction.
-    const challenge = await this.o.store.consumeChallenge({ hash: body.challengeHash, purpose: "transaction", now });
+    const challenge = await this.o.store.consumeChallenge({ hash: challengeHash, purpose: "transaction", now });
     if (!challenge || challenge.subject !== record.id) throw new InkanError("SAD_REPLAYED", "the transaction's challenge was already used");
     // 4. T-2.2.1.3: one atomic compare-and-set; a concurrent second Authorize loses here.
     const moved = await this.o.store.transitionTransaction({ id: record.id, from: ["PENDING"], to: "AUTHORIZED", now });

@@ -1,7 +1,7 @@
 import { createHash, createPublicKey, randomBytes, verify as verifySignature } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { Code, createClient } from "@connectrpc/connect";
-import { Reason, buildRSad, inkanErrorReason, type DeviceKey } from "@inkan/sdk";
+import { Reason, buildRSad, dtbsrDigest, inkanErrorReason, type DeviceKey } from "@inkan/sdk";
 import { AuditService } from "@inkan/sdk/gen/inkan/admin/v1/audit_pb.js";
 import { PrivilegedRole } from "@inkan/sdk/gen/inkan/admin/v1/types_pb.js";
 import { SignatureActivationService, type SadChallenge } from "@inkan/sdk/gen/inkan/sam/v1/sam_pb.js";
@@ -120,6 +120,57 @@ describe("Authorize and SignHash, method 1 (R-3.2.1.1, R-3.2.1.2, R-3.2.1.5)", (
       expect(res.signaturesRemaining).toBe(0);
     });
   }
+});
+
+describe("Authorize and SignHash of a list uploaded in chunks (R-3.2.1.4, T-2.2.1.6)", () => {
+  it("T-2.2.1.6: 10,000 + 10,000 + 5 hashes in three chunks, sealed, authorized with the SDK's R.SAD; hashes of every chunk sign and verify, a foreign hash does not", async () => {
+    // Every chunk but the last holds exactly max_hashes_per_chunk (10,000 by default); chunk 0 is inline in BeginTransaction.
+    const chunkSize = 10_000;
+    const { messages, hashes } = documents(2 * chunkSize + 5, "chunked");
+    const chunks = [hashes.slice(0, chunkSize), hashes.slice(chunkSize, 2 * chunkSize), hashes.slice(2 * chunkSize)];
+    const client = sca();
+    const begun = await client.beginTransaction({
+      credentialId: alice.credentialId, signerId: alice.signerId, hashAlgorithm: HashAlgorithm.SHA256, numSignatures: hashes.length, hashes: chunks[0]!, description: "Payroll 2026-11",
+    });
+    expect(begun.sadChallenge).toBeUndefined(); // uploading: no challenge yet
+    for (const k of [1, 2]) {
+      const progress = await client.appendHashes({ transactionId: begun.transactionId, chunkIndex: k, hashes: chunks[k]! });
+      expect(progress.hashesReceived).toBe(chunks.slice(0, k + 1).reduce((n, c) => n + c.length, 0));
+    }
+    // R-3.2.1.4: the SCA's own digest over the whole list seals it and draws the one-time challenge.
+    const digest = await dtbsrDigest(HashAlgorithm.SHA256, hashes);
+    const ch = (await client.sealTransaction({ transactionId: begun.transactionId, dtbsrDigest: digest })).sadChallenge!;
+    expect(ch).toMatchObject({ transactionId: begun.transactionId, numSignatures: hashes.length });
+    expect(ch.dtbsrDigest).toEqual(digest);
+
+    // The signer's device builds R.SAD with the SDK over the challenge and the digest it computed itself.
+    const rSad = await buildRSad({
+      deviceKey: alice.deviceKey, signerId: ch.signerId, credentialId: ch.credentialId, samId: ch.audience, transactionId: ch.transactionId,
+      challenge: ch.challenge, dtbsrDigest: await dtbsrDigest(HashAlgorithm.SHA256, hashes), count: hashes.length, pin: testPin, samKey: ch.encryptionKey!,
+    });
+    const auth = await client.authorize({ transactionId: ch.transactionId, rSad });
+    expect(auth.sadToken).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(auth.signaturesRemaining).toBe(hashes.length);
+    // T-2.2.1.3: the challenge worked once.
+    expect(await errorOf(client.authorize({ transactionId: ch.transactionId, rSad }))).toMatchObject({ code: Code.FailedPrecondition, reason: Reason.TRANSACTION_STATE });
+
+    // T-2.2.1.6: a hash that is not in the list is refused, nothing is signed and the token stays valid.
+    const foreign = new Uint8Array(createHash("sha256").update("not in the chunked list").digest());
+    expect(await errorOf(signHash(auth.sadToken, [hashes[0]!, foreign]))).toMatchObject({ code: Code.PermissionDenied, reason: Reason.HASH_NOT_AUTHORIZED });
+
+    // One hash of each chunk, in request order; then one more with the rotated token.
+    const picks = [0, chunkSize + 7, 2 * chunkSize + 4];
+    const res = await signHash(auth.sadToken, picks.map((i) => hashes[i]!));
+    expect(res.signatures).toHaveLength(3);
+    picks.forEach((i, k) => expect(verifies(messages[i]!, res.signatures[k]!)).toBe(true));
+    expect(res.signaturesRemaining).toBe(hashes.length - 3);
+    expect(res.nextSadToken).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    const more = await signHash(res.nextSadToken, [hashes[2 * chunkSize]!]);
+    expect(verifies(messages[2 * chunkSize]!, more.signatures[0]!)).toBe(true);
+    expect(more.signaturesRemaining).toBe(hashes.length - 4);
+    // T-2.2.1.6: a hash already signed is not signed again (its list entry is used up).
+    expect(await errorOf(signHash(more.nextSadToken, [hashes[0]!]))).toMatchObject({ code: Code.PermissionDenied, reason: Reason.HASH_NOT_AUTHORIZED });
+  }, 60_000);
 });
 
 describe("SignHash method 2: token rotation", () => {

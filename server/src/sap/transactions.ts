@@ -46,20 +46,15 @@ export interface TransactionBody {
   inlineCount: number;
   /** Every AppendHashes chunk but the last holds exactly this many hashes (the policy's max_hashes_per_chunk at begin). */
   chunkSize: number;
-  /**
-   * challengeHash() of the one-time challenge, for Authorize (verifyRSad needs it before the JWE is
-   * opened). Only the hash, never the challenge. Set when the list is sealed at BeginTransaction;
-   * absent for chunked uploads (the store cannot rewrite the body at seal time), which Authorize
-   * refuses with NOT_IMPLEMENTED for now.
-   */
-  challengeHash?: string;
+  // The challenge's hash is not here: it is TransactionRecord.challengeHash (a store column), set at
+  // creation for a list sealed at once and by completeDtbsrUpload for a chunked upload.
 }
 
 /**
  * A transaction of one SCA, as Authorize and signing need it: the store record (credentialId,
- * signerId, sca, hashAlgorithm, numSignatures, dtbsrDigest once sealed, expiresAt, state) and its
- * body. The challenge is not here: only its hash is stored, as a one-time challenge of purpose
- * "transaction" whose subject is the transaction id (consume it with challengeHash(chal)).
+ * signerId, sca, hashAlgorithm, numSignatures, dtbsrDigest and challengeHash once sealed, expiresAt,
+ * state) and its body. The challenge is not here: only its hash is stored, on the record and as a
+ * one-time challenge of purpose "transaction" whose subject is the transaction id.
  */
 export interface SapTransaction {
   record: TransactionRecord;
@@ -185,7 +180,7 @@ export class SapTransactions {
     }
 
     const sealed = input.hashes.length === n;
-    // R-3.2.2.2: the challenge of a list sealed at once is drawn now, so its hash goes into the body.
+    // R-3.2.2.2: the challenge of a list sealed at once is drawn now, so its hash goes into the record.
     const challenge = sealed ? await this.o.random.randomBytes(32) : undefined;
     const uploadExpiresAt = new Date(now.getTime() + durationMs(policy.policy.uploadTimeout ?? "600s", "uploadTimeout"));
     const expiresAt = new Date((sealed ? now.getTime() : uploadExpiresAt.getTime()) + lifetimeMs);
@@ -196,7 +191,6 @@ export class SapTransactions {
       uploadExpiresAt: uploadExpiresAt.toISOString(),
       inlineCount: input.hashes.length,
       chunkSize: policy.maxHashesPerChunk,
-      ...(challenge ? { challengeHash: challengeHash(challenge) } : {}),
     };
     const id = await newRecordId("txn", this.o.random, now); // unpredictable (R-3.2.2.2)
     await this.o.store.createTransaction({
@@ -207,6 +201,7 @@ export class SapTransactions {
       hashAlgorithm: input.hashAlgorithm,
       numSignatures: n,
       body: JSON.stringify(body),
+      challengeHash: challenge ? challengeHash(challenge) : undefined,
       createdAt: now,
       expiresAt,
     });
@@ -337,19 +332,24 @@ export class SapTransactions {
     if (tx.state !== "UPLOADING") throw new InkanError("TRANSACTION_STATE", "the transaction is not uploading");
   }
 
-  /** Freezes the list with its digest, then draws the one-time challenge and stores only its hash. */
+  /**
+   * Draws the one-time challenge (unless drawn at begin), then freezes the list with its digest and
+   * the challenge's hash in one atomic store update, then issues the challenge (only its hash).
+   */
   private async seal(tx: SapTransaction, digest: Uint8Array, credential: CredentialView, now: Date, drawn?: Uint8Array): Promise<SadChallenge> {
     const { record } = tx;
     // R-3.2.2.2: 32 bytes from the crypto module's RNG, drawn before anything is frozen (at begin for an inline list).
     const challenge = drawn ?? (await this.o.random.randomBytes(32));
-    const frozen = await this.o.store.completeDtbsrUpload({ transactionId: record.id, hashCount: record.numSignatures, digest, now });
+    const hash = challengeHash(challenge);
+    // R-3.2.1.4, T-2.2.1.3: digest and challenge hash are recorded together; Authorize reads both from the record.
+    const frozen = await this.o.store.completeDtbsrUpload({ transactionId: record.id, hashCount: record.numSignatures, digest, challengeHash: hash, now });
     if (!frozen) {
       const again = await this.load(record.id, { certificateSha256: record.sca }, now);
       if (again.state === "EXPIRED") throw new InkanError("EXPIRED", "the transaction expired");
       throw new InkanError("TRANSACTION_STATE", "the transaction is not uploading");
     }
     // T-2.2.1.3: the challenge works once; the SAM keeps only its hash, bound to the transaction.
-    await this.o.store.issueChallenge({ hash: challengeHash(challenge), purpose: "transaction", subject: record.id, createdAt: now, expiresAt: record.expiresAt });
+    await this.o.store.issueChallenge({ hash, purpose: "transaction", subject: record.id, createdAt: now, expiresAt: record.expiresAt });
     const [audience, encryptionKey] = await Promise.all([this.o.samKeys.samId(), this.o.samKeys.currentKey(now)]);
     return {
       transactionId: record.id,

@@ -144,7 +144,7 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
     async function authorized(id: string, hashes: Uint8Array[], numSignatures = hashes.length): Promise<void> {
       await store.createTransaction(newTransaction(id, numSignatures));
       expect(await store.appendDtbsr({ transactionId: id, startIndex: 0, hashes, now: at(1) })).toEqual({ ok: true, hashCount: hashes.length });
-      expect(await store.completeDtbsrUpload({ transactionId: id, hashCount: hashes.length, digest: bytes("digest"), now: at(1) })).toBe(true);
+      expect(await store.completeDtbsrUpload({ transactionId: id, hashCount: hashes.length, digest: bytes("digest"), challengeHash: "challenge-hash", now: at(1) })).toBe(true);
       expect(await store.transitionTransaction({ id, from: ["PENDING"], to: "AUTHORIZED", now: at(2) })).toBe(true);
     }
 
@@ -313,10 +313,12 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
           state: "PENDING",
           hashCount: 0,
           dtbsrDigest: undefined,
+          challengeHash: undefined,
           signaturesCreated: 0,
           authorizedAt: undefined,
           updatedAt: tx.createdAt,
         });
+        expect(await store.getTransaction("tx1")).toHaveProperty("challengeHash", undefined);
         await expect(store.createTransaction(tx)).rejects.toBeInstanceOf(RecordExistsError);
         expect(await store.getTransaction("nope")).toBeUndefined();
       });
@@ -325,7 +327,7 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         await store.createTransaction(newTransaction("tx1", 1, 60));
         expect(await store.transitionTransaction({ id: "tx1", from: ["PENDING"], to: "AUTHORIZED", now: at(1) })).toBe(false); // upload incomplete
         await store.appendDtbsr({ transactionId: "tx1", startIndex: 0, hashes: [dtbsrHash(0)], now: at(1) });
-        expect(await store.completeDtbsrUpload({ transactionId: "tx1", hashCount: 1, digest: bytes("d"), now: at(1) })).toBe(true);
+        expect(await store.completeDtbsrUpload({ transactionId: "tx1", hashCount: 1, digest: bytes("d"), challengeHash: "challenge-hash", now: at(1) })).toBe(true);
         expect(await store.transitionTransaction({ id: "tx1", from: ["PENDING"], to: "AUTHORIZED", now: at(60) })).toBe(false); // expired
         expect(await store.transitionTransaction({ id: "tx1", from: ["PENDING"], to: "AUTHORIZED", now: at(2) })).toBe(true);
         expect(await store.transitionTransaction({ id: "tx1", from: ["PENDING"], to: "AUTHORIZED", now: at(3) })).toBe(false); // once
@@ -338,7 +340,7 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
           const id = `tx-${round}`;
           await store.createTransaction(newTransaction(id, 1));
           await store.appendDtbsr({ transactionId: id, startIndex: 0, hashes: [dtbsrHash(round)], now: at(1) });
-          await store.completeDtbsrUpload({ transactionId: id, hashCount: 1, digest: bytes("d"), now: at(1) });
+          await store.completeDtbsrUpload({ transactionId: id, hashCount: 1, digest: bytes("d"), challengeHash: "challenge-hash", now: at(1) });
           const results = await race(racers, () => store.transitionTransaction({ id, from: ["PENDING"], to: "AUTHORIZED", now: at(2) }));
           expect(results.filter(Boolean), `round ${round}`).toHaveLength(1);
         }
@@ -366,15 +368,51 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         expect(await store.appendDtbsr({ transactionId: "tx1", startIndex: 3, hashes: h.slice(3, 4), now: at(1) })).toEqual({ ok: false, reason: "INVALID_REQUEST", hashCount: 2 });
         expect(await store.appendDtbsr({ transactionId: "tx1", startIndex: 2, hashes: h.slice(2, 4), now: at(60) })).toEqual({ ok: false, reason: "EXPIRED" });
         expect(await store.appendDtbsr({ transactionId: "tx1", startIndex: 2, hashes: h.slice(2, 4), now: at(2) })).toEqual({ ok: true, hashCount: 4 });
-        expect(await store.completeDtbsrUpload({ transactionId: "tx1", hashCount: 3, digest: bytes("d"), now: at(3) })).toBe(false); // count moved
-        expect(await store.completeDtbsrUpload({ transactionId: "tx1", hashCount: 4, digest: bytes("d"), now: at(3) })).toBe(true);
-        expect(await store.completeDtbsrUpload({ transactionId: "tx1", hashCount: 4, digest: bytes("other"), now: at(3) })).toBe(false); // frozen
+        expect(await store.completeDtbsrUpload({ transactionId: "tx1", hashCount: 3, digest: bytes("d"), challengeHash: "challenge-hash", now: at(3) })).toBe(false); // count moved
+        expect(await store.completeDtbsrUpload({ transactionId: "tx1", hashCount: 4, digest: bytes("d"), challengeHash: "challenge-hash", now: at(3) })).toBe(true);
+        expect(await store.completeDtbsrUpload({ transactionId: "tx1", hashCount: 4, digest: bytes("other"), challengeHash: "challenge-hash", now: at(3) })).toBe(false); // frozen
         expect(await store.appendDtbsr({ transactionId: "tx1", startIndex: 4, hashes: h.slice(4), now: at(3) })).toEqual({ ok: false, reason: "TRANSACTION_STATE" });
         expect(await store.appendDtbsr({ transactionId: "nope", startIndex: 0, hashes: h.slice(0, 1), now: at(3) })).toEqual({ ok: false, reason: "TRANSACTION_NOT_FOUND" });
         await expect(store.appendDtbsr({ transactionId: "tx1", startIndex: 4, hashes: [], now: at(3) })).rejects.toBeInstanceOf(RangeError);
         expect((await store.readDtbsr({ transactionId: "tx1", fromIndex: 0, limit: 10 })).map((e) => e.hash)).toEqual(h.slice(0, 4));
         await store.createTransaction(newTransaction("empty", 1));
-        expect(await store.completeDtbsrUpload({ transactionId: "empty", hashCount: 0, digest: bytes("d"), now: at(3) })).toBe(false);
+        expect(await store.completeDtbsrUpload({ transactionId: "empty", hashCount: 0, digest: bytes("d"), challengeHash: "challenge-hash", now: at(3) })).toBe(false);
+      });
+
+      it("R-3.2.2.2, T-2.2.1.3: completeDtbsrUpload stores the challenge hash in the same atomic update that freezes the list, returned exactly", async () => {
+        // base64url of SHA-256: 43 characters, "-" and "_" included, so a text column must keep it exactly.
+        const hash = "-_" + base64url(createHash("sha256").update("chunked challenge").digest()).slice(2);
+        const other = "_-" + hash.slice(2);
+        await store.createTransaction(newTransaction("chunked", 2, 60));
+        await store.appendDtbsr({ transactionId: "chunked", startIndex: 0, hashes: [dtbsrHash(0)], now: at(1) });
+        expect((await store.getTransaction("chunked"))?.challengeHash).toBeUndefined(); // still uploading
+        // A refused freeze stores neither the digest nor the hash.
+        expect(await store.completeDtbsrUpload({ transactionId: "chunked", hashCount: 2, digest: bytes("d"), challengeHash: hash, now: at(2) })).toBe(false);
+        expect(await store.getTransaction("chunked")).toMatchObject({ dtbsrDigest: undefined, challengeHash: undefined });
+        await store.appendDtbsr({ transactionId: "chunked", startIndex: 1, hashes: [dtbsrHash(1)], now: at(2) });
+        expect(await store.completeDtbsrUpload({ transactionId: "chunked", hashCount: 2, digest: bytes("d"), challengeHash: hash, now: at(60) })).toBe(false); // expired
+        expect(await store.getTransaction("chunked")).toMatchObject({ dtbsrDigest: undefined, challengeHash: undefined });
+        expect(await store.completeDtbsrUpload({ transactionId: "chunked", hashCount: 2, digest: bytes("d"), challengeHash: hash, now: at(3) })).toBe(true);
+        const sealed = await store.getTransaction("chunked");
+        expect(sealed).toMatchObject({ dtbsrDigest: bytes("d"), challengeHash: hash, updatedAt: at(3) });
+        expect(sealed?.challengeHash).toBe(hash);
+        // Frozen: a second freeze changes neither the digest nor the hash.
+        expect(await store.completeDtbsrUpload({ transactionId: "chunked", hashCount: 2, digest: bytes("x"), challengeHash: other, now: at(4) })).toBe(false);
+        expect(await store.getTransaction("chunked")).toMatchObject({ dtbsrDigest: bytes("d"), challengeHash: hash, updatedAt: at(3) });
+        // Authorize sees it through the state machine unchanged.
+        expect(await store.transitionTransaction({ id: "chunked", from: ["PENDING"], to: "AUTHORIZED", now: at(5) })).toBe(true);
+        expect((await store.getTransaction("chunked"))?.challengeHash).toBe(hash);
+
+        // A hash given at creation (a list sealed at once) is returned from the start and never replaced.
+        await store.createTransaction({ ...newTransaction("inline", 1, 60), challengeHash: hash });
+        expect((await store.getTransaction("inline"))?.challengeHash).toBe(hash);
+        await store.appendDtbsr({ transactionId: "inline", startIndex: 0, hashes: [dtbsrHash(0)], now: at(1) });
+        expect(await store.completeDtbsrUpload({ transactionId: "inline", hashCount: 1, digest: bytes("d"), challengeHash: other, now: at(2) })).toBe(false);
+        expect(await store.getTransaction("inline")).toMatchObject({ dtbsrDigest: undefined, challengeHash: hash });
+        expect(await store.completeDtbsrUpload({ transactionId: "inline", hashCount: 1, digest: bytes("d"), challengeHash: hash, now: at(2) })).toBe(true);
+        expect(await store.getTransaction("inline")).toMatchObject({ dtbsrDigest: bytes("d"), challengeHash: hash });
+
+        await expect(store.completeDtbsrUpload({ transactionId: "chunked", hashCount: 2, digest: bytes("d"), challengeHash: "", now: at(3) })).rejects.toBeInstanceOf(RangeError);
       });
 
       it("uploads 100,000 DTBS/R hashes in chunks and reads them back in order, page by page (bounded memory)", async () => {
@@ -388,7 +426,7 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
           expect(await store.appendDtbsr({ transactionId: "big", startIndex: start, hashes, now: at(1) })).toEqual({ ok: true, hashCount: start + chunk });
         }
         const digest = new Uint8Array(upload.digest());
-        expect(await store.completeDtbsrUpload({ transactionId: "big", hashCount: total, digest, now: at(2) })).toBe(true);
+        expect(await store.completeDtbsrUpload({ transactionId: "big", hashCount: total, digest, challengeHash: "challenge-hash", now: at(2) })).toBe(true);
 
         const readBack = createHash("sha256");
         let next = 0;

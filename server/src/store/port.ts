@@ -251,6 +251,12 @@ export interface NewTransaction {
   body: string;
   createdAt: Date;
   expiresAt: Date;
+  /**
+   * Hash (base64url) of the transaction's one-time challenge, when it is drawn before the record
+   * exists (a list sealed at once). Otherwise {@link Transactions.completeDtbsrUpload} stores it.
+   * Only the hash, never the challenge.
+   */
+  challengeHash?: string | undefined;
 }
 
 export interface TransactionRecord extends NewTransaction {
@@ -259,6 +265,12 @@ export interface TransactionRecord extends NewTransaction {
   hashCount: number;
   /** Set once by {@link Transactions.completeDtbsrUpload}; the list is frozen from then on. */
   dtbsrDigest: Uint8Array | undefined;
+  /**
+   * Hash (base64url) of the one-time challenge: set at creation or, at the latest, by
+   * {@link Transactions.completeDtbsrUpload} together with dtbsrDigest; never changed afterwards.
+   * Authorize reads it from here. Undefined while uploading (and for rows older than the column).
+   */
+  challengeHash: string | undefined;
   /** Signatures marked (reserved) so far; never above numSignatures. */
   signaturesCreated: number;
   authorizedAt: Date | undefined;
@@ -316,9 +328,11 @@ export interface Transactions {
   appendDtbsr(req: { transactionId: string; startIndex: number; hashes: readonly Uint8Array[]; now: Date }): Promise<AppendDtbsrResult>;
   /**
    * Freezes the list: compare-and-set on hashCount (the caller saw exactly this many hashes)
-   * while PENDING, unexpired and not yet complete; stores the DTBS/R digest. False otherwise.
+   * while PENDING, unexpired and not yet complete; stores the DTBS/R digest and the challenge's
+   * hash in the same atomic update. False otherwise, and also when the transaction already holds
+   * a different challenge hash (one given at creation is never replaced).
    */
-  completeDtbsrUpload(req: { transactionId: string; hashCount: number; digest: Uint8Array; now: Date }): Promise<boolean>;
+  completeDtbsrUpload(req: { transactionId: string; hashCount: number; digest: Uint8Array; challengeHash: string; now: Date }): Promise<boolean>;
   /** Up to `limit` entries from `fromIndex`, in list order (bounded memory: read page by page). */
   readDtbsr(req: { transactionId: string; fromIndex: number; limit: number }): Promise<DtbsrEntry[]>;
   /**

@@ -118,6 +118,8 @@ interface TransactionDoc {
   state: TransactionState;
   hashCount: number;
   dtbsrDigest: Bytes | null;
+  /** Hash (base64url) of the one-time challenge; null while uploading, absent on documents older than migration 3. */
+  challengeHash?: string | null;
   signaturesCreated: number;
   createdAt: Date;
   expiresAt: Date;
@@ -453,6 +455,7 @@ export class MongoStore implements Store {
       state: d.state,
       hashCount: d.hashCount,
       dtbsrDigest: d.dtbsrDigest === null ? undefined : toBytes(d.dtbsrDigest),
+      challengeHash: d.challengeHash ?? undefined,
       signaturesCreated: d.signaturesCreated,
       authorizedAt: orUndefined(d.authorizedAt),
       updatedAt: d.updatedAt,
@@ -472,6 +475,7 @@ export class MongoStore implements Store {
       state: "PENDING",
       hashCount: 0,
       dtbsrDigest: null,
+      challengeHash: tx.challengeHash ?? null,
       signaturesCreated: 0,
       createdAt: checkDate(tx.createdAt),
       expiresAt: checkDate(tx.expiresAt),
@@ -524,13 +528,23 @@ export class MongoStore implements Store {
     });
   }
 
-  async completeDtbsrUpload(req: { transactionId: string; hashCount: number; digest: Uint8Array; now: Date }): Promise<boolean> {
+  async completeDtbsrUpload(req: { transactionId: string; hashCount: number; digest: Uint8Array; challengeHash: string; now: Date }): Promise<boolean> {
+    if (typeof req.challengeHash !== "string" || req.challengeHash.length === 0) throw new RangeError("challengeHash is required");
     if (req.hashCount < 1) return false;
     const now = checkDate(req.now);
+    // One document update: the list is frozen and the challenge's hash recorded together, or neither.
+    // `challengeHash: null` also matches a document without the field; one given at creation is kept.
     const result = await this.guard(() =>
       this.transactions.updateOne(
-        { _id: req.transactionId, state: "PENDING", dtbsrDigest: null, hashCount: req.hashCount, expiresAt: { $gt: now } },
-        { $set: { dtbsrDigest: bin(req.digest), updatedAt: now } },
+        {
+          _id: req.transactionId,
+          state: "PENDING",
+          dtbsrDigest: null,
+          hashCount: req.hashCount,
+          expiresAt: { $gt: now },
+          $or: [{ challengeHash: null }, { challengeHash: req.challengeHash }],
+        },
+        { $set: { dtbsrDigest: bin(req.digest), challengeHash: req.challengeHash, updatedAt: now } },
       ),
     );
     return result.matchedCount === 1;
@@ -1101,6 +1115,27 @@ export const mongoMigrations: readonly MongoMigration[] = [
       );
       await db.collection("pendingApprovals").createIndex({ state: 1, _id: 1 });
       await db.collection("pendingApprovals").createIndex({ requestedBy: 1, _id: 1 });
+    },
+  },
+  {
+    version: 3,
+    name: "transaction challenge hash",
+    async apply(db) {
+      // R-3.2.2.2, T-2.2.1.3: the challenge's hash is now a field of the transaction (set at
+      // creation or when the list is frozen). Transactions sealed before kept it in their body:
+      // copy it. Idempotent: only documents without the field are touched.
+      const transactions = db.collection<TransactionDoc>("transactions");
+      const legacy = transactions.find({ challengeHash: { $exists: false } }, { projection: { _id: 1, body: 1 } });
+      for await (const doc of legacy) {
+        let hash: string | null = null;
+        try {
+          const body = JSON.parse(doc.body) as { challengeHash?: unknown };
+          if (typeof body.challengeHash === "string") hash = body.challengeHash;
+        } catch {
+          // not JSON: no challenge hash to carry over
+        }
+        await transactions.updateOne({ _id: doc._id, challengeHash: { $exists: false } }, { $set: { challengeHash: hash } });
+      }
     },
   },
 ];

@@ -215,4 +215,16 @@ CREATE INDEX pending_approvals_by_state ON pending_approvals (state, id);
 CREATE INDEX pending_approvals_by_requester ON pending_approvals (requested_by, id);
 `,
   },
+  {
+    version: 3,
+    name: "transaction challenge hash",
+    sql: `
+-- R-3.2.2.2, T-2.2.1.3: the hash (base64url) of a transaction's one-time challenge, stored with
+-- the DTBS/R digest when the list is frozen (or at creation for a list sealed at once). NULL while
+-- uploading. Transactions sealed before this column existed kept the hash in their body: copy it.
+ALTER TABLE transactions ADD COLUMN challenge_hash TEXT;
+UPDATE transactions SET challenge_hash = json_extract(body, '$.challengeHash')
+  WHERE json_valid(body) AND json_type(body, '$.challengeHash') = 'text';
+`,
+  },
 ];

@@ -169,6 +169,48 @@ describe("SqliteStore", () => {
     await store.close();
   });
 
+  it("T-2.2.1.3: upgrades a schema-2 file in place to the transaction challenge_hash column, keeping its data (a hash kept in the body is carried over)", async () => {
+    const file = sqliteStoreFile(dataDir());
+    const raw = new Database(file);
+    raw.exec("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL) STRICT");
+    const record = raw.prepare("INSERT INTO schema_migrations (version, name) VALUES (?, ?)");
+    for (const m of migrations.filter((m) => m.version <= 2)) {
+      raw.exec(m.sql);
+      record.run(m.version, m.name);
+    }
+    raw.prepare("INSERT INTO signers (id, version, status, body, seal) VALUES ('s1', 1, 'ACTIVE', '{}', x'01')").run();
+    const insertTx = raw.prepare(
+      `INSERT INTO transactions (id, credential_id, signer_id, sca, hash_algorithm, num_signatures, body, state, hash_count, dtbsr_digest,
+         signatures_created, created_at, expires_at, updated_at)
+       VALUES (?, 'cred-1', 's1', 'sca-1', 'SHA256', 1, ?, 'PENDING', ?, ?, 0, ?, ?, ?)`,
+    );
+    // Sealed inline before the column existed: its challenge hash was in the body.
+    insertTx.run("tx-inline", JSON.stringify({ description: "old", challengeHash: "-_old-hash_-" }), 1, Buffer.from("digest"), at(0).getTime(), at(600).getTime(), at(0).getTime());
+    raw.prepare("INSERT INTO dtbsr (transaction_id, idx, hash) VALUES ('tx-inline', 0, x'0102')").run();
+    // Still uploading: no challenge hash anywhere.
+    insertTx.run("tx-uploading", JSON.stringify({ description: "open" }), 1, null, at(0).getTime(), at(600).getTime(), at(0).getTime());
+    raw.prepare("INSERT INTO dtbsr (transaction_id, idx, hash) VALUES ('tx-uploading', 0, x'0304')").run();
+    raw.close();
+
+    const store = await createSqliteStore({ file });
+    expect(store.settings().schemaVersion).toBe(migrations[migrations.length - 1]!.version);
+    expect((await store.getRecord("signer", "s1"))?.status).toBe("ACTIVE");
+    expect(await store.getTransaction("tx-inline")).toMatchObject({
+      state: "PENDING", hashCount: 1, dtbsrDigest: new Uint8Array(Buffer.from("digest")), challengeHash: "-_old-hash_-", body: JSON.stringify({ description: "old", challengeHash: "-_old-hash_-" }),
+    });
+    expect((await store.readDtbsr({ transactionId: "tx-inline", fromIndex: 0, limit: 10 })).map((e) => [...e.hash])).toEqual([[1, 2]]);
+    const uploading = await store.getTransaction("tx-uploading");
+    expect(uploading).toMatchObject({ state: "PENDING", hashCount: 1, dtbsrDigest: undefined });
+    expect(uploading?.challengeHash).toBeUndefined();
+    // The upgraded row seals like a new one: digest and challenge hash in one update.
+    expect(await store.completeDtbsrUpload({ transactionId: "tx-uploading", hashCount: 1, digest: new Uint8Array([9]), challengeHash: "new-hash", now: at(1) })).toBe(true);
+    expect(await store.getTransaction("tx-uploading")).toMatchObject({ dtbsrDigest: new Uint8Array([9]), challengeHash: "new-hash" });
+    await store.close();
+    const again = new Database(file, { readonly: true });
+    expect(again.prepare("SELECT version FROM schema_migrations ORDER BY version").all().map((r) => (r as { version: number }).version)).toEqual(migrations.map((m) => m.version));
+    again.close();
+  });
+
   it("R-3.2.1.6 dual control: the pending_approvals table is STRICT, its states are checked, and one PENDING row per request and requester is enforced by a partial unique index", async () => {
     const file = sqliteStoreFile(dataDir());
     await (await createSqliteStore({ file })).close();

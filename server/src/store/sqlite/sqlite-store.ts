@@ -339,6 +339,7 @@ export class SqliteStore implements Store {
       state: row.state as TransactionState,
       hashCount: row.hash_count as number,
       dtbsrDigest: row.dtbsr_digest === null ? undefined : bytes(row.dtbsr_digest),
+      challengeHash: (row.challenge_hash as string | null) ?? undefined,
       signaturesCreated: row.signatures_created as number,
       authorizedAt: dateOrUndefined(row.authorized_at),
       updatedAt: new Date(row.updated_at as number),
@@ -355,14 +356,15 @@ export class SqliteStore implements Store {
       hash_algorithm: tx.hashAlgorithm,
       num_signatures: tx.numSignatures,
       body: tx.body,
+      challenge_hash: tx.challengeHash ?? null,
       created_at: ms(tx.createdAt),
       expires_at: ms(tx.expiresAt),
     };
     this.guardUnique("transaction", () =>
       this.run(
-        `INSERT INTO transactions (id, credential_id, signer_id, sca, hash_algorithm, num_signatures, body, state,
+        `INSERT INTO transactions (id, credential_id, signer_id, sca, hash_algorithm, num_signatures, body, challenge_hash, state,
            hash_count, signatures_created, created_at, expires_at, updated_at)
-         VALUES (@id, @credential_id, @signer_id, @sca, @hash_algorithm, @num_signatures, @body, 'PENDING',
+         VALUES (@id, @credential_id, @signer_id, @sca, @hash_algorithm, @num_signatures, @body, @challenge_hash, 'PENDING',
            0, 0, @created_at, @expires_at, @created_at)`,
         params,
       ),
@@ -403,13 +405,16 @@ export class SqliteStore implements Store {
     });
   }
 
-  async completeDtbsrUpload(req: { transactionId: string; hashCount: number; digest: Uint8Array; now: Date }): Promise<boolean> {
+  async completeDtbsrUpload(req: { transactionId: string; hashCount: number; digest: Uint8Array; challengeHash: string; now: Date }): Promise<boolean> {
+    if (typeof req.challengeHash !== "string" || req.challengeHash.length === 0) throw new RangeError("challengeHash is required");
     const now = ms(req.now);
+    // One statement: the list is frozen and the challenge's hash recorded together, or neither.
     const changes = this.guard(() =>
       this.run(
-        `UPDATE transactions SET dtbsr_digest = ?, updated_at = ?
-         WHERE id = ? AND state = 'PENDING' AND dtbsr_digest IS NULL AND hash_count = ? AND hash_count > 0 AND expires_at > ?`,
-        req.digest, now, req.transactionId, req.hashCount, now,
+        `UPDATE transactions SET dtbsr_digest = @digest, challenge_hash = @challenge_hash, updated_at = @now
+         WHERE id = @id AND state = 'PENDING' AND dtbsr_digest IS NULL AND hash_count = @hash_count AND hash_count > 0 AND expires_at > @now
+           AND (challenge_hash IS NULL OR challenge_hash = @challenge_hash)`,
+        { digest: req.digest, challenge_hash: req.challengeHash, now, id: req.transactionId, hash_count: req.hashCount },
       ),
     );
     return changes === 1;

@@ -65,6 +65,8 @@ export async function openStore(config: Config): Promise<Store> {
 export interface ServeHooks {
   /** Wraps the opened store: fault-injection tests make one of its methods fail this way. */
   wrapStore?: (store: Store) => Store;
+  /** Wraps the opened crypto module, the same way: e.g. a module whose check of a signature fails. */
+  wrapCrypto?: (crypto: FullCryptoModule) => FullCryptoModule;
   /**
    * Tests only: the sealed-record access, to stand in for the certificate import that makes a
    * credential ACTIVE (not built yet). Never set by `inkan serve`.
@@ -73,7 +75,8 @@ export interface ServeHooks {
 }
 
 export async function serve(config: Config, log: Logger, hooks: ServeHooks = {}): Promise<InkanServer> {
-  const crypto = await openCryptoModule(config);
+  const opened = await openCryptoModule(config);
+  const crypto = hooks.wrapCrypto ? hooks.wrapCrypto(opened) : opened;
   let store: Store | undefined;
   let audit: ChainedAuditLog | undefined;
   try {

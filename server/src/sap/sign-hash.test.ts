@@ -9,6 +9,7 @@ import { HashAlgorithm } from "@inkan/sdk/gen/inkan/sam/v1/types_pb.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { VerifiedRecords } from "../integrity/sealed-records.js";
 import { issueCertificate, loadCertificateAuthority, type Pem } from "../pki/dev-pki.js";
+import type { FullCryptoModule } from "../crypto/port.js";
 import type { CredentialRecord, Store } from "../store/port.js";
 import { errorOf as failedWith, startTestServer, type PrivilegedPerson, type Protocol, type TestServer } from "../testing/harness.js";
 import { activeSignerWithCredential, testPin } from "../testing/signers.js";
@@ -20,6 +21,7 @@ let operator: PrivilegedPerson;
 let otherSca: Pem;
 let records: VerifiedRecords | undefined;
 let failAuditWrites = false;
+let failSignatureChecks = false;
 
 interface Signer {
   signerId: string;
@@ -86,7 +88,17 @@ beforeAll(async () => {
         return typeof value === "function" ? value.bind(target) : value;
       },
     });
-  t = await startTestServer({}, { wrapStore, onRecords: (r) => (records = r) });
+  // Fault injection: the real crypto module, with its check of a fresh signature made to fail on demand
+  // (SoftHSM has produced well-formed but invalid ECDSA signatures, softhsm issue #901).
+  const wrapCrypto = (crypto: FullCryptoModule): FullCryptoModule =>
+    new Proxy(crypto, {
+      get(target, prop, receiver) {
+        if (prop === "verify") return async (...args: Parameters<FullCryptoModule["verify"]>) => (failSignatureChecks ? false : target.verify(...args));
+        const value = Reflect.get(target, prop, receiver);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+  t = await startTestServer({}, { wrapStore, wrapCrypto, onRecords: (r) => (records = r) });
   operator = await t.createPrivilegedUser(PrivilegedRole.REGISTRATION_OPERATOR, "operator-sign-hash");
   const ca = await loadCertificateAuthority({ cert: readFileSync(t.pki.paths.scaCaCert, "utf8"), key: readFileSync(t.pki.paths.scaCaKey, "utf8") });
   otherSca = await issueCertificate(ca, { commonName: "another-sca", usage: "client" });
@@ -311,6 +323,23 @@ describe("R-3.2.2.4: the audit trail", () => {
     const created = trail.filter((r) => r.eventType === "signature.created" && r.details["hash"] !== undefined && hashes.some((h) => Buffer.from(h).toString("hex") === r.details["hash"]));
     expect(created).toHaveLength(2);
     expect(trail.some((r) => r.eventType === "signature.failed" && r.reason === Reason.SAD_REPLAYED)).toBe(true);
+  });
+});
+
+describe("R-3.2.1.5: verify before release", () => {
+  it("a signature that does not verify against the credential's key is withheld: INTERNAL SIGNATURE_CHECK_FAILED, audited", async () => {
+    const { hashes } = documents(2, "bad-signature");
+    const { token } = await authorized(hashes);
+    failSignatureChecks = true;
+    try {
+      const err = await errorOf(signHash(token, hashes));
+      expect(err).toMatchObject({ code: Code.Internal, reason: Reason.SIGNATURE_CHECK_FAILED });
+    } finally {
+      failSignatureChecks = false;
+    }
+    const auditor = await t.createPrivilegedUser(PrivilegedRole.AUDITOR, "auditor-bad-signature");
+    const { records: trail } = await createClient(AuditService, t.as(auditor)).listAuditRecords({ page: { pageSize: 1000 } });
+    expect(trail.some((r) => r.eventType === "signature.failed" && r.reason === Reason.SIGNATURE_CHECK_FAILED)).toBe(true);
   });
 });
 

@@ -49,9 +49,15 @@ function answer(req: Request, registry: SchemaIndex, serviceNames: string[], sen
       const extendee = registry.getMessage(r.value.containingType);
       return files(extendee && registry.getExtensionFor(extendee, r.value.extensionNumber)?.file);
     }
-    case "allExtensionNumbersOfType":
+    case "allExtensionNumbersOfType": {
+      if (!registry.getMessage(r.value)) {
+        return { ...base, messageResponse: { case: "errorResponse" as const, value: { errorCode: Code.NotFound, errorMessage: "not found" } } };
+      }
+      const numbers = [...registry].filter((d) => d.kind === "extension" && d.extendee.typeName === r.value).map((d) => (d as { number: number }).number);
+      return { ...base, messageResponse: { case: "allExtensionNumbersResponse" as const, value: { baseTypeName: r.value, extensionNumber: numbers } } };
+    }
     default:
-      return { ...base, messageResponse: { case: "errorResponse" as const, value: { errorCode: Code.Unimplemented, errorMessage: "not implemented" } } };
+      return { ...base, messageResponse: { case: "errorResponse" as const, value: { errorCode: Code.InvalidArgument, errorMessage: "empty request" } } };
   }
 }
 

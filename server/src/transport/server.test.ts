@@ -113,5 +113,17 @@ describe("server reflection", () => {
       expect(answers[1]?.case).toBe("errorResponse");
     }
   });
+
+  it("lists the extension numbers of a type (buf.validate's field rules extend FieldOptions)", async () => {
+    const reflection = createClient(ServerReflection, t.transport("grpc", t.pki.sca));
+    async function* ask() {
+      yield { messageRequest: { case: "allExtensionNumbersOfType" as const, value: "google.protobuf.FieldOptions" } };
+      yield { messageRequest: { case: "allExtensionNumbersOfType" as const, value: "no.such.Type" } };
+    }
+    const answers = [];
+    for await (const res of reflection.serverReflectionInfo(ask())) answers.push(res.messageResponse);
+    expect(answers[0]?.case === "allExtensionNumbersResponse" && answers[0].value.extensionNumber).toEqual(expect.arrayContaining([1159]));
+    expect(answers[1]?.case).toBe("errorResponse");
+  });
 });
 

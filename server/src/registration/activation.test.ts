@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { toJsonString } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, createClient } from "@connectrpc/connect";
-import { Reason, buildActivationRequest, buildPinChangeRequest, createDeviceKey, inkanErrorReason, openTotpEnrollment, type DeviceKey } from "@inkan/sdk";
+import { Reason, buildActivationRequest, buildPinChangeRequest, createDeviceKey, openTotpEnrollment, type DeviceKey } from "@inkan/sdk";
 import { IdentityProofingMethod, ListSignersResponseSchema, RegistrationService, SignerKind, SignerSchema, SignerStatus } from "@inkan/sdk/gen/inkan/admin/v1/registration_pb.js";
 import { PrivilegedRole } from "@inkan/sdk/gen/inkan/admin/v1/types_pb.js";
 import { ChallengePurpose, SignerService } from "@inkan/sdk/gen/inkan/sam/v1/signer_pb.js";
@@ -10,7 +10,7 @@ import Database from "better-sqlite3";
 import { exportJWK, generateKeyPair } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { sqliteStoreFile } from "../store/sqlite/sqlite-store.js";
-import { errorOf as failedWith, startTestServer, type PrivilegedPerson, type TestServer } from "../testing/harness.js";
+import { refusalOf, startTestServer, type PrivilegedPerson, type TestServer } from "../testing/harness.js";
 
 // SignerService on the real server (SoftHSM2 + SQLite, gRPC with mTLS): the signer activates from
 // their device with the SDK's builders, changes the PIN with both current factors; a registration
@@ -23,10 +23,7 @@ let operator: PrivilegedPerson;
 const ra = () => createClient(RegistrationService, t.as(operator));
 const device = () => createClient(SignerService, t.transport("grpc", t.pki.sca)); // through the RSSP's signer front end
 
-async function errorOf(p: Promise<unknown>): Promise<{ code: Code; reason: Reason; message: string }> {
-  const e = await failedWith(p);
-  return { code: e.code, reason: inkanErrorReason(e), message: e.rawMessage };
-}
+const errorOf = refusalOf;
 
 let serial = 0;
 async function enrolled(): Promise<{ signerId: string; code: string }> {

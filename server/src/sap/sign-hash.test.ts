@@ -1,7 +1,7 @@
 import { createHash, createPublicKey, randomBytes, verify as verifySignature } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { Code, createClient } from "@connectrpc/connect";
-import { Reason, buildRSad, dtbsrDigest, inkanErrorReason, type DeviceKey } from "@inkan/sdk";
+import { Reason, buildRSad, dtbsrDigest, type DeviceKey } from "@inkan/sdk";
 import { AuditService } from "@inkan/sdk/gen/inkan/admin/v1/audit_pb.js";
 import { PrivilegedRole } from "@inkan/sdk/gen/inkan/admin/v1/types_pb.js";
 import { SignatureActivationService, type SadChallenge } from "@inkan/sdk/gen/inkan/sam/v1/sam_pb.js";
@@ -11,7 +11,7 @@ import type { VerifiedRecords } from "../integrity/sealed-records.js";
 import { issueCertificate, loadCertificateAuthority, type Pem } from "../pki/dev-pki.js";
 import type { FullCryptoModule } from "../crypto/port.js";
 import type { CredentialRecord, Store } from "../store/port.js";
-import { errorOf as failedWith, startTestServer, type PrivilegedPerson, type Protocol, type TestServer } from "../testing/harness.js";
+import { refusalOf, startTestServer, type PrivilegedPerson, type Protocol, type TestServer } from "../testing/harness.js";
 import { activeSignerWithCredential, testPin } from "../testing/signers.js";
 
 // Authorize and SignHash (methods 1 and 2) on the real server (SoftHSM2 + SQLite, mTLS), over gRPC
@@ -34,10 +34,7 @@ let alice: Signer;
 const sca = (protocol: Protocol = "grpc") => createClient(SignatureActivationService, t.transport(protocol, t.pki.sca));
 const intruder = () => createClient(SignatureActivationService, t.transport("grpc", otherSca));
 
-async function errorOf(p: Promise<unknown>): Promise<{ code: Code; reason: Reason; message: string }> {
-  const e = await failedWith(p);
-  return { code: e.code, reason: inkanErrorReason(e), message: e.rawMessage };
-}
+const errorOf = refusalOf;
 
 /** `n` messages and their SHA-256 (the DTBS/R), so that signatures verify with node:crypto. */
 function documents(n: number, seed: string): { messages: Buffer[]; hashes: Uint8Array[] } {

@@ -48,7 +48,7 @@ import { issueSadToken, sadTokenHash, stateError } from "./authorize.js";
 import { checkHashes, scaActor, type SapTransactions, type ScaCaller } from "./transactions.js";
 
 export interface SignHashOptions {
-  transactions: Pick<SapTransactions, "load">;
+  transactions: Pick<SapTransactions, "load" | "view">;
   store: Pick<Transactions, "getTransaction" | "readDtbsr" | "markHashesSigned" | "transitionTransaction"> &
     Pick<OneTimeObjects, "findSadToken" | "consumeSadToken" | "revokeSadTokens" | "issueSadToken">;
   records: Pick<VerifiedRecords, "get">;
@@ -94,7 +94,7 @@ export class SapSignHash {
     const owned = await this.o.store.getTransaction(seen.transactionId);
     if (!owned || owned.sca !== caller.certificateSha256) throw invalidToken(); // R-3.2.1.2: issued to another SCA
     if (seen.consumedAt) return this.replayed(seen, caller, now); // T-2.2.1.3
-    const tx = await this.o.transactions.load(seen.transactionId, caller, now);
+    const tx = this.o.transactions.view(owned, now); // read once, above
     if (seen.revokedAt) throw stateError(tx, "authorized");
     if (tx.state !== "AUTHORIZED") throw stateError(tx, "authorized");
     if (seen.expiresAt <= now) throw new InkanError("EXPIRED", "the SAD token expired");

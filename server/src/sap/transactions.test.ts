@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { Code, createClient } from "@connectrpc/connect";
-import { Reason, dtbsrDigest, inkanErrorReason } from "@inkan/sdk";
+import { Reason, dtbsrDigest } from "@inkan/sdk";
 import { RegistrationService } from "@inkan/sdk/gen/inkan/admin/v1/registration_pb.js";
 import { PrivilegedRole } from "@inkan/sdk/gen/inkan/admin/v1/types_pb.js";
 import { SignatureActivationService, TransactionState } from "@inkan/sdk/gen/inkan/sam/v1/sam_pb.js";
@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { issueCertificate, loadCertificateAuthority, type Pem } from "../pki/dev-pki.js";
 import { challengeHash } from "../registration/activation.js";
 import { sqliteStoreFile } from "../store/sqlite/sqlite-store.js";
-import { errorOf as failedWith, startTestServer, type PrivilegedPerson, type TestServer } from "../testing/harness.js";
+import { refusalOf, startTestServer, type PrivilegedPerson, type TestServer } from "../testing/harness.js";
 import { activeSignerWithCredential } from "../testing/signers.js";
 
 // The transaction half of the SAP on the real server (SoftHSM2 + SQLite, mTLS): BeginTransaction,
@@ -25,10 +25,7 @@ let db: Database.Database;
 const sca = (protocol: "grpc" | "connect" = "grpc") => createClient(SignatureActivationService, t.transport(protocol, t.pki.sca));
 const intruder = () => createClient(SignatureActivationService, t.transport("grpc", otherSca));
 
-async function errorOf(p: Promise<unknown>): Promise<{ code: Code; reason: Reason; message: string }> {
-  const e = await failedWith(p);
-  return { code: e.code, reason: inkanErrorReason(e), message: e.rawMessage };
-}
+const errorOf = refusalOf;
 
 /** `n` distinct SHA-256 values, the i-th from `seed` and i. */
 const hashes = (n: number, seed = "doc", from = 0): Uint8Array[] =>

@@ -321,6 +321,11 @@ export class SapTransactions {
   async load(transactionId: string, caller: Pick<ScaCaller, "certificateSha256">, now = this.clock()): Promise<SapTransaction> {
     const record = await this.o.store.getTransaction(transactionId);
     if (!record || record.sca !== caller.certificateSha256) throw notFound();
+    return this.view(record, now);
+  }
+
+  /** A transaction record already read (and already checked to be the caller's), as load() returns it. */
+  view(record: TransactionRecord, now = this.clock()): SapTransaction {
     const body = JSON.parse(record.body) as TransactionBody;
     return { record, body, state: stateOf(record, now), hashAlgorithmNumber: hashAlgorithmNumber[record.hashAlgorithm as HashAlgorithm] };
   }

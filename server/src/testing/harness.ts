@@ -2,9 +2,9 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { X509Certificate } from "node:crypto";
-import { ConnectError, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
+import { ConnectError, createClient, type Code, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
-import { createAdminRequestSigner } from "@inkan/sdk";
+import { createAdminRequestSigner, inkanErrorReason, type Reason } from "@inkan/sdk";
 import { PrivilegedUserService } from "@inkan/sdk/gen/inkan/admin/v1/privileged_user_pb.js";
 import type { PrivilegedRole } from "@inkan/sdk/gen/inkan/admin/v1/types_pb.js";
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from "jose";
@@ -79,6 +79,12 @@ export async function errorOf(p: Promise<unknown>): Promise<ConnectError> {
     return ConnectError.from(err);
   }
   throw new Error("expected the call to fail");
+}
+
+/** The code, Inkan reason and client message a call failed with; fails the test when it succeeds. */
+export async function refusalOf(p: Promise<unknown>): Promise<{ code: Code; reason: Reason; message: string }> {
+  const e = await errorOf(p);
+  return { code: e.code, reason: inkanErrorReason(e), message: e.rawMessage };
 }
 
 /** A privileged user the tests act as: their admin certificate and request-signing key. */

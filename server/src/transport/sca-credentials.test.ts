@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { toJsonString } from "@bufbuild/protobuf";
 import { Code, createClient } from "@connectrpc/connect";
-import { Reason, inkanErrorReason } from "@inkan/sdk";
+import { Reason } from "@inkan/sdk";
 import { RegistrationService } from "@inkan/sdk/gen/inkan/admin/v1/registration_pb.js";
 import { PrivilegedRole } from "@inkan/sdk/gen/inkan/admin/v1/types_pb.js";
 import {
@@ -12,7 +12,7 @@ import {
 } from "@inkan/sdk/gen/inkan/sam/v1/sam_pb.js";
 import { AssuranceLevel, CertificateStatus, CredentialStatus, HashAlgorithm, KeyAlgorithm, SignatureAlgorithm } from "@inkan/sdk/gen/inkan/sam/v1/types_pb.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { errorOf as failedWith, startTestServer, type PrivilegedPerson, type TestServer } from "../testing/harness.js";
+import { refusalOf, startTestServer, type PrivilegedPerson, type TestServer } from "../testing/harness.js";
 import { activeSigner as activeSignerHelper, enrolledSigner, testPin } from "../testing/signers.js";
 
 // SignatureActivationService.ListCredentials and GetCredential on the real server (SoftHSM2 +
@@ -25,10 +25,7 @@ const ra = () => createClient(RegistrationService, t.as(operator));
 const sca = () => createClient(SignatureActivationService, t.transport("grpc", t.pki.sca));
 const PIN = testPin;
 
-async function errorOf(p: Promise<unknown>): Promise<{ code: Code; reason: Reason; message: string }> {
-  const e = await failedWith(p);
-  return { code: e.code, reason: inkanErrorReason(e), message: e.rawMessage };
-}
+const errorOf = refusalOf;
 
 const enrolled = () => enrolledSigner(t, operator);
 const activeSigner = () => activeSignerHelper(t, operator, PIN);

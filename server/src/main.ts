@@ -38,6 +38,7 @@ import { sapTransactionsService } from "./transport/sap-transactions.js";
 import { sapSigningService } from "./transport/sap-signing.js";
 import { SapAuthorize } from "./sap/authorize.js";
 import { SapSignHash } from "./sap/sign-hash.js";
+import { SapSignStream } from "./sap/sign-stream.js";
 import { SapTransactions } from "./sap/transactions.js";
 import { startServer, type InkanServer } from "./transport/server.js";
 
@@ -147,6 +148,7 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
         ...sapSigningService(
           new SapAuthorize({ transactions: sapTransactions, store, random: crypto, policies, samKeys, rSad: { samKeys, records, signers, oneTime: store, crypto, policies, audit: auditLog } }),
           new SapSignHash({ transactions: sapTransactions, store, records, keys: crypto, random: crypto, policies, audit: auditLog }),
+          new SapSignStream({ transactions: sapTransactions, store, records, keys: crypto, random: crypto, policies, audit: auditLog }),
         ),
       },
     };

@@ -299,13 +299,53 @@ describe("T-2.2.1.2: no signature without a verified SAD; R-3.2.1.2: the transac
     expect(stolen).toMatchObject({ code: Code.PermissionDenied, reason: Reason.SAD_INVALID });
     expect((await signHash(sadToken, hashes)).signatures).toHaveLength(1);
   });
+});
 
-  it("the one-call form (inline_authorization) is UNIMPLEMENTED, not a fake success", async () => {
-    const { hashes } = documents(1, "inline");
+describe("The one-call form: SignHash with inline_authorization (Authorize, then sign)", () => {
+  const inline = (ch: SadChallenge, rSad: string, hashes: Uint8Array[], client = sca()) =>
+    client.signHash({ authorization: { case: "inlineAuthorization", value: { transactionId: ch.transactionId, rSad } }, hashes });
+
+  for (const protocol of ["grpc", "connect"] as const) {
+    it(`authorizes a pending single-document transaction and signs it in one call over ${protocol}`, async () => {
+      const { messages, hashes } = documents(1, `inline-${protocol}`);
+      const ch = await begin(hashes, protocol);
+      const res = await inline(ch, await rSadFor(ch), hashes, sca(protocol));
+      expect(verifies(messages[0]!, res.signatures[0]!)).toBe(true);
+      expect(res).toMatchObject({ nextSadToken: "", signaturesRemaining: 0 });
+    });
+  }
+
+  it("T-2.2.1.6: a hash outside the list is refused before Authorize: the transaction stays pending and the R.SAD unused", async () => {
+    const { hashes } = documents(2, "inline-foreign");
     const ch = await begin(hashes);
-    const err = await errorOf(sca().signHash({ authorization: { case: "inlineAuthorization", value: { transactionId: ch.transactionId, rSad: await rSadFor(ch) } }, hashes }));
-    expect(err.code).toBe(Code.Unimplemented);
-    expect(err.message).toMatch(/inline_authorization/);
+    const rSad = await rSadFor(ch);
+    const foreign = new Uint8Array(createHash("sha256").update("inline foreign").digest());
+    expect(await errorOf(inline(ch, rSad, [foreign]))).toMatchObject({ code: Code.PermissionDenied, reason: Reason.HASH_NOT_AUTHORIZED });
+    const res = await inline(ch, rSad, hashes); // the same R.SAD still works
+    expect(res.signatures).toHaveLength(2);
+  });
+
+  it("T-2.2.1.3: the R.SAD works once: inline again is TRANSACTION_STATE; R-3.2.1.2: another SCA gets TRANSACTION_NOT_FOUND", async () => {
+    const { hashes } = documents(2, "inline-replay");
+    const ch = await begin(hashes);
+    const rSad = await rSadFor(ch);
+    expect(await errorOf(inline(ch, rSad, [hashes[0]!], intruder()))).toMatchObject({ code: Code.NotFound, reason: Reason.TRANSACTION_NOT_FOUND });
+    const first = await inline(ch, rSad, [hashes[0]!]);
+    expect(first.signaturesRemaining).toBe(1);
+    expect(await errorOf(inline(ch, rSad, [hashes[1]!]))).toMatchObject({ code: Code.FailedPrecondition, reason: Reason.TRANSACTION_STATE });
+    expect((await signHash(first.nextSadToken, [hashes[1]!])).signaturesRemaining).toBe(0); // method 2 continues with the rotated token
+  });
+
+  it("R-3.2.1.1: an R.SAD for another transaction (another DTBS/R digest) fails verification and signs nothing", async () => {
+    const { hashes } = documents(1, "inline-a");
+    const other = documents(1, "inline-b");
+    const chA = await begin(hashes);
+    const chB = await begin(other.hashes);
+    const err = await errorOf(inline(chA, await rSadFor(chB), hashes));
+    expect(err.code).toBe(Code.PermissionDenied);
+    expect([Reason.SAD_INVALID, Reason.AUTHENTICATION_FAILED]).toContain(err.reason);
+    const res = await inline(chA, await rSadFor(chA), hashes);
+    expect(res.signatures).toHaveLength(1);
   });
 });
 

@@ -519,6 +519,19 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         expect(entries.every((e) => e.signed)).toBe(true);
         await expect(store.markRangeSigned({ transactionId: "tx1", fromIndex: -1, count: 1, now: at(3) })).rejects.toBeInstanceOf(RangeError);
       });
+
+      it("T-2.2.1.6: a signature is recorded only on a claimed entry, once, and is never replaced (SignStream resume)", async () => {
+        const h = Array.from({ length: 4 }, (_, i) => dtbsrHash(i));
+        await authorized("tx1", h);
+        const sig = (b: number) => new Uint8Array([b, b, b]);
+        expect(await store.recordSignatures({ transactionId: "tx1", signatures: [{ index: 0, signature: sig(1) }] })).toBe(0); // not claimed
+        await store.markRangeSigned({ transactionId: "tx1", fromIndex: 0, count: 2, now: at(3) });
+        expect(await store.recordSignatures({ transactionId: "tx1", signatures: [{ index: 0, signature: sig(1) }, { index: 1, signature: sig(2) }, { index: 2, signature: sig(3) }] })).toBe(2);
+        expect(await store.recordSignatures({ transactionId: "tx1", signatures: [{ index: 0, signature: sig(9) }] })).toBe(0); // never replaced
+        const entries = await store.readDtbsr({ transactionId: "tx1", fromIndex: 0, limit: 10 });
+        expect(entries.map((e) => e.signature && [...e.signature])).toEqual([[1, 1, 1], [2, 2, 2], undefined, undefined]);
+        await expect(store.recordSignatures({ transactionId: "tx1", signatures: [] })).rejects.toBeInstanceOf(RangeError);
+      });
     });
 
     describe("one-time objects", () => {

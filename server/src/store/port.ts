@@ -282,6 +282,8 @@ export interface DtbsrEntry {
   index: number;
   hash: Uint8Array;
   signed: boolean;
+  /** The signature recorded by {@link Transactions.recordSignatures}; undefined while unsigned or in flight. */
+  signature: Uint8Array | undefined;
 }
 
 export type DtbsrRefusal =
@@ -352,6 +354,13 @@ export interface Transactions {
   markHashesSigned(req: { transactionId: string; hashes: readonly Uint8Array[]; now: Date }): Promise<MarkSignedResult>;
   /** Same as markHashesSigned for the entries [fromIndex, fromIndex + count) (SignStream); all must exist and be unsigned. */
   markRangeSigned(req: { transactionId: string; fromIndex: number; count: number; now: Date }): Promise<MarkSignedResult>;
+  /**
+   * Records the signatures of claimed (signed) entries, so that an interrupted SignStream resends
+   * them instead of signing again. Only entries that are claimed and hold no signature yet are
+   * written (a recorded signature is never replaced); returns how many were written. At most
+   * {@link maxPageSize} entries.
+   */
+  recordSignatures(req: { transactionId: string; signatures: readonly { index: number; signature: Uint8Array }[] }): Promise<number>;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -4,10 +4,15 @@ import type { SignatureActivationService } from "@inkan/sdk/gen/inkan/sam/v1/sam
 import { InkanError } from "../errors.js";
 import type { SapAuthorize } from "../sap/authorize.js";
 import type { SapSignHash } from "../sap/sign-hash.js";
+import type { SapSignStream } from "../sap/sign-stream.js";
 import type { ScaCaller } from "../sap/transactions.js";
 import { kCaller, kRequestId } from "./identity.js";
 
 type Impl = Partial<ServiceImpl<typeof SignatureActivationService>>;
+
+const invalid = (message: string, field: string): never => {
+  throw new InkanError("INVALID_REQUEST", message, { field });
+};
 
 /** The calling SCA from its client certificate; the SCA-only access rule already ran. */
 function callerOf(ctx: HandlerContext): ScaCaller {
@@ -16,12 +21,14 @@ function callerOf(ctx: HandlerContext): ScaCaller {
   return { certificateSha256: caller.sha256, subject: caller.subject, requestId: ctx.values.get(kRequestId) };
 }
 
+const optionalTimestamp = <K extends string>(key: K, d: Date | undefined) => (d ? { [key]: timestampFromDate(d) } : {}) as Partial<Record<K, ReturnType<typeof timestampFromDate>>>;
+
 /**
- * SignatureActivationService Authorize and SignHash (methods 1 and 2): proto <-> domain mapping
- * only; the rules live in sap/authorize.ts and sap/sign-hash.ts. Spread into the same service
- * object as GetInfo and the transaction RPCs.
+ * SignatureActivationService Authorize, SignHash (methods 1 and 2, and the one-call form) and
+ * SignStream: proto <-> domain mapping only; the rules live in sap/authorize.ts, sap/sign-hash.ts
+ * and sap/sign-stream.ts. Spread into the same service object as GetInfo and the transaction RPCs.
  */
-export function sapSigningService(authorize: SapAuthorize, signHash: SapSignHash): Impl {
+export function sapSigningService(authorize: SapAuthorize, signHash: SapSignHash, signStream: SapSignStream): Impl {
   return {
     async authorize(req, ctx) {
       const out = await authorize.authorize({ caller: callerOf(ctx), transactionId: req.transactionId, rSad: req.rSad });
@@ -29,17 +36,29 @@ export function sapSigningService(authorize: SapAuthorize, signHash: SapSignHash
     },
     async signHash(req, ctx) {
       const caller = callerOf(ctx);
-      if (req.authorization.case === "inlineAuthorization") {
-        throw new InkanError("NOT_IMPLEMENTED", "SignHash with inline_authorization (the one-call form) is not implemented by this SAM yet: call Authorize, then SignHash with the SAD token");
-      }
-      if (req.authorization.case !== "sadToken") throw new InkanError("INVALID_REQUEST", "sad_token is required", { field: "sad_token" });
-      const out = await signHash.signHash({ caller, sadToken: req.authorization.value, hashes: req.hashes });
+      const { authorization: a, hashes } = req;
+      const out =
+        a.case === "inlineAuthorization" ? await signHash.signInline({ caller, transactionId: a.value.transactionId, rSad: a.value.rSad, hashes }, authorize)
+        : a.case === "sadToken" ? await signHash.signHash({ caller, sadToken: a.value, hashes })
+        : invalid("sad_token or inline_authorization is required", "sad_token");
       return {
         signatures: out.signatures,
         nextSadToken: out.nextSadToken,
-        ...(out.nextSadTokenExpiresAt ? { nextSadTokenExpiresAt: timestampFromDate(out.nextSadTokenExpiresAt) } : {}),
+        ...optionalTimestamp("nextSadTokenExpiresAt", out.nextSadTokenExpiresAt),
         signaturesRemaining: out.signaturesRemaining,
       };
+    },
+    async *signStream(req, ctx) {
+      const caller = callerOf(ctx);
+      for await (const m of signStream.signStream({ caller, sadToken: req.sadToken, startIndex: req.startIndex, signal: ctx.signal })) {
+        yield {
+          signatures: m.signatures,
+          resumeToken: m.resumeToken,
+          resumeIndex: m.resumeIndex,
+          ...optionalTimestamp("resumeTokenExpiresAt", m.resumeTokenExpiresAt),
+          signaturesRemaining: m.signaturesRemaining,
+        };
+      }
     },
   };
 }

@@ -132,6 +132,8 @@ interface DtbsrDoc {
   index: number;
   hash: Bytes;
   signed: boolean;
+  /** Recorded after verification (recordSignatures); absent while unsigned or in flight. */
+  signature?: Bytes;
   /** The transaction's expiry, so the TTL index removes the list with it. */
   expiresAt: Date;
 }
@@ -554,12 +556,12 @@ export class MongoStore implements Store {
     checkLimit(req.limit);
     const docs = await this.guard(() =>
       this.dtbsr
-        .find({ transactionId: req.transactionId, index: { $gte: req.fromIndex } }, { projection: { _id: 0, index: 1, hash: 1, signed: 1 } })
+        .find({ transactionId: req.transactionId, index: { $gte: req.fromIndex } }, { projection: { _id: 0, index: 1, hash: 1, signed: 1, signature: 1 } })
         .sort({ index: 1 })
         .limit(req.limit)
         .toArray(),
     );
-    return docs.map((d) => ({ index: d.index, hash: toBytes(d.hash), signed: d.signed }));
+    return docs.map((d) => ({ index: d.index, hash: toBytes(d.hash), signed: d.signed, signature: d.signature === undefined ? undefined : toBytes(d.signature) }));
   }
 
   async transitionTransaction(req: { id: string; from: readonly TransactionState[]; to: TransactionState; now: Date }): Promise<boolean> {
@@ -670,6 +672,22 @@ export class MongoStore implements Store {
       const indices = Array.from({ length: req.count }, (_, i) => req.fromIndex + i);
       return { ok: true, indices, ...(await this.countSignatures(session, tx, req.count, now)) };
     });
+  }
+
+  async recordSignatures(req: { transactionId: string; signatures: readonly { index: number; signature: Uint8Array }[] }): Promise<number> {
+    checkLimit(req.signatures.length, "signatures.length");
+    const result = await this.guard(() =>
+      this.dtbsr.bulkWrite(
+        req.signatures.map((s) => ({
+          updateOne: {
+            filter: { transactionId: req.transactionId, index: s.index, signed: true, signature: { $exists: false } },
+            update: { $set: { signature: bin(s.signature) } },
+          },
+        })),
+        { ordered: false },
+      ),
+    );
+    return result.modifiedCount;
   }
 
   // --- one-time objects ------------------------------------------------------------------------

@@ -227,4 +227,14 @@ UPDATE transactions SET challenge_hash = json_extract(body, '$.challengeHash')
   WHERE json_valid(body) AND json_type(body, '$.challengeHash') = 'text';
 `,
   },
+  {
+    version: 4,
+    name: "recorded signatures",
+    sql: `
+-- SignStream resume (sam.proto): a claimed entry's signature, recorded after it was verified, so an
+-- interrupted stream resends it (from_record) instead of signing the DTBS/R twice. NULL while
+-- unsigned or in flight. Signatures are public values: not encrypted.
+ALTER TABLE dtbsr ADD COLUMN signature BLOB;
+`,
+  },
 ];

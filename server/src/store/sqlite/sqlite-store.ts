@@ -423,9 +423,9 @@ export class SqliteStore implements Store {
   async readDtbsr(req: { transactionId: string; fromIndex: number; limit: number }): Promise<DtbsrEntry[]> {
     checkLimit(req.limit);
     const rows = this.guard(() =>
-      this.all("SELECT idx, hash, signed FROM dtbsr WHERE transaction_id = ? AND idx >= ? ORDER BY idx LIMIT ?", req.transactionId, req.fromIndex, req.limit),
+      this.all("SELECT idx, hash, signed, signature FROM dtbsr WHERE transaction_id = ? AND idx >= ? ORDER BY idx LIMIT ?", req.transactionId, req.fromIndex, req.limit),
     );
-    return rows.map((r) => ({ index: r.idx as number, hash: bytes(r.hash), signed: r.signed === 1 }));
+    return rows.map((r) => ({ index: r.idx as number, hash: bytes(r.hash), signed: r.signed === 1, signature: r.signature === null ? undefined : bytes(r.signature) }));
   }
 
   async transitionTransaction(req: { id: string; from: readonly TransactionState[]; to: TransactionState; now: Date }): Promise<boolean> {
@@ -516,6 +516,18 @@ export class SqliteStore implements Store {
       const indices = Array.from({ length: req.count }, (_, i) => req.fromIndex + i);
       return { ok: true, indices, ...this.countSignatures(req.transactionId, req.count, now) };
     });
+  }
+
+  async recordSignatures(req: { transactionId: string; signatures: readonly { index: number; signature: Uint8Array }[] }): Promise<number> {
+    checkLimit(req.signatures.length, "signatures.length");
+    return this.guard(() =>
+      this.immediate(() => {
+        const write = this.stmt("UPDATE dtbsr SET signature = @signature WHERE transaction_id = @tx AND idx = @idx AND signed = 1 AND signature IS NULL");
+        let written = 0;
+        for (const s of req.signatures) written += write.run({ tx: req.transactionId, idx: s.index, signature: s.signature }).changes;
+        return written;
+      }),
+    );
   }
 
   // --- one-time objects ------------------------------------------------------------------------

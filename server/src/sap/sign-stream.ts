@@ -1,0 +1,151 @@
+/**
+ * SignStream (sam.proto SignatureActivationService.SignStream): signs an authorized transaction's
+ * DTBS/R list in order from start_index and yields the signatures as the crypto module produces
+ * them. The caller (the Connect handler) awaits each message's write, so HTTP/2 flow control paces
+ * the signing: at most one batch is in memory whatever the list's size.
+ *
+ * Tokens. The request's token gets SignHash's read-only checks (SigningCore.checkToken) and is
+ * consumed atomically before anything is signed (T-2.2.1.2, T-2.2.1.3; reuse revokes the
+ * transaction). The stream then draws one secret of its own (a SAD token of generation + 1): every
+ * resume token it sends is `<secret>.<resume index>`, so the first use of any of them consumes all
+ * of them, and using one again is a replay.
+ *
+ * Nothing is signed twice (T-2.2.1.6): each run of entries is claimed in the store (markRangeSigned,
+ * atomic) before the module signs it, and its signatures are recorded on the entries after
+ * verification (R-3.2.1.5) and audit (R-3.2.2.4). Entries found claimed are resent from the record
+ * (from_record), waiting briefly for a signature still in flight in an older stream. Before each
+ * claim the stream checks that its own secret is unconsumed: a stream resumed elsewhere stops the
+ * older one before its next claim. The credential is re-checked before each claim, so a
+ * suspension during the stream ends it.
+ */
+import { setTimeout as sleep } from "node:timers/promises";
+import { InkanError } from "../errors.js";
+import type { DtbsrEntry } from "../store/port.js";
+import { issueSadToken, sadTokenHash } from "./authorize.js";
+import { presentedToken, resumeToken, SigningCore, type SigningCoreOptions } from "./signing-core.js";
+import type { ScaCaller } from "./transactions.js";
+
+export interface StreamedSignature {
+  index: number;
+  signature: Uint8Array;
+  fromRecord: boolean;
+}
+
+export interface SignStreamMessage {
+  signatures: StreamedSignature[];
+  /** Empty unless this message is a checkpoint (the first, every checkpoint interval, the last while signatures remain). */
+  resumeToken: string;
+  resumeIndex: number;
+  resumeTokenExpiresAt: Date | undefined;
+  signaturesRemaining: number;
+}
+
+/** Signatures per message and per claim: below the contract's max_signatures_per_stream_message (1,000). */
+export const streamBatchSize = 256;
+/** sam.proto: a resume token at least every stream_checkpoint_interval signatures and every 10 seconds. */
+const checkpointEvery = { signatures: 1_000, ms: 10_000 };
+/** How long a resumed stream waits for a signature an older stream claimed but has not recorded yet. */
+const inFlightWaitMs = 5_000;
+
+export interface SignStreamInput {
+  caller: ScaCaller;
+  sadToken: string;
+  startIndex: number;
+  /** Aborted when the client goes away: the stream stops before its next claim. */
+  signal?: AbortSignal | undefined;
+}
+
+export class SapSignStream {
+  private readonly core: SigningCore;
+
+  constructor(private readonly o: SigningCoreOptions) {
+    this.core = new SigningCore(o);
+  }
+
+  async *signStream(input: SignStreamInput): AsyncGenerator<SignStreamMessage> {
+    const { caller } = input;
+    const now = this.core.clock();
+    const presented = presentedToken(input.sadToken);
+    const { tx, credential } = await this.core.checkToken(caller, presented, now);
+    const { record } = tx;
+    if (input.startIndex < presented.resumeIndex || input.startIndex >= record.hashCount) {
+      throw new InkanError("INVALID_REQUEST", "start_index is before the token's resume index or past the list", { field: "start_index" });
+    }
+    const consumed = await this.core.consume(caller, presented, now); // T-2.2.1.3, before the module is touched
+    const secret = await issueSadToken(this.o, { transactionId: record.id, transactionExpiresAt: record.expiresAt, generation: consumed.generation + 1, previousHash: presented.hash, now });
+    const streamHash = sadTokenHash(secret.token);
+    let remaining = record.numSignatures - ((await this.o.store.getTransaction(record.id))?.signaturesCreated ?? record.signaturesCreated);
+    const checkpoint = (index: number) => ({ resumeToken: resumeToken(secret.token, index), resumeIndex: index, resumeTokenExpiresAt: secret.expiresAt });
+    yield { signatures: [], ...checkpoint(input.startIndex), signaturesRemaining: remaining };
+
+    const request = this.core.requestFor(tx, credential);
+    let sinceCheckpoint = 0;
+    let checkpointAt = Date.now();
+    for (let i = input.startIndex; i < record.hashCount; ) {
+      input.signal?.throwIfAborted();
+      await this.checkStillCurrent(streamHash);
+      await this.core.usableCredential(record); // a suspension during the stream ends it
+      const page = await this.o.store.readDtbsr({ transactionId: record.id, fromIndex: i, limit: streamBatchSize });
+      const run = leadingRun(page);
+      if (run.length === 0) throw new InkanError("STORE_FAILURE", `DTBS/R entry ${i} is missing`);
+      let signatures: StreamedSignature[];
+      if (run[0]!.signed) {
+        signatures = await this.fromRecord(record.id, run);
+      } else {
+        const claimedAt = this.core.clock();
+        const claim = await this.o.store.markRangeSigned({ transactionId: record.id, fromIndex: i, count: run.length, now: claimedAt });
+        if (!claim.ok) {
+          if (claim.reason === "HASH_NOT_AUTHORIZED") continue; // claimed meanwhile by SignHash or another stream: read again
+          return this.core.claimRefused(record, caller, claim.reason, claim.index);
+        }
+        const hashes = run.map((e) => e.hash);
+        const signed = await this.core.signVerified(record, caller, request, hashes);
+        await this.core.auditCreated(tx, caller, hashes);
+        await this.o.store.recordSignatures({ transactionId: record.id, signatures: run.map((e, k) => ({ index: e.index, signature: signed[k]! })) });
+        signatures = run.map((e, k) => ({ index: e.index, signature: signed[k]!, fromRecord: false }));
+        remaining = record.numSignatures - claim.signaturesCreated;
+      }
+      i += run.length;
+      sinceCheckpoint += run.length;
+      const due = sinceCheckpoint >= checkpointEvery.signatures || Date.now() - checkpointAt >= checkpointEvery.ms || (i >= record.hashCount && remaining > 0);
+      if (due) {
+        sinceCheckpoint = 0;
+        checkpointAt = Date.now();
+      }
+      yield { signatures, ...(due ? checkpoint(i) : { resumeToken: "", resumeIndex: 0, resumeTokenExpiresAt: undefined }), signaturesRemaining: remaining };
+    }
+  }
+
+  /** The stream's own secret must be unconsumed: a stream resumed with one of its tokens takes over. */
+  private async checkStillCurrent(streamHash: string): Promise<void> {
+    const mine = await this.o.store.findSadToken(streamHash);
+    if (!mine || mine.consumedAt || mine.revokedAt) {
+      throw new InkanError("TRANSACTION_STATE", "this stream was resumed by a newer stream, or its transaction ended");
+    }
+  }
+
+  /** Signatures of entries claimed earlier, from the record; one still in flight is waited for briefly. */
+  private async fromRecord(transactionId: string, run: DtbsrEntry[]): Promise<StreamedSignature[]> {
+    const deadline = Date.now() + inFlightWaitMs;
+    let entries = run;
+    for (;;) {
+      const missing = entries.findIndex((e) => e.signature === undefined);
+      if (missing < 0) return entries.map((e) => ({ index: e.index, signature: e.signature!, fromRecord: true }));
+      if (Date.now() >= deadline) {
+        // Claimed by a request that failed or stopped before recording it: counted as signed, never signed again.
+        throw new InkanError("CRYPTO_MODULE_FAILURE", `the signature of DTBS/R ${entries[missing]!.index} was lost by an interrupted request and is not signed again; the remaining hashes need a new transaction`);
+      }
+      await sleep(20);
+      const again = await this.o.store.readDtbsr({ transactionId, fromIndex: entries[0]!.index, limit: entries.length });
+      entries = again.slice(0, entries.length);
+    }
+  }
+}
+
+/** The leading entries that share the first entry's `signed` flag (a run to claim, or to resend). */
+function leadingRun(page: DtbsrEntry[]): DtbsrEntry[] {
+  const first = page[0];
+  if (!first) return [];
+  const end = page.findIndex((e) => e.signed !== first.signed);
+  return end < 0 ? page : page.slice(0, end);
+}

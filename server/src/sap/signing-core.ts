@@ -1,0 +1,232 @@
+/**
+ * What SignHash and SignStream share (sam.proto): the SAD token's checks and its one-time
+ * consumption with reuse detection, the credential's usability, signing with verify-before-release
+ * in the crypto module, and the audit records of each signature. Each rule names the ID it closes.
+ */
+import type { SecurityPolicies } from "../admin/security-policy.js";
+import type { AuditLog } from "../audit/audit-log.js";
+import { signatureCreated, signatureFailed } from "../audit/events.js";
+import type { HashAlgorithm, RandomSource, SigningKeys } from "../crypto/port.js";
+import { InkanError } from "../errors.js";
+import type { VerifiedRecords } from "../integrity/sealed-records.js";
+import type { CredentialBody } from "../registration/credentials.js";
+import type { DtbsrRefusal, OneTimeObjects, SadTokenRecord, TransactionRecord, Transactions } from "../store/port.js";
+import { sadTokenHash, stateError } from "./authorize.js";
+import { scaActor, type SapTransaction, type SapTransactions, type ScaCaller } from "./transactions.js";
+
+export interface SigningCoreOptions {
+  transactions: Pick<SapTransactions, "view">;
+  store: Pick<Transactions, "getTransaction" | "readDtbsr" | "markHashesSigned" | "markRangeSigned" | "recordSignatures" | "transitionTransaction"> &
+    Pick<OneTimeObjects, "findSadToken" | "consumeSadToken" | "revokeSadTokens" | "issueSadToken">;
+  records: Pick<VerifiedRecords, "get">;
+  keys: Pick<SigningKeys, "sign" | "verify">;
+  random: RandomSource;
+  policies: Pick<SecurityPolicies, "current">;
+  audit: AuditLog;
+  clock?: () => Date;
+}
+
+/**
+ * A presented SAD token: the secret whose hash the store keeps and, for a SignStream resume token
+ * (`<secret>.<resume index>`), the lowest start index it may be used with. Every resume token of
+ * one stream shares the stream's secret, so the first use of any of them consumes all of them.
+ */
+export interface PresentedToken {
+  hash: string;
+  resumeIndex: number;
+}
+
+export function presentedToken(token: string): PresentedToken {
+  const dot = token.lastIndexOf(".");
+  if (dot < 0) return { hash: sadTokenHash(token), resumeIndex: 0 };
+  const index = token.slice(dot + 1);
+  if (!/^(0|[1-9][0-9]{0,8})$/.test(index)) throw invalidToken();
+  return { hash: sadTokenHash(token.slice(0, dot)), resumeIndex: Number(index) };
+}
+
+/** The resume token of a stream whose secret is `secret`, valid from `index` on. */
+export const resumeToken = (secret: string, index: number): string => `${secret}.${index}`;
+
+export const invalidToken = () => new InkanError("SAD_INVALID", "the SAD token is not valid");
+
+/** A token that passed the read-only checks, with its AUTHORIZED transaction and usable credential. */
+export interface CheckedToken {
+  token: SadTokenRecord;
+  tx: SapTransaction;
+  credential: CredentialBody;
+}
+
+/** The module request of one DTBS/R of `tx`. */
+export type SignRequest = (hash: Uint8Array) => { keyId: string; scheme: SapTransaction["body"]["signatureScheme"]; hashAlgorithm: HashAlgorithm; data: Uint8Array; format: "raw" | "der" };
+
+/** How many module calls one request keeps in flight: enough to fill the session pool, bounded memory. */
+const maxInFlight = 64;
+
+export class SigningCore {
+  readonly clock: () => Date;
+
+  constructor(readonly o: SigningCoreOptions) {
+    this.clock = o.clock ?? (() => new Date());
+  }
+
+  /**
+   * Read-only checks, so that a refused request leaves the token valid (sam.proto):
+   * the token is known (else SAD_INVALID, T-2.2.1.2); its transaction was opened by this SCA (else
+   * SAD_INVALID: another SCA can neither use nor burn it, R-3.2.1.2); not consumed (else replay,
+   * T-2.2.1.3); not revoked; the transaction is AUTHORIZED and unexpired (T-2.2.1.2: no signature
+   * before Authorize); the token is unexpired; the credential and signer can sign.
+   */
+  async checkToken(caller: ScaCaller, presented: PresentedToken, now: Date): Promise<CheckedToken> {
+    const token = await this.o.store.findSadToken(presented.hash);
+    if (!token) throw invalidToken(); // T-2.2.1.2: a made-up token
+    const owned = await this.o.store.getTransaction(token.transactionId);
+    if (!owned || owned.sca !== caller.certificateSha256) throw invalidToken(); // R-3.2.1.2: issued to another SCA
+    if (token.consumedAt) return this.replayed(token, caller, now); // T-2.2.1.3
+    const tx = this.o.transactions.view(owned, now);
+    if (token.revokedAt) throw stateError(tx, "authorized");
+    if (tx.state !== "AUTHORIZED") throw stateError(tx, "authorized");
+    if (token.expiresAt <= now) throw new InkanError("EXPIRED", "the SAD token expired");
+    const credential = await this.usableCredential(tx.record);
+    return { token, tx, credential };
+  }
+
+  /**
+   * T-2.2.1.3 / T-2.2.1.2: consumes the token atomically, before the crypto module is touched. Of
+   * concurrent callers exactly one gets it; a consumed token presented again is a replay.
+   */
+  async consume(caller: ScaCaller, presented: PresentedToken, now: Date): Promise<SadTokenRecord> {
+    const consumed = await this.o.store.consumeSadToken({ hash: presented.hash, now });
+    if (consumed) return consumed;
+    const again = await this.o.store.findSadToken(presented.hash);
+    if (again?.consumedAt) return this.replayed(again, caller, now);
+    if (again && again.expiresAt <= now) throw new InkanError("EXPIRED", "the SAD token expired");
+    throw invalidToken();
+  }
+
+  /** T-2.2.1.3: a consumed token presented again revokes the rest of its transaction (refresh-token reuse detection). */
+  async replayed(token: SadTokenRecord, caller: ScaCaller, now: Date): Promise<never> {
+    await this.o.store.revokeSadTokens({ transactionId: token.transactionId, now });
+    await this.o.store.transitionTransaction({ id: token.transactionId, from: ["PENDING", "AUTHORIZED"], to: "REVOKED", now });
+    const record = await this.o.store.getTransaction(token.transactionId);
+    if (record) await this.audited(record, caller, { outcome: "DENIED", reason: "SAD_REPLAYED" });
+    throw new InkanError("SAD_REPLAYED", "the SAD token was already used; the transaction is revoked");
+  }
+
+  /** The credential's body, if the credential and its signer can still sign (also for tokens issued before a suspension). */
+  async usableCredential(record: TransactionRecord): Promise<CredentialBody> {
+    const [credential, signer] = await Promise.all([this.o.records.get("credential", record.credentialId), this.o.records.get("signer", record.signerId)]);
+    if (!signer || signer.status !== "ACTIVE") throw new InkanError("SIGNER_INACTIVE", "the signer is not active");
+    if (!credential || credential.signerId !== record.signerId) throw new InkanError("CREDENTIAL_DESTROYED", "the credential is gone");
+    switch (credential.status) {
+      case "ACTIVE":
+        return JSON.parse(credential.body) as CredentialBody;
+      case "LOCKED":
+        throw new InkanError("CREDENTIAL_LOCKED", "the credential is locked");
+      case "DESTROYED":
+        throw new InkanError("CREDENTIAL_DESTROYED", "the credential was destroyed");
+      default:
+        // KEY_GENERATED (no certificate yet) never signs: consistent with verifyRSad at Authorize.
+        throw new InkanError("CREDENTIAL_SUSPENDED", "the credential is not active");
+    }
+  }
+
+  /** A refused claim (markHashesSigned / markRangeSigned) as the contract's error, audited. */
+  async claimRefused(record: TransactionRecord, caller: ScaCaller, reason: DtbsrRefusal, index: number | undefined): Promise<never> {
+    await this.audited(record, caller, { outcome: "DENIED", reason: reason === "TRANSACTION_NOT_FOUND" ? "TRANSACTION_STATE" : reason });
+    if (reason === "HASH_NOT_AUTHORIZED") throw new InkanError("HASH_NOT_AUTHORIZED", "a hash is not authorized or was already signed", { field: "hashes", ...(index !== undefined ? { index } : {}) });
+    if (reason === "SIGNATURE_COUNT_EXCEEDED") throw new InkanError("SIGNATURE_COUNT_EXCEEDED", "more hashes than signatures remain", { field: "hashes" });
+    if (reason === "EXPIRED") throw new InkanError("EXPIRED", "the transaction expired");
+    // Revoked by a concurrent reuse detection, cancelled meanwhile, ...
+    throw new InkanError("TRANSACTION_STATE", "the transaction is not authorized");
+  }
+
+  /** The module request for each DTBS/R of `tx` with `credential`'s key. */
+  requestFor(tx: SapTransaction, credential: CredentialBody): SignRequest {
+    const format = tx.body.signatureFormat === 2 ? "raw" : "der";
+    const hashAlgorithm = tx.record.hashAlgorithm as HashAlgorithm;
+    return (data) => ({ keyId: credential.keyId, scheme: tx.body.signatureScheme, hashAlgorithm, data, format });
+  }
+
+  /**
+   * Signs each claimed DTBS/R in the module and verifies each signature there before anything
+   * leaves (R-3.2.1.5): a signature that does not verify is withheld with the whole batch, audited
+   * (signature.failed) -> SIGNATURE_CHECK_FAILED. At most {@link maxInFlight} module calls at once.
+   */
+  async signVerified(record: TransactionRecord, caller: ScaCaller, request: SignRequest, hashes: readonly Uint8Array[]): Promise<Uint8Array[]> {
+    let signatures: Uint8Array[];
+    try {
+      signatures = await mapBounded(hashes, async (h) => {
+        const signature = await this.o.keys.sign(request(h));
+        return (await this.o.keys.verify({ ...request(h), signature })) ? signature : undefined;
+      }).then((all) => {
+        const bad = all.findIndex((s) => s === undefined);
+        if (bad >= 0) throw new WithheldSignature(bad);
+        return all as Uint8Array[];
+      });
+    } catch (err) {
+      if (err instanceof WithheldSignature) {
+        // R-3.2.1.5: withheld, every one of them (the request fails as a whole), and audited.
+        await this.audited(record, caller, { outcome: "FAILURE", reason: "SIGNATURE_CHECK_FAILED" }, hashes[err.index]);
+        throw new InkanError("SIGNATURE_CHECK_FAILED", "a signature did not verify against the credential's public key and was withheld", { index: err.index });
+      }
+      await this.audited(record, caller, { outcome: "FAILURE", reason: "CRYPTO_MODULE_FAILURE" }).catch(() => undefined);
+      throw err instanceof InkanError ? err : new InkanError("CRYPTO_MODULE_FAILURE", "the crypto module could not sign", { cause: err });
+    }
+    return signatures;
+  }
+
+  /** R-3.2.2.4: each signature is in the audit log before it leaves (fail closed: a failed write throws AUDIT_FAILURE). */
+  async auditCreated(tx: SapTransaction, caller: ScaCaller, hashes: readonly Uint8Array[]): Promise<void> {
+    const sca = scaActor(caller);
+    for (const hash of hashes) {
+      await this.o.audit.record(signatureCreated({
+        sca,
+        requestId: caller.requestId,
+        signerId: tx.record.signerId,
+        credentialId: tx.record.credentialId,
+        transactionId: tx.record.id,
+        hash,
+        hashAlgorithm: tx.record.hashAlgorithm as HashAlgorithm,
+        signatureAlgorithm: tx.body.signatureScheme,
+      }));
+    }
+  }
+
+  audited(record: TransactionRecord, caller: ScaCaller, refusal: { outcome: "DENIED" | "FAILURE"; reason: NonNullable<Parameters<typeof signatureFailed>[0]["refusal"]["reason"]> }, hash?: Uint8Array): Promise<void> {
+    return this.o.audit.record(signatureFailed({
+      sca: scaActor(caller),
+      requestId: caller.requestId,
+      signerId: record.signerId,
+      credentialId: record.credentialId,
+      transactionId: record.id,
+      ...(hash ? { hash } : {}),
+      refusal,
+    })).then(() => undefined);
+  }
+}
+
+class WithheldSignature extends Error {
+  constructor(readonly index: number) {
+    super("a signature did not verify");
+  }
+}
+
+/** `fn` over `items` with at most {@link maxInFlight} calls pending, results in input order. */
+async function mapBounded<T, R>(items: readonly T[], fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  let failed = false;
+  const worker = async () => {
+    while (next < items.length && !failed) {
+      const i = next++;
+      try {
+        out[i] = await fn(items[i]!);
+      } catch (err) {
+        failed = true; // the others stop taking new items
+        throw err;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(maxInFlight, items.length) }, worker));
+  return out;
+}

@@ -47,6 +47,12 @@ export interface AuditLog {
   record(event: AuditEvent): Promise<void>;
 }
 
+/** An {@link AuditLog} that also appends many events in one atomic write (one commit per batch). */
+export interface BatchAuditLog extends AuditLog {
+  /** Appends the events in order, all or none; rejects like {@link AuditLog.record}. */
+  recordAll(events: readonly AuditEvent[]): Promise<void>;
+}
+
 export interface AuditLogOptions {
   /** This SAM node's configured id; each node writes its own chain. */
   nodeId: string;
@@ -182,7 +188,7 @@ async function resume(options: AuditLogOptions, key: AuditPublicKey): Promise<Re
 }
 
 /** The hash-chained, checkpointed {@link AuditLog} of one node. Made by {@link createAuditLog}. */
-export class ChainedAuditLog implements AuditLog {
+export class ChainedAuditLog implements BatchAuditLog {
   readonly nodeId: string;
   readonly startState: AuditLogStartState;
   readonly #store: AuditRecords;
@@ -269,6 +275,32 @@ export class ChainedAuditLog implements AuditLog {
         throw auditFailure("the audit record could not be written", err);
       }
       this.#head = { sequence: record.sequence, hash: record.hash };
+      if (this.#checkpointDue()) await this.#checkpoint();
+    });
+  }
+
+  recordAll(events: readonly AuditEvent[]): Promise<void> {
+    if (events.length === 0) return Promise.resolve();
+    if (events.length > maxPageSize) throw new RangeError(`at most ${maxPageSize} events at once`);
+    return this.#serialized(async () => {
+      this.#assertUsable();
+      await this.#settleUncertain();
+      const time = this.#now();
+      const records: AuditRecord[] = [];
+      let head = this.#head;
+      for (const { eventType, ...fields } of events) {
+        const record = newStoredRecord({ nodeId: this.nodeId, sequence: head.sequence + 1, time, eventType, fields, prevHash: head.hash });
+        records.push(record);
+        head = { sequence: record.sequence, hash: record.hash };
+      }
+      try {
+        await this.#store.appendAuditRecords(records);
+      } catch (err) {
+        // All or none: settled like a single record, by the batch's last one.
+        this.#uncertain = records.at(-1);
+        throw auditFailure("the audit records could not be written", err);
+      }
+      this.#head = head;
       if (this.#checkpointDue()) await this.#checkpoint();
     });
   }

@@ -75,10 +75,10 @@ beforeAll(async () => {
   const wrapStore = (store: Store): Store =>
     new Proxy(store, {
       get(target, prop, receiver) {
-        if (prop === "appendAuditRecord") {
-          return async (...args: Parameters<Store["appendAuditRecord"]>) => {
+        if (prop === "appendAuditRecord" || prop === "appendAuditRecords") {
+          return async (...args: [never]) => {
             if (failAuditWrites) throw new Error("disk full (injected)");
-            return target.appendAuditRecord(...args);
+            return (target[prop] as (...a: [never]) => Promise<void>)(...args);
           };
         }
         const value = Reflect.get(target, prop, receiver);

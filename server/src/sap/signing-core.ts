@@ -4,7 +4,7 @@
  * in the crypto module, and the audit records of each signature. Each rule names the ID it closes.
  */
 import type { SecurityPolicies } from "../admin/security-policy.js";
-import type { AuditLog } from "../audit/audit-log.js";
+import type { BatchAuditLog } from "../audit/audit-log.js";
 import { signatureCreated, signatureFailed } from "../audit/events.js";
 import type { HashAlgorithm, RandomSource, SigningKeys } from "../crypto/port.js";
 import { InkanError } from "../errors.js";
@@ -22,7 +22,7 @@ export interface SigningCoreOptions {
   keys: Pick<SigningKeys, "sign" | "verify">;
   random: RandomSource;
   policies: Pick<SecurityPolicies, "current">;
-  audit: AuditLog;
+  audit: BatchAuditLog;
   clock?: () => Date;
 }
 
@@ -175,21 +175,22 @@ export class SigningCore {
     return signatures;
   }
 
-  /** R-3.2.2.4: each signature is in the audit log before it leaves (fail closed: a failed write throws AUDIT_FAILURE). */
+  /**
+   * R-3.2.2.4: each signature is in the audit log before it leaves: one record per signature,
+   * written in one atomic append (fail closed: a failed write throws AUDIT_FAILURE).
+   */
   async auditCreated(tx: SapTransaction, caller: ScaCaller, hashes: readonly Uint8Array[]): Promise<void> {
     const sca = scaActor(caller);
-    for (const hash of hashes) {
-      await this.o.audit.record(signatureCreated({
-        sca,
-        requestId: caller.requestId,
-        signerId: tx.record.signerId,
-        credentialId: tx.record.credentialId,
-        transactionId: tx.record.id,
-        hash,
-        hashAlgorithm: tx.record.hashAlgorithm as HashAlgorithm,
-        signatureAlgorithm: tx.body.signatureScheme,
-      }));
-    }
+    await this.o.audit.recordAll(hashes.map((hash) => signatureCreated({
+      sca,
+      requestId: caller.requestId,
+      signerId: tx.record.signerId,
+      credentialId: tx.record.credentialId,
+      transactionId: tx.record.id,
+      hash,
+      hashAlgorithm: tx.record.hashAlgorithm as HashAlgorithm,
+      signatureAlgorithm: tx.body.signatureScheme,
+    })));
   }
 
   audited(record: TransactionRecord, caller: ScaCaller, refusal: { outcome: "DENIED" | "FAILURE"; reason: NonNullable<Parameters<typeof signatureFailed>[0]["refusal"]["reason"]> }, hash?: Uint8Array): Promise<void> {

@@ -733,6 +733,22 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         expect(await store.listAuditNodes()).toEqual(["n"]);
       });
 
+      it("R-3.2.2.4: a batch of records is appended all or none: a broken link anywhere writes nothing", async () => {
+        await store.appendAuditRecord(record("n", 1));
+        await store.appendAuditRecords([record("n", 2), record("n", 3), record("n", 4)]);
+        for (const bad of [
+          [record("n", 5), record("n", 7)], // a gap inside the batch
+          [record("n", 5), { ...record("n", 6), prevHash: hashOf("n", 4) }], // a link that skips
+          [record("n", 5), record("other", 6)], // two nodes
+          [record("n", 4), record("n", 5)], // a taken sequence
+        ]) {
+          const err = await rejection(store.appendAuditRecords(bad));
+          expect(err).toBeInstanceOf(AuditChainError);
+        }
+        expect((await store.readAuditRecords({ nodeId: "n", fromSequence: 1, limit: 10 })).map((r) => r.sequence)).toEqual([1, 2, 3, 4]);
+        await expect(store.appendAuditRecords([])).rejects.toBeInstanceOf(RangeError);
+      });
+
       it("R-3.2.2.4: 64 concurrent writers of the same sequence: exactly one record is appended", async () => {
         await store.appendAuditRecord(record("n", 1));
         const results = await race(racers, (i) =>

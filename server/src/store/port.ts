@@ -517,6 +517,12 @@ export interface AuditRecords {
    * prevHash the latest record's hash; otherwise {@link AuditChainError} (R-3.2.2.4).
    */
   appendAuditRecord(record: AuditRecord): Promise<void>;
+  /**
+   * Appends consecutive records of one node in one atomic step, all or none, by the rules of
+   * {@link appendAuditRecord} (the first links to the latest, each next one to the one before).
+   * One commit for a batch: SignStream audits every signature. 1 to {@link maxPageSize} records.
+   */
+  appendAuditRecords(records: readonly AuditRecord[]): Promise<void>;
   /** Records of one node in sequence order, from `fromSequence`, at most `limit`. */
   readAuditRecords(req: { nodeId: string; fromSequence: number; limit: number }): Promise<AuditRecord[]>;
   latestAuditRecord(nodeId: string): Promise<AuditRecord | undefined>;

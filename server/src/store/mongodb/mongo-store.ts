@@ -1006,21 +1006,36 @@ export class MongoStore implements Store {
   }
 
   async appendAuditRecord(r: AuditRecord): Promise<void> {
-    const time = checkDate(r.time);
-    await this.guard(async () => {
-      const latest = await this.audit.findOne({ nodeId: r.nodeId }, { sort: { sequence: -1 }, projection: { sequence: 1, hash: 1 } });
-      const expected = (latest?.sequence ?? 0) + 1;
-      // R-3.2.2.4: the chain only grows by one record that links to the previous one.
-      if (r.sequence !== expected) throw new AuditChainError(r.nodeId, r.sequence, `expected sequence ${expected}`);
-      if (latest && !equalBytes(r.prevHash, toBytes(latest.hash))) throw new AuditChainError(r.nodeId, r.sequence, "prevHash is not the previous record's hash");
-      try {
-        await this.audit.insertOne({ nodeId: r.nodeId, sequence: r.sequence, time, event: r.event, body: r.body, prevHash: bin(r.prevHash), hash: bin(r.hash) });
-      } catch (e) {
-        // The unique (nodeId, sequence) index: another writer took this sequence first.
-        if (duplicateKey(e) !== undefined) throw new AuditChainError(r.nodeId, r.sequence, "sequence already written");
-        throw e;
-      }
-    });
+    return this.appendAuditRecords([r]);
+  }
+
+  async appendAuditRecords(records: readonly AuditRecord[]): Promise<void> {
+    checkLimit(records.length, "records.length");
+    const first = records[0]!;
+    await this.guard(() =>
+      this.inTransaction(async (session) => {
+        const latest = await this.audit.findOne({ nodeId: first.nodeId }, { session, sort: { sequence: -1 }, projection: { sequence: 1, hash: 1 } });
+        let previous = latest && { sequence: latest.sequence, hash: toBytes(latest.hash) };
+        for (const r of records) {
+          // R-3.2.2.4: the chain only grows by records that each link to the one before.
+          const expected = (previous?.sequence ?? 0) + 1;
+          if (r.nodeId !== first.nodeId) throw new AuditChainError(r.nodeId, r.sequence, "a batch holds one node's records");
+          if (r.sequence !== expected) throw new AuditChainError(r.nodeId, r.sequence, `expected sequence ${expected}`);
+          if (previous && !equalBytes(r.prevHash, previous.hash)) throw new AuditChainError(r.nodeId, r.sequence, "prevHash is not the previous record's hash");
+          previous = { sequence: r.sequence, hash: r.hash };
+        }
+        try {
+          await this.audit.insertMany(
+            records.map((r) => ({ nodeId: r.nodeId, sequence: r.sequence, time: checkDate(r.time), event: r.event, body: r.body, prevHash: bin(r.prevHash), hash: bin(r.hash) })),
+            { session, ordered: true },
+          );
+        } catch (e) {
+          // The unique (nodeId, sequence) index: another writer took a sequence first.
+          if (duplicateKey(e) !== undefined) throw new AuditChainError(first.nodeId, first.sequence, "sequence already written");
+          throw e;
+        }
+      }),
+    );
   }
 
   async readAuditRecords(req: { nodeId: string; fromSequence: number; limit: number }): Promise<AuditRecord[]> {

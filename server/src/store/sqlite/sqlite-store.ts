@@ -865,18 +865,26 @@ export class SqliteStore implements Store {
   }
 
   async appendAuditRecord(r: AuditRecord): Promise<void> {
-    const time = ms(r.time);
+    return this.appendAuditRecords([r]);
+  }
+
+  async appendAuditRecords(records: readonly AuditRecord[]): Promise<void> {
+    checkLimit(records.length, "records.length");
     this.guard(() =>
       this.immediate(() => {
-        const latest = this.get("SELECT sequence, hash FROM audit_records WHERE node_id = ? ORDER BY sequence DESC LIMIT 1", r.nodeId);
-        const expected = ((latest?.sequence as number | undefined) ?? 0) + 1;
-        // R-3.2.2.4: the chain only grows by one record that links to the previous one.
-        if (r.sequence !== expected) throw new AuditChainError(r.nodeId, r.sequence, `expected sequence ${expected}`);
-        if (latest && !equalBytes(r.prevHash, bytes(latest.hash))) throw new AuditChainError(r.nodeId, r.sequence, "prevHash is not the previous record's hash");
-        this.run(
-          "INSERT INTO audit_records (node_id, sequence, time, event, body, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
-          r.nodeId, r.sequence, time, r.event, r.body, r.prevHash, r.hash,
-        );
+        const first = records[0]!;
+        const latest = this.get("SELECT sequence, hash FROM audit_records WHERE node_id = ? ORDER BY sequence DESC LIMIT 1", first.nodeId);
+        let previous = latest && { sequence: latest.sequence as number, hash: bytes(latest.hash) };
+        const insert = this.stmt("INSERT INTO audit_records (node_id, sequence, time, event, body, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)");
+        for (const r of records) {
+          // R-3.2.2.4: the chain only grows by records that each link to the one before.
+          const expected = (previous?.sequence ?? 0) + 1;
+          if (r.nodeId !== first.nodeId) throw new AuditChainError(r.nodeId, r.sequence, "a batch holds one node's records");
+          if (r.sequence !== expected) throw new AuditChainError(r.nodeId, r.sequence, `expected sequence ${expected}`);
+          if (previous && !equalBytes(r.prevHash, previous.hash)) throw new AuditChainError(r.nodeId, r.sequence, "prevHash is not the previous record's hash");
+          insert.run(r.nodeId, r.sequence, ms(r.time), r.event, r.body, r.prevHash, r.hash);
+          previous = { sequence: r.sequence, hash: r.hash };
+        }
       }),
     );
   }

@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { anyUnpack } from "@bufbuild/protobuf/wkt";
 import { Code, createClient } from "@connectrpc/connect";
-import { Reason, buildRSad, buildSuspensionRequest, createDeviceKey, type DeviceKey } from "@inkan/sdk";
+import { Reason, buildRSad, inkanErrorReason, buildSuspensionRequest, createDeviceKey, type DeviceKey } from "@inkan/sdk";
 import { AuditService } from "@inkan/sdk/gen/inkan/admin/v1/audit_pb.js";
 import { PendingApprovalState, PrivilegedUserService } from "@inkan/sdk/gen/inkan/admin/v1/privileged_user_pb.js";
 import { DestroyCredentialResponseSchema, RegistrationService } from "@inkan/sdk/gen/inkan/admin/v1/registration_pb.js";
@@ -17,6 +17,7 @@ import type { VerifiedRecords } from "../integrity/sealed-records.js";
 import type { CredentialRecord } from "../store/port.js";
 import { errorOf, refusalOf, startTestServer, type PrivilegedPerson, type Protocol, type TestServer } from "../testing/harness.js";
 import { activeSignerWithCredential, testPin } from "../testing/signers.js";
+import { credentialRefusal } from "./credential-usability.js";
 
 // Suspension, resumption and destruction of credentials on the real server (SoftHSM2 + SQLite,
 // mTLS, over gRPC and Connect): R-3.3.1, R-3.3.2, T-2.3.1.1, T-2.3.1.2, dual control of destruction.
@@ -166,6 +167,22 @@ describe("SuspendCredential and ResumeCredential by a registration operator (R-3
     expect((await ra().resumeCredential({ credentialId: s.credentialId, reason: "release" })).credential?.status).toBe(CredentialStatus.KEY_GENERATED);
   });
 
+  it("a credential locked out when suspended resumes LOCKED while the lockout lasts, and to its earlier status after ResetLockout", async () => {
+    const s = await newSigner();
+    // What the lockout (lockout.ts) writes at the threshold: the signer's lockedAt, the credential LOCKED.
+    const signer = (await records!.get("signer", s.signerId))!;
+    await records!.update({ ...signer, version: signer.version + 1, body: JSON.stringify({ ...JSON.parse(signer.body), lockedAt: new Date().toISOString() }) }, signer.version);
+    const c = (await records!.get("credential", s.credentialId))!;
+    await records!.update<CredentialRecord>({ ...c, version: c.version + 1, status: "LOCKED", body: JSON.stringify({ ...JSON.parse(c.body), statusBeforeLock: "ACTIVE" }) }, c.version);
+
+    await ra().suspendCredential({ credentialId: s.credentialId, reason: "hold" });
+    expect((await ra().resumeCredential({ credentialId: s.credentialId, reason: "release" })).credential?.status).toBe(CredentialStatus.LOCKED);
+    await ra().suspendCredential({ credentialId: s.credentialId, reason: "hold again" });
+    await ra().resetLockout({ signerId: s.signerId, reason: "identity re-verified" });
+    expect(await statusOf(s.credentialId)).toBe(CredentialStatus.SUSPENDED); // ResetLockout does not lift a suspension
+    expect((await ra().resumeCredential({ credentialId: s.credentialId, reason: "release" })).credential?.status).toBe(CredentialStatus.ACTIVE);
+  });
+
   it("each suspension and resumption is audited with the operator's identity", async () => {
     const s = await newSigner();
     await ra().suspendCredential({ credentialId: s.credentialId, reason: "audit me" });
@@ -259,6 +276,14 @@ describe("T-2.3.1.2 / R-3.3.2: a replayed or altered suspension request fails", 
     expect(await statusOf(other)).toBe(CredentialStatus.ACTIVE);
   });
 
+  it("R-3.3.2: of 8 concurrent presentations of one request, exactly one is accepted", async () => {
+    const s = await newSigner();
+    const request = await suspensionRequest(s);
+    const results = await Promise.allSettled(Array.from({ length: 8 }, () => frontEnd().requestSuspension(request)));
+    expect(results.filter((r) => r.status === "fulfilled")).toHaveLength(1);
+    for (const r of results) if (r.status === "rejected") expect((await refusalOf(Promise.reject(r.reason))).reason).toBe(Reason.NONCE_REPLAYED);
+  });
+
   it("T-2.3.1.2: a challenge for another purpose, or issued for another credential, is NONCE_REPLAYED", async () => {
     const s = await newSigner();
     const other = await activeSignerWithCredentialOf(s);
@@ -301,6 +326,19 @@ describe("R-3.3.1: a suspended credential is neither authorized nor used, includ
     });
   }
 
+  it("R-3.3.1: the resumed credential's sealed record makes credentialRefusal refuse what was created before the suspension, and only that", async () => {
+    const s = await newSigner();
+    const before = new Date();
+    await new Promise((r) => setTimeout(r, 5));
+    await ra().suspendCredential({ credentialId: s.credentialId, reason: "hold" });
+    await ra().resumeCredential({ credentialId: s.credentialId, reason: "release" });
+    await new Promise((r) => setTimeout(r, 5));
+    const after = new Date();
+    const [credential, signer] = await Promise.all([records!.get("credential", s.credentialId), records!.get("signer", s.signerId)]);
+    expect(credentialRefusal({ credential, signer, transaction: { signerId: s.signerId, createdAt: before } })?.code).toBe("TRANSACTION_STATE");
+    expect(credentialRefusal({ credential, signer, transaction: { signerId: s.signerId, createdAt: after } })).toBeUndefined();
+  });
+
   // Needs the SAP to call credentialRefusal (credential-usability.ts) in SignHash/Authorize; the
   // SAP files belong to the lead. credential-usability.test.ts covers the rule itself.
   it.todo("R-3.3.1: after resumption, a SAD token and a pending transaction issued before the suspension stay unusable (TRANSACTION_STATE) — waits for the SAP to call credentialRefusal");
@@ -331,6 +369,7 @@ describe("DestroyCredential: security officer, dual control, key gone from the m
       // R-3.2.1.6: the first officer's request is held; nothing is destroyed yet.
       const held = await errorOf(ra(protocol, so1).destroyCredential(destroyRequest(s)));
       expect(held.code).toBe(Code.FailedPrecondition);
+      expect(inkanErrorReason(held)).toBe(Reason.APPROVAL_REQUIRED);
       const detail = held.findDetails(ApprovalRequiredSchema)[0]!;
       expect(detail.method).toBe("/inkan.admin.v1.RegistrationService/DestroyCredential");
       expect(await crypto!.findKey(s.keyId)).toBeDefined();
@@ -368,6 +407,15 @@ describe("DestroyCredential: security officer, dual control, key gone from the m
       expect(destroyed[0]?.details["key_id"]).toBe(s.keyId);
     });
   }
+
+  it("a key pair already gone from the module (a destruction interrupted before its tombstone) is tombstoned on the next approved request", async () => {
+    const s = await newSigner();
+    await crypto!.destroyKeyPair(s.keyId);
+    const detail = (await errorOf(ra("grpc", so1).destroyCredential(destroyRequest(s, "finish")))).findDetails(ApprovalRequiredSchema)[0]!;
+    const { pendingApproval } = await createClient(PrivilegedUserService, t.as(so2)).approvePendingRequest({ pendingRequestId: detail.pendingRequestId, requestDigest: detail.requestDigest });
+    expect(pendingApproval?.state).toBe(PendingApprovalState.EXECUTED);
+    expect(await statusOf(s.credentialId)).toBe(CredentialStatus.DESTROYED);
+  });
 
   it("fails closed: when the module cannot destroy the key, nothing is tombstoned and a later approved request finishes the job", async () => {
     const s = await newSigner();

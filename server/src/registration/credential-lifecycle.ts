@@ -8,8 +8,9 @@
  * - The sealed credential body gains `statusBeforeSuspension` and `suspendedAt` while SUSPENDED,
  *   and `usableSince`, the instant of the last suspension or resumption: transactions created up
  *   to it stay unusable after a resumption (credential-usability.ts; no store change needed).
- * - Resumption restores the exact status from before (ACTIVE, KEY_GENERATED, or LOCKED when a
- *   locked credential was suspended: a suspension never lifts a lockout).
+ * - Resumption restores the status from before (ACTIVE or KEY_GENERATED). A credential that was
+ *   LOCKED when suspended resumes LOCKED while its signer is still locked out (a suspension never
+ *   lifts a lockout), and to its status before the lockout once ResetLockout cleared it.
  * - The signer's request is checked in the order of activation.ts: the challenge named by "chal"
  *   is consumed first (signer.proto: whether or not the request succeeds), then the JWS is verified
  *   with a device key registered to the signer, then its jti is used up; only then are the signer
@@ -34,7 +35,7 @@ import type { CredentialRecord, CredentialStatus, OneTimeObjects } from "../stor
 import { challengeBinding, challengeHash } from "./activation.js";
 import type { CredentialBody, CredentialView } from "./credentials.js";
 import { DeviceProofRefused, parseDevicePublicJwk, peekDeviceJws, verifyDeviceJws } from "./device-jws.js";
-import { requireOperator, type Acting, type DeviceKeyFactorBody } from "./signers.js";
+import { requireOperator, type Acting, type DeviceKeyFactorBody, type SignerBody } from "./signers.js";
 
 /** The JWS "typ" of RequestSuspensionRequest.suspension_request (signer.proto). */
 export const suspensionRequestTyp = "inkan-suspension+jwt";
@@ -117,16 +118,23 @@ export class CredentialLifecycle {
    */
   async resume(input: Acting & { credentialId: string; reason: string }): Promise<CredentialView> {
     requireOperator(input.actor);
-    const view = await this.change(input.credentialId, (c) => {
+    const view = await this.change(input.credentialId, async (c) => {
       if (c.status === "DESTROYED") throw destroyed();
       if (c.status !== "SUSPENDED") throw new InkanError("INVALID_REQUEST", "the credential is not suspended", { field: "credential_id" });
       const { statusBeforeSuspension, suspendedAt: _s, ...rest } = bodyOf(c);
       const at = input.now.toISOString();
       // R-3.3.1: whatever was issued before this instant stays unusable (credential-usability.ts).
       const body: LifecycleBody = { ...rest, statusReason: input.reason, updatedAt: at, usableSince: at };
+      if (statusBeforeSuspension === "LOCKED") {
+        // Locked when suspended: stays locked unless ResetLockout cleared the signer's lockout meanwhile
+        // (ResetLockout only unlocks credentials that are LOCKED at that moment).
+        const signer = await this.o.records.get("signer", c.signerId);
+        if (!signer || (JSON.parse(signer.body) as SignerBody).lockedAt !== undefined) return { status: "LOCKED", body };
+        const { statusBeforeLock, ...unlocked } = body;
+        return { status: statusBeforeLock === "ACTIVE" ? "ACTIVE" : "PENDING", body: unlocked };
+      }
       // An unknown earlier status resumes to KEY_GENERATED, which cannot sign (fail closed).
-      const status = statusBeforeSuspension === "ACTIVE" || statusBeforeSuspension === "LOCKED" ? statusBeforeSuspension : "PENDING";
-      return { status, body };
+      return { status: statusBeforeSuspension === "ACTIVE" ? "ACTIVE" : "PENDING", body };
     });
     await this.o.audit.record(credentialResumed({ actor: input.actor, signerId: view.credential.signerId, credentialId: view.credential.id, ...req(input) }));
     return view;
@@ -264,11 +272,11 @@ export class CredentialLifecycle {
    * Reads the credential and writes `next(record)` as its new version; re-reads and retries when
    * another change won the race. `next` throws to refuse, or returns undefined to change nothing.
    */
-  private async change(credentialId: string, next: (c: CredentialRecord) => { status: CredentialStatus; body: LifecycleBody } | undefined): Promise<CredentialView> {
+  private async change(credentialId: string, next: (c: CredentialRecord) => Transition | undefined | Promise<Transition | undefined>): Promise<CredentialView> {
     for (let attempt = 0; attempt < writeAttempts; attempt++) {
       const c = await this.o.records.get("credential", credentialId);
       if (!c) throw notFound();
-      const to = next(c);
+      const to = await next(c);
       if (!to) return { credential: c, body: bodyOf(c) };
       const updated = await this.o.records.update<CredentialRecord>({ ...c, version: c.version + 1, status: to.status, body: canonicalize(to.body)! }, c.version);
       if (updated) return { credential: updated, body: to.body };
@@ -277,8 +285,14 @@ export class CredentialLifecycle {
   }
 }
 
+/** A credential's next status and sealed body. */
+interface Transition {
+  status: CredentialStatus;
+  body: LifecycleBody;
+}
+
 /** The SUSPENDED version of `c`, remembering its status and the instant (R-3.3.1). */
-function suspended(c: CredentialRecord, reason: string, now: Date): { status: CredentialStatus; body: LifecycleBody } {
+function suspended(c: CredentialRecord, reason: string, now: Date): Transition {
   const at = now.toISOString();
   return { status: "SUSPENDED", body: { ...bodyOf(c), statusBeforeSuspension: c.status, suspendedAt: at, usableSince: at, statusReason: reason, updatedAt: at } };
 }

@@ -7,3 +7,4 @@ export { createDeviceKey, signDeviceJws, newJti, type DeviceKey, type DeviceKeyA
 export { buildRSad, rSadEnvelopeCty, rSadTyp, type RSadInput } from "./device/r-sad.js";
 export { buildActivationRequest, buildPinChangeRequest, openTotpEnrollment, type ActivationRequest, type ActivationRequestInput, type PinChangeRequestInput } from "./device/signer-requests.js";
 export { dtbsrDigest } from "./sca/dtbsr-digest.js";
+export { buildSuspensionRequest, suspensionRequestTyp, type SuspensionRequest, type SuspensionRequestInput } from "./device/suspension-request.js";

@@ -26,10 +26,12 @@ import { auditService } from "./transport/audit-service.js";
 import { privilegedSessionService } from "./transport/privileged-session.js";
 import { privilegedUserService } from "./transport/privileged-user-service.js";
 import { Credentials } from "./registration/credentials.js";
+import { CredentialLifecycle } from "./registration/credential-lifecycle.js";
 import { ScaCredentials } from "./registration/sca-view.js";
 import { Activation } from "./registration/activation.js";
 import { Signers } from "./registration/signers.js";
 import { registrationService } from "./transport/registration-service.js";
+import { credentialLifecycleService } from "./transport/credential-lifecycle-service.js";
 import { signerService } from "./transport/signer-service.js";
 import { SamEncryptionKeys } from "./keys/sam-encryption-keys.js";
 import { samInfoService } from "./transport/sam-info.js";
@@ -110,6 +112,7 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
     const signers = new Signers({ records, oneTime: store, random: crypto, policies, audit: auditLog });
     const credentials = new Credentials({ records, keys: crypto, random: crypto, policies, audit: auditLog, signers });
     const activation = new Activation({ records, oneTime: store, crypto, fields: new FieldCipher(crypto), samKeys, policies, audit: auditLog, signers });
+    const lifecycle = new CredentialLifecycle({ records, keys: crypto, oneTime: store, samKeys, policies, audit: auditLog });
     let server: InkanServer | undefined;
     const sapServing = (status: Status) => server?.health.setWhere((s) => s.startsWith("inkan.sam.v1."), status);
     // R-3.2.2.3: a policy that fails its check stops signing until security officers restore it.
@@ -139,8 +142,8 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
       },
       "inkan.admin.v1.PolicyService": policyService(policies, auditLog),
       "inkan.admin.v1.AuditService": auditService({ store, crypto, audit: auditLog }),
-      "inkan.admin.v1.RegistrationService": registrationService(signers, credentials, activation),
-      "inkan.sam.v1.SignerService": signerService(activation),
+      "inkan.admin.v1.RegistrationService": { ...registrationService(signers, credentials, activation), ...credentialLifecycleService(lifecycle) },
+      "inkan.sam.v1.SignerService": signerService(activation, lifecycle),
       "inkan.sam.v1.SignatureActivationService": {
         ...samInfoService({ keys: samKeys, policies, version: samVersion, maxMessageBytes: config.limits.readMaxBytes }),
         ...scaCredentialsService(new ScaCredentials({ signers, credentials }), policies),
@@ -160,7 +163,7 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
       implementations,
       outerInterceptors: [createRefusalAuditInterceptor(auditLog)],
       gateInterceptors: [createPolicyGateInterceptor(gate), createTrustedCaInterceptor(policies)],
-      innerInterceptors: [createOperationAuditInterceptor(auditLog), createDualControlInterceptor(dual, { users, policies }, auditLog)],
+      innerInterceptors: [createOperationAuditInterceptor(auditLog), createDualControlInterceptor(dual, { users, policies, credentials }, auditLog)],
     });
     server = started;
     if (!gate.isOpen) sapServing(Status.NOT_SERVING);

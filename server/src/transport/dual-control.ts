@@ -19,10 +19,12 @@ import {
   type PrivilegedUserService,
   type UpdatePrivilegedUserRequest,
 } from "@inkan/sdk/gen/inkan/admin/v1/privileged_user_pb.js";
+import type { DestroyCredentialRequest } from "@inkan/sdk/gen/inkan/admin/v1/registration_pb.js";
 import type { DualControl, PendingApprovalBody } from "../admin/dual-control.js";
 import { bindingKey, type PrivilegedUsers } from "../admin/privileged-users.js";
 import { rolesFor } from "../admin/roles.js";
 import type { DualControlSwitch, SecurityPolicies } from "../admin/security-policy.js";
+import type { Credentials } from "../registration/credentials.js";
 import type { AuditLog } from "../audit/audit-log.js";
 import {
   approvalGranted,
@@ -48,6 +50,8 @@ export const kApprovedBy = createContextKey<string | undefined>(undefined, { des
 export interface GuardDeps {
   users: PrivilegedUsers;
   policies: SecurityPolicies;
+  /** Credential reads, so that a DestroyCredential the handler refuses anyway is not held for approval. */
+  credentials?: Pick<Credentials, "get">;
 }
 
 /** Which requests need a second security officer (R-3.2.1.6), decided on the request as decoded. */
@@ -76,11 +80,22 @@ const policyRequires = async (policies: SecurityPolicies, operation: DualControl
 };
 
 /**
+ * True when DestroyCredential names a destroyed credential, or a fingerprint that is not its key's:
+ * the handler refuses such a request at once (CREDENTIAL_DESTROYED, KEY_MISMATCH) and, as neither
+ * state ever changes back, it can destroy nothing; so no second officer is bothered. Any doubt (an
+ * unknown credential, an integrity failure, no credential reads) holds the request.
+ */
+const destructionRefusedAnyway = async (credentials: GuardDeps["credentials"], req: DestroyCredentialRequest) => {
+  if (!credentials) return false;
+  const credential = await credentials.get(req.credentialId).then((v) => v.credential, () => undefined);
+  return credential !== undefined && (credential.status === "DESTROYED" || credential.publicKeyFingerprint !== Buffer.from(req.publicKeyFingerprint).toString("hex"));
+};
+
+/**
  * The guarded operations. Changes to security officers are guarded because otherwise one officer
  * could take over a second officer's identity and approve their own requests. While at most one
  * security officer exists, that officer may add a second one (there is nobody to approve).
- * Each is switched by the policy's dual_control settings, on by default. DestroyCredential joins
- * this table with its issue.
+ * Each is switched by the policy's dual_control settings, on by default.
  */
 const guards: Record<string, Guard> = {
   "/inkan.admin.v1.PrivilegedUserService/CreatePrivilegedUser": async (m, { users, policies }) =>
@@ -103,9 +118,9 @@ const guards: Record<string, Guard> = {
     return next !== current && (await policyRequires(policies, "securityOfficerChanges"));
   },
   "/inkan.admin.v1.PolicyService/UpdateSecurityPolicy": async (_m, { policies }) => policyRequires(policies, "securityPolicyChanges"),
-  // Key destruction is irreversible: never by one security officer alone. (DestroyCredential itself
-  // lands with the lifecycle issue; until then an approved request fails with NOT_IMPLEMENTED.)
-  "/inkan.admin.v1.RegistrationService/DestroyCredential": async (_m, { policies }) => policyRequires(policies, "credentialDestruction"),
+  // Key destruction is irreversible: never by one security officer alone (R-3.2.1.6, R-3.3.x).
+  "/inkan.admin.v1.RegistrationService/DestroyCredential": async (m, { policies, credentials }) =>
+    (await policyRequires(policies, "credentialDestruction")) && !(await destructionRefusedAnyway(credentials, m as DestroyCredentialRequest)),
 };
 
 /** Runs the guard of each admin RPC; a guarded request is held for approval and nothing changes. */

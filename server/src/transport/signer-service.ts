@@ -4,7 +4,9 @@ import type { ServiceImpl } from "@connectrpc/connect";
 import { ChallengePurpose, CreateChallengeResponseSchema, type SignerService } from "@inkan/sdk/gen/inkan/sam/v1/signer_pb.js";
 import { InkanError } from "../errors.js";
 import type { Activation, SignerChallengePurpose } from "../registration/activation.js";
+import type { CredentialLifecycle } from "../registration/credential-lifecycle.js";
 import { kRequestId } from "./identity.js";
+import { credentialOut } from "./registration-service.js";
 
 type Impl = Partial<ServiceImpl<typeof SignerService>>;
 
@@ -16,10 +18,10 @@ const purposeIn: Partial<Record<ChallengePurpose, SignerChallengePurpose>> = {
 
 /**
  * SignerService (signer.proto), reached through the RSSP's signer front end with its SCA
- * certificate: map in, call the domain, map out. CreateChallenge, Activate and ChangePin;
- * RequestSuspension answers UNIMPLEMENTED until its issue lands.
+ * certificate: map in, call the domain, map out. CreateChallenge, Activate, ChangePin and
+ * RequestSuspension.
  */
-export function signerService(activation: Activation, clock: () => Date = () => new Date()): Impl {
+export function signerService(activation: Activation, lifecycle: CredentialLifecycle, clock: () => Date = () => new Date()): Impl {
   return {
     async createChallenge(req) {
       const purpose = purposeIn[req.purpose];
@@ -49,6 +51,16 @@ export function signerService(activation: Activation, clock: () => Date = () => 
     async changePin(req, ctx) {
       const out = await activation.changePin({ signerId: req.signerId, pinChangeEnvelope: req.pinChangeEnvelope, requestId: ctx.values.get(kRequestId), now: clock() });
       return { changedAt: timestampFromDate(out.changedAt) };
+    },
+    async requestSuspension(req, ctx) {
+      const out = await lifecycle.requestSuspension({
+        signerId: req.signerId,
+        credentialId: req.credentialId,
+        suspensionRequest: req.suspensionRequest,
+        requestId: ctx.values.get(kRequestId),
+        now: clock(),
+      });
+      return { credentialId: out.view.credential.id, status: credentialOut(out.view).status, suspendedAt: timestampFromDate(out.suspendedAt) };
     },
   };
 }

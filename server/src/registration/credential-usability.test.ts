@@ -1,0 +1,60 @@
+import { describe, expect, it } from "vitest";
+import type { CredentialRecord, CredentialStatus, SignerRecord } from "../store/port.js";
+import { credentialRefusal } from "./credential-usability.js";
+
+// Unit tests of the pure check the SAP runs before it authorizes or signs: records as the
+// store returns them (seals are not this function's concern).
+const t0 = new Date("2026-11-25T10:00:00.000Z");
+const at = (ms: number) => new Date(t0.getTime() + ms);
+
+function signer(status: SignerRecord["status"] = "ACTIVE", body: object = {}): SignerRecord {
+  return { kind: "signer", id: "sig-1", version: 1, status, body: JSON.stringify(body), seal: new Uint8Array() } as SignerRecord;
+}
+function credential(status: CredentialStatus = "ACTIVE", body: object = {}, signerId = "sig-1"): CredentialRecord {
+  return { kind: "credential", id: "crd-1", version: 1, signerId, status, publicKeyFingerprint: "00", body: JSON.stringify({ keyId: "0a", ...body }), seal: new Uint8Array() } as CredentialRecord;
+}
+const transaction = (createdAt: Date = t0, signerId = "sig-1") => ({ signerId, createdAt });
+const codeOf = (...args: Parameters<typeof credentialRefusal>) => credentialRefusal(...args)?.code;
+
+describe("credentialRefusal (R-3.3.1)", () => {
+  it("lets an ACTIVE credential of an ACTIVE signer be used", () => {
+    expect(credentialRefusal({ credential: credential(), signer: signer(), transaction: transaction() })).toBeUndefined();
+  });
+
+  it("R-3.3.1: refuses a SUSPENDED credential with CREDENTIAL_SUSPENDED, whenever the transaction was created", () => {
+    const c = credential("SUSPENDED", { usableSince: at(1000).toISOString(), suspendedAt: at(1000).toISOString() });
+    expect(codeOf({ credential: c, signer: signer(), transaction: transaction(at(0)) })).toBe("CREDENTIAL_SUSPENDED");
+    expect(codeOf({ credential: c, signer: signer(), transaction: transaction(at(5000)) })).toBe("CREDENTIAL_SUSPENDED");
+  });
+
+  it("R-3.3.1: after a resumption, a transaction created before it (and so its SAD tokens) stays unusable: TRANSACTION_STATE", () => {
+    const resumed = credential("ACTIVE", { usableSince: at(1000).toISOString() });
+    expect(codeOf({ credential: resumed, signer: signer(), transaction: transaction(at(0)) })).toBe("TRANSACTION_STATE");
+    expect(codeOf({ credential: resumed, signer: signer(), transaction: transaction(at(1000)) })).toBe("TRANSACTION_STATE"); // the same millisecond: refused
+    expect(credentialRefusal({ credential: resumed, signer: signer(), transaction: transaction(at(1001)) })).toBeUndefined();
+  });
+
+  it("fails closed on an unreadable usableSince", () => {
+    const odd = credential("ACTIVE", { usableSince: "not a date" });
+    expect(codeOf({ credential: odd, signer: signer(), transaction: transaction(at(10_000)) })).toBe("TRANSACTION_STATE");
+  });
+
+  it("refuses DESTROYED, LOCKED and KEY_GENERATED (PENDING) credentials with their reasons", () => {
+    expect(codeOf({ credential: credential("DESTROYED"), signer: signer(), transaction: transaction() })).toBe("CREDENTIAL_DESTROYED");
+    expect(codeOf({ credential: credential("LOCKED"), signer: signer(), transaction: transaction() })).toBe("CREDENTIAL_LOCKED");
+    expect(codeOf({ credential: credential("PENDING"), signer: signer(), transaction: transaction() })).toBe("CREDENTIAL_SUSPENDED");
+  });
+
+  it("refuses when the signer is locked out, inactive or gone", () => {
+    expect(codeOf({ credential: credential(), signer: signer("ACTIVE", { lockedAt: t0.toISOString() }), transaction: transaction() })).toBe("CREDENTIAL_LOCKED");
+    expect(codeOf({ credential: credential(), signer: signer("DISABLED"), transaction: transaction() })).toBe("SIGNER_INACTIVE");
+    expect(codeOf({ credential: credential(), signer: signer("PENDING_ACTIVATION"), transaction: transaction() })).toBe("SIGNER_INACTIVE");
+    expect(codeOf({ credential: credential(), signer: undefined, transaction: transaction() })).toBe("SIGNER_INACTIVE");
+  });
+
+  it("refuses a missing credential, or one bound to another signer than the transaction's, as destroyed", () => {
+    expect(codeOf({ credential: undefined, signer: signer(), transaction: transaction() })).toBe("CREDENTIAL_DESTROYED");
+    expect(codeOf({ credential: credential("ACTIVE", {}, "sig-2"), signer: signer(), transaction: transaction() })).toBe("CREDENTIAL_DESTROYED");
+    expect(codeOf({ credential: credential(), signer: signer(), transaction: transaction(t0, "sig-2") })).toBe("CREDENTIAL_DESTROYED");
+  });
+});

@@ -1,0 +1,79 @@
+/**
+ * Whether a credential may be used by a SAP transaction (R-3.3.1): one pure function the SAP calls
+ * at Authorize, SealTransaction, SignHash and SignStream with the records it has just read.
+ *
+ * Why a time and not only a status: a suspension followed by a resumption leaves the credential
+ * ACTIVE again, yet "transactions and SAD tokens issued before the suspension stay unusable"
+ * (registration.proto, ResumeCredential). Every suspension and resumption writes the instant into
+ * the credential's sealed body (`usableSince`, credential-lifecycle.ts); a transaction created at
+ * or before that instant is refused, and so is every SAD token of it. No store change is needed,
+ * and a database edit of the instant breaks the seal.
+ */
+import { InkanError } from "../errors.js";
+import type { CredentialRecord, SignerRecord } from "../store/port.js";
+
+/** What this check reads from the bodies (sealed; written by credentials.ts, credential-lifecycle.ts, lockout.ts). */
+interface UsabilityFacts {
+  /** ISO 8601: the last suspension or resumption; transactions created up to it are unusable. */
+  usableSince?: string;
+}
+
+interface SignerFacts {
+  lockedAt?: string;
+}
+
+export interface CredentialUsabilityInput {
+  /** The credential record as just read (undefined: gone). */
+  credential: CredentialRecord | undefined;
+  /** The credential's signer record as just read (undefined: gone). */
+  signer: SignerRecord | undefined;
+  /** The transaction that wants to use the credential: its signer and when it was created. */
+  transaction: { signerId: string; createdAt: Date };
+}
+
+/**
+ * The refusal to throw when the transaction may not use the credential, or undefined when it may.
+ * SIGNER_INACTIVE, CREDENTIAL_DESTROYED (also for a missing credential or one of another signer),
+ * CREDENTIAL_LOCKED, CREDENTIAL_SUSPENDED (also KEY_GENERATED: no certificate yet, never signs)
+ * and TRANSACTION_STATE for a transaction created before the credential's last suspension or
+ * resumption (the SCA must start a new transaction).
+ *
+ * @example
+ * const refusal = credentialRefusal({ credential, signer, transaction: record });
+ * if (refusal) throw refusal;
+ */
+export function credentialRefusal(input: CredentialUsabilityInput): InkanError | undefined {
+  const { credential, signer, transaction } = input;
+  if (!signer || signer.status !== "ACTIVE") return new InkanError("SIGNER_INACTIVE", "the signer is not active");
+  if (!credential || credential.signerId !== transaction.signerId || signer.id !== transaction.signerId) {
+    return new InkanError("CREDENTIAL_DESTROYED", "the credential is gone");
+  }
+  switch (credential.status) {
+    case "DESTROYED":
+      return new InkanError("CREDENTIAL_DESTROYED", "the credential was destroyed");
+    case "LOCKED":
+      return new InkanError("CREDENTIAL_LOCKED", "too many failed attempts; a registration operator must reset the lockout");
+    case "SUSPENDED":
+      return new InkanError("CREDENTIAL_SUSPENDED", "the credential is suspended"); // R-3.3.1
+    case "PENDING":
+      return new InkanError("CREDENTIAL_SUSPENDED", "the credential is not active yet");
+    case "ACTIVE":
+      break;
+  }
+  if (parse<SignerFacts>(signer.body).lockedAt !== undefined) {
+    return new InkanError("CREDENTIAL_LOCKED", "too many failed attempts; a registration operator must reset the lockout");
+  }
+  const since = parse<UsabilityFacts>(credential.body).usableSince;
+  // R-3.3.1: a transaction (and its SAD tokens) from before the last suspension never becomes usable
+  // again; "at or before", so that a transaction of the very millisecond of a resumption is refused too.
+  if (since !== undefined && !(transaction.createdAt.getTime() > Date.parse(since))) {
+    return new InkanError("TRANSACTION_STATE", "the transaction was created before the credential was suspended; start a new one");
+  }
+  return undefined;
+}
+
+/** A sealed body; one that is not a JSON object (never written by the SAM) counts as empty. */
+function parse<T>(body: string): T {
+  const value: unknown = JSON.parse(body);
+  return (typeof value === "object" && value !== null ? value : {}) as T;
+}

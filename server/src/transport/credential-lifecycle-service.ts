@@ -1,0 +1,65 @@
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import type { RegistrationService } from "@inkan/sdk/gen/inkan/admin/v1/registration_pb.js";
+import { ErrorDetailSchema, Reason } from "@inkan/sdk/gen/inkan/sam/v1/error_pb.js";
+import type { PrivilegedUserActor } from "../audit/events.js";
+import { InkanError } from "../errors.js";
+import type { CredentialLifecycle } from "../registration/credential-lifecycle.js";
+import type { Acting } from "../registration/signers.js";
+import { kAdmin } from "./admin-auth.js";
+import { kApprovedBy } from "./dual-control.js";
+import { kCaller, kRequestId } from "./identity.js";
+import { credentialOut } from "./registration-service.js";
+
+type Impl = Partial<ServiceImpl<typeof RegistrationService>>;
+
+/** The privileged user making this request (set by the admin-auth interceptor, or by dual control for an approved request). */
+function acting(ctx: HandlerContext, now: Date): Acting {
+  const user = ctx.values.get(kAdmin);
+  if (!user) throw new InkanError("CLIENT_CERTIFICATE_REJECTED", "not authenticated"); // unreachable by construction
+  const caller = ctx.values.get(kCaller);
+  const actor: PrivilegedUserActor = {
+    kind: "privileged-user",
+    userId: user.userId,
+    role: user.role,
+    ...(caller ? { certificateSha256: Uint8Array.from(Buffer.from(caller.sha256, "hex")) } : {}),
+  };
+  return { actor, requestId: ctx.values.get(kRequestId), now };
+}
+
+/**
+ * RegistrationService's SuspendCredential, ResumeCredential and DestroyCredential (R-3.3.x): map
+ * in, call the domain, map out. Authentication, the role check, validation, the privileged-operation
+ * audit and, for DestroyCredential, dual control ran before these handlers.
+ */
+export function credentialLifecycleService(lifecycle: CredentialLifecycle, clock: () => Date = () => new Date()): Impl {
+  return {
+    async suspendCredential(req, ctx) {
+      return { credential: credentialOut(await lifecycle.suspend({ ...acting(ctx, clock()), credentialId: req.credentialId, reason: req.reason })) };
+    },
+    async resumeCredential(req, ctx) {
+      try {
+        return { credential: credentialOut(await lifecycle.resume({ ...acting(ctx, clock()), credentialId: req.credentialId, reason: req.reason })) };
+      } catch (err) {
+        // registration.proto: resuming a credential that is not suspended is FAILED_PRECONDITION with REASON_INVALID_REQUEST.
+        if (err instanceof InkanError && err.code === "INVALID_REQUEST" && err.field === "credential_id") {
+          throw new ConnectError(err.message, Code.FailedPrecondition, undefined, [
+            { desc: ErrorDetailSchema, value: create(ErrorDetailSchema, { reason: Reason.INVALID_REQUEST, field: "credential_id" }) },
+          ]);
+        }
+        throw err;
+      }
+    },
+    async destroyCredential(req, ctx) {
+      const approvedBy = ctx.values.get(kApprovedBy); // set only when a second security officer approved (dual control)
+      const view = await lifecycle.destroy({
+        ...acting(ctx, clock()),
+        credentialId: req.credentialId,
+        publicKeyFingerprint: req.publicKeyFingerprint,
+        reason: req.reason,
+        ...(approvedBy ? { approver: { kind: "privileged-user", userId: approvedBy, role: "SECURITY_OFFICER" } } : {}),
+      });
+      return { credential: credentialOut(view) };
+    },
+  };
+}

@@ -1,16 +1,17 @@
 /**
  * Verification of R.SAD (sam.proto, AuthorizeRequest.r_sad; R-3.2.1.1, R-3.2.1.2): the SAM key's
- * JWE, the envelope inside it, the device-key JWS inside that, and the PIN. Every link is checked
- * against the transaction being authorized; only the caller (Authorize) moves the transaction.
+ * JWE, the envelope inside it, the device-key JWS (or the plain claims) inside that, and the
+ * factors (PIN, OTP, login assertion). Every link is checked against the transaction being
+ * authorized; only the caller (Authorize) moves the transaction.
  *
  * Choices where sam.proto leaves room (each also said where it is enforced):
- * - Order of checks: size, decryption, envelope, device key (by "kid", only among the signer's
- *   registered keys), signature, claims, then the jti is used up, then signer and credential
- *   status, and only then the PIN. The jti is consumed BEFORE the PIN is tried, as activation does:
+ * - Order of checks: size, decryption, envelope, method, device key (by "kid", only among the
+ *   signer's registered keys), signature, claims, then the jti is used up, then signer and
+ *   credential status, the credential's level, and only then the PIN (and OTP or login assertion). The jti is consumed BEFORE the PIN is tried, as activation does:
  *   a captured R.SAD (even one with a wrong PIN) counts at most once toward the signer's lockout,
  *   and of N concurrent copies exactly one reaches the (slow) PIN check.
  * - The jti once-only key is "device-jws <jti>", the namespace activation and PIN change use, so a
- *   jti is accepted once across every kind of device-key JWS; kept until exp + the clock skew.
+ *   jti is accepted once across every kind of device-key JWS and R.SAD; kept until exp + the skew.
  * - Which factors the envelope carries decides the method (authentication-methods.ts): {sad, pin}
  *   device key + PIN and {claims, pin, otp} PIN + TOTP (level 2); {claims, pin} PIN alone and
  *   {claims, login} the login assertion (level 1). Any other combination, a method the policy does

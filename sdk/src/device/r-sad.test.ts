@@ -54,6 +54,8 @@ describe("buildClaimsRSad (sam.proto AuthorizeRequest.r_sad, methods without a d
     const k = await samKey();
     const pinOnly = await open(await buildClaimsRSad({ ...tx, samKey: k.key, factors: { pin: "246813" } }), k.privateKey);
     expect(Object.keys(pinOnly).sort()).toEqual(["claims", "pin"]);
+    const undefinedOtp = await open(await buildClaimsRSad({ ...tx, samKey: k.key, factors: { pin: "246813", otp: undefined } as { pin: string } }), k.privateKey);
+    expect(Object.keys(undefinedOtp).sort()).toEqual(["claims", "pin"]);
     const idToken = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln";
     const jwe = await buildClaimsRSad({ ...tx, samKey: k.key, lifetimeSeconds: 60, factors: { login: idToken } });
     const login = await open(jwe, k.privateKey);

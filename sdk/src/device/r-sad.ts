@@ -102,7 +102,8 @@ const otpPattern = /^[0-9]{6,8}$/;
  */
 export async function buildClaimsRSad(input: ClaimsRSadInput): Promise<string> {
   if (!Number.isSafeInteger(input.count) || input.count < 1) throw new TypeError("count must be a positive integer");
-  const f = input.factors as { pin?: unknown; otp?: unknown; login?: unknown };
+  // An optional member left undefined is absent (never sent as null).
+  const f = Object.fromEntries(Object.entries(input.factors).filter(([, v]) => v !== undefined)) as { pin?: unknown; otp?: unknown; login?: unknown };
   const keys = Object.keys(f).sort().join(",");
   if (!["pin", "otp,pin", "login"].includes(keys)) throw new TypeError("factors must be {pin}, {pin, otp} or {login}");
   if (Object.values(f).some((v) => typeof v !== "string")) throw new TypeError("factors are strings");

@@ -21,7 +21,8 @@
  * - "claims" (the methods without a device key) are the JWS payload's claim set with the same
  *   checks (sad-claims.ts) and the same jti namespace.
  * - PIN + TOTP: both factors are always checked; one failed attempt counts once, whichever failed.
- *   The TOTP code matches within one step either way and is used up ("totp <factor> <step>").
+ *   The TOTP code matches within one step either way and is used up ("totp <factor> <step>"),
+ *   also when the PIN beside it is wrong: a code is accepted at most once, whatever came with it.
  * - A refused login assertion is AUTHENTICATION_FAILED and does not count toward the lockout (it
  *   is a signature check, not a guess at a secret the signer holds).
  * - A signer without an active PIN factor fails like a wrong PIN (and counts).

@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import type { DescService } from "@bufbuild/protobuf";
 import type { HandlerContext } from "@connectrpc/connect";
+import type { JSONWebKeySet } from "jose";
 import type { Logger } from "pino";
 import { DualControl } from "./admin/dual-control.js";
 import { createAuditLog, type ChainedAuditLog } from "./audit/audit-log.js";
@@ -39,6 +40,7 @@ import { scaCredentialsService } from "./transport/sca-credentials.js";
 import { sapTransactionsService } from "./transport/sap-transactions.js";
 import { sapSigningService } from "./transport/sap-signing.js";
 import { SapAuthorize } from "./sap/authorize.js";
+import { createLoginAssertionVerifier } from "./sap/login-assertion.js";
 import { SapSignHash } from "./sap/sign-hash.js";
 import { SapSignStream } from "./sap/sign-stream.js";
 import { SapTransactions } from "./sap/transactions.js";
@@ -111,7 +113,13 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
     const policies = new SecurityPolicies({ records });
     const signers = new Signers({ records, oneTime: store, random: crypto, policies, audit: auditLog });
     const credentials = new Credentials({ records, keys: crypto, random: crypto, policies, audit: auditLog, signers });
-    const activation = new Activation({ records, oneTime: store, crypto, fields: new FieldCipher(crypto), samKeys, policies, audit: auditLog, signers });
+    const fields = new FieldCipher(crypto);
+    const activation = new Activation({ records, oneTime: store, crypto, fields, samKeys, policies, audit: auditLog, signers });
+    // level 1: the RSSP's OpenID provider, only from its configured key file (a bad key set stops the start).
+    const loginAssertions = config.oidc
+      ? await createLoginAssertionVerifier({ issuer: config.oidc.issuer, clientId: config.oidc.clientId, jwks: JSON.parse(readFileSync(config.oidc.jwksFile, "utf8")) as JSONWebKeySet })
+      : undefined;
+    const methods = { loginAssertion: loginAssertions !== undefined };
     const lifecycle = new CredentialLifecycle({ records, keys: crypto, oneTime: store, samKeys, policies, audit: auditLog });
     let server: InkanServer | undefined;
     const sapServing = (status: Status) => server?.health.setWhere((s) => s.startsWith("inkan.sam.v1."), status);
@@ -145,11 +153,11 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
       "inkan.admin.v1.RegistrationService": { ...registrationService(signers, credentials, activation), ...credentialLifecycleService(lifecycle) },
       "inkan.sam.v1.SignerService": signerService(activation, lifecycle),
       "inkan.sam.v1.SignatureActivationService": {
-        ...samInfoService({ keys: samKeys, policies, version: samVersion, maxMessageBytes: config.limits.readMaxBytes }),
+        ...samInfoService({ keys: samKeys, policies, version: samVersion, maxMessageBytes: config.limits.readMaxBytes, methods }),
         ...scaCredentialsService(new ScaCredentials({ signers, credentials }), policies),
         ...sapTransactionsService(sapTransactions, policies),
         ...sapSigningService(
-          new SapAuthorize({ transactions: sapTransactions, store, random: crypto, policies, samKeys, rSad: { samKeys, records, signers, oneTime: store, crypto, policies, audit: auditLog } }),
+          new SapAuthorize({ transactions: sapTransactions, store, random: crypto, policies, samKeys, rSad: { samKeys, records, signers, oneTime: store, crypto, fields, policies, audit: auditLog, loginAssertions } }),
           new SapSignHash({ transactions: sapTransactions, store, records, keys: crypto, random: crypto, policies, audit: auditLog }),
           new SapSignStream({ transactions: sapTransactions, store, records, keys: crypto, random: crypto, policies, audit: auditLog }),
         ),

@@ -101,5 +101,33 @@ describe("crypto module and store settings", () => {
     expect(message).toMatch(/^invalid configuration:\n  store: /);
     expect(message).not.toContain("secret");
   });
-});
 
+  it("R-3.1.4: the login assertion's OpenID provider: issuer, client id and JWKS file together or not at all, each problem by path", () => {
+    const dir = dataDirWithPki();
+    expect(parseConfig({ dataDir: dir }).oidc).toBeUndefined();
+    writeFileSync(join(dir, "op-jwks.json"), JSON.stringify({ keys: [{ kty: "EC", crv: "P-256", x: "x", y: "y" }] }));
+    expect(parseConfig({ dataDir: dir, oidcIssuer: "https://op.example", oidcClientId: "inkan", oidcJwksFile: "op-jwks.json" }).oidc)
+      .toEqual({ issuer: "https://op.example", clientId: "inkan", jwksFile: join(dir, "op-jwks.json") });
+    expect(envNames.oidcIssuer).toBe("INKAN_OIDC_ISSUER");
+    expect(envNames.oidcClientId).toBe("INKAN_OIDC_CLIENT_ID");
+    expect(envNames.oidcJwksFile).toBe("INKAN_OIDC_JWKS_FILE");
+    expect(() => parseConfig({ dataDir: dir, oidcIssuer: "https://op.example" })).toThrow(/oidc: oidcIssuer, oidcClientId and oidcJwksFile are set together/);
+    writeFileSync(join(dir, "empty.json"), JSON.stringify({ keys: [] }));
+    writeFileSync(join(dir, "not-json.json"), "{");
+    const problems = (raw: Record<string, string>) => {
+      try {
+        parseConfig({ dataDir: dir, ...raw });
+      } catch (e) {
+        return (e as ConfigError).problems;
+      }
+      return [];
+    };
+    expect(problems({ oidcIssuer: "http://op.example", oidcClientId: "a b", oidcJwksFile: "empty.json" })).toEqual([
+      'oidc.issuer: "http://op.example" must be an https URL (the provider\'s issuer identifier)',
+      "oidc.clientId: must be 1 to 256 printable ASCII characters",
+      "oidc.jwksFile: not a JWK set with at least one key",
+    ]);
+    expect(problems({ oidcIssuer: "https://op.example", oidcClientId: "inkan", oidcJwksFile: "not-json.json" })).toEqual(["oidc.jwksFile: not a JSON JWK set"]);
+    expect(problems({ oidcIssuer: "https://op.example", oidcClientId: "inkan", oidcJwksFile: "missing.json" })).toEqual([`oidc.jwksFile: ${join(dir, "missing.json")} is not readable`]);
+  });
+});

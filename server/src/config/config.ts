@@ -37,6 +37,15 @@ export interface Config {
    */
   policyCheckIntervalMs: number;
   logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
+  /**
+   * The RSSP's OpenID provider, for AUTHENTICATION_METHOD_LOGIN_ASSERTION (level 1, R-3.1.4): its
+   * issuer ("iss" of its ID tokens), the SAM's client id there ("aud" must contain it) and a file
+   * holding its public signing keys as a JWK set (read at start; nothing is ever fetched). Set with
+   * oidcIssuer / INKAN_OIDC_ISSUER, oidcClientId / INKAN_OIDC_CLIENT_ID and oidcJwksFile /
+   * INKAN_OIDC_JWKS_FILE, all three or none. Undefined: the login assertion is not available, even
+   * where the security policy enables it.
+   */
+  oidc: { issuer: string; clientId: string; jwksFile: string } | undefined;
 }
 
 /** Raw settings, all strings, as they come from the environment, a file or the command line. */
@@ -45,7 +54,7 @@ export type RawConfig = Partial<Record<RawKey, string>>;
 const rawKeys = [
   "dataDir", "listen", "tlsCertFile", "tlsKeyFile", "tlsScaCaFiles", "tlsAdminCaFiles",
   "readMaxBytes", "shutdownGraceMs", "logLevel", "configFile", "pkcs11Library", "pkcs11Token",
-  "pkcs11PinFile", "store", "nodeId", "policyCheckIntervalMs",
+  "pkcs11PinFile", "store", "nodeId", "policyCheckIntervalMs", "oidcIssuer", "oidcClientId", "oidcJwksFile",
 ] as const;
 type RawKey = (typeof rawKeys)[number];
 
@@ -134,8 +143,10 @@ export function parseConfig(raw: RawConfig): Config {
   const nodeId = raw.nodeId ?? "node-1";
   if (!/^[A-Za-z0-9._:-]{1,64}$/.test(nodeId)) problems.push(`nodeId: "${nodeId}" must be 1 to 64 of A-Z a-z 0-9 . _ : -`);
 
+  const oidc = parseOidc(raw, inData, file, problems);
+
   if (problems.length > 0) throw new ConfigError(problems);
-  return { dataDir, listen, tls, limits: { readMaxBytes }, cryptoModule, store, nodeId, shutdownGraceMs, policyCheckIntervalMs, logLevel };
+  return { dataDir, listen, tls, limits: { readMaxBytes }, cryptoModule, store, nodeId, shutdownGraceMs, policyCheckIntervalMs, logLevel, oidc };
 }
 
 function parseCryptoModule(
@@ -159,6 +170,33 @@ function parseCryptoModule(
     problems.push("pkcs11PinFile: required unless pkcs11Token names a pin-source");
   }
   return { kind: "pkcs11", library, token, pinFile };
+}
+
+/** The OpenID provider of the login assertion: all three settings or none (see Config.oidc). */
+function parseOidc(
+  raw: RawConfig,
+  inData: (p: string) => string,
+  file: (path: string, value: string) => string,
+  problems: string[],
+): Config["oidc"] {
+  const { oidcIssuer: issuer, oidcClientId: clientId, oidcJwksFile: jwksFile } = raw;
+  if (issuer === undefined && clientId === undefined && jwksFile === undefined) return undefined;
+  if (issuer === undefined || clientId === undefined || jwksFile === undefined) {
+    problems.push("oidc: oidcIssuer, oidcClientId and oidcJwksFile are set together or not at all");
+    return undefined;
+  }
+  if (!/^https:\/\/[^\s]+$/.test(issuer)) problems.push(`oidc.issuer: "${issuer}" must be an https URL (the provider's issuer identifier)`);
+  if (!/^[\x21-\x7E]{1,256}$/.test(clientId)) problems.push("oidc.clientId: must be 1 to 256 printable ASCII characters");
+  const before = problems.length;
+  const path = file("oidc.jwksFile", inData(jwksFile));
+  if (problems.length > before) return undefined;
+  try {
+    const keys = (JSON.parse(readFileSync(path, "utf8")) as { keys?: unknown }).keys;
+    if (!Array.isArray(keys) || keys.length === 0) problems.push("oidc.jwksFile: not a JWK set with at least one key");
+  } catch {
+    problems.push("oidc.jwksFile: not a JSON JWK set");
+  }
+  return { issuer, clientId, jwksFile: path };
 }
 
 function parseStore(value: string, inData: (p: string) => string, problems: string[]): Config["store"] {

@@ -6,15 +6,17 @@
  * Order (each step names what it closes):
  *  1. load the transaction bound to the caller's certificate (T-2.2.1.4: another SCA's transaction
  *     is TRANSACTION_NOT_FOUND); it must be PENDING (sealed) and unexpired.
- *  2. verifyRSad (level 2: device-key JWS + PIN, every link; jti once, T-2.2.1.3; audited there).
+ *  2. verifyRSad (every link; the method meets the credential's level, R-3.1.4: device key + PIN or
+ *     PIN + TOTP at level 2, PIN alone or the login assertion at level 1; jti once, T-2.2.1.3;
+ *     audited there).
  *  3. consume the one-time challenge (purpose "transaction", subject = this transaction): a consumed
  *     challenge is a replay (T-2.2.1.3) -> SAD_REPLAYED.
  *  4. CAS PENDING -> AUTHORIZED: of concurrent Authorize calls exactly one wins (T-2.2.1.3).
  *  5. issue the SAD token: 32 bytes from the module RNG (R-3.2.2.2), base64url; only its SHA-256 is
  *     stored; valid for the policy's sadTokenLifetime, never past the transaction's expiry.
  *
- * Not here yet: the one-call inline form (SignHash refuses it with NOT_IMPLEMENTED), levels 1 and
- * TOTP (verifyRSad refuses them), Limits.max_authorize_attempts (the store has no FAILED state).
+ * Not here yet: the one-call inline form (SignHash refuses it with NOT_IMPLEMENTED),
+ * Limits.max_authorize_attempts (the store has no FAILED state).
  * Inline and chunked uploads are authorized alike: the challenge's hash is read from the store
  * record (TransactionRecord.challengeHash), which the seal wrote together with the digest.
  * Credentials must be ACTIVE (verifyRSad refuses KEY_GENERATED ones: no certificate yet).

@@ -1,22 +1,32 @@
 /**
  * Verification of R.SAD (sam.proto, AuthorizeRequest.r_sad; R-3.2.1.1, R-3.2.1.2): the SAM key's
- * JWE, the envelope inside it, the device-key JWS inside that, and the PIN. Every link is checked
- * against the transaction being authorized; only the caller (Authorize) moves the transaction.
+ * JWE, the envelope inside it, the device-key JWS (or the plain claims) inside that, and the
+ * factors (PIN, OTP, login assertion). Every link is checked against the transaction being
+ * authorized; only the caller (Authorize) moves the transaction.
  *
  * Choices where sam.proto leaves room (each also said where it is enforced):
- * - Order of checks: size, decryption, envelope, device key (by "kid", only among the signer's
- *   registered keys), signature, claims, then the jti is used up, then signer and credential
- *   status, and only then the PIN. The jti is consumed BEFORE the PIN is tried, as activation does:
+ * - Order of checks: size, decryption, envelope, method, device key (by "kid", only among the
+ *   signer's registered keys), signature, claims, then the jti is used up, then signer and
+ *   credential status, the credential's level, and only then the PIN (and OTP or login assertion). The jti is consumed BEFORE the PIN is tried, as activation does:
  *   a captured R.SAD (even one with a wrong PIN) counts at most once toward the signer's lockout,
  *   and of N concurrent copies exactly one reaches the (slow) PIN check.
  * - The jti once-only key is "device-jws <jti>", the namespace activation and PIN change use, so a
- *   jti is accepted once across every kind of device-key JWS; kept until exp + the clock skew.
- * - Which factors the envelope carries decides the method: {sad, pin} is
- *   AUTHENTICATION_METHOD_DEVICE_KEY_AND_PIN (level 2, built here). The "claims" methods (PIN
- *   alone, PIN + TOTP, login assertion) are refused with NOT_IMPLEMENTED; any other combination,
- *   or a method the policy does not enable, is ASSURANCE_LEVEL_NOT_MET (R-3.1.4).
+ *   jti is accepted once across every kind of device-key JWS and R.SAD; kept until exp + the skew.
+ * - Which factors the envelope carries decides the method (authentication-methods.ts): {sad, pin}
+ *   device key + PIN and {claims, pin, otp} PIN + TOTP (level 2); {claims, pin} PIN alone and
+ *   {claims, login} the login assertion (level 1). Any other combination, a method the policy does
+ *   not enable (or the login assertion without a configured OpenID provider), or a method below the
+ *   credential's level is ASSURANCE_LEVEL_NOT_MET (R-3.1.4); the level is checked after the
+ *   signer and credential status and before any factor.
+ * - "claims" (the methods without a device key) are the JWS payload's claim set with the same
+ *   checks (sad-claims.ts) and the same jti namespace.
+ * - PIN + TOTP: both factors are always checked; one failed attempt counts once, whichever failed.
+ *   The TOTP code matches within one step either way and is used up ("totp <factor> <step>"),
+ *   also when the PIN beside it is wrong: a code is accepted at most once, whatever came with it.
+ * - A refused login assertion is AUTHENTICATION_FAILED and does not count toward the lockout (it
+ *   is a signature check, not a guess at a secret the signer holds).
  * - A signer without an active PIN factor fails like a wrong PIN (and counts).
- * - Every refusal is audited as "sad.verified" with its reason; a wrong PIN also as
+ * - Every refusal is audited as "sad.verified" with its reason; a wrong PIN or OTP also as
  *   "factor.check_failed" (by the lockout). The specific cause is only in the error's `cause`.
  */
 import { createHash, timingSafeEqual } from "node:crypto";
@@ -28,10 +38,17 @@ import { InkanError, type ReasonCode } from "../errors.js";
 import type { VerifiedRecords } from "../integrity/sealed-records.js";
 import { maxRSadBytes, sadInvalidMessage, type SamEncryptionKeys } from "../keys/sam-encryption-keys.js";
 import { DeviceProofExpired, DeviceProofRefused, parseDevicePublicJwk, parseStrictJsonObject, peekDeviceJws, policyNameOf, verifyDeviceJws } from "../registration/device-jws.js";
+import type { CredentialBody } from "../registration/credentials.js";
 import { recordFactorFailure } from "../registration/lockout.js";
 import { verifyPin, type PinFactorBody } from "../registration/pin-hash.js";
 import type { DeviceKeyFactorBody, SignerBody, Signers } from "../registration/signers.js";
+import type { TotpFactorBody } from "../registration/totp.js";
+import type { FieldCipher } from "../integrity/record-sealer.js";
 import type { FactorRecord, FactorType, OneTimeObjects } from "../store/port.js";
+import { credentialMethods, enforcedMethods, methodOfEnvelope, type AuthenticationMethodName } from "./authentication-methods.js";
+import type { LoginAssertionVerifier } from "./login-assertion.js";
+import { assertNoDuplicateMembers, checkSadClaims } from "./sad-claims.js";
+import { matchTotpStep } from "./totp-check.js";
 
 /** The JWE "cty" and JWS "typ" of R.SAD (sam.proto). */
 export const rSadEnvelopeCty = "inkan-sad-envelope+json";
@@ -42,6 +59,10 @@ export const rSadClaims = ["sub", "cred", "aud", "txn", "chal", "dtbsr", "n", "i
 const maxEnvelopeBytes = 8_192;
 const envelopeMembers = new Set(["sad", "claims", "pin", "otp", "login"]);
 const b64u = /^[A-Za-z0-9_-]+$/;
+/** sam.proto: "otp" is 6 to 8 digits as a string. */
+const otpPattern = /^[0-9]{6,8}$/;
+/** TOTP steps accepted either side of the current one (clock drift of the signer's generator). */
+const totpWindowSteps = 1;
 const thumbprintPattern = /^[A-Za-z0-9_-]{43}$/;
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
@@ -79,6 +100,10 @@ export interface RSadVerifierDeps {
   oneTime: Pick<OneTimeObjects, "useJti">;
   /** The module's HMAC: the PIN pepper (pin-hash.ts). */
   crypto: Pick<SystemKeys, "hmacSha256">;
+  /** The module's AES key: decrypts the TOTP secret (encrypted at rest, R-3.1.1.1). */
+  fields: Pick<FieldCipher, "decrypt">;
+  /** The RSSP's OpenID provider; undefined when none is configured (no login assertion then). */
+  loginAssertions?: LoginAssertionVerifier | undefined;
   policies: Pick<SecurityPolicies, "current">;
   audit: AuditLog;
 }
@@ -86,16 +111,18 @@ export interface RSadVerifierDeps {
 export interface VerifiedRSad {
   signerId: string;
   credentialId: string;
-  /** The device key that signed (its RFC 7638 thumbprint). */
-  deviceKeyId: string;
-  /** The factors verified, in the order checked. */
+  /** The authentication method the envelope used (R-3.1.4). */
+  method: AuthenticationMethodName;
+  /** The device key that signed (its RFC 7638 thumbprint), for device key + PIN. */
+  deviceKeyId?: string;
+  /** The factors verified, in the order checked (none for the login assertion). */
   factors: FactorType[];
 }
 
 const invalid = (cause: unknown) => new InkanError("SAD_INVALID", sadInvalidMessage, { cause });
 const replayed = () => new InkanError("SAD_REPLAYED", "the R.SAD was already used");
 const expired = (cause: unknown) => new InkanError("EXPIRED", "the R.SAD expired", { cause });
-const authenticationFailed = () => new InkanError("AUTHENTICATION_FAILED", "the signer could not be authenticated");
+const authenticationFailed = (cause?: unknown) => new InkanError("AUTHENTICATION_FAILED", "the signer could not be authenticated", { cause });
 const levelNotMet = (cause: unknown) => new InkanError("ASSURANCE_LEVEL_NOT_MET", "the R.SAD does not carry the factors the credential requires", { cause });
 
 /**
@@ -133,9 +160,11 @@ async function verifyChecked(input: VerifyRSadInput, d: RSadVerifierDeps): Promi
   try {
     if (plaintext.length > maxEnvelopeBytes) throw new InkanError("LIMIT_EXCEEDED", `the R.SAD envelope is larger than ${maxEnvelopeBytes} bytes`);
     try {
-      envelope = parseStrictJsonObject(utf8.decode(plaintext)); // no duplicate members
+      const text = utf8.decode(plaintext);
+      envelope = parseStrictJsonObject(text);
+      assertNoDuplicateMembers(text); // inside "claims" too
     } catch (err) {
-      throw invalid(new DeviceProofRefused("the envelope is not a JSON object", { cause: err }));
+      throw invalid(new DeviceProofRefused("the envelope is not a JSON object without duplicate members", { cause: err }));
     }
   } finally {
     plaintext.fill(0);
@@ -147,57 +176,32 @@ async function verifyChecked(input: VerifyRSadInput, d: RSadVerifierDeps): Promi
   for (const m of ["pin", "otp", "login"]) {
     if (m in envelope && typeof envelope[m] !== "string") throw invalid(new DeviceProofRefused(`envelope member ${m} is not a string`));
   }
+  if (typeof envelope.otp === "string" && !otpPattern.test(envelope.otp)) throw invalid(new DeviceProofRefused("otp is not 6 to 8 digits"));
 
-  // R-3.1.4: the factors present must form a method; level 2 device key + PIN is the one built here.
+  // R-3.1.4: the factors present must form a method the policy enables and this SAM can verify.
   const shape = members.slice().sort().join(",");
-  if (shape !== "pin,sad") {
-    if (["claims,pin", "claims,otp,pin", "claims,login"].includes(shape)) {
-      throw new InkanError("NOT_IMPLEMENTED", "this SAM does not accept this authentication method yet", { cause: new DeviceProofRefused(`envelope ${shape}`) });
-    }
-    throw levelNotMet(new DeviceProofRefused(`the envelope's factors (${shape}) form no authentication method`));
-  }
-  if (!names(policy, "enabledAuthenticationMethods").includes("AUTHENTICATION_METHOD_DEVICE_KEY_AND_PIN")) {
-    throw levelNotMet(new DeviceProofRefused("the security policy does not enable device key + PIN"));
+  const method = methodOfEnvelope[shape];
+  if (method === undefined) throw levelNotMet(new DeviceProofRefused(`the envelope's factors (${shape}) form no authentication method`));
+  if (!enforcedMethods(policy, { loginAssertion: d.loginAssertions !== undefined }).includes(method)) {
+    throw levelNotMet(new DeviceProofRefused(`${method} is not enabled by the security policy or not configured`));
   }
 
-  // T-2.2.1.1, T-2.2.1.4, T-2.2.1.7: the key is looked up by "kid" only among THIS signer's
-  // registered, unrevoked device keys (never taken from the token); the signature must verify with it.
-  const sad = envelope.sad;
-  let kid: unknown;
-  try {
-    kid = peekDeviceJws(sad).header.kid;
-  } catch (err) {
-    throw invalid(err);
-  }
-  if (typeof kid !== "string" || !thumbprintPattern.test(kid)) throw invalid(new DeviceProofRefused("kid is not a device key id"));
-  const device = await d.records.get("factor", kid);
-  if (!device || device.signerId !== tx.signerId || device.type !== "DEVICE_KEY" || device.status !== "ACTIVE") {
-    throw invalid(new DeviceProofRefused("kid names no active device key of the transaction's signer"));
-  }
-  const key = await parseDevicePublicJwk((JSON.parse(device.body) as DeviceKeyFactorBody).jwk ?? "").catch((err: unknown) => {
-    throw invalid(err);
-  });
-  if (key.thumbprint !== kid) throw invalid(new DeviceProofRefused("the registered key does not match its id"));
-  if (!names(policy, "allowedDeviceKeyAlgorithms").includes(policyNameOf(key.algorithm))) {
-    throw invalid(new DeviceProofRefused("the security policy no longer allows this device key's algorithm"));
-  }
   const skewMs = msOf(policy, "maxClockSkew", 60_000);
+  const maxLifetimeMs = msOf(policy, "maxSadLifetime", 300_000);
+  // T-2.2.1.4, T-2.2.1.7: bound to this signer, credential, SAM and transaction; T-2.2.1.6: to this DTBS/R digest.
+  const expect = { sub: tx.signerId, cred: tx.credentialId, aud: input.samId, txn: tx.id, dtbsr: Buffer.from(tx.digest).toString("base64url") };
   let claims: Record<string, unknown>;
-  try {
-    // Header exactly alg (the key's: never none or HS*), typ, kid; claims exactly rSadClaims;
-    // T-2.2.1.4, T-2.2.1.7: bound to this signer, credential, SAM and transaction; T-2.2.1.6: to this DTBS/R digest.
-    claims = await verifyDeviceJws(sad, {
-      key,
-      typ: rSadTyp,
-      claims: rSadClaims,
-      expect: { sub: tx.signerId, cred: tx.credentialId, aud: input.samId, txn: tx.id, dtbsr: Buffer.from(tx.digest).toString("base64url") },
-      now,
-      skewMs,
-      maxLifetimeMs: msOf(policy, "maxSadLifetime", 300_000),
-    });
-  } catch (err) {
-    if (err instanceof DeviceProofExpired) throw expired(err);
-    throw invalid(err);
+  let deviceKeyId: string | undefined;
+  if (method === "AUTHENTICATION_METHOD_DEVICE_KEY_AND_PIN") {
+    ({ claims, deviceKeyId } = await verifySadJws(envelope.sad, { tx, policy, expect, now, skewMs, maxLifetimeMs }, d));
+  } else {
+    try {
+      // The same claim set and checks as the JWS payload (sam.proto "claims"), without a device signature.
+      claims = checkSadClaims(envelope.claims, { claims: rSadClaims, expect, now, skewMs, maxLifetimeMs });
+    } catch (err) {
+      if (err instanceof DeviceProofExpired) throw expired(err);
+      throw invalid(err);
+    }
   }
   if (claims.n !== tx.count) throw invalid(new DeviceProofRefused("claim n does not match")); // T-2.2.1.6
   if (!challengeMatches(claims.chal, tx.challengeHash)) throw invalid(new DeviceProofRefused("claim chal does not match")); // T-2.2.1.3
@@ -205,6 +209,7 @@ async function verifyChecked(input: VerifyRSadInput, d: RSadVerifierDeps): Promi
   if (exp * 1000 > tx.expiresAt.getTime()) throw invalid(new DeviceProofRefused("exp is after the transaction's expiry"));
 
   // T-2.2.1.3: the jti is accepted once by any node (an atomic insert): a replay, also a concurrent one, fails here.
+  // One namespace for every R.SAD method (and the other device-key JWSs): a jti never serves twice.
   if (!(await d.oneTime.useJti({ key: `device-jws ${String(claims.jti)}`, expiresAt: new Date(exp * 1000 + skewMs), now }))) throw replayed();
 
   const signer = await d.signers.record(tx.signerId);
@@ -218,21 +223,115 @@ async function verifyChecked(input: VerifyRSadInput, d: RSadVerifierDeps): Promi
   if (credential.status === "DESTROYED") throw new InkanError("CREDENTIAL_DESTROYED", "the credential was destroyed");
   if (credential.status !== "ACTIVE") throw new InkanError("CREDENTIAL_SUSPENDED", "the credential is not active yet");
 
-  // Knowledge factor (R-3.1.4): a wrong PIN counts toward the lockout (T-2.1.2.2) and is audited there.
+  // R-3.1.4: the credential's level cannot be met with fewer factors (a level-2 credential refuses
+  // PIN alone and the login assertion); checked before any factor, so no factor is tried in vain.
+  const level = (JSON.parse(credential.body) as CredentialBody).assuranceLevel;
+  if (!credentialMethods(level, policy, { loginAssertion: d.loginAssertions !== undefined }).includes(method)) {
+    throw levelNotMet(new DeviceProofRefused(`${method} does not meet the credential's assurance level ${level}`));
+  }
+
   const actor: Actor = { kind: "signer", signerId: signer.id };
-  const pin = (await activeFactors(d.records, signer.id, "PIN"))[0];
-  if (!pin || !(await verifyPin(d.crypto, envelope.pin as string, JSON.parse(pin.body) as PinFactorBody))) {
-    await recordFactorFailure(d, { signerId: signer.id, actor, factor: "PIN", now, ...req(input) });
-    throw authenticationFailed();
+  const about = { actor, signerId: signer.id, credentialId: tx.credentialId, transactionId: tx.id, ...req(input) };
+  const checked: FactorType[] = [];
+  if (method === "AUTHENTICATION_METHOD_LOGIN_ASSERTION") {
+    // R-3.1.4 level 1: the provider's signed statement that this signer logged in for this challenge.
+    // A refused assertion is not a guess at a secret: it does not count toward the lockout.
+    try {
+      await d.loginAssertions!.verify(envelope.login as string, { externalId: signerBody.identity.externalId, nonce: claims.chal as string, now, maxAgeMs: maxLifetimeMs, skewMs });
+    } catch (err) {
+      throw authenticationFailed(err);
+    }
+  } else {
+    if (deviceKeyId !== undefined) checked.push("DEVICE_KEY");
+    // Knowledge factor (R-3.1.4), and the TOTP generator for PIN + TOTP: both are always checked, so
+    // the answer and its timing do not say which failed. One failed attempt counts once toward the
+    // lockout (T-2.1.2.2), audited there with the factor that failed.
+    const pinOk = await checkPin(d, signer.id, envelope.pin as string);
+    checked.push("PIN");
+    let otpOk = true;
+    if (method === "AUTHENTICATION_METHOD_PIN_AND_TOTP") {
+      otpOk = await checkTotp(d, signer.id, envelope.otp as string, now, skewMs);
+      checked.push("TOTP");
+    }
+    if (!pinOk || !otpOk) {
+      await recordFactorFailure(d, { signerId: signer.id, actor, factor: pinOk ? "TOTP" : "PIN", now, ...req(input) });
+      throw authenticationFailed(new DeviceProofRefused(`${pinOk ? "" : "PIN "}${otpOk ? "" : "OTP "}refused`));
+    }
   }
   if (signerBody.failedAttempts) {
     const { failedAttempts: _f, ...rest } = signerBody; // a success ends the run of failures
     await d.signers.replace(signer, signer.status, { ...rest, updatedAt: now.toISOString() });
   }
-  const about = { actor, signerId: signer.id, credentialId: tx.credentialId, transactionId: tx.id, ...req(input) };
-  await d.audit.record(factorVerified({ ...about, factor: "DEVICE_KEY" }));
-  await d.audit.record(factorVerified({ ...about, factor: "PIN" }));
-  return { signerId: signer.id, credentialId: tx.credentialId, deviceKeyId: kid, factors: ["DEVICE_KEY", "PIN"] };
+  for (const factor of checked) await d.audit.record(factorVerified({ ...about, factor }));
+  return { signerId: signer.id, credentialId: tx.credentialId, method, ...(deviceKeyId !== undefined ? { deviceKeyId } : {}), factors: checked };
+}
+
+/**
+ * The device-key JWS of AUTHENTICATION_METHOD_DEVICE_KEY_AND_PIN. T-2.2.1.1, T-2.2.1.4, T-2.2.1.7:
+ * the key is looked up by "kid" only among THIS signer's registered, unrevoked device keys (never
+ * taken from the token); the signature must verify with it. Returns the claims and the key id.
+ */
+async function verifySadJws(
+  sad: unknown,
+  o: { tx: RSadTransaction; policy: PolicyVersion; expect: Record<string, string>; now: Date; skewMs: number; maxLifetimeMs: number },
+  d: RSadVerifierDeps,
+): Promise<{ claims: Record<string, unknown>; deviceKeyId: string }> {
+  let kid: unknown;
+  try {
+    kid = peekDeviceJws(sad).header.kid;
+  } catch (err) {
+    throw invalid(err);
+  }
+  if (typeof kid !== "string" || !thumbprintPattern.test(kid)) throw invalid(new DeviceProofRefused("kid is not a device key id"));
+  const device = await d.records.get("factor", kid);
+  if (!device || device.signerId !== o.tx.signerId || device.type !== "DEVICE_KEY" || device.status !== "ACTIVE") {
+    throw invalid(new DeviceProofRefused("kid names no active device key of the transaction's signer"));
+  }
+  const key = await parseDevicePublicJwk((JSON.parse(device.body) as DeviceKeyFactorBody).jwk ?? "").catch((err: unknown) => {
+    throw invalid(err);
+  });
+  if (key.thumbprint !== kid) throw invalid(new DeviceProofRefused("the registered key does not match its id"));
+  if (!names(o.policy, "allowedDeviceKeyAlgorithms").includes(policyNameOf(key.algorithm))) {
+    throw invalid(new DeviceProofRefused("the security policy no longer allows this device key's algorithm"));
+  }
+  try {
+    // Header exactly alg (the key's: never none or HS*), typ, kid; claims exactly rSadClaims.
+    const claims = await verifyDeviceJws(sad, { key, typ: rSadTyp, claims: rSadClaims, expect: o.expect, now: o.now, skewMs: o.skewMs, maxLifetimeMs: o.maxLifetimeMs });
+    return { claims, deviceKeyId: kid };
+  } catch (err) {
+    if (err instanceof DeviceProofExpired) throw expired(err);
+    throw invalid(err);
+  }
+}
+
+/** The PIN against the signer's active PIN factor; a signer without one fails like a wrong PIN. */
+async function checkPin(d: RSadVerifierDeps, signerId: string, pin: string): Promise<boolean> {
+  const factor = (await activeFactors(d.records, signerId, "PIN"))[0];
+  return factor !== undefined && (await verifyPin(d.crypto, pin, JSON.parse(factor.body) as PinFactorBody));
+}
+
+/**
+ * The OTP against the signer's enrolled TOTP secret (decrypted in the module, wiped after use),
+ * one step of drift either way; the matched step is then used up (an atomic insert), so a code is
+ * accepted at most once, also by concurrent calls and on other nodes (T-2.2.1.3). A signer without
+ * a TOTP factor fails like a wrong code.
+ */
+async function checkTotp(d: RSadVerifierDeps, signerId: string, otp: string, now: Date, skewMs: number): Promise<boolean> {
+  for (const factor of await activeFactors(d.records, signerId, "TOTP")) {
+    const body = JSON.parse(factor.body) as TotpFactorBody;
+    const secret = await d.fields.decrypt("factor", factor.id, body.encryptedSecret);
+    let step: number | undefined;
+    try {
+      step = matchTotpStep(secret, otp, { now, periodSeconds: body.periodSeconds, digits: body.digits, window: totpWindowSteps });
+    } finally {
+      secret.fill(0);
+    }
+    if (step === undefined) continue;
+    // T-2.2.1.3: kept until the step can no longer match (its window closed), plus the skew.
+    const expiresAt = new Date((step + totpWindowSteps + 1) * body.periodSeconds * 1000 + skewMs);
+    return d.oneTime.useJti({ key: `totp ${factor.id} ${step}`, expiresAt, now });
+  }
+  return false;
 }
 
 /** "chal" is the canonical base64url of the challenge whose SHA-256 the transaction keeps. */

@@ -3,6 +3,7 @@ import type { ServiceImpl } from "@connectrpc/connect";
 import { GetInfoResponseSchema, type SignatureActivationService } from "@inkan/sdk/gen/inkan/sam/v1/sam_pb.js";
 import type { PolicyVersion, SecurityPolicies } from "../admin/security-policy.js";
 import { maxRSadBytes, type PublishedSamKey, type SamEncryptionKeys } from "../keys/sam-encryption-keys.js";
+import { enforcedMethods, type MethodAvailability } from "../sap/authentication-methods.js";
 
 type Impl = Partial<ServiceImpl<typeof SignatureActivationService>>;
 
@@ -22,6 +23,8 @@ export interface SamInfoOptions {
   version: string;
   /** The largest message the server reads (config limits.readMaxBytes). */
   maxMessageBytes: number;
+  /** What this deployment can verify beyond the policy (the login assertion needs an OpenID provider). */
+  methods: MethodAvailability;
   clock?: () => Date;
 }
 
@@ -51,7 +54,8 @@ export function samInfoService(o: SamInfoOptions): Impl {
         signatureAlgorithms: list(policy, "allowedSignatureAlgorithms"),
         keyAlgorithms: list(policy, "allowedKeyAlgorithms"),
         deviceKeyAlgorithms: list(policy, "allowedDeviceKeyAlgorithms"),
-        authenticationMethods: list(policy, "enabledAuthenticationMethods"),
+        // what the R.SAD verifier accepts, not merely what the policy names (no OpenID provider: no login assertion).
+        authenticationMethods: enforcedMethods(policy, o.methods),
         limits: {
           maxHashesPerTransaction: policy.maxHashesPerTransaction,
           maxHashesPerChunk: policy.maxHashesPerChunk,

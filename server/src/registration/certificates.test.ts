@@ -110,6 +110,20 @@ describe("ImportCertificate binds a certificate for exactly the credential's key
     expect(await stored(credential)).toEqual(credential);
   });
 
+  it("on a LOCKED credential the chain is attached and the credential stays locked; ResetLockout then returns it to ACTIVE, not KEY_GENERATED", async () => {
+    const { signerId, credential } = await generated();
+    // Locked as five wrong PINs would lock it (statusBeforeLock PENDING), through the test hook's sealed-record access.
+    const record = (await records!.get("credential", credential.credentialId))!;
+    const body = { ...JSON.parse(record.body), statusBeforeLock: "PENDING" };
+    await records!.update<CredentialRecord>({ ...record, version: record.version + 1, status: "LOCKED", body: JSON.stringify(body) }, record.version);
+    const der = await issueSignerCertificate(issuingCa, credential.publicKeySpki);
+    const { credential: locked } = await ra().importCertificate({ credentialId: credential.credentialId, certificateChain: [der] });
+    expect(locked!.status).toBe(CredentialStatus.LOCKED);
+    expect(locked!.certificate!.status).toBe(CertificateStatus.VALID);
+    await ra().resetLockout({ signerId, reason: "the signer's own mistakes, checked by phone" });
+    expect((await stored(credential)).status).toBe(CredentialStatus.ACTIVE);
+  });
+
   it("R-3.2.2.4: an import is audited as certificate.installed with the certificate's SHA-256, by the operator", async () => {
     const { credential } = await generated();
     const der = await issueSignerCertificate(issuingCa, credential.publicKeySpki);

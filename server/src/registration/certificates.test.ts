@@ -11,7 +11,7 @@ import { AuditService } from "@inkan/sdk/gen/inkan/admin/v1/audit_pb.js";
 import { RegistrationService, type Credential } from "@inkan/sdk/gen/inkan/admin/v1/registration_pb.js";
 import { PrivilegedRole } from "@inkan/sdk/gen/inkan/admin/v1/types_pb.js";
 import { SignatureActivationService } from "@inkan/sdk/gen/inkan/sam/v1/sam_pb.js";
-import { CertificateStatus, CredentialStatus, HashAlgorithm, KeyAlgorithm } from "@inkan/sdk/gen/inkan/sam/v1/types_pb.js";
+import { CertificateStatus, CredentialStatus, HashAlgorithm, KeyAlgorithm, SignatureAlgorithm } from "@inkan/sdk/gen/inkan/sam/v1/types_pb.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { VerifiedRecords } from "../integrity/sealed-records.js";
 import { createCertificateAuthority, type CertificateAuthority } from "../pki/dev-pki.js";
@@ -246,21 +246,85 @@ describe("every key algorithm the default policy allows: GenerateKey, certificat
       await ra(protocol).importCertificate({ credentialId: credential.credentialId, certificateChain: [der] });
       const message = Buffer.from(`contract for ${KeyAlgorithm[keyAlgorithm]} ${Math.random()}`);
       const hash = new Uint8Array(createHash("sha256").update(message).digest());
-      const client = sca(protocol);
-      const { sadChallenge: ch } = await client.beginTransaction({
-        credentialId: credential.credentialId, signerId, hashAlgorithm: HashAlgorithm.SHA256, numSignatures: 1, hashes: [hash], description: "Contract",
-      });
-      const rSad = await buildRSad({
-        deviceKey, signerId: ch!.signerId, credentialId: ch!.credentialId, samId: ch!.audience, transactionId: ch!.transactionId,
-        challenge: ch!.challenge, dtbsrDigest: ch!.dtbsrDigest, count: ch!.numSignatures, pin: testPin, samKey: ch!.encryptionKey!,
-      });
-      const { sadToken } = await client.authorize({ transactionId: ch!.transactionId, rSad });
-      const { signatures } = await client.signHash({ authorization: { case: "sadToken", value: sadToken }, hashes: [hash] });
-      expect(opensslVerifies(der, message, signatures[0]!)).toBe(true);
-      expect(opensslVerifies(der, Buffer.concat([message, Buffer.from("!")]), signatures[0]!)).toBe(false);
+      const signature = await sapSign(signerId, deviceKey, credential.credentialId, hash, protocol);
+      expect(opensslVerifies(der, message, signature)).toBe(true);
+      expect(opensslVerifies(der, Buffer.concat([message, Buffer.from("!")]), signature)).toBe(false);
     }, 60_000);
   });
 });
+
+describe("PrepareCsr: the CertificationRequestInfo of the credential's key, exactly as generated, for the signer to approve (R-3.1.1.4, R-3.1.3.2)", () => {
+  for (const protocol of ["grpc", "connect"] as const) {
+    it(`R-3.1.1.4: over ${protocol}, the CertificationRequestInfo holds the subject and the SPKI byte for byte; the DTBS/R is its hash under the key's default`, async () => {
+      for (const [keyAlgorithm, hash, node] of [[KeyAlgorithm.EC_P256, HashAlgorithm.SHA256, "sha256"], [KeyAlgorithm.EC_P384, HashAlgorithm.SHA384, "sha384"]] as const) {
+        const { credential } = await generated(keyAlgorithm);
+        const out = await ra(protocol).prepareCsr({ credentialId: credential.credentialId, subject: "CN=Sato Hanako,O=Example Corp,C=JP" });
+        expect(out.hashAlgorithm).toBe(hash);
+        expect(out.signatureAlgorithm).toBe(SignatureAlgorithm.ECDSA);
+        expect(Buffer.from(out.dtbsr)).toEqual(createHash(node).update(out.certificationRequestInfo).digest());
+        expect(Buffer.from(out.publicKeyFingerprint)).toEqual(Buffer.from(credential.publicKeyFingerprint));
+        expect(Buffer.from(out.certificationRequestInfo).includes(Buffer.from(credential.publicKeySpki))).toBe(true);
+        const parsed = execFileSync("openssl", ["asn1parse", "-inform", "DER"], { input: out.certificationRequestInfo }).toString();
+        expect(parsed).toMatch(/INTEGER\s+:00/); // version 0
+        expect(parsed).toMatch(/PRINTABLESTRING\s+:JP[\s\S]*UTF8STRING\s+:Example Corp[\s\S]*UTF8STRING\s+:Sato Hanako/); // C first in DER
+        expect(parsed).toMatch(/cont \[ 0 \]/); // no attributes
+        expect(await stored(credential)).toEqual(credential); // changes nothing
+      }
+    });
+  }
+
+  it("R-3.1.3.2: the prepared request, signed through the SAP (authorized by the signer's SAD) and assembled, is a CSR openssl verifies, with the approved subject and key", async () => {
+    for (const keyAlgorithm of [KeyAlgorithm.EC_P256, KeyAlgorithm.RSA_2048]) {
+      // The SAP signs only for ACTIVE credentials today: this is the renewal case (CreateCsr does this for KEY_GENERATED ones).
+      const { signerId, deviceKey, credential } = await generated(keyAlgorithm);
+      await ra().importCertificate({ credentialId: credential.credentialId, certificateChain: [await issueSignerCertificate(issuingCa, credential.publicKeySpki)] });
+      const subject = "CN=Sato Hanako\\, renewed,O=Example Corp,C=JP";
+      const out = await ra().prepareCsr({ credentialId: credential.credentialId, subject });
+      const signature = await sapSign(signerId, deviceKey, credential.credentialId, out.dtbsr);
+      const sigAlg = keyAlgorithm === KeyAlgorithm.EC_P256 ? "06082a8648ce3d040302" : "06092a864886f70d01010b0500"; // ecdsa-with-SHA256; sha256WithRSAEncryption, NULL
+      const csr = derOf(0x30, out.certificationRequestInfo, derOf(0x30, Buffer.from(sigAlg, "hex")), derOf(0x03, Buffer.from([0]), signature));
+      const text = execFileSync("openssl", ["req", "-inform", "DER", "-verify", "-noout", "-subject", "-nameopt", "RFC2253"], { input: csr, stdio: "pipe" }).toString();
+      expect(text).toContain(`subject=${subject}`);
+      const pub = execFileSync("openssl", ["req", "-inform", "DER", "-pubkey", "-noout"], { input: csr }).toString();
+      expect(Buffer.from(x509.PemConverter.decodeFirst(pub))).toEqual(Buffer.from(credential.publicKeySpki));
+    }
+  }, 60_000);
+
+  it("refuses an unknown credential, a subject that is not RFC 4514, an algorithm that does not fit the key, and a destroyed credential", async () => {
+    const { credential } = await generated();
+    const prepare = (req: Partial<{ credentialId: string; subject: string; hashAlgorithm: HashAlgorithm; signatureAlgorithm: SignatureAlgorithm }>) =>
+      refusalOf(ra().prepareCsr({ credentialId: credential.credentialId, subject: "CN=Sato", ...req }));
+    expect(await prepare({ credentialId: "crd-nothing" })).toMatchObject({ code: Code.NotFound, reason: Reason.CREDENTIAL_NOT_FOUND });
+    for (const subject of ["Sato Hanako", "XX=1", "CN=a;b", "CN=a ", "C=Japan", "CN=,O=x"]) {
+      expect(await prepare({ subject }), subject).toMatchObject({ code: Code.InvalidArgument, reason: Reason.INVALID_REQUEST });
+    }
+    expect(await prepare({ hashAlgorithm: HashAlgorithm.NONE })).toMatchObject({ code: Code.InvalidArgument, reason: Reason.ALGORITHM_NOT_ALLOWED });
+    expect(await prepare({ signatureAlgorithm: SignatureAlgorithm.RSA_PSS })).toMatchObject({ code: Code.InvalidArgument, reason: Reason.ALGORITHM_NOT_ALLOWED });
+    const record = (await records!.get("credential", credential.credentialId))!;
+    await records!.update<CredentialRecord>({ ...record, version: record.version + 1, status: "DESTROYED" }, record.version);
+    expect(await prepare({})).toMatchObject({ code: Code.FailedPrecondition, reason: Reason.CREDENTIAL_DESTROYED });
+  });
+});
+
+/** BeginTransaction with one hash, the device's R.SAD, Authorize and SignHash: the SAM's signature. */
+async function sapSign(signerId: string, deviceKey: Parameters<typeof buildRSad>[0]["deviceKey"], credentialId: string, hash: Uint8Array, protocol: Protocol = "grpc"): Promise<Uint8Array> {
+  const client = sca(protocol);
+  const { sadChallenge: ch } = await client.beginTransaction({ credentialId, signerId, hashAlgorithm: HashAlgorithm.SHA256, numSignatures: 1, hashes: [hash], description: "Contract" });
+  const rSad = await buildRSad({
+    deviceKey, signerId: ch!.signerId, credentialId: ch!.credentialId, samId: ch!.audience, transactionId: ch!.transactionId,
+    challenge: ch!.challenge, dtbsrDigest: ch!.dtbsrDigest, count: ch!.numSignatures, pin: testPin, samKey: ch!.encryptionKey!,
+  });
+  const { sadToken } = await client.authorize({ transactionId: ch!.transactionId, rSad });
+  const { signatures } = await client.signHash({ authorization: { case: "sadToken", value: sadToken }, hashes: [hash] });
+  return signatures[0]!;
+}
+
+/** One DER element (lengths up to 64 KiB). */
+function derOf(tag: number, ...content: Uint8Array[]): Uint8Array {
+  const body = Buffer.concat(content);
+  const n = body.length;
+  return Buffer.concat([Buffer.from([tag, ...(n < 0x80 ? [n] : n < 0x100 ? [0x81, n] : [0x82, n >> 8, n & 0xff])]), body]);
+}
 
 /** `openssl dgst -sha256 -verify` with the public key taken from the certificate by `openssl x509` (DER ECDSA, PKCS#1 v1.5 RSA). */
 function opensslVerifies(certificate: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean {

@@ -5,6 +5,7 @@ import * as x509 from "@peculiar/x509";
 import { beforeAll, describe, expect, it } from "vitest";
 import { InkanError } from "../errors.js";
 import { certificateState, parseCertificateChain, rfc4514, storedCertificate, validateSigningChain } from "./certificates.js";
+import { certificationRequestInfo, csrDefaults, schemeFitsKey, subjectNameDer } from "./certificates-csr.js";
 
 // The chain rules of ImportCertificate (R-3.1.1.4, T-2.1.1.2, T-2.1.3.1, T-2.1.3.2) as pure logic,
 // on real certificates made here and a fixed clock.
@@ -174,5 +175,48 @@ describe("parseCertificateChain and what is stored", () => {
     expect(rfc4514(new Uint8Array(name.toArrayBuffer()))).toBe(
       "CN=trailing\\ ,CN=\\#1 \\\"Boss\\\" \\<x\\>\\;+2.5.4.4=#0c06e4bd90e897a4,O=Doe\\, Smith & Partners\\+Co,C=JP",
     );
+  });
+});
+
+describe("PrepareCsr's subject and CertificationRequestInfo (R-3.1.1.4, R-3.1.3.2)", () => {
+  it("R-3.1.3.2: an RFC 4514 subject becomes the DER Name in reverse order (C first), PrintableString for C, UTF8String otherwise, and reads back the same", () => {
+    for (const subject of [
+      "CN=Sato Hanako,O=Example Corp,C=JP",
+      "CN=佐藤花子,OU=営業部,O=株式会社例,C=JP",
+      "CN=Doe\\, John+UID=jdoe,O=A\\+B \\<C\\>,DC=example,DC=jp",
+      "CN=\\#1 \\\"Boss\\\",O=trailing\\ ",
+    ]) {
+      expect(rfc4514(subjectNameDer(subject)), subject).toBe(subject);
+    }
+    const der = subjectNameDer("CN=Sato Hanako,O=Example Corp,C=JP");
+    const text = execFileSync("openssl", ["asn1parse", "-inform", "DER"], { input: der }).toString();
+    expect(text).toMatch(/PRINTABLESTRING\s+:JP[\s\S]*UTF8STRING\s+:Example Corp[\s\S]*UTF8STRING\s+:Sato Hanako/);
+    // Hex escapes are UTF-8 bytes; "#" values are DER taken as given; spaces after separators are tolerated.
+    expect(rfc4514(subjectNameDer("CN=\\E4\\BD\\90\\E8\\97\\A4, C=JP"))).toBe("CN=佐藤,C=JP");
+    expect(rfc4514(subjectNameDer("2.5.4.5=#130431323334,CN=x"))).toBe("2.5.4.5=#130431323334,CN=x");
+    expect(rfc4514(subjectNameDer("serialNumber=1234,CN=x"))).toBe("2.5.4.5=#130431323334,CN=x"); // PrintableString by definition
+  });
+
+  it("R-3.1.3.2: refuses what is not an RFC 4514 name, naming the subject field", () => {
+    for (const bad of ["Sato", "=x", "XX=1", "CN=a;b", "CN=a\"b", "CN= a", "CN=a ", "CN=", "CN=a,", "CN=a,,O=b", "CN=\\ZZ", "CN=\\ff", "C=Japan", "C=jp", "2.5.4.3=#zz", "2.5.4.3=#0c05ab"]) {
+      expect(refusal(() => subjectNameDer(bad)), bad).toEqual({ code: "INVALID_REQUEST", field: "subject" });
+    }
+  });
+
+  it("R-3.1.1.4: the CertificationRequestInfo is version 0, the subject, the SPKI exactly as given and no attributes", () => {
+    const subject = subjectNameDer("CN=x");
+    const spki = Uint8Array.from([0x30, 0x03, 0x02, 0x01, 0x07]);
+    expect(Buffer.from(certificationRequestInfo(subject, spki)).toString("hex")).toBe(`30${(3 + subject.length + spki.length + 2).toString(16).padStart(2, "0")}020100${Buffer.from(subject).toString("hex")}3003020107a000`);
+  });
+
+  it("picks each key's default hash and scheme, and refuses schemes that do not fit the key", () => {
+    expect(csrDefaults("EC_P384")).toEqual({ hash: "SHA384", scheme: "ECDSA" });
+    expect(csrDefaults("EC_P521")).toEqual({ hash: "SHA512", scheme: "ECDSA" });
+    expect(csrDefaults("RSA_3072")).toEqual({ hash: "SHA256", scheme: "RSA_PKCS1_V1_5" });
+    expect(csrDefaults("ED25519")).toEqual({ hash: "NONE", scheme: "ED25519" });
+    expect(schemeFitsKey("RSA_2048", "RSA_PSS", "SHA256")).toBe(true);
+    expect(schemeFitsKey("EC_P256", "RSA_PSS", "SHA256")).toBe(false);
+    expect(schemeFitsKey("EC_P256", "ECDSA", "NONE")).toBe(false);
+    expect(schemeFitsKey("ED25519", "ED25519", "SHA256")).toBe(false);
   });
 });

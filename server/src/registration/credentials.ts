@@ -3,10 +3,11 @@ import canonicalize from "canonicalize";
 import type { SecurityPolicies } from "../admin/security-policy.js";
 import type { AuditLog } from "../audit/audit-log.js";
 import { certificateInstalled, credentialUnlocked, keyGenerated } from "../audit/events.js";
-import type { KeyAlgorithm, RandomSource, SigningKeys } from "../crypto/port.js";
+import type { HashAlgorithm, KeyAlgorithm, RandomSource, SignatureScheme, SigningKeys } from "../crypto/port.js";
 import { InkanError } from "../errors.js";
 import type { VerifiedRecords } from "../integrity/sealed-records.js";
 import type { CredentialRecord, CredentialStatus } from "../store/port.js";
+import { certificationRequestInfo, csrDefaults, csrDtbsr, schemeFitsKey, subjectNameDer } from "./certificates-csr.js";
 import { certificateSha256, parseCertificateChain, storedCertificate, validateSigningChain, type StoredCertificate } from "./certificates.js";
 import { newRecordId, pageToken, readPageToken } from "./ids.js";
 import { requireOperator, type Acting, type Signers, type SignerView } from "./signers.js";
@@ -39,6 +40,15 @@ export interface CredentialBody {
   statusBeforeLock?: CredentialStatus;
   /** The certificate chain imported last (ImportCertificate); absent before the first import. */
   certificate?: StoredCertificate;
+}
+
+/** What PrepareCsr returns: the CertificationRequestInfo to approve and its DTBS/R. */
+export interface PreparedCsr {
+  certificationRequestInfo: Uint8Array;
+  dtbsr: Uint8Array;
+  hashAlgorithm: HashAlgorithm;
+  signatureScheme: SignatureScheme;
+  publicKeyFingerprint: Uint8Array;
 }
 
 export interface CredentialView {
@@ -186,6 +196,38 @@ export class Credentials {
       ...(input.requestId ? { requestId: input.requestId } : {}),
     }));
     return view(updated);
+  }
+
+  /**
+   * Builds, without signing, the CertificationRequestInfo for `subject` (RFC 4514) and the
+   * credential's public key exactly as generated (R-3.1.1.4), and the DTBS/R the signer approves
+   * with a SAD before CreateCsr signs it (R-3.1.3.2, T-2.1.3.2). Changes nothing.
+   */
+  async prepareCsr(input: { credentialId: string; subject: string; hashAlgorithm?: HashAlgorithm | undefined; signatureScheme?: SignatureScheme | undefined }): Promise<PreparedCsr> {
+    const { credential, body } = await this.get(input.credentialId);
+    if (credential.status === "SUSPENDED") throw new InkanError("CREDENTIAL_SUSPENDED", "the credential is suspended", { field: "credential_id" });
+    if (credential.status === "DESTROYED") throw new InkanError("CREDENTIAL_DESTROYED", "the credential was destroyed", { field: "credential_id" });
+    if (credential.status === "LOCKED") throw new InkanError("CREDENTIAL_LOCKED", "the credential is locked", { field: "credential_id" });
+    const defaults = csrDefaults(body.keyAlgorithm);
+    const hash = input.hashAlgorithm ?? defaults.hash;
+    const scheme = input.signatureScheme ?? defaults.scheme;
+    const policy = await this.o.policies.current();
+    const allowed = (field: string, value: string) => {
+      const list = policy.policy[field];
+      return Array.isArray(list) && list.includes(value);
+    };
+    if (!schemeFitsKey(body.keyAlgorithm, scheme, hash)) throw new InkanError("ALGORITHM_NOT_ALLOWED", "the hash or signature algorithm does not fit the key", { field: "signature_algorithm" });
+    if (!allowed("allowedHashAlgorithms", `HASH_ALGORITHM_${hash}`)) throw new InkanError("ALGORITHM_NOT_ALLOWED", "the security policy does not allow this hash algorithm", { field: "hash_algorithm" });
+    if (!allowed("allowedSignatureAlgorithms", `SIGNATURE_ALGORITHM_${scheme}`)) throw new InkanError("ALGORITHM_NOT_ALLOWED", "the security policy does not allow this signature algorithm", { field: "signature_algorithm" });
+    // R-3.1.1.4: the key certified is the SPKI sealed at generation, byte for byte.
+    const info = certificationRequestInfo(subjectNameDer(input.subject), Buffer.from(body.publicKeySpki, "base64"));
+    return {
+      certificationRequestInfo: info,
+      dtbsr: csrDtbsr(info, hash),
+      hashAlgorithm: hash,
+      signatureScheme: scheme,
+      publicKeyFingerprint: Buffer.from(credential.publicKeyFingerprint, "hex"),
+    };
   }
 
   /** One credential, or CREDENTIAL_NOT_FOUND. */

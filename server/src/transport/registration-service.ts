@@ -12,9 +12,9 @@ import {
 } from "@inkan/sdk/gen/inkan/admin/v1/registration_pb.js";
 import { ErrorDetailSchema, Reason } from "@inkan/sdk/gen/inkan/sam/v1/error_pb.js";
 import { JwsAlgorithm } from "@inkan/sdk/gen/inkan/sam/v1/sam_pb.js";
-import { CertificateStatus, CredentialStatus, KeyAlgorithm } from "@inkan/sdk/gen/inkan/sam/v1/types_pb.js";
+import { CertificateStatus, CredentialStatus, HashAlgorithm, KeyAlgorithm, SignatureAlgorithm } from "@inkan/sdk/gen/inkan/sam/v1/types_pb.js";
 import type { PrivilegedUserActor } from "../audit/events.js";
-import type { KeyAlgorithm as DomainKeyAlgorithm } from "../crypto/port.js";
+import type { KeyAlgorithm as DomainKeyAlgorithm, HashAlgorithm as DomainHashAlgorithm, SignatureScheme } from "../crypto/port.js";
 import { InkanError } from "../errors.js";
 import type { Activation } from "../registration/activation.js";
 import { certificateState, type StoredCertificate } from "../registration/certificates.js";
@@ -160,13 +160,17 @@ function keyAlgorithmIn(a: KeyAlgorithm): DomainKeyAlgorithm {
   return name as DomainKeyAlgorithm;
 }
 
+/** Proto enum values as the domain names them; undefined for UNSPECIFIED (the key's default). */
+const hashIn = (h: HashAlgorithm): DomainHashAlgorithm | undefined => (h === HashAlgorithm.UNSPECIFIED ? undefined : (HashAlgorithm[h] as DomainHashAlgorithm));
+const schemeIn = (a: SignatureAlgorithm): SignatureScheme | undefined => (a === SignatureAlgorithm.UNSPECIFIED ? undefined : (SignatureAlgorithm[a] as SignatureScheme));
+
 const signerStatusIn = (s: SignerStatus): StoreSignerStatus | undefined =>
   s === SignerStatus.UNSPECIFIED ? undefined : (SignerStatus[s] as StoreSignerStatus);
 
 /**
  * RegistrationService, the registration operator's part that has landed: signers (enroll, read,
  * update, disable, enable), activation codes, factor reset and device revocation, lockout reset
- * key generation with credential reads, and certificate import. Authentication, the role check, validation and the
+ * key generation with credential reads, CSR preparation and certificate import. Authentication, the role check, validation and the
  * privileged-operation audit ran before these handlers; the other RPCs answer UNIMPLEMENTED until
  * their issues land.
  */
@@ -259,6 +263,16 @@ export function registrationService(signers: Signers, credentials: Credentials, 
       });
       const now = clock();
       return { credentials: page.credentials.map((c) => credentialOut(c, now)), page: { nextPageToken: page.nextPageToken } };
+    },
+    async prepareCsr(req) {
+      const out = await credentials.prepareCsr({ credentialId: req.credentialId, subject: req.subject, hashAlgorithm: hashIn(req.hashAlgorithm), signatureScheme: schemeIn(req.signatureAlgorithm) });
+      return {
+        certificationRequestInfo: out.certificationRequestInfo,
+        dtbsr: out.dtbsr,
+        hashAlgorithm: HashAlgorithm[out.hashAlgorithm],
+        signatureAlgorithm: SignatureAlgorithm[out.signatureScheme],
+        publicKeyFingerprint: out.publicKeyFingerprint,
+      };
     },
     async importCertificate(req, ctx) {
       const now = clock();

@@ -8,7 +8,7 @@ import { initEmbeddedToken, openEmbeddedCryptoModule } from "./crypto/pkcs11/sof
 import { RecordSealer } from "./integrity/record-sealer.js";
 import { VerifiedRecords } from "./integrity/sealed-records.js";
 import { SamEncryptionKeys } from "./keys/sam-encryption-keys.js";
-import { writeDevPki, type DevPkiPaths } from "./pki/dev-pki.js";
+import { createCertificateAuthority, writeDevPki, type DevPkiPaths } from "./pki/dev-pki.js";
 import { createSqliteStore, sqliteStoreFile } from "./store/sqlite/sqlite-store.js";
 
 /** What `inkan init` created or found, by absolute path (the `--json` output). */
@@ -25,6 +25,12 @@ export interface InitPaths extends DevPkiPaths {
   adminRequestKey: string;
   /** The first security officer's user id. */
   adminUserId: string;
+  /**
+   * The development CA that issues signers' certificates, trusted by the first security policy
+   * (trusted_issuing_ca_certificates), so that ImportCertificate works on a fresh setup; key mode 0600.
+   */
+  signerIssuingCaCert: string;
+  signerIssuingCaKey: string;
 }
 
 export interface InitResult {
@@ -45,6 +51,8 @@ export async function initDataDir(dataDirInput: string): Promise<InitResult> {
   const pkiExists = existsSync(join(dataDir, "pki", "ca.crt"));
   const pki = pkiExists ? existingPkiPaths(dataDir) : await writeDevPki(dataDir);
   if (!pkiExists) created.push("development PKI");
+  const issuing = await ensureSignerIssuingCa(dataDir);
+  if (issuing.created) created.push("signer certificate issuing CA");
 
   const token = await initEmbeddedToken(dataDir);
   if (token.tokenCreated) created.push("crypto-module token");
@@ -86,6 +94,7 @@ export async function initDataDir(dataDirInput: string): Promise<InitResult> {
     const policy = await new SecurityPolicies({ records }).ensureDefault({
       trustedScaCaCertificates: [derOf(pki.scaCaCert)],
       trustedAdminCaCertificates: [derOf(pki.adminCaCert)],
+      trustedIssuingCaCertificates: [derOf(issuing.cert)],
       now: new Date(),
     });
     if (policy) created.push("security policy (version 1)");
@@ -108,8 +117,25 @@ export async function initDataDir(dataDirInput: string): Promise<InitResult> {
       store: storeFile,
       adminRequestKey,
       adminUserId,
+      signerIssuingCaCert: issuing.cert,
+      signerIssuingCaKey: issuing.key,
     },
   };
+}
+
+/**
+ * The development "signer certificate issuing CA" in `<dataDir>/pki`, created when missing (also in
+ * a data directory initialized before it existed): for development and tests only, like the rest of
+ * the development PKI. A production policy trusts the RSSP's real issuing CAs instead.
+ */
+async function ensureSignerIssuingCa(dataDir: string): Promise<{ cert: string; key: string; created: boolean }> {
+  const cert = join(dataDir, "pki", "signer-issuing-ca.crt");
+  const key = join(dataDir, "pki", "signer-issuing-ca.key");
+  if (existsSync(cert) && existsSync(key)) return { cert, key, created: false };
+  const ca = await createCertificateAuthority("Inkan Development Signer Issuing CA");
+  writeFileSync(key, ca.key, { mode: 0o600 });
+  writeFileSync(cert, ca.cert, { mode: 0o644 });
+  return { cert, key, created: true };
 }
 
 function derOf(certFile: string): Uint8Array {

@@ -73,8 +73,8 @@ export interface ServeHooks {
   /** Wraps the opened crypto module, the same way: e.g. a module whose check of a signature fails. */
   wrapCrypto?: (crypto: FullCryptoModule) => FullCryptoModule;
   /**
-   * Tests only: the sealed-record access, to stand in for the certificate import that makes a
-   * credential ACTIVE (not built yet). Never set by `inkan serve`.
+   * Tests only: the sealed-record access, for tests that tamper with records or set up states no
+   * RPC reaches yet (a DESTROYED credential). Never set by `inkan serve`.
    */
   onRecords?: (records: VerifiedRecords) => void;
 }

@@ -2,11 +2,13 @@ import { createHash } from "node:crypto";
 import canonicalize from "canonicalize";
 import type { SecurityPolicies } from "../admin/security-policy.js";
 import type { AuditLog } from "../audit/audit-log.js";
-import { credentialUnlocked, keyGenerated } from "../audit/events.js";
-import type { KeyAlgorithm, RandomSource, SigningKeys } from "../crypto/port.js";
+import { certificateInstalled, credentialUnlocked, keyGenerated } from "../audit/events.js";
+import type { HashAlgorithm, KeyAlgorithm, RandomSource, SignatureScheme, SigningKeys } from "../crypto/port.js";
 import { InkanError } from "../errors.js";
 import type { VerifiedRecords } from "../integrity/sealed-records.js";
 import type { CredentialRecord, CredentialStatus } from "../store/port.js";
+import { certificationRequestInfo, csrDefaults, csrDtbsr, schemeFitsKey, subjectNameDer } from "./certificates-csr.js";
+import { certificateSha256, parseCertificateChain, storedCertificate, validateSigningChain, type StoredCertificate } from "./certificates.js";
 import { newRecordId, pageToken, readPageToken } from "./ids.js";
 import { requireOperator, type Acting, type Signers, type SignerView } from "./signers.js";
 
@@ -36,6 +38,17 @@ export interface CredentialBody {
   statusReason: string;
   /** While LOCKED: the status to return to when the lockout is reset. */
   statusBeforeLock?: CredentialStatus;
+  /** The certificate chain imported last (ImportCertificate); absent before the first import. */
+  certificate?: StoredCertificate;
+}
+
+/** What PrepareCsr returns: the CertificationRequestInfo to approve and its DTBS/R. */
+export interface PreparedCsr {
+  certificationRequestInfo: Uint8Array;
+  dtbsr: Uint8Array;
+  hashAlgorithm: HashAlgorithm;
+  signatureScheme: SignatureScheme;
+  publicKeyFingerprint: Uint8Array;
 }
 
 export interface CredentialView {
@@ -135,6 +148,86 @@ export class Credentials {
       ...(input.requestId ? { requestId: input.requestId } : {}),
     }));
     return view(credential);
+  }
+
+  /**
+   * Attaches a CA-issued certificate chain (DER, end-entity first) to a credential
+   * (ImportCertificate). Checks, in this order, before anything changes: the credential exists and
+   * is not destroyed; the chain parses; the end-entity certificate's SubjectPublicKeyInfo is byte
+   * for byte the key sealed at generation (R-3.1.1.4); the chain validates for signing against the
+   * policy's trusted issuing CAs at `now` (see {@link validateSigningChain}). A PENDING credential
+   * becomes ACTIVE; an ACTIVE one keeps its status and the new chain replaces the old (renewal);
+   * a LOCKED one stays locked and returns to ACTIVE when its lockout is reset.
+   */
+  async importCertificate(input: Acting & { credentialId: string; chain: readonly Uint8Array[] }): Promise<CredentialView> {
+    requireOperator(input.actor);
+    const { credential, body } = await this.get(input.credentialId);
+    if (credential.status === "DESTROYED") throw new InkanError("CREDENTIAL_DESTROYED", "the credential was destroyed", { field: "credential_id" });
+    const chain = parseCertificateChain(input.chain);
+    const certificateSpki = chain[0]!.spki;
+    // R-3.1.1.4, T-2.1.1.2, T-2.1.3.1: the certified key is exactly the key generated in the module, byte for byte.
+    if (!Buffer.from(certificateSpki).equals(Buffer.from(body.publicKeySpki, "base64"))) {
+      const owner = await this.o.records.find("credential", "publicKeyFingerprint", publicKeyFingerprint(certificateSpki));
+      if (owner && owner.id !== credential.id && bodyOf(owner).certificate?.sha256 === certificateSha256(chain[0]!.der)) {
+        throw new InkanError("ALREADY_EXISTS", "this certificate is attached to another credential", { field: "certificate_chain[0]" });
+      }
+      throw new InkanError("KEY_MISMATCH", "the certificate's public key is not the credential's", { field: "certificate_chain[0]" });
+    }
+    const policy = await this.o.policies.current();
+    const trusted = policy.policy["trustedIssuingCaCertificates"];
+    const trustedCas = (Array.isArray(trusted) ? trusted : []).map((b64) => new Uint8Array(Buffer.from(String(b64), "base64")));
+    // T-2.1.3.2: only a certificate from an issuing CA the security policy trusts binds the key to an identity.
+    validateSigningChain(chain, trustedCas, input.now);
+    const certificate = storedCertificate(chain);
+    const status: CredentialStatus = credential.status === "PENDING" ? "ACTIVE" : credential.status;
+    const next: CredentialBody = {
+      ...body,
+      certificate,
+      ...(credential.status === "LOCKED" ? { statusBeforeLock: "ACTIVE" as const } : {}),
+      updatedAt: input.now.toISOString(),
+    };
+    const updated = await this.o.records.update<CredentialRecord>({ ...credential, version: credential.version + 1, status, body: canonicalize(next)! }, credential.version);
+    if (!updated) throw new InkanError("VERSION_CONFLICT", "the credential changed meanwhile; retry");
+    await this.o.audit.record(certificateInstalled({
+      actor: input.actor,
+      signerId: credential.signerId,
+      credentialId: credential.id,
+      certificateSha256: Buffer.from(certificate.sha256, "hex"),
+      ...(input.requestId ? { requestId: input.requestId } : {}),
+    }));
+    return view(updated);
+  }
+
+  /**
+   * Builds, without signing, the CertificationRequestInfo for `subject` (RFC 4514) and the
+   * credential's public key exactly as generated (R-3.1.1.4), and the DTBS/R the signer approves
+   * with a SAD before CreateCsr signs it (R-3.1.3.2, T-2.1.3.2). Changes nothing.
+   */
+  async prepareCsr(input: { credentialId: string; subject: string; hashAlgorithm?: HashAlgorithm | undefined; signatureScheme?: SignatureScheme | undefined }): Promise<PreparedCsr> {
+    const { credential, body } = await this.get(input.credentialId);
+    if (credential.status === "SUSPENDED") throw new InkanError("CREDENTIAL_SUSPENDED", "the credential is suspended", { field: "credential_id" });
+    if (credential.status === "DESTROYED") throw new InkanError("CREDENTIAL_DESTROYED", "the credential was destroyed", { field: "credential_id" });
+    if (credential.status === "LOCKED") throw new InkanError("CREDENTIAL_LOCKED", "the credential is locked", { field: "credential_id" });
+    const defaults = csrDefaults(body.keyAlgorithm);
+    const hash = input.hashAlgorithm ?? defaults.hash;
+    const scheme = input.signatureScheme ?? defaults.scheme;
+    const policy = await this.o.policies.current();
+    const allowed = (field: string, value: string) => {
+      const list = policy.policy[field];
+      return Array.isArray(list) && list.includes(value);
+    };
+    if (!schemeFitsKey(body.keyAlgorithm, scheme, hash)) throw new InkanError("ALGORITHM_NOT_ALLOWED", "the hash or signature algorithm does not fit the key", { field: "signature_algorithm" });
+    if (!allowed("allowedHashAlgorithms", `HASH_ALGORITHM_${hash}`)) throw new InkanError("ALGORITHM_NOT_ALLOWED", "the security policy does not allow this hash algorithm", { field: "hash_algorithm" });
+    if (!allowed("allowedSignatureAlgorithms", `SIGNATURE_ALGORITHM_${scheme}`)) throw new InkanError("ALGORITHM_NOT_ALLOWED", "the security policy does not allow this signature algorithm", { field: "signature_algorithm" });
+    // R-3.1.1.4: the key certified is the SPKI sealed at generation, byte for byte.
+    const info = certificationRequestInfo(subjectNameDer(input.subject), Buffer.from(body.publicKeySpki, "base64"));
+    return {
+      certificationRequestInfo: info,
+      dtbsr: csrDtbsr(info, hash),
+      hashAlgorithm: hash,
+      signatureScheme: scheme,
+      publicKeyFingerprint: Buffer.from(credential.publicKeyFingerprint, "hex"),
+    };
   }
 
   /** One credential, or CREDENTIAL_NOT_FOUND. */

@@ -12,11 +12,12 @@ import {
 } from "@inkan/sdk/gen/inkan/admin/v1/registration_pb.js";
 import { ErrorDetailSchema, Reason } from "@inkan/sdk/gen/inkan/sam/v1/error_pb.js";
 import { JwsAlgorithm } from "@inkan/sdk/gen/inkan/sam/v1/sam_pb.js";
-import { CredentialStatus, KeyAlgorithm } from "@inkan/sdk/gen/inkan/sam/v1/types_pb.js";
+import { CertificateStatus, CredentialStatus, HashAlgorithm, KeyAlgorithm, SignatureAlgorithm } from "@inkan/sdk/gen/inkan/sam/v1/types_pb.js";
 import type { PrivilegedUserActor } from "../audit/events.js";
-import type { KeyAlgorithm as DomainKeyAlgorithm } from "../crypto/port.js";
+import type { KeyAlgorithm as DomainKeyAlgorithm, HashAlgorithm as DomainHashAlgorithm, SignatureScheme } from "../crypto/port.js";
 import { InkanError } from "../errors.js";
 import type { Activation } from "../registration/activation.js";
+import { certificateState, type StoredCertificate } from "../registration/certificates.js";
 import type { Credentials, CredentialView } from "../registration/credentials.js";
 import type { Acting, IdentityProofing, SignerIdentity, Signers, SignerView } from "../registration/signers.js";
 import type { CredentialStatus as StoreCredentialStatus, SignerStatus as StoreSignerStatus } from "../store/port.js";
@@ -114,8 +115,27 @@ const credentialStatusOut: Record<StoreCredentialStatus, CredentialStatus> = {
 export const credentialStatusIn = (s: CredentialStatus): StoreCredentialStatus | undefined =>
   s === CredentialStatus.KEY_GENERATED ? "PENDING" : s === CredentialStatus.UNSPECIFIED ? undefined : (CredentialStatus[s] as StoreCredentialStatus);
 
-/** A credential: key id, public key and fingerprint; never anything secret. */
-export function credentialOut({ credential, body }: CredentialView) {
+/**
+ * CertificateInfo of a credential's imported chain; empty (CERTIFICATE_STATUS_UNSPECIFIED) before
+ * ImportCertificate. No revocation is recorded by this SAM yet, so the status is VALID within the
+ * validity period and EXPIRED outside it (before notBefore too, which only a clock set back can
+ * produce: the proto has no "not yet valid", and such a certificate is not valid).
+ */
+export function certificateOut(c: StoredCertificate | undefined, now: Date, includeChain: boolean) {
+  if (!c) return {};
+  return {
+    status: certificateState(c, now) === "VALID" ? CertificateStatus.VALID : CertificateStatus.EXPIRED,
+    chain: includeChain ? c.chain.map((b64) => new Uint8Array(Buffer.from(b64, "base64"))) : [],
+    subjectDn: c.subjectDn,
+    issuerDn: c.issuerDn,
+    serialNumber: c.serialNumber,
+    notBefore: ts(c.notBefore),
+    notAfter: ts(c.notAfter),
+  };
+}
+
+/** A credential: key id, public key, fingerprint and certificate (with its chain unless told otherwise); never anything secret. */
+export function credentialOut({ credential, body }: CredentialView, now: Date = new Date(), includeChain = true) {
   return {
     credentialId: credential.id,
     signerId: credential.signerId,
@@ -130,6 +150,7 @@ export function credentialOut({ credential, body }: CredentialView) {
     createdAt: ts(body.createdAt),
     updatedAt: ts(body.updatedAt),
     statusReason: body.statusReason,
+    certificate: certificateOut(body.certificate, now, includeChain),
   };
 }
 
@@ -139,15 +160,19 @@ function keyAlgorithmIn(a: KeyAlgorithm): DomainKeyAlgorithm {
   return name as DomainKeyAlgorithm;
 }
 
+/** Proto enum values as the domain names them; undefined for UNSPECIFIED (the key's default). */
+const hashIn = (h: HashAlgorithm): DomainHashAlgorithm | undefined => (h === HashAlgorithm.UNSPECIFIED ? undefined : (HashAlgorithm[h] as DomainHashAlgorithm));
+const schemeIn = (a: SignatureAlgorithm): SignatureScheme | undefined => (a === SignatureAlgorithm.UNSPECIFIED ? undefined : (SignatureAlgorithm[a] as SignatureScheme));
+
 const signerStatusIn = (s: SignerStatus): StoreSignerStatus | undefined =>
   s === SignerStatus.UNSPECIFIED ? undefined : (SignerStatus[s] as StoreSignerStatus);
 
 /**
  * RegistrationService, the registration operator's part that has landed: signers (enroll, read,
- * update, disable, enable), activation codes, factor reset and device revocation, lockout reset
- * and key generation with credential reads. Authentication, the role check, validation and the
- * privileged-operation audit ran before these handlers; the other RPCs answer UNIMPLEMENTED until
- * their issues land.
+ * update, disable, enable), activation codes, factor reset and device revocation, lockout reset,
+ * key generation with credential reads, CSR preparation and certificate import. Authentication,
+ * the role check, validation and the privileged-operation audit ran before these handlers; the
+ * other RPCs answer UNIMPLEMENTED until their issues land.
  */
 export function registrationService(signers: Signers, credentials: Credentials, activation: Activation, clock: () => Date = () => new Date()): Impl {
   return {
@@ -223,10 +248,10 @@ export function registrationService(signers: Signers, credentials: Credentials, 
         assuranceLevel: req.assuranceLevel,
         label: req.label,
       });
-      return { credential: credentialOut(view) };
+      return { credential: credentialOut(view, clock()) };
     },
     async getCredential(req) {
-      return { credential: credentialOut(await credentials.get(req.credentialId)) };
+      return { credential: credentialOut(await credentials.get(req.credentialId), clock()) };
     },
     async listCredentials(req) {
       const status = credentialStatusIn(req.status);
@@ -236,7 +261,23 @@ export function registrationService(signers: Signers, credentials: Credentials, 
         ...(req.page?.pageToken ? { pageToken: req.page.pageToken } : {}),
         limit: req.page?.pageSize || 100,
       });
-      return { credentials: page.credentials.map(credentialOut), page: { nextPageToken: page.nextPageToken } };
+      const now = clock();
+      return { credentials: page.credentials.map((c) => credentialOut(c, now)), page: { nextPageToken: page.nextPageToken } };
+    },
+    async prepareCsr(req) {
+      const out = await credentials.prepareCsr({ credentialId: req.credentialId, subject: req.subject, hashAlgorithm: hashIn(req.hashAlgorithm), signatureScheme: schemeIn(req.signatureAlgorithm) });
+      return {
+        certificationRequestInfo: out.certificationRequestInfo,
+        dtbsr: out.dtbsr,
+        hashAlgorithm: HashAlgorithm[out.hashAlgorithm],
+        signatureAlgorithm: SignatureAlgorithm[out.signatureScheme],
+        publicKeyFingerprint: out.publicKeyFingerprint,
+      };
+    },
+    async importCertificate(req, ctx) {
+      const now = clock();
+      const view = await credentials.importCertificate({ ...acting(ctx, now), credentialId: req.credentialId, chain: req.certificateChain });
+      return { credential: credentialOut(view, now) };
     },
   };
 }

@@ -36,11 +36,11 @@ function enumValues<E extends number>(policy: PolicyVersion, field: string, pref
 /**
  * A credential as an SCA sees it (CredentialInfo): the fields it shares with the registration
  * operator's Credential come from that mapping (no key id, origin or audit fields); what the key may
- * do comes from the policy in force. Never any secret (T-2.2.2.3). No certificate import exists yet,
- * so `certificate` is empty (CERTIFICATE_STATUS_UNSPECIFIED).
+ * do comes from the policy in force. Never any secret (T-2.2.2.3). `certificate` is empty
+ * (CERTIFICATE_STATUS_UNSPECIFIED) before ImportCertificate; its chain only when `includeChain`.
  */
-export function credentialInfoOut(view: CredentialView, policy: PolicyVersion) {
-  const { credentialId, signerId, label, status, keyAlgorithm, publicKeySpki, publicKeyFingerprint, assuranceLevel } = credentialOut(view);
+export function credentialInfoOut(view: CredentialView, policy: PolicyVersion, now: Date = new Date(), includeChain = false) {
+  const { credentialId, signerId, label, status, keyAlgorithm, publicKeySpki, publicKeyFingerprint, assuranceLevel, certificate } = credentialOut(view, now, includeChain);
   const schemes = schemesOf(view.body.keyAlgorithm);
   const pure = schemes.includes(SignatureAlgorithm.ED25519); // pure EdDSA signs the bytes themselves (HASH_ALGORITHM_NONE) and nothing else
   const level = Math.min(view.body.assuranceLevel, 2);
@@ -57,7 +57,7 @@ export function credentialInfoOut(view: CredentialView, policy: PolicyVersion) {
     assuranceLevel,
     authenticationMethods: enumValues(policy, "enabledAuthenticationMethods", "AUTHENTICATION_METHOD_", AuthenticationMethod).filter((m) => (factorsOf[m] ?? 0) >= level),
     maxSignaturesPerTransaction: policy.maxHashesPerTransaction,
-    certificate: {},
+    certificate,
   };
 }
 
@@ -67,7 +67,7 @@ export function credentialInfoOut(view: CredentialView, policy: PolicyVersion) {
  * ones, and NOT_FOUND (never PERMISSION_DENIED) for everything outside it. The SCA-only access
  * rule ran before these handlers. Spread into the same service object as GetInfo.
  */
-export function scaCredentialsService(view: ScaCredentials, policies: Pick<SecurityPolicies, "current">): Impl {
+export function scaCredentialsService(view: ScaCredentials, policies: Pick<SecurityPolicies, "current">, clock: () => Date = () => new Date()): Impl {
   return {
     async listCredentials(req) {
       const statuses = req.statuses.map(credentialStatusIn).filter((s): s is StoreCredentialStatus => s !== undefined);
@@ -78,11 +78,13 @@ export function scaCredentialsService(view: ScaCredentials, policies: Pick<Secur
         limit: req.page?.pageSize || 100,
       });
       const policy = await policies.current();
-      return { credentials: page.credentials.map((c) => credentialInfoOut(c, policy)), page: { nextPageToken: page.nextPageToken } };
+      const now = clock();
+      return { credentials: page.credentials.map((c) => credentialInfoOut(c, policy, now, req.includeCertificateChain)), page: { nextPageToken: page.nextPageToken } };
     },
     async getCredential(req) {
       const credential = await view.get(req.credentialId);
-      return { credential: credentialInfoOut(credential, await policies.current()) };
+      // sam.proto GetCredentialResponse: the credential "with its certificate chain".
+      return { credential: credentialInfoOut(credential, await policies.current(), clock(), true) };
     },
   };
 }

@@ -38,10 +38,10 @@ describe("privileged users are managed only by security officers (R-3.2.1.6, R-3
     const list = await createClient(PrivilegedUserService, t.adminTransport()).listPrivilegedUsers({});
     expect(list.users.map((u) => u.userId)).toEqual(expect.arrayContaining([operator.userId, auditor.userId, t.pki.paths.adminUserId]));
 
-    // Each passes authentication and reaches their own role's RPCs (the operator lists signers; CSR
-    // preparation lands with its issue, so it answers UNIMPLEMENTED; the auditor's verification runs).
+    // Each passes authentication and reaches their own role's RPCs (the operator lists signers and
+    // reaches PrepareCsr, which looks the credential up; the auditor's verification runs).
     expect((await outcome(createClient(RegistrationService, as(operator)).listSigners({}))).code).toBe("ok");
-    expect((await outcome(createClient(RegistrationService, as(operator)).prepareCsr({ credentialId: "cred-1", subject: "CN=x" }))).code).toBe(Code.Unimplemented);
+    expect((await outcome(createClient(RegistrationService, as(operator)).prepareCsr({ credentialId: "cred-1", subject: "CN=x" }))).code).toBe(Code.NotFound);
     expect((await createClient(AuditService, as(auditor)).verifyAuditLog({})).ok).toBe(true);
   });
 

@@ -42,13 +42,13 @@ describe("the inkan command", () => {
     const paths = JSON.parse(stdout) as Record<string, string>;
     for (const key of [
       "caCert", "serverCert", "serverKey", "scaCert", "scaKey", "adminCert", "adminKey",
-      "pkcs11Module", "pkcs11Conf", "pkcs11PinFile", "pkcs11SoPinFile", "store",
+      "pkcs11Module", "pkcs11Conf", "pkcs11PinFile", "pkcs11SoPinFile", "store", "signerIssuingCaCert",
     ]) {
       expect(isAbsolute(paths[key]!), key).toBe(true);
       expect(existsSync(paths[key]!), key).toBe(true);
     }
     expect(paths["pkcs11Token"]).toMatch(/^pkcs11:token=inkan/);
-    for (const key of ["serverKey", "scaKey", "adminKey", "scaCaKey", "adminCaKey", "pkcs11PinFile", "pkcs11SoPinFile", "store"]) {
+    for (const key of ["serverKey", "scaKey", "adminKey", "scaCaKey", "adminCaKey", "signerIssuingCaKey", "pkcs11PinFile", "pkcs11SoPinFile", "store"]) {
       expect(statSync(paths[key]!).mode & 0o077, `${key} must not be readable by others`).toBe(0);
     }
     // A second init changes nothing and reports the same files.

@@ -7,10 +7,9 @@ import { PrivilegedRole } from "@inkan/sdk/gen/inkan/admin/v1/types_pb.js";
 import { SignatureActivationService, type SadChallenge } from "@inkan/sdk/gen/inkan/sam/v1/sam_pb.js";
 import { HashAlgorithm } from "@inkan/sdk/gen/inkan/sam/v1/types_pb.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { VerifiedRecords } from "../integrity/sealed-records.js";
 import { issueCertificate, loadCertificateAuthority, type Pem } from "../pki/dev-pki.js";
 import type { FullCryptoModule } from "../crypto/port.js";
-import type { CredentialRecord, Store } from "../store/port.js";
+import type { Store } from "../store/port.js";
 import { refusalOf, startTestServer, type PrivilegedPerson, type Protocol, type TestServer } from "../testing/harness.js";
 import { activeSignerWithCredential, testPin } from "../testing/signers.js";
 
@@ -19,7 +18,6 @@ import { activeSignerWithCredential, testPin } from "../testing/signers.js";
 let t: TestServer;
 let operator: PrivilegedPerson;
 let otherSca: Pem;
-let records: VerifiedRecords | undefined;
 let failAuditWrites = false;
 let failSignatureChecks = false;
 
@@ -95,14 +93,11 @@ beforeAll(async () => {
         return typeof value === "function" ? value.bind(target) : value;
       },
     });
-  t = await startTestServer({}, { wrapStore, wrapCrypto, onRecords: (r) => (records = r) });
+  t = await startTestServer({}, { wrapStore, wrapCrypto });
   operator = await t.createPrivilegedUser(PrivilegedRole.REGISTRATION_OPERATOR, "operator-sign-hash");
   const ca = await loadCertificateAuthority({ cert: readFileSync(t.pki.paths.scaCaCert, "utf8"), key: readFileSync(t.pki.paths.scaCaKey, "utf8") });
   otherSca = await issueCertificate(ca, { commonName: "another-sca", usage: "client" });
   const a = await activeSignerWithCredential(t, operator);
-  // The certificate import (not built yet) is what makes a credential ACTIVE: KEY_GENERATED ones never sign.
-  const credential = (await records!.get("credential", a.credential.credentialId))!;
-  await records!.update<CredentialRecord>({ ...credential, version: credential.version + 1, status: "ACTIVE" }, credential.version);
   alice = { signerId: a.signerId, credentialId: a.credential.credentialId, deviceKey: a.deviceKey, spki: a.credential.publicKeySpki };
 }, 60_000);
 afterAll(async () => {

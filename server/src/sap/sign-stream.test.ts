@@ -7,9 +7,7 @@ import { SignatureActivationService, type SadChallenge, type SignStreamResponse 
 import { HashAlgorithm } from "@inkan/sdk/gen/inkan/sam/v1/types_pb.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { FullCryptoModule } from "../crypto/port.js";
-import type { VerifiedRecords } from "../integrity/sealed-records.js";
 import { issueCertificate, loadCertificateAuthority, type Pem } from "../pki/dev-pki.js";
-import type { CredentialRecord } from "../store/port.js";
 import { protocols, refusalOf, startTestServer, type PrivilegedPerson, type Protocol, type TestServer } from "../testing/harness.js";
 import { activeSignerWithCredential, testPin } from "../testing/signers.js";
 
@@ -19,7 +17,6 @@ import { activeSignerWithCredential, testPin } from "../testing/signers.js";
 let t: TestServer;
 let operator: PrivilegedPerson;
 let otherSca: Pem;
-let records: VerifiedRecords | undefined;
 /** How often the module signed each DTBS/R (hex), seen through the crypto-module hook. */
 const moduleSignatures = new Map<string, number>();
 
@@ -91,13 +88,11 @@ beforeAll(async () => {
         return typeof value === "function" ? value.bind(target) : value;
       },
     });
-  t = await startTestServer({}, { wrapCrypto, onRecords: (r) => (records = r) });
+  t = await startTestServer({}, { wrapCrypto });
   operator = await t.createPrivilegedUser(PrivilegedRole.REGISTRATION_OPERATOR, "operator-sign-stream");
   const ca = await loadCertificateAuthority({ cert: readFileSync(t.pki.paths.scaCaCert, "utf8"), key: readFileSync(t.pki.paths.scaCaKey, "utf8") });
   otherSca = await issueCertificate(ca, { commonName: "another-sca-stream", usage: "client" });
   const a = await activeSignerWithCredential(t, operator);
-  const credential = (await records!.get("credential", a.credential.credentialId))!;
-  if (credential.status !== "ACTIVE") await records!.update<CredentialRecord>({ ...credential, version: credential.version + 1, status: "ACTIVE" }, credential.version);
   alice = { signerId: a.signerId, credentialId: a.credential.credentialId, deviceKey: a.deviceKey, spki: a.credential.publicKeySpki };
 }, 60_000);
 afterAll(async () => {

@@ -14,6 +14,7 @@ import { KeyAlgorithm } from "@inkan/sdk/gen/inkan/sam/v1/types_pb.js";
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from "jose";
 import { parseConfig } from "../config/config.js";
 import { initDataDir } from "../init.js";
+import type { FullCryptoModule } from "../crypto/port.js";
 import type { VerifiedRecords } from "../integrity/sealed-records.js";
 import { createLogger } from "../log/logger.js";
 import { serve } from "../main.js";
@@ -39,6 +40,12 @@ export interface BenchSigner {
 export interface BenchSam {
   server: InkanServer;
   dataDir: string;
+  /**
+   * The server's own crypto module (same token, same session pool), for the raw figures. Not a
+   * second module: closing one logs the whole token out of this process (C_Logout is per
+   * application), the server's sessions included.
+   */
+  crypto: FullCryptoModule;
   signer: BenchSigner;
   /** A new SCA client: its own HTTP/2 connection (gRPC over mTLS, the development SCA certificate). */
   scaTransport(): Transport;
@@ -57,7 +64,11 @@ export async function startBenchSam(): Promise<BenchSam> {
   const { paths } = await initDataDir(dataDir);
   const log = createLogger("info", openSync(join(dataDir, "server.log"), "a"));
   let records: VerifiedRecords | undefined;
-  const server = await serve(parseConfig({ dataDir, listen: "127.0.0.1:0" }), log, { onRecords: (r) => (records = r) });
+  let crypto: FullCryptoModule | undefined;
+  const server = await serve(parseConfig({ dataDir, listen: "127.0.0.1:0" }), log, {
+    wrapCrypto: (opened) => (crypto = opened), // not wrapped: only kept for the raw figures
+    onRecords: (r) => (records = r),
+  });
   const read = (f: string) => readFileSync(f, "utf8");
   const ca = read(paths.caCert);
   const transport = (who: Pem, signAs?: { userId: string; privateJwk: JWK & { kid: string } }): Transport =>
@@ -74,11 +85,12 @@ export async function startBenchSam(): Promise<BenchSam> {
     });
     const operator = await createRegistrationOperator(securityOfficer, { cert: read(paths.adminCaCert), key: read(paths.adminCaKey) }, transport);
     const signer = await activeSignerWithCredential(operator, transport(sca));
-    if (!records) throw new Error("serve() did not hand out the sealed records");
+    if (!records || !crypto) throw new Error("serve() did not hand out its crypto module and sealed records");
     const keyId = await activateCredentialUntilImportCertificate(records, signer.credentialId);
     return {
       server,
       dataDir,
+      crypto,
       signer: { ...signer, keyId },
       scaTransport: () => transport(sca),
       async close(keep = false) {

@@ -3,7 +3,7 @@ import { availableParallelism, loadavg } from "node:os";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { rawEcdsaSignRate } from "../crypto/pkcs11/raw-sign-baseline.js";
-import { embeddedTokenPaths, openEmbeddedCryptoModule } from "../crypto/pkcs11/softhsm-token.js";
+import { embeddedTokenPaths } from "../crypto/pkcs11/softhsm-token.js";
 import { startBenchSam, type BenchSam } from "./bench-sam.js";
 import { BenchSca } from "./bench-sca.js";
 import { forDuration, type Throughput } from "./measure.js";
@@ -31,20 +31,14 @@ try {
   console.log(`Inkan SAP benchmark: ECDSA P-256 / SHA-256 on SoftHSM2, SQLite store, server in this process over TLS (gRPC), ${availableParallelism()} CPUs, load average ${load()}`);
   console.log(`setup (init, serve, enrol and activate a signer): ${seconds(performance.now() - began)}`);
 
-  // The raw work without the SAM, on the same token with the credential's own key.
+  // The raw work without the SAM: the server's crypto module (its token, its 4-session pool), the credential's own key.
   const token = embeddedTokenPaths(sam.dataDir);
   const pkcs11jsSign = await rawEcdsaSignRate({ library: token.library, tokenLabel: token.tokenLabel, pinFile: token.userPinFile, keyId: sam.signer.keyId, sessions: moduleSessions, signatures: 20_000 });
-  const module = await openEmbeddedCryptoModule(sam.dataDir, { poolSize: moduleSessions });
-  let moduleSign: Throughput;
-  let raw: Throughput;
-  try {
-    const signOnly = () => module.sign({ keyId: sam!.signer.keyId, scheme: "ECDSA", hashAlgorithm: "SHA256", data: new Uint8Array(32).fill(7), format: "der" }).then(() => 1);
-    await forDuration(concurrency, phase.warmupMs, signOnly);
-    moduleSign = await forDuration(concurrency, 3_000, signOnly);
-    raw = await rawSignAndVerify(module, sam.signer.keyId, concurrency, phase);
-  } finally {
-    await module.close();
-  }
+  const module = sam.crypto;
+  const signOnly = () => module.sign({ keyId: sam!.signer.keyId, scheme: "ECDSA", hashAlgorithm: "SHA256", data: new Uint8Array(32).fill(7), format: "der" }).then(() => 1);
+  await forDuration(concurrency, phase.warmupMs, signOnly);
+  const moduleSign = await forDuration(concurrency, 3_000, signOnly);
+  const raw = await rawSignAndVerify(module, sam.signer.keyId, concurrency, phase);
   console.log(`\nraw, ${moduleSessions} module sessions, ${concurrency} callers:`);
   console.log(`  pkcs11js C_SignAsync, sign only            ${rate(pkcs11jsSign)}   (20,000 signatures)`);
   console.log(`  crypto module adapter, sign only           ${rate(moduleSign.perSecond)}   ${counts(moduleSign)}`);

@@ -1,0 +1,156 @@
+import { openSync, readFileSync, rmSync, mkdtempSync } from "node:fs";
+import { X509Certificate } from "node:crypto";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { createClient, type Transport } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { buildActivationRequest, createAdminRequestSigner, createDeviceKey, type DeviceKey } from "@inkan/sdk";
+import { PrivilegedUserService } from "@inkan/sdk/gen/inkan/admin/v1/privileged_user_pb.js";
+import { IdentityProofingMethod, RegistrationService, SignerKind } from "@inkan/sdk/gen/inkan/admin/v1/registration_pb.js";
+import { PrivilegedRole } from "@inkan/sdk/gen/inkan/admin/v1/types_pb.js";
+import { ChallengePurpose, SignerService } from "@inkan/sdk/gen/inkan/sam/v1/signer_pb.js";
+import { KeyAlgorithm } from "@inkan/sdk/gen/inkan/sam/v1/types_pb.js";
+import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from "jose";
+import { parseConfig } from "../config/config.js";
+import { initDataDir } from "../init.js";
+import type { FullCryptoModule } from "../crypto/port.js";
+import type { VerifiedRecords } from "../integrity/sealed-records.js";
+import { createLogger } from "../log/logger.js";
+import { serve } from "../main.js";
+import { issueCertificate, loadCertificateAuthority, type Pem } from "../pki/dev-pki.js";
+import type { CredentialBody } from "../registration/credentials.js";
+import type { CredentialRecord } from "../store/port.js";
+import type { InkanServer } from "../transport/server.js";
+
+/** The PIN the benchmark's signer sets at activation and puts into every R.SAD. */
+export const benchPin = "246813579";
+
+/** The signer every benchmark transaction signs for: its device key, credential and module key. */
+export interface BenchSigner {
+  signerId: string;
+  credentialId: string;
+  deviceKey: DeviceKey;
+  /** DER SubjectPublicKeyInfo of the credential's key, to spot-check signatures with node:crypto. */
+  publicKeySpki: Uint8Array;
+  /** The credential's key in the crypto module (CKA_ID, hex): the raw figures sign with it too. */
+  keyId: string;
+}
+
+export interface BenchSam {
+  server: InkanServer;
+  dataDir: string;
+  /**
+   * The server's own crypto module (same token, same session pool), for the raw figures. Not a
+   * second module: closing one logs the whole token out of this process (C_Logout is per
+   * application), the server's sessions included.
+   */
+  crypto: FullCryptoModule;
+  signer: BenchSigner;
+  /** A new SCA client: its own HTTP/2 connection (gRPC over mTLS, the development SCA certificate). */
+  scaTransport(): Transport;
+  /** Stops the server; removes the data directory unless `keep` (to read server.log after a failure). */
+  close(keep?: boolean): Promise<void>;
+}
+
+/**
+ * The SAM as the product runs: `inkan init` on a fresh temporary data directory (development PKI,
+ * SoftHSM2 token, SQLite store, first security officer), then `serve()` on 127.0.0.1:0 over TLS
+ * with client certificates, logging at info into `<dataDir>/server.log` like `inkan serve` does
+ * on stderr. Then one signer, enrolled and activated through the RPCs, with an EC P-256 credential.
+ */
+export async function startBenchSam(): Promise<BenchSam> {
+  const dataDir = mkdtempSync(join(tmpdir(), "inkan-bench-"));
+  const { paths } = await initDataDir(dataDir);
+  const log = createLogger("info", openSync(join(dataDir, "server.log"), "a"));
+  let records: VerifiedRecords | undefined;
+  let crypto: FullCryptoModule | undefined;
+  const server = await serve(parseConfig({ dataDir, listen: "127.0.0.1:0" }), log, {
+    wrapCrypto: (opened) => (crypto = opened), // not wrapped: only kept for the raw figures
+    onRecords: (r) => (records = r),
+  });
+  const read = (f: string) => readFileSync(f, "utf8");
+  const ca = read(paths.caCert);
+  const transport = (who: Pem, signAs?: { userId: string; privateJwk: JWK & { kid: string } }): Transport =>
+    createGrpcTransport({
+      baseUrl: server.url,
+      nodeOptions: { ca, ...who },
+      interceptors: signAs ? [createAdminRequestSigner({ ...signAs, nonceTransport: transport(who) })] : [],
+    });
+  const sca: Pem = { cert: read(paths.scaCert), key: read(paths.scaKey) };
+  try {
+    const securityOfficer = transport({ cert: read(paths.adminCert), key: read(paths.adminKey) }, {
+      userId: paths.adminUserId,
+      privateJwk: JSON.parse(read(paths.adminRequestKey)) as JWK & { kid: string },
+    });
+    const operator = await createRegistrationOperator(securityOfficer, { cert: read(paths.adminCaCert), key: read(paths.adminCaKey) }, transport);
+    const signer = await activeSignerWithCredential(operator, transport(sca));
+    if (!records || !crypto) throw new Error("serve() did not hand out its crypto module and sealed records");
+    const keyId = await activateCredentialUntilImportCertificate(records, signer.credentialId);
+    return {
+      server,
+      dataDir,
+      crypto,
+      signer: { ...signer, keyId },
+      scaTransport: () => transport(sca),
+      async close(keep = false) {
+        await server.close(2000);
+        if (!keep) rmSync(dataDir, { recursive: true, force: true });
+      },
+    };
+  } catch (err) {
+    await server.close(0);
+    throw err;
+  }
+}
+
+/** A registration operator created by the first security officer: a transport acting as them. */
+async function createRegistrationOperator(securityOfficer: Transport, adminCa: Pem, transport: (who: Pem, signAs: { userId: string; privateJwk: JWK & { kid: string } }) => Transport): Promise<Transport> {
+  const cert = await issueCertificate(await loadCertificateAuthority(adminCa), { commonName: "bench-operator", usage: "client" });
+  const { privateKey, publicKey } = await generateKeyPair("ES256", { extractable: true });
+  const publicJwk = await exportJWK(publicKey);
+  const privateJwk = { ...(await exportJWK(privateKey)), kid: await calculateJwkThumbprint(publicJwk, "sha256") };
+  const { user } = await createClient(PrivilegedUserService, securityOfficer).createPrivilegedUser({
+    displayName: "Bench Operator",
+    role: PrivilegedRole.REGISTRATION_OPERATOR,
+    certificateBinding: { binding: { case: "certificateSha256", value: Buffer.from(new X509Certificate(cert.cert).fingerprint256.replaceAll(":", ""), "hex") } },
+    publicKeyJwk: JSON.stringify(publicJwk),
+    keyLabel: "bench",
+  });
+  return transport(cert, { userId: user!.userId, privateJwk });
+}
+
+/** Enrolled and activation code issued by the operator, activated from its device (SDK builders), key generated. */
+async function activeSignerWithCredential(operator: Transport, scaTransport: Transport): Promise<Omit<BenchSigner, "keyId">> {
+  const ra = createClient(RegistrationService, operator);
+  const { signer } = await ra.enrollSigner({
+    identity: { kind: SignerKind.NATURAL_PERSON, legalName: "Bench Signer", displayName: "Bench", email: `bench.${process.pid}@example.jp`, country: "JP" },
+    proofing: { method: IdentityProofingMethod.IN_PERSON, evidenceReference: "BENCH-1", proofedAt: timestampFromDate(new Date(Date.now() - 60_000)) },
+  });
+  const signerId = signer!.signerId;
+  const { activationCode } = await ra.issueActivationCode({ signerId });
+  const device = createClient(SignerService, scaTransport);
+  const ch = await device.createChallenge({ signerId, purpose: ChallengePurpose.ACTIVATION });
+  const deviceKey = await createDeviceKey();
+  const { request } = await buildActivationRequest({
+    signerId, activationCode: activationCode!.code, pin: benchPin, deviceKey, enrollTotp: false,
+    challenge: ch.challenge, samKey: ch.encryptionKey!, audience: ch.audience,
+  });
+  await device.activate(request);
+  const { credential } = await ra.generateKey({ signerId, keyAlgorithm: KeyAlgorithm.EC_P256, label: "bench" });
+  return { signerId, credentialId: credential!.credentialId, deviceKey, publicKeySpki: credential!.publicKeySpki };
+}
+
+/**
+ * Makes the credential ACTIVE through the `onRecords` hook, as the integration tests do, and
+ * returns its module key id. GOES AWAY WHEN ImportCertificate LANDS: importing the credential's
+ * certificate is what makes a KEY_GENERATED credential ACTIVE (KEY_GENERATED ones never sign);
+ * the bench should then call ImportCertificate and drop the hook.
+ */
+async function activateCredentialUntilImportCertificate(records: VerifiedRecords, credentialId: string): Promise<string> {
+  const credential = await records.get("credential", credentialId);
+  if (!credential) throw new Error("the generated credential is not in the store");
+  const updated = await records.update<CredentialRecord>({ ...credential, version: credential.version + 1, status: "ACTIVE" }, credential.version);
+  if (!updated) throw new Error("the credential changed while it was being activated");
+  return (JSON.parse(credential.body) as CredentialBody).keyId;
+}

@@ -1,0 +1,40 @@
+import { describe, expect, it } from "vitest";
+import { forDuration, peakRss, percentile } from "./measure.js";
+
+describe("bench measurements", () => {
+  it("percentile is nearest-rank: p50 and p99 are observed values", () => {
+    const samples = Array.from({ length: 200 }, (_, i) => 200 - i); // 1..200, unsorted
+    expect(percentile(samples, 50)).toBe(100);
+    expect(percentile(samples, 99)).toBe(198);
+    expect(percentile([7], 99)).toBe(7);
+    expect(percentile([3, 1, 2], 100)).toBe(3);
+    expect(() => percentile([], 50)).toThrow(RangeError);
+    expect(() => percentile([1], 0)).toThrow(RangeError);
+  });
+
+  it("forDuration counts what the workers produced until the deadline, and stops a worker with no work left", async () => {
+    const left = [3, 1_000_000];
+    const run = await forDuration(2, 50, async (w) => {
+      await new Promise((r) => setTimeout(r, 5));
+      if (left[w]! === 0) return 0;
+      left[w]! -= 1;
+      return 2;
+    });
+    expect(left[0]).toBe(0); // worker 0 ran out and stopped
+    expect(left[1]).toBeLessThan(1_000_000);
+    expect(run.signatures).toBe(2 * (3 + (1_000_000 - left[1]!)));
+    expect(run.seconds).toBeGreaterThanOrEqual(0.05);
+    expect(run.perSecond).toBeCloseTo(run.signatures / run.seconds);
+    expect(run.concurrency).toBe(2);
+  });
+
+  it("peakRss sees memory held during the run", async () => {
+    const { result, peakMib, beforeMib } = await peakRss(async () => {
+      const held = Buffer.alloc(64 * 2 ** 20, 1); // touched, so resident
+      await new Promise((r) => setTimeout(r, 60));
+      return held.length;
+    }, 5);
+    expect(result).toBe(64 * 2 ** 20);
+    expect(peakMib).toBeGreaterThanOrEqual(beforeMib + 60);
+  });
+});

@@ -1,0 +1,190 @@
+import { randomBytes } from "node:crypto";
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { SigningKeys } from "../crypto/port.js";
+import { Documents, signatureVerifies, type BenchSca } from "./bench-sca.js";
+import { forDuration, peakRss, percentile, type Throughput } from "./measure.js";
+
+/** Phase lengths: a warm-up (JIT, connections, caches), then the measured run. */
+export interface Durations {
+  warmupMs: number;
+  measureMs: number;
+}
+
+/** Checks a few signatures after a run (outside the measured time) so no figure counts garbage. */
+class SpotCheck {
+  private readonly samples: { message: string; signature: Uint8Array }[] = [];
+
+  constructor(private readonly max = 64) {}
+
+  add(message: string, signature: Uint8Array): void {
+    if (this.samples.length < this.max) this.samples.push({ message, signature });
+  }
+
+  /** How many were checked; throws if any does not verify. */
+  verify(sca: BenchSca): number {
+    for (const s of this.samples) {
+      if (!signatureVerifies(sca.signer, s.message, s.signature)) throw new Error("a signature returned by the SAM does not verify");
+    }
+    return this.samples.length;
+  }
+}
+
+/**
+ * The raw work without the SAM, the denominator of every ratio: what SignHash does in the crypto
+ * module per hash (sign, then verify before release, R-3.2.1.5), with the crypto-module adapter,
+ * the credential's own key and the SAM's request shape (ECDSA over SHA-256, DER), by
+ * `concurrency` callers at once.
+ */
+export async function rawSignAndVerify(keys: Pick<SigningKeys, "sign" | "verify">, keyId: string, concurrency: number, d: Durations): Promise<Throughput> {
+  const op = async () => {
+    const req = { keyId, scheme: "ECDSA", hashAlgorithm: "SHA256", data: randomBytes(32), format: "der" } as const;
+    const signature = await keys.sign(req);
+    if (!(await keys.verify({ ...req, signature }))) throw new Error("verify-before-release failed");
+    return 1;
+  };
+  await forDuration(concurrency, d.warmupMs, op);
+  return forDuration(concurrency, d.measureMs, op);
+}
+
+/** An authorized transaction a SignHash worker signs through, `perCall` hashes per call. */
+interface Prepared {
+  docs: Documents;
+  next: number;
+  token: string;
+}
+
+/**
+ * SignHash throughput with `perCall` hashes per call: one worker per SCA client, each signing its
+ * own authorized transactions of max(100, 10 x perCall) hashes in list order, perCall per call,
+ * with the rotated token (method 2). Transactions are begun and authorized before the clock starts; how
+ * many the measured run needs is sized from the warm-up's rate (x1.5), so preparing them stays
+ * out of the figure. A worker that runs out of work stops (the figure is then over fewer seconds).
+ */
+export async function signHashThroughput(clients: BenchSca[], perCall: number, d: Durations): Promise<Throughput & { checked: number }> {
+  const txSize = Math.max(100, 10 * perCall);
+  const queues: Prepared[][] = clients.map(() => []);
+  const check = new SpotCheck();
+  const prepare = async (w: number, hashesWanted: number) => {
+    let have = queues[w]!.reduce((n, p) => n + p.docs.count - p.next, 0);
+    while (have < hashesWanted) {
+      const docs = new Documents(txSize);
+      queues[w]!.push({ docs, next: 0, token: await clients[w]!.authorized(docs.hashes) });
+      have += txSize;
+    }
+  };
+  const op = async (w: number) => {
+    const tx = queues[w]![0];
+    if (!tx) return 0;
+    const batch = tx.docs.hashes.slice(tx.next, tx.next + perCall);
+    const res = await clients[w]!.sam.signHash({ authorization: { case: "sadToken", value: tx.token }, hashes: batch });
+    if (res.signatures.length !== batch.length) throw new Error(`SignHash returned ${res.signatures.length} signatures for ${batch.length} hashes`);
+    check.add(tx.docs.message(tx.next), res.signatures[0]!);
+    tx.token = res.nextSadToken;
+    tx.next += batch.length;
+    if (tx.next === tx.docs.count) queues[w]!.shift();
+    return batch.length;
+  };
+  await Promise.all(clients.map((_, w) => prepare(w, txSize)));
+  const warm = await forDuration(clients.length, d.warmupMs, op);
+  const perWorker = Math.ceil((warm.perSecond * (d.measureMs / 1000) * 1.5) / clients.length);
+  await Promise.all(clients.map((_, w) => prepare(w, perWorker)));
+  const run = await forDuration(clients.length, d.measureMs, op);
+  return { ...run, checked: check.verify(clients[0]!) };
+}
+
+export type StreamResult = Throughput & { streams: number; checked: number; peakRssMib: number; rssBeforeMib: number };
+
+/**
+ * SignStream of `count` hashes (uploaded in chunks, sealed, authorized): signatures/s from the
+ * call to the last signature, and the process's peak RSS meanwhile. Messages are read as they
+ * arrive and only counted (HTTP/2 flow control does the rest): nothing is buffered. When a stream
+ * ends with signatures remaining, it resumes with the newest resume token from the next index
+ * (sam.proto SignStream). A 1,000-hash stream first warms up and tells whether the server has
+ * SignStream at all: undefined when it answers UNIMPLEMENTED.
+ */
+export async function signStreamThroughput(sca: BenchSca, count: number): Promise<StreamResult | undefined> {
+  try {
+    const warm = new Documents(1_000);
+    await streamAll(sca.sam, warm.count, await sca.authorized(warm.hashes));
+  } catch (err) {
+    if (ConnectError.from(err).code === Code.Unimplemented) return undefined;
+    throw err;
+  }
+  const docs = new Documents(count);
+  const token = await sca.authorized(docs.hashes);
+  const check = new SpotCheck();
+  const started = performance.now();
+  const { result: streams, peakMib, beforeMib } = await peakRss(() =>
+    streamAll(sca.sam, count, token, (i, signature) => {
+      if (i % 10_000 === 0) check.add(docs.message(i), signature);
+    }),
+  );
+  const seconds = (performance.now() - started) / 1000;
+  return { signatures: count, seconds, perSecond: count / seconds, concurrency: 1, streams, checked: check.verify(sca), peakRssMib: peakMib, rssBeforeMib: beforeMib };
+}
+
+/**
+ * Streams every signature of a `count`-hash transaction in index order, resuming with the newest
+ * resume token when a stream ends early; returns how many streams it took. `onSignature` sees
+ * each signature as it arrives (nothing is kept here).
+ */
+export async function streamAll(sam: Pick<BenchSca["sam"], "signStream">, count: number, sadToken: string, onSignature: (index: number, signature: Uint8Array) => void = () => undefined): Promise<number> {
+  let next = 0;
+  let streams = 0;
+  let resume = { token: sadToken, index: 0 };
+  while (next < count) {
+    streams += 1;
+    const startedAt = next;
+    let remaining = Number.NaN;
+    for await (const msg of sam.signStream({ sadToken: resume.token, startIndex: next })) {
+      for (const s of msg.signatures) {
+        if (s.index !== next) throw new Error(`SignStream sent index ${s.index}, expected ${next}`);
+        onSignature(next, s.signature);
+        next += 1;
+      }
+      if (msg.resumeToken) resume = { token: msg.resumeToken, index: msg.resumeIndex };
+      remaining = msg.signaturesRemaining;
+    }
+    if (next < count && (next === startedAt || remaining === 0 || resume.index > next)) throw new Error(`SignStream stopped at index ${next} of ${count}`);
+  }
+  return streams;
+}
+
+export interface Latency {
+  clients: number;
+  transactions: number;
+  seconds: number;
+  p50Ms: number;
+  p99Ms: number;
+  perSecond: number;
+}
+
+/**
+ * Latency of a full single-document transaction: BeginTransaction with one hash, the device's
+ * R.SAD (SDK `buildRSad`, in this process), Authorize, SignHash; from the first call's start to the
+ * signature's arrival. Each client first connects (GetInfo) and runs `warmup` transactions
+ * unmeasured, then `perClient` measured ones, all clients at once. Every signature is checked
+ * afterwards.
+ */
+export async function singleTransactionLatency(clients: BenchSca[], perClient: number, warmup: number): Promise<Latency> {
+  const check = new SpotCheck(Number.MAX_SAFE_INTEGER);
+  const once = async (sca: BenchSca): Promise<number> => {
+    const docs = new Documents(1);
+    const started = performance.now();
+    const token = await sca.authorized(docs.hashes);
+    const { signatures } = await sca.sam.signHash({ authorization: { case: "sadToken", value: token }, hashes: docs.hashes });
+    const ms = performance.now() - started;
+    check.add(docs.message(0), signatures[0]!);
+    return ms;
+  };
+  await Promise.all(clients.map(async (sca) => {
+    await sca.sam.getInfo({});
+    for (let i = 0; i < warmup; i++) await once(sca);
+  }));
+  const samples: number[] = [];
+  const started = performance.now();
+  await Promise.all(clients.map(async (sca) => { for (let i = 0; i < perClient; i++) samples.push(await once(sca)); }));
+  const seconds = (performance.now() - started) / 1000;
+  check.verify(clients[0]!);
+  return { clients: clients.length, transactions: samples.length, seconds, p50Ms: percentile(samples, 50), p99Ms: percentile(samples, 99), perSecond: samples.length / seconds };
+}

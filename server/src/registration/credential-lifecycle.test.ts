@@ -16,7 +16,8 @@ import { InkanError } from "../errors.js";
 import type { VerifiedRecords } from "../integrity/sealed-records.js";
 import type { CredentialRecord } from "../store/port.js";
 import { errorOf, refusalOf, startTestServer, type PrivilegedPerson, type Protocol, type TestServer } from "../testing/harness.js";
-import { activeSignerWithCredential, testPin } from "../testing/signers.js";
+import { signerIssuingCa, issueSignerCertificate } from "../testing/signer-certificates.js";
+import { activeSigner, testPin } from "../testing/signers.js";
 import { credentialRefusal } from "./credential-usability.js";
 
 // Suspension, resumption and destruction of credentials on the real server (SoftHSM2 + SQLite,
@@ -51,18 +52,21 @@ async function refusalWithField(p: Promise<unknown>) {
 }
 
 /** The certificate import (not built yet) is what makes a credential ACTIVE: stand in for it. */
+/** Certifies a KEY_GENERATED credential with the dev signer issuing CA and imports the certificate: ACTIVE, as in production. */
 async function makeActive(credentialId: string): Promise<void> {
-  const c = (await records!.get("credential", credentialId))!;
-  await records!.update<CredentialRecord>({ ...c, version: c.version + 1, status: "ACTIVE" }, c.version);
+  const { credential } = await ra().getCredential({ credentialId });
+  const certificate = await issueSignerCertificate(await signerIssuingCa(t), credential!.publicKeySpki);
+  await ra().importCertificate({ credentialId, certificateChain: [certificate] });
 }
 
-/** A fresh ACTIVE signer (device key + PIN) with an ACTIVE credential. */
+/** A fresh ACTIVE signer (device key + PIN) with an ACTIVE credential, or (active = false) a KEY_GENERATED one. */
 async function newSigner(active = true): Promise<Signer> {
-  const s = await activeSignerWithCredential(t, operator);
-  if (active) await makeActive(s.credential.credentialId);
+  const signer = await activeSigner(t, operator);
+  const { credential } = await ra().generateKey({ signerId: signer.signerId, keyAlgorithm: KeyAlgorithm.EC_P256, label: "" });
+  if (active) await makeActive(credential!.credentialId);
   return {
-    signerId: s.signerId, credentialId: s.credential.credentialId, deviceKey: s.deviceKey,
-    keyId: s.credential.keyId, fingerprint: s.credential.publicKeyFingerprint, spki: s.credential.publicKeySpki,
+    signerId: signer.signerId, credentialId: credential!.credentialId, deviceKey: signer.deviceKey,
+    keyId: credential!.keyId, fingerprint: credential!.publicKeyFingerprint, spki: credential!.publicKeySpki,
   };
 }
 
@@ -339,9 +343,20 @@ describe("R-3.3.1: a suspended credential is neither authorized nor used, includ
     expect(credentialRefusal({ credential, signer, transaction: { signerId: s.signerId, createdAt: after } })).toBeUndefined();
   });
 
-  // Needs the SAP to call credentialRefusal (credential-usability.ts) in SignHash/Authorize; the
-  // SAP files belong to the lead. credential-usability.test.ts covers the rule itself.
-  it.todo("R-3.3.1: after resumption, a SAD token and a pending transaction issued before the suspension stay unusable (TRANSACTION_STATE) — waits for the SAP to call credentialRefusal");
+  it("R-3.3.1: after resumption, a SAD token and a pending transaction issued before the suspension stay unusable (TRANSACTION_STATE); a stream too", async () => {
+    const s = await newSigner();
+    const before = hashes(2);
+    const token = await authorized(s, before);
+    const pending = await begin(s, hashes(1));
+    const rSad = await rSadFor(s, pending);
+    await ra().suspendCredential({ credentialId: s.credentialId, reason: "hold" });
+    await ra().resumeCredential({ credentialId: s.credentialId, reason: "release" });
+    expect(await refusalOf(signHash(token, before))).toMatchObject({ code: Code.FailedPrecondition, reason: Reason.TRANSACTION_STATE });
+    expect(await refusalOf(sca().signStream({ sadToken: token, startIndex: 0 })[Symbol.asyncIterator]().next())).toMatchObject({ code: Code.FailedPrecondition, reason: Reason.TRANSACTION_STATE });
+    expect(await refusalOf(sca().authorize({ transactionId: pending.transactionId, rSad }))).toMatchObject({ code: Code.FailedPrecondition, reason: Reason.TRANSACTION_STATE });
+    const fresh = hashes(1);
+    expect((await signHash(await authorized(s, fresh), fresh)).signatures).toHaveLength(1);
+  });
 });
 
 describe("DestroyCredential: security officer, dual control, key gone from the module (R-3.3.x)", () => {

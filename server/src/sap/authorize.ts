@@ -112,6 +112,7 @@ export class SapAuthorize {
           id: record.id,
           signerId: record.signerId,
           credentialId: record.credentialId,
+          createdAt: record.createdAt,
           sca: scaActor(input.caller),
           digest: dtbsrDigest,
           count: record.numSignatures,

@@ -158,6 +158,7 @@ function transaction(s: ActiveSigner, count = 3): Tx {
     tx: {
       id: `txn-${randomBytes(8).toString("hex")}`,
       signerId: s.signerId,
+      createdAt: new Date(),
       credentialId: s.credentialId,
       sca,
       digest: randomBytes(32),

@@ -38,6 +38,7 @@ import { InkanError, type ReasonCode } from "../errors.js";
 import type { VerifiedRecords } from "../integrity/sealed-records.js";
 import { maxRSadBytes, sadInvalidMessage, type SamEncryptionKeys } from "../keys/sam-encryption-keys.js";
 import { DeviceProofExpired, DeviceProofRefused, parseDevicePublicJwk, parseStrictJsonObject, peekDeviceJws, policyNameOf, verifyDeviceJws } from "../registration/device-jws.js";
+import { credentialRefusal } from "../registration/credential-usability.js";
 import type { CredentialBody } from "../registration/credentials.js";
 import { recordFactorFailure } from "../registration/lockout.js";
 import { verifyPin, type PinFactorBody } from "../registration/pin-hash.js";
@@ -80,6 +81,8 @@ export interface RSadTransaction {
   /** base64url(SHA-256(challenge bytes)), as stored: the challenge itself is never kept. */
   challengeHash: string;
   expiresAt: Date;
+  /** When the transaction was created: one from before the credential's last suspension is refused (R-3.3.1). */
+  createdAt: Date;
 }
 
 export interface VerifyRSadInput {
@@ -214,18 +217,15 @@ async function verifyChecked(input: VerifyRSadInput, d: RSadVerifierDeps): Promi
 
   const signer = await d.signers.record(tx.signerId);
   const signerBody = JSON.parse(signer.body) as SignerBody;
-  if (signer.status !== "ACTIVE") throw new InkanError("SIGNER_INACTIVE", "the signer is not active");
-  if (signerBody.lockedAt !== undefined) throw new InkanError("CREDENTIAL_LOCKED", "too many failed attempts; a registration operator must reset the lockout");
   const credential = await d.records.get("credential", tx.credentialId);
-  if (!credential || credential.signerId !== signer.id) throw invalid(new DeviceProofRefused("the signer does not own the credential"));
-  if (credential.status === "LOCKED") throw new InkanError("CREDENTIAL_LOCKED", "too many failed attempts; a registration operator must reset the lockout");
-  if (credential.status === "SUSPENDED") throw new InkanError("CREDENTIAL_SUSPENDED", "the credential is suspended");
-  if (credential.status === "DESTROYED") throw new InkanError("CREDENTIAL_DESTROYED", "the credential was destroyed");
-  if (credential.status !== "ACTIVE") throw new InkanError("CREDENTIAL_SUSPENDED", "the credential is not active yet");
+  if (signer.status === "ACTIVE" && (!credential || credential.signerId !== signer.id)) throw invalid(new DeviceProofRefused("the signer does not own the credential"));
+  // R-3.3.1: signer active, credential ACTIVE (not suspended, locked or destroyed), and the transaction newer than its last suspension.
+  const refusal = credentialRefusal({ credential, signer, transaction: tx });
+  if (refusal) throw refusal;
 
   // R-3.1.4: the credential's level cannot be met with fewer factors (a level-2 credential refuses
   // PIN alone and the login assertion); checked before any factor, so no factor is tried in vain.
-  const level = (JSON.parse(credential.body) as CredentialBody).assuranceLevel;
+  const level = (JSON.parse(credential!.body) as CredentialBody).assuranceLevel;
   if (!credentialMethods(level, policy, { loginAssertion: d.loginAssertions !== undefined }).includes(method)) {
     throw levelNotMet(new DeviceProofRefused(`${method} does not meet the credential's assurance level ${level}`));
   }

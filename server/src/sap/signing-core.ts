@@ -9,6 +9,7 @@ import { signatureCreated, signatureFailed } from "../audit/events.js";
 import type { HashAlgorithm, RandomSource, SigningKeys } from "../crypto/port.js";
 import { InkanError } from "../errors.js";
 import type { VerifiedRecords } from "../integrity/sealed-records.js";
+import { credentialRefusal } from "../registration/credential-usability.js";
 import type { CredentialBody } from "../registration/credentials.js";
 import type { DtbsrRefusal, OneTimeObjects, SadTokenRecord, TransactionRecord, Transactions } from "../store/port.js";
 import { sadTokenHash, stateError } from "./authorize.js";
@@ -112,22 +113,17 @@ export class SigningCore {
     throw new InkanError("SAD_REPLAYED", "the SAD token was already used; the transaction is revoked");
   }
 
-  /** The credential's body, if the credential and its signer can still sign (also for tokens issued before a suspension). */
+  /**
+   * The credential's body, if the credential and its signer can still sign this transaction
+   * (R-3.3.1: also for tokens issued before a suspension, and never for a transaction created
+   * before the credential's last suspension or resumption). KEY_GENERATED credentials (no
+   * certificate yet) never sign: consistent with verifyRSad at Authorize.
+   */
   async usableCredential(record: TransactionRecord): Promise<CredentialBody> {
     const [credential, signer] = await Promise.all([this.o.records.get("credential", record.credentialId), this.o.records.get("signer", record.signerId)]);
-    if (!signer || signer.status !== "ACTIVE") throw new InkanError("SIGNER_INACTIVE", "the signer is not active");
-    if (!credential || credential.signerId !== record.signerId) throw new InkanError("CREDENTIAL_DESTROYED", "the credential is gone");
-    switch (credential.status) {
-      case "ACTIVE":
-        return JSON.parse(credential.body) as CredentialBody;
-      case "LOCKED":
-        throw new InkanError("CREDENTIAL_LOCKED", "the credential is locked");
-      case "DESTROYED":
-        throw new InkanError("CREDENTIAL_DESTROYED", "the credential was destroyed");
-      default:
-        // KEY_GENERATED (no certificate yet) never signs: consistent with verifyRSad at Authorize.
-        throw new InkanError("CREDENTIAL_SUSPENDED", "the credential is not active");
-    }
+    const refusal = credentialRefusal({ credential, signer, transaction: record });
+    if (refusal) throw refusal;
+    return JSON.parse(credential!.body) as CredentialBody;
   }
 
   /** A refused claim (markHashesSigned / markRangeSigned) as the contract's error, audited. */

@@ -326,6 +326,15 @@ describe("concurrency over the session pool", () => {
     console.info(`200 mixed signatures in parallel: ${elapsed.toFixed(0)} ms`);
   });
 
+  it("closing a second module on the same token leaves the first one logged in (no C_Logout of a shared login)", async () => {
+    const k = key("EC_P256");
+    const second = await openEmbeddedCryptoModule(dataDir);
+    await second.close();
+    const data = randomBytes(32);
+    const signature = await hsm.sign({ keyId: k.keyId, scheme: "ECDSA", hashAlgorithm: "SHA256", data });
+    expect(await hsm.verify({ keyId: k.keyId, scheme: "ECDSA", hashAlgorithm: "SHA256", data, signature })).toBe(true);
+  });
+
   it("1000 P-256 signatures in parallel: all verify; throughput printed", async () => {
     const k = key("EC_P256");
     const hashes = Array.from({ length: 1000 }, () => randomBytes(32));
@@ -428,6 +437,9 @@ describe("PIN handling", () => {
     const paths = embeddedTokenPaths(dataDir);
     const pin = "wrong-pin-do-not-log-4711";
     process.env["INKAN_TEST_WRONG_PIN"] = pin;
+    // The login is per process and token: while hsm's sessions are open, C_Login answers
+    // CKR_USER_ALREADY_LOGGED_IN before looking at any PIN. A wrong PIN shows when nothing else is logged in.
+    await hsm.close();
     try {
       const err = await Pkcs11CryptoModule.open({ library: paths.library, token: "pkcs11:token=inkan", pin: { env: "INKAN_TEST_WRONG_PIN" } }).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(InkanError);
@@ -437,6 +449,7 @@ describe("PIN handling", () => {
       expect(String((err as Error).cause)).toContain("CKR_PIN_INCORRECT");
     } finally {
       delete process.env["INKAN_TEST_WRONG_PIN"];
+      hsm = await openEmbeddedCryptoModule(dataDir);
     }
   });
 

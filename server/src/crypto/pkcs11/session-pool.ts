@@ -78,20 +78,17 @@ export class SessionPool {
     }
   }
 
-  /** Waits for every in-flight operation, then logs out and closes all sessions. */
+  /**
+   * Waits for every in-flight operation, then closes all sessions. No C_Logout: the login state is
+   * shared by every session of the process on the token, so logging out here would log out another
+   * pool (another crypto module on the same token, e.g. a CLI command or the bench inside a
+   * server process). PKCS#11 logs the process out when its last session on the token closes.
+   */
   async close(): Promise<void> {
     if (this.#closing) return;
     this.#closing = true;
     if (this.#idle.length < this.#open || this.#waiters.length > 0) {
       await new Promise<void>((resolve) => (this.#onDrained = resolve));
-    }
-    const first = this.#idle[0];
-    if (first) {
-      try {
-        this.#p11.C_Logout(first);
-      } catch {
-        // already logged out (or the token is gone): closing the sessions is all that is left
-      }
     }
     for (const s of this.#idle.splice(0)) this.#closeSession(s);
   }

@@ -70,11 +70,14 @@ export async function openStore(config: Config): Promise<Store> {
 export interface ServeHooks {
   /** Wraps the opened store: fault-injection tests make one of its methods fail this way. */
   wrapStore?: (store: Store) => Store;
-  /** Wraps the opened crypto module, the same way: e.g. a module whose check of a signature fails. */
+  /**
+   * Wraps the opened crypto module, the same way: e.g. a module whose check of a signature fails.
+   * The bench returns it unwrapped and keeps it, to measure the raw module on the same sessions.
+   */
   wrapCrypto?: (crypto: FullCryptoModule) => FullCryptoModule;
   /**
-   * Tests only: the sealed-record access, for tests that tamper with records or set up states no
-   * RPC reaches yet (a DESTROYED credential). Never set by `inkan serve`.
+   * Tests only: the sealed-record access, for tests that tamper with records (a database edit
+   * under the seal) or set up states directly. Never set by `inkan serve`.
    */
   onRecords?: (records: VerifiedRecords) => void;
 }

@@ -15,12 +15,9 @@ import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from "jo
 import { parseConfig } from "../config/config.js";
 import { initDataDir } from "../init.js";
 import type { FullCryptoModule } from "../crypto/port.js";
-import type { VerifiedRecords } from "../integrity/sealed-records.js";
 import { createLogger } from "../log/logger.js";
 import { serve } from "../main.js";
-import { issueCertificate, loadCertificateAuthority, type Pem } from "../pki/dev-pki.js";
-import type { CredentialBody } from "../registration/credentials.js";
-import type { CredentialRecord } from "../store/port.js";
+import { issueCertificate, issueSignerCertificate, loadCertificateAuthority, type Pem } from "../pki/dev-pki.js";
 import type { InkanServer } from "../transport/server.js";
 
 /** The PIN the benchmark's signer sets at activation and puts into every R.SAD. */
@@ -41,9 +38,8 @@ export interface BenchSam {
   server: InkanServer;
   dataDir: string;
   /**
-   * The server's own crypto module (same token, same session pool), for the raw figures. Not a
-   * second module: closing one logs the whole token out of this process (C_Logout is per
-   * application), the server's sessions included.
+   * The server's own crypto module (same token, same session pool), for the raw figures: the
+   * same pool the SAM signs with, so raw and SAM figures compete for the same sessions.
    */
   crypto: FullCryptoModule;
   signer: BenchSigner;
@@ -63,11 +59,9 @@ export async function startBenchSam(): Promise<BenchSam> {
   const dataDir = mkdtempSync(join(tmpdir(), "inkan-bench-"));
   const { paths } = await initDataDir(dataDir);
   const log = createLogger("info", openSync(join(dataDir, "server.log"), "a"));
-  let records: VerifiedRecords | undefined;
   let crypto: FullCryptoModule | undefined;
   const server = await serve(parseConfig({ dataDir, listen: "127.0.0.1:0" }), log, {
     wrapCrypto: (opened) => (crypto = opened), // not wrapped: only kept for the raw figures
-    onRecords: (r) => (records = r),
   });
   const read = (f: string) => readFileSync(f, "utf8");
   const ca = read(paths.caCert);
@@ -85,8 +79,8 @@ export async function startBenchSam(): Promise<BenchSam> {
     });
     const operator = await createRegistrationOperator(securityOfficer, { cert: read(paths.adminCaCert), key: read(paths.adminCaKey) }, transport);
     const signer = await activeSignerWithCredential(operator, transport(sca));
-    if (!records || !crypto) throw new Error("serve() did not hand out its crypto module and sealed records");
-    const keyId = await activateCredentialUntilImportCertificate(records, signer.credentialId);
+    if (!crypto) throw new Error("serve() did not hand out its crypto module");
+    const keyId = await certifyCredential(operator, { cert: read(paths.signerIssuingCaCert), key: read(paths.signerIssuingCaKey) }, signer.credentialId, signer.publicKeySpki);
     return {
       server,
       dataDir,
@@ -142,15 +136,13 @@ async function activeSignerWithCredential(operator: Transport, scaTransport: Tra
 }
 
 /**
- * Makes the credential ACTIVE through the `onRecords` hook, as the integration tests do, and
- * returns its module key id. GOES AWAY WHEN ImportCertificate LANDS: importing the credential's
- * certificate is what makes a KEY_GENERATED credential ACTIVE (KEY_GENERATED ones never sign);
- * the bench should then call ImportCertificate and drop the hook.
+ * Certifies the credential with the development signer issuing CA (`inkan init`, trusted by the
+ * first policy) and imports the certificate, which makes it ACTIVE, as in production. Returns its
+ * module key id (for the raw figures).
  */
-async function activateCredentialUntilImportCertificate(records: VerifiedRecords, credentialId: string): Promise<string> {
-  const credential = await records.get("credential", credentialId);
-  if (!credential) throw new Error("the generated credential is not in the store");
-  const updated = await records.update<CredentialRecord>({ ...credential, version: credential.version + 1, status: "ACTIVE" }, credential.version);
-  if (!updated) throw new Error("the credential changed while it was being activated");
-  return (JSON.parse(credential.body) as CredentialBody).keyId;
+async function certifyCredential(operator: Transport, issuingCa: Pem, credentialId: string, spki: Uint8Array): Promise<string> {
+  const certificate = await issueSignerCertificate(await loadCertificateAuthority(issuingCa), spki, { subject: "C=JP, O=Inkan bench, CN=Bench Signer" });
+  const { credential } = await createClient(RegistrationService, operator).importCertificate({ credentialId, certificateChain: [certificate] });
+  if (!credential?.keyId) throw new Error("ImportCertificate returned no credential");
+  return credential.keyId;
 }

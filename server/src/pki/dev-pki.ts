@@ -159,3 +159,45 @@ export async function writeDevPki(dataDir: string): Promise<DevPkiPaths> {
     adminKey: write("admin.key", admin.key, true),
   };
 }
+
+export interface SignerCertificateOptions {
+  /** The subject DN (@peculiar/x509 string form, DER order). Default: a test signer. */
+  subject?: string;
+  /** Default: yesterday to one year from now. */
+  notBefore?: Date;
+  notAfter?: Date;
+  /** x509.KeyUsageFlags; default nonRepudiation | digitalSignature. 0: no key usage extension. */
+  keyUsage?: number;
+}
+
+/** A random positive 127-bit certificate serial number, hex. */
+export function serialNumber(): string {
+  const bytes = webcrypto.getRandomValues(new Uint8Array(16));
+  bytes[0]! &= 0x7f; // a positive INTEGER
+  return Buffer.from(bytes).toString("hex");
+}
+
+/**
+ * A signer certificate (DER) from `ca` for exactly `spki` (a credential's public_key_spki, embedded
+ * as given, so an RSA, EC or Ed25519 key works alike), as an RSSP's issuing CA would make it: for development
+ * (the `inkan init` signer issuing CA), the bench and the tests; production certificates come from the RSSP's CA.
+ */
+export async function issueSignerCertificate(ca: CertificateAuthority, spki: Uint8Array, options: SignerCertificateOptions = {}): Promise<Uint8Array> {
+  const usage = options.keyUsage ?? x509.KeyUsageFlags.nonRepudiation | x509.KeyUsageFlags.digitalSignature;
+  const certificate = await x509.X509CertificateGenerator.create({
+    serialNumber: serialNumber(),
+    subject: options.subject ?? "C=JP, O=Example Corp, CN=Sato Hanako",
+    issuer: ca.certificate.subject,
+    notBefore: options.notBefore ?? new Date(Date.now() - day),
+    notAfter: options.notAfter ?? new Date(Date.now() + 365 * day),
+    publicKey: spki,
+    signingKey: ca.signingKey,
+    signingAlgorithm: ecdsa,
+    extensions: [
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      ...(usage ? [new x509.KeyUsagesExtension(usage, true)] : []),
+      await x509.AuthorityKeyIdentifierExtension.create(ca.certificate.publicKey),
+    ],
+  });
+  return new Uint8Array(certificate.rawData);
+}

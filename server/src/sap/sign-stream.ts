@@ -2,7 +2,8 @@
  * SignStream (sam.proto SignatureActivationService.SignStream): signs an authorized transaction's
  * DTBS/R list in order from start_index and yields the signatures as the crypto module produces
  * them. The caller (the Connect handler) awaits each message's write, so HTTP/2 flow control paces
- * the signing: at most one batch is in memory whatever the list's size.
+ * the signing: at most two batches (one being sent, the next in the module) are in memory, whatever
+ * the list's size.
  *
  * Tokens. The request's token gets SignHash's read-only checks (SigningCore.checkToken) and is
  * consumed atomically before anything is signed (T-2.2.1.2, T-2.2.1.3; reuse revokes the
@@ -22,8 +23,8 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { InkanError } from "../errors.js";
 import type { DtbsrEntry } from "../store/port.js";
 import { issueSadToken, sadTokenHash } from "./authorize.js";
-import { presentedToken, resumeToken, SigningCore, type SigningCoreOptions } from "./signing-core.js";
-import type { ScaCaller } from "./transactions.js";
+import { presentedToken, resumeToken, SigningCore, type SignRequest, type SigningCoreOptions } from "./signing-core.js";
+import type { SapTransaction, ScaCaller } from "./transactions.js";
 
 export interface StreamedSignature {
   index: number;
@@ -41,11 +42,35 @@ export interface SignStreamMessage {
 }
 
 /** Signatures per message and per claim: below the contract's max_signatures_per_stream_message (1,000). */
-export const streamBatchSize = 256;
+export const streamBatchSize = 500;
+/** How often a running stream re-reads the credential and signer (a suspension ends the stream). */
+const credentialCheckEveryMs = 500;
 /** sam.proto: a resume token at least every stream_checkpoint_interval signatures and every 10 seconds. */
 const checkpointEvery = { signatures: 1_000, ms: 10_000 };
 /** How long a resumed stream waits for a signature an older stream claimed but has not recorded yet. */
 const inFlightWaitMs = 5_000;
+
+/** What every batch of one stream shares. */
+interface StreamRun {
+  caller: ScaCaller;
+  tx: SapTransaction;
+  /** Hash of this stream's own secret: consumed means a newer stream took over. */
+  streamHash: string;
+  request: SignRequest;
+  credentialCheckedAt: number;
+}
+
+/** One batch: entries resent from the record, entries claimed and in the module, or a claim lost to a concurrent request. */
+type Batch =
+  | { kind: "record"; signatures: StreamedSignature[]; end: number }
+  | { kind: "signed"; signatures: StreamedSignature[]; signaturesCreated: number; end: number }
+  | { kind: "retry"; end: number };
+
+/** Marks `p` as handled (a pipelined promise may reject before it is awaited); awaiting it still throws. */
+function handled<T>(p: Promise<T>): Promise<T> {
+  p.catch(() => undefined);
+  return p;
+}
 
 export interface SignStreamInput {
   caller: ScaCaller;
@@ -66,7 +91,9 @@ export class SapSignStream {
     const { caller } = input;
     const now = this.core.clock();
     const presented = presentedToken(input.sadToken);
-    const { tx, credential } = await this.core.checkToken(caller, presented, now);
+    // A resume token works on a COMPLETED transaction too: every entry was claimed, but the client
+    // may not have received the last signatures, which come from the record.
+    const { tx, credential } = await this.core.checkToken(caller, presented, now, { completedToo: true });
     const { record } = tx;
     if (input.startIndex < presented.resumeIndex || input.startIndex >= record.hashCount) {
       throw new InkanError("INVALID_REQUEST", "start_index is before the token's resume index or past the list", { field: "start_index" });
@@ -78,42 +105,66 @@ export class SapSignStream {
     const checkpoint = (index: number) => ({ resumeToken: resumeToken(secret.token, index), resumeIndex: index, resumeTokenExpiresAt: secret.expiresAt });
     yield { signatures: [], ...checkpoint(input.startIndex), signaturesRemaining: remaining };
 
-    const request = this.core.requestFor(tx, credential);
+    const run: StreamRun = { caller, tx, streamHash, request: this.core.requestFor(tx, credential), credentialCheckedAt: Date.now() };
     let sinceCheckpoint = 0;
     let checkpointAt = Date.now();
-    for (let i = input.startIndex; i < record.hashCount; ) {
-      input.signal?.throwIfAborted();
-      await this.checkStillCurrent(streamHash);
-      await this.core.usableCredential(record); // a suspension during the stream ends it
-      const page = await this.o.store.readDtbsr({ transactionId: record.id, fromIndex: i, limit: streamBatchSize });
-      const run = leadingRun(page);
-      if (run.length === 0) throw new InkanError("STORE_FAILURE", `DTBS/R entry ${i} is missing`);
-      let signatures: StreamedSignature[];
-      if (run[0]!.signed) {
-        signatures = await this.fromRecord(record.id, run);
-      } else {
-        const claimedAt = this.core.clock();
-        const claim = await this.o.store.markRangeSigned({ transactionId: record.id, fromIndex: i, count: run.length, now: claimedAt });
-        if (!claim.ok) {
-          if (claim.reason === "HASH_NOT_AUTHORIZED") continue; // claimed meanwhile by SignHash or another stream: read again
-          return this.core.claimRefused(record, caller, claim.reason, claim.index);
+    // A two-stage pipeline: while batch k is sent, batch k + 1 is claimed, signed, audited and
+    // recorded, so the module does not wait for the client. At most one batch ahead: flow control
+    // still paces the signing.
+    let next: Promise<Batch> | undefined = handled(this.batch(run, input.startIndex, input.signal));
+    try {
+      while (next) {
+        const batch: Batch = await next;
+        next = batch.end < record.hashCount ? handled(this.batch(run, batch.end, input.signal)) : undefined;
+        if (batch.kind === "retry") continue;
+        const { signatures } = batch;
+        if (batch.kind === "signed") remaining = record.numSignatures - batch.signaturesCreated;
+        sinceCheckpoint += signatures.length;
+        const due = sinceCheckpoint >= checkpointEvery.signatures || Date.now() - checkpointAt >= checkpointEvery.ms || (batch.end >= record.hashCount && remaining > 0);
+        if (due) {
+          sinceCheckpoint = 0;
+          checkpointAt = Date.now();
         }
-        const hashes = run.map((e) => e.hash);
-        const signed = await this.core.signVerified(record, caller, request, hashes);
-        await this.core.auditCreated(tx, caller, hashes);
-        await this.o.store.recordSignatures({ transactionId: record.id, signatures: run.map((e, k) => ({ index: e.index, signature: signed[k]! })) });
-        signatures = run.map((e, k) => ({ index: e.index, signature: signed[k]!, fromRecord: false }));
-        remaining = record.numSignatures - claim.signaturesCreated;
+        yield { signatures, ...(due ? checkpoint(batch.end) : { resumeToken: "", resumeIndex: 0, resumeTokenExpiresAt: undefined }), signaturesRemaining: remaining };
       }
-      i += run.length;
-      sinceCheckpoint += run.length;
-      const due = sinceCheckpoint >= checkpointEvery.signatures || Date.now() - checkpointAt >= checkpointEvery.ms || (i >= record.hashCount && remaining > 0);
-      if (due) {
-        sinceCheckpoint = 0;
-        checkpointAt = Date.now();
-      }
-      yield { signatures, ...(due ? checkpoint(i) : { resumeToken: "", resumeIndex: 0, resumeTokenExpiresAt: undefined }), signaturesRemaining: remaining };
+    } finally {
+      // Interrupted (the client went away, or an error): the batch already under way finishes
+      // (it records its signatures itself), so that a resume resends it instead of losing it.
+      if (next) await next.catch(() => undefined);
     }
+  }
+
+  /**
+   * Prepares the batch at `from`: checks the stream is still current and the credential usable,
+   * then either resends a run of entries signed earlier, or claims a run of unsigned entries
+   * (T-2.2.1.6) and signs it.
+   */
+  private async batch(run: StreamRun, from: number, signal: AbortSignal | undefined): Promise<Batch> {
+    signal?.throwIfAborted();
+    await this.checkStillCurrent(run.streamHash);
+    if (Date.now() - run.credentialCheckedAt >= credentialCheckEveryMs) {
+      await this.core.usableCredential(run.tx.record); // a suspension during the stream ends it
+      run.credentialCheckedAt = Date.now();
+    }
+    const { record } = run.tx;
+    const page = await this.o.store.readDtbsr({ transactionId: record.id, fromIndex: from, limit: streamBatchSize });
+    const entries = leadingRun(page);
+    if (entries.length === 0) throw new InkanError("STORE_FAILURE", `DTBS/R entry ${from} is missing`);
+    const end = from + entries.length;
+    if (entries[0]!.signed) return { kind: "record", signatures: await this.fromRecord(record.id, entries), end };
+    const claim = await this.o.store.markRangeSigned({ transactionId: record.id, fromIndex: from, count: entries.length, now: this.core.clock() });
+    if (!claim.ok) {
+      if (claim.reason === "HASH_NOT_AUTHORIZED") return { kind: "retry", end: from }; // claimed meanwhile by SignHash or another stream: read again
+      return this.core.claimRefused(record, run.caller, claim.reason, claim.index);
+    }
+    // Signed and verified in the module (R-3.2.1.5), audited before anything leaves (R-3.2.2.4),
+    // then recorded on the entries at once: a stream whose client stops reading leaves no claimed
+    // entry without its signature, so a resume (or a newer stream) resends it.
+    const hashes = entries.map((e) => e.hash);
+    const signed = await this.core.signVerified(record, run.caller, run.request, hashes);
+    await this.core.auditCreated(run.tx, run.caller, hashes);
+    await this.o.store.recordSignatures({ transactionId: record.id, signatures: entries.map((e, k) => ({ index: e.index, signature: signed[k]! })) });
+    return { kind: "signed", signatures: entries.map((e, k) => ({ index: e.index, signature: signed[k]!, fromRecord: false })), signaturesCreated: claim.signaturesCreated, end };
   }
 
   /** The stream's own secret must be unconsumed: a stream resumed with one of its tokens takes over. */

@@ -77,7 +77,7 @@ export class SigningCore {
    * T-2.2.1.3); not revoked; the transaction is AUTHORIZED and unexpired (T-2.2.1.2: no signature
    * before Authorize); the token is unexpired; the credential and signer can sign.
    */
-  async checkToken(caller: ScaCaller, presented: PresentedToken, now: Date): Promise<CheckedToken> {
+  async checkToken(caller: ScaCaller, presented: PresentedToken, now: Date, options: { completedToo?: boolean } = {}): Promise<CheckedToken> {
     const token = await this.o.store.findSadToken(presented.hash);
     if (!token) throw invalidToken(); // T-2.2.1.2: a made-up token
     const owned = await this.o.store.getTransaction(token.transactionId);
@@ -85,7 +85,8 @@ export class SigningCore {
     if (token.consumedAt) return this.replayed(token, caller, now); // T-2.2.1.3
     const tx = this.o.transactions.view(owned, now);
     if (token.revokedAt) throw stateError(tx, "authorized");
-    if (tx.state !== "AUTHORIZED") throw stateError(tx, "authorized");
+    // A COMPLETED transaction signs nothing more; SignStream may still resend its recorded signatures.
+    if (tx.state !== "AUTHORIZED" && !(options.completedToo && tx.state === "COMPLETED")) throw stateError(tx, "authorized");
     if (token.expiresAt <= now) throw new InkanError("EXPIRED", "the SAD token expired");
     const credential = await this.usableCredential(tx.record);
     return { token, tx, credential };

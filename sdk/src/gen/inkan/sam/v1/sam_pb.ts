@@ -1937,7 +1937,10 @@ export const SignatureActivationService: GenService<{
    * started with a newer token stops the older stream before its next claim. Signatures that
    * already exist for indices at or after start_index (from an interrupted stream or from SignHash)
    * are sent again from the SAM's record, marked from_record, instead of being signed again.
-   * Indices before start_index that are still unsigned stay available with the next token.
+   * Indices before start_index that are still unsigned stay available with the next token. A
+   * resume token also works once the transaction is TRANSACTION_STATE_COMPLETED (every entry was
+   * claimed), so that signatures made but not received are sent from the record. All resume
+   * tokens of one stream share one secret and one expiry.
    *
    * A stream that fails midway (for example UNAVAILABLE) ends with the error; the resume tokens
    * already received stay valid. If the stream fails before its first message arrives, the request
@@ -1948,7 +1951,8 @@ export const SignatureActivationService: GenService<{
    *  - PERMISSION_DENIED REASON_SAD_REPLAYED: the token was already consumed (the transaction is
    *    revoked).
    *  - FAILED_PRECONDITION REASON_EXPIRED: the token or the transaction expired.
-   *  - FAILED_PRECONDITION REASON_TRANSACTION_STATE: the transaction is not authorized.
+   *  - FAILED_PRECONDITION REASON_TRANSACTION_STATE: the transaction is not authorized (nor, for
+   *    a resume, completed), or this stream was taken over by a stream resumed with its token.
    *  - INVALID_ARGUMENT REASON_INVALID_REQUEST: start_index is before the token's resume_index or
    *    not below num_signatures.
    *  - FAILED_PRECONDITION REASON_SIGNER_INACTIVE, REASON_CREDENTIAL_SUSPENDED,

@@ -28,7 +28,7 @@
  */
 import type { HashAlgorithm } from "../crypto/port.js";
 import { InkanError } from "../errors.js";
-import { maxPageSize, type TransactionRecord } from "../store/port.js";
+import type { TransactionRecord } from "../store/port.js";
 import { issueSadToken, stateError, type SapAuthorize } from "./authorize.js";
 import { presentedToken, SigningCore, type SigningCoreOptions } from "./signing-core.js";
 import { checkHashes, type SapTransactions, type ScaCaller } from "./transactions.js";
@@ -106,22 +106,15 @@ export class SapSignHash {
     if (new Set(hashes.map(hex)).size !== hashes.length) throw new InkanError("INVALID_REQUEST", "a hash occurs twice", { field: "hashes" });
   }
 
-  /** T-2.2.1.6 pre-check: right lengths, within the signatures remaining, each an unsigned entry of the list. */
+  /** T-2.2.1.6 pre-check: right lengths, within the signatures remaining, each an unsigned entry of the list (duplicates were refused by checkShape). */
   private async checkHashesFit(record: TransactionRecord, hashes: readonly Uint8Array[]): Promise<void> {
     checkHashes(record.hashAlgorithm as HashAlgorithm, hashes, 0, "HASH_LENGTH_MISMATCH");
     if (hashes.length > record.numSignatures - record.signaturesCreated) {
       throw new InkanError("SIGNATURE_COUNT_EXCEEDED", "more hashes than signatures remain", { field: "hashes" });
     }
-    // Page by page: bounded memory whatever the list's size.
-    const wanted = new Map(hashes.map((h, i) => [hex(h), i]));
-    const found = new Set<string>();
-    for (let from = 0; from < record.hashCount && found.size < wanted.size; from += maxPageSize) {
-      const page = await this.o.store.readDtbsr({ transactionId: record.id, fromIndex: from, limit: maxPageSize });
-      for (const e of page) if (!e.signed && wanted.has(hex(e.hash))) found.add(hex(e.hash));
-      if (page.length < maxPageSize) break;
-    }
-    for (const [h, i] of wanted) {
-      if (!found.has(h)) throw new InkanError("HASH_NOT_AUTHORIZED", "a hash is not authorized or was already signed", { field: `hashes[${i}]`, index: i });
-    }
+    // By index, not by scanning the list: the cost does not grow with the transaction's size.
+    const unsigned = await this.o.store.hasUnsignedEntries({ transactionId: record.id, hashes });
+    const missing = unsigned.indexOf(false);
+    if (missing >= 0) throw new InkanError("HASH_NOT_AUTHORIZED", "a hash is not authorized or was already signed", { field: `hashes[${missing}]`, index: missing });
   }
 }

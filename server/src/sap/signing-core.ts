@@ -17,7 +17,7 @@ import { scaActor, type SapTransaction, type SapTransactions, type ScaCaller } f
 
 export interface SigningCoreOptions {
   transactions: Pick<SapTransactions, "view">;
-  store: Pick<Transactions, "getTransaction" | "readDtbsr" | "markHashesSigned" | "markRangeSigned" | "recordSignatures" | "transitionTransaction"> &
+  store: Pick<Transactions, "getTransaction" | "readDtbsr" | "hasUnsignedEntries" | "markHashesSigned" | "markRangeSigned" | "recordSignatures" | "transitionTransaction"> &
     Pick<OneTimeObjects, "findSadToken" | "consumeSadToken" | "revokeSadTokens" | "issueSadToken">;
   records: Pick<VerifiedRecords, "get">;
   keys: Pick<SigningKeys, "sign" | "verify">;

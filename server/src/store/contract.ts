@@ -520,6 +520,18 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         await expect(store.markRangeSigned({ transactionId: "tx1", fromIndex: -1, count: 1, now: at(3) })).rejects.toBeInstanceOf(RangeError);
       });
 
+      it("T-2.2.1.6: hasUnsignedEntries tells, per hash, whether an unsigned entry with that value remains", async () => {
+        const h = [dtbsrHash(0), dtbsrHash(1), dtbsrHash(0)]; // hash 0 twice
+        await authorized("tx1", h);
+        expect(await store.hasUnsignedEntries({ transactionId: "tx1", hashes: [h[0]!, h[1]!, dtbsrHash(9)] })).toEqual([true, true, false]);
+        await store.markHashesSigned({ transactionId: "tx1", hashes: [h[0]!, h[1]!], now: at(3) });
+        expect(await store.hasUnsignedEntries({ transactionId: "tx1", hashes: [h[0]!, h[1]!] })).toEqual([true, false]); // the second 0 remains
+        await store.markHashesSigned({ transactionId: "tx1", hashes: [h[0]!], now: at(3) });
+        expect(await store.hasUnsignedEntries({ transactionId: "tx1", hashes: [h[0]!] })).toEqual([false]);
+        expect(await store.hasUnsignedEntries({ transactionId: "nope", hashes: [h[0]!] })).toEqual([false]);
+        await expect(store.hasUnsignedEntries({ transactionId: "tx1", hashes: [] })).rejects.toBeInstanceOf(RangeError);
+      });
+
       it("T-2.2.1.6: a signature is recorded only on a claimed entry, once, and is never replaced (SignStream resume)", async () => {
         const h = Array.from({ length: 4 }, (_, i) => dtbsrHash(i));
         await authorized("tx1", h);

@@ -335,6 +335,11 @@ export interface Transactions {
    * a different challenge hash (one given at creation is never replaced).
    */
   completeDtbsrUpload(req: { transactionId: string; hashCount: number; digest: Uint8Array; challengeHash: string; now: Date }): Promise<boolean>;
+  /**
+   * For each hash, whether the list holds an unsigned entry with that value: SignHash's read-only
+   * pre-check, by index (never a scan of the list). At most {@link maxPageSize} hashes.
+   */
+  hasUnsignedEntries(req: { transactionId: string; hashes: readonly Uint8Array[] }): Promise<boolean[]>;
   /** Up to `limit` entries from `fromIndex`, in list order (bounded memory: read page by page). */
   readDtbsr(req: { transactionId: string; fromIndex: number; limit: number }): Promise<DtbsrEntry[]>;
   /**

@@ -552,6 +552,15 @@ export class MongoStore implements Store {
     return result.matchedCount === 1;
   }
 
+  async hasUnsignedEntries(req: { transactionId: string; hashes: readonly Uint8Array[] }): Promise<boolean[]> {
+    checkLimit(req.hashes.length, "hashes.length");
+    const docs = await this.guard(() =>
+      this.dtbsr.find({ transactionId: req.transactionId, hash: { $in: req.hashes.map(bin) }, signed: false }, { projection: { _id: 0, hash: 1 } }).toArray(),
+    );
+    const found = new Set(docs.map((d) => Buffer.from(toBytes(d.hash)).toString("hex")));
+    return req.hashes.map((h) => found.has(Buffer.from(h).toString("hex")));
+  }
+
   async readDtbsr(req: { transactionId: string; fromIndex: number; limit: number }): Promise<DtbsrEntry[]> {
     checkLimit(req.limit);
     const docs = await this.guard(() =>

@@ -420,6 +420,14 @@ export class SqliteStore implements Store {
     return changes === 1;
   }
 
+  async hasUnsignedEntries(req: { transactionId: string; hashes: readonly Uint8Array[] }): Promise<boolean[]> {
+    checkLimit(req.hashes.length, "hashes.length");
+    return this.guard(() => {
+      const unsigned = this.stmt("SELECT 1 FROM dtbsr WHERE transaction_id = ? AND hash = ? AND signed = 0 LIMIT 1"); // the dtbsr_by_hash index
+      return this.db.transaction(() => req.hashes.map((h) => unsigned.get(req.transactionId, h) !== undefined))();
+    });
+  }
+
   async readDtbsr(req: { transactionId: string; fromIndex: number; limit: number }): Promise<DtbsrEntry[]> {
     checkLimit(req.limit);
     const rows = this.guard(() =>

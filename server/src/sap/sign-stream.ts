@@ -2,8 +2,8 @@
  * SignStream (sam.proto SignatureActivationService.SignStream): signs an authorized transaction's
  * DTBS/R list in order from start_index and yields the signatures as the crypto module produces
  * them. The caller (the Connect handler) awaits each message's write, so HTTP/2 flow control paces
- * the signing: at most two batches (one being sent, the next in the module) are in memory, whatever
- * the list's size.
+ * the signing: at most a few batches (one being sent, the next ones in the module) are in memory,
+ * whatever the list's size.
  *
  * Tokens. The request's token gets SignHash's read-only checks (SigningCore.checkToken) and is
  * consumed atomically before anything is signed (T-2.2.1.2, T-2.2.1.3; reuse revokes the
@@ -43,6 +43,8 @@ export interface SignStreamMessage {
 
 /** Signatures per message and per claim: below the contract's max_signatures_per_stream_message (1,000). */
 export const streamBatchSize = 500;
+/** How many batches one stream keeps under way (claimed, in the module, being audited) while one is sent. */
+const pipelineDepth = 3;
 /** How often a running stream re-reads the credential and signer (a suspension ends the stream). */
 const credentialCheckEveryMs = 500;
 /** sam.proto: a resume token at least every stream_checkpoint_interval signatures and every 10 seconds. */
@@ -60,11 +62,12 @@ interface StreamRun {
   credentialCheckedAt: number;
 }
 
-/** One batch: entries resent from the record, entries claimed and in the module, or a claim lost to a concurrent request. */
-type Batch =
-  | { kind: "record"; signatures: StreamedSignature[]; end: number }
-  | { kind: "signed"; signatures: StreamedSignature[]; signaturesCreated: number; end: number }
-  | { kind: "retry"; end: number };
+/** One batch's signatures in index order; signaturesCreated after its last claim, if it claimed. */
+interface Batch {
+  signatures: StreamedSignature[];
+  signaturesCreated: number | undefined;
+  end: number;
+}
 
 /** Marks `p` as handled (a pipelined promise may reject before it is awaited); awaiting it still throws. */
 function handled<T>(p: Promise<T>): Promise<T> {
@@ -108,63 +111,80 @@ export class SapSignStream {
     const run: StreamRun = { caller, tx, streamHash, request: this.core.requestFor(tx, credential), credentialCheckedAt: Date.now() };
     let sinceCheckpoint = 0;
     let checkpointAt = Date.now();
-    // A two-stage pipeline: while batch k is sent, batch k + 1 is claimed, signed, audited and
-    // recorded, so the module does not wait for the client. At most one batch ahead: flow control
-    // still paces the signing.
-    let next: Promise<Batch> | undefined = handled(this.batch(run, input.startIndex, input.signal));
+    // A pipeline of fixed ranges of streamBatchSize entries: up to pipelineDepth of them are
+    // claimed, signed, audited and recorded at once while the oldest is sent, so the module does
+    // not wait for the store or the client. Messages still go out in index order, and flow
+    // control still paces the signing (at most pipelineDepth batches ahead of the client).
+    const inFlight: Promise<Batch>[] = [];
+    let nextFrom = input.startIndex;
+    const fill = () => {
+      while (inFlight.length < pipelineDepth && nextFrom < record.hashCount) {
+        inFlight.push(handled(this.batch(run, nextFrom, input.signal)));
+        nextFrom = Math.min(nextFrom + streamBatchSize, record.hashCount);
+      }
+    };
     try {
-      while (next) {
-        const batch: Batch = await next;
-        next = batch.end < record.hashCount ? handled(this.batch(run, batch.end, input.signal)) : undefined;
-        if (batch.kind === "retry") continue;
-        const { signatures } = batch;
-        if (batch.kind === "signed") remaining = record.numSignatures - batch.signaturesCreated;
+      fill();
+      for (let batch = inFlight.shift(); batch; batch = inFlight.shift()) {
+        const { signatures, signaturesCreated, end } = await batch;
+        fill();
+        if (signaturesCreated !== undefined) remaining = Math.min(remaining, record.numSignatures - signaturesCreated); // batches finish out of order
         sinceCheckpoint += signatures.length;
-        const due = sinceCheckpoint >= checkpointEvery.signatures || Date.now() - checkpointAt >= checkpointEvery.ms || (batch.end >= record.hashCount && remaining > 0);
+        const due = sinceCheckpoint >= checkpointEvery.signatures || Date.now() - checkpointAt >= checkpointEvery.ms || (end >= record.hashCount && remaining > 0);
         if (due) {
           sinceCheckpoint = 0;
           checkpointAt = Date.now();
         }
-        yield { signatures, ...(due ? checkpoint(batch.end) : { resumeToken: "", resumeIndex: 0, resumeTokenExpiresAt: undefined }), signaturesRemaining: remaining };
+        yield { signatures, ...(due ? checkpoint(end) : { resumeToken: "", resumeIndex: 0, resumeTokenExpiresAt: undefined }), signaturesRemaining: remaining };
       }
     } finally {
-      // Interrupted (the client went away, or an error): the batch already under way finishes
-      // (it records its signatures itself), so that a resume resends it instead of losing it.
-      if (next) await next.catch(() => undefined);
+      // Interrupted (the client went away, or an error): the batches under way finish (each
+      // records its signatures itself), so that a resume resends them instead of losing them.
+      await Promise.allSettled(inFlight);
     }
   }
 
   /**
-   * Prepares the batch at `from`: checks the stream is still current and the credential usable,
-   * then either resends a run of entries signed earlier, or claims a run of unsigned entries
-   * (T-2.2.1.6) and signs it.
+   * The batch of entries [from, from + streamBatchSize): checks the stream is still current and
+   * the credential usable, then, run by run, resends entries signed earlier (from the record) and
+   * claims unsigned ones (T-2.2.1.6) and signs them. Signatures in index order.
    */
   private async batch(run: StreamRun, from: number, signal: AbortSignal | undefined): Promise<Batch> {
     signal?.throwIfAborted();
     await this.checkStillCurrent(run.streamHash);
     if (Date.now() - run.credentialCheckedAt >= credentialCheckEveryMs) {
-      await this.core.usableCredential(run.tx.record); // a suspension during the stream ends it
       run.credentialCheckedAt = Date.now();
+      await this.core.usableCredential(run.tx.record); // a suspension during the stream ends it
     }
     const { record } = run.tx;
-    const page = await this.o.store.readDtbsr({ transactionId: record.id, fromIndex: from, limit: streamBatchSize });
-    const entries = leadingRun(page);
-    if (entries.length === 0) throw new InkanError("STORE_FAILURE", `DTBS/R entry ${from} is missing`);
-    const end = from + entries.length;
-    if (entries[0]!.signed) return { kind: "record", signatures: await this.fromRecord(record.id, entries), end };
-    const claim = await this.o.store.markRangeSigned({ transactionId: record.id, fromIndex: from, count: entries.length, now: this.core.clock() });
-    if (!claim.ok) {
-      if (claim.reason === "HASH_NOT_AUTHORIZED") return { kind: "retry", end: from }; // claimed meanwhile by SignHash or another stream: read again
-      return this.core.claimRefused(record, run.caller, claim.reason, claim.index);
+    const end = Math.min(from + streamBatchSize, record.hashCount);
+    const signatures: StreamedSignature[] = [];
+    let signaturesCreated: number | undefined;
+    for (let i = from; i < end; ) {
+      const entries = leadingRun(await this.o.store.readDtbsr({ transactionId: record.id, fromIndex: i, limit: end - i }));
+      if (entries.length === 0) throw new InkanError("STORE_FAILURE", `DTBS/R entry ${i} is missing`);
+      if (entries[0]!.signed) {
+        signatures.push(...(await this.fromRecord(record.id, entries)));
+        i += entries.length;
+        continue;
+      }
+      const claim = await this.o.store.markRangeSigned({ transactionId: record.id, fromIndex: i, count: entries.length, now: this.core.clock() });
+      if (!claim.ok) {
+        if (claim.reason === "HASH_NOT_AUTHORIZED") continue; // claimed meanwhile by SignHash or another stream: read again
+        return this.core.claimRefused(record, run.caller, claim.reason, claim.index);
+      }
+      // Signed and verified in the module (R-3.2.1.5), audited before anything leaves (R-3.2.2.4),
+      // then recorded on the entries at once: a stream whose client stops reading leaves no
+      // claimed entry without its signature, so a resume (or a newer stream) resends it.
+      const hashes = entries.map((e) => e.hash);
+      const signed = await this.core.signVerified(record, run.caller, run.request, hashes);
+      await this.core.auditCreated(run.tx, run.caller, hashes);
+      await this.o.store.recordSignatures({ transactionId: record.id, signatures: entries.map((e, k) => ({ index: e.index, signature: signed[k]! })) });
+      signatures.push(...entries.map((e, k) => ({ index: e.index, signature: signed[k]!, fromRecord: false })));
+      signaturesCreated = claim.signaturesCreated;
+      i += entries.length;
     }
-    // Signed and verified in the module (R-3.2.1.5), audited before anything leaves (R-3.2.2.4),
-    // then recorded on the entries at once: a stream whose client stops reading leaves no claimed
-    // entry without its signature, so a resume (or a newer stream) resends it.
-    const hashes = entries.map((e) => e.hash);
-    const signed = await this.core.signVerified(record, run.caller, run.request, hashes);
-    await this.core.auditCreated(run.tx, run.caller, hashes);
-    await this.o.store.recordSignatures({ transactionId: record.id, signatures: entries.map((e, k) => ({ index: e.index, signature: signed[k]! })) });
-    return { kind: "signed", signatures: entries.map((e, k) => ({ index: e.index, signature: signed[k]!, fromRecord: false })), signaturesCreated: claim.signaturesCreated, end };
+    return { signatures, signaturesCreated, end };
   }
 
   /** The stream's own secret must be unconsumed: a stream resumed with one of its tokens takes over. */

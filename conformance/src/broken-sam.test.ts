@@ -6,13 +6,33 @@
  */
 import { X509Certificate } from "node:crypto";
 import { TLSSocket } from "node:tls";
-import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { afterAll, afterEach, describe, expect, it, vi } from "vitest";
 import type { ChallengeRecord, Store } from "../../server/src/store/port.js";
 import { startTestServer, type TestServer } from "../../server/src/testing/harness.js";
 import { allCases } from "./cases/index.js";
 import { targetFromInit } from "./cli-options.js";
 import { runSuite, type CaseResult } from "./runner.js";
 import { prepareIdentities } from "./target.js";
+
+/**
+ * The faulty verifier: when switched on, it takes the DTBS/R digest from the R.SAD's own "dtbsr"
+ * claim instead of the transaction (so it never notices a digest that differs). Mocked here, in
+ * this test's module graph only: the product has no switch that could do this.
+ */
+const faultyVerifier = vi.hoisted(() => ({ ignoreDigest: false }));
+vi.mock("../../server/src/sap/r-sad.js", async (importOriginal) => {
+  const actual = await importOriginal<typeof import("../../server/src/sap/r-sad.js")>();
+  return {
+    ...actual,
+    verifyRSad: async (input: Parameters<typeof actual.verifyRSad>[0], deps: Parameters<typeof actual.verifyRSad>[1]) => {
+      if (!faultyVerifier.ignoreDigest) return actual.verifyRSad(input, deps);
+      const envelope = JSON.parse(new TextDecoder().decode(await deps.samKeys.decryptCompactJwe(input.rSad, { maxBytes: 16_384, now: input.now }))) as { sad?: string };
+      const claims = JSON.parse(Buffer.from(envelope.sad?.split(".")[1] ?? "", "base64url").toString("utf8")) as { dtbsr?: string };
+      const claimed = new Uint8Array(Buffer.from(claims.dtbsr ?? "", "base64url"));
+      return actual.verifyRSad({ ...input, transaction: { ...input.transaction, digest: claimed } }, deps);
+    },
+  };
+});
 
 let t: TestServer | undefined;
 afterEach(async () => {
@@ -94,6 +114,23 @@ describe("a SAM whose transport ignores which SCA is calling", () => {
       } as typeof original;
     });
     for (const id of mustFail) expect(results.get(id)?.status, id).toBe("failed");
+    expect(results.get("signatures-verify")?.status).toBe("passed");
+  }, 120_000);
+});
+
+describe("a SAM whose R.SAD verifier ignores the DTBS/R digest", () => {
+  afterAll(() => {
+    faultyVerifier.ignoreDigest = false;
+  });
+
+  it("T-2.2.1.6 / R-3.2.1.4: the digest forgery cases fail against it", async () => {
+    t = await startTestServer();
+    faultyVerifier.ignoreDigest = true;
+    const mustFail = ["forge-claim-dtbsr", "dtbsr-reordered"];
+    const results = await runCases(t, [...mustFail, "forge-claim-txn", "signatures-verify"]);
+    for (const id of mustFail) expect(results.get(id)?.status, id).toBe("failed");
+    // The rest of the verifier still works: only the faulty part shows.
+    expect(results.get("forge-claim-txn")?.status).toBe("passed");
     expect(results.get("signatures-verify")?.status).toBe("passed");
   }, 120_000);
 });

@@ -75,4 +75,17 @@ describe("inkan-conformance", () => {
     expect(out).toContain("listed as a known failure");
     expect(status).toBe(1);
   });
+
+  it("with separate flags and no second SCA (nor an SCA CA to mint one), the cross-SCA cases are skipped with the reason; exit 0", async () => {
+    const p = t.pki.paths;
+    const { status, out } = await run([
+      "--target", t.server.url, "--ca", p.caCert, "--sca-cert", p.scaCert, "--sca-key", p.scaKey,
+      "--admin-cert", p.adminCert, "--admin-key", p.adminKey, "--admin-signing-key", p.adminRequestKey, "--admin-ca-cert", p.adminCaCert, "--admin-ca-key", p.adminCaKey,
+      "--signer-issuing-ca-cert", p.signerIssuingCaCert, "--signer-issuing-ca-key", p.signerIssuingCaKey,
+      "--protocol", "grpc-web", "--case", "bypass-other-sca-token", "--case", "bypass-sign-hash-without-authorize",
+    ]);
+    expect(out).toMatch(/skipped\s+grpc-web\s+bypass-other-sca-token: no second SCA certificate given/);
+    expect(out).toContain("1 passed, 0 failed, 0 known failures, 1 skipped");
+    expect(status).toBe(0);
+  });
 });

@@ -1771,8 +1771,10 @@ export const SignatureActivationService: GenService<{
    * AppendHashes adds the next chunk of the DTBS/R list to a transaction in state
    * TRANSACTION_STATE_UPLOADING. Chunks are numbered 1, 2, 3, ... (the hashes inline in
    * BeginTransaction are chunk 0) and must arrive in that order; their concatenation is the ordered
-   * DTBS/R list. Repeating the last accepted chunk with identical content (a retry after a lost
-   * response) succeeds and changes nothing.
+   * DTBS/R list. Every chunk but the last holds exactly Limits.max_hashes_per_chunk hashes (the
+   * value when the transaction began), so a chunk's position in the list follows from its index.
+   * Repeating the last accepted chunk with identical content (a retry after a lost response)
+   * succeeds and changes nothing.
    *
    * Errors:
    *  - NOT_FOUND REASON_TRANSACTION_NOT_FOUND: no such transaction for this SCA.
@@ -1783,7 +1785,8 @@ export const SignatureActivationService: GenService<{
    *    (nor an identical retry of the last one).
    *  - INVALID_ARGUMENT REASON_HASH_LENGTH_MISMATCH: a hash's length does not match the
    *    transaction's hash algorithm (ErrorDetail.field names it).
-   *  - INVALID_ARGUMENT REASON_INVALID_REQUEST: a hash is already in the list.
+   *  - INVALID_ARGUMENT REASON_INVALID_REQUEST: a hash is already in the list, or a chunk that is
+   *    not the last holds fewer than Limits.max_hashes_per_chunk hashes.
    *  - RESOURCE_EXHAUSTED REASON_LIMIT_EXCEEDED: the chunk would take the list past num_signatures.
    *  - and the common errors listed on the service.
    *
@@ -1798,13 +1801,14 @@ export const SignatureActivationService: GenService<{
    * SealTransaction closes the upload of a chunked transaction. The SAM checks that exactly
    * num_signatures hashes arrived and that its own DTBS/R digest equals the one the SCA computed
    * (R-3.2.1.4: a lost, repeated or altered chunk is detected), then draws the one-time challenge
-   * and moves the transaction to TRANSACTION_STATE_PENDING. Sealing a transaction that this call
-   * already sealed returns the same sad_challenge.
+   * and moves the transaction to TRANSACTION_STATE_PENDING. The challenge is returned once: the
+   * SAM keeps only its hash, so sealing a transaction that is already sealed fails with
+   * TRANSACTION_STATE; an SCA that lost the response cancels the transaction and begins again.
    *
    * Errors:
    *  - NOT_FOUND REASON_TRANSACTION_NOT_FOUND: no such transaction for this SCA.
-   *  - FAILED_PRECONDITION REASON_TRANSACTION_STATE: the transaction is neither uploading nor
-   *    pending.
+   *  - FAILED_PRECONDITION REASON_TRANSACTION_STATE: the transaction is not uploading (sealed
+   *    already, cancelled or ended).
    *  - FAILED_PRECONDITION REASON_EXPIRED: the upload did not finish before upload_expires_at.
    *  - FAILED_PRECONDITION REASON_UPLOAD_INCOMPLETE: fewer than num_signatures hashes arrived, or
    *    dtbsr_digest differs from the SAM's digest of what arrived.

@@ -108,6 +108,10 @@ export class PolicyVersion {
   get maxHashesPerChunk(): number {
     return this.uint("maxHashesPerChunk");
   }
+  /** sam.proto Limits.max_authorize_attempts: failed Authorize calls a transaction survives. */
+  get maxAuthorizeAttempts(): number {
+    return this.uint("maxAuthorizeAttempts");
+  }
   get activationCodeLifetimeMs(): number {
     return this.ms("activationCodeLifetime");
   }

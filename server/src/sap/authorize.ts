@@ -73,7 +73,7 @@ export function stateError(tx: SapTransaction, wanted: string): InkanError {
 
 export interface AuthorizeOptions {
   transactions: Pick<SapTransactions, "load">;
-  store: Pick<Transactions, "transitionTransaction"> & Pick<OneTimeObjects, "consumeChallenge" | "issueSadToken">;
+  store: Pick<Transactions, "transitionTransaction" | "recordAuthorizeFailure"> & Pick<OneTimeObjects, "consumeChallenge" | "issueSadToken">;
   random: RandomSource;
   policies: Pick<SecurityPolicies, "current">;
   samKeys: Pick<SamEncryptionKeys, "samId">;
@@ -105,7 +105,8 @@ export class SapAuthorize {
     // A sealed transaction always holds both (completeDtbsrUpload stores them in one update): fail closed otherwise.
     if (challengeHash === undefined || dtbsrDigest === undefined) throw new InkanError("TRANSACTION_STATE", "the transaction is not pending");
     // 2. R-3.2.1.1: every link of the R.SAD (audited by verifyRSad, whatever the verdict).
-    await verifyRSad(
+    const samId = await this.o.samKeys.samId();
+    await this.countingFailures(record.id, now, () => verifyRSad(
       {
         rSad: input.rSad,
         transaction: {
@@ -119,12 +120,12 @@ export class SapAuthorize {
           challengeHash,
           expiresAt: record.expiresAt,
         },
-        samId: await this.o.samKeys.samId(),
+        samId,
         now,
         requestId: input.caller.requestId,
       },
       this.o.rSad,
-    );
+    ));
     // 3. T-2.2.1.3: the challenge works once, and only for this transaction.
     const challenge = await this.o.store.consumeChallenge({ hash: challengeHash, purpose: "transaction", now });
     if (!challenge || challenge.subject !== record.id) throw new InkanError("SAD_REPLAYED", "the transaction's challenge was already used");
@@ -135,4 +136,27 @@ export class SapAuthorize {
     const issued = await issueSadToken(this.o, { transactionId: record.id, transactionExpiresAt: record.expiresAt, generation: 0, previousHash: undefined, now });
     return { sadToken: issued.token, sadTokenExpiresAt: issued.expiresAt, signaturesRemaining: record.numSignatures - record.signaturesCreated };
   }
+
+  /**
+   * sam.proto Limits.max_authorize_attempts: an R.SAD that fails verification (a wrong factor, a
+   * forged R.SAD, too few factors) counts against the transaction, which becomes FAILED at the
+   * limit. A replayed R.SAD (its jti already used) does not: concurrent copies of one valid R.SAD
+   * must not fail the transaction its first copy authorizes. Neither do an expired R.SAD or refusals
+   * of state or infrastructure (a suspended credential, a store failure). The refusal is rethrown
+   * unchanged.
+   */
+  private async countingFailures(transactionId: string, now: Date, verify: () => Promise<unknown>): Promise<void> {
+    try {
+      await verify();
+    } catch (err) {
+      if (err instanceof InkanError && attemptFailures.has(err.code)) {
+        const policy = await this.o.policies.current();
+        await this.o.store.recordAuthorizeFailure({ id: transactionId, maxFailures: policy.maxAuthorizeAttempts, now });
+      }
+      throw err;
+    }
+  }
 }
+
+/** The refusals that are failed Authorize attempts (see countingFailures). */
+const attemptFailures: ReadonlySet<string> = new Set(["AUTHENTICATION_FAILED", "SAD_INVALID", "ASSURANCE_LEVEL_NOT_MET"]);

@@ -4,7 +4,7 @@ import { Code, createClient } from "@connectrpc/connect";
 import { Reason, buildRSad, dtbsrDigest, type DeviceKey } from "@inkan/sdk";
 import { AuditService } from "@inkan/sdk/gen/inkan/admin/v1/audit_pb.js";
 import { PrivilegedRole } from "@inkan/sdk/gen/inkan/admin/v1/types_pb.js";
-import { SignatureActivationService, type SadChallenge } from "@inkan/sdk/gen/inkan/sam/v1/sam_pb.js";
+import { SignatureActivationService, TransactionState, type SadChallenge } from "@inkan/sdk/gen/inkan/sam/v1/sam_pb.js";
 import { HashAlgorithm } from "@inkan/sdk/gen/inkan/sam/v1/types_pb.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { issueCertificate, loadCertificateAuthority, type Pem } from "../pki/dev-pki.js";
@@ -239,6 +239,23 @@ describe("T-2.2.1.3: replay", () => {
     const rSad = await rSadFor(ch);
     const results = await Promise.allSettled(Array.from({ length: 8 }, () => sca().authorize({ transactionId: ch.transactionId, rSad })));
     expect(results.filter((r) => r.status === "fulfilled")).toHaveLength(1);
+  });
+});
+
+describe("Limits.max_authorize_attempts: a transaction survives 3 failed Authorize calls, then it is FAILED", () => {
+  it("R-3.2.1.1: three R.SADs that fail verification make the transaction FAILED; a valid R.SAD is then refused (TRANSACTION_STATE)", async () => {
+    const { hashes } = documents(1, "attempts");
+    const ch = await begin(hashes);
+    const other = await begin(documents(1, "attempts-other").hashes);
+    const foreign = await rSadFor(other); // an R.SAD for another transaction: SAD_INVALID here
+    for (let i = 0; i < 3; i++) {
+      const err = await errorOf(sca().authorize({ transactionId: ch.transactionId, rSad: foreign }));
+      expect(err.code).toBe(Code.PermissionDenied);
+    }
+    expect(await errorOf(sca().authorize({ transactionId: ch.transactionId, rSad: await rSadFor(ch) }))).toMatchObject({ code: Code.FailedPrecondition, reason: Reason.TRANSACTION_STATE });
+    expect((await sca().cancelTransaction({ transactionId: ch.transactionId })).state).toBe(TransactionState.FAILED);
+    // The other transaction was not touched by the failures of this one.
+    expect((await sca().authorize({ transactionId: other.transactionId, rSad: await rSadFor(other) })).signaturesRemaining).toBe(1);
   });
 });
 

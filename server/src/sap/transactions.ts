@@ -32,7 +32,7 @@ export interface ScaCaller {
 }
 
 /** The lifecycle state as sam.proto reports it (TransactionState). Expiry is derived from the clock. */
-export type SapTransactionState = "UPLOADING" | "PENDING" | "AUTHORIZED" | "COMPLETED" | "CANCELLED" | "EXPIRED" | "REVOKED";
+export type SapTransactionState = "UPLOADING" | "PENDING" | "AUTHORIZED" | "COMPLETED" | "CANCELLED" | "EXPIRED" | "REVOKED" | "FAILED";
 
 /** What a transaction keeps besides the store's columns (TransactionRecord.body, canonical JSON). */
 export interface TransactionBody {

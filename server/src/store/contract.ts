@@ -11,6 +11,7 @@ import {
   AuditChainError,
   RecordExistsError,
   StoreFailureError,
+  checkTransition,
   maxPageSize,
   type AuditRecord,
   type CredentialRecord,
@@ -315,6 +316,7 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
           dtbsrDigest: undefined,
           challengeHash: undefined,
           signaturesCreated: 0,
+          authorizeFailures: 0,
           authorizedAt: undefined,
           updatedAt: tx.createdAt,
         });
@@ -518,6 +520,20 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         const entries = await store.readDtbsr({ transactionId: "tx1", fromIndex: 0, limit: 100 });
         expect(entries.every((e) => e.signed)).toBe(true);
         await expect(store.markRangeSigned({ transactionId: "tx1", fromIndex: -1, count: 1, now: at(3) })).rejects.toBeInstanceOf(RangeError);
+      });
+
+      it("max_authorize_attempts: failed Authorize attempts of a sealed PENDING transaction are counted atomically; the limit makes it FAILED", async () => {
+        await store.createTransaction(newTransaction("tx1", 1));
+        await store.appendDtbsr({ transactionId: "tx1", startIndex: 0, hashes: [dtbsrHash(0)], now: at(1) });
+        expect(await store.recordAuthorizeFailure({ id: "tx1", maxFailures: 3, now: at(2) })).toBeUndefined(); // still uploading
+        await store.completeDtbsrUpload({ transactionId: "tx1", hashCount: 1, digest: new Uint8Array(32), challengeHash: "c1", now: at(2) });
+        expect(await store.recordAuthorizeFailure({ id: "tx1", maxFailures: 3, now: at(2) })).toEqual({ failures: 1, state: "PENDING" });
+        const racers64 = await race(racers, () => store.recordAuthorizeFailure({ id: "tx1", maxFailures: 3, now: at(2) }));
+        expect(racers64.filter((r) => r?.state === "FAILED")).toHaveLength(1); // exactly one failure reaches the limit
+        expect(racers64.filter((r) => r !== undefined)).toHaveLength(2);
+        expect(await store.getTransaction("tx1")).toMatchObject({ state: "FAILED", authorizeFailures: 3 });
+        expect(await store.transitionTransaction({ id: "tx1", from: ["PENDING"], to: "AUTHORIZED", now: at(3) })).toBe(false);
+        expect(() => checkTransition(["FAILED"], "AUTHORIZED")).toThrow(RangeError);
       });
 
       it("T-2.2.1.6: hasUnsignedEntries tells, per hash, whether an unsigned entry with that value remains", async () => {

@@ -233,10 +233,11 @@ export interface SealedRecords {
 
 /**
  * PENDING (uploading, then awaiting the SAD) -> AUTHORIZED -> COMPLETED (every authorized
- * signature marked), or CANCELLED / REVOKED from PENDING or AUTHORIZED. Expiry is not a state: an
+ * signature marked), or CANCELLED / REVOKED from PENDING or AUTHORIZED, or FAILED from PENDING
+ * (only by {@link Transactions.recordAuthorizeFailure}). Expiry is not a state: an
  * expired transaction is one whose expiresAt has passed, whatever its state.
  */
-export type TransactionState = "PENDING" | "AUTHORIZED" | "COMPLETED" | "CANCELLED" | "REVOKED";
+export type TransactionState = "PENDING" | "AUTHORIZED" | "COMPLETED" | "CANCELLED" | "REVOKED" | "FAILED";
 
 export interface NewTransaction {
   id: string;
@@ -273,6 +274,8 @@ export interface TransactionRecord extends NewTransaction {
   challengeHash: string | undefined;
   /** Signatures marked (reserved) so far; never above numSignatures. */
   signaturesCreated: number;
+  /** Failed Authorize attempts so far (sam.proto Limits.max_authorize_attempts). */
+  authorizeFailures: number;
   authorizedAt: Date | undefined;
   updatedAt: Date;
 }
@@ -357,6 +360,12 @@ export interface Transactions {
    * Call it before the crypto module signs: a crash afterwards loses signatures, never doubles them.
    */
   markHashesSigned(req: { transactionId: string; hashes: readonly Uint8Array[]; now: Date }): Promise<MarkSignedResult>;
+  /**
+   * Counts one failed Authorize of a sealed PENDING transaction, atomically; the failure that
+   * reaches `maxFailures` moves it to FAILED (sam.proto Limits.max_authorize_attempts). Undefined
+   * when the transaction is not PENDING (e.g. authorized or failed meanwhile).
+   */
+  recordAuthorizeFailure(req: { id: string; maxFailures: number; now: Date }): Promise<{ failures: number; state: TransactionState } | undefined>;
   /** Same as markHashesSigned for the entries [fromIndex, fromIndex + count) (SignStream); all must exist and be unsigned. */
   markRangeSigned(req: { transactionId: string; fromIndex: number; count: number; now: Date }): Promise<MarkSignedResult>;
   /**
@@ -743,6 +752,7 @@ const allowedTransitions: Record<TransactionState, readonly TransactionState[]> 
   COMPLETED: [],
   CANCELLED: [],
   REVOKED: [],
+  FAILED: [],
 };
 
 /** Throws RangeError unless every `from -> to` is an edge of the transaction state machine. */

@@ -32,6 +32,7 @@ const stateOut: Record<SapTransactionState, TransactionState> = {
   CANCELLED: TransactionState.CANCELED,
   EXPIRED: TransactionState.EXPIRED,
   REVOKED: TransactionState.REVOKED,
+  FAILED: TransactionState.FAILED,
 };
 
 /** The calling SCA from its client certificate; the SCA-only access rule already ran. */

@@ -121,6 +121,8 @@ interface TransactionDoc {
   /** Hash (base64url) of the one-time challenge; null while uploading, absent on documents older than migration 3. */
   challengeHash?: string | null;
   signaturesCreated: number;
+  /** Failed Authorize attempts; absent on documents older than migration 5. */
+  authorizeFailures?: number;
   createdAt: Date;
   expiresAt: Date;
   authorizedAt: Date | null;
@@ -459,6 +461,7 @@ export class MongoStore implements Store {
       dtbsrDigest: d.dtbsrDigest === null ? undefined : toBytes(d.dtbsrDigest),
       challengeHash: d.challengeHash ?? undefined,
       signaturesCreated: d.signaturesCreated,
+      authorizeFailures: d.authorizeFailures ?? 0,
       authorizedAt: orUndefined(d.authorizedAt),
       updatedAt: d.updatedAt,
     };
@@ -663,6 +666,23 @@ export class MongoStore implements Store {
       if (marked.modifiedCount !== indices.length) throw new Refusal("HASH_NOT_AUTHORIZED"); // never signed twice
       return { ok: true, indices, ...(await this.countSignatures(session, tx, req.hashes.length, now)) };
     });
+  }
+
+  async recordAuthorizeFailure(req: { id: string; maxFailures: number; now: Date }): Promise<{ failures: number; state: TransactionState } | undefined> {
+    if (!Number.isSafeInteger(req.maxFailures) || req.maxFailures < 1) throw new RangeError("maxFailures must be at least 1");
+    const now = checkDate(req.now);
+    // One conditional update (an aggregation pipeline): concurrent failures each count once.
+    const doc = await this.guard(() =>
+      this.transactions.findOneAndUpdate(
+        { _id: req.id, state: "PENDING", dtbsrDigest: { $ne: null } },
+        [
+          { $set: { authorizeFailures: { $add: [{ $ifNull: ["$authorizeFailures", 0] }, 1] }, updatedAt: now } },
+          { $set: { state: { $cond: [{ $gte: ["$authorizeFailures", req.maxFailures] }, "FAILED", "$state"] } } },
+        ],
+        { returnDocument: "after" },
+      ),
+    );
+    return doc ? { failures: doc.authorizeFailures ?? 0, state: doc.state } : undefined;
   }
 
   async markRangeSigned(req: { transactionId: string; fromIndex: number; count: number; now: Date }): Promise<MarkSignedResult> {

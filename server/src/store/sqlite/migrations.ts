@@ -237,4 +237,53 @@ UPDATE transactions SET challenge_hash = json_extract(body, '$.challengeHash')
 ALTER TABLE dtbsr ADD COLUMN signature BLOB;
 `,
   },
+  {
+    version: 5,
+    name: "transaction authorize failures and the FAILED state",
+    sql: `
+-- sam.proto Limits.max_authorize_attempts: a transaction counts its failed Authorize attempts and
+-- ends in FAILED at the limit. A CHECK constraint cannot be changed in place, so both tables are
+-- rebuilt: the DTBS/R list first (dropping transactions would cascade-delete it), then the
+-- transactions; RENAME re-points the list's foreign key at the new table.
+CREATE TABLE transactions_v5 (
+  id TEXT PRIMARY KEY,
+  credential_id TEXT NOT NULL,
+  signer_id TEXT NOT NULL,
+  sca TEXT NOT NULL,
+  hash_algorithm TEXT NOT NULL,
+  num_signatures INTEGER NOT NULL CHECK (num_signatures >= 1),
+  body TEXT NOT NULL,
+  state TEXT NOT NULL CHECK (state IN ('PENDING', 'AUTHORIZED', 'COMPLETED', 'CANCELLED', 'REVOKED', 'FAILED')),
+  hash_count INTEGER NOT NULL DEFAULT 0 CHECK (hash_count >= 0),
+  dtbsr_digest BLOB,
+  -- T-2.2.1.6: the database itself refuses a counter above the authorized number.
+  signatures_created INTEGER NOT NULL DEFAULT 0 CHECK (signatures_created BETWEEN 0 AND num_signatures),
+  created_at INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL,
+  authorized_at INTEGER,
+  updated_at INTEGER NOT NULL,
+  challenge_hash TEXT,
+  authorize_failures INTEGER NOT NULL DEFAULT 0 CHECK (authorize_failures >= 0)
+) STRICT;
+INSERT INTO transactions_v5 (id, credential_id, signer_id, sca, hash_algorithm, num_signatures, body, state, hash_count, dtbsr_digest,
+    signatures_created, created_at, expires_at, authorized_at, updated_at, challenge_hash)
+  SELECT id, credential_id, signer_id, sca, hash_algorithm, num_signatures, body, state, hash_count, dtbsr_digest,
+    signatures_created, created_at, expires_at, authorized_at, updated_at, challenge_hash FROM transactions;
+CREATE TABLE dtbsr_v5 (
+  transaction_id TEXT NOT NULL REFERENCES transactions_v5 (id) ON DELETE CASCADE,
+  idx INTEGER NOT NULL CHECK (idx >= 0),
+  hash BLOB NOT NULL,
+  signed INTEGER NOT NULL DEFAULT 0 CHECK (signed IN (0, 1)),
+  signature BLOB,
+  PRIMARY KEY (transaction_id, idx)
+) STRICT, WITHOUT ROWID;
+INSERT INTO dtbsr_v5 (transaction_id, idx, hash, signed, signature) SELECT transaction_id, idx, hash, signed, signature FROM dtbsr;
+DROP TABLE dtbsr;
+DROP TABLE transactions;
+ALTER TABLE transactions_v5 RENAME TO transactions;
+ALTER TABLE dtbsr_v5 RENAME TO dtbsr;
+CREATE INDEX transactions_by_expiry ON transactions (expires_at);
+CREATE INDEX dtbsr_by_hash ON dtbsr (transaction_id, hash, signed, idx);
+`,
+  },
 ];

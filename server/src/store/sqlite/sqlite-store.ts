@@ -341,6 +341,7 @@ export class SqliteStore implements Store {
       dtbsrDigest: row.dtbsr_digest === null ? undefined : bytes(row.dtbsr_digest),
       challengeHash: (row.challenge_hash as string | null) ?? undefined,
       signaturesCreated: row.signatures_created as number,
+      authorizeFailures: (row.authorize_failures as number | undefined) ?? 0,
       authorizedAt: dateOrUndefined(row.authorized_at),
       updatedAt: new Date(row.updated_at as number),
     };
@@ -505,6 +506,21 @@ export class SqliteStore implements Store {
       });
       return { ok: true, indices, ...this.countSignatures(req.transactionId, req.hashes.length, now) };
     });
+  }
+
+  async recordAuthorizeFailure(req: { id: string; maxFailures: number; now: Date }): Promise<{ failures: number; state: TransactionState } | undefined> {
+    if (!Number.isSafeInteger(req.maxFailures) || req.maxFailures < 1) throw new RangeError("maxFailures must be at least 1");
+    const row = this.guard(() =>
+      // One conditional UPDATE: concurrent failures each count once, and exactly one reaches the limit.
+      this.get(
+        `UPDATE transactions SET authorize_failures = authorize_failures + 1,
+           state = CASE WHEN authorize_failures + 1 >= @max THEN 'FAILED' ELSE state END, updated_at = @now
+         WHERE id = @id AND state = 'PENDING' AND dtbsr_digest IS NOT NULL
+         RETURNING authorize_failures, state`,
+        { max: req.maxFailures, now: ms(req.now), id: req.id },
+      ),
+    );
+    return row && { failures: row.authorize_failures as number, state: row.state as TransactionState };
   }
 
   async markRangeSigned(req: { transactionId: string; fromIndex: number; count: number; now: Date }): Promise<MarkSignedResult> {

@@ -217,16 +217,23 @@ describe("Authorize with PIN + TOTP, PIN alone and the login assertion, over the
     it(`T-2.2.1.7 claims for another transaction, credential, signer or audience, and a replayed jti, are refused; a login token with a wrong nonce is AUTHENTICATION_FAILED, over ${protocol}`, async () => {
       const s = await fresh();
       const other = await fresh();
-      const ch = await begin(s, s.level1.credentialId, documents(1).hashes, protocol);
-      const ch2 = await begin(s, s.level1.credentialId, documents(1).hashes, protocol);
-      const authorize = async (rSad: string) => refusalOf(sca(protocol).authorize({ transactionId: ch.transactionId, rSad }));
+      // Each forgery goes against a pending transaction of its own: failed attempts count toward
+      // Limits.max_authorize_attempts (3), after which a transaction is FAILED.
+      const pending = () => begin(s, s.level1.credentialId, documents(1).hashes, protocol);
+      const ch = await pending();
+      const ch2 = await pending();
+      const refusedOn = async (target: Promise<Awaited<ReturnType<typeof pending>>>, rSadFor: (t: Awaited<ReturnType<typeof pending>>) => Promise<string>) => {
+        const tx = await target;
+        return refusalOf(sca(protocol).authorize({ transactionId: tx.transactionId, rSad: await rSadFor(tx) }));
+      };
       const invalid = { code: Code.PermissionDenied, reason: Reason.SAD_INVALID };
-      expect(await authorize(await claimsRSad(ch2, { pin: testPin }))).toMatchObject(invalid);
-      expect(await authorize(await claimsRSad(ch, { pin: testPin }, { credentialId: s.level2.credentialId }))).toMatchObject(invalid);
-      expect(await authorize(await claimsRSad(ch, { pin: testPin }, { signerId: other.signerId }))).toMatchObject(invalid);
-      expect(await authorize(await claimsRSad(ch, { pin: testPin }, { samId: "urn:inkan:sam:another" }))).toMatchObject(invalid);
-      expect(await authorize(await claimsRSad(ch, { login: await idToken(s, ch2) }))).toMatchObject({ code: Code.PermissionDenied, reason: Reason.AUTHENTICATION_FAILED });
-      expect(await authorize(await claimsRSad(ch, { login: await idToken(other, ch) }))).toMatchObject({ code: Code.PermissionDenied, reason: Reason.AUTHENTICATION_FAILED });
+      expect(await refusedOn(pending(), () => claimsRSad(ch2, { pin: testPin }))).toMatchObject(invalid);
+      expect(await refusedOn(pending(), (tx) => claimsRSad(tx, { pin: testPin }, { credentialId: s.level2.credentialId }))).toMatchObject(invalid);
+      expect(await refusedOn(pending(), (tx) => claimsRSad(tx, { pin: testPin }, { signerId: other.signerId }))).toMatchObject(invalid);
+      expect(await refusedOn(pending(), (tx) => claimsRSad(tx, { pin: testPin }, { samId: "urn:inkan:sam:another" }))).toMatchObject(invalid);
+      expect(await refusedOn(pending(), async (tx) => claimsRSad(tx, { login: await idToken(s, ch2) }))).toMatchObject({ code: Code.PermissionDenied, reason: Reason.AUTHENTICATION_FAILED });
+      expect(await refusedOn(pending(), async (tx) => claimsRSad(tx, { login: await idToken(other, tx) }))).toMatchObject({ code: Code.PermissionDenied, reason: Reason.AUTHENTICATION_FAILED });
+      const authorize = async (rSad: string) => refusalOf(sca(protocol).authorize({ transactionId: ch.transactionId, rSad }));
       // T-2.2.1.3 replayed jti: an R.SAD refused for its PIN cannot be sent again (nor count again).
       const wrong = await claimsRSad(ch2, { pin: "999999" });
       expect(await refusalOf(sca(protocol).authorize({ transactionId: ch2.transactionId, rSad: wrong }))).toMatchObject({ code: Code.PermissionDenied, reason: Reason.AUTHENTICATION_FAILED });

@@ -139,11 +139,11 @@ export class SapAuthorize {
 
   /**
    * sam.proto Limits.max_authorize_attempts: an R.SAD that fails verification (a wrong factor, a
-   * forged R.SAD, too few factors) counts against the transaction, which becomes FAILED at the
-   * limit. A replayed R.SAD (its jti already used) does not: concurrent copies of one valid R.SAD
-   * must not fail the transaction its first copy authorizes. Neither do an expired R.SAD or refusals
-   * of state or infrastructure (a suspended credential, a store failure). The refusal is rethrown
-   * unchanged.
+   * forged R.SAD: AUTHENTICATION_FAILED, SAD_INVALID) counts against the transaction, which becomes
+   * FAILED at the limit. A replayed R.SAD (its jti already used) does not: concurrent copies of one
+   * valid R.SAD must not fail the transaction its first copy authorizes. Neither do an expired
+   * R.SAD, a method below the credential's level (no factor was tried) or refusals of state or
+   * infrastructure (a suspended credential, a store failure). The refusal is rethrown unchanged.
    */
   private async countingFailures(transactionId: string, now: Date, verify: () => Promise<unknown>): Promise<void> {
     try {
@@ -159,4 +159,4 @@ export class SapAuthorize {
 }
 
 /** The refusals that are failed Authorize attempts (see countingFailures). */
-const attemptFailures: ReadonlySet<string> = new Set(["AUTHENTICATION_FAILED", "SAD_INVALID", "ASSURANCE_LEVEL_NOT_MET"]);
+const attemptFailures: ReadonlySet<string> = new Set(["AUTHENTICATION_FAILED", "SAD_INVALID"]);

@@ -203,7 +203,7 @@ export class SigningTransaction {
     private readonly callOptions: (o: CallOptions) => CallOptions,
   ) {
     this.id = challenge.transactionId;
-    this.signatures = new Array<Uint8Array | undefined>(hashes.length);
+    this.signatures = Array.from({ length: hashes.length }, () => undefined); // dense: every index is visited
   }
 
   /**

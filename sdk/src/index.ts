@@ -4,7 +4,7 @@ export { Reason, type ErrorDetail, ErrorDetailSchema } from "./gen/inkan/sam/v1/
 export { createAdminRequestSigner, requestSignatureHeader, requestSignatureType, type AdminRequestSignerOptions } from "./admin-signer.js";
 export { encryptToSam, type EncryptToSamOptions, type SamPublicKey } from "./device/encrypt-to-sam.js";
 export { createDeviceKey, signDeviceJws, newJti, type DeviceKey, type DeviceKeyAlgorithm, type DeviceJwsOptions } from "./device/device-key.js";
-export { buildClaimsRSad, buildRSad, rSadEnvelopeCty, rSadTyp, type ClaimsRSadFactors, type ClaimsRSadInput, type RSadInput, type RSadTransactionInput } from "./device/r-sad.js";
+export { buildClaimsRSad, buildRSad, buildRSadFor, rSadEnvelopeCty, rSadTyp, type ClaimsRSadFactors, type ClaimsRSadInput, type RSadInput, type RSadTransactionInput } from "./device/r-sad.js";
 export { buildActivationRequest, buildPinChangeRequest, openTotpEnrollment, type ActivationRequest, type ActivationRequestInput, type PinChangeRequestInput } from "./device/signer-requests.js";
 export { dtbsrDigest } from "./sca/dtbsr-digest.js";
 export { buildSuspensionRequest, suspensionRequestTyp, type SuspensionRequest, type SuspensionRequestInput } from "./device/suspension-request.js";
@@ -17,3 +17,4 @@ export { createSignatureVerifier, type SignatureCheck, type SignatureVerifierOpt
 export { HashAlgorithm, SignatureAlgorithm, SignatureFormat, KeyAlgorithm } from "./gen/inkan/sam/v1/types_pb.js";
 export { SignatureActivationService, type SadChallenge, type CredentialInfo, type GetInfoResponse } from "./gen/inkan/sam/v1/sam_pb.js";
 export { SignerService } from "./gen/inkan/sam/v1/signer_pb.js";
+export { reasonAdvice } from "./reason-advice.js";

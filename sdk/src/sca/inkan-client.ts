@@ -183,6 +183,11 @@ export class InkanClient {
  * One open transaction of this SCA: its SadChallenge for the signer's device, then its SAD token
  * after {@link authorize}, then its signatures. Signatures come back in list order, each verified
  * against the credential's public key or certificate (T-2.2.1.8).
+ *
+ * @example
+ * const tx = await inkan.beginTransaction({ signerId, credentialId, hashes, description: "Batch 7" });
+ * await tx.authorize(rSad);
+ * const signatures = await tx.signAll();
  */
 export class SigningTransaction {
   /** The transaction id. */

@@ -77,11 +77,12 @@ export function createInkanGrpcJsClient(options: CreateInkanGrpcJsClientOptions)
     ? grpc.credentials.createSsl(Buffer.from(options.tls.ca), Buffer.from(options.tls.key), Buffer.from(options.tls.cert))
     : undefined);
   if (!credentials) throw new TypeError("pass tls or credentials: the SAM accepts only mutual TLS");
-  return new InkanClient(createGrpcJsTransport({
+  const transport = createGrpcJsTransport({
     address: options.address,
     credentials,
     ...(options.clientOptions ? { clientOptions: options.clientOptions } : {}),
-  }), options);
+  });
+  return new InkanClient(transport, options, () => transport.close());
 }
 
 /**

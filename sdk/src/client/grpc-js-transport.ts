@@ -26,12 +26,13 @@ export interface GrpcJsTransportOptions {
  *   credentials: grpc.credentials.createSsl(Buffer.from(ca), Buffer.from(key), Buffer.from(cert)) });
  * const inkan = createInkanClientFromTransport(transport);
  */
-export function createGrpcJsTransport(options: GrpcJsTransportOptions): Transport {
+export function createGrpcJsTransport(options: GrpcJsTransportOptions): Transport & { close(): void } {
   const client = new grpc.Client(options.address.replace(/^https?:\/\//, ""), options.credentials, options.clientOptions ?? {});
   const callOptions = (timeoutMs: number | undefined): grpc.CallOptions => (timeoutMs && timeoutMs > 0 ? { deadline: new Date(Date.now() + timeoutMs) } : {});
   const pathOf = (method: DescMethod) => `/${method.parent.typeName}/${method.name}`;
 
   return {
+    close: () => client.close(),
     unary(method, signal, timeoutMs, header, input) {
       const request = create(method.input, input);
       return new Promise<UnaryResponse<typeof method.input, typeof method.output>>((resolve, reject) => {

@@ -82,8 +82,19 @@ export class InkanClient {
   readonly sam: Client<typeof SignatureActivationService>;
   private info: { value: GetInfoResponse; at: number } | undefined;
 
-  constructor(transport: Transport, private readonly options: InkanClientOptions = {}) {
+  constructor(transport: Transport, private readonly options: InkanClientOptions = {}, private readonly closeTransport: () => void = () => {}) {
     this.sam = createClient(SignatureActivationService, transport);
+  }
+
+  /**
+   * Releases the connection where the transport holds one open (the grpc-js channel); the
+   * Connect transports close idle HTTP/2 sessions themselves.
+   *
+   * @example
+   * inkan.close();
+   */
+  close(): void {
+    this.closeTransport();
   }
 
   /**
@@ -130,6 +141,7 @@ export class InkanClient {
       check = createSignatureVerifier({
         spki: credentialKey(credential),
         hashAlgorithm,
+        expectedSignatures: hashes.length,
         ...(input.signatureAlgorithm !== undefined ? { signatureAlgorithm: input.signatureAlgorithm } : {}),
         ...(input.signatureFormat !== undefined ? { signatureFormat: input.signatureFormat } : {}),
       });

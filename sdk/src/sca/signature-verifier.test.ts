@@ -36,8 +36,11 @@ describe("createSignatureVerifier (T-2.2.1.8)", () => {
       expect(check(hash, flip(signature, 8))).toBe(false);
       expect(check(flip(hash, 0), signature)).toBe(false);
       expect(check(hash, signature.subarray(0, 10))).toBe(false);
-      const other = createSignatureVerifier({ spki: spkiOf(c.keys().publicKey), hashAlgorithm: c.hash, ...(c.scheme ? { signatureAlgorithm: c.scheme } : {}), ...(c.format ? { signatureFormat: c.format } : {}) });
+      const other = createSignatureVerifier({ spki: spkiOf(c.keys().publicKey), expectedSignatures: 1, hashAlgorithm: c.hash, ...(c.scheme ? { signatureAlgorithm: c.scheme } : {}), ...(c.format ? { signatureFormat: c.format } : {}) });
       expect(other(hash, signature)).toBe(false);
+      const unprecomputed = createSignatureVerifier({ spki: spkiOf(publicKey), expectedSignatures: 1, hashAlgorithm: c.hash, ...(c.scheme ? { signatureAlgorithm: c.scheme } : {}), ...(c.format ? { signatureFormat: c.format } : {}) });
+      expect(unprecomputed(hash, signature)).toBe(true);
+      expect(unprecomputed(hash, flip(signature, signature.length - 3))).toBe(false);
     });
   }
 

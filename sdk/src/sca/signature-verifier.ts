@@ -20,6 +20,8 @@ export interface SignatureVerifierOptions {
   signatureAlgorithm?: SignatureAlgorithm;
   /** ECDSA encoding; UNSPECIFIED: DER. */
   signatureFormat?: SignatureFormat;
+  /** How many signatures will be checked; large batches get an ECDSA precomputation (default 1,000). */
+  expectedSignatures?: number;
 }
 
 const hashNames: Partial<Record<HashAlgorithm, { name: string; length: number }>> = {
@@ -49,7 +51,7 @@ export function createSignatureVerifier(o: SignatureVerifierOptions): SignatureC
   switch (key.asymmetricKeyType) {
     case "ec":
       if (scheme !== SignatureAlgorithm.UNSPECIFIED && scheme !== SignatureAlgorithm.ECDSA) break;
-      return ecdsaVerifier(key, o.signatureFormat === SignatureFormat.RAW ? "compact" : "der");
+      return ecdsaVerifier(key, o.signatureFormat === SignatureFormat.RAW ? "compact" : "der", (o.expectedSignatures ?? 1_000) >= 100);
     case "ed25519":
       if (scheme !== SignatureAlgorithm.UNSPECIFIED && scheme !== SignatureAlgorithm.ED25519) break;
       return (data, sig) => safely(() => verify(null, data, key, sig)); // pure EdDSA: the DTBS/R is the message
@@ -69,7 +71,7 @@ function safely(check: () => boolean): boolean {
   }
 }
 
-function ecdsaVerifier(key: KeyObject, format: "der" | "compact"): SignatureCheck {
+function ecdsaVerifier(key: KeyObject, format: "der" | "compact", precompute: boolean): SignatureCheck {
   const jwk = key.export({ format: "jwk" });
   const curve = jwk.crv === "P-256" ? p256 : jwk.crv === "P-384" ? p384 : jwk.crv === "P-521" ? p521 : undefined;
   if (!curve) throw new TypeError(`unsupported curve ${jwk.crv}`);
@@ -79,7 +81,7 @@ function ecdsaVerifier(key: KeyObject, format: "der" | "compact"): SignatureChec
   const y = Buffer.from(jwk.y!, "base64url");
   const q = Point.fromAffine({ x: BigInt(`0x${x.toString("hex")}`), y: BigInt(`0x${y.toString("hex")}`) });
   q.assertValidity();
-  q.precompute(8, false);
+  if (precompute) q.precompute(8, false); // costs about as much as 100 checks, then halves each one
   return (hash, signature) =>
     safely(() => {
       // FIPS 186-5 ECDSA verification over a given hash, accepting high-S (the module's signatures are not normalized).

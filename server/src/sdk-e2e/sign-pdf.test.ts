@@ -1,11 +1,14 @@
-import { execFileSync, spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { fromBinary } from "@bufbuild/protobuf";
 import { extractSignature } from "@signpdf/utils";
 import { PDFDocument, StandardFonts } from "pdf-lib";
 import { buildRSadFor, createInkanClient, type DeviceKey } from "@inkan/sdk";
 import { PrivilegedRole } from "@inkan/sdk/gen/inkan/admin/v1/types_pb.js";
+import { SadChallengeSchema } from "@inkan/sdk/gen/inkan/sam/v1/sam_pb.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { signPdfs } from "../../../sdk/examples/sign-pdf/sign-pdf.js";
 import { startTestServer, type TestServer } from "../testing/harness.js";
@@ -91,5 +94,37 @@ describe.skipIf(tools.length > 0)("example SCA sign-pdf: PAdES B-B through the S
     const report = spawnSync("pdfsig", ["-nssdir", `sql:${work}`, file], { encoding: "utf8" }).stdout;
     expect(report).not.toContain("Signature is Valid.");
     expect(report).toMatch(/Digest Mismatch|Signature is Invalid/);
+  }, 60_000);
+
+  it("the command signs a folder of PDFs under one authorization (R.SAD read from stdin) with a progress bar; pdfsig validates every output", async () => {
+    const exampleDir = fileURLToPath(new URL("../../../sdk/examples/sign-pdf/", import.meta.url));
+    execFileSync(process.execPath, [fileURLToPath(new URL("../../../node_modules/typescript/bin/tsc", import.meta.url)), "-b", exampleDir]);
+    const inDir = join(work, "in");
+    const outDir = join(work, "out");
+    mkdirSync(inDir);
+    for (const n of [1, 2, 3, 4]) writeFileSync(join(inDir, `invoice-${n}.pdf`), await pdfWithText(`Invoice ${n}`));
+    const { NODE_OPTIONS: _ignored, ...env } = process.env;
+    const p = t.pki.paths;
+    const child = spawn(process.execPath, [join(exampleDir, "dist/main.js"), "--sam", t.server.url, "--ca", p.caCert, "--cert", p.scaCert, "--key", p.scaKey,
+      "--signer", signer.signerId, "--credential", signer.credentialId, "--name", "Sato Hanako", inDir, outDir], { env, stdio: ["pipe", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stderr.on("data", (d) => (stderr += d));
+    const exited = new Promise<number | null>((resolve) => child.on("exit", resolve));
+    child.stdout.on("data", async (d) => {
+      stdout += d;
+      const m = stdout.match(/^challenge: ([A-Za-z0-9+/=]+)$/m);
+      if (m && !child.stdin.writableEnded) {
+        const challenge = fromBinary(SadChallengeSchema, Buffer.from(m[1]!, "base64"));
+        child.stdin.end(`${await buildRSadFor(challenge, { deviceKey: signer.deviceKey, pin: testPin })}\n`);
+      }
+    });
+    expect(await exited, stderr).toBe(0);
+    expect(stdout).toContain('Sign 4 documents: "4 PDFs: invoice-1.pdf, invoice-2.pdf, invoice-3.pdf, invoice-4.pdf"');
+    expect(stderr).toContain("] 4/4");
+    expect(readdirSync(outDir).sort()).toEqual(["invoice-1.pdf", "invoice-2.pdf", "invoice-3.pdf", "invoice-4.pdf"]);
+    for (const f of readdirSync(outDir)) {
+      expect(execFileSync("pdfsig", ["-nssdir", `sql:${work}`, join(outDir, f)], { encoding: "utf8" })).toContain("Signature Validation: Signature is Valid.");
+    }
   }, 60_000);
 });

@@ -176,6 +176,7 @@ export class InkanClient {
     }
     // The challenge the signer will approve must describe exactly our list (R-3.2.1.4, T-2.2.1.6).
     if (!equalBytes(challenge.dtbsrDigest, digest) || challenge.numSignatures !== hashes.length || challenge.hashAlgorithm !== hashAlgorithm) {
+      await this.sam.cancelTransaction({ transactionId: begun.transactionId }).catch(() => undefined); // best effort: never authorize it
       throw sdkError(Reason.INTEGRITY_VIOLATION, Code.DataLoss, "the SAM's challenge does not describe the DTBS/R list sent");
     }
     return new SigningTransaction(this.sam, challenge, hashes, check, chunk, (x) => this.callOptions(x));
@@ -372,7 +373,12 @@ function credentialKey(c: CredentialInfo): Uint8Array {
     if (!spki.length) throw sdkError(Reason.KEY_MISMATCH, Code.FailedPrecondition, "the credential has neither a public key nor a certificate");
     return spki;
   }
-  const certKey = new Uint8Array(new X509Certificate(leaf).publicKey.export({ format: "der", type: "spki" }));
+  let certKey: Uint8Array;
+  try {
+    certKey = new Uint8Array(new X509Certificate(leaf).publicKey.export({ format: "der", type: "spki" }));
+  } catch {
+    throw sdkError(Reason.CERTIFICATE_INVALID, Code.FailedPrecondition, "the credential's certificate cannot be parsed");
+  }
   if (spki.length && !equalBytes(certKey, createPublicKey({ key: Buffer.from(spki), format: "der", type: "spki" }).export({ format: "der", type: "spki" }))) {
     throw sdkError(Reason.KEY_MISMATCH, Code.FailedPrecondition, "the credential's certificate does not carry its public key");
   }

@@ -1,12 +1,12 @@
-import { createHash, createPublicKey, verify as verifySignature } from "node:crypto";
+import { createHash, createPublicKey, generateKeyPairSync, verify as verifySignature } from "node:crypto";
 import * as grpc from "@grpc/grpc-js";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import {
-  InkanError, Reason, buildRSad, createInkanClient, createInkanGrpcJsClient, describeAuthorization,
+  InkanError, Reason, buildRSad, toInkanError, createInkanClient, createInkanGrpcJsClient, describeAuthorization,
   type DeviceKey, type InkanClient, type SadChallenge, type SigningTransaction,
 } from "@inkan/sdk";
 import { PrivilegedRole } from "@inkan/sdk/gen/inkan/admin/v1/types_pb.js";
-import type { SignHashResponse, SignStreamResponse } from "@inkan/sdk/gen/inkan/sam/v1/sam_pb.js";
+import type { BeginTransactionResponse, GetCredentialResponse, SignHashResponse, SignStreamResponse } from "@inkan/sdk/gen/inkan/sam/v1/sam_pb.js";
 import { HashAlgorithm, KeyAlgorithm, SignatureAlgorithm } from "@inkan/sdk/gen/inkan/sam/v1/types_pb.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestServer, type PrivilegedPerson, type TestServer } from "../testing/harness.js";
@@ -253,4 +253,33 @@ describe("SDK SCA helpers against the real SAM", () => {
       signatures.forEach((s, i) => expect(verifySignature("sha384", docs[i]!, opts, s)).toBe(true));
     }
   }, 60_000);
+
+  it("R-3.2.1.4: a challenge that does not describe the list sent is refused before the signer sees it, and the transaction is cancelled", async () => {
+    let original: SadChallenge | undefined;
+    const alterChallenge: Interceptor = (next) => async (req) => {
+      const res = await next(req);
+      if (req.method.name === "BeginTransaction" && !res.stream) {
+        const ch = (res.message as BeginTransactionResponse).sadChallenge!;
+        original = { ...ch, dtbsrDigest: new Uint8Array(ch.dtbsrDigest) };
+        ch.dtbsrDigest[0]! ^= 0x01;
+      }
+      return res;
+    };
+    const e = await failure(client("grpc", { connect: [alterChallenge] }).beginTransaction({ signerId: alice.signerId, credentialId: alice.credentialId, documents: documents(2, "alter"), description: "Altered" }));
+    expect(e).toMatchObject({ reason: Reason.INTEGRITY_VIOLATION, detectedBySdk: true });
+    // A genuine R.SAD for the real challenge no longer works: the SDK cancelled the transaction.
+    const refused = client("grpc").sam.authorize({ transactionId: original!.transactionId, rSad: await rSadFor(original!) });
+    expect(await failure(refused.catch((err: unknown) => { throw toInkanError(err); }))).toMatchObject({ reason: Reason.TRANSACTION_STATE });
+  });
+
+  it("T-2.2.1.8: a credential whose certificate does not carry its public key is refused (signatures could not be checked)", async () => {
+    const otherKey = new Uint8Array(generateKeyPairSync("ec", { namedCurve: "P-256" }).publicKey.export({ format: "der", type: "spki" }));
+    const swapKey: Interceptor = (next) => async (req) => {
+      const res = await next(req);
+      if (req.method.name === "GetCredential" && !res.stream) (res.message as GetCredentialResponse).credential!.publicKeySpki = otherKey;
+      return res;
+    };
+    const e = await failure(client("connect", { connect: [swapKey] }).beginTransaction({ signerId: alice.signerId, credentialId: alice.credentialId, hashes: [sha256(Buffer.from("k"))], description: "Swapped" }));
+    expect(e).toMatchObject({ reason: Reason.KEY_MISMATCH, detectedBySdk: true });
+  });
 });

@@ -1,11 +1,11 @@
 import { execFileSync, fork } from "node:child_process";
-import { createPublicKey, verify as verifySignature } from "node:crypto";
+import { createHash, createPublicKey, verify as verifySignature } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { fromBinary } from "@bufbuild/protobuf";
-import { buildRSadFor, type DeviceKey } from "@inkan/sdk";
+import { fromBinary, toBinary } from "@bufbuild/protobuf";
+import { buildRSadFor, createInkanClient, type DeviceKey } from "@inkan/sdk";
 import { PrivilegedRole } from "@inkan/sdk/gen/inkan/admin/v1/types_pb.js";
 import { SadChallengeSchema } from "@inkan/sdk/gen/inkan/sam/v1/sam_pb.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -106,5 +106,34 @@ describe("@inkan/sdk as published", () => {
     expect(signatures).toHaveLength(3);
     signatures.forEach((s, i) => expect(verifySignature("sha256", documents[i]!, key, s)).toBe(true));
     expect(output).toContain("3/3"); // the example's progress line
+  }, 60_000);
+
+  it("the README's five-line device example runs in plain Node from @inkan/sdk/device of the installed tarball", async () => {
+    const readme = readFileSync(join(sdkDir, "README.md"), "utf8");
+    const example = readme.match(/```ts device-example\n([\s\S]*?)```/)![1]!;
+    const imports = example.split("\n").filter((l) => l.startsWith("import "));
+    const body = example.split("\n").filter((l) => !l.startsWith("import "));
+    writeFileSync(join(project, "device.mjs"), [
+      ...imports,
+      'import { fromBinary, toBinary } from "@bufbuild/protobuf";',
+      'import { SadChallengeSchema } from "@inkan/sdk/gen/inkan/sam/v1/sam_pb.js";',
+      "const input = JSON.parse(process.env.INKAN_EXAMPLE);",
+      'const challenge = fromBinary(SadChallengeSchema, Buffer.from(input.challenge, "base64"));',
+      'const hashes = input.hashes.map((h) => new Uint8Array(Buffer.from(h, "base64")));',
+      "const pin = input.pin;",
+      "const confirmWithSigner = async (text) => { console.log(text); return true; };",
+      ...body,
+      "console.log(`r_sad: ${rSad}`);",
+    ].join("\n"));
+    // A real challenge from the SAM, for the device to describe and answer.
+    const inkan = createInkanClient({ baseUrl: t.server.url, tls: { ca: t.pki.ca, cert: t.pki.sca.cert, key: t.pki.sca.key } });
+    const hashes = ["a", "b"].map((s) => new Uint8Array(createHash("sha256").update(s).digest()));
+    const tx = await inkan.beginTransaction({ signerId: alice.signerId, credentialId: alice.credentialId, hashes, description: "Device example" });
+    const env = { challenge: Buffer.from(toBinary(SadChallengeSchema, tx.challenge)).toString("base64"), hashes: hashes.map((h) => Buffer.from(h).toString("base64")), pin: testPin };
+    const { NODE_OPTIONS: _ignored, ...plainEnv } = process.env;
+    const out = execFileSync(process.execPath, ["device.mjs"], { cwd: project, env: { ...plainEnv, INKAN_EXAMPLE: JSON.stringify(env) }, encoding: "utf8" });
+    expect(out).toContain('Sign 2 documents: "Device example"');
+    expect(out).toMatch(/^r_sad: [A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/m);
+    await tx.cancel();
   }, 60_000);
 });

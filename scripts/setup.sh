@@ -19,7 +19,7 @@ if ! command -v softhsm2-util >/dev/null 2>&1 || [ ! -e /usr/lib/softhsm/libsoft
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     say "installing softhsm2 with apt-get"
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq softhsm2 >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq softhsm2 poppler-utils libnss3-tools >/dev/null
   else
     say "SoftHSM2 is missing. Install it, then run this again:  sudo apt-get install -y softhsm2"
     exit 1

@@ -1,7 +1,12 @@
 import { ConnectError } from "@connectrpc/connect";
 import { ErrorDetailSchema, Reason, type ErrorDetail } from "./gen/inkan/sam/v1/error_pb.js";
 
-/** The typed Inkan error detail of an error, if the SAM sent one. */
+/**
+ * The typed Inkan error detail of an error, if the SAM sent one.
+ *
+ * @example
+ * const detail = inkanErrorDetail(err); // { reason, field, index, hasIndex }
+ */
 export function inkanErrorDetail(err: unknown): ErrorDetail | undefined {
   return ConnectError.from(err).findDetails(ErrorDetailSchema)[0];
 }

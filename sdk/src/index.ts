@@ -4,7 +4,17 @@ export { Reason, type ErrorDetail, ErrorDetailSchema } from "./gen/inkan/sam/v1/
 export { createAdminRequestSigner, requestSignatureHeader, requestSignatureType, type AdminRequestSignerOptions } from "./admin-signer.js";
 export { encryptToSam, type EncryptToSamOptions, type SamPublicKey } from "./device/encrypt-to-sam.js";
 export { createDeviceKey, signDeviceJws, newJti, type DeviceKey, type DeviceKeyAlgorithm, type DeviceJwsOptions } from "./device/device-key.js";
-export { buildClaimsRSad, buildRSad, rSadEnvelopeCty, rSadTyp, type ClaimsRSadFactors, type ClaimsRSadInput, type RSadInput, type RSadTransactionInput } from "./device/r-sad.js";
+export { buildClaimsRSad, buildRSad, buildRSadFor, rSadEnvelopeCty, rSadTyp, type ClaimsRSadFactors, type ClaimsRSadInput, type RSadInput, type RSadTransactionInput } from "./device/r-sad.js";
 export { buildActivationRequest, buildPinChangeRequest, openTotpEnrollment, type ActivationRequest, type ActivationRequestInput, type PinChangeRequestInput } from "./device/signer-requests.js";
 export { dtbsrDigest } from "./sca/dtbsr-digest.js";
 export { buildSuspensionRequest, suspensionRequestTyp, type SuspensionRequest, type SuspensionRequestInput } from "./device/suspension-request.js";
+export { InkanError, toInkanError } from "./inkan-error.js";
+export { describeAuthorization, type AuthorizationSummary } from "./device/describe-authorization.js";
+export { createInkanClient, createInkanClientFromTransport, createInkanGrpcJsClient, createInkanTransport, type CreateInkanClientOptions, type CreateInkanGrpcJsClientOptions, type InkanTls } from "./client/create-inkan-client.js";
+export { createGrpcJsTransport, type GrpcJsTransportOptions } from "./client/grpc-js-transport.js";
+export { InkanClient, SigningTransaction, type BeginTransactionInput, type CallOptions, type InkanClientOptions, type SignAllOptions, type SignProgress } from "./sca/inkan-client.js";
+export { createSignatureVerifier, type SignatureCheck, type SignatureVerifierOptions } from "./sca/signature-verifier.js";
+export { HashAlgorithm, SignatureAlgorithm, SignatureFormat, KeyAlgorithm } from "./gen/inkan/sam/v1/types_pb.js";
+export { SignatureActivationService, type SadChallenge, type CredentialInfo, type GetInfoResponse } from "./gen/inkan/sam/v1/sam_pb.js";
+export { SignerService } from "./gen/inkan/sam/v1/signer_pb.js";
+export { reasonAdvice } from "./reason-advice.js";

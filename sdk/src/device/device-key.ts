@@ -33,7 +33,12 @@ export async function createDeviceKey(alg: DeviceKeyAlgorithm = "ES256"): Promis
   return { alg, privateKey, publicJwk, kid: await calculateJwkThumbprint(publicJwk, "sha256") };
 }
 
-/** 16 random bytes as base64url: a fresh "jti" (22 characters, 128 bits). */
+/**
+ * 16 random bytes as base64url: a fresh "jti" (22 characters, 128 bits).
+ *
+ * @example
+ * const jti = newJti(); // e.g. "x3Wk0lQ9c8mJ1pQmZ2f0qA"
+ */
 export function newJti(): string {
   return base64url.encode(crypto.getRandomValues(new Uint8Array(16)));
 }
@@ -58,6 +63,10 @@ export interface DeviceJwsOptions {
 /**
  * A device-key JWS as signer.proto defines it: header exactly alg, typ and kid; claims sub, aud,
  * chal, iat, exp, jti and any request-specific ones.
+ *
+ * @example
+ * const jws = await signDeviceJws({ deviceKey, typ: "inkan-suspension+jwt", signerId,
+ *   audience: ch.audience, challenge: ch.challenge, claims: { cred: credentialId } });
  */
 export async function signDeviceJws(o: DeviceJwsOptions): Promise<string> {
   const iat = Math.floor((o.now ?? new Date()).getTime() / 1000);

@@ -7,7 +7,7 @@
  * in the envelope beside the factors. Browser-safe: jose over WebCrypto.
  */
 import { base64url } from "jose";
-import type { SamEncryptionKey } from "../gen/inkan/sam/v1/sam_pb.js";
+import type { SadChallenge, SamEncryptionKey } from "../gen/inkan/sam/v1/sam_pb.js";
 import { newJti, signDeviceJws, type DeviceKey } from "./device-key.js";
 import { encryptToSam, type SamPublicKey } from "./encrypt-to-sam.js";
 
@@ -122,4 +122,28 @@ export async function buildClaimsRSad(input: ClaimsRSadInput): Promise<string> {
     jti: newJti(),
   };
   return encryptToSam(input.samKey, { claims, ...f }, { cty: rSadEnvelopeCty });
+}
+
+/**
+ * {@link buildRSad} for a SadChallenge as the SCA relayed it: every claim taken from the
+ * challenge, the factors from the device. Show the signer describeAuthorization(challenge) first.
+ *
+ * @example
+ * const rSad = await buildRSadFor(challenge, { deviceKey, pin });
+ */
+export function buildRSadFor(challenge: SadChallenge, device: { deviceKey: DeviceKey; pin: string; lifetimeSeconds?: number }): Promise<string> {
+  if (!challenge.encryptionKey) throw new TypeError("the challenge carries no SAM encryption key");
+  return buildRSad({
+    deviceKey: device.deviceKey,
+    pin: device.pin,
+    signerId: challenge.signerId,
+    credentialId: challenge.credentialId,
+    samId: challenge.audience,
+    transactionId: challenge.transactionId,
+    challenge: challenge.challenge,
+    dtbsrDigest: challenge.dtbsrDigest,
+    count: challenge.numSignatures,
+    samKey: challenge.encryptionKey,
+    ...(device.lifetimeSeconds !== undefined ? { lifetimeSeconds: device.lifetimeSeconds } : {}),
+  });
 }

@@ -81,7 +81,14 @@ export async function buildActivationRequest(input: ActivationRequestInput): Pro
   };
 }
 
-/** Opens ActivateResponse.totp_enrollment with the responseKey of {@link buildActivationRequest}: the otpauth:// URI. */
+/**
+ * Opens ActivateResponse.totp_enrollment with the responseKey of {@link buildActivationRequest}: the otpauth:// URI.
+ *
+ * @example
+ * const { request, responseKey } = await buildActivationRequest({ ...input, enrollTotp: true });
+ * const res = await signerService.activate(request);
+ * const uri = await openTotpEnrollment(res.totpEnrollment, responseKey!); // show as a QR code
+ */
 export async function openTotpEnrollment(totpEnrollment: string, responseKey: CryptoKey): Promise<string> {
   const { plaintext, protectedHeader } = await compactDecrypt(totpEnrollment, responseKey, { keyManagementAlgorithms: ["ECDH-ES"], contentEncryptionAlgorithms: ["A256GCM"] });
   if (protectedHeader.cty !== "inkan-totp-enrollment") throw new TypeError("not a TOTP enrollment");
@@ -104,6 +111,11 @@ export interface PinChangeRequestInput {
 /**
  * Builds a ChangePinRequest: the envelope {old_pin, new_pin, proof} encrypted to the SAM, where
  * proof is the device key's "inkan-pin-change+jwt" JWS over the challenge.
+ *
+ * @example
+ * const ch = await signerService.createChallenge({ signerId, purpose: ChallengePurpose.PIN_CHANGE });
+ * await signerService.changePin(await buildPinChangeRequest({ signerId, oldPin, newPin, deviceKey,
+ *   challenge: ch.challenge, samKey: ch.encryptionKey!, audience: ch.audience }));
  */
 export async function buildPinChangeRequest(input: PinChangeRequestInput): Promise<{ signerId: string; pinChangeEnvelope: string }> {
   const proof = await signDeviceJws({

@@ -16,7 +16,13 @@ import { JweRefused, openParsedJwe, parseCompactJwe } from "./jwe-ecdh-es.js";
 
 interface JweVector { tcId: number; comment: string; jwe: unknown; pt?: string; result: "valid" | "invalid" | "acceptable" }
 interface JweGroup { comment: string; private?: { kty?: string; crv?: string; d?: string }; tests: JweVector[] }
-const vectors = JSON.parse(readFileSync(new URL("./testdata/json_web_encryption_test.json", import.meta.url), "utf8")) as { testGroups: JweGroup[] };
+const load = (name: string) => JSON.parse(readFileSync(new URL(`./testdata/${name}`, import.meta.url), "utf8")) as { testGroups: JweGroup[] };
+// json_web_crypto_test.json also holds JWSs (registration/device-jws.wycheproof.test.ts): only its JWEs here.
+const vectors = {
+  testGroups: ["json_web_encryption_test.json", "json_web_crypto_test.json"]
+    .flatMap((file) => load(file).testGroups.map((g) => ({ ...g, file, tests: g.tests.filter((t) => "jwe" in t) })))
+    .filter((g) => g.tests.length > 0),
+};
 
 const maxBytes = 16_384;
 const allowedAlg = new Set(["ECDH-ES", "ECDH-ES+A256KW"]);
@@ -60,7 +66,7 @@ describe("Wycheproof JWE vectors through the SAM's JWE decryption (T-2.2.1.5, R-
     for (const v of g.tests) {
       const header = headerOf(v.jwe);
       const inAllowList = header !== undefined && allowedAlg.has(header.alg as string) && header.enc === "A256GCM";
-      const id = `tcId ${v.tcId} (${g.comment}: ${v.comment}, ${String(header?.alg)}/${String(header?.enc)}, ${v.result})`;
+      const id = `${g.file} tcId ${v.tcId} (${g.comment}: ${v.comment}, ${String(header?.alg)}/${String(header?.enc)}, ${v.result})`;
       if (v.result === "valid" && inAllowList) {
         it(`T-2.2.1.5: Wycheproof ${id} opens to its plaintext`, () => {
           expect(samOpen(v.jwe, g.private), id).toEqual({ plaintext: v.pt });

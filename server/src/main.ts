@@ -80,6 +80,8 @@ export interface ServeHooks {
    * under the seal) or set up states directly. Never set by `inkan serve`.
    */
   onRecords?: (records: VerifiedRecords) => void;
+  /** Tests only: the SAP components' clock, so expiry tests need not wait out the policy's minimum lifetimes. */
+  clock?: () => Date;
 }
 
 export async function serve(config: Config, log: Logger, hooks: ServeHooks = {}): Promise<InkanServer> {
@@ -142,7 +144,8 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
       onCheckFailed: (err) => log.error({ err }, "security policy check could not be made"),
     });
     await gate.check(); // at start, before the first call
-    const sapTransactions = new SapTransactions({ store, random: crypto, policies, credentials: new ScaCredentials({ signers, credentials }), samKeys, audit: auditLog });
+    const clock = hooks.clock ? { clock: hooks.clock } : {};
+    const sapTransactions = new SapTransactions({ store, random: crypto, policies, credentials: new ScaCredentials({ signers, credentials }), samKeys, audit: auditLog, ...clock });
     hooks.onRecords?.(records);
     const services = contractFiles.flatMap((f) => f.services);
     const implementations: Record<string, Record<string, unknown>> = {
@@ -160,9 +163,9 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
         ...scaCredentialsService(new ScaCredentials({ signers, credentials }), policies),
         ...sapTransactionsService(sapTransactions, policies),
         ...sapSigningService(
-          new SapAuthorize({ transactions: sapTransactions, store, random: crypto, policies, samKeys, rSad: { samKeys, records, signers, oneTime: store, crypto, fields, policies, audit: auditLog, loginAssertions } }),
-          new SapSignHash({ transactions: sapTransactions, store, records, keys: crypto, random: crypto, policies, audit: auditLog }),
-          new SapSignStream({ transactions: sapTransactions, store, records, keys: crypto, random: crypto, policies, audit: auditLog }),
+          new SapAuthorize({ transactions: sapTransactions, store, random: crypto, policies, samKeys, rSad: { samKeys, records, signers, oneTime: store, crypto, fields, policies, audit: auditLog, loginAssertions }, ...clock }),
+          new SapSignHash({ transactions: sapTransactions, store, records, keys: crypto, random: crypto, policies, audit: auditLog, ...clock }),
+          new SapSignStream({ transactions: sapTransactions, store, records, keys: crypto, random: crypto, policies, audit: auditLog, ...clock }),
         ),
       },
     };

@@ -1,0 +1,169 @@
+/**
+ * Wycheproof's JWS and JWK vectors (made by nobody here) through the device-JWS building blocks that
+ * R.SAD verification uses (sap/r-sad.ts): parseDevicePublicJwk for the key, then the signature check
+ * verifyDeviceJws makes — jose's compactVerify with the registered key and an allow-list of exactly
+ * that key's algorithm — and verifyDeviceJws itself. No invalid vector may be accepted; a valid
+ * vector is accepted only when its key is a possible device key and its "alg" is that key's one
+ * algorithm (so HS*, RS*, PS384/512 and "none" are refused whatever their signature).
+ */
+import { createHash, randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { compactVerify, importJWK } from "jose";
+import { describe, expect, it } from "vitest";
+import { DeviceProofRefused, parseDevicePublicJwk, verifyDeviceJws, type DevicePublicKey } from "./device-jws.js";
+
+interface JwsVector { tcId: number; comment: string; jws: unknown; result: "valid" | "invalid" | "acceptable"; flags: string[] }
+interface Jwk { [member: string]: unknown }
+interface JwsGroup { comment: string; public?: Jwk | { keys: Jwk[] }; private?: Jwk | { keys: Jwk[] }; tests: JwsVector[] }
+const load = (name: string) => JSON.parse(readFileSync(new URL(`./testdata/${name}`, import.meta.url), "utf8")) as { testGroups: JwsGroup[] };
+
+/**
+ * Invalid vectors whose JWS is signed correctly by a key the SAM takes as a device key: Wycheproof
+ * calls them invalid because of key metadata ("use": "enc", an "alg" member naming another
+ * algorithm) that parseDevicePublicJwk drops. Printed when they run; see the report of issue 6.
+ */
+const knownDivergences: Record<string, string> = {
+  "json_web_signature_test.json#338": 'the RSA key says "alg": "PS512"; parseDevicePublicJwk drops "alg" and takes every RSA key as PS256, so a PS256 JWS verifies',
+  "json_web_signature_test.json#354": 'the EC key says "use": "enc"; parseDevicePublicJwk drops "use", so an encryption key verifies an ES256 JWS',
+  "json_web_signature_test.json#356": 'the EC key says "key_ops": ["encrypt"]; parseDevicePublicJwk drops "key_ops", so an encryption key verifies an ES256 JWS',
+  "json_web_key_test.json#19": 'the P-256 key says "alg": "ES521"; parseDevicePublicJwk drops "alg" and derives ES256 from the curve',
+  "json_web_key_test.json#20": 'the P-256 key says "alg": "ES224"; parseDevicePublicJwk drops "alg" and derives ES256 from the curve',
+  "json_web_key_test.json#21": 'the EC key says "use": "enc"; parseDevicePublicJwk drops "use", so an encryption key verifies an ES256 JWS',
+};
+
+/** The keys a group offers: its public JWK(s), or (symmetric keys) its private one. */
+function keysOf(g: JwsGroup): Jwk[] {
+  const k = g.public ?? g.private;
+  if (!k) return [];
+  return Array.isArray((k as { keys?: unknown }).keys) ? (k as { keys: Jwk[] }).keys : [k as Jwk];
+}
+
+/** The device key a JWK would register as, or the reason it is refused. */
+async function deviceKeyOf(jwk: Jwk): Promise<DevicePublicKey | DeviceProofRefused> {
+  return parseDevicePublicJwk(JSON.stringify(jwk)).catch((err: unknown) => {
+    if (err instanceof DeviceProofRefused) return err;
+    throw err; // anything else is a crash, not a refusal
+  });
+}
+
+/** verifyDeviceJws's signature step: the registered key, and only its algorithm (T-2.2.1.1, T-2.2.1.7). */
+async function signatureAccepted(jws: unknown, key: DevicePublicKey): Promise<boolean> {
+  if (typeof jws !== "string") return false;
+  try {
+    await compactVerify(jws, await importJWK(key.jwk, key.algorithm), { algorithms: [key.algorithm] });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const headerAlg = (jws: unknown): unknown => {
+  if (typeof jws !== "string") return undefined;
+  try {
+    return (JSON.parse(Buffer.from(jws.split(".")[0] ?? "", "base64url").toString("utf8")) as { alg?: unknown }).alg;
+  } catch {
+    return undefined;
+  }
+};
+
+const verifyOptions = (key: DevicePublicKey) => ({
+  key, typ: "inkan-r-sad+jwt", claims: ["sub", "iat", "exp", "jti"], expect: {}, now: new Date(), skewMs: 60_000, maxLifetimeMs: 300_000,
+});
+
+for (const file of ["json_web_signature_test.json", "json_web_key_test.json", "json_web_crypto_test.json"]) {
+  describe(`Wycheproof ${file} through the device-JWS verifier (T-2.2.1.1, T-2.2.1.7, R-3.2.1.1)`, () => {
+    for (const g of load(file).testGroups) {
+      for (const v of g.tests.filter((t) => "jws" in t)) { // json_web_crypto_test.json also holds JWEs (keys/jwe.wycheproof.test.ts)
+        const id = `${file} tcId ${v.tcId} (${g.comment}: ${v.comment}, ${v.result})`;
+        const divergence = knownDivergences[`${file}#${v.tcId}`];
+        const test = divergence ? it.fails : it;
+        test(`T-2.2.1.7 / R-3.2.1.1: ${id} is ${v.result === "valid" ? "accepted only with the key's own allowed algorithm" : "refused"}`, async () => {
+          if (divergence) console.warn(`known divergence, ${id}: ${divergence}`);
+          const keys = await Promise.all(keysOf(g).map(deviceKeyOf));
+          const usable = keys.filter((k): k is DevicePublicKey => !(k instanceof DeviceProofRefused));
+          const accepted: string[] = [];
+          for (const key of usable) {
+            if (await signatureAccepted(v.jws, key)) accepted.push(key.algorithm);
+            // The whole verifier never accepts a Wycheproof JWS: none has the header {alg, kid, typ} nor the claim set.
+            await expect(verifyDeviceJws(v.jws, verifyOptions(key)), id).rejects.toThrow(DeviceProofRefused);
+          }
+          const alg = headerAlg(v.jws);
+          const allowed = usable.some((k) => k.algorithm === alg);
+          if (v.result === "valid" && allowed) expect(accepted, id).not.toEqual([]);
+          else expect(accepted, id).toEqual([]);
+        });
+      }
+    }
+  });
+}
+
+/**
+ * json_web_key_test.json cases whose key itself is the fault: the key must not become a device key.
+ * Those parseDevicePublicJwk accepts are known divergences (printed; see the report of issue 6).
+ */
+const badKeyCases: Record<number, string | undefined> = {
+  6: 'an RSA key with "alg": "RSA1_5", "use": "enc" is accepted (alg and use are dropped)',
+  7: "an RSA key with the ROCA weakness (CVE-2017-15361) is accepted: there is no ROCA fingerprint check",
+  8: undefined, // 1024-bit RSA: refused
+  9: "an RSA key with public exponent 1 is accepted: anyone can forge its PS256 signatures (s = EM)",
+  19: 'a P-256 key with "alg": "ES521" is accepted (alg is dropped)',
+  20: 'a P-256 key with "alg": "ES224" is accepted (alg is dropped)',
+  21: 'a P-256 key with "use": "enc" is accepted (use is dropped)',
+  22: undefined, // a point off the curve: refused
+  23: undefined, // coordinates of the wrong size for the curve: refused
+  24: undefined, // kty RSA with EC members: refused
+};
+
+describe("device keys from Wycheproof's JWKs (R-3.2.1.1)", () => {
+  for (const g of load("json_web_key_test.json").testGroups) {
+    for (const v of g.tests.filter((t) => t.tcId in badKeyCases)) {
+      const divergence = badKeyCases[v.tcId];
+      const id = `json_web_key_test.json tcId ${v.tcId} (${g.comment}: ${v.comment})`;
+      (divergence ? it.fails : it)(`R-3.2.1.1: the key of ${id} is refused as a device key`, async () => {
+        if (divergence) console.warn(`known divergence, ${id}: ${divergence}`);
+        const keys = keysOf(g);
+        expect(keys.length).toBeGreaterThan(0);
+        for (const jwk of keys) expect(await deviceKeyOf(jwk), id).toBeInstanceOf(DeviceProofRefused);
+      });
+    }
+  }
+
+  it("R-3.2.1.1: no symmetric or private key becomes a device key", async () => {
+    const all = ["json_web_signature_test.json", "json_web_key_test.json", "json_web_crypto_test.json"].flatMap((f) => load(f).testGroups.flatMap(keysOf));
+    for (const jwk of all) {
+      const key = await deviceKeyOf(jwk);
+      if (jwk.kty === "oct" || "d" in jwk || "k" in jwk) expect(key, JSON.stringify(jwk).slice(0, 80)).toBeInstanceOf(DeviceProofRefused);
+      if (!(key instanceof DeviceProofRefused)) expect(["ES256", "ES384", "ES512", "EdDSA", "PS256"]).toContain(key.algorithm);
+    }
+  });
+});
+
+/** EMSA-PSS-ENCODE (RFC 8017 9.1.1) with SHA-256, MGF1-SHA-256 and a 32-byte salt: no key needed. */
+function pssEncode(message: Buffer, modBits: number): Buffer {
+  const sha = (b: Buffer) => createHash("sha256").update(b).digest();
+  const emBits = modBits - 1;
+  const emLen = Math.ceil(emBits / 8);
+  const salt = randomBytes(32);
+  const h = sha(Buffer.concat([Buffer.alloc(8), sha(message), salt]));
+  const db = Buffer.concat([Buffer.alloc(emLen - 32 - 32 - 2), Buffer.of(1), salt]);
+  const mask = Buffer.concat(Array.from({ length: Math.ceil(db.length / 32) }, (_, c) => sha(Buffer.concat([h, Buffer.of(c >>> 24, c >>> 16, c >>> 8, c)]))));
+  const masked = Buffer.from(db.map((b, i) => b ^ mask[i]!));
+  masked[0] = masked[0]! & (0xff >> (8 * emLen - emBits));
+  return Buffer.concat([masked, h, Buffer.of(0xbc)]);
+}
+
+describe("the consequence of json_web_key_test.json tcId 9 (R-3.2.1.1, T-2.2.1.1)", () => {
+  const reason = "parseDevicePublicJwk accepts an RSA key with e = 1, for which the PSS encoding of any message is a valid signature";
+  it.fails("T-2.2.1.1: a device JWS forged without any private key for Wycheproof's e = 1 key is refused", async () => {
+    console.warn(`known divergence: ${reason}`);
+    const group = load("json_web_key_test.json").testGroups.find((g) => g.comment === "exponentOne")!;
+    const key = await parseDevicePublicJwk(JSON.stringify(keysOf(group)[0]));
+    const n = Buffer.from(key.jwk.n!, "base64url");
+    const now = Math.floor(Date.now() / 1000);
+    const header = Buffer.from(JSON.stringify({ alg: key.algorithm, kid: key.thumbprint, typ: "inkan-r-sad+jwt" })).toString("base64url");
+    const payload = Buffer.from(JSON.stringify({ sub: "s", iat: now, exp: now + 60, jti: randomBytes(16).toString("base64url") })).toString("base64url");
+    const em = pssEncode(Buffer.from(`${header}.${payload}`), n.length * 8 - Math.clz32(n[0]!) + 24);
+    const forged = `${header}.${payload}.${Buffer.concat([Buffer.alloc(n.length - em.length), em]).toString("base64url")}`; // s = EM: s^1 mod n = EM
+    await expect(verifyDeviceJws(forged, { ...verifyOptions(key), expect: { sub: "s" } })).rejects.toThrow(DeviceProofRefused);
+  });
+});

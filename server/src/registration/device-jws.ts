@@ -71,10 +71,22 @@ export async function parseDevicePublicJwk(text: string): Promise<DevicePublicKe
   } else if (j.kty === "RSA") {
     jwk = { kty: "RSA", n: str("n"), e: str("e") };
     if (Math.floor((jwk.n!.length * 6) / 8) < 256) throw new DeviceProofRefused("RSA keys have 2048 bits or more");
+    // T-2.2.1.1: a small or even exponent makes signatures forgeable without the private key
+    // (e = 1: the "signature" is the encoded message itself; Wycheproof json_web_key tcId 9).
+    const e = Buffer.from(jwk.e!, "base64url");
+    if (e.length > 0 && e[0] === 0) throw new DeviceProofRefused("the RSA exponent is not minimally encoded");
+    if (e.length < 3 || (e.length === 3 && e.readUIntBE(0, 3) < 65537) || (e[e.length - 1]! & 1) === 0) {
+      throw new DeviceProofRefused("the RSA exponent must be odd and at least 65537");
+    }
     algorithm = "PS256";
   } else {
     throw new DeviceProofRefused("unsupported key type");
   }
+  // A key labelled for another purpose or algorithm is refused rather than relabelled (RFC 7517
+  // "use", "key_ops", "alg"; Wycheproof json_web_key tcIds 6, 19 to 21, json_web_signature 338, 354, 356).
+  if (j.use !== undefined && j.use !== "sig") throw new DeviceProofRefused('the JWK\'s "use" is not "sig"');
+  if (j.key_ops !== undefined && !(Array.isArray(j.key_ops) && j.key_ops.includes("verify"))) throw new DeviceProofRefused('the JWK\'s "key_ops" does not allow "verify"');
+  if (j.alg !== undefined && j.alg !== algorithm) throw new DeviceProofRefused(`the JWK's "alg" is not ${algorithm}`);
   try {
     await importJWK(jwk, algorithm); // on the curve, well-formed
   } catch (err) {

@@ -8,3 +8,4 @@ export { buildClaimsRSad, buildRSad, rSadEnvelopeCty, rSadTyp, type ClaimsRSadFa
 export { buildActivationRequest, buildPinChangeRequest, openTotpEnrollment, type ActivationRequest, type ActivationRequestInput, type PinChangeRequestInput } from "./device/signer-requests.js";
 export { dtbsrDigest } from "./sca/dtbsr-digest.js";
 export { buildSuspensionRequest, suspensionRequestTyp, type SuspensionRequest, type SuspensionRequestInput } from "./device/suspension-request.js";
+export { buildKeyImportConsent, keyImportConsentEnvelopeCty, keyImportConsentTyp, type KeyImportConsentInput } from "./device/key-import-consent.js";

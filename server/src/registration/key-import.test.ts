@@ -249,6 +249,49 @@ describe("ImportKey refusals", () => {
     expect(signingKeyObjects()).toBe(before);
   });
 
+  it("T-2.1.4.1 a well-wrapped blob that is not a PKCS#8 key: INVALID_REQUEST, nothing left in the module", async () => {
+    const signer = await activeSigner(t, operator);
+    const before = signingKeyObjects();
+    const pair = ec("P-256");
+    const req = await importRequest(signer, pair, KeyAlgorithm.EC_P256);
+    const transport = await ra().getKeyImportTransportKey({});
+    const notPkcs8 = { export: () => randomBytes(120) } as unknown as KeyObject; // what an importer's bug would wrap
+    expect(await refusalOf(ra().importKey({ ...req, ...wrapForImport(notPkcs8, transport.publicKeyJwk) }))).toMatchObject({ code: Code.InvalidArgument, reason: Reason.INVALID_REQUEST });
+    expect(signingKeyObjects()).toBe(before);
+  });
+
+  it("a key algorithm the policy does not allow (Ed25519 by default): ALGORITHM_NOT_ALLOWED before the consent is used", async () => {
+    const signer = await activeSigner(t, operator);
+    const pair = generateKeyPairSync("ed25519");
+    const req = await importRequest(signer, pair, KeyAlgorithm.ED25519);
+    expect(await refusalOf(ra().importKey(req))).toMatchObject({ code: Code.InvalidArgument, reason: Reason.ALGORITHM_NOT_ALLOWED });
+    expect(await failedAttempts(signer.signerId)).toBe(0);
+  });
+
+  it("T-2.1.4.1 at the policy's lockout threshold the signer is locked: the next ImportKey is refused with CREDENTIAL_LOCKED", async () => {
+    const signer = await activeSigner(t, operator);
+    const pair = ec("P-256");
+    const spki = der(pair.publicKey);
+    const base = await importRequest(signer, pair, KeyAlgorithm.EC_P256);
+    for (let i = 0; i < 5; i += 1) {
+      const wrongPin = await consent({ signer, spki, keyAlgorithm: "KEY_ALGORITHM_EC_P256", pin: "135792468" });
+      expect((await refusalOf(ra().importKey({ ...base, signerConsent: wrongPin }))).reason).toBe(Reason.AUTHENTICATION_FAILED);
+    }
+    expect(await refusalOf(ra().importKey(await importRequest(signer, pair, KeyAlgorithm.EC_P256)))).toMatchObject({ code: Code.FailedPrecondition, reason: Reason.CREDENTIAL_LOCKED });
+  });
+
+  it("T-2.1.4.4 two concurrent imports of one key for two signers: exactly one credential, the other ALREADY_EXISTS, one key object left", async () => {
+    const [a, b] = [await activeSigner(t, operator), await activeSigner(t, operator)];
+    const pair = ec("P-256");
+    const requests = [await importRequest(a, pair, KeyAlgorithm.EC_P256), await importRequest(b, pair, KeyAlgorithm.EC_P256)];
+    const before = signingKeyObjects();
+    const results = await Promise.allSettled(requests.map((r) => ra().importKey(r)));
+    expect(results.filter((r) => r.status === "fulfilled")).toHaveLength(1);
+    const lost = results.find((r) => r.status === "rejected")!;
+    expect((await refusalOf(Promise.reject((lost as PromiseRejectedResult).reason))).reason).toBe(Reason.ALREADY_EXISTS);
+    expect(signingKeyObjects()).toBe(before + 1);
+  });
+
   it("T-2.1.4.1 a certificate chain for another key: KEY_MISMATCH and the imported key is destroyed", async () => {
     const signer = await activeSigner(t, operator);
     const before = signingKeyObjects();

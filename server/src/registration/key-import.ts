@@ -223,7 +223,8 @@ export class KeyImport {
     try {
       plaintext = await this.o.samKeys.decryptCompactJwe(jwe, { maxBytes: maxRSadBytes, now, cty: keyImportConsentEnvelopeCty }); // only the SAM reads the PIN
     } catch (err) {
-      throw refused(err);
+      if (err instanceof InkanError && err.code === "SAD_INVALID") throw refused(err); // a module failure is not the signer's failed attempt
+      throw err;
     }
     try {
       if (plaintext.length > maxEnvelopeBytes) throw new DeviceProofRefused("envelope too large");

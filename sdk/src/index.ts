@@ -18,3 +18,4 @@ export { HashAlgorithm, SignatureAlgorithm, SignatureFormat, KeyAlgorithm } from
 export { SignatureActivationService, type SadChallenge, type CredentialInfo, type GetInfoResponse } from "./gen/inkan/sam/v1/sam_pb.js";
 export { SignerService } from "./gen/inkan/sam/v1/signer_pb.js";
 export { reasonAdvice } from "./reason-advice.js";
+export { buildKeyImportConsent, keyImportConsentEnvelopeCty, keyImportConsentTyp, type KeyImportConsentInput } from "./device/key-import-consent.js";

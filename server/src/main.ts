@@ -34,6 +34,9 @@ import { Signers } from "./registration/signers.js";
 import { registrationService } from "./transport/registration-service.js";
 import { credentialLifecycleService } from "./transport/credential-lifecycle-service.js";
 import { signerService } from "./transport/signer-service.js";
+import { keyImportService } from "./transport/key-import-service.js";
+import { KeyImport } from "./registration/key-import.js";
+import { KeyImportTransportKeys } from "./keys/key-import-transport-key.js";
 import { SamEncryptionKeys } from "./keys/sam-encryption-keys.js";
 import { samInfoService } from "./transport/sam-info.js";
 import { scaCredentialsService } from "./transport/sca-credentials.js";
@@ -82,6 +85,11 @@ export interface ServeHooks {
   onRecords?: (records: VerifiedRecords) => void;
   /** Tests only: the SAP components' clock, so expiry tests need not wait out the policy's minimum lifetimes. */
   clock?: () => Date;
+  /**
+   * Tests only: the key import, whose consent challenges signer.proto cannot issue yet (no
+   * CHALLENGE_PURPOSE for key import). Never set by `inkan serve`.
+   */
+  onKeyImport?: (keyImport: KeyImport) => void;
 }
 
 export async function serve(config: Config, log: Logger, hooks: ServeHooks = {}): Promise<InkanServer> {
@@ -126,6 +134,9 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
       : undefined;
     const methods = { loginAssertion: loginAssertions !== undefined };
     const lifecycle = new CredentialLifecycle({ records, keys: crypto, oneTime: store, samKeys, policies, audit: auditLog });
+    const transportKeys = new KeyImportTransportKeys({ crypto, onKeyCreated: (kid) => log.info({ kid }, "key-import transport key created") });
+    const keyImport = new KeyImport({ records, oneTime: store, crypto, transportKeys, samKeys, policies, audit: auditLog, signers });
+    hooks.onKeyImport?.(keyImport);
     let server: InkanServer | undefined;
     const sapServing = (status: Status) => server?.health.setWhere((s) => s.startsWith("inkan.sam.v1."), status);
     // R-3.2.2.3: a policy that fails its check stops signing until security officers restore it.
@@ -156,7 +167,7 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
       },
       "inkan.admin.v1.PolicyService": policyService(policies, auditLog),
       "inkan.admin.v1.AuditService": auditService({ store, crypto, audit: auditLog }),
-      "inkan.admin.v1.RegistrationService": { ...registrationService(signers, credentials, activation), ...credentialLifecycleService(lifecycle) },
+      "inkan.admin.v1.RegistrationService": { ...registrationService(signers, credentials, activation), ...credentialLifecycleService(lifecycle), ...keyImportService(transportKeys, keyImport) },
       "inkan.sam.v1.SignerService": signerService(activation, lifecycle),
       "inkan.sam.v1.SignatureActivationService": {
         ...samInfoService({ keys: samKeys, policies, version: samVersion, maxMessageBytes: config.limits.readMaxBytes, methods }),

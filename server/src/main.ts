@@ -85,11 +85,6 @@ export interface ServeHooks {
   onRecords?: (records: VerifiedRecords) => void;
   /** Tests only: the SAP components' clock, so expiry tests need not wait out the policy's minimum lifetimes. */
   clock?: () => Date;
-  /**
-   * Tests only: the key import, whose consent challenges signer.proto cannot issue yet (no
-   * CHALLENGE_PURPOSE for key import). Never set by `inkan serve`.
-   */
-  onKeyImport?: (keyImport: KeyImport) => void;
 }
 
 export async function serve(config: Config, log: Logger, hooks: ServeHooks = {}): Promise<InkanServer> {
@@ -136,7 +131,6 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
     const lifecycle = new CredentialLifecycle({ records, keys: crypto, oneTime: store, samKeys, policies, audit: auditLog });
     const transportKeys = new KeyImportTransportKeys({ crypto, onKeyCreated: (kid) => log.info({ kid }, "key-import transport key created") });
     const keyImport = new KeyImport({ records, oneTime: store, crypto, transportKeys, samKeys, policies, audit: auditLog, signers });
-    hooks.onKeyImport?.(keyImport);
     let server: InkanServer | undefined;
     const sapServing = (status: Status) => server?.health.setWhere((s) => s.startsWith("inkan.sam.v1."), status);
     // R-3.2.2.3: a policy that fails its check stops signing until security officers restore it.

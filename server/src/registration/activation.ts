@@ -42,7 +42,7 @@ import { hashPin, pinAllowed, verifyPin, type PinFactorBody } from "./pin-hash.j
 import { requireOperator, type Acting, type DeviceKeyFactorBody, type IssuedActivationCode, type SignerBody, type Signers, type SignerView } from "./signers.js";
 import { otpauthUri, totpSecretBytes, type TotpFactorBody } from "./totp.js";
 
-export type SignerChallengePurpose = "ACTIVATION" | "PIN_CHANGE" | "SUSPENSION";
+export type SignerChallengePurpose = "ACTIVATION" | "PIN_CHANGE" | "SUSPENSION" | "KEY_IMPORT";
 
 /** The JWE "cty" and JWS "typ" values of signer.proto. */
 export const activationEnvelopeCty = "inkan-activation-envelope+json";
@@ -64,6 +64,8 @@ export function challengeBinding(purpose: SignerChallengePurpose, signerId: stri
       return { purpose: "signer-request", subject: `pin-change ${signerId}` };
     case "SUSPENSION":
       return { purpose: "signer-request", subject: `suspension ${signerId} ${credentialId}` };
+    case "KEY_IMPORT":
+      return { purpose: "signer-request", subject: `key-import ${signerId}` };
   }
 }
 

@@ -16,14 +16,13 @@ import { refusalOf, startTestServer, type PrivilegedPerson, type Protocol, type 
 import { wrapForImport } from "../testing/key-wrap.js";
 import { issueSignerCertificate, signerIssuingCa } from "../testing/signer-certificates.js";
 import { activeSigner, testPin } from "../testing/signers.js";
-import type { KeyImport } from "./key-import.js";
+import { ChallengePurpose, SignerService } from "@inkan/sdk/gen/inkan/sam/v1/signer_pb.js";
 
 // GetKeyImportTransportKey and ImportKey on the real server (SoftHSM2 + SQLite, mTLS), over gRPC and
 // Connect: T-2.1.4.1 (consent with both factors), T-2.1.4.2 (consent names this signer and key),
 // T-2.1.4.3 (the key is what is stated; nothing left behind), T-2.1.4.4 (no known key twice).
 let t: TestServer;
 let operator: PrivilegedPerson;
-let keyImport: KeyImport;
 let records: VerifiedRecords;
 let auditor: PrivilegedPerson;
 
@@ -41,11 +40,10 @@ const ec = (namedCurve: string): Pair => generateKeyPairSync("ec", { namedCurve 
 
 /** The signer's device: a consent over a fresh key-import challenge (device key + PIN in a JWE to the SAM). */
 async function consent(o: { signer: Signer; spki: Uint8Array; keyAlgorithm: string; pin?: string; deviceKey?: DeviceKey; challengeFor?: string }) {
-  const { challenge, audience } = await keyImport.createConsentChallenge({ signerId: o.challengeFor ?? o.signer.signerId, now: new Date() });
-  const { encryptionKeys } = await sca().getInfo({});
+  const ch = await createClient(SignerService, t.transport("grpc", t.pki.sca)).createChallenge({ signerId: o.challengeFor ?? o.signer.signerId, purpose: ChallengePurpose.KEY_IMPORT });
   return buildKeyImportConsent({
     signerId: o.signer.signerId, pin: o.pin ?? testPin, deviceKey: o.deviceKey ?? o.signer.deviceKey, publicKeySpki: o.spki,
-    keyAlgorithm: o.keyAlgorithm, challenge, audience, samKey: encryptionKeys.find((k) => k.current)!,
+    keyAlgorithm: o.keyAlgorithm, challenge: ch.challenge, audience: ch.audience, samKey: ch.encryptionKey!,
   });
 }
 
@@ -100,7 +98,7 @@ async function signThroughSap(signer: Signer, credentialId: string, message: Buf
 }
 
 beforeAll(async () => {
-  t = await startTestServer({}, { onKeyImport: (k) => (keyImport = k), onRecords: (r) => (records = r) });
+  t = await startTestServer({}, { onRecords: (r) => (records = r) });
   operator = await t.createPrivilegedUser(PrivilegedRole.REGISTRATION_OPERATOR, "RA operator");
   auditor = await t.createPrivilegedUser(PrivilegedRole.AUDITOR, "Auditor");
 }, 120_000);

@@ -28,7 +28,7 @@ import type { VerifiedRecords } from "../integrity/sealed-records.js";
 import type { KeyImportTransportKeys } from "../keys/key-import-transport-key.js";
 import { maxRSadBytes, type SamEncryptionKeys } from "../keys/sam-encryption-keys.js";
 import type { CredentialRecord, CredentialStatus, OneTimeObjects } from "../store/port.js";
-import { challengeHash } from "./activation.js";
+import { challengeBinding, challengeHash } from "./activation.js";
 import { parseCertificateChain, storedCertificate, validateSigningChain, type StoredCertificate } from "./certificates.js";
 import { publicKeyFingerprint, type AssuranceLevel, type CredentialBody, type CredentialView } from "./credentials.js";
 import { DeviceProofRefused, parseDevicePublicJwk, parseStrictJsonObject, peekDeviceJws, verifyDeviceJws } from "./device-jws.js";
@@ -43,11 +43,10 @@ export const keyImportConsentTyp = "inkan-key-import-consent+jwt";
 export const keyImportAction = "import_key";
 const consentClaims = ["sub", "aud", "action", "spki", "kalg", "chal", "iat", "exp", "jti"];
 const maxEnvelopeBytes = 8_192;
-const defaultChallengeLifetimeMs = 5 * 60 * 1000;
 const algorithms: readonly KeyAlgorithm[] = ["EC_P256", "EC_P384", "EC_P521", "RSA_2048", "RSA_3072", "RSA_4096", "ED25519"];
 
 /** The store binding of a key-import consent challenge (see the module comment). */
-export const keyImportChallengeBinding = (signerId: string) => ({ purpose: "signer-request" as const, subject: `key-import ${signerId}` });
+export const keyImportChallengeBinding = (signerId: string) => challengeBinding("KEY_IMPORT", signerId);
 
 /** base64url (no padding) of SHA-256 over the DER SPKI: the consent's "spki" claim. */
 export const consentSpkiClaim = (spki: Uint8Array) => createHash("sha256").update(spki).digest("base64url");
@@ -84,16 +83,6 @@ export interface ImportKeyInput extends Acting {
 /** Import of signing keys into the module, bound to a signer with the signer's consent. */
 export class KeyImport {
   constructor(private readonly o: KeyImportOptions) {}
-
-  /** A one-time key-import consent challenge for `signerId`: 32 bytes from the module's RNG, only its hash stored. */
-  async createConsentChallenge(input: { signerId: string; now: Date }): Promise<{ challenge: Uint8Array; expiresAt: Date; audience: string }> {
-    const policy = await this.o.policies.current();
-    const lifetime = policy.policy.challengeLifetime === undefined ? defaultChallengeLifetimeMs : durationMs(policy.policy.challengeLifetime, "challengeLifetime");
-    const challenge = await this.o.crypto.randomBytes(32);
-    const expiresAt = new Date(input.now.getTime() + lifetime);
-    await this.o.oneTime.issueChallenge({ hash: challengeHash(challenge), ...keyImportChallengeBinding(input.signerId), createdAt: input.now, expiresAt });
-    return { challenge, expiresAt, audience: await this.o.samKeys.samId() };
-  }
 
   /** ImportKey, checks in the order of the module comment; any failure leaves nothing behind, in the module or the store. */
   async importKey(input: ImportKeyInput): Promise<CredentialView> {

@@ -14,6 +14,7 @@ const purposeIn: Partial<Record<ChallengePurpose, SignerChallengePurpose>> = {
   [ChallengePurpose.ACTIVATION]: "ACTIVATION",
   [ChallengePurpose.PIN_CHANGE]: "PIN_CHANGE",
   [ChallengePurpose.SUSPENSION]: "SUSPENSION",
+  [ChallengePurpose.KEY_IMPORT]: "KEY_IMPORT",
 };
 
 /**

@@ -1,6 +1,6 @@
 import "reflect-metadata"; // @peculiar/x509 (via tsyringe) needs the Reflect metadata polyfill
 import { createHash, createPublicKey, generateKeyPairSync, verify } from "node:crypto";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import * as x509 from "@peculiar/x509";
 import { Code, createClient } from "@connectrpc/connect";
 import { Reason, buildRSad, type DeviceKey } from "@inkan/sdk";
@@ -66,7 +66,7 @@ const createCsr = (
   s: Generated,
   prepared: PrepareCsrResponse,
   approval: { transactionId: string; sadToken: string },
-  override: Partial<{ credentialId: string; certificationRequestInfo: Uint8Array; hashAlgorithm: HashAlgorithm }> = {},
+  override: Partial<{ credentialId: string; certificationRequestInfo: Uint8Array; hashAlgorithm: HashAlgorithm; signatureAlgorithm: SignatureAlgorithm }> = {},
   protocol: Protocol = "grpc",
 ) =>
   ra(protocol).createCsr({
@@ -74,11 +74,21 @@ const createCsr = (
     signatureAlgorithm: prepared.signatureAlgorithm, transactionId: approval.transactionId, sadToken: approval.sadToken, ...override,
   });
 
-/** `openssl req -verify` on a DER CSR: its subject (RFC 2253) and public key (DER SPKI); throws if the signature does not verify. */
+/**
+ * `openssl req -verify` on a DER CSR: its subject (RFC 2253) and public key (DER SPKI); fails the
+ * test if the signature does not verify (OpenSSL 3.0 exits 0 then: its verdict is read from stderr).
+ */
 function opensslVerifiedCsr(csr: Uint8Array): { subject: string; spki: Uint8Array } {
-  const text = execFileSync("openssl", ["req", "-inform", "DER", "-verify", "-noout", "-subject", "-nameopt", "RFC2253"], { input: csr, stdio: "pipe" }).toString();
+  const { ok, text } = opensslVerify(csr);
+  expect(ok).toBe(true);
   const pub = execFileSync("openssl", ["req", "-inform", "DER", "-pubkey", "-noout"], { input: csr }).toString();
   return { subject: /^subject=(.*)$/m.exec(text)![1]!, spki: new Uint8Array(x509.PemConverter.decodeFirst(pub)) };
+}
+
+function opensslVerify(csr: Uint8Array): { ok: boolean; text: string } {
+  const out = spawnSync("openssl", ["req", "-inform", "DER", "-verify", "-noout", "-subject", "-nameopt", "RFC2253"], { input: csr });
+  const verdict = out.stderr.toString();
+  return { ok: out.status === 0 && /verify OK/.test(verdict) && !/failure/.test(verdict), text: out.stdout.toString() };
 }
 
 /** The prepared CertificationRequestInfo with its SubjectPublicKeyInfo replaced by `spki` (same DER layout otherwise). */
@@ -122,6 +132,9 @@ describe("CreateCsr: the CSR the signer approved with a SAD, signed in the crypt
       expect(verified.subject).toBe(subject);
       expect(Buffer.from(verified.spki)).toEqual(Buffer.from(s.credential.publicKeySpki)); // R-3.1.1.4
       expect(Buffer.from(csr).includes(Buffer.from(prepared.certificationRequestInfo))).toBe(true); // exactly the approved bytes
+      const tampered = Buffer.from(csr);
+      tampered[tampered.length - 3]! ^= 0x01; // inside the signature: openssl must now refuse it
+      expect(opensslVerify(tampered).ok).toBe(false);
       expect(await stateOf(approval.transactionId)).toBe(TransactionState.COMPLETED);
       expect(await statusOf(s)).toBe(CredentialStatus.KEY_GENERATED);
 
@@ -220,7 +233,7 @@ describe("CreateCsr refuses, and the approval stays usable (T-2.1.3.1, T-2.1.3.2
     await createCsr(s, prepared, approval); // untouched
   });
 
-  it("T-2.1.3.1: bytes that are not a DER CertificationRequestInfo are INVALID_ARGUMENT INVALID_REQUEST", async () => {
+  it("T-2.1.3.1: bytes that are not a DER CertificationRequestInfo, or another signature algorithm, are INVALID_ARGUMENT INVALID_REQUEST", async () => {
     const s = await generated();
     const prepared = await prepare(s);
     const approval = await approve(s, prepared);
@@ -233,6 +246,8 @@ describe("CreateCsr refuses, and the approval stays usable (T-2.1.3.1, T-2.1.3.2
       const refusal = await refusalOf(createCsr(s, prepared, approval, { certificationRequestInfo: bad }));
       expect(refusal, bad.toString("hex").slice(0, 40)).toMatchObject({ code: Code.InvalidArgument, reason: Reason.INVALID_REQUEST });
     }
+    // A signature algorithm other than the approval transaction's.
+    expect(await refusalOf(createCsr(s, prepared, approval, { signatureAlgorithm: SignatureAlgorithm.RSA_PSS }))).toMatchObject({ code: Code.InvalidArgument, reason: Reason.INVALID_REQUEST });
     await createCsr(s, prepared, approval); // untouched
   });
 

@@ -10,15 +10,15 @@
  *  1. The credential exists; certification_request_info is a well-formed DER
  *     CertificationRequestInfo whose public key is byte for byte the credential's (T-2.1.3.1,
  *     T-2.1.1.2, R-3.1.1.4): INVALID_REQUEST / KEY_MISMATCH.
- *  2. transaction_id names a transaction on this credential (TRANSACTION_NOT_FOUND), AUTHORIZED
- *     (TRANSACTION_STATE) and unexpired (EXPIRED) -- except that this transaction's consumed token
- *     is a replay in any state (SAD_REPLAYED, as in SignHash: after its CSR the transaction is
- *     COMPLETED) --, whose only DTBS/R is the DTBS/R of these bytes
+ *  2. transaction_id names a transaction on this credential (TRANSACTION_NOT_FOUND); this
+ *     transaction's consumed token is a replay in any state (SAD_REPLAYED: reuse detection as in
+ *     SignHash; after its CSR the transaction is COMPLETED); the transaction is AUTHORIZED
+ *     (TRANSACTION_STATE) and unexpired (EXPIRED); its only DTBS/R is the DTBS/R of these bytes
  *     under hash_algorithm (R-3.1.3.2, T-2.1.3.2: a subject or key changed after approval is
- *     HASH_NOT_AUTHORIZED); signature_algorithm is the transaction's.
+ *     HASH_NOT_AUTHORIZED); signature_algorithm is the transaction's (else INVALID_REQUEST).
  *  3. sad_token is that transaction's token (SAD_INVALID: a made-up token, or another
- *     transaction's, which stays untouched), not revoked, unexpired; the credential and signer may use it
- *     (R-3.3.1; KEY_GENERATED too: this is the one use of such a credential).
+ *     transaction's, which stays untouched), not revoked, unexpired; the credential and signer
+ *     may use it (R-3.3.1; KEY_GENERATED too: this is the one use of such a credential).
  *  4. T-2.2.1.3: the token is consumed atomically before the crypto module is touched; then the
  *     DTBS/R entry is claimed (markHashesSigned), so the approval works once, and never also
  *     through SignHash or SignStream (which refuse KEY_GENERATED credentials anyway).

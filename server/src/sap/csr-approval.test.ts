@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { FullCryptoModule } from "../crypto/port.js";
 import type { VerifiedRecords } from "../integrity/sealed-records.js";
 import type { CertificateAuthority } from "../pki/dev-pki.js";
-import type { CredentialRecord } from "../store/port.js";
+import type { CredentialRecord, Store } from "../store/port.js";
 import { refusalOf, startTestServer, type PrivilegedPerson, type Protocol, type TestServer } from "../testing/harness.js";
 import { issueSignerCertificate, signerIssuingCa } from "../testing/signer-certificates.js";
 import { activeSigner, activeSignerWithCredential, testPin } from "../testing/signers.js";
@@ -26,6 +26,8 @@ let operator: PrivilegedPerson;
 let issuingCa: CertificateAuthority;
 let records: VerifiedRecords | undefined;
 let failSignatureChecks = false;
+/** Transactions the store reports as past their expiry (fault injection: no 30-second wait for a real expiry). */
+const expiredTransactions = new Set<string>();
 
 const ra = (protocol: Protocol = "grpc") => createClient(RegistrationService, t.as(operator, protocol));
 const sca = (protocol: Protocol = "grpc") => createClient(SignatureActivationService, t.transport(protocol, t.pki.sca));
@@ -113,7 +115,20 @@ beforeAll(async () => {
         return typeof value === "function" ? value.bind(target) : value;
       },
     });
-  t = await startTestServer({}, { wrapCrypto, onRecords: (r) => (records = r) });
+  const wrapStore = (store: Store): Store =>
+    new Proxy(store, {
+      get(target, prop, receiver) {
+        if (prop === "getTransaction") {
+          return async (id: string) => {
+            const record = await target.getTransaction(id);
+            return record && expiredTransactions.has(id) ? { ...record, expiresAt: new Date(Date.now() - 1000) } : record;
+          };
+        }
+        const value = Reflect.get(target, prop, receiver);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+  t = await startTestServer({}, { wrapCrypto, wrapStore, onRecords: (r) => (records = r) });
   operator = await t.createPrivilegedUser(PrivilegedRole.REGISTRATION_OPERATOR, "operator-csr");
   issuingCa = await signerIssuingCa(t);
 }, 60_000);
@@ -269,6 +284,22 @@ describe("CreateCsr refuses, and the approval stays usable (T-2.1.3.1, T-2.1.3.2
     const approval = await approve(s, prepared);
     await createCsr(s, prepared, approval);
     expect(await refusalOf(createCsr(s, prepared, approval))).toMatchObject({ code: Code.PermissionDenied, reason: Reason.SAD_REPLAYED });
+    const auditor = await t.createPrivilegedUser(PrivilegedRole.AUDITOR, "auditor-csr-replay");
+    const { records: trail } = await createClient(AuditService, t.as(auditor)).listAuditRecords({ page: { pageSize: 1000 } });
+    expect(trail.some((r) => r.eventType === "signature.failed" && r.reason === Reason.SAD_REPLAYED && r.transactionId === approval.transactionId)).toBe(true);
+  });
+
+  it("an expired approval transaction is FAILED_PRECONDITION EXPIRED, and nothing is consumed", async () => {
+    const s = await generated();
+    const prepared = await prepare(s);
+    const approval = await approve(s, prepared);
+    expiredTransactions.add(approval.transactionId);
+    try {
+      expect(await refusalOf(createCsr(s, prepared, approval))).toMatchObject({ code: Code.FailedPrecondition, reason: Reason.EXPIRED });
+    } finally {
+      expiredTransactions.delete(approval.transactionId);
+    }
+    await createCsr(s, prepared, approval);
   });
 
   it("T-2.2.1.3: of concurrent CreateCsr calls with one token exactly one gets a CSR", async () => {

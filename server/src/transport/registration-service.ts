@@ -171,7 +171,8 @@ const signerStatusIn = (s: SignerStatus): StoreSignerStatus | undefined =>
 /**
  * RegistrationService, the registration operator's part that has landed: signers (enroll, read,
  * update, disable, enable), activation codes, factor reset and device revocation, lockout reset,
- * key generation with credential reads, CSR preparation and certificate import. Authentication,
+ * key generation with credential reads, CSR preparation and certificate import (CreateCsr is
+ * {@link createCsrService}). Authentication,
  * the role check, validation and the privileged-operation audit ran before these handlers; the
  * other RPCs answer UNIMPLEMENTED until their issues land.
  */

@@ -31,7 +31,7 @@ import { CredentialLifecycle } from "./registration/credential-lifecycle.js";
 import { ScaCredentials } from "./registration/sca-view.js";
 import { Activation } from "./registration/activation.js";
 import { Signers } from "./registration/signers.js";
-import { registrationService } from "./transport/registration-service.js";
+import { createCsrService, registrationService } from "./transport/registration-service.js";
 import { credentialLifecycleService } from "./transport/credential-lifecycle-service.js";
 import { signerService } from "./transport/signer-service.js";
 import { keyImportService } from "./transport/key-import-service.js";
@@ -43,6 +43,7 @@ import { scaCredentialsService } from "./transport/sca-credentials.js";
 import { sapTransactionsService } from "./transport/sap-transactions.js";
 import { sapSigningService } from "./transport/sap-signing.js";
 import { SapAuthorize } from "./sap/authorize.js";
+import { SapCsrApproval } from "./sap/csr-approval.js";
 import { createLoginAssertionVerifier } from "./sap/login-assertion.js";
 import { SapSignHash } from "./sap/sign-hash.js";
 import { SapSignStream } from "./sap/sign-stream.js";
@@ -161,7 +162,12 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
       },
       "inkan.admin.v1.PolicyService": policyService(policies, auditLog),
       "inkan.admin.v1.AuditService": auditService({ store, crypto, audit: auditLog }),
-      "inkan.admin.v1.RegistrationService": { ...registrationService(signers, credentials, activation), ...credentialLifecycleService(lifecycle), ...keyImportService(transportKeys, keyImport) },
+      "inkan.admin.v1.RegistrationService": {
+        ...registrationService(signers, credentials, activation),
+        ...credentialLifecycleService(lifecycle),
+        ...keyImportService(transportKeys, keyImport),
+        ...createCsrService(new SapCsrApproval({ transactions: sapTransactions, store, records, keys: crypto, random: crypto, policies, audit: auditLog })),
+      },
       "inkan.sam.v1.SignerService": signerService(activation, lifecycle),
       "inkan.sam.v1.SignatureActivationService": {
         ...samInfoService({ keys: samKeys, policies, version: samVersion, maxMessageBytes: config.limits.readMaxBytes, methods }),

@@ -1,6 +1,7 @@
 import "reflect-metadata"; // @peculiar/x509 (via tsyringe) needs the Reflect metadata polyfill
 import { createHash, X509Certificate as NodeCertificate } from "node:crypto";
 import * as x509 from "@peculiar/x509";
+import type { HashAlgorithm, SignatureScheme } from "../crypto/port.js";
 import { InkanError } from "../errors.js";
 
 /**
@@ -255,4 +256,106 @@ function escapeValue(value: string): string {
     .replace(/\0/g, "\\00")
     .replace(/^([ #])/, "\\$1")
     .replace(/ $/, "\\ ");
+}
+
+// ---------------------------------------------------------------------------------------------
+// PKCS#10 (CreateCsr): the CertificationRequestInfo the signer approved, and the signed request
+// ---------------------------------------------------------------------------------------------
+
+const badRequestInfo = (message: string, cause?: unknown) =>
+  new InkanError("INVALID_REQUEST", `certification_request_info: ${message}`, { field: "certification_request_info", cause });
+
+/** {@link tlv}, refusing what DER forbids: a non-minimal length. */
+function derTlv(der: Uint8Array, at: number): { contentStart: number; end: number } {
+  const element = tlv(der, at);
+  const length = element.end - element.contentStart;
+  const lengthOctets = element.contentStart - at - 2;
+  if (lengthOctets > 0 && (length < 0x80 || der[at + 2] === 0)) throw new Error("non-minimal DER length");
+  return element;
+}
+
+/**
+ * The subject and SubjectPublicKeyInfo of a DER CertificationRequestInfo (RFC 2986 4.1), as
+ * encoded (never re-encoded, so the key can be compared byte for byte: R-3.1.1.4, T-2.1.1.2):
+ * exactly one SEQUENCE { version INTEGER 0, subject Name, subjectPKInfo, attributes [0] } and
+ * nothing after it. INVALID_REQUEST (field certification_request_info) for anything else.
+ */
+export function parseCertificationRequestInfo(info: Uint8Array): { subject: Uint8Array; spki: Uint8Array } {
+  let parts: { subject: Uint8Array; spki: Uint8Array };
+  try {
+    const outer = derTlv(info, 0);
+    if (info[0] !== 0x30 || outer.end !== info.length) throw new Error("not exactly one SEQUENCE");
+    const fields: Uint8Array[] = [];
+    for (let at = outer.contentStart; at < outer.end; at = derTlv(info, at).end) fields.push(info.subarray(at, derTlv(info, at).end));
+    const [version, subject, spki, attributes] = fields;
+    if (fields.length !== 4 || !version || !subject || !spki || !attributes) throw new Error("not four fields");
+    if (!Buffer.from(version).equals(Buffer.from([0x02, 0x01, 0x00]))) throw new Error("version is not 0");
+    if (subject[0] !== 0x30 || spki[0] !== 0x30 || attributes[0] !== 0xa0) throw new Error("a field has the wrong type");
+    parts = { subject, spki };
+  } catch (err) {
+    throw badRequestInfo("not a DER CertificationRequestInfo", err);
+  }
+  try {
+    new x509.Name(parts.subject); // a well-formed Name ...
+    new x509.PublicKey(parts.spki); // ... and SubjectPublicKeyInfo
+  } catch (err) {
+    throw badRequestInfo("the subject or public key is not well-formed", err);
+  }
+  return parts;
+}
+
+/** One DER element (definite length, up to 16 MiB). */
+function derOf(tag: number, ...content: Uint8Array[]): Uint8Array {
+  const body = Buffer.concat(content);
+  const n = body.length;
+  const length = n < 0x80 ? [n] : n < 0x100 ? [0x81, n] : n < 0x10000 ? [0x82, n >> 8, n & 0xff] : [0x83, n >> 16, (n >> 8) & 0xff, n & 0xff];
+  return new Uint8Array(Buffer.concat([Buffer.from([tag, ...length]), body]));
+}
+
+const hexDer = (hex: string) => new Uint8Array(Buffer.from(hex, "hex"));
+/** DER OIDs (tag, length, content) of the CSR signature algorithms (RFC 5758, RFC 4055, RFC 8410). */
+const oidHex = {
+  ecdsa: { SHA256: "06082a8648ce3d040302", SHA384: "06082a8648ce3d040303", SHA512: "06082a8648ce3d040304" },
+  rsa: { SHA256: "06092a864886f70d01010b", SHA384: "06092a864886f70d01010c", SHA512: "06092a864886f70d01010d" },
+  hash: { SHA256: "0609608648016503040201", SHA384: "0609608648016503040202", SHA512: "0609608648016503040203" },
+  rsassaPss: "06092a864886f70d01010a",
+  mgf1: "06092a864886f70d010108",
+  ed25519: "06032b6570",
+} as const;
+const saltLength = { SHA256: 32, SHA384: 48, SHA512: 64 } as const;
+
+/**
+ * The AlgorithmIdentifier of a CSR signed with `scheme` over `hash`: ecdsa-with-SHAx (no
+ * parameters), shaxWithRSAEncryption (NULL parameters), RSASSA-PSS with MGF1 over the same hash
+ * and a salt as long as the hash (what the crypto module uses), or Ed25519 (hash NONE).
+ */
+export function csrSignatureAlgorithm(scheme: SignatureScheme, hash: HashAlgorithm): Uint8Array {
+  if (scheme === "ED25519" && hash === "NONE") return derOf(0x30, hexDer(oidHex.ed25519));
+  if (hash === "NONE") throw new InkanError("ALGORITHM_NOT_ALLOWED", "the signature algorithm needs a hash", { field: "hash_algorithm" });
+  switch (scheme) {
+    case "ECDSA":
+      return derOf(0x30, hexDer(oidHex.ecdsa[hash]));
+    case "RSA_PKCS1_V1_5":
+      return derOf(0x30, hexDer(oidHex.rsa[hash]), hexDer("0500"));
+    case "RSA_PSS": {
+      const hashAlgorithm = derOf(0x30, hexDer(oidHex.hash[hash]), hexDer("0500"));
+      const params = derOf(
+        0x30,
+        derOf(0xa0, hashAlgorithm),
+        derOf(0xa1, derOf(0x30, hexDer(oidHex.mgf1), hashAlgorithm)),
+        derOf(0xa2, derOf(0x02, Uint8Array.from([saltLength[hash]]))),
+      );
+      return derOf(0x30, hexDer(oidHex.rsassaPss), params);
+    }
+    default:
+      throw new InkanError("ALGORITHM_NOT_ALLOWED", "the signature algorithm does not fit the hash", { field: "signature_algorithm" });
+  }
+}
+
+/**
+ * The PKCS#10 CertificationRequest (RFC 2986 4.2): the CertificationRequestInfo exactly as
+ * approved, the signature algorithm and the module's signature (DER ECDSA-Sig-Value for ECDSA).
+ */
+export function certificationRequest(info: Uint8Array, scheme: SignatureScheme, hash: HashAlgorithm, signature: Uint8Array): Uint8Array {
+  return derOf(0x30, info, csrSignatureAlgorithm(scheme, hash), derOf(0x03, Uint8Array.from([0]), signature));
 }

@@ -1,10 +1,10 @@
 import "reflect-metadata"; // @peculiar/x509 (via tsyringe) needs the Reflect metadata polyfill
-import { execFileSync } from "node:child_process";
-import { webcrypto } from "node:crypto";
+import { execFileSync, spawnSync } from "node:child_process";
+import { constants, generateKeyPairSync, sign, webcrypto, type KeyObject } from "node:crypto";
 import * as x509 from "@peculiar/x509";
 import { beforeAll, describe, expect, it } from "vitest";
 import { InkanError } from "../errors.js";
-import { certificateState, parseCertificateChain, rfc4514, storedCertificate, validateSigningChain } from "./certificates.js";
+import { certificateState, certificationRequest, csrSignatureAlgorithm, parseCertificateChain, parseCertificationRequestInfo, rfc4514, storedCertificate, validateSigningChain } from "./certificates.js";
 import { certificationRequestInfo, csrDefaults, schemeFitsKey, subjectNameDer } from "./certificates-csr.js";
 
 // The chain rules of ImportCertificate (R-3.1.1.4, T-2.1.1.2, T-2.1.3.1, T-2.1.3.2) as pure logic,
@@ -218,5 +218,64 @@ describe("PrepareCsr's subject and CertificationRequestInfo (R-3.1.1.4, R-3.1.3.
     expect(schemeFitsKey("EC_P256", "RSA_PSS", "SHA256")).toBe(false);
     expect(schemeFitsKey("EC_P256", "ECDSA", "NONE")).toBe(false);
     expect(schemeFitsKey("ED25519", "ED25519", "SHA256")).toBe(false);
+  });
+});
+
+describe("CreateCsr's PKCS#10: the approved CertificationRequestInfo read back, and the signed request (T-2.1.3.1, R-3.1.3.2)", () => {
+  const spkiOf = (key: KeyObject) => new Uint8Array(key.export({ type: "spki", format: "der" }));
+  const infoFor = (key: KeyObject, subject = "CN=Sato Hanako,O=Example Corp,C=JP") => certificationRequestInfo(subjectNameDer(subject), spkiOf(key));
+
+  it("T-2.1.3.1: reads back the subject and the SubjectPublicKeyInfo byte for byte", () => {
+    const { publicKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
+    const parts = parseCertificationRequestInfo(infoFor(publicKey, "CN=x,C=JP"));
+    expect(Buffer.from(parts.spki)).toEqual(Buffer.from(spkiOf(publicKey)));
+    expect(rfc4514(parts.subject)).toBe("CN=x,C=JP");
+  });
+
+  it("T-2.1.3.1: refuses anything but exactly one DER CertificationRequestInfo, naming certification_request_info", () => {
+    const info = Buffer.from(infoFor(generateKeyPairSync("ec", { namedCurve: "P-256" }).publicKey));
+    expect(info[1]).toBe(0x81); // long form, one length octet: the non-minimal form below is two
+    const nonMinimal = Buffer.concat([Buffer.from([0x30, 0x82, 0x00, info[2]!]), info.subarray(3)]);
+    const version = info.indexOf(Buffer.from([0x02, 0x01, 0x00]));
+    const version1 = Buffer.from(info);
+    version1[version + 2] = 1;
+    const noAttributes = Buffer.concat([Buffer.from([0x30, 0x81, info[2]! - 2]), info.subarray(3, info.length - 2)]);
+    const notAName = Buffer.from(info);
+    notAName[version + 3] = 0x31; // the subject as a SET
+    const badKey = certificationRequestInfo(subjectNameDer("CN=x"), Uint8Array.from([0x30, 0x03, 0x02, 0x01, 0x07]));
+    for (const bad of [Buffer.alloc(0), Buffer.from("30", "hex"), Buffer.concat([info, Buffer.from([0])]), info.subarray(0, -1), nonMinimal, version1, noAttributes, notAName, badKey]) {
+      expect(refusal(() => parseCertificationRequestInfo(bad)), bad.toString("hex").slice(0, 24)).toEqual({ code: "INVALID_REQUEST", field: "certification_request_info" });
+    }
+  });
+
+  it("R-3.1.3.2: the assembled request verifies with openssl for ECDSA, RSA PKCS#1 v1.5, RSA-PSS and Ed25519 (signatures from node:crypto)", () => {
+    const ec = generateKeyPairSync("ec", { namedCurve: "P-384" });
+    const rsa = generateKeyPairSync("rsa", { modulusLength: 2048 });
+    const ed = generateKeyPairSync("ed25519");
+    const cases = [
+      { pair: ec, scheme: "ECDSA", hash: "SHA384", sign: (d: Uint8Array) => sign("sha384", d, ec.privateKey) },
+      { pair: rsa, scheme: "RSA_PKCS1_V1_5", hash: "SHA256", sign: (d: Uint8Array) => sign("sha256", d, rsa.privateKey) },
+      { pair: rsa, scheme: "RSA_PSS", hash: "SHA512", sign: (d: Uint8Array) => sign("sha512", d, { key: rsa.privateKey, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 64 }) },
+      { pair: ed, scheme: "ED25519", hash: "NONE", sign: (d: Uint8Array) => sign(null, d, ed.privateKey) },
+    ] as const;
+    // OpenSSL 3.0's `req -verify` exits 0 even when the signature fails: read its verdict instead.
+    const opensslVerify = (csr: Uint8Array) => {
+      const out = spawnSync("openssl", ["req", "-inform", "DER", "-verify", "-noout", "-subject", "-nameopt", "RFC2253"], { input: csr });
+      return { ok: out.status === 0 && /verify OK/.test(out.stderr.toString()) && !/failure/.test(out.stderr.toString()), text: out.stdout.toString() };
+    };
+    for (const c of cases) {
+      const info = infoFor(c.pair.publicKey);
+      const verified = opensslVerify(certificationRequest(info, c.scheme, c.hash, c.sign(info)));
+      expect(verified.ok, c.scheme).toBe(true);
+      expect(verified.text, c.scheme).toContain("subject=CN=Sato Hanako,O=Example Corp,C=JP");
+      // A signature over other bytes does not verify: openssl really checked it.
+      const forged = certificationRequest(info, c.scheme, c.hash, c.sign(infoFor(c.pair.publicKey, "CN=Mallory")));
+      expect(opensslVerify(forged).ok, c.scheme).toBe(false);
+    }
+  });
+
+  it("refuses a scheme without a hash (or Ed25519 with one)", () => {
+    expect(refusal(() => csrSignatureAlgorithm("ECDSA", "NONE"))).toEqual({ code: "ALGORITHM_NOT_ALLOWED", field: "hash_algorithm" });
+    expect(refusal(() => csrSignatureAlgorithm("ED25519", "SHA256"))).toEqual({ code: "ALGORITHM_NOT_ALLOWED", field: "signature_algorithm" });
   });
 });

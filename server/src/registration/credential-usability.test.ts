@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { CredentialRecord, CredentialStatus, SignerRecord } from "../store/port.js";
-import { credentialRefusal } from "./credential-usability.js";
+import { credentialRefusal, csrApprovalShapeRefusal, isCsrApproval } from "./credential-usability.js";
 
 // Unit tests of the pure check the SAP runs before it authorizes or signs: records as the
 // store returns them (seals are not this function's concern).
@@ -56,5 +56,30 @@ describe("credentialRefusal (R-3.3.1)", () => {
     expect(codeOf({ credential: undefined, signer: signer(), transaction: transaction() })).toBe("CREDENTIAL_DESTROYED");
     expect(codeOf({ credential: credential("ACTIVE", {}, "sig-2"), signer: signer(), transaction: transaction() })).toBe("CREDENTIAL_DESTROYED");
     expect(codeOf({ credential: credential(), signer: signer(), transaction: transaction(t0, "sig-2") })).toBe("CREDENTIAL_DESTROYED");
+  });
+});
+
+describe("a KEY_GENERATED credential signs only its CSR (R-3.1.3.2, T-2.1.3.2)", () => {
+  it("R-3.1.3.2: usable for a CSR approval (Authorize, CreateCsr), never otherwise (SignHash, SignStream)", () => {
+    expect(credentialRefusal({ credential: credential("PENDING"), signer: signer(), transaction: transaction(), csrApproval: true })).toBeUndefined();
+    expect(codeOf({ credential: credential("PENDING"), signer: signer(), transaction: transaction(), csrApproval: false })).toBe("CREDENTIAL_SUSPENDED");
+    expect(codeOf({ credential: credential("PENDING"), signer: signer(), transaction: transaction() })).toBe("CREDENTIAL_SUSPENDED");
+  });
+
+  it("R-3.3.1: a CSR approval does not lift any other refusal", () => {
+    const csr = { signer: signer(), transaction: transaction(), csrApproval: true };
+    expect(codeOf({ ...csr, credential: credential("SUSPENDED") })).toBe("CREDENTIAL_SUSPENDED");
+    expect(codeOf({ ...csr, credential: credential("LOCKED") })).toBe("CREDENTIAL_LOCKED");
+    expect(codeOf({ ...csr, credential: credential("DESTROYED") })).toBe("CREDENTIAL_DESTROYED");
+    expect(codeOf({ ...csr, credential: credential("PENDING"), signer: signer("DISABLED") })).toBe("SIGNER_INACTIVE");
+    expect(codeOf({ ...csr, credential: credential("PENDING"), signer: signer("ACTIVE", { lockedAt: t0.toISOString() }) })).toBe("CREDENTIAL_LOCKED");
+    expect(codeOf({ ...csr, credential: credential("PENDING", { usableSince: at(1000).toISOString() }) })).toBe("TRANSACTION_STATE");
+  });
+
+  it("T-2.1.3.2: BeginTransaction on a KEY_GENERATED credential takes exactly one DTBS/R; other statuses any number", () => {
+    expect(isCsrApproval(1)).toBe(true);
+    expect(csrApprovalShapeRefusal("PENDING", 1)).toBeUndefined();
+    for (const n of [0, 2, 1000]) expect(csrApprovalShapeRefusal("PENDING", n)).toMatchObject({ code: "INVALID_REQUEST", field: "num_signatures" });
+    expect(csrApprovalShapeRefusal("ACTIVE", 2)).toBeUndefined();
   });
 });

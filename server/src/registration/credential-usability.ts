@@ -29,12 +29,39 @@ export interface CredentialUsabilityInput {
   signer: SignerRecord | undefined;
   /** The transaction that wants to use the credential: its signer and when it was created. */
   transaction: { signerId: string; createdAt: Date };
+  /**
+   * The transaction is the signer's approval of the credential's CSR ({@link isCsrApproval}), used by
+   * Authorize or CreateCsr: a KEY_GENERATED credential is then usable. Never set by SignHash or
+   * SignStream, so a CSR approval's SAD token signs nothing but the CSR.
+   */
+  csrApproval?: boolean;
+}
+
+/**
+ * R-3.1.3.2, T-2.1.3.2: a KEY_GENERATED credential (no certificate yet; store status PENDING) is
+ * used for exactly one thing, the signer's approval of its CSR (registration.proto PrepareCsr and
+ * CreateCsr). So the SAP opens a transaction on it only with exactly this many DTBS/R: the
+ * CertificationRequestInfo's.
+ */
+export const csrApprovalSignatures = 1;
+
+/** Whether a transaction of `numSignatures` DTBS/R is a CSR approval in shape (one DTBS/R). */
+export const isCsrApproval = (numSignatures: number): boolean => numSignatures === csrApprovalSignatures;
+
+/**
+ * BeginTransaction's rule for KEY_GENERATED credentials (R-3.1.3.2, T-2.1.3.2): exactly one
+ * DTBS/R, else INVALID_REQUEST on num_signatures; undefined for any other status or a CSR approval.
+ */
+export function csrApprovalShapeRefusal(status: CredentialRecord["status"], numSignatures: number): InkanError | undefined {
+  if (status !== "PENDING" || isCsrApproval(numSignatures)) return undefined;
+  return new InkanError("INVALID_REQUEST", "a credential without a certificate only approves its CSR: num_signatures must be 1", { field: "num_signatures" });
 }
 
 /**
  * The refusal to throw when the transaction may not use the credential, or undefined when it may.
  * SIGNER_INACTIVE, CREDENTIAL_DESTROYED (also for a missing credential or one of another signer),
- * CREDENTIAL_LOCKED, CREDENTIAL_SUSPENDED (also KEY_GENERATED: no certificate yet, never signs)
+ * CREDENTIAL_LOCKED, CREDENTIAL_SUSPENDED (also KEY_GENERATED: no certificate yet, never signs
+ * anything but its own CSR, and that only when `csrApproval` is set)
  * and TRANSACTION_STATE for a transaction created before the credential's last suspension or
  * resumption (the SCA must start a new transaction).
  *
@@ -56,6 +83,8 @@ export function credentialRefusal(input: CredentialUsabilityInput): InkanError |
     case "SUSPENDED":
       return new InkanError("CREDENTIAL_SUSPENDED", "the credential is suspended"); // R-3.3.1
     case "PENDING":
+      // R-3.1.3.2, T-2.1.3.2: without a certificate the key signs only the CSR the signer approved.
+      if (input.csrApproval) break;
       return new InkanError("CREDENTIAL_SUSPENDED", "the credential is not active yet");
     case "ACTIVE":
       break;

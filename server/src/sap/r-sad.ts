@@ -38,7 +38,7 @@ import { InkanError, type ReasonCode } from "../errors.js";
 import type { VerifiedRecords } from "../integrity/sealed-records.js";
 import { maxRSadBytes, sadInvalidMessage, type SamEncryptionKeys } from "../keys/sam-encryption-keys.js";
 import { DeviceProofExpired, DeviceProofRefused, parseDevicePublicJwk, parseStrictJsonObject, peekDeviceJws, policyNameOf, verifyDeviceJws } from "../registration/device-jws.js";
-import { credentialRefusal } from "../registration/credential-usability.js";
+import { credentialRefusal, isCsrApproval } from "../registration/credential-usability.js";
 import type { CredentialBody } from "../registration/credentials.js";
 import { recordFactorFailure } from "../registration/lockout.js";
 import { verifyPin, type PinFactorBody } from "../registration/pin-hash.js";
@@ -220,7 +220,8 @@ async function verifyChecked(input: VerifyRSadInput, d: RSadVerifierDeps): Promi
   const credential = await d.records.get("credential", tx.credentialId);
   if (signer.status === "ACTIVE" && (!credential || credential.signerId !== signer.id)) throw invalid(new DeviceProofRefused("the signer does not own the credential"));
   // signer active, credential ACTIVE (not suspended, locked or destroyed), and the transaction newer than its last suspension.
-  const refusal = credentialRefusal({ credential, signer, transaction: tx });
+  // R-3.1.3.2, T-2.1.3.2: or KEY_GENERATED for a CSR approval (one DTBS/R, the only kind BeginTransaction opens on it).
+  const refusal = credentialRefusal({ credential, signer, transaction: tx, csrApproval: isCsrApproval(tx.count) });
   if (refusal) throw refusal;
 
   // the credential's level cannot be met with fewer factors (a level-2 credential refuses

@@ -118,11 +118,12 @@ export class SigningCore {
    * The credential's body, if the credential and its signer can still sign this transaction
    * (R-3.3.1: also for tokens issued before a suspension, and never for a transaction created
    * before the credential's last suspension or resumption). KEY_GENERATED credentials (no
-   * certificate yet) never sign: consistent with verifyRSad at Authorize.
+   * certificate yet) never sign, unless `csrApproval` (CreateCsr only; R-3.1.3.2): so SignHash and
+   * SignStream cannot spend a CSR approval's token.
    */
-  async usableCredential(record: TransactionRecord): Promise<CredentialBody> {
+  async usableCredential(record: TransactionRecord, options: { csrApproval?: boolean } = {}): Promise<CredentialBody> {
     const [credential, signer] = await Promise.all([this.o.records.get("credential", record.credentialId), this.o.records.get("signer", record.signerId)]);
-    const refusal = credentialRefusal({ credential, signer, transaction: record });
+    const refusal = credentialRefusal({ credential, signer, transaction: record, csrApproval: options.csrApproval === true });
     if (refusal) throw refusal;
     return JSON.parse(credential!.body) as CredentialBody;
   }

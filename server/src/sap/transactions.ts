@@ -6,6 +6,7 @@ import type { HashAlgorithm, KeyAlgorithm, RandomSource, SignatureScheme } from 
 import { InkanError } from "../errors.js";
 import type { PublishedSamKey, SamEncryptionKeys } from "../keys/sam-encryption-keys.js";
 import { challengeHash } from "../registration/activation.js";
+import { csrApprovalShapeRefusal } from "../registration/credential-usability.js";
 import type { CredentialView } from "../registration/credentials.js";
 import { newRecordId } from "../registration/ids.js";
 import type { ScaCredentials } from "../registration/sca-view.js";
@@ -168,6 +169,9 @@ export class SapTransactions {
 
     // T-2.2.1.4: the credential must be visible to this SCA, belong to the named signer and be usable.
     const credential = await this.usableCredential(input.credentialId, input.signerId);
+    // R-3.1.3.2, T-2.1.3.2: on a KEY_GENERATED credential the only transaction is a CSR approval (one DTBS/R).
+    const csrOnly = csrApprovalShapeRefusal(credential.credential.status, n);
+    if (csrOnly) throw csrOnly;
     const key = credential.body.keyAlgorithm;
     const schemes = schemesOf(key);
     const pure = key === "ED25519";

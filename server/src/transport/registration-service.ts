@@ -19,6 +19,7 @@ import { InkanError } from "../errors.js";
 import type { Activation } from "../registration/activation.js";
 import { certificateState, type StoredCertificate } from "../registration/certificates.js";
 import type { Credentials, CredentialView } from "../registration/credentials.js";
+import type { SapCsrApproval } from "../sap/csr-approval.js";
 import type { Acting, IdentityProofing, SignerIdentity, Signers, SignerView } from "../registration/signers.js";
 import type { CredentialStatus as StoreCredentialStatus, SignerStatus as StoreSignerStatus } from "../store/port.js";
 import { kAdmin } from "./admin-auth.js";
@@ -170,7 +171,8 @@ const signerStatusIn = (s: SignerStatus): StoreSignerStatus | undefined =>
 /**
  * RegistrationService, the registration operator's part that has landed: signers (enroll, read,
  * update, disable, enable), activation codes, factor reset and device revocation, lockout reset,
- * key generation with credential reads, CSR preparation and certificate import. Authentication,
+ * key generation with credential reads, CSR preparation and certificate import (CreateCsr is
+ * {@link createCsrService}). Authentication,
  * the role check, validation and the privileged-operation audit ran before these handlers; the
  * other RPCs answer UNIMPLEMENTED until their issues land.
  */
@@ -278,6 +280,32 @@ export function registrationService(signers: Signers, credentials: Credentials, 
       const now = clock();
       const view = await credentials.importCertificate({ ...acting(ctx, now), credentialId: req.credentialId, chain: req.certificateChain });
       return { credential: credentialOut(view, now) };
+    },
+  };
+}
+
+/**
+ * RegistrationService.CreateCsr: the PKCS#10 request for a credential, signed in the crypto module
+ * once the signer's SAD approval is redeemed (sap/csr-approval.ts; R-3.1.3.1, R-3.1.3.2). Separate
+ * from {@link registrationService} because it is wired to the SAP's signing core.
+ */
+export function createCsrService(approval: Pick<SapCsrApproval, "createCsr">): Impl {
+  return {
+    async createCsr(req, ctx) {
+      const hashAlgorithm = hashIn(req.hashAlgorithm);
+      const signatureScheme = schemeIn(req.signatureAlgorithm);
+      if (!hashAlgorithm) throw new InkanError("INVALID_REQUEST", "hash_algorithm is required", { field: "hash_algorithm" });
+      if (!signatureScheme) throw new InkanError("INVALID_REQUEST", "signature_algorithm is required", { field: "signature_algorithm" });
+      const csr = await approval.createCsr({
+        credentialId: req.credentialId,
+        certificationRequestInfo: req.certificationRequestInfo,
+        hashAlgorithm,
+        signatureScheme,
+        transactionId: req.transactionId,
+        sadToken: req.sadToken,
+        requestId: ctx.values.get(kRequestId),
+      });
+      return { csr };
     },
   };
 }

@@ -1,6 +1,6 @@
 import "reflect-metadata"; // @peculiar/x509 (via tsyringe) needs the Reflect metadata polyfill
 import { createHash, randomBytes, generateKeyPairSync } from "node:crypto";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -283,8 +283,10 @@ describe("PrepareCsr: the CertificationRequestInfo of the credential's key, exac
       const signature = await sapSign(signerId, deviceKey, credential.credentialId, out.dtbsr);
       const sigAlg = keyAlgorithm === KeyAlgorithm.EC_P256 ? "06082a8648ce3d040302" : "06092a864886f70d01010b0500"; // ecdsa-with-SHA256; sha256WithRSAEncryption, NULL
       const csr = derOf(0x30, out.certificationRequestInfo, derOf(0x30, Buffer.from(sigAlg, "hex")), derOf(0x03, Buffer.from([0]), signature));
-      const text = execFileSync("openssl", ["req", "-inform", "DER", "-verify", "-noout", "-subject", "-nameopt", "RFC2253"], { input: csr, stdio: "pipe" }).toString();
-      expect(text).toContain(`subject=${subject}`);
+      // OpenSSL 3 exits 0 on a bad CSR signature and only says so on stderr: read both.
+      const verified = spawnSync("openssl", ["req", "-inform", "DER", "-verify", "-noout", "-subject", "-nameopt", "RFC2253"], { input: csr, encoding: "utf8" });
+      expect(verified.stderr).toContain("verify OK");
+      expect(verified.stdout).toContain(`subject=${subject}`);
       const pub = execFileSync("openssl", ["req", "-inform", "DER", "-pubkey", "-noout"], { input: csr }).toString();
       expect(Buffer.from(x509.PemConverter.decodeFirst(pub))).toEqual(Buffer.from(credential.publicKeySpki));
     }

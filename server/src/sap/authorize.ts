@@ -19,7 +19,8 @@
  * Limits.max_authorize_attempts (the store has no FAILED state).
  * Inline and chunked uploads are authorized alike: the challenge's hash is read from the store
  * record (TransactionRecord.challengeHash), which the seal wrote together with the digest.
- * Credentials must be ACTIVE (verifyRSad refuses KEY_GENERATED ones: no certificate yet).
+ * Credentials must be ACTIVE, or KEY_GENERATED for a one-DTBS/R CSR approval that only CreateCsr
+ * redeems (registration/credential-usability.ts).
  */
 import { createHash } from "node:crypto";
 import type { SecurityPolicies } from "../admin/security-policy.js";

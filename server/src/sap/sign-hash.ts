@@ -94,6 +94,9 @@ export class SapSignHash {
     const tx = await this.o.transactions.load(input.transactionId, input.caller, this.core.clock()); // R-3.2.1.2: TRANSACTION_NOT_FOUND for another SCA's
     if (tx.state !== "PENDING") throw stateError(tx, "pending");
     await this.checkHashesFit(tx.record, input.hashes);
+    // Refused before Authorize spends the R.SAD: e.g. a KEY_GENERATED credential's CSR approval,
+    // which only CreateCsr may redeem (R-3.1.3.2), or a suspended credential.
+    await this.core.usableCredential(tx.record);
     const { sadToken } = await authorize.authorize({ caller: input.caller, transactionId: input.transactionId, rSad: input.rSad });
     return this.signHash({ caller: input.caller, sadToken, hashes: input.hashes });
   }

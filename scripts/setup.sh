@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Inkan needs on a Debian/Ubuntu machine with Node.js 20+, then builds it:
-#   - SoftHSM2, the embedded crypto module (apt-get when run as root; otherwise says what to install)
+#   - SoftHSM2, the embedded crypto module, and poppler-utils + libnss3-tools for the PDF example's
+#     test (apt-get when run as root; otherwise says what to install)
 #   - the npm dependencies, with their native builds (pkcs11js, better-sqlite3), when the lockfile changed
 #   - the TypeScript build (tsc -b), which also type-checks the product code
 # Idempotent: a second run does only what is missing.
@@ -15,14 +16,18 @@ if [ "$major" -lt 20 ]; then
   exit 1
 fi
 
-if ! command -v softhsm2-util >/dev/null 2>&1 || [ ! -e /usr/lib/softhsm/libsofthsm2.so ]; then
+# SoftHSM2 is required; poppler-utils (pdfsig) and libnss3-tools (certutil) are for the example
+# SCA's PDF test, which says so and skips without them.
+if ! command -v softhsm2-util >/dev/null 2>&1 || [ ! -e /usr/lib/softhsm/libsofthsm2.so ] || ! command -v pdfsig >/dev/null 2>&1 || ! command -v certutil >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    say "installing softhsm2 with apt-get"
+    say "installing softhsm2, poppler-utils and libnss3-tools with apt-get"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq softhsm2 poppler-utils libnss3-tools >/dev/null
-  else
+  elif ! command -v softhsm2-util >/dev/null 2>&1 || [ ! -e /usr/lib/softhsm/libsofthsm2.so ]; then
     say "SoftHSM2 is missing. Install it, then run this again:  sudo apt-get install -y softhsm2"
     exit 1
+  else
+    say "pdfsig or certutil is missing: the PDF example's test will skip (sudo apt-get install -y poppler-utils libnss3-tools)"
   fi
 fi
 

@@ -1,6 +1,10 @@
 import "reflect-metadata"; // @peculiar/x509 (via tsyringe) needs the Reflect metadata polyfill
-import { createHash, createPublicKey, generateKeyPairSync, verify } from "node:crypto";
-import { execFileSync, spawnSync } from "node:child_process";
+import { createHash, generateKeyPairSync, randomBytes } from "node:crypto";
+import { execFile, execFileSync, spawnSync } from "node:child_process";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
 import * as x509 from "@peculiar/x509";
 import { Code, createClient } from "@connectrpc/connect";
 import { Reason, buildRSad, type DeviceKey } from "@inkan/sdk";
@@ -10,12 +14,11 @@ import { PrivilegedRole } from "@inkan/sdk/gen/inkan/admin/v1/types_pb.js";
 import { SignatureActivationService, TransactionState } from "@inkan/sdk/gen/inkan/sam/v1/sam_pb.js";
 import { CredentialStatus, HashAlgorithm, KeyAlgorithm, SignatureAlgorithm } from "@inkan/sdk/gen/inkan/sam/v1/types_pb.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { defaultSecurityPolicy } from "../admin/security-policy.js";
 import type { FullCryptoModule } from "../crypto/port.js";
 import type { VerifiedRecords } from "../integrity/sealed-records.js";
-import type { CertificateAuthority } from "../pki/dev-pki.js";
 import type { CredentialRecord, Store } from "../store/port.js";
 import { refusalOf, startTestServer, type PrivilegedPerson, type Protocol, type TestServer } from "../testing/harness.js";
-import { issueSignerCertificate, signerIssuingCa } from "../testing/signer-certificates.js";
 import { activeSigner, activeSignerWithCredential, testPin } from "../testing/signers.js";
 
 // CreateCsr with the signer's SAD approval on the real server (SoftHSM2 + SQLite, mTLS, signed admin
@@ -23,7 +26,6 @@ import { activeSigner, activeSignerWithCredential, testPin } from "../testing/si
 // Authorize -> CreateCsr. R-3.1.3.1, R-3.1.3.2, R-3.1.1.4; T-2.1.3.1, T-2.1.3.2, T-2.1.1.2.
 let t: TestServer;
 let operator: PrivilegedPerson;
-let issuingCa: CertificateAuthority;
 let records: VerifiedRecords | undefined;
 let failSignatureChecks = false;
 /** Transactions the store reports as past their expiry (fault injection: no 30-second wait for a real expiry). */
@@ -32,6 +34,7 @@ const expiredTransactions = new Set<string>();
 const ra = (protocol: Protocol = "grpc") => createClient(RegistrationService, t.as(operator, protocol));
 const sca = (protocol: Protocol = "grpc") => createClient(SignatureActivationService, t.transport(protocol, t.pki.sca));
 const subject = "CN=Sato Hanako,O=Example Corp,C=JP";
+const execFileAsync = promisify(execFile);
 
 interface Generated {
   signerId: string;
@@ -130,7 +133,6 @@ beforeAll(async () => {
     });
   t = await startTestServer({}, { wrapCrypto, wrapStore, onRecords: (r) => (records = r) });
   operator = await t.createPrivilegedUser(PrivilegedRole.REGISTRATION_OPERATOR, "operator-csr");
-  issuingCa = await signerIssuingCa(t);
 }, 60_000);
 afterAll(async () => {
   await t?.close();
@@ -138,7 +140,7 @@ afterAll(async () => {
 
 describe("CreateCsr: the CSR the signer approved with a SAD, signed in the crypto module (R-3.1.3.1, R-3.1.3.2, R-3.1.1.4)", () => {
   for (const protocol of ["grpc", "connect"] as const) {
-    it(`R-3.1.3.2, R-3.1.3.1: over ${protocol}, PrepareCsr -> BeginTransaction (1 DTBS/R) -> R.SAD -> Authorize -> CreateCsr on a KEY_GENERATED credential: openssl verifies the CSR with the prepared subject and key; its certificate makes the credential ACTIVE and it signs`, async () => {
+    it(`R-3.1.3.2, R-3.1.3.1: over ${protocol}, PrepareCsr -> BeginTransaction (1 DTBS/R) -> R.SAD -> Authorize -> CreateCsr on a KEY_GENERATED credential: openssl verifies the CSR with the prepared subject and key`, async () => {
       const s = await generated();
       const prepared = await prepare(s, {}, protocol);
       const approval = await approve(s, prepared, protocol);
@@ -152,47 +154,8 @@ describe("CreateCsr: the CSR the signer approved with a SAD, signed in the crypt
       expect(opensslVerify(tampered).ok).toBe(false);
       expect(await stateOf(approval.transactionId)).toBe(TransactionState.COMPLETED);
       expect(await statusOf(s)).toBe(CredentialStatus.KEY_GENERATED);
-
-      // The CA certifies the CSR's key; ImportCertificate makes the credential ACTIVE; the SAP signs with it.
-      const certificate = await issueSignerCertificate(issuingCa, verified.spki);
-      const { credential } = await ra(protocol).importCertificate({ credentialId: s.credential.credentialId, certificateChain: [certificate] });
-      expect(credential!.status).toBe(CredentialStatus.ACTIVE);
-      const message = Buffer.from(`contract ${protocol} ${Math.random()}`);
-      const hash = new Uint8Array(createHash("sha256").update(message).digest());
-      const { sadChallenge: ch } = await sca(protocol).beginTransaction({
-        credentialId: s.credential.credentialId, signerId: s.signerId, hashAlgorithm: HashAlgorithm.SHA256, numSignatures: 2,
-        hashes: [hash, new Uint8Array(createHash("sha256").update("second").digest())], description: "Contracts",
-      });
-      const rSad = await buildRSad({
-        deviceKey: s.deviceKey, signerId: ch!.signerId, credentialId: ch!.credentialId, samId: ch!.audience, transactionId: ch!.transactionId,
-        challenge: ch!.challenge, dtbsrDigest: ch!.dtbsrDigest, count: ch!.numSignatures, pin: testPin, samKey: ch!.encryptionKey!,
-      });
-      const { sadToken } = await sca(protocol).authorize({ transactionId: ch!.transactionId, rSad });
-      const { signatures } = await sca(protocol).signHash({ authorization: { case: "sadToken", value: sadToken }, hashes: [hash] });
-      const key = new x509.X509Certificate(certificate).publicKey;
-      expect(verify("sha256", message, createPublicKey({ key: Buffer.from(key.rawData), format: "der", type: "spki" }), signatures[0]!)).toBe(true);
     }, 60_000);
   }
-
-  it("R-3.1.3.2: P-384 (SHA-384), RSA PKCS#1 v1.5 and RSA-PSS CSRs verify with openssl", async () => {
-    const cases = [
-      [KeyAlgorithm.EC_P384, undefined],
-      [KeyAlgorithm.RSA_2048, undefined],
-      [KeyAlgorithm.RSA_2048, SignatureAlgorithm.RSA_PSS],
-    ] as const;
-    for (const [keyAlgorithm, signatureAlgorithm] of cases) {
-      const s = await generated(keyAlgorithm);
-      const prepared = await prepare(s, signatureAlgorithm ? { signatureAlgorithm } : {});
-      const { csr } = await createCsr(s, prepared, await approve(s, prepared));
-      const verified = opensslVerifiedCsr(csr);
-      expect(verified.subject, KeyAlgorithm[keyAlgorithm]).toBe(subject);
-      expect(Buffer.from(verified.spki)).toEqual(Buffer.from(s.credential.publicKeySpki));
-      if (signatureAlgorithm === SignatureAlgorithm.RSA_PSS) {
-        const text = execFileSync("openssl", ["req", "-inform", "DER", "-noout", "-text"], { input: csr }).toString();
-        expect(text).toContain("rsassaPss");
-      }
-    }
-  }, 120_000);
 
   it("R-3.1.3.2: renewal: an ACTIVE credential gets a CSR for a new subject the same way", async () => {
     const a = await activeSignerWithCredential(t, operator);
@@ -215,6 +178,99 @@ describe("CreateCsr: the CSR the signer approved with a SAD, signed in the crypt
     expect(created[0]!.credentialId).toBe(s.credential.credentialId);
   });
 });
+
+describe("every key algorithm the policy allows, with every signature scheme that fits it: generate -> CSR -> certificate from the CSR -> sign, verified by openssl (R-3.1.3.1, R-3.1.3.2, R-3.1.1.4, T-2.1.3.1)", () => {
+  it("R-3.1.3.1, R-3.1.3.2, R-3.1.1.4, T-2.1.3.1: GenerateKey -> PrepareCsr -> SAD approval -> CreateCsr (openssl req -verify) -> certificate issued from the CSR by the signer issuing CA -> ImportCertificate -> SignHash, and openssl verifies the signature with the imported certificate's key", async () => {
+    // The algorithms as the running server's policy states them (GetInfo), so the test follows the policy.
+    const info = await sca().getInfo({});
+    const policy = defaultSecurityPolicy({ trustedScaCaCertificates: [], trustedAdminCaCertificates: [] });
+    expect(info.keyAlgorithms.map((a) => `KEY_ALGORITHM_${KeyAlgorithm[a]}`)).toEqual(policy.allowedKeyAlgorithms); // not vacuous: the default policy's list
+    const cases = info.keyAlgorithms.flatMap((keyAlgorithm, k) =>
+      schemesFor(keyAlgorithm).filter((scheme) => info.signatureAlgorithms.includes(scheme)).map((scheme, j) => ({ keyAlgorithm, scheme, protocol: (k + j) % 2 === 0 ? "grpc" as const : "connect" as const })));
+    expect(new Set(cases.map((c) => c.keyAlgorithm)).size).toBe(info.keyAlgorithms.length); // each key algorithm with at least one scheme
+    // In parallel: RSA-4096 generation in SoftHSM takes seconds, and openssl runs as child processes.
+    const outcomes = await Promise.allSettled(cases.map(({ keyAlgorithm, scheme, protocol }) => generateCertifySign(keyAlgorithm, scheme, protocol)));
+    const failed = outcomes.flatMap((o, i) => (o.status === "rejected" ? [`${KeyAlgorithm[cases[i]!.keyAlgorithm]}/${SignatureAlgorithm[cases[i]!.scheme]}: ${String(o.reason)}`] : []));
+    expect(failed).toEqual([]);
+  }, 90_000);
+});
+
+/** The signature schemes a key of `keyAlgorithm` signs with (types.proto). */
+function schemesFor(keyAlgorithm: KeyAlgorithm): SignatureAlgorithm[] {
+  const name = KeyAlgorithm[keyAlgorithm];
+  if (name.startsWith("EC_")) return [SignatureAlgorithm.ECDSA];
+  if (name.startsWith("RSA_")) return [SignatureAlgorithm.RSA_PKCS1_V1_5, SignatureAlgorithm.RSA_PSS];
+  throw new Error(`no signature scheme known to this test for ${name}: extend schemesFor and the openssl verification`);
+}
+
+const csrSignatureAlgorithm: Partial<Record<SignatureAlgorithm, RegExp>> = {
+  [SignatureAlgorithm.ECDSA]: /Signature Algorithm: ecdsa-with-SHA(256|384|512)/,
+  [SignatureAlgorithm.RSA_PKCS1_V1_5]: /Signature Algorithm: sha(256|384|512)WithRSAEncryption/,
+  [SignatureAlgorithm.RSA_PSS]: /Signature Algorithm: rsassaPss/,
+};
+
+/** The whole chain for one key algorithm and scheme; throws (with the step) on the first thing that is wrong. */
+async function generateCertifySign(keyAlgorithm: KeyAlgorithm, scheme: SignatureAlgorithm, protocol: Protocol): Promise<void> {
+  const label = `${KeyAlgorithm[keyAlgorithm]}/${SignatureAlgorithm[scheme]} over ${protocol}`;
+  const dir = await mkdtemp(join(tmpdir(), "inkan-csr-chain-"));
+  try {
+    const s = await generated(keyAlgorithm);
+    const prepared = await prepare(s, { signatureAlgorithm: scheme }, protocol);
+    const { csr } = await createCsr(s, prepared, await approve(s, prepared, protocol), {}, protocol); // R-3.1.3.2, R-3.1.3.1
+    const verified = opensslVerifiedCsr(csr);
+    expect(verified.subject, label).toBe(subject);
+    expect(Buffer.from(verified.spki), label).toEqual(Buffer.from(s.credential.publicKeySpki)); // R-3.1.1.4, T-2.1.3.1: the key generated
+    expect((await openssl(dir, ["req", "-inform", "DER", "-in", await file(dir, "req.der", csr), "-noout", "-text"])).stdout, label).toMatch(csrSignatureAlgorithm[scheme]!);
+
+    // A certificate for the CSR's key and subject, issued by the development signer issuing CA that the default policy trusts.
+    const certificate = await certificateFromCsr(dir, csr);
+    const { credential } = await ra(protocol).importCertificate({ credentialId: s.credential.credentialId, certificateChain: [certificate] });
+    expect(credential!.status, label).toBe(CredentialStatus.ACTIVE);
+    const imported = credential!.certificate!.chain[0]!;
+
+    // A document signed through the SAP with the CSR's scheme and hash, verified against the imported certificate's key.
+    const hashName = HashAlgorithm[prepared.hashAlgorithm].toLowerCase();
+    const document = Buffer.from(`contract ${label} ${Math.random()}`);
+    const hash = new Uint8Array(createHash(hashName).update(document).digest());
+    const { sadChallenge: ch } = await sca(protocol).beginTransaction({
+      credentialId: s.credential.credentialId, signerId: s.signerId, hashAlgorithm: prepared.hashAlgorithm, signatureAlgorithm: scheme,
+      numSignatures: 1, hashes: [hash], description: "Contract",
+    });
+    const rSad = await buildRSad({
+      deviceKey: s.deviceKey, signerId: ch!.signerId, credentialId: ch!.credentialId, samId: ch!.audience, transactionId: ch!.transactionId,
+      challenge: ch!.challenge, dtbsrDigest: ch!.dtbsrDigest, count: ch!.numSignatures, pin: testPin, samKey: ch!.encryptionKey!,
+    });
+    const { sadToken } = await sca(protocol).authorize({ transactionId: ch!.transactionId, rSad });
+    const { signatures } = await sca(protocol).signHash({ authorization: { case: "sadToken", value: sadToken }, hashes: [hash] });
+    const pub = join(dir, "signer.pub.pem");
+    await openssl(dir, ["x509", "-inform", "DER", "-in", await file(dir, "imported.der", imported), "-pubkey", "-noout", "-out", pub]);
+    expect(Buffer.from(x509.PemConverter.decodeFirst(await readFile(pub, "utf8"))), label).toEqual(Buffer.from(s.credential.publicKeySpki));
+    const verifies = async (message: Uint8Array) => {
+      const pss = scheme === SignatureAlgorithm.RSA_PSS ? ["-sigopt", "rsa_padding_mode:pss", "-sigopt", "rsa_pss_saltlen:digest", "-sigopt", `rsa_mgf1_md:${hashName}`] : []; // types.proto: MGF1 with the same hash, salt = hash length
+      const sig = await file(dir, "signature.bin", signatures[0]!);
+      return openssl(dir, ["dgst", `-${hashName}`, "-verify", pub, ...pss, "-signature", sig, await file(dir, "document.bin", message)])
+        .then((out) => /Verified OK/.test(out.stdout), () => false);
+    };
+    expect(await verifies(document), `${label}: openssl dgst -verify`).toBe(true);
+    expect(await verifies(Buffer.concat([document, Buffer.from("!")])), `${label}: another document`).toBe(false);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** `openssl x509 -req`: the CSR's key and subject certified by the development signer issuing CA, for signing only. */
+async function certificateFromCsr(dir: string, csr: Uint8Array): Promise<Uint8Array> {
+  const extensions = await file(dir, "signer.ext", "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,nonRepudiation\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n");
+  const out = join(dir, "signer.der");
+  await openssl(dir, [
+    "x509", "-req", "-inform", "DER", "-in", await file(dir, "req.der", csr), "-CA", t.pki.paths.signerIssuingCaCert, "-CAkey", t.pki.paths.signerIssuingCaKey,
+    "-set_serial", `0x01${randomBytes(15).toString("hex")}`, "-days", "30", "-extfile", extensions, "-outform", "DER", "-out", out,
+  ]);
+  return new Uint8Array(await readFile(out));
+}
+
+const file = async (dir: string, name: string, data: Uint8Array | string) => (await writeFile(join(dir, name), data), join(dir, name));
+const openssl = (dir: string, args: string[]) => execFileAsync("openssl", args, { cwd: dir, encoding: "utf8" });
 
 describe("CreateCsr refuses, and the approval stays usable (T-2.1.3.1, T-2.1.3.2, T-2.1.1.2)", () => {
   for (const protocol of ["grpc", "connect"] as const) {

@@ -94,7 +94,9 @@ export function looksSecret(name: string): boolean {
 
 const eventTypePattern = /^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$/;
 const detailKeyPattern = /^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$/;
-const MAX_DETAILS = 64;
+// Room for "policy.updated" with every setting of the policy changed (old.* and new.*), e.g. a
+// restore after the stored policy failed its check, when no old value can be trusted.
+const MAX_DETAILS = 256;
 const MAX_DETAIL_KEY = 64;
 const MAX_DETAIL_VALUE = 4096;
 

@@ -35,7 +35,7 @@ import type { VerifiedRecords } from "../integrity/sealed-records.js";
 import { maxRSadBytes, type PublishedSamKey, type SamEncryptionKeys } from "../keys/sam-encryption-keys.js";
 import type { ChallengePurpose as StorePurpose, FactorRecord, FactorType, OneTimeObjects } from "../store/port.js";
 import { activationCodeHash, normalizeActivationCode } from "./activation-code.js";
-import { DeviceProofRefused, parseDevicePublicJwk, parseStrictJsonObject, peekDeviceJws, policyNameOf, verifyDeviceJws, type DevicePublicKey } from "./device-jws.js";
+import { DeviceProofRefused, parseDevicePublicJwk, registeredDeviceKey, parseStrictJsonObject, peekDeviceJws, policyNameOf, verifyDeviceJws, type DevicePublicKey } from "./device-jws.js";
 import { newRecordId } from "./ids.js";
 import { recordFactorFailure } from "./lockout.js";
 import { hashPin, pinAllowed, verifyPin, type PinFactorBody } from "./pin-hash.js";
@@ -252,12 +252,9 @@ export class Activation {
     const envelope = await this.openEnvelope(input.pinChangeEnvelope, pinChangeEnvelopeCty, ["old_pin", "new_pin", "proof"], now);
     await this.consumeChallenge(envelope.proof, "PIN_CHANGE", signerId, now);
     // The key is looked up only among the signer's registered, unrevoked device keys, by "kid".
-    const kid = peekDeviceJws(envelope.proof).header.kid;
     const signer = await this.o.records.get("signer", signerId);
-    const device = signer && typeof kid === "string" ? await this.o.records.get("factor", kid) : undefined;
-    if (!signer || !device || device.signerId !== signer.id || device.type !== "DEVICE_KEY" || device.status !== "ACTIVE") throw refused();
-    const registered = JSON.parse(device.body) as DeviceKeyFactorBody;
-    const key = await parseDevicePublicJwk(registered.jwk ?? "").catch((err: unknown) => {
+    if (!signer) throw refused();
+    const key = await registeredDeviceKey(this.o.records, signer.id, peekDeviceJws(envelope.proof).header.kid).catch((err: unknown) => {
       throw refused(err);
     });
     const claims = await this.verifyProof(envelope.proof, key, pinChangeProofTyp, signerId, now, policy, {});

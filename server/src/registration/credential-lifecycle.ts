@@ -34,8 +34,8 @@ import type { SamEncryptionKeys } from "../keys/sam-encryption-keys.js";
 import type { CredentialRecord, CredentialStatus, OneTimeObjects } from "../store/port.js";
 import { challengeBinding, challengeHash } from "./activation.js";
 import type { CredentialBody, CredentialView } from "./credentials.js";
-import { DeviceProofRefused, parseDevicePublicJwk, peekDeviceJws, verifyDeviceJws } from "./device-jws.js";
-import { requireOperator, type Acting, type DeviceKeyFactorBody, type SignerBody } from "./signers.js";
+import { DeviceProofRefused, peekDeviceJws, registeredDeviceKey, verifyDeviceJws } from "./device-jws.js";
+import { requireOperator, type Acting, type SignerBody } from "./signers.js";
 
 /** The JWS "typ" of RequestSuspensionRequest.suspension_request (signer.proto). */
 export const suspensionRequestTyp = "inkan-suspension+jwt";
@@ -215,10 +215,7 @@ export class CredentialLifecycle {
 
     // T-2.3.1.1: signed by a registered, unrevoked device key of this very signer, found by
     // "kid" among the signer's factors only (never a key the JWS names or carries).
-    const kid = peeked.header.kid;
-    const device = typeof kid === "string" ? await this.o.records.get("factor", kid) : undefined;
-    if (!device || device.signerId !== signerId || device.type !== "DEVICE_KEY" || device.status !== "ACTIVE") throw refused();
-    const key = await parseDevicePublicJwk((JSON.parse(device.body) as DeviceKeyFactorBody).jwk ?? "").catch((err: unknown) => {
+    const key = await registeredDeviceKey(this.o.records, signerId, peeked.header.kid).catch((err: unknown) => {
       throw refused(err);
     });
     let claims: Record<string, unknown>;

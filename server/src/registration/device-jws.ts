@@ -5,6 +5,8 @@
  * them into one uniform error (a failure's message never says which check failed).
  */
 import { calculateJwkThumbprint, compactVerify, importJWK, type JWK } from "jose";
+import type { VerifiedRecords } from "../integrity/sealed-records.js";
+import type { DeviceKeyFactorBody } from "./signers.js";
 
 /** Why a device JWS or JWK was refused: for the log only. */
 export class DeviceProofRefused extends Error {
@@ -95,6 +97,22 @@ export async function parseDevicePublicJwk(text: string): Promise<DevicePublicKe
   return { jwk, thumbprint: await calculateJwkThumbprint(jwk, "sha256"), algorithm };
 }
 
+/**
+ * The signer's registered, unrevoked device key named by `kid` (T-2.2.1.1): looked up only among
+ * that signer's factors, never a key the JWS names or carries; the stored JWK must still parse and
+ * its thumbprint be its id. DeviceProofRefused otherwise.
+ */
+export async function registeredDeviceKey(records: Pick<VerifiedRecords, "get">, signerId: string, kid: unknown): Promise<DevicePublicKey> {
+  if (typeof kid !== "string") throw new DeviceProofRefused("kid is not a device key id");
+  const device = await records.get("factor", kid);
+  if (!device || device.signerId !== signerId || device.type !== "DEVICE_KEY" || device.status !== "ACTIVE") {
+    throw new DeviceProofRefused("kid names no active device key of this signer");
+  }
+  const key = await parseDevicePublicJwk((JSON.parse(device.body) as DeviceKeyFactorBody).jwk ?? "");
+  if (key.thumbprint !== kid) throw new DeviceProofRefused("the registered key does not match its id");
+  return key;
+}
+
 export interface VerifyDeviceJwsOptions {
   key: DevicePublicKey;
   /** The expected "typ". */
@@ -143,11 +161,34 @@ export async function verifyDeviceJws(jws: unknown, o: VerifyDeviceJwsOptions): 
   } catch (err) {
     throw new DeviceProofRefused("the signature does not verify", { cause: err });
   }
+  return checkClaimSet(claims, o);
+}
+
+/** What {@link checkClaimSet} checks a claim set against. */
+export interface ClaimSetCheck {
+  /** The claims that must be present, exactly (no other claim is accepted). */
+  claims: readonly string[];
+  /** Expected values of claims ("sub", "aud"...). */
+  expect: Readonly<Record<string, unknown>>;
+  now: Date;
+  skewMs: number;
+  maxLifetimeMs: number;
+}
+
+/**
+ * A claim set (a verified JWS payload, or the R.SAD "claims" of the methods without a device key):
+ * a JSON object with exactly `claims`, the expected values, integer iat and exp within the skew and
+ * lifetime, and a well-formed jti. Returns it; throws {@link DeviceProofRefused} (or
+ * {@link DeviceProofExpired}) with a reason for the log only.
+ */
+export function checkClaimSet(value: unknown, o: ClaimSetCheck): Record<string, unknown> {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) throw new DeviceProofRefused("claims is not a JSON object");
+  const claims = value as Record<string, unknown>;
   const got = Object.keys(claims).sort();
   const want = [...o.claims].sort();
   if (got.length !== want.length || got.some((n, i) => n !== want[i])) throw new DeviceProofRefused("the claim set is not exactly the expected one");
-  for (const [name, value] of Object.entries(o.expect)) {
-    if (claims[name] !== value) throw new DeviceProofRefused(`claim ${name} does not match`);
+  for (const [name, expected] of Object.entries(o.expect)) {
+    if (claims[name] !== expected) throw new DeviceProofRefused(`claim ${name} does not match`);
   }
   const { iat, exp, jti } = claims;
   if (!Number.isSafeInteger(iat) || !Number.isSafeInteger(exp)) throw new DeviceProofRefused("iat and exp must be integer NumericDates");

@@ -31,11 +31,11 @@ import type { CredentialRecord, CredentialStatus, OneTimeObjects } from "../stor
 import { challengeBinding, challengeHash } from "./activation.js";
 import { parseCertificateChain, storedCertificate, validateSigningChain, type StoredCertificate } from "./certificates.js";
 import { publicKeyFingerprint, type AssuranceLevel, type CredentialBody, type CredentialView } from "./credentials.js";
-import { DeviceProofRefused, parseDevicePublicJwk, parseStrictJsonObject, peekDeviceJws, verifyDeviceJws } from "./device-jws.js";
+import { DeviceProofRefused, parseStrictJsonObject, peekDeviceJws, registeredDeviceKey, verifyDeviceJws } from "./device-jws.js";
 import { newRecordId } from "./ids.js";
 import { recordFactorFailure } from "./lockout.js";
 import { verifyPin, type PinFactorBody } from "./pin-hash.js";
-import { requireOperator, type Acting, type DeviceKeyFactorBody, type SignerBody, type Signers } from "./signers.js";
+import { requireOperator, type Acting, type SignerBody, type Signers } from "./signers.js";
 
 /** The JWE "cty" and JWS "typ" of the consent (registration.proto, ImportKeyRequest.signer_consent). */
 export const keyImportConsentEnvelopeCty = "inkan-key-import-consent-envelope+json";
@@ -162,10 +162,7 @@ export class KeyImport {
     if (!consumed || consumed.subject !== binding.subject) throw replayed();
 
     // Possession factor: a registered, unrevoked device key of this very signer, found by "kid" among its factors only.
-    const kid = peeked.header.kid;
-    const device = typeof kid === "string" ? await this.o.records.get("factor", kid) : undefined;
-    if (!device || device.signerId !== signerId || device.type !== "DEVICE_KEY" || device.status !== "ACTIVE") throw refused();
-    const key = await parseDevicePublicJwk((JSON.parse(device.body) as DeviceKeyFactorBody).jwk ?? "").catch((err: unknown) => {
+    const key = await registeredDeviceKey(this.o.records, signerId, peeked.header.kid).catch((err: unknown) => {
       throw refused(err);
     });
     let claims: Record<string, unknown>;

@@ -37,12 +37,12 @@ import type { SystemKeys } from "../crypto/port.js";
 import { InkanError, type ReasonCode } from "../errors.js";
 import type { VerifiedRecords } from "../integrity/sealed-records.js";
 import { maxRSadBytes, sadInvalidMessage, type SamEncryptionKeys } from "../keys/sam-encryption-keys.js";
-import { DeviceProofExpired, DeviceProofRefused, parseDevicePublicJwk, parseStrictJsonObject, peekDeviceJws, policyNameOf, verifyDeviceJws } from "../registration/device-jws.js";
+import { DeviceProofExpired, DeviceProofRefused, parseStrictJsonObject, peekDeviceJws, policyNameOf, registeredDeviceKey, verifyDeviceJws } from "../registration/device-jws.js";
 import { credentialRefusal, isCsrApproval } from "../registration/credential-usability.js";
 import type { CredentialBody } from "../registration/credentials.js";
 import { recordFactorFailure } from "../registration/lockout.js";
 import { verifyPin, type PinFactorBody } from "../registration/pin-hash.js";
-import type { DeviceKeyFactorBody, SignerBody, Signers } from "../registration/signers.js";
+import type { SignerBody, Signers } from "../registration/signers.js";
 import type { TotpFactorBody } from "../registration/totp.js";
 import type { FieldCipher } from "../integrity/record-sealer.js";
 import type { FactorRecord, FactorType, OneTimeObjects } from "../store/port.js";
@@ -284,14 +284,9 @@ async function verifySadJws(
     throw invalid(err);
   }
   if (typeof kid !== "string" || !thumbprintPattern.test(kid)) throw invalid(new DeviceProofRefused("kid is not a device key id"));
-  const device = await d.records.get("factor", kid);
-  if (!device || device.signerId !== o.tx.signerId || device.type !== "DEVICE_KEY" || device.status !== "ACTIVE") {
-    throw invalid(new DeviceProofRefused("kid names no active device key of the transaction's signer"));
-  }
-  const key = await parseDevicePublicJwk((JSON.parse(device.body) as DeviceKeyFactorBody).jwk ?? "").catch((err: unknown) => {
+  const key = await registeredDeviceKey(d.records, o.tx.signerId, kid).catch((err: unknown) => {
     throw invalid(err);
   });
-  if (key.thumbprint !== kid) throw invalid(new DeviceProofRefused("the registered key does not match its id"));
   if (!names(o.policy, "allowedDeviceKeyAlgorithms").includes(policyNameOf(key.algorithm))) {
     throw invalid(new DeviceProofRefused("the security policy no longer allows this device key's algorithm"));
   }

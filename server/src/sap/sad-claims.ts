@@ -6,43 +6,11 @@
  * login assertion), checked by the caller; what binds them to the transaction is "chal", which
  * works once.
  */
-import { DeviceProofExpired, DeviceProofRefused } from "../registration/device-jws.js";
+import { checkClaimSet, type ClaimSetCheck } from "../registration/device-jws.js";
 
-const jtiPattern = /^[A-Za-z0-9_-]{22,128}$/;
-
-export interface SadClaimsCheck {
-  /** The claims that must be present, exactly (no other claim is accepted). */
-  claims: readonly string[];
-  /** Expected string values of claims ("sub", "cred", "aud", "txn", "dtbsr"). */
-  expect: Readonly<Record<string, string>>;
-  now: Date;
-  skewMs: number;
-  maxLifetimeMs: number;
-}
-
-/**
- * Checks a plain claim set: a JSON object with exactly `claims`, the expected values, integer iat
- * and exp within the skew and lifetime, and a well-formed jti. Returns it; throws
- * {@link DeviceProofRefused} (or {@link DeviceProofExpired}) with a reason for the log only.
- */
-export function checkSadClaims(value: unknown, o: SadClaimsCheck): Record<string, unknown> {
-  if (typeof value !== "object" || value === null || Array.isArray(value)) throw new DeviceProofRefused("claims is not a JSON object");
-  const claims = value as Record<string, unknown>;
-  const got = Object.keys(claims).sort();
-  const want = [...o.claims].sort();
-  if (got.length !== want.length || got.some((n, i) => n !== want[i])) throw new DeviceProofRefused("the claim set is not exactly the expected one");
-  for (const [name, expected] of Object.entries(o.expect)) {
-    if (claims[name] !== expected) throw new DeviceProofRefused(`claim ${name} does not match`);
-  }
-  const { iat, exp, jti } = claims;
-  if (!Number.isSafeInteger(iat) || !Number.isSafeInteger(exp)) throw new DeviceProofRefused("iat and exp must be integer NumericDates");
-  const nowS = o.now.getTime() / 1000;
-  if ((iat as number) > nowS + o.skewMs / 1000) throw new DeviceProofRefused("iat is in the future");
-  if ((exp as number) <= nowS - o.skewMs / 1000) throw new DeviceProofExpired();
-  if ((exp as number) < (iat as number) || (exp as number) - (iat as number) > o.maxLifetimeMs / 1000) throw new DeviceProofRefused("lifetime too long");
-  if (typeof jti !== "string" || !jtiPattern.test(jti)) throw new DeviceProofRefused("jti is not 22 to 128 base64url characters");
-  return claims;
-}
+/** The R.SAD "claims" object: exactly the JWS payload's checks (checkClaimSet), without a signature. */
+export type SadClaimsCheck = ClaimSetCheck & { expect: Readonly<Record<string, string>> };
+export const checkSadClaims = (value: unknown, o: SadClaimsCheck): Record<string, unknown> => checkClaimSet(value, o);
 
 /**
  * Throws a SyntaxError when any JSON object in `text`, at any depth, repeats a member name

@@ -1,31 +1,13 @@
 import { create } from "@bufbuild/protobuf";
-import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import type { RegistrationService } from "@inkan/sdk/gen/inkan/admin/v1/registration_pb.js";
 import { ErrorDetailSchema, Reason } from "@inkan/sdk/gen/inkan/sam/v1/error_pb.js";
-import type { PrivilegedUserActor } from "../audit/events.js";
 import { InkanError } from "../errors.js";
 import type { CredentialLifecycle } from "../registration/credential-lifecycle.js";
-import type { Acting } from "../registration/signers.js";
-import { kAdmin } from "./admin-auth.js";
 import { kApprovedBy } from "./dual-control.js";
-import { kCaller, kRequestId } from "./identity.js";
-import { credentialOut } from "./registration-service.js";
+import { acting, credentialOut } from "./registration-service.js";
 
 type Impl = Partial<ServiceImpl<typeof RegistrationService>>;
-
-/** The privileged user making this request (set by the admin-auth interceptor, or by dual control for an approved request). */
-function acting(ctx: HandlerContext, now: Date): Acting {
-  const user = ctx.values.get(kAdmin);
-  if (!user) throw new InkanError("CLIENT_CERTIFICATE_REJECTED", "not authenticated"); // unreachable by construction
-  const caller = ctx.values.get(kCaller);
-  const actor: PrivilegedUserActor = {
-    kind: "privileged-user",
-    userId: user.userId,
-    role: user.role,
-    ...(caller ? { certificateSha256: Uint8Array.from(Buffer.from(caller.sha256, "hex")) } : {}),
-  };
-  return { actor, requestId: ctx.values.get(kRequestId), now };
-}
 
 /**
  * RegistrationService's SuspendCredential, ResumeCredential and DestroyCredential (R-3.3.x): map

@@ -1,32 +1,14 @@
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import type { ServiceImpl } from "@connectrpc/connect";
 import { KeyWrapScheme, type RegistrationService } from "@inkan/sdk/gen/inkan/admin/v1/registration_pb.js";
 import { KeyAlgorithm } from "@inkan/sdk/gen/inkan/sam/v1/types_pb.js";
-import type { PrivilegedUserActor } from "../audit/events.js";
 import type { KeyAlgorithm as DomainKeyAlgorithm } from "../crypto/port.js";
 import { InkanError } from "../errors.js";
 import type { KeyImportTransportKeys } from "../keys/key-import-transport-key.js";
 import type { KeyImport } from "../registration/key-import.js";
-import type { Acting } from "../registration/signers.js";
-import { kAdmin } from "./admin-auth.js";
-import { kCaller, kRequestId } from "./identity.js";
-import { credentialOut } from "./registration-service.js";
+import { acting, credentialOut } from "./registration-service.js";
 
 type Impl = Partial<ServiceImpl<typeof RegistrationService>>;
-
-/** The operator making this request (set by the admin-auth interceptor), as registration-service.ts builds it. */
-function acting(ctx: HandlerContext, now: Date): Acting {
-  const user = ctx.values.get(kAdmin);
-  if (!user) throw new InkanError("CLIENT_CERTIFICATE_REJECTED", "not authenticated"); // unreachable by construction
-  const caller = ctx.values.get(kCaller);
-  const actor: PrivilegedUserActor = {
-    kind: "privileged-user",
-    userId: user.userId,
-    role: user.role,
-    ...(caller ? { certificateSha256: Uint8Array.from(Buffer.from(caller.sha256, "hex")) } : {}),
-  };
-  return { actor, requestId: ctx.values.get(kRequestId), now };
-}
 
 /**
  * RegistrationService's key import (registration.proto): GetKeyImportTransportKey and ImportKey.

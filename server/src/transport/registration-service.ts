@@ -30,7 +30,7 @@ const ts = (iso: string | undefined) => (iso ? timestampFromDate(new Date(iso)) 
 const hexToBytes = (hex: string) => Uint8Array.from(Buffer.from(hex, "hex"));
 
 /** The operator making this request, as the audit log records them (set by the admin-auth interceptor). */
-function acting(ctx: HandlerContext, now: Date): Acting {
+export function acting(ctx: HandlerContext, now: Date): Acting {
   const user = ctx.values.get(kAdmin);
   if (!user) throw new InkanError("CLIENT_CERTIFICATE_REJECTED", "not authenticated"); // unreachable by construction
   const caller = ctx.values.get(kCaller);

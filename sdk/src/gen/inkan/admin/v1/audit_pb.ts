@@ -141,7 +141,7 @@ export type AuditRecord = Message<"inkan.admin.v1.AuditRecord"> & {
   /**
    * Further non-secret facts, event-specific: for example "hash" (hex DTBS/R) and
    * "signature_algorithm" for "signature.created", or "old.*" and "new.*" values for
-   * "policy.updated". At most 64 entries; keys are lower_snake_case (dots allowed), at most 64
+   * "policy.updated". At most 256 entries; keys are lower_snake_case (dots allowed), at most 64
    * characters; values at most 4096 characters. Never a PIN, SAD, token, activation code, nonce
    * or key.
    *

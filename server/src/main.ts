@@ -47,6 +47,7 @@ import { SapCsrApproval } from "./sap/csr-approval.js";
 import { createLoginAssertionVerifier } from "./sap/login-assertion.js";
 import { SapSignHash } from "./sap/sign-hash.js";
 import { SapSignStream } from "./sap/sign-stream.js";
+import { schedulePurge } from "./store/purge-schedule.js";
 import { SapTransactions } from "./sap/transactions.js";
 import { startServer, type InkanServer } from "./transport/server.js";
 
@@ -194,10 +195,19 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
     if (!gate.isOpen) sapServing(Status.NOT_SERVING);
     gate.start();
     const opened = store;
+    // Expired one-time objects and transactions are deleted every 10 minutes, a day after expiry.
+    const purge = schedulePurge({
+      store: opened,
+      intervalMs: 10 * 60_000,
+      retentionMs: 24 * 60 * 60_000,
+      onPurged: (counts) => log.debug({ counts }, "expired one-time objects purged"),
+      onError: (err) => log.warn({ err }, "purging expired one-time objects failed; retried at the next tick"),
+    });
     return {
       ...started,
       async close(graceMs) {
         gate.stop();
+        purge.stop();
         server = undefined; // the shutdown owns the health status from here on
         await started.close(graceMs);
         await auditLog.record(samStopped({ cause: "shutdown" })).catch((err: unknown) => log.error({ err }, "audit write failed"));

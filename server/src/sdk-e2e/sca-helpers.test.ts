@@ -150,6 +150,7 @@ describe("SDK SCA helpers against the real SAM", () => {
       const e = await failure(tx.authorize(wrongPin));
       expect(e).toMatchObject({ reason: Reason.AUTHENTICATION_FAILED, code: Code.PermissionDenied, retryable: false, detectedBySdk: false });
       expect(e.message).not.toContain("000000000");
+      expect(e.requestId).toMatch(/^[0-9a-f-]{36}$/); // the server's inkan-request-id, to find the call in its log
       expect(await failure(tx.signAll())).toMatchObject({ reason: Reason.TRANSACTION_STATE, detectedBySdk: true });
       await tx.cancel();
       expect(await failure(tx.authorize(await rSadFor(tx.challenge)))).toMatchObject({ reason: Reason.TRANSACTION_STATE, code: Code.FailedPrecondition });

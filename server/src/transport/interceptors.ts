@@ -26,7 +26,7 @@ export function createCallInterceptor(log: Logger): Interceptor {
         done("ok");
         return res;
       }
-      return { ...res, message: mapStreamErrors(res, report, done) } satisfies StreamResponse;
+      return { ...res, message: mapStreamErrors(res, requestId, report, done) } satisfies StreamResponse;
     } catch (err) {
       const mapped = toConnectError(err, report);
       mapped.metadata.set("inkan-request-id", requestId);
@@ -36,12 +36,13 @@ export function createCallInterceptor(log: Logger): Interceptor {
   };
 }
 
-async function* mapStreamErrors(res: StreamResponse, report: (err: unknown) => void, done: (code: string) => void) {
+async function* mapStreamErrors(res: StreamResponse, requestId: string, report: (err: unknown) => void, done: (code: string) => void) {
   try {
     yield* res.message;
     done("ok");
   } catch (err) {
     const mapped = toConnectError(err, report);
+    mapped.metadata.set("inkan-request-id", requestId);
     done(String(mapped.code));
     throw mapped;
   }

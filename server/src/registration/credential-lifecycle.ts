@@ -32,9 +32,9 @@ import { InkanError, type ReasonCode } from "../errors.js";
 import type { VerifiedRecords } from "../integrity/sealed-records.js";
 import type { SamEncryptionKeys } from "../keys/sam-encryption-keys.js";
 import type { CredentialRecord, CredentialStatus, OneTimeObjects } from "../store/port.js";
-import { challengeBinding, challengeHash } from "./activation.js";
+import { challengeBinding } from "./activation.js";
 import type { CredentialBody, CredentialView } from "./credentials.js";
-import { DeviceProofRefused, peekDeviceJws, registeredDeviceKey, verifyDeviceJws } from "./device-jws.js";
+import { verifySignerRequest } from "./signer-request.js";
 import { requireOperator, type Acting, type SignerBody } from "./signers.js";
 
 /** The JWS "typ" of RequestSuspensionRequest.suspension_request (signer.proto). */
@@ -200,42 +200,21 @@ export class CredentialLifecycle {
   private async requestSuspensionChecked(input: Parameters<CredentialLifecycle["requestSuspension"]>[0]): Promise<SignerSuspension> {
     const { signerId, credentialId, now } = input;
     const policy = await this.o.policies.current();
-    let peeked: ReturnType<typeof peekDeviceJws>;
-    try {
-      peeked = peekDeviceJws(input.suspensionRequest);
-    } catch (err) {
-      throw refused(err);
-    }
-    // R-3.3.2, T-2.3.1.2: the challenge works once, and only for this signer and this credential.
-    const chal = peeked.claims.chal;
-    if (typeof chal !== "string" || !/^[A-Za-z0-9_-]{43}$/.test(chal)) throw refused(new DeviceProofRefused("chal is not 32 bytes base64url"));
-    const binding = challengeBinding("SUSPENSION", signerId, credentialId);
-    const consumed = await this.o.oneTime.consumeChallenge({ hash: challengeHash(Buffer.from(chal, "base64url")), purpose: binding.purpose, now });
-    if (!consumed || consumed.subject !== binding.subject) throw replayed();
-
-    // R-3.3.1, T-2.3.1.1: signed by a registered, unrevoked device key of this very signer, found by
-    // "kid" among the signer's factors only (never a key the JWS names or carries).
-    const key = await registeredDeviceKey(this.o.records, signerId, peeked.header.kid).catch((err: unknown) => {
-      throw refused(err);
+    // R-3.3.2, T-2.3.1.1, T-2.3.1.2: the challenge works once, only for this signer and credential;
+    // signed by this signer's own device key; "cred" and "action" exactly the request's; jti once.
+    await verifySignerRequest(this.o, {
+      jws: input.suspensionRequest,
+      signerId,
+      binding: challengeBinding("SUSPENSION", signerId, credentialId),
+      typ: suspensionRequestTyp,
+      claims: suspensionClaims,
+      expect: { sub: signerId, cred: credentialId, action: suspendAction, aud: await this.o.samKeys.samId() },
+      now,
+      skewMs: msOf(policy, "maxClockSkew", 60_000),
+      maxLifetimeMs: msOf(policy, "maxSadLifetime", 300_000),
+      refused,
+      replayed,
     });
-    let claims: Record<string, unknown>;
-    try {
-      // T-2.3.1.2: any altered claim or byte fails here; "cred" and "action" must be exactly the request's.
-      claims = await verifyDeviceJws(input.suspensionRequest, {
-        key,
-        typ: suspensionRequestTyp,
-        claims: suspensionClaims,
-        expect: { sub: signerId, cred: credentialId, action: suspendAction, aud: await this.o.samKeys.samId(), chal },
-        now,
-        skewMs: msOf(policy, "maxClockSkew", 60_000),
-        maxLifetimeMs: msOf(policy, "maxSadLifetime", 300_000),
-      });
-    } catch (err) {
-      throw refused(err);
-    }
-    // R-3.3.2: the jti is accepted once by any node of this SAM (shared with the other device JWSs).
-    const jtiExpiresAt = new Date((claims.exp as number) * 1000 + msOf(policy, "maxClockSkew", 60_000));
-    if (!(await this.o.oneTime.useJti({ key: `device-jws ${String(claims.jti)}`, expiresAt: jtiExpiresAt, now }))) throw replayed();
 
     const actor: Actor = { kind: "signer", signerId };
     const signer = await this.o.records.get("signer", signerId);

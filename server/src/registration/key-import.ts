@@ -28,10 +28,11 @@ import type { VerifiedRecords } from "../integrity/sealed-records.js";
 import type { KeyImportTransportKeys } from "../keys/key-import-transport-key.js";
 import { maxRSadBytes, type SamEncryptionKeys } from "../keys/sam-encryption-keys.js";
 import type { CredentialRecord, CredentialStatus, OneTimeObjects } from "../store/port.js";
-import { challengeBinding, challengeHash } from "./activation.js";
+import { challengeBinding } from "./activation.js";
 import { parseCertificateChain, storedCertificate, validateSigningChain, type StoredCertificate } from "./certificates.js";
 import { publicKeyFingerprint, type AssuranceLevel, type CredentialBody, type CredentialView } from "./credentials.js";
-import { DeviceProofRefused, parseStrictJsonObject, peekDeviceJws, registeredDeviceKey, verifyDeviceJws } from "./device-jws.js";
+import { DeviceProofRefused, parseStrictJsonObject } from "./device-jws.js";
+import { verifySignerRequest } from "./signer-request.js";
 import { newRecordId } from "./ids.js";
 import { recordFactorFailure } from "./lockout.js";
 import { verifyPin, type PinFactorBody } from "./pin-hash.js";
@@ -146,49 +147,26 @@ export class KeyImport {
   private async verifyConsentChecked(input: ImportKeyInput, policy: PolicyVersion): Promise<void> {
     const { signerId, now } = input;
     const envelope = await this.openEnvelope(input.signerConsent, now);
-    let peeked: ReturnType<typeof peekDeviceJws>;
-    try {
-      peeked = peekDeviceJws(envelope.proof);
-    } catch (err) {
-      throw refused(err);
-    }
-    const chal = peeked.claims.chal;
-    if (typeof chal !== "string" || !/^[A-Za-z0-9_-]{43}$/.test(chal)) throw refused(new DeviceProofRefused("chal is not 32 bytes base64url"));
-    // The challenge works once, and only for key import by this signer.
-    const binding = keyImportChallengeBinding(signerId);
-    const consumed = await this.o.oneTime.consumeChallenge({ hash: challengeHash(Buffer.from(chal, "base64url")), purpose: binding.purpose, now });
-    // T-2.1.4.2: a consent naming another signer is refused as such (after its challenge is used up).
-    if (peeked.claims.sub !== signerId) throw refused(new DeviceProofRefused("sub is not signer_id"));
-    if (!consumed || consumed.subject !== binding.subject) throw replayed();
-
-    // Possession factor: a registered, unrevoked device key of this very signer, found by "kid" among its factors only.
-    const key = await registeredDeviceKey(this.o.records, signerId, peeked.header.kid).catch((err: unknown) => {
-      throw refused(err);
+    // T-2.1.4.1, T-2.1.4.2: the challenge works once, only for key import by this signer; signed by
+    // this signer's own device key; the consent names this signer, this public key and this
+    // algorithm, or it is refused; jti once.
+    await verifySignerRequest(this.o, {
+      jws: envelope.proof,
+      signerId,
+      binding: keyImportChallengeBinding(signerId),
+      typ: keyImportConsentTyp,
+      claims: consentClaims,
+      expect: { sub: signerId, aud: await this.o.samKeys.samId(), action: keyImportAction, spki: consentSpkiClaim(input.publicKeySpki), kalg: `KEY_ALGORITHM_${input.algorithm}` },
+      now,
+      skewMs: msOf(policy, "maxClockSkew", 60_000),
+      maxLifetimeMs: msOf(policy, "maxSadLifetime", 300_000),
+      // A consent naming another signer is refused as such, after its challenge is used up.
+      afterConsume: (claims: Record<string, unknown>) => {
+        if (claims.sub !== signerId) throw refused(new DeviceProofRefused("sub is not signer_id"));
+      },
+      refused,
+      replayed,
     });
-    let claims: Record<string, unknown>;
-    try {
-      // T-2.1.4.2: the consent names this signer, this public key and this algorithm, or it is refused.
-      claims = await verifyDeviceJws(envelope.proof, {
-        key,
-        typ: keyImportConsentTyp,
-        claims: consentClaims,
-        expect: {
-          sub: signerId,
-          aud: await this.o.samKeys.samId(),
-          action: keyImportAction,
-          spki: consentSpkiClaim(input.publicKeySpki),
-          kalg: `KEY_ALGORITHM_${input.algorithm}`,
-          chal,
-        },
-        now,
-        skewMs: msOf(policy, "maxClockSkew", 60_000),
-        maxLifetimeMs: msOf(policy, "maxSadLifetime", 300_000),
-      });
-    } catch (err) {
-      throw refused(err);
-    }
-    const jtiExpiresAt = new Date((claims.exp as number) * 1000 + msOf(policy, "maxClockSkew", 60_000));
-    if (!(await this.o.oneTime.useJti({ key: `device-jws ${String(claims.jti)}`, expiresAt: jtiExpiresAt, now }))) throw replayed();
 
     // Knowledge factor: the signer's current PIN (T-2.1.4.1: a privileged user alone cannot consent).
     const pin = (await this.o.records.list({ kind: "factor", where: { signerId, status: "ACTIVE", type: "PIN" }, limit: 1 })).items[0];

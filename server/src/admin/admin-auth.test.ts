@@ -81,6 +81,16 @@ describe("privileged-user authentication (R-3.1.2.1, R-3.2.2.1)", () => {
     expect(await outcome(createClient(PrivilegedUserService, t.adminTransport("connect")).listPrivilegedUsers({}))).toEqual(passed);
   });
 
+  it("a user holds at most 100 unused nonces: the 101st is RESOURCE_EXHAUSTED LIMIT_EXCEEDED", async () => {
+    const auditor = await t.createPrivilegedUser(PrivilegedRole.AUDITOR, "nonce-hoarder");
+    const session = createClient(PrivilegedSessionService, t.transport("grpc", auditor.cert));
+    const nonces = await Promise.all(Array.from({ length: 100 }, () => session.createRequestNonce({})));
+    expect(new Set(nonces.map((n) => n.nonce)).size).toBe(100);
+    expect(await outcome(session.createRequestNonce({}))).toEqual({ code: Code.ResourceExhausted, reason: Reason.LIMIT_EXCEEDED });
+    // Another user is not affected.
+    expect((await createClient(PrivilegedSessionService, unsigned()).createRequestNonce({})).nonce).not.toBe("");
+  });
+
   it("T-2.2.2.1: refuses a valid admin-CA certificate bound to no privileged user", async () => {
     const session = createClient(PrivilegedSessionService, t.transport("grpc", t.pki.unboundAdmin));
     expect(await outcome(session.createRequestNonce({}))).toEqual({ code: Code.Unauthenticated, reason: Reason.CLIENT_CERTIFICATE_REJECTED });

@@ -16,6 +16,8 @@ import { nonceMethod, rolesFor } from "./roles.js";
 export const requestSignatureType = "inkan-admin-req+jwt";
 /** How long a nonce from CreateRequestNonce can be used. */
 export const nonceLifetimeMs = 300_000;
+/** auth.proto CreateRequestNonce: how many unused, unexpired nonces one privileged user may hold. */
+export const maxOpenNonces = 100;
 const maxSignatureLifetimeS = 120;
 const clockSkewS = 30;
 
@@ -167,7 +169,9 @@ export class PrivilegedUsers {
   async issueNonce(userId: string, now: Date): Promise<{ nonce: string; expiresAt: Date }> {
     const nonce = Buffer.from(await this.o.random.randomBytes(32)).toString("base64url"); // R-3.2.2.2
     const expiresAt = new Date(now.getTime() + nonceLifetimeMs);
-    await this.o.oneTime.issueChallenge({ hash: nonceHash(nonce), purpose: "admin-nonce", subject: userId, createdAt: now, expiresAt });
+    // auth.proto: at most 100 unused, unexpired nonces per user (counted and issued atomically).
+    const issued = await this.o.oneTime.issueChallenge({ hash: nonceHash(nonce), purpose: "admin-nonce", subject: userId, createdAt: now, expiresAt }, { maxOpen: maxOpenNonces, now });
+    if (!issued) throw new InkanError("LIMIT_EXCEEDED", `at most ${maxOpenNonces} unused nonces at once: use them or let them expire`);
     return { nonce, expiresAt };
   }
 

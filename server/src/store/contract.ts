@@ -567,6 +567,20 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         hash, purpose: "transaction" as const, subject: "tx1", createdAt: at(0), expiresAt: at(expiresInSeconds),
       });
 
+      it("a subject holds at most maxOpen unconsumed, unexpired challenges of a purpose, also under 64 concurrent issues", async () => {
+        const limit = { maxOpen: 3, now: at(1) };
+        const issue = (hash: string, purpose: "transaction" | "admin-nonce" = "transaction", expiresInSeconds = 60) => store.issueChallenge({ ...challenge(hash, expiresInSeconds), purpose }, limit);
+        expect([await issue("o1"), await issue("o2"), await issue("o3"), await issue("o4")]).toEqual([true, true, true, false]);
+        expect(await store.consumeChallenge({ hash: "o4", purpose: "transaction", now: at(1) })).toBeUndefined(); // the refused one was not stored
+        expect(await issue("n1", "admin-nonce")).toBe(true); // another purpose has its own count
+        await store.consumeChallenge({ hash: "o1", purpose: "transaction", now: at(1) });
+        expect(await issue("o5")).toBe(true); // a used one no longer counts
+        expect(await store.issueChallenge({ ...challenge("o6"), subject: "tx2" }, limit)).toBe(true); // nor another subject's
+        expect(await store.issueChallenge(challenge("o7"), { maxOpen: 3, now: at(3600) })).toBe(true); // expired ones do not count
+        const results = await race(racers, (i) => store.issueChallenge({ ...challenge(`r${i}`), subject: "racer" }, { maxOpen: 10, now: at(1) }));
+        expect(results.filter(Boolean)).toHaveLength(10);
+      });
+
       it("T-2.2.1.3: a challenge is consumed once, only for its purpose and before it expires", async () => {
         await store.issueChallenge(challenge("c1"));
         await expect(store.issueChallenge(challenge("c1"))).rejects.toBeInstanceOf(RecordExistsError);

@@ -448,8 +448,13 @@ export interface PurgeCounts {
 }
 
 export interface OneTimeObjects {
-  /** Throws {@link RecordExistsError} if the hash exists. */
-  issueChallenge(challenge: NewChallenge): Promise<void>;
+  /**
+   * Stores a challenge; true. With `limit`: false, and nothing stored, when its subject already
+   * holds `maxOpen` unconsumed, unexpired challenges of this purpose (counted and inserted
+   * atomically: concurrent callers never exceed the limit). Throws {@link RecordExistsError} if the
+   * hash exists.
+   */
+  issueChallenge(challenge: NewChallenge, limit?: { maxOpen: number; now: Date }): Promise<boolean>;
   /** Returns the challenge to exactly one caller while unconsumed and unexpired; undefined to every other (T-2.2.1.3). */
   consumeChallenge(req: { hash: string; purpose: ChallengePurpose; now: Date }): Promise<ChallengeRecord | undefined>;
 

@@ -725,7 +725,7 @@ export class MongoStore implements Store {
     return { hash: d._id, purpose: d.purpose, subject: d.subject, createdAt: d.createdAt, expiresAt: d.expiresAt, consumedAt: orUndefined(d.consumedAt) };
   }
 
-  async issueChallenge(c: NewChallenge): Promise<void> {
+  async issueChallenge(c: NewChallenge, limit?: { maxOpen: number; now: Date }): Promise<boolean> {
     const doc: ChallengeDoc = {
       _id: c.hash,
       purpose: c.purpose,
@@ -734,7 +734,22 @@ export class MongoStore implements Store {
       expiresAt: checkDate(c.expiresAt),
       consumedAt: null,
     };
-    await this.guardUnique("challenge", () => this.challenges.insertOne(doc), { id: "hash" });
+    if (!limit) {
+      await this.guardUnique("challenge", () => this.challenges.insertOne(doc), { id: "hash" });
+      return true;
+    }
+    // Counted and inserted in one transaction: concurrent callers never exceed the limit.
+    return this.guardUnique(
+      "challenge",
+      () =>
+        this.inTransaction(async (session) => {
+          const open = await this.challenges.countDocuments({ purpose: c.purpose, subject: c.subject, consumedAt: null, expiresAt: { $gt: checkDate(limit.now) } }, { session });
+          if (open >= limit.maxOpen) return false;
+          await this.challenges.insertOne(doc, { session });
+          return true;
+        }),
+      { id: "hash" },
+    );
   }
 
   async consumeChallenge(req: { hash: string; purpose: ChallengePurpose; now: Date }): Promise<ChallengeRecord | undefined> {
@@ -1198,6 +1213,14 @@ export const mongoMigrations: readonly MongoMigration[] = [
         }
         await transactions.updateOne({ _id: doc._id, challengeHash: { $exists: false } }, { $set: { challengeHash: hash } });
       }
+    },
+  },
+  {
+    version: 4,
+    name: "open challenges by subject",
+    async apply(db) {
+      // auth.proto CreateRequestNonce: a user's unused nonces are counted at each issue.
+      await db.collection("challenges").createIndex({ purpose: 1, subject: 1, consumedAt: 1, expiresAt: 1 });
     },
   },
 ];

@@ -286,4 +286,12 @@ CREATE INDEX transactions_by_expiry ON transactions (expires_at);
 CREATE INDEX dtbsr_by_hash ON dtbsr (transaction_id, hash, signed, idx);
 `,
   },
+  {
+    version: 6,
+    name: "open challenges by subject",
+    sql: `
+-- auth.proto CreateRequestNonce: a privileged user's unused nonces are counted at each issue.
+CREATE INDEX challenges_open_by_subject ON challenges (purpose, subject, expires_at) WHERE consumed_at IS NULL;
+`,
+  },
 ];

@@ -567,10 +567,20 @@ export class SqliteStore implements Store {
     };
   }
 
-  async issueChallenge(c: NewChallenge): Promise<void> {
+  async issueChallenge(c: NewChallenge, limit?: { maxOpen: number; now: Date }): Promise<boolean> {
     const params = [c.hash, c.purpose, c.subject, ms(c.createdAt), ms(c.expiresAt)];
-    this.guardUnique("challenge", () =>
-      this.run("INSERT INTO challenges (hash, purpose, subject, created_at, expires_at) VALUES (?, ?, ?, ?, ?)", ...params),
+    return this.guardUnique("challenge", () =>
+      this.immediate(() => {
+        if (limit) {
+          const open = this.get(
+            "SELECT COUNT(*) AS n FROM challenges WHERE purpose = ? AND subject = ? AND consumed_at IS NULL AND expires_at > ?",
+            c.purpose, c.subject, ms(limit.now),
+          )?.n as number;
+          if (open >= limit.maxOpen) return false;
+        }
+        this.run("INSERT INTO challenges (hash, purpose, subject, created_at, expires_at) VALUES (?, ?, ?, ?, ?)", ...params);
+        return true;
+      }),
     );
   }
 

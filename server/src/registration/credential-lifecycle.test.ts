@@ -343,6 +343,20 @@ describe("R-3.3.1: a suspended credential is neither authorized nor used, includ
     expect(credentialRefusal({ credential, signer, transaction: { signerId: s.signerId, createdAt: after } })).toBeUndefined();
   });
 
+  it("R-3.3.1: a suspension during a SignStream ends it before its next claim: CREDENTIAL_SUSPENDED, the rest unsigned", async () => {
+    const s = await newSigner();
+    const list = hashes(5_000);
+    const ch = await begin(s, list);
+    const { sadToken } = await sca().authorize({ transactionId: ch.transactionId, rSad: await rSadFor(s, ch) });
+    const stream = sca().signStream({ sadToken, startIndex: 0 })[Symbol.asyncIterator]();
+    await stream.next(); // the resume token
+    await stream.next(); // the first signatures; the client stops reading for a moment
+    await ra().suspendCredential({ credentialId: s.credentialId, reason: "lost phone" });
+    const end = await refusalOf((async () => { for (;;) if ((await stream.next()).done) return; })());
+    expect(end).toMatchObject({ code: Code.FailedPrecondition, reason: Reason.CREDENTIAL_SUSPENDED });
+    expect((await sca().cancelTransaction({ transactionId: ch.transactionId })).signaturesCreated).toBeLessThan(5_000);
+  });
+
   it("R-3.3.1: after resumption, a SAD token and a pending transaction issued before the suspension stay unusable (TRANSACTION_STATE); a stream too", async () => {
     const s = await newSigner();
     const before = hashes(2);

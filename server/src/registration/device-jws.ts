@@ -72,7 +72,10 @@ export async function parseDevicePublicJwk(text: string): Promise<DevicePublicKe
     algorithm = "EdDSA";
   } else if (j.kty === "RSA") {
     jwk = { kty: "RSA", n: str("n"), e: str("e") };
-    if (Math.floor((jwk.n!.length * 6) / 8) < 256) throw new DeviceProofRefused("RSA keys have 2048 bits or more");
+    // The modulus's real size: a minimal encoding (no leading zero byte padding a short key) of 2048 bits or more.
+    const n = Buffer.from(jwk.n!, "base64url");
+    if (n.length === 0 || n[0] === 0) throw new DeviceProofRefused("the RSA modulus is not minimally encoded");
+    if (n.length < 256) throw new DeviceProofRefused("RSA keys have 2048 bits or more");
     // T-2.2.1.1: a small or even exponent makes signatures forgeable without the private key
     // (e = 1: the "signature" is the encoded message itself; Wycheproof json_web_key tcId 9).
     const e = Buffer.from(jwk.e!, "base64url");

@@ -6,6 +6,7 @@
  * vector is accepted only when its key is a possible device key and its "alg" is that key's one
  * algorithm (so HS*, RS*, PS384/512 and "none" are refused whatever their signature).
  */
+import { generateKeyPairSync } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { compactVerify, importJWK } from "jose";
 import { describe, expect, it } from "vitest";
@@ -136,5 +137,11 @@ describe("the consequence of json_web_key_test.json tcId 9 (R-3.2.1.1, T-2.2.1.1
     expect(await deviceKeyOf(key)).toBeInstanceOf(DeviceProofRefused);
     // Nor do other small or even exponents (3, 65536), while 65537 is fine.
     for (const e of [Buffer.of(3), Buffer.of(1, 0, 0), Buffer.of(0, 1, 0, 1)]) expect(await deviceKeyOf({ ...key, e: e.toString("base64url") })).toBeInstanceOf(DeviceProofRefused);
+  });
+
+  it("R-3.2.1.1: a 1024-bit RSA modulus padded with zero bytes to look like 2048 bits is refused", async () => {
+    const jwk = generateKeyPairSync("rsa", { modulusLength: 1024 }).publicKey.export({ format: "jwk" });
+    const padded = Buffer.concat([Buffer.alloc(128), Buffer.from(jwk.n!, "base64url")]).toString("base64url");
+    expect(await deviceKeyOf({ kty: "RSA", n: padded, e: jwk.e! })).toBeInstanceOf(DeviceProofRefused);
   });
 });

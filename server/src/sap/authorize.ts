@@ -15,8 +15,9 @@
  *  5. issue the SAD token: 32 bytes from the module RNG (R-3.2.2.2), base64url; only its SHA-256 is
  *     stored; valid for the policy's sadTokenLifetime, never past the transaction's expiry.
  *
- * Not here yet: the one-call inline form (SignHash refuses it with NOT_IMPLEMENTED),
- * Limits.max_authorize_attempts (the store has no FAILED state).
+ * A failed verification counts toward Limits.max_authorize_attempts (countingFailures); at the
+ * limit the transaction is FAILED. The one-call form (SignHash with inline_authorization) calls
+ * authorize() too.
  * Inline and chunked uploads are authorized alike: the challenge's hash is read from the store
  * record (TransactionRecord.challengeHash), which the seal wrote together with the digest.
  * Credentials must be ACTIVE, or KEY_GENERATED for a one-DTBS/R CSR approval that only CreateCsr

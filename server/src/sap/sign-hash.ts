@@ -74,6 +74,7 @@ export class SapSignHash {
 
     // 5. Sign and verify in the module (R-3.2.1.5); 6. audit before release (R-3.2.2.4), record for resends.
     const signatures = await this.core.signVerified(record, caller, this.core.requestFor(tx, credential), hashes);
+    await this.core.usableCredential(record); // suspended while signing: withheld
     await this.core.auditCreated(tx, caller, hashes);
     await this.o.store.recordSignatures({ transactionId: record.id, signatures: marked.indices.map((index, i) => ({ index, signature: signatures[i]! })) });
 

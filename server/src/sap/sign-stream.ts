@@ -45,8 +45,6 @@ export interface SignStreamMessage {
 export const streamBatchSize = 500;
 /** How many batches one stream keeps under way (claimed, in the module, being audited) while one is sent. */
 const pipelineDepth = 3;
-/** How often a running stream re-reads the credential and signer (a suspension ends the stream). */
-const credentialCheckEveryMs = 500;
 /** sam.proto: a resume token at least every stream_checkpoint_interval signatures and every 10 seconds. */
 const checkpointEvery = { signatures: 1_000, ms: 10_000 };
 /** How long a resumed stream waits for a signature an older stream claimed but has not recorded yet. */
@@ -59,7 +57,6 @@ interface StreamRun {
   /** Hash of this stream's own secret: consumed means a newer stream took over. */
   streamHash: string;
   request: SignRequest;
-  credentialCheckedAt: number;
 }
 
 /** One batch's signatures in index order; signaturesCreated after its last claim, if it claimed. */
@@ -108,7 +105,7 @@ export class SapSignStream {
     const checkpoint = (index: number) => ({ resumeToken: resumeToken(secret.token, index), resumeIndex: index, resumeTokenExpiresAt: secret.expiresAt });
     yield { signatures: [], ...checkpoint(input.startIndex), signaturesRemaining: remaining };
 
-    const run: StreamRun = { caller, tx, streamHash, request: this.core.requestFor(tx, credential), credentialCheckedAt: Date.now() };
+    const run: StreamRun = { caller, tx, streamHash, request: this.core.requestFor(tx, credential) };
     let sinceCheckpoint = 0;
     let checkpointAt = Date.now();
     // A pipeline of fixed ranges of streamBatchSize entries: up to pipelineDepth of them are
@@ -151,11 +148,7 @@ export class SapSignStream {
    */
   private async batch(run: StreamRun, from: number, signal: AbortSignal | undefined): Promise<Batch> {
     signal?.throwIfAborted();
-    await this.checkStillCurrent(run.streamHash);
-    if (Date.now() - run.credentialCheckedAt >= credentialCheckEveryMs) {
-      run.credentialCheckedAt = Date.now();
-      await this.core.usableCredential(run.tx.record); // a suspension during the stream ends it
-    }
+    await this.checkStillCurrent(run.streamHash); // for a clear error; the claim below enforces it atomically
     const { record } = run.tx;
     const end = Math.min(from + streamBatchSize, record.hashCount);
     const signatures: StreamedSignature[] = [];
@@ -168,7 +161,9 @@ export class SapSignStream {
         i += entries.length;
         continue;
       }
-      const claim = await this.o.store.markRangeSigned({ transactionId: record.id, fromIndex: i, count: entries.length, now: this.core.clock() });
+      await this.core.usableCredential(record); // a suspension during the stream ends it, before the next claim
+      // A stream resumed with one of this stream's tokens stops this one before its next claim (atomic).
+      const claim = await this.o.store.markRangeSigned({ transactionId: record.id, fromIndex: i, count: entries.length, now: this.core.clock(), whileTokenUnused: run.streamHash });
       if (!claim.ok) {
         if (claim.reason === "HASH_NOT_AUTHORIZED") continue; // claimed meanwhile by SignHash or another stream: read again
         return this.core.claimRefused(record, run.caller, claim.reason, claim.index);
@@ -178,6 +173,7 @@ export class SapSignStream {
       // claimed entry without its signature, so a resume (or a newer stream) resends it.
       const hashes = entries.map((e) => e.hash);
       const signed = await this.core.signVerified(record, run.caller, run.request, hashes);
+      await this.core.usableCredential(record); // suspended while signing: withheld
       await this.core.auditCreated(run.tx, run.caller, hashes);
       await this.o.store.recordSignatures({ transactionId: record.id, signatures: entries.map((e, k) => ({ index: e.index, signature: signed[k]! })) });
       signatures.push(...entries.map((e, k) => ({ index: e.index, signature: signed[k]!, fromRecord: false })));

@@ -522,6 +522,17 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         await expect(store.markRangeSigned({ transactionId: "tx1", fromIndex: -1, count: 1, now: at(3) })).rejects.toBeInstanceOf(RangeError);
       });
 
+      it("T-2.2.1.6: a range is claimed only while the claiming stream's token is unused (a resumed stream stops the older one)", async () => {
+        const h = Array.from({ length: 4 }, (_, i) => dtbsrHash(i));
+        await authorized("tx1", h);
+        await store.issueSadToken({ hash: "stream-1", transactionId: "tx1", generation: 1, previousHash: undefined, issuedAt: at(0), expiresAt: at(60) });
+        expect(await store.markRangeSigned({ transactionId: "tx1", fromIndex: 0, count: 2, now: at(3), whileTokenUnused: "stream-1" })).toMatchObject({ ok: true, indices: [0, 1] });
+        await store.consumeSadToken({ hash: "stream-1", now: at(3) }); // a newer stream took over
+        expect(await store.markRangeSigned({ transactionId: "tx1", fromIndex: 2, count: 2, now: at(3), whileTokenUnused: "stream-1" })).toEqual({ ok: false, reason: "TRANSACTION_STATE" });
+        expect(await store.markRangeSigned({ transactionId: "tx1", fromIndex: 2, count: 2, now: at(3), whileTokenUnused: "unknown" })).toEqual({ ok: false, reason: "TRANSACTION_STATE" });
+        expect(await store.getTransaction("tx1")).toMatchObject({ signaturesCreated: 2 });
+      });
+
       it("max_authorize_attempts: failed Authorize attempts of a sealed PENDING transaction are counted atomically; the limit makes it FAILED", async () => {
         await store.createTransaction(newTransaction("tx1", 1));
         await store.appendDtbsr({ transactionId: "tx1", startIndex: 0, hashes: [dtbsrHash(0)], now: at(1) });

@@ -366,8 +366,13 @@ export interface Transactions {
    * when the transaction is not PENDING (e.g. authorized or failed meanwhile).
    */
   recordAuthorizeFailure(req: { id: string; maxFailures: number; now: Date }): Promise<{ failures: number; state: TransactionState } | undefined>;
-  /** Same as markHashesSigned for the entries [fromIndex, fromIndex + count) (SignStream); all must exist and be unsigned. */
-  markRangeSigned(req: { transactionId: string; fromIndex: number; count: number; now: Date }): Promise<MarkSignedResult>;
+  /**
+   * Same as markHashesSigned for the entries [fromIndex, fromIndex + count) (SignStream); all must
+   * exist and be unsigned. With `whileTokenUnused`, only while that SAD token (hash) is neither
+   * consumed nor revoked, in the same atomic step (TRANSACTION_STATE otherwise): a stream resumed
+   * with one of its tokens claims nothing more.
+   */
+  markRangeSigned(req: { transactionId: string; fromIndex: number; count: number; now: Date; whileTokenUnused?: string }): Promise<MarkSignedResult>;
   /**
    * Records the signatures of claimed (signed) entries, so that an interrupted SignStream resends
    * them instead of signing again. Only entries that are claimed and hold no signature yet are

@@ -685,13 +685,17 @@ export class MongoStore implements Store {
     return doc ? { failures: doc.authorizeFailures ?? 0, state: doc.state } : undefined;
   }
 
-  async markRangeSigned(req: { transactionId: string; fromIndex: number; count: number; now: Date }): Promise<MarkSignedResult> {
+  async markRangeSigned(req: { transactionId: string; fromIndex: number; count: number; now: Date; whileTokenUnused?: string }): Promise<MarkSignedResult> {
     checkLimit(req.count, "count");
     if (!Number.isSafeInteger(req.fromIndex) || req.fromIndex < 0) throw new RangeError("fromIndex must be a non-negative integer");
     const now = checkDate(req.now);
     const end = req.fromIndex + req.count;
     return this.markResult(async (session) => {
       const tx = await this.checkSignable(session, req.transactionId, req.count, now);
+      if (req.whileTokenUnused !== undefined) {
+        const token = await this.sadTokens.findOne({ _id: req.whileTokenUnused }, { session, projection: { consumedAt: 1, revokedAt: 1 } });
+        if (!token || token.consumedAt !== null || token.revokedAt !== null) throw new Refusal("TRANSACTION_STATE");
+      }
       const range = { transactionId: req.transactionId, index: { $gte: req.fromIndex, $lt: end } };
       const signed = await this.dtbsr.findOne({ ...range, signed: true }, { session, sort: { index: 1 }, projection: { index: 1 } });
       if (signed) throw new Refusal("HASH_NOT_AUTHORIZED", signed.index); // T-2.2.1.6: never signed twice

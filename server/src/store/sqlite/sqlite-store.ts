@@ -523,13 +523,17 @@ export class SqliteStore implements Store {
     return row && { failures: row.authorize_failures as number, state: row.state as TransactionState };
   }
 
-  async markRangeSigned(req: { transactionId: string; fromIndex: number; count: number; now: Date }): Promise<MarkSignedResult> {
+  async markRangeSigned(req: { transactionId: string; fromIndex: number; count: number; now: Date; whileTokenUnused?: string }): Promise<MarkSignedResult> {
     checkLimit(req.count, "count");
     if (!Number.isSafeInteger(req.fromIndex) || req.fromIndex < 0) throw new RangeError("fromIndex must be a non-negative integer");
     const now = ms(req.now);
     const end = req.fromIndex + req.count;
     return this.markResult(() => {
       const { hashCount } = this.checkSignable(req.transactionId, req.count, now);
+      if (req.whileTokenUnused !== undefined) {
+        const token = this.get("SELECT consumed_at, revoked_at FROM sad_tokens WHERE hash = ?", req.whileTokenUnused);
+        if (!token || token.consumed_at !== null || token.revoked_at !== null) throw new Refusal("TRANSACTION_STATE");
+      }
       const signed = this.get(
         "SELECT MIN(idx) AS first FROM dtbsr WHERE transaction_id = ? AND idx >= ? AND idx < ? AND signed = 1",
         req.transactionId, req.fromIndex, end,

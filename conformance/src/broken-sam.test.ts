@@ -134,3 +134,15 @@ describe("a SAM whose R.SAD verifier ignores the DTBS/R digest", () => {
     expect(results.get("signatures-verify")?.status).toBe("passed");
   }, 120_000);
 });
+
+describe("a SAM that lets a TOTP code be used again", () => {
+  it("T-2.2.1.3: the replayed-OTP case fails against it", async () => {
+    // The faulty part: every TOTP step looks unused (the R.SAD's jti is still remembered).
+    t = await startTestServer({}, { wrapStore: (store) => withMethods(store, { useJti: async (req) => req.key.startsWith("totp ") || (await store.useJti(req)) }) });
+    const results = await runCases(t, ["pin-totp-replayed-otp", "pin-totp-authorizes", "pin-totp-wrong-otp"]);
+    expect(results.get("pin-totp-replayed-otp")?.status).toBe("failed");
+    // The rest of the method still works: only the faulty part shows.
+    expect(results.get("pin-totp-authorizes")?.status).toBe("passed");
+    expect(results.get("pin-totp-wrong-otp")?.status).toBe("passed");
+  }, 120_000);
+});

@@ -18,6 +18,12 @@ export interface Observation {
   problems?: string[];
 }
 
+/**
+ * Thrown by a case's run when the target does not offer what the case exercises (a method or an
+ * assurance level its policy does not enable): the case is reported skipped with this reason.
+ */
+export class CaseSkipped extends Error {}
+
 /** What a case needs beyond one SCA and a registration operator. */
 export type Need = "secondSca" | "secondOfficer";
 

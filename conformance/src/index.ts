@@ -1,6 +1,6 @@
 export { catalogue } from "./catalogue.js";
 export { requirementIds, type RequirementId } from "./requirement-ids.js";
-export type { AttackCase, ConformanceCase, CoveredElsewhere, ExpectedRefusal, Observation } from "./case.js";
+export { CaseSkipped, type AttackCase, type ConformanceCase, type CoveredElsewhere, type ExpectedRefusal, type Observation } from "./case.js";
 export { allCases } from "./cases/index.js";
 export { conforms, judge, parseKnownFailures, runSuite, suiteVersion, type CaseResult, type CaseStatus, type ProtocolRun, type RunOptions, type SuiteReport } from "./runner.js";
 export { toJson, toJunit, toMarkdown } from "./report.js";

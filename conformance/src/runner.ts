@@ -6,7 +6,7 @@
 import { readFileSync } from "node:fs";
 import { Code } from "@connectrpc/connect";
 import { Reason } from "@inkan/sdk";
-import type { ConformanceCase, ExpectedRefusal, Observation } from "./case.js";
+import { CaseSkipped, type ConformanceCase, type ExpectedRefusal, type Observation } from "./case.js";
 import { allCases } from "./cases/index.js";
 import type { RequirementId } from "./requirement-ids.js";
 import { Session, type Outcome } from "./session.js";
@@ -102,6 +102,7 @@ async function runCase(c: ConformanceCase, session: Session, protocol: Protocol,
     seen = describeOutcome(o.outcome);
     failure = judge(c, o);
   } catch (err) {
+    if (err instanceof CaseSkipped) return skip(err.message);
     failure = `the case could not run: ${(err as Error).message}`;
   }
   const durationMs = Math.round(performance.now() - started);

@@ -5,12 +5,13 @@
 import { createHash, createPublicKey, randomBytes, randomUUID, verify as verifySignature } from "node:crypto";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { ConnectError, createClient, type Code, type Client } from "@connectrpc/connect";
-import { buildActivationRequest, buildRSad, createDeviceKey, inkanErrorReason, type DeviceKey, type Reason, type RSadInput } from "@inkan/sdk";
+import { buildActivationRequest, buildClaimsRSad, buildRSad, createDeviceKey, inkanErrorReason, openTotpEnrollment, type ClaimsRSadFactors, type ClaimsRSadInput, type DeviceKey, type Reason, type RSadInput } from "@inkan/sdk";
 import { IdentityProofingMethod, RegistrationService, SignerKind } from "@inkan/sdk/gen/inkan/admin/v1/registration_pb.js";
-import { SignatureActivationService, type SadChallenge, type SignStreamResponse } from "@inkan/sdk/gen/inkan/sam/v1/sam_pb.js";
+import { SignatureActivationService, type GetInfoResponse, type SadChallenge, type SignStreamResponse } from "@inkan/sdk/gen/inkan/sam/v1/sam_pb.js";
 import { ChallengePurpose, SignerService } from "@inkan/sdk/gen/inkan/sam/v1/signer_pb.js";
-import { HashAlgorithm, KeyAlgorithm } from "@inkan/sdk/gen/inkan/sam/v1/types_pb.js";
+import { AssuranceLevel, HashAlgorithm, KeyAlgorithm } from "@inkan/sdk/gen/inkan/sam/v1/types_pb.js";
 import { issueSignerCertificate, loadIssuer, type Issuer } from "./pki.js";
+import { parseOtpauth, type TotpGenerator } from "./totp.js";
 import { privilegedTransport, transportFor, type Identities, type Protocol, type TargetOptions } from "./target.js";
 
 /** The PIN the suite's test signers set at activation. */
@@ -23,6 +24,16 @@ export interface TestSigner {
   deviceKey: DeviceKey;
   spki: Uint8Array;
   fingerprint: Uint8Array;
+  /** The TOTP generator enrolled at activation, when the signer was enrolled with one. */
+  totp?: TotpGenerator;
+}
+
+/** How {@link Session.newSigner} enrolls a signer beyond the defaults. */
+export interface SignerOptions {
+  /** Also enroll a TOTP generator at activation (AUTHENTICATION_METHOD_PIN_AND_TOTP). */
+  totp?: boolean;
+  /** The credential's assurance level; default the policy's default level. */
+  assuranceLevel?: AssuranceLevel;
 }
 
 /** How a call ended: refused with a gRPC code and an Inkan reason, or succeeded. */
@@ -59,6 +70,7 @@ export class Session {
   readonly ra: Client<typeof RegistrationService>;
   private shared: Promise<TestSigner> | undefined;
   private issuer: Promise<Issuer> | undefined;
+  private getInfo: Promise<GetInfoResponse> | undefined;
 
   constructor(
     readonly protocol: Protocol,
@@ -77,6 +89,12 @@ export class Session {
     return createClient(service, privilegedTransport(this.protocol, this.target, who));
   }
 
+  /** The target's GetInfo (what it enables: authentication methods, assurance levels). */
+  info(): Promise<GetInfoResponse> {
+    this.getInfo ??= this.sca.getInfo({});
+    return this.getInfo;
+  }
+
   /** The signer most cases share (cases that may lock or suspend it take their own). */
   sharedSigner(): Promise<TestSigner> {
     this.shared ??= this.newSigner();
@@ -88,7 +106,7 @@ export class Session {
    * + PIN), generates its key, certifies exactly that key with the signer issuing CA and imports
    * the certificate: an ACTIVE signer with an ACTIVE credential.
    */
-  async newSigner(): Promise<TestSigner> {
+  async newSigner(o: SignerOptions = {}): Promise<TestSigner> {
     const tag = randomUUID().slice(0, 8);
     const { signer } = await this.ra.enrollSigner({
       identity: { kind: SignerKind.NATURAL_PERSON, legalName: `Conformance Signer ${tag}`, displayName: `Conformance ${tag}`, email: `conformance-${tag}@example.invalid`, country: "JP" },
@@ -98,16 +116,19 @@ export class Session {
     const { activationCode } = await this.ra.issueActivationCode({ signerId });
     const ch = await this.device.createChallenge({ signerId, purpose: ChallengePurpose.ACTIVATION });
     const deviceKey = await createDeviceKey();
-    const { request } = await buildActivationRequest({
-      signerId, activationCode: activationCode!.code, pin: conformancePin, deviceKey, enrollTotp: false,
+    const { request, responseKey } = await buildActivationRequest({
+      signerId, activationCode: activationCode!.code, pin: conformancePin, deviceKey, enrollTotp: o.totp === true,
       challenge: ch.challenge, samKey: ch.encryptionKey!, audience: ch.audience,
     });
-    await this.device.activate(request);
-    const { credential: generated } = await this.ra.generateKey({ signerId, keyAlgorithm: KeyAlgorithm.EC_P256, label: "conformance" });
+    const activated = await this.device.activate(request);
+    const totp = o.totp ? parseOtpauth(await openTotpEnrollment(activated.totpEnrollment, responseKey!)) : undefined;
+    const { credential: generated } = await this.ra.generateKey({
+      signerId, keyAlgorithm: KeyAlgorithm.EC_P256, label: "conformance", assuranceLevel: o.assuranceLevel ?? AssuranceLevel.ASSURANCE_LEVEL_UNSPECIFIED,
+    });
     this.issuer ??= loadIssuer(this.target.signerIssuingCa);
     const certificate = await issueSignerCertificate(await this.issuer, generated!.publicKeySpki, `Conformance Signer ${tag}`);
     const { credential } = await this.ra.importCertificate({ credentialId: generated!.credentialId, certificateChain: [certificate] });
-    return { signerId, credentialId: credential!.credentialId, deviceKey, spki: credential!.publicKeySpki, fingerprint: credential!.publicKeyFingerprint };
+    return { signerId, credentialId: credential!.credentialId, deviceKey, spki: credential!.publicKeySpki, fingerprint: credential!.publicKeyFingerprint, ...(totp ? { totp } : {}) };
   }
 
   /** `n` fresh documents and their SHA-256 (the DTBS/R). */
@@ -130,6 +151,14 @@ export class Session {
     return buildRSad({
       deviceKey: s.deviceKey, signerId: ch.signerId, credentialId: ch.credentialId, samId: ch.audience, transactionId: ch.transactionId,
       challenge: ch.challenge, dtbsrDigest: ch.dtbsrDigest, count: ch.numSignatures, pin: conformancePin, samKey: ch.encryptionKey!, ...over,
+    });
+  }
+
+  /** The SCA's side of the methods without a device key: R.SAD {claims, factors} for `ch`, any input overridden. */
+  claimsRSad(ch: SadChallenge, factors: ClaimsRSadFactors, over: Partial<ClaimsRSadInput> = {}): Promise<string> {
+    return buildClaimsRSad({
+      signerId: ch.signerId, credentialId: ch.credentialId, samId: ch.audience, transactionId: ch.transactionId, challenge: ch.challenge,
+      dtbsrDigest: ch.dtbsrDigest, count: ch.numSignatures, samKey: ch.encryptionKey!, factors, ...over,
     });
   }
 

@@ -3,8 +3,9 @@ import { bypassCases } from "./bypass.js";
 import { coveredElsewhere } from "./covered-elsewhere.js";
 import { forgeryCases } from "./forgery.js";
 import { integrityCases } from "./integrity.js";
+import { methodCases } from "./methods.js";
 import { joseCases } from "./jose-attacks.js";
 import { replayCases } from "./replay.js";
 
 /** Every case of the suite, in report order. */
-export const allCases: readonly ConformanceCase[] = [...integrityCases, ...replayCases, ...forgeryCases, ...bypassCases, ...joseCases, ...coveredElsewhere];
+export const allCases: readonly ConformanceCase[] = [...integrityCases, ...replayCases, ...forgeryCases, ...bypassCases, ...methodCases, ...joseCases, ...coveredElsewhere];

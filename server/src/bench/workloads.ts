@@ -1,5 +1,4 @@
 import { randomBytes } from "node:crypto";
-import { Code, ConnectError } from "@connectrpc/connect";
 import type { SigningKeys } from "../crypto/port.js";
 import { Documents, signatureVerifies, type BenchSca } from "./bench-sca.js";
 import { forDuration, peakRss, percentile, type Throughput } from "./measure.js";
@@ -99,17 +98,11 @@ export type StreamResult = Throughput & { streams: number; checked: number; peak
  * call to the last signature, and the process's peak RSS meanwhile. Messages are read as they
  * arrive and only counted (HTTP/2 flow control does the rest): nothing is buffered. When a stream
  * ends with signatures remaining, it resumes with the newest resume token from the next index
- * (sam.proto SignStream). A 1,000-hash stream first warms up and tells whether the server has
- * SignStream at all: undefined when it answers UNIMPLEMENTED.
+ * (sam.proto SignStream). A 1,000-hash stream warms up first.
  */
-export async function signStreamThroughput(sca: BenchSca, count: number): Promise<StreamResult | undefined> {
-  try {
-    const warm = new Documents(1_000);
-    await streamAll(sca.sam, warm.count, await sca.authorized(warm.hashes));
-  } catch (err) {
-    if (ConnectError.from(err).code === Code.Unimplemented) return undefined;
-    throw err;
-  }
+export async function signStreamThroughput(sca: BenchSca, count: number): Promise<StreamResult> {
+  const warm = new Documents(1_000);
+  await streamAll(sca.sam, warm.count, await sca.authorized(warm.hashes));
   const docs = new Documents(count);
   const token = await sca.authorized(docs.hashes);
   const check = new SpotCheck();

@@ -51,7 +51,7 @@ export interface IssuedSadToken {
  */
 export async function issueSadToken(
   deps: { random: RandomSource; store: Pick<OneTimeObjects, "issueSadToken">; policies: Pick<SecurityPolicies, "current"> },
-  input: { transactionId: string; transactionExpiresAt: Date; generation: number; previousHash: string | undefined; now: Date },
+  input: { transactionId: string; transactionExpiresAt: Date; generation: number; previousHash: string | undefined; now: Date; minIndex?: number },
 ): Promise<IssuedSadToken> {
   const policy = await deps.policies.current();
   const token = Buffer.from(await deps.random.randomBytes(sadTokenBytes)).toString("base64url");
@@ -61,6 +61,7 @@ export async function issueSadToken(
     transactionId: input.transactionId,
     generation: input.generation,
     previousHash: input.previousHash,
+    ...(input.minIndex ? { minIndex: input.minIndex } : {}),
     issuedAt: input.now,
     expiresAt,
   });

@@ -200,6 +200,21 @@ describe("SignStream resume (T-2.2.1.6: nothing signed twice; T-2.2.1.3: each to
   }, 60_000);
 });
 
+describe("SignStream resume index", () => {
+  it("a resume token's index cannot be lowered by the client below its stream's start (INVALID_REQUEST, nothing spent)", async () => {
+    const { hashes } = documents(600, "forged-index");
+    const { token } = await authorized(hashes);
+    const abort = new AbortController();
+    const first = await readAll(sca().signStream({ sadToken: token, startIndex: 300 }, { signal: abort.signal }), 1);
+    abort.abort();
+    const genuine = first.messages[0]!.resumeToken;
+    for (const forged of [genuine.replace(/\.\d+$/, ".0"), genuine.replace(/\.\d+$/, "")]) {
+      expect(await refusalOf(firstOf(sca().signStream({ sadToken: forged, startIndex: 0 })))).toMatchObject({ code: Code.InvalidArgument, reason: Reason.INVALID_REQUEST });
+    }
+    expect((await readAll(sca().signStream({ sadToken: genuine, startIndex: 300 }))).byIndex.size).toBe(300);
+  }, 60_000);
+});
+
 describe("SignStream tokens (T-2.2.1.2, T-2.2.1.3, R-3.2.1.2)", () => {
   it("T-2.2.1.2: a made-up token, or another SCA's token, is SAD_INVALID; the owner's token stays valid", async () => {
     const { hashes } = documents(3, "stream-bypass");

@@ -93,13 +93,14 @@ export class SapSignStream {
     const presented = presentedToken(input.sadToken);
     // A resume token works on a COMPLETED transaction too: every entry was claimed, but the client
     // may not have received the last signatures, which come from the record.
-    const { tx, credential } = await this.core.checkToken(caller, presented, now, { completedToo: true });
+    const { token, tx, credential } = await this.core.checkToken(caller, presented, now, { completedToo: true });
     const { record } = tx;
-    if (input.startIndex < presented.resumeIndex || input.startIndex >= record.hashCount) {
+    // The resume index written in the token is the client's text: never below its stream's own start (stored).
+    if (input.startIndex < Math.max(presented.resumeIndex, token.minIndex ?? 0) || input.startIndex >= record.hashCount) {
       throw new InkanError("INVALID_REQUEST", "start_index is before the token's resume index or past the list", { field: "start_index" });
     }
     const consumed = await this.core.consume(caller, presented, now); // T-2.2.1.3, before the module is touched
-    const secret = await issueSadToken(this.o, { transactionId: record.id, transactionExpiresAt: record.expiresAt, generation: consumed.generation + 1, previousHash: presented.hash, now });
+    const secret = await issueSadToken(this.o, { transactionId: record.id, transactionExpiresAt: record.expiresAt, generation: consumed.generation + 1, previousHash: presented.hash, now, minIndex: input.startIndex });
     const streamHash = sadTokenHash(secret.token);
     let remaining = record.numSignatures - ((await this.o.store.getTransaction(record.id))?.signaturesCreated ?? record.signaturesCreated);
     const checkpoint = (index: number) => ({ resumeToken: resumeToken(secret.token, index), resumeIndex: index, resumeTokenExpiresAt: secret.expiresAt });

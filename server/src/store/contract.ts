@@ -608,10 +608,11 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
           hash, transactionId: "tx1", generation, previousHash, issuedAt: at(0), expiresAt: at(60),
         });
         await store.issueSadToken(token("t0", 0));
-        expect(await store.consumeSadToken({ hash: "t0", now: at(1) })).toEqual({ ...token("t0", 0), consumedAt: at(1), revokedAt: undefined });
+        expect(await store.consumeSadToken({ hash: "t0", now: at(1) })).toEqual({ ...token("t0", 0), minIndex: 0, consumedAt: at(1), revokedAt: undefined });
         expect(await store.consumeSadToken({ hash: "t0", now: at(2) })).toBeUndefined();
         expect((await store.findSadToken("t0"))?.consumedAt).toEqual(at(1)); // the replay is seen as one
-        await store.issueSadToken(token("t1", 1, "t0"));
+        await store.issueSadToken({ ...token("t1", 1, "t0"), minIndex: 300 }); // a stream's token keeps its start index
+        expect((await store.findSadToken("t1"))?.minIndex).toBe(300);
         // a token is rotated at most once
         await expect(store.issueSadToken(token("t1-bis", 1, "t0"))).rejects.toMatchObject({ code: "ALREADY_EXISTS", field: "previousHash" });
         await expect(store.issueSadToken(token("t1", 1))).rejects.toMatchObject({ code: "ALREADY_EXISTS", field: "hash" });

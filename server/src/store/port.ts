@@ -411,6 +411,11 @@ export interface NewSadToken {
   generation: number;
   /** Hash of the token this one replaces (the rotation chain); undefined for generation 0. */
   previousHash: string | undefined;
+  /**
+   * A SignStream's token: the lowest start_index it may resume from (the stream's own start), so
+   * that the index written in a resume token cannot be lowered by the client. 0 otherwise.
+   */
+  minIndex?: number | undefined;
   issuedAt: Date;
   expiresAt: Date;
 }

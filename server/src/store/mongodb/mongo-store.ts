@@ -161,6 +161,8 @@ interface SadTokenDoc {
   transactionId: string;
   generation: number;
   previousHash: string | null;
+  /** A SignStream token's lowest start index; absent on documents older than migration 5. */
+  minIndex?: number;
   issuedAt: Date;
   expiresAt: Date;
   consumedAt: Date | null;
@@ -775,6 +777,7 @@ export class MongoStore implements Store {
       transactionId: d.transactionId,
       generation: d.generation,
       previousHash: orUndefined(d.previousHash),
+      minIndex: d.minIndex ?? 0,
       issuedAt: d.issuedAt,
       expiresAt: d.expiresAt,
       consumedAt: orUndefined(d.consumedAt),
@@ -788,6 +791,7 @@ export class MongoStore implements Store {
       transactionId: t.transactionId,
       generation: t.generation,
       previousHash: t.previousHash ?? null,
+      minIndex: t.minIndex ?? 0,
       issuedAt: checkDate(t.issuedAt),
       expiresAt: checkDate(t.expiresAt),
       consumedAt: null,

@@ -294,4 +294,13 @@ CREATE INDEX dtbsr_by_hash ON dtbsr (transaction_id, hash, signed, idx);
 CREATE INDEX challenges_open_by_subject ON challenges (purpose, subject, expires_at) WHERE consumed_at IS NULL;
 `,
   },
+  {
+    version: 7,
+    name: "stream token start index",
+    sql: `
+-- sam.proto SignStream: a stream's token keeps the stream's start index, so that the index written
+-- in its resume tokens (client-held text) cannot be lowered.
+ALTER TABLE sad_tokens ADD COLUMN min_index INTEGER NOT NULL DEFAULT 0 CHECK (min_index >= 0);
+`,
+  },
 ];

@@ -607,6 +607,7 @@ export class SqliteStore implements Store {
       transactionId: row.transaction_id as string,
       generation: row.generation as number,
       previousHash: (row.previous_hash as string | null) ?? undefined,
+      minIndex: (row.min_index as number | undefined) ?? 0,
       issuedAt: new Date(row.issued_at as number),
       expiresAt: new Date(row.expires_at as number),
       consumedAt: dateOrUndefined(row.consumed_at),
@@ -615,10 +616,10 @@ export class SqliteStore implements Store {
   }
 
   async issueSadToken(t: NewSadToken): Promise<void> {
-    const params = [t.hash, t.transactionId, t.generation, t.previousHash ?? null, ms(t.issuedAt), ms(t.expiresAt)];
+    const params = [t.hash, t.transactionId, t.generation, t.previousHash ?? null, t.minIndex ?? 0, ms(t.issuedAt), ms(t.expiresAt)];
     this.guardUnique("sad-token", () =>
       this.run(
-        "INSERT INTO sad_tokens (hash, transaction_id, generation, previous_hash, issued_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO sad_tokens (hash, transaction_id, generation, previous_hash, min_index, issued_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
         ...params,
       ),
     );

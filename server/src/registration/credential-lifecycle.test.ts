@@ -164,6 +164,14 @@ describe("SuspendCredential and ResumeCredential by a registration operator (R-3
     });
   }
 
+  it("a KEY_GENERATED credential certified while suspended resumes to ACTIVE (it has its certificate now)", async () => {
+    const s = await newSigner(false);
+    await ra().suspendCredential({ credentialId: s.credentialId, reason: "awaiting certificate" });
+    await makeActive(s.credentialId); // ImportCertificate while suspended: the chain is attached, the status stays
+    expect(await statusOf(s.credentialId)).toBe(CredentialStatus.SUSPENDED);
+    expect((await ra().resumeCredential({ credentialId: s.credentialId, reason: "certified" })).credential?.status).toBe(CredentialStatus.ACTIVE);
+  });
+
   it("a KEY_GENERATED credential resumes to KEY_GENERATED, never to ACTIVE", async () => {
     const s = await newSigner(false);
     expect(await statusOf(s.credentialId)).toBe(CredentialStatus.KEY_GENERATED);

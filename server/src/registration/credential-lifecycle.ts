@@ -133,8 +133,11 @@ export class CredentialLifecycle {
         const { statusBeforeLock, ...unlocked } = body;
         return { status: statusBeforeLock === "ACTIVE" ? "ACTIVE" : "PENDING", body: unlocked };
       }
-      // An unknown earlier status resumes to KEY_GENERATED, which cannot sign (fail closed).
-      return { status: statusBeforeSuspension === "ACTIVE" ? "ACTIVE" : "PENDING", body };
+      // A certificate imported while suspended (ImportCertificate keeps a suspended credential
+      // suspended) makes a KEY_GENERATED one ACTIVE now; an unknown earlier status resumes to
+      // KEY_GENERATED, which cannot sign (fail closed).
+      const certified = (rest as { certificate?: unknown }).certificate !== undefined;
+      return { status: statusBeforeSuspension === "ACTIVE" || (statusBeforeSuspension === "PENDING" && certified) ? "ACTIVE" : "PENDING", body };
     });
     await this.o.audit.record(credentialResumed({ actor: input.actor, signerId: view.credential.signerId, credentialId: view.credential.id, ...req(input) }));
     return view;

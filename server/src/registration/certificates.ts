@@ -83,6 +83,11 @@ const oid = {
   subjectAltName: "2.5.29.17",
   certificatePolicies: "2.5.29.32",
 } as const;
+/**
+ * Extended key usages that allow document signing: anyExtendedKeyUsage, id-kp-documentSigning
+ * (RFC 9336), emailProtection (S/MIME, CMS), Adobe's document signing and Microsoft's.
+ */
+const signingPurposes = new Set(["2.5.29.37.0", "1.3.6.1.5.5.7.3.36", "1.3.6.1.5.5.7.3.4", "1.2.840.113583.1.1.5", "1.3.6.1.4.1.311.10.3.12"]);
 /** Critical extensions this check understands; a certificate with any other critical extension is refused (RFC 5280 6.1.4 (o)). */
 const understood = new Set<string>(Object.values(oid));
 
@@ -92,8 +97,9 @@ const understood = new Set<string>(Object.values(oid));
  * checked by OpenSSL through node:crypto), the chain reaches one of `trustedCas` (a trusted
  * certificate in the chain, or one that issued its last certificate), every certificate is within
  * its validity period at `now`, every issuer is a CA within its path length, no certificate has a
- * critical extension not understood here, and the end-entity certificate is not a CA and its key
- * usage allows signing (digitalSignature or nonRepudiation). CERTIFICATE_INVALID otherwise.
+ * critical extension not understood here, and the end-entity certificate is not a CA, its key
+ * usage allows signing (digitalSignature or nonRepudiation) and its extended key usage, if any,
+ * allows document signing. CERTIFICATE_INVALID otherwise.
  */
 export function validateSigningChain(chain: readonly ParsedCertificate[], trustedCas: readonly Uint8Array[], now: Date): void {
   const anchors = trustedCas.map((der) => new NodeCertificate(der));
@@ -113,6 +119,10 @@ export function validateSigningChain(chain: readonly ParsedCertificate[], truste
   if ((usage & (x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.nonRepudiation)) === 0) {
     throw invalid("the certificate's key usage does not allow signing (digitalSignature or nonRepudiation)", 0);
   }
+  // An extended key usage, when present, must allow document signing: a TLS-only certificate
+  // (serverAuth, clientAuth) does not certify signatures.
+  const eku = ee.getExtension(x509.ExtendedKeyUsageExtension)?.usages.map(String);
+  if (eku && !eku.some((u) => signingPurposes.has(u))) throw invalid("the certificate's extended key usage does not allow document signing", 0);
   // Each certificate is issued by the next one, as CertificateInfo.chain promises.
   for (let i = 0; i + 1 < chain.length; i++) {
     if (!issuedBy(chain[i]!.node, chain[i + 1]!.node)) throw invalid("a certificate is not issued by the next one in the chain", i);

@@ -122,6 +122,18 @@ describe("validateSigningChain (R-3.1.1.4, T-2.1.1.2, T-2.1.3.2)", () => {
     }
   });
 
+  it("T-2.1.3.2: refuses an extended key usage for TLS only; accepts document signing, S/MIME and anyExtendedKeyUsage", async () => {
+    const eku = (...usages: string[]) => [new x509.ExtendedKeyUsageExtension(usages, false)];
+    for (const usages of [["1.3.6.1.5.5.7.3.1"], ["1.3.6.1.5.5.7.3.1", "1.3.6.1.5.5.7.3.2"]]) {
+      const c = await make({ subject: "CN=TLS only", issuer: intermediate, keyUsage: x509.KeyUsageFlags.digitalSignature, extensions: eku(...usages) });
+      expect(refusal(() => validate([c, intermediate], [root]))).toEqual({ code: "CERTIFICATE_INVALID", field: "certificate_chain[0]" });
+    }
+    for (const usages of [["1.3.6.1.5.5.7.3.36"], ["1.3.6.1.5.5.7.3.4"], ["2.5.29.37.0"], ["1.3.6.1.5.5.7.3.2", "1.2.840.113583.1.1.5"]]) {
+      const c = await make({ subject: "CN=Document signer", issuer: intermediate, extensions: eku(...usages) });
+      expect(() => validate([c, intermediate], [root])).not.toThrow();
+    }
+  });
+
   it("T-2.1.3.2: refuses any certificate of the path outside its validity period, and an expired trusted CA", async () => {
     expect(refusal(() => validate([signer, intermediate], [root], new Date(now.getTime() + 400 * day))).code).toBe("CERTIFICATE_INVALID");
     expect(refusal(() => validate([signer, intermediate], [root], new Date(now.getTime() - 2 * day))).code).toBe("CERTIFICATE_INVALID");

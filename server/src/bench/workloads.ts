@@ -54,13 +54,14 @@ interface Prepared {
 
 /**
  * SignHash throughput with `perCall` hashes per call: one worker per SCA client, each signing its
- * own authorized transactions of max(100, 10 x perCall) hashes in list order, perCall per call,
+ * own authorized transactions of max(100, 10 x perCall) hashes (rounded up to a multiple of
+ * perCall, so every call signs exactly perCall) in list order, perCall per call,
  * with the rotated token (method 2). Transactions are begun and authorized before the clock starts; how
  * many the measured run needs is sized from the warm-up's rate (x1.5), so preparing them stays
  * out of the figure. A worker that runs out of work stops (the figure is then over fewer seconds).
  */
 export async function signHashThroughput(clients: BenchSca[], perCall: number, d: Durations): Promise<Throughput & { checked: number }> {
-  const txSize = Math.max(100, 10 * perCall);
+  const txSize = perCall * Math.ceil(Math.max(100, 10 * perCall) / perCall); // a multiple of perCall: every call signs perCall
   const queues: Prepared[][] = clients.map(() => []);
   const check = new SpotCheck();
   const prepare = async (w: number, hashesWanted: number) => {

@@ -211,6 +211,42 @@ describe("SqliteStore", () => {
     again.close();
   });
 
+  it("T-2.2.1.6: upgrades a schema-4 file through the transaction tables' rebuild (FAILED state), keeping transactions, DTBS/R entries, recorded signatures and the cascade", async () => {
+    const file = sqliteStoreFile(dataDir());
+    const raw = new Database(file);
+    raw.pragma("foreign_keys = ON");
+    raw.exec("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL) STRICT");
+    const record = raw.prepare("INSERT INTO schema_migrations (version, name) VALUES (?, ?)");
+    for (const m of migrations.filter((m) => m.version <= 4)) {
+      raw.exec(m.sql);
+      record.run(m.version, m.name);
+    }
+    raw.prepare(
+      `INSERT INTO transactions (id, credential_id, signer_id, sca, hash_algorithm, num_signatures, body, state, hash_count, dtbsr_digest,
+         signatures_created, created_at, expires_at, authorized_at, updated_at, challenge_hash)
+       VALUES ('tx-4', 'cred-1', 's1', 'sca-1', 'SHA256', 2, '{}', 'AUTHORIZED', 2, x'0909', 1, ?, ?, ?, ?, 'chal-4')`,
+    ).run(at(0).getTime(), at(600).getTime(), at(1).getTime(), at(1).getTime());
+    raw.prepare("INSERT INTO dtbsr (transaction_id, idx, hash, signed, signature) VALUES ('tx-4', 0, x'0102', 1, x'5151'), ('tx-4', 1, x'0304', 0, NULL)").run();
+    raw.prepare("INSERT INTO sad_tokens (hash, transaction_id, generation, previous_hash, issued_at, expires_at) VALUES ('tok-4', 'tx-4', 0, NULL, ?, ?)").run(at(1).getTime(), at(300).getTime());
+    raw.close();
+
+    const store = await createSqliteStore({ file });
+    expect(await store.getTransaction("tx-4")).toMatchObject({ state: "AUTHORIZED", hashCount: 2, signaturesCreated: 1, challengeHash: "chal-4", authorizeFailures: 0, dtbsrDigest: new Uint8Array([9, 9]) });
+    const entries = await store.readDtbsr({ transactionId: "tx-4", fromIndex: 0, limit: 10 });
+    expect(entries.map((e) => [e.signed, e.signature && [...e.signature]])).toEqual([[true, [0x51, 0x51]], [false, undefined]]);
+    expect(await store.findSadToken("tok-4")).toMatchObject({ transactionId: "tx-4", minIndex: 0 });
+    // The rebuilt tables work as before: the remaining entry is claimed once; FAILED is a state now.
+    expect(await store.markRangeSigned({ transactionId: "tx-4", fromIndex: 1, count: 1, now: at(2) })).toMatchObject({ ok: true, state: "COMPLETED" });
+    const db = new Database(file);
+    expect(() => db.prepare("UPDATE transactions SET state = 'FAILED' WHERE id = 'tx-4'").run()).not.toThrow();
+    expect(() => db.prepare("UPDATE transactions SET state = 'BOGUS' WHERE id = 'tx-4'").run()).toThrow(/CHECK/);
+    db.pragma("foreign_keys = ON");
+    db.prepare("DELETE FROM transactions WHERE id = 'tx-4'").run(); // the list goes with its transaction
+    expect(db.prepare("SELECT COUNT(*) AS n FROM dtbsr WHERE transaction_id = 'tx-4'").get()).toEqual({ n: 0 });
+    db.close();
+    await store.close();
+  });
+
   it("R-3.2.1.6 dual control: the pending_approvals table is STRICT, its states are checked, and one PENDING row per request and requester is enforced by a partial unique index", async () => {
     const file = sqliteStoreFile(dataDir());
     await (await createSqliteStore({ file })).close();

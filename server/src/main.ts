@@ -70,7 +70,7 @@ export async function openStore(config: Config): Promise<Store> {
 /**
  * The composition root: the only place that sees every adapter. Opens the crypto module and the
  * store, checks that the SAM's own keys answer before accepting a single call (fail closed), wires
- * the domain to the transport and serves. RPCs whose issue has not landed answer UNIMPLEMENTED.
+ * the domain to the transport and serves. Every RPC of the contract has a handler (the start fails otherwise).
  */
 export interface ServeHooks {
   /** Wraps the opened store: fault-injection tests make one of its methods fail this way. */

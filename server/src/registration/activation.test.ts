@@ -11,6 +11,7 @@ import { exportJWK, generateKeyPair } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { sqliteStoreFile } from "../store/sqlite/sqlite-store.js";
 import { refusalOf, startTestServer, type PrivilegedPerson, type TestServer } from "../testing/harness.js";
+import { base32Decode } from "../testing/totp.js";
 
 // SignerService on the real server (SoftHSM2 + SQLite, gRPC with mTLS): the signer activates from
 // their device with the SDK's builders, changes the PIN with both current factors; a registration
@@ -131,7 +132,7 @@ describe("activation from the signer's device (R-3.1.1.2, T-2.1.1.1, T-2.1.1.3, 
       }
     });
     expect(files.length).toBeGreaterThan(0);
-    const secretBytes = Buffer.from(decodeBase32(secret));
+    const secretBytes = Buffer.from(base32Decode(secret));
     for (const bytes of files) {
       expect(bytes.includes(Buffer.from(pin, "utf8"))).toBe(false);
       expect(bytes.includes(Buffer.from(code, "utf8"))).toBe(false);
@@ -333,19 +334,3 @@ describe("PIN change and re-binding only with the signer's current factors (R-3.
     expect((await errorOf(viaSca.resetFactors({ signerId, reason: "self-service" }))).code).toBe(Code.PermissionDenied);
   });
 });
-
-function decodeBase32(text: string): Uint8Array {
-  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-  let bits = 0;
-  let value = 0;
-  const out: number[] = [];
-  for (const c of text) {
-    value = (value << 5) | alphabet.indexOf(c);
-    bits += 5;
-    if (bits >= 8) {
-      out.push((value >>> (bits - 8)) & 255);
-      bits -= 8;
-    }
-  }
-  return Uint8Array.from(out);
-}

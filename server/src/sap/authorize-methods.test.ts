@@ -20,6 +20,7 @@ import type { CredentialRecord } from "../store/port.js";
 import { refusalOf, startTestServer, type PrivilegedPerson, type Protocol, type TestServer } from "../testing/harness.js";
 import { testPin } from "../testing/signers.js";
 import { hotp, totpStep } from "./totp-check.js";
+import { totpSecretOf } from "../testing/totp.js";
 
 // Authorize with the methods beyond device key + PIN on the real server (SoftHSM2 + SQLite, mTLS),
 // over gRPC and Connect: PIN + TOTP (level 2), PIN alone and the login assertion (level 1), and
@@ -37,22 +38,6 @@ interface Signer {
   /** Level 1 and level 2 credentials, both ACTIVE. */
   level1: { credentialId: string; spki: Uint8Array };
   level2: { credentialId: string; spki: Uint8Array };
-}
-
-function base32Decode(text: string): Uint8Array {
-  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-  let bits = 0;
-  let value = 0;
-  const out: number[] = [];
-  for (const c of text) {
-    value = (value << 5) | alphabet.indexOf(c);
-    bits += 5;
-    if (bits >= 8) {
-      out.push((value >>> (bits - 8)) & 0xff);
-      bits -= 8;
-    }
-  }
-  return Uint8Array.from(out);
 }
 
 /** Two security officers change the policy (dual control): levels 1 and 2, and `methods` enabled. */
@@ -86,7 +71,7 @@ async function newSigner(t: TestServer, operator: PrivilegedPerson, records: Ver
     signerId, activationCode: activationCode!.code, pin: testPin, deviceKey, enrollTotp: true, challenge: ch.challenge, samKey: ch.encryptionKey!, audience: ch.audience,
   });
   const { totpEnrollment } = await device.activate(request);
-  const totpSecret = base32Decode(/secret=([A-Z2-7]+)/.exec(await openTotpEnrollment(totpEnrollment, responseKey!))![1]!);
+  const totpSecret = totpSecretOf(await openTotpEnrollment(totpEnrollment, responseKey!));
   const credentialAt = async (assuranceLevel: AssuranceLevel) => {
     const { credential } = await ra.generateKey({ signerId, keyAlgorithm: KeyAlgorithm.EC_P256, assuranceLevel, label: `level ${assuranceLevel}` });
     // The certificate import (not built yet) is what makes a credential ACTIVE.

@@ -50,12 +50,20 @@ export interface IssuedSadToken {
  * then + 1 per rotation with `previousHash` the consumed one.
  */
 export async function issueSadToken(
-  deps: { random: RandomSource; store: Pick<OneTimeObjects, "issueSadToken">; policies: Pick<SecurityPolicies, "current"> },
-  input: { transactionId: string; transactionExpiresAt: Date; generation: number; previousHash: string | undefined; now: Date; minIndex?: number },
+  deps: { random: RandomSource; store: Pick<OneTimeObjects, "issueSadToken"> },
+  input: {
+    transactionId: string;
+    transactionExpiresAt: Date;
+    generation: number;
+    previousHash: string | undefined;
+    now: Date;
+    /** The policy's sad_token_lifetime, from the policy the caller already read. */
+    lifetimeMs: number;
+    minIndex?: number;
+  },
 ): Promise<IssuedSadToken> {
-  const policy = await deps.policies.current();
   const token = Buffer.from(await deps.random.randomBytes(sadTokenBytes)).toString("base64url");
-  const expiresAt = new Date(Math.min(input.now.getTime() + policy.sadTokenLifetimeMs, input.transactionExpiresAt.getTime()));
+  const expiresAt = new Date(Math.min(input.now.getTime() + input.lifetimeMs, input.transactionExpiresAt.getTime()));
   await deps.store.issueSadToken({
     hash: sadTokenHash(token),
     transactionId: input.transactionId,
@@ -136,7 +144,8 @@ export class SapAuthorize {
     const moved = await this.o.store.transitionTransaction({ id: record.id, from: ["PENDING"], to: "AUTHORIZED", now });
     if (!moved) throw stateError(await this.o.transactions.load(record.id, input.caller, now), "pending");
     // 5. The one-time SAD token (only its hash is stored).
-    const issued = await issueSadToken(this.o, { transactionId: record.id, transactionExpiresAt: record.expiresAt, generation: 0, previousHash: undefined, now });
+    const lifetimeMs = (await this.o.policies.current()).sadTokenLifetimeMs;
+    const issued = await issueSadToken(this.o, { transactionId: record.id, transactionExpiresAt: record.expiresAt, generation: 0, previousHash: undefined, now, lifetimeMs });
     return { sadToken: issued.token, sadTokenExpiresAt: issued.expiresAt, signaturesRemaining: record.numSignatures - record.signaturesCreated };
   }
 

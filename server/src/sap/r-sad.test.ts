@@ -30,6 +30,7 @@ import type { CredentialBody } from "../registration/credentials.js";
 import { createLoginAssertionVerifier } from "./login-assertion.js";
 import { rSadEnvelopeCty, rSadTyp, verifyRSad, type RSadTransaction, type RSadVerifierDeps } from "./r-sad.js";
 import { hotp, totpStep } from "./totp-check.js";
+import { totpSecretOf } from "../testing/totp.js";
 
 const operator: PrivilegedUserActor = { kind: "privileged-user", userId: "pu-operator", role: "REGISTRATION_OPERATOR" };
 const sca: ScaActor = { kind: "sca", subject: "CN=sca-one" };
@@ -117,7 +118,7 @@ async function activeSigner(o: { totp?: boolean; level?: 1 | 2 | 3 } = {}): Prom
   const { request, responseKey } = await buildActivationRequest({ signerId: signer.id, activationCode: code, pin, deviceKey, challenge: ch.challenge, samKey, audience: ch.audience, enrollTotp: o.totp === true });
   const out = await activation.activate({ signerId: signer.id, now, devicePublicKeyJwk: request.devicePublicKeyJwk, activationEnvelope: request.activationEnvelope, enrollTotp: request.enrollTotp, responseEncryptionJwk: request.responseEncryptionJwk });
   const credentialId = await activeCredential(signer.id, o.level ?? 2);
-  const totpSecret = responseKey ? base32Decode(/secret=([A-Z2-7]+)/.exec(await openTotpEnrollment(out.totpEnrollment, responseKey))![1]!) : undefined;
+  const totpSecret = responseKey ? totpSecretOf(await openTotpEnrollment(out.totpEnrollment, responseKey)) : undefined;
   return { signerId: signer.id, credentialId, deviceKey, externalId, ...(totpSecret ? { totpSecret } : {}) };
 }
 
@@ -128,22 +129,6 @@ async function activeCredential(signerId: string, level: 1 | 2 | 3): Promise<str
   // The certificate import (not in the registration domain yet) is what makes a credential ACTIVE.
   await records.update<CredentialRecord>({ ...credential, version: credential.version + 1, status: "ACTIVE", body: canonicalize(body)! }, credential.version);
   return credential.id;
-}
-
-function base32Decode(text: string): Uint8Array {
-  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-  let bits = 0;
-  let value = 0;
-  const out: number[] = [];
-  for (const c of text) {
-    value = (value << 5) | alphabet.indexOf(c);
-    bits += 5;
-    if (bits >= 8) {
-      out.push((value >>> (bits - 8)) & 0xff);
-      bits -= 8;
-    }
-  }
-  return Uint8Array.from(out);
 }
 
 interface Tx {

@@ -26,6 +26,7 @@
  * After step 3 a failure loses the claimed hashes (counted as signed, never signed twice) and
  * issues no next token; the remaining hashes need a new transaction (sam.proto).
  */
+import type { PolicyVersion } from "../admin/security-policy.js";
 import type { HashAlgorithm } from "../crypto/port.js";
 import { InkanError } from "../errors.js";
 import type { TransactionRecord } from "../store/port.js";
@@ -58,7 +59,7 @@ export class SapSignHash {
   async signHash(input: { caller: ScaCaller; sadToken: string; hashes: readonly Uint8Array[] }): Promise<SignHashResult> {
     const now = this.core.clock();
     const { hashes, caller } = input;
-    await this.checkShape(hashes);
+    const policy = await this.checkShape(hashes);
     // 2. Read-only pre-checks: a refusal here leaves the token valid.
     const presented = presentedToken(input.sadToken);
     const { tx, credential } = await this.core.checkToken(caller, presented, now);
@@ -81,7 +82,7 @@ export class SapSignHash {
     // 7. Method 2: the next one-time token while signatures remain.
     const remaining = record.numSignatures - marked.signaturesCreated;
     if (remaining <= 0) return { signatures, nextSadToken: "", nextSadTokenExpiresAt: undefined, signaturesRemaining: 0 };
-    const next = await issueSadToken(this.o, { transactionId: record.id, transactionExpiresAt: record.expiresAt, generation: consumed.generation + 1, previousHash: presented.hash, now });
+    const next = await issueSadToken(this.o, { transactionId: record.id, transactionExpiresAt: record.expiresAt, generation: consumed.generation + 1, previousHash: presented.hash, now, lifetimeMs: policy.sadTokenLifetimeMs });
     return { signatures, nextSadToken: next.token, nextSadTokenExpiresAt: next.expiresAt, signaturesRemaining: remaining };
   }
 
@@ -102,12 +103,13 @@ export class SapSignHash {
     return this.signHash({ caller: input.caller, sadToken, hashes: input.hashes });
   }
 
-  /** 1. Request shape. */
-  private async checkShape(hashes: readonly Uint8Array[]): Promise<void> {
+  /** 1. Request shape; returns the policy read for it (one seal check per call). */
+  private async checkShape(hashes: readonly Uint8Array[]): Promise<PolicyVersion> {
     const policy = await this.o.policies.current();
     if (hashes.length === 0) throw new InkanError("INVALID_REQUEST", "hashes is empty", { field: "hashes" });
     if (hashes.length > policy.maxHashesPerChunk) throw new InkanError("LIMIT_EXCEEDED", "too many hashes in one message", { field: "hashes" });
     if (new Set(hashes.map(hex)).size !== hashes.length) throw new InkanError("INVALID_REQUEST", "a hash occurs twice", { field: "hashes" });
+    return policy;
   }
 
   /** T-2.2.1.6 pre-check: right lengths, within the signatures remaining, each an unsigned entry of the list (duplicates were refused by checkShape). */

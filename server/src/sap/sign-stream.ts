@@ -100,7 +100,7 @@ export class SapSignStream {
       throw new InkanError("INVALID_REQUEST", "start_index is before the token's resume index or past the list", { field: "start_index" });
     }
     const consumed = await this.core.consume(caller, presented, now); // T-2.2.1.3, before the module is touched
-    const secret = await issueSadToken(this.o, { transactionId: record.id, transactionExpiresAt: record.expiresAt, generation: consumed.generation + 1, previousHash: presented.hash, now, minIndex: input.startIndex });
+    const secret = await issueSadToken(this.o, { transactionId: record.id, transactionExpiresAt: record.expiresAt, generation: consumed.generation + 1, previousHash: presented.hash, now, lifetimeMs: (await this.o.policies.current()).sadTokenLifetimeMs, minIndex: input.startIndex });
     const streamHash = sadTokenHash(secret.token);
     let remaining = record.numSignatures - ((await this.o.store.getTransaction(record.id))?.signaturesCreated ?? record.signaturesCreated);
     const checkpoint = (index: number) => ({ resumeToken: resumeToken(secret.token, index), resumeIndex: index, resumeTokenExpiresAt: secret.expiresAt });

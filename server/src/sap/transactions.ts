@@ -392,16 +392,18 @@ export class SapTransactions {
     }
   }
 
-  /** INVALID_REQUEST when a hash of the chunk is already in the list: scanned page by page (bounded memory). */
+  /**
+   * INVALID_REQUEST when a hash of the chunk is already in the list: looked up by index, not by
+   * scanning the list (an upload of n hashes would read O(n²) rows). While uploading no entry is
+   * signed, so "an unsigned entry with this hash" is "in the list".
+   */
   private async refuseDuplicates(record: TransactionRecord, hashes: readonly Uint8Array[]): Promise<void> {
-    const chunk = new Set(hashes.map(hex));
-    if (chunk.size !== hashes.length) throw new InkanError("INVALID_REQUEST", "a hash occurs twice", { field: "hashes" });
-    for (let from = 0; from < record.hashCount; from += maxPageSize) {
-      const page = await this.o.store.readDtbsr({ transactionId: record.id, fromIndex: from, limit: maxPageSize });
-      if (page.some((e) => chunk.has(hex(e.hash)))) throw new InkanError("INVALID_REQUEST", "a hash is already in the list", { field: "hashes" });
-      if (page.length < maxPageSize) break;
-    }
+    if (new Set(hashes.map(hex)).size !== hashes.length) throw new InkanError("INVALID_REQUEST", "a hash occurs twice", { field: "hashes" });
+    if (record.hashCount === 0) return;
+    const present = await this.o.store.hasUnsignedEntries({ transactionId: record.id, hashes });
+    if (present.includes(true)) throw new InkanError("INVALID_REQUEST", "a hash is already in the list", { field: "hashes" });
   }
+
 }
 
 /** The chunk_index the next AppendHashes must carry, given how many hashes the store holds. */

@@ -91,7 +91,3 @@ export function toConnectError(err: unknown, report: (err: unknown) => void): Co
   return new ConnectError("internal error", Code.Internal);
 }
 
-/** Convenience for RPCs whose issue has not landed: never a fake success. */
-export function notImplemented(method: string): InkanError {
-  return new InkanError("NOT_IMPLEMENTED", `${method} is not implemented by this SAM yet`);
-}

@@ -14,14 +14,14 @@ import { HealthState, registerHealth } from "./health.js";
 import { identityOfRequest, kCaller, kRequestId, parseCertificates, type TrustedCas } from "./identity.js";
 import { createAccessInterceptor, createCallInterceptor } from "./interceptors.js";
 import { registerReflection } from "./reflection.js";
-import { registerService } from "./unimplemented.js";
+import { registerService } from "./register-service.js";
 
 export interface InkanServerOptions {
   config: Config;
   log: Logger;
   /** The generated files of the Inkan contract; every service in them is served. */
   contract: DescFile[];
-  /** Implementations by service type name; methods left out answer UNIMPLEMENTED. */
+  /** Implementations by service type name: every method of every contract service (the start fails otherwise). */
   implementations?: Record<string, Record<string, unknown>>;
   /** Authenticates every admin request (certificate + per-request signature); see admin-auth.ts. */
   authenticateAdmin: AdminAuthenticator;

@@ -19,7 +19,7 @@
  *   credential's level is ASSURANCE_LEVEL_NOT_MET (R-3.1.4); the level is checked after the
  *   signer and credential status and before any factor.
  * - "claims" (the methods without a device key) are the JWS payload's claim set with the same
- *   checks (sad-claims.ts) and the same jti namespace.
+ *   checks (checkClaimSet) and the same jti namespace.
  * - PIN + TOTP: both factors are always checked; one failed attempt counts once, whichever failed.
  *   The TOTP code matches within one step either way and is used up ("totp <factor> <step>"),
  *   also when the PIN beside it is wrong: a code is accepted at most once, whatever came with it.
@@ -37,7 +37,7 @@ import type { SystemKeys } from "../crypto/port.js";
 import { InkanError, type ReasonCode } from "../errors.js";
 import type { VerifiedRecords } from "../integrity/sealed-records.js";
 import { maxRSadBytes, sadInvalidMessage, type SamEncryptionKeys } from "../keys/sam-encryption-keys.js";
-import { DeviceProofExpired, DeviceProofRefused, parseStrictJsonObject, peekDeviceJws, policyNameOf, registeredDeviceKey, verifyDeviceJws } from "../registration/device-jws.js";
+import { checkClaimSet, DeviceProofExpired, DeviceProofRefused, parseStrictJsonObject, peekDeviceJws, policyNameOf, registeredDeviceKey, verifyDeviceJws } from "../registration/device-jws.js";
 import { credentialRefusal, isCsrApproval } from "../registration/credential-usability.js";
 import type { CredentialBody } from "../registration/credentials.js";
 import { recordFactorFailure } from "../registration/lockout.js";
@@ -48,7 +48,7 @@ import type { FieldCipher } from "../integrity/record-sealer.js";
 import type { FactorRecord, FactorType, OneTimeObjects } from "../store/port.js";
 import { credentialMethods, enforcedMethods, methodOfEnvelope, type AuthenticationMethodName } from "./authentication-methods.js";
 import type { LoginAssertionVerifier } from "./login-assertion.js";
-import { assertNoDuplicateMembers, checkSadClaims } from "./sad-claims.js";
+import { assertNoDuplicateMembers } from "./sad-claims.js";
 import { matchTotpStep } from "./totp-check.js";
 
 /** The JWE "cty" and JWS "typ" of R.SAD (sam.proto). */
@@ -200,7 +200,7 @@ async function verifyChecked(input: VerifyRSadInput, d: RSadVerifierDeps): Promi
   } else {
     try {
       // The same claim set and checks as the JWS payload (sam.proto "claims"), without a device signature.
-      claims = checkSadClaims(envelope.claims, { claims: rSadClaims, expect, now, skewMs, maxLifetimeMs });
+      claims = checkClaimSet(envelope.claims, { claims: rSadClaims, expect, now, skewMs, maxLifetimeMs });
     } catch (err) {
       if (err instanceof DeviceProofExpired) throw expired(err);
       throw invalid(err);

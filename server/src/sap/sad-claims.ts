@@ -1,16 +1,6 @@
-/**
- * The R.SAD claim set carried in the clear inside the envelope ("claims", sam.proto
- * AuthorizeRequest.r_sad) by the methods without a device key: the same claims, with the same
- * checks, as the device-key JWS payload (registration/device-jws.ts verifyDeviceJws), minus the
- * signature. What binds them to the signer is the factor the envelope carries with them (PIN, OTP,
- * login assertion), checked by the caller; what binds them to the transaction is "chal", which
- * works once.
- */
-import { checkClaimSet, type ClaimSetCheck } from "../registration/device-jws.js";
-
-/** The R.SAD "claims" object: exactly the JWS payload's checks (checkClaimSet), without a signature. */
-export type SadClaimsCheck = ClaimSetCheck & { expect: Readonly<Record<string, string>> };
-export const checkSadClaims = (value: unknown, o: SadClaimsCheck): Record<string, unknown> => checkClaimSet(value, o);
+// The R.SAD "claims" object of the methods without a device key gets the JWS payload's checks
+// (registration/device-jws.ts checkClaimSet); what binds it to the signer is the factor the envelope
+// carries with it (PIN, OTP, login assertion), and to the transaction "chal", which works once.
 
 /**
  * Throws a SyntaxError when any JSON object in `text`, at any depth, repeats a member name

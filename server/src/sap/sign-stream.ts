@@ -41,12 +41,15 @@ export interface SignStreamMessage {
   signaturesRemaining: number;
 }
 
-/** Signatures per message and per claim: below the contract's max_signatures_per_stream_message (1,000). */
+/** sam.proto Limits (published by GetInfo): the most signatures in one message, and how often a resume token comes. */
+export const maxSignaturesPerStreamMessage = 1_000;
+export const streamCheckpointInterval = 1_000;
+/** Signatures per message and per claim: at most maxSignaturesPerStreamMessage. */
 export const streamBatchSize = 500;
 /** How many batches one stream keeps under way (claimed, in the module, being audited) while one is sent. */
 const pipelineDepth = 3;
 /** sam.proto: a resume token at least every stream_checkpoint_interval signatures and every 10 seconds. */
-const checkpointEvery = { signatures: 1_000, ms: 10_000 };
+const checkpointEvery = { signatures: streamCheckpointInterval, ms: 10_000 };
 /** How long a resumed stream waits for a signature an older stream claimed but has not recorded yet. */
 const inFlightWaitMs = 5_000;
 

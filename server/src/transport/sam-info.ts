@@ -4,14 +4,15 @@ import { GetInfoResponseSchema, type SignatureActivationService } from "@inkan/s
 import type { PolicyVersion, SecurityPolicies } from "../admin/security-policy.js";
 import { maxRSadBytes, type PublishedSamKey, type SamEncryptionKeys } from "../keys/sam-encryption-keys.js";
 import { enforcedMethods, type MethodAvailability } from "../sap/authentication-methods.js";
+import { maxSignaturesPerStreamMessage, streamCheckpointInterval } from "../sap/sign-stream.js";
 
 type Impl = Partial<ServiceImpl<typeof SignatureActivationService>>;
 
 /** Contract values that no setting changes yet (sam.proto, Limits). */
 const contractLimits = {
   maxDtbsrBytes: 8_192,
-  maxSignaturesPerStreamMessage: 1_000,
-  streamCheckpointInterval: 1_000,
+  maxSignaturesPerStreamMessage,
+  streamCheckpointInterval,
 } as const;
 
 const levelOrder = ["ASSURANCE_LEVEL_1", "ASSURANCE_LEVEL_2", "ASSURANCE_LEVEL_3"];

@@ -1,0 +1,57 @@
+/**
+ * The freshness port (rollback detection, issue 14): seals prove that the SAM wrote a record, not
+ * that it is the newest one the SAM wrote. Someone with write access to the database can put back
+ * an older, validly sealed copy (a lockout counter before its failures, a revoked device key, an
+ * ACTIVE credential status after a suspension, a SAD token before it was consumed). Every write of
+ * such a thing advances its head here; every read checks its copy against the head.
+ *
+ * Keys name what is versioned: `<record kind>:<id>` for sealed records (e.g. `signer:sgn_…`),
+ * `policy:<stream>` for policy versions, `txn:<transaction id>` for an authorization's progress.
+ * Versions are positive integers that only grow.
+ *
+ * The implementation (integrity/record-heads.ts) says what is anchored where and what window
+ * remains; tests may use {@link MemoryFreshness}.
+ */
+import { IntegrityViolationError } from "./record-sealer.js";
+
+export interface Freshness {
+  /**
+   * Records that `key` now stands at `version`, after the write of that version succeeded in the
+   * store. Fails closed (throws) when the head cannot be recorded; a lower version than the known
+   * head is a caller bug (RangeError).
+   */
+  advance(key: string, version: number): Promise<void>;
+  /**
+   * Before a read copy is used: throws {@link IntegrityViolationError} (reported like a broken
+   * seal) when `version` is below the newest version known for `key`, i.e. an older copy was put
+   * back. A newer version than known (written by another node, or by a write whose head was lost
+   * in a crash) is accepted and becomes the known head.
+   */
+  check(key: string, version: number): Promise<void>;
+}
+
+/** The key of a sealed record or another versioned object. */
+export const freshnessKey = (kind: string, id: string): string => `${kind}:${id}`;
+
+/** Process memory only: for unit tests of the domain (nothing survives a restart). */
+export class MemoryFreshness implements Freshness {
+  readonly #heads = new Map<string, number>();
+
+  constructor(private readonly onViolation?: (key: string) => Promise<void> | void) {}
+
+  async advance(key: string, version: number): Promise<void> {
+    const head = this.#heads.get(key) ?? 0;
+    if (version < head) throw new RangeError(`${key}: version ${version} is below the head ${head}`);
+    this.#heads.set(key, version);
+  }
+
+  async check(key: string, version: number): Promise<void> {
+    const head = this.#heads.get(key) ?? 0;
+    if (version < head) {
+      await this.onViolation?.(key);
+      const colon = key.indexOf(":");
+      throw new IntegrityViolationError(key.slice(0, colon), key.slice(colon + 1));
+    }
+    if (version > head) this.#heads.set(key, version);
+  }
+}

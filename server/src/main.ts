@@ -17,6 +17,8 @@ import { openEmbeddedCryptoModule } from "./crypto/pkcs11/softhsm-token.js";
 import { InkanError } from "./errors.js";
 import { FieldCipher, RecordSealer } from "./integrity/record-sealer.js";
 import { VerifiedRecords } from "./integrity/sealed-records.js";
+import { MemoryFreshness } from "./integrity/freshness.js";
+import { AuthorizationSeals } from "./sap/authorization-seal.js";
 import { createMongoStore } from "./store/mongodb/mongo-store.js";
 import type { Store } from "./store/port.js";
 import { createSqliteStore } from "./store/sqlite/sqlite-store.js";
@@ -118,6 +120,10 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
       },
     });
     const records = new VerifiedRecords(store, sealer);
+    // Issue 14 (T-2.2.2.2): sealed authorizations and the MACs of DTBS/R entries and SAD tokens;
+    // the progress of each authorization is a versioned head, so a row put back signs nothing.
+    const seals = new AuthorizationSeals({ keys: crypto, onViolation: (kind, id) => sealer.reportViolation(kind, id) });
+    const freshness = new MemoryFreshness((key) => sealer.reportViolation("freshness", key));
     const users = new PrivilegedUsers({ records, oneTime: store, random: crypto });
     const dual = new DualControl({ store, sealer, random: crypto });
     const policies = new SecurityPolicies({ records });
@@ -152,7 +158,7 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
     });
     await gate.check(); // at start, before the first call
     const clock = hooks.clock ? { clock: hooks.clock } : {};
-    const sapTransactions = new SapTransactions({ store, random: crypto, policies, credentials: new ScaCredentials({ signers, credentials }), samKeys, audit: auditLog, ...clock });
+    const sapTransactions = new SapTransactions({ store, random: crypto, policies, credentials: new ScaCredentials({ signers, credentials }), samKeys, audit: auditLog, seals, freshness, ...clock });
     hooks.onRecords?.(records);
     const services = contractFiles.flatMap((f) => f.services);
     const implementations: Record<string, Record<string, unknown>> = {
@@ -167,7 +173,7 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
         ...registrationService(signers, credentials, activation),
         ...credentialLifecycleService(lifecycle),
         ...keyImportService(transportKeys, keyImport),
-        ...createCsrService(new SapCsrApproval({ transactions: sapTransactions, store, records, keys: crypto, random: crypto, policies, audit: auditLog })),
+        ...createCsrService(new SapCsrApproval({ transactions: sapTransactions, store, records, seals, freshness, keys: crypto, random: crypto, policies, audit: auditLog })),
       },
       "inkan.sam.v1.SignerService": signerService(activation, lifecycle),
       "inkan.sam.v1.SignatureActivationService": {
@@ -175,9 +181,9 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
         ...scaCredentialsService(new ScaCredentials({ signers, credentials }), policies),
         ...sapTransactionsService(sapTransactions, policies),
         ...sapSigningService(
-          new SapAuthorize({ transactions: sapTransactions, store, random: crypto, policies, samKeys, rSad: { samKeys, records, signers, oneTime: store, crypto, fields, policies, audit: auditLog, loginAssertions }, ...clock }),
-          new SapSignHash({ transactions: sapTransactions, store, records, keys: crypto, random: crypto, policies, audit: auditLog, ...clock }),
-          new SapSignStream({ transactions: sapTransactions, store, records, keys: crypto, random: crypto, policies, audit: auditLog, ...clock }),
+          new SapAuthorize({ transactions: sapTransactions, seals, store, random: crypto, policies, samKeys, rSad: { samKeys, records, signers, oneTime: store, crypto, fields, policies, audit: auditLog, loginAssertions }, ...clock }),
+          new SapSignHash({ transactions: sapTransactions, store, records, seals, freshness, keys: crypto, random: crypto, policies, audit: auditLog, ...clock }),
+          new SapSignStream({ transactions: sapTransactions, store, records, seals, freshness, keys: crypto, random: crypto, policies, audit: auditLog, ...clock }),
         ),
       },
     };

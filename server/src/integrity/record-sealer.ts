@@ -49,6 +49,11 @@ export class RecordSealer {
     return { ...record, seal } as R;
   }
 
+  /** Reports an integrity failure found by another check (e.g. a sealed authorization), like a broken seal. */
+  async reportViolation(kind: string, id: string): Promise<void> {
+    await this.options.onViolation?.(kind, id);
+  }
+
   /** Returns the record when its seal verifies; otherwise reports and throws IntegrityViolationError. */
   async verify<R extends Sealable>(record: R): Promise<R> {
     const expected = await this.options.keys.hmacSha256("record-seal", sealedBytes(record));

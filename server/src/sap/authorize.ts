@@ -29,7 +29,8 @@ import type { RandomSource } from "../crypto/port.js";
 import { InkanError } from "../errors.js";
 import type { SamEncryptionKeys } from "../keys/sam-encryption-keys.js";
 import type { OneTimeObjects, Transactions } from "../store/port.js";
-import { verifyRSad, type RSadVerifierDeps } from "./r-sad.js";
+import { type AuthorizationFacts, type AuthorizationSeals, type EntryKey } from "./authorization-seal.js";
+import { verifyRSad, type RSadVerifierDeps, type VerifiedRSad } from "./r-sad.js";
 import { scaActor, type SapTransaction, type SapTransactions, type ScaCaller } from "./transactions.js";
 
 /** The SAD token's size in bytes before base64url (256 bits from the module RNG). */
@@ -52,7 +53,8 @@ export interface IssuedSadToken {
 export async function issueSadToken(
   deps: { random: RandomSource; store: Pick<OneTimeObjects, "issueSadToken"> },
   input: {
-    transactionId: string;
+    /** The transaction's entry key: the token row carries its MAC (issue 14, T-2.2.2.2). */
+    entryKey: EntryKey;
     transactionExpiresAt: Date;
     generation: number;
     previousHash: string | undefined;
@@ -64,15 +66,16 @@ export async function issueSadToken(
 ): Promise<IssuedSadToken> {
   const token = Buffer.from(await deps.random.randomBytes(sadTokenBytes)).toString("base64url");
   const expiresAt = new Date(Math.min(input.now.getTime() + input.lifetimeMs, input.transactionExpiresAt.getTime()));
-  await deps.store.issueSadToken({
+  const fields = {
     hash: sadTokenHash(token),
-    transactionId: input.transactionId,
+    transactionId: input.entryKey.transactionId,
     generation: input.generation,
     previousHash: input.previousHash,
     ...(input.minIndex ? { minIndex: input.minIndex } : {}),
     issuedAt: input.now,
     expiresAt,
-  });
+  };
+  await deps.store.issueSadToken({ ...fields, mac: input.entryKey.tokenMac(fields) });
   return { token, expiresAt };
 }
 
@@ -84,6 +87,8 @@ export function stateError(tx: SapTransaction, wanted: string): InkanError {
 
 export interface AuthorizeOptions {
   transactions: Pick<SapTransactions, "load">;
+  /** Issue 14: what Authorize verified is sealed with the move to AUTHORIZED. */
+  seals: Pick<AuthorizationSeals, "seal" | "entryKey">;
   store: Pick<Transactions, "transitionTransaction" | "recordAuthorizeFailure"> & Pick<OneTimeObjects, "consumeChallenge" | "issueSadToken">;
   random: RandomSource;
   policies: Pick<SecurityPolicies, "current">;
@@ -117,7 +122,7 @@ export class SapAuthorize {
     if (challengeHash === undefined || dtbsrDigest === undefined) throw new InkanError("TRANSACTION_STATE", "the transaction is not pending");
     // 2. R-3.2.1.1: every link of the R.SAD (audited by verifyRSad, whatever the verdict).
     const samId = await this.o.samKeys.samId();
-    await this.countingFailures(record.id, now, () => verifyRSad(
+    const verified = await this.countingFailures(record.id, now, () => verifyRSad(
       {
         rSad: input.rSad,
         transaction: {
@@ -140,13 +145,53 @@ export class SapAuthorize {
     // 3. T-2.2.1.3: the challenge works once, and only for this transaction.
     const challenge = await this.o.store.consumeChallenge({ hash: challengeHash, purpose: "transaction", now });
     if (!challenge || challenge.subject !== record.id) throw new InkanError("SAD_REPLAYED", "the transaction's challenge was already used");
-    // 4. T-2.2.1.3: one atomic compare-and-set; a concurrent second Authorize loses here.
-    const moved = await this.o.store.transitionTransaction({ id: record.id, from: ["PENDING"], to: "AUTHORIZED", now });
+    // 4. T-2.2.1.3: one atomic compare-and-set; a concurrent second Authorize loses here. Issue 14
+    // (T-2.2.2.2): what was verified is sealed and stored in the same update; signing trusts only it.
+    const authorization = await this.o.seals.seal(await this.facts(tx, verified, now));
+    const moved = await this.o.store.transitionTransaction({ id: record.id, from: ["PENDING"], to: "AUTHORIZED", now, authorization });
     if (!moved) throw stateError(await this.o.transactions.load(record.id, input.caller, now), "pending");
     // 5. The one-time SAD token (only its hash is stored).
     const lifetimeMs = (await this.o.policies.current()).sadTokenLifetimeMs;
-    const issued = await issueSadToken(this.o, { transactionId: record.id, transactionExpiresAt: record.expiresAt, generation: 0, previousHash: undefined, now, lifetimeMs });
+    const entryKey = await this.o.seals.entryKey(record.id);
+    const issued = await issueSadToken(this.o, { entryKey, transactionExpiresAt: record.expiresAt, generation: 0, previousHash: undefined, now, lifetimeMs });
     return { sadToken: issued.token, sadTokenExpiresAt: issued.expiresAt, signaturesRemaining: record.numSignatures - record.signaturesCreated };
+  }
+
+  /**
+   * What the R.SAD verified, to be sealed (issue 14). The factor records are the ones that
+   * authorized it (R-3.3.1: revoked or reset later, the authorization signs nothing more); a
+   * transaction on a credential without a certificate approves its CSR and nothing else, for its
+   * whole life, whatever the credential's status later (R-3.1.3.2).
+   */
+  private async facts(tx: SapTransaction, verified: VerifiedRSad, now: Date): Promise<AuthorizationFacts> {
+    const { record, body } = tx;
+    const factors: AuthorizationFacts["factors"] = [];
+    for (const type of verified.factors) {
+      if (type === "DEVICE_KEY") {
+        factors.push({ id: verified.deviceKeyId!, type }); // a device key factor's id is its thumbprint
+        continue;
+      }
+      const page = await this.o.rSad.records.list({ kind: "factor", where: { signerId: record.signerId, status: "ACTIVE", type }, limit: 100 });
+      for (const f of page.items) factors.push({ id: f.id, type });
+    }
+    const credential = await this.o.rSad.records.get("credential", record.credentialId);
+    return {
+      v: 1,
+      transactionId: record.id,
+      signerId: record.signerId,
+      credentialId: record.credentialId,
+      sca: record.sca,
+      hashAlgorithm: record.hashAlgorithm,
+      signatureScheme: body.signatureScheme,
+      signatureFormat: body.signatureFormat,
+      numSignatures: record.numSignatures,
+      dtbsrDigest: Buffer.from(record.dtbsrDigest!).toString("base64url"),
+      expiresAt: record.expiresAt.toISOString(),
+      authorizedAt: now.toISOString(),
+      method: verified.method,
+      factors,
+      csrOnly: body.csrOnly === true || credential?.status === "PENDING",
+    };
   }
 
   /**
@@ -157,9 +202,9 @@ export class SapAuthorize {
    * R.SAD, a method below the credential's level (no factor was tried) or refusals of state or
    * infrastructure (a suspended credential, a store failure). The refusal is rethrown unchanged.
    */
-  private async countingFailures(transactionId: string, now: Date, verify: () => Promise<unknown>): Promise<void> {
+  private async countingFailures<T>(transactionId: string, now: Date, verify: () => Promise<T>): Promise<T> {
     try {
-      await verify();
+      return await verify();
     } catch (err) {
       if (err instanceof InkanError && attemptFailures.has(err.code)) {
         const policy = await this.o.policies.current();

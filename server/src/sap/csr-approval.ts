@@ -38,6 +38,7 @@ import { certificationRequest, parseCertificationRequestInfo } from "../registra
 import { csrDtbsr } from "../registration/certificates-csr.js";
 import { isCsrApproval } from "../registration/credential-usability.js";
 import type { CredentialBody } from "../registration/credentials.js";
+import { progressKey } from "./authorization-seal.js";
 import { sadTokenHash, stateError } from "./authorize.js";
 import { invalidToken, SigningCore, type SigningCoreOptions } from "./signing-core.js";
 import type { ScaCaller } from "./transactions.js";
@@ -90,25 +91,32 @@ export class SapCsrApproval {
     // T-2.2.1.3: this transaction's consumed token is a replay whatever the state now (COMPLETED after its CSR), as in SignHash.
     if (ours && token.consumedAt) return this.core.replayed(token, caller, now);
     if (tx.state !== "AUTHORIZED") throw stateError(tx, "authorized");
+    // T-2.2.2.2 (issue 14): what Authorize verified, sealed; the row must agree, and its counter not be rolled back.
+    const authorization = await this.o.seals.open(record);
+    await this.o.freshness.check(progressKey(record.id), record.signaturesCreated);
+    const entryKey = await this.o.seals.entryKey(record.id);
     const dtbsr = csrDtbsr(info, input.hashAlgorithm);
-    if (!isCsrApproval(record.numSignatures) || record.hashAlgorithm !== input.hashAlgorithm || record.signaturesCreated !== 0) throw hashNotAuthorized();
+    if (!isCsrApproval(authorization.numSignatures) || authorization.hashAlgorithm !== input.hashAlgorithm || record.signaturesCreated !== 0) throw hashNotAuthorized();
     const entries = await this.o.store.readDtbsr({ transactionId: record.id, fromIndex: 0, limit: 2 });
     if (entries.length !== 1 || !equal(entries[0]!.hash, dtbsr)) throw hashNotAuthorized(); // T-2.1.3.2: subject or key changed after approval
-    if (input.signatureScheme !== tx.body.signatureScheme) {
+    await entryKey.checkEntry(0, entries[0]!.hash, entries[0]!.mac); // T-2.2.2.2: the entry the SAM stored
+    if (input.signatureScheme !== authorization.signatureScheme) {
       throw new InkanError("INVALID_REQUEST", "signature_algorithm is not the approval transaction's", { field: "signature_algorithm" });
     }
 
     // 3. The SAD token of exactly this transaction (T-2.2.1.2), unused (checked above, T-2.2.1.3); read-only so far.
     if (!ours) throw invalidToken(); // made up, or another transaction's: that one stays untouched
+    await entryKey.checkToken(token); // T-2.2.2.2: a token row written by hand is refused
     if (token.revokedAt) throw stateError(tx, "authorized");
     if (token.expiresAt <= now) throw new InkanError("EXPIRED", "the SAD token expired");
     // R-3.3.1: credential and signer usable; KEY_GENERATED is, for its CSR (R-3.1.3.2).
-    const usable = await this.core.usableCredential(record, { csrApproval: true });
+    const usable = await this.core.usableCredential(record, { csrApproval: true, authorization });
 
     // 4. T-2.2.1.3: consume before the module is touched; then claim the one entry (works once).
-    await this.core.consume(caller, presented, now);
+    await this.core.consume(caller, presented, now, entryKey);
     const marked = await this.o.store.markHashesSigned({ transactionId: record.id, hashes: [dtbsr], now });
     if (!marked.ok) return this.core.claimRefused(record, caller, marked.reason, marked.index);
+    await this.core.checkClaim(entryKey, { indices: marked.indices, macs: marked.macs, hashes: [dtbsr] }, marked.signaturesCreated);
 
     // 5. Sign and verify in the module (R-3.2.1.5); audit before release (R-3.2.2.4). X.509 takes DER ECDSA signatures.
     const request = (data: Uint8Array) => ({ keyId: usable.keyId, scheme: input.signatureScheme, hashAlgorithm: input.hashAlgorithm, data, format: "der" as const });

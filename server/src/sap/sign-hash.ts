@@ -62,27 +62,28 @@ export class SapSignHash {
     const policy = await this.checkShape(hashes);
     // 2. Read-only pre-checks: a refusal here leaves the token valid.
     const presented = presentedToken(input.sadToken);
-    const { tx, credential } = await this.core.checkToken(caller, presented, now);
+    const { tx, credential, authorization, entryKey } = await this.core.checkToken(caller, presented, now);
     await this.checkHashesFit(tx.record, hashes);
 
     // 3. T-2.2.1.3 / T-2.2.1.2: consume the token atomically, before the crypto module is touched.
-    const consumed = await this.core.consume(caller, presented, now);
+    const consumed = await this.core.consume(caller, presented, now, entryKey);
 
-    // 4. T-2.2.1.6: claim the entries atomically (all or nothing).
+    // 4. T-2.2.1.6: claim the entries atomically (all or nothing); T-2.2.2.2: each one the SAM stored, the counter not rolled back.
     const { record } = tx;
     const marked = await this.o.store.markHashesSigned({ transactionId: record.id, hashes, now });
     if (!marked.ok) return this.core.claimRefused(record, caller, marked.reason, marked.index);
+    await this.core.checkClaim(entryKey, { indices: marked.indices, macs: marked.macs, hashes }, marked.signaturesCreated);
 
     // 5. Sign and verify in the module (R-3.2.1.5); 6. audit before release (R-3.2.2.4), record for resends.
-    const signatures = await this.core.signVerified(record, caller, this.core.requestFor(tx, credential), hashes);
-    await this.core.usableCredential(record); // suspended while signing: withheld
+    const signatures = await this.core.signVerified(record, caller, this.core.requestFor(authorization, credential), hashes);
+    await this.core.usableCredential(record, { authorization }); // suspended or a factor revoked while signing: withheld
     await this.core.auditCreated(tx, caller, hashes);
     await this.o.store.recordSignatures({ transactionId: record.id, signatures: marked.indices.map((index, i) => ({ index, signature: signatures[i]! })) });
 
     // 7. Method 2: the next one-time token while signatures remain.
-    const remaining = record.numSignatures - marked.signaturesCreated;
+    const remaining = authorization.numSignatures - marked.signaturesCreated;
     if (remaining <= 0) return { signatures, nextSadToken: "", nextSadTokenExpiresAt: undefined, signaturesRemaining: 0 };
-    const next = await issueSadToken(this.o, { transactionId: record.id, transactionExpiresAt: record.expiresAt, generation: consumed.generation + 1, previousHash: presented.hash, now, lifetimeMs: policy.sadTokenLifetimeMs });
+    const next = await issueSadToken(this.o, { entryKey, transactionExpiresAt: record.expiresAt, generation: consumed.generation + 1, previousHash: presented.hash, now, lifetimeMs: policy.sadTokenLifetimeMs });
     return { signatures, nextSadToken: next.token, nextSadTokenExpiresAt: next.expiresAt, signaturesRemaining: remaining };
   }
 

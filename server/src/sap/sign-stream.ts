@@ -23,6 +23,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { InkanError } from "../errors.js";
 import type { DtbsrEntry } from "../store/port.js";
 import { issueSadToken, sadTokenHash } from "./authorize.js";
+import type { AuthorizationFacts, EntryKey } from "./authorization-seal.js";
 import { presentedToken, resumeToken, SigningCore, type SignRequest, type SigningCoreOptions } from "./signing-core.js";
 import type { SapTransaction, ScaCaller } from "./transactions.js";
 
@@ -60,6 +61,11 @@ interface StreamRun {
   /** Hash of this stream's own secret: consumed means a newer stream took over. */
   streamHash: string;
   request: SignRequest;
+  /** Issue 14: what Authorize verified (sealed), and the transaction's entry key (MACs of entries). */
+  authorization: AuthorizationFacts;
+  entryKey: EntryKey;
+  /** The stream's claims, one after another: the counter's head must see them in the store's order. */
+  claims: Promise<unknown>;
 }
 
 /** One batch's signatures in index order; signaturesCreated after its last claim, if it claimed. */
@@ -96,20 +102,20 @@ export class SapSignStream {
     const presented = presentedToken(input.sadToken);
     // A resume token works on a COMPLETED transaction too: every entry was claimed, but the client
     // may not have received the last signatures, which come from the record.
-    const { token, tx, credential } = await this.core.checkToken(caller, presented, now, { completedToo: true });
+    const { token, tx, credential, authorization, entryKey } = await this.core.checkToken(caller, presented, now, { completedToo: true });
     const { record } = tx;
     // The resume index written in the token is the client's text: never below its stream's own start (stored).
     if (input.startIndex < Math.max(presented.resumeIndex, token.minIndex ?? 0) || input.startIndex >= record.hashCount) {
       throw new InkanError("INVALID_REQUEST", "start_index is before the token's resume index or past the list", { field: "start_index" });
     }
-    const consumed = await this.core.consume(caller, presented, now); // T-2.2.1.3, before the module is touched
-    const secret = await issueSadToken(this.o, { transactionId: record.id, transactionExpiresAt: record.expiresAt, generation: consumed.generation + 1, previousHash: presented.hash, now, lifetimeMs: (await this.o.policies.current()).sadTokenLifetimeMs, minIndex: input.startIndex });
+    const consumed = await this.core.consume(caller, presented, now, entryKey); // T-2.2.1.3, before the module is touched
+    const secret = await issueSadToken(this.o, { entryKey, transactionExpiresAt: record.expiresAt, generation: consumed.generation + 1, previousHash: presented.hash, now, lifetimeMs: (await this.o.policies.current()).sadTokenLifetimeMs, minIndex: input.startIndex });
     const streamHash = sadTokenHash(secret.token);
-    let remaining = record.numSignatures - ((await this.o.store.getTransaction(record.id))?.signaturesCreated ?? record.signaturesCreated);
+    let remaining = authorization.numSignatures - ((await this.o.store.getTransaction(record.id))?.signaturesCreated ?? record.signaturesCreated);
     const checkpoint = (index: number) => ({ resumeToken: resumeToken(secret.token, index), resumeIndex: index, resumeTokenExpiresAt: secret.expiresAt });
     yield { signatures: [], ...checkpoint(input.startIndex), signaturesRemaining: remaining };
 
-    const run: StreamRun = { caller, tx, streamHash, request: this.core.requestFor(tx, credential) };
+    const run: StreamRun = { caller, tx, streamHash, request: this.core.requestFor(authorization, credential), authorization, entryKey, claims: Promise.resolve() };
     let sinceCheckpoint = 0;
     let checkpointAt = Date.now();
     // A pipeline of fixed ranges of streamBatchSize entries: up to pipelineDepth of them are
@@ -165,9 +171,18 @@ export class SapSignStream {
         i += entries.length;
         continue;
       }
-      await this.core.usableCredential(record); // a suspension during the stream ends it, before the next claim
+      // T-2.2.2.2: only entries the SAM stored are signed (an entry edited in the database is refused before its claim).
+      for (const e of entries) await run.entryKey.checkEntry(e.index, e.hash, e.mac);
+      const options = { authorization: run.authorization };
+      await this.core.usableCredential(record, options); // a suspension (or a revoked factor) during the stream ends it, before the next claim
       // A stream resumed with one of this stream's tokens stops this one before its next claim (atomic).
-      const claim = await this.o.store.markRangeSigned({ transactionId: record.id, fromIndex: i, count: entries.length, now: this.core.clock(), whileTokenUnused: run.streamHash });
+      const claiming = run.claims.then(async () => {
+        const claim = await this.o.store.markRangeSigned({ transactionId: record.id, fromIndex: i, count: entries.length, now: this.core.clock(), whileTokenUnused: run.streamHash });
+        if (claim.ok) await this.core.checkClaim(run.entryKey, { indices: claim.indices, macs: claim.macs, hashes: entries.map((e) => e.hash) }, claim.signaturesCreated);
+        return claim;
+      });
+      run.claims = claiming.catch(() => undefined);
+      const claim = await claiming;
       if (!claim.ok) {
         if (claim.reason === "HASH_NOT_AUTHORIZED") continue; // claimed meanwhile by SignHash or another stream: read again
         return this.core.claimRefused(record, run.caller, claim.reason, claim.index);
@@ -177,7 +192,7 @@ export class SapSignStream {
       // claimed entry without its signature, so a resume (or a newer stream) resends it.
       const hashes = entries.map((e) => e.hash);
       const signed = await this.core.signVerified(record, run.caller, run.request, hashes);
-      await this.core.usableCredential(record); // suspended while signing: withheld
+      await this.core.usableCredential(record, options); // suspended (or a factor revoked) while signing: withheld
       await this.core.auditCreated(run.tx, run.caller, hashes);
       await this.o.store.recordSignatures({ transactionId: record.id, signatures: entries.map((e, k) => ({ index: e.index, signature: signed[k]! })) });
       signatures.push(...entries.map((e, k) => ({ index: e.index, signature: signed[k]!, fromRecord: false })));

@@ -12,6 +12,8 @@ import type { VerifiedRecords } from "../integrity/sealed-records.js";
 import { credentialRefusal } from "../registration/credential-usability.js";
 import type { CredentialBody } from "../registration/credentials.js";
 import type { DtbsrRefusal, OneTimeObjects, SadTokenRecord, TransactionRecord, Transactions } from "../store/port.js";
+import type { Freshness } from "../integrity/freshness.js";
+import { closedProgress, progressKey, type AuthorizationFacts, type AuthorizationSeals, type EntryKey } from "./authorization-seal.js";
 import { sadTokenHash, stateError } from "./authorize.js";
 import { scaActor, type SapTransaction, type SapTransactions, type ScaCaller } from "./transactions.js";
 
@@ -20,6 +22,10 @@ export interface SigningCoreOptions {
   store: Pick<Transactions, "getTransaction" | "readDtbsr" | "hasUnsignedEntries" | "markHashesSigned" | "markRangeSigned" | "recordSignatures" | "transitionTransaction"> &
     Pick<OneTimeObjects, "findSadToken" | "consumeSadToken" | "revokeSadTokens" | "issueSadToken">;
   records: Pick<VerifiedRecords, "get">;
+  /** Issue 14 (T-2.2.2.2): the sealed authorization, and the MACs of entries and tokens. */
+  seals: Pick<AuthorizationSeals, "open" | "entryKey">;
+  /** Issue 14: an authorization's progress (token generations), so a row rolled back signs nothing. */
+  freshness: Freshness;
   keys: Pick<SigningKeys, "sign" | "verify">;
   random: RandomSource;
   policies: Pick<SecurityPolicies, "current">;
@@ -55,10 +61,13 @@ export interface CheckedToken {
   token: SadTokenRecord;
   tx: SapTransaction;
   credential: CredentialBody;
+  /** What Authorize verified (seal checked, the row agrees): signing takes its parameters from here. */
+  authorization: AuthorizationFacts;
+  entryKey: EntryKey;
 }
 
 /** The module request of one DTBS/R of `tx`. */
-export type SignRequest = (hash: Uint8Array) => { keyId: string; scheme: SapTransaction["body"]["signatureScheme"]; hashAlgorithm: HashAlgorithm; data: Uint8Array; format: "raw" | "der" };
+export type SignRequest = (hash: Uint8Array) => { keyId: string; scheme: AuthorizationFacts["signatureScheme"]; hashAlgorithm: HashAlgorithm; data: Uint8Array; format: "raw" | "der" };
 
 /** How many module calls one request keeps in flight: enough to fill the session pool, bounded memory. */
 const maxInFlight = 64;
@@ -82,23 +91,32 @@ export class SigningCore {
     if (!token) throw invalidToken(); // T-2.2.1.2: a made-up token
     const owned = await this.o.store.getTransaction(token.transactionId);
     if (!owned || owned.sca !== caller.certificateSha256) throw invalidToken(); // R-3.2.1.2: issued to another SCA
+    const entryKey = await this.o.seals.entryKey(owned.id);
+    await entryKey.checkToken(token); // T-2.2.2.2: a token row written in the database by hand is refused
     if (token.consumedAt) return this.replayed(token, caller, now); // T-2.2.1.3
     const tx = this.o.transactions.view(owned, now);
     if (token.revokedAt) throw stateError(tx, "authorized");
     // A COMPLETED transaction signs nothing more; SignStream may still resend its recorded signatures.
     if (tx.state !== "AUTHORIZED" && !(options.completedToo && tx.state === "COMPLETED")) throw stateError(tx, "authorized");
     if (token.expiresAt <= now) throw new InkanError("EXPIRED", "the SAD token expired");
-    const credential = await this.usableCredential(tx.record);
-    return { token, tx, credential };
+    // T-2.2.2.2, R-3.2.1.1: what Authorize verified, sealed; a row inserted, cloned or edited has no valid seal.
+    const authorization = await this.o.seals.open(owned);
+    // Issue 14: a counter put back lower (reopening spent signatures), or an ended authorization put back as AUTHORIZED, is refused.
+    await this.o.freshness.check(progressKey(owned.id), owned.signaturesCreated);
+    const credential = await this.usableCredential(tx.record, { authorization });
+    return { token, tx, credential, authorization, entryKey };
   }
 
   /**
    * T-2.2.1.3 / T-2.2.1.2: consumes the token atomically, before the crypto module is touched. Of
    * concurrent callers exactly one gets it; a consumed token presented again is a replay.
    */
-  async consume(caller: ScaCaller, presented: PresentedToken, now: Date): Promise<SadTokenRecord> {
+  async consume(caller: ScaCaller, presented: PresentedToken, now: Date, entryKey: EntryKey): Promise<SadTokenRecord> {
     const consumed = await this.o.store.consumeSadToken({ hash: presented.hash, now });
-    if (consumed) return consumed;
+    if (consumed) {
+      await entryKey.checkToken(consumed); // T-2.2.2.2
+      return consumed;
+    }
     const again = await this.o.store.findSadToken(presented.hash);
     if (again?.consumedAt) return this.replayed(again, caller, now);
     if (again && again.expiresAt <= now) throw new InkanError("EXPIRED", "the SAD token expired");
@@ -109,6 +127,7 @@ export class SigningCore {
   async replayed(token: SadTokenRecord, caller: ScaCaller, now: Date): Promise<never> {
     await this.o.store.revokeSadTokens({ transactionId: token.transactionId, now });
     await this.o.store.transitionTransaction({ id: token.transactionId, from: ["PENDING", "AUTHORIZED"], to: "REVOKED", now });
+    await this.o.freshness.advance(progressKey(token.transactionId), closedProgress); // issue 14: ended for good
     const record = await this.o.store.getTransaction(token.transactionId);
     if (record) await this.audited(record, caller, { outcome: "DENIED", reason: "SAD_REPLAYED" });
     throw new InkanError("SAD_REPLAYED", "the SAD token was already used; the transaction is revoked");
@@ -121,11 +140,37 @@ export class SigningCore {
    * certificate yet) never sign, unless `csrApproval` (CreateCsr only; R-3.1.3.2): so SignHash and
    * SignStream cannot spend a CSR approval's token.
    */
-  async usableCredential(record: TransactionRecord, options: { csrApproval?: boolean } = {}): Promise<CredentialBody> {
+  async usableCredential(record: TransactionRecord, options: { csrApproval?: boolean; authorization?: AuthorizationFacts } = {}): Promise<CredentialBody> {
     const [credential, signer] = await Promise.all([this.o.records.get("credential", record.credentialId), this.o.records.get("signer", record.signerId)]);
     const refusal = credentialRefusal({ credential, signer, transaction: record, csrApproval: options.csrApproval === true });
     if (refusal) throw refusal;
+    const auth = options.authorization;
+    if (auth) {
+      // R-3.1.3.2 (issue 13.4): a CSR approval signs its CSR and nothing else, also once the certificate is imported.
+      if (auth.csrOnly && options.csrApproval !== true) throw new InkanError("TRANSACTION_STATE", "the transaction approves a CSR; only CreateCsr redeems it");
+      // R-3.3.1, T-2.1.2.2 (issue 13.2): a factor revoked or reset since Authorize (a stolen phone) ends the authorization, on every node.
+      for (const f of auth.factors) {
+        const factor = await this.o.records.get("factor", f.id);
+        if (!factor || factor.status !== "ACTIVE" || factor.signerId !== auth.signerId || factor.type !== f.type) {
+          throw new InkanError("TRANSACTION_STATE", "a factor that authorized the transaction was revoked; the signer must authorize again");
+        }
+      }
+    }
     return JSON.parse(credential!.body) as CredentialBody;
+  }
+
+  /**
+   * Issue 14 (T-2.2.2.2), after a claim and before the module signs: each claimed entry must carry
+   * the SAM's MAC over (index, hash), so an entry edited after upload signs nothing; and the counter
+   * before this claim must not be below the last one recorded (a counter and entries put back lower
+   * would reopen spent signatures). Then the counter's head moves on. A transaction's claims follow
+   * one another (one token at a time; a stream claims in order), so heads only grow.
+   */
+  async checkClaim(entryKey: EntryKey, claimed: { indices: readonly number[]; macs: readonly (Uint8Array | undefined)[]; hashes: readonly Uint8Array[] }, signaturesCreated: number): Promise<void> {
+    for (const [i, index] of claimed.indices.entries()) await entryKey.checkEntry(index, claimed.hashes[i]!, claimed.macs[i]);
+    const key = progressKey(entryKey.transactionId);
+    await this.o.freshness.check(key, signaturesCreated - claimed.indices.length);
+    await this.o.freshness.advance(key, signaturesCreated);
   }
 
   /** A refused claim (markHashesSigned / markRangeSigned) as the contract's error, audited. */
@@ -138,11 +183,11 @@ export class SigningCore {
     throw new InkanError("TRANSACTION_STATE", "the transaction is not authorized");
   }
 
-  /** The module request for each DTBS/R of `tx` with `credential`'s key. */
-  requestFor(tx: SapTransaction, credential: CredentialBody): SignRequest {
-    const format = tx.body.signatureFormat === 2 ? "raw" : "der";
-    const hashAlgorithm = tx.record.hashAlgorithm as HashAlgorithm;
-    return (data) => ({ keyId: credential.keyId, scheme: tx.body.signatureScheme, hashAlgorithm, data, format });
+  /** The module request for each DTBS/R, from the sealed authorization (never the row's body) with `credential`'s key. */
+  requestFor(authorization: AuthorizationFacts, credential: CredentialBody): SignRequest {
+    const format = authorization.signatureFormat === 2 ? "raw" : "der";
+    const hashAlgorithm = authorization.hashAlgorithm as HashAlgorithm;
+    return (data) => ({ keyId: credential.keyId, scheme: authorization.signatureScheme, hashAlgorithm, data, format });
   }
 
   /**

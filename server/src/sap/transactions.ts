@@ -11,6 +11,8 @@ import type { CredentialView } from "../registration/credentials.js";
 import { newRecordId } from "../registration/ids.js";
 import type { ScaCredentials } from "../registration/sca-view.js";
 import { maxPageSize, type DtbsrRefusal, type OneTimeObjects, type TransactionRecord, type Transactions } from "../store/port.js";
+import type { Freshness } from "../integrity/freshness.js";
+import { closedProgress, progressKey, type AuthorizationSeals } from "./authorization-seal.js";
 import { createDtbsrDigester, dtbsrDigest } from "./dtbsr-digest.js";
 
 /** The HashAlgorithm enum numbers of sam.proto, which the DTBS/R digest encodes. */
@@ -47,6 +49,11 @@ export interface TransactionBody {
   inlineCount: number;
   /** Every AppendHashes chunk but the last holds exactly this many hashes (the policy's max_hashes_per_chunk at begin). */
   chunkSize: number;
+  /**
+   * Opened on a credential without a certificate: the signer's CSR approval, redeemed by CreateCsr
+   * only, for the transaction's whole life (R-3.1.3.2; sealed with the authorization).
+   */
+  csrOnly?: boolean;
   // The challenge's hash is not here: it is TransactionRecord.challengeHash (a store column), set at
   // creation for a list sealed at once and by completeDtbsrUpload for a chunked upload.
 }
@@ -118,6 +125,10 @@ export interface SapTransactionsOptions {
   credentials: Pick<ScaCredentials, "get">;
   samKeys: Pick<SamEncryptionKeys, "samId" | "currentKey">;
   audit: AuditLog;
+  /** Issue 14: each DTBS/R entry is stored with the SAM's MAC (T-2.2.2.2). */
+  seals: Pick<AuthorizationSeals, "entryKey">;
+  /** Issue 14: a cancelled authorization's progress is closed, so a row put back as AUTHORIZED signs nothing. */
+  freshness: Pick<Freshness, "advance">;
   clock?: () => Date;
 }
 
@@ -195,6 +206,7 @@ export class SapTransactions {
       uploadExpiresAt: uploadExpiresAt.toISOString(),
       inlineCount: input.hashes.length,
       chunkSize: policy.maxHashesPerChunk,
+      ...(credential.credential.status === "PENDING" ? { csrOnly: true } : {}),
     };
     const id = await newRecordId("txn", this.o.random, now); // unpredictable (R-3.2.2.2)
     await this.o.store.createTransaction({
@@ -210,7 +222,8 @@ export class SapTransactions {
       expiresAt,
     });
     if (input.hashes.length > 0) {
-      const appended = await this.o.store.appendDtbsr({ transactionId: id, startIndex: 0, hashes: input.hashes, now });
+      const macs = (await this.o.seals.entryKey(id)).macs(0, input.hashes); // T-2.2.2.2
+      const appended = await this.o.store.appendDtbsr({ transactionId: id, startIndex: 0, hashes: input.hashes, macs, now });
       if (!appended.ok) throw refusalError(appended.reason);
     }
     // Fail closed: no challenge (and no transaction id) leaves before the record is written.
@@ -257,7 +270,8 @@ export class SapTransactions {
       throw new InkanError("INVALID_REQUEST", `every chunk but the last must hold ${body.chunkSize} hashes`, { field: "hashes" });
     }
     await this.refuseDuplicates(record, input.hashes);
-    const appended = await this.o.store.appendDtbsr({ transactionId: record.id, startIndex: record.hashCount, hashes: input.hashes, now });
+    const macs = (await this.o.seals.entryKey(record.id)).macs(record.hashCount, input.hashes); // T-2.2.2.2
+    const appended = await this.o.store.appendDtbsr({ transactionId: record.id, startIndex: record.hashCount, hashes: input.hashes, macs, now });
     if (!appended.ok) throw refusalError(appended.reason);
     return progress(appended.hashCount);
   }
@@ -276,9 +290,12 @@ export class SapTransactions {
       throw new InkanError("UPLOAD_INCOMPLETE", `${record.hashCount} of ${record.numSignatures} hashes arrived`, { field: "dtbsr_digest" });
     }
     const digester = createDtbsrDigester(tx.hashAlgorithmNumber, record.numSignatures);
+    const entryKey = await this.o.seals.entryKey(record.id);
     for (let from = 0; from < record.hashCount; from += maxPageSize) {
       const page = await this.o.store.readDtbsr({ transactionId: record.id, fromIndex: from, limit: maxPageSize });
       if (page.length === 0) break;
+      // T-2.2.2.2: the digest covers only entries the SAM stored (an entry edited or inserted in the database is refused).
+      for (const e of page) await entryKey.checkEntry(e.index, e.hash, e.mac);
       digester.update(page.map((e) => e.hash));
     }
     let digest: Uint8Array;
@@ -302,6 +319,7 @@ export class SapTransactions {
     if (tx.state === "UPLOADING" || tx.state === "PENDING" || tx.state === "AUTHORIZED") {
       const moved = await this.o.store.transitionTransaction({ id: tx.record.id, from: ["PENDING", "AUTHORIZED"], to: "CANCELLED", now });
       if (moved) {
+        await this.o.freshness.advance(progressKey(tx.record.id), closedProgress); // issue 14: a row put back as AUTHORIZED signs nothing
         await this.o.audit.record(transactionCancelled({
           actor: scaActor(input.caller),
           requestId: input.caller.requestId,

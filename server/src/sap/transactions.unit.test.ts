@@ -10,6 +10,8 @@ import { InkanError } from "../errors.js";
 import type { CredentialView } from "../registration/credentials.js";
 import type { CredentialStatus } from "../store/port.js";
 import { createSqliteStore, type SqliteStore } from "../store/sqlite/sqlite-store.js";
+import { MemoryFreshness } from "../integrity/freshness.js";
+import { AuthorizationSeals } from "./authorization-seal.js";
 import { dtbsrDigest } from "./dtbsr-digest.js";
 import { SapTransactions, type ScaCaller } from "./transactions.js";
 
@@ -52,6 +54,8 @@ function service(): SapTransactions {
     credentials: { get: async (id) => { if (id !== "cred-1") throw new InkanError("CREDENTIAL_NOT_FOUND", "no such credential"); return credential(); } },
     samKeys: { samId: async () => "urn:inkan:sam:test", currentKey: async () => ({ kid: "k1", alg: "ECDH-ES+A256KW", jwk: {} as never, current: true, notAfter: undefined }) },
     audit,
+    seals: new AuthorizationSeals({ keys: { hmacSha256: async (_key, data) => new Uint8Array(createHash("sha256").update("test-key").update(data).digest()) } }),
+    freshness: new MemoryFreshness(),
     clock: () => now,
   });
 }

@@ -82,6 +82,10 @@ const newTransaction = (id: string, numSignatures: number, expiresInSeconds = 60
 });
 
 // Pending approvals (dual control): the request holds 0x00 and 0xff, so its base64url text uses "-" and "_".
+/** Stand-ins for the SAM's MACs (issue 14): the store keeps them exactly, whatever they are. */
+const macsFor = (hashes: readonly Uint8Array[]): Uint8Array[] => hashes.map((h, i) => new Uint8Array([i & 0xff, 0, ...h.subarray(0, 14)]));
+const tokenMacStub = new Uint8Array([7, 0, 7, 0, 255]);
+const authorizationStub = { body: '{"sealed":"署名 \u0000"}', seal: new Uint8Array([0, 255, 1]) };
 const destroyMethod = "/inkan.admin.v1.RegistrationService/DestroyCredential";
 const base64url = (u: Uint8Array): string => Buffer.from(u).toString("base64url");
 const requestBytes = (text: string): Uint8Array => new Uint8Array([0, 255, 254, ...bytes(text), 0]);
@@ -144,9 +148,9 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
     /** An authorized transaction over `hashes`, uploaded in one chunk. */
     async function authorized(id: string, hashes: Uint8Array[], numSignatures = hashes.length): Promise<void> {
       await store.createTransaction(newTransaction(id, numSignatures));
-      expect(await store.appendDtbsr({ transactionId: id, startIndex: 0, hashes, now: at(1) })).toEqual({ ok: true, hashCount: hashes.length });
+      expect(await store.appendDtbsr({ transactionId: id, startIndex: 0, hashes, macs: macsFor(hashes), now: at(1) })).toEqual({ ok: true, hashCount: hashes.length });
       expect(await store.completeDtbsrUpload({ transactionId: id, hashCount: hashes.length, digest: bytes("digest"), challengeHash: "challenge-hash", now: at(1) })).toBe(true);
-      expect(await store.transitionTransaction({ id, from: ["PENDING"], to: "AUTHORIZED", now: at(2) })).toBe(true);
+      expect(await store.transitionTransaction({ id, from: ["PENDING"], to: "AUTHORIZED", authorization: authorizationStub, now: at(2) })).toBe(true);
     }
 
     describe("sealed records", () => {
@@ -319,20 +323,62 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
           authorizeFailures: 0,
           authorizedAt: undefined,
           updatedAt: tx.createdAt,
+          authorization: undefined,
         });
         expect(await store.getTransaction("tx1")).toHaveProperty("challengeHash", undefined);
         await expect(store.createTransaction(tx)).rejects.toBeInstanceOf(RecordExistsError);
         expect(await store.getTransaction("nope")).toBeUndefined();
       });
 
+      it("T-2.2.2.2 (issue 14): the sealed authorization, entry MACs and token MACs are stored with their rows and returned exactly", async () => {
+        const h = [dtbsrHash(0), dtbsrHash(1), dtbsrHash(2)];
+        await authorized("tx1", h);
+        expect((await store.getTransaction("tx1"))?.authorization).toEqual(authorizationStub);
+        expect((await store.readDtbsr({ transactionId: "tx1", fromIndex: 0, limit: 3 })).map((e) => e.mac)).toEqual(macsFor(h));
+        const one = await store.markHashesSigned({ transactionId: "tx1", hashes: [h[1]!], now: at(3) });
+        expect(one).toMatchObject({ ok: true, indices: [1], macs: [macsFor(h)[1]] });
+        const range = await store.markRangeSigned({ transactionId: "tx1", fromIndex: 2, count: 1, now: at(3) });
+        expect(range).toMatchObject({ ok: true, indices: [2], macs: [macsFor(h)[2]] });
+        await store.issueSadToken({ hash: "mac-token", transactionId: "tx1", generation: 0, previousHash: undefined, issuedAt: at(0), expiresAt: at(60), mac: tokenMacStub });
+        expect((await store.findSadToken("mac-token"))?.mac).toEqual(tokenMacStub);
+        expect((await store.consumeSadToken({ hash: "mac-token", now: at(3) }))?.mac).toEqual(tokenMacStub);
+        // The move to AUTHORIZED carries the authorization, and no other move does.
+        await store.createTransaction(newTransaction("tx2", 1));
+        await store.appendDtbsr({ transactionId: "tx2", startIndex: 0, hashes: [h[0]!], macs: macsFor([h[0]!]), now: at(1) });
+        await store.completeDtbsrUpload({ transactionId: "tx2", hashCount: 1, digest: bytes("digest"), challengeHash: "challenge-hash-2", now: at(1) });
+        await expect(store.transitionTransaction({ id: "tx2", from: ["PENDING"], to: "AUTHORIZED", now: at(2) })).rejects.toBeInstanceOf(RangeError);
+        await expect(store.transitionTransaction({ id: "tx2", from: ["PENDING"], to: "CANCELLED", authorization: authorizationStub, now: at(2) })).rejects.toBeInstanceOf(RangeError);
+        await expect(store.appendDtbsr({ transactionId: "tx2", startIndex: 1, hashes: [h[1]!], macs: [], now: at(1) })).rejects.toBeInstanceOf(RangeError);
+        expect((await store.getTransaction("tx2"))?.state).toBe("PENDING");
+      });
+
+      it("R-3.3.1 (issue 13): revokeSignerTransactions ends the signer's open transactions and their unused tokens, and only those", async () => {
+        const h = [dtbsrHash(0)];
+        await authorized("open-authorized", h);
+        await store.createTransaction(newTransaction("open-pending", 1));
+        await authorized("done", h);
+        await store.markHashesSigned({ transactionId: "done", hashes: h, now: at(3) }); // COMPLETED
+        await store.createTransaction({ ...newTransaction("other-signer", 1), signerId: "someone-else" });
+        await store.issueSadToken({ hash: "live", transactionId: "open-authorized", generation: 0, previousHash: undefined, issuedAt: at(0), expiresAt: at(60), mac: tokenMacStub });
+        const signerId = newTransaction("x", 1).signerId;
+        expect((await store.revokeSignerTransactions({ signerId, now: at(4) })).sort()).toEqual(["open-authorized", "open-pending"]);
+        expect((await store.getTransaction("open-authorized"))?.state).toBe("REVOKED");
+        expect((await store.getTransaction("open-pending"))?.state).toBe("REVOKED");
+        expect((await store.getTransaction("done"))?.state).toBe("COMPLETED");
+        expect((await store.getTransaction("other-signer"))?.state).toBe("PENDING");
+        expect(await store.consumeSadToken({ hash: "live", now: at(5) })).toBeUndefined();
+        expect((await store.findSadToken("live"))?.revokedAt).toEqual(at(4));
+        expect(await store.revokeSignerTransactions({ signerId, now: at(6) })).toEqual([]);
+      });
+
       it("R-3.2.1.1: PENDING -> AUTHORIZED needs the complete list, happens once, and not after expiry", async () => {
         await store.createTransaction(newTransaction("tx1", 1, 60));
-        expect(await store.transitionTransaction({ id: "tx1", from: ["PENDING"], to: "AUTHORIZED", now: at(1) })).toBe(false); // upload incomplete
-        await store.appendDtbsr({ transactionId: "tx1", startIndex: 0, hashes: [dtbsrHash(0)], now: at(1) });
+        expect(await store.transitionTransaction({ id: "tx1", from: ["PENDING"], to: "AUTHORIZED", authorization: authorizationStub, now: at(1) })).toBe(false); // upload incomplete
+        await store.appendDtbsr({ transactionId: "tx1", startIndex: 0, hashes: [dtbsrHash(0)], macs: macsFor([dtbsrHash(0)]), now: at(1) });
         expect(await store.completeDtbsrUpload({ transactionId: "tx1", hashCount: 1, digest: bytes("d"), challengeHash: "challenge-hash", now: at(1) })).toBe(true);
-        expect(await store.transitionTransaction({ id: "tx1", from: ["PENDING"], to: "AUTHORIZED", now: at(60) })).toBe(false); // expired
-        expect(await store.transitionTransaction({ id: "tx1", from: ["PENDING"], to: "AUTHORIZED", now: at(2) })).toBe(true);
-        expect(await store.transitionTransaction({ id: "tx1", from: ["PENDING"], to: "AUTHORIZED", now: at(3) })).toBe(false); // once
+        expect(await store.transitionTransaction({ id: "tx1", from: ["PENDING"], to: "AUTHORIZED", authorization: authorizationStub, now: at(60) })).toBe(false); // expired
+        expect(await store.transitionTransaction({ id: "tx1", from: ["PENDING"], to: "AUTHORIZED", authorization: authorizationStub, now: at(2) })).toBe(true);
+        expect(await store.transitionTransaction({ id: "tx1", from: ["PENDING"], to: "AUTHORIZED", authorization: authorizationStub, now: at(3) })).toBe(false); // once
         const tx = await store.getTransaction("tx1");
         expect(tx).toMatchObject({ state: "AUTHORIZED", authorizedAt: at(2), updatedAt: at(2), dtbsrDigest: bytes("d") });
       });
@@ -341,9 +387,9 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         for (let round = 0; round < raceRounds; round++) {
           const id = `tx-${round}`;
           await store.createTransaction(newTransaction(id, 1));
-          await store.appendDtbsr({ transactionId: id, startIndex: 0, hashes: [dtbsrHash(round)], now: at(1) });
+          await store.appendDtbsr({ transactionId: id, startIndex: 0, hashes: [dtbsrHash(round)], macs: macsFor([dtbsrHash(round)]), now: at(1) });
           await store.completeDtbsrUpload({ transactionId: id, hashCount: 1, digest: bytes("d"), challengeHash: "challenge-hash", now: at(1) });
-          const results = await race(racers, () => store.transitionTransaction({ id, from: ["PENDING"], to: "AUTHORIZED", now: at(2) }));
+          const results = await race(racers, () => store.transitionTransaction({ id, from: ["PENDING"], to: "AUTHORIZED", authorization: authorizationStub, now: at(2) }));
           expect(results.filter(Boolean), `round ${round}`).toHaveLength(1);
         }
       });
@@ -355,7 +401,7 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
           expect(await store.transitionTransaction({ id: "tx1", from: ["PENDING", "AUTHORIZED"], to, now: at(4) })).toBe(false);
         }
         expect((await store.getTransaction("tx1"))?.state).toBe("REVOKED");
-        await expect(store.transitionTransaction({ id: "tx1", from: ["REVOKED"], to: "AUTHORIZED", now: at(4) })).rejects.toBeInstanceOf(RangeError);
+        await expect(store.transitionTransaction({ id: "tx1", from: ["REVOKED"], to: "AUTHORIZED", authorization: authorizationStub, now: at(4) })).rejects.toBeInstanceOf(RangeError);
         await expect(store.transitionTransaction({ id: "tx1", from: ["PENDING"], to: "COMPLETED", now: at(4) })).rejects.toBeInstanceOf(RangeError);
         await expect(store.transitionTransaction({ id: "tx1", from: [], to: "CANCELLED", now: at(4) })).rejects.toBeInstanceOf(RangeError);
         expect(await store.transitionTransaction({ id: "nope", from: ["PENDING"], to: "CANCELLED", now: at(4) })).toBe(false);
@@ -364,18 +410,18 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
       it("appends DTBS/R chunks only in order, while PENDING, unexpired and before the list is frozen", async () => {
         await store.createTransaction(newTransaction("tx1", 4, 60));
         const h = [0, 1, 2, 3, 4].map((i) => dtbsrHash(i));
-        expect(await store.appendDtbsr({ transactionId: "tx1", startIndex: 0, hashes: h.slice(0, 2), now: at(1) })).toEqual({ ok: true, hashCount: 2 });
+        expect(await store.appendDtbsr({ transactionId: "tx1", startIndex: 0, hashes: h.slice(0, 2), macs: macsFor(h.slice(0, 2)), now: at(1) })).toEqual({ ok: true, hashCount: 2 });
         // a retried chunk and a gap are both refused, with the count the client should continue from
-        expect(await store.appendDtbsr({ transactionId: "tx1", startIndex: 0, hashes: h.slice(0, 2), now: at(1) })).toEqual({ ok: false, reason: "INVALID_REQUEST", hashCount: 2 });
-        expect(await store.appendDtbsr({ transactionId: "tx1", startIndex: 3, hashes: h.slice(3, 4), now: at(1) })).toEqual({ ok: false, reason: "INVALID_REQUEST", hashCount: 2 });
-        expect(await store.appendDtbsr({ transactionId: "tx1", startIndex: 2, hashes: h.slice(2, 4), now: at(60) })).toEqual({ ok: false, reason: "EXPIRED" });
-        expect(await store.appendDtbsr({ transactionId: "tx1", startIndex: 2, hashes: h.slice(2, 4), now: at(2) })).toEqual({ ok: true, hashCount: 4 });
+        expect(await store.appendDtbsr({ transactionId: "tx1", startIndex: 0, hashes: h.slice(0, 2), macs: macsFor(h.slice(0, 2)), now: at(1) })).toEqual({ ok: false, reason: "INVALID_REQUEST", hashCount: 2 });
+        expect(await store.appendDtbsr({ transactionId: "tx1", startIndex: 3, hashes: h.slice(3, 4), macs: macsFor(h.slice(3, 4)), now: at(1) })).toEqual({ ok: false, reason: "INVALID_REQUEST", hashCount: 2 });
+        expect(await store.appendDtbsr({ transactionId: "tx1", startIndex: 2, hashes: h.slice(2, 4), macs: macsFor(h.slice(2, 4)), now: at(60) })).toEqual({ ok: false, reason: "EXPIRED" });
+        expect(await store.appendDtbsr({ transactionId: "tx1", startIndex: 2, hashes: h.slice(2, 4), macs: macsFor(h.slice(2, 4)), now: at(2) })).toEqual({ ok: true, hashCount: 4 });
         expect(await store.completeDtbsrUpload({ transactionId: "tx1", hashCount: 3, digest: bytes("d"), challengeHash: "challenge-hash", now: at(3) })).toBe(false); // count moved
         expect(await store.completeDtbsrUpload({ transactionId: "tx1", hashCount: 4, digest: bytes("d"), challengeHash: "challenge-hash", now: at(3) })).toBe(true);
         expect(await store.completeDtbsrUpload({ transactionId: "tx1", hashCount: 4, digest: bytes("other"), challengeHash: "challenge-hash", now: at(3) })).toBe(false); // frozen
-        expect(await store.appendDtbsr({ transactionId: "tx1", startIndex: 4, hashes: h.slice(4), now: at(3) })).toEqual({ ok: false, reason: "TRANSACTION_STATE" });
-        expect(await store.appendDtbsr({ transactionId: "nope", startIndex: 0, hashes: h.slice(0, 1), now: at(3) })).toEqual({ ok: false, reason: "TRANSACTION_NOT_FOUND" });
-        await expect(store.appendDtbsr({ transactionId: "tx1", startIndex: 4, hashes: [], now: at(3) })).rejects.toBeInstanceOf(RangeError);
+        expect(await store.appendDtbsr({ transactionId: "tx1", startIndex: 4, hashes: h.slice(4), macs: macsFor(h.slice(4)), now: at(3) })).toEqual({ ok: false, reason: "TRANSACTION_STATE" });
+        expect(await store.appendDtbsr({ transactionId: "nope", startIndex: 0, hashes: h.slice(0, 1), macs: macsFor(h.slice(0, 1)), now: at(3) })).toEqual({ ok: false, reason: "TRANSACTION_NOT_FOUND" });
+        await expect(store.appendDtbsr({ transactionId: "tx1", startIndex: 4, hashes: [], macs: macsFor([]), now: at(3) })).rejects.toBeInstanceOf(RangeError);
         expect((await store.readDtbsr({ transactionId: "tx1", fromIndex: 0, limit: 10 })).map((e) => e.hash)).toEqual(h.slice(0, 4));
         await store.createTransaction(newTransaction("empty", 1));
         expect(await store.completeDtbsrUpload({ transactionId: "empty", hashCount: 0, digest: bytes("d"), challengeHash: "challenge-hash", now: at(3) })).toBe(false);
@@ -386,12 +432,12 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         const hash = "-_" + base64url(createHash("sha256").update("chunked challenge").digest()).slice(2);
         const other = "_-" + hash.slice(2);
         await store.createTransaction(newTransaction("chunked", 2, 60));
-        await store.appendDtbsr({ transactionId: "chunked", startIndex: 0, hashes: [dtbsrHash(0)], now: at(1) });
+        await store.appendDtbsr({ transactionId: "chunked", startIndex: 0, hashes: [dtbsrHash(0)], macs: macsFor([dtbsrHash(0)]), now: at(1) });
         expect((await store.getTransaction("chunked"))?.challengeHash).toBeUndefined(); // still uploading
         // A refused freeze stores neither the digest nor the hash.
         expect(await store.completeDtbsrUpload({ transactionId: "chunked", hashCount: 2, digest: bytes("d"), challengeHash: hash, now: at(2) })).toBe(false);
         expect(await store.getTransaction("chunked")).toMatchObject({ dtbsrDigest: undefined, challengeHash: undefined });
-        await store.appendDtbsr({ transactionId: "chunked", startIndex: 1, hashes: [dtbsrHash(1)], now: at(2) });
+        await store.appendDtbsr({ transactionId: "chunked", startIndex: 1, hashes: [dtbsrHash(1)], macs: macsFor([dtbsrHash(1)]), now: at(2) });
         expect(await store.completeDtbsrUpload({ transactionId: "chunked", hashCount: 2, digest: bytes("d"), challengeHash: hash, now: at(60) })).toBe(false); // expired
         expect(await store.getTransaction("chunked")).toMatchObject({ dtbsrDigest: undefined, challengeHash: undefined });
         expect(await store.completeDtbsrUpload({ transactionId: "chunked", hashCount: 2, digest: bytes("d"), challengeHash: hash, now: at(3) })).toBe(true);
@@ -402,13 +448,13 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         expect(await store.completeDtbsrUpload({ transactionId: "chunked", hashCount: 2, digest: bytes("x"), challengeHash: other, now: at(4) })).toBe(false);
         expect(await store.getTransaction("chunked")).toMatchObject({ dtbsrDigest: bytes("d"), challengeHash: hash, updatedAt: at(3) });
         // Authorize sees it through the state machine unchanged.
-        expect(await store.transitionTransaction({ id: "chunked", from: ["PENDING"], to: "AUTHORIZED", now: at(5) })).toBe(true);
+        expect(await store.transitionTransaction({ id: "chunked", from: ["PENDING"], to: "AUTHORIZED", authorization: authorizationStub, now: at(5) })).toBe(true);
         expect((await store.getTransaction("chunked"))?.challengeHash).toBe(hash);
 
         // A hash given at creation (a list sealed at once) is returned from the start and never replaced.
         await store.createTransaction({ ...newTransaction("inline", 1, 60), challengeHash: hash });
         expect((await store.getTransaction("inline"))?.challengeHash).toBe(hash);
-        await store.appendDtbsr({ transactionId: "inline", startIndex: 0, hashes: [dtbsrHash(0)], now: at(1) });
+        await store.appendDtbsr({ transactionId: "inline", startIndex: 0, hashes: [dtbsrHash(0)], macs: macsFor([dtbsrHash(0)]), now: at(1) });
         expect(await store.completeDtbsrUpload({ transactionId: "inline", hashCount: 1, digest: bytes("d"), challengeHash: other, now: at(2) })).toBe(false);
         expect(await store.getTransaction("inline")).toMatchObject({ dtbsrDigest: undefined, challengeHash: hash });
         expect(await store.completeDtbsrUpload({ transactionId: "inline", hashCount: 1, digest: bytes("d"), challengeHash: hash, now: at(2) })).toBe(true);
@@ -425,7 +471,7 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         for (let start = 0; start < total; start += chunk) {
           const hashes = Array.from({ length: chunk }, (_, i) => dtbsrHash(start + i));
           hashes.forEach((h) => upload.update(h));
-          expect(await store.appendDtbsr({ transactionId: "big", startIndex: start, hashes, now: at(1) })).toEqual({ ok: true, hashCount: start + chunk });
+          expect(await store.appendDtbsr({ transactionId: "big", startIndex: start, hashes, macs: macsFor(hashes), now: at(1) })).toEqual({ ok: true, hashCount: start + chunk });
         }
         const digest = new Uint8Array(upload.digest());
         expect(await store.completeDtbsrUpload({ transactionId: "big", hashCount: total, digest, challengeHash: "challenge-hash", now: at(2) })).toBe(true);
@@ -458,7 +504,7 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         expect(await store.markHashesSigned({ transactionId: "tx1", hashes: [h[0]!, dtbsrHash(99)], now: at(3) })).toEqual({ ok: false, reason: "HASH_NOT_AUTHORIZED", index: 1 });
         expect(await store.getTransaction("tx1")).toMatchObject({ signaturesCreated: 0, state: "AUTHORIZED" });
         expect((await store.readDtbsr({ transactionId: "tx1", fromIndex: 0, limit: 10 })).some((e) => e.signed)).toBe(false); // the first claim was rolled back
-        expect(await store.markHashesSigned({ transactionId: "tx1", hashes: [h[2]!, h[0]!], now: at(3) })).toEqual({ ok: true, indices: [2, 0], signaturesCreated: 2, state: "AUTHORIZED" });
+        expect(await store.markHashesSigned({ transactionId: "tx1", hashes: [h[2]!, h[0]!], now: at(3) })).toMatchObject({ ok: true, indices: [2, 0], signaturesCreated: 2, state: "AUTHORIZED" });
       });
 
       it("T-2.2.1.6: mark-signed refuses a hash more often than it appears, and the same hash twice across calls", async () => {
@@ -468,7 +514,7 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         expect(await store.markHashesSigned({ transactionId: "tx1", hashes: [h[0]!], now: at(3) })).toMatchObject({ ok: true, indices: [0] });
         expect(await store.markHashesSigned({ transactionId: "tx1", hashes: [h[0]!], now: at(3) })).toMatchObject({ ok: true, indices: [2] });
         expect(await store.markHashesSigned({ transactionId: "tx1", hashes: [h[0]!], now: at(3) })).toEqual({ ok: false, reason: "HASH_NOT_AUTHORIZED", index: 0 });
-        expect(await store.markHashesSigned({ transactionId: "tx1", hashes: [h[1]!], now: at(3) })).toEqual({ ok: true, indices: [1], signaturesCreated: 3, state: "COMPLETED" });
+        expect(await store.markHashesSigned({ transactionId: "tx1", hashes: [h[1]!], now: at(3) })).toMatchObject({ ok: true, indices: [1], signaturesCreated: 3, state: "COMPLETED" });
       });
 
       it("T-2.2.1.6: the signature count never exceeds what was authorized; reaching it completes the transaction", async () => {
@@ -496,7 +542,7 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
       it("T-2.2.1.2: nothing is marked before authorization, after cancellation or revocation, or after expiry", async () => {
         const h = [dtbsrHash(0)];
         await store.createTransaction(newTransaction("pending", 1));
-        await store.appendDtbsr({ transactionId: "pending", startIndex: 0, hashes: h, now: at(1) });
+        await store.appendDtbsr({ transactionId: "pending", startIndex: 0, hashes: h, macs: macsFor(h), now: at(1) });
         expect(await store.markHashesSigned({ transactionId: "pending", hashes: h, now: at(2) })).toEqual({ ok: false, reason: "TRANSACTION_STATE" });
         await authorized("revoked", h);
         await store.transitionTransaction({ id: "revoked", from: ["AUTHORIZED"], to: "REVOKED", now: at(3) });
@@ -512,7 +558,7 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
       it("T-2.2.1.6: ranges (SignStream) are claimed once; a resumed stream cannot re-sign or leave the list", async () => {
         const h = Array.from({ length: 10 }, (_, i) => dtbsrHash(i));
         await authorized("tx1", h);
-        expect(await store.markRangeSigned({ transactionId: "tx1", fromIndex: 0, count: 4, now: at(3) })).toEqual({ ok: true, indices: [0, 1, 2, 3], signaturesCreated: 4, state: "AUTHORIZED" });
+        expect(await store.markRangeSigned({ transactionId: "tx1", fromIndex: 0, count: 4, now: at(3) })).toMatchObject({ ok: true, indices: [0, 1, 2, 3], signaturesCreated: 4, state: "AUTHORIZED" });
         expect(await store.markRangeSigned({ transactionId: "tx1", fromIndex: 2, count: 4, now: at(3) })).toEqual({ ok: false, reason: "HASH_NOT_AUTHORIZED", index: 2 });
         expect(await store.markRangeSigned({ transactionId: "tx1", fromIndex: 8, count: 3, now: at(3) })).toEqual({ ok: false, reason: "HASH_NOT_AUTHORIZED", index: 10 });
         expect(await store.markHashesSigned({ transactionId: "tx1", hashes: [h[1]!], now: at(3) })).toEqual({ ok: false, reason: "HASH_NOT_AUTHORIZED", index: 0 });
@@ -525,7 +571,7 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
       it("T-2.2.1.6: a range is claimed only while the claiming stream's token is unused (a resumed stream stops the older one)", async () => {
         const h = Array.from({ length: 4 }, (_, i) => dtbsrHash(i));
         await authorized("tx1", h);
-        await store.issueSadToken({ hash: "stream-1", transactionId: "tx1", generation: 1, previousHash: undefined, issuedAt: at(0), expiresAt: at(60) });
+        await store.issueSadToken({ hash: "stream-1", transactionId: "tx1", generation: 1, previousHash: undefined, issuedAt: at(0), expiresAt: at(60), mac: tokenMacStub });
         expect(await store.markRangeSigned({ transactionId: "tx1", fromIndex: 0, count: 2, now: at(3), whileTokenUnused: "stream-1" })).toMatchObject({ ok: true, indices: [0, 1] });
         await store.consumeSadToken({ hash: "stream-1", now: at(3) }); // a newer stream took over
         expect(await store.markRangeSigned({ transactionId: "tx1", fromIndex: 2, count: 2, now: at(3), whileTokenUnused: "stream-1" })).toEqual({ ok: false, reason: "TRANSACTION_STATE" });
@@ -535,7 +581,7 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
 
       it("max_authorize_attempts: failed Authorize attempts of a sealed PENDING transaction are counted atomically; the limit makes it FAILED", async () => {
         await store.createTransaction(newTransaction("tx1", 1));
-        await store.appendDtbsr({ transactionId: "tx1", startIndex: 0, hashes: [dtbsrHash(0)], now: at(1) });
+        await store.appendDtbsr({ transactionId: "tx1", startIndex: 0, hashes: [dtbsrHash(0)], macs: macsFor([dtbsrHash(0)]), now: at(1) });
         expect(await store.recordAuthorizeFailure({ id: "tx1", maxFailures: 3, now: at(2) })).toBeUndefined(); // still uploading
         await store.completeDtbsrUpload({ transactionId: "tx1", hashCount: 1, digest: new Uint8Array(32), challengeHash: "c1", now: at(2) });
         expect(await store.recordAuthorizeFailure({ id: "tx1", maxFailures: 3, now: at(2) })).toEqual({ failures: 1, state: "PENDING" });
@@ -543,7 +589,7 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         expect(racers64.filter((r) => r?.state === "FAILED")).toHaveLength(1); // exactly one failure reaches the limit
         expect(racers64.filter((r) => r !== undefined)).toHaveLength(2);
         expect(await store.getTransaction("tx1")).toMatchObject({ state: "FAILED", authorizeFailures: 3 });
-        expect(await store.transitionTransaction({ id: "tx1", from: ["PENDING"], to: "AUTHORIZED", now: at(3) })).toBe(false);
+        expect(await store.transitionTransaction({ id: "tx1", from: ["PENDING"], to: "AUTHORIZED", authorization: authorizationStub, now: at(3) })).toBe(false);
         expect(() => checkTransition(["FAILED"], "AUTHORIZED")).toThrow(RangeError);
       });
 
@@ -605,7 +651,7 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
 
       it("T-2.2.1.3: a SAD token is consumed once; a replay is recognisable and revocation stops the chain", async () => {
         const token = (hash: string, generation: number, previousHash?: string) => ({
-          hash, transactionId: "tx1", generation, previousHash, issuedAt: at(0), expiresAt: at(60),
+          hash, transactionId: "tx1", generation, previousHash, issuedAt: at(0), expiresAt: at(60), mac: tokenMacStub,
         });
         await store.issueSadToken(token("t0", 0));
         expect(await store.consumeSadToken({ hash: "t0", now: at(1) })).toEqual({ ...token("t0", 0), minIndex: 0, consumedAt: at(1), revokedAt: undefined });
@@ -625,7 +671,7 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
 
       it("T-2.2.1.3: 64 concurrent rotations of one SAD token: exactly one successor is stored", async () => {
         const results = await race(racers, (i) =>
-          store.issueSadToken({ hash: `next-${i}`, transactionId: "tx1", generation: 1, previousHash: "t0", issuedAt: at(0), expiresAt: at(60) }).then(() => "ok", (e: unknown) => e),
+          store.issueSadToken({ hash: `next-${i}`, transactionId: "tx1", generation: 1, previousHash: "t0", issuedAt: at(0), expiresAt: at(60), mac: tokenMacStub }).then(() => "ok", (e: unknown) => e),
         );
         expect(results.filter((r) => r === "ok")).toHaveLength(1);
         for (const r of results) if (r !== "ok") expect(r).toBeInstanceOf(RecordExistsError);
@@ -669,14 +715,14 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
       it("purges expired one-time objects and transactions with their DTBS/R lists, and keeps the rest", async () => {
         await store.issueChallenge(challenge("old", 10));
         await store.issueChallenge(challenge("new", 100));
-        await store.issueSadToken({ hash: "t-old", transactionId: "tx-old", generation: 0, previousHash: undefined, issuedAt: at(0), expiresAt: at(10) });
+        await store.issueSadToken({ hash: "t-old", transactionId: "tx-old", generation: 0, previousHash: undefined, issuedAt: at(0), expiresAt: at(10), mac: tokenMacStub });
         await store.issueActivationCode({ id: "a-old", signerId: "s1", codeHash: "h", attemptsLeft: 3, createdAt: at(0), expiresAt: at(10) });
         await store.useJti({ key: "j-old", expiresAt: at(10), now: at(0) });
         await store.useJti({ key: "j-new", expiresAt: at(100), now: at(0) });
         await store.createTransaction(newTransaction("tx-old", 1, 10));
-        await store.appendDtbsr({ transactionId: "tx-old", startIndex: 0, hashes: [dtbsrHash(0), dtbsrHash(1)], now: at(1) });
+        await store.appendDtbsr({ transactionId: "tx-old", startIndex: 0, hashes: [dtbsrHash(0), dtbsrHash(1)], macs: macsFor([dtbsrHash(0), dtbsrHash(1)]), now: at(1) });
         await store.createTransaction(newTransaction("tx-new", 1, 100));
-        await store.appendDtbsr({ transactionId: "tx-new", startIndex: 0, hashes: [dtbsrHash(0)], now: at(1) });
+        await store.appendDtbsr({ transactionId: "tx-new", startIndex: 0, hashes: [dtbsrHash(0)], macs: macsFor([dtbsrHash(0)]), now: at(1) });
 
         expect(await store.purgeExpired(at(10))).toEqual({ challenges: 1, sadTokens: 1, activationCodes: 1, jtis: 1, transactions: 1 });
         expect(await store.getTransaction("tx-old")).toBeUndefined();
@@ -700,7 +746,7 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         it("SAD token", async () => {
           for (let round = 0; round < raceRounds; round++) {
             const hash = `sad-${round}`;
-            await store.issueSadToken({ hash, transactionId: "tx1", generation: 0, previousHash: undefined, issuedAt: at(0), expiresAt: at(60) });
+            await store.issueSadToken({ hash, transactionId: "tx1", generation: 0, previousHash: undefined, issuedAt: at(0), expiresAt: at(60), mac: tokenMacStub });
             const results = await race(racers, () => store.consumeSadToken({ hash, now: at(1) }));
             expect(results.filter((r) => r !== undefined), `round ${round}`).toHaveLength(1);
           }
@@ -742,7 +788,7 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         const via = (i: number): Store => connections[i % connections.length]!;
         for (let round = 0; round < raceRounds; round++) {
           await via(round).issueChallenge(challenge(`multi-${round}`));
-          await via(round + 1).issueSadToken({ hash: `multi-sad-${round}`, transactionId: "tx1", generation: 0, previousHash: undefined, issuedAt: at(0), expiresAt: at(60) });
+          await via(round + 1).issueSadToken({ hash: `multi-sad-${round}`, transactionId: "tx1", generation: 0, previousHash: undefined, issuedAt: at(0), expiresAt: at(60), mac: tokenMacStub });
           await via(round + 2).issueActivationCode({ id: `multi-act-${round}`, signerId: "s1", codeHash: "right", attemptsLeft: 3, createdAt: at(0), expiresAt: at(600) });
           const [challenges, tokens, codes, jtis] = await Promise.all([
             race(racers, (i) => via(i).consumeChallenge({ hash: `multi-${round}`, purpose: "transaction", now: at(1) })),

@@ -260,8 +260,21 @@ export interface NewTransaction {
   challengeHash?: string | undefined;
 }
 
+/**
+ * What Authorize verified, sealed with a module-held key (T-2.2.2.2, R-3.1.1.1, R-3.2.1.1): the
+ * caller seals, the store keeps both fields exactly. Signing trusts nothing of a transaction row
+ * that is not also in here.
+ */
+export interface SealedAuthorization {
+  /** Canonical JSON of the authorization's facts; opaque to the store. */
+  body: string;
+  seal: Uint8Array;
+}
+
 export interface TransactionRecord extends NewTransaction {
   state: TransactionState;
+  /** Set by the PENDING -> AUTHORIZED transition, in the same atomic update; never changed afterwards. */
+  authorization: SealedAuthorization | undefined;
   /** DTBS/R entries uploaded so far. */
   hashCount: number;
   /** Set once by {@link Transactions.completeDtbsrUpload}; the list is frozen from then on. */
@@ -287,6 +300,11 @@ export interface DtbsrEntry {
   signed: boolean;
   /** The signature recorded by {@link Transactions.recordSignatures}; undefined while unsigned or in flight. */
   signature: Uint8Array | undefined;
+  /**
+   * The MAC the SAM computed over (transaction, index, hash) when the entry was uploaded, with a
+   * key derived in the crypto module; stored exactly. Undefined only for rows written before it existed.
+   */
+  mac: Uint8Array | undefined;
 }
 
 export type DtbsrRefusal =
@@ -310,6 +328,8 @@ export type MarkSignedResult =
       ok: true;
       /** The list index claimed for each requested hash, in request order. */
       indices: number[];
+      /** The stored MAC of each claimed entry ({@link DtbsrEntry.mac}), in the order of `indices`. */
+      macs: (Uint8Array | undefined)[];
       signaturesCreated: number;
       /** COMPLETED when this batch used up numSignatures. */
       state: TransactionState;
@@ -330,7 +350,7 @@ export interface Transactions {
    * (so chunks are ordered and a retried chunk is refused, with the current hashCount). Only
    * while PENDING, unexpired and the upload is not complete. At most {@link maxPageSize} hashes.
    */
-  appendDtbsr(req: { transactionId: string; startIndex: number; hashes: readonly Uint8Array[]; now: Date }): Promise<AppendDtbsrResult>;
+  appendDtbsr(req: { transactionId: string; startIndex: number; hashes: readonly Uint8Array[]; macs: readonly Uint8Array[]; now: Date }): Promise<AppendDtbsrResult>;
   /**
    * Freezes the list: compare-and-set on hashCount (the caller saw exactly this many hashes)
    * while PENDING, unexpired and not yet complete; stores the DTBS/R digest and the challenge's
@@ -349,9 +369,15 @@ export interface Transactions {
    * Compare-and-set of the state: moves `id` from one of `from` to `to` and returns true, or
    * returns false when the state was not one of `from`. Allowed edges: PENDING -> AUTHORIZED
    * (also requires a complete upload and an unexpired transaction), PENDING|AUTHORIZED ->
-   * CANCELLED|REVOKED, AUTHORIZED -> COMPLETED. Any other edge is a RangeError.
+   * CANCELLED|REVOKED, AUTHORIZED -> COMPLETED. Any other edge is a RangeError. The move to
+   * AUTHORIZED stores `authorization` in the same update (required for it, refused for any other).
    */
-  transitionTransaction(req: { id: string; from: readonly TransactionState[]; to: TransactionState; now: Date }): Promise<boolean>;
+  transitionTransaction(req: { id: string; from: readonly TransactionState[]; to: TransactionState; now: Date; authorization?: SealedAuthorization }): Promise<boolean>;
+  /**
+   * R-3.3.1, T-2.1.2.2 (RevokeDevice, ResetFactors): moves every PENDING or AUTHORIZED transaction
+   * of the signer to REVOKED and revokes their unconsumed SAD tokens, atomically; returns their ids.
+   */
+  revokeSignerTransactions(req: { signerId: string; now: Date }): Promise<string[]>;
   /**
    * Claims list entries for `hashes` (SignHash), atomically and all or nothing: the transaction
    * must be AUTHORIZED and unexpired; signaturesCreated + hashes.length must not exceed
@@ -418,9 +444,13 @@ export interface NewSadToken {
   minIndex?: number | undefined;
   issuedAt: Date;
   expiresAt: Date;
+  /** The SAM's MAC over every field above, with the transaction's module-derived key; stored exactly. */
+  mac: Uint8Array;
 }
 
-export interface SadTokenRecord extends NewSadToken {
+export interface SadTokenRecord extends Omit<NewSadToken, "mac"> {
+  /** Undefined only for rows written before it existed (refused by the SAM). */
+  mac: Uint8Array | undefined;
   consumedAt: Date | undefined;
   revokedAt: Date | undefined;
 }
@@ -776,6 +806,12 @@ export function checkTransition(from: readonly TransactionState[], to: Transacti
   for (const f of from) {
     if (!allowedTransitions[f].includes(to)) throw new RangeError(`transaction cannot move from ${f} to ${to}`);
   }
+}
+
+/** Throws RangeError unless an authorization comes with the move to AUTHORIZED, and only with it. */
+export function checkAuthorizationGiven(to: TransactionState, authorization: SealedAuthorization | undefined): void {
+  if ((to === "AUTHORIZED") !== (authorization !== undefined)) throw new RangeError("a sealed authorization comes with the move to AUTHORIZED, and only with it");
+  if (authorization && (typeof authorization.body !== "string" || !(authorization.seal instanceof Uint8Array))) throw new RangeError("a sealed authorization has a body and a seal");
 }
 
 /** Throws RangeError unless `next` may replace `expectedVersion`. */

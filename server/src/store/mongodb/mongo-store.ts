@@ -36,6 +36,7 @@ import {
   checkNextVersion,
   checkPendingCompletion,
   checkPendingDecision,
+  checkAuthorizationGiven,
   checkTransition,
   queryableFields,
   uniqueFields,
@@ -66,6 +67,7 @@ import {
   type RecordKind,
   type RecordOf,
   type SadTokenRecord,
+  type SealedAuthorization,
   type SealedRecord,
   type Store,
   type TransactionRecord,
@@ -127,6 +129,8 @@ interface TransactionDoc {
   expiresAt: Date;
   authorizedAt: Date | null;
   updatedAt: Date;
+  /** The sealed authorization (issue 14), set with the move to AUTHORIZED. */
+  authorization?: { body: string; seal: Bytes } | null;
 }
 
 interface DtbsrDoc {
@@ -136,6 +140,8 @@ interface DtbsrDoc {
   signed: boolean;
   /** Recorded after verification (recordSignatures); absent while unsigned or in flight. */
   signature?: Bytes;
+  /** The SAM's MAC of the entry (issue 14). */
+  mac?: Bytes;
   /** The transaction's expiry, so the TTL index removes the list with it. */
   expiresAt: Date;
 }
@@ -163,6 +169,8 @@ interface SadTokenDoc {
   previousHash: string | null;
   /** A SignStream token's lowest start index; absent on documents older than migration 5. */
   minIndex?: number;
+  /** Issue 14: the SAM's MAC of the token. */
+  mac?: Bytes;
   issuedAt: Date;
   expiresAt: Date;
   consumedAt: Date | null;
@@ -466,6 +474,7 @@ export class MongoStore implements Store {
       authorizeFailures: d.authorizeFailures ?? 0,
       authorizedAt: orUndefined(d.authorizedAt),
       updatedAt: d.updatedAt,
+      authorization: d.authorization ? { body: d.authorization.body, seal: toBytes(d.authorization.seal) } : undefined,
     };
   }
 
@@ -497,8 +506,9 @@ export class MongoStore implements Store {
     return doc ? this.transactionFromDoc(doc) : undefined;
   }
 
-  async appendDtbsr(req: { transactionId: string; startIndex: number; hashes: readonly Uint8Array[]; now: Date }): Promise<AppendDtbsrResult> {
+  async appendDtbsr(req: { transactionId: string; startIndex: number; hashes: readonly Uint8Array[]; macs: readonly Uint8Array[]; now: Date }): Promise<AppendDtbsrResult> {
     checkLimit(req.hashes.length, "hashes.length");
+    if (req.macs.length !== req.hashes.length) throw new RangeError("one MAC per hash");
     const now = checkDate(req.now);
     return this.guard(async () => {
       try {
@@ -514,6 +524,7 @@ export class MongoStore implements Store {
               index: tx.hashCount + i,
               hash: bin(hash),
               signed: false,
+              mac: bin(req.macs[i]!),
               expiresAt: tx.expiresAt,
             })),
             { session, ordered: true },
@@ -570,16 +581,23 @@ export class MongoStore implements Store {
     checkLimit(req.limit);
     const docs = await this.guard(() =>
       this.dtbsr
-        .find({ transactionId: req.transactionId, index: { $gte: req.fromIndex } }, { projection: { _id: 0, index: 1, hash: 1, signed: 1, signature: 1 } })
+        .find({ transactionId: req.transactionId, index: { $gte: req.fromIndex } }, { projection: { _id: 0, index: 1, hash: 1, signed: 1, signature: 1, mac: 1 } })
         .sort({ index: 1 })
         .limit(req.limit)
         .toArray(),
     );
-    return docs.map((d) => ({ index: d.index, hash: toBytes(d.hash), signed: d.signed, signature: d.signature === undefined ? undefined : toBytes(d.signature) }));
+    return docs.map((d) => ({
+      index: d.index,
+      hash: toBytes(d.hash),
+      signed: d.signed,
+      signature: d.signature === undefined ? undefined : toBytes(d.signature),
+      mac: d.mac === undefined ? undefined : toBytes(d.mac),
+    }));
   }
 
-  async transitionTransaction(req: { id: string; from: readonly TransactionState[]; to: TransactionState; now: Date }): Promise<boolean> {
+  async transitionTransaction(req: { id: string; from: readonly TransactionState[]; to: TransactionState; now: Date; authorization?: SealedAuthorization }): Promise<boolean> {
     checkTransition(req.from, req.to);
+    checkAuthorizationGiven(req.to, req.authorization);
     const now = checkDate(req.now);
     const filter: Filter<TransactionDoc> = { _id: req.id, state: { $in: [...req.from] } };
     const set: Partial<TransactionDoc> = { state: req.to, updatedAt: now };
@@ -588,9 +606,24 @@ export class MongoStore implements Store {
       filter.dtbsrDigest = { $ne: null };
       filter.expiresAt = { $gt: now };
       set.authorizedAt = now;
+      set.authorization = { body: req.authorization!.body, seal: bin(req.authorization!.seal) };
     }
     const result = await this.guard(() => this.transactions.updateOne(filter, { $set: set }));
     return result.matchedCount === 1;
+  }
+
+  async revokeSignerTransactions(req: { signerId: string; now: Date }): Promise<string[]> {
+    const now = checkDate(req.now);
+    return this.guard(() =>
+      this.inTransaction(async (session) => {
+        const open = await this.transactions.find({ signerId: req.signerId, state: { $in: ["PENDING", "AUTHORIZED"] } }, { session, projection: { _id: 1 } }).toArray();
+        const ids = open.map((d) => d._id);
+        if (ids.length === 0) return [];
+        await this.transactions.updateMany({ _id: { $in: ids }, state: { $in: ["PENDING", "AUTHORIZED"] } }, { $set: { state: "REVOKED", updatedAt: now } }, { session });
+        await this.sadTokens.updateMany({ transactionId: { $in: ids }, consumedAt: null, revokedAt: null }, { $set: { revokedAt: now } }, { session });
+        return ids;
+      }),
+    );
   }
 
   /** Checks the transaction may take `count` more signatures; throws a Refusal otherwise. */
@@ -641,15 +674,17 @@ export class MongoStore implements Store {
       }
       // T-2.2.1.6: each hash takes the lowest unsigned entries with its value, never more than it appears.
       const claimed = new Map<string, number[]>();
+      const macOf = new Map<number, Uint8Array | undefined>();
       let missing = req.hashes.length;
       const cursor = this.dtbsr
-        .find({ transactionId: req.transactionId, hash: { $in: distinct.map(bin) }, signed: false }, { session, projection: { _id: 0, index: 1, hash: 1 } })
+        .find({ transactionId: req.transactionId, hash: { $in: distinct.map(bin) }, signed: false }, { session, projection: { _id: 0, index: 1, hash: 1, mac: 1 } })
         .sort({ index: 1 });
       for await (const doc of cursor) {
         const key = hex(toBytes(doc.hash));
         const list = claimed.get(key) ?? [];
         if (list.length < (wanted.get(key) ?? 0)) {
           list.push(doc.index);
+          macOf.set(doc.index, doc.mac === undefined ? undefined : toBytes(doc.mac));
           claimed.set(key, list);
           if (--missing === 0) break; // memory stays bounded by the batch, not by the list
         }
@@ -666,7 +701,8 @@ export class MongoStore implements Store {
         { session },
       );
       if (marked.modifiedCount !== indices.length) throw new Refusal("HASH_NOT_AUTHORIZED"); // never signed twice
-      return { ok: true, indices, ...(await this.countSignatures(session, tx, req.hashes.length, now)) };
+      const macs = indices.map((i) => macOf.get(i));
+      return { ok: true, indices, macs, ...(await this.countSignatures(session, tx, req.hashes.length, now)) };
     });
   }
 
@@ -705,7 +741,9 @@ export class MongoStore implements Store {
       const marked = await this.dtbsr.updateMany({ ...range, signed: false }, { $set: { signed: true } }, { session });
       if (marked.modifiedCount !== req.count) throw new Refusal("HASH_NOT_AUTHORIZED");
       const indices = Array.from({ length: req.count }, (_, i) => req.fromIndex + i);
-      return { ok: true, indices, ...(await this.countSignatures(session, tx, req.count, now)) };
+      const rows = await this.dtbsr.find(range, { session, projection: { _id: 0, index: 1, mac: 1 } }).sort({ index: 1 }).toArray();
+      const macs = rows.map((d) => (d.mac === undefined ? undefined : toBytes(d.mac)));
+      return { ok: true, indices, macs, ...(await this.countSignatures(session, tx, req.count, now)) };
     });
   }
 
@@ -778,6 +816,7 @@ export class MongoStore implements Store {
       generation: d.generation,
       previousHash: orUndefined(d.previousHash),
       minIndex: d.minIndex ?? 0,
+      mac: d.mac === undefined ? undefined : toBytes(d.mac),
       issuedAt: d.issuedAt,
       expiresAt: d.expiresAt,
       consumedAt: orUndefined(d.consumedAt),
@@ -792,6 +831,7 @@ export class MongoStore implements Store {
       generation: t.generation,
       previousHash: t.previousHash ?? null,
       minIndex: t.minIndex ?? 0,
+      mac: bin(t.mac),
       issuedAt: checkDate(t.issuedAt),
       expiresAt: checkDate(t.expiresAt),
       consumedAt: null,

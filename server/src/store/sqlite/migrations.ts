@@ -303,4 +303,18 @@ CREATE INDEX challenges_open_by_subject ON challenges (purpose, subject, expires
 ALTER TABLE sad_tokens ADD COLUMN min_index INTEGER NOT NULL DEFAULT 0 CHECK (min_index >= 0);
 `,
   },
+  {
+    version: 9,
+    name: "sealed authorization, DTBS/R and token MACs",
+    sql: `
+-- Issue 14 (T-2.2.2.2, R-3.1.1.1, R-3.2.1.1): what Authorize verified, sealed with a module key and
+-- checked before every signature; each DTBS/R entry and SAD token carries the SAM's MAC (a key
+-- derived in the module per transaction), so rows inserted, cloned or edited in the file sign nothing.
+ALTER TABLE transactions ADD COLUMN authorization_body TEXT;
+ALTER TABLE transactions ADD COLUMN authorization_seal BLOB;
+ALTER TABLE dtbsr ADD COLUMN mac BLOB;
+ALTER TABLE sad_tokens ADD COLUMN mac BLOB;
+CREATE INDEX transactions_open_by_signer ON transactions (signer_id, state);
+`,
+  },
 ];

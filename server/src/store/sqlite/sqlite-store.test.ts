@@ -66,7 +66,7 @@ describe("SqliteStore", () => {
     const file = sqliteStoreFile(dataDir());
     await (await createSqliteStore({ file })).close();
     const raw = new Database(file);
-    raw.prepare("INSERT INTO schema_migrations (version, name) VALUES (?, 'from the future')").run(migrations.length + 1);
+    raw.prepare("INSERT INTO schema_migrations (version, name) VALUES (?, 'from the future')").run(Math.max(...migrations.map((m) => m.version)) + 1);
     raw.close();
     await expect(createSqliteStore({ file })).rejects.toMatchObject({ code: "STORE_FAILURE" });
   });
@@ -125,7 +125,7 @@ describe("SqliteStore", () => {
       for (let round = 1; round <= raceRounds; round++) {
         const ids = raceIds(round);
         await store.issueChallenge({ hash: ids.challenge, purpose: "transaction", subject: "tx1", createdAt: at(0), expiresAt: at(60) });
-        await store.issueSadToken({ hash: ids.sadToken, transactionId: "tx1", generation: 0, previousHash: undefined, issuedAt: at(0), expiresAt: at(60) });
+        await store.issueSadToken({ hash: ids.sadToken, transactionId: "tx1", generation: 0, previousHash: undefined, issuedAt: at(0), expiresAt: at(60), mac: new Uint8Array([1]) });
         await store.issueActivationCode({ id: ids.activationCode, signerId: "s1", codeHash: "right", attemptsLeft: 3, createdAt: at(0), expiresAt: at(60) });
         const results = workers.map(next);
         Atomics.store(flag, 0, round);

@@ -30,6 +30,7 @@ import {
   checkNextVersion,
   checkPendingCompletion,
   checkPendingDecision,
+  checkAuthorizationGiven,
   checkTransition,
   queryableFields,
   uniqueFields,
@@ -60,6 +61,7 @@ import {
   type RecordKind,
   type RecordOf,
   type SadTokenRecord,
+  type SealedAuthorization,
   type SealedRecord,
   type Store,
   type TransactionRecord,
@@ -344,6 +346,9 @@ export class SqliteStore implements Store {
       authorizeFailures: (row.authorize_failures as number | undefined) ?? 0,
       authorizedAt: dateOrUndefined(row.authorized_at),
       updatedAt: new Date(row.updated_at as number),
+      authorization: row.authorization_body === null || row.authorization_body === undefined
+        ? undefined
+        : { body: row.authorization_body as string, seal: bytes(row.authorization_seal) },
     };
   }
 
@@ -377,8 +382,9 @@ export class SqliteStore implements Store {
     return row && this.transactionFromRow(row);
   }
 
-  async appendDtbsr(req: { transactionId: string; startIndex: number; hashes: readonly Uint8Array[]; now: Date }): Promise<AppendDtbsrResult> {
+  async appendDtbsr(req: { transactionId: string; startIndex: number; hashes: readonly Uint8Array[]; macs: readonly Uint8Array[]; now: Date }): Promise<AppendDtbsrResult> {
     checkLimit(req.hashes.length, "hashes.length");
+    if (req.macs.length !== req.hashes.length) throw new RangeError("one MAC per hash");
     const now = ms(req.now);
     return this.guard(() => {
       try {
@@ -389,8 +395,8 @@ export class SqliteStore implements Store {
           if ((tx.expires_at as number) <= now) throw new Refusal("EXPIRED");
           const hashCount = tx.hash_count as number;
           if (req.startIndex !== hashCount) throw new Refusal("INVALID_REQUEST", undefined, hashCount); // ordered, no gap, no overlap
-          const insert = this.stmt("INSERT INTO dtbsr (transaction_id, idx, hash) VALUES (?, ?, ?)");
-          req.hashes.forEach((hash, i) => insert.run(req.transactionId, hashCount + i, hash));
+          const insert = this.stmt("INSERT INTO dtbsr (transaction_id, idx, hash, mac) VALUES (?, ?, ?, ?)");
+          req.hashes.forEach((hash, i) => insert.run(req.transactionId, hashCount + i, hash, req.macs[i]!));
           this.run(
             "UPDATE transactions SET hash_count = hash_count + ?, updated_at = ? WHERE id = ?",
             req.hashes.length, now, req.transactionId,
@@ -432,26 +438,49 @@ export class SqliteStore implements Store {
   async readDtbsr(req: { transactionId: string; fromIndex: number; limit: number }): Promise<DtbsrEntry[]> {
     checkLimit(req.limit);
     const rows = this.guard(() =>
-      this.all("SELECT idx, hash, signed, signature FROM dtbsr WHERE transaction_id = ? AND idx >= ? ORDER BY idx LIMIT ?", req.transactionId, req.fromIndex, req.limit),
+      this.all("SELECT idx, hash, signed, signature, mac FROM dtbsr WHERE transaction_id = ? AND idx >= ? ORDER BY idx LIMIT ?", req.transactionId, req.fromIndex, req.limit),
     );
-    return rows.map((r) => ({ index: r.idx as number, hash: bytes(r.hash), signed: r.signed === 1, signature: r.signature === null ? undefined : bytes(r.signature) }));
+    return rows.map((r) => ({
+      index: r.idx as number,
+      hash: bytes(r.hash),
+      signed: r.signed === 1,
+      signature: r.signature === null ? undefined : bytes(r.signature),
+      mac: r.mac === null ? undefined : bytes(r.mac),
+    }));
   }
 
-  async transitionTransaction(req: { id: string; from: readonly TransactionState[]; to: TransactionState; now: Date }): Promise<boolean> {
+  async transitionTransaction(req: { id: string; from: readonly TransactionState[]; to: TransactionState; now: Date; authorization?: SealedAuthorization }): Promise<boolean> {
     checkTransition(req.from, req.to);
+    checkAuthorizationGiven(req.to, req.authorization);
     const now = ms(req.now);
     const inFrom = req.from.map(() => "?").join(", ");
     const changes = this.guard(() =>
       req.to === "AUTHORIZED"
-        ? // R-3.2.1.1: authorized once, only with the complete list and before expiry (compare-and-set).
+        ? // R-3.2.1.1: authorized once, only with the complete list and before expiry (compare-and-set),
+          // together with the sealed authorization (issue 14).
           this.run(
-            `UPDATE transactions SET state = 'AUTHORIZED', authorized_at = ?, updated_at = ?
+            `UPDATE transactions SET state = 'AUTHORIZED', authorized_at = ?, updated_at = ?, authorization_body = ?, authorization_seal = ?
              WHERE id = ? AND state IN (${inFrom}) AND dtbsr_digest IS NOT NULL AND expires_at > ?`,
-            now, now, req.id, ...req.from, now,
+            now, now, req.authorization!.body, req.authorization!.seal, req.id, ...req.from, now,
           )
         : this.run(`UPDATE transactions SET state = ?, updated_at = ? WHERE id = ? AND state IN (${inFrom})`, req.to, now, req.id, ...req.from),
     );
     return changes === 1;
+  }
+
+  async revokeSignerTransactions(req: { signerId: string; now: Date }): Promise<string[]> {
+    const now = ms(req.now);
+    return this.guard(() =>
+      this.immediate(() => {
+        const ids = this.all(
+          "UPDATE transactions SET state = 'REVOKED', updated_at = ? WHERE signer_id = ? AND state IN ('PENDING', 'AUTHORIZED') RETURNING id",
+          now, req.signerId,
+        ).map((r) => r.id as string);
+        const revoke = this.stmt("UPDATE sad_tokens SET revoked_at = ? WHERE transaction_id = ? AND consumed_at IS NULL AND revoked_at IS NULL");
+        for (const id of ids) revoke.run(now, id);
+        return ids;
+      }),
+    );
   }
 
   /** Checks the transaction may take `count` more signatures; throws a Refusal otherwise. */
@@ -497,14 +526,16 @@ export class SqliteStore implements Store {
       const claim = this.stmt(
         `UPDATE dtbsr SET signed = 1 WHERE transaction_id = @tx AND idx =
            (SELECT idx FROM dtbsr WHERE transaction_id = @tx AND hash = @hash AND signed = 0 ORDER BY idx LIMIT 1)
-         RETURNING idx`,
+         RETURNING idx, mac`,
       );
+      const macs: (Uint8Array | undefined)[] = [];
       const indices = req.hashes.map((hash, i) => {
         const row = claim.get({ tx: req.transactionId, hash }) as Row | undefined;
         if (!row) throw new Refusal("HASH_NOT_AUTHORIZED", i); // rolls back every claim of this batch
+        macs.push(row.mac === null ? undefined : bytes(row.mac));
         return row.idx as number;
       });
-      return { ok: true, indices, ...this.countSignatures(req.transactionId, req.hashes.length, now) };
+      return { ok: true, indices, macs, ...this.countSignatures(req.transactionId, req.hashes.length, now) };
     });
   }
 
@@ -540,9 +571,11 @@ export class SqliteStore implements Store {
       )?.first as number | null;
       if (signed !== null) throw new Refusal("HASH_NOT_AUTHORIZED", signed); // T-2.2.1.6: never signed twice
       if (end > hashCount) throw new Refusal("HASH_NOT_AUTHORIZED", Math.max(hashCount, req.fromIndex)); // outside the list
-      this.run("UPDATE dtbsr SET signed = 1 WHERE transaction_id = ? AND idx >= ? AND idx < ?", req.transactionId, req.fromIndex, end);
-      const indices = Array.from({ length: req.count }, (_, i) => req.fromIndex + i);
-      return { ok: true, indices, ...this.countSignatures(req.transactionId, req.count, now) };
+      const claimed = this.all("UPDATE dtbsr SET signed = 1 WHERE transaction_id = ? AND idx >= ? AND idx < ? RETURNING idx, mac", req.transactionId, req.fromIndex, end)
+        .sort((a, b) => (a.idx as number) - (b.idx as number));
+      const indices = claimed.map((r) => r.idx as number);
+      const macs = claimed.map((r) => (r.mac === null ? undefined : bytes(r.mac)));
+      return { ok: true, indices, macs, ...this.countSignatures(req.transactionId, req.count, now) };
     });
   }
 
@@ -608,6 +641,7 @@ export class SqliteStore implements Store {
       generation: row.generation as number,
       previousHash: (row.previous_hash as string | null) ?? undefined,
       minIndex: (row.min_index as number | undefined) ?? 0,
+      mac: row.mac === null || row.mac === undefined ? undefined : bytes(row.mac),
       issuedAt: new Date(row.issued_at as number),
       expiresAt: new Date(row.expires_at as number),
       consumedAt: dateOrUndefined(row.consumed_at),
@@ -616,10 +650,10 @@ export class SqliteStore implements Store {
   }
 
   async issueSadToken(t: NewSadToken): Promise<void> {
-    const params = [t.hash, t.transactionId, t.generation, t.previousHash ?? null, t.minIndex ?? 0, ms(t.issuedAt), ms(t.expiresAt)];
+    const params = [t.hash, t.transactionId, t.generation, t.previousHash ?? null, t.minIndex ?? 0, t.mac, ms(t.issuedAt), ms(t.expiresAt)];
     this.guardUnique("sad-token", () =>
       this.run(
-        "INSERT INTO sad_tokens (hash, transaction_id, generation, previous_hash, min_index, issued_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO sad_tokens (hash, transaction_id, generation, previous_hash, min_index, mac, issued_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         ...params,
       ),
     );

@@ -130,7 +130,7 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
     const signers = new Signers({ records, oneTime: store, random: crypto, policies, audit: auditLog });
     const credentials = new Credentials({ records, keys: crypto, random: crypto, policies, audit: auditLog, signers });
     const fields = new FieldCipher(crypto);
-    const activation = new Activation({ records, oneTime: store, crypto, fields, samKeys, policies, audit: auditLog, signers });
+    const activation = new Activation({ records, oneTime: store, crypto, fields, samKeys, policies, audit: auditLog, signers, openTransactions: store, freshness });
     // level 1: the RSSP's OpenID provider, only from its configured key file (a bad key set stops the start).
     const loginAssertions = config.oidc
       ? await createLoginAssertionVerifier({ issuer: config.oidc.issuer, clientId: config.oidc.clientId, jwks: JSON.parse(readFileSync(config.oidc.jwksFile, "utf8")) as JSONWebKeySet })

@@ -17,8 +17,8 @@ import { IntegrityViolationError } from "./record-sealer.js";
 export interface Freshness {
   /**
    * Records that `key` now stands at `version`, after the write of that version succeeded in the
-   * store. Fails closed (throws) when the head cannot be recorded; a lower version than the known
-   * head is a caller bug (RangeError).
+   * store. Fails closed (throws) when the head cannot be recorded. A version at or below the known
+   * head leaves it unchanged (concurrent writers may report out of order; heads only grow).
    */
   advance(key: string, version: number): Promise<void>;
   /**
@@ -28,6 +28,8 @@ export interface Freshness {
    * in a crash) is accepted and becomes the known head.
    */
   check(key: string, version: number): Promise<void>;
+  /** The newest version known for `key` (0 for none), without reporting anything. */
+  head(key: string): Promise<number>;
 }
 
 /** The key of a sealed record or another versioned object. */
@@ -40,9 +42,11 @@ export class MemoryFreshness implements Freshness {
   constructor(private readonly onViolation?: (key: string) => Promise<void> | void) {}
 
   async advance(key: string, version: number): Promise<void> {
-    const head = this.#heads.get(key) ?? 0;
-    if (version < head) throw new RangeError(`${key}: version ${version} is below the head ${head}`);
-    this.#heads.set(key, version);
+    if (version > (this.#heads.get(key) ?? 0)) this.#heads.set(key, version);
+  }
+
+  async head(key: string): Promise<number> {
+    return this.#heads.get(key) ?? 0;
   }
 
   async check(key: string, version: number): Promise<void> {

@@ -27,13 +27,15 @@ import canonicalize from "canonicalize";
 import { CompactEncrypt, importJWK } from "jose";
 import { durationMs, type PolicyVersion, type SecurityPolicies } from "../admin/security-policy.js";
 import type { AuditLog } from "../audit/audit-log.js";
-import { factorCheckFailed, factorEnrolled, factorRevoked, factorVerified, signerActivated, type Actor } from "../audit/events.js";
+import { factorCheckFailed, factorEnrolled, factorRevoked, factorVerified, signerActivated, transactionCancelled, type Actor } from "../audit/events.js";
 import type { RandomSource, SystemKeys } from "../crypto/port.js";
 import { InkanError, type ReasonCode } from "../errors.js";
+import type { Freshness } from "../integrity/freshness.js";
 import type { FieldCipher } from "../integrity/record-sealer.js";
 import type { VerifiedRecords } from "../integrity/sealed-records.js";
 import { maxRSadBytes, type PublishedSamKey, type SamEncryptionKeys } from "../keys/sam-encryption-keys.js";
-import type { ChallengePurpose as StorePurpose, FactorRecord, FactorType, OneTimeObjects } from "../store/port.js";
+import { closedProgress, progressKey } from "../sap/authorization-seal.js";
+import type { ChallengePurpose as StorePurpose, FactorRecord, FactorType, OneTimeObjects, Transactions } from "../store/port.js";
 import { activationCodeHash, normalizeActivationCode } from "./activation-code.js";
 import { DeviceProofRefused, parseDevicePublicJwk, registeredDeviceKey, parseStrictJsonObject, peekDeviceJws, policyNameOf, verifyDeviceJws, type DevicePublicKey } from "./device-jws.js";
 import { newRecordId } from "./ids.js";
@@ -95,6 +97,10 @@ export interface ActivationOptions {
   policies: Pick<SecurityPolicies, "current">;
   audit: AuditLog;
   signers: Signers;
+  /** R-3.3.1 (issue 13): RevokeDevice and ResetFactors end the signer's open transactions and tokens. */
+  openTransactions: Pick<Transactions, "revokeSignerTransactions">;
+  /** Issue 14: an ended authorization's progress is closed, so a row put back as AUTHORIZED signs nothing. */
+  freshness: Pick<Freshness, "advance">;
 }
 
 interface Attempt {
@@ -305,6 +311,7 @@ export class Activation {
       await this.revokeFactor(f, input.now);
       await this.o.audit.record(factorRevoked({ actor: input.actor, signerId: signer.id, factor: f.type, factorId: f.id, ...req(input) }));
     }
+    await this.endAuthorizations(signer.id, input);
     const fresh = await this.o.signers.record(signer.id);
     const { failedAttempts: _f, lockedAt: _l, activationCode: _c, ...rest } = signerBody(fresh);
     await this.o.signers.replace(fresh, "PENDING_ACTIVATION", { ...rest, statusReason: input.reason, updatedAt: input.now.toISOString() });
@@ -326,7 +333,21 @@ export class Activation {
     }
     await this.revokeFactor(f, input.now);
     await this.o.audit.record(factorRevoked({ actor: input.actor, signerId: signer.id, factor: "DEVICE_KEY", factorId: f.id, ...req(input) }));
+    await this.endAuthorizations(signer.id, input);
     return this.o.signers.get(signer.id, input.now);
+  }
+
+  /**
+   * R-3.3.1, T-2.1.2.2 (issue 13.2): what the revoked factors authorized is cancelled: the signer's
+   * open transactions become REVOKED with their unused SAD tokens, each audited, and their progress
+   * is closed. Signing also refuses any authorization whose factors are no longer active (the
+   * sealed authorization names them), so a node that missed this, or a row put back, signs nothing.
+   */
+  private async endAuthorizations(signerId: string, input: Acting): Promise<void> {
+    for (const transactionId of await this.o.openTransactions.revokeSignerTransactions({ signerId, now: input.now })) {
+      await this.o.freshness.advance(progressKey(transactionId), closedProgress);
+      await this.o.audit.record(transactionCancelled({ actor: input.actor, transactionId, signerId, ...req(input) }));
+    }
   }
 
   // ---- internals ----------------------------------------------------------------------------

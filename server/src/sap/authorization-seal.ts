@@ -131,6 +131,11 @@ export class EntryKey {
     if (!mac || !same(mac, this.mac(index, hash))) await this.violation("dtbsr", `${this.transactionId}#${index}`);
   }
 
+  /** Issue 14: the transaction's counter went below what this request saw: a row put back. */
+  async rolledBack(): Promise<never> {
+    return this.violation("transaction", this.transactionId);
+  }
+
   tokenMac(t: Omit<NewSadToken, "mac">): Uint8Array {
     const fields = {
       t: "sad-token",

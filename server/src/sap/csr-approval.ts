@@ -38,7 +38,6 @@ import { certificationRequest, parseCertificationRequestInfo } from "../registra
 import { csrDtbsr } from "../registration/certificates-csr.js";
 import { isCsrApproval } from "../registration/credential-usability.js";
 import type { CredentialBody } from "../registration/credentials.js";
-import { progressKey } from "./authorization-seal.js";
 import { sadTokenHash, stateError } from "./authorize.js";
 import { invalidToken, SigningCore, type SigningCoreOptions } from "./signing-core.js";
 import type { ScaCaller } from "./transactions.js";
@@ -93,7 +92,7 @@ export class SapCsrApproval {
     if (tx.state !== "AUTHORIZED") throw stateError(tx, "authorized");
     // T-2.2.2.2 (issue 14): what Authorize verified, sealed; the row must agree, and its counter not be rolled back.
     const authorization = await this.o.seals.open(record);
-    await this.o.freshness.check(progressKey(record.id), record.signaturesCreated);
+    await this.core.checkProgress(record);
     const entryKey = await this.o.seals.entryKey(record.id);
     const dtbsr = csrDtbsr(info, input.hashAlgorithm);
     if (!isCsrApproval(authorization.numSignatures) || authorization.hashAlgorithm !== input.hashAlgorithm || record.signaturesCreated !== 0) throw hashNotAuthorized();
@@ -116,7 +115,7 @@ export class SapCsrApproval {
     await this.core.consume(caller, presented, now, entryKey);
     const marked = await this.o.store.markHashesSigned({ transactionId: record.id, hashes: [dtbsr], now });
     if (!marked.ok) return this.core.claimRefused(record, caller, marked.reason, marked.index);
-    await this.core.checkClaim(entryKey, { indices: marked.indices, macs: marked.macs, hashes: [dtbsr] }, marked.signaturesCreated);
+    await this.core.checkClaim(entryKey, { indices: marked.indices, macs: marked.macs, hashes: [dtbsr] }, { before: 0, after: marked.signaturesCreated });
 
     // 5. Sign and verify in the module (R-3.2.1.5); audit before release (R-3.2.2.4). X.509 takes DER ECDSA signatures.
     const request = (data: Uint8Array) => ({ keyId: usable.keyId, scheme: input.signatureScheme, hashAlgorithm: input.hashAlgorithm, data, format: "der" as const });

@@ -18,6 +18,7 @@ import type { AuditEvent, PrivilegedUserActor, ScaActor } from "../audit/events.
 import type { FullCryptoModule } from "../crypto/port.js";
 import { initEmbeddedToken, openEmbeddedCryptoModule } from "../crypto/pkcs11/softhsm-token.js";
 import { InkanError } from "../errors.js";
+import { MemoryFreshness } from "../integrity/freshness.js";
 import { FieldCipher, RecordSealer } from "../integrity/record-sealer.js";
 import { VerifiedRecords } from "../integrity/sealed-records.js";
 import { SamEncryptionKeys, sadInvalidMessage } from "../keys/sam-encryption-keys.js";
@@ -81,7 +82,7 @@ beforeAll(async () => {
   const policies = { current: async () => currentPolicy };
   signers = new Signers({ records, oneTime: store, random: hsm, policies, audit });
   credentials = new Credentials({ records, keys: hsm, random: hsm, policies, audit, signers });
-  activation = new Activation({ records, oneTime: store, crypto: hsm, fields: new FieldCipher(hsm), samKeys, policies, audit, signers });
+  activation = new Activation({ records, oneTime: store, crypto: hsm, fields: new FieldCipher(hsm), samKeys, policies, audit, signers, openTransactions: store, freshness: new MemoryFreshness() });
   deps = { samKeys, records, signers, oneTime: store, crypto: hsm, fields: new FieldCipher(hsm), policies, audit };
 }, 120_000);
 

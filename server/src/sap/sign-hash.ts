@@ -72,7 +72,7 @@ export class SapSignHash {
     const { record } = tx;
     const marked = await this.o.store.markHashesSigned({ transactionId: record.id, hashes, now });
     if (!marked.ok) return this.core.claimRefused(record, caller, marked.reason, marked.index);
-    await this.core.checkClaim(entryKey, { indices: marked.indices, macs: marked.macs, hashes }, marked.signaturesCreated);
+    await this.core.checkClaim(entryKey, { indices: marked.indices, macs: marked.macs, hashes }, { before: record.signaturesCreated, after: marked.signaturesCreated });
 
     // 5. Sign and verify in the module (R-3.2.1.5); 6. audit before release (R-3.2.2.4), record for resends.
     const signatures = await this.core.signVerified(record, caller, this.core.requestFor(authorization, credential), hashes);

@@ -64,8 +64,9 @@ interface StreamRun {
   /** Issue 14: what Authorize verified (sealed), and the transaction's entry key (MACs of entries). */
   authorization: AuthorizationFacts;
   entryKey: EntryKey;
-  /** The stream's claims, one after another: the counter's head must see them in the store's order. */
+  /** The stream's claims, one after another, and the counter after the last one (issue 14: it only grows by what this stream claims). */
   claims: Promise<unknown>;
+  counted: number;
 }
 
 /** One batch's signatures in index order; signaturesCreated after its last claim, if it claimed. */
@@ -111,11 +112,12 @@ export class SapSignStream {
     const consumed = await this.core.consume(caller, presented, now, entryKey); // T-2.2.1.3, before the module is touched
     const secret = await issueSadToken(this.o, { entryKey, transactionExpiresAt: record.expiresAt, generation: consumed.generation + 1, previousHash: presented.hash, now, lifetimeMs: (await this.o.policies.current()).sadTokenLifetimeMs, minIndex: input.startIndex });
     const streamHash = sadTokenHash(secret.token);
-    let remaining = authorization.numSignatures - ((await this.o.store.getTransaction(record.id))?.signaturesCreated ?? record.signaturesCreated);
+    const counted = (await this.o.store.getTransaction(record.id))?.signaturesCreated ?? record.signaturesCreated;
+    let remaining = authorization.numSignatures - counted;
     const checkpoint = (index: number) => ({ resumeToken: resumeToken(secret.token, index), resumeIndex: index, resumeTokenExpiresAt: secret.expiresAt });
     yield { signatures: [], ...checkpoint(input.startIndex), signaturesRemaining: remaining };
 
-    const run: StreamRun = { caller, tx, streamHash, request: this.core.requestFor(authorization, credential), authorization, entryKey, claims: Promise.resolve() };
+    const run: StreamRun = { caller, tx, streamHash, request: this.core.requestFor(authorization, credential), authorization, entryKey, claims: Promise.resolve(), counted };
     let sinceCheckpoint = 0;
     let checkpointAt = Date.now();
     // A pipeline of fixed ranges of streamBatchSize entries: up to pipelineDepth of them are
@@ -178,7 +180,10 @@ export class SapSignStream {
       // A stream resumed with one of this stream's tokens stops this one before its next claim (atomic).
       const claiming = run.claims.then(async () => {
         const claim = await this.o.store.markRangeSigned({ transactionId: record.id, fromIndex: i, count: entries.length, now: this.core.clock(), whileTokenUnused: run.streamHash });
-        if (claim.ok) await this.core.checkClaim(run.entryKey, { indices: claim.indices, macs: claim.macs, hashes: entries.map((e) => e.hash) }, claim.signaturesCreated);
+        if (claim.ok) {
+          await this.core.checkClaim(run.entryKey, { indices: claim.indices, macs: claim.macs, hashes: entries.map((e) => e.hash) }, { before: run.counted, after: claim.signaturesCreated });
+          run.counted = claim.signaturesCreated;
+        }
         return claim;
       });
       run.claims = claiming.catch(() => undefined);

@@ -101,8 +101,7 @@ export class SigningCore {
     if (token.expiresAt <= now) throw new InkanError("EXPIRED", "the SAD token expired");
     // T-2.2.2.2, R-3.2.1.1: what Authorize verified, sealed; a row inserted, cloned or edited has no valid seal.
     const authorization = await this.o.seals.open(owned);
-    // Issue 14: a counter put back lower (reopening spent signatures), or an ended authorization put back as AUTHORIZED, is refused.
-    await this.o.freshness.check(progressKey(owned.id), owned.signaturesCreated);
+    await this.checkProgress(owned);
     const credential = await this.usableCredential(tx.record, { authorization });
     return { token, tx, credential, authorization, entryKey };
   }
@@ -160,17 +159,30 @@ export class SigningCore {
   }
 
   /**
-   * Issue 14 (T-2.2.2.2), after a claim and before the module signs: each claimed entry must carry
-   * the SAM's MAC over (index, hash), so an entry edited after upload signs nothing; and the counter
-   * before this claim must not be below the last one recorded (a counter and entries put back lower
-   * would reopen spent signatures). Then the counter's head moves on. A transaction's claims follow
-   * one another (one token at a time; a stream claims in order), so heads only grow.
+   * Issue 14: the transaction's counter must not be below its head (a counter and entries put back
+   * lower would reopen spent signatures; an ended authorization put back as AUTHORIZED has the
+   * closed head). A lower counter is a race, not a rollback, only if the row has moved on since it
+   * was read (a concurrent reuse detection, cancellation or revocation ended it).
    */
-  async checkClaim(entryKey: EntryKey, claimed: { indices: readonly number[]; macs: readonly (Uint8Array | undefined)[]; hashes: readonly Uint8Array[] }, signaturesCreated: number): Promise<void> {
+  async checkProgress(record: TransactionRecord): Promise<void> {
+    const key = progressKey(record.id);
+    if (record.signaturesCreated >= (await this.o.freshness.head(key))) return;
+    // Ended meanwhile: the atomic consume and claim that follow refuse it with the right reason (e.g. SAD_REPLAYED).
+    const again = await this.o.store.getTransaction(record.id);
+    if (again && again.state !== "AUTHORIZED" && again.state !== "PENDING") return;
+    await this.o.freshness.check(key, record.signaturesCreated); // reports the rollback (audited) and throws INTEGRITY_VIOLATION
+  }
+
+  /**
+   * Issue 14 (T-2.2.2.2), after a claim and before the module signs: each claimed entry must carry
+   * the SAM's MAC over (index, hash), so an entry edited after upload signs nothing; the counter
+   * before the claim must be the one this request saw (a transaction has one token, so one claimer,
+   * at a time: a lower one was put back). Then the counter's head moves on.
+   */
+  async checkClaim(entryKey: EntryKey, claimed: { indices: readonly number[]; macs: readonly (Uint8Array | undefined)[]; hashes: readonly Uint8Array[] }, counter: { before: number; after: number }): Promise<void> {
     for (const [i, index] of claimed.indices.entries()) await entryKey.checkEntry(index, claimed.hashes[i]!, claimed.macs[i]);
-    const key = progressKey(entryKey.transactionId);
-    await this.o.freshness.check(key, signaturesCreated - claimed.indices.length);
-    await this.o.freshness.advance(key, signaturesCreated);
+    if (counter.after - claimed.indices.length < counter.before) await entryKey.rolledBack();
+    await this.o.freshness.advance(progressKey(entryKey.transactionId), counter.after);
   }
 
   /** A refused claim (markHashesSigned / markRangeSigned) as the contract's error, audited. */

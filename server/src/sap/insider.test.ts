@@ -1,0 +1,272 @@
+/**
+ * Issue 14, from the database insider's position (T-2.2.2.2, R-3.1.1.1, R-3.2.1.1): someone who can
+ * write the SQLite file (triggers dropped first) but holds no key of the crypto module tries to grant
+ * or use a signing authorization by inserting, cloning, editing and rolling back the rows of
+ * `transactions`, `dtbsr` and `sad_tokens`. Each attempt signs nothing, answers INTEGRITY_VIOLATION
+ * (or a refusal of state where the row put back is itself refused), is audited (integrity.failed),
+ * and the SAM keeps serving other transactions. The real server: SoftHSM2, SQLite, mTLS, gRPC.
+ */
+import { createHash, randomBytes, X509Certificate } from "node:crypto";
+import { join } from "node:path";
+import Database from "better-sqlite3";
+import { Code, createClient } from "@connectrpc/connect";
+import { Reason, buildRSad, type DeviceKey } from "@inkan/sdk";
+import { RegistrationService } from "@inkan/sdk/gen/inkan/admin/v1/registration_pb.js";
+import { PrivilegedRole } from "@inkan/sdk/gen/inkan/admin/v1/types_pb.js";
+import { SignatureActivationService, type SadChallenge } from "@inkan/sdk/gen/inkan/sam/v1/sam_pb.js";
+import { HashAlgorithm } from "@inkan/sdk/gen/inkan/sam/v1/types_pb.js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { FullCryptoModule } from "../crypto/port.js";
+import { refusalOf, startTestServer, type PrivilegedPerson, type TestServer } from "../testing/harness.js";
+import { activeSignerWithCredential, testPin } from "../testing/signers.js";
+
+let t: TestServer;
+let operator: PrivilegedPerson;
+let victim: { signerId: string; credentialId: string; deviceKey: DeviceKey };
+/** Every signature the crypto module made, by DTBS/R (hex): an attack must add none. */
+const moduleSignatures = new Map<string, number>();
+
+const sca = () => createClient(SignatureActivationService, t.transport("grpc", t.pki.sca));
+const registration = () => createClient(RegistrationService, t.as(operator));
+const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
+const sha256 = (text: string): Uint8Array => new Uint8Array(createHash("sha256").update(text).digest());
+const tokenHash = (token: string): string => createHash("sha256").update(token, "utf8").digest("base64url");
+const signedCount = (hashes: Uint8Array[]) => hashes.reduce((n, h) => n + (moduleSignatures.get(hex(h)) ?? 0), 0);
+
+type Row = Record<string, unknown>;
+
+/** The insider's handle on the database file: triggers dropped, as anyone who can write the file would. */
+function insider<T>(fn: (db: Database.Database) => T): T {
+  const db = new Database(join(t.dataDir, "store.sqlite3"));
+  db.pragma("busy_timeout = 5000");
+  try {
+    for (const { name } of db.prepare("SELECT name FROM sqlite_master WHERE type = 'trigger'").all() as { name: string }[]) db.exec(`DROP TRIGGER IF EXISTS "${name}"`);
+    return fn(db);
+  } finally {
+    db.close();
+  }
+}
+
+/** A row with the same columns, inserted as is (a clone or a copy put back). */
+function insert(db: Database.Database, table: string, row: Row): void {
+  const columns = Object.keys(row);
+  db.prepare(`INSERT INTO ${table} (${columns.join(", ")}) VALUES (${columns.map((c) => `@${c}`).join(", ")})`).run(row);
+}
+
+/** Puts `row` back in place of the current one (same primary key). */
+function putBack(db: Database.Database, table: string, key: Row, row: Row): void {
+  db.prepare(`DELETE FROM ${table} WHERE ${Object.keys(key).map((k) => `${k} = @${k}`).join(" AND ")}`).run(key);
+  insert(db, table, row);
+}
+
+function snapshot(transactionId: string): { tx: Row; dtbsr: Row[]; tokens: Row[] } {
+  return insider((db) => ({
+    tx: db.prepare("SELECT * FROM transactions WHERE id = ?").get(transactionId) as Row,
+    dtbsr: db.prepare("SELECT * FROM dtbsr WHERE transaction_id = ? ORDER BY idx").all(transactionId) as Row[],
+    tokens: db.prepare("SELECT * FROM sad_tokens WHERE transaction_id = ?").all(transactionId) as Row[],
+  }));
+}
+
+function restore(s: { tx: Row; dtbsr: Row[]; tokens: Row[] }): void {
+  insider((db) =>
+    db.transaction(() => {
+      putBack(db, "transactions", { id: s.tx.id }, s.tx);
+      for (const e of s.dtbsr) putBack(db, "dtbsr", { transaction_id: e.transaction_id, idx: e.idx }, e);
+      for (const k of s.tokens) putBack(db, "sad_tokens", { hash: k.hash }, k);
+    })(),
+  );
+}
+
+/** Audit records of integrity failures so far. */
+const integrityFailures = (): number =>
+  insider((db) => (db.prepare("SELECT COUNT(*) AS n FROM audit_records WHERE event = 'integrity.failed'").get() as { n: number }).n);
+
+async function begin(hashes: Uint8Array[]): Promise<SadChallenge> {
+  const res = await sca().beginTransaction({
+    credentialId: victim.credentialId, signerId: victim.signerId, hashAlgorithm: HashAlgorithm.SHA256, numSignatures: hashes.length, hashes, description: "Insider test",
+  });
+  return res.sadChallenge!;
+}
+
+const rSadFor = (ch: SadChallenge) =>
+  buildRSad({
+    deviceKey: victim.deviceKey, signerId: ch.signerId, credentialId: ch.credentialId, samId: ch.audience, transactionId: ch.transactionId,
+    challenge: ch.challenge, dtbsrDigest: ch.dtbsrDigest, count: ch.numSignatures, pin: testPin, samKey: ch.encryptionKey!,
+  });
+
+/** A genuine transaction authorized by the victim: its id and first SAD token. */
+async function authorized(hashes: Uint8Array[]): Promise<{ transactionId: string; token: string }> {
+  const ch = await begin(hashes);
+  const res = await sca().authorize({ transactionId: ch.transactionId, rSad: await rSadFor(ch) });
+  return { transactionId: ch.transactionId, token: res.sadToken };
+}
+
+const signHash = (token: string, hashes: Uint8Array[]) => sca().signHash({ authorization: { case: "sadToken", value: token }, hashes });
+
+/**
+ * The attack's verdict: `attack` signs nothing, is refused with `reason` (INTEGRITY_VIOLATION unless
+ * said otherwise), an integrity violation is audited when the refusal is one, and a fresh genuine
+ * transaction of the same signer still signs (the SAM keeps serving).
+ */
+async function refusedAndServing(attack: () => Promise<unknown>, watched: Uint8Array[], reason: Reason = Reason.INTEGRITY_VIOLATION): Promise<void> {
+  const before = signedCount(watched);
+  const audited = integrityFailures();
+  expect(await refusalOf(attack())).toMatchObject({ reason });
+  expect(signedCount(watched)).toBe(before);
+  if (reason === Reason.INTEGRITY_VIOLATION) expect(integrityFailures()).toBeGreaterThan(audited);
+  const fresh = [sha256(`still serving ${Math.random()}`)];
+  const { token } = await authorized(fresh);
+  expect((await signHash(token, fresh)).signatures).toHaveLength(1);
+}
+
+beforeAll(async () => {
+  const wrapCrypto = (crypto: FullCryptoModule): FullCryptoModule =>
+    new Proxy(crypto, {
+      get(target, prop, receiver) {
+        if (prop === "sign") {
+          return async (...args: Parameters<FullCryptoModule["sign"]>) => {
+            const key = hex(args[0].data);
+            moduleSignatures.set(key, (moduleSignatures.get(key) ?? 0) + 1);
+            return target.sign(...args);
+          };
+        }
+        const value = Reflect.get(target, prop, receiver);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+  t = await startTestServer({}, { wrapCrypto });
+  operator = await t.createPrivilegedUser(PrivilegedRole.REGISTRATION_OPERATOR, "operator-insider");
+  const v = await activeSignerWithCredential(t, operator);
+  victim = { signerId: v.signerId, credentialId: v.credential.credentialId, deviceKey: v.deviceKey };
+}, 90_000);
+afterAll(async () => {
+  await t?.close();
+});
+
+describe("issue 14: a database insider cannot grant an authorization (T-2.2.2.2, R-3.1.1.1)", () => {
+  it("inserting an AUTHORIZED transaction, a DTBS/R entry and a token by hand signs nothing: INTEGRITY_VIOLATION, audited", async () => {
+    const forged = sha256("the insider's document");
+    const token = randomBytes(32).toString("base64url");
+    const scaSha256 = Buffer.from(new X509Certificate(t.pki.sca.cert).fingerprint256.replaceAll(":", ""), "hex").toString("hex");
+    const now = Date.now();
+    insider((db) => {
+      insert(db, "transactions", {
+        id: "txn_forged", credential_id: victim.credentialId, signer_id: victim.signerId, sca: scaSha256, hash_algorithm: "SHA256", num_signatures: 1,
+        body: JSON.stringify({ description: "forged", signatureScheme: "ECDSA", signatureFormat: 0, uploadExpiresAt: new Date(now + 60_000).toISOString(), inlineCount: 1, chunkSize: 1000 }),
+        state: "AUTHORIZED", hash_count: 1, dtbsr_digest: Buffer.alloc(32, 1), signatures_created: 0, created_at: now, expires_at: now + 600_000,
+        authorized_at: now, updated_at: now, challenge_hash: "x", authorization_body: '{"v":1}', authorization_seal: Buffer.alloc(32, 2),
+      });
+      insert(db, "dtbsr", { transaction_id: "txn_forged", idx: 0, hash: Buffer.from(forged), signed: 0, mac: Buffer.alloc(16, 3) });
+      insert(db, "sad_tokens", { hash: tokenHash(token), transaction_id: "txn_forged", generation: 0, issued_at: now, expires_at: now + 300_000, mac: Buffer.alloc(16, 4) });
+    });
+    await refusedAndServing(() => signHash(token, [forged]), [forged]);
+  });
+
+  it("cloning a genuine authorized transaction under a new id, with a new hash and a token of the insider's choosing, signs nothing", async () => {
+    const genuine = [sha256(`genuine ${Math.random()}`)];
+    const { transactionId } = await authorized(genuine);
+    const swapped = sha256("the insider's other document");
+    const token = randomBytes(32).toString("base64url");
+    const s = snapshot(transactionId);
+    insider((db) => {
+      insert(db, "transactions", { ...s.tx, id: "txn_clone" });
+      insert(db, "dtbsr", { ...s.dtbsr[0]!, transaction_id: "txn_clone", hash: Buffer.from(swapped) });
+      insert(db, "sad_tokens", { ...s.tokens[0]!, hash: tokenHash(token), transaction_id: "txn_clone" });
+    });
+    await refusedAndServing(() => signHash(token, [swapped]), [swapped, ...genuine]);
+    // The sealed authorization alone (a clone whose token carries a MAC copied under the new id) is refused too.
+    insider((db) => db.prepare("UPDATE sad_tokens SET transaction_id = 'txn_clone' WHERE hash = ?").run(s.tokens[0]!.hash));
+    await refusedAndServing(() => signHash("unknown-to-the-insider", [swapped]), [swapped], Reason.SAD_INVALID);
+  });
+
+  it("editing the transaction row (more signatures, another credential's columns) or its sealed authorization signs nothing", async () => {
+    const hashes = [sha256(`edit-a ${Math.random()}`)];
+    const { transactionId, token } = await authorized(hashes);
+    insider((db) => db.prepare("UPDATE transactions SET num_signatures = 5 WHERE id = ?").run(transactionId));
+    await refusedAndServing(() => signHash(token, hashes), hashes);
+
+    const more = [sha256(`edit-b ${Math.random()}`)];
+    const second = await authorized(more);
+    insider((db) => db.prepare("UPDATE transactions SET authorization_body = replace(authorization_body, '\"ECDSA\"', '\"RSA_PSS\"') WHERE id = ?").run(second.transactionId));
+    await refusedAndServing(() => signHash(second.token, more), more);
+  });
+
+  it("editing a token row (a later expiry) signs nothing", async () => {
+    const hashes = [sha256(`token-edit ${Math.random()}`)];
+    const { token } = await authorized(hashes);
+    insider((db) => db.prepare("UPDATE sad_tokens SET expires_at = expires_at + 86400000 WHERE hash = ?").run(tokenHash(token)));
+    await refusedAndServing(() => signHash(token, hashes), hashes);
+  });
+});
+
+describe("issue 14: a database insider cannot change what an authorization signs (T-2.2.1.6, T-2.2.2.2)", () => {
+  it("a DTBS/R entry swapped after a genuine Authorize signs nothing (SignHash)", async () => {
+    const hashes = [sha256(`swap-a ${Math.random()}`), sha256(`swap-b ${Math.random()}`)];
+    const { transactionId, token } = await authorized(hashes);
+    const swapped = sha256(`swapped ${Math.random()}`);
+    insider((db) => db.prepare("UPDATE dtbsr SET hash = ? WHERE transaction_id = ? AND idx = 1").run(Buffer.from(swapped), transactionId));
+    await refusedAndServing(() => signHash(token, [swapped]), [swapped]);
+  });
+
+  it("an entry's MAC copied from another entry, or an entry inserted past the list, signs nothing", async () => {
+    const hashes = [sha256(`copy-a ${Math.random()}`), sha256(`copy-b ${Math.random()}`)];
+    const { transactionId, token } = await authorized(hashes);
+    const extra = sha256(`extra ${Math.random()}`);
+    insider((db) => {
+      const mac = (db.prepare("SELECT mac FROM dtbsr WHERE transaction_id = ? AND idx = 0").get(transactionId) as { mac: Buffer }).mac;
+      insert(db, "dtbsr", { transaction_id: transactionId, idx: 2, hash: Buffer.from(extra), signed: 0, mac });
+    });
+    await refusedAndServing(() => signHash(token, [extra]), [extra]);
+  });
+
+  it("a swapped entry is refused by SignStream before it is signed, and the entries before it are signed once", async () => {
+    const hashes = Array.from({ length: 20 }, (_, i) => sha256(`stream ${i} ${Math.random()}`));
+    const { transactionId, token } = await authorized(hashes);
+    const swapped = sha256(`stream swapped ${Math.random()}`);
+    insider((db) => db.prepare("UPDATE dtbsr SET hash = ? WHERE transaction_id = ? AND idx = 0").run(Buffer.from(swapped), transactionId));
+    const drain = async () => {
+      for await (const _ of sca().signStream({ sadToken: token, startIndex: 0 })) void _;
+    };
+    await refusedAndServing(drain, [swapped, ...hashes]);
+  });
+});
+
+describe("issue 14: rolling back an authorization's rows reopens nothing", () => {
+  it("rows put back as they were before a signature (token unconsumed, entry unsigned, counter lower) sign nothing more", async () => {
+    const hashes = [sha256(`rollback-a ${Math.random()}`), sha256(`rollback-b ${Math.random()}`)];
+    const { transactionId, token } = await authorized(hashes);
+    const before = snapshot(transactionId);
+    const first = await signHash(token, [hashes[0]!]);
+    expect(first.signatures).toHaveLength(1);
+    restore(before);
+    await refusedAndServing(() => signHash(token, [hashes[0]!]), hashes);
+    expect(moduleSignatures.get(hex(hashes[0]!))).toBe(1);
+  });
+
+  it("a cancelled transaction put back as AUTHORIZED, with its token unrevoked, signs nothing", async () => {
+    const hashes = [sha256(`cancel ${Math.random()}`)];
+    const { transactionId, token } = await authorized(hashes);
+    const before = snapshot(transactionId);
+    await sca().cancelTransaction({ transactionId });
+    restore(before);
+    await refusedAndServing(() => signHash(token, hashes), hashes);
+  });
+
+  it("a transaction revoked by RevokeDevice and put back as AUTHORIZED signs nothing (the authorizing device key is revoked)", async () => {
+    const v = await activeSignerWithCredential(t, operator);
+    const hashes = [sha256(`revoked device ${Math.random()}`)];
+    const ch = (await sca().beginTransaction({ credentialId: v.credential.credentialId, signerId: v.signerId, hashAlgorithm: HashAlgorithm.SHA256, numSignatures: 1, hashes, description: "stolen phone" })).sadChallenge!;
+    const rSad = await buildRSad({
+      deviceKey: v.deviceKey, signerId: ch.signerId, credentialId: ch.credentialId, samId: ch.audience, transactionId: ch.transactionId,
+      challenge: ch.challenge, dtbsrDigest: ch.dtbsrDigest, count: ch.numSignatures, pin: testPin, samKey: ch.encryptionKey!,
+    });
+    const { sadToken } = await sca().authorize({ transactionId: ch.transactionId, rSad });
+    const before = snapshot(ch.transactionId);
+    await registration().revokeDevice({ signerId: v.signerId, deviceKeyId: v.deviceKey.kid, reason: "phone stolen" });
+    expect(await refusalOf(signHash(sadToken, hashes))).toMatchObject({ code: Code.FailedPrecondition, reason: Reason.TRANSACTION_STATE });
+    restore(before);
+    const refusal = await refusalOf(signHash(sadToken, hashes));
+    expect([Reason.INTEGRITY_VIOLATION, Reason.TRANSACTION_STATE]).toContain(refusal.reason);
+    expect(signedCount(hashes)).toBe(0);
+  });
+});

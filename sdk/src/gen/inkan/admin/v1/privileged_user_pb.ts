@@ -1101,7 +1101,8 @@ export const PendingApprovalStateSchema: GenEnum<PendingApprovalState> = /*@__PU
  * and the approvals of dual control.
  *
  * Role: every RPC requires PRIVILEGED_ROLE_SECURITY_OFFICER, so privileged users and their
- * credentials change only under a security officer's control (R-3.2.1.6). Every RPC is
+ * credentials change only under a security officer's control (R-3.2.1.6); the four approval RPCs
+ * also admit PRIVILEGED_ROLE_REGISTRATION_OPERATOR for the registration requests they may approve. Every RPC is
  * authenticated as PrivilegedSessionService describes (client certificate plus the
  * `inkan-request-signature` header). Privileged-user records are sealed with a key in the crypto
  * module and checked on every read; a record that fails its check is not used (INTERNAL,
@@ -1118,7 +1119,12 @@ export const PendingApprovalStateSchema: GenEnum<PendingApprovalState> = /*@__PU
  *   officer, and UpdatePrivilegedUser that changes a security officer's certificate binding.
  *   Without the last three, one security officer could take over a second officer's identity (or
  *   remove every other officer) and then approve their own requests;
- * - PolicyService.UpdateSecurityPolicy (switch security_policy_changes).
+ * - PolicyService.UpdateSecurityPolicy (switch security_policy_changes);
+ * - RegistrationService.ResetFactors and IssueActivationCode for a signer who holds a credential
+ *   (switch signer_rebinding). These two may be approved by a security officer or by a second
+ *   registration operator, never the requester, and their activation code is issued in two
+ *   halves (split knowledge, see RegistrationService.IssueActivationCode). Every other guarded
+ *   operation is approved by a security officer only.
  * When a guarded RPC is called and its switch is on, the SAM verifies and authorizes the request
  * as usual, stores the request message as a pending request and answers FAILED_PRECONDITION with
  * two error details: inkan.sam.v1.ErrorDetail with REASON_APPROVAL_REQUIRED, and ApprovalRequired
@@ -1285,7 +1291,9 @@ export const PrivilegedUserService: GenService<{
   /**
    * ListPendingApprovals lists requests under dual control, newest first.
    *
-   * Role: PRIVILEGED_ROLE_SECURITY_OFFICER.
+   * Role: PRIVILEGED_ROLE_SECURITY_OFFICER (every request), or
+   * PRIVILEGED_ROLE_REGISTRATION_OPERATOR (only the requests a registration operator may approve;
+   * a page may then hold fewer than page_size items while next_page_token is set).
    *
    * Errors:
    * - INVALID_ARGUMENT, REASON_INVALID_REQUEST: a validation rule failed, or page_token is not
@@ -1302,7 +1310,8 @@ export const PrivilegedUserService: GenService<{
    * GetPendingApproval returns one request under dual control, with the stored request message so
    * the approver sees exactly what they approve, and its outcome once decided.
    *
-   * Role: PRIVILEGED_ROLE_SECURITY_OFFICER.
+   * Role: PRIVILEGED_ROLE_SECURITY_OFFICER, or PRIVILEGED_ROLE_REGISTRATION_OPERATOR for the
+   * requests a registration operator may approve (any other is NOT_FOUND for them).
    *
    * Errors:
    * - NOT_FOUND, REASON_INVALID_REQUEST (field "pending_request_id"): no such pending request.
@@ -1325,7 +1334,9 @@ export const PrivilegedUserService: GenService<{
    * Approval and execution are one atomic step: two concurrent approvals perform the request
    * once, and the loser gets FAILED_PRECONDITION.
    *
-   * Role: PRIVILEGED_ROLE_SECURITY_OFFICER, and not the requester.
+   * Role: PRIVILEGED_ROLE_SECURITY_OFFICER, or PRIVILEGED_ROLE_REGISTRATION_OPERATOR for
+   * ResetFactors and IssueActivationCode (see the service comment); never the requester. A
+   * registration operator is refused any other request as if it did not exist (NOT_FOUND).
    *
    * Errors:
    * - NOT_FOUND, REASON_INVALID_REQUEST (field "pending_request_id"): no such pending request.
@@ -1348,7 +1359,8 @@ export const PrivilegedUserService: GenService<{
    * RejectPendingRequest rejects a pending request; it will never be performed. A second
    * security officer rejects it; the requester may call it too, to withdraw their own request.
    *
-   * Role: PRIVILEGED_ROLE_SECURITY_OFFICER.
+   * Role: PRIVILEGED_ROLE_SECURITY_OFFICER, or PRIVILEGED_ROLE_REGISTRATION_OPERATOR for the
+   * requests a registration operator may approve.
    *
    * Errors:
    * - NOT_FOUND, REASON_INVALID_REQUEST (field "pending_request_id"): no such pending request.

@@ -147,7 +147,7 @@ describe("re-binding a signer who holds a credential (T-2.2.2.1, T-2.2.2.3)", ()
     expect(requesterHalf).not.toBe(approverHalf);
 
     // The credential signs nothing until the signer has activated again: the old device is revoked.
-    await expect(signOnce(victim.signerId, victim.credential.credentialId, victim.deviceKey, testPin)).rejects.toThrow();
+    expect(await refusalOf(signOnce(victim.signerId, victim.credential.credentialId, victim.deviceKey, testPin))).toMatchObject({ reason: Reason.CREDENTIAL_NOT_FOUND }); // not ACTIVE: invisible to SCAs
 
     // Each of the two alone, or a half twice: ACTIVATION_CODE_INVALID (3 of the 5 attempts).
     for (const alone of [requesterHalf, approverHalf, [requesterHalf, requesterHalf] as const]) {

@@ -38,6 +38,7 @@ const advice: Record<Reason, string> = {
   [Reason.KEY_MISMATCH]: "The certificate must certify exactly the credential's public key: have it issued again from the credential's CSR.",
   [Reason.CERTIFICATE_INVALID]: "The chain must validate to a CA the SAM trusts and be valid now: import the right chain.",
   [Reason.STATE_CONFLICT]: "The signer or credential is not in a state that allows this operation: read its status and act on it.",
+  [Reason.CERTIFICATE_EXPIRED]: "The credential's certificate is outside its validity period: it signs again once the registration authority imports a renewed certificate (ImportCertificate).",
   [Reason.PRIVILEGED_USER_NOT_FOUND]: "Check the privileged user's id.",
   [Reason.PENDING_REQUEST_NOT_FOUND]: "The pending request expired or was already decided: make the request again.",
   [Reason.LAST_SECURITY_OFFICER]: "Add another security officer before removing or demoting this one.",

@@ -121,6 +121,10 @@ export class PolicyVersion {
   get pendingApprovalLifetimeMs(): number {
     return this.ms("pendingApprovalLifetime");
   }
+  /** How long after its certificate's notAfter a credential still signs; unset (the default): 0, none. */
+  get certificateExpiryGraceMs(): number {
+    return this.policy["certificateExpiryGrace"] === undefined ? 0 : this.ms("certificateExpiryGrace");
+  }
 
   private names(field: string, prefix: string): string[] {
     const v = this.policy[field];

@@ -127,7 +127,7 @@ const guards: Record<string, Guard> = {
     if (!(await isSecurityOfficer(users, req.userId))) return false;
     const current = (await users.get(req.userId)).user.certificateFingerprint;
     const b = req.certificateBinding?.binding;
-    const next = b?.case === "certificateSha256" ? bindingKey({ certificateSha256: Buffer.from(b.value).toString("hex") }) : b?.case === "subject" ? bindingKey({ subject: b.value }) : current;
+    const next = b?.case === "spkiSha256" ? bindingKey({ spkiSha256: Buffer.from(b.value).toString("hex") }) : current;
     return next !== current && (await policyRequires(policies, "securityOfficerChanges"));
   },
   "/inkan.admin.v1.PolicyService/UpdateSecurityPolicy": async (_m, { policies }) => policyRequires(policies, "securityPolicyChanges"),

@@ -9,7 +9,7 @@ import { createAdminRequestSigner } from "@inkan/sdk";
 import { PrivilegedUserService } from "@inkan/sdk/gen/inkan/admin/v1/privileged_user_pb.js";
 import { PrivilegedRole } from "@inkan/sdk/gen/inkan/admin/v1/types_pb.js";
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from "jose";
-import { X509Certificate } from "node:crypto";
+import { createHash, X509Certificate } from "node:crypto";
 import { issueClientCertificate, loadIssuer, type Pem } from "./pki.js";
 
 export type Protocol = "grpc" | "connect" | "grpc-web";
@@ -69,11 +69,12 @@ export async function createPrivilegedUser(o: TargetOptions, role: PrivilegedRol
   const { privateKey, publicKey } = await generateKeyPair("ES256", { extractable: true });
   const pub = await exportJWK(publicKey);
   const kid = await calculateJwkThumbprint(pub, "sha256");
-  const sha256 = Buffer.from(new X509Certificate(pem.cert).fingerprint256.replaceAll(":", ""), "hex");
+  // Bound by the SHA-256 of the certificate's public key (privileged_user.proto CertificateBinding).
+  const spkiSha256 = createHash("sha256").update(new X509Certificate(pem.cert).publicKey.export({ type: "spki", format: "der" })).digest();
   const { user } = await createClient(PrivilegedUserService, privilegedTransport("grpc", o, o.admin)).createPrivilegedUser({
     displayName: name,
     role,
-    certificateBinding: { binding: { case: "certificateSha256", value: sha256 } },
+    certificateBinding: { binding: { case: "spkiSha256", value: spkiSha256 } },
     publicKeyJwk: JSON.stringify(pub),
     keyLabel: "inkan-conformance",
   });

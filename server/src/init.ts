@@ -2,7 +2,7 @@ import { X509Certificate } from "node:crypto";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { exportJWK, generateKeyPair, calculateJwkThumbprint } from "jose";
-import { PrivilegedUsers } from "./admin/privileged-users.js";
+import { PrivilegedUsers, spkiSha256, type CertificateBinding, type PrivilegedUserBody } from "./admin/privileged-users.js";
 import { SecurityPolicies } from "./admin/security-policy.js";
 import { initEmbeddedToken, openEmbeddedCryptoModule } from "./crypto/pkcs11/softhsm-token.js";
 import { RecordSealer } from "./integrity/record-sealer.js";
@@ -67,7 +67,13 @@ export async function initDataDir(dataDirInput: string): Promise<InitResult> {
   try {
     const records = new VerifiedRecords(store, new RecordSealer({ keys: crypto }));
     const users = new PrivilegedUsers({ records, oneTime: store, random: crypto });
-    const admin = await users.userOfCertificate({ sha256: sha256Of(pki.adminCert), subject: "" });
+    // T-2.2.2.1: the first security officer is bound by the public key of pki/admin.crt.
+    const binding: CertificateBinding = { spkiSha256: spkiSha256(new X509Certificate(readFileSync(pki.adminCert))) };
+    let admin = await users.userOfCertificate(binding);
+    if (!admin) {
+      admin = await rebindFirstOfficer(records, users, pki.adminCert, binding);
+      if (admin) created.push("first security officer's binding by public key");
+    }
     if (admin) {
       adminUserId = admin.id;
     } else if (await users.any()) {
@@ -80,7 +86,7 @@ export async function initDataDir(dataDirInput: string): Promise<InitResult> {
       const { user } = await users.create({
         role: "SECURITY_OFFICER",
         displayName: "First security officer",
-        certificateBinding: { certificateSha256: sha256Of(pki.adminCert) },
+        certificateBinding: binding,
         publicKeyJwk: JSON.stringify(publicJwk),
         keyLabel: "created by inkan init",
         createdBy: "inkan-init",
@@ -140,6 +146,18 @@ async function ensureSignerIssuingCa(dataDir: string): Promise<{ cert: string; k
 
 function derOf(certFile: string): Uint8Array {
   return new X509Certificate(readFileSync(certFile)).raw;
+}
+
+/**
+ * A data directory initialized before issue 13 bound the first security officer by the SHA-256 of
+ * pki/admin.crt, a form that identifies nobody now: binds that officer by the same certificate's
+ * public key instead (once; the sealed record's version and updatedAt show it). Undefined when there is none.
+ */
+async function rebindFirstOfficer(records: VerifiedRecords, users: PrivilegedUsers, adminCert: string, binding: CertificateBinding) {
+  const legacy = await records.find("privileged-user", "certificateFingerprint", `sha256:${sha256Of(adminCert)}`);
+  if (!legacy || legacy.status !== "ACTIVE") return undefined;
+  const body = JSON.parse(legacy.body) as PrivilegedUserBody;
+  return users.update({ userId: legacy.id, expectedVersion: legacy.version, displayName: body.displayName, certificateBinding: binding, by: "inkan-init", now: new Date() });
 }
 
 function sha256Of(certFile: string): string {

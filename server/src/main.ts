@@ -195,7 +195,7 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
       implementations,
       outerInterceptors: [createRefusalAuditInterceptor(auditLog)],
       gateInterceptors: [createPolicyGateInterceptor(gate), createTrustedCaInterceptor(policies)],
-      innerInterceptors: [createOperationAuditInterceptor(auditLog), createDualControlInterceptor(dual, { users, policies, credentials }, auditLog)],
+      innerInterceptors: [createOperationAuditInterceptor(auditLog), createDualControlInterceptor(dual, { users, policies, credentials, signers, random: crypto }, auditLog)],
     });
     server = started;
     if (!gate.isOpen) sapServing(Status.NOT_SERVING);

@@ -16,8 +16,12 @@ export const pinChangeProofTyp = "inkan-pin-change+jwt";
 
 export interface ActivationRequestInput {
   signerId: string;
-  /** The activation code delivered out of band (as typed: case and "-" do not matter). */
-  activationCode: string;
+  /**
+   * The activation code delivered out of band (as typed: case and "-" do not matter), or, for a
+   * code issued in two halves (split knowledge, inkan.admin.v1.ActivationCode.part), both halves
+   * in either order: they are sent joined, the SAM accepts only the pair.
+   */
+  activationCode: string | readonly [string, string];
   /** The new PIN (6 to 64 characters under the default policy). */
   pin: string;
   deviceKey: DeviceKey;
@@ -74,7 +78,8 @@ export async function buildActivationRequest(input: ActivationRequestInput): Pro
     claims,
     ...(input.now ? { now: input.now } : {}),
   });
-  const activationEnvelope = await encryptToSam(input.samKey, { code: input.activationCode, pin: input.pin, proof }, { cty: activationEnvelopeCty });
+  const code = typeof input.activationCode === "string" ? input.activationCode : input.activationCode.join("-");
+  const activationEnvelope = await encryptToSam(input.samKey, { code, pin: input.pin, proof }, { cty: activationEnvelopeCty });
   return {
     request: { signerId: input.signerId, devicePublicKeyJwk: JSON.stringify(input.deviceKey.publicJwk), activationEnvelope, enrollTotp: input.enrollTotp === true, responseEncryptionJwk },
     ...(responseKey ? { responseKey } : {}),

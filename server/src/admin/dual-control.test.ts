@@ -1,4 +1,3 @@
-import { X509Certificate } from "node:crypto";
 import { anyUnpack } from "@bufbuild/protobuf/wkt";
 import { Code, createClient } from "@connectrpc/connect";
 import { Reason, inkanErrorReason } from "@inkan/sdk";
@@ -10,7 +9,7 @@ import {
 import { RegistrationService } from "@inkan/sdk/gen/inkan/admin/v1/registration_pb.js";
 import { ApprovalRequiredSchema, PrivilegedRole } from "@inkan/sdk/gen/inkan/admin/v1/types_pb.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { errorOf, newRequestSigningKey, startTestServer, type PrivilegedPerson, type TestServer } from "../testing/harness.js";
+import { bindingOf, errorOf, newRequestSigningKey, startTestServer, type PrivilegedPerson, type TestServer } from "../testing/harness.js";
 
 // Dual control (R-3.2.1.6, T-2.2.2.1): adding or removing a security officer (and, with their
 // issues, destroying a key or changing policy) needs a second security officer's signed approval.
@@ -22,11 +21,10 @@ let so2: PrivilegedPerson;
 async function candidate(name: string) {
   const cert = await t.issueAdminCertificate(name);
   const key = await newRequestSigningKey();
-  const sha256 = Buffer.from(new X509Certificate(cert.cert).fingerprint256.replaceAll(":", ""), "hex");
   const request = {
     displayName: name,
     role: PrivilegedRole.SECURITY_OFFICER,
-    certificateBinding: { binding: { case: "certificateSha256" as const, value: sha256 } },
+    certificateBinding: bindingOf(cert),
     publicKeyJwk: key.publicJwk,
   };
   return { cert, key, request };

@@ -1,5 +1,4 @@
 import { readFileSync } from "node:fs";
-import { X509Certificate } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { clone } from "@bufbuild/protobuf";
 import { anyUnpack } from "@bufbuild/protobuf/wkt";
@@ -22,7 +21,7 @@ import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from "jo
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import type { Pem } from "../pki/dev-pki.js";
 import { sqliteStoreFile } from "../store/sqlite/sqlite-store.js";
-import { protocols, startTestServer, type TestServer } from "../testing/harness.js";
+import { bindingOf, protocols, startTestServer, type TestServer } from "../testing/harness.js";
 
 // Policy tampering (R-3.2.2.3): an insider with write access to the database, but not to the
 // crypto module, edits the policy row in the SQLite file. The periodic check (every 100 ms here)
@@ -85,7 +84,7 @@ beforeAll(async () => {
   const { user } = await usersAs(so1).createPrivilegedUser({
     displayName: "security-officer-2",
     role: PrivilegedRole.SECURITY_OFFICER,
-    certificateBinding: { binding: { case: "certificateSha256", value: Buffer.from(new X509Certificate(cert.cert).fingerprint256.replaceAll(":", ""), "hex") } },
+    certificateBinding: bindingOf(cert),
     publicKeyJwk: JSON.stringify(pub),
   });
   so2 = { userId: user!.userId, cert, privateJwk: { ...(await exportJWK(privateKey)), kid: await calculateJwkThumbprint(pub, "sha256") } };

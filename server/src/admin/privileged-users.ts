@@ -1,4 +1,4 @@
-import { createHash, timingSafeEqual } from "node:crypto";
+import { createHash, timingSafeEqual, type X509Certificate } from "node:crypto";
 import canonicalize from "canonicalize";
 import { calculateJwkThumbprint, compactVerify, decodeProtectedHeader, importJWK, type JWK } from "jose";
 import type { RandomSource } from "../crypto/port.js";
@@ -23,15 +23,28 @@ const clockSkewS = 30;
 
 export type RequestSigningAlgorithm = "ES256" | "EdDSA";
 
-/** How a privileged user's client certificate is recognised: its SHA-256, or its subject DN. */
-export type CertificateBinding = { certificateSha256: string } | { subject: string };
+/**
+ * How a privileged user's client certificates are recognised (T-2.2.2.1): by their public key,
+ * the SHA-256 of its DER SubjectPublicKeyInfo in lower-case hex (the RFC 7469 pin). One form only,
+ * so a certificate matches at most one binding; the TLS handshake proves the client holds the
+ * private key; a certificate renewed for the same key keeps working, a name alone never does.
+ */
+export interface CertificateBinding {
+  spkiSha256: string;
+}
+
+/**
+ * A binding as a stored body may hold it: the current form, or a form Inkan took before issue 13
+ * (a certificate's SHA-256 or its subject), which let one certificate match two users. A record
+ * with an old form is kept for the audit trail but identifies nobody (its store key has another
+ * prefix than {@link bindingKey} writes) until a security officer binds the user again.
+ */
+export type StoredBinding = CertificateBinding | { certificateSha256: string } | { subject: string };
 
 /** The client certificate a request came with, as the transport saw it. */
 export interface PresentedCertificate {
-  /** SHA-256 of the DER certificate, lower-case hex. */
-  sha256: string;
-  /** Subject DN as Node prints it (`CN=...\nO=...`). */
-  subject: string;
+  /** SHA-256 of the certificate's DER SubjectPublicKeyInfo, lower-case hex. */
+  spkiSha256: string;
 }
 
 export interface AuthenticatedUser {
@@ -43,7 +56,7 @@ export interface AuthenticatedUser {
 
 export interface PrivilegedUserBody {
   displayName: string;
-  certificateBinding: CertificateBinding;
+  certificateBinding: StoredBinding;
   createdAt: string;
   createdBy: string;
   updatedAt: string;
@@ -88,10 +101,21 @@ const fail = (code: "CLIENT_CERTIFICATE_REJECTED" | "REQUEST_SIGNATURE_INVALID" 
 
 const sha256 = (data: Uint8Array | string) => createHash("sha256").update(data).digest();
 
-/** The unique store key of a certificate binding. */
-export function bindingKey(binding: CertificateBinding): string {
-  return "certificateSha256" in binding ? `sha256:${binding.certificateSha256.toLowerCase()}` : `subject:${binding.subject}`;
+/**
+ * The binding value of a certificate: SHA-256 over its public key's DER SubjectPublicKeyInfo,
+ * lower-case hex, as `openssl x509 -noout -pubkey | openssl pkey -pubin -outform der | openssl
+ * dgst -sha256` prints it.
+ */
+export function spkiSha256(certificate: X509Certificate): string {
+  return createHash("sha256").update(certificate.publicKey.export({ type: "spki", format: "der" })).digest("hex");
 }
+
+/** The unique store key of a certificate binding (PrivilegedUserRecord.certificateFingerprint). */
+export function bindingKey(binding: CertificateBinding): string {
+  return `spki:${binding.spkiSha256.toLowerCase()}`;
+}
+
+const taken = () => new InkanError("ALREADY_EXISTS", "this public key is already bound to a privileged user", { field: "certificate_binding" });
 
 /**
  * Privileged users and the authentication of every admin request (R-3.1.2.1, R-3.2.2.1): the
@@ -102,10 +126,18 @@ export function bindingKey(binding: CertificateBinding): string {
 export class PrivilegedUsers {
   constructor(private readonly o: PrivilegedUsersOptions) {}
 
-  /** The user a client certificate belongs to, or undefined. */
+  /**
+   * The active user a client certificate belongs to, or undefined. T-2.2.2.1: a certificate that
+   * matches more than one user (which the store's unique index and the checks in create() and
+   * update() never let happen, unless that index is gone) identifies nobody:
+   * CLIENT_CERTIFICATE_REJECTED, which the transport audits as a refused admin request.
+   */
   async userOfCertificate(cert: PresentedCertificate): Promise<PrivilegedUserRecord | undefined> {
-    const bySha = await this.o.records.find("privileged-user", "certificateFingerprint", bindingKey({ certificateSha256: cert.sha256 }));
-    const user = bySha ?? (await this.o.records.find("privileged-user", "certificateFingerprint", bindingKey({ subject: cert.subject })));
+    const matches = await this.o.records.list({ kind: "privileged-user", where: { certificateFingerprint: bindingKey(cert) }, limit: 2 });
+    if (matches.items.length > 1) {
+      throw fail("CLIENT_CERTIFICATE_REJECTED", "client certificate not accepted", new Error("the certificate's public key is bound to more than one privileged user"));
+    }
+    const user = matches.items[0];
     return user?.status === "ACTIVE" ? user : undefined;
   }
 
@@ -200,9 +232,8 @@ export class PrivilegedUsers {
     const key = await this.keyRecord(id, input.publicKeyJwk, input.keyLabel, input.createdBy, input.now);
     // Checked first so that a refusal leaves nothing half-created; the unique indexes still decide races.
     if (await this.o.records.get("privileged-user-key", key.id)) throw new InkanError("ALREADY_EXISTS", "this key is already registered", { field: "public_key_jwk" });
-    if (await this.o.records.find("privileged-user", "certificateFingerprint", bindingKey(input.certificateBinding))) {
-      throw new InkanError("ALREADY_EXISTS", "this certificate is already bound to a privileged user", { field: "certificate_binding" });
-    }
+    // T-2.2.2.1: a key another user's certificates already carry (removed users included) is never bound again.
+    if (await this.o.records.find("privileged-user", "certificateFingerprint", bindingKey(input.certificateBinding))) throw taken();
     const user = await this.o.records.create<PrivilegedUserRecord>({
       kind: "privileged-user",
       id,
@@ -258,6 +289,9 @@ export class PrivilegedUsers {
     const { user } = await this.get(input.userId);
     if (user.version !== input.expectedVersion) throw new InkanError("VERSION_CONFLICT", "the user changed meanwhile; read it again", { field: "expected_version" });
     if (user.status !== "ACTIVE") throw new InkanError("STATE_CONFLICT", "the privileged user was removed", { field: "user_id" });
+    // T-2.2.2.1: re-binding to a key another user's certificates carry would make one certificate match two users.
+    const holder = await this.o.records.find("privileged-user", "certificateFingerprint", bindingKey(input.certificateBinding));
+    if (holder && holder.id !== user.id) throw taken();
     const body: PrivilegedUserBody = { ...(JSON.parse(user.body) as PrivilegedUserBody), displayName: input.displayName, certificateBinding: input.certificateBinding, updatedAt: input.now.toISOString() };
     const updated = await this.o.records.update<PrivilegedUserRecord>(
       { ...user, version: user.version + 1, certificateFingerprint: bindingKey(input.certificateBinding), body: canonicalize(body)! },

@@ -1,8 +1,8 @@
 import type { PrivilegedRole } from "../store/port.js";
 
 /**
- * Least privilege (R-3.1.2.1, R-3.2.2.1, T-2.2.2.1, T-2.2.2.2): the one role that may call each
- * admin RPC, by full RPC path. An RPC missing here is refused for every role (fail closed).
+ * Least privilege (R-3.1.2.1, R-3.2.2.1, T-2.2.2.1, T-2.2.2.2): the roles that may call each
+ * admin RPC, by full RPC path (one role, except the approval RPCs of dual control). An RPC missing here is refused for every role (fail closed).
  * CreateRequestNonce is open to every role: it is authenticated by the certificate alone.
  */
 const SO = "SECURITY_OFFICER";
@@ -21,8 +21,10 @@ const byService: Record<string, Record<string, readonly PrivilegedRole[]>> = {
   },
   "inkan.admin.v1.PrivilegedUserService": {
     CreatePrivilegedUser: [SO], GetPrivilegedUser: [SO], ListPrivilegedUsers: [SO], UpdatePrivilegedUser: [SO],
-    RemovePrivilegedUser: [SO], AddUserKey: [SO], RevokeUserKey: [SO], ListPendingApprovals: [SO],
-    GetPendingApproval: [SO], ApprovePendingRequest: [SO], RejectPendingRequest: [SO],
+    RemovePrivilegedUser: [SO], AddUserKey: [SO], RevokeUserKey: [SO],
+    // T-2.2.2.1: a registration operator approves another's re-binding of a signer; which pending
+    // requests each role may see and decide is narrowed per method (admin/dual-control.ts).
+    ListPendingApprovals: [SO, RO], GetPendingApproval: [SO, RO], ApprovePendingRequest: [SO, RO], RejectPendingRequest: [SO, RO],
   },
   "inkan.admin.v1.PolicyService": { GetSecurityPolicy: [SO], UpdateSecurityPolicy: [SO] },
   "inkan.admin.v1.AuditService": { ListAuditRecords: [AU], ListAuditKeys: [AU], VerifyAuditLog: [AU], ExportAuditLog: [AU] },

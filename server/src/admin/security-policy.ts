@@ -31,7 +31,7 @@ export interface PolicyBody {
 }
 
 /** The operations a dual-control switch governs (SecurityPolicy.dual_control). */
-export type DualControlSwitch = "credentialDestruction" | "securityOfficerChanges" | "securityPolicyChanges";
+export type DualControlSwitch = "credentialDestruction" | "securityOfficerChanges" | "securityPolicyChanges" | "signerRebinding";
 
 /** A policy setting as recorded in the audit log: trusted CAs by SHA-256 fingerprint, never whole. */
 export type PolicySnapshotValue = string | number | boolean | readonly (string | number)[] | PolicySnapshot;
@@ -121,6 +121,10 @@ export class PolicyVersion {
   get pendingApprovalLifetimeMs(): number {
     return this.ms("pendingApprovalLifetime");
   }
+  /** How long after its certificate's notAfter a credential still signs; unset (the default): 0, none. */
+  get certificateExpiryGraceMs(): number {
+    return this.policy["certificateExpiryGrace"] === undefined ? 0 : this.ms("certificateExpiryGrace");
+  }
 
   private names(field: string, prefix: string): string[] {
     const v = this.policy[field];
@@ -142,7 +146,7 @@ export class PolicyVersion {
     return n >= 1 && n <= 3 ? n : undefined;
   }
 
-  /** Whether `operation` needs a second security officer: anything but SINGLE_CONTROL does (fail safe). */
+  /** Whether `operation` needs a second privileged user's approval: anything but SINGLE_CONTROL does (fail safe). */
   requiresDualControl(operation: DualControlSwitch): boolean {
     const switches = this.policy.dualControl;
     const value = typeof switches === "object" && switches !== null && !Array.isArray(switches) ? (switches as PolicyJson)[operation] : undefined;
@@ -209,6 +213,7 @@ export function defaultSecurityPolicy(input: DefaultPolicyInput): PolicyJson {
       credentialDestruction: "APPROVAL_REQUIREMENT_DUAL_CONTROL",
       securityOfficerChanges: "APPROVAL_REQUIREMENT_DUAL_CONTROL",
       securityPolicyChanges: "APPROVAL_REQUIREMENT_DUAL_CONTROL",
+      signerRebinding: "APPROVAL_REQUIREMENT_DUAL_CONTROL", // T-2.2.2.1: no lone operator re-binds a signer who holds a key
     },
     auditCheckpointEveryRecords: 1000,
     auditCheckpointInterval: "60s",

@@ -332,12 +332,14 @@ export function signerEnrolled(input: Requested & { actor: Actor; signerId: stri
 }
 
 /** An activation code was issued to a signer ("activation_code.issued"); the code itself is never recorded. */
-export function activationCodeIssued(input: Requested & { actor: Actor; signerId: string; expiresAt: Date }): AuditEvent {
+export function activationCodeIssued(input: Requested & { actor: Actor; signerId: string; expiresAt: Date; approver?: PrivilegedUserActor }): AuditEvent {
   return build("activation_code.issued", {
     actor: input.actor,
     signerId: input.signerId,
     requestId: input.requestId,
-    details: { expires_at: input.expiresAt.toISOString() },
+    // With an approver: issued in two halves, one to each of them (split knowledge, T-2.2.2.3).
+    ...(input.approver ? { approver: input.approver } : {}),
+    details: { expires_at: input.expiresAt.toISOString(), split_knowledge: input.approver ? "true" : "" },
   });
 }
 

@@ -12,6 +12,7 @@ import { PrivilegedRole } from "@inkan/sdk/gen/inkan/admin/v1/types_pb.js";
 import { ChallengePurpose, SignerService } from "@inkan/sdk/gen/inkan/sam/v1/signer_pb.js";
 import { KeyAlgorithm } from "@inkan/sdk/gen/inkan/sam/v1/types_pb.js";
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from "jose";
+import { spkiSha256 } from "../admin/privileged-users.js";
 import { parseConfig } from "../config/config.js";
 import { initDataDir } from "../init.js";
 import type { FullCryptoModule } from "../crypto/port.js";
@@ -107,7 +108,7 @@ async function createRegistrationOperator(securityOfficer: Transport, adminCa: P
   const { user } = await createClient(PrivilegedUserService, securityOfficer).createPrivilegedUser({
     displayName: "Bench Operator",
     role: PrivilegedRole.REGISTRATION_OPERATOR,
-    certificateBinding: { binding: { case: "certificateSha256", value: Buffer.from(new X509Certificate(cert.cert).fingerprint256.replaceAll(":", ""), "hex") } },
+    certificateBinding: { binding: { case: "spkiSha256", value: Buffer.from(spkiSha256(new X509Certificate(cert.cert)), "hex") } },
     publicKeyJwk: JSON.stringify(publicJwk),
     keyLabel: "bench",
   });

@@ -45,3 +45,42 @@ export function activationCodeHash(code: string): string {
   const normalized = normalizeActivationCode(code) ?? code;
   return createHash("sha256").update(`inkan-activation-code-v1\n${normalized}`).digest("base64url");
 }
+
+/**
+ * Split knowledge (T-2.2.2.1, T-2.2.2.3): a code issued to two privileged users is two halves, each
+ * a fresh 125-bit code of its own (so the holder of one half still faces 125 unknown bits). The
+ * SAM never holds both: the requester's half is drawn when the request is held and only its hash
+ * is kept with the pending request; the approver's half is drawn at the approval. The code record
+ * stores {@link activationCodePairHash} of the two half hashes, so only the pair activates.
+ */
+export function activationCodeHalfHash(half: string): string {
+  const normalized = normalizeActivationCode(half) ?? half;
+  return createHash("sha256").update(`inkan-activation-code-half-v1\n${normalized}`).digest("base64url");
+}
+
+/** What the store keeps of a split code: a hash over both half hashes, in sorted order, so the signer may enter the halves in either order. */
+export function activationCodePairHash(halfHashA: string, halfHashB: string): string {
+  const [first, second] = [halfHashA, halfHashB].sort();
+  return createHash("sha256").update(`inkan-activation-code-pair-v1\n${first}\n${second}`).digest("base64url");
+}
+
+/** A fresh half (the format of {@link newActivationCode}) and its hash. */
+export async function newActivationCodeHalf(random: RandomSource): Promise<{ half: string; halfHash: string }> {
+  const half = await newActivationCode(random);
+  return { half, halfHash: activationCodeHalfHash(half) };
+}
+
+/**
+ * The hash of a code as the signer entered it, to compare with the stored one: a whole code (25
+ * characters) or the two halves one after the other (50 characters, either order). Undefined when
+ * it is neither, so a typo is never hashed and compared.
+ */
+export function enteredActivationCodeHash(entered: string): string | undefined {
+  const whole = normalizeActivationCode(entered);
+  if (whole) return activationCodeHash(whole);
+  const text = entered.replace(/[\s-]/g, "");
+  if (text.length !== 2 * codeLength) return undefined;
+  const a = normalizeActivationCode(text.slice(0, codeLength));
+  const b = normalizeActivationCode(text.slice(codeLength));
+  return a && b ? activationCodePairHash(activationCodeHalfHash(a), activationCodeHalfHash(b)) : undefined;
+}

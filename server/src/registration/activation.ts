@@ -12,8 +12,10 @@
  *   consumed (signer.proto: the first request that presents it consumes it, whether or not it
  *   succeeds), then the proof is verified, then its jti is used up, and only then is the activation
  *   code tried, so a request that fails an earlier check costs no code attempt.
- * - A malformed activation code (not 25 Crockford base32 characters) is refused without a store
- *   attempt, as activation-code.ts intends ("a typo is never hashed and compared").
+ * - A malformed activation code (not 25 Crockford base32 characters, nor two halves of 25) is
+ *   refused without a store attempt, as activation-code.ts intends ("a typo is never hashed and
+ *   compared"). Whether the live code is whole or split is decided by its stored hash alone: the
+ *   wrong form is a wrong attempt.
  * - enroll_totp when the policy does not enable AUTHENTICATION_METHOD_PIN_AND_TOTP: INVALID_REQUEST
  *   (field "enroll_totp"), before anything is consumed.
  * - The "jti" once-only key is "device-jws <jti>", kept until exp + the clock skew.
@@ -36,12 +38,12 @@ import type { VerifiedRecords } from "../integrity/sealed-records.js";
 import { maxRSadBytes, type PublishedSamKey, type SamEncryptionKeys } from "../keys/sam-encryption-keys.js";
 import { closedProgress, progressKey } from "../sap/authorization-seal.js";
 import type { ChallengePurpose as StorePurpose, FactorRecord, FactorType, OneTimeObjects, Transactions } from "../store/port.js";
-import { activationCodeHash, normalizeActivationCode } from "./activation-code.js";
+import { enteredActivationCodeHash } from "./activation-code.js";
 import { DeviceProofRefused, parseDevicePublicJwk, registeredDeviceKey, parseStrictJsonObject, peekDeviceJws, policyNameOf, verifyDeviceJws, type DevicePublicKey } from "./device-jws.js";
 import { newRecordId } from "./ids.js";
 import { recordFactorFailure } from "./lockout.js";
 import { hashPin, pinAllowed, verifyPin, type PinFactorBody } from "./pin-hash.js";
-import { requireOperator, type Acting, type DeviceKeyFactorBody, type IssuedActivationCode, type SignerBody, type Signers, type SignerView } from "./signers.js";
+import { requireOperator, requireSecondApprover, type Acting, type DeviceKeyFactorBody, type IssuedActivationCode, type RebindingApproval, type SignerBody, type Signers, type SignerView } from "./signers.js";
 import { otpauthUri, totpSecretBytes, type TotpFactorBody } from "./totp.js";
 
 export type SignerChallengePurpose = "ACTIVATION" | "PIN_CHANGE" | "SUSPENSION" | "KEY_IMPORT";
@@ -197,9 +199,10 @@ export class Activation {
     // T-2.1.1.1, T-2.1.1.4: the signer's own live code, tried atomically (the store counts attempts).
     const signer = await this.o.records.get("signer", signerId);
     const pending = signer?.status === "PENDING_ACTIVATION" ? signerBody(signer).activationCode : undefined;
-    const code = typeof envelope.code === "string" ? normalizeActivationCode(envelope.code) : undefined;
-    if (!signer || !pending || !code) throw codeInvalid();
-    const attempt = await this.o.oneTime.attemptActivationCode({ id: pending.id, codeHash: activationCodeHash(code), now });
+    // T-2.2.2.3: a split code matches only as the pair of halves (activation-code.ts).
+    const codeHash = typeof envelope.code === "string" ? enteredActivationCodeHash(envelope.code) : undefined;
+    if (!signer || !pending || !codeHash) throw codeInvalid();
+    const attempt = await this.o.oneTime.attemptActivationCode({ id: pending.id, codeHash, now });
     if (attempt.outcome !== "accepted" || attempt.code.signerId !== signer.id) {
       state.failedAttempts = attempt.outcome === "rejected" ? pending.maxAttempts - attempt.attemptsLeft : pending.maxAttempts;
       throw codeInvalid();
@@ -300,12 +303,17 @@ export class Activation {
    * ResetFactors (R-3.1.2.2, T-2.1.2.2), by a registration operator after re-verifying the signer's
    * identity outside the SAM: revokes every factor (PIN, device keys, TOTP), clears the lockout
    * count, returns the signer to PENDING_ACTIVATION and issues a new activation code. Each
-   * revocation is audited with the operator's identity; credentials are kept.
+   * revocation is audited with the operator's identity; credentials are kept, and sign nothing
+   * while the signer is not ACTIVE. For a signer who holds a credential: only with a second
+   * privileged user's `approval`, and the code in two halves (T-2.2.2.1, T-2.2.2.3; see
+   * Signers.issueActivationCode); refused before anything changes otherwise.
    */
-  async resetFactors(input: Acting & { signerId: string; reason: string }): Promise<{ signer: SignerView; code: IssuedActivationCode }> {
+  async resetFactors(input: Acting & { signerId: string; reason: string; approval?: RebindingApproval | undefined }): Promise<{ signer: SignerView; code: IssuedActivationCode }> {
     requireOperator(input.actor);
     const signer = await this.o.signers.record(input.signerId);
     if (signer.status === "DISABLED" || signer.status === "SUSPENDED") throw new InkanError("SIGNER_INACTIVE", "the signer is disabled", { field: "signer_id" });
+    if (input.approval) requireSecondApprover(input.actor, input.approval);
+    else await this.o.signers.assertOneOperatorMayBind(signer.id); // T-2.2.2.1: checked before any factor is revoked
     const live = await this.activeFactors(signer.id);
     for (const f of live) {
       await this.revokeFactor(f, input.now);

@@ -347,8 +347,9 @@ describe("R-3.3.1: a suspended credential is neither authorized nor used, includ
     await new Promise((r) => setTimeout(r, 5));
     const after = new Date();
     const [credential, signer] = await Promise.all([records!.get("credential", s.credentialId), records!.get("signer", s.signerId)]);
-    expect(credentialRefusal({ credential, signer, transaction: { signerId: s.signerId, createdAt: before } })?.code).toBe("TRANSACTION_STATE");
-    expect(credentialRefusal({ credential, signer, transaction: { signerId: s.signerId, createdAt: after } })).toBeUndefined();
+    const now = { now: new Date(), certificateExpiryGraceMs: 0 };
+    expect(credentialRefusal({ credential, signer, transaction: { signerId: s.signerId, createdAt: before }, ...now })?.code).toBe("TRANSACTION_STATE");
+    expect(credentialRefusal({ credential, signer, transaction: { signerId: s.signerId, createdAt: after }, ...now })).toBeUndefined();
   });
 
   it("R-3.3.1: a suspension during a SignStream ends it before its next claim: CREDENTIAL_SUSPENDED, the rest unsigned", async () => {

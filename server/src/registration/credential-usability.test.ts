@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { CredentialRecord, CredentialStatus, SignerRecord } from "../store/port.js";
-import { credentialRefusal, csrApprovalShapeRefusal, isCsrApproval } from "./credential-usability.js";
+import { certificateRefusal, credentialRefusal, csrApprovalShapeRefusal, isCsrApproval, type CredentialUsabilityInput } from "./credential-usability.js";
 
 // Unit tests of the pure check the SAP runs before it authorizes or signs: records as the
 // store returns them (seals are not this function's concern).
@@ -14,11 +14,14 @@ function credential(status: CredentialStatus = "ACTIVE", body: object = {}, sign
   return { kind: "credential", id: "crd-1", version: 1, signerId, status, publicKeyFingerprint: "00", body: JSON.stringify({ keyId: "0a", ...body }), seal: new Uint8Array() } as CredentialRecord;
 }
 const transaction = (createdAt: Date = t0, signerId = "sig-1") => ({ signerId, createdAt });
-const codeOf = (...args: Parameters<typeof credentialRefusal>) => credentialRefusal(...args)?.code;
+/** credentialRefusal at t0 without grace, unless the input says otherwise. */
+const refusal = (input: Omit<CredentialUsabilityInput, "now" | "certificateExpiryGraceMs"> & Partial<CredentialUsabilityInput>) =>
+  credentialRefusal({ now: t0, certificateExpiryGraceMs: 0, ...input });
+const codeOf = (...args: Parameters<typeof refusal>) => refusal(...args)?.code;
 
 describe("credentialRefusal (R-3.3.1)", () => {
   it("lets an ACTIVE credential of an ACTIVE signer be used", () => {
-    expect(credentialRefusal({ credential: credential(), signer: signer(), transaction: transaction() })).toBeUndefined();
+    expect(refusal({ credential: credential(), signer: signer(), transaction: transaction() })).toBeUndefined();
   });
 
   it("R-3.3.1: refuses a SUSPENDED credential with CREDENTIAL_SUSPENDED, whenever the transaction was created", () => {
@@ -31,7 +34,7 @@ describe("credentialRefusal (R-3.3.1)", () => {
     const resumed = credential("ACTIVE", { usableSince: at(1000).toISOString() });
     expect(codeOf({ credential: resumed, signer: signer(), transaction: transaction(at(0)) })).toBe("TRANSACTION_STATE");
     expect(codeOf({ credential: resumed, signer: signer(), transaction: transaction(at(1000)) })).toBe("TRANSACTION_STATE"); // the same millisecond: refused
-    expect(credentialRefusal({ credential: resumed, signer: signer(), transaction: transaction(at(1001)) })).toBeUndefined();
+    expect(refusal({ credential: resumed, signer: signer(), transaction: transaction(at(1001)) })).toBeUndefined();
   });
 
   it("fails closed on an unreadable usableSince", () => {
@@ -61,7 +64,7 @@ describe("credentialRefusal (R-3.3.1)", () => {
 
 describe("a KEY_GENERATED credential signs only its CSR (R-3.1.3.2, T-2.1.3.2)", () => {
   it("R-3.1.3.2: usable for a CSR approval (Authorize, CreateCsr), never otherwise (SignHash, SignStream)", () => {
-    expect(credentialRefusal({ credential: credential("PENDING"), signer: signer(), transaction: transaction(), csrApproval: true })).toBeUndefined();
+    expect(refusal({ credential: credential("PENDING"), signer: signer(), transaction: transaction(), csrApproval: true })).toBeUndefined();
     expect(codeOf({ credential: credential("PENDING"), signer: signer(), transaction: transaction(), csrApproval: false })).toBe("CREDENTIAL_SUSPENDED");
     expect(codeOf({ credential: credential("PENDING"), signer: signer(), transaction: transaction() })).toBe("CREDENTIAL_SUSPENDED");
   });
@@ -81,5 +84,43 @@ describe("a KEY_GENERATED credential signs only its CSR (R-3.1.3.2, T-2.1.3.2)",
     expect(csrApprovalShapeRefusal("PENDING", 1)).toBeUndefined();
     for (const n of [0, 2, 1000]) expect(csrApprovalShapeRefusal("PENDING", n)).toMatchObject({ code: "INVALID_REQUEST", field: "num_signatures" });
     expect(csrApprovalShapeRefusal("ACTIVE", 2)).toBeUndefined();
+  });
+});
+
+describe("a certificate outside its validity period (R-3.1.1.4, T-2.1.3.2)", () => {
+  const certified = (notBefore: Date, notAfter: Date, status: CredentialStatus = "ACTIVE") =>
+    credential(status, { certificate: { notBefore: notBefore.toISOString(), notAfter: notAfter.toISOString() } });
+  const valid = certified(at(-60_000), at(60_000));
+
+  it("T-2.1.3.2: refuses CERTIFICATE_EXPIRED after notAfter and before notBefore; inclusive bounds", () => {
+    const input = { signer: signer(), transaction: transaction(at(-120_000)) };
+    expect(refusal({ ...input, credential: valid, now: at(60_000) })).toBeUndefined();
+    expect(refusal({ ...input, credential: valid, now: at(-60_000) })).toBeUndefined();
+    expect(codeOf({ ...input, credential: valid, now: at(60_001) })).toBe("CERTIFICATE_EXPIRED");
+    expect(codeOf({ ...input, credential: valid, now: at(-60_001) })).toBe("CERTIFICATE_EXPIRED");
+  });
+
+  it("T-2.1.3.2: the policy's grace extends notAfter only, never notBefore", () => {
+    const input = { signer: signer(), transaction: transaction(at(-120_000)), credential: valid, certificateExpiryGraceMs: 10_000 };
+    expect(refusal({ ...input, now: at(70_000) })).toBeUndefined();
+    expect(codeOf({ ...input, now: at(70_001) })).toBe("CERTIFICATE_EXPIRED");
+    expect(codeOf({ ...input, now: at(-60_001) })).toBe("CERTIFICATE_EXPIRED");
+  });
+
+  it("fails closed on validity dates that do not parse", () => {
+    const odd = credential("ACTIVE", { certificate: { notBefore: "yesterday", notAfter: at(60_000).toISOString() } });
+    expect(codeOf({ credential: odd, signer: signer(), transaction: transaction(at(-120_000)) })).toBe("CERTIFICATE_EXPIRED");
+    expect(certificateRefusal({}, t0, 0)?.code).toBe("CERTIFICATE_EXPIRED");
+    expect(certificateRefusal(undefined, t0, 0)).toBeUndefined();
+  });
+
+  it("R-3.1.3.2: a KEY_GENERATED credential (no certificate) keeps its CSR-approval-only rule, whatever the time", () => {
+    expect(refusal({ credential: credential("PENDING"), signer: signer(), transaction: transaction(), csrApproval: true, now: at(10 * 365 * 86_400_000) })).toBeUndefined();
+    expect(codeOf({ credential: credential("PENDING"), signer: signer(), transaction: transaction(), now: at(10 * 365 * 86_400_000) })).toBe("CREDENTIAL_SUSPENDED");
+  });
+
+  it("R-3.3.1: the status refusals come first (a suspended credential with an expired certificate reads CREDENTIAL_SUSPENDED)", () => {
+    const both = certified(at(-60_000), at(60_000), "SUSPENDED");
+    expect(codeOf({ credential: both, signer: signer(), transaction: transaction(), now: at(120_000) })).toBe("CREDENTIAL_SUSPENDED");
   });
 });

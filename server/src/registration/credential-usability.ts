@@ -8,6 +8,11 @@
  * the credential's sealed body (`usableSince`, credential-lifecycle.ts); a transaction created at
  * or before that instant is refused, and so is every SAD token of it. No store change is needed,
  * and a database edit of the instant breaks the seal.
+ *
+ * Time decides the certificate too (R-3.1.1.4): its validity period, sealed in the credential's
+ * body at import, is checked against `now` on every call (so before every SignStream claim), with
+ * the security policy's certificate_expiry_grace after notAfter: a certificate that expires in the
+ * middle of a batch stops it.
  */
 import { InkanError } from "../errors.js";
 import type { CredentialRecord, SignerRecord } from "../store/port.js";
@@ -16,6 +21,14 @@ import type { CredentialRecord, SignerRecord } from "../store/port.js";
 interface UsabilityFacts {
   /** ISO 8601: the last suspension or resumption; transactions created up to it are unusable. */
   usableSince?: string;
+  /** The certificate imported last (credentials.ts StoredCertificate). */
+  certificate?: CertificateValidity;
+}
+
+/** A certificate's validity period as the credential's sealed body holds it (ISO 8601). */
+export interface CertificateValidity {
+  notBefore?: unknown;
+  notAfter?: unknown;
 }
 
 interface SignerFacts {
@@ -35,6 +48,10 @@ export interface CredentialUsabilityInput {
    * SignStream, so a CSR approval's SAD token signs nothing but the CSR.
    */
   csrApproval?: boolean;
+  /** The SAM's present time (the SAP's clock), against which the certificate's validity is checked. */
+  now: Date;
+  /** The security policy's certificate_expiry_grace in milliseconds (0: none). */
+  certificateExpiryGraceMs: number;
 }
 
 /**
@@ -58,15 +75,35 @@ export function csrApprovalShapeRefusal(status: CredentialRecord["status"], numS
 }
 
 /**
+ * R-3.1.1.4, T-2.1.3.2: CERTIFICATE_EXPIRED when the credential's certificate is outside its
+ * validity period at `now`: after notAfter plus the policy's grace, or before notBefore (only a
+ * clock set back, or another node's, gets there: ImportCertificate takes only a certificate valid
+ * then; no grace, since the certificate does not vouch for the key yet). Inclusive bounds, as in
+ * RFC 5280. A date that does not parse refuses (fail closed). Undefined for a credential without a
+ * certificate (`certificate` undefined; KEY_GENERATED: {@link credentialRefusal} keeps it to its CSR approval).
+ * BeginTransaction and SealTransaction call this directly; every other path through credentialRefusal.
+ */
+export function certificateRefusal(certificate: CertificateValidity | undefined, now: Date, graceMs: number): InkanError | undefined {
+  if (certificate === undefined) return undefined;
+  const notBefore = Date.parse(String(certificate.notBefore));
+  const notAfter = Date.parse(String(certificate.notAfter));
+  const t = now.getTime();
+  if (!(t <= notAfter + Math.max(0, graceMs))) return new InkanError("CERTIFICATE_EXPIRED", "the credential's certificate has expired");
+  if (!(t >= notBefore)) return new InkanError("CERTIFICATE_EXPIRED", "the credential's certificate is not valid yet");
+  return undefined;
+}
+
+/**
  * The refusal to throw when the transaction may not use the credential, or undefined when it may.
  * SIGNER_INACTIVE, CREDENTIAL_DESTROYED (also for a missing credential or one of another signer),
  * CREDENTIAL_LOCKED, CREDENTIAL_SUSPENDED (also KEY_GENERATED: no certificate yet, never signs
- * anything but its own CSR, and that only when `csrApproval` is set)
+ * anything but its own CSR, and that only when `csrApproval` is set),
+ * CERTIFICATE_EXPIRED for a certificate outside its validity period at `now` ({@link certificateRefusal}),
  * and TRANSACTION_STATE for a transaction created before the credential's last suspension or
  * resumption (the SCA must start a new transaction).
  *
  * @example
- * const refusal = credentialRefusal({ credential, signer, transaction: record });
+ * const refusal = credentialRefusal({ credential, signer, transaction: record, now, certificateExpiryGraceMs: policy.certificateExpiryGraceMs });
  * if (refusal) throw refusal;
  */
 export function credentialRefusal(input: CredentialUsabilityInput): InkanError | undefined {
@@ -92,7 +129,11 @@ export function credentialRefusal(input: CredentialUsabilityInput): InkanError |
   if (parse<SignerFacts>(signer.body).lockedAt !== undefined) {
     return new InkanError("CREDENTIAL_LOCKED", "too many failed attempts; a registration operator must reset the lockout");
   }
-  const since = parse<UsabilityFacts>(credential.body).usableSince;
+  // R-3.1.1.4, T-2.1.3.2: an expired (or not yet valid) certificate certifies nothing: the key signs nothing.
+  const facts = parse<UsabilityFacts>(credential.body);
+  const expired = certificateRefusal(facts.certificate, input.now, input.certificateExpiryGraceMs);
+  if (expired) return expired;
+  const since = facts.usableSince;
   // R-3.3.1: a transaction (and its SAD tokens) from before the last suspension never becomes usable
   // again; "at or before", so that a transaction of the very millisecond of a resumption is refused too.
   if (since !== undefined && !(transaction.createdAt.getTime() > Date.parse(since))) {

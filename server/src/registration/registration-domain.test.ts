@@ -9,11 +9,19 @@ import type { AuditLog } from "../audit/audit-log.js";
 import type { AuditEvent, PrivilegedUserActor } from "../audit/events.js";
 import type { GeneratedKey, KeyAlgorithm, RandomSource } from "../crypto/port.js";
 import { InkanError } from "../errors.js";
-import { RecordSealer } from "../integrity/record-sealer.js";
+import { IntegrityViolationError, RecordSealer } from "../integrity/record-sealer.js";
 import { VerifiedRecords } from "../integrity/sealed-records.js";
 import type { CredentialRecord, Store } from "../store/port.js";
 import { createSqliteStore } from "../store/sqlite/sqlite-store.js";
-import { activationCodeHash, newActivationCode, normalizeActivationCode } from "./activation-code.js";
+import {
+  activationCodeHalfHash,
+  activationCodeHash,
+  activationCodePairHash,
+  enteredActivationCodeHash,
+  newActivationCode,
+  newActivationCodeHalf,
+  normalizeActivationCode,
+} from "./activation-code.js";
 import { Credentials, type CredentialBody } from "./credentials.js";
 import { Signers, type IdentityProofing, type SignerIdentity } from "./signers.js";
 
@@ -41,6 +49,7 @@ function policyWith(changes: Partial<Record<string, unknown>>) {
   return new PolicyVersion({ kind: "policy", id: "security-policy", version: 1, body, seal: new Uint8Array() });
 }
 let policy = policyWith({});
+let policyTampered = false;
 
 beforeEach(async () => {
   dir = mkdtempSync(join(tmpdir(), "inkan-registration-"));
@@ -51,13 +60,19 @@ beforeEach(async () => {
   auditFails = false;
   generated = [];
   policy = policyWith({});
+  policyTampered = false;
   const audit: AuditLog = {
     record: async (e) => {
       if (auditFails) throw new InkanError("AUDIT_FAILURE", "audit log unavailable");
       events.push(e);
     },
   };
-  const policies = { current: async () => policy };
+  const policies = {
+    current: async () => {
+      if (policyTampered) throw new IntegrityViolationError("policy", "security-policy");
+      return policy;
+    },
+  };
   signers = new Signers({ records, oneTime: store, random, policies, audit });
   credentials = new Credentials({
     records,
@@ -168,5 +183,71 @@ describe("enrollment and keys in the domain (R-3.1.1.1, R-3.1.1.3, T-2.1.1.4)", 
     expect(unlocked.credential.status).toBe("ACTIVE");
     expect(unlocked.body.statusBeforeLock).toBeUndefined();
     expect(events.at(-1)).toMatchObject({ eventType: "credential.unlocked", credentialId: credential.id });
+  });
+});
+
+describe("split knowledge of a signer's re-binding code (T-2.2.2.1, T-2.2.2.3)", () => {
+  const second: PrivilegedUserActor = { kind: "privileged-user", userId: "pu-operator-2", role: "REGISTRATION_OPERATOR" };
+  const auditorActor: PrivilegedUserActor = { kind: "privileged-user", userId: "pu-auditor", role: "AUDITOR" };
+
+  /** A signer in PENDING_ACTIVATION that holds a credential (as after an approved reset). */
+  async function signerWithKey() {
+    const { signer } = await signers.enroll({ actor: operator, now, identity: identity(), proofing });
+    const { credential } = await credentials.generate({ actor: operator, now, signerId: signer.id, algorithm: "EC_P256", label: "" });
+    return { signerId: signer.id, credential };
+  }
+
+  it("T-2.2.2.3: halves combine in either order, separators and case ignored; a half twice or a typo is no pair", async () => {
+    const a = await newActivationCode(random);
+    const b = await newActivationCode(random);
+    const pair = activationCodePairHash(activationCodeHalfHash(a), activationCodeHalfHash(b));
+    expect(enteredActivationCodeHash(`${a}-${b}`)).toBe(pair);
+    expect(enteredActivationCodeHash(`${b.toLowerCase()} ${a}`)).toBe(pair);
+    expect(enteredActivationCodeHash(`${a}${a}`)).not.toBe(pair);
+    expect(enteredActivationCodeHash(a)).toBe(activationCodeHash(a)); // a whole code still hashes as before
+    expect(enteredActivationCodeHash(`${a}-${b}-X`)).toBeUndefined();
+    expect(enteredActivationCodeHash(`${a}-UUUUU-00000-00000-00000-00000`)).toBeUndefined();
+  });
+
+  it("T-2.2.2.1: the domain itself refuses a lone operator a code for a signer with a key (even if the transport let the call through); nothing is issued", async () => {
+    const { signerId } = await signerWithKey();
+    expect(await codeOf(signers.issueActivationCode({ actor: operator, now, signerId }))).toBe("APPROVAL_REQUIRED");
+    expect((await signers.get(signerId, now)).body.activationCode).toBeUndefined();
+    expect(events.some((e) => e.eventType === "activation_code.issued")).toBe(false);
+    expect(await signers.rebindingHeld(signerId, "issue")).toBe(true);
+    // The requester as their own approver, or an auditor: refused.
+    const { halfHash } = await newActivationCodeHalf(random);
+    expect(await codeOf(signers.issueActivationCode({ actor: operator, now, signerId, approval: { approver: operator, requesterHalfHash: halfHash } }))).toBe("APPROVAL_REJECTED");
+    expect(await codeOf(signers.issueActivationCode({ actor: operator, now, signerId, approval: { approver: auditorActor, requesterHalfHash: halfHash } }))).toBe("ROLE_NOT_PERMITTED");
+  });
+
+  it("T-2.2.2.3: approved, the approver gets the other half; the store holds the pair's hash, so neither half alone nor a whole code matches", async () => {
+    const { signerId } = await signerWithKey();
+    const requester = await newActivationCodeHalf(random);
+    const issued = await signers.issueActivationCode({ actor: operator, now, signerId, approval: { approver: second, requesterHalfHash: requester.halfHash } });
+    expect(issued.part).toBe("APPROVER_HALF");
+    const pending = (await signers.get(signerId, now)).body.activationCode!;
+    expect(pending.split).toBe(true);
+    const attempt = (codeHash: string) => store.attemptActivationCode({ id: pending.id, codeHash, now });
+    expect(await attempt(activationCodeHash(issued.code))).toMatchObject({ outcome: "rejected" });
+    expect(await attempt(activationCodeHash(requester.half))).toMatchObject({ outcome: "rejected" });
+    expect(await attempt(enteredActivationCodeHash(`${issued.code}-${requester.half}`)!)).toMatchObject({ outcome: "accepted" });
+    expect(events.at(-1)).toMatchObject({ eventType: "activation_code.issued", signerId });
+    expect(JSON.stringify(events)).not.toContain(issued.code);
+  });
+
+  it("T-2.2.2.1: one operator suffices without a live key, with the switch off, and never when the policy fails its check", async () => {
+    const { signerId, credential } = await signerWithKey();
+    policy = policyWith({ dualControl: { signerRebinding: "APPROVAL_REQUIREMENT_SINGLE_CONTROL" } });
+    expect((await signers.issueActivationCode({ actor: operator, now, signerId })).part).toBe("WHOLE");
+    policyTampered = true;
+    expect(await signers.rebindingHeld(signerId, "issue")).toBe(true);
+    policyTampered = false;
+    policy = policyWith({});
+    expect(await signers.rebindingHeld(signerId, "issue")).toBe(true);
+    await records.update<CredentialRecord>({ ...credential, version: 2, status: "DESTROYED" }, 1);
+    expect(await signers.rebindingHeld(signerId, "issue")).toBe(false);
+    expect((await signers.issueActivationCode({ actor: operator, now, signerId })).part).toBe("WHOLE");
+    expect(await signers.rebindingHeld("sgn-unknown", "reset")).toBe(false); // refused by the handler anyway
   });
 });

@@ -4,9 +4,10 @@ import type { AuditLog } from "../audit/audit-log.js";
 import { activationCodeIssued, signerDisabled, signerEnrolled, signerResumed, type PrivilegedUserActor } from "../audit/events.js";
 import type { RandomSource } from "../crypto/port.js";
 import { InkanError } from "../errors.js";
+import { IntegrityViolationError } from "../integrity/record-sealer.js";
 import type { VerifiedRecords } from "../integrity/sealed-records.js";
 import type { FactorRecord, OneTimeObjects, SignerRecord, SignerStatus } from "../store/port.js";
-import { activationCodeHash, newActivationCode } from "./activation-code.js";
+import { activationCodeHalfHash, activationCodeHash, activationCodePairHash, newActivationCode } from "./activation-code.js";
 import { newRecordId, pageToken, readPageToken } from "./ids.js";
 
 export type SignerKind = "NATURAL_PERSON" | "LEGAL_PERSON";
@@ -40,6 +41,8 @@ export interface PendingActivationCode {
   issuedAt: string;
   expiresAt: string;
   maxAttempts: number;
+  /** Issued in two halves (split knowledge): only the pair activates. */
+  split?: true;
 }
 
 /** The sealed body of a signer record (R-3.1.1.1). */
@@ -102,14 +105,34 @@ export interface SignersOptions {
 }
 
 export interface IssuedActivationCode {
-  /** The code: returned to the operator once, never stored (only its hash is). */
+  /** The code (or the approver's half): returned once, never stored (only a hash is). */
   code: string;
   expiresAt: Date;
   maxAttempts: number;
+  /** WHOLE, or the approver's half of a split code (the requester got the other half when asking). */
+  part: "WHOLE" | "APPROVER_HALF";
 }
+
+/**
+ * The second privileged user's approval of a held ResetFactors or IssueActivationCode, as dual
+ * control performs it: who approved, and the hash of the half the requester was given.
+ */
+export interface RebindingApproval {
+  approver: PrivilegedUserActor;
+  requesterHalfHash: string;
+}
+
+/** Who may approve re-binding a signer (T-2.2.2.1): a second registration operator or a security officer. */
+export const rebindingApproverRoles: readonly PrivilegedUserActor["role"][] = ["REGISTRATION_OPERATOR", "SECURITY_OFFICER"];
 
 const bodyOf = (s: SignerRecord) => JSON.parse(s.body) as SignerBody;
 const scanPage = 1000;
+
+/** T-2.2.2.1: the approver of a re-binding is a second privileged user of an allowed role, never the requester. */
+export function requireSecondApprover(requester: PrivilegedUserActor, approval: RebindingApproval): void {
+  if (approval.approver.userId === requester.userId) throw new InkanError("APPROVAL_REJECTED", "the requester cannot approve their own request");
+  if (!rebindingApproverRoles.includes(approval.approver.role)) throw new InkanError("ROLE_NOT_PERMITTED", "only a registration operator or a security officer approves this request");
+}
 
 /** R-3.1.1.1, T-2.1.1.4: only a registration operator enrolls or changes a signer; never the signer itself. */
 export function requireOperator(actor: PrivilegedUserActor): void {
@@ -217,33 +240,81 @@ export class Signers {
   /**
    * Issues the signer's one-time activation code (T-2.1.1.1, T-2.1.1.3): 125 bits from the module's
    * RNG, valid for the policy's lifetime and number of attempts, stored only as a hash, returned
-   * here once. Earlier unused codes are voided.
+   * here once. Earlier unused codes are voided. For a signer who holds a credential (while the
+   * policy's signerRebinding switch is on) only with a second privileged user's `approval`, and
+   * then in two halves: the approver's half is drawn here and returned, the stored hash is over
+   * the pair, and the requester's half is known to the SAM only by its hash (T-2.2.2.1, T-2.2.2.3).
    */
-  async issueActivationCode(input: Acting & { signerId: string }): Promise<IssuedActivationCode> {
+  async issueActivationCode(input: Acting & { signerId: string; approval?: RebindingApproval | undefined }): Promise<IssuedActivationCode> {
     requireOperator(input.actor);
     const signer = await this.record(input.signerId);
     if (signer.status === "DISABLED" || signer.status === "SUSPENDED") throw new InkanError("SIGNER_INACTIVE", "the signer is disabled", { field: "signer_id" });
     if (signer.status === "ACTIVE") throw new InkanError("STATE_CONFLICT", "the signer is already active; reset its factors to re-bind it", { field: "signer_id" });
+    const { approval } = input;
+    if (approval) requireSecondApprover(input.actor, approval);
+    else await this.assertOneOperatorMayBind(signer.id); // T-2.2.2.1: never a whole code to one operator for a signer with a key
     const policy = await this.o.policies.current();
     const maxAttempts = policy.activationCodeMaxAttempts;
     const expiresAt = new Date(input.now.getTime() + policy.activationCodeLifetimeMs);
     if (maxAttempts < 1 || !(expiresAt > input.now)) throw new InkanError("INTEGRITY_VIOLATION", "the security policy allows no activation code");
     const id = await newRecordId("act", this.o.random, input.now);
-    const code = await newActivationCode(this.o.random); // R-3.2.2.2: the module's RNG
-    const pending: PendingActivationCode = { id, issuedAt: input.now.toISOString(), expiresAt: expiresAt.toISOString(), maxAttempts };
+    const code = await newActivationCode(this.o.random); // R-3.2.2.2: the module's RNG (the whole code, or the approver's half)
+    // T-2.2.2.3 split knowledge: with an approval only the pair of halves matches the stored hash.
+    const codeHash = approval ? activationCodePairHash(approval.requesterHalfHash, activationCodeHalfHash(code)) : activationCodeHash(code);
+    const pending: PendingActivationCode = { id, issuedAt: input.now.toISOString(), expiresAt: expiresAt.toISOString(), maxAttempts, ...(approval ? { split: true as const } : {}) };
     // The signer record names the one live code (compare-and-set: of two concurrent issues one wins),
     // then earlier codes are voided and the new one stored, as a hash only (T-2.1.1.3).
     await this.replace(signer, signer.status, { ...bodyOf(signer), activationCode: pending, updatedAt: input.now.toISOString() });
     await this.o.oneTime.revokeActivationCodes({ signerId: signer.id, now: input.now });
-    await this.o.oneTime.issueActivationCode({ id, signerId: signer.id, codeHash: activationCodeHash(code), attemptsLeft: maxAttempts, createdAt: input.now, expiresAt });
+    await this.o.oneTime.issueActivationCode({ id, signerId: signer.id, codeHash, attemptsLeft: maxAttempts, createdAt: input.now, expiresAt });
     try {
-      await this.o.audit.record(activationCodeIssued({ actor: input.actor, signerId: signer.id, expiresAt, ...req(input) }));
+      await this.o.audit.record(activationCodeIssued({ actor: input.actor, signerId: signer.id, expiresAt, ...(approval ? { approver: approval.approver } : {}), ...req(input) }));
     } catch (err) {
       // Fail closed: a code whose issue is not on record must not work.
       await this.o.oneTime.revokeActivationCodes({ signerId: signer.id, now: input.now }).catch(() => undefined);
       throw err;
     }
-    return { code, expiresAt, maxAttempts };
+    return { code, expiresAt, maxAttempts, part: approval ? "APPROVER_HALF" : "WHOLE" };
+  }
+
+  /**
+   * Whether a ResetFactors or IssueActivationCode for this signer is to be held for a second
+   * privileged user (T-2.2.2.1): the signer holds a credential and the policy's signerRebinding
+   * switch is on. False when the request is refused anyway (no such signer, disabled, or an
+   * IssueActivationCode for an ACTIVE signer), so nobody is asked to approve it. A policy that
+   * fails its integrity check holds the request (a tampered switch never lets one operator act).
+   */
+  async rebindingHeld(signerId: string, operation: "reset" | "issue"): Promise<boolean> {
+    const signer = await this.o.records.get("signer", signerId);
+    if (!signer || signer.status === "DISABLED" || signer.status === "SUSPENDED" || (operation === "issue" && signer.status === "ACTIVE")) return false;
+    return this.rebindingNeedsApproval(signer.id);
+  }
+
+  /** APPROVAL_REQUIRED unless one registration operator may bind new factors to the signer (see {@link rebindingHeld}). */
+  async assertOneOperatorMayBind(signerId: string): Promise<void> {
+    if (await this.rebindingNeedsApproval(signerId)) {
+      throw new InkanError("APPROVAL_REQUIRED", "a second registration operator or a security officer must approve this request");
+    }
+  }
+
+  private async rebindingNeedsApproval(signerId: string): Promise<boolean> {
+    try {
+      if (!(await this.o.policies.current()).requiresDualControl("signerRebinding")) return false;
+    } catch (err) {
+      if (!(err instanceof IntegrityViolationError)) throw err;
+    }
+    return this.holdsCredential(signerId);
+  }
+
+  /** Whether the signer has a credential that is not destroyed (its key could still sign). */
+  private async holdsCredential(signerId: string): Promise<boolean> {
+    let after: string | undefined;
+    do {
+      const page = await this.o.records.list({ kind: "credential", where: { signerId }, after, limit: 100 });
+      if (page.items.some((c) => c.status !== "DESTROYED")) return true;
+      after = page.next;
+    } while (after);
+    return false;
   }
 
   /** The signer record, or SIGNER_NOT_FOUND. */

@@ -221,7 +221,8 @@ async function verifyChecked(input: VerifyRSadInput, d: RSadVerifierDeps): Promi
   if (signer.status === "ACTIVE" && (!credential || credential.signerId !== signer.id)) throw invalid(new DeviceProofRefused("the signer does not own the credential"));
   // signer active, credential ACTIVE (not suspended, locked or destroyed), and the transaction newer than its last suspension.
   // R-3.1.3.2, T-2.1.3.2: or KEY_GENERATED for a CSR approval (one DTBS/R, the only kind BeginTransaction opens on it).
-  const refusal = credentialRefusal({ credential, signer, transaction: tx, csrApproval: isCsrApproval(tx.count) });
+  // R-3.1.1.4, T-2.1.3.2: and its certificate valid now (within the policy's grace).
+  const refusal = credentialRefusal({ credential, signer, transaction: tx, csrApproval: isCsrApproval(tx.count), now, certificateExpiryGraceMs: policy.certificateExpiryGraceMs });
   if (refusal) throw refusal;
 
   // the credential's level cannot be met with fewer factors (a level-2 credential refuses

@@ -137,11 +137,13 @@ export class SigningCore {
    * (R-3.3.1: also for tokens issued before a suspension, and never for a transaction created
    * before the credential's last suspension or resumption). KEY_GENERATED credentials (no
    * certificate yet) never sign, unless `csrApproval` (CreateCsr only; R-3.1.3.2): so SignHash and
-   * SignStream cannot spend a CSR approval's token.
+   * SignStream cannot spend a CSR approval's token. Nor does a credential whose certificate is
+   * outside its validity period at this moment (R-3.1.1.4; the policy is read for its grace).
    */
   async usableCredential(record: TransactionRecord, options: { csrApproval?: boolean; authorization?: AuthorizationFacts } = {}): Promise<CredentialBody> {
-    const [credential, signer] = await Promise.all([this.o.records.get("credential", record.credentialId), this.o.records.get("signer", record.signerId)]);
-    const refusal = credentialRefusal({ credential, signer, transaction: record, csrApproval: options.csrApproval === true });
+    const [credential, signer, policy] = await Promise.all([this.o.records.get("credential", record.credentialId), this.o.records.get("signer", record.signerId), this.o.policies.current()]);
+    // R-3.1.1.4, T-2.1.3.2: the certificate valid now, at each check (before every claim of a stream).
+    const refusal = credentialRefusal({ credential, signer, transaction: record, csrApproval: options.csrApproval === true, now: this.clock(), certificateExpiryGraceMs: policy.certificateExpiryGraceMs });
     if (refusal) throw refusal;
     const auth = options.authorization;
     if (auth) {

@@ -6,7 +6,7 @@ import type { HashAlgorithm, KeyAlgorithm, RandomSource, SignatureScheme } from 
 import { InkanError } from "../errors.js";
 import type { PublishedSamKey, SamEncryptionKeys } from "../keys/sam-encryption-keys.js";
 import { challengeHash } from "../registration/activation.js";
-import { csrApprovalShapeRefusal } from "../registration/credential-usability.js";
+import { certificateRefusal, csrApprovalShapeRefusal } from "../registration/credential-usability.js";
 import type { CredentialView } from "../registration/credentials.js";
 import { newRecordId } from "../registration/ids.js";
 import type { ScaCredentials } from "../registration/sca-view.js";
@@ -179,7 +179,7 @@ export class SapTransactions {
     if (new Set(input.hashes.map(hex)).size !== input.hashes.length) throw new InkanError("INVALID_REQUEST", "a hash occurs twice", { field: "hashes" });
 
     // T-2.2.1.4: the credential must be visible to this SCA, belong to the named signer and be usable.
-    const credential = await this.usableCredential(input.credentialId, input.signerId);
+    const credential = await this.usableCredential(input.credentialId, input.signerId, now, policy.certificateExpiryGraceMs);
     // R-3.1.3.2, T-2.1.3.2: on a KEY_GENERATED credential the only transaction is a CSR approval (one DTBS/R).
     const csrOnly = csrApprovalShapeRefusal(credential.credential.status, n);
     if (csrOnly) throw csrOnly;
@@ -308,7 +308,7 @@ export class SapTransactions {
     if (input.dtbsrDigest.length !== digest.length || !timingSafeEqual(input.dtbsrDigest, digest)) {
       throw new InkanError("UPLOAD_INCOMPLETE", "the DTBS/R digest does not match what arrived", { field: "dtbsr_digest" });
     }
-    const credential = await this.usableCredential(record.credentialId, record.signerId);
+    const credential = await this.usableCredential(record.credentialId, record.signerId, now, (await this.o.policies.current()).certificateExpiryGraceMs);
     return this.seal(tx, digest, credential, now);
   }
 
@@ -394,7 +394,7 @@ export class SapTransactions {
     };
   }
 
-  private async usableCredential(credentialId: string, signerId: string): Promise<CredentialView> {
+  private async usableCredential(credentialId: string, signerId: string, now: Date, certificateExpiryGraceMs: number): Promise<CredentialView> {
     const view = await this.o.credentials.get(credentialId);
     // T-2.2.1.4: a credential of another signer is reported as not found, never as forbidden.
     if (view.credential.signerId !== signerId) throw new InkanError("CREDENTIAL_NOT_FOUND", "no such credential", { field: "credential_id" });
@@ -405,9 +405,11 @@ export class SapTransactions {
         throw new InkanError("CREDENTIAL_LOCKED", "the credential is locked", { field: "credential_id" });
       case "DESTROYED":
         throw new InkanError("CREDENTIAL_DESTROYED", "the credential is destroyed", { field: "credential_id" });
-      default:
-        return view;
     }
+    // R-3.1.1.4, T-2.1.3.2: a certificate expired (beyond the policy's grace) or not valid yet certifies nothing.
+    const expired = certificateRefusal(view.body.certificate, now, certificateExpiryGraceMs);
+    if (expired) throw expired;
+    return view;
   }
 
   /**

@@ -155,7 +155,8 @@ export interface ListFilters {
   signer: { status?: SignerStatus };
   factor: { signerId: string; type?: FactorType; status?: FactorStatus };
   credential: { signerId?: string; status?: CredentialStatus };
-  "privileged-user": { role?: PrivilegedRole; status?: PrivilegedUserStatus };
+  /** certificateFingerprint: every user a certificate binding names (one, unless the unique index is gone). */
+  "privileged-user": { role?: PrivilegedRole; status?: PrivilegedUserStatus; certificateFingerprint?: string };
   "privileged-user-key": { userId: string; status?: PrivilegedUserKeyStatus };
 }
 

@@ -9,6 +9,7 @@ import { PrivilegedUserService } from "@inkan/sdk/gen/inkan/admin/v1/privileged_
 import type { PrivilegedRole } from "@inkan/sdk/gen/inkan/admin/v1/types_pb.js";
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from "jose";
 import { pino } from "pino";
+import { spkiSha256 } from "../admin/privileged-users.js";
 import { parseConfig, type RawConfig } from "../config/config.js";
 import { initDataDir, type InitPaths } from "../init.js";
 import { serve, type ServeHooks } from "../main.js";
@@ -94,6 +95,11 @@ export interface PrivilegedPerson {
   privateJwk: JWK & { kid: string };
 }
 
+/** The certificate binding that makes `who`'s certificate identify a privileged user: its public key's SHA-256. */
+export function bindingOf(who: Pem): { binding: { case: "spkiSha256"; value: Uint8Array } } {
+  return { binding: { case: "spkiSha256", value: Buffer.from(spkiSha256(new X509Certificate(who.cert)), "hex") } };
+}
+
 /** A fresh ES256 request-signing key: the public JWK (JSON) to register and the private JWK with its kid. */
 export async function newRequestSigningKey(): Promise<{ publicJwk: string; privateJwk: JWK & { kid: string } }> {
   const { privateKey, publicKey } = await generateKeyPair("ES256", { extractable: true });
@@ -168,11 +174,10 @@ export async function startTestServer(raw: RawConfig = {}, hooks: ServeHooks = {
     async createPrivilegedUser(role, name, by = firstSecurityOfficer) {
       const cert = await issueAdminCertificate(name);
       const key = await newRequestSigningKey();
-      const sha256 = Buffer.from(new X509Certificate(cert.cert).fingerprint256.replaceAll(":", ""), "hex");
       const { user } = await createClient(PrivilegedUserService, transportAs(by.cert, by.userId, by.privateJwk)).createPrivilegedUser({
         displayName: name,
         role,
-        certificateBinding: { binding: { case: "certificateSha256", value: sha256 } },
+        certificateBinding: bindingOf(cert),
         publicKeyJwk: key.publicJwk,
         keyLabel: "test",
       });

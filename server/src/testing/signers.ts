@@ -1,7 +1,17 @@
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { createClient } from "@connectrpc/connect";
+import { anyUnpack, timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { ConnectError, createClient } from "@connectrpc/connect";
 import { buildActivationRequest, createDeviceKey, type DeviceKey } from "@inkan/sdk";
-import { IdentityProofingMethod, RegistrationService, SignerKind } from "@inkan/sdk/gen/inkan/admin/v1/registration_pb.js";
+import { PrivilegedUserService } from "@inkan/sdk/gen/inkan/admin/v1/privileged_user_pb.js";
+import {
+  ActivationCodePart,
+  ActivationCodeSchema,
+  IdentityProofingMethod,
+  RegistrationService,
+  ResetFactorsResponseSchema,
+  SignerKind,
+  type ResetFactorsResponse,
+} from "@inkan/sdk/gen/inkan/admin/v1/registration_pb.js";
+import { ApprovalRequiredSchema } from "@inkan/sdk/gen/inkan/admin/v1/types_pb.js";
 import { ChallengePurpose, SignerService } from "@inkan/sdk/gen/inkan/sam/v1/signer_pb.js";
 import { KeyAlgorithm } from "@inkan/sdk/gen/inkan/sam/v1/types_pb.js";
 import type { PrivilegedPerson, TestServer } from "./harness.js";
@@ -50,4 +60,37 @@ export async function activeSignerWithCredential(t: TestServer, operator: Privil
   const certificate = await issueSignerCertificate(await signerIssuingCa(t), generated!.publicKeySpki);
   const { credential } = await ra.importCertificate({ credentialId: generated!.credentialId, certificateChain: [certificate] });
   return { ...signer, credential: credential!, certificate };
+}
+
+/**
+ * ResetFactors of a signer who holds a credential, under dual control and split knowledge
+ * (T-2.2.2.1, T-2.2.2.3): `requester` (a registration operator) asks and gets one half with the
+ * APPROVAL_REQUIRED refusal, `approver` (another registration operator or a security officer)
+ * approves and gets the other half with the response. Returns both halves, ready for
+ * `buildActivationRequest({ activationCode: halves })`, and the response as the approver saw it.
+ */
+export async function approvedResetFactors(
+  t: TestServer, requester: PrivilegedPerson, approver: PrivilegedPerson, signerId: string, reason = "device lost, identity re-verified in person",
+): Promise<{ halves: [string, string]; pendingRequestId: string; response: ResetFactorsResponse }> {
+  const refused = await createClient(RegistrationService, t.as(requester)).resetFactors({ signerId, reason }).then(
+    () => { throw new Error("ResetFactors was not held for approval"); },
+    (err: unknown) => ConnectError.from(err),
+  );
+  const held = refused.findDetails(ApprovalRequiredSchema)[0];
+  const mine = refused.findDetails(ActivationCodeSchema).find((c) => c.part === ActivationCodePart.REQUESTER_HALF);
+  if (!held || !mine) throw refused;
+  const { pendingApproval } = await createClient(PrivilegedUserService, t.as(approver)).approvePendingRequest({ pendingRequestId: held.pendingRequestId, requestDigest: held.requestDigest });
+  const response = pendingApproval?.result ? anyUnpack(pendingApproval.result, ResetFactorsResponseSchema) : undefined;
+  if (!response?.activationCode?.code) throw new Error(`the approved ResetFactors did not return the approver's half (${pendingApproval?.errorCode ?? "no result"})`);
+  return { halves: [mine.code, response.activationCode.code], pendingRequestId: held.pendingRequestId, response };
+}
+
+/** Activates `signerId` from a fresh device with `code` (a whole code or both halves) and `pin`: the new device key. */
+export async function reactivate(t: TestServer, signerId: string, code: string | readonly [string, string], pin = testPin): Promise<DeviceKey> {
+  const device = createClient(SignerService, t.transport("grpc", t.pki.sca));
+  const ch = await device.createChallenge({ signerId, purpose: ChallengePurpose.ACTIVATION });
+  const deviceKey = await createDeviceKey();
+  const { request } = await buildActivationRequest({ signerId, activationCode: code, pin, deviceKey, challenge: ch.challenge, samKey: ch.encryptionKey!, audience: ch.audience });
+  await device.activate(request);
+  return deviceKey;
 }

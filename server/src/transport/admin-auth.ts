@@ -38,7 +38,7 @@ export function createAdminAuthInterceptor(authenticate: AdminAuthenticator, clo
       method: `/${req.service.typeName}/${req.method.name}`,
       digest,
       signature: req.header.get(requestSignatureHeader) ?? undefined,
-      certificate: { sha256: caller.sha256, subject: caller.subject },
+      certificate: { spkiSha256: caller.spkiSha256 },
       now: clock(),
     });
     forward.contextValues.set(kAdmin, user);

@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { create, fromBinary, toBinary, type DescMethod, type DescService, type Message } from "@bufbuild/protobuf";
+import { clone, create, fromBinary, toBinary, type DescMessage, type DescMethod, type DescService, type Message } from "@bufbuild/protobuf";
 import { anyPack, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import {
   Code,
@@ -19,12 +19,15 @@ import {
   type PrivilegedUserService,
   type UpdatePrivilegedUserRequest,
 } from "@inkan/sdk/gen/inkan/admin/v1/privileged_user_pb.js";
-import type { DestroyCredentialRequest } from "@inkan/sdk/gen/inkan/admin/v1/registration_pb.js";
-import type { DualControl, PendingApprovalBody } from "../admin/dual-control.js";
+import { ActivationCodePart, ActivationCodeSchema, type DestroyCredentialRequest } from "@inkan/sdk/gen/inkan/admin/v1/registration_pb.js";
+import { rebindingMethods, type DualControl, type PendingApprovalBody } from "../admin/dual-control.js";
 import { bindingKey, type PrivilegedUsers } from "../admin/privileged-users.js";
 import { rolesFor } from "../admin/roles.js";
 import type { DualControlSwitch, SecurityPolicies } from "../admin/security-policy.js";
+import type { RandomSource } from "../crypto/port.js";
+import { newActivationCodeHalf } from "../registration/activation-code.js";
 import type { Credentials } from "../registration/credentials.js";
+import type { RebindingApproval, Signers } from "../registration/signers.js";
 import type { AuditLog } from "../audit/audit-log.js";
 import {
   approvalGranted,
@@ -46,15 +49,25 @@ const actorOf = (u: { userId: string; role: PrivilegedUserActor["role"] }): Priv
 /** The second security officer who approved the request being performed (for the audit record). */
 export const kApprovedBy = createContextKey<string | undefined>(undefined, { description: "approving security officer" });
 
+/**
+ * Set only while an approved ResetFactors or IssueActivationCode is performed: who approved it and
+ * the hash of the requester's half, so the handler issues the code in two halves (T-2.2.2.3).
+ */
+export const kRebindingApproval = createContextKey<RebindingApproval | undefined>(undefined, { description: "approved re-binding of a signer" });
+
 /** What the guards consult. */
 export interface GuardDeps {
   users: PrivilegedUsers;
   policies: SecurityPolicies;
   /** Credential reads, so that a DestroyCredential the handler refuses anyway is not held for approval. */
   credentials?: Pick<Credentials, "get">;
+  /** Whether a ResetFactors or IssueActivationCode is held; without it, every one is (fail closed). */
+  signers?: Pick<Signers, "rebindingHeld">;
+  /** The crypto module's RNG, for the requester's half of a split activation code. */
+  random: RandomSource;
 }
 
-/** Which requests need a second security officer (R-3.2.1.6), decided on the request as decoded. */
+/** Which requests need a second privileged user's approval (R-3.2.1.6), decided on the request as decoded. */
 type Guard = (message: unknown, deps: GuardDeps) => Promise<boolean>;
 
 const isSecurityOfficer = async (users: PrivilegedUsers, userId: string) => {
@@ -114,13 +127,16 @@ const guards: Record<string, Guard> = {
     if (!(await isSecurityOfficer(users, req.userId))) return false;
     const current = (await users.get(req.userId)).user.certificateFingerprint;
     const b = req.certificateBinding?.binding;
-    const next = b?.case === "certificateSha256" ? bindingKey({ certificateSha256: Buffer.from(b.value).toString("hex") }) : b?.case === "subject" ? bindingKey({ subject: b.value }) : current;
+    const next = b?.case === "spkiSha256" ? bindingKey({ spkiSha256: Buffer.from(b.value).toString("hex") }) : current;
     return next !== current && (await policyRequires(policies, "securityOfficerChanges"));
   },
   "/inkan.admin.v1.PolicyService/UpdateSecurityPolicy": async (_m, { policies }) => policyRequires(policies, "securityPolicyChanges"),
   // Key destruction is irreversible: never by one security officer alone (R-3.2.1.6, R-3.3.x).
   "/inkan.admin.v1.RegistrationService/DestroyCredential": async (m, { policies, credentials }) =>
     (await policyRequires(policies, "credentialDestruction")) && !(await destructionRefusedAnyway(credentials, m as DestroyCredentialRequest)),
+  // T-2.2.2.1: no lone registration operator binds new factors to a signer who holds a key.
+  "/inkan.admin.v1.RegistrationService/ResetFactors": async (m, { signers }) => !signers || (await signers.rebindingHeld((m as { signerId: string }).signerId, "reset")),
+  "/inkan.admin.v1.RegistrationService/IssueActivationCode": async (m, { signers }) => !signers || (await signers.rebindingHeld((m as { signerId: string }).signerId, "issue")),
 };
 
 /** Runs the guard of each admin RPC; a guarded request is held for approval and nothing changes. */
@@ -133,14 +149,24 @@ export function createDualControlInterceptor(dual: DualControl, deps: GuardDeps,
     const digest = createHash("sha256").update(request).digest();
     const requester = req.contextValues.get(kAdmin);
     if (!requester) throw new InkanError("CLIENT_CERTIFICATE_REJECTED", "not authenticated");
-    const pending = await dual.hold({ method, request, digest, requestedBy: requester.userId, now: clock() });
+    // T-2.2.2.3 split knowledge: the requester's half is drawn now and leaves only in this answer; the
+    // pending request keeps its hash. A request already pending keeps its own (the half went out then).
+    let half: { half: string; halfHash: string } | undefined;
+    if (rebindingMethods.includes(method)) half = await newActivationCodeHalf(deps.random); // R-3.2.2.2: the module's RNG
+    const pending = await dual.hold({ method, request, digest, requestedBy: requester.userId, now: clock(), ...(half ? { requesterHalfHash: half.halfHash } : {}) });
     await audit.record(approvalRequested({ requester: actorOf(requester), method, pendingRequestId: pending.id, requestId: req.contextValues.get(kRequestId) }));
-    throw approvalRequired(pending);
+    const fresh = half && (JSON.parse(pending.body) as PendingApprovalBody).requesterHalfHash === half.halfHash;
+    throw approvalRequired(pending, fresh ? half!.half : undefined);
   };
 }
 
-function approvalRequired(pending: PendingApprovalRecord): ConnectError {
-  return new ConnectError("a second security officer must approve this request", Code.FailedPrecondition, undefined, [
+/** The APPROVAL_REQUIRED refusal: the pending request, and the requester's half of a split activation code when one was drawn. */
+function approvalRequired(pending: PendingApprovalRecord, requesterHalf?: string): ConnectError {
+  const message = rebindingMethods.includes(pending.method)
+    ? "a second registration operator or a security officer must approve this request"
+    : "a second security officer must approve this request";
+  const half = requesterHalf ? [{ desc: ActivationCodeSchema, value: create(ActivationCodeSchema, { code: requesterHalf, part: ActivationCodePart.REQUESTER_HALF }) }] : [];
+  return new ConnectError(message, Code.FailedPrecondition, undefined, [
     { desc: ErrorDetailSchema, value: create(ErrorDetailSchema, { reason: Reason.APPROVAL_REQUIRED }) },
     {
       desc: ApprovalRequiredSchema,
@@ -151,7 +177,19 @@ function approvalRequired(pending: PendingApprovalRecord): ConnectError {
         expiresAt: timestampFromDate(pending.expiresAt),
       }),
     },
+    ...half,
   ]);
+}
+
+/**
+ * The copy of an approved request's response that the pending approval keeps (GetPendingApproval):
+ * the approver's half of an activation code is returned once, to the approver, and never stored.
+ */
+function storedResult(method: string, schema: DescMessage, response: Message): Message {
+  if (!rebindingMethods.includes(method)) return response;
+  const copy = clone(schema, response) as Message & { activationCode?: { code: string } };
+  if (copy.activationCode) copy.activationCode.code = "";
+  return copy;
 }
 
 type UnaryHandler = (message: unknown, ctx: HandlerContext) => Promise<unknown>;
@@ -201,8 +239,13 @@ export function approvalService(o: ApprovalServiceOptions): Partial<ServiceImpl<
     };
   };
 
-  /** Performs an approved request once, on behalf of its requester, re-checking who they are now. */
-  async function perform(approved: PendingApprovalRecord, approver: string): Promise<PendingApprovalRecord> {
+  /**
+   * Performs an approved request once, on behalf of its requester, re-checking who they are now.
+   * Returns the completed record and, on success, the response as performed (which may hold the
+   * approver's half of an activation code: for the approver only, never stored).
+   */
+  async function perform(approved: PendingApprovalRecord, approverActor: PrivilegedUserActor): Promise<{ record: PendingApprovalRecord; response?: Message }> {
+    const approver = approverActor.userId;
     const now = clock();
     const method = methods.get(approved.method);
     const handler = o.handlerOf(approved.method);
@@ -214,7 +257,7 @@ export function approvalService(o: ApprovalServiceOptions): Partial<ServiceImpl<
       }
       const message = fromBinary(method.input, Buffer.from(approved.request, "base64url"));
       const requesterActor = actorOf({ userId: requester.id, role: requester.role });
-      const approverActor = actorOf({ userId: approver, role: "SECURITY_OFFICER" });
+      const { requesterHalfHash } = JSON.parse(approved.body) as PendingApprovalBody;
       const facts = { method: approved.method, requester: requesterActor, pendingRequestId: approved.id };
       await o.audit.record(privilegedOperationRequested(facts)); // fail closed: nothing runs unrecorded
       const ctx = createHandlerContext({
@@ -223,7 +266,10 @@ export function approvalService(o: ApprovalServiceOptions): Partial<ServiceImpl<
         protocolName: "inkan-dual-control",
         requestMethod: "POST",
         url: approved.method,
-        contextValues: createContextValues().set(kAdmin, { userId: requester.id, role: requester.role, keyId: undefined }).set(kApprovedBy, approver),
+        contextValues: createContextValues()
+          .set(kAdmin, { userId: requester.id, role: requester.role, keyId: undefined })
+          .set(kApprovedBy, approver)
+          .set(kRebindingApproval, requesterHalfHash ? { approver: approverActor, requesterHalfHash } : undefined),
       });
       let response: unknown;
       try {
@@ -233,16 +279,18 @@ export function approvalService(o: ApprovalServiceOptions): Partial<ServiceImpl<
         throw err;
       }
       await o.audit.record(privilegedOperationPerformed({ ...facts, approver: approverActor, result: { outcome: "SUCCESS" } }));
-      const result = toBinary(method.output, create(method.output, response as never) as Message);
-      return await o.dual.complete({ approved, outcome: { result }, now });
+      const performed = create(method.output, response as never) as Message;
+      const result = toBinary(method.output, storedResult(approved.method, method.output, performed));
+      return { record: await o.dual.complete({ approved, outcome: { result }, now }), response: performed };
     } catch (err) {
       const errorCode = err instanceof InkanError ? err.code : "INTERNAL";
-      return o.dual.complete({ approved, outcome: { errorCode }, now });
+      return { record: await o.dual.complete({ approved, outcome: { errorCode }, now }) };
     }
   }
+  const roleOf = (ctx: HandlerContext) => ctx.values.get(kAdmin)?.role;
 
   return {
-    async listPendingApprovals(req) {
+    async listPendingApprovals(req, ctx) {
       const state = req.state ? (PendingApprovalState[req.state] as PendingApprovalRecord["state"]) : undefined;
       const page = await o.dual.list({
         ...(state ? { state } : {}),
@@ -250,24 +298,31 @@ export function approvalService(o: ApprovalServiceOptions): Partial<ServiceImpl<
         ...(req.page?.pageToken ? { after: req.page.pageToken } : {}),
         limit: req.page?.pageSize || 100,
         now: clock(),
+        role: roleOf(ctx),
       });
       return { pendingApprovals: page.items.map(out), page: { nextPageToken: page.next ?? "" } };
     },
-    async getPendingApproval(req) {
-      return { pendingApproval: out(await o.dual.get(req.pendingRequestId)) };
+    async getPendingApproval(req, ctx) {
+      return { pendingApproval: out(await o.dual.get(req.pendingRequestId, roleOf(ctx))) };
     },
     async approvePendingRequest(req, ctx) {
-      const approver = adminOf(ctx);
-      const approved = await o.dual.decide({ id: req.pendingRequestId, digest: req.requestDigest, by: approver, approve: true, comment: req.comment, now: clock() });
+      const approver = actorOf({ userId: adminOf(ctx), role: roleOf(ctx)! }); // adminOf: authenticated, or it throws
+      const approved = await o.dual.decide({ id: req.pendingRequestId, digest: req.requestDigest, by: approver.userId, byRole: approver.role, approve: true, comment: req.comment, now: clock() });
+      // The requester held the one role that may call the method (roles.ts), or it would not have been held.
+      const requesterRole = rolesFor(approved.method)[0] ?? "SECURITY_OFFICER";
       await o.audit.record(approvalGranted({
-        approver: actorOf(ctx.values.get(kAdmin)!), requester: actorOf({ userId: approved.requestedBy, role: "SECURITY_OFFICER" }),
+        approver, requester: actorOf({ userId: approved.requestedBy, role: requesterRole }),
         method: approved.method, pendingRequestId: approved.id, requestId: ctx.values.get(kRequestId),
       }));
-      return { pendingApproval: out(await perform(approved, approver)) };
+      const { record, response } = await perform(approved, approver);
+      const view = out(record);
+      const method = methods.get(record.method);
+      // The response as performed goes to the approver once (with their half, if any); the record keeps the redacted copy.
+      return { pendingApproval: response && method ? { ...view, result: anyPack(method.output, response) } : view };
     },
     async rejectPendingRequest(req, ctx) {
       const by = adminOf(ctx); // the requester may withdraw their own request
-      const rejected = await o.dual.decide({ id: req.pendingRequestId, digest: req.requestDigest, by, approve: false, comment: req.comment, now: clock() });
+      const rejected = await o.dual.decide({ id: req.pendingRequestId, digest: req.requestDigest, by, byRole: roleOf(ctx)!, approve: false, comment: req.comment, now: clock() });
       await o.audit.record(approvalRejected({ actor: actorOf(ctx.values.get(kAdmin)!), method: rejected.method, pendingRequestId: rejected.id, requestId: ctx.values.get(kRequestId) }));
       return { pendingApproval: out(rejected) };
     },

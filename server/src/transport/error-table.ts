@@ -37,6 +37,7 @@ export const codeOfReason: Record<ReasonCode, Code> = {
   KEY_MISMATCH: Code.InvalidArgument,
   CERTIFICATE_INVALID: Code.InvalidArgument,
   STATE_CONFLICT: Code.FailedPrecondition,
+  CERTIFICATE_EXPIRED: Code.FailedPrecondition,
   PRIVILEGED_USER_NOT_FOUND: Code.NotFound,
   PENDING_REQUEST_NOT_FOUND: Code.NotFound,
   LAST_SECURITY_OFFICER: Code.FailedPrecondition,

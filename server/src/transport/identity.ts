@@ -3,6 +3,7 @@ import type { Http2ServerRequest } from "node:http2";
 import type { IncomingMessage } from "node:http";
 import type { TLSSocket } from "node:tls";
 import { createContextKey } from "@connectrpc/connect";
+import { spkiSha256 } from "../admin/privileged-users.js";
 
 /** What the caller is, as its client certificate says. */
 export type CallerKind = "sca" | "privileged";
@@ -18,6 +19,11 @@ export interface CallerIdentity {
   sha256: string;
   /** The subject DN as Node prints it, one RDN a line. */
   subject: string;
+  /**
+   * SHA-256 of the certificate's public key (DER SubjectPublicKeyInfo), lower-case hex: what a
+   * privileged user is bound by (admin/privileged-users.ts CertificateBinding).
+   */
+  spkiSha256: string;
   /** The certificate's serial number, hex. */
   serialNumber: string;
   /** SHA-256 of the configured CA certificate that issued it (DER), lower-case hex. */
@@ -60,6 +66,7 @@ export function identify(cert: X509Certificate, cas: TrustedCas): CallerIdentity
     fingerprint: cert.fingerprint256,
     sha256: cert.fingerprint256.replaceAll(":", "").toLowerCase(),
     subject: cert.subject,
+    spkiSha256: spkiSha256(cert),
     serialNumber: cert.serialNumber,
     issuerSha256: issuer.fingerprint256.replaceAll(":", "").toLowerCase(),
   };

@@ -9,7 +9,7 @@ import { codeOfReason } from "./error-table.js";
 import { kCaller, type CallerIdentity } from "./identity.js";
 import { createAccessInterceptor, createCallInterceptor } from "./interceptors.js";
 
-const sca: CallerIdentity = { kind: "sca", commonName: "sca-test", fingerprint: "AA", sha256: "aa", subject: "CN=sca-test", serialNumber: "01", issuerSha256: "bb" };
+const sca: CallerIdentity = { kind: "sca", commonName: "sca-test", fingerprint: "AA", sha256: "aa", subject: "CN=sca-test", spkiSha256: "cc", serialNumber: "01", issuerSha256: "bb" };
 const lines: string[] = [];
 const log = pino({ level: "info" }, { write: (l: string) => void lines.push(l) });
 

@@ -23,8 +23,7 @@ export function adminOf(ctx: HandlerContext): string {
 }
 
 function bindingIn(b: CertificateBindingPb | undefined): CertificateBinding {
-  if (b?.binding.case === "certificateSha256") return { certificateSha256: Buffer.from(b.binding.value).toString("hex") };
-  if (b?.binding.case === "subject") return { subject: b.binding.value };
+  if (b?.binding.case === "spkiSha256") return { spkiSha256: Buffer.from(b.binding.value).toString("hex") };
   throw new InkanError("INVALID_REQUEST", "certificate_binding is required", { field: "certificate_binding" });
 }
 
@@ -49,11 +48,8 @@ export function userOut({ user, keys }: UserView) {
     userId: user.id,
     displayName: body.displayName,
     role: PrivilegedRole[user.role],
-    certificateBinding: {
-      binding: "certificateSha256" in b
-        ? { case: "certificateSha256" as const, value: Buffer.from(b.certificateSha256, "hex") }
-        : { case: "subject" as const, value: b.subject },
-    },
+    // A binding in a form taken before issue 13 identifies nobody: reported as none (unset).
+    ...("spkiSha256" in b ? { certificateBinding: { binding: { case: "spkiSha256" as const, value: Buffer.from(b.spkiSha256, "hex") } } } : {}),
     keys: keys.map(keyOut),
     status: user.status === "ACTIVE" ? PrivilegedUserStatus.ACTIVE : PrivilegedUserStatus.REMOVED,
     createdAt: ts(body.createdAt),

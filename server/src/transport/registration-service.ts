@@ -2,6 +2,7 @@ import { timestampDate, timestampFromDate, type Timestamp } from "@bufbuild/prot
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import {
+  ActivationCodePart,
   CredentialOrigin,
   IdentityProofingMethod,
   SignerKind,
@@ -20,9 +21,10 @@ import type { Activation } from "../registration/activation.js";
 import { certificateState, type StoredCertificate } from "../registration/certificates.js";
 import type { Credentials, CredentialView } from "../registration/credentials.js";
 import type { SapCsrApproval } from "../sap/csr-approval.js";
-import type { Acting, IdentityProofing, SignerIdentity, Signers, SignerView } from "../registration/signers.js";
+import type { Acting, IdentityProofing, IssuedActivationCode, SignerIdentity, Signers, SignerView } from "../registration/signers.js";
 import type { CredentialStatus as StoreCredentialStatus, SignerStatus as StoreSignerStatus } from "../store/port.js";
 import { kAdmin } from "./admin-auth.js";
+import { kRebindingApproval } from "./dual-control.js";
 import { kCaller, kRequestId } from "./identity.js";
 
 type Impl = Partial<ServiceImpl<typeof RegistrationService>>;
@@ -94,7 +96,7 @@ export function signerOut({ signer, body, factors }: SignerView) {
       failedAttempts: factors.failedAttempts,
       lockedAt: ts(factors.lockedAt),
       // The outstanding code's dates and attempts, never the code (T-2.1.1.3).
-      pendingActivationCode: code ? { issuedAt: ts(code.issuedAt), expiresAt: ts(code.expiresAt), attemptsLeft: code.maxAttempts } : undefined,
+      pendingActivationCode: code ? { issuedAt: ts(code.issuedAt), expiresAt: ts(code.expiresAt), attemptsLeft: code.maxAttempts, split: code.split === true } : undefined,
     },
     createdAt: ts(body.createdAt),
     createdBy: body.createdBy,
@@ -165,6 +167,14 @@ function keyAlgorithmIn(a: KeyAlgorithm): DomainKeyAlgorithm {
 const hashIn = (h: HashAlgorithm): DomainHashAlgorithm | undefined => (h === HashAlgorithm.UNSPECIFIED ? undefined : (HashAlgorithm[h] as DomainHashAlgorithm));
 const schemeIn = (a: SignatureAlgorithm): SignatureScheme | undefined => (a === SignatureAlgorithm.UNSPECIFIED ? undefined : (SignatureAlgorithm[a] as SignatureScheme));
 
+/** A fresh code (or the approver's half) as registration.proto's ActivationCode; the only place it leaves the SAM (T-2.1.1.3). */
+const activationCodeOut = (c: IssuedActivationCode) => ({
+  code: c.code,
+  expiresAt: timestampFromDate(c.expiresAt),
+  maxAttempts: c.maxAttempts,
+  part: c.part === "WHOLE" ? ActivationCodePart.WHOLE : ActivationCodePart.APPROVER_HALF,
+});
+
 const signerStatusIn = (s: SignerStatus): StoreSignerStatus | undefined =>
   s === SignerStatus.UNSPECIFIED ? undefined : (SignerStatus[s] as StoreSignerStatus);
 
@@ -214,20 +224,20 @@ export function registrationService(signers: Signers, credentials: Credentials, 
       return { signer: signerOut(await signers.enable({ ...acting(ctx, clock()), signerId: req.signerId, reason: req.reason })) };
     },
     async issueActivationCode(req, ctx) {
-      const issued = await signers.issueActivationCode({ ...acting(ctx, clock()), signerId: req.signerId });
+      // T-2.2.2.1: set only when dual control performs an approved request (split knowledge).
+      const approval = ctx.values.get(kRebindingApproval);
+      const issued = await signers.issueActivationCode({ ...acting(ctx, clock()), signerId: req.signerId, approval });
       // The only place the code exists outside the signer's hands: this response, once (T-2.1.1.3).
-      return { activationCode: { code: issued.code, expiresAt: timestampFromDate(issued.expiresAt), maxAttempts: issued.maxAttempts } };
+      return { activationCode: activationCodeOut(issued) };
     },
     async resetLockout(req, ctx) {
       return { signer: signerOut(await credentials.resetLockout({ ...acting(ctx, clock()), signerId: req.signerId, reason: req.reason })) };
     },
     async resetFactors(req, ctx) {
-      const out = await activation.resetFactors({ ...acting(ctx, clock()), signerId: req.signerId, reason: req.reason });
+      const approval = ctx.values.get(kRebindingApproval); // T-2.2.2.1, as in issueActivationCode
+      const out = await activation.resetFactors({ ...acting(ctx, clock()), signerId: req.signerId, reason: req.reason, approval });
       // The new code exists outside the signer's hands only in this response, once (T-2.1.1.3).
-      return {
-        signer: signerOut(out.signer),
-        activationCode: { code: out.code.code, expiresAt: timestampFromDate(out.code.expiresAt), maxAttempts: out.code.maxAttempts },
-      };
+      return { signer: signerOut(out.signer), activationCode: activationCodeOut(out.code) };
     },
     async revokeDevice(req, ctx) {
       try {

@@ -84,9 +84,10 @@ export const CreateRequestNonceResponseSchema: GenMessage<CreateRequestNonceResp
  * Two independent factors authenticate every admin request:
  *
  * 1. The TLS client certificate. It must chain to a CA in the security policy's
- *    trusted_admin_ca_certificates, be valid now, and match the certificate binding of a
- *    privileged user that has not been removed (PrivilegedUser.certificate_binding). The
- *    certificate decides who the caller is and so which role it holds.
+ *    trusted_admin_ca_certificates, be valid now, and its public key must match the certificate
+ *    binding of exactly one privileged user, who has not been removed
+ *    (PrivilegedUser.certificate_binding). The certificate decides who the caller is and so
+ *    which role it holds.
  * 2. A per-request signature in the request header `inkan-request-signature` (the gRPC metadata
  *    key of the same name). Its value is one JWS in compact serialization (RFC 7515), made with
  *    one of the user's registered request-signing keys that has not been revoked
@@ -119,9 +120,9 @@ export const CreateRequestNonceResponseSchema: GenMessage<CreateRequestNonceResp
  *
  * The SAM checks, in this order, and stops at the first failure:
  * - No client certificate, one that does not chain to a trusted admin CA, one that is expired,
- *   or one bound to no privileged user: UNAUTHENTICATED, REASON_CLIENT_CERTIFICATE_REJECTED. A
- *   client authenticated as an SCA (its certificate is from a trusted SCA CA) holds no admin
- *   role: PERMISSION_DENIED, REASON_ROLE_NOT_PERMITTED.
+ *   or one bound to no privileged user (or to more than one): UNAUTHENTICATED,
+ *   REASON_CLIENT_CERTIFICATE_REJECTED. A client authenticated as an SCA (its certificate is
+ *   from a trusted SCA CA) holds no admin role: PERMISSION_DENIED, REASON_ROLE_NOT_PERMITTED.
  * - The header is missing or repeated, is not a compact JWS, has another typ or an unsupported
  *   alg; kid is not an unrevoked key of this user; the signature does not verify; sub is not this
  *   user; mth is not the method called; dig is not the digest of this request; iat is more than

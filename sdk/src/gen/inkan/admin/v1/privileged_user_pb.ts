@@ -19,7 +19,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file inkan/admin/v1/privileged_user.proto.
  */
 export const file_inkan_admin_v1_privileged_user: GenFile = /*@__PURE__*/
-  fileDesc("CiRpbmthbi9hZG1pbi92MS9wcml2aWxlZ2VkX3VzZXIucHJvdG8SDmlua2FuLmFkbWluLnYxIogDCg5Qcml2aWxlZ2VkVXNlchIPCgd1c2VyX2lkGAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCRIsCgRyb2xlGAMgASgOMh4uaW5rYW4uYWRtaW4udjEuUHJpdmlsZWdlZFJvbGUSPwoTY2VydGlmaWNhdGVfYmluZGluZxgEIAEoCzIiLmlua2FuLmFkbWluLnYxLkNlcnRpZmljYXRlQmluZGluZxIlCgRrZXlzGAUgAygLMhcuaW5rYW4uYWRtaW4udjEuVXNlcktleRI0CgZzdGF0dXMYBiABKA4yJC5pbmthbi5hZG1pbi52MS5Qcml2aWxlZ2VkVXNlclN0YXR1cxIuCgpjcmVhdGVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgpjcmVhdGVkX2J5GAggASgJEi4KCnVwZGF0ZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3ZlcnNpb24YCiABKAQibAoSQ2VydGlmaWNhdGVCaW5kaW5nEiUKEmNlcnRpZmljYXRlX3NoYTI1NhgBIAEoDEIHukgEegJoIEgAEh0KB3N1YmplY3QYAiABKAlCCrpIB3IFEAEYgAhIAEIQCgdiaW5kaW5nEgW6SAIIASKCAgoHVXNlcktleRIOCgZrZXlfaWQYASABKAkSFgoOcHVibGljX2tleV9qd2sYAiABKAkSPAoJYWxnb3JpdGhtGAMgASgOMikuaW5rYW4uYWRtaW4udjEuUmVxdWVzdFNpZ25hdHVyZUFsZ29yaXRobRINCgVsYWJlbBgEIAEoCRIsCghhZGRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIYWRkZWRfYnkYBiABKAkSLgoKcmV2b2tlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKcmV2b2tlZF9ieRgIIAEoCSLrAwoPUGVuZGluZ0FwcHJvdmFsEhoKEnBlbmRpbmdfcmVxdWVzdF9pZBgBIAEoCRIOCgZtZXRob2QYAiABKAkSJQoHcmVxdWVzdBgDIAEoCzIULmdvb2dsZS5wcm90b2J1Zi5BbnkSFgoOcmVxdWVzdF9kaWdlc3QYBCABKAwSFAoMcmVxdWVzdGVkX2J5GAUgASgJEjAKDHJlcXVlc3RlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZXhwaXJlc19hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMwoFc3RhdGUYCCABKA4yJC5pbmthbi5hZG1pbi52MS5QZW5kaW5nQXBwcm92YWxTdGF0ZRISCgpkZWNpZGVkX2J5GAkgASgJEi4KCmRlY2lkZWRfYXQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhgKEGRlY2lzaW9uX2NvbW1lbnQYCyABKAkSJAoGcmVzdWx0GAwgASgLMhQuZ29vZ2xlLnByb3RvYnVmLkFueRIoCgVlcnJvchgNIAEoCzIZLmlua2FuLnNhbS52MS5FcnJvckRldGFpbBISCgplcnJvcl9jb2RlGA4gASgJIoMCChtDcmVhdGVQcml2aWxlZ2VkVXNlclJlcXVlc3QSIAoMZGlzcGxheV9uYW1lGAEgASgJQgq6SAdyBRABGIACEjgKBHJvbGUYAiABKA4yHi5pbmthbi5hZG1pbi52MS5Qcml2aWxlZ2VkUm9sZUIKukgHggEEEAEgABJHChNjZXJ0aWZpY2F0ZV9iaW5kaW5nGAMgASgLMiIuaW5rYW4uYWRtaW4udjEuQ2VydGlmaWNhdGVCaW5kaW5nQga6SAPIAQESIgoOcHVibGljX2tleV9qd2sYBCABKAlCCrpIB3IFEAEogBASGwoJa2V5X2xhYmVsGAUgASgJQgi6SAVyAxiAASJMChxDcmVhdGVQcml2aWxlZ2VkVXNlclJlc3BvbnNlEiwKBHVzZXIYASABKAsyHi5pbmthbi5hZG1pbi52MS5Qcml2aWxlZ2VkVXNlciJBChhHZXRQcml2aWxlZ2VkVXNlclJlcXVlc3QSJQoHdXNlcl9pZBgBIAEoCUIUukgRcg8QARiAATIIXlshLX5dKyQiSQoZR2V0UHJpdmlsZWdlZFVzZXJSZXNwb25zZRIsCgR1c2VyGAEgASgLMh4uaW5rYW4uYWRtaW4udjEuUHJpdmlsZWdlZFVzZXIivQEKGkxpc3RQcml2aWxlZ2VkVXNlcnNSZXF1ZXN0EicKBHBhZ2UYASABKAsyGS5pbmthbi5zYW0udjEuUGFnZVJlcXVlc3QSNgoEcm9sZRgCIAEoDjIeLmlua2FuLmFkbWluLnYxLlByaXZpbGVnZWRSb2xlQgi6SAWCAQIQARI+CgZzdGF0dXMYAyABKA4yJC5pbmthbi5hZG1pbi52MS5Qcml2aWxlZ2VkVXNlclN0YXR1c0IIukgFggECEAEidgobTGlzdFByaXZpbGVnZWRVc2Vyc1Jlc3BvbnNlEi0KBXVzZXJzGAEgAygLMh4uaW5rYW4uYWRtaW4udjEuUHJpdmlsZWdlZFVzZXISKAoEcGFnZRgCIAEoCzIaLmlua2FuLnNhbS52MS5QYWdlUmVzcG9uc2Ui0gEKG1VwZGF0ZVByaXZpbGVnZWRVc2VyUmVxdWVzdBIlCgd1c2VyX2lkGAEgASgJQhS6SBFyDxABGIABMgheWyEtfl0rJBIhChBleHBlY3RlZF92ZXJzaW9uGAIgASgEQge6SAQyAigBEiAKDGRpc3BsYXlfbmFtZRgDIAEoCUIKukgHcgUQARiAAhJHChNjZXJ0aWZpY2F0ZV9iaW5kaW5nGAQgASgLMiIuaW5rYW4uYWRtaW4udjEuQ2VydGlmaWNhdGVCaW5kaW5nQga6SAPIAQEiTAocVXBkYXRlUHJpdmlsZWdlZFVzZXJSZXNwb25zZRIsCgR1c2VyGAEgASgLMh4uaW5rYW4uYWRtaW4udjEuUHJpdmlsZWdlZFVzZXIiYAobUmVtb3ZlUHJpdmlsZWdlZFVzZXJSZXF1ZXN0EiUKB3VzZXJfaWQYASABKAlCFLpIEXIPEAEYgAEyCF5bIS1+XSskEhoKBnJlYXNvbhgCIAEoCUIKukgHcgUQARiABCJMChxSZW1vdmVQcml2aWxlZ2VkVXNlclJlc3BvbnNlEiwKBHVzZXIYASABKAsyHi5pbmthbi5hZG1pbi52MS5Qcml2aWxlZ2VkVXNlciJ3ChFBZGRVc2VyS2V5UmVxdWVzdBIlCgd1c2VyX2lkGAEgASgJQhS6SBFyDxABGIABMgheWyEtfl0rJBIiCg5wdWJsaWNfa2V5X2p3axgCIAEoCUIKukgHcgUQASiAEBIXCgVsYWJlbBgDIAEoCUIIukgFcgMYgAEiOgoSQWRkVXNlcktleVJlc3BvbnNlEiQKA2tleRgBIAEoCzIXLmlua2FuLmFkbWluLnYxLlVzZXJLZXkihQEKFFJldm9rZVVzZXJLZXlSZXF1ZXN0EiUKB3VzZXJfaWQYASABKAlCFLpIEXIPEAEYgAEyCF5bIS1+XSskEioKBmtleV9pZBgCIAEoCUIaukgXchUyEF5bQS1aYS16MC05Xy1dKySYASsSGgoGcmVhc29uGAMgASgJQgq6SAdyBRABGIAEIj0KFVJldm9rZVVzZXJLZXlSZXNwb25zZRIkCgNrZXkYASABKAsyFy5pbmthbi5hZG1pbi52MS5Vc2VyS2V5IrIBChtMaXN0UGVuZGluZ0FwcHJvdmFsc1JlcXVlc3QSJwoEcGFnZRgBIAEoCzIZLmlua2FuLnNhbS52MS5QYWdlUmVxdWVzdBI9CgVzdGF0ZRgCIAEoDjIkLmlua2FuLmFkbWluLnYxLlBlbmRpbmdBcHByb3ZhbFN0YXRlQgi6SAWCAQIQARIrCgxyZXF1ZXN0ZWRfYnkYAyABKAlCFbpIEtgBAXINGIABMgheWyEtfl0rJCKEAQocTGlzdFBlbmRpbmdBcHByb3ZhbHNSZXNwb25zZRI6ChFwZW5kaW5nX2FwcHJvdmFscxgBIAMoCzIfLmlua2FuLmFkbWluLnYxLlBlbmRpbmdBcHByb3ZhbBIoCgRwYWdlGAIgASgLMhouaW5rYW4uc2FtLnYxLlBhZ2VSZXNwb25zZSJNChlHZXRQZW5kaW5nQXBwcm92YWxSZXF1ZXN0EjAKEnBlbmRpbmdfcmVxdWVzdF9pZBgBIAEoCUIUukgRcg8QARiAATIIXlshLX5dKyQiVwoaR2V0UGVuZGluZ0FwcHJvdmFsUmVzcG9uc2USOQoQcGVuZGluZ19hcHByb3ZhbBgBIAEoCzIfLmlua2FuLmFkbWluLnYxLlBlbmRpbmdBcHByb3ZhbCKMAQocQXBwcm92ZVBlbmRpbmdSZXF1ZXN0UmVxdWVzdBIwChJwZW5kaW5nX3JlcXVlc3RfaWQYASABKAlCFLpIEXIPEAEYgAEyCF5bIS1+XSskEh8KDnJlcXVlc3RfZGlnZXN0GAIgASgMQge6SAR6AmggEhkKB2NvbW1lbnQYAyABKAlCCLpIBXIDGIAEIloKHUFwcHJvdmVQZW5kaW5nUmVxdWVzdFJlc3BvbnNlEjkKEHBlbmRpbmdfYXBwcm92YWwYASABKAsyHy5pbmthbi5hZG1pbi52MS5QZW5kaW5nQXBwcm92YWwijQEKG1JlamVjdFBlbmRpbmdSZXF1ZXN0UmVxdWVzdBIwChJwZW5kaW5nX3JlcXVlc3RfaWQYASABKAlCFLpIEXIPEAEYgAEyCF5bIS1+XSskEh8KDnJlcXVlc3RfZGlnZXN0GAIgASgMQge6SAR6AmggEhsKB2NvbW1lbnQYAyABKAlCCrpIB3IFEAEYgAQiWQocUmVqZWN0UGVuZGluZ1JlcXVlc3RSZXNwb25zZRI5ChBwZW5kaW5nX2FwcHJvdmFsGAEgASgLMh8uaW5rYW4uYWRtaW4udjEuUGVuZGluZ0FwcHJvdmFsKoUBChRQcml2aWxlZ2VkVXNlclN0YXR1cxImCiJQUklWSUxFR0VEX1VTRVJfU1RBVFVTX1VOU1BFQ0lGSUVEEAASIQodUFJJVklMRUdFRF9VU0VSX1NUQVRVU19BQ1RJVkUQARIiCh5QUklWSUxFR0VEX1VTRVJfU1RBVFVTX1JFTU9WRUQQAiqWAQoZUmVxdWVzdFNpZ25hdHVyZUFsZ29yaXRobRIrCidSRVFVRVNUX1NJR05BVFVSRV9BTEdPUklUSE1fVU5TUEVDSUZJRUQQABIlCiFSRVFVRVNUX1NJR05BVFVSRV9BTEdPUklUSE1fRVMyNTYQARIlCiFSRVFVRVNUX1NJR05BVFVSRV9BTEdPUklUSE1fRUREU0EQAirzAQoUUGVuZGluZ0FwcHJvdmFsU3RhdGUSJgoiUEVORElOR19BUFBST1ZBTF9TVEFURV9VTlNQRUNJRklFRBAAEiIKHlBFTkRJTkdfQVBQUk9WQUxfU1RBVEVfUEVORElORxABEiMKH1BFTkRJTkdfQVBQUk9WQUxfU1RBVEVfRVhFQ1VURUQQAhIhCh1QRU5ESU5HX0FQUFJPVkFMX1NUQVRFX0ZBSUxFRBADEiMKH1BFTkRJTkdfQVBQUk9WQUxfU1RBVEVfUkVKRUNURUQQBBIiCh5QRU5ESU5HX0FQUFJPVkFMX1NUQVRFX0VYUElSRUQQBTLGCQoVUHJpdmlsZWdlZFVzZXJTZXJ2aWNlEnEKFENyZWF0ZVByaXZpbGVnZWRVc2VyEisuaW5rYW4uYWRtaW4udjEuQ3JlYXRlUHJpdmlsZWdlZFVzZXJSZXF1ZXN0GiwuaW5rYW4uYWRtaW4udjEuQ3JlYXRlUHJpdmlsZWdlZFVzZXJSZXNwb25zZRJoChFHZXRQcml2aWxlZ2VkVXNlchIoLmlua2FuLmFkbWluLnYxLkdldFByaXZpbGVnZWRVc2VyUmVxdWVzdBopLmlua2FuLmFkbWluLnYxLkdldFByaXZpbGVnZWRVc2VyUmVzcG9uc2USbgoTTGlzdFByaXZpbGVnZWRVc2VycxIqLmlua2FuLmFkbWluLnYxLkxpc3RQcml2aWxlZ2VkVXNlcnNSZXF1ZXN0GisuaW5rYW4uYWRtaW4udjEuTGlzdFByaXZpbGVnZWRVc2Vyc1Jlc3BvbnNlEnEKFFVwZGF0ZVByaXZpbGVnZWRVc2VyEisuaW5rYW4uYWRtaW4udjEuVXBkYXRlUHJpdmlsZWdlZFVzZXJSZXF1ZXN0GiwuaW5rYW4uYWRtaW4udjEuVXBkYXRlUHJpdmlsZWdlZFVzZXJSZXNwb25zZRJxChRSZW1vdmVQcml2aWxlZ2VkVXNlchIrLmlua2FuLmFkbWluLnYxLlJlbW92ZVByaXZpbGVnZWRVc2VyUmVxdWVzdBosLmlua2FuLmFkbWluLnYxLlJlbW92ZVByaXZpbGVnZWRVc2VyUmVzcG9uc2USUwoKQWRkVXNlcktleRIhLmlua2FuLmFkbWluLnYxLkFkZFVzZXJLZXlSZXF1ZXN0GiIuaW5rYW4uYWRtaW4udjEuQWRkVXNlcktleVJlc3BvbnNlElwKDVJldm9rZVVzZXJLZXkSJC5pbmthbi5hZG1pbi52MS5SZXZva2VVc2VyS2V5UmVxdWVzdBolLmlua2FuLmFkbWluLnYxLlJldm9rZVVzZXJLZXlSZXNwb25zZRJxChRMaXN0UGVuZGluZ0FwcHJvdmFscxIrLmlua2FuLmFkbWluLnYxLkxpc3RQZW5kaW5nQXBwcm92YWxzUmVxdWVzdBosLmlua2FuLmFkbWluLnYxLkxpc3RQZW5kaW5nQXBwcm92YWxzUmVzcG9uc2USawoSR2V0UGVuZGluZ0FwcHJvdmFsEikuaW5rYW4uYWRtaW4udjEuR2V0UGVuZGluZ0FwcHJvdmFsUmVxdWVzdBoqLmlua2FuLmFkbWluLnYxLkdldFBlbmRpbmdBcHByb3ZhbFJlc3BvbnNlEnQKFUFwcHJvdmVQZW5kaW5nUmVxdWVzdBIsLmlua2FuLmFkbWluLnYxLkFwcHJvdmVQZW5kaW5nUmVxdWVzdFJlcXVlc3QaLS5pbmthbi5hZG1pbi52MS5BcHByb3ZlUGVuZGluZ1JlcXVlc3RSZXNwb25zZRJxChRSZWplY3RQZW5kaW5nUmVxdWVzdBIrLmlua2FuLmFkbWluLnYxLlJlamVjdFBlbmRpbmdSZXF1ZXN0UmVxdWVzdBosLmlua2FuLmFkbWluLnYxLlJlamVjdFBlbmRpbmdSZXF1ZXN0UmVzcG9uc2ViBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_any, file_google_protobuf_timestamp, file_inkan_admin_v1_types, file_inkan_sam_v1_error, file_inkan_sam_v1_types]);
+  fileDesc("CiRpbmthbi9hZG1pbi92MS9wcml2aWxlZ2VkX3VzZXIucHJvdG8SDmlua2FuLmFkbWluLnYxIogDCg5Qcml2aWxlZ2VkVXNlchIPCgd1c2VyX2lkGAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCRIsCgRyb2xlGAMgASgOMh4uaW5rYW4uYWRtaW4udjEuUHJpdmlsZWdlZFJvbGUSPwoTY2VydGlmaWNhdGVfYmluZGluZxgEIAEoCzIiLmlua2FuLmFkbWluLnYxLkNlcnRpZmljYXRlQmluZGluZxIlCgRrZXlzGAUgAygLMhcuaW5rYW4uYWRtaW4udjEuVXNlcktleRI0CgZzdGF0dXMYBiABKA4yJC5pbmthbi5hZG1pbi52MS5Qcml2aWxlZ2VkVXNlclN0YXR1cxIuCgpjcmVhdGVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgpjcmVhdGVkX2J5GAggASgJEi4KCnVwZGF0ZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3ZlcnNpb24YCiABKAQibwoSQ2VydGlmaWNhdGVCaW5kaW5nEh4KC3Nwa2lfc2hhMjU2GAMgASgMQge6SAR6AmggSABCEAoHYmluZGluZxIFukgCCAFKBAgBEAJKBAgCEANSEmNlcnRpZmljYXRlX3NoYTI1NlIHc3ViamVjdCKCAgoHVXNlcktleRIOCgZrZXlfaWQYASABKAkSFgoOcHVibGljX2tleV9qd2sYAiABKAkSPAoJYWxnb3JpdGhtGAMgASgOMikuaW5rYW4uYWRtaW4udjEuUmVxdWVzdFNpZ25hdHVyZUFsZ29yaXRobRINCgVsYWJlbBgEIAEoCRIsCghhZGRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIYWRkZWRfYnkYBiABKAkSLgoKcmV2b2tlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKcmV2b2tlZF9ieRgIIAEoCSLrAwoPUGVuZGluZ0FwcHJvdmFsEhoKEnBlbmRpbmdfcmVxdWVzdF9pZBgBIAEoCRIOCgZtZXRob2QYAiABKAkSJQoHcmVxdWVzdBgDIAEoCzIULmdvb2dsZS5wcm90b2J1Zi5BbnkSFgoOcmVxdWVzdF9kaWdlc3QYBCABKAwSFAoMcmVxdWVzdGVkX2J5GAUgASgJEjAKDHJlcXVlc3RlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZXhwaXJlc19hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMwoFc3RhdGUYCCABKA4yJC5pbmthbi5hZG1pbi52MS5QZW5kaW5nQXBwcm92YWxTdGF0ZRISCgpkZWNpZGVkX2J5GAkgASgJEi4KCmRlY2lkZWRfYXQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhgKEGRlY2lzaW9uX2NvbW1lbnQYCyABKAkSJAoGcmVzdWx0GAwgASgLMhQuZ29vZ2xlLnByb3RvYnVmLkFueRIoCgVlcnJvchgNIAEoCzIZLmlua2FuLnNhbS52MS5FcnJvckRldGFpbBISCgplcnJvcl9jb2RlGA4gASgJIoMCChtDcmVhdGVQcml2aWxlZ2VkVXNlclJlcXVlc3QSIAoMZGlzcGxheV9uYW1lGAEgASgJQgq6SAdyBRABGIACEjgKBHJvbGUYAiABKA4yHi5pbmthbi5hZG1pbi52MS5Qcml2aWxlZ2VkUm9sZUIKukgHggEEEAEgABJHChNjZXJ0aWZpY2F0ZV9iaW5kaW5nGAMgASgLMiIuaW5rYW4uYWRtaW4udjEuQ2VydGlmaWNhdGVCaW5kaW5nQga6SAPIAQESIgoOcHVibGljX2tleV9qd2sYBCABKAlCCrpIB3IFEAEogBASGwoJa2V5X2xhYmVsGAUgASgJQgi6SAVyAxiAASJMChxDcmVhdGVQcml2aWxlZ2VkVXNlclJlc3BvbnNlEiwKBHVzZXIYASABKAsyHi5pbmthbi5hZG1pbi52MS5Qcml2aWxlZ2VkVXNlciJBChhHZXRQcml2aWxlZ2VkVXNlclJlcXVlc3QSJQoHdXNlcl9pZBgBIAEoCUIUukgRcg8QARiAATIIXlshLX5dKyQiSQoZR2V0UHJpdmlsZWdlZFVzZXJSZXNwb25zZRIsCgR1c2VyGAEgASgLMh4uaW5rYW4uYWRtaW4udjEuUHJpdmlsZWdlZFVzZXIivQEKGkxpc3RQcml2aWxlZ2VkVXNlcnNSZXF1ZXN0EicKBHBhZ2UYASABKAsyGS5pbmthbi5zYW0udjEuUGFnZVJlcXVlc3QSNgoEcm9sZRgCIAEoDjIeLmlua2FuLmFkbWluLnYxLlByaXZpbGVnZWRSb2xlQgi6SAWCAQIQARI+CgZzdGF0dXMYAyABKA4yJC5pbmthbi5hZG1pbi52MS5Qcml2aWxlZ2VkVXNlclN0YXR1c0IIukgFggECEAEidgobTGlzdFByaXZpbGVnZWRVc2Vyc1Jlc3BvbnNlEi0KBXVzZXJzGAEgAygLMh4uaW5rYW4uYWRtaW4udjEuUHJpdmlsZWdlZFVzZXISKAoEcGFnZRgCIAEoCzIaLmlua2FuLnNhbS52MS5QYWdlUmVzcG9uc2Ui0gEKG1VwZGF0ZVByaXZpbGVnZWRVc2VyUmVxdWVzdBIlCgd1c2VyX2lkGAEgASgJQhS6SBFyDxABGIABMgheWyEtfl0rJBIhChBleHBlY3RlZF92ZXJzaW9uGAIgASgEQge6SAQyAigBEiAKDGRpc3BsYXlfbmFtZRgDIAEoCUIKukgHcgUQARiAAhJHChNjZXJ0aWZpY2F0ZV9iaW5kaW5nGAQgASgLMiIuaW5rYW4uYWRtaW4udjEuQ2VydGlmaWNhdGVCaW5kaW5nQga6SAPIAQEiTAocVXBkYXRlUHJpdmlsZWdlZFVzZXJSZXNwb25zZRIsCgR1c2VyGAEgASgLMh4uaW5rYW4uYWRtaW4udjEuUHJpdmlsZWdlZFVzZXIiYAobUmVtb3ZlUHJpdmlsZWdlZFVzZXJSZXF1ZXN0EiUKB3VzZXJfaWQYASABKAlCFLpIEXIPEAEYgAEyCF5bIS1+XSskEhoKBnJlYXNvbhgCIAEoCUIKukgHcgUQARiABCJMChxSZW1vdmVQcml2aWxlZ2VkVXNlclJlc3BvbnNlEiwKBHVzZXIYASABKAsyHi5pbmthbi5hZG1pbi52MS5Qcml2aWxlZ2VkVXNlciJ3ChFBZGRVc2VyS2V5UmVxdWVzdBIlCgd1c2VyX2lkGAEgASgJQhS6SBFyDxABGIABMgheWyEtfl0rJBIiCg5wdWJsaWNfa2V5X2p3axgCIAEoCUIKukgHcgUQASiAEBIXCgVsYWJlbBgDIAEoCUIIukgFcgMYgAEiOgoSQWRkVXNlcktleVJlc3BvbnNlEiQKA2tleRgBIAEoCzIXLmlua2FuLmFkbWluLnYxLlVzZXJLZXkihQEKFFJldm9rZVVzZXJLZXlSZXF1ZXN0EiUKB3VzZXJfaWQYASABKAlCFLpIEXIPEAEYgAEyCF5bIS1+XSskEioKBmtleV9pZBgCIAEoCUIaukgXchUyEF5bQS1aYS16MC05Xy1dKySYASsSGgoGcmVhc29uGAMgASgJQgq6SAdyBRABGIAEIj0KFVJldm9rZVVzZXJLZXlSZXNwb25zZRIkCgNrZXkYASABKAsyFy5pbmthbi5hZG1pbi52MS5Vc2VyS2V5IrIBChtMaXN0UGVuZGluZ0FwcHJvdmFsc1JlcXVlc3QSJwoEcGFnZRgBIAEoCzIZLmlua2FuLnNhbS52MS5QYWdlUmVxdWVzdBI9CgVzdGF0ZRgCIAEoDjIkLmlua2FuLmFkbWluLnYxLlBlbmRpbmdBcHByb3ZhbFN0YXRlQgi6SAWCAQIQARIrCgxyZXF1ZXN0ZWRfYnkYAyABKAlCFbpIEtgBAXINGIABMgheWyEtfl0rJCKEAQocTGlzdFBlbmRpbmdBcHByb3ZhbHNSZXNwb25zZRI6ChFwZW5kaW5nX2FwcHJvdmFscxgBIAMoCzIfLmlua2FuLmFkbWluLnYxLlBlbmRpbmdBcHByb3ZhbBIoCgRwYWdlGAIgASgLMhouaW5rYW4uc2FtLnYxLlBhZ2VSZXNwb25zZSJNChlHZXRQZW5kaW5nQXBwcm92YWxSZXF1ZXN0EjAKEnBlbmRpbmdfcmVxdWVzdF9pZBgBIAEoCUIUukgRcg8QARiAATIIXlshLX5dKyQiVwoaR2V0UGVuZGluZ0FwcHJvdmFsUmVzcG9uc2USOQoQcGVuZGluZ19hcHByb3ZhbBgBIAEoCzIfLmlua2FuLmFkbWluLnYxLlBlbmRpbmdBcHByb3ZhbCKMAQocQXBwcm92ZVBlbmRpbmdSZXF1ZXN0UmVxdWVzdBIwChJwZW5kaW5nX3JlcXVlc3RfaWQYASABKAlCFLpIEXIPEAEYgAEyCF5bIS1+XSskEh8KDnJlcXVlc3RfZGlnZXN0GAIgASgMQge6SAR6AmggEhkKB2NvbW1lbnQYAyABKAlCCLpIBXIDGIAEIloKHUFwcHJvdmVQZW5kaW5nUmVxdWVzdFJlc3BvbnNlEjkKEHBlbmRpbmdfYXBwcm92YWwYASABKAsyHy5pbmthbi5hZG1pbi52MS5QZW5kaW5nQXBwcm92YWwijQEKG1JlamVjdFBlbmRpbmdSZXF1ZXN0UmVxdWVzdBIwChJwZW5kaW5nX3JlcXVlc3RfaWQYASABKAlCFLpIEXIPEAEYgAEyCF5bIS1+XSskEh8KDnJlcXVlc3RfZGlnZXN0GAIgASgMQge6SAR6AmggEhsKB2NvbW1lbnQYAyABKAlCCrpIB3IFEAEYgAQiWQocUmVqZWN0UGVuZGluZ1JlcXVlc3RSZXNwb25zZRI5ChBwZW5kaW5nX2FwcHJvdmFsGAEgASgLMh8uaW5rYW4uYWRtaW4udjEuUGVuZGluZ0FwcHJvdmFsKoUBChRQcml2aWxlZ2VkVXNlclN0YXR1cxImCiJQUklWSUxFR0VEX1VTRVJfU1RBVFVTX1VOU1BFQ0lGSUVEEAASIQodUFJJVklMRUdFRF9VU0VSX1NUQVRVU19BQ1RJVkUQARIiCh5QUklWSUxFR0VEX1VTRVJfU1RBVFVTX1JFTU9WRUQQAiqWAQoZUmVxdWVzdFNpZ25hdHVyZUFsZ29yaXRobRIrCidSRVFVRVNUX1NJR05BVFVSRV9BTEdPUklUSE1fVU5TUEVDSUZJRUQQABIlCiFSRVFVRVNUX1NJR05BVFVSRV9BTEdPUklUSE1fRVMyNTYQARIlCiFSRVFVRVNUX1NJR05BVFVSRV9BTEdPUklUSE1fRUREU0EQAirzAQoUUGVuZGluZ0FwcHJvdmFsU3RhdGUSJgoiUEVORElOR19BUFBST1ZBTF9TVEFURV9VTlNQRUNJRklFRBAAEiIKHlBFTkRJTkdfQVBQUk9WQUxfU1RBVEVfUEVORElORxABEiMKH1BFTkRJTkdfQVBQUk9WQUxfU1RBVEVfRVhFQ1VURUQQAhIhCh1QRU5ESU5HX0FQUFJPVkFMX1NUQVRFX0ZBSUxFRBADEiMKH1BFTkRJTkdfQVBQUk9WQUxfU1RBVEVfUkVKRUNURUQQBBIiCh5QRU5ESU5HX0FQUFJPVkFMX1NUQVRFX0VYUElSRUQQBTLGCQoVUHJpdmlsZWdlZFVzZXJTZXJ2aWNlEnEKFENyZWF0ZVByaXZpbGVnZWRVc2VyEisuaW5rYW4uYWRtaW4udjEuQ3JlYXRlUHJpdmlsZWdlZFVzZXJSZXF1ZXN0GiwuaW5rYW4uYWRtaW4udjEuQ3JlYXRlUHJpdmlsZWdlZFVzZXJSZXNwb25zZRJoChFHZXRQcml2aWxlZ2VkVXNlchIoLmlua2FuLmFkbWluLnYxLkdldFByaXZpbGVnZWRVc2VyUmVxdWVzdBopLmlua2FuLmFkbWluLnYxLkdldFByaXZpbGVnZWRVc2VyUmVzcG9uc2USbgoTTGlzdFByaXZpbGVnZWRVc2VycxIqLmlua2FuLmFkbWluLnYxLkxpc3RQcml2aWxlZ2VkVXNlcnNSZXF1ZXN0GisuaW5rYW4uYWRtaW4udjEuTGlzdFByaXZpbGVnZWRVc2Vyc1Jlc3BvbnNlEnEKFFVwZGF0ZVByaXZpbGVnZWRVc2VyEisuaW5rYW4uYWRtaW4udjEuVXBkYXRlUHJpdmlsZWdlZFVzZXJSZXF1ZXN0GiwuaW5rYW4uYWRtaW4udjEuVXBkYXRlUHJpdmlsZWdlZFVzZXJSZXNwb25zZRJxChRSZW1vdmVQcml2aWxlZ2VkVXNlchIrLmlua2FuLmFkbWluLnYxLlJlbW92ZVByaXZpbGVnZWRVc2VyUmVxdWVzdBosLmlua2FuLmFkbWluLnYxLlJlbW92ZVByaXZpbGVnZWRVc2VyUmVzcG9uc2USUwoKQWRkVXNlcktleRIhLmlua2FuLmFkbWluLnYxLkFkZFVzZXJLZXlSZXF1ZXN0GiIuaW5rYW4uYWRtaW4udjEuQWRkVXNlcktleVJlc3BvbnNlElwKDVJldm9rZVVzZXJLZXkSJC5pbmthbi5hZG1pbi52MS5SZXZva2VVc2VyS2V5UmVxdWVzdBolLmlua2FuLmFkbWluLnYxLlJldm9rZVVzZXJLZXlSZXNwb25zZRJxChRMaXN0UGVuZGluZ0FwcHJvdmFscxIrLmlua2FuLmFkbWluLnYxLkxpc3RQZW5kaW5nQXBwcm92YWxzUmVxdWVzdBosLmlua2FuLmFkbWluLnYxLkxpc3RQZW5kaW5nQXBwcm92YWxzUmVzcG9uc2USawoSR2V0UGVuZGluZ0FwcHJvdmFsEikuaW5rYW4uYWRtaW4udjEuR2V0UGVuZGluZ0FwcHJvdmFsUmVxdWVzdBoqLmlua2FuLmFkbWluLnYxLkdldFBlbmRpbmdBcHByb3ZhbFJlc3BvbnNlEnQKFUFwcHJvdmVQZW5kaW5nUmVxdWVzdBIsLmlua2FuLmFkbWluLnYxLkFwcHJvdmVQZW5kaW5nUmVxdWVzdFJlcXVlc3QaLS5pbmthbi5hZG1pbi52MS5BcHByb3ZlUGVuZGluZ1JlcXVlc3RSZXNwb25zZRJxChRSZWplY3RQZW5kaW5nUmVxdWVzdBIrLmlua2FuLmFkbWluLnYxLlJlamVjdFBlbmRpbmdSZXF1ZXN0UmVxdWVzdBosLmlua2FuLmFkbWluLnYxLlJlamVjdFBlbmRpbmdSZXF1ZXN0UmVzcG9uc2ViBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_any, file_google_protobuf_timestamp, file_inkan_admin_v1_types, file_inkan_sam_v1_error, file_inkan_sam_v1_types]);
 
 /**
  * PrivilegedUser is one privileged user as the SAM stores it (sealed, R-3.2.1.7). It holds no
@@ -51,7 +51,10 @@ export type PrivilegedUser = Message<"inkan.admin.v1.PrivilegedUser"> & {
   role: PrivilegedRole;
 
   /**
-   * Which client certificate identifies the user.
+   * Which client certificates identify the user. Unset for a user bound in an earlier form
+   * (certificate SHA-256 or subject): such a user is identified by no certificate until a
+   * security officer binds them again with UpdatePrivilegedUser (`inkan init` does it for the
+   * first security officer).
    *
    * @generated from field: inkan.admin.v1.CertificateBinding certificate_binding = 4;
    */
@@ -110,9 +113,13 @@ export const PrivilegedUserSchema: GenMessage<PrivilegedUser> = /*@__PURE__*/
   messageDesc(file_inkan_admin_v1_privileged_user, 0);
 
 /**
- * CertificateBinding says which TLS client certificate identifies a privileged user. The
- * certificate must also chain to a trusted admin CA of the security policy and be valid. A
- * binding belongs to at most one user.
+ * CertificateBinding says which TLS client certificates identify a privileged user: those for
+ * one public key, the key whose private half the client proves it holds in the TLS handshake.
+ * The certificate must also chain to a trusted admin CA of the security policy and be valid now.
+ * A binding belongs to at most one user (removed users included: their keys are never bound
+ * again), and a certificate carries one public key, so a certificate identifies at most one user
+ * (T-2.2.2.1). A certificate that matches more than one user all the same (a store that lost its
+ * unique index) identifies nobody: UNAUTHENTICATED, REASON_CLIENT_CERTIFICATE_REJECTED, audited.
  *
  * @generated from message inkan.admin.v1.CertificateBinding
  */
@@ -124,26 +131,17 @@ export type CertificateBinding = Message<"inkan.admin.v1.CertificateBinding"> & 
    */
   binding: {
     /**
-     * SHA-256 over the DER of exactly one certificate: 32 bytes. The strictest binding; a renewed
-     * certificate needs UpdatePrivilegedUser.
+     * SHA-256 over the DER SubjectPublicKeyInfo of the certificate's public key: 32 bytes. It is
+     * the RFC 7469 pin-sha256 value (base64-decoded), and what
+     * `openssl x509 -in user.crt -noout -pubkey | openssl pkey -pubin -outform der | openssl dgst -sha256`
+     * prints in hex. Any valid certificate for this key from a trusted admin CA identifies the
+     * user, so a certificate renewed for the same key needs no change; a new key pair needs
+     * UpdatePrivilegedUser.
      *
-     * @generated from field: bytes certificate_sha256 = 1;
+     * @generated from field: bytes spki_sha256 = 3;
      */
     value: Uint8Array;
-    case: "certificateSha256";
-  } | {
-    /**
-     * The certificate subject, as an RFC 4514 distinguished name string (for example
-     * "CN=Hanako Sato,OU=RA,O=Example RSSP,C=JP"), compared with the certificate's subject
-     * attribute by attribute, ignoring case and insignificant spaces in values. Any
-     * valid certificate with this subject from a trusted admin CA identifies the user, so
-     * renewals need no change; use it only with an admin CA that never issues the same subject
-     * to two people. 1 to 1024 characters.
-     *
-     * @generated from field: string subject = 2;
-     */
-    value: string;
-    case: "subject";
+    case: "spkiSha256";
   } | { case: undefined; value?: undefined };
 };
 
@@ -1101,7 +1099,8 @@ export const PendingApprovalStateSchema: GenEnum<PendingApprovalState> = /*@__PU
  * and the approvals of dual control.
  *
  * Role: every RPC requires PRIVILEGED_ROLE_SECURITY_OFFICER, so privileged users and their
- * credentials change only under a security officer's control (R-3.2.1.6). Every RPC is
+ * credentials change only under a security officer's control (R-3.2.1.6); the four approval RPCs
+ * also admit PRIVILEGED_ROLE_REGISTRATION_OPERATOR for the registration requests they may approve. Every RPC is
  * authenticated as PrivilegedSessionService describes (client certificate plus the
  * `inkan-request-signature` header). Privileged-user records are sealed with a key in the crypto
  * module and checked on every read; a record that fails its check is not used (INTERNAL,
@@ -1118,7 +1117,12 @@ export const PendingApprovalStateSchema: GenEnum<PendingApprovalState> = /*@__PU
  *   officer, and UpdatePrivilegedUser that changes a security officer's certificate binding.
  *   Without the last three, one security officer could take over a second officer's identity (or
  *   remove every other officer) and then approve their own requests;
- * - PolicyService.UpdateSecurityPolicy (switch security_policy_changes).
+ * - PolicyService.UpdateSecurityPolicy (switch security_policy_changes);
+ * - RegistrationService.ResetFactors and IssueActivationCode for a signer who holds a credential
+ *   (switch signer_rebinding). These two may be approved by a security officer or by a second
+ *   registration operator, never the requester, and their activation code is issued in two
+ *   halves (split knowledge, see RegistrationService.IssueActivationCode). Every other guarded
+ *   operation is approved by a security officer only.
  * When a guarded RPC is called and its switch is on, the SAM verifies and authorizes the request
  * as usual, stores the request message as a pending request and answers FAILED_PRECONDITION with
  * two error details: inkan.sam.v1.ErrorDetail with REASON_APPROVAL_REQUIRED, and ApprovalRequired
@@ -1152,7 +1156,8 @@ export const PrivilegedUserService: GenService<{
    * - INVALID_ARGUMENT, REASON_INVALID_REQUEST: a validation rule failed, or public_key_jwk is
    *   not a public P-256 or Ed25519 JWK (field "public_key_jwk").
    * - ALREADY_EXISTS, REASON_ALREADY_EXISTS: the key (by thumbprint) is or was registered to any
-   *   privileged user, or the certificate binding is already used by another user.
+   *   privileged user, or the certificate binding (its public key) is or was another user's
+   *   (field "certificate_binding").
    * - FAILED_PRECONDITION, REASON_APPROVAL_REQUIRED: dual control applies (see the service
    *   comment); the ApprovalRequired detail names the pending request.
    *
@@ -1207,7 +1212,8 @@ export const PrivilegedUserService: GenService<{
    *   removed.
    * - ABORTED, REASON_INVALID_REQUEST (field "expected_version"): the record changed since it was
    *   read; read it again and retry.
-   * - ALREADY_EXISTS, REASON_ALREADY_EXISTS: another user already has this certificate binding.
+   * - ALREADY_EXISTS, REASON_ALREADY_EXISTS: the certificate binding (its public key) is or was
+   *   another user's (field "certificate_binding").
    * - FAILED_PRECONDITION, REASON_APPROVAL_REQUIRED: dual control applies.
    *
    * @generated from rpc inkan.admin.v1.PrivilegedUserService.UpdatePrivilegedUser
@@ -1285,7 +1291,9 @@ export const PrivilegedUserService: GenService<{
   /**
    * ListPendingApprovals lists requests under dual control, newest first.
    *
-   * Role: PRIVILEGED_ROLE_SECURITY_OFFICER.
+   * Role: PRIVILEGED_ROLE_SECURITY_OFFICER (every request), or
+   * PRIVILEGED_ROLE_REGISTRATION_OPERATOR (only the requests a registration operator may approve;
+   * a page may then hold fewer than page_size items while next_page_token is set).
    *
    * Errors:
    * - INVALID_ARGUMENT, REASON_INVALID_REQUEST: a validation rule failed, or page_token is not
@@ -1302,7 +1310,8 @@ export const PrivilegedUserService: GenService<{
    * GetPendingApproval returns one request under dual control, with the stored request message so
    * the approver sees exactly what they approve, and its outcome once decided.
    *
-   * Role: PRIVILEGED_ROLE_SECURITY_OFFICER.
+   * Role: PRIVILEGED_ROLE_SECURITY_OFFICER, or PRIVILEGED_ROLE_REGISTRATION_OPERATOR for the
+   * requests a registration operator may approve (any other is NOT_FOUND for them).
    *
    * Errors:
    * - NOT_FOUND, REASON_INVALID_REQUEST (field "pending_request_id"): no such pending request.
@@ -1325,7 +1334,9 @@ export const PrivilegedUserService: GenService<{
    * Approval and execution are one atomic step: two concurrent approvals perform the request
    * once, and the loser gets FAILED_PRECONDITION.
    *
-   * Role: PRIVILEGED_ROLE_SECURITY_OFFICER, and not the requester.
+   * Role: PRIVILEGED_ROLE_SECURITY_OFFICER, or PRIVILEGED_ROLE_REGISTRATION_OPERATOR for
+   * ResetFactors and IssueActivationCode (see the service comment); never the requester. A
+   * registration operator is refused any other request as if it did not exist (NOT_FOUND).
    *
    * Errors:
    * - NOT_FOUND, REASON_INVALID_REQUEST (field "pending_request_id"): no such pending request.
@@ -1348,7 +1359,8 @@ export const PrivilegedUserService: GenService<{
    * RejectPendingRequest rejects a pending request; it will never be performed. A second
    * security officer rejects it; the requester may call it too, to withdraw their own request.
    *
-   * Role: PRIVILEGED_ROLE_SECURITY_OFFICER.
+   * Role: PRIVILEGED_ROLE_SECURITY_OFFICER, or PRIVILEGED_ROLE_REGISTRATION_OPERATOR for the
+   * requests a registration operator may approve.
    *
    * Errors:
    * - NOT_FOUND, REASON_INVALID_REQUEST (field "pending_request_id"): no such pending request.

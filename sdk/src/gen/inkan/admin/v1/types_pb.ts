@@ -22,7 +22,8 @@ export const file_inkan_admin_v1_types: GenFile = /*@__PURE__*/
  * status details.
  *
  * The refused call has not changed anything. The SAM stored the request message exactly as
- * received, as a pending request; a second security officer reviews it
+ * received, as a pending request; a second security officer (or, for ResetFactors and
+ * IssueActivationCode, a second registration operator) reviews it
  * (PrivilegedUserService.ListPendingApprovals / GetPendingApproval) and approves or rejects it. On
  * approval the SAM performs the stored request once, on behalf of the requester, and
  * ApprovePendingRequest returns its result. The requester does not send it again: an identical

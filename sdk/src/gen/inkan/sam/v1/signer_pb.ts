@@ -135,7 +135,8 @@ export type ActivateRequest = Message<"inkan.sam.v1.ActivateRequest"> & {
    * The activation envelope: a compact JWE to the SAM's encryption key with "cty"
    * "inkan-activation-envelope+json" (header rules on the service). Its plaintext has exactly:
    *   "code"   the activation code, as delivered out of band to the signer (T-2.1.1.3: the front
-   *            end never sees it)
+   *            end never sees it); a code issued in two halves is both halves one after the
+   *            other, in either order (inkan.admin.v1.ActivationCode.code)
    *   "pin"    the new PIN, a string meeting the PIN policy (6 to 64 characters by default)
    *   "proof"  a device-key JWS, "typ" "inkan-activation+jwt", signed by the private key of
    *            device_public_key_jwk, "kid" its thumbprint, with exactly the claims "sub", "aud",

@@ -40,6 +40,11 @@ export interface CredentialBody {
   statusBeforeLock?: CredentialStatus;
   /** The certificate chain imported last (ImportCertificate); absent before the first import. */
   certificate?: StoredCertificate;
+  /**
+   * While KEY_GENERATED: the DTBS/R (base64url) and hash algorithm of the last PrepareCsr, the only
+   * DTBS/R a CSR approval on this credential may carry (R-3.1.3.2, issue 13.4).
+   */
+  preparedCsr?: { dtbsr: string; hashAlgorithm: HashAlgorithm };
 }
 
 /** What PrepareCsr returns: the CertificationRequestInfo to approve and its DTBS/R. */
@@ -221,9 +226,16 @@ export class Credentials {
     if (!allowed("allowedSignatureAlgorithms", `SIGNATURE_ALGORITHM_${scheme}`)) throw new InkanError("ALGORITHM_NOT_ALLOWED", "the security policy does not allow this signature algorithm", { field: "signature_algorithm" });
     // R-3.1.1.4: the key certified is the SPKI sealed at generation, byte for byte.
     const info = certificationRequestInfo(subjectNameDer(input.subject), Buffer.from(body.publicKeySpki, "base64"));
+    const dtbsr = csrDtbsr(info, hash);
+    if (credential.status === "PENDING") {
+      // R-3.1.3.2 (issue 13.4): a credential without a certificate approves this DTBS/R and no other (sealed).
+      const preparedCsr = { dtbsr: Buffer.from(dtbsr).toString("base64url"), hashAlgorithm: hash };
+      const updated = await this.o.records.update<CredentialRecord>({ ...credential, version: credential.version + 1, body: canonicalize({ ...body, preparedCsr, updatedAt: new Date().toISOString() })! }, credential.version);
+      if (!updated) throw new InkanError("VERSION_CONFLICT", "the credential changed meanwhile; retry", { field: "credential_id" });
+    }
     return {
       certificationRequestInfo: info,
-      dtbsr: csrDtbsr(info, hash),
+      dtbsr,
       hashAlgorithm: hash,
       signatureScheme: scheme,
       publicKeyFingerprint: Buffer.from(credential.publicKeyFingerprint, "hex"),

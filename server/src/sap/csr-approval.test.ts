@@ -379,6 +379,37 @@ describe("CreateCsr refuses, and the approval stays usable (T-2.1.3.1, T-2.1.3.2
     expect(opensslVerifiedCsr((await createCsr(s, prepared, approval)).csr).subject).toBe(subject);
   });
 
+  it("R-3.1.3.2 (issue 13.4): a CSR approval's token signs no document, also after the certificate is imported", async () => {
+    const s = await generated();
+    const prepared = await prepare(s);
+    const spare = await approve(s, prepared); // a second approval of the same CSR, kept back by the SCA
+    const approval = await approve(s, prepared);
+    const dir = await mkdtemp(join(tmpdir(), "inkan-csr-only-"));
+    try {
+      const certificate = await certificateFromCsr(dir, (await createCsr(s, prepared, approval)).csr);
+      expect((await ra().importCertificate({ credentialId: s.credential.credentialId, certificateChain: [certificate] })).credential!.status).toBe(CredentialStatus.ACTIVE);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+    // The credential is ACTIVE now; the spare CSR approval still signs nothing through the SAP.
+    expect(await refusalOf(sca().signHash({ authorization: { case: "sadToken", value: spare.sadToken }, hashes: [prepared.dtbsr] })))
+      .toMatchObject({ code: Code.FailedPrecondition, reason: Reason.TRANSACTION_STATE });
+    await expect((async () => {
+      for await (const _ of sca().signStream({ sadToken: spare.sadToken, startIndex: 0 })) void _;
+    })()).rejects.toMatchObject({ code: Code.FailedPrecondition });
+  });
+
+  it("R-3.1.3.2 (issue 13.4): BeginTransaction on a KEY_GENERATED credential takes only the DTBS/R of its last PrepareCsr: a document's hash is INVALID_ARGUMENT INVALID_REQUEST", async () => {
+    const s = await generated();
+    const document = new Uint8Array(createHash("sha256").update(`not a CSR ${Math.random()}`).digest());
+    const begin = (hashes: Uint8Array[]) => sca().beginTransaction({ credentialId: s.credential.credentialId, signerId: s.signerId, hashAlgorithm: HashAlgorithm.SHA256, numSignatures: 1, hashes, description: "Certificate request" });
+    expect(await refusalOf(begin([document]))).toMatchObject({ code: Code.InvalidArgument, reason: Reason.INVALID_REQUEST }); // no PrepareCsr yet
+    const prepared = await prepare(s);
+    expect(await refusalOf(begin([document]))).toMatchObject({ code: Code.InvalidArgument, reason: Reason.INVALID_REQUEST });
+    expect(await refusalOf(begin([]))).toMatchObject({ code: Code.InvalidArgument, reason: Reason.INVALID_REQUEST }); // not uploaded later either
+    expect((await begin([prepared.dtbsr])).sadChallenge).toBeDefined();
+  });
+
   it("R-3.1.3.2: BeginTransaction on a KEY_GENERATED credential takes exactly one DTBS/R: 2 hashes (or num_signatures 2) is INVALID_ARGUMENT INVALID_REQUEST", async () => {
     const s = await generated();
     const prepared = await prepare(s);

@@ -183,6 +183,14 @@ export class SapTransactions {
     // R-3.1.3.2, T-2.1.3.2: on a KEY_GENERATED credential the only transaction is a CSR approval (one DTBS/R).
     const csrOnly = csrApprovalShapeRefusal(credential.credential.status, n);
     if (csrOnly) throw csrOnly;
+    if (credential.credential.status === "PENDING") {
+      // R-3.1.3.2 (issue 13.4): and that one DTBS/R is the one PrepareCsr produced, inline: never a document's hash.
+      const prepared = credential.body.preparedCsr;
+      const inline = input.hashes[0];
+      if (!prepared || !inline || prepared.hashAlgorithm !== input.hashAlgorithm || Buffer.from(inline).toString("base64url") !== prepared.dtbsr) {
+        throw new InkanError("INVALID_REQUEST", "a credential without a certificate only approves the DTBS/R of its last PrepareCsr", { field: "hashes" });
+      }
+    }
     const key = credential.body.keyAlgorithm;
     const schemes = schemesOf(key);
     const pure = key === "ED25519";

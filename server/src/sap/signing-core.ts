@@ -169,9 +169,10 @@ export class SigningCore {
   async checkProgress(record: TransactionRecord): Promise<void> {
     const key = progressKey(record.id);
     if (record.signaturesCreated >= (await this.o.freshness.head(key))) return;
-    // Ended meanwhile: the atomic consume and claim that follow refuse it with the right reason (e.g. SAD_REPLAYED).
+    // Moved on meanwhile (a concurrent claim, or an end by reuse detection, cancellation or revocation):
+    // the atomic consume and claim that follow refuse it with the right reason (e.g. SAD_REPLAYED).
     const again = await this.o.store.getTransaction(record.id);
-    if (again && again.state !== "AUTHORIZED" && again.state !== "PENDING") return;
+    if (again && ((again.state !== "AUTHORIZED" && again.state !== "PENDING") || again.signaturesCreated >= (await this.o.freshness.head(key)))) return;
     await this.o.freshness.check(key, record.signaturesCreated); // reports the rollback (audited) and throws INTEGRITY_VIOLATION
   }
 

@@ -28,7 +28,8 @@ import type { SecurityPolicies } from "../admin/security-policy.js";
 import type { RandomSource } from "../crypto/port.js";
 import { InkanError } from "../errors.js";
 import type { SamEncryptionKeys } from "../keys/sam-encryption-keys.js";
-import type { OneTimeObjects, Transactions } from "../store/port.js";
+import { reserveAttempt, transactionAttempts, type HeldAttempt } from "../registration/lockout.js";
+import type { AttemptReservations, OneTimeObjects, Transactions } from "../store/port.js";
 import { verifyRSad, type RSadVerifierDeps } from "./r-sad.js";
 import { scaActor, type SapTransaction, type SapTransactions, type ScaCaller } from "./transactions.js";
 
@@ -84,7 +85,7 @@ export function stateError(tx: SapTransaction, wanted: string): InkanError {
 
 export interface AuthorizeOptions {
   transactions: Pick<SapTransactions, "load">;
-  store: Pick<Transactions, "transitionTransaction" | "recordAuthorizeFailure"> & Pick<OneTimeObjects, "consumeChallenge" | "issueSadToken">;
+  store: Pick<Transactions, "getTransaction" | "transitionTransaction" | "recordAuthorizeFailure"> & Pick<OneTimeObjects, "consumeChallenge" | "issueSadToken"> & AttemptReservations;
   random: RandomSource;
   policies: Pick<SecurityPolicies, "current">;
   samKeys: Pick<SamEncryptionKeys, "samId">;
@@ -117,7 +118,7 @@ export class SapAuthorize {
     if (challengeHash === undefined || dtbsrDigest === undefined) throw new InkanError("TRANSACTION_STATE", "the transaction is not pending");
     // 2. R-3.2.1.1: every link of the R.SAD (audited by verifyRSad, whatever the verdict).
     const samId = await this.o.samKeys.samId();
-    await this.countingFailures(record.id, now, () => verifyRSad(
+    const attempt = await this.countingFailures(record.id, now, () => verifyRSad(
       {
         rSad: input.rSad,
         transaction: {
@@ -146,6 +147,7 @@ export class SapAuthorize {
     // 5. The one-time SAD token (only its hash is stored).
     const lifetimeMs = (await this.o.policies.current()).sadTokenLifetimeMs;
     const issued = await issueSadToken(this.o, { transactionId: record.id, transactionExpiresAt: record.expiresAt, generation: 0, previousHash: undefined, now, lifetimeMs });
+    await attempt.release().catch(() => undefined); // held until the transaction left PENDING; left behind it only counts against a transaction no longer pending
     return { sadToken: issued.token, sadTokenExpiresAt: issued.expiresAt, signaturesRemaining: record.numSignatures - record.signaturesCreated };
   }
 
@@ -156,17 +158,34 @@ export class SapAuthorize {
    * valid R.SAD must not fail the transaction its first copy authorizes. Neither do an expired
    * R.SAD, a method below the credential's level (no factor was tried) or refusals of state or
    * infrastructure (a suspended credential, a store failure). The refusal is rethrown unchanged.
+   *
+   * T-2.2.1.3, T-2.1.2.2: each verification runs on an attempt of the transaction reserved first
+   * (registration/lockout.ts), and only while the settled failures read after reserving plus the
+   * attempts held stay within the limit, so concurrent R.SADs never get more than
+   * max_authorize_attempts checks; the others are refused unchecked and uncounted: TRANSACTION_STATE
+   * once it is no longer pending, LIMIT_EXCEEDED while the budget is taken by checks in flight. A
+   * failure is counted before its attempt is released; a success keeps it until the transaction
+   * has left PENDING (the caller releases it).
    */
-  private async countingFailures(transactionId: string, now: Date, verify: () => Promise<unknown>): Promise<void> {
+  private async countingFailures(transactionId: string, now: Date, verify: () => Promise<unknown>): Promise<HeldAttempt> {
+    const max = (await this.o.policies.current()).maxAuthorizeAttempts;
+    const attempt = await reserveAttempt(this.o.store, transactionAttempts(transactionId), now);
     try {
+      const settled = await this.o.store.getTransaction(transactionId);
+      if (settled?.state !== "PENDING") throw new InkanError("TRANSACTION_STATE", "the transaction is not pending");
+      if (settled.authorizeFailures + attempt.held > max) throw new InkanError("LIMIT_EXCEEDED", "too many authorization attempts of this transaction are in progress; retry once they end");
       await verify();
     } catch (err) {
       if (err instanceof InkanError && attemptFailures.has(err.code)) {
-        const policy = await this.o.policies.current();
-        await this.o.store.recordAuthorizeFailure({ id: transactionId, maxFailures: policy.maxAuthorizeAttempts, now });
+        // Counted before the attempt goes; if counting fails the attempt stays and counts (fail closed), the answer stays the refusal.
+        const counted = await this.o.store.recordAuthorizeFailure({ id: transactionId, maxFailures: max, now }).then(() => true, () => false);
+        if (counted) await attempt.release().catch(() => undefined);
+      } else {
+        await attempt.release().catch(() => undefined); // no check counted; left behind it would only count once more
       }
       throw err;
     }
+    return attempt;
   }
 }
 

@@ -174,6 +174,7 @@ describe("T-2.1.2.2, T-2.2.1.3, R-3.1.2.2: concurrent guesses get at most lockou
       expect(tally(reasons).VERSION_CONFLICT ?? 0).toBe(0);
       const gotToken = typeof ordered[position] !== "string";
       const checkedAt = pinChecks.indexOf(testPin);
+      console.log(`(b) right PIN at position ${position}: ${gotToken ? `checked as check ${checkedAt + 1} and authorized` : "refused unchecked"}; ${pinChecks.length} PIN checks in all`);
       expect(gotToken, `position ${position}: the right PIN got a token exactly when it was checked`).toBe(checkedAt >= 0);
       expect(ordered.filter((o, i) => i !== position && typeof o !== "string")).toHaveLength(0);
       if (gotToken) {
@@ -213,6 +214,7 @@ describe("T-2.1.2.2, T-2.2.1.3, R-3.1.2.2: concurrent guesses get at most lockou
       expect(tally(reasons).VERSION_CONFLICT ?? 0).toBe(0);
       expect(pinChecks.length, "checks on one transaction").toBeLessThanOrEqual(maxAuthorizeAttempts);
       expect(ok.length).toBeLessThanOrEqual(1);
+      console.log(`(c) right PIN at position ${position} on one transaction: ${typeof ordered[position] !== "string" ? "checked and authorized" : "refused unchecked"}; ${pinChecks.length} PIN checks in all`);
       expect(typeof ordered[position] !== "string", `position ${position}`).toBe(pinChecks.includes(testPin));
     }
   }, 60_000);

@@ -15,7 +15,7 @@ const advice: Record<Reason, string> = {
   [Reason.INVALID_REQUEST]: "Fix the request: the buf.validate.Violations detail and `field` name what is wrong. Do not retry unchanged.",
   [Reason.HASH_LENGTH_MISMATCH]: "Hash every document with the transaction's hash algorithm (`field` names the hash).",
   [Reason.ALGORITHM_NOT_ALLOWED]: "Choose a hash and signature algorithm that GetInfo and the credential (hash_algorithms, signature_algorithms) list.",
-  [Reason.LIMIT_EXCEEDED]: "Stay within GetInfo's limits: split the work into several transactions or smaller messages (the SDK chunks uploads and signing itself).",
+  [Reason.LIMIT_EXCEEDED]: "Stay within GetInfo's limits: split the work into several transactions or smaller messages (the SDK chunks uploads and signing itself). From Authorize, ChangePin or ImportKey: other factor checks are in progress; nothing was checked, send the request again once they end.",
   [Reason.VERSION_CONFLICT]: "Someone changed the record meanwhile: read it again and retry the change.",
   [Reason.TRANSACTION_NOT_FOUND]: "The transaction id is wrong or belongs to another SCA certificate: begin a new transaction.",
   [Reason.TRANSACTION_STATE]: "The transaction is past this step (authorized, completed, cancelled, revoked or failed) or not there yet: authorize first, or begin a new transaction.",

@@ -128,9 +128,9 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
     const dual = new DualControl({ store, sealer, random: crypto });
     const policies = new SecurityPolicies({ records });
     const signers = new Signers({ records, oneTime: store, random: crypto, policies, audit: auditLog });
-    const credentials = new Credentials({ records, keys: crypto, random: crypto, policies, audit: auditLog, signers });
+    const credentials = new Credentials({ records, keys: crypto, random: crypto, policies, audit: auditLog, signers, attempts: store });
     const fields = new FieldCipher(crypto);
-    const activation = new Activation({ records, oneTime: store, crypto, fields, samKeys, policies, audit: auditLog, signers, openTransactions: store, freshness });
+    const activation = new Activation({ records, oneTime: store, attempts: store, crypto, fields, samKeys, policies, audit: auditLog, signers, openTransactions: store, freshness });
     // level 1: the RSSP's OpenID provider, only from its configured key file (a bad key set stops the start).
     const loginAssertions = config.oidc
       ? await createLoginAssertionVerifier({ issuer: config.oidc.issuer, clientId: config.oidc.clientId, jwks: JSON.parse(readFileSync(config.oidc.jwksFile, "utf8")) as JSONWebKeySet })
@@ -138,7 +138,7 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
     const methods = { loginAssertion: loginAssertions !== undefined };
     const lifecycle = new CredentialLifecycle({ records, keys: crypto, oneTime: store, samKeys, policies, audit: auditLog });
     const transportKeys = new KeyImportTransportKeys({ crypto, onKeyCreated: (kid) => log.info({ kid }, "key-import transport key created") });
-    const keyImport = new KeyImport({ records, oneTime: store, crypto, transportKeys, samKeys, policies, audit: auditLog, signers });
+    const keyImport = new KeyImport({ records, oneTime: store, attempts: store, crypto, transportKeys, samKeys, policies, audit: auditLog, signers });
     let server: InkanServer | undefined;
     const sapServing = (status: Status) => server?.health.setWhere((s) => s.startsWith("inkan.sam.v1."), status);
     // R-3.2.2.3: a policy that fails its check stops signing until security officers restore it.
@@ -181,7 +181,7 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
         ...scaCredentialsService(new ScaCredentials({ signers, credentials }), policies),
         ...sapTransactionsService(sapTransactions, policies),
         ...sapSigningService(
-          new SapAuthorize({ transactions: sapTransactions, seals, store, random: crypto, policies, samKeys, rSad: { samKeys, records, signers, oneTime: store, crypto, fields, policies, audit: auditLog, loginAssertions }, ...clock }),
+          new SapAuthorize({ transactions: sapTransactions, seals, store, random: crypto, policies, samKeys, rSad: { samKeys, records, signers, oneTime: store, attempts: store, crypto, fields, policies, audit: auditLog, loginAssertions }, ...clock }),
           new SapSignHash({ transactions: sapTransactions, store, records, seals, freshness, keys: crypto, random: crypto, policies, audit: auditLog, ...clock }),
           new SapSignStream({ transactions: sapTransactions, store, records, seals, freshness, keys: crypto, random: crypto, policies, audit: auditLog, ...clock }),
         ),

@@ -5,7 +5,8 @@ import { forgeryCases } from "./forgery.js";
 import { integrityCases } from "./integrity.js";
 import { methodCases } from "./methods.js";
 import { joseCases } from "./jose-attacks.js";
+import { lockoutCases } from "./lockout.js";
 import { replayCases } from "./replay.js";
 
 /** Every case of the suite, in report order. */
-export const allCases: readonly ConformanceCase[] = [...integrityCases, ...replayCases, ...forgeryCases, ...bypassCases, ...methodCases, ...joseCases, ...coveredElsewhere];
+export const allCases: readonly ConformanceCase[] = [...integrityCases, ...replayCases, ...forgeryCases, ...bypassCases, ...methodCases, ...lockoutCases, ...joseCases, ...coveredElsewhere];

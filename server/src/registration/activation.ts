@@ -37,11 +37,11 @@ import type { FieldCipher } from "../integrity/record-sealer.js";
 import type { VerifiedRecords } from "../integrity/sealed-records.js";
 import { maxRSadBytes, type PublishedSamKey, type SamEncryptionKeys } from "../keys/sam-encryption-keys.js";
 import { closedProgress, progressKey } from "../sap/authorization-seal.js";
-import type { ChallengePurpose as StorePurpose, FactorRecord, FactorType, OneTimeObjects, Transactions } from "../store/port.js";
+import type { AttemptReservations, ChallengePurpose as StorePurpose, FactorRecord, FactorType, OneTimeObjects, Transactions } from "../store/port.js";
 import { enteredActivationCodeHash } from "./activation-code.js";
 import { DeviceProofRefused, parseDevicePublicJwk, registeredDeviceKey, parseStrictJsonObject, peekDeviceJws, policyNameOf, verifyDeviceJws, type DevicePublicKey } from "./device-jws.js";
 import { newRecordId } from "./ids.js";
-import { recordFactorFailure } from "./lockout.js";
+import { signerAttempts, signerLocked, withFactorAttempt } from "./lockout.js";
 import { hashPin, pinAllowed, verifyPin, type PinFactorBody } from "./pin-hash.js";
 import { requireOperator, requireSecondApprover, type Acting, type DeviceKeyFactorBody, type IssuedActivationCode, type RebindingApproval, type SignerBody, type Signers, type SignerView } from "./signers.js";
 import { otpauthUri, totpSecretBytes, type TotpFactorBody } from "./totp.js";
@@ -91,6 +91,8 @@ export interface IssuedChallenge {
 export interface ActivationOptions {
   records: VerifiedRecords;
   oneTime: OneTimeObjects;
+  /** The signer's attempt budget (lockout.ts): the old PIN is checked on a reserved attempt. */
+  attempts: AttemptReservations;
   /** The module: its RNG (challenges, salts, TOTP secrets) and the PIN pepper (HMAC, record-seal key). */
   crypto: Pick<SystemKeys, "hmacSha256"> & RandomSource;
   /** Encrypts the TOTP secret at rest with the module's AES key. */
@@ -112,7 +114,7 @@ interface Attempt {
 }
 
 /** Refusals of the signer's requests that are audited as failed factor checks. */
-const audited = new Set<ReasonCode>(["NONCE_REPLAYED", "AUTHENTICATION_FAILED", "ACTIVATION_CODE_INVALID", "ALREADY_EXISTS", "INVALID_REQUEST", "ALGORITHM_NOT_ALLOWED", "SIGNER_INACTIVE", "CREDENTIAL_LOCKED"]);
+const audited = new Set<ReasonCode>(["NONCE_REPLAYED", "AUTHENTICATION_FAILED", "ACTIVATION_CODE_INVALID", "ALREADY_EXISTS", "INVALID_REQUEST", "ALGORITHM_NOT_ALLOWED", "SIGNER_INACTIVE", "CREDENTIAL_LOCKED", "LIMIT_EXCEEDED"]);
 const refused = (cause?: unknown) => new InkanError("AUTHENTICATION_FAILED", "the request could not be verified", { cause });
 const replayed = (cause?: unknown) => new InkanError("NONCE_REPLAYED", "the challenge is unknown, expired or already used", { cause });
 const codeInvalid = () => new InkanError("ACTIVATION_CODE_INVALID", "the activation code is not valid");
@@ -269,31 +271,35 @@ export class Activation {
     const claims = await this.verifyProof(envelope.proof, key, pinChangeProofTyp, signerId, now, policy, {});
     await this.useJti(claims, now, policy);
     if (signer.status !== "ACTIVE") throw new InkanError("SIGNER_INACTIVE", "the signer is not active");
-    if (signerBody(signer).lockedAt) throw new InkanError("CREDENTIAL_LOCKED", "too many failed attempts; a registration operator must reset the lockout");
+    if (signerBody(signer).lockedAt) throw signerLocked();
 
-    state.factor = "PIN";
-    const pins = await this.activeFactors(signerId, "PIN");
-    const current = pins[0];
-    if (!current || typeof envelope.old_pin !== "string" || !(await verifyPin(this.o.crypto, envelope.old_pin, JSON.parse(current.body) as PinFactorBody))) {
-      state.counted = true; // T-2.1.2.2: a wrong old PIN counts toward the lockout, and is audited there
-      await recordFactorFailure(this.o, { signerId, actor: { kind: "signer", signerId }, factor: "PIN", now, ...req(input) });
-      throw refused();
-    }
+    // The new PIN is checked first: no refusal after the old PIN's check may tell a right old PIN apart.
     const pmin = uintOf(policy, "pinMinLength", 6);
     const pmax = uintOf(policy, "pinMaxLength", 64);
-    if (!pinAllowed(envelope.new_pin, pmin, pmax) || envelope.new_pin.normalize("NFC") === envelope.old_pin.normalize("NFC")) {
+    const oldPin = typeof envelope.old_pin === "string" ? envelope.old_pin : undefined;
+    if (!pinAllowed(envelope.new_pin, pmin, pmax) || envelope.new_pin.normalize("NFC") === oldPin?.normalize("NFC")) {
       throw new InkanError("INVALID_REQUEST", `the new PIN must have ${pmin} to ${pmax} characters and differ from the old one`, { field: "new_pin" });
     }
+    const newPin = envelope.new_pin;
+
+    const pins = await this.activeFactors(signerId, "PIN");
+    const current = pins[0];
+    // T-2.1.2.2, R-3.1.2.2: the old PIN is checked on an attempt reserved within the signer's
+    // lockout budget (refused unchecked when locked or taken by checks in flight); a wrong one
+    // counts and is audited there, a right one ends the run of failures.
+    await withFactorAttempt(this.o, { signerId, actor: { kind: "signer", signerId }, now, ...req(input) }, async () => {
+      state.factor = "PIN"; // a refusal from here on is about the PIN (a refusal before any check is not)
+      if (current && oldPin !== undefined && (await verifyPin(this.o.crypto, oldPin, JSON.parse(current.body) as PinFactorBody))) return { ok: true };
+      state.counted = true;
+      return { ok: false, factor: "PIN" };
+    }, refused);
 
     const actor: Actor = { kind: "signer", signerId };
     await this.o.audit.record(factorVerified({ actor, signerId, factor: "DEVICE_KEY", ...req(input) }));
     await this.o.audit.record(factorVerified({ actor, signerId, factor: "PIN", ...req(input) }));
     const pinId = await newRecordId("fac", this.o.crypto, now);
-    await this.createFactor(pinId, signerId, "PIN", await hashPin(this.o.crypto, envelope.new_pin, now));
+    await this.createFactor(pinId, signerId, "PIN", await hashPin(this.o.crypto, newPin, now));
     for (const old of pins) await this.revokeFactor(old, now);
-    const fresh = await this.o.signers.record(signerId);
-    const { failedAttempts: _f, ...rest } = signerBody(fresh);
-    if (_f) await this.o.signers.replace(fresh, fresh.status, { ...rest, updatedAt: now.toISOString() }); // a success ends the run of failures
     for (const old of pins) await this.o.audit.record(factorRevoked({ actor, signerId, factor: "PIN", factorId: old.id, ...req(input) }));
     await this.o.audit.record(factorEnrolled({ actor, signerId, factor: "PIN", factorId: pinId, ...req(input) }));
     return { changedAt: now };
@@ -323,6 +329,7 @@ export class Activation {
     const fresh = await this.o.signers.record(signer.id);
     const { failedAttempts: _f, lockedAt: _l, activationCode: _c, ...rest } = signerBody(fresh);
     await this.o.signers.replace(fresh, "PENDING_ACTIVATION", { ...rest, statusReason: input.reason, updatedAt: input.now.toISOString() });
+    await this.o.attempts.releaseExpiredAttempts({ subject: signerAttempts(signer.id), now: input.now }); // a reset clears checks that crashed mid-way
     const code = await this.o.signers.issueActivationCode({ ...input, signerId: signer.id }); // voids earlier codes, audited
     return { signer: await this.o.signers.get(signer.id, input.now), code };
   }

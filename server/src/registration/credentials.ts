@@ -6,10 +6,11 @@ import { certificateInstalled, credentialUnlocked, keyGenerated } from "../audit
 import type { HashAlgorithm, KeyAlgorithm, RandomSource, SignatureScheme, SigningKeys } from "../crypto/port.js";
 import { InkanError } from "../errors.js";
 import type { VerifiedRecords } from "../integrity/sealed-records.js";
-import type { CredentialRecord, CredentialStatus } from "../store/port.js";
+import type { AttemptReservations, CredentialRecord, CredentialStatus } from "../store/port.js";
 import { certificationRequestInfo, csrDefaults, csrDtbsr, schemeFitsKey, subjectNameDer } from "./certificates-csr.js";
 import { certificateSha256, parseCertificateChain, storedCertificate, validateSigningChain, type StoredCertificate } from "./certificates.js";
 import { newRecordId, pageToken, readPageToken } from "./ids.js";
+import { signerAttempts } from "./lockout.js";
 import { requireOperator, type Acting, type Signers, type SignerView } from "./signers.js";
 
 export type AssuranceLevel = 1 | 2 | 3;
@@ -68,6 +69,8 @@ export interface CredentialsOptions {
   policies: Pick<SecurityPolicies, "current">;
   audit: AuditLog;
   signers: Signers;
+  /** The signers' attempt budgets (lockout.ts): ResetLockout clears checks that crashed mid-way. */
+  attempts: Pick<AttemptReservations, "releaseExpiredAttempts">;
 }
 
 const algorithms: readonly KeyAlgorithm[] = ["EC_P256", "EC_P384", "EC_P521", "RSA_2048", "RSA_3072", "RSA_4096", "ED25519"];
@@ -259,8 +262,9 @@ export class Credentials {
   }
 
   /**
-   * Clears the signer's failed factor attempts and returns its LOCKED credentials to the status
-   * they had before the lockout (ACTIVE, or PENDING before a certificate). Each unlock is audited.
+   * Clears the signer's failed factor attempts (and the attempts left reserved by checks that
+   * crashed mid-way) and returns its LOCKED credentials to the status they had before the lockout
+   * (ACTIVE, or PENDING before a certificate). Each unlock is audited.
    */
   async resetLockout(input: Acting & { signerId: string; reason: string }): Promise<SignerView> {
     requireOperator(input.actor);
@@ -281,6 +285,7 @@ export class Credentials {
     const fresh = await this.o.signers.record(signer.id);
     const { failedAttempts: _f, lockedAt: _l, ...rest } = JSON.parse(fresh.body) as SignerView["body"];
     await this.o.signers.replace(fresh, fresh.status, { ...rest, updatedAt: input.now.toISOString() });
+    await this.o.attempts.releaseExpiredAttempts({ subject: signerAttempts(signer.id), now: input.now }); // T-2.1.2.2: a full budget again
     return this.o.signers.get(signer.id, input.now);
   }
 }

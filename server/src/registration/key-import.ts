@@ -11,8 +11,14 @@
  * - Consent challenges: signer.proto has no CHALLENGE_PURPOSE for key import yet, so
  *   {@link KeyImport.createConsentChallenge} issues them (store purpose "signer-request", subject
  *   "key-import <signer>"); SignerService.CreateChallenge should call it once the enum exists.
- * - Every AUTHENTICATION_FAILED of the consent (malformed, wrong device, a claim that differs, wrong
- *   PIN) counts as a failed factor attempt (registration.proto); NONCE_REPLAYED is audited, not counted.
+ * - A consent refused before its PIN is tried (it does not decrypt, is malformed, is not signed by a
+ *   device key of this signer, or a claim differs from the request) is nothing the signer did: it
+ *   counts against the calling operator, not the signer (issue 13, finding 5: otherwise an operator
+ *   could lock a signer out with garbage). An operator's refused consents are held as attempt
+ *   reservations for an hour; with lockout_threshold of them (or checks in flight) held, further
+ *   ImportKey calls by that operator are refused unchecked with LIMIT_EXCEEDED until they age out.
+ *   A wrong PIN behind a valid device signature counts toward the signer's lockout, checked on an
+ *   attempt reserved within the signer's budget (lockout.ts). NONCE_REPLAYED is audited, not counted.
  * - Public-key uniqueness (T-2.1.4.4) rests on the store's unique index on the public-key fingerprint
  *   (destroyed credentials keep their record, so their keys stay known); the lookup before the
  *   create only gives the early, clean answer, the index decides a race.
@@ -27,14 +33,14 @@ import { InkanError } from "../errors.js";
 import type { VerifiedRecords } from "../integrity/sealed-records.js";
 import type { KeyImportTransportKeys } from "../keys/key-import-transport-key.js";
 import { maxRSadBytes, type SamEncryptionKeys } from "../keys/sam-encryption-keys.js";
-import type { CredentialRecord, CredentialStatus, OneTimeObjects } from "../store/port.js";
+import type { AttemptReservations, CredentialRecord, CredentialStatus, OneTimeObjects } from "../store/port.js";
 import { challengeBinding } from "./activation.js";
 import { parseCertificateChain, storedCertificate, validateSigningChain, type StoredCertificate } from "./certificates.js";
 import { publicKeyFingerprint, type AssuranceLevel, type CredentialBody, type CredentialView } from "./credentials.js";
 import { DeviceProofRefused, parseStrictJsonObject } from "./device-jws.js";
 import { verifySignerRequest } from "./signer-request.js";
 import { newRecordId } from "./ids.js";
-import { recordFactorFailure } from "./lockout.js";
+import { reserveAttempt, withFactorAttempt } from "./lockout.js";
 import { verifyPin, type PinFactorBody } from "./pin-hash.js";
 import { requireOperator, type Acting, type SignerBody, type Signers } from "./signers.js";
 
@@ -45,6 +51,10 @@ export const keyImportAction = "import_key";
 const consentClaims = ["sub", "aud", "action", "spki", "kalg", "chal", "iat", "exp", "jti"];
 const maxEnvelopeBytes = 8_192;
 const algorithms: readonly KeyAlgorithm[] = ["EC_P256", "EC_P384", "EC_P521", "RSA_2048", "RSA_3072", "RSA_4096", "ED25519"];
+/** How long an operator's refused consent counts against them (see the module comment). */
+export const refusedConsentWindowMs = 60 * 60 * 1000;
+/** The reservation subject of an operator's key-import consents. */
+export const operatorConsents = (userId: string) => `import-consents:${userId}`;
 
 /** The store binding of a key-import consent challenge (see the module comment). */
 export const keyImportChallengeBinding = (signerId: string) => challengeBinding("KEY_IMPORT", signerId);
@@ -60,6 +70,8 @@ const req = (a: { requestId?: string | undefined }) => (a.requestId ? { requestI
 export interface KeyImportOptions {
   records: VerifiedRecords;
   oneTime: OneTimeObjects;
+  /** Attempt budgets (lockout.ts): the signer's PIN checks, and the operator's refused consents. */
+  attempts: AttemptReservations;
   crypto: Pick<ModuleKeyImport, "importWrappedKey"> & Pick<SigningKeys, "destroyKeyPair"> & Pick<SystemKeys, "hmacSha256"> & RandomSource;
   transportKeys: Pick<KeyImportTransportKeys, "unwrapKeyId">;
   samKeys: Pick<SamEncryptionKeys, "decryptCompactJwe" | "samId">;
@@ -130,21 +142,50 @@ export class KeyImport {
   // ---- the signer's consent -----------------------------------------------------------------
 
   private async verifyConsent(input: ImportKeyInput, policy: PolicyVersion): Promise<void> {
-    const actor: Actor = { kind: "signer", signerId: input.signerId };
+    const { signerId, now } = input;
+    const signerActor: Actor = { kind: "signer", signerId };
+    const operator = input.actor.kind === "privileged-user" ? input.actor.userId : "";
+    // Finding 5: the device part is checked on an attempt of the OPERATOR (kept as a strike when
+    // refused), so garbage consents use up the operator's budget, never the signer's.
+    const subject = operatorConsents(operator);
+    await this.o.attempts.releaseExpiredAttempts({ subject, now }); // strikes older than the window age out
+    const attempt = await reserveAttempt(this.o.attempts, subject, now, refusedConsentWindowMs);
+    if (attempt.held > policy.lockoutThreshold) {
+      await attempt.release();
+      throw new InkanError("LIMIT_EXCEEDED", "too many refused consents from this operator; retry later", { field: "signer_consent" });
+    }
+    let pin: unknown;
     try {
-      await this.verifyConsentChecked(input, policy);
+      pin = await this.verifyDevicePart(input, policy);
     } catch (err) {
       if (err instanceof InkanError && err.code === "AUTHENTICATION_FAILED") {
-        // T-2.1.4.1: a refused consent counts toward the signer's lockout (audited there).
-        await recordFactorFailure(this.o, { signerId: input.signerId, actor, factor: err.cause instanceof WrongPin ? "PIN" : "DEVICE_KEY", now: input.now, ...req(input) });
-      } else if (err instanceof InkanError && err.code === "NONCE_REPLAYED") {
-        await this.o.audit.record(factorCheckFailed({ actor, signerId: input.signerId, factor: "DEVICE_KEY", failedAttempts: 0, reason: err.code, ...req(input) }));
+        // Counted against the operator: the attempt stays reserved for the window (audited with the operator as actor).
+        await this.o.audit.record(factorCheckFailed({ actor: input.actor, signerId, factor: "DEVICE_KEY", failedAttempts: attempt.held, ...req(input) }));
+      } else {
+        await attempt.release();
+        if (err instanceof InkanError && err.code === "NONCE_REPLAYED") {
+          await this.o.audit.record(factorCheckFailed({ actor: signerActor, signerId, factor: "DEVICE_KEY", failedAttempts: 0, reason: err.code, ...req(input) }));
+        }
       }
       throw err;
     }
+    await attempt.release();
+
+    // Knowledge factor: the signer's current PIN (T-2.1.4.1: a privileged user alone cannot consent),
+    // T-2.1.2.2: checked on an attempt reserved within the signer's lockout budget; a wrong PIN
+    // counts toward the signer's lockout (audited there), a right one ends the run of failures.
+    const pinFactor = (await this.o.records.list({ kind: "factor", where: { signerId, status: "ACTIVE", type: "PIN" }, limit: 1 })).items[0];
+    await withFactorAttempt(this.o, { signerId, actor: signerActor, now, ...req(input) }, async () =>
+      pinFactor && typeof pin === "string" && (await verifyPin(this.o.crypto, pin, JSON.parse(pinFactor.body) as PinFactorBody))
+        ? { ok: true }
+        : { ok: false, factor: "PIN", cause: new WrongPin() }, // the same answer as any other refusal; which factor failed is logged and audited
+    refused);
+    await this.o.audit.record(factorVerified({ actor: signerActor, signerId, factor: "DEVICE_KEY", ...req(input) }));
+    await this.o.audit.record(factorVerified({ actor: signerActor, signerId, factor: "PIN", ...req(input) }));
   }
 
-  private async verifyConsentChecked(input: ImportKeyInput, policy: PolicyVersion): Promise<void> {
+  /** The consent's device part (T-2.1.4.1, T-2.1.4.2): envelope, challenge, device-key JWS, claims, jti. Returns the PIN it carries. */
+  private async verifyDevicePart(input: ImportKeyInput, policy: PolicyVersion): Promise<unknown> {
     const { signerId, now } = input;
     const envelope = await this.openEnvelope(input.signerConsent, now);
     // T-2.1.4.1, T-2.1.4.2: the challenge works once, only for key import by this signer; signed by
@@ -167,18 +208,7 @@ export class KeyImport {
       refused,
       replayed,
     });
-
-    // Knowledge factor: the signer's current PIN (T-2.1.4.1: a privileged user alone cannot consent).
-    const pin = (await this.o.records.list({ kind: "factor", where: { signerId, status: "ACTIVE", type: "PIN" }, limit: 1 })).items[0];
-    if (!pin || typeof envelope.pin !== "string" || !(await verifyPin(this.o.crypto, envelope.pin, JSON.parse(pin.body) as PinFactorBody))) {
-      throw refused(new WrongPin()); // the same answer as any other refusal; which factor failed is logged and audited
-    }
-    const actor: Actor = { kind: "signer", signerId };
-    await this.o.audit.record(factorVerified({ actor, signerId, factor: "DEVICE_KEY", ...req(input) }));
-    await this.o.audit.record(factorVerified({ actor, signerId, factor: "PIN", ...req(input) }));
-    const fresh = await this.o.signers.record(signerId);
-    const { failedAttempts, ...rest } = JSON.parse(fresh.body) as SignerBody;
-    if (failedAttempts) await this.o.signers.replace(fresh, fresh.status, { ...rest, updatedAt: now.toISOString() }); // a success ends the run of failures
+    return envelope.pin;
   }
 
   /** Decrypts the consent envelope: exactly {pin, proof}, at most 8,192 bytes; else AUTHENTICATION_FAILED. */

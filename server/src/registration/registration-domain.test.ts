@@ -76,6 +76,7 @@ beforeEach(async () => {
   signers = new Signers({ records, oneTime: store, random, policies, audit });
   credentials = new Credentials({
     records,
+    attempts: store,
     random,
     policies,
     audit,

@@ -28,7 +28,8 @@ import type { SecurityPolicies } from "../admin/security-policy.js";
 import type { RandomSource } from "../crypto/port.js";
 import { InkanError } from "../errors.js";
 import type { SamEncryptionKeys } from "../keys/sam-encryption-keys.js";
-import type { OneTimeObjects, Transactions } from "../store/port.js";
+import { reserveAttempt, transactionAttempts, type HeldAttempt } from "../registration/lockout.js";
+import type { AttemptReservations, OneTimeObjects, Transactions } from "../store/port.js";
 import { type AuthorizationFacts, type AuthorizationSeals, type EntryKey } from "./authorization-seal.js";
 import { verifyRSad, type RSadVerifierDeps, type VerifiedRSad } from "./r-sad.js";
 import { scaActor, type SapTransaction, type SapTransactions, type ScaCaller } from "./transactions.js";
@@ -89,7 +90,7 @@ export interface AuthorizeOptions {
   transactions: Pick<SapTransactions, "load">;
   /** Issue 14: what Authorize verified is sealed with the move to AUTHORIZED. */
   seals: Pick<AuthorizationSeals, "seal" | "entryKey">;
-  store: Pick<Transactions, "transitionTransaction" | "recordAuthorizeFailure"> & Pick<OneTimeObjects, "consumeChallenge" | "issueSadToken">;
+  store: Pick<Transactions, "getTransaction" | "transitionTransaction" | "recordAuthorizeFailure"> & Pick<OneTimeObjects, "consumeChallenge" | "issueSadToken"> & AttemptReservations;
   random: RandomSource;
   policies: Pick<SecurityPolicies, "current">;
   samKeys: Pick<SamEncryptionKeys, "samId">;
@@ -122,7 +123,7 @@ export class SapAuthorize {
     if (challengeHash === undefined || dtbsrDigest === undefined) throw new InkanError("TRANSACTION_STATE", "the transaction is not pending");
     // 2. R-3.2.1.1: every link of the R.SAD (audited by verifyRSad, whatever the verdict).
     const samId = await this.o.samKeys.samId();
-    const verified = await this.countingFailures(record.id, now, () => verifyRSad(
+    const { attempt, verified } = await this.countingFailures(record.id, now, () => verifyRSad(
       {
         rSad: input.rSad,
         transaction: {
@@ -154,6 +155,7 @@ export class SapAuthorize {
     const lifetimeMs = (await this.o.policies.current()).sadTokenLifetimeMs;
     const entryKey = await this.o.seals.entryKey(record.id);
     const issued = await issueSadToken(this.o, { entryKey, transactionExpiresAt: record.expiresAt, generation: 0, previousHash: undefined, now, lifetimeMs });
+    await attempt.release().catch(() => undefined); // held until the transaction left PENDING; left behind it only counts against a transaction no longer pending
     return { sadToken: issued.token, sadTokenExpiresAt: issued.expiresAt, signaturesRemaining: record.numSignatures - record.signaturesCreated };
   }
 
@@ -201,17 +203,35 @@ export class SapAuthorize {
    * valid R.SAD must not fail the transaction its first copy authorizes. Neither do an expired
    * R.SAD, a method below the credential's level (no factor was tried) or refusals of state or
    * infrastructure (a suspended credential, a store failure). The refusal is rethrown unchanged.
+   *
+   * T-2.2.1.3, T-2.1.2.2: each verification runs on an attempt of the transaction reserved first
+   * (registration/lockout.ts), and only while the settled failures read after reserving plus the
+   * attempts held stay within the limit, so concurrent R.SADs never get more than
+   * max_authorize_attempts checks; the others are refused unchecked and uncounted: TRANSACTION_STATE
+   * once it is no longer pending, LIMIT_EXCEEDED while the budget is taken by checks in flight. A
+   * failure is counted before its attempt is released; a success keeps it until the transaction
+   * has left PENDING (the caller releases it).
    */
-  private async countingFailures<T>(transactionId: string, now: Date, verify: () => Promise<T>): Promise<T> {
+  private async countingFailures<T>(transactionId: string, now: Date, verify: () => Promise<T>): Promise<{ attempt: HeldAttempt; verified: T }> {
+    const max = (await this.o.policies.current()).maxAuthorizeAttempts;
+    const attempt = await reserveAttempt(this.o.store, transactionAttempts(transactionId), now);
+    let verified: T;
     try {
-      return await verify();
+      const settled = await this.o.store.getTransaction(transactionId);
+      if (settled?.state !== "PENDING") throw new InkanError("TRANSACTION_STATE", "the transaction is not pending");
+      if (settled.authorizeFailures + attempt.held > max) throw new InkanError("LIMIT_EXCEEDED", "too many authorization attempts of this transaction are in progress; retry once they end");
+      verified = await verify();
     } catch (err) {
       if (err instanceof InkanError && attemptFailures.has(err.code)) {
-        const policy = await this.o.policies.current();
-        await this.o.store.recordAuthorizeFailure({ id: transactionId, maxFailures: policy.maxAuthorizeAttempts, now });
+        // Counted before the attempt goes; if counting fails the attempt stays and counts (fail closed), the answer stays the refusal.
+        const counted = await this.o.store.recordAuthorizeFailure({ id: transactionId, maxFailures: max, now }).then(() => true, () => false);
+        if (counted) await attempt.release().catch(() => undefined);
+      } else {
+        await attempt.release().catch(() => undefined); // no check counted; left behind it would only count once more
       }
       throw err;
     }
+    return { attempt, verified };
   }
 }
 

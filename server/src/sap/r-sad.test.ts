@@ -81,9 +81,9 @@ beforeAll(async () => {
   samId = await samKeys.samId();
   const policies = { current: async () => currentPolicy };
   signers = new Signers({ records, oneTime: store, random: hsm, policies, audit });
-  credentials = new Credentials({ records, keys: hsm, random: hsm, policies, audit, signers });
-  activation = new Activation({ records, oneTime: store, crypto: hsm, fields: new FieldCipher(hsm), samKeys, policies, audit, signers, openTransactions: store, freshness: new MemoryFreshness() });
-  deps = { samKeys, records, signers, oneTime: store, crypto: hsm, fields: new FieldCipher(hsm), policies, audit };
+  credentials = new Credentials({ records, keys: hsm, random: hsm, policies, audit, signers, attempts: store });
+  activation = new Activation({ records, oneTime: store, attempts: store, crypto: hsm, fields: new FieldCipher(hsm), samKeys, policies, audit, signers, openTransactions: store, freshness: new MemoryFreshness() });
+  deps = { samKeys, records, signers, oneTime: store, attempts: store, crypto: hsm, fields: new FieldCipher(hsm), policies, audit };
 }, 120_000);
 
 afterAll(async () => {

@@ -40,12 +40,12 @@ import { maxRSadBytes, sadInvalidMessage, type SamEncryptionKeys } from "../keys
 import { checkClaimSet, DeviceProofExpired, DeviceProofRefused, parseStrictJsonObject, peekDeviceJws, policyNameOf, registeredDeviceKey, verifyDeviceJws } from "../registration/device-jws.js";
 import { credentialRefusal, isCsrApproval } from "../registration/credential-usability.js";
 import type { CredentialBody } from "../registration/credentials.js";
-import { recordFactorFailure } from "../registration/lockout.js";
+import { recordFactorSuccess, withFactorAttempt, type FactorCheck } from "../registration/lockout.js";
 import { verifyPin, type PinFactorBody } from "../registration/pin-hash.js";
 import type { SignerBody, Signers } from "../registration/signers.js";
 import type { TotpFactorBody } from "../registration/totp.js";
 import type { FieldCipher } from "../integrity/record-sealer.js";
-import type { FactorRecord, FactorType, OneTimeObjects } from "../store/port.js";
+import type { AttemptReservations, FactorRecord, FactorType, OneTimeObjects } from "../store/port.js";
 import { credentialMethods, enforcedMethods, methodOfEnvelope, type AuthenticationMethodName } from "./authentication-methods.js";
 import type { LoginAssertionVerifier } from "./login-assertion.js";
 import { assertNoDuplicateMembers } from "./sad-claims.js";
@@ -101,6 +101,8 @@ export interface RSadVerifierDeps {
   records: VerifiedRecords;
   signers: Pick<Signers, "record" | "replace">;
   oneTime: Pick<OneTimeObjects, "useJti">;
+  /** The signer's attempt budget (registration/lockout.ts): a factor check is reserved before it runs. */
+  attempts: AttemptReservations;
   /** The module's HMAC: the PIN pepper (pin-hash.ts). */
   crypto: Pick<SystemKeys, "hmacSha256">;
   /** The module's AES key: decrypts the TOTP secret (encrypted at rest, R-3.1.1.1). */
@@ -246,24 +248,18 @@ async function verifyChecked(input: VerifyRSadInput, d: RSadVerifierDeps): Promi
   } else {
     if (deviceKeyId !== undefined) checked.push("DEVICE_KEY");
     // Knowledge factor (R-3.1.4), and the TOTP generator for PIN + TOTP: both are always checked, so
-    // the answer and its timing do not say which failed. One failed attempt counts once toward the
-    // lockout (T-2.1.2.2), audited there with the factor that failed.
-    const pinOk = await checkPin(d, signer.id, envelope.pin as string);
-    checked.push("PIN");
-    let otpOk = true;
-    if (method === "AUTHENTICATION_METHOD_PIN_AND_TOTP") {
-      otpOk = await checkTotp(d, signer.id, envelope.otp as string, now, skewMs);
-      checked.push("TOTP");
-    }
-    if (!pinOk || !otpOk) {
-      await recordFactorFailure(d, { signerId: signer.id, actor, factor: pinOk ? "TOTP" : "PIN", now, ...req(input) });
-      throw authenticationFailed(new DeviceProofRefused(`${pinOk ? "" : "PIN "}${otpOk ? "" : "OTP "}refused`));
-    }
+    // the answer and its timing do not say which failed. T-2.1.2.2, T-2.2.1.3: the check runs only
+    // on an attempt reserved within the signer's lockout budget; one failed attempt counts once,
+    // audited there with the factor that failed; a success ends the run of failures.
+    const totp = method === "AUTHENTICATION_METHOD_PIN_AND_TOTP";
+    await withFactorAttempt(d, { signerId: signer.id, actor, credentialId: tx.credentialId, transactionId: tx.id, now, ...req(input) }, async (): Promise<FactorCheck> => {
+      const pinOk = await checkPin(d, signer.id, envelope.pin as string);
+      const otpOk = totp ? await checkTotp(d, signer.id, envelope.otp as string, now, skewMs) : true;
+      return pinOk && otpOk ? { ok: true } : { ok: false, factor: pinOk ? "TOTP" : "PIN", cause: new DeviceProofRefused(`${pinOk ? "" : "PIN "}${otpOk ? "" : "OTP "}refused`) };
+    }, authenticationFailed);
+    checked.push("PIN", ...(totp ? (["TOTP"] as const) : []));
   }
-  if (signerBody.failedAttempts) {
-    const { failedAttempts: _f, ...rest } = signerBody; // a success ends the run of failures
-    await d.signers.replace(signer, signer.status, { ...rest, updatedAt: now.toISOString() });
-  }
+  if (method === "AUTHENTICATION_METHOD_LOGIN_ASSERTION" && signerBody.failedAttempts) await recordFactorSuccess(d, { signerId: signer.id, now }); // a success ends the run of failures
   for (const factor of checked) await d.audit.record(factorVerified({ ...about, factor }));
   return { signerId: signer.id, credentialId: tx.credentialId, method, ...(deviceKeyId !== undefined ? { deviceKeyId } : {}), factors: checked };
 }

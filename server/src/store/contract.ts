@@ -804,6 +804,93 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
       });
     });
 
+    describe("attempt reservations (T-2.1.2.2: a factor check is reserved before it runs)", () => {
+      /** Every reservation is a committed write (unlike a lost consume), so fewer rounds than the consumer races. */
+      const rounds = 10;
+      const reserve = (subject: string, id: string, seconds = 1, leaseSeconds = 60, via: Store = store) =>
+        via.reserveAttempt({ subject, id, now: at(seconds), expiresAt: at(seconds + leaseSeconds) });
+
+      it("T-2.1.2.2: counts the subject's unreleased reservations, this one included (expired ones too); releases each once; other subjects apart", async () => {
+        expect([await reserve("signer:s1", "a"), await reserve("signer:s1", "b"), await reserve("signer:s2", "a")]).toEqual([1, 2, 1]);
+        expect(await store.releaseAttempt({ subject: "signer:s1", id: "a" })).toBe(true);
+        expect(await store.releaseAttempt({ subject: "signer:s1", id: "a" })).toBe(false); // once
+        expect(await store.releaseAttempt({ subject: "signer:s2", id: "b" })).toBe(false); // another subject's id
+        expect(await store.releaseAttempt({ subject: "signer:s9", id: "a" })).toBe(false); // unknown subject
+        // A reservation whose lease ended long ago (its node crashed mid-check) still counts: fail closed.
+        expect(await reserve("signer:s1", "c", 3600)).toBe(2);
+        expect(await store.releaseAttempt({ subject: "signer:s1", id: "b" })).toBe(true);
+        expect(await store.releaseAttempt({ subject: "signer:s1", id: "c" })).toBe(true);
+        expect(await reserve("signer:s1", "a")).toBe(1); // a released id can be reserved again
+      });
+
+      it("T-2.1.2.2: releaseExpiredAttempts removes only the subject's reservations expired at or before now, and purgeExpired never does", async () => {
+        await reserve("txn:t1", "old", 0, 10); // expires at 10
+        await reserve("txn:t1", "edge", 0, 20); // expires at 20
+        await reserve("txn:t1", "live", 0, 60);
+        await reserve("txn:t2", "old", 0, 10);
+        expect(await store.purgeExpired(at(100))).toMatchObject({ challenges: 0, jtis: 0 });
+        expect(await reserve("txn:t1", "probe", 100)).toBe(4); // nothing purged: expired ones still count
+        expect(await store.releaseAttempt({ subject: "txn:t1", id: "probe" })).toBe(true);
+        expect(await store.releaseExpiredAttempts({ subject: "txn:t1", now: at(20) })).toBe(2);
+        expect(await store.releaseExpiredAttempts({ subject: "txn:t1", now: at(20) })).toBe(0);
+        expect(await store.releaseAttempt({ subject: "txn:t1", id: "live" })).toBe(true);
+        expect(await store.releaseAttempt({ subject: "txn:t1", id: "old" })).toBe(false);
+        expect(await reserve("txn:t2", "probe", 100)).toBe(2); // the other subject kept its expired one
+        expect(await store.releaseExpiredAttempts({ subject: "txn:none", now: at(100) })).toBe(0);
+      });
+
+      it("refuses a second reservation of an id for the same subject (ALREADY_EXISTS, field id) and malformed ones (RangeError), changing nothing", async () => {
+        expect(await reserve("signer:s1", "a")).toBe(1);
+        await expect(reserve("signer:s1", "a")).rejects.toMatchObject({ code: "ALREADY_EXISTS", field: "id" });
+        await expect(store.reserveAttempt({ subject: "", id: "x", now: at(1), expiresAt: at(2) })).rejects.toBeInstanceOf(RangeError);
+        await expect(store.reserveAttempt({ subject: "signer:s1", id: "", now: at(1), expiresAt: at(2) })).rejects.toBeInstanceOf(RangeError);
+        await expect(store.reserveAttempt({ subject: "signer:s1", id: "x", now: at(2), expiresAt: at(2) })).rejects.toBeInstanceOf(RangeError);
+        expect(await reserve("signer:s1", "b")).toBe(2); // only "a" was stored
+      });
+
+      it(`T-2.1.2.2: ${racers} concurrent reservations of one subject behind a start barrier: each count from 1 to ${racers} is seen exactly once, ${rounds} rounds`, async () => {
+        for (let round = 0; round < rounds; round++) {
+          const counts = await race(racers, (i) => reserve(`signer:race-${round}`, `r${i}`));
+          expect(counts.sort((a, b) => a - b), `round ${round}`).toEqual(Array.from({ length: racers }, (_, i) => i + 1));
+        }
+      });
+
+      it(`T-2.1.2.2: a budget of 5 under ${racers} concurrent checkers (reserve, give back when over budget): never more than 5 held, and every check that kept its reservation is counted`, async () => {
+        for (let round = 0; round < rounds; round++) {
+          const subject = `signer:budget-${round}`;
+          const kept = await race(racers, async (i) => {
+            const held = await reserve(subject, `r${i}`);
+            if (held <= 5) return true;
+            expect(await store.releaseAttempt({ subject, id: `r${i}` })).toBe(true); // refused without a check
+            return false;
+          });
+          const checks = kept.filter(Boolean).length;
+          expect(checks, `round ${round}`).toBeGreaterThanOrEqual(1);
+          expect(checks, `round ${round}`).toBeLessThanOrEqual(5);
+          expect(await reserve(subject, "after")).toBe(checks + 1); // the checks still hold theirs
+        }
+      });
+
+      it(`T-2.1.2.2 across SAM nodes: ${racers} reservations of one subject spread over 4 connections: each count seen exactly once`, async () => {
+        const connections = [store];
+        for (let i = 0; i < 3; i++) connections.push(await factory.connectAgain(store));
+        extra.push(...connections.slice(1));
+        for (let round = 0; round < rounds; round++) {
+          const counts = await race(racers, (i) => reserve(`signer:nodes-${round}`, `r${i}`, 1, 60, connections[i % connections.length]!));
+          expect(counts.sort((a, b) => a - b), `round ${round}`).toEqual(Array.from({ length: racers }, (_, i) => i + 1));
+          const released = await race(racers, (i) => connections[(i + 1) % connections.length]!.releaseAttempt({ subject: `signer:nodes-${round}`, id: `r${i}` }));
+          expect(released.every(Boolean), `round ${round}`).toBe(true);
+        }
+      });
+
+      it("fails closed after the connection is gone (STORE_FAILURE)", async () => {
+        await store.close();
+        for (const call of [() => reserve("signer:s1", "a"), () => store.releaseAttempt({ subject: "signer:s1", id: "a" }), () => store.releaseExpiredAttempts({ subject: "signer:s1", now: at(1) })]) {
+          expect(await rejection(call())).toBeInstanceOf(StoreFailureError);
+        }
+      });
+    });
+
     describe("audit records", () => {
       const hashOf = (nodeId: string, sequence: number) => new Uint8Array(createHash("sha256").update(`${nodeId}/${sequence}`).digest());
       const record = (nodeId: string, sequence: number): AuditRecord => ({

@@ -1,7 +1,7 @@
 /**
  * The store port: everything the SAM persists, shaped by what the SAM asks of it.
  *
- * Five capabilities, one interface each, all async so that an embedded store (SQLite) and a
+ * Six capabilities, one interface each, all async so that an embedded store (SQLite) and a
  * networked one (MongoDB replica set, several SAM nodes) fit the same port:
  * - {@link SealedRecords}: signers, factors, credentials, privileged users and their keys, and the
  *   versioned security policy. The store is dumb about seals: it persists every field exactly and
@@ -779,8 +779,57 @@ export function checkPendingCompletion(req: CompletePendingApproval): void {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Attempt reservations
+// ---------------------------------------------------------------------------------------------
 
-export interface Store extends SealedRecords, Transactions, OneTimeObjects, AuditRecords, PendingApprovals {
+/**
+ * A budget of checks per subject ("signer:<id>", "txn:<id>", ...), shared by every SAM node
+ * (T-2.1.2.2, T-2.2.1.3): a caller reserves one attempt BEFORE it checks a factor, reads the
+ * subject's settled failure count AFTER reserving, and checks only while settled failures plus
+ * the reservations held stay within the budget; it persists the outcome, then releases. So every
+ * earlier check is counted either as settled or as still reserved, whatever the concurrency.
+ *
+ * A reservation has a lease (expiresAt) but an expired one is NOT released by the store and still
+ * counts: a node that crashed mid-check may have tested a secret (fail closed). Only the caller
+ * clears expired ones, at a point that resets the budget (a success, a lockout reset). Expired
+ * reservations are not purged by {@link OneTimeObjects.purgeExpired}.
+ *
+ * @example
+ * const held = await store.reserveAttempt({ subject, id, now, expiresAt });   // atomic insert + count
+ * if (settledFailures + held > threshold) { await store.releaseAttempt({ subject, id }); throw refused(); }
+ * const ok = await check();                                                    // the slow part
+ * if (!ok) await persistFailure();                                              // before the release
+ * await store.releaseAttempt({ subject, id });
+ */
+export interface AttemptReservations {
+  /**
+   * Reserves one attempt for `subject`, atomically: inserts the reservation and returns how many
+   * unreleased reservations the subject holds now, this one included (expired ones still count).
+   * Concurrent callers on any connection each see a distinct count. Throws
+   * {@link RecordExistsError} (field "id") if the subject already holds a reservation with this
+   * id; RangeError for an empty subject or id, or an expiresAt not after now.
+   */
+  reserveAttempt(req: { subject: string; id: string; now: Date; expiresAt: Date }): Promise<number>;
+  /** Removes one reservation (after its outcome was persisted); false when the subject holds no such id. */
+  releaseAttempt(req: { subject: string; id: string }): Promise<boolean>;
+  /**
+   * Removes the subject's reservations whose expiresAt is at or before `now` (reservations of
+   * checks that never finished: a crashed node); returns how many. Call it only where the budget
+   * resets (a success, a lockout reset).
+   */
+  releaseExpiredAttempts(req: { subject: string; now: Date }): Promise<number>;
+}
+
+/** Throws RangeError unless `req` is a well-formed reservation. */
+export function checkAttemptReservation(req: { subject: string; id: string; now: Date; expiresAt: Date }): void {
+  if (typeof req.subject !== "string" || req.subject === "") throw new RangeError("an attempt reservation needs a subject");
+  if (typeof req.id !== "string" || req.id === "") throw new RangeError("an attempt reservation needs an id");
+  if (!(req.expiresAt.getTime() > req.now.getTime())) throw new RangeError("expiresAt must be after now");
+}
+
+// ---------------------------------------------------------------------------------------------
+
+export interface Store extends SealedRecords, Transactions, OneTimeObjects, AuditRecords, PendingApprovals, AttemptReservations {
   /** Releases the connection; any later call fails with STORE_FAILURE. */
   close(): Promise<void>;
 }

@@ -31,6 +31,7 @@ import {
   AuditChainError,
   RecordExistsError,
   StoreFailureError,
+  checkAttemptReservation,
   checkLimit,
   checkNewPendingApproval,
   checkNextVersion,
@@ -242,6 +243,16 @@ interface MigrationDoc {
   name: string;
 }
 
+/**
+ * One subject's attempt reservations, all in one document (_id is the subject), so a reservation
+ * is pushed and counted by one atomic single-document update on any node: no transaction, and no
+ * TTL (an expired reservation still counts until the domain clears it).
+ */
+interface AttemptsDoc {
+  _id: string;
+  held: { id: string; reservedAt: Date; expiresAt: Date }[];
+}
+
 const recordCollections: { readonly [K in RecordKind]: string } = {
   signer: "signers",
   factor: "factors",
@@ -300,6 +311,7 @@ export class MongoStore implements Store {
   private readonly audit: Collection<AuditDoc>;
   private readonly checkpoints: Collection<CheckpointDoc>;
   private readonly pendingApprovals: Collection<PendingApprovalDoc>;
+  private readonly attempts: Collection<AttemptsDoc>;
 
   constructor(private readonly client: MongoClient, private readonly db: Db) {
     this.transactions = db.collection<TransactionDoc>("transactions");
@@ -312,6 +324,7 @@ export class MongoStore implements Store {
     this.audit = db.collection<AuditDoc>("auditRecords");
     this.checkpoints = db.collection<CheckpointDoc>("auditCheckpoints");
     this.pendingApprovals = db.collection<PendingApprovalDoc>("pendingApprovals");
+    this.attempts = db.collection<AttemptsDoc>("attemptReservations");
   }
 
   async close(): Promise<void> {
@@ -1176,6 +1189,52 @@ export class MongoStore implements Store {
       this.checkpoints.find({ nodeId: req.nodeId, sequence: { $gte: req.fromSequence } }).sort({ sequence: 1 }).limit(req.limit).toArray(),
     );
     return docs.map((d) => this.checkpointFromDoc(d));
+  }
+
+  // --- attempt reservations --------------------------------------------------------------------
+
+  async reserveAttempt(req: { subject: string; id: string; now: Date; expiresAt: Date }): Promise<number> {
+    checkAttemptReservation(req);
+    const entry = { id: req.id, reservedAt: checkDate(req.now), expiresAt: checkDate(req.expiresAt) };
+    return this.guard(async () => {
+      for (let tries = 0; tries < 3; tries++) {
+        try {
+          // T-2.1.2.2: pushed and counted in one atomic update of the subject's document, so each
+          // concurrent caller on any node sees a distinct count; expired entries count too.
+          const doc = await this.attempts.findOneAndUpdate(
+            { _id: req.subject, "held.id": { $ne: req.id } },
+            { $push: { held: entry } },
+            { upsert: true, returnDocument: "after" },
+          );
+          if (!doc) throw new Error("the reservation upsert returned no document");
+          return doc.held.length;
+        } catch (e) {
+          if (duplicateKey(e) === undefined) throw e;
+          // Either the id is taken, or two first reservations raced to create the document: retry.
+          if ((await this.attempts.countDocuments({ _id: req.subject, "held.id": req.id })) > 0) throw new RecordExistsError("attempt-reservation", "id");
+        }
+      }
+      throw new Error("the subject's reservation document could not be created");
+    });
+  }
+
+  async releaseAttempt(req: { subject: string; id: string }): Promise<boolean> {
+    return this.guard(async () => {
+      const res = await this.attempts.updateOne({ _id: req.subject, "held.id": req.id }, { $pull: { held: { id: req.id } } });
+      if (res.modifiedCount !== 1) return false;
+      await this.attempts.deleteOne({ _id: req.subject, held: { $size: 0 } }); // atomic: only while still empty
+      return true;
+    });
+  }
+
+  async releaseExpiredAttempts(req: { subject: string; now: Date }): Promise<number> {
+    const now = checkDate(req.now);
+    return this.guard(async () => {
+      const before = await this.attempts.findOneAndUpdate({ _id: req.subject }, { $pull: { held: { expiresAt: { $lte: now } } } }, { returnDocument: "before" });
+      const removed = before ? before.held.filter((h) => h.expiresAt.getTime() <= now.getTime()).length : 0;
+      if (removed > 0) await this.attempts.deleteOne({ _id: req.subject, held: { $size: 0 } });
+      return removed;
+    });
   }
 }
 

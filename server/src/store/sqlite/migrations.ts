@@ -304,6 +304,24 @@ ALTER TABLE sad_tokens ADD COLUMN min_index INTEGER NOT NULL DEFAULT 0 CHECK (mi
 `,
   },
   {
+    version: 8,
+    name: "attempt reservations",
+    sql: `
+-- T-2.1.2.2, T-2.2.1.3: one row per factor check in flight (or crashed mid-check), reserved before
+-- the check and counted per subject in the same BEGIN IMMEDIATE transaction, so concurrent checks
+-- on any connection never exceed a signer's lockout threshold or a transaction's authorize
+-- attempts. Expired rows still count until the domain clears them at a reset; never purged.
+CREATE TABLE attempt_reservations (
+  subject TEXT NOT NULL CHECK (subject <> ''),
+  id TEXT NOT NULL CHECK (id <> ''),
+  reserved_at INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL CHECK (expires_at > reserved_at),
+  PRIMARY KEY (subject, id)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX attempt_reservations_by_expiry ON attempt_reservations (subject, expires_at);
+`,
+  },
+  {
     version: 9,
     name: "sealed authorization, DTBS/R and token MACs",
     sql: `

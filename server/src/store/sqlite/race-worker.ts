@@ -3,7 +3,8 @@
  * its own connection to the store file, then for each round (announced through a shared
  * Int32Array, so all workers start at the same instant) tries `attempts` times to consume each
  * kind of one-time object of that round (or, in mode "pending-approvals", to approve the round's
- * pending approval), and reports how many it won.
+ * pending approval; in mode "attempt-reservations", to reserve an attempt of the round's subject),
+ * and reports how many it won (or the counts its reservations saw).
  */
 import { parentPort, workerData } from "node:worker_threads";
 import { SqliteStore } from "./sqlite-store.js";
@@ -18,7 +19,7 @@ export interface RaceWorkerData {
   /** The fixed clock, in ms since the epoch. */
   now: number;
   /** What to race for (default "one-time-objects"). */
-  mode?: "one-time-objects" | "pending-approvals";
+  mode?: "one-time-objects" | "pending-approvals" | "attempt-reservations";
   /** Names this worker in the approvals it sends (decidedBy). */
   name?: string;
 }
@@ -27,6 +28,12 @@ export interface RaceWorkerData {
 export interface ApprovalWins {
   round: number;
   pendingApproval: number;
+}
+
+/** What a worker in mode "attempt-reservations" reports for one round: the count each reservation saw. */
+export interface ReservationCounts {
+  round: number;
+  counts: number[];
 }
 
 export interface RaceWins {
@@ -44,6 +51,7 @@ export const raceIds = (round: number) => ({
   activationCode: `worker-act-${round}`,
   jti: `worker-jti-${round}`,
   pendingApproval: `worker-pa-${round}`,
+  attemptSubject: `signer:worker-${round}`,
 });
 
 async function run(data: RaceWorkerData): Promise<void> {
@@ -71,6 +79,14 @@ async function run(data: RaceWorkerData): Promise<void> {
         if (approved) wins.pendingApproval++;
       }
       port.postMessage(wins);
+      continue;
+    }
+    if (data.mode === "attempt-reservations") {
+      const report: ReservationCounts = { round, counts: [] };
+      for (let i = 0; i < data.attempts; i++) {
+        report.counts.push(await store.reserveAttempt({ subject: ids.attemptSubject, id: `${data.name ?? "worker"}-${i}`, now, expiresAt: new Date(data.now + 60_000) }));
+      }
+      port.postMessage(report);
       continue;
     }
     const wins: RaceWins = { round, challenge: 0, sadToken: 0, activationCode: 0, jti: 0 };

@@ -8,7 +8,7 @@ import { createHash } from "node:crypto";
 import { at, describeStoreContract, raceRounds } from "../contract.js";
 import { StoreFailureError, type Store } from "../port.js";
 import { migrations } from "./migrations.js";
-import { raceIds, type ApprovalWins, type RaceWins, type RaceWorkerData } from "./race-worker.js";
+import { raceIds, type ApprovalWins, type RaceWins, type RaceWorkerData, type ReservationCounts } from "./race-worker.js";
 import { SqliteStore, createSqliteStore, sqliteStoreFile } from "./sqlite-store.js";
 
 const dirs: string[] = [];
@@ -308,6 +308,44 @@ describe("SqliteStore", () => {
         const approved = await store.getPendingApproval(id);
         expect(approved).toMatchObject({ state: "APPROVED", version: 2, decidedAt: now });
         expect(approved?.body).toBe(JSON.stringify({ approver: approved?.decidedBy })); // the winner's body, nobody else's
+      }
+    } finally {
+      Atomics.store(flag, 0, -1);
+      Atomics.notify(flag, 0);
+      await Promise.all(workers.map((w) => new Promise((resolve) => w.once("exit", resolve))));
+      await store.close();
+    }
+  });
+  it("T-2.1.2.2 in parallel: 4 worker threads, each its own connection (4 SAM processes), 64 reservations of one signer's attempts; each count from 1 to 64 is seen exactly once, 10 rounds", async () => {
+    const file = sqliteStoreFile(dataDir());
+    const store = await SqliteStore.open({ file });
+    const signal = new SharedArrayBuffer(4);
+    const flag = new Int32Array(signal);
+    const entry = new URL("./race-worker.ts", import.meta.url).href;
+    const workers = Array.from({ length: 4 }, (_, w) => {
+      const workerData: RaceWorkerData = { entry, file, signal, attempts: 16, now: at(1).getTime(), mode: "attempt-reservations", name: `node-${w}` };
+      return new Worker(new URL("../testing/ts-worker.mjs", import.meta.url), { workerData });
+    });
+    const next = (w: Worker) =>
+      new Promise<unknown>((resolve, reject) => {
+        const onMessage = (m: unknown) => {
+          w.off("error", reject);
+          resolve(m);
+        };
+        w.once("message", onMessage);
+        w.once("error", reject);
+      });
+    try {
+      expect(await Promise.all(workers.map(next))).toEqual(["ready", "ready", "ready", "ready"]);
+      for (let round = 1; round <= 10; round++) {
+        const results = workers.map(next);
+        Atomics.store(flag, 0, round);
+        Atomics.notify(flag, 0); // release every worker at once
+        const reports = (await Promise.all(results)) as ReservationCounts[];
+        expect(reports.map((r) => r.round)).toEqual([round, round, round, round]);
+        const counts = reports.flatMap((r) => r.counts).sort((a, b) => a - b);
+        expect(counts, `round ${round}`).toEqual(Array.from({ length: 64 }, (_, i) => i + 1));
+        expect(await store.releaseExpiredAttempts({ subject: raceIds(round).attemptSubject, now: at(61) })).toBe(64);
       }
     } finally {
       Atomics.store(flag, 0, -1);

@@ -25,6 +25,7 @@ import {
   AuditChainError,
   RecordExistsError,
   StoreFailureError,
+  checkAttemptReservation,
   checkLimit,
   checkNewPendingApproval,
   checkNextVersion,
@@ -769,6 +770,33 @@ export class SqliteStore implements Store {
         transactions: this.run("DELETE FROM transactions WHERE expires_at <= ?", t), // DTBS/R rows go by ON DELETE CASCADE
       })),
     );
+  }
+
+  // --- attempt reservations --------------------------------------------------------------------
+
+  async reserveAttempt(req: { subject: string; id: string; now: Date; expiresAt: Date }): Promise<number> {
+    checkAttemptReservation(req);
+    const params = [req.subject, req.id, ms(req.now), ms(req.expiresAt)];
+    return this.guardUnique(
+      "attempt-reservation",
+      () =>
+        // T-2.1.2.2: inserted and counted under the write lock, so each concurrent caller (any
+        // process) sees a distinct count; expired rows count too (a crash mid-check fails closed).
+        this.immediate(() => {
+          this.run("INSERT INTO attempt_reservations (subject, id, reserved_at, expires_at) VALUES (?, ?, ?, ?)", ...params);
+          return this.get("SELECT COUNT(*) AS n FROM attempt_reservations WHERE subject = ?", req.subject)!.n as number;
+        }),
+      { subject: "id" },
+    );
+  }
+
+  async releaseAttempt(req: { subject: string; id: string }): Promise<boolean> {
+    return this.guard(() => this.run("DELETE FROM attempt_reservations WHERE subject = ? AND id = ?", req.subject, req.id)) === 1;
+  }
+
+  async releaseExpiredAttempts(req: { subject: string; now: Date }): Promise<number> {
+    const now = ms(req.now);
+    return this.guard(() => this.run("DELETE FROM attempt_reservations WHERE subject = ? AND expires_at <= ?", req.subject, now));
   }
 
   // --- pending approvals (dual control) --------------------------------------------------------

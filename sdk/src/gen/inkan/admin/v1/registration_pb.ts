@@ -2515,8 +2515,13 @@ export const RegistrationService: GenService<{
    * - FAILED_PRECONDITION, REASON_CREDENTIAL_LOCKED: the signer is locked out.
    * - PERMISSION_DENIED, REASON_AUTHENTICATION_FAILED (field "signer_consent"): the consent is
    *   malformed, does not verify with a device key registered to signer_id, a claim differs from
-   *   this request, or the PIN is wrong (which one is logged, not returned). Counted as a failed
-   *   factor attempt towards the signer's lockout.
+   *   this request, or the PIN is wrong (which one is logged, not returned). Only a wrong PIN
+   *   counts toward the signer's lockout; any other refused consent counts against the calling
+   *   operator (a signer cannot be locked out by garbage consents).
+   * - RESOURCE_EXHAUSTED, REASON_LIMIT_EXCEEDED (field "signer_consent"): the calling operator sent
+   *   the policy's lockout_threshold refused consents within the last hour (or that many are being
+   *   checked right now), or the signer's attempts left are all taken by PIN checks in progress;
+   *   nothing was checked or counted.
    * - UNAUTHENTICATED, REASON_NONCE_REPLAYED (field "signer_consent"): the consent's challenge or
    *   jti is unknown, expired, already used or for another purpose or signer (a replayed consent).
    * - FAILED_PRECONDITION, REASON_EXPIRED: transport_key_id names a retired transport key.

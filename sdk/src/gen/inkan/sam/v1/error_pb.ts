@@ -147,7 +147,10 @@ export enum Reason {
   ALGORITHM_NOT_ALLOWED = 12,
 
   /**
-   * RESOURCE_EXHAUSTED: a message, batch or upload exceeds a configured limit.
+   * RESOURCE_EXHAUSTED: a message, batch or upload exceeds a configured limit; or (Authorize,
+   * ChangePin, ImportKey) the factor-check attempts a signer, a transaction or an operator may use
+   * are all taken by checks still in progress (or by refused consents of the operator): nothing was
+   * checked or counted, retry once they end.
    *
    * @generated from enum value: REASON_LIMIT_EXCEEDED = 13;
    */

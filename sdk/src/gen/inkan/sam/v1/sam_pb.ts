@@ -1841,7 +1841,10 @@ export const SignatureActivationService: GenService<{
    * A failed attempt leaves the transaction pending (a signer who mistyped the PIN sends a new
    * R.SAD with a new jti) until Limits.max_authorize_attempts failures, after which the transaction
    * is TRANSACTION_STATE_FAILED. Failed factor checks also count against the signer's lockout
-   * threshold.
+   * threshold. Each attempt is reserved in the SAM's store before its factors are checked, so
+   * however many R.SADs arrive at once, on any number of SAM nodes, at most lockout_threshold
+   * checks run for a signer between a success (or a lockout reset) and the lock, and at most
+   * max_authorize_attempts for a transaction; the others are refused without a check.
    *
    * Errors:
    *  - NOT_FOUND REASON_TRANSACTION_NOT_FOUND: no such transaction for this SCA.
@@ -1858,7 +1861,9 @@ export const SignatureActivationService: GenService<{
    *  - FAILED_PRECONDITION REASON_SIGNER_INACTIVE, REASON_CREDENTIAL_SUSPENDED,
    *    REASON_CREDENTIAL_DESTROYED, REASON_CREDENTIAL_LOCKED: the signer or credential cannot be
    *    used.
-   *  - RESOURCE_EXHAUSTED REASON_LIMIT_EXCEEDED: r_sad or its decrypted payload is too large.
+   *  - RESOURCE_EXHAUSTED REASON_LIMIT_EXCEEDED: r_sad or its decrypted payload is too large; or
+   *    the attempts left to the signer or the transaction are all taken by checks still in
+   *    progress: the R.SAD was not checked and does not count, send it again once they end.
    *  - UNAVAILABLE REASON_CRYPTO_MODULE_FAILURE: the crypto module could not decrypt or draw the
    *    token.
    *  - and the common errors listed on the service.

@@ -506,8 +506,10 @@ export const SignerService: GenService<{
    *  - FAILED_PRECONDITION REASON_SIGNER_INACTIVE: the signer is not activated or is disabled.
    *  - FAILED_PRECONDITION REASON_CREDENTIAL_LOCKED: too many failed attempts locked the signer's
    *    factors; a privileged user must reset them.
+   *  - RESOURCE_EXHAUSTED REASON_LIMIT_EXCEEDED: the signer's attempts left are all taken by PIN
+   *    checks still in progress; the old PIN was not checked and this request does not count.
    *  - INVALID_ARGUMENT REASON_INVALID_REQUEST: the new PIN breaks the PIN policy
-   *    (ErrorDetail.field "new_pin").
+   *    (ErrorDetail.field "new_pin"); checked before the old PIN.
    *  - and the errors every RPC may return (see the service).
    *
    * @generated from rpc inkan.sam.v1.SignerService.ChangePin

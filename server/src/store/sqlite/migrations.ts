@@ -303,4 +303,13 @@ CREATE INDEX challenges_open_by_subject ON challenges (purpose, subject, expires
 ALTER TABLE sad_tokens ADD COLUMN min_index INTEGER NOT NULL DEFAULT 0 CHECK (min_index >= 0);
 `,
   },
+  {
+    version: 10,
+    name: "audit records by event",
+    sql: `
+-- Issue 14 rollback detection: at start a node reads only the "record.versioned" events of each
+-- node's chain (integrity/ROLLBACK.md), not the whole chain.
+CREATE INDEX audit_records_by_event ON audit_records (node_id, event, sequence);
+`,
+  },
 ];

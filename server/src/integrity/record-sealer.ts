@@ -31,10 +31,16 @@ export class IntegrityViolationError extends InkanError {
   }
 }
 
+/**
+ * What failed: the seal (the record was edited, inserted or cloned), or the record's freshness (an
+ * older, validly sealed copy was put back, or the record was deleted: integrity/ROLLBACK.md).
+ */
+export type IntegrityCause = "seal" | "rolled-back";
+
 export interface RecordSealerOptions {
   keys: SystemKeys;
   /** Called for each integrity failure before the error is thrown (the audit log hooks in here). */
-  onViolation?: (kind: string, id: string) => Promise<void> | void;
+  onViolation?: (kind: string, id: string, cause: IntegrityCause) => Promise<void> | void;
 }
 
 /**
@@ -54,10 +60,18 @@ export class RecordSealer {
     const expected = await this.options.keys.hmacSha256("record-seal", sealedBytes(record));
     const seal = record.seal;
     if (seal.length !== expected.length || !timingSafeEqual(seal, expected)) {
-      await this.options.onViolation?.(record.kind, record.id);
+      await this.options.onViolation?.(record.kind, record.id, "seal");
       throw new IntegrityViolationError(record.kind, record.id);
     }
     return record;
+  }
+
+  /**
+   * Reports an integrity failure found beside the seal (a rolled-back or deleted record, issue 14)
+   * through the same hook as a broken seal, so it is logged and audited the same way.
+   */
+  async report(violation: IntegrityViolationError, cause: IntegrityCause): Promise<void> {
+    await this.options.onViolation?.(violation.recordKind, violation.recordId, cause);
   }
 }
 

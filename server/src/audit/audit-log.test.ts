@@ -393,3 +393,27 @@ describe("issue 14: versioned heads in the chain", () => {
     }
   });
 });
+
+describe("issue 13 finding 5: a tail cut while the node runs", () => {
+  for (const when of ["at the next record", "at a clean stop"] as const) {
+    it(`R-3.2.2.4: records after the newest checkpoint deleted while the node runs are found ${when}: it fails closed, the crypto module's checkpoint moves to the node's real head, and the next start refuses (truncated)`, async () => {
+      const { file, store, nodeId } = await freshNode();
+      const log = await open({ store, nodeId, checkpointEveryRecords: 4 });
+      await recordMany(log, 1, 4); // checkpoint at 4
+      await log.record(recordVersioned({ key: "factor:f1", version: 2 })); // 5: a revocation, say
+      await log.record(event(6));
+      // A database-only insider deletes 5 and 6, then makes the node fail so that someone restarts it.
+      tamper(file, (db) => db.prepare("DELETE FROM audit_records WHERE node_id = ? AND sequence > 4").run(nodeId));
+      if (when === "at the next record") {
+        expect((await failure(log.record(event(7)))).code).toBe("AUDIT_FAILURE");
+        expect((await failure(log.record(event(8)))).message).toMatch(/ends at 4 in the store, before its head 6: truncated/);
+      } else {
+        expect((await failure(log.close())).code).toBe("AUDIT_FAILURE");
+      }
+      expect((await readHighWaterMark(hsm, nodeId))?.sequence).toBe(6);
+      const err = await failure(createAuditLog({ store, nodeId, cryptoModule: hsm, checkpointTimer: false }));
+      expect(err.code).toBe("INTEGRITY_VIOLATION");
+      expect(err.message).toMatch(/ends at record 4 .* covers record 6: truncated/);
+    });
+  }
+});

@@ -371,6 +371,7 @@ export class ChainedAuditLog implements BatchAuditLog {
         // The outcome may be unknown (a driver error after commit): settle it before the next append.
         this.#uncertain = record;
         this.#uncertainVersioned = versioned;
+        await this.#settleUncertain().catch(() => undefined); // at once when the store can say (a cut tail is anchored now)
         throw auditFailure("the audit record could not be written", err);
       }
       this.#head = { sequence: record.sequence, hash: record.hash };
@@ -401,6 +402,7 @@ export class ChainedAuditLog implements BatchAuditLog {
         // All or none: settled like a single record, by the batch's last one.
         this.#uncertain = records.at(-1);
         this.#uncertainVersioned = versioned;
+        await this.#settleUncertain().catch(() => undefined);
         throw auditFailure("the audit records could not be written", err);
       }
       this.#head = head;
@@ -460,10 +462,41 @@ export class ChainedAuditLog implements BatchAuditLog {
       this.#uncertain = undefined; // it did happen: adopt it
       this.#head = { sequence: latest.sequence, hash: latest.hash };
       this.#versioned = this.#uncertainVersioned ?? this.#versioned;
+    } else if (latestSequence < this.#head.sequence) {
+      // R-3.2.2.4, issue 13 finding 5: the store lost this node's newest records while it ran.
+      await this.#anchorHeadInModule();
+      this.#broken = auditFailure(`the audit chain of node ${this.nodeId} ends at ${latestSequence} in the store, before its head ${this.#head.sequence}: truncated`);
+      throw this.#broken;
     } else {
       // R-3.2.2.4: someone else extended this node's chain; nothing more is recorded on it.
       this.#broken = auditFailure(`the audit chain of node ${this.nodeId} was extended by another writer at ${latestSequence}`);
       throw this.#broken;
+    }
+  }
+
+  /**
+   * The store no longer holds this node's head (its tail was deleted while the node ran): the head
+   * in memory is signed into the crypto module's checkpoint, outside the database, so the next
+   * start finds the store behind it and refuses (truncated) instead of resuming a shortened chain
+   * (a database-only insider could otherwise force that by making the node fail and be restarted).
+   * Best effort: the operation that found it fails closed either way.
+   */
+  async #anchorHeadInModule(): Promise<void> {
+    if (this.#head.sequence <= this.#moduleCheckpoint || this.#checkpointsHeld) return;
+    try {
+      const checkpoint = await signCheckpoint({
+        module: this.#module,
+        keyId: this.#key.keyId,
+        nodeId: this.nodeId,
+        sequence: this.#head.sequence,
+        recordHash: this.#head.hash,
+        versioned: this.#versioned,
+        now: this.#now(),
+      });
+      await writeHighWaterMark(this.#module, this.nodeId, checkpoint.body);
+      this.#moduleCheckpoint = checkpoint.sequence;
+    } catch {
+      // the module is unreachable too: nothing more can be anchored
     }
   }
 
@@ -490,6 +523,8 @@ export class ChainedAuditLog implements BatchAuditLog {
       } catch (err) {
         const stored = await this.#store.latestAuditCheckpoint(this.nodeId).catch(() => undefined);
         if (stored?.sequence !== checkpoint.sequence || stored.body !== checkpoint.body) {
+          const latest = await this.#store.latestAuditRecord(this.nodeId).then((r) => r?.sequence ?? 0, () => undefined);
+          if (latest !== undefined && latest < this.#head.sequence) await this.#anchorHeadInModule(); // a cut tail, found while idle
           throw auditFailure("the audit checkpoint could not be written", err);
         }
       }

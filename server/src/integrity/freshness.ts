@@ -28,6 +28,13 @@ export interface Freshness {
    * in a crash) is accepted and becomes the known head.
    */
   check(key: string, version: number): Promise<void>;
+  /**
+   * The newest version known for `key` (0 if none), synchronously. A head only rises after its
+   * version was written to (or read from) the store, so a copy read after this was taken and
+   * still below it was put back: a reader that takes it first cannot mistake a concurrent write
+   * for a rollback (integrity/sealed-records.ts).
+   */
+  head(key: string): number;
 }
 
 /** The key of a sealed record or another versioned object. */
@@ -43,6 +50,10 @@ export class MemoryFreshness implements Freshness {
     const head = this.#heads.get(key) ?? 0;
     if (version < head) throw new RangeError(`${key}: version ${version} is below the head ${head}`);
     this.#heads.set(key, version);
+  }
+
+  head(key: string): number {
+    return this.#heads.get(key) ?? 0;
   }
 
   async check(key: string, version: number): Promise<void> {

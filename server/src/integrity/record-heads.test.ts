@@ -120,10 +120,21 @@ describe("issue 14: VerifiedRecords with heads", () => {
   const seal = async (_key: string, data: Uint8Array) => new Uint8Array(await crypto.subtle.digest("SHA-256", data));
   const keys = { hmacSha256: seal, encrypt: async () => new Uint8Array(), decrypt: async () => new Uint8Array() };
 
-  /** A store of signer rows that can serve an older copy on demand (what an insider's restore does). */
+  /** A store of signer rows; `during` runs inside a read (a concurrent write), `older` is served instead for `times` reads. */
   function setup() {
     const rows = new Map<string, SignerRecord>();
-    const served: { older?: SignerRecord; times: number } = { times: 0 };
+    const served: { older?: SignerRecord; times: number; during?: () => Promise<void> } = { times: 0 };
+    const pick = async (id: string) => {
+      const copy = rows.get(id);
+      const during = served.during;
+      served.during = undefined;
+      await during?.();
+      if (served.older && served.times > 0) {
+        served.times--;
+        return served.older;
+      }
+      return copy;
+    };
     const store = {
       async createRecord(r: SignerRecord) {
         rows.set(r.id, r);
@@ -133,12 +144,10 @@ describe("issue 14: VerifiedRecords with heads", () => {
         rows.set(r.id, r);
         return true;
       },
-      async getRecord(_kind: string, id: string) {
-        if (served.older && served.times > 0) {
-          served.times--;
-          return served.older;
-        }
-        return rows.get(id);
+      getRecord: (_kind: string, id: string) => pick(id),
+      async listRecords() {
+        const record = await pick("sgn_1");
+        return { items: record ? [record] : [], next: undefined };
       },
     };
     const violations: string[] = [];
@@ -147,28 +156,39 @@ describe("issue 14: VerifiedRecords with heads", () => {
     return { rows, served, records, violations };
   }
   const signer = { kind: "signer" as const, id: "sgn_1", status: "ACTIVE" as const, body: "{}" };
+  const list = (records: VerifiedRecords) => records.list({ kind: "signer", where: {}, limit: 10 });
 
-  it("an older, validly sealed copy put back is refused and reported once as rolled back", async () => {
+  it("an older, validly sealed copy put back is refused and reported once as rolled back; so is the record deleted", async () => {
     const { rows, records, violations } = setup();
     const v1 = await records.create<SignerRecord>({ ...signer, version: 1 });
     await records.update<SignerRecord>({ ...signer, version: 2, body: '{"lockedAt":"2030-01-01T00:00:00Z"}' }, 1);
     rows.set("sgn_1", v1); // the insider's restore
     await expect(records.get("signer", "sgn_1")).rejects.toMatchObject({ code: "INTEGRITY_VIOLATION", recordKind: "signer", recordId: "sgn_1" });
     expect(violations).toEqual(["signer/sgn_1/rolled-back"]);
-    rows.delete("sgn_1"); // deleting it is refused too
+    await expect(list(records)).rejects.toBeInstanceOf(IntegrityViolationError);
+    rows.delete("sgn_1");
     await expect(records.get("signer", "sgn_1")).rejects.toBeInstanceOf(IntegrityViolationError);
+    expect(violations).toHaveLength(3);
   });
 
-  it(`a read that raced with a write (an older copy ${STALE_REREADS} times, then the current one) is read again, not reported`, async () => {
+  it("a read by id that a write overtook (the copy it read was current when read) is not a rollback", async () => {
+    const { served, records, violations } = setup();
+    await records.create<SignerRecord>({ ...signer, version: 1 });
+    served.during = async () => void (await records.update<SignerRecord>({ ...signer, version: 2, body: '{"failedAttempts":1}' }, 1));
+    expect((await records.get("signer", "sgn_1"))?.version).toBe(1);
+    expect(violations).toEqual([]);
+  });
+
+  it(`a list whose copy looks old when it returns is read again (${STALE_REREADS} times); still old, it is a rollback`, async () => {
     const { served, records, violations } = setup();
     const v1 = await records.create<SignerRecord>({ ...signer, version: 1 });
     await records.update<SignerRecord>({ ...signer, version: 2, body: '{"failedAttempts":1}' }, 1);
     served.older = v1;
     served.times = STALE_REREADS;
-    expect((await records.get("signer", "sgn_1"))?.version).toBe(2);
+    expect((await list(records)).items.map((r) => r.version)).toEqual([2]);
     expect(violations).toEqual([]);
-    served.times = STALE_REREADS + 1; // stale on every read: a rollback
-    await expect(records.get("signer", "sgn_1")).rejects.toBeInstanceOf(IntegrityViolationError);
+    served.times = STALE_REREADS + 1;
+    await expect(list(records)).rejects.toBeInstanceOf(IntegrityViolationError);
     expect(violations).toEqual(["signer/sgn_1/rolled-back"]);
   });
 });

@@ -13,9 +13,9 @@
  *   checked against its checkpoints as the log resumed; the others' here, checked against theirs).
  *   A tail reads the other nodes' new versioned events every second.
  *
- * A refusal here may be a race, not a rollback: a read that started before a concurrent write
- * finishes checking after that write advanced the head. Callers read again before they report
- * (sealed-records.ts {@link readFresh}).
+ * A refusal by `check` may be a race, not a rollback: a read that started before a concurrent
+ * write finishes checking after that write advanced the head. Readers take `head(key)` before
+ * they read, or read again, before they report (sealed-records.ts `readFresh`).
  */
 import type { AuditSigning, DataObjects } from "../crypto/port.js";
 import { InkanError } from "../errors.js";
@@ -25,7 +25,7 @@ import { currentAuditKeys, replayNodeJournal, type NodeJournalStore } from "../a
 import { RECORD_VERSIONED, versionedEntryOf } from "../audit/versioned-journal.js";
 import { maxPageSize } from "../store/port.js";
 import type { Freshness } from "./freshness.js";
-import { IntegrityViolationError } from "./record-sealer.js";
+import { staleCopy } from "./sealed-records.js";
 
 /** How often the other nodes' new versioned events are read, by default. */
 export const DEFAULT_TAIL_INTERVAL_MS = 1000;
@@ -92,7 +92,7 @@ export class RecordHeads implements Freshness {
     if (!Number.isSafeInteger(version) || version < 0) throw new RangeError(`${key}: version ${version} is not a version`);
     const head = this.#heads.get(key) ?? 0;
     // Issue 14: an older, validly sealed copy was put back (or the record deleted: version 0).
-    if (version < head) throw violation(key);
+    if (version < head) throw staleCopy(key);
     if (version > head) {
       this.#heads.set(key, version);
       await this.#journal(key, version);
@@ -188,10 +188,4 @@ export async function openRecordHeads(options: RecordHeadsOptions): Promise<Reco
 
 function checkVersion(version: number): void {
   if (!Number.isSafeInteger(version) || version < 1) throw new RangeError(`version ${version} is not a positive integer`);
-}
-
-/** The error for a copy below the head: kind and id split from the key (`<kind>:<id>`). */
-export function violation(key: string): IntegrityViolationError {
-  const colon = key.indexOf(":");
-  return colon < 0 ? new IntegrityViolationError(key, "") : new IntegrityViolationError(key.slice(0, colon), key.slice(colon + 1));
 }

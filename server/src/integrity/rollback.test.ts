@@ -215,6 +215,19 @@ describe("issue 14: an older sealed copy put back while the SAM runs (R-3.1.1.1,
   });
 });
 
+describe("issue 14: no false alarm under concurrency", () => {
+  it("40 concurrent wrong guesses on one signer (each read and most writing its record) and 40 reads of it: none is INTEGRITY_VIOLATION, nothing is audited as rolled back", async () => {
+    const alice = await newSigner();
+    const ra = createClient(RegistrationService, t.as(operator));
+    const outcomes = await Promise.all([
+      ...Array.from({ length: 40 }, (_, i) => signOne(alice, `00000${1000 + i}`)),
+      ...Array.from({ length: 40 }, () => ra.getSigner({ signerId: alice.signerId }).then(() => ({ signed: 0 }) as Outcome, (e: unknown) => ({ reason: inkanErrorReason(ConnectError.from(e)), message: "" }))),
+    ]);
+    expect(outcomes.filter((o) => "reason" in o && o.reason === Reason.INTEGRITY_VIOLATION)).toEqual([]);
+    expect(rollbackAudits(alice.signerId, alice.credentialId)).toBe(0);
+  });
+});
+
 describe("issue 14: across a restart on the same data directory", () => {
   it("R-3.1.1.1 R-3.2.1.7: rows put back while the SAM is stopped are refused after it starts; other signers sign", async () => {
     const locked = await newSigner();

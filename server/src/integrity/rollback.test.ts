@@ -272,6 +272,7 @@ describe("issue 14: across a restart on the same data directory", () => {
     const current = (await policyAs(t.firstSecurityOfficer).getSecurityPolicy({})).record!;
     const stricter = clone(SecurityPolicySchema, current.policy!);
     stricter.lockoutThreshold = 3;
+    stricter.auditCheckpointEveryRecords = 10; // issue 13 finding 5: the policy's cadence is applied (see the next test)
     const newest = await update(current.version, stricter);
     expect(newest.version).toBe(current.version + 1n);
 
@@ -288,6 +289,18 @@ describe("issue 14: across a restart on the same data directory", () => {
     expect(restored.version).toBe(newest.version);
     expect((await sca().getInfo({})).samId).not.toBe("");
     expect(await signOne(bob)).toEqual({ signed: 1 });
+  });
+
+  it("R-3.2.2.4 issue 13 finding 5: the security policy's audit_checkpoint_every_records bounds the records after the newest checkpoint", async () => {
+    for (let i = 0; i < 3; i++) expect(await signOne(bob)).toEqual({ signed: 1 });
+    const { head, checkpoint } = insider((db) => {
+      const node = (db.prepare("SELECT node_id FROM audit_records ORDER BY time DESC LIMIT 1").get() as { node_id: string }).node_id;
+      return {
+        head: (db.prepare("SELECT MAX(sequence) AS s FROM audit_records WHERE node_id = ?").get(node) as { s: number }).s,
+        checkpoint: (db.prepare("SELECT MAX(sequence) AS s FROM audit_checkpoints WHERE node_id = ?").get(node) as { s: number }).s,
+      };
+    });
+    expect(head - checkpoint).toBeLessThan(10);
   });
 
   it("R-3.2.2.4: a versioned audit record deleted before the last checkpoint stops the start (INTEGRITY_VIOLATION), recorded in the chain", async () => {

@@ -17,8 +17,9 @@ import { IntegrityViolationError } from "./record-sealer.js";
 export interface Freshness {
   /**
    * Records that `key` now stands at `version`, after the write of that version succeeded in the
-   * store. Fails closed (throws) when the head cannot be recorded; a lower version than the known
-   * head is a caller bug (RangeError).
+   * store. Fails closed (throws) when the head cannot be recorded. A lower version than the known
+   * head: {@link MemoryFreshness} throws RangeError (a bug, in a unit test); the journaled heads
+   * (record-heads.ts) ignore it, since a concurrent write of a newer version can finish first.
    */
   advance(key: string, version: number): Promise<void>;
   /**

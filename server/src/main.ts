@@ -4,20 +4,20 @@ import type { HandlerContext } from "@connectrpc/connect";
 import type { JSONWebKeySet } from "jose";
 import type { Logger } from "pino";
 import { DualControl } from "./admin/dual-control.js";
-import { createAuditLog, type ChainedAuditLog } from "./audit/audit-log.js";
+import { DEFAULT_CHECKPOINT_EVERY_RECORDS, createAuditLog, type ChainedAuditLog } from "./audit/audit-log.js";
 import { integrityViolationDetected, samStarted, samStopped } from "./audit/events.js";
 import { contractFiles } from "@inkan/sdk";
 import { HealthCheckResponse_ServingStatus as Status } from "@inkan/sdk/gen/grpc/health/v1/health_pb.js";
 import { PrivilegedUsers } from "./admin/privileged-users.js";
-import { PolicyIntegrityGate, SecurityPolicies } from "./admin/security-policy.js";
+import { PolicyIntegrityGate, SecurityPolicies, durationMs, type PolicyVersion } from "./admin/security-policy.js";
 import type { Config } from "./config/config.js";
 import type { FullCryptoModule } from "./crypto/port.js";
 import { createPkcs11CryptoModule } from "./crypto/pkcs11/pkcs11-crypto-module.js";
 import { openEmbeddedCryptoModule } from "./crypto/pkcs11/softhsm-token.js";
 import { InkanError } from "./errors.js";
 import { FieldCipher, RecordSealer } from "./integrity/record-sealer.js";
+import { openRecordHeads, type RecordHeads } from "./integrity/record-heads.js";
 import { VerifiedRecords } from "./integrity/sealed-records.js";
-import { MemoryFreshness } from "./integrity/freshness.js";
 import { AuthorizationSeals } from "./sap/authorization-seal.js";
 import { createMongoStore } from "./store/mongodb/mongo-store.js";
 import type { Store } from "./store/port.js";
@@ -96,6 +96,7 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
   const crypto = hooks.wrapCrypto ? hooks.wrapCrypto(opened) : opened;
   let store: Store | undefined;
   let audit: ChainedAuditLog | undefined;
+  let heads: RecordHeads | undefined;
   try {
     store = await openStore(config);
     if (hooks.wrapStore) store = hooks.wrapStore(store);
@@ -112,18 +113,28 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
     });
     const auditLog = audit;
     await auditLog.record(samStarted({ version: samVersion, ...auditLog.startState }));
+    // Issue 14: the heads of versioned records, journaled in the audit chains (integrity/ROLLBACK.md);
+    // another node's versioned events that disagree with its checkpoints stop the start.
+    heads = await openRecordHeads({
+      nodeId: config.nodeId,
+      audit: auditLog,
+      store,
+      cryptoModule: crypto,
+      ownHeads: auditLog.takeStartHeads(),
+      onTailError: (err) => log.warn({ err }, "reading other nodes' versioned heads failed; retried at the next tick"),
+    });
     const sealer = new RecordSealer({
       keys: crypto,
-      onViolation: async (kind, id) => {
-        log.error({ kind, id }, "integrity violation: record refused");
-        await auditLog.record(integrityViolationDetected({ kind, id }));
+      onViolation: async (kind, id, cause) => {
+        log.error({ kind, id, cause }, "integrity violation: record refused");
+        await auditLog.record(integrityViolationDetected({ kind, id, cause }));
       },
     });
-    const records = new VerifiedRecords(store, sealer);
+    const records = new VerifiedRecords(store, sealer, heads);
     // Issue 14 (T-2.2.2.2): sealed authorizations and the MACs of DTBS/R entries and SAD tokens;
-    // the progress of each authorization is a versioned head, so a row put back signs nothing.
-    const seals = new AuthorizationSeals({ keys: crypto, onViolation: (kind, id) => sealer.reportViolation(kind, id) });
-    const freshness = new MemoryFreshness((key) => sealer.reportViolation("freshness", key));
+    // the progress of each authorization is a head of its own (txn:<id>), so a row put back signs nothing.
+    const seals = new AuthorizationSeals({ keys: crypto, onViolation: (kind, id, cause) => sealer.reportViolation(kind, id, cause) });
+    const freshness = heads;
     const users = new PrivilegedUsers({ records, oneTime: store, random: crypto });
     const dual = new DualControl({ store, sealer, random: crypto });
     const policies = new SecurityPolicies({ records });
@@ -157,6 +168,9 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
       onCheckFailed: (err) => log.error({ err }, "security policy check could not be made"),
     });
     await gate.check(); // at start, before the first call
+    // Issue 13 finding 5: the policy's checkpoint cadence bounds the audit records a crash can lose.
+    applyCheckpointPolicy(auditLog, policies.lastVerified, log);
+    policies.subscribe({ updated: (change) => applyCheckpointPolicy(auditLog, change.current, log) });
     const clock = hooks.clock ? { clock: hooks.clock } : {};
     const sapTransactions = new SapTransactions({ store, random: crypto, policies, credentials: new ScaCredentials({ signers, credentials }), samKeys, audit: auditLog, seals, freshness, ...clock });
     hooks.onRecords?.(records);
@@ -209,10 +223,12 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
       onPurged: (counts) => log.debug({ counts }, "expired one-time objects purged"),
       onError: (err) => log.warn({ err }, "purging expired one-time objects failed; retried at the next tick"),
     });
+    const openedHeads = heads;
     return {
       ...started,
       async close(graceMs) {
         gate.stop();
+        openedHeads.stop();
         purge.stop();
         server = undefined; // the shutdown owns the health status from here on
         await started.close(graceMs);
@@ -223,10 +239,26 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
       },
     };
   } catch (err) {
+    heads?.stop();
     await audit?.close().catch(() => undefined);
     await store?.close().catch(() => undefined);
     await crypto.close().catch(() => undefined);
     throw err;
+  }
+}
+
+/** Applies the security policy's audit checkpoint settings (audit_checkpoint_every_records, audit_checkpoint_interval). */
+function applyCheckpointPolicy(audit: ChainedAuditLog, version: PolicyVersion | undefined, log: Logger): void {
+  if (!version) return;
+  const every = version.policy["auditCheckpointEveryRecords"];
+  try {
+    audit.setCheckpointPolicy({
+      everyRecords: typeof every === "number" ? every : DEFAULT_CHECKPOINT_EVERY_RECORDS,
+      intervalMs: durationMs(version.policy["auditCheckpointInterval"], "auditCheckpointInterval"),
+    });
+  } catch (err) {
+    // The policy was validated when written; a value out of range keeps the cadence in force.
+    log.error({ err }, "the security policy's audit checkpoint settings were not applied");
   }
 }
 

@@ -16,7 +16,7 @@ import type { Store } from "../store/port.js";
 import { createSqliteStore } from "../store/sqlite/sqlite-store.js";
 import { createAuditLog, type AuditLogOptions, type ChainedAuditLog } from "./audit-log.js";
 import { checkpointLabel, parseCheckpointJson, readAuditNodeIndex, readHighWaterMark, readHighWaterMarks } from "./checkpoint.js";
-import { samStarted, signerEnrolled, systemActor } from "./events.js";
+import { recordVersioned, samStarted, signerEnrolled, systemActor } from "./events.js";
 import { canonicalJson, recordHash, recordJsonOf, ZERO_HASH } from "./record-form.js";
 import { verifyAuditLog } from "./verify.js";
 
@@ -303,4 +303,117 @@ describe("R-3.2.2.4 fail closed", () => {
     expect((await failure(first.record(event(5)))).code).toBe("AUDIT_FAILURE"); // stays broken
     expect((await store.latestAuditRecord(nodeId))?.sequence).toBe(3);
   });
+});
+
+describe("issue 14: versioned heads in the chain", () => {
+  const versioned = (key: string, version: number) => recordVersioned({ key, version });
+
+  /** A log with versioned events around two checkpoints (every 4 records: at 6, after a batch, and 10). */
+  async function journaled() {
+    const node = await freshNode();
+    const log = await open({ store: node.store, nodeId: node.nodeId, checkpointEveryRecords: 4 });
+    await log.record(event(1));
+    await log.record(versioned("signer:s1", 1)); // 2
+    await log.record(versioned("signer:s1", 2)); // 3
+    await log.recordAll([event(4), versioned("credential:c1", 5), versioned("signer:s1", 3)]); // 4, 5, 6
+    await log.record(event(7));
+    await log.record(versioned("policy:security-policy", 2)); // 8
+    await log.record(event(9));
+    await log.record(versioned("signer:s2", 1)); // 10
+    await log.close();
+    return { ...node, log };
+  }
+
+  it("every checkpoint signs the count and digest of the node's versioned events up to it; a restart recomputes them and hands over the heads", async () => {
+    const { store, nodeId, log } = await journaled();
+    const checkpoints = await store.readAuditCheckpoints({ nodeId, fromSequence: 1, limit: 10 });
+    expect(checkpoints.map((c) => [c.sequence, parseCheckpointJson(c.body)?.versioned?.count])).toEqual([[6, 4], [10, 6]]);
+    expect(parseCheckpointJson(checkpoints[1]!.body)?.versioned).toEqual(log.versionedDigest);
+    expect((await readHighWaterMark(hsm, nodeId))?.checkpoint.versioned).toEqual(log.versionedDigest);
+    const payload = JSON.parse(Buffer.from(parseCheckpointJson(checkpoints[1]!.body)!.json.jws.split(".")[1]!, "base64url").toString()) as Record<string, unknown>;
+    expect(Object.keys(payload).sort()).toEqual(["hsh", "iat", "nod", "seq", "vct", "vdg"]);
+    const again = await open({ store, nodeId });
+    expect(again.versionedDigest).toEqual(log.versionedDigest);
+    expect(Object.fromEntries(again.takeStartHeads())).toEqual({ "signer:s1": 3, "credential:c1": 5, "policy:security-policy": 2, "signer:s2": 1 });
+    expect(again.takeStartHeads().size).toBe(0); // handed over once
+    expect((await verifyAuditLog(store, auditSpki, await readHighWaterMarks(hsm, [nodeId]), { nodeId })).ok).toBe(true);
+  });
+
+  for (const [what, sql] of [
+    ["deleted", "DELETE FROM audit_records WHERE node_id = ? AND sequence = 6"],
+    ["edited to an older version", `UPDATE audit_records SET body = replace(body, '"version":"3"', '"version":"1"') WHERE node_id = ? AND sequence = 6`],
+    ["hidden under another event name", "UPDATE audit_records SET event = 'signer.enrolled' WHERE node_id = ? AND sequence = 6"],
+  ] as const) {
+    it(`issue 14: a versioned event ${what} before the newest checkpoint stops the start (INTEGRITY_VIOLATION), audited, and no checkpoint signs the tampered digest`, async () => {
+      const { file, store, nodeId } = await journaled();
+      tamper(file, (db) => db.prepare(sql).run(nodeId));
+      const err = await failure(createAuditLog({ store, nodeId, cryptoModule: hsm, checkpointTimer: false }));
+      expect(err.code).toBe("INTEGRITY_VIOLATION");
+      expect(err.message).toMatch(/versioned events up to record \d+ do not match/);
+      const latest = await store.latestAuditRecord(nodeId);
+      expect(latest?.event).toBe("integrity.failed");
+      expect(JSON.parse(latest!.body)).toMatchObject({ details: { record_kind: "audit-chain", record_id: nodeId } });
+      expect((await store.latestAuditCheckpoint(nodeId))?.sequence).toBe(10);
+      expect((await readHighWaterMark(hsm, nodeId))?.sequence).toBe(10);
+      // Every later start refuses too, until an operator acknowledges a restore (issues 21/22).
+      expect((await failure(createAuditLog({ store, nodeId, cryptoModule: hsm, checkpointTimer: false }))).code).toBe("INTEGRITY_VIOLATION");
+    });
+  }
+
+  it("issue 13 finding 5 (the window that remains): after a crash, versioned events at the end of the chain after the newest checkpoint can be deleted unnoticed", async () => {
+    const { file, store, nodeId } = await freshNode();
+    const log = await open({ store, nodeId, checkpointEveryRecords: 4 });
+    await recordMany(log, 1, 4); // checkpoint at 4
+    await log.record(versioned("factor:f1", 2)); // 5: a revocation, say
+    // A crash: no close(), record 5 is not covered. The insider deletes it.
+    tamper(file, (db) => db.prepare("DELETE FROM audit_records WHERE node_id = ? AND sequence = 5").run(nodeId));
+    const again = await open({ store, nodeId, checkpointEveryRecords: 4 });
+    expect(again.startState).toEqual({ headSequence: 4, moduleCheckpointSequence: 4 });
+    expect(again.takeStartHeads().has("factor:f1")).toBe(false);
+  });
+
+  it("issue 13 finding 5: the timer writes a due checkpoint within a second of the interval (it looks every second, not once per interval)", async () => {
+    const { store, nodeId } = await freshNode();
+    vi.useFakeTimers({ toFake: ["setInterval", "clearInterval"] });
+    try {
+      let now = 30_000;
+      const timed = await open({ store, nodeId, checkpointIntervalMs: 60_000, checkpointTimer: true, now: () => new Date(now) });
+      await timed.record(event(1));
+      await timed.checkpoint(); // at 30 s: the next one is due at 90 s, out of phase with a 60 s timer
+      now = 31_000;
+      await timed.record(event(2));
+      now = 89_000;
+      await vi.advanceTimersByTimeAsync(89_000);
+      expect((await store.latestAuditCheckpoint(nodeId))?.sequence).toBe(1);
+      now = 90_000;
+      await vi.advanceTimersByTimeAsync(1000);
+      await expect.poll(async () => (await store.latestAuditCheckpoint(nodeId))?.sequence).toBe(2);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+});
+
+describe("issue 13 finding 5: a tail cut while the node runs", () => {
+  for (const when of ["at the next record", "at a clean stop"] as const) {
+    it(`R-3.2.2.4: records after the newest checkpoint deleted while the node runs are found ${when}: it fails closed, the crypto module's checkpoint moves to the node's real head, and the next start refuses (truncated)`, async () => {
+      const { file, store, nodeId } = await freshNode();
+      const log = await open({ store, nodeId, checkpointEveryRecords: 4 });
+      await recordMany(log, 1, 4); // checkpoint at 4
+      await log.record(recordVersioned({ key: "factor:f1", version: 2 })); // 5: a revocation, say
+      await log.record(event(6));
+      // A database-only insider deletes 5 and 6, then makes the node fail so that someone restarts it.
+      tamper(file, (db) => db.prepare("DELETE FROM audit_records WHERE node_id = ? AND sequence > 4").run(nodeId));
+      if (when === "at the next record") {
+        expect((await failure(log.record(event(7)))).code).toBe("AUDIT_FAILURE");
+        expect((await failure(log.record(event(8)))).message).toMatch(/ends at 4 in the store, before its head 6: truncated/);
+      } else {
+        expect((await failure(log.close())).code).toBe("AUDIT_FAILURE");
+      }
+      expect((await readHighWaterMark(hsm, nodeId))?.sequence).toBe(6);
+      const err = await failure(createAuditLog({ store, nodeId, cryptoModule: hsm, checkpointTimer: false }));
+      expect(err.code).toBe("INTEGRITY_VIOLATION");
+      expect(err.message).toMatch(/ends at record 4 .* covers record 6: truncated/);
+    });
+  }
 });

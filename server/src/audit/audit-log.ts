@@ -13,6 +13,12 @@
  *   module's checkpoint. A store that ends before that checkpoint was truncated, and one whose
  *   record there has another hash was rewritten: the log refuses to open (INTEGRITY_VIOLATION),
  *   so the SAM does not start on a tampered log.
+ * - Versioned heads (issue 14, integrity/ROLLBACK.md): every checkpoint also signs the count and
+ *   digest of this node's "record.versioned" events up to its sequence (versioned-journal.ts). At
+ *   start the log reads only those events, checks the digest at the module's and the store's
+ *   checkpoints, and hands the heads they state to the rollback check ({@link
+ *   ChainedAuditLog.takeStartHeads}). A versioned event deleted, edited or inserted before the
+ *   newest checkpoint stops the start (INTEGRITY_VIOLATION), audited.
  *
  * FAIL-CLOSED CONTRACT: `record(event)` resolves only once the record is durably in the store
  * (and any checkpoint that was due is written). If it rejects (always with an InkanError
@@ -29,14 +35,22 @@ import {
   ensureAuditNodeIndexed,
   readHighWaterMark,
   signCheckpoint,
+  versionedAnchorOf,
   storedCheckpointProblem,
   checkpointProblem,
   writeHighWaterMark,
   type AuditPublicKey,
   type CheckpointClaim,
 } from "./checkpoint.js";
-import type { AuditEvent } from "./events.js";
+import { integrityViolationDetected, type AuditEvent } from "./events.js";
 import { equalBytes, newStoredRecord, ZERO_HASH } from "./record-form.js";
+import {
+  extendVersionedDigest,
+  replayVersionedJournal,
+  versionedEntryOf,
+  type VersionedAnchor,
+  type VersionedDigest,
+} from "./versioned-journal.js";
 
 /** Where security events go. Implementations fail closed: see the module comment. */
 export interface AuditLog {
@@ -59,9 +73,13 @@ export interface AuditLogOptions {
   store: AuditRecords;
   /** The crypto module: its "audit-signing" key and data objects. */
   cryptoModule: AuditSigning & DataObjects;
-  /** Sign a checkpoint at least every this many records (1 to 100,000; default 1000). */
+  /** Sign a checkpoint at least every this many records (1 to 100,000; default {@link DEFAULT_CHECKPOINT_EVERY_RECORDS}). */
   checkpointEveryRecords?: number;
-  /** ...and at least this often while records are added, in ms (1 s to 24 h; default 60 s). */
+  /**
+   * ...and at least this often while records are added, in ms (1 s to 24 h; default
+   * {@link DEFAULT_CHECKPOINT_INTERVAL_MS}). The timer looks every second at most, so a record is
+   * covered within this interval plus a second (plus the checkpoint's own write).
+   */
   checkpointIntervalMs?: number;
   /** Run a timer that writes the time-based checkpoint when no record comes (default true). */
   checkpointTimer?: boolean;
@@ -79,8 +97,18 @@ export interface AuditLogStartState {
   moduleCheckpointSequence: number;
 }
 
-const DEFAULT_EVERY = 1000;
-const DEFAULT_INTERVAL_MS = 60_000;
+/**
+ * Issue 13 finding 5: records written after the newest checkpoint can be deleted unnoticed after a
+ * crash, so a checkpoint bounds that window: at least every this many records... (the security
+ * policy's audit_checkpoint_every_records, applied by main.ts, overrides it)
+ */
+export const DEFAULT_CHECKPOINT_EVERY_RECORDS = 1000;
+/** ...and every this many milliseconds while records come (audit_checkpoint_interval overrides it). */
+export const DEFAULT_CHECKPOINT_INTERVAL_MS = 60_000;
+/** How often the timer looks whether a time-based checkpoint is due, at most. */
+const TIMER_TICK_MS = 1000;
+/** How often, at most, a checkpoint re-reads the module's node index (a data-object read: a scan of the token in SoftHSM2). */
+const NODE_INDEX_RECHECK_MS = 10 * 60_000;
 
 function auditFailure(message: string, cause?: unknown): InkanError {
   return new InkanError("AUDIT_FAILURE", message, { cause });
@@ -97,8 +125,8 @@ function checkPolicy(every: number, intervalMs: number): void {
  * rewritten, and AUDIT_FAILURE when the store or module cannot be read.
  */
 export async function createAuditLog(options: AuditLogOptions): Promise<ChainedAuditLog> {
-  const every = options.checkpointEveryRecords ?? DEFAULT_EVERY;
-  const intervalMs = options.checkpointIntervalMs ?? DEFAULT_INTERVAL_MS;
+  const every = options.checkpointEveryRecords ?? DEFAULT_CHECKPOINT_EVERY_RECORDS;
+  const intervalMs = options.checkpointIntervalMs ?? DEFAULT_CHECKPOINT_INTERVAL_MS;
   checkPolicy(every, intervalMs);
   if (!options.nodeId || options.nodeId.length > 64) throw new RangeError("nodeId must be 1 to 64 characters");
   const now = options.now ?? (() => new Date());
@@ -106,15 +134,39 @@ export async function createAuditLog(options: AuditLogOptions): Promise<ChainedA
     const key = await auditKeyFromSpki(await options.cryptoModule.systemPublicKey("audit-signing"));
     const state = await resume(options, key);
     await ensureAuditNodeIndexed(options.cryptoModule, options.nodeId);
-    return new ChainedAuditLog(options, key, state, every, intervalMs, now);
+    const log = new ChainedAuditLog(options, key, state, every, intervalMs, now);
+    if (state.versionedProblem) await refuseStart(log, state.versionedProblem);
+    return log;
   } catch (err) {
     if (err instanceof InkanError && err.code === "INTEGRITY_VIOLATION") throw err;
     throw auditFailure(`the audit log of node ${options.nodeId} cannot be opened`, err);
   }
 }
 
+/**
+ * Issue 14: the chain's versioned events before a checkpoint were tampered with. The chain after
+ * the checkpoint is intact, so the refusal is recorded on it, and no checkpoint is written: one
+ * would sign the tampered digest and let the next start pass. Every start refuses from here on,
+ * until an operator acknowledges a restore (the restore path of issues 21/22).
+ */
+async function refuseStart(log: ChainedAuditLog, problem: string): Promise<never> {
+  log.holdCheckpoints();
+  try {
+    await log.record(integrityViolationDetected({ kind: "audit-chain", id: log.nodeId }));
+  } finally {
+    await log.close();
+  }
+  throw tampered(log.nodeId, problem);
+}
+
 interface ResumedState {
   head: { sequence: number; hash: Uint8Array };
+  /** The digest of this node's versioned events up to the head. */
+  versioned: VersionedDigest;
+  /** key -> highest version among this node's versioned events. */
+  heads: Map<string, number>;
+  /** Why the versioned events disagree with a checkpoint; undefined when they agree. */
+  versionedProblem: string | undefined;
   /** Newest checkpoint in the store, and the one in the module. */
   storeCheckpoint: number;
   moduleCheckpoint: number;
@@ -178,8 +230,21 @@ async function resume(options: AuditLogOptions, key: AuditPublicKey): Promise<Re
     if (problem) throw tampered(nodeId, `${problem.kind} at record ${problem.firstBadSequence}: ${problem.description}`);
     if (checker.verifiedThrough !== headSequence) throw tampered(nodeId, `the chain does not reach its newest record ${headSequence}`);
   }
+  // Issue 14: the versioned events before the anchor are not read above; their digest, signed in
+  // the checkpoints, stands for them. Those after it were just checked as part of the chain.
+  const anchors = [mark && versionedAnchorOf(mark.checkpoint, "crypto module checkpoint"), storeClaim && versionedAnchorOf(storeClaim, "checkpoint")];
+  const heads = new Map<string, number>();
+  const replay = await replayVersionedJournal({
+    store,
+    nodeId,
+    anchors: anchors.filter((a): a is VersionedAnchor => a !== undefined),
+    onEntry: (e) => void heads.set(e.key, Math.max(heads.get(e.key) ?? 0, e.version)),
+  });
   return {
     head: { sequence: headSequence, hash: latest?.hash ?? ZERO_HASH },
+    versioned: replay.digest,
+    heads,
+    versionedProblem: replay.problem,
     storeCheckpoint,
     moduleCheckpoint: mark?.sequence ?? 0,
     unwrittenCheckpoint: storeCp && storeCheckpoint > (mark?.sequence ?? 0) ? { sequence: storeCheckpoint, body: storeCp.body } : undefined,
@@ -199,6 +264,13 @@ export class ChainedAuditLog implements BatchAuditLog {
   #every: number;
   #intervalMs: number;
   #head: { sequence: number; hash: Uint8Array };
+  /** The digest of this node's versioned events up to the head (signed into each checkpoint). */
+  #versioned: VersionedDigest;
+  /** The heads found at start, until the rollback check takes them. */
+  #startHeads: Map<string, number> | undefined;
+  /** Set when the start is refused: no checkpoint may sign the chain (see refuseStart). */
+  #checkpointsHeld = false;
+  #nodeIndexCheckedAt = Number.NEGATIVE_INFINITY;
   #storeCheckpoint: number;
   #moduleCheckpoint: number;
   /** Body of the newest checkpoint in the store, when the module does not hold it yet. */
@@ -206,6 +278,8 @@ export class ChainedAuditLog implements BatchAuditLog {
   #lastCheckpointAt: number;
   /** The record whose append failed with an unknown outcome; checked before the next append. */
   #uncertain: AuditRecord | undefined;
+  /** The versioned digest if that append did happen. */
+  #uncertainVersioned: VersionedDigest | undefined;
   /** Set when the chain was extended by someone else: every later record fails. */
   #broken: InkanError | undefined;
   #closed = false;
@@ -222,6 +296,9 @@ export class ChainedAuditLog implements BatchAuditLog {
     this.#every = every;
     this.#intervalMs = intervalMs;
     this.#head = state.head;
+    this.#versioned = state.versioned;
+    this.#startHeads = state.heads;
+    this.#nodeIndexCheckedAt = now().getTime(); // createAuditLog checked it
     this.#storeCheckpoint = state.storeCheckpoint;
     this.#moduleCheckpoint = state.moduleCheckpoint;
     this.#unwrittenCheckpoint = state.unwrittenCheckpoint;
@@ -232,7 +309,7 @@ export class ChainedAuditLog implements BatchAuditLog {
 
   #startTimer(): void {
     if (this.#timer) clearInterval(this.#timer);
-    this.#timer = setInterval(() => void this.#timerTick(), Math.min(this.#intervalMs, 60_000));
+    this.#timer = setInterval(() => void this.#timerTick(), Math.min(this.#intervalMs, TIMER_TICK_MS));
     this.#timer.unref();
   }
 
@@ -244,6 +321,26 @@ export class ChainedAuditLog implements BatchAuditLog {
   /** The newest record of this node's chain. */
   get head(): { sequence: number; hash: Uint8Array } {
     return { sequence: this.#head.sequence, hash: new Uint8Array(this.#head.hash) };
+  }
+
+  /** The count and digest of this node's versioned events up to the head (what the next checkpoint signs). */
+  get versionedDigest(): VersionedDigest {
+    return { count: this.#versioned.count, digest: new Uint8Array(this.#versioned.digest) };
+  }
+
+  /**
+   * The heads this node's own chain states (key -> highest journaled version), checked against its
+   * checkpoints at start; handed over once (integrity/record-heads.ts), later calls get an empty map.
+   */
+  takeStartHeads(): Map<string, number> {
+    const heads = this.#startHeads ?? new Map<string, number>();
+    this.#startHeads = undefined;
+    return heads;
+  }
+
+  /** No checkpoint is written from now on (a refused start: see refuseStart). */
+  holdCheckpoints(): void {
+    this.#checkpointsHeld = true;
   }
 
   /** Applies a new security policy's checkpoint settings (SecurityPolicy.audit_checkpoint_*). */
@@ -267,14 +364,18 @@ export class ChainedAuditLog implements BatchAuditLog {
         fields,
         prevHash: this.#head.hash,
       });
+      const versioned = nextVersioned(this.#versioned, record);
       try {
         await this.#store.appendAuditRecord(record);
       } catch (err) {
         // The outcome may be unknown (a driver error after commit): settle it before the next append.
         this.#uncertain = record;
+        this.#uncertainVersioned = versioned;
+        await this.#settleUncertain().catch(() => undefined); // at once when the store can say (a cut tail is anchored now)
         throw auditFailure("the audit record could not be written", err);
       }
       this.#head = { sequence: record.sequence, hash: record.hash };
+      this.#versioned = versioned;
       if (this.#checkpointDue()) await this.#checkpoint();
     });
   }
@@ -288,19 +389,24 @@ export class ChainedAuditLog implements BatchAuditLog {
       const time = this.#now();
       const records: AuditRecord[] = [];
       let head = this.#head;
+      let versioned = this.#versioned;
       for (const { eventType, ...fields } of events) {
         const record = newStoredRecord({ nodeId: this.nodeId, sequence: head.sequence + 1, time, eventType, fields, prevHash: head.hash });
         records.push(record);
         head = { sequence: record.sequence, hash: record.hash };
+        versioned = nextVersioned(versioned, record);
       }
       try {
         await this.#store.appendAuditRecords(records);
       } catch (err) {
         // All or none: settled like a single record, by the batch's last one.
         this.#uncertain = records.at(-1);
+        this.#uncertainVersioned = versioned;
+        await this.#settleUncertain().catch(() => undefined);
         throw auditFailure("the audit records could not be written", err);
       }
       this.#head = head;
+      this.#versioned = versioned;
       if (this.#checkpointDue()) await this.#checkpoint();
     });
   }
@@ -326,7 +432,7 @@ export class ChainedAuditLog implements BatchAuditLog {
     if (this.#closed) return;
     if (this.#timer) clearInterval(this.#timer);
     try {
-      await this.checkpoint();
+      if (!this.#checkpointsHeld) await this.checkpoint();
     } finally {
       this.#closed = true;
     }
@@ -355,6 +461,12 @@ export class ChainedAuditLog implements BatchAuditLog {
     } else if (latest && latest.sequence === attempted.sequence && equalBytes(latest.hash, attempted.hash)) {
       this.#uncertain = undefined; // it did happen: adopt it
       this.#head = { sequence: latest.sequence, hash: latest.hash };
+      this.#versioned = this.#uncertainVersioned ?? this.#versioned;
+    } else if (latestSequence < this.#head.sequence) {
+      // R-3.2.2.4, issue 13 finding 5: the store lost this node's newest records while it ran.
+      await this.#anchorHeadInModule();
+      this.#broken = auditFailure(`the audit chain of node ${this.nodeId} ends at ${latestSequence} in the store, before its head ${this.#head.sequence}: truncated`);
+      throw this.#broken;
     } else {
       // R-3.2.2.4: someone else extended this node's chain; nothing more is recorded on it.
       this.#broken = auditFailure(`the audit chain of node ${this.nodeId} was extended by another writer at ${latestSequence}`);
@@ -362,7 +474,34 @@ export class ChainedAuditLog implements BatchAuditLog {
     }
   }
 
+  /**
+   * The store no longer holds this node's head (its tail was deleted while the node ran): the head
+   * in memory is signed into the crypto module's checkpoint, outside the database, so the next
+   * start finds the store behind it and refuses (truncated) instead of resuming a shortened chain
+   * (a database-only insider could otherwise force that by making the node fail and be restarted).
+   * Best effort: the operation that found it fails closed either way.
+   */
+  async #anchorHeadInModule(): Promise<void> {
+    if (this.#head.sequence <= this.#moduleCheckpoint || this.#checkpointsHeld) return;
+    try {
+      const checkpoint = await signCheckpoint({
+        module: this.#module,
+        keyId: this.#key.keyId,
+        nodeId: this.nodeId,
+        sequence: this.#head.sequence,
+        recordHash: this.#head.hash,
+        versioned: this.#versioned,
+        now: this.#now(),
+      });
+      await writeHighWaterMark(this.#module, this.nodeId, checkpoint.body);
+      this.#moduleCheckpoint = checkpoint.sequence;
+    } catch {
+      // the module is unreachable too: nothing more can be anchored
+    }
+  }
+
   #checkpointDue(): boolean {
+    if (this.#checkpointsHeld) return false;
     const uncovered = this.#head.sequence - this.#storeCheckpoint;
     if (uncovered <= 0) return this.#moduleCheckpoint < this.#storeCheckpoint;
     return uncovered >= this.#every || this.#now().getTime() - this.#lastCheckpointAt >= this.#intervalMs;
@@ -376,6 +515,7 @@ export class ChainedAuditLog implements BatchAuditLog {
         nodeId: this.nodeId,
         sequence: this.#head.sequence,
         recordHash: this.#head.hash,
+        versioned: this.#versioned,
         now: this.#now(),
       });
       try {
@@ -383,6 +523,8 @@ export class ChainedAuditLog implements BatchAuditLog {
       } catch (err) {
         const stored = await this.#store.latestAuditCheckpoint(this.nodeId).catch(() => undefined);
         if (stored?.sequence !== checkpoint.sequence || stored.body !== checkpoint.body) {
+          const latest = await this.#store.latestAuditRecord(this.nodeId).then((r) => r?.sequence ?? 0, () => undefined);
+          if (latest !== undefined && latest < this.#head.sequence) await this.#anchorHeadInModule(); // a cut tail, found while idle
           throw auditFailure("the audit checkpoint could not be written", err);
         }
       }
@@ -395,7 +537,11 @@ export class ChainedAuditLog implements BatchAuditLog {
       try {
         // R-3.2.2.4: the newest checkpoint also lives outside the database, in the crypto module.
         await writeHighWaterMark(this.#module, this.nodeId, unwritten.body);
-        await ensureAuditNodeIndexed(this.#module, this.nodeId);
+        // The index is repaired if another node's write lost this entry; re-read only now and then (a module scan).
+        if (this.#now().getTime() - this.#nodeIndexCheckedAt >= NODE_INDEX_RECHECK_MS) {
+          await ensureAuditNodeIndexed(this.#module, this.nodeId);
+          this.#nodeIndexCheckedAt = this.#now().getTime();
+        }
       } catch (err) {
         throw auditFailure("the audit checkpoint could not be written to the crypto module", err);
       }
@@ -405,7 +551,7 @@ export class ChainedAuditLog implements BatchAuditLog {
   }
 
   async #timerTick(): Promise<void> {
-    if (this.#closed || this.#broken || this.#uncertain) return;
+    if (this.#checkpointsHeld || this.#closed || this.#broken || this.#uncertain) return;
     const uncovered = this.#head.sequence > this.#storeCheckpoint;
     if (!uncovered || this.#now().getTime() - this.#lastCheckpointAt < this.#intervalMs) return;
     try {
@@ -414,4 +560,10 @@ export class ChainedAuditLog implements BatchAuditLog {
       this.#onBackgroundError(err instanceof InkanError ? err : auditFailure("audit checkpoint failed", err));
     }
   }
+}
+
+/** The versioned digest after `record`: extended by it when it is a "record.versioned" event. */
+function nextVersioned(digest: VersionedDigest, record: AuditRecord): VersionedDigest {
+  const entry = versionedEntryOf(record);
+  return entry ? extendVersionedDigest(digest, entry) : digest;
 }

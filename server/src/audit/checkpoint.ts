@@ -3,7 +3,12 @@
  * over a node's chain head, in the form audit.proto (AuditCheckpoint) defines:
  *
  *   protected header {"alg":"ES256","typ":"inkan-audit-checkpoint+jwt","kid":<key id>}
- *   payload          {"nod":<node id>,"seq":<sequence, a JSON number>,"hsh":<base64url record hash>,"iat":<seconds>}
+ *   payload          {"nod":<node id>,"seq":<sequence, a JSON number>,"hsh":<base64url record hash>,"iat":<seconds>,
+ *                     "vct":<versioned events up to seq>,"vdg":<base64url digest over them>}
+ *
+ * "vct" and "vdg" (issue 14) are the count and running digest of the node's "record.versioned"
+ * events up to `seq` (versioned-journal.ts): a node checks them at start by reading only those
+ * events. Checkpoints written before them carry neither, and such a checkpoint anchors no digest.
  *
  * The key id is the RFC 7638 JWK SHA-256 thumbprint of the public key. The private key never
  * leaves the module, so jose cannot sign: the signing input is built here, its SHA-256 signed by
@@ -19,6 +24,7 @@ import { base64url, calculateJwkThumbprint, compactVerify, exportJWK, importJWK,
 import type { AuditSigning, DataObjects } from "../crypto/port.js";
 import { InkanError } from "../errors.js";
 import type { AuditCheckpoint } from "../store/port.js";
+import type { VersionedAnchor, VersionedDigest } from "./versioned-journal.js";
 import {
   HASH_LENGTH,
   canonicalJson,
@@ -61,6 +67,12 @@ export interface CheckpointClaim {
   readonly sequence: number;
   readonly recordHash: Uint8Array;
   readonly signedAt: Date;
+  /**
+   * The count and digest of the node's versioned events up to `sequence`, from the JWS payload
+   * ("vct", "vdg"); undefined for a checkpoint made before they existed. Trusted only once
+   * {@link checkpointProblem} has verified the JWS.
+   */
+  readonly versioned: VersionedDigest | undefined;
   readonly json: AuditCheckpointJson;
 }
 
@@ -102,12 +114,21 @@ export async function signCheckpoint(args: {
   nodeId: string;
   sequence: number;
   recordHash: Uint8Array;
+  /** The node's versioned events up to `sequence` (versioned-journal.ts). */
+  versioned: VersionedDigest;
   now: Date;
 }): Promise<AuditCheckpoint> {
   const iat = Math.floor(args.now.getTime() / 1000);
   const signedAt = new Date(iat * 1000);
   const header = { alg: "ES256", typ: CHECKPOINT_JWS_TYPE, kid: args.keyId };
-  const payload = { nod: args.nodeId, seq: args.sequence, hsh: base64url.encode(args.recordHash), iat };
+  const payload = {
+    nod: args.nodeId,
+    seq: args.sequence,
+    hsh: base64url.encode(args.recordHash),
+    iat,
+    vct: args.versioned.count,
+    vdg: base64url.encode(args.versioned.digest),
+  };
   const signingInput = `${base64url.encode(JSON.stringify(header))}.${base64url.encode(JSON.stringify(payload))}`;
   // R-3.2.2.4: the checkpoint is signed inside the crypto module; ES256 wants raw r||s.
   const signature = await args.module.signWithSystemKey("audit-signing", { hash: sha256(signingInput), format: "raw" });
@@ -141,7 +162,36 @@ export function parseCheckpointJson(input: unknown): CheckpointClaim | undefined
   const signedAt = parseTimestampJson(v["signedAt"]);
   if (typeof v["nodeId"] !== "string" || !v["nodeId"] || typeof v["keyId"] !== "string" || typeof v["jws"] !== "string") return undefined;
   if (sequence === undefined || recordHash?.length !== HASH_LENGTH || !signedAt) return undefined;
-  return { nodeId: v["nodeId"], sequence, recordHash, signedAt, json: v as unknown as AuditCheckpointJson };
+  const versioned = versionedClaims(unverifiedPayload(v["jws"]));
+  if (versioned === null) return undefined;
+  return { nodeId: v["nodeId"], sequence, recordHash, signedAt, versioned, json: v as unknown as AuditCheckpointJson };
+}
+
+/** The payload of a compact JWS, not verified; undefined if it is not a JSON object. */
+function unverifiedPayload(jws: string): Record<string, unknown> | undefined {
+  const part = jws.split(".")[1];
+  const bytes = part === undefined ? undefined : safeBase64url(part);
+  if (!bytes) return undefined;
+  try {
+    const value: unknown = JSON.parse(new TextDecoder().decode(bytes));
+    return typeof value === "object" && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** "vct" and "vdg" of a payload: both, neither (undefined), or malformed (null). */
+function versionedClaims(payload: Record<string, unknown> | undefined): VersionedDigest | undefined | null {
+  if (!payload || (!("vct" in payload) && !("vdg" in payload))) return undefined;
+  const count = payload["vct"];
+  const digest = typeof payload["vdg"] === "string" ? safeBase64url(payload["vdg"]) : undefined;
+  if (typeof count !== "number" || !Number.isSafeInteger(count) || count < 0 || digest?.length !== HASH_LENGTH) return null;
+  return { count, digest };
+}
+
+/** The digest a verified checkpoint states, as an anchor for versioned-journal.ts; undefined if it states none. */
+export function versionedAnchorOf(claim: CheckpointClaim, label: string): VersionedAnchor | undefined {
+  return claim.versioned && { sequence: claim.sequence, versioned: claim.versioned, label: `${label} ${claim.sequence}` };
 }
 
 /**
@@ -167,11 +217,15 @@ export async function checkpointProblem(claim: CheckpointClaim, keys: readonly A
     return `checkpoint ${claim.sequence}: payload is not JSON`;
   }
   const hsh = typeof payload["hsh"] === "string" ? safeBase64url(payload["hsh"]) : undefined;
+  const versioned = versionedClaims(payload);
   if (
     payload["nod"] !== claim.nodeId ||
     payload["seq"] !== claim.sequence ||
     !equalBytes(hsh, claim.recordHash) ||
-    payload["iat"] !== claim.signedAt.getTime() / 1000
+    payload["iat"] !== claim.signedAt.getTime() / 1000 ||
+    versioned === null ||
+    versioned?.count !== claim.versioned?.count ||
+    (versioned !== undefined && !equalBytes(versioned.digest, claim.versioned?.digest))
   ) {
     return `checkpoint ${claim.sequence}: signed content differs from the checkpoint`;
   }

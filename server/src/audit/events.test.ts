@@ -81,6 +81,7 @@ const samples: { [K in EventFunctionName]: () => AuditEvent } = {
       newPolicy: { sadLifetimeSeconds: 120, pinMinLength: 6, algorithms: ["ES256", "ES384"], lockout: { threshold: 3 } },
     }),
   integrityViolationDetected: () => events.integrityViolationDetected({ kind: "credential", id: "cred-1" }),
+  recordVersioned: () => events.recordVersioned({ key: "signer:sgn_1", version: 3 }),
   samStarted: () => events.samStarted({ version: "0.1.0", headSequence: 0, moduleCheckpointSequence: 0 }),
   samStopped: () => events.samStopped({ cause: "signal" }),
   auditListed: () => events.auditListed({ auditor, records: 12 }),

@@ -669,13 +669,28 @@ export function policyChanged(input: Requested & {
  * A stored record failed its integrity check, or the audit chain or policy was found tampered
  * with ("integrity.failed"). `kind` is the record kind ("signer", "policy", "audit-chain"...).
  */
-export function integrityViolationDetected(input: Requested & { kind: string; id: string }): AuditEvent {
+export function integrityViolationDetected(input: Requested & { kind: string; id: string; cause?: "seal" | "rolled-back" }): AuditEvent {
   return build("integrity.failed", {
     actor: systemActor,
     result: { outcome: "FAILURE", reason: "INTEGRITY_VIOLATION" },
     requestId: input.requestId,
-    details: { record_kind: input.kind, record_id: input.id },
+    // cause "rolled-back": an older, validly sealed copy was put back, or the record deleted (issue 14).
+    details: { record_kind: input.kind, record_id: input.id, cause: input.cause },
   });
+}
+
+/**
+ * A versioned object reached a new version ("record.versioned"): a sealed record written, a
+ * policy version appended, a transaction's progress; or a newer version than this node knew was
+ * read (written by another node, or by a write whose entry a crash lost). `key` names the object
+ * (`signer:<id>`, `policy:<stream>`, `txn:<id>`): ids only, never content. The journal of heads
+ * that rollback detection rebuilds at start (integrity/ROLLBACK.md, audit/versioned-journal.ts).
+ */
+export function recordVersioned(input: { key: string; version: number }): AuditEvent {
+  if (input.key === "") throw new RangeError("a versioned key is not empty");
+  if (!Number.isSafeInteger(input.version) || input.version < 1) throw new RangeError(`version ${input.version} is not a positive integer`);
+  if (input.key.length > MAX_DETAIL_VALUE) throw new RangeError("a versioned key is at most 4096 characters");
+  return build("record.versioned", { actor: systemActor, details: { record: input.key, version: input.version } });
 }
 
 /**

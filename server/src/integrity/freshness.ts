@@ -28,8 +28,13 @@ export interface Freshness {
    * in a crash) is accepted and becomes the known head.
    */
   check(key: string, version: number): Promise<void>;
-  /** The newest version known for `key` (0 for none), without reporting anything. */
-  head(key: string): Promise<number>;
+  /**
+   * The newest version known for `key` (0 if none), synchronously. A head only rises after its
+   * version was written to (or read from) the store, so a copy read after this was taken and
+   * still below it was put back: a reader that takes it first cannot mistake a concurrent write
+   * for a rollback (integrity/sealed-records.ts).
+   */
+  head(key: string): number;
 }
 
 /** The key of a sealed record or another versioned object. */
@@ -45,7 +50,7 @@ export class MemoryFreshness implements Freshness {
     if (version > (this.#heads.get(key) ?? 0)) this.#heads.set(key, version);
   }
 
-  async head(key: string): Promise<number> {
+  head(key: string): number {
     return this.#heads.get(key) ?? 0;
   }
 

@@ -31,10 +31,16 @@ export class IntegrityViolationError extends InkanError {
   }
 }
 
+/**
+ * What failed: the seal (the record was edited, inserted or cloned), or the record's freshness (an
+ * older, validly sealed copy was put back, or the record was deleted: integrity/ROLLBACK.md).
+ */
+export type IntegrityCause = "seal" | "rolled-back";
+
 export interface RecordSealerOptions {
   keys: SystemKeys;
   /** Called for each integrity failure before the error is thrown (the audit log hooks in here). */
-  onViolation?: (kind: string, id: string) => Promise<void> | void;
+  onViolation?: (kind: string, id: string, cause: IntegrityCause) => Promise<void> | void;
 }
 
 /**
@@ -50,8 +56,8 @@ export class RecordSealer {
   }
 
   /** Reports an integrity failure found by another check (e.g. a sealed authorization), like a broken seal. */
-  async reportViolation(kind: string, id: string): Promise<void> {
-    await this.options.onViolation?.(kind, id);
+  async reportViolation(kind: string, id: string, cause: IntegrityCause = "seal"): Promise<void> {
+    await this.options.onViolation?.(kind, id, cause);
   }
 
   /** Returns the record when its seal verifies; otherwise reports and throws IntegrityViolationError. */
@@ -59,10 +65,18 @@ export class RecordSealer {
     const expected = await this.options.keys.hmacSha256("record-seal", sealedBytes(record));
     const seal = record.seal;
     if (seal.length !== expected.length || !timingSafeEqual(seal, expected)) {
-      await this.options.onViolation?.(record.kind, record.id);
+      await this.options.onViolation?.(record.kind, record.id, "seal");
       throw new IntegrityViolationError(record.kind, record.id);
     }
     return record;
+  }
+
+  /**
+   * Reports an integrity failure found beside the seal (a rolled-back or deleted record, issue 14)
+   * through the same hook as a broken seal, so it is logged and audited the same way.
+   */
+  async report(violation: IntegrityViolationError, cause: IntegrityCause): Promise<void> {
+    await this.options.onViolation?.(violation.recordKind, violation.recordId, cause);
   }
 }
 

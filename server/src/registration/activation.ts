@@ -266,6 +266,7 @@ export class Activation {
     const signer = await this.o.records.get("signer", signerId);
     if (!signer) throw refused();
     const key = await registeredDeviceKey(this.o.records, signer.id, peekDeviceJws(envelope.proof).header.kid).catch((err: unknown) => {
+      if (err instanceof InkanError) throw err; // a failed integrity check (a rolled-back device key) or store failure is no bad proof
       throw refused(err);
     });
     const claims = await this.verifyProof(envelope.proof, key, pinChangeProofTyp, signerId, now, policy, {});

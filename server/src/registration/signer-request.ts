@@ -10,6 +10,7 @@
  *  4. Its jti is accepted once by any node of this SAM (shared with the other device JWSs).
  * Failures are the caller's `refused` (with the cause, for the log) or `replayed` errors.
  */
+import { InkanError } from "../errors.js";
 import type { VerifiedRecords } from "../integrity/sealed-records.js";
 import type { ChallengePurpose, OneTimeObjects } from "../store/port.js";
 import { challengeHash } from "./activation.js";
@@ -51,6 +52,7 @@ export async function verifySignerRequest(
   if (!consumed || consumed.subject !== o.binding.subject) throw o.replayed();
 
   const key = await registeredDeviceKey(deps.records, o.signerId, peeked.header.kid).catch((err: unknown) => {
+    if (err instanceof InkanError) throw err; // a failed integrity check (a rolled-back device key) or store failure is no bad proof
     throw o.refused(err);
   });
   let claims: Record<string, unknown>;

@@ -56,7 +56,7 @@ const encoder = new TextEncoder();
 export interface AuthorizationSealsOptions {
   keys: Pick<SystemKeys, "hmacSha256">;
   /** Called for each integrity failure before the error is thrown (the audit log hooks in here). */
-  onViolation?: (kind: string, id: string) => Promise<void> | void;
+  onViolation?: (kind: string, id: string, cause: "seal" | "rolled-back") => Promise<void> | void;
 }
 
 export class AuthorizationSeals {
@@ -96,11 +96,16 @@ export class AuthorizationSeals {
   /** The transaction's entry key: one module HMAC; the MACs themselves are computed in Node. */
   async entryKey(transactionId: string): Promise<EntryKey> {
     const key = await this.o.keys.hmacSha256("record-seal", encoder.encode(contexts.entryKey + transactionId));
-    return new EntryKey(transactionId, key, (kind, id) => this.violation(kind, id));
+    return new EntryKey(transactionId, key, (kind, id, cause) => this.violation(kind, id, cause));
   }
 
-  private async violation(kind: string, id: string): Promise<never> {
-    await this.o.onViolation?.(kind, id);
+  /** Issue 14: the transaction's counter (with its entries) or its state was put back: reported, and nothing is signed. */
+  async rolledBack(transactionId: string): Promise<never> {
+    return this.violation("transaction", transactionId, "rolled-back");
+  }
+
+  private async violation(kind: string, id: string, cause: "seal" | "rolled-back" = "seal"): Promise<never> {
+    await this.o.onViolation?.(kind, id, cause);
     throw new IntegrityViolationError(kind, id);
   }
 }
@@ -110,7 +115,7 @@ export class EntryKey {
   constructor(
     readonly transactionId: string,
     private readonly key: Uint8Array,
-    private readonly violation: (kind: string, id: string) => Promise<never>,
+    private readonly violation: (kind: string, id: string, cause?: "seal" | "rolled-back") => Promise<never>,
   ) {}
 
   /** The MAC of the entry at `index` holding `hash`. */
@@ -133,7 +138,7 @@ export class EntryKey {
 
   /** Issue 14: the transaction's counter went below what this request saw: a row put back. */
   async rolledBack(): Promise<never> {
-    return this.violation("transaction", this.transactionId);
+    return this.violation("transaction", this.transactionId, "rolled-back");
   }
 
   tokenMac(t: Omit<NewSadToken, "mac">): Uint8Array {

@@ -282,6 +282,8 @@ async function verifySadJws(
   }
   if (typeof kid !== "string" || !thumbprintPattern.test(kid)) throw invalid(new DeviceProofRefused("kid is not a device key id"));
   const key = await registeredDeviceKey(d.records, o.tx.signerId, kid).catch((err: unknown) => {
+    // A record that failed its integrity check (a rolled-back device key), or a store failure, is no bad proof.
+    if (err instanceof InkanError) throw err;
     throw invalid(err);
   });
   if (!names(o.policy, "allowedDeviceKeyAlgorithms").includes(policyNameOf(key.algorithm))) {

@@ -23,7 +23,7 @@ export interface SigningCoreOptions {
     Pick<OneTimeObjects, "findSadToken" | "consumeSadToken" | "revokeSadTokens" | "issueSadToken">;
   records: Pick<VerifiedRecords, "get">;
   /** Issue 14 (T-2.2.2.2): the sealed authorization, and the MACs of entries and tokens. */
-  seals: Pick<AuthorizationSeals, "open" | "entryKey">;
+  seals: Pick<AuthorizationSeals, "open" | "entryKey" | "rolledBack">;
   /** Issue 14: an authorization's progress (token generations), so a row rolled back signs nothing. */
   freshness: Freshness;
   keys: Pick<SigningKeys, "sign" | "verify">;
@@ -173,7 +173,7 @@ export class SigningCore {
     // the atomic consume and claim that follow refuse it with the right reason (e.g. SAD_REPLAYED).
     const again = await this.o.store.getTransaction(record.id);
     if (again && ((again.state !== "AUTHORIZED" && again.state !== "PENDING") || again.signaturesCreated >= (await this.o.freshness.head(key)))) return;
-    await this.o.freshness.check(key, record.signaturesCreated); // reports the rollback (audited) and throws INTEGRITY_VIOLATION
+    await this.o.seals.rolledBack(record.id); // reported (audited), INTEGRITY_VIOLATION
   }
 
   /**

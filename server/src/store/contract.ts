@@ -908,6 +908,22 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         expect(await store.listAuditNodes()).toEqual(["node-a", "node-b"]);
       });
 
+      it("issue 14: reads one node's records of one event in sequence order, from a sequence, page by page", async () => {
+        const versioned = (nodeId: string, s: number) => ({ ...record(nodeId, s), event: s % 3 === 0 ? "record.versioned" : "signature.created" });
+        for (let s = 1; s <= 12; s++) await store.appendAuditRecord(versioned("node-b", s));
+        for (let s = 1; s <= 6; s++) await store.appendAuditRecord(versioned("node-a", s));
+        const read = (nodeId: string, fromSequence: number, limit: number) =>
+          store.readAuditRecordsByEvent({ nodeId, event: "record.versioned", fromSequence, limit });
+        expect(await read("node-b", 1, 100)).toEqual([3, 6, 9, 12].map((s) => versioned("node-b", s)));
+        expect((await read("node-b", 4, 2)).map((r) => r.sequence)).toEqual([6, 9]);
+        expect((await read("node-b", 10, 100)).map((r) => r.sequence)).toEqual([12]);
+        expect((await read("node-a", 1, 100)).map((r) => r.sequence)).toEqual([3, 6]);
+        expect(await read("node-b", 13, 100)).toEqual([]);
+        expect(await read("node-z", 1, 100)).toEqual([]);
+        expect(await store.readAuditRecordsByEvent({ nodeId: "node-b", event: "sam.started", fromSequence: 1, limit: 10 })).toEqual([]);
+        await expect(read("node-b", 1, maxPageSize + 1)).rejects.toBeInstanceOf(RangeError);
+      });
+
       it("R-3.2.2.4: refuses a taken sequence, a gap and a prevHash that does not link (AUDIT_FAILURE)", async () => {
         await store.appendAuditRecord(record("n", 1));
         await store.appendAuditRecord(record("n", 2));

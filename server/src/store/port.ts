@@ -585,6 +585,12 @@ export interface AuditRecords {
   appendAuditRecords(records: readonly AuditRecord[]): Promise<void>;
   /** Records of one node in sequence order, from `fromSequence`, at most `limit`. */
   readAuditRecords(req: { nodeId: string; fromSequence: number; limit: number }): Promise<AuditRecord[]>;
+  /**
+   * Records of one node with this event name (e.g. "record.versioned"), in sequence order, from
+   * `fromSequence`, at most `limit`. Served by an index on (node, event, sequence), so a node
+   * rebuilds its rollback heads at start without reading the whole chain (integrity/ROLLBACK.md).
+   */
+  readAuditRecordsByEvent(req: { nodeId: string; event: string; fromSequence: number; limit: number }): Promise<AuditRecord[]>;
   latestAuditRecord(nodeId: string): Promise<AuditRecord | undefined>;
   /** Every node that has written an audit record, sorted. */
   listAuditNodes(): Promise<string[]>;

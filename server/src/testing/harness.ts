@@ -133,6 +133,12 @@ export interface TestServer {
    * PrivilegedUserService directly for that.
    */
   createPrivilegedUser(role: PrivilegedRole, name: string, by?: PrivilegedPerson): Promise<PrivilegedPerson>;
+  /**
+   * Stops the server, runs `whileStopped` (e.g. an edit of the store file), and serves again on the
+   * same data directory, as a restart would; `server` and new transports then point at it. Rejects
+   * when the server refuses to start (then it stays stopped).
+   */
+  restart(whileStopped?: () => void | Promise<void>): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -148,7 +154,8 @@ export async function startTestServer(raw: RawConfig = {}, hooks: ServeHooks = {
   const config = parseConfig({ dataDir, listen: "127.0.0.1:0", shutdownGraceMs: "2000", ...raw });
   writeFileSync(join(dataDir, "server.log"), "");
   const log = pino({ level: "info" }, pino.destination({ dest: join(dataDir, "server.log"), sync: true }));
-  const server = await serve(config, log, hooks);
+  let server = await serve(config, log, hooks);
+  let running = true;
   const transport = (protocol: Protocol, who?: Pem) => transportFor(protocol, server.url, { ca: pki.ca, ...who });
   const privateJwk = JSON.parse(readFileSync(paths.adminRequestKey, "utf8")) as JWK & { kid: string };
   const firstSecurityOfficer: PrivilegedPerson = { userId: paths.adminUserId, cert: pki.admin, privateJwk };
@@ -162,7 +169,9 @@ export async function startTestServer(raw: RawConfig = {}, hooks: ServeHooks = {
       createAdminRequestSigner({ userId, privateJwk: jwk, nonceTransport: transport(protocol, who) }),
     ]);
   return {
-    server,
+    get server() {
+      return server;
+    },
     pki,
     dataDir,
     transport,
@@ -183,8 +192,15 @@ export async function startTestServer(raw: RawConfig = {}, hooks: ServeHooks = {
       });
       return { userId: user!.userId, cert, privateJwk: key.privateJwk };
     },
+    async restart(whileStopped) {
+      if (running) await server.close(500);
+      running = false;
+      await whileStopped?.();
+      server = await serve(config, log, hooks);
+      running = true;
+    },
     async close() {
-      await server.close(500);
+      if (running) await server.close(500);
       rmSync(dataDir, { recursive: true, force: true });
     },
   };

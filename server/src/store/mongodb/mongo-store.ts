@@ -1151,6 +1151,14 @@ export class MongoStore implements Store {
     return docs.map((d) => this.auditFromDoc(d));
   }
 
+  async readAuditRecordsByEvent(req: { nodeId: string; event: string; fromSequence: number; limit: number }): Promise<AuditRecord[]> {
+    checkLimit(req.limit);
+    const docs = await this.guard(() =>
+      this.audit.find({ nodeId: req.nodeId, event: req.event, sequence: { $gte: req.fromSequence } }).sort({ sequence: 1 }).limit(req.limit).toArray(),
+    );
+    return docs.map((d) => this.auditFromDoc(d));
+  }
+
   async latestAuditRecord(nodeId: string): Promise<AuditRecord | undefined> {
     const doc = await this.guard(() => this.audit.findOne({ nodeId }, { sort: { sequence: -1 } }));
     return doc ? this.auditFromDoc(doc) : undefined;
@@ -1328,6 +1336,14 @@ export const mongoMigrations: readonly MongoMigration[] = [
     async apply(db) {
       // auth.proto CreateRequestNonce: a user's unused nonces are counted at each issue.
       await db.collection("challenges").createIndex({ purpose: 1, subject: 1, consumedAt: 1, expiresAt: 1 });
+    },
+  },
+  {
+    version: 10,
+    name: "audit records by event",
+    async apply(db) {
+      // Issue 14: a node reads only the "record.versioned" events of each chain at start.
+      await db.collection("auditRecords").createIndex({ nodeId: 1, event: 1, sequence: 1 });
     },
   },
 ];

@@ -335,4 +335,13 @@ ALTER TABLE sad_tokens ADD COLUMN mac BLOB;
 CREATE INDEX transactions_open_by_signer ON transactions (signer_id, state);
 `,
   },
+  {
+    version: 10,
+    name: "audit records by event",
+    sql: `
+-- Issue 14 rollback detection: at start a node reads only the "record.versioned" events of each
+-- node's chain (integrity/ROLLBACK.md), not the whole chain.
+CREATE INDEX audit_records_by_event ON audit_records (node_id, event, sequence);
+`,
+  },
 ];

@@ -9,7 +9,7 @@ import { at, describeStoreContract, raceRounds } from "../contract.js";
 import { StoreFailureError, type Store } from "../port.js";
 import { migrations } from "./migrations.js";
 import { raceIds, type ApprovalWins, type RaceWins, type RaceWorkerData, type ReservationCounts } from "./race-worker.js";
-import { SqliteStore, createSqliteStore, sqliteStoreFile } from "./sqlite-store.js";
+import { SqliteStore, auditRecordsByEventSql, createSqliteStore, sqliteStoreFile } from "./sqlite-store.js";
 
 const dirs: string[] = [];
 afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
@@ -66,7 +66,7 @@ describe("SqliteStore", () => {
     const file = sqliteStoreFile(dataDir());
     await (await createSqliteStore({ file })).close();
     const raw = new Database(file);
-    raw.prepare("INSERT INTO schema_migrations (version, name) VALUES (?, 'from the future')").run(Math.max(...migrations.map((m) => m.version)) + 1);
+    raw.prepare("INSERT INTO schema_migrations (version, name) VALUES (?, 'from the future')").run(migrations[migrations.length - 1]!.version + 1);
     raw.close();
     await expect(createSqliteStore({ file })).rejects.toMatchObject({ code: "STORE_FAILURE" });
   });
@@ -98,6 +98,16 @@ describe("SqliteStore", () => {
     expect(() => raw.prepare("UPDATE audit_checkpoints SET sequence = 2").run()).toThrow(/append-only/);
     expect(() => raw.prepare("DELETE FROM audit_checkpoints").run()).toThrow(/append-only/);
     raw.close();
+  });
+
+  it("issue 14 (migration 10): one node's records of one event are read through the (node, event, sequence) index, not by a scan of the chain", async () => {
+    const file = sqliteStoreFile(dataDir());
+    await (await createSqliteStore({ file })).close();
+    const raw = new Database(file, { readonly: true });
+    const plan = raw.prepare(`EXPLAIN QUERY PLAN ${auditRecordsByEventSql}`).all("n", "record.versioned", 1, 10) as Array<{ detail: string }>;
+    raw.close();
+    expect(plan.map((p) => p.detail).join("\n")).toMatch(/USING (COVERING )?INDEX audit_records_by_event/);
+    expect(plan.map((p) => p.detail).join("\n")).not.toMatch(/TEMP B-TREE/); // no sort: the index gives the order
   });
 
   it(`T-2.2.1.3 in parallel: 4 worker threads, each its own connection (4 SAM processes), race 64 consumers per object; exactly one wins, ${raceRounds} rounds`, async () => {

@@ -998,6 +998,12 @@ export class SqliteStore implements Store {
     return rows.map((r) => this.auditFromRow(r));
   }
 
+  async readAuditRecordsByEvent(req: { nodeId: string; event: string; fromSequence: number; limit: number }): Promise<AuditRecord[]> {
+    checkLimit(req.limit);
+    const rows = this.guard(() => this.all(auditRecordsByEventSql, req.nodeId, req.event, req.fromSequence, req.limit));
+    return rows.map((r) => this.auditFromRow(r));
+  }
+
   async latestAuditRecord(nodeId: string): Promise<AuditRecord | undefined> {
     const row = this.guard(() => this.get("SELECT * FROM audit_records WHERE node_id = ? ORDER BY sequence DESC LIMIT 1", nodeId));
     return row && this.auditFromRow(row);
@@ -1046,6 +1052,13 @@ export class SqliteStore implements Store {
     return rows.map((r) => this.checkpointFromRow(r));
   }
 }
+
+/**
+ * One node's records of one event from a sequence (migration 10's index). Without statistics the
+ * planner would walk the node's whole chain by primary key and filter, so the index is named.
+ */
+export const auditRecordsByEventSql =
+  "SELECT * FROM audit_records INDEXED BY audit_records_by_event WHERE node_id = ? AND event = ? AND sequence >= ? ORDER BY sequence LIMIT ?";
 
 /** Applies the pending migrations in one BEGIN IMMEDIATE transaction; a no-op on an up-to-date file. */
 function migrate(db: Database.Database): void {

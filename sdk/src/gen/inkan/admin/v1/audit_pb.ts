@@ -259,7 +259,12 @@ export type AuditCheckpoint = Message<"inkan.admin.v1.AuditCheckpoint"> & {
   /**
    * The signature: a compact JWS by the audit key inside the crypto module, protected header
    * {"alg":"ES256","typ":"inkan-audit-checkpoint+jwt","kid":key_id}, payload {"nod":node_id,
-   * "seq":sequence (a JSON number),"hsh":base64url record_hash,"iat":signed_at in seconds}.
+   * "seq":sequence (a JSON number),"hsh":base64url record_hash,"iat":signed_at in seconds,
+   * "vct":count,"vdg":base64url digest}. "vct" and "vdg" state the node's "record.versioned"
+   * records up to sequence: how many, and d_k = SHA-256("inkan-versioned-v1\n" || d_(k-1) ||
+   * JCS({"key":record,"seq":sequence,"version":version})) over them in order, d_0 32 zero bytes;
+   * the SAM checks them at start to detect rolled-back records (both absent in checkpoints
+   * written before they existed). Verifiers ignore claims they do not know.
    *
    * @generated from field: string jws = 6;
    */

@@ -231,9 +231,10 @@ export class Credentials {
     const info = certificationRequestInfo(subjectNameDer(input.subject), Buffer.from(body.publicKeySpki, "base64"));
     const dtbsr = csrDtbsr(info, hash);
     if (credential.status === "PENDING") {
-      // R-3.1.3.2 (issue 13.4): a credential without a certificate approves this DTBS/R and no other (sealed).
+      // R-3.1.3.2 (issue 13.4): a credential without a certificate approves this DTBS/R and no other (sealed;
+      // internal, so the credential as the API shows it does not change).
       const preparedCsr = { dtbsr: Buffer.from(dtbsr).toString("base64url"), hashAlgorithm: hash };
-      const updated = await this.o.records.update<CredentialRecord>({ ...credential, version: credential.version + 1, body: canonicalize({ ...body, preparedCsr, updatedAt: new Date().toISOString() })! }, credential.version);
+      const updated = await this.o.records.update<CredentialRecord>({ ...credential, version: credential.version + 1, body: canonicalize({ ...body, preparedCsr })! }, credential.version);
       if (!updated) throw new InkanError("VERSION_CONFLICT", "the credential changed meanwhile; retry", { field: "credential_id" });
     }
     return {

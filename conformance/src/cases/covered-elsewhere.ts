@@ -57,6 +57,30 @@ export const coveredElsewhere: CoveredElsewhere[] = [
   },
   {
     kind: "covered-elsewhere",
+    id: "insider-forged-authorization",
+    covers: ["T-2.2.2.2", "R-3.1.1.1", "R-3.2.1.1"],
+    description: "A database insider (write access to the store, no key of the crypto module) inserts an authorized transaction with its DTBS/R and SAD token rows by hand, clones a genuine authorization under a new id, or edits a transaction or token row: what Authorize verified is sealed with a module key and checked before every signature, so nothing is signed (INTEGRITY_VIOLATION, audited) and the SAM keeps serving.",
+    coveredBy: [
+      ...tests("sap/insider.test.ts", "inserting an AUTHORIZED transaction, a DTBS/R entry and a token by hand signs nothing: INTEGRITY_VIOLATION, audited", "cloning a genuine authorized transaction under a new id, with a new hash and a token of the insider's choosing, signs nothing", "editing the transaction row (more signatures, another credential's columns) or its sealed authorization signs nothing", "editing a token row (a later expiry) signs nothing"),
+      ...tests("store/contract.ts", "T-2.2.2.2 (issue 14): the sealed authorization, entry MACs and token MACs are stored with their rows and returned exactly"),
+    ],
+  },
+  {
+    kind: "covered-elsewhere",
+    id: "insider-swapped-dtbsr",
+    covers: ["T-2.2.1.6", "T-2.2.2.2"],
+    description: "A database insider swaps a DTBS/R entry after a genuine Authorize, copies an entry's MAC onto another, or appends an entry: each entry carries the SAM's MAC and is checked before it is signed, by SignHash and SignStream alike, so the swapped hash is never signed.",
+    coveredBy: tests("sap/insider.test.ts", "a DTBS/R entry swapped after a genuine Authorize signs nothing (SignHash)", "an entry's MAC copied from another entry, or an entry inserted past the list, signs nothing", "a swapped entry is refused by SignStream before it is signed, and the entries before it are signed once"),
+  },
+  {
+    kind: "covered-elsewhere",
+    id: "insider-rolled-back-authorization",
+    covers: ["T-2.2.2.2", "T-2.2.1.3", "R-3.3.1"],
+    description: "A database insider puts an authorization's rows back as they were: before a signature (token unconsumed, entry unsigned, counter lower), before a cancellation, or before a RevokeDevice. The authorization's progress is anchored outside the rows and the authorizing factor is checked at each signature, so nothing spent or ended is reopened.",
+    coveredBy: tests("sap/insider.test.ts", "rows put back as they were before a signature (token unconsumed, entry unsigned, counter lower) sign nothing more", "a cancelled transaction put back as AUTHORIZED, with its token unrevoked, signs nothing", "a transaction revoked by RevokeDevice and put back as AUTHORIZED signs nothing (the authorizing device key is revoked)"),
+  },
+  {
+    kind: "covered-elsewhere",
     id: "privileged-users",
     covers: ["T-2.1.2.2", "T-2.2.2.2", "R-3.2.1.6"],
     description: "Privileged users and their keys change only under security-officer control with dual control; only auditors read the audit log; a PIN change needs the device key's proof and the old PIN.",

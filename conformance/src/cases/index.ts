@@ -7,6 +7,7 @@ import { methodCases } from "./methods.js";
 import { joseCases } from "./jose-attacks.js";
 import { lockoutCases } from "./lockout.js";
 import { replayCases } from "./replay.js";
+import { revocationCases } from "./revocation.js";
 
 /** Every case of the suite, in report order. */
-export const allCases: readonly ConformanceCase[] = [...integrityCases, ...replayCases, ...forgeryCases, ...bypassCases, ...methodCases, ...lockoutCases, ...joseCases, ...coveredElsewhere];
+export const allCases: readonly ConformanceCase[] = [...integrityCases, ...replayCases, ...forgeryCases, ...bypassCases, ...revocationCases, ...methodCases, ...lockoutCases, ...joseCases, ...coveredElsewhere];

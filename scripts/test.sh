@@ -46,6 +46,7 @@ echo "== vitest"
 mkdir -p .data
 status=0
 npx vitest run --reporter=default --reporter=json --outputFile.json=.data/vitest-report.json || status=$?
+node scripts/test-timings.mjs .data/vitest-report.json || true
 node -e '
   const r = JSON.parse(require("fs").readFileSync(".data/vitest-report.json", "utf8"));
   const skipped = r.numPendingTests + r.numTodoTests;

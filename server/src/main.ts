@@ -44,6 +44,7 @@ import { sapTransactionsService } from "./transport/sap-transactions.js";
 import { sapSigningService } from "./transport/sap-signing.js";
 import { SapAuthorize } from "./sap/authorize.js";
 import { SapCsrApproval } from "./sap/csr-approval.js";
+import { ChallengeSigner } from "./sap/challenge-signature.js";
 import { createLoginAssertionVerifier } from "./sap/login-assertion.js";
 import { SapSignHash } from "./sap/sign-hash.js";
 import { SapSignStream } from "./sap/sign-stream.js";
@@ -152,6 +153,8 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
     });
     await gate.check(); // at start, before the first call
     const clock = hooks.clock ? { clock: hooks.clock } : {};
+    // T-2.2.1.7: every SadChallenge is signed with the module's challenge-signing key, published in GetInfo.
+    const challengeSigner = new ChallengeSigner(crypto);
     const sapTransactions = new SapTransactions({ store, random: crypto, policies, credentials: new ScaCredentials({ signers, credentials }), samKeys, audit: auditLog, ...clock });
     hooks.onRecords?.(records);
     const services = contractFiles.flatMap((f) => f.services);
@@ -169,11 +172,11 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
         ...keyImportService(transportKeys, keyImport),
         ...createCsrService(new SapCsrApproval({ transactions: sapTransactions, store, records, keys: crypto, random: crypto, policies, audit: auditLog })),
       },
-      "inkan.sam.v1.SignerService": signerService(activation, lifecycle),
+      "inkan.sam.v1.SignerService": signerService(activation, lifecycle, challengeSigner),
       "inkan.sam.v1.SignatureActivationService": {
-        ...samInfoService({ keys: samKeys, policies, version: samVersion, maxMessageBytes: config.limits.readMaxBytes, methods }),
+        ...samInfoService({ keys: samKeys, policies, version: samVersion, maxMessageBytes: config.limits.readMaxBytes, methods, challengeKey: challengeSigner }),
         ...scaCredentialsService(new ScaCredentials({ signers, credentials }), policies),
-        ...sapTransactionsService(sapTransactions, policies),
+        ...sapTransactionsService(sapTransactions, policies, challengeSigner),
         ...sapSigningService(
           new SapAuthorize({ transactions: sapTransactions, store, random: crypto, policies, samKeys, rSad: { samKeys, records, signers, oneTime: store, crypto, fields, policies, audit: auditLog, loginAssertions }, ...clock }),
           new SapSignHash({ transactions: sapTransactions, store, records, keys: crypto, random: crypto, policies, audit: auditLog, ...clock }),
@@ -232,7 +235,7 @@ function handlerOf(implementations: Record<string, Record<string, unknown>>, ser
   return method?.methodKind === "unary" && typeof impl === "function" ? (impl as (m: unknown, ctx: HandlerContext) => Promise<unknown>) : undefined;
 }
 
-/** The system keys exist and work: record sealing, field encryption and audit signing. */
+/** The system keys exist and work: record sealing, field encryption, audit and challenge signing. */
 async function selfCheck(crypto: FullCryptoModule): Promise<void> {
   const probe = new TextEncoder().encode("inkan start-up self-check");
   try {
@@ -240,6 +243,7 @@ async function selfCheck(crypto: FullCryptoModule): Promise<void> {
     const sealed = await crypto.encrypt("field-encryption", probe, probe);
     await crypto.decrypt("field-encryption", sealed, probe);
     await crypto.systemPublicKey("audit-signing");
+    await crypto.systemPublicKey("challenge-signing");
   } catch (err) {
     throw new InkanError("CRYPTO_MODULE_FAILURE", "the crypto module's system keys are missing or unusable; run `inkan init`", { cause: err });
   }

@@ -1,6 +1,6 @@
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { createClient } from "@connectrpc/connect";
-import { buildActivationRequest, createDeviceKey, type DeviceKey } from "@inkan/sdk";
+import { buildActivationRequest, createDeviceKey, type DeviceKey, type SamSigningKey } from "@inkan/sdk";
 import { IdentityProofingMethod, RegistrationService, SignerKind } from "@inkan/sdk/gen/inkan/admin/v1/registration_pb.js";
 import { ChallengePurpose, SignerService } from "@inkan/sdk/gen/inkan/sam/v1/signer_pb.js";
 import { KeyAlgorithm } from "@inkan/sdk/gen/inkan/sam/v1/types_pb.js";
@@ -24,8 +24,12 @@ export async function enrolledSigner(t: TestServer, operator: PrivilegedPerson):
   return { signerId: signer!.signerId, code: activationCode!.code };
 }
 
-/** An enrolled signer activated from its device with the SDK builders (device key + PIN): ACTIVE. */
-export async function activeSigner(t: TestServer, operator: PrivilegedPerson, pin = testPin): Promise<{ signerId: string; code: string; deviceKey: DeviceKey }> {
+/**
+ * An enrolled signer activated from its device with the SDK builders (device key + PIN): ACTIVE.
+ * The device pins the SAM's challenge-signing key it received at activation (T-2.2.1.7): pass
+ * `challengeSigningKey` to buildRSadFor and describeAuthorization.
+ */
+export async function activeSigner(t: TestServer, operator: PrivilegedPerson, pin = testPin): Promise<{ signerId: string; code: string; deviceKey: DeviceKey; challengeSigningKey: SamSigningKey }> {
   const { signerId, code } = await enrolledSigner(t, operator);
   const device = createClient(SignerService, t.transport("grpc", t.pki.sca));
   const ch = await device.createChallenge({ signerId, purpose: ChallengePurpose.ACTIVATION });
@@ -35,7 +39,7 @@ export async function activeSigner(t: TestServer, operator: PrivilegedPerson, pi
     challenge: ch.challenge, samKey: ch.encryptionKey!, audience: ch.audience,
   });
   await device.activate(request);
-  return { signerId, code, deviceKey };
+  return { signerId, code, deviceKey, challengeSigningKey: ch.challengeSigningKey! };
 }
 
 /**

@@ -6,6 +6,7 @@ import { integrityCases } from "./integrity.js";
 import { methodCases } from "./methods.js";
 import { joseCases } from "./jose-attacks.js";
 import { replayCases } from "./replay.js";
+import { whatSignerSeesCases } from "./what-signer-sees.js";
 
 /** Every case of the suite, in report order. */
-export const allCases: readonly ConformanceCase[] = [...integrityCases, ...replayCases, ...forgeryCases, ...bypassCases, ...methodCases, ...joseCases, ...coveredElsewhere];
+export const allCases: readonly ConformanceCase[] = [...integrityCases, ...replayCases, ...forgeryCases, ...bypassCases, ...methodCases, ...joseCases, ...whatSignerSeesCases, ...coveredElsewhere];

@@ -27,7 +27,17 @@ export type SadChallengeRefusal =
   /** The SAM signed other values than the challenge's fields carry (a relay changed them). */
   | "FIELD_MISMATCH";
 
-/** Thrown when a SadChallenge cannot be shown to the signer nor answered with an R.SAD. */
+/**
+ * Thrown when a SadChallenge cannot be shown to the signer nor answered with an R.SAD.
+ *
+ * @example
+ * try {
+ *   await verifySadChallenge(challenge, pinnedKey);
+ * } catch (err) {
+ *   if (err instanceof SadChallengeRefused) showWarning(`not from your signing service (${err.code})`);
+ *   throw err;
+ * }
+ */
 export class SadChallengeRefused extends Error {
   override readonly name = "SadChallengeRefused";
   constructor(

@@ -128,6 +128,7 @@ describe("@inkan/sdk as published", () => {
       'const challenge = fromBinary(SadChallengeSchema, Buffer.from(input.challenge, "base64"));',
       'const hashes = input.hashes.map((h) => new Uint8Array(Buffer.from(h, "base64")));',
       "const pin = input.pin;",
+      "const challengeSigningKey = input.challengeSigningKey; // pinned at activation",
       "const confirmWithSigner = async (text) => { console.log(text); return true; };",
       ...body,
       "console.log(`r_sad: ${rSad}`);",
@@ -136,7 +137,7 @@ describe("@inkan/sdk as published", () => {
     const inkan = createInkanClient({ baseUrl: t.server.url, tls: { ca: t.pki.ca, cert: t.pki.sca.cert, key: t.pki.sca.key } });
     const hashes = ["a", "b"].map((s) => new Uint8Array(createHash("sha256").update(s).digest()));
     const tx = await inkan.beginTransaction({ signerId: alice.signerId, credentialId: alice.credentialId, hashes, description: "Device example" });
-    const env = { challenge: Buffer.from(toBinary(SadChallengeSchema, tx.challenge)).toString("base64"), hashes: hashes.map((h) => Buffer.from(h).toString("base64")), pin: testPin };
+    const env = { challenge: Buffer.from(toBinary(SadChallengeSchema, tx.challenge)).toString("base64"), hashes: hashes.map((h) => Buffer.from(h).toString("base64")), pin: testPin, challengeSigningKey: alice.challengeSigningKey.jwk };
     const { NODE_OPTIONS: _ignored, ...plainEnv } = process.env;
     const out = execFileSync(node.path, ["device.mjs"], { cwd: project, env: { ...plainEnv, INKAN_EXAMPLE: JSON.stringify(env) }, encoding: "utf8" });
     expect(out).toContain('Sign 2 documents: "Device example"');

@@ -1,9 +1,10 @@
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { createClient } from "@connectrpc/connect";
-import { buildActivationRequest, createDeviceKey, type DeviceKey, type SamSigningKey } from "@inkan/sdk";
+import { buildActivationRequest, createDeviceKey, type DeviceKey } from "@inkan/sdk";
 import { IdentityProofingMethod, RegistrationService, SignerKind } from "@inkan/sdk/gen/inkan/admin/v1/registration_pb.js";
 import { ChallengePurpose, SignerService } from "@inkan/sdk/gen/inkan/sam/v1/signer_pb.js";
 import { KeyAlgorithm } from "@inkan/sdk/gen/inkan/sam/v1/types_pb.js";
+import type { SamSigningKey } from "@inkan/sdk/gen/inkan/sam/v1/sam_pb.js";
 import type { PrivilegedPerson, TestServer } from "./harness.js";
 import { issueSignerCertificate, signerIssuingCa } from "./signer-certificates.js";
 

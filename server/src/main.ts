@@ -134,6 +134,8 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
     const lifecycle = new CredentialLifecycle({ records, keys: crypto, oneTime: store, samKeys, policies, audit: auditLog });
     const transportKeys = new KeyImportTransportKeys({ crypto, onKeyCreated: (kid) => log.info({ kid }, "key-import transport key created") });
     const keyImport = new KeyImport({ records, oneTime: store, crypto, transportKeys, samKeys, policies, audit: auditLog, signers });
+    // T-2.2.1.7: every SadChallenge is signed with the module's challenge-signing key, published in GetInfo.
+    const challengeSigner = new ChallengeSigner(crypto);
     let server: InkanServer | undefined;
     const sapServing = (status: Status) => server?.health.setWhere((s) => s.startsWith("inkan.sam.v1."), status);
     // R-3.2.2.3: a policy that fails its check stops signing until security officers restore it.
@@ -153,8 +155,6 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
     });
     await gate.check(); // at start, before the first call
     const clock = hooks.clock ? { clock: hooks.clock } : {};
-    // T-2.2.1.7: every SadChallenge is signed with the module's challenge-signing key, published in GetInfo.
-    const challengeSigner = new ChallengeSigner(crypto);
     const sapTransactions = new SapTransactions({ store, random: crypto, policies, credentials: new ScaCredentials({ signers, credentials }), samKeys, audit: auditLog, ...clock });
     hooks.onRecords?.(records);
     const services = contractFiles.flatMap((f) => f.services);

@@ -150,7 +150,8 @@ export class Session {
   rSad(s: TestSigner, ch: SadChallenge, over: Partial<RSadInput> = {}): Promise<string> {
     return buildRSad({
       deviceKey: s.deviceKey, signerId: ch.signerId, credentialId: ch.credentialId, samId: ch.audience, transactionId: ch.transactionId,
-      challenge: ch.challenge, dtbsrDigest: ch.dtbsrDigest, count: ch.numSignatures, pin: conformancePin, samKey: ch.encryptionKey!, ...over,
+      challenge: ch.challenge, dtbsrDigest: ch.dtbsrDigest, count: ch.numSignatures, hashAlgorithm: ch.hashAlgorithm, description: ch.description,
+      pin: conformancePin, samKey: ch.encryptionKey!, ...over,
     });
   }
 
@@ -158,7 +159,7 @@ export class Session {
   claimsRSad(ch: SadChallenge, factors: ClaimsRSadFactors, over: Partial<ClaimsRSadInput> = {}): Promise<string> {
     return buildClaimsRSad({
       signerId: ch.signerId, credentialId: ch.credentialId, samId: ch.audience, transactionId: ch.transactionId, challenge: ch.challenge,
-      dtbsrDigest: ch.dtbsrDigest, count: ch.numSignatures, samKey: ch.encryptionKey!, factors, ...over,
+      dtbsrDigest: ch.dtbsrDigest, count: ch.numSignatures, hashAlgorithm: ch.hashAlgorithm, description: ch.description, samKey: ch.encryptionKey!, factors, ...over,
     });
   }
 

@@ -4,7 +4,8 @@ export { Reason, type ErrorDetail, ErrorDetailSchema } from "./gen/inkan/sam/v1/
 export { createAdminRequestSigner, requestSignatureHeader, requestSignatureType, type AdminRequestSignerOptions } from "./admin-signer.js";
 export { encryptToSam, type EncryptToSamOptions, type SamPublicKey } from "./device/encrypt-to-sam.js";
 export { createDeviceKey, signDeviceJws, newJti, type DeviceKey, type DeviceKeyAlgorithm, type DeviceJwsOptions } from "./device/device-key.js";
-export { buildClaimsRSad, buildRSad, buildRSadFor, rSadEnvelopeCty, rSadTyp, type ClaimsRSadFactors, type ClaimsRSadInput, type RSadInput, type RSadTransactionInput } from "./device/r-sad.js";
+export { buildClaimsRSad, buildClaimsRSadFor, buildRSad, buildRSadFor, rSadEnvelopeCty, rSadTyp, type ClaimsRSadFactors, type ClaimsRSadInput, type FromChallengeOptions, type RSadInput, type RSadTransactionInput } from "./device/r-sad.js";
+export { descriptionDigest, sadChallengeTyp, SadChallengeRefused, verifySadChallenge, type ChallengeSigningKeyInput, type SadChallengeRefusal } from "./device/sad-challenge.js";
 export { buildActivationRequest, buildPinChangeRequest, openTotpEnrollment, type ActivationRequest, type ActivationRequestInput, type PinChangeRequestInput } from "./device/signer-requests.js";
 export { dtbsrDigest } from "./sca/dtbsr-digest.js";
 export { buildSuspensionRequest, suspensionRequestTyp, type SuspensionRequest, type SuspensionRequestInput } from "./device/suspension-request.js";
@@ -15,7 +16,7 @@ export { createGrpcJsTransport, type GrpcJsTransportOptions } from "./client/grp
 export { InkanClient, SigningTransaction, type BeginTransactionInput, type CallOptions, type InkanClientOptions, type SignAllOptions, type SignProgress } from "./sca/inkan-client.js";
 export { createSignatureVerifier, type SignatureCheck, type SignatureVerifierOptions } from "./sca/signature-verifier.js";
 export { HashAlgorithm, SignatureAlgorithm, SignatureFormat, KeyAlgorithm } from "./gen/inkan/sam/v1/types_pb.js";
-export { SignatureActivationService, type SadChallenge, type CredentialInfo, type GetInfoResponse } from "./gen/inkan/sam/v1/sam_pb.js";
+export { SignatureActivationService, type SadChallenge, type SamSigningKey, type CredentialInfo, type GetInfoResponse } from "./gen/inkan/sam/v1/sam_pb.js";
 export { SignerService } from "./gen/inkan/sam/v1/signer_pb.js";
 export { reasonAdvice } from "./reason-advice.js";
 export { buildKeyImportConsent, keyImportConsentEnvelopeCty, keyImportConsentTyp, type KeyImportConsentInput } from "./device/key-import-consent.js";

@@ -46,6 +46,7 @@ import { sapTransactionsService } from "./transport/sap-transactions.js";
 import { sapSigningService } from "./transport/sap-signing.js";
 import { SapAuthorize } from "./sap/authorize.js";
 import { SapCsrApproval } from "./sap/csr-approval.js";
+import { ChallengeSigner } from "./sap/challenge-signature.js";
 import { createLoginAssertionVerifier } from "./sap/login-assertion.js";
 import { SapSignHash } from "./sap/sign-hash.js";
 import { SapSignStream } from "./sap/sign-stream.js";
@@ -150,6 +151,8 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
     const lifecycle = new CredentialLifecycle({ records, keys: crypto, oneTime: store, samKeys, policies, audit: auditLog });
     const transportKeys = new KeyImportTransportKeys({ crypto, onKeyCreated: (kid) => log.info({ kid }, "key-import transport key created") });
     const keyImport = new KeyImport({ records, oneTime: store, attempts: store, crypto, transportKeys, samKeys, policies, audit: auditLog, signers });
+    // T-2.2.1.7: every SadChallenge is signed with the module's challenge-signing key, published in GetInfo.
+    const challengeSigner = new ChallengeSigner(crypto);
     let server: InkanServer | undefined;
     const sapServing = (status: Status) => server?.health.setWhere((s) => s.startsWith("inkan.sam.v1."), status);
     // R-3.2.2.3: a policy that fails its check stops signing until security officers restore it.
@@ -189,11 +192,11 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
         ...keyImportService(transportKeys, keyImport),
         ...createCsrService(new SapCsrApproval({ transactions: sapTransactions, store, records, seals, freshness, keys: crypto, random: crypto, policies, audit: auditLog })),
       },
-      "inkan.sam.v1.SignerService": signerService(activation, lifecycle),
+      "inkan.sam.v1.SignerService": signerService(activation, lifecycle, challengeSigner),
       "inkan.sam.v1.SignatureActivationService": {
-        ...samInfoService({ keys: samKeys, policies, version: samVersion, maxMessageBytes: config.limits.readMaxBytes, methods }),
+        ...samInfoService({ keys: samKeys, policies, version: samVersion, maxMessageBytes: config.limits.readMaxBytes, methods, challengeKey: challengeSigner }),
         ...scaCredentialsService(new ScaCredentials({ signers, credentials }), policies),
-        ...sapTransactionsService(sapTransactions, policies),
+        ...sapTransactionsService(sapTransactions, policies, challengeSigner),
         ...sapSigningService(
           new SapAuthorize({ transactions: sapTransactions, seals, store, random: crypto, policies, samKeys, rSad: { samKeys, records, signers, oneTime: store, attempts: store, crypto, fields, policies, audit: auditLog, loginAssertions }, ...clock }),
           new SapSignHash({ transactions: sapTransactions, store, records, seals, freshness, keys: crypto, random: crypto, policies, audit: auditLog, ...clock }),
@@ -270,7 +273,7 @@ function handlerOf(implementations: Record<string, Record<string, unknown>>, ser
   return method?.methodKind === "unary" && typeof impl === "function" ? (impl as (m: unknown, ctx: HandlerContext) => Promise<unknown>) : undefined;
 }
 
-/** The system keys exist and work: record sealing, field encryption and audit signing. */
+/** The system keys exist and work: record sealing, field encryption, audit and challenge signing. */
 async function selfCheck(crypto: FullCryptoModule): Promise<void> {
   const probe = new TextEncoder().encode("inkan start-up self-check");
   try {
@@ -278,6 +281,7 @@ async function selfCheck(crypto: FullCryptoModule): Promise<void> {
     const sealed = await crypto.encrypt("field-encryption", probe, probe);
     await crypto.decrypt("field-encryption", sealed, probe);
     await crypto.systemPublicKey("audit-signing");
+    await crypto.systemPublicKey("challenge-signing");
   } catch (err) {
     throw new InkanError("CRYPTO_MODULE_FAILURE", "the crypto module's system keys are missing or unusable; run `inkan init`", { cause: err });
   }

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { encryptToSam, newJti, rSadEnvelopeCty, rSadTyp } from "@inkan/sdk";
 import type { SadChallenge } from "@inkan/sdk/gen/inkan/sam/v1/sam_pb.js";
 import type { Observation } from "../case.js";
@@ -15,11 +16,14 @@ export function claimsFor(ch: SadChallenge, over: Record<string, unknown> = {}):
   const iat = Math.floor(Date.now() / 1000);
   const claims: Record<string, unknown> = {
     sub: ch.signerId, cred: ch.credentialId, aud: ch.audience, txn: ch.transactionId, chal: b64(ch.challenge),
-    dtbsr: b64(ch.dtbsrDigest), n: ch.numSignatures, iat, exp: iat + 120, jti: newJti(), ...over,
+    dtbsr: b64(ch.dtbsrDigest), n: ch.numSignatures, halg: ch.hashAlgorithm, desc: descDigest(ch.description), iat, exp: iat + 120, jti: newJti(), ...over,
   };
   for (const [k, v] of Object.entries(claims)) if (v === undefined) delete claims[k];
   return claims;
 }
+
+/** The "desc" claim (sam.proto): base64url of SHA-256 over the description's UTF-8 bytes. */
+export const descDigest = (description: string): string => createHash("sha256").update(description, "utf8").digest("base64url");
 
 /** The R.SAD header a device key signs with. */
 export const jwsHeader = (signer: TestSigner, over: Record<string, unknown> = {}) => ({ alg: "ES256", typ: rSadTyp, kid: signer.deviceKey.kid, ...over });

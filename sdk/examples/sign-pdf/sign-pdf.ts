@@ -163,7 +163,9 @@ export async function signPdfs(inkan: InkanClient, pdfs: Uint8Array[], o: SignPd
   const tx = await inkan.beginTransaction({
     signerId: o.signerId, credentialId: o.credentialId, description: o.description, hashAlgorithm: HashAlgorithm.SHA256, hashes: prepared.map((p) => p.dtbsr),
   });
-  const summary = await describeAuthorization(tx.challenge, { hashes: prepared.map((p) => p.dtbsr) });
+  // The SAM signed the challenge (T-2.2.1.7); a signer's device checks it against the key it pinned, here the SCA's own GetInfo.
+  const challengeSigningKey = (await inkan.getInfo()).challengeSigningKey!;
+  const summary = await describeAuthorization(tx.challenge, { challengeSigningKey, hashes: prepared.map((p) => p.dtbsr) });
   await tx.authorize(await o.authorize(tx.challenge, summary.text));
   const signatures = await tx.signAll(o.onProgress ? { onProgress: o.onProgress } : {});
   return prepared.map((p, i) => embedSignature(p, signatures[i]!, chain));

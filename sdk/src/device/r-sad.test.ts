@@ -1,6 +1,7 @@
 import { readdirSync, readFileSync } from "node:fs";
-import { calculateJwkThumbprint, compactDecrypt, decodeProtectedHeader, exportJWK, generateKeyPair, type CryptoKey, type JWK } from "jose";
+import { calculateJwkThumbprint, compactDecrypt, compactVerify, decodeProtectedHeader, exportJWK, generateKeyPair, importJWK, type CryptoKey, type JWK } from "jose";
 import { describe, expect, it } from "vitest";
+import { HashAlgorithm } from "../gen/inkan/sam/v1/types_pb.js";
 import { createDeviceKey } from "./device-key.js";
 import { buildClaimsRSad, buildRSad, rSadEnvelopeCty } from "./r-sad.js";
 
@@ -14,7 +15,9 @@ async function samKey() {
 const challenge = Uint8Array.from({ length: 32 }, (_, i) => i);
 const dtbsrDigest = Uint8Array.from({ length: 32 }, (_, i) => 255 - i);
 const now = new Date("2026-11-25T12:00:00Z");
-const tx = { signerId: "sgn-1", credentialId: "crd-1", samId: "urn:inkan:sam:x", transactionId: "txn-1", challenge, dtbsrDigest, count: 3, now };
+const tx = { signerId: "sgn-1", credentialId: "crd-1", samId: "urn:inkan:sam:x", transactionId: "txn-1", challenge, dtbsrDigest, count: 3, hashAlgorithm: HashAlgorithm.SHA384, description: "Invoices 2025-03", now };
+/** sam.proto's example: base64url(SHA-256(UTF-8 "Invoices 2025-03")). */
+const desc = "MRLkBrJPuE2wzCexd92Uhfp5fRyte6I5khQ-hhopx9s";
 
 async function open(jwe: string, privateKey: CryptoKey) {
   const { plaintext } = await compactDecrypt(jwe, privateKey);
@@ -32,7 +35,7 @@ function expectNothingOutside(jwe: string, secrets: string[]) {
 }
 
 describe("buildClaimsRSad (sam.proto AuthorizeRequest.r_sad, methods without a device key; R-3.1.4, R-3.2.1.2)", () => {
-  it("R-3.2.1.2: PIN + TOTP: the envelope is exactly {claims, pin, otp}; the claims exactly sub, cred, aud, txn, chal, dtbsr, n, iat, exp, jti", async () => {
+  it("R-3.2.1.2: PIN + TOTP: the envelope is exactly {claims, pin, otp}; the claims exactly sub, cred, aud, txn, chal, dtbsr, n, halg, desc, iat, exp, jti", async () => {
     const k = await samKey();
     const jwe = await buildClaimsRSad({ ...tx, samKey: k.key, factors: { pin: "246813", otp: "012345" } });
     expect(decodeProtectedHeader(jwe)).toMatchObject({ alg: "ECDH-ES+A256KW", enc: "A256GCM", kid: k.key.kid, cty: rSadEnvelopeCty });
@@ -45,7 +48,7 @@ describe("buildClaimsRSad (sam.proto AuthorizeRequest.r_sad, methods without a d
     expect(claims).toEqual({
       sub: "sgn-1", cred: "crd-1", aud: "urn:inkan:sam:x", txn: "txn-1",
       chal: Buffer.from(challenge).toString("base64url"), dtbsr: Buffer.from(dtbsrDigest).toString("base64url"),
-      n: 3, iat, exp: iat + 120, jti: expect.stringMatching(/^[A-Za-z0-9_-]{22}$/) as unknown,
+      n: 3, halg: 2, desc, iat, exp: iat + 120, jti: expect.stringMatching(/^[A-Za-z0-9_-]{22}$/) as unknown,
     });
     expectNothingOutside(jwe, ["246813", "012345", "sgn-1", "crd-1", "txn-1", claims.chal as string, claims.dtbsr as string, claims.jti as string]);
   });
@@ -77,6 +80,8 @@ describe("buildClaimsRSad (sam.proto AuthorizeRequest.r_sad, methods without a d
     await expect(bad({ pin: "246813", otp: "12345" })).rejects.toThrow(/otp/);
     await expect(bad({ pin: "246813", otp: "12345a" })).rejects.toThrow(/otp/);
     await expect(bad({ pin: "246813" }, 0)).rejects.toThrow(/count/);
+    await expect(buildClaimsRSad({ ...tx, hashAlgorithm: 0, samKey: k.key, factors: { pin: "246813" } })).rejects.toThrow(/hashAlgorithm/);
+    await expect(buildClaimsRSad({ ...tx, description: undefined as unknown as string, samKey: k.key, factors: { pin: "246813" } })).rejects.toThrow(/description/);
   });
 });
 
@@ -87,7 +92,17 @@ describe("buildRSad (device key + PIN)", () => {
     const jwe = await buildRSad({ ...tx, deviceKey, pin: "975310", samKey: k.key });
     const env = await open(jwe, k.privateKey);
     expect(Object.keys(env).sort()).toEqual(["pin", "sad"]);
-    expectNothingOutside(jwe, ["975310", "sgn-1", "txn-1"]);
+    expectNothingOutside(jwe, ["975310", "sgn-1", "txn-1", desc]);
+  });
+
+  it("R-3.2.1.1, T-2.2.1.7: the device key signs what the signer saw: the count, hash algorithm and description digest", async () => {
+    const k = await samKey();
+    const deviceKey = await createDeviceKey();
+    const env = await open(await buildRSad({ ...tx, deviceKey, pin: "975310", samKey: k.key }), k.privateKey);
+    const { payload } = await compactVerify(env.sad as string, await importJWK(deviceKey.publicJwk, deviceKey.alg));
+    const claims = JSON.parse(new TextDecoder().decode(payload)) as Record<string, unknown>;
+    expect(Object.keys(claims).sort()).toEqual(["aud", "chal", "cred", "desc", "dtbsr", "exp", "halg", "iat", "jti", "n", "sub", "txn"]);
+    expect(claims).toMatchObject({ n: 3, halg: 2, desc });
   });
 });
 

@@ -61,7 +61,7 @@ export class BenchSca {
   rSad(ch: SadChallenge): Promise<string> {
     return buildRSad({
       deviceKey: this.signer.deviceKey, signerId: ch.signerId, credentialId: ch.credentialId, samId: ch.audience, transactionId: ch.transactionId,
-      challenge: ch.challenge, dtbsrDigest: ch.dtbsrDigest, count: ch.numSignatures, pin: benchPin, samKey: ch.encryptionKey!,
+      challenge: ch.challenge, dtbsrDigest: ch.dtbsrDigest, count: ch.numSignatures, hashAlgorithm: ch.hashAlgorithm, description: ch.description, pin: benchPin, samKey: ch.encryptionKey!,
     });
   }
 

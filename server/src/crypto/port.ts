@@ -52,8 +52,12 @@ export interface SigningKeys {
  * - "record-seal": HMAC-SHA-256 over sealed records (R-3.1.1.1, R-3.2.1.7, R-3.2.2.3)
  * - "field-encryption": AES-256-GCM for confidential fields
  * - "audit-signing": EC P-256 key that signs audit checkpoints (R-3.2.2.4)
+ * - "challenge-signing": EC P-256 key that signs every SadChallenge, so the signer's device can
+ *   tell what this SAM issued from what a relay made up (T-2.2.1.7); never the audit key
  */
-export type SystemKey = "record-seal" | "field-encryption" | "audit-signing";
+export type SystemKey = "record-seal" | "field-encryption" | "audit-signing" | "challenge-signing";
+/** The system keys that are EC P-256 signing key pairs: one per purpose, never shared. */
+export type SigningSystemKey = "audit-signing" | "challenge-signing";
 
 export interface SystemKeys {
   hmacSha256(key: "record-seal", data: Uint8Array): Promise<Uint8Array>;
@@ -161,17 +165,17 @@ export interface KeyImport {
 }
 
 export interface AuditSignRequest {
-  /** SHA-256 of the checkpoint (32 bytes). */
+  /** SHA-256 of what is signed (32 bytes): a checkpoint, or a SadChallenge's JWS signing input. */
   hash: Uint8Array;
   /** ECDSA encoding: DER (default) or raw r||s. */
   format?: "der" | "raw";
 }
 
-/** The "audit-signing" system key: ECDSA P-256 over checkpoints (R-3.2.2.4). */
+/** The signing system keys: ECDSA P-256 over checkpoints (R-3.2.2.4) and SadChallenges (T-2.2.1.7). */
 export interface AuditSigning {
-  signWithSystemKey(key: "audit-signing", req: AuditSignRequest): Promise<Uint8Array>;
+  signWithSystemKey(key: SigningSystemKey, req: AuditSignRequest): Promise<Uint8Array>;
   /** DER SPKI of a system key pair. */
-  systemPublicKey(key: "audit-signing"): Promise<Uint8Array>;
+  systemPublicKey(key: SigningSystemKey): Promise<Uint8Array>;
 }
 
 /** Creation of the SAM's own keys (`inkan init`). */

@@ -54,7 +54,7 @@ async function signOne(s: Signer, pin = testPin, deviceKey = s.deviceKey): Promi
     const ch = begun.sadChallenge!;
     const rSad = await buildRSad({
       deviceKey, signerId: ch.signerId, credentialId: ch.credentialId, samId: ch.audience, transactionId: ch.transactionId,
-      challenge: ch.challenge, dtbsrDigest: ch.dtbsrDigest, count: ch.numSignatures, pin, samKey: ch.encryptionKey!,
+      challenge: ch.challenge, dtbsrDigest: ch.dtbsrDigest, count: ch.numSignatures, hashAlgorithm: ch.hashAlgorithm, description: ch.description, pin, samKey: ch.encryptionKey!,
     });
     const { sadToken } = await sca().authorize({ transactionId: ch.transactionId, rSad });
     const res = await sca().signHash({ authorization: { case: "sadToken", value: sadToken }, hashes: [hash] });

@@ -294,7 +294,7 @@ async function sapSign(signerId: string, deviceKey: Parameters<typeof buildRSad>
   const { sadChallenge: ch } = await client.beginTransaction({ credentialId, signerId, hashAlgorithm: HashAlgorithm.SHA256, numSignatures: 1, hashes: [hash], description: "Contract" });
   const rSad = await buildRSad({
     deviceKey, signerId: ch!.signerId, credentialId: ch!.credentialId, samId: ch!.audience, transactionId: ch!.transactionId,
-    challenge: ch!.challenge, dtbsrDigest: ch!.dtbsrDigest, count: ch!.numSignatures, pin: testPin, samKey: ch!.encryptionKey!,
+    challenge: ch!.challenge, dtbsrDigest: ch!.dtbsrDigest, count: ch!.numSignatures, hashAlgorithm: ch!.hashAlgorithm, description: ch!.description, pin: testPin, samKey: ch!.encryptionKey!,
   });
   const { sadToken } = await client.authorize({ transactionId: ch!.transactionId, rSad });
   const { signatures } = await client.signHash({ authorization: { case: "sadToken", value: sadToken }, hashes: [hash] });

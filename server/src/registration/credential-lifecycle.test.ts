@@ -104,7 +104,7 @@ async function begin(s: Signer, hs: Uint8Array[], protocol: Protocol = "grpc"): 
 const rSadFor = (s: Signer, ch: SadChallenge) =>
   buildRSad({
     deviceKey: s.deviceKey, signerId: ch.signerId, credentialId: ch.credentialId, samId: ch.audience, transactionId: ch.transactionId,
-    challenge: ch.challenge, dtbsrDigest: ch.dtbsrDigest, count: ch.numSignatures, pin: testPin, samKey: ch.encryptionKey!,
+    challenge: ch.challenge, dtbsrDigest: ch.dtbsrDigest, count: ch.numSignatures, hashAlgorithm: ch.hashAlgorithm, description: ch.description, pin: testPin, samKey: ch.encryptionKey!,
   });
 async function authorized(s: Signer, hs: Uint8Array[], protocol: Protocol = "grpc"): Promise<string> {
   const ch = await begin(s, hs, protocol);

@@ -90,7 +90,7 @@ async function signThroughSap(signer: Signer, credentialId: string, message: Buf
   const ch = begun.sadChallenge!;
   const rSad = await buildRSad({
     deviceKey: signer.deviceKey, signerId: ch.signerId, credentialId: ch.credentialId, samId: ch.audience, transactionId: ch.transactionId,
-    challenge: ch.challenge, dtbsrDigest: ch.dtbsrDigest, count: ch.numSignatures, pin: testPin, samKey: ch.encryptionKey!,
+    challenge: ch.challenge, dtbsrDigest: ch.dtbsrDigest, count: ch.numSignatures, hashAlgorithm: ch.hashAlgorithm, description: ch.description, pin: testPin, samKey: ch.encryptionKey!,
   });
   const { sadToken } = await sca(protocol).authorize({ transactionId: ch.transactionId, rSad });
   const signed = await sca(protocol).signHash({ authorization: { case: "sadToken", value: sadToken }, hashes });

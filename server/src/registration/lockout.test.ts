@@ -102,7 +102,7 @@ async function transactions(s: { signerId: string; credential: { credentialId: s
 
 /** The signer's device: the R.SAD (device key + PIN) for `ch`. */
 const rSad = (deviceKey: DeviceKey, ch: SadChallenge, pin: string) =>
-  buildRSad({ deviceKey, signerId: ch.signerId, credentialId: ch.credentialId, samId: ch.audience, transactionId: ch.transactionId, challenge: ch.challenge, dtbsrDigest: ch.dtbsrDigest, count: ch.numSignatures, pin, samKey: ch.encryptionKey! });
+  buildRSad({ deviceKey, signerId: ch.signerId, credentialId: ch.credentialId, samId: ch.audience, transactionId: ch.transactionId, challenge: ch.challenge, dtbsrDigest: ch.dtbsrDigest, count: ch.numSignatures, hashAlgorithm: ch.hashAlgorithm, description: ch.description, pin, samKey: ch.encryptionKey! });
 
 const authorize = (ch: SadChallenge, r: string) => () => sca().authorize({ transactionId: ch.transactionId, rSad: r });
 
@@ -225,7 +225,7 @@ describe("T-2.1.2.2, T-2.2.1.3, R-3.1.2.2: concurrent guesses get at most lockou
     const otp = hotp(s.totpSecret, totpStep(new Date(), 30), 6);
     const rSads = await Promise.all(chs.map((ch, i) => buildClaimsRSad({
       signerId: ch.signerId, credentialId: ch.credentialId, samId: ch.audience, transactionId: ch.transactionId, challenge: ch.challenge,
-      dtbsrDigest: ch.dtbsrDigest, count: ch.numSignatures, samKey: ch.encryptionKey!, factors: { pin: wrongPin(i), otp },
+      dtbsrDigest: ch.dtbsrDigest, count: ch.numSignatures, hashAlgorithm: ch.hashAlgorithm, description: ch.description, samKey: ch.encryptionKey!, factors: { pin: wrongPin(i), otp },
     })));
     pinChecks.length = 0;
     const { ok, reasons } = await burst(rSads.map((r, i) => authorize(chs[i]!, r)));

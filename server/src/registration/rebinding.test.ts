@@ -46,7 +46,7 @@ async function signOnce(signerId: string, credentialId: string, deviceKey: Devic
   const ch = begun.sadChallenge!;
   const rSad = await buildRSad({
     deviceKey, signerId, credentialId, samId: ch.audience, transactionId: ch.transactionId,
-    challenge: ch.challenge, dtbsrDigest: ch.dtbsrDigest, count: ch.numSignatures, pin, samKey: ch.encryptionKey!,
+    challenge: ch.challenge, dtbsrDigest: ch.dtbsrDigest, count: ch.numSignatures, hashAlgorithm: ch.hashAlgorithm, description: ch.description, pin, samKey: ch.encryptionKey!,
   });
   const { sadToken } = await sca().authorize({ transactionId: ch.transactionId, rSad });
   const signed = await sca().signHash({ authorization: { case: "sadToken", value: sadToken }, hashes: [hash] });

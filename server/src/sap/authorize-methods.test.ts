@@ -126,7 +126,7 @@ describe("Authorize with PIN + TOTP, PIN alone and the login assertion, over the
   const claimsRSad = (ch: SadChallenge, factors: ClaimsRSadFactors, over: Partial<Parameters<typeof buildClaimsRSad>[0]> = {}) =>
     buildClaimsRSad({
       signerId: ch.signerId, credentialId: ch.credentialId, samId: ch.audience, transactionId: ch.transactionId, challenge: ch.challenge,
-      dtbsrDigest: ch.dtbsrDigest, count: ch.numSignatures, samKey: ch.encryptionKey!, factors, ...over,
+      dtbsrDigest: ch.dtbsrDigest, count: ch.numSignatures, hashAlgorithm: ch.hashAlgorithm, description: ch.description, samKey: ch.encryptionKey!, factors, ...over,
     });
   /** The RSSP's OpenID provider: an ID token for `s` whose nonce is the transaction's challenge. */
   const idToken = (s: Signer, ch: SadChallenge, claims: Record<string, unknown> = {}) => {
@@ -177,7 +177,7 @@ describe("Authorize with PIN + TOTP, PIN alone and the login assertion, over the
       }
       const ra = createClient(RegistrationService, t.as(operator));
       expect((await ra.getSigner({ signerId: s.signerId })).signer?.factors?.failedAttempts).toBe(0); // no factor was tried
-      const rSad = await buildRSad({ deviceKey: s.deviceKey, signerId: s.signerId, credentialId: ch.credentialId, samId: ch.audience, transactionId: ch.transactionId, challenge: ch.challenge, dtbsrDigest: ch.dtbsrDigest, count: 1, pin: testPin, samKey: ch.encryptionKey! });
+      const rSad = await buildRSad({ deviceKey: s.deviceKey, signerId: s.signerId, credentialId: ch.credentialId, samId: ch.audience, transactionId: ch.transactionId, challenge: ch.challenge, dtbsrDigest: ch.dtbsrDigest, count: 1, hashAlgorithm: ch.hashAlgorithm, description: ch.description, pin: testPin, samKey: ch.encryptionKey! });
       expect((await sca(protocol).authorize({ transactionId: ch.transactionId, rSad })).signaturesRemaining).toBe(1);
     });
 
@@ -266,7 +266,7 @@ describe("the login assertion without a configured OpenID provider (R-3.1.4)", (
       const { privateKey } = await generateKeyPair("ES256");
       const iat = Math.floor(Date.now() / 1000);
       const login = await new SignJWT({ iss: issuer, aud: clientId, sub: s.externalId, nonce: Buffer.from(ch.challenge).toString("base64url"), iat, exp: iat + 300 }).setProtectedHeader({ alg: "ES256" }).sign(privateKey);
-      const rSad = await buildClaimsRSad({ signerId: s.signerId, credentialId: ch.credentialId, samId: ch.audience, transactionId: ch.transactionId, challenge: ch.challenge, dtbsrDigest: ch.dtbsrDigest, count: 1, samKey: ch.encryptionKey!, factors: { login } });
+      const rSad = await buildClaimsRSad({ signerId: s.signerId, credentialId: ch.credentialId, samId: ch.audience, transactionId: ch.transactionId, challenge: ch.challenge, dtbsrDigest: ch.dtbsrDigest, count: 1, hashAlgorithm: ch.hashAlgorithm, description: ch.description, samKey: ch.encryptionKey!, factors: { login } });
       expect(await refusalOf(sam.authorize({ transactionId: ch.transactionId, rSad }))).toMatchObject({ code: Code.FailedPrecondition, reason: Reason.ASSURANCE_LEVEL_NOT_MET });
     });
   }

@@ -134,6 +134,8 @@ export class SapAuthorize {
           sca: scaActor(input.caller),
           digest: dtbsrDigest,
           count: record.numSignatures,
+          description: tx.body.description,
+          hashAlgorithm: tx.hashAlgorithmNumber,
           challengeHash,
           expiresAt: record.expiresAt,
         },

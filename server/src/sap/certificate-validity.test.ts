@@ -60,7 +60,7 @@ async function begin(s: Certified, list: Uint8Array[], protocol: Protocol = "grp
 const rSadFor = (s: Certified, ch: SadChallenge) =>
   buildRSad({
     deviceKey: s.deviceKey, signerId: ch.signerId, credentialId: ch.credentialId, samId: ch.audience, transactionId: ch.transactionId,
-    challenge: ch.challenge, dtbsrDigest: ch.dtbsrDigest, count: ch.numSignatures, pin: testPin, samKey: ch.encryptionKey!, now: sapNow(), lifetimeSeconds: 60,
+    challenge: ch.challenge, dtbsrDigest: ch.dtbsrDigest, count: ch.numSignatures, hashAlgorithm: ch.hashAlgorithm, description: ch.description, pin: testPin, samKey: ch.encryptionKey!, now: sapNow(), lifetimeSeconds: 60,
   });
 
 async function authorized(s: Certified, list: Uint8Array[], protocol: Protocol = "grpc"): Promise<{ ch: SadChallenge; sadToken: string }> {

@@ -61,7 +61,7 @@ async function approve(s: Generated, prepared: PrepareCsrResponse, protocol: Pro
   });
   const rSad = await buildRSad({
     deviceKey: s.deviceKey, signerId: ch!.signerId, credentialId: ch!.credentialId, samId: ch!.audience, transactionId: ch!.transactionId,
-    challenge: ch!.challenge, dtbsrDigest: ch!.dtbsrDigest, count: ch!.numSignatures, pin: testPin, samKey: ch!.encryptionKey!,
+    challenge: ch!.challenge, dtbsrDigest: ch!.dtbsrDigest, count: ch!.numSignatures, hashAlgorithm: ch!.hashAlgorithm, description: ch!.description, pin: testPin, samKey: ch!.encryptionKey!,
   });
   const { sadToken } = await client.authorize({ transactionId: ch!.transactionId, rSad });
   return { transactionId: ch!.transactionId, sadToken };
@@ -238,7 +238,7 @@ async function generateCertifySign(keyAlgorithm: KeyAlgorithm, scheme: Signature
     });
     const rSad = await buildRSad({
       deviceKey: s.deviceKey, signerId: ch!.signerId, credentialId: ch!.credentialId, samId: ch!.audience, transactionId: ch!.transactionId,
-      challenge: ch!.challenge, dtbsrDigest: ch!.dtbsrDigest, count: ch!.numSignatures, pin: testPin, samKey: ch!.encryptionKey!,
+      challenge: ch!.challenge, dtbsrDigest: ch!.dtbsrDigest, count: ch!.numSignatures, hashAlgorithm: ch!.hashAlgorithm, description: ch!.description, pin: testPin, samKey: ch!.encryptionKey!,
     });
     const { sadToken } = await sca(protocol).authorize({ transactionId: ch!.transactionId, rSad });
     const { signatures } = await sca(protocol).signHash({ authorization: { case: "sadToken", value: sadToken }, hashes: [hash] });

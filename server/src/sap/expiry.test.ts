@@ -38,7 +38,7 @@ async function begin(protocol: Protocol, hashes: Uint8Array[], lifetimeSeconds?:
 const rSadFor = (ch: SadChallenge, timing: { now?: Date; lifetimeSeconds?: number } = {}) =>
   buildRSad({
     deviceKey: alice.deviceKey, signerId: ch.signerId, credentialId: ch.credentialId, samId: ch.audience, transactionId: ch.transactionId,
-    challenge: ch.challenge, dtbsrDigest: ch.dtbsrDigest, count: ch.numSignatures, pin: testPin, samKey: ch.encryptionKey!, lifetimeSeconds: 20, ...timing,
+    challenge: ch.challenge, dtbsrDigest: ch.dtbsrDigest, count: ch.numSignatures, hashAlgorithm: ch.hashAlgorithm, description: ch.description, pin: testPin, samKey: ch.encryptionKey!, lifetimeSeconds: 20, ...timing,
   });
 
 const firstOf = <T>(stream: AsyncIterable<T>) => stream[Symbol.asyncIterator]().next();

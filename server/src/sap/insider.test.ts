@@ -91,7 +91,7 @@ async function begin(hashes: Uint8Array[]): Promise<SadChallenge> {
 const rSadFor = (ch: SadChallenge) =>
   buildRSad({
     deviceKey: victim.deviceKey, signerId: ch.signerId, credentialId: ch.credentialId, samId: ch.audience, transactionId: ch.transactionId,
-    challenge: ch.challenge, dtbsrDigest: ch.dtbsrDigest, count: ch.numSignatures, pin: testPin, samKey: ch.encryptionKey!,
+    challenge: ch.challenge, dtbsrDigest: ch.dtbsrDigest, count: ch.numSignatures, hashAlgorithm: ch.hashAlgorithm, description: ch.description, pin: testPin, samKey: ch.encryptionKey!,
   });
 
 /** A genuine transaction authorized by the victim: its id and first SAD token. */
@@ -258,7 +258,7 @@ describe("issue 14: rolling back an authorization's rows reopens nothing", () =>
     const ch = (await sca().beginTransaction({ credentialId: v.credential.credentialId, signerId: v.signerId, hashAlgorithm: HashAlgorithm.SHA256, numSignatures: 1, hashes, description: "stolen phone" })).sadChallenge!;
     const rSad = await buildRSad({
       deviceKey: v.deviceKey, signerId: ch.signerId, credentialId: ch.credentialId, samId: ch.audience, transactionId: ch.transactionId,
-      challenge: ch.challenge, dtbsrDigest: ch.dtbsrDigest, count: ch.numSignatures, pin: testPin, samKey: ch.encryptionKey!,
+      challenge: ch.challenge, dtbsrDigest: ch.dtbsrDigest, count: ch.numSignatures, hashAlgorithm: ch.hashAlgorithm, description: ch.description, pin: testPin, samKey: ch.encryptionKey!,
     });
     const { sadToken } = await sca().authorize({ transactionId: ch.transactionId, rSad });
     const before = snapshot(ch.transactionId);

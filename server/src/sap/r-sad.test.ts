@@ -30,6 +30,7 @@ import { createSqliteStore, sqliteStoreFile } from "../store/sqlite/sqlite-store
 import type { CredentialBody } from "../registration/credentials.js";
 import { createLoginAssertionVerifier } from "./login-assertion.js";
 import { rSadEnvelopeCty, rSadTyp, verifyRSad, type RSadTransaction, type RSadVerifierDeps } from "./r-sad.js";
+import { descriptionDigest } from "./seen-claims.js";
 import { hotp, totpStep } from "./totp-check.js";
 import { totpSecretOf } from "../testing/totp.js";
 
@@ -149,6 +150,8 @@ function transaction(s: ActiveSigner, count = 3): Tx {
       sca,
       digest: randomBytes(32),
       count,
+      description: `Contrat signé ${serial}, 日本語`,
+      hashAlgorithm: 1,
       challengeHash: challengeHash(challenge),
       expiresAt: new Date(Date.now() + 10 * 60_000),
     },
@@ -166,6 +169,8 @@ function rSadFor(s: ActiveSigner, t: Tx, o: Partial<Parameters<typeof buildRSad>
     challenge: t.challenge,
     dtbsrDigest: t.tx.digest,
     count: t.tx.count,
+    hashAlgorithm: t.tx.hashAlgorithm,
+    description: t.tx.description,
     pin,
     samKey,
     ...o,
@@ -194,7 +199,7 @@ const b64 = (b: Uint8Array | string) => Buffer.from(b).toString("base64url");
 /** The claims buildRSad signs, for hand-made JWSs. */
 function claimsFor(s: ActiveSigner, t: Tx, o: Record<string, unknown> = {}) {
   const iat = Math.floor(Date.now() / 1000);
-  return { sub: s.signerId, cred: s.credentialId, aud: samId, txn: t.tx.id, chal: b64(t.challenge), dtbsr: b64(t.tx.digest), n: t.tx.count, iat, exp: iat + 120, jti: newJti(), ...o };
+  return { sub: s.signerId, cred: s.credentialId, aud: samId, txn: t.tx.id, chal: b64(t.challenge), dtbsr: b64(t.tx.digest), n: t.tx.count, halg: t.tx.hashAlgorithm, desc: descriptionDigest(t.tx.description), iat, exp: iat + 120, jti: newJti(), ...o };
 }
 
 /** A compact JWS with any protected header, signed ES256 with `key` over WebCrypto (jose would refuse some headers). */
@@ -270,14 +275,32 @@ describe("R.SAD verification: level 2, device key + PIN (R-3.2.1.1)", () => {
     expect((await verify(await rSadFor(alice, other), other)).factors).toEqual(["DEVICE_KEY", "PIN"]);
   });
 
-  it("T-2.2.1.7, T-2.2.1.6: a wrong challenge, a substituted DTBS/R digest or a wrong count is SAD_INVALID", async () => {
+  it("T-2.2.1.7, T-2.2.1.6, R-3.2.1.1: a wrong challenge, a substituted DTBS/R digest, a wrong count, description or hash algorithm is SAD_INVALID", async () => {
     const t = transaction(alice);
     await expectInvalid(verify(await rSadFor(alice, t, { challenge: randomBytes(32) }), t), "challenge", /chal/);
     await expectInvalid(verify(await rSadFor(alice, t, { dtbsrDigest: randomBytes(32) }), t), "digest", /claim dtbsr/);
     await expectInvalid(verify(await rSadFor(alice, t, { count: t.tx.count + 1 }), t), "count", /claim n /);
+    // R-3.2.1.1, T-2.2.1.7: what the signer saw: another description or hash algorithm than the transaction's.
+    await expectInvalid(verify(await rSadFor(alice, t, { description: `${t.tx.description} (amended)` }), t), "description", /claim desc/);
+    await expectInvalid(verify(await rSadFor(alice, t, { description: t.tx.description.normalize("NFD") }), t), "the same description, Unicode-decomposed", /claim desc/);
+    await expectInvalid(verify(await rSadFor(alice, t, { hashAlgorithm: 2 }), t), "hash algorithm", /claim halg/);
     // chal with the same bytes in a non-canonical base64url spelling is refused too.
     const jws = await rawJws(alice.deviceKey.privateKey, { alg: "ES256", typ: rSadTyp, kid: alice.deviceKey.kid }, claimsFor(alice, t, { chal: `${b64(t.challenge).slice(0, -1)}B` }));
     await expectInvalid(verify(await envelope({ sad: jws, pin }), t), "chal spelled differently");
+  });
+
+  it("R-3.2.1.1, T-2.2.1.7: an R.SAD without desc or halg (a device that did not bind what it showed) is SAD_INVALID, and not used up", async () => {
+    const t = transaction(alice);
+    const kid = alice.deviceKey.kid;
+    const header = { alg: "ES256", typ: rSadTyp, kid };
+    for (const missing of [{ desc: undefined }, { halg: undefined }, { desc: undefined, halg: undefined }]) {
+      const label = `without ${Object.keys(missing).join(" and ")}`;
+      await expectInvalid(verify(await envelope({ sad: await rawJws(alice.deviceKey.privateKey, header, claimsFor(alice, t, missing)), pin }), t), label, /claim set/);
+    }
+    await expectInvalid(verify(await envelope({ sad: await rawJws(alice.deviceKey.privateKey, header, claimsFor(alice, t, { halg: "1" })), pin }), t), "halg as a string", /claim halg/);
+    await expectInvalid(verify(await envelope({ sad: await rawJws(alice.deviceKey.privateKey, header, claimsFor(alice, t, { desc: t.tx.description })), pin }), t), "desc as the plain description", /claim desc/);
+    expect(sadEvents(t.tx.id).every((e) => e.reason === "REASON_SAD_INVALID")).toBe(true); // audited as today
+    expect((await verify(await rSadFor(alice, t), t)).signerId).toBe(alice.signerId); // the genuine one still works
   });
 
   it("T-2.2.1.3: an expired R.SAD is EXPIRED; one living longer than 300 s, issued in the future or outliving the transaction is SAD_INVALID", async () => {
@@ -406,7 +429,8 @@ describe("wrong PIN and lockout (R-3.2.1.1, T-2.1.2.2)", () => {
 /** The R.SAD of a method without a device key (the SDK's buildClaimsRSad) for `t`, with any input replaced. */
 function claimsRSadFor(s: ActiveSigner, t: Tx, factors: ClaimsRSadFactors, o: Partial<Parameters<typeof buildClaimsRSad>[0]> = {}): Promise<string> {
   return buildClaimsRSad({
-    signerId: s.signerId, credentialId: s.credentialId, samId, transactionId: t.tx.id, challenge: t.challenge, dtbsrDigest: t.tx.digest, count: t.tx.count, samKey, factors, ...o,
+    signerId: s.signerId, credentialId: s.credentialId, samId, transactionId: t.tx.id, challenge: t.challenge, dtbsrDigest: t.tx.digest, count: t.tx.count,
+    hashAlgorithm: t.tx.hashAlgorithm, description: t.tx.description, samKey, factors, ...o,
   });
 }
 
@@ -506,7 +530,7 @@ describe("PIN + TOTP, level 2 (R-3.1.4, R-3.2.1.1)", () => {
     expect((await signerBody(xena.signerId)).failedAttempts).toBe(1);
   });
 
-  it("T-2.2.1.7, T-2.2.1.4, T-2.2.1.6: claims for another transaction, credential, signer, audience, challenge, digest or count are SAD_INVALID; nothing counts", async () => {
+  it("T-2.2.1.7, T-2.2.1.4, T-2.2.1.6, R-3.2.1.1: claims for another transaction, credential, signer, audience, challenge, digest, count, description or hash algorithm are SAD_INVALID; nothing counts", async () => {
     const t = transaction(tina);
     const other = transaction(tina);
     const factors = () => ({ pin, otp: otpOf(tina) });
@@ -518,6 +542,10 @@ describe("PIN + TOTP, level 2 (R-3.1.4, R-3.2.1.1)", () => {
     await expectInvalid(verify(await claimsRSadFor(tina, t, factors(), { challenge: randomBytes(32) }), t), "another challenge", /chal/);
     await expectInvalid(verify(await claimsRSadFor(tina, t, factors(), { dtbsrDigest: randomBytes(32) }), t), "another digest", /claim dtbsr/);
     await expectInvalid(verify(await claimsRSadFor(tina, t, factors(), { count: t.tx.count + 1 }), t), "another count", /claim n /);
+    // R-3.2.1.1, T-2.2.1.7: what the signer saw binds the claims methods too.
+    await expectInvalid(verify(await claimsRSadFor(tina, t, factors(), { description: "Something else" }), t), "another description", /claim desc/);
+    await expectInvalid(verify(await claimsRSadFor(tina, t, factors(), { hashAlgorithm: 3 }), t), "another hash algorithm", /claim halg/);
+    await expectInvalid(verify(await envelope({ claims: claimsFor(tina, t, { desc: undefined, halg: undefined }), ...factors() }), t), "without desc and halg", /claim set/);
     await expectInvalid(verify(await envelope({ claims: { ...claimsFor(tina, t), extra: 1 }, ...factors() }), t), "an extra claim", /claim set/);
     await expectInvalid(verify(await envelope({ claims: [claimsFor(tina, t)], ...factors() }), t), "claims as an array", /not a JSON object/);
     const dup = `{"claims":${JSON.stringify(claimsFor(tina, t)).replace(/}$/, `,"txn":"${other.tx.id}"}`)},"pin":${JSON.stringify(pin)},"otp":"${otpOf(tina)}"}`;

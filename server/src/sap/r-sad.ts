@@ -49,13 +49,14 @@ import type { AttemptReservations, FactorRecord, FactorType, OneTimeObjects } fr
 import { credentialMethods, enforcedMethods, methodOfEnvelope, type AuthenticationMethodName } from "./authentication-methods.js";
 import type { LoginAssertionVerifier } from "./login-assertion.js";
 import { assertNoDuplicateMembers } from "./sad-claims.js";
+import { checkSeenClaims, seenClaims, type SeenByTheSigner } from "./seen-claims.js";
 import { matchTotpStep } from "./totp-check.js";
 
 /** The JWE "cty" and JWS "typ" of R.SAD (sam.proto). */
 export const rSadEnvelopeCty = "inkan-sad-envelope+json";
 export const rSadTyp = "inkan-sad+jwt";
 /** The claims of the inner JWS, exactly (sam.proto). */
-export const rSadClaims = ["sub", "cred", "aud", "txn", "chal", "dtbsr", "n", "iat", "exp", "jti"] as const;
+export const rSadClaims = ["sub", "cred", "aud", "txn", "chal", "dtbsr", "n", ...seenClaims, "iat", "exp", "jti"] as const;
 /** The largest envelope plaintext (sam.proto: at most 8,192 bytes). */
 const maxEnvelopeBytes = 8_192;
 const envelopeMembers = new Set(["sad", "claims", "pin", "otp", "login"]);
@@ -68,7 +69,7 @@ const thumbprintPattern = /^[A-Za-z0-9_-]{43}$/;
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
 /** The transaction an R.SAD must match, as the caller (Authorize) read it from the store. */
-export interface RSadTransaction {
+export interface RSadTransaction extends SeenByTheSigner {
   id: string;
   signerId: string;
   credentialId: string;
@@ -209,6 +210,12 @@ async function verifyChecked(input: VerifyRSadInput, d: RSadVerifierDeps): Promi
     }
   }
   if (claims.n !== tx.count) throw invalid(new DeviceProofRefused("claim n does not match")); // T-2.2.1.6
+  // R-3.2.1.1, T-2.2.1.7: the description and hash algorithm the signer saw are the transaction's.
+  try {
+    checkSeenClaims(claims, tx);
+  } catch (err) {
+    throw invalid(err);
+  }
   if (!challengeMatches(claims.chal, tx.challengeHash)) throw invalid(new DeviceProofRefused("claim chal does not match")); // T-2.2.1.3
   const exp = claims.exp as number;
   if (exp * 1000 > tx.expiresAt.getTime()) throw invalid(new DeviceProofRefused("exp is after the transaction's expiry"));

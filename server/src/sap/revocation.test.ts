@@ -39,7 +39,7 @@ async function authorized(s: Signer, hashes: Uint8Array[], deviceKey = s.deviceK
   const ch = (await sca().beginTransaction({ credentialId: s.credentialId, signerId: s.signerId, hashAlgorithm: HashAlgorithm.SHA256, numSignatures: hashes.length, hashes, description: "Revocation test" })).sadChallenge!;
   const rSad = await buildRSad({
     deviceKey, signerId: ch.signerId, credentialId: ch.credentialId, samId: ch.audience, transactionId: ch.transactionId,
-    challenge: ch.challenge, dtbsrDigest: ch.dtbsrDigest, count: ch.numSignatures, pin: testPin, samKey: ch.encryptionKey!,
+    challenge: ch.challenge, dtbsrDigest: ch.dtbsrDigest, count: ch.numSignatures, hashAlgorithm: ch.hashAlgorithm, description: ch.description, pin: testPin, samKey: ch.encryptionKey!,
   });
   return { transactionId: ch.transactionId, token: (await sca().authorize({ transactionId: ch.transactionId, rSad })).sadToken };
 }
@@ -93,7 +93,7 @@ describe("issue 13.2: revoked factors cancel what they authorized (R-3.3.1, T-2.
     const ch = (await sca().beginTransaction({ credentialId: s.credentialId, signerId: s.signerId, hashAlgorithm: HashAlgorithm.SHA256, numSignatures: 1, hashes, description: "Revocation test" })).sadChallenge!;
     const rSad = await buildRSad({
       deviceKey: s.deviceKey, signerId: ch.signerId, credentialId: ch.credentialId, samId: ch.audience, transactionId: ch.transactionId,
-      challenge: ch.challenge, dtbsrDigest: ch.dtbsrDigest, count: ch.numSignatures, pin: testPin, samKey: ch.encryptionKey!,
+      challenge: ch.challenge, dtbsrDigest: ch.dtbsrDigest, count: ch.numSignatures, hashAlgorithm: ch.hashAlgorithm, description: ch.description, pin: testPin, samKey: ch.encryptionKey!,
     });
     await registration().revokeDevice({ signerId: s.signerId, deviceKeyId: s.deviceKey.kid, reason: "phone stolen" });
     expect((await refusalOf(sca().authorize({ transactionId: ch.transactionId, rSad }))).code).toBe(Code.FailedPrecondition);

@@ -1,7 +1,7 @@
 import { createHash, createPublicKey, randomBytes, verify as verifySignature } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { Code, createClient } from "@connectrpc/connect";
-import { Reason, buildRSad, dtbsrDigest, type DeviceKey } from "@inkan/sdk";
+import { Reason, buildRSad, dtbsrDigest, verifySadChallenge, type DeviceKey } from "@inkan/sdk";
 import { AuditService } from "@inkan/sdk/gen/inkan/admin/v1/audit_pb.js";
 import { PrivilegedRole } from "@inkan/sdk/gen/inkan/admin/v1/types_pb.js";
 import { SignatureActivationService, TransactionState, type SadChallenge } from "@inkan/sdk/gen/inkan/sam/v1/sam_pb.js";
@@ -52,7 +52,7 @@ async function begin(hashes: Uint8Array[], protocol: Protocol = "grpc"): Promise
 const rSadFor = (ch: SadChallenge) =>
   buildRSad({
     deviceKey: alice.deviceKey, signerId: ch.signerId, credentialId: ch.credentialId, samId: ch.audience, transactionId: ch.transactionId,
-    challenge: ch.challenge, dtbsrDigest: ch.dtbsrDigest, count: ch.numSignatures, pin: testPin, samKey: ch.encryptionKey!,
+    challenge: ch.challenge, dtbsrDigest: ch.dtbsrDigest, count: ch.numSignatures, hashAlgorithm: ch.hashAlgorithm, description: ch.description, pin: testPin, samKey: ch.encryptionKey!,
   });
 
 /** begin + R.SAD + Authorize: the first SAD token. */
@@ -145,12 +145,15 @@ describe("Authorize and SignHash of a list uploaded in chunks (R-3.2.1.4, T-2.2.
     const digest = await dtbsrDigest(HashAlgorithm.SHA256, hashes);
     const ch = (await client.sealTransaction({ transactionId: begun.transactionId, dtbsrDigest: digest })).sadChallenge!;
     expect(ch).toMatchObject({ transactionId: begun.transactionId, numSignatures: hashes.length });
-    expect(ch.dtbsrDigest).toEqual(digest);
+    expect(new Uint8Array(ch.dtbsrDigest)).toEqual(digest); // a large response may decode into Buffer views
+    // T-2.2.1.7: SealTransaction's challenge is signed by the key GetInfo publishes.
+    await verifySadChallenge(ch, (await client.getInfo({})).challengeSigningKey!);
 
     // The signer's device builds R.SAD with the SDK over the challenge and the digest it computed itself.
     const rSad = await buildRSad({
       deviceKey: alice.deviceKey, signerId: ch.signerId, credentialId: ch.credentialId, samId: ch.audience, transactionId: ch.transactionId,
-      challenge: ch.challenge, dtbsrDigest: await dtbsrDigest(HashAlgorithm.SHA256, hashes), count: hashes.length, pin: testPin, samKey: ch.encryptionKey!,
+      challenge: ch.challenge, dtbsrDigest: await dtbsrDigest(HashAlgorithm.SHA256, hashes), count: hashes.length, hashAlgorithm: HashAlgorithm.SHA256,
+      description: ch.description, pin: testPin, samKey: ch.encryptionKey!,
     });
     const auth = await client.authorize({ transactionId: ch.transactionId, rSad });
     expect(auth.sadToken).toMatch(/^[A-Za-z0-9_-]{43}$/);

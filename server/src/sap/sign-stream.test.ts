@@ -47,7 +47,7 @@ async function authorized(hashes: Uint8Array[], protocol: Protocol = "grpc"): Pr
   }
   const rSad = await buildRSad({
     deviceKey: alice.deviceKey, signerId: ch.signerId, credentialId: ch.credentialId, samId: ch.audience, transactionId: ch.transactionId,
-    challenge: ch.challenge, dtbsrDigest: ch.dtbsrDigest, count: ch.numSignatures, pin: testPin, samKey: ch.encryptionKey!,
+    challenge: ch.challenge, dtbsrDigest: ch.dtbsrDigest, count: ch.numSignatures, hashAlgorithm: ch.hashAlgorithm, description: ch.description, pin: testPin, samKey: ch.encryptionKey!,
   });
   const res = await client.authorize({ transactionId: ch.transactionId, rSad });
   return { ch, token: res.sadToken };

@@ -63,7 +63,7 @@ describe("BeginTransaction with the whole list inline (R-3.2.1.2)", () => {
     const ch = res.sadChallenge!;
     expect(ch).toMatchObject({ transactionId: res.transactionId, signerId: alice.signerId, credentialId: alice.credentialId, hashAlgorithm: HashAlgorithm.SHA256, numSignatures: 3, description: "Invoices 2026-11" });
     expect(ch.challenge).toHaveLength(32);
-    expect(ch.dtbsrDigest).toEqual(await dtbsrDigest(HashAlgorithm.SHA256, list));
+    expect(new Uint8Array(ch.dtbsrDigest)).toEqual(await dtbsrDigest(HashAlgorithm.SHA256, list));
     expect(ch.audience).toBe((await sca().getInfo({})).samId);
     expect(ch.encryptionKey?.current).toBe(true);
     const expires = timestampDate(ch.expiresAt!).getTime();
@@ -137,7 +137,7 @@ describe("chunked upload (R-3.2.1.4)", () => {
     const digest = await dtbsrDigest(HashAlgorithm.SHA256, all);
     const sealed = await sca().sealTransaction({ transactionId: res.transactionId, dtbsrDigest: digest });
     expect(sealed.sadChallenge).toMatchObject({ transactionId: res.transactionId, numSignatures: n, signerId: alice.signerId, credentialId: alice.credentialId });
-    expect(sealed.sadChallenge!.dtbsrDigest).toEqual(digest);
+    expect(new Uint8Array(sealed.sadChallenge!.dtbsrDigest)).toEqual(digest);
     expect(sealed.sadChallenge!.challenge).toHaveLength(32);
     expect(Buffer.from(stored(res.transactionId)!.dtbsr_digest!)).toEqual(Buffer.from(digest));
     // The list is frozen: no chunk is accepted any more.
@@ -247,6 +247,6 @@ describe("key algorithms", () => {
     const rsa = await activeSignerWithCredential(t, operator, KeyAlgorithm.RSA_2048);
     const list = hashes(1, "rsa").map((h) => new Uint8Array(createHash("sha512").update(h).digest()));
     const res = await sca().beginTransaction({ credentialId: rsa.credential.credentialId, signerId: rsa.signerId, hashAlgorithm: HashAlgorithm.SHA512, numSignatures: 1, hashes: list, description: "One contract" });
-    expect(res.sadChallenge!.dtbsrDigest).toEqual(await dtbsrDigest(HashAlgorithm.SHA512, list));
+    expect(new Uint8Array(res.sadChallenge!.dtbsrDigest)).toEqual(await dtbsrDigest(HashAlgorithm.SHA512, list));
   });
 });

@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
-import { buildRSadFor, createInkanClient, type DeviceKey } from "@inkan/sdk";
+import { buildRSadFor, createInkanClient, type DeviceKey, type SamSigningKey } from "@inkan/sdk";
 import { PrivilegedRole } from "@inkan/sdk/gen/inkan/admin/v1/types_pb.js";
 import { SadChallengeSchema } from "@inkan/sdk/gen/inkan/sam/v1/sam_pb.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -25,7 +25,7 @@ const node22 = join(repoRoot, ".tools/node22/package/bin/node");
 const nodes = [{ name: `Node ${process.versions.node}`, path: process.execPath }, ...(existsSync(node22) ? [{ name: "Node 22", path: node22 }] : [])];
 if (!existsSync(node22)) console.warn(`Node 22 is not at ${node22}: the examples run on Node ${process.versions.node} only (npm test fetches it)`);
 let t: TestServer;
-let alice: { signerId: string; credentialId: string; deviceKey: DeviceKey; spki: Uint8Array };
+let alice: { signerId: string; credentialId: string; deviceKey: DeviceKey; spki: Uint8Array; challengeSigningKey: SamSigningKey };
 let work: string;
 let tarball: string;
 let project: string;
@@ -43,7 +43,7 @@ beforeAll(async () => {
   t = await startTestServer();
   const operator = await t.createPrivilegedUser(PrivilegedRole.REGISTRATION_OPERATOR, "operator-sdk-pack");
   const a = await activeSignerWithCredential(t, operator);
-  alice = { signerId: a.signerId, credentialId: a.credential.credentialId, deviceKey: a.deviceKey, spki: a.credential.publicKeySpki };
+  alice = { signerId: a.signerId, credentialId: a.credential.credentialId, deviceKey: a.deviceKey, spki: a.credential.publicKeySpki, challengeSigningKey: a.challengeSigningKey };
 }, 180_000);
 afterAll(async () => {
   await t?.close();
@@ -104,7 +104,7 @@ describe("@inkan/sdk as published", () => {
     child.stderr!.on("data", (d) => (output += d));
     const signatures = await new Promise<Buffer[]>((resolve, reject) => {
       child.on("message", async (m: { challenge?: string; signatures?: string[] }) => {
-        if (m.challenge) child.send(await buildRSadFor(fromBinary(SadChallengeSchema, Buffer.from(m.challenge, "base64")), { deviceKey: alice.deviceKey, pin: testPin }));
+        if (m.challenge) child.send(await buildRSadFor(fromBinary(SadChallengeSchema, Buffer.from(m.challenge, "base64")), { deviceKey: alice.deviceKey, pin: testPin, challengeSigningKey: alice.challengeSigningKey }));
         if (m.signatures) resolve(m.signatures.map((s) => Buffer.from(s, "base64")));
       });
       child.on("exit", (code) => code !== 0 && reject(new Error(`example exited ${code}: ${output}`)));
@@ -128,6 +128,7 @@ describe("@inkan/sdk as published", () => {
       'const challenge = fromBinary(SadChallengeSchema, Buffer.from(input.challenge, "base64"));',
       'const hashes = input.hashes.map((h) => new Uint8Array(Buffer.from(h, "base64")));',
       "const pin = input.pin;",
+      "const challengeSigningKey = input.challengeSigningKey; // pinned at activation",
       "const confirmWithSigner = async (text) => { console.log(text); return true; };",
       ...body,
       "console.log(`r_sad: ${rSad}`);",
@@ -136,7 +137,7 @@ describe("@inkan/sdk as published", () => {
     const inkan = createInkanClient({ baseUrl: t.server.url, tls: { ca: t.pki.ca, cert: t.pki.sca.cert, key: t.pki.sca.key } });
     const hashes = ["a", "b"].map((s) => new Uint8Array(createHash("sha256").update(s).digest()));
     const tx = await inkan.beginTransaction({ signerId: alice.signerId, credentialId: alice.credentialId, hashes, description: "Device example" });
-    const env = { challenge: Buffer.from(toBinary(SadChallengeSchema, tx.challenge)).toString("base64"), hashes: hashes.map((h) => Buffer.from(h).toString("base64")), pin: testPin };
+    const env = { challenge: Buffer.from(toBinary(SadChallengeSchema, tx.challenge)).toString("base64"), hashes: hashes.map((h) => Buffer.from(h).toString("base64")), pin: testPin, challengeSigningKey: alice.challengeSigningKey.jwk };
     const { NODE_OPTIONS: _ignored, ...plainEnv } = process.env;
     const out = execFileSync(node.path, ["device.mjs"], { cwd: project, env: { ...plainEnv, INKAN_EXAMPLE: JSON.stringify(env) }, encoding: "utf8" });
     expect(out).toContain('Sign 2 documents: "Device example"');

@@ -3,7 +3,7 @@ import * as grpc from "@grpc/grpc-js";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import {
   InkanError, Reason, buildRSad, toInkanError, createInkanClient, createInkanGrpcJsClient, describeAuthorization,
-  type DeviceKey, type InkanClient, type SadChallenge, type SigningTransaction,
+  type DeviceKey, type InkanClient, type SadChallenge, type SamSigningKey, type SigningTransaction,
 } from "@inkan/sdk";
 import { PrivilegedRole } from "@inkan/sdk/gen/inkan/admin/v1/types_pb.js";
 import type { BeginTransactionResponse, GetCredentialResponse, SignHashResponse, SignStreamResponse } from "@inkan/sdk/gen/inkan/sam/v1/sam_pb.js";
@@ -18,7 +18,7 @@ import { activeSignerWithCredential, testPin } from "../testing/signers.js";
 // deadlines, and the check of every returned signature (T-2.2.1.8).
 let t: TestServer;
 let operator: PrivilegedPerson;
-type Signer = { signerId: string; credentialId: string; deviceKey: DeviceKey; spki: Uint8Array };
+type Signer = { signerId: string; credentialId: string; deviceKey: DeviceKey; spki: Uint8Array; challengeSigningKey: SamSigningKey };
 let alice: Signer;
 
 type Kind = "grpc" | "connect" | "grpc-web" | "grpc-js";
@@ -35,7 +35,7 @@ function client(kind: Kind, o: { connect?: Interceptor[]; grpcJs?: grpc.Intercep
 const rSadFor = (ch: SadChallenge, who: Signer = alice) =>
   buildRSad({
     deviceKey: who.deviceKey, signerId: ch.signerId, credentialId: ch.credentialId, samId: ch.audience, transactionId: ch.transactionId,
-    challenge: ch.challenge, dtbsrDigest: ch.dtbsrDigest, count: ch.numSignatures, pin: testPin, samKey: ch.encryptionKey!,
+    challenge: ch.challenge, dtbsrDigest: ch.dtbsrDigest, count: ch.numSignatures, hashAlgorithm: ch.hashAlgorithm, description: ch.description, pin: testPin, samKey: ch.encryptionKey!,
   });
 
 function documents(n: number, seed: string): Buffer[] {
@@ -88,7 +88,7 @@ beforeAll(async () => {
   t = await startTestServer();
   operator = await t.createPrivilegedUser(PrivilegedRole.REGISTRATION_OPERATOR, "operator-sdk-e2e");
   const a = await activeSignerWithCredential(t, operator);
-  alice = { signerId: a.signerId, credentialId: a.credential.credentialId, deviceKey: a.deviceKey, spki: a.credential.publicKeySpki };
+  alice = { signerId: a.signerId, credentialId: a.credential.credentialId, deviceKey: a.deviceKey, spki: a.credential.publicKeySpki, challengeSigningKey: a.challengeSigningKey };
 }, 60_000);
 afterAll(async () => {
   await t?.close();
@@ -100,10 +100,10 @@ describe("SDK SCA helpers against the real SAM", () => {
       const inkan = client(kind);
       const docs = documents(3, `batches-${kind}`);
       const tx = await inkan.beginTransaction({ signerId: alice.signerId, credentialId: alice.credentialId, documents: docs, description: "Invoices 2026-11" });
-      const what = await describeAuthorization(tx.challenge, { hashes: docs.map(sha256) });
+      const what = await describeAuthorization(tx.challenge, { challengeSigningKey: alice.challengeSigningKey, hashes: docs.map(sha256) });
       expect(what).toMatchObject({ count: 3, description: "Invoices 2026-11", matchesHashes: true, credentialId: alice.credentialId });
       expect(what.text).toContain('Sign 3 documents: "Invoices 2026-11"');
-      expect((await describeAuthorization(tx.challenge, { hashes: docs.slice(1).map(sha256) })).matchesHashes).toBe(false);
+      expect((await describeAuthorization(tx.challenge, { challengeSigningKey: alice.challengeSigningKey, hashes: docs.slice(1).map(sha256) })).matchesHashes).toBe(false);
       await tx.authorize(await rSadFor(tx.challenge));
       const progress: number[] = [];
       const signatures = await tx.signAll({ batchSize: 1, onProgress: (p) => progress.push(p.signed) });
@@ -145,7 +145,7 @@ describe("SDK SCA helpers against the real SAM", () => {
       const tx = await inkan.beginTransaction({ signerId: alice.signerId, credentialId: alice.credentialId, hashes: [sha256(Buffer.from(`x-${kind}`))], description: "Refused" });
       const wrongPin = await buildRSad({
         deviceKey: alice.deviceKey, signerId: alice.signerId, credentialId: alice.credentialId, samId: tx.challenge.audience, transactionId: tx.id,
-        challenge: tx.challenge.challenge, dtbsrDigest: tx.challenge.dtbsrDigest, count: 1, pin: "000000000", samKey: tx.challenge.encryptionKey!,
+        challenge: tx.challenge.challenge, dtbsrDigest: tx.challenge.dtbsrDigest, count: 1, hashAlgorithm: tx.challenge.hashAlgorithm, description: tx.challenge.description, pin: "000000000", samKey: tx.challenge.encryptionKey!,
       });
       const e = await failure(tx.authorize(wrongPin));
       expect(e).toMatchObject({ reason: Reason.AUTHENTICATION_FAILED, code: Code.PermissionDenied, retryable: false, detectedBySdk: false });
@@ -242,7 +242,7 @@ describe("SDK SCA helpers against the real SAM", () => {
 
   it("RSA credentials: PKCS#1 v1.5 (default) and RSA-PSS signatures are checked and genuine", async () => {
     const r = await activeSignerWithCredential(t, operator, KeyAlgorithm.RSA_2048);
-    const bob: Signer = { signerId: r.signerId, credentialId: r.credential.credentialId, deviceKey: r.deviceKey, spki: r.credential.publicKeySpki };
+    const bob: Signer = { signerId: r.signerId, credentialId: r.credential.credentialId, deviceKey: r.deviceKey, spki: r.credential.publicKeySpki, challengeSigningKey: r.challengeSigningKey };
     const inkan = client("connect");
     for (const signatureAlgorithm of [SignatureAlgorithm.UNSPECIFIED, SignatureAlgorithm.RSA_PSS]) {
       const docs = documents(2, `rsa-${signatureAlgorithm}`);

@@ -6,7 +6,7 @@ import { fileURLToPath } from "node:url";
 import { fromBinary } from "@bufbuild/protobuf";
 import { extractSignature } from "@signpdf/utils";
 import { PDFDocument, StandardFonts } from "pdf-lib";
-import { buildRSadFor, createInkanClient, type DeviceKey } from "@inkan/sdk";
+import { buildRSadFor, createInkanClient, type DeviceKey, type SamSigningKey } from "@inkan/sdk";
 import { PrivilegedRole } from "@inkan/sdk/gen/inkan/admin/v1/types_pb.js";
 import { SadChallengeSchema } from "@inkan/sdk/gen/inkan/sam/v1/sam_pb.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -22,7 +22,7 @@ if (tools.length) console.warn(`sign-pdf e2e skipped: ${tools.join(", ")} missin
 
 let t: TestServer;
 let work: string;
-let signer: { signerId: string; credentialId: string; deviceKey: DeviceKey };
+let signer: { signerId: string; credentialId: string; deviceKey: DeviceKey; challengeSigningKey: SamSigningKey };
 
 async function pdfWithText(text: string): Promise<Uint8Array> {
   const doc = await PDFDocument.create();
@@ -37,7 +37,7 @@ beforeAll(async () => {
   t = await startTestServer();
   const operator = await t.createPrivilegedUser(PrivilegedRole.REGISTRATION_OPERATOR, "operator-sign-pdf");
   const a = await activeSignerWithCredential(t, operator);
-  signer = { signerId: a.signerId, credentialId: a.credential.credentialId, deviceKey: a.deviceKey };
+  signer = { signerId: a.signerId, credentialId: a.credential.credentialId, deviceKey: a.deviceKey, challengeSigningKey: a.challengeSigningKey };
   // pdfsig trusts what the NSS database trusts: the development signer issuing CA.
   execFileSync("certutil", ["-N", "-d", `sql:${work}`, "--empty-password"]);
   execFileSync("certutil", ["-A", "-d", `sql:${work}`, "-n", "inkan-dev-signer-ca", "-t", "CT,C,C", "-i", t.pki.paths.signerIssuingCaCert]);
@@ -58,7 +58,7 @@ describe.skipIf(tools.length > 0)("example SCA sign-pdf: PAdES B-B through the S
       authorize: async (challenge, summary) => {
         authorizations++;
         expect(summary).toContain("Sign 3 documents");
-        return buildRSadFor(challenge, { deviceKey: signer.deviceKey, pin: testPin });
+        return buildRSadFor(challenge, { deviceKey: signer.deviceKey, pin: testPin, challengeSigningKey: signer.challengeSigningKey });
       },
       onProgress: (p) => progress.push(p.signed),
     });
@@ -84,7 +84,7 @@ describe.skipIf(tools.length > 0)("example SCA sign-pdf: PAdES B-B through the S
     const inkan = createInkanClient({ baseUrl: t.server.url, tls: { ca: t.pki.ca, cert: t.pki.sca.cert, key: t.pki.sca.key } });
     const [pdf] = await signPdfs(inkan, [await pdfWithText("Contract 42: 100 EUR")], {
       signerId: signer.signerId, credentialId: signer.credentialId, description: "Contract 42", name: "Sato Hanako",
-      authorize: (challenge) => buildRSadFor(challenge, { deviceKey: signer.deviceKey, pin: testPin }),
+      authorize: (challenge) => buildRSadFor(challenge, { deviceKey: signer.deviceKey, pin: testPin, challengeSigningKey: signer.challengeSigningKey }),
     });
     const altered = Buffer.from(pdf!);
     const at = altered.indexOf("/MediaBox");
@@ -116,7 +116,7 @@ describe.skipIf(tools.length > 0)("example SCA sign-pdf: PAdES B-B through the S
       const m = stdout.match(/^challenge: ([A-Za-z0-9+/=]+)$/m);
       if (m && !child.stdin.writableEnded) {
         const challenge = fromBinary(SadChallengeSchema, Buffer.from(m[1]!, "base64"));
-        child.stdin.end(`${await buildRSadFor(challenge, { deviceKey: signer.deviceKey, pin: testPin })}\n`);
+        child.stdin.end(`${await buildRSadFor(challenge, { deviceKey: signer.deviceKey, pin: testPin, challengeSigningKey: signer.challengeSigningKey })}\n`);
       }
     });
     expect(await exited, stderr).toBe(0);

@@ -14,6 +14,7 @@ import {
 import { ApprovalRequiredSchema } from "@inkan/sdk/gen/inkan/admin/v1/types_pb.js";
 import { ChallengePurpose, SignerService } from "@inkan/sdk/gen/inkan/sam/v1/signer_pb.js";
 import { KeyAlgorithm } from "@inkan/sdk/gen/inkan/sam/v1/types_pb.js";
+import type { SamSigningKey } from "@inkan/sdk/gen/inkan/sam/v1/sam_pb.js";
 import type { PrivilegedPerson, TestServer } from "./harness.js";
 import { issueSignerCertificate, signerIssuingCa } from "./signer-certificates.js";
 
@@ -34,8 +35,12 @@ export async function enrolledSigner(t: TestServer, operator: PrivilegedPerson):
   return { signerId: signer!.signerId, code: activationCode!.code };
 }
 
-/** An enrolled signer activated from its device with the SDK builders (device key + PIN): ACTIVE. */
-export async function activeSigner(t: TestServer, operator: PrivilegedPerson, pin = testPin): Promise<{ signerId: string; code: string; deviceKey: DeviceKey }> {
+/**
+ * An enrolled signer activated from its device with the SDK builders (device key + PIN): ACTIVE.
+ * The device pins the SAM's challenge-signing key it received at activation (T-2.2.1.7): pass
+ * `challengeSigningKey` to buildRSadFor and describeAuthorization.
+ */
+export async function activeSigner(t: TestServer, operator: PrivilegedPerson, pin = testPin): Promise<{ signerId: string; code: string; deviceKey: DeviceKey; challengeSigningKey: SamSigningKey }> {
   const { signerId, code } = await enrolledSigner(t, operator);
   const device = createClient(SignerService, t.transport("grpc", t.pki.sca));
   const ch = await device.createChallenge({ signerId, purpose: ChallengePurpose.ACTIVATION });
@@ -45,7 +50,7 @@ export async function activeSigner(t: TestServer, operator: PrivilegedPerson, pi
     challenge: ch.challenge, samKey: ch.encryptionKey!, audience: ch.audience,
   });
   await device.activate(request);
-  return { signerId, code, deviceKey };
+  return { signerId, code, deviceKey, challengeSigningKey: ch.challengeSigningKey! };
 }
 
 /**

@@ -4,6 +4,7 @@ import { GetInfoResponseSchema, type SignatureActivationService } from "@inkan/s
 import type { PolicyVersion, SecurityPolicies } from "../admin/security-policy.js";
 import { maxRSadBytes, type PublishedSamKey, type SamEncryptionKeys } from "../keys/sam-encryption-keys.js";
 import { enforcedMethods, type MethodAvailability } from "../sap/authentication-methods.js";
+import type { ChallengeSigner, ChallengeSigningKey } from "../sap/challenge-signature.js";
 import { maxSignaturesPerStreamMessage, streamCheckpointInterval } from "../sap/sign-stream.js";
 
 type Impl = Partial<ServiceImpl<typeof SignatureActivationService>>;
@@ -26,13 +27,16 @@ export interface SamInfoOptions {
   maxMessageBytes: number;
   /** What this deployment can verify beyond the policy (the login assertion needs an OpenID provider). */
   methods: MethodAvailability;
+  /** The key that signs every SadChallenge (T-2.2.1.7), published for devices to pin. */
+  challengeKey: Pick<ChallengeSigner, "publicKey">;
   clock?: () => Date;
 }
 
 /**
  * SignatureActivationService.GetInfo: the SAM's name, version and id, what the security policy in
  * force enforces (assurance levels, algorithms, limits; R-3.1.4, R-3.2.2.3) and the JWE keys that
- * R.SAD is encrypted to (R-3.2.1.2, T-2.2.1.5).
+ * R.SAD is encrypted to (R-3.2.1.2, T-2.2.1.5), and the key every SadChallenge is signed with
+ * (T-2.2.1.7).
  *
  * sam_id: the R.SAD audience must be one value for the whole deployment (every node), so it is not
  * derived from the per-node nodeId; it is "urn:inkan:sam:" with 128 random bits from the crypto
@@ -45,7 +49,7 @@ export function samInfoService(o: SamInfoOptions): Impl {
   return {
     async getInfo() {
       const now = clock();
-      const [policy, samId, keys] = await Promise.all([o.policies.current(), o.keys.samId(), o.keys.publishedKeys(now)]);
+      const [policy, samId, keys, challengeKey] = await Promise.all([o.policies.current(), o.keys.samId(), o.keys.publishedKeys(now), o.challengeKey.publicKey()]);
       return fromJson(GetInfoResponseSchema, {
         name: "Inkan",
         version: o.version,
@@ -74,6 +78,7 @@ export function samInfoService(o: SamInfoOptions): Impl {
           maxClockSkew: policy.policy.maxClockSkew ?? null,
         },
         encryptionKeys: keys.map(keyOut),
+        challengeSigningKey: signingKeyOut(challengeKey),
       } as JsonObject);
     },
   };
@@ -87,6 +92,11 @@ function keyOut(k: PublishedSamKey): JsonObject {
     current: k.current,
     ...(k.notAfter ? { notAfter: k.notAfter.toISOString() } : {}),
   };
+}
+
+/** sam.proto SamSigningKey (proto3 JSON), as GetInfo and CreateChallenge publish it. */
+export function signingKeyOut(k: ChallengeSigningKey): JsonObject {
+  return { kid: k.kid, alg: "JWS_ALGORITHM_ES256", jwk: JSON.stringify(k.jwk) };
 }
 
 /** R-3.1.4: the levels the policy allows, lowest first; level 3 only where the deployment declares a certified SAM. */

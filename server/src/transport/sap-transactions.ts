@@ -5,6 +5,7 @@ import { HashAlgorithm as HashAlgorithmPb, SignatureAlgorithm } from "@inkan/sdk
 import type { SecurityPolicies } from "../admin/security-policy.js";
 import type { HashAlgorithm, SignatureScheme } from "../crypto/port.js";
 import { InkanError } from "../errors.js";
+import type { ChallengeSigner } from "../sap/challenge-signature.js";
 import type { SadChallenge, SapTransactionState, SapTransactions, ScaCaller } from "../sap/transactions.js";
 import { kCaller, kRequestId } from "./identity.js";
 import { credentialInfoOut } from "./sca-credentials.js";
@@ -50,9 +51,13 @@ const durationToMs = (d: Duration): number => Number(d.seconds) * 1000 + Math.fl
  * SCA's identity (its certificate) comes from the transport, never from the request. Spread into
  * the same service object as GetInfo.
  */
-export function sapTransactionsService(transactions: SapTransactions, policies: Pick<SecurityPolicies, "current">): Impl {
+export function sapTransactionsService(transactions: SapTransactions, policies: Pick<SecurityPolicies, "current">, challengeSigner: Pick<ChallengeSigner, "sign">): Impl {
   const challengeOut = async (c: SadChallenge) => {
     const info = credentialInfoOut(c.credential, await policies.current());
+    const hashAlgorithm = hashOut[c.hashAlgorithm];
+    const alg = JweAlgorithm.ECDH_ES_A256KW;
+    // T-2.2.1.7: every SadChallenge leaves signed by the SAM, over exactly the values it carries.
+    const samSignature = await challengeSigner.sign({ ...c, hashAlgorithm, encryptionKey: { ...c.encryptionKey, alg }, assuranceLevel: info.assuranceLevel, authenticationMethods: info.authenticationMethods });
     return {
       transactionId: c.transactionId,
       signerId: c.signerId,
@@ -60,19 +65,20 @@ export function sapTransactionsService(transactions: SapTransactions, policies: 
       audience: c.audience,
       challenge: c.challenge,
       dtbsrDigest: c.dtbsrDigest,
-      hashAlgorithm: hashOut[c.hashAlgorithm],
+      hashAlgorithm,
       numSignatures: c.numSignatures,
       description: c.description,
       expiresAt: timestampFromDate(c.expiresAt),
       encryptionKey: {
         kid: c.encryptionKey.kid,
-        alg: JweAlgorithm.ECDH_ES_A256KW,
+        alg,
         jwk: JSON.stringify(c.encryptionKey.jwk),
         current: c.encryptionKey.current,
         ...(c.encryptionKey.notAfter ? { notAfter: timestampFromDate(c.encryptionKey.notAfter) } : {}),
       },
       assuranceLevel: info.assuranceLevel,
       authenticationMethods: info.authenticationMethods,
+      samSignature,
     };
   };
   return {

@@ -5,8 +5,10 @@ import { ChallengePurpose, CreateChallengeResponseSchema, type SignerService } f
 import { InkanError } from "../errors.js";
 import type { Activation, SignerChallengePurpose } from "../registration/activation.js";
 import type { CredentialLifecycle } from "../registration/credential-lifecycle.js";
+import type { ChallengeSigner } from "../sap/challenge-signature.js";
 import { kRequestId } from "./identity.js";
 import { credentialOut } from "./registration-service.js";
+import { signingKeyOut } from "./sam-info.js";
 
 type Impl = Partial<ServiceImpl<typeof SignerService>>;
 
@@ -22,7 +24,7 @@ const purposeIn: Partial<Record<ChallengePurpose, SignerChallengePurpose>> = {
  * certificate: map in, call the domain, map out. CreateChallenge, Activate, ChangePin and
  * RequestSuspension.
  */
-export function signerService(activation: Activation, lifecycle: CredentialLifecycle, clock: () => Date = () => new Date()): Impl {
+export function signerService(activation: Activation, lifecycle: CredentialLifecycle, challengeKey: Pick<ChallengeSigner, "publicKey">, clock: () => Date = () => new Date()): Impl {
   return {
     async createChallenge(req) {
       const purpose = purposeIn[req.purpose];
@@ -35,6 +37,7 @@ export function signerService(activation: Activation, lifecycle: CredentialLifec
         audience: issued.audience,
         encryptionKey: { kid: k.kid, alg: "JWE_ALGORITHM_ECDH_ES_A256KW", jwk: JSON.stringify(k.jwk), current: k.current, ...(k.notAfter ? { notAfter: k.notAfter.toISOString() } : {}) },
         deviceKeyAlgorithms: issued.deviceKeyAlgorithms,
+        challengeSigningKey: signingKeyOut(await challengeKey.publicKey()),
       } as JsonObject);
     },
     async activate(req, ctx) {

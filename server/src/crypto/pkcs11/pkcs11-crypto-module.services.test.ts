@@ -322,8 +322,9 @@ describe("system keys (R-3.1.1.1, R-3.2.1.7, R-3.2.2.4)", () => {
   it("R-3.1.1.1 system keys exist once, sensitive and never extractable; ensureSystemKeys creates nothing more", async () => {
     expect(await hsm.ensureSystemKeys()).toEqual([]);
     withRawSession((s) => {
-      for (const label of ["inkan-record-seal", "inkan-field-encryption", "inkan-audit-signing"]) {
-        const found = find(s, [{ type: p.CKA_LABEL, value: label }, { type: p.CKA_CLASS, value: label === "inkan-audit-signing" ? p.CKO_PRIVATE_KEY : p.CKO_SECRET_KEY }]);
+      for (const label of ["inkan-record-seal", "inkan-field-encryption", "inkan-audit-signing", "inkan-challenge-signing"]) {
+        const pair = label === "inkan-audit-signing" || label === "inkan-challenge-signing";
+        const found = find(s, [{ type: p.CKA_LABEL, value: label }, { type: p.CKA_CLASS, value: pair ? p.CKO_PRIVATE_KEY : p.CKO_SECRET_KEY }]);
         expect(found, label).toHaveLength(1);
         const attrs = p11.C_GetAttributeValue(s, found[0] as Handle, [{ type: p.CKA_SENSITIVE }, { type: p.CKA_EXTRACTABLE }, { type: p.CKA_TOKEN }, { type: p.CKA_NEVER_EXTRACTABLE }]);
         expect(attrs.map((a) => (a.value as Buffer)[0]), label).toEqual([1, 0, 1, 1]);
@@ -378,6 +379,18 @@ describe("system keys (R-3.1.1.1, R-3.2.1.7, R-3.2.2.4)", () => {
     const raw = await hsm.signWithSystemKey("audit-signing", { hash, format: "raw" });
     expect(verify("sha256", checkpoint, { key: publicKey, dsaEncoding: "ieee-p1363" }, raw)).toBe(true);
     expect((await failure(hsm.signWithSystemKey("audit-signing", { hash: hash.subarray(1) }))).code).toBe("HASH_LENGTH_MISMATCH");
+  });
+
+  it("T-2.2.1.7 the challenge-signing key is a P-256 key of its own (never the audit key) that node:crypto verifies", async () => {
+    const input = Buffer.from("header.payload");
+    const hash = createHash("sha256").update(input).digest();
+    const challengeSpki = await hsm.systemPublicKey("challenge-signing");
+    expect(Buffer.from(challengeSpki)).not.toEqual(Buffer.from(await hsm.systemPublicKey("audit-signing"))); // one key per purpose
+    const publicKey = spki(challengeSpki);
+    expect(publicKey.asymmetricKeyDetails?.namedCurve).toBe("prime256v1");
+    const raw = await hsm.signWithSystemKey("challenge-signing", { hash, format: "raw" });
+    expect(verify("sha256", input, { key: publicKey, dsaEncoding: "ieee-p1363" }, raw)).toBe(true);
+    expect(verify("sha256", input, { key: spki(await hsm.systemPublicKey("audit-signing")), dsaEncoding: "ieee-p1363" }, raw)).toBe(false);
   });
 });
 

@@ -287,18 +287,20 @@ describe("input refused before the module is called", () => {
   });
 
   it("a system key is not addressable by its key id", async () => {
-    const auditId = withRawSession((s) => {
-      p11.C_FindObjectsInit(s, [
-        { type: p.CKA_CLASS, value: p.CKO_PRIVATE_KEY },
-        { type: p.CKA_LABEL, value: SYSTEM_KEY_LABELS["audit-signing"] },
-      ]);
-      const [h] = p11.C_FindObjects(s, 2);
-      p11.C_FindObjectsFinal(s);
-      return attr(s, h as Handle, p.CKA_ID).toString("hex");
-    });
-    expect(await codeOf(hsm.sign({ keyId: auditId, scheme: "ECDSA", hashAlgorithm: "SHA256", data: randomBytes(32) }))).toBe("CREDENTIAL_NOT_FOUND");
-    expect(await hsm.findKey(auditId)).toBeUndefined();
-    expect(await codeOf(hsm.destroyKeyPair(auditId))).toBe("CREDENTIAL_NOT_FOUND");
+    for (const systemKey of ["audit-signing", "challenge-signing"] as const) {
+      const auditId = withRawSession((s) => {
+        p11.C_FindObjectsInit(s, [
+          { type: p.CKA_CLASS, value: p.CKO_PRIVATE_KEY },
+          { type: p.CKA_LABEL, value: SYSTEM_KEY_LABELS[systemKey] },
+        ]);
+        const [h] = p11.C_FindObjects(s, 2);
+        p11.C_FindObjectsFinal(s);
+        return attr(s, h as Handle, p.CKA_ID).toString("hex");
+      });
+      expect(await codeOf(hsm.sign({ keyId: auditId, scheme: "ECDSA", hashAlgorithm: "SHA256", data: randomBytes(32) })), systemKey).toBe("CREDENTIAL_NOT_FOUND");
+      expect(await hsm.findKey(auditId), systemKey).toBeUndefined();
+      expect(await codeOf(hsm.destroyKeyPair(auditId)), systemKey).toBe("CREDENTIAL_NOT_FOUND");
+    }
   });
 });
 

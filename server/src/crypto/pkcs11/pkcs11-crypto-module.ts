@@ -12,8 +12,8 @@
  * - Errors leave as InkanError; a Pkcs11Error (CKR_*) is kept only as the cause.
  *
  * Objects are told apart by CKA_LABEL: key pairs of signers and of the SAM carry
- * `inkan-key-<usage>`, system keys `inkan-record-seal`, `inkan-field-encryption` and
- * `inkan-audit-signing`; data objects carry CKA_APPLICATION "inkan". A key id only ever finds a
+ * `inkan-key-<usage>`, system keys `inkan-record-seal`, `inkan-field-encryption`,
+ * `inkan-audit-signing` and `inkan-challenge-signing`; data objects carry CKA_APPLICATION "inkan". A key id only ever finds a
  * key pair of the usage the operation needs, never a system key.
  */
 import { createHash, createPublicKey, type JsonWebKey, type KeyObject, verify as nodeVerify } from "node:crypto";
@@ -41,6 +41,7 @@ import type {
   KeyLookup,
   KeyUsage,
   SignRequest,
+  SigningSystemKey,
   SystemKey,
   SystemKeyProvisioning,
   VerifyRequest,
@@ -92,7 +93,10 @@ export const SYSTEM_KEY_LABELS: Readonly<Record<SystemKey, string>> = {
   "record-seal": "inkan-record-seal",
   "field-encryption": "inkan-field-encryption",
   "audit-signing": "inkan-audit-signing",
+  "challenge-signing": "inkan-challenge-signing",
 };
+/** The system keys that are EC P-256 key pairs (the others are secret keys). */
+const isKeyPair = (key: SystemKey): key is SigningSystemKey => key === "audit-signing" || key === "challenge-signing";
 
 const USAGE_LABEL: Readonly<Record<KeyUsage, string>> = {
   sign: "inkan-key-sign",
@@ -511,12 +515,13 @@ export class Pkcs11CryptoModule
     );
   }
 
-  async signWithSystemKey(key: "audit-signing", req: AuditSignRequest): Promise<Uint8Array> {
+  async signWithSystemKey(key: SigningSystemKey, req: AuditSignRequest): Promise<Uint8Array> {
     this.#assertOpen();
-    if (req.hash.length !== 32) throw new InkanError("HASH_LENGTH_MISMATCH", "an audit checkpoint hash is SHA-256 (32 bytes)");
-    return this.#withSystemKey(key, "audit signing", async (obj) => {
+    if (!isKeyPair(key)) throw new InkanError("INVALID_REQUEST", "not a signing system key");
+    if (req.hash.length !== 32) throw new InkanError("HASH_LENGTH_MISMATCH", "a system key signs a SHA-256 hash (32 bytes)");
+    return this.#withSystemKey(key, key === "audit-signing" ? "audit signing" : "challenge signing", async (obj) => {
       const raw = await this.#pool.use(async (s) => {
-        // R-3.2.2.4: audit checkpoints are signed by a module-resident key.
+        // R-3.2.2.4, T-2.2.1.7: audit checkpoints and SadChallenges are signed by module-resident keys, one per purpose.
         this.#p11.C_SignInit(s, { mechanism: p.CKM_ECDSA }, obj.handle);
         return this.#p11.C_SignAsync(s, Buffer.from(req.hash), Buffer.alloc(64));
       });
@@ -524,8 +529,9 @@ export class Pkcs11CryptoModule
     });
   }
 
-  async systemPublicKey(key: "audit-signing"): Promise<Uint8Array> {
+  async systemPublicKey(key: SigningSystemKey): Promise<Uint8Array> {
     this.#assertOpen();
+    if (!isKeyPair(key)) throw new InkanError("INVALID_REQUEST", "not a signing system key");
     return this.#withSystemKey(key, "public key lookup", async (obj) => {
       const publicKey = obj.publicKey;
       if (!publicKey) throw new InkanError("CRYPTO_MODULE_FAILURE", "system key has no public half");
@@ -807,14 +813,14 @@ export class Pkcs11CryptoModule
 
   #findSystemKey(s: Handle, key: SystemKey): SystemObject | undefined {
     const label = SYSTEM_KEY_LABELS[key];
-    const cls = key === "audit-signing" ? p.CKO_PRIVATE_KEY : p.CKO_SECRET_KEY;
+    const cls = isKeyPair(key) ? p.CKO_PRIVATE_KEY : p.CKO_SECRET_KEY;
     const found = this.#find(s, [{ type: p.CKA_CLASS, value: cls }, { type: p.CKA_LABEL, value: label }, { type: p.CKA_TOKEN, value: true }], 2);
     if (found.length === 0) return undefined;
     if (found.length > 1) throw new InkanError("CRYPTO_MODULE_FAILURE", `system key ${label} exists twice`); // fail closed
     const handle = found[0] as Handle;
     const [sensitive, extractable] = this.#attributes(s, handle, [p.CKA_SENSITIVE, p.CKA_EXTRACTABLE]).map(readBool);
     if (!sensitive || extractable) throw new InkanError("CRYPTO_MODULE_FAILURE", `system key ${label} is not protected by the module`);
-    if (key !== "audit-signing") return { handle };
+    if (!isKeyPair(key)) return { handle };
     const publicKeys = this.#find(s, [{ type: p.CKA_CLASS, value: p.CKO_PUBLIC_KEY }, { type: p.CKA_LABEL, value: label }], 2);
     if (publicKeys.length !== 1) throw new InkanError("CRYPTO_MODULE_FAILURE", `system key ${label} must have exactly one public half`);
     return { handle, publicKey: publicKeys[0] as Handle };
@@ -828,7 +834,7 @@ export class Pkcs11CryptoModule
         const id = Buffer.from(await this.randomBytes(KEY_ID_BYTES));
         const label = SYSTEM_KEY_LABELS[key];
         await this.#pool.use(async (s) => {
-          if (key === "audit-signing") {
+          if (isKeyPair(key)) {
             await this.#p11.C_GenerateKeyPairAsync(
               s,
               { mechanism: p.CKM_EC_KEY_PAIR_GEN },

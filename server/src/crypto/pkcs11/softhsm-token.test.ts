@@ -57,9 +57,9 @@ describe("initEmbeddedToken on a clean data directory", () => {
     first = await initEmbeddedToken(dataDir);
   });
 
-  it("creates the token, its PIN files (0600, directory 0700) and the three system keys", async () => {
+  it("creates the token, its PIN files (0600, directory 0700) and the four system keys", async () => {
     expect(first.tokenCreated).toBe(true);
-    expect([...first.systemKeysCreated].sort()).toEqual(["audit-signing", "field-encryption", "record-seal"]);
+    expect([...first.systemKeysCreated].sort()).toEqual(["audit-signing", "challenge-signing", "field-encryption", "record-seal"]);
     expect(first.tokenLabel).toBe("inkan");
     expect(first.userPinFile).toBe(join(dataDir, "hsm", "user-pin"));
     expect(await mode(join(dataDir, "hsm"))).toBe(0o700);
@@ -231,7 +231,7 @@ describe("half-done and missing states", () => {
     await expect(openEmbeddedCryptoModule(dataDir)).rejects.toThrow(/user PIN is not initialized/);
     const result = await initEmbeddedToken(dataDir);
     expect(result.tokenCreated).toBe(false);
-    expect(result.systemKeysCreated).toHaveLength(3);
+    expect(result.systemKeysCreated).toHaveLength(4);
     expect(await (await open(dataDir)).randomBytes(8)).toHaveLength(8);
   });
 

@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file inkan/sam/v1/sam.proto.
  */
 export const file_inkan_sam_v1_sam: GenFile = /*@__PURE__*/
-  fileDesc("ChZpbmthbi9zYW0vdjEvc2FtLnByb3RvEgxpbmthbi5zYW0udjEiwwEKEFNhbUVuY3J5cHRpb25LZXkSIQoDa2lkGAEgASgJQhS6SBFyDxABGIABMgheWyEtfl0rJBIzCgNhbGcYAiABKA4yGi5pbmthbi5zYW0udjEuSndlQWxnb3JpdGhtQgq6SAeCAQQQASAAEhcKA2p3axgDIAEoCUIKukgHcgUQAhiAIBIPCgdjdXJyZW50GAQgASgIEi0KCW5vdF9hZnRlchgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiEAoOR2V0SW5mb1JlcXVlc3QigAQKD0dldEluZm9SZXNwb25zZRIMCgRuYW1lGAEgASgJEg8KB3ZlcnNpb24YAiABKAkSDgoGc2FtX2lkGAMgASgJEjYKEGFzc3VyYW5jZV9sZXZlbHMYBCADKA4yHC5pbmthbi5zYW0udjEuQXNzdXJhbmNlTGV2ZWwSNAoPaGFzaF9hbGdvcml0aG1zGAUgAygOMhsuaW5rYW4uc2FtLnYxLkhhc2hBbGdvcml0aG0SPgoUc2lnbmF0dXJlX2FsZ29yaXRobXMYBiADKA4yIC5pbmthbi5zYW0udjEuU2lnbmF0dXJlQWxnb3JpdGhtEjIKDmtleV9hbGdvcml0aG1zGAcgAygOMhouaW5rYW4uc2FtLnYxLktleUFsZ29yaXRobRI5ChVkZXZpY2Vfa2V5X2FsZ29yaXRobXMYCCADKA4yGi5pbmthbi5zYW0udjEuSndzQWxnb3JpdGhtEkIKFmF1dGhlbnRpY2F0aW9uX21ldGhvZHMYCSADKA4yIi5pbmthbi5zYW0udjEuQXV0aGVudGljYXRpb25NZXRob2QSJAoGbGltaXRzGAogASgLMhQuaW5rYW4uc2FtLnYxLkxpbWl0cxI3Cg9lbmNyeXB0aW9uX2tleXMYCyADKAsyHi5pbmthbi5zYW0udjEuU2FtRW5jcnlwdGlvbktleSLWBAoGTGltaXRzEiIKGm1heF9oYXNoZXNfcGVyX3RyYW5zYWN0aW9uGAEgASgNEhwKFG1heF9oYXNoZXNfcGVyX2NodW5rGAIgASgNEhkKEW1heF9tZXNzYWdlX2J5dGVzGAMgASgNEhcKD21heF9kdGJzcl9ieXRlcxgEIAEoDRIXCg9tYXhfcl9zYWRfYnl0ZXMYBSABKA0SKQohbWF4X3NpZ25hdHVyZXNfcGVyX3N0cmVhbV9tZXNzYWdlGAYgASgNEiIKGnN0cmVhbV9jaGVja3BvaW50X2ludGVydmFsGAcgASgNEh4KFm1heF9hdXRob3JpemVfYXR0ZW1wdHMYCCABKA0SPwocZGVmYXVsdF90cmFuc2FjdGlvbl9saWZldGltZRgJIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhI7ChhtYXhfdHJhbnNhY3Rpb25fbGlmZXRpbWUYCiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SMQoOdXBsb2FkX3RpbWVvdXQYCyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SNQoSc2FkX3Rva2VuX2xpZmV0aW1lGAwgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjMKEG1heF9zYWRfbGlmZXRpbWUYDSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SMQoObWF4X2Nsb2NrX3NrZXcYDiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24i7gEKD0NlcnRpZmljYXRlSW5mbxIvCgZzdGF0dXMYASABKA4yHy5pbmthbi5zYW0udjEuQ2VydGlmaWNhdGVTdGF0dXMSDQoFY2hhaW4YAiADKAwSEgoKc3ViamVjdF9kbhgDIAEoCRIRCglpc3N1ZXJfZG4YBCABKAkSFQoNc2VyaWFsX251bWJlchgFIAEoCRIuCgpub3RfYmVmb3JlGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBItCglub3RfYWZ0ZXIYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIrIECg5DcmVkZW50aWFsSW5mbxIVCg1jcmVkZW50aWFsX2lkGAEgASgJEhEKCXNpZ25lcl9pZBgCIAEoCRINCgVsYWJlbBgDIAEoCRIuCgZzdGF0dXMYBCABKA4yHi5pbmthbi5zYW0udjEuQ3JlZGVudGlhbFN0YXR1cxIxCg1rZXlfYWxnb3JpdGhtGAUgASgOMhouaW5rYW4uc2FtLnYxLktleUFsZ29yaXRobRIXCg9wdWJsaWNfa2V5X3Nwa2kYBiABKAwSHgoWcHVibGljX2tleV9maW5nZXJwcmludBgHIAEoDBI+ChRzaWduYXR1cmVfYWxnb3JpdGhtcxgIIAMoDjIgLmlua2FuLnNhbS52MS5TaWduYXR1cmVBbGdvcml0aG0SNAoPaGFzaF9hbGdvcml0aG1zGAkgAygOMhsuaW5rYW4uc2FtLnYxLkhhc2hBbGdvcml0aG0SNQoPYXNzdXJhbmNlX2xldmVsGAogASgOMhwuaW5rYW4uc2FtLnYxLkFzc3VyYW5jZUxldmVsEkIKFmF1dGhlbnRpY2F0aW9uX21ldGhvZHMYCyADKA4yIi5pbmthbi5zYW0udjEuQXV0aGVudGljYXRpb25NZXRob2QSJgoebWF4X3NpZ25hdHVyZXNfcGVyX3RyYW5zYWN0aW9uGAwgASgNEjIKC2NlcnRpZmljYXRlGA0gASgLMh0uaW5rYW4uc2FtLnYxLkNlcnRpZmljYXRlSW5mbyLUAQoWTGlzdENyZWRlbnRpYWxzUmVxdWVzdBInCglzaWduZXJfaWQYASABKAlCFLpIEXIPEAEYgAEyCF5bIS1+XSskEicKBHBhZ2UYAiABKAsyGS5pbmthbi5zYW0udjEuUGFnZVJlcXVlc3QSRQoIc3RhdHVzZXMYAyADKA4yHi5pbmthbi5zYW0udjEuQ3JlZGVudGlhbFN0YXR1c0ITukgQkgENEAUYASIHggEEEAEgABIhChlpbmNsdWRlX2NlcnRpZmljYXRlX2NoYWluGAQgASgIInYKF0xpc3RDcmVkZW50aWFsc1Jlc3BvbnNlEjEKC2NyZWRlbnRpYWxzGAEgAygLMhwuaW5rYW4uc2FtLnYxLkNyZWRlbnRpYWxJbmZvEigKBHBhZ2UYAiABKAsyGi5pbmthbi5zYW0udjEuUGFnZVJlc3BvbnNlIkMKFEdldENyZWRlbnRpYWxSZXF1ZXN0EisKDWNyZWRlbnRpYWxfaWQYASABKAlCFLpIEXIPEAEYgAEyCF5bIS1+XSskIkkKFUdldENyZWRlbnRpYWxSZXNwb25zZRIwCgpjcmVkZW50aWFsGAEgASgLMhwuaW5rYW4uc2FtLnYxLkNyZWRlbnRpYWxJbmZvIuMECgxTYWRDaGFsbGVuZ2USLAoOdHJhbnNhY3Rpb25faWQYASABKAlCFLpIEXIPEAEYgAEyCF5bIS1+XSskEicKCXNpZ25lcl9pZBgCIAEoCUIUukgRcg8QARiAATIIXlshLX5dKyQSKwoNY3JlZGVudGlhbF9pZBgDIAEoCUIUukgRcg8QARiAATIIXlshLX5dKyQSHAoIYXVkaWVuY2UYBCABKAlCCrpIB3IFEAEYgAISGgoJY2hhbGxlbmdlGAUgASgMQge6SAR6AmggEh0KDGR0YnNyX2RpZ2VzdBgGIAEoDEIHukgEegJoIBI/Cg5oYXNoX2FsZ29yaXRobRgHIAEoDjIbLmlua2FuLnNhbS52MS5IYXNoQWxnb3JpdGhtQgq6SAeCAQQQASAAEiMKDm51bV9zaWduYXR1cmVzGAggASgNQgu6SAgqBhjAhD0oARIdCgtkZXNjcmlwdGlvbhgJIAEoCUIIukgFcgMY9AMSNgoKZXhwaXJlc19hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBrpIA8gBARI+Cg5lbmNyeXB0aW9uX2tleRgLIAEoCzIeLmlua2FuLnNhbS52MS5TYW1FbmNyeXB0aW9uS2V5Qga6SAPIAQESNQoPYXNzdXJhbmNlX2xldmVsGAwgASgOMhwuaW5rYW4uc2FtLnYxLkFzc3VyYW5jZUxldmVsEkIKFmF1dGhlbnRpY2F0aW9uX21ldGhvZHMYDSADKA4yIi5pbmthbi5zYW0udjEuQXV0aGVudGljYXRpb25NZXRob2QiiAkKF0JlZ2luVHJhbnNhY3Rpb25SZXF1ZXN0EisKDWNyZWRlbnRpYWxfaWQYASABKAlCFLpIEXIPEAEYgAEyCF5bIS1+XSskEicKCXNpZ25lcl9pZBgCIAEoCUIUukgRcg8QARiAATIIXlshLX5dKyQSPwoOaGFzaF9hbGdvcml0aG0YAyABKA4yGy5pbmthbi5zYW0udjEuSGFzaEFsZ29yaXRobUIKukgHggEEEAEgABJHChNzaWduYXR1cmVfYWxnb3JpdGhtGAQgASgOMiAuaW5rYW4uc2FtLnYxLlNpZ25hdHVyZUFsZ29yaXRobUIIukgFggECEAESQQoQc2lnbmF0dXJlX2Zvcm1hdBgFIAEoDjIdLmlua2FuLnNhbS52MS5TaWduYXR1cmVGb3JtYXRCCLpIBYIBAhABEiMKDm51bV9zaWduYXR1cmVzGAYgASgNQgu6SAgqBhjAhD0oARIkCgZoYXNoZXMYByADKAxCFLpIEZIBDhCQThgBIgd6BRABGIBAEjQKC2Rlc2NyaXB0aW9uGAggASgJQh+6SBxyGhABGPQDMhNeW15ceDAwLVx4MUZceDdGXSskEj0KCGxpZmV0aW1lGAkgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQhC6SA2qAQoiBAiAowUyAggeOokFukiFBRqOAQolYmVnaW5fdHJhbnNhY3Rpb24uaGFzaGVzX3dpdGhpbl9jb3VudBI1aGFzaGVzIG11c3Qgbm90IGhvbGQgbW9yZSBlbnRyaWVzIHRoYW4gbnVtX3NpZ25hdHVyZXMaLnVpbnQoc2l6ZSh0aGlzLmhhc2hlcykpIDw9IHRoaXMubnVtX3NpZ25hdHVyZXMahwIKHWJlZ2luX3RyYW5zYWN0aW9uLmhhc2hfbGVuZ3RoEkpldmVyeSBoYXNoIG11c3QgYmUgMzIgYnl0ZXMgZm9yIFNIQS0yNTYsIDQ4IGZvciBTSEEtMzg0IGFuZCA2NCBmb3IgU0hBLTUxMhqZAXRoaXMuaGFzaGVzLmFsbChoLCB0aGlzLmhhc2hfYWxnb3JpdGhtID09IDEgPyBzaXplKGgpID09IDMyIDogdGhpcy5oYXNoX2FsZ29yaXRobSA9PSAyID8gc2l6ZShoKSA9PSA0OCA6IHRoaXMuaGFzaF9hbGdvcml0aG0gPT0gMyA/IHNpemUoaCkgPT0gNjQgOiB0cnVlKRrnAQocYmVnaW5fdHJhbnNhY3Rpb24ucHVyZV9lZGRzYRJoSEFTSF9BTEdPUklUSE1fTk9ORSBnb2VzIHdpdGggU0lHTkFUVVJFX0FMR09SSVRITV9FRDI1NTE5IChvciB0aGUgY3JlZGVudGlhbCdzIGRlZmF1bHQpIGFuZCBvbmx5IHdpdGggaXQaXXRoaXMuaGFzaF9hbGdvcml0aG0gPT0gNCA/IHRoaXMuc2lnbmF0dXJlX2FsZ29yaXRobSBpbiBbMCwgNF0gOiB0aGlzLnNpZ25hdHVyZV9hbGdvcml0aG0gIT0gNCL+AQoYQmVnaW5UcmFuc2FjdGlvblJlc3BvbnNlEhYKDnRyYW5zYWN0aW9uX2lkGAEgASgJEi0KBXN0YXRlGAIgASgOMh4uaW5rYW4uc2FtLnYxLlRyYW5zYWN0aW9uU3RhdGUSFwoPaGFzaGVzX3JlY2VpdmVkGAMgASgNEhgKEG5leHRfY2h1bmtfaW5kZXgYBCABKA0SNQoRdXBsb2FkX2V4cGlyZXNfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjEKDXNhZF9jaGFsbGVuZ2UYBiABKAsyGi5pbmthbi5zYW0udjEuU2FkQ2hhbGxlbmdlIo0BChNBcHBlbmRIYXNoZXNSZXF1ZXN0EiwKDnRyYW5zYWN0aW9uX2lkGAEgASgJQhS6SBFyDxABGIABMgheWyEtfl0rJBIgCgtjaHVua19pbmRleBgCIAEoDUILukgIKgYYwIQ9KAESJgoGaGFzaGVzGAMgAygMQha6SBOSARAIARCQThgBIgd6BRABGIBAIoABChRBcHBlbmRIYXNoZXNSZXNwb25zZRIXCg9oYXNoZXNfcmVjZWl2ZWQYASABKA0SGAoQbmV4dF9jaHVua19pbmRleBgCIAEoDRI1ChF1cGxvYWRfZXhwaXJlc19hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiZQoWU2VhbFRyYW5zYWN0aW9uUmVxdWVzdBIsCg50cmFuc2FjdGlvbl9pZBgBIAEoCUIUukgRcg8QARiAATIIXlshLX5dKyQSHQoMZHRic3JfZGlnZXN0GAIgASgMQge6SAR6AmggIkwKF1NlYWxUcmFuc2FjdGlvblJlc3BvbnNlEjEKDXNhZF9jaGFsbGVuZ2UYASABKAsyGi5pbmthbi5zYW0udjEuU2FkQ2hhbGxlbmdlIq4BChBBdXRob3JpemVSZXF1ZXN0EiwKDnRyYW5zYWN0aW9uX2lkGAEgASgJQhS6SBFyDxABGIABMgheWyEtfl0rJBJsCgVyX3NhZBgCIAEoCUJdukhaclgQARiAgAEyUF5bQS1aYS16MC05Xy1dK1wuW0EtWmEtejAtOV8tXSpcLltBLVphLXowLTlfLV0rXC5bQS1aYS16MC05Xy1dK1wuW0EtWmEtejAtOV8tXSskIn4KEUF1dGhvcml6ZVJlc3BvbnNlEhEKCXNhZF90b2tlbhgBIAEoCRI4ChRzYWRfdG9rZW5fZXhwaXJlc19hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASHAoUc2lnbmF0dXJlc19yZW1haW5pbmcYAyABKA0isQEKE0lubGluZUF1dGhvcml6YXRpb24SLAoOdHJhbnNhY3Rpb25faWQYASABKAlCFLpIEXIPEAEYgAEyCF5bIS1+XSskEmwKBXJfc2FkGAIgASgJQl26SFpyWBABGICAATJQXltBLVphLXowLTlfLV0rXC5bQS1aYS16MC05Xy1dKlwuW0EtWmEtejAtOV8tXStcLltBLVphLXowLTlfLV0rXC5bQS1aYS16MC05Xy1dKyQivwEKD1NpZ25IYXNoUmVxdWVzdBIpCglzYWRfdG9rZW4YASABKAlCFLpIEXIPEAEYgAQyCF5bIS1+XSskSAASQQoUaW5saW5lX2F1dGhvcml6YXRpb24YAiABKAsyIS5pbmthbi5zYW0udjEuSW5saW5lQXV0aG9yaXphdGlvbkgAEiYKBmhhc2hlcxgDIAMoDEIWukgTkgEQCAEQkE4YASIHegUQARiAQEIWCg1hdXRob3JpemF0aW9uEgW6SAIIASKbAQoQU2lnbkhhc2hSZXNwb25zZRISCgpzaWduYXR1cmVzGAEgAygMEhYKDm5leHRfc2FkX3Rva2VuGAIgASgJEj0KGW5leHRfc2FkX3Rva2VuX2V4cGlyZXNfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhwKFHNpZ25hdHVyZXNfcmVtYWluaW5nGAQgASgNIlwKEVNpZ25TdHJlYW1SZXF1ZXN0EicKCXNhZF90b2tlbhgBIAEoCUIUukgRcg8QARiABDIIXlshLX5dKyQSHgoLc3RhcnRfaW5kZXgYAiABKA1CCbpIBioEEMCEPSJJChBJbmRleGVkU2lnbmF0dXJlEg0KBWluZGV4GAEgASgNEhEKCXNpZ25hdHVyZRgCIAEoDBITCgtmcm9tX3JlY29yZBgDIAEoCCLPAQoSU2lnblN0cmVhbVJlc3BvbnNlEjIKCnNpZ25hdHVyZXMYASADKAsyHi5pbmthbi5zYW0udjEuSW5kZXhlZFNpZ25hdHVyZRIUCgxyZXN1bWVfdG9rZW4YAiABKAkSFAoMcmVzdW1lX2luZGV4GAMgASgNEjsKF3Jlc3VtZV90b2tlbl9leHBpcmVzX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIcChRzaWduYXR1cmVzX3JlbWFpbmluZxgFIAEoDSJIChhDYW5jZWxUcmFuc2FjdGlvblJlcXVlc3QSLAoOdHJhbnNhY3Rpb25faWQYASABKAlCFLpIEXIPEAEYgAEyCF5bIS1+XSskImYKGUNhbmNlbFRyYW5zYWN0aW9uUmVzcG9uc2USLQoFc3RhdGUYASABKA4yHi5pbmthbi5zYW0udjEuVHJhbnNhY3Rpb25TdGF0ZRIaChJzaWduYXR1cmVzX2NyZWF0ZWQYAiABKA0qhgEKDEp3ZUFsZ29yaXRobRIdChlKV0VfQUxHT1JJVEhNX1VOU1BFQ0lGSUVEEAASIAocSldFX0FMR09SSVRITV9FQ0RIX0VTX0EyNTZLVxABEhkKFUpXRV9BTEdPUklUSE1fRUNESF9FUxACEhoKFkpXRV9BTEdPUklUSE1fUlNBX09BRVAQAyqqAQoMSndzQWxnb3JpdGhtEh0KGUpXU19BTEdPUklUSE1fVU5TUEVDSUZJRUQQABIXChNKV1NfQUxHT1JJVEhNX0VTMjU2EAESFwoTSldTX0FMR09SSVRITV9FUzM4NBACEhcKE0pXU19BTEdPUklUSE1fRVM1MTIQAxIXChNKV1NfQUxHT1JJVEhNX0VERFNBEAQSFwoTSldTX0FMR09SSVRITV9QUzI1NhAFKt0BChRBdXRoZW50aWNhdGlvbk1ldGhvZBIlCiFBVVRIRU5USUNBVElPTl9NRVRIT0RfVU5TUEVDSUZJRUQQABIsCihBVVRIRU5USUNBVElPTl9NRVRIT0RfREVWSUNFX0tFWV9BTkRfUElOEAESJgoiQVVUSEVOVElDQVRJT05fTUVUSE9EX1BJTl9BTkRfVE9UUBACEh0KGUFVVEhFTlRJQ0FUSU9OX01FVEhPRF9QSU4QAxIpCiVBVVRIRU5USUNBVElPTl9NRVRIT0RfTE9HSU5fQVNTRVJUSU9OEAQqtAIKEFRyYW5zYWN0aW9uU3RhdGUSIQodVFJBTlNBQ1RJT05fU1RBVEVfVU5TUEVDSUZJRUQQABIfChtUUkFOU0FDVElPTl9TVEFURV9VUExPQURJTkcQARIdChlUUkFOU0FDVElPTl9TVEFURV9QRU5ESU5HEAISIAocVFJBTlNBQ1RJT05fU1RBVEVfQVVUSE9SSVpFRBADEh8KG1RSQU5TQUNUSU9OX1NUQVRFX0NPTVBMRVRFRBAEEh4KGlRSQU5TQUNUSU9OX1NUQVRFX0NBTkNFTEVEEAUSHQoZVFJBTlNBQ1RJT05fU1RBVEVfRVhQSVJFRBAGEh0KGVRSQU5TQUNUSU9OX1NUQVRFX1JFVk9LRUQQBxIcChhUUkFOU0FDVElPTl9TVEFURV9GQUlMRUQQCDKoBwoaU2lnbmF0dXJlQWN0aXZhdGlvblNlcnZpY2USSwoHR2V0SW5mbxIcLmlua2FuLnNhbS52MS5HZXRJbmZvUmVxdWVzdBodLmlua2FuLnNhbS52MS5HZXRJbmZvUmVzcG9uc2UiA5ACARJjCg9MaXN0Q3JlZGVudGlhbHMSJC5pbmthbi5zYW0udjEuTGlzdENyZWRlbnRpYWxzUmVxdWVzdBolLmlua2FuLnNhbS52MS5MaXN0Q3JlZGVudGlhbHNSZXNwb25zZSIDkAIBEl0KDUdldENyZWRlbnRpYWwSIi5pbmthbi5zYW0udjEuR2V0Q3JlZGVudGlhbFJlcXVlc3QaIy5pbmthbi5zYW0udjEuR2V0Q3JlZGVudGlhbFJlc3BvbnNlIgOQAgESYQoQQmVnaW5UcmFuc2FjdGlvbhIlLmlua2FuLnNhbS52MS5CZWdpblRyYW5zYWN0aW9uUmVxdWVzdBomLmlua2FuLnNhbS52MS5CZWdpblRyYW5zYWN0aW9uUmVzcG9uc2USWgoMQXBwZW5kSGFzaGVzEiEuaW5rYW4uc2FtLnYxLkFwcGVuZEhhc2hlc1JlcXVlc3QaIi5pbmthbi5zYW0udjEuQXBwZW5kSGFzaGVzUmVzcG9uc2UiA5ACAhJjCg9TZWFsVHJhbnNhY3Rpb24SJC5pbmthbi5zYW0udjEuU2VhbFRyYW5zYWN0aW9uUmVxdWVzdBolLmlua2FuLnNhbS52MS5TZWFsVHJhbnNhY3Rpb25SZXNwb25zZSIDkAICEkwKCUF1dGhvcml6ZRIeLmlua2FuLnNhbS52MS5BdXRob3JpemVSZXF1ZXN0Gh8uaW5rYW4uc2FtLnYxLkF1dGhvcml6ZVJlc3BvbnNlEkkKCFNpZ25IYXNoEh0uaW5rYW4uc2FtLnYxLlNpZ25IYXNoUmVxdWVzdBoeLmlua2FuLnNhbS52MS5TaWduSGFzaFJlc3BvbnNlElEKClNpZ25TdHJlYW0SHy5pbmthbi5zYW0udjEuU2lnblN0cmVhbVJlcXVlc3QaIC5pbmthbi5zYW0udjEuU2lnblN0cmVhbVJlc3BvbnNlMAESaQoRQ2FuY2VsVHJhbnNhY3Rpb24SJi5pbmthbi5zYW0udjEuQ2FuY2VsVHJhbnNhY3Rpb25SZXF1ZXN0GicuaW5rYW4uc2FtLnYxLkNhbmNlbFRyYW5zYWN0aW9uUmVzcG9uc2UiA5ACAmIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_duration, file_google_protobuf_timestamp, file_inkan_sam_v1_types]);
+  fileDesc("ChZpbmthbi9zYW0vdjEvc2FtLnByb3RvEgxpbmthbi5zYW0udjEiwwEKEFNhbUVuY3J5cHRpb25LZXkSIQoDa2lkGAEgASgJQhS6SBFyDxABGIABMgheWyEtfl0rJBIzCgNhbGcYAiABKA4yGi5pbmthbi5zYW0udjEuSndlQWxnb3JpdGhtQgq6SAeCAQQQASAAEhcKA2p3axgDIAEoCUIKukgHcgUQAhiAIBIPCgdjdXJyZW50GAQgASgIEi0KCW5vdF9hZnRlchgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiEAoOR2V0SW5mb1JlcXVlc3QivAQKD0dldEluZm9SZXNwb25zZRIMCgRuYW1lGAEgASgJEg8KB3ZlcnNpb24YAiABKAkSDgoGc2FtX2lkGAMgASgJEjYKEGFzc3VyYW5jZV9sZXZlbHMYBCADKA4yHC5pbmthbi5zYW0udjEuQXNzdXJhbmNlTGV2ZWwSNAoPaGFzaF9hbGdvcml0aG1zGAUgAygOMhsuaW5rYW4uc2FtLnYxLkhhc2hBbGdvcml0aG0SPgoUc2lnbmF0dXJlX2FsZ29yaXRobXMYBiADKA4yIC5pbmthbi5zYW0udjEuU2lnbmF0dXJlQWxnb3JpdGhtEjIKDmtleV9hbGdvcml0aG1zGAcgAygOMhouaW5rYW4uc2FtLnYxLktleUFsZ29yaXRobRI5ChVkZXZpY2Vfa2V5X2FsZ29yaXRobXMYCCADKA4yGi5pbmthbi5zYW0udjEuSndzQWxnb3JpdGhtEkIKFmF1dGhlbnRpY2F0aW9uX21ldGhvZHMYCSADKA4yIi5pbmthbi5zYW0udjEuQXV0aGVudGljYXRpb25NZXRob2QSJAoGbGltaXRzGAogASgLMhQuaW5rYW4uc2FtLnYxLkxpbWl0cxI3Cg9lbmNyeXB0aW9uX2tleXMYCyADKAsyHi5pbmthbi5zYW0udjEuU2FtRW5jcnlwdGlvbktleRI6ChVjaGFsbGVuZ2Vfc2lnbmluZ19rZXkYDCABKAsyGy5pbmthbi5zYW0udjEuU2FtU2lnbmluZ0tleSKAAQoNU2FtU2lnbmluZ0tleRIhCgNraWQYASABKAlCFLpIEXIPEAEYgAEyCF5bIS1+XSskEjMKA2FsZxgCIAEoDjIaLmlua2FuLnNhbS52MS5Kd3NBbGdvcml0aG1CCrpIB4IBBBABIAASFwoDandrGAMgASgJQgq6SAdyBRACGIAgItYECgZMaW1pdHMSIgoabWF4X2hhc2hlc19wZXJfdHJhbnNhY3Rpb24YASABKA0SHAoUbWF4X2hhc2hlc19wZXJfY2h1bmsYAiABKA0SGQoRbWF4X21lc3NhZ2VfYnl0ZXMYAyABKA0SFwoPbWF4X2R0YnNyX2J5dGVzGAQgASgNEhcKD21heF9yX3NhZF9ieXRlcxgFIAEoDRIpCiFtYXhfc2lnbmF0dXJlc19wZXJfc3RyZWFtX21lc3NhZ2UYBiABKA0SIgoac3RyZWFtX2NoZWNrcG9pbnRfaW50ZXJ2YWwYByABKA0SHgoWbWF4X2F1dGhvcml6ZV9hdHRlbXB0cxgIIAEoDRI/ChxkZWZhdWx0X3RyYW5zYWN0aW9uX2xpZmV0aW1lGAkgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjsKGG1heF90cmFuc2FjdGlvbl9saWZldGltZRgKIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIxCg51cGxvYWRfdGltZW91dBgLIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhI1ChJzYWRfdG9rZW5fbGlmZXRpbWUYDCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SMwoQbWF4X3NhZF9saWZldGltZRgNIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIxCg5tYXhfY2xvY2tfc2tldxgOIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiLuAQoPQ2VydGlmaWNhdGVJbmZvEi8KBnN0YXR1cxgBIAEoDjIfLmlua2FuLnNhbS52MS5DZXJ0aWZpY2F0ZVN0YXR1cxINCgVjaGFpbhgCIAMoDBISCgpzdWJqZWN0X2RuGAMgASgJEhEKCWlzc3Vlcl9kbhgEIAEoCRIVCg1zZXJpYWxfbnVtYmVyGAUgASgJEi4KCm5vdF9iZWZvcmUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi0KCW5vdF9hZnRlchgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAisgQKDkNyZWRlbnRpYWxJbmZvEhUKDWNyZWRlbnRpYWxfaWQYASABKAkSEQoJc2lnbmVyX2lkGAIgASgJEg0KBWxhYmVsGAMgASgJEi4KBnN0YXR1cxgEIAEoDjIeLmlua2FuLnNhbS52MS5DcmVkZW50aWFsU3RhdHVzEjEKDWtleV9hbGdvcml0aG0YBSABKA4yGi5pbmthbi5zYW0udjEuS2V5QWxnb3JpdGhtEhcKD3B1YmxpY19rZXlfc3BraRgGIAEoDBIeChZwdWJsaWNfa2V5X2ZpbmdlcnByaW50GAcgASgMEj4KFHNpZ25hdHVyZV9hbGdvcml0aG1zGAggAygOMiAuaW5rYW4uc2FtLnYxLlNpZ25hdHVyZUFsZ29yaXRobRI0Cg9oYXNoX2FsZ29yaXRobXMYCSADKA4yGy5pbmthbi5zYW0udjEuSGFzaEFsZ29yaXRobRI1Cg9hc3N1cmFuY2VfbGV2ZWwYCiABKA4yHC5pbmthbi5zYW0udjEuQXNzdXJhbmNlTGV2ZWwSQgoWYXV0aGVudGljYXRpb25fbWV0aG9kcxgLIAMoDjIiLmlua2FuLnNhbS52MS5BdXRoZW50aWNhdGlvbk1ldGhvZBImCh5tYXhfc2lnbmF0dXJlc19wZXJfdHJhbnNhY3Rpb24YDCABKA0SMgoLY2VydGlmaWNhdGUYDSABKAsyHS5pbmthbi5zYW0udjEuQ2VydGlmaWNhdGVJbmZvItQBChZMaXN0Q3JlZGVudGlhbHNSZXF1ZXN0EicKCXNpZ25lcl9pZBgBIAEoCUIUukgRcg8QARiAATIIXlshLX5dKyQSJwoEcGFnZRgCIAEoCzIZLmlua2FuLnNhbS52MS5QYWdlUmVxdWVzdBJFCghzdGF0dXNlcxgDIAMoDjIeLmlua2FuLnNhbS52MS5DcmVkZW50aWFsU3RhdHVzQhO6SBCSAQ0QBRgBIgeCAQQQASAAEiEKGWluY2x1ZGVfY2VydGlmaWNhdGVfY2hhaW4YBCABKAgidgoXTGlzdENyZWRlbnRpYWxzUmVzcG9uc2USMQoLY3JlZGVudGlhbHMYASADKAsyHC5pbmthbi5zYW0udjEuQ3JlZGVudGlhbEluZm8SKAoEcGFnZRgCIAEoCzIaLmlua2FuLnNhbS52MS5QYWdlUmVzcG9uc2UiQwoUR2V0Q3JlZGVudGlhbFJlcXVlc3QSKwoNY3JlZGVudGlhbF9pZBgBIAEoCUIUukgRcg8QARiAATIIXlshLX5dKyQiSQoVR2V0Q3JlZGVudGlhbFJlc3BvbnNlEjAKCmNyZWRlbnRpYWwYASABKAsyHC5pbmthbi5zYW0udjEuQ3JlZGVudGlhbEluZm8iuAUKDFNhZENoYWxsZW5nZRIsCg50cmFuc2FjdGlvbl9pZBgBIAEoCUIUukgRcg8QARiAATIIXlshLX5dKyQSJwoJc2lnbmVyX2lkGAIgASgJQhS6SBFyDxABGIABMgheWyEtfl0rJBIrCg1jcmVkZW50aWFsX2lkGAMgASgJQhS6SBFyDxABGIABMgheWyEtfl0rJBIcCghhdWRpZW5jZRgEIAEoCUIKukgHcgUQARiAAhIaCgljaGFsbGVuZ2UYBSABKAxCB7pIBHoCaCASHQoMZHRic3JfZGlnZXN0GAYgASgMQge6SAR6AmggEj8KDmhhc2hfYWxnb3JpdGhtGAcgASgOMhsuaW5rYW4uc2FtLnYxLkhhc2hBbGdvcml0aG1CCrpIB4IBBBABIAASIwoObnVtX3NpZ25hdHVyZXMYCCABKA1CC7pICCoGGMCEPSgBEh0KC2Rlc2NyaXB0aW9uGAkgASgJQgi6SAVyAxj0AxI2CgpleHBpcmVzX2F0GAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIGukgDyAEBEj4KDmVuY3J5cHRpb25fa2V5GAsgASgLMh4uaW5rYW4uc2FtLnYxLlNhbUVuY3J5cHRpb25LZXlCBrpIA8gBARI1Cg9hc3N1cmFuY2VfbGV2ZWwYDCABKA4yHC5pbmthbi5zYW0udjEuQXNzdXJhbmNlTGV2ZWwSQgoWYXV0aGVudGljYXRpb25fbWV0aG9kcxgNIAMoDjIiLmlua2FuLnNhbS52MS5BdXRoZW50aWNhdGlvbk1ldGhvZBJTCg1zYW1fc2lnbmF0dXJlGA4gASgJQjy6SDlyNxABGIBAMjBeW0EtWmEtejAtOV8tXStcLltBLVphLXowLTlfLV0rXC5bQS1aYS16MC05Xy1dKyQiiAkKF0JlZ2luVHJhbnNhY3Rpb25SZXF1ZXN0EisKDWNyZWRlbnRpYWxfaWQYASABKAlCFLpIEXIPEAEYgAEyCF5bIS1+XSskEicKCXNpZ25lcl9pZBgCIAEoCUIUukgRcg8QARiAATIIXlshLX5dKyQSPwoOaGFzaF9hbGdvcml0aG0YAyABKA4yGy5pbmthbi5zYW0udjEuSGFzaEFsZ29yaXRobUIKukgHggEEEAEgABJHChNzaWduYXR1cmVfYWxnb3JpdGhtGAQgASgOMiAuaW5rYW4uc2FtLnYxLlNpZ25hdHVyZUFsZ29yaXRobUIIukgFggECEAESQQoQc2lnbmF0dXJlX2Zvcm1hdBgFIAEoDjIdLmlua2FuLnNhbS52MS5TaWduYXR1cmVGb3JtYXRCCLpIBYIBAhABEiMKDm51bV9zaWduYXR1cmVzGAYgASgNQgu6SAgqBhjAhD0oARIkCgZoYXNoZXMYByADKAxCFLpIEZIBDhCQThgBIgd6BRABGIBAEjQKC2Rlc2NyaXB0aW9uGAggASgJQh+6SBxyGhABGPQDMhNeW15ceDAwLVx4MUZceDdGXSskEj0KCGxpZmV0aW1lGAkgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQhC6SA2qAQoiBAiAowUyAggeOokFukiFBRqOAQolYmVnaW5fdHJhbnNhY3Rpb24uaGFzaGVzX3dpdGhpbl9jb3VudBI1aGFzaGVzIG11c3Qgbm90IGhvbGQgbW9yZSBlbnRyaWVzIHRoYW4gbnVtX3NpZ25hdHVyZXMaLnVpbnQoc2l6ZSh0aGlzLmhhc2hlcykpIDw9IHRoaXMubnVtX3NpZ25hdHVyZXMahwIKHWJlZ2luX3RyYW5zYWN0aW9uLmhhc2hfbGVuZ3RoEkpldmVyeSBoYXNoIG11c3QgYmUgMzIgYnl0ZXMgZm9yIFNIQS0yNTYsIDQ4IGZvciBTSEEtMzg0IGFuZCA2NCBmb3IgU0hBLTUxMhqZAXRoaXMuaGFzaGVzLmFsbChoLCB0aGlzLmhhc2hfYWxnb3JpdGhtID09IDEgPyBzaXplKGgpID09IDMyIDogdGhpcy5oYXNoX2FsZ29yaXRobSA9PSAyID8gc2l6ZShoKSA9PSA0OCA6IHRoaXMuaGFzaF9hbGdvcml0aG0gPT0gMyA/IHNpemUoaCkgPT0gNjQgOiB0cnVlKRrnAQocYmVnaW5fdHJhbnNhY3Rpb24ucHVyZV9lZGRzYRJoSEFTSF9BTEdPUklUSE1fTk9ORSBnb2VzIHdpdGggU0lHTkFUVVJFX0FMR09SSVRITV9FRDI1NTE5IChvciB0aGUgY3JlZGVudGlhbCdzIGRlZmF1bHQpIGFuZCBvbmx5IHdpdGggaXQaXXRoaXMuaGFzaF9hbGdvcml0aG0gPT0gNCA/IHRoaXMuc2lnbmF0dXJlX2FsZ29yaXRobSBpbiBbMCwgNF0gOiB0aGlzLnNpZ25hdHVyZV9hbGdvcml0aG0gIT0gNCL+AQoYQmVnaW5UcmFuc2FjdGlvblJlc3BvbnNlEhYKDnRyYW5zYWN0aW9uX2lkGAEgASgJEi0KBXN0YXRlGAIgASgOMh4uaW5rYW4uc2FtLnYxLlRyYW5zYWN0aW9uU3RhdGUSFwoPaGFzaGVzX3JlY2VpdmVkGAMgASgNEhgKEG5leHRfY2h1bmtfaW5kZXgYBCABKA0SNQoRdXBsb2FkX2V4cGlyZXNfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjEKDXNhZF9jaGFsbGVuZ2UYBiABKAsyGi5pbmthbi5zYW0udjEuU2FkQ2hhbGxlbmdlIo0BChNBcHBlbmRIYXNoZXNSZXF1ZXN0EiwKDnRyYW5zYWN0aW9uX2lkGAEgASgJQhS6SBFyDxABGIABMgheWyEtfl0rJBIgCgtjaHVua19pbmRleBgCIAEoDUILukgIKgYYwIQ9KAESJgoGaGFzaGVzGAMgAygMQha6SBOSARAIARCQThgBIgd6BRABGIBAIoABChRBcHBlbmRIYXNoZXNSZXNwb25zZRIXCg9oYXNoZXNfcmVjZWl2ZWQYASABKA0SGAoQbmV4dF9jaHVua19pbmRleBgCIAEoDRI1ChF1cGxvYWRfZXhwaXJlc19hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiZQoWU2VhbFRyYW5zYWN0aW9uUmVxdWVzdBIsCg50cmFuc2FjdGlvbl9pZBgBIAEoCUIUukgRcg8QARiAATIIXlshLX5dKyQSHQoMZHRic3JfZGlnZXN0GAIgASgMQge6SAR6AmggIkwKF1NlYWxUcmFuc2FjdGlvblJlc3BvbnNlEjEKDXNhZF9jaGFsbGVuZ2UYASABKAsyGi5pbmthbi5zYW0udjEuU2FkQ2hhbGxlbmdlIq4BChBBdXRob3JpemVSZXF1ZXN0EiwKDnRyYW5zYWN0aW9uX2lkGAEgASgJQhS6SBFyDxABGIABMgheWyEtfl0rJBJsCgVyX3NhZBgCIAEoCUJdukhaclgQARiAgAEyUF5bQS1aYS16MC05Xy1dK1wuW0EtWmEtejAtOV8tXSpcLltBLVphLXowLTlfLV0rXC5bQS1aYS16MC05Xy1dK1wuW0EtWmEtejAtOV8tXSskIn4KEUF1dGhvcml6ZVJlc3BvbnNlEhEKCXNhZF90b2tlbhgBIAEoCRI4ChRzYWRfdG9rZW5fZXhwaXJlc19hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASHAoUc2lnbmF0dXJlc19yZW1haW5pbmcYAyABKA0isQEKE0lubGluZUF1dGhvcml6YXRpb24SLAoOdHJhbnNhY3Rpb25faWQYASABKAlCFLpIEXIPEAEYgAEyCF5bIS1+XSskEmwKBXJfc2FkGAIgASgJQl26SFpyWBABGICAATJQXltBLVphLXowLTlfLV0rXC5bQS1aYS16MC05Xy1dKlwuW0EtWmEtejAtOV8tXStcLltBLVphLXowLTlfLV0rXC5bQS1aYS16MC05Xy1dKyQivwEKD1NpZ25IYXNoUmVxdWVzdBIpCglzYWRfdG9rZW4YASABKAlCFLpIEXIPEAEYgAQyCF5bIS1+XSskSAASQQoUaW5saW5lX2F1dGhvcml6YXRpb24YAiABKAsyIS5pbmthbi5zYW0udjEuSW5saW5lQXV0aG9yaXphdGlvbkgAEiYKBmhhc2hlcxgDIAMoDEIWukgTkgEQCAEQkE4YASIHegUQARiAQEIWCg1hdXRob3JpemF0aW9uEgW6SAIIASKbAQoQU2lnbkhhc2hSZXNwb25zZRISCgpzaWduYXR1cmVzGAEgAygMEhYKDm5leHRfc2FkX3Rva2VuGAIgASgJEj0KGW5leHRfc2FkX3Rva2VuX2V4cGlyZXNfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhwKFHNpZ25hdHVyZXNfcmVtYWluaW5nGAQgASgNIlwKEVNpZ25TdHJlYW1SZXF1ZXN0EicKCXNhZF90b2tlbhgBIAEoCUIUukgRcg8QARiABDIIXlshLX5dKyQSHgoLc3RhcnRfaW5kZXgYAiABKA1CCbpIBioEEMCEPSJJChBJbmRleGVkU2lnbmF0dXJlEg0KBWluZGV4GAEgASgNEhEKCXNpZ25hdHVyZRgCIAEoDBITCgtmcm9tX3JlY29yZBgDIAEoCCLPAQoSU2lnblN0cmVhbVJlc3BvbnNlEjIKCnNpZ25hdHVyZXMYASADKAsyHi5pbmthbi5zYW0udjEuSW5kZXhlZFNpZ25hdHVyZRIUCgxyZXN1bWVfdG9rZW4YAiABKAkSFAoMcmVzdW1lX2luZGV4GAMgASgNEjsKF3Jlc3VtZV90b2tlbl9leHBpcmVzX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIcChRzaWduYXR1cmVzX3JlbWFpbmluZxgFIAEoDSJIChhDYW5jZWxUcmFuc2FjdGlvblJlcXVlc3QSLAoOdHJhbnNhY3Rpb25faWQYASABKAlCFLpIEXIPEAEYgAEyCF5bIS1+XSskImYKGUNhbmNlbFRyYW5zYWN0aW9uUmVzcG9uc2USLQoFc3RhdGUYASABKA4yHi5pbmthbi5zYW0udjEuVHJhbnNhY3Rpb25TdGF0ZRIaChJzaWduYXR1cmVzX2NyZWF0ZWQYAiABKA0qhgEKDEp3ZUFsZ29yaXRobRIdChlKV0VfQUxHT1JJVEhNX1VOU1BFQ0lGSUVEEAASIAocSldFX0FMR09SSVRITV9FQ0RIX0VTX0EyNTZLVxABEhkKFUpXRV9BTEdPUklUSE1fRUNESF9FUxACEhoKFkpXRV9BTEdPUklUSE1fUlNBX09BRVAQAyqqAQoMSndzQWxnb3JpdGhtEh0KGUpXU19BTEdPUklUSE1fVU5TUEVDSUZJRUQQABIXChNKV1NfQUxHT1JJVEhNX0VTMjU2EAESFwoTSldTX0FMR09SSVRITV9FUzM4NBACEhcKE0pXU19BTEdPUklUSE1fRVM1MTIQAxIXChNKV1NfQUxHT1JJVEhNX0VERFNBEAQSFwoTSldTX0FMR09SSVRITV9QUzI1NhAFKt0BChRBdXRoZW50aWNhdGlvbk1ldGhvZBIlCiFBVVRIRU5USUNBVElPTl9NRVRIT0RfVU5TUEVDSUZJRUQQABIsCihBVVRIRU5USUNBVElPTl9NRVRIT0RfREVWSUNFX0tFWV9BTkRfUElOEAESJgoiQVVUSEVOVElDQVRJT05fTUVUSE9EX1BJTl9BTkRfVE9UUBACEh0KGUFVVEhFTlRJQ0FUSU9OX01FVEhPRF9QSU4QAxIpCiVBVVRIRU5USUNBVElPTl9NRVRIT0RfTE9HSU5fQVNTRVJUSU9OEAQqtAIKEFRyYW5zYWN0aW9uU3RhdGUSIQodVFJBTlNBQ1RJT05fU1RBVEVfVU5TUEVDSUZJRUQQABIfChtUUkFOU0FDVElPTl9TVEFURV9VUExPQURJTkcQARIdChlUUkFOU0FDVElPTl9TVEFURV9QRU5ESU5HEAISIAocVFJBTlNBQ1RJT05fU1RBVEVfQVVUSE9SSVpFRBADEh8KG1RSQU5TQUNUSU9OX1NUQVRFX0NPTVBMRVRFRBAEEh4KGlRSQU5TQUNUSU9OX1NUQVRFX0NBTkNFTEVEEAUSHQoZVFJBTlNBQ1RJT05fU1RBVEVfRVhQSVJFRBAGEh0KGVRSQU5TQUNUSU9OX1NUQVRFX1JFVk9LRUQQBxIcChhUUkFOU0FDVElPTl9TVEFURV9GQUlMRUQQCDKoBwoaU2lnbmF0dXJlQWN0aXZhdGlvblNlcnZpY2USSwoHR2V0SW5mbxIcLmlua2FuLnNhbS52MS5HZXRJbmZvUmVxdWVzdBodLmlua2FuLnNhbS52MS5HZXRJbmZvUmVzcG9uc2UiA5ACARJjCg9MaXN0Q3JlZGVudGlhbHMSJC5pbmthbi5zYW0udjEuTGlzdENyZWRlbnRpYWxzUmVxdWVzdBolLmlua2FuLnNhbS52MS5MaXN0Q3JlZGVudGlhbHNSZXNwb25zZSIDkAIBEl0KDUdldENyZWRlbnRpYWwSIi5pbmthbi5zYW0udjEuR2V0Q3JlZGVudGlhbFJlcXVlc3QaIy5pbmthbi5zYW0udjEuR2V0Q3JlZGVudGlhbFJlc3BvbnNlIgOQAgESYQoQQmVnaW5UcmFuc2FjdGlvbhIlLmlua2FuLnNhbS52MS5CZWdpblRyYW5zYWN0aW9uUmVxdWVzdBomLmlua2FuLnNhbS52MS5CZWdpblRyYW5zYWN0aW9uUmVzcG9uc2USWgoMQXBwZW5kSGFzaGVzEiEuaW5rYW4uc2FtLnYxLkFwcGVuZEhhc2hlc1JlcXVlc3QaIi5pbmthbi5zYW0udjEuQXBwZW5kSGFzaGVzUmVzcG9uc2UiA5ACAhJjCg9TZWFsVHJhbnNhY3Rpb24SJC5pbmthbi5zYW0udjEuU2VhbFRyYW5zYWN0aW9uUmVxdWVzdBolLmlua2FuLnNhbS52MS5TZWFsVHJhbnNhY3Rpb25SZXNwb25zZSIDkAICEkwKCUF1dGhvcml6ZRIeLmlua2FuLnNhbS52MS5BdXRob3JpemVSZXF1ZXN0Gh8uaW5rYW4uc2FtLnYxLkF1dGhvcml6ZVJlc3BvbnNlEkkKCFNpZ25IYXNoEh0uaW5rYW4uc2FtLnYxLlNpZ25IYXNoUmVxdWVzdBoeLmlua2FuLnNhbS52MS5TaWduSGFzaFJlc3BvbnNlElEKClNpZ25TdHJlYW0SHy5pbmthbi5zYW0udjEuU2lnblN0cmVhbVJlcXVlc3QaIC5pbmthbi5zYW0udjEuU2lnblN0cmVhbVJlc3BvbnNlMAESaQoRQ2FuY2VsVHJhbnNhY3Rpb24SJi5pbmthbi5zYW0udjEuQ2FuY2VsVHJhbnNhY3Rpb25SZXF1ZXN0GicuaW5rYW4uc2FtLnYxLkNhbmNlbFRyYW5zYWN0aW9uUmVzcG9uc2UiA5ACAmIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_duration, file_google_protobuf_timestamp, file_inkan_sam_v1_types]);
 
 /**
  * SamEncryptionKey is one public JWE recipient key of the SAM. Confidential data that a signer's
@@ -174,6 +174,18 @@ export type GetInfoResponse = Message<"inkan.sam.v1.GetInfoResponse"> & {
    * @generated from field: repeated inkan.sam.v1.SamEncryptionKey encryption_keys = 11;
    */
   encryptionKeys: SamEncryptionKey[];
+
+  /**
+   * The public key that signs every SadChallenge (SadChallenge.sam_signature), so that a signer's
+   * device can tell a challenge this SAM issued from one an SCA or relay made up or altered
+   * (T-2.2.1.7). Its private half lives in the crypto module, is used for nothing else, and never
+   * leaves it. A device should pin it (from its configuration, or from this response or
+   * CreateChallengeResponse.challenge_signing_key through a channel it authenticates, e.g. at
+   * activation) rather than trust a copy relayed with each challenge. Always set.
+   *
+   * @generated from field: inkan.sam.v1.SamSigningKey challenge_signing_key = 12;
+   */
+  challengeSigningKey?: SamSigningKey | undefined;
 };
 
 /**
@@ -182,6 +194,44 @@ export type GetInfoResponse = Message<"inkan.sam.v1.GetInfoResponse"> & {
  */
 export const GetInfoResponseSchema: GenMessage<GetInfoResponse> = /*@__PURE__*/
   messageDesc(file_inkan_sam_v1_sam, 2);
+
+/**
+ * SamSigningKey is a public signature-verification key of the SAM.
+ *
+ * @generated from message inkan.sam.v1.SamSigningKey
+ */
+export type SamSigningKey = Message<"inkan.sam.v1.SamSigningKey"> & {
+  /**
+   * The key id: the RFC 7638 SHA-256 thumbprint of jwk, base64url without padding (43
+   * characters); the "kid" header of every JWS the key signs.
+   *
+   * @generated from field: string kid = 1;
+   */
+  kid: string;
+
+  /**
+   * The JWS "alg" of the key's signatures: JWS_ALGORITHM_ES256.
+   *
+   * @generated from field: inkan.sam.v1.JwsAlgorithm alg = 2;
+   */
+  alg: JwsAlgorithm;
+
+  /**
+   * The public key as a JSON Web Key (RFC 7517), UTF-8 JSON text with "kty" "EC", "crv" "P-256",
+   * "x", "y", "kid" (equal to kid), "alg" "ES256" and "use" "sig". It never carries a private
+   * member ("d"); a client that finds one must refuse the key.
+   *
+   * @generated from field: string jwk = 3;
+   */
+  jwk: string;
+};
+
+/**
+ * Describes the message inkan.sam.v1.SamSigningKey.
+ * Use `create(SamSigningKeySchema)` to create a new message.
+ */
+export const SamSigningKeySchema: GenMessage<SamSigningKey> = /*@__PURE__*/
+  messageDesc(file_inkan_sam_v1_sam, 3);
 
 /**
  * Limits are the sizes, counts and durations the SAM enforces, from its security policy. A request
@@ -299,7 +349,7 @@ export type Limits = Message<"inkan.sam.v1.Limits"> & {
  * Use `create(LimitsSchema)` to create a new message.
  */
 export const LimitsSchema: GenMessage<Limits> = /*@__PURE__*/
-  messageDesc(file_inkan_sam_v1_sam, 3);
+  messageDesc(file_inkan_sam_v1_sam, 4);
 
 /**
  * CertificateInfo describes a credential's end-entity certificate, as CSC credentials/info does.
@@ -365,7 +415,7 @@ export type CertificateInfo = Message<"inkan.sam.v1.CertificateInfo"> & {
  * Use `create(CertificateInfoSchema)` to create a new message.
  */
 export const CertificateInfoSchema: GenMessage<CertificateInfo> = /*@__PURE__*/
-  messageDesc(file_inkan_sam_v1_sam, 4);
+  messageDesc(file_inkan_sam_v1_sam, 5);
 
 /**
  * CredentialInfo describes one signing credential: a key pair in the crypto module bound to exactly
@@ -474,7 +524,7 @@ export type CredentialInfo = Message<"inkan.sam.v1.CredentialInfo"> & {
  * Use `create(CredentialInfoSchema)` to create a new message.
  */
 export const CredentialInfoSchema: GenMessage<CredentialInfo> = /*@__PURE__*/
-  messageDesc(file_inkan_sam_v1_sam, 5);
+  messageDesc(file_inkan_sam_v1_sam, 6);
 
 /**
  * ListCredentialsRequest asks for one signer's credentials.
@@ -517,7 +567,7 @@ export type ListCredentialsRequest = Message<"inkan.sam.v1.ListCredentialsReques
  * Use `create(ListCredentialsRequestSchema)` to create a new message.
  */
 export const ListCredentialsRequestSchema: GenMessage<ListCredentialsRequest> = /*@__PURE__*/
-  messageDesc(file_inkan_sam_v1_sam, 6);
+  messageDesc(file_inkan_sam_v1_sam, 7);
 
 /**
  * ListCredentialsResponse is one page of credentials.
@@ -546,7 +596,7 @@ export type ListCredentialsResponse = Message<"inkan.sam.v1.ListCredentialsRespo
  * Use `create(ListCredentialsResponseSchema)` to create a new message.
  */
 export const ListCredentialsResponseSchema: GenMessage<ListCredentialsResponse> = /*@__PURE__*/
-  messageDesc(file_inkan_sam_v1_sam, 7);
+  messageDesc(file_inkan_sam_v1_sam, 8);
 
 /**
  * GetCredentialRequest names one credential.
@@ -567,7 +617,7 @@ export type GetCredentialRequest = Message<"inkan.sam.v1.GetCredentialRequest"> 
  * Use `create(GetCredentialRequestSchema)` to create a new message.
  */
 export const GetCredentialRequestSchema: GenMessage<GetCredentialRequest> = /*@__PURE__*/
-  messageDesc(file_inkan_sam_v1_sam, 8);
+  messageDesc(file_inkan_sam_v1_sam, 9);
 
 /**
  * GetCredentialResponse describes one credential.
@@ -588,12 +638,15 @@ export type GetCredentialResponse = Message<"inkan.sam.v1.GetCredentialResponse"
  * Use `create(GetCredentialResponseSchema)` to create a new message.
  */
 export const GetCredentialResponseSchema: GenMessage<GetCredentialResponse> = /*@__PURE__*/
-  messageDesc(file_inkan_sam_v1_sam, 9);
+  messageDesc(file_inkan_sam_v1_sam, 10);
 
 /**
  * SadChallenge is everything the signer's device needs to build R.SAD for one transaction; the SCA
  * relays it to the device unchanged. Each field names the R.SAD claim it becomes (see
- * AuthorizeRequest.r_sad).
+ * AuthorizeRequest.r_sad). The SAM signs it (sam_signature): a device that shows the signer a
+ * SadChallenge or builds an R.SAD from it first verifies that signature against the SAM's pinned
+ * challenge-signing key and that every signed value equals the field it shows or uses (the SDK's
+ * verifySadChallenge), so an SCA cannot show the signer one thing and have the SAM record another.
  *
  * @generated from message inkan.sam.v1.SadChallenge
  */
@@ -659,7 +712,8 @@ export type SadChallenge = Message<"inkan.sam.v1.SadChallenge"> & {
   dtbsrDigest: Uint8Array;
 
   /**
-   * The hash algorithm of every DTBS/R.
+   * The hash algorithm of every DTBS/R: claim "halg" is its enum number (1 SHA-256, 2 SHA-384,
+   * 3 SHA-512, 4 NONE).
    *
    * @generated from field: inkan.sam.v1.HashAlgorithm hash_algorithm = 7;
    */
@@ -673,7 +727,11 @@ export type SadChallenge = Message<"inkan.sam.v1.SadChallenge"> & {
   numSignatures: number;
 
   /**
-   * What the signer is asked to sign, as the SCA described it; the device shows it to the signer.
+   * What the signer is asked to sign, as the SCA described it (BeginTransactionRequest.description,
+   * recorded in the audit log); the device shows it to the signer. Claim "desc" is its digest:
+   * base64url without padding of SHA-256 over the UTF-8 bytes of this string exactly as received
+   * (no normalization, no terminator), 43 characters. Example: "Invoices 2025-03" gives "desc"
+   * "MRLkBrJPuE2wzCexd92Uhfp5fRyte6I5khQ-hhopx9s".
    *
    * @generated from field: string description = 9;
    */
@@ -708,6 +766,39 @@ export type SadChallenge = Message<"inkan.sam.v1.SadChallenge"> & {
    * @generated from field: repeated inkan.sam.v1.AuthenticationMethod authentication_methods = 13;
    */
   authenticationMethods: AuthenticationMethod[];
+
+  /**
+   * The SAM's signature over this SadChallenge (T-2.2.1.7, R-3.2.1.1): a compact JWS (RFC 7515)
+   * by the key of GetInfoResponse.challenge_signing_key, made inside the crypto module. Always set;
+   * a device refuses a SadChallenge whose signature is missing, does not verify with the key it
+   * pinned, or whose payload differs from any field below it covers. Protected header, exactly:
+   *   "alg"  "ES256"
+   *   "typ"  "inkan-sad-challenge+jwt"
+   *   "kid"  GetInfoResponse.challenge_signing_key.kid
+   * Payload: a UTF-8 JSON object with exactly these members (no others; the device compares the
+   * parsed values, so member order and whitespace do not matter):
+   *   "txn"     string, transaction_id
+   *   "sub"     string, signer_id
+   *   "cred"    string, credential_id
+   *   "aud"     string, audience
+   *   "chal"    string, base64url without padding of challenge
+   *   "dtbsr"   string, base64url without padding of dtbsr_digest
+   *   "halg"    integer, the hash_algorithm enum number
+   *   "n"       integer, num_signatures
+   *   "desc"    string, the description digest defined on description (the R.SAD's "desc")
+   *   "exp_ms"  integer, expires_at in milliseconds since the Unix epoch (seconds * 1000 +
+   *             nanos / 1,000,000, rounded down)
+   *   "ekid"    string, encryption_key.kid
+   *   "ealg"    integer, the encryption_key.alg enum number
+   *   "ejkt"    string, the RFC 7638 SHA-256 thumbprint (base64url) of encryption_key.jwk, so that
+   *             a relay cannot substitute its own key and read the PIN
+   *   "lvl"     integer, the assurance_level enum number
+   *   "amr"     array of integers, the authentication_methods enum numbers in field order
+   * Not covered: encryption_key.current and encryption_key.not_after (informational).
+   *
+   * @generated from field: string sam_signature = 14;
+   */
+  samSignature: string;
 };
 
 /**
@@ -715,7 +806,7 @@ export type SadChallenge = Message<"inkan.sam.v1.SadChallenge"> & {
  * Use `create(SadChallengeSchema)` to create a new message.
  */
 export const SadChallengeSchema: GenMessage<SadChallenge> = /*@__PURE__*/
-  messageDesc(file_inkan_sam_v1_sam, 10);
+  messageDesc(file_inkan_sam_v1_sam, 11);
 
 /**
  * BeginTransactionRequest opens a transaction and carries the first (or only) chunk of the DTBS/R
@@ -805,7 +896,7 @@ export type BeginTransactionRequest = Message<"inkan.sam.v1.BeginTransactionRequ
  * Use `create(BeginTransactionRequestSchema)` to create a new message.
  */
 export const BeginTransactionRequestSchema: GenMessage<BeginTransactionRequest> = /*@__PURE__*/
-  messageDesc(file_inkan_sam_v1_sam, 11);
+  messageDesc(file_inkan_sam_v1_sam, 12);
 
 /**
  * BeginTransactionResponse identifies the new transaction and says whether more chunks must follow.
@@ -865,7 +956,7 @@ export type BeginTransactionResponse = Message<"inkan.sam.v1.BeginTransactionRes
  * Use `create(BeginTransactionResponseSchema)` to create a new message.
  */
 export const BeginTransactionResponseSchema: GenMessage<BeginTransactionResponse> = /*@__PURE__*/
-  messageDesc(file_inkan_sam_v1_sam, 12);
+  messageDesc(file_inkan_sam_v1_sam, 13);
 
 /**
  * AppendHashesRequest carries one further chunk of the DTBS/R list.
@@ -902,7 +993,7 @@ export type AppendHashesRequest = Message<"inkan.sam.v1.AppendHashesRequest"> & 
  * Use `create(AppendHashesRequestSchema)` to create a new message.
  */
 export const AppendHashesRequestSchema: GenMessage<AppendHashesRequest> = /*@__PURE__*/
-  messageDesc(file_inkan_sam_v1_sam, 13);
+  messageDesc(file_inkan_sam_v1_sam, 14);
 
 /**
  * AppendHashesResponse reports the upload's progress.
@@ -937,7 +1028,7 @@ export type AppendHashesResponse = Message<"inkan.sam.v1.AppendHashesResponse"> 
  * Use `create(AppendHashesResponseSchema)` to create a new message.
  */
 export const AppendHashesResponseSchema: GenMessage<AppendHashesResponse> = /*@__PURE__*/
-  messageDesc(file_inkan_sam_v1_sam, 14);
+  messageDesc(file_inkan_sam_v1_sam, 15);
 
 /**
  * SealTransactionRequest closes a chunked upload.
@@ -968,7 +1059,7 @@ export type SealTransactionRequest = Message<"inkan.sam.v1.SealTransactionReques
  * Use `create(SealTransactionRequestSchema)` to create a new message.
  */
 export const SealTransactionRequestSchema: GenMessage<SealTransactionRequest> = /*@__PURE__*/
-  messageDesc(file_inkan_sam_v1_sam, 15);
+  messageDesc(file_inkan_sam_v1_sam, 16);
 
 /**
  * SealTransactionResponse returns what the signer's device needs.
@@ -989,7 +1080,7 @@ export type SealTransactionResponse = Message<"inkan.sam.v1.SealTransactionRespo
  * Use `create(SealTransactionResponseSchema)` to create a new message.
  */
 export const SealTransactionResponseSchema: GenMessage<SealTransactionResponse> = /*@__PURE__*/
-  messageDesc(file_inkan_sam_v1_sam, 16);
+  messageDesc(file_inkan_sam_v1_sam, 17);
 
 /**
  * AuthorizeRequest relays the signer's R.SAD for a pending transaction.
@@ -1051,7 +1142,13 @@ export type AuthorizeRequest = Message<"inkan.sam.v1.AuthorizeRequest"> & {
    *   "txn"    string, the transaction id (SadChallenge.transaction_id)
    *   "chal"   string, base64url without padding of SadChallenge.challenge
    *   "dtbsr"  string, base64url without padding of SadChallenge.dtbsr_digest
-   *   "n"      integer, SadChallenge.num_signatures
+   *   "n"      integer, SadChallenge.num_signatures (the count the device displayed)
+   *   "halg"   integer, the SadChallenge.hash_algorithm enum number (1 SHA-256, 2 SHA-384,
+   *            3 SHA-512, 4 NONE) the device displayed
+   *   "desc"   string, base64url without padding of SHA-256 over the UTF-8 bytes of
+   *            SadChallenge.description as the device displayed it (43 characters; see
+   *            SadChallenge.description), so the description the signer saw is the one the
+   *            transaction and the audit log hold
    *   "iat"    integer NumericDate (seconds), at most Limits.max_clock_skew in the future
    *   "exp"    integer NumericDate, after now minus the skew, at most Limits.max_sad_lifetime after
    *            "iat" and not after SadChallenge.expires_at
@@ -1068,7 +1165,7 @@ export type AuthorizeRequest = Message<"inkan.sam.v1.AuthorizeRequest"> & {
  * Use `create(AuthorizeRequestSchema)` to create a new message.
  */
 export const AuthorizeRequestSchema: GenMessage<AuthorizeRequest> = /*@__PURE__*/
-  messageDesc(file_inkan_sam_v1_sam, 17);
+  messageDesc(file_inkan_sam_v1_sam, 18);
 
 /**
  * AuthorizeResponse hands out the one-time SAD token of an authorized transaction.
@@ -1106,7 +1203,7 @@ export type AuthorizeResponse = Message<"inkan.sam.v1.AuthorizeResponse"> & {
  * Use `create(AuthorizeResponseSchema)` to create a new message.
  */
 export const AuthorizeResponseSchema: GenMessage<AuthorizeResponse> = /*@__PURE__*/
-  messageDesc(file_inkan_sam_v1_sam, 18);
+  messageDesc(file_inkan_sam_v1_sam, 19);
 
 /**
  * InlineAuthorization authorizes a pending transaction inside SignHash (the one-call form): the
@@ -1135,7 +1232,7 @@ export type InlineAuthorization = Message<"inkan.sam.v1.InlineAuthorization"> & 
  * Use `create(InlineAuthorizationSchema)` to create a new message.
  */
 export const InlineAuthorizationSchema: GenMessage<InlineAuthorization> = /*@__PURE__*/
-  messageDesc(file_inkan_sam_v1_sam, 19);
+  messageDesc(file_inkan_sam_v1_sam, 20);
 
 /**
  * SignHashRequest asks for signatures over some of a transaction's authorized hashes.
@@ -1182,7 +1279,7 @@ export type SignHashRequest = Message<"inkan.sam.v1.SignHashRequest"> & {
  * Use `create(SignHashRequestSchema)` to create a new message.
  */
 export const SignHashRequestSchema: GenMessage<SignHashRequest> = /*@__PURE__*/
-  messageDesc(file_inkan_sam_v1_sam, 20);
+  messageDesc(file_inkan_sam_v1_sam, 21);
 
 /**
  * SignHashResponse returns the signatures and the next token.
@@ -1227,7 +1324,7 @@ export type SignHashResponse = Message<"inkan.sam.v1.SignHashResponse"> & {
  * Use `create(SignHashResponseSchema)` to create a new message.
  */
 export const SignHashResponseSchema: GenMessage<SignHashResponse> = /*@__PURE__*/
-  messageDesc(file_inkan_sam_v1_sam, 21);
+  messageDesc(file_inkan_sam_v1_sam, 22);
 
 /**
  * SignStreamRequest starts or resumes batch signing of an authorized transaction.
@@ -1257,7 +1354,7 @@ export type SignStreamRequest = Message<"inkan.sam.v1.SignStreamRequest"> & {
  * Use `create(SignStreamRequestSchema)` to create a new message.
  */
 export const SignStreamRequestSchema: GenMessage<SignStreamRequest> = /*@__PURE__*/
-  messageDesc(file_inkan_sam_v1_sam, 22);
+  messageDesc(file_inkan_sam_v1_sam, 23);
 
 /**
  * IndexedSignature is one signature with its position in the DTBS/R list.
@@ -1294,7 +1391,7 @@ export type IndexedSignature = Message<"inkan.sam.v1.IndexedSignature"> & {
  * Use `create(IndexedSignatureSchema)` to create a new message.
  */
 export const IndexedSignatureSchema: GenMessage<IndexedSignature> = /*@__PURE__*/
-  messageDesc(file_inkan_sam_v1_sam, 23);
+  messageDesc(file_inkan_sam_v1_sam, 24);
 
 /**
  * SignStreamResponse is one message of a SignStream: a run of signatures and, at checkpoints, a
@@ -1351,7 +1448,7 @@ export type SignStreamResponse = Message<"inkan.sam.v1.SignStreamResponse"> & {
  * Use `create(SignStreamResponseSchema)` to create a new message.
  */
 export const SignStreamResponseSchema: GenMessage<SignStreamResponse> = /*@__PURE__*/
-  messageDesc(file_inkan_sam_v1_sam, 24);
+  messageDesc(file_inkan_sam_v1_sam, 25);
 
 /**
  * CancelTransactionRequest names the transaction to end.
@@ -1372,7 +1469,7 @@ export type CancelTransactionRequest = Message<"inkan.sam.v1.CancelTransactionRe
  * Use `create(CancelTransactionRequestSchema)` to create a new message.
  */
 export const CancelTransactionRequestSchema: GenMessage<CancelTransactionRequest> = /*@__PURE__*/
-  messageDesc(file_inkan_sam_v1_sam, 25);
+  messageDesc(file_inkan_sam_v1_sam, 26);
 
 /**
  * CancelTransactionResponse reports how the transaction ended.
@@ -1401,7 +1498,7 @@ export type CancelTransactionResponse = Message<"inkan.sam.v1.CancelTransactionR
  * Use `create(CancelTransactionResponseSchema)` to create a new message.
  */
 export const CancelTransactionResponseSchema: GenMessage<CancelTransactionResponse> = /*@__PURE__*/
-  messageDesc(file_inkan_sam_v1_sam, 26);
+  messageDesc(file_inkan_sam_v1_sam, 27);
 
 /**
  * JweAlgorithm is the JWE key-management algorithm ("alg", RFC 7518 section 4) of a SAM encryption
@@ -1650,9 +1747,11 @@ export const TransactionStateSchema: GenEnum<TransactionState> = /*@__PURE__*/
  *     100,000 entries are supported) is uploaded in chunks: BeginTransaction with the first chunk,
  *     AppendHashes for every further chunk, then SealTransaction. A ready transaction returns a
  *     SadChallenge: transaction id, one-time challenge, DTBS/R digest, expiry and the SAM's
- *     encryption key.
- *  3. The signer's device builds R.SAD from the SadChallenge (the signer-device part of @inkan/sdk)
- *     and the SCA relays it with Authorize, which returns a one-time SAD token.
+ *     encryption key, signed by the SAM (SadChallenge.sam_signature).
+ *  3. The signer's device checks the SAM's signature on the SadChallenge against the SAM key it
+ *     trusts (GetInfoResponse.challenge_signing_key, pinned), shows the signer what it says, builds
+ *     R.SAD from it (the signer-device part of @inkan/sdk) and the SCA relays it with Authorize,
+ *     which returns a one-time SAD token.
  *  4. SignHash (guideline appendix 1, method 1: many hashes per call; method 2: every call returns
  *     the next one-time token) or SignStream (server streaming, resumable) produces the signatures.
  *     SignHash with transaction_id + r_sad instead of a token authorizes and signs in one call (for
@@ -1757,7 +1856,8 @@ export const SignatureActivationService: GenService<{
    *  - RESOURCE_EXHAUSTED REASON_LIMIT_EXCEEDED: num_signatures is above
    *    Limits.max_hashes_per_transaction or the credential's max_signatures_per_transaction.
    *  - UNAVAILABLE REASON_CRYPTO_MODULE_FAILURE: the challenge could not be drawn from the crypto
-   *    module's RNG.
+   *    module's RNG, or the SadChallenge could not be signed (no challenge is returned unsigned;
+   *    cancel the transaction and begin again).
    *  - and the common errors listed on the service.
    *
    * @generated from rpc inkan.sam.v1.SignatureActivationService.BeginTransaction
@@ -1812,7 +1912,8 @@ export const SignatureActivationService: GenService<{
    *  - FAILED_PRECONDITION REASON_EXPIRED: the upload did not finish before upload_expires_at.
    *  - FAILED_PRECONDITION REASON_UPLOAD_INCOMPLETE: fewer than num_signatures hashes arrived, or
    *    dtbsr_digest differs from the SAM's digest of what arrived.
-   *  - UNAVAILABLE REASON_CRYPTO_MODULE_FAILURE: the challenge could not be drawn.
+   *  - UNAVAILABLE REASON_CRYPTO_MODULE_FAILURE: the challenge could not be drawn, or the
+   *    SadChallenge could not be signed (no challenge is returned unsigned; cancel and begin again).
    *  - and the common errors listed on the service.
    *
    * @generated from rpc inkan.sam.v1.SignatureActivationService.SealTransaction
@@ -1834,9 +1935,9 @@ export const SignatureActivationService: GenService<{
    * (T-2.2.1.1, T-2.2.1.4, T-2.2.1.7); the signer owns the credential; signer and credential are
    * active; the PIN (and OTP or login assertion, as the credential's method requires) is correct
    * and the factors meet the credential's assurance level (R-3.1.4); the claims equal the
-   * transaction's signer, credential, id, challenge, DTBS/R digest and count and this SAM's id
-   * (T-2.2.1.6); iat and exp are within bounds; the jti was never seen (T-2.2.1.3). Which check
-   * failed is audited and logged, never returned.
+   * transaction's signer, credential, id, challenge, DTBS/R digest, hash algorithm, count and
+   * description digest and this SAM's id (T-2.2.1.6, T-2.2.1.7); iat and exp are within bounds; the
+   * jti was never seen (T-2.2.1.3). Which check failed is audited and logged, never returned.
    *
    * A failed attempt leaves the transaction pending (a signer who mistyped the PIN sends a new
    * R.SAD with a new jti) until Limits.max_authorize_attempts failures, after which the transaction
@@ -1852,7 +1953,8 @@ export const SignatureActivationService: GenService<{
    *    authorized, uploading, cancelled, failed or revoked).
    *  - FAILED_PRECONDITION REASON_EXPIRED: the transaction, or the R.SAD (its exp), expired.
    *  - PERMISSION_DENIED REASON_SAD_INVALID: the R.SAD is malformed, does not decrypt or verify,
-   *    uses a refused algorithm or header, or a claim does not match.
+   *    uses a refused algorithm or header, or a claim does not match (also a missing or different
+   *    "desc" or "halg": the signer saw another description or hash algorithm).
    *  - PERMISSION_DENIED REASON_SAD_REPLAYED: the jti was already used.
    *  - PERMISSION_DENIED REASON_AUTHENTICATION_FAILED: a factor (PIN, OTP, login assertion) is
    *    wrong.

@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file inkan/admin/v1/policy.proto.
  */
 export const file_inkan_admin_v1_policy: GenFile = /*@__PURE__*/
-  fileDesc("Chtpbmthbi9hZG1pbi92MS9wb2xpY3kucHJvdG8SDmlua2FuLmFkbWluLnYxIsoYCg5TZWN1cml0eVBvbGljeRJJChdkZWZhdWx0X2Fzc3VyYW5jZV9sZXZlbBgBIAEoDjIcLmlua2FuLnNhbS52MS5Bc3N1cmFuY2VMZXZlbEIKukgHggEEEAEgABJVChhhbGxvd2VkX2Fzc3VyYW5jZV9sZXZlbHMYAiADKA4yHC5pbmthbi5zYW0udjEuQXNzdXJhbmNlTGV2ZWxCFbpIEpIBDwgBEAMYASIHggEEEAEgABIRCgljZXJ0aWZpZWQYAyABKAgSUQoWYWxsb3dlZF9rZXlfYWxnb3JpdGhtcxgEIAMoDjIaLmlua2FuLnNhbS52MS5LZXlBbGdvcml0aG1CFbpIEpIBDwgBEBAYASIHggEEEAEgABJTChdhbGxvd2VkX2hhc2hfYWxnb3JpdGhtcxgFIAMoDjIbLmlua2FuLnNhbS52MS5IYXNoQWxnb3JpdGhtQhW6SBKSAQ8IARAQGAEiB4IBBBABIAASXQocYWxsb3dlZF9zaWduYXR1cmVfYWxnb3JpdGhtcxgGIAMoDjIgLmlua2FuLnNhbS52MS5TaWduYXR1cmVBbGdvcml0aG1CFbpIEpIBDwgBEBAYASIHggEEEAEgABJUChxkZWZhdWx0X3RyYW5zYWN0aW9uX2xpZmV0aW1lGAcgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQhO6SBDIAQGqAQoiBAiAowUyAggKElAKGG1heF90cmFuc2FjdGlvbl9saWZldGltZRgIIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkITukgQyAEBqgEKIgQIgPUkMgIIChJJChJzYWRfdG9rZW5fbGlmZXRpbWUYCSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CErpID8gBAaoBCSIDCJAcMgIIARIvChptYXhfaGFzaGVzX3Blcl90cmFuc2FjdGlvbhgKIAEoDUILukgIKgYYwIQ9KAESJAoRbG9ja291dF90aHJlc2hvbGQYCyABKA1CCbpIBioEGGQoARJRChhhY3RpdmF0aW9uX2NvZGVfbGlmZXRpbWUYDCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CFLpIEcgBAaoBCyIFCICangEyAgg8Ei8KHGFjdGl2YXRpb25fY29kZV9tYXhfYXR0ZW1wdHMYDSABKA1CCbpIBioEGBQoARJRChlwZW5kaW5nX2FwcHJvdmFsX2xpZmV0aW1lGA4gASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQhO6SBDIAQGqAQoiBAiA9SQyAgg8EjkKG3RydXN0ZWRfc2NhX2NhX2NlcnRpZmljYXRlcxgPIAMoDEIUukgRkgEOEDIYASIIegYQARiAgAESPQoddHJ1c3RlZF9hZG1pbl9jYV9jZXJ0aWZpY2F0ZXMYECADKAxCFrpIE5IBEAgBEDIYASIIegYQARiAgAESPQofdHJ1c3RlZF9pc3N1aW5nX2NhX2NlcnRpZmljYXRlcxgRIAMoDEIUukgRkgEOEDIYASIIegYQARiAgAESPwoMZHVhbF9jb250cm9sGBIgASgLMiEuaW5rYW4uYWRtaW4udjEuRHVhbENvbnRyb2xQb2xpY3lCBrpIA8gBARIzCh5hdWRpdF9jaGVja3BvaW50X2V2ZXJ5X3JlY29yZHMYEyABKA1CC7pICCoGGKCNBigBElEKGWF1ZGl0X2NoZWNrcG9pbnRfaW50ZXJ2YWwYFCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CE7pIEMgBAaoBCiIECICjBTICCAESKAoUbWF4X2hhc2hlc19wZXJfY2h1bmsYFSABKA1CCrpIByoFGJBOKAESKQoWbWF4X2F1dGhvcml6ZV9hdHRlbXB0cxgWIAEoDUIJukgGKgQYCigBEkUKDnVwbG9hZF90aW1lb3V0GBcgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQhK6SA/IAQGqAQkiAwiQHDICCAoSRwoQbWF4X3NhZF9saWZldGltZRgYIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkISukgPyAEBqgEJIgMIhAcyAggKEkMKDm1heF9jbG9ja19za2V3GBkgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQhC6SA3IAQGqAQciAwisAjIAElgKHWFsbG93ZWRfZGV2aWNlX2tleV9hbGdvcml0aG1zGBogAygOMhouaW5rYW4uc2FtLnYxLkp3c0FsZ29yaXRobUIVukgSkgEPCAEQCBgBIgeCAQQQASAAEmEKHmVuYWJsZWRfYXV0aGVudGljYXRpb25fbWV0aG9kcxgbIAMoDjIiLmlua2FuLnNhbS52MS5BdXRoZW50aWNhdGlvbk1ldGhvZEIVukgSkgEPCAEQCBgBIgeCAQQQASAAEiEKDnBpbl9taW5fbGVuZ3RoGBwgASgNQgm6SAYqBBhAKAQSIQoOcGluX21heF9sZW5ndGgYHSABKA1CCbpIBioEGEAoBBJJChJjaGFsbGVuZ2VfbGlmZXRpbWUYHiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CErpID8gBAaoBCSIDCIQHMgIIChIxCh5tYXhfb3Blbl9jaGFsbGVuZ2VzX3Blcl9zaWduZXIYHyABKA1CCbpIBioEGGQoARJMChhjZXJ0aWZpY2F0ZV9leHBpcnlfZ3JhY2UYICABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CD7pIDKoBCSIFCICangEyADrfB7pI2wcapwEKJXNlY3VyaXR5X3BvbGljeS5kZWZhdWx0X2xldmVsX2FsbG93ZWQSP2RlZmF1bHRfYXNzdXJhbmNlX2xldmVsIG11c3QgYmUgb25lIG9mIGFsbG93ZWRfYXNzdXJhbmNlX2xldmVscxo9dGhpcy5kZWZhdWx0X2Fzc3VyYW5jZV9sZXZlbCBpbiB0aGlzLmFsbG93ZWRfYXNzdXJhbmNlX2xldmVscxqfAQomc2VjdXJpdHlfcG9saWN5LmxldmVsM19uZWVkc19jZXJ0aWZpZWQSPEFTU1VSQU5DRV9MRVZFTF8zIG1heSBiZSBhbGxvd2VkIG9ubHkgd2hlbiBjZXJ0aWZpZWQgaXMgdHJ1ZRo3ISgzIGluIHRoaXMuYWxsb3dlZF9hc3N1cmFuY2VfbGV2ZWxzKSB8fCB0aGlzLmNlcnRpZmllZBq4AQorc2VjdXJpdHlfcG9saWN5LnRyYW5zYWN0aW9uX2xpZmV0aW1lX2JvdW5kcxJFZGVmYXVsdF90cmFuc2FjdGlvbl9saWZldGltZSBtdXN0IG5vdCBleGNlZWQgbWF4X3RyYW5zYWN0aW9uX2xpZmV0aW1lGkJ0aGlzLmRlZmF1bHRfdHJhbnNhY3Rpb25fbGlmZXRpbWUgPD0gdGhpcy5tYXhfdHJhbnNhY3Rpb25fbGlmZXRpbWUapQEKLHNlY3VyaXR5X3BvbGljeS5zYWRfdG9rZW5fd2l0aGluX3RyYW5zYWN0aW9uEjtzYWRfdG9rZW5fbGlmZXRpbWUgbXVzdCBub3QgZXhjZWVkIG1heF90cmFuc2FjdGlvbl9saWZldGltZRo4dGhpcy5zYWRfdG9rZW5fbGlmZXRpbWUgPD0gdGhpcy5tYXhfdHJhbnNhY3Rpb25fbGlmZXRpbWUaqQEKKHNlY3VyaXR5X3BvbGljeS5jaHVua193aXRoaW5fdHJhbnNhY3Rpb24SP21heF9oYXNoZXNfcGVyX2NodW5rIG11c3Qgbm90IGV4Y2VlZCBtYXhfaGFzaGVzX3Blcl90cmFuc2FjdGlvbho8dGhpcy5tYXhfaGFzaGVzX3Blcl9jaHVuayA8PSB0aGlzLm1heF9oYXNoZXNfcGVyX3RyYW5zYWN0aW9uGn4KIXNlY3VyaXR5X3BvbGljeS5waW5fbGVuZ3RoX2JvdW5kcxItcGluX21pbl9sZW5ndGggbXVzdCBub3QgZXhjZWVkIHBpbl9tYXhfbGVuZ3RoGip0aGlzLnBpbl9taW5fbGVuZ3RoIDw9IHRoaXMucGluX21heF9sZW5ndGgizAIKEUR1YWxDb250cm9sUG9saWN5Ek0KFmNyZWRlbnRpYWxfZGVzdHJ1Y3Rpb24YASABKA4yIy5pbmthbi5hZG1pbi52MS5BcHByb3ZhbFJlcXVpcmVtZW50Qgi6SAWCAQIQARJPChhzZWN1cml0eV9vZmZpY2VyX2NoYW5nZXMYAiABKA4yIy5pbmthbi5hZG1pbi52MS5BcHByb3ZhbFJlcXVpcmVtZW50Qgi6SAWCAQIQARJOChdzZWN1cml0eV9wb2xpY3lfY2hhbmdlcxgDIAEoDjIjLmlua2FuLmFkbWluLnYxLkFwcHJvdmFsUmVxdWlyZW1lbnRCCLpIBYIBAhABEkcKEHNpZ25lcl9yZWJpbmRpbmcYBCABKA4yIy5pbmthbi5hZG1pbi52MS5BcHByb3ZhbFJlcXVpcmVtZW50Qgi6SAWCAQIQASKwAQoUU2VjdXJpdHlQb2xpY3lSZWNvcmQSLgoGcG9saWN5GAEgASgLMh4uaW5rYW4uYWRtaW4udjEuU2VjdXJpdHlQb2xpY3kSDwoHdmVyc2lvbhgCIAEoBBIuCgp1cGRhdGVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgp1cGRhdGVkX2J5GAQgASgJEhMKC2FwcHJvdmVkX2J5GAUgASgJIhoKGEdldFNlY3VyaXR5UG9saWN5UmVxdWVzdCJRChlHZXRTZWN1cml0eVBvbGljeVJlc3BvbnNlEjQKBnJlY29yZBgBIAEoCzIkLmlua2FuLmFkbWluLnYxLlNlY3VyaXR5UG9saWN5UmVjb3JkIm8KG1VwZGF0ZVNlY3VyaXR5UG9saWN5UmVxdWVzdBIYChBleHBlY3RlZF92ZXJzaW9uGAEgASgEEjYKBnBvbGljeRgCIAEoCzIeLmlua2FuLmFkbWluLnYxLlNlY3VyaXR5UG9saWN5Qga6SAPIAQEiVAocVXBkYXRlU2VjdXJpdHlQb2xpY3lSZXNwb25zZRI0CgZyZWNvcmQYASABKAsyJC5pbmthbi5hZG1pbi52MS5TZWN1cml0eVBvbGljeVJlY29yZCqLAQoTQXBwcm92YWxSZXF1aXJlbWVudBIkCiBBUFBST1ZBTF9SRVFVSVJFTUVOVF9VTlNQRUNJRklFRBAAEiUKIUFQUFJPVkFMX1JFUVVJUkVNRU5UX0RVQUxfQ09OVFJPTBABEicKI0FQUFJPVkFMX1JFUVVJUkVNRU5UX1NJTkdMRV9DT05UUk9MEAIy7AEKDVBvbGljeVNlcnZpY2USaAoRR2V0U2VjdXJpdHlQb2xpY3kSKC5pbmthbi5hZG1pbi52MS5HZXRTZWN1cml0eVBvbGljeVJlcXVlc3QaKS5pbmthbi5hZG1pbi52MS5HZXRTZWN1cml0eVBvbGljeVJlc3BvbnNlEnEKFFVwZGF0ZVNlY3VyaXR5UG9saWN5EisuaW5rYW4uYWRtaW4udjEuVXBkYXRlU2VjdXJpdHlQb2xpY3lSZXF1ZXN0GiwuaW5rYW4uYWRtaW4udjEuVXBkYXRlU2VjdXJpdHlQb2xpY3lSZXNwb25zZWIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_duration, file_google_protobuf_timestamp, file_inkan_sam_v1_sam, file_inkan_sam_v1_types]);
+  fileDesc("Chtpbmthbi9hZG1pbi92MS9wb2xpY3kucHJvdG8SDmlua2FuLmFkbWluLnYxIogaCg5TZWN1cml0eVBvbGljeRJJChdkZWZhdWx0X2Fzc3VyYW5jZV9sZXZlbBgBIAEoDjIcLmlua2FuLnNhbS52MS5Bc3N1cmFuY2VMZXZlbEIKukgHggEEEAEgABJVChhhbGxvd2VkX2Fzc3VyYW5jZV9sZXZlbHMYAiADKA4yHC5pbmthbi5zYW0udjEuQXNzdXJhbmNlTGV2ZWxCFbpIEpIBDwgBEAMYASIHggEEEAEgABIRCgljZXJ0aWZpZWQYAyABKAgSUQoWYWxsb3dlZF9rZXlfYWxnb3JpdGhtcxgEIAMoDjIaLmlua2FuLnNhbS52MS5LZXlBbGdvcml0aG1CFbpIEpIBDwgBEBAYASIHggEEEAEgABJTChdhbGxvd2VkX2hhc2hfYWxnb3JpdGhtcxgFIAMoDjIbLmlua2FuLnNhbS52MS5IYXNoQWxnb3JpdGhtQhW6SBKSAQ8IARAQGAEiB4IBBBABIAASXQocYWxsb3dlZF9zaWduYXR1cmVfYWxnb3JpdGhtcxgGIAMoDjIgLmlua2FuLnNhbS52MS5TaWduYXR1cmVBbGdvcml0aG1CFbpIEpIBDwgBEBAYASIHggEEEAEgABJUChxkZWZhdWx0X3RyYW5zYWN0aW9uX2xpZmV0aW1lGAcgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQhO6SBDIAQGqAQoiBAiAowUyAggKElAKGG1heF90cmFuc2FjdGlvbl9saWZldGltZRgIIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkITukgQyAEBqgEKIgQIgPUkMgIIChJJChJzYWRfdG9rZW5fbGlmZXRpbWUYCSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CErpID8gBAaoBCSIDCJAcMgIIARIvChptYXhfaGFzaGVzX3Blcl90cmFuc2FjdGlvbhgKIAEoDUILukgIKgYYwIQ9KAESJAoRbG9ja291dF90aHJlc2hvbGQYCyABKA1CCbpIBioEGGQoARJRChhhY3RpdmF0aW9uX2NvZGVfbGlmZXRpbWUYDCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CFLpIEcgBAaoBCyIFCICangEyAgg8Ei8KHGFjdGl2YXRpb25fY29kZV9tYXhfYXR0ZW1wdHMYDSABKA1CCbpIBioEGBQoARJRChlwZW5kaW5nX2FwcHJvdmFsX2xpZmV0aW1lGA4gASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQhO6SBDIAQGqAQoiBAiA9SQyAgg8EjkKG3RydXN0ZWRfc2NhX2NhX2NlcnRpZmljYXRlcxgPIAMoDEIUukgRkgEOEDIYASIIegYQARiAgAESPQoddHJ1c3RlZF9hZG1pbl9jYV9jZXJ0aWZpY2F0ZXMYECADKAxCFrpIE5IBEAgBEDIYASIIegYQARiAgAESPQofdHJ1c3RlZF9pc3N1aW5nX2NhX2NlcnRpZmljYXRlcxgRIAMoDEIUukgRkgEOEDIYASIIegYQARiAgAESPwoMZHVhbF9jb250cm9sGBIgASgLMiEuaW5rYW4uYWRtaW4udjEuRHVhbENvbnRyb2xQb2xpY3lCBrpIA8gBARIzCh5hdWRpdF9jaGVja3BvaW50X2V2ZXJ5X3JlY29yZHMYEyABKA1CC7pICCoGGKCNBigBElEKGWF1ZGl0X2NoZWNrcG9pbnRfaW50ZXJ2YWwYFCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CE7pIEMgBAaoBCiIECICjBTICCAESKAoUbWF4X2hhc2hlc19wZXJfY2h1bmsYFSABKA1CCrpIByoFGJBOKAESKQoWbWF4X2F1dGhvcml6ZV9hdHRlbXB0cxgWIAEoDUIJukgGKgQYCigBEkUKDnVwbG9hZF90aW1lb3V0GBcgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQhK6SA/IAQGqAQkiAwiQHDICCAoSRwoQbWF4X3NhZF9saWZldGltZRgYIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkISukgPyAEBqgEJIgMIhAcyAggKEkMKDm1heF9jbG9ja19za2V3GBkgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQhC6SA3IAQGqAQciAwisAjIAElgKHWFsbG93ZWRfZGV2aWNlX2tleV9hbGdvcml0aG1zGBogAygOMhouaW5rYW4uc2FtLnYxLkp3c0FsZ29yaXRobUIVukgSkgEPCAEQCBgBIgeCAQQQASAAEmEKHmVuYWJsZWRfYXV0aGVudGljYXRpb25fbWV0aG9kcxgbIAMoDjIiLmlua2FuLnNhbS52MS5BdXRoZW50aWNhdGlvbk1ldGhvZEIVukgSkgEPCAEQCBgBIgeCAQQQASAAEiEKDnBpbl9taW5fbGVuZ3RoGBwgASgNQgm6SAYqBBhAKAQSIQoOcGluX21heF9sZW5ndGgYHSABKA1CCbpIBioEGEAoBBJJChJjaGFsbGVuZ2VfbGlmZXRpbWUYHiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CErpID8gBAaoBCSIDCIQHMgIIChIxCh5tYXhfb3Blbl9jaGFsbGVuZ2VzX3Blcl9zaWduZXIYHyABKA1CCbpIBioEGGQoARJMChhjZXJ0aWZpY2F0ZV9leHBpcnlfZ3JhY2UYICABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CD7pIDKoBCSIFCICangEyABI2CgpzY2Ffc2NvcGVzGCEgAygLMhguaW5rYW4uYWRtaW4udjEuU2NhU2NvcGVCCLpIBZIBAhBkOuUIukjhCBqnAQolc2VjdXJpdHlfcG9saWN5LmRlZmF1bHRfbGV2ZWxfYWxsb3dlZBI/ZGVmYXVsdF9hc3N1cmFuY2VfbGV2ZWwgbXVzdCBiZSBvbmUgb2YgYWxsb3dlZF9hc3N1cmFuY2VfbGV2ZWxzGj10aGlzLmRlZmF1bHRfYXNzdXJhbmNlX2xldmVsIGluIHRoaXMuYWxsb3dlZF9hc3N1cmFuY2VfbGV2ZWxzGp8BCiZzZWN1cml0eV9wb2xpY3kubGV2ZWwzX25lZWRzX2NlcnRpZmllZBI8QVNTVVJBTkNFX0xFVkVMXzMgbWF5IGJlIGFsbG93ZWQgb25seSB3aGVuIGNlcnRpZmllZCBpcyB0cnVlGjchKDMgaW4gdGhpcy5hbGxvd2VkX2Fzc3VyYW5jZV9sZXZlbHMpIHx8IHRoaXMuY2VydGlmaWVkGrgBCitzZWN1cml0eV9wb2xpY3kudHJhbnNhY3Rpb25fbGlmZXRpbWVfYm91bmRzEkVkZWZhdWx0X3RyYW5zYWN0aW9uX2xpZmV0aW1lIG11c3Qgbm90IGV4Y2VlZCBtYXhfdHJhbnNhY3Rpb25fbGlmZXRpbWUaQnRoaXMuZGVmYXVsdF90cmFuc2FjdGlvbl9saWZldGltZSA8PSB0aGlzLm1heF90cmFuc2FjdGlvbl9saWZldGltZRqlAQosc2VjdXJpdHlfcG9saWN5LnNhZF90b2tlbl93aXRoaW5fdHJhbnNhY3Rpb24SO3NhZF90b2tlbl9saWZldGltZSBtdXN0IG5vdCBleGNlZWQgbWF4X3RyYW5zYWN0aW9uX2xpZmV0aW1lGjh0aGlzLnNhZF90b2tlbl9saWZldGltZSA8PSB0aGlzLm1heF90cmFuc2FjdGlvbl9saWZldGltZRqpAQooc2VjdXJpdHlfcG9saWN5LmNodW5rX3dpdGhpbl90cmFuc2FjdGlvbhI/bWF4X2hhc2hlc19wZXJfY2h1bmsgbXVzdCBub3QgZXhjZWVkIG1heF9oYXNoZXNfcGVyX3RyYW5zYWN0aW9uGjx0aGlzLm1heF9oYXNoZXNfcGVyX2NodW5rIDw9IHRoaXMubWF4X2hhc2hlc19wZXJfdHJhbnNhY3Rpb24agwEKJnNlY3VyaXR5X3BvbGljeS5zY2Ffc2NvcGVfbmFtZXNfdW5pcXVlEjBldmVyeSBzY2Ffc2NvcGVzIGVudHJ5IG11c3QgaGF2ZSBhIGRpc3RpbmN0IG5hbWUaJ3RoaXMuc2NhX3Njb3Blcy5tYXAocywgcy5uYW1lKS51bmlxdWUoKRp+CiFzZWN1cml0eV9wb2xpY3kucGluX2xlbmd0aF9ib3VuZHMSLXBpbl9taW5fbGVuZ3RoIG11c3Qgbm90IGV4Y2VlZCBwaW5fbWF4X2xlbmd0aBoqdGhpcy5waW5fbWluX2xlbmd0aCA8PSB0aGlzLnBpbl9tYXhfbGVuZ3RoIqICCghTY2FTY29wZRIvCgRuYW1lGAEgASgJQiG6SB5yHBABGEAyFl5bYS16MC05XVthLXowLTkuXy1dKiQSIgoPc2NhX3Nwa2lfc2hhMjU2GAIgASgMQge6SAR6AmggSAASLAoZc2NhX2NhX2NlcnRpZmljYXRlX3NoYTI1NhgDIAEoDEIHukgEegJoIEgAEh4KC2FsbF9zaWduZXJzGAQgASgIQge6SARqAggBSAESNQoNc2lnbmVyX2dyb3VwcxgFIAEoCzIcLmlua2FuLmFkbWluLnYxLlNpZ25lckdyb3Vwc0gBEhwKCW93bl9ncm91cBgGIAEoCEIHukgEagIIAUgBQgwKA3NjYRIFukgCCAFCEAoHc2lnbmVycxIFukgCCAEiTAoMU2lnbmVyR3JvdXBzEjwKBmdyb3VwcxgBIAMoCUIsukgpkgEmCAEQZBgBIh5yHBABGEAyFl5bYS16MC05XVthLXowLTkuXy1dKiQizAIKEUR1YWxDb250cm9sUG9saWN5Ek0KFmNyZWRlbnRpYWxfZGVzdHJ1Y3Rpb24YASABKA4yIy5pbmthbi5hZG1pbi52MS5BcHByb3ZhbFJlcXVpcmVtZW50Qgi6SAWCAQIQARJPChhzZWN1cml0eV9vZmZpY2VyX2NoYW5nZXMYAiABKA4yIy5pbmthbi5hZG1pbi52MS5BcHByb3ZhbFJlcXVpcmVtZW50Qgi6SAWCAQIQARJOChdzZWN1cml0eV9wb2xpY3lfY2hhbmdlcxgDIAEoDjIjLmlua2FuLmFkbWluLnYxLkFwcHJvdmFsUmVxdWlyZW1lbnRCCLpIBYIBAhABEkcKEHNpZ25lcl9yZWJpbmRpbmcYBCABKA4yIy5pbmthbi5hZG1pbi52MS5BcHByb3ZhbFJlcXVpcmVtZW50Qgi6SAWCAQIQASKwAQoUU2VjdXJpdHlQb2xpY3lSZWNvcmQSLgoGcG9saWN5GAEgASgLMh4uaW5rYW4uYWRtaW4udjEuU2VjdXJpdHlQb2xpY3kSDwoHdmVyc2lvbhgCIAEoBBIuCgp1cGRhdGVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgp1cGRhdGVkX2J5GAQgASgJEhMKC2FwcHJvdmVkX2J5GAUgASgJIhoKGEdldFNlY3VyaXR5UG9saWN5UmVxdWVzdCJRChlHZXRTZWN1cml0eVBvbGljeVJlc3BvbnNlEjQKBnJlY29yZBgBIAEoCzIkLmlua2FuLmFkbWluLnYxLlNlY3VyaXR5UG9saWN5UmVjb3JkIm8KG1VwZGF0ZVNlY3VyaXR5UG9saWN5UmVxdWVzdBIYChBleHBlY3RlZF92ZXJzaW9uGAEgASgEEjYKBnBvbGljeRgCIAEoCzIeLmlua2FuLmFkbWluLnYxLlNlY3VyaXR5UG9saWN5Qga6SAPIAQEiVAocVXBkYXRlU2VjdXJpdHlQb2xpY3lSZXNwb25zZRI0CgZyZWNvcmQYASABKAsyJC5pbmthbi5hZG1pbi52MS5TZWN1cml0eVBvbGljeVJlY29yZCqLAQoTQXBwcm92YWxSZXF1aXJlbWVudBIkCiBBUFBST1ZBTF9SRVFVSVJFTUVOVF9VTlNQRUNJRklFRBAAEiUKIUFQUFJPVkFMX1JFUVVJUkVNRU5UX0RVQUxfQ09OVFJPTBABEicKI0FQUFJPVkFMX1JFUVVJUkVNRU5UX1NJTkdMRV9DT05UUk9MEAIy7AEKDVBvbGljeVNlcnZpY2USaAoRR2V0U2VjdXJpdHlQb2xpY3kSKC5pbmthbi5hZG1pbi52MS5HZXRTZWN1cml0eVBvbGljeVJlcXVlc3QaKS5pbmthbi5hZG1pbi52MS5HZXRTZWN1cml0eVBvbGljeVJlc3BvbnNlEnEKFFVwZGF0ZVNlY3VyaXR5UG9saWN5EisuaW5rYW4uYWRtaW4udjEuVXBkYXRlU2VjdXJpdHlQb2xpY3lSZXF1ZXN0GiwuaW5rYW4uYWRtaW4udjEuVXBkYXRlU2VjdXJpdHlQb2xpY3lSZXNwb25zZWIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_duration, file_google_protobuf_timestamp, file_inkan_sam_v1_sam, file_inkan_sam_v1_types]);
 
 /**
  * SecurityPolicy is every setting a security officer can change. It is always read and written
@@ -284,6 +284,28 @@ export type SecurityPolicy = Message<"inkan.admin.v1.SecurityPolicy"> & {
    * @generated from field: google.protobuf.Duration certificate_expiry_grace = 32;
    */
   certificateExpiryGrace?: Duration | undefined;
+
+  /**
+   * Which SCAs may act for which signers: 0 to 100 scopes with distinct names. An SCA (a client
+   * certificate issued by a CA of trusted_sca_ca_certificates) may act for the union of the
+   * signers of every scope that names it, and for no other signer: an SCA that no scope names
+   * may connect (GetInfo) but sees no signer. Empty: no SCA may act for any signer.
+   *
+   * "Act for" means inkan.sam.v1.SignatureActivationService ListCredentials, GetCredential and
+   * BeginTransaction (and so every later call of the transaction, which belongs to the SCA that
+   * opened it). A signer outside the calling SCA's scopes is answered exactly as a signer that
+   * does not exist (NOT_FOUND with REASON_SIGNER_NOT_FOUND or REASON_CREDENTIAL_NOT_FOUND, same
+   * message), never PERMISSION_DENIED; the refusal is audited as "sca_scope.refused" with the
+   * real cause. inkan.sam.v1.SignerService (the signer's own device) is not scoped by SCA.
+   *
+   * `inkan init` writes one scope, "development", that lets every SCA of the development SCA CA
+   * act for all signers. A CA added to trusted_sca_ca_certificates later gets no scope: its SCAs
+   * see no signer until a scope names them. A change of scopes is a policy change (dual control
+   * under dual_control.security_policy_changes), audited with the old and new scopes.
+   *
+   * @generated from field: repeated inkan.admin.v1.ScaScope sca_scopes = 33;
+   */
+  scaScopes: ScaScope[];
 };
 
 /**
@@ -292,6 +314,114 @@ export type SecurityPolicy = Message<"inkan.admin.v1.SecurityPolicy"> & {
  */
 export const SecurityPolicySchema: GenMessage<SecurityPolicy> = /*@__PURE__*/
   messageDesc(file_inkan_admin_v1_policy, 0);
+
+/**
+ * ScaScope lets the SCAs it names act for a set of signers (SecurityPolicy.sca_scopes).
+ *
+ * @generated from message inkan.admin.v1.ScaScope
+ */
+export type ScaScope = Message<"inkan.admin.v1.ScaScope"> & {
+  /**
+   * The scope's name, unique in the policy: 1 to 64 characters of a-z, 0-9, ".", "_" and "-",
+   * starting with a letter or digit. Audit records name the scope by it; with own_group it is
+   * also the signer group the scope covers.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * Which SCAs the scope applies to. Exactly one is set.
+   *
+   * @generated from oneof inkan.admin.v1.ScaScope.sca
+   */
+  sca: {
+    /**
+     * One SCA, by the SHA-256 (32 bytes) of the DER SubjectPublicKeyInfo of its client
+     * certificate: the same binding form as a privileged user's CertificateBinding.spki_sha256
+     * (`openssl x509 -in sca.crt -noout -pubkey | openssl pkey -pubin -outform der |
+     * openssl dgst -sha256`). Any valid certificate for that key from a trusted SCA CA matches,
+     * so a renewal that keeps the key keeps the scope.
+     *
+     * @generated from field: bytes sca_spki_sha256 = 2;
+     */
+    value: Uint8Array;
+    case: "scaSpkiSha256";
+  } | {
+    /**
+     * Every SCA whose client certificate a given CA issued, by the SHA-256 (32 bytes) of that CA
+     * certificate's DER, as in trusted_sca_ca_certificates. A scope naming a CA that is not (or
+     * no longer) in trusted_sca_ca_certificates matches no SCA: such a CA's certificates cannot
+     * connect at all.
+     *
+     * @generated from field: bytes sca_ca_certificate_sha256 = 3;
+     */
+    value: Uint8Array;
+    case: "scaCaCertificateSha256";
+  } | { case: undefined; value?: undefined };
+
+  /**
+   * Which signers the named SCAs may act for. Exactly one is set.
+   *
+   * @generated from oneof inkan.admin.v1.ScaScope.signers
+   */
+  signers: {
+    /**
+     * Every signer, with or without a group. Must be true when set.
+     *
+     * @generated from field: bool all_signers = 4;
+     */
+    value: boolean;
+    case: "allSigners";
+  } | {
+    /**
+     * The signers whose group (inkan.admin.v1.Signer.group, set at enrollment) is one of these.
+     * A signer without a group is never in such a scope.
+     *
+     * @generated from field: inkan.admin.v1.SignerGroups signer_groups = 5;
+     */
+    value: SignerGroups;
+    case: "signerGroups";
+  } | {
+    /**
+     * The signers enrolled with this scope's name as their group (EnrollSignerRequest.group ==
+     * name): a scope per tenant, named like the tenant's signer group. Must be true when set.
+     *
+     * @generated from field: bool own_group = 6;
+     */
+    value: boolean;
+    case: "ownGroup";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message inkan.admin.v1.ScaScope.
+ * Use `create(ScaScopeSchema)` to create a new message.
+ */
+export const ScaScopeSchema: GenMessage<ScaScope> = /*@__PURE__*/
+  messageDesc(file_inkan_admin_v1_policy, 1);
+
+/**
+ * SignerGroups lists signer groups (ScaScope.signer_groups).
+ *
+ * @generated from message inkan.admin.v1.SignerGroups
+ */
+export type SignerGroups = Message<"inkan.admin.v1.SignerGroups"> & {
+  /**
+   * 1 to 100 distinct group names, each as EnrollSignerRequest.group allows (1 to 64 characters
+   * of a-z, 0-9, ".", "_" and "-", starting with a letter or digit).
+   *
+   * @generated from field: repeated string groups = 1;
+   */
+  groups: string[];
+};
+
+/**
+ * Describes the message inkan.admin.v1.SignerGroups.
+ * Use `create(SignerGroupsSchema)` to create a new message.
+ */
+export const SignerGroupsSchema: GenMessage<SignerGroups> = /*@__PURE__*/
+  messageDesc(file_inkan_admin_v1_policy, 2);
 
 /**
  * DualControlPolicy holds the dual-control switches. Each one left UNSPECIFIED means
@@ -340,7 +470,7 @@ export type DualControlPolicy = Message<"inkan.admin.v1.DualControlPolicy"> & {
  * Use `create(DualControlPolicySchema)` to create a new message.
  */
 export const DualControlPolicySchema: GenMessage<DualControlPolicy> = /*@__PURE__*/
-  messageDesc(file_inkan_admin_v1_policy, 1);
+  messageDesc(file_inkan_admin_v1_policy, 3);
 
 /**
  * SecurityPolicyRecord is the policy in force with its version and who set it.
@@ -391,7 +521,7 @@ export type SecurityPolicyRecord = Message<"inkan.admin.v1.SecurityPolicyRecord"
  * Use `create(SecurityPolicyRecordSchema)` to create a new message.
  */
 export const SecurityPolicyRecordSchema: GenMessage<SecurityPolicyRecord> = /*@__PURE__*/
-  messageDesc(file_inkan_admin_v1_policy, 2);
+  messageDesc(file_inkan_admin_v1_policy, 4);
 
 /**
  * GetSecurityPolicyRequest is empty: there is one policy.
@@ -406,7 +536,7 @@ export type GetSecurityPolicyRequest = Message<"inkan.admin.v1.GetSecurityPolicy
  * Use `create(GetSecurityPolicyRequestSchema)` to create a new message.
  */
 export const GetSecurityPolicyRequestSchema: GenMessage<GetSecurityPolicyRequest> = /*@__PURE__*/
-  messageDesc(file_inkan_admin_v1_policy, 3);
+  messageDesc(file_inkan_admin_v1_policy, 5);
 
 /**
  * GetSecurityPolicyResponse returns the policy in force.
@@ -427,7 +557,7 @@ export type GetSecurityPolicyResponse = Message<"inkan.admin.v1.GetSecurityPolic
  * Use `create(GetSecurityPolicyResponseSchema)` to create a new message.
  */
 export const GetSecurityPolicyResponseSchema: GenMessage<GetSecurityPolicyResponse> = /*@__PURE__*/
-  messageDesc(file_inkan_admin_v1_policy, 4);
+  messageDesc(file_inkan_admin_v1_policy, 6);
 
 /**
  * UpdateSecurityPolicyRequest replaces the policy.
@@ -457,7 +587,7 @@ export type UpdateSecurityPolicyRequest = Message<"inkan.admin.v1.UpdateSecurity
  * Use `create(UpdateSecurityPolicyRequestSchema)` to create a new message.
  */
 export const UpdateSecurityPolicyRequestSchema: GenMessage<UpdateSecurityPolicyRequest> = /*@__PURE__*/
-  messageDesc(file_inkan_admin_v1_policy, 5);
+  messageDesc(file_inkan_admin_v1_policy, 7);
 
 /**
  * UpdateSecurityPolicyResponse returns the new policy in force.
@@ -478,7 +608,7 @@ export type UpdateSecurityPolicyResponse = Message<"inkan.admin.v1.UpdateSecurit
  * Use `create(UpdateSecurityPolicyResponseSchema)` to create a new message.
  */
 export const UpdateSecurityPolicyResponseSchema: GenMessage<UpdateSecurityPolicyResponse> = /*@__PURE__*/
-  messageDesc(file_inkan_admin_v1_policy, 6);
+  messageDesc(file_inkan_admin_v1_policy, 8);
 
 /**
  * ApprovalRequirement says whether an operation needs a second security officer's approval.

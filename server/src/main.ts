@@ -175,7 +175,7 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
     applyCheckpointPolicy(auditLog, policies.lastVerified, log);
     policies.subscribe({ updated: (change) => applyCheckpointPolicy(auditLog, change.current, log) });
     const clock = hooks.clock ? { clock: hooks.clock } : {};
-    const sapTransactions = new SapTransactions({ store, random: crypto, policies, credentials: new ScaCredentials({ signers, credentials }), samKeys, audit: auditLog, seals, freshness, ...clock });
+    const sapTransactions = new SapTransactions({ store, random: crypto, policies, credentials: new ScaCredentials({ signers, credentials, policies, audit: auditLog }), samKeys, audit: auditLog, seals, freshness, ...clock });
     hooks.onRecords?.(records);
     const services = contractFiles.flatMap((f) => f.services);
     const implementations: Record<string, Record<string, unknown>> = {
@@ -195,7 +195,7 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
       "inkan.sam.v1.SignerService": signerService(activation, lifecycle, challengeSigner),
       "inkan.sam.v1.SignatureActivationService": {
         ...samInfoService({ keys: samKeys, policies, version: samVersion, maxMessageBytes: config.limits.readMaxBytes, methods, challengeKey: challengeSigner }),
-        ...scaCredentialsService(new ScaCredentials({ signers, credentials }), policies),
+        ...scaCredentialsService(new ScaCredentials({ signers, credentials, policies, audit: auditLog }), policies),
         ...sapTransactionsService(sapTransactions, policies, challengeSigner),
         ...sapSigningService(
           new SapAuthorize({ transactions: sapTransactions, seals, store, random: crypto, policies, samKeys, rSad: { samKeys, records, signers, oneTime: store, attempts: store, crypto, fields, policies, audit: auditLog, loginAssertions }, ...clock }),

@@ -46,6 +46,31 @@ const certificateFieldNames: Record<(typeof certificateFields)[number], string> 
   trustedIssuingCaCertificates: "policy.trusted_issuing_ca_certificates",
 };
 
+/** What identifies an SCA to the policy's scopes (SecurityPolicy.sca_scopes), lower-case hex. */
+export interface ScaScopeKey {
+  /** SHA-256 of the DER SubjectPublicKeyInfo of the SCA's client certificate. */
+  spkiSha256: string;
+  /** SHA-256 of the DER of the CA certificate that issued it. */
+  issuerSha256: string;
+}
+
+/**
+ * The signers an SCA may act for: every signer, or those whose group is in `groups` (a signer
+ * without a group is in no group). `scopes` names the scopes that matched, for the audit log.
+ */
+export type SignerScope = { readonly all: true; readonly scopes: readonly string[] } | { readonly all: false; readonly groups: ReadonlySet<string>; readonly scopes: readonly string[] };
+
+/** Whether a signer of `group` ("" for none) is within `scope`. */
+export function inSignerScope(scope: SignerScope, group: string): boolean {
+  return scope.all || (group !== "" && scope.groups.has(group));
+}
+
+/** The name `inkan init` gives the scope of the development SCA CA (every signer). */
+export const developmentScopeName = "development";
+
+const bytesHex = (v: JsonValue | undefined): string => (typeof v === "string" ? Buffer.from(v, "base64").toString("hex") : "");
+const asObject = (v: JsonValue | undefined): PolicyJson | undefined => (typeof v === "object" && v !== null && !Array.isArray(v) ? (v as PolicyJson) : undefined);
+
 /** A proto3 JSON Duration ("300s", "0.500s") in milliseconds. */
 export function durationMs(value: JsonValue | undefined, field: string): number {
   const m = typeof value === "string" ? /^(\d+)(?:\.(\d{1,9}))?s$/.exec(value) : null;
@@ -146,6 +171,32 @@ export class PolicyVersion {
     return n >= 1 && n <= 3 ? n : undefined;
   }
 
+  /**
+   * The signers the SCA identified by `sca` may act for (SecurityPolicy.sca_scopes): the union of
+   * every scope that names its key or its issuing CA. No scope names it: no signer (deny by default).
+   */
+  scaScope(sca: ScaScopeKey | undefined): SignerScope {
+    const list = this.policy["scaScopes"];
+    const groups = new Set<string>();
+    const scopes: string[] = [];
+    let all = false;
+    for (const item of Array.isArray(list) ? list : []) {
+      const scope = asObject(item);
+      if (!scope || !sca) continue;
+      const name = typeof scope["name"] === "string" ? scope["name"] : "";
+      const spki = bytesHex(scope["scaSpkiSha256"]);
+      const ca = bytesHex(scope["scaCaCertificateSha256"]);
+      const names = (spki !== "" && spki === sca.spkiSha256) || (ca !== "" && ca === sca.issuerSha256);
+      if (!names) continue;
+      scopes.push(name);
+      if (scope["allSigners"] === true) all = true;
+      const listed = asObject(scope["signerGroups"])?.["groups"];
+      for (const g of Array.isArray(listed) ? listed : []) if (typeof g === "string" && g !== "") groups.add(g);
+      if (scope["ownGroup"] === true && name !== "") groups.add(name);
+    }
+    return all ? { all, scopes } : { all, groups, scopes };
+  }
+
   /** Whether `operation` needs a second privileged user's approval: anything but SINGLE_CONTROL does (fail safe). */
   requiresDualControl(operation: DualControlSwitch): boolean {
     const switches = this.policy.dualControl;
@@ -165,6 +216,8 @@ export function snapshotOf(policy: PolicyJson): PolicySnapshot {
   for (const [k, v] of Object.entries(policy)) {
     if ((certificateFields as readonly string[]).includes(k) && Array.isArray(v)) {
       out[k] = v.map((b) => createHash("sha256").update(Buffer.from(String(b), "base64")).digest("hex"));
+    } else if (k === "scaScopes" && Array.isArray(v)) {
+      out[k] = v.map((scope) => scopeText(asObject(scope) ?? {}));
     } else if (Array.isArray(v)) {
       out[k] = v.map((x) => (typeof x === "number" ? x : String(x)));
     } else if (typeof v === "object" && v !== null) {
@@ -174,6 +227,14 @@ export function snapshotOf(policy: PolicyJson): PolicySnapshot {
     }
   }
   return out;
+}
+
+/** One SCA scope as the audit log records it: "name sca-ca=<hex> signers=all" (or spki=, groups=a|b, own-group). */
+function scopeText(scope: PolicyJson): string {
+  const sca = scope["scaSpkiSha256"] !== undefined ? `spki=${bytesHex(scope["scaSpkiSha256"])}` : `sca-ca=${bytesHex(scope["scaCaCertificateSha256"])}`;
+  const groups = asObject(scope["signerGroups"])?.["groups"];
+  const signers = scope["allSigners"] === true ? "all" : scope["ownGroup"] === true ? "own-group" : `groups=${(Array.isArray(groups) ? groups : []).join("|")}`;
+  return `${String(scope["name"] ?? "")} ${sca} signers=${signers}`;
 }
 
 /** The CA certificates the first policy trusts (DER), from the deployment's PKI. */
@@ -187,11 +248,18 @@ export interface DefaultPolicyInput {
  * The policy `inkan init` writes as version 1: secure defaults that satisfy every protovalidate
  * rule of SecurityPolicy. Level 2 only (level 1 and 3 are a security officer's decision), two
  * factors, dual control for every switch, lockout after 5 failures, SAD tokens for 5 minutes,
- * transactions of 5 minutes by default and 1 hour at most, 100,000 hashes per transaction.
+ * transactions of 5 minutes by default and 1 hour at most, 100,000 hashes per transaction, and
+ * one SCA scope per given SCA CA that lets its SCAs act for every signer.
  */
 export function defaultSecurityPolicy(input: DefaultPolicyInput): PolicyJson {
   const b64 = (list: Uint8Array[] | undefined) => (list ?? []).map((d) => Buffer.from(d).toString("base64"));
   const issuing = b64(input.trustedIssuingCaCertificates);
+  // Issue 19: the deployment's own SCA CA acts for every signer; a CA added later gets no scope.
+  const scopes = input.trustedScaCaCertificates.map((d, i) => ({
+    name: i === 0 ? developmentScopeName : `${developmentScopeName}-${i + 1}`,
+    scaCaCertificateSha256: createHash("sha256").update(d).digest("base64"),
+    allSigners: true,
+  }));
   return {
     defaultAssuranceLevel: "ASSURANCE_LEVEL_2",
     allowedAssuranceLevels: ["ASSURANCE_LEVEL_2"],
@@ -228,6 +296,8 @@ export function defaultSecurityPolicy(input: DefaultPolicyInput): PolicyJson {
     pinMaxLength: 64,
     challengeLifetime: "300s",
     maxOpenChallengesPerSigner: 10,
+    // Issue 19: the deployment's own SCA CA acts for every signer (a CA added later gets no scope).
+    ...(scopes.length > 0 ? { scaScopes: scopes } : {}),
   };
 }
 

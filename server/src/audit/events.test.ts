@@ -69,6 +69,7 @@ const samples: { [K in EventFunctionName]: () => AuditEvent } = {
   privilegedUserRemoved: () => events.privilegedUserRemoved({ actor: officer, subjectUserId: "ro-9" }),
   privilegedUserKeyRegistered: () => events.privilegedUserKeyRegistered({ actor: events.systemActor, subjectUserId: "so-1", keyThumbprint: "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs" }),
   privilegedUserKeyRevoked: () => events.privilegedUserKeyRevoked({ actor: officer, subjectUserId: "so-1", keyThumbprint: "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs" }),
+  scaScopeRefused: () => events.scaScopeRefused({ sca, ...ids, method: "GetCredential", signerGroup: "tenant-b", scopes: ["tenant-a"] }),
   adminRequestRefused: () =>
     events.adminRequestRefused({ caller: { kind: "unauthenticated", certificateSha256: hash }, method: "inkan.admin.v1.PolicyService/UpdatePolicy", reason: "NONCE_REPLAYED" }),
   policyChanged: () =>

@@ -610,6 +610,23 @@ export function adminRequestRefused(input: Requested & { caller: Actor; method: 
   });
 }
 
+/**
+ * An SCA asked for a signer outside its scopes (SecurityPolicy.sca_scopes) in `method`
+ * ("ListCredentials", "GetCredential", "BeginTransaction", "SealTransaction") and was answered as
+ * if the signer or credential did not exist ("sca_scope.refused", issue 19). The record keeps the
+ * real cause, the signer's group and the scopes that named the SCA ("" when none did).
+ */
+export function scaScopeRefused(input: Requested & { sca: ScaActor; method: string; signerId: string; credentialId?: string | undefined; signerGroup: string; scopes: readonly string[] }): AuditEvent {
+  return build("sca_scope.refused", {
+    actor: input.sca,
+    result: { outcome: "DENIED", reason: "ROLE_NOT_PERMITTED" },
+    signerId: input.signerId,
+    credentialId: input.credentialId,
+    requestId: input.requestId,
+    details: { method: input.method, cause: "signer_outside_sca_scope", signer_group: input.signerGroup, sca_scopes: input.scopes.join(",") },
+  });
+}
+
 /** A security policy setting: scalars, lists of scalars, or nested settings. */
 export type PolicyValue = string | number | boolean | readonly (string | number)[] | PolicySnapshot;
 /** A security policy as recorded: settings only (it holds no secrets; trusted CAs by fingerprint). */

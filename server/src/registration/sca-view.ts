@@ -1,13 +1,34 @@
+import { inSignerScope, type ScaScopeKey, type SecurityPolicies } from "../admin/security-policy.js";
+import type { AuditLog } from "../audit/audit-log.js";
+import { scaScopeRefused } from "../audit/events.js";
 import { InkanError } from "../errors.js";
-import type { CredentialStatus } from "../store/port.js";
+import type { CredentialStatus, SignerRecord } from "../store/port.js";
 import type { Credentials, CredentialView } from "./credentials.js";
 import { pageToken, readPageToken } from "./ids.js";
-import type { Signers } from "./signers.js";
+import { signerGroupOf, type Signers } from "./signers.js";
 
 export interface ScaCredentialsOptions {
   signers: Pick<Signers, "record">;
   credentials: Pick<Credentials, "get" | "list">;
+  /** Issue 19: the SCA scopes of the policy in force. */
+  policies: Pick<SecurityPolicies, "current">;
+  /** Issue 19: out-of-scope requests are audited ("sca_scope.refused") before the answer leaves. */
+  audit: Pick<AuditLog, "record">;
 }
+
+/** The calling SCA (transport identity), for its scopes and the audit log. */
+export interface ScopedScaCaller {
+  /** SHA-256 of the client certificate (DER), lower-case hex. */
+  certificateSha256: string;
+  /** The certificate subject, for the audit log. */
+  subject: string;
+  requestId?: string | undefined;
+  /** What SecurityPolicy.sca_scopes names an SCA by; absent: no scope names it (nothing is visible). */
+  scope?: ScaScopeKey | undefined;
+}
+
+/** The SAP method on whose behalf a signer is looked up, as the audit log names it. */
+export type ScopedMethod = "ListCredentials" | "GetCredential" | "BeginTransaction" | "SealTransaction";
 
 /** Every credential state an SCA may see: all but DESTROYED. */
 const visibleStatuses: readonly CredentialStatus[] = ["PENDING", "ACTIVE", "SUSPENDED", "LOCKED"];
@@ -22,8 +43,10 @@ const credentialNotFound = () => new InkanError("CREDENTIAL_NOT_FOUND", "no such
  * The credentials a trusted SCA may see (SignatureActivationService ListCredentials and
  * GetCredential; R-3.1.1.3: a credential is bound to exactly one signer).
  *
- * Scope rule (the security policy has no per-SCA scope setting yet; this is the default for every
- * SCA whose certificate the policy trusts):
+ * Scope rule:
+ *  - an SCA sees only signers within its scopes (SecurityPolicy.sca_scopes, issue 19: all signers,
+ *    or signers of some groups); a signer outside them is answered exactly as one that does not
+ *    exist, and the refusal is audited with the real cause ("sca_scope.refused");
  *  - an SCA sees the credentials of a signer it names, only while that signer is ACTIVE;
  *  - a DESTROYED credential is never shown (not listed, even when asked for by status, and not
  *    returned by get);
@@ -42,8 +65,8 @@ export class ScaCredentials {
    * One page of an ACTIVE signer's visible credentials in `statuses` (empty: every visible state),
    * ordered by credential id. The page token is bound to the signer and the statuses.
    */
-  async list(query: { signerId: string; statuses: readonly CredentialStatus[]; pageToken?: string; limit: number }): Promise<{ credentials: CredentialView[]; nextPageToken: string }> {
-    const signerId = await this.activeSigner(query.signerId);
+  async list(query: { signerId: string; statuses: readonly CredentialStatus[]; pageToken?: string; limit: number }, caller: ScopedScaCaller): Promise<{ credentials: CredentialView[]; nextPageToken: string }> {
+    const signerId = await this.activeSigner(query.signerId, caller);
     const wanted = visibleStatuses.filter((s) => query.statuses.length === 0 || query.statuses.includes(s));
     const filters = { view: "sca", signerId, statuses: wanted.join(",") || "-" };
     let after = readPageToken(query.pageToken, filters);
@@ -67,8 +90,12 @@ export class ScaCredentials {
     return { credentials: found, nextPageToken: pageToken(next, filters) };
   }
 
-  /** One credential that is not DESTROYED and whose signer is ACTIVE; CREDENTIAL_NOT_FOUND otherwise. */
-  async get(credentialId: string): Promise<CredentialView> {
+  /**
+   * One credential that is not DESTROYED and whose signer is ACTIVE and within the caller's scopes;
+   * CREDENTIAL_NOT_FOUND otherwise. `method`: the SAP call it serves (GetCredential, or
+   * BeginTransaction and SealTransaction, which use only what this returns).
+   */
+  async get(credentialId: string, caller: ScopedScaCaller, method: ScopedMethod = "GetCredential"): Promise<CredentialView> {
     const view = await this.o.credentials.get(credentialId).catch((err: unknown) => {
       throw isCode(err, "CREDENTIAL_NOT_FOUND") ? credentialNotFound() : err;
     });
@@ -76,17 +103,41 @@ export class ScaCredentials {
     const signer = await this.o.signers.record(view.credential.signerId).catch((err: unknown) => {
       throw isCode(err, "SIGNER_NOT_FOUND") ? credentialNotFound() : err;
     });
+    await this.requireScope(signer, caller, method, credentialNotFound, view.credential.id);
     if (signer.status !== "ACTIVE") throw credentialNotFound();
     return view;
   }
 
-  /** The signer's id when it exists and is ACTIVE; SIGNER_NOT_FOUND otherwise (integrity and store failures pass through). */
-  private async activeSigner(signerId: string): Promise<string> {
+  /** The signer's id when it exists, is within the caller's scopes and is ACTIVE; SIGNER_NOT_FOUND otherwise (integrity and store failures pass through). */
+  private async activeSigner(signerId: string, caller: ScopedScaCaller): Promise<string> {
     const signer = await this.o.signers.record(signerId).catch((err: unknown) => {
       throw isCode(err, "SIGNER_NOT_FOUND") ? signerNotFound() : err;
     });
+    await this.requireScope(signer, caller, "ListCredentials", signerNotFound);
     if (signer.status !== "ACTIVE") throw signerNotFound();
     return signer.id;
+  }
+
+  /**
+   * Issue 19 (T-2.2.1.4): a signer outside every scope that names the caller is refused with
+   * exactly the error of a signer that does not exist (never "forbidden", so one tenant's SCA learns
+   * nothing of another's signers and can open no transaction to guess their PINs). The refusal is
+   * audited with the real cause first: if that record cannot be written, the call fails closed.
+   */
+  private async requireScope(signer: SignerRecord, caller: ScopedScaCaller, method: ScopedMethod, notFound: () => InkanError, credentialId?: string): Promise<void> {
+    const scope = (await this.o.policies.current()).scaScope(caller.scope);
+    const group = signerGroupOf(signer);
+    if (inSignerScope(scope, group)) return;
+    await this.o.audit.record(scaScopeRefused({
+      sca: { kind: "sca", subject: caller.subject, certificateSha256: Buffer.from(caller.certificateSha256, "hex") },
+      requestId: caller.requestId,
+      method,
+      signerId: signer.id,
+      credentialId,
+      signerGroup: group,
+      scopes: scope.scopes,
+    }));
+    throw notFound();
   }
 }
 

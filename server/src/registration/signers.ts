@@ -60,6 +60,8 @@ export interface SignerBody {
   failedAttempts?: number;
   /** When the signer was locked out (ISO 8601). */
   lockedAt?: string;
+  /** Issue 19: the signer group given at enrollment, which SCA scopes name; absent: none. */
+  group?: string;
 }
 
 /** A device key factor's body as the summary reads it (written by activation). */
@@ -126,6 +128,13 @@ export interface RebindingApproval {
 export const rebindingApproverRoles: readonly PrivilegedUserActor["role"][] = ["REGISTRATION_OPERATOR", "SECURITY_OFFICER"];
 
 const bodyOf = (s: SignerRecord) => JSON.parse(s.body) as SignerBody;
+/** registration.proto EnrollSignerRequest.group (checked by protovalidate too). */
+const signerGroupPattern = /^[a-z0-9][a-z0-9._-]{0,63}$/;
+
+/** A signer's group ("" for none), which SCA scopes name (issue 19). */
+export function signerGroupOf(s: SignerRecord): string {
+  return bodyOf(s).group ?? "";
+}
 const scanPage = 1000;
 
 /** T-2.2.2.1: the approver of a re-binding is a second privileged user of an allowed role, never the requester. */
@@ -150,9 +159,10 @@ export class Signers {
   constructor(private readonly o: SignersOptions) {}
 
   /** Enrolls a signer in PENDING_ACTIVATION, with no factors. */
-  async enroll(input: Acting & { identity: SignerIdentity; proofing: IdentityProofing }): Promise<SignerView> {
+  async enroll(input: Acting & { identity: SignerIdentity; proofing: IdentityProofing; group?: string | undefined }): Promise<SignerView> {
     requireOperator(input.actor); // T-2.1.1.4: nobody enrolls themselves
     checkIdentity(input.identity, input.proofing, input.now);
+    if (input.group && !signerGroupPattern.test(input.group)) throw new InkanError("INVALID_REQUEST", "not a signer group name", { field: "group" });
     await this.assertExternalIdFree(input.identity.externalId, undefined);
     const at = input.now.toISOString();
     const body: SignerBody = {
@@ -162,6 +172,7 @@ export class Signers {
       createdBy: input.actor.userId,
       updatedAt: at,
       statusReason: "",
+      ...(input.group ? { group: input.group } : {}),
     };
     const id = await newRecordId("sgn", this.o.random, input.now);
     const signer = await this.o.records.create<SignerRecord>({ kind: "signer", id, version: 1, status: "PENDING_ACTIVATION", body: canonicalize(body)! }); // sealed (R-3.1.1.1)

@@ -1,5 +1,5 @@
 import { timingSafeEqual } from "node:crypto";
-import { durationMs, type SecurityPolicies } from "../admin/security-policy.js";
+import { durationMs, type ScaScopeKey, type SecurityPolicies } from "../admin/security-policy.js";
 import type { AuditLog } from "../audit/audit-log.js";
 import { transactionCancelled, transactionCreated, type ScaActor } from "../audit/events.js";
 import type { HashAlgorithm, KeyAlgorithm, RandomSource, SignatureScheme } from "../crypto/port.js";
@@ -9,7 +9,7 @@ import { challengeHash } from "../registration/activation.js";
 import { certificateRefusal, csrApprovalShapeRefusal } from "../registration/credential-usability.js";
 import type { CredentialView } from "../registration/credentials.js";
 import { newRecordId } from "../registration/ids.js";
-import type { ScaCredentials } from "../registration/sca-view.js";
+import type { ScaCredentials, ScopedMethod } from "../registration/sca-view.js";
 import { maxPageSize, type DtbsrRefusal, type OneTimeObjects, type TransactionRecord, type Transactions } from "../store/port.js";
 import type { Freshness } from "../integrity/freshness.js";
 import { closedProgress, progressKey, type AuthorizationSeals } from "./authorization-seal.js";
@@ -32,6 +32,8 @@ export interface ScaCaller {
   /** The certificate subject, for the audit log. */
   subject: string;
   requestId?: string;
+  /** Issue 19: what the policy's SCA scopes name this SCA by; absent: no scope does (no signer is visible). */
+  scope?: ScaScopeKey;
 }
 
 /** The lifecycle state as sam.proto reports it (TransactionState). Expiry is derived from the clock. */
@@ -179,7 +181,8 @@ export class SapTransactions {
     if (new Set(input.hashes.map(hex)).size !== input.hashes.length) throw new InkanError("INVALID_REQUEST", "a hash occurs twice", { field: "hashes" });
 
     // T-2.2.1.4: the credential must be visible to this SCA, belong to the named signer and be usable.
-    const credential = await this.usableCredential(input.credentialId, input.signerId, now, policy.certificateExpiryGraceMs);
+    // Issue 19: and be within this SCA's scopes (a signer outside them is not found).
+    const credential = await this.usableCredential(input.credentialId, input.signerId, now, policy.certificateExpiryGraceMs, input.caller, "BeginTransaction");
     // R-3.1.3.2, T-2.1.3.2: on a KEY_GENERATED credential the only transaction is a CSR approval (one DTBS/R).
     const csrOnly = csrApprovalShapeRefusal(credential.credential.status, n);
     if (csrOnly) throw csrOnly;
@@ -316,7 +319,7 @@ export class SapTransactions {
     if (input.dtbsrDigest.length !== digest.length || !timingSafeEqual(input.dtbsrDigest, digest)) {
       throw new InkanError("UPLOAD_INCOMPLETE", "the DTBS/R digest does not match what arrived", { field: "dtbsr_digest" });
     }
-    const credential = await this.usableCredential(record.credentialId, record.signerId, now, (await this.o.policies.current()).certificateExpiryGraceMs);
+    const credential = await this.usableCredential(record.credentialId, record.signerId, now, (await this.o.policies.current()).certificateExpiryGraceMs, input.caller, "SealTransaction");
     return this.seal(tx, digest, credential, now);
   }
 
@@ -402,8 +405,8 @@ export class SapTransactions {
     };
   }
 
-  private async usableCredential(credentialId: string, signerId: string, now: Date, certificateExpiryGraceMs: number): Promise<CredentialView> {
-    const view = await this.o.credentials.get(credentialId);
+  private async usableCredential(credentialId: string, signerId: string, now: Date, certificateExpiryGraceMs: number, caller: ScaCaller, method: ScopedMethod): Promise<CredentialView> {
+    const view = await this.o.credentials.get(credentialId, caller, method);
     // T-2.2.1.4: a credential of another signer is reported as not found, never as forbidden.
     if (view.credential.signerId !== signerId) throw new InkanError("CREDENTIAL_NOT_FOUND", "no such credential", { field: "credential_id" });
     switch (view.credential.status) {

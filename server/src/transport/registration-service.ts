@@ -103,6 +103,7 @@ export function signerOut({ signer, body, factors }: SignerView) {
     updatedAt: ts(body.updatedAt),
     version: BigInt(signer.version),
     statusReason: body.statusReason,
+    group: body.group ?? "",
   };
 }
 
@@ -189,7 +190,7 @@ const signerStatusIn = (s: SignerStatus): StoreSignerStatus | undefined =>
 export function registrationService(signers: Signers, credentials: Credentials, activation: Activation, clock: () => Date = () => new Date()): Impl {
   return {
     async enrollSigner(req, ctx) {
-      const view = await signers.enroll({ ...acting(ctx, clock()), identity: identityIn(req.identity), proofing: proofingIn(req.proofing) });
+      const view = await signers.enroll({ ...acting(ctx, clock()), identity: identityIn(req.identity), proofing: proofingIn(req.proofing), group: req.group });
       return { signer: signerOut(view) };
     },
     async getSigner(req) {

@@ -40,7 +40,7 @@ const stateOut: Record<SapTransactionState, TransactionState> = {
 function callerOf(ctx: HandlerContext): ScaCaller {
   const caller = ctx.values.get(kCaller);
   if (!caller || caller.kind !== "sca") throw new InkanError("ROLE_NOT_PERMITTED", "only an SCA may call this method");
-  return { certificateSha256: caller.sha256, subject: caller.subject, requestId: ctx.values.get(kRequestId) };
+  return { certificateSha256: caller.sha256, subject: caller.subject, requestId: ctx.values.get(kRequestId), scope: { spkiSha256: caller.spkiSha256, issuerSha256: caller.issuerSha256 } };
 }
 
 const durationToMs = (d: Duration): number => Number(d.seconds) * 1000 + Math.floor(d.nanos / 1e6);

@@ -1,9 +1,11 @@
-import type { ServiceImpl } from "@connectrpc/connect";
+import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { AuthenticationMethod, type SignatureActivationService } from "@inkan/sdk/gen/inkan/sam/v1/sam_pb.js";
 import { HashAlgorithm, SignatureAlgorithm } from "@inkan/sdk/gen/inkan/sam/v1/types_pb.js";
 import type { PolicyVersion, SecurityPolicies } from "../admin/security-policy.js";
 import type { CredentialView } from "../registration/credentials.js";
-import type { ScaCredentials } from "../registration/sca-view.js";
+import { InkanError } from "../errors.js";
+import type { ScaCredentials, ScopedScaCaller } from "../registration/sca-view.js";
+import { kCaller, kRequestId } from "./identity.js";
 import type { CredentialStatus as StoreCredentialStatus } from "../store/port.js";
 import { credentialOut, credentialStatusIn } from "./registration-service.js";
 import { list as policyList } from "./sam-info.js";
@@ -61,28 +63,36 @@ export function credentialInfoOut(view: CredentialView, policy: PolicyVersion, n
   };
 }
 
+/** The calling SCA, with what the policy's scopes name it by (issue 19); the SCA-only access rule already ran. */
+function scopedCaller(ctx: HandlerContext): ScopedScaCaller {
+  const caller = ctx.values.get(kCaller);
+  if (!caller || caller.kind !== "sca") throw new InkanError("ROLE_NOT_PERMITTED", "only an SCA may call this method");
+  return { certificateSha256: caller.sha256, subject: caller.subject, requestId: ctx.values.get(kRequestId), scope: { spkiSha256: caller.spkiSha256, issuerSha256: caller.issuerSha256 } };
+}
+
 /**
  * SignatureActivationService.ListCredentials and GetCredential for trusted SCAs (R-3.1.1.3), with
- * the default scope of {@link ScaCredentials}: only an ACTIVE signer's credentials, never DESTROYED
- * ones, and NOT_FOUND (never PERMISSION_DENIED) for everything outside it. The SCA-only access
- * rule ran before these handlers. Spread into the same service object as GetInfo.
+ * the scope of {@link ScaCredentials}: only the signers the policy's SCA scopes give the caller
+ * (issue 19), only an ACTIVE signer's credentials, never DESTROYED ones, and NOT_FOUND (never
+ * PERMISSION_DENIED) for everything outside it. The SCA-only access rule ran before these
+ * handlers. Spread into the same service object as GetInfo.
  */
 export function scaCredentialsService(view: ScaCredentials, policies: Pick<SecurityPolicies, "current">, clock: () => Date = () => new Date()): Impl {
   return {
-    async listCredentials(req) {
+    async listCredentials(req, ctx) {
       const statuses = req.statuses.map(credentialStatusIn).filter((s): s is StoreCredentialStatus => s !== undefined);
       const page = await view.list({
         signerId: req.signerId,
         statuses,
         ...(req.page?.pageToken ? { pageToken: req.page.pageToken } : {}),
         limit: req.page?.pageSize || 100,
-      });
+      }, scopedCaller(ctx));
       const policy = await policies.current();
       const now = clock();
       return { credentials: page.credentials.map((c) => credentialInfoOut(c, policy, now, req.includeCertificateChain)), page: { nextPageToken: page.nextPageToken } };
     },
-    async getCredential(req) {
-      const credential = await view.get(req.credentialId);
+    async getCredential(req, ctx) {
+      const credential = await view.get(req.credentialId, scopedCaller(ctx));
       // sam.proto GetCredentialResponse: the credential "with its certificate chain".
       return { credential: credentialInfoOut(credential, await policies.current(), clock(), true) };
     },

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { clone, create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, createClient } from "@connectrpc/connect";
-import { buildActivationRequest, buildPinChangeRequest, createDeviceKey, inkanErrorReason, Reason } from "@inkan/sdk";
+import { buildActivationRequest, buildPinChangeRequest, buildSuspensionRequest, createDeviceKey, inkanErrorReason, Reason } from "@inkan/sdk";
 import { AuditOutcome, AuditService } from "@inkan/sdk/gen/inkan/admin/v1/audit_pb.js";
 import { PolicyService, ScaScopeSchema, SecurityPolicySchema, SignerGroupsSchema, type ScaScope, type SecurityPolicy } from "@inkan/sdk/gen/inkan/admin/v1/policy_pb.js";
 import { PendingApprovalState, PrivilegedUserService } from "@inkan/sdk/gen/inkan/admin/v1/privileged_user_pb.js";
@@ -244,5 +244,14 @@ describe("SCA scopes (issue 19, R-3.2.2.3, T-2.2.1.4)", () => {
     const other = await wholeError(device.changePin(await pinChange(b1.signerId)));
     expect(other).toEqual(await wholeError(device.changePin(await pinChange(ghostSigner))));
     expect(other).toMatchObject({ code: "PermissionDenied", reason: "AUTHENTICATION_FAILED" });
+    // RequestSuspension of another tenant's real credential, and of a nonexistent one, without its signer's device key.
+    const suspension = async (signerId: string, credentialId: string) => {
+      const ch = await device.createChallenge({ signerId, purpose: ChallengePurpose.SUSPENSION, credentialId });
+      return buildSuspensionRequest({ signerId, credentialId, deviceKey: stranger, challenge: ch.challenge, audience: ch.audience });
+    };
+    const suspended = await wholeError(device.requestSuspension(await suspension(b1.signerId, b1.credentialId)));
+    expect(suspended).toEqual(await wholeError(device.requestSuspension(await suspension(ghostSigner, ghostCredential))));
+    expect(suspended).toEqual(await wholeError(device.requestSuspension(await suspension(b1.signerId, ghostCredential))));
+    expect(suspended).toMatchObject({ code: "PermissionDenied", reason: "AUTHENTICATION_FAILED" });
   });
 });

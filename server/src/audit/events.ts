@@ -326,9 +326,9 @@ export function credentialUnlocked(input: Requested & { operator: PrivilegedUser
 // Signer lifecycle
 // ---------------------------------------------------------------------------------------------
 
-/** A signer was enrolled ("signer.enrolled"). */
-export function signerEnrolled(input: Requested & { actor: Actor; signerId: string }): AuditEvent {
-  return build("signer.enrolled", { actor: input.actor, signerId: input.signerId, requestId: input.requestId });
+/** A signer was enrolled ("signer.enrolled"), with its signer group if any (which SCA scopes reach it, issue 19). */
+export function signerEnrolled(input: Requested & { actor: Actor; signerId: string; signerGroup?: string | undefined }): AuditEvent {
+  return build("signer.enrolled", { actor: input.actor, signerId: input.signerId, requestId: input.requestId, details: { signer_group: input.signerGroup } });
 }
 
 /** An activation code was issued to a signer ("activation_code.issued"); the code itself is never recorded. */

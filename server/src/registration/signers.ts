@@ -176,7 +176,7 @@ export class Signers {
     };
     const id = await newRecordId("sgn", this.o.random, input.now);
     const signer = await this.o.records.create<SignerRecord>({ kind: "signer", id, version: 1, status: "PENDING_ACTIVATION", body: canonicalize(body)! }); // sealed (R-3.1.1.1)
-    await this.o.audit.record(signerEnrolled({ actor: input.actor, signerId: id, ...req(input) }));
+    await this.o.audit.record(signerEnrolled({ actor: input.actor, signerId: id, signerGroup: input.group, ...req(input) }));
     return this.view(signer, input.now);
   }
 

@@ -153,6 +153,14 @@ describe("SCA scopes (issue 19, R-3.2.2.3, T-2.2.1.4)", () => {
     }
     expect((await ra().getSigner({ signerId: a1.signerId })).signer?.group).toBe("tenant-a");
     expect((await ra().getSigner({ signerId: ungrouped.signerId })).signer?.group).toBe("");
+    const { records } = await createClient(AuditService, t.as(auditor)).listAuditRecords({ page: { pageSize: 10 }, eventTypes: ["signer.enrolled"], signerId: a1.signerId });
+    expect(records.map((r) => r.details["signer_group"])).toEqual(["tenant-a"]);
+    const badGroup = await errorOf(ra().enrollSigner({
+      identity: { kind: SignerKind.NATURAL_PERSON, legalName: "Bad Group", displayName: "B", email: `bad.${process.pid}@example.jp`, country: "JP" },
+      proofing: { method: IdentityProofingMethod.IN_PERSON, evidenceReference: "RA-19", proofedAt: timestampFromDate(new Date(Date.now() - 60_000)) },
+      group: "Tenant A",
+    }));
+    expect(badGroup.code).toBe(Code.InvalidArgument);
   });
 
   it("R-3.2.2.3, T-2.2.1.4: an SCA CA added to the policy connects but sees no signer until a scope is granted (deny by default)", async () => {

@@ -83,6 +83,8 @@ const samples: { [K in EventFunctionName]: () => AuditEvent } = {
   integrityViolationDetected: () => events.integrityViolationDetected({ kind: "credential", id: "cred-1" }),
   samStarted: () => events.samStarted({ version: "0.1.0", headSequence: 0, moduleCheckpointSequence: 0 }),
   samStopped: () => events.samStopped({ cause: "signal" }),
+  cryptoModuleLost: () => events.cryptoModuleLost({ cause: "CKR_DEVICE_REMOVED" }),
+  cryptoModuleRecovered: () => events.cryptoModuleRecovered({ attempts: 3, downMs: 2150 }),
   auditListed: () => events.auditListed({ auditor, records: 12 }),
   auditVerified: () => events.auditVerified({ auditor, ok: false, brokenNodes: ["node-1"] }),
   auditExported: () => events.auditExported({ auditor, nodeId: "node-1", fromSequence: 1 }),

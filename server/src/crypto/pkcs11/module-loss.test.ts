@@ -7,7 +7,7 @@
  * again without a restart. Under load every answered signature verifies and store and audit agree.
  */
 import { createHash, createPublicKey, verify as verifySignature } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { readFileSync, renameSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
@@ -183,6 +183,30 @@ describe.skipIf(!shim)("Issue 22: the crypto module goes away and comes back (PK
     const { token } = await authorized(hash);
     const res = await signHash(token, hash);
     expect(verifies(message, res.signatures[0]!)).toBe(true);
+  });
+
+  it("the token's files go away and come back (SoftHSM2 answers CKR_GENERAL_ERROR until the library is initialized again): refused as CRYPTO_MODULE_FAILURE, never as a missing key or tampered data; served again without a restart", async () => {
+    const tokens = join(t.dataDir, "tokens");
+    const failedAttemptsBefore = logLines("crypto module reconnect failed").length;
+    const before = document("before-token-loss");
+    const { token } = await authorized(before.hash);
+    renameSync(tokens, `${tokens}.away`);
+    try {
+      // The SoftHSM2 token now looks empty or broken: its keys' handles fail, lookups find nothing.
+      expect(await refusalOf(signHash(token, before.hash))).toMatchObject({ code: Code.Unavailable, reason: Reason.CRYPTO_MODULE_FAILURE });
+      await waitFor("health says NOT_SERVING", notServing);
+      expect(await refusalOf(authorized(document("token-away").hash))).toMatchObject({ code: Code.Unavailable, reason: Reason.CRYPTO_MODULE_FAILURE });
+      await waitFor("reconnect attempts fail while the files are away", () => logLines("crypto module reconnect failed").length >= failedAttemptsBefore + 2);
+    } finally {
+      renameSync(`${tokens}.away`, tokens);
+    }
+    await waitFor("health says SERVING again", serving);
+    const after = document("after-token-loss");
+    const { token: next } = await authorized(after.hash);
+    expect(verifies(after.message, (await signHash(next, after.hash)).signatures[0]!)).toBe(true);
+    const integrity = await auditRecords("integrity.failed");
+    expect(integrity).toEqual([]); // a module that lost its token is not mistaken for tampered records
+    expect((await audit().verifyAuditLog({})).ok).toBe(true);
   });
 
   it("under load, a device removed (CKR_DEVICE_REMOVED, sessions dropped) and back: failures are UNAVAILABLE, every answered signature verifies, store and audit agree, the node recovers by itself", async () => {

@@ -258,6 +258,7 @@ function handlerOf(implementations: Record<string, Record<string, unknown>>, ser
 /** One log line per change of the crypto module's state (issue 22); reasons are CKR names or check messages, never secrets. */
 function logModuleChange(log: Logger, change: ModuleStateChange): void {
   if (change.state === "lost") log.error({ cause: change.reason }, "crypto module lost: calls refused, NOT_SERVING, reconnecting");
+  else if (change.state === "reconnect-failed" && change.retryInMs === null) log.fatal({ attempt: change.attempt, cause: change.reason }, "crypto module reconnect failed: the PIN was refused; not retrying (retries could lock the token's user); fix it and restart");
   else if (change.state === "reconnect-failed") log.warn({ attempt: change.attempt, cause: change.reason, retryInMs: change.retryInMs }, "crypto module reconnect failed");
   else log.warn({ attempts: change.attempts, downMs: change.downMs }, "crypto module reconnected and checked: SERVING");
 }

@@ -74,11 +74,11 @@ async function auditRecords(...eventTypes: string[]): Promise<AuditRecord[]> {
 }
 
 /** The server's log lines (JSON, pino) whose message contains `text`. */
-function logLines(text: string): { msg: string; cause?: string }[] {
+function logLines(text: string): { msg: string; cause?: string; attempt?: number }[] {
   return readFileSync(join(t.dataDir, "server.log"), "utf8")
     .split("\n")
     .filter((line) => line.includes(text))
-    .map((line) => JSON.parse(line) as { msg: string; cause?: string });
+    .map((line) => JSON.parse(line) as { msg: string; cause?: string; attempt?: number });
 }
 
 /** One message and its SHA-256 (the DTBS/R). */
@@ -278,5 +278,16 @@ describe.skipIf(!shim)("Issue 22: the crypto module goes away and comes back (PK
       if (o.error && s.tokensConsumed.some(Boolean)) expect(s.signed).toBe(true); // claimed, lost: never signed later
     }
     expect((await audit().verifyAuditLog({})).ok).toBe(true);
+  });
+  // Last: it leaves the node lost for good (a restart is the way back), as intended.
+  it("a PIN refused when the node logs in again is not retried (retries would lock the token's user): NOT_SERVING, and the log says to fix it and restart", async () => {
+    shim!.fail("CKR_PIN_INCORRECT", ["C_Login"]);
+    shim!.dropSessions(); // an HSM restart whose user PIN was changed meanwhile
+    expect(await refusalOf(authorized(document("pin-changed").hash))).toMatchObject({ code: Code.Unavailable, reason: Reason.CRYPTO_MODULE_FAILURE });
+    await waitFor("the node gives up", () => logLines("the PIN was refused").length > 0);
+    const [fatal] = logLines("the PIN was refused");
+    expect(fatal).toMatchObject({ cause: "CKR_PIN_INCORRECT", attempt: 1 });
+    expect(await notServing()).toBe(true);
+    expect(await refusalOf(authorized(document("after-pin").hash))).toMatchObject({ code: Code.Unavailable, reason: Reason.CRYPTO_MODULE_FAILURE });
   });
 });

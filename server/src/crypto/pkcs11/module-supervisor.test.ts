@@ -104,6 +104,21 @@ describe("ModuleSupervisor (issue 22)", () => {
     expect(changes.at(-1)).toMatchObject({ state: "recovered", attempts: 6, downMs: 2_500 });
   });
 
+  it("a permanent reconnect failure (a refused PIN) ends the attempts: retries would lock the token's user; calls stay refused", async () => {
+    const { s, changes, reconnect } = supervisor({
+      reconnect: async () => Promise.reject(ckr("CKR_PIN_INCORRECT")),
+      isPermanent: (err) => err instanceof Error && err.message === "CKR_PIN_INCORRECT",
+    });
+    s.observe(ckr("CKR_SESSION_HANDLE_INVALID"));
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(reconnect).toHaveBeenCalledTimes(1);
+    expect(changes).toEqual([
+      { state: "lost", reason: "CKR_SESSION_HANDLE_INVALID" },
+      { state: "reconnect-failed", attempt: 1, reason: "CKR_PIN_INCORRECT", retryInMs: null },
+    ]);
+    expect(codeOf(() => s.assertAvailable())).toBe("CRYPTO_MODULE_FAILURE");
+  });
+
   it("jitter spreads the delay between half and all of it", async () => {
     const { s, changes } = supervisor({ random: () => 0, reconnect: async () => Promise.reject(ckr("CKR_DEVICE_ERROR")) });
     s.observe(ckr("CKR_DEVICE_REMOVED"));

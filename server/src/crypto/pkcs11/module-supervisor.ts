@@ -10,6 +10,7 @@
  *   module in an unknown state), listeners hear "lost" (the node reports NOT_SERVING), and
  *   reconnect attempts follow: the first at once, then after backoff delays doubling from
  *   `initialDelayMs` up to `maxDelayMs`, with jitter so that several nodes do not retry in step.
+ *   A permanent failure (a refused PIN) ends the attempts: retrying could lock the token's user.
  * - Recovered: an attempt reopened the sessions, logged in and checked the system keys; calls
  *   are served again without a restart.
  * Pure logic: what a check and a reconnect do is the adapter's (pkcs11-crypto-module.ts).
@@ -23,6 +24,8 @@ export interface ModuleSupervisorOptions {
   check(): Promise<void>;
   /** Gives the old sessions up, opens and logs in new ones and checks them; throws when that fails. */
   reconnect(attempt: number): Promise<void>;
+  /** True for a reconnect failure that must not be retried (a refused PIN: retries would lock the token's user). */
+  isPermanent?(err: unknown): boolean;
   /** First delay between reconnect attempts (default 250 ms). */
   initialDelayMs?: number;
   /** Longest delay between reconnect attempts (default 5 s). */
@@ -137,6 +140,10 @@ export class ModuleSupervisor {
       await this.#o.reconnect(lost.attempts);
     } catch (err) {
       if (this.#state !== lost) return; // closed meanwhile
+      if (this.#o.isPermanent?.(err)) {
+        this.#emit({ state: "reconnect-failed", attempt: lost.attempts, reason: reasonOf(err), retryInMs: null });
+        return; // stays lost: calls are refused until the node is restarted
+      }
       const base = Math.min(this.#maxDelayMs, this.#initialDelayMs * 2 ** Math.min(lost.attempts - 1, 30));
       const retryInMs = Math.round(base * (0.5 + 0.5 * (this.#o.random ?? Math.random)()));
       this.#emit({ state: "reconnect-failed", attempt: lost.attempts, reason: reasonOf(err), retryInMs });

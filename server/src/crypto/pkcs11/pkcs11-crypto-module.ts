@@ -226,6 +226,8 @@ export class Pkcs11CryptoModule
       ...supervision,
       check: async () => void (await this.#checkModule(this.#pool, this.#slot, this.#epoch)),
       reconnect: (attempt) => this.#reconnect(attempt),
+      // A PIN refused on reconnect stays refused; retrying every few seconds would lock the token's user.
+      isPermanent: (err) => hasCkr(err, "CKR_PIN_INCORRECT", "CKR_PIN_LOCKED", "CKR_PIN_EXPIRED", "CKR_PIN_INVALID", "CKR_PIN_LEN_RANGE"),
     });
   }
 

@@ -15,6 +15,17 @@ import { findSoftHsmLibrary } from "../softhsm-token.js";
 /** The C source, beside this file in src/ (dist/ has no copy: the tests run from src/). */
 const source = fileURLToPath(new URL("../../../../src/crypto/pkcs11/testing/shim/pkcs11-fault-shim.c", import.meta.url));
 
+/** The CKR names the shim knows (ckr_names in the C file); a number ("0x30") works too. */
+const KNOWN_CKR = new Set([
+  "CKR_GENERAL_ERROR", "CKR_FUNCTION_FAILED", "CKR_DEVICE_ERROR", "CKR_DEVICE_MEMORY", "CKR_DEVICE_REMOVED", "CKR_SESSION_CLOSED",
+  "CKR_SESSION_HANDLE_INVALID", "CKR_TOKEN_NOT_PRESENT", "CKR_USER_NOT_LOGGED_IN", "CKR_CRYPTOKI_NOT_INITIALIZED", "CKR_PIN_INCORRECT", "CKR_PIN_LOCKED",
+]);
+
+function checkCkr(ckr: string): string {
+  if (!KNOWN_CKR.has(ckr) && !/^(0x[0-9a-fA-F]+|[1-9][0-9]*)$/.test(ckr)) throw new Error(`the fault shim does not know ${ckr}: add it to ckr_names`);
+  return ckr;
+}
+
 export interface FaultShim {
   /** The shim's path: configure it as the SAM's PKCS#11 library. */
   library: string;
@@ -63,7 +74,7 @@ export function buildFaultShim(): { shim: FaultShim } | { skipped: string } {
     shim: {
       library,
       fail(ckr, functions) {
-        fault = `fail ${ckr} ${functions === "*" ? "*" : functions.join(" ")}`;
+        fault = `fail ${checkCkr(ckr)} ${functions === "*" ? "*" : functions.join(" ")}`;
         write();
       },
       dropSessions() {
@@ -72,7 +83,7 @@ export function buildFaultShim(): { shim: FaultShim } | { skipped: string } {
       },
       outage(ckr) {
         drops++;
-        fault = `fail ${ckr} *`;
+        fault = `fail ${checkCkr(ckr)} *`;
         write();
       },
       clear() {

@@ -7,6 +7,7 @@
  *   INKAN_SHIM_LIBRARY  the real library (default /usr/lib/softhsm/libsofthsm2.so)
  *   INKAN_SHIM_CONTROL  the control file, read again on every call (absent: no fault)
  *
+ * CKR names the shim knows are listed in ckr_names (fault-shim.ts refuses others); a number works too.
  * Control file: one directive a line (write it atomically: a new file renamed over the old one).
  *   fail <CKR_NAME | number> <C_Function ...>   those calls return the code without reaching the
  *                                               real library; "*" means every call this shim wraps,
@@ -61,6 +62,8 @@ static const struct {
     {"CKR_SESSION_HANDLE_INVALID", CKR_SESSION_HANDLE_INVALID},
     {"CKR_TOKEN_NOT_PRESENT", CKR_TOKEN_NOT_PRESENT},
     {"CKR_USER_NOT_LOGGED_IN", CKR_USER_NOT_LOGGED_IN},
+    {"CKR_PIN_INCORRECT", CKR_PIN_INCORRECT},
+    {"CKR_PIN_LOCKED", CKR_PIN_LOCKED},
     {"CKR_CRYPTOKI_NOT_INITIALIZED", CKR_CRYPTOKI_NOT_INITIALIZED},
 };
 

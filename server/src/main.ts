@@ -5,7 +5,7 @@ import type { JSONWebKeySet } from "jose";
 import type { Logger } from "pino";
 import { DualControl } from "./admin/dual-control.js";
 import { createAuditLog, type ChainedAuditLog } from "./audit/audit-log.js";
-import { cryptoModuleLost, cryptoModuleRecovered, integrityViolationDetected, samStarted, samStopped } from "./audit/events.js";
+import { cryptoModuleDisconnected, cryptoModuleReconnected, integrityViolationDetected, samStarted, samStopped } from "./audit/events.js";
 import { contractFiles } from "@inkan/sdk";
 import { HealthCheckResponse_ServingStatus as Status } from "@inkan/sdk/gen/grpc/health/v1/health_pb.js";
 import { PrivilegedUsers } from "./admin/privileged-users.js";
@@ -169,7 +169,7 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
       logModuleChange(log, change);
       applyHealth();
       if (change.state === "reconnect-failed") return;
-      const event = change.state === "lost" ? cryptoModuleLost({ cause: change.reason }) : cryptoModuleRecovered(change);
+      const event = change.state === "lost" ? cryptoModuleDisconnected({ cause: change.reason }) : cryptoModuleReconnected(change);
       auditLog.record(event).catch((err: unknown) => log.warn({ err, event: event.eventType }, "crypto module change not audited: the audit log cannot write"));
     });
     const clock = hooks.clock ? { clock: hooks.clock } : {};

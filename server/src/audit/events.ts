@@ -696,20 +696,20 @@ export function samStopped(input: { cause: "signal" | "shutdown" | "fatal-error"
 }
 
 /**
- * The crypto module became unusable ("crypto_module.lost", issue 22): module calls are refused
+ * The crypto module became unusable ("crypto_module.disconnected", issue 22): module calls are refused
  * and the node reports NOT_SERVING while it reconnects. `cause` is a CKR name or the failed check.
  */
-export function cryptoModuleLost(input: { cause: string }): AuditEvent {
-  return build("crypto_module.lost", {
+export function cryptoModuleDisconnected(input: { cause: string }): AuditEvent {
+  return build("crypto_module.disconnected", {
     actor: systemActor,
     result: { outcome: "FAILURE", reason: "CRYPTO_MODULE_FAILURE" },
     details: { cause: input.cause },
   });
 }
 
-/** The node reconnected to its crypto module, checked its system keys and serves again ("crypto_module.recovered"). */
-export function cryptoModuleRecovered(input: { attempts: number; downMs: number }): AuditEvent {
-  return build("crypto_module.recovered", { actor: systemActor, details: { attempts: input.attempts, down_ms: input.downMs } });
+/** The node reconnected to its crypto module, checked its system keys and serves again ("crypto_module.reconnected"). */
+export function cryptoModuleReconnected(input: { attempts: number; downMs: number }): AuditEvent {
+  return build("crypto_module.reconnected", { actor: systemActor, details: { attempts: input.attempts, down_ms: input.downMs } });
 }
 
 /** An auditor listed audit records ("audit.listed"). */

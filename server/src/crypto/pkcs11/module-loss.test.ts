@@ -156,9 +156,9 @@ describe.skipIf(!shim)("Issue 22: the crypto module goes away and comes back (PK
     expect(s.tokensConsumed).toEqual([true]);
     const created = await auditRecords("signature.created");
     expect(created.filter((r) => r.transactionId === ch.transactionId)).toEqual([]);
-    const [lost] = (await auditRecords("crypto_module.lost")).slice(-1);
+    const [lost] = (await auditRecords("crypto_module.disconnected")).slice(-1);
     expect(lost?.details["cause"]).toBe("CKR_DEVICE_ERROR");
-    expect((await auditRecords("crypto_module.recovered")).length).toBeGreaterThanOrEqual(1);
+    expect((await auditRecords("crypto_module.reconnected")).length).toBeGreaterThanOrEqual(1);
 
     // Served again without a restart.
     const d = document("after-device-error");
@@ -169,14 +169,14 @@ describe.skipIf(!shim)("Issue 22: the crypto module goes away and comes back (PK
   });
 
   it("an HSM restart while idle (every session stale: CKR_SESSION_HANDLE_INVALID, login gone) is noticed without a caller; the node logs in again and the next signature works", async () => {
-    const recoveredBefore = (await auditRecords("crypto_module.recovered")).length;
-    const lostBefore = (await auditRecords("crypto_module.lost")).length;
+    const recoveredBefore = (await auditRecords("crypto_module.reconnected")).length;
+    const lostBefore = (await auditRecords("crypto_module.disconnected")).length;
     const reconnectsBefore = logLines("crypto module reconnected").length;
     shim!.dropSessions();
     // No call meanwhile: only the node's own periodic check can notice (the log file is read, not the server).
     await waitFor("the node noticed the restart and reconnected", () => logLines("crypto module reconnected").length > reconnectsBefore);
-    expect((await auditRecords("crypto_module.recovered")).length).toBe(recoveredBefore + 1);
-    const lost = (await auditRecords("crypto_module.lost")).slice(lostBefore);
+    expect((await auditRecords("crypto_module.reconnected")).length).toBe(recoveredBefore + 1);
+    const lost = (await auditRecords("crypto_module.disconnected")).slice(lostBefore);
     expect(lost.map((r) => r.details["cause"])).toEqual(["CKR_SESSION_HANDLE_INVALID"]);
     expect(await serving()).toBe(true);
     const { message, hash } = document("after-restart");

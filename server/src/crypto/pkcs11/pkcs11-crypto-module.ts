@@ -10,7 +10,6 @@
  * - Inputs are checked before the module is called: hash length and algorithm, key usage, the
  *   peer point of an ECDH (invalid-curve attack).
  * - Errors leave as InkanError; a Pkcs11Error (CKR_*) is kept only as the cause.
- *
  * - Module loss (issue 22): a ModuleSupervisor watches the failures and checks the module
  *   periodically; while the module is lost every call fails at once with CRYPTO_MODULE_FAILURE,
  *   and reconnect attempts (with backoff) give the old sessions up, initialize the library again
@@ -386,7 +385,7 @@ export class Pkcs11CryptoModule
           generatedInModule: key.generatedInModule,
         };
       } catch (err) {
-        if (attempt === 0 && isStaleHandle(err)) {
+        if (attempt === 0 && (isStaleHandle(err) || err instanceof ReconnectedError)) {
           this.#keys.delete(keyId); // destroyed meanwhile: look it up again
           continue;
         }
@@ -654,9 +653,7 @@ export class Pkcs11CryptoModule
    */
   async #use<T>(fn: (session: Handle) => Promise<T> | T, epoch?: number): Promise<T> {
     this.#supervisor.assertAvailable();
-    if (epoch !== undefined && epoch !== this.#epoch) {
-      throw new InkanError("CRYPTO_MODULE_FAILURE", "the crypto module was reconnected during the operation");
-    }
+    if (epoch !== undefined && epoch !== this.#epoch) throw new ReconnectedError();
     const pool = this.#pool;
     try {
       return await pool.use(fn);
@@ -838,7 +835,7 @@ export class Pkcs11CryptoModule
         if (key.usage !== usage) throw new InkanError("ALGORITHM_NOT_ALLOWED", `this key is not for ${operation}`, { field: "keyId" });
         return await op(key);
       } catch (err) {
-        if (attempt === 0 && isStaleHandle(err)) {
+        if (attempt === 0 && (isStaleHandle(err) || err instanceof ReconnectedError)) {
           this.#keys.delete(keyId); // destroyed meanwhile (or a stale handle): look it up again
           continue;
         }
@@ -895,6 +892,7 @@ export class Pkcs11CryptoModule
   }
 
   #remember(key: ResolvedKey): void {
+    if (key.epoch !== this.#epoch) return; // found before a reconnect: its handles are not cached
     this.#keys.delete(key.keyId);
     this.#keys.set(key.keyId, key);
     if (this.#keys.size > KEY_CACHE_MAX) {
@@ -969,11 +967,11 @@ export class Pkcs11CryptoModule
           if (!obj) {
             return await this.#refuseMissing(new InkanError("CRYPTO_MODULE_FAILURE", `system key ${SYSTEM_KEY_LABELS[key]} is missing (run inkan init)`));
           }
-          this.#system.set(key, obj);
+          if (obj.epoch === this.#epoch) this.#system.set(key, obj);
         }
         return await op(obj);
       } catch (err) {
-        if (attempt === 0 && isStaleHandle(err)) {
+        if (attempt === 0 && (isStaleHandle(err) || err instanceof ReconnectedError)) {
           this.#system.delete(key);
           continue;
         }
@@ -1134,6 +1132,16 @@ export class Pkcs11CryptoModule
 }
 
 // ---- helpers (pure, or touching the library only through the arguments) ---------------------
+
+/**
+ * Handles found before a reconnect, refused before they reach the module (after the library is
+ * initialized again an old number may name another object). The key is looked up once more.
+ */
+class ReconnectedError extends InkanError {
+  constructor() {
+    super("CRYPTO_MODULE_FAILURE", "the crypto module was reconnected during the operation");
+  }
+}
 
 // SoftHSM2 2.6.1 implements OAEP with SHA-1 only (SHA-256 parameters give CKR_ARGUMENTS_BAD).
 const OAEP_SHA1: Mechanism = withParameter<OaepParams>(p.CKM_RSA_PKCS_OAEP, {

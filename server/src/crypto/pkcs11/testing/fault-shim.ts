@@ -12,8 +12,8 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { findSoftHsmLibrary } from "../softhsm-token.js";
 
-/** The C source, beside this file in src/ (dist/ has no copy: the tests run from src/). */
-const source = fileURLToPath(new URL("../../../../src/crypto/pkcs11/testing/shim/pkcs11-fault-shim.c", import.meta.url));
+/** The C source, beside this file (tests only: not part of the build). */
+const source = fileURLToPath(new URL("./shim/pkcs11-fault-shim.c", import.meta.url));
 
 /** The CKR names the shim knows (ckr_names in the C file); a number ("0x30") works too. */
 const KNOWN_CKR = new Set([

@@ -133,7 +133,7 @@ describe.skipIf(!shim)("Issue 22: the crypto module goes away and comes back (PK
     shim?.remove();
   });
 
-  it("CKR_DEVICE_ERROR at signing: UNAVAILABLE CRYPTO_MODULE_FAILURE, the token stays consumed, no signature recorded; NOT_SERVING until the node reconnects by itself", async () => {
+  it("T-2.2.1.3 CKR_DEVICE_ERROR at signing: UNAVAILABLE CRYPTO_MODULE_FAILURE, the token stays consumed, no signature recorded; NOT_SERVING until the node reconnects by itself", async () => {
     const { message, hash } = document("device-error");
     const { ch, token } = await authorized(hash);
     expect(await serving()).toBe(true);
@@ -185,7 +185,7 @@ describe.skipIf(!shim)("Issue 22: the crypto module goes away and comes back (PK
     expect(verifies(message, res.signatures[0]!)).toBe(true);
   });
 
-  it("the token's files go away and come back (SoftHSM2 answers CKR_GENERAL_ERROR until the library is initialized again): refused as CRYPTO_MODULE_FAILURE, never as a missing key or tampered data; served again without a restart", async () => {
+  it("R-3.1.1.1 the token's files go away and come back (SoftHSM2 answers CKR_GENERAL_ERROR until the library is initialized again): refused as CRYPTO_MODULE_FAILURE, never as a missing key or tampered data; served again without a restart", async () => {
     const tokens = join(t.dataDir, "tokens");
     const failedAttemptsBefore = logLines("crypto module reconnect failed").length;
     const before = document("before-token-loss");
@@ -209,7 +209,7 @@ describe.skipIf(!shim)("Issue 22: the crypto module goes away and comes back (PK
     expect((await audit().verifyAuditLog({})).ok).toBe(true);
   });
 
-  it("under load, a device removed (CKR_DEVICE_REMOVED, sessions dropped) and back: failures are UNAVAILABLE, every answered signature verifies, store and audit agree, the node recovers by itself", async () => {
+  it("R-3.2.1.5 R-3.2.2.4 under load, a device removed (CKR_DEVICE_REMOVED, sessions dropped) and back: failures are UNAVAILABLE, every answered signature verifies, store and audit agree, the node recovers by itself", async () => {
     interface Outcome {
       transactionId?: string;
       hash: Uint8Array;

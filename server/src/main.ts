@@ -5,13 +5,13 @@ import type { JSONWebKeySet } from "jose";
 import type { Logger } from "pino";
 import { DualControl } from "./admin/dual-control.js";
 import { DEFAULT_CHECKPOINT_EVERY_RECORDS, createAuditLog, type ChainedAuditLog } from "./audit/audit-log.js";
-import { integrityViolationDetected, samStarted, samStopped } from "./audit/events.js";
+import { cryptoModuleDisconnected, cryptoModuleReconnected, integrityViolationDetected, samStarted, samStopped } from "./audit/events.js";
 import { contractFiles } from "@inkan/sdk";
 import { HealthCheckResponse_ServingStatus as Status } from "@inkan/sdk/gen/grpc/health/v1/health_pb.js";
 import { PrivilegedUsers } from "./admin/privileged-users.js";
 import { PolicyIntegrityGate, SecurityPolicies, durationMs, type PolicyVersion } from "./admin/security-policy.js";
 import type { Config } from "./config/config.js";
-import type { FullCryptoModule } from "./crypto/port.js";
+import type { FullCryptoModule, ModuleAvailability, ModuleStateChange } from "./crypto/port.js";
 import { createPkcs11CryptoModule } from "./crypto/pkcs11/pkcs11-crypto-module.js";
 import { openEmbeddedCryptoModule } from "./crypto/pkcs11/softhsm-token.js";
 import { InkanError } from "./errors.js";
@@ -58,7 +58,7 @@ import { startServer, type InkanServer } from "./transport/server.js";
 const samVersion = (JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string }).version;
 
 /** Opens the configured crypto module: the embedded SoftHSM2 token, or an HSM's PKCS#11 library. */
-export async function openCryptoModule(config: Config): Promise<FullCryptoModule> {
+export async function openCryptoModule(config: Config): Promise<FullCryptoModule & ModuleAvailability> {
   const m = config.cryptoModule;
   if (m.kind === "embedded") return openEmbeddedCryptoModule(config.dataDir);
   return createPkcs11CryptoModule({ library: m.library, token: m.token, ...(m.pinFile ? { pin: { file: m.pinFile } } : {}) });
@@ -95,9 +95,11 @@ export interface ServeHooks {
 export async function serve(config: Config, log: Logger, hooks: ServeHooks = {}): Promise<InkanServer> {
   const opened = await openCryptoModule(config);
   const crypto = hooks.wrapCrypto ? hooks.wrapCrypto(opened) : opened;
+  const moduleState: ModuleAvailability = opened;
   let store: Store | undefined;
   let audit: ChainedAuditLog | undefined;
   let heads: RecordHeads | undefined;
+  let stopWatchingModule: (() => void) | undefined;
   try {
     store = await openStore(config);
     if (hooks.wrapStore) store = hooks.wrapStore(store);
@@ -154,7 +156,12 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
     // T-2.2.1.7: every SadChallenge is signed with the module's challenge-signing key, published in GetInfo.
     const challengeSigner = new ChallengeSigner(crypto);
     let server: InkanServer | undefined;
-    const sapServing = (status: Status) => server?.health.setWhere((s) => s.startsWith("inkan.sam.v1."), status);
+    // Issue 22: every service is NOT_SERVING while the crypto module is lost; the SAP services also while the policy gate is closed.
+    const applyHealth = () => {
+      const sam = (s: string) => s.startsWith("inkan.sam.v1.");
+      server?.health.setWhere((s) => !sam(s), moduleState.available ? Status.SERVING : Status.NOT_SERVING);
+      server?.health.setWhere(sam, moduleState.available && gate.isOpen ? Status.SERVING : Status.NOT_SERVING);
+    };
     // R-3.2.2.3: a policy that fails its check stops signing until security officers restore it.
     const gate = new PolicyIntegrityGate({
       policies,
@@ -162,11 +169,11 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
       onClosed: (error) => {
         log.error({ err: error }, "security policy failed its integrity check: signing stopped");
         auditLog.record(integrityViolationDetected({ kind: "policy", id: "security-policy" })).catch((err: unknown) => log.error({ err }, "audit write failed"));
-        sapServing(Status.NOT_SERVING);
+        applyHealth();
       },
       onOpened: (version) => {
         log.warn({ version: version.version }, "security policy restored: signing resumed");
-        sapServing(Status.SERVING);
+        applyHealth();
       },
       onCheckFailed: (err) => log.error({ err }, "security policy check could not be made"),
     });
@@ -174,6 +181,14 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
     // Issue 13 finding 5: the policy's checkpoint cadence bounds the audit records a crash can lose.
     applyCheckpointPolicy(auditLog, policies.lastVerified, log);
     policies.subscribe({ updated: (change) => applyCheckpointPolicy(auditLog, change.current, log) });
+    // Issue 22: the module reconnects by itself; each change is logged, audited when the audit log can write, and sets the health.
+    stopWatchingModule = moduleState.onStateChange((change) => {
+      logModuleChange(log, change);
+      applyHealth();
+      if (change.state === "reconnect-failed") return;
+      const event = change.state === "lost" ? cryptoModuleDisconnected({ cause: change.reason }) : cryptoModuleReconnected(change);
+      auditLog.record(event).catch((err: unknown) => log.warn({ err, event: event.eventType }, "crypto module change not audited: the audit log cannot write"));
+    });
     const clock = hooks.clock ? { clock: hooks.clock } : {};
     const sapTransactions = new SapTransactions({ store, random: crypto, policies, credentials: new ScaCredentials({ signers, credentials, policies, audit: auditLog }), samKeys, audit: auditLog, seals, freshness, ...clock });
     hooks.onRecords?.(records);
@@ -215,7 +230,7 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
       innerInterceptors: [createOperationAuditInterceptor(auditLog), createDualControlInterceptor(dual, { users, policies, credentials, signers, random: crypto }, auditLog)],
     });
     server = started;
-    if (!gate.isOpen) sapServing(Status.NOT_SERVING);
+    applyHealth();
     gate.start();
     const opened = store;
     // Expired one-time objects and transactions are deleted every 10 minutes, a day after expiry.
@@ -230,6 +245,7 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
     return {
       ...started,
       async close(graceMs) {
+        stopWatchingModule?.();
         gate.stop();
         openedHeads.stop();
         purge.stop();
@@ -243,6 +259,7 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
     };
   } catch (err) {
     heads?.stop();
+    stopWatchingModule?.();
     await audit?.close().catch(() => undefined);
     await store?.close().catch(() => undefined);
     await crypto.close().catch(() => undefined);
@@ -271,6 +288,14 @@ function handlerOf(implementations: Record<string, Record<string, unknown>>, ser
   const method = services.find((s) => s.typeName === serviceName)?.methods.find((m) => m.name === methodName);
   const impl = method && implementations[serviceName]?.[method.localName];
   return method?.methodKind === "unary" && typeof impl === "function" ? (impl as (m: unknown, ctx: HandlerContext) => Promise<unknown>) : undefined;
+}
+
+/** One log line per change of the crypto module's state (issue 22); reasons are CKR names or check messages, never secrets. */
+function logModuleChange(log: Logger, change: ModuleStateChange): void {
+  if (change.state === "lost") log.error({ cause: change.reason }, "crypto module lost: calls refused, NOT_SERVING, reconnecting");
+  else if (change.state === "reconnect-failed" && change.retryInMs === null) log.fatal({ attempt: change.attempt, cause: change.reason }, "crypto module reconnect failed: the PIN was refused; not retrying (retries could lock the token's user); fix it and restart");
+  else if (change.state === "reconnect-failed") log.warn({ attempt: change.attempt, cause: change.reason, retryInMs: change.retryInMs }, "crypto module reconnect failed");
+  else log.warn({ attempts: change.attempts, downMs: change.downMs }, "crypto module reconnected and checked: SERVING");
 }
 
 /** The system keys exist and work: record sealing, field encryption, audit and challenge signing. */

@@ -85,6 +85,8 @@ const samples: { [K in EventFunctionName]: () => AuditEvent } = {
   recordVersioned: () => events.recordVersioned({ key: "signer:sgn_1", version: 3 }),
   samStarted: () => events.samStarted({ version: "0.1.0", headSequence: 0, moduleCheckpointSequence: 0 }),
   samStopped: () => events.samStopped({ cause: "signal" }),
+  cryptoModuleDisconnected: () => events.cryptoModuleDisconnected({ cause: "CKR_DEVICE_REMOVED" }),
+  cryptoModuleReconnected: () => events.cryptoModuleReconnected({ attempts: 3, downMs: 2150 }),
   auditListed: () => events.auditListed({ auditor, records: 12 }),
   auditVerified: () => events.auditVerified({ auditor, ok: false, brokenNodes: ["node-1"] }),
   auditExported: () => events.auditExported({ auditor, nodeId: "node-1", fromSequence: 1 }),

@@ -727,6 +727,23 @@ export function samStopped(input: { cause: "signal" | "shutdown" | "fatal-error"
   return build("sam.stopped", { actor: systemActor, details: { cause: input.cause } });
 }
 
+/**
+ * The crypto module became unusable ("crypto_module.disconnected", issue 22): module calls are refused
+ * and the node reports NOT_SERVING while it reconnects. `cause` is a CKR name or the failed check.
+ */
+export function cryptoModuleDisconnected(input: { cause: string }): AuditEvent {
+  return build("crypto_module.disconnected", {
+    actor: systemActor,
+    result: { outcome: "FAILURE", reason: "CRYPTO_MODULE_FAILURE" },
+    details: { cause: input.cause },
+  });
+}
+
+/** The node reconnected to its crypto module, checked its system keys and serves again ("crypto_module.reconnected"). */
+export function cryptoModuleReconnected(input: { attempts: number; downMs: number }): AuditEvent {
+  return build("crypto_module.reconnected", { actor: systemActor, details: { attempts: input.attempts, down_ms: input.downMs } });
+}
+
 /** An auditor listed audit records ("audit.listed"). */
 export function auditListed(input: Requested & { auditor: PrivilegedUserActor; records: number }): AuditEvent {
   return build("audit.listed", { actor: input.auditor, requestId: input.requestId, details: { records: input.records } });

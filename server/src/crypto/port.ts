@@ -195,6 +195,27 @@ export interface DataObjects {
   writeDataObject(label: string, value: Uint8Array): Promise<void>;
 }
 
+/**
+ * What happened to the connection to the crypto module (issue 22: a network HSM restarts, a session
+ * handle goes stale, a token is removed). `reason` is a CKR name or the check that failed, never a secret.
+ * - "lost": the module is unusable; every call fails at once with CRYPTO_MODULE_FAILURE.
+ * - "reconnect-failed": an attempt to reopen sessions, log in and check the system keys failed; the next one follows after
+ *   `retryInMs`, or never when it is null (the PIN was refused: retrying could lock the token's user; restart once it is fixed).
+ * - "recovered": sessions reopened and logged in, the system keys found by id and checked; calls are served again.
+ */
+export type ModuleStateChange =
+  | { state: "lost"; reason: string }
+  | { state: "reconnect-failed"; attempt: number; reason: string; retryInMs: number | null }
+  | { state: "recovered"; attempts: number; downMs: number };
+
+/** A module that notices when it is lost and reconnects by itself, with backoff. */
+export interface ModuleAvailability {
+  /** False from "lost" until "recovered". */
+  readonly available: boolean;
+  /** Calls `listener` on every change; returns the function that ends the subscription. */
+  onStateChange(listener: (change: ModuleStateChange) => void): () => void;
+}
+
 /** Everything the PKCS#11 adapter offers: what the composition root hands out, piece by piece. */
 export type FullCryptoModule = CryptoModule &
   KeyLookup &

@@ -38,3 +38,39 @@ export function isBadCiphertext(err: unknown): boolean {
 }
 
 export { isPkcs11Error };
+
+/**
+ * CKR codes meaning the module itself is gone or no longer knows this application: the device was
+ * removed, the token left its slot, a session or the login vanished (an HSM that restarted), the
+ * library was finalized. None is caused by a request's input. CKR_DEVICE_ERROR and
+ * CKR_DEVICE_MEMORY may be passing: they are "suspect", and the check decides.
+ */
+const MODULE_LOST = new Set([
+  "CKR_DEVICE_REMOVED",
+  "CKR_TOKEN_NOT_PRESENT",
+  "CKR_TOKEN_NOT_RECOGNIZED",
+  "CKR_SESSION_HANDLE_INVALID",
+  "CKR_SESSION_CLOSED",
+  "CKR_USER_NOT_LOGGED_IN",
+  "CKR_CRYPTOKI_NOT_INITIALIZED",
+]);
+
+/**
+ * What a failed module call says about the module: "lost" (it is unusable: reconnect), "suspect"
+ * (an unexpected failure: check the module) or undefined (a refusal of the request, e.g. a bad
+ * ciphertext or an unknown key id, which says nothing about the module). Looks through `cause`.
+ */
+export function moduleFailureKind(err: unknown): { kind: "lost" | "suspect"; reason: string } | undefined {
+  for (let e: unknown = err, depth = 0; e !== undefined && depth < 5; depth++) {
+    const name = ckrName(e);
+    if (name !== undefined) return { kind: MODULE_LOST.has(name) ? "lost" : "suspect", reason: name };
+    if (e instanceof InkanError) {
+      if (e.code !== "CRYPTO_MODULE_FAILURE") return undefined;
+      if (e.cause === undefined) return { kind: "suspect", reason: e.message };
+      e = e.cause;
+      continue;
+    }
+    return { kind: "suspect", reason: e instanceof Error ? e.message : "unexpected failure" };
+  }
+  return { kind: "suspect", reason: "unexpected failure" };
+}

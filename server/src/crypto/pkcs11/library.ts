@@ -40,6 +40,8 @@ interface LoadedLibrary {
   p11: Pkcs11;
   refs: number;
   softhsmConf: string | undefined;
+  /** False after a reinitialization whose C_Initialize failed (the next one tries again). */
+  initialized: boolean;
 }
 
 const loaded = new Map<string, LoadedLibrary>();
@@ -69,7 +71,7 @@ export function acquireLibrary(libraryPath: string): Pkcs11 {
     }
     throw err;
   }
-  loaded.set(libraryPath, { p11, refs: 1, softhsmConf: process.env["SOFTHSM2_CONF"] });
+  loaded.set(libraryPath, { p11, refs: 1, softhsmConf: process.env["SOFTHSM2_CONF"], initialized: true });
   return p11;
 }
 
@@ -81,10 +83,35 @@ export function releaseLibrary(libraryPath: string): void {
   if (entry.refs > 0) return;
   loaded.delete(libraryPath);
   try {
-    entry.p11.C_Finalize();
+    if (entry.initialized) entry.p11.C_Finalize();
   } finally {
     entry.p11.close();
   }
+}
+
+/**
+ * Finalizes and initializes a loaded library again, for a crypto module that lost its device:
+ * some libraries only find their token again this way (SoftHSM2 after its token files were
+ * unreadable answers CKR_GENERAL_ERROR until then; network HSM clients after a dropped
+ * connection). It ends every session of the process on the library, and a call in flight during
+ * C_Finalize is undefined behaviour, so it is done only for the library's single user, who must
+ * have no call in flight. Returns false when it was not done (another user shares the library);
+ * throws when C_Initialize fails (the next call tries again).
+ */
+export function reinitializeLibrary(libraryPath: string): boolean {
+  const entry = loaded.get(libraryPath);
+  if (!entry || entry.refs !== 1) return false;
+  if (entry.initialized) {
+    entry.initialized = false;
+    try {
+      entry.p11.C_Finalize();
+    } catch {
+      // a library that lost its device may refuse even this; it is initialized again below
+    }
+  }
+  entry.p11.C_Initialize({ flags: pkcs11js.CKF_OS_LOCKING_OK });
+  entry.initialized = true;
+  return true;
 }
 
 /** The SOFTHSM2_CONF a loaded library was initialized with (undefined if not loaded). */

@@ -10,6 +10,12 @@
  * - Inputs are checked before the module is called: hash length and algorithm, key usage, the
  *   peer point of an ECDH (invalid-curve attack).
  * - Errors leave as InkanError; a Pkcs11Error (CKR_*) is kept only as the cause.
+ * - Module loss (issue 22): a ModuleSupervisor watches the failures and checks the module
+ *   periodically; while the module is lost every call fails at once with CRYPTO_MODULE_FAILURE,
+ *   and reconnect attempts (with backoff) give the old sessions up, initialize the library again
+ *   when needed, log new sessions in and find the system keys by id and check them. Object handles
+ *   carry the connection epoch they were found in and are never used in another one: after the
+ *   library is initialized again, an old handle number may name another object.
  *
  * Objects are told apart by CKA_LABEL: key pairs of signers and of the SAM carry
  * `inkan-key-<usage>`, system keys `inkan-record-seal`, `inkan-field-encryption`,
@@ -40,6 +46,8 @@ import type {
   KeyInfo,
   KeyLookup,
   KeyUsage,
+  ModuleAvailability,
+  ModuleStateChange,
   SignRequest,
   SigningSystemKey,
   SystemKey,
@@ -56,6 +64,7 @@ import {
   CKM_EDDSA,
   CKZ_DATA_SPECIFIED,
   pkcs11js,
+  reinitializeLibrary,
   releaseLibrary,
   type EcdhParams,
   type GcmParams,
@@ -66,6 +75,7 @@ import {
   type Pkcs11,
   type Template,
 } from "./library.js";
+import { ModuleSupervisor } from "./module-supervisor.js";
 import { SessionPool } from "./session-pool.js";
 import { formatPkcs11Uri, parsePkcs11Uri, pinSourcePath, type Pkcs11Uri } from "./uri.js";
 
@@ -86,6 +96,8 @@ export interface Pkcs11CryptoModuleOptions {
   pin?: PinSource;
   /** Sessions in the pool, i.e. operations in flight at once (default 4, libuv's default threads). */
   poolSize?: number;
+  /** Issue 22: reconnect backoff and periodic check of the module (see module-supervisor.ts for the defaults). */
+  supervision?: { initialDelayMs?: number; maxDelayMs?: number; probeIntervalMs?: number };
 }
 
 /** Labels of the system keys (objects found by label). */
@@ -142,11 +154,29 @@ interface ResolvedKey {
   privateKey: Handle;
   publicKey: Handle | undefined;
   generatedInModule: boolean;
+  /** The connection the handles belong to. */
+  epoch: number;
 }
 
 interface SystemObject {
   handle: Handle;
   publicKey?: Handle;
+  /** The connection the handles belong to. */
+  epoch: number;
+}
+
+/** What a connection to the token is made of; a reconnect opens the same token again from it. */
+interface Connection {
+  p11: Pkcs11;
+  library: string;
+  uri: Pkcs11Uri;
+  pin: string;
+  poolSize: number;
+  slot: Handle;
+  pool: SessionPool;
+  tokenLabel: string;
+  /** The token's serial number: a token that comes back must be the same one. */
+  tokenSerial: string;
 }
 
 /**
@@ -165,28 +195,43 @@ export async function createPkcs11CryptoModule(options: Pkcs11CryptoModuleOption
 }
 
 export class Pkcs11CryptoModule
-  implements CryptoModule, KeyLookup, EncryptionKeys, KeyImport, AuditSigning, SystemKeyProvisioning, DataObjects
+  implements CryptoModule, KeyLookup, EncryptionKeys, KeyImport, AuditSigning, SystemKeyProvisioning, DataObjects, ModuleAvailability
 {
   readonly #p11: Pkcs11;
   readonly #library: string;
-  readonly #pool: SessionPool;
+  readonly #connection: Omit<Connection, "slot" | "pool">;
+  #slot: Handle;
+  #pool: SessionPool;
+  /** Counts reconnects: handles found in one epoch are never used in another. */
+  #epoch = 0;
   readonly #tokenLabel: string;
   readonly #rng: ContinuousRngCheck;
+  readonly #supervisor: ModuleSupervisor;
   readonly #keys = new Map<string, ResolvedKey>();
   readonly #resolving = new Map<string, Promise<ResolvedKey | undefined>>();
   readonly #system = new Map<SystemKey, SystemObject>();
+  /** CKA_ID of each system key this module has used: a reconnect finds them by it. */
+  readonly #systemIds = new Map<SystemKey, Buffer>();
   readonly #dataLocks = new Map<string, Promise<unknown>>();
   #ensuring: Promise<SystemKey[]> | undefined;
   #closed = false;
 
-  private constructor(p11: Pkcs11, library: string, pool: SessionPool, tokenLabel: string) {
-    this.#p11 = p11;
-    this.#library = library;
+  private constructor(connection: Connection, supervision: Pkcs11CryptoModuleOptions["supervision"] = {}) {
+    const { slot, pool, ...rest } = connection;
+    this.#p11 = connection.p11;
+    this.#library = connection.library;
+    this.#connection = rest;
+    this.#slot = slot;
     this.#pool = pool;
-    this.#tokenLabel = tokenLabel;
-    this.#rng = new ContinuousRngCheck((length) =>
-      this.#pool.use((s) => this.#p11.C_GenerateRandom(s, Buffer.alloc(length))),
-    );
+    this.#tokenLabel = connection.tokenLabel;
+    this.#rng = new ContinuousRngCheck((length) => this.#use((s) => this.#p11.C_GenerateRandom(s, Buffer.alloc(length))));
+    this.#supervisor = new ModuleSupervisor({
+      ...supervision,
+      check: async () => void (await this.#checkModule(this.#pool, this.#slot, this.#epoch)),
+      reconnect: (attempt) => this.#reconnect(attempt),
+      // A PIN refused on reconnect stays refused; retrying every few seconds would lock the token's user.
+      isPermanent: (err) => hasCkr(err, "CKR_PIN_INCORRECT", "CKR_PIN_LOCKED", "CKR_PIN_EXPIRED", "CKR_PIN_INVALID", "CKR_PIN_LEN_RANGE"),
+    });
   }
 
   static async open(options: Pkcs11CryptoModuleOptions): Promise<Pkcs11CryptoModule> {
@@ -203,9 +248,13 @@ export class Pkcs11CryptoModule
     }
     try {
       const slot = findTokenSlot(p11, uri);
-      const pool = SessionPool.open({ p11, slot, size: options.poolSize ?? 4, pin });
-      const label = p11.C_GetTokenInfo(slot).label.trimEnd();
-      return new Pkcs11CryptoModule(p11, options.library, pool, label);
+      const poolSize = options.poolSize ?? 4;
+      const pool = SessionPool.open({ p11, slot, size: poolSize, pin });
+      const info = p11.C_GetTokenInfo(slot);
+      const connection: Connection = {
+        p11, library: options.library, uri, pin, poolSize, slot, pool, tokenLabel: info.label.trimEnd(), tokenSerial: info.serialNumber.trimEnd(),
+      };
+      return new Pkcs11CryptoModule(connection, options.supervision);
     } catch (err) {
       releaseLibrary(options.library);
       if (err instanceof InkanError) throw err;
@@ -221,8 +270,20 @@ export class Pkcs11CryptoModule
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    await this.#supervisor.close(); // no check or reconnect after this
     await this.#pool.close();
     releaseLibrary(this.#library);
+  }
+
+  // ---- ModuleAvailability (issue 22) ----------------------------------------------------------
+
+  /** False while the module is lost and being reconnected. */
+  get available(): boolean {
+    return this.#supervisor.available;
+  }
+
+  onStateChange(listener: (change: ModuleStateChange) => void): () => void {
+    return this.#supervisor.onStateChange(listener);
   }
 
   // ---- RandomSource -------------------------------------------------------------------------
@@ -252,10 +313,10 @@ export class Pkcs11CryptoModule
     const plan = planSignature(req); // refuses bad hash lengths and schemes before any module call
     return this.#withKey(req.keyId, "sign", "signing", async (key) => {
       assertSchemeFitsKey(req.scheme, key.algorithm);
-      const raw = await this.#pool.use(async (s) => {
+      const raw = await this.#use(async (s) => {
         this.#p11.C_SignInit(s, plan.mechanism, key.privateKey);
         return this.#p11.C_SignAsync(s, plan.input, Buffer.alloc(signatureSize(key.algorithm)));
-      });
+      }, key.epoch);
       return req.scheme === "ECDSA" && req.format !== "raw" ? ecdsaRawToDer(raw) : new Uint8Array(raw);
     });
   }
@@ -269,7 +330,7 @@ export class Pkcs11CryptoModule
       if (!signature) return false;
       const publicKey = key.publicKey ?? (await this.#findPublicHandle(key));
       if (!publicKey) throw new InkanError("CREDENTIAL_NOT_FOUND", "the key's public half is not in the crypto module");
-      return this.#pool.use(async (s) => {
+      return this.#use(async (s) => {
         // R-3.2.1.5 verify-before-release: checked in the module against the key's public-key object.
         this.#p11.C_VerifyInit(s, plan.mechanism, publicKey);
         try {
@@ -278,7 +339,7 @@ export class Pkcs11CryptoModule
           if (hasCkr(err, "CKR_SIGNATURE_INVALID", "CKR_SIGNATURE_LEN_RANGE")) return false; // C_Verify ends the operation
           throw err;
         }
-      });
+      }, key.epoch);
     });
   }
 
@@ -286,7 +347,7 @@ export class Pkcs11CryptoModule
     this.#assertOpen();
     const id = parseKeyId(keyId);
     try {
-      const destroyed = await this.#pool.use((s) => {
+      const destroyed = await this.#use((s) => {
         let count = 0;
         for (const cls of [p.CKO_PRIVATE_KEY, p.CKO_PUBLIC_KEY]) {
           for (const handle of this.#find(s, [{ type: p.CKA_CLASS, value: cls }, { type: p.CKA_ID, value: id }], 4)) {
@@ -314,9 +375,11 @@ export class Pkcs11CryptoModule
     for (let attempt = 0; ; attempt++) {
       try {
         const key = await this.#resolve(keyId);
-        if (!key) return undefined;
-        const spki = await this.#publicSpki(key);
-        if (!spki) return undefined;
+        const spki = key && (await this.#publicSpki(key));
+        if (!key || !spki) {
+          await this.#supervisor.confirm(); // a lost token looks empty too: see #refuseMissing
+          return undefined;
+        }
         return {
           keyId: key.keyId,
           uri: this.#keyUri(key.id),
@@ -326,7 +389,7 @@ export class Pkcs11CryptoModule
           generatedInModule: key.generatedInModule,
         };
       } catch (err) {
-        if (attempt === 0 && isStaleHandle(err)) {
+        if (attempt === 0 && (isStaleHandle(err) || err instanceof ReconnectedError)) {
           this.#keys.delete(keyId); // destroyed meanwhile: look it up again
           continue;
         }
@@ -348,7 +411,7 @@ export class Pkcs11CryptoModule
     assertP256Point(req.peerPublicKey); // R-3.2.1.2 invalid-curve attack: off-curve, foreign-curve and infinity refused before the module
     return this.#withKey(req.keyId, "derive", "key agreement", async (key) => {
       if (key.algorithm !== "EC_P256") throw new InkanError("ALGORITHM_NOT_ALLOWED", "key agreement needs a P-256 key");
-      return this.#pool.use(async (s) => {
+      return this.#use(async (s) => {
         const secret = await this.#p11.C_DeriveKeyAsync(
           s,
           withParameter<EcdhParams>(p.CKM_ECDH1_DERIVE, { type: p.CK_PARAMS_EC_DH, kdf: p.CKD_NULL, publicData: Buffer.from(req.peerPublicKey) }),
@@ -368,7 +431,7 @@ export class Pkcs11CryptoModule
         } finally {
           this.#p11.C_DestroyObject(s, secret);
         }
-      });
+      }, key.epoch);
     });
   }
 
@@ -378,7 +441,7 @@ export class Pkcs11CryptoModule
       const size = modulusBytes(key.algorithm);
       if (size === undefined) throw new InkanError("ALGORITHM_NOT_ALLOWED", "decryption needs an RSA key");
       if (req.ciphertext.length !== size) throw decryptionFailed(undefined);
-      return this.#pool.use(async (s) => {
+      return this.#use(async (s) => {
         this.#p11.C_DecryptInit(s, OAEP_SHA1, key.privateKey);
         try {
           return new Uint8Array(await this.#p11.C_DecryptAsync(s, Buffer.from(req.ciphertext), Buffer.alloc(size)));
@@ -386,7 +449,7 @@ export class Pkcs11CryptoModule
           if (isBadCiphertext(err)) throw decryptionFailed(err); // R-3.2.1.2 one uniform error: no padding oracle
           throw err;
         }
-      });
+      }, key.epoch);
     });
   }
 
@@ -413,7 +476,7 @@ export class Pkcs11CryptoModule
       if (keyPart.length < 16 || keyPart.length % 8 !== 0) {
         throw new InkanError("INVALID_REQUEST", "wrapped key has the wrong layout", { field: "wrappedKey" });
       }
-      const privateKey = await this.#pool.use(async (s) => {
+      const privateKey = await this.#use(async (s) => {
         let transport: Handle;
         try {
           transport = await this.#p11.C_UnwrapKeyAsync(s, OAEP_SHA1, importKey.privateKey, wrapped.subarray(0, size), [
@@ -452,11 +515,11 @@ export class Pkcs11CryptoModule
         } finally {
           this.#p11.C_DestroyObject(s, transport);
         }
-      });
+      }, importKey.epoch);
       try {
-        return await this.#finishImport(privateKey, id, keyId, req.algorithm, stated);
+        return await this.#finishImport(privateKey, id, keyId, req.algorithm, stated, importKey.epoch);
       } catch (err) {
-        await this.#pool.use((s) => this.#destroyQuietly(s, privateKey)).catch(() => undefined);
+        await this.#use((s) => this.#destroyQuietly(s, privateKey), importKey.epoch).catch(() => undefined);
         throw err;
       }
     });
@@ -467,7 +530,7 @@ export class Pkcs11CryptoModule
   async hmacSha256(key: "record-seal", data: Uint8Array): Promise<Uint8Array> {
     this.#assertOpen();
     return this.#withSystemKey(key, "HMAC", async (obj) =>
-      this.#pool.use(async (s) => {
+      this.#use(async (s) => {
         // R-3.1.1.1, R-3.2.1.7: record seals are computed inside the module with a key that never leaves it.
         this.#p11.C_SignInit(s, { mechanism: p.CKM_SHA256_HMAC }, obj.handle);
         const out = Buffer.alloc(32);
@@ -476,7 +539,7 @@ export class Pkcs11CryptoModule
         return new Uint8Array(
           data.length === 0 ? await this.#p11.C_SignFinalAsync(s, out) : await this.#p11.C_SignAsync(s, Buffer.from(data), out),
         );
-      }),
+      }, obj.epoch),
     );
   }
 
@@ -484,7 +547,7 @@ export class Pkcs11CryptoModule
     this.#assertOpen();
     const iv = Buffer.from(await this.randomBytes(12)); // fresh 96-bit IV from the module's RNG per encryption
     return this.#withSystemKey(key, "encryption", async (obj) =>
-      this.#pool.use(async (s) => {
+      this.#use(async (s) => {
         this.#p11.C_EncryptInit(s, gcm(iv, aad), obj.handle);
         const out = Buffer.alloc(plaintext.length + 16);
         const sealed =
@@ -492,7 +555,7 @@ export class Pkcs11CryptoModule
             ? await this.#p11.C_EncryptFinalAsync(s, out)
             : await this.#p11.C_EncryptAsync(s, Buffer.from(plaintext), out);
         return new Uint8Array(Buffer.concat([iv, sealed]));
-      }),
+      }, obj.epoch),
     );
   }
 
@@ -501,18 +564,24 @@ export class Pkcs11CryptoModule
     if (sealed.length < 12 + 16) throw new InkanError("INTEGRITY_VIOLATION", "encrypted field does not decrypt");
     const iv = Buffer.from(sealed.subarray(0, 12));
     const body = Buffer.from(sealed.subarray(12));
-    return this.#withSystemKey(key, "decryption", async (obj) =>
-      this.#pool.use(async (s) => {
+    let tagFailure: unknown;
+    const plain = await this.#withSystemKey(key, "decryption", async (obj) =>
+      this.#use(async (s) => {
         this.#p11.C_DecryptInit(s, gcm(iv, aad), obj.handle);
         try {
           return new Uint8Array(await this.#p11.C_DecryptAsync(s, body, Buffer.alloc(body.length)));
         } catch (err) {
           // Wrong key, AAD or a changed bit: the tag does not verify (SoftHSM2: CKR_GENERAL_ERROR).
-          if (isBadCiphertext(err)) throw fromModule("INTEGRITY_VIOLATION", "encrypted field does not decrypt", err);
-          throw err;
+          if (!isBadCiphertext(err)) throw err;
+          tagFailure = err;
+          return undefined;
         }
-      }),
+      }, obj.epoch),
     );
+    if (plain) return plain;
+    // A broken module answers CKR_GENERAL_ERROR too: it is checked before data is called tampered with.
+    await this.#supervisor.confirm();
+    throw fromModule("INTEGRITY_VIOLATION", "encrypted field does not decrypt", tagFailure);
   }
 
   async signWithSystemKey(key: SigningSystemKey, req: AuditSignRequest): Promise<Uint8Array> {
@@ -520,11 +589,11 @@ export class Pkcs11CryptoModule
     if (!isKeyPair(key)) throw new InkanError("INVALID_REQUEST", "not a signing system key");
     if (req.hash.length !== 32) throw new InkanError("HASH_LENGTH_MISMATCH", "a system key signs a SHA-256 hash (32 bytes)");
     return this.#withSystemKey(key, key === "audit-signing" ? "audit signing" : "challenge signing", async (obj) => {
-      const raw = await this.#pool.use(async (s) => {
+      const raw = await this.#use(async (s) => {
         // R-3.2.2.4, T-2.2.1.7: audit checkpoints and SadChallenges are signed by module-resident keys, one per purpose.
         this.#p11.C_SignInit(s, { mechanism: p.CKM_ECDSA }, obj.handle);
         return this.#p11.C_SignAsync(s, Buffer.from(req.hash), Buffer.alloc(64));
-      });
+      }, obj.epoch);
       return req.format === "raw" ? new Uint8Array(raw) : ecdsaRawToDer(raw);
     });
   }
@@ -535,7 +604,7 @@ export class Pkcs11CryptoModule
     return this.#withSystemKey(key, "public key lookup", async (obj) => {
       const publicKey = obj.publicKey;
       if (!publicKey) throw new InkanError("CRYPTO_MODULE_FAILURE", "system key has no public half");
-      return this.#pool.use((s) => this.#spkiOf(s, publicKey, "EC_P256"));
+      return this.#use((s) => this.#spkiOf(s, publicKey, "EC_P256"), obj.epoch);
     });
   }
 
@@ -552,7 +621,7 @@ export class Pkcs11CryptoModule
     this.#assertOpen();
     assertDataLabel(label);
     try {
-      const current = await this.#pool.use((s) => this.#dataVersions(s, label));
+      const current = await this.#use((s) => this.#dataVersions(s, label));
       const newest = current.at(-1);
       return newest ? new Uint8Array(newest.value) : undefined;
     } catch (err) {
@@ -583,6 +652,104 @@ export class Pkcs11CryptoModule
     if (this.#closed) throw new InkanError("CRYPTO_MODULE_FAILURE", "crypto module is closed");
   }
 
+  /**
+   * Every module call goes through here: refused at once while the module is lost (fail closed),
+   * run in a session of its own otherwise, and its failure shown to the supervisor. `epoch` is
+   * that of the handles `fn` uses: after a reconnect they are refused, never sent to the module.
+   */
+  async #use<T>(fn: (session: Handle) => Promise<T> | T, epoch?: number): Promise<T> {
+    this.#supervisor.assertAvailable();
+    if (epoch !== undefined && epoch !== this.#epoch) throw new ReconnectedError();
+    const pool = this.#pool;
+    try {
+      return await pool.use(fn);
+    } catch (err) {
+      if (pool === this.#pool) this.#supervisor.observe(err);
+      throw err;
+    }
+  }
+
+  /**
+   * A key that is not there: a lost token looks empty too (SoftHSM2 with unreadable token files),
+   * so the module is checked first, and its failure is reported instead of a missing key.
+   */
+  async #refuseMissing(refusal: InkanError): Promise<never> {
+    await this.#supervisor.confirm();
+    throw refusal;
+  }
+
+  /**
+   * Issue 22, the check of a connection: the token is the one this module opened (serial number),
+   * and each system key this module has used is found by label and CKA_ID, still protected, and
+   * works: an HMAC with the record-seal key, an AES-GCM round trip with the field key (fresh IV
+   * from the module), an ECDSA signature by the audit key that its public key verifies. Returns
+   * the objects found, for the caches of a new connection.
+   */
+  async #checkModule(pool: SessionPool, slot: Handle, epoch: number): Promise<Map<SystemKey, SystemObject>> {
+    const info = this.#p11.C_GetTokenInfo(slot);
+    if (info.serialNumber.trimEnd() !== this.#connection.tokenSerial || info.label.trimEnd() !== this.#tokenLabel) {
+      throw new InkanError("CRYPTO_MODULE_FAILURE", "the token in the slot is not the one this node opened");
+    }
+    const found = new Map<SystemKey, SystemObject>();
+    const probe = Buffer.from("inkan crypto module check");
+    for (const key of this.#systemIds.keys()) {
+      const obj = await pool.use((s) => this.#findSystemKey(s, key, epoch));
+      if (!obj) throw new InkanError("CRYPTO_MODULE_FAILURE", `system key ${SYSTEM_KEY_LABELS[key]} is not in the module`);
+      await pool.use(async (s) => {
+        if (key === "record-seal") {
+          this.#p11.C_SignInit(s, { mechanism: p.CKM_SHA256_HMAC }, obj.handle);
+          if ((await this.#p11.C_SignAsync(s, probe, Buffer.alloc(32))).length !== 32) throw new InkanError("CRYPTO_MODULE_FAILURE", "record-seal check failed");
+        } else if (key === "field-encryption") {
+          const iv = this.#p11.C_GenerateRandom(s, Buffer.alloc(12));
+          this.#p11.C_EncryptInit(s, gcm(iv, probe), obj.handle);
+          const sealed = await this.#p11.C_EncryptAsync(s, probe, Buffer.alloc(probe.length + 16));
+          this.#p11.C_DecryptInit(s, gcm(iv, probe), obj.handle);
+          const opened = await this.#p11.C_DecryptAsync(s, sealed, Buffer.alloc(sealed.length));
+          if (!opened.equals(probe)) throw new InkanError("CRYPTO_MODULE_FAILURE", "field-encryption check failed");
+        } else {
+          const hash = createHash("sha256").update(probe).digest();
+          this.#p11.C_SignInit(s, { mechanism: p.CKM_ECDSA }, obj.handle);
+          const signature = await this.#p11.C_SignAsync(s, hash, Buffer.alloc(64));
+          const publicKey = createPublicKey({ key: Buffer.from(this.#spkiOf(s, obj.publicKey as Handle, "EC_P256")), format: "der", type: "spki" });
+          if (!nodeVerify("sha256", probe, { key: publicKey, dsaEncoding: "ieee-p1363" }, signature)) {
+            throw new InkanError("CRYPTO_MODULE_FAILURE", "audit-signing check failed");
+          }
+        }
+      });
+      found.set(key, obj);
+    }
+    return found;
+  }
+
+  /**
+   * Issue 22, one reconnect attempt: the old sessions are given up (and their calls awaited),
+   * from the second attempt on the library is initialized again (some find a lost token only so),
+   * the token is found again by its URI (it may sit in another slot), new sessions are logged in
+   * and checked. Only then do calls use the new connection, in a new epoch with empty key caches.
+   */
+  async #reconnect(attempt: number): Promise<void> {
+    await this.#pool.discard();
+    if (attempt > 1) reinitializeLibrary(this.#library);
+    const { uri, pin, poolSize } = this.#connection;
+    const slot = findTokenSlot(this.#p11, uri);
+    const pool = SessionPool.open({ p11: this.#p11, slot, size: poolSize, pin });
+    const epoch = this.#epoch + 1;
+    let system: Map<SystemKey, SystemObject>;
+    try {
+      system = await this.#checkModule(pool, slot, epoch);
+    } catch (err) {
+      await pool.discard();
+      throw err;
+    }
+    this.#keys.clear();
+    this.#resolving.clear();
+    this.#system.clear();
+    for (const [key, obj] of system) this.#system.set(key, obj);
+    this.#epoch = epoch;
+    this.#slot = slot;
+    this.#pool = pool;
+  }
+
   async #newKeyId(): Promise<string> {
     return Buffer.from(await this.randomBytes(KEY_ID_BYTES)).toString("hex");
   }
@@ -597,7 +764,8 @@ export class Pkcs11CryptoModule
     const id = Buffer.from(keyId, "hex");
     try {
       const { mechanism, publicTemplate } = keyPairMechanism(algorithm);
-      const pair = await this.#pool.use((s) =>
+      const epoch = this.#epoch;
+      const pair = await this.#use((s) =>
         this.#p11.C_GenerateKeyPairAsync(
           s,
           mechanism,
@@ -605,33 +773,32 @@ export class Pkcs11CryptoModule
           // R-3.1.1.3: generated inside the module as a sensitive, non-extractable token object
           [{ type: p.CKA_KEY_TYPE, value: keyTypeOf(algorithm) }, ...privateKeyPolicy(id, usage)],
         ),
+        epoch,
       );
       let spki: Uint8Array;
       try {
-        spki = await this.#pool.use((s) => this.#spkiOf(s, pair.publicKey, algorithm));
+        spki = await this.#use((s) => this.#spkiOf(s, pair.publicKey, algorithm), epoch);
       } catch (err) {
-        await this.#pool
-          .use((s) => {
-            this.#destroyQuietly(s, pair.privateKey);
-            this.#destroyQuietly(s, pair.publicKey);
-          })
-          .catch(() => undefined);
+        await this.#use((s) => {
+          this.#destroyQuietly(s, pair.privateKey);
+          this.#destroyQuietly(s, pair.publicKey);
+        }, epoch).catch(() => undefined);
         throw err;
       }
-      this.#remember({ keyId, id, usage, algorithm, privateKey: pair.privateKey, publicKey: pair.publicKey, generatedInModule: true });
+      this.#remember({ keyId, id, usage, algorithm, privateKey: pair.privateKey, publicKey: pair.publicKey, generatedInModule: true, epoch });
       return { keyId, uri: this.#keyUri(id), algorithm, publicKeySpki: spki };
     } catch (err) {
       throw toInkanError(err, "key generation");
     }
   }
 
-  async #finishImport(privateKey: Handle, id: Buffer, keyId: string, algorithm: KeyAlgorithm, stated: StatedKey): Promise<GeneratedKey> {
+  async #finishImport(privateKey: Handle, id: Buffer, keyId: string, algorithm: KeyAlgorithm, stated: StatedKey, epoch: number): Promise<GeneratedKey> {
     // The unwrapped key must be of the stated kind and sign what the stated public key verifies
     // (T-2.1.4.3: the public part matches the stated key information).
-    const actual = await this.#pool.use((s) => this.#algorithmOf(s, privateKey));
+    const actual = await this.#use((s) => this.#algorithmOf(s, privateKey), epoch);
     if (actual !== algorithm) throw new InkanError("KEY_MISMATCH", "the wrapped key is not of the stated algorithm");
     if (stated.jwk.kty === "RSA") {
-      const [n] = await this.#pool.use((s) => this.#attributes(s, privateKey, [p.CKA_MODULUS]));
+      const [n] = await this.#use((s) => this.#attributes(s, privateKey, [p.CKA_MODULUS]), epoch);
       if (!stripZeros(n).equals(stripZeros(Buffer.from(stated.jwk.n ?? "", "base64url")))) {
         throw new InkanError("KEY_MISMATCH", "the wrapped key does not match the stated public key");
       }
@@ -640,24 +807,26 @@ export class Pkcs11CryptoModule
     const { scheme, hashAlgorithm } = proofScheme(algorithm);
     const data = hashAlgorithm === "NONE" ? message : createHash("sha256").update(message).digest();
     const plan = planSignature({ scheme, hashAlgorithm, data });
-    const raw = await this.#pool.use(async (s) => {
+    const raw = await this.#use(async (s) => {
       this.#p11.C_SignInit(s, plan.mechanism, privateKey);
       return this.#p11.C_SignAsync(s, plan.input, Buffer.alloc(signatureSize(algorithm)));
-    });
+    }, epoch);
     const ok =
       scheme === "ED25519"
         ? nodeVerify(null, message, stated.key, raw)
         : nodeVerify("sha256", message, scheme === "ECDSA" ? { key: stated.key, dsaEncoding: "ieee-p1363" } : stated.key, raw);
     if (!ok) throw new InkanError("KEY_MISMATCH", "the wrapped key does not match the stated public key");
-    const publicKey = await this.#pool.use((s) =>
-      this.#p11.C_CreateObject(s, [
-        { type: p.CKA_KEY_TYPE, value: keyTypeOf(algorithm) },
-        ...publicKeyAttributes(stated.jwk, algorithm),
-        ...publicKeyPolicy(id, "sign"),
-      ]),
+    const publicKey = await this.#use(
+      (s) =>
+        this.#p11.C_CreateObject(s, [
+          { type: p.CKA_KEY_TYPE, value: keyTypeOf(algorithm) },
+          ...publicKeyAttributes(stated.jwk, algorithm),
+          ...publicKeyPolicy(id, "sign"),
+        ]),
+      epoch,
     );
-    this.#remember({ keyId, id, usage: "sign", algorithm, privateKey, publicKey, generatedInModule: false });
-    const spki = await this.#pool.use((s) => this.#spkiOf(s, publicKey, algorithm));
+    this.#remember({ keyId, id, usage: "sign", algorithm, privateKey, publicKey, generatedInModule: false, epoch });
+    const spki = await this.#use((s) => this.#spkiOf(s, publicKey, algorithm), epoch);
     return { keyId, uri: this.#keyUri(id), algorithm, publicKeySpki: spki };
   }
 
@@ -668,11 +837,11 @@ export class Pkcs11CryptoModule
     for (let attempt = 0; ; attempt++) {
       try {
         const key = await this.#resolve(keyId);
-        if (!key) throw notFound();
+        if (!key) return await this.#refuseMissing(notFound());
         if (key.usage !== usage) throw new InkanError("ALGORITHM_NOT_ALLOWED", `this key is not for ${operation}`, { field: "keyId" });
         return await op(key);
       } catch (err) {
-        if (attempt === 0 && isStaleHandle(err)) {
+        if (attempt === 0 && (isStaleHandle(err) || err instanceof ReconnectedError)) {
           this.#keys.delete(keyId); // destroyed meanwhile (or a stale handle): look it up again
           continue;
         }
@@ -690,7 +859,8 @@ export class Pkcs11CryptoModule
     }
     let pending = this.#resolving.get(keyId);
     if (!pending) {
-      pending = this.#pool.use((s) => this.#lookup(s, keyId)).finally(() => this.#resolving.delete(keyId));
+      const epoch = this.#epoch;
+      pending = this.#use((s) => this.#lookup(s, keyId, epoch), epoch).finally(() => this.#resolving.delete(keyId));
       this.#resolving.set(keyId, pending);
     }
     const key = await pending;
@@ -698,7 +868,7 @@ export class Pkcs11CryptoModule
     return key;
   }
 
-  #lookup(s: Handle, keyId: string): ResolvedKey | undefined {
+  #lookup(s: Handle, keyId: string, epoch: number): ResolvedKey | undefined {
     const id = Buffer.from(keyId, "hex");
     const found = this.#find(s, [{ type: p.CKA_CLASS, value: p.CKO_PRIVATE_KEY }, { type: p.CKA_ID, value: id }, { type: p.CKA_TOKEN, value: true }], 2);
     if (found.length === 0) return undefined;
@@ -723,10 +893,12 @@ export class Pkcs11CryptoModule
       privateKey: handle,
       publicKey: undefined,
       generatedInModule: Boolean(local && alwaysSensitive && neverExtractable),
+      epoch,
     };
   }
 
   #remember(key: ResolvedKey): void {
+    if (key.epoch !== this.#epoch) return; // found before a reconnect: its handles are not cached
     this.#keys.delete(key.keyId);
     this.#keys.set(key.keyId, key);
     if (this.#keys.size > KEY_CACHE_MAX) {
@@ -736,7 +908,7 @@ export class Pkcs11CryptoModule
   }
 
   async #findPublicHandle(key: ResolvedKey): Promise<Handle | undefined> {
-    const handle = await this.#pool.use((s) => {
+    const handle = await this.#use((s) => {
       const found = this.#find(
         s,
         [{ type: p.CKA_CLASS, value: p.CKO_PUBLIC_KEY }, { type: p.CKA_ID, value: key.id }, { type: p.CKA_LABEL, value: USAGE_LABEL[key.usage] }],
@@ -744,7 +916,7 @@ export class Pkcs11CryptoModule
       );
       if (found.length > 1) throw new InkanError("CRYPTO_MODULE_FAILURE", "two public keys share one key id");
       return found[0];
-    });
+    }, key.epoch);
     if (handle) key.publicKey = handle;
     return handle;
   }
@@ -752,7 +924,7 @@ export class Pkcs11CryptoModule
   async #publicSpki(key: ResolvedKey): Promise<Uint8Array | undefined> {
     const handle = key.publicKey ?? (await this.#findPublicHandle(key));
     if (!handle) return undefined;
-    return this.#pool.use((s) => this.#spkiOf(s, handle, key.algorithm));
+    return this.#use((s) => this.#spkiOf(s, handle, key.algorithm), key.epoch);
   }
 
   #spkiOf(s: Handle, publicKey: Handle, algorithm: KeyAlgorithm): Uint8Array {
@@ -796,13 +968,16 @@ export class Pkcs11CryptoModule
       try {
         let obj = this.#system.get(key);
         if (!obj) {
-          obj = await this.#pool.use((s) => this.#findSystemKey(s, key));
-          if (!obj) throw new InkanError("CRYPTO_MODULE_FAILURE", `system key ${SYSTEM_KEY_LABELS[key]} is missing (run inkan init)`);
-          this.#system.set(key, obj);
+          const epoch = this.#epoch;
+          obj = await this.#use((s) => this.#findSystemKey(s, key, epoch), epoch);
+          if (!obj) {
+            return await this.#refuseMissing(new InkanError("CRYPTO_MODULE_FAILURE", `system key ${SYSTEM_KEY_LABELS[key]} is missing (run inkan init)`));
+          }
+          if (obj.epoch === this.#epoch) this.#system.set(key, obj);
         }
         return await op(obj);
       } catch (err) {
-        if (attempt === 0 && isStaleHandle(err)) {
+        if (attempt === 0 && (isStaleHandle(err) || err instanceof ReconnectedError)) {
           this.#system.delete(key);
           continue;
         }
@@ -811,29 +986,40 @@ export class Pkcs11CryptoModule
     }
   }
 
-  #findSystemKey(s: Handle, key: SystemKey): SystemObject | undefined {
+  /**
+   * A system key by its label and, once this module has used it, by its CKA_ID too (issue 22: the
+   * key found after a reconnect must be the very one used before). The first find records the id.
+   */
+  #findSystemKey(s: Handle, key: SystemKey, epoch: number): SystemObject | undefined {
     const label = SYSTEM_KEY_LABELS[key];
     const cls = isKeyPair(key) ? p.CKO_PRIVATE_KEY : p.CKO_SECRET_KEY;
-    const found = this.#find(s, [{ type: p.CKA_CLASS, value: cls }, { type: p.CKA_LABEL, value: label }, { type: p.CKA_TOKEN, value: true }], 2);
+    const knownId = this.#systemIds.get(key);
+    const byId: Template = knownId ? [{ type: p.CKA_ID, value: knownId }] : [];
+    const found = this.#find(s, [{ type: p.CKA_CLASS, value: cls }, { type: p.CKA_LABEL, value: label }, { type: p.CKA_TOKEN, value: true }, ...byId], 2);
     if (found.length === 0) return undefined;
     if (found.length > 1) throw new InkanError("CRYPTO_MODULE_FAILURE", `system key ${label} exists twice`); // fail closed
     const handle = found[0] as Handle;
     const [sensitive, extractable] = this.#attributes(s, handle, [p.CKA_SENSITIVE, p.CKA_EXTRACTABLE]).map(readBool);
     if (!sensitive || extractable) throw new InkanError("CRYPTO_MODULE_FAILURE", `system key ${label} is not protected by the module`);
-    if (!isKeyPair(key)) return { handle };
-    const publicKeys = this.#find(s, [{ type: p.CKA_CLASS, value: p.CKO_PUBLIC_KEY }, { type: p.CKA_LABEL, value: label }], 2);
-    if (publicKeys.length !== 1) throw new InkanError("CRYPTO_MODULE_FAILURE", `system key ${label} must have exactly one public half`);
-    return { handle, publicKey: publicKeys[0] as Handle };
+    const id = knownId ?? this.#attributes(s, handle, [p.CKA_ID])[0];
+    let publicKey: Handle | undefined;
+    if (isKeyPair(key)) {
+      const publicKeys = this.#find(s, [{ type: p.CKA_CLASS, value: p.CKO_PUBLIC_KEY }, { type: p.CKA_LABEL, value: label }, { type: p.CKA_ID, value: id }], 2);
+      if (publicKeys.length !== 1) throw new InkanError("CRYPTO_MODULE_FAILURE", `system key ${label} must have exactly one public half`);
+      publicKey = publicKeys[0];
+    }
+    if (!knownId) this.#systemIds.set(key, id);
+    return { handle, ...(publicKey !== undefined ? { publicKey } : {}), epoch };
   }
 
   async #createMissingSystemKeys(): Promise<SystemKey[]> {
     const created: SystemKey[] = [];
     try {
       for (const key of Object.keys(SYSTEM_KEY_LABELS) as SystemKey[]) {
-        if (await this.#pool.use((s) => this.#findSystemKey(s, key))) continue;
+        if (await this.#use((s) => this.#findSystemKey(s, key, this.#epoch))) continue;
         const id = Buffer.from(await this.randomBytes(KEY_ID_BYTES));
         const label = SYSTEM_KEY_LABELS[key];
-        await this.#pool.use(async (s) => {
+        await this.#use(async (s) => {
           if (isKeyPair(key)) {
             await this.#p11.C_GenerateKeyPairAsync(
               s,
@@ -889,7 +1075,7 @@ export class Pkcs11CryptoModule
   }
 
   async #writeData(label: string, value: Uint8Array): Promise<void> {
-    await this.#pool.use((s) => {
+    await this.#use((s) => {
       // R-3.2.2.4: the high-water mark outside the database must never be lost or half-written.
       // SoftHSM2 keeps CKA_VALUE of a data object read-only, so a write creates the next version
       // (an 8-byte sequence number before the value) and then removes the older ones: a crash in
@@ -952,6 +1138,16 @@ export class Pkcs11CryptoModule
 }
 
 // ---- helpers (pure, or touching the library only through the arguments) ---------------------
+
+/**
+ * Handles found before a reconnect, refused before they reach the module (after the library is
+ * initialized again an old number may name another object). The key is looked up once more.
+ */
+class ReconnectedError extends InkanError {
+  constructor() {
+    super("CRYPTO_MODULE_FAILURE", "the crypto module was reconnected during the operation");
+  }
+}
 
 // SoftHSM2 2.6.1 implements OAEP with SHA-1 only (SHA-256 parameters give CKR_ARGUMENTS_BAD).
 const OAEP_SHA1: Mechanism = withParameter<OaepParams>(p.CKM_RSA_PKCS_OAEP, {

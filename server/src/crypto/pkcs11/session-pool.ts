@@ -7,6 +7,9 @@
  * (CKR_ARGUMENTS_BAD, for one, does not end it), so it is replaced instead of reused. Login state
  * belongs to the token, not the session: it ends when the application's last session on the token
  * closes, so a replacement is opened (and logged in) before the old session is closed.
+ *
+ * A module that was lost (a restarted HSM, a removed token) leaves every session stale: the pool
+ * is discarded as a whole and a new one is opened (see module-supervisor.ts).
  */
 import { InkanError } from "../../errors.js";
 import { hasCkr, toInkanError } from "./errors.js";
@@ -35,7 +38,8 @@ export class SessionPool {
   readonly #waiters: Waiter[] = [];
   #open = 0;
   #closing = false;
-  #onDrained: (() => void) | undefined;
+  #discarding: Promise<void> | undefined;
+  readonly #onDrained: (() => void)[] = [];
 
   private constructor(options: SessionPoolOptions) {
     this.#p11 = options.p11;
@@ -85,12 +89,31 @@ export class SessionPool {
    * server process). PKCS#11 logs the process out when its last session on the token closes.
    */
   async close(): Promise<void> {
+    if (this.#discarding) return this.#discarding;
     if (this.#closing) return;
     this.#closing = true;
     if (this.#idle.length < this.#open || this.#waiters.length > 0) {
-      await new Promise<void>((resolve) => (this.#onDrained = resolve));
+      await new Promise<void>((resolve) => this.#onDrained.push(resolve));
     }
     for (const s of this.#idle.splice(0)) this.#closeSession(s);
+  }
+
+  /**
+   * Gives the pool up after its module was lost: waiting callers fail with CRYPTO_MODULE_FAILURE,
+   * idle sessions are closed now and busy ones when their operation returns (C_CloseSession
+   * errors are ignored: the session is gone already). Resolves once no session is open, so no
+   * call of this pool is in flight any more (the library may then be initialized again).
+   */
+  discard(): Promise<void> {
+    if (this.#discarding) return this.#discarding;
+    this.#closing = true;
+    const failure = new InkanError("CRYPTO_MODULE_FAILURE", "the crypto module is unavailable");
+    for (const w of this.#waiters.splice(0)) w.reject(failure);
+    for (const s of this.#idle.splice(0)) this.#closeSession(s);
+    this.#discarding =
+      this.#open === 0 ? Promise.resolve() : new Promise<void>((resolve) => this.#onDrained.push(resolve));
+    if (this.#open === 0) this.#drained(); // a close() that was waiting
+    return this.#discarding;
   }
 
   #acquire(): Promise<Handle> {
@@ -110,13 +133,18 @@ export class SessionPool {
   }
 
   #release(session: Handle): void {
+    if (this.#discarding) {
+      this.#closeSession(session);
+      if (this.#open === 0) this.#drained();
+      return;
+    }
     const waiter = this.#waiters.shift();
     if (waiter) {
       waiter.resolve(session);
       return;
     }
     this.#idle.push(session);
-    if (this.#closing && this.#idle.length === this.#open) this.#onDrained?.();
+    if (this.#closing && this.#idle.length === this.#open) this.#drained();
   }
 
   #replace(session: Handle): void {
@@ -137,7 +165,11 @@ export class SessionPool {
       const failure = new InkanError("CRYPTO_MODULE_FAILURE", "crypto module has no usable session");
       for (const w of this.#waiters.splice(0)) w.reject(failure);
     }
-    if (this.#closing && this.#idle.length === this.#open && this.#waiters.length === 0) this.#onDrained?.();
+    if (this.#discarding ? this.#open === 0 : this.#closing && this.#idle.length === this.#open && this.#waiters.length === 0) this.#drained();
+  }
+
+  #drained(): void {
+    for (const resolve of this.#onDrained.splice(0)) resolve();
   }
 
   #openSession(): Handle {

@@ -44,6 +44,12 @@ export interface BenchSam {
    */
   crypto: FullCryptoModule;
   signer: BenchSigner;
+  /**
+   * `n` more signers, each enrolled, activated and certified like `signer`. Many SCAs at once act
+   * for several signers: a signer's factor checks in flight are bounded by the policy's
+   * lockout_threshold (issue 13: the attempt is reserved before the check), as for any person.
+   */
+  moreSigners(n: number): Promise<BenchSigner[]>;
   /** A new SCA client: its own HTTP/2 connection (gRPC over mTLS, the development SCA certificate). */
   scaTransport(): Transport;
   /** Stops the server; removes the data directory unless `keep` (to read server.log after a failure). */
@@ -79,14 +85,23 @@ export async function startBenchSam(): Promise<BenchSam> {
       privateJwk: JSON.parse(read(paths.adminRequestKey)) as JWK & { kid: string },
     });
     const operator = await createRegistrationOperator(securityOfficer, { cert: read(paths.adminCaCert), key: read(paths.adminCaKey) }, transport);
-    const signer = await activeSignerWithCredential(operator, transport(sca));
+    const issuingCa = { cert: read(paths.signerIssuingCaCert), key: read(paths.signerIssuingCaKey) };
+    const newSigner = async (): Promise<BenchSigner> => {
+      const signer = await activeSignerWithCredential(operator, transport(sca));
+      return { ...signer, keyId: await certifyCredential(operator, issuingCa, signer.credentialId, signer.publicKeySpki) };
+    };
+    const signer = await newSigner();
     if (!crypto) throw new Error("serve() did not hand out its crypto module");
-    const keyId = await certifyCredential(operator, { cert: read(paths.signerIssuingCaCert), key: read(paths.signerIssuingCaKey) }, signer.credentialId, signer.publicKeySpki);
     return {
       server,
       dataDir,
       crypto,
-      signer: { ...signer, keyId },
+      signer,
+      moreSigners: async (n) => {
+        const out: BenchSigner[] = [];
+        for (let i = 0; i < n; i++) out.push(await newSigner());
+        return out;
+      },
       scaTransport: () => transport(sca),
       async close(keep = false) {
         await server.close(2000);

@@ -11,18 +11,19 @@ export interface Durations {
 
 /** Checks a few signatures after a run (outside the measured time) so no figure counts garbage. */
 class SpotCheck {
-  private readonly samples: { message: string; signature: Uint8Array }[] = [];
+  private readonly samples: { message: string; signature: Uint8Array; sca: BenchSca }[] = [];
 
   constructor(private readonly max = 64) {}
 
-  add(message: string, signature: Uint8Array): void {
-    if (this.samples.length < this.max) this.samples.push({ message, signature });
+  /** A signature made for `sca`'s signer. */
+  add(sca: BenchSca, message: string, signature: Uint8Array): void {
+    if (this.samples.length < this.max) this.samples.push({ message, signature, sca });
   }
 
-  /** How many were checked; throws if any does not verify. */
-  verify(sca: BenchSca): number {
+  /** How many were checked, each against its signer's key; throws if any does not verify. */
+  verify(): number {
     for (const s of this.samples) {
-      if (!signatureVerifies(sca.signer, s.message, s.signature)) throw new Error("a signature returned by the SAM does not verify");
+      if (!signatureVerifies(s.sca.signer, s.message, s.signature)) throw new Error("a signature returned by the SAM does not verify");
     }
     return this.samples.length;
   }
@@ -78,7 +79,7 @@ export async function signHashThroughput(clients: BenchSca[], perCall: number, d
     const batch = tx.docs.hashes.slice(tx.next, tx.next + perCall);
     const res = await clients[w]!.sam.signHash({ authorization: { case: "sadToken", value: tx.token }, hashes: batch });
     if (res.signatures.length !== batch.length) throw new Error(`SignHash returned ${res.signatures.length} signatures for ${batch.length} hashes`);
-    check.add(tx.docs.message(tx.next), res.signatures[0]!);
+    check.add(clients[w]!, tx.docs.message(tx.next), res.signatures[0]!);
     tx.token = res.nextSadToken;
     tx.next += batch.length;
     if (tx.next === tx.docs.count) queues[w]!.shift();
@@ -89,7 +90,7 @@ export async function signHashThroughput(clients: BenchSca[], perCall: number, d
   const perWorker = Math.ceil((warm.perSecond * (d.measureMs / 1000) * 1.5) / clients.length);
   await Promise.all(clients.map((_, w) => prepare(w, perWorker)));
   const run = await forDuration(clients.length, d.measureMs, op);
-  return { ...run, checked: check.verify(clients[0]!) };
+  return { ...run, checked: check.verify() };
 }
 
 export type StreamResult = Throughput & { streams: number; checked: number; peakRssMib: number; rssBeforeMib: number };
@@ -110,11 +111,11 @@ export async function signStreamThroughput(sca: BenchSca, count: number): Promis
   const started = performance.now();
   const { result: streams, peakMib, beforeMib } = await peakRss(() =>
     streamAll(sca.sam, count, token, (i, signature) => {
-      if (i % 10_000 === 0) check.add(docs.message(i), signature);
+      if (i % 10_000 === 0) check.add(sca, docs.message(i), signature);
     }),
   );
   const seconds = (performance.now() - started) / 1000;
-  return { signatures: count, seconds, perSecond: count / seconds, concurrency: 1, streams, checked: check.verify(sca), peakRssMib: peakMib, rssBeforeMib: beforeMib };
+  return { signatures: count, seconds, perSecond: count / seconds, concurrency: 1, streams, checked: check.verify(), peakRssMib: peakMib, rssBeforeMib: beforeMib };
 }
 
 /**
@@ -168,7 +169,7 @@ export async function singleTransactionLatency(clients: BenchSca[], perClient: n
     const token = await sca.authorized(docs.hashes);
     const { signatures } = await sca.sam.signHash({ authorization: { case: "sadToken", value: token }, hashes: docs.hashes });
     const ms = performance.now() - started;
-    check.add(docs.message(0), signatures[0]!);
+    check.add(sca, docs.message(0), signatures[0]!);
     return ms;
   };
   await Promise.all(clients.map(async (sca) => {
@@ -179,6 +180,6 @@ export async function singleTransactionLatency(clients: BenchSca[], perClient: n
   const started = performance.now();
   await Promise.all(clients.map(async (sca) => { for (let i = 0; i < perClient; i++) samples.push(await once(sca)); }));
   const seconds = (performance.now() - started) / 1000;
-  check.verify(clients[0]!);
+  check.verify();
   return { clients: clients.length, transactions: samples.length, seconds, p50Ms: percentile(samples, 50), p99Ms: percentile(samples, 99), perSecond: samples.length / seconds };
 }

@@ -25,6 +25,7 @@ import {
   type SignerRecord,
   type Store,
 } from "./port.js";
+import { AuthorizationSeals } from "../sap/authorization-seal.js";
 
 export interface StoreFactory {
   /** A new, empty store. */
@@ -350,6 +351,39 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         await expect(store.transitionTransaction({ id: "tx2", from: ["PENDING"], to: "CANCELLED", authorization: authorizationStub, now: at(2) })).rejects.toBeInstanceOf(RangeError);
         await expect(store.appendDtbsr({ transactionId: "tx2", startIndex: 1, hashes: [h[1]!], macs: [], now: at(1) })).rejects.toBeInstanceOf(RangeError);
         expect((await store.getTransaction("tx2"))?.state).toBe("PENDING");
+      });
+
+      it("T-2.2.2.2 (issue 14): what the SAM seals and MACs comes back byte for byte, so its checks hold on this adapter", async () => {
+        // The SAP's own checks over what this adapter returns (a fake module key): an adapter that
+        // altered, dropped or re-encoded a byte would make every authorization fail (closed), and one
+        // that returned another row's bytes would be caught the same way.
+        const keys = { hmacSha256: async (_k: "record-seal", data: Uint8Array) => new Uint8Array(createHash("sha256").update("contract-key").update(data).digest()) };
+        const seals = new AuthorizationSeals({ keys });
+        const h = [dtbsrHash(0), dtbsrHash(1)];
+        const entryKey = await seals.entryKey("sealed-tx");
+        await store.createTransaction(newTransaction("sealed-tx", 2));
+        await store.appendDtbsr({ transactionId: "sealed-tx", startIndex: 0, hashes: h, macs: entryKey.macs(0, h), now: at(1) });
+        await store.completeDtbsrUpload({ transactionId: "sealed-tx", hashCount: 2, digest: bytes("digest-of-two"), challengeHash: "sealed-challenge", now: at(1) });
+        const pending = (await store.getTransaction("sealed-tx"))!;
+        const authorization = await seals.seal({
+          v: 1, transactionId: pending.id, signerId: pending.signerId, credentialId: pending.credentialId, sca: pending.sca, hashAlgorithm: pending.hashAlgorithm,
+          signatureScheme: "ECDSA", signatureFormat: 0, numSignatures: 2, dtbsrDigest: Buffer.from(pending.dtbsrDigest!).toString("base64url"),
+          expiresAt: pending.expiresAt.toISOString(), authorizedAt: at(2).toISOString(), method: "AUTHENTICATION_METHOD_DEVICE_KEY_AND_PIN", factors: [{ id: "f", type: "PIN" }], csrOnly: false,
+        });
+        expect(await store.transitionTransaction({ id: "sealed-tx", from: ["PENDING"], to: "AUTHORIZED", authorization, now: at(2) })).toBe(true);
+        const authorized = (await store.getTransaction("sealed-tx"))!;
+        expect((await seals.open(authorized)).transactionId).toBe("sealed-tx");
+        for (const e of await store.readDtbsr({ transactionId: "sealed-tx", fromIndex: 0, limit: 2 })) await entryKey.checkEntry(e.index, e.hash, e.mac);
+        const claimed = await store.markHashesSigned({ transactionId: "sealed-tx", hashes: [h[1]!], now: at(3) });
+        if (!claimed.ok) throw new Error("claim refused");
+        await entryKey.checkEntry(claimed.indices[0]!, h[1]!, claimed.macs[0]);
+        const fields = { hash: "sealed-token", transactionId: "sealed-tx", generation: 0, previousHash: undefined, issuedAt: at(2), expiresAt: at(60) };
+        await store.issueSadToken({ ...fields, mac: entryKey.tokenMac(fields) });
+        await entryKey.checkToken((await store.findSadToken("sealed-token"))!);
+        await entryKey.checkToken((await store.consumeSadToken({ hash: "sealed-token", now: at(3) }))!);
+        // And the checks do catch a changed byte in what the adapter returns.
+        await expect(seals.open({ ...authorized, numSignatures: 3 })).rejects.toMatchObject({ code: "INTEGRITY_VIOLATION" });
+        await expect(entryKey.checkEntry(0, h[1]!, claimed.macs[0])).rejects.toMatchObject({ code: "INTEGRITY_VIOLATION" });
       });
 
       it("R-3.3.1 (issue 13): revokeSignerTransactions ends the signer's open transactions and their unused tokens, and only those", async () => {

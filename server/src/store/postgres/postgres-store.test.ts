@@ -3,8 +3,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { describeStoreContract } from "../contract.js";
 import { StoreFailureError, type Store } from "../port.js";
 import { findPostgresBinaries, startTestCluster, type TestCluster } from "../testing/postgres-cluster.js";
+import type { Config } from "../../config/config.js";
+import { openStore } from "../../main.js";
 import { pgMigrations } from "./migrations.js";
-import { createPostgresStore } from "./postgres-store.js";
+import { PostgresStore, createPostgresStore } from "./postgres-store.js";
 
 /** Connections per store in these tests: several, so the contract's races run on parallel connections. */
 const poolSize = 8;
@@ -75,6 +77,18 @@ describe.skipIf(skipReason !== undefined)(skipReason ?? "PostgresStore", () => {
         const err = await createPostgresStore({ uri }).then(() => undefined, (e: unknown) => e);
         expect(err).toBeInstanceOf(StoreFailureError);
         expect(String((err as Error).cause)).toMatch(/newer than this Inkan knows/);
+      } finally {
+        await cluster.dropDatabase(uri);
+      }
+    });
+
+    it("INKAN_STORE=postgres://… opens a PostgresStore with the configured pool size", async () => {
+      const uri = await cluster.createDatabase();
+      try {
+        const store = await openStore({ store: { kind: "postgres", uri, poolSize: 3 } } as Config);
+        expect(store).toBeInstanceOf(PostgresStore);
+        expect((await (store as PostgresStore).settings()).poolSize).toBe(3);
+        await store.close();
       } finally {
         await cluster.dropDatabase(uri);
       }

@@ -94,6 +94,32 @@ describe.skipIf(skipReason !== undefined)(skipReason ?? "PostgresStore", () => {
       }
     });
 
+    it("when the server ends every connection (a restart, a failover), a call fails closed (STORE_FAILURE) or runs on a new connection; nothing is consumed twice", async () => {
+      const uri = await cluster.createDatabase();
+      const store = await createPostgresStore({ uri, poolSize: 2 });
+      try {
+        await store.issueChallenge({ hash: "c1", purpose: "transaction", subject: "tx", createdAt: new Date(0), expiresAt: new Date(60_000) });
+        const admin = new pg.Client({ connectionString: cluster.uri("postgres") });
+        await admin.connect();
+        try {
+          await admin.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", [new URL(uri).pathname.slice(1)]);
+        } finally {
+          await admin.end();
+        }
+        // The pool drops a connection it sees die while idle; one that dies unseen fails its call.
+        const outcomes = [];
+        for (let i = 0; i < 3; i++) {
+          outcomes.push(await store.consumeChallenge({ hash: "c1", purpose: "transaction", now: new Date(1000) }).then((c) => c?.hash ?? "none", (e: unknown) => e));
+        }
+        for (const o of outcomes) if (typeof o !== "string") expect(o).toBeInstanceOf(StoreFailureError);
+        expect(outcomes.filter((o) => o === "c1")).toHaveLength(1);
+        expect(outcomes[outcomes.length - 1]).toBe("none");
+      } finally {
+        await store.close();
+        await cluster.dropDatabase(uri);
+      }
+    });
+
     it("fails closed when the database cannot be reached, without echoing the password", async () => {
       const uri = cluster.uri("postgres").replace("inkan@", "inkan:hunter2@").replace(/:(\d+)\//, ":1/");
       const err = await createPostgresStore({ uri, connectionTimeoutMs: 2000 }).then(() => undefined, (e: unknown) => e);

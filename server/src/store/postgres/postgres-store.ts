@@ -542,7 +542,7 @@ export class PostgresStore implements Store {
       const macs: (Uint8Array | undefined)[] = [];
       for (const [i, hash] of req.hashes.entries()) {
         const row = await this.one(
-          `UPDATE dtbsr SET signed = TRUE WHERE transaction_id = $1 AND idx =
+          `UPDATE dtbsr SET signed = TRUE WHERE transaction_id = $1 AND NOT signed AND idx =
              (SELECT idx FROM dtbsr WHERE transaction_id = $1 AND hash = $2 AND NOT signed ORDER BY idx LIMIT 1)
            RETURNING idx, mac`,
           [req.transactionId, buf(hash)],
@@ -592,8 +592,10 @@ export class PostgresStore implements Store {
       if (signed !== null) throw new Refusal("HASH_NOT_AUTHORIZED", signed); // T-2.2.1.6: never signed twice
       if (end > hashCount) throw new Refusal("HASH_NOT_AUTHORIZED", Math.max(hashCount, req.fromIndex)); // outside the list
       const claimed = (
-        await this.rows("UPDATE dtbsr SET signed = TRUE WHERE transaction_id = $1 AND idx >= $2 AND idx < $3 RETURNING idx, mac", [req.transactionId, req.fromIndex, end], c)
+        await this.rows("UPDATE dtbsr SET signed = TRUE WHERE transaction_id = $1 AND idx >= $2 AND idx < $3 AND NOT signed RETURNING idx, mac", [req.transactionId, req.fromIndex, end], c)
       ).sort((a, b) => (a.idx as number) - (b.idx as number));
+      // Unreachable under the row lock; kept so that a claim never covers fewer entries than it counts.
+      if (claimed.length !== req.count) throw new Refusal("HASH_NOT_AUTHORIZED", req.fromIndex);
       const indices = claimed.map((r) => r.idx as number);
       const macs = claimed.map((r) => bytesOrUndefined(r.mac));
       return { ok: true, indices, macs, ...(await this.countSignatures(c, req.transactionId, req.count, now)) };

@@ -120,6 +120,27 @@ describe.skipIf(skipReason !== undefined)(skipReason ?? "PostgresStore", () => {
       }
     });
 
+    it("a statement that waits past the statement timeout (a lock held elsewhere, a database that stops answering) fails closed (STORE_FAILURE) and changes nothing", async () => {
+      const uri = await cluster.createDatabase();
+      const store = await createPostgresStore({ uri, poolSize: 2, statementTimeoutMs: 300 });
+      const other = new pg.Client({ connectionString: uri });
+      try {
+        await store.issueChallenge({ hash: "c1", purpose: "transaction", subject: "tx", createdAt: new Date(0), expiresAt: new Date(60_000) });
+        await other.connect();
+        await other.query("BEGIN");
+        await other.query("LOCK TABLE challenges IN ACCESS EXCLUSIVE MODE");
+        const err = await store.consumeChallenge({ hash: "c1", purpose: "transaction", now: new Date(1000) }).then(() => undefined, (e: unknown) => e);
+        expect(err).toBeInstanceOf(StoreFailureError);
+        expect((err as Error).cause).toMatchObject({ code: "57014" }); // query_canceled: the statement timeout
+        await other.query("ROLLBACK");
+        expect((await store.consumeChallenge({ hash: "c1", purpose: "transaction", now: new Date(1000) }))?.hash).toBe("c1");
+      } finally {
+        await other.end().catch(() => undefined);
+        await store.close();
+        await cluster.dropDatabase(uri);
+      }
+    });
+
     it("fails closed when the database cannot be reached, without echoing the password", async () => {
       const uri = cluster.uri("postgres").replace("inkan@", "inkan:hunter2@").replace(/:(\d+)\//, ":1/");
       const err = await createPostgresStore({ uri, connectionTimeoutMs: 2000 }).then(() => undefined, (e: unknown) => e);

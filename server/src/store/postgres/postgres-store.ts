@@ -76,6 +76,11 @@ export interface PostgresStoreOptions {
   poolSize?: number;
   /** How long a call waits for a free connection or a new one, in ms (default 10,000). */
   connectionTimeoutMs?: number;
+  /**
+   * How long one statement may run or wait for a lock, in ms (default 30,000): a database that
+   * stops answering fails the call (STORE_FAILURE) instead of holding it forever.
+   */
+  statementTimeoutMs?: number;
 }
 
 /** Opens a pool to the database and brings its schema up to date (once, whatever the nodes starting). */
@@ -158,6 +163,10 @@ export class PostgresStore implements Store {
       connectionString: options.uri,
       max: poolSize,
       connectionTimeoutMillis: options.connectionTimeoutMs ?? 10_000,
+      statement_timeout: options.statementTimeoutMs ?? 30_000,
+      // The client-side bound too, for a server that no longer answers at all.
+      query_timeout: (options.statementTimeoutMs ?? 30_000) + 5_000,
+      keepAlive: true,
       types: typeParsers,
     });
     // An idle connection that dies (server restart, network) is dropped by the pool; the next call

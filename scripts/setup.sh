@@ -2,6 +2,7 @@
 # Installs what Inkan needs on a Debian/Ubuntu machine with Node.js 20+, then builds it:
 #   - SoftHSM2, the embedded crypto module, and poppler-utils + libnss3-tools for the PDF example's
 #     test (apt-get when run as root; otherwise says what to install)
+#   - PostgreSQL, for the PostgreSQL store's tests (each test file starts its own throwaway cluster)
 #   - the npm dependencies, with their native builds (pkcs11js, better-sqlite3), when the lockfile changed
 #   - the TypeScript build (tsc -b), which also type-checks the product code
 # Idempotent: a second run does only what is missing.
@@ -28,6 +29,18 @@ if ! command -v softhsm2-util >/dev/null 2>&1 || [ ! -e /usr/lib/softhsm/libsoft
     exit 1
   else
     say "pdfsig or certutil is missing: the PDF example's test will skip (sudo apt-get install -y poppler-utils libnss3-tools)"
+  fi
+fi
+
+# PostgreSQL: the tests of the multi-node store start their own cluster with its initdb and pg_ctl
+# (a system cluster the package may start is not used). Without it those tests skip and say so.
+if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    say "installing postgresql with apt-get"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  else
+    say "PostgreSQL is missing: the PostgreSQL store's tests will skip (sudo apt-get install -y postgresql)"
   fi
 fi
 

@@ -21,6 +21,7 @@ import { VerifiedRecords } from "./integrity/sealed-records.js";
 import { AuthorizationSeals } from "./sap/authorization-seal.js";
 import { createMongoStore } from "./store/mongodb/mongo-store.js";
 import type { Store } from "./store/port.js";
+import { createPostgresStore } from "./store/postgres/postgres-store.js";
 import { createSqliteStore } from "./store/sqlite/sqlite-store.js";
 import { approvalService, createDualControlInterceptor } from "./transport/dual-control.js";
 import { createPolicyGateInterceptor, createTrustedCaInterceptor, policyService } from "./transport/policy-service.js";
@@ -67,6 +68,7 @@ export async function openCryptoModule(config: Config): Promise<FullCryptoModule
 /** Opens the configured store and runs its migrations. */
 export async function openStore(config: Config): Promise<Store> {
   const s = config.store;
+  if (s.kind === "postgres") return createPostgresStore({ uri: s.uri, poolSize: s.poolSize });
   return s.kind === "sqlite" ? createSqliteStore({ file: s.file }) : createMongoStore({ uri: s.uri });
 }
 

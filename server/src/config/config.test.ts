@@ -89,12 +89,15 @@ describe("crypto module and store settings", () => {
     expect(() => parseConfig({ dataDir: dir, pkcs11Token: "pkcs11:token=prod" })).toThrow(/pkcs11Library: required/);
   });
 
-  it("takes a MongoDB URI for several nodes and refuses other URIs without echoing credentials", () => {
+  it("takes a PostgreSQL or MongoDB URI for several nodes (the pool sized by storePoolSize) and refuses other URIs without echoing credentials", () => {
     const dir = dataDirWithPki();
     expect(parseConfig({ dataDir: dir, store: "mongodb://db1,db2/inkan?replicaSet=rs0" }).store.kind).toBe("mongodb");
+    expect(parseConfig({ dataDir: dir, store: "postgres://inkan:pw@db/inkan" }).store).toEqual({ kind: "postgres", uri: "postgres://inkan:pw@db/inkan", poolSize: 10 });
+    expect(parseConfig({ dataDir: dir, store: "postgresql://db/inkan", storePoolSize: "32" }).store).toEqual({ kind: "postgres", uri: "postgresql://db/inkan", poolSize: 32 });
+    expect(() => parseConfig({ dataDir: dir, store: "postgres://db/inkan", storePoolSize: "0" })).toThrow(/storePoolSize: must be an integer from 1 to 1000/);
     let message = "";
     try {
-      parseConfig({ dataDir: dir, store: "postgres://user:secret@db/inkan" });
+      parseConfig({ dataDir: dir, store: "mysql://user:secret@db/inkan" });
     } catch (e) {
       message = (e as Error).message;
     }

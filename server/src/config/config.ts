@@ -27,8 +27,12 @@ export interface Config {
   cryptoModule: { kind: "embedded" } | { kind: "pkcs11"; library: string; token: string; pinFile: string | undefined };
   /** This SAM node's id: each node writes its own audit chain (R-3.2.2.4). */
   nodeId: string;
-  /** The store: a SQLite file (embedded default) or a MongoDB replica set shared by several nodes. */
-  store: { kind: "sqlite"; file: string } | { kind: "mongodb"; uri: string };
+  /**
+   * The store: a SQLite file (embedded default), or a database shared by several nodes: PostgreSQL
+   * (`postgres://…`, with a pool of `poolSize` connections per node, storePoolSize /
+   * INKAN_STORE_POOL_SIZE, default 10) or a MongoDB replica set.
+   */
+  store: { kind: "sqlite"; file: string } | { kind: "postgres"; uri: string; poolSize: number } | { kind: "mongodb"; uri: string };
   /** How long a graceful shutdown waits for in-flight calls before closing them, in milliseconds. */
   shutdownGraceMs: number;
   /**
@@ -54,7 +58,7 @@ export type RawConfig = Partial<Record<RawKey, string>>;
 const rawKeys = [
   "dataDir", "listen", "tlsCertFile", "tlsKeyFile", "tlsScaCaFiles", "tlsAdminCaFiles",
   "readMaxBytes", "shutdownGraceMs", "logLevel", "configFile", "pkcs11Library", "pkcs11Token",
-  "pkcs11PinFile", "store", "nodeId", "policyCheckIntervalMs", "oidcIssuer", "oidcClientId", "oidcJwksFile",
+  "pkcs11PinFile", "store", "storePoolSize", "nodeId", "policyCheckIntervalMs", "oidcIssuer", "oidcClientId", "oidcJwksFile",
 ] as const;
 type RawKey = (typeof rawKeys)[number];
 
@@ -139,7 +143,8 @@ export function parseConfig(raw: RawConfig): Config {
   if (!logLevels.includes(logLevel)) problems.push(`logLevel: must be one of ${logLevels.join(", ")}`);
 
   const cryptoModule = parseCryptoModule(raw, inData, file, problems);
-  const store = parseStore(raw.store ?? "store.sqlite3", inData, problems);
+  const storePoolSize = parseInteger("storePoolSize", raw.storePoolSize, 10, 1, 1000, problems);
+  const store = parseStore(raw.store ?? "store.sqlite3", storePoolSize, inData, problems);
   const nodeId = raw.nodeId ?? "node-1";
   if (!/^[A-Za-z0-9._:-]{1,64}$/.test(nodeId)) problems.push(`nodeId: "${nodeId}" must be 1 to 64 of A-Z a-z 0-9 . _ : -`);
 
@@ -199,10 +204,11 @@ function parseOidc(
   return { issuer, clientId, jwksFile: path };
 }
 
-function parseStore(value: string, inData: (p: string) => string, problems: string[]): Config["store"] {
+function parseStore(value: string, poolSize: number, inData: (p: string) => string, problems: string[]): Config["store"] {
+  if (/^postgres(ql)?:\/\//.test(value)) return { kind: "postgres", uri: value, poolSize };
   if (/^mongodb(\+srv)?:\/\//.test(value)) return { kind: "mongodb", uri: value };
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(value)) {
-    problems.push(`store: "${value.replace(/\/\/[^@/]*@/, "//***@")}" is neither a SQLite file path nor a mongodb:// URI`);
+    problems.push(`store: "${value.replace(/\/\/[^@/]*@/, "//***@")}" is neither a SQLite file path nor a postgres:// or mongodb:// URI`);
   }
   return { kind: "sqlite", file: inData(value) };
 }

@@ -4,7 +4,6 @@ import { createSecureServer, type Http2Session } from "node:http2";
 import type { AddressInfo, Socket } from "node:net";
 import type { DescFile, DescService } from "@bufbuild/protobuf";
 import { createContextValues, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { createValidateInterceptor } from "@connectrpc/validate";
 import { HealthCheckResponse_ServingStatus as Status } from "@inkan/sdk/gen/grpc/health/v1/health_pb.js";
 import type { Logger } from "pino";
@@ -14,6 +13,7 @@ import { HealthState, registerHealth } from "./health.js";
 import { identityOfRequest, kCaller, kRequestId, parseCertificates, type TrustedCas } from "./identity.js";
 import { createAccessInterceptor, createCallInterceptor } from "./interceptors.js";
 import { registerReflection } from "./reflection.js";
+import { createRpcHandler } from "./rpc-handler.js";
 import { registerService } from "./register-service.js";
 
 export interface InkanServerOptions {
@@ -68,22 +68,24 @@ export async function startServer(options: InkanServerOptions): Promise<InkanSer
       "grpc.reflection.v1.ServerReflection",
     ]);
   };
-  const handler = connectNodeAdapter({
+  // Order matters: errors are mapped and logged outermost; unknown callers are refused before
+  // validation, so they learn nothing about the schema. Requests connect-es could not read go
+  // through the outer part only (issue 17.5: one error path).
+  const outer = [createCallInterceptor(log), ...(options.outerInterceptors ?? []), createAccessInterceptor()];
+  const handler = createRpcHandler({
     routes,
     readMaxBytes: config.limits.readMaxBytes,
-    // Order matters: errors are mapped and logged outermost; unknown callers are refused before
-    // validation, so they learn nothing about the schema.
     interceptors: [
-      createCallInterceptor(log),
-      ...(options.outerInterceptors ?? []),
-      createAccessInterceptor(),
+      ...outer,
       ...(options.gateInterceptors ?? []),
       createAdminAuthInterceptor(options.authenticateAdmin),
       createValidateInterceptor(),
       ...(options.innerInterceptors ?? []),
     ],
+    frameworkErrorInterceptors: outer,
     contextValues: (req) =>
       createContextValues().set(kCaller, identityOfRequest(req, cas)).set(kRequestId, randomUUID()),
+    log,
   });
 
   const server = createSecureServer(

@@ -177,7 +177,7 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
       },
       "inkan.sam.v1.SignerService": signerService(activation, lifecycle),
       "inkan.sam.v1.SignatureActivationService": {
-        ...samInfoService({ keys: samKeys, policies, version: samVersion, maxMessageBytes: config.limits.readMaxBytes, methods }),
+        ...samInfoService({ keys: samKeys, policies, version: samVersion, maxMessageBytes: config.limits.readMaxBytes, transport: config.limits, methods }),
         ...scaCredentialsService(new ScaCredentials({ signers, credentials }), policies),
         ...sapTransactionsService(sapTransactions, policies),
         ...sapSigningService(

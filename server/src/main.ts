@@ -22,6 +22,7 @@ import { AuthorizationSeals } from "./sap/authorization-seal.js";
 import { createMongoStore } from "./store/mongodb/mongo-store.js";
 import type { Store } from "./store/port.js";
 import { createSqliteStore } from "./store/sqlite/sqlite-store.js";
+import { retryWhileBusy, sqliteBusyTimeoutMs, withBusyRetry } from "./store/sqlite/busy-retry.js";
 import { approvalService, createDualControlInterceptor } from "./transport/dual-control.js";
 import { createPolicyGateInterceptor, createTrustedCaInterceptor, policyService } from "./transport/policy-service.js";
 import { createOperationAuditInterceptor, createRefusalAuditInterceptor } from "./transport/audit-interceptors.js";
@@ -66,7 +67,10 @@ export async function openCryptoModule(config: Config): Promise<FullCryptoModule
 /** Opens the configured store and runs its migrations. */
 export async function openStore(config: Config): Promise<Store> {
   const s = config.store;
-  return s.kind === "sqlite" ? createSqliteStore({ file: s.file }) : createMongoStore({ uri: s.uri });
+  if (s.kind === "mongodb") return createMongoStore({ uri: s.uri });
+  // Issue 17.4: a write lock held by another process is waited for asynchronously, never on the event loop.
+  const open = () => createSqliteStore({ file: s.file, busyTimeoutMs: sqliteBusyTimeoutMs });
+  return withBusyRetry(await retryWhileBusy(open, config.storeBusyWaitMs), config.storeBusyWaitMs);
 }
 
 /**

@@ -62,6 +62,7 @@ describe("parseConfig", () => {
       idleTimeoutMs: 300_000,
     });
     expect(parseConfig({ dataDir: dir, maxConcurrentStreams: "20", idleTimeoutMs: "1000" }).limits).toMatchObject({ maxConcurrentStreams: 20, idleTimeoutMs: 1000 });
+    expect(parseConfig({ dataDir: dir }).storeBusyWaitMs).toBe(5_000); // issue 17.4
     expect(envNames.maxConcurrentCallsPerClient).toBe("INKAN_MAX_CONCURRENT_CALLS_PER_CLIENT");
     let err: unknown;
     try {

@@ -29,6 +29,12 @@ export interface Config {
   nodeId: string;
   /** The store: a SQLite file (embedded default) or a MongoDB replica set shared by several nodes. */
   store: { kind: "sqlite"; file: string } | { kind: "mongodb"; uri: string };
+  /**
+   * Issue 17.4, SQLite: how long a call waits for another process's write lock on the file before
+   * it fails with UNAVAILABLE STORE_FAILURE, in milliseconds (5,000 by default). The wait is
+   * asynchronous: the event loop, and so every other call and the health check, go on meanwhile.
+   */
+  storeBusyWaitMs: number;
   /** How long a graceful shutdown waits for in-flight calls before closing them, in milliseconds. */
   shutdownGraceMs: number;
   /**
@@ -107,7 +113,7 @@ export type RawConfig = Partial<Record<RawKey, string>>;
 const rawKeys = [
   "dataDir", "listen", "tlsCertFile", "tlsKeyFile", "tlsScaCaFiles", "tlsAdminCaFiles",
   "readMaxBytes", "shutdownGraceMs", "logLevel", "configFile", "pkcs11Library", "pkcs11Token",
-  "pkcs11PinFile", "store", "nodeId", "policyCheckIntervalMs", "oidcIssuer", "oidcClientId", "oidcJwksFile",
+  "pkcs11PinFile", "store", "nodeId", "policyCheckIntervalMs", "oidcIssuer", "oidcClientId", "oidcJwksFile", "storeBusyWaitMs",
   ...(Object.keys(transportLimitRanges) as (keyof TransportLimits)[]),
 ] as const;
 type RawKey = (typeof rawKeys)[number];
@@ -195,13 +201,14 @@ export function parseConfig(raw: RawConfig): Config {
 
   const cryptoModule = parseCryptoModule(raw, inData, file, problems);
   const store = parseStore(raw.store ?? "store.sqlite3", inData, problems);
+  const storeBusyWaitMs = parseInteger("storeBusyWaitMs", raw.storeBusyWaitMs, 5_000, 0, 600_000, problems);
   const nodeId = raw.nodeId ?? "node-1";
   if (!/^[A-Za-z0-9._:-]{1,64}$/.test(nodeId)) problems.push(`nodeId: "${nodeId}" must be 1 to 64 of A-Z a-z 0-9 . _ : -`);
 
   const oidc = parseOidc(raw, inData, file, problems);
 
   if (problems.length > 0) throw new ConfigError(problems);
-  return { dataDir, listen, tls, limits: { readMaxBytes, ...transport }, cryptoModule, store, nodeId, shutdownGraceMs, policyCheckIntervalMs, logLevel, oidc };
+  return { dataDir, listen, tls, limits: { readMaxBytes, ...transport }, cryptoModule, store, storeBusyWaitMs, nodeId, shutdownGraceMs, policyCheckIntervalMs, logLevel, oidc };
 }
 
 function parseCryptoModule(

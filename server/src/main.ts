@@ -23,6 +23,7 @@ import { createMongoStore } from "./store/mongodb/mongo-store.js";
 import type { Store } from "./store/port.js";
 import { createPostgresStore } from "./store/postgres/postgres-store.js";
 import { createSqliteStore } from "./store/sqlite/sqlite-store.js";
+import { retryWhileBusy, sqliteBusyTimeoutMs, withBusyRetry } from "./store/sqlite/busy-retry.js";
 import { approvalService, createDualControlInterceptor } from "./transport/dual-control.js";
 import { createPolicyGateInterceptor, createTrustedCaInterceptor, policyService } from "./transport/policy-service.js";
 import { createOperationAuditInterceptor, createRefusalAuditInterceptor } from "./transport/audit-interceptors.js";
@@ -69,7 +70,10 @@ export async function openCryptoModule(config: Config): Promise<FullCryptoModule
 export async function openStore(config: Config): Promise<Store> {
   const s = config.store;
   if (s.kind === "postgres") return createPostgresStore({ uri: s.uri, poolSize: s.poolSize });
-  return s.kind === "sqlite" ? createSqliteStore({ file: s.file }) : createMongoStore({ uri: s.uri });
+  if (s.kind === "mongodb") return createMongoStore({ uri: s.uri });
+  // Issue 17.4: a write lock held by another process is waited for asynchronously, never on the event loop.
+  const open = () => createSqliteStore({ file: s.file, busyTimeoutMs: sqliteBusyTimeoutMs });
+  return withBusyRetry(await retryWhileBusy(open, config.storeBusyWaitMs), config.storeBusyWaitMs);
 }
 
 /**
@@ -211,7 +215,7 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
       },
       "inkan.sam.v1.SignerService": signerService(activation, lifecycle, challengeSigner),
       "inkan.sam.v1.SignatureActivationService": {
-        ...samInfoService({ keys: samKeys, policies, version: samVersion, maxMessageBytes: config.limits.readMaxBytes, methods, challengeKey: challengeSigner }),
+        ...samInfoService({ keys: samKeys, policies, version: samVersion, maxMessageBytes: config.limits.readMaxBytes, transport: config.limits, methods, challengeKey: challengeSigner }),
         ...scaCredentialsService(new ScaCredentials({ signers, credentials, policies, audit: auditLog }), policies),
         ...sapTransactionsService(sapTransactions, policies, challengeSigner),
         ...sapSigningService(

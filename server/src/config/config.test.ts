@@ -47,6 +47,36 @@ describe("parseConfig", () => {
     );
   });
 
+  it("sets the transport limits with their defaults, and reports a bad one by path (issue 17.6)", () => {
+    const dir = dataDirWithPki();
+    expect(parseConfig({ dataDir: dir }).limits).toEqual({
+      readMaxBytes: defaultReadMaxBytes,
+      maxConnections: 512,
+      maxConcurrentStreams: 100,
+      maxConcurrentCalls: 256,
+      maxConcurrentCallsPerClient: 128,
+      maxSessionMemoryMib: 10,
+      maxHeaderBytes: 16_384,
+      handshakeTimeoutMs: 10_000,
+      requestTimeoutMs: 60_000,
+      idleTimeoutMs: 300_000,
+    });
+    expect(parseConfig({ dataDir: dir, maxConcurrentStreams: "20", idleTimeoutMs: "1000" }).limits).toMatchObject({ maxConcurrentStreams: 20, idleTimeoutMs: 1000 });
+    expect(parseConfig({ dataDir: dir }).storeBusyWaitMs).toBe(5_000); // issue 17.4
+    expect(envNames.maxConcurrentCallsPerClient).toBe("INKAN_MAX_CONCURRENT_CALLS_PER_CLIENT");
+    let err: unknown;
+    try {
+      parseConfig({ dataDir: dir, maxConcurrentStreams: "0", handshakeTimeoutMs: "soon", maxConcurrentCalls: "10", maxConcurrentCallsPerClient: "20" });
+    } catch (e) {
+      err = e;
+    }
+    expect((err as ConfigError).problems).toEqual([
+      expect.stringMatching(/^limits\.maxConcurrentStreams: must be an integer from 1 to /),
+      expect.stringMatching(/^limits\.handshakeTimeoutMs: must be an integer from 100 to /),
+      "limits.maxConcurrentCallsPerClient: 20 is more than limits.maxConcurrentCalls (10)",
+    ]);
+  });
+
   it("accepts IPv6 listen addresses and port 0", () => {
     const dir = dataDirWithPki();
     expect(parseConfig({ dataDir: dir, listen: "[::1]:0" }).listen).toEqual({ host: "::1", port: 0 });

@@ -18,7 +18,7 @@ export interface Config {
   limits: {
     /** Largest request message the server reads, in bytes; larger ones get RESOURCE_EXHAUSTED. */
     readMaxBytes: number;
-  };
+  } & TransportLimits;
   /**
    * The crypto module. "embedded": the SoftHSM2 token that `inkan init` created in the data
    * directory. "pkcs11": any HSM's PKCS#11 library, its token as an RFC 7512 URI, and the user
@@ -33,6 +33,12 @@ export interface Config {
    * INKAN_STORE_POOL_SIZE, default 10) or a MongoDB replica set.
    */
   store: { kind: "sqlite"; file: string } | { kind: "postgres"; uri: string; poolSize: number } | { kind: "mongodb"; uri: string };
+  /**
+   * Issue 17.4, SQLite: how long a call waits for another process's write lock on the file before
+   * it fails with UNAVAILABLE STORE_FAILURE, in milliseconds (5,000 by default). The wait is
+   * asynchronous: the event loop, and so every other call and the health check, go on meanwhile.
+   */
+  storeBusyWaitMs: number;
   /** How long a graceful shutdown waits for in-flight calls before closing them, in milliseconds. */
   shutdownGraceMs: number;
   /**
@@ -52,13 +58,67 @@ export interface Config {
   oidc: { issuer: string; clientId: string; jwksFile: string } | undefined;
 }
 
+/**
+ * Issue 17.6: what one SAM node accepts at once, so that no client (or attacker holding a client
+ * certificate) can grow its memory without bound or starve the health check. Defaults and why:
+ * - maxConnections 512: TLS connections at once; more are closed on accept. Behind a load balancer
+ *   a node sees tens; 512 stays under the common 1,024 open-file limit with room for the store and
+ *   the crypto module.
+ * - maxConcurrentStreams 100: streams per HTTP/2 connection (SETTINGS_MAX_CONCURRENT_STREAMS), the
+ *   value RFC 9113 recommends as the least; a stream beyond it is refused (REFUSED_STREAM, safe to
+ *   retry). Node's default is 4,294,967,295.
+ * - maxConcurrentCalls 256 and maxConcurrentCallsPerClient 128: calls in progress on this node, and
+ *   per client certificate; a call beyond either fails at once (RESOURCE_EXHAUSTED LIMIT_EXCEEDED)
+ *   before its request is read. A request is read whole before its handler runs, so the request
+ *   memory is at most maxConcurrentCalls x readMaxBytes (1 GiB with the defaults, only if every call
+ *   uploads a 4 MiB chunk at once); signing is CPU-bound, so more calls than this would only queue.
+ *   The per-client limit leaves half the node to other clients. Health Check is not counted, so
+ *   probes are answered under load.
+ * - maxSessionMemoryMib 10: per HTTP/2 connection, what nghttp2 may hold (header tables, queued
+ *   frames); new streams are refused above it (Node's default, stated).
+ * - maxHeaderBytes 16,384: the request header list, HTTP/2 (SETTINGS_MAX_HEADER_LIST_SIZE) and
+ *   HTTP/1.1; the SAM's own headers (a request signature) are under 1 KiB.
+ * - handshakeTimeoutMs 10,000: a TLS handshake not done by then is dropped (Node's is 120 s, which
+ *   lets half-open sockets pile up).
+ * - requestTimeoutMs 60,000: a request (headers, message, end of stream) must have arrived by then,
+ *   or its stream is reset (HTTP/1.1: the connection closed): a 4 MiB chunk at 1 Mbit/s takes 34 s.
+ *   Streams that never send their body cannot hold a call slot longer.
+ * - idleTimeoutMs 300,000: a connection without traffic for this long is closed (HTTP/2 with
+ *   GOAWAY, so open streams finish).
+ */
+export interface TransportLimits {
+  maxConnections: number;
+  maxConcurrentStreams: number;
+  maxConcurrentCalls: number;
+  maxConcurrentCallsPerClient: number;
+  maxSessionMemoryMib: number;
+  maxHeaderBytes: number;
+  handshakeTimeoutMs: number;
+  requestTimeoutMs: number;
+  idleTimeoutMs: number;
+}
+
+/** Each transport limit: its default, and the range a setting may take. */
+export const transportLimitRanges: Record<keyof TransportLimits, { fallback: number; min: number; max: number }> = {
+  maxConnections: { fallback: 512, min: 1, max: 100_000 },
+  maxConcurrentStreams: { fallback: 100, min: 1, max: 10_000 },
+  maxConcurrentCalls: { fallback: 256, min: 1, max: 100_000 },
+  maxConcurrentCallsPerClient: { fallback: 128, min: 1, max: 100_000 },
+  maxSessionMemoryMib: { fallback: 10, min: 1, max: 1_024 },
+  maxHeaderBytes: { fallback: 16_384, min: 1_024, max: 1_048_576 },
+  handshakeTimeoutMs: { fallback: 10_000, min: 100, max: 600_000 },
+  requestTimeoutMs: { fallback: 60_000, min: 100, max: 3_600_000 },
+  idleTimeoutMs: { fallback: 300_000, min: 100, max: 86_400_000 },
+};
+
 /** Raw settings, all strings, as they come from the environment, a file or the command line. */
 export type RawConfig = Partial<Record<RawKey, string>>;
 
 const rawKeys = [
   "dataDir", "listen", "tlsCertFile", "tlsKeyFile", "tlsScaCaFiles", "tlsAdminCaFiles",
   "readMaxBytes", "shutdownGraceMs", "logLevel", "configFile", "pkcs11Library", "pkcs11Token",
-  "pkcs11PinFile", "store", "storePoolSize", "nodeId", "policyCheckIntervalMs", "oidcIssuer", "oidcClientId", "oidcJwksFile",
+  "pkcs11PinFile", "store", "storePoolSize", "nodeId", "policyCheckIntervalMs", "oidcIssuer", "oidcClientId", "oidcJwksFile", "storeBusyWaitMs",
+  ...(Object.keys(transportLimitRanges) as (keyof TransportLimits)[]),
 ] as const;
 type RawKey = (typeof rawKeys)[number];
 
@@ -137,6 +197,7 @@ export function parseConfig(raw: RawConfig): Config {
     problems.push("tls: at least one SCA or admin CA is needed: client certificates are mandatory");
   }
   const readMaxBytes = parseInteger("limits.readMaxBytes", raw.readMaxBytes, defaultReadMaxBytes, 1024, 64 * 1024 * 1024, problems);
+  const transport = parseTransportLimits(raw, problems);
   const shutdownGraceMs = parseInteger("shutdownGraceMs", raw.shutdownGraceMs, 10_000, 0, 600_000, problems);
   const policyCheckIntervalMs = parseInteger("policyCheckIntervalMs", raw.policyCheckIntervalMs, 10_000, 100, 3_600_000, problems);
   const logLevel = (raw.logLevel ?? "info") as Config["logLevel"];
@@ -145,13 +206,14 @@ export function parseConfig(raw: RawConfig): Config {
   const cryptoModule = parseCryptoModule(raw, inData, file, problems);
   const storePoolSize = parseInteger("storePoolSize", raw.storePoolSize, 10, 1, 1000, problems);
   const store = parseStore(raw.store ?? "store.sqlite3", storePoolSize, inData, problems);
+  const storeBusyWaitMs = parseInteger("storeBusyWaitMs", raw.storeBusyWaitMs, 5_000, 0, 600_000, problems);
   const nodeId = raw.nodeId ?? "node-1";
   if (!/^[A-Za-z0-9._:-]{1,64}$/.test(nodeId)) problems.push(`nodeId: "${nodeId}" must be 1 to 64 of A-Z a-z 0-9 . _ : -`);
 
   const oidc = parseOidc(raw, inData, file, problems);
 
   if (problems.length > 0) throw new ConfigError(problems);
-  return { dataDir, listen, tls, limits: { readMaxBytes }, cryptoModule, store, nodeId, shutdownGraceMs, policyCheckIntervalMs, logLevel, oidc };
+  return { dataDir, listen, tls, limits: { readMaxBytes, ...transport }, cryptoModule, store, storeBusyWaitMs, nodeId, shutdownGraceMs, policyCheckIntervalMs, logLevel, oidc };
 }
 
 function parseCryptoModule(
@@ -202,6 +264,17 @@ function parseOidc(
     problems.push("oidc.jwksFile: not a JSON JWK set");
   }
   return { issuer, clientId, jwksFile: path };
+}
+
+function parseTransportLimits(raw: RawConfig, problems: string[]): TransportLimits {
+  const out = {} as TransportLimits;
+  for (const [key, r] of Object.entries(transportLimitRanges) as [keyof TransportLimits, (typeof transportLimitRanges)[keyof TransportLimits]][]) {
+    out[key] = parseInteger(`limits.${key}`, raw[key], r.fallback, r.min, r.max, problems);
+  }
+  if (out.maxConcurrentCallsPerClient > out.maxConcurrentCalls) {
+    problems.push(`limits.maxConcurrentCallsPerClient: ${out.maxConcurrentCallsPerClient} is more than limits.maxConcurrentCalls (${out.maxConcurrentCalls})`);
+  }
+  return out;
 }
 
 function parseStore(value: string, poolSize: number, inData: (p: string) => string, problems: string[]): Config["store"] {

@@ -72,10 +72,14 @@ function hasInkanDetail(err: ConnectError): boolean {
   return err.details.some((d) => ("desc" in d ? d.desc.typeName : d.type) === ErrorDetailSchema.typeName);
 }
 
+/** Codes that mean the SAM itself failed: the client learns nothing more than "internal error". */
+const internalCodes = new Set<Code>([Code.Internal, Code.Unknown, Code.DataLoss]);
+
 /**
  * Turns anything a handler threw into the error the client sees. Domain errors keep their short
  * message and gain their code and typed detail; framework errors gain a detail where one fits;
- * anything else is an internal error whose message and cause stay in the log (`report`).
+ * anything else, and any framework error that reports an internal failure, is an internal error
+ * whose message and cause stay in the log (`report`), never in the answer.
  */
 export function toConnectError(err: unknown, report: (err: unknown) => void): ConnectError {
   if (err instanceof InkanError) {
@@ -83,12 +87,39 @@ export function toConnectError(err: unknown, report: (err: unknown) => void): Co
     if (code === Code.Internal || code === Code.Unavailable) report(err);
     return new ConnectError(err.message, code, undefined, [detail(err.code, err.field, err.index)], err);
   }
-  if (err instanceof ConnectError) {
+  if (err instanceof ConnectError && !(internalCodes.has(err.code) && !hasInkanDetail(err))) {
     const reason = reasonOfFrameworkCode[err.code];
     if (reason && !hasInkanDetail(err)) err.details.push(detail(reason));
     return err;
   }
   report(err);
   return new ConnectError("internal error", Code.Internal);
+}
+
+/**
+ * Issue 17.5: what a client sees when the SAM could not read its request (connect-es raises these
+ * before or instead of the handler: an undecodable message, a broken envelope, a compressed message
+ * without its encoding, none or two messages for a single-message call). They are the client's
+ * errors, INVALID_ARGUMENT with REASON_INVALID_REQUEST and one short message: the decoder's text
+ * (which may quote the request) is neither sent nor logged. A message over the size limit stays
+ * RESOURCE_EXHAUSTED; a deadline, a cancellation or a shutdown keeps its code; an unknown
+ * compression stays UNIMPLEMENTED with the encodings the SAM accepts, as gRPC specifies.
+ */
+export function requestReadError(err: unknown): InkanError | ConnectError {
+  if (err instanceof InkanError) return err;
+  if (err instanceof ConnectError) {
+    switch (err.code) {
+      case Code.ResourceExhausted:
+        return new InkanError("LIMIT_EXCEEDED", "the request message is larger than Limits.max_message_bytes", { cause: err });
+      case Code.DeadlineExceeded:
+      case Code.Canceled:
+      case Code.Unavailable:
+      case Code.Aborted:
+        return err;
+      case Code.Unimplemented:
+        if ([...err.metadata.keys()].some((k) => k.endsWith("accept-encoding"))) return err;
+    }
+  }
+  return new InkanError("INVALID_REQUEST", "the request message could not be decoded", { cause: err });
 }
 

@@ -5,7 +5,7 @@ import { pino } from "pino";
 import { describe, expect, it } from "vitest";
 import { InkanError, type ReasonCode } from "../errors.js";
 import { callerKindsFor } from "./access.js";
-import { codeOfReason } from "./error-table.js";
+import { codeOfReason, requestReadError } from "./error-table.js";
 import { kCaller, type CallerIdentity } from "./identity.js";
 import { createAccessInterceptor, createCallInterceptor } from "./interceptors.js";
 
@@ -81,6 +81,36 @@ describe("the error table", () => {
     expect(seen).toEqual([Status.SERVING]);
     expect(err.code).toBe(Code.FailedPrecondition);
     expect(inkanErrorReason(err)).toBe(Reason.CREDENTIAL_SUSPENDED);
+  });
+
+  it("hides a framework error that reports an internal failure, and logs its cause (issue 17.5)", async () => {
+    lines.length = 0;
+    const client = clientWith({
+      check() {
+        throw new ConnectError("serialize binary: field 7 of the secret thing", Code.Internal);
+      },
+    });
+    const err = await errorOf(client.check({}));
+    expect(err.code).toBe(Code.Internal);
+    expect(err.rawMessage).toBe("internal error");
+    expect(lines.some((l) => l.includes("call failed") && l.includes("serialize binary"))).toBe(true);
+  });
+
+  it("makes every failure to read a request the client's error, and keeps limits, deadlines and unknown encodings (issue 17.5)", () => {
+    const invalid = (e: unknown) => {
+      const out = requestReadError(e);
+      return out instanceof InkanError ? [out.code, out.message] : [Code[out.code]];
+    };
+    const decodeFailure = ["INVALID_REQUEST", "the request message could not be decoded"];
+    expect(invalid(new ConnectError("parse binary: premature EOF", Code.Internal))).toEqual(decodeFailure);
+    expect(invalid(new ConnectError("cannot decode message x from JSON: \"123456\"", Code.InvalidArgument))).toEqual(decodeFailure);
+    expect(invalid(new ConnectError("protocol error: received extra input message for unary method", Code.Unimplemented))).toEqual(decodeFailure);
+    expect(invalid(new ConnectError("decompression failed", Code.Internal))).toEqual(decodeFailure);
+    expect(invalid(new Error("stream reset"))).toEqual(decodeFailure);
+    expect(invalid(new ConnectError("message size 70000 is larger than configured readMaxBytes 65536", Code.ResourceExhausted))[0]).toBe("LIMIT_EXCEEDED");
+    expect(invalid(new ConnectError("the operation timed out", Code.DeadlineExceeded))).toEqual(["DeadlineExceeded"]);
+    const unknownEncoding = new ConnectError('unknown compression "zz"', Code.Unimplemented, { "grpc-accept-encoding": "gzip,br" });
+    expect(invalid(unknownEncoding)).toEqual(["Unimplemented"]);
   });
 
   it("gives framework INVALID_ARGUMENT errors the INVALID_REQUEST reason", async () => {

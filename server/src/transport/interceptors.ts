@@ -1,9 +1,16 @@
-import type { Interceptor, StreamResponse } from "@connectrpc/connect";
+import { createContextKey, type Interceptor, type StreamResponse } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { InkanError } from "../errors.js";
 import { callerKindsFor } from "./access.js";
-import { toConnectError } from "./error-table.js";
+import { requestReadError, toConnectError } from "./error-table.js";
 import { kCaller, kRequestId } from "./identity.js";
+
+/**
+ * Set when a call reached the interceptors. A call that ends without it failed inside connect-es
+ * before any interceptor ran (a unary request it could not read); rpc-handler.ts then sends that
+ * error through the outer interceptors, so it is mapped, logged and audited like any other.
+ */
+export const kCallEntered = createContextKey(false, { description: "call entered the interceptors" });
 
 /**
  * Outermost: logs every call once (method, caller, code, duration; never a message body, so no
@@ -13,6 +20,7 @@ import { kCaller, kRequestId } from "./identity.js";
  */
 export function createCallInterceptor(log: Logger): Interceptor {
   return (next) => async (req) => {
+    req.contextValues.set(kCallEntered, true);
     const started = performance.now();
     const requestId = req.contextValues.get(kRequestId);
     const caller = req.contextValues.get(kCaller);
@@ -20,7 +28,9 @@ export function createCallInterceptor(log: Logger): Interceptor {
     const report = (err: unknown) => callLog.error({ err }, "call failed");
     const done = (code: string) => callLog.info({ code, ms: Math.round(performance.now() - started) }, "call");
     try {
-      const res = await next(req);
+      // A streaming call's request messages are read lazily, under the interceptors: failures to
+      // read them are told apart from the handler's own errors here (issue 17.5).
+      const res = await next(req.stream ? { ...req, message: readRequestMessages(req.message, req.method.methodKind === "server_streaming") } : req);
       res.header.set("inkan-request-id", requestId);
       if (!res.stream) {
         done("ok");
@@ -45,6 +55,34 @@ async function* mapStreamErrors(res: StreamResponse, requestId: string, report: 
     mapped.metadata.set("inkan-request-id", requestId);
     done(String(mapped.code));
     throw mapped;
+  }
+}
+
+/**
+ * The request messages of a streaming call, with every failure to read one turned into the
+ * client's error (requestReadError); `single`: exactly one message is expected (server streaming).
+ */
+async function* readRequestMessages<T>(input: AsyncIterable<T>, single: boolean): AsyncGenerator<T> {
+  const it = input[Symbol.asyncIterator]();
+  let count = 0;
+  let ended = false;
+  try {
+    for (;;) {
+      let r: IteratorResult<T>;
+      try {
+        r = await it.next();
+      } catch (err) {
+        ended = true;
+        throw requestReadError(err);
+      }
+      if (r.done) break;
+      if (single && ++count > 1) throw new InkanError("INVALID_REQUEST", "one request message expected, got more");
+      yield r.value;
+    }
+    ended = true;
+    if (single && count === 0) throw new InkanError("INVALID_REQUEST", "the request message is missing");
+  } finally {
+    if (!ended) await it.return?.();
   }
 }
 

@@ -50,6 +50,7 @@ describe("message-size limit (readMaxBytes)", () => {
       const health = createClient(Health, t.transport(protocol, t.pki.sca));
       const err = await health.check({ service: "x".repeat(65 * 1024) }).then(() => undefined, (e) => ConnectError.from(e));
       expect(err?.code).toBe(Code.ResourceExhausted);
+      expect(inkanErrorReason(err)).toBe(Reason.LIMIT_EXCEEDED);
       await expectStillServing();
     });
   }
@@ -58,21 +59,21 @@ describe("message-size limit (readMaxBytes)", () => {
 describe("malformed messages", () => {
   const garbage = new Uint8Array([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f]); // field 1, length beyond the body
 
-  // connect-es answers an unparseable body with INTERNAL, as grpc-go and grpc-java servers do
-  // ("error unmarshalling request"); what matters is that nothing runs and the server stays up.
-  it("answers a malformed Connect body with a plain internal error and nothing else", async () => {
+  // Issue 17.5: an unparseable body is the client's error, not the SAM's (undecodable.test.ts
+  // covers every protocol and a seeded fuzz); nothing runs and the server stays up.
+  it("answers a malformed Connect body with INVALID_ARGUMENT and nothing else", async () => {
     const res = await rawPost("/grpc.health.v1.Health/Check", { "content-type": "application/proto", "connect-protocol-version": "1" }, garbage);
-    expect(res.status).toBe(500);
-    expect(JSON.parse(res.body)).toMatchObject({ code: "internal" });
+    expect(res.status).toBe(400);
+    expect(JSON.parse(res.body)).toMatchObject({ code: "invalid_argument", message: "the request message could not be decoded" });
     await expectStillServing();
   });
 
-  it("answers a malformed gRPC frame with INTERNAL, as gRPC servers do", async () => {
+  it("answers a malformed gRPC frame with INVALID_ARGUMENT", async () => {
     const frame = new Uint8Array(5 + garbage.length);
     new DataView(frame.buffer).setUint32(1, garbage.length);
     frame.set(garbage, 5);
     const res = await rawPost("/grpc.health.v1.Health/Check", { "content-type": "application/grpc", te: "trailers" }, frame);
-    expect(Number(res.trailers["grpc-status"] ?? res.headers["grpc-status"])).toBe(grpc.status.INTERNAL);
+    expect(Number(res.trailers["grpc-status"] ?? res.headers["grpc-status"])).toBe(grpc.status.INVALID_ARGUMENT);
     await expectStillServing();
   });
 

@@ -2,6 +2,7 @@ import { fromJson, type JsonObject, type JsonValue } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { GetInfoResponseSchema, type SignatureActivationService } from "@inkan/sdk/gen/inkan/sam/v1/sam_pb.js";
 import type { PolicyVersion, SecurityPolicies } from "../admin/security-policy.js";
+import type { TransportLimits } from "../config/config.js";
 import { maxRSadBytes, type PublishedSamKey, type SamEncryptionKeys } from "../keys/sam-encryption-keys.js";
 import { enforcedMethods, type MethodAvailability } from "../sap/authentication-methods.js";
 import type { ChallengeSigner, ChallengeSigningKey } from "../sap/challenge-signature.js";
@@ -25,6 +26,8 @@ export interface SamInfoOptions {
   version: string;
   /** The largest message the server reads (config limits.readMaxBytes). */
   maxMessageBytes: number;
+  /** Issue 17.6: the transport limits a client must respect (config limits), when configured. */
+  transport?: Pick<TransportLimits, "maxConcurrentStreams" | "maxConcurrentCallsPerClient" | "maxHeaderBytes" | "requestTimeoutMs" | "idleTimeoutMs">;
   /** What this deployment can verify beyond the policy (the login assertion needs an OpenID provider). */
   methods: MethodAvailability;
   /** The key that signs every SadChallenge (T-2.2.1.7), published for devices to pin. */
@@ -76,6 +79,15 @@ export function samInfoService(o: SamInfoOptions): Impl {
           sadTokenLifetime: policy.policy.sadTokenLifetime ?? null,
           maxSadLifetime: policy.policy.maxSadLifetime ?? null,
           maxClockSkew: policy.policy.maxClockSkew ?? null,
+          ...(o.transport
+            ? {
+                maxConcurrentStreams: o.transport.maxConcurrentStreams,
+                maxConcurrentCalls: o.transport.maxConcurrentCallsPerClient,
+                maxHeaderBytes: o.transport.maxHeaderBytes,
+                requestTimeout: `${o.transport.requestTimeoutMs / 1000}s`,
+                idleTimeout: `${o.transport.idleTimeoutMs / 1000}s`,
+              }
+            : {}),
         },
         encryptionKeys: keys.map(keyOut),
         challengeSigningKey: signingKeyOut(challengeKey),

@@ -3,6 +3,7 @@ import { ConfigError, parseConfig, readEnv, withConfigFile, type RawConfig } fro
 import { createLogger } from "../log/logger.js";
 import { serve } from "../main.js";
 import { InkanError } from "../errors.js";
+import { adminCommand } from "./admin.js";
 import { auditVerifyCommand } from "./audit-command.js";
 import { initDataDir } from "../init.js";
 
@@ -15,6 +16,9 @@ const usage = `usage:
                                            verify the audit log: OK, or the first break per node
   inkan audit verify --file EXPORT.jsonl --public-key KEY [--partial]
                                            verify an exported audit log offline
+  inkan admin NOUN VERB [ARGS] [--json]    the privileged tasks over the admin API (signer,
+                                           approval, credential, policy, audit, user):
+                                           \`inkan admin --help\`
 Every flag has an INKAN_* environment variable (INKAN_DATA_DIR, INKAN_LISTEN, INKAN_CONFIG_FILE, ...).`;
 
 /** Runs the `inkan` command line; resolves to the process exit code. */
@@ -28,6 +32,8 @@ export async function main(argv: string[]): Promise<number> {
         return await serveCommand(rest);
       case "audit":
         return await auditVerifyCommand(rest);
+      case "admin":
+        return await adminCommand(rest);
       case "help":
       case "--help":
       case "-h":

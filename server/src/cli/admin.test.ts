@@ -1,0 +1,226 @@
+/**
+ * `inkan admin` end to end: the real CLI binary (node server/bin/inkan.js, built dist) as a child
+ * process against the real SAM (startTestServer: mTLS, SoftHSM2, SQLite), for each command, with
+ * its human and --json output, the dual-control path, and refusals (wrong role, unknown ids,
+ * unreadable key files): clear reason, the documented exit code, nothing changed.
+ */
+import { execFile } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { createClient } from "@connectrpc/connect";
+import { RegistrationService } from "@inkan/sdk/gen/inkan/admin/v1/registration_pb.js";
+import { PrivilegedRole } from "@inkan/sdk/gen/inkan/admin/v1/types_pb.js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { PrivilegedPerson, TestServer } from "../testing/harness.js";
+import { startTestServer } from "../testing/harness.js";
+import { activeSignerWithCredential, reactivate } from "../testing/signers.js";
+
+const bin = fileURLToPath(new URL("../../bin/inkan.js", import.meta.url));
+const built = existsSync(fileURLToPath(new URL("../../dist/cli/admin.js", import.meta.url)));
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+let t: TestServer;
+let dir: string;
+let ra: PrivilegedPerson;
+let ra2: PrivilegedPerson;
+let auditor: PrivilegedPerson;
+const envOf = new Map<PrivilegedPerson, NodeJS.ProcessEnv>();
+
+/** The INKAN_ADMIN_* variables that make the CLI act as `who` (their files written to disk). */
+function writeIdentity(name: string, who: PrivilegedPerson): NodeJS.ProcessEnv {
+  const file = (suffix: string, text: string) => {
+    const f = join(dir, `${name}.${suffix}`);
+    writeFileSync(f, text, { mode: 0o600 });
+    return f;
+  };
+  return {
+    INKAN_ADMIN_TARGET: t.server.url,
+    INKAN_ADMIN_CA: t.pki.paths.caCert,
+    INKAN_ADMIN_CERT: file("crt", who.cert.cert),
+    INKAN_ADMIN_KEY: file("key", who.cert.key),
+    INKAN_ADMIN_REQUEST_KEY: file("jwk", JSON.stringify(who.privateJwk)),
+    INKAN_ADMIN_USER_ID: who.userId,
+  };
+}
+
+/** Runs `inkan admin ...args` as `who` (default: the first security officer, from --data-dir). */
+function admin(args: string[], who?: PrivilegedPerson): Promise<Run> {
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  for (const k of Object.keys(env)) if (k.startsWith("INKAN_")) delete env[k];
+  Object.assign(env, who ? envOf.get(who) : { INKAN_ADMIN_TARGET: t.server.url, INKAN_DATA_DIR: t.dataDir });
+  return new Promise((resolve) => {
+    execFile(process.execPath, [bin, "admin", ...args], { env }, (err, stdout, stderr) => {
+      resolve({ code: err ? ((err as { code?: number }).code ?? -1) : 0, stdout, stderr });
+    });
+  });
+}
+
+function json<T = Record<string, unknown>>(r: Run): T {
+  expect(r.code, r.stderr).toBe(0);
+  return JSON.parse(r.stdout) as T;
+}
+
+beforeAll(async () => {
+  t = await startTestServer();
+  dir = mkdtempSync(join(tmpdir(), "inkan-admin-cli-"));
+  ra = await t.createPrivilegedUser(PrivilegedRole.REGISTRATION_OPERATOR, "RA One");
+  ra2 = await t.createPrivilegedUser(PrivilegedRole.REGISTRATION_OPERATOR, "RA Two");
+  auditor = await t.createPrivilegedUser(PrivilegedRole.AUDITOR, "Auditor");
+  for (const [n, p] of [["ra", ra], ["ra2", ra2], ["auditor", auditor]] as const) envOf.set(p, writeIdentity(n, p));
+}, 30_000);
+
+afterAll(async () => {
+  await t?.close();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+describe("inkan admin", () => {
+  it("is built (npm test builds it first; run `npm run build` when testing by hand)", () => {
+    expect(built).toBe(true);
+  });
+
+  it("--help lists the nouns; every noun and command has --help", async () => {
+    const top = await admin(["--help"]);
+    expect(top.code).toBe(0);
+    expect(top.stdout).toMatch(/signer\s+enroll and manage signers/);
+    const noun = await admin(["signer", "--help"]);
+    expect(noun.stdout).toMatch(/reset-factors SIGNER_ID/);
+    const verb = await admin(["signer", "activation-code", "--help"]);
+    expect(verb.code).toBe(0);
+    expect(verb.stdout).toMatch(/PRINTS THE CODE/);
+    expect(verb.stdout).toMatch(/INKAN_ADMIN_REQUEST_KEY/);
+  });
+
+  describe("signer", () => {
+    it("enroll --json prints the new signer; show and list find it; activation-code prints a code that activates it", async () => {
+      const enrolled = json<{ signerId: string; status: string }>(
+        await admin(["signer", "enroll", "--legal-name", "Sato Hanako", "--email", "hanako.cli@example.jp", "--country", "JP", "--json"], ra),
+      );
+      expect(enrolled.signerId).toBeTruthy();
+      expect(enrolled.status).toBe("SIGNER_STATUS_PENDING_ACTIVATION");
+
+      const shown = await admin(["signer", "show", enrolled.signerId], ra);
+      expect(shown.code, shown.stderr).toBe(0);
+      expect(shown.stdout).toMatch(/identity\.legalName\s+Sato Hanako/);
+
+      const listed = await admin(["signer", "list", "--email", "hanako.cli@example.jp"], ra);
+      expect(listed.stdout).toMatch(new RegExp(`${enrolled.signerId}\\s+PENDING_ACTIVATION\\s+Sato Hanako`));
+
+      const issued = await admin(["signer", "activation-code", enrolled.signerId], ra);
+      expect(issued.code, issued.stderr).toBe(0);
+      const code = /^\s+(\S+)$/m.exec(issued.stdout)?.[1];
+      expect(issued.stdout).toMatch(/shown once; deliver it to the signer out of band/);
+      await reactivate(t, enrolled.signerId, code!);
+      expect(json<{ status: string }>(await admin(["signer", "show", enrolled.signerId, "--json"], ra)).status).toBe("SIGNER_STATUS_ACTIVE");
+    });
+
+    it("reset-factors of a signer with a credential is held (exit 4) with the requester's half; approval approve by a second operator prints the other half; both halves activate (T-2.2.2.1, T-2.2.2.3)", async () => {
+      const s = await activeSignerWithCredential(t, ra);
+      const held = await admin(["signer", "reset-factors", s.signerId, "--reason", "device lost, identity re-verified"], ra);
+      expect(held.code, held.stderr).toBe(4);
+      expect(held.stdout).toMatch(/Held for approval \(dual control\): pending request \S+ \(\/inkan\.admin\.v1\.RegistrationService\/ResetFactors\)/);
+      const pendingId = /approval approve (\S+)/.exec(held.stdout)?.[1];
+      const mine = /Your half of the new activation code[^\n]*\n\s+(\S+)/.exec(held.stdout)?.[1];
+      expect(pendingId).toBeTruthy();
+      expect(mine).toBeTruthy();
+      // Nothing changed before the approval.
+      expect(json<{ status: string }>(await admin(["signer", "show", s.signerId, "--json"], ra)).status).toBe("SIGNER_STATUS_ACTIVE");
+
+      // The requester cannot approve their own request.
+      const self = await admin(["approval", "approve", pendingId!], ra);
+      expect(self.code).toBe(3);
+      expect(self.stderr).toMatch(/APPROVAL_REJECTED/);
+
+      const approved = await admin(["approval", "approve", pendingId!], ra2);
+      expect(approved.code, approved.stderr).toBe(0);
+      expect(approved.stdout).toMatch(/EXECUTED/);
+      const theirs = /Approver's half of the activation code[^\n]*\n\s+(\S+)/.exec(approved.stdout)?.[1];
+      expect(theirs).toBeTruthy();
+      await reactivate(t, s.signerId, [mine!, theirs!]);
+    });
+
+    it("--json of a held request gives scripts the pending id and the requester's half; approval reject withdraws it", async () => {
+      const s = await activeSignerWithCredential(t, ra);
+      const held = await admin(["signer", "reset-factors", s.signerId, "--reason", "forgot PIN", "--json"], ra);
+      expect(held.code, held.stderr).toBe(4);
+      const out = JSON.parse(held.stdout) as { error: { reason: string }; approvalRequired: { pendingRequestId: string; method: string }; activationCode: { code: string; part: string } };
+      expect(out.error.reason).toBe("APPROVAL_REQUIRED");
+      expect(out.approvalRequired.method).toBe("/inkan.admin.v1.RegistrationService/ResetFactors");
+      expect(out.activationCode).toMatchObject({ part: "REQUESTER_HALF", code: expect.stringMatching(/\S{10,}/) });
+      const id = out.approvalRequired.pendingRequestId;
+
+      const listed = await admin(["approval", "list"], ra2);
+      expect(listed.stdout).toMatch(new RegExp(`${id}\\s+PENDING\\s+/inkan\\.admin\\.v1\\.RegistrationService/ResetFactors`));
+      const shown = json<{ request: { "@type": string; signerId: string; reason: string }; requestedBy: string }>(await admin(["approval", "show", id, "--json"], ra2));
+      expect(shown.request).toEqual({ "@type": "type.googleapis.com/inkan.admin.v1.ResetFactorsRequest", signerId: s.signerId, reason: "forgot PIN" });
+      expect(shown.requestedBy).toBe(ra.userId);
+      const human = await admin(["approval", "show", id], ra2);
+      expect(human.stdout).toMatch(/"reason": "forgot PIN"/);
+
+      const withdrawn = await admin(["approval", "reject", id, "--comment", "asked the wrong signer"], ra);
+      expect(withdrawn.code, withdrawn.stderr).toBe(0);
+      expect(withdrawn.stdout).toMatch(/REJECTED/);
+      const again = await admin(["approval", "approve", id], ra2);
+      expect(again.code).toBe(3);
+      expect(again.stderr).toMatch(/STATE_CONFLICT: the request is no longer pending/);
+      expect(json<{ status: string }>(await admin(["signer", "show", s.signerId, "--json"], ra)).status).toBe("SIGNER_STATUS_ACTIVE");
+    });
+
+    it("approval show of an unknown id exits 3", async () => {
+      const r = await admin(["approval", "show", "no-such-request"], ra2);
+      expect(r.code).toBe(3);
+      expect(r.stderr).toMatch(/\[NotFound\]/);
+    });
+
+    it("disable, enable, reset-lockout and revoke-device change the signer and print it", async () => {
+      const s = await activeSignerWithCredential(t, ra);
+      const disabled = json<{ status: string }>(await admin(["signer", "disable", s.signerId, "--reason", "fraud suspected", "--json"], ra));
+      expect(disabled.status).toBe("SIGNER_STATUS_DISABLED");
+      const enabled = await admin(["signer", "enable", s.signerId, "--reason", "cleared"], ra);
+      expect(enabled.code, enabled.stderr).toBe(0);
+      expect(enabled.stdout).toMatch(/status\s+SIGNER_STATUS_ACTIVE/);
+      const unlocked = json<{ factors: { failedAttempts?: number } }>(await admin(["signer", "reset-lockout", s.signerId, "--reason", "own typos", "--json"], ra));
+      expect(unlocked.factors.failedAttempts ?? 0).toBe(0);
+      const device = json<{ factors: { devices: { deviceKeyId: string }[] } }>(await admin(["signer", "show", s.signerId, "--json"], ra)).factors.devices[0]!.deviceKeyId;
+      const revoked = json<{ factors: { devices: { deviceKeyId: string; revokedAt?: string }[] } }>(
+        await admin(["signer", "revoke-device", s.signerId, device, "--reason", "phone lost", "--json"], ra),
+      );
+      expect(revoked.factors.devices.find((d) => d.deviceKeyId === device)?.revokedAt).toBeTruthy();
+    });
+
+    it("refusals: unknown signer exits 3 with SIGNER_NOT_FOUND; a wrong role exits 3 with ROLE_NOT_PERMITTED and changes nothing", async () => {
+      const unknown = await admin(["signer", "show", "no-such-signer"], ra);
+      expect(unknown.code).toBe(3);
+      expect(unknown.stderr).toMatch(/SIGNER_NOT_FOUND: .* \[NotFound\]/);
+      expect(unknown.stderr).toMatch(/what to do: Check the signer id/);
+
+      const before = (await createClient(RegistrationService, t.as(ra)).listSigners({})).signers.length;
+      const wrongRole = await admin(["signer", "enroll", "--legal-name", "Mallory", "--json"], auditor);
+      expect(wrongRole.code).toBe(3);
+      expect(JSON.parse(wrongRole.stdout)).toMatchObject({ error: { code: "PermissionDenied", reason: "ROLE_NOT_PERMITTED" } });
+      expect((await createClient(RegistrationService, t.as(ra)).listSigners({})).signers.length).toBe(before);
+    });
+
+    it("usage and identity problems exit 2 and send nothing: missing --reason, unknown verb, unreadable request key", async () => {
+      const noReason = await admin(["signer", "disable", "x"], ra);
+      expect(noReason.code).toBe(2);
+      expect(noReason.stderr).toMatch(/--reason is required/);
+      const unknownVerb = await admin(["signer", "frobnicate"], ra);
+      expect(unknownVerb.code).toBe(2);
+      expect(unknownVerb.stderr).toMatch(/unknown command "frobnicate"/);
+      const env = { ...envOf.get(ra)!, INKAN_ADMIN_REQUEST_KEY: join(dir, "missing.jwk") };
+      const bogus = { ...ra };
+      envOf.set(bogus, env);
+      const unreadable = await admin(["signer", "list"], bogus);
+      expect(unreadable.code).toBe(2);
+      expect(unreadable.stderr).toMatch(/--request-key .*missing\.jwk: cannot read it \(ENOENT\)/);
+    });
+  });
+});

@@ -1,0 +1,14 @@
+/** `inkan admin`: the command table (one module per noun) handed to runAdmin. */
+import { runAdmin, type Noun } from "./admin-command.js";
+import { approvalNoun } from "./admin-approval.js";
+import { signerNoun } from "./admin-signer.js";
+
+export const adminNouns: Record<string, Noun> = {
+  signer: signerNoun,
+  approval: approvalNoun,
+};
+
+/** Runs `inkan admin ...` (argv after "admin"); resolves to the exit code. */
+export function adminCommand(argv: string[]): Promise<number> {
+  return runAdmin(argv, adminNouns);
+}

@@ -180,7 +180,7 @@ function splitNounVerb(argv: string[]): { positionals: string[]; rest: string[] 
 
 function arity(args: string): [number, number] {
   const words = args.split(/\s+/).filter(Boolean);
-  if (words.some((w) => w.endsWith("..."))) return [words.filter((w) => !w.startsWith("[")).length, Infinity];
+  if (words.some((w) => w.includes("..."))) return [words.filter((w) => !w.startsWith("[")).length, Infinity];
   return [words.filter((w) => !w.startsWith("[")).length, words.length];
 }
 
@@ -233,7 +233,8 @@ export function stringOption(options: OptionValues, name: string, required = fal
  */
 export function enumOption<E extends Record<string, string | number>>(e: E, prefix: string, flag: string, word: string): E[keyof E] {
   const key = word.trim().toUpperCase().replace(/-/g, "_").replace(new RegExp(`^${prefix}_`), "");
-  const value = e[key];
+  let value = e[key];
+  if (typeof value !== "number") value = e[`${prefix}_${key}`];
   if (typeof value !== "number" || value === 0) {
     const names = Object.keys(e).filter((k) => Number.isNaN(Number(k)) && e[k] !== 0).map((k) => k.toLowerCase().replace(/_/g, "-"));
     throw new AdminUsageError(`--${flag} ${word}: expected one of ${names.join(", ")}`);

@@ -5,6 +5,7 @@
  * unreadable key files): clear reason, the documented exit code, nothing changed.
  */
 import { execFile } from "node:child_process";
+import { X509Certificate } from "node:crypto";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -15,7 +16,8 @@ import { PrivilegedRole } from "@inkan/sdk/gen/inkan/admin/v1/types_pb.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { PrivilegedPerson, TestServer } from "../testing/harness.js";
 import { startTestServer } from "../testing/harness.js";
-import { activeSignerWithCredential, reactivate } from "../testing/signers.js";
+import { issueSignerCertificate, signerIssuingCa } from "../testing/signer-certificates.js";
+import { activeSignerWithCredential, enrolledSigner, reactivate } from "../testing/signers.js";
 
 const bin = fileURLToPath(new URL("../../bin/inkan.js", import.meta.url));
 const built = existsSync(fileURLToPath(new URL("../../dist/cli/admin.js", import.meta.url)));
@@ -31,6 +33,7 @@ let dir: string;
 let ra: PrivilegedPerson;
 let ra2: PrivilegedPerson;
 let auditor: PrivilegedPerson;
+let so2: PrivilegedPerson;
 const envOf = new Map<PrivilegedPerson, NodeJS.ProcessEnv>();
 
 /** The INKAN_ADMIN_* variables that make the CLI act as `who` (their files written to disk). */
@@ -73,7 +76,8 @@ beforeAll(async () => {
   ra = await t.createPrivilegedUser(PrivilegedRole.REGISTRATION_OPERATOR, "RA One");
   ra2 = await t.createPrivilegedUser(PrivilegedRole.REGISTRATION_OPERATOR, "RA Two");
   auditor = await t.createPrivilegedUser(PrivilegedRole.AUDITOR, "Auditor");
-  for (const [n, p] of [["ra", ra], ["ra2", ra2], ["auditor", auditor]] as const) envOf.set(p, writeIdentity(n, p));
+  so2 = await t.createPrivilegedUser(PrivilegedRole.SECURITY_OFFICER, "Second Officer");
+  for (const [n, p] of [["ra", ra], ["ra2", ra2], ["auditor", auditor], ["so2", so2]] as const) envOf.set(p, writeIdentity(n, p));
 }, 30_000);
 
 afterAll(async () => {
@@ -221,6 +225,72 @@ describe("inkan admin", () => {
       const unreadable = await admin(["signer", "list"], bogus);
       expect(unreadable.code).toBe(2);
       expect(unreadable.stderr).toMatch(/--request-key .*missing\.jwk: cannot read it \(ENOENT\)/);
+    });
+  });
+
+  describe("credential, csr, certificate", () => {
+    it("generate, list, show, csr prepare, certificate import (ACTIVE), suspend, resume", async () => {
+      const { signerId } = await enrolledSigner(t, ra);
+      const generated = json<{ credentialId: string; status: string; publicKeySpki: string }>(
+        await admin(["credential", "generate", signerId, "--algorithm", "ec-p256", "--label", "main", "--json"], ra),
+      );
+      expect(generated.status).toBe("CREDENTIAL_STATUS_KEY_GENERATED");
+      const id = generated.credentialId;
+      const [listed, shown, prepared] = await Promise.all([
+        admin(["credential", "list", signerId], ra),
+        admin(["credential", "show", id], ra),
+        admin(["csr", "prepare", id, "--subject", "CN=Sato Hanako,O=Example Corp,C=JP", "--out", join(dir, "cri.der")], ra),
+      ]);
+      expect(listed.stdout).toMatch(new RegExp(`${id}\\s+KEY_GENERATED\\s+EC_P256\\s+[0-9a-f]{64}\\s+main`));
+      expect(shown.stdout).toMatch(/fingerprint \(hex\)\s+[0-9a-f]{64}/);
+      expect(prepared.code, prepared.stderr).toBe(0);
+      expect(prepared.stdout).toMatch(/dtbsr \(base64\)\s+\S{43}=/);
+      expect(prepared.stdout).toMatch(/hash algorithm\s+sha256/);
+      expect(existsSync(join(dir, "cri.der"))).toBe(true);
+
+      const der = await issueSignerCertificate(await signerIssuingCa(t), Buffer.from(generated.publicKeySpki, "base64"));
+      writeFileSync(join(dir, "signer.pem"), new X509Certificate(der).toString());
+      const imported = await admin(["certificate", "import", id, join(dir, "signer.pem")], ra);
+      expect(imported.code, imported.stderr).toBe(0);
+      expect(imported.stdout).toMatch(/status\s+CREDENTIAL_STATUS_ACTIVE/);
+
+      const suspended = json<{ status: string }>(await admin(["credential", "suspend", id, "--reason", "signer on leave", "--json"], ra));
+      expect(suspended.status).toBe("CREDENTIAL_STATUS_SUSPENDED");
+      const resumed = json<{ status: string }>(await admin(["credential", "resume", id, "--reason", "back", "--json"], ra));
+      expect(resumed.status).toBe("CREDENTIAL_STATUS_ACTIVE");
+    });
+
+    it("destroy by a security officer is held (exit 4) until a second one approves; a registration operator is refused", async () => {
+      const s = await activeSignerWithCredential(t, ra);
+      const fingerprint = Buffer.from(s.credential.publicKeyFingerprint).toString("hex");
+      const byRa = await admin(["credential", "destroy", s.credential.credentialId, "--fingerprint", fingerprint, "--reason", "x"], ra);
+      expect(byRa.code).toBe(3);
+      expect(byRa.stderr).toMatch(/ROLE_NOT_PERMITTED/);
+      const held = await admin(["credential", "destroy", s.credential.credentialId, "--fingerprint", fingerprint, "--reason", "signer left", "--json"]);
+      expect(held.code, held.stderr).toBe(4);
+      const id = (JSON.parse(held.stdout) as { approvalRequired: { pendingRequestId: string } }).approvalRequired.pendingRequestId;
+      expect(json<{ status: string }>(await admin(["credential", "show", s.credential.credentialId, "--json"], ra)).status).toBe("CREDENTIAL_STATUS_ACTIVE");
+      const approved = json<{ state: string; result: { credential: { status: string } } }>(await admin(["approval", "approve", id, "--comment", "checked", "--json"], so2));
+      expect(approved.state).toBe("PENDING_APPROVAL_STATE_EXECUTED");
+      expect(approved.result.credential.status).toBe("CREDENTIAL_STATUS_DESTROYED");
+    });
+
+    it("refusals: an unknown algorithm exits 2; an unknown credential and a CSR without an approving transaction exit 3", async () => {
+      const [badAlg, unknown, csr] = await Promise.all([
+        admin(["credential", "generate", "any", "--algorithm", "dsa-1024"], ra),
+        admin(["credential", "show", "no-such-credential"], ra),
+        (async () => {
+          writeFileSync(join(dir, "sad-token"), "not-a-token\n", { mode: 0o600 });
+          return admin(["csr", "create", "no-such-credential", "--cri", join(dir, "signer.pem"), "--hash-algorithm", "sha256", "--signature-algorithm", "ecdsa",
+            "--transaction-id", "tx-1", "--sad-token-file", join(dir, "sad-token"), "--out", join(dir, "x.csr")], ra);
+        })(),
+      ]);
+      expect(badAlg.code).toBe(2);
+      expect(badAlg.stderr).toMatch(/--algorithm dsa-1024: expected one of ec-p256/);
+      expect(unknown.code).toBe(3);
+      expect(unknown.stderr).toMatch(/CREDENTIAL_NOT_FOUND/);
+      expect(csr.code).toBe(3);
+      expect(csr.stderr).not.toMatch(/not-a-token/);
     });
   });
 });

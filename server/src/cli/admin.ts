@@ -1,11 +1,15 @@
 /** `inkan admin`: the command table (one module per noun) handed to runAdmin. */
 import { runAdmin, type Noun } from "./admin-command.js";
 import { approvalNoun } from "./admin-approval.js";
+import { certificateNoun, credentialNoun, csrNoun } from "./admin-credential.js";
 import { signerNoun } from "./admin-signer.js";
 
 export const adminNouns: Record<string, Noun> = {
   signer: signerNoun,
   approval: approvalNoun,
+  credential: credentialNoun,
+  csr: csrNoun,
+  certificate: certificateNoun,
 };
 
 /** Runs `inkan admin ...` (argv after "admin"); resolves to the exit code. */

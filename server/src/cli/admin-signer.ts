@@ -25,14 +25,14 @@ export const signerColumns = [
 ];
 
 /** Fetches every page of a listing. */
-export async function allPages<T>(fetch: (pageToken: string) => Promise<{ items: T[]; next: string }>): Promise<T[]> {
+export async function allPages<T>(fetch: (pageToken: string) => Promise<{ items: T[]; next: string }>, max = Infinity): Promise<T[]> {
   const all: T[] = [];
   let token = "";
   do {
     const { items, next } = await fetch(token);
     all.push(...items);
     token = next;
-  } while (token);
+  } while (token && all.length < max);
   return all;
 }
 

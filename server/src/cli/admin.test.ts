@@ -6,7 +6,7 @@
  */
 import { execFile } from "node:child_process";
 import { X509Certificate } from "node:crypto";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -55,11 +55,15 @@ function writeIdentity(name: string, who: PrivilegedPerson): NodeJS.ProcessEnv {
 
 /** Runs `inkan admin ...args` as `who` (default: the first security officer, from --data-dir). */
 function admin(args: string[], who?: PrivilegedPerson): Promise<Run> {
+  return inkan(["admin", ...args], who);
+}
+
+function inkan(args: string[], who?: PrivilegedPerson): Promise<Run> {
   const env: NodeJS.ProcessEnv = { ...process.env };
   for (const k of Object.keys(env)) if (k.startsWith("INKAN_")) delete env[k];
   Object.assign(env, who ? envOf.get(who) : { INKAN_ADMIN_TARGET: t.server.url, INKAN_DATA_DIR: t.dataDir });
   return new Promise((resolve) => {
-    execFile(process.execPath, [bin, "admin", ...args], { env }, (err, stdout, stderr) => {
+    execFile(process.execPath, [bin, ...args], { env }, (err, stdout, stderr) => {
       resolve({ code: err ? ((err as { code?: number }).code ?? -1) : 0, stdout, stderr });
     });
   });
@@ -291,6 +295,84 @@ describe("inkan admin", () => {
       expect(unknown.stderr).toMatch(/CREDENTIAL_NOT_FOUND/);
       expect(csr.code).toBe(3);
       expect(csr.stderr).not.toMatch(/not-a-token/);
+    });
+  });
+
+  describe("policy", () => {
+    it("show, diff against a file, set (held, exit 4) and the second officer's approval puts the new version in force (R-3.2.2.3)", async () => {
+      const shown = json<{ version: string; policy: { lockoutThreshold: number } }>(await admin(["policy", "show", "--json"]));
+      expect(shown.version).toBe("1");
+      expect(shown.policy.lockoutThreshold).toBe(5);
+      const file = join(dir, "policy.json");
+      writeFileSync(file, JSON.stringify({ ...shown, policy: { ...shown.policy, lockoutThreshold: 3 } }));
+
+      const [human, diffed] = await Promise.all([admin(["policy", "show"]), admin(["policy", "diff", file])]);
+      expect(human.stdout).toMatch(/^Security policy version 1, updated \S+/);
+      expect(human.stdout).toMatch(/"lockoutThreshold": 5/);
+      expect(diffed.code, diffed.stderr).toBe(0);
+      expect(diffed.stdout).toMatch(/^ {2}lockoutThreshold: 5 -> 3$/m);
+      expect(diffed.stdout.trim().split("\n")).toHaveLength(2);
+
+      const held = await admin(["policy", "set", file]);
+      expect(held.code, held.stderr).toBe(4);
+      const id = /approval approve (\S+)/.exec(held.stdout)![1]!;
+      expect(json<{ version: string }>(await admin(["policy", "show", "--json"])).version).toBe("1");
+      const approved = await admin(["approval", "approve", id], so2);
+      expect(approved.code, approved.stderr).toBe(0);
+      expect(approved.stdout).toMatch(/PolicyService\/UpdateSecurityPolicy\): EXECUTED/);
+      const after = json<{ version: string; policy: { lockoutThreshold: number }; approvedBy: string }>(await admin(["policy", "show", "--json"]));
+      expect(after).toMatchObject({ version: "2", policy: { lockoutThreshold: 3 }, approvedBy: so2.userId });
+      expect(json<{ equal: boolean }>(await admin(["policy", "diff", file, "--json"])).equal).toBe(true);
+    });
+
+    it("refusals: a registration operator exits 3 (ROLE_NOT_PERMITTED); a file that is no SecurityPolicy exits 2", async () => {
+      const bad = join(dir, "bad-policy.json");
+      writeFileSync(bad, JSON.stringify({ lockoutThreshold: "many" }));
+      const [byRa, badFile] = await Promise.all([admin(["policy", "show"], ra), admin(["policy", "set", bad])]);
+      expect(byRa.code).toBe(3);
+      expect(byRa.stderr).toMatch(/ROLE_NOT_PERMITTED/);
+      expect(badFile.code).toBe(2);
+      expect(badFile.stderr).toMatch(/not a SecurityPolicy in JSON/);
+    });
+  });
+
+  describe("audit", () => {
+    it("list with filters, verify, export and keys; the export verifies offline with `inkan audit verify --file` (R-3.2.2.4)", async () => {
+      const out = join(dir, "audit.jsonl");
+      const key = join(dir, "audit-key.jwk");
+      await enrolledSigner(t, ra);
+      await enrolledSigner(t, ra);
+      const [listed, listedJson, verified, exported, keys] = await Promise.all([
+        admin(["audit", "list", "--event", "signer.enrolled", "--outcome", "success"], auditor),
+        admin(["audit", "list", "--event", "signer.enrolled", "--event", "key.generated", "--limit", "1", "--json"], auditor),
+        admin(["audit", "verify"], auditor),
+        admin(["audit", "export", "--out", out], auditor),
+        admin(["audit", "keys", "--out", key], auditor),
+      ]);
+      expect(listed.code, listed.stderr).toBe(0);
+      expect(listed.stdout.split("\n")[0]).toMatch(/^NODE\s+SEQ\s+OCCURRED_AT\s+EVENT\s+OUTCOME/);
+      expect(listed.stdout).toMatch(/signer\.enrolled\s+SUCCESS/);
+      expect(listed.stdout).not.toMatch(/key\.generated/);
+      const records = json<{ eventType: string }[]>(listedJson);
+      expect(records).toHaveLength(1);
+      expect(records[0]!.eventType).toBe("signer.enrolled");
+      expect(verified.code, verified.stderr).toBe(0);
+      expect(verified.stdout).toMatch(/: OK, \d+ records/);
+      expect(exported.code, exported.stderr).toBe(0);
+      expect(exported.stdout).toMatch(/^Exported \d+ lines \(\d+ bytes\) to /);
+      expect(keys.code, keys.stderr).toBe(0);
+      expect(JSON.parse(readFileSync(key, "utf8"))).toHaveProperty("kty");
+      const offline = await inkan(["audit", "verify", "--file", out, "--public-key", key, "--partial"]);
+      expect(offline.code, offline.stdout + offline.stderr).toBe(0);
+      expect(offline.stdout).toMatch(/OK$/m);
+    });
+
+    it("refusals: a registration operator cannot read the audit log (exit 3); a bad --since exits 2", async () => {
+      const [byRa, badTime] = await Promise.all([admin(["audit", "list"], ra), admin(["audit", "list", "--since", "yesterday"], auditor)]);
+      expect(byRa.code).toBe(3);
+      expect(byRa.stderr).toMatch(/ROLE_NOT_PERMITTED/);
+      expect(badTime.code).toBe(2);
+      expect(badTime.stderr).toMatch(/--since yesterday: not an ISO 8601 time/);
     });
   });
 });

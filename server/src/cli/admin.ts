@@ -2,6 +2,8 @@
 import { runAdmin, type Noun } from "./admin-command.js";
 import { approvalNoun } from "./admin-approval.js";
 import { certificateNoun, credentialNoun, csrNoun } from "./admin-credential.js";
+import { auditNoun } from "./admin-audit.js";
+import { policyNoun } from "./admin-policy.js";
 import { signerNoun } from "./admin-signer.js";
 
 export const adminNouns: Record<string, Noun> = {
@@ -10,6 +12,8 @@ export const adminNouns: Record<string, Noun> = {
   credential: credentialNoun,
   csr: csrNoun,
   certificate: certificateNoun,
+  policy: policyNoun,
+  audit: auditNoun,
 };
 
 /** Runs `inkan admin ...` (argv after "admin"); resolves to the exit code. */

@@ -375,4 +375,64 @@ describe("inkan admin", () => {
       expect(badTime.stderr).toMatch(/--since yesterday: not an ISO 8601 time/);
     });
   });
+
+  describe("user", () => {
+    it("create with --dev-admin-ca writes working files: the new registration operator acts at once; list, show, remove; a removed user is refused", async () => {
+      const out = join(dir, "new-ra");
+      const created = await admin(["user", "create", "--name", "RA Three", "--role", "registration-operator", "--out-dir", out, "--dev-admin-ca", t.dataDir]);
+      expect(created.code, created.stderr).toBe(0);
+      const userId = /^Created privileged user (\S+)$/m.exec(created.stdout)?.[1];
+      expect(userId).toBeTruthy();
+      expect(created.stdout).toMatch(new RegExp(`--request-key ${out}/request-key.jwk --user-id ${userId}`));
+      expect(JSON.parse(readFileSync(join(out, "request-key.jwk"), "utf8"))).toMatchObject({ sub: userId, kty: "EC" });
+      const newRa: PrivilegedPerson = { ...ra, userId: userId! };
+      // Only the files user create wrote: the key file's "sub" names the user.
+      envOf.set(newRa, {
+        INKAN_ADMIN_TARGET: t.server.url, INKAN_ADMIN_CA: t.pki.paths.caCert,
+        INKAN_ADMIN_CERT: join(out, "client.crt"), INKAN_ADMIN_KEY: join(out, "client.key"), INKAN_ADMIN_REQUEST_KEY: join(out, "request-key.jwk"),
+      });
+      const acts = await admin(["signer", "list"], newRa);
+      expect(acts.code, acts.stderr).toBe(0);
+
+      const [listed, shown, again] = await Promise.all([
+        admin(["user", "list", "--role", "registration-operator"]),
+        admin(["user", "show", userId!, "--json"]),
+        admin(["user", "create", "--name", "RA Three", "--role", "registration-operator", "--out-dir", out, "--dev-admin-ca", t.dataDir]),
+      ]);
+      expect(listed.stdout).toMatch(new RegExp(`${userId}\\s+REGISTRATION_OPERATOR\\s+ACTIVE\\s+RA Three\\s+1`));
+      expect(json<{ role: string }>(shown).role).toBe("PRIVILEGED_ROLE_REGISTRATION_OPERATOR");
+      expect(again.code).toBe(2);
+      expect(again.stderr).toMatch(/request-key\.jwk exists; refusing to overwrite it/);
+
+      const removed = json<{ status: string }>(await admin(["user", "remove", userId!, "--reason", "left the RA", "--json"]));
+      expect(removed.status).toBe("PRIVILEGED_USER_STATUS_REMOVED");
+      const refused = await admin(["signer", "list"], newRa);
+      expect(refused.code).toBe(3);
+      expect(refused.stderr).toMatch(/CLIENT_CERTIFICATE_REJECTED|REQUEST_SIGNATURE_INVALID/);
+    });
+
+    it("create without a certificate writes a key and a CSR and binds the user to that key; a third security officer is held (exit 4)", async () => {
+      const out = join(dir, "new-auditor");
+      const created = json<{ userId: string; certificateBinding: { spkiSha256: string } }>(
+        await admin(["user", "create", "--name", "Auditor Two", "--role", "auditor", "--out-dir", out, "--json"]),
+      );
+      const csr = readFileSync(join(out, "client.csr"), "utf8");
+      expect(csr).toMatch(/^-----BEGIN CERTIFICATE REQUEST-----/);
+      const { createPublicKey, createHash } = await import("node:crypto");
+      const spki = createPublicKey(readFileSync(join(out, "client.key"))).export({ type: "spki", format: "der" });
+      expect(Buffer.from(created.certificateBinding.spkiSha256, "base64").toString("hex")).toBe(createHash("sha256").update(spki).digest("hex"));
+
+      const held = await admin(["user", "create", "--name", "Officer Three", "--role", "security-officer", "--out-dir", join(dir, "so3"), "--dev-admin-ca", t.dataDir]);
+      expect(held.code, held.stderr).toBe(4);
+      expect(held.stdout).toMatch(/PrivilegedUserService\/CreatePrivilegedUser/);
+    });
+
+    it("refusals: a registration operator cannot list users (exit 3); an unknown user exits 3", async () => {
+      const [byRa, unknown] = await Promise.all([admin(["user", "list"], ra), admin(["user", "show", "no-such-user"])]);
+      expect(byRa.code).toBe(3);
+      expect(byRa.stderr).toMatch(/ROLE_NOT_PERMITTED/);
+      expect(unknown.code).toBe(3);
+      expect(unknown.stderr).toMatch(/PRIVILEGED_USER_NOT_FOUND/);
+    });
+  });
 });

@@ -5,6 +5,7 @@ import { certificateNoun, credentialNoun, csrNoun } from "./admin-credential.js"
 import { auditNoun } from "./admin-audit.js";
 import { policyNoun } from "./admin-policy.js";
 import { signerNoun } from "./admin-signer.js";
+import { userNoun } from "./admin-user.js";
 
 export const adminNouns: Record<string, Noun> = {
   signer: signerNoun,
@@ -14,6 +15,7 @@ export const adminNouns: Record<string, Noun> = {
   certificate: certificateNoun,
   policy: policyNoun,
   audit: auditNoun,
+  user: userNoun,
 };
 
 /** Runs `inkan admin ...` (argv after "admin"); resolves to the exit code. */

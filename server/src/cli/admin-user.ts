@@ -4,11 +4,9 @@
  * one they bring, one from the development admin CA, or a new key with a CSR for the RSSP's
  * admin CA (the binding is the public key's SHA-256, so the certificate issued later works).
  */
-import "reflect-metadata"; // @peculiar/x509 (via tsyringe) needs the Reflect metadata polyfill
 import { createHash, webcrypto, X509Certificate } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import * as x509 from "@peculiar/x509";
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from "jose";
 import {
   PrivilegedUserSchema,
@@ -18,13 +16,10 @@ import {
   type PrivilegedUser,
 } from "@inkan/sdk/gen/inkan/admin/v1/privileged_user_pb.js";
 import { PrivilegedRole } from "@inkan/sdk/gen/inkan/admin/v1/types_pb.js";
-import { issueCertificate, loadCertificateAuthority } from "../pki/dev-pki.js";
 import { AdminUsageError } from "./admin-identity.js";
 import { enumOption, stringOption, type AdminContext, type Noun, type OptionValues } from "./admin-command.js";
 import { enumName, isoOf } from "./admin-output.js";
 import { allPages } from "./admin-signer.js";
-
-x509.cryptoProvider.set(webcrypto as never);
 
 const columns = [
   { header: "USER_ID", value: (u: PrivilegedUser) => u.userId },
@@ -87,6 +82,9 @@ async function clientIdentity(o: OptionValues, outDir: string, name: string): Pr
       throw new AdminUsageError(`--client-cert ${given}: not a PEM certificate`);
     }
   }
+  // The PKI code (and @peculiar/x509) loads only here, so that other commands start quickly.
+  const { issueCertificate, loadCertificateAuthority } = await import("../pki/dev-pki.js"); // sets x509's crypto provider
+  const x509 = await import("@peculiar/x509");
   if (devDataDir) {
     const pki = join(resolve(devDataDir), "pki");
     const ca = await loadCertificateAuthority({ cert: readFileOrUsage(join(pki, "admin-ca.crt"), "dev-admin-ca"), key: readFileOrUsage(join(pki, "admin-ca.key"), "dev-admin-ca") });

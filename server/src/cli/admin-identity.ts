@@ -62,7 +62,8 @@ export function resolveIdentity(flags: IdentityFlags, env: NodeJS.ProcessEnv = p
     throw new AdminUsageError(`no ${missing.join(", ")}: give them (or INKAN_ADMIN_* variables), --from-init FILE or --data-dir DIR`);
   }
   const privateJwk = readJwk(files.requestKey!);
-  const userId = pick("user-id") ?? defaults.userId ?? subOf(privateJwk);
+  // A request key given by flag or variable names its own user ("sub"); init's user id goes with init's key.
+  const userId = pick("user-id") ?? (pick("request-key") ? subOf(privateJwk) : undefined) ?? defaults.userId ?? subOf(privateJwk);
   if (!userId) throw new AdminUsageError(`no --user-id, and ${files.requestKey} has no "sub"`);
   return {
     target: pick("target") ?? "https://127.0.0.1:8443",

@@ -106,6 +106,22 @@ describe("inkan admin", () => {
     expect(verb.stdout).toMatch(/INKAN_ADMIN_REQUEST_KEY/);
   });
 
+  it("identity: --from-init takes the init output; a request key given by variable names its own user (sub) over init's", async () => {
+    const initJson = join(dir, "init.json");
+    writeFileSync(initJson, JSON.stringify(t.pki.paths));
+    const asOfficer: PrivilegedPerson = { ...ra, userId: "from-init" };
+    envOf.set(asOfficer, { INKAN_ADMIN_TARGET: t.server.url, INKAN_ADMIN_FROM_INIT: initJson });
+    const raFiles = envOf.get(ra)!;
+    const asRa: PrivilegedPerson = { ...ra, userId: "from-init-ra" };
+    // The operator's files, its user id only in its key file's "sub".
+    const raKey = join(dir, "ra-with-sub.jwk");
+    writeFileSync(raKey, JSON.stringify({ ...ra.privateJwk, sub: ra.userId }), { mode: 0o600 });
+    envOf.set(asRa, { INKAN_ADMIN_TARGET: t.server.url, INKAN_ADMIN_FROM_INIT: initJson, INKAN_ADMIN_CERT: raFiles["INKAN_ADMIN_CERT"], INKAN_ADMIN_KEY: raFiles["INKAN_ADMIN_KEY"], INKAN_ADMIN_REQUEST_KEY: raKey });
+    const [officer, operator] = await Promise.all([admin(["user", "show", t.firstSecurityOfficer.userId, "--json"], asOfficer), admin(["signer", "list", "--json"], asRa)]);
+    expect(json<{ role: string }>(officer).role).toBe("PRIVILEGED_ROLE_SECURITY_OFFICER");
+    expect(operator.code, operator.stderr).toBe(0);
+  });
+
   describe("signer", () => {
     it("enroll --json prints the new signer; show and list find it; activation-code prints a code that activates it", async () => {
       const enrolled = json<{ signerId: string; status: string }>(

@@ -5,9 +5,13 @@
  */
 import { X509Certificate } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
+import { fromJson, type JsonValue } from "@bufbuild/protobuf";
 import {
   CreateCsrResponseSchema,
   CredentialSchema,
+  GetKeyImportTransportKeyResponseSchema,
+  ImportKeyRequestSchema,
+  KeyWrapScheme,
   PrepareCsrResponseSchema,
   RegistrationService,
   type Credential,
@@ -15,7 +19,7 @@ import {
 import { AssuranceLevel, CredentialStatus, HashAlgorithm, KeyAlgorithm, SignatureAlgorithm } from "@inkan/sdk/gen/inkan/sam/v1/types_pb.js";
 import { AdminUsageError } from "./admin-identity.js";
 import { enumOption, stringOption, type AdminContext, type Noun } from "./admin-command.js";
-import { enumName } from "./admin-output.js";
+import { enumName, isoOf } from "./admin-output.js";
 import { allPages } from "./admin-signer.js";
 
 const reasonOption = { reason: { type: "string", help: "why, for the audit log (required)" } } as const;
@@ -131,6 +135,40 @@ export const credentialNoun: Noun = {
       async run(ctx, [credentialId], o) {
         const { credential } = await ctx.client(RegistrationService).resumeCredential({ credentialId: credentialId!, reason: stringOption(o, "reason", true) });
         printCredential(ctx, credential, `Resumed credential ${credentialId}`);
+      },
+    },
+    "transport-key": {
+      summary: "show the SAM's current key-import transport key; --out writes its JWK for the key's source to wrap under",
+      options: { out: { type: "string", help: "write the transport public key (JWK) to this file" } },
+      async run(ctx, _args, o) {
+        const r = await ctx.client(RegistrationService).getKeyImportTransportKey({});
+        const out = stringOption(o, "out");
+        if (out) writeFileSync(out, r.publicKeyJwk + "\n");
+        if (ctx.json) {
+          ctx.out.message(GetKeyImportTransportKeyResponseSchema, r);
+          return;
+        }
+        console.log(`Transport key ${r.transportKeyId}, ${enumName(KeyWrapScheme, r.wrapScheme)}, expires ${isoOf(r.expiresAt)}${out ? `; JWK written to ${out}` : ""}`);
+      },
+    },
+    "import-key": {
+      summary: "import a wrapped private key with the signer's consent, from an ImportKeyRequest in JSON",
+      help: `--request FILE holds an ImportKeyRequest in proto JSON (signerId, transportKeyId, wrapScheme,
+encryptedKek, wrappedPrivateKey, keyAlgorithm, publicKeySpki, signerConsent, optional assuranceLevel,
+label, certificateChain): the key wrapped by its source under \`credential transport-key\`, and the
+consent the signer's device built (the SDK's buildKeyImportConsent). The operator relays both and
+can read neither the key nor the consent.`,
+      options: { request: { type: "string", help: "the ImportKeyRequest JSON file (required)" } },
+      async run(ctx, _args, o) {
+        const file = stringOption(o, "request", true);
+        let request;
+        try {
+          request = fromJson(ImportKeyRequestSchema, JSON.parse(readFileSync(file, "utf8")) as JsonValue);
+        } catch (err) {
+          throw new AdminUsageError(`--request ${file}: not an ImportKeyRequest in JSON (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+        }
+        const { credential } = await ctx.client(RegistrationService).importKey(request);
+        printCredential(ctx, credential, `Imported credential ${credential?.credentialId}`);
       },
     },
     destroy: {

@@ -91,6 +91,44 @@ export const signerNoun: Noun = {
         printSigner(ctx, signer, `Enrolled signer ${signer?.signerId}`);
       },
     },
+    update: {
+      args: "SIGNER_ID",
+      summary: "change a signer's identity attributes or proofing record (verified outside the SAM); the rest is kept",
+      help: "Only the fields given change; the signer must not have changed since it was read (else retry).",
+      options: {
+        "legal-name": { type: "string", help: "legal name" },
+        "display-name": { type: "string", help: "name shown to the signer" },
+        email: { type: "string", help: "e-mail address (\"\" to clear)" },
+        phone: { type: "string", help: "phone number, E.164 (\"\" to clear)" },
+        organization: { type: "string", help: "organization" },
+        country: { type: "string", help: "ISO 3166 alpha-2 country code" },
+        "external-id": { type: "string", help: "your own unique id for the signer" },
+        proofing: { type: "string", help: "identity proofing method of the new proofing" },
+        evidence: { type: "string", help: "reference to the new proofing evidence" },
+        "proofed-at": { type: "string", help: "when the identity was proofed again, ISO 8601" },
+      },
+      async run(ctx, [signerId], o) {
+        const ra = ctx.client(RegistrationService);
+        const { signer } = await ra.getSigner({ signerId: signerId! });
+        if (!signer?.identity || !signer.proofing) throw new Error(`the SAM returned signer ${signerId} without identity or proofing`);
+        const identity = { ...signer.identity };
+        const fields = [["legal-name", "legalName"], ["display-name", "displayName"], ["email", "email"], ["phone", "phoneNumber"], ["organization", "organization"], ["country", "country"], ["external-id", "externalId"]] as const;
+        for (const [flag, field] of fields) {
+          const v = stringOption(o, flag);
+          if (v !== undefined) identity[field] = v;
+        }
+        const proofing = { ...signer.proofing };
+        if (stringOption(o, "proofing")) proofing.method = enumOption(IdentityProofingMethod, "IDENTITY_PROOFING_METHOD", "proofing", stringOption(o, "proofing")!);
+        if (stringOption(o, "evidence") !== undefined) proofing.evidenceReference = stringOption(o, "evidence")!;
+        if (stringOption(o, "proofed-at")) {
+          const d = new Date(stringOption(o, "proofed-at")!);
+          if (Number.isNaN(d.getTime())) throw new AdminUsageError(`--proofed-at ${stringOption(o, "proofed-at")}: not an ISO 8601 time`);
+          proofing.proofedAt = timestampFromDate(d);
+        }
+        const r = await ra.updateSigner({ signerId: signerId!, expectedVersion: signer.version, identity, proofing });
+        printSigner(ctx, r.signer, `Updated signer ${signerId}`);
+      },
+    },
     show: {
       args: "SIGNER_ID",
       summary: "show one signer with a summary of its factors (no secrets)",

@@ -185,6 +185,33 @@ A security officer beyond the second is held for a second security officer's app
         printUser(ctx, user, `Privileged user ${userId}`);
       },
     },
+    update: {
+      args: "USER_ID",
+      summary: "rename a user or bind them to another client certificate's public key (a new key pair)",
+      help: "A certificate renewed for the same key needs no change. Re-binding a security officer may be held for approval (exit 4).",
+      options: {
+        name: { type: "string", help: "the new display name" },
+        "client-cert": { type: "string", help: "bind to this client certificate's public key (PEM)" },
+      },
+      async run(ctx, [userId], o) {
+        const users = ctx.client(PrivilegedUserService);
+        const { user } = await users.getPrivilegedUser({ userId: userId! });
+        if (!user) throw new Error(`the SAM returned no user ${userId}`);
+        const certFile = stringOption(o, "client-cert");
+        let binding = user.certificateBinding;
+        if (certFile) {
+          const pem = readFileOrUsage(certFile, "client-cert");
+          try {
+            binding = { $typeName: "inkan.admin.v1.CertificateBinding", binding: { case: "spkiSha256", value: new Uint8Array(createHash("sha256").update(new X509Certificate(pem).publicKey.export({ type: "spki", format: "der" })).digest()) } };
+          } catch {
+            throw new AdminUsageError(`--client-cert ${certFile}: not a PEM certificate`);
+          }
+        }
+        if (!binding) throw new AdminUsageError(`user ${userId} has no certificate binding: give --client-cert`);
+        const r = await users.updatePrivilegedUser({ userId: userId!, expectedVersion: user.version, displayName: stringOption(o, "name") ?? user.displayName, certificateBinding: binding });
+        printUser(ctx, r.user, `Updated privileged user ${userId}`);
+      },
+    },
     remove: {
       args: "USER_ID",
       summary: "remove a privileged user (irreversible; a security officer's removal is held for approval)",

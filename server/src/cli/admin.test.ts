@@ -5,19 +5,24 @@
  * unreadable key files): clear reason, the documented exit code, nothing changed.
  */
 import { execFile } from "node:child_process";
-import { X509Certificate } from "node:crypto";
+import { generateKeyPairSync, X509Certificate } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { create, toJson } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
-import { RegistrationService } from "@inkan/sdk/gen/inkan/admin/v1/registration_pb.js";
+import { buildKeyImportConsent } from "@inkan/sdk";
+import { ChallengePurpose, SignerService } from "@inkan/sdk/gen/inkan/sam/v1/signer_pb.js";
+import { ImportKeyRequestSchema, KeyWrapScheme, RegistrationService } from "@inkan/sdk/gen/inkan/admin/v1/registration_pb.js";
+import { KeyAlgorithm } from "@inkan/sdk/gen/inkan/sam/v1/types_pb.js";
 import { PrivilegedRole } from "@inkan/sdk/gen/inkan/admin/v1/types_pb.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { PrivilegedPerson, TestServer } from "../testing/harness.js";
 import { startTestServer } from "../testing/harness.js";
 import { issueSignerCertificate, signerIssuingCa } from "../testing/signer-certificates.js";
-import { activeSignerWithCredential, enrolledSigner, reactivate } from "../testing/signers.js";
+import { wrapForImport } from "../testing/key-wrap.js";
+import { activeSigner, activeSignerWithCredential, enrolledSigner, reactivate, testPin } from "../testing/signers.js";
 
 const bin = fileURLToPath(new URL("../../bin/inkan.js", import.meta.url));
 const built = existsSync(fileURLToPath(new URL("../../dist/cli/admin.js", import.meta.url)));
@@ -219,6 +224,16 @@ describe("inkan admin", () => {
       expect(revoked.factors.devices.find((d) => d.deviceKeyId === device)?.revokedAt).toBeTruthy();
     });
 
+    it("update changes only the fields given, against the version read", async () => {
+      const { signerId } = await enrolledSigner(t, ra);
+      const before = json<{ identity: { legalName: string; email: string }; version: string }>(await admin(["signer", "show", signerId, "--json"], ra));
+      const after = json<{ identity: { legalName: string; email: string }; version: string }>(
+        await admin(["signer", "update", signerId, "--legal-name", "Suzuki Hanako", "--proofed-at", new Date(Date.now() - 5000).toISOString(), "--json"], ra),
+      );
+      expect(after.identity).toMatchObject({ legalName: "Suzuki Hanako", email: before.identity.email });
+      expect(BigInt(after.version)).toBe(BigInt(before.version) + 1n);
+    });
+
     it("refusals: unknown signer exits 3 with SIGNER_NOT_FOUND; a wrong role exits 3 with ROLE_NOT_PERMITTED and changes nothing", async () => {
       const unknown = await admin(["signer", "show", "no-such-signer"], ra);
       expect(unknown.code).toBe(3);
@@ -293,6 +308,32 @@ describe("inkan admin", () => {
       const approved = json<{ state: string; result: { credential: { status: string } } }>(await admin(["approval", "approve", id, "--comment", "checked", "--json"], so2));
       expect(approved.state).toBe("PENDING_APPROVAL_STATE_EXECUTED");
       expect(approved.result.credential.status).toBe("CREDENTIAL_STATUS_DESTROYED");
+    });
+
+    it("transport-key writes the SAM's transport JWK; import-key relays a wrapped key with the signer's consent (T-2.1.4.1)", async () => {
+      const signer = await activeSigner(t, ra);
+      const tkFile = join(dir, "transport.jwk");
+      const tk = json<{ transportKeyId: string }>(await admin(["credential", "transport-key", "--out", tkFile, "--json"], ra));
+      const pair = generateKeyPairSync("ec", { namedCurve: "P-256" });
+      const spki = new Uint8Array(pair.publicKey.export({ type: "spki", format: "der" }));
+      const ch = await createClient(SignerService, t.transport("grpc", t.pki.sca)).createChallenge({ signerId: signer.signerId, purpose: ChallengePurpose.KEY_IMPORT });
+      const signerConsent = await buildKeyImportConsent({
+        signerId: signer.signerId, pin: testPin, deviceKey: signer.deviceKey, publicKeySpki: spki, keyAlgorithm: "KEY_ALGORITHM_EC_P256",
+        challenge: ch.challenge, audience: ch.audience, samKey: ch.encryptionKey!,
+      });
+      const request = create(ImportKeyRequestSchema, {
+        signerId: signer.signerId, transportKeyId: tk.transportKeyId, wrapScheme: KeyWrapScheme.RSA_OAEP_AES_KWP,
+        ...wrapForImport(pair.privateKey, readFileSync(tkFile, "utf8")), keyAlgorithm: KeyAlgorithm.EC_P256, publicKeySpki: spki, label: "imported", signerConsent,
+      });
+      const file = join(dir, "import-request.json");
+      writeFileSync(file, JSON.stringify(toJson(ImportKeyRequestSchema, request)), { mode: 0o600 });
+      const imported = json<{ origin: string; signerId: string; publicKeySpki: string }>(await admin(["credential", "import-key", "--request", file, "--json"], ra));
+      expect(imported).toMatchObject({ origin: "CREDENTIAL_ORIGIN_IMPORTED", signerId: signer.signerId, publicKeySpki: Buffer.from(spki).toString("base64") });
+      // The same consent again is refused (its challenge is used up): exit 3, nothing imported.
+      const again = await admin(["credential", "import-key", "--request", file], ra);
+      expect(again.code).toBe(3);
+      const garbage = await admin(["credential", "import-key", "--request", tkFile], ra);
+      expect(garbage.code).toBe(2);
     });
 
     it("refusals: an unknown algorithm exits 2; an unknown credential and a CSR without an approving transaction exit 3", async () => {
@@ -441,6 +482,21 @@ describe("inkan admin", () => {
       const held = await admin(["user", "create", "--name", "Officer Three", "--role", "security-officer", "--out-dir", join(dir, "so3"), "--dev-admin-ca", t.dataDir]);
       expect(held.code, held.stderr).toBe(4);
       expect(held.stdout).toMatch(/PrivilegedUserService\/CreatePrivilegedUser/);
+    });
+
+    it("update renames a user and re-binds them to a new certificate, which then identifies them", async () => {
+      const user = await t.createPrivilegedUser(PrivilegedRole.REGISTRATION_OPERATOR, "RA Four");
+      const fresh = await t.issueAdminCertificate("RA Four, new key");
+      writeFileSync(join(dir, "ra4-new.crt"), fresh.cert);
+      const updated = json<{ displayName: string; version: string }>(await admin(["user", "update", user.userId, "--name", "RA Four (Kyoto)", "--client-cert", join(dir, "ra4-new.crt"), "--json"]));
+      expect(updated).toMatchObject({ displayName: "RA Four (Kyoto)", version: "2" });
+      const moved: PrivilegedPerson = { ...user, cert: fresh };
+      envOf.set(moved, writeIdentity("ra4", moved));
+      const old: PrivilegedPerson = { ...user };
+      envOf.set(old, writeIdentity("ra4-old", old));
+      const [withNew, withOld] = await Promise.all([admin(["signer", "list"], moved), admin(["signer", "list"], old)]);
+      expect(withNew.code, withNew.stderr).toBe(0);
+      expect(withOld.code).toBe(3);
     });
 
     it("refusals: a registration operator cannot list users (exit 3); an unknown user exits 3", async () => {

@@ -40,6 +40,9 @@ export interface Noun {
 
 export interface AdminContext {
   json: boolean;
+  /** The identity flags given, and the environment (for commands that resolve the identity themselves). */
+  identityFlags: IdentityFlags;
+  env: NodeJS.ProcessEnv;
   out: Output;
   /** A client of `service` acting as the resolved privileged user (resolved on first use). */
   client<S extends DescService>(service: S): Client<S>;
@@ -48,23 +51,25 @@ export interface AdminContext {
 export const exitCodes = { ok: 0, failed: 1, usage: 2, refused: 3, approvalRequired: 4 } as const;
 
 const globalHelp = `Identity and connection (flag, else variable, else --from-init, else --data-dir):
-${Object.entries(identityOptions).map(([k, o]) => `  --${`${k} ${k === "data-dir" ? "DIR" : k === "target" ? "URL" : k === "user-id" ? "ID" : "FILE"}`.padEnd(20)} ${o.env}: ${o.help}`).join("\n")}
+${Object.entries(identityOptions).map(([k, o]) => `  --${`${k} ${k === "data-dir" ? "DIR" : k === "target" ? "URL" : k === "user-id" ? "ID" : k === "profile" ? "NAME" : "FILE"}`.padEnd(20)} ${o.env}: ${o.help}`).join("\n")}
   --json                  machine-readable output (one JSON value on stdout)
   --help                  this help
 Exit codes: 0 done, 1 failed (SAM or network), 2 usage or unreadable identity file, 3 refused by
 the SAM (reason printed), 4 held for a second privileged user's approval (pending id printed).`;
 
 /** Runs `inkan admin ...` (argv after "admin") with the given command table; resolves to the exit code. */
-export async function runAdmin(argv: string[], nouns: Record<string, Noun>, env: NodeJS.ProcessEnv = process.env): Promise<number> {
+export async function runAdmin(argv: string[], nouns: Record<string, Noun>, env: NodeJS.ProcessEnv = process.env, verbs: Record<string, Verb> = {}): Promise<number> {
   const { positionals: [nounName, verbName], rest } = splitNounVerb(argv);
+  const topVerb = nounName === undefined ? undefined : verbs[nounName];
+  if (topVerb) return runVerb(`inkan admin ${nounName}`, topVerb, verbName === undefined ? rest : [verbName, ...rest], env);
   const wantsHelp = rest.includes("--help") || rest.includes("-h") || nounName === "help";
   const noun = nounName === undefined ? undefined : nouns[nounName];
   if (!noun) {
     if (wantsHelp || nounName === undefined) {
-      console.log(topHelp(nouns));
+      console.log(topHelp(nouns, verbs));
       return nounName === undefined && !wantsHelp ? exitCodes.usage : exitCodes.ok;
     }
-    console.error(`inkan admin: unknown command "${nounName}"\n\n${topHelp(nouns)}`);
+    console.error(`inkan admin: unknown command "${nounName}"\n\n${topHelp(nouns, verbs)}`);
     return exitCodes.usage;
   }
   const verb = verbName === undefined ? undefined : noun.verbs[verbName];
@@ -77,8 +82,11 @@ export async function runAdmin(argv: string[], nouns: Record<string, Noun>, env:
     console.error(verbName === undefined ? text : `inkan admin ${nounName}: unknown command "${verbName}"\n\n${text}`);
     return exitCodes.usage;
   }
-  const name = `inkan admin ${nounName} ${verbName}`;
-  if (wantsHelp) {
+  return runVerb(`inkan admin ${nounName} ${verbName}`, verb, rest, env);
+}
+
+async function runVerb(name: string, verb: Verb, rest: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  if (rest.includes("--help") || rest.includes("-h")) {
     console.log(verbHelp(name, verb));
     return exitCodes.ok;
   }
@@ -106,6 +114,8 @@ export async function runAdmin(argv: string[], nouns: Record<string, Noun>, env:
   let transport: Transport | undefined;
   const ctx: AdminContext = {
     json,
+    identityFlags: flags,
+    env,
     out: createOutput(json),
     client: (service) => createClient(service, (transport ??= adminTransport(resolveIdentity(flags, env)))),
   };
@@ -184,10 +194,11 @@ function arity(args: string): [number, number] {
   return [words.filter((w) => !w.startsWith("[")).length, words.length];
 }
 
-function topHelp(nouns: Record<string, Noun>): string {
+function topHelp(nouns: Record<string, Noun>, verbs: Record<string, Verb>): string {
   return `usage: inkan admin NOUN VERB [ARGS] [options] [--json]
 
 ${Object.entries(nouns).map(([n, v]) => `  ${n.padEnd(12)} ${v.summary}\n               ${Object.keys(v.verbs).join(", ")}`).join("\n")}
+${Object.entries(verbs).map(([n, v]) => `  ${n.padEnd(12)} ${v.summary}`).join("\n")}
 
 \`inkan admin NOUN --help\` lists a noun's commands, \`inkan admin NOUN VERB --help\` one command's options.
 Secrets are read only from files and never printed, except an activation code (or its half) that the

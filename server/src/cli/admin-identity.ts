@@ -2,10 +2,12 @@
  * Who `inkan admin` acts as and where it connects: the SAM's address, the CA that issued its
  * server certificate, the privileged user's client certificate and key, their request-signing
  * private key (a JWK file) and their user id. Each comes from a flag, else an INKAN_ADMIN_*
- * variable, else `--from-init FILE` (the `inkan init --json` output), else `--data-dir DIR` (the
- * files `inkan init` wrote for the first security officer). Secrets come only from files.
+ * variable, else one source of defaults: `--profile NAME` (saved by `inkan admin login`), else
+ * `--from-init FILE` (the `inkan init --json` output), else `--data-dir DIR` (the files `inkan init`
+ * wrote for the first security officer). Secrets come only from files.
  */
 import { readFileSync } from "node:fs";
+import { homedir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Interceptor, Transport } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
@@ -22,6 +24,7 @@ export const identityOptions = {
   key: { type: "string", env: "INKAN_ADMIN_KEY", help: "PEM file of its private key" },
   "request-key": { type: "string", env: "INKAN_ADMIN_REQUEST_KEY", help: "JWK file of your request-signing private key (with its kid)" },
   "user-id": { type: "string", env: "INKAN_ADMIN_USER_ID", help: "your privileged user id (default: the request key's \"sub\")" },
+  profile: { type: "string", env: "INKAN_ADMIN_PROFILE", help: "a profile written by `inkan admin login --profile NAME`" },
   "from-init": { type: "string", env: "INKAN_ADMIN_FROM_INIT", help: "the `inkan init --json` output: the first security officer's files" },
   "data-dir": { type: "string", env: "INKAN_DATA_DIR", help: "an `inkan init` data directory: the first security officer's files in DIR/pki" },
 } as const;
@@ -38,6 +41,7 @@ export interface AdminIdentity {
 }
 
 interface IdentityFiles {
+  target?: string;
   ca?: string;
   cert?: string;
   key?: string;
@@ -45,12 +49,26 @@ interface IdentityFiles {
   userId?: string;
 }
 
-/** Resolves the identity from flags, then the environment, then --from-init, then --data-dir. */
-export function resolveIdentity(flags: IdentityFlags, env: NodeJS.ProcessEnv = process.env): AdminIdentity {
+/** Where an identity's files are, and who it is: what a profile stores (absolute paths, no secrets). */
+export interface IdentityPaths {
+  target: string;
+  ca: string;
+  cert: string;
+  key: string;
+  requestKey: string;
+  userId: string;
+}
+
+/**
+ * Resolves the identity: each item from its flag, else its variable, else one source of defaults:
+ * --profile, else --from-init, else --data-dir.
+ */
+export function resolveIdentityPaths(flags: IdentityFlags, env: NodeJS.ProcessEnv = process.env): IdentityPaths {
   const pick = (name: keyof typeof identityOptions): string | undefined => flags[name] ?? (env[identityOptions[name].env] || undefined);
+  const profile = pick("profile");
   const fromInit = pick("from-init");
   const dataDir = pick("data-dir");
-  const defaults: IdentityFiles = fromInit ? initOutputFiles(fromInit) : dataDir ? dataDirFiles(dataDir) : {};
+  const defaults: IdentityFiles = profile ? readProfile(profile, env) : fromInit ? initOutputFiles(fromInit) : dataDir ? dataDirFiles(dataDir) : {};
   const files = {
     ca: pick("ca") ?? defaults.ca,
     cert: pick("cert") ?? defaults.cert,
@@ -59,20 +77,61 @@ export function resolveIdentity(flags: IdentityFlags, env: NodeJS.ProcessEnv = p
   };
   const missing = Object.entries(files).filter(([, v]) => !v).map(([k]) => (k === "requestKey" ? "--request-key" : `--${k}`));
   if (missing.length > 0) {
-    throw new AdminUsageError(`no ${missing.join(", ")}: give them (or INKAN_ADMIN_* variables), --from-init FILE or --data-dir DIR`);
+    throw new AdminUsageError(`no ${missing.join(", ")}: give them (or INKAN_ADMIN_* variables), --profile NAME, --from-init FILE or --data-dir DIR`);
   }
-  const privateJwk = readJwk(files.requestKey!);
-  // A request key given by flag or variable names its own user ("sub"); init's user id goes with init's key.
-  const userId = pick("user-id") ?? (pick("request-key") ? subOf(privateJwk) : undefined) ?? defaults.userId ?? subOf(privateJwk);
+  const sub = () => subOf(readJwk(files.requestKey!));
+  // A request key given by flag or variable names its own user ("sub"); the defaults' user id goes with their key.
+  const userId = pick("user-id") ?? (pick("request-key") ? sub() : undefined) ?? defaults.userId ?? sub();
   if (!userId) throw new AdminUsageError(`no --user-id, and ${files.requestKey} has no "sub"`);
+  const abs = (f: string | undefined) => resolve(f!);
   return {
-    target: pick("target") ?? "https://127.0.0.1:8443",
-    ca: readText(files.ca!, "--ca"),
-    cert: readText(files.cert!, "--cert"),
-    key: readText(files.key!, "--key"),
+    target: pick("target") ?? defaults.target ?? "https://127.0.0.1:8443",
+    ca: abs(files.ca),
+    cert: abs(files.cert),
+    key: abs(files.key),
+    requestKey: abs(files.requestKey),
     userId,
-    privateJwk,
   };
+}
+
+/** Reads the files an identity names (the secrets are read here, never printed). */
+export function loadIdentity(paths: IdentityPaths): AdminIdentity {
+  return {
+    target: paths.target,
+    ca: readText(paths.ca, "--ca"),
+    cert: readText(paths.cert, "--cert"),
+    key: readText(paths.key, "--key"),
+    userId: paths.userId,
+    privateJwk: readJwk(paths.requestKey),
+  };
+}
+
+export function resolveIdentity(flags: IdentityFlags, env: NodeJS.ProcessEnv = process.env): AdminIdentity {
+  return loadIdentity(resolveIdentityPaths(flags, env));
+}
+
+/** The directory of named profiles: $INKAN_ADMIN_CONFIG_DIR, else $XDG_CONFIG_HOME/inkan, else ~/.config/inkan. */
+export function profileFile(name: string, env: NodeJS.ProcessEnv = process.env): string {
+  if (!/^[A-Za-z0-9._-]{1,64}$/.test(name) || name.startsWith(".")) throw new AdminUsageError(`--profile ${name}: use letters, digits, ".", "_" and "-"`);
+  const dir = env["INKAN_ADMIN_CONFIG_DIR"] || join(env["XDG_CONFIG_HOME"] || join(homedir(), ".config"), "inkan");
+  return join(dir, "profiles", `${name}.json`);
+}
+
+function readProfile(name: string, env: NodeJS.ProcessEnv): IdentityFiles {
+  const file = profileFile(name, env);
+  let value: unknown;
+  try {
+    value = JSON.parse(readFileSync(file, "utf8"));
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new AdminUsageError(code === "ENOENT" ? `--profile ${name}: no profile ${file} (write it with \`inkan admin login --profile ${name}\`)` : `--profile ${name}: ${file} is not a profile (${code ?? (err as Error).message})`);
+  }
+  const out: IdentityFiles = {};
+  for (const k of ["target", "ca", "cert", "key", "requestKey", "userId"] as const) {
+    const v = (value as Record<string, unknown>)[k];
+    if (typeof v === "string") out[k] = v;
+  }
+  return out;
 }
 
 /** `inkan init` writes the user id into the key file as "sub". */

@@ -6,7 +6,7 @@
  */
 import { execFile } from "node:child_process";
 import { generateKeyPairSync, X509Certificate } from "node:crypto";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -125,6 +125,44 @@ describe("inkan admin", () => {
     const [officer, operator] = await Promise.all([admin(["user", "show", t.firstSecurityOfficer.userId, "--json"], asOfficer), admin(["signer", "list", "--json"], asRa)]);
     expect(json<{ role: string }>(officer).role).toBe("PRIVILEGED_ROLE_SECURITY_OFFICER");
     expect(operator.code, operator.stderr).toBe(0);
+  });
+
+  it("login --profile checks the identity and saves its paths (no secret); --profile and INKAN_ADMIN_PROFILE then suffice", async () => {
+    const config = join(dir, "config");
+    const as = (env: NodeJS.ProcessEnv): PrivilegedPerson => {
+      const p: PrivilegedPerson = { ...ra };
+      envOf.set(p, { INKAN_ADMIN_CONFIG_DIR: config, ...env });
+      return p;
+    };
+    const login = await admin(["login", "--profile", "tokyo"], as(envOf.get(ra)!));
+    expect(login.code, login.stderr).toBe(0);
+    const file = join(config, "profiles", "tokyo.json");
+    expect(login.stdout).toContain(`Saved profile tokyo (user ${ra.userId} at ${t.server.url}) to ${file}`);
+    const saved = readFileSync(file, "utf8");
+    expect(JSON.parse(saved)).toEqual({
+      target: t.server.url, ca: t.pki.paths.caCert, cert: envOf.get(ra)!["INKAN_ADMIN_CERT"], key: envOf.get(ra)!["INKAN_ADMIN_KEY"],
+      requestKey: envOf.get(ra)!["INKAN_ADMIN_REQUEST_KEY"], userId: ra.userId,
+    });
+    expect(saved).not.toContain(ra.privateJwk.d!);
+    expect(statSync(file).mode & 0o077).toBe(0);
+
+    const [byFlag, byEnv, missing, unbound] = await Promise.all([
+      admin(["signer", "list", "--profile", "tokyo"], as({})),
+      admin(["signer", "list"], as({ INKAN_ADMIN_PROFILE: "tokyo" })),
+      admin(["signer", "list", "--profile", "osaka"], as({})),
+      (async () => {
+        writeFileSync(join(dir, "unbound.crt"), t.pki.unboundAdmin.cert);
+        writeFileSync(join(dir, "unbound.key"), t.pki.unboundAdmin.key, { mode: 0o600 });
+        return admin(["login", "--profile", "stolen", "--cert", join(dir, "unbound.crt"), "--key", join(dir, "unbound.key")], as(envOf.get(ra)!));
+      })(),
+    ]);
+    expect(byFlag.code, byFlag.stderr).toBe(0);
+    expect(byEnv.code, byEnv.stderr).toBe(0);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/--profile osaka: no profile .*osaka\.json \(write it with `inkan admin login --profile osaka`\)/);
+    expect(unbound.code).toBe(3);
+    expect(unbound.stderr).toMatch(/CLIENT_CERTIFICATE_REJECTED/);
+    expect(existsSync(join(config, "profiles", "stolen.json"))).toBe(false);
   });
 
   describe("signer", () => {

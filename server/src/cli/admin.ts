@@ -1,5 +1,6 @@
 /** `inkan admin`: the command table (one module per noun) handed to runAdmin. */
-import { runAdmin, type Noun } from "./admin-command.js";
+import { runAdmin, type Noun, type Verb } from "./admin-command.js";
+import { loginVerb } from "./admin-login.js";
 import { approvalNoun } from "./admin-approval.js";
 import { certificateNoun, credentialNoun, csrNoun } from "./admin-credential.js";
 import { auditNoun } from "./admin-audit.js";
@@ -18,7 +19,10 @@ export const adminNouns: Record<string, Noun> = {
   user: userNoun,
 };
 
+/** Commands without a noun. */
+export const adminVerbs: Record<string, Verb> = { login: loginVerb };
+
 /** Runs `inkan admin ...` (argv after "admin"); resolves to the exit code. */
 export function adminCommand(argv: string[]): Promise<number> {
-  return runAdmin(argv, adminNouns);
+  return runAdmin(argv, adminNouns, process.env, adminVerbs);
 }

@@ -4,6 +4,7 @@
  * its human and --json output, the dual-control path, and refusals (wrong role, unknown ids,
  * unreadable key files): clear reason, the documented exit code, nothing changed.
  */
+import "reflect-metadata"; // @peculiar/x509 (via tsyringe) needs the Reflect metadata polyfill
 import { execFile } from "node:child_process";
 import { generateKeyPairSync, X509Certificate } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
@@ -12,14 +13,16 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { create, toJson } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
-import { buildKeyImportConsent } from "@inkan/sdk";
+import { buildKeyImportConsent, buildRSad } from "@inkan/sdk";
+import { SignatureActivationService } from "@inkan/sdk/gen/inkan/sam/v1/sam_pb.js";
 import { ChallengePurpose, SignerService } from "@inkan/sdk/gen/inkan/sam/v1/signer_pb.js";
 import { ImportKeyRequestSchema, KeyWrapScheme, RegistrationService } from "@inkan/sdk/gen/inkan/admin/v1/registration_pb.js";
-import { KeyAlgorithm } from "@inkan/sdk/gen/inkan/sam/v1/types_pb.js";
+import { HashAlgorithm, KeyAlgorithm, SignatureAlgorithm } from "@inkan/sdk/gen/inkan/sam/v1/types_pb.js";
+import * as x509 from "@peculiar/x509";
 import { PrivilegedRole } from "@inkan/sdk/gen/inkan/admin/v1/types_pb.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { PrivilegedPerson, TestServer } from "../testing/harness.js";
-import { startTestServer } from "../testing/harness.js";
+import { newRequestSigningKey, startTestServer } from "../testing/harness.js";
 import { issueSignerCertificate, signerIssuingCa } from "../testing/signer-certificates.js";
 import { wrapForImport } from "../testing/key-wrap.js";
 import { activeSigner, activeSignerWithCredential, enrolledSigner, reactivate, testPin } from "../testing/signers.js";
@@ -350,6 +353,48 @@ describe.concurrent("inkan admin", () => {
       expect(approved.result.credential.status).toBe("CREDENTIAL_STATUS_DESTROYED");
     });
 
+    it("csr prepare, the signer's approval through the SAP, csr create (SAD token from a file), certificate import: KEY_GENERATED to ACTIVE (R-3.1.3.2)", async () => {
+      const signer = await activeSigner(t, ra);
+      const generated = json<{ credentialId: string; publicKeySpki: string }>(await admin(["credential", "generate", signer.signerId, "--algorithm", "ec-p256", "--json"], ra));
+      const criFile = join(dir, `${generated.credentialId}.cri`);
+      const prepared = json<{ dtbsr: string; hashAlgorithm: string; signatureAlgorithm: string }>(
+        await admin(["csr", "prepare", generated.credentialId, "--subject", "CN=Sato Hanako,O=Example Corp,C=JP", "--out", criFile, "--json"], ra),
+      );
+      // The signer approves exactly this DTBS/R in a SAP transaction (an SCA begins it, the device authorizes).
+      const sca = createClient(SignatureActivationService, t.transport("grpc", t.pki.sca));
+      const hashAlgorithm = HashAlgorithm[prepared.hashAlgorithm.replace("HASH_ALGORITHM_", "") as keyof typeof HashAlgorithm];
+      const signatureAlgorithm = SignatureAlgorithm[prepared.signatureAlgorithm.replace("SIGNATURE_ALGORITHM_", "") as keyof typeof SignatureAlgorithm];
+      const { sadChallenge: ch } = await sca.beginTransaction({
+        credentialId: generated.credentialId, signerId: signer.signerId, hashAlgorithm, signatureAlgorithm, numSignatures: 1,
+        hashes: [Buffer.from(prepared.dtbsr, "base64")], description: "Certificate request",
+      });
+      const rSad = await buildRSad({
+        deviceKey: signer.deviceKey, signerId: ch!.signerId, credentialId: ch!.credentialId, samId: ch!.audience, transactionId: ch!.transactionId,
+        challenge: ch!.challenge, dtbsrDigest: ch!.dtbsrDigest, count: ch!.numSignatures, hashAlgorithm: ch!.hashAlgorithm, description: ch!.description, pin: testPin, samKey: ch!.encryptionKey!,
+      });
+      const { sadToken } = await sca.authorize({ transactionId: ch!.transactionId, rSad });
+      const tokenFile = join(dir, `${generated.credentialId}.sad`);
+      writeFileSync(tokenFile, sadToken + "\n", { mode: 0o600 });
+      const csrFile = join(dir, `${generated.credentialId}.csr`);
+      const created = await admin(["csr", "create", generated.credentialId, "--cri", criFile, "--hash-algorithm", prepared.hashAlgorithm, "--signature-algorithm", prepared.signatureAlgorithm,
+        "--transaction-id", ch!.transactionId, "--sad-token-file", tokenFile, "--out", csrFile], ra);
+      expect(created.code, created.stderr).toBe(0);
+      expect(created.stdout + created.stderr).not.toContain(sadToken);
+      const csr = new x509.Pkcs10CertificateRequest(readFileSync(csrFile, "utf8"));
+      expect(await csr.verify()).toBe(true);
+      expect(Buffer.from(csr.publicKey.rawData).toString("base64")).toBe(generated.publicKeySpki);
+      expect(csr.subject).toMatch(/CN=Sato Hanako/);
+
+      const der = await issueSignerCertificate(await signerIssuingCa(t), Buffer.from(csr.publicKey.rawData));
+      writeFileSync(join(dir, `${generated.credentialId}.pem`), new X509Certificate(der).toString());
+      const imported = json<{ status: string }>(await admin(["certificate", "import", generated.credentialId, join(dir, `${generated.credentialId}.pem`), "--json"], ra));
+      expect(imported.status).toBe("CREDENTIAL_STATUS_ACTIVE");
+      // The token was consumed: the same approval signs nothing twice.
+      const again = await admin(["csr", "create", generated.credentialId, "--cri", criFile, "--hash-algorithm", prepared.hashAlgorithm, "--signature-algorithm", prepared.signatureAlgorithm,
+        "--transaction-id", ch!.transactionId, "--sad-token-file", tokenFile, "--out", join(dir, "again.csr")], ra);
+      expect(again.code).toBe(3);
+    });
+
     it("transport-key writes the SAM's transport JWK; import-key relays a wrapped key with the signer's consent (T-2.1.4.1)", async () => {
       const signer = await activeSigner(t, ra);
       const tkFile = join(dir, "transport.jwk");
@@ -537,6 +582,36 @@ describe.concurrent("inkan admin", () => {
       const [withNew, withOld] = await Promise.all([admin(["signer", "list"], moved), admin(["signer", "list"], old)]);
       expect(withNew.code, withNew.stderr).toBe(0);
       expect(withOld.code).toBe(3);
+    });
+
+    it("add-key registers a new request-signing key that then works; revoke-key stops the old one; a private JWK is never sent", async () => {
+      const user = await t.createPrivilegedUser(PrivilegedRole.REGISTRATION_OPERATOR, "RA Five");
+      const next = await newRequestSigningKey();
+      const pubFile = join(dir, "ra5-next.pub.jwk");
+      writeFileSync(pubFile, next.publicJwk);
+      const privFile = join(dir, "ra5-next.jwk");
+      writeFileSync(privFile, JSON.stringify(next.privateJwk), { mode: 0o600 });
+      const [added, refusedPrivate] = await Promise.all([
+        admin(["user", "add-key", user.userId, "--public-key", pubFile, "--label", "YubiKey 2", "--json"]),
+        admin(["user", "add-key", user.userId, "--public-key", privFile]),
+      ]);
+      expect(json<{ keyId: string; label: string }>(added)).toEqual(expect.objectContaining({ keyId: next.privateJwk.kid, label: "YubiKey 2" }));
+      expect(refusedPrivate.code).toBe(2);
+      expect(refusedPrivate.stderr).toMatch(/holds a private key; give the public JWK only/);
+      expect(refusedPrivate.stderr).not.toContain(next.privateJwk.d!);
+
+      const withNew: PrivilegedPerson = { ...user, privateJwk: next.privateJwk };
+      envOf.set(withNew, writeIdentity("ra5-new", withNew));
+      const withOld: PrivilegedPerson = { ...user };
+      envOf.set(withOld, writeIdentity("ra5-old", withOld));
+      expect((await admin(["signer", "list"], withNew)).code).toBe(0);
+      const revoked = await admin(["user", "revoke-key", user.userId, user.privateJwk.kid, "--reason", "rotated"]);
+      expect(revoked.code, revoked.stderr).toBe(0);
+      expect(revoked.stdout).toMatch(/revokedAt\s+\S+/);
+      const [oldKey, newKey] = await Promise.all([admin(["signer", "list"], withOld), admin(["signer", "list"], withNew)]);
+      expect(oldKey.code).toBe(3);
+      expect(oldKey.stderr).toMatch(/REQUEST_SIGNATURE_INVALID/);
+      expect(newKey.code, newKey.stderr).toBe(0);
     });
 
     it("refusals: a registration operator cannot list users (exit 3); an unknown user exits 3", async () => {

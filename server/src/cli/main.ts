@@ -1,10 +1,8 @@
 import { parseArgs } from "node:util";
 import { ConfigError, parseConfig, readEnv, withConfigFile, type RawConfig } from "../config/config.js";
-import { createLogger } from "../log/logger.js";
-import { serve } from "../main.js";
 import { InkanError } from "../errors.js";
-import { auditVerifyCommand } from "./audit-command.js";
-import { initDataDir } from "../init.js";
+// Each command imports what it needs when it runs: `inkan admin` then starts without loading the
+// server (crypto module, stores), which keeps a script's many short calls quick.
 
 const usage = `usage:
   inkan init  --data-dir DIR [--json]      create the data directory: development PKI, SoftHSM2
@@ -15,6 +13,9 @@ const usage = `usage:
                                            verify the audit log: OK, or the first break per node
   inkan audit verify --file EXPORT.jsonl --public-key KEY [--partial]
                                            verify an exported audit log offline
+  inkan admin NOUN VERB [ARGS] [--json]    the privileged tasks over the admin API (signer,
+                                           approval, credential, policy, audit, user):
+                                           \`inkan admin --help\`
 Every flag has an INKAN_* environment variable (INKAN_DATA_DIR, INKAN_LISTEN, INKAN_CONFIG_FILE, ...).`;
 
 /** Runs the `inkan` command line; resolves to the process exit code. */
@@ -27,7 +28,9 @@ export async function main(argv: string[]): Promise<number> {
       case "serve":
         return await serveCommand(rest);
       case "audit":
-        return await auditVerifyCommand(rest);
+        return await (await import("./audit-command.js")).auditVerifyCommand(rest);
+      case "admin":
+        return await (await import("./admin.js")).adminCommand(rest);
       case "help":
       case "--help":
       case "-h":
@@ -53,6 +56,7 @@ export async function main(argv: string[]): Promise<number> {
 /** `inkan init`: see initDataDir. Idempotent; stderr says what was created and what was kept. */
 async function init(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: { "data-dir": { type: "string" }, json: { type: "boolean" } } });
+  const { initDataDir } = await import("../init.js");
   const { paths, created } = await initDataDir(values["data-dir"] ?? readEnv().dataDir ?? ".data");
   console.error(
     created.length === 0
@@ -82,6 +86,7 @@ async function serveCommand(args: string[]): Promise<number> {
   if (values.listen) flags.listen = values.listen;
   if (values.config) flags.configFile = values.config;
   const config = parseConfig(withConfigFile({ ...readEnv(), ...flags }));
+  const [{ createLogger }, { serve }] = await Promise.all([import("../log/logger.js"), import("../main.js")]);
   const log = createLogger(config.logLevel);
   const server = await serve(config, log);
   console.log(`listening on ${server.url}`);

@@ -62,8 +62,12 @@ let records: VerifiedRecords;
 let operator: PrivilegedPerson;
 let db: Database.Database;
 
-const sca = () => createClient(SignatureActivationService, t.transport("grpc", t.pki.sca));
-const device = () => createClient(SignerService, t.transport("grpc", t.pki.sca));
+// One connection per client kind, as an SCA and a device keep theirs: hundreds of calls share it
+// (a transport per call would open a connection per call, past the server's connection limit).
+let scaTransport: ReturnType<TestServer["transport"]> | undefined;
+const shared = () => (scaTransport ??= t.transport("grpc", t.pki.sca));
+const sca = () => createClient(SignatureActivationService, shared());
+const device = () => createClient(SignerService, shared());
 const ra = (who = operator) => createClient(RegistrationService, t.as(who));
 
 /** Fires every call at once behind a start barrier, then waits for all; the Inkan reason of each refusal. */

@@ -315,8 +315,8 @@ export enum Reason {
   CERTIFICATE_INVALID = 49,
 
   /**
-   * FAILED_PRECONDITION: the signer or credential is not in a state that allows the operation
-   * (for example resuming a credential that is not suspended).
+   * FAILED_PRECONDITION: the signer, privileged user or pending request is not in a state that
+   * allows the operation (for example enabling a signer that is not disabled).
    *
    * @generated from enum value: REASON_STATE_CONFLICT = 50;
    */

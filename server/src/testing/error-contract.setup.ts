@@ -1,5 +1,7 @@
 import { afterAll, beforeEach, expect } from "vitest";
-import { takeErrorContractViolations } from "../transport/error-contract.js";
+// Imports no product module: it runs before each test file, and a module imported here would
+// escape that file's vi.mock calls. The recorder (transport/error-contract.ts) shares its list
+// through globalThis.
 
 // Issue 18: every reason an RPC returns must be declared for it (proto option inkan.sam.v1.errors).
 // The server records the undeclared ones it returned in this test file (transport/error-contract.ts,
@@ -14,7 +16,7 @@ beforeEach((ctx) => {
 });
 
 afterAll(() => {
-  const undeclared = takeErrorContractViolations();
+  const undeclared = (globalThis as { inkanErrorContractViolations?: { rpc: string; reason: string; test?: string }[] }).inkanErrorContractViolations?.splice(0) ?? [];
   if (undeclared.length === 0) return;
   const lines = [...new Set(undeclared.map((v) => `${v.rpc} returned ${v.reason} (in "${v.test ?? "?"}")`))];
   throw new Error(

@@ -54,8 +54,12 @@ export interface ErrorContractEntry {
   exempt?: boolean;
 }
 
-/** Undeclared (rpc, reason) pairs this process returned since the last take (see takeErrorContractViolations). */
-const violations: ErrorContractEntry[] = [];
+/**
+ * Undeclared (rpc, reason) pairs this process returned since the last take. Kept on globalThis so
+ * that testing/error-contract.setup.ts reads them without importing product modules (it runs
+ * before each test file, and a module it imported would escape that file's vi.mock calls).
+ */
+const violations: ErrorContractEntry[] = ((globalThis as { inkanErrorContractViolations?: ErrorContractEntry[] }).inkanErrorContractViolations ??= []);
 
 /**
  * A recorder that checks each error an Inkan RPC returns against the reasons declared for it:

@@ -6,6 +6,7 @@ import { file_inkan_admin_v1_privileged_user } from "./gen/inkan/admin/v1/privil
 import { file_inkan_admin_v1_registration } from "./gen/inkan/admin/v1/registration_pb.js";
 import { file_inkan_admin_v1_types } from "./gen/inkan/admin/v1/types_pb.js";
 import { file_inkan_sam_v1_error } from "./gen/inkan/sam/v1/error_pb.js";
+import { file_inkan_sam_v1_error_options } from "./gen/inkan/sam/v1/error_options_pb.js";
 import { file_inkan_sam_v1_sam } from "./gen/inkan/sam/v1/sam_pb.js";
 import { file_inkan_sam_v1_signer } from "./gen/inkan/sam/v1/signer_pb.js";
 import { file_inkan_sam_v1_types } from "./gen/inkan/sam/v1/types_pb.js";
@@ -16,6 +17,7 @@ import { file_inkan_sam_v1_types } from "./gen/inkan/sam/v1/types_pb.js";
  */
 export const contractFiles: GenFile[] = [
   file_inkan_sam_v1_error,
+  file_inkan_sam_v1_error_options,
   file_inkan_sam_v1_types,
   file_inkan_sam_v1_sam,
   file_inkan_sam_v1_signer,

@@ -1,7 +1,8 @@
-import { createContextKey, type Interceptor, type StreamResponse } from "@connectrpc/connect";
+import { createContextKey, type ConnectError, type Interceptor, type StreamResponse } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { InkanError } from "../errors.js";
 import { callerKindsFor } from "./access.js";
+import { errorContractRecorder } from "./error-contract.js";
 import { requestReadError, toConnectError } from "./error-table.js";
 import { kCaller, kRequestId } from "./identity.js";
 
@@ -36,9 +37,10 @@ export function createCallInterceptor(log: Logger): Interceptor {
         done("ok");
         return res;
       }
-      return { ...res, message: mapStreamErrors(res, requestId, report, done) } satisfies StreamResponse;
+      return { ...res, message: mapStreamErrors(res, requestId, report, done, (e) => errorContractRecorder?.(req.method, e)) } satisfies StreamResponse;
     } catch (err) {
       const mapped = toConnectError(err, report);
+      errorContractRecorder?.(req.method, mapped); // tests only: is this reason declared for the RPC (issue 18)
       mapped.metadata.set("inkan-request-id", requestId);
       done(String(mapped.code));
       throw mapped;
@@ -46,12 +48,19 @@ export function createCallInterceptor(log: Logger): Interceptor {
   };
 }
 
-async function* mapStreamErrors(res: StreamResponse, requestId: string, report: (err: unknown) => void, done: (code: string) => void) {
+async function* mapStreamErrors(
+  res: StreamResponse,
+  requestId: string,
+  report: (err: unknown) => void,
+  done: (code: string) => void,
+  record: (err: ConnectError) => void,
+) {
   try {
     yield* res.message;
     done("ok");
   } catch (err) {
     const mapped = toConnectError(err, report);
+    record(mapped);
     mapped.metadata.set("inkan-request-id", requestId);
     done(String(mapped.code));
     throw mapped;

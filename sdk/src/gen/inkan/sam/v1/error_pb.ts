@@ -20,6 +20,15 @@ export const file_inkan_sam_v1_error: GenFile = /*@__PURE__*/
  * The message text that accompanies an error is short and deliberately says nothing an attacker
  * could use (which factor failed, internal causes); the server's log keeps the cause.
  *
+ * How it travels. Over gRPC, the error's trailers carry `grpc-status-details-bin`: a binary
+ * google.rpc.Status (code, message, details) whose details are google.protobuf.Any messages, one
+ * of them with type URL "type.googleapis.com/inkan.sam.v1.ErrorDetail". Over the Connect protocol,
+ * the JSON error body's "details" array holds entries {"type": "inkan.sam.v1.ErrorDetail",
+ * "value": base64 of the binary message}. Other details may sit beside it (buf.validate.Violations,
+ * inkan.admin.v1.ApprovalRequired, inkan.admin.v1.ActivationCode); skip the ones you do not know.
+ * Which reasons each RPC may return is declared on the RPC (inkan.sam.v1.errors, see
+ * error_options.proto) and listed in its comment.
+ *
  * @generated from message inkan.sam.v1.ErrorDetail
  */
 export type ErrorDetail = Message<"inkan.sam.v1.ErrorDetail"> & {
@@ -315,8 +324,8 @@ export enum Reason {
   CERTIFICATE_INVALID = 49,
 
   /**
-   * FAILED_PRECONDITION: the signer or credential is not in a state that allows the operation
-   * (for example resuming a credential that is not suspended).
+   * FAILED_PRECONDITION: the signer, privileged user or pending request is not in a state that
+   * allows the operation (for example enabling a signer that is not disabled).
    *
    * @generated from enum value: REASON_STATE_CONFLICT = 50;
    */

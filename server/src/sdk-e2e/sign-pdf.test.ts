@@ -111,10 +111,12 @@ describe.skipIf(tools.length > 0)("example SCA sign-pdf: PAdES B-B through the S
     let stderr = "";
     child.stderr.on("data", (d) => (stderr += d));
     const exited = new Promise<number | null>((resolve) => child.on("exit", resolve));
+    let answered = false; // set before the await: a second chunk of stdout must not answer again
     child.stdout.on("data", async (d) => {
       stdout += d;
       const m = stdout.match(/^challenge: ([A-Za-z0-9+/=]+)$/m);
-      if (m && !child.stdin.writableEnded) {
+      if (m && !answered) {
+        answered = true;
         const challenge = fromBinary(SadChallengeSchema, Buffer.from(m[1]!, "base64"));
         child.stdin.end(`${await buildRSadFor(challenge, { deviceKey: signer.deviceKey, pin: testPin, challengeSigningKey: signer.challengeSigningKey })}\n`);
       }

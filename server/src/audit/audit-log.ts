@@ -484,20 +484,25 @@ export class ChainedAuditLog implements BatchAuditLog {
   async #anchorHeadInModule(): Promise<void> {
     if (this.#head.sequence <= this.#moduleCheckpoint || this.#checkpointsHeld) return;
     try {
-      const checkpoint = await signCheckpoint({
-        module: this.#module,
-        keyId: this.#key.keyId,
-        nodeId: this.nodeId,
-        sequence: this.#head.sequence,
-        recordHash: this.#head.hash,
-        versioned: this.#versioned,
-        now: this.#now(),
-      });
+      const checkpoint = await this.#signHead();
       await writeHighWaterMark(this.#module, this.nodeId, checkpoint.body);
       this.#moduleCheckpoint = checkpoint.sequence;
     } catch {
       // the module is unreachable too: nothing more can be anchored
     }
+  }
+
+  /** A checkpoint of this node's head, with the digest of its versioned events, signed in the module. */
+  #signHead(): ReturnType<typeof signCheckpoint> {
+    return signCheckpoint({
+      module: this.#module,
+      keyId: this.#key.keyId,
+      nodeId: this.nodeId,
+      sequence: this.#head.sequence,
+      recordHash: this.#head.hash,
+      versioned: this.#versioned,
+      now: this.#now(),
+    });
   }
 
   #checkpointDue(): boolean {
@@ -509,15 +514,7 @@ export class ChainedAuditLog implements BatchAuditLog {
 
   async #checkpoint(): Promise<void> {
     if (this.#head.sequence > this.#storeCheckpoint) {
-      const checkpoint = await signCheckpoint({
-        module: this.#module,
-        keyId: this.#key.keyId,
-        nodeId: this.nodeId,
-        sequence: this.#head.sequence,
-        recordHash: this.#head.hash,
-        versioned: this.#versioned,
-        now: this.#now(),
-      });
+      const checkpoint = await this.#signHead();
       try {
         await this.#store.appendAuditCheckpoint(checkpoint);
       } catch (err) {

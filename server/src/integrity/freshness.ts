@@ -22,7 +22,7 @@ export interface Freshness {
    */
   advance(key: string, version: number): Promise<void>;
   /**
-   * Before a read copy is used: throws {@link IntegrityViolationError} (reported like a broken
+   * Before a read copy is used: throws {@link IntegrityViolationError} (the reader reports it like a broken
    * seal) when `version` is below the newest version known for `key`, i.e. an older copy was put
    * back. A newer version than known (written by another node, or by a write whose head was lost
    * in a crash) is accepted and becomes the known head.
@@ -40,11 +40,15 @@ export interface Freshness {
 /** The key of a sealed record or another versioned object. */
 export const freshnessKey = (kind: string, id: string): string => `${kind}:${id}`;
 
+/** The violation for a copy below the head of `key` (`<kind>:<id>`). */
+export function staleCopy(key: string): IntegrityViolationError {
+  const colon = key.indexOf(":");
+  return colon < 0 ? new IntegrityViolationError(key, "") : new IntegrityViolationError(key.slice(0, colon), key.slice(colon + 1));
+}
+
 /** Process memory only: for unit tests of the domain (nothing survives a restart). */
 export class MemoryFreshness implements Freshness {
   readonly #heads = new Map<string, number>();
-
-  constructor(private readonly onViolation?: (key: string) => Promise<void> | void) {}
 
   async advance(key: string, version: number): Promise<void> {
     if (version > (this.#heads.get(key) ?? 0)) this.#heads.set(key, version);
@@ -56,11 +60,7 @@ export class MemoryFreshness implements Freshness {
 
   async check(key: string, version: number): Promise<void> {
     const head = this.#heads.get(key) ?? 0;
-    if (version < head) {
-      await this.onViolation?.(key);
-      const colon = key.indexOf(":");
-      throw new IntegrityViolationError(key.slice(0, colon), key.slice(colon + 1));
-    }
+    if (version < head) throw staleCopy(key);
     if (version > head) this.#heads.set(key, version);
   }
 }

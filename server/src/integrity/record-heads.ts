@@ -24,8 +24,7 @@ import { integrityViolationDetected, recordVersioned } from "../audit/events.js"
 import { currentAuditKeys, replayNodeJournal, type NodeJournalStore } from "../audit/node-journal.js";
 import { RECORD_VERSIONED, versionedEntryOf } from "../audit/versioned-journal.js";
 import { maxPageSize } from "../store/port.js";
-import type { Freshness } from "./freshness.js";
-import { staleCopy } from "./sealed-records.js";
+import { staleCopy, type Freshness } from "./freshness.js";
 
 /** How often the other nodes' new versioned events are read, by default. */
 export const DEFAULT_TAIL_INTERVAL_MS = 1000;

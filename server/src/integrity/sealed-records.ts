@@ -8,7 +8,7 @@ import type {
   SealedRecords,
   UniqueFields,
 } from "../store/port.js";
-import { freshnessKey, MemoryFreshness, type Freshness } from "./freshness.js";
+import { freshnessKey, MemoryFreshness, staleCopy, type Freshness } from "./freshness.js";
 import { IntegrityViolationError, type RecordSealer } from "./record-sealer.js";
 
 type Unsealed<R> = Omit<R, "seal">;
@@ -24,11 +24,6 @@ export const STALE_REREADS = 3;
 /** The versions a read returned: [freshness key, version] pairs (version 0: not in the store). */
 type Versions = readonly (readonly [string, number])[];
 
-/** The violation for a copy below the head of `key` (`<kind>:<id>`). */
-export function staleCopy(key: string): IntegrityViolationError {
-  const colon = key.indexOf(":");
-  return colon < 0 ? new IntegrityViolationError(key, "") : new IntegrityViolationError(key.slice(0, colon), key.slice(colon + 1));
-}
 
 /**
  * Reads with rollback detection (issue 14, ROLLBACK.md): `read` fetches from the store, `verify`

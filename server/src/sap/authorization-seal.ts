@@ -136,11 +136,6 @@ export class EntryKey {
     if (!mac || !same(mac, this.mac(index, hash))) await this.violation("dtbsr", `${this.transactionId}#${index}`);
   }
 
-  /** Issue 14: the transaction's counter went below what this request saw: a row put back. */
-  async rolledBack(): Promise<never> {
-    return this.violation("transaction", this.transactionId, "rolled-back");
-  }
-
   tokenMac(t: Omit<NewSadToken, "mac">): Uint8Array {
     const fields = {
       t: "sad-token",

@@ -16,7 +16,7 @@ import { PrivilegedRole } from "@inkan/sdk/gen/inkan/admin/v1/types_pb.js";
 import { SignatureActivationService, type SadChallenge } from "@inkan/sdk/gen/inkan/sam/v1/sam_pb.js";
 import { HashAlgorithm } from "@inkan/sdk/gen/inkan/sam/v1/types_pb.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { FullCryptoModule } from "../crypto/port.js";
+import { moduleSignatureCounter } from "../testing/module-signatures.js";
 import { refusalOf, startTestServer, type PrivilegedPerson, type TestServer } from "../testing/harness.js";
 import { activeSignerWithCredential, testPin } from "../testing/signers.js";
 
@@ -24,7 +24,7 @@ let t: TestServer;
 let operator: PrivilegedPerson;
 let victim: { signerId: string; credentialId: string; deviceKey: DeviceKey };
 /** Every signature the crypto module made, by DTBS/R (hex): an attack must add none. */
-const moduleSignatures = new Map<string, number>();
+const { wrapCrypto, counts: moduleSignatures } = moduleSignatureCounter();
 
 const sca = () => createClient(SignatureActivationService, t.transport("grpc", t.pki.sca));
 const registration = () => createClient(RegistrationService, t.as(operator));
@@ -120,20 +120,6 @@ async function refusedAndServing(attack: () => Promise<unknown>, watched: Uint8A
 }
 
 beforeAll(async () => {
-  const wrapCrypto = (crypto: FullCryptoModule): FullCryptoModule =>
-    new Proxy(crypto, {
-      get(target, prop, receiver) {
-        if (prop === "sign") {
-          return async (...args: Parameters<FullCryptoModule["sign"]>) => {
-            const key = hex(args[0].data);
-            moduleSignatures.set(key, (moduleSignatures.get(key) ?? 0) + 1);
-            return target.sign(...args);
-          };
-        }
-        const value = Reflect.get(target, prop, receiver);
-        return typeof value === "function" ? value.bind(target) : value;
-      },
-    });
   t = await startTestServer({}, { wrapCrypto });
   operator = await t.createPrivilegedUser(PrivilegedRole.REGISTRATION_OPERATOR, "operator-insider");
   const v = await activeSignerWithCredential(t, operator);

@@ -12,7 +12,7 @@ import { PrivilegedRole } from "@inkan/sdk/gen/inkan/admin/v1/types_pb.js";
 import { SignatureActivationService, TransactionState } from "@inkan/sdk/gen/inkan/sam/v1/sam_pb.js";
 import { HashAlgorithm } from "@inkan/sdk/gen/inkan/sam/v1/types_pb.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { FullCryptoModule } from "../crypto/port.js";
+import { moduleSignatureCounter } from "../testing/module-signatures.js";
 import { refusalOf, startTestServer, type PrivilegedPerson, type TestServer } from "../testing/harness.js";
 import { activeSignerWithCredential, approvedResetFactors, reactivate, testPin } from "../testing/signers.js";
 
@@ -20,7 +20,7 @@ let t: TestServer;
 let operator: PrivilegedPerson;
 let secondOperator: PrivilegedPerson;
 /** Signatures the crypto module made, by DTBS/R (hex). */
-const moduleSignatures = new Map<string, number>();
+const { wrapCrypto, counts: moduleSignatures } = moduleSignatureCounter();
 
 const sca = () => createClient(SignatureActivationService, t.transport("grpc", t.pki.sca));
 const registration = () => createClient(RegistrationService, t.as(operator));
@@ -50,19 +50,6 @@ async function newSigner(): Promise<Signer> {
 }
 
 beforeAll(async () => {
-  const wrapCrypto = (crypto: FullCryptoModule): FullCryptoModule =>
-    new Proxy(crypto, {
-      get(target, prop, receiver) {
-        if (prop === "sign") {
-          return async (...args: Parameters<FullCryptoModule["sign"]>) => {
-            moduleSignatures.set(hex(args[0].data), (moduleSignatures.get(hex(args[0].data)) ?? 0) + 1);
-            return target.sign(...args);
-          };
-        }
-        const value = Reflect.get(target, prop, receiver);
-        return typeof value === "function" ? value.bind(target) : value;
-      },
-    });
   t = await startTestServer({}, { wrapCrypto });
   operator = await t.createPrivilegedUser(PrivilegedRole.REGISTRATION_OPERATOR, "operator-revocation");
   secondOperator = await t.createPrivilegedUser(PrivilegedRole.REGISTRATION_OPERATOR, "second-operator-revocation");

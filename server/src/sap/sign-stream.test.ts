@@ -6,8 +6,8 @@ import { PrivilegedRole } from "@inkan/sdk/gen/inkan/admin/v1/types_pb.js";
 import { SignatureActivationService, type SadChallenge, type SignStreamResponse } from "@inkan/sdk/gen/inkan/sam/v1/sam_pb.js";
 import { HashAlgorithm } from "@inkan/sdk/gen/inkan/sam/v1/types_pb.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { FullCryptoModule } from "../crypto/port.js";
 import { issueCertificate, loadCertificateAuthority, type Pem } from "../pki/dev-pki.js";
+import { moduleSignatureCounter } from "../testing/module-signatures.js";
 import { protocols, refusalOf, startTestServer, type PrivilegedPerson, type Protocol, type TestServer } from "../testing/harness.js";
 import { activeSignerWithCredential, testPin } from "../testing/signers.js";
 
@@ -18,7 +18,7 @@ let t: TestServer;
 let operator: PrivilegedPerson;
 let otherSca: Pem;
 /** How often the module signed each DTBS/R (hex), seen through the crypto-module hook. */
-const moduleSignatures = new Map<string, number>();
+const { wrapCrypto, counts: moduleSignatures } = moduleSignatureCounter();
 
 let alice: { signerId: string; credentialId: string; deviceKey: DeviceKey; spki: Uint8Array };
 
@@ -74,20 +74,6 @@ async function readAll(stream: AsyncIterable<SignStreamResponse>, stopAfter = In
 }
 
 beforeAll(async () => {
-  const wrapCrypto = (crypto: FullCryptoModule): FullCryptoModule =>
-    new Proxy(crypto, {
-      get(target, prop, receiver) {
-        if (prop === "sign") {
-          return async (...args: Parameters<FullCryptoModule["sign"]>) => {
-            const key = hex(args[0].data);
-            moduleSignatures.set(key, (moduleSignatures.get(key) ?? 0) + 1);
-            return target.sign(...args);
-          };
-        }
-        const value = Reflect.get(target, prop, receiver);
-        return typeof value === "function" ? value.bind(target) : value;
-      },
-    });
   t = await startTestServer({}, { wrapCrypto });
   operator = await t.createPrivilegedUser(PrivilegedRole.REGISTRATION_OPERATOR, "operator-sign-stream");
   const ca = await loadCertificateAuthority({ cert: readFileSync(t.pki.paths.scaCaCert, "utf8"), key: readFileSync(t.pki.paths.scaCaKey, "utf8") });

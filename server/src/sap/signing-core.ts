@@ -25,7 +25,7 @@ export interface SigningCoreOptions {
   /** Issue 14 (T-2.2.2.2): the sealed authorization, and the MACs of entries and tokens. */
   seals: Pick<AuthorizationSeals, "open" | "entryKey" | "rolledBack">;
   /** Issue 14: an authorization's progress (token generations), so a row rolled back signs nothing. */
-  freshness: Freshness;
+  freshness: Pick<Freshness, "head" | "advance">;
   keys: Pick<SigningKeys, "sign" | "verify">;
   random: RandomSource;
   policies: Pick<SecurityPolicies, "current">;
@@ -168,11 +168,11 @@ export class SigningCore {
    */
   async checkProgress(record: TransactionRecord): Promise<void> {
     const key = progressKey(record.id);
-    if (record.signaturesCreated >= (await this.o.freshness.head(key))) return;
+    if (record.signaturesCreated >= this.o.freshness.head(key)) return;
     // Moved on meanwhile (a concurrent claim, or an end by reuse detection, cancellation or revocation):
     // the atomic consume and claim that follow refuse it with the right reason (e.g. SAD_REPLAYED).
     const again = await this.o.store.getTransaction(record.id);
-    if (again && ((again.state !== "AUTHORIZED" && again.state !== "PENDING") || again.signaturesCreated >= (await this.o.freshness.head(key)))) return;
+    if (again && ((again.state !== "AUTHORIZED" && again.state !== "PENDING") || again.signaturesCreated >= this.o.freshness.head(key))) return;
     await this.o.seals.rolledBack(record.id); // reported (audited), INTEGRITY_VIOLATION
   }
 
@@ -184,7 +184,7 @@ export class SigningCore {
    */
   async checkClaim(entryKey: EntryKey, claimed: { indices: readonly number[]; macs: readonly (Uint8Array | undefined)[]; hashes: readonly Uint8Array[] }, counter: { before: number; after: number }): Promise<void> {
     for (const [i, index] of claimed.indices.entries()) await entryKey.checkEntry(index, claimed.hashes[i]!, claimed.macs[i]);
-    if (counter.after - claimed.indices.length < counter.before) await entryKey.rolledBack();
+    if (counter.after - claimed.indices.length < counter.before) await this.o.seals.rolledBack(entryKey.transactionId);
     await this.o.freshness.advance(progressKey(entryKey.transactionId), counter.after);
   }
 

@@ -86,7 +86,7 @@ describe("buildClaimsRSad (sam.proto AuthorizeRequest.r_sad, methods without a d
 });
 
 describe("buildRSad (device key + PIN)", () => {
-  it("R-3.2.1.2: the envelope is exactly {sad, pin}; the PIN appears nowhere outside the JWE", async () => {
+  it("R-3.2.1.2, R-3.2.1.3: the envelope is exactly {sad, pin}; the PIN appears nowhere outside the JWE", async () => {
     const k = await samKey();
     const deviceKey = await createDeviceKey();
     const jwe = await buildRSad({ ...tx, deviceKey, pin: "975310", samKey: k.key });

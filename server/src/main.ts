@@ -55,6 +55,8 @@ import { SapSignStream } from "./sap/sign-stream.js";
 import { schedulePurge } from "./store/purge-schedule.js";
 import { SapTransactions } from "./sap/transactions.js";
 import { startServer, type InkanServer } from "./transport/server.js";
+import { SamMetrics, countAuditWrites, type MetricSources } from "./metrics/metrics.js";
+import { startMetricsListener, type MetricsListener } from "./metrics/metrics-listener.js";
 
 /** The version recorded when the SAM starts: the server package's (src/ and dist/ both sit beside package.json). */
 const samVersion = (JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string }).version;
@@ -100,15 +102,22 @@ export interface ServeHooks {
 
 export async function serve(config: Config, log: Logger, hooks: ServeHooks = {}): Promise<InkanServer> {
   const opened = await openCryptoModule(config);
-  const crypto = hooks.wrapCrypto ? hooks.wrapCrypto(opened) : opened;
+  // Issue 23: metrics only when their listener is configured; the crypto module, the store and the audit log are counted at their ports.
+  let metricSources: MetricSources | undefined;
+  const metrics = config.metricsListen ? new SamMetrics(() => metricSources) : undefined;
+  const wrapped = hooks.wrapCrypto ? hooks.wrapCrypto(opened) : opened;
+  const crypto = metrics ? metrics.instrumentCrypto(wrapped) : wrapped;
+  const sessionPool = opened as { sessionPoolStats?: { open: number; busy: number; waiting: number } }; // the PKCS#11 module's pool
   const moduleState: ModuleAvailability = opened;
   let store: Store | undefined;
   let audit: ChainedAuditLog | undefined;
   let heads: RecordHeads | undefined;
   let stopWatchingModule: (() => void) | undefined;
+  let metricsListener: MetricsListener | undefined;
   try {
     store = await openStore(config);
     if (hooks.wrapStore) store = hooks.wrapStore(store);
+    if (metrics) store = metrics.instrumentStore(store);
     await selfCheck(crypto);
     // R-3.2.1.2 / T-2.2.1.5: the JWE key R.SAD is encrypted to; created if missing, checked against the module.
     const samKeys = new SamEncryptionKeys({ crypto, onKeyCreated: (kid) => log.info({ kid }, "SAM encryption key created") });
@@ -118,9 +127,13 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
       nodeId: config.nodeId,
       store,
       cryptoModule: crypto,
-      onBackgroundError: (err) => log.error({ err }, "audit checkpoint failed; the next record will fail closed"),
+      onBackgroundError: (err) => {
+        metrics?.auditFailure("checkpoint");
+        log.error({ err }, "audit checkpoint failed; the next record will fail closed");
+      },
     });
     const auditLog = audit;
+    if (metrics) countAuditWrites(auditLog, metrics);
     await auditLog.record(samStarted({ version: samVersion, ...auditLog.startState }));
     // Issue 14: the heads of versioned records, journaled in the audit chains (integrity/ROLLBACK.md);
     // another node's versioned events that disagree with its checkpoints stop the start.
@@ -181,7 +194,10 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
         log.warn({ version: version.version }, "security policy restored: signing resumed");
         applyHealth();
       },
-      onCheckFailed: (err) => log.error({ err }, "security policy check could not be made"),
+      onCheckFailed: (err) => {
+        metrics?.policyCheckFailed();
+        log.error({ err }, "security policy check could not be made");
+      },
     });
     await gate.check(); // at start, before the first call
     // Issue 13 finding 5: the policy's checkpoint cadence bounds the audit records a crash can lose.
@@ -190,6 +206,7 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
     // Issue 22: the module reconnects by itself; each change is logged, audited when the audit log can write, and sets the health.
     stopWatchingModule = moduleState.onStateChange((change) => {
       logModuleChange(log, change);
+      if (change.state === "lost") metrics?.moduleLost();
       applyHealth();
       if (change.state === "reconnect-failed") return;
       const event = change.state === "lost" ? cryptoModuleDisconnected({ cause: change.reason }) : cryptoModuleReconnected(change);
@@ -231,7 +248,7 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
       contract: contractFiles,
       authenticateAdmin: (req) => users.authenticate(req),
       implementations,
-      outerInterceptors: [createRefusalAuditInterceptor(auditLog)],
+      outerInterceptors: [...(metrics ? [metrics.interceptor()] : []), createRefusalAuditInterceptor(auditLog)],
       gateInterceptors: [createPolicyGateInterceptor(gate), createTrustedCaInterceptor(policies)],
       innerInterceptors: [createOperationAuditInterceptor(auditLog), createDualControlInterceptor(dual, { users, policies, credentials, signers, random: crypto }, auditLog)],
     });
@@ -239,6 +256,32 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
     applyHealth();
     gate.start();
     const opened = store;
+    if (metrics && config.metricsListen) {
+      // Issue 23: /readyz is the gRPC health state (module, policy; NOT_SERVING in a shutdown) plus the audit log and a store read.
+      const healthNames = ["", ...services.map((s) => s.typeName)];
+      const storeAnswers = () => withTimeout(opened.latestAuditRecord(config.nodeId), 2_000).then(() => true, () => false);
+      const serving = () => healthNames.every((n) => started.health.get(n) === Status.SERVING);
+      const readiness = async () => ({ serving: serving(), cryptoModule: moduleState.available, policy: gate.isOpen, audit: auditLog.checkpointLag.usable, store: await storeAnswers() });
+      metricSources = {
+        moduleAvailable: () => moduleState.available,
+        sessionPool: () => sessionPool.sessionPoolStats,
+        policyOpen: () => gate.isOpen,
+        audit: () => {
+          const lag = auditLog.checkpointLag;
+          return { uncheckpointedRecords: lag.uncheckpointedRecords, checkpointAgeSeconds: lag.sinceCheckpointMs / 1000, usable: lag.usable };
+        },
+        transport: () => started.transportStats(),
+        ready: () => serving() && moduleState.available && gate.isOpen && auditLog.checkpointLag.usable,
+      };
+      metricsListener = await startMetricsListener({
+        ...config.metricsListen,
+        registry: metrics.registry,
+        readiness,
+        onError: (err) => log.warn({ err }, "metrics listener request failed"),
+      });
+      log.info({ url: metricsListener.url }, "metrics, /healthz and /readyz listening (plain HTTP: internal only)");
+    }
+    const openedMetrics = metricsListener;
     // Expired one-time objects and transactions are deleted every 10 minutes, a day after expiry.
     const purge = schedulePurge({
       store: opened,
@@ -250,6 +293,7 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
     const openedHeads = heads;
     return {
       ...started,
+      ...(openedMetrics ? { metricsUrl: openedMetrics.url } : {}),
       async close(graceMs) {
         stopWatchingModule?.();
         gate.stop();
@@ -257,6 +301,7 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
         purge.stop();
         server = undefined; // the shutdown owns the health status from here on
         await started.close(graceMs);
+        await openedMetrics?.close();
         await auditLog.record(samStopped({ cause: "shutdown" })).catch((err: unknown) => log.error({ err }, "audit write failed"));
         await auditLog.close().catch((err: unknown) => log.error({ err }, "audit close failed"));
         await opened.close();
@@ -264,6 +309,7 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
       },
     };
   } catch (err) {
+    await metricsListener?.close();
     heads?.stop();
     stopWatchingModule?.();
     await audit?.close().catch(() => undefined);
@@ -271,6 +317,13 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
     await crypto.close().catch(() => undefined);
     throw err;
   }
+}
+
+/** `p`, or a rejection after `ms` (a store that hangs makes /readyz answer not ready instead of never). */
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error("timed out")), ms)));
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
 
 /** Applies the security policy's audit checkpoint settings (audit_checkpoint_every_records, audit_checkpoint_interval). */

@@ -338,6 +338,18 @@ export class ChainedAuditLog implements BatchAuditLog {
     return heads;
   }
 
+  /**
+   * Issue 23 (metrics, readiness): records not yet covered by a checkpoint, milliseconds since the
+   * last checkpoint, and whether records are accepted (not closed, chain not found broken).
+   */
+  get checkpointLag(): { uncheckpointedRecords: number; sinceCheckpointMs: number; usable: boolean } {
+    return {
+      uncheckpointedRecords: Math.max(0, this.#head.sequence - this.#storeCheckpoint),
+      sinceCheckpointMs: Math.max(0, this.#now().getTime() - this.#lastCheckpointAt),
+      usable: !this.#closed && this.#broken === undefined,
+    };
+  }
+
   /** No checkpoint is written from now on (a refused start: see refuseStart). */
   holdCheckpoints(): void {
     this.#checkpointsHeld = true;

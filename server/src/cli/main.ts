@@ -7,8 +7,9 @@ import { InkanError } from "../errors.js";
 const usage = `usage:
   inkan init  --data-dir DIR [--json]      create the data directory: development PKI, SoftHSM2
                                            token with the SAM's keys, SQLite store
-  inkan serve --data-dir DIR [--listen HOST:PORT] [--config FILE]
-                                           serve the SAM (port 0 picks a free port)
+  inkan serve --data-dir DIR [--listen HOST:PORT] [--config FILE] [--metrics-listen HOST:PORT]
+                                           serve the SAM (port 0 picks a free port); plain-HTTP
+                                           /metrics, /healthz, /readyz on an internal address
   inkan audit verify --data-dir DIR [--node ID] [--json]
                                            verify the audit log: OK, or the first break per node
   inkan audit verify --file EXPORT.jsonl --public-key KEY [--partial]
@@ -79,17 +80,19 @@ async function init(args: string[]): Promise<number> {
 async function serveCommand(args: string[]): Promise<number> {
   const { values } = parseArgs({
     args,
-    options: { "data-dir": { type: "string" }, listen: { type: "string" }, config: { type: "string" } },
+    options: { "data-dir": { type: "string" }, listen: { type: "string" }, config: { type: "string" }, "metrics-listen": { type: "string" } },
   });
   const flags: RawConfig = {};
   if (values["data-dir"]) flags.dataDir = values["data-dir"];
   if (values.listen) flags.listen = values.listen;
   if (values.config) flags.configFile = values.config;
+  if (values["metrics-listen"]) flags.metricsListen = values["metrics-listen"];
   const config = parseConfig(withConfigFile({ ...readEnv(), ...flags }));
   const [{ createLogger }, { serve }] = await Promise.all([import("../log/logger.js"), import("../main.js")]);
   const log = createLogger(config.logLevel);
   const server = await serve(config, log);
   console.log(`listening on ${server.url}`);
+  if (server.metricsUrl) console.log(`metrics, /healthz and /readyz on ${server.metricsUrl}`);
   await new Promise<void>((done) => {
     const stop = (signal: string) => {
       log.info({ signal }, "shutting down");

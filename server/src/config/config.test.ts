@@ -135,6 +135,15 @@ describe("crypto module and store settings", () => {
     expect(message).not.toContain("secret");
   });
 
+  it("issue 23: metricsListen is off by default, HOST:PORT when set (INKAN_METRICS_LISTEN), and not the mTLS listener's address", () => {
+    const dir = dataDirWithPki();
+    expect(parseConfig({ dataDir: dir }).metricsListen).toBeUndefined();
+    expect(parseConfig({ dataDir: dir, metricsListen: "10.0.0.5:9464" }).metricsListen).toEqual({ host: "10.0.0.5", port: 9464 });
+    expect(envNames.metricsListen).toBe("INKAN_METRICS_LISTEN");
+    expect(() => parseConfig({ dataDir: dir, metricsListen: "9464" })).toThrow(/metricsListen: "9464" is not HOST:PORT/);
+    expect(() => parseConfig({ dataDir: dir, listen: "127.0.0.1:8443", metricsListen: "127.0.0.1:8443" })).toThrow(/metricsListen: must differ from listen/);
+  });
+
   it("R-3.1.4: the login assertion's OpenID provider: issuer, client id and JWKS file together or not at all, each problem by path", () => {
     const dir = dataDirWithPki();
     expect(parseConfig({ dataDir: dir }).oidc).toBeUndefined();

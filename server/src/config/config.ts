@@ -56,6 +56,12 @@ export interface Config {
    * where the security policy enables it.
    */
   oidc: { issuer: string; clientId: string; jwksFile: string } | undefined;
+  /**
+   * Issue 23: the plain-HTTP listener of /metrics (Prometheus), /healthz and /readyz, without
+   * client certificates (metricsListen / INKAN_METRICS_LISTEN / --metrics-listen, HOST:PORT).
+   * Undefined (the default): not served. Bind it to an internal address only.
+   */
+  metricsListen: { host: string; port: number } | undefined;
 }
 
 /**
@@ -117,7 +123,7 @@ export type RawConfig = Partial<Record<RawKey, string>>;
 const rawKeys = [
   "dataDir", "listen", "tlsCertFile", "tlsKeyFile", "tlsScaCaFiles", "tlsAdminCaFiles",
   "readMaxBytes", "shutdownGraceMs", "logLevel", "configFile", "pkcs11Library", "pkcs11Token",
-  "pkcs11PinFile", "store", "storePoolSize", "nodeId", "policyCheckIntervalMs", "oidcIssuer", "oidcClientId", "oidcJwksFile", "storeBusyWaitMs",
+  "pkcs11PinFile", "store", "storePoolSize", "nodeId", "policyCheckIntervalMs", "oidcIssuer", "oidcClientId", "oidcJwksFile", "storeBusyWaitMs", "metricsListen",
   ...(Object.keys(transportLimitRanges) as (keyof TransportLimits)[]),
 ] as const;
 type RawKey = (typeof rawKeys)[number];
@@ -211,9 +217,13 @@ export function parseConfig(raw: RawConfig): Config {
   if (!/^[A-Za-z0-9._:-]{1,64}$/.test(nodeId)) problems.push(`nodeId: "${nodeId}" must be 1 to 64 of A-Z a-z 0-9 . _ : -`);
 
   const oidc = parseOidc(raw, inData, file, problems);
+  const metricsListen = raw.metricsListen === undefined ? undefined : parseListen(raw.metricsListen, problems, "metricsListen");
+  if (metricsListen && metricsListen.port !== 0 && metricsListen.port === listen.port && metricsListen.host === listen.host) {
+    problems.push("metricsListen: must differ from listen (the metrics listener is plain HTTP, the SAM's port is mTLS)");
+  }
 
   if (problems.length > 0) throw new ConfigError(problems);
-  return { dataDir, listen, tls, limits: { readMaxBytes, ...transport }, cryptoModule, store, storeBusyWaitMs, nodeId, shutdownGraceMs, policyCheckIntervalMs, logLevel, oidc };
+  return { dataDir, listen, tls, limits: { readMaxBytes, ...transport }, cryptoModule, store, storeBusyWaitMs, nodeId, shutdownGraceMs, policyCheckIntervalMs, logLevel, oidc, metricsListen };
 }
 
 function parseCryptoModule(
@@ -286,11 +296,11 @@ function parseStore(value: string, poolSize: number, inData: (p: string) => stri
   return { kind: "sqlite", file: inData(value) };
 }
 
-function parseListen(value: string, problems: string[]): Config["listen"] {
+function parseListen(value: string, problems: string[], path = "listen"): Config["listen"] {
   const m = /^(\[[0-9a-fA-F:.]+\]|[^:\s]+):(\d{1,5})$/.exec(value);
   const port = m ? Number(m[2]) : NaN;
   if (!m || port > 65535) {
-    problems.push(`listen: "${value}" is not HOST:PORT (port 0 picks a free port)`);
+    problems.push(`${path}: "${value}" is not HOST:PORT (port 0 picks a free port)`);
     return { host: "127.0.0.1", port: 0 };
   }
   return { host: m[1]!.replace(/^\[|\]$/g, ""), port };

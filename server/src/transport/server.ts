@@ -63,6 +63,8 @@ export interface InkanServer {
   port: number;
   health: HealthState;
   transportStats(): TransportStats;
+  /** Issue 23: `http://host:port` of /metrics, /healthz and /readyz, when metricsListen is set. */
+  metricsUrl?: string;
   /**
    * Graceful shutdown: stop accepting, report NOT_SERVING, let in-flight calls finish within
    * `graceMs` (default: the configured shutdownGraceMs), then close what is left.

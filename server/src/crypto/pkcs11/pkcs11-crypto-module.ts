@@ -282,6 +282,11 @@ export class Pkcs11CryptoModule
     return this.#supervisor.available;
   }
 
+  /** Issue 23 (metrics): the current session pool's use; busy / open is its saturation. */
+  get sessionPoolStats(): { open: number; busy: number; waiting: number } {
+    return this.#pool.stats;
+  }
+
   onStateChange(listener: (change: ModuleStateChange) => void): () => void {
     return this.#supervisor.onStateChange(listener);
   }

@@ -68,6 +68,11 @@ export class SessionPool {
     return this.#open;
   }
 
+  /** Issue 23 (metrics): sessions open, busy with an operation, and callers waiting for one. */
+  get stats(): { open: number; busy: number; waiting: number } {
+    return { open: this.#open, busy: this.#open - this.#idle.length, waiting: this.#waiters.length };
+  }
+
   /** Runs `fn` with a session of its own; a failing `fn` gets its session replaced. */
   async use<T>(fn: (session: Handle) => Promise<T> | T): Promise<T> {
     const session = await this.#acquire();

@@ -3,6 +3,7 @@
 #   - SoftHSM2, the embedded crypto module, and poppler-utils + libnss3-tools for the PDF example's
 #     test (apt-get when run as root; otherwise says what to install)
 #   - PostgreSQL, for the PostgreSQL store's tests (each test file starts its own throwaway cluster)
+#   - promtool (Debian's prometheus package), for the alert rules' check
 #   - the npm dependencies, with their native builds (pkcs11js, better-sqlite3), when the lockfile changed
 #   - the TypeScript build (tsc -b), which also type-checks the product code
 # Idempotent: a second run does only what is missing.
@@ -41,6 +42,19 @@ if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
   else
     say "PostgreSQL is missing: the PostgreSQL store's tests will skip (sudo apt-get install -y postgresql)"
+  fi
+fi
+
+# promtool (Debian's prometheus package) checks the alert rules in deploy/prometheus; without it
+# that test skips its promtool part and says so. The package's own server is not wanted here.
+if ! command -v promtool >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    say "installing prometheus (for promtool) with apt-get"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+    if [ -d /run/systemd/system ]; then systemctl disable --now prometheus >/dev/null 2>&1 || true; fi
+  else
+    say "promtool is missing: the alert rules' promtool check will skip (sudo apt-get install -y prometheus)"
   fi
 fi
 

@@ -125,18 +125,26 @@ export const auditNoun: Noun = {
         const opened = new Promise<void>((resolve, reject) => file.once("open", () => resolve()).once("error", reject));
         let bytes = 0;
         let lines = 0;
+        let records = 0;
+        // Issue 23: a progress bar on a terminal only; nothing with --json or when stderr is piped.
+        const to = sequenceOption(o, "to");
+        const from = sequenceOption(o, "from");
+        const total = stringOption(o, "node") !== undefined && to > 0n ? Number(to - (from > 0n ? from : 1n) + 1n) : undefined;
+        const progress = createProgress(process.stderr, { enabled: !ctx.json, ...(total !== undefined && total > 0 ? { total } : {}) });
+        const text = new TextDecoder();
         try {
           await opened;
           for await (const chunk of stream) {
             bytes += chunk.data.length;
             for (const b of chunk.data) if (b === 10) lines += 1;
+            records += text.decode(chunk.data).split("\n").filter((l) => l.startsWith('{"type":"record"')).length;
             if (!file.write(chunk.data)) await new Promise<void>((r) => file.once("drain", () => r()));
-            if (process.stderr.isTTY) process.stderr.write(`\rexported ${lines} lines, ${bytes} bytes`);
+            progress.update(records, bytes);
           }
         } finally {
+          progress.done();
           await new Promise<void>((resolve) => file.end(resolve));
         }
-        if (process.stderr.isTTY) process.stderr.write("\n");
         ctx.out.value({ file: out, lines, bytes }, `Exported ${lines} lines (${bytes} bytes) to ${out}`);
       },
     },
@@ -161,3 +169,52 @@ export const auditNoun: Noun = {
     },
   },
 };
+
+/** Where a progress bar is drawn: a terminal says so with isTTY (and its width in columns). */
+export interface ProgressSink {
+  isTTY?: boolean;
+  columns?: number;
+  write(text: string): unknown;
+}
+
+/**
+ * Issue 23: the export's progress on a terminal, one line redrawn at most ten times a second: a bar
+ * with the percentage when the number of records is known (--node with --to), otherwise the count;
+ * records, MiB and records per second either way. Draws nothing unless `enabled` and the sink is a
+ * TTY, so scripts (--json, stderr piped to a file) see no control characters. done() clears it.
+ */
+export function createProgress(sink: ProgressSink, o: { enabled: boolean; total?: number; now?: () => number }): { update(records: number, bytes: number): void; done(): void } {
+  if (!o.enabled || !sink.isTTY) return { update: () => undefined, done: () => undefined };
+  const now = o.now ?? (() => performance.now());
+  const started = now();
+  let last = Number.NEGATIVE_INFINITY;
+  let drawn = false;
+  const draw = (records: number, bytes: number) => {
+    const seconds = Math.max((now() - started) / 1000, 0.001);
+    const facts = `${records.toLocaleString("en-US")}${o.total ? `/${o.total.toLocaleString("en-US")}` : ""} records  ${(bytes / 1048576).toFixed(1)} MiB  ${Math.round(records / seconds).toLocaleString("en-US")} rec/s`;
+    let bar = "";
+    if (o.total) {
+      const share = Math.min(1, records / o.total);
+      const width = Math.max(10, Math.min(40, (sink.columns ?? 80) - facts.length - 10));
+      const filled = Math.round(share * width);
+      bar = `[${"#".repeat(filled)}${"-".repeat(width - filled)}] ${String(Math.floor(share * 100)).padStart(3)}%  `;
+    }
+    sink.write(`\r\x1b[2Kexporting ${bar}${facts}`);
+    drawn = true;
+  };
+  let latest = { records: 0, bytes: 0 };
+  return {
+    update(records, bytes) {
+      latest = { records, bytes };
+      const t = now();
+      if (t - last < 100) return;
+      last = t;
+      draw(records, bytes);
+    },
+    done() {
+      if (!drawn) return;
+      draw(latest.records, latest.bytes);
+      sink.write("\n");
+    },
+  };
+}

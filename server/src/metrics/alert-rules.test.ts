@@ -28,7 +28,7 @@ async function registeredSeries(): Promise<Set<string>> {
   const names = new Set<string>();
   for (const m of metrics) {
     names.add(m.name);
-    if ((m.type as string) === "histogram") for (const suffix of ["_bucket", "_count", "_sum"]) names.add(m.name + suffix);
+    if (String(m.type) === "histogram") for (const suffix of ["_bucket", "_count", "_sum"]) names.add(m.name + suffix);
   }
   return names;
 }

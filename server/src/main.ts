@@ -56,7 +56,8 @@ import { schedulePurge } from "./store/purge-schedule.js";
 import { SapTransactions } from "./sap/transactions.js";
 import { startServer, type InkanServer } from "./transport/server.js";
 import { SamMetrics, countAuditWrites, type MetricSources } from "./metrics/metrics.js";
-import { startMetricsListener, type MetricsListener } from "./metrics/metrics-listener.js";
+import type { MetricsListener } from "./metrics/metrics-listener.js";
+import { serveMetrics } from "./metrics/serve-metrics.js";
 
 /** The version recorded when the SAM starts: the server package's (src/ and dist/ both sit beside package.json). */
 const samVersion = (JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string }).version;
@@ -257,29 +258,12 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
     gate.start();
     const opened = store;
     if (metrics && config.metricsListen) {
-      // Issue 23: /readyz is the gRPC health state (module, policy; NOT_SERVING in a shutdown) plus the audit log and a store read.
-      const healthNames = ["", ...services.map((s) => s.typeName)];
-      const storeAnswers = () => withTimeout(opened.latestAuditRecord(config.nodeId), 2_000).then(() => true, () => false);
-      const serving = () => healthNames.every((n) => started.health.get(n) === Status.SERVING);
-      const readiness = async () => ({ serving: serving(), cryptoModule: moduleState.available, policy: gate.isOpen, audit: auditLog.checkpointLag.usable, store: await storeAnswers() });
-      metricSources = {
-        moduleAvailable: () => moduleState.available,
-        sessionPool: () => sessionPool.sessionPoolStats,
-        policyOpen: () => gate.isOpen,
-        audit: () => {
-          const lag = auditLog.checkpointLag;
-          return { uncheckpointedRecords: lag.uncheckpointedRecords, checkpointAgeSeconds: lag.sinceCheckpointMs / 1000, usable: lag.usable };
-        },
-        transport: () => started.transportStats(),
-        ready: () => serving() && moduleState.available && gate.isOpen && auditLog.checkpointLag.usable,
-      };
-      metricsListener = await startMetricsListener({
-        ...config.metricsListen,
-        registry: metrics.registry,
-        readiness,
-        onError: (err) => log.warn({ err }, "metrics listener request failed"),
+      const m = await serveMetrics({
+        metrics, listen: config.metricsListen, health: started.health, services: services.map((s) => s.typeName), module: { get available() { return moduleState.available; }, get sessionPoolStats() { return sessionPool.sessionPoolStats; } },
+        policy: gate, audit: auditLog, storeProbe: () => opened.latestAuditRecord(config.nodeId), transportStats: () => started.transportStats(), log,
       });
-      log.info({ url: metricsListener.url }, "metrics, /healthz and /readyz listening (plain HTTP: internal only)");
+      metricsListener = m.listener;
+      metricSources = m.sources;
     }
     const openedMetrics = metricsListener;
     // Expired one-time objects and transactions are deleted every 10 minutes, a day after expiry.
@@ -317,13 +301,6 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
     await crypto.close().catch(() => undefined);
     throw err;
   }
-}
-
-/** `p`, or a rejection after `ms` (a store that hangs makes /readyz answer not ready instead of never). */
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error("timed out")), ms)));
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
 
 /** Applies the security policy's audit checkpoint settings (audit_checkpoint_every_records, audit_checkpoint_interval). */

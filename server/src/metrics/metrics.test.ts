@@ -116,7 +116,7 @@ function faultyStore(store: Store): Store {
 describe("Issue 23: metrics, /healthz and /readyz on their own plain-HTTP listener", () => {
   beforeAll(async () => {
     const module = shim ? { pkcs11Library: shim.library, pkcs11Token: "pkcs11:token=inkan", pkcs11PinFile: "hsm/user-pin" } : {};
-    t = await startTestServer({ metricsListen: "127.0.0.1:0", ...module }, { wrapStore: faultyStore });
+    t = await startTestServer({ metricsListen: "127.0.0.1:0", policyCheckIntervalMs: "200", ...module }, { wrapStore: faultyStore });
     operator = await t.createPrivilegedUser(PrivilegedRole.REGISTRATION_OPERATOR, "operator-metrics");
     alice = await signer();
     bob = await signer();
@@ -248,4 +248,22 @@ describe("Issue 23: metrics, /healthz and /readyz on their own plain-HTTP listen
     await waitFor("/readyz says ready again", async () => (await get("/readyz")).status === 200, 30_000);
     expect(total((await scrape()).samples, "inkan_crypto_module_available")).toBe(1);
   }, 60_000);
+
+  // Last: the gate stays closed until two security officers set a new policy.
+  it("R-3.2.2.3 a security policy edited in the database: inkan_policy_integrity_ok 0, /readyz 503 (policy), /healthz 200", async () => {
+    const db = new Database(join(t.dataDir, "store.sqlite3"));
+    try {
+      db.prepare("UPDATE policy_versions SET body = json_set(body, '$.lockoutThreshold', 1000000) WHERE id = 'security-policy'").run();
+    } finally {
+      db.close();
+    }
+    await waitFor("the policy gate closes", async () => total((await scrape()).samples, "inkan_policy_integrity_ok") === 0);
+    const res = await get("/readyz");
+    expect(res.status).toBe(503);
+    expect(((await res.json()) as { checks: Record<string, boolean> }).checks).toMatchObject({ policy: false, serving: false, cryptoModule: true });
+    expect((await get("/healthz")).status).toBe(200);
+    const { samples } = await scrape();
+    expect(total(samples, "inkan_integrity_violations_total", 'kind="policy"')).toBeGreaterThan(0);
+    expect(total(samples, "inkan_ready")).toBe(0);
+  });
 });

@@ -226,12 +226,12 @@ export class SamMetrics {
 }
 
 /** gRPC's status code name (OK, PERMISSION_DENIED, ...) and the Inkan reason of a call's outcome. */
-function outcomeOf(err: unknown): { code: string; reason: string } {
+export function outcomeOf(err: unknown): { code: string; reason: string } {
   if (err === undefined) return { code: "OK", reason: "" };
   const mapped = err instanceof ConnectError && err.findDetails(ErrorDetailSchema).length > 0 ? err : toConnectError(err, () => undefined);
   const detail = mapped.findDetails(ErrorDetailSchema)[0]?.reason;
   return {
-    code: Code[mapped.code].replace(/[a-z][A-Z]/g, (s) => `${s[0]}_${s[1]}`).toUpperCase(),
+    code: mapped.code === Code.Canceled ? "CANCELLED" : Code[mapped.code].replace(/[a-z][A-Z]/g, (s) => `${s[0]}_${s[1]}`).toUpperCase(),
     reason: detail !== undefined && detail !== Reason.UNSPECIFIED ? Reason[detail] : "UNSPECIFIED",
   };
 }

@@ -198,7 +198,7 @@ describe("Issue 23: metrics, /healthz and /readyz on their own plain-HTTP listen
       policy: total(samples, "inkan_policy_integrity_ok"),
       ready: total(samples, "inkan_ready"),
     };
-    console.log(`metrics after the workload: ${JSON.stringify(nonZero)}`);
+    console.log(`metrics after the workload (scrape ${text.length} bytes, ${samples.size} samples): ${JSON.stringify(nonZero)}`);
     for (const [what, value] of Object.entries(nonZero)) expect(value, what).toBeGreaterThan(0);
     expect(nonZero["releasedHash"]).toBe(2);
     expect(nonZero["releasedStream"]).toBe(3);

@@ -1903,10 +1903,7 @@ export const SignatureActivationService: GenService<{
    *    allowed by the policy or does not fit the credential's key.
    *  - INVALID_ARGUMENT REASON_INVALID_REQUEST: a hash's length does not match hash_algorithm
    *    (violation begin_transaction.hash_length), a hash occurs twice, hashes holds more than
-   *    num_signatures entries, lifetime is out of range, or another rule failed. Also, with field
-   *    "hashes", a short first chunk: hashes holds fewer than num_signatures entries and fewer than
-   *    Limits.max_hashes_per_chunk (every chunk but the last, chunk 0 included, holds exactly
-   *    max_hashes_per_chunk hashes), refused before a transaction is opened.
+   *    num_signatures entries, lifetime is out of range, or another rule failed.
    *  - RESOURCE_EXHAUSTED REASON_LIMIT_EXCEEDED: num_signatures is above
    *    Limits.max_hashes_per_transaction or the credential's max_signatures_per_transaction.
    *  - UNAVAILABLE REASON_CRYPTO_MODULE_FAILURE: the challenge could not be drawn from the crypto
@@ -1927,8 +1924,13 @@ export const SignatureActivationService: GenService<{
    * AppendHashes adds the next chunk of the DTBS/R list to a transaction in state
    * TRANSACTION_STATE_UPLOADING. Chunks are numbered 1, 2, 3, ... (the hashes inline in
    * BeginTransaction are chunk 0) and must arrive in that order; their concatenation is the ordered
-   * DTBS/R list. Every chunk but the last holds exactly Limits.max_hashes_per_chunk hashes (the
-   * value when the transaction began), so a chunk's position in the list follows from its index.
+   * DTBS/R list. Chunk 0 may hold any number of hashes up to Limits.max_hashes_per_chunk (none
+   * too); every AppendHashes chunk but the last holds exactly max_hashes_per_chunk hashes (the
+   * value when the transaction began), so chunk k (k >= 1) starts at list position
+   * len(chunk 0) + (k - 1) * max_hashes_per_chunk. For example, with a limit of 10,000 and 20,005
+   * hashes: 5 in BeginTransaction, 10,000 in chunk 1, 10,000 in chunk 2. The @inkan/sdk puts a
+   * full chunk in BeginTransaction. An AppendHashes chunk that is short but not the last is
+   * refused at once (INVALID_ARGUMENT REASON_INVALID_REQUEST, field "hashes").
    * Repeating the last accepted chunk with identical content (a retry after a lost response)
    * succeeds and changes nothing.
    *

@@ -38,7 +38,7 @@ export const file_inkan_sam_v1_error: GenFile = /*@__PURE__*/
  *
  * Errors without a call. A path that names no RPC of this SAM is answered like an RPC this SAM
  * does not implement: UNIMPLEMENTED with REASON_NOT_IMPLEMENTED (gRPC: HTTP 200 with the status in
- * the trailers; Connect: HTTP 404 with the JSON error body). A message larger than
+ * the trailers; Connect: HTTP 501 with the JSON error body). A message larger than
  * Limits.max_message_bytes is RESOURCE_EXHAUSTED REASON_LIMIT_EXCEEDED, and one the SAM cannot
  * decode INVALID_ARGUMENT REASON_INVALID_REQUEST, before the RPC runs. A client certificate that
  * is missing, not issued by a trusted CA or expired never gets that far: the SAM refuses it in the

@@ -92,7 +92,8 @@ const transportFailures = new Set<Code>([Code.Unavailable, Code.Canceled, Code.I
 export async function diagnoseHandshake(err: unknown, target: HandshakeTarget, signal?: AbortSignal): Promise<unknown> {
   if (signal?.aborted) return err;
   const ce = ConnectError.from(err);
-  if (!transportFailures.has(ce.code) || inkanErrorDetail(ce)) return err;
+  // An answer of the SAM (it carries its detail or request id) is no handshake refusal.
+  if (!transportFailures.has(ce.code) || inkanErrorDetail(ce) || ce.metadata.has("inkan-request-id")) return err;
   const alert = certificateAlertOf(err);
   const why = alert ? refusalMessage(alert, target.tls.cert) : await probeClientCertificate(target);
   return why ? certificateRejected(why, err) : err;

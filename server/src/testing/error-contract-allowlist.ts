@@ -15,9 +15,6 @@ const why = {
 export const untestedReasons: { rpc: string; reasons: string[]; why: string }[] = [
   { rpc: "/inkan.admin.v1.AuditService/*", reasons: ["CLIENT_CERTIFICATE_REJECTED", "REQUEST_SIGNATURE_INVALID", "NONCE_REPLAYED", "INVALID_REQUEST", "LIMIT_EXCEEDED", "NOT_IMPLEMENTED"], why: why.shared },
   { rpc: "/inkan.admin.v1.AuditService/*", reasons: ["INTEGRITY_VIOLATION", "STORE_FAILURE", "AUDIT_FAILURE", "CRYPTO_MODULE_FAILURE"], why: why.fail },
-  { rpc: "/inkan.admin.v1.AuditService/ExportAuditLog", reasons: ["INVALID_REQUEST"], why: why.todo },
-  { rpc: "/inkan.admin.v1.AuditService/ListAuditRecords", reasons: ["INVALID_REQUEST"], why: why.todo },
-  { rpc: "/inkan.admin.v1.AuditService/VerifyAuditLog", reasons: ["INVALID_REQUEST"], why: why.todo },
   { rpc: "/inkan.admin.v1.PolicyService/*", reasons: ["CLIENT_CERTIFICATE_REJECTED", "REQUEST_SIGNATURE_INVALID", "NONCE_REPLAYED", "LIMIT_EXCEEDED", "NOT_IMPLEMENTED"], why: why.shared },
   { rpc: "/inkan.admin.v1.PolicyService/*", reasons: ["STORE_FAILURE", "AUDIT_FAILURE", "CRYPTO_MODULE_FAILURE"], why: why.fail },
   { rpc: "/inkan.admin.v1.PrivilegedSessionService/*", reasons: ["INVALID_REQUEST", "NOT_IMPLEMENTED"], why: why.shared },

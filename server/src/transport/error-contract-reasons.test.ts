@@ -1,5 +1,6 @@
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { inkanErrorReason, Reason } from "@inkan/sdk";
+import { AuditService } from "@inkan/sdk/gen/inkan/admin/v1/audit_pb.js";
 import { PrivilegedUserService } from "@inkan/sdk/gen/inkan/admin/v1/privileged_user_pb.js";
 import { RegistrationService } from "@inkan/sdk/gen/inkan/admin/v1/registration_pb.js";
 import { PrivilegedRole } from "@inkan/sdk/gen/inkan/admin/v1/types_pb.js";
@@ -46,6 +47,16 @@ describe("declared reasons of the registration and privileged-user services (iss
   it("IssueActivationCode for an active signer is STATE_CONFLICT (the issue's finding: the contract once said INVALID_REQUEST)", async () => {
     const { signerId } = await activeSigner(t, operator);
     expect(await refusal(createClient(RegistrationService, t.as(operator)).issueActivationCode({ signerId }))).toEqual({ code: Code.FailedPrecondition, reason: "STATE_CONFLICT" });
+  });
+
+  it("an audit request that breaks its field rules is INVALID_REQUEST for ListAuditRecords, VerifyAuditLog and ExportAuditLog", async () => {
+    const auditor = createClient(AuditService, t.as(await t.createPrivilegedUser(PrivilegedRole.AUDITOR, "reader")));
+    const invalid = { code: Code.InvalidArgument, reason: "INVALID_REQUEST" };
+    expect(await refusal(auditor.listAuditRecords({ actorId: "x".repeat(1025) }))).toEqual(invalid);
+    expect(await refusal(auditor.verifyAuditLog({ nodeId: "x".repeat(65) }))).toEqual(invalid);
+    expect(await refusal((async () => {
+      for await (const _ of auditor.exportAuditLog({ nodeId: "x".repeat(65) })) void _;
+    })())).toEqual(invalid);
   });
 
   it("an unknown privileged user is PRIVILEGED_USER_NOT_FOUND for RemovePrivilegedUser", async () => {

@@ -1,8 +1,9 @@
-import { Code } from "@connectrpc/connect";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
 import { Reason } from "@inkan/sdk";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startTestServer, type TestServer } from "../testing/harness.js";
+import { SignatureActivationService } from "@inkan/sdk/gen/inkan/sam/v1/sam_pb.js";
+import { protocols, startTestServer, type TestServer } from "../testing/harness.js";
 import { rawRpcSession, type RawProtocol } from "../testing/raw-rpc.js";
 
 // Issue 18 item 3 (error.proto, "Errors without a call"): a path that names no RPC is answered
@@ -50,4 +51,19 @@ describe("a path that names no RPC (issue 18)", () => {
       client.close();
     }
   });
+});
+
+describe("the request id travels with every answer (issue 18 item 8, error.proto)", () => {
+  for (const protocol of protocols) {
+    it(`in the response headers of a success and the error's metadata over ${protocol}`, async () => {
+      const sam = createClient(SignatureActivationService, t.transport(protocol, t.pki.sca));
+      let okHeader: string | null = null;
+      await sam.getInfo({}, { onHeader: (h) => (okHeader = h.get("inkan-request-id")) });
+      expect(okHeader).toMatch(/^[0-9a-f-]{36}$/);
+      const err = await sam.getCredential({ credentialId: "no-such-credential" }).then(() => undefined, (e: unknown) => ConnectError.from(e));
+      expect(err?.code).toBe(Code.NotFound);
+      expect(err?.metadata.get("inkan-request-id")).toMatch(/^[0-9a-f-]{36}$/);
+      expect(err?.metadata.get("inkan-request-id")).not.toBe(okHeader);
+    });
+  }
 });

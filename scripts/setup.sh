@@ -58,6 +58,18 @@ if ! command -v promtool >/dev/null 2>&1; then
   fi
 fi
 
+# gRPC C-core (Debian's grpcio, with grpc_tools for Python stubs): the interop tests' client written
+# from proto/ alone (transport/client-certificate.test.ts). Without it those tests skip and say so.
+if ! /usr/bin/python3 -c "import grpc, grpc_tools.protoc" >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    say "installing python3-grpcio and python3-grpc-tools with apt-get"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-grpcio python3-grpc-tools >/dev/null
+  else
+    say "python3-grpcio is missing: the C-core interop tests will skip (sudo apt-get install -y python3-grpcio python3-grpc-tools)"
+  fi
+fi
+
 lock_hash=$(sha256sum package-lock.json | cut -d' ' -f1)
 if [ ! -f node_modules/.inkan-lock.sha256 ] || [ "$(cat node_modules/.inkan-lock.sha256)" != "$lock_hash" ]; then
   say "installing npm dependencies (native modules build from source: a few minutes on 2 cores)"

@@ -9,7 +9,8 @@ export { descriptionDigest, sadChallengeTyp, SadChallengeRefused, verifySadChall
 export { buildActivationRequest, buildPinChangeRequest, openTotpEnrollment, type ActivationRequest, type ActivationRequestInput, type PinChangeRequestInput } from "./device/signer-requests.js";
 export { dtbsrDigest } from "./sca/dtbsr-digest.js";
 export { buildSuspensionRequest, suspensionRequestTyp, type SuspensionRequest, type SuspensionRequestInput } from "./device/suspension-request.js";
-export { InkanError, toInkanError } from "./inkan-error.js";
+export { certificateAlertOf, InkanError, toInkanError } from "./inkan-error.js";
+export { probeClientCertificate, withHandshakeDiagnosis, type HandshakeTarget } from "./client/handshake-refusal.js";
 export { describeAuthorization, type AuthorizationSummary } from "./device/describe-authorization.js";
 export { createInkanClient, createInkanClientFromTransport, createInkanGrpcJsClient, createInkanTransport, type CreateInkanClientOptions, type CreateInkanGrpcJsClientOptions, type InkanTls } from "./client/create-inkan-client.js";
 export { createGrpcJsTransport, type GrpcJsTransportOptions } from "./client/grpc-js-transport.js";

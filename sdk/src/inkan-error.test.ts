@@ -2,7 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
 import { ErrorDetailSchema, Reason } from "./gen/inkan/sam/v1/error_pb.js";
-import { InkanError, mapErrors, toInkanError } from "./inkan-error.js";
+import { certificateAlertOf, InkanError, mapErrors, toInkanError } from "./inkan-error.js";
 
 // Unit tests of the SDK's error mapping: every SAM refusal becomes one typed InkanError.
 describe("toInkanError", () => {
@@ -22,6 +22,16 @@ describe("toInkanError", () => {
     for (const code of Object.values(Code).filter((c): c is Code => typeof c === "number")) {
       expect(toInkanError(new ConnectError("x", code)).retryable, Code[code]).toBe([Code.Unavailable, Code.Aborted, Code.DeadlineExceeded].includes(code));
     }
+  });
+
+  it("maps a TLS certificate alert (the SAM refused the client certificate in the handshake) to CLIENT_CERTIFICATE_REJECTED, not retryable (issue 18)", () => {
+    const alert = Object.assign(new Error("ssl3_read_bytes:tlsv13 alert certificate required"), { code: "ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED" });
+    const fromConnect = toInkanError(new ConnectError("[internal] alert", Code.Internal, undefined, undefined, alert));
+    expect(fromConnect).toMatchObject({ reason: Reason.CLIENT_CERTIFICATE_REJECTED, code: Code.Unauthenticated, retryable: false, detectedBySdk: true });
+    const fromGrpcJs = toInkanError(new ConnectError("No connection established. Last error: ... tlsv13 alert certificate required", Code.Unavailable));
+    expect(fromGrpcJs).toMatchObject({ reason: Reason.CLIENT_CERTIFICATE_REJECTED, retryable: false });
+    expect(certificateAlertOf(new Error("alert unknown ca"))).toBe("UNKNOWN_CA");
+    expect(certificateAlertOf(new ConnectError("http/2 stream closed with error code CANCEL", Code.Canceled))).toBeUndefined();
   });
 
   it("maps a non-Inkan failure to Reason.UNSPECIFIED and passes an InkanError through", async () => {

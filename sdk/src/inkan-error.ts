@@ -12,6 +12,41 @@ const requestIdHeaders = ["inkan-request-id", "x-request-id"];
  */
 const retryableCodes = new Set<Code>([Code.Unavailable, Code.Aborted, Code.DeadlineExceeded]);
 
+/** Errors the SDK made itself from what it detected (e.g. a refused TLS handshake). */
+const detectedBySdk = new WeakSet<object>();
+
+/** Marks `err` as detected by the SDK: its InkanError has detectedBySdk true. */
+export function markDetectedBySdk(err: object): void {
+  detectedBySdk.add(err);
+}
+
+/**
+ * TLS alerts about the client's certificate (OpenSSL's error codes and texts): the SAM refused it
+ * in the handshake (error.proto, "Refused handshakes").
+ */
+const certificateAlertCode = /ALERT_(CERTIFICATE_REQUIRED|BAD_CERTIFICATE|UNSUPPORTED_CERTIFICATE|CERTIFICATE_REVOKED|CERTIFICATE_EXPIRED|CERTIFICATE_UNKNOWN|UNKNOWN_CA)\b/;
+const certificateAlertText = /alert (certificate required|bad certificate|unsupported certificate|certificate revoked|certificate expired|certificate unknown|unknown ca)\b/i;
+
+/**
+ * The certificate alert (e.g. "CERTIFICATE_REQUIRED") anywhere in `err`, its causes or their
+ * messages, or undefined.
+ *
+ * @example
+ * if (certificateAlertOf(err)) console.error("the SAM refused our client certificate");
+ */
+export function certificateAlertOf(err: unknown): string | undefined {
+  for (let e: unknown = err, depth = 0; e && depth < 8; e = (e as { cause?: unknown }).cause, depth++) {
+    const { code, message, details } = e as { code?: unknown; message?: unknown; details?: unknown };
+    const byCode = typeof code === "string" ? code.match(certificateAlertCode) : null;
+    if (byCode) return byCode[1];
+    for (const text of [message, details]) {
+      const byText = typeof text === "string" ? text.match(certificateAlertText) : null;
+      if (byText) return byText[1]!.toUpperCase().replaceAll(" ", "_");
+    }
+  }
+  return undefined;
+}
+
 /**
  * The one error type every call of the SDK's high-level API throws: the SAM's stable reason
  * (`Reason.SAD_REPLAYED`, …; `Reason.UNSPECIFIED` for a transport failure or a non-Inkan server),
@@ -76,6 +111,17 @@ export function toInkanError(err: unknown): InkanError {
   const detail = inkanErrorDetail(ce);
   let requestId: string | undefined;
   for (const h of requestIdHeaders) requestId ??= ce.metadata.get(h) ?? undefined;
+  // A certificate alert in the handshake: no status was sent, and retrying cannot help.
+  const alert = detail ? undefined : certificateAlertOf(err);
+  if (alert) {
+    return new InkanError({
+      message: `the SAM refused the client certificate in the TLS handshake (TLS alert ${alert.toLowerCase()})`,
+      reason: Reason.CLIENT_CERTIFICATE_REJECTED,
+      code: Code.Unauthenticated,
+      detectedBySdk: true,
+      cause: err,
+    });
+  }
   return new InkanError({
     message: ce.rawMessage || Code[ce.code] || "request failed",
     reason: detail?.reason ?? Reason.UNSPECIFIED,
@@ -83,6 +129,7 @@ export function toInkanError(err: unknown): InkanError {
     requestId,
     field: detail?.field,
     index: detail?.hasIndex ? detail.index : undefined,
+    detectedBySdk: detectedBySdk.has(ce) || detectedBySdk.has(err as object),
     cause: err,
   });
 }

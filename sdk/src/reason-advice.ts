@@ -6,7 +6,7 @@ import { Reason } from "./gen/inkan/sam/v1/error_pb.js";
  */
 const advice: Record<Reason, string> = {
   [Reason.UNSPECIFIED]: "Not an Inkan reason: a network, TLS or proxy failure, or a non-Inkan server. Act on the gRPC code; `retryable` says whether trying again can help.",
-  [Reason.CLIENT_CERTIFICATE_REJECTED]: "Check the client certificate: issued by the CA the SAM trusts for this role, within its validity, registered with the SAM. Renew it if it expired.",
+  [Reason.CLIENT_CERTIFICATE_REJECTED]: "Do not retry unchanged. Check the client certificate: sent at all, issued by the CA the SAM trusts for this role, within its validity, registered with the SAM; renew it if it expired. With detectedBySdk the SAM refused it in the TLS handshake and the message says what the SDK could tell.",
   [Reason.ROLE_NOT_PERMITTED]: "Call with the certificate of the right role: an SCA certificate for the SAP, a privileged user's for the admin services.",
   [Reason.REQUEST_SIGNATURE_INVALID]: "Sign every admin request afresh (createAdminRequestSigner) with the key registered to the user; check the clock.",
   [Reason.NONCE_REPLAYED]: "Fetch a new nonce or challenge and build the request again; each one works once.",

@@ -147,6 +147,13 @@ const attacks: JoseAttack[] = [
     rSad: async (_s, signer, ch) => rawJwe(ch.encryptionKey!, { sad: await jws(signer, ch), pin: conformancePin }, { header: { alg: "dir" } }),
   },
   {
+    id: "jwe-alg-direct-ecdh-es",
+    covers: ["T-2.2.1.5", "R-3.2.1.3"],
+    description: 'The outer JWE uses direct key agreement ("alg": "ECDH-ES") with the SAM key published as "ECDH-ES+A256KW", over otherwise valid content. A SAM accepts exactly the algorithm it published for the key.',
+    ownSigner: false,
+    rSad: async (_s, signer, ch) => rawJwe(ch.encryptionKey!, { sad: await jws(signer, ch), pin: conformancePin }, { direct: true }),
+  },
+  {
     id: "jwe-invalid-curve-epk",
     covers: ["T-2.2.1.5", "R-3.2.1.3"],
     description: 'The invalid-curve attack on ECDH-ES: the JWE\'s "epk" is a point that is not on P-256 (x = y = 1). A SAM that did the key agreement with it would leak bits of its private key; it must check the point and refuse.',

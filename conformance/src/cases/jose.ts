@@ -54,6 +54,8 @@ export interface RawJweOptions {
   deflate?: boolean;
   /** Send this public point as "epk" instead of the real ephemeral key (the invalid-curve attack). */
   epk?: JWK;
+  /** Direct key agreement ("alg" "ECDH-ES": the KDF output is the content key, no encrypted key) instead of ECDH-ES+A256KW. */
+  direct?: boolean;
 }
 
 /** A compact JWE to the SAM key (ECDH-ES+A256KW, A256GCM) with a header the attacker chooses. */
@@ -62,12 +64,13 @@ export function rawJwe(samKey: SamEncryptionKey | SamPublicKey, plaintext: Uint8
   const samPublic: KeyObject = createPublicKey({ key: { kty: "EC", crv: "P-256", x: jwk.x!, y: jwk.y! }, format: "jwk" });
   const eph = generateKeyPairSync("ec", { namedCurve: "P-256" });
   const ephJwk = eph.publicKey.export({ format: "jwk" });
-  const alg = "ECDH-ES+A256KW";
+  const alg = o.direct ? "ECDH-ES" : "ECDH-ES+A256KW";
   const z = diffieHellman({ privateKey: eph.privateKey, publicKey: samPublic });
-  const kek = concatKdf(z, alg);
-  const cek = randomBytes(32);
+  // RFC 7518 4.6.2: the KDF's AlgorithmID is "enc" for direct key agreement, "alg" when a key is wrapped.
+  const kek = concatKdf(z, o.direct ? "A256GCM" : alg);
+  const cek = o.direct ? kek : randomBytes(32);
   const wrap = createCipheriv("id-aes256-wrap", kek, Buffer.from("A6A6A6A6A6A6A6A6", "hex"));
-  const encryptedKey = Buffer.concat([wrap.update(cek), wrap.final()]);
+  const encryptedKey = o.direct ? Buffer.alloc(0) : Buffer.concat([wrap.update(cek), wrap.final()]);
   const header: Record<string, unknown> = {
     alg, enc: "A256GCM", kid: typeof samKey.kid === "string" ? samKey.kid : "", cty: "inkan-sad-envelope+json",
     epk: o.epk ?? { kty: "EC", crv: "P-256", x: ephJwk.x, y: ephJwk.y },

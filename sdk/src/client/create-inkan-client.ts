@@ -3,6 +3,7 @@ import type { Interceptor, Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { InkanClient, type InkanClientOptions } from "../sca/inkan-client.js";
 import { createGrpcJsTransport } from "./grpc-js-transport.js";
+import { withHandshakeDiagnosis } from "./handshake-refusal.js";
 
 /** The SCA's TLS material: the CA that issued the SAM's certificate, and the SCA's client certificate and key (PEM). */
 export interface InkanTls {
@@ -43,13 +44,15 @@ export function createInkanClient(options: CreateInkanClientOptions): InkanClien
 export function createInkanTransport(options: Omit<CreateInkanClientOptions, keyof InkanClientOptions>): Transport {
   const tls = { ca: asNodeTls(options.tls.ca), cert: asNodeTls(options.tls.cert), key: asNodeTls(options.tls.key) };
   const o = { baseUrl: options.baseUrl, httpVersion: "2" as const, nodeOptions: tls, interceptors: options.interceptors ?? [] };
+  // Issue 18: a client certificate refused in the TLS handshake is reported as such, not as a retryable transport failure.
+  const diagnosed = (t: Transport) => withHandshakeDiagnosis(t, { url: options.baseUrl, tls: options.tls });
   switch (options.protocol ?? "grpc") {
     case "connect":
-      return createConnectTransport(o);
+      return diagnosed(createConnectTransport(o));
     case "grpc":
-      return createGrpcTransport(o);
+      return diagnosed(createGrpcTransport(o));
     case "grpc-web":
-      return createGrpcWebTransport(o);
+      return diagnosed(createGrpcWebTransport(o));
   }
 }
 
@@ -74,14 +77,16 @@ export interface CreateInkanGrpcJsClientOptions extends InkanClientOptions {
  */
 export function createInkanGrpcJsClient(options: CreateInkanGrpcJsClientOptions): InkanClient {
   const credentials = options.credentials ?? (options.tls
-    ? grpc.credentials.createSsl(Buffer.from(options.tls.ca), Buffer.from(options.tls.key), Buffer.from(options.tls.cert))
+    ? grpc.credentials.createSsl(Buffer.from(options.tls.ca), options.tls.key.length ? Buffer.from(options.tls.key) : null, options.tls.cert.length ? Buffer.from(options.tls.cert) : null)
     : undefined);
   if (!credentials) throw new TypeError("pass tls or credentials: the SAM accepts only mutual TLS");
-  const transport = createGrpcJsTransport({
+  const grpcJs = createGrpcJsTransport({
     address: options.address,
     credentials,
     ...(options.clientOptions ? { clientOptions: options.clientOptions } : {}),
   });
+  // Issue 18: with tls the SDK can tell a refused client certificate from a network failure.
+  const transport = options.tls ? withHandshakeDiagnosis(grpcJs, { url: options.address, tls: options.tls }) : grpcJs;
   return new InkanClient(transport, options, () => transport.close());
 }
 

@@ -198,6 +198,9 @@ export class SamEncryptionKeys {
     const body = await this.required();
     const key = body.keys.find((k) => k.kid === parsed.kid);
     if (!key) throw sadInvalid(new JweRefused("kid names no SAM key"));
+    // T-2.2.1.5 (issue 18): exactly the algorithm the key is published with; the parser also knows
+    // direct ECDH-ES, which no SAM key offers.
+    if (parsed.alg !== samKeyAlgorithm) throw sadInvalid(new JweRefused(`alg ${parsed.alg} is not the published ${samKeyAlgorithm}`));
     if (!usable(key, options.now)) throw sadInvalid(new JweRefused("the key is past its not_after"));
     let z: Uint8Array;
     try {

@@ -37,6 +37,9 @@ export interface DevicePublicKey {
 }
 
 const privateMembers = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
+/** Issue 18 (signer.proto): the members a device JWK may have besides its key type's own. */
+const optionalMembers = ["alg", "use", "key_ops", "kid", "ext"];
+const keyMembers: Record<string, string[]> = { EC: ["kty", "crv", "x", "y"], OKP: ["kty", "crv", "x"], RSA: ["kty", "n", "e"] };
 const ecAlgorithms: Record<string, DeviceKeyAlgorithm> = { "P-256": "ES256", "P-384": "ES384", "P-521": "ES512" };
 const b64u = /^[A-Za-z0-9_-]+$/;
 
@@ -57,6 +60,13 @@ export async function parseDevicePublicJwk(text: string): Promise<DevicePublicKe
   }
   const j = parsed as Record<string, unknown>;
   if (privateMembers.some((m) => m in j)) throw new DeviceProofRefused("the JWK carries a private member");
+  // T-2.1.1.1 (issue 18): exactly the allowed members; a certificate or URL member ("x5c", "jku")
+  // would suggest a trust the SAM never checks, and an unknown one a meaning it never gives.
+  const allowed = new Set([...(typeof j.kty === "string" ? (keyMembers[j.kty] ?? []) : []), ...optionalMembers]);
+  const extra = Object.keys(j).find((m) => !allowed.has(m));
+  if (extra !== undefined) throw new DeviceProofRefused(`JWK member ${extra} is not allowed`);
+  if (j.kid !== undefined && typeof j.kid !== "string") throw new DeviceProofRefused('the JWK\'s "kid" is not a string');
+  if (j.ext !== undefined && typeof j.ext !== "boolean") throw new DeviceProofRefused('the JWK\'s "ext" is not a boolean');
   const str = (name: string) => {
     const v = j[name];
     if (typeof v !== "string" || !b64u.test(v)) throw new DeviceProofRefused(`JWK member ${name} is missing or not base64url`);

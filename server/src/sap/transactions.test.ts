@@ -145,6 +145,20 @@ describe("chunked upload (R-3.2.1.4)", () => {
       .toMatchObject({ code: Code.FailedPrecondition, reason: Reason.TRANSACTION_STATE });
   }, 120_000);
 
+  it("R-3.2.1.4 (issue 18): a short first chunk is followed by full chunks and the upload completes (sam.proto, AppendHashes)", async () => {
+    const chunk = 10_000;
+    const all = hashes(chunk * 2 + 5, "short-first", 0);
+    const res = await begin(alice, all.length, all.slice(0, 5));
+    expect(res).toMatchObject({ state: TransactionState.UPLOADING, hashesReceived: 5, nextChunkIndex: 1 });
+    // A short chunk that is not the last is refused at once.
+    expect(await errorOf(sca().appendHashes({ transactionId: res.transactionId, chunkIndex: 1, hashes: all.slice(5, 10) })))
+      .toMatchObject({ code: Code.InvalidArgument, reason: Reason.INVALID_REQUEST });
+    expect(await sca().appendHashes({ transactionId: res.transactionId, chunkIndex: 1, hashes: all.slice(5, 5 + chunk) })).toMatchObject({ hashesReceived: 5 + chunk, nextChunkIndex: 2 });
+    expect(await sca().appendHashes({ transactionId: res.transactionId, chunkIndex: 2, hashes: all.slice(5 + chunk) })).toMatchObject({ hashesReceived: all.length });
+    const sealed = await sca().sealTransaction({ transactionId: res.transactionId, dtbsrDigest: await dtbsrDigest(HashAlgorithm.SHA256, all) });
+    expect(sealed.sadChallenge?.numSignatures).toBe(all.length);
+  }, 120_000);
+
   it("T-2.2.1.6 / R-3.2.1.4: a wrong digest at Seal is refused and the transaction stays unsealed, so it cannot be authorized", async () => {
     const list = hashes(5, "wrong");
     const res = await begin(alice, 5, list.slice(0, 2));

@@ -1,7 +1,9 @@
 import { createHash } from "node:crypto";
-import { toBinary } from "@bufbuild/protobuf";
+import { toBinary, type DescMessage, type Message } from "@bufbuild/protobuf";
+import { isReflectMessage, reflect, type ReflectMessage } from "@bufbuild/protobuf/reflect";
 import { createContextKey, type Interceptor } from "@connectrpc/connect";
 import type { AdminRequest, AuthenticatedUser } from "../admin/privileged-users.js";
+import { InkanError } from "../errors.js";
 import { kCaller } from "./identity.js";
 
 /** The privileged user an admin request was authenticated as. */
@@ -33,6 +35,10 @@ export function createAdminAuthInterceptor(authenticate: AdminAuthenticator, clo
     } else {
       message = req.message;
     }
+    // R-3.2.2.1 (issue 18): a field this SAM's schema does not have is not what the handler acts
+    // on, so no signature can vouch for it: refused before the signature and its nonce are checked.
+    const unknown = unknownFieldPath(req.method.input, message as Message);
+    if (unknown !== undefined) throw new InkanError("INVALID_REQUEST", "the request holds a field this SAM does not know", { field: unknown === "(the request)" ? undefined : unknown });
     const digest = createHash("sha256").update(toBinary(req.method.input, message as never)).digest();
     const user = await authenticate({
       method: `/${req.service.typeName}/${req.method.name}`,
@@ -44,4 +50,37 @@ export function createAdminAuthInterceptor(authenticate: AdminAuthenticator, clo
     forward.contextValues.set(kAdmin, user);
     return next(forward);
   };
+}
+
+/**
+ * The path of the first message, at any depth, that holds a field `schema` does not have
+ * ("(the request)" for the top level, "certificate_binding", "items[2]"), or undefined.
+ */
+export function unknownFieldPath(schema: DescMessage, message: Message): string | undefined {
+  return unknownIn(reflect(schema, message), "");
+}
+
+function unknownIn(r: ReflectMessage, path: string): string | undefined {
+  if (r.getUnknown()?.length) return path || "(the request)";
+  const at = (name: string) => (path ? `${path}.${name}` : name);
+  for (const f of r.fields) {
+    if (!r.isSet(f)) continue;
+    if (f.fieldKind === "message") {
+      const found = unknownIn(r.get(f), at(f.name));
+      if (found !== undefined) return found;
+    } else if (f.fieldKind === "list" && f.listKind === "message") {
+      let i = 0;
+      for (const item of r.get(f)) {
+        const found = isReflectMessage(item) ? unknownIn(item, `${at(f.name)}[${i}]`) : undefined;
+        if (found !== undefined) return found;
+        i++;
+      }
+    } else if (f.fieldKind === "map" && f.mapKind === "message") {
+      for (const [key, value] of r.get(f)) {
+        const found = isReflectMessage(value) ? unknownIn(value, `${at(f.name)}[${String(key)}]`) : undefined;
+        if (found !== undefined) return found;
+      }
+    }
+  }
+  return undefined;
 }

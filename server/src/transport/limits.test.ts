@@ -51,6 +51,7 @@ describe("message-size limit (readMaxBytes)", () => {
       const err = await health.check({ service: "x".repeat(65 * 1024) }).then(() => undefined, (e) => ConnectError.from(e));
       expect(err?.code).toBe(Code.ResourceExhausted);
       expect(inkanErrorReason(err)).toBe(Reason.LIMIT_EXCEEDED);
+      expect(err?.rawMessage).toBe("the request message is larger than Limits.max_message_bytes"); // issue 18: the documented limit, not readMaxBytes
       await expectStillServing();
     });
   }
@@ -84,9 +85,11 @@ describe("malformed messages", () => {
     await expectStillServing();
   });
 
-  it("answers an unknown method with HTTP 404, which gRPC clients read as UNIMPLEMENTED", async () => {
+  it("answers an unknown method as gRPC does: HTTP 200, UNIMPLEMENTED in the trailers, with its detail (issue 18; unknown-method.test.ts)", async () => {
     const res = await rawPost("/inkan.sam.v1.NoSuchService/Nothing", { "content-type": "application/grpc", te: "trailers" }, new Uint8Array(5));
-    expect(res.status).toBe(404);
+    expect(res.status).toBe(200);
+    expect(res.trailers["grpc-status"]).toBe("12");
+    expect(res.trailers["grpc-status-details-bin"]).toBeTruthy();
   });
 });
 

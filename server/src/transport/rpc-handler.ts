@@ -7,7 +7,8 @@ import { compressionBrotli, compressionGzip, universalRequestFromNodeRequest, un
 import type { Logger } from "pino";
 import { InkanError } from "../errors.js";
 import type { CallAdmission } from "./call-admission.js";
-import { requestReadError } from "./error-table.js";
+import { requestReadError, toConnectError } from "./error-table.js";
+import { kRequestId } from "./identity.js";
 import { kCallEntered } from "./interceptors.js";
 import { errorOfResponse, errorResponse, wireOf, type Wire } from "./wire-errors.js";
 
@@ -48,14 +49,14 @@ export function createRpcHandler(o: RpcHandlerOptions): (req: NodeRequest, res: 
   o.routes(router);
   const paths = new Map<string, UniversalHandler>(router.handlers.map((h) => [h.requestPath, h]));
   return (req, res) => {
-    const handler = paths.get(req.url?.split("?", 1)[0] ?? "");
+    const path = req.url?.split("?", 1)[0] ?? "";
+    const handler = paths.get(path);
+    const values = o.contextValues(req);
     if (!handler) {
-      res.writeHead(404);
-      res.end();
+      noSuchRpc(req, res, path, values, o);
       return;
     }
     let uReq: UniversalServerRequest;
-    const values = o.contextValues(req);
     try {
       const u = universalRequestFromNodeRequest(req, res as never, undefined, values);
       uReq = { ...u, body: untilAborted(u.body as AsyncIterable<Uint8Array>, u.signal) };
@@ -128,6 +129,27 @@ async function* untilAborted(body: AsyncIterable<Uint8Array>, signal: AbortSigna
   } finally {
     if (!done) void it.return?.()?.catch(() => undefined);
   }
+}
+
+/**
+ * Issue 18 (error.proto, "Errors without a call"): a path that names no RPC is answered in the
+ * caller's protocol like an RPC this SAM does not implement (UNIMPLEMENTED, REASON_NOT_IMPLEMENTED,
+ * the request id), not with a bare HTTP 404; anything that is not an RPC still gets the 404.
+ */
+function noSuchRpc(req: NodeRequest, res: NodeResponse, path: string, values: ContextValues, o: RpcHandlerOptions): void {
+  const contentType = typeof req.headers["content-type"] === "string" ? req.headers["content-type"] : null;
+  const wire = wireOf({ method: req.method ?? "", header: new Headers(contentType ? { "content-type": contentType } : {}) });
+  if (!wire) {
+    res.writeHead(404);
+    res.end();
+    return;
+  }
+  const requestId = values.get(kRequestId);
+  const err = toConnectError(new InkanError("NOT_IMPLEMENTED", "this SAM has no such RPC"), () => undefined);
+  if (requestId) err.metadata.set("inkan-request-id", requestId);
+  o.log.info({ requestId, path: path.slice(0, 256), code: "NOT_IMPLEMENTED" }, "no such RPC");
+  req.resume(); // the request is not read: let it drain
+  void universalResponseToNodeResponse(errorResponse(wire, err, contentType), res as never).catch((reason: unknown) => o.log.debug({ err: reason }, "refusal not written"));
 }
 
 /** Answers a call with `refusal` without reading its request; the outer interceptors log it. */

@@ -116,8 +116,10 @@ export const CreateRequestNonceResponseSchema: GenMessage<CreateRequestNonceResp
  * numeric fields packed, and no unknown fields. No request message in inkan.admin.v1 has a map
  * field, so these bytes are unique for a given message; they are what protobuf-es
  * `toBinary(schema, message)` writes. The SAM recomputes the digest from the message it decoded,
- * whatever the protocol (gRPC, Connect with binary or JSON), so a field the SAM does not know is
- * not covered and makes the signature fail.
+ * whatever the protocol (gRPC, Connect with binary or JSON). A request message that holds a field
+ * the SAM's schema does not have (an unknown field, at any depth) is refused before the signature
+ * is checked, whatever the signature covers: INVALID_ARGUMENT, REASON_INVALID_REQUEST, the nonce is
+ * not consumed and nothing changes. Build admin requests from the schema of the SAM you call.
  *
  * The SAM checks, in this order, and stops at the first failure:
  * - No client certificate, one that does not chain to a trusted admin CA, one that is expired,

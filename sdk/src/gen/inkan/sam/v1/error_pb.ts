@@ -26,6 +26,45 @@ export const file_inkan_sam_v1_error: GenFile = /*@__PURE__*/
  * the JSON error body's "details" array holds entries {"type": "inkan.sam.v1.ErrorDetail",
  * "value": base64 of the binary message}. Other details may sit beside it (buf.validate.Violations,
  * inkan.admin.v1.ApprovalRequired, inkan.admin.v1.ActivationCode); skip the ones you do not know.
+ * google.rpc.Status is not part of the Inkan package: its schema ships beside these files as
+ * google/rpc/status.proto (Apache-2.0, vendored unchanged from googleapis); generate it with the
+ * Inkan files, or take it from your language's googleapis package (grpcio-status in Python,
+ * google.golang.org/genproto in Go), and decode the trailer's bytes with it.
+ *
+ * The request id. Every answer carries the metadata key "inkan-request-id" (a UUID, the id under
+ * which the SAM logged and audited the call): in the initial metadata (response headers) of a
+ * call that succeeds or streams, and in the trailers of a call that fails (over the Connect
+ * protocol's unary calls, in the response headers of the error). Quote it to the SAM's operator.
+ *
+ * Errors without a call. A path that names no RPC of this SAM is answered like an RPC this SAM
+ * does not implement: UNIMPLEMENTED with REASON_NOT_IMPLEMENTED (gRPC: HTTP 200 with the status in
+ * the trailers; Connect: HTTP 501 with the JSON error body). A message larger than
+ * Limits.max_message_bytes is RESOURCE_EXHAUSTED REASON_LIMIT_EXCEEDED, and one the SAM cannot
+ * decode INVALID_ARGUMENT REASON_INVALID_REQUEST, before the RPC runs. A client certificate that
+ * is missing, not issued by a trusted CA or expired never gets that far: the SAM refuses it in the
+ * TLS handshake, so no status is sent at all (below).
+ *
+ * Refused handshakes. A client certificate that is missing, not issued by a CA the SAM trusts, or
+ * outside its validity is refused in the TLS handshake, before any call: no gRPC status and no
+ * ErrorDetail exist then. What each client stack reports (TLS 1.3):
+ *  - missing: the SAM sends the TLS alert certificate_required (116). grpc-js: UNAVAILABLE "No
+ *    connection established. Last error: ... alert certificate required"; connect-node: INTERNAL
+ *    with the same OpenSSL text (cause code ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED); gRPC C-core
+ *    (grpcio, grpc++): UNAVAILABLE "failed to connect to all addresses ... Endpoint read failed",
+ *    and it logs "Corruption detected" and "tlsv13 alert certificate required".
+ *  - untrusted or expired: the handshake completes on the client's side, then the SAM closes the
+ *    connection without an alert and without a byte of HTTP/2. grpc-js: UNAVAILABLE "No
+ *    connection established. Last error: Failed to connect"; connect-node: CANCELED "http/2 stream
+ *    closed with error code CANCEL"; C-core: UNAVAILABLE "failed to connect to all addresses ...
+ *    Socket closed".
+ * None of these is worth retrying unchanged. @inkan/sdk (createInkanClient, createInkanTransport,
+ * createInkanGrpcJsClient with tls) recognizes them: it reports InkanError reason
+ * REASON_CLIENT_CERTIFICATE_REJECTED, code UNAUTHENTICATED, retryable false, detectedBySdk true.
+ * Other clients can do the same: after such a failure, open a TLS connection with the same
+ * certificate (ALPN "h2") and send the HTTP/2 connection preface. A certificate_required,
+ * bad_certificate, unknown_ca, certificate_expired or certificate_unknown alert, or a close
+ * before the server's first HTTP/2 frame, means the certificate was refused; the server's
+ * SETTINGS frame means it was accepted (and the failure was something else).
  * Which reasons each RPC may return is declared on the RPC (inkan.sam.v1.errors, see
  * error_options.proto) and listed in its comment.
  *
@@ -87,8 +126,12 @@ export enum Reason {
   UNSPECIFIED = 0,
 
   /**
-   * UNAUTHENTICATED: the TLS client certificate is missing, not issued by a trusted CA, expired,
-   * or not registered with this SAM.
+   * UNAUTHENTICATED: the TLS client certificate is not registered with this SAM (an admin-CA
+   * certificate bound to no privileged user, or to more than one), or does not fit the service.
+   *
+   * A certificate that is missing, not issued by a CA the SAM trusts, or outside its validity is
+   * refused in the TLS handshake instead, with no status at all (see "Refused handshakes" on
+   * ErrorDetail); @inkan/sdk reports that as this reason too, with detectedBySdk true.
    *
    * @generated from enum value: REASON_CLIENT_CERTIFICATE_REJECTED = 1;
    */

@@ -37,7 +37,8 @@ export type SamEncryptionKey = Message<"inkan.sam.v1.SamEncryptionKey"> & {
   kid: string;
 
   /**
-   * The JWE "alg" to use with this key.
+   * The JWE "alg" to use with this key, and the only one the SAM accepts for it (a JWE to this
+   * key with another "alg" is refused, REASON_SAD_INVALID for an R.SAD).
    *
    * @generated from field: inkan.sam.v1.JweAlgorithm alg = 2;
    */
@@ -1150,7 +1151,8 @@ export type AuthorizeRequest = Message<"inkan.sam.v1.AuthorizeRequest"> & {
    * Outer layer: a JWE in compact serialization (RFC 7516), encrypted to a SAM encryption key
    * (GetInfoResponse.encryption_keys, SadChallenge.encryption_key). Its protected header has
    * exactly these members, any other is refused:
-   *   "alg"  the key's JweAlgorithm: "ECDH-ES+A256KW", "ECDH-ES" or "RSA-OAEP"
+   *   "alg"  exactly the key's published JweAlgorithm (SamEncryptionKey.alg; today every SAM key is
+   *          "ECDH-ES+A256KW"); another algorithm, even "ECDH-ES" with the same key, is refused
    *   "enc"  "A256GCM"
    *   "kid"  the kid of a SAM encryption key that is current or not yet past not_after
    *   "cty"  "inkan-sad-envelope+json"
@@ -1813,15 +1815,18 @@ export const TransactionStateSchema: GenEnum<TransactionState> = /*@__PURE__*/
  *
  * Errors. Every error carries an inkan.sam.v1.ErrorDetail with a stable Reason. Besides the ones
  * each RPC lists, every RPC may fail with:
- *  - UNAUTHENTICATED REASON_CLIENT_CERTIFICATE_REJECTED: no, untrusted or expired client
- *    certificate;
+ *  - UNAUTHENTICATED REASON_CLIENT_CERTIFICATE_REJECTED: a client certificate the SAM does not
+ *    accept (a missing, untrusted or expired one is refused in the TLS handshake instead, with no
+ *    status at all: see the Reason);
  *  - PERMISSION_DENIED REASON_ROLE_NOT_PERMITTED: the certificate is not an SCA's;
  *  - INVALID_ARGUMENT REASON_INVALID_REQUEST: a protovalidate rule failed (the violations travel as
  *    buf.validate.Violations details);
  *  - RESOURCE_EXHAUSTED REASON_LIMIT_EXCEEDED: the message is larger than Limits.max_message_bytes;
  *  - INTERNAL REASON_INTEGRITY_VIOLATION, UNAVAILABLE REASON_STORE_FAILURE, UNAVAILABLE
  *    REASON_AUDIT_FAILURE: the SAM failed closed and did nothing;
- *  - UNIMPLEMENTED REASON_NOT_IMPLEMENTED: this SAM does not implement the RPC yet.
+ *  - UNIMPLEMENTED REASON_NOT_IMPLEMENTED: this SAM does not implement the RPC yet (also the
+ *    answer to a path that names no RPC).
+ * How the ErrorDetail and the request id ("inkan-request-id") travel: see error.proto.
  *
  * @generated from service inkan.sam.v1.SignatureActivationService
  */
@@ -1919,8 +1924,13 @@ export const SignatureActivationService: GenService<{
    * AppendHashes adds the next chunk of the DTBS/R list to a transaction in state
    * TRANSACTION_STATE_UPLOADING. Chunks are numbered 1, 2, 3, ... (the hashes inline in
    * BeginTransaction are chunk 0) and must arrive in that order; their concatenation is the ordered
-   * DTBS/R list. Every chunk but the last holds exactly Limits.max_hashes_per_chunk hashes (the
-   * value when the transaction began), so a chunk's position in the list follows from its index.
+   * DTBS/R list. Chunk 0 may hold any number of hashes up to Limits.max_hashes_per_chunk (none
+   * too); every AppendHashes chunk but the last holds exactly max_hashes_per_chunk hashes (the
+   * value when the transaction began), so chunk k (k >= 1) starts at list position
+   * len(chunk 0) + (k - 1) * max_hashes_per_chunk. For example, with a limit of 10,000 and 20,005
+   * hashes: 5 in BeginTransaction, 10,000 in chunk 1, 10,000 in chunk 2. The @inkan/sdk puts a
+   * full chunk in BeginTransaction. An AppendHashes chunk that is short but not the last is
+   * refused at once (INVALID_ARGUMENT REASON_INVALID_REQUEST, field "hashes").
    * Repeating the last accepted chunk with identical content (a retry after a lost response)
    * succeeds and changes nothing.
    *

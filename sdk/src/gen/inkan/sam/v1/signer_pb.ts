@@ -133,9 +133,14 @@ export type ActivateRequest = Message<"inkan.sam.v1.ActivateRequest"> & {
   /**
    * The device's public key as a JSON Web Key (RFC 7517), UTF-8 JSON text: "kty" "EC" with "crv"
    * "P-256", "P-384" or "P-521", "kty" "OKP" with "crv" "Ed25519", or "kty" "RSA" of 2048 bits or
-   * more; its type must fit a GetInfoResponse.device_key_algorithms value. Public members only: a
-   * JWK with "d" or any other private member is refused. Its RFC 7638 thumbprint becomes the device
-   * key id. Registered as the signer's possession factor only together with a valid activation
+   * more; its type must fit a GetInfoResponse.device_key_algorithms value. Exactly these members
+   * are allowed, any other is refused with INVALID_REQUEST (field device_public_key_jwk): the key
+   * type's own public members ("kty" with "crv", "x", "y" for EC; "kty", "crv", "x" for OKP;
+   * "kty", "n", "e" for RSA), and optionally "alg" (then the key's one JWS algorithm: "ES256",
+   * "ES384", "ES512", "EdDSA" or "PS256"), "use" (then "sig"), "key_ops" (then including
+   * "verify"), "kid" (a string; ignored) and "ext" (a boolean, as WebCrypto exports it). So no
+   * private member ("d", ...), no "x5c", "x5u", "x5t", "jku" nor any other member. Its RFC 7638
+   * thumbprint becomes the device key id. Registered as the signer's possession factor only together with a valid activation
    * code and proof of possession (R-3.1.1.2, T-2.1.1.1). Required.
    *
    * @generated from field: string device_public_key_jwk = 2;

@@ -57,7 +57,8 @@ export async function main(argv: string[]): Promise<number> {
 async function init(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: { "data-dir": { type: "string" }, json: { type: "boolean" } } });
   const { initDataDir } = await import("../init.js");
-  const { paths, created } = await initDataDir(values["data-dir"] ?? readEnv().dataDir ?? ".data");
+  const env = readEnv();
+  const { paths, created } = await initDataDir(values["data-dir"] ?? env.dataDir ?? ".data", { store: env.store });
   console.error(
     created.length === 0
       ? `inkan init: ${paths.dataDir} is already initialized; nothing was changed`

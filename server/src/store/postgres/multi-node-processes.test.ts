@@ -13,7 +13,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { clone } from "@bufbuild/protobuf";
-import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
 import { Reason, buildActivationRequest, buildRSad, createAdminRequestSigner, createDeviceKey, requestSignatureHeader } from "@inkan/sdk";
 import { PolicyService, SecurityPolicySchema } from "@inkan/sdk/gen/inkan/admin/v1/policy_pb.js";
 import { PrivilegedUserService } from "@inkan/sdk/gen/inkan/admin/v1/privileged_user_pb.js";
@@ -73,13 +73,19 @@ function startNode(id: string, env: Record<string, string>): Promise<Node> {
       if (url) resolve({ id, url, proc, log });
     });
     proc.stderr!.on("data", (d: Buffer) => log.push(d.toString()));
-    proc.on("exit", (code) => reject(new Error(`node ${id} exited (${code}) before listening:\n${log.join("").slice(-3000)}`)));
+    proc.on("exit", (code, signal) => {
+      reject(new Error(`node ${id} exited (${code}) before listening:\n${log.join("").slice(-3000)}`));
+      // A node that ends while the tests still need it says why (its last log lines).
+      if (!stopping.has(proc)) console.error(`node ${id} ended (${code ?? signal}):\n${log.join("").slice(-4000)}`);
+    });
   });
 }
 
 /** Ends a node with SIGTERM (its audit log writes samStopped and a last checkpoint) and waits for its exit. */
+const stopping = new WeakSet<ChildProcess>();
 function stopNode(node: Node): Promise<void> {
-  if (node.proc.exitCode !== null) return Promise.resolve();
+  stopping.add(node.proc);
+  if (node.proc.exitCode !== null || node.proc.signalCode !== null) return Promise.resolve();
   return new Promise((done) => {
     node.proc.once("exit", () => done());
     node.proc.kill("SIGTERM");
@@ -101,13 +107,19 @@ describe.skipIf(skipReason !== undefined)(skipReason ?? "three inkan serve proce
 
   const read = (f: string) => readFileSync(f, "utf8");
   const node = (i: number) => nodes[i % nodes.length]!;
-  const scaOn = (i: number) => createClient(SignatureActivationService, transportFor("grpc", node(i).url, { ca, ...sca }));
-  const signerServiceOn = (i: number) => createClient(SignerService, transportFor("grpc", node(i).url, { ca, ...sca }));
-  const asOn = (i: number, who: PrivilegedPerson, interceptors: Interceptor[] = []) =>
-    transportFor("grpc", node(i).url, { ca, ...who.cert }, [...interceptors, adminSigner(i, who)]);
-  /** The SDK's request signer, with its nonce from the same node. */
-  const adminSigner = (i: number, who: PrivilegedPerson): Interceptor =>
-    createAdminRequestSigner({ userId: who.userId, privateJwk: who.privateJwk, nonceTransport: transportFor("grpc", node(i).url, { ca, ...who.cert }) });
+  // One transport (one HTTP/2 connection) per node and identity, as a real SCA keeps: a new one per
+  // call would pile up idle connections beyond the node's maxConnections.
+  const transports = new Map<string, Transport>();
+  const cached = (key: string, make: () => Transport) => transports.get(key) ?? (transports.set(key, make()), transports.get(key)!);
+  const scaTransport = (i: number) => cached(`sca ${i % nodes.length}`, () => transportFor("grpc", node(i).url, { ca, ...sca }));
+  const scaOn = (i: number) => createClient(SignatureActivationService, scaTransport(i));
+  const signerServiceOn = (i: number) => createClient(SignerService, scaTransport(i));
+  const plainAs = (i: number, who: PrivilegedPerson) => cached(`plain ${i % nodes.length} ${who.userId}`, () => transportFor("grpc", node(i).url, { ca, ...who.cert }));
+  /** A transport acting as `who` on node `i`: the SDK's request signer, with its nonce from the same node. */
+  const asOn = (i: number, who: PrivilegedPerson, interceptors: Interceptor[] = []) => {
+    const make = () => transportFor("grpc", node(i).url, { ca, ...who.cert }, [...interceptors, createAdminRequestSigner({ userId: who.userId, privateJwk: who.privateJwk, nonceTransport: plainAs(i, who) })]);
+    return interceptors.length > 0 ? make() : cached(`admin ${i % nodes.length} ${who.userId}`, make);
+  };
   /** The harness's view of node `i`, for the signer helpers (enrolment, activation, credential). */
   const harnessOn = (i: number): TestServer =>
     ({
@@ -185,6 +197,12 @@ describe.skipIf(skipReason !== undefined)(skipReason ?? "three inkan serve proce
     const alice = await activeSignerWithCredential(harnessOn(0), operator);
     const seen: Record<string, Set<string>> = { rSad: new Set(), sadToken: new Set(), activation: new Set(), adminNonce: new Set() };
     let sadTokenWins = 0;
+    let replaySignature = "";
+    const replay: Interceptor = (next) => async (req) => {
+      req.header.set(requestSignatureHeader, replaySignature);
+      return next(req);
+    };
+    const replayOn = (i: number) => cached(`replay ${i % nodes.length}`, () => transportFor("grpc", node(i).url, { ca, ...operator.cert }, [replay]));
     for (let round = 0; round < rounds; round++) {
       // One R.SAD: Authorize is a compare-and-set on the transaction (R-3.2.1.1).
       const hashes = documents(presenters, `r${round}`);
@@ -223,13 +241,8 @@ describe.skipIf(skipReason !== undefined)(skipReason ?? "three inkan serve proce
         return res;
       };
       await createClient(RegistrationService, asOn(round, operator, [capture])).getSigner({ signerId });
-      const replay: Interceptor = (next) => async (req) => {
-        req.header.set(requestSignatureHeader, signature);
-        return next(req);
-      };
-      const replayed = await presentations((i) =>
-        createClient(RegistrationService, transportFor("grpc", node(i).url, { ca, ...operator.cert }, [replay])).getSigner({ signerId }),
-      );
+      replaySignature = signature;
+      const replayed = await presentations((i) => createClient(RegistrationService, replayOn(i)).getSigner({ signerId }));
       expect(replayed.wins, `round ${round}: admin nonce`).toBe(0); // the capture used it
       expect(replayed.reasons, `round ${round}: admin nonce`).toEqual(["NONCE_REPLAYED"]);
       replayed.reasons.forEach((r) => seen["adminNonce"]!.add(r));

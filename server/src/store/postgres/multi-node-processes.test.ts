@@ -8,10 +8,10 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { clone } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
 import { Reason, buildActivationRequest, buildRSad, createAdminRequestSigner, createDeviceKey, requestSignatureHeader } from "@inkan/sdk";
@@ -62,9 +62,9 @@ function inkan(args: string[], env: Record<string, string>): Promise<{ code: num
 }
 
 /** Starts `inkan serve` as node `id`; resolves with its URL once it listens, rejects if it exits first. */
-function startNode(id: string, env: Record<string, string>): Promise<Node> {
+function startNode(id: string, env: Record<string, string>, nodeArgs: string[] = []): Promise<Node> {
   return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [bin, "serve", "--listen", "127.0.0.1:0"], { env: { ...process.env, ...env, INKAN_NODE_ID: id }, stdio: ["ignore", "pipe", "pipe"] });
+    const proc = spawn(process.execPath, [...nodeArgs, bin, "serve", "--listen", "127.0.0.1:0"], { env: { ...process.env, ...env, INKAN_NODE_ID: id }, stdio: ["ignore", "pipe", "pipe"] });
     const log: string[] = [];
     let out = "";
     proc.stdout!.on("data", (d: Buffer) => {
@@ -79,6 +79,25 @@ function startNode(id: string, env: Record<string, string>): Promise<Node> {
       if (!stopping.has(proc)) console.error(`node ${id} ended (${code ?? signal}):\n${log.join("").slice(-4000)}`);
     });
   });
+}
+
+/**
+ * Node options that move the process's wall clock (Date) by `offsetMs`: a node whose clock is off.
+ * Its monotonic clock and the database's clock are untouched.
+ */
+function clockOffBy(dir: string, offsetMs: number): string[] {
+  const file = join(dir, `clock-off-${offsetMs}.mjs`);
+  writeFileSync(
+    file,
+    `const Real = Date;
+class Shifted extends Real {
+  constructor(...a) { if (a.length === 0) super(Real.now() + ${offsetMs}); else super(...a); }
+  static now() { return Real.now() + ${offsetMs}; }
+}
+globalThis.Date = Shifted;
+`,
+  );
+  return ["--import", pathToFileURL(file).href];
 }
 
 /** Ends a node with SIGTERM (its audit log writes samStopped and a last checkpoint) and waits for its exit. */
@@ -298,12 +317,33 @@ describe.skipIf(skipReason !== undefined)(skipReason ?? "three inkan serve proce
     expect(lifetime).toBeLessThanOrEqual(77);
   }, 120_000);
 
+  it("R-3.3.1, issue 21: time decided by the database's clock: a transaction opened on a node whose clock runs 1.5 s ahead, just before a suspension and resumption through another node, stays unusable; a node 60 s off does not start", async () => {
+    const ahead = await startNode("node-d", env, clockOffBy(dataDir, 1_500));
+    nodes.push(ahead);
+    const dave = await activeSignerWithCredential(harnessOn(0), operator);
+    const hashes = documents(1, "skew");
+    const before = await challengeOn(3, dave, hashes); // on node-d: its createdAt, were it node-d's clock, would be 1.5 s in the future
+    const ra = createClient(RegistrationService, asOn(0, operator));
+    await ra.suspendCredential({ credentialId: dave.credential.credentialId, reason: "hold" });
+    await ra.resumeCredential({ credentialId: dave.credential.credentialId, reason: "release" });
+    // R-3.3.1: usable-since (set by node A) and the transaction's creation (node D) come from one clock.
+    expect(await refusalOf(scaOn(0).authorize({ transactionId: before.transactionId, rSad: await rSadFor(dave, before) }))).toMatchObject({ reason: Reason.TRANSACTION_STATE });
+    const fresh = await challengeOn(3, dave, hashes);
+    expect((await scaOn(3).authorize({ transactionId: fresh.transactionId, rSad: await rSadFor(dave, fresh) })).sadToken).not.toBe("");
+    // Fail closed: a node whose clock is beyond the bound (2 s) off the database's does not serve.
+    const refused = await startNode("node-e", env, clockOffBy(dataDir, 60_000)).then(
+      (n) => { nodes.push(n); return "listening"; },
+      (err: Error) => err.message,
+    );
+    expect(refused).toMatch(/ms off the shared time/);
+  }, 120_000);
+
   it("R-3.2.2.4: inkan audit verify checks every node's chain in the shared database against each node's checkpoint in the shared module; a cut tail of one node is found", async () => {
     await Promise.all(nodes.map(stopNode)); // each node writes samStopped and its last checkpoint
     const ok = await inkan(["audit", "verify", "--json"], env);
     const result = JSON.parse(ok.stdout) as { ok: boolean; nodes: { nodeId: string; ok: boolean; lastSequence: number; moduleCheckpointSequence: number }[] };
     expect(ok.code, ok.stderr).toBe(0);
-    expect(result.nodes.map((n) => n.nodeId)).toEqual([...nodeIds]);
+    expect(result.nodes.map((n) => n.nodeId)).toEqual(nodes.map((n) => n.id).sort());
     for (const n of result.nodes) {
       expect(n.ok, n.nodeId).toBe(true);
       expect(n.moduleCheckpointSequence, n.nodeId).toBe(n.lastSequence); // the module's checkpoint of each node reached its last record
@@ -321,6 +361,6 @@ describe.skipIf(skipReason !== undefined)(skipReason ?? "three inkan serve proce
     const broken = await inkan(["audit", "verify", "--json"], env);
     const after = JSON.parse(broken.stdout) as typeof result;
     expect(broken.code).toBe(1);
-    expect(after.nodes.map((n) => [n.nodeId, n.ok])).toEqual([["node-a", true], ["node-b", false], ["node-c", true]]);
+    expect(after.nodes.map((n) => [n.nodeId, n.ok])).toEqual(nodes.map((n) => [n.id, n.id !== "node-b"]).sort());
   }, 120_000);
 });

@@ -216,6 +216,13 @@ describe.skipIf(skipReason !== undefined)(skipReason ?? "three inkan serve proce
     const alice = await activeSignerWithCredential(harnessOn(0), operator);
     const seen: Record<string, Set<string>> = { rSad: new Set(), sadToken: new Set(), activation: new Set(), adminNonce: new Set() };
     let sadTokenWins = 0;
+    const ms: Record<string, number> = { rSad: 0, sadToken: 0, activation: 0, adminNonce: 0 };
+    let mark = performance.now();
+    const lap = (kind: string) => {
+      const t = performance.now();
+      ms[kind]! += t - mark;
+      mark = t;
+    };
     let replaySignature = "";
     const replay: Interceptor = (next) => async (req) => {
       req.header.set(requestSignatureHeader, replaySignature);
@@ -223,6 +230,7 @@ describe.skipIf(skipReason !== undefined)(skipReason ?? "three inkan serve proce
     };
     const replayOn = (i: number) => cached(`replay ${i % nodes.length}`, () => transportFor("grpc", node(i).url, { ca, ...operator.cert }, [replay]));
     for (let round = 0; round < rounds; round++) {
+      mark = performance.now();
       // One R.SAD: Authorize is a compare-and-set on the transaction (R-3.2.1.1).
       const hashes = documents(presenters, `r${round}`);
       const ch = await challengeOn(round, alice, hashes);
@@ -231,6 +239,7 @@ describe.skipIf(skipReason !== undefined)(skipReason ?? "three inkan serve proce
       const authorized = await presentations((i) => scaOn(i).authorize({ transactionId: ch.transactionId, rSad }).then((r) => (token = r.sadToken)));
       expect(authorized.wins, `round ${round}: R.SAD (${authorized.reasons.join(", ")})`).toBe(1);
       authorized.reasons.forEach((r) => seen["rSad"]!.add(r));
+      lap("rSad");
 
       // One SAD token: consumed once; one hash per presenter, so only the token can stop a second signature.
       const signed = await presentations((i) => scaOn(i + 1).signHash({ authorization: { case: "sadToken", value: token }, hashes: [hashes[i]!] }));
@@ -238,6 +247,7 @@ describe.skipIf(skipReason !== undefined)(skipReason ?? "three inkan serve proce
       expect(signed.wins, `round ${round}: SAD token`).toBeLessThanOrEqual(1);
       sadTokenWins += signed.wins;
       signed.reasons.forEach((r) => seen["sadToken"]!.add(r));
+      lap("sadToken");
 
       // One activation code: each presenter has its own device key and challenge, the code is the same (T-2.1.1.1).
       const { signerId, code } = await enrolledSigner(harnessOn(round), operator);
@@ -251,6 +261,7 @@ describe.skipIf(skipReason !== undefined)(skipReason ?? "three inkan serve proce
       const activated = await presentations((i) => signerServiceOn(i + 2).activate(requests[i]!));
       expect(activated.wins, `round ${round}: activation code (${activated.reasons.join(", ")})`).toBe(1);
       activated.reasons.forEach((r) => seen["activation"]!.add(r));
+      lap("activation");
 
       // One signed admin request (its one-time nonce, T-2.1.2.1), replayed byte for byte to every node.
       let signature = "";
@@ -265,10 +276,11 @@ describe.skipIf(skipReason !== undefined)(skipReason ?? "three inkan serve proce
       expect(replayed.wins, `round ${round}: admin nonce`).toBe(0); // the capture used it
       expect(replayed.reasons, `round ${round}: admin nonce`).toEqual(["NONCE_REPLAYED"]);
       replayed.reasons.forEach((r) => seen["adminNonce"]!.add(r));
+      lap("adminNonce");
     }
     console.log(
       `multi-node replays over ${rounds} rounds x ${presenters} presenters: SAD token signed in ${sadTokenWins} rounds; refusals ` +
-        Object.entries(seen).map(([k, v]) => `${k}: ${[...v].join("/")}`).join("; "),
+        Object.entries(seen).map(([k, v]) => `${k}: ${[...v].join("/")} (${Math.round(ms[k]!)} ms)`).join("; "),
     );
     for (const r of seen["rSad"]!) expect(["SAD_REPLAYED", "TRANSACTION_STATE", "LIMIT_EXCEEDED", "NONCE_REPLAYED"]).toContain(r);
     for (const r of seen["sadToken"]!) expect(["SAD_REPLAYED", "TRANSACTION_STATE"]).toContain(r);

@@ -74,8 +74,25 @@ describe("SharedClock (issue 21: one time source for the nodes)", () => {
     expect(clock.now().getTime()).toBeGreaterThanOrEqual(before);
   });
 
-  it("start() throws when the time cannot be read: the node does not serve without it", async () => {
-    const clock = new SharedClock({ read: () => Promise.reject(new Error("down")) });
+  it("start() throws when the time cannot be read (three attempts): the node does not serve without it", async () => {
+    let reads = 0;
+    const clock = new SharedClock({ read: () => (reads++, Promise.reject(new Error("down"))) });
     await expect(clock.start()).rejects.toMatchObject({ code: "STORE_FAILURE" });
+    expect(reads).toBe(3);
+  });
+
+  it("start() takes a second sample when the first was slow (it opened the connection)", async () => {
+    const { t, clock } = fixture({ dbMs: 70_000, wallMs: 70_000, tripMs: 800 });
+    const read = clock.refresh.bind(clock);
+    clock.refresh = async () => {
+      try {
+        await read();
+      } finally {
+        t.trip = 2;
+      }
+    };
+    await clock.start();
+    clock.stop();
+    expect(storeFailure(() => clock.now())).toBe("no error");
   });
 });

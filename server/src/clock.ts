@@ -84,9 +84,19 @@ export class SharedClock implements Clock {
     this.#wall = o.wallClock ?? (() => Date.now());
   }
 
-  /** Takes the first sample (throws STORE_FAILURE when it cannot be taken) and starts refreshing. */
+  /**
+   * Takes the first sample (throws STORE_FAILURE when three attempts fail: the first may include
+   * opening the connection, too slow to be a sample) and starts refreshing.
+   */
   async start(): Promise<void> {
-    await this.refresh();
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.refresh();
+        break;
+      } catch (err) {
+        if (attempt >= 3) throw err;
+      }
+    }
     this.now(); // a skew beyond the bound stops the start too
     this.#timer = setInterval(() => {
       this.refresh().catch((err: unknown) => this.o.onSampleError?.(err));

@@ -12,7 +12,7 @@ export interface PostgresTimeSource {
 }
 
 export function createPostgresTimeSource(uri: string): PostgresTimeSource {
-  const pool = new pg.Pool({ connectionString: uri, max: 1, connectionTimeoutMillis: 5_000, query_timeout: 5_000, keepAlive: true });
+  const pool = new pg.Pool({ connectionString: uri, max: 1, idleTimeoutMillis: 0, connectionTimeoutMillis: 5_000, query_timeout: 5_000, keepAlive: true });
   pool.on("error", () => undefined); // a dead idle connection is replaced at the next sample
   return {
     async read() {

@@ -284,7 +284,7 @@ describe.skipIf(skipReason !== undefined)(skipReason ?? "three inkan serve proce
     );
     for (const r of seen["rSad"]!) expect(["SAD_REPLAYED", "TRANSACTION_STATE", "LIMIT_EXCEEDED", "NONCE_REPLAYED"]).toContain(r);
     for (const r of seen["sadToken"]!) expect(["SAD_REPLAYED", "TRANSACTION_STATE"]).toContain(r);
-  }, 600_000);
+  }, Math.max(600_000, rounds * 20_000));
 
   it("R-3.3.1 across processes: a suspension through node A stops node B's SignStream before its next claim, and node C's next SignHash", async () => {
     const bob = await activeSignerWithCredential(harnessOn(1), operator);

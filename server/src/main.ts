@@ -23,6 +23,7 @@ import { AuthorizationSeals } from "./sap/authorization-seal.js";
 import { createMongoStore } from "./store/mongodb/mongo-store.js";
 import type { Store } from "./store/port.js";
 import { createPostgresStore } from "./store/postgres/postgres-store.js";
+import { createPostgresLock, type PostgresLock } from "./store/postgres/postgres-lock.js";
 import { createPostgresTimeSource } from "./store/postgres/postgres-time.js";
 import { createSqliteStore } from "./store/sqlite/sqlite-store.js";
 import { retryWhileBusy, sqliteBusyTimeoutMs, withBusyRetry } from "./store/sqlite/busy-retry.js";
@@ -130,6 +131,7 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
   let heads: RecordHeads | undefined;
   let stopWatchingModule: (() => void) | undefined;
   let timeSource: Awaited<ReturnType<typeof openClock>> | undefined;
+  let nodeLock: PostgresLock | undefined;
   try {
     store = await openStore(config);
     if (hooks.wrapStore) store = hooks.wrapStore(store);
@@ -137,9 +139,12 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
     timeSource = hooks.nodeClock ? { clock: hooks.nodeClock, stop: async () => undefined } : await openClock(config, log);
     const nodeClock = timeSource.clock;
     const now = () => nodeClock.now();
+    // Issue 21: the key sets the nodes share in the module are updated by one node at a time.
+    if (config.store.kind === "postgres") nodeLock = createPostgresLock(config.store.uri);
+    const lock = nodeLock?.lock;
     await selfCheck(crypto);
     // R-3.2.1.2 / T-2.2.1.5: the JWE key R.SAD is encrypted to; created if missing, checked against the module.
-    const samKeys = new SamEncryptionKeys({ crypto, onKeyCreated: (kid) => log.info({ kid }, "SAM encryption key created") });
+    const samKeys = new SamEncryptionKeys({ crypto, lock, onKeyCreated: (kid) => log.info({ kid }, "SAM encryption key created") });
     await samKeys.ensureCurrentKey(now());
     // R-3.2.2.4: the audit log opens first; a truncated or rewritten log stops the start.
     audit = await createAuditLog({
@@ -185,7 +190,7 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
       : undefined;
     const methods = { loginAssertion: loginAssertions !== undefined };
     const lifecycle = new CredentialLifecycle({ records, keys: crypto, oneTime: store, samKeys, policies, audit: auditLog });
-    const transportKeys = new KeyImportTransportKeys({ crypto, onKeyCreated: (kid) => log.info({ kid }, "key-import transport key created") });
+    const transportKeys = new KeyImportTransportKeys({ crypto, lock, onKeyCreated: (kid) => log.info({ kid }, "key-import transport key created") });
     const keyImport = new KeyImport({ records, oneTime: store, attempts: store, crypto, transportKeys, samKeys, policies, audit: auditLog, signers });
     // T-2.2.1.7: every SadChallenge is signed with the module's challenge-signing key, published in GetInfo.
     const challengeSigner = new ChallengeSigner(crypto);
@@ -279,6 +284,7 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
     });
     const openedHeads = heads;
     const openedTime = timeSource;
+    const openedLock = nodeLock;
     return {
       ...started,
       async close(graceMs) {
@@ -292,6 +298,7 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
         await auditLog.close().catch((err: unknown) => log.error({ err }, "audit close failed"));
         await opened.close();
         await openedTime.stop().catch(() => undefined);
+        await openedLock?.close().catch(() => undefined);
         await crypto.close();
       },
     };
@@ -301,6 +308,7 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
     await audit?.close().catch(() => undefined);
     await store?.close().catch(() => undefined);
     await timeSource?.stop().catch(() => undefined);
+    await nodeLock?.close().catch(() => undefined);
     await crypto.close().catch(() => undefined);
     throw err;
   }

@@ -174,6 +174,10 @@ describe.skipIf(skipReason !== undefined)(skipReason ?? "three inkan serve proce
     expect(init.code, init.stderr).toBe(0);
     paths = JSON.parse(init.stdout) as InitPaths;
     expect(paths.store).toMatch(/^postgres:\/\//);
+    // A second init changes nothing: the officer and the policy are found in the database.
+    const again = await inkan(["init", "--json"], env);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stderr).toContain("nothing was changed");
     ca = read(paths.caCert);
     sca = { cert: read(paths.scaCert), key: read(paths.scaKey) };
     so1 = { userId: paths.adminUserId, cert: { cert: read(paths.adminCert), key: read(paths.adminKey) }, privateJwk: JSON.parse(read(paths.adminRequestKey)) as JWK & { kid: string } };

@@ -9,8 +9,9 @@ const usage = `usage:
                                            token with the SAM's keys, SQLite store
   inkan serve --data-dir DIR [--listen HOST:PORT] [--config FILE]
                                            serve the SAM (port 0 picks a free port)
-  inkan audit verify --data-dir DIR [--node ID] [--json]
-                                           verify the audit log: OK, or the first break per node
+  inkan audit verify --data-dir DIR [--config FILE] [--node ID] [--json]
+                                           verify the audit log of every node (the configured
+                                           store and module): OK, or the first break per node
   inkan audit verify --file EXPORT.jsonl --public-key KEY [--partial]
                                            verify an exported audit log offline
   inkan admin NOUN VERB [ARGS] [--json]    the privileged tasks over the admin API (signer,

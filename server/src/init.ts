@@ -9,7 +9,7 @@ import { RecordSealer } from "./integrity/record-sealer.js";
 import { VerifiedRecords } from "./integrity/sealed-records.js";
 import { SamEncryptionKeys } from "./keys/sam-encryption-keys.js";
 import { createCertificateAuthority, writeDevPki, type DevPkiPaths } from "./pki/dev-pki.js";
-import { createSqliteStore, sqliteStoreFile } from "./store/sqlite/sqlite-store.js";
+import { openInitStore } from "./init-store.js";
 
 /** What `inkan init` created or found, by absolute path (the `--json` output). */
 export interface InitPaths extends DevPkiPaths {
@@ -45,7 +45,7 @@ export interface InitResult {
  * development admin certificate, with a request-signing key). Idempotent: what exists is kept and
  * never overwritten; only what is missing is created.
  */
-export async function initDataDir(dataDirInput: string): Promise<InitResult> {
+export async function initDataDir(dataDirInput: string, options: { /** The store setting (INKAN_STORE); a postgres:// URI initializes that database (issue 21). */ store?: string | undefined } = {}): Promise<InitResult> {
   const dataDir = resolve(dataDirInput);
   const created: string[] = [];
   const pkiExists = existsSync(join(dataDir, "pki", "ca.crt"));
@@ -58,11 +58,13 @@ export async function initDataDir(dataDirInput: string): Promise<InitResult> {
   if (token.tokenCreated) created.push("crypto-module token");
   if (token.systemKeysCreated.length > 0) created.push(`system keys (${token.systemKeysCreated.join(", ")})`);
 
-  const storeFile = sqliteStoreFile(dataDir);
-  if (!existsSync(storeFile)) created.push("store");
   const adminRequestKey = join(dataDir, "pki", "admin-request-key.jwk");
   const crypto = await openEmbeddedCryptoModule(dataDir);
-  const store = await createSqliteStore({ file: storeFile });
+  const { store, shown: storeFile, creates } = await openInitStore(dataDir, options.store).catch(async (err: unknown) => {
+    await crypto.close();
+    throw err;
+  });
+  if (creates) created.push("store");
   let adminUserId: string;
   try {
     const records = new VerifiedRecords(store, new RecordSealer({ keys: crypto }));

@@ -10,6 +10,7 @@ import { contractFiles } from "@inkan/sdk";
 import { HealthCheckResponse_ServingStatus as Status } from "@inkan/sdk/gen/grpc/health/v1/health_pb.js";
 import { PrivilegedUsers } from "./admin/privileged-users.js";
 import { PolicyIntegrityGate, SecurityPolicies, durationMs, type PolicyVersion } from "./admin/security-policy.js";
+import { SharedClock, systemClock, type Clock } from "./clock.js";
 import type { Config } from "./config/config.js";
 import type { FullCryptoModule, ModuleAvailability, ModuleStateChange } from "./crypto/port.js";
 import { createPkcs11CryptoModule } from "./crypto/pkcs11/pkcs11-crypto-module.js";
@@ -22,6 +23,8 @@ import { AuthorizationSeals } from "./sap/authorization-seal.js";
 import { createMongoStore } from "./store/mongodb/mongo-store.js";
 import type { Store } from "./store/port.js";
 import { createPostgresStore } from "./store/postgres/postgres-store.js";
+import { createPostgresLock, type PostgresLock } from "./store/postgres/postgres-lock.js";
+import { createPostgresTimeSource } from "./store/postgres/postgres-time.js";
 import { createSqliteStore } from "./store/sqlite/sqlite-store.js";
 import { retryWhileBusy, sqliteBusyTimeoutMs, withBusyRetry } from "./store/sqlite/busy-retry.js";
 import { approvalService, createDualControlInterceptor } from "./transport/dual-control.js";
@@ -80,6 +83,25 @@ export async function openStore(config: Config): Promise<Store> {
 }
 
 /**
+ * Issue 21: the time source that decides security. Nodes sharing PostgreSQL read the database
+ * server's clock (every node the same time); one node on SQLite reads its own. MongoDB: the
+ * local clock (README: the adapter's limits). `stop` ends the sampling.
+ */
+export async function openClock(config: Config, log: Logger): Promise<{ clock: Clock; stop: () => Promise<void> }> {
+  if (config.store.kind !== "postgres") return { clock: systemClock, stop: async () => undefined };
+  const source = createPostgresTimeSource(config.store.uri);
+  const clock = new SharedClock({ read: () => source.read(), onSampleError: (err) => log.warn({ err }, "the database's time was not read; retried at the next tick") });
+  try {
+    await clock.start();
+  } catch (err) {
+    await source.close().catch(() => undefined);
+    throw err;
+  }
+  log.info({ skewMs: Math.round(clock.skewMs) }, "time source: the PostgreSQL server's clock");
+  return { clock, stop: async () => { clock.stop(); await source.close(); } };
+}
+
+/**
  * The composition root: the only place that sees every adapter. Opens the crypto module and the
  * store, checks that the SAM's own keys answer before accepting a single call (fail closed), wires
  * the domain to the transport and serves. Every RPC of the contract has a handler (the start fails otherwise).
@@ -99,6 +121,8 @@ export interface ServeHooks {
   onRecords?: (records: VerifiedRecords) => void;
   /** Tests only: the SAP components' clock, so expiry tests need not wait out the policy's minimum lifetimes. */
   clock?: () => Date;
+  /** Tests only: the node's time source (default: openClock); everything outside the SAP components reads it. */
+  nodeClock?: Clock;
 }
 
 export async function serve(config: Config, log: Logger, hooks: ServeHooks = {}): Promise<InkanServer> {
@@ -115,14 +139,23 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
   let heads: RecordHeads | undefined;
   let stopWatchingModule: (() => void) | undefined;
   let metricsListener: MetricsListener | undefined;
+  let timeSource: Awaited<ReturnType<typeof openClock>> | undefined;
+  let nodeLock: PostgresLock | undefined;
   try {
     store = await openStore(config);
     if (hooks.wrapStore) store = hooks.wrapStore(store);
     if (metrics) store = metrics.instrumentStore(store);
+    // Issue 21: one time source for the decisions on time (usable-since, expiry, policy checks).
+    timeSource = hooks.nodeClock ? { clock: hooks.nodeClock, stop: async () => undefined } : await openClock(config, log);
+    const nodeClock = timeSource.clock;
+    const now = () => nodeClock.now();
+    // Issue 21: the key sets the nodes share in the module are updated by one node at a time.
+    if (config.store.kind === "postgres") nodeLock = createPostgresLock(config.store.uri);
+    const lock = nodeLock?.lock;
     await selfCheck(crypto);
     // R-3.2.1.2 / T-2.2.1.5: the JWE key R.SAD is encrypted to; created if missing, checked against the module.
-    const samKeys = new SamEncryptionKeys({ crypto, onKeyCreated: (kid) => log.info({ kid }, "SAM encryption key created") });
-    await samKeys.ensureCurrentKey(new Date());
+    const samKeys = new SamEncryptionKeys({ crypto, lock, onKeyCreated: (kid) => log.info({ kid }, "SAM encryption key created") });
+    await samKeys.ensureCurrentKey(now());
     // R-3.2.2.4: the audit log opens first; a truncated or rewritten log stops the start.
     audit = await createAuditLog({
       nodeId: config.nodeId,
@@ -171,7 +204,7 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
       : undefined;
     const methods = { loginAssertion: loginAssertions !== undefined };
     const lifecycle = new CredentialLifecycle({ records, keys: crypto, oneTime: store, samKeys, policies, audit: auditLog });
-    const transportKeys = new KeyImportTransportKeys({ crypto, onKeyCreated: (kid) => log.info({ kid }, "key-import transport key created") });
+    const transportKeys = new KeyImportTransportKeys({ crypto, lock, onKeyCreated: (kid) => log.info({ kid }, "key-import transport key created") });
     const keyImport = new KeyImport({ records, oneTime: store, attempts: store, crypto, transportKeys, samKeys, policies, audit: auditLog, signers });
     // T-2.2.1.7: every SadChallenge is signed with the module's challenge-signing key, published in GetInfo.
     const challengeSigner = new ChallengeSigner(crypto);
@@ -185,6 +218,7 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
     // R-3.2.2.3: a policy that fails its check stops signing until security officers restore it.
     const gate = new PolicyIntegrityGate({
       policies,
+      clock: now,
       intervalMs: config.policyCheckIntervalMs,
       onClosed: (error) => {
         log.error({ err: error }, "security policy failed its integrity check: signing stopped");
@@ -213,28 +247,28 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
       const event = change.state === "lost" ? cryptoModuleDisconnected({ cause: change.reason }) : cryptoModuleReconnected(change);
       auditLog.record(event).catch((err: unknown) => log.warn({ err, event: event.eventType }, "crypto module change not audited: the audit log cannot write"));
     });
-    const clock = hooks.clock ? { clock: hooks.clock } : {};
+    const clock = { clock: hooks.clock ?? now };
     const sapTransactions = new SapTransactions({ store, random: crypto, policies, credentials: new ScaCredentials({ signers, credentials, policies, audit: auditLog }), samKeys, audit: auditLog, seals, freshness, ...clock });
     hooks.onRecords?.(records);
     const services = contractFiles.flatMap((f) => f.services);
     const implementations: Record<string, Record<string, unknown>> = {
-      "inkan.admin.v1.PrivilegedSessionService": privilegedSessionService(users),
+      "inkan.admin.v1.PrivilegedSessionService": privilegedSessionService(users, now),
       "inkan.admin.v1.PrivilegedUserService": {
-        ...privilegedUserService(users),
-        ...approvalService({ dual, audit: auditLog, users, services, handlerOf: (path) => handlerOf(implementations, services, path) }),
+        ...privilegedUserService(users, now),
+        ...approvalService({ dual, audit: auditLog, users, services, clock: now, handlerOf: (path) => handlerOf(implementations, services, path) }),
       },
-      "inkan.admin.v1.PolicyService": policyService(policies, auditLog),
+      "inkan.admin.v1.PolicyService": policyService(policies, auditLog, now),
       "inkan.admin.v1.AuditService": auditService({ store, crypto, audit: auditLog }),
       "inkan.admin.v1.RegistrationService": {
-        ...registrationService(signers, credentials, activation),
-        ...credentialLifecycleService(lifecycle),
-        ...keyImportService(transportKeys, keyImport),
+        ...registrationService(signers, credentials, activation, now),
+        ...credentialLifecycleService(lifecycle, now),
+        ...keyImportService(transportKeys, keyImport, now),
         ...createCsrService(new SapCsrApproval({ transactions: sapTransactions, store, records, seals, freshness, keys: crypto, random: crypto, policies, audit: auditLog })),
       },
-      "inkan.sam.v1.SignerService": signerService(activation, lifecycle, challengeSigner),
+      "inkan.sam.v1.SignerService": signerService(activation, lifecycle, challengeSigner, now),
       "inkan.sam.v1.SignatureActivationService": {
-        ...samInfoService({ keys: samKeys, policies, version: samVersion, maxMessageBytes: config.limits.readMaxBytes, transport: config.limits, methods, challengeKey: challengeSigner }),
-        ...scaCredentialsService(new ScaCredentials({ signers, credentials, policies, audit: auditLog }), policies),
+        ...samInfoService({ keys: samKeys, policies, version: samVersion, maxMessageBytes: config.limits.readMaxBytes, transport: config.limits, methods, challengeKey: challengeSigner, clock: now }),
+        ...scaCredentialsService(new ScaCredentials({ signers, credentials, policies, audit: auditLog }), policies, now),
         ...sapTransactionsService(sapTransactions, policies, challengeSigner),
         ...sapSigningService(
           new SapAuthorize({ transactions: sapTransactions, seals, store, random: crypto, policies, samKeys, rSad: { samKeys, records, signers, oneTime: store, attempts: store, crypto, fields, policies, audit: auditLog, loginAssertions }, ...clock }),
@@ -247,11 +281,11 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
       config,
       log,
       contract: contractFiles,
-      authenticateAdmin: (req) => users.authenticate(req),
+      authenticateAdmin: (req) => users.authenticate({ ...req, now: now() }),
       implementations,
       outerInterceptors: [...(metrics ? [metrics.interceptor()] : []), createRefusalAuditInterceptor(auditLog)],
       gateInterceptors: [createPolicyGateInterceptor(gate), createTrustedCaInterceptor(policies)],
-      innerInterceptors: [createOperationAuditInterceptor(auditLog), createDualControlInterceptor(dual, { users, policies, credentials, signers, random: crypto }, auditLog)],
+      innerInterceptors: [createOperationAuditInterceptor(auditLog), createDualControlInterceptor(dual, { users, policies, credentials, signers, random: crypto }, auditLog, now)],
     });
     server = started;
     applyHealth();
@@ -269,12 +303,15 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
     // Expired one-time objects and transactions are deleted every 10 minutes, a day after expiry.
     const purge = schedulePurge({
       store: opened,
+      clock: now,
       intervalMs: 10 * 60_000,
       retentionMs: 24 * 60 * 60_000,
       onPurged: (counts) => log.debug({ counts }, "expired one-time objects purged"),
       onError: (err) => log.warn({ err }, "purging expired one-time objects failed; retried at the next tick"),
     });
     const openedHeads = heads;
+    const openedTime = timeSource;
+    const openedLock = nodeLock;
     return {
       ...started,
       ...(openedMetrics ? { metricsUrl: openedMetrics.url } : {}),
@@ -289,6 +326,8 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
         await auditLog.record(samStopped({ cause: "shutdown" })).catch((err: unknown) => log.error({ err }, "audit write failed"));
         await auditLog.close().catch((err: unknown) => log.error({ err }, "audit close failed"));
         await opened.close();
+        await openedTime.stop().catch(() => undefined);
+        await openedLock?.close().catch(() => undefined);
         await crypto.close();
       },
     };
@@ -298,6 +337,8 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
     stopWatchingModule?.();
     await audit?.close().catch(() => undefined);
     await store?.close().catch(() => undefined);
+    await timeSource?.stop().catch(() => undefined);
+    await nodeLock?.close().catch(() => undefined);
     await crypto.close().catch(() => undefined);
     throw err;
   }

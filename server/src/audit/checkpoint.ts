@@ -300,8 +300,33 @@ export async function writeHighWaterMark(module: DataObjects, nodeId: string, ch
   await module.writeDataObject(checkpointLabel(nodeId), new TextEncoder().encode(checkpointBody));
 }
 
-/** The node ids listed in the module's index. */
+/**
+ * Issue 21: the module's entry for one node, an object of its own ("audit-node:<id>", or
+ * "audit-nodeh:<hash>" like {@link checkpointLabel}) holding the node id. Nodes sharing a module
+ * each write only their own entry, so nodes starting together lose none (a shared index object,
+ * rewritten read-modify-write by every node, lost entries: see README, multi-node).
+ */
+export function nodeEntryLabel(nodeId: string): string {
+  if (/^[A-Za-z0-9._-]{1,52}$/.test(nodeId)) return `audit-node:${nodeId}`;
+  return `audit-nodeh:${base64url.encode(sha256(nodeId))}`;
+}
+
+/** The node ids the module knows: the per-node entries, plus the shared index written before issue 21. */
 export async function readAuditNodeIndex(module: DataObjects): Promise<string[]> {
+  const nodes = new Set(await readLegacyNodeIndex(module));
+  if (module.listDataObjectLabels) {
+    for (const label of await module.listDataObjectLabels("audit-node")) {
+      const raw = await module.readDataObject(label);
+      if (raw === undefined) continue; // removed meanwhile
+      const nodeId = new TextDecoder().decode(raw);
+      if (nodeEntryLabel(nodeId) !== label) throw new InkanError("INTEGRITY_VIOLATION", `the audit node entry ${label} in the crypto module is unreadable`);
+      nodes.add(nodeId);
+    }
+  }
+  return [...nodes].sort();
+}
+
+async function readLegacyNodeIndex(module: DataObjects): Promise<string[]> {
   const raw = await module.readDataObject(AUDIT_NODES_LABEL);
   if (raw === undefined || raw.length === 0) return [];
   try {
@@ -314,11 +339,18 @@ export async function readAuditNodeIndex(module: DataObjects): Promise<string[]>
 }
 
 /**
- * Adds `nodeId` to the module's index if it is missing. Nodes sharing a module may race here;
- * each node calls this again at every checkpoint, so a lost update is repaired by the next one.
+ * Adds `nodeId` to the module's index if it is missing: its own entry object where the module can
+ * list objects (no other node writes it: race-free, issue 21), else the shared index (a lost
+ * update there is repaired at this node's next checkpoint).
  */
 export async function ensureAuditNodeIndexed(module: DataObjects, nodeId: string): Promise<void> {
-  const nodes = await readAuditNodeIndex(module);
+  if (module.listDataObjectLabels) {
+    const label = nodeEntryLabel(nodeId);
+    const entry = await module.readDataObject(label);
+    if (entry === undefined || new TextDecoder().decode(entry) !== nodeId) await module.writeDataObject(label, new TextEncoder().encode(nodeId));
+    return;
+  }
+  const nodes = await readLegacyNodeIndex(module);
   if (nodes.includes(nodeId)) return;
   const next = [...nodes, nodeId].sort();
   await module.writeDataObject(AUDIT_NODES_LABEL, new TextEncoder().encode(JSON.stringify(next)));

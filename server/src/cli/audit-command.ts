@@ -3,9 +3,11 @@
  * break with its sequence and kind. Exit code 0 when every chain verifies, 1 when one does not
  * (or the log cannot be read), 2 for a usage error.
  *
- *   inkan audit verify [--data-dir DIR] [--node ID] [--json]
- *       the live log: the data directory's SQLite store, its embedded crypto module's audit key
- *       and the checkpoints the module keeps (truncation of the database is detected)
+ *   inkan audit verify [--data-dir DIR] [--config FILE] [--node ID] [--json]
+ *       the live log of every node (or one): the configured store (the data directory's SQLite
+ *       file, or the PostgreSQL database the nodes share: INKAN_STORE), the configured crypto
+ *       module's audit key and the checkpoints the module keeps for each node (truncation of the
+ *       database is detected)
  *   inkan audit verify --file EXPORT.jsonl --public-key KEY [--partial] [--json]
  *       an export, offline, with the audit public key (PEM SPKI or JWK JSON) obtained out of
  *       band; --partial accepts records after the last checkpoint (a to_sequence export)
@@ -19,12 +21,15 @@ import type { JWK } from "jose";
 import { readHighWaterMarks } from "../audit/checkpoint.js";
 import { verifyAuditExport, type ExportVerification } from "../audit/export.js";
 import { verifyAuditLog, type AuditVerification } from "../audit/verify.js";
-import { readEnv } from "../config/config.js";
+import { readEnv, withConfigFile, type RawConfig } from "../config/config.js";
 import { openEmbeddedCryptoModule } from "../crypto/pkcs11/softhsm-token.js";
+import { createPkcs11CryptoModule } from "../crypto/pkcs11/pkcs11-crypto-module.js";
+import type { Store } from "../store/port.js";
+import { createPostgresStore } from "../store/postgres/postgres-store.js";
 import { createSqliteStore, sqliteStoreFile } from "../store/sqlite/sqlite-store.js";
 
 const usage = `usage:
-  inkan audit verify [--data-dir DIR] [--node ID] [--json]
+  inkan audit verify [--data-dir DIR] [--config FILE] [--node ID] [--json]
   inkan audit verify --file EXPORT.jsonl --public-key KEY [--partial] [--json]`;
 
 /** Runs `inkan audit verify ...` (args after "audit"); resolves to the exit code. */
@@ -34,12 +39,13 @@ export async function auditVerifyCommand(args: string[]): Promise<number> {
     console.error(usage);
     return 2;
   }
-  let values: { "data-dir"?: string; node?: string; file?: string; "public-key"?: string; partial?: boolean; json?: boolean };
+  let values: { "data-dir"?: string; config?: string; node?: string; file?: string; "public-key"?: string; partial?: boolean; json?: boolean };
   try {
     values = parseArgs({
       args: rest,
       options: {
         "data-dir": { type: "string" },
+        config: { type: "string" },
         node: { type: "string" },
         file: { type: "string" },
         "public-key": { type: "string" },
@@ -52,26 +58,39 @@ export async function auditVerifyCommand(args: string[]): Promise<number> {
     return 2;
   }
   if (values.file !== undefined || values["public-key"] !== undefined) {
-    if (!values.file || !values["public-key"] || values.node !== undefined || values["data-dir"] !== undefined) {
+    if (!values.file || !values["public-key"] || values.node !== undefined || values["data-dir"] !== undefined || values.config !== undefined) {
       console.error(`inkan audit verify: --file needs --public-key (and takes no --data-dir or --node)\n${usage}`);
       return 2;
     }
     return verifyFile(values.file, values["public-key"], values.partial ?? false, values.json ?? false);
   }
-  return verifyDataDir(resolve(values["data-dir"] ?? readEnv().dataDir ?? ".data"), values.node, values.json ?? false);
+  const raw: RawConfig = { ...readEnv() };
+  if (values["data-dir"] !== undefined) raw.dataDir = values["data-dir"];
+  raw.dataDir = resolve(raw.dataDir ?? ".data");
+  if (values.config !== undefined) raw.configFile = values.config;
+  return verifyDataDir(withConfigFile(raw), values.node, values.json ?? false);
 }
 
-async function verifyDataDir(dataDir: string, nodeId: string | undefined, json: boolean): Promise<number> {
+/**
+ * Issue 21: the store and crypto module the settings name (INKAN_STORE, INKAN_PKCS11_*), as
+ * `inkan serve` would open them, without the serving settings (TLS files): every node's chain in
+ * a shared PostgreSQL database, with each node's checkpoint in the shared module.
+ */
+async function verifyDataDir(raw: RawConfig, nodeId: string | undefined, json: boolean): Promise<number> {
+  const dataDir = raw.dataDir ?? resolve(".data");
+  const postgres = raw.store !== undefined && /^postgres(ql)?:\/\//.test(raw.store) ? raw.store : undefined;
   const storeFile = sqliteStoreFile(dataDir);
-  if (!existsSync(storeFile)) {
+  if (!postgres && !existsSync(storeFile)) {
     console.error(`inkan audit verify: no store at ${storeFile}`);
     return 1;
   }
   let result: AuditVerification;
   try {
-    const cryptoModule = await openEmbeddedCryptoModule(dataDir);
+    const cryptoModule = raw.pkcs11Library
+      ? await createPkcs11CryptoModule({ library: raw.pkcs11Library, token: raw.pkcs11Token ?? "", ...(raw.pkcs11PinFile ? { pin: { file: raw.pkcs11PinFile } } : {}) })
+      : await openEmbeddedCryptoModule(dataDir);
     try {
-      const store = await createSqliteStore({ file: storeFile });
+      const store: Store = postgres ? await createPostgresStore({ uri: postgres, poolSize: 2 }) : await createSqliteStore({ file: storeFile });
       try {
         const marks = await readHighWaterMarks(cryptoModule, nodeId === undefined ? [] : [nodeId]);
         result = await verifyAuditLog(store, await cryptoModule.systemPublicKey("audit-signing"), marks, nodeId === undefined ? {} : { nodeId });

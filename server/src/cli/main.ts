@@ -10,8 +10,9 @@ const usage = `usage:
   inkan serve --data-dir DIR [--listen HOST:PORT] [--config FILE] [--metrics-listen HOST:PORT]
                                            serve the SAM (port 0 picks a free port); plain-HTTP
                                            /metrics, /healthz, /readyz on an internal address
-  inkan audit verify --data-dir DIR [--node ID] [--json]
-                                           verify the audit log: OK, or the first break per node
+  inkan audit verify --data-dir DIR [--config FILE] [--node ID] [--json]
+                                           verify the audit log of every node (the configured
+                                           store and module): OK, or the first break per node
   inkan audit verify --file EXPORT.jsonl --public-key KEY [--partial]
                                            verify an exported audit log offline
   inkan admin NOUN VERB [ARGS] [--json]    the privileged tasks over the admin API (signer,
@@ -58,7 +59,8 @@ export async function main(argv: string[]): Promise<number> {
 async function init(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: { "data-dir": { type: "string" }, json: { type: "boolean" } } });
   const { initDataDir } = await import("../init.js");
-  const { paths, created } = await initDataDir(values["data-dir"] ?? readEnv().dataDir ?? ".data");
+  const env = readEnv();
+  const { paths, created } = await initDataDir(values["data-dir"] ?? env.dataDir ?? ".data", { store: env.store });
   console.error(
     created.length === 0
       ? `inkan init: ${paths.dataDir} is already initialized; nothing was changed`

@@ -193,6 +193,8 @@ export interface DataObjects {
   readDataObject(label: string): Promise<Uint8Array | undefined>;
   /** Stores `value` (at most 4096 bytes) under `label`. */
   writeDataObject(label: string, value: Uint8Array): Promise<void>;
+  /** The labels starting with `prefix`, sorted (issue 21: per-node objects, found without a shared index). */
+  listDataObjectLabels?(prefix: string): Promise<string[]>;
 }
 
 /**

@@ -17,6 +17,7 @@ import { createHash, createPublicKey, timingSafeEqual } from "node:crypto";
 import canonicalize from "canonicalize";
 import type { DataObjects, KeyImport, KeyLookup, SigningKeys, SystemKeys } from "../crypto/port.js";
 import { InkanError } from "../errors.js";
+import type { CrossNodeLock } from "../store/cross-node-lock.js";
 
 export const transportKeySetLabel = "key-import-transport-keys";
 /** How long a transport key is offered and accepted. */
@@ -57,6 +58,8 @@ export interface PublishedTransportKey {
 
 export interface KeyImportTransportKeysOptions {
   crypto: TransportKeyCrypto;
+  /** Several nodes on one module: the lock that makes their updates of the key set one at a time (issue 21). */
+  lock?: CrossNodeLock | undefined;
   /** Told of each key created (the composition root logs it). */
   onKeyCreated?: (kid: string) => void;
 }
@@ -152,7 +155,9 @@ export class KeyImportTransportKeys {
   }
 
   private serialized<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.writing.catch(() => undefined).then(fn);
+    // Issue 21: nodes sharing the module update the set one at a time (each reads it again under the lock).
+    const locked = this.o.lock ? () => this.o.lock!("key-import-transport-key-set", fn) : fn;
+    const run = this.writing.catch(() => undefined).then(locked);
     this.writing = run;
     return run;
   }

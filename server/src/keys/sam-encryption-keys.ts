@@ -18,6 +18,7 @@ import { createHash, createPublicKey, timingSafeEqual } from "node:crypto";
 import canonicalize from "canonicalize";
 import type { DataObjects, EncryptionKeys, KeyLookup, RandomSource, SigningKeys, SystemKeys } from "../crypto/port.js";
 import { InkanError } from "../errors.js";
+import type { CrossNodeLock } from "../store/cross-node-lock.js";
 import { JweRefused, openParsedJwe, parseCompactJwe } from "./jwe-ecdh-es.js";
 
 /** The data object that holds the sealed key set. */
@@ -82,6 +83,8 @@ export type SamKeysCrypto = EncryptionKeys & KeyLookup & DataObjects & RandomSou
 
 export interface SamEncryptionKeysOptions {
   crypto: SamKeysCrypto;
+  /** Several nodes on one module: the lock that makes their updates of the key set one at a time (issue 21). */
+  lock?: CrossNodeLock | undefined;
   /** How long a replaced key still decrypts; default {@link defaultRetirementMs}. */
   retirementMs?: number;
   /** Told of each key created or destroyed (the composition root logs and audits it). */
@@ -221,7 +224,9 @@ export class SamEncryptionKeys {
   // ---- internals ----------------------------------------------------------------------------
 
   private serialized<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.writing.catch(() => undefined).then(fn);
+    // Issue 21: nodes sharing the module update the set one at a time (each reads it again under the lock).
+    const locked = this.o.lock ? () => this.o.lock!("sam-encryption-key-set", fn) : fn;
+    const run = this.writing.catch(() => undefined).then(locked);
     this.writing = run;
     return run;
   }

@@ -17,11 +17,13 @@ type Impl = Partial<ServiceImpl<typeof RegistrationService>>;
 export function credentialLifecycleService(lifecycle: CredentialLifecycle, clock: () => Date = () => new Date()): Impl {
   return {
     async suspendCredential(req, ctx) {
-      return { credential: credentialOut(await lifecycle.suspend({ ...acting(ctx, clock()), credentialId: req.credentialId, reason: req.reason })) };
+      const now = clock();
+      return { credential: credentialOut(await lifecycle.suspend({ ...acting(ctx, now), credentialId: req.credentialId, reason: req.reason }), now) };
     },
     async resumeCredential(req, ctx) {
       try {
-        return { credential: credentialOut(await lifecycle.resume({ ...acting(ctx, clock()), credentialId: req.credentialId, reason: req.reason })) };
+        const now = clock();
+        return { credential: credentialOut(await lifecycle.resume({ ...acting(ctx, now), credentialId: req.credentialId, reason: req.reason }), now) };
       } catch (err) {
         // registration.proto: resuming a credential that is not suspended is FAILED_PRECONDITION with REASON_INVALID_REQUEST.
         if (err instanceof InkanError && err.code === "INVALID_REQUEST" && err.field === "credential_id") {
@@ -34,14 +36,15 @@ export function credentialLifecycleService(lifecycle: CredentialLifecycle, clock
     },
     async destroyCredential(req, ctx) {
       const approvedBy = ctx.values.get(kApprovedBy); // set only when a second security officer approved (dual control)
+      const now = clock();
       const view = await lifecycle.destroy({
-        ...acting(ctx, clock()),
+        ...acting(ctx, now),
         credentialId: req.credentialId,
         publicKeyFingerprint: req.publicKeyFingerprint,
         reason: req.reason,
         ...(approvedBy ? { approver: { kind: "privileged-user", userId: approvedBy, role: "SECURITY_OFFICER" } } : {}),
       });
-      return { credential: credentialOut(view) };
+      return { credential: credentialOut(view, now) };
     },
   };
 }

@@ -57,14 +57,15 @@ export function signerService(activation: Activation, lifecycle: CredentialLifec
       return { changedAt: timestampFromDate(out.changedAt) };
     },
     async requestSuspension(req, ctx) {
+      const now = clock();
       const out = await lifecycle.requestSuspension({
         signerId: req.signerId,
         credentialId: req.credentialId,
         suspensionRequest: req.suspensionRequest,
         requestId: ctx.values.get(kRequestId),
-        now: clock(),
+        now,
       });
-      return { credentialId: out.view.credential.id, status: credentialOut(out.view).status, suspendedAt: timestampFromDate(out.suspendedAt) };
+      return { credentialId: out.view.credential.id, status: credentialOut(out.view, now).status, suspendedAt: timestampFromDate(out.suspendedAt) };
     },
   };
 }

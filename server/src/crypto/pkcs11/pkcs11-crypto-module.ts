@@ -120,6 +120,8 @@ const LABEL_USAGE = new Map(Object.entries(USAGE_LABEL).map(([u, l]) => [l, u as
 
 const DATA_APPLICATION = "inkan";
 const DATA_MAX_VALUE = 4096;
+/** The most data objects one listing returns (a node id index of many thousands of nodes is not a deployment). */
+const DATA_LIST_MAX = 10_000;
 const KEY_ID_BYTES = 16;
 const KEY_CACHE_MAX = 10_000;
 const ED25519_MAX_MESSAGE = 1024 * 1024;
@@ -651,7 +653,43 @@ export class Pkcs11CryptoModule
     }
   }
 
+  /**
+   * The labels of the data objects whose label starts with `prefix`, sorted (issue 21: each node's
+   * entries live in objects of their own, found by listing, so no node rewrites a shared object).
+   */
+  async listDataObjectLabels(prefix: string): Promise<string[]> {
+    this.#assertOpen();
+    try {
+      const labels = await this.#use((s) => {
+        const found = this.#find(s, [{ type: p.CKA_CLASS, value: p.CKO_DATA }, { type: p.CKA_APPLICATION, value: DATA_APPLICATION }], DATA_LIST_MAX);
+        const out = new Set<string>();
+        for (const handle of found) {
+          const label = this.#readIfPresent(() => this.#attributes(s, handle, [p.CKA_LABEL])[0]);
+          if (label !== undefined && label.toString("utf8").startsWith(prefix)) out.add(label.toString("utf8"));
+        }
+        return [...out].sort();
+      });
+      return labels;
+    } catch (err) {
+      throw toInkanError(err, "listing data objects");
+    }
+  }
+
   // ---- internals ----------------------------------------------------------------------------
+
+  /**
+   * Issue 21: another process sharing the token (another SAM node) may destroy an object between
+   * our find and our read or destroy of it (CKR_OBJECT_HANDLE_INVALID): that object is gone, which
+   * is what the caller wanted or may ignore; any other failure is thrown.
+   */
+  #readIfPresent<T>(fn: () => T): T | undefined {
+    try {
+      return fn();
+    } catch (err) {
+      if (hasCkr(err, "CKR_OBJECT_HANDLE_INVALID")) return undefined;
+      throw err;
+    }
+  }
 
   #assertOpen(): void {
     if (this.#closed) throw new InkanError("CRYPTO_MODULE_FAILURE", "crypto module is closed");
@@ -1071,12 +1109,14 @@ export class Pkcs11CryptoModule
       16,
     );
     return found
-      .map((handle) => {
-        const stored = this.#attributes(s, handle, [p.CKA_VALUE])[0];
+      .flatMap((handle) => {
+        const stored = this.#readIfPresent(() => this.#attributes(s, handle, [p.CKA_VALUE])[0]);
+        if (stored === undefined) return []; // removed by another node's write meanwhile
         if (stored.length < 8) throw new InkanError("INTEGRITY_VIOLATION", `data object ${label} is malformed`);
-        return { handle, sequence: stored.readBigUInt64BE(0), value: stored.subarray(8) };
+        return [{ handle, sequence: stored.readBigUInt64BE(0), value: stored.subarray(8) }];
       })
-      .sort((a, b) => (a.sequence < b.sequence ? -1 : a.sequence > b.sequence ? 1 : 0));
+      // Ties (two processes wrote the same next version) are broken by value, so every reader takes the same one.
+      .sort((a, b) => (a.sequence < b.sequence ? -1 : a.sequence > b.sequence ? 1 : Buffer.compare(a.value, b.value)));
   }
 
   async #writeData(label: string, value: Uint8Array): Promise<void> {
@@ -1098,7 +1138,7 @@ export class Pkcs11CryptoModule
         { type: p.CKA_LABEL, value: label },
         { type: p.CKA_VALUE, value: stored },
       ]);
-      for (const old of versions) this.#p11.C_DestroyObject(s, old.handle);
+      for (const old of versions) this.#readIfPresent(() => this.#p11.C_DestroyObject(s, old.handle)); // already removed by another node: fine
     });
   }
 

@@ -32,6 +32,7 @@ import { privilegedSessionService } from "./transport/privileged-session.js";
 import { privilegedUserService } from "./transport/privileged-user-service.js";
 import { Credentials } from "./registration/credentials.js";
 import { CredentialLifecycle } from "./registration/credential-lifecycle.js";
+import { SignerDevice } from "./registration/signer-device.js";
 import { ScaCredentials } from "./registration/sca-view.js";
 import { Activation } from "./registration/activation.js";
 import { Signers } from "./registration/signers.js";
@@ -213,7 +214,7 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
         ...keyImportService(transportKeys, keyImport),
         ...createCsrService(new SapCsrApproval({ transactions: sapTransactions, store, records, seals, freshness, keys: crypto, random: crypto, policies, audit: auditLog })),
       },
-      "inkan.sam.v1.SignerService": signerService(activation, lifecycle, challengeSigner),
+      "inkan.sam.v1.SignerService": signerService(activation, lifecycle, challengeSigner, undefined, new SignerDevice({ records, oneTime: store, samKeys, policies, audit: auditLog, auditRecords: store })),
       "inkan.sam.v1.SignatureActivationService": {
         ...samInfoService({ keys: samKeys, policies, version: samVersion, maxMessageBytes: config.limits.readMaxBytes, transport: config.limits, methods, challengeKey: challengeSigner }),
         ...scaCredentialsService(new ScaCredentials({ signers, credentials, policies, audit: auditLog }), policies),

@@ -1,11 +1,14 @@
 import { createServer, type Server } from "node:https";
 import type { AddressInfo } from "node:net";
-import type { TLSSocket } from "node:tls";
 import type Database from "better-sqlite3";
 import type { GatewayConfig } from "./config.js";
 import { HttpError, securityHeaders, sendError } from "./http/respond.js";
 import { Router, type Route } from "./http/router.js";
-import { placeholderPage } from "./portal/placeholder.js";
+import { portalApiRoutes } from "./portal/portal-api.js";
+import { portalAssetRoutes } from "./portal/assets.js";
+import { PortalSessions } from "./portal/sessions.js";
+import { scaRoutes } from "./requests/sca-routes.js";
+import { SigningRequests } from "./requests/signing-requests.js";
 import { createSamClients, type SamClients } from "./sam/sam-client.js";
 import { gatewayStoreFile, openGatewayDatabase } from "./store/gateway-store.js";
 
@@ -36,7 +39,9 @@ export async function startGateway(config: GatewayConfig, extra: RouteFactory[] 
   const db = openGatewayDatabase(gatewayStoreFile(config.dataDir));
   const sam = createSamClients(config);
   const ctx: GatewayContext = { config, db, sam };
-  const router = new Router().add(...baseRoutes());
+  const requests = new SigningRequests(db);
+  requests.purge();
+  const router = new Router().add(...portalAssetRoutes(), ...portalApiRoutes(ctx, requests, new PortalSessions(db)), ...scaRoutes(ctx, requests));
   for (const f of extra) router.add(...f(ctx));
 
   const server: Server = createServer(
@@ -70,28 +75,4 @@ export async function startGateway(config: GatewayConfig, extra: RouteFactory[] 
       db.close();
     },
   };
-}
-
-function baseRoutes(): Route[] {
-  return [
-    {
-      method: "GET",
-      path: "/",
-      handler: ({ res }) => {
-        res.writeHead(200, {
-          "Content-Type": "text/html; charset=utf-8",
-          "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
-        });
-        res.end(placeholderPage);
-      },
-    },
-  ];
-}
-
-/** The verified client certificate of a request, when it chains to the SCA CA; undefined otherwise. */
-export function scaCertificateOf(socket: TLSSocket): { subject: string } | undefined {
-  if (!socket.authorized) return undefined;
-  const cert = socket.getPeerCertificate();
-  if (!cert || !cert.subject) return undefined;
-  return { subject: Object.entries(cert.subject).map(([k, v]) => `${k}=${String(v)}`).join(", ") };
 }

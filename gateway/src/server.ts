@@ -52,7 +52,8 @@ export async function startGateway(config: GatewayConfig, extra: RouteFactory[] 
       const found = router.match(req.method ?? "GET", url.pathname);
       if (found === undefined) return sendError(res, new HttpError(404, "not_found", "no such resource"));
       if (found === "methodNotAllowed") return sendError(res, new HttpError(405, "invalid_request", "method not allowed"));
-      Promise.resolve(found.handler({ req, res, url, params: found.params })).catch((err: unknown) => {
+      // Async wrapper: a handler that throws synchronously is answered like one that rejects.
+      (async () => found.handler({ req, res, url, params: found.params }))().catch((err: unknown) => {
         if (res.headersSent) return void res.destroy();
         sendError(res, err instanceof HttpError ? err : new HttpError(500, "server_error", "internal error"));
         if (!(err instanceof HttpError)) console.error("inkan gateway:", err);

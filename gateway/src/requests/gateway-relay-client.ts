@@ -58,6 +58,29 @@ export class GatewayRelay {
     }
   }
 
+  /**
+   * For an SCA whose own code calls Authorize (e.g. through a callback that must return an
+   * R.SAD): posts the challenge, calls `onRequestUrl`, and resolves with the signer's R.SAD. Then
+   * report `progress` as the signatures arrive (the first report also says the SAM accepted it),
+   * or `refused` when Authorize failed.
+   */
+  async rSadFor(challenge: SigningTransaction["challenge"], onRequestUrl: (url: string, requestId: string) => void | Promise<void>): Promise<{ requestId: string; rSad: string }> {
+    const { requestId, requestUrl } = await this.post({ challenge });
+    await onRequestUrl(requestUrl, requestId);
+    for (;;) {
+      const update = await this.next(requestId);
+      if (update.state === "pending") continue;
+      if (!update.rSad) throw new SignerDidNotApprove(update.state);
+      return { requestId, rSad: update.rSad };
+    }
+  }
+
+  /** Tells the gateway (and so the signer's page) that the SAM refused the R.SAD: `err` as Authorize threw it. */
+  async refused(requestId: string, err: unknown): Promise<void> {
+    const reason = err instanceof InkanError ? `REASON_${Reason[err.reason]}` : "REASON_UNSPECIFIED";
+    await this.call("POST", `/api/sca/requests/${requestId}/outcome`, { authorized: false, reason });
+  }
+
   /** Tells the signer's page how far the signing got. */
   async progress(requestId: string, signed: number): Promise<void> {
     await this.call("POST", `/api/sca/requests/${requestId}/progress`, { signed });

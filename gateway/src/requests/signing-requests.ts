@@ -106,9 +106,18 @@ export class SigningRequests {
     return this.#transitionAndNotify(id, ["submitted"], outcome.retry ? "pending" : "failed", { refusal: outcome.reason });
   }
 
+  /**
+   * The SCA's signing progress. The first report on a submitted request also says the SAM accepted
+   * the R.SAD (an SCA that signs has been authorized), so an SCA may skip the outcome call.
+   */
   progress(id: string, signed: number): boolean {
-    const done = this.#db.prepare("UPDATE requests SET signed = ?, version = version + 1, updated_at = ? WHERE id = ? AND state = 'authorized' AND signed < ?").run(signed, this.clock(), id, signed).changes === 1;
-    if (done) this.#changed(id);
+    const done = this.#db
+      .prepare("UPDATE requests SET state = 'authorized', refusal = NULL, signed = ?, version = version + 1, updated_at = ? WHERE id = ? AND state IN ('submitted', 'authorized') AND signed < ?")
+      .run(signed, this.clock(), id, signed).changes === 1;
+    if (done) {
+      this.#rSads.delete(id);
+      this.#changed(id);
+    }
     return done;
   }
 

@@ -78,14 +78,19 @@ describe("SCA side of the relay (issue 15)", () => {
     expect((await httpsRequest(`${gateway.url}/api/sca/requests/${requestId}`, { ca, ...other })).status).toBe(404);
     expect((await httpsRequest(`${gateway.url}/api/sca/requests/${requestId}/outcome`, { ca, ...other, json: { authorized: true } })).status).toBe(404);
     expect((await httpsRequest(`${gateway.url}/api/sca/requests/${requestId}`, { ca, ...other, method: "DELETE" })).status).toBe(404);
+    expect((await httpsRequest(`${gateway.url}/api/sca/requests/${requestId}/qr.svg`, { ca, ...other })).status).toBe(404);
     expect(JSON.parse((await httpsRequest(`${gateway.url}/api/sca/requests/${requestId}`, sca())).body)).toEqual({ state: "pending" });
   });
 
-  it("the request URL carries a 256-bit id in the fragment", async () => {
+  it("the request URL carries a 256-bit id in the fragment, and comes as a QR code for a signer on another device", async () => {
     const s = await activeSignerWithCredential(t, operator);
     const { requestId, requestUrl } = await pendingRequest(s);
     expect(requestId).toMatch(/^[A-Za-z0-9_-]{43}$/);
     expect(requestUrl).toMatch(new RegExp(`/#request=${requestId}$`));
+    const qr = await httpsRequest(`${gateway.url}/api/sca/requests/${requestId}/qr.svg`, sca());
+    expect(qr.status).toBe(200);
+    expect(qr.headers["content-type"]).toBe("image/svg+xml");
+    expect(qr.body).toMatch(/^<svg/);
   });
 });
 

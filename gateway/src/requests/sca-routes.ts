@@ -7,12 +7,14 @@
  *   GET    /api/sca/requests/:id?wait=SECONDS                    -> {state, rSad?}  (long poll, at most 25 s)
  *   POST   /api/sca/requests/:id/outcome     {authorized, reason?}
  *   POST   /api/sca/requests/:id/progress    {signed}
+ *   GET    /api/sca/requests/:id/qr.svg                          the request URL as a QR code (SVG), for a signer on another device
  *   DELETE /api/sca/requests/:id                                 (the SCA cancelled its transaction)
  */
 import type { IncomingMessage } from "node:http";
 import type { TLSSocket } from "node:tls";
 import { fromJson, toJsonString } from "@bufbuild/protobuf";
 import { SadChallengeRefused, verifySadChallenge, type SamSigningKey } from "@inkan/sdk";
+import { renderSVG } from "uqr";
 import { SadChallengeSchema } from "@inkan/sdk/gen/inkan/sam/v1/sam_pb.js";
 import { HttpError, readJson, sendJson } from "../http/respond.js";
 import type { Route } from "../http/router.js";
@@ -37,6 +39,11 @@ export function scaOf(req: IncomingMessage): ScaIdentity {
   if (!cert || !cert.fingerprint256) throw new HttpError(401, "unauthorized_client", "an SCA client certificate issued by the SCA CA is required");
   const subject = Object.entries(cert.subject ?? {}).map(([k, v]) => `${k}=${String(v)}`).join(", ");
   return { subject, fingerprint: cert.fingerprint256 };
+}
+
+/** The portal URL of a request, on the host the SCA reached the gateway by. The id goes in the fragment: browsers never send it to a server or in a Referer. */
+function requestUrl(req: IncomingMessage, id: string): string {
+  return `https://${req.headers.host ?? "localhost"}/#request=${id}`;
 }
 
 export function scaRoutes(ctx: GatewayContext, requests: SigningRequests): Route[] {
@@ -84,9 +91,7 @@ export function scaRoutes(ctx: GatewayContext, requests: SigningRequests): Route
           challengeJson: toJsonString(SadChallengeSchema, challenge),
           expiresAt,
         });
-        const base = `https://${req.headers.host ?? "localhost"}`;
-        // The id goes in the fragment: browsers never send it to a server or in a Referer.
-        sendJson(res, 201, { requestId: r.id, requestUrl: `${base}/#request=${r.id}`, expiresAt: new Date(expiresAt).toISOString() });
+        sendJson(res, 201, { requestId: r.id, requestUrl: requestUrl(req, r.id), expiresAt: new Date(expiresAt).toISOString() });
       },
     },
     {
@@ -129,6 +134,15 @@ export function scaRoutes(ctx: GatewayContext, requests: SigningRequests): Route
         if (typeof signed !== "number" || !Number.isInteger(signed) || signed < 0) throw new HttpError(400, "invalid_request", "signed must be a count");
         requests.progress(r.id, signed);
         res.writeHead(204).end();
+      },
+    },
+    {
+      method: "GET",
+      path: "/api/sca/requests/:id/qr.svg",
+      handler({ req, res, params }) {
+        const r = own(req, params.id!);
+        const svg = renderSVG(requestUrl(req, r.id), { border: 2 });
+        res.writeHead(200, { "Content-Type": "image/svg+xml", "Content-Length": Buffer.byteLength(svg) }).end(svg);
       },
     },
     {

@@ -28,7 +28,8 @@ const pin = "135792468";
 // Page functions reach the page's document as (globalThis as any).document: the test is type-checked
 // without the DOM library, and the page's CSP forbids evaluating strings.
 
-describe.skipIf(!chromiumPath)("signer portal in Chromium (issue 15)", () => {
+// Generous per-test time: a browser, the SAM and SoftHSM2 share a busy 2-core machine with other test files.
+describe.skipIf(!chromiumPath)("signer portal in Chromium (issue 15)", { timeout: 120_000 }, () => {
   let t: TestServer;
   let operator: PrivilegedPerson;
   let gateway: Gateway;

@@ -32,7 +32,7 @@ async function pdfWithText(text: string): Promise<Uint8Array> {
   return doc.save();
 }
 
-describe.skipIf(missing.length > 0)("a folder of PDFs signed through the gateway (issue 15)", () => {
+describe.skipIf(missing.length > 0)("a folder of PDFs signed through the gateway (issue 15)", { timeout: 120_000 }, () => {
   let t: TestServer;
   let gateway: Gateway;
   let browser: Browser;
@@ -106,5 +106,5 @@ describe.skipIf(missing.length > 0)("a folder of PDFs signed through the gateway
     for (const f of readdirSync(outDir)) {
       expect(execFileSync("pdfsig", ["-nssdir", `sql:${work}`, join(outDir, f)], { encoding: "utf8" })).toContain("Signature Validation: Signature is Valid.");
     }
-  }, 90_000);
+  });
 });

@@ -36,7 +36,15 @@ export function parseListen(value: string): { host: string; port: number } {
 }
 
 /** The configuration for a data directory initialized by `inkan init`, with its development PKI. */
-export function gatewayConfig(options: { dataDir: string; listen?: string; samUrl?: string; waitTimeoutMs?: number }): GatewayConfig {
+export function gatewayConfig(options: {
+  dataDir: string;
+  listen?: string | undefined;
+  samUrl?: string | undefined;
+  /** The gateway's client certificate and key toward the SAM (PEM files); default pki/sca.crt and pki/sca.key. */
+  clientCertFile?: string | undefined;
+  clientKeyFile?: string | undefined;
+  waitTimeoutMs?: number;
+}): GatewayConfig {
   const dataDir = resolve(options.dataDir);
   const pki = (name: string) => {
     try {
@@ -45,6 +53,14 @@ export function gatewayConfig(options: { dataDir: string; listen?: string; samUr
       throw new GatewayConfigError(`${join(dataDir, "pki", name)} is missing: run \`inkan init --data-dir ${dataDir}\` first`);
     }
   };
+  const file = (path: string) => {
+    try {
+      return readFileSync(path, "utf8");
+    } catch {
+      throw new GatewayConfigError(`${path} cannot be read`);
+    }
+  };
+  if (Boolean(options.clientCertFile) !== Boolean(options.clientKeyFile)) throw new GatewayConfigError("client-cert and client-key go together");
   const samUrl = options.samUrl ?? "https://127.0.0.1:8443";
   if (!/^https:\/\//.test(samUrl)) throw new GatewayConfigError(`sam: "${samUrl}" is not an https:// URL`);
   return {
@@ -56,8 +72,8 @@ export function gatewayConfig(options: { dataDir: string; listen?: string; samUr
       serverKey: pki("server.key"),
       samCa: pki("ca.crt"),
       scaCa: pki("sca-ca.crt"),
-      clientCert: pki("sca.crt"),
-      clientKey: pki("sca.key"),
+      clientCert: options.clientCertFile ? file(options.clientCertFile) : pki("sca.crt"),
+      clientKey: options.clientKeyFile ? file(options.clientKeyFile) : pki("sca.key"),
     },
     waitTimeoutMs: options.waitTimeoutMs ?? 25_000,
   };

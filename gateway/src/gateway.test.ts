@@ -39,6 +39,14 @@ describe("gateway scaffold (issue 15)", () => {
     expect(info.samId).not.toBe("");
   });
 
+  it("takes its client certificate toward the SAM from --client-cert/--client-key, both or neither", () => {
+    const p = sam.pki.paths;
+    expect(() => gatewayConfig({ dataDir: sam.dataDir, clientCertFile: p.adminCert })).toThrow(/go together/);
+    const c = gatewayConfig({ dataDir: sam.dataDir, clientCertFile: p.adminCert, clientKeyFile: p.adminKey });
+    expect(c.tls.clientCert).toBe(readFileSync(p.adminCert, "utf8"));
+    expect(gatewayConfig({ dataDir: sam.dataDir }).tls.clientCert).toBe(readFileSync(p.scaCert, "utf8"));
+  });
+
   it("keeps its own migrated SQLite store in the data directory", () => {
     const tables = gateway.db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as { name: string }[];
     expect(tables.map((t) => t.name)).toContain("requests");
@@ -49,7 +57,7 @@ describe("inkan gateway (issue 15)", () => {
   it("prints `listening on https://HOST:PORT` once it accepts requests", async () => {
     const { spawn } = await import("node:child_process");
     const sam = await startTestServer();
-    const child = spawn(process.execPath, ["server/bin/inkan.js", "gateway", "--data-dir", sam.dataDir, "--listen", "127.0.0.1:0", "--sam", sam.server.url], { stdio: ["ignore", "pipe", "inherit"] });
+    const child = spawn(process.execPath, ["server/bin/inkan.js", "gateway", "--data-dir", sam.dataDir, "--listen", "127.0.0.1:0", "--sam", sam.server.url, "--client-cert", sam.pki.paths.scaCert, "--client-key", sam.pki.paths.scaKey], { stdio: ["ignore", "pipe", "inherit"] });
     try {
       const url = await new Promise<string>((done, fail) => {
         let out = "";

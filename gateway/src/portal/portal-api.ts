@@ -81,6 +81,7 @@ export function portalApiRoutes(ctx: GatewayContext, requests: SigningRequests, 
     transactionId: r.transactionId,
     expiresAt: new Date(r.expiresAt).toISOString(),
     refusal: r.refusal,
+    refusals: r.refusals,
     signed: r.signed,
     challenge: JSON.parse(r.challengeJson) as JsonValue,
   });

@@ -215,16 +215,21 @@ describe.skipIf(!chromiumPath)("signer portal in Chromium (issue 15)", { timeout
       await page.waitForFunction((v) => (globalThis as any).document.body.dataset.requestState === "refused" && (globalThis as any).document.body.dataset.version !== v, before);
       expect(await page.textContent("#request-outcome"), `attempt ${i}`).toContain("Wrong PIN");
     };
-    // The policy allows 3 attempts per transaction and locks the signer at 5 failures: two transactions.
+    // The policy allows 3 attempts per transaction (GetInfo limits) and locks the signer at 5 failures: two transactions.
     const first = urlFrom();
     const tx1 = await inkan.beginTransaction({ signerId: carol.signerId, credentialId: carol.credentialId, hashes: hashes(1, "lock 1"), description: "Lockout 1" });
-    let firstId = "";
-    const firstOutcome = relay.authorize(tx1, (u, id) => ((firstId = id), first.onUrl(u))).then(() => "authorized", (e: unknown) => e);
+    const firstOutcome = relay.authorize(tx1, first.onUrl).then(() => "authorized", (e: unknown) => e);
     await openRequest(page, await first.url);
-    for (let i = 1; i <= 3; i++) await wrongPin(i);
+    for (let i = 1; i <= 2; i++) await wrongPin(i);
     await screenshot(page, "6-wrong-pin");
-    await relay.cancel(firstId);
-    expect(await firstOutcome).toBeInstanceOf(SignerDidNotApprove);
+    // The third wrong PIN spends the transaction's attempts: the page says so instead of asking again.
+    await approveWith(page, "000003x");
+    await page.waitForSelector("body[data-request-state=failed]");
+    expect(await page.textContent("#request-outcome")).toContain("Too many wrong PINs for this request");
+    expect(await page.isHidden("#approve-form")).toBe(true);
+    const firstErr = await firstOutcome;
+    expect(firstErr).toBeInstanceOf(InkanError);
+    expect((firstErr as InkanError).reason).toBe(Reason.AUTHENTICATION_FAILED);
 
     const second = urlFrom();
     const tx2 = await inkan.beginTransaction({ signerId: carol.signerId, credentialId: carol.credentialId, hashes: hashes(1, "lock 2"), description: "Lockout 2" });

@@ -41,16 +41,22 @@ export class GatewayRelay {
   async authorize(tx: SigningTransaction, onRequestUrl: (url: string, requestId: string) => void | Promise<void>): Promise<string> {
     const { requestId, requestUrl } = await this.post(tx);
     await onRequestUrl(requestUrl, requestId);
+    let refused: unknown;
     for (;;) {
       const update = await this.next(requestId);
       if (update.state === "pending") continue;
+      // The SAM's last refusal ended it (the transaction's attempts are spent): that refusal is the answer.
+      if (update.state === "failed" && refused) throw refused;
       if (update.state !== "authorized" && !update.rSad) throw new SignerDidNotApprove(update.state);
       try {
         await tx.authorize(update.rSad!);
       } catch (err) {
         const reason = err instanceof InkanError ? `REASON_${Reason[err.reason]}` : "REASON_UNSPECIFIED";
         await this.call("POST", `/api/sca/requests/${requestId}/outcome`, { authorized: false, reason });
-        if (reason === "REASON_AUTHENTICATION_FAILED") continue; // the signer may enter the PIN again
+        if (reason === "REASON_AUTHENTICATION_FAILED") {
+          refused = err;
+          continue; // the signer may enter the PIN again, while the transaction has attempts left
+        }
         throw err;
       }
       await this.call("POST", `/api/sca/requests/${requestId}/outcome`, { authorized: true });

@@ -47,8 +47,15 @@ function requestUrl(req: IncomingMessage, id: string): string {
 }
 
 export function scaRoutes(ctx: GatewayContext, requests: SigningRequests): Route[] {
-  let challengeKey: SamSigningKey | undefined;
-  const trustedKey = async () => (challengeKey ??= (await atSam(() => ctx.sam.inkan.getInfo())).challengeSigningKey);
+  let info: { challengeSigningKey: SamSigningKey | undefined; maxAuthorizeAttempts: number | undefined } | undefined;
+  const samInfo = async () => {
+    if (!info) {
+      const i = await atSam(() => ctx.sam.inkan.getInfo());
+      info = { challengeSigningKey: i.challengeSigningKey, maxAuthorizeAttempts: i.limits?.maxAuthorizeAttempts || undefined };
+    }
+    return info;
+  };
+  const trustedKey = async () => (await samInfo()).challengeSigningKey;
 
   /** The request, only to the SCA that posted it (another SCA gets 404, as for an unknown id). */
   const own = (req: IncomingMessage, id: string): SigningRequest => {
@@ -119,7 +126,10 @@ export function scaRoutes(ctx: GatewayContext, requests: SigningRequests): Route
         const body = await readJson(req, 4096);
         if (typeof body.authorized !== "boolean") throw new HttpError(400, "invalid_request", "authorized must be true or false");
         const reason = typeof body.reason === "string" ? body.reason.slice(0, 64) : "REASON_UNSPECIFIED";
-        const ok = body.authorized ? requests.report(r.id, { authorized: true }) : requests.report(r.id, { authorized: false, reason, retry: retryable.has(reason) });
+        const max = (await samInfo()).maxAuthorizeAttempts;
+        const ok = body.authorized
+          ? requests.report(r.id, { authorized: true })
+          : requests.report(r.id, { authorized: false, reason, retry: retryable.has(reason), ...(max ? { maxRefusals: max } : {}) });
         if (!ok) throw new HttpError(409, "invalid_request", "the request is not waiting for an outcome");
         res.writeHead(204).end();
       },

@@ -63,6 +63,14 @@ describe("signing requests (issue 15)", () => {
     other.report(r2.id, { authorized: false, reason: "REASON_CREDENTIAL_LOCKED", retry: false });
     expect(other.get(r2.id)).toMatchObject({ state: "failed", refusal: "REASON_CREDENTIAL_LOCKED" });
     expect(other.submit(r2.id, "y")).toBe(false);
+
+    // The SAM allows max_authorize_attempts refused R.SADs per transaction: the last one ends the request.
+    const { requests: third, r: r3 } = setup();
+    for (let i = 1; i <= 3; i++) {
+      third.submit(r3.id, `try ${i}`);
+      third.report(r3.id, { authorized: false, reason: "REASON_AUTHENTICATION_FAILED", retry: true, maxRefusals: 3 });
+      expect(third.get(r3.id)).toMatchObject({ state: i < 3 ? "pending" : "failed", refusals: i });
+    }
   });
 
   it("a long poll wakes on a change and returns at its timeout otherwise", async () => {

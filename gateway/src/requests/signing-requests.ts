@@ -24,17 +24,18 @@ export interface SigningRequest {
   state: RequestState;
   version: number;
   refusal: string | null;
+  refusals: number;
   signed: number;
 }
 
 interface Row {
   id: string; signer_id: string; credential_id: string; sca: string; sca_fingerprint: string; transaction_id: string;
-  challenge_json: string; expires_at: number; created_at: number; state: RequestState; version: number; refusal: string | null; signed: number;
+  challenge_json: string; expires_at: number; created_at: number; state: RequestState; version: number; refusal: string | null; refusals: number; signed: number;
 }
 
 const fromRow = (r: Row): SigningRequest => ({
   id: r.id, signerId: r.signer_id, credentialId: r.credential_id, sca: r.sca, scaFingerprint: r.sca_fingerprint, transactionId: r.transaction_id,
-  challengeJson: r.challenge_json, expiresAt: r.expires_at, createdAt: r.created_at, state: r.state, version: r.version, refusal: r.refusal, signed: r.signed,
+  challengeJson: r.challenge_json, expiresAt: r.expires_at, createdAt: r.created_at, state: r.state, version: r.version, refusal: r.refusal, refusals: r.refusals, signed: r.signed,
 });
 
 /** What the SCA's long poll returns. */
@@ -56,7 +57,7 @@ export class SigningRequests {
     db.prepare("UPDATE requests SET state = 'pending', version = version + 1, updated_at = ? WHERE state = 'submitted'").run(this.clock());
   }
 
-  create(input: Omit<SigningRequest, "id" | "createdAt" | "state" | "version" | "refusal" | "signed">): SigningRequest {
+  create(input: Omit<SigningRequest, "id" | "createdAt" | "state" | "version" | "refusal" | "refusals" | "signed">): SigningRequest {
     const id = randomBytes(32).toString("base64url");
     const now = this.clock();
     this.#db.prepare(`INSERT INTO requests (id, signer_id, credential_id, sca, sca_fingerprint, transaction_id, challenge_json, expires_at, created_at, state, version, updated_at)
@@ -100,10 +101,13 @@ export class SigningRequests {
    * answer again (a wrong PIN) puts the request back to pending with the reason; any other refusal
    * ends it.
    */
-  report(id: string, outcome: { authorized: true } | { authorized: false; reason: string; retry: boolean }): boolean {
+  report(id: string, outcome: { authorized: true } | { authorized: false; reason: string; retry: boolean; maxRefusals?: number }): boolean {
     this.#rSads.delete(id);
     if (outcome.authorized) return this.#transitionAndNotify(id, ["submitted"], "authorized");
-    return this.#transitionAndNotify(id, ["submitted"], outcome.retry ? "pending" : "failed", { refusal: outcome.reason });
+    const r = this.get(id);
+    // The SAM fails a transaction after max_authorize_attempts refusals: then the signer cannot try again.
+    const spent = outcome.maxRefusals !== undefined && (r?.refusals ?? 0) + 1 >= outcome.maxRefusals;
+    return this.#transitionAndNotify(id, ["submitted"], outcome.retry && !spent ? "pending" : "failed", { refusal: outcome.reason, countRefusal: true });
   }
 
   /**
@@ -157,15 +161,15 @@ export class SigningRequests {
     return this.#db.prepare("DELETE FROM requests WHERE expires_at < ?").run(this.clock() - 86_400_000).changes;
   }
 
-  #transitionAndNotify(id: string, from: readonly RequestState[], to: RequestState, set: { refusal?: string | null } = {}): boolean {
+  #transitionAndNotify(id: string, from: readonly RequestState[], to: RequestState, set: { refusal?: string | null; countRefusal?: boolean } = {}): boolean {
     const ok = this.#transition(id, from, to, set);
     if (ok) this.#changed(id);
     return ok;
   }
 
-  #transition(id: string, from: readonly RequestState[], to: RequestState, set: { refusal?: string | null }): boolean {
+  #transition(id: string, from: readonly RequestState[], to: RequestState, set: { refusal?: string | null; countRefusal?: boolean }): boolean {
     const refusal = "refusal" in set ? set.refusal ?? null : undefined;
-    const sql = `UPDATE requests SET state = ?, version = version + 1, updated_at = ?${refusal !== undefined ? ", refusal = ?" : ""}
+    const sql = `UPDATE requests SET state = ?, version = version + 1, updated_at = ?${refusal !== undefined ? ", refusal = ?" : ""}${set.countRefusal ? ", refusals = refusals + 1" : ""}
       WHERE id = ? AND state IN (${from.map(() => "?").join(", ")}) AND expires_at > ?`;
     const args: unknown[] = [to, this.clock(), ...(refusal !== undefined ? [refusal] : []), id, ...from, this.clock()];
     return this.#db.prepare(sql).run(...args).changes === 1;

@@ -23,6 +23,7 @@ export const migrations: { version: number; sql: string }[] = [
         state TEXT NOT NULL CHECK (state IN ('pending', 'submitted', 'authorized', 'declined', 'failed', 'cancelled')),
         version INTEGER NOT NULL,         -- bumped on every change, for the long polls
         refusal TEXT,                     -- the SAM's reason for the last refused R.SAD (e.g. a wrong PIN)
+        refusals INTEGER NOT NULL DEFAULT 0, -- refused R.SADs so far (the SAM allows max_authorize_attempts)
         signed INTEGER NOT NULL DEFAULT 0,
         updated_at INTEGER NOT NULL
       ) STRICT;

@@ -61,6 +61,7 @@ const text = {
   allSigned: ["すべての文書に署名しました。", "Every document is signed."],
   wrongPin: ["PINが違うか、承認を確認できませんでした。もう一度入力してください。", "Wrong PIN, or the approval could not be verified. Enter it again."],
   locked: ["失敗が多すぎるため署名鍵がロックされました。登録担当者に連絡してください。", "Too many failed attempts: the credential is locked. Contact your registration officer."],
+  attemptsSpent: ["この依頼ではPINの入力回数の上限に達しました。依頼元アプリにもう一度依頼してもらってください。", "Too many wrong PINs for this request: ask the requesting app to send it again."],
   failed: ["署名サービスが承認を受け付けませんでした（{r}）。", "The signing service refused the approval ({r})."],
   declined: ["拒否しました。依頼元アプリに通知しました。", "Declined. The requesting app has been told."],
   cancelled: ["依頼元アプリがこの依頼を取り消しました。", "The requesting app cancelled this request."],

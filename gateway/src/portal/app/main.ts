@@ -243,7 +243,7 @@ function render(r: RequestView, c: SadChallenge): void {
   } else if (r.state === "pending" && r.refusal) {
     outcome.textContent = r.refusal === "REASON_CREDENTIAL_LOCKED" ? t("locked") : t("wrongPin");
   } else if (r.state === "failed") {
-    outcome.textContent = r.refusal === "REASON_CREDENTIAL_LOCKED" ? t("locked") : t("failed", { r: r.refusal ?? "" });
+    outcome.textContent = r.refusal === "REASON_CREDENTIAL_LOCKED" ? t("locked") : r.refusal === "REASON_AUTHENTICATION_FAILED" ? t("attemptsSpent") : t("failed", { r: r.refusal ?? "" });
   } else if (r.state === "submitted") {
     outcome.textContent = t("waitingSca");
   } else if (r.state === "declined" || r.state === "cancelled" || r.state === "expired") {

@@ -1,5 +1,6 @@
 import { Code, createClient } from "@connectrpc/connect";
 import { buildRSadFor, createDeviceKey, createInkanClient, Reason, signDeviceJws, type DeviceKey } from "@inkan/sdk";
+import { RegistrationService } from "@inkan/sdk/gen/inkan/admin/v1/registration_pb.js";
 import { PrivilegedRole } from "@inkan/sdk/gen/inkan/admin/v1/types_pb.js";
 import { ChallengePurpose, SignerService } from "@inkan/sdk/gen/inkan/sam/v1/signer_pb.js";
 import { CredentialStatus } from "@inkan/sdk/gen/inkan/sam/v1/types_pb.js";
@@ -87,5 +88,19 @@ describe("ListAuthorizations (issue 15: the signer sees what was authorized in t
     const b = await activeSigner(t, operator);
     const req = await proof(a.signerId, b.deviceKey, ChallengePurpose.AUTHORIZATION_HISTORY, authorizationHistoryTyp);
     expect(await refusalOf(frontEnd().listAuthorizations({ signerId: a.signerId, historyRequest: req }))).toMatchObject({ code: Code.PermissionDenied, reason: Reason.AUTHENTICATION_FAILED });
+  });
+});
+
+describe("a disabled signer's device (issue 15)", () => {
+  it("SIGNER_INACTIVE for AuthenticateDevice and ListAuthorizations; a history request works once", async () => {
+    const s = await activeSigner(t, operator);
+    const history = await proof(s.signerId, s.deviceKey, ChallengePurpose.AUTHORIZATION_HISTORY, authorizationHistoryTyp);
+    await frontEnd().listAuthorizations({ signerId: s.signerId, historyRequest: history });
+    expect(await refusalOf(frontEnd().listAuthorizations({ signerId: s.signerId, historyRequest: history }))).toMatchObject({ code: Code.Unauthenticated, reason: Reason.NONCE_REPLAYED });
+    await createClient(RegistrationService, t.as(operator)).disableSigner({ signerId: s.signerId, reason: "left the company" });
+    expect(await refusalOf(frontEnd().authenticateDevice({ signerId: s.signerId, deviceProof: await proof(s.signerId, s.deviceKey) })))
+      .toMatchObject({ code: Code.FailedPrecondition, reason: Reason.SIGNER_INACTIVE });
+    const later = await proof(s.signerId, s.deviceKey, ChallengePurpose.AUTHORIZATION_HISTORY, authorizationHistoryTyp);
+    expect(await refusalOf(frontEnd().listAuthorizations({ signerId: s.signerId, historyRequest: later }))).toMatchObject({ code: Code.FailedPrecondition, reason: Reason.SIGNER_INACTIVE });
   });
 });

@@ -81,10 +81,13 @@ export class GatewayRelay {
     }
   }
 
-  /** Tells the gateway (and so the signer's page) that the SAM refused the R.SAD: `err` as Authorize threw it. */
+  /**
+   * Tells the gateway (and so the signer's page) that the SAM refused the R.SAD (`err` as
+   * Authorize threw it) and that this SCA gives up: the request ends, even after a wrong PIN.
+   */
   async refused(requestId: string, err: unknown): Promise<void> {
     const reason = err instanceof InkanError ? `REASON_${Reason[err.reason]}` : "REASON_UNSPECIFIED";
-    await this.call("POST", `/api/sca/requests/${requestId}/outcome`, { authorized: false, reason });
+    await this.call("POST", `/api/sca/requests/${requestId}/outcome`, { authorized: false, reason, final: true });
   }
 
   /** Tells the signer's page how far the signing got. */

@@ -135,3 +135,16 @@ describe("portal side of the relay (issue 15)", () => {
     expect(suspension.status).toBe(403);
   });
 });
+
+describe("an SCA that gives up (issue 15)", () => {
+  it("a final refusal ends the request even after a wrong PIN: the signer is not asked again for nobody", async () => {
+    const a = await activeSignerWithCredential(t, operator);
+    const { requestId } = await pendingRequest(a);
+    const asA = { ca, headers: { authorization: `Bearer ${await sessionOf(a.signerId, a.deviceKey)}` } };
+    expect((await httpsRequest(`${gateway.url}/api/portal/requests/${requestId}/approve`, { ...asA, json: { rSad: "a.b.c.d.e" } })).status).toBe(202);
+    expect(JSON.parse((await httpsRequest(`${gateway.url}/api/sca/requests/${requestId}`, sca())).body)).toEqual({ state: "approved", rSad: "a.b.c.d.e" });
+    const outcome = { authorized: false, reason: "REASON_AUTHENTICATION_FAILED", final: true };
+    expect((await httpsRequest(`${gateway.url}/api/sca/requests/${requestId}/outcome`, { ...sca(), json: outcome })).status).toBe(204);
+    expect(JSON.parse((await httpsRequest(`${gateway.url}/api/portal/requests/${requestId}`, asA)).body)).toMatchObject({ state: "failed", refusal: "REASON_AUTHENTICATION_FAILED" });
+  });
+});

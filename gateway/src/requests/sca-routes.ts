@@ -5,7 +5,7 @@
  *
  *   POST   /api/sca/requests                 {challenge}        -> 201 {requestId, requestUrl, expiresAt}
  *   GET    /api/sca/requests/:id?wait=SECONDS                    -> {state, rSad?}  (long poll, at most 25 s)
- *   POST   /api/sca/requests/:id/outcome     {authorized, reason?}
+ *   POST   /api/sca/requests/:id/outcome     {authorized, reason?, final?}
  *   POST   /api/sca/requests/:id/progress    {signed}
  *   GET    /api/sca/requests/:id/qr.svg                          the request URL as a QR code (SVG), for a signer on another device
  *   DELETE /api/sca/requests/:id                                 (the SCA cancelled its transaction)
@@ -129,7 +129,7 @@ export function scaRoutes(ctx: GatewayContext, requests: SigningRequests): Route
         const max = (await samInfo()).maxAuthorizeAttempts;
         const ok = body.authorized
           ? requests.report(r.id, { authorized: true })
-          : requests.report(r.id, { authorized: false, reason, retry: retryable.has(reason), ...(max ? { maxRefusals: max } : {}) });
+          : requests.report(r.id, { authorized: false, reason, retry: retryable.has(reason) && body.final !== true, ...(max ? { maxRefusals: max } : {}) });
         if (!ok) throw new HttpError(409, "invalid_request", "the request is not waiting for an outcome");
         res.writeHead(204).end();
       },

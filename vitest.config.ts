@@ -10,7 +10,7 @@ export default defineConfig({
   resolve: { conditions: ["@inkan/source"] },
   ssr: { resolve: { conditions: ["@inkan/source"] } },
   test: {
-    include: ["{sdk,server,conformance}/src/**/*.test.ts"],
+    include: ["{sdk,server,conformance,gateway}/src/**/*.test.ts"],
     testTimeout: 30_000,
     hookTimeout: 60_000,
     setupFiles: ["server/src/testing/error-contract.setup.ts"],

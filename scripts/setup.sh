@@ -33,6 +33,17 @@ if ! command -v softhsm2-util >/dev/null 2>&1 || [ ! -e /usr/lib/softhsm/libsoft
   fi
 fi
 
+# Chromium (Debian's package) drives the signer portal's browser tests (gateway/); without it they skip and say so.
+if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    say "installing chromium with apt-get (the signer portal's browser tests)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    say "Chromium is missing: the signer portal's browser tests will skip (sudo apt-get install -y chromium)"
+  fi
+fi
+
 # PostgreSQL: the tests of the multi-node store start their own cluster with its initdb and pg_ctl
 # (a system cluster the package may start is not used). Without it those tests skip and say so.
 if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then

@@ -35,6 +35,7 @@ import { privilegedSessionService } from "./transport/privileged-session.js";
 import { privilegedUserService } from "./transport/privileged-user-service.js";
 import { Credentials } from "./registration/credentials.js";
 import { CredentialLifecycle } from "./registration/credential-lifecycle.js";
+import { SignerDevice } from "./registration/signer-device.js";
 import { ScaCredentials } from "./registration/sca-view.js";
 import { Activation } from "./registration/activation.js";
 import { Signers } from "./registration/signers.js";
@@ -265,7 +266,7 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
         ...keyImportService(transportKeys, keyImport, now),
         ...createCsrService(new SapCsrApproval({ transactions: sapTransactions, store, records, seals, freshness, keys: crypto, random: crypto, policies, audit: auditLog })),
       },
-      "inkan.sam.v1.SignerService": signerService(activation, lifecycle, challengeSigner, now),
+      "inkan.sam.v1.SignerService": signerService(activation, lifecycle, challengeSigner, now, new SignerDevice({ records, oneTime: store, samKeys, policies, audit: auditLog, auditRecords: store })),
       "inkan.sam.v1.SignatureActivationService": {
         ...samInfoService({ keys: samKeys, policies, version: samVersion, maxMessageBytes: config.limits.readMaxBytes, transport: config.limits, methods, challengeKey: challengeSigner, clock: now }),
         ...scaCredentialsService(new ScaCredentials({ signers, credentials, policies, audit: auditLog }), policies, now),

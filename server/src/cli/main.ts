@@ -15,6 +15,8 @@ const usage = `usage:
                                            store and module): OK, or the first break per node
   inkan audit verify --file EXPORT.jsonl --public-key KEY [--partial]
                                            verify an exported audit log offline
+  inkan gateway --data-dir DIR [--listen HOST:PORT] [--sam https://HOST:PORT]
+                                           serve the signer portal in front of the SAM
   inkan admin NOUN VERB [ARGS] [--json]    the privileged tasks over the admin API (signer,
                                            approval, credential, policy, audit, user):
                                            \`inkan admin --help\`
@@ -33,6 +35,8 @@ export async function main(argv: string[]): Promise<number> {
         return await (await import("./audit-command.js")).auditVerifyCommand(rest);
       case "admin":
         return await (await import("./admin.js")).adminCommand(rest);
+      case "gateway":
+        return await gatewayCommand(rest);
       case "help":
       case "--help":
       case "-h":
@@ -77,6 +81,13 @@ async function init(args: string[]): Promise<number> {
     }
   }
   return 0;
+}
+
+/** `inkan gateway`: the @inkan/gateway workspace, loaded by name so the server does not build against it. */
+async function gatewayCommand(args: string[]): Promise<number> {
+  const gatewayCli: string = "@inkan/gateway/cli";
+  const { gatewayCommand } = (await import(gatewayCli)) as { gatewayCommand(args: string[]): Promise<number> };
+  return gatewayCommand(args);
 }
 
 async function serveCommand(args: string[]): Promise<number> {

@@ -46,7 +46,7 @@ import { hashPin, pinAllowed, verifyPin, type PinFactorBody } from "./pin-hash.j
 import { requireOperator, requireSecondApprover, type Acting, type DeviceKeyFactorBody, type IssuedActivationCode, type RebindingApproval, type SignerBody, type Signers, type SignerView } from "./signers.js";
 import { otpauthUri, totpSecretBytes, type TotpFactorBody } from "./totp.js";
 
-export type SignerChallengePurpose = "ACTIVATION" | "PIN_CHANGE" | "SUSPENSION" | "KEY_IMPORT";
+export type SignerChallengePurpose = "ACTIVATION" | "PIN_CHANGE" | "SUSPENSION" | "KEY_IMPORT" | "DEVICE_AUTHENTICATION" | "AUTHORIZATION_HISTORY";
 
 /** The JWE "cty" and JWS "typ" values of signer.proto. */
 export const activationEnvelopeCty = "inkan-activation-envelope+json";
@@ -70,6 +70,10 @@ export function challengeBinding(purpose: SignerChallengePurpose, signerId: stri
       return { purpose: "signer-request", subject: `suspension ${signerId} ${credentialId}` };
     case "KEY_IMPORT":
       return { purpose: "signer-request", subject: `key-import ${signerId}` };
+    case "DEVICE_AUTHENTICATION":
+      return { purpose: "signer-request", subject: `device-auth ${signerId}` };
+    case "AUTHORIZATION_HISTORY":
+      return { purpose: "signer-request", subject: `authorization-history ${signerId}` };
   }
 }
 

@@ -2,9 +2,11 @@ import { fromJson, type JsonObject } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { ChallengePurpose, CreateChallengeResponseSchema, type SignerService } from "@inkan/sdk/gen/inkan/sam/v1/signer_pb.js";
+import { CredentialStatus } from "@inkan/sdk/gen/inkan/sam/v1/types_pb.js";
 import { InkanError } from "../errors.js";
 import type { Activation, SignerChallengePurpose } from "../registration/activation.js";
 import type { CredentialLifecycle } from "../registration/credential-lifecycle.js";
+import type { SignerDevice } from "../registration/signer-device.js";
 import type { ChallengeSigner } from "../sap/challenge-signature.js";
 import { kRequestId } from "./identity.js";
 import { credentialOut } from "./registration-service.js";
@@ -17,6 +19,15 @@ const purposeIn: Partial<Record<ChallengePurpose, SignerChallengePurpose>> = {
   [ChallengePurpose.PIN_CHANGE]: "PIN_CHANGE",
   [ChallengePurpose.SUSPENSION]: "SUSPENSION",
   [ChallengePurpose.KEY_IMPORT]: "KEY_IMPORT",
+  [ChallengePurpose.DEVICE_AUTHENTICATION]: "DEVICE_AUTHENTICATION",
+  [ChallengePurpose.AUTHORIZATION_HISTORY]: "AUTHORIZATION_HISTORY",
+};
+
+const credentialStatusOut: Record<string, CredentialStatus> = {
+  PENDING: CredentialStatus.KEY_GENERATED,
+  ACTIVE: CredentialStatus.ACTIVE,
+  SUSPENDED: CredentialStatus.SUSPENDED,
+  LOCKED: CredentialStatus.LOCKED,
 };
 
 /**
@@ -24,7 +35,7 @@ const purposeIn: Partial<Record<ChallengePurpose, SignerChallengePurpose>> = {
  * certificate: map in, call the domain, map out. CreateChallenge, Activate, ChangePin and
  * RequestSuspension.
  */
-export function signerService(activation: Activation, lifecycle: CredentialLifecycle, challengeKey: Pick<ChallengeSigner, "publicKey">, clock: () => Date = () => new Date()): Impl {
+export function signerService(activation: Activation, lifecycle: CredentialLifecycle, challengeKey: Pick<ChallengeSigner, "publicKey">, clock: () => Date = () => new Date(), device?: SignerDevice): Impl {
   return {
     async createChallenge(req) {
       const purpose = purposeIn[req.purpose];
@@ -66,6 +77,26 @@ export function signerService(activation: Activation, lifecycle: CredentialLifec
         now,
       });
       return { credentialId: out.view.credential.id, status: credentialOut(out.view, now).status, suspendedAt: timestampFromDate(out.suspendedAt) };
+    },
+    ...(device ? deviceRpcs(device, clock) : {}),
+  };
+}
+
+/** AuthenticateDevice and ListAuthorizations (issue 15): the signer portal's device-key checked reads. */
+function deviceRpcs(device: SignerDevice, clock: () => Date): Impl {
+  return {
+    async authenticateDevice(req, ctx) {
+      const out = await device.authenticate({ signerId: req.signerId, deviceProof: req.deviceProof, requestId: ctx.values.get(kRequestId), now: clock() });
+      return {
+        signerId: out.signerId,
+        deviceKeyId: out.deviceKeyId,
+        authenticatedAt: timestampFromDate(out.authenticatedAt),
+        credentials: out.credentials.map((c) => ({ credentialId: c.credentialId, status: credentialStatusOut[c.status] ?? CredentialStatus.UNSPECIFIED })),
+      };
+    },
+    async listAuthorizations(req, ctx) {
+      const out = await device.listAuthorizations({ signerId: req.signerId, historyRequest: req.historyRequest, limit: req.limit, requestId: ctx.values.get(kRequestId), now: clock() });
+      return { authorizations: out.map((a) => ({ ...a, time: timestampFromDate(a.time) })) };
     },
   };
 }

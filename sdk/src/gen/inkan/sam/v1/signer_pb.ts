@@ -18,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file inkan/sam/v1/signer.proto.
  */
 export const file_inkan_sam_v1_signer: GenFile = /*@__PURE__*/
-  fileDesc("Chlpbmthbi9zYW0vdjEvc2lnbmVyLnByb3RvEgxpbmthbi5zYW0udjEigAMKFkNyZWF0ZUNoYWxsZW5nZVJlcXVlc3QSJwoJc2lnbmVyX2lkGAEgASgJQhS6SBFyDxABGIABMgheWyEtfl0rJBI7CgdwdXJwb3NlGAIgASgOMh4uaW5rYW4uc2FtLnYxLkNoYWxsZW5nZVB1cnBvc2VCCrpIB4IBBBABIAASKQoNY3JlZGVudGlhbF9pZBgDIAEoCUISukgPcg0YgAEyCF5bIS1+XSokOtQBukjQARrNAQoqY3JlYXRlX2NoYWxsZW5nZS5jcmVkZW50aWFsX2Zvcl9zdXNwZW5zaW9uElZjcmVkZW50aWFsX2lkIGlzIHJlcXVpcmVkIGZvciBDSEFMTEVOR0VfUFVSUE9TRV9TVVNQRU5TSU9OIGFuZCBtdXN0IGJlIGVtcHR5IG90aGVyd2lzZRpHdGhpcy5wdXJwb3NlID09IDMgPyB0aGlzLmNyZWRlbnRpYWxfaWQgIT0gJycgOiB0aGlzLmNyZWRlbnRpYWxfaWQgPT0gJycipgIKF0NyZWF0ZUNoYWxsZW5nZVJlc3BvbnNlEhoKCWNoYWxsZW5nZRgBIAEoDEIHukgEegJoIBIuCgpleHBpcmVzX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghhdWRpZW5jZRgDIAEoCRI2Cg5lbmNyeXB0aW9uX2tleRgEIAEoCzIeLmlua2FuLnNhbS52MS5TYW1FbmNyeXB0aW9uS2V5EjkKFWRldmljZV9rZXlfYWxnb3JpdGhtcxgFIAMoDjIaLmlua2FuLnNhbS52MS5Kd3NBbGdvcml0aG0SOgoVY2hhbGxlbmdlX3NpZ25pbmdfa2V5GAYgASgLMhsuaW5rYW4uc2FtLnYxLlNhbVNpZ25pbmdLZXkigwQKD0FjdGl2YXRlUmVxdWVzdBInCglzaWduZXJfaWQYASABKAlCFLpIEXIPEAEYgAEyCF5bIS1+XSskEikKFWRldmljZV9wdWJsaWNfa2V5X2p3axgCIAEoCUIKukgHcgUQAhiAIBJ6ChNhY3RpdmF0aW9uX2VudmVsb3BlGAMgASgJQl26SFpyWBABGICAATJQXltBLVphLXowLTlfLV0rXC5bQS1aYS16MC05Xy1dKlwuW0EtWmEtejAtOV8tXStcLltBLVphLXowLTlfLV0rXC5bQS1aYS16MC05Xy1dKyQSEwoLZW5yb2xsX3RvdHAYBCABKAgSKQoXcmVzcG9uc2VfZW5jcnlwdGlvbl9qd2sYBSABKAlCCLpIBXIDGIAIOt8BukjbARrYAQogYWN0aXZhdGUudG90cF9uZWVkc19yZXNwb25zZV9rZXkSWHJlc3BvbnNlX2VuY3J5cHRpb25fandrIGlzIHJlcXVpcmVkIHdoZW4gZW5yb2xsX3RvdHAgaXMgdHJ1ZSBhbmQgbXVzdCBiZSBlbXB0eSBvdGhlcndpc2UaWnRoaXMuZW5yb2xsX3RvdHAgPyB0aGlzLnJlc3BvbnNlX2VuY3J5cHRpb25fandrICE9ICcnIDogdGhpcy5yZXNwb25zZV9lbmNyeXB0aW9uX2p3ayA9PSAnJyJ0ChBBY3RpdmF0ZVJlc3BvbnNlEhUKDWRldmljZV9rZXlfaWQYASABKAkSFwoPdG90cF9lbnJvbGxtZW50GAIgASgJEjAKDGFjdGl2YXRlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAitwEKEENoYW5nZVBpblJlcXVlc3QSJwoJc2lnbmVyX2lkGAEgASgJQhS6SBFyDxABGIABMgheWyEtfl0rJBJ6ChNwaW5fY2hhbmdlX2VudmVsb3BlGAIgASgJQl26SFpyWBABGICAATJQXltBLVphLXowLTlfLV0rXC5bQS1aYS16MC05Xy1dKlwuW0EtWmEtejAtOV8tXStcLltBLVphLXowLTlfLV0rXC5bQS1aYS16MC05Xy1dKyQiQwoRQ2hhbmdlUGluUmVzcG9uc2USLgoKY2hhbmdlZF9hdBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiygEKGFJlcXVlc3RTdXNwZW5zaW9uUmVxdWVzdBInCglzaWduZXJfaWQYASABKAlCFLpIEXIPEAEYgAEyCF5bIS1+XSskEisKDWNyZWRlbnRpYWxfaWQYAiABKAlCFLpIEXIPEAEYgAEyCF5bIS1+XSskElgKEnN1c3BlbnNpb25fcmVxdWVzdBgDIAEoCUI8ukg5cjcQARiAQDIwXltBLVphLXowLTlfLV0rXC5bQS1aYS16MC05Xy1dK1wuW0EtWmEtejAtOV8tXSskIpQBChlSZXF1ZXN0U3VzcGVuc2lvblJlc3BvbnNlEhUKDWNyZWRlbnRpYWxfaWQYASABKAkSLgoGc3RhdHVzGAIgASgOMh4uaW5rYW4uc2FtLnYxLkNyZWRlbnRpYWxTdGF0dXMSMAoMc3VzcGVuZGVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCq9AQoQQ2hhbGxlbmdlUHVycG9zZRIhCh1DSEFMTEVOR0VfUFVSUE9TRV9VTlNQRUNJRklFRBAAEiAKHENIQUxMRU5HRV9QVVJQT1NFX0FDVElWQVRJT04QARIgChxDSEFMTEVOR0VfUFVSUE9TRV9QSU5fQ0hBTkdFEAISIAocQ0hBTExFTkdFX1BVUlBPU0VfU1VTUEVOU0lPThADEiAKHENIQUxMRU5HRV9QVVJQT1NFX0tFWV9JTVBPUlQQBDL2BwoNU2lnbmVyU2VydmljZRJ6Cg9DcmVhdGVDaGFsbGVuZ2USJC5pbmthbi5zYW0udjEuQ3JlYXRlQ2hhbGxlbmdlUmVxdWVzdBolLmlua2FuLnNhbS52MS5DcmVhdGVDaGFsbGVuZ2VSZXNwb25zZSIairUYFgoSUkVTT1VSQ0VfRVhIQVVTVEVEEA0S2wEKCEFjdGl2YXRlEh0uaW5rYW4uc2FtLnYxLkFjdGl2YXRlUmVxdWVzdBoeLmlua2FuLnNhbS52MS5BY3RpdmF0ZVJlc3BvbnNlIo8BirUYEwoPVU5BVVRIRU5USUNBVEVEEASKtRgVChFQRVJNSVNTSU9OX0RFTklFRBAuirUYFQoRUEVSTUlTU0lPTl9ERU5JRUQQG4q1GBQKEElOVkFMSURfQVJHVU1FTlQQDIq1GBQKEElOVkFMSURfQVJHVU1FTlQQCoq1GBIKDkFMUkVBRFlfRVhJU1RTEC8S5wEKCUNoYW5nZVBpbhIeLmlua2FuLnNhbS52MS5DaGFuZ2VQaW5SZXF1ZXN0Gh8uaW5rYW4uc2FtLnYxLkNoYW5nZVBpblJlc3BvbnNlIpgBirUYEwoPVU5BVVRIRU5USUNBVEVEEASKtRgVChFQRVJNSVNTSU9OX0RFTklFRBAbirUYFwoTRkFJTEVEX1BSRUNPTkRJVElPThAtirUYFwoTRkFJTEVEX1BSRUNPTkRJVElPThAsirUYFgoSUkVTT1VSQ0VfRVhIQVVTVEVEEA2KtRgUChBJTlZBTElEX0FSR1VNRU5UEAoS3QEKEVJlcXVlc3RTdXNwZW5zaW9uEiYuaW5rYW4uc2FtLnYxLlJlcXVlc3RTdXNwZW5zaW9uUmVxdWVzdBonLmlua2FuLnNhbS52MS5SZXF1ZXN0U3VzcGVuc2lvblJlc3BvbnNlIneKtRgTCg9VTkFVVEhFTlRJQ0FURUQQBIq1GBUKEVBFUk1JU1NJT05fREVOSUVEEBuKtRgNCglOT1RfRk9VTkQQKYq1GBcKE0ZBSUxFRF9QUkVDT05ESVRJT04QK4q1GBcKE0ZBSUxFRF9QUkVDT05ESVRJT04QLRrAAZK1GBMKD1VOQVVUSEVOVElDQVRFRBABkrUYFQoRUEVSTUlTU0lPTl9ERU5JRUQQApK1GBQKEElOVkFMSURfQVJHVU1FTlQQCpK1GBYKElJFU09VUkNFX0VYSEFVU1RFRBANkrUYDAoISU5URVJOQUwQPJK1GA8KC1VOQVZBSUxBQkxFED+StRgPCgtVTkFWQUlMQUJMRRA+krUYEQoNVU5JTVBMRU1FTlRFRBBBkrUYDwoLVU5BVkFJTEFCTEUQPWIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_timestamp, file_inkan_sam_v1_error_options, file_inkan_sam_v1_sam, file_inkan_sam_v1_types]);
+  fileDesc("Chlpbmthbi9zYW0vdjEvc2lnbmVyLnByb3RvEgxpbmthbi5zYW0udjEigAMKFkNyZWF0ZUNoYWxsZW5nZVJlcXVlc3QSJwoJc2lnbmVyX2lkGAEgASgJQhS6SBFyDxABGIABMgheWyEtfl0rJBI7CgdwdXJwb3NlGAIgASgOMh4uaW5rYW4uc2FtLnYxLkNoYWxsZW5nZVB1cnBvc2VCCrpIB4IBBBABIAASKQoNY3JlZGVudGlhbF9pZBgDIAEoCUISukgPcg0YgAEyCF5bIS1+XSokOtQBukjQARrNAQoqY3JlYXRlX2NoYWxsZW5nZS5jcmVkZW50aWFsX2Zvcl9zdXNwZW5zaW9uElZjcmVkZW50aWFsX2lkIGlzIHJlcXVpcmVkIGZvciBDSEFMTEVOR0VfUFVSUE9TRV9TVVNQRU5TSU9OIGFuZCBtdXN0IGJlIGVtcHR5IG90aGVyd2lzZRpHdGhpcy5wdXJwb3NlID09IDMgPyB0aGlzLmNyZWRlbnRpYWxfaWQgIT0gJycgOiB0aGlzLmNyZWRlbnRpYWxfaWQgPT0gJycipgIKF0NyZWF0ZUNoYWxsZW5nZVJlc3BvbnNlEhoKCWNoYWxsZW5nZRgBIAEoDEIHukgEegJoIBIuCgpleHBpcmVzX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghhdWRpZW5jZRgDIAEoCRI2Cg5lbmNyeXB0aW9uX2tleRgEIAEoCzIeLmlua2FuLnNhbS52MS5TYW1FbmNyeXB0aW9uS2V5EjkKFWRldmljZV9rZXlfYWxnb3JpdGhtcxgFIAMoDjIaLmlua2FuLnNhbS52MS5Kd3NBbGdvcml0aG0SOgoVY2hhbGxlbmdlX3NpZ25pbmdfa2V5GAYgASgLMhsuaW5rYW4uc2FtLnYxLlNhbVNpZ25pbmdLZXkigwQKD0FjdGl2YXRlUmVxdWVzdBInCglzaWduZXJfaWQYASABKAlCFLpIEXIPEAEYgAEyCF5bIS1+XSskEikKFWRldmljZV9wdWJsaWNfa2V5X2p3axgCIAEoCUIKukgHcgUQAhiAIBJ6ChNhY3RpdmF0aW9uX2VudmVsb3BlGAMgASgJQl26SFpyWBABGICAATJQXltBLVphLXowLTlfLV0rXC5bQS1aYS16MC05Xy1dKlwuW0EtWmEtejAtOV8tXStcLltBLVphLXowLTlfLV0rXC5bQS1aYS16MC05Xy1dKyQSEwoLZW5yb2xsX3RvdHAYBCABKAgSKQoXcmVzcG9uc2VfZW5jcnlwdGlvbl9qd2sYBSABKAlCCLpIBXIDGIAIOt8BukjbARrYAQogYWN0aXZhdGUudG90cF9uZWVkc19yZXNwb25zZV9rZXkSWHJlc3BvbnNlX2VuY3J5cHRpb25fandrIGlzIHJlcXVpcmVkIHdoZW4gZW5yb2xsX3RvdHAgaXMgdHJ1ZSBhbmQgbXVzdCBiZSBlbXB0eSBvdGhlcndpc2UaWnRoaXMuZW5yb2xsX3RvdHAgPyB0aGlzLnJlc3BvbnNlX2VuY3J5cHRpb25fandrICE9ICcnIDogdGhpcy5yZXNwb25zZV9lbmNyeXB0aW9uX2p3ayA9PSAnJyJ0ChBBY3RpdmF0ZVJlc3BvbnNlEhUKDWRldmljZV9rZXlfaWQYASABKAkSFwoPdG90cF9lbnJvbGxtZW50GAIgASgJEjAKDGFjdGl2YXRlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAitwEKEENoYW5nZVBpblJlcXVlc3QSJwoJc2lnbmVyX2lkGAEgASgJQhS6SBFyDxABGIABMgheWyEtfl0rJBJ6ChNwaW5fY2hhbmdlX2VudmVsb3BlGAIgASgJQl26SFpyWBABGICAATJQXltBLVphLXowLTlfLV0rXC5bQS1aYS16MC05Xy1dKlwuW0EtWmEtejAtOV8tXStcLltBLVphLXowLTlfLV0rXC5bQS1aYS16MC05Xy1dKyQiQwoRQ2hhbmdlUGluUmVzcG9uc2USLgoKY2hhbmdlZF9hdBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiygEKGFJlcXVlc3RTdXNwZW5zaW9uUmVxdWVzdBInCglzaWduZXJfaWQYASABKAlCFLpIEXIPEAEYgAEyCF5bIS1+XSskEisKDWNyZWRlbnRpYWxfaWQYAiABKAlCFLpIEXIPEAEYgAEyCF5bIS1+XSskElgKEnN1c3BlbnNpb25fcmVxdWVzdBgDIAEoCUI8ukg5cjcQARiAQDIwXltBLVphLXowLTlfLV0rXC5bQS1aYS16MC05Xy1dK1wuW0EtWmEtejAtOV8tXSskIpQBChlSZXF1ZXN0U3VzcGVuc2lvblJlc3BvbnNlEhUKDWNyZWRlbnRpYWxfaWQYASABKAkSLgoGc3RhdHVzGAIgASgOMh4uaW5rYW4uc2FtLnYxLkNyZWRlbnRpYWxTdGF0dXMSMAoMc3VzcGVuZGVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKYAQoZQXV0aGVudGljYXRlRGV2aWNlUmVxdWVzdBInCglzaWduZXJfaWQYASABKAlCFLpIEXIPEAEYgAEyCF5bIS1+XSskElIKDGRldmljZV9wcm9vZhgCIAEoCUI8ukg5cjcQARiAQDIwXltBLVphLXowLTlfLV0rXC5bQS1aYS16MC05Xy1dK1wuW0EtWmEtejAtOV8tXSskIrEBChpBdXRoZW50aWNhdGVEZXZpY2VSZXNwb25zZRIRCglzaWduZXJfaWQYASABKAkSFQoNZGV2aWNlX2tleV9pZBgCIAEoCRI0ChBhdXRoZW50aWNhdGVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIzCgtjcmVkZW50aWFscxgEIAMoCzIeLmlua2FuLnNhbS52MS5TaWduZXJDcmVkZW50aWFsIlkKEFNpZ25lckNyZWRlbnRpYWwSFQoNY3JlZGVudGlhbF9pZBgBIAEoCRIuCgZzdGF0dXMYAiABKA4yHi5pbmthbi5zYW0udjEuQ3JlZGVudGlhbFN0YXR1cyKzAQoZTGlzdEF1dGhvcml6YXRpb25zUmVxdWVzdBInCglzaWduZXJfaWQYASABKAlCFLpIEXIPEAEYgAEyCF5bIS1+XSskElUKD2hpc3RvcnlfcmVxdWVzdBgCIAEoCUI8ukg5cjcQARiAQDIwXltBLVphLXowLTlfLV0rXC5bQS1aYS16MC05Xy1dK1wuW0EtWmEtejAtOV8tXSskEhYKBWxpbWl0GAMgASgNQge6SAQqAhhkIlcKGkxpc3RBdXRob3JpemF0aW9uc1Jlc3BvbnNlEjkKDmF1dGhvcml6YXRpb25zGAEgAygLMiEuaW5rYW4uc2FtLnYxLkF1dGhvcml6YXRpb25SZWNvcmQipwEKE0F1dGhvcml6YXRpb25SZWNvcmQSKAoEdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOdHJhbnNhY3Rpb25faWQYAiABKAkSFQoNY3JlZGVudGlhbF9pZBgDIAEoCRILCgNzY2EYBCABKAkSEgoKYXV0aG9yaXplZBgFIAEoCBIWCg5yZWZ1c2FsX3JlYXNvbhgGIAEoCSqXAgoQQ2hhbGxlbmdlUHVycG9zZRIhCh1DSEFMTEVOR0VfUFVSUE9TRV9VTlNQRUNJRklFRBAAEiAKHENIQUxMRU5HRV9QVVJQT1NFX0FDVElWQVRJT04QARIgChxDSEFMTEVOR0VfUFVSUE9TRV9QSU5fQ0hBTkdFEAISIAocQ0hBTExFTkdFX1BVUlBPU0VfU1VTUEVOU0lPThADEiAKHENIQUxMRU5HRV9QVVJQT1NFX0tFWV9JTVBPUlQQBBIrCidDSEFMTEVOR0VfUFVSUE9TRV9ERVZJQ0VfQVVUSEVOVElDQVRJT04QBRIrCidDSEFMTEVOR0VfUFVSUE9TRV9BVVRIT1JJWkFUSU9OX0hJU1RPUlkQBjLkCgoNU2lnbmVyU2VydmljZRJ6Cg9DcmVhdGVDaGFsbGVuZ2USJC5pbmthbi5zYW0udjEuQ3JlYXRlQ2hhbGxlbmdlUmVxdWVzdBolLmlua2FuLnNhbS52MS5DcmVhdGVDaGFsbGVuZ2VSZXNwb25zZSIairUYFgoSUkVTT1VSQ0VfRVhIQVVTVEVEEA0S2wEKCEFjdGl2YXRlEh0uaW5rYW4uc2FtLnYxLkFjdGl2YXRlUmVxdWVzdBoeLmlua2FuLnNhbS52MS5BY3RpdmF0ZVJlc3BvbnNlIo8BirUYEwoPVU5BVVRIRU5USUNBVEVEEASKtRgVChFQRVJNSVNTSU9OX0RFTklFRBAuirUYFQoRUEVSTUlTU0lPTl9ERU5JRUQQG4q1GBQKEElOVkFMSURfQVJHVU1FTlQQDIq1GBQKEElOVkFMSURfQVJHVU1FTlQQCoq1GBIKDkFMUkVBRFlfRVhJU1RTEC8S5wEKCUNoYW5nZVBpbhIeLmlua2FuLnNhbS52MS5DaGFuZ2VQaW5SZXF1ZXN0Gh8uaW5rYW4uc2FtLnYxLkNoYW5nZVBpblJlc3BvbnNlIpgBirUYEwoPVU5BVVRIRU5USUNBVEVEEASKtRgVChFQRVJNSVNTSU9OX0RFTklFRBAbirUYFwoTRkFJTEVEX1BSRUNPTkRJVElPThAtirUYFwoTRkFJTEVEX1BSRUNPTkRJVElPThAsirUYFgoSUkVTT1VSQ0VfRVhIQVVTVEVEEA2KtRgUChBJTlZBTElEX0FSR1VNRU5UEAoS3QEKEVJlcXVlc3RTdXNwZW5zaW9uEiYuaW5rYW4uc2FtLnYxLlJlcXVlc3RTdXNwZW5zaW9uUmVxdWVzdBonLmlua2FuLnNhbS52MS5SZXF1ZXN0U3VzcGVuc2lvblJlc3BvbnNlIneKtRgTCg9VTkFVVEhFTlRJQ0FURUQQBIq1GBUKEVBFUk1JU1NJT05fREVOSUVEEBuKtRgNCglOT1RfRk9VTkQQKYq1GBcKE0ZBSUxFRF9QUkVDT05ESVRJT04QK4q1GBcKE0ZBSUxFRF9QUkVDT05ESVRJT04QLRK0AQoSQXV0aGVudGljYXRlRGV2aWNlEicuaW5rYW4uc2FtLnYxLkF1dGhlbnRpY2F0ZURldmljZVJlcXVlc3QaKC5pbmthbi5zYW0udjEuQXV0aGVudGljYXRlRGV2aWNlUmVzcG9uc2UiS4q1GBMKD1VOQVVUSEVOVElDQVRFRBAEirUYFQoRUEVSTUlTU0lPTl9ERU5JRUQQG4q1GBcKE0ZBSUxFRF9QUkVDT05ESVRJT04QLRK0AQoSTGlzdEF1dGhvcml6YXRpb25zEicuaW5rYW4uc2FtLnYxLkxpc3RBdXRob3JpemF0aW9uc1JlcXVlc3QaKC5pbmthbi5zYW0udjEuTGlzdEF1dGhvcml6YXRpb25zUmVzcG9uc2UiS4q1GBMKD1VOQVVUSEVOVElDQVRFRBAEirUYFQoRUEVSTUlTU0lPTl9ERU5JRUQQG4q1GBcKE0ZBSUxFRF9QUkVDT05ESVRJT04QLRrAAZK1GBMKD1VOQVVUSEVOVElDQVRFRBABkrUYFQoRUEVSTUlTU0lPTl9ERU5JRUQQApK1GBQKEElOVkFMSURfQVJHVU1FTlQQCpK1GBYKElJFU09VUkNFX0VYSEFVU1RFRBANkrUYDAoISU5URVJOQUwQPJK1GA8KC1VOQVZBSUxBQkxFED+StRgPCgtVTkFWQUlMQUJMRRA+krUYEQoNVU5JTVBMRU1FTlRFRBBBkrUYDwoLVU5BVkFJTEFCTEUQPWIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_timestamp, file_inkan_sam_v1_error_options, file_inkan_sam_v1_sam, file_inkan_sam_v1_types]);
 
 /**
  * CreateChallengeRequest asks for a one-time challenge.
@@ -364,6 +364,223 @@ export const RequestSuspensionResponseSchema: GenMessage<RequestSuspensionRespon
   messageDesc(file_inkan_sam_v1_signer, 7);
 
 /**
+ * AuthenticateDeviceRequest proves that the caller holds a device key registered to a signer.
+ *
+ * @generated from message inkan.sam.v1.AuthenticateDeviceRequest
+ */
+export type AuthenticateDeviceRequest = Message<"inkan.sam.v1.AuthenticateDeviceRequest"> & {
+  /**
+   * The signer; the JWS's "sub" must equal it. Required.
+   *
+   * @generated from field: string signer_id = 1;
+   */
+  signerId: string;
+
+  /**
+   * A device-key JWS (rules on the service), "typ" "inkan-device-authentication+jwt", by a device
+   * key registered to signer_id, with exactly the claims "sub", "aud", "chal" (a
+   * CHALLENGE_PURPOSE_DEVICE_AUTHENTICATION challenge issued for this signer), "iat", "exp" and
+   * "jti". Required; at most 8,192 characters.
+   *
+   * @generated from field: string device_proof = 2;
+   */
+  deviceProof: string;
+};
+
+/**
+ * Describes the message inkan.sam.v1.AuthenticateDeviceRequest.
+ * Use `create(AuthenticateDeviceRequestSchema)` to create a new message.
+ */
+export const AuthenticateDeviceRequestSchema: GenMessage<AuthenticateDeviceRequest> = /*@__PURE__*/
+  messageDesc(file_inkan_sam_v1_signer, 8);
+
+/**
+ * AuthenticateDeviceResponse names the device key that proved possession.
+ *
+ * @generated from message inkan.sam.v1.AuthenticateDeviceResponse
+ */
+export type AuthenticateDeviceResponse = Message<"inkan.sam.v1.AuthenticateDeviceResponse"> & {
+  /**
+   * The signer the device key is registered to (the request's signer_id).
+   *
+   * @generated from field: string signer_id = 1;
+   */
+  signerId: string;
+
+  /**
+   * The device key that signed the proof: its RFC 7638 thumbprint (ActivateResponse.device_key_id).
+   *
+   * @generated from field: string device_key_id = 2;
+   */
+  deviceKeyId: string;
+
+  /**
+   * When the SAM verified the proof.
+   *
+   * @generated from field: google.protobuf.Timestamp authenticated_at = 3;
+   */
+  authenticatedAt?: Timestamp | undefined;
+
+  /**
+   * The signer's credentials that are not destroyed, so that the device can offer them (for
+   * example for RequestSuspension). Empty when the signer has none.
+   *
+   * @generated from field: repeated inkan.sam.v1.SignerCredential credentials = 4;
+   */
+  credentials: SignerCredential[];
+};
+
+/**
+ * Describes the message inkan.sam.v1.AuthenticateDeviceResponse.
+ * Use `create(AuthenticateDeviceResponseSchema)` to create a new message.
+ */
+export const AuthenticateDeviceResponseSchema: GenMessage<AuthenticateDeviceResponse> = /*@__PURE__*/
+  messageDesc(file_inkan_sam_v1_signer, 9);
+
+/**
+ * SignerCredential is one of the signer's credentials as the signer's device sees it.
+ *
+ * @generated from message inkan.sam.v1.SignerCredential
+ */
+export type SignerCredential = Message<"inkan.sam.v1.SignerCredential"> & {
+  /**
+   * The credential id.
+   *
+   * @generated from field: string credential_id = 1;
+   */
+  credentialId: string;
+
+  /**
+   * Its status (active, suspended...).
+   *
+   * @generated from field: inkan.sam.v1.CredentialStatus status = 2;
+   */
+  status: CredentialStatus;
+};
+
+/**
+ * Describes the message inkan.sam.v1.SignerCredential.
+ * Use `create(SignerCredentialSchema)` to create a new message.
+ */
+export const SignerCredentialSchema: GenMessage<SignerCredential> = /*@__PURE__*/
+  messageDesc(file_inkan_sam_v1_signer, 10);
+
+/**
+ * ListAuthorizationsRequest is a signer's signed request for their recent authorizations.
+ *
+ * @generated from message inkan.sam.v1.ListAuthorizationsRequest
+ */
+export type ListAuthorizationsRequest = Message<"inkan.sam.v1.ListAuthorizationsRequest"> & {
+  /**
+   * The signer; the JWS's "sub" must equal it. Required.
+   *
+   * @generated from field: string signer_id = 1;
+   */
+  signerId: string;
+
+  /**
+   * A device-key JWS (rules on the service), "typ" "inkan-authorization-history+jwt", by a device
+   * key registered to signer_id, with exactly the claims "sub", "aud", "chal" (a
+   * CHALLENGE_PURPOSE_AUTHORIZATION_HISTORY challenge issued for this signer), "iat", "exp" and
+   * "jti". Required; at most 8,192 characters.
+   *
+   * @generated from field: string history_request = 2;
+   */
+  historyRequest: string;
+
+  /**
+   * The most verdicts to return, 1 to 100; 0 means 20.
+   *
+   * @generated from field: uint32 limit = 3;
+   */
+  limit: number;
+};
+
+/**
+ * Describes the message inkan.sam.v1.ListAuthorizationsRequest.
+ * Use `create(ListAuthorizationsRequestSchema)` to create a new message.
+ */
+export const ListAuthorizationsRequestSchema: GenMessage<ListAuthorizationsRequest> = /*@__PURE__*/
+  messageDesc(file_inkan_sam_v1_signer, 11);
+
+/**
+ * ListAuthorizationsResponse lists the signer's recent authorization verdicts, newest first.
+ *
+ * @generated from message inkan.sam.v1.ListAuthorizationsResponse
+ */
+export type ListAuthorizationsResponse = Message<"inkan.sam.v1.ListAuthorizationsResponse"> & {
+  /**
+   * At most the request's limit; empty when there is none.
+   *
+   * @generated from field: repeated inkan.sam.v1.AuthorizationRecord authorizations = 1;
+   */
+  authorizations: AuthorizationRecord[];
+};
+
+/**
+ * Describes the message inkan.sam.v1.ListAuthorizationsResponse.
+ * Use `create(ListAuthorizationsResponseSchema)` to create a new message.
+ */
+export const ListAuthorizationsResponseSchema: GenMessage<ListAuthorizationsResponse> = /*@__PURE__*/
+  messageDesc(file_inkan_sam_v1_signer, 12);
+
+/**
+ * AuthorizationRecord is one verdict of the SAM on an R.SAD for the signer.
+ *
+ * @generated from message inkan.sam.v1.AuthorizationRecord
+ */
+export type AuthorizationRecord = Message<"inkan.sam.v1.AuthorizationRecord"> & {
+  /**
+   * When the SAM gave the verdict.
+   *
+   * @generated from field: google.protobuf.Timestamp time = 1;
+   */
+  time?: Timestamp | undefined;
+
+  /**
+   * The transaction the R.SAD was for; empty if the SAM could not tell.
+   *
+   * @generated from field: string transaction_id = 2;
+   */
+  transactionId: string;
+
+  /**
+   * The credential; empty if the SAM could not tell.
+   *
+   * @generated from field: string credential_id = 3;
+   */
+  credentialId: string;
+
+  /**
+   * The SCA that relayed the R.SAD: its client certificate's subject.
+   *
+   * @generated from field: string sca = 4;
+   */
+  sca: string;
+
+  /**
+   * True when the R.SAD authorized the transaction.
+   *
+   * @generated from field: bool authorized = 5;
+   */
+  authorized: boolean;
+
+  /**
+   * When refused: the Reason name (e.g. "REASON_AUTHENTICATION_FAILED"); empty when authorized.
+   *
+   * @generated from field: string refusal_reason = 6;
+   */
+  refusalReason: string;
+};
+
+/**
+ * Describes the message inkan.sam.v1.AuthorizationRecord.
+ * Use `create(AuthorizationRecordSchema)` to create a new message.
+ */
+export const AuthorizationRecordSchema: GenMessage<AuthorizationRecord> = /*@__PURE__*/
+  messageDesc(file_inkan_sam_v1_signer, 13);
+
+/**
  * ChallengePurpose is what a signer challenge may be used for; a challenge works only for the RPC
  * of its purpose.
  *
@@ -405,6 +622,20 @@ export enum ChallengePurpose {
    * @generated from enum value: CHALLENGE_PURPOSE_KEY_IMPORT = 4;
    */
   KEY_IMPORT = 4,
+
+  /**
+   * The device-key proof in AuthenticateDevice.
+   *
+   * @generated from enum value: CHALLENGE_PURPOSE_DEVICE_AUTHENTICATION = 5;
+   */
+  DEVICE_AUTHENTICATION = 5,
+
+  /**
+   * The device-key signed request in ListAuthorizations.
+   *
+   * @generated from enum value: CHALLENGE_PURPOSE_AUTHORIZATION_HISTORY = 6;
+   */
+  AUTHORIZATION_HISTORY = 6,
 }
 
 /**
@@ -561,6 +792,52 @@ export const SignerService: GenService<{
     methodKind: "unary";
     input: typeof RequestSuspensionRequestSchema;
     output: typeof RequestSuspensionResponseSchema;
+  },
+  /**
+   * AuthenticateDevice checks that the caller holds a device key registered to the signer: a JWS
+   * by that key over a CHALLENGE_PURPOSE_DEVICE_AUTHENTICATION challenge. The signer front end
+   * calls it before it shows a device anything of the signer's (pending signing requests, the
+   * signer's credentials), so that a device of no signer, or of another signer, sees nothing. It
+   * changes nothing at the SAM but the consumed challenge and jti, and it is no signing factor: it
+   * authorizes no transaction.
+   *
+   * Errors:
+   *  - UNAUTHENTICATED REASON_NONCE_REPLAYED: the challenge (or the jti) is unknown, expired,
+   *    consumed, for another purpose or another signer.
+   *  - PERMISSION_DENIED REASON_AUTHENTICATION_FAILED: the JWS is malformed, does not verify with a
+   *    device key registered to signer_id, or a claim differs from the request.
+   *  - FAILED_PRECONDITION REASON_SIGNER_INACTIVE: the signer is not activated or is disabled.
+   *  - and the errors every RPC may return (see the service).
+   *
+   * @generated from rpc inkan.sam.v1.SignerService.AuthenticateDevice
+   */
+  authenticateDevice: {
+    methodKind: "unary";
+    input: typeof AuthenticateDeviceRequestSchema;
+    output: typeof AuthenticateDeviceResponseSchema;
+  },
+  /**
+   * ListAuthorizations returns the signer's most recent authorization verdicts (every R.SAD the SAM
+   * verified for this signer, accepted or refused), newest first, so that the signer sees what was
+   * authorized in their name and any refused attempt. The request is a JWS by a device key
+   * registered to the signer over a CHALLENGE_PURPOSE_AUTHORIZATION_HISTORY challenge. The SAM
+   * reads them from its audit log: only verdicts within the newest 20,000 audit records of each
+   * SAM node are listed.
+   *
+   * Errors:
+   *  - UNAUTHENTICATED REASON_NONCE_REPLAYED: the challenge (or the jti) is unknown, expired,
+   *    consumed, for another purpose or another signer.
+   *  - PERMISSION_DENIED REASON_AUTHENTICATION_FAILED: the JWS is malformed, does not verify with a
+   *    device key registered to signer_id, or a claim differs from the request.
+   *  - FAILED_PRECONDITION REASON_SIGNER_INACTIVE: the signer is not activated or is disabled.
+   *  - and the errors every RPC may return (see the service).
+   *
+   * @generated from rpc inkan.sam.v1.SignerService.ListAuthorizations
+   */
+  listAuthorizations: {
+    methodKind: "unary";
+    input: typeof ListAuthorizationsRequestSchema;
+    output: typeof ListAuthorizationsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_inkan_sam_v1_signer, 0);

@@ -1,0 +1,45 @@
+import { parseArgs } from "node:util";
+import { gatewayConfig, GatewayConfigError } from "./config.js";
+import { startGateway } from "./server.js";
+
+export const gatewayUsage = `usage: inkan gateway --data-dir DIR [--listen HOST:PORT] [--sam https://HOST:PORT]
+                     [--client-cert PEM --client-key PEM]
+  serve the signer portal and the SCA request API in front of the SAM (default listen
+  127.0.0.1:8444, SAM https://127.0.0.1:8443, client certificate toward the SAM DIR/pki/sca.crt;
+  INKAN_DATA_DIR, INKAN_GATEWAY_LISTEN, INKAN_SAM_URL, INKAN_GATEWAY_CLIENT_CERT, INKAN_GATEWAY_CLIENT_KEY)`;
+
+/** `inkan gateway`: runs until SIGTERM or SIGINT; resolves to the exit code. */
+export async function gatewayCommand(args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: {
+      "data-dir": { type: "string" }, listen: { type: "string" }, sam: { type: "string" },
+      "client-cert": { type: "string" }, "client-key": { type: "string" }, help: { type: "boolean" },
+    } });
+  if (values.help) {
+    console.log(gatewayUsage);
+    return 0;
+  }
+  let config;
+  try {
+    config = gatewayConfig({
+      dataDir: values["data-dir"] ?? process.env.INKAN_DATA_DIR ?? ".data",
+      listen: values.listen ?? process.env.INKAN_GATEWAY_LISTEN,
+      samUrl: values.sam ?? process.env.INKAN_SAM_URL,
+      clientCertFile: values["client-cert"] ?? process.env.INKAN_GATEWAY_CLIENT_CERT,
+      clientKeyFile: values["client-key"] ?? process.env.INKAN_GATEWAY_CLIENT_KEY,
+    });
+  } catch (err) {
+    if (err instanceof GatewayConfigError) {
+      console.error(`inkan gateway: ${err.message}`);
+      return 2;
+    }
+    throw err;
+  }
+  const gateway = await startGateway(config);
+  console.log(`listening on ${gateway.url}`);
+  await new Promise<void>((done) => {
+    const stop = () => void gateway.close().then(done);
+    process.once("SIGTERM", stop);
+    process.once("SIGINT", stop);
+  });
+  return 0;
+}

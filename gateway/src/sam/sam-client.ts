@@ -1,0 +1,17 @@
+import { createClient, type Client } from "@connectrpc/connect";
+import { createInkanClient, createInkanTransport, SignerService, type InkanClient } from "@inkan/sdk";
+import type { GatewayConfig } from "../config.js";
+
+/** The gateway's view of the SAM: the SDK over mutual TLS, with the gateway's own client certificate. */
+export interface SamClients {
+  inkan: InkanClient;
+  signer: Client<typeof SignerService>;
+}
+
+export function createSamClients(config: GatewayConfig): SamClients {
+  const tls = { ca: config.tls.samCa, cert: config.tls.clientCert, key: config.tls.clientKey };
+  return {
+    inkan: createInkanClient({ baseUrl: config.samUrl, tls }),
+    signer: createClient(SignerService, createInkanTransport({ baseUrl: config.samUrl, tls })),
+  };
+}

@@ -1,0 +1,79 @@
+import { createServer, type Server } from "node:https";
+import type { AddressInfo } from "node:net";
+import type Database from "better-sqlite3";
+import type { GatewayConfig } from "./config.js";
+import { HttpError, securityHeaders, sendError } from "./http/respond.js";
+import { Router, type Route } from "./http/router.js";
+import { portalApiRoutes } from "./portal/portal-api.js";
+import { portalAssetRoutes } from "./portal/assets.js";
+import { PortalSessions } from "./portal/sessions.js";
+import { scaRoutes } from "./requests/sca-routes.js";
+import { SigningRequests } from "./requests/signing-requests.js";
+import { createSamClients, type SamClients } from "./sam/sam-client.js";
+import { gatewayStoreFile, openGatewayDatabase } from "./store/gateway-store.js";
+
+export interface Gateway {
+  /** https://HOST:PORT as it listens. */
+  url: string;
+  db: Database.Database;
+  sam: SamClients;
+  close(): Promise<void>;
+}
+
+/** What a feature needs to build its routes. */
+export interface GatewayContext {
+  config: GatewayConfig;
+  db: Database.Database;
+  sam: SamClients;
+}
+
+/** Extra routes (tests, later features) added after the built-in ones. */
+export type RouteFactory = (ctx: GatewayContext) => Route[];
+
+/**
+ * Starts the gateway: HTTPS with the data directory's server certificate. Client certificates are
+ * requested but not required, so that a browser connects without one; the SCA API checks the
+ * certificate itself (it must chain to the SCA CA).
+ */
+export async function startGateway(config: GatewayConfig, extra: RouteFactory[] = []): Promise<Gateway> {
+  const db = openGatewayDatabase(gatewayStoreFile(config.dataDir));
+  const sam = createSamClients(config);
+  const ctx: GatewayContext = { config, db, sam };
+  const requests = new SigningRequests(db);
+  requests.purge();
+  const router = new Router().add(...portalAssetRoutes(), ...portalApiRoutes(ctx, requests, new PortalSessions(db)), ...scaRoutes(ctx, requests));
+  for (const f of extra) router.add(...f(ctx));
+
+  const server: Server = createServer(
+    { cert: config.tls.serverCert, key: config.tls.serverKey, ca: config.tls.scaCa, requestCert: true, rejectUnauthorized: false, minVersion: "TLSv1.2" },
+    (req, res) => {
+      securityHeaders(res);
+      const url = new URL(req.url ?? "/", "https://gateway.invalid");
+      const found = router.match(req.method ?? "GET", url.pathname);
+      if (found === undefined) return sendError(res, new HttpError(404, "not_found", "no such resource"));
+      if (found === "methodNotAllowed") return sendError(res, new HttpError(405, "invalid_request", "method not allowed"));
+      // Async wrapper: a handler that throws synchronously is answered like one that rejects.
+      (async () => found.handler({ req, res, url, params: found.params }))().catch((err: unknown) => {
+        if (res.headersSent) return void res.destroy();
+        sendError(res, err instanceof HttpError ? err : new HttpError(500, "server_error", "internal error"));
+        if (!(err instanceof HttpError)) console.error("inkan gateway:", err);
+      });
+    },
+  );
+  await new Promise<void>((done, fail) => {
+    server.once("error", fail);
+    server.listen(config.listen.port, config.listen.host, () => done());
+  });
+  const { port } = server.address() as AddressInfo;
+  const host = config.listen.host.includes(":") ? `[${config.listen.host}]` : config.listen.host;
+  return {
+    url: `https://${host}:${port}`,
+    db,
+    sam,
+    async close() {
+      server.closeAllConnections();
+      await new Promise<void>((done) => server.close(() => done()));
+      db.close();
+    },
+  };
+}

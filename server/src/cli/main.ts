@@ -67,7 +67,10 @@ async function init(args: string[]): Promise<number> {
     console.log(JSON.stringify(paths));
   } else {
     console.log(`Initialized ${paths.dataDir}`);
-    for (const [k, v] of Object.entries(paths)) console.log(`  ${k.padEnd(16)} ${v}`);
+    for (const [k, v] of Object.entries(paths)) {
+      if (typeof v !== "object") console.log(`  ${k.padEnd(16)} ${v}`);
+      else for (const [k2, v2] of Object.entries(v)) console.log(`  ${`${k}.${k2}`.padEnd(16)} ${String(v2)}`);
+    }
     if (created.includes("first security officer")) {
       console.log(`\nThe first security officer is ${paths.adminUserId}: their client certificate is ${paths.adminCert}`);
       console.log(`and their request-signing key ${paths.adminRequestKey}. Keep both; this is printed once.`);

@@ -215,6 +215,26 @@ async function ensureSignerIssuingCa(dataDir: string): Promise<{ cert: string; k
   return { cert, key, created: true };
 }
 
+/**
+ * The development identities of an initialized data directory, read from its files alone (user ids
+ * from the request keys' "sub"), without opening the crypto-module token or the store: for
+ * `inkan init --demo-signer` while `inkan serve` runs on the same directory. Undefined when a file
+ * is missing (run `inkan init` first).
+ */
+export function devIdentityPaths(dataDirInput: string): Pick<InitPaths, "dataDir" | "caCert" | "adminCert" | "adminKey" | "adminRequestKey" | "adminUserId" | "registrationOperator" | "signerIssuingCaCert" | "signerIssuingCaKey"> | undefined {
+  const dataDir = resolve(dataDirInput);
+  const p = (name: string) => join(dataDir, "pki", name);
+  const sub = (file: string) => (JSON.parse(readFileSync(file, "utf8")) as { sub?: string }).sub ?? "";
+  const files = [p("ca.crt"), p("admin.crt"), p("admin.key"), p("admin-request-key.jwk"), p("registration-operator.crt"), p("registration-operator.key"), p("registration-operator-request-key.jwk"), p("signer-issuing-ca.crt"), p("signer-issuing-ca.key")];
+  if (!files.every((f) => existsSync(f))) return undefined;
+  return {
+    dataDir,
+    caCert: p("ca.crt"), adminCert: p("admin.crt"), adminKey: p("admin.key"), adminRequestKey: p("admin-request-key.jwk"), adminUserId: sub(p("admin-request-key.jwk")),
+    registrationOperator: devIdentity(dataDir, p("ca.crt"), { cert: p("registration-operator.crt"), key: p("registration-operator.key") }, "registration-operator", sub(p("registration-operator-request-key.jwk"))),
+    signerIssuingCaCert: p("signer-issuing-ca.crt"), signerIssuingCaKey: p("signer-issuing-ca.key"),
+  };
+}
+
 function devIdentity(dataDir: string, ca: string, files: { cert: string; key: string }, name: string, userId: string): PrivilegedIdentityPaths {
   return { cert: files.cert, key: files.key, ca, requestKey: join(dataDir, "pki", `${name}-request-key.jwk`), userId };
 }

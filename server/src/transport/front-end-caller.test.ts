@@ -4,15 +4,17 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Code, createClient } from "@connectrpc/connect";
 import { Reason } from "@inkan/sdk";
-import { PolicyService } from "@inkan/sdk/gen/inkan/admin/v1/policy_pb.js";
+import { clone } from "@bufbuild/protobuf";
+import { PolicyService, SecurityPolicySchema, type SecurityPolicy } from "@inkan/sdk/gen/inkan/admin/v1/policy_pb.js";
+import { PendingApprovalState, PrivilegedUserService } from "@inkan/sdk/gen/inkan/admin/v1/privileged_user_pb.js";
 import { RegistrationService } from "@inkan/sdk/gen/inkan/admin/v1/registration_pb.js";
-import { PrivilegedRole } from "@inkan/sdk/gen/inkan/admin/v1/types_pb.js";
+import { ApprovalRequiredSchema, PrivilegedRole } from "@inkan/sdk/gen/inkan/admin/v1/types_pb.js";
 import { HealthCheckResponse_ServingStatus, Health } from "@inkan/sdk/gen/grpc/health/v1/health_pb.js";
 import { SignatureActivationService } from "@inkan/sdk/gen/inkan/sam/v1/sam_pb.js";
 import { ChallengePurpose, SignerService } from "@inkan/sdk/gen/inkan/sam/v1/signer_pb.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createCertificateAuthority, issueCertificate, loadCertificateAuthority, type Pem } from "../pki/dev-pki.js";
-import { refusalOf, startTestServer, type PrivilegedPerson, type Protocol, type TestServer } from "../testing/harness.js";
+import { errorOf, refusalOf, startTestServer, type PrivilegedPerson, type Protocol, type TestServer } from "../testing/harness.js";
 import { activeSigner } from "../testing/signers.js";
 import { identify } from "./identity.js";
 
@@ -90,6 +92,28 @@ describe("the front-end CA in the security policy (issue 18.7, R-3.2.2.3)", () =
     // The listed CA's front end works on the same server (an unknown signer is answered like any other, issue 19).
     expect((await createClient(SignerService, t.transport("grpc", t.pki.frontEnd)).createChallenge({ signerId: "sgn-x", purpose: ChallengePurpose.ACTIVATION })).challenge.length).toBe(32);
   });
+});
+
+describe("withdrawing the front-end CA from the policy (issue 18.7, R-3.2.2.3)", () => {
+  it("R-3.2.2.3: refuses the front end at once (CLIENT_CERTIFICATE_REJECTED), over gRPC and Connect; restoring it lets it back", async () => {
+    const so2 = await t.createPrivilegedUser(PrivilegedRole.SECURITY_OFFICER, "security-officer-2"); // the second needs no approval
+    const policies = (who: PrivilegedPerson) => createClient(PolicyService, t.as(who));
+    const apply = async (change: (p: SecurityPolicy) => void) => {
+      const { record } = await policies(t.firstSecurityOfficer).getSecurityPolicy({});
+      const next = clone(SecurityPolicySchema, record!.policy!);
+      change(next);
+      const held = await errorOf(policies(t.firstSecurityOfficer).updateSecurityPolicy({ expectedVersion: record!.version, policy: next }));
+      const detail = held.findDetails(ApprovalRequiredSchema)[0]!;
+      const { pendingApproval } = await createClient(PrivilegedUserService, t.as(so2)).approvePendingRequest({ pendingRequestId: detail.pendingRequestId, requestDigest: detail.requestDigest });
+      expect(pendingApproval?.state).toBe(PendingApprovalState.EXECUTED);
+    };
+    const challenge = (protocol: Protocol) => createClient(SignerService, t.transport(protocol, t.pki.frontEnd)).createChallenge({ signerId: "sgn-x", purpose: ChallengePurpose.ACTIVATION });
+    const listed = (await createClient(PolicyService, t.adminTransport()).getSecurityPolicy({})).record!.policy!.trustedFrontEndCaCertificates;
+    await apply((p) => void (p.trustedFrontEndCaCertificates = []));
+    for (const protocol of both) expect(await refusalOf(challenge(protocol))).toMatchObject({ code: Code.Unauthenticated, reason: Reason.CLIENT_CERTIFICATE_REJECTED });
+    await apply((p) => void (p.trustedFrontEndCaCertificates = listed));
+    for (const protocol of both) expect((await challenge(protocol)).challenge.length).toBe(32);
+  }, 60_000);
 });
 
 describe("identify: the caller kind follows from the issuing CA alone (issue 18.7)", () => {

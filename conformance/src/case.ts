@@ -25,7 +25,7 @@ export interface Observation {
 export class CaseSkipped extends Error {}
 
 /** What a case needs beyond one SCA and a registration operator. */
-export type Need = "secondSca" | "secondOfficer";
+export type Need = "secondSca" | "secondOfficer" | "otherScopeSca";
 
 /** A black-box attack against the target. */
 export interface AttackCase {

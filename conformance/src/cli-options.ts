@@ -19,6 +19,10 @@ export interface InitPaths {
   adminUserId?: string;
   signerIssuingCaCert: string;
   signerIssuingCaKey: string;
+  /** Issue 18 item 7: SignerService's caller. */
+  signerFrontEnd?: { cert: string; key: string };
+  /** Issue 19: the second SCA, whose scope is the signer group "demo-b" only. */
+  secondSca?: { cert: string; key: string };
 }
 
 const read = (file: string) => readFileSync(file, "utf8");
@@ -43,6 +47,8 @@ export function targetFromInit(url: string, paths: InitPaths): TargetOptions {
     admin: identity(paths.adminCert, paths.adminKey, paths.adminRequestKey, paths.adminUserId, "admin"),
     ...(paths.adminCaCert && paths.adminCaKey ? { adminCa: pem(paths.adminCaCert, paths.adminCaKey) } : {}),
     signerIssuingCa: pem(paths.signerIssuingCaCert, paths.signerIssuingCaKey),
+    ...(paths.signerFrontEnd ? { frontEnd: pem(paths.signerFrontEnd.cert, paths.signerFrontEnd.key) } : {}),
+    ...(paths.secondSca ? { otherScopeSca: pem(paths.secondSca.cert, paths.secondSca.key) } : {}),
   };
 }
 
@@ -54,6 +60,10 @@ export const cliOptions = {
   "sca-key": { type: "string" },
   "second-sca-cert": { type: "string" },
   "second-sca-key": { type: "string" },
+  "front-end-cert": { type: "string" },
+  "front-end-key": { type: "string" },
+  "other-scope-sca-cert": { type: "string" },
+  "other-scope-sca-key": { type: "string" },
   "sca-ca-cert": { type: "string" },
   "sca-ca-key": { type: "string" },
   "admin-cert": { type: "string" },
@@ -104,6 +114,8 @@ export function targetFromFlags(v: CliValues): TargetOptions {
   const operator = v["operator-cert"] ? identity(v["operator-cert"], v["operator-key"]!, v["operator-signing-key"]!, v["operator-user-id"], "operator") : undefined;
   const sca = both("sca-cert", "sca-key") ?? base.sca;
   const secondSca = both("second-sca-cert", "second-sca-key");
+  const frontEnd = both("front-end-cert", "front-end-key") ?? base.frontEnd;
+  const otherScopeSca = both("other-scope-sca-cert", "other-scope-sca-key") ?? base.otherScopeSca;
   const scaCa = both("sca-ca-cert", "sca-ca-key") ?? base.scaCa;
   const adminCa = both("admin-ca-cert", "admin-ca-key") ?? base.adminCa;
   const signerIssuingCa = both("signer-issuing-ca-cert", "signer-issuing-ca-key") ?? base.signerIssuingCa;
@@ -114,6 +126,8 @@ export function targetFromFlags(v: CliValues): TargetOptions {
     admin: admin!,
     signerIssuingCa: signerIssuingCa!,
     ...(secondSca ? { secondSca } : {}),
+    ...(frontEnd ? { frontEnd } : {}),
+    ...(otherScopeSca ? { otherScopeSca } : {}),
     ...(scaCa ? { scaCa } : {}),
     ...(adminCa ? { adminCa } : {}),
     ...(operator ? { operator } : {}),

@@ -82,6 +82,7 @@ describe("inkan-conformance", () => {
       "--target", t.server.url, "--ca", p.caCert, "--sca-cert", p.scaCert, "--sca-key", p.scaKey,
       "--admin-cert", p.adminCert, "--admin-key", p.adminKey, "--admin-signing-key", p.adminRequestKey, "--admin-ca-cert", p.adminCaCert, "--admin-ca-key", p.adminCaKey,
       "--signer-issuing-ca-cert", p.signerIssuingCaCert, "--signer-issuing-ca-key", p.signerIssuingCaKey,
+      "--front-end-cert", p.signerFrontEnd.cert, "--front-end-key", p.signerFrontEnd.key,
       "--protocol", "grpc-web", "--case", "bypass-other-sca-token", "--case", "bypass-sign-hash-without-authorize",
     ]);
     expect(out).toMatch(/skipped\s+grpc-web\s+bypass-other-sca-token: no second SCA certificate given/);

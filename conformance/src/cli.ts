@@ -17,6 +17,9 @@ const usage = `inkan-conformance ${suiteVersion}: replay, bypass and forgery att
   --ca FILE                      CA certificate the server's certificate chains to
   --sca-cert FILE --sca-key FILE an SCA client certificate
   --second-sca-cert/--second-sca-key   a second SCA (cross-SCA cases); or --sca-ca-cert/--sca-ca-key to mint one
+  --front-end-cert/--front-end-key     the signer front end, SignerService's caller (default: the SCA's)
+  --other-scope-sca-cert/--other-scope-sca-key   an SCA whose scope covers no signer without a group
+                                 (scope cases; --from-init gives \`secondSca\`)
   --admin-cert/--admin-key/--admin-signing-key FILE [--admin-user-id ID]   a security officer
   --operator-cert/--operator-key/--operator-signing-key [--operator-user-id] a registration operator,
                                  or --admin-ca-cert/--admin-ca-key to have the security officer create one

@@ -66,6 +66,8 @@ export class Session {
   readonly sca: Client<typeof SignatureActivationService>;
   /** A second SCA's client, when the target allows one. */
   readonly otherSca: Client<typeof SignatureActivationService> | undefined;
+  /** Issue 19: an SCA whose scope does not cover the suite's signers, when the target gives one. */
+  readonly otherScopeSca: Client<typeof SignatureActivationService> | undefined;
   readonly device: Client<typeof SignerService>;
   readonly ra: Client<typeof RegistrationService>;
   private shared: Promise<TestSigner> | undefined;
@@ -80,7 +82,8 @@ export class Session {
     const tls = (pem: { cert: string; key: string }) => ({ ca: target.ca, ...pem });
     this.sca = createClient(SignatureActivationService, transportFor(protocol, target.url, tls(target.sca)));
     this.otherSca = identities.secondSca ? createClient(SignatureActivationService, transportFor(protocol, target.url, tls(identities.secondSca))) : undefined;
-    this.device = createClient(SignerService, transportFor(protocol, target.url, tls(target.sca)));
+    this.otherScopeSca = target.otherScopeSca ? createClient(SignatureActivationService, transportFor(protocol, target.url, tls(target.otherScopeSca))) : undefined;
+    this.device = createClient(SignerService, transportFor(protocol, target.url, tls(target.frontEnd ?? target.sca)));
     this.ra = createClient(RegistrationService, privilegedTransport(protocol, target, identities.operator));
   }
 

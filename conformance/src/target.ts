@@ -31,6 +31,16 @@ export interface TargetOptions {
   sca: Pem;
   /** A second SCA (cross-SCA cases); minted from scaCa when absent. */
   secondSca?: Pem;
+  /**
+   * The signer front end's client certificate: the caller of SignerService (issue 18 item 7). When
+   * absent the SCA's certificate is used, as for a SAM without that caller kind.
+   */
+  frontEnd?: Pem;
+  /**
+   * Issue 19: an SCA whose scope does not cover the signers the suite enrolls (they have no signer
+   * group), e.g. `inkan init`'s second SCA (scope "demo-b"); the scope cases are skipped without it.
+   */
+  otherScopeSca?: Pem;
   /** The SCA client CA, to mint a second SCA when none is given. */
   scaCa?: Pem;
   /** A security officer. */
@@ -87,7 +97,7 @@ export interface Identities {
   secondSca: Pem | undefined;
   secondOfficer: PrivilegedIdentity | undefined;
   /** Why a missing identity is missing (reported as the skip reason of the cases that need it). */
-  missing: { secondSca?: string; secondOfficer?: string };
+  missing: { secondSca?: string; secondOfficer?: string; otherScopeSca?: string };
 }
 
 export async function prepareIdentities(o: TargetOptions): Promise<Identities> {
@@ -113,6 +123,7 @@ export async function prepareIdentities(o: TargetOptions): Promise<Identities> {
     missing: {
       ...(secondSca ? {} : { secondSca: "no second SCA certificate given (--second-sca-cert/--second-sca-key) and no SCA CA to mint one (--sca-ca-cert/--sca-ca-key)" }),
       ...(officerProblem ? { secondOfficer: officerProblem } : {}),
+      ...(o.otherScopeSca ? {} : { otherScopeSca: "no SCA outside the test signers' scope given (--other-scope-sca-cert/--other-scope-sca-key, or `secondSca` of --from-init)" }),
     },
   };
 }

@@ -1,5 +1,5 @@
 import { createHash, X509Certificate } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import canonicalize from "canonicalize";
@@ -58,5 +58,41 @@ describe("inkan init and the first security officer's binding (T-2.2.2.1)", () =
     expect(rebound?.id).toBe(paths.adminUserId);
     expect(JSON.parse(rebound!.body)).toMatchObject({ certificateBinding: { spkiSha256: spkiSha256(adminCert) } });
     expect((await initDataDir(dataDir)).created).toEqual([]);
+  });
+});
+
+describe("inkan init's development identities (issues 18.7, 19, 23)", () => {
+  it("creates the signer front end (its own CA), a second SCA under a second CA, a registration operator and an auditor, once", async () => {
+    const { paths } = await initDataDir(dataDir);
+    const cert = (f: string) => new X509Certificate(readFileSync(f));
+    const frontEnd = cert(paths.signerFrontEnd.cert);
+    expect(frontEnd.checkIssued(cert(paths.frontEndCaCert))).toBe(true);
+    expect(frontEnd.checkIssued(cert(paths.scaCaCert))).toBe(false);
+    expect(paths.signerFrontEnd.ca).toBe(paths.caCert);
+    const secondSca = cert(paths.secondSca.cert);
+    expect(secondSca.checkIssued(cert(paths.secondScaCaCert))).toBe(true);
+    expect(secondSca.checkIssued(cert(paths.scaCaCert))).toBe(false);
+    expect(paths.secondSca.signerGroup).toBe("demo-b");
+    // Every client certificate: digitalSignature, clientAuth (the profile the README documents).
+    for (const c of [frontEnd, secondSca, cert(paths.registrationOperator.cert), cert(paths.auditor.cert)]) {
+      expect(c.keyUsage).toEqual(["1.3.6.1.5.5.7.3.2"]); // Node lists the extended key usages here: clientAuth only
+      expect(c.ca).toBe(false);
+    }
+    const [ra, auditor] = await withRecords(async (_r, users) => [
+      await users.userOfCertificate({ spkiSha256: spkiSha256(cert(paths.registrationOperator.cert)) }),
+      await users.userOfCertificate({ spkiSha256: spkiSha256(cert(paths.auditor.cert)) }),
+    ]);
+    expect(ra).toMatchObject({ id: paths.registrationOperator.userId, role: "REGISTRATION_OPERATOR", status: "ACTIVE" });
+    expect(auditor).toMatchObject({ id: paths.auditor.userId, role: "AUDITOR", status: "ACTIVE" });
+    for (const who of [paths.registrationOperator, paths.auditor]) {
+      const jwk = JSON.parse(readFileSync(who.requestKey, "utf8")) as { sub: string; d?: string; kid?: string };
+      expect(jwk.sub).toBe(who.userId);
+      expect(jwk.d && jwk.kid).toBeTruthy();
+      expect(statSync(who.requestKey).mode & 0o077).toBe(0);
+      expect(statSync(who.key).mode & 0o077).toBe(0);
+    }
+    const again = await initDataDir(dataDir);
+    expect(again.created).toEqual([]);
+    expect(again.paths).toEqual(paths);
   });
 });

@@ -8,7 +8,8 @@ import { joseCases } from "./jose-attacks.js";
 import { lockoutCases } from "./lockout.js";
 import { replayCases } from "./replay.js";
 import { revocationCases } from "./revocation.js";
+import { scopeCases } from "./scope.js";
 import { whatSignerSeesCases } from "./what-signer-sees.js";
 
 /** Every case of the suite, in report order. */
-export const allCases: readonly ConformanceCase[] = [...integrityCases, ...replayCases, ...forgeryCases, ...bypassCases, ...whatSignerSeesCases, ...revocationCases, ...methodCases, ...lockoutCases, ...joseCases, ...coveredElsewhere];
+export const allCases: readonly ConformanceCase[] = [...integrityCases, ...replayCases, ...forgeryCases, ...bypassCases, ...scopeCases, ...whatSignerSeesCases, ...revocationCases, ...methodCases, ...lockoutCases, ...joseCases, ...coveredElsewhere];

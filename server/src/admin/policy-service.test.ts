@@ -84,7 +84,9 @@ describe("PolicyService (R-3.2.2.3)", () => {
     });
     const der = (f: string) => Buffer.from(new X509Certificate(readFileSync(f)).raw);
     expect(policy.trustedAdminCaCertificates.map((c) => Buffer.from(c))).toEqual([der(t.pki.paths.adminCaCert)]);
-    expect(policy.trustedScaCaCertificates.map((c) => Buffer.from(c))).toEqual([der(t.pki.paths.scaCaCert)]);
+    // The development SCA CA (scope "development", all signers) and the second one (issue 19, scope "demo-b").
+    expect(policy.trustedScaCaCertificates.map((c) => Buffer.from(c))).toEqual([der(t.pki.paths.scaCaCert), der(t.pki.paths.secondScaCaCert)]);
+    expect(policy.trustedFrontEndCaCertificates.map((c) => Buffer.from(c))).toEqual([der(t.pki.paths.frontEndCaCert)]); // issue 18.7
   });
 
   it("R-3.2.2.3: an operator, an auditor and an SCA can neither read nor change the policy", async () => {

@@ -115,7 +115,7 @@ describe("policy tampering in the database (R-3.2.2.3)", () => {
       expect(inkanErrorReason(err), protocol).toBe(Reason.INTEGRITY_VIOLATION);
       expect(err.rawMessage, protocol).toBe(gateMessage);
     }
-    const signer = await errorOf(createClient(SignerService, t.transport("connect", t.pki.sca)).createChallenge({}));
+    const signer = await errorOf(createClient(SignerService, t.transport("connect", t.pki.frontEnd)).createChallenge({}));
     expect(inkanErrorReason(signer)).toBe(Reason.INTEGRITY_VIOLATION);
     expect(await sapHealth()).toBe(Status.NOT_SERVING);
     expect(readFileSync(`${t.dataDir}/server.log`, "utf8")).toMatch(/security policy failed its integrity check: signing stopped/);

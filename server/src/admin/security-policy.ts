@@ -39,9 +39,10 @@ export interface PolicySnapshot {
   readonly [setting: string]: PolicySnapshotValue;
 }
 
-const certificateFields = ["trustedScaCaCertificates", "trustedAdminCaCertificates", "trustedIssuingCaCertificates"] as const;
+const certificateFields = ["trustedScaCaCertificates", "trustedAdminCaCertificates", "trustedIssuingCaCertificates", "trustedFrontEndCaCertificates"] as const;
 const certificateFieldNames: Record<(typeof certificateFields)[number], string> = {
   trustedScaCaCertificates: "policy.trusted_sca_ca_certificates",
+  trustedFrontEndCaCertificates: "policy.trusted_front_end_ca_certificates",
   trustedAdminCaCertificates: "policy.trusted_admin_ca_certificates",
   trustedIssuingCaCertificates: "policy.trusted_issuing_ca_certificates",
 };
@@ -107,9 +108,9 @@ export class PolicyVersion {
     return durationMs(this.policy[field], field);
   }
 
-  /** SHA-256 (lower-case hex) of each CA certificate trusted to identify SCAs, or privileged users. */
-  trustedCaSha256(kind: "sca" | "admin"): Set<string> {
-    const field = kind === "sca" ? "trustedScaCaCertificates" : "trustedAdminCaCertificates";
+  /** SHA-256 (lower-case hex) of each CA certificate trusted to identify SCAs, signer front ends (issue 18 item 7), or privileged users. */
+  trustedCaSha256(kind: "sca" | "front-end" | "admin"): Set<string> {
+    const field = kind === "sca" ? "trustedScaCaCertificates" : kind === "front-end" ? "trustedFrontEndCaCertificates" : "trustedAdminCaCertificates";
     const list = this.policy[field];
     return new Set((Array.isArray(list) ? list : []).map((b64) => createHash("sha256").update(Buffer.from(String(b64), "base64")).digest("hex")));
   }
@@ -239,9 +240,17 @@ function scopeText(scope: PolicyJson): string {
 
 /** The CA certificates the first policy trusts (DER), from the deployment's PKI. */
 export interface DefaultPolicyInput {
+  /** SCA CAs whose SCAs act for every signer (one scope each). */
   trustedScaCaCertificates: Uint8Array[];
   trustedAdminCaCertificates: Uint8Array[];
   trustedIssuingCaCertificates?: Uint8Array[];
+  /** Issue 18 item 7: the CAs of the signer front end (SignerService's only caller kind). */
+  trustedFrontEndCaCertificates?: Uint8Array[];
+  /**
+   * Issue 19: further SCA CAs, trusted too, whose SCAs act only for the signers of the named
+   * groups (one scope each, named `scope`): `inkan init`'s second development SCA CA.
+   */
+  groupScopedScaCas?: { certificate: Uint8Array; scope: string; groups: string[] }[];
 }
 
 /**
@@ -254,12 +263,18 @@ export interface DefaultPolicyInput {
 export function defaultSecurityPolicy(input: DefaultPolicyInput): PolicyJson {
   const b64 = (list: Uint8Array[] | undefined) => (list ?? []).map((d) => Buffer.from(d).toString("base64"));
   const issuing = b64(input.trustedIssuingCaCertificates);
+  const frontEnd = b64(input.trustedFrontEndCaCertificates);
+  const sha = (d: Uint8Array) => createHash("sha256").update(d).digest("base64");
+  const grouped = input.groupScopedScaCas ?? [];
   // Issue 19: the deployment's own SCA CA acts for every signer; a CA added later gets no scope.
-  const scopes = input.trustedScaCaCertificates.map((d, i) => ({
-    name: i === 0 ? developmentScopeName : `${developmentScopeName}-${i + 1}`,
-    scaCaCertificateSha256: createHash("sha256").update(d).digest("base64"),
-    allSigners: true,
-  }));
+  const scopes: PolicyJson[] = [
+    ...input.trustedScaCaCertificates.map((d, i) => ({
+      name: i === 0 ? developmentScopeName : `${developmentScopeName}-${i + 1}`,
+      scaCaCertificateSha256: sha(d),
+      allSigners: true,
+    })),
+    ...grouped.map((g) => ({ name: g.scope, scaCaCertificateSha256: sha(g.certificate), signerGroups: { groups: g.groups } })),
+  ];
   return {
     defaultAssuranceLevel: "ASSURANCE_LEVEL_2",
     allowedAssuranceLevels: ["ASSURANCE_LEVEL_2"],
@@ -274,9 +289,10 @@ export function defaultSecurityPolicy(input: DefaultPolicyInput): PolicyJson {
     activationCodeLifetime: "259200s",
     activationCodeMaxAttempts: 5,
     pendingApprovalLifetime: "86400s",
-    trustedScaCaCertificates: b64(input.trustedScaCaCertificates),
+    trustedScaCaCertificates: b64([...input.trustedScaCaCertificates, ...grouped.map((g) => g.certificate)]),
     trustedAdminCaCertificates: b64(input.trustedAdminCaCertificates),
     ...(issuing.length > 0 ? { trustedIssuingCaCertificates: issuing } : {}),
+    ...(frontEnd.length > 0 ? { trustedFrontEndCaCertificates: frontEnd } : {}),
     dualControl: {
       credentialDestruction: "APPROVAL_REQUIREMENT_DUAL_CONTROL",
       securityOfficerChanges: "APPROVAL_REQUIREMENT_DUAL_CONTROL",

@@ -79,6 +79,7 @@ export async function startBenchSam(): Promise<BenchSam> {
       interceptors: signAs ? [createAdminRequestSigner({ ...signAs, nonceTransport: transport(who) })] : [],
     });
   const sca: Pem = { cert: read(paths.scaCert), key: read(paths.scaKey) };
+  const frontEnd: Pem = { cert: read(paths.signerFrontEnd.cert), key: read(paths.signerFrontEnd.key) }; // SignerService's caller (issue 18 item 7)
   try {
     const securityOfficer = transport({ cert: read(paths.adminCert), key: read(paths.adminKey) }, {
       userId: paths.adminUserId,
@@ -87,7 +88,7 @@ export async function startBenchSam(): Promise<BenchSam> {
     const operator = await createRegistrationOperator(securityOfficer, { cert: read(paths.adminCaCert), key: read(paths.adminCaKey) }, transport);
     const issuingCa = { cert: read(paths.signerIssuingCaCert), key: read(paths.signerIssuingCaKey) };
     const newSigner = async (): Promise<BenchSigner> => {
-      const signer = await activeSignerWithCredential(operator, transport(sca));
+      const signer = await activeSignerWithCredential(operator, transport(frontEnd));
       return { ...signer, keyId: await certifyCredential(operator, issuingCa, signer.credentialId, signer.publicKeySpki) };
     };
     const signer = await newSigner();
@@ -131,7 +132,7 @@ async function createRegistrationOperator(securityOfficer: Transport, adminCa: P
 }
 
 /** Enrolled and activation code issued by the operator, activated from its device (SDK builders), key generated. */
-async function activeSignerWithCredential(operator: Transport, scaTransport: Transport): Promise<Omit<BenchSigner, "keyId">> {
+async function activeSignerWithCredential(operator: Transport, frontEndTransport: Transport): Promise<Omit<BenchSigner, "keyId">> {
   const ra = createClient(RegistrationService, operator);
   const { signer } = await ra.enrollSigner({
     identity: { kind: SignerKind.NATURAL_PERSON, legalName: "Bench Signer", displayName: "Bench", email: `bench.${process.pid}@example.jp`, country: "JP" },
@@ -139,7 +140,7 @@ async function activeSignerWithCredential(operator: Transport, scaTransport: Tra
   });
   const signerId = signer!.signerId;
   const { activationCode } = await ra.issueActivationCode({ signerId });
-  const device = createClient(SignerService, scaTransport);
+  const device = createClient(SignerService, frontEndTransport);
   const ch = await device.createChallenge({ signerId, purpose: ChallengePurpose.ACTIVATION });
   const deviceKey = await createDeviceKey();
   const { request } = await buildActivationRequest({

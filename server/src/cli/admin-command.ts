@@ -51,7 +51,7 @@ export interface AdminContext {
 export const exitCodes = { ok: 0, failed: 1, usage: 2, refused: 3, approvalRequired: 4 } as const;
 
 const globalHelp = `Identity and connection (flag, else variable, else --from-init, else --data-dir):
-${Object.entries(identityOptions).map(([k, o]) => `  --${`${k} ${k === "data-dir" ? "DIR" : k === "target" ? "URL" : k === "user-id" ? "ID" : k === "profile" ? "NAME" : "FILE"}`.padEnd(20)} ${o.env}: ${o.help}`).join("\n")}
+${Object.entries(identityOptions).map(([k, o]) => `  --${`${k} ${k === "data-dir" ? "DIR" : k === "target" ? "URL" : k === "user-id" ? "ID" : k === "profile" ? "NAME" : k === "role" ? "ROLE" : "FILE"}`.padEnd(20)} ${o.env}: ${o.help}`).join("\n")}
   --json                  machine-readable output (one JSON value on stdout)
   --help                  this help
 Exit codes: 0 done, 1 failed (SAM or network), 2 usage or unreadable identity file, 3 refused by
@@ -59,9 +59,9 @@ the SAM (reason printed), 4 held for a second privileged user's approval (pendin
 
 /** Runs `inkan admin ...` (argv after "admin") with the given command table; resolves to the exit code. */
 export async function runAdmin(argv: string[], nouns: Record<string, Noun>, env: NodeJS.ProcessEnv = process.env, verbs: Record<string, Verb> = {}): Promise<number> {
-  const { positionals: [nounName, verbName], rest } = splitNounVerb(argv);
+  const { positionals: [nounName, verbName], rest, role } = splitNounVerb(argv);
   const topVerb = nounName === undefined ? undefined : verbs[nounName];
-  if (topVerb) return runVerb(`inkan admin ${nounName}`, topVerb, verbName === undefined ? rest : [verbName, ...rest], env);
+  if (topVerb) return runVerb(`inkan admin ${nounName}`, topVerb, verbName === undefined ? rest : [verbName, ...rest], env, role);
   const wantsHelp = rest.includes("--help") || rest.includes("-h") || nounName === "help";
   const noun = nounName === undefined ? undefined : nouns[nounName];
   if (!noun) {
@@ -82,10 +82,10 @@ export async function runAdmin(argv: string[], nouns: Record<string, Noun>, env:
     console.error(verbName === undefined ? text : `inkan admin ${nounName}: unknown command "${verbName}"\n\n${text}`);
     return exitCodes.usage;
   }
-  return runVerb(`inkan admin ${nounName} ${verbName}`, verb, rest, env);
+  return runVerb(`inkan admin ${nounName} ${verbName}`, verb, rest, env, role);
 }
 
-async function runVerb(name: string, verb: Verb, rest: string[], env: NodeJS.ProcessEnv): Promise<number> {
+async function runVerb(name: string, verb: Verb, rest: string[], env: NodeJS.ProcessEnv, role?: string): Promise<number> {
   if (rest.includes("--help") || rest.includes("-h")) {
     console.log(verbHelp(name, verb));
     return exitCodes.ok;
@@ -109,8 +109,9 @@ async function runVerb(name: string, verb: Verb, rest: string[], env: NodeJS.Pro
   const flags: IdentityFlags = {};
   for (const k of Object.keys(identityOptions) as (keyof typeof identityOptions)[]) {
     const v = values[k];
-    if (typeof v === "string") flags[k] = v;
+    if (typeof v === "string" && !(k === "role" && verb.options?.["role"])) flags[k] = v;
   }
+  if (role !== undefined) flags.role = role; // issue 23: `inkan admin --role ROLE NOUN VERB`
   let transport: Transport | undefined;
   const ctx: AdminContext = {
     json,
@@ -172,11 +173,17 @@ function reportRefusal(name: string, err: ConnectError, json: boolean): number {
 }
 
 /** The first two words that are neither options nor values of identity options: NOUN and VERB. */
-function splitNounVerb(argv: string[]): { positionals: string[]; rest: string[] } {
+function splitNounVerb(argv: string[]): { positionals: string[]; rest: string[]; role?: string } {
   const positionals: string[] = [];
   const rest: string[] = [];
+  let role: string | undefined;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
+    // Before NOUN VERB, --role is the identity's (a verb's own --role, as in `user create`, comes after).
+    if (positionals.length < 2 && (a === "--role" || a.startsWith("--role="))) {
+      role = a === "--role" ? argv[++i] : a.slice("--role=".length);
+      continue;
+    }
     if (positionals.length < 2 && !a.startsWith("-")) {
       positionals.push(a);
       continue;
@@ -185,7 +192,7 @@ function splitNounVerb(argv: string[]): { positionals: string[]; rest: string[] 
     const name = a.replace(/^--?/, "");
     if (a.startsWith("--") && !a.includes("=") && name in identityOptions && i + 1 < argv.length) rest.push(argv[++i]!);
   }
-  return { positionals, rest };
+  return { positionals, rest, ...(role !== undefined ? { role } : {}) };
 }
 
 function arity(args: string): [number, number] {

@@ -27,7 +27,20 @@ export const identityOptions = {
   profile: { type: "string", env: "INKAN_ADMIN_PROFILE", help: "a profile written by `inkan admin login --profile NAME`" },
   "from-init": { type: "string", env: "INKAN_ADMIN_FROM_INIT", help: "the `inkan init --json` output: the first security officer's files" },
   "data-dir": { type: "string", env: "INKAN_DATA_DIR", help: "an `inkan init` data directory: the first security officer's files in DIR/pki" },
+  role: {
+    type: "string",
+    env: "INKAN_ADMIN_ROLE",
+    help: "security-officer (default), registration-operator or auditor: which development identity --from-init or --data-dir gives (before NOUN VERB for `user create`/`user list`, whose own --role is the user's)",
+  },
 } as const;
+
+/** The development identities `inkan init` creates, by --role (issue 23): init.json key and file prefix in DIR/pki. */
+const initRoles = {
+  "security-officer": { initKey: undefined, files: "admin" },
+  "registration-operator": { initKey: "registrationOperator", files: "registration-operator" },
+  auditor: { initKey: "auditor", files: "auditor" },
+} as const;
+type InitRole = keyof typeof initRoles;
 
 export type IdentityFlags = Partial<Record<keyof typeof identityOptions, string>>;
 
@@ -68,7 +81,12 @@ export function resolveIdentityPaths(flags: IdentityFlags, env: NodeJS.ProcessEn
   const profile = pick("profile");
   const fromInit = pick("from-init");
   const dataDir = pick("data-dir");
-  const defaults: IdentityFiles = profile ? readProfile(profile, env) : fromInit ? initOutputFiles(fromInit) : dataDir ? dataDirFiles(dataDir) : {};
+  const roleName = pick("role");
+  if (roleName !== undefined && !(roleName in initRoles)) throw new AdminUsageError(`--role ${roleName}: use security-officer, registration-operator or auditor`);
+  if (roleName !== undefined && !fromInit && !dataDir) throw new AdminUsageError(`--role ${roleName} picks a development identity of \`inkan init\`: give --from-init FILE or --data-dir DIR with it`);
+  if (roleName !== undefined && profile) throw new AdminUsageError(`--role ${roleName} picks an \`inkan init\` identity; a --profile names its own`);
+  const role = (roleName ?? "security-officer") as InitRole;
+  const defaults: IdentityFiles = profile ? readProfile(profile, env) : fromInit ? initOutputFiles(fromInit, role) : dataDir ? dataDirFiles(dataDir, role) : {};
   const files = {
     ca: pick("ca") ?? defaults.ca,
     cert: pick("cert") ?? defaults.cert,
@@ -140,12 +158,13 @@ function subOf(jwk: JWK): string | undefined {
   return typeof sub === "string" ? sub : undefined;
 }
 
-function dataDirFiles(dir: string): IdentityFiles {
+function dataDirFiles(dir: string, role: InitRole): IdentityFiles {
   const pki = join(resolve(dir), "pki");
-  return { ca: join(pki, "ca.crt"), cert: join(pki, "admin.crt"), key: join(pki, "admin.key"), requestKey: join(pki, "admin-request-key.jwk") };
+  const f = initRoles[role].files;
+  return { ca: join(pki, "ca.crt"), cert: join(pki, `${f}.crt`), key: join(pki, `${f}.key`), requestKey: join(pki, `${f}-request-key.jwk`) };
 }
 
-function initOutputFiles(file: string): IdentityFiles {
+function initOutputFiles(file: string, role: InitRole): IdentityFiles {
   let paths: Record<string, unknown>;
   try {
     paths = JSON.parse(readFileSync(file, "utf8")) as Record<string, unknown>;
@@ -153,6 +172,16 @@ function initOutputFiles(file: string): IdentityFiles {
     throw new AdminUsageError(`--from-init ${file}: not readable as the \`inkan init --json\` output (${(err as Error).message})`);
   }
   const s = (k: string) => (typeof paths[k] === "string" ? (paths[k] as string) : undefined);
+  const initKey = initRoles[role].initKey;
+  if (initKey) {
+    // Issue 23: the development registration operator or auditor of `inkan init`.
+    const who = paths[initKey] as Record<string, unknown> | undefined;
+    const w = (k: string) => (typeof who?.[k] === "string" ? (who[k] as string) : undefined);
+    if (!who || !w("cert") || !w("key") || !w("requestKey")) {
+      throw new AdminUsageError(`--from-init ${file}: it has no ${initKey} (run \`inkan init --json\` again: it adds the missing development identities)`);
+    }
+    return { ca: s("caCert") ?? w("ca"), cert: w("cert"), key: w("key"), requestKey: w("requestKey"), userId: w("userId") } as IdentityFiles;
+  }
   const files: IdentityFiles = {};
   for (const [k, v] of [["ca", s("caCert")], ["cert", s("adminCert")], ["key", s("adminKey")], ["requestKey", s("adminRequestKey")], ["userId", s("adminUserId")]] as const) {
     if (v !== undefined) files[k] = v;

@@ -401,7 +401,7 @@ describe.concurrent("inkan admin", () => {
       const tk = json<{ transportKeyId: string }>(await admin(["credential", "transport-key", "--out", tkFile, "--json"], ra));
       const pair = generateKeyPairSync("ec", { namedCurve: "P-256" });
       const spki = new Uint8Array(pair.publicKey.export({ type: "spki", format: "der" }));
-      const ch = await createClient(SignerService, t.transport("grpc", t.pki.sca)).createChallenge({ signerId: signer.signerId, purpose: ChallengePurpose.KEY_IMPORT });
+      const ch = await createClient(SignerService, t.transport("grpc", t.pki.frontEnd)).createChallenge({ signerId: signer.signerId, purpose: ChallengePurpose.KEY_IMPORT });
       const signerConsent = await buildKeyImportConsent({
         signerId: signer.signerId, pin: testPin, deviceKey: signer.deviceKey, publicKeySpki: spki, keyAlgorithm: "KEY_ALGORITHM_EC_P256",
         challenge: ch.challenge, audience: ch.audience, samKey: ch.encryptionKey!,

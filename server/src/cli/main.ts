@@ -7,6 +7,11 @@ import { InkanError } from "../errors.js";
 const usage = `usage:
   inkan init  --data-dir DIR [--json]      create the data directory: development PKI, SoftHSM2
                                            token with the SAM's keys, SQLite store
+  inkan init  --data-dir DIR --demo-signer [--target URL] [--json]
+                                           DEVELOPMENT ONLY: through the running SAM (default
+                                           https://127.0.0.1:8443), enroll a demo signer with a
+                                           certified P-256 credential (kept on later runs) and
+                                           print a fresh activation code
   inkan serve --data-dir DIR [--listen HOST:PORT] [--config FILE] [--metrics-listen HOST:PORT]
                                            serve the SAM (port 0 picks a free port); plain-HTTP
                                            /metrics, /healthz, /readyz on an internal address
@@ -61,10 +66,35 @@ export async function main(argv: string[]): Promise<number> {
 
 /** `inkan init`: see initDataDir. Idempotent; stderr says what was created and what was kept. */
 async function init(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { "data-dir": { type: "string" }, json: { type: "boolean" } } });
-  const { initDataDir } = await import("../init.js");
+  const { values } = parseArgs({ args, options: { "data-dir": { type: "string" }, json: { type: "boolean" }, "demo-signer": { type: "boolean" }, target: { type: "string" } } });
+  const { initDataDir, devIdentityPaths } = await import("../init.js");
   const env = readEnv();
-  const { paths, created } = await initDataDir(values["data-dir"] ?? env.dataDir ?? ".data", { store: env.store });
+  const dataDir = values["data-dir"] ?? env.dataDir ?? ".data";
+  if (values["demo-signer"]) {
+    // Issue 15, development only. An initialized directory is only read (the SAM may be serving it).
+    const { demoSigner } = await import("./demo-signer.js");
+    const paths = devIdentityPaths(dataDir) ?? (await initDataDir(dataDir), devIdentityPaths(dataDir));
+    if (!paths) throw new InkanError("INVALID_REQUEST", `${dataDir} lacks the development registration operator: run \`inkan init --data-dir ${dataDir}\` while the SAM is stopped`);
+    const target = values.target ?? "https://127.0.0.1:8443";
+    let demo;
+    try {
+      demo = await demoSigner(paths, target);
+    } catch (err) {
+      console.error(`inkan init --demo-signer: ${(err as Error).message}\n(it works through the running SAM: start \`inkan serve --data-dir ${dataDir}\`, or give --target URL)`);
+      return 1;
+    }
+    console.error("inkan init --demo-signer: DEVELOPMENT ONLY (a demo signer of the development PKI; never on a production SAM)");
+    if (values.json) {
+      console.log(JSON.stringify({ development: true, ...demo }));
+    } else {
+      console.log(`DEVELOPMENT ONLY: demo signer ${demo.created ? "enrolled" : "kept"}`);
+      console.log(`  signerId         ${demo.signerId}`);
+      console.log(`  credentialId     ${demo.credentialId}  (EC P-256, certified by the development signer issuing CA)`);
+      console.log(`  activationCode   ${demo.activationCode}  (one-time, until ${demo.expiresAt}; earlier codes no longer work)`);
+    }
+    return 0;
+  }
+  const { paths, created } = await initDataDir(dataDir, { store: env.store });
   console.error(
     created.length === 0
       ? `inkan init: ${paths.dataDir} is already initialized; nothing was changed`
@@ -74,7 +104,10 @@ async function init(args: string[]): Promise<number> {
     console.log(JSON.stringify(paths));
   } else {
     console.log(`Initialized ${paths.dataDir}`);
-    for (const [k, v] of Object.entries(paths)) console.log(`  ${k.padEnd(16)} ${v}`);
+    for (const [k, v] of Object.entries(paths)) {
+      if (typeof v !== "object") console.log(`  ${k.padEnd(16)} ${v}`);
+      else for (const [k2, v2] of Object.entries(v)) console.log(`  ${`${k}.${k2}`.padEnd(16)} ${String(v2)}`);
+    }
     if (created.includes("first security officer")) {
       console.log(`\nThe first security officer is ${paths.adminUserId}: their client certificate is ${paths.adminCert}`);
       console.log(`and their request-signing key ${paths.adminRequestKey}. Keep both; this is printed once.`);

@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
 
 /** Bootstrap configuration: where the SAM listens, its TLS material and its data directory. */
@@ -14,6 +14,8 @@ export interface Config {
     scaCaFiles: string[];
     /** PEM files of the CAs whose certificates identify privileged users (R-3.1.2.1). */
     adminCaFiles: string[];
+    /** PEM files of the CAs whose certificates identify the signer front end (SignerService's caller, issue 18 item 7). */
+    frontEndCaFiles: string[];
   };
   limits: {
     /** Largest request message the server reads, in bytes; larger ones get RESOURCE_EXHAUSTED. */
@@ -121,7 +123,7 @@ export const transportLimitRanges: Record<keyof TransportLimits, { fallback: num
 export type RawConfig = Partial<Record<RawKey, string>>;
 
 const rawKeys = [
-  "dataDir", "listen", "tlsCertFile", "tlsKeyFile", "tlsScaCaFiles", "tlsAdminCaFiles",
+  "dataDir", "listen", "tlsCertFile", "tlsKeyFile", "tlsScaCaFiles", "tlsAdminCaFiles", "tlsFrontEndCaFiles",
   "readMaxBytes", "shutdownGraceMs", "logLevel", "configFile", "pkcs11Library", "pkcs11Token",
   "pkcs11PinFile", "store", "storePoolSize", "nodeId", "policyCheckIntervalMs", "oidcIssuer", "oidcClientId", "oidcJwksFile", "storeBusyWaitMs", "metricsListen",
   ...(Object.keys(transportLimitRanges) as (keyof TransportLimits)[]),
@@ -190,14 +192,18 @@ export function parseConfig(raw: RawConfig): Config {
     }
     return value;
   };
+  const existing = (p: string) => (existsSync(inData(p)) ? [p] : []);
   const files = (path: string, value: string) =>
     value.split(",").map((v) => v.trim()).filter(Boolean).map((v, i) => file(`${path}[${i}]`, inData(v)));
 
   const tls = {
     certFile: file("tls.certFile", inData(raw.tlsCertFile ?? "pki/server.crt")),
     keyFile: file("tls.keyFile", inData(raw.tlsKeyFile ?? "pki/server.key")),
-    scaCaFiles: files("tls.scaCaFiles", raw.tlsScaCaFiles ?? "pki/sca-ca.crt"),
+    // The CAs `inkan init` added later (issues 18.7 and 19) are defaults only where they exist, so a
+    // data directory initialized before them still starts.
+    scaCaFiles: files("tls.scaCaFiles", raw.tlsScaCaFiles ?? ["pki/sca-ca.crt", ...existing("pki/sca-b-ca.crt")].join(",")),
     adminCaFiles: files("tls.adminCaFiles", raw.tlsAdminCaFiles ?? "pki/admin-ca.crt"),
+    frontEndCaFiles: files("tls.frontEndCaFiles", raw.tlsFrontEndCaFiles ?? existing("pki/front-end-ca.crt").join(",")),
   };
   if (tls.scaCaFiles.length + tls.adminCaFiles.length === 0) {
     problems.push("tls: at least one SCA or admin CA is needed: client certificates are mandatory");

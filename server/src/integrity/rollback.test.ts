@@ -179,8 +179,8 @@ describe("issue 14: an older sealed copy put back while the SAM runs (R-3.1.1.1,
   it("R-3.1.1.1 R-3.1.2.2: an old PIN put back (the new one deleted) cannot authorize (INTEGRITY_VIOLATION), audited", async () => {
     const alice = await newSigner();
     const before = save(...signerRows(alice.signerId));
-    const ch = await createClient(SignerService, t.transport("grpc", t.pki.sca)).createChallenge({ signerId: alice.signerId, purpose: ChallengePurpose.PIN_CHANGE });
-    await createClient(SignerService, t.transport("grpc", t.pki.sca)).changePin(
+    const ch = await createClient(SignerService, t.transport("grpc", t.pki.frontEnd)).createChallenge({ signerId: alice.signerId, purpose: ChallengePurpose.PIN_CHANGE });
+    await createClient(SignerService, t.transport("grpc", t.pki.frontEnd)).changePin(
       await buildPinChangeRequest({ signerId: alice.signerId, oldPin: testPin, newPin: "135792468", deviceKey: alice.deviceKey, challenge: ch.challenge, samKey: ch.encryptionKey!, audience: ch.audience }),
     );
     expect(await signOne(alice)).toMatchObject({ reason: Reason.AUTHENTICATION_FAILED }); // the old PIN no longer works

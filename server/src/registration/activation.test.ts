@@ -22,7 +22,7 @@ let db: Database.Database;
 let operator: PrivilegedPerson;
 
 const ra = () => createClient(RegistrationService, t.as(operator));
-const device = () => createClient(SignerService, t.transport("grpc", t.pki.sca)); // through the RSSP's signer front end
+const device = () => createClient(SignerService, t.transport("grpc", t.pki.frontEnd)); // through the RSSP's signer front end
 
 const errorOf = refusalOf;
 

@@ -41,7 +41,7 @@ interface Signer {
 }
 
 const ra = (protocol: Protocol = "grpc", who: PrivilegedPerson = operator) => createClient(RegistrationService, t.as(who, protocol));
-const frontEnd = (protocol: Protocol = "grpc") => createClient(SignerService, t.transport(protocol, t.pki.sca));
+const frontEnd = (protocol: Protocol = "grpc") => createClient(SignerService, t.transport(protocol, t.pki.frontEnd));
 const sca = (protocol: Protocol = "grpc") => createClient(SignatureActivationService, t.transport(protocol, t.pki.sca));
 const statusOf = async (credentialId: string) => (await ra().getCredential({ credentialId })).credential?.status;
 

@@ -40,7 +40,7 @@ const ec = (namedCurve: string): Pair => generateKeyPairSync("ec", { namedCurve 
 
 /** The signer's device: a consent over a fresh key-import challenge (device key + PIN in a JWE to the SAM). */
 async function consent(o: { signer: Signer; spki: Uint8Array; keyAlgorithm: string; pin?: string; deviceKey?: DeviceKey; challengeFor?: string }) {
-  const ch = await createClient(SignerService, t.transport("grpc", t.pki.sca)).createChallenge({ signerId: o.challengeFor ?? o.signer.signerId, purpose: ChallengePurpose.KEY_IMPORT });
+  const ch = await createClient(SignerService, t.transport("grpc", t.pki.frontEnd)).createChallenge({ signerId: o.challengeFor ?? o.signer.signerId, purpose: ChallengePurpose.KEY_IMPORT });
   return buildKeyImportConsent({
     signerId: o.signer.signerId, pin: o.pin ?? testPin, deviceKey: o.deviceKey ?? o.signer.deviceKey, publicKeySpki: o.spki,
     keyAlgorithm: o.keyAlgorithm, challenge: ch.challenge, audience: ch.audience, samKey: ch.encryptionKey!,

@@ -67,7 +67,8 @@ let db: Database.Database;
 let scaTransport: ReturnType<TestServer["transport"]> | undefined;
 const shared = () => (scaTransport ??= t.transport("grpc", t.pki.sca));
 const sca = () => createClient(SignatureActivationService, shared());
-const device = () => createClient(SignerService, shared());
+let frontEndTransport: ReturnType<TestServer["transport"]> | undefined;
+const device = () => createClient(SignerService, (frontEndTransport ??= t.transport("grpc", t.pki.frontEnd)));
 const ra = (who = operator) => createClient(RegistrationService, t.as(who));
 
 /** Fires every call at once behind a start barrier, then waits for all; the Inkan reason of each refusal. */

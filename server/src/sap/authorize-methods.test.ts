@@ -64,7 +64,7 @@ async function newSigner(t: TestServer, operator: PrivilegedPerson, records: Ver
   });
   const signerId = signer!.signerId;
   const { activationCode } = await ra.issueActivationCode({ signerId });
-  const device = createClient(SignerService, t.transport("grpc", t.pki.sca));
+  const device = createClient(SignerService, t.transport("grpc", t.pki.frontEnd));
   const ch = await device.createChallenge({ signerId, purpose: ChallengePurpose.ACTIVATION });
   const deviceKey = await createDeviceKey();
   const { request, responseKey } = await buildActivationRequest({

@@ -44,6 +44,10 @@ export interface TestPki {
   paths: InitPaths;
   ca: string;
   sca: Pem;
+  /** The signer front end's certificate (front-end CA): the only caller SignerService accepts (issue 18 item 7). */
+  frontEnd: Pem;
+  /** The second development SCA (second SCA CA), whose scope is the signer group "demo-b" only (issue 19). */
+  secondSca: Pem;
   admin: Pem;
   /** A client certificate from a CA the server does not trust. */
   foreign: Pem;
@@ -63,6 +67,8 @@ async function createTestPki(paths: InitPaths): Promise<TestPki> {
     paths,
     ca: read(paths.caCert),
     sca: { cert: read(paths.scaCert), key: read(paths.scaKey) },
+    frontEnd: { cert: read(paths.signerFrontEnd.cert), key: read(paths.signerFrontEnd.key) },
+    secondSca: { cert: read(paths.secondSca.cert), key: read(paths.secondSca.key) },
     admin: { cert: read(paths.adminCert), key: read(paths.adminKey) },
     foreign: await issueCertificate(foreignCa, { commonName: "intruder", usage: "client" }),
     expired: await issueCertificate(scaCa, {

@@ -42,7 +42,7 @@ export async function enrolledSigner(t: TestServer, operator: PrivilegedPerson):
  */
 export async function activeSigner(t: TestServer, operator: PrivilegedPerson, pin = testPin): Promise<{ signerId: string; code: string; deviceKey: DeviceKey; challengeSigningKey: SamSigningKey }> {
   const { signerId, code } = await enrolledSigner(t, operator);
-  const device = createClient(SignerService, t.transport("grpc", t.pki.sca));
+  const device = createClient(SignerService, t.transport("grpc", t.pki.frontEnd));
   const ch = await device.createChallenge({ signerId, purpose: ChallengePurpose.ACTIVATION });
   const deviceKey = await createDeviceKey();
   const { request } = await buildActivationRequest({
@@ -92,7 +92,7 @@ export async function approvedResetFactors(
 
 /** Activates `signerId` from a fresh device with `code` (a whole code or both halves) and `pin`: the new device key. */
 export async function reactivate(t: TestServer, signerId: string, code: string | readonly [string, string], pin = testPin): Promise<DeviceKey> {
-  const device = createClient(SignerService, t.transport("grpc", t.pki.sca));
+  const device = createClient(SignerService, t.transport("grpc", t.pki.frontEnd));
   const ch = await device.createChallenge({ signerId, purpose: ChallengePurpose.ACTIVATION });
   const deviceKey = await createDeviceKey();
   const { request } = await buildActivationRequest({ signerId, activationCode: code, pin, deviceKey, challenge: ch.challenge, samKey: ch.encryptionKey!, audience: ch.audience });

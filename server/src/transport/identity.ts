@@ -5,8 +5,11 @@ import type { TLSSocket } from "node:tls";
 import { createContextKey } from "@connectrpc/connect";
 import { spkiSha256 } from "../admin/privileged-users.js";
 
-/** What the caller is, as its client certificate says. */
-export type CallerKind = "sca" | "privileged";
+/**
+ * What the caller is, as its client certificate's issuing CA says: an SCA, the RSSP's signer
+ * front end (the relay of SignerService, issue 18 item 7), or a privileged user.
+ */
+export type CallerKind = "sca" | "front-end" | "privileged";
 
 /** The authenticated caller of one request, derived from its TLS client certificate. */
 export interface CallerIdentity {
@@ -37,6 +40,8 @@ export const kRequestId = createContextKey<string>("", { description: "request i
 
 export interface TrustedCas {
   sca: X509Certificate[];
+  /** CAs whose certificates identify the signer front end; none: no front end can connect. */
+  frontEnd?: X509Certificate[];
   privileged: X509Certificate[];
 }
 
@@ -49,16 +54,17 @@ export function parseCertificates(pem: string): X509Certificate[] {
 /**
  * Classifies a client certificate by the configured CA that issued it. TLS has already verified
  * the chain and the validity period (the handshake fails otherwise); this decides the caller's
- * kind, so a certificate from the SCA CA can never act as a privileged user and vice versa
- * (R-3.1.2.1, R-3.2.2.1).
+ * kind, so a certificate from the SCA CA can never act as a privileged user or as the signer front
+ * end, and so on for each pair (R-3.1.2.1, R-3.2.2.1, issue 18 item 7). A certificate whose issuer
+ * is trusted for more than one kind identifies nobody (fail closed: its kind would be a guess).
  */
 export function identify(cert: X509Certificate, cas: TrustedCas): CallerIdentity | undefined {
-  const issuerIn = (list: X509Certificate[]) => list.find((ca) => cert.checkIssued(ca) && cert.verify(ca.publicKey));
-  const scaIssuer = issuerIn(cas.sca);
-  const adminIssuer = scaIssuer ? undefined : issuerIn(cas.privileged);
-  const kind: CallerKind | undefined = scaIssuer ? "sca" : adminIssuer ? "privileged" : undefined;
-  const issuer = scaIssuer ?? adminIssuer;
-  if (!kind || !issuer) return undefined;
+  const issuerIn = (list: X509Certificate[] | undefined) => (list ?? []).find((ca) => cert.checkIssued(ca) && cert.verify(ca.publicKey));
+  const matches = ([["sca", cas.sca], ["front-end", cas.frontEnd], ["privileged", cas.privileged]] as const)
+    .map(([kind, list]) => ({ kind, issuer: issuerIn(list) }))
+    .filter((m): m is { kind: CallerKind; issuer: X509Certificate } => m.issuer !== undefined);
+  if (matches.length !== 1) return undefined;
+  const { kind, issuer } = matches[0]!;
   const cn = /(?:^|\n)CN=([^\n]*)/.exec(cert.subject)?.[1] ?? "";
   return {
     kind,

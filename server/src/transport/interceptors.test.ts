@@ -137,7 +137,8 @@ describe("access before any handler runs (R-3.1.2.1, R-3.2.2.1)", () => {
     const svc = (typeName: string) => ({ typeName }) as Parameters<typeof callerKindsFor>[0];
     expect(callerKindsFor(svc("inkan.sam.v1.SignatureActivationService"))).toEqual(["sca"]);
     expect(callerKindsFor(svc("inkan.admin.v1.RegistrationService"))).toEqual(["privileged"]);
-    expect(callerKindsFor(svc("grpc.health.v1.Health"))).toEqual(["sca", "privileged"]);
+    expect(callerKindsFor(svc("inkan.sam.v1.SignerService"))).toEqual(["front-end"]); // issue 18.7
+    expect(callerKindsFor(svc("grpc.health.v1.Health"))).toEqual(["sca", "front-end", "privileged"]);
     expect(callerKindsFor(svc("evil.v1.Anything"))).toEqual([]);
   });
 });

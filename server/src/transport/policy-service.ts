@@ -82,7 +82,7 @@ export function createTrustedCaInterceptor(policies: Pick<SecurityPolicies, "las
   return (next) => async (req) => {
     const caller = req.contextValues.get(kCaller);
     const policy = policies.lastVerified;
-    if (caller && policy && !policy.trustedCaSha256(caller.kind === "sca" ? "sca" : "admin").has(caller.issuerSha256)) {
+    if (caller && policy && !policy.trustedCaSha256(caller.kind === "privileged" ? "admin" : caller.kind).has(caller.issuerSha256)) {
       throw new InkanError("CLIENT_CERTIFICATE_REJECTED", "client certificate not accepted");
     }
     return next(req);

@@ -14,10 +14,10 @@ import { ApprovalRequiredSchema, PrivilegedRole } from "@inkan/sdk/gen/inkan/adm
 import { SignatureActivationService } from "@inkan/sdk/gen/inkan/sam/v1/sam_pb.js";
 import { ChallengePurpose, SignerService } from "@inkan/sdk/gen/inkan/sam/v1/signer_pb.js";
 import { HashAlgorithm, KeyAlgorithm } from "@inkan/sdk/gen/inkan/sam/v1/types_pb.js";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { spkiSha256 } from "../admin/privileged-users.js";
 import { createCertificateAuthority, issueCertificate, type CertificateAuthority, type Pem } from "../pki/dev-pki.js";
-import { errorOf, startTestServer, type PrivilegedPerson, type TestServer } from "../testing/harness.js";
+import { errorOf, startTestServer, type PrivilegedPerson, type Protocol, type TestServer } from "../testing/harness.js";
 import { issueSignerCertificate, signerIssuingCa } from "../testing/signer-certificates.js";
 import { testPin } from "../testing/signers.js";
 
@@ -43,7 +43,9 @@ let a2: Signer;
 let b1: Signer;
 let ungrouped: Signer;
 
-const sam = (who: Pem) => createClient(SignatureActivationService, t.transport("grpc", who));
+/** The protocol of the SAP calls; the main cases run over gRPC and over Connect. */
+let protocol: Protocol = "grpc";
+const sam = (who: Pem) => createClient(SignatureActivationService, t.transport(protocol, who));
 const policyAs = (p: PrivilegedPerson) => createClient(PolicyService, t.as(p));
 const ra = () => createClient(RegistrationService, t.as(operator));
 const der = (pem: string) => new Uint8Array(new X509Certificate(pem).raw);
@@ -60,7 +62,7 @@ async function signerOf(group: string): Promise<Signer> {
   });
   const signerId = signer!.signerId;
   const { activationCode } = await ra().issueActivationCode({ signerId });
-  const device = createClient(SignerService, t.transport("grpc", t.pki.sca));
+  const device = createClient(SignerService, t.transport("grpc", t.pki.frontEnd));
   const ch = await device.createChallenge({ signerId, purpose: ChallengePurpose.ACTIVATION });
   const deviceKey = await createDeviceKey();
   const { request } = await buildActivationRequest({
@@ -140,12 +142,16 @@ beforeAll(async () => {
 afterAll(async () => {
   await t?.close();
 });
+beforeEach(() => {
+  protocol = "grpc";
+});
 
 describe("SCA scopes (issue 19, R-3.2.2.3, T-2.2.1.4)", () => {
   it("R-3.2.2.3: inkan init's policy lets the development SCA (its CA) act for every signer, grouped or not", async () => {
     const { policy } = await readPolicy();
-    expect(policy.scaScopes).toHaveLength(1);
-    const [development] = policy.scaScopes;
+    expect(policy.scaScopes).toHaveLength(2); // and inkan init's second SCA CA, scoped to the group "demo-b"
+    const [development, demoB] = policy.scaScopes;
+    expect(demoB).toMatchObject({ name: "demo-b", sca: { case: "scaCaCertificateSha256" }, signers: { case: "signerGroups", value: { groups: ["demo-b"] } } });
     expect(development).toMatchObject({ name: "development", sca: { case: "scaCaCertificateSha256" }, signers: { case: "allSigners", value: true } });
     expect(Buffer.from(development!.sca.value as Uint8Array).toString("hex")).toBe(Buffer.from(sha256(der(readFileSync(t.pki.paths.scaCaCert, "utf8")))).toString("hex"));
     for (const s of [a1, b1, ungrouped]) {
@@ -188,14 +194,15 @@ describe("SCA scopes (issue 19, R-3.2.2.3, T-2.2.1.4)", () => {
     const detail = held.findDetails(ApprovalRequiredSchema)[0]!;
     const { pendingApproval } = await createClient(PrivilegedUserService, t.as(so2)).approvePendingRequest({ pendingRequestId: detail.pendingRequestId, requestDigest: detail.requestDigest });
     expect(pendingApproval?.state).toBe(PendingApprovalState.EXECUTED);
-    expect((await readPolicy()).policy.scaScopes.map((s) => s.name)).toEqual(["development", "tenant-a", "tenant-b"]);
+    expect((await readPolicy()).policy.scaScopes.map((s) => s.name)).toEqual(["development", "demo-b", "tenant-a", "tenant-b"]);
     expect((await sam(scaA).listCredentials({ signerId: a1.signerId })).credentials.map((c) => c.credentialId)).toEqual([a1.credentialId]);
     const { records } = await createClient(AuditService, t.as(auditor)).listAuditRecords({ page: { pageSize: 1000 }, eventTypes: ["policy.updated"] });
     const updated = records.at(-1)!;
     expect(updated.details["new.sca_scopes"]).toContain("tenant-a");
   });
 
-  it("T-2.2.1.4: SCA-A acts only for tenant A's signers; B's signer, B's credential and an ungrouped signer look exactly like nonexistent ones", async () => {
+  it.each(["grpc", "connect"] as const)("T-2.2.1.4: SCA-A acts only for tenant A's signers; B's signer, B's credential and an ungrouped signer look exactly like nonexistent ones, over %s", async (p) => {
+    protocol = p;
     for (const s of [a1, a2]) {
       expect((await sam(scaA).listCredentials({ signerId: s.signerId })).credentials.map((c) => c.credentialId)).toEqual([s.credentialId]);
       expect((await sam(scaA).getCredential({ credentialId: s.credentialId })).credential?.signerId).toBe(s.signerId);
@@ -217,7 +224,8 @@ describe("SCA scopes (issue 19, R-3.2.2.3, T-2.2.1.4)", () => {
     }
   });
 
-  it("T-2.2.1.4: SCA-B (bound by its key) acts only for group tenant-b; another SCA of the same CA with another key sees nothing", async () => {
+  it.each(["grpc", "connect"] as const)("T-2.2.1.4: SCA-B (bound by its key) acts only for group tenant-b; another SCA of the same CA with another key sees nothing, over %s", async (p) => {
+    protocol = p;
     expect((await sam(scaB).listCredentials({ signerId: b1.signerId })).credentials.map((c) => c.credentialId)).toEqual([b1.credentialId]);
     expect((await begin(scaB, b1.signerId, b1.credentialId)).sadChallenge?.credentialId).toBe(b1.credentialId);
     expect(await wholeError(sam(scaB).listCredentials({ signerId: a1.signerId }))).toEqual(await wholeError(sam(scaB).listCredentials({ signerId: ghostSigner })));
@@ -243,7 +251,7 @@ describe("SCA scopes (issue 19, R-3.2.2.3, T-2.2.1.4)", () => {
 
   it("issue 19: SignerService is not scoped by SCA, and it answers the same for another tenant's signer as for a nonexistent one", async () => {
     // CreateChallenge answers for any well-formed id; ChangePin without the signer's device key fails the same way.
-    const device = createClient(SignerService, t.transport("grpc", scaA));
+    const device = createClient(SignerService, t.transport("grpc", t.pki.frontEnd)); // the signer front end (issue 18.7) serves every tenant
     const stranger = await createDeviceKey();
     const pinChange = async (signerId: string) => {
       const ch = await device.createChallenge({ signerId, purpose: ChallengePurpose.PIN_CHANGE });

@@ -78,6 +78,7 @@ export async function startServer(options: InkanServerOptions): Promise<InkanSer
   const read = (f: string) => readFileSync(f, "utf8");
   const cas: TrustedCas = {
     sca: config.tls.scaCaFiles.flatMap((f) => parseCertificates(read(f))),
+    frontEnd: config.tls.frontEndCaFiles.flatMap((f) => parseCertificates(read(f))),
     privileged: config.tls.adminCaFiles.flatMap((f) => parseCertificates(read(f))),
   };
   const services: DescService[] = options.contract.flatMap((f) => f.services);
@@ -123,7 +124,7 @@ export async function startServer(options: InkanServerOptions): Promise<InkanSer
     {
       cert: read(config.tls.certFile),
       key: read(config.tls.keyFile),
-      ca: [...cas.sca, ...cas.privileged].map((c) => c.toString()),
+      ca: [...cas.sca, ...(cas.frontEnd ?? []), ...cas.privileged].map((c) => c.toString()),
       requestCert: true,
       rejectUnauthorized: true, // a client certificate is mandatory and must chain to a configured CA
       minVersion: "TLSv1.2",

@@ -117,6 +117,11 @@ export const PrivilegedUserSchema: GenMessage<PrivilegedUser> = /*@__PURE__*/
  * CertificateBinding says which TLS client certificates identify a privileged user: those for
  * one public key, the key whose private half the client proves it holds in the TLS handshake.
  * The certificate must also chain to a trusted admin CA of the security policy and be valid now.
+ * Its profile (the same for every role; the role is the user record's, never the certificate's):
+ * X.509 v3 end-entity certificate (basicConstraints CA:FALSE) issued directly by an admin CA that
+ * is trusted for privileged users only (trusted_admin_ca_certificates, and the SAM's
+ * tlsAdminCaFiles; a CA also trusted for SCAs or the signer front end identifies nobody), key usage
+ * digitalSignature, extended key usage clientAuth. The subject is audited but binds nothing.
  * A binding belongs to at most one user (removed users included: their keys are never bound
  * again), and a certificate carries one public key, so a certificate identifies at most one user
  * (T-2.2.2.1). A certificate that matches more than one user all the same (a store that lost its

@@ -1787,6 +1787,14 @@ export const TransactionStateSchema: GenEnum<TransactionState> = /*@__PURE__*/
  * client certificate; that certificate is the SCA's identity, every transaction belongs to the SCA
  * that opened it, and another SCA cannot see or use it.
  *
+ * The SCA's certificate profile: X.509 v3, issued by a CA that the SAM trusts for SCAs (its
+ * tlsScaCaFiles and the security policy's trusted_sca_ca_certificates, and no other caller kind),
+ * valid now, key usage digitalSignature, extended key usage clientAuth. The SCA is known by the
+ * SHA-256 of its SubjectPublicKeyInfo and its issuing CA (what SecurityPolicy.sca_scopes name);
+ * the subject is recorded in the audit log but identifies nobody on its own. A certificate of the
+ * signer front end or of a privileged user is refused here (PERMISSION_DENIED
+ * REASON_ROLE_NOT_PERMITTED).
+ *
  * The flow:
  *  1. GetInfo (once, cacheable): the SAM's id (the audience of every R.SAD), its limits and the JWE
  *     encryption keys that R.SAD is encrypted to.

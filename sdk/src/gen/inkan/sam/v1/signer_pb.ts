@@ -650,6 +650,16 @@ export const ChallengePurposeSchema: GenEnum<ChallengePurpose> = /*@__PURE__*/
  * and credentials. The device reaches it through the RSSP's signer front end, which calls the SAM
  * over TLS with its own client certificate.
  *
+ * The signer front end is a caller kind of its own (issue 18 item 7): SignerService accepts only
+ * it, and it may call no other inkan.sam.v1 or inkan.admin.v1 service (an SCA's certificate is
+ * refused here, a front end's by the SAP, both with PERMISSION_DENIED REASON_ROLE_NOT_PERMITTED).
+ * Its certificate profile: X.509 v3, issued by a CA that the SAM trusts for signer front ends only
+ * (its tlsFrontEndCaFiles and the security policy's trusted_front_end_ca_certificates; a CA
+ * trusted for SCAs or privileged users as well is refused), valid now, key usage
+ * digitalSignature, extended key usage clientAuth; the front end is known by its issuing CA (any
+ * certificate of a front-end CA is a front end). `inkan init` creates a development front-end CA
+ * and one front-end certificate (`signerFrontEnd` in `inkan init --json`).
+ *
  * The front end is only a relay and is trusted with no secret and no decision: the activation code
  * and PINs travel in JWEs to the SAM's encryption key (T-2.1.1.3, T-2.1.2.2), a TOTP secret comes
  * back encrypted to a key of the device, and every change is authorized by the signer's own proof,

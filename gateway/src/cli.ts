@@ -3,16 +3,19 @@ import { gatewayConfig, GatewayConfigError } from "./config.js";
 import { startGateway } from "./server.js";
 
 export const gatewayUsage = `usage: inkan gateway --data-dir DIR [--listen HOST:PORT] [--sam https://HOST:PORT]
-                     [--client-cert PEM --client-key PEM]
+                     [--client-cert PEM --client-key PEM] [--sca-client-cert PEM --sca-client-key PEM]
   serve the signer portal and the SCA request API in front of the SAM (default listen
-  127.0.0.1:8444, SAM https://127.0.0.1:8443, client certificate toward the SAM DIR/pki/sca.crt;
-  INKAN_DATA_DIR, INKAN_GATEWAY_LISTEN, INKAN_SAM_URL, INKAN_GATEWAY_CLIENT_CERT, INKAN_GATEWAY_CLIENT_KEY)`;
+  127.0.0.1:8444, SAM https://127.0.0.1:8443; client certificates toward the SAM: the signer
+  front end DIR/pki/front-end.crt for SignerService, the SCA DIR/pki/sca.crt for GetInfo;
+  INKAN_DATA_DIR, INKAN_GATEWAY_LISTEN, INKAN_SAM_URL, INKAN_GATEWAY_CLIENT_CERT, INKAN_GATEWAY_CLIENT_KEY,
+  INKAN_GATEWAY_SCA_CLIENT_CERT, INKAN_GATEWAY_SCA_CLIENT_KEY)`;
 
 /** `inkan gateway`: runs until SIGTERM or SIGINT; resolves to the exit code. */
 export async function gatewayCommand(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: {
       "data-dir": { type: "string" }, listen: { type: "string" }, sam: { type: "string" },
       "client-cert": { type: "string" }, "client-key": { type: "string" }, help: { type: "boolean" },
+      "sca-client-cert": { type: "string" }, "sca-client-key": { type: "string" },
     } });
   if (values.help) {
     console.log(gatewayUsage);
@@ -26,6 +29,8 @@ export async function gatewayCommand(args: string[]): Promise<number> {
       samUrl: values.sam ?? process.env.INKAN_SAM_URL,
       clientCertFile: values["client-cert"] ?? process.env.INKAN_GATEWAY_CLIENT_CERT,
       clientKeyFile: values["client-key"] ?? process.env.INKAN_GATEWAY_CLIENT_KEY,
+      scaClientCertFile: values["sca-client-cert"] ?? process.env.INKAN_GATEWAY_SCA_CLIENT_CERT,
+      scaClientKeyFile: values["sca-client-key"] ?? process.env.INKAN_GATEWAY_SCA_CLIENT_KEY,
     });
   } catch (err) {
     if (err instanceof GatewayConfigError) {

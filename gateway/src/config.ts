@@ -16,11 +16,17 @@ export interface GatewayConfig {
     /** The CA whose client certificates identify SCAs calling the gateway's request API. */
     scaCa: string;
     /**
-     * The gateway's client certificate and key toward the SAM. Until the "signer front end" caller
-     * kind exists, this is the development SCA certificate of `inkan init` (pki/sca.crt).
+     * The gateway's client certificate and key toward the SAM's SignerService: a signer front end
+     * (issue 18 item 7; `inkan init`'s pki/front-end.crt, issued by the front-end CA).
      */
     clientCert: string;
     clientKey: string;
+    /**
+     * Its SCA certificate and key for the SAP calls it makes itself (GetInfo: the SAM's
+     * challenge-signing key and limits): `inkan init`'s pki/sca.crt.
+     */
+    scaClientCert: string;
+    scaClientKey: string;
   };
   /** How long an SCA's wait for a decision may last before it must ask again (ms). */
   waitTimeoutMs: number;
@@ -40,9 +46,12 @@ export function gatewayConfig(options: {
   dataDir: string;
   listen?: string | undefined;
   samUrl?: string | undefined;
-  /** The gateway's client certificate and key toward the SAM (PEM files); default pki/sca.crt and pki/sca.key. */
+  /** The gateway's front-end client certificate and key toward the SAM (PEM files); default pki/front-end.crt and pki/front-end.key. */
   clientCertFile?: string | undefined;
   clientKeyFile?: string | undefined;
+  /** Its SCA client certificate and key (PEM files); default pki/sca.crt and pki/sca.key. */
+  scaClientCertFile?: string | undefined;
+  scaClientKeyFile?: string | undefined;
   waitTimeoutMs?: number;
 }): GatewayConfig {
   const dataDir = resolve(options.dataDir);
@@ -61,6 +70,7 @@ export function gatewayConfig(options: {
     }
   };
   if (Boolean(options.clientCertFile) !== Boolean(options.clientKeyFile)) throw new GatewayConfigError("client-cert and client-key go together");
+  if (Boolean(options.scaClientCertFile) !== Boolean(options.scaClientKeyFile)) throw new GatewayConfigError("sca-client-cert and sca-client-key go together");
   const samUrl = options.samUrl ?? "https://127.0.0.1:8443";
   if (!/^https:\/\//.test(samUrl)) throw new GatewayConfigError(`sam: "${samUrl}" is not an https:// URL`);
   return {
@@ -72,8 +82,10 @@ export function gatewayConfig(options: {
       serverKey: pki("server.key"),
       samCa: pki("ca.crt"),
       scaCa: pki("sca-ca.crt"),
-      clientCert: options.clientCertFile ? file(options.clientCertFile) : pki("sca.crt"),
-      clientKey: options.clientKeyFile ? file(options.clientKeyFile) : pki("sca.key"),
+      clientCert: options.clientCertFile ? file(options.clientCertFile) : pki("front-end.crt"),
+      clientKey: options.clientKeyFile ? file(options.clientKeyFile) : pki("front-end.key"),
+      scaClientCert: options.scaClientCertFile ? file(options.scaClientCertFile) : pki("sca.crt"),
+      scaClientKey: options.scaClientKeyFile ? file(options.scaClientKeyFile) : pki("sca.key"),
     },
     waitTimeoutMs: options.waitTimeoutMs ?? 25_000,
   };

@@ -44,7 +44,11 @@ describe("gateway scaffold (issue 15)", () => {
     expect(() => gatewayConfig({ dataDir: sam.dataDir, clientCertFile: p.adminCert })).toThrow(/go together/);
     const c = gatewayConfig({ dataDir: sam.dataDir, clientCertFile: p.adminCert, clientKeyFile: p.adminKey });
     expect(c.tls.clientCert).toBe(readFileSync(p.adminCert, "utf8"));
-    expect(gatewayConfig({ dataDir: sam.dataDir }).tls.clientCert).toBe(readFileSync(p.scaCert, "utf8"));
+    // Issue 18 item 7: SignerService takes only a signer front end; GetInfo goes with the SCA certificate.
+    const defaults = gatewayConfig({ dataDir: sam.dataDir });
+    expect(defaults.tls.clientCert).toBe(readFileSync(p.signerFrontEnd.cert, "utf8"));
+    expect(defaults.tls.scaClientCert).toBe(readFileSync(p.scaCert, "utf8"));
+    expect(() => gatewayConfig({ dataDir: sam.dataDir, scaClientCertFile: p.scaCert })).toThrow(/go together/);
   });
 
   it("keeps its own migrated SQLite store in the data directory", () => {
@@ -57,7 +61,7 @@ describe("inkan gateway (issue 15)", () => {
   it("prints `listening on https://HOST:PORT` once it accepts requests", async () => {
     const { spawn } = await import("node:child_process");
     const sam = await startTestServer();
-    const child = spawn(process.execPath, ["server/bin/inkan.js", "gateway", "--data-dir", sam.dataDir, "--listen", "127.0.0.1:0", "--sam", sam.server.url, "--client-cert", sam.pki.paths.scaCert, "--client-key", sam.pki.paths.scaKey], { stdio: ["ignore", "pipe", "inherit"] });
+    const child = spawn(process.execPath, ["server/bin/inkan.js", "gateway", "--data-dir", sam.dataDir, "--listen", "127.0.0.1:0", "--sam", sam.server.url, "--client-cert", sam.pki.paths.signerFrontEnd.cert, "--client-key", sam.pki.paths.signerFrontEnd.key], { stdio: ["ignore", "pipe", "inherit"] });
     try {
       const url = await new Promise<string>((done, fail) => {
         let out = "";

@@ -9,9 +9,11 @@ export interface SamClients {
 }
 
 export function createSamClients(config: GatewayConfig): SamClients {
-  const tls = { ca: config.tls.samCa, cert: config.tls.clientCert, key: config.tls.clientKey };
+  // Two caller kinds (issue 18 item 7): SignerService accepts only a signer front end, the SAP only SCAs.
+  const frontEnd = { ca: config.tls.samCa, cert: config.tls.clientCert, key: config.tls.clientKey };
+  const sca = { ca: config.tls.samCa, cert: config.tls.scaClientCert, key: config.tls.scaClientKey };
   return {
-    inkan: createInkanClient({ baseUrl: config.samUrl, tls }),
-    signer: createClient(SignerService, createInkanTransport({ baseUrl: config.samUrl, tls })),
+    inkan: createInkanClient({ baseUrl: config.samUrl, tls: sca }),
+    signer: createClient(SignerService, createInkanTransport({ baseUrl: config.samUrl, tls: frontEnd })),
   };
 }

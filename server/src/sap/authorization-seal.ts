@@ -170,5 +170,11 @@ function same(a: Uint8Array, b: Uint8Array): boolean {
  * would reopen spent signatures, is refused; an ended authorization's head is {@link closedProgress}.
  */
 export const progressKey = (transactionId: string): string => `txn:${transactionId}`;
+/**
+ * Issue 17: the freshness key of a transaction's recorded signatures (its head: the count after the
+ * last record), so that a recorded signature removed from a row by hand, counter and all, is found
+ * before the entry is claimed again: no DTBS/R ever has more than one signature released.
+ */
+export const recordedKey = (transactionId: string): string => `txn-recorded:${transactionId}`;
 /** The head of an authorization that ended (cancelled, revoked): none of its tokens is accepted again. */
 export const closedProgress = 2 ** 31 - 1;

@@ -29,15 +29,17 @@
  * The client retries by presenting the SAME token with the SAME hashes: allowed only while that
  * token's claim is unrecorded and free (its lease expired, or the node that held it restarted),
  * the claim is then taken over (nothing counted twice) and the call completes with a next token.
- * Presented earlier (the claim is still live: the first call may still be signing) or with other
- * hashes, or after the signatures were recorded, the token is a replay (SAD_REPLAYED, the
- * transaction is revoked). So each entry is still released at most once.
+ * If the first call completed and only its response was lost, the retry gets the same recorded
+ * signatures and the same next token (derived from the presented token), while that next token is
+ * unused and the presented one unexpired. Presented while the claim is still live (the first call
+ * may still be signing), with other hashes, or once the next token was used, the token is a replay
+ * (SAD_REPLAYED, the transaction is revoked). So each entry has at most one signature released.
  */
 import type { PolicyVersion } from "../admin/security-policy.js";
 import type { HashAlgorithm } from "../crypto/port.js";
 import { InkanError } from "../errors.js";
 import type { TransactionRecord } from "../store/port.js";
-import { issueSadToken, stateError, type SapAuthorize } from "./authorize.js";
+import { issueSadToken, sadTokenHash, stateError, type SapAuthorize } from "./authorize.js";
 import { presentedToken, SigningCore, type SigningCoreOptions } from "./signing-core.js";
 import { checkHashes, type SapTransactions, type ScaCaller } from "./transactions.js";
 
@@ -89,24 +91,39 @@ export class SapSignHash {
     // T-2.2.2.2: each entry the SAM stored, the counters not rolled back, no recorded signature reopened.
     await this.core.checkClaim(entryKey, marked, record.signaturesCreated);
 
-    // 4. Sign and verify in the module (R-3.2.1.5); 5. audit before release (R-3.2.2.4); 6. record
-    //    under the claim: only a recorded signature is released (issue 17).
-    const signatures = await this.core.signVerified(record, caller, this.core.requestFor(authorization, credential), marked.hashes);
-    await this.core.usableCredential(record, { authorization }); // suspended or a factor revoked while signing: withheld
-    await this.core.auditCreated(tx, caller, marked.hashes);
-    const recorded = await this.core.recordClaimed(record.id, claim.claimId, marked.indices.map((index, i) => ({ index, signature: signatures[i]! })));
-    if (recorded.size !== marked.indices.length) {
-      // Taken over by a retry of this call after the lease expired (a take-over is whole): that one releases them.
-      await this.core.audited(record, caller, { outcome: "FAILURE", reason: "TRANSACTION_STATE" });
-      throw new InkanError("TRANSACTION_STATE", "this call's claim expired and was taken over by a retry; its signatures were not released");
+    // A retry of a call that completed (its response lost): the same recorded signatures, released
+    // again only while the call's next token is unused (else the retry is a replay).
+    let signatures = marked.signatures;
+    if (!signatures) {
+      // 4. Sign and verify in the module (R-3.2.1.5); 5. audit before release (R-3.2.2.4); 6. record
+      //    under the claim: only a recorded signature is released (issue 17).
+      const signed = await this.core.signVerified(record, caller, this.core.requestFor(authorization, credential), marked.hashes);
+      await this.core.usableCredential(record, { authorization }); // suspended or a factor revoked while signing: withheld
+      await this.core.auditCreated(tx, caller, marked.hashes);
+      const recorded = await this.core.recordClaimed(record.id, claim.claimId, marked.indices.map((index, i) => ({ index, signature: signed[i]! })));
+      if (recorded.size !== marked.indices.length) {
+        // Taken over by a retry of this call after the lease expired (a take-over is whole): that one releases them.
+        await this.core.audited(record, caller, { outcome: "FAILURE", reason: "TRANSACTION_STATE" });
+        throw new InkanError("TRANSACTION_STATE", "this call's claim expired and was taken over by a retry; its signatures were not released");
+      }
+      signatures = signed;
     }
 
     // 7. Method 2: the next one-time token while signatures remain (none once the transaction ended).
+    //    Derived from the presented token (issue 17): a retry gets the same next token, while unused.
     const remaining = authorization.numSignatures - marked.signaturesCreated;
+    const secret = Buffer.from(entryKey.nextTokenSecret(presented.hash, 32)).toString("base64url");
+    const existing = await this.o.store.findSadToken(sadTokenHash(secret));
+    if (existing) {
+      await entryKey.checkToken(existing); // T-2.2.2.2
+      if (existing.consumedAt) return this.core.replayed(token, caller, now); // the call's outcome was used: a replay
+    }
     if (remaining <= 0 || (await this.o.store.getTransaction(record.id))?.state !== "AUTHORIZED") {
       return { signatures, nextSadToken: "", nextSadTokenExpiresAt: undefined, signaturesRemaining: Math.max(remaining, 0) };
     }
-    const next = await issueSadToken(this.o, { entryKey, transactionExpiresAt: record.expiresAt, generation: token.generation + 1, previousHash: presented.hash, now, lifetimeMs: policy.sadTokenLifetimeMs });
+    if (existing) return { signatures, nextSadToken: secret, nextSadTokenExpiresAt: existing.expiresAt, signaturesRemaining: remaining };
+    const derived = { store: this.o.store, random: { randomBytes: async (n: number) => entryKey.nextTokenSecret(presented.hash, n) } };
+    const next = await issueSadToken(derived, { entryKey, transactionExpiresAt: record.expiresAt, generation: token.generation + 1, previousHash: presented.hash, now, lifetimeMs: policy.sadTokenLifetimeMs });
     return { signatures, nextSadToken: next.token, nextSadTokenExpiresAt: next.expiresAt, signaturesRemaining: remaining };
   }
 

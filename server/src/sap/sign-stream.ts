@@ -128,7 +128,8 @@ export class SapSignStream {
     const secret = await issueSadToken(this.o, { entryKey, transactionExpiresAt: record.expiresAt, generation: token.generation + 1, previousHash: presented.hash, now, lifetimeMs: (await this.o.policies.current()).sadTokenLifetimeMs, minIndex: input.startIndex });
     const streamHash = sadTokenHash(secret.token);
     const counted = first.signaturesCreated;
-    let remaining = authorization.numSignatures - counted;
+    // What remains before this stream's first range (claimed, not yet signed): each batch lowers it as it is sent.
+    let remaining = authorization.numSignatures - record.signaturesCreated;
     const checkpoint = (index: number) => ({ resumeToken: resumeToken(secret.token, index), resumeIndex: index, resumeTokenExpiresAt: secret.expiresAt });
     // Issue 18 item 12: the first message carries a resume token and no signature, so a client
     // that received any message can resume.

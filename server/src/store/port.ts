@@ -376,6 +376,12 @@ export type MarkSignedResult =
       unrecordedBefore: number;
       /** COMPLETED when this batch used up numSignatures. */
       state: TransactionState;
+      /**
+       * `retryToken` only, when the token's claim was already recorded (the call completed but its
+       * response was lost): the recorded signatures, in the order of `indices`; nothing was claimed.
+       * They are the same signatures, so sending them again releases no second one.
+       */
+      signatures?: Uint8Array[];
     }
   | {
       ok: false;
@@ -446,9 +452,10 @@ export interface Transactions {
    * nothing changes. So of concurrent presentations of one token exactly one consumes and claims.
    *
    * With `retryToken` instead (a SignHash retried after a crash): that token must be consumed and
-   * unrevoked, and the claim it remembers must hold exactly `hashes` (the same request), none of
-   * them recorded, and be expired or held by an earlier boot of `claim.nodeId`; those entries are
-   * then taken over by `claim` (not counted again) and the token remembers the new claim.
+   * unrevoked, and the claim it remembers must hold exactly `hashes` (the same request). If none
+   * of them is recorded and the claim is expired or held by an earlier boot of `claim.nodeId`, the
+   * entries are taken over by `claim` (not counted again) and the token remembers the new claim;
+   * if all of them are recorded, their signatures are returned (`signatures`) and nothing changes.
    * SAD_TOKEN otherwise. The transaction may then be AUTHORIZED or COMPLETED (not expired).
    */
   markHashesSigned(req: { transactionId: string; hashes: readonly Uint8Array[]; now: Date; claim: ClaimHolder; consumeToken?: string; retryToken?: string }): Promise<MarkSignedResult>;

@@ -771,7 +771,8 @@ export class MongoStore implements Store {
     const rows = await this.dtbsr.find({ transactionId, claimId: token.claimId }, { session }).sort({ index: 1 }).toArray();
     const clock = Date.now();
     const free = (d: DtbsrDoc) => !d.leaseUntil || d.leaseUntil.getTime() <= clock || (d.claimNode === claim.nodeId && d.claimBoot !== claim.bootId);
-    if (rows.length !== hashes.length || rows.some((d) => d.signature !== undefined || !free(d))) throw new Refusal("SAD_TOKEN");
+    const recorded = rows.length > 0 && rows.every((d) => d.signature !== undefined);
+    if (rows.length !== hashes.length || (!recorded && rows.some((d) => d.signature !== undefined || !free(d)))) throw new Refusal("SAD_TOKEN");
     const taken = new Set<number>();
     const order = hashes.map((h) => {
       const k = rows.findIndex((d, j) => !taken.has(j) && hex(toBytes(d.hash)) === hex(h));
@@ -779,6 +780,10 @@ export class MongoStore implements Store {
       taken.add(k);
       return rows[k]!;
     });
+    if (recorded) {
+      const macs = order.map((d) => (d.mac === undefined ? undefined : toBytes(d.mac)));
+      return { ok: true, indices: order.map((d) => d.index), hashes: order.map((d) => toBytes(d.hash)), macs, reclaimed: 0, signaturesCreated: tx.signaturesCreated, signaturesRecorded: tx.signaturesRecorded ?? 0, unrecordedBefore: 0, state: tx.state, signatures: order.map((d) => toBytes(d.signature!)) };
+    }
     const unrecordedBefore = await this.dtbsr.countDocuments({ transactionId, signed: true, signature: { $exists: false } }, { session });
     await this.dtbsr.updateMany({ transactionId, claimId: token.claimId }, { $set: MongoStore.claimFields(claim) }, { session });
     await this.sadTokens.updateOne({ _id: tokenHash }, { $set: { claimId: claim.claimId } }, { session });

@@ -607,7 +607,8 @@ export class PostgresStore implements Store {
       [transactionId, token.claim_id, claim.nodeId, claim.bootId],
       c,
     );
-    if (rows.length !== hashes.length || rows.some((r) => r.signature !== null || r.free !== true)) throw new Refusal("SAD_TOKEN");
+    const recorded = rows.length > 0 && rows.every((r) => r.signature !== null);
+    if (rows.length !== hashes.length || (!recorded && rows.some((r) => r.signature !== null || r.free !== true))) throw new Refusal("SAD_TOKEN");
     const taken = new Set<number>();
     const order = hashes.map((h) => {
       const k = rows.findIndex((r, j) => !taken.has(j) && equalBytes(bytes(r.hash), h));
@@ -615,6 +616,11 @@ export class PostgresStore implements Store {
       taken.add(k);
       return rows[k]!;
     });
+    if (recorded) {
+      // The call completed and its response was lost: the same signatures again, nothing claimed.
+      const indices = order.map((r) => r.idx as number);
+      return { ok: true, indices, hashes: order.map((r) => bytes(r.hash)), macs: order.map((r) => bytesOrUndefined(r.mac)), reclaimed: 0, signaturesCreated: tx.signaturesCreated, signaturesRecorded: tx.signaturesRecorded, unrecordedBefore: 0, state: tx.state, signatures: order.map((r) => bytes(r.signature)) };
+    }
     const unrecordedBefore = await this.unrecorded(c, transactionId);
     await c.query(
       `UPDATE dtbsr SET claim_id = $3, claim_node = $4, claim_boot = $5, lease_until = ${leaseEnd("$6")} WHERE transaction_id = $1 AND claim_id = $2`,

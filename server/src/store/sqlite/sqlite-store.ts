@@ -581,7 +581,8 @@ export class SqliteStore implements Store {
        FROM dtbsr WHERE transaction_id = @tx AND claim_id = @old ORDER BY idx`,
       { tx: transactionId, old: token.claim_id, clock: Date.now(), node: holder.node, boot: holder.boot },
     );
-    if (rows.length !== hashes.length || rows.some((r) => r.signature !== null || r.free !== 1)) throw new Refusal("SAD_TOKEN");
+    const recorded = rows.length > 0 && rows.every((r) => r.signature !== null);
+    if (rows.length !== hashes.length || (!recorded && rows.some((r) => r.signature !== null || r.free !== 1))) throw new Refusal("SAD_TOKEN");
     const taken = new Set<number>();
     const order = hashes.map((h) => {
       const k = rows.findIndex((r, j) => !taken.has(j) && equalBytes(bytes(r.hash), h));
@@ -589,6 +590,11 @@ export class SqliteStore implements Store {
       taken.add(k);
       return rows[k]!;
     });
+    if (recorded) {
+      // The call completed and its response was lost: the same signatures again, nothing claimed.
+      const indices = order.map((r) => r.idx as number);
+      return { ok: true, indices, hashes: order.map((r) => bytes(r.hash)), macs: order.map((r) => (r.mac === null ? undefined : bytes(r.mac))), reclaimed: 0, signaturesCreated: tx.signaturesCreated, signaturesRecorded: tx.signaturesRecorded, unrecordedBefore: 0, state: tx.state, signatures: order.map((r) => bytes(r.signature)) };
+    }
     const unrecordedBefore = this.unrecorded(transactionId);
     this.run("UPDATE dtbsr SET claim_id = @claim, claim_node = @node, claim_boot = @boot, lease_until = @until WHERE transaction_id = @tx AND claim_id = @old", { ...holder, tx: transactionId, old: token.claim_id });
     this.run("UPDATE sad_tokens SET claim_id = ? WHERE hash = ?", holder.claim, tokenHash);

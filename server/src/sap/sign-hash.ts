@@ -29,11 +29,13 @@
  * The client retries by presenting the SAME token with the SAME hashes: allowed only while that
  * token's claim is unrecorded and free (its lease expired, or the node that held it restarted),
  * the claim is then taken over (nothing counted twice) and the call completes with a next token.
- * If the first call completed and only its response was lost, the retry gets the same recorded
- * signatures and the same next token (derived from the presented token), while that next token is
- * unused and the presented one unexpired. Presented while the claim is still live (the first call
- * may still be signing), with other hashes, or once the next token was used, the token is a replay
- * (SAD_REPLAYED, the transaction is revoked). So each entry has at most one signature released.
+ * If the first call completed and only its response was lost, the retry (under the same
+ * condition: the claim expired or its node restarted) gets the same recorded signatures and the
+ * same next token (derived from the presented token), while that next token is unused and the
+ * presented one unexpired. Presented while the claim is still live (the first call may still be
+ * running: a concurrent presentation), with other hashes, or once the next token was used, the
+ * token is a replay (SAD_REPLAYED, the transaction is revoked). So no entry ever has more than one
+ * signature released, and a concurrent presentation never gets anything.
  */
 import type { PolicyVersion } from "../admin/security-policy.js";
 import type { HashAlgorithm } from "../crypto/port.js";
@@ -74,7 +76,7 @@ export class SapSignHash {
     const presented = presentedToken(input.sadToken);
     const { token, tx, credential, authorization, entryKey } = await this.core.checkToken(caller, presented, now, { consumedToo: true });
     const retry = token.consumedAt !== undefined;
-    if (!retry) await this.checkHashesFit(tx.record, hashes);
+    if (!retry) await this.core.orReplayed(caller, presented, now, () => this.checkHashesFit(tx.record, hashes)); // item 2: claimed meanwhile by a concurrent presentation = a replay
 
     // 3. Issue 17: consume the token and claim the entries in ONE atomic store operation, before the
     //    crypto module is touched (T-2.2.1.3, T-2.2.1.2, T-2.2.1.6): of concurrent presentations

@@ -148,6 +148,28 @@ export class SigningCore {
     const entryKey = await this.o.seals.entryKey(owned.id);
     await entryKey.checkToken(token); // T-2.2.2.2: a token row written in the database by hand is refused
     if (token.consumedAt && !options.consumedToo) return this.replayed(token, caller, now); // T-2.2.1.3 (a SignHash retry is judged by its claim)
+    const rest = () => this.checkRest(now, options, token, owned, entryKey);
+    return token.consumedAt ? rest() : this.orReplayed(caller, presented, now, rest);
+  }
+
+  /**
+   * Issue 17 item 2: a read-only check that fails while a concurrent presentation of the same
+   * token consumes it (the transaction completed, its hashes claimed meanwhile) is a replay:
+   * SAD_REPLAYED and reuse detection, whatever the check saw.
+   */
+  async orReplayed<T>(caller: ScaCaller, presented: PresentedToken, now: Date, check: () => Promise<T>): Promise<T> {
+    try {
+      return await check();
+    } catch (err) {
+      if (!(err instanceof InkanError) || err.code === "INTEGRITY_VIOLATION") throw err;
+      const again = await this.o.store.findSadToken(presented.hash);
+      if (again?.consumedAt) return this.replayed(again, caller, now);
+      throw err;
+    }
+  }
+
+  /** checkToken's checks after the token's own: state, expiry, seal, progress, credential. */
+  private async checkRest(now: Date, options: { completedToo?: boolean; consumedToo?: boolean }, token: SadTokenRecord, owned: TransactionRecord, entryKey: EntryKey): Promise<CheckedToken> {
     const tx = this.o.transactions.view(owned, now);
     if (token.revokedAt) throw stateError(tx, "authorized");
     // A COMPLETED transaction signs nothing more; SignStream may still resend its recorded signatures,
@@ -240,7 +262,8 @@ export class SigningCore {
    */
   async checkClaim(entryKey: EntryKey, claimed: Extract<MarkSignedResult, { ok: true }>, before: number): Promise<void> {
     for (const [i, index] of claimed.indices.entries()) await entryKey.checkEntry(index, claimed.hashes[i]!, claimed.macs[i]);
-    const counted = claimed.indices.length - claimed.reclaimed; // a claim taken over is not counted again (T-2.2.1.6)
+    // A claim taken over is not counted again (T-2.2.1.6); a retry given recorded signatures claimed nothing.
+    const counted = claimed.signatures ? 0 : claimed.indices.length - claimed.reclaimed;
     if (claimed.signaturesCreated - counted < before) await this.o.seals.rolledBack(entryKey.transactionId);
     // Issue 17 + 14: the recorded count never goes back, and an entry taken over must be one that was
     // never recorded: more unrecorded claims than (counted - recorded) means a signature was removed by hand.

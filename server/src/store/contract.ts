@@ -722,7 +722,9 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         expect(await store.markHashesSigned({ transactionId: "tx1", hashes: [h[0]!, h[1]!], now: at(3), claim: retry, retryToken: "t1" })).toMatchObject({ ok: true, indices: [0, 1], hashes: [h[0], h[1]], reclaimed: 2, signaturesCreated: 2 });
         expect(await store.recordSignatures({ transactionId: "tx1", claimId: first.claimId, signatures: [{ index: 0, signature: new Uint8Array([1]) }] })).toMatchObject({ recorded: [] });
         expect(await store.recordSignatures({ transactionId: "tx1", claimId: retry.claimId, signatures: [0, 1].map((index) => ({ index, signature: new Uint8Array([2]) })) })).toMatchObject({ recorded: [0, 1] });
-        // Recorded: a retry gets the recorded signatures (the same ones), never a new claim; other hashes are still refused.
+        // Recorded: a retry gets the recorded signatures (the same ones), never a new claim, and only once no live call holds
+        // the claim (another node while the lease runs: refused); other hashes are still refused.
+        expect(await store.markHashesSigned({ transactionId: "tx1", hashes: [h[1]!, h[0]!], now: at(3), claim: holder({ nodeId: "node-b" }), retryToken: "t1" })).toEqual({ ok: false, reason: "SAD_TOKEN" });
         expect(await store.markHashesSigned({ transactionId: "tx1", hashes: [h[1]!, h[0]!], now: at(3), claim: holder({ bootId: "boot-3" }), retryToken: "t1" })).toMatchObject({ ok: true, indices: [1, 0], reclaimed: 0, signatures: [new Uint8Array([2]), new Uint8Array([2])] });
         expect(await store.markHashesSigned({ transactionId: "tx1", hashes: [h[0]!], now: at(3), claim: holder({ bootId: "boot-3" }), retryToken: "t1" })).toEqual({ ok: false, reason: "SAD_TOKEN" });
         expect(await store.getTransaction("tx1")).toMatchObject({ signaturesCreated: 2, signaturesRecorded: 2 });

@@ -452,10 +452,11 @@ export interface Transactions {
    * nothing changes. So of concurrent presentations of one token exactly one consumes and claims.
    *
    * With `retryToken` instead (a SignHash retried after a crash): that token must be consumed and
-   * unrevoked, and the claim it remembers must hold exactly `hashes` (the same request). If none
-   * of them is recorded and the claim is expired or held by an earlier boot of `claim.nodeId`, the
-   * entries are taken over by `claim` (not counted again) and the token remembers the new claim;
-   * if all of them are recorded, their signatures are returned (`signatures`) and nothing changes.
+   * unrevoked, and the claim it remembers must hold exactly `hashes` (the same request) and be
+   * expired or held by an earlier boot of `claim.nodeId` (never a call still under way). If none
+   * of them is recorded, the entries are taken over by `claim` (not counted again) and the token
+   * remembers the new claim; if all of them are recorded, their signatures are returned
+   * (`signatures`) and nothing changes.
    * SAD_TOKEN otherwise. The transaction may then be AUTHORIZED or COMPLETED (not expired).
    */
   markHashesSigned(req: { transactionId: string; hashes: readonly Uint8Array[]; now: Date; claim: ClaimHolder; consumeToken?: string; retryToken?: string }): Promise<MarkSignedResult>;

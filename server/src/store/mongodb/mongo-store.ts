@@ -772,7 +772,7 @@ export class MongoStore implements Store {
     const clock = Date.now();
     const free = (d: DtbsrDoc) => !d.leaseUntil || d.leaseUntil.getTime() <= clock || (d.claimNode === claim.nodeId && d.claimBoot !== claim.bootId);
     const recorded = rows.length > 0 && rows.every((d) => d.signature !== undefined);
-    if (rows.length !== hashes.length || (!recorded && rows.some((d) => d.signature !== undefined || !free(d)))) throw new Refusal("SAD_TOKEN");
+    if (rows.length !== hashes.length || rows.some((d) => !free(d)) || (!recorded && rows.some((d) => d.signature !== undefined))) throw new Refusal("SAD_TOKEN");
     const taken = new Set<number>();
     const order = hashes.map((h) => {
       const k = rows.findIndex((d, j) => !taken.has(j) && hex(toBytes(d.hash)) === hex(h));

@@ -608,7 +608,8 @@ export class PostgresStore implements Store {
       c,
     );
     const recorded = rows.length > 0 && rows.every((r) => r.signature !== null);
-    if (rows.length !== hashes.length || (!recorded && rows.some((r) => r.signature !== null || r.free !== true))) throw new Refusal("SAD_TOKEN");
+    // Only a claim nobody still holds (expired, or an earlier boot of this node): never a call still under way.
+    if (rows.length !== hashes.length || rows.some((r) => r.free !== true) || (!recorded && rows.some((r) => r.signature !== null))) throw new Refusal("SAD_TOKEN");
     const taken = new Set<number>();
     const order = hashes.map((h) => {
       const k = rows.findIndex((r, j) => !taken.has(j) && equalBytes(bytes(r.hash), h));

@@ -131,10 +131,6 @@ export class SapSignStream {
     // What remains before this stream's first range (claimed, not yet signed): each batch lowers it as it is sent.
     let remaining = authorization.numSignatures - record.signaturesCreated;
     const checkpoint = (index: number) => ({ resumeToken: resumeToken(secret.token, index), resumeIndex: index, resumeTokenExpiresAt: secret.expiresAt });
-    // Issue 18 item 12: the first message carries a resume token and no signature, so a client
-    // that received any message can resume.
-    yield { signatures: [], ...checkpoint(input.startIndex), signaturesRemaining: remaining };
-
     const run: StreamRun = { caller, tx, streamHash, request: this.core.requestFor(authorization, credential), authorization, entryKey, claims: Promise.resolve(), counted };
     let sinceCheckpoint = 0;
     let checkpointAt = Date.now();
@@ -153,7 +149,12 @@ export class SapSignStream {
       }
     };
     try {
+      // The first range (claimed with the token) is signed while the first message goes out: a
+      // client gone after it finds its signatures recorded when it resumes (nothing waits a lease).
       fill();
+      // Issue 18 item 12: the first message carries a resume token and no signature, so a client
+      // that received any message can resume.
+      yield { signatures: [], ...checkpoint(input.startIndex), signaturesRemaining: remaining };
       for (let batch = inFlight.shift(); batch; batch = inFlight.shift()) {
         const { signatures, signaturesCreated, end } = await batch;
         fill();

@@ -14,7 +14,7 @@ export { probeClientCertificate, withHandshakeDiagnosis, type HandshakeTarget } 
 export { describeAuthorization, type AuthorizationSummary } from "./device/describe-authorization.js";
 export { createInkanClient, createInkanClientFromTransport, createInkanGrpcJsClient, createInkanTransport, type CreateInkanClientOptions, type CreateInkanGrpcJsClientOptions, type InkanTls } from "./client/create-inkan-client.js";
 export { createGrpcJsTransport, type GrpcJsTransportOptions } from "./client/grpc-js-transport.js";
-export { InkanClient, SigningTransaction, type BeginTransactionInput, type CallOptions, type InkanClientOptions, type SignAllOptions, type SignProgress } from "./sca/inkan-client.js";
+export { InkanClient, SigningTransaction, streamDefaults, type BeginTransactionInput, type CallOptions, type InkanClientOptions, type SignAllOptions, type SignProgress } from "./sca/inkan-client.js";
 export { createSignatureVerifier, type SignatureCheck, type SignatureVerifierOptions } from "./sca/signature-verifier.js";
 export { HashAlgorithm, SignatureAlgorithm, SignatureFormat, KeyAlgorithm } from "./gen/inkan/sam/v1/types_pb.js";
 export { SignatureActivationService, type SadChallenge, type SamSigningKey, type CredentialInfo, type GetInfoResponse } from "./gen/inkan/sam/v1/sam_pb.js";

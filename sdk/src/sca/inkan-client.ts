@@ -58,7 +58,27 @@ export interface SignAllOptions extends CallOptions {
   batchSize?: number;
   /** How many times an interrupted stream is resumed before giving up; default 5. */
   maxResumes?: number;
+  /**
+   * A stream is started only with at least this much of the deadline left, in ms (default
+   * {@link streamDefaults}.minStartMs): starting one spends the SAD token, and a client whose
+   * deadline ends before the first message (the resume token) arrives could not resume. With
+   * less left, signAll fails with DeadlineExceeded and the token is kept for a later call.
+   */
+  minStreamStartMs?: number;
+  /**
+   * A stream that sends nothing for this long, in ms, is abandoned and resumed from the newest
+   * resume token (default {@link streamDefaults}.idleMs; the SAM sends a message at least every 10
+   * seconds while it signs).
+   */
+  streamIdleTimeoutMs?: number;
 }
+
+/**
+ * The SDK's safe defaults for SignStream (sam.proto SignStream, issue 18 item 12): a stream is
+ * not started with less than minStartMs of the deadline left, and one silent for idleMs is
+ * resumed. Without any deadline a stream still ends: it is resumed after idleMs of silence.
+ */
+export const streamDefaults = { minStartMs: 10_000, idleMs: 60_000 } as const;
 
 export interface InkanClientOptions {
   /** Deadline of every call that has no timeoutMs of its own; default none. */
@@ -266,7 +286,7 @@ export class SigningTransaction {
     const deadline = deadlineOf(this.callOptions(o));
     const mode = o.mode === "batches" || (o.mode !== "stream" && this.hashes.length <= this.chunk) ? "batches" : "stream";
     if (mode === "batches") await this.signInBatches(Math.min(o.batchSize ?? this.chunk, this.chunk), deadline, o.onProgress);
-    else await this.signInStream(o.maxResumes ?? 5, deadline, o.onProgress);
+    else await this.signInStream({ maxResumes: o.maxResumes ?? 5, minStartMs: o.minStreamStartMs ?? streamDefaults.minStartMs, idleMs: o.streamIdleTimeoutMs ?? streamDefaults.idleMs }, deadline, o.onProgress);
     return this.result();
   }
 
@@ -292,15 +312,30 @@ export class SigningTransaction {
     }
   }
 
-  private async signInStream(maxResumes: number, deadline: Deadline, onProgress?: (p: SignProgress) => void): Promise<void> {
+  private async signInStream(limits: { maxResumes: number; minStartMs: number; idleMs: number }, deadline: Deadline, onProgress?: (p: SignProgress) => void): Promise<void> {
     for (let resumes = 0; ; resumes++) {
       const startIndex = this.signatures.findIndex((s) => !s);
       if (startIndex < 0) return;
+      // Issue 18 item 12: never spend the token on a stream whose deadline ends before its first message (the resume token) can arrive.
+      const left = deadline.remainingMs();
+      if (left !== undefined && left < limits.minStartMs) {
+        throw new InkanError({ message: `less than ${limits.minStartMs} ms of the deadline left: the stream was not started and the SAD token is kept`, reason: Reason.UNSPECIFIED, code: Code.DeadlineExceeded });
+      }
       let started = false;
+      const idle = new AbortController();
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const quiet = () => {
+        clearTimeout(timer);
+        timer = setTimeout(() => idle.abort(), limits.idleMs);
+      };
       try {
+        const call = deadline.next();
+        const signal = call.signal ? AbortSignal.any([call.signal, idle.signal]) : idle.signal;
         const sadToken = this.takeToken();
         let expected = startIndex;
-        for await (const m of this.sam.signStream({ sadToken, startIndex }, deadline.next())) {
+        quiet();
+        for await (const m of this.sam.signStream({ sadToken, startIndex }, { ...call, signal })) {
+          quiet();
           started = true;
           if (m.resumeToken) this.token = m.resumeToken; // the newest resume token
           for (const s of m.signatures) {
@@ -315,9 +350,12 @@ export class SigningTransaction {
       } catch (err) {
         const e = toInkanError(err);
         // Resume only what an interrupted stream allows: a resume token arrived, the failure was
-        // transient, and the caller did not cancel.
-        if (!started || !this.token || e.detectedBySdk || deadline.signal?.aborted || resumes >= maxResumes || !resumable(e)) throw e;
+        // transient (or the stream fell silent), and the caller did not cancel.
+        const silent = idle.signal.aborted && !deadline.signal?.aborted;
+        if (!started || !this.token || e.detectedBySdk || deadline.signal?.aborted || resumes >= limits.maxResumes || !(silent || resumable(e))) throw e;
         await new Promise((r) => setTimeout(r, 100 * 2 ** resumes));
+      } finally {
+        clearTimeout(timer);
       }
     }
   }
@@ -404,6 +442,8 @@ function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
 
 interface Deadline {
   signal: AbortSignal | undefined;
+  /** What remains of the deadline, in ms; undefined without one. */
+  remainingMs(): number | undefined;
   /** The options of the next RPC: the caller's signal and what remains of the deadline. */
   next(): CallOptions;
 }
@@ -413,6 +453,7 @@ function deadlineOf(o: CallOptions): Deadline {
   const end = o.timeoutMs !== undefined && o.timeoutMs > 0 ? Date.now() + o.timeoutMs : undefined;
   return {
     signal: o.signal,
+    remainingMs: () => (end === undefined ? undefined : end - Date.now()),
     next() {
       const rest = end === undefined ? undefined : end - Date.now();
       if (rest !== undefined && rest <= 0) throw new InkanError({ message: "the deadline passed", reason: Reason.UNSPECIFIED, code: Code.DeadlineExceeded });

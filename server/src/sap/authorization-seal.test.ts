@@ -28,7 +28,7 @@ async function recordWith(seals: AuthorizationSeals, change: Partial<Transaction
   return {
     id: "txn_1", credentialId: "crd_1", signerId: "sgn_1", sca: "ab".repeat(32), hashAlgorithm: "SHA256", numSignatures: 2, body: "{}",
     createdAt: new Date("2030-01-01T00:00:00.000Z"), expiresAt, state: "AUTHORIZED", hashCount: 2, dtbsrDigest: digest, challengeHash: "c",
-    signaturesCreated: 0, authorizeFailures: 0, authorizedAt: new Date("2030-01-01T00:00:00.000Z"), updatedAt: new Date("2030-01-01T00:00:00.000Z"),
+    signaturesCreated: 0, signaturesRecorded: 0, authorizeFailures: 0, authorizedAt: new Date("2030-01-01T00:00:00.000Z"), updatedAt: new Date("2030-01-01T00:00:00.000Z"),
     authorization: await seals.seal(facts), ...change,
   };
 }

@@ -136,6 +136,17 @@ export class EntryKey {
     if (!mac || !same(mac, this.mac(index, hash))) await this.violation("dtbsr", `${this.transactionId}#${index}`);
   }
 
+  /**
+   * Issue 17: the secret of the token that follows `presentedHash` in a SignHash, derived (not
+   * drawn) so that a retry of a call whose response was lost gets the same next token, never a
+   * second one. Only the module-derived key makes it: a reader of the database cannot.
+   */
+  nextTokenSecret(presentedHash: string, length: number): Uint8Array {
+    const out = createHmac("sha256", this.key).update("next-sad-token\n").update(presentedHash).digest();
+    if (length > out.length) throw new RangeError("at most 32 bytes");
+    return new Uint8Array(out.subarray(0, length));
+  }
+
   tokenMac(t: Omit<NewSadToken, "mac">): Uint8Array {
     const fields = {
       t: "sad-token",
@@ -170,5 +181,11 @@ function same(a: Uint8Array, b: Uint8Array): boolean {
  * would reopen spent signatures, is refused; an ended authorization's head is {@link closedProgress}.
  */
 export const progressKey = (transactionId: string): string => `txn:${transactionId}`;
+/**
+ * Issue 17: the freshness key of a transaction's recorded signatures (its head: the count after the
+ * last record), so that a recorded signature removed from a row by hand, counter and all, is found
+ * before the entry is claimed again: no DTBS/R ever has more than one signature released.
+ */
+export const recordedKey = (transactionId: string): string => `txn-recorded:${transactionId}`;
 /** The head of an authorization that ended (cancelled, revoked): none of its tokens is accepted again. */
 export const closedProgress = 2 ** 31 - 1;

@@ -113,15 +113,17 @@ export class SapCsrApproval {
 
     // 4. T-2.2.1.3: consume before the module is touched; then claim the one entry (works once).
     await this.core.consume(caller, presented, now, entryKey);
-    const marked = await this.o.store.markHashesSigned({ transactionId: record.id, hashes: [dtbsr], now });
-    if (!marked.ok) return this.core.claimRefused(record, caller, marked.reason, marked.index);
-    await this.core.checkClaim(entryKey, { indices: marked.indices, macs: marked.macs, hashes: [dtbsr] }, { before: 0, after: marked.signaturesCreated });
+    const claim = this.core.newClaim(); // issue 17: recorded (and released) only under this claim
+    const marked = await this.o.store.markHashesSigned({ transactionId: record.id, hashes: [dtbsr], now, claim });
+    if (!marked.ok) return this.core.claimRefused(record, caller, marked.reason === "SAD_TOKEN" ? "TRANSACTION_STATE" : marked.reason, marked.index);
+    await this.core.checkClaim(entryKey, marked, 0);
 
     // 5. Sign and verify in the module (R-3.2.1.5); audit before release (R-3.2.2.4). X.509 takes DER ECDSA signatures.
     const request = (data: Uint8Array) => ({ keyId: usable.keyId, scheme: input.signatureScheme, hashAlgorithm: input.hashAlgorithm, data, format: "der" as const });
     const [signature] = await this.core.signVerified(record, caller, request, [dtbsr]);
     await this.core.auditCreated(tx, caller, [dtbsr]);
-    await this.o.store.recordSignatures({ transactionId: record.id, signatures: marked.indices.map((index) => ({ index, signature: signature! })) });
+    const recorded = await this.core.recordClaimed(record.id, claim.claimId, marked.indices.map((index) => ({ index, signature: signature! })));
+    if (recorded.size !== marked.indices.length) throw new InkanError("TRANSACTION_STATE", "the approval's claim was taken over; nothing is released");
     return certificationRequest(info, input.signatureScheme, input.hashAlgorithm, signature!);
   }
 }

@@ -256,3 +256,54 @@ describe("issue 14: rolling back an authorization's rows reopens nothing", () =>
     expect(signedCount(hashes)).toBe(0);
   });
 });
+
+describe("issue 17: the claim columns edited by hand release no DTBS/R twice (T-2.2.1.6, T-2.2.2.2)", () => {
+  /** A stream read to its end: every entry recorded; its first resume token stays unused. */
+  async function streamed(hashes: Uint8Array[]): Promise<{ transactionId: string; resume: string }> {
+    const { transactionId, token } = await authorized(hashes);
+    let resume = "";
+    let received = 0;
+    for await (const m of sca().signStream({ sadToken: token, startIndex: 0 })) {
+      if (!resume) resume = m.resumeToken;
+      received += m.signatures.length;
+    }
+    expect(received).toBe(hashes.length);
+    return { transactionId, resume };
+  }
+
+  it("a recorded signature removed and its claim expired by hand: a resumed stream does not sign that entry again (INTEGRITY_VIOLATION)", async () => {
+    const hashes = Array.from({ length: 4 }, (_, i) => sha256(`reopened ${i} ${Math.random()}`));
+    const { transactionId, resume } = await streamed(hashes);
+    insider((db) => db.prepare("UPDATE dtbsr SET signature = NULL, lease_until = 0 WHERE transaction_id = ? AND idx = 1").run(transactionId));
+    const drain = async () => {
+      for await (const _ of sca().signStream({ sadToken: resume, startIndex: 0 })) void _;
+    };
+    await refusedAndServing(drain, hashes);
+    expect(moduleSignatures.get(hex(hashes[1]!))).toBe(1);
+  });
+
+  it("the same with the recorded counter lowered to match: refused by the recorded head (INTEGRITY_VIOLATION)", async () => {
+    const hashes = Array.from({ length: 4 }, (_, i) => sha256(`reopened-counter ${i} ${Math.random()}`));
+    const { transactionId, resume } = await streamed(hashes);
+    insider((db) =>
+      db.transaction(() => {
+        db.prepare("UPDATE dtbsr SET signature = NULL, lease_until = 0, claim_boot = 'gone' WHERE transaction_id = ? AND idx = 2").run(transactionId);
+        db.prepare("UPDATE transactions SET signatures_recorded = signatures_recorded - 1 WHERE id = ?").run(transactionId);
+      })(),
+    );
+    const drain = async () => {
+      for await (const _ of sca().signStream({ sadToken: resume, startIndex: 0 })) void _;
+    };
+    await refusedAndServing(drain, hashes);
+    expect(moduleSignatures.get(hex(hashes[2]!))).toBe(1);
+  });
+
+  it("a SignHash retried after its recorded signature was removed by hand signs nothing again (INTEGRITY_VIOLATION)", async () => {
+    const hashes = [sha256(`retry-a ${Math.random()}`), sha256(`retry-b ${Math.random()}`)];
+    const { transactionId, token } = await authorized(hashes);
+    expect((await signHash(token, [hashes[0]!])).signatures).toHaveLength(1);
+    insider((db) => db.prepare("UPDATE dtbsr SET signature = NULL, lease_until = 0 WHERE transaction_id = ? AND signature IS NOT NULL").run(transactionId));
+    await refusedAndServing(() => signHash(token, [hashes[0]!]), hashes);
+    expect(moduleSignatures.get(hex(hashes[0]!))).toBe(1);
+  });
+});

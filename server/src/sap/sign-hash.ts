@@ -10,27 +10,38 @@
  *     owner SCA, replay, state, expiry, credential and signer usable), then each hash has its
  *     algorithm's length, fits in the signatures remaining, and is an unsigned entry of the
  *     authorized list (T-2.2.1.6): SIGNATURE_COUNT_EXCEEDED / HASH_NOT_AUTHORIZED.
- *     The credential check sits here rather than between 3 and 4 so that the claim (4) follows the
- *     consume (3) directly: of concurrent callers with one token, the winner claims before any
- *     loser's reuse detection revokes the transaction.
- *  3. T-2.2.1.3, T-2.2.1.2: the token is consumed atomically BEFORE the crypto module is touched;
- *     a consumed token presented again revokes the transaction (SAD_REPLAYED).
- *  4. T-2.2.1.6: markHashesSigned claims the entries atomically (authoritative over the pre-check:
- *     never a hash outside the list, never more often than listed, never past numSignatures).
- *  5. Sign each hash in the crypto module and verify it there (R-3.2.1.5): a signature that does
+ *     A consumed token is not refused here: step 3 tells a retry after a crash from a replay.
+ *  3. T-2.2.1.3, T-2.2.1.2, T-2.2.1.6 (issue 17): the token is consumed and the entries claimed in
+ *     ONE atomic store operation (markHashesSigned with consumeToken) BEFORE the crypto module is
+ *     touched: of concurrent presentations of one token exactly one consumes and claims; any other
+ *     is a replay (SAD_REPLAYED, audited; the transaction and its later tokens are revoked, the
+ *     winner's claimed entries still sign and are released).
+ *  4. Sign each hash in the crypto module and verify it there (R-3.2.1.5): a signature that does
  *     not verify is withheld, audited -> SIGNATURE_CHECK_FAILED.
- *  6. R-3.2.2.4: audit signature.created for each hash BEFORE any signature is returned (fail
- *     closed); the signatures are recorded on their entries (so a SignStream resends them).
+ *  5. R-3.2.2.4: audit signature.created for each hash BEFORE any signature is returned (fail closed).
+ *  6. Issue 17: record the signatures under the call's claim; only recorded signatures are released
+ *     (no DTBS/R ever has more than one signature released).
  *  7. Method 2: while signatures remain, a fresh token (generation + 1, previousHash = the consumed
- *     one); none once the transaction is COMPLETED.
- * After step 3 a failure loses the claimed hashes (counted as signed, never signed twice) and
- * issues no next token; the remaining hashes need a new transaction (sam.proto).
+ *     one); none once the transaction is COMPLETED (or was revoked meanwhile).
+ *
+ * Retry after a crash (issue 17). A call that fails after step 3 (the node crashed or was killed,
+ * the module failed) leaves its entries claimed and unrecorded under a lease (defaultClaimLeaseMs).
+ * The client retries by presenting the SAME token with the SAME hashes: allowed only while that
+ * token's claim is unrecorded and free (its lease expired, or the node that held it restarted),
+ * the claim is then taken over (nothing counted twice) and the call completes with a next token.
+ * If the first call completed and only its response was lost, the retry (under the same
+ * condition: the claim expired or its node restarted) gets the same recorded signatures and the
+ * same next token (derived from the presented token), while that next token is unused and the
+ * presented one unexpired. Presented while the claim is still live (the first call may still be
+ * running: a concurrent presentation), with other hashes, or once the next token was used, the
+ * token is a replay (SAD_REPLAYED, the transaction is revoked). So no entry ever has more than one
+ * signature released, and a concurrent presentation never gets anything.
  */
 import type { PolicyVersion } from "../admin/security-policy.js";
 import type { HashAlgorithm } from "../crypto/port.js";
 import { InkanError } from "../errors.js";
 import type { TransactionRecord } from "../store/port.js";
-import { issueSadToken, stateError, type SapAuthorize } from "./authorize.js";
+import { issueSadToken, sadTokenHash, stateError, type SapAuthorize } from "./authorize.js";
 import { presentedToken, SigningCore, type SigningCoreOptions } from "./signing-core.js";
 import { checkHashes, type SapTransactions, type ScaCaller } from "./transactions.js";
 
@@ -60,30 +71,61 @@ export class SapSignHash {
     const now = this.core.clock();
     const { hashes, caller } = input;
     const policy = await this.checkShape(hashes);
-    // 2. Read-only pre-checks: a refusal here leaves the token valid.
+    // 2. Read-only pre-checks: a refusal here leaves the token valid. A consumed token is judged by
+    //    its claim in step 3 (a retry after a crash), not refused here.
     const presented = presentedToken(input.sadToken);
-    const { tx, credential, authorization, entryKey } = await this.core.checkToken(caller, presented, now);
-    await this.checkHashesFit(tx.record, hashes);
+    const { token, tx, credential, authorization, entryKey } = await this.core.checkToken(caller, presented, now, { consumedToo: true });
+    const retry = token.consumedAt !== undefined;
+    if (!retry) await this.core.orReplayed(caller, presented, now, () => this.checkHashesFit(tx.record, hashes)); // item 2: claimed meanwhile by a concurrent presentation = a replay
 
-    // 3. T-2.2.1.3 / T-2.2.1.2: consume the token atomically, before the crypto module is touched.
-    const consumed = await this.core.consume(caller, presented, now, entryKey);
-
-    // 4. T-2.2.1.6: claim the entries atomically (all or nothing); T-2.2.2.2: each one the SAM stored, the counter not rolled back.
+    // 3. Issue 17: consume the token and claim the entries in ONE atomic store operation, before the
+    //    crypto module is touched (T-2.2.1.3, T-2.2.1.2, T-2.2.1.6): of concurrent presentations
+    //    exactly one consumes and claims; every other is a replay (audited, the transaction's later
+    //    tokens revoked), never able to undo the winner's claim. A retry (the same consumed token and
+    //    the same hashes) takes over its own claim only while that claim is expired and unrecorded.
     const { record } = tx;
-    const marked = await this.o.store.markHashesSigned({ transactionId: record.id, hashes, now });
-    if (!marked.ok) return this.core.claimRefused(record, caller, marked.reason, marked.index);
-    await this.core.checkClaim(entryKey, { indices: marked.indices, macs: marked.macs, hashes }, { before: record.signaturesCreated, after: marked.signaturesCreated });
+    const claim = this.core.newClaim();
+    const marked = await this.o.store.markHashesSigned({ transactionId: record.id, hashes, now, claim, ...(retry ? { retryToken: presented.hash } : { consumeToken: presented.hash }) });
+    if (!marked.ok) {
+      if (marked.reason === "SAD_TOKEN") return this.core.tokenRefused(caller, presented, now);
+      return this.core.claimRefused(record, caller, marked.reason, marked.index);
+    }
+    // T-2.2.2.2: each entry the SAM stored, the counters not rolled back, no recorded signature reopened.
+    await this.core.checkClaim(entryKey, marked, record.signaturesCreated);
 
-    // 5. Sign and verify in the module (R-3.2.1.5); 6. audit before release (R-3.2.2.4), record for resends.
-    const signatures = await this.core.signVerified(record, caller, this.core.requestFor(authorization, credential), hashes);
-    await this.core.usableCredential(record, { authorization }); // suspended or a factor revoked while signing: withheld
-    await this.core.auditCreated(tx, caller, hashes);
-    await this.o.store.recordSignatures({ transactionId: record.id, signatures: marked.indices.map((index, i) => ({ index, signature: signatures[i]! })) });
+    // A retry of a call that completed (its response lost): the same recorded signatures, released
+    // again only while the call's next token is unused (else the retry is a replay).
+    let signatures = marked.signatures;
+    if (!signatures) {
+      // 4. Sign and verify in the module (R-3.2.1.5); 5. audit before release (R-3.2.2.4); 6. record
+      //    under the claim: only a recorded signature is released (issue 17).
+      const signed = await this.core.signVerified(record, caller, this.core.requestFor(authorization, credential), marked.hashes);
+      await this.core.usableCredential(record, { authorization }); // suspended or a factor revoked while signing: withheld
+      await this.core.auditCreated(tx, caller, marked.hashes);
+      const recorded = await this.core.recordClaimed(record.id, claim.claimId, marked.indices.map((index, i) => ({ index, signature: signed[i]! })));
+      if (recorded.size !== marked.indices.length) {
+        // Taken over by a retry of this call after the lease expired (a take-over is whole): that one releases them.
+        await this.core.audited(record, caller, { outcome: "FAILURE", reason: "TRANSACTION_STATE" });
+        throw new InkanError("TRANSACTION_STATE", "this call's claim expired and was taken over by a retry; its signatures were not released");
+      }
+      signatures = signed;
+    }
 
-    // 7. Method 2: the next one-time token while signatures remain.
+    // 7. Method 2: the next one-time token while signatures remain (none once the transaction ended).
+    //    Derived from the presented token (issue 17): a retry gets the same next token, while unused.
     const remaining = authorization.numSignatures - marked.signaturesCreated;
-    if (remaining <= 0) return { signatures, nextSadToken: "", nextSadTokenExpiresAt: undefined, signaturesRemaining: 0 };
-    const next = await issueSadToken(this.o, { entryKey, transactionExpiresAt: record.expiresAt, generation: consumed.generation + 1, previousHash: presented.hash, now, lifetimeMs: policy.sadTokenLifetimeMs });
+    const secret = Buffer.from(entryKey.nextTokenSecret(presented.hash, 32)).toString("base64url");
+    const existing = await this.o.store.findSadToken(sadTokenHash(secret));
+    if (existing) {
+      await entryKey.checkToken(existing); // T-2.2.2.2
+      if (existing.consumedAt) return this.core.replayed(token, caller, now); // the call's outcome was used: a replay
+    }
+    if (remaining <= 0 || (await this.o.store.getTransaction(record.id))?.state !== "AUTHORIZED") {
+      return { signatures, nextSadToken: "", nextSadTokenExpiresAt: undefined, signaturesRemaining: Math.max(remaining, 0) };
+    }
+    if (existing) return { signatures, nextSadToken: secret, nextSadTokenExpiresAt: existing.expiresAt, signaturesRemaining: remaining };
+    const derived = { store: this.o.store, random: { randomBytes: async (n: number) => entryKey.nextTokenSecret(presented.hash, n) } };
+    const next = await issueSadToken(derived, { entryKey, transactionExpiresAt: record.expiresAt, generation: token.generation + 1, previousHash: presented.hash, now, lifetimeMs: policy.sadTokenLifetimeMs });
     return { signatures, nextSadToken: next.token, nextSadTokenExpiresAt: next.expiresAt, signaturesRemaining: remaining };
   }
 

@@ -11,17 +11,22 @@
  * resume token it sends is `<secret>.<resume index>`, so the first use of any of them consumes all
  * of them, and using one again is a replay.
  *
- * Nothing is signed twice (T-2.2.1.6): each run of entries is claimed in the store (markRangeSigned,
- * atomic) before the module signs it, and its signatures are recorded on the entries after
- * verification (R-3.2.1.5) and audit (R-3.2.2.4). Entries found claimed are resent from the record
- * (from_record), waiting briefly for a signature still in flight in an older stream. Before each
+ * No DTBS/R ever has more than one signature released (T-2.2.1.6, issue 17): each range of entries
+ * is claimed in the store (markRangeSigned, atomic, under a fresh claim with a lease) before the
+ * module signs it; its signatures are verified (R-3.2.1.5), audited (R-3.2.2.4) and recorded under
+ * that claim, and only what was recorded is sent. The start of a stream consumes its token and
+ * claims its first range in one store operation (issue 17 item 2: a concurrent presentation of the
+ * same token is a replay and cannot undo that claim). Entries found recorded are resent from the
+ * record (from_record). Entries claimed and never recorded (a crash, a kill -9) are claimed again
+ * once their lease expired, or at once by the restarted node; entries under another live claim
+ * (an older stream still finishing its batches) are waited for, at most one lease. Before each
  * claim the stream checks that its own secret is unconsumed: a stream resumed elsewhere stops the
  * older one before its next claim. The credential is re-checked before each claim, so a
  * suspension during the stream ends it.
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import { InkanError } from "../errors.js";
-import type { DtbsrEntry } from "../store/port.js";
+import type { ClaimHolder, MarkSignedResult } from "../store/port.js";
 import { issueSadToken, sadTokenHash } from "./authorize.js";
 import type { AuthorizationFacts, EntryKey } from "./authorization-seal.js";
 import { presentedToken, resumeToken, SigningCore, type SignRequest, type SigningCoreOptions } from "./signing-core.js";
@@ -51,8 +56,8 @@ export const streamBatchSize = 500;
 const pipelineDepth = 3;
 /** sam.proto: a resume token at least every stream_checkpoint_interval signatures and every 10 seconds. */
 const checkpointEvery = { signatures: streamCheckpointInterval, ms: 10_000 };
-/** How long a resumed stream waits for a signature an older stream claimed but has not recorded yet. */
-const inFlightWaitMs = 5_000;
+/** How often a stream looks again at entries another request holds (until recorded, or their lease expired). */
+const heldPollMs = 50;
 
 /** What every batch of one stream shares. */
 interface StreamRun {
@@ -109,14 +114,23 @@ export class SapSignStream {
     if (input.startIndex < Math.max(presented.resumeIndex, token.minIndex ?? 0) || input.startIndex >= record.hashCount) {
       throw new InkanError("INVALID_REQUEST", "start_index is before the token's resume index or past the list", { field: "start_index" });
     }
-    const consumed = await this.core.consume(caller, presented, now, entryKey); // T-2.2.1.3, before the module is touched
-    const secret = await issueSadToken(this.o, { entryKey, transactionExpiresAt: record.expiresAt, generation: consumed.generation + 1, previousHash: presented.hash, now, lifetimeMs: (await this.o.policies.current()).sadTokenLifetimeMs, minIndex: input.startIndex });
+    // Issue 17 item 2, T-2.2.1.3: the token is consumed and the first range claimed in ONE store
+    // operation, before the module is touched: a concurrent presentation of this token is a replay.
+    const firstClaim = this.core.newClaim();
+    const firstEnd = Math.min(input.startIndex + streamBatchSize, record.hashCount);
+    const first = await this.o.store.markRangeSigned({ transactionId: record.id, fromIndex: input.startIndex, count: firstEnd - input.startIndex, now, claim: firstClaim, consumeToken: presented.hash });
+    if (!first.ok) {
+      if (first.reason === "SAD_TOKEN") await this.core.tokenRefused(caller, presented, now); // a replay, expired or unknown: throws
+      else await this.core.claimRefused(record, caller, first.reason, first.index); // throws
+      return;
+    }
+    await this.core.checkClaim(entryKey, first, record.signaturesCreated); // T-2.2.2.2
+    const secret = await issueSadToken(this.o, { entryKey, transactionExpiresAt: record.expiresAt, generation: token.generation + 1, previousHash: presented.hash, now, lifetimeMs: (await this.o.policies.current()).sadTokenLifetimeMs, minIndex: input.startIndex });
     const streamHash = sadTokenHash(secret.token);
-    const counted = (await this.o.store.getTransaction(record.id))?.signaturesCreated ?? record.signaturesCreated;
-    let remaining = authorization.numSignatures - counted;
+    const counted = first.signaturesCreated;
+    // What remains before this stream's first range (claimed, not yet signed): each batch lowers it as it is sent.
+    let remaining = authorization.numSignatures - record.signaturesCreated;
     const checkpoint = (index: number) => ({ resumeToken: resumeToken(secret.token, index), resumeIndex: index, resumeTokenExpiresAt: secret.expiresAt });
-    yield { signatures: [], ...checkpoint(input.startIndex), signaturesRemaining: remaining };
-
     const run: StreamRun = { caller, tx, streamHash, request: this.core.requestFor(authorization, credential), authorization, entryKey, claims: Promise.resolve(), counted };
     let sinceCheckpoint = 0;
     let checkpointAt = Date.now();
@@ -126,14 +140,21 @@ export class SapSignStream {
     // control still paces the signing (at most pipelineDepth batches ahead of the client).
     const inFlight: Promise<Batch>[] = [];
     let nextFrom = input.startIndex;
+    let preclaimed: { claim: ClaimHolder; result: Claimed } | undefined = { claim: firstClaim, result: first };
     const fill = () => {
       while (inFlight.length < pipelineDepth && nextFrom < record.hashCount) {
-        inFlight.push(handled(this.batch(run, nextFrom, input.signal)));
+        inFlight.push(handled(this.batch(run, nextFrom, input.signal, preclaimed)));
+        preclaimed = undefined;
         nextFrom = Math.min(nextFrom + streamBatchSize, record.hashCount);
       }
     };
     try {
+      // The first range (claimed with the token) is signed while the first message goes out: a
+      // client gone after it finds its signatures recorded when it resumes (nothing waits a lease).
       fill();
+      // Issue 18 item 12: the first message carries a resume token and no signature, so a client
+      // that received any message can resume.
+      yield { signatures: [], ...checkpoint(input.startIndex), signaturesRemaining: remaining };
       for (let batch = inFlight.shift(); batch; batch = inFlight.shift()) {
         const { signatures, signaturesCreated, end } = await batch;
         fill();
@@ -154,57 +175,69 @@ export class SapSignStream {
   }
 
   /**
-   * The batch of entries [from, from + streamBatchSize): checks the stream is still current and
-   * the credential usable, then, run by run, resends entries signed earlier (from the record) and
-   * claims unsigned ones (T-2.2.1.6) and signs them. Signatures in index order.
+   * The batch of entries [from, from + streamBatchSize), in index order: claims what is claimable
+   * (T-2.2.1.6; unsigned entries, and entries whose claim expired or belongs to a crashed boot of
+   * this node), signs, audits and records it, sends what was recorded; entries recorded earlier are
+   * resent from the record; entries under another live claim are waited for (recorded by their
+   * holder, or taken over once its lease expired), at most one lease and a little more.
    */
-  private async batch(run: StreamRun, from: number, signal: AbortSignal | undefined): Promise<Batch> {
+  private async batch(run: StreamRun, from: number, signal: AbortSignal | undefined, preclaimed?: { claim: ClaimHolder; result: Claimed }): Promise<Batch> {
+    const { record } = run.tx;
+    const end = Math.min(from + streamBatchSize, record.hashCount);
+    const got = new Map<number, StreamedSignature>();
+    let signaturesCreated: number | undefined;
+    const deadline = Date.now() + this.core.leaseMs + 5_000;
+    for (let pending = preclaimed; ; pending = undefined) {
+      const { claim, result } = pending ?? (await this.claimRange(run, from, end, signal));
+      if (result.indices.length > 0) {
+        // Signed and verified in the module (R-3.2.1.5), audited before anything leaves (R-3.2.2.4),
+        // then recorded under the claim (issue 17): only what was recorded is sent.
+        const signed = await this.core.signVerified(record, run.caller, run.request, result.hashes);
+        await this.core.usableCredential(record, { authorization: run.authorization }); // R-3.3.1: suspended (or a factor revoked) while signing: withheld
+        await this.core.auditCreated(run.tx, run.caller, result.hashes);
+        const recorded = await this.core.recordClaimed(record.id, claim.claimId, result.indices.map((index, k) => ({ index, signature: signed[k]! })));
+        result.indices.forEach((index, k) => {
+          if (recorded.has(index)) got.set(index, { index, signature: signed[k]!, fromRecord: false });
+        });
+        signaturesCreated = result.signaturesCreated;
+      }
+      if (got.size === end - from) break;
+      // The rest: recorded by an earlier request (resent from the record), or held by another live claim.
+      for (const e of await this.o.store.readDtbsr({ transactionId: record.id, fromIndex: from, limit: end - from })) {
+        if (!got.has(e.index) && e.signature !== undefined) got.set(e.index, { index: e.index, signature: e.signature, fromRecord: true });
+      }
+      if (got.size === end - from) break;
+      if (Date.now() >= deadline) {
+        throw new InkanError("TRANSACTION_STATE", "DTBS/R entries of this range are held by another request that neither recorded nor released them; resume later");
+      }
+      await sleep(heldPollMs, undefined, signal ? { signal } : undefined);
+    }
+    return { signatures: [...got.values()].sort((x, y) => x.index - y.index), signaturesCreated, end };
+  }
+
+  /** One claim of the range, after the stream and credential checks, in this stream's claim order. */
+  private async claimRange(run: StreamRun, from: number, end: number, signal: AbortSignal | undefined): Promise<{ claim: ClaimHolder; result: Claimed }> {
     signal?.throwIfAborted();
     await this.checkStillCurrent(run.streamHash); // for a clear error; the claim below enforces it atomically
     const { record } = run.tx;
-    const end = Math.min(from + streamBatchSize, record.hashCount);
-    const signatures: StreamedSignature[] = [];
-    let signaturesCreated: number | undefined;
-    for (let i = from; i < end; ) {
-      const entries = leadingRun(await this.o.store.readDtbsr({ transactionId: record.id, fromIndex: i, limit: end - i }));
-      if (entries.length === 0) throw new InkanError("STORE_FAILURE", `DTBS/R entry ${i} is missing`);
-      if (entries[0]!.signed) {
-        signatures.push(...(await this.fromRecord(record.id, entries)));
-        i += entries.length;
-        continue;
+    await this.core.usableCredential(record, { authorization: run.authorization }); // R-3.3.1: a suspension (or a revoked factor) during the stream ends it, before the next claim
+    const claim = this.core.newClaim();
+    // A stream resumed with one of this stream's tokens stops this one before its next claim (atomic).
+    const claiming = run.claims.then(async () => {
+      const result = await this.o.store.markRangeSigned({ transactionId: record.id, fromIndex: from, count: end - from, now: this.core.clock(), claim, whileTokenUnused: run.streamHash });
+      if (result.ok) {
+        await this.core.checkClaim(run.entryKey, result, run.counted); // T-2.2.2.2
+        run.counted = result.signaturesCreated;
       }
-      // T-2.2.2.2: only entries the SAM stored are signed (an entry edited in the database is refused before its claim).
-      for (const e of entries) await run.entryKey.checkEntry(e.index, e.hash, e.mac);
-      const options = { authorization: run.authorization };
-      await this.core.usableCredential(record, options); // R-3.3.1: a suspension (or a revoked factor) during the stream ends it, before the next claim
-      // A stream resumed with one of this stream's tokens stops this one before its next claim (atomic).
-      const claiming = run.claims.then(async () => {
-        const claim = await this.o.store.markRangeSigned({ transactionId: record.id, fromIndex: i, count: entries.length, now: this.core.clock(), whileTokenUnused: run.streamHash });
-        if (claim.ok) {
-          await this.core.checkClaim(run.entryKey, { indices: claim.indices, macs: claim.macs, hashes: entries.map((e) => e.hash) }, { before: run.counted, after: claim.signaturesCreated });
-          run.counted = claim.signaturesCreated;
-        }
-        return claim;
-      });
-      run.claims = claiming.catch(() => undefined);
-      const claim = await claiming;
-      if (!claim.ok) {
-        if (claim.reason === "HASH_NOT_AUTHORIZED") continue; // claimed meanwhile by SignHash or another stream: read again
-        return this.core.claimRefused(record, run.caller, claim.reason, claim.index);
-      }
-      // Signed and verified in the module (R-3.2.1.5), audited before anything leaves (R-3.2.2.4),
-      // then recorded on the entries at once: a stream whose client stops reading leaves no
-      // claimed entry without its signature, so a resume (or a newer stream) resends it.
-      const hashes = entries.map((e) => e.hash);
-      const signed = await this.core.signVerified(record, run.caller, run.request, hashes);
-      await this.core.usableCredential(record, options); // R-3.3.1: suspended (or a factor revoked) while signing: withheld
-      await this.core.auditCreated(run.tx, run.caller, hashes);
-      await this.o.store.recordSignatures({ transactionId: record.id, signatures: entries.map((e, k) => ({ index: e.index, signature: signed[k]! })) });
-      signatures.push(...entries.map((e, k) => ({ index: e.index, signature: signed[k]!, fromRecord: false })));
-      signaturesCreated = claim.signaturesCreated;
-      i += entries.length;
+      return result;
+    });
+    run.claims = claiming.catch(() => undefined);
+    const result = await claiming;
+    if (!result.ok) {
+      if (result.reason === "SAD_TOKEN") throw new InkanError("TRANSACTION_STATE", "the stream's claim was refused");
+      return this.core.claimRefused(record, run.caller, result.reason, result.index);
     }
-    return { signatures, signaturesCreated, end };
+    return { claim, result };
   }
 
   /** The stream's own secret must be unconsumed: a stream resumed with one of its tokens takes over. */
@@ -214,29 +247,6 @@ export class SapSignStream {
       throw new InkanError("TRANSACTION_STATE", "this stream was resumed by a newer stream, or its transaction ended");
     }
   }
-
-  /** Signatures of entries claimed earlier, from the record; one still in flight is waited for briefly. */
-  private async fromRecord(transactionId: string, run: DtbsrEntry[]): Promise<StreamedSignature[]> {
-    const deadline = Date.now() + inFlightWaitMs;
-    let entries = run;
-    for (;;) {
-      const missing = entries.findIndex((e) => e.signature === undefined);
-      if (missing < 0) return entries.map((e) => ({ index: e.index, signature: e.signature!, fromRecord: true }));
-      if (Date.now() >= deadline) {
-        // Claimed by a request that failed or stopped before recording it: counted as signed, never signed again.
-        throw new InkanError("CRYPTO_MODULE_FAILURE", `the signature of DTBS/R ${entries[missing]!.index} was lost by an interrupted request and is not signed again; the remaining hashes need a new transaction`);
-      }
-      await sleep(20);
-      const again = await this.o.store.readDtbsr({ transactionId, fromIndex: entries[0]!.index, limit: entries.length });
-      entries = again.slice(0, entries.length);
-    }
-  }
 }
 
-/** The leading entries that share the first entry's `signed` flag (a run to claim, or to resend). */
-function leadingRun(page: DtbsrEntry[]): DtbsrEntry[] {
-  const first = page[0];
-  if (!first) return [];
-  const end = page.findIndex((e) => e.signed !== first.signed);
-  return end < 0 ? page : page.slice(0, end);
-}
+type Claimed = Extract<MarkSignedResult, { ok: true }>;

@@ -11,9 +11,10 @@ import { InkanError } from "../errors.js";
 import type { VerifiedRecords } from "../integrity/sealed-records.js";
 import { credentialRefusal } from "../registration/credential-usability.js";
 import type { CredentialBody } from "../registration/credentials.js";
-import type { DtbsrRefusal, OneTimeObjects, SadTokenRecord, TransactionRecord, Transactions } from "../store/port.js";
+import { randomUUID } from "node:crypto";
+import type { ClaimHolder, DtbsrRefusal, MarkSignedResult, OneTimeObjects, SadTokenRecord, TransactionRecord, Transactions } from "../store/port.js";
 import type { Freshness } from "../integrity/freshness.js";
-import { closedProgress, progressKey, type AuthorizationFacts, type AuthorizationSeals, type EntryKey } from "./authorization-seal.js";
+import { closedProgress, progressKey, recordedKey, type AuthorizationFacts, type AuthorizationSeals, type EntryKey } from "./authorization-seal.js";
 import { sadTokenHash, stateError } from "./authorize.js";
 import { scaActor, type SapTransaction, type SapTransactions, type ScaCaller } from "./transactions.js";
 
@@ -31,7 +32,24 @@ export interface SigningCoreOptions {
   policies: Pick<SecurityPolicies, "current">;
   audit: BatchAuditLog;
   clock?: () => Date;
+  /**
+   * Issue 17: who claims DTBS/R entries. nodeId defaults to the audit log's node, bootId to one id
+   * per process start (so a restarted node takes over its crashed boot's claims at once), leaseMs
+   * to {@link defaultClaimLeaseMs}.
+   */
+  claims?: { nodeId?: string; bootId?: string; leaseMs?: number };
 }
+
+/**
+ * How long a claim is held before another request may take it over (issue 17): longer than the
+ * slowest claimed batch takes to sign, verify, audit and record (a maxPageSize batch on a busy
+ * module: a few seconds), short enough that a SignHash retried on another node after a crash waits
+ * little. Taken over earlier, the first request's signatures are simply not released.
+ */
+export const defaultClaimLeaseMs = 30_000;
+
+/** This process's boot: claims of the node's earlier boots are free at once (issue 17). */
+const processBootId = randomUUID();
 
 /**
  * A presented SAD token: the secret whose hash the store keeps and, for a SignStream resume token
@@ -75,8 +93,44 @@ const maxInFlight = 64;
 export class SigningCore {
   readonly clock: () => Date;
 
+  readonly leaseMs: number;
+  private readonly nodeId: string;
+  private readonly bootId: string;
+
   constructor(readonly o: SigningCoreOptions) {
     this.clock = o.clock ?? (() => new Date());
+    this.nodeId = o.claims?.nodeId ?? (o.audit as { nodeId?: string }).nodeId ?? "inkan";
+    this.bootId = o.claims?.bootId ?? processBootId;
+    this.leaseMs = o.claims?.leaseMs ?? defaultClaimLeaseMs;
+  }
+
+  /** A fresh claim of this node and boot (issue 17): one per SignHash call or SignStream range. */
+  newClaim(): ClaimHolder {
+    return { claimId: randomUUID(), nodeId: this.nodeId, bootId: this.bootId, leaseMs: this.leaseMs };
+  }
+
+  /**
+   * A claim refused with SAD_TOKEN (issue 17 item 2: the consume and the claim are one store
+   * operation): the token was consumed by another caller (a replay: T-2.2.1.3, the transaction's
+   * later tokens are revoked, never the winner's claimed work), expired, or unknown.
+   */
+  async tokenRefused(caller: ScaCaller, presented: PresentedToken, now: Date): Promise<never> {
+    const again = await this.o.store.findSadToken(presented.hash);
+    if (again?.consumedAt) return this.replayed(again, caller, now);
+    if (again && again.expiresAt <= now) throw new InkanError("EXPIRED", "the SAD token expired");
+    if (again?.revokedAt) throw new InkanError("TRANSACTION_STATE", "the transaction is not authorized");
+    throw invalidToken();
+  }
+
+  /**
+   * Issue 17: records signatures under their claim and returns the indices recorded; only those
+   * may be released (of two requests that signed one entry, only the current claim's holder
+   * records). The recorded count's head moves on (issue 14: a signature removed by hand is found).
+   */
+  async recordClaimed(transactionId: string, claimId: string, signatures: readonly { index: number; signature: Uint8Array }[]): Promise<Set<number>> {
+    const { recorded, signaturesRecorded } = await this.o.store.recordSignatures({ transactionId, claimId, signatures });
+    await this.o.freshness.advance(recordedKey(transactionId), signaturesRecorded);
+    return new Set(recorded);
   }
 
   /**
@@ -86,18 +140,42 @@ export class SigningCore {
    * T-2.2.1.3); not revoked; the transaction is AUTHORIZED and unexpired (T-2.2.1.2: no signature
    * before Authorize); the token is unexpired; the credential and signer can sign.
    */
-  async checkToken(caller: ScaCaller, presented: PresentedToken, now: Date, options: { completedToo?: boolean } = {}): Promise<CheckedToken> {
+  async checkToken(caller: ScaCaller, presented: PresentedToken, now: Date, options: { completedToo?: boolean; consumedToo?: boolean } = {}): Promise<CheckedToken> {
     const token = await this.o.store.findSadToken(presented.hash);
     if (!token) throw invalidToken(); // T-2.2.1.2: a made-up token
     const owned = await this.o.store.getTransaction(token.transactionId);
     if (!owned || owned.sca !== caller.certificateSha256) throw invalidToken(); // R-3.2.1.2: issued to another SCA
     const entryKey = await this.o.seals.entryKey(owned.id);
     await entryKey.checkToken(token); // T-2.2.2.2: a token row written in the database by hand is refused
-    if (token.consumedAt) return this.replayed(token, caller, now); // T-2.2.1.3
+    if (token.consumedAt && !options.consumedToo) return this.replayed(token, caller, now); // T-2.2.1.3 (a SignHash retry is judged by its claim)
+    const rest = () => this.checkRest(now, options, token, owned, entryKey);
+    return token.consumedAt ? rest() : this.orReplayed(caller, presented, now, rest);
+  }
+
+  /**
+   * Issue 17 item 2: a read-only check that fails while a concurrent presentation of the same
+   * token consumes it (the transaction completed, its hashes claimed meanwhile) is a replay:
+   * SAD_REPLAYED and reuse detection, whatever the check saw.
+   */
+  async orReplayed<T>(caller: ScaCaller, presented: PresentedToken, now: Date, check: () => Promise<T>): Promise<T> {
+    try {
+      return await check();
+    } catch (err) {
+      if (!(err instanceof InkanError) || err.code === "INTEGRITY_VIOLATION") throw err;
+      const again = await this.o.store.findSadToken(presented.hash);
+      if (again?.consumedAt) return this.replayed(again, caller, now);
+      throw err;
+    }
+  }
+
+  /** checkToken's checks after the token's own: state, expiry, seal, progress, credential. */
+  private async checkRest(now: Date, options: { completedToo?: boolean; consumedToo?: boolean }, token: SadTokenRecord, owned: TransactionRecord, entryKey: EntryKey): Promise<CheckedToken> {
     const tx = this.o.transactions.view(owned, now);
     if (token.revokedAt) throw stateError(tx, "authorized");
-    // A COMPLETED transaction signs nothing more; SignStream may still resend its recorded signatures.
-    if (tx.state !== "AUTHORIZED" && !(options.completedToo && tx.state === "COMPLETED")) throw stateError(tx, "authorized");
+    // A COMPLETED transaction signs nothing more; SignStream may still resend its recorded signatures,
+    // and a SignHash retried after a crash (a consumed token) may take over its own unrecorded claim.
+    const completedToo = options.completedToo === true || (options.consumedToo === true && token.consumedAt !== undefined);
+    if (tx.state !== "AUTHORIZED" && !(completedToo && tx.state === "COMPLETED")) throw stateError(tx, "authorized");
     if (token.expiresAt <= now) throw new InkanError("EXPIRED", "the SAD token expired");
     // T-2.2.2.2, R-3.2.1.1: what Authorize verified, sealed; a row inserted, cloned or edited has no valid seal.
     const authorization = await this.o.seals.open(owned);
@@ -182,14 +260,20 @@ export class SigningCore {
    * before the claim must be the one this request saw (a transaction has one token, so one claimer,
    * at a time: a lower one was put back). Then the counter's head moves on.
    */
-  async checkClaim(entryKey: EntryKey, claimed: { indices: readonly number[]; macs: readonly (Uint8Array | undefined)[]; hashes: readonly Uint8Array[] }, counter: { before: number; after: number }): Promise<void> {
+  async checkClaim(entryKey: EntryKey, claimed: Extract<MarkSignedResult, { ok: true }>, before: number): Promise<void> {
     for (const [i, index] of claimed.indices.entries()) await entryKey.checkEntry(index, claimed.hashes[i]!, claimed.macs[i]);
-    if (counter.after - claimed.indices.length < counter.before) await this.o.seals.rolledBack(entryKey.transactionId);
-    await this.o.freshness.advance(progressKey(entryKey.transactionId), counter.after);
+    // A claim taken over is not counted again (T-2.2.1.6); a retry given recorded signatures claimed nothing.
+    const counted = claimed.signatures ? 0 : claimed.indices.length - claimed.reclaimed;
+    if (claimed.signaturesCreated - counted < before) await this.o.seals.rolledBack(entryKey.transactionId);
+    // Issue 17 + 14: the recorded count never goes back, and an entry taken over must be one that was
+    // never recorded: more unrecorded claims than (counted - recorded) means a signature was removed by hand.
+    if (claimed.signaturesRecorded < this.o.freshness.head(recordedKey(entryKey.transactionId))) await this.o.seals.rolledBack(entryKey.transactionId);
+    if (claimed.reclaimed > 0 && claimed.unrecordedBefore > claimed.signaturesCreated - counted - claimed.signaturesRecorded) await this.o.seals.rolledBack(entryKey.transactionId);
+    await this.o.freshness.advance(progressKey(entryKey.transactionId), claimed.signaturesCreated);
   }
 
   /** A refused claim (markHashesSigned / markRangeSigned) as the contract's error, audited. */
-  async claimRefused(record: TransactionRecord, caller: ScaCaller, reason: DtbsrRefusal, index: number | undefined): Promise<never> {
+  async claimRefused(record: TransactionRecord, caller: ScaCaller, reason: Exclude<DtbsrRefusal, "SAD_TOKEN">, index: number | undefined): Promise<never> {
     await this.audited(record, caller, { outcome: "DENIED", reason: reason === "TRANSACTION_NOT_FOUND" ? "TRANSACTION_STATE" : reason });
     if (reason === "HASH_NOT_AUTHORIZED") throw new InkanError("HASH_NOT_AUTHORIZED", "a hash is not authorized or was already signed", { field: "hashes", ...(index !== undefined ? { index } : {}) });
     if (reason === "SIGNATURE_COUNT_EXCEEDED") throw new InkanError("SIGNATURE_COUNT_EXCEEDED", "more hashes than signatures remain", { field: "hashes" });

@@ -8,6 +8,7 @@
 import { createHash, randomUUID } from "node:crypto";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import {
+  type ClaimHolder,
   AuditChainError,
   RecordExistsError,
   StoreFailureError,
@@ -46,6 +47,13 @@ export const at = (seconds: number): Date => new Date(t0.getTime() + seconds * 1
 
 const bytes = (text: string): Uint8Array => new Uint8Array(Buffer.from(text, "utf8"));
 /** A deterministic 32-byte DTBS/R hash for position i. */
+/** Issue 17: a claim of node "node-a" (boot "boot-1" unless given), fresh id, a lease of `leaseMs`. */
+const holder = (o: { bootId?: string; nodeId?: string; leaseMs?: number; claimId?: string } = {}): ClaimHolder => ({
+  claimId: o.claimId ?? randomUUID(),
+  nodeId: o.nodeId ?? "node-a",
+  bootId: o.bootId ?? "boot-1",
+  leaseMs: o.leaseMs ?? 60_000,
+});
 export const dtbsrHash = (i: number, salt = ""): Uint8Array => new Uint8Array(createHash("sha256").update(`${salt}dtbsr-${i}`).digest());
 
 /** Starts `n` calls at once: each awaits one shared promise, released after all n are waiting. */
@@ -321,6 +329,7 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
           dtbsrDigest: undefined,
           challengeHash: undefined,
           signaturesCreated: 0,
+          signaturesRecorded: 0,
           authorizeFailures: 0,
           authorizedAt: undefined,
           updatedAt: tx.createdAt,
@@ -336,9 +345,9 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         await authorized("tx1", h);
         expect((await store.getTransaction("tx1"))?.authorization).toEqual(authorizationStub);
         expect((await store.readDtbsr({ transactionId: "tx1", fromIndex: 0, limit: 3 })).map((e) => e.mac)).toEqual(macsFor(h));
-        const one = await store.markHashesSigned({ transactionId: "tx1", hashes: [h[1]!], now: at(3) });
+        const one = await store.markHashesSigned({ transactionId: "tx1", hashes: [h[1]!], now: at(3), claim: holder() });
         expect(one).toMatchObject({ ok: true, indices: [1], macs: [macsFor(h)[1]] });
-        const range = await store.markRangeSigned({ transactionId: "tx1", fromIndex: 2, count: 1, now: at(3) });
+        const range = await store.markRangeSigned({ transactionId: "tx1", fromIndex: 2, count: 1, now: at(3), claim: holder() });
         expect(range).toMatchObject({ ok: true, indices: [2], macs: [macsFor(h)[2]] });
         await store.issueSadToken({ hash: "mac-token", transactionId: "tx1", generation: 0, previousHash: undefined, issuedAt: at(0), expiresAt: at(60), mac: tokenMacStub });
         expect((await store.findSadToken("mac-token"))?.mac).toEqual(tokenMacStub);
@@ -374,7 +383,7 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         const authorized = (await store.getTransaction("sealed-tx"))!;
         expect((await seals.open(authorized)).transactionId).toBe("sealed-tx");
         for (const e of await store.readDtbsr({ transactionId: "sealed-tx", fromIndex: 0, limit: 2 })) await entryKey.checkEntry(e.index, e.hash, e.mac);
-        const claimed = await store.markHashesSigned({ transactionId: "sealed-tx", hashes: [h[1]!], now: at(3) });
+        const claimed = await store.markHashesSigned({ transactionId: "sealed-tx", hashes: [h[1]!], now: at(3), claim: holder() });
         if (!claimed.ok) throw new Error("claim refused");
         await entryKey.checkEntry(claimed.indices[0]!, h[1]!, claimed.macs[0]);
         const fields = { hash: "sealed-token", transactionId: "sealed-tx", generation: 0, previousHash: undefined, issuedAt: at(2), expiresAt: at(60) };
@@ -391,7 +400,7 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         await authorized("open-authorized", h);
         await store.createTransaction(newTransaction("open-pending", 1));
         await authorized("done", h);
-        await store.markHashesSigned({ transactionId: "done", hashes: h, now: at(3) }); // COMPLETED
+        await store.markHashesSigned({ transactionId: "done", hashes: h, now: at(3), claim: holder() }); // COMPLETED
         await store.createTransaction({ ...newTransaction("other-signer", 1), signerId: "someone-else" });
         await store.issueSadToken({ hash: "live", transactionId: "open-authorized", generation: 0, previousHash: undefined, issuedAt: at(0), expiresAt: at(60), mac: tokenMacStub });
         const signerId = newTransaction("x", 1).signerId;
@@ -535,41 +544,41 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
       it("T-2.2.1.6: mark-signed refuses a hash outside the list, all or nothing", async () => {
         const h = [0, 1, 2].map((i) => dtbsrHash(i));
         await authorized("tx1", h);
-        expect(await store.markHashesSigned({ transactionId: "tx1", hashes: [h[0]!, dtbsrHash(99)], now: at(3) })).toEqual({ ok: false, reason: "HASH_NOT_AUTHORIZED", index: 1 });
+        expect(await store.markHashesSigned({ transactionId: "tx1", hashes: [h[0]!, dtbsrHash(99)], now: at(3), claim: holder() })).toEqual({ ok: false, reason: "HASH_NOT_AUTHORIZED", index: 1 });
         expect(await store.getTransaction("tx1")).toMatchObject({ signaturesCreated: 0, state: "AUTHORIZED" });
         expect((await store.readDtbsr({ transactionId: "tx1", fromIndex: 0, limit: 10 })).some((e) => e.signed)).toBe(false); // the first claim was rolled back
-        expect(await store.markHashesSigned({ transactionId: "tx1", hashes: [h[2]!, h[0]!], now: at(3) })).toMatchObject({ ok: true, indices: [2, 0], signaturesCreated: 2, state: "AUTHORIZED" });
+        expect(await store.markHashesSigned({ transactionId: "tx1", hashes: [h[2]!, h[0]!], now: at(3), claim: holder() })).toMatchObject({ ok: true, indices: [2, 0], signaturesCreated: 2, state: "AUTHORIZED" });
       });
 
       it("T-2.2.1.6: mark-signed refuses a hash more often than it appears, and the same hash twice across calls", async () => {
         const h = [dtbsrHash(0), dtbsrHash(1), dtbsrHash(0)]; // hash 0 appears twice
         await authorized("tx1", h);
-        expect(await store.markHashesSigned({ transactionId: "tx1", hashes: [h[0]!, h[0]!, h[0]!], now: at(3) })).toEqual({ ok: false, reason: "HASH_NOT_AUTHORIZED", index: 2 });
-        expect(await store.markHashesSigned({ transactionId: "tx1", hashes: [h[0]!], now: at(3) })).toMatchObject({ ok: true, indices: [0] });
-        expect(await store.markHashesSigned({ transactionId: "tx1", hashes: [h[0]!], now: at(3) })).toMatchObject({ ok: true, indices: [2] });
-        expect(await store.markHashesSigned({ transactionId: "tx1", hashes: [h[0]!], now: at(3) })).toEqual({ ok: false, reason: "HASH_NOT_AUTHORIZED", index: 0 });
-        expect(await store.markHashesSigned({ transactionId: "tx1", hashes: [h[1]!], now: at(3) })).toMatchObject({ ok: true, indices: [1], signaturesCreated: 3, state: "COMPLETED" });
+        expect(await store.markHashesSigned({ transactionId: "tx1", hashes: [h[0]!, h[0]!, h[0]!], now: at(3), claim: holder() })).toEqual({ ok: false, reason: "HASH_NOT_AUTHORIZED", index: 2 });
+        expect(await store.markHashesSigned({ transactionId: "tx1", hashes: [h[0]!], now: at(3), claim: holder() })).toMatchObject({ ok: true, indices: [0] });
+        expect(await store.markHashesSigned({ transactionId: "tx1", hashes: [h[0]!], now: at(3), claim: holder() })).toMatchObject({ ok: true, indices: [2] });
+        expect(await store.markHashesSigned({ transactionId: "tx1", hashes: [h[0]!], now: at(3), claim: holder() })).toEqual({ ok: false, reason: "HASH_NOT_AUTHORIZED", index: 0 });
+        expect(await store.markHashesSigned({ transactionId: "tx1", hashes: [h[1]!], now: at(3), claim: holder() })).toMatchObject({ ok: true, indices: [1], signaturesCreated: 3, state: "COMPLETED" });
       });
 
       it("T-2.2.1.6: the signature count never exceeds what was authorized; reaching it completes the transaction", async () => {
         const h = [0, 1, 2, 3].map((i) => dtbsrHash(i));
         await authorized("tx1", h, 2); // four hashes listed, two signatures authorized
-        expect(await store.markHashesSigned({ transactionId: "tx1", hashes: h.slice(0, 3), now: at(3) })).toEqual({ ok: false, reason: "SIGNATURE_COUNT_EXCEEDED" });
-        expect(await store.markHashesSigned({ transactionId: "tx1", hashes: [h[0]!], now: at(3) })).toMatchObject({ ok: true, signaturesCreated: 1, state: "AUTHORIZED" });
-        expect(await store.markHashesSigned({ transactionId: "tx1", hashes: [h[1]!, h[2]!], now: at(3) })).toEqual({ ok: false, reason: "SIGNATURE_COUNT_EXCEEDED" });
-        expect(await store.markHashesSigned({ transactionId: "tx1", hashes: [h[1]!], now: at(3) })).toMatchObject({ ok: true, signaturesCreated: 2, state: "COMPLETED" });
-        expect(await store.markHashesSigned({ transactionId: "tx1", hashes: [h[2]!], now: at(3) })).toEqual({ ok: false, reason: "TRANSACTION_STATE" });
+        expect(await store.markHashesSigned({ transactionId: "tx1", hashes: h.slice(0, 3), now: at(3), claim: holder() })).toEqual({ ok: false, reason: "SIGNATURE_COUNT_EXCEEDED" });
+        expect(await store.markHashesSigned({ transactionId: "tx1", hashes: [h[0]!], now: at(3), claim: holder() })).toMatchObject({ ok: true, signaturesCreated: 1, state: "AUTHORIZED" });
+        expect(await store.markHashesSigned({ transactionId: "tx1", hashes: [h[1]!, h[2]!], now: at(3), claim: holder() })).toEqual({ ok: false, reason: "SIGNATURE_COUNT_EXCEEDED" });
+        expect(await store.markHashesSigned({ transactionId: "tx1", hashes: [h[1]!], now: at(3), claim: holder() })).toMatchObject({ ok: true, signaturesCreated: 2, state: "COMPLETED" });
+        expect(await store.markHashesSigned({ transactionId: "tx1", hashes: [h[2]!], now: at(3), claim: holder() })).toEqual({ ok: false, reason: "TRANSACTION_STATE" });
         expect(await store.getTransaction("tx1")).toMatchObject({ signaturesCreated: 2, state: "COMPLETED" });
       });
 
       it("T-2.2.1.6: 64 concurrent mark-signed calls: exactly the authorized number succeed, no entry twice", async () => {
         const h = Array.from({ length: racers }, (_, i) => dtbsrHash(i));
         await authorized("tx1", h, 10);
-        const results = await race(racers, (i) => store.markHashesSigned({ transactionId: "tx1", hashes: [h[i]!], now: at(3) }));
+        const results = await race(racers, (i) => store.markHashesSigned({ transactionId: "tx1", hashes: [h[i]!], now: at(3), claim: holder() }));
         expect(results.filter((r) => r.ok)).toHaveLength(10);
         expect(await store.getTransaction("tx1")).toMatchObject({ signaturesCreated: 10, state: "COMPLETED" });
         await authorized("tx2", [dtbsrHash(0, "once")], 1);
-        const same = await race(racers, () => store.markHashesSigned({ transactionId: "tx2", hashes: [dtbsrHash(0, "once")], now: at(3) }));
+        const same = await race(racers, () => store.markHashesSigned({ transactionId: "tx2", hashes: [dtbsrHash(0, "once")], now: at(3), claim: holder() }));
         expect(same.filter((r) => r.ok)).toHaveLength(1);
       });
 
@@ -577,39 +586,40 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         const h = [dtbsrHash(0)];
         await store.createTransaction(newTransaction("pending", 1));
         await store.appendDtbsr({ transactionId: "pending", startIndex: 0, hashes: h, macs: macsFor(h), now: at(1) });
-        expect(await store.markHashesSigned({ transactionId: "pending", hashes: h, now: at(2) })).toEqual({ ok: false, reason: "TRANSACTION_STATE" });
+        expect(await store.markHashesSigned({ transactionId: "pending", hashes: h, now: at(2), claim: holder() })).toEqual({ ok: false, reason: "TRANSACTION_STATE" });
         await authorized("revoked", h);
         await store.transitionTransaction({ id: "revoked", from: ["AUTHORIZED"], to: "REVOKED", now: at(3) });
-        expect(await store.markHashesSigned({ transactionId: "revoked", hashes: h, now: at(3) })).toEqual({ ok: false, reason: "TRANSACTION_STATE" });
+        expect(await store.markHashesSigned({ transactionId: "revoked", hashes: h, now: at(3), claim: holder() })).toEqual({ ok: false, reason: "TRANSACTION_STATE" });
         await authorized("cancelled", h);
         await store.transitionTransaction({ id: "cancelled", from: ["AUTHORIZED"], to: "CANCELLED", now: at(3) });
-        expect(await store.markRangeSigned({ transactionId: "cancelled", fromIndex: 0, count: 1, now: at(3) })).toEqual({ ok: false, reason: "TRANSACTION_STATE" });
+        expect(await store.markRangeSigned({ transactionId: "cancelled", fromIndex: 0, count: 1, now: at(3), claim: holder() })).toEqual({ ok: false, reason: "TRANSACTION_STATE" });
         await authorized("expired", h);
-        expect(await store.markHashesSigned({ transactionId: "expired", hashes: h, now: at(600) })).toEqual({ ok: false, reason: "EXPIRED" });
-        expect(await store.markHashesSigned({ transactionId: "nope", hashes: h, now: at(3) })).toEqual({ ok: false, reason: "TRANSACTION_NOT_FOUND" });
+        expect(await store.markHashesSigned({ transactionId: "expired", hashes: h, now: at(600), claim: holder() })).toEqual({ ok: false, reason: "EXPIRED" });
+        expect(await store.markHashesSigned({ transactionId: "nope", hashes: h, now: at(3), claim: holder() })).toEqual({ ok: false, reason: "TRANSACTION_NOT_FOUND" });
       });
 
       it("T-2.2.1.6: ranges (SignStream) are claimed once; a resumed stream cannot re-sign or leave the list", async () => {
         const h = Array.from({ length: 10 }, (_, i) => dtbsrHash(i));
         await authorized("tx1", h);
-        expect(await store.markRangeSigned({ transactionId: "tx1", fromIndex: 0, count: 4, now: at(3) })).toMatchObject({ ok: true, indices: [0, 1, 2, 3], signaturesCreated: 4, state: "AUTHORIZED" });
-        expect(await store.markRangeSigned({ transactionId: "tx1", fromIndex: 2, count: 4, now: at(3) })).toEqual({ ok: false, reason: "HASH_NOT_AUTHORIZED", index: 2 });
-        expect(await store.markRangeSigned({ transactionId: "tx1", fromIndex: 8, count: 3, now: at(3) })).toEqual({ ok: false, reason: "HASH_NOT_AUTHORIZED", index: 10 });
-        expect(await store.markHashesSigned({ transactionId: "tx1", hashes: [h[1]!], now: at(3) })).toEqual({ ok: false, reason: "HASH_NOT_AUTHORIZED", index: 0 });
-        expect(await store.markRangeSigned({ transactionId: "tx1", fromIndex: 4, count: 6, now: at(3) })).toMatchObject({ ok: true, signaturesCreated: 10, state: "COMPLETED" });
+        expect(await store.markRangeSigned({ transactionId: "tx1", fromIndex: 0, count: 4, now: at(3), claim: holder() })).toMatchObject({ ok: true, indices: [0, 1, 2, 3], signaturesCreated: 4, state: "AUTHORIZED" });
+        // Issue 17: entries claimed under a live lease are left out, never claimed twice; the rest of the range is claimed.
+        expect(await store.markRangeSigned({ transactionId: "tx1", fromIndex: 2, count: 4, now: at(3), claim: holder() })).toMatchObject({ ok: true, indices: [4, 5], reclaimed: 0, signaturesCreated: 6 });
+        expect(await store.markRangeSigned({ transactionId: "tx1", fromIndex: 8, count: 3, now: at(3), claim: holder() })).toEqual({ ok: false, reason: "HASH_NOT_AUTHORIZED", index: 10 });
+        expect(await store.markHashesSigned({ transactionId: "tx1", hashes: [h[1]!], now: at(3), claim: holder() })).toEqual({ ok: false, reason: "HASH_NOT_AUTHORIZED", index: 0 });
+        expect(await store.markRangeSigned({ transactionId: "tx1", fromIndex: 4, count: 6, now: at(3), claim: holder() })).toMatchObject({ ok: true, indices: [6, 7, 8, 9], signaturesCreated: 10, state: "COMPLETED" });
         const entries = await store.readDtbsr({ transactionId: "tx1", fromIndex: 0, limit: 100 });
         expect(entries.every((e) => e.signed)).toBe(true);
-        await expect(store.markRangeSigned({ transactionId: "tx1", fromIndex: -1, count: 1, now: at(3) })).rejects.toBeInstanceOf(RangeError);
+        await expect(store.markRangeSigned({ transactionId: "tx1", fromIndex: -1, count: 1, now: at(3), claim: holder() })).rejects.toBeInstanceOf(RangeError);
       });
 
       it("T-2.2.1.6: a range is claimed only while the claiming stream's token is unused (a resumed stream stops the older one)", async () => {
         const h = Array.from({ length: 4 }, (_, i) => dtbsrHash(i));
         await authorized("tx1", h);
         await store.issueSadToken({ hash: "stream-1", transactionId: "tx1", generation: 1, previousHash: undefined, issuedAt: at(0), expiresAt: at(60), mac: tokenMacStub });
-        expect(await store.markRangeSigned({ transactionId: "tx1", fromIndex: 0, count: 2, now: at(3), whileTokenUnused: "stream-1" })).toMatchObject({ ok: true, indices: [0, 1] });
+        expect(await store.markRangeSigned({ transactionId: "tx1", fromIndex: 0, count: 2, now: at(3), claim: holder(), whileTokenUnused: "stream-1" })).toMatchObject({ ok: true, indices: [0, 1] });
         await store.consumeSadToken({ hash: "stream-1", now: at(3) }); // a newer stream took over
-        expect(await store.markRangeSigned({ transactionId: "tx1", fromIndex: 2, count: 2, now: at(3), whileTokenUnused: "stream-1" })).toEqual({ ok: false, reason: "TRANSACTION_STATE" });
-        expect(await store.markRangeSigned({ transactionId: "tx1", fromIndex: 2, count: 2, now: at(3), whileTokenUnused: "unknown" })).toEqual({ ok: false, reason: "TRANSACTION_STATE" });
+        expect(await store.markRangeSigned({ transactionId: "tx1", fromIndex: 2, count: 2, now: at(3), claim: holder(), whileTokenUnused: "stream-1" })).toEqual({ ok: false, reason: "TRANSACTION_STATE" });
+        expect(await store.markRangeSigned({ transactionId: "tx1", fromIndex: 2, count: 2, now: at(3), claim: holder(), whileTokenUnused: "unknown" })).toEqual({ ok: false, reason: "TRANSACTION_STATE" });
         expect(await store.getTransaction("tx1")).toMatchObject({ signaturesCreated: 2 });
       });
 
@@ -631,25 +641,93 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         const h = [dtbsrHash(0), dtbsrHash(1), dtbsrHash(0)]; // hash 0 twice
         await authorized("tx1", h);
         expect(await store.hasUnsignedEntries({ transactionId: "tx1", hashes: [h[0]!, h[1]!, dtbsrHash(9)] })).toEqual([true, true, false]);
-        await store.markHashesSigned({ transactionId: "tx1", hashes: [h[0]!, h[1]!], now: at(3) });
+        await store.markHashesSigned({ transactionId: "tx1", hashes: [h[0]!, h[1]!], now: at(3), claim: holder() });
         expect(await store.hasUnsignedEntries({ transactionId: "tx1", hashes: [h[0]!, h[1]!] })).toEqual([true, false]); // the second 0 remains
-        await store.markHashesSigned({ transactionId: "tx1", hashes: [h[0]!], now: at(3) });
+        await store.markHashesSigned({ transactionId: "tx1", hashes: [h[0]!], now: at(3), claim: holder() });
         expect(await store.hasUnsignedEntries({ transactionId: "tx1", hashes: [h[0]!] })).toEqual([false]);
         expect(await store.hasUnsignedEntries({ transactionId: "nope", hashes: [h[0]!] })).toEqual([false]);
         await expect(store.hasUnsignedEntries({ transactionId: "tx1", hashes: [] })).rejects.toBeInstanceOf(RangeError);
       });
 
-      it("T-2.2.1.6: a signature is recorded only on a claimed entry, once, and is never replaced (SignStream resume)", async () => {
+      it("T-2.2.1.6: a signature is recorded only under the entry's current claim, once, and is never replaced (SignStream resume)", async () => {
         const h = Array.from({ length: 4 }, (_, i) => dtbsrHash(i));
         await authorized("tx1", h);
         const sig = (b: number) => new Uint8Array([b, b, b]);
-        expect(await store.recordSignatures({ transactionId: "tx1", signatures: [{ index: 0, signature: sig(1) }] })).toBe(0); // not claimed
-        await store.markRangeSigned({ transactionId: "tx1", fromIndex: 0, count: 2, now: at(3) });
-        expect(await store.recordSignatures({ transactionId: "tx1", signatures: [{ index: 0, signature: sig(1) }, { index: 1, signature: sig(2) }, { index: 2, signature: sig(3) }] })).toBe(2);
-        expect(await store.recordSignatures({ transactionId: "tx1", signatures: [{ index: 0, signature: sig(9) }] })).toBe(0); // never replaced
+        expect(await store.recordSignatures({ transactionId: "tx1", claimId: "none", signatures: [{ index: 0, signature: sig(1) }] })).toEqual({ recorded: [], signaturesRecorded: 0 }); // not claimed
+        const claim = holder();
+        await store.markRangeSigned({ transactionId: "tx1", fromIndex: 0, count: 2, now: at(3), claim });
+        expect(await store.recordSignatures({ transactionId: "tx1", claimId: "another", signatures: [{ index: 0, signature: sig(7) }] })).toEqual({ recorded: [], signaturesRecorded: 0 }); // not the holder
+        expect(await store.recordSignatures({ transactionId: "tx1", claimId: claim.claimId, signatures: [{ index: 0, signature: sig(1) }, { index: 1, signature: sig(2) }, { index: 2, signature: sig(3) }] })).toEqual({ recorded: [0, 1], signaturesRecorded: 2 });
+        expect(await store.recordSignatures({ transactionId: "tx1", claimId: claim.claimId, signatures: [{ index: 0, signature: sig(9) }] })).toEqual({ recorded: [], signaturesRecorded: 2 }); // never replaced
         const entries = await store.readDtbsr({ transactionId: "tx1", fromIndex: 0, limit: 10 });
         expect(entries.map((e) => e.signature && [...e.signature])).toEqual([[1, 1, 1], [2, 2, 2], undefined, undefined]);
-        await expect(store.recordSignatures({ transactionId: "tx1", signatures: [] })).rejects.toBeInstanceOf(RangeError);
+        expect(await store.getTransaction("tx1")).toMatchObject({ signaturesCreated: 2, signaturesRecorded: 2 });
+        await expect(store.recordSignatures({ transactionId: "tx1", claimId: claim.claimId, signatures: [] })).rejects.toBeInstanceOf(RangeError);
+      });
+
+      it("issue 17: an unrecorded claim is taken over once its lease expired, or at once by a later boot of its node; never counted twice; only the current claim records", async () => {
+        const h = Array.from({ length: 6 }, (_, i) => dtbsrHash(i));
+        await authorized("tx1", h);
+        const sig = new Uint8Array([1, 2, 3]);
+        const live = holder({ nodeId: "node-a", bootId: "boot-1" });
+        expect(await store.markRangeSigned({ transactionId: "tx1", fromIndex: 0, count: 3, now: at(3), claim: live })).toMatchObject({ ok: true, indices: [0, 1, 2], reclaimed: 0, signaturesCreated: 3 });
+        // A live lease: another node and the same boot claim nothing of it.
+        expect(await store.markRangeSigned({ transactionId: "tx1", fromIndex: 0, count: 3, now: at(3), claim: holder({ nodeId: "node-b" }) })).toMatchObject({ ok: true, indices: [], reclaimed: 0, signaturesCreated: 3 });
+        expect(await store.markRangeSigned({ transactionId: "tx1", fromIndex: 0, count: 3, now: at(3), claim: holder({ bootId: "boot-1" }) })).toMatchObject({ ok: true, indices: [] });
+        // The node restarted (boot-2): its earlier boot's claims are free at once; counted once.
+        const restarted = holder({ bootId: "boot-2" });
+        expect(await store.markRangeSigned({ transactionId: "tx1", fromIndex: 0, count: 3, now: at(3), claim: restarted })).toMatchObject({ ok: true, indices: [0, 1, 2], reclaimed: 3, unrecordedBefore: 3, signaturesCreated: 3 });
+        expect(await store.recordSignatures({ transactionId: "tx1", claimId: live.claimId, signatures: [{ index: 0, signature: sig }] })).toMatchObject({ recorded: [] }); // the old claim records nothing
+        expect(await store.recordSignatures({ transactionId: "tx1", claimId: restarted.claimId, signatures: [{ index: 0, signature: sig }] })).toEqual({ recorded: [0], signaturesRecorded: 1 });
+        // An expired lease is free for any node; a recorded entry never is.
+        const short = holder({ nodeId: "node-c", leaseMs: 1 });
+        expect(await store.markRangeSigned({ transactionId: "tx1", fromIndex: 3, count: 3, now: at(3), claim: short })).toMatchObject({ ok: true, indices: [3, 4, 5], signaturesCreated: 6, state: "COMPLETED" });
+        await new Promise((r) => setTimeout(r, 20));
+        const other = holder({ nodeId: "node-d" });
+        // COMPLETED: only take-overs are claimed (entries 1 and 2 are still held by the live boot-2 claim).
+        expect(await store.markRangeSigned({ transactionId: "tx1", fromIndex: 0, count: 6, now: at(3), claim: other })).toMatchObject({ ok: true, indices: [3, 4, 5], reclaimed: 3, unrecordedBefore: 5, signaturesCreated: 6, signaturesRecorded: 1, state: "COMPLETED" });
+        expect(await store.recordSignatures({ transactionId: "tx1", claimId: short.claimId, signatures: [{ index: 3, signature: sig }] })).toMatchObject({ recorded: [] });
+        expect(await store.recordSignatures({ transactionId: "tx1", claimId: other.claimId, signatures: [3, 4, 5].map((index) => ({ index, signature: sig })) })).toEqual({ recorded: [3, 4, 5], signaturesRecorded: 4 });
+        expect(await store.getTransaction("tx1")).toMatchObject({ signaturesCreated: 6, signaturesRecorded: 4, state: "COMPLETED" });
+      });
+
+      it("issue 17 item 2: consuming the SAD token and claiming are one atomic step: of 64 concurrent presentations exactly one consumes and claims", async () => {
+        const h = Array.from({ length: 4 }, (_, i) => dtbsrHash(i));
+        await authorized("tx1", h);
+        const token = (hash: string) => store.issueSadToken({ hash, transactionId: "tx1", generation: 0, previousHash: undefined, issuedAt: at(0), expiresAt: at(60), mac: tokenMacStub });
+        await token("t-range");
+        // A refused claim leaves the token unconsumed (the operation fails as a whole).
+        expect(await store.markRangeSigned({ transactionId: "tx1", fromIndex: 3, count: 2, now: at(3), claim: holder(), consumeToken: "t-range" })).toMatchObject({ ok: false, reason: "HASH_NOT_AUTHORIZED" });
+        expect((await store.findSadToken("t-range"))?.consumedAt).toBeUndefined();
+        const ranges = await race(racers, () => store.markRangeSigned({ transactionId: "tx1", fromIndex: 0, count: 2, now: at(3), claim: holder(), consumeToken: "t-range" }));
+        expect(ranges.filter((r) => r.ok)).toHaveLength(1);
+        expect(ranges.filter((r) => !r.ok && r.reason === "SAD_TOKEN")).toHaveLength(racers - 1);
+        await token("t-hash");
+        const hashes = await race(racers, () => store.markHashesSigned({ transactionId: "tx1", hashes: [h[2]!], now: at(3), claim: holder(), consumeToken: "t-hash" }));
+        expect(hashes.filter((r) => r.ok)).toHaveLength(1);
+        expect(hashes.filter((r) => !r.ok && r.reason === "SAD_TOKEN")).toHaveLength(racers - 1);
+        expect(await store.getTransaction("tx1")).toMatchObject({ signaturesCreated: 3 });
+      });
+
+      it("issue 17: a SignHash retried with its consumed token takes over exactly its own claim, only once the claim is free and unrecorded, with the same hashes", async () => {
+        const h = Array.from({ length: 4 }, (_, i) => dtbsrHash(i));
+        await authorized("tx1", h);
+        await store.issueSadToken({ hash: "t1", transactionId: "tx1", generation: 0, previousHash: undefined, issuedAt: at(0), expiresAt: at(60), mac: tokenMacStub });
+        expect(await store.markHashesSigned({ transactionId: "tx1", hashes: [h[1]!, h[0]!], now: at(3), claim: holder(), retryToken: "t1" })).toEqual({ ok: false, reason: "SAD_TOKEN" }); // not consumed yet
+        const first = holder({ bootId: "boot-1" });
+        expect(await store.markHashesSigned({ transactionId: "tx1", hashes: [h[1]!, h[0]!], now: at(3), claim: first, consumeToken: "t1" })).toMatchObject({ ok: true, indices: [1, 0], signaturesCreated: 2 });
+        expect(await store.markHashesSigned({ transactionId: "tx1", hashes: [h[1]!, h[0]!], now: at(3), claim: holder({ nodeId: "node-b" }), retryToken: "t1" })).toEqual({ ok: false, reason: "SAD_TOKEN" }); // lease live
+        const retry = holder({ bootId: "boot-2" }); // the node restarted
+        expect(await store.markHashesSigned({ transactionId: "tx1", hashes: [h[1]!, h[2]!], now: at(3), claim: retry, retryToken: "t1" })).toEqual({ ok: false, reason: "SAD_TOKEN" }); // other hashes
+        expect(await store.markHashesSigned({ transactionId: "tx1", hashes: [h[0]!, h[1]!], now: at(3), claim: retry, retryToken: "t1" })).toMatchObject({ ok: true, indices: [0, 1], hashes: [h[0], h[1]], reclaimed: 2, signaturesCreated: 2 });
+        expect(await store.recordSignatures({ transactionId: "tx1", claimId: first.claimId, signatures: [{ index: 0, signature: new Uint8Array([1]) }] })).toMatchObject({ recorded: [] });
+        expect(await store.recordSignatures({ transactionId: "tx1", claimId: retry.claimId, signatures: [0, 1].map((index) => ({ index, signature: new Uint8Array([2]) })) })).toMatchObject({ recorded: [0, 1] });
+        // Recorded: a retry gets the recorded signatures (the same ones), never a new claim, and only once no live call holds
+        // the claim (another node while the lease runs: refused); other hashes are still refused.
+        expect(await store.markHashesSigned({ transactionId: "tx1", hashes: [h[1]!, h[0]!], now: at(3), claim: holder({ nodeId: "node-b" }), retryToken: "t1" })).toEqual({ ok: false, reason: "SAD_TOKEN" });
+        expect(await store.markHashesSigned({ transactionId: "tx1", hashes: [h[1]!, h[0]!], now: at(3), claim: holder({ bootId: "boot-3" }), retryToken: "t1" })).toMatchObject({ ok: true, indices: [1, 0], reclaimed: 0, signatures: [new Uint8Array([2]), new Uint8Array([2])] });
+        expect(await store.markHashesSigned({ transactionId: "tx1", hashes: [h[0]!], now: at(3), claim: holder({ bootId: "boot-3" }), retryToken: "t1" })).toEqual({ ok: false, reason: "SAD_TOKEN" });
+        expect(await store.getTransaction("tx1")).toMatchObject({ signaturesCreated: 2, signaturesRecorded: 2 });
       });
     });
 
@@ -1290,7 +1368,7 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
           () => store.consumeSadToken({ hash: "t", now: at(1) }),
           () => store.attemptActivationCode({ id: "a", codeHash: "h", now: at(1) }),
           () => store.useJti({ key: "j", expiresAt: at(60), now: at(1) }),
-          () => store.markHashesSigned({ transactionId: "tx", hashes: [dtbsrHash(0)], now: at(1) }),
+          () => store.markHashesSigned({ transactionId: "tx", hashes: [dtbsrHash(0)], now: at(1), claim: holder() }),
           () => store.appendAuditRecord({ nodeId: "n", sequence: 1, time: at(1), event: "e", body: "{}", prevHash: new Uint8Array(32), hash: new Uint8Array(32) }),
         ];
         for (const call of calls) {

@@ -286,8 +286,10 @@ export interface TransactionRecord extends NewTransaction {
    * Authorize reads it from here. Undefined while uploading (and for rows older than the column).
    */
   challengeHash: string | undefined;
-  /** Signatures marked (reserved) so far; never above numSignatures. */
+  /** Entries claimed so far, each counted once (a claim taken over is not counted again); never above numSignatures. */
   signaturesCreated: number;
+  /** Entries whose signature is recorded ({@link Transactions.recordSignatures}); never above signaturesCreated. */
+  signaturesRecorded: number;
   /** Failed Authorize attempts so far (sam.proto Limits.max_authorize_attempts). */
   authorizeFailures: number;
   authorizedAt: Date | undefined;
@@ -298,8 +300,9 @@ export interface DtbsrEntry {
   /** Position in the ordered list, from 0. */
   index: number;
   hash: Uint8Array;
+  /** Claimed (and counted in signaturesCreated): by a request that may still be signing it, or recorded. */
   signed: boolean;
-  /** The signature recorded by {@link Transactions.recordSignatures}; undefined while unsigned or in flight. */
+  /** The signature recorded by {@link Transactions.recordSignatures}; undefined while unsigned or claimed. */
   signature: Uint8Array | undefined;
   /**
    * The MAC the SAM computed over (transaction, index, hash) when the entry was uploaded, with a
@@ -318,22 +321,67 @@ export type DtbsrRefusal =
   /** The batch would take signaturesCreated above numSignatures (T-2.2.1.6). */
   | "SIGNATURE_COUNT_EXCEEDED"
   /** A hash not in the list, or in it fewer times than asked, or an index already signed (T-2.2.1.6). */
-  | "HASH_NOT_AUTHORIZED";
+  | "HASH_NOT_AUTHORIZED"
+  /**
+   * The SAD token named by `consumeToken` could not be consumed (unknown, consumed, revoked or
+   * expired), or the token named by `retryToken` holds no claim that may be taken over: nothing
+   * was consumed or claimed. The caller reads the token to tell a replay from the rest.
+   */
+  | "SAD_TOKEN";
 
 export type AppendDtbsrResult =
   | { ok: true; hashCount: number }
   | { ok: false; reason: DtbsrRefusal; hashCount?: number };
 
+/**
+ * Who claims DTBS/R entries (issue 17, T-2.2.1.6). A claim is held until its lease expires; the
+ * expiry is computed inside the store from the time source every node shares (PostgreSQL: the
+ * database server's clock; SQLite: the local clock of the one machine that opens the file), never
+ * from a caller's clock. A claimed entry without a recorded signature can be claimed again once its
+ * lease has expired, or at once by a later boot of the node that holds it (its earlier boot crashed
+ * or stopped: nothing of it is still signing). Recording needs the current claim
+ * ({@link Transactions.recordSignatures}), so of two requests that both signed one entry exactly one
+ * records, and only a recorded signature is released: no DTBS/R ever has more than one signature released.
+ */
+export interface ClaimHolder {
+  /** Fresh for each call (SignHash) or each claimed range (SignStream); recording must name it. */
+  claimId: string;
+  /** The SAM node that claims, and its boot (fresh at every start of the process). */
+  nodeId: string;
+  bootId: string;
+  /** How long the claim is held, from the store's clock, in ms (at least 1). */
+  leaseMs: number;
+}
+
 export type MarkSignedResult =
   | {
       ok: true;
-      /** The list index claimed for each requested hash, in request order. */
+      /** The list index claimed for each requested hash, in request order (ranges: ascending). */
       indices: number[];
+      /** The hash of each claimed entry, in the order of `indices`. */
+      hashes: Uint8Array[];
       /** The stored MAC of each claimed entry ({@link DtbsrEntry.mac}), in the order of `indices`. */
       macs: (Uint8Array | undefined)[];
+      /** Counted claims after this one: entries taken over from an expired claim are not counted again (T-2.2.1.6). */
       signaturesCreated: number;
+      /** Of `indices`, how many were taken over from an expired or released claim (already counted). */
+      reclaimed: number;
+      /** Recorded signatures of the transaction ({@link TransactionRecord.signaturesRecorded}), read in the same atomic step. */
+      signaturesRecorded: number;
+      /**
+       * When `reclaimed` > 0: the entries claimed and unrecorded before this claim, counted over the
+       * whole list. Never more than signaturesCreated (before) - signaturesRecorded, unless a row was
+       * edited (an entry's signature removed to sign it again): the caller refuses that (issue 14).
+       */
+      unrecordedBefore: number;
       /** COMPLETED when this batch used up numSignatures. */
       state: TransactionState;
+      /**
+       * `retryToken` only, when the token's claim was already recorded (the call completed but its
+       * response was lost): the recorded signatures, in the order of `indices`; nothing was claimed.
+       * They are the same signatures, so sending them again releases no second one.
+       */
+      signatures?: Uint8Array[];
     }
   | {
       ok: false;
@@ -342,6 +390,19 @@ export type MarkSignedResult =
       index?: number;
     };
 
+export interface RecordSignaturesResult {
+  /** The indices written: those whose current claim is the caller's and had no signature yet. */
+  recorded: number[];
+  /** The transaction's recorded signatures after this write. */
+  signaturesRecorded: number;
+}
+
+/**
+ * The transaction store. Invariant (T-2.2.1.6, issue 17): no DTBS/R ever has more than one signature
+ * released. An entry is claimed (counted, at most numSignatures) before the crypto module signs it,
+ * and its signature is released only after {@link Transactions.recordSignatures} wrote it under the
+ * caller's current claim; a claim lost to a crash is taken over by a later claim, never counted twice.
+ */
 export interface Transactions {
   /** Stores a PENDING transaction with an empty DTBS/R list. Throws {@link RecordExistsError} if the id is taken. */
   createTransaction(tx: NewTransaction): Promise<void>;
@@ -380,13 +441,25 @@ export interface Transactions {
    */
   revokeSignerTransactions(req: { signerId: string; now: Date }): Promise<string[]>;
   /**
-   * Claims list entries for `hashes` (SignHash), atomically and all or nothing: the transaction
-   * must be AUTHORIZED and unexpired; signaturesCreated + hashes.length must not exceed
+   * Claims list entries for `hashes` (SignHash) under `claim`, atomically and all or nothing: the
+   * transaction must be AUTHORIZED and unexpired; signaturesCreated + hashes.length must not exceed
    * numSignatures; each hash takes the lowest unsigned entry with that value, so a hash is never
    * claimed more often than it appears. Reaching numSignatures moves the transaction to COMPLETED.
-   * Call it before the crypto module signs: a crash afterwards loses signatures, never doubles them.
+   * Call it before the crypto module signs.
+   *
+   * With `consumeToken` (issue 17 item 2): that SAD token (hash) is consumed in the same atomic step
+   * (unconsumed, unrevoked, unexpired at `now`) and remembers this claim; otherwise SAD_TOKEN and
+   * nothing changes. So of concurrent presentations of one token exactly one consumes and claims.
+   *
+   * With `retryToken` instead (a SignHash retried after a crash): that token must be consumed and
+   * unrevoked, and the claim it remembers must hold exactly `hashes` (the same request) and be
+   * expired or held by an earlier boot of `claim.nodeId` (never a call still under way). If none
+   * of them is recorded, the entries are taken over by `claim` (not counted again) and the token
+   * remembers the new claim; if all of them are recorded, their signatures are returned
+   * (`signatures`) and nothing changes.
+   * SAD_TOKEN otherwise. The transaction may then be AUTHORIZED or COMPLETED (not expired).
    */
-  markHashesSigned(req: { transactionId: string; hashes: readonly Uint8Array[]; now: Date }): Promise<MarkSignedResult>;
+  markHashesSigned(req: { transactionId: string; hashes: readonly Uint8Array[]; now: Date; claim: ClaimHolder; consumeToken?: string; retryToken?: string }): Promise<MarkSignedResult>;
   /**
    * Counts one failed Authorize of a sealed PENDING transaction, atomically; the failure that
    * reaches `maxFailures` moves it to FAILED (sam.proto Limits.max_authorize_attempts). Undefined
@@ -394,19 +467,27 @@ export interface Transactions {
    */
   recordAuthorizeFailure(req: { id: string; maxFailures: number; now: Date }): Promise<{ failures: number; state: TransactionState } | undefined>;
   /**
-   * Same as markHashesSigned for the entries [fromIndex, fromIndex + count) (SignStream); all must
-   * exist and be unsigned. With `whileTokenUnused`, only while that SAD token (hash) is neither
-   * consumed nor revoked, in the same atomic step (TRANSACTION_STATE otherwise): a stream resumed
-   * with one of its tokens claims nothing more.
+   * Claims, under `claim`, every claimable entry of [fromIndex, fromIndex + count) (SignStream):
+   * unsigned entries (counted; signaturesCreated must stay within numSignatures, else
+   * SIGNATURE_COUNT_EXCEEDED and nothing is claimed) and claimed entries without a signature whose
+   * claim expired or belongs to an earlier boot of `claim.nodeId` (taken over, not counted again).
+   * Recorded entries and entries under another live claim are left out (possibly every entry: then
+   * `indices` is empty). The range must lie in the list (HASH_NOT_AUTHORIZED otherwise). The
+   * transaction must be AUTHORIZED, or COMPLETED when only take-overs are claimed; unexpired.
+   * With `whileTokenUnused`, only while that SAD token (hash) is neither consumed nor revoked, in
+   * the same atomic step (TRANSACTION_STATE otherwise): a stream resumed with one of its tokens
+   * claims nothing more. With `consumeToken`, that token is consumed in the same atomic step (as
+   * for markHashesSigned): the start of a stream consumes its token and claims its first range at once.
    */
-  markRangeSigned(req: { transactionId: string; fromIndex: number; count: number; now: Date; whileTokenUnused?: string }): Promise<MarkSignedResult>;
+  markRangeSigned(req: { transactionId: string; fromIndex: number; count: number; now: Date; claim: ClaimHolder; whileTokenUnused?: string; consumeToken?: string }): Promise<MarkSignedResult>;
   /**
-   * Records the signatures of claimed (signed) entries, so that an interrupted SignStream resends
-   * them instead of signing again. Only entries that are claimed and hold no signature yet are
-   * written (a recorded signature is never replaced); returns how many were written. At most
-   * {@link maxPageSize} entries.
+   * Records signatures, conditionally on the claim: only entries whose current claim is `claimId`
+   * and that hold no signature yet are written (a recorded signature is never replaced; an entry
+   * taken over by another claim is not written). Whatever the transaction's state (a claim made
+   * before a revocation still records). Returns the indices written; only those signatures may be
+   * released. At most {@link maxPageSize} entries.
    */
-  recordSignatures(req: { transactionId: string; signatures: readonly { index: number; signature: Uint8Array }[] }): Promise<number>;
+  recordSignatures(req: { transactionId: string; claimId: string; signatures: readonly { index: number; signature: Uint8Array }[] }): Promise<RecordSignaturesResult>;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -845,6 +926,14 @@ export function checkLimit(limit: number, what = "limit"): void {
   if (!Number.isInteger(limit) || limit < 1 || limit > maxPageSize) {
     throw new RangeError(`${what} must be an integer from 1 to ${maxPageSize}, got ${limit}`);
   }
+}
+
+/** Checks a {@link ClaimHolder}: non-empty ids (at most 128 characters) and a positive, bounded lease. */
+export function checkClaimHolder(claim: ClaimHolder): void {
+  for (const id of [claim.claimId, claim.nodeId, claim.bootId]) {
+    if (typeof id !== "string" || id.length === 0 || id.length > 128) throw new RangeError("claim ids must be 1 to 128 characters");
+  }
+  if (!Number.isSafeInteger(claim.leaseMs) || claim.leaseMs < 1 || claim.leaseMs > 24 * 3_600_000) throw new RangeError("leaseMs must be from 1 ms to 24 h");
 }
 
 const allowedTransitions: Record<TransactionState, readonly TransactionState[]> = {

@@ -38,6 +38,7 @@ import {
   checkPendingCompletion,
   checkPendingDecision,
   checkAuthorizationGiven,
+  checkClaimHolder,
   checkTransition,
   queryableFields,
   uniqueFields,
@@ -47,6 +48,7 @@ import {
   type AuditCheckpoint,
   type AuditRecord,
   type ChallengePurpose,
+  type ClaimHolder,
   type ChallengeRecord,
   type CompletePendingApproval,
   type DecidePendingApproval,
@@ -66,6 +68,7 @@ import {
   type PolicyRecord,
   type PurgeCounts,
   type RecordKind,
+  type RecordSignaturesResult,
   type RecordOf,
   type SadTokenRecord,
   type SealedAuthorization,
@@ -124,6 +127,8 @@ interface TransactionDoc {
   /** Hash (base64url) of the one-time challenge; null while uploading, absent on documents older than migration 3. */
   challengeHash?: string | null;
   signaturesCreated: number;
+  /** Issue 17: entries with a recorded signature; absent on older documents (0). */
+  signaturesRecorded?: number;
   /** Failed Authorize attempts; absent on documents older than migration 5. */
   authorizeFailures?: number;
   createdAt: Date;
@@ -145,6 +150,11 @@ interface DtbsrDoc {
   mac?: Bytes;
   /** The transaction's expiry, so the TTL index removes the list with it. */
   expiresAt: Date;
+  /** Issue 17: the current claim (request, node, boot) and its lease. */
+  claimId?: string;
+  claimNode?: string;
+  claimBoot?: string;
+  leaseUntil?: Date | null;
 }
 
 interface PolicyDoc {
@@ -176,6 +186,8 @@ interface SadTokenDoc {
   expiresAt: Date;
   consumedAt: Date | null;
   revokedAt: Date | null;
+  /** Issue 17: the claim this token's consumption made (a SignHash retried after a crash takes it over). */
+  claimId?: string;
 }
 
 interface ActivationCodeDoc {
@@ -484,6 +496,7 @@ export class MongoStore implements Store {
       dtbsrDigest: d.dtbsrDigest === null ? undefined : toBytes(d.dtbsrDigest),
       challengeHash: d.challengeHash ?? undefined,
       signaturesCreated: d.signaturesCreated,
+      signaturesRecorded: d.signaturesRecorded ?? 0,
       authorizeFailures: d.authorizeFailures ?? 0,
       authorizedAt: orUndefined(d.authorizedAt),
       updatedAt: d.updatedAt,
@@ -640,10 +653,11 @@ export class MongoStore implements Store {
   }
 
   /** Checks the transaction may take `count` more signatures; throws a Refusal otherwise. */
-  private async checkSignable(session: ClientSession, transactionId: string, count: number, now: Date): Promise<TransactionDoc> {
+  private async checkSignable(session: ClientSession, transactionId: string, count: number, now: Date, completedToo = false): Promise<TransactionDoc> {
     const tx = await this.transactions.findOne({ _id: transactionId }, { session });
     if (!tx) throw new Refusal("TRANSACTION_NOT_FOUND");
-    if (tx.state !== "AUTHORIZED") throw new Refusal("TRANSACTION_STATE"); // T-2.2.1.2: nothing is signed without authorization
+    // T-2.2.1.2: nothing is signed without authorization; a COMPLETED one only has claims taken over.
+    if (tx.state !== "AUTHORIZED" && !(completedToo && tx.state === "COMPLETED" && count === 0)) throw new Refusal("TRANSACTION_STATE");
     if (tx.expiresAt.getTime() <= now.getTime()) throw new Refusal("EXPIRED");
     if (tx.signaturesCreated + count > tx.numSignatures) throw new Refusal("SIGNATURE_COUNT_EXCEEDED"); // T-2.2.1.6
     return tx;
@@ -662,6 +676,31 @@ export class MongoStore implements Store {
     return { signaturesCreated, state };
   }
 
+  /** Issue 17 item 2: consumes the SAD token in the claim's own transaction, remembering the claim. */
+  private async consumeForClaim(session: ClientSession, transactionId: string, hash: string, claimId: string, now: Date): Promise<void> {
+    const result = await this.sadTokens.updateOne(
+      { _id: hash, transactionId, consumedAt: null, revokedAt: null, expiresAt: { $gt: now } },
+      { $set: { consumedAt: now, claimId } },
+      { session },
+    );
+    if (result.modifiedCount !== 1) throw new Refusal("SAD_TOKEN"); // T-2.2.1.3
+  }
+
+  /** Issue 17: unsigned, or claimed, unrecorded and free (lease expired, or an earlier boot of this node). */
+  private static claimable(claim: ClaimHolder, clock: Date): Filter<DtbsrDoc> {
+    return {
+      $or: [
+        { signed: false },
+        { signature: { $exists: false }, $or: [{ leaseUntil: { $exists: false } }, { leaseUntil: null }, { leaseUntil: { $lte: clock } }, { claimNode: claim.nodeId, claimBoot: { $ne: claim.bootId } }] },
+      ],
+    };
+  }
+
+  /** The claim's fields; the lease from this node's clock (the MongoDB adapter has no shared clock read: one node per database). */
+  private static claimFields(claim: ClaimHolder): Partial<DtbsrDoc> {
+    return { claimId: claim.claimId, claimNode: claim.nodeId, claimBoot: claim.bootId, leaseUntil: new Date(Date.now() + claim.leaseMs) };
+  }
+
   private async markResult(fn: (session: ClientSession) => Promise<MarkSignedResult>): Promise<MarkSignedResult> {
     return this.guard(async () => {
       try {
@@ -673,11 +712,15 @@ export class MongoStore implements Store {
     });
   }
 
-  async markHashesSigned(req: { transactionId: string; hashes: readonly Uint8Array[]; now: Date }): Promise<MarkSignedResult> {
+  async markHashesSigned(req: { transactionId: string; hashes: readonly Uint8Array[]; now: Date; claim: ClaimHolder; consumeToken?: string; retryToken?: string }): Promise<MarkSignedResult> {
     checkLimit(req.hashes.length, "hashes.length");
+    checkClaimHolder(req.claim);
+    if (req.consumeToken !== undefined && req.retryToken !== undefined) throw new RangeError("consumeToken or retryToken, not both");
     const now = checkDate(req.now);
+    if (req.retryToken !== undefined) return this.markResult((session) => this.retakeHashes(session, req.transactionId, req.hashes, req.retryToken!, req.claim, now));
     return this.markResult(async (session) => {
       const tx = await this.checkSignable(session, req.transactionId, req.hashes.length, now);
+      if (req.consumeToken !== undefined) await this.consumeForClaim(session, req.transactionId, req.consumeToken, req.claim.claimId, now);
       const wanted = new Map<string, number>();
       const distinct: Uint8Array[] = [];
       for (const h of req.hashes) {
@@ -710,13 +753,51 @@ export class MongoStore implements Store {
       });
       const marked = await this.dtbsr.updateMany(
         { transactionId: req.transactionId, index: { $in: indices }, signed: false },
-        { $set: { signed: true } },
+        { $set: { signed: true, ...MongoStore.claimFields(req.claim) } },
         { session },
       );
       if (marked.modifiedCount !== indices.length) throw new Refusal("HASH_NOT_AUTHORIZED"); // never signed twice
       const macs = indices.map((i) => macOf.get(i));
-      return { ok: true, indices, macs, ...(await this.countSignatures(session, tx, req.hashes.length, now)) };
+      const counted = await this.countSignatures(session, tx, req.hashes.length, now);
+      return { ok: true, indices, hashes: req.hashes.map((h) => new Uint8Array(h)), macs, reclaimed: 0, signaturesRecorded: tx.signaturesRecorded ?? 0, unrecordedBefore: 0, ...counted };
     });
+  }
+
+  /** A SignHash retried after a crash (issue 17): the consumed token's claim, expired and unrecorded, taken over whole. */
+  private async retakeHashes(session: ClientSession, transactionId: string, hashes: readonly Uint8Array[], tokenHash: string, claim: ClaimHolder, now: Date): Promise<MarkSignedResult> {
+    const tx = await this.checkSignable(session, transactionId, 0, now, true);
+    const token = await this.sadTokens.findOne({ _id: tokenHash, transactionId }, { session });
+    if (!token || token.consumedAt === null || token.revokedAt !== null || !token.claimId) throw new Refusal("SAD_TOKEN");
+    const rows = await this.dtbsr.find({ transactionId, claimId: token.claimId }, { session }).sort({ index: 1 }).toArray();
+    const clock = Date.now();
+    const free = (d: DtbsrDoc) => !d.leaseUntil || d.leaseUntil.getTime() <= clock || (d.claimNode === claim.nodeId && d.claimBoot !== claim.bootId);
+    const recorded = rows.length > 0 && rows.every((d) => d.signature !== undefined);
+    if (rows.length !== hashes.length || rows.some((d) => !free(d)) || (!recorded && rows.some((d) => d.signature !== undefined))) throw new Refusal("SAD_TOKEN");
+    const taken = new Set<number>();
+    const order = hashes.map((h) => {
+      const k = rows.findIndex((d, j) => !taken.has(j) && hex(toBytes(d.hash)) === hex(h));
+      if (k < 0) throw new Refusal("SAD_TOKEN"); // not the same request
+      taken.add(k);
+      return rows[k]!;
+    });
+    if (recorded) {
+      const macs = order.map((d) => (d.mac === undefined ? undefined : toBytes(d.mac)));
+      return { ok: true, indices: order.map((d) => d.index), hashes: order.map((d) => toBytes(d.hash)), macs, reclaimed: 0, signaturesCreated: tx.signaturesCreated, signaturesRecorded: tx.signaturesRecorded ?? 0, unrecordedBefore: 0, state: tx.state, signatures: order.map((d) => toBytes(d.signature!)) };
+    }
+    const unrecordedBefore = await this.dtbsr.countDocuments({ transactionId, signed: true, signature: { $exists: false } }, { session });
+    await this.dtbsr.updateMany({ transactionId, claimId: token.claimId }, { $set: MongoStore.claimFields(claim) }, { session });
+    await this.sadTokens.updateOne({ _id: tokenHash }, { $set: { claimId: claim.claimId } }, { session });
+    return {
+      ok: true,
+      indices: order.map((d) => d.index),
+      hashes: order.map((d) => toBytes(d.hash)),
+      macs: order.map((d) => (d.mac === undefined ? undefined : toBytes(d.mac))),
+      reclaimed: order.length,
+      signaturesCreated: tx.signaturesCreated,
+      signaturesRecorded: tx.signaturesRecorded ?? 0,
+      unrecordedBefore,
+      state: tx.state,
+    };
   }
 
   async recordAuthorizeFailure(req: { id: string; maxFailures: number; now: Date }): Promise<{ failures: number; state: TransactionState } | undefined> {
@@ -736,44 +817,61 @@ export class MongoStore implements Store {
     return doc ? { failures: doc.authorizeFailures ?? 0, state: doc.state } : undefined;
   }
 
-  async markRangeSigned(req: { transactionId: string; fromIndex: number; count: number; now: Date; whileTokenUnused?: string }): Promise<MarkSignedResult> {
+  async markRangeSigned(req: { transactionId: string; fromIndex: number; count: number; now: Date; claim: ClaimHolder; whileTokenUnused?: string; consumeToken?: string }): Promise<MarkSignedResult> {
     checkLimit(req.count, "count");
+    checkClaimHolder(req.claim);
     if (!Number.isSafeInteger(req.fromIndex) || req.fromIndex < 0) throw new RangeError("fromIndex must be a non-negative integer");
     const now = checkDate(req.now);
     const end = req.fromIndex + req.count;
     return this.markResult(async (session) => {
-      const tx = await this.checkSignable(session, req.transactionId, req.count, now);
+      const range = { transactionId: req.transactionId, index: { $gte: req.fromIndex, $lt: end } };
+      const candidates = await this.dtbsr.find({ ...range, ...MongoStore.claimable(req.claim, new Date()) }, { session, projection: { _id: 0, index: 1, hash: 1, mac: 1, signed: 1 } }).sort({ index: 1 }).toArray();
+      const fresh = candidates.filter((d) => !d.signed).length;
+      const tx = await this.checkSignable(session, req.transactionId, fresh, now, true);
       if (req.whileTokenUnused !== undefined) {
         const token = await this.sadTokens.findOne({ _id: req.whileTokenUnused }, { session, projection: { consumedAt: 1, revokedAt: 1 } });
         if (!token || token.consumedAt !== null || token.revokedAt !== null) throw new Refusal("TRANSACTION_STATE");
       }
-      const range = { transactionId: req.transactionId, index: { $gte: req.fromIndex, $lt: end } };
-      const signed = await this.dtbsr.findOne({ ...range, signed: true }, { session, sort: { index: 1 }, projection: { index: 1 } });
-      if (signed) throw new Refusal("HASH_NOT_AUTHORIZED", signed.index); // T-2.2.1.6: never signed twice
+      if (req.consumeToken !== undefined) await this.consumeForClaim(session, req.transactionId, req.consumeToken, req.claim.claimId, now);
       if (end > tx.hashCount) throw new Refusal("HASH_NOT_AUTHORIZED", Math.max(tx.hashCount, req.fromIndex)); // outside the list
-      const marked = await this.dtbsr.updateMany({ ...range, signed: false }, { $set: { signed: true } }, { session });
-      if (marked.modifiedCount !== req.count) throw new Refusal("HASH_NOT_AUTHORIZED");
-      const indices = Array.from({ length: req.count }, (_, i) => req.fromIndex + i);
-      const rows = await this.dtbsr.find(range, { session, projection: { _id: 0, index: 1, mac: 1 } }).sort({ index: 1 }).toArray();
-      const macs = rows.map((d) => (d.mac === undefined ? undefined : toBytes(d.mac)));
-      return { ok: true, indices, macs, ...(await this.countSignatures(session, tx, req.count, now)) };
+      const reclaimed = candidates.length - fresh;
+      const unrecordedBefore = reclaimed > 0 ? await this.dtbsr.countDocuments({ transactionId: req.transactionId, signed: true, signature: { $exists: false } }, { session }) : 0;
+      const indices = candidates.map((d) => d.index);
+      const marked = await this.dtbsr.updateMany({ transactionId: req.transactionId, index: { $in: indices } }, { $set: { signed: true, ...MongoStore.claimFields(req.claim) } }, { session });
+      if (marked.matchedCount !== indices.length) throw new Refusal("HASH_NOT_AUTHORIZED");
+      const counted = fresh > 0 ? await this.countSignatures(session, tx, fresh, now) : { signaturesCreated: tx.signaturesCreated, state: tx.state };
+      return {
+        ok: true,
+        indices,
+        hashes: candidates.map((d) => toBytes(d.hash)),
+        macs: candidates.map((d) => (d.mac === undefined ? undefined : toBytes(d.mac))),
+        reclaimed,
+        signaturesRecorded: tx.signaturesRecorded ?? 0,
+        unrecordedBefore,
+        ...counted,
+      };
     });
   }
 
-  async recordSignatures(req: { transactionId: string; signatures: readonly { index: number; signature: Uint8Array }[] }): Promise<number> {
+  async recordSignatures(req: { transactionId: string; claimId: string; signatures: readonly { index: number; signature: Uint8Array }[] }): Promise<RecordSignaturesResult> {
     checkLimit(req.signatures.length, "signatures.length");
-    const result = await this.guard(() =>
-      this.dtbsr.bulkWrite(
-        req.signatures.map((s) => ({
-          updateOne: {
-            filter: { transactionId: req.transactionId, index: s.index, signed: true, signature: { $exists: false } },
-            update: { $set: { signature: bin(s.signature) } },
-          },
-        })),
-        { ordered: false },
-      ),
+    return this.guard(() =>
+      this.inTransaction(async (session) => {
+        // Issue 17: only under the current claim.
+        const recorded: number[] = [];
+        for (const s of req.signatures) {
+          const r = await this.dtbsr.updateOne(
+            { transactionId: req.transactionId, index: s.index, claimId: req.claimId, signed: true, signature: { $exists: false } },
+            { $set: { signature: bin(s.signature) } },
+            { session },
+          );
+          if (r.modifiedCount === 1) recorded.push(s.index);
+        }
+        const doc = await this.transactions.findOneAndUpdate({ _id: req.transactionId }, { $inc: { signaturesRecorded: recorded.length } }, { session, returnDocument: "after" });
+        if (!doc) throw new StoreFailureError(new Error("the transaction of recorded signatures is missing"));
+        return { recorded, signaturesRecorded: doc.signaturesRecorded ?? 0 };
+      }),
     );
-    return result.modifiedCount;
   }
 
   // --- one-time objects ------------------------------------------------------------------------

@@ -238,4 +238,25 @@ CREATE TRIGGER audit_checkpoints_append_only BEFORE UPDATE OR DELETE OR TRUNCATE
   FOR EACH STATEMENT EXECUTE FUNCTION inkan_append_only();
 `,
   },
+  {
+    version: 3,
+    name: "claims with leases",
+    sql: `
+-- Issue 17 (T-2.2.1.6): a DTBS/R entry is claimed by one request (claim_id) of one node and boot,
+-- under a lease (lease_until, ms of the database server's clock: the time source every node
+-- shares); an entry claimed and not recorded can be claimed again once the lease expired, or at
+-- once by a later boot of the same node. Recording needs the current claim. A consumed SAD token
+-- remembers the claim it made. signatures_recorded counts recorded entries (issue 14: a signature
+-- removed from a row by hand is detected). Rows claimed before this version are claimable again.
+ALTER TABLE dtbsr ADD COLUMN claim_id TEXT COLLATE "C";
+ALTER TABLE dtbsr ADD COLUMN claim_node TEXT COLLATE "C";
+ALTER TABLE dtbsr ADD COLUMN claim_boot TEXT COLLATE "C";
+ALTER TABLE dtbsr ADD COLUMN lease_until BIGINT;
+ALTER TABLE sad_tokens ADD COLUMN claim_id TEXT COLLATE "C";
+ALTER TABLE transactions ADD COLUMN signatures_recorded INTEGER NOT NULL DEFAULT 0 CHECK (signatures_recorded >= 0);
+UPDATE transactions t SET signatures_recorded = (SELECT COUNT(*) FROM dtbsr d WHERE d.transaction_id = t.id AND d.signature IS NOT NULL);
+CREATE INDEX dtbsr_by_claim ON dtbsr (transaction_id, claim_id) WHERE claim_id IS NOT NULL;
+CREATE INDEX dtbsr_unrecorded ON dtbsr (transaction_id, idx) WHERE signed AND signature IS NULL;
+`,
+  },
 ];

@@ -25,6 +25,7 @@ import {
   StoreFailureError,
   checkAttemptReservation,
   checkAuthorizationGiven,
+  checkClaimHolder,
   checkLimit,
   checkNewPendingApproval,
   checkNextVersion,
@@ -39,6 +40,7 @@ import {
   type AuditCheckpoint,
   type AuditRecord,
   type ChallengePurpose,
+  type ClaimHolder,
   type ChallengeRecord,
   type CompletePendingApproval,
   type DecidePendingApproval,
@@ -58,6 +60,7 @@ import {
   type PolicyRecord,
   type PurgeCounts,
   type RecordKind,
+  type RecordSignaturesResult,
   type RecordOf,
   type SadTokenRecord,
   type SealedAuthorization,
@@ -142,6 +145,10 @@ const typeParsers = {
 };
 
 /** Thrown inside a transaction to roll it back and report a refusal instead of an error. */
+/** Issue 17: a lease's time, from the database server's clock (shared by every node), in ms. */
+const dbClock = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint";
+const leaseEnd = (leaseParam: string): string => `(${dbClock} + ${leaseParam}::bigint)`;
+
 class Refusal {
   constructor(readonly reason: DtbsrRefusal, readonly index?: number, readonly hashCount?: number) {}
 }
@@ -386,6 +393,7 @@ export class PostgresStore implements Store {
       dtbsrDigest: bytesOrUndefined(row.dtbsr_digest),
       challengeHash: (row.challenge_hash as string | null) ?? undefined,
       signaturesCreated: row.signatures_created as number,
+      signaturesRecorded: (row.signatures_recorded as number | undefined) ?? 0,
       authorizeFailures: row.authorize_failures as number,
       authorizedAt: dateOrUndefined(row.authorized_at),
       updatedAt: new Date(row.updated_at as number),
@@ -510,17 +518,18 @@ export class PostgresStore implements Store {
   }
 
   /** Locks the transaction row and checks it may take `count` more signatures; throws a Refusal otherwise. */
-  private async checkSignable(c: Client, transactionId: string, count: number, now: number): Promise<{ hashCount: number }> {
+  private async checkSignable(c: Client, transactionId: string, count: number, now: number, completedToo = false): Promise<{ hashCount: number; signaturesCreated: number; signaturesRecorded: number; state: TransactionState }> {
     const tx = await this.one(
-      "SELECT state, expires_at, num_signatures, signatures_created, hash_count FROM transactions WHERE id = $1 FOR UPDATE",
+      "SELECT state, expires_at, num_signatures, signatures_created, signatures_recorded, hash_count FROM transactions WHERE id = $1 FOR UPDATE",
       [transactionId],
       c,
     );
     if (!tx) throw new Refusal("TRANSACTION_NOT_FOUND");
-    if (tx.state !== "AUTHORIZED") throw new Refusal("TRANSACTION_STATE"); // T-2.2.1.2: nothing is signed without authorization
+    // T-2.2.1.2: nothing is signed without authorization; a COMPLETED one only has claims taken over.
+    if (tx.state !== "AUTHORIZED" && !(completedToo && tx.state === "COMPLETED" && count === 0)) throw new Refusal("TRANSACTION_STATE");
     if ((tx.expires_at as number) <= now) throw new Refusal("EXPIRED");
     if ((tx.signatures_created as number) + count > (tx.num_signatures as number)) throw new Refusal("SIGNATURE_COUNT_EXCEEDED"); // T-2.2.1.6
-    return { hashCount: tx.hash_count as number };
+    return { hashCount: tx.hash_count as number, signaturesCreated: tx.signatures_created as number, signaturesRecorded: tx.signatures_recorded as number, state: tx.state as TransactionState };
   }
 
   /** Adds `count` to the counter, completing the transaction when the authorized number is reached. */
@@ -537,32 +546,99 @@ export class PostgresStore implements Store {
     return { signaturesCreated: row.signatures_created as number, state: row.state as TransactionState };
   }
 
+  /** Issue 17 item 2: consumes the SAD token in the claim's own transaction, remembering the claim; SAD_TOKEN if it cannot be. */
+  private async consumeForClaim(c: Client, transactionId: string, hash: string, claimId: string, now: number): Promise<void> {
+    const changes = await this.count(
+      `UPDATE sad_tokens SET consumed_at = $1, claim_id = $2
+       WHERE hash = $3 AND transaction_id = $4 AND consumed_at IS NULL AND revoked_at IS NULL AND expires_at > $1`,
+      [now, claimId, hash, transactionId],
+      c,
+    );
+    if (changes !== 1) throw new Refusal("SAD_TOKEN"); // T-2.2.1.3: exactly one caller on any node consumes
+  }
+
+  private async unrecorded(c: Client, transactionId: string): Promise<number> {
+    return (await this.one("SELECT COUNT(*) AS n FROM dtbsr WHERE transaction_id = $1 AND signed AND signature IS NULL", [transactionId], c))?.n as number;
+  }
+
   private static markRefused(r: Refusal): MarkSignedResult {
     return r.index === undefined ? { ok: false, reason: r.reason } : { ok: false, reason: r.reason, index: r.index };
   }
 
-  async markHashesSigned(req: { transactionId: string; hashes: readonly Uint8Array[]; now: Date }): Promise<MarkSignedResult> {
+  async markHashesSigned(req: { transactionId: string; hashes: readonly Uint8Array[]; now: Date; claim: ClaimHolder; consumeToken?: string; retryToken?: string }): Promise<MarkSignedResult> {
     checkLimit(req.hashes.length, "hashes.length");
+    checkClaimHolder(req.claim);
+    if (req.consumeToken !== undefined && req.retryToken !== undefined) throw new RangeError("consumeToken or retryToken, not both");
     const now = ms(req.now);
+    const { claim } = req;
+    if (req.retryToken !== undefined) return this.refusable((c) => this.retakeHashes(c, req.transactionId, req.hashes, req.retryToken!, claim, now), PostgresStore.markRefused);
     return this.refusable(async (c): Promise<MarkSignedResult> => {
-      await this.checkSignable(c, req.transactionId, req.hashes.length, now);
+      const tx = await this.checkSignable(c, req.transactionId, req.hashes.length, now);
+      if (req.consumeToken !== undefined) await this.consumeForClaim(c, req.transactionId, req.consumeToken, claim.claimId, now);
       // T-2.2.1.6: each hash takes the lowest unsigned entry with that value; none left = not authorized.
       const indices: number[] = [];
       const macs: (Uint8Array | undefined)[] = [];
       for (const [i, hash] of req.hashes.entries()) {
         const row = await this.one(
-          `UPDATE dtbsr SET signed = TRUE WHERE transaction_id = $1 AND NOT signed AND idx =
+          `UPDATE dtbsr SET signed = TRUE, claim_id = $3, claim_node = $4, claim_boot = $5, lease_until = ${leaseEnd("$6")}
+           WHERE transaction_id = $1 AND NOT signed AND idx =
              (SELECT idx FROM dtbsr WHERE transaction_id = $1 AND hash = $2 AND NOT signed ORDER BY idx LIMIT 1)
            RETURNING idx, mac`,
-          [req.transactionId, buf(hash)],
+          [req.transactionId, buf(hash), claim.claimId, claim.nodeId, claim.bootId, claim.leaseMs],
           c,
         );
-        if (!row) throw new Refusal("HASH_NOT_AUTHORIZED", i); // rolls back every claim of this batch
+        if (!row) throw new Refusal("HASH_NOT_AUTHORIZED", i); // rolls back every claim of this batch (and the consume)
         indices.push(row.idx as number);
         macs.push(bytesOrUndefined(row.mac));
       }
-      return { ok: true, indices, macs, ...(await this.countSignatures(c, req.transactionId, req.hashes.length, now)) };
+      const counted = await this.countSignatures(c, req.transactionId, req.hashes.length, now);
+      return { ok: true, indices, hashes: req.hashes.map((h) => new Uint8Array(h)), macs, reclaimed: 0, signaturesRecorded: tx.signaturesRecorded, unrecordedBefore: 0, ...counted };
     }, PostgresStore.markRefused);
+  }
+
+  /** A SignHash retried after a crash (issue 17): the consumed token's claim, expired and unrecorded, taken over whole. */
+  private async retakeHashes(c: Client, transactionId: string, hashes: readonly Uint8Array[], tokenHash: string, claim: ClaimHolder, now: number): Promise<MarkSignedResult> {
+    const tx = await this.checkSignable(c, transactionId, 0, now, true);
+    const token = await this.one("SELECT consumed_at, revoked_at, claim_id FROM sad_tokens WHERE hash = $1 AND transaction_id = $2 FOR UPDATE", [tokenHash, transactionId], c);
+    if (!token || token.consumed_at === null || token.revoked_at !== null || token.claim_id === null) throw new Refusal("SAD_TOKEN");
+    const rows = await this.rows(
+      `SELECT idx, hash, mac, signature, (lease_until IS NULL OR lease_until <= ${dbClock} OR (claim_node = $3 AND claim_boot <> $4)) AS free
+       FROM dtbsr WHERE transaction_id = $1 AND claim_id = $2 ORDER BY idx FOR UPDATE`,
+      [transactionId, token.claim_id, claim.nodeId, claim.bootId],
+      c,
+    );
+    const recorded = rows.length > 0 && rows.every((r) => r.signature !== null);
+    // Only a claim nobody still holds (expired, or an earlier boot of this node): never a call still under way.
+    if (rows.length !== hashes.length || rows.some((r) => r.free !== true) || (!recorded && rows.some((r) => r.signature !== null))) throw new Refusal("SAD_TOKEN");
+    const taken = new Set<number>();
+    const order = hashes.map((h) => {
+      const k = rows.findIndex((r, j) => !taken.has(j) && equalBytes(bytes(r.hash), h));
+      if (k < 0) throw new Refusal("SAD_TOKEN"); // not the same request
+      taken.add(k);
+      return rows[k]!;
+    });
+    if (recorded) {
+      // The call completed and its response was lost: the same signatures again, nothing claimed.
+      const indices = order.map((r) => r.idx as number);
+      return { ok: true, indices, hashes: order.map((r) => bytes(r.hash)), macs: order.map((r) => bytesOrUndefined(r.mac)), reclaimed: 0, signaturesCreated: tx.signaturesCreated, signaturesRecorded: tx.signaturesRecorded, unrecordedBefore: 0, state: tx.state, signatures: order.map((r) => bytes(r.signature)) };
+    }
+    const unrecordedBefore = await this.unrecorded(c, transactionId);
+    await c.query(
+      `UPDATE dtbsr SET claim_id = $3, claim_node = $4, claim_boot = $5, lease_until = ${leaseEnd("$6")} WHERE transaction_id = $1 AND claim_id = $2`,
+      [transactionId, token.claim_id, claim.claimId, claim.nodeId, claim.bootId, claim.leaseMs],
+    );
+    await c.query("UPDATE sad_tokens SET claim_id = $1 WHERE hash = $2", [claim.claimId, tokenHash]);
+    return {
+      ok: true,
+      indices: order.map((r) => r.idx as number),
+      hashes: order.map((r) => bytes(r.hash)),
+      macs: order.map((r) => bytesOrUndefined(r.mac)),
+      reclaimed: order.length,
+      signaturesCreated: tx.signaturesCreated,
+      signaturesRecorded: tx.signaturesRecorded,
+      unrecordedBefore,
+      state: tx.state,
+    };
   }
 
   async recordAuthorizeFailure(req: { id: string; maxFailures: number; now: Date }): Promise<{ failures: number; state: TransactionState } | undefined> {
@@ -580,47 +656,80 @@ export class PostgresStore implements Store {
     return row && { failures: row.authorize_failures as number, state: row.state as TransactionState };
   }
 
-  async markRangeSigned(req: { transactionId: string; fromIndex: number; count: number; now: Date; whileTokenUnused?: string }): Promise<MarkSignedResult> {
+  async markRangeSigned(req: { transactionId: string; fromIndex: number; count: number; now: Date; claim: ClaimHolder; whileTokenUnused?: string; consumeToken?: string }): Promise<MarkSignedResult> {
     checkLimit(req.count, "count");
+    checkClaimHolder(req.claim);
     if (!Number.isSafeInteger(req.fromIndex) || req.fromIndex < 0) throw new RangeError("fromIndex must be a non-negative integer");
     const now = ms(req.now);
     const end = req.fromIndex + req.count;
+    const { claim } = req;
+    // Issue 17: unsigned, or claimed, unrecorded and free (lease expired by the database's clock, or an earlier boot of this node).
+    const claimable = `(NOT signed OR (signature IS NULL AND (lease_until IS NULL OR lease_until <= ${dbClock} OR (claim_node = $4 AND claim_boot <> $5))))`;
     return this.refusable(async (c): Promise<MarkSignedResult> => {
-      const { hashCount } = await this.checkSignable(c, req.transactionId, req.count, now);
+      // The row lock first (checkSignable), so that concurrent claims of one transaction take turns.
+      await this.one("SELECT 1 FROM transactions WHERE id = $1 FOR UPDATE", [req.transactionId], c);
+      const counts = (await this.one(
+        `SELECT COUNT(*) AS n, COUNT(*) FILTER (WHERE NOT signed) AS fresh FROM dtbsr WHERE transaction_id = $1 AND idx >= $2 AND idx < $3 AND ${claimable}`,
+        [req.transactionId, req.fromIndex, end, claim.nodeId, claim.bootId],
+        c,
+      ))!;
+      const fresh = counts.fresh as number;
+      const reclaimed = (counts.n as number) - fresh;
+      const tx = await this.checkSignable(c, req.transactionId, fresh, now, true);
       if (req.whileTokenUnused !== undefined) {
         // FOR SHARE holds off a concurrent consume of the stream's token until this claim commits,
         // and sees a consume that committed first: the claim and "token unused" are one atomic step.
         const token = await this.one("SELECT consumed_at, revoked_at FROM sad_tokens WHERE hash = $1 FOR SHARE", [req.whileTokenUnused], c);
         if (!token || token.consumed_at !== null || token.revoked_at !== null) throw new Refusal("TRANSACTION_STATE");
       }
-      const signed = (await this.one(
-        "SELECT MIN(idx) AS first FROM dtbsr WHERE transaction_id = $1 AND idx >= $2 AND idx < $3 AND signed",
-        [req.transactionId, req.fromIndex, end],
-        c,
-      ))?.first as number | null;
-      if (signed !== null) throw new Refusal("HASH_NOT_AUTHORIZED", signed); // T-2.2.1.6: never signed twice
-      if (end > hashCount) throw new Refusal("HASH_NOT_AUTHORIZED", Math.max(hashCount, req.fromIndex)); // outside the list
+      if (req.consumeToken !== undefined) await this.consumeForClaim(c, req.transactionId, req.consumeToken, claim.claimId, now);
+      if (end > tx.hashCount) throw new Refusal("HASH_NOT_AUTHORIZED", Math.max(tx.hashCount, req.fromIndex)); // outside the list
+      const unrecordedBefore = reclaimed > 0 ? await this.unrecorded(c, req.transactionId) : 0;
       const claimed = (
-        await this.rows("UPDATE dtbsr SET signed = TRUE WHERE transaction_id = $1 AND idx >= $2 AND idx < $3 AND NOT signed RETURNING idx, mac", [req.transactionId, req.fromIndex, end], c)
+        await this.rows(
+          `UPDATE dtbsr SET signed = TRUE, claim_id = $6, claim_node = $4, claim_boot = $5, lease_until = ${leaseEnd("$7")}
+           WHERE transaction_id = $1 AND idx >= $2 AND idx < $3 AND ${claimable} RETURNING idx, hash, mac`,
+          [req.transactionId, req.fromIndex, end, claim.nodeId, claim.bootId, claim.claimId, claim.leaseMs],
+          c,
+        )
       ).sort((a, b) => (a.idx as number) - (b.idx as number));
       // Unreachable under the row lock; kept so that a claim never covers fewer entries than it counts.
-      if (claimed.length !== req.count) throw new Refusal("HASH_NOT_AUTHORIZED", req.fromIndex);
-      const indices = claimed.map((r) => r.idx as number);
-      const macs = claimed.map((r) => bytesOrUndefined(r.mac));
-      return { ok: true, indices, macs, ...(await this.countSignatures(c, req.transactionId, req.count, now)) };
+      if (claimed.length !== fresh + reclaimed) throw new Refusal("HASH_NOT_AUTHORIZED", req.fromIndex);
+      const counted = fresh > 0 ? await this.countSignatures(c, req.transactionId, fresh, now) : { signaturesCreated: tx.signaturesCreated, state: tx.state };
+      return {
+        ok: true,
+        indices: claimed.map((r) => r.idx as number),
+        hashes: claimed.map((r) => bytes(r.hash)),
+        macs: claimed.map((r) => bytesOrUndefined(r.mac)),
+        reclaimed,
+        signaturesRecorded: tx.signaturesRecorded,
+        unrecordedBefore,
+        ...counted,
+      };
     }, PostgresStore.markRefused);
   }
 
-  async recordSignatures(req: { transactionId: string; signatures: readonly { index: number; signature: Uint8Array }[] }): Promise<number> {
+  async recordSignatures(req: { transactionId: string; claimId: string; signatures: readonly { index: number; signature: Uint8Array }[] }): Promise<RecordSignaturesResult> {
     checkLimit(req.signatures.length, "signatures.length");
     return this.guard(() =>
-      // One statement: only claimed entries without a signature are written (never replaced).
-      this.count(
-        `UPDATE dtbsr d SET signature = s.sig
-         FROM (SELECT DISTINCT ON (idx) idx, sig FROM unnest($2::int[], $3::bytea[]) WITH ORDINALITY AS u(idx, sig, n) ORDER BY idx, n) s
-         WHERE d.transaction_id = $1 AND d.idx = s.idx AND d.signed AND d.signature IS NULL`,
-        [req.transactionId, req.signatures.map((s) => s.index), req.signatures.map((s) => buf(s.signature))],
-      ),
+      this.tx(async (c) => {
+        // Issue 17: only under the current claim; an entry taken over by another request (any node) is not written.
+        const recorded = (
+          await this.rows(
+            `UPDATE dtbsr d SET signature = s.sig
+             FROM (SELECT DISTINCT ON (idx) idx, sig FROM unnest($2::int[], $3::bytea[]) WITH ORDINALITY AS u(idx, sig, n) ORDER BY idx, n) s
+             WHERE d.transaction_id = $1 AND d.idx = s.idx AND d.claim_id = $4 AND d.signed AND d.signature IS NULL
+             RETURNING d.idx`,
+            [req.transactionId, req.signatures.map((s) => s.index), req.signatures.map((s) => buf(s.signature)), req.claimId],
+            c,
+          )
+        ).map((r) => r.idx as number);
+        const row = await this.one("UPDATE transactions SET signatures_recorded = signatures_recorded + $1 WHERE id = $2 RETURNING signatures_recorded", [recorded.length, req.transactionId], c);
+        if (!row) throw new StoreFailureError(new Error("the transaction of recorded signatures is missing"));
+        const order = new Map(req.signatures.map((s, i) => [s.index, i]));
+        recorded.sort((x, y) => order.get(x)! - order.get(y)!);
+        return { recorded, signaturesRecorded: row.signatures_recorded as number };
+      }),
     );
   }
 

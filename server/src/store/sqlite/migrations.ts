@@ -344,4 +344,26 @@ CREATE INDEX transactions_open_by_signer ON transactions (signer_id, state);
 CREATE INDEX audit_records_by_event ON audit_records (node_id, event, sequence);
 `,
   },
+  {
+    version: 11,
+    name: "claims with leases",
+    sql: `
+-- Issue 17 (T-2.2.1.6): a DTBS/R entry is claimed by one request (claim_id) of one node and boot,
+-- under a lease (lease_until, the store's clock, ms); an entry claimed and not recorded can be
+-- claimed again once the lease expired, or at once by a later boot of the same node. Recording
+-- needs the current claim. A consumed SAD token remembers the claim it made (a SignHash retried
+-- after a crash takes exactly that claim over). signatures_recorded counts recorded entries, so a
+-- signature removed from a row by hand (to sign that entry again) is detected (issue 14).
+-- Rows claimed before this version (lease_until NULL) and never recorded are claimable again.
+ALTER TABLE dtbsr ADD COLUMN claim_id TEXT;
+ALTER TABLE dtbsr ADD COLUMN claim_node TEXT;
+ALTER TABLE dtbsr ADD COLUMN claim_boot TEXT;
+ALTER TABLE dtbsr ADD COLUMN lease_until INTEGER;
+ALTER TABLE sad_tokens ADD COLUMN claim_id TEXT;
+ALTER TABLE transactions ADD COLUMN signatures_recorded INTEGER NOT NULL DEFAULT 0 CHECK (signatures_recorded >= 0);
+UPDATE transactions SET signatures_recorded = (SELECT COUNT(*) FROM dtbsr WHERE dtbsr.transaction_id = transactions.id AND dtbsr.signature IS NOT NULL);
+CREATE INDEX dtbsr_by_claim ON dtbsr (transaction_id, claim_id) WHERE claim_id IS NOT NULL;
+CREATE INDEX dtbsr_unrecorded ON dtbsr (transaction_id, idx) WHERE signed = 1 AND signature IS NULL;
+`,
+  },
 ];

@@ -241,12 +241,12 @@ describe("SqliteStore", () => {
     raw.close();
 
     const store = await createSqliteStore({ file });
-    expect(await store.getTransaction("tx-4")).toMatchObject({ state: "AUTHORIZED", hashCount: 2, signaturesCreated: 1, challengeHash: "chal-4", authorizeFailures: 0, dtbsrDigest: new Uint8Array([9, 9]) });
+    expect(await store.getTransaction("tx-4")).toMatchObject({ state: "AUTHORIZED", hashCount: 2, signaturesCreated: 1, signaturesRecorded: 1, challengeHash: "chal-4", authorizeFailures: 0, dtbsrDigest: new Uint8Array([9, 9]) });
     const entries = await store.readDtbsr({ transactionId: "tx-4", fromIndex: 0, limit: 10 });
     expect(entries.map((e) => [e.signed, e.signature && [...e.signature]])).toEqual([[true, [0x51, 0x51]], [false, undefined]]);
     expect(await store.findSadToken("tok-4")).toMatchObject({ transactionId: "tx-4", minIndex: 0 });
     // The rebuilt tables work as before: the remaining entry is claimed once; FAILED is a state now.
-    expect(await store.markRangeSigned({ transactionId: "tx-4", fromIndex: 1, count: 1, now: at(2) })).toMatchObject({ ok: true, state: "COMPLETED" });
+    expect(await store.markRangeSigned({ transactionId: "tx-4", fromIndex: 1, count: 1, now: at(2), claim: { claimId: "c1", nodeId: "n1", bootId: "b1", leaseMs: 60_000 } })).toMatchObject({ ok: true, state: "COMPLETED" });
     const db = new Database(file);
     expect(() => db.prepare("UPDATE transactions SET state = 'FAILED' WHERE id = 'tx-4'").run()).not.toThrow();
     expect(() => db.prepare("UPDATE transactions SET state = 'BOGUS' WHERE id = 'tx-4'").run()).toThrow(/CHECK/);

@@ -32,6 +32,7 @@ import {
   checkPendingCompletion,
   checkPendingDecision,
   checkAuthorizationGiven,
+  checkClaimHolder,
   checkTransition,
   queryableFields,
   uniqueFields,
@@ -41,6 +42,7 @@ import {
   type AuditCheckpoint,
   type AuditRecord,
   type ChallengePurpose,
+  type ClaimHolder,
   type ChallengeRecord,
   type CompletePendingApproval,
   type DecidePendingApproval,
@@ -59,6 +61,7 @@ import {
   type PendingApprovalState,
   type PolicyRecord,
   type PurgeCounts,
+  type RecordSignaturesResult,
   type RecordKind,
   type RecordOf,
   type SadTokenRecord,
@@ -121,6 +124,11 @@ function uniqueViolation(e: unknown): string | undefined {
 }
 
 /** Thrown inside a transaction to roll it back and report a refusal instead of an error. */
+/** A claim's columns; the lease's end from this machine's clock (SQLite: one machine opens the file). */
+function claimParams(claim: ClaimHolder): { claim: string; node: string; boot: string; until: number } {
+  return { claim: claim.claimId, node: claim.nodeId, boot: claim.bootId, until: Date.now() + claim.leaseMs };
+}
+
 class Refusal {
   constructor(readonly reason: DtbsrRefusal, readonly index?: number, readonly hashCount?: number) {}
 }
@@ -344,6 +352,7 @@ export class SqliteStore implements Store {
       dtbsrDigest: row.dtbsr_digest === null ? undefined : bytes(row.dtbsr_digest),
       challengeHash: (row.challenge_hash as string | null) ?? undefined,
       signaturesCreated: row.signatures_created as number,
+      signaturesRecorded: (row.signatures_recorded as number | undefined) ?? 0,
       authorizeFailures: (row.authorize_failures as number | undefined) ?? 0,
       authorizedAt: dateOrUndefined(row.authorized_at),
       updatedAt: new Date(row.updated_at as number),
@@ -485,13 +494,14 @@ export class SqliteStore implements Store {
   }
 
   /** Checks the transaction may take `count` more signatures; throws a Refusal otherwise. */
-  private checkSignable(transactionId: string, count: number, now: number): { hashCount: number } {
-    const tx = this.get("SELECT state, expires_at, num_signatures, signatures_created, hash_count FROM transactions WHERE id = ?", transactionId);
+  private checkSignable(transactionId: string, count: number, now: number, completedToo = false): { hashCount: number; signaturesCreated: number; signaturesRecorded: number; state: TransactionState } {
+    const tx = this.get("SELECT state, expires_at, num_signatures, signatures_created, signatures_recorded, hash_count FROM transactions WHERE id = ?", transactionId);
     if (!tx) throw new Refusal("TRANSACTION_NOT_FOUND");
-    if (tx.state !== "AUTHORIZED") throw new Refusal("TRANSACTION_STATE"); // T-2.2.1.2: nothing is signed without authorization
+    // T-2.2.1.2: nothing is signed without authorization; a COMPLETED one only has claims taken over.
+    if (tx.state !== "AUTHORIZED" && !(completedToo && tx.state === "COMPLETED" && count === 0)) throw new Refusal("TRANSACTION_STATE");
     if ((tx.expires_at as number) <= now) throw new Refusal("EXPIRED");
     if ((tx.signatures_created as number) + count > (tx.num_signatures as number)) throw new Refusal("SIGNATURE_COUNT_EXCEEDED"); // T-2.2.1.6
-    return { hashCount: tx.hash_count as number };
+    return { hashCount: tx.hash_count as number, signaturesCreated: tx.signatures_created as number, signaturesRecorded: tx.signatures_recorded as number, state: tx.state as TransactionState };
   }
 
   /** Adds `count` to the counter, completing the transaction when the authorized number is reached. */
@@ -507,6 +517,21 @@ export class SqliteStore implements Store {
     return { signaturesCreated: row.signatures_created as number, state: row.state as TransactionState };
   }
 
+  /** Issue 17 item 2: consumes the SAD token in the claim's own write transaction, remembering the claim; SAD_TOKEN if it cannot be. */
+  private consumeForClaim(transactionId: string, hash: string, claimId: string, now: number): void {
+    const changes = this.run(
+      `UPDATE sad_tokens SET consumed_at = @now, claim_id = @claim
+       WHERE hash = @hash AND transaction_id = @tx AND consumed_at IS NULL AND revoked_at IS NULL AND expires_at > @now`,
+      { now, claim: claimId, hash, tx: transactionId },
+    );
+    if (changes !== 1) throw new Refusal("SAD_TOKEN"); // T-2.2.1.3: exactly one caller consumes
+  }
+
+  /** Claimed and unrecorded entries of the whole list (the rows an insider could try to reopen are counted too). */
+  private unrecorded(transactionId: string): number {
+    return this.get("SELECT COUNT(*) AS n FROM dtbsr WHERE transaction_id = ? AND signed = 1 AND signature IS NULL", transactionId)?.n as number;
+  }
+
   private markResult(fn: () => MarkSignedResult): MarkSignedResult {
     return this.guard(() => {
       try {
@@ -518,26 +543,73 @@ export class SqliteStore implements Store {
     });
   }
 
-  async markHashesSigned(req: { transactionId: string; hashes: readonly Uint8Array[]; now: Date }): Promise<MarkSignedResult> {
+  async markHashesSigned(req: { transactionId: string; hashes: readonly Uint8Array[]; now: Date; claim: ClaimHolder; consumeToken?: string; retryToken?: string }): Promise<MarkSignedResult> {
     checkLimit(req.hashes.length, "hashes.length");
+    checkClaimHolder(req.claim);
+    if (req.consumeToken !== undefined && req.retryToken !== undefined) throw new RangeError("consumeToken or retryToken, not both");
     const now = ms(req.now);
+    const holder = claimParams(req.claim);
+    if (req.retryToken !== undefined) return this.markResult(() => this.retakeHashes(req.transactionId, req.hashes, req.retryToken!, holder, now));
     return this.markResult(() => {
-      this.checkSignable(req.transactionId, req.hashes.length, now);
+      const tx = this.checkSignable(req.transactionId, req.hashes.length, now);
+      if (req.consumeToken !== undefined) this.consumeForClaim(req.transactionId, req.consumeToken, req.claim.claimId, now);
       // T-2.2.1.6: each hash takes the lowest unsigned entry with that value; none left = not authorized.
       const claim = this.stmt(
-        `UPDATE dtbsr SET signed = 1 WHERE transaction_id = @tx AND idx =
+        `UPDATE dtbsr SET signed = 1, claim_id = @claim, claim_node = @node, claim_boot = @boot, lease_until = @until WHERE transaction_id = @tx AND idx =
            (SELECT idx FROM dtbsr WHERE transaction_id = @tx AND hash = @hash AND signed = 0 ORDER BY idx LIMIT 1)
          RETURNING idx, mac`,
       );
       const macs: (Uint8Array | undefined)[] = [];
       const indices = req.hashes.map((hash, i) => {
-        const row = claim.get({ tx: req.transactionId, hash }) as Row | undefined;
-        if (!row) throw new Refusal("HASH_NOT_AUTHORIZED", i); // rolls back every claim of this batch
+        const row = claim.get({ tx: req.transactionId, hash, ...holder }) as Row | undefined;
+        if (!row) throw new Refusal("HASH_NOT_AUTHORIZED", i); // rolls back every claim of this batch (and the consume)
         macs.push(row.mac === null ? undefined : bytes(row.mac));
         return row.idx as number;
       });
-      return { ok: true, indices, macs, ...this.countSignatures(req.transactionId, req.hashes.length, now) };
+      const counted = this.countSignatures(req.transactionId, req.hashes.length, now);
+      return { ok: true, indices, hashes: req.hashes.map((h) => new Uint8Array(h)), macs, reclaimed: 0, signaturesRecorded: tx.signaturesRecorded, unrecordedBefore: 0, ...counted };
     });
+  }
+
+  /** A SignHash retried after a crash (issue 17): the consumed token's claim, expired and unrecorded, taken over whole. */
+  private retakeHashes(transactionId: string, hashes: readonly Uint8Array[], tokenHash: string, holder: ReturnType<typeof claimParams>, now: number): MarkSignedResult {
+    const tx = this.checkSignable(transactionId, 0, now, true);
+    const token = this.get("SELECT consumed_at, revoked_at, claim_id FROM sad_tokens WHERE hash = ? AND transaction_id = ?", tokenHash, transactionId);
+    if (!token || token.consumed_at === null || token.revoked_at !== null || token.claim_id === null) throw new Refusal("SAD_TOKEN");
+    const rows = this.all(
+      `SELECT idx, hash, mac, signature, (lease_until IS NULL OR lease_until <= @clock OR (claim_node = @node AND claim_boot <> @boot)) AS free
+       FROM dtbsr WHERE transaction_id = @tx AND claim_id = @old ORDER BY idx`,
+      { tx: transactionId, old: token.claim_id, clock: Date.now(), node: holder.node, boot: holder.boot },
+    );
+    const recorded = rows.length > 0 && rows.every((r) => r.signature !== null);
+    // Only a claim nobody still holds (expired, or an earlier boot of this node): never a call still under way.
+    if (rows.length !== hashes.length || rows.some((r) => r.free !== 1) || (!recorded && rows.some((r) => r.signature !== null))) throw new Refusal("SAD_TOKEN");
+    const taken = new Set<number>();
+    const order = hashes.map((h) => {
+      const k = rows.findIndex((r, j) => !taken.has(j) && equalBytes(bytes(r.hash), h));
+      if (k < 0) throw new Refusal("SAD_TOKEN"); // not the same request
+      taken.add(k);
+      return rows[k]!;
+    });
+    if (recorded) {
+      // The call completed and its response was lost: the same signatures again, nothing claimed.
+      const indices = order.map((r) => r.idx as number);
+      return { ok: true, indices, hashes: order.map((r) => bytes(r.hash)), macs: order.map((r) => (r.mac === null ? undefined : bytes(r.mac))), reclaimed: 0, signaturesCreated: tx.signaturesCreated, signaturesRecorded: tx.signaturesRecorded, unrecordedBefore: 0, state: tx.state, signatures: order.map((r) => bytes(r.signature)) };
+    }
+    const unrecordedBefore = this.unrecorded(transactionId);
+    this.run("UPDATE dtbsr SET claim_id = @claim, claim_node = @node, claim_boot = @boot, lease_until = @until WHERE transaction_id = @tx AND claim_id = @old", { ...holder, tx: transactionId, old: token.claim_id });
+    this.run("UPDATE sad_tokens SET claim_id = ? WHERE hash = ?", holder.claim, tokenHash);
+    return {
+      ok: true,
+      indices: order.map((r) => r.idx as number),
+      hashes: order.map((r) => bytes(r.hash)),
+      macs: order.map((r) => (r.mac === null ? undefined : bytes(r.mac))),
+      reclaimed: order.length,
+      signaturesCreated: tx.signaturesCreated,
+      signaturesRecorded: tx.signaturesRecorded,
+      unrecordedBefore,
+      state: tx.state,
+    };
   }
 
   async recordAuthorizeFailure(req: { id: string; maxFailures: number; now: Date }): Promise<{ failures: number; state: TransactionState } | undefined> {
@@ -555,39 +627,64 @@ export class SqliteStore implements Store {
     return row && { failures: row.authorize_failures as number, state: row.state as TransactionState };
   }
 
-  async markRangeSigned(req: { transactionId: string; fromIndex: number; count: number; now: Date; whileTokenUnused?: string }): Promise<MarkSignedResult> {
+  async markRangeSigned(req: { transactionId: string; fromIndex: number; count: number; now: Date; claim: ClaimHolder; whileTokenUnused?: string; consumeToken?: string }): Promise<MarkSignedResult> {
     checkLimit(req.count, "count");
+    checkClaimHolder(req.claim);
     if (!Number.isSafeInteger(req.fromIndex) || req.fromIndex < 0) throw new RangeError("fromIndex must be a non-negative integer");
     const now = ms(req.now);
     const end = req.fromIndex + req.count;
+    const holder = claimParams(req.claim);
+    const range = { tx: req.transactionId, from: req.fromIndex, end, clock: Date.now(), node: holder.node, boot: holder.boot };
+    // Issue 17: unsigned, or claimed, unrecorded and free (lease expired, or an earlier boot of this node).
+    const claimable = "(signed = 0 OR (signature IS NULL AND (lease_until IS NULL OR lease_until <= @clock OR (claim_node = @node AND claim_boot <> @boot))))";
     return this.markResult(() => {
-      const { hashCount } = this.checkSignable(req.transactionId, req.count, now);
+      const counts = this.get(
+        `SELECT COUNT(*) AS n, COALESCE(SUM(signed = 0), 0) AS fresh FROM dtbsr WHERE transaction_id = @tx AND idx >= @from AND idx < @end AND ${claimable}`,
+        range,
+      )!;
+      const fresh = counts.fresh as number;
+      const reclaimed = (counts.n as number) - fresh;
+      const tx = this.checkSignable(req.transactionId, fresh, now, true);
       if (req.whileTokenUnused !== undefined) {
         const token = this.get("SELECT consumed_at, revoked_at FROM sad_tokens WHERE hash = ?", req.whileTokenUnused);
         if (!token || token.consumed_at !== null || token.revoked_at !== null) throw new Refusal("TRANSACTION_STATE");
       }
-      const signed = this.get(
-        "SELECT MIN(idx) AS first FROM dtbsr WHERE transaction_id = ? AND idx >= ? AND idx < ? AND signed = 1",
-        req.transactionId, req.fromIndex, end,
-      )?.first as number | null;
-      if (signed !== null) throw new Refusal("HASH_NOT_AUTHORIZED", signed); // T-2.2.1.6: never signed twice
-      if (end > hashCount) throw new Refusal("HASH_NOT_AUTHORIZED", Math.max(hashCount, req.fromIndex)); // outside the list
-      const claimed = this.all("UPDATE dtbsr SET signed = 1 WHERE transaction_id = ? AND idx >= ? AND idx < ? RETURNING idx, mac", req.transactionId, req.fromIndex, end)
-        .sort((a, b) => (a.idx as number) - (b.idx as number));
-      const indices = claimed.map((r) => r.idx as number);
-      const macs = claimed.map((r) => (r.mac === null ? undefined : bytes(r.mac)));
-      return { ok: true, indices, macs, ...this.countSignatures(req.transactionId, req.count, now) };
+      if (req.consumeToken !== undefined) this.consumeForClaim(req.transactionId, req.consumeToken, req.claim.claimId, now);
+      if (end > tx.hashCount) throw new Refusal("HASH_NOT_AUTHORIZED", Math.max(tx.hashCount, req.fromIndex)); // outside the list
+      const unrecordedBefore = reclaimed > 0 ? this.unrecorded(req.transactionId) : 0;
+      const claimed = this.all(
+        `UPDATE dtbsr SET signed = 1, claim_id = @claim, claim_node = @node, claim_boot = @boot, lease_until = @until
+         WHERE transaction_id = @tx AND idx >= @from AND idx < @end AND ${claimable} RETURNING idx, hash, mac`,
+        { ...range, ...holder },
+      ).sort((a, b) => (a.idx as number) - (b.idx as number));
+      const counted = fresh > 0 ? this.countSignatures(req.transactionId, fresh, now) : { signaturesCreated: tx.signaturesCreated, state: tx.state };
+      return {
+        ok: true,
+        indices: claimed.map((r) => r.idx as number),
+        hashes: claimed.map((r) => bytes(r.hash)),
+        macs: claimed.map((r) => (r.mac === null ? undefined : bytes(r.mac))),
+        reclaimed,
+        signaturesRecorded: tx.signaturesRecorded,
+        unrecordedBefore,
+        ...counted,
+      };
     });
   }
 
-  async recordSignatures(req: { transactionId: string; signatures: readonly { index: number; signature: Uint8Array }[] }): Promise<number> {
+  async recordSignatures(req: { transactionId: string; claimId: string; signatures: readonly { index: number; signature: Uint8Array }[] }): Promise<RecordSignaturesResult> {
     checkLimit(req.signatures.length, "signatures.length");
     return this.guard(() =>
       this.immediate(() => {
-        const write = this.stmt("UPDATE dtbsr SET signature = @signature WHERE transaction_id = @tx AND idx = @idx AND signed = 1 AND signature IS NULL");
-        let written = 0;
-        for (const s of req.signatures) written += write.run({ tx: req.transactionId, idx: s.index, signature: s.signature }).changes;
-        return written;
+        // Issue 17: only under the current claim; an entry taken over by another request is not written.
+        const write = this.stmt("UPDATE dtbsr SET signature = @signature WHERE transaction_id = @tx AND idx = @idx AND claim_id = @claim AND signed = 1 AND signature IS NULL");
+        const recorded: number[] = [];
+        for (const s of req.signatures) if (write.run({ tx: req.transactionId, idx: s.index, claim: req.claimId, signature: s.signature }).changes === 1) recorded.push(s.index);
+        const row = this.get(
+          "UPDATE transactions SET signatures_recorded = signatures_recorded + ? WHERE id = ? RETURNING signatures_recorded",
+          recorded.length, req.transactionId,
+        );
+        if (!row) throw new StoreFailureError(new Error("the transaction of recorded signatures is missing"));
+        return { recorded, signaturesRecorded: row.signatures_recorded as number };
       }),
     );
   }

@@ -2056,15 +2056,21 @@ export const SignatureActivationService: GenService<{
    * signed, and the request as a whole must fit in the signatures remaining (T-2.2.1.6); a request
    * that breaks this is refused as a whole, nothing is signed and the token stays valid (with
    * inline_authorization: the transaction stays pending and the R.SAD unused). Then the token is
-   * consumed atomically before the crypto module is touched (T-2.2.1.2, T-2.2.1.3). Each signature
-   * is verified against the credential's public key before it leaves the SAM (R-3.2.1.5).
+   * consumed and the hashes' entries claimed in one atomic step, before the crypto module is
+   * touched (T-2.2.1.2, T-2.2.1.3). Each signature is verified against the credential's public key
+   * before it leaves the SAM (R-3.2.1.5), and is sent only once it is recorded under the call's
+   * claim: no DTBS/R ever has more than one signature released.
    *
    * Replay: presenting a token that was already consumed (by SignHash or SignStream) fails and
    * revokes the rest of the transaction (TRANSACTION_STATE_REVOKED), as refresh-token reuse
-   * detection does. Consequently a SignHash whose response was lost cannot be retried with the same
-   * token; large batches should use SignStream, which can resume. If the crypto module fails after
-   * the token was consumed, no next token is issued, the hashes signed so far count as signed, and
-   * the remaining hashes need a new transaction.
+   * detection does; a concurrent presentation of one token is such a replay (the first call still
+   * completes). One exception, the retry after a failure: a call that failed after its token was
+   * consumed (UNAVAILABLE, the SAM node crashed, the response was lost) may be retried with the
+   * SAME token and the SAME hashes once nothing holds its claim any more: at once when the SAM
+   * node that took it has restarted, otherwise after the claim's lease (30 seconds). The retry
+   * signs the claimed hashes, or returns the signatures already recorded for them, with the same
+   * next token. Retried earlier (the first call may still be running), with other hashes, or after
+   * the next token was used, it is a replay. Retry within the token's lifetime.
    *
    * Errors:
    *  - PERMISSION_DENIED REASON_SAD_INVALID: the SAD token is unknown, malformed or was issued to
@@ -2108,16 +2114,24 @@ export const SignatureActivationService: GenService<{
    * (R-3.2.1.5).
    *
    * Tokens and resume. The request's sad_token (from Authorize, SignHash or an earlier stream) is
-   * consumed atomically when the stream starts. The first response message, sent before any
-   * signature, carries a resume token; further resume tokens follow every
+   * consumed atomically when the stream starts, in the same store operation that claims the first
+   * run of entries: of concurrent presentations of one token exactly one starts; every other is
+   * SAD_REPLAYED (reuse detection revokes the transaction and its later tokens, including this
+   * stream's resume tokens, so the winning stream delivers the entries it had claimed and then
+   * ends with TRANSACTION_STATE). The first response message, sent before any signature, carries
+   * a resume token; further resume tokens follow every
    * Limits.stream_checkpoint_interval signatures (and at least every 10 seconds) and in the last
    * message when signatures remain. Every resume token of one stream is valid for resume_index
    * and later, until its expiry, and the first use of any of them consumes all of them; using one
    * again is a replay (see SignHash). To resume an interrupted stream, call SignStream with the
    * newest resume token received and start_index = the lowest index not yet received (at least the
-   * token's resume_index). Nothing is signed twice: each DTBS/R is claimed in the shared store
-   * before the crypto module signs it and its signature is recorded before it is sent, and a stream
-   * started with a newer token stops the older stream before its next claim. Signatures that
+   * token's resume_index). No DTBS/R ever has more than one signature released: each DTBS/R is
+   * claimed in the shared store (under a lease) before the crypto module signs it, and its
+   * signature is sent only after it was recorded under that claim; a stream started with a newer
+   * token stops the older stream before its next claim. Entries claimed by a stream that crashed
+   * (a SAM node killed) are claimed again by a resumed stream: at once when the same node has
+   * restarted, otherwise once the claim's lease (30 seconds) has expired; meanwhile the resumed
+   * stream waits for them. Signatures that
    * already exist for indices at or after start_index (from an interrupted stream or from SignHash)
    * are sent again from the SAM's record, marked from_record, instead of being signed again.
    * Indices before start_index that are still unsigned stay available with the next token. A
@@ -2125,9 +2139,14 @@ export const SignatureActivationService: GenService<{
    * claimed), so that signatures made but not received are sent from the record. All resume
    * tokens of one stream share one secret and one expiry.
    *
-   * A stream that fails midway (for example UNAVAILABLE) ends with the error; the resume tokens
-   * already received stay valid. If the stream fails before its first message arrives, the request
-   * token is spent and the remaining hashes need a new transaction.
+   * A stream that fails midway (for example UNAVAILABLE, or the SAM node was killed) ends with the
+   * error; the resume tokens already received stay valid. If the stream fails before its first
+   * message arrives, the request token is spent and the remaining hashes need a new transaction:
+   * so give SignStream a deadline long enough for its first message (at least 10 seconds; the
+   * SDK's signAll does not start a stream with less left and keeps the token), or none, and
+   * resume a stream that sends nothing for longer than a minute. With a short deadline the SAM may
+   * sign on (as far as HTTP/2 flow control lets it) after the client gave up; those signatures
+   * are recorded and sent again from the record to a stream resumed with a received resume token.
    *
    * Errors (before or during the stream):
    *  - PERMISSION_DENIED REASON_SAD_INVALID: the token is unknown, malformed or another SCA's.

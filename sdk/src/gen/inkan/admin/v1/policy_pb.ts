@@ -18,7 +18,131 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file inkan/admin/v1/policy.proto.
  */
 export const file_inkan_admin_v1_policy: GenFile = /*@__PURE__*/
-  fileDesc("Chtpbmthbi9hZG1pbi92MS9wb2xpY3kucHJvdG8SDmlua2FuLmFkbWluLnYxIogaCg5TZWN1cml0eVBvbGljeRJJChdkZWZhdWx0X2Fzc3VyYW5jZV9sZXZlbBgBIAEoDjIcLmlua2FuLnNhbS52MS5Bc3N1cmFuY2VMZXZlbEIKukgHggEEEAEgABJVChhhbGxvd2VkX2Fzc3VyYW5jZV9sZXZlbHMYAiADKA4yHC5pbmthbi5zYW0udjEuQXNzdXJhbmNlTGV2ZWxCFbpIEpIBDwgBEAMYASIHggEEEAEgABIRCgljZXJ0aWZpZWQYAyABKAgSUQoWYWxsb3dlZF9rZXlfYWxnb3JpdGhtcxgEIAMoDjIaLmlua2FuLnNhbS52MS5LZXlBbGdvcml0aG1CFbpIEpIBDwgBEBAYASIHggEEEAEgABJTChdhbGxvd2VkX2hhc2hfYWxnb3JpdGhtcxgFIAMoDjIbLmlua2FuLnNhbS52MS5IYXNoQWxnb3JpdGhtQhW6SBKSAQ8IARAQGAEiB4IBBBABIAASXQocYWxsb3dlZF9zaWduYXR1cmVfYWxnb3JpdGhtcxgGIAMoDjIgLmlua2FuLnNhbS52MS5TaWduYXR1cmVBbGdvcml0aG1CFbpIEpIBDwgBEBAYASIHggEEEAEgABJUChxkZWZhdWx0X3RyYW5zYWN0aW9uX2xpZmV0aW1lGAcgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQhO6SBDIAQGqAQoiBAiAowUyAggKElAKGG1heF90cmFuc2FjdGlvbl9saWZldGltZRgIIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkITukgQyAEBqgEKIgQIgPUkMgIIChJJChJzYWRfdG9rZW5fbGlmZXRpbWUYCSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CErpID8gBAaoBCSIDCJAcMgIIARIvChptYXhfaGFzaGVzX3Blcl90cmFuc2FjdGlvbhgKIAEoDUILukgIKgYYwIQ9KAESJAoRbG9ja291dF90aHJlc2hvbGQYCyABKA1CCbpIBioEGGQoARJRChhhY3RpdmF0aW9uX2NvZGVfbGlmZXRpbWUYDCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CFLpIEcgBAaoBCyIFCICangEyAgg8Ei8KHGFjdGl2YXRpb25fY29kZV9tYXhfYXR0ZW1wdHMYDSABKA1CCbpIBioEGBQoARJRChlwZW5kaW5nX2FwcHJvdmFsX2xpZmV0aW1lGA4gASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQhO6SBDIAQGqAQoiBAiA9SQyAgg8EjkKG3RydXN0ZWRfc2NhX2NhX2NlcnRpZmljYXRlcxgPIAMoDEIUukgRkgEOEDIYASIIegYQARiAgAESPQoddHJ1c3RlZF9hZG1pbl9jYV9jZXJ0aWZpY2F0ZXMYECADKAxCFrpIE5IBEAgBEDIYASIIegYQARiAgAESPQofdHJ1c3RlZF9pc3N1aW5nX2NhX2NlcnRpZmljYXRlcxgRIAMoDEIUukgRkgEOEDIYASIIegYQARiAgAESPwoMZHVhbF9jb250cm9sGBIgASgLMiEuaW5rYW4uYWRtaW4udjEuRHVhbENvbnRyb2xQb2xpY3lCBrpIA8gBARIzCh5hdWRpdF9jaGVja3BvaW50X2V2ZXJ5X3JlY29yZHMYEyABKA1CC7pICCoGGKCNBigBElEKGWF1ZGl0X2NoZWNrcG9pbnRfaW50ZXJ2YWwYFCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CE7pIEMgBAaoBCiIECICjBTICCAESKAoUbWF4X2hhc2hlc19wZXJfY2h1bmsYFSABKA1CCrpIByoFGJBOKAESKQoWbWF4X2F1dGhvcml6ZV9hdHRlbXB0cxgWIAEoDUIJukgGKgQYCigBEkUKDnVwbG9hZF90aW1lb3V0GBcgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQhK6SA/IAQGqAQkiAwiQHDICCAoSRwoQbWF4X3NhZF9saWZldGltZRgYIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkISukgPyAEBqgEJIgMIhAcyAggKEkMKDm1heF9jbG9ja19za2V3GBkgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQhC6SA3IAQGqAQciAwisAjIAElgKHWFsbG93ZWRfZGV2aWNlX2tleV9hbGdvcml0aG1zGBogAygOMhouaW5rYW4uc2FtLnYxLkp3c0FsZ29yaXRobUIVukgSkgEPCAEQCBgBIgeCAQQQASAAEmEKHmVuYWJsZWRfYXV0aGVudGljYXRpb25fbWV0aG9kcxgbIAMoDjIiLmlua2FuLnNhbS52MS5BdXRoZW50aWNhdGlvbk1ldGhvZEIVukgSkgEPCAEQCBgBIgeCAQQQASAAEiEKDnBpbl9taW5fbGVuZ3RoGBwgASgNQgm6SAYqBBhAKAQSIQoOcGluX21heF9sZW5ndGgYHSABKA1CCbpIBioEGEAoBBJJChJjaGFsbGVuZ2VfbGlmZXRpbWUYHiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CErpID8gBAaoBCSIDCIQHMgIIChIxCh5tYXhfb3Blbl9jaGFsbGVuZ2VzX3Blcl9zaWduZXIYHyABKA1CCbpIBioEGGQoARJMChhjZXJ0aWZpY2F0ZV9leHBpcnlfZ3JhY2UYICABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CD7pIDKoBCSIFCICangEyABI2CgpzY2Ffc2NvcGVzGCEgAygLMhguaW5rYW4uYWRtaW4udjEuU2NhU2NvcGVCCLpIBZIBAhBkOuUIukjhCBqnAQolc2VjdXJpdHlfcG9saWN5LmRlZmF1bHRfbGV2ZWxfYWxsb3dlZBI/ZGVmYXVsdF9hc3N1cmFuY2VfbGV2ZWwgbXVzdCBiZSBvbmUgb2YgYWxsb3dlZF9hc3N1cmFuY2VfbGV2ZWxzGj10aGlzLmRlZmF1bHRfYXNzdXJhbmNlX2xldmVsIGluIHRoaXMuYWxsb3dlZF9hc3N1cmFuY2VfbGV2ZWxzGp8BCiZzZWN1cml0eV9wb2xpY3kubGV2ZWwzX25lZWRzX2NlcnRpZmllZBI8QVNTVVJBTkNFX0xFVkVMXzMgbWF5IGJlIGFsbG93ZWQgb25seSB3aGVuIGNlcnRpZmllZCBpcyB0cnVlGjchKDMgaW4gdGhpcy5hbGxvd2VkX2Fzc3VyYW5jZV9sZXZlbHMpIHx8IHRoaXMuY2VydGlmaWVkGrgBCitzZWN1cml0eV9wb2xpY3kudHJhbnNhY3Rpb25fbGlmZXRpbWVfYm91bmRzEkVkZWZhdWx0X3RyYW5zYWN0aW9uX2xpZmV0aW1lIG11c3Qgbm90IGV4Y2VlZCBtYXhfdHJhbnNhY3Rpb25fbGlmZXRpbWUaQnRoaXMuZGVmYXVsdF90cmFuc2FjdGlvbl9saWZldGltZSA8PSB0aGlzLm1heF90cmFuc2FjdGlvbl9saWZldGltZRqlAQosc2VjdXJpdHlfcG9saWN5LnNhZF90b2tlbl93aXRoaW5fdHJhbnNhY3Rpb24SO3NhZF90b2tlbl9saWZldGltZSBtdXN0IG5vdCBleGNlZWQgbWF4X3RyYW5zYWN0aW9uX2xpZmV0aW1lGjh0aGlzLnNhZF90b2tlbl9saWZldGltZSA8PSB0aGlzLm1heF90cmFuc2FjdGlvbl9saWZldGltZRqpAQooc2VjdXJpdHlfcG9saWN5LmNodW5rX3dpdGhpbl90cmFuc2FjdGlvbhI/bWF4X2hhc2hlc19wZXJfY2h1bmsgbXVzdCBub3QgZXhjZWVkIG1heF9oYXNoZXNfcGVyX3RyYW5zYWN0aW9uGjx0aGlzLm1heF9oYXNoZXNfcGVyX2NodW5rIDw9IHRoaXMubWF4X2hhc2hlc19wZXJfdHJhbnNhY3Rpb24agwEKJnNlY3VyaXR5X3BvbGljeS5zY2Ffc2NvcGVfbmFtZXNfdW5pcXVlEjBldmVyeSBzY2Ffc2NvcGVzIGVudHJ5IG11c3QgaGF2ZSBhIGRpc3RpbmN0IG5hbWUaJ3RoaXMuc2NhX3Njb3Blcy5tYXAocywgcy5uYW1lKS51bmlxdWUoKRp+CiFzZWN1cml0eV9wb2xpY3kucGluX2xlbmd0aF9ib3VuZHMSLXBpbl9taW5fbGVuZ3RoIG11c3Qgbm90IGV4Y2VlZCBwaW5fbWF4X2xlbmd0aBoqdGhpcy5waW5fbWluX2xlbmd0aCA8PSB0aGlzLnBpbl9tYXhfbGVuZ3RoIqICCghTY2FTY29wZRIvCgRuYW1lGAEgASgJQiG6SB5yHBABGEAyFl5bYS16MC05XVthLXowLTkuXy1dKiQSIgoPc2NhX3Nwa2lfc2hhMjU2GAIgASgMQge6SAR6AmggSAASLAoZc2NhX2NhX2NlcnRpZmljYXRlX3NoYTI1NhgDIAEoDEIHukgEegJoIEgAEh4KC2FsbF9zaWduZXJzGAQgASgIQge6SARqAggBSAESNQoNc2lnbmVyX2dyb3VwcxgFIAEoCzIcLmlua2FuLmFkbWluLnYxLlNpZ25lckdyb3Vwc0gBEhwKCW93bl9ncm91cBgGIAEoCEIHukgEagIIAUgBQgwKA3NjYRIFukgCCAFCEAoHc2lnbmVycxIFukgCCAEiTAoMU2lnbmVyR3JvdXBzEjwKBmdyb3VwcxgBIAMoCUIsukgpkgEmCAEQZBgBIh5yHBABGEAyFl5bYS16MC05XVthLXowLTkuXy1dKiQizAIKEUR1YWxDb250cm9sUG9saWN5Ek0KFmNyZWRlbnRpYWxfZGVzdHJ1Y3Rpb24YASABKA4yIy5pbmthbi5hZG1pbi52MS5BcHByb3ZhbFJlcXVpcmVtZW50Qgi6SAWCAQIQARJPChhzZWN1cml0eV9vZmZpY2VyX2NoYW5nZXMYAiABKA4yIy5pbmthbi5hZG1pbi52MS5BcHByb3ZhbFJlcXVpcmVtZW50Qgi6SAWCAQIQARJOChdzZWN1cml0eV9wb2xpY3lfY2hhbmdlcxgDIAEoDjIjLmlua2FuLmFkbWluLnYxLkFwcHJvdmFsUmVxdWlyZW1lbnRCCLpIBYIBAhABEkcKEHNpZ25lcl9yZWJpbmRpbmcYBCABKA4yIy5pbmthbi5hZG1pbi52MS5BcHByb3ZhbFJlcXVpcmVtZW50Qgi6SAWCAQIQASKwAQoUU2VjdXJpdHlQb2xpY3lSZWNvcmQSLgoGcG9saWN5GAEgASgLMh4uaW5rYW4uYWRtaW4udjEuU2VjdXJpdHlQb2xpY3kSDwoHdmVyc2lvbhgCIAEoBBIuCgp1cGRhdGVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgp1cGRhdGVkX2J5GAQgASgJEhMKC2FwcHJvdmVkX2J5GAUgASgJIhoKGEdldFNlY3VyaXR5UG9saWN5UmVxdWVzdCJRChlHZXRTZWN1cml0eVBvbGljeVJlc3BvbnNlEjQKBnJlY29yZBgBIAEoCzIkLmlua2FuLmFkbWluLnYxLlNlY3VyaXR5UG9saWN5UmVjb3JkIm8KG1VwZGF0ZVNlY3VyaXR5UG9saWN5UmVxdWVzdBIYChBleHBlY3RlZF92ZXJzaW9uGAEgASgEEjYKBnBvbGljeRgCIAEoCzIeLmlua2FuLmFkbWluLnYxLlNlY3VyaXR5UG9saWN5Qga6SAPIAQEiVAocVXBkYXRlU2VjdXJpdHlQb2xpY3lSZXNwb25zZRI0CgZyZWNvcmQYASABKAsyJC5pbmthbi5hZG1pbi52MS5TZWN1cml0eVBvbGljeVJlY29yZCqLAQoTQXBwcm92YWxSZXF1aXJlbWVudBIkCiBBUFBST1ZBTF9SRVFVSVJFTUVOVF9VTlNQRUNJRklFRBAAEiUKIUFQUFJPVkFMX1JFUVVJUkVNRU5UX0RVQUxfQ09OVFJPTBABEicKI0FQUFJPVkFMX1JFUVVJUkVNRU5UX1NJTkdMRV9DT05UUk9MEAIytAQKDVBvbGljeVNlcnZpY2USegoRR2V0U2VjdXJpdHlQb2xpY3kSKC5pbmthbi5hZG1pbi52MS5HZXRTZWN1cml0eVBvbGljeVJlcXVlc3QaKS5pbmthbi5hZG1pbi52MS5HZXRTZWN1cml0eVBvbGljeVJlc3BvbnNlIhCKtRgMCghJTlRFUk5BTBA8ErUBChRVcGRhdGVTZWN1cml0eVBvbGljeRIrLmlua2FuLmFkbWluLnYxLlVwZGF0ZVNlY3VyaXR5UG9saWN5UmVxdWVzdBosLmlua2FuLmFkbWluLnYxLlVwZGF0ZVNlY3VyaXR5UG9saWN5UmVzcG9uc2UiQoq1GBQKEElOVkFMSURfQVJHVU1FTlQQCoq1GAsKB0FCT1JURUQQDoq1GBcKE0ZBSUxFRF9QUkVDT05ESVRJT04QBRruAZK1GBMKD1VOQVVUSEVOVElDQVRFRBABkrUYFQoRUEVSTUlTU0lPTl9ERU5JRUQQApK1GBMKD1VOQVVUSEVOVElDQVRFRBADkrUYEwoPVU5BVVRIRU5USUNBVEVEEASStRgUChBJTlZBTElEX0FSR1VNRU5UEAqStRgWChJSRVNPVVJDRV9FWEhBVVNURUQQDZK1GAwKCElOVEVSTkFMEDyStRgPCgtVTkFWQUlMQUJMRRA/krUYDwoLVU5BVkFJTEFCTEUQPpK1GA8KC1VOQVZBSUxBQkxFED2StRgRCg1VTklNUExFTUVOVEVEEEFiBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_duration, file_google_protobuf_timestamp, file_inkan_sam_v1_error_options, file_inkan_sam_v1_sam, file_inkan_sam_v1_types]);
+  fileDesc("Chtpbmthbi9hZG1pbi92MS9wb2xpY3kucHJvdG8SDmlua2FuLmFkbWluLnYxIhkKF0dldFJlc3RvcmVTdGF0dXNSZXF1ZXN0IoIBChhHZXRSZXN0b3JlU3RhdHVzUmVzcG9uc2USIAoYYXdhaXRpbmdfYWNrbm93bGVkZ2VtZW50GAEgASgIEhMKC3NuYXBzaG90X2lkGAIgASgJEi8KC3Jlc3RvcmVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJHChlBY2tub3dsZWRnZVJlc3RvcmVSZXF1ZXN0EioKC3NuYXBzaG90X2lkGAEgASgJQhW6SBJyEDIOXlswLTlhLWZdezY0fSQioQEKGkFja25vd2xlZGdlUmVzdG9yZVJlc3BvbnNlEhMKC3NuYXBzaG90X2lkGAEgASgJEh8KF3ZvaWRlZF9vbmVfdGltZV9vYmplY3RzGAIgASgNEhsKE3ZvaWRlZF90cmFuc2FjdGlvbnMYAyABKA0SFwoPcmViYXNlZF9yZWNvcmRzGAQgASgNEhcKD3JhaXNlZF9sb2Nrb3V0cxgFIAEoDSKIGgoOU2VjdXJpdHlQb2xpY3kSSQoXZGVmYXVsdF9hc3N1cmFuY2VfbGV2ZWwYASABKA4yHC5pbmthbi5zYW0udjEuQXNzdXJhbmNlTGV2ZWxCCrpIB4IBBBABIAASVQoYYWxsb3dlZF9hc3N1cmFuY2VfbGV2ZWxzGAIgAygOMhwuaW5rYW4uc2FtLnYxLkFzc3VyYW5jZUxldmVsQhW6SBKSAQ8IARADGAEiB4IBBBABIAASEQoJY2VydGlmaWVkGAMgASgIElEKFmFsbG93ZWRfa2V5X2FsZ29yaXRobXMYBCADKA4yGi5pbmthbi5zYW0udjEuS2V5QWxnb3JpdGhtQhW6SBKSAQ8IARAQGAEiB4IBBBABIAASUwoXYWxsb3dlZF9oYXNoX2FsZ29yaXRobXMYBSADKA4yGy5pbmthbi5zYW0udjEuSGFzaEFsZ29yaXRobUIVukgSkgEPCAEQEBgBIgeCAQQQASAAEl0KHGFsbG93ZWRfc2lnbmF0dXJlX2FsZ29yaXRobXMYBiADKA4yIC5pbmthbi5zYW0udjEuU2lnbmF0dXJlQWxnb3JpdGhtQhW6SBKSAQ8IARAQGAEiB4IBBBABIAASVAocZGVmYXVsdF90cmFuc2FjdGlvbl9saWZldGltZRgHIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkITukgQyAEBqgEKIgQIgKMFMgIIChJQChhtYXhfdHJhbnNhY3Rpb25fbGlmZXRpbWUYCCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CE7pIEMgBAaoBCiIECID1JDICCAoSSQoSc2FkX3Rva2VuX2xpZmV0aW1lGAkgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQhK6SA/IAQGqAQkiAwiQHDICCAESLwoabWF4X2hhc2hlc19wZXJfdHJhbnNhY3Rpb24YCiABKA1CC7pICCoGGMCEPSgBEiQKEWxvY2tvdXRfdGhyZXNob2xkGAsgASgNQgm6SAYqBBhkKAESUQoYYWN0aXZhdGlvbl9jb2RlX2xpZmV0aW1lGAwgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQhS6SBHIAQGqAQsiBQiAmp4BMgIIPBIvChxhY3RpdmF0aW9uX2NvZGVfbWF4X2F0dGVtcHRzGA0gASgNQgm6SAYqBBgUKAESUQoZcGVuZGluZ19hcHByb3ZhbF9saWZldGltZRgOIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkITukgQyAEBqgEKIgQIgPUkMgIIPBI5Cht0cnVzdGVkX3NjYV9jYV9jZXJ0aWZpY2F0ZXMYDyADKAxCFLpIEZIBDhAyGAEiCHoGEAEYgIABEj0KHXRydXN0ZWRfYWRtaW5fY2FfY2VydGlmaWNhdGVzGBAgAygMQha6SBOSARAIARAyGAEiCHoGEAEYgIABEj0KH3RydXN0ZWRfaXNzdWluZ19jYV9jZXJ0aWZpY2F0ZXMYESADKAxCFLpIEZIBDhAyGAEiCHoGEAEYgIABEj8KDGR1YWxfY29udHJvbBgSIAEoCzIhLmlua2FuLmFkbWluLnYxLkR1YWxDb250cm9sUG9saWN5Qga6SAPIAQESMwoeYXVkaXRfY2hlY2twb2ludF9ldmVyeV9yZWNvcmRzGBMgASgNQgu6SAgqBhigjQYoARJRChlhdWRpdF9jaGVja3BvaW50X2ludGVydmFsGBQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQhO6SBDIAQGqAQoiBAiAowUyAggBEigKFG1heF9oYXNoZXNfcGVyX2NodW5rGBUgASgNQgq6SAcqBRiQTigBEikKFm1heF9hdXRob3JpemVfYXR0ZW1wdHMYFiABKA1CCbpIBioEGAooARJFCg51cGxvYWRfdGltZW91dBgXIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkISukgPyAEBqgEJIgMIkBwyAggKEkcKEG1heF9zYWRfbGlmZXRpbWUYGCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CErpID8gBAaoBCSIDCIQHMgIIChJDCg5tYXhfY2xvY2tfc2tldxgZIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIQukgNyAEBqgEHIgMIrAIyABJYCh1hbGxvd2VkX2RldmljZV9rZXlfYWxnb3JpdGhtcxgaIAMoDjIaLmlua2FuLnNhbS52MS5Kd3NBbGdvcml0aG1CFbpIEpIBDwgBEAgYASIHggEEEAEgABJhCh5lbmFibGVkX2F1dGhlbnRpY2F0aW9uX21ldGhvZHMYGyADKA4yIi5pbmthbi5zYW0udjEuQXV0aGVudGljYXRpb25NZXRob2RCFbpIEpIBDwgBEAgYASIHggEEEAEgABIhCg5waW5fbWluX2xlbmd0aBgcIAEoDUIJukgGKgQYQCgEEiEKDnBpbl9tYXhfbGVuZ3RoGB0gASgNQgm6SAYqBBhAKAQSSQoSY2hhbGxlbmdlX2xpZmV0aW1lGB4gASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQhK6SA/IAQGqAQkiAwiEBzICCAoSMQoebWF4X29wZW5fY2hhbGxlbmdlc19wZXJfc2lnbmVyGB8gASgNQgm6SAYqBBhkKAESTAoYY2VydGlmaWNhdGVfZXhwaXJ5X2dyYWNlGCAgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQg+6SAyqAQkiBQiAmp4BMgASNgoKc2NhX3Njb3BlcxghIAMoCzIYLmlua2FuLmFkbWluLnYxLlNjYVNjb3BlQgi6SAWSAQIQZDrlCLpI4QgapwEKJXNlY3VyaXR5X3BvbGljeS5kZWZhdWx0X2xldmVsX2FsbG93ZWQSP2RlZmF1bHRfYXNzdXJhbmNlX2xldmVsIG11c3QgYmUgb25lIG9mIGFsbG93ZWRfYXNzdXJhbmNlX2xldmVscxo9dGhpcy5kZWZhdWx0X2Fzc3VyYW5jZV9sZXZlbCBpbiB0aGlzLmFsbG93ZWRfYXNzdXJhbmNlX2xldmVscxqfAQomc2VjdXJpdHlfcG9saWN5LmxldmVsM19uZWVkc19jZXJ0aWZpZWQSPEFTU1VSQU5DRV9MRVZFTF8zIG1heSBiZSBhbGxvd2VkIG9ubHkgd2hlbiBjZXJ0aWZpZWQgaXMgdHJ1ZRo3ISgzIGluIHRoaXMuYWxsb3dlZF9hc3N1cmFuY2VfbGV2ZWxzKSB8fCB0aGlzLmNlcnRpZmllZBq4AQorc2VjdXJpdHlfcG9saWN5LnRyYW5zYWN0aW9uX2xpZmV0aW1lX2JvdW5kcxJFZGVmYXVsdF90cmFuc2FjdGlvbl9saWZldGltZSBtdXN0IG5vdCBleGNlZWQgbWF4X3RyYW5zYWN0aW9uX2xpZmV0aW1lGkJ0aGlzLmRlZmF1bHRfdHJhbnNhY3Rpb25fbGlmZXRpbWUgPD0gdGhpcy5tYXhfdHJhbnNhY3Rpb25fbGlmZXRpbWUapQEKLHNlY3VyaXR5X3BvbGljeS5zYWRfdG9rZW5fd2l0aGluX3RyYW5zYWN0aW9uEjtzYWRfdG9rZW5fbGlmZXRpbWUgbXVzdCBub3QgZXhjZWVkIG1heF90cmFuc2FjdGlvbl9saWZldGltZRo4dGhpcy5zYWRfdG9rZW5fbGlmZXRpbWUgPD0gdGhpcy5tYXhfdHJhbnNhY3Rpb25fbGlmZXRpbWUaqQEKKHNlY3VyaXR5X3BvbGljeS5jaHVua193aXRoaW5fdHJhbnNhY3Rpb24SP21heF9oYXNoZXNfcGVyX2NodW5rIG11c3Qgbm90IGV4Y2VlZCBtYXhfaGFzaGVzX3Blcl90cmFuc2FjdGlvbho8dGhpcy5tYXhfaGFzaGVzX3Blcl9jaHVuayA8PSB0aGlzLm1heF9oYXNoZXNfcGVyX3RyYW5zYWN0aW9uGoMBCiZzZWN1cml0eV9wb2xpY3kuc2NhX3Njb3BlX25hbWVzX3VuaXF1ZRIwZXZlcnkgc2NhX3Njb3BlcyBlbnRyeSBtdXN0IGhhdmUgYSBkaXN0aW5jdCBuYW1lGid0aGlzLnNjYV9zY29wZXMubWFwKHMsIHMubmFtZSkudW5pcXVlKCkafgohc2VjdXJpdHlfcG9saWN5LnBpbl9sZW5ndGhfYm91bmRzEi1waW5fbWluX2xlbmd0aCBtdXN0IG5vdCBleGNlZWQgcGluX21heF9sZW5ndGgaKnRoaXMucGluX21pbl9sZW5ndGggPD0gdGhpcy5waW5fbWF4X2xlbmd0aCKiAgoIU2NhU2NvcGUSLwoEbmFtZRgBIAEoCUIhukgechwQARhAMhZeW2EtejAtOV1bYS16MC05Ll8tXSokEiIKD3NjYV9zcGtpX3NoYTI1NhgCIAEoDEIHukgEegJoIEgAEiwKGXNjYV9jYV9jZXJ0aWZpY2F0ZV9zaGEyNTYYAyABKAxCB7pIBHoCaCBIABIeCgthbGxfc2lnbmVycxgEIAEoCEIHukgEagIIAUgBEjUKDXNpZ25lcl9ncm91cHMYBSABKAsyHC5pbmthbi5hZG1pbi52MS5TaWduZXJHcm91cHNIARIcCglvd25fZ3JvdXAYBiABKAhCB7pIBGoCCAFIAUIMCgNzY2ESBbpIAggBQhAKB3NpZ25lcnMSBbpIAggBIkwKDFNpZ25lckdyb3VwcxI8CgZncm91cHMYASADKAlCLLpIKZIBJggBEGQYASIechwQARhAMhZeW2EtejAtOV1bYS16MC05Ll8tXSokIswCChFEdWFsQ29udHJvbFBvbGljeRJNChZjcmVkZW50aWFsX2Rlc3RydWN0aW9uGAEgASgOMiMuaW5rYW4uYWRtaW4udjEuQXBwcm92YWxSZXF1aXJlbWVudEIIukgFggECEAESTwoYc2VjdXJpdHlfb2ZmaWNlcl9jaGFuZ2VzGAIgASgOMiMuaW5rYW4uYWRtaW4udjEuQXBwcm92YWxSZXF1aXJlbWVudEIIukgFggECEAESTgoXc2VjdXJpdHlfcG9saWN5X2NoYW5nZXMYAyABKA4yIy5pbmthbi5hZG1pbi52MS5BcHByb3ZhbFJlcXVpcmVtZW50Qgi6SAWCAQIQARJHChBzaWduZXJfcmViaW5kaW5nGAQgASgOMiMuaW5rYW4uYWRtaW4udjEuQXBwcm92YWxSZXF1aXJlbWVudEIIukgFggECEAEisAEKFFNlY3VyaXR5UG9saWN5UmVjb3JkEi4KBnBvbGljeRgBIAEoCzIeLmlua2FuLmFkbWluLnYxLlNlY3VyaXR5UG9saWN5Eg8KB3ZlcnNpb24YAiABKAQSLgoKdXBkYXRlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKdXBkYXRlZF9ieRgEIAEoCRITCgthcHByb3ZlZF9ieRgFIAEoCSIaChhHZXRTZWN1cml0eVBvbGljeVJlcXVlc3QiUQoZR2V0U2VjdXJpdHlQb2xpY3lSZXNwb25zZRI0CgZyZWNvcmQYASABKAsyJC5pbmthbi5hZG1pbi52MS5TZWN1cml0eVBvbGljeVJlY29yZCJvChtVcGRhdGVTZWN1cml0eVBvbGljeVJlcXVlc3QSGAoQZXhwZWN0ZWRfdmVyc2lvbhgBIAEoBBI2CgZwb2xpY3kYAiABKAsyHi5pbmthbi5hZG1pbi52MS5TZWN1cml0eVBvbGljeUIGukgDyAEBIlQKHFVwZGF0ZVNlY3VyaXR5UG9saWN5UmVzcG9uc2USNAoGcmVjb3JkGAEgASgLMiQuaW5rYW4uYWRtaW4udjEuU2VjdXJpdHlQb2xpY3lSZWNvcmQqiwEKE0FwcHJvdmFsUmVxdWlyZW1lbnQSJAogQVBQUk9WQUxfUkVRVUlSRU1FTlRfVU5TUEVDSUZJRUQQABIlCiFBUFBST1ZBTF9SRVFVSVJFTUVOVF9EVUFMX0NPTlRST0wQARInCiNBUFBST1ZBTF9SRVFVSVJFTUVOVF9TSU5HTEVfQ09OVFJPTBACMsMGCg1Qb2xpY3lTZXJ2aWNlEnoKEUdldFNlY3VyaXR5UG9saWN5EiguaW5rYW4uYWRtaW4udjEuR2V0U2VjdXJpdHlQb2xpY3lSZXF1ZXN0GikuaW5rYW4uYWRtaW4udjEuR2V0U2VjdXJpdHlQb2xpY3lSZXNwb25zZSIQirUYDAoISU5URVJOQUwQPBK1AQoUVXBkYXRlU2VjdXJpdHlQb2xpY3kSKy5pbmthbi5hZG1pbi52MS5VcGRhdGVTZWN1cml0eVBvbGljeVJlcXVlc3QaLC5pbmthbi5hZG1pbi52MS5VcGRhdGVTZWN1cml0eVBvbGljeVJlc3BvbnNlIkKKtRgUChBJTlZBTElEX0FSR1VNRU5UEAqKtRgLCgdBQk9SVEVEEA6KtRgXChNGQUlMRURfUFJFQ09ORElUSU9OEAUSZwoQR2V0UmVzdG9yZVN0YXR1cxInLmlua2FuLmFkbWluLnYxLkdldFJlc3RvcmVTdGF0dXNSZXF1ZXN0GiguaW5rYW4uYWRtaW4udjEuR2V0UmVzdG9yZVN0YXR1c1Jlc3BvbnNlIgASowEKEkFja25vd2xlZGdlUmVzdG9yZRIpLmlua2FuLmFkbWluLnYxLkFja25vd2xlZGdlUmVzdG9yZVJlcXVlc3QaKi5pbmthbi5hZG1pbi52MS5BY2tub3dsZWRnZVJlc3RvcmVSZXNwb25zZSI2irUYFwoTRkFJTEVEX1BSRUNPTkRJVElPThAFirUYFwoTRkFJTEVEX1BSRUNPTkRJVElPThAyGu4BkrUYEwoPVU5BVVRIRU5USUNBVEVEEAGStRgVChFQRVJNSVNTSU9OX0RFTklFRBACkrUYEwoPVU5BVVRIRU5USUNBVEVEEAOStRgTCg9VTkFVVEhFTlRJQ0FURUQQBJK1GBQKEElOVkFMSURfQVJHVU1FTlQQCpK1GBYKElJFU09VUkNFX0VYSEFVU1RFRBANkrUYDAoISU5URVJOQUwQPJK1GA8KC1VOQVZBSUxBQkxFED+StRgPCgtVTkFWQUlMQUJMRRA+krUYDwoLVU5BVkFJTEFCTEUQPZK1GBEKDVVOSU1QTEVNRU5URUQQQWIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_duration, file_google_protobuf_timestamp, file_inkan_sam_v1_error_options, file_inkan_sam_v1_sam, file_inkan_sam_v1_types]);
+
+/**
+ * GetRestoreStatusRequest is empty.
+ *
+ * @generated from message inkan.admin.v1.GetRestoreStatusRequest
+ */
+export type GetRestoreStatusRequest = Message<"inkan.admin.v1.GetRestoreStatusRequest"> & {
+};
+
+/**
+ * Describes the message inkan.admin.v1.GetRestoreStatusRequest.
+ * Use `create(GetRestoreStatusRequestSchema)` to create a new message.
+ */
+export const GetRestoreStatusRequestSchema: GenMessage<GetRestoreStatusRequest> = /*@__PURE__*/
+  messageDesc(file_inkan_admin_v1_policy, 0);
+
+/**
+ * GetRestoreStatusResponse describes the newest restore.
+ *
+ * @generated from message inkan.admin.v1.GetRestoreStatusResponse
+ */
+export type GetRestoreStatusResponse = Message<"inkan.admin.v1.GetRestoreStatusResponse"> & {
+  /**
+   * True while a restore awaits AcknowledgeRestore (the SAM refuses to sign meanwhile).
+   *
+   * @generated from field: bool awaiting_acknowledgement = 1;
+   */
+  awaitingAcknowledgement: boolean;
+
+  /**
+   * The identity of the restored snapshot (64 lowercase hex characters: SHA-256 of its store
+   * content and audit high-water marks, as `inkan backup` printed it); empty when the store was
+   * never restored.
+   *
+   * @generated from field: string snapshot_id = 2;
+   */
+  snapshotId: string;
+
+  /**
+   * When `inkan restore` ran; unset when the store was never restored.
+   *
+   * @generated from field: google.protobuf.Timestamp restored_at = 3;
+   */
+  restoredAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message inkan.admin.v1.GetRestoreStatusResponse.
+ * Use `create(GetRestoreStatusResponseSchema)` to create a new message.
+ */
+export const GetRestoreStatusResponseSchema: GenMessage<GetRestoreStatusResponse> = /*@__PURE__*/
+  messageDesc(file_inkan_admin_v1_policy, 1);
+
+/**
+ * AcknowledgeRestoreRequest names the restore being acknowledged.
+ *
+ * @generated from message inkan.admin.v1.AcknowledgeRestoreRequest
+ */
+export type AcknowledgeRestoreRequest = Message<"inkan.admin.v1.AcknowledgeRestoreRequest"> & {
+  /**
+   * The restored snapshot's identity (GetRestoreStatusResponse.snapshot_id), so both officers
+   * acknowledge the restore they checked.
+   *
+   * @generated from field: string snapshot_id = 1;
+   */
+  snapshotId: string;
+};
+
+/**
+ * Describes the message inkan.admin.v1.AcknowledgeRestoreRequest.
+ * Use `create(AcknowledgeRestoreRequestSchema)` to create a new message.
+ */
+export const AcknowledgeRestoreRequestSchema: GenMessage<AcknowledgeRestoreRequest> = /*@__PURE__*/
+  messageDesc(file_inkan_admin_v1_policy, 2);
+
+/**
+ * AcknowledgeRestoreResponse says what the acknowledgement changed.
+ *
+ * @generated from message inkan.admin.v1.AcknowledgeRestoreResponse
+ */
+export type AcknowledgeRestoreResponse = Message<"inkan.admin.v1.AcknowledgeRestoreResponse"> & {
+  /**
+   * The acknowledged snapshot's identity.
+   *
+   * @generated from field: string snapshot_id = 1;
+   */
+  snapshotId: string;
+
+  /**
+   * One-time objects voided (challenges, admin nonces, SAD tokens, activation codes).
+   *
+   * @generated from field: uint32 voided_one_time_objects = 2;
+   */
+  voidedOneTimeObjects: number;
+
+  /**
+   * Open transactions ended (they can no longer be authorized or signed).
+   *
+   * @generated from field: uint32 voided_transactions = 3;
+   */
+  voidedTransactions: number;
+
+  /**
+   * Records re-sealed above the newest version the audit log knows (records changed after the
+   * snapshot; their content is the snapshot's, see the runbook).
+   *
+   * @generated from field: uint32 rebased_records = 4;
+   */
+  rebasedRecords: number;
+
+  /**
+   * Signers whose lockout counter was raised from the audit log after the snapshot.
+   *
+   * @generated from field: uint32 raised_lockouts = 5;
+   */
+  raisedLockouts: number;
+};
+
+/**
+ * Describes the message inkan.admin.v1.AcknowledgeRestoreResponse.
+ * Use `create(AcknowledgeRestoreResponseSchema)` to create a new message.
+ */
+export const AcknowledgeRestoreResponseSchema: GenMessage<AcknowledgeRestoreResponse> = /*@__PURE__*/
+  messageDesc(file_inkan_admin_v1_policy, 3);
 
 /**
  * SecurityPolicy is every setting a security officer can change. It is always read and written
@@ -314,7 +438,7 @@ export type SecurityPolicy = Message<"inkan.admin.v1.SecurityPolicy"> & {
  * Use `create(SecurityPolicySchema)` to create a new message.
  */
 export const SecurityPolicySchema: GenMessage<SecurityPolicy> = /*@__PURE__*/
-  messageDesc(file_inkan_admin_v1_policy, 0);
+  messageDesc(file_inkan_admin_v1_policy, 4);
 
 /**
  * ScaScope lets the SCAs it names act for a set of signers (SecurityPolicy.sca_scopes).
@@ -400,7 +524,7 @@ export type ScaScope = Message<"inkan.admin.v1.ScaScope"> & {
  * Use `create(ScaScopeSchema)` to create a new message.
  */
 export const ScaScopeSchema: GenMessage<ScaScope> = /*@__PURE__*/
-  messageDesc(file_inkan_admin_v1_policy, 1);
+  messageDesc(file_inkan_admin_v1_policy, 5);
 
 /**
  * SignerGroups lists signer groups (ScaScope.signer_groups).
@@ -422,7 +546,7 @@ export type SignerGroups = Message<"inkan.admin.v1.SignerGroups"> & {
  * Use `create(SignerGroupsSchema)` to create a new message.
  */
 export const SignerGroupsSchema: GenMessage<SignerGroups> = /*@__PURE__*/
-  messageDesc(file_inkan_admin_v1_policy, 2);
+  messageDesc(file_inkan_admin_v1_policy, 6);
 
 /**
  * DualControlPolicy holds the dual-control switches. Each one left UNSPECIFIED means
@@ -471,7 +595,7 @@ export type DualControlPolicy = Message<"inkan.admin.v1.DualControlPolicy"> & {
  * Use `create(DualControlPolicySchema)` to create a new message.
  */
 export const DualControlPolicySchema: GenMessage<DualControlPolicy> = /*@__PURE__*/
-  messageDesc(file_inkan_admin_v1_policy, 3);
+  messageDesc(file_inkan_admin_v1_policy, 7);
 
 /**
  * SecurityPolicyRecord is the policy in force with its version and who set it.
@@ -522,7 +646,7 @@ export type SecurityPolicyRecord = Message<"inkan.admin.v1.SecurityPolicyRecord"
  * Use `create(SecurityPolicyRecordSchema)` to create a new message.
  */
 export const SecurityPolicyRecordSchema: GenMessage<SecurityPolicyRecord> = /*@__PURE__*/
-  messageDesc(file_inkan_admin_v1_policy, 4);
+  messageDesc(file_inkan_admin_v1_policy, 8);
 
 /**
  * GetSecurityPolicyRequest is empty: there is one policy.
@@ -537,7 +661,7 @@ export type GetSecurityPolicyRequest = Message<"inkan.admin.v1.GetSecurityPolicy
  * Use `create(GetSecurityPolicyRequestSchema)` to create a new message.
  */
 export const GetSecurityPolicyRequestSchema: GenMessage<GetSecurityPolicyRequest> = /*@__PURE__*/
-  messageDesc(file_inkan_admin_v1_policy, 5);
+  messageDesc(file_inkan_admin_v1_policy, 9);
 
 /**
  * GetSecurityPolicyResponse returns the policy in force.
@@ -558,7 +682,7 @@ export type GetSecurityPolicyResponse = Message<"inkan.admin.v1.GetSecurityPolic
  * Use `create(GetSecurityPolicyResponseSchema)` to create a new message.
  */
 export const GetSecurityPolicyResponseSchema: GenMessage<GetSecurityPolicyResponse> = /*@__PURE__*/
-  messageDesc(file_inkan_admin_v1_policy, 6);
+  messageDesc(file_inkan_admin_v1_policy, 10);
 
 /**
  * UpdateSecurityPolicyRequest replaces the policy.
@@ -588,7 +712,7 @@ export type UpdateSecurityPolicyRequest = Message<"inkan.admin.v1.UpdateSecurity
  * Use `create(UpdateSecurityPolicyRequestSchema)` to create a new message.
  */
 export const UpdateSecurityPolicyRequestSchema: GenMessage<UpdateSecurityPolicyRequest> = /*@__PURE__*/
-  messageDesc(file_inkan_admin_v1_policy, 7);
+  messageDesc(file_inkan_admin_v1_policy, 11);
 
 /**
  * UpdateSecurityPolicyResponse returns the new policy in force.
@@ -609,7 +733,7 @@ export type UpdateSecurityPolicyResponse = Message<"inkan.admin.v1.UpdateSecurit
  * Use `create(UpdateSecurityPolicyResponseSchema)` to create a new message.
  */
 export const UpdateSecurityPolicyResponseSchema: GenMessage<UpdateSecurityPolicyResponse> = /*@__PURE__*/
-  messageDesc(file_inkan_admin_v1_policy, 8);
+  messageDesc(file_inkan_admin_v1_policy, 12);
 
 /**
  * ApprovalRequirement says whether an operation needs a second security officer's approval.
@@ -718,6 +842,47 @@ export const PolicyService: GenService<{
     methodKind: "unary";
     input: typeof UpdateSecurityPolicyRequestSchema;
     output: typeof UpdateSecurityPolicyResponseSchema;
+  },
+  /**
+   * GetRestoreStatus says whether the store was restored from a backup (`inkan restore`) and
+   * the restore still awaits its acknowledgement. While it does, the SAM refuses every
+   * inkan.sam.v1 call and every RegistrationService call (INTERNAL, REASON_INTEGRITY_VIOLATION):
+   * nothing is signed and no one-time object is consumed.
+   *
+   * Role: PRIVILEGED_ROLE_SECURITY_OFFICER.
+   *
+   * @generated from rpc inkan.admin.v1.PolicyService.GetRestoreStatus
+   */
+  getRestoreStatus: {
+    methodKind: "unary";
+    input: typeof GetRestoreStatusRequestSchema;
+    output: typeof GetRestoreStatusResponseSchema;
+  },
+  /**
+   * AcknowledgeRestore ends the restricted state after a restore, under dual control (always:
+   * no policy switch turns it off): the first security officer's call is held
+   * (FAILED_PRECONDITION, REASON_APPROVAL_REQUIRED), and a second, distinct security officer
+   * approves it with PrivilegedUserService.ApprovePendingRequest. Then the SAM voids every
+   * one-time object (challenges, admin nonces, SAD tokens, activation codes) and every open
+   * transaction in the store, raises the signers' lockout counters by the factor failures the
+   * audit log recorded after the snapshot, re-seals every record the audit log knows a newer
+   * version of (so the rollback check accepts the restored copy), audits "store.restore_acknowledged"
+   * with the snapshot's identity and the old and new audit high-water marks, and serves again.
+   *
+   * Role: PRIVILEGED_ROLE_SECURITY_OFFICER. Dual control: always.
+   *
+   * Errors:
+   * - FAILED_PRECONDITION, REASON_APPROVAL_REQUIRED: held for a second security officer; the
+   *   ApprovalRequired detail names the pending request.
+   * - FAILED_PRECONDITION, REASON_STATE_CONFLICT (field "snapshot_id"): no restore awaits
+   *   acknowledgement, or snapshot_id is not the identity of the restored snapshot.
+   *
+   * @generated from rpc inkan.admin.v1.PolicyService.AcknowledgeRestore
+   */
+  acknowledgeRestore: {
+    methodKind: "unary";
+    input: typeof AcknowledgeRestoreRequestSchema;
+    output: typeof AcknowledgeRestoreResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_inkan_admin_v1_policy, 0);

@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import type { DescService } from "@bufbuild/protobuf";
-import type { HandlerContext } from "@connectrpc/connect";
+import type { HandlerContext, Interceptor } from "@connectrpc/connect";
 import type { JSONWebKeySet } from "jose";
 import type { Logger } from "pino";
 import { DualControl } from "./admin/dual-control.js";
@@ -18,6 +18,9 @@ import { InkanError } from "./errors.js";
 import { FieldCipher, RecordSealer } from "./integrity/record-sealer.js";
 import { openRecordHeads, type RecordHeads } from "./integrity/record-heads.js";
 import { VerifiedRecords } from "./integrity/sealed-records.js";
+import { RestoreGate, findPendingRestore, restoreAwaitingMessage } from "./integrity/restore-state.js";
+import { restoreService } from "./transport/restore-service.js";
+import { markServing } from "./integrity/serve-marker.js";
 import { AuthorizationSeals } from "./sap/authorization-seal.js";
 import { createMongoStore } from "./store/mongodb/mongo-store.js";
 import type { Store } from "./store/port.js";
@@ -140,6 +143,9 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
       },
     });
     const records = new VerifiedRecords(store, sealer, heads);
+    // Issue 22: a restore (`inkan restore`) not yet acknowledged by two security officers, from the audit log: nothing signs meanwhile.
+    const restore = new RestoreGate(await findPendingRestore(store), () => applyHealth());
+    if (restore.pending) log.error({ snapshotId: restore.pending.snapshotId }, restoreAwaitingMessage);
     // Issue 14 (T-2.2.2.2): sealed authorizations and the MACs of DTBS/R entries and SAD tokens;
     // the progress of each authorization is a head of its own (txn:<id>), so a row put back signs nothing.
     const seals = new AuthorizationSeals({ keys: crypto, onViolation: (kind, id, cause) => sealer.reportViolation(kind, id, cause) });
@@ -166,7 +172,7 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
     const applyHealth = () => {
       const sam = (s: string) => s.startsWith("inkan.sam.v1.");
       server?.health.setWhere((s) => !sam(s), moduleState.available ? Status.SERVING : Status.NOT_SERVING);
-      server?.health.setWhere(sam, moduleState.available && gate.isOpen ? Status.SERVING : Status.NOT_SERVING);
+      server?.health.setWhere(sam, moduleState.available && gate.isOpen && restore.isOpen ? Status.SERVING : Status.NOT_SERVING);
     };
     // R-3.2.2.3: a policy that fails its check stops signing until security officers restore it.
     const gate = new PolicyIntegrityGate({
@@ -205,7 +211,10 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
         ...privilegedUserService(users),
         ...approvalService({ dual, audit: auditLog, users, services, handlerOf: (path) => handlerOf(implementations, services, path) }),
       },
-      "inkan.admin.v1.PolicyService": policyService(policies, auditLog),
+      "inkan.admin.v1.PolicyService": {
+        ...policyService(policies, auditLog),
+        ...restoreService({ gate: restore, audit: auditLog, deps: { store, sealer, heads, records, lockoutThreshold: async () => (await policies.current()).lockoutThreshold } }),
+      },
       "inkan.admin.v1.AuditService": auditService({ store, crypto, audit: auditLog }),
       "inkan.admin.v1.RegistrationService": {
         ...registrationService(signers, credentials, activation),
@@ -232,7 +241,7 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
       authenticateAdmin: (req) => users.authenticate(req),
       implementations,
       outerInterceptors: [createRefusalAuditInterceptor(auditLog)],
-      gateInterceptors: [createPolicyGateInterceptor(gate), createTrustedCaInterceptor(policies)],
+      gateInterceptors: [createPolicyGateInterceptor(gate), createRestoreGateInterceptor(restore), createTrustedCaInterceptor(policies)],
       innerInterceptors: [createOperationAuditInterceptor(auditLog), createDualControlInterceptor(dual, { users, policies, credentials, signers, random: crypto }, auditLog)],
     });
     server = started;
@@ -248,6 +257,8 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
       onError: (err) => log.warn({ err }, "purging expired one-time objects failed; retried at the next tick"),
     });
     const openedHeads = heads;
+    // Issue 22: `inkan restore` refuses while this process serves the data directory.
+    const serving = markServing(config.dataDir);
     return {
       ...started,
       async close(graceMs) {
@@ -261,6 +272,7 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
         await auditLog.close().catch((err: unknown) => log.error({ err }, "audit close failed"));
         await opened.close();
         await crypto.close();
+        serving.release();
       },
     };
   } catch (err) {
@@ -271,6 +283,14 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
     await crypto.close().catch(() => undefined);
     throw err;
   }
+}
+
+/** Issue 22: while a restore awaits acknowledgement, every call that signs or consumes a one-time object is refused. */
+function createRestoreGateInterceptor(restore: RestoreGate): Interceptor {
+  return (next) => async (req) => {
+    restore.assertAllows(req.service.typeName);
+    return next(req);
+  };
 }
 
 /** Applies the security policy's audit checkpoint settings (audit_checkpoint_every_records, audit_checkpoint_interval). */

@@ -13,6 +13,10 @@ const usage = `usage:
                                            verify the audit log: OK, or the first break per node
   inkan audit verify --file EXPORT.jsonl --public-key KEY [--partial]
                                            verify an exported audit log offline
+  inkan backup --data-dir DIR --out FILE   a consistent online snapshot of the store and the data
+                                           directory's files (never the token: back up keys with the HSM's tools)
+  inkan restore --data-dir DIR --from FILE put a backup back (server stopped); the SAM signs again
+                                           once two security officers acknowledge it
   inkan admin NOUN VERB [ARGS] [--json]    the privileged tasks over the admin API (signer,
                                            approval, credential, policy, audit, user):
                                            \`inkan admin --help\`
@@ -29,6 +33,10 @@ export async function main(argv: string[]): Promise<number> {
         return await serveCommand(rest);
       case "audit":
         return await (await import("./audit-command.js")).auditVerifyCommand(rest);
+      case "backup":
+        return await (await import("./backup-command.js")).backupCommand(rest);
+      case "restore":
+        return await (await import("./backup-command.js")).restoreCommand(rest);
       case "admin":
         return await (await import("./admin.js")).adminCommand(rest);
       case "help":

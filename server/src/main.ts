@@ -213,7 +213,7 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
       },
       "inkan.admin.v1.PolicyService": {
         ...policyService(policies, auditLog),
-        ...restoreService({ gate: restore, audit: auditLog, deps: { store, sealer, heads, records, lockoutThreshold: async () => (await policies.current()).lockoutThreshold } }),
+        ...restoreService({ gate: restore, audit: auditLog, deps: { store, audit: auditLog, sealer, heads, records, lockoutThreshold: async () => (await policies.current()).lockoutThreshold }, afterAcknowledged: () => gate.check() }),
       },
       "inkan.admin.v1.AuditService": auditService({ store, crypto, audit: auditLog }),
       "inkan.admin.v1.RegistrationService": {

@@ -101,6 +101,7 @@ const samples: { [K in EventFunctionName]: () => AuditEvent } = {
       voidedTransactions: 1,
       rebasedRecords: 2,
       raisedLockouts: 1,
+      rejectedApprovals: 1,
     }),
   auditListed: () => events.auditListed({ auditor, records: 12 }),
   auditVerified: () => events.auditVerified({ auditor, ok: false, brokenNodes: ["node-1"] }),

@@ -782,9 +782,9 @@ function highWaterMarksText(marks: Readonly<Record<string, number>>): string {
     .join(",");
 }
 
-/** `inkan backup` took a snapshot ("store.backup_taken"): its identity and the audit high-water marks it holds. */
+/** `inkan backup` took a snapshot ("store.backup_created"): its identity and the audit high-water marks it holds. */
 export function storeBackupTaken(input: { snapshotId: string; highWaterMarks: Readonly<Record<string, number>>; store: string }): AuditEvent {
-  return build("store.backup_taken", {
+  return build("store.backup_created", {
     actor: systemActor,
     details: { snapshot_id: input.snapshotId, high_water_marks: highWaterMarksText(input.highWaterMarks), store: input.store },
   });
@@ -822,6 +822,7 @@ export function storeRestoreAcknowledged(input: Requested & {
   voidedTransactions: number;
   rebasedRecords: number;
   raisedLockouts: number;
+  rejectedApprovals: number;
 }): AuditEvent {
   return build("store.restore_acknowledged", {
     actor: input.requester,
@@ -836,6 +837,7 @@ export function storeRestoreAcknowledged(input: Requested & {
       voided_transactions: input.voidedTransactions,
       rebased_records: input.rebasedRecords,
       raised_lockouts: input.raisedLockouts,
+      rejected_approvals: input.rejectedApprovals,
     },
   });
 }

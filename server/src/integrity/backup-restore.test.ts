@@ -112,6 +112,7 @@ const after: {
   completedTx?: { transactionId: string; rSad: Awaited<ReturnType<typeof begin>>["rSad"] };
   activation?: { signerId: string; code: string; request: Awaited<ReturnType<typeof buildActivationRequest>>["request"] };
   adminJws?: string;
+  approval?: { pendingRequestId: string; requestDigest: Uint8Array };
   failedBefore?: number;
   signaturesAfterSnapshot?: number;
 } = {};
@@ -145,6 +146,11 @@ describe("issue 22: backup and restore", () => {
       challenge: ch.challenge, samKey: ch.encryptionKey!, audience: ch.audience,
     });
     after.activation = { signerId: enrolled.signerId, code: enrolled.code, request };
+    // A request held under dual control before the snapshot, approved (and performed) after it.
+    const policy = (await policyAs(t.firstSecurityOfficer).getSecurityPolicy({})).record!;
+    const held = await errorOf(policyAs(t.firstSecurityOfficer).updateSecurityPolicy({ expectedVersion: policy.version, policy: policy.policy! }));
+    const heldDetail = held.findDetails(ApprovalRequiredSchema)[0]!;
+    after.approval = { pendingRequestId: heldDetail.pendingRequestId, requestDigest: heldDetail.requestDigest };
     const { nonce } = await createClient(PrivilegedSessionService, t.transport("grpc", t.firstSecurityOfficer.cert)).createRequestNonce({});
 
     backup = await takeBackup(config(), join(work, "backup.inkan"), openConfigured);
@@ -156,7 +162,7 @@ describe("issue 22: backup and restore", () => {
     expect(paths).toContain("store/store.sqlite3");
     expect(paths.some((p) => p.startsWith("pki/"))).toBe(true);
     expect(paths.filter((p) => p.startsWith("tokens/") || p.startsWith("hsm/") || p === "softhsm2.conf")).toEqual([]);
-    const taken = auditRecords("store.backup_taken");
+    const taken = auditRecords("store.backup_created");
     expect(taken.map(details).map((d) => d["snapshot_id"])).toContain(backup.snapshotId);
 
     // After the snapshot: each kind of object is consumed, signatures are made, the lockout counter rises.
@@ -166,6 +172,8 @@ describe("issue 22: backup and restore", () => {
     const t2 = await sca().authorize({ transactionId: pending.transactionId, rSad: pending.rSad });
     expect((await sca().signHash({ authorization: { case: "sadToken", value: t2.sadToken }, hashes: [pending.hash] })).signatures).toHaveLength(1);
     await device().activate(request);
+    const approved = await createClient(PrivilegedUserService, t.as(so2)).approvePendingRequest(after.approval);
+    expect(approved.pendingApproval?.state).toBe(PendingApprovalState.EXECUTED);
     after.adminJws = await signedHeader(t.firstSecurityOfficer, nonce, getPolicyMethod, getPolicyDigest);
     await getPolicyWith(after.adminJws); // the nonce issued before the snapshot is consumed after it
     expect(await reasonOf(getPolicyWith(after.adminJws))).toBe(Reason.NONCE_REPLAYED);
@@ -206,7 +214,7 @@ describe("issue 22: backup and restore", () => {
     expect(status.snapshotId).toBe(backup.snapshotId);
     // The audit tail written after the snapshot is in the restored store: nothing that happened is lost.
     expect(auditRecords("signature.created").length).toBe(after.signaturesAfterSnapshot);
-    expect(auditRecords("store.backup_taken").map(details).map((d) => d["snapshot_id"])).toContain(backup.snapshotId);
+    expect(auditRecords("store.backup_created").map(details).map((d) => d["snapshot_id"])).toContain(backup.snapshotId);
     const restoredEvent = auditRecords("store.restored").map(details).at(-1)!;
     expect(restoredEvent["snapshot_id"]).toBe(backup.snapshotId);
     expect(restoredEvent["old_high_water_marks"]).not.toBe(restoredEvent["new_high_water_marks"]);
@@ -263,6 +271,7 @@ describe("issue 22: backup and restore", () => {
       "activation request (challenge and activation code) used after the snapshot": await outcome(device().activate(after.activation!.request)),
       "activation code used after the snapshot, with a fresh challenge": await outcome(freshActivation()),
       "admin request whose nonce was used after the snapshot": await outcome(getPolicyWith(after.adminJws!)),
+      "approval of a request performed after the snapshot": await outcome(createClient(PrivilegedUserService, t.as(so2)).approvePendingRequest(after.approval!)),
     };
     console.log(replays);
     for (const [what, result] of Object.entries(replays)) expect.soft(result, what).not.toBe("accepted");

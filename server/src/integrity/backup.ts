@@ -11,7 +11,7 @@
  *   files or logs. Keys are backed up with the HSM's own tools (ROLLBACK.md, README runbook).
  *
  * The snapshot's identity (SHA-256 of its content and the audit high-water marks) is in the file
- * and in a "store.backup_taken" audit record, written on the CLI's own audit chain
+ * and in a "store.backup_created" audit record, written on the CLI's own audit chain
  * (restore-state.ts CLI_NODE_ID) right after the snapshot, so it is not inside the snapshot.
  */
 import { execFile } from "node:child_process";

@@ -12,11 +12,17 @@
  *    highest count any "factor.check_failed" after the snapshot recorded, and it is locked when
  *    that reaches the threshold or a lock was recorded. Never lowered.
  *
+ * 4. Every request still PENDING under dual control is rejected: one decided after the snapshot
+ *    came back PENDING and could be approved, and performed, a second time.
+ *
  * Each step is idempotent, and the acknowledgement is audited only after all of them: a failure
  * leaves the restore pending, and the next acknowledgement does the rest.
  */
 import canonicalize from "canonicalize";
-import type { PolicyRecord, RecordKind, SealedRecord, Store } from "../store/port.js";
+import type { PendingApprovalBody } from "../admin/dual-control.js";
+import type { AuditLog } from "../audit/audit-log.js";
+import { approvalRejected, systemActor } from "../audit/events.js";
+import type { PendingApprovalRecord, PolicyRecord, RecordKind, SealedRecord, Store } from "../store/port.js";
 import { queryableFields } from "../store/port.js";
 import type { SignerBody } from "../registration/signers.js";
 import type { RecordSealer } from "./record-sealer.js";
@@ -26,6 +32,7 @@ import { FACTOR_CHECK_FAILED, bodyOf, recordsOfEvent, type PendingRestore } from
 
 export interface AcknowledgeDeps {
   store: Store;
+  audit: AuditLog;
   sealer: RecordSealer;
   heads: Pick<RecordHeads, "entries" | "advance">;
   records: VerifiedRecords;
@@ -38,6 +45,7 @@ export interface AcknowledgeCounts {
   voidedTransactions: number;
   rebasedRecords: number;
   raisedLockouts: number;
+  rejectedApprovals: number;
 }
 
 const sealedKinds = new Set<string>(Object.keys(queryableFields));
@@ -47,7 +55,29 @@ export async function applyRestoreAcknowledgement(d: AcknowledgeDeps, pending: P
   const voided = await d.store.voidOneTimeState({ now: d.now });
   const rebasedRecords = await rebase(d);
   const raisedLockouts = await raiseLockouts(d, pending);
-  return { voidedOneTimeObjects: voided.oneTimeObjects, voidedTransactions: voided.transactions, rebasedRecords, raisedLockouts };
+  const rejectedApprovals = await rejectPendingApprovals(d, pending);
+  return { voidedOneTimeObjects: voided.oneTimeObjects, voidedTransactions: voided.transactions, rebasedRecords, raisedLockouts, rejectedApprovals };
+}
+
+/** Who decided the requests the acknowledgement rejects (no privileged user: the SAM). */
+export const RESTORE_DECIDER = "system:restore";
+
+/** Rejects every PENDING request under dual control (step 4), each audited as "approval.rejected" by the system. */
+async function rejectPendingApprovals(d: AcknowledgeDeps, pending: PendingRestore): Promise<number> {
+  let rejected = 0;
+  for (;;) {
+    const page = await d.store.listPendingApprovals({ state: "PENDING", limit: 100, now: d.now });
+    if (page.items.length === 0) return rejected;
+    for (const item of page.items) {
+      const record = await d.sealer.verify(item);
+      const body: PendingApprovalBody = { ...(JSON.parse(record.body) as PendingApprovalBody), comment: `voided by the acknowledgement of restore ${pending.restoreId}` };
+      const next = await d.sealer.seal<PendingApprovalRecord>({ ...record, version: record.version + 1, state: "REJECTED", decidedBy: RESTORE_DECIDER, decidedAt: d.now, body: canonicalize(body)! });
+      const decided = await d.store.decidePendingApproval({ id: record.id, from: "PENDING", to: "REJECTED", decidedBy: RESTORE_DECIDER, decidedAt: d.now, body: next.body, seal: next.seal, now: d.now });
+      if (!decided) continue; // decided meanwhile (or expired): no longer approvable either way
+      await d.audit.record(approvalRejected({ actor: systemActor, method: record.method, pendingRequestId: record.id }));
+      rejected++;
+    }
+  }
 }
 
 /** Re-seals every stored record below its head at head + 1 (through each version, as the store's compare-and-set asks). */

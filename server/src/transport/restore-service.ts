@@ -17,7 +17,14 @@ import { kRequestId } from "./identity.js";
 
 type Impl = Pick<ServiceImpl<typeof PolicyService>, "getRestoreStatus" | "acknowledgeRestore">;
 
-export function restoreService(o: { gate: RestoreGate; audit: AuditLog; deps: Omit<AcknowledgeDeps, "now">; clock?: () => Date }): Impl {
+export function restoreService(o: {
+  gate: RestoreGate;
+  audit: AuditLog;
+  deps: Omit<AcknowledgeDeps, "now">;
+  /** Run once acknowledged: e.g. the policy integrity gate checks the re-based policy at once. */
+  afterAcknowledged?: () => Promise<unknown>;
+  clock?: () => Date;
+}): Impl {
   const clock = o.clock ?? (() => new Date());
   let acknowledging: Promise<unknown> | undefined;
   return {
@@ -50,12 +57,13 @@ export function restoreService(o: { gate: RestoreGate; audit: AuditLog; deps: Om
           }),
         );
         o.gate.acknowledged(pending.restoreId);
+        await o.afterAcknowledged?.();
         return counts;
       })();
       acknowledging = run;
       try {
         const c = await run;
-        return { snapshotId: pending.snapshotId, voidedOneTimeObjects: c.voidedOneTimeObjects, voidedTransactions: c.voidedTransactions, rebasedRecords: c.rebasedRecords, raisedLockouts: c.raisedLockouts };
+        return { snapshotId: pending.snapshotId, voidedOneTimeObjects: c.voidedOneTimeObjects, voidedTransactions: c.voidedTransactions, rebasedRecords: c.rebasedRecords, raisedLockouts: c.raisedLockouts, rejectedApprovals: c.rejectedApprovals };
       } finally {
         acknowledging = undefined;
       }

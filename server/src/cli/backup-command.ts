@@ -1,12 +1,12 @@
 /**
  * `inkan backup --data-dir DIR --out FILE` and `inkan restore --data-dir DIR --from FILE`
- * (issue 22; integrity/backup.ts, integrity/restore.ts, the README runbook). Exit code 0 on
+ * (issue 22; backup.ts, restore.ts, the README runbook). Exit code 0 on
  * success, 1 when refused or failed (nothing restored), 2 for a usage error.
  */
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { parseConfig, readEnv, withConfigFile, type RawConfig } from "../config/config.js";
-import type { Opener } from "../integrity/backup.js";
+import type { Opener } from "./backup.js";
 
 function configFrom(values: { "data-dir"?: string | undefined; config?: string | undefined }) {
   const flags: RawConfig = {};
@@ -34,7 +34,7 @@ export async function backupCommand(args: string[]): Promise<number> {
     return 2;
   }
   const config = configFrom(values);
-  const { takeBackup } = await import("../integrity/backup.js");
+  const { takeBackup } = await import("./backup.js");
   const result = await takeBackup(config, resolve(values.out), openConfigured);
   if (values.json) {
     console.log(JSON.stringify(result));
@@ -55,7 +55,7 @@ export async function restoreCommand(args: string[]): Promise<number> {
     return 2;
   }
   const config = configFrom(values);
-  const { restoreBackup } = await import("../integrity/restore.js");
+  const { restoreBackup } = await import("./restore.js");
   const result = await restoreBackup(config, resolve(values.from), openConfigured);
   if (values.json) {
     console.log(JSON.stringify(result));

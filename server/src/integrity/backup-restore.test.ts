@@ -2,7 +2,7 @@
  * Backup and restore (issue 22; ROLLBACK.md "Backup and restore"): back up while the server runs,
  * sign and consume after the snapshot, restore, and try to get anything back. The real server
  * (startTestServer: SoftHSM2, SQLite, mTLS, gRPC), `inkan backup` / `inkan restore` as the CLI
- * runs them (integrity/backup.ts, restore.ts) and `inkan audit verify`.
+ * runs them (cli/backup.ts, cli/restore.ts) and `inkan audit verify`.
  *
  * What must hold: the SAM refuses to sign until two distinct security officers acknowledge the
  * restore (also after restarts, and never one officer alone); after the acknowledgement every
@@ -35,8 +35,8 @@ import { parseConfig } from "../config/config.js";
 import { sqliteStoreFile } from "../store/sqlite/sqlite-store.js";
 import { errorOf, startTestServer, transportFor, type PrivilegedPerson, type TestServer } from "../testing/harness.js";
 import { activeSignerWithCredential, enrolledSigner, testPin } from "../testing/signers.js";
-import { takeBackup, type BackupResult } from "./backup.js";
-import { restoreBackup } from "./restore.js";
+import { takeBackup, type BackupResult } from "../cli/backup.js";
+import { restoreBackup } from "../cli/restore.js";
 
 let t: TestServer;
 let operator: PrivilegedPerson;

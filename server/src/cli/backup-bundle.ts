@@ -15,7 +15,7 @@ import { createHash } from "node:crypto";
 import { closeSync, openSync, readSync, writeSync } from "node:fs";
 import canonicalize from "canonicalize";
 import { InkanError } from "../errors.js";
-import type { HighWaterMarks } from "./restore-state.js";
+import type { HighWaterMarks } from "../integrity/restore-state.js";
 
 export const BUNDLE_HEADER = "INKAN-BACKUP/1";
 /** The manifest path of the store snapshot (SQLite database file, or a pg_dump custom-format archive). */

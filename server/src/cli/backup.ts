@@ -2,7 +2,7 @@
  * `inkan backup` (issue 22): a consistent online snapshot of the store plus the data directory's
  * files that are not the crypto module's token, in one file (backup-bundle.ts), audited when taken.
  *
- * - SQLite: the online backup API (better-sqlite3 `db.backup()`), page by page while the server
+ * - SQLite: the online backup API (better-sqlite3 `db.backup()`, store/sqlite/sqlite-snapshot.ts), page by page while the server
  *   keeps writing; the copy is one consistent state of the database.
  * - PostgreSQL: `pg_dump --format=custom --snapshot=S`, where S is exported by a REPEATABLE READ
  *   transaction that also reads the audit high-water marks: the dump and the marks are one state.
@@ -14,22 +14,18 @@
  * and in a "store.backup_created" audit record, written on the CLI's own audit chain
  * (restore-state.ts CLI_NODE_ID) right after the snapshot, so it is not inside the snapshot.
  */
-import { execFile } from "node:child_process";
 import { mkdtempSync, readdirSync, rmSync, statSync, lstatSync } from "node:fs";
 import { dirname, join, relative, sep } from "node:path";
-import { promisify } from "node:util";
-import Database from "better-sqlite3";
-import pg from "pg";
 import { createAuditLog, type ChainedAuditLog } from "../audit/audit-log.js";
 import { storeBackupTaken } from "../audit/events.js";
 import type { Config } from "../config/config.js";
 import type { AuditSigning, DataObjects } from "../crypto/port.js";
 import { InkanError } from "../errors.js";
 import type { Store } from "../store/port.js";
+import { snapshotPostgres } from "../store/postgres/postgres-snapshot.js";
+import { snapshotSqlite } from "../store/sqlite/sqlite-snapshot.js";
 import { BUNDLE_HEADER, STORE_ENTRY, sha256File, snapshotIdOf, writeBundle, type BundleFile, type BundleManifest } from "./backup-bundle.js";
-import { CLI_NODE_ID, type HighWaterMarks } from "./restore-state.js";
-
-const run = promisify(execFile);
+import { CLI_NODE_ID, type HighWaterMarks } from "../integrity/restore-state.js";
 
 /** What `inkan backup` and `inkan restore` open: the configured crypto module and store. */
 export interface Opened {
@@ -73,66 +69,6 @@ function dataDirFiles(dataDir: string, excluded: readonly string[]): string[] {
   };
   walk(dataDir);
   return out;
-}
-
-/** The newest audit sequence per node in a SQLite database file (read only). */
-export function sqliteHighWaterMarks(file: string): Marks {
-  const db = new Database(file, { readonly: true, fileMustExist: true });
-  try {
-    const rows = db.prepare(marksQuery).all() as MarkRow[];
-    return marksOf(rows);
-  } finally {
-    db.close();
-  }
-}
-
-/** The newest record of each node: its sequence and hash. */
-const marksQuery = "SELECT a.node_id, a.sequence AS seq, a.hash FROM audit_records a JOIN (SELECT node_id, MAX(sequence) AS m FROM audit_records GROUP BY node_id) b ON a.node_id = b.node_id AND a.sequence = b.m";
-interface MarkRow {
-  node_id: string;
-  seq: number | string;
-  hash: Uint8Array;
-}
-export interface Marks {
-  highWaterMarks: HighWaterMarks;
-  highWaterHashes: Record<string, string>;
-}
-function marksOf(rows: MarkRow[]): Marks {
-  return {
-    highWaterMarks: Object.fromEntries(rows.map((r) => [r.node_id, Number(r.seq)])),
-    highWaterHashes: Object.fromEntries(rows.map((r) => [r.node_id, Buffer.from(r.hash).toString("hex")])),
-  };
-}
-
-/** Copies the SQLite store with the online backup API; returns the audit marks of the copy. */
-async function snapshotSqlite(live: string, copy: string): Promise<Marks> {
-  const db = new Database(live, { fileMustExist: true });
-  try {
-    db.pragma("busy_timeout = 10000");
-    await db.backup(copy);
-  } finally {
-    db.close();
-  }
-  return sqliteHighWaterMarks(copy);
-}
-
-/** pg_dump of one consistent state, and the audit marks of that same state (an exported snapshot). */
-async function snapshotPostgres(uri: string, copy: string): Promise<Marks> {
-  const client = new pg.Client({ connectionString: uri });
-  await client.connect();
-  try {
-    await client.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
-    const snapshot = (await client.query("SELECT pg_export_snapshot() AS s")).rows[0].s as string;
-    const rows = (await client.query(marksQuery)).rows as MarkRow[];
-    await run("pg_dump", ["--format=custom", `--snapshot=${snapshot}`, "--no-owner", "--file", copy, "--dbname", uri]);
-    await client.query("COMMIT");
-    return marksOf(rows);
-  } catch (err) {
-    if ((err as { code?: string }).code === "ENOENT") throw new InkanError("STORE_FAILURE", "pg_dump is not installed (apt-get install -y postgresql-client)", { cause: err });
-    throw err;
-  } finally {
-    await client.end().catch(() => undefined);
-  }
 }
 
 export interface BackupResult {

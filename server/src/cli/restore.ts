@@ -21,10 +21,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from "node:fs";
-import { execFile } from "node:child_process";
 import { dirname, join } from "node:path";
-import { promisify } from "node:util";
-import pg from "pg";
 import { storeRestored } from "../audit/events.js";
 import type { Config } from "../config/config.js";
 import { InkanError } from "../errors.js";
@@ -34,10 +31,9 @@ import type { AuditCheckpoint, AuditRecord, Store } from "../store/port.js";
 import { maxPageSize } from "../store/port.js";
 import { STORE_ENTRY, readBundle, type BundleManifest } from "./backup-bundle.js";
 import { auditOnCliChain, excludedPaths, type Opener } from "./backup.js";
-import type { HighWaterMarks } from "./restore-state.js";
-import { servingPid } from "./serve-marker.js";
-
-const run = promisify(execFile);
+import type { HighWaterMarks } from "../integrity/restore-state.js";
+import { servingPid } from "../integrity/serve-marker.js";
+import { otherSessions, restorePostgres } from "../store/postgres/postgres-snapshot.js";
 
 export interface RestoreResult {
   restoreId: string;
@@ -80,7 +76,10 @@ export async function restoreBackup(config: Config, from: string, open: Opener, 
     if (manifest.store !== kind) throw new InkanError("INVALID_REQUEST", `the backup holds a ${manifest.store} store; this data directory is configured for ${kind}`);
     const snapshot = extracted.get(STORE_ENTRY[kind]);
     if (!snapshot) throw new InkanError("INVALID_REQUEST", "the backup holds no store snapshot");
-    if (kind === "postgres") await refuseOtherSessions(config.store.uri);
+    if (kind === "postgres") {
+      const n = await otherSessions(config.store.uri);
+      if (n > 0) throw new InkanError("STATE_CONFLICT", `${n} other session(s) are connected to the database: stop every SAM node before restoring`);
+    }
 
     // 3. The tail after the snapshot, from the live store, kept in a file before anything is overwritten.
     const restoreId = `rst_${randomUUID()}`;
@@ -100,7 +99,7 @@ export async function restoreBackup(config: Config, from: string, open: Opener, 
       target = join(work, "store.sqlite3");
       renameSync(snapshot, target);
     } else {
-      await run("pg_restore", ["--clean", "--if-exists", "--no-owner", "--single-transaction", "--dbname", config.store.uri, snapshot]);
+      await restorePostgres(config.store.uri, snapshot);
     }
     const restoredStore = target ? await createSqliteStore({ file: target }) : undefined;
     const result = { restoreId, snapshotId: manifest.snapshotId, oldHighWaterMarks: tail.oldHighWaterMarks, newHighWaterMarks: manifest.highWaterMarks };
@@ -214,18 +213,6 @@ function writeTailFile(file: string, tail: Tail): void {
     ...tail.checkpoints.map((c) => JSON.stringify({ checkpoint: { ...c, time: c.time.toISOString(), signature: b64(c.signature) } })),
   ];
   writeFileSync(file, `${lines.join("\n")}\n`, { mode: 0o600 });
-}
-
-/** PostgreSQL: no other session may be connected to the database while it is restored. */
-async function refuseOtherSessions(uri: string): Promise<void> {
-  const client = new pg.Client({ connectionString: uri });
-  await client.connect();
-  try {
-    const n = Number((await client.query("SELECT COUNT(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")).rows[0].n);
-    if (n > 0) throw new InkanError("STATE_CONFLICT", `${n} other session(s) are connected to the database: stop every SAM node before restoring`);
-  } finally {
-    await client.end().catch(() => undefined);
-  }
 }
 
 export type { BundleManifest };

@@ -10,16 +10,17 @@
  * nonce, authorized and completed transactions) stays unusable; lockout counters are as before
  * the restore or higher; the audit tail written after the snapshot is kept and verifies.
  */
+import { execFile } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { toBinary } from "@bufbuild/protobuf";
-import { anyUnpack } from "@bufbuild/protobuf/wkt";
 import { ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
 import { Reason, buildActivationRequest, buildRSad, createDeviceKey, inkanErrorReason, requestSignatureHeader, type DeviceKey } from "@inkan/sdk";
 import { PrivilegedSessionService } from "@inkan/sdk/gen/inkan/admin/v1/auth_pb.js";
-import { AcknowledgeRestoreResponseSchema, GetSecurityPolicyRequestSchema, PolicyService } from "@inkan/sdk/gen/inkan/admin/v1/policy_pb.js";
+import { GetSecurityPolicyRequestSchema, PolicyService } from "@inkan/sdk/gen/inkan/admin/v1/policy_pb.js";
 import { PendingApprovalState, PrivilegedUserService } from "@inkan/sdk/gen/inkan/admin/v1/privileged_user_pb.js";
 import { RegistrationService } from "@inkan/sdk/gen/inkan/admin/v1/registration_pb.js";
 import { ApprovalRequiredSchema, PrivilegedRole } from "@inkan/sdk/gen/inkan/admin/v1/types_pb.js";
@@ -104,6 +105,36 @@ const getPolicyMethod = `/${PolicyService.typeName}/${PolicyService.method.getSe
 const getPolicyDigest = createHash("sha256").update(toBinary(GetSecurityPolicyRequestSchema, { $typeName: "inkan.admin.v1.GetSecurityPolicyRequest" })).digest();
 const getPolicyWith = (jws: string) =>
   createClient(PolicyService, transportFor("grpc", t.server.url, { ca: t.pki.ca, ...t.firstSecurityOfficer.cert }, [withHeader(jws)])).getSecurityPolicy({});
+
+const bin = fileURLToPath(new URL("../../bin/inkan.js", import.meta.url));
+
+/** Runs `inkan admin ...args` (the built CLI) as `who`, default the first security officer (from the data directory). */
+function inkanAdmin(args: string[], who?: PrivilegedPerson): Promise<{ code: number; stdout: string; stderr: string }> {
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  for (const k of Object.keys(env)) if (k.startsWith("INKAN_")) delete env[k];
+  if (who) {
+    const file = (suffix: string, text: string) => {
+      const f = join(work, `${who.userId}.${suffix}`);
+      writeFileSync(f, text, { mode: 0o600 });
+      return f;
+    };
+    Object.assign(env, {
+      INKAN_ADMIN_TARGET: t.server.url,
+      INKAN_ADMIN_CA: t.pki.paths.caCert,
+      INKAN_ADMIN_CERT: file("crt", who.cert.cert),
+      INKAN_ADMIN_KEY: file("key", who.cert.key),
+      INKAN_ADMIN_REQUEST_KEY: file("jwk", JSON.stringify(who.privateJwk)),
+      INKAN_ADMIN_USER_ID: who.userId,
+    });
+  } else {
+    Object.assign(env, { INKAN_ADMIN_TARGET: t.server.url, INKAN_DATA_DIR: t.dataDir });
+  }
+  return new Promise((resolve) => {
+    execFile(process.execPath, [bin, "admin", ...args], { env }, (err, stdout, stderr) => {
+      resolve({ code: err ? ((err as { code?: number }).code ?? -1) : 0, stdout, stderr });
+    });
+  });
+}
 
 /** What was consumed after the snapshot, to be tried again after the restore. */
 const after: {
@@ -227,26 +258,38 @@ describe("issue 22: backup and restore", () => {
     const self = createClient(PrivilegedUserService, t.as(t.firstSecurityOfficer));
     expect(await reasonOf(self.approvePendingRequest({ pendingRequestId: detail.pendingRequestId, requestDigest: detail.requestDigest }))).toBe(Reason.APPROVAL_REJECTED);
     expect(await trySign()).toBe(Reason.INTEGRITY_VIOLATION);
-    expect(await reasonOf(policyAs(t.firstSecurityOfficer).acknowledgeRestore({ snapshotId: "0".repeat(64) }))).toBe(Reason.APPROVAL_REQUIRED); // held, then refused when approved
+    // Another snapshot's identity: held, and refused when a second officer approves it.
+    const wrong = await errorOf(policyAs(t.firstSecurityOfficer).acknowledgeRestore({ snapshotId: "0".repeat(64) }));
+    const wrongDetail = wrong.findDetails(ApprovalRequiredSchema)[0]!;
+    const { pendingApproval } = await createClient(PrivilegedUserService, t.as(so2)).approvePendingRequest({ pendingRequestId: wrongDetail.pendingRequestId, requestDigest: wrongDetail.requestDigest });
+    expect(pendingApproval?.state).toBe(PendingApprovalState.FAILED);
+    expect(pendingApproval?.errorCode).toMatch(/STATE_CONFLICT/);
+    expect(await trySign()).toBe(Reason.INTEGRITY_VIOLATION);
   });
 
-  it("two security officers acknowledge: audited with the snapshot's identity and both high-water marks", async () => {
-    const held = await errorOf(policyAs(t.firstSecurityOfficer).acknowledgeRestore({ snapshotId: backup.snapshotId }));
-    const detail = held.findDetails(ApprovalRequiredSchema)[0]!;
-    const { pendingApproval } = await createClient(PrivilegedUserService, t.as(so2)).approvePendingRequest({ pendingRequestId: detail.pendingRequestId, requestDigest: detail.requestDigest });
-    expect(pendingApproval?.state).toBe(PendingApprovalState.EXECUTED);
-    const ack = anyUnpack(pendingApproval!.result!, AcknowledgeRestoreResponseSchema)!;
-    expect(ack.snapshotId).toBe(backup.snapshotId);
-    expect(ack.rebasedRecords).toBeGreaterThan(0);
+  it("two security officers acknowledge with `inkan admin`: audited with the snapshot's identity and both high-water marks", async () => {
+    const status = await inkanAdmin(["restore", "status", "--json"]);
+    expect(status.code, status.stderr).toBe(0);
+    expect(JSON.parse(status.stdout)).toMatchObject({ awaitingAcknowledgement: true, snapshotId: backup.snapshotId });
+    const held = await inkanAdmin(["restore", "acknowledge", "--snapshot-id", backup.snapshotId, "--json"]);
+    expect(held.code, held.stderr).toBe(4);
+    const pendingId = (JSON.parse(held.stdout) as { approvalRequired: { pendingRequestId: string } }).approvalRequired.pendingRequestId;
+    expect(pendingId).toBeTruthy();
+    expect(await trySign()).toBe(Reason.INTEGRITY_VIOLATION); // held: nothing changed yet
+    const approved = await inkanAdmin(["approval", "approve", pendingId], so2);
+    expect(approved.code, approved.stderr).toBe(0);
+    expect(approved.stdout).toMatch(/EXECUTED/);
     expect((await policyAs(t.firstSecurityOfficer).getRestoreStatus({})).awaitingAcknowledgement).toBe(false);
     const audited = auditRecords("store.restore_acknowledged").map((r) => JSON.parse(r.body) as { actor: { id: string }; approver: { id: string }; details: Record<string, string> });
     expect(audited).toHaveLength(1);
     expect(audited[0]!.details["snapshot_id"]).toBe(backup.snapshotId);
-    expect(audited[0]!.details["old_high_water_marks"]).toBeTruthy();
-    expect(audited[0]!.details["new_high_water_marks"]).toBeTruthy();
+    expect(audited[0]!.details["old_high_water_marks"]).toMatch(/=\d+/);
+    expect(audited[0]!.details["new_high_water_marks"]).toMatch(/=\d+/);
+    expect(audited[0]!.details["old_high_water_marks"]).not.toBe(audited[0]!.details["new_high_water_marks"]);
+    expect(Number(audited[0]!.details["rebased_records"])).toBeGreaterThan(0);
     expect(audited[0]!.actor.id).toBe(t.firstSecurityOfficer.userId);
     expect(audited[0]!.approver.id).toBe(so2.userId);
-  });
+  }, 120_000);
 
   it("T-2.1.2.2: lockout counters are as before the restore or higher", async () => {
     const signer = (await createClient(RegistrationService, t.as(operator)).getSigner({ signerId: bob.signerId })).signer!;

@@ -109,6 +109,7 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
   let audit: ChainedAuditLog | undefined;
   let heads: RecordHeads | undefined;
   let stopWatchingModule: (() => void) | undefined;
+  let restoreWatch: NodeJS.Timeout | undefined;
   try {
     store = await openStore(config);
     if (hooks.wrapStore) store = hooks.wrapStore(store);
@@ -146,6 +147,13 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
     // Issue 22: a restore (`inkan restore`) not yet acknowledged by two security officers, from the audit log: nothing signs meanwhile.
     const restore = new RestoreGate(await findPendingRestore(store), () => applyHealth());
     if (restore.pending) log.error({ snapshotId: restore.pending.snapshotId }, restoreAwaitingMessage);
+    // Several nodes: an acknowledgement made on another node opens this one within seconds.
+    const openedStore = store;
+    restoreWatch = setInterval(() => {
+      if (restore.isOpen) return clearInterval(restoreWatch);
+      restore.refresh(openedStore).catch((err: unknown) => log.warn({ err }, "reading the restore state failed; retried"));
+    }, 2000);
+    restoreWatch.unref();
     // Issue 14 (T-2.2.2.2): sealed authorizations and the MACs of DTBS/R entries and SAD tokens;
     // the progress of each authorization is a head of its own (txn:<id>), so a row put back signs nothing.
     const seals = new AuthorizationSeals({ keys: crypto, onViolation: (kind, id, cause) => sealer.reportViolation(kind, id, cause) });
@@ -263,6 +271,7 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
       ...started,
       async close(graceMs) {
         stopWatchingModule?.();
+        clearInterval(restoreWatch);
         gate.stop();
         openedHeads.stop();
         purge.stop();
@@ -276,6 +285,7 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
       },
     };
   } catch (err) {
+    clearInterval(restoreWatch);
     heads?.stop();
     stopWatchingModule?.();
     await audit?.close().catch(() => undefined);

@@ -60,7 +60,7 @@ interface Tail {
 /** Restores `from` into `config.dataDir`; see the module comment. `openStore` opens a store at the configured place. */
 export async function restoreBackup(config: Config, from: string, open: Opener, now: () => Date = () => new Date()): Promise<RestoreResult> {
   const pid = servingPid(config.dataDir);
-  if (pid !== undefined) throw new InkanError("STATE_CONFLICT", `a server (pid ${pid}) serves ${config.dataDir}: stop it (every node) before restoring`);
+  if (pid !== undefined) throw new InkanError("STATE_CONFLICT", `a server (pid ${pid}) serves ${config.dataDir}: stop it (every node) before restoring (if none runs, remove ${config.dataDir}/serving.pid)`);
   if (config.store.kind === "mongodb") throw new InkanError("INVALID_REQUEST", "inkan restore supports SQLite and PostgreSQL stores");
   const work = mkdtempSync(join(config.dataDir, ".inkan-restore-"));
   try {

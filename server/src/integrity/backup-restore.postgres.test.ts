@@ -92,13 +92,14 @@ describe.skipIf(skipReason !== undefined)(skipReason ?? "issue 22: backup and re
   let uri: string;
   let t: TestServer;
   let node: InkanServer | undefined;
+  let nodeB: InkanServer | undefined;
   let so2: PrivilegedPerson;
   let bob: { signerId: string; credentialId: string; deviceKey: DeviceKey };
   let work: string;
   let backup: BackupResult;
   const config = () => parseConfig({ dataDir: t.dataDir, listen: "127.0.0.1:0", shutdownGraceMs: "2000", nodeId: "node-a", store: uri, storePoolSize: "4" });
   const url = () => node?.url ?? t.server.url;
-  const sca = () => createClient(SignatureActivationService, transportFor("grpc", url(), { ca: t.pki.ca, ...t.pki.sca }));
+  const sca = (at = url()) => createClient(SignatureActivationService, transportFor("grpc", at, { ca: t.pki.ca, ...t.pki.sca }));
   const as = (who: PrivilegedPerson) =>
     transportFor("grpc", url(), { ca: t.pki.ca, ...who.cert }, [createAdminRequestSigner({ userId: who.userId, privateJwk: who.privateJwk, nonceTransport: transportFor("grpc", url(), { ca: t.pki.ca, ...who.cert }) })]);
   const audited = async (event: string) => {
@@ -111,20 +112,20 @@ describe.skipIf(skipReason !== undefined)(skipReason ?? "issue 22: backup and re
     }
   };
 
-  async function begin() {
+  async function begin(at = url()) {
     const hash = new Uint8Array(createHash("sha256").update(randomBytes(16)).digest());
-    const ch = (await sca().beginTransaction({ credentialId: bob.credentialId, signerId: bob.signerId, hashAlgorithm: HashAlgorithm.SHA256, numSignatures: 1, hashes: [hash], description: "pg backup" })).sadChallenge!;
+    const ch = (await sca(at).beginTransaction({ credentialId: bob.credentialId, signerId: bob.signerId, hashAlgorithm: HashAlgorithm.SHA256, numSignatures: 1, hashes: [hash], description: "pg backup" })).sadChallenge!;
     const rSad = await buildRSad({
       deviceKey: bob.deviceKey, signerId: ch.signerId, credentialId: ch.credentialId, samId: ch.audience, transactionId: ch.transactionId,
       challenge: ch.challenge, dtbsrDigest: ch.dtbsrDigest, count: ch.numSignatures, hashAlgorithm: ch.hashAlgorithm, description: ch.description, pin: testPin, samKey: ch.encryptionKey!,
     });
     return { transactionId: ch.transactionId, hash, rSad };
   }
-  async function trySign(): Promise<number | Reason> {
+  async function trySign(at = url()): Promise<number | Reason> {
     try {
-      const tx = await begin();
-      const { sadToken } = await sca().authorize({ transactionId: tx.transactionId, rSad: tx.rSad });
-      return (await sca().signHash({ authorization: { case: "sadToken", value: sadToken }, hashes: [tx.hash] })).signatures.length;
+      const tx = await begin(at);
+      const { sadToken } = await sca(at).authorize({ transactionId: tx.transactionId, rSad: tx.rSad });
+      return (await sca(at).signHash({ authorization: { case: "sadToken", value: sadToken }, hashes: [tx.hash] })).signatures.length;
     } catch (err) {
       return inkanErrorReason(ConnectError.from(err));
     }
@@ -141,6 +142,7 @@ describe.skipIf(skipReason !== undefined)(skipReason ?? "issue 22: backup and re
     bob = { signerId: s.signerId, credentialId: s.credential.credentialId, deviceKey: s.deviceKey };
   }, 120_000);
   afterAll(async () => {
+    await nodeB?.close(500).catch(() => undefined);
     await node?.close(500).catch(() => undefined);
     await t?.close().catch(() => undefined);
     await cluster?.stop();
@@ -162,7 +164,10 @@ describe.skipIf(skipReason !== undefined)(skipReason ?? "issue 22: backup and re
     const restored = await restoreBackup(config(), join(work, "pg.inkan"), openConfigured);
     expect(restored.keptRecords).toBeGreaterThan(0);
     node = await serve(config(), pino({ level: "silent" }));
+    // A second node on the same database: refuses too, and opens once the first node's acknowledgement is in the audit log.
+    nodeB = await serve(parseConfig({ dataDir: t.dataDir, listen: "127.0.0.1:0", shutdownGraceMs: "2000", nodeId: "node-b", store: uri, storePoolSize: "4" }), pino({ level: "silent" }));
     expect(await trySign()).toBe(Reason.INTEGRITY_VIOLATION);
+    expect(await trySign(nodeB.url)).toBe(Reason.INTEGRITY_VIOLATION);
 
     const held = await errorOf(createClient(PolicyService, as(t.firstSecurityOfficer)).acknowledgeRestore({ snapshotId: backup.snapshotId }));
     const detail = held.findDetails(ApprovalRequiredSchema)[0]!;
@@ -175,9 +180,16 @@ describe.skipIf(skipReason !== undefined)(skipReason ?? "issue 22: backup and re
     // (issued after the snapshot, it is not in the restored store at all)
     expect(await errorOf(sca().signHash({ authorization: { case: "sadToken", value: sadToken }, hashes: [before.hash] })).then(inkanErrorReason)).toBe(Reason.SAD_INVALID);
     expect(await trySign()).toBe(1);
+    let onB: number | Reason = Reason.UNSPECIFIED;
+    for (let i = 0; i < 50 && onB !== 1; i++) {
+      await new Promise((r) => setTimeout(r, 300)); // node B reads the restore state every 2 s
+      onB = await trySign(nodeB.url);
+      if (onB !== 1) expect(onB).toBe(Reason.INTEGRITY_VIOLATION); // refused until it sees the acknowledgement, never another way
+    }
+    expect(onB).toBe(1);
     const ack = (await audited("store.restore_acknowledged")).map((r) => JSON.parse(r.body).details);
     expect(ack).toHaveLength(1);
     expect(ack[0].snapshot_id).toBe(backup.snapshotId);
-    expect((await audited("signature.created")).length).toBe(3); // before the snapshot, after it (kept in the tail), after the acknowledgement
+    expect((await audited("signature.created")).length).toBe(4); // before the snapshot, after it (kept in the tail), after the acknowledgement on each node
   }, 180_000);
 });

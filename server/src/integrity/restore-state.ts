@@ -118,6 +118,17 @@ export class RestoreGate {
     if (this.#pending && refusedWhileRestored(service)) throw new InkanError("INTEGRITY_VIOLATION", restoreAwaitingMessage);
   }
 
+  /**
+   * Reads the state again from the audit log: another node's acknowledgement opens this node too
+   * (the acknowledgement's changes are in the shared store; its heads reach this node by the tail).
+   */
+  async refresh(store: Pick<AuditRecords, "listAuditNodes" | "readAuditRecordsByEvent">): Promise<void> {
+    const pending = this.#pending;
+    if (!pending) return;
+    const now = await findPendingRestore(store);
+    if (now?.restoreId !== pending.restoreId) this.acknowledged(pending.restoreId);
+  }
+
   /** The restore `restoreId` was acknowledged (and audited): serve again. */
   acknowledged(restoreId: string): void {
     if (this.#pending?.restoreId === restoreId) this.#pending = undefined;

@@ -62,7 +62,7 @@ export async function restoreCommand(args: string[]): Promise<number> {
   } else {
     console.log(`Restored snapshot ${result.snapshotId} into ${config.dataDir}`);
     console.log(`  restore id       ${result.restoreId}`);
-    console.log(`  audit marks      before ${Object.entries(result.oldHighWaterMarks).map(([n, s]) => `${n}=${s}`).join(", ")}; snapshot ${Object.entries(result.newHighWaterMarks).map(([n, s]) => `${n}=${s}`).join(", ")}`);
+    console.log(`  audit marks      before ${Object.entries(result.oldHighWaterMarks).map(([n, s]) => `${n}=${s}`).join(", ")}; snapshot ${Object.entries(result.newHighWaterMarks).map(([n, s]) => `${n}=${s}`).join(", ") || "(none)"}`);
     console.log(`  audit tail kept  ${result.keptRecords} records after the snapshot (also in ${result.tailFile})`);
     if (result.keptDatabase) console.log(`  old database     ${result.keptDatabase}`);
     console.log(`\nThe SAM refuses to sign until two security officers acknowledge the restore:`);

@@ -66,7 +66,11 @@ export async function* recordsOfEvent(store: Pick<AuditRecords, "listAuditNodes"
   }
 }
 
-/** The newest restore without an acknowledgement, from the audit log; undefined when there is none. */
+/**
+ * The newest restore, from the audit log, unless it was acknowledged (undefined then, or when the
+ * store was never restored). An older restore is superseded by a newer one: acknowledging the
+ * newest is what brings the SAM back.
+ */
 export async function findPendingRestore(store: Pick<AuditRecords, "listAuditNodes" | "readAuditRecordsByEvent">): Promise<PendingRestore | undefined> {
   const acknowledged = new Set<string>();
   for await (const r of recordsOfEvent(store, STORE_RESTORE_ACKNOWLEDGED)) acknowledged.add(bodyOf(r).details["restore_id"] ?? "");
@@ -74,7 +78,6 @@ export async function findPendingRestore(store: Pick<AuditRecords, "listAuditNod
   for await (const r of recordsOfEvent(store, STORE_RESTORED)) {
     const d = bodyOf(r).details;
     const restoreId = d["restore_id"] ?? "";
-    if (restoreId === "" || acknowledged.has(restoreId)) continue;
     if (newest && newest.restoredAt > r.time) continue;
     newest = {
       restoreId,
@@ -84,7 +87,7 @@ export async function findPendingRestore(store: Pick<AuditRecords, "listAuditNod
       newHighWaterMarks: parseHighWaterMarks(d["new_high_water_marks"]),
     };
   }
-  return newest;
+  return newest && newest.restoreId !== "" && !acknowledged.has(newest.restoreId) ? newest : undefined;
 }
 
 /** What is refused while a restore awaits acknowledgement: every call that signs or consumes a one-time object. */

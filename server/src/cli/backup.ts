@@ -19,7 +19,7 @@ import { dirname, join, relative, sep } from "node:path";
 import { createAuditLog, type ChainedAuditLog } from "../audit/audit-log.js";
 import { storeBackupTaken } from "../audit/events.js";
 import type { Config } from "../config/config.js";
-import type { AuditSigning, DataObjects } from "../crypto/port.js";
+import type { AuditSigning, DataObjects, SystemKeys } from "../crypto/port.js";
 import { InkanError } from "../errors.js";
 import type { Store } from "../store/port.js";
 import { snapshotPostgres } from "../store/postgres/postgres-snapshot.js";
@@ -29,7 +29,7 @@ import { CLI_NODE_ID, type HighWaterMarks } from "../integrity/restore-state.js"
 
 /** What `inkan backup` and `inkan restore` open: the configured crypto module and store. */
 export interface Opened {
-  cryptoModule: AuditSigning & DataObjects & { close(): Promise<void> };
+  cryptoModule: AuditSigning & DataObjects & SystemKeys & { close(): Promise<void> };
   store: Store;
 }
 export type Opener = (config: Config) => Promise<Opened>;

@@ -18,16 +18,25 @@
  *    CLI's audit chain of the restored store and checkpointed into the crypto module: from then on
  *    every start finds the restore unacknowledged until "store.restore_acknowledged" follows.
  * 6. SQLite: the old database file is kept beside it (`store.sqlite3.before-restore-<time>`).
+ *
+ * One exception to "the acknowledgement re-bases the heads": the privileged users and their keys
+ * changed after the snapshot are re-sealed above their heads here (journaled on the CLI chain),
+ * because the officers must be able to authenticate to acknowledge; a user record below its head
+ * would refuse every request of that officer (INTEGRITY_VIOLATION) and could leave nobody able to.
  */
 import { randomUUID } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { storeRestored } from "../audit/events.js";
+import type { AuditLog } from "../audit/audit-log.js";
+import { recordVersioned, storeRestored } from "../audit/events.js";
+import { RECORD_VERSIONED, versionedEntryOf } from "../audit/versioned-journal.js";
+import { RecordSealer } from "../integrity/record-sealer.js";
+import { recordsOfEvent } from "../integrity/restore-state.js";
 import type { Config } from "../config/config.js";
 import { InkanError } from "../errors.js";
 import { equalBytes } from "../audit/record-form.js";
 import { createSqliteStore } from "../store/sqlite/sqlite-store.js";
-import type { AuditCheckpoint, AuditRecord, Store } from "../store/port.js";
+import type { AuditCheckpoint, AuditRecord, RecordKind, SealedRecord, Store } from "../store/port.js";
 import { maxPageSize } from "../store/port.js";
 import { STORE_ENTRY, readBundle, type BundleManifest } from "./backup-bundle.js";
 import { auditOnCliChain, excludedPaths, type Opener } from "./backup.js";
@@ -110,7 +119,10 @@ export async function restoreBackup(config: Config, from: string, open: Opener, 
       // 4. Nothing the snapshot held that may have been consumed since serves again.
       await store.voidOneTimeState({ now: now() });
       // 5. The restore is in the audit log, anchored in the crypto module.
-      await auditOnCliChain({ cryptoModule: opened2.cryptoModule, store }, (log) => log.record(storeRestored(result)));
+      await auditOnCliChain({ cryptoModule: opened2.cryptoModule, store }, async (log) => {
+        await rebasePrivilegedUsers(store, new RecordSealer({ keys: opened2.cryptoModule }), log, manifest.highWaterMarks, tail.oldHighWaterMarks);
+        await log.record(storeRestored(result));
+      });
     } finally {
       await restoredStore?.close().catch(() => undefined);
       await opened2.store.close().catch(() => undefined);
@@ -136,6 +148,31 @@ export async function restoreBackup(config: Config, from: string, open: Opener, 
     return { ...result, keptRecords: tail.records.length, tailFile, ...(keptDatabase ? { keptDatabase } : {}) };
   } finally {
     rmSync(work, { recursive: true, force: true });
+  }
+}
+
+/** The privileged-user kinds re-based at restore time (see the module comment). */
+const officerKinds = new Set(["privileged-user", "privileged-user-key"]);
+
+/** Re-seals each privileged user and user key below its head (from the kept tail's versioned events) at head + 1, journaled on `log`. */
+async function rebasePrivilegedUsers(store: Store, sealer: RecordSealer, log: AuditLog, from: HighWaterMarks, to: HighWaterMarks): Promise<void> {
+  const heads = new Map<string, number>();
+  for await (const r of recordsOfEvent(store, RECORD_VERSIONED, from, to)) {
+    const entry = versionedEntryOf(r);
+    if (entry && officerKinds.has(entry.key.slice(0, entry.key.indexOf(":")))) heads.set(entry.key, Math.max(heads.get(entry.key) ?? 0, entry.version));
+  }
+  for (const [key, head] of heads) {
+    const colon = key.indexOf(":");
+    const stored = await store.getRecord(key.slice(0, colon) as RecordKind, key.slice(colon + 1));
+    if (!stored || stored.version >= head) continue;
+    let current: SealedRecord = await sealer.verify(stored);
+    while (current.version <= head) {
+      const { seal: _seal, ...unsealed } = current;
+      const next = await sealer.seal<SealedRecord>({ ...unsealed, version: current.version + 1 } as Omit<SealedRecord, "seal">);
+      if (!(await store.updateRecord(next, current.version))) throw new InkanError("STATE_CONFLICT", `${key} changed while it was re-based`);
+      current = next;
+    }
+    await log.record(recordVersioned({ key, version: current.version }));
   }
 }
 

@@ -203,6 +203,12 @@ describe("issue 22: backup and restore", () => {
     const t2 = await sca().authorize({ transactionId: pending.transactionId, rSad: pending.rSad });
     expect((await sca().signHash({ authorization: { case: "sadToken", value: t2.sadToken }, hashes: [pending.hash] })).signatures).toHaveLength(1);
     await device().activate(request);
+    // Both officers' own records change after the snapshot: they must still be able to acknowledge.
+    for (const who of [t.firstSecurityOfficer, so2]) {
+      const users = createClient(PrivilegedUserService, t.as(who));
+      const { user } = await users.getPrivilegedUser({ userId: who.userId });
+      await users.updatePrivilegedUser({ userId: who.userId, expectedVersion: user!.version, displayName: `${user!.displayName} (renamed)`, certificateBinding: user!.certificateBinding! });
+    }
     const approved = await createClient(PrivilegedUserService, t.as(so2)).approvePendingRequest(after.approval);
     expect(approved.pendingApproval?.state).toBe(PendingApprovalState.EXECUTED);
     after.adminJws = await signedHeader(t.firstSecurityOfficer, nonce, getPolicyMethod, getPolicyDigest);

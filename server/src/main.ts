@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import type { DescService } from "@bufbuild/protobuf";
-import type { HandlerContext } from "@connectrpc/connect";
+import type { HandlerContext, Interceptor } from "@connectrpc/connect";
 import type { JSONWebKeySet } from "jose";
 import type { Logger } from "pino";
 import { DualControl } from "./admin/dual-control.js";
@@ -19,6 +19,9 @@ import { InkanError } from "./errors.js";
 import { FieldCipher, RecordSealer } from "./integrity/record-sealer.js";
 import { openRecordHeads, type RecordHeads } from "./integrity/record-heads.js";
 import { VerifiedRecords } from "./integrity/sealed-records.js";
+import { RestoreGate, findPendingRestore, restoreAwaitingMessage } from "./integrity/restore-state.js";
+import { restoreService } from "./transport/restore-service.js";
+import { markServing } from "./integrity/serve-marker.js";
 import { AuthorizationSeals } from "./sap/authorization-seal.js";
 import { createMongoStore } from "./store/mongodb/mongo-store.js";
 import type { Store } from "./store/port.js";
@@ -142,6 +145,7 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
   let metricsListener: MetricsListener | undefined;
   let timeSource: Awaited<ReturnType<typeof openClock>> | undefined;
   let nodeLock: PostgresLock | undefined;
+  let restoreWatch: NodeJS.Timeout | undefined;
   try {
     store = await openStore(config);
     if (hooks.wrapStore) store = hooks.wrapStore(store);
@@ -188,6 +192,16 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
       },
     });
     const records = new VerifiedRecords(store, sealer, heads);
+    // Issue 22: a restore (`inkan restore`) not yet acknowledged by two security officers, from the audit log: nothing signs meanwhile.
+    const restore = new RestoreGate(await findPendingRestore(store), () => applyHealth());
+    if (restore.pending) log.error({ snapshotId: restore.pending.snapshotId }, restoreAwaitingMessage);
+    // Several nodes: an acknowledgement made on another node opens this one within seconds.
+    const openedStore = store;
+    restoreWatch = setInterval(() => {
+      if (restore.isOpen) return clearInterval(restoreWatch);
+      restore.refresh(openedStore).catch((err: unknown) => log.warn({ err }, "reading the restore state failed; retried"));
+    }, 2000);
+    restoreWatch.unref();
     // Issue 14 (T-2.2.2.2): sealed authorizations and the MACs of DTBS/R entries and SAD tokens;
     // the progress of each authorization is a head of its own (txn:<id>), so a row put back signs nothing.
     const seals = new AuthorizationSeals({ keys: crypto, onViolation: (kind, id, cause) => sealer.reportViolation(kind, id, cause) });
@@ -214,7 +228,7 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
     const applyHealth = () => {
       const sam = (s: string) => s.startsWith("inkan.sam.v1.");
       server?.health.setWhere((s) => !sam(s), moduleState.available ? Status.SERVING : Status.NOT_SERVING);
-      server?.health.setWhere(sam, moduleState.available && gate.isOpen ? Status.SERVING : Status.NOT_SERVING);
+      server?.health.setWhere(sam, moduleState.available && gate.isOpen && restore.isOpen ? Status.SERVING : Status.NOT_SERVING);
     };
     // R-3.2.2.3: a policy that fails its check stops signing until security officers restore it.
     const gate = new PolicyIntegrityGate({
@@ -258,7 +272,10 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
         ...privilegedUserService(users, now),
         ...approvalService({ dual, audit: auditLog, users, services, clock: now, handlerOf: (path) => handlerOf(implementations, services, path) }),
       },
-      "inkan.admin.v1.PolicyService": policyService(policies, auditLog, now),
+      "inkan.admin.v1.PolicyService": {
+        ...policyService(policies, auditLog, now),
+        ...restoreService({ gate: restore, audit: auditLog, deps: { store, audit: auditLog, sealer, heads, records, lockoutThreshold: async () => (await policies.current()).lockoutThreshold }, afterAcknowledged: () => gate.check() }),
+      },
       "inkan.admin.v1.AuditService": auditService({ store, crypto, audit: auditLog }),
       "inkan.admin.v1.RegistrationService": {
         ...registrationService(signers, credentials, activation, now),
@@ -285,7 +302,7 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
       authenticateAdmin: (req) => users.authenticate({ ...req, now: now() }),
       implementations,
       outerInterceptors: [...(metrics ? [metrics.interceptor()] : []), createRefusalAuditInterceptor(auditLog)],
-      gateInterceptors: [createPolicyGateInterceptor(gate), createTrustedCaInterceptor(policies)],
+      gateInterceptors: [createPolicyGateInterceptor(gate), createRestoreGateInterceptor(restore), createTrustedCaInterceptor(policies)],
       innerInterceptors: [createOperationAuditInterceptor(auditLog), createDualControlInterceptor(dual, { users, policies, credentials, signers, random: crypto }, auditLog, now)],
     });
     server = started;
@@ -313,11 +330,14 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
     const openedHeads = heads;
     const openedTime = timeSource;
     const openedLock = nodeLock;
+    // Issue 22: `inkan restore` refuses while this process serves the data directory.
+    const serving = markServing(config.dataDir);
     return {
       ...started,
       ...(openedMetrics ? { metricsUrl: openedMetrics.url } : {}),
       async close(graceMs) {
         stopWatchingModule?.();
+        clearInterval(restoreWatch);
         gate.stop();
         openedHeads.stop();
         purge.stop();
@@ -330,10 +350,12 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
         await openedTime.stop().catch(() => undefined);
         await openedLock?.close().catch(() => undefined);
         await crypto.close();
+        serving.release();
       },
     };
   } catch (err) {
     await metricsListener?.close();
+    clearInterval(restoreWatch);
     heads?.stop();
     stopWatchingModule?.();
     await audit?.close().catch(() => undefined);
@@ -343,6 +365,14 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
     await crypto.close().catch(() => undefined);
     throw err;
   }
+}
+
+/** Issue 22: while a restore awaits acknowledgement, every call that signs or consumes a one-time object is refused. */
+function createRestoreGateInterceptor(restore: RestoreGate): Interceptor {
+  return (next) => async (req) => {
+    restore.assertAllows(req.service.typeName);
+    return next(req);
+  };
 }
 
 /** Applies the security policy's audit checkpoint settings (audit_checkpoint_every_records, audit_checkpoint_interval). */

@@ -26,7 +26,7 @@ const byService: Record<string, Record<string, readonly PrivilegedRole[]>> = {
     // requests each role may see and decide is narrowed per method (admin/dual-control.ts).
     ListPendingApprovals: [SO, RO], GetPendingApproval: [SO, RO], ApprovePendingRequest: [SO, RO], RejectPendingRequest: [SO, RO],
   },
-  "inkan.admin.v1.PolicyService": { GetSecurityPolicy: [SO], UpdateSecurityPolicy: [SO] },
+  "inkan.admin.v1.PolicyService": { GetSecurityPolicy: [SO], UpdateSecurityPolicy: [SO], GetRestoreStatus: [SO], AcknowledgeRestore: [SO] },
   "inkan.admin.v1.AuditService": { ListAuditRecords: [AU], ListAuditKeys: [AU], VerifyAuditLog: [AU], ExportAuditLog: [AU] },
 };
 

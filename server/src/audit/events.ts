@@ -766,3 +766,78 @@ export function auditExported(input: Requested & { auditor: PrivilegedUserActor;
     details: { node_id: input.nodeId, from_sequence: input.fromSequence, to_sequence: input.toSequence },
   });
 }
+
+// ---------------------------------------------------------------------------------------------
+// Backup and restore (issue 22, integrity/ROLLBACK.md "Backup and restore")
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * Audit high-water marks, node -> newest sequence, as one detail value: `node=sequence` pairs in
+ * node order, comma-separated (node ids are 1 to 64 characters without "," or "=").
+ */
+function highWaterMarksText(marks: Readonly<Record<string, number>>): string {
+  return Object.keys(marks)
+    .sort()
+    .map((node) => `${node}=${marks[node]}`)
+    .join(",");
+}
+
+/** `inkan backup` took a snapshot ("store.backup_created"): its identity and the audit high-water marks it holds. */
+export function storeBackupTaken(input: { snapshotId: string; highWaterMarks: Readonly<Record<string, number>>; store: string }): AuditEvent {
+  return build("store.backup_created", {
+    actor: systemActor,
+    details: { snapshot_id: input.snapshotId, high_water_marks: highWaterMarksText(input.highWaterMarks), store: input.store },
+  });
+}
+
+/**
+ * `inkan restore` put a snapshot back ("store.restored"): the SAM refuses to sign until two
+ * security officers acknowledge it. `oldHighWaterMarks`: the audit log before the restore (its
+ * tail after the snapshot is kept); `newHighWaterMarks`: the snapshot's.
+ */
+export function storeRestored(input: { restoreId: string; snapshotId: string; oldHighWaterMarks: Readonly<Record<string, number>>; newHighWaterMarks: Readonly<Record<string, number>> }): AuditEvent {
+  return build("store.restored", {
+    actor: systemActor,
+    details: {
+      restore_id: input.restoreId,
+      snapshot_id: input.snapshotId,
+      old_high_water_marks: highWaterMarksText(input.oldHighWaterMarks),
+      new_high_water_marks: highWaterMarksText(input.newHighWaterMarks),
+    },
+  });
+}
+
+/**
+ * Two security officers acknowledged a restore ("store.restore_acknowledged"): what was voided,
+ * raised and re-sealed, with the snapshot's identity and both high-water marks.
+ */
+export function storeRestoreAcknowledged(input: Requested & {
+  requester: PrivilegedUserActor;
+  approver?: PrivilegedUserActor | undefined;
+  restoreId: string;
+  snapshotId: string;
+  oldHighWaterMarks: Readonly<Record<string, number>>;
+  newHighWaterMarks: Readonly<Record<string, number>>;
+  voidedOneTimeObjects: number;
+  voidedTransactions: number;
+  rebasedRecords: number;
+  raisedLockouts: number;
+  rejectedApprovals: number;
+}): AuditEvent {
+  return build("store.restore_acknowledged", {
+    actor: input.requester,
+    approver: input.approver,
+    requestId: input.requestId,
+    details: {
+      restore_id: input.restoreId,
+      snapshot_id: input.snapshotId,
+      old_high_water_marks: highWaterMarksText(input.oldHighWaterMarks),
+      new_high_water_marks: highWaterMarksText(input.newHighWaterMarks),
+      voided_one_time_objects: input.voidedOneTimeObjects,
+      voided_transactions: input.voidedTransactions,
+      rebased_records: input.rebasedRecords,
+      raised_lockouts: input.raisedLockouts,
+      rejected_approvals: input.rejectedApprovals,
+    },
+  });
+}

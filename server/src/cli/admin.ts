@@ -5,6 +5,7 @@ import { approvalNoun } from "./admin-approval.js";
 import { certificateNoun, credentialNoun, csrNoun } from "./admin-credential.js";
 import { auditNoun } from "./admin-audit.js";
 import { policyNoun } from "./admin-policy.js";
+import { restoreNoun } from "./admin-restore.js";
 import { signerNoun } from "./admin-signer.js";
 import { userNoun } from "./admin-user.js";
 
@@ -15,6 +16,7 @@ export const adminNouns: Record<string, Noun> = {
   csr: csrNoun,
   certificate: certificateNoun,
   policy: policyNoun,
+  restore: restoreNoun,
   audit: auditNoun,
   user: userNoun,
 };

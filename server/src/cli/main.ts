@@ -22,6 +22,10 @@ const usage = `usage:
                                            verify an exported audit log offline
   inkan gateway --data-dir DIR [--listen HOST:PORT] [--sam https://HOST:PORT]
                                            serve the signer portal in front of the SAM
+  inkan backup --data-dir DIR --out FILE   a consistent online snapshot of the store and the data
+                                           directory's files (never the token: back up keys with the HSM's tools)
+  inkan restore --data-dir DIR --from FILE put a backup back (server stopped); the SAM signs again
+                                           once two security officers acknowledge it
   inkan admin NOUN VERB [ARGS] [--json]    the privileged tasks over the admin API (signer,
                                            approval, credential, policy, audit, user):
                                            \`inkan admin --help\`
@@ -38,6 +42,10 @@ export async function main(argv: string[]): Promise<number> {
         return await serveCommand(rest);
       case "audit":
         return await (await import("./audit-command.js")).auditVerifyCommand(rest);
+      case "backup":
+        return await (await import("./backup-command.js")).backupCommand(rest);
+      case "restore":
+        return await (await import("./backup-command.js")).restoreCommand(rest);
       case "admin":
         return await (await import("./admin.js")).adminCommand(rest);
       case "gateway":

@@ -71,6 +71,11 @@ export class RecordHeads implements Freshness {
     return this.#heads.get(key) ?? 0;
   }
 
+  /** Every key with its head (a copy): the acknowledgement of a restore re-bases the records below them (restore-acknowledge.ts). */
+  entries(): [string, number][] {
+    return [...this.#heads];
+  }
+
   /** Raises the head of `key` to `version` if it is higher, without journaling (it is in a chain already). */
   raise(key: string, version: number): void {
     if (version > (this.#heads.get(key) ?? 0)) this.#heads.set(key, version);

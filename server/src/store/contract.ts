@@ -1358,6 +1358,33 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
       });
     });
 
+    describe("restore fence (issue 22)", () => {
+      it("voidOneTimeState consumes every open challenge, SAD token and activation code and revokes every open transaction, once; used jti values stay used", async () => {
+        await store.issueChallenge({ hash: "v-c1", purpose: "transaction", subject: "tx1", createdAt: at(0), expiresAt: at(60) });
+        await store.issueChallenge({ hash: "v-n1", purpose: "admin-nonce", subject: "pu1", createdAt: at(0), expiresAt: at(60) });
+        await store.issueChallenge({ hash: "v-c2", purpose: "transaction", subject: "tx1", createdAt: at(0), expiresAt: at(60) });
+        await store.consumeChallenge({ hash: "v-c2", purpose: "transaction", now: at(1) }); // already consumed: not counted
+        await store.issueSadToken({ hash: "v-t1", transactionId: "v-open", generation: 0, previousHash: undefined, issuedAt: at(0), expiresAt: at(60), mac: tokenMacStub });
+        await store.issueActivationCode({ id: "v-a1", signerId: "s1", codeHash: "hash-v-a1", attemptsLeft: 3, createdAt: at(0), expiresAt: at(600) });
+        await store.createTransaction(newTransaction("v-open", 1));
+        await authorized("v-authorized", [dtbsrHash(1, "v")]);
+        await authorized("v-done", [dtbsrHash(2, "v")]);
+        expect(await store.transitionTransaction({ id: "v-done", from: ["AUTHORIZED"], to: "COMPLETED", now: at(3) })).toBe(true);
+        expect(await store.useJti({ key: "v-jti", expiresAt: at(60), now: at(1) })).toBe(true);
+
+        expect(await store.voidOneTimeState({ now: at(5) })).toEqual({ oneTimeObjects: 4, transactions: 2 });
+        expect(await store.consumeChallenge({ hash: "v-c1", purpose: "transaction", now: at(6) })).toBeUndefined();
+        expect(await store.consumeChallenge({ hash: "v-n1", purpose: "admin-nonce", now: at(6) })).toBeUndefined();
+        expect(await store.consumeSadToken({ hash: "v-t1", now: at(6) })).toBeUndefined();
+        expect(await store.attemptActivationCode({ id: "v-a1", codeHash: "hash-v-a1", now: at(6) })).toEqual({ outcome: "unavailable" });
+        expect((await store.getTransaction("v-open"))?.state).toBe("REVOKED");
+        expect((await store.getTransaction("v-authorized"))?.state).toBe("REVOKED");
+        expect((await store.getTransaction("v-done"))?.state).toBe("COMPLETED");
+        expect(await store.useJti({ key: "v-jti", expiresAt: at(60), now: at(6) })).toBe(false);
+        expect(await store.voidOneTimeState({ now: at(7) })).toEqual({ oneTimeObjects: 0, transactions: 0 });
+      });
+    });
+
     describe("failure", () => {
       it("fails closed: after the connection is gone every call throws STORE_FAILURE, the driver error only in cause", async () => {
         await store.close();

@@ -916,7 +916,33 @@ export function checkAttemptReservation(req: { subject: string; id: string; now:
 
 // ---------------------------------------------------------------------------------------------
 
-export interface Store extends SealedRecords, Transactions, OneTimeObjects, AuditRecords, PendingApprovals, AttemptReservations {
+// Restore fence (issue 22: backup and restore, integrity/ROLLBACK.md)
+// ---------------------------------------------------------------------------------------------
+
+/** What {@link RestoreFence.voidOneTimeState} ended. */
+export interface VoidedCounts {
+  /** Challenges (admin nonces included), SAD tokens and activation codes marked consumed. */
+  oneTimeObjects: number;
+  /** Transactions PENDING or AUTHORIZED set to REVOKED. */
+  transactions: number;
+}
+
+/**
+ * After a restore from a backup, the store may hold one-time objects and open transactions that
+ * were consumed or ended after the snapshot was taken: none of them may serve again.
+ */
+export interface RestoreFence {
+  /**
+   * Marks every unconsumed challenge, SAD token and activation code consumed (at `now`), and sets
+   * every PENDING or AUTHORIZED transaction to REVOKED, in one atomic write. Used jti values and attempt reservations are kept.
+   * Idempotent: a second call voids nothing more.
+   */
+  voidOneTimeState(req: { now: Date }): Promise<VoidedCounts>;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+export interface Store extends SealedRecords, Transactions, OneTimeObjects, AuditRecords, PendingApprovals, AttemptReservations, RestoreFence {
   /** Releases the connection; any later call fails with STORE_FAILURE. */
   close(): Promise<void>;
 }

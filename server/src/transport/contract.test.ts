@@ -90,6 +90,7 @@ describe("the v1 contract is served honestly before its issues land", () => {
       ),
       "/inkan.admin.v1.PolicyService/GetSecurityPolicy",
       "/inkan.admin.v1.PolicyService/UpdateSecurityPolicy",
+      "/inkan.admin.v1.PolicyService/GetRestoreStatus", // issue 22: a status read, always answered
       ...["GetInfo", "ListCredentials", "GetCredential"].map((m) => `/inkan.sam.v1.SignatureActivationService/${m}`),
       ...["BeginTransaction", "AppendHashes", "SealTransaction", "CancelTransaction", "Authorize", "SignHash"].map((m) => `/inkan.sam.v1.SignatureActivationService/${m}`),
       ...["EnrollSigner", "GetSigner", "ListSigners", "UpdateSigner", "DisableSigner", "EnableSigner", "IssueActivationCode", "ResetLockout",

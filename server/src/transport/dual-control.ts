@@ -131,6 +131,8 @@ const guards: Record<string, Guard> = {
     return next !== current && (await policyRequires(policies, "securityOfficerChanges"));
   },
   "/inkan.admin.v1.PolicyService/UpdateSecurityPolicy": async (_m, { policies }) => policyRequires(policies, "securityPolicyChanges"),
+  // Issue 22: the way back to service after a restore is never one security officer's (no policy switch).
+  "/inkan.admin.v1.PolicyService/AcknowledgeRestore": async () => true,
   // Key destruction is irreversible: never by one security officer alone (R-3.2.1.6, R-3.3.x).
   "/inkan.admin.v1.RegistrationService/DestroyCredential": async (m, { policies, credentials }) =>
     (await policyRequires(policies, "credentialDestruction")) && !(await destructionRefusedAnyway(credentials, m as DestroyCredentialRequest)),

@@ -67,6 +67,7 @@ import {
   type PendingApprovalState,
   type PolicyRecord,
   type PurgeCounts,
+  type VoidedCounts,
   type RecordKind,
   type RecordSignaturesResult,
   type RecordOf,
@@ -1068,6 +1069,24 @@ export class MongoStore implements Store {
       await this.dtbsr.deleteMany(expired); // entries carry their transaction's expiry
       return counts;
     });
+  }
+
+  // --- restore fence (issue 22) ------------------------------------------------------------------
+
+  async voidOneTimeState(req: { now: Date }): Promise<VoidedCounts> {
+    const now = checkDate(req.now);
+    return this.guard(() =>
+      this.inTransaction(async (session) => {
+        const unconsumed = { consumedAt: null };
+        const consumed = { $set: { consumedAt: now } };
+        const objects =
+          (await this.challenges.updateMany(unconsumed, consumed, { session })).modifiedCount +
+          (await this.sadTokens.updateMany(unconsumed, consumed, { session })).modifiedCount +
+          (await this.activationCodes.updateMany(unconsumed, consumed, { session })).modifiedCount;
+        const transactions = (await this.transactions.updateMany({ state: { $in: ["PENDING", "AUTHORIZED"] } }, { $set: { state: "REVOKED", updatedAt: now } }, { session })).modifiedCount;
+        return { oneTimeObjects: objects, transactions };
+      }),
+    );
   }
 
   // --- pending approvals (dual control) --------------------------------------------------------

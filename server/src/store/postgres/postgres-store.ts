@@ -59,6 +59,7 @@ import {
   type PendingApprovalState,
   type PolicyRecord,
   type PurgeCounts,
+  type VoidedCounts,
   type RecordKind,
   type RecordSignaturesResult,
   type RecordOf,
@@ -906,6 +907,21 @@ export class PostgresStore implements Store {
         activationCodes: await this.count("DELETE FROM activation_codes WHERE expires_at <= $1", [t], c),
         jtis: await this.count("DELETE FROM used_jtis WHERE expires_at <= $1", [t], c),
         transactions: await this.count("DELETE FROM transactions WHERE expires_at <= $1", [t], c), // DTBS/R rows go by ON DELETE CASCADE
+      })),
+    );
+  }
+
+  // --- restore fence (issue 22) ------------------------------------------------------------------
+
+  async voidOneTimeState(req: { now: Date }): Promise<VoidedCounts> {
+    const now = ms(req.now);
+    return this.guard(() =>
+      this.tx(async (c) => ({
+        oneTimeObjects:
+          (await this.count("UPDATE challenges SET consumed_at = $1 WHERE consumed_at IS NULL", [now], c)) +
+          (await this.count("UPDATE sad_tokens SET consumed_at = $1 WHERE consumed_at IS NULL", [now], c)) +
+          (await this.count("UPDATE activation_codes SET consumed_at = $1 WHERE consumed_at IS NULL", [now], c)),
+        transactions: await this.count("UPDATE transactions SET state = 'REVOKED', updated_at = $1 WHERE state IN ('PENDING', 'AUTHORIZED')", [now], c),
       })),
     );
   }

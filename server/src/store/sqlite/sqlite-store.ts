@@ -62,6 +62,7 @@ import {
   type PolicyRecord,
   type PurgeCounts,
   type RecordSignaturesResult,
+  type VoidedCounts,
   type RecordKind,
   type RecordOf,
   type SadTokenRecord,
@@ -865,6 +866,21 @@ export class SqliteStore implements Store {
         activationCodes: this.run("DELETE FROM activation_codes WHERE expires_at <= ?", t),
         jtis: this.run("DELETE FROM used_jtis WHERE expires_at <= ?", t),
         transactions: this.run("DELETE FROM transactions WHERE expires_at <= ?", t), // DTBS/R rows go by ON DELETE CASCADE
+      })),
+    );
+  }
+
+  // --- restore fence (issue 22) ------------------------------------------------------------------
+
+  async voidOneTimeState(req: { now: Date }): Promise<VoidedCounts> {
+    const now = ms(req.now);
+    return this.guard(() =>
+      this.immediate(() => ({
+        oneTimeObjects:
+          this.run("UPDATE challenges SET consumed_at = ? WHERE consumed_at IS NULL", now) +
+          this.run("UPDATE sad_tokens SET consumed_at = ? WHERE consumed_at IS NULL", now) +
+          this.run("UPDATE activation_codes SET consumed_at = ? WHERE consumed_at IS NULL", now),
+        transactions: this.run("UPDATE transactions SET state = 'REVOKED', updated_at = ? WHERE state IN ('PENDING', 'AUTHORIZED')", now),
       })),
     );
   }

@@ -18,7 +18,139 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file inkan/admin/v1/policy.proto.
  */
 export const file_inkan_admin_v1_policy: GenFile = /*@__PURE__*/
-  fileDesc("Chtpbmthbi9hZG1pbi92MS9wb2xpY3kucHJvdG8SDmlua2FuLmFkbWluLnYxIskaCg5TZWN1cml0eVBvbGljeRJJChdkZWZhdWx0X2Fzc3VyYW5jZV9sZXZlbBgBIAEoDjIcLmlua2FuLnNhbS52MS5Bc3N1cmFuY2VMZXZlbEIKukgHggEEEAEgABJVChhhbGxvd2VkX2Fzc3VyYW5jZV9sZXZlbHMYAiADKA4yHC5pbmthbi5zYW0udjEuQXNzdXJhbmNlTGV2ZWxCFbpIEpIBDwgBEAMYASIHggEEEAEgABIRCgljZXJ0aWZpZWQYAyABKAgSUQoWYWxsb3dlZF9rZXlfYWxnb3JpdGhtcxgEIAMoDjIaLmlua2FuLnNhbS52MS5LZXlBbGdvcml0aG1CFbpIEpIBDwgBEBAYASIHggEEEAEgABJTChdhbGxvd2VkX2hhc2hfYWxnb3JpdGhtcxgFIAMoDjIbLmlua2FuLnNhbS52MS5IYXNoQWxnb3JpdGhtQhW6SBKSAQ8IARAQGAEiB4IBBBABIAASXQocYWxsb3dlZF9zaWduYXR1cmVfYWxnb3JpdGhtcxgGIAMoDjIgLmlua2FuLnNhbS52MS5TaWduYXR1cmVBbGdvcml0aG1CFbpIEpIBDwgBEBAYASIHggEEEAEgABJUChxkZWZhdWx0X3RyYW5zYWN0aW9uX2xpZmV0aW1lGAcgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQhO6SBDIAQGqAQoiBAiAowUyAggKElAKGG1heF90cmFuc2FjdGlvbl9saWZldGltZRgIIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkITukgQyAEBqgEKIgQIgPUkMgIIChJJChJzYWRfdG9rZW5fbGlmZXRpbWUYCSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CErpID8gBAaoBCSIDCJAcMgIIARIvChptYXhfaGFzaGVzX3Blcl90cmFuc2FjdGlvbhgKIAEoDUILukgIKgYYwIQ9KAESJAoRbG9ja291dF90aHJlc2hvbGQYCyABKA1CCbpIBioEGGQoARJRChhhY3RpdmF0aW9uX2NvZGVfbGlmZXRpbWUYDCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CFLpIEcgBAaoBCyIFCICangEyAgg8Ei8KHGFjdGl2YXRpb25fY29kZV9tYXhfYXR0ZW1wdHMYDSABKA1CCbpIBioEGBQoARJRChlwZW5kaW5nX2FwcHJvdmFsX2xpZmV0aW1lGA4gASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQhO6SBDIAQGqAQoiBAiA9SQyAgg8EjkKG3RydXN0ZWRfc2NhX2NhX2NlcnRpZmljYXRlcxgPIAMoDEIUukgRkgEOEDIYASIIegYQARiAgAESPQoddHJ1c3RlZF9hZG1pbl9jYV9jZXJ0aWZpY2F0ZXMYECADKAxCFrpIE5IBEAgBEDIYASIIegYQARiAgAESPQofdHJ1c3RlZF9pc3N1aW5nX2NhX2NlcnRpZmljYXRlcxgRIAMoDEIUukgRkgEOEDIYASIIegYQARiAgAESPwoMZHVhbF9jb250cm9sGBIgASgLMiEuaW5rYW4uYWRtaW4udjEuRHVhbENvbnRyb2xQb2xpY3lCBrpIA8gBARIzCh5hdWRpdF9jaGVja3BvaW50X2V2ZXJ5X3JlY29yZHMYEyABKA1CC7pICCoGGKCNBigBElEKGWF1ZGl0X2NoZWNrcG9pbnRfaW50ZXJ2YWwYFCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CE7pIEMgBAaoBCiIECICjBTICCAESKAoUbWF4X2hhc2hlc19wZXJfY2h1bmsYFSABKA1CCrpIByoFGJBOKAESKQoWbWF4X2F1dGhvcml6ZV9hdHRlbXB0cxgWIAEoDUIJukgGKgQYCigBEkUKDnVwbG9hZF90aW1lb3V0GBcgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQhK6SA/IAQGqAQkiAwiQHDICCAoSRwoQbWF4X3NhZF9saWZldGltZRgYIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkISukgPyAEBqgEJIgMIhAcyAggKEkMKDm1heF9jbG9ja19za2V3GBkgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQhC6SA3IAQGqAQciAwisAjIAElgKHWFsbG93ZWRfZGV2aWNlX2tleV9hbGdvcml0aG1zGBogAygOMhouaW5rYW4uc2FtLnYxLkp3c0FsZ29yaXRobUIVukgSkgEPCAEQCBgBIgeCAQQQASAAEmEKHmVuYWJsZWRfYXV0aGVudGljYXRpb25fbWV0aG9kcxgbIAMoDjIiLmlua2FuLnNhbS52MS5BdXRoZW50aWNhdGlvbk1ldGhvZEIVukgSkgEPCAEQCBgBIgeCAQQQASAAEiEKDnBpbl9taW5fbGVuZ3RoGBwgASgNQgm6SAYqBBhAKAQSIQoOcGluX21heF9sZW5ndGgYHSABKA1CCbpIBioEGEAoBBJJChJjaGFsbGVuZ2VfbGlmZXRpbWUYHiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CErpID8gBAaoBCSIDCIQHMgIIChIxCh5tYXhfb3Blbl9jaGFsbGVuZ2VzX3Blcl9zaWduZXIYHyABKA1CCbpIBioEGGQoARJMChhjZXJ0aWZpY2F0ZV9leHBpcnlfZ3JhY2UYICABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CD7pIDKoBCSIFCICangEyABI2CgpzY2Ffc2NvcGVzGCEgAygLMhguaW5rYW4uYWRtaW4udjEuU2NhU2NvcGVCCLpIBZIBAhBkEj8KIXRydXN0ZWRfZnJvbnRfZW5kX2NhX2NlcnRpZmljYXRlcxgiIAMoDEIUukgRkgEOEDIYASIIegYQARiAgAE65Qi6SOEIGqcBCiVzZWN1cml0eV9wb2xpY3kuZGVmYXVsdF9sZXZlbF9hbGxvd2VkEj9kZWZhdWx0X2Fzc3VyYW5jZV9sZXZlbCBtdXN0IGJlIG9uZSBvZiBhbGxvd2VkX2Fzc3VyYW5jZV9sZXZlbHMaPXRoaXMuZGVmYXVsdF9hc3N1cmFuY2VfbGV2ZWwgaW4gdGhpcy5hbGxvd2VkX2Fzc3VyYW5jZV9sZXZlbHManwEKJnNlY3VyaXR5X3BvbGljeS5sZXZlbDNfbmVlZHNfY2VydGlmaWVkEjxBU1NVUkFOQ0VfTEVWRUxfMyBtYXkgYmUgYWxsb3dlZCBvbmx5IHdoZW4gY2VydGlmaWVkIGlzIHRydWUaNyEoMyBpbiB0aGlzLmFsbG93ZWRfYXNzdXJhbmNlX2xldmVscykgfHwgdGhpcy5jZXJ0aWZpZWQauAEKK3NlY3VyaXR5X3BvbGljeS50cmFuc2FjdGlvbl9saWZldGltZV9ib3VuZHMSRWRlZmF1bHRfdHJhbnNhY3Rpb25fbGlmZXRpbWUgbXVzdCBub3QgZXhjZWVkIG1heF90cmFuc2FjdGlvbl9saWZldGltZRpCdGhpcy5kZWZhdWx0X3RyYW5zYWN0aW9uX2xpZmV0aW1lIDw9IHRoaXMubWF4X3RyYW5zYWN0aW9uX2xpZmV0aW1lGqUBCixzZWN1cml0eV9wb2xpY3kuc2FkX3Rva2VuX3dpdGhpbl90cmFuc2FjdGlvbhI7c2FkX3Rva2VuX2xpZmV0aW1lIG11c3Qgbm90IGV4Y2VlZCBtYXhfdHJhbnNhY3Rpb25fbGlmZXRpbWUaOHRoaXMuc2FkX3Rva2VuX2xpZmV0aW1lIDw9IHRoaXMubWF4X3RyYW5zYWN0aW9uX2xpZmV0aW1lGqkBCihzZWN1cml0eV9wb2xpY3kuY2h1bmtfd2l0aGluX3RyYW5zYWN0aW9uEj9tYXhfaGFzaGVzX3Blcl9jaHVuayBtdXN0IG5vdCBleGNlZWQgbWF4X2hhc2hlc19wZXJfdHJhbnNhY3Rpb24aPHRoaXMubWF4X2hhc2hlc19wZXJfY2h1bmsgPD0gdGhpcy5tYXhfaGFzaGVzX3Blcl90cmFuc2FjdGlvbhqDAQomc2VjdXJpdHlfcG9saWN5LnNjYV9zY29wZV9uYW1lc191bmlxdWUSMGV2ZXJ5IHNjYV9zY29wZXMgZW50cnkgbXVzdCBoYXZlIGEgZGlzdGluY3QgbmFtZRondGhpcy5zY2Ffc2NvcGVzLm1hcChzLCBzLm5hbWUpLnVuaXF1ZSgpGn4KIXNlY3VyaXR5X3BvbGljeS5waW5fbGVuZ3RoX2JvdW5kcxItcGluX21pbl9sZW5ndGggbXVzdCBub3QgZXhjZWVkIHBpbl9tYXhfbGVuZ3RoGip0aGlzLnBpbl9taW5fbGVuZ3RoIDw9IHRoaXMucGluX21heF9sZW5ndGgiogIKCFNjYVNjb3BlEi8KBG5hbWUYASABKAlCIbpIHnIcEAEYQDIWXlthLXowLTldW2EtejAtOS5fLV0qJBIiCg9zY2Ffc3BraV9zaGEyNTYYAiABKAxCB7pIBHoCaCBIABIsChlzY2FfY2FfY2VydGlmaWNhdGVfc2hhMjU2GAMgASgMQge6SAR6AmggSAASHgoLYWxsX3NpZ25lcnMYBCABKAhCB7pIBGoCCAFIARI1Cg1zaWduZXJfZ3JvdXBzGAUgASgLMhwuaW5rYW4uYWRtaW4udjEuU2lnbmVyR3JvdXBzSAESHAoJb3duX2dyb3VwGAYgASgIQge6SARqAggBSAFCDAoDc2NhEgW6SAIIAUIQCgdzaWduZXJzEgW6SAIIASJMCgxTaWduZXJHcm91cHMSPAoGZ3JvdXBzGAEgAygJQiy6SCmSASYIARBkGAEiHnIcEAEYQDIWXlthLXowLTldW2EtejAtOS5fLV0qJCLMAgoRRHVhbENvbnRyb2xQb2xpY3kSTQoWY3JlZGVudGlhbF9kZXN0cnVjdGlvbhgBIAEoDjIjLmlua2FuLmFkbWluLnYxLkFwcHJvdmFsUmVxdWlyZW1lbnRCCLpIBYIBAhABEk8KGHNlY3VyaXR5X29mZmljZXJfY2hhbmdlcxgCIAEoDjIjLmlua2FuLmFkbWluLnYxLkFwcHJvdmFsUmVxdWlyZW1lbnRCCLpIBYIBAhABEk4KF3NlY3VyaXR5X3BvbGljeV9jaGFuZ2VzGAMgASgOMiMuaW5rYW4uYWRtaW4udjEuQXBwcm92YWxSZXF1aXJlbWVudEIIukgFggECEAESRwoQc2lnbmVyX3JlYmluZGluZxgEIAEoDjIjLmlua2FuLmFkbWluLnYxLkFwcHJvdmFsUmVxdWlyZW1lbnRCCLpIBYIBAhABIrABChRTZWN1cml0eVBvbGljeVJlY29yZBIuCgZwb2xpY3kYASABKAsyHi5pbmthbi5hZG1pbi52MS5TZWN1cml0eVBvbGljeRIPCgd2ZXJzaW9uGAIgASgEEi4KCnVwZGF0ZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCnVwZGF0ZWRfYnkYBCABKAkSEwoLYXBwcm92ZWRfYnkYBSABKAkiGgoYR2V0U2VjdXJpdHlQb2xpY3lSZXF1ZXN0IlEKGUdldFNlY3VyaXR5UG9saWN5UmVzcG9uc2USNAoGcmVjb3JkGAEgASgLMiQuaW5rYW4uYWRtaW4udjEuU2VjdXJpdHlQb2xpY3lSZWNvcmQibwobVXBkYXRlU2VjdXJpdHlQb2xpY3lSZXF1ZXN0EhgKEGV4cGVjdGVkX3ZlcnNpb24YASABKAQSNgoGcG9saWN5GAIgASgLMh4uaW5rYW4uYWRtaW4udjEuU2VjdXJpdHlQb2xpY3lCBrpIA8gBASJUChxVcGRhdGVTZWN1cml0eVBvbGljeVJlc3BvbnNlEjQKBnJlY29yZBgBIAEoCzIkLmlua2FuLmFkbWluLnYxLlNlY3VyaXR5UG9saWN5UmVjb3JkKosBChNBcHByb3ZhbFJlcXVpcmVtZW50EiQKIEFQUFJPVkFMX1JFUVVJUkVNRU5UX1VOU1BFQ0lGSUVEEAASJQohQVBQUk9WQUxfUkVRVUlSRU1FTlRfRFVBTF9DT05UUk9MEAESJwojQVBQUk9WQUxfUkVRVUlSRU1FTlRfU0lOR0xFX0NPTlRST0wQAjK0BAoNUG9saWN5U2VydmljZRJ6ChFHZXRTZWN1cml0eVBvbGljeRIoLmlua2FuLmFkbWluLnYxLkdldFNlY3VyaXR5UG9saWN5UmVxdWVzdBopLmlua2FuLmFkbWluLnYxLkdldFNlY3VyaXR5UG9saWN5UmVzcG9uc2UiEIq1GAwKCElOVEVSTkFMEDwStQEKFFVwZGF0ZVNlY3VyaXR5UG9saWN5EisuaW5rYW4uYWRtaW4udjEuVXBkYXRlU2VjdXJpdHlQb2xpY3lSZXF1ZXN0GiwuaW5rYW4uYWRtaW4udjEuVXBkYXRlU2VjdXJpdHlQb2xpY3lSZXNwb25zZSJCirUYFAoQSU5WQUxJRF9BUkdVTUVOVBAKirUYCwoHQUJPUlRFRBAOirUYFwoTRkFJTEVEX1BSRUNPTkRJVElPThAFGu4BkrUYEwoPVU5BVVRIRU5USUNBVEVEEAGStRgVChFQRVJNSVNTSU9OX0RFTklFRBACkrUYEwoPVU5BVVRIRU5USUNBVEVEEAOStRgTCg9VTkFVVEhFTlRJQ0FURUQQBJK1GBQKEElOVkFMSURfQVJHVU1FTlQQCpK1GBYKElJFU09VUkNFX0VYSEFVU1RFRBANkrUYDAoISU5URVJOQUwQPJK1GA8KC1VOQVZBSUxBQkxFED+StRgPCgtVTkFWQUlMQUJMRRA+krUYDwoLVU5BVkFJTEFCTEUQPZK1GBEKDVVOSU1QTEVNRU5URUQQQWIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_duration, file_google_protobuf_timestamp, file_inkan_sam_v1_error_options, file_inkan_sam_v1_sam, file_inkan_sam_v1_types]);
+  fileDesc("Chtpbmthbi9hZG1pbi92MS9wb2xpY3kucHJvdG8SDmlua2FuLmFkbWluLnYxIhkKF0dldFJlc3RvcmVTdGF0dXNSZXF1ZXN0IoIBChhHZXRSZXN0b3JlU3RhdHVzUmVzcG9uc2USIAoYYXdhaXRpbmdfYWNrbm93bGVkZ2VtZW50GAEgASgIEhMKC3NuYXBzaG90X2lkGAIgASgJEi8KC3Jlc3RvcmVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJHChlBY2tub3dsZWRnZVJlc3RvcmVSZXF1ZXN0EioKC3NuYXBzaG90X2lkGAEgASgJQhW6SBJyEDIOXlswLTlhLWZdezY0fSQivQEKGkFja25vd2xlZGdlUmVzdG9yZVJlc3BvbnNlEhMKC3NuYXBzaG90X2lkGAEgASgJEh8KF3ZvaWRlZF9vbmVfdGltZV9vYmplY3RzGAIgASgNEhsKE3ZvaWRlZF90cmFuc2FjdGlvbnMYAyABKA0SFwoPcmViYXNlZF9yZWNvcmRzGAQgASgNEhcKD3JhaXNlZF9sb2Nrb3V0cxgFIAEoDRIaChJyZWplY3RlZF9hcHByb3ZhbHMYBiABKA0iiBoKDlNlY3VyaXR5UG9saWN5EkkKF2RlZmF1bHRfYXNzdXJhbmNlX2xldmVsGAEgASgOMhwuaW5rYW4uc2FtLnYxLkFzc3VyYW5jZUxldmVsQgq6SAeCAQQQASAAElUKGGFsbG93ZWRfYXNzdXJhbmNlX2xldmVscxgCIAMoDjIcLmlua2FuLnNhbS52MS5Bc3N1cmFuY2VMZXZlbEIVukgSkgEPCAEQAxgBIgeCAQQQASAAEhEKCWNlcnRpZmllZBgDIAEoCBJRChZhbGxvd2VkX2tleV9hbGdvcml0aG1zGAQgAygOMhouaW5rYW4uc2FtLnYxLktleUFsZ29yaXRobUIVukgSkgEPCAEQEBgBIgeCAQQQASAAElMKF2FsbG93ZWRfaGFzaF9hbGdvcml0aG1zGAUgAygOMhsuaW5rYW4uc2FtLnYxLkhhc2hBbGdvcml0aG1CFbpIEpIBDwgBEBAYASIHggEEEAEgABJdChxhbGxvd2VkX3NpZ25hdHVyZV9hbGdvcml0aG1zGAYgAygOMiAuaW5rYW4uc2FtLnYxLlNpZ25hdHVyZUFsZ29yaXRobUIVukgSkgEPCAEQEBgBIgeCAQQQASAAElQKHGRlZmF1bHRfdHJhbnNhY3Rpb25fbGlmZXRpbWUYByABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CE7pIEMgBAaoBCiIECICjBTICCAoSUAoYbWF4X3RyYW5zYWN0aW9uX2xpZmV0aW1lGAggASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQhO6SBDIAQGqAQoiBAiA9SQyAggKEkkKEnNhZF90b2tlbl9saWZldGltZRgJIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkISukgPyAEBqgEJIgMIkBwyAggBEi8KGm1heF9oYXNoZXNfcGVyX3RyYW5zYWN0aW9uGAogASgNQgu6SAgqBhjAhD0oARIkChFsb2Nrb3V0X3RocmVzaG9sZBgLIAEoDUIJukgGKgQYZCgBElEKGGFjdGl2YXRpb25fY29kZV9saWZldGltZRgMIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIUukgRyAEBqgELIgUIgJqeATICCDwSLwocYWN0aXZhdGlvbl9jb2RlX21heF9hdHRlbXB0cxgNIAEoDUIJukgGKgQYFCgBElEKGXBlbmRpbmdfYXBwcm92YWxfbGlmZXRpbWUYDiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CE7pIEMgBAaoBCiIECID1JDICCDwSOQobdHJ1c3RlZF9zY2FfY2FfY2VydGlmaWNhdGVzGA8gAygMQhS6SBGSAQ4QMhgBIgh6BhABGICAARI9Ch10cnVzdGVkX2FkbWluX2NhX2NlcnRpZmljYXRlcxgQIAMoDEIWukgTkgEQCAEQMhgBIgh6BhABGICAARI9Ch90cnVzdGVkX2lzc3VpbmdfY2FfY2VydGlmaWNhdGVzGBEgAygMQhS6SBGSAQ4QMhgBIgh6BhABGICAARI/CgxkdWFsX2NvbnRyb2wYEiABKAsyIS5pbmthbi5hZG1pbi52MS5EdWFsQ29udHJvbFBvbGljeUIGukgDyAEBEjMKHmF1ZGl0X2NoZWNrcG9pbnRfZXZlcnlfcmVjb3JkcxgTIAEoDUILukgIKgYYoI0GKAESUQoZYXVkaXRfY2hlY2twb2ludF9pbnRlcnZhbBgUIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkITukgQyAEBqgEKIgQIgKMFMgIIARIoChRtYXhfaGFzaGVzX3Blcl9jaHVuaxgVIAEoDUIKukgHKgUYkE4oARIpChZtYXhfYXV0aG9yaXplX2F0dGVtcHRzGBYgASgNQgm6SAYqBBgKKAESRQoOdXBsb2FkX3RpbWVvdXQYFyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CErpID8gBAaoBCSIDCJAcMgIIChJHChBtYXhfc2FkX2xpZmV0aW1lGBggASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQhK6SA/IAQGqAQkiAwiEBzICCAoSQwoObWF4X2Nsb2NrX3NrZXcYGSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CELpIDcgBAaoBByIDCKwCMgASWAodYWxsb3dlZF9kZXZpY2Vfa2V5X2FsZ29yaXRobXMYGiADKA4yGi5pbmthbi5zYW0udjEuSndzQWxnb3JpdGhtQhW6SBKSAQ8IARAIGAEiB4IBBBABIAASYQoeZW5hYmxlZF9hdXRoZW50aWNhdGlvbl9tZXRob2RzGBsgAygOMiIuaW5rYW4uc2FtLnYxLkF1dGhlbnRpY2F0aW9uTWV0aG9kQhW6SBKSAQ8IARAIGAEiB4IBBBABIAASIQoOcGluX21pbl9sZW5ndGgYHCABKA1CCbpIBioEGEAoBBIhCg5waW5fbWF4X2xlbmd0aBgdIAEoDUIJukgGKgQYQCgEEkkKEmNoYWxsZW5nZV9saWZldGltZRgeIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkISukgPyAEBqgEJIgMIhAcyAggKEjEKHm1heF9vcGVuX2NoYWxsZW5nZXNfcGVyX3NpZ25lchgfIAEoDUIJukgGKgQYZCgBEkwKGGNlcnRpZmljYXRlX2V4cGlyeV9ncmFjZRggIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIPukgMqgEJIgUIgJqeATIAEjYKCnNjYV9zY29wZXMYISADKAsyGC5pbmthbi5hZG1pbi52MS5TY2FTY29wZUIIukgFkgECEGQ65Qi6SOEIGqcBCiVzZWN1cml0eV9wb2xpY3kuZGVmYXVsdF9sZXZlbF9hbGxvd2VkEj9kZWZhdWx0X2Fzc3VyYW5jZV9sZXZlbCBtdXN0IGJlIG9uZSBvZiBhbGxvd2VkX2Fzc3VyYW5jZV9sZXZlbHMaPXRoaXMuZGVmYXVsdF9hc3N1cmFuY2VfbGV2ZWwgaW4gdGhpcy5hbGxvd2VkX2Fzc3VyYW5jZV9sZXZlbHManwEKJnNlY3VyaXR5X3BvbGljeS5sZXZlbDNfbmVlZHNfY2VydGlmaWVkEjxBU1NVUkFOQ0VfTEVWRUxfMyBtYXkgYmUgYWxsb3dlZCBvbmx5IHdoZW4gY2VydGlmaWVkIGlzIHRydWUaNyEoMyBpbiB0aGlzLmFsbG93ZWRfYXNzdXJhbmNlX2xldmVscykgfHwgdGhpcy5jZXJ0aWZpZWQauAEKK3NlY3VyaXR5X3BvbGljeS50cmFuc2FjdGlvbl9saWZldGltZV9ib3VuZHMSRWRlZmF1bHRfdHJhbnNhY3Rpb25fbGlmZXRpbWUgbXVzdCBub3QgZXhjZWVkIG1heF90cmFuc2FjdGlvbl9saWZldGltZRpCdGhpcy5kZWZhdWx0X3RyYW5zYWN0aW9uX2xpZmV0aW1lIDw9IHRoaXMubWF4X3RyYW5zYWN0aW9uX2xpZmV0aW1lGqUBCixzZWN1cml0eV9wb2xpY3kuc2FkX3Rva2VuX3dpdGhpbl90cmFuc2FjdGlvbhI7c2FkX3Rva2VuX2xpZmV0aW1lIG11c3Qgbm90IGV4Y2VlZCBtYXhfdHJhbnNhY3Rpb25fbGlmZXRpbWUaOHRoaXMuc2FkX3Rva2VuX2xpZmV0aW1lIDw9IHRoaXMubWF4X3RyYW5zYWN0aW9uX2xpZmV0aW1lGqkBCihzZWN1cml0eV9wb2xpY3kuY2h1bmtfd2l0aGluX3RyYW5zYWN0aW9uEj9tYXhfaGFzaGVzX3Blcl9jaHVuayBtdXN0IG5vdCBleGNlZWQgbWF4X2hhc2hlc19wZXJfdHJhbnNhY3Rpb24aPHRoaXMubWF4X2hhc2hlc19wZXJfY2h1bmsgPD0gdGhpcy5tYXhfaGFzaGVzX3Blcl90cmFuc2FjdGlvbhqDAQomc2VjdXJpdHlfcG9saWN5LnNjYV9zY29wZV9uYW1lc191bmlxdWUSMGV2ZXJ5IHNjYV9zY29wZXMgZW50cnkgbXVzdCBoYXZlIGEgZGlzdGluY3QgbmFtZRondGhpcy5zY2Ffc2NvcGVzLm1hcChzLCBzLm5hbWUpLnVuaXF1ZSgpGn4KIXNlY3VyaXR5X3BvbGljeS5waW5fbGVuZ3RoX2JvdW5kcxItcGluX21pbl9sZW5ndGggbXVzdCBub3QgZXhjZWVkIHBpbl9tYXhfbGVuZ3RoGip0aGlzLnBpbl9taW5fbGVuZ3RoIDw9IHRoaXMucGluX21heF9sZW5ndGgiogIKCFNjYVNjb3BlEi8KBG5hbWUYASABKAlCIbpIHnIcEAEYQDIWXlthLXowLTldW2EtejAtOS5fLV0qJBIiCg9zY2Ffc3BraV9zaGEyNTYYAiABKAxCB7pIBHoCaCBIABIsChlzY2FfY2FfY2VydGlmaWNhdGVfc2hhMjU2GAMgASgMQge6SAR6AmggSAASHgoLYWxsX3NpZ25lcnMYBCABKAhCB7pIBGoCCAFIARI1Cg1zaWduZXJfZ3JvdXBzGAUgASgLMhwuaW5rYW4uYWRtaW4udjEuU2lnbmVyR3JvdXBzSAESHAoJb3duX2dyb3VwGAYgASgIQge6SARqAggBSAFCDAoDc2NhEgW6SAIIAUIQCgdzaWduZXJzEgW6SAIIASJMCgxTaWduZXJHcm91cHMSPAoGZ3JvdXBzGAEgAygJQiy6SCmSASYIARBkGAEiHnIcEAEYQDIWXlthLXowLTldW2EtejAtOS5fLV0qJCLMAgoRRHVhbENvbnRyb2xQb2xpY3kSTQoWY3JlZGVudGlhbF9kZXN0cnVjdGlvbhgBIAEoDjIjLmlua2FuLmFkbWluLnYxLkFwcHJvdmFsUmVxdWlyZW1lbnRCCLpIBYIBAhABEk8KGHNlY3VyaXR5X29mZmljZXJfY2hhbmdlcxgCIAEoDjIjLmlua2FuLmFkbWluLnYxLkFwcHJvdmFsUmVxdWlyZW1lbnRCCLpIBYIBAhABEk4KF3NlY3VyaXR5X3BvbGljeV9jaGFuZ2VzGAMgASgOMiMuaW5rYW4uYWRtaW4udjEuQXBwcm92YWxSZXF1aXJlbWVudEIIukgFggECEAESRwoQc2lnbmVyX3JlYmluZGluZxgEIAEoDjIjLmlua2FuLmFkbWluLnYxLkFwcHJvdmFsUmVxdWlyZW1lbnRCCLpIBYIBAhABIrABChRTZWN1cml0eVBvbGljeVJlY29yZBIuCgZwb2xpY3kYASABKAsyHi5pbmthbi5hZG1pbi52MS5TZWN1cml0eVBvbGljeRIPCgd2ZXJzaW9uGAIgASgEEi4KCnVwZGF0ZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCnVwZGF0ZWRfYnkYBCABKAkSEwoLYXBwcm92ZWRfYnkYBSABKAkiGgoYR2V0U2VjdXJpdHlQb2xpY3lSZXF1ZXN0IlEKGUdldFNlY3VyaXR5UG9saWN5UmVzcG9uc2USNAoGcmVjb3JkGAEgASgLMiQuaW5rYW4uYWRtaW4udjEuU2VjdXJpdHlQb2xpY3lSZWNvcmQibwobVXBkYXRlU2VjdXJpdHlQb2xpY3lSZXF1ZXN0EhgKEGV4cGVjdGVkX3ZlcnNpb24YASABKAQSNgoGcG9saWN5GAIgASgLMh4uaW5rYW4uYWRtaW4udjEuU2VjdXJpdHlQb2xpY3lCBrpIA8gBASJUChxVcGRhdGVTZWN1cml0eVBvbGljeVJlc3BvbnNlEjQKBnJlY29yZBgBIAEoCzIkLmlua2FuLmFkbWluLnYxLlNlY3VyaXR5UG9saWN5UmVjb3JkKosBChNBcHByb3ZhbFJlcXVpcmVtZW50EiQKIEFQUFJPVkFMX1JFUVVJUkVNRU5UX1VOU1BFQ0lGSUVEEAASJQohQVBQUk9WQUxfUkVRVUlSRU1FTlRfRFVBTF9DT05UUk9MEAESJwojQVBQUk9WQUxfUkVRVUlSRU1FTlRfU0lOR0xFX0NPTlRST0wQAjLDBgoNUG9saWN5U2VydmljZRJ6ChFHZXRTZWN1cml0eVBvbGljeRIoLmlua2FuLmFkbWluLnYxLkdldFNlY3VyaXR5UG9saWN5UmVxdWVzdBopLmlua2FuLmFkbWluLnYxLkdldFNlY3VyaXR5UG9saWN5UmVzcG9uc2UiEIq1GAwKCElOVEVSTkFMEDwStQEKFFVwZGF0ZVNlY3VyaXR5UG9saWN5EisuaW5rYW4uYWRtaW4udjEuVXBkYXRlU2VjdXJpdHlQb2xpY3lSZXF1ZXN0GiwuaW5rYW4uYWRtaW4udjEuVXBkYXRlU2VjdXJpdHlQb2xpY3lSZXNwb25zZSJCirUYFAoQSU5WQUxJRF9BUkdVTUVOVBAKirUYCwoHQUJPUlRFRBAOirUYFwoTRkFJTEVEX1BSRUNPTkRJVElPThAFEmcKEEdldFJlc3RvcmVTdGF0dXMSJy5pbmthbi5hZG1pbi52MS5HZXRSZXN0b3JlU3RhdHVzUmVxdWVzdBooLmlua2FuLmFkbWluLnYxLkdldFJlc3RvcmVTdGF0dXNSZXNwb25zZSIAEqMBChJBY2tub3dsZWRnZVJlc3RvcmUSKS5pbmthbi5hZG1pbi52MS5BY2tub3dsZWRnZVJlc3RvcmVSZXF1ZXN0GiouaW5rYW4uYWRtaW4udjEuQWNrbm93bGVkZ2VSZXN0b3JlUmVzcG9uc2UiNoq1GBcKE0ZBSUxFRF9QUkVDT05ESVRJT04QBYq1GBcKE0ZBSUxFRF9QUkVDT05ESVRJT04QMhruAZK1GBMKD1VOQVVUSEVOVElDQVRFRBABkrUYFQoRUEVSTUlTU0lPTl9ERU5JRUQQApK1GBMKD1VOQVVUSEVOVElDQVRFRBADkrUYEwoPVU5BVVRIRU5USUNBVEVEEASStRgUChBJTlZBTElEX0FSR1VNRU5UEAqStRgWChJSRVNPVVJDRV9FWEhBVVNURUQQDZK1GAwKCElOVEVSTkFMEDyStRgPCgtVTkFWQUlMQUJMRRA/krUYDwoLVU5BVkFJTEFCTEUQPpK1GA8KC1VOQVZBSUxBQkxFED2StRgRCg1VTklNUExFTUVOVEVEEEFiBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_duration, file_google_protobuf_timestamp, file_inkan_sam_v1_error_options, file_inkan_sam_v1_sam, file_inkan_sam_v1_types]);
+
+/**
+ * GetRestoreStatusRequest is empty.
+ *
+ * @generated from message inkan.admin.v1.GetRestoreStatusRequest
+ */
+export type GetRestoreStatusRequest = Message<"inkan.admin.v1.GetRestoreStatusRequest"> & {
+};
+
+/**
+ * Describes the message inkan.admin.v1.GetRestoreStatusRequest.
+ * Use `create(GetRestoreStatusRequestSchema)` to create a new message.
+ */
+export const GetRestoreStatusRequestSchema: GenMessage<GetRestoreStatusRequest> = /*@__PURE__*/
+  messageDesc(file_inkan_admin_v1_policy, 0);
+
+/**
+ * GetRestoreStatusResponse describes the newest restore.
+ *
+ * @generated from message inkan.admin.v1.GetRestoreStatusResponse
+ */
+export type GetRestoreStatusResponse = Message<"inkan.admin.v1.GetRestoreStatusResponse"> & {
+  /**
+   * True while a restore awaits AcknowledgeRestore (the SAM refuses to sign meanwhile).
+   *
+   * @generated from field: bool awaiting_acknowledgement = 1;
+   */
+  awaitingAcknowledgement: boolean;
+
+  /**
+   * The identity of the restored snapshot (64 lowercase hex characters: SHA-256 of its store
+   * content and audit high-water marks, as `inkan backup` printed it); empty when the store was
+   * never restored.
+   *
+   * @generated from field: string snapshot_id = 2;
+   */
+  snapshotId: string;
+
+  /**
+   * When `inkan restore` ran; unset when the store was never restored.
+   *
+   * @generated from field: google.protobuf.Timestamp restored_at = 3;
+   */
+  restoredAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message inkan.admin.v1.GetRestoreStatusResponse.
+ * Use `create(GetRestoreStatusResponseSchema)` to create a new message.
+ */
+export const GetRestoreStatusResponseSchema: GenMessage<GetRestoreStatusResponse> = /*@__PURE__*/
+  messageDesc(file_inkan_admin_v1_policy, 1);
+
+/**
+ * AcknowledgeRestoreRequest names the restore being acknowledged.
+ *
+ * @generated from message inkan.admin.v1.AcknowledgeRestoreRequest
+ */
+export type AcknowledgeRestoreRequest = Message<"inkan.admin.v1.AcknowledgeRestoreRequest"> & {
+  /**
+   * The restored snapshot's identity (GetRestoreStatusResponse.snapshot_id), so both officers
+   * acknowledge the restore they checked.
+   *
+   * @generated from field: string snapshot_id = 1;
+   */
+  snapshotId: string;
+};
+
+/**
+ * Describes the message inkan.admin.v1.AcknowledgeRestoreRequest.
+ * Use `create(AcknowledgeRestoreRequestSchema)` to create a new message.
+ */
+export const AcknowledgeRestoreRequestSchema: GenMessage<AcknowledgeRestoreRequest> = /*@__PURE__*/
+  messageDesc(file_inkan_admin_v1_policy, 2);
+
+/**
+ * AcknowledgeRestoreResponse says what the acknowledgement changed.
+ *
+ * @generated from message inkan.admin.v1.AcknowledgeRestoreResponse
+ */
+export type AcknowledgeRestoreResponse = Message<"inkan.admin.v1.AcknowledgeRestoreResponse"> & {
+  /**
+   * The acknowledged snapshot's identity.
+   *
+   * @generated from field: string snapshot_id = 1;
+   */
+  snapshotId: string;
+
+  /**
+   * One-time objects voided (challenges, admin nonces, SAD tokens, activation codes).
+   *
+   * @generated from field: uint32 voided_one_time_objects = 2;
+   */
+  voidedOneTimeObjects: number;
+
+  /**
+   * Open transactions ended (they can no longer be authorized or signed).
+   *
+   * @generated from field: uint32 voided_transactions = 3;
+   */
+  voidedTransactions: number;
+
+  /**
+   * Records re-sealed above the newest version the audit log knows (records changed after the
+   * snapshot; their content is the snapshot's, see the runbook).
+   *
+   * @generated from field: uint32 rebased_records = 4;
+   */
+  rebasedRecords: number;
+
+  /**
+   * Signers whose lockout counter was raised from the audit log after the snapshot.
+   *
+   * @generated from field: uint32 raised_lockouts = 5;
+   */
+  raisedLockouts: number;
+
+  /**
+   * Requests still pending under dual control, rejected (one decided after the snapshot came
+   * back pending and could otherwise be approved and performed again).
+   *
+   * @generated from field: uint32 rejected_approvals = 6;
+   */
+  rejectedApprovals: number;
+};
+
+/**
+ * Describes the message inkan.admin.v1.AcknowledgeRestoreResponse.
+ * Use `create(AcknowledgeRestoreResponseSchema)` to create a new message.
+ */
+export const AcknowledgeRestoreResponseSchema: GenMessage<AcknowledgeRestoreResponse> = /*@__PURE__*/
+  messageDesc(file_inkan_admin_v1_policy, 3);
 
 /**
  * SecurityPolicy is every setting a security officer can change. It is always read and written
@@ -307,20 +439,6 @@ export type SecurityPolicy = Message<"inkan.admin.v1.SecurityPolicy"> & {
    * @generated from field: repeated inkan.admin.v1.ScaScope sca_scopes = 33;
    */
   scaScopes: ScaScope[];
-
-  /**
-   * The CA certificates (DER X.509) that the signer front end's client certificates must chain
-   * to: the RSSP component (its gateway, the signer portal) that relays the signer's own calls,
-   * the only caller inkan.sam.v1.SignerService accepts. 0 to 50 distinct certificates of at most
-   * 16 KiB each; empty: no signer front end can connect (SignerService refuses every caller).
-   * A CA listed here must be distinct from those of trusted_sca_ca_certificates and
-   * trusted_admin_ca_certificates: a certificate's caller kind follows from the CA that issued it,
-   * and a certificate whose issuer is trusted for two kinds is refused (CLIENT_CERTIFICATE_REJECTED).
-   * `inkan init` trusts the development front-end CA (pki/front-end-ca.crt).
-   *
-   * @generated from field: repeated bytes trusted_front_end_ca_certificates = 34;
-   */
-  trustedFrontEndCaCertificates: Uint8Array[];
 };
 
 /**
@@ -328,7 +446,7 @@ export type SecurityPolicy = Message<"inkan.admin.v1.SecurityPolicy"> & {
  * Use `create(SecurityPolicySchema)` to create a new message.
  */
 export const SecurityPolicySchema: GenMessage<SecurityPolicy> = /*@__PURE__*/
-  messageDesc(file_inkan_admin_v1_policy, 0);
+  messageDesc(file_inkan_admin_v1_policy, 4);
 
 /**
  * ScaScope lets the SCAs it names act for a set of signers (SecurityPolicy.sca_scopes).
@@ -414,7 +532,7 @@ export type ScaScope = Message<"inkan.admin.v1.ScaScope"> & {
  * Use `create(ScaScopeSchema)` to create a new message.
  */
 export const ScaScopeSchema: GenMessage<ScaScope> = /*@__PURE__*/
-  messageDesc(file_inkan_admin_v1_policy, 1);
+  messageDesc(file_inkan_admin_v1_policy, 5);
 
 /**
  * SignerGroups lists signer groups (ScaScope.signer_groups).
@@ -436,7 +554,7 @@ export type SignerGroups = Message<"inkan.admin.v1.SignerGroups"> & {
  * Use `create(SignerGroupsSchema)` to create a new message.
  */
 export const SignerGroupsSchema: GenMessage<SignerGroups> = /*@__PURE__*/
-  messageDesc(file_inkan_admin_v1_policy, 2);
+  messageDesc(file_inkan_admin_v1_policy, 6);
 
 /**
  * DualControlPolicy holds the dual-control switches. Each one left UNSPECIFIED means
@@ -485,7 +603,7 @@ export type DualControlPolicy = Message<"inkan.admin.v1.DualControlPolicy"> & {
  * Use `create(DualControlPolicySchema)` to create a new message.
  */
 export const DualControlPolicySchema: GenMessage<DualControlPolicy> = /*@__PURE__*/
-  messageDesc(file_inkan_admin_v1_policy, 3);
+  messageDesc(file_inkan_admin_v1_policy, 7);
 
 /**
  * SecurityPolicyRecord is the policy in force with its version and who set it.
@@ -536,7 +654,7 @@ export type SecurityPolicyRecord = Message<"inkan.admin.v1.SecurityPolicyRecord"
  * Use `create(SecurityPolicyRecordSchema)` to create a new message.
  */
 export const SecurityPolicyRecordSchema: GenMessage<SecurityPolicyRecord> = /*@__PURE__*/
-  messageDesc(file_inkan_admin_v1_policy, 4);
+  messageDesc(file_inkan_admin_v1_policy, 8);
 
 /**
  * GetSecurityPolicyRequest is empty: there is one policy.
@@ -551,7 +669,7 @@ export type GetSecurityPolicyRequest = Message<"inkan.admin.v1.GetSecurityPolicy
  * Use `create(GetSecurityPolicyRequestSchema)` to create a new message.
  */
 export const GetSecurityPolicyRequestSchema: GenMessage<GetSecurityPolicyRequest> = /*@__PURE__*/
-  messageDesc(file_inkan_admin_v1_policy, 5);
+  messageDesc(file_inkan_admin_v1_policy, 9);
 
 /**
  * GetSecurityPolicyResponse returns the policy in force.
@@ -572,7 +690,7 @@ export type GetSecurityPolicyResponse = Message<"inkan.admin.v1.GetSecurityPolic
  * Use `create(GetSecurityPolicyResponseSchema)` to create a new message.
  */
 export const GetSecurityPolicyResponseSchema: GenMessage<GetSecurityPolicyResponse> = /*@__PURE__*/
-  messageDesc(file_inkan_admin_v1_policy, 6);
+  messageDesc(file_inkan_admin_v1_policy, 10);
 
 /**
  * UpdateSecurityPolicyRequest replaces the policy.
@@ -602,7 +720,7 @@ export type UpdateSecurityPolicyRequest = Message<"inkan.admin.v1.UpdateSecurity
  * Use `create(UpdateSecurityPolicyRequestSchema)` to create a new message.
  */
 export const UpdateSecurityPolicyRequestSchema: GenMessage<UpdateSecurityPolicyRequest> = /*@__PURE__*/
-  messageDesc(file_inkan_admin_v1_policy, 7);
+  messageDesc(file_inkan_admin_v1_policy, 11);
 
 /**
  * UpdateSecurityPolicyResponse returns the new policy in force.
@@ -623,7 +741,7 @@ export type UpdateSecurityPolicyResponse = Message<"inkan.admin.v1.UpdateSecurit
  * Use `create(UpdateSecurityPolicyResponseSchema)` to create a new message.
  */
 export const UpdateSecurityPolicyResponseSchema: GenMessage<UpdateSecurityPolicyResponse> = /*@__PURE__*/
-  messageDesc(file_inkan_admin_v1_policy, 8);
+  messageDesc(file_inkan_admin_v1_policy, 12);
 
 /**
  * ApprovalRequirement says whether an operation needs a second security officer's approval.
@@ -732,6 +850,47 @@ export const PolicyService: GenService<{
     methodKind: "unary";
     input: typeof UpdateSecurityPolicyRequestSchema;
     output: typeof UpdateSecurityPolicyResponseSchema;
+  },
+  /**
+   * GetRestoreStatus says whether the store was restored from a backup (`inkan restore`) and
+   * the restore still awaits its acknowledgement. While it does, the SAM refuses every
+   * inkan.sam.v1 call and every RegistrationService call (INTERNAL, REASON_INTEGRITY_VIOLATION):
+   * nothing is signed and no one-time object is consumed.
+   *
+   * Role: PRIVILEGED_ROLE_SECURITY_OFFICER.
+   *
+   * @generated from rpc inkan.admin.v1.PolicyService.GetRestoreStatus
+   */
+  getRestoreStatus: {
+    methodKind: "unary";
+    input: typeof GetRestoreStatusRequestSchema;
+    output: typeof GetRestoreStatusResponseSchema;
+  },
+  /**
+   * AcknowledgeRestore ends the restricted state after a restore, under dual control (always:
+   * no policy switch turns it off): the first security officer's call is held
+   * (FAILED_PRECONDITION, REASON_APPROVAL_REQUIRED), and a second, distinct security officer
+   * approves it with PrivilegedUserService.ApprovePendingRequest. Then the SAM voids every
+   * one-time object (challenges, admin nonces, SAD tokens, activation codes) and every open
+   * transaction in the store, raises the signers' lockout counters by the factor failures the
+   * audit log recorded after the snapshot, re-seals every record the audit log knows a newer
+   * version of (so the rollback check accepts the restored copy), audits "store.restore_acknowledged"
+   * with the snapshot's identity and the old and new audit high-water marks, and serves again.
+   *
+   * Role: PRIVILEGED_ROLE_SECURITY_OFFICER. Dual control: always.
+   *
+   * Errors:
+   * - FAILED_PRECONDITION, REASON_APPROVAL_REQUIRED: held for a second security officer; the
+   *   ApprovalRequired detail names the pending request.
+   * - FAILED_PRECONDITION, REASON_STATE_CONFLICT (field "snapshot_id"): no restore awaits
+   *   acknowledgement, or snapshot_id is not the identity of the restored snapshot.
+   *
+   * @generated from rpc inkan.admin.v1.PolicyService.AcknowledgeRestore
+   */
+  acknowledgeRestore: {
+    methodKind: "unary";
+    input: typeof AcknowledgeRestoreRequestSchema;
+    output: typeof AcknowledgeRestoreResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_inkan_admin_v1_policy, 0);

@@ -239,7 +239,7 @@ CREATE TRIGGER audit_checkpoints_append_only BEFORE UPDATE OR DELETE OR TRUNCATE
 `,
   },
   {
-    version: 3,
+    version: 2,
     name: "claims with leases",
     sql: `
 -- Issue 17 (T-2.2.1.6): a DTBS/R entry is claimed by one request (claim_id) of one node and boot,

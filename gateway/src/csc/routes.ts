@@ -184,6 +184,7 @@ export function cscRoutes(o: CscOptions): Route[] {
             if (err instanceof PortalUnavailable) throw new CscError("temporarily_unavailable", "the signer portal is unavailable");
             throw err;
           }
+          for (const [k, v] of pending) if (expiryOf(v.challenge).getTime() <= Date.now()) pending.delete(k); // expired requests go
           pending.set(id, { client, redirectUri, state, codeChallenge, requestId: opened.requestId, challenge, credential, hashes: p.hashes, signatureAlgorithm });
           res.writeHead(302, { Location: opened.signerUrl });
           res.end();
@@ -311,7 +312,7 @@ export function cscRoutes(o: CscOptions): Route[] {
     post("credentials/extendTransaction", async ({ req, res }) => {
       const { client, sad, body } = await sadCaller(req);
       if (typeof body.credentialID !== "string") throw missingParameter("credentialID");
-      const next = sessions.extend(sad, client, body.credentialID);
+      const next = await sessions.extend(sad, client, body.credentialID);
       sendJson(res, 200, { SAD: next.sad, expiresIn: secondsUntil(next.session.input.expiresAt) });
     }),
 

@@ -76,6 +76,11 @@ class Session {
     return keys.map((k) => this.signatures.get(k)!);
   }
 
+  /** Resolves once no signHash of this session is in flight. */
+  idle(): Promise<unknown> {
+    return this.#queue;
+  }
+
   /** Ends this session's usefulness without a SAM call (a replaced SAD, a reused code). */
   break(): void {
     this.#broken = true;
@@ -118,9 +123,11 @@ export class SigningSessions {
   }
 
   /** extendTransaction: a new SAD for the same transaction; the old one stops working at once. */
-  extend(sad: string, clientId: string, credentialId: string): { sad: string; session: Session } {
+  async extend(sad: string, clientId: string, credentialId: string): Promise<{ sad: string; session: Session }> {
     const old = this.get(sad, clientId, credentialId);
-    this.#byDigest.delete(digest(sad));
+    this.#byDigest.delete(digest(sad)); // the old SAD stops working now, before any wait
+    await old.idle(); // a signHash in flight finishes its SAM call before the token chain moves on
+    if (old.expired) throw invalidSad();
     const session = old.handOver();
     const next = randomBytes(32).toString("base64url");
     this.#byDigest.set(digest(next), session);

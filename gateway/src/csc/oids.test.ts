@@ -5,7 +5,7 @@ import { oid, pssParamsDer, signAlgoOf } from "./oids.js";
 
 /** The RSASSA-PSS-params OpenSSL writes into an RSA-PSS key's SPKI: an independent encoder to compare with. */
 function opensslPssParams(hashAlgorithm: "sha256" | "sha384" | "sha512", saltLength: number): string {
-  const { publicKey } = generateKeyPairSync("rsa-pss", { modulusLength: 1024, hashAlgorithm, mgf1HashAlgorithm: hashAlgorithm, saltLength, publicKeyEncoding: { type: "spki", format: "der" }, privateKeyEncoding: { type: "pkcs8", format: "der" } });
+  const { publicKey } = generateKeyPairSync("rsa-pss", { modulusLength: 1024, hashAlgorithm, mgf1HashAlgorithm: hashAlgorithm, saltLength: saltLength as unknown as string /* @types/node says string; Node takes the number */, publicKeyEncoding: { type: "spki", format: "der" }, privateKeyEncoding: { type: "pkcs8", format: "der" } });
   const spki = publicKey;
   // SEQUENCE { SEQUENCE { OID rsassaPss, params }, BIT STRING }: the params follow the 11-byte OID TLV.
   const algId = spki.subarray(spki[1]! & 0x80 ? 2 + (spki[1]! & 0x7f) : 2);

@@ -294,6 +294,20 @@ describe("oauth2code with PKCE, the signer approving in the portal (issue 16)", 
     expect(verify("sha256", d2, { key, padding: 6 /* RSA_PKCS1_PSS_PADDING */, saltLength: 32 }, Buffer.from((s2.body.signatures as string[])[0]!, "base64"))).toBe(true);
   });
 
+  it("authorization_details of type credential (RFC 9396) instead of scope=credential", async () => {
+    const d = doc("details");
+    const { verifier, challenge } = pkce();
+    const details = JSON.stringify([{ type: "credential", credentialID: alice.credential.credentialId, documentDigests: [{ hash: b64(sha256(d)), label: "details.pdf" }], hashAlgorithmOID: oids.sha256 }]);
+    const q = new URLSearchParams({ response_type: "code", client_id: a.clientId, redirect_uri: a.redirectUri, code_challenge: challenge, code_challenge_method: "S256", state: "ad", authorization_details: details });
+    expect((await a.get(`/oauth2/authorize?${q.toString()}`)).status).toBe(302);
+    const ret = await a.getAbsolute(await approvals.approve(approvals.ids.at(-1)!, { deviceKey: alice.deviceKey, pin: testPin, challengeSigningKey: alice.challengeSigningKey }));
+    const code = new URL(ret.location!).searchParams.get("code")!;
+    const token = await a.token({ grant_type: "authorization_code", code, code_verifier: verifier, redirect_uri: a.redirectUri, client_id: a.clientId, client_assertion_type: "urn:ietf:params:oauth:client-assertion-type:jwt-bearer", client_assertion: await a.assertion() });
+    expect(token.status).toBe(200);
+    const signed = await signHash(a, token.body.access_token as string, alice.credential.credentialId, [sha256(d)], { asBearer: true });
+    expect(verify("sha256", d, certKey(alice), Buffer.from((signed.body.signatures as string[])[0]!, "base64"))).toBe(true);
+  });
+
   it("a signer who declines: the client's redirect carries access_denied and no code", async () => {
     const p = pkce();
     const auth = await a.get(a.authorizeUrl({ credentialID: alice.credential.credentialId, hashes: [b64url(sha256(doc("no")))], hashAlgorithmOID: oids.sha256, codeChallenge: p.challenge, state: "d" }));
@@ -414,10 +428,13 @@ describe("bad input at every endpoint: the documented error, nothing changed (is
       a.authorizeUrl({ ...good, hashAlgorithmOID: "1.2.3" }),
       a.authorizeUrl({ ...good, hashes: ["AAAA"] }),
       a.authorizeUrl(good).replace("numSignatures=1", "numSignatures=2"),
+      a.authorizeUrl({ ...good, extra: { scope: "service" } }),
+      a.authorizeUrl({ ...good, extra: { authorization_details: "[{\"type\":\"other\"}]" } }),
+      a.authorizeUrl({ ...good, extra: { authorization_details: "not json" } }),
     ]) {
       const res = await a.get(url);
       expect(res.status).toBe(302);
-      expect(new URL(res.location!).searchParams.get("error")).toBe("invalid_request");
+      expect(["invalid_request", "invalid_scope"]).toContain(new URL(res.location!).searchParams.get("error"));
       expect(new URL(res.location!).searchParams.get("state")).toBe("q");
     }
     expect(errorOf(await a.getAbsolute("/csc/v2/oauth2/return?request=nope"))).toMatchObject({ status: 400, error: "invalid_request" });

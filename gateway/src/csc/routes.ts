@@ -171,7 +171,7 @@ export function cscRoutes(o: CscOptions): Route[] {
           if (q("response_type") !== "code") throw new CscError("invalid_request", "response_type must be code");
           const codeChallenge = q("code_challenge");
           if (q("code_challenge_method") !== "S256" || !codeChallenge || !/^[A-Za-z0-9_-]{43}$/.test(codeChallenge)) throw new CscError("invalid_request", "PKCE with code_challenge_method=S256 is required");
-          const p = authorizationParams(q);
+          const p = authorizationParams(fromAuthorizationDetails(q("authorization_details")) ?? scopeCredential(q));
           const credential = await visibleCredential(client, p.credentialId);
           const { tx, signatureAlgorithm } = await begin(client, credential, p);
           const challenge = tx.sadChallenge!;
@@ -395,6 +395,36 @@ function authorizationParams(q: (name: string, alt?: string) => string | undefin
     signAlgo = a.scheme;
   }
   return { credentialId, hashes, hashAlgorithm, signAlgo, description: description as string | undefined };
+}
+
+/** `scope=credential` with the credential parameters in the query (CSC v2 8.4.2). */
+function scopeCredential(q: (name: string, alt?: string) => string | undefined) {
+  if (q("scope") !== "credential") throw new CscError("invalid_scope", "scope must be credential (or send authorization_details)");
+  return q;
+}
+
+/**
+ * `authorization_details` (RFC 9396) of type "credential", as CSC v2 and the EUDI rqes-csc-swift
+ * client send it: [{ "type": "credential", "credentialID", "documentDigests": [{ "hash", "label" }],
+ * "hashAlgorithmOID" }]. Exactly one entry; its digests are the hashes, their count numSignatures.
+ */
+function fromAuthorizationDetails(raw: string | undefined): ((name: string, alt?: string) => string | undefined) | undefined {
+  if (raw === undefined) return undefined;
+  let details: unknown;
+  try {
+    details = JSON.parse(raw);
+  } catch {
+    throw invalidParameter("authorization_details");
+  }
+  const d = Array.isArray(details) && details.length === 1 ? (details[0] as Record<string, unknown>) : undefined;
+  const digests = d?.documentDigests;
+  if (!d || d.type !== "credential" || typeof d.credentialID !== "string" || typeof d.hashAlgorithmOID !== "string" || !Array.isArray(digests)
+    || digests.some((x: unknown) => typeof (x as { hash?: unknown })?.hash !== "string")) throw invalidParameter("authorization_details");
+  const hashes = digests.map((x: { hash: string }) => x.hash);
+  const values: Record<string, string> = { credentialID: d.credentialID, hashAlgorithmOID: d.hashAlgorithmOID, hashes: hashes.join(","), numSignatures: String(hashes.length) };
+  if (typeof d.signAlgo === "string") values.signAlgo = d.signAlgo;
+  if (typeof d.signAlgoParams === "string") values.signAlgoParams = d.signAlgoParams;
+  return (name) => values[name];
 }
 
 function decodeHash(h: unknown, hashAlgorithm: HashAlgorithm): Uint8Array {

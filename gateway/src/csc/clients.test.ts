@@ -17,6 +17,7 @@ describe("csc-clients.json (issue 16)", () => {
     for (const text of [
       "{", JSON.stringify({}), client({ clientId: "has space" }), client({ jwks: { keys: [] } }), client({ jwks: { keys: [{ ...key, d: "secret" }] } }),
       client({ redirectUris: ["http://a.example/cb"] }), client({ signers: "all" }), client({ signers: [1] }), client({ explicit: "yes" }),
+      client({ sca: { cert: "/nonexistent/sca.crt", key: "/nonexistent/sca.key" } }), client({ sca: "pki/sca.crt" }),
       JSON.stringify({ clients: [JSON.parse(client()).clients[0], JSON.parse(client()).clients[0]] }),
     ]) expect(() => parseCscClients(text), text).toThrow(CscClientsError);
   });

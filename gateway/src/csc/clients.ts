@@ -12,15 +12,22 @@
  *     "jwks": { "keys": [ { "kty": "EC", ... } ] },   // public keys only, ES256/ES384/PS256/EdDSA
  *     "redirectUris": ["https://platform-a.example/csc/callback"],
  *     "signers": ["sgn_..."],                   // or "*" for every signer the gateway's SCA may see
- *     "explicit": false                         // true: may use credentials/authorize (it sees PINs)
+ *     "explicit": false,                        // true: may use credentials/authorize (it sees PINs)
+ *     "sca": { "cert": "pki/platform-a.crt", "key": "pki/platform-a.key" }   // optional, below
  *   }]
  * }
+ *
+ * `sca` (optional; paths relative to the data directory): the SCA client certificate the gateway
+ * presents to the SAM for this client, instead of its own. The SAM's SCA scopes (issue 19: by
+ * certificate key or issuing CA, for all signers, signer groups or the scope's own group) then
+ * apply to this client as to any SCA, and `signers` narrows them further. Without it the client
+ * acts through the gateway's SCA, within that SCA's scopes and its `signers` list.
  *
  * No file: no CSC client (every token request fails invalid_client). A malformed file stops the
  * gateway at start (fail closed), with the reason.
  */
 import { readFileSync } from "node:fs";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { createLocalJWKSet, type JSONWebKeySet, type JWTVerifyGetKey } from "jose";
 
 export interface CscClient {
@@ -36,6 +43,8 @@ export interface CscClient {
    * gateway keeps its own switch, per client.
    */
   explicit: boolean;
+  /** The SCA identity (PEM) toward the SAM for this client; undefined: the gateway's own. */
+  sca?: { cert: string; key: string };
 }
 
 export class CscClientsError extends Error {}
@@ -65,7 +74,7 @@ export class CscClients {
 const idPattern = /^[!-~]{1,128}$/;
 
 /** Parses the registration file's JSON text (throws CscClientsError naming what is wrong). */
-export function parseCscClients(text: string): CscClients {
+export function parseCscClients(text: string, dataDir?: string): CscClients {
   let doc: unknown;
   try {
     doc = JSON.parse(text);
@@ -89,6 +98,19 @@ export function parseCscClients(text: string): CscClients {
       throw new CscClientsError(`${where}.signers must be "*" or a list of signer ids`);
     }
     if (c.explicit !== undefined && typeof c.explicit !== "boolean") throw new CscClientsError(`${where}.explicit must be true or false`);
+    const sca = c.sca as { cert?: unknown; key?: unknown } | undefined;
+    let scaPem: { cert: string; key: string } | undefined;
+    if (sca !== undefined) {
+      if (typeof sca !== "object" || sca === null || typeof sca.cert !== "string" || typeof sca.key !== "string") throw new CscClientsError(`${where}.sca needs "cert" and "key" file paths`);
+      const read = (f: string) => {
+        try {
+          return readFileSync(dataDir === undefined ? f : resolve(dataDir, f), "utf8");
+        } catch {
+          throw new CscClientsError(`${where}.sca: cannot read ${f}`);
+        }
+      };
+      scaPem = { cert: read(sca.cert), key: read(sca.key) };
+    }
     return {
       clientId: c.clientId,
       explicit: c.explicit === true,
@@ -96,6 +118,7 @@ export function parseCscClients(text: string): CscClients {
       keys: createLocalJWKSet(jwks),
       redirectUris: uris as string[],
       signers: signers as string[] | "*",
+      ...(scaPem ? { sca: scaPem } : {}),
     };
   }));
 }
@@ -109,5 +132,5 @@ export function loadCscClients(dataDir: string): CscClients {
     if ((err as NodeJS.ErrnoException).code === "ENOENT") return new CscClients([]);
     throw err;
   }
-  return parseCscClients(text);
+  return parseCscClients(text, dataDir);
 }

@@ -1,6 +1,7 @@
 import type { GatewayContext } from "../server.js";
 import type { Route } from "../http/router.js";
-import { loadCscClients } from "./clients.js";
+import { createInkanClient, type InkanClient } from "@inkan/sdk";
+import { loadCscClients, type CscClient } from "./clients.js";
 import { cscRoutes } from "./routes.js";
 import { portalNotWired, type SignerApprovals } from "./signer-approvals.js";
 
@@ -14,5 +15,17 @@ export type { SignerApprovals, ApprovalRequest, ApprovalOutcome } from "./signer
  * answers temporarily_unavailable).
  */
 export function cscRoutesFor(ctx: GatewayContext, approvals: SignerApprovals = portalNotWired): Route[] {
-  return cscRoutes({ sam: ctx.sam, clients: loadCscClients(ctx.config.dataDir), approvals, approvalWaitMs: ctx.config.waitTimeoutMs });
+  const clients = loadCscClients(ctx.config.dataDir);
+  // A client registered with its own SCA certificate reaches the SAM as that SCA (its scopes apply).
+  const own = new Map<string, InkanClient>();
+  const samFor = (client: CscClient): InkanClient => {
+    if (!client.sca) return ctx.sam.inkan;
+    let c = own.get(client.clientId);
+    if (!c) {
+      c = createInkanClient({ baseUrl: ctx.config.samUrl, tls: { ca: ctx.config.tls.samCa, cert: client.sca.cert, key: client.sca.key } });
+      own.set(client.clientId, c);
+    }
+    return c;
+  };
+  return cscRoutes({ sam: ctx.sam, samFor, clients, approvals, approvalWaitMs: ctx.config.waitTimeoutMs });
 }

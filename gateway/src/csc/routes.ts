@@ -19,14 +19,14 @@
  */
 import { createHash, randomBytes, X509Certificate } from "node:crypto";
 import type { IncomingMessage } from "node:http";
-import { buildClaimsRSadFor, SignatureAlgorithm, SignatureFormat, type CredentialInfo, type HashAlgorithm, type SadChallenge } from "@inkan/sdk";
+import { buildClaimsRSadFor, SignatureAlgorithm, SignatureFormat, type CredentialInfo, type HashAlgorithm, type InkanClient, type SadChallenge } from "@inkan/sdk";
 import { AuthenticationMethod } from "@inkan/sdk/gen/inkan/sam/v1/sam_pb.js";
 import { AssuranceLevel, CertificateStatus, CredentialStatus } from "@inkan/sdk/gen/inkan/sam/v1/types_pb.js";
 import { HttpError, sendJson } from "../http/respond.js";
 import type { Route, RouteContext } from "../http/router.js";
 import type { SamClients } from "../sam/sam-client.js";
 import { CscClients, type CscClient } from "./clients.js";
-import { CscError, fromSam, invalidParameter, missingParameter } from "./errors.js";
+import { CscError, fromSam, invalidParameter, invalidSad as invalidSadError, missingParameter } from "./errors.js";
 import { AuthorizationCodes, ClientAuthenticator, ServiceTokens } from "./oauth.js";
 import { hashLength, hashOids, keyInfoOf, signAlgoOf, signAlgoOids } from "./oids.js";
 import { PortalUnavailable, type SignerApprovals } from "./signer-approvals.js";
@@ -48,6 +48,8 @@ export const cscMethods = [
 
 export interface CscOptions {
   sam: SamClients;
+  /** The SAM client to act for `client` with (its own SCA certificate, or the gateway's); default sam.inkan. */
+  samFor?: (client: CscClient) => InkanClient;
   clients: CscClients;
   approvals: SignerApprovals;
   /** How long oauth2 waits at the return URL for the portal's outcome (ms). */
@@ -76,7 +78,13 @@ export function cscRoutes(o: CscOptions): Route[] {
   const codes = new AuthorizationCodes();
   const sessions = new SigningSessions();
   const pending = new Map<string, Pending>();
-  const inkan = o.sam.inkan;
+  const inkan = o.sam.inkan; // the gateway's own SCA: only for info
+  const samOf = (client: CscClient): InkanClient => o.samFor?.(client) ?? inkan;
+  const samOfId = (clientId: string): InkanClient => {
+    const c = o.clients.get(clientId);
+    if (!c) throw invalidSadError();
+    return samOf(c);
+  };
 
   /** The CSC client of a request's Bearer service token; invalid_token otherwise (RFC 6750 3.1). */
   function serviceClient(req: IncomingMessage): CscClient {
@@ -92,7 +100,7 @@ export function cscRoutes(o: CscOptions): Route[] {
     if (typeof credentialId !== "string" || !/^[!-~]{1,128}$/.test(credentialId)) throw missingParameter("credentialID");
     let c: CredentialInfo;
     try {
-      c = await inkan.getCredential(credentialId);
+      c = await samOf(client).getCredential(credentialId);
     } catch (err) {
       throw fromSam(err);
     }
@@ -104,7 +112,7 @@ export function cscRoutes(o: CscOptions): Route[] {
   async function begin(client: CscClient, credential: CredentialInfo, p: AuthorizationParams) {
     const signatureAlgorithm = p.signAlgo ?? defaultScheme(credential);
     try {
-      return { signatureAlgorithm, tx: await inkan.sam.beginTransaction({
+      return { signatureAlgorithm, tx: await samOf(client).sam.beginTransaction({
         credentialId: credential.credentialId,
         signerId: credential.signerId,
         hashAlgorithm: p.hashAlgorithm,
@@ -180,7 +188,7 @@ export function cscRoutes(o: CscOptions): Route[] {
           try {
             opened = await o.approvals.open({ challenge, requester: client.name, returnTo: `${cscBase}/oauth2/return?request=${id}` });
           } catch (err) {
-            await inkan.sam.cancelTransaction({ transactionId: challenge.transactionId }).catch(() => undefined);
+            await samOf(client).sam.cancelTransaction({ transactionId: challenge.transactionId }).catch(() => undefined);
             if (err instanceof PortalUnavailable) throw new CscError("temporarily_unavailable", "the signer portal is unavailable");
             throw err;
           }
@@ -214,7 +222,7 @@ export function cscRoutes(o: CscOptions): Route[] {
         if (!outcome.approved) return redirectError(res, p.redirectUri, "access_denied", `the signer ${outcome.reason === "declined" ? "declined" : "did not answer in time"}`, p.state);
         let authorized;
         try {
-          authorized = await inkan.sam.authorize({ transactionId: p.challenge.transactionId, rSad: outcome.rSad });
+          authorized = await samOf(p.client).sam.authorize({ transactionId: p.challenge.transactionId, rSad: outcome.rSad });
         } catch (err) {
           const e = fromSam(err);
           return redirectError(res, p.redirectUri, e.error, e.message, p.state);
@@ -252,7 +260,7 @@ export function cscRoutes(o: CscOptions): Route[] {
       if (!CscClients.mayActFor(client, userId)) throw invalidParameter("userID");
       let listed;
       try {
-        listed = await inkan.sam.listCredentials({
+        listed = await samOf(client).sam.listCredentials({
           signerId: userId,
           includeCertificateChain: withInfo && certificates !== "none",
           page: { pageSize: (maxResults as number | undefined) ?? 100, pageToken: (body.pageToken as string | undefined) ?? "" },
@@ -294,12 +302,12 @@ export function cscRoutes(o: CscOptions): Route[] {
       const challenge = tx.sadChallenge!;
       let samToken: string;
       try {
-        const info = await inkan.getInfo();
+        const info = await samOf(client).getInfo();
         const rSad = await buildClaimsRSadFor(challenge, { factors, challengeSigningKey: info.challengeSigningKey! });
-        samToken = (await inkan.sam.authorize({ transactionId: challenge.transactionId, rSad })).sadToken;
+        samToken = (await samOf(client).sam.authorize({ transactionId: challenge.transactionId, rSad })).sadToken;
       } catch (err) {
         // A refused authorization leaves no open transaction behind.
-        await inkan.sam.cancelTransaction({ transactionId: challenge.transactionId }).catch(() => undefined);
+        await samOf(client).sam.cancelTransaction({ transactionId: challenge.transactionId }).catch(() => undefined);
         throw fromSam(err);
       }
       const { sad } = sessions.create({
@@ -332,7 +340,7 @@ export function cscRoutes(o: CscOptions): Route[] {
       // The signature scheme and hash were fixed when the signer authorized: asking for others is refused.
       if (algo.hash !== session.input.hashAlgorithm || algo.scheme !== session.input.signatureAlgorithm) throw new CscError("invalid_request", "signAlgo or hashAlgorithmOID differs from the authorized transaction");
       const hashes = body.hashes.map((h) => decodeHash(h, algo.hash));
-      const signatures = await session.sign(inkan, hashes);
+      const signatures = await session.sign(samOfId(client), hashes);
       sendJson(res, 200, { signatures: signatures.map((s) => Buffer.from(s).toString("base64")) });
     }),
   ];

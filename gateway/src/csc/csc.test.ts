@@ -442,6 +442,20 @@ describe("bad input at every endpoint: the documented error, nothing changed (is
   });
 });
 
+describe("BeginTransactionRequest.on_behalf_of at the SAM (issue 16)", () => {
+  it("is refused when malformed (INVALID_ARGUMENT), and opens nothing", async () => {
+    const before = transactionCount();
+    const begin = (onBehalfOf: string) => gateway.sam.inkan.sam.beginTransaction({
+      credentialId: alice.credential.credentialId, signerId: alice.signerId, hashAlgorithm: 1, numSignatures: 1, hashes: [sha256(doc("obo"))], description: "obo", onBehalfOf,
+    });
+    for (const bad of ["has space", "x".repeat(129), "tab\t"]) {
+      const err = await begin(bad).then(() => undefined, (e: unknown) => e as { code: number });
+      expect(err?.code, bad).toBe(3); // INVALID_ARGUMENT
+    }
+    expect(transactionCount()).toBe(before);
+  });
+});
+
 describe("the OpenAPI 3.1 document (issue 16)", () => {
   it("every request/response exchange recorded above matches openapi.json, every error code included", () => {
     const all = [...a.exchanges, ...b.exchanges];

@@ -431,6 +431,7 @@ describe("bad input at every endpoint: the documented error, nothing changed (is
       a.authorizeUrl({ ...good, extra: { scope: "service" } }),
       a.authorizeUrl({ ...good, extra: { authorization_details: "[{\"type\":\"other\"}]" } }),
       a.authorizeUrl({ ...good, extra: { authorization_details: "not json" } }),
+      a.authorizeUrl({ ...good, extra: { authorization_details: JSON.stringify([{ type: "credential", credentialID: cred, numSignatures: "2", documentDigests: [{ hash: good.hashes[0], label: "a" }], hashAlgorithmOID: oids.sha256 }]) } }),
     ]) {
       const res = await a.get(url);
       expect(res.status).toBe(302);

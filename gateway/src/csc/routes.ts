@@ -412,9 +412,10 @@ function scopeCredential(q: (name: string, alt?: string) => string | undefined) 
 }
 
 /**
- * `authorization_details` (RFC 9396) of type "credential", as CSC v2 and the EUDI rqes-csc-swift
- * client send it: [{ "type": "credential", "credentialID", "documentDigests": [{ "hash", "label" }],
- * "hashAlgorithmOID" }]. Exactly one entry; its digests are the hashes, their count numSignatures.
+ * `authorization_details` (RFC 9396) of type "credential", as CSC v2 and the EUDI clients send it
+ * (rqes-csc-swift; eudi-lib-jvm-rqes-csc-kt `AuthorizationDetailTO`): [{ "type": "credential",
+ * "credentialID", "numSignatures"?, "documentDigests": [{ "hash", "label" }], "hashAlgorithmOID" }].
+ * Exactly one entry; its digests are the hashes; numSignatures, when sent, must equal their count.
  */
 function fromAuthorizationDetails(raw: string | undefined): ((name: string, alt?: string) => string | undefined) | undefined {
   if (raw === undefined) return undefined;
@@ -429,7 +430,9 @@ function fromAuthorizationDetails(raw: string | undefined): ((name: string, alt?
   if (!d || d.type !== "credential" || typeof d.credentialID !== "string" || typeof d.hashAlgorithmOID !== "string" || !Array.isArray(digests)
     || digests.some((x: unknown) => typeof (x as { hash?: unknown })?.hash !== "string")) throw invalidParameter("authorization_details");
   const hashes = digests.map((x: { hash: string }) => x.hash);
-  const values: Record<string, string> = { credentialID: d.credentialID, hashAlgorithmOID: d.hashAlgorithmOID, hashes: hashes.join(","), numSignatures: String(hashes.length) };
+  // numSignatures is optional here; the EUDI Kotlin client (eudi-lib-jvm-rqes-csc-kt AuthorizationDetailTO) sends it as a string.
+  const n = d.numSignatures === undefined ? String(hashes.length) : String(d.numSignatures);
+  const values: Record<string, string> = { credentialID: d.credentialID, hashAlgorithmOID: d.hashAlgorithmOID, hashes: hashes.join(","), numSignatures: n };
   if (typeof d.signAlgo === "string") values.signAlgo = d.signAlgo;
   if (typeof d.signAlgoParams === "string") values.signAlgoParams = d.signAlgoParams;
   return (name) => values[name];

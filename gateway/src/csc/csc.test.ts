@@ -162,7 +162,9 @@ describe("info and service authorization (issue 16)", () => {
   });
 
   it("a method without, or with an unknown, access token is invalid_token (401)", async () => {
-    expect(errorOf(await a.call("credentials/list", { userID: alice.signerId }, { bearer: null }))).toMatchObject({ status: 401, error: "invalid_token" });
+    const none = await a.call("credentials/list", { userID: alice.signerId }, { bearer: null });
+    expect(errorOf(none)).toMatchObject({ status: 401, error: "invalid_token" });
+    expect(none.headers?.["www-authenticate"]).toBe('Bearer error="invalid_token"'); // RFC 6750 3.1
     expect(errorOf(await a.call("credentials/list", { userID: alice.signerId }, { bearer: "not-a-token" }))).toMatchObject({ status: 401, error: "invalid_token" });
   });
 });

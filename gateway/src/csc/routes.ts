@@ -87,11 +87,11 @@ export function cscRoutes(o: CscOptions): Route[] {
   };
 
   /** The CSC client of a request's Bearer service token; invalid_token otherwise (RFC 6750 3.1). */
-  function serviceClient(req: IncomingMessage): CscClient {
+  function serviceClient(req: IncomingMessage, res: RouteContext["res"]): CscClient {
     const token = bearer(req);
     const clientId = token ? serviceTokens.clientOf(token) : undefined;
     const client = clientId ? o.clients.get(clientId) : undefined;
-    if (!client) throw new CscError("invalid_token", "the access token is missing, invalid or expired");
+    if (!client) throw invalidToken(res);
     return client;
   }
 
@@ -245,7 +245,7 @@ export function cscRoutes(o: CscOptions): Route[] {
     },
 
     post("credentials/list", async ({ req, res }) => {
-      const client = serviceClient(req);
+      const client = serviceClient(req, res);
       const body = await readBody(req);
       const userId = body.userID;
       if (typeof userId !== "string" || !/^[!-~]{1,128}$/.test(userId)) throw missingParameter("userID");
@@ -277,7 +277,7 @@ export function cscRoutes(o: CscOptions): Route[] {
     }),
 
     post("credentials/info", async ({ req, res }) => {
-      const client = serviceClient(req);
+      const client = serviceClient(req, res);
       const body = await readBody(req);
       const certificates = certificatesParam(body);
       const certInfo = optionalBoolean(body, "certInfo");
@@ -289,7 +289,7 @@ export function cscRoutes(o: CscOptions): Route[] {
     // Explicit mode (CSC v2 11.6): the PIN and OTP come in authData, so the CSC client sees them.
     // Only for credentials whose policy allows PIN + TOTP (off in the default policy).
     post("credentials/authorize", async ({ req, res }) => {
-      const client = serviceClient(req);
+      const client = serviceClient(req, res);
       const body = await readBody(req);
       const p = authorizationParams((name) => body[name] as string | undefined, body);
       const factors = authDataOf(body.authData);
@@ -318,14 +318,14 @@ export function cscRoutes(o: CscOptions): Route[] {
     }),
 
     post("credentials/extendTransaction", async ({ req, res }) => {
-      const { client, sad, body } = await sadCaller(req);
+      const { client, sad, body } = await sadCaller(req, res);
       if (typeof body.credentialID !== "string") throw missingParameter("credentialID");
       const next = await sessions.extend(sad, client, body.credentialID);
       sendJson(res, 200, { SAD: next.sad, expiresIn: secondsUntil(next.session.input.expiresAt) });
     }),
 
     post("signatures/signHash", async ({ req, res }) => {
-      const { client, sad, body } = await sadCaller(req);
+      const { client, sad, body } = await sadCaller(req, res);
       if (typeof body.credentialID !== "string") throw missingParameter("credentialID");
       if (!Array.isArray(body.hashes) || body.hashes.length === 0 || body.hashes.length > maxHashes) throw missingParameter("hashes");
       if (typeof body.signAlgo !== "string") throw missingParameter("signAlgo");
@@ -350,19 +350,19 @@ export function cscRoutes(o: CscOptions): Route[] {
    * access token itself as Bearer with no SAD (CSC v2: "not needed if the signing application has
    * passed an access token with scope credential").
    */
-  async function sadCaller(req: IncomingMessage): Promise<{ client: string; sad: string; body: Record<string, unknown> }> {
+  async function sadCaller(req: IncomingMessage, res: RouteContext["res"]): Promise<{ client: string; sad: string; body: Record<string, unknown> }> {
     const token = bearer(req);
-    if (!token) throw new CscError("invalid_token", "the access token is missing, invalid or expired");
+    if (!token) throw invalidToken(res);
     const body = await readBody(req);
     const serviceClientId = serviceTokens.clientOf(token);
     if (serviceClientId) {
       if (typeof body.SAD !== "string" || body.SAD.length === 0 || body.SAD.length > 512) throw missingParameter("SAD");
       return { client: serviceClientId, sad: body.SAD, body };
     }
-    if (body.SAD !== undefined) throw new CscError("invalid_token", "the access token is missing, invalid or expired");
+    if (body.SAD !== undefined) throw invalidToken(res);
     // A credential token (oauth2code): the session it names carries its client.
     const session = sessions.peek(token);
-    if (!session) throw new CscError("invalid_token", "the access token is missing, invalid or expired");
+    if (!session) throw invalidToken(res);
     return { client: session.input.clientId, sad: token, body };
   }
 }
@@ -541,6 +541,12 @@ function bearer(req: IncomingMessage): string | undefined {
   const h = req.headers.authorization;
   const m = typeof h === "string" ? /^Bearer ([A-Za-z0-9._~+/-]+=*)$/i.exec(h) : null;
   return m?.[1];
+}
+
+/** RFC 6750 3.1: a 401 for a bearer token says so in WWW-Authenticate. */
+function invalidToken(res: RouteContext["res"]): CscError {
+  res.setHeader("WWW-Authenticate", 'Bearer error="invalid_token"');
+  return new CscError("invalid_token", "the access token is missing, invalid or expired");
 }
 
 function redirectError(res: RouteContext["res"], redirectUri: string | undefined, error: string, description: string, state: string | undefined): void {

@@ -24,6 +24,7 @@ export interface CscResponse {
   status: number;
   body: Record<string, unknown>;
   location?: string;
+  headers?: Record<string, string | string[] | undefined>;
 }
 
 export class CscTestClient {
@@ -111,7 +112,7 @@ export class CscTestClient {
           const location = typeof res.headers.location === "string" ? res.headers.location : undefined;
           const p = new URL(url).pathname;
           this.exchanges.push({ method, path: p, requestBody: recorded, status: res.statusCode ?? 0, contentType: String(res.headers["content-type"] ?? ""), responseBody: text ? parsed : undefined, ...(location ? { location } : {}) });
-          done({ status: res.statusCode ?? 0, body: parsed, ...(location ? { location } : {}) });
+          done({ status: res.statusCode ?? 0, body: parsed, headers: res.headers, ...(location ? { location } : {}) });
         });
         res.on("error", fail);
       });

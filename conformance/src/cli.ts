@@ -9,6 +9,9 @@ import { allCases } from "./cases/index.js";
 import { cliOptions, protocolsOf, targetFromFlags, type CliValues } from "./cli-options.js";
 import { toJson, toJunit, toMarkdown } from "./report.js";
 import { conforms, parseKnownFailures, runSuite, suiteVersion } from "./runner.js";
+import { cscTargetFromFlags, splitCsc } from "./csc/csc-flags.js";
+import { runCscCases } from "./csc/run-csc.js";
+import { prepareIdentities } from "./target.js";
 
 const usage = `inkan-conformance ${suiteVersion}: replay, bypass and forgery attacks against a SAM serving inkan.sam.v1
 
@@ -24,7 +27,10 @@ const usage = `inkan-conformance ${suiteVersion}: replay, bypass and forgery att
   --operator-cert/--operator-key/--operator-signing-key [--operator-user-id] a registration operator,
                                  or --admin-ca-cert/--admin-ca-key to have the security officer create one
   --signer-issuing-ca-cert/--signer-issuing-ca-key   the CA that certifies signers' keys
-  --protocol grpc|connect|grpc-web|all (or a comma list; default all)
+  --protocol grpc|connect|grpc-web|csc|all (or a comma list; default all = the three SAM protocols)
+  --gateway URL --csc-client-id ID --csc-client-key FILE   for csc: the gateway (https://host:port) and a
+                                 CSC client registered there (private JWK file, explicit mode, the
+                                 suite's signers in scope); --csc-second-client-id/-key for cross-client cases
   --report-json FILE --junit FILE --markdown FILE
   --known-failures FILE          lines "case-id: reason"
   --case ID                      run only this case (repeatable)
@@ -51,9 +57,12 @@ export async function main(argv: string[]): Promise<number> {
   let target;
   let protocols;
   let knownFailures;
+  let csc;
   try {
     target = targetFromFlags(values);
-    protocols = protocolsOf(values.protocol);
+    const split = splitCsc(values.protocol);
+    protocols = split.rest === "" ? [] : protocolsOf(split.rest);
+    csc = split.csc ? cscTargetFromFlags(values, target.ca) : undefined;
     knownFailures = values["known-failures"] ? parseKnownFailures(readFileSync(values["known-failures"], "utf8")) : undefined;
   } catch (err) {
     console.error(`inkan-conformance: ${(err as Error).message}`);
@@ -65,9 +74,15 @@ export async function main(argv: string[]): Promise<number> {
     console.error(`inkan-conformance: unknown case ${unknown.join(", ")} (see --list)`);
     return 2;
   }
+  const identities = await prepareIdentities(target).catch((err: unknown) => {
+    console.error(`inkan-conformance: could not prepare the run: ${(err as Error).message}`);
+    return undefined;
+  });
+  if (!identities) return 2;
   const report = await runSuite({
     target,
     protocols,
+    identities,
     ...(knownFailures ? { knownFailures } : {}),
     ...(only ? { cases: allCases.filter((c) => only.includes(c.id)) } : {}),
     onResult: (protocol, r) => {
@@ -79,6 +94,12 @@ export async function main(argv: string[]): Promise<number> {
     return undefined;
   });
   if (!report) return 2;
+  if (csc) {
+    report.runs.push(await runCscCases({
+      target, identities, csc: csc.first, ...(csc.second ? { otherCsc: csc.second } : {}),
+      onResult: (r) => console.error(`${r.status.padEnd(13)} ${"csc".padEnd(8)} ${r.id}${r.detail && r.status !== "passed" ? `: ${r.detail}` : ""}`),
+    }));
+  }
   if (values["report-json"]) writeFileSync(values["report-json"], toJson(report));
   if (values.junit) writeFileSync(values.junit, toJunit(report));
   if (values.markdown) writeFileSync(values.markdown, toMarkdown(report));

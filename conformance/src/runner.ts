@@ -32,7 +32,8 @@ export interface CaseResult {
 }
 
 export interface ProtocolRun {
-  protocol: Protocol;
+  /** A SAM protocol, or "csc": the CSC cases through the gateway (csc/run-csc.ts). */
+  protocol: Protocol | "csc";
   results: CaseResult[];
 }
 

@@ -2,6 +2,8 @@ import { createServer, type Server } from "node:https";
 import type { AddressInfo } from "node:net";
 import type Database from "better-sqlite3";
 import type { GatewayConfig } from "./config.js";
+import { cscRoutesFor } from "./csc/index.js";
+import type { SignerApprovals } from "./csc/signer-approvals.js";
 import { HttpError, securityHeaders, sendError } from "./http/respond.js";
 import { Router, type Route } from "./http/router.js";
 import { portalApiRoutes } from "./portal/portal-api.js";
@@ -35,13 +37,13 @@ export type RouteFactory = (ctx: GatewayContext) => Route[];
  * requested but not required, so that a browser connects without one; the SCA API checks the
  * certificate itself (it must chain to the SCA CA).
  */
-export async function startGateway(config: GatewayConfig, extra: RouteFactory[] = []): Promise<Gateway> {
+export async function startGateway(config: GatewayConfig, extra: RouteFactory[] = [], hooks: { signerApprovals?: SignerApprovals } = {}): Promise<Gateway> {
   const db = openGatewayDatabase(gatewayStoreFile(config.dataDir));
   const sam = createSamClients(config);
   const ctx: GatewayContext = { config, db, sam };
   const requests = new SigningRequests(db);
   requests.purge();
-  const router = new Router().add(...portalAssetRoutes(), ...portalApiRoutes(ctx, requests, new PortalSessions(db)), ...scaRoutes(ctx, requests));
+  const router = new Router().add(...portalAssetRoutes(), ...portalApiRoutes(ctx, requests, new PortalSessions(db)), ...scaRoutes(ctx, requests), ...cscRoutesFor(ctx, hooks.signerApprovals));
   for (const f of extra) router.add(...f(ctx));
 
   const server: Server = createServer(

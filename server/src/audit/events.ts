@@ -185,6 +185,8 @@ export function transactionCreated(input: Requested & {
   transactionId: string;
   hashCount: number;
   hashAlgorithm: HashAlgorithm;
+  /** Issue 16: the party the SCA acts for (e.g. a CSC client id), when it named one. */
+  onBehalfOf?: string | undefined;
 }): AuditEvent {
   return build("transaction.created", {
     actor: input.sca,
@@ -192,7 +194,7 @@ export function transactionCreated(input: Requested & {
     credentialId: input.credentialId,
     transactionId: input.transactionId,
     requestId: input.requestId,
-    details: { hash_count: input.hashCount, hash_algorithm: input.hashAlgorithm },
+    details: { hash_count: input.hashCount, hash_algorithm: input.hashAlgorithm, on_behalf_of: input.onBehalfOf },
   });
 }
 

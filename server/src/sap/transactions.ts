@@ -56,6 +56,8 @@ export interface TransactionBody {
    * only, for the transaction's whole life (R-3.1.3.2; sealed with the authorization).
    */
   csrOnly?: boolean;
+  /** Issue 16: the party the SCA acts for (BeginTransactionRequest.on_behalf_of, e.g. a CSC client id). */
+  onBehalfOf?: string;
   // The challenge's hash is not here: it is TransactionRecord.challengeHash (a store column), set at
   // creation for a list sealed at once and by completeDtbsrUpload for a chunked upload.
 }
@@ -108,6 +110,8 @@ export interface BeginInput {
   description: string;
   /** Undefined: the policy's default transaction lifetime. */
   lifetimeMs?: number | undefined;
+  /** Issue 16: on whose behalf the SCA acts; recorded, grants nothing. Empty or undefined: itself. */
+  onBehalfOf?: string | undefined;
 }
 
 export type BeginResult =
@@ -218,6 +222,7 @@ export class SapTransactions {
       inlineCount: input.hashes.length,
       chunkSize: policy.maxHashesPerChunk,
       ...(credential.credential.status === "PENDING" ? { csrOnly: true } : {}),
+      ...(input.onBehalfOf ? { onBehalfOf: input.onBehalfOf } : {}),
     };
     const id = await newRecordId("txn", this.o.random, now); // unpredictable (R-3.2.2.2)
     await this.o.store.createTransaction({
@@ -246,6 +251,7 @@ export class SapTransactions {
       transactionId: id,
       hashCount: n,
       hashAlgorithm: input.hashAlgorithm,
+      onBehalfOf: input.onBehalfOf,
     }));
     if (!sealed) return { state: "UPLOADING", transactionId: id, hashesReceived: input.hashes.length, nextChunkIndex: 1, uploadExpiresAt };
     const tx = await this.load(id, input.caller);

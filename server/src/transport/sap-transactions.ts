@@ -96,6 +96,7 @@ export function sapTransactionsService(transactions: SapTransactions, policies: 
         hashes: req.hashes,
         description: req.description,
         lifetimeMs: req.lifetime ? durationToMs(req.lifetime) : undefined,
+        onBehalfOf: req.onBehalfOf || undefined,
       });
       if (out.state === "UPLOADING") {
         return {

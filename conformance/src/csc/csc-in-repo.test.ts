@@ -1,0 +1,104 @@
+/**
+ * `--protocol csc` against the in-repo gateway and SAM (issue 16): every CSC replay, bypass and
+ * forgery case passes; and against a broken gateway that signs whatever it is asked, they fail.
+ */
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { createServer, type Server } from "node:https";
+import type { AddressInfo } from "node:net";
+import { join } from "node:path";
+import { exportJWK, generateKeyPair, type JWK } from "jose";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { gatewayConfig } from "../../../gateway/src/config.js";
+import { startGateway, type Gateway } from "../../../gateway/src/server.js";
+import { startTestServer, type TestServer } from "../../../server/src/testing/harness.js";
+import { targetFromInit } from "../cli-options.js";
+import { main } from "../cli.js";
+import type { SuiteReport } from "../runner.js";
+import { prepareIdentities, type Identities, type TargetOptions } from "../target.js";
+import type { CscTarget } from "./csc-client.js";
+import { cscCases } from "./csc-cases.js";
+import { runCscCases } from "./run-csc.js";
+
+let t: TestServer;
+let gateway: Gateway;
+let target: TargetOptions;
+let identities: Identities;
+let first: CscTarget;
+let second: CscTarget;
+let k1Private: JWK;
+
+async function clientKey(): Promise<{ pub: JWK; priv: JWK }> {
+  const { publicKey, privateKey } = await generateKeyPair("ES256", { extractable: true });
+  return { pub: await exportJWK(publicKey), priv: await exportJWK(privateKey) };
+}
+
+beforeAll(async () => {
+  t = await startTestServer();
+  const [k1, k2] = [await clientKey(), await clientKey()];
+  k1Private = k1.priv;
+  // The suite's clients: every signer in scope (the suite enrolls its own), explicit mode allowed.
+  writeFileSync(join(t.dataDir, "csc-clients.json"), JSON.stringify({ clients: [
+    { clientId: "conformance-1", jwks: { keys: [k1.pub] }, signers: "*", explicit: true },
+    { clientId: "conformance-2", jwks: { keys: [k2.pub] }, signers: "*", explicit: true },
+  ] }));
+  gateway = await startGateway(gatewayConfig({ dataDir: t.dataDir, listen: "127.0.0.1:0", samUrl: t.server.url }));
+  target = targetFromInit(t.server.url, t.pki.paths);
+  identities = await prepareIdentities(target);
+  first = { baseUrl: `${gateway.url}/csc/v2`, ca: target.ca, clientId: "conformance-1", privateJwk: k1.priv };
+  second = { baseUrl: `${gateway.url}/csc/v2`, ca: target.ca, clientId: "conformance-2", privateJwk: k2.priv };
+}, 120_000);
+afterAll(async () => {
+  await gateway?.close();
+  await t?.close();
+});
+
+describe("the conformance suite over CSC (issue 16)", () => {
+  it("passes every CSC case against the in-repo gateway", async () => {
+    const run = await runCscCases({ target, identities, csc: first, otherCsc: second });
+    expect(run.protocol).toBe("csc");
+    expect(run.results.filter((r) => r.status !== "passed").map((r) => `${r.id}: ${r.status} ${r.detail}`)).toEqual([]);
+    expect(run.results).toHaveLength(cscCases.length);
+  });
+
+  it("fails the cases against a gateway that signs whatever it is asked", async () => {
+    const broken: Server = createServer({ cert: readFileSync(join(t.dataDir, "pki", "server.crt")), key: readFileSync(join(t.dataDir, "pki", "server.key")) }, (req, res) => {
+      req.resume();
+      req.on("end", () => {
+        const body = JSON.stringify({ access_token: "t", token_type: "Bearer", expires_in: 60, SAD: "s", expiresIn: 60, signatures: [Buffer.from(`sig ${Math.random()}`).toString("base64")] });
+        res.writeHead(200, { "content-type": "application/json" }).end(body);
+      });
+    });
+    await new Promise<void>((done) => broken.listen(0, "127.0.0.1", done));
+    try {
+      const url = `https://127.0.0.1:${(broken.address() as AddressInfo).port}/csc/v2`;
+      const run = await runCscCases({ target, identities, csc: { ...first, baseUrl: url }, otherCsc: { ...second, baseUrl: url } });
+      expect(run.results.filter((r) => r.status === "failed").map((r) => r.id)).toEqual(cscCases.map((c) => c.id));
+    } finally {
+      await new Promise<void>((done) => broken.close(() => done()));
+    }
+  });
+});
+
+describe("inkan-conformance --protocol csc (issue 16)", () => {
+  it("runs the CSC cases from the command line against the gateway and reports them as the protocol csc; exit 0", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "inkan-conformance-csc-"));
+    const files = { init: join(dir, "init.json"), key: join(dir, "client.jwk"), report: join(dir, "report.json") };
+    writeFileSync(files.init, JSON.stringify(t.pki.paths));
+    writeFileSync(files.key, JSON.stringify(k1Private));
+    const lines: string[] = [];
+    const err = vi.spyOn(console, "error").mockImplementation((...a: unknown[]) => void lines.push(a.join(" ")));
+    let status: number;
+    try {
+      status = await main(["--target", t.server.url, "--from-init", files.init, "--protocol", "csc", "--gateway", gateway.url, "--csc-client-id", "conformance-1", "--csc-client-key", files.key, "--report-json", files.report]);
+    } finally {
+      err.mockRestore();
+    }
+    const report = JSON.parse(readFileSync(files.report, "utf8")) as SuiteReport;
+    expect(report.runs.map((r) => r.protocol)).toEqual(["csc"]);
+    // Without a second client the cross-client case is skipped with its reason; every other one passes.
+    expect(report.runs[0]!.results.filter((r) => r.status !== "passed").map((r) => `${r.id} ${r.status}`)).toEqual(["csc-sad-of-another-client skipped"]);
+    expect(lines.join("\n")).toContain(`${cscCases.length - 1} passed, 0 failed`);
+    expect(status).toBe(0);
+  });
+});

@@ -1,0 +1,40 @@
+/**
+ * What the CSC oauth2code mode needs from the signer portal: "show this SadChallenge to its signer
+ * and give me the R.SAD the signer's device built". The portal (issue 15) keeps such requests in
+ * its `requests` table (the SadChallenge as protobuf JSON, a 256-bit random id, pending -> approved
+ * | declined | expired) and hands the R.SAD over in memory only, never at rest; the lead wires this
+ * interface to it at merge. Until then the gateway's default says the portal is not there
+ * (oauth2/authorize answers temporarily_unavailable).
+ */
+import type { SadChallenge } from "@inkan/sdk";
+
+export interface ApprovalRequest {
+  /** The SAM's challenge, relayed unchanged (the device checks the SAM's signature on it). */
+  challenge: SadChallenge;
+  /** Who asks, as the signer sees it: the CSC client's registered name. */
+  requester: string;
+  /**
+   * Where the portal sends the signer's browser once the signer approved or declined (a gateway
+   * URL of the CSC API, carrying its own unguessable id): the CSC flow continues there.
+   */
+  returnTo: string;
+}
+
+export type ApprovalOutcome =
+  | { approved: true; rSad: string }
+  | { approved: false; reason: "declined" | "expired" };
+
+export interface SignerApprovals {
+  /** Files the request with the portal; returns its id and the portal URL the signer opens. */
+  open(request: ApprovalRequest): Promise<{ requestId: string; signerUrl: string }>;
+  /** Resolves once the signer decided or the request expired. The R.SAD is handed over once. */
+  outcome(requestId: string, signal: AbortSignal): Promise<ApprovalOutcome>;
+}
+
+export class PortalUnavailable extends Error {}
+
+/** The default until the portal is wired: every request fails, so the CSC answer is temporarily_unavailable. */
+export const portalNotWired: SignerApprovals = {
+  open: () => Promise.reject(new PortalUnavailable("the signer portal is not wired to the CSC API")),
+  outcome: () => Promise.reject(new PortalUnavailable("the signer portal is not wired to the CSC API")),
+};

@@ -2,7 +2,7 @@ import { createServer, type Server } from "node:https";
 import type { AddressInfo } from "node:net";
 import type Database from "better-sqlite3";
 import type { GatewayConfig } from "./config.js";
-import { cscRoutesFor } from "./csc/index.js";
+import { cscRoutesFor, PortalApprovals } from "./csc/index.js";
 import type { SignerApprovals } from "./csc/signer-approvals.js";
 import { HttpError, securityHeaders, sendError } from "./http/respond.js";
 import { Router, type Route } from "./http/router.js";
@@ -35,7 +35,9 @@ export type RouteFactory = (ctx: GatewayContext) => Route[];
 /**
  * Starts the gateway: HTTPS with the data directory's server certificate. Client certificates are
  * requested but not required, so that a browser connects without one; the SCA API checks the
- * certificate itself (it must chain to the SCA CA).
+ * certificate itself (it must chain to the SCA CA). `hooks.signerApprovals`: how the CSC API's
+ * oauth2code reaches the signer; by default the signer portal (a test may put a double of the
+ * portal and device there).
  */
 export async function startGateway(config: GatewayConfig, extra: RouteFactory[] = [], hooks: { signerApprovals?: SignerApprovals } = {}): Promise<Gateway> {
   const db = openGatewayDatabase(gatewayStoreFile(config.dataDir));
@@ -43,7 +45,7 @@ export async function startGateway(config: GatewayConfig, extra: RouteFactory[] 
   const ctx: GatewayContext = { config, db, sam };
   const requests = new SigningRequests(db);
   requests.purge();
-  const router = new Router().add(...portalAssetRoutes(), ...portalApiRoutes(ctx, requests, new PortalSessions(db)), ...scaRoutes(ctx, requests), ...cscRoutesFor(ctx, hooks.signerApprovals));
+  const router = new Router().add(...portalAssetRoutes(), ...portalApiRoutes(ctx, requests, new PortalSessions(db)), ...scaRoutes(ctx, requests), ...cscRoutesFor(ctx, hooks.signerApprovals ?? new PortalApprovals(requests)));
   for (const f of extra) router.add(...f(ctx));
 
   const server: Server = createServer(

@@ -3,18 +3,19 @@ import type { Route } from "../http/router.js";
 import { createInkanClient, type InkanClient } from "@inkan/sdk";
 import { loadCscClients, type CscClient } from "./clients.js";
 import { cscRoutes } from "./routes.js";
-import { portalNotWired, type SignerApprovals } from "./signer-approvals.js";
+import type { SignerApprovals } from "./signer-approvals.js";
 
 export { cscRoutes, cscMethods, cscBase } from "./routes.js";
 export { loadCscClients, parseCscClients, cscClientsFile, type CscClient } from "./clients.js";
 export type { SignerApprovals, ApprovalRequest, ApprovalOutcome } from "./signer-approvals.js";
+export { PortalApprovals } from "./portal-approvals.js";
 
 /**
  * The CSC API's routes for the gateway's route table: the clients registered in the data
- * directory's csc-clients.json, and the signer portal's approvals (not wired yet: oauth2code then
- * answers temporarily_unavailable).
+ * directory's csc-clients.json, and the signer approvals of oauth2code (the gateway passes the
+ * signer portal's, PortalApprovals).
  */
-export function cscRoutesFor(ctx: GatewayContext, approvals: SignerApprovals = portalNotWired): Route[] {
+export function cscRoutesFor(ctx: GatewayContext, approvals: SignerApprovals): Route[] {
   const clients = loadCscClients(ctx.config.dataDir);
   // A client registered with its own SCA certificate reaches the SAM as that SCA (its scopes apply).
   const own = new Map<string, InkanClient>();

@@ -24,6 +24,7 @@ import { AuthenticationMethod } from "@inkan/sdk/gen/inkan/sam/v1/sam_pb.js";
 import { AssuranceLevel, CertificateStatus, CredentialStatus } from "@inkan/sdk/gen/inkan/sam/v1/types_pb.js";
 import { HttpError, sendJson } from "../http/respond.js";
 import type { Route, RouteContext } from "../http/router.js";
+import { samError } from "../http/sam-errors.js";
 import type { SamClients } from "../sam/sam-client.js";
 import { CscClients, type CscClient } from "./clients.js";
 import { CscError, fromSam, invalidParameter, invalidSad as invalidSadError, missingParameter } from "./errors.js";
@@ -186,7 +187,7 @@ export function cscRoutes(o: CscOptions): Route[] {
           const id = randomBytes(32).toString("base64url");
           let opened;
           try {
-            opened = await o.approvals.open({ challenge, requester: client.name, returnTo: `${cscBase}/oauth2/return?request=${id}` });
+            opened = await o.approvals.open({ challenge, requester: client.name, clientId: client.clientId, returnTo: `${cscBase}/oauth2/return?request=${id}` });
           } catch (err) {
             await samOf(client).sam.cancelTransaction({ transactionId: challenge.transactionId }).catch(() => undefined);
             if (err instanceof PortalUnavailable) throw new CscError("temporarily_unavailable", "the signer portal is unavailable");
@@ -224,9 +225,11 @@ export function cscRoutes(o: CscOptions): Route[] {
         try {
           authorized = await samOf(p.client).sam.authorize({ transactionId: p.challenge.transactionId, rSad: outcome.rSad });
         } catch (err) {
+          o.approvals.settle?.(p.requestId, { authorized: false, reason: samError(err).error });
           const e = fromSam(err);
           return redirectError(res, p.redirectUri, e.error, e.message, p.state);
         }
+        o.approvals.settle?.(p.requestId, { authorized: true });
         const { sad, session } = sessions.create({
           clientId: p.client.clientId, credentialId: p.credential.credentialId, signerId: p.credential.signerId, transactionId: p.challenge.transactionId,
           hashAlgorithm: p.challenge.hashAlgorithm, signatureAlgorithm: p.signatureAlgorithm, hashes: p.hashes, spki: credentialKey(p.credential),

@@ -84,6 +84,8 @@ export function portalApiRoutes(ctx: GatewayContext, requests: SigningRequests, 
     refusals: r.refusals,
     signed: r.signed,
     challenge: JSON.parse(r.challengeJson) as JsonValue,
+    // A CSC request: the gateway path the page sends the browser back to after the decision.
+    returnTo: r.returnTo,
   });
 
   return [

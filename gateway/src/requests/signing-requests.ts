@@ -26,16 +26,18 @@ export interface SigningRequest {
   refusal: string | null;
   refusals: number;
   signed: number;
+  /** Where the portal sends the signer's browser after the decision (a CSC request's gateway path); null otherwise. */
+  returnTo: string | null;
 }
 
 interface Row {
   id: string; signer_id: string; credential_id: string; sca: string; sca_fingerprint: string; transaction_id: string;
-  challenge_json: string; expires_at: number; created_at: number; state: RequestState; version: number; refusal: string | null; refusals: number; signed: number;
+  challenge_json: string; expires_at: number; created_at: number; state: RequestState; version: number; refusal: string | null; refusals: number; signed: number; return_to: string | null;
 }
 
 const fromRow = (r: Row): SigningRequest => ({
   id: r.id, signerId: r.signer_id, credentialId: r.credential_id, sca: r.sca, scaFingerprint: r.sca_fingerprint, transactionId: r.transaction_id,
-  challengeJson: r.challenge_json, expiresAt: r.expires_at, createdAt: r.created_at, state: r.state, version: r.version, refusal: r.refusal, refusals: r.refusals, signed: r.signed,
+  challengeJson: r.challenge_json, expiresAt: r.expires_at, createdAt: r.created_at, state: r.state, version: r.version, refusal: r.refusal, refusals: r.refusals, signed: r.signed, returnTo: r.return_to,
 });
 
 /** What the SCA's long poll returns. */
@@ -57,11 +59,11 @@ export class SigningRequests {
     db.prepare("UPDATE requests SET state = 'pending', version = version + 1, updated_at = ? WHERE state = 'submitted'").run(this.clock());
   }
 
-  create(input: Omit<SigningRequest, "id" | "createdAt" | "state" | "version" | "refusal" | "refusals" | "signed">): SigningRequest {
+  create(input: Omit<SigningRequest, "id" | "createdAt" | "state" | "version" | "refusal" | "refusals" | "signed" | "returnTo"> & { returnTo?: string }): SigningRequest {
     const id = randomBytes(32).toString("base64url");
     const now = this.clock();
-    this.#db.prepare(`INSERT INTO requests (id, signer_id, credential_id, sca, sca_fingerprint, transaction_id, challenge_json, expires_at, created_at, state, version, updated_at)
-      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 1, ?)`).run(id, input.signerId, input.credentialId, input.sca, input.scaFingerprint, input.transactionId, input.challengeJson, input.expiresAt, now, now);
+    this.#db.prepare(`INSERT INTO requests (id, signer_id, credential_id, sca, sca_fingerprint, transaction_id, challenge_json, expires_at, created_at, state, version, updated_at, return_to)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 1, ?, ?)`).run(id, input.signerId, input.credentialId, input.sca, input.scaFingerprint, input.transactionId, input.challengeJson, input.expiresAt, now, now, input.returnTo ?? null);
     return this.get(id)!;
   }
 
@@ -154,6 +156,26 @@ export class SigningRequests {
     }
     if (r.state === "pending") return this.isExpired(r) ? { state: "expired" } : { state: "pending" };
     return { state: r.state };
+  }
+
+  /**
+   * The R.SAD of a submitted request, handed over once: it is forgotten here as it is taken (the CSC
+   * API's outcome; the SCA relay's long poll uses scaUpdate and report instead).
+   */
+  takeRSad(id: string): string | undefined {
+    const rSad = this.#rSads.get(id);
+    this.#rSads.delete(id);
+    return rSad;
+  }
+
+  /**
+   * Cancels every open request whose SCA fingerprint starts with `prefix` (the CSC API's, whose
+   * authorizations lived in the memory of a gateway that restarted: approving them would lead nowhere).
+   */
+  cancelOpenOf(prefix: string): number {
+    return this.#db
+      .prepare("UPDATE requests SET state = 'cancelled', version = version + 1, updated_at = ? WHERE state IN ('pending', 'submitted') AND substr(sca_fingerprint, 1, ?) = ?")
+      .run(this.clock(), prefix.length, prefix).changes;
   }
 
   /** Drops requests whose transaction expired more than a day ago. */

@@ -37,4 +37,13 @@ export const migrations: { version: number; sql: string }[] = [
       ) STRICT;
     `,
   },
+  {
+    version: 2,
+    sql: `
+      -- Issue 16: a request filed by the CSC API (oauth2code) names where the portal sends the
+      -- signer's browser once they decided: a path of this gateway (/csc/v2/oauth2/return?request=...),
+      -- checked when filed and again by the page. NULL for a request an SCA posted.
+      ALTER TABLE requests ADD COLUMN return_to TEXT;
+    `,
+  },
 ];

@@ -66,6 +66,7 @@ const text = {
   declined: ["拒否しました。依頼元アプリに通知しました。", "Declined. The requesting app has been told."],
   cancelled: ["依頼元アプリがこの依頼を取り消しました。", "The requesting app cancelled this request."],
   expired: ["この依頼は期限切れです。", "This request has expired."],
+  returning: ["{sca} に戻ります…", "Returning to {sca}…"],
   notFromSam: ["この依頼は署名サービスの署名を確認できません。承認しないでください。", "This request is not signed by your signing service. Do not approve it."],
   pinChanged: ["PINを変更しました。", "The PIN is changed."],
   suspended: ["署名鍵 {c} を一時停止しました。", "Credential {c} is suspended."],

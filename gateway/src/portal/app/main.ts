@@ -44,6 +44,8 @@ interface RequestView {
   refusal: string | null;
   signed: number;
   challenge: JsonValue;
+  /** A CSC request (issue 16): the gateway path to send the browser back to after the decision. */
+  returnTo: string | null;
 }
 
 class ApiError extends Error {
@@ -265,6 +267,7 @@ async function approve(r: RequestView, c: SadChallenge, nav: number): Promise<vo
   try {
     const rSad = await buildRSadFor(c, { deviceKey: registration!.deviceKey, pin, challengeSigningKey: pinnedKey() });
     await api(`/api/portal/requests/${encodeURIComponent(r.id)}/approve`, { rSad });
+    if (returnTo(r, nav)) return;
     const now = await api<RequestView>(`/api/portal/requests/${encodeURIComponent(r.id)}`);
     render(now, c);
     await follow(now, c, nav);
@@ -285,10 +288,31 @@ async function follow(r: RequestView, c: SadChallenge, nav: number): Promise<voi
   }
 }
 
+/**
+ * A CSC request (issue 16): once the signer decided, the browser goes back to the CSC API, which
+ * sends it on to the CSC client. Only to this gateway's own return path, never an open redirect:
+ * a returnTo of another origin or path is ignored (the decision stands; the page just stays).
+ */
+function returnTo(r: RequestView, nav: number): boolean {
+  if (!r.returnTo || nav !== navigation) return false;
+  let to: URL;
+  try {
+    to = new URL(r.returnTo, location.origin);
+  } catch {
+    return false;
+  }
+  if (to.origin !== location.origin || to.pathname !== "/csc/v2/oauth2/return" || to.hash !== "" || !/^\?request=[A-Za-z0-9_-]{43}$/.test(to.search)) return false;
+  status(t("returning", { sca: r.sca }));
+  document.body.dataset.requestState = "returning";
+  location.assign(to.href);
+  return true;
+}
+
 async function decline(r: RequestView, nav: number): Promise<void> {
   alertError(undefined);
   try {
     await api(`/api/portal/requests/${encodeURIComponent(r.id)}/decline`, {});
+    if (returnTo(r, nav)) return;
     if (nav !== navigation) return;
     render(await api<RequestView>(`/api/portal/requests/${encodeURIComponent(r.id)}`), fromJson(SadChallengeSchema, r.challenge));
   } catch (err) {

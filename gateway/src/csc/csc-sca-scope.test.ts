@@ -51,7 +51,7 @@ async function signerOf(group: string): Promise<Signer> {
   });
   const signerId = signer!.signerId;
   const { activationCode } = await ra.issueActivationCode({ signerId });
-  const device = createClient(SignerService, t.transport("grpc", t.pki.sca));
+  const device = createClient(SignerService, t.transport("grpc", t.pki.frontEnd));
   const ch = await device.createChallenge({ signerId, purpose: ChallengePurpose.ACTIVATION });
   const deviceKey = await createDeviceKey();
   const { request } = await buildActivationRequest({ signerId, activationCode: activationCode!.code, pin: testPin, deviceKey, enrollTotp: false, challenge: ch.challenge, samKey: ch.encryptionKey!, audience: ch.audience });

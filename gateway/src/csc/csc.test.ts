@@ -87,7 +87,7 @@ afterAll(async () => {
 /** A signer activated with PIN and TOTP (no device key use here), with one ACTIVE certified credential. */
 async function totpSignerWithCredential() {
   const { signerId, code } = await enrolledSigner(sam, operator);
-  const device = createClient(SignerService, sam.transport("grpc", sam.pki.sca));
+  const device = createClient(SignerService, sam.transport("grpc", sam.pki.frontEnd));
   const ch = await device.createChallenge({ signerId, purpose: ChallengePurpose.ACTIVATION });
   const { request, responseKey } = await buildActivationRequest({
     signerId, activationCode: code, pin: testPin, deviceKey: await createDeviceKey(), enrollTotp: true, challenge: ch.challenge, samKey: ch.encryptionKey!, audience: ch.audience,

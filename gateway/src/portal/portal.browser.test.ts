@@ -5,20 +5,17 @@
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { Code, createClient } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import { createInkanClient, InkanError, Reason, type InkanClient } from "@inkan/sdk";
-import { RegistrationService } from "@inkan/sdk/gen/inkan/admin/v1/registration_pb.js";
 import { PrivilegedRole } from "@inkan/sdk/gen/inkan/admin/v1/types_pb.js";
-import { KeyAlgorithm } from "@inkan/sdk/gen/inkan/sam/v1/types_pb.js";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestServer, type PrivilegedPerson, type TestServer } from "../../../server/src/testing/harness.js";
-import { issueSignerCertificate, signerIssuingCa } from "../../../server/src/testing/signer-certificates.js";
-import { enrolledSigner } from "../../../server/src/testing/signers.js";
 import { gatewayConfig } from "../config.js";
 import { GatewayRelay, SignerDidNotApprove } from "../requests/gateway-relay-client.js";
 import { startGateway, type Gateway } from "../server.js";
 import { axeViolations, chromiumPath, launchChromium, newDevice, screenshot } from "../testing/browser.js";
+import { activatedDevice as activatedDeviceIn } from "../testing/portal-signer.js";
 import { httpsRequest } from "../testing/https.js";
 import { buildPortal } from "./build.js";
 
@@ -59,31 +56,8 @@ describe.skipIf(!chromiumPath)("signer portal in Chromium (issue 15)", { timeout
     await t?.close();
   });
 
-  /** A credential for the signer, certified, ACTIVE (as the registration operator does it). */
-  async function credentialFor(signerId: string): Promise<string> {
-    const ra = createClient(RegistrationService, t.as(operator));
-    const { credential } = await ra.generateKey({ signerId, keyAlgorithm: KeyAlgorithm.EC_P256, label: "" });
-    await ra.importCertificate({ credentialId: credential!.credentialId, certificateChain: [await issueSignerCertificate(await signerIssuingCa(t), credential!.publicKeySpki)] });
-    return credential!.credentialId;
-  }
-
   /** Activates a freshly enrolled signer on a new browser profile through the page; its credential. */
-  async function activatedDevice(name: string) {
-    const device = await newDevice(browser);
-    const { signerId, code } = await enrolledSigner(t, operator);
-    const { page } = device;
-    await page.goto(gateway.url);
-    await page.waitForSelector("body[data-view=activate]");
-    await page.fill("#activate-signer", signerId);
-    await page.fill("#activate-code", code);
-    await page.fill("#activate-pin", pin);
-    await page.fill("#activate-pin2", pin);
-    await page.click("#activate-form button[type=submit]");
-    await page.waitForSelector("body[data-view=registered]");
-    const credentialId = await credentialFor(signerId);
-    if (name) await screenshot(page, name);
-    return { ...device, signerId, credentialId };
-  }
+  const activatedDevice = (name: string) => activatedDeviceIn({ browser, t, operator, gatewayUrl: gateway.url, pin, name });
 
   const hashes = (n: number, tag: string) => Array.from({ length: n }, (_, i) => createHash("sha256").update(`${tag} ${i}`).digest());
 

@@ -1,5 +1,6 @@
 import { parseArgs } from "node:util";
 import { gatewayConfig, GatewayConfigError } from "./config.js";
+import { cscClientsFile, CscClientsError } from "./csc/clients.js";
 import { startGateway } from "./server.js";
 
 export const gatewayUsage = `usage: inkan gateway --data-dir DIR [--listen HOST:PORT] [--sam https://HOST:PORT]
@@ -39,7 +40,17 @@ export async function gatewayCommand(args: string[]): Promise<number> {
     }
     throw err;
   }
-  const gateway = await startGateway(config);
+  let gateway;
+  try {
+    gateway = await startGateway(config);
+  } catch (err) {
+    // Fail closed with the reason, not a stack trace: the operator fixes the file and starts again.
+    if (err instanceof CscClientsError) {
+      console.error(`inkan gateway: ${cscClientsFile(config.dataDir)}: ${err.message}`);
+      return 2;
+    }
+    throw err;
+  }
   console.log(`listening on ${gateway.url}`);
   await new Promise<void>((done) => {
     const stop = () => void gateway.close().then(done);

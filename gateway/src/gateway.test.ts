@@ -79,4 +79,20 @@ describe("inkan gateway (issue 15)", () => {
       await sam.close();
     }
   });
+
+  it("issue 16: a malformed csc-clients.json stops it at start with exit code 2 and the reason, not a crash", async () => {
+    const { spawnSync } = await import("node:child_process");
+    const { writeFileSync } = await import("node:fs");
+    const sam = await startTestServer();
+    try {
+      writeFileSync(join(sam.dataDir, "csc-clients.json"), JSON.stringify({ clients: [null] }));
+      const run = spawnSync(process.execPath, ["server/bin/inkan.js", "gateway", "--data-dir", sam.dataDir, "--listen", "127.0.0.1:0", "--sam", sam.server.url], { encoding: "utf8", timeout: 30_000 });
+      expect(run.status, run.stderr).toBe(2);
+      expect(run.stderr).toContain("csc-clients.json: clients[0] must be an object");
+      expect(run.stderr).not.toMatch(/\n\s+at /); // no stack trace
+      expect(run.stdout).not.toContain("listening on");
+    } finally {
+      await sam.close();
+    }
+  });
 });

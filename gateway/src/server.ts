@@ -43,10 +43,16 @@ export async function startGateway(config: GatewayConfig, extra: RouteFactory[] 
   const db = openGatewayDatabase(gatewayStoreFile(config.dataDir));
   const sam = createSamClients(config);
   const ctx: GatewayContext = { config, db, sam };
-  const requests = new SigningRequests(db);
-  requests.purge();
-  const router = new Router().add(...portalAssetRoutes(), ...portalApiRoutes(ctx, requests, new PortalSessions(db)), ...scaRoutes(ctx, requests), ...cscRoutesFor(ctx, hooks.signerApprovals ?? new PortalApprovals(requests)));
-  for (const f of extra) router.add(...f(ctx));
+  const router = new Router();
+  try {
+    const requests = new SigningRequests(db);
+    requests.purge();
+    router.add(...portalAssetRoutes(), ...portalApiRoutes(ctx, requests, new PortalSessions(db)), ...scaRoutes(ctx, requests), ...cscRoutesFor(ctx, hooks.signerApprovals ?? new PortalApprovals(requests)));
+    for (const f of extra) router.add(...f(ctx));
+  } catch (err) {
+    db.close(); // e.g. a malformed csc-clients.json: nothing is left open behind the error
+    throw err;
+  }
 
   const server: Server = createServer(
     { cert: config.tls.serverCert, key: config.tls.serverKey, ca: config.tls.scaCa, requestCert: true, rejectUnauthorized: false, minVersion: "TLSv1.2" },

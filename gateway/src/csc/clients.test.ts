@@ -19,6 +19,9 @@ describe("csc-clients.json (issue 16)", () => {
       client({ redirectUris: ["http://a.example/cb"] }), client({ signers: "all" }), client({ signers: [1] }), client({ explicit: "yes" }),
       client({ sca: { cert: "/nonexistent/sca.crt", key: "/nonexistent/sca.key" } }), client({ sca: "pki/sca.crt" }),
       JSON.stringify({ clients: [JSON.parse(client()).clients[0], JSON.parse(client()).clients[0]] }),
+      // Not objects where objects belong, and keys jose cannot import: still the registration's error, not a crash.
+      "null", JSON.stringify({ clients: [null] }), JSON.stringify({ clients: [1] }), client({ jwks: { keys: [null] } }), client({ jwks: { keys: [{ kty: "EC" }] } }),
+      client({ jwks: { keys: [{ kty: "nope" }] } }), client({ name: 7 }),
     ]) expect(() => parseCscClients(text), text).toThrow(CscClientsError);
   });
 });

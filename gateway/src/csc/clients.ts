@@ -26,6 +26,7 @@
  * No file: no CSC client (every token request fails invalid_client). A malformed file stops the
  * gateway at start (fail closed), with the reason.
  */
+import { createPublicKey } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { createLocalJWKSet, type JSONWebKeySet, type JWTVerifyGetKey } from "jose";
@@ -81,22 +82,33 @@ export function parseCscClients(text: string, dataDir?: string): CscClients {
   } catch {
     throw new CscClientsError("csc-clients.json is not JSON");
   }
-  const list = (doc as { clients?: unknown } | null)?.clients;
+  const list = typeof doc === "object" && doc !== null ? (doc as { clients?: unknown }).clients : undefined;
   if (!Array.isArray(list)) throw new CscClientsError('csc-clients.json needs a "clients" array');
   return new CscClients(list.map((raw: unknown, i) => {
-    const c = raw as Record<string, unknown>;
     const where = `clients[${i}]`;
+    if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new CscClientsError(`${where} must be an object`);
+    const c = raw as Record<string, unknown>;
     if (typeof c.clientId !== "string" || !idPattern.test(c.clientId)) throw new CscClientsError(`${where}.clientId must be 1-128 printable ASCII characters`);
     const jwks = c.jwks as JSONWebKeySet | undefined;
     if (!jwks || !Array.isArray(jwks.keys) || jwks.keys.length === 0) throw new CscClientsError(`${where}.jwks needs at least one key`);
     // Public keys only: a private member in the file is a mistake that must not go unnoticed.
-    if (jwks.keys.some((k) => ["d", "p", "q", "k"].some((m) => m in k))) throw new CscClientsError(`${where}.jwks holds a private key`);
+    jwks.keys.forEach((k: unknown, j) => {
+      if (typeof k !== "object" || k === null || Array.isArray(k)) throw new CscClientsError(`${where}.jwks.keys[${j}] is not a JWK`);
+      if (["d", "p", "q", "k"].some((m) => m in k)) throw new CscClientsError(`${where}.jwks holds a private key`);
+      // Imported now, so that a key no client could ever authenticate with stops the gateway at start.
+      try {
+        createPublicKey({ key: k as never, format: "jwk" });
+      } catch {
+        throw new CscClientsError(`${where}.jwks.keys[${j}] is not a usable public key`);
+      }
+    });
     const uris = c.redirectUris ?? [];
     if (!Array.isArray(uris) || uris.some((u) => typeof u !== "string" || !/^https:\/\/[^#]+$/.test(u))) throw new CscClientsError(`${where}.redirectUris must be https:// URLs without fragment`);
     const signers = c.signers;
     if (signers !== "*" && (!Array.isArray(signers) || signers.some((s) => typeof s !== "string" || !idPattern.test(s)))) {
       throw new CscClientsError(`${where}.signers must be "*" or a list of signer ids`);
     }
+    if (c.name !== undefined && (typeof c.name !== "string" || c.name.length === 0)) throw new CscClientsError(`${where}.name must be a non-empty string (shown to the signer)`);
     if (c.explicit !== undefined && typeof c.explicit !== "boolean") throw new CscClientsError(`${where}.explicit must be true or false`);
     const sca = c.sca as { cert?: unknown; key?: unknown } | undefined;
     let scaPem: { cert: string; key: string } | undefined;
@@ -130,7 +142,7 @@ export function loadCscClients(dataDir: string): CscClients {
     text = readFileSync(cscClientsFile(dataDir), "utf8");
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === "ENOENT") return new CscClients([]);
-    throw err;
+    throw new CscClientsError(`${cscClientsFile(dataDir)} cannot be read (${(err as NodeJS.ErrnoException).code ?? "error"})`);
   }
   return parseCscClients(text, dataDir);
 }

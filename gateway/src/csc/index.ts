@@ -6,7 +6,7 @@ import { cscRoutes } from "./routes.js";
 import type { SignerApprovals } from "./signer-approvals.js";
 
 export { cscRoutes, cscMethods, cscBase } from "./routes.js";
-export { loadCscClients, parseCscClients, cscClientsFile, type CscClient } from "./clients.js";
+export { loadCscClients, parseCscClients, cscClientsFile, CscClientsError, type CscClient } from "./clients.js";
 export type { SignerApprovals, ApprovalRequest, ApprovalOutcome } from "./signer-approvals.js";
 export { PortalApprovals } from "./portal-approvals.js";
 

@@ -6,13 +6,17 @@
  * redirect_uri (a real HTTPS callback) with a code; the client exchanges it at oauth2/token and
  * signs with signatures/signHash. Real SAM (startTestServer), real gateway, the bundled page.
  */
+import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { createHash, verify, X509Certificate } from "node:crypto";
-import { readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { fileURLToPath } from "node:url";
 import { createServer, type Server } from "node:https";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { PrivilegedRole } from "@inkan/sdk/gen/inkan/admin/v1/types_pb.js";
-import { exportJWK, generateKeyPair } from "jose";
+import { exportJWK, generateKeyPair, type JWK } from "jose";
+import { PDFDocument, StandardFonts } from "pdf-lib";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestServer, type PrivilegedPerson, type TestServer } from "../../../server/src/testing/harness.js";
@@ -28,6 +32,8 @@ import { CscTestClient, oids, pkce } from "./testing/csc-test-client.js";
 if (!chromiumPath) console.warn("CSC portal browser tests skipped: no chromium (scripts/setup.sh installs it; or set CHROMIUM_PATH)");
 
 const pin = "246813579";
+const pdfTools = ["pdfsig", "certutil"].filter((tool) => spawnSync("sh", ["-c", `command -v ${tool}`]).status !== 0);
+if (pdfTools.length) console.warn(`CSC portal test: the example's PDFs are checked against the certificate only, not by pdfsig: ${pdfTools.join(", ")} missing (scripts/setup.sh installs them)`);
 
 describe.skipIf(!chromiumPath)("CSC oauth2code through the signer portal in Chromium (issues 15, 16)", { timeout: 120_000 }, () => {
   let t: TestServer;
@@ -38,6 +44,7 @@ describe.skipIf(!chromiumPath)("CSC oauth2code through the signer portal in Chro
   let redirectUri: string;
   let client: CscTestClient;
   let alice: Awaited<ReturnType<typeof activatedDevice>>;
+  let privateJwk: JWK;
 
   beforeAll(async () => {
     await buildPortal();
@@ -49,6 +56,7 @@ describe.skipIf(!chromiumPath)("CSC oauth2code through the signer portal in Chro
     await new Promise<void>((done) => callback.listen(0, "127.0.0.1", () => done()));
     redirectUri = `https://127.0.0.1:${(callback.address() as AddressInfo).port}/csc/callback`;
     const keys = await generateKeyPair("ES256", { extractable: true });
+    privateJwk = await exportJWK(keys.privateKey);
     writeFileSync(join(t.dataDir, "csc-clients.json"), JSON.stringify({
       clients: [{ clientId: "platform-a", name: "Platform A", jwks: { keys: [await exportJWK(keys.publicKey)] }, redirectUris: [redirectUri], signers: "*" }],
     }));
@@ -186,5 +194,59 @@ describe.skipIf(!chromiumPath)("CSC oauth2code through the signer portal in Chro
     }
     expect(hits).toBe(0);
     await page.context().unroute("https://evil.example/**");
+  });
+
+  it("the example SCA's --csc: prints the authorize URL, the signer approves in the portal, the address pasted back; every PDF signed and valid", async () => {
+    const work = mkdtempSync(join(tmpdir(), "inkan-csc-portal-pdf-"));
+    try {
+      const exampleDir = fileURLToPath(new URL("../../../sdk/examples/sign-pdf/", import.meta.url));
+      execFileSync(process.execPath, [fileURLToPath(new URL("../../../node_modules/typescript/bin/tsc", import.meta.url)), "-b", exampleDir]);
+      const inDir = join(work, "contracts");
+      const outDir = join(work, "signed");
+      mkdirSync(inDir);
+      for (const n of [1, 2]) {
+        const doc = await PDFDocument.create();
+        doc.addPage([595, 842]).drawText(`Contract ${n}`, { x: 72, y: 760, size: 14, font: await doc.embedFont(StandardFonts.Helvetica) });
+        writeFileSync(join(inDir, `contract-${n}.pdf`), await doc.save());
+      }
+      const keyFile = join(work, "client.jwk");
+      writeFileSync(keyFile, JSON.stringify(privateJwk), { mode: 0o600 });
+      const { NODE_OPTIONS: _ignored, ...env } = process.env;
+      const child = spawn(process.execPath, [join(exampleDir, "dist/main.js"), "--csc", `${gateway.url}/csc/v2`, "--ca", join(t.dataDir, "pki", "ca.crt"),
+        "--csc-client-id", "platform-a", "--csc-client-key", keyFile, "--redirect-uri", redirectUri, "--credential", alice.credentialId, "--name", "Sato Hanako", inDir, outDir], { env, stdio: ["pipe", "pipe", "pipe"] });
+      let stdout = "";
+      let stderr = "";
+      child.stderr.on("data", (d) => (stderr += d));
+      const exited = new Promise<number | null>((resolve) => child.on("exit", resolve));
+      const authorizeUrl = await new Promise<string>((resolve, reject) => {
+        child.stdout.on("data", (d) => {
+          stdout += d;
+          const m = /open in the signer's browser: (\S+)/.exec(stdout);
+          if (m) resolve(m[1]!);
+        });
+        child.on("exit", () => reject(new Error(`the example exited: ${stdout}${stderr}`)));
+      });
+      const { page } = alice;
+      await page.goto(authorizeUrl);
+      await page.waitForSelector("#request-body:not([hidden])");
+      expect(await page.textContent("#request-description")).toBe("2 PDFs: contract-1.pdf, contract-2.pdf");
+      expect(await page.textContent("#request-sca")).toBe("Platform A");
+      await page.fill("#approve-pin", pin);
+      await page.click("#approve");
+      const back = await backAtClient(page);
+      child.stdin.end(`${back.href}\n`);
+      expect(await exited, `${stdout}${stderr}`).toBe(0);
+      expect(stdout).toContain(`signed 2 PDFs into ${outDir}`);
+      expect(readdirSync(outDir).sort()).toEqual(["contract-1.pdf", "contract-2.pdf"]);
+      if (pdfTools.length === 0) {
+        execFileSync("certutil", ["-N", "-d", `sql:${work}`, "--empty-password"]);
+        execFileSync("certutil", ["-A", "-d", `sql:${work}`, "-n", "inkan-dev-signer-ca", "-t", "CT,C,C", "-i", t.pki.paths.signerIssuingCaCert]);
+        for (const f of readdirSync(outDir)) {
+          expect(execFileSync("pdfsig", ["-nssdir", `sql:${work}`, join(outDir, f)], { encoding: "utf8" })).toContain("Signature Validation: Signature is Valid.");
+        }
+      }
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+    }
   });
 });

@@ -15,6 +15,7 @@ import { createServer, type Server } from "node:https";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { PrivilegedRole } from "@inkan/sdk/gen/inkan/admin/v1/types_pb.js";
+import Database from "better-sqlite3";
 import { exportJWK, generateKeyPair, type JWK } from "jose";
 import { PDFDocument, StandardFonts } from "pdf-lib";
 import type { Browser, Page } from "playwright-core";
@@ -145,6 +146,26 @@ describe.skipIf(!chromiumPath)("CSC oauth2code through the signer portal in Chro
     expect(back.searchParams.get("error_description")).toBe("the signer declined");
     expect(back.searchParams.get("state")).toBe(state);
     expect(back.searchParams.get("code")).toBeNull();
+  });
+
+  it("a wrong PIN: the client gets error=access_denied, the portal's request ends, the SAM transaction is cancelled", async () => {
+    const { page } = alice;
+    const { state } = await authorizeInBrowser(page, alice.credentialId, docs(1, "wrong pin").map(sha256), "Wrong PIN via Platform A");
+    const id = /#request=([A-Za-z0-9_-]{43})$/.exec(page.url())![1]!;
+    await page.fill("#approve-pin", "000000x");
+    await page.click("#approve");
+    const back = await backAtClient(page);
+    expect(back.searchParams.get("error")).toBe("access_denied");
+    expect(back.searchParams.get("state")).toBe(state);
+    expect(back.searchParams.get("code")).toBeNull();
+    const row = gateway.db.prepare("SELECT state, refusal, transaction_id FROM requests WHERE id = ?").get(id) as { state: string; refusal: string; transaction_id: string };
+    expect(row).toMatchObject({ state: "failed", refusal: "REASON_AUTHENTICATION_FAILED" });
+    const sam = new Database(join(t.dataDir, "store.sqlite3"), { readonly: true });
+    try {
+      expect((sam.prepare("SELECT state FROM transactions WHERE id = ?").get(row.transaction_id) as { state: string }).state).toMatch(/cancel/i);
+    } finally {
+      sam.close();
+    }
   });
 
   it("another device sees nothing of a CSC request: neither a device of no signer, nor another signer's; nor an SCA of the request relay", async () => {

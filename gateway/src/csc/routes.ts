@@ -220,12 +220,18 @@ export function cscRoutes(o: CscOptions): Route[] {
         } catch {
           return redirectError(res, p.redirectUri, "temporarily_unavailable", "the signer portal did not answer", p.state);
         }
-        if (!outcome.approved) return redirectError(res, p.redirectUri, "access_denied", `the signer ${outcome.reason === "declined" ? "declined" : "did not answer in time"}`, p.state);
+        // This authorization is over either way: its SAM transaction is not left open behind it.
+        const cancel = () => samOf(p.client).sam.cancelTransaction({ transactionId: p.challenge.transactionId }).catch(() => undefined);
+        if (!outcome.approved) {
+          await cancel();
+          return redirectError(res, p.redirectUri, "access_denied", `the signer ${outcome.reason === "declined" ? "declined" : "did not answer in time"}`, p.state);
+        }
         let authorized;
         try {
           authorized = await samOf(p.client).sam.authorize({ transactionId: p.challenge.transactionId, rSad: outcome.rSad });
         } catch (err) {
           o.approvals.settle?.(p.requestId, { authorized: false, reason: samError(err).error });
+          await cancel(); // one attempt per authorization (a wrong PIN included): the client asks again
           const e = fromSam(err);
           return redirectError(res, p.redirectUri, e.error, e.message, p.state);
         }

@@ -227,6 +227,8 @@ async function showRequest(id: string): Promise<void> {
     void approve(r, c, nav);
   };
   $("decline").onclick = () => void decline(r, nav);
+  // A CSC request approved on a page that was then reloaded before it went back: go back now.
+  if (r.state === "submitted" && returnTo(r, nav)) return;
   if (r.state === "submitted" || r.state === "authorized") void follow(r, c, nav);
 }
 

@@ -12,8 +12,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { findSoftHsmLibrary } from "./crypto/pkcs11/softhsm-token.js";
+import { findPostgresBinaries, startTestCluster } from "./store/testing/postgres-cluster.js";
 import type { InitPaths } from "./init.js";
 import { activateDevice, inkanBuilt, runInkan, signOnce, startInkanServe } from "./testing/inkan-processes.js";
+
+const postgres = findPostgresBinaries();
+const noPostgres = "missing" in postgres ? `init-module.test.ts: the PostgreSQL case is skipped: ${postgres.missing}` : undefined;
+if (noPostgres) console.warn(noPostgres);
 
 let root: string;
 let hsmEnv: NodeJS.ProcessEnv;
@@ -107,6 +112,41 @@ describe("inkan init with an HSM's PKCS#11 module (issues 21, 23)", () => {
     // --data-dir too: `audit verify` applies its default data directory before reading the config file.
     const verify = await runInkan(["audit", "verify", "--config", config, "--data-dir", dataDir, "--json"], hsmEnv);
     expect(verify.code, verify.stderr + verify.stdout).toBe(0);
+  }, 120_000);
+
+  it.skipIf(noPostgres !== undefined)("with INKAN_PKCS11_* and INKAN_STORE=postgres://…: the keys on the token, the first officer and policy in the database; serve with the same variables signs", async () => {
+    createHsmToken("inkan-pg", "pg-user-pin-1");
+    const pgPin = join(root, "pg-pin");
+    writeFileSync(pgPin, "pg-user-pin-1\n", { mode: 0o600 });
+    const cluster = await startTestCluster((postgres as { bindir: string }).bindir);
+    try {
+      const dataDir = join(root, "data-pg");
+      const env = {
+        ...hsmEnv, INKAN_DATA_DIR: dataDir, INKAN_STORE: await cluster.createDatabase(),
+        INKAN_PKCS11_LIBRARY: findSoftHsmLibrary(), INKAN_PKCS11_TOKEN: "pkcs11:token=inkan-pg", INKAN_PKCS11_PIN_FILE: pgPin,
+      };
+      const init = await runInkan(["init", "--json"], env);
+      expect(init.code, init.stderr).toBe(0);
+      expect(init.stderr).toMatch(/system keys \(record-seal, field-encryption, audit-signing, challenge-signing\)/);
+      const paths = JSON.parse(init.stdout) as InitPaths;
+      expect(paths.store).toMatch(/^postgres:\/\/inkan@127\.0\.0\.1:\d+\//);
+      for (const f of ["softhsm2.conf", "tokens", "hsm", "store.sqlite3"]) expect(existsSync(join(dataDir, f)), f).toBe(false);
+      const serve = await startInkanServe(["--listen", "127.0.0.1:0"], env);
+      try {
+        const demoRun = await runInkan(["init", "--data-dir", dataDir, "--demo-signer", "--target", serve.url, "--json"], hsmEnv);
+        expect(demoRun.code, demoRun.stderr).toBe(0);
+        const demo = JSON.parse(demoRun.stdout) as { signerId: string; credentialId: string; activationCode: string };
+        const device = await activateDevice(serve.url, paths.signerFrontEnd, demo.signerId, demo.activationCode, "135792468");
+        await signOnce(serve.url, { ca: paths.caCert, cert: paths.scaCert, key: paths.scaKey }, device, demo.signerId, demo.credentialId, createHash("sha256").update("pg").digest());
+      } finally {
+        expect(await serve.stop()).toBe(0);
+      }
+      const again = await runInkan(["init", "--json"], env);
+      expect(again.code, again.stderr).toBe(0);
+      expect(again.stderr).toMatch(/already initialized; nothing was changed/);
+    } finally {
+      await cluster.stop();
+    }
   }, 120_000);
 
   it("refuses what serve would refuse, and a token it cannot log in to, before writing a store (fail closed)", async () => {

@@ -78,14 +78,14 @@ export async function main(argv: string[]): Promise<number> {
 /** `inkan init`: see initDataDir. Idempotent; stderr says what was created and what was kept. */
 async function init(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: { "data-dir": { type: "string" }, json: { type: "boolean" }, "demo-signer": { type: "boolean" }, target: { type: "string" }, config: { type: "string" } } });
-  const { initDataDir, devIdentityPaths } = await import("../init.js");
+  const [{ initDataDir, devIdentityPaths }, { externalModuleSettings }] = await Promise.all([import("../init.js"), import("../init-module.js")]);
   // Issues 21/23: the settings `inkan serve` reads (flags, INKAN_*, --config FILE) name the store and crypto module.
   const env = withConfigFile({ ...readEnv(), ...(values.config ? { configFile: values.config } : {}) });
   const dataDir = values["data-dir"] ?? env.dataDir ?? ".data";
   if (values["demo-signer"]) {
     // Issue 15, development only. An initialized directory is only read (the SAM may be serving it).
     const { demoSigner } = await import("./demo-signer.js");
-    const paths = devIdentityPaths(dataDir) ?? (await initDataDir(dataDir), devIdentityPaths(dataDir));
+    const paths = devIdentityPaths(dataDir) ?? (await initDataDir(dataDir, { store: env.store, cryptoModule: externalModuleSettings(env, dataDir) }), devIdentityPaths(dataDir));
     if (!paths) throw new InkanError("INVALID_REQUEST", `${dataDir} lacks the development registration operator: run \`inkan init --data-dir ${dataDir}\` while the SAM is stopped`);
     const target = values.target ?? "https://127.0.0.1:8443";
     let demo;
@@ -106,7 +106,6 @@ async function init(args: string[]): Promise<number> {
     }
     return 0;
   }
-  const { externalModuleSettings } = await import("../init-module.js");
   const { paths, created } = await initDataDir(dataDir, { store: env.store, cryptoModule: externalModuleSettings(env, dataDir) });
   console.error(
     created.length === 0

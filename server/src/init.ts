@@ -83,9 +83,10 @@ export interface InitResult {
 
 /**
  * Initializes a data directory on the embedded defaults: a development PKI, the SoftHSM2 token
- * with the SAM's system keys (or, given `cryptoModule`, those keys on an HSM's token and no embedded
- * token: init-module.ts), the SQLite store (or the PostgreSQL database `store` names), and the first security officer (bound to the
- * development admin certificate, with a request-signing key); for development, one identity of
+ * with the SAM's system keys (or, given `cryptoModule`, those keys on an HSM's token and no
+ * embedded token: init-module.ts), the SQLite store (or the PostgreSQL database `store` names),
+ * and the first security officer (bound to the development admin certificate, with a
+ * request-signing key); for development, one identity of
  * every caller kind besides: the signer front end (its own CA), a second SCA (its own CA, scoped to
  * the signer group "demo-b"), a registration operator and an auditor. Idempotent: what exists is
  * kept and never overwritten; only what is missing is created.

@@ -149,6 +149,30 @@ describe("inkan init with an HSM's PKCS#11 module (issues 21, 23)", () => {
     }
   }, 120_000);
 
+  it("R-3.2.2.4 R-3.1.1.1 a system key found on the token that was not generated inside it (an imported key pair under the audit-signing label) is refused and kept as it is", async () => {
+    // Someone who can write to the token before init plants a key pair whose private half they know:
+    // adopted, it would let them sign audit checkpoints outside the module.
+    createHsmToken("inkan-planted", "planted-pin-1");
+    const planted = join(root, "planted");
+    mkdirSync(planted);
+    execFileSync("openssl", ["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", join(planted, "key.pem")]);
+    execFileSync("openssl", ["pkcs8", "-topk8", "-nocrypt", "-in", join(planted, "key.pem"), "-out", join(planted, "key8.pem")]);
+    execFileSync("softhsm2-util", ["--import", join(planted, "key8.pem"), "--token", "inkan-planted", "--label", "inkan-audit-signing", "--id", "0a0b", "--pin", "planted-pin-1"], { env: { ...process.env, ...hsmEnv }, stdio: "ignore" });
+    const plantedPin = join(root, "planted-pin");
+    writeFileSync(plantedPin, "planted-pin-1\n", { mode: 0o600 });
+    const dataDir = join(root, "data-planted");
+    const config = writeConfig("planted", { dataDir, pkcs11Library: findSoftHsmLibrary(), pkcs11Token: "pkcs11:token=inkan-planted", pkcs11PinFile: plantedPin });
+    const run = await runInkan(["init", "--config", config, "--json"], hsmEnv);
+    expect(run.code, run.stderr).not.toBe(0);
+    expect(run.stderr).toMatch(/system key inkan-audit-signing was not generated in the module/);
+    expect(run.stdout).toBe("");
+    expect(existsSync(join(dataDir, "store.sqlite3"))).toBe(false);
+    // A second attempt refuses the same way: the planted key is neither used nor replaced.
+    const again = await runInkan(["init", "--config", config, "--json"], hsmEnv);
+    expect(again.code).not.toBe(0);
+    expect(again.stderr).toMatch(/inkan-audit-signing was not generated in the module/);
+  }, 60_000);
+
   it("refuses what serve would refuse, and a token it cannot log in to, before writing a store (fail closed)", async () => {
     createHsmToken("inkan-other", "other-pin-1");
     const library = findSoftHsmLibrary();

@@ -56,6 +56,17 @@ if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
   fi
 fi
 
+# jq: the README's walk-through of `inkan admin`, which operator-walkthrough.test.ts runs as typed.
+if ! command -v jq >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    say "installing jq with apt-get"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq jq >/dev/null
+  else
+    say "jq is missing: the operator walk-through test will skip (sudo apt-get install -y jq)"
+  fi
+fi
+
 # promtool (Debian's prometheus package) checks the alert rules in deploy/prometheus; without it
 # that test skips its promtool part and says so. The package's own server is not wanted here.
 if ! command -v promtool >/dev/null 2>&1; then

@@ -4,24 +4,27 @@ import { join, resolve } from "node:path";
 import { exportJWK, generateKeyPair, calculateJwkThumbprint } from "jose";
 import { PrivilegedUsers, spkiSha256, type CertificateBinding, type PrivilegedUserBody } from "./admin/privileged-users.js";
 import { SecurityPolicies } from "./admin/security-policy.js";
-import { initEmbeddedToken, openEmbeddedCryptoModule } from "./crypto/pkcs11/softhsm-token.js";
 import { RecordSealer } from "./integrity/record-sealer.js";
 import { VerifiedRecords } from "./integrity/sealed-records.js";
 import { SamEncryptionKeys } from "./keys/sam-encryption-keys.js";
 import { ensureDevCa, ensureDevClientCertificate } from "./pki/dev-identities.js";
 import { createCertificateAuthority, loadCertificateAuthority, writeDevPki, type DevPkiPaths } from "./pki/dev-pki.js";
 import { openInitStore } from "./init-store.js";
+import { initCryptoModule, type ExternalModuleSettings } from "./init-module.js";
 import type { PrivilegedRole } from "./store/port.js";
 
 /** What `inkan init` created or found, by absolute path (the `--json` output). */
 export interface InitPaths extends DevPkiPaths {
   dataDir: string;
   pkcs11Module: string;
-  pkcs11Conf: string;
+  /** The embedded token's softhsm2.conf (absent on an HSM's module: its configuration is the vendor's). */
+  pkcs11Conf?: string | undefined;
   /** RFC 7512 URI of the token. */
   pkcs11Token: string;
-  pkcs11PinFile: string;
-  pkcs11SoPinFile: string;
+  /** Absent when the HSM token's URI names its pin-source. */
+  pkcs11PinFile?: string | undefined;
+  /** The embedded token's generated SO PIN (absent on an HSM's module: init never holds it). */
+  pkcs11SoPinFile?: string | undefined;
   store: string;
   /** The first security officer's request-signing private key (JWK with its kid), mode 0600. */
   adminRequestKey: string;
@@ -80,13 +83,20 @@ export interface InitResult {
 
 /**
  * Initializes a data directory on the embedded defaults: a development PKI, the SoftHSM2 token
- * with the SAM's system keys, the SQLite store, and the first security officer (bound to the
- * development admin certificate, with a request-signing key); for development, one identity of
+ * with the SAM's system keys (or, given `cryptoModule`, those keys on an HSM's token and no
+ * embedded token: init-module.ts), the SQLite store (or the PostgreSQL database `store` names),
+ * and the first security officer (bound to the development admin certificate, with a
+ * request-signing key); for development, one identity of
  * every caller kind besides: the signer front end (its own CA), a second SCA (its own CA, scoped to
  * the signer group "demo-b"), a registration operator and an auditor. Idempotent: what exists is
  * kept and never overwritten; only what is missing is created.
  */
-export async function initDataDir(dataDirInput: string, options: { /** The store setting (INKAN_STORE); a postgres:// URI initializes that database (issue 21). */ store?: string | undefined } = {}): Promise<InitResult> {
+export async function initDataDir(dataDirInput: string, options: {
+  /** The store setting (INKAN_STORE); a postgres:// URI initializes that database (issue 21). */
+  store?: string | undefined;
+  /** An HSM's PKCS#11 module (serve's pkcs11* settings): its system keys instead of the embedded token (init-module.ts). */
+  cryptoModule?: ExternalModuleSettings | undefined;
+} = {}): Promise<InitResult> {
   const dataDir = resolve(dataDirInput);
   const created: string[] = [];
   const pkiExists = existsSync(join(dataDir, "pki", "ca.crt"));
@@ -106,12 +116,12 @@ export async function initDataDir(dataDirInput: string, options: { /** The store
   const raCert = await ensureDevClientCertificate(dataDir, "registration-operator", "registration-operator-1", adminCa);
   const auditorCert = await ensureDevClientCertificate(dataDir, "auditor", "auditor-1", adminCa);
 
-  const token = await initEmbeddedToken(dataDir);
+  const token = await initCryptoModule(dataDir, options.cryptoModule);
   if (token.tokenCreated) created.push("crypto-module token");
   if (token.systemKeysCreated.length > 0) created.push(`system keys (${token.systemKeysCreated.join(", ")})`);
 
   const adminRequestKey = join(dataDir, "pki", "admin-request-key.jwk");
-  const crypto = await openEmbeddedCryptoModule(dataDir);
+  const crypto = await token.open();
   const { store, shown: storeFile, creates } = await openInitStore(dataDir, options.store).catch(async (err: unknown) => {
     await crypto.close();
     throw err;

@@ -5,8 +5,11 @@ import { InkanError } from "../errors.js";
 // server (crypto module, stores), which keeps a script's many short calls quick.
 
 const usage = `usage:
-  inkan init  --data-dir DIR [--json]      create the data directory: development PKI, SoftHSM2
-                                           token with the SAM's keys, SQLite store
+  inkan init  --data-dir DIR [--config FILE] [--json]
+                                           create the data directory: development PKI, SoftHSM2
+                                           token with the SAM's keys, SQLite store; with serve's
+                                           pkcs11* and store settings, the SAM's keys on that
+                                           HSM token and that store instead
   inkan init  --data-dir DIR --demo-signer [--target URL] [--json]
                                            DEVELOPMENT ONLY: through the running SAM (default
                                            https://127.0.0.1:8443), enroll a demo signer with a
@@ -74,14 +77,15 @@ export async function main(argv: string[]): Promise<number> {
 
 /** `inkan init`: see initDataDir. Idempotent; stderr says what was created and what was kept. */
 async function init(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { "data-dir": { type: "string" }, json: { type: "boolean" }, "demo-signer": { type: "boolean" }, target: { type: "string" } } });
-  const { initDataDir, devIdentityPaths } = await import("../init.js");
-  const env = readEnv();
+  const { values } = parseArgs({ args, options: { "data-dir": { type: "string" }, json: { type: "boolean" }, "demo-signer": { type: "boolean" }, target: { type: "string" }, config: { type: "string" } } });
+  const [{ initDataDir, devIdentityPaths }, { externalModuleSettings }] = await Promise.all([import("../init.js"), import("../init-module.js")]);
+  // Issues 21/23: the settings `inkan serve` reads (flags, INKAN_*, --config FILE) name the store and crypto module.
+  const env = withConfigFile({ ...readEnv(), ...(values.config ? { configFile: values.config } : {}) });
   const dataDir = values["data-dir"] ?? env.dataDir ?? ".data";
   if (values["demo-signer"]) {
     // Issue 15, development only. An initialized directory is only read (the SAM may be serving it).
     const { demoSigner } = await import("./demo-signer.js");
-    const paths = devIdentityPaths(dataDir) ?? (await initDataDir(dataDir), devIdentityPaths(dataDir));
+    const paths = devIdentityPaths(dataDir) ?? (await initDataDir(dataDir, { store: env.store, cryptoModule: externalModuleSettings(env, dataDir) }), devIdentityPaths(dataDir));
     if (!paths) throw new InkanError("INVALID_REQUEST", `${dataDir} lacks the development registration operator: run \`inkan init --data-dir ${dataDir}\` while the SAM is stopped`);
     const target = values.target ?? "https://127.0.0.1:8443";
     let demo;
@@ -102,7 +106,7 @@ async function init(args: string[]): Promise<number> {
     }
     return 0;
   }
-  const { paths, created } = await initDataDir(dataDir, { store: env.store });
+  const { paths, created } = await initDataDir(dataDir, { store: env.store, cryptoModule: externalModuleSettings(env, dataDir) });
   console.error(
     created.length === 0
       ? `inkan init: ${paths.dataDir} is already initialized; nothing was changed`
@@ -113,6 +117,7 @@ async function init(args: string[]): Promise<number> {
   } else {
     console.log(`Initialized ${paths.dataDir}`);
     for (const [k, v] of Object.entries(paths)) {
+      if (v === undefined) continue;
       if (typeof v !== "object") console.log(`  ${k.padEnd(16)} ${v}`);
       else for (const [k2, v2] of Object.entries(v)) console.log(`  ${`${k}.${k2}`.padEnd(16)} ${String(v2)}`);
     }

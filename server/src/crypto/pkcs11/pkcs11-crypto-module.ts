@@ -1042,8 +1042,15 @@ export class Pkcs11CryptoModule
     if (found.length === 0) return undefined;
     if (found.length > 1) throw new InkanError("CRYPTO_MODULE_FAILURE", `system key ${label} exists twice`); // fail closed
     const handle = found[0] as Handle;
-    const [sensitive, extractable] = this.#attributes(s, handle, [p.CKA_SENSITIVE, p.CKA_EXTRACTABLE]).map(readBool);
+    const [sensitive, extractable, local, alwaysSensitive, neverExtractable] = this.#attributes(s, handle, [
+      p.CKA_SENSITIVE, p.CKA_EXTRACTABLE, p.CKA_LOCAL, p.CKA_ALWAYS_SENSITIVE, p.CKA_NEVER_EXTRACTABLE,
+    ]).map(readBool);
     if (!sensitive || extractable) throw new InkanError("CRYPTO_MODULE_FAILURE", `system key ${label} is not protected by the module`);
+    // R-3.2.2.4, R-3.1.1.1: a key whose value ever existed outside the module (imported, or once
+    // extractable) could seal records or sign audit checkpoints elsewhere: never adopted.
+    if (!local || !alwaysSensitive || !neverExtractable) {
+      throw new InkanError("CRYPTO_MODULE_FAILURE", `system key ${label} was not generated in the module (imported or once extractable); remove it with the HSM's tools`);
+    }
     const id = knownId ?? this.#attributes(s, handle, [p.CKA_ID])[0];
     let publicKey: Handle | undefined;
     if (isKeyPair(key)) {

@@ -8,8 +8,9 @@ import { rawEcdsaSignRate } from "../crypto/pkcs11/raw-sign-baseline.js";
 import { embeddedTokenPaths } from "../crypto/pkcs11/softhsm-token.js";
 import { startBenchSam, type BenchSam } from "./bench-sam.js";
 import { BenchSca } from "./bench-sca.js";
-import { bracket, forDuration, unreliableLoadChange, watchLoad, type Bracketed, type Throughput } from "./measure.js";
-import { rawSignAndVerify, sdkVerifyRate, signHashThroughput, signStreamThroughput, singleTransactionLatency, type Latency } from "./workloads.js";
+import { bracket, unreliableLoadChange, watchLoad, type Bracketed, type Throughput } from "./measure.js";
+import { rssOf } from "./sam-host.js";
+import { sdkVerifyRate, signHashThroughput, signStreamThroughput, singleTransactionLatency, type Latency } from "./workloads.js";
 
 /**
  * `npm run bench [-- --json FILE]`: the SAP's figures against the raw crypto-module work, all
@@ -20,7 +21,7 @@ import { rawSignAndVerify, sdkVerifyRate, signHashThroughput, signStreamThroughp
  * right before and right after it, with the load average sampled throughout (issue 20). About
  * 3 minutes on two shared cores, plus the 100,000-signature stream and enrolling 64 signers.
  */
-const { values: args } = parseArgs({ options: { json: { type: "string" } } });
+const { values: args } = parseArgs({ options: { json: { type: "string" }, "in-process": { type: "boolean", default: false } } });
 /** SCA clients calling at once, and callers of the raw figure: the server's crypto-module sessions (the pool's default). */
 const concurrency = 4;
 const moduleSessions = 4;
@@ -33,19 +34,19 @@ const began = performance.now();
 const loadStart = loadavg()[0]!;
 let sam: BenchSam | undefined;
 try {
-  sam = await startBenchSam();
-  console.log(`Inkan SAP benchmark: ECDSA P-256 / SHA-256 on SoftHSM2, SQLite store, server in this process over TLS (gRPC), ${availableParallelism()} CPUs, load average ${load()}`);
+  sam = await startBenchSam({ ownProcess: !args["in-process"] });
+  const host = sam.host;
+  const where = host.ownProcess ? `server in its own process (pid ${host.pid}), SCA clients and devices in this one` : "server in this process";
+  console.log(`Inkan SAP benchmark: ECDSA P-256 / SHA-256 on SoftHSM2, SQLite store, ${where}, over TLS (gRPC), ${availableParallelism()} CPUs, load average ${load()}`);
   console.log(`setup (init, serve, enrol and activate a signer): ${seconds(performance.now() - began)}`);
 
   // The raw work without the SAM: the server's crypto module (its token, its 4-session pool), the credential's own key.
   const token = embeddedTokenPaths(sam.dataDir);
   const pkcs11jsSign = await rawEcdsaSignRate({ library: token.library, tokenLabel: token.tokenLabel, pinFile: token.userPinFile, keyId: sam.signer.keyId, sessions: moduleSessions, signatures: 20_000 });
-  const module = sam.crypto;
-  const signOnly = () => module.sign({ keyId: sam!.signer.keyId, scheme: "ECDSA", hashAlgorithm: "SHA256", data: new Uint8Array(32).fill(7), format: "der" }).then(() => 1);
-  await forDuration(concurrency, phase.warmupMs, signOnly);
-  const moduleSign = await forDuration(concurrency, 3_000, signOnly);
+  const keyId = sam.signer.keyId;
+  const moduleSign = await host.raw(keyId, concurrency, { warmupMs: phase.warmupMs, measureMs: 3_000 }, false);
   const loadAtRaw = loadavg()[0]!;
-  const raw = await rawSignAndVerify(module, sam.signer.keyId, concurrency, phase);
+  const raw = await host.raw(keyId, concurrency, phase, true);
   console.log(`\nraw, ${moduleSessions} module sessions, ${concurrency} callers:`);
   console.log(`  pkcs11js C_SignAsync, sign only            ${rate(pkcs11jsSign)}   (20,000 signatures)`);
   console.log(`  crypto module adapter, sign only           ${rate(moduleSign.perSecond)}   ${counts(moduleSign)}`);
@@ -61,10 +62,15 @@ try {
   let rawPrevious = raw.perSecond;
   let loadsPrevious: number[] = [loadAtRaw, loadavg()[0]!];
   const bracketed: Record<string, Bracketed> = {};
+  const cpu: Record<string, { server: number; client: number }> = {};
   const measured = async <T>(name: string, run: () => Promise<T>, figure: (t: T) => number): Promise<{ result: T; b: Bracketed }> => {
     const watch = watchLoad();
+    const [server0, client0] = [(await host.usage()).cpu, process.cpuUsage()];
     const result = await run();
-    const after = await rawSignAndVerify(module, sam!.signer.keyId, concurrency, rawPhase);
+    const [server1, client1] = [(await host.usage()).cpu, process.cpuUsage()];
+    // Each process's CPU time during the workload (on two cores they still share the machine).
+    cpu[name] = { server: cpuSeconds(server0, server1), client: host.ownProcess ? cpuSeconds(client0, client1) : 0 };
+    const after = await host.raw(keyId, concurrency, rawPhase, true);
     const loads = watch.stop();
     const b = bracket(figure(result), rawPrevious, after.perSecond, [...loadsPrevious, ...loads]);
     bracketed[name] = b;
@@ -81,9 +87,16 @@ try {
     console.log(`  ${String(perCall).padStart(5)} hash${perCall === 1 ? " " : "es"} per call                   ${rate(r.perSecond)}   ${ratioText(b)}   ${counts(r)}, ${r.checked} spot-checked`);
   }
 
+  // The server's own RSS during the stream, sampled from /proc when it runs in its own process.
+  const serverRss = host.ownProcess ? sampleRss(host.pid) : undefined;
   const { result: stream, b: streamB } = await measured("stream_100k", () => signStreamThroughput(clients(1)[0]!, streamHashes), (t) => t.perSecond);
+  const serverStreamRss = serverRss?.stop();
   console.log(`\nSignStream of ${streamHashes.toLocaleString("en")} hashes: ${rate(stream.perSecond)}   ${ratioText(streamB)}   ${counts(stream)} in ${stream.streams} stream(s), ${stream.checked} spot-checked`);
-  console.log(`  peak RSS during the stream ${stream.peakRssMib.toFixed(0)} MiB (${stream.rssBeforeMib.toFixed(0)} MiB before it; client and server share the process)`);
+  if (serverStreamRss) {
+    console.log(`  server process RSS ${serverStreamRss.beforeMib.toFixed(0)} MiB before, peak ${serverStreamRss.peakMib.toFixed(0)} MiB (+${(serverStreamRss.peakMib - serverStreamRss.beforeMib).toFixed(0)} MiB); client process peak ${stream.peakRssMib.toFixed(0)} MiB`);
+  } else {
+    console.log(`  peak RSS during the stream ${stream.peakRssMib.toFixed(0)} MiB (${stream.rssBeforeMib.toFixed(0)} MiB before it; client and server share the process)`);
+  }
 
   console.log("\nsingle-document transaction (BeginTransaction 1 hash -> buildRSad -> Authorize -> SignHash):");
   const latency1 = await singleTransactionLatency(clients(1), 100, 3);
@@ -96,7 +109,7 @@ try {
   console.log(`  ${latencyLine(latency64)} for ${signers.length} signers   ${ratioText(single64)}`);
 
   // T-2.2.1.8: the SDK checks every signature it returns; its rate is compared with the SAM's stream.
-  const sdk = await sdkVerifyRate(module, sam.signer.keyId, sam.signer.publicKeySpki, 2_000, 3_000);
+  const sdk = await sdkVerifyRate(host, keyId, sam.signer.publicKeySpki, 2_000, 3_000);
   console.log(`\nSDK check of returned signatures (createSignatureVerifier, P-256, one thread): ${Math.round(sdk.perSecond).toLocaleString("en")} checks/s   (${(sdk.perSecond / stream.perSecond).toFixed(2)} x the SAM's stream rate)   load ${load()}`);
 
   const unreliable = Object.entries(bracketed).filter(([, b]) => b.unreliable).map(([name]) => name);
@@ -120,10 +133,15 @@ try {
     single_tx_ratio_64: round(single64.ratio, 4),
     sdk_verify_per_s: round(sdk.perSecond, 1),
     stream_peak_rss_mb: round(stream.peakRssMib, 1),
+    // The server alone (its own process); null when it shared this process (--in-process).
+    stream_server_rss_growth_mb: serverStreamRss ? round(serverStreamRss.peakMib - serverStreamRss.beforeMib, 1) : null,
+    stream_server_peak_rss_mb: serverStreamRss ? round(serverStreamRss.peakMib, 1) : null,
+    server_own_process: host.ownProcess,
     // Ratios whose run saw the load move by more than 1.0 (issue 20), and each bracketed run's raw figures and load.
     unreliable_ratios: unreliable,
     brackets: Object.fromEntries(Object.entries(bracketed).map(([name, b]) => [name, {
       raw_before: round(b.rawBefore, 1), raw_after: round(b.rawAfter, 1), load_start: b.loadStart, load_end: b.loadEnd, load_change: round(b.loadChange, 2), unreliable: b.unreliable,
+      server_cpu_s: round(cpu[name]!.server, 2), client_cpu_s: host.ownProcess ? round(cpu[name]!.client, 2) : null,
     }])),
     // Beyond the required figures: the raw ceilings without verify, and how the runs were made.
     pkcs11js_sign_per_s: round(pkcs11jsSign, 1),
@@ -180,6 +198,24 @@ function latencyLine(l: Latency): string {
 /** The 1-, 5- and 15-minute load averages: the machine is shared, so say how busy it was. */
 function load(): string {
   return loadavg().map((l) => l.toFixed(2)).join(" ");
+}
+
+function cpuSeconds(from: NodeJS.CpuUsage, to: NodeJS.CpuUsage): number {
+  return (to.user - from.user + to.system - from.system) / 1e6;
+}
+
+/** The peak of process `pid`'s RSS (MiB), sampled every 20 ms until stop(), and its RSS at the start. */
+function sampleRss(pid: number): { stop(): { beforeMib: number; peakMib: number } } {
+  const before = rssOf(pid) ?? 0;
+  let peak = before;
+  const timer = setInterval(() => (peak = Math.max(peak, rssOf(pid) ?? 0)), 20);
+  return {
+    stop() {
+      clearInterval(timer);
+      peak = Math.max(peak, rssOf(pid) ?? 0);
+      return { beforeMib: before / 2 ** 20, peakMib: peak / 2 ** 20 };
+    },
+  };
 }
 
 function round(x: number, digits: number): number {

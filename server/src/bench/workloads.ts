@@ -35,13 +35,13 @@ class SpotCheck {
  * The raw work without the SAM, the denominator of every ratio: what SignHash does in the crypto
  * module per hash (sign, then verify before release, R-3.2.1.5), with the crypto-module adapter,
  * the credential's own key and the SAM's request shape (ECDSA over SHA-256, DER), by
- * `concurrency` callers at once.
+ * `concurrency` callers at once. `verify` false: sign only (the adapter's ceiling).
  */
-export async function rawSignAndVerify(keys: Pick<SigningKeys, "sign" | "verify">, keyId: string, concurrency: number, d: Durations): Promise<Throughput> {
+export async function rawSignAndVerify(keys: Pick<SigningKeys, "sign" | "verify">, keyId: string, concurrency: number, d: Durations, verify = true): Promise<Throughput> {
   const op = async () => {
     const req = { keyId, scheme: "ECDSA", hashAlgorithm: "SHA256", data: randomBytes(32), format: "der" } as const;
     const signature = await keys.sign(req);
-    if (!(await keys.verify({ ...req, signature }))) throw new Error("verify-before-release failed");
+    if (verify && !(await keys.verify({ ...req, signature }))) throw new Error("verify-before-release failed");
     return 1;
   };
   await forDuration(concurrency, d.warmupMs, op);

@@ -2,10 +2,13 @@
  * Checks a signature the SAM returned against the credential's public key before the SDK hands
  * it to the caller (T-2.2.1.8: a signature altered or substituted in transit, or made with
  * another key, is caught). The DTBS/R is already a hash, and node:crypto verifies only over a
- * message it hashes itself, so ECDSA is checked with @noble/curves over the hash, and RSA by
- * opening the signature with the public key and checking the padding (RFC 8017).
+ * message it hashes itself, so ECDSA is checked over the hash with OpenSSL's scalar
+ * multiplications (node:crypto's ECDH, see ecdsaVerifier; @noble/curves does the few field
+ * operations around them and the rare edge cases), and RSA by opening the signature with the
+ * public key and checking the padding (RFC 8017). Ed25519 is node:crypto's verify. This module is
+ * for Node SCAs only: the browser-safe entry (@inkan/sdk/device) does not import it.
  */
-import { createHash, createPublicKey, constants, publicDecrypt, timingSafeEqual, verify, type KeyObject } from "node:crypto";
+import { createECDH, createHash, createPublicKey, constants, publicDecrypt, timingSafeEqual, verify, type ECDH, type KeyObject } from "node:crypto";
 import { p256, p384, p521 } from "@noble/curves/nist.js";
 import { HashAlgorithm, SignatureAlgorithm, SignatureFormat } from "../gen/inkan/sam/v1/types_pb.js";
 
@@ -71,27 +74,82 @@ function safely(check: () => boolean): boolean {
   }
 }
 
+/** OpenSSL's names of the NIST curves, and their scalar length in bytes. */
+const opensslCurves: Record<string, { name: string; bytes: number }> = {
+  "P-256": { name: "prime256v1", bytes: 32 },
+  "P-384": { name: "secp384r1", bytes: 48 },
+  "P-521": { name: "secp521r1", bytes: 66 },
+};
+
+const bigOf = (bytes: Uint8Array): bigint => (bytes.length ? BigInt(`0x${Buffer.from(bytes).toString("hex")}`) : 0n);
+
+/**
+ * FIPS 186-5 ECDSA verification over a given hash, accepting high-S (the module's signatures are
+ * not normalized): R = u1·G + u2·Q with u1 = e/s, u2 = r/s, valid when x(R) mod n = r.
+ *
+ * Issue 20 (speed): the two scalar multiplications are OpenSSL's, through node:crypto's ECDH,
+ * about four times faster than pure JS even with precomputed tables. ECDH gives a full point only
+ * for k·G (the public key of private key k) and only the x coordinate of k·P, so R is computed
+ * as u2·(Q + k·G) with k = u1/u2 = e/r: k·G from ECDH, the affine sum T = Q + k·G in JS (one
+ * inversion), and x(u2·T) from ECDH against T. Exactly R, no sign ambiguity. The cases ECDH
+ * cannot take (e = 0 mod n; k·G = ±Q, where the affine sum is undefined) go through @noble/curves,
+ * and so does every check where node:crypto has no ECDH (never in Node 20+).
+ */
 function ecdsaVerifier(key: KeyObject, format: "der" | "compact", precompute: boolean): SignatureCheck {
   const jwk = key.export({ format: "jwk" });
   const curve = jwk.crv === "P-256" ? p256 : jwk.crv === "P-384" ? p384 : jwk.crv === "P-521" ? p521 : undefined;
-  if (!curve) throw new TypeError(`unsupported curve ${jwk.crv}`);
+  const openssl = opensslCurves[jwk.crv ?? ""];
+  if (!curve || !openssl) throw new TypeError(`unsupported curve ${jwk.crv}`);
   const { Point } = curve;
   const Fn = Point.Fn;
-  const x = Buffer.from(jwk.x!, "base64url");
-  const y = Buffer.from(jwk.y!, "base64url");
-  const q = Point.fromAffine({ x: BigInt(`0x${x.toString("hex")}`), y: BigInt(`0x${y.toString("hex")}`) });
+  const Fp = Point.Fp;
+  const qx = bigOf(Buffer.from(jwk.x!, "base64url"));
+  const qy = bigOf(Buffer.from(jwk.y!, "base64url"));
+  const q = Point.fromAffine({ x: qx, y: qy });
   q.assertValidity();
-  if (precompute) q.precompute(8, false); // costs about as much as 100 checks, then halves each one
+  let ecdh: ECDH | undefined;
+  try {
+    ecdh = createECDH(openssl.name);
+  } catch {
+    ecdh = undefined;
+  }
+  let precomputed = false;
+  const fieldBytes = Math.ceil(Fp.BITS / 8);
+  const scalar = (n: bigint) => Buffer.from(n.toString(16).padStart(openssl.bytes * 2, "0"), "hex");
+  const coordinate = (n: bigint) => n.toString(16).padStart(fieldBytes * 2, "0");
+
+  const slow = (e: bigint, r: bigint, s: bigint): boolean => {
+    if (precompute && !precomputed) {
+      q.precompute(8, false); // costs about as much as 100 checks, then halves each one
+      precomputed = true;
+    }
+    const w = Fn.inv(s);
+    const point = Point.BASE.multiplyUnsafe(Fn.mul(e, w)).add(q.multiplyUnsafe(Fn.mul(r, w)));
+    return !point.is0() && Fn.create(point.toAffine().x) === r;
+  };
+
   return (hash, signature) =>
     safely(() => {
-      // FIPS 186-5 ECDSA verification over a given hash, accepting high-S (the module's signatures are not normalized).
       const { r, s } = curve.Signature.fromBytes(signature, format);
       if (r <= 0n || r >= Fn.ORDER || s <= 0n || s >= Fn.ORDER) return false;
-      let e = hash.length ? BigInt(`0x${Buffer.from(hash).toString("hex")}`) : 0n;
+      let e = bigOf(hash);
       if (hash.length * 8 > Fn.BITS) e >>= BigInt(hash.length * 8 - Fn.BITS); // bits2int: the leftmost bits
-      const w = Fn.inv(s);
-      const point = Point.BASE.multiplyUnsafe(Fn.mul(Fn.create(e), w)).add(q.multiplyUnsafe(Fn.mul(r, w)));
-      return !point.is0() && Fn.create(point.toAffine().x) === r;
+      e = Fn.create(e);
+      if (!ecdh || e === 0n) return slow(e, r, s);
+      // k·G, a full point: the public key of private key k = e/r (in [1, n-1]: e and r are).
+      ecdh.setPrivateKey(scalar(Fn.mul(e, Fn.inv(r))));
+      const kg = ecdh.getPublicKey(); // 04 || x || y
+      const kx = bigOf(kg.subarray(1, 1 + fieldBytes));
+      const ky = bigOf(kg.subarray(1 + fieldBytes));
+      if (kx === qx) return slow(e, r, s); // k·G = ±Q: doubling or the point at infinity
+      // T = Q + k·G (affine addition; both on the curve, distinct x).
+      const lambda = Fp.mul(Fp.sub(ky, qy), Fp.inv(Fp.sub(kx, qx)));
+      const tx = Fp.sub(Fp.sub(Fp.sqr(lambda), qx), kx);
+      const ty = Fp.sub(Fp.mul(lambda, Fp.sub(qx, tx)), qy);
+      // x(u2·T) = x(u2·Q + u1·G); ECDH refuses (throws: false) when u2·T is the point at infinity.
+      ecdh.setPrivateKey(scalar(Fn.mul(r, Fn.inv(s))));
+      const x = ecdh.computeSecret(Buffer.from(`04${coordinate(tx)}${coordinate(ty)}`, "hex"));
+      return Fn.create(bigOf(x)) === r;
     });
 }
 

@@ -9,7 +9,9 @@ import { VerifiedRecords } from "../integrity/sealed-records.js";
 import { createCertificateAuthority, issueCertificate } from "../pki/dev-pki.js";
 import type { PolicyRecord, SealedRecords } from "../store/port.js";
 import {
+  defaultPinHashCost,
   defaultSecurityPolicy,
+  pinHashCostOf,
   PolicyIntegrityGate,
   SecurityPolicies,
   snapshotOf,
@@ -159,6 +161,25 @@ describe("SecurityPolicies.update (R-3.2.2.3)", () => {
     await expect(policies.update({ policyJson: garbage, expectedVersion: 1, by: "pu-a", now: at(10) })).rejects.toMatchObject({
       code: "INVALID_REQUEST", field: "policy.trusted_admin_ca_certificates[0]",
     });
+  });
+
+  it("issue 20: refuses a PIN hash cost below the scrypt floor N = 2^10 (domain and protovalidate), and changes nothing", async () => {
+    for (const [pinHashCost, field] of [
+      [{ log2N: 9, r: 8, p: 1 }, "policy.pin_hash_cost.log2_n"],
+      [{ r: 8, p: 1 }, "policy.pin_hash_cost.log2_n"],
+      [{ log2N: 12, r: 0, p: 1 }, "policy.pin_hash_cost.r"],
+      [{ log2N: 12, r: 8, p: 9 }, "policy.pin_hash_cost.p"],
+    ] as [PolicyJson, string][]) {
+      const weak: PolicyJson = { ...defaultSecurityPolicy(cas), pinHashCost };
+      await expect(policies.update({ policyJson: weak, expectedVersion: 1, by: "pu-a", now: at(10) })).rejects.toMatchObject({ code: "INVALID_REQUEST", field });
+      expect(createValidator().validate(SecurityPolicySchema, fromJson(SecurityPolicySchema, weak as JsonObject)).kind).toBe("invalid");
+    }
+    expect((await policies.current()).version).toBe(1);
+    expect((await policies.current()).pinHashCost).toEqual({ N: 4096, r: 8, p: 1 });
+    const { current } = await policies.update({ policyJson: { ...defaultSecurityPolicy(cas), pinHashCost: { log2N: 10, r: 8, p: 1 } }, expectedVersion: 1, by: "pu-a", now: at(10) });
+    expect(current.pinHashCost).toEqual({ N: 1024, r: 8, p: 1 }); // the floor itself is allowed
+    const { pinHashCost: _, ...unset } = defaultSecurityPolicy(cas);
+    expect(pinHashCostOf(unset)).toEqual(defaultPinHashCost); // unset: the default
   });
 
   it("reads the dual-control switches fail-safe: only SINGLE_CONTROL turns one off", async () => {

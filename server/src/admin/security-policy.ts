@@ -147,6 +147,10 @@ export class PolicyVersion {
   get pendingApprovalLifetimeMs(): number {
     return this.ms("pendingApprovalLifetime");
   }
+  /** The scrypt parameters of new PIN hashes (SecurityPolicy.pin_hash_cost); unset: the default, N = 2^12, r = 8, p = 1. */
+  get pinHashCost(): PinHashCost {
+    return pinHashCostOf(this.policy);
+  }
   /** How long after its certificate's notAfter a credential still signs; unset (the default): 0, none. */
   get certificateExpiryGraceMs(): number {
     return this.policy["certificateExpiryGrace"] === undefined ? 0 : this.ms("certificateExpiryGrace");
@@ -310,6 +314,7 @@ export function defaultSecurityPolicy(input: DefaultPolicyInput): PolicyJson {
     enabledAuthenticationMethods: ["AUTHENTICATION_METHOD_DEVICE_KEY_AND_PIN", "AUTHENTICATION_METHOD_PIN_AND_TOTP"],
     pinMinLength: 6,
     pinMaxLength: 64,
+    pinHashCost: { log2N: 12, r: 8, p: 1 }, // issue 20: the pepper and the lockout protect the PIN; see pin-hash.ts
     challengeLifetime: "300s",
     maxOpenChallengesPerSigner: 10,
     // Issue 19: the deployment's own SCA CA acts for every signer (a CA added later gets no scope).
@@ -412,6 +417,7 @@ export class SecurityPolicies {
    */
   async update(input: { policyJson: PolicyJson; expectedVersion: number; by: string; approvedBy?: string | undefined; now: Date }): Promise<PolicyChange> {
     checkCaCertificates(input.policyJson);
+    pinHashCostOf(input.policyJson); // issue 20: no policy below the scrypt floor
     let previous: PolicyVersion | undefined;
     let next: number;
     try {
@@ -453,6 +459,34 @@ export class SecurityPolicies {
     const record = await this.o.records.appendPolicyVersion({ kind: "policy", id: securityPolicyId, version: 1, body: canonicalize(body)! });
     return record && new PolicyVersion(record);
   }
+}
+
+/** scrypt parameters of a PIN hash (pin-hash.ts); N is a power of two. */
+export interface PinHashCost {
+  N: number;
+  r: number;
+  p: number;
+}
+/** Issue 20: the default cost (about 4 MiB, a few ms per check) and the floor below which a policy is refused (N = 2^10). */
+export const defaultPinHashCost: PinHashCost = { N: 2 ** 12, r: 8, p: 1 };
+export const minPinHashLog2N = 10;
+
+/**
+ * The policy's PIN hash cost; INVALID_REQUEST when it is out of bounds (the transport's
+ * protovalidate rules say the same: the domain refuses too, so no path stores a weaker cost).
+ */
+export function pinHashCostOf(policy: PolicyJson): PinHashCost {
+  const cost = asObject(policy["pinHashCost"]);
+  if (policy["pinHashCost"] === undefined) return { ...defaultPinHashCost };
+  const field = "policy.pin_hash_cost";
+  const log2N = cost?.["log2N"] ?? 0;
+  const r = cost?.["r"] ?? 0;
+  const p = cost?.["p"] ?? 0;
+  const within = (v: JsonValue, min: number, max: number) => typeof v === "number" && Number.isInteger(v) && v >= min && v <= max;
+  if (!within(log2N, minPinHashLog2N, 16)) throw new InkanError("INVALID_REQUEST", `log2_n must be ${minPinHashLog2N} to 16 (N = 2^10 is the floor)`, { field: `${field}.log2_n` });
+  if (!within(r, 1, 16)) throw new InkanError("INVALID_REQUEST", "r must be 1 to 16", { field: `${field}.r` });
+  if (!within(p, 1, 4)) throw new InkanError("INVALID_REQUEST", "p must be 1 to 4", { field: `${field}.p` });
+  return { N: 2 ** (log2N as number), r: r as number, p: p as number };
 }
 
 /** Every trusted CA entry must be a DER X.509 certificate of a CA (INVALID_REQUEST names the first that is not). */

@@ -1,4 +1,4 @@
-import { openSync, readFileSync, rmSync, mkdtempSync } from "node:fs";
+import { readFileSync, rmSync, mkdtempSync } from "node:fs";
 import { X509Certificate } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -13,13 +13,9 @@ import { ChallengePurpose, SignerService } from "@inkan/sdk/gen/inkan/sam/v1/sig
 import { KeyAlgorithm } from "@inkan/sdk/gen/inkan/sam/v1/types_pb.js";
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from "jose";
 import { spkiSha256 } from "../admin/privileged-users.js";
-import { parseConfig } from "../config/config.js";
 import { initDataDir } from "../init.js";
-import type { FullCryptoModule } from "../crypto/port.js";
-import { createLogger } from "../log/logger.js";
-import { serve } from "../main.js";
 import { issueCertificate, issueSignerCertificate, loadCertificateAuthority, type Pem } from "../pki/dev-pki.js";
-import type { InkanServer } from "../transport/server.js";
+import { childProcessSam, inProcessSam, type SamHost } from "./sam-host.js";
 
 /** The PIN the benchmark's signer sets at activation and puts into every R.SAD. */
 export const benchPin = "246813579";
@@ -36,13 +32,12 @@ export interface BenchSigner {
 }
 
 export interface BenchSam {
-  server: InkanServer;
-  dataDir: string;
   /**
-   * The server's own crypto module (same token, same session pool), for the raw figures: the
-   * same pool the SAM signs with, so raw and SAM figures compete for the same sessions.
+   * Where the server runs (this process or its own, issue 20). Its raw figures use the server's own
+   * crypto module (same token, same session pool): raw and SAM figures compete for the same sessions.
    */
-  crypto: FullCryptoModule;
+  host: SamHost;
+  dataDir: string;
   signer: BenchSigner;
   /**
    * `n` more signers, each enrolled, activated and certified like `signer`. Many SCAs at once act
@@ -60,16 +55,12 @@ export interface BenchSam {
  * The SAM as the product runs: `inkan init` on a fresh temporary data directory (development PKI,
  * SoftHSM2 token, SQLite store, first security officer), then `serve()` on 127.0.0.1:0 over TLS
  * with client certificates, logging at info into `<dataDir>/server.log` like `inkan serve` does
- * on stderr. Then one signer, enrolled and activated through the RPCs, with an EC P-256 credential.
+ * on stderr; in this process, or with `ownProcess` in a child process of its own (sam-host.ts). Then one signer, enrolled and activated through the RPCs, with an EC P-256 credential.
  */
-export async function startBenchSam(): Promise<BenchSam> {
+export async function startBenchSam(o: { ownProcess?: boolean } = {}): Promise<BenchSam> {
   const dataDir = mkdtempSync(join(tmpdir(), "inkan-bench-"));
   const { paths } = await initDataDir(dataDir);
-  const log = createLogger("info", openSync(join(dataDir, "server.log"), "a"));
-  let crypto: FullCryptoModule | undefined;
-  const server = await serve(parseConfig({ dataDir, listen: "127.0.0.1:0" }), log, {
-    wrapCrypto: (opened) => (crypto = opened), // not wrapped: only kept for the raw figures
-  });
+  const server = o.ownProcess ? await childProcessSam(dataDir) : await inProcessSam(dataDir);
   const read = (f: string) => readFileSync(f, "utf8");
   const ca = read(paths.caCert);
   const transport = (who: Pem, signAs?: { userId: string; privateJwk: JWK & { kid: string } }): Transport =>
@@ -92,11 +83,9 @@ export async function startBenchSam(): Promise<BenchSam> {
       return { ...signer, keyId: await certifyCredential(operator, issuingCa, signer.credentialId, signer.publicKeySpki) };
     };
     const signer = await newSigner();
-    if (!crypto) throw new Error("serve() did not hand out its crypto module");
     return {
-      server,
+      host: server,
       dataDir,
-      crypto,
       signer,
       moreSigners: async (n) => {
         const out: BenchSigner[] = [];

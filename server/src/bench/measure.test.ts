@@ -1,7 +1,19 @@
 import { describe, expect, it } from "vitest";
-import { forDuration, peakRss, percentile } from "./measure.js";
+import { bracket, forDuration, peakRss, percentile } from "./measure.js";
 
 describe("bench measurements", () => {
+  it("issue 20: a ratio is taken against the mean of the raw figures before and after, and marked unreliable when the load moved by more than 1.0", () => {
+    const steady = bracket(500, 4_000, 6_000, [3.2, 3.9, 3.5]);
+    expect(steady.ratio).toBe(0.1);
+    expect(steady).toMatchObject({ loadStart: 3.2, loadEnd: 3.5, unreliable: false });
+    expect(steady.loadChange).toBeCloseTo(0.7);
+    const moved = bracket(500, 5_000, 5_000, [1.0, 2.5, 1.2]); // rose and fell back: still unlike conditions
+    expect(moved).toMatchObject({ ratio: 0.1, unreliable: true });
+    expect(bracket(1, 1, 1, [2, 3]).unreliable).toBe(false); // exactly 1.0 is allowed
+    expect(() => bracket(1, 0, 1, [1])).toThrow(RangeError);
+    expect(() => bracket(1, 1, 1, [])).toThrow(RangeError);
+  });
+
   it("percentile is nearest-rank: p50 and p99 are observed values", () => {
     const samples = Array.from({ length: 200 }, (_, i) => 200 - i); // 1..200, unsorted
     expect(percentile(samples, 50)).toBe(100);

@@ -1,3 +1,5 @@
+import { loadavg } from "node:os";
+
 /** How many signatures a run produced, over how long, at what concurrency. */
 export interface Throughput {
   signatures: number;
@@ -58,4 +60,51 @@ export async function peakRss<T>(run: () => Promise<T>, everyMs = 20): Promise<{
   } finally {
     clearInterval(timer);
   }
+}
+
+/** A workload's figure against the raw figure measured just before and just after it (issue 20). */
+export interface Bracketed {
+  figure: number;
+  rawBefore: number;
+  rawAfter: number;
+  /** figure / mean(rawBefore, rawAfter). */
+  ratio: number;
+  /** 1-minute load average when the raw figure before began, and when the one after ended. */
+  loadStart: number;
+  loadEnd: number;
+  /** The largest minus the smallest load average sampled over the three runs. */
+  loadChange: number;
+  /** loadChange above {@link unreliableLoadChange}: the ratio compares unlike conditions. */
+  unreliable: boolean;
+}
+
+/** How far the 1-minute load average may move during a bracketed run before its ratio is marked unreliable. */
+export const unreliableLoadChange = 1.0;
+
+/**
+ * Issue 20: a ratio that survives a shared machine. The raw denominator is measured right before
+ * and right after the workload and the figure divided by their mean, so a load that rises or falls
+ * during the run moves numerator and denominator alike; when the load (sampled through the three
+ * runs, `loads` in order) still moved by more than 1.0, the ratio is marked unreliable.
+ */
+export function bracket(figure: number, rawBefore: number, rawAfter: number, loads: readonly number[]): Bracketed {
+  if (!(rawBefore > 0 && rawAfter > 0)) throw new RangeError("a raw figure must be positive");
+  if (loads.length === 0) throw new RangeError("no load samples");
+  const ratio = figure / ((rawBefore + rawAfter) / 2);
+  const loadChange = Math.max(...loads) - Math.min(...loads);
+  return { figure, rawBefore, rawAfter, ratio, loadStart: loads[0]!, loadEnd: loads[loads.length - 1]!, loadChange, unreliable: loadChange > unreliableLoadChange };
+}
+
+/** Samples the 1-minute load average every `everyMs` until stop(), which returns the samples (at least the first and last). */
+export function watchLoad(everyMs = 1_000): { stop(): number[] } {
+  const samples = [loadavg()[0]!];
+  const timer = setInterval(() => samples.push(loadavg()[0]!), everyMs);
+  timer.unref();
+  return {
+    stop() {
+      clearInterval(timer);
+      samples.push(loadavg()[0]!);
+      return samples;
+    },
+  };
 }

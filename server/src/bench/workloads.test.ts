@@ -3,7 +3,7 @@ import { embeddedTokenPaths } from "../crypto/pkcs11/softhsm-token.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startBenchSam, type BenchSam } from "./bench-sam.js";
 import { BenchSca } from "./bench-sca.js";
-import { rawSignAndVerify, signHashThroughput, signStreamThroughput, singleTransactionLatency } from "./workloads.js";
+import { sdkVerifyRate, signHashThroughput, signStreamThroughput, singleTransactionLatency } from "./workloads.js";
 
 // The benchmark's workloads, run tiny against the real SAM the bench starts (init data directory,
 // serve() over mTLS, SoftHSM2, SQLite): they measure real, verified signatures. No timing asserted.
@@ -22,7 +22,7 @@ describe("bench workloads (R-3.2.1.5: every figure counts signatures that verify
   it("raw: sign + verify-before-release with the credential's key in the SAM's own crypto module", async () => {
     const token = embeddedTokenPaths(sam.dataDir);
     expect(await rawEcdsaSignRate({ library: token.library, tokenLabel: token.tokenLabel, pinFile: token.userPinFile, keyId: sam.signer.keyId, sessions: 2, signatures: 20 })).toBeGreaterThan(0);
-    const raw = await rawSignAndVerify(sam.crypto, sam.signer.keyId, 2, tiny);
+    const raw = await sam.host.raw(sam.signer.keyId, 2, tiny, true);
     expect(raw.signatures).toBeGreaterThan(0);
     expect(raw.perSecond).toBeGreaterThan(0);
     // The raw figures leave the server's token logged in: its module-held SAM key still answers.
@@ -42,6 +42,12 @@ describe("bench workloads (R-3.2.1.5: every figure counts signatures that verify
     expect(r.checked).toBeGreaterThan(0);
     expect(r.peakRssMib).toBeGreaterThan(0);
   }, 60_000);
+
+  it("T-2.2.1.8 SDK verification rate: the SDK's verifier checks the module's own signatures (and refuses an altered hash)", async () => {
+    const r = await sdkVerifyRate(sam.host, sam.signer.keyId, sam.signer.publicKeySpki, 5, 100);
+    expect(r.signatures).toBeGreaterThanOrEqual(5);
+    expect(r.signatures % 5).toBe(0);
+  });
 
   it("single-document transactions: Begin -> buildRSad -> Authorize -> SignHash, p50 <= p99", async () => {
     const l = await singleTransactionLatency([client(), client()], 2, 1);

@@ -1,4 +1,6 @@
 import { randomBytes } from "node:crypto";
+import { createSignatureVerifier } from "@inkan/sdk";
+import { HashAlgorithm } from "@inkan/sdk/gen/inkan/sam/v1/types_pb.js";
 import type { SigningKeys } from "../crypto/port.js";
 import { Documents, signatureVerifies, type BenchSca } from "./bench-sca.js";
 import { forDuration, peakRss, percentile, type Throughput } from "./measure.js";
@@ -33,13 +35,13 @@ class SpotCheck {
  * The raw work without the SAM, the denominator of every ratio: what SignHash does in the crypto
  * module per hash (sign, then verify before release, R-3.2.1.5), with the crypto-module adapter,
  * the credential's own key and the SAM's request shape (ECDSA over SHA-256, DER), by
- * `concurrency` callers at once.
+ * `concurrency` callers at once. `verify` false: sign only (the adapter's ceiling).
  */
-export async function rawSignAndVerify(keys: Pick<SigningKeys, "sign" | "verify">, keyId: string, concurrency: number, d: Durations): Promise<Throughput> {
+export async function rawSignAndVerify(keys: Pick<SigningKeys, "sign" | "verify">, keyId: string, concurrency: number, d: Durations, verify = true): Promise<Throughput> {
   const op = async () => {
     const req = { keyId, scheme: "ECDSA", hashAlgorithm: "SHA256", data: randomBytes(32), format: "der" } as const;
     const signature = await keys.sign(req);
-    if (!(await keys.verify({ ...req, signature }))) throw new Error("verify-before-release failed");
+    if (verify && !(await keys.verify({ ...req, signature }))) throw new Error("verify-before-release failed");
     return 1;
   };
   await forDuration(concurrency, d.warmupMs, op);
@@ -182,4 +184,32 @@ export async function singleTransactionLatency(clients: BenchSca[], perClient: n
   const seconds = (performance.now() - started) / 1000;
   check.verify();
   return { clients: clients.length, transactions: samples.length, seconds, p50Ms: percentile(samples, 50), p99Ms: percentile(samples, 99), perSecond: samples.length / seconds };
+}
+
+/**
+ * How many returned signatures per second the SDK checks (T-2.2.1.8: the SCA helpers check every
+ * one), with the SDK's own verifier for the credential's key, on one thread of this process:
+ * `signatures` made by the crypto module (`keys`), checked round after round for `durationMs`.
+ * Every check must pass, and an altered hash must fail, or the figure is refused.
+ */
+export async function sdkVerifyRate(keys: Pick<SigningKeys, "sign">, keyId: string, spki: Uint8Array, signatures: number, durationMs: number): Promise<Throughput> {
+  const items: { hash: Uint8Array; signature: Uint8Array }[] = [];
+  for (let i = 0; i < signatures; i++) {
+    const hash = new Uint8Array(randomBytes(32));
+    items.push({ hash, signature: await keys.sign({ keyId, scheme: "ECDSA", hashAlgorithm: "SHA256", data: hash, format: "der" }) });
+  }
+  const check = createSignatureVerifier({ spki, hashAlgorithm: HashAlgorithm.SHA256, expectedSignatures: 100_000 });
+  const altered = new Uint8Array(items[0]!.hash);
+  altered[0]! ^= 1;
+  if (check(altered, items[0]!.signature)) throw new Error("the SDK accepted a signature over another hash");
+  let checked = 0;
+  const started = performance.now();
+  while (performance.now() - started < durationMs) {
+    for (const it of items) {
+      if (!check(it.hash, it.signature)) throw new Error("the SDK refused a signature the module made");
+      checked += 1;
+    }
+  }
+  const seconds = (performance.now() - started) / 1000;
+  return { signatures: checked, seconds, perSecond: checked / seconds, concurrency: 1 };
 }

@@ -218,7 +218,7 @@ export class Activation {
     const device: DeviceKeyFactorBody = { jwk: JSON.stringify(key.jwk), algorithm: key.algorithm, registeredAt: at };
     await this.createFactor(key.thumbprint, signerId, "DEVICE_KEY", device);
     const pinId = await newRecordId("fac", this.o.crypto, now);
-    await this.createFactor(pinId, signerId, "PIN", await hashPin(this.o.crypto, envelope.pin as string, now)); // R-3.1.1.2: slow, salted, peppered in the module
+    await this.createFactor(pinId, signerId, "PIN", await hashPin(this.o.crypto, envelope.pin as string, now, policy.pinHashCost)); // R-3.1.1.2: slow, salted, peppered in the module
     const enrolled: Array<[FactorType, string]> = [["DEVICE_KEY", key.thumbprint], ["PIN", pinId]];
     let totpEnrollment = "";
     if (responseKey) {
@@ -303,7 +303,7 @@ export class Activation {
     await this.o.audit.record(factorVerified({ actor, signerId, factor: "DEVICE_KEY", ...req(input) }));
     await this.o.audit.record(factorVerified({ actor, signerId, factor: "PIN", ...req(input) }));
     const pinId = await newRecordId("fac", this.o.crypto, now);
-    await this.createFactor(pinId, signerId, "PIN", await hashPin(this.o.crypto, newPin, now));
+    await this.createFactor(pinId, signerId, "PIN", await hashPin(this.o.crypto, newPin, now, policy.pinHashCost));
     for (const old of pins) await this.revokeFactor(old, now);
     for (const old of pins) await this.o.audit.record(factorRevoked({ actor, signerId, factor: "PIN", factorId: old.id, ...req(input) }));
     await this.o.audit.record(factorEnrolled({ actor, signerId, factor: "PIN", factorId: pinId, ...req(input) }));

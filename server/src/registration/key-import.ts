@@ -41,7 +41,7 @@ import { DeviceProofRefused, parseStrictJsonObject } from "./device-jws.js";
 import { verifySignerRequest } from "./signer-request.js";
 import { newRecordId } from "./ids.js";
 import { reserveAttempt, withFactorAttempt } from "./lockout.js";
-import { verifyPin, type PinFactorBody } from "./pin-hash.js";
+import { checkPinFactor } from "./pin-hash.js";
 import { requireOperator, type Acting, type SignerBody, type Signers } from "./signers.js";
 
 /** The JWE "cty" and JWS "typ" of the consent (registration.proto, ImportKeyRequest.signer_consent). */
@@ -176,7 +176,7 @@ export class KeyImport {
     // counts toward the signer's lockout (audited there), a right one ends the run of failures.
     const pinFactor = (await this.o.records.list({ kind: "factor", where: { signerId, status: "ACTIVE", type: "PIN" }, limit: 1 })).items[0];
     await withFactorAttempt(this.o, { signerId, actor: signerActor, now, ...req(input) }, async () =>
-      pinFactor && typeof pin === "string" && (await verifyPin(this.o.crypto, pin, JSON.parse(pinFactor.body) as PinFactorBody))
+      pinFactor && typeof pin === "string" && (await checkPinFactor(this.o, pinFactor, pin, policy.pinHashCost))
         ? { ok: true }
         : { ok: false, factor: "PIN", cause: new WrongPin() }, // the same answer as any other refusal; which factor failed is logged and audited
     refused);

@@ -30,10 +30,10 @@
  *   "factor.check_failed" (by the lockout). The specific cause is only in the error's `cause`.
  */
 import { createHash, timingSafeEqual } from "node:crypto";
-import { durationMs, type PolicyVersion, type SecurityPolicies } from "../admin/security-policy.js";
+import { durationMs, type PinHashCost, type PolicyVersion, type SecurityPolicies } from "../admin/security-policy.js";
 import type { AuditLog } from "../audit/audit-log.js";
 import { factorVerified, sadVerified, type Actor, type ScaActor } from "../audit/events.js";
-import type { SystemKeys } from "../crypto/port.js";
+import type { RandomSource, SystemKeys } from "../crypto/port.js";
 import { InkanError, type ReasonCode } from "../errors.js";
 import type { VerifiedRecords } from "../integrity/sealed-records.js";
 import { maxRSadBytes, sadInvalidMessage, type SamEncryptionKeys } from "../keys/sam-encryption-keys.js";
@@ -41,7 +41,7 @@ import { checkClaimSet, DeviceProofExpired, DeviceProofRefused, parseStrictJsonO
 import { credentialRefusal, isCsrApproval } from "../registration/credential-usability.js";
 import type { CredentialBody } from "../registration/credentials.js";
 import { recordFactorSuccess, withFactorAttempt, type FactorCheck } from "../registration/lockout.js";
-import { verifyPin, type PinFactorBody } from "../registration/pin-hash.js";
+import { checkPinFactor } from "../registration/pin-hash.js";
 import type { SignerBody, Signers } from "../registration/signers.js";
 import type { TotpFactorBody } from "../registration/totp.js";
 import type { FieldCipher } from "../integrity/record-sealer.js";
@@ -104,8 +104,8 @@ export interface RSadVerifierDeps {
   oneTime: Pick<OneTimeObjects, "useJti">;
   /** The signer's attempt budget (registration/lockout.ts): a factor check is reserved before it runs. */
   attempts: AttemptReservations;
-  /** The module's HMAC: the PIN pepper (pin-hash.ts). */
-  crypto: Pick<SystemKeys, "hmacSha256">;
+  /** The module's HMAC: the PIN pepper (pin-hash.ts); its RNG: the salt of a PIN re-hashed with the policy's cost. */
+  crypto: Pick<SystemKeys, "hmacSha256"> & RandomSource;
   /** The module's AES key: decrypts the TOTP secret (encrypted at rest, R-3.1.1.1). */
   fields: Pick<FieldCipher, "decrypt">;
   /** The RSSP's OpenID provider; undefined when none is configured (no login assertion then). */
@@ -260,7 +260,7 @@ async function verifyChecked(input: VerifyRSadInput, d: RSadVerifierDeps): Promi
     // audited there with the factor that failed; a success ends the run of failures.
     const totp = method === "AUTHENTICATION_METHOD_PIN_AND_TOTP";
     await withFactorAttempt(d, { signerId: signer.id, actor, credentialId: tx.credentialId, transactionId: tx.id, now, ...req(input) }, async (): Promise<FactorCheck> => {
-      const pinOk = await checkPin(d, signer.id, envelope.pin as string);
+      const pinOk = await checkPin(d, signer.id, envelope.pin as string, policy.pinHashCost);
       const otpOk = totp ? await checkTotp(d, signer.id, envelope.otp as string, now, skewMs) : true;
       return pinOk && otpOk ? { ok: true } : { ok: false, factor: pinOk ? "TOTP" : "PIN", cause: new DeviceProofRefused(`${pinOk ? "" : "PIN "}${otpOk ? "" : "OTP "}refused`) };
     }, authenticationFailed);
@@ -307,9 +307,9 @@ async function verifySadJws(
 }
 
 /** The PIN against the signer's active PIN factor; a signer without one fails like a wrong PIN. */
-async function checkPin(d: RSadVerifierDeps, signerId: string, pin: string): Promise<boolean> {
+async function checkPin(d: RSadVerifierDeps, signerId: string, pin: string, cost: PinHashCost): Promise<boolean> {
   const factor = (await activeFactors(d.records, signerId, "PIN"))[0];
-  return factor !== undefined && (await verifyPin(d.crypto, pin, JSON.parse(factor.body) as PinFactorBody));
+  return factor !== undefined && (await checkPinFactor(d, factor, pin, cost)); // issue 20: re-hashed with the policy's cost on success
 }
 
 /**

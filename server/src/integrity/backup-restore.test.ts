@@ -47,7 +47,7 @@ let work: string;
 let backup: BackupResult;
 
 const sca = () => createClient(SignatureActivationService, t.transport("grpc", t.pki.sca));
-const device = () => createClient(SignerService, t.transport("grpc", t.pki.sca));
+const device = () => createClient(SignerService, t.transport("grpc", t.pki.frontEnd));
 const policyAs = (who: PrivilegedPerson) => createClient(PolicyService, t.as(who));
 const config = () => parseConfig({ dataDir: t.dataDir, listen: "127.0.0.1:0" });
 const newHash = () => new Uint8Array(createHash("sha256").update(randomBytes(16)).digest());

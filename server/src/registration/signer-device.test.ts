@@ -12,7 +12,7 @@ import { authorizationHistoryTyp, deviceAuthenticationTyp } from "./signer-devic
 
 let t: TestServer;
 let operator: PrivilegedPerson;
-const frontEnd = () => createClient(SignerService, t.transport("grpc", t.pki.sca));
+const frontEnd = () => createClient(SignerService, t.transport("grpc", t.pki.frontEnd));
 
 beforeAll(async () => {
   t = await startTestServer();

@@ -114,9 +114,10 @@ export class SapCsrApproval {
     // 4. T-2.2.1.3: consume before the module is touched; then claim the one entry (works once).
     await this.core.consume(caller, presented, now, entryKey);
     const claim = this.core.newClaim(); // issue 17: recorded (and released) only under this claim
+    const recordedHead = this.core.recordedHead(record.id);
     const marked = await this.o.store.markHashesSigned({ transactionId: record.id, hashes: [dtbsr], now, claim });
     if (!marked.ok) return this.core.claimRefused(record, caller, marked.reason === "SAD_TOKEN" ? "TRANSACTION_STATE" : marked.reason, marked.index);
-    await this.core.checkClaim(entryKey, marked, 0);
+    await this.core.checkClaim(entryKey, marked, 0, recordedHead);
 
     // 5. Sign and verify in the module (R-3.2.1.5); audit before release (R-3.2.2.4). X.509 takes DER ECDSA signatures.
     const request = (data: Uint8Array) => ({ keyId: usable.keyId, scheme: input.signatureScheme, hashAlgorithm: input.hashAlgorithm, data, format: "der" as const });

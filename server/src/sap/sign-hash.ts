@@ -85,13 +85,14 @@ export class SapSignHash {
     //    the same hashes) takes over its own claim only while that claim is expired and unrecorded.
     const { record } = tx;
     const claim = this.core.newClaim();
+    const recordedHead = this.core.recordedHead(record.id);
     const marked = await this.o.store.markHashesSigned({ transactionId: record.id, hashes, now, claim, ...(retry ? { retryToken: presented.hash } : { consumeToken: presented.hash }) });
     if (!marked.ok) {
       if (marked.reason === "SAD_TOKEN") return this.core.tokenRefused(caller, presented, now);
       return this.core.claimRefused(record, caller, marked.reason, marked.index);
     }
     // T-2.2.2.2: each entry the SAM stored, the counters not rolled back, no recorded signature reopened.
-    await this.core.checkClaim(entryKey, marked, record.signaturesCreated);
+    await this.core.checkClaim(entryKey, marked, record.signaturesCreated, recordedHead);
 
     // A retry of a call that completed (its response lost): the same recorded signatures, released
     // again only while the call's next token is unused (else the retry is a replay).

@@ -118,13 +118,14 @@ export class SapSignStream {
     // operation, before the module is touched: a concurrent presentation of this token is a replay.
     const firstClaim = this.core.newClaim();
     const firstEnd = Math.min(input.startIndex + streamBatchSize, record.hashCount);
+    const firstRecordedHead = this.core.recordedHead(record.id);
     const first = await this.o.store.markRangeSigned({ transactionId: record.id, fromIndex: input.startIndex, count: firstEnd - input.startIndex, now, claim: firstClaim, consumeToken: presented.hash });
     if (!first.ok) {
       if (first.reason === "SAD_TOKEN") await this.core.tokenRefused(caller, presented, now); // a replay, expired or unknown: throws
       else await this.core.claimRefused(record, caller, first.reason, first.index); // throws
       return;
     }
-    await this.core.checkClaim(entryKey, first, record.signaturesCreated); // T-2.2.2.2
+    await this.core.checkClaim(entryKey, first, record.signaturesCreated, firstRecordedHead); // T-2.2.2.2
     const secret = await issueSadToken(this.o, { entryKey, transactionExpiresAt: record.expiresAt, generation: token.generation + 1, previousHash: presented.hash, now, lifetimeMs: (await this.o.policies.current()).sadTokenLifetimeMs, minIndex: input.startIndex });
     const streamHash = sadTokenHash(secret.token);
     const counted = first.signaturesCreated;
@@ -224,9 +225,10 @@ export class SapSignStream {
     const claim = this.core.newClaim();
     // A stream resumed with one of this stream's tokens stops this one before its next claim (atomic).
     const claiming = run.claims.then(async () => {
+      const recordedHead = this.core.recordedHead(record.id);
       const result = await this.o.store.markRangeSigned({ transactionId: record.id, fromIndex: from, count: end - from, now: this.core.clock(), claim, whileTokenUnused: run.streamHash });
       if (result.ok) {
-        await this.core.checkClaim(run.entryKey, result, run.counted); // T-2.2.2.2
+        await this.core.checkClaim(run.entryKey, result, run.counted, recordedHead); // T-2.2.2.2
         run.counted = result.signaturesCreated;
       }
       return result;

@@ -260,16 +260,23 @@ export class SigningCore {
    * before the claim must be the one this request saw (a transaction has one token, so one claimer,
    * at a time: a lower one was put back). Then the counter's head moves on.
    */
-  async checkClaim(entryKey: EntryKey, claimed: Extract<MarkSignedResult, { ok: true }>, before: number): Promise<void> {
+  async checkClaim(entryKey: EntryKey, claimed: Extract<MarkSignedResult, { ok: true }>, before: number, recordedHeadBefore: number): Promise<void> {
     for (const [i, index] of claimed.indices.entries()) await entryKey.checkEntry(index, claimed.hashes[i]!, claimed.macs[i]);
     // A claim taken over is not counted again (T-2.2.1.6); a retry given recorded signatures claimed nothing.
     const counted = claimed.signatures ? 0 : claimed.indices.length - claimed.reclaimed;
     if (claimed.signaturesCreated - counted < before) await this.o.seals.rolledBack(entryKey.transactionId);
     // Issue 17 + 14: the recorded count never goes back, and an entry taken over must be one that was
     // never recorded: more unrecorded claims than (counted - recorded) means a signature was removed by hand.
-    if (claimed.signaturesRecorded < this.o.freshness.head(recordedKey(entryKey.transactionId))) await this.o.seals.rolledBack(entryKey.transactionId);
+    // Compared with the head read BEFORE the claim: a SignStream records one range while it claims the
+    // next, so a head advanced by that recording after the claim's read is a race, not a rollback.
+    if (claimed.signaturesRecorded < recordedHeadBefore) await this.o.seals.rolledBack(entryKey.transactionId);
     if (claimed.reclaimed > 0 && claimed.unrecordedBefore > claimed.signaturesCreated - counted - claimed.signaturesRecorded) await this.o.seals.rolledBack(entryKey.transactionId);
     await this.o.freshness.advance(progressKey(entryKey.transactionId), claimed.signaturesCreated);
+  }
+
+  /** The recorded-signatures head of a transaction, read before a claim and given to {@link checkClaim}. */
+  recordedHead(transactionId: string): number {
+    return this.o.freshness.head(recordedKey(transactionId));
   }
 
   /** A refused claim (markHashesSigned / markRangeSigned) as the contract's error, audited. */

@@ -24,7 +24,7 @@ import { ChallengePurpose, SignerService } from "@inkan/sdk/gen/inkan/sam/v1/sig
 import { HashAlgorithm } from "@inkan/sdk/gen/inkan/sam/v1/types_pb.js";
 import type { JWK } from "jose";
 import pg from "pg";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import type { InitPaths } from "../../init.js";
 import { issueCertificate, loadCertificateAuthority, type Pem } from "../../pki/dev-pki.js";
 import { bindingOf, newRequestSigningKey, refusalOf, transportFor, type PrivilegedPerson, type TestServer } from "../../testing/harness.js";
@@ -374,64 +374,78 @@ describe.skipIf(skipReason !== undefined)(skipReason ?? "three inkan serve proce
 
     const byIndex = new Map<number, Uint8Array>();
     let resume = { token: sadToken, index: 0 };
-    /** Reads a stream from `startIndex` on, in order, each index once; stops after `stopAfter` signatures in all. */
-    const read = async (client: typeof onDoomed, stopAfter = Infinity) => {
+    const db = new pg.Client({ connectionString: uri });
+    await db.connect();
+    onTestFinished(() => db.end());
+    /** Entries node-k claimed and has not recorded (committed state): what only a lease take-over frees. */
+    const heldByDoomed = async () =>
+      (await db.query<{ idx: number }>("SELECT idx FROM dtbsr WHERE transaction_id = $1 AND claim_node = 'node-k' AND signed AND signature IS NULL ORDER BY idx", [ch.transactionId])).rows.map((r) => r.idx);
+    /** Reads a stream from `startIndex` on, in order, each index once; `atMessage` may end it after a message. */
+    const read = async (client: typeof onDoomed, atMessage?: () => Promise<boolean>) => {
       for await (const m of client.signStream({ sadToken: resume.token, startIndex: byIndex.size })) {
         if (m.resumeToken) resume = { token: m.resumeToken, index: m.resumeIndex };
         for (const x of m.signatures) {
           if (x.index !== byIndex.size) throw new Error(`index ${x.index} released twice or out of order (expected ${byIndex.size})`);
           byIndex.set(x.index, x.signature);
         }
-        if (byIndex.size >= stopAfter) return "stopped";
+        if (atMessage && (await atMessage())) return "stopped";
       }
       return "ended";
     };
     const killAt = Math.floor(killStreamSize * (0.2 + 0.5 * ((killSeed % 1000) / 1000)));
-    expect(await read(onDoomed, killAt)).toBe("stopped");
-    // SIGKILL while the node's pipeline holds claims of the next batches (signed or not, recorded or not).
-    const gone = new Promise((done) => doomed.proc.once("exit", done));
+    let held: number[] = [];
+    // From killAt on, node-k is frozen (SIGSTOP) after each message: if it holds claimed entries it has not
+    // recorded (signed or not), SIGKILL, so that only a lease take-over can free them; otherwise it goes on (SIGCONT).
     stopping.add(doomed.proc);
-    doomed.proc.kill("SIGKILL");
+    const gone = new Promise((done) => doomed.proc.once("exit", done));
+    const killed = await read(onDoomed, async () => {
+      if (byIndex.size < killAt) return false;
+      doomed.proc.kill("SIGSTOP");
+      held = await heldByDoomed();
+      if (held.length === 0) {
+        doomed.proc.kill("SIGCONT");
+        return false;
+      }
+      doomed.proc.kill("SIGKILL");
+      return true;
+    });
+    expect(killed, "node-k never held an unrecorded claim after killAt").toBe("stopped");
     await gone;
     const killedAt = byIndex.size;
     const resumedFrom = resume.index;
     // The client resumes on node A with the newest resume token, from the lowest index it has not received.
     const t0 = performance.now();
     expect(await read(scaOn(0))).toBe("ended");
-    console.log(`multi-node stream kill (seed ${killSeed}, INKAN_MULTI_NODE_KILL_SEED): node-k killed after ${killedAt} of ${killStreamSize} signatures received; resumed on node-a at index ${killedAt} with the resume token of index ${resumedFrom}; the rest in ${Math.round(performance.now() - t0)} ms (claim lease ${killClaimLeaseMs} ms)`);
+    console.log(`multi-node stream kill (seed ${killSeed}, INKAN_MULTI_NODE_KILL_SEED): node-k killed after ${killedAt} of ${killStreamSize} signatures received; resumed on node-a at index ${killedAt} with the resume token of index ${resumedFrom}; ${held.length} entries (${held[0]}..${held.at(-1)}) claimed by node-k and not recorded at the kill; the rest in ${Math.round(performance.now() - t0)} ms (claim lease ${killClaimLeaseMs} ms)`);
 
     // Every index once (checked while reading), and each signature verifies with the credential's key.
     expect(byIndex.size).toBe(killStreamSize);
     const key = createPublicKey({ key: Buffer.from(erin.credential.publicKeySpki), format: "der", type: "spki" });
     expect([...byIndex].filter(([i, sig]) => !verifySignature("sha256", messages[i]!, key, sig)).map(([i]) => i)).toEqual([]);
-    const client = new pg.Client({ connectionString: uri });
-    await client.connect();
-    try {
-      // R-3.2.2.4: every released signature is audited (by the node that released it); the audited DTBS/R are exactly the released ones.
-      const audited = new Map<string, number>();
-      const rows = await client.query<{ body: Buffer }>("SELECT body FROM audit_records WHERE event = 'signature.created' AND position($1::bytea IN body) > 0", [Buffer.from(ch.transactionId)]);
-      for (const { body } of rows.rows) {
-        const hash = /"hash":"([0-9a-f]{64})"/.exec(body.toString("utf8"))?.[1];
-        if (hash) audited.set(hash, (audited.get(hash) ?? 0) + 1);
-      }
-      const released = new Set(hashes.map((h) => Buffer.from(h).toString("hex")));
-      expect(audited.size).toBe(released.size);
-      for (const h of released) expect(audited.has(h)).toBe(true);
-      // Issue 17: no entry left claimed without a signature; the counters exact (T-2.2.1.6).
-      const claimed = await client.query<{ n: number }>("SELECT COUNT(*)::int AS n FROM dtbsr WHERE transaction_id = $1 AND signed AND signature IS NULL", [ch.transactionId]);
-      expect(claimed.rows[0]!.n).toBe(0);
-      const tx = await client.query<{ created: number; recorded: number }>("SELECT signatures_created AS created, signatures_recorded AS recorded FROM transactions WHERE id = $1", [ch.transactionId]);
-      expect(tx.rows[0]).toEqual({ created: killStreamSize, recorded: killStreamSize });
-      // The entries node-k claimed and never recorded were recorded under node A's claims.
-      const byNode = await client.query<{ node: string; n: number }>("SELECT claim_node AS node, COUNT(*)::int AS n FROM dtbsr WHERE transaction_id = $1 GROUP BY claim_node ORDER BY claim_node", [ch.transactionId]);
-      const recordedBy = Object.fromEntries(byNode.rows.map((r) => [r.node, r.n]));
-      const extra = [...audited.values()].reduce((n, c) => n + c - 1, 0);
-      console.log(`multi-node stream kill: recorded by ${JSON.stringify(recordedBy)}; ${audited.size} distinct DTBS/R audited (+${extra} signed by node-k before the kill and audited, never released)`);
-      expect(recordedBy["node-a"]).toBeGreaterThan(0);
-      expect((recordedBy["node-k"] ?? 0) + recordedBy["node-a"]!).toBe(killStreamSize);
-    } finally {
-      await client.end();
+    // R-3.2.2.4: every released signature is audited (by the node that released it); the audited DTBS/R are exactly the released ones.
+    const audited = new Map<string, number>();
+    const rows = await db.query<{ body: Buffer }>("SELECT body FROM audit_records WHERE event = 'signature.created' AND position($1::bytea IN body) > 0", [Buffer.from(ch.transactionId)]);
+    for (const { body } of rows.rows) {
+      const hash = /"hash":"([0-9a-f]{64})"/.exec(body.toString("utf8"))?.[1];
+      if (hash) audited.set(hash, (audited.get(hash) ?? 0) + 1);
     }
+    const released = new Set(hashes.map((h) => Buffer.from(h).toString("hex")));
+    expect(audited.size).toBe(released.size);
+    for (const h of released) expect(audited.has(h)).toBe(true);
+    // Issue 17: no entry left claimed without a signature; the counters exact (T-2.2.1.6).
+    const claimed = await db.query<{ n: number }>("SELECT COUNT(*)::int AS n FROM dtbsr WHERE transaction_id = $1 AND signed AND signature IS NULL", [ch.transactionId]);
+    expect(claimed.rows[0]!.n).toBe(0);
+    const tx = await db.query<{ created: number; recorded: number }>("SELECT signatures_created AS created, signatures_recorded AS recorded FROM transactions WHERE id = $1", [ch.transactionId]);
+    expect(tx.rows[0]).toEqual({ created: killStreamSize, recorded: killStreamSize });
+    // Every entry node-k claimed and never recorded was taken over and recorded under a claim of node A (issue 17: the lease).
+    const takenOver = await db.query<{ idx: number }>("SELECT idx FROM dtbsr WHERE transaction_id = $1 AND idx = ANY($2::int[]) AND claim_node = 'node-a' AND signature IS NOT NULL ORDER BY idx", [ch.transactionId, held]);
+    expect(takenOver.rows.map((r) => r.idx)).toEqual(held);
+    const byNode = await db.query<{ node: string; n: number }>("SELECT claim_node AS node, COUNT(*)::int AS n FROM dtbsr WHERE transaction_id = $1 GROUP BY claim_node ORDER BY claim_node", [ch.transactionId]);
+    const recordedBy = Object.fromEntries(byNode.rows.map((r) => [r.node, r.n]));
+    const extra = [...audited.values()].reduce((n, c) => n + c - 1, 0);
+    console.log(`multi-node stream kill: recorded by ${JSON.stringify(recordedBy)}; ${audited.size} distinct DTBS/R audited (+${extra} signed by node-k before the kill and audited, never released)`);
+    expect(recordedBy["node-a"]).toBeGreaterThan(0);
+    expect((recordedBy["node-k"] ?? 0) + recordedBy["node-a"]!).toBe(killStreamSize);
     // A later boot of node-k joins again (its audit chain goes on from the database, checked below by inkan audit verify).
     nodes[nodes.indexOf(doomed)] = await startNode("node-k", env);
   }, 180_000);

@@ -411,6 +411,9 @@ describe.skipIf(skipReason !== undefined)(skipReason ?? "three inkan serve proce
     });
     expect(killed, "node-k never held an unrecorded claim after killAt").toBe("stopped");
     await gone;
+    // Read again now that nothing of node-k runs (a commit it sent just before SIGSTOP has landed): what it left claimed and unrecorded.
+    held = await heldByDoomed();
+    expect(held.length, "node-k left no claimed, unrecorded entry").toBeGreaterThan(0);
     const killedAt = byIndex.size;
     const resumedFrom = resume.index;
     // The client resumes on node A with the newest resume token, from the lowest index it has not received.

@@ -263,6 +263,8 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
       auditLog.record(event).catch((err: unknown) => log.warn({ err, event: event.eventType }, "crypto module change not audited: the audit log cannot write"));
     });
     const clock = { clock: hooks.clock ?? now };
+    // Issue 21: the lease of this node's claims of DTBS/R entries (claimLeaseMs).
+    const claims = { leaseMs: config.claimLeaseMs };
     const sapTransactions = new SapTransactions({ store, random: crypto, policies, credentials: new ScaCredentials({ signers, credentials, policies, audit: auditLog }), samKeys, audit: auditLog, seals, freshness, ...clock });
     hooks.onRecords?.(records);
     const services = contractFiles.flatMap((f) => f.services);
@@ -281,7 +283,7 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
         ...registrationService(signers, credentials, activation, now),
         ...credentialLifecycleService(lifecycle, now),
         ...keyImportService(transportKeys, keyImport, now),
-        ...createCsrService(new SapCsrApproval({ transactions: sapTransactions, store, records, seals, freshness, keys: crypto, random: crypto, policies, audit: auditLog })),
+        ...createCsrService(new SapCsrApproval({ transactions: sapTransactions, store, records, seals, freshness, keys: crypto, random: crypto, policies, audit: auditLog, claims })),
       },
       "inkan.sam.v1.SignerService": signerService(activation, lifecycle, challengeSigner, now, new SignerDevice({ records, oneTime: store, samKeys, policies, audit: auditLog, auditRecords: store })),
       "inkan.sam.v1.SignatureActivationService": {
@@ -290,8 +292,8 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
         ...sapTransactionsService(sapTransactions, policies, challengeSigner),
         ...sapSigningService(
           new SapAuthorize({ transactions: sapTransactions, seals, store, random: crypto, policies, samKeys, rSad: { samKeys, records, signers, oneTime: store, attempts: store, crypto, fields, policies, audit: auditLog, loginAssertions }, ...clock }),
-          new SapSignHash({ transactions: sapTransactions, store, records, seals, freshness, keys: crypto, random: crypto, policies, audit: auditLog, ...clock }),
-          new SapSignStream({ transactions: sapTransactions, store, records, seals, freshness, keys: crypto, random: crypto, policies, audit: auditLog, ...clock }),
+          new SapSignHash({ transactions: sapTransactions, store, records, seals, freshness, keys: crypto, random: crypto, policies, audit: auditLog, claims, ...clock }),
+          new SapSignStream({ transactions: sapTransactions, store, records, seals, freshness, keys: crypto, random: crypto, policies, audit: auditLog, claims, ...clock }),
         ),
       },
     };

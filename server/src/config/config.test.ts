@@ -47,6 +47,16 @@ describe("parseConfig", () => {
     );
   });
 
+  it("sets the claim lease (issue 21): 30 s by default, INKAN_CLAIM_LEASE_MS, at least 1 s", () => {
+    const dir = dataDirWithPki();
+    expect(parseConfig({ dataDir: dir }).claimLeaseMs).toBe(30_000);
+    expect(envNames.claimLeaseMs).toBe("INKAN_CLAIM_LEASE_MS");
+    expect(parseConfig({ dataDir: dir, ...readEnv({ INKAN_CLAIM_LEASE_MS: "2000" }) }).claimLeaseMs).toBe(2_000);
+    for (const bad of ["999", "2.5", "soon", "3600001"]) {
+      expect(() => parseConfig({ dataDir: dir, claimLeaseMs: bad }), bad).toThrow(/claimLeaseMs: must be an integer from 1000 to 3600000/);
+    }
+  });
+
   it("sets the transport limits with their defaults, and reports a bad one by path (issue 17.6)", () => {
     const dir = dataDirWithPki();
     expect(parseConfig({ dataDir: dir }).limits).toEqual({

@@ -44,6 +44,15 @@ export interface Config {
   /** How long a graceful shutdown waits for in-flight calls before closing them, in milliseconds. */
   shutdownGraceMs: number;
   /**
+   * Issue 17/21: how long this node's claim of DTBS/R entries holds, in milliseconds (claimLeaseMs /
+   * INKAN_CLAIM_LEASE_MS, 30,000 by default, at least 1,000). A claim of a node that died (SIGKILL,
+   * power loss) is taken over by another node once its lease ran out (by the shared time source); a
+   * later boot of the same node takes it over at once. Longer than the slowest claimed batch takes
+   * to sign, audit and record (a few seconds on a busy module): a claim taken over earlier only
+   * withholds its holder's signatures, never releases one twice, but wastes the work.
+   */
+  claimLeaseMs: number;
+  /**
    * How often the security policy's seal is checked, in milliseconds (R-3.2.2.3); also how soon
    * a node sees a policy another node wrote. It is checked at start and on every read as well.
    */
@@ -125,7 +134,7 @@ export type RawConfig = Partial<Record<RawKey, string>>;
 const rawKeys = [
   "dataDir", "listen", "tlsCertFile", "tlsKeyFile", "tlsScaCaFiles", "tlsAdminCaFiles", "tlsFrontEndCaFiles",
   "readMaxBytes", "shutdownGraceMs", "logLevel", "configFile", "pkcs11Library", "pkcs11Token",
-  "pkcs11PinFile", "store", "storePoolSize", "nodeId", "policyCheckIntervalMs", "oidcIssuer", "oidcClientId", "oidcJwksFile", "storeBusyWaitMs", "metricsListen",
+  "pkcs11PinFile", "store", "storePoolSize", "nodeId", "policyCheckIntervalMs", "oidcIssuer", "oidcClientId", "oidcJwksFile", "storeBusyWaitMs", "metricsListen", "claimLeaseMs",
   ...(Object.keys(transportLimitRanges) as (keyof TransportLimits)[]),
 ] as const;
 type RawKey = (typeof rawKeys)[number];
@@ -212,6 +221,7 @@ export function parseConfig(raw: RawConfig): Config {
   const transport = parseTransportLimits(raw, problems);
   const shutdownGraceMs = parseInteger("shutdownGraceMs", raw.shutdownGraceMs, 10_000, 0, 600_000, problems);
   const policyCheckIntervalMs = parseInteger("policyCheckIntervalMs", raw.policyCheckIntervalMs, 10_000, 100, 3_600_000, problems);
+  const claimLeaseMs = parseInteger("claimLeaseMs", raw.claimLeaseMs, 30_000 /* sap/signing-core.ts defaultClaimLeaseMs */, 1_000, 3_600_000, problems);
   const logLevel = (raw.logLevel ?? "info") as Config["logLevel"];
   if (!logLevels.includes(logLevel)) problems.push(`logLevel: must be one of ${logLevels.join(", ")}`);
 
@@ -229,7 +239,7 @@ export function parseConfig(raw: RawConfig): Config {
   }
 
   if (problems.length > 0) throw new ConfigError(problems);
-  return { dataDir, listen, tls, limits: { readMaxBytes, ...transport }, cryptoModule, store, storeBusyWaitMs, nodeId, shutdownGraceMs, policyCheckIntervalMs, logLevel, oidc, metricsListen };
+  return { dataDir, listen, tls, limits: { readMaxBytes, ...transport }, cryptoModule, store, storeBusyWaitMs, nodeId, shutdownGraceMs, claimLeaseMs, policyCheckIntervalMs, logLevel, oidc, metricsListen };
 }
 
 function parseCryptoModule(

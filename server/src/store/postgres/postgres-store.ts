@@ -149,6 +149,12 @@ const typeParsers = {
 /** Issue 17: a lease's time, from the database server's clock (shared by every node), in ms. */
 const dbClock = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint";
 const leaseEnd = (leaseParam: string): string => `(${dbClock} + ${leaseParam}::bigint)`;
+/**
+ * Issue 21: the database's time at the start of the current transaction, the same in each of its
+ * statements: a claim's count and its UPDATE must see the same leases as expired (with
+ * clock_timestamp() a lease that ran out between them made the claim fail).
+ */
+const dbTransactionClock = "(extract(epoch FROM transaction_timestamp()) * 1000)::bigint";
 
 class Refusal {
   constructor(readonly reason: DtbsrRefusal, readonly index?: number, readonly hashCount?: number) {}
@@ -665,7 +671,7 @@ export class PostgresStore implements Store {
     const end = req.fromIndex + req.count;
     const { claim } = req;
     // Issue 17: unsigned, or claimed, unrecorded and free (lease expired by the database's clock, or an earlier boot of this node).
-    const claimable = `(NOT signed OR (signature IS NULL AND (lease_until IS NULL OR lease_until <= ${dbClock} OR (claim_node = $4 AND claim_boot <> $5))))`;
+    const claimable = `(NOT signed OR (signature IS NULL AND (lease_until IS NULL OR lease_until <= ${dbTransactionClock} OR (claim_node = $4 AND claim_boot <> $5))))`;
     return this.refusable(async (c): Promise<MarkSignedResult> => {
       // The row lock first (checkSignable), so that concurrent claims of one transaction take turns.
       await this.one("SELECT 1 FROM transactions WHERE id = $1 FOR UPDATE", [req.transactionId], c);

@@ -10,7 +10,6 @@ import { createHash, randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type Database from "better-sqlite3";
 import { anyUnpack } from "@bufbuild/protobuf/wkt";
 import { ConnectError, createClient } from "@connectrpc/connect";
 import { Reason, buildRSad, createAdminRequestSigner, inkanErrorReason, type DeviceKey } from "@inkan/sdk";
@@ -27,65 +26,15 @@ import { takeBackup, type BackupResult } from "../cli/backup.js";
 import { restoreBackup } from "../cli/restore.js";
 import { parseConfig } from "../config/config.js";
 import { serve } from "../main.js";
-import type { Store } from "../store/port.js";
-import { createPostgresStore, type PostgresStore } from "../store/postgres/postgres-store.js";
 import { findPostgresBinaries, startTestCluster, type TestCluster } from "../store/testing/postgres-cluster.js";
 import { errorOf, startTestServer, transportFor, type PrivilegedPerson, type TestServer } from "../testing/harness.js";
 import { activeSignerWithCredential, testPin } from "../testing/signers.js";
 import type { InkanServer } from "../transport/server.js";
+import { postgresInstead } from "../store/testing/postgres-instead.js";
 
 const binaries = findPostgresBinaries();
 const skipReason = "missing" in binaries ? binaries.missing : undefined;
 if (skipReason) console.warn(skipReason);
-
-/** Copies every row of an initialized SQLite store into the (migrated, empty) PostgreSQL database (as multi-node-postgres.test.ts). */
-async function copySqliteToPostgres(db: Database.Database, uri: string): Promise<void> {
-  const client = new pg.Client({ connectionString: uri });
-  await client.connect();
-  try {
-    const tables = (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name <> 'schema_migrations'").all() as { name: string }[])
-      .map((t) => t.name)
-      .sort((a, b) => (a === "transactions" ? -1 : b === "transactions" ? 1 : 0));
-    for (const table of tables) {
-      const types = new Map(
-        (await client.query<{ column_name: string; data_type: string }>("SELECT column_name, data_type FROM information_schema.columns WHERE table_name = $1", [table])).rows.map((r) => [r.column_name, r.data_type]),
-      );
-      for (const row of db.prepare(`SELECT * FROM ${table}`).all() as Record<string, unknown>[]) {
-        const columns = Object.keys(row);
-        const values = columns.map((c) => {
-          const v = row[c];
-          if (v === null) return null;
-          if (types.get(c) === "bytea" && typeof v === "string") return Buffer.from(v, "utf8");
-          if (types.get(c) === "boolean") return v === 1;
-          return v;
-        });
-        await client.query(`INSERT INTO ${table} (${columns.join(", ")}) VALUES (${columns.map((_, i) => `$${i + 1}`).join(", ")})`, values);
-      }
-    }
-  } finally {
-    await client.end();
-  }
-}
-
-function postgresInstead(uri: string): (sqlite: Store) => Store {
-  return (sqlite) => {
-    const ready = (async (): Promise<PostgresStore> => {
-      const store = await createPostgresStore({ uri, poolSize: 4 });
-      await copySqliteToPostgres((sqlite as unknown as { db: Database.Database }).db, uri);
-      await sqlite.close();
-      return store;
-    })();
-    return new Proxy({} as Store, {
-      get(_, prop) {
-        if (prop === "then") return undefined;
-        return async (...args: unknown[]) => {
-          const store = (await ready) as unknown as Record<PropertyKey, (...a: unknown[]) => unknown>;
-          return store[prop]!(...args);
-        };
-      },
-    });
-  };
-}
 
 describe.skipIf(skipReason !== undefined)(skipReason ?? "issue 22: backup and restore on PostgreSQL", () => {
   let cluster: TestCluster;
@@ -135,7 +84,7 @@ describe.skipIf(skipReason !== undefined)(skipReason ?? "issue 22: backup and re
     work = mkdtempSync(join(tmpdir(), "inkan-pg-backup-"));
     cluster = await startTestCluster((binaries as { bindir: string }).bindir);
     uri = await cluster.createDatabase();
-    t = await startTestServer({ nodeId: "node-a" }, { wrapStore: postgresInstead(uri) });
+    t = await startTestServer({ nodeId: "node-a" }, { wrapStore: postgresInstead(uri, 4) });
     const operator = await t.createPrivilegedUser(PrivilegedRole.REGISTRATION_OPERATOR, "operator-pg-backup");
     so2 = await t.createPrivilegedUser(PrivilegedRole.SECURITY_OFFICER, "so2-pg-backup");
     const s = await activeSignerWithCredential(t, operator);

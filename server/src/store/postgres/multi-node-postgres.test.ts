@@ -6,13 +6,11 @@
  * SQLite) is copied into the database before node A uses PostgreSQL instead of it.
  */
 import { createHash, createPublicKey, verify as verifySignature } from "node:crypto";
-import type Database from "better-sqlite3";
 import { createClient } from "@connectrpc/connect";
 import { Reason, buildRSad } from "@inkan/sdk";
 import { PrivilegedRole } from "@inkan/sdk/gen/inkan/admin/v1/types_pb.js";
 import { SignatureActivationService, type SadChallenge } from "@inkan/sdk/gen/inkan/sam/v1/sam_pb.js";
 import { HashAlgorithm } from "@inkan/sdk/gen/inkan/sam/v1/types_pb.js";
-import pg from "pg";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseConfig } from "../../config/config.js";
@@ -21,66 +19,13 @@ import { refusalOf, startTestServer, transportFor, type TestServer } from "../..
 import { activeSignerWithCredential, testPin } from "../../testing/signers.js";
 import type { InkanServer } from "../../transport/server.js";
 import { race } from "../contract.js";
-import type { Store } from "../port.js";
 import { findPostgresBinaries, startTestCluster, type TestCluster } from "../testing/postgres-cluster.js";
-import { createPostgresStore, type PostgresStore } from "./postgres-store.js";
+import { createPostgresStore } from "./postgres-store.js";
+import { postgresInstead } from "../testing/postgres-instead.js";
 
 const binaries = findPostgresBinaries();
 const skipReason = "missing" in binaries ? binaries.missing : undefined;
 if (skipReason) console.warn(skipReason);
-
-/** Copies every row of an initialized SQLite store into the (migrated, empty) PostgreSQL database, table by table. */
-async function copySqliteToPostgres(db: Database.Database, uri: string): Promise<void> {
-  const client = new pg.Client({ connectionString: uri });
-  await client.connect();
-  try {
-    const tables = (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name <> 'schema_migrations'").all() as { name: string }[])
-      .map((t) => t.name)
-      .sort((a, b) => (a === "transactions" ? -1 : b === "transactions" ? 1 : 0)); // the DTBS/R list's parent first
-    for (const table of tables) {
-      const types = new Map(
-        (await client.query<{ column_name: string; data_type: string }>("SELECT column_name, data_type FROM information_schema.columns WHERE table_name = $1", [table])).rows.map((r) => [r.column_name, r.data_type]),
-      );
-      for (const row of db.prepare(`SELECT * FROM ${table}`).all() as Record<string, unknown>[]) {
-        const columns = Object.keys(row);
-        const values = columns.map((c) => {
-          const v = row[c];
-          if (v === null) return null;
-          if (types.get(c) === "bytea" && typeof v === "string") return Buffer.from(v, "utf8");
-          if (types.get(c) === "boolean") return v === 1;
-          return v;
-        });
-        await client.query(`INSERT INTO ${table} (${columns.join(", ")}) VALUES (${columns.map((_, i) => `$${i + 1}`).join(", ")})`, values);
-      }
-    }
-  } finally {
-    await client.end();
-  }
-}
-
-/**
- * The harness's store hook: copies the just-initialized SQLite store into PostgreSQL, closes it,
- * and answers every store call from a PostgresStore on `uri` (each call waits for the copy).
- */
-function postgresInstead(uri: string): (sqlite: Store) => Store {
-  return (sqlite) => {
-    const ready = (async (): Promise<PostgresStore> => {
-      const store = await createPostgresStore({ uri, poolSize: 8 });
-      await copySqliteToPostgres((sqlite as unknown as { db: Database.Database }).db, uri);
-      await sqlite.close();
-      return store;
-    })();
-    return new Proxy({} as Store, {
-      get(_, prop) {
-        if (prop === "then") return undefined; // not a thenable
-        return async (...args: unknown[]) => {
-          const store = (await ready) as unknown as Record<PropertyKey, (...a: unknown[]) => unknown>;
-          return store[prop]!(...args);
-        };
-      },
-    });
-  };
-}
 
 describe.skipIf(skipReason !== undefined)(skipReason ?? "two SAM nodes on one PostgreSQL database (issue 21)", () => {
   let cluster: TestCluster;

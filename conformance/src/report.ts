@@ -33,11 +33,12 @@ const mark: Record<CaseResult["status"], string> = {
   skipped: "skipped",
   "covered-elsewhere": "covered elsewhere",
   "known-failure": "known failure",
+  "not-applicable": "not applicable",
 };
 
-/** The worst status among results: failed > known failure > passed > skipped > covered elsewhere. */
+/** The worst status among results: failed > known failure > passed > skipped > covered elsewhere > not applicable. */
 function worst(results: CaseResult[]): string {
-  for (const s of ["failed", "known-failure", "passed", "skipped", "covered-elsewhere"] as const) if (results.some((r) => r.status === s)) return mark[s];
+  for (const s of ["failed", "known-failure", "passed", "skipped", "covered-elsewhere", "not-applicable"] as const) if (results.some((r) => r.status === s)) return mark[s];
   return "not covered";
 }
 
@@ -70,7 +71,7 @@ export function toMarkdown(report: SuiteReport): string {
     });
     lines.push(`| <a id="${c.id}"></a>${c.id} | ${c.covers.join(", ")} | ${c.status === "covered-elsewhere" ? cell((c.coveredBy ?? []).join("; ")) : c.expected} | ${statuses.join(" | ")} |`);
   }
-  const notes = report.runs.flatMap((r) => r.results.filter((c) => c.status === "failed" || c.status === "known-failure" || c.status === "skipped").map((c) => `- ${r.protocol} \`${c.id}\`: ${mark[c.status]}${c.seen ? ` (seen ${c.seen})` : ""}: ${cell(c.detail)}`));
+  const notes = report.runs.flatMap((r) => r.results.filter((c) => c.status === "failed" || c.status === "known-failure" || c.status === "skipped" || c.status === "not-applicable").map((c) => `- ${r.protocol} \`${c.id}\`: ${mark[c.status]}${c.seen ? ` (seen ${c.seen})` : ""}: ${cell(c.detail)}`));
   if (notes.length > 0) lines.push(``, `## Failures and skips`, ``, ...notes);
   return lines.join("\n") + "\n";
 }

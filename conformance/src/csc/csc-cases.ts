@@ -7,7 +7,7 @@
  */
 import { createHash, randomBytes } from "node:crypto";
 import type { RequirementId } from "../requirement-ids.js";
-import type { TestSigner } from "../session.js";
+import type { Session, TestSigner } from "../session.js";
 import type { CscAnswer, CscClient } from "./csc-client.js";
 
 export interface CscExpected {
@@ -33,6 +33,8 @@ export interface CscSession {
   otherSigner(): Promise<TestSigner>;
   pin: string;
   otp(s: TestSigner): string;
+  /** The SAM's own APIs (gRPC): enrolment, the signer's device, the admin API, for the cases' setup and checks. */
+  sam: Session;
 }
 
 export interface CscCase {

@@ -63,7 +63,9 @@ export function toMarkdown(report: SuiteReport): string {
     lines.push(`| ${id} | ${cell(catalogue[id])} | ${caseIds.map((c) => `[${c}](#${c})`).join(", ") || "none"} | ${perProtocol.join(" | ")} |`);
   }
   lines.push(``, `## Cases`, ``, `| Case | Covers | Expected | ${protocols.join(" | ")} |`, `| --- | --- | --- | ${protocols.map(() => "---").join(" | ")} |`);
-  const first = report.runs[0]?.results ?? [];
+  // Every case of any run, in first-seen order (the CSC-specific cases appear in the csc run only).
+  const first: CaseResult[] = [];
+  for (const c of report.runs.flatMap((r) => r.results)) if (!first.some((x) => x.id === c.id)) first.push(c);
   for (const c of first) {
     const statuses = report.runs.map((r) => {
       const x = r.results.find((y) => y.id === c.id);

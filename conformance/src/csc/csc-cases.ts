@@ -103,6 +103,22 @@ export const cscCases: CscCase[] = [
     },
   },
   {
+    id: "csc-altered-sad",
+    covers: ["T-2.2.1.4", "T-2.2.1.7"],
+    description: "A genuine SAD with one character changed is presented with signHash. The gateway knows only the SADs it issued, refuses the altered one, and the genuine SAD still signs afterwards.",
+    expected: invalidRequest,
+    async run(s) {
+      const signer = await s.signer();
+      const list = hashes(1);
+      const sad = await authorize(s, signer, list);
+      const altered = sad.slice(0, -1) + (sad.endsWith("A") ? "B" : "A");
+      const o = observe(await signHash(s.client, signer.credentialId, altered, list));
+      if (o.answer.status === 200) return o;
+      const genuine = await signHash(s.client, signer.credentialId, sad, list);
+      return genuine.status === 200 ? o : { ...o, problems: [`the genuine SAD no longer signed after the refused attack (${genuine.status})`] };
+    },
+  },
+  {
     id: "csc-hash-substitution",
     covers: ["T-2.2.1.6"],
     description: "After the signer authorized a list, the client asks signHash for a hash outside it. The SAD is bound to the authorized hashes, so the gateway refuses and signs nothing.",

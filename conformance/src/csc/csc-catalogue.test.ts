@@ -4,7 +4,7 @@ import { cscCatalogueCases, cscMappedGroups, cscNotApplicable } from "./csc-cata
 import { allCscCases, notApplicableOverCsc } from "./run-csc.js";
 
 describe("the catalogue over CSC (issue 16)", () => {
-  it("accounts for every replay, forgery, bypass and lockout case: mapped to a CSC request or not applicable with a reason, never both", () => {
+  it("accounts for every replay, forgery, bypass, revocation and lockout case: mapped to a CSC request or not applicable with a reason, never both", () => {
     const mapped = new Set(cscCatalogueCases.map((c) => c.id));
     const na = new Set(Object.keys(cscNotApplicable));
     for (const c of cscMappedGroups) expect(Number(mapped.has(c.id)) + Number(na.has(c.id)), c.id).toBe(1);

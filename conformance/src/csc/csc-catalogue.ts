@@ -1,5 +1,5 @@
 /**
- * The catalogue's replay, bypass, forgery and lockout cases over the CSC API (issue 16: "the
+ * The catalogue's replay, bypass, forgery, revocation and lockout cases over the CSC API (issue 16: "the
  * conformance suite gains `--protocol csc`, so its replay/bypass/forgery cases also run through this
  * surface"). Each catalogue case is either mapped to the CSC request a CSC client would make for the
  * same attack (reported under the catalogue case's id, so the traceability matrix lines the
@@ -23,6 +23,7 @@ import { bypassCases } from "../cases/bypass.js";
 import { forgeryCases } from "../cases/forgery.js";
 import { lockoutCases, lockoutThreshold } from "../cases/lockout.js";
 import { replayCases } from "../cases/replay.js";
+import { resetFactors, revocationCases } from "../cases/revocation.js";
 import type { TestSigner } from "../session.js";
 import type { CscAnswer } from "./csc-client.js";
 import { authorize, CscCaseSkipped, hashes, signHash, type CscCase, type CscObservation, type CscSession } from "./csc-cases.js";
@@ -33,7 +34,7 @@ const accessDenied = { status: 403, error: "access_denied" };
 const ok = { status: 200, error: "" };
 
 /** The catalogue groups whose cases have to be accounted for over CSC. */
-export const cscMappedGroups: readonly AttackCase[] = [...replayCases, ...forgeryCases, ...bypassCases, ...lockoutCases].filter((c): c is AttackCase => c.kind === "attack");
+export const cscMappedGroups: readonly AttackCase[] = [...replayCases, ...forgeryCases, ...bypassCases, ...revocationCases, ...lockoutCases].filter((c): c is AttackCase => c.kind === "attack");
 
 const coversOf = (id: string) => {
   const c = cscMappedGroups.find((x) => x.id === id);
@@ -244,6 +245,20 @@ export const cscCatalogueCases: CscCase[] = [
       return observe(await signHash(s.client, signer.credentialId, sad, list));
     },
   }),
+  // --- revocation
+  mapped("reset-factors-old-token", {
+    description: "A SAD for two hashes is obtained and one is signed; the signer loses their factors and a registration operator resets them (approved by the security officer where the SAM holds it). The client then asks the SAD for the other hash. ResetFactors cancels what the old factors authorized, so the gateway signs nothing more.",
+    expected: invalidRequest,
+    async run(s) {
+      const signer = await s.signer();
+      const list = hashes(2);
+      const sad = await authorize(s, signer, list);
+      const first = await signHash(s.client, signer.credentialId, sad, [list[0]!]);
+      await resetFactors(s.sam, signer.signerId);
+      const o = observe(await signHash(s.client, signer.credentialId, sad, [list[1]!]));
+      return first.status === 200 ? o : { ...o, problems: [`the first signHash failed (${first.status}), so the case proves nothing`] };
+    },
+  }),
   // --- lockout
   mapped("lockout-concurrent-guesses", {
     description: "Explicit mode: lockout_threshold + 4 credentials/authorize calls with wrong PINs and wrong OTPs, all at once. None obtains a SAD, the signer ends locked, and the right PIN and OTP afterwards are refused as a credential that cannot sign.",
@@ -299,6 +314,8 @@ export const cscNotApplicable: Record<string, string> = {
   "import-key-by-sca": "the CSC API has no key import method",
   "admin-call-unsigned": "the CSC API has no administration method",
   "audit-read-by-sca": "the CSC API has no audit method",
+  "revoked-device-rotated-token": "the suite authorizes over CSC in the explicit mode (PIN + OTP), which does not use the device key, so RevokeDevice leaves that authorization alone by design; a device-approved (oauth2code) SAD needs a person in the portal",
+  "csr-approval-sign-hash": "a CSR approval is made through the SAP for a credential without a certificate; the CSC API offers no CSR method and no CSC client holds such a token",
   "lockout-concurrent-change-pin": "the CSC API has no PIN change method",
   "authorize-attempts-concurrent": "a CSC request names no transaction: each credentials/authorize opens its own, so guesses cannot be aimed at one transaction (the signer's lockout over CSC is lockout-concurrent-guesses)",
 };

@@ -105,6 +105,6 @@ export async function main(argv: string[]): Promise<number> {
   if (values.markdown) writeFileSync(values.markdown, toMarkdown(report));
   const all = report.runs.flatMap((r) => r.results);
   const count = (s: string) => all.filter((r) => r.status === s).length;
-  console.error(`\n${count("passed")} passed, ${count("failed")} failed, ${count("known-failure")} known failures, ${count("skipped")} skipped, ${count("covered-elsewhere")} covered elsewhere`);
+  console.error(`\n${count("passed")} passed, ${count("failed")} failed, ${count("known-failure")} known failures, ${count("skipped")} skipped, ${count("covered-elsewhere")} covered elsewhere${count("not-applicable") ? `, ${count("not-applicable")} not applicable` : ""}`);
   return conforms(report) ? 0 : 1;
 }

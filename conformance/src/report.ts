@@ -33,11 +33,12 @@ const mark: Record<CaseResult["status"], string> = {
   skipped: "skipped",
   "covered-elsewhere": "covered elsewhere",
   "known-failure": "known failure",
+  "not-applicable": "not applicable",
 };
 
-/** The worst status among results: failed > known failure > passed > skipped > covered elsewhere. */
+/** The worst status among results: failed > known failure > passed > skipped > covered elsewhere > not applicable. */
 function worst(results: CaseResult[]): string {
-  for (const s of ["failed", "known-failure", "passed", "skipped", "covered-elsewhere"] as const) if (results.some((r) => r.status === s)) return mark[s];
+  for (const s of ["failed", "known-failure", "passed", "skipped", "covered-elsewhere", "not-applicable"] as const) if (results.some((r) => r.status === s)) return mark[s];
   return "not covered";
 }
 
@@ -62,7 +63,9 @@ export function toMarkdown(report: SuiteReport): string {
     lines.push(`| ${id} | ${cell(catalogue[id])} | ${caseIds.map((c) => `[${c}](#${c})`).join(", ") || "none"} | ${perProtocol.join(" | ")} |`);
   }
   lines.push(``, `## Cases`, ``, `| Case | Covers | Expected | ${protocols.join(" | ")} |`, `| --- | --- | --- | ${protocols.map(() => "---").join(" | ")} |`);
-  const first = report.runs[0]?.results ?? [];
+  // Every case of any run, in first-seen order (the CSC-specific cases appear in the csc run only).
+  const first: CaseResult[] = [];
+  for (const c of report.runs.flatMap((r) => r.results)) if (!first.some((x) => x.id === c.id)) first.push(c);
   for (const c of first) {
     const statuses = report.runs.map((r) => {
       const x = r.results.find((y) => y.id === c.id);
@@ -70,7 +73,7 @@ export function toMarkdown(report: SuiteReport): string {
     });
     lines.push(`| <a id="${c.id}"></a>${c.id} | ${c.covers.join(", ")} | ${c.status === "covered-elsewhere" ? cell((c.coveredBy ?? []).join("; ")) : c.expected} | ${statuses.join(" | ")} |`);
   }
-  const notes = report.runs.flatMap((r) => r.results.filter((c) => c.status === "failed" || c.status === "known-failure" || c.status === "skipped").map((c) => `- ${r.protocol} \`${c.id}\`: ${mark[c.status]}${c.seen ? ` (seen ${c.seen})` : ""}: ${cell(c.detail)}`));
+  const notes = report.runs.flatMap((r) => r.results.filter((c) => c.status === "failed" || c.status === "known-failure" || c.status === "skipped" || c.status === "not-applicable").map((c) => `- ${r.protocol} \`${c.id}\`: ${mark[c.status]}${c.seen ? ` (seen ${c.seen})` : ""}: ${cell(c.detail)}`));
   if (notes.length > 0) lines.push(``, `## Failures and skips`, ``, ...notes);
   return lines.join("\n") + "\n";
 }

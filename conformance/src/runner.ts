@@ -15,7 +15,8 @@ import { prepareIdentities, type Identities, type Protocol, type TargetOptions }
 /** This package's version: the suite version every report carries. */
 export const suiteVersion = (JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string }).version;
 
-export type CaseStatus = "passed" | "failed" | "skipped" | "covered-elsewhere" | "known-failure";
+/** not-applicable: the case's attack has no equivalent on this surface (--protocol csc), with the reason in detail. */
+export type CaseStatus = "passed" | "failed" | "skipped" | "covered-elsewhere" | "known-failure" | "not-applicable";
 
 export interface CaseResult {
   id: string;

@@ -17,7 +17,7 @@ import { race } from "./helpers.js";
 const locked = { code: Code.FailedPrecondition, reason: Reason.CREDENTIAL_LOCKED };
 
 /** The target's lockout_threshold, read by its security officer; the case is skipped when it cannot be read. */
-async function lockoutThreshold(s: Session): Promise<number> {
+export async function lockoutThreshold(s: Session): Promise<number> {
   try {
     const { record } = await s.adminClient(PolicyService, s.target.admin).getSecurityPolicy({});
     const threshold = record?.policy?.lockoutThreshold ?? 0;

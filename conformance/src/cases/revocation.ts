@@ -36,7 +36,7 @@ async function streamRefused(s: Session, token: string, startIndex: number, what
  * the target's security officer approves, and the code comes in two halves. A target whose policy
  * does not hold it returns the whole code at once.
  */
-async function resetFactors(s: Session, signerId: string): Promise<string | [string, string]> {
+export async function resetFactors(s: Session, signerId: string): Promise<string | [string, string]> {
   let held: ConnectError;
   try {
     const { activationCode } = await s.ra.resetFactors({ signerId, reason: "conformance: device lost, identity re-verified" });

@@ -7,7 +7,7 @@
  */
 import { createHash, randomBytes } from "node:crypto";
 import type { RequirementId } from "../requirement-ids.js";
-import type { TestSigner } from "../session.js";
+import type { Session, TestSigner } from "../session.js";
 import type { CscAnswer, CscClient } from "./csc-client.js";
 
 export interface CscExpected {
@@ -33,6 +33,8 @@ export interface CscSession {
   otherSigner(): Promise<TestSigner>;
   pin: string;
   otp(s: TestSigner): string;
+  /** The SAM's own APIs (gRPC): enrolment, the signer's device, the admin API, for the cases' setup and checks. */
+  sam: Session;
 }
 
 export interface CscCase {
@@ -98,6 +100,22 @@ export const cscCases: CscCase[] = [
     async run(s) {
       const signer = await s.signer();
       return observe(await signHash(s.client, signer.credentialId, randomBytes(32).toString("base64url"), hashes(1)));
+    },
+  },
+  {
+    id: "csc-altered-sad",
+    covers: ["T-2.2.1.4", "T-2.2.1.7"],
+    description: "A genuine SAD with one character changed is presented with signHash. The gateway knows only the SADs it issued, refuses the altered one, and the genuine SAD still signs afterwards.",
+    expected: invalidRequest,
+    async run(s) {
+      const signer = await s.signer();
+      const list = hashes(1);
+      const sad = await authorize(s, signer, list);
+      const altered = sad.slice(0, -1) + (sad.endsWith("A") ? "B" : "A");
+      const o = observe(await signHash(s.client, signer.credentialId, altered, list));
+      if (o.answer.status === 200) return o;
+      const genuine = await signHash(s.client, signer.credentialId, sad, list);
+      return genuine.status === 200 ? o : { ...o, problems: [`the genuine SAD no longer signed after the refused attack (${genuine.status})`] };
     },
   },
   {

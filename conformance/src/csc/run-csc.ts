@@ -9,12 +9,27 @@ import type { Identities, TargetOptions } from "../target.js";
 import { totpNow } from "../totp.js";
 import { CscClient, type CscTarget } from "./csc-client.js";
 import { CscCaseSkipped, cscCases, type CscCase, type CscObservation } from "./csc-cases.js";
+import { cscCatalogueCases, cscMappedGroups, cscNotApplicable } from "./csc-catalogue.js";
+
+/**
+ * What `--protocol csc` runs: the CSC-specific cases, then the catalogue's replay, forgery, bypass
+ * and lockout cases in catalogue order, each through its CSC request (csc-catalogue.ts).
+ */
+export const allCscCases: readonly CscCase[] = [...cscCases, ...cscMappedGroups.flatMap((c) => cscCatalogueCases.filter((m) => m.id === c.id))];
+
+/** The catalogue cases with no CSC equivalent, as results: reported with their reason, never silently left out. */
+export function notApplicableOverCsc(): CaseResult[] {
+  return cscMappedGroups.filter((c) => cscNotApplicable[c.id] !== undefined).map((c) => ({
+    id: c.id, covers: c.covers, status: "not-applicable" as const, detail: `no CSC equivalent: ${cscNotApplicable[c.id]!}`, seen: "", expected: "", durationMs: 0,
+  }));
+}
 
 export interface CscRunOptions {
   target: TargetOptions;
   identities: Identities;
   csc: CscTarget;
   otherCsc?: CscTarget;
+  /** Default: allCscCases, plus the not-applicable results. */
   cases?: readonly CscCase[];
   onResult?: (result: CaseResult) => void;
 }
@@ -41,9 +56,10 @@ export async function runCscCases(o: CscRunOptions): Promise<ProtocolRun> {
     otherSigner: () => (other ??= sam.newSigner({ totp: true })),
     pin: conformancePin,
     otp: (s: TestSigner) => totpNow(s.totp!),
+    sam,
   };
   const results: CaseResult[] = [];
-  for (const c of o.cases ?? cscCases) {
+  for (const c of o.cases ?? allCscCases) {
     const base = { id: c.id, covers: c.covers, expected: describeCsc(c.expected) };
     const started = performance.now();
     let r: CaseResult;
@@ -56,6 +72,10 @@ export async function runCscCases(o: CscRunOptions): Promise<ProtocolRun> {
         ? { ...base, status: "skipped", detail: err.message, seen: "", durationMs: 0 }
         : { ...base, status: "failed", detail: `the case could not run: ${(err as Error).message}`, seen: "", durationMs: Math.round(performance.now() - started) };
     }
+    results.push(r);
+    o.onResult?.(r);
+  }
+  if (!o.cases) for (const r of notApplicableOverCsc()) {
     results.push(r);
     o.onResult?.(r);
   }

@@ -1,4 +1,5 @@
 import { parseArgs } from "node:util";
+import { isPostgresStore } from "./store/gateway-store.js";
 import { gatewayConfig, GatewayConfigError } from "./config.js";
 import { cscClientsFile, CscClientsError } from "./csc/clients.js";
 import { startGateway } from "./server.js";
@@ -32,7 +33,9 @@ export async function gatewayCommand(args: string[]): Promise<number> {
       clientKeyFile: values["client-key"] ?? process.env.INKAN_GATEWAY_CLIENT_KEY,
       scaClientCertFile: values["sca-client-cert"] ?? process.env.INKAN_GATEWAY_SCA_CLIENT_CERT,
       scaClientKeyFile: values["sca-client-key"] ?? process.env.INKAN_GATEWAY_SCA_CLIENT_KEY,
+      store: process.env.INKAN_STORE,
     });
+    if (config.store && !isPostgresStore(config.store)) console.error("inkan gateway: INKAN_STORE is not postgres://: the gateway keeps its state in the data directory's gateway.sqlite");
   } catch (err) {
     if (err instanceof GatewayConfigError) {
       console.error(`inkan gateway: ${err.message}`);

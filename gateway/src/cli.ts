@@ -10,7 +10,8 @@ export const gatewayUsage = `usage: inkan gateway --data-dir DIR [--listen HOST:
   127.0.0.1:8444, SAM https://127.0.0.1:8443; client certificates toward the SAM: the signer
   front end DIR/pki/front-end.crt for SignerService, the SCA DIR/pki/sca.crt for GetInfo;
   INKAN_DATA_DIR, INKAN_GATEWAY_LISTEN, INKAN_SAM_URL, INKAN_GATEWAY_CLIENT_CERT, INKAN_GATEWAY_CLIENT_KEY,
-  INKAN_GATEWAY_SCA_CLIENT_CERT, INKAN_GATEWAY_SCA_CLIENT_KEY)`;
+  INKAN_GATEWAY_SCA_CLIENT_CERT, INKAN_GATEWAY_SCA_CLIENT_KEY). Its state: DIR/gateway.sqlite, or with
+  INKAN_STORE=postgres://... the SAM nodes' shared database (schema inkan_gateway)`;
 
 /** `inkan gateway`: runs until SIGTERM or SIGINT; resolves to the exit code. */
 export async function gatewayCommand(args: string[]): Promise<number> {

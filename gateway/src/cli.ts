@@ -1,4 +1,5 @@
 import { parseArgs } from "node:util";
+import { isPostgresStore } from "./store/gateway-store.js";
 import { gatewayConfig, GatewayConfigError } from "./config.js";
 import { cscClientsFile, CscClientsError } from "./csc/clients.js";
 import { startGateway } from "./server.js";
@@ -9,7 +10,8 @@ export const gatewayUsage = `usage: inkan gateway --data-dir DIR [--listen HOST:
   127.0.0.1:8444, SAM https://127.0.0.1:8443; client certificates toward the SAM: the signer
   front end DIR/pki/front-end.crt for SignerService, the SCA DIR/pki/sca.crt for GetInfo;
   INKAN_DATA_DIR, INKAN_GATEWAY_LISTEN, INKAN_SAM_URL, INKAN_GATEWAY_CLIENT_CERT, INKAN_GATEWAY_CLIENT_KEY,
-  INKAN_GATEWAY_SCA_CLIENT_CERT, INKAN_GATEWAY_SCA_CLIENT_KEY)`;
+  INKAN_GATEWAY_SCA_CLIENT_CERT, INKAN_GATEWAY_SCA_CLIENT_KEY). Its state: DIR/gateway.sqlite, or with
+  INKAN_STORE=postgres://... the SAM nodes' shared database (schema inkan_gateway)`;
 
 /** `inkan gateway`: runs until SIGTERM or SIGINT; resolves to the exit code. */
 export async function gatewayCommand(args: string[]): Promise<number> {
@@ -32,7 +34,9 @@ export async function gatewayCommand(args: string[]): Promise<number> {
       clientKeyFile: values["client-key"] ?? process.env.INKAN_GATEWAY_CLIENT_KEY,
       scaClientCertFile: values["sca-client-cert"] ?? process.env.INKAN_GATEWAY_SCA_CLIENT_CERT,
       scaClientKeyFile: values["sca-client-key"] ?? process.env.INKAN_GATEWAY_SCA_CLIENT_KEY,
+      store: process.env.INKAN_STORE,
     });
+    if (config.store && !isPostgresStore(config.store)) console.error("inkan gateway: INKAN_STORE is not postgres://: the gateway keeps its state in the data directory's gateway.sqlite");
   } catch (err) {
     if (err instanceof GatewayConfigError) {
       console.error(`inkan gateway: ${err.message}`);

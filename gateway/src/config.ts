@@ -30,6 +30,11 @@ export interface GatewayConfig {
   };
   /** How long an SCA's wait for a decision may last before it must ask again (ms). */
   waitTimeoutMs: number;
+  /**
+   * Its store: undefined for the data directory's SQLite file, or the SAM nodes' shared database
+   * (INKAN_STORE=postgres://...), where the gateway keeps its tables in a schema of its own.
+   */
+  store?: string | undefined;
 }
 
 export class GatewayConfigError extends Error {}
@@ -53,6 +58,8 @@ export function gatewayConfig(options: {
   scaClientCertFile?: string | undefined;
   scaClientKeyFile?: string | undefined;
   waitTimeoutMs?: number;
+  /** INKAN_STORE: a postgres:// URI to keep the gateway's state in the shared database. */
+  store?: string | undefined;
 }): GatewayConfig {
   const dataDir = resolve(options.dataDir);
   const pki = (name: string) => {
@@ -88,5 +95,6 @@ export function gatewayConfig(options: {
       scaClientKey: options.scaClientKeyFile ? file(options.scaClientKeyFile) : pki("sca.key"),
     },
     waitTimeoutMs: options.waitTimeoutMs ?? 25_000,
+    store: options.store || undefined,
   };
 }

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestServer, type TestServer } from "../../server/src/testing/harness.js";
 import { gatewayConfig } from "./config.js";
 import { startGateway, type Gateway } from "./server.js";
+import type { SqliteGatewayStore } from "./store/gateway-store.js";
 import { httpsRequest } from "./testing/https.js";
 
 describe("gateway scaffold (issue 15)", () => {
@@ -52,7 +53,7 @@ describe("gateway scaffold (issue 15)", () => {
   });
 
   it("keeps its own migrated SQLite store in the data directory", () => {
-    const tables = gateway.db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as { name: string }[];
+    const tables = (gateway.store as SqliteGatewayStore).db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as { name: string }[];
     expect(tables.map((t) => t.name)).toContain("requests");
   });
 });

@@ -1,6 +1,5 @@
 import { createServer, type Server } from "node:https";
 import type { AddressInfo } from "node:net";
-import type Database from "better-sqlite3";
 import type { GatewayConfig } from "./config.js";
 import { cscRoutesFor, PortalApprovals } from "./csc/index.js";
 import type { SignerApprovals } from "./csc/signer-approvals.js";
@@ -12,12 +11,13 @@ import { PortalSessions } from "./portal/sessions.js";
 import { scaRoutes } from "./requests/sca-routes.js";
 import { SigningRequests } from "./requests/signing-requests.js";
 import { createSamClients, type SamClients } from "./sam/sam-client.js";
-import { gatewayStoreFile, openGatewayDatabase } from "./store/gateway-store.js";
+import { openGatewayStore, type GatewayStore } from "./store/gateway-store.js";
 
 export interface Gateway {
   /** https://HOST:PORT as it listens. */
   url: string;
-  db: Database.Database;
+  /** Its store: the data directory's SQLite file, or the shared PostgreSQL database (config.store). */
+  store: GatewayStore;
   sam: SamClients;
   close(): Promise<void>;
 }
@@ -25,7 +25,7 @@ export interface Gateway {
 /** What a feature needs to build its routes. */
 export interface GatewayContext {
   config: GatewayConfig;
-  db: Database.Database;
+  store: GatewayStore;
   sam: SamClients;
 }
 
@@ -40,17 +40,17 @@ export type RouteFactory = (ctx: GatewayContext) => Route[];
  * portal and device there).
  */
 export async function startGateway(config: GatewayConfig, extra: RouteFactory[] = [], hooks: { signerApprovals?: SignerApprovals } = {}): Promise<Gateway> {
-  const db = openGatewayDatabase(gatewayStoreFile(config.dataDir));
+  const store = await openGatewayStore({ dataDir: config.dataDir, store: config.store });
   const sam = createSamClients(config);
-  const ctx: GatewayContext = { config, db, sam };
+  const ctx: GatewayContext = { config, store, sam };
   const router = new Router();
   try {
-    const requests = new SigningRequests(db);
-    requests.purge();
-    router.add(...portalAssetRoutes(), ...portalApiRoutes(ctx, requests, new PortalSessions(db)), ...scaRoutes(ctx, requests), ...cscRoutesFor(ctx, hooks.signerApprovals ?? new PortalApprovals(requests)));
+    const requests = await SigningRequests.open(store);
+    await requests.purge();
+    router.add(...portalAssetRoutes(), ...portalApiRoutes(ctx, requests, new PortalSessions(store)), ...scaRoutes(ctx, requests), ...cscRoutesFor(ctx, hooks.signerApprovals ?? (await PortalApprovals.open(requests, store.shared))));
     for (const f of extra) router.add(...f(ctx));
   } catch (err) {
-    db.close(); // e.g. a malformed csc-clients.json: nothing is left open behind the error
+    await store.close(); // e.g. a malformed csc-clients.json: nothing is left open behind the error
     throw err;
   }
 
@@ -78,12 +78,12 @@ export async function startGateway(config: GatewayConfig, extra: RouteFactory[] 
   const host = config.listen.host.includes(":") ? `[${config.listen.host}]` : config.listen.host;
   return {
     url: `https://${host}:${port}`,
-    db,
+    store,
     sam,
     async close() {
       server.closeAllConnections();
       await new Promise<void>((done) => server.close(() => done()));
-      db.close();
+      await store.close();
     },
   };
 }

@@ -24,6 +24,7 @@ import { startTestServer, type PrivilegedPerson, type TestServer } from "../../.
 import { gatewayConfig } from "../config.js";
 import { buildPortal } from "../portal/build.js";
 import { startGateway, type Gateway } from "../server.js";
+import type { SqliteGatewayStore } from "../store/gateway-store.js";
 import { axeViolations, chromiumPath, launchChromium, newDevice, screenshot } from "../testing/browser.js";
 import { httpsRequest } from "../testing/https.js";
 import { activatedDevice } from "../testing/portal-signer.js";
@@ -129,7 +130,7 @@ describe.skipIf(!chromiumPath)("CSC oauth2code through the signer portal in Chro
     expect(signatures).toHaveLength(3);
     signatures.forEach((s, i) => expect(verify("sha256", documents[i]!, key, s), `signature ${i}`).toBe(true));
     // The portal shows how it ended: authorized by the SAM (the R.SAD was never stored).
-    const row = gateway.db.prepare("SELECT state, return_to FROM requests WHERE sca_fingerprint = 'csc:platform-a'").get() as { state: string; return_to: string };
+    const row = (gateway.store as SqliteGatewayStore).db.prepare("SELECT state, return_to FROM requests WHERE sca_fingerprint = 'csc:platform-a'").get() as { state: string; return_to: string };
     expect(row.state).toBe("authorized");
     expect(row.return_to).toMatch(/^\/csc\/v2\/oauth2\/return\?request=[A-Za-z0-9_-]{43}$/);
     expect(validateExchanges(client.exchanges)).toEqual([]);
@@ -158,7 +159,7 @@ describe.skipIf(!chromiumPath)("CSC oauth2code through the signer portal in Chro
     expect(back.searchParams.get("error")).toBe("access_denied");
     expect(back.searchParams.get("state")).toBe(state);
     expect(back.searchParams.get("code")).toBeNull();
-    const row = gateway.db.prepare("SELECT state, refusal, transaction_id FROM requests WHERE id = ?").get(id) as { state: string; refusal: string; transaction_id: string };
+    const row = (gateway.store as SqliteGatewayStore).db.prepare("SELECT state, refusal, transaction_id FROM requests WHERE id = ?").get(id) as { state: string; refusal: string; transaction_id: string };
     expect(row).toMatchObject({ state: "failed", refusal: "REASON_AUTHENTICATION_FAILED" });
     const sam = new Database(join(t.dataDir, "store.sqlite3"), { readonly: true });
     try {
@@ -204,7 +205,7 @@ describe.skipIf(!chromiumPath)("CSC oauth2code through the signer portal in Chro
       await authorizeInBrowser(page, alice.credentialId, docs(1, `tampered ${i}`).map(sha256), `Tampered ${i}`);
       const id = /#request=([A-Za-z0-9_-]{43})$/.exec(page.url())![1]!;
       // A store changed behind the gateway's back (the gateway itself stores only its return path: portal-approvals.test.ts).
-      gateway.db.prepare("UPDATE requests SET return_to = ? WHERE id = ?").run(`${evil}${"x".repeat(43)}`, id);
+      (gateway.store as SqliteGatewayStore).db.prepare("UPDATE requests SET return_to = ? WHERE id = ?").run(`${evil}${"x".repeat(43)}`, id);
       await page.goto("about:blank");
       await page.goto(`${gateway.url}/#request=${id}`);
       await page.waitForSelector("#request-body:not([hidden])");

@@ -19,10 +19,14 @@ export const cscNamespace = "csc:";
 const returnPath = new RegExp(`^${cscBase}/oauth2/return\\?request=[A-Za-z0-9_-]{43}$`);
 
 export class PortalApprovals implements SignerApprovals {
-  constructor(private readonly requests: SigningRequests) {
+  constructor(private readonly requests: SigningRequests) {}
+
+  static async open(requests: SigningRequests, shared = false): Promise<PortalApprovals> {
     // The authorizations behind open CSC requests lived in the memory of the gateway that filed
     // them: after a restart nothing could take their R.SAD, so the signer is not asked in vain.
-    requests.cancelOpenOf(cscNamespace);
+    // Not on a shared store, where they may belong to another, running gateway node.
+    if (!shared) await requests.cancelOpenOf(cscNamespace);
+    return new PortalApprovals(requests);
   }
 
   async open(request: ApprovalRequest): Promise<{ requestId: string; signerUrl: string }> {
@@ -30,7 +34,7 @@ export class PortalApprovals implements SignerApprovals {
     if (!returnPath.test(request.returnTo)) throw new Error("returnTo is not the CSC API's return path");
     const c = request.challenge;
     if (!c.expiresAt) throw new PortalUnavailable("the challenge has no expiry");
-    const r = this.requests.create({
+    const r = await this.requests.create({
       signerId: c.signerId,
       credentialId: c.credentialId,
       sca: request.requester,
@@ -46,7 +50,7 @@ export class PortalApprovals implements SignerApprovals {
   }
 
   async outcome(requestId: string, signal: AbortSignal): Promise<ApprovalOutcome> {
-    let r = this.#own(requestId);
+    let r = await this.#own(requestId);
     for (;;) {
       if (signal.aborted) throw new PortalUnavailable("no decision in time");
       if (r.state === "submitted") {
@@ -62,14 +66,14 @@ export class PortalApprovals implements SignerApprovals {
     }
   }
 
-  settle(requestId: string, verdict: { authorized: true } | { authorized: false; reason: string }): void {
+  async settle(requestId: string, verdict: { authorized: true } | { authorized: false; reason: string }): Promise<void> {
     // The CSC flow has one return per authorization: a refused R.SAD ends the request (no retry here).
-    if (verdict.authorized) this.requests.report(requestId, { authorized: true });
-    else this.requests.report(requestId, { authorized: false, reason: verdict.reason, retry: false });
+    if (verdict.authorized) await this.requests.report(requestId, { authorized: true });
+    else await this.requests.report(requestId, { authorized: false, reason: verdict.reason, retry: false });
   }
 
-  #own(requestId: string) {
-    const r = this.requests.get(requestId);
+  async #own(requestId: string) {
+    const r = await this.requests.get(requestId);
     if (!r || !r.scaFingerprint.startsWith(cscNamespace)) throw new PortalUnavailable("no such request");
     return r;
   }

@@ -230,12 +230,12 @@ export function cscRoutes(o: CscOptions): Route[] {
         try {
           authorized = await samOf(p.client).sam.authorize({ transactionId: p.challenge.transactionId, rSad: outcome.rSad });
         } catch (err) {
-          o.approvals.settle?.(p.requestId, { authorized: false, reason: samError(err).error });
+          await o.approvals.settle?.(p.requestId, { authorized: false, reason: samError(err).error });
           await cancel(); // one attempt per authorization (a wrong PIN included): the client asks again
           const e = fromSam(err);
           return redirectError(res, p.redirectUri, e.error, e.message, p.state);
         }
-        o.approvals.settle?.(p.requestId, { authorized: true });
+        await o.approvals.settle?.(p.requestId, { authorized: true });
         const { sad, session } = sessions.create({
           clientId: p.client.clientId, credentialId: p.credential.credentialId, signerId: p.credential.signerId, transactionId: p.challenge.transactionId,
           hashAlgorithm: p.challenge.hashAlgorithm, signatureAlgorithm: p.signatureAlgorithm, hashes: p.hashes, spki: credentialKey(p.credential),

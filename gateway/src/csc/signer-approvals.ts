@@ -31,7 +31,7 @@ export interface SignerApprovals {
   /** Resolves once the signer decided or the request expired. The R.SAD is handed over once. */
   outcome(requestId: string, signal: AbortSignal): Promise<ApprovalOutcome>;
   /** The SAM's verdict on the R.SAD, so the portal shows how the request ended (optional). */
-  settle?(requestId: string, verdict: { authorized: true } | { authorized: false; reason: string }): void;
+  settle?(requestId: string, verdict: { authorized: true } | { authorized: false; reason: string }): void | Promise<void>;
 }
 
 export class PortalUnavailable extends Error {}

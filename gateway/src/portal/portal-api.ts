@@ -61,14 +61,14 @@ function text(body: Record<string, unknown>, name: string, max = 8192): string {
 
 export function portalApiRoutes(ctx: GatewayContext, requests: SigningRequests, sessions: PortalSessions): Route[] {
   const signer = ctx.sam.signer;
-  const session = (req: IncomingMessage): PortalSession => {
-    const s = sessions.fromHeader(req.headers.authorization);
+  const session = async (req: IncomingMessage): Promise<PortalSession> => {
+    const s = await sessions.fromHeader(req.headers.authorization);
     if (!s) throw new HttpError(401, "unauthorized", "sign in with your device first");
     return s;
   };
   /** Issue 15: a request is shown only to a session of its signer; any other sees "no such request". */
-  const ownRequest = (s: PortalSession, id: string): SigningRequest => {
-    const r = requests.get(id);
+  const ownRequest = async (s: PortalSession, id: string): Promise<SigningRequest> => {
+    const r = await requests.get(id);
     if (!r || r.signerId !== s.signerId) throw new HttpError(404, "not_found", "no such request");
     return r;
   };
@@ -117,7 +117,7 @@ export function portalApiRoutes(ctx: GatewayContext, requests: SigningRequests, 
       async handler({ req, res }) {
         const body = await readJson(req, 16 * 1024);
         const out = await atSam(() => signer.authenticateDevice({ signerId: text(body, "signerId", 128), deviceProof: text(body, "deviceProof") }));
-        const opened = sessions.open({ signerId: out.signerId, deviceKeyId: out.deviceKeyId });
+        const opened = await sessions.open({ signerId: out.signerId, deviceKeyId: out.deviceKeyId });
         sendJson(res, 200, {
           token: opened.token,
           expiresAt: new Date(opened.expiresAt).toISOString(),
@@ -132,7 +132,7 @@ export function portalApiRoutes(ctx: GatewayContext, requests: SigningRequests, 
   ];
 }
 
-function managementRoutes(ctx: GatewayContext, sessions: PortalSessions, session: (req: IncomingMessage) => PortalSession): Route[] {
+function managementRoutes(ctx: GatewayContext, sessions: PortalSessions, session: (req: IncomingMessage) => Promise<PortalSession>): Route[] {
   const signer = ctx.sam.signer;
   /** The body's signer must be the session's: a session of one signer relays nothing for another. */
   const sameSigner = (s: PortalSession, signerId: string) => {
@@ -142,8 +142,8 @@ function managementRoutes(ctx: GatewayContext, sessions: PortalSessions, session
     {
       method: "POST",
       path: "/api/portal/session/end",
-      handler({ req, res }) {
-        sessions.close(req.headers.authorization);
+      async handler({ req, res }) {
+        await sessions.close(req.headers.authorization);
         res.writeHead(204).end();
       },
     },
@@ -151,7 +151,7 @@ function managementRoutes(ctx: GatewayContext, sessions: PortalSessions, session
       method: "POST",
       path: "/api/portal/pin",
       async handler({ req, res }) {
-        const s = session(req);
+        const s = await session(req);
         const body = await readJson(req, 64 * 1024);
         const r = message(() => fromJson(ChangePinRequestSchema, body as never));
         sameSigner(s, r.signerId);
@@ -163,7 +163,7 @@ function managementRoutes(ctx: GatewayContext, sessions: PortalSessions, session
       method: "POST",
       path: "/api/portal/suspension",
       async handler({ req, res }) {
-        const s = session(req);
+        const s = await session(req);
         const body = await readJson(req, 16 * 1024);
         const r = message(() => fromJson(RequestSuspensionRequestSchema, body as never));
         sameSigner(s, r.signerId);
@@ -175,7 +175,7 @@ function managementRoutes(ctx: GatewayContext, sessions: PortalSessions, session
       method: "POST",
       path: "/api/portal/history",
       async handler({ req, res }) {
-        const s = session(req);
+        const s = await session(req);
         const body = await readJson(req, 16 * 1024);
         const limit = typeof body.limit === "number" ? Math.min(100, Math.max(0, Math.floor(body.limit))) : 20;
         const out = await atSam(() => signer.listAuthorizations({ signerId: s.signerId, historyRequest: text(body, "historyRequest"), limit }));
@@ -187,25 +187,25 @@ function managementRoutes(ctx: GatewayContext, sessions: PortalSessions, session
 
 function requestRoutes(
   requests: SigningRequests,
-  session: (req: IncomingMessage) => PortalSession,
-  ownRequest: (s: PortalSession, id: string) => SigningRequest,
+  session: (req: IncomingMessage) => Promise<PortalSession>,
+  ownRequest: (s: PortalSession, id: string) => Promise<SigningRequest>,
   view: (r: SigningRequest) => unknown,
 ): Route[] {
   return [
     {
       method: "GET",
       path: "/api/portal/requests",
-      handler({ req, res }) {
-        const s = session(req);
-        sendJson(res, 200, { requests: requests.openFor(s.signerId).map(view) });
+      async handler({ req, res }) {
+        const s = await session(req);
+        sendJson(res, 200, { requests: (await requests.openFor(s.signerId)).map(view) });
       },
     },
     {
       method: "GET",
       path: "/api/portal/requests/:id",
       async handler({ req, res, params, url }) {
-        const s = session(req);
-        let r = ownRequest(s, params.id!);
+        const s = await session(req);
+        let r = await ownRequest(s, params.id!);
         const after = url.searchParams.get("after");
         if (after !== null && Number.isInteger(Number(after))) {
           const abort = new AbortController();
@@ -219,21 +219,21 @@ function requestRoutes(
       method: "POST",
       path: "/api/portal/requests/:id/approve",
       async handler({ req, res, params }) {
-        const s = session(req);
-        const r = ownRequest(s, params.id!);
+        const s = await session(req);
+        const r = await ownRequest(s, params.id!);
         const body = await readJson(req, 64 * 1024);
         const rSad = text(body, "rSad", 32 * 1024);
-        if (!requests.submit(r.id, rSad)) throw new HttpError(409, "invalid_request", "the request is no longer waiting for you");
+        if (!(await requests.submit(r.id, rSad))) throw new HttpError(409, "invalid_request", "the request is no longer waiting for you");
         res.writeHead(202).end();
       },
     },
     {
       method: "POST",
       path: "/api/portal/requests/:id/decline",
-      handler({ req, res, params }) {
-        const s = session(req);
-        const r = ownRequest(s, params.id!);
-        if (!requests.decline(r.id)) throw new HttpError(409, "invalid_request", "the request is no longer waiting for you");
+      async handler({ req, res, params }) {
+        const s = await session(req);
+        const r = await ownRequest(s, params.id!);
+        if (!(await requests.decline(r.id))) throw new HttpError(409, "invalid_request", "the request is no longer waiting for you");
         res.writeHead(204).end();
       },
     },

@@ -14,6 +14,7 @@ import { startTestServer, type PrivilegedPerson, type TestServer } from "../../.
 import { gatewayConfig } from "../config.js";
 import { GatewayRelay, SignerDidNotApprove } from "../requests/gateway-relay-client.js";
 import { startGateway, type Gateway } from "../server.js";
+import type { SqliteGatewayStore } from "../store/gateway-store.js";
 import { axeViolations, chromiumPath, launchChromium, newDevice, screenshot } from "../testing/browser.js";
 import { activatedDevice as activatedDeviceIn } from "../testing/portal-signer.js";
 import { httpsRequest } from "../testing/https.js";
@@ -276,7 +277,7 @@ describe.skipIf(!chromiumPath)("signer portal in Chromium (issue 15)", { timeout
   it("keeps no PIN, R.SAD or device key at rest in its store", () => {
     const file = readFileSync(join(t.dataDir, "gateway.sqlite"));
     for (const secret of [pin, "864209753"]) expect(file.includes(Buffer.from(secret))).toBe(false);
-    const columns = gateway.db.prepare("SELECT name FROM pragma_table_info('requests') UNION SELECT name FROM pragma_table_info('portal_sessions')").all() as { name: string }[];
+    const columns = (gateway.store as SqliteGatewayStore).db.prepare("SELECT name FROM pragma_table_info('requests') UNION SELECT name FROM pragma_table_info('portal_sessions')").all() as { name: string }[];
     expect(columns.map((c) => c.name).filter((n) => /sad|pin|private|token$/i.test(n))).toEqual([]);
   });
 });

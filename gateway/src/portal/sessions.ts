@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
-import type Database from "better-sqlite3";
+import type { GatewayStore } from "../store/gateway-store.js";
 
 /** How long a portal session lasts after the SAM verified the device key. */
 export const sessionLifetimeMs = 15 * 60 * 1000;
@@ -17,28 +17,26 @@ const hashOf = (token: string) => createHash("sha256").update(token).digest("bas
  * token's hash is stored.
  */
 export class PortalSessions {
-  constructor(private readonly db: Database.Database, private readonly clock: () => number = Date.now) {}
+  constructor(private readonly db: GatewayStore, private readonly clock: () => number = Date.now) {}
 
-  open(session: PortalSession): { token: string; expiresAt: number } {
+  async open(session: PortalSession): Promise<{ token: string; expiresAt: number }> {
     const token = randomBytes(32).toString("base64url");
     const expiresAt = this.clock() + sessionLifetimeMs;
-    this.db.prepare("DELETE FROM portal_sessions WHERE expires_at <= ?").run(this.clock());
-    this.db.prepare("INSERT INTO portal_sessions (token_hash, signer_id, device_key_id, expires_at) VALUES (?, ?, ?, ?)").run(hashOf(token), session.signerId, session.deviceKeyId, expiresAt);
+    await this.db.run("DELETE FROM portal_sessions WHERE expires_at <= ?", [this.clock()]);
+    await this.db.run("INSERT INTO portal_sessions (token_hash, signer_id, device_key_id, expires_at) VALUES (?, ?, ?, ?)", [hashOf(token), session.signerId, session.deviceKeyId, expiresAt]);
     return { token, expiresAt };
   }
 
   /** The session of an `Authorization: Bearer` header; undefined when absent, unknown or expired. */
-  fromHeader(header: string | undefined): PortalSession | undefined {
+  async fromHeader(header: string | undefined): Promise<PortalSession | undefined> {
     const m = /^Bearer ([A-Za-z0-9_-]{43})$/.exec(header ?? "");
     if (!m) return undefined;
-    const row = this.db.prepare("SELECT signer_id, device_key_id FROM portal_sessions WHERE token_hash = ? AND expires_at > ?").get(hashOf(m[1]!), this.clock()) as
-      | { signer_id: string; device_key_id: string }
-      | undefined;
+    const row = await this.db.get<{ signer_id: string; device_key_id: string }>("SELECT signer_id, device_key_id FROM portal_sessions WHERE token_hash = ? AND expires_at > ?", [hashOf(m[1]!), this.clock()]);
     return row ? { signerId: row.signer_id, deviceKeyId: row.device_key_id } : undefined;
   }
 
-  close(header: string | undefined): void {
+  async close(header: string | undefined): Promise<void> {
     const m = /^Bearer ([A-Za-z0-9_-]{43})$/.exec(header ?? "");
-    if (m) this.db.prepare("DELETE FROM portal_sessions WHERE token_hash = ?").run(hashOf(m[1]!));
+    if (m) await this.db.run("DELETE FROM portal_sessions WHERE token_hash = ?", [hashOf(m[1]!)]);
   }
 }

@@ -58,9 +58,9 @@ export function scaRoutes(ctx: GatewayContext, requests: SigningRequests): Route
   const trustedKey = async () => (await samInfo()).challengeSigningKey;
 
   /** The request, only to the SCA that posted it (another SCA gets 404, as for an unknown id). */
-  const own = (req: IncomingMessage, id: string): SigningRequest => {
+  const own = async (req: IncomingMessage, id: string): Promise<SigningRequest> => {
     const sca = scaOf(req);
-    const r = requests.get(id);
+    const r = await requests.get(id);
     if (!r || r.scaFingerprint !== sca.fingerprint) throw new HttpError(404, "not_found", "no such request");
     return r;
   };
@@ -89,7 +89,7 @@ export function scaRoutes(ctx: GatewayContext, requests: SigningRequests): Route
         }
         const expiresAt = Number(challenge.expiresAt!.seconds) * 1000 + Math.floor(challenge.expiresAt!.nanos / 1e6);
         if (expiresAt <= Date.now()) throw new HttpError(400, "invalid_request", "the transaction has expired");
-        const r = requests.create({
+        const r = await requests.create({
           signerId: challenge.signerId,
           credentialId: challenge.credentialId,
           sca: sca.subject,
@@ -105,11 +105,11 @@ export function scaRoutes(ctx: GatewayContext, requests: SigningRequests): Route
       method: "GET",
       path: "/api/sca/requests/:id",
       async handler({ req, res, params, url }) {
-        const r = own(req, params.id!);
+        const r = await own(req, params.id!);
         const wait = Math.min(maxScaWaitSeconds, Math.max(0, Number(url.searchParams.get("wait") ?? "0") || 0));
         const abort = new AbortController();
         res.once("close", () => abort.abort());
-        let now = requests.get(r.id)!;
+        let now = (await requests.get(r.id))!;
         const deadline = Date.now() + wait * 1000;
         while (requests.scaUpdate(now).state === "pending" && Date.now() < deadline && !abort.signal.aborted) {
           now = (await requests.waitForChange(r.id, now.version, deadline - Date.now(), abort.signal)) ?? now;
@@ -122,14 +122,14 @@ export function scaRoutes(ctx: GatewayContext, requests: SigningRequests): Route
       method: "POST",
       path: "/api/sca/requests/:id/outcome",
       async handler({ req, res, params }) {
-        const r = own(req, params.id!);
+        const r = await own(req, params.id!);
         const body = await readJson(req, 4096);
         if (typeof body.authorized !== "boolean") throw new HttpError(400, "invalid_request", "authorized must be true or false");
         const reason = typeof body.reason === "string" ? body.reason.slice(0, 64) : "REASON_UNSPECIFIED";
         const max = (await samInfo()).maxAuthorizeAttempts;
         const ok = body.authorized
-          ? requests.report(r.id, { authorized: true })
-          : requests.report(r.id, { authorized: false, reason, retry: retryable.has(reason) && body.final !== true, ...(max ? { maxRefusals: max } : {}) });
+          ? await requests.report(r.id, { authorized: true })
+          : await requests.report(r.id, { authorized: false, reason, retry: retryable.has(reason) && body.final !== true, ...(max ? { maxRefusals: max } : {}) });
         if (!ok) throw new HttpError(409, "invalid_request", "the request is not waiting for an outcome");
         res.writeHead(204).end();
       },
@@ -138,19 +138,19 @@ export function scaRoutes(ctx: GatewayContext, requests: SigningRequests): Route
       method: "POST",
       path: "/api/sca/requests/:id/progress",
       async handler({ req, res, params }) {
-        const r = own(req, params.id!);
+        const r = await own(req, params.id!);
         const body = await readJson(req, 4096);
         const signed = body.signed;
         if (typeof signed !== "number" || !Number.isInteger(signed) || signed < 0) throw new HttpError(400, "invalid_request", "signed must be a count");
-        requests.progress(r.id, signed);
+        await requests.progress(r.id, signed);
         res.writeHead(204).end();
       },
     },
     {
       method: "GET",
       path: "/api/sca/requests/:id/qr.svg",
-      handler({ req, res, params }) {
-        const r = own(req, params.id!);
+      async handler({ req, res, params }) {
+        const r = await own(req, params.id!);
         const svg = renderSVG(requestUrl(req, r.id), { border: 2 });
         res.writeHead(200, { "Content-Type": "image/svg+xml", "Content-Length": Buffer.byteLength(svg) }).end(svg);
       },
@@ -158,9 +158,9 @@ export function scaRoutes(ctx: GatewayContext, requests: SigningRequests): Route
     {
       method: "DELETE",
       path: "/api/sca/requests/:id",
-      handler({ req, res, params }) {
-        const r = own(req, params.id!);
-        requests.cancel(r.id);
+      async handler({ req, res, params }) {
+        const r = await own(req, params.id!);
+        await requests.cancel(r.id);
         res.writeHead(204).end();
       },
     },

@@ -6,7 +6,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { EventEmitter } from "node:events";
-import type Database from "better-sqlite3";
+import type { GatewayStore } from "../store/gateway-store.js";
 
 export type RequestState = "pending" | "submitted" | "authorized" | "declined" | "failed" | "cancelled";
 const finalStates: readonly RequestState[] = ["authorized", "declined", "failed", "cancelled"];
@@ -47,34 +47,40 @@ export type ScaUpdate =
   | { state: "declined" | "cancelled" | "expired" | "failed" | "authorized" };
 
 export class SigningRequests {
-  readonly #db: Database.Database;
+  readonly #db: GatewayStore;
   /** R.SADs on their way to the SCA, by request id: memory only, never at rest. */
   readonly #rSads = new Map<string, string>();
   readonly #changes = new EventEmitter();
 
-  constructor(db: Database.Database, private readonly clock: () => number = Date.now) {
+  private constructor(db: GatewayStore, private readonly clock: () => number) {
     this.#db = db;
     this.#changes.setMaxListeners(0);
-    // An R.SAD in flight did not survive the restart: the signer approves again.
-    db.prepare("UPDATE requests SET state = 'pending', version = version + 1, updated_at = ? WHERE state = 'submitted'").run(this.clock());
   }
 
-  create(input: Omit<SigningRequest, "id" | "createdAt" | "state" | "version" | "refusal" | "refusals" | "signed" | "returnTo"> & { returnTo?: string }): SigningRequest {
+  static async open(db: GatewayStore, clock: () => number = Date.now): Promise<SigningRequests> {
+    const requests = new SigningRequests(db, clock);
+    // An R.SAD in flight did not survive the restart: the signer approves again. Not on a shared
+    // store: there a submitted request's R.SAD may be in the memory of another, running node.
+    if (!db.shared) await db.run("UPDATE requests SET state = 'pending', version = version + 1, updated_at = ? WHERE state = 'submitted'", [clock()]);
+    return requests;
+  }
+
+  async create(input: Omit<SigningRequest, "id" | "createdAt" | "state" | "version" | "refusal" | "refusals" | "signed" | "returnTo"> & { returnTo?: string }): Promise<SigningRequest> {
     const id = randomBytes(32).toString("base64url");
     const now = this.clock();
-    this.#db.prepare(`INSERT INTO requests (id, signer_id, credential_id, sca, sca_fingerprint, transaction_id, challenge_json, expires_at, created_at, state, version, updated_at, return_to)
-      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 1, ?, ?)`).run(id, input.signerId, input.credentialId, input.sca, input.scaFingerprint, input.transactionId, input.challengeJson, input.expiresAt, now, now, input.returnTo ?? null);
-    return this.get(id)!;
+    await this.#db.run(`INSERT INTO requests (id, signer_id, credential_id, sca, sca_fingerprint, transaction_id, challenge_json, expires_at, created_at, state, version, updated_at, return_to)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 1, ?, ?)`, [id, input.signerId, input.credentialId, input.sca, input.scaFingerprint, input.transactionId, input.challengeJson, input.expiresAt, now, now, input.returnTo ?? null]);
+    return (await this.get(id))!;
   }
 
-  get(id: string): SigningRequest | undefined {
-    const row = this.#db.prepare("SELECT * FROM requests WHERE id = ?").get(id) as Row | undefined;
+  async get(id: string): Promise<SigningRequest | undefined> {
+    const row = await this.#db.get<Row>("SELECT * FROM requests WHERE id = ?", [id]);
     return row ? fromRow(row) : undefined;
   }
 
   /** The signer's requests still waiting for them (not expired), newest first. */
-  openFor(signerId: string): SigningRequest[] {
-    const rows = this.#db.prepare("SELECT * FROM requests WHERE signer_id = ? AND state IN ('pending', 'submitted') AND expires_at > ? ORDER BY created_at DESC LIMIT 50").all(signerId, this.clock()) as Row[];
+  async openFor(signerId: string): Promise<SigningRequest[]> {
+    const rows = await this.#db.all<Row>("SELECT * FROM requests WHERE signer_id = ? AND state IN ('pending', 'submitted') AND expires_at > ? ORDER BY created_at DESC LIMIT 50", [signerId, this.clock()]);
     return rows.map(fromRow);
   }
 
@@ -83,18 +89,18 @@ export class SigningRequests {
   }
 
   /** The device's R.SAD for a pending request; false when it is not pending (any more). */
-  submit(id: string, rSad: string): boolean {
-    if (!this.#transition(id, ["pending"], "submitted", { refusal: null })) return false;
+  async submit(id: string, rSad: string): Promise<boolean> {
+    if (!(await this.#transition(id, ["pending"], "submitted", { refusal: null }))) return false;
     this.#rSads.set(id, rSad);
     this.#changed(id);
     return true;
   }
 
-  decline(id: string): boolean {
+  decline(id: string): Promise<boolean> {
     return this.#transitionAndNotify(id, ["pending"], "declined");
   }
 
-  cancel(id: string): boolean {
+  cancel(id: string): Promise<boolean> {
     return this.#transitionAndNotify(id, ["pending", "submitted"], "cancelled");
   }
 
@@ -103,10 +109,10 @@ export class SigningRequests {
    * answer again (a wrong PIN) puts the request back to pending with the reason; any other refusal
    * ends it.
    */
-  report(id: string, outcome: { authorized: true } | { authorized: false; reason: string; retry: boolean; maxRefusals?: number }): boolean {
+  async report(id: string, outcome: { authorized: true } | { authorized: false; reason: string; retry: boolean; maxRefusals?: number }): Promise<boolean> {
     this.#rSads.delete(id);
     if (outcome.authorized) return this.#transitionAndNotify(id, ["submitted"], "authorized");
-    const r = this.get(id);
+    const r = await this.get(id);
     // The SAM fails a transaction after max_authorize_attempts refusals: then the signer cannot try again.
     const spent = outcome.maxRefusals !== undefined && (r?.refusals ?? 0) + 1 >= outcome.maxRefusals;
     return this.#transitionAndNotify(id, ["submitted"], outcome.retry && !spent ? "pending" : "failed", { refusal: outcome.reason, countRefusal: true });
@@ -116,10 +122,11 @@ export class SigningRequests {
    * The SCA's signing progress. The first report on a submitted request also says the SAM accepted
    * the R.SAD (an SCA that signs has been authorized), so an SCA may skip the outcome call.
    */
-  progress(id: string, signed: number): boolean {
-    const done = this.#db
-      .prepare("UPDATE requests SET state = 'authorized', refusal = NULL, signed = ?, version = version + 1, updated_at = ? WHERE id = ? AND state IN ('submitted', 'authorized') AND signed < ?")
-      .run(signed, this.clock(), id, signed).changes === 1;
+  async progress(id: string, signed: number): Promise<boolean> {
+    const done = (await this.#db.run(
+      "UPDATE requests SET state = 'authorized', refusal = NULL, signed = ?, version = version + 1, updated_at = ? WHERE id = ? AND state IN ('submitted', 'authorized') AND signed < ?",
+      [signed, this.clock(), id, signed],
+    )) === 1;
     if (done) {
       this.#rSads.delete(id);
       this.#changed(id);
@@ -129,11 +136,17 @@ export class SigningRequests {
 
   /** Waits until the request's version passes `after` or `timeoutMs` elapses; the request as it is then. */
   async waitForChange(id: string, after: number, timeoutMs: number, signal?: AbortSignal): Promise<SigningRequest | undefined> {
-    const now = this.get(id);
+    const now = await this.get(id);
     if (!now || now.version > after || finalStates.includes(now.state)) return now;
     await new Promise<void>((done) => {
+      // On a shared store another gateway node may change the request (the signer's portal calls
+      // reach any node): look at the row every second besides this node's own notifications.
+      const poll = this.#db.shared
+        ? setInterval(() => void this.get(id).then((r) => { if (!r || r.version > after) finish(); }, () => undefined), 1000)
+        : undefined;
       const finish = () => {
         clearTimeout(timer);
+        clearInterval(poll);
         this.#changes.off(id, finish);
         signal?.removeEventListener("abort", finish);
         done();
@@ -172,29 +185,31 @@ export class SigningRequests {
    * Cancels every open request whose SCA fingerprint starts with `prefix` (the CSC API's, whose
    * authorizations lived in the memory of a gateway that restarted: approving them would lead nowhere).
    */
-  cancelOpenOf(prefix: string): number {
-    return this.#db
-      .prepare("UPDATE requests SET state = 'cancelled', version = version + 1, updated_at = ? WHERE state IN ('pending', 'submitted') AND substr(sca_fingerprint, 1, ?) = ?")
-      .run(this.clock(), prefix.length, prefix).changes;
+  cancelOpenOf(prefix: string): Promise<number> {
+    return this.#db.run("UPDATE requests SET state = 'cancelled', version = version + 1, updated_at = ? WHERE state IN ('pending', 'submitted') AND substr(sca_fingerprint, 1, ?) = ?", [
+      this.clock(),
+      prefix.length,
+      prefix,
+    ]);
   }
 
   /** Drops requests whose transaction expired more than a day ago. */
-  purge(): number {
-    return this.#db.prepare("DELETE FROM requests WHERE expires_at < ?").run(this.clock() - 86_400_000).changes;
+  purge(): Promise<number> {
+    return this.#db.run("DELETE FROM requests WHERE expires_at < ?", [this.clock() - 86_400_000]);
   }
 
-  #transitionAndNotify(id: string, from: readonly RequestState[], to: RequestState, set: { refusal?: string | null; countRefusal?: boolean } = {}): boolean {
-    const ok = this.#transition(id, from, to, set);
+  async #transitionAndNotify(id: string, from: readonly RequestState[], to: RequestState, set: { refusal?: string | null; countRefusal?: boolean } = {}): Promise<boolean> {
+    const ok = await this.#transition(id, from, to, set);
     if (ok) this.#changed(id);
     return ok;
   }
 
-  #transition(id: string, from: readonly RequestState[], to: RequestState, set: { refusal?: string | null; countRefusal?: boolean }): boolean {
+  async #transition(id: string, from: readonly RequestState[], to: RequestState, set: { refusal?: string | null; countRefusal?: boolean }): Promise<boolean> {
     const refusal = "refusal" in set ? set.refusal ?? null : undefined;
     const sql = `UPDATE requests SET state = ?, version = version + 1, updated_at = ?${refusal !== undefined ? ", refusal = ?" : ""}${set.countRefusal ? ", refusals = refusals + 1" : ""}
       WHERE id = ? AND state IN (${from.map(() => "?").join(", ")}) AND expires_at > ?`;
     const args: unknown[] = [to, this.clock(), ...(refusal !== undefined ? [refusal] : []), id, ...from, this.clock()];
-    return this.#db.prepare(sql).run(...args).changes === 1;
+    return (await this.#db.run(sql, args)) === 1;
   }
 
   #changed(id: string): void {

@@ -47,3 +47,40 @@ export const migrations: { version: number; sql: string }[] = [
     `,
   },
 ];
+
+/**
+ * The same schema in the shared PostgreSQL database (schema inkan_gateway, its own migration
+ * versions; append only). Times are ms since the epoch (BIGINT).
+ */
+export const pgMigrations: { version: number; sql: string }[] = [
+  {
+    version: 1,
+    sql: `
+      CREATE TABLE requests (
+        id TEXT PRIMARY KEY,
+        signer_id TEXT NOT NULL,
+        credential_id TEXT NOT NULL,
+        sca TEXT NOT NULL,
+        sca_fingerprint TEXT NOT NULL,
+        transaction_id TEXT NOT NULL,
+        challenge_json TEXT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        created_at BIGINT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('pending', 'submitted', 'authorized', 'declined', 'failed', 'cancelled')),
+        version INTEGER NOT NULL,
+        refusal TEXT,
+        refusals INTEGER NOT NULL DEFAULT 0,
+        signed INTEGER NOT NULL DEFAULT 0,
+        updated_at BIGINT NOT NULL,
+        return_to TEXT
+      );
+      CREATE INDEX requests_signer ON requests (signer_id, state);
+      CREATE TABLE portal_sessions (
+        token_hash TEXT PRIMARY KEY,
+        signer_id TEXT NOT NULL,
+        device_key_id TEXT NOT NULL,
+        expires_at BIGINT NOT NULL
+      );
+    `,
+  },
+];

@@ -67,6 +67,22 @@ export const signHash = (c: CscClient, credentialID: string, SAD: string, list: 
 
 const observe = (answer: CscAnswer): CscObservation => ({ answer, signed: Array.isArray(answer.body.signatures) ? answer.body.signatures.length : 0 });
 
+/**
+ * Signs one authorized hash, then asks the same SAD for it again: the second answer must be the
+ * recorded signature (signed: 0), never a new one (signed: 1). Shared by `csc-replay-signed-hash`
+ * and the catalogue's `replay-sad-token` over CSC.
+ */
+export async function signHashAgain(s: CscSession): Promise<CscObservation> {
+  const signer = await s.signer();
+  const list = hashes(1);
+  const sad = await authorize(s, signer, list);
+  const first = await signHash(s.client, signer.credentialId, sad, list);
+  const again = await signHash(s.client, signer.credentialId, sad, list);
+  // ECDSA signatures are randomized: a byte-equal answer is the recorded one, not a new signature.
+  const same = JSON.stringify(first.body.signatures) === JSON.stringify(again.body.signatures);
+  return { answer: again, signed: same ? 0 : 1, ...(first.status === 200 ? {} : { problems: [`the first signHash failed (${first.status})`] }) };
+}
+
 export const cscCases: CscCase[] = [
   {
     id: "csc-replay-client-assertion",
@@ -161,16 +177,7 @@ export const cscCases: CscCase[] = [
     covers: ["T-2.2.1.3", "T-2.2.1.6"],
     description: "The client asks again for a hash already signed under its SAD (a retry, or an attempt at a second signature). A conforming gateway answers with the recorded signature and makes no new one.",
     expected: { status: 200, error: "" },
-    async run(s) {
-      const signer = await s.signer();
-      const list = hashes(1);
-      const sad = await authorize(s, signer, list);
-      const first = await signHash(s.client, signer.credentialId, sad, list);
-      const again = await signHash(s.client, signer.credentialId, sad, list);
-      const same = JSON.stringify(first.body.signatures) === JSON.stringify(again.body.signatures);
-      // ECDSA signatures are randomized: a byte-equal answer is the recorded one, not a new signature.
-      return { answer: again, signed: same ? 0 : 1, ...(first.status === 200 ? {} : { problems: [`the first signHash failed (${first.status})`] }) };
-    },
+    run: signHashAgain,
   },
   {
     id: "csc-sad-of-another-client",

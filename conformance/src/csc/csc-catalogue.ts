@@ -26,7 +26,7 @@ import { replayCases } from "../cases/replay.js";
 import { resetFactors, revocationCases } from "../cases/revocation.js";
 import type { TestSigner } from "../session.js";
 import type { CscAnswer } from "./csc-client.js";
-import { authorize, CscCaseSkipped, hashes, signHash, type CscCase, type CscObservation, type CscSession } from "./csc-cases.js";
+import { authorize, CscCaseSkipped, hashes, signHash, signHashAgain, type CscCase, type CscObservation, type CscSession } from "./csc-cases.js";
 
 const sha256 = "2.16.840.1.101.3.4.2.1";
 const invalidRequest = { status: 400, error: "invalid_request" };
@@ -95,16 +95,7 @@ export const cscCatalogueCases: CscCase[] = [
   mapped("replay-sad-token", {
     description: "The SAD that bought a signature is presented again for the same hash. Over CSC the SAD is the gateway's one-transaction credential: a conforming gateway answers with the recorded signature and makes no new one (a second signature would be the replay).",
     expected: ok,
-    async run(s) {
-      const signer = await s.signer();
-      const list = hashes(1);
-      const sad = await authorize(s, signer, list);
-      const first = await signHash(s.client, signer.credentialId, sad, list);
-      const again = await signHash(s.client, signer.credentialId, sad, list);
-      // ECDSA signatures are randomized: a byte-equal answer is the recorded one, not a new signature.
-      const same = JSON.stringify(first.body.signatures) === JSON.stringify(again.body.signatures);
-      return { answer: again, signed: same ? 0 : 1, ...(first.status === 200 ? {} : { problems: [`the first signHash failed (${first.status})`] }) };
-    },
+    run: signHashAgain,
   }),
   mapped("replay-sad-token-concurrent", {
     description: "16 copies of one signHash (same SAD, same authorized hash) are sent at once, as a replaying attacker racing the client would. The gateway makes one signature: every answer that carries one carries the same bytes.",

@@ -42,6 +42,9 @@ export const untestedReasons: { rpc: string; reasons: string[]; why: string }[] 
   { rpc: "/inkan.sam.v1.SignatureActivationService/*", reasons: ["STORE_FAILURE"], why: why.fail },
   { rpc: "/inkan.sam.v1.SignatureActivationService/AppendHashes", reasons: ["EXPIRED"], why: why.todo },
   { rpc: "/inkan.sam.v1.SignatureActivationService/Authorize", reasons: ["SIGNER_INACTIVE", "CREDENTIAL_DESTROYED"], why: why.todo },
+  // Produced only when a module fault of the fault-injection tests (module-loss*.test.ts) happens to
+  // land during an Authorize: some runs do, some do not, so the coverage check must not depend on it.
+  { rpc: "/inkan.sam.v1.SignatureActivationService/Authorize", reasons: ["CRYPTO_MODULE_FAILURE"], why: why.fail },
   { rpc: "/inkan.sam.v1.SignatureActivationService/BeginTransaction", reasons: ["SIGNER_NOT_FOUND", "SIGNER_INACTIVE", "CREDENTIAL_DESTROYED"], why: why.todo },
   { rpc: "/inkan.sam.v1.SignatureActivationService/SealTransaction", reasons: ["CRYPTO_MODULE_FAILURE"], why: why.fail },
   { rpc: "/inkan.sam.v1.SignatureActivationService/SealTransaction", reasons: ["EXPIRED"], why: why.todo },

@@ -177,7 +177,9 @@ export enum Reason {
 
   /**
    * INVALID_ARGUMENT: the request broke a validation rule (the violations travel as
-   * buf.validate.Violations details too).
+   * buf.validate.Violations details too), or a rule the SAM checks itself (ErrorDetail.field
+   * names the field: for example "hashes" for a DTBS/R chunk that is not the last but holds fewer
+   * than Limits.max_hashes_per_chunk hashes).
    *
    * @generated from enum value: REASON_INVALID_REQUEST = 10;
    */

@@ -910,10 +910,13 @@ export type BeginTransactionRequest = Message<"inkan.sam.v1.BeginTransactionRequ
   numSignatures: number;
 
   /**
-   * The first chunk (chunk 0) of the ordered DTBS/R list: up to Limits.max_hashes_per_chunk hashes,
-   * each as long as hash_algorithm says (32, 48 or 64 bytes; 1 to 8,192 bytes of to-be-signed data
-   * for HASH_ALGORITHM_NONE), no hash twice in the whole list. When it holds all num_signatures
-   * entries the transaction is sealed at once; empty means that every hash follows in AppendHashes.
+   * The first chunk (chunk 0) of the ordered DTBS/R list, each hash as long as hash_algorithm says
+   * (32, 48 or 64 bytes; 1 to 8,192 bytes of to-be-signed data for HASH_ALGORITHM_NONE), no hash
+   * twice in the whole list. Either all num_signatures entries (at most
+   * Limits.max_hashes_per_chunk): the transaction is sealed at once; or exactly
+   * Limits.max_hashes_per_chunk entries when num_signatures is larger: the rest follows in
+   * AppendHashes. Anything else (empty included) is INVALID_ARGUMENT REASON_INVALID_REQUEST, field
+   * "hashes".
    *
    * @generated from field: repeated bytes hashes = 7;
    */
@@ -1038,8 +1041,9 @@ export type AppendHashesRequest = Message<"inkan.sam.v1.AppendHashesRequest"> & 
   chunkIndex: number;
 
   /**
-   * The next hashes of the ordered list: 1 to Limits.max_hashes_per_chunk, each as long as the
-   * transaction's hash algorithm says, none already in the list.
+   * The next hashes of the ordered list: exactly Limits.max_hashes_per_chunk, or fewer (at least 1)
+   * in the last chunk, each as long as the transaction's hash algorithm says, none already in the
+   * list.
    *
    * @generated from field: repeated bytes hashes = 3;
    */
@@ -1811,8 +1815,9 @@ export const TransactionStateSchema: GenEnum<TransactionState> = /*@__PURE__*/
  *     encryption keys that R.SAD is encrypted to.
  *  2. BeginTransaction with the DTBS/R list. A list of at most Limits.max_hashes_per_chunk entries
  *     (10,000 by default) goes inline and the transaction is ready at once. A longer list (at least
- *     100,000 entries are supported) is uploaded in chunks: BeginTransaction with the first chunk,
- *     AppendHashes for every further chunk, then SealTransaction. A ready transaction returns a
+ *     100,000 entries are supported) is uploaded in chunks of exactly max_hashes_per_chunk hashes
+ *     (the last one may be shorter): BeginTransaction with the first chunk, AppendHashes for every
+ *     further chunk, then SealTransaction. A ready transaction returns a
  *     SadChallenge: transaction id, one-time challenge, DTBS/R digest, expiry and the SAM's
  *     encryption key, signed by the SAM (SadChallenge.sam_signature).
  *  3. The signer's device checks the SAM's signature on the SadChallenge against the SAM key it
@@ -1905,9 +1910,12 @@ export const SignatureActivationService: GenService<{
    * certificate and bound to the transaction.
    *
    * When hashes holds all num_signatures entries, the transaction is sealed in this call: the
-   * response has state TRANSACTION_STATE_PENDING and a sad_challenge. Otherwise the state is
+   * response has state TRANSACTION_STATE_PENDING and a sad_challenge. Otherwise hashes must hold
+   * exactly Limits.max_hashes_per_chunk entries (the first full chunk), the state is
    * TRANSACTION_STATE_UPLOADING: send the rest with AppendHashes (chunk_index 1, 2, ...) and finish
-   * with SealTransaction before upload_expires_at.
+   * with SealTransaction before upload_expires_at. A shorter first chunk (none at all included)
+   * while num_signatures is larger is refused at once and nothing is created (INVALID_ARGUMENT
+   * REASON_INVALID_REQUEST, ErrorDetail.field "hashes").
    *
    * Not idempotent: each call opens a new transaction.
    *
@@ -1922,7 +1930,9 @@ export const SignatureActivationService: GenService<{
    *    allowed by the policy or does not fit the credential's key.
    *  - INVALID_ARGUMENT REASON_INVALID_REQUEST: a hash's length does not match hash_algorithm
    *    (violation begin_transaction.hash_length), a hash occurs twice, hashes holds more than
-   *    num_signatures entries, lifetime is out of range, or another rule failed.
+   *    num_signatures entries, hashes holds fewer than num_signatures entries but not exactly
+   *    Limits.max_hashes_per_chunk (field "hashes"), lifetime is out of range, or another rule
+   *    failed.
    *  - RESOURCE_EXHAUSTED REASON_LIMIT_EXCEEDED: num_signatures is above
    *    Limits.max_hashes_per_transaction or the credential's max_signatures_per_transaction.
    *  - UNAVAILABLE REASON_CRYPTO_MODULE_FAILURE: the challenge could not be drawn from the crypto
@@ -1943,13 +1953,14 @@ export const SignatureActivationService: GenService<{
    * AppendHashes adds the next chunk of the DTBS/R list to a transaction in state
    * TRANSACTION_STATE_UPLOADING. Chunks are numbered 1, 2, 3, ... (the hashes inline in
    * BeginTransaction are chunk 0) and must arrive in that order; their concatenation is the ordered
-   * DTBS/R list. Chunk 0 may hold any number of hashes up to Limits.max_hashes_per_chunk (none
-   * too); every AppendHashes chunk but the last holds exactly max_hashes_per_chunk hashes (the
-   * value when the transaction began), so chunk k (k >= 1) starts at list position
-   * len(chunk 0) + (k - 1) * max_hashes_per_chunk. For example, with a limit of 10,000 and 20,005
-   * hashes: 5 in BeginTransaction, 10,000 in chunk 1, 10,000 in chunk 2. The @inkan/sdk puts a
-   * full chunk in BeginTransaction. An AppendHashes chunk that is short but not the last is
-   * refused at once (INVALID_ARGUMENT REASON_INVALID_REQUEST, field "hashes").
+   * DTBS/R list. Every chunk but the last, chunk 0 included, holds exactly
+   * Limits.max_hashes_per_chunk hashes (the value when the transaction began), so chunk k starts
+   * at list position k * max_hashes_per_chunk and a client resuming an upload knows what to send
+   * from next_chunk_index alone. For example, with a limit of 10,000 and 20,005 hashes: 10,000 in
+   * BeginTransaction, 10,000 in chunk 1, 5 in chunk 2 (the @inkan/sdk splits lists this way). A
+   * chunk that is short but not the last is refused at once (INVALID_ARGUMENT
+   * REASON_INVALID_REQUEST, field "hashes"): a short chunk 0 by BeginTransaction, a short
+   * AppendHashes chunk here.
    * Repeating the last accepted chunk with identical content (a retry after a lost response)
    * succeeds and changes nothing.
    *
@@ -1963,7 +1974,7 @@ export const SignatureActivationService: GenService<{
    *  - INVALID_ARGUMENT REASON_HASH_LENGTH_MISMATCH: a hash's length does not match the
    *    transaction's hash algorithm (ErrorDetail.field names it).
    *  - INVALID_ARGUMENT REASON_INVALID_REQUEST: a hash is already in the list, or a chunk that is
-   *    not the last holds fewer than Limits.max_hashes_per_chunk hashes.
+   *    not the last holds fewer than Limits.max_hashes_per_chunk hashes (field "hashes").
    *  - RESOURCE_EXHAUSTED REASON_LIMIT_EXCEEDED: the chunk would take the list past num_signatures.
    *  - and the common errors listed on the service.
    *

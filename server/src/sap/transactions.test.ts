@@ -2,7 +2,8 @@ import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { Code, createClient } from "@connectrpc/connect";
-import { Reason, dtbsrDigest } from "@inkan/sdk";
+import { Reason, dtbsrDigest, inkanErrorReason } from "@inkan/sdk";
+import { ErrorDetailSchema } from "@inkan/sdk/gen/inkan/sam/v1/error_pb.js";
 import { RegistrationService } from "@inkan/sdk/gen/inkan/admin/v1/registration_pb.js";
 import { PrivilegedRole } from "@inkan/sdk/gen/inkan/admin/v1/types_pb.js";
 import { SignatureActivationService, TransactionState } from "@inkan/sdk/gen/inkan/sam/v1/sam_pb.js";
@@ -12,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { issueCertificate, loadCertificateAuthority, type Pem } from "../pki/dev-pki.js";
 import { challengeHash } from "../registration/activation.js";
 import { sqliteStoreFile } from "../store/sqlite/sqlite-store.js";
-import { refusalOf, startTestServer, type PrivilegedPerson, type TestServer } from "../testing/harness.js";
+import { errorOf as harnessErrorOf, refusalOf, startTestServer, type PrivilegedPerson, type TestServer } from "../testing/harness.js";
 import { activeSignerWithCredential } from "../testing/signers.js";
 
 // The transaction half of the SAP on the real server (SoftHSM2 + SQLite, mTLS): BeginTransaction,
@@ -26,6 +27,13 @@ const sca = (protocol: "grpc" | "connect" = "grpc") => createClient(SignatureAct
 const intruder = () => createClient(SignatureActivationService, t.transport("grpc", otherSca));
 
 const errorOf = refusalOf;
+/** The refusal with ErrorDetail.field. */
+const errorOf2 = async (p: Promise<unknown>) => {
+  const e = await harnessErrorOf(p);
+  return { code: e.code, reason: inkanErrorReason(e), field: e.findDetails(ErrorDetailSchema)[0]?.field ?? "" };
+};
+/** The policy's max_hashes_per_chunk (the default, 10,000). */
+const chunk = 10_000;
 
 /** `n` distinct SHA-256 values, the i-th from `seed` and i. */
 const hashes = (n: number, seed = "doc", from = 0): Uint8Array[] =>
@@ -119,7 +127,6 @@ describe("BeginTransaction with the whole list inline (R-3.2.1.2)", () => {
 describe("chunked upload (R-3.2.1.4)", () => {
   it("R-3.2.1.4 / T-2.2.1.6: 100,000 hashes in 10 chunks, sealed with the SCA's own digest", async () => {
     const n = 100_000;
-    const chunk = 10_000;
     const first = hashes(chunk, "batch", 0);
     const res = await begin(alice, n, first);
     expect(res).toMatchObject({ state: TransactionState.UPLOADING, hashesReceived: chunk, nextChunkIndex: 1 });
@@ -145,27 +152,38 @@ describe("chunked upload (R-3.2.1.4)", () => {
       .toMatchObject({ code: Code.FailedPrecondition, reason: Reason.TRANSACTION_STATE });
   }, 120_000);
 
-  it("R-3.2.1.4 (issue 18): a short first chunk is followed by full chunks and the upload completes (sam.proto, AppendHashes)", async () => {
-    const chunk = 10_000;
-    const all = hashes(chunk * 2 + 5, "short-first", 0);
-    const res = await begin(alice, all.length, all.slice(0, 5));
-    expect(res).toMatchObject({ state: TransactionState.UPLOADING, hashesReceived: 5, nextChunkIndex: 1 });
-    // A short chunk that is not the last is refused at once.
-    expect(await errorOf(sca().appendHashes({ transactionId: res.transactionId, chunkIndex: 1, hashes: all.slice(5, 10) })))
-      .toMatchObject({ code: Code.InvalidArgument, reason: Reason.INVALID_REQUEST });
-    expect(await sca().appendHashes({ transactionId: res.transactionId, chunkIndex: 1, hashes: all.slice(5, 5 + chunk) })).toMatchObject({ hashesReceived: 5 + chunk, nextChunkIndex: 2 });
-    expect(await sca().appendHashes({ transactionId: res.transactionId, chunkIndex: 2, hashes: all.slice(5 + chunk) })).toMatchObject({ hashesReceived: all.length });
+  it("R-3.2.1.4 (issue 18): a short first chunk (fewer than max_hashes_per_chunk while more follow) is refused at once, INVALID_REQUEST on hashes, and nothing is created", async () => {
+    const count = (what: string) => (db.prepare(`SELECT count(*) AS n FROM ${what}`).get() as { n: number }).n;
+    const created = () => (db.prepare("SELECT count(*) AS n FROM audit_records WHERE event = 'transaction.created'").get() as { n: number }).n;
+    const [transactions, entries, audited] = [count("transactions"), count("dtbsr"), created()];
+    // 5 of 20,005, 9,999 of 10,001 and none of 3: each would leave chunk 1 starting elsewhere than at max_hashes_per_chunk.
+    for (const [n, inline] of [[chunk * 2 + 5, 5], [chunk + 1, chunk - 1], [3, 0]] as const) {
+      const err = await errorOf2(begin(alice, n, hashes(inline, `short-first-${n}`)));
+      expect(err, `${inline} of ${n}`).toMatchObject({ code: Code.InvalidArgument, reason: Reason.INVALID_REQUEST, field: "hashes" });
+    }
+    expect([count("transactions"), count("dtbsr"), created()]).toEqual([transactions, entries, audited]);
+  }, 60_000);
+
+  it("R-3.2.1.4 (issue 18): every chunk but the last holds exactly max_hashes_per_chunk: a short AppendHashes chunk that is not the last is refused, the full one is taken, the last may be short", async () => {
+    const all = hashes(chunk * 2 + 5, "full-chunks", 0);
+    const res = await begin(alice, all.length, all.slice(0, chunk));
+    expect(res).toMatchObject({ state: TransactionState.UPLOADING, hashesReceived: chunk, nextChunkIndex: 1 });
+    expect(await errorOf2(sca().appendHashes({ transactionId: res.transactionId, chunkIndex: 1, hashes: all.slice(chunk, chunk + 5) })))
+      .toMatchObject({ code: Code.InvalidArgument, reason: Reason.INVALID_REQUEST, field: "hashes" });
+    expect(stored(res.transactionId)).toMatchObject({ hash_count: chunk });
+    expect(await sca().appendHashes({ transactionId: res.transactionId, chunkIndex: 1, hashes: all.slice(chunk, 2 * chunk) })).toMatchObject({ hashesReceived: 2 * chunk, nextChunkIndex: 2 });
+    expect(await sca().appendHashes({ transactionId: res.transactionId, chunkIndex: 2, hashes: all.slice(2 * chunk) })).toMatchObject({ hashesReceived: all.length });
     const sealed = await sca().sealTransaction({ transactionId: res.transactionId, dtbsrDigest: await dtbsrDigest(HashAlgorithm.SHA256, all) });
     expect(sealed.sadChallenge?.numSignatures).toBe(all.length);
   }, 120_000);
 
   it("T-2.2.1.6 / R-3.2.1.4: a wrong digest at Seal is refused and the transaction stays unsealed, so it cannot be authorized", async () => {
-    const list = hashes(5, "wrong");
-    const res = await begin(alice, 5, list.slice(0, 2));
-    await sca().appendHashes({ transactionId: res.transactionId, chunkIndex: 1, hashes: list.slice(2) });
+    const list = hashes(chunk + 3, "wrong");
+    const res = await begin(alice, list.length, list.slice(0, chunk));
+    await sca().appendHashes({ transactionId: res.transactionId, chunkIndex: 1, hashes: list.slice(chunk) });
     // What the SCA meant to upload differs (one hash altered, or reordered): refused.
     const altered = [...list];
-    altered[3] = new Uint8Array(32).fill(9);
+    altered[chunk + 1] = new Uint8Array(32).fill(9);
     for (const other of [altered, [list[1]!, list[0]!, ...list.slice(2)]]) {
       expect(await errorOf(sca().sealTransaction({ transactionId: res.transactionId, dtbsrDigest: await dtbsrDigest(HashAlgorithm.SHA256, other) })))
         .toMatchObject({ code: Code.FailedPrecondition, reason: Reason.UPLOAD_INCOMPLETE });
@@ -174,64 +192,64 @@ describe("chunked upload (R-3.2.1.4)", () => {
     expect(db.prepare("SELECT count(*) AS n FROM challenges WHERE subject = ?").get(res.transactionId)).toEqual({ n: 0 });
     // The right digest still seals it.
     const ok = await sca().sealTransaction({ transactionId: res.transactionId, dtbsrDigest: await dtbsrDigest(HashAlgorithm.SHA256, list) });
-    expect(ok.sadChallenge?.numSignatures).toBe(5);
-  });
+    expect(ok.sadChallenge?.numSignatures).toBe(list.length);
+  }, 60_000);
 
   it("R-3.2.1.4: an incomplete list cannot be sealed", async () => {
-    const list = hashes(3, "short");
-    const res = await begin(alice, 3, list.slice(0, 1));
+    const list = hashes(chunk + 1, "short");
+    const res = await begin(alice, list.length, list.slice(0, chunk));
     expect(await errorOf(sca().sealTransaction({ transactionId: res.transactionId, dtbsrDigest: await dtbsrDigest(HashAlgorithm.SHA256, list) })))
       .toMatchObject({ code: Code.FailedPrecondition, reason: Reason.UPLOAD_INCOMPLETE });
-  });
+  }, 60_000);
 
   it("R-3.2.1.4: a skipped or out-of-order chunk is UPLOAD_INCOMPLETE; an identical retry of the last chunk changes nothing; a different one is refused", async () => {
-    const res = await begin(alice, 25_000, []);
-    expect(res).toMatchObject({ state: TransactionState.UPLOADING, hashesReceived: 0, nextChunkIndex: 1 });
-    const c1 = hashes(10_000, "order", 0);
-    const c2 = hashes(10_000, "order", 10_000);
+    const res = await begin(alice, 35_000, hashes(chunk, "order", 0));
+    expect(res).toMatchObject({ state: TransactionState.UPLOADING, hashesReceived: chunk, nextChunkIndex: 1 });
+    const c1 = hashes(chunk, "order", chunk);
+    const c2 = hashes(chunk, "order", 2 * chunk);
     expect(await errorOf(sca().appendHashes({ transactionId: res.transactionId, chunkIndex: 2, hashes: c2 })))
       .toMatchObject({ code: Code.FailedPrecondition, reason: Reason.UPLOAD_INCOMPLETE });
     await sca().appendHashes({ transactionId: res.transactionId, chunkIndex: 1, hashes: c1 });
     // A retry after a lost response.
-    expect(await sca().appendHashes({ transactionId: res.transactionId, chunkIndex: 1, hashes: c1 })).toMatchObject({ hashesReceived: 10_000, nextChunkIndex: 2 });
+    expect(await sca().appendHashes({ transactionId: res.transactionId, chunkIndex: 1, hashes: c1 })).toMatchObject({ hashesReceived: 2 * chunk, nextChunkIndex: 2 });
     // Chunk 1 again with other content, and chunk 3 before chunk 2.
     expect(await errorOf(sca().appendHashes({ transactionId: res.transactionId, chunkIndex: 1, hashes: c2 })))
       .toMatchObject({ code: Code.FailedPrecondition, reason: Reason.UPLOAD_INCOMPLETE });
-    expect(await errorOf(sca().appendHashes({ transactionId: res.transactionId, chunkIndex: 3, hashes: hashes(5_000, "order", 20_000) })))
+    expect(await errorOf(sca().appendHashes({ transactionId: res.transactionId, chunkIndex: 3, hashes: hashes(5_000, "order", 3 * chunk) })))
       .toMatchObject({ code: Code.FailedPrecondition, reason: Reason.UPLOAD_INCOMPLETE });
-    expect(stored(res.transactionId)).toMatchObject({ hash_count: 10_000 });
+    expect(stored(res.transactionId)).toMatchObject({ hash_count: 2 * chunk });
   }, 60_000);
 
   it("T-2.2.1.6: a hash of the wrong length, a hash already in the list, or a chunk past num_signatures is refused", async () => {
-    const list = hashes(4, "append");
-    const res = await begin(alice, 4, list.slice(0, 2));
-    expect(await errorOf(sca().appendHashes({ transactionId: res.transactionId, chunkIndex: 1, hashes: [list[2]!, new Uint8Array(31)] })))
+    const list = hashes(chunk + 2, "append");
+    const res = await begin(alice, list.length, list.slice(0, chunk));
+    expect(await errorOf(sca().appendHashes({ transactionId: res.transactionId, chunkIndex: 1, hashes: [list[chunk]!, new Uint8Array(31)] })))
       .toMatchObject({ code: Code.InvalidArgument, reason: Reason.HASH_LENGTH_MISMATCH });
-    expect(await errorOf(sca().appendHashes({ transactionId: res.transactionId, chunkIndex: 1, hashes: [list[2]!, list[0]!] })))
+    expect(await errorOf(sca().appendHashes({ transactionId: res.transactionId, chunkIndex: 1, hashes: [list[chunk]!, list[0]!] })))
       .toMatchObject({ code: Code.InvalidArgument, reason: Reason.INVALID_REQUEST });
-    expect(await errorOf(sca().appendHashes({ transactionId: res.transactionId, chunkIndex: 1, hashes: [...list.slice(2), ...hashes(1, "extra")] })))
+    expect(await errorOf(sca().appendHashes({ transactionId: res.transactionId, chunkIndex: 1, hashes: [...list.slice(chunk), ...hashes(1, "extra")] })))
       .toMatchObject({ code: Code.ResourceExhausted, reason: Reason.LIMIT_EXCEEDED });
-    expect(stored(res.transactionId)).toMatchObject({ hash_count: 2 });
-  });
+    expect(stored(res.transactionId)).toMatchObject({ hash_count: chunk });
+  }, 60_000);
 });
 
 describe("a transaction belongs to the SCA that opened it (R-3.2.1.2, T-2.2.1.2)", () => {
   it("T-2.2.1.2: another SCA cannot see, append to, seal or cancel it: TRANSACTION_NOT_FOUND, and nothing changes", async () => {
-    const list = hashes(2, "mine");
-    const res = await begin(alice, 2, list.slice(0, 1));
+    const list = hashes(chunk + 1, "mine");
+    const res = await begin(alice, list.length, list.slice(0, chunk));
     const notFound = { code: Code.NotFound, reason: Reason.TRANSACTION_NOT_FOUND };
-    expect(await errorOf(intruder().appendHashes({ transactionId: res.transactionId, chunkIndex: 1, hashes: list.slice(1) }))).toMatchObject(notFound);
+    expect(await errorOf(intruder().appendHashes({ transactionId: res.transactionId, chunkIndex: 1, hashes: list.slice(chunk) }))).toMatchObject(notFound);
     expect(await errorOf(intruder().sealTransaction({ transactionId: res.transactionId, dtbsrDigest: new Uint8Array(32) }))).toMatchObject(notFound);
     expect(await errorOf(intruder().cancelTransaction({ transactionId: res.transactionId }))).toMatchObject(notFound);
     // The same answer as for a transaction that does not exist.
     expect(await errorOf(intruder().cancelTransaction({ transactionId: "txn-does-not-exist" }))).toMatchObject(notFound);
-    expect(stored(res.transactionId)).toMatchObject({ state: "PENDING", hash_count: 1 });
+    expect(stored(res.transactionId)).toMatchObject({ state: "PENDING", hash_count: chunk });
     // The owner carries on.
-    await sca("connect").appendHashes({ transactionId: res.transactionId, chunkIndex: 1, hashes: list.slice(1) });
+    await sca("connect").appendHashes({ transactionId: res.transactionId, chunkIndex: 1, hashes: list.slice(chunk) });
     const sealed = await sca().sealTransaction({ transactionId: res.transactionId, dtbsrDigest: await dtbsrDigest(HashAlgorithm.SHA256, list) });
     expect(sealed.sadChallenge?.transactionId).toBe(res.transactionId);
     expect(await errorOf(intruder().cancelTransaction({ transactionId: res.transactionId }))).toMatchObject(notFound);
-  });
+  }, 60_000);
 });
 
 describe("CancelTransaction", () => {
@@ -242,11 +260,12 @@ describe("CancelTransaction", () => {
     expect(await sca().cancelTransaction({ transactionId: res.transactionId })).toMatchObject({ state: TransactionState.CANCELED, signaturesCreated: 0 });
     expect(stored(res.transactionId)).toMatchObject({ state: "CANCELLED" });
     // A cancelled upload takes no further chunk and cannot be sealed.
-    const up = await begin(alice, 2, list.slice(0, 1));
+    const big = hashes(chunk + 1, "cancel-upload");
+    const up = await begin(alice, big.length, big.slice(0, chunk));
     await sca().cancelTransaction({ transactionId: up.transactionId });
-    expect(await errorOf(sca().appendHashes({ transactionId: up.transactionId, chunkIndex: 1, hashes: list.slice(1) })))
+    expect(await errorOf(sca().appendHashes({ transactionId: up.transactionId, chunkIndex: 1, hashes: big.slice(chunk) })))
       .toMatchObject({ code: Code.FailedPrecondition, reason: Reason.TRANSACTION_STATE });
-    expect(await errorOf(sca().sealTransaction({ transactionId: up.transactionId, dtbsrDigest: await dtbsrDigest(HashAlgorithm.SHA256, list) })))
+    expect(await errorOf(sca().sealTransaction({ transactionId: up.transactionId, dtbsrDigest: await dtbsrDigest(HashAlgorithm.SHA256, big) })))
       .toMatchObject({ code: Code.FailedPrecondition, reason: Reason.TRANSACTION_STATE });
 
     const events = (event: string) => (db.prepare("SELECT body FROM audit_records WHERE event = ?").all(event) as Array<{ body: string }>).map((r) => r.body);

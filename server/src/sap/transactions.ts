@@ -47,7 +47,10 @@ export interface TransactionBody {
   signatureFormat: number;
   /** ISO 8601: AppendHashes and SealTransaction are refused from this instant. */
   uploadExpiresAt: string;
-  /** The hashes BeginTransaction carried (chunk 0). */
+  /**
+   * The hashes BeginTransaction carried (chunk 0): all of them, or exactly chunkSize (issue 18; a
+   * transaction begun before that rule may hold fewer, which nextChunkIndex still handles).
+   */
   inlineCount: number;
   /** Every AppendHashes chunk but the last holds exactly this many hashes (the policy's max_hashes_per_chunk at begin). */
   chunkSize: number;
@@ -105,7 +108,7 @@ export interface BeginInput {
   signatureScheme?: SignatureScheme | undefined;
   signatureFormat: number;
   numSignatures: number;
-  /** Chunk 0 of the ordered list (may be empty). */
+  /** Chunk 0 of the ordered list: all numSignatures hashes, or exactly the policy's maxHashesPerChunk. */
   hashes: readonly Uint8Array[];
   description: string;
   /** Undefined: the policy's default transaction lifetime. */
@@ -176,6 +179,11 @@ export class SapTransactions {
     if (n > policy.maxHashesPerTransaction) throw new InkanError("LIMIT_EXCEEDED", "num_signatures is above the limit", { field: "num_signatures" });
     if (input.hashes.length > n) throw new InkanError("INVALID_REQUEST", "hashes holds more entries than num_signatures", { field: "hashes" });
     if (input.hashes.length > policy.maxHashesPerChunk) throw new InkanError("LIMIT_EXCEEDED", "too many hashes in one message", { field: "hashes" });
+    // R-3.2.1.4 (issue 18): every chunk but the last holds exactly max_hashes_per_chunk, chunk 0 too,
+    // so chunk k starts at k * max_hashes_per_chunk; refused before anything is created.
+    if (input.hashes.length < n && input.hashes.length !== policy.maxHashesPerChunk) {
+      throw new InkanError("INVALID_REQUEST", `hashes must hold all num_signatures entries or exactly ${policy.maxHashesPerChunk} (max_hashes_per_chunk)`, { field: "hashes" });
+    }
     const lifetimeMs = input.lifetimeMs ?? policy.defaultTransactionLifetimeMs;
     if (lifetimeMs < minLifetimeMs || lifetimeMs > maxLifetimeMs || lifetimeMs > policy.maxTransactionLifetimeMs) {
       throw new InkanError("INVALID_REQUEST", "lifetime is out of range", { field: "lifetime" });
@@ -278,7 +286,7 @@ export class SapTransactions {
         if (stored.length === input.hashes.length && stored.every((e, i) => equal(e.hash, input.hashes[i]!))) return progress(record.hashCount);
       }
     }
-    // R-3.2.1.4: chunks arrive in order, without gaps.
+    // R-3.2.1.4: chunks arrive in order, without gaps; each but the last is full (issue 18).
     if (input.chunkIndex !== next) throw new InkanError("UPLOAD_INCOMPLETE", `chunk ${next} is expected`, { field: "chunk_index" });
     const after = record.hashCount + input.hashes.length;
     if (after > record.numSignatures) throw new InkanError("LIMIT_EXCEEDED", "the chunk takes the list past num_signatures", { field: "hashes" });

@@ -28,11 +28,13 @@ let events: AuditEvent[];
 let auditFails: boolean;
 let status: CredentialStatus;
 
-const policy = new PolicyVersion({
+/** The policy's max_hashes_per_chunk: small, so that an upload in chunks takes a few hashes. */
+let chunkSize: number;
+const policy = () => new PolicyVersion({
   kind: "policy",
   id: "security-policy",
   version: 1,
-  body: JSON.stringify({ policy: defaultSecurityPolicy({ trustedScaCaCertificates: [], trustedAdminCaCertificates: [] }), updatedAt: t0.toISOString(), updatedBy: "", approvedBy: "" }),
+  body: JSON.stringify({ policy: { ...defaultSecurityPolicy({ trustedScaCaCertificates: [], trustedAdminCaCertificates: [] }), maxHashesPerChunk: chunkSize }, updatedAt: t0.toISOString(), updatedBy: "", approvedBy: "" }),
   seal: new Uint8Array(),
 });
 const credential = (): CredentialView => ({
@@ -50,7 +52,7 @@ function service(): SapTransactions {
   return new SapTransactions({
     store,
     random: { randomBytes: async (n) => new Uint8Array(n).map(() => Math.floor(Math.random() * 256)) },
-    policies: { current: async () => policy },
+    policies: { current: async () => policy() },
     credentials: { get: async (id) => { if (id !== "cred-1") throw new InkanError("CREDENTIAL_NOT_FOUND", "no such credential"); return credential(); } },
     samKeys: { samId: async () => "urn:inkan:sam:test", currentKey: async () => ({ kid: "k1", alg: "ECDH-ES+A256KW", jwk: {} as never, current: true, notAfter: undefined }) },
     audit,
@@ -71,6 +73,7 @@ beforeEach(async () => {
   events = [];
   auditFails = false;
   status = "ACTIVE";
+  chunkSize = 1;
 });
 afterEach(async () => {
   await store.close();
@@ -129,5 +132,21 @@ describe("SapTransactions (domain)", () => {
     const first = await tx.sealUpload({ caller: me, transactionId: up.transactionId, dtbsrDigest: digest });
     expect(first.challenge).toHaveLength(32);
     expect(await codeOf(tx.sealUpload({ caller: me, transactionId: up.transactionId, dtbsrDigest: digest }))).toBe("TRANSACTION_STATE");
+  });
+
+  it("R-3.2.1.4 (issue 18): every chunk but the last holds exactly max_hashes_per_chunk: a short chunk 0 is refused before anything is stored or audited, a short AppendHashes chunk that is not the last is refused", async () => {
+    chunkSize = 2;
+    const tx = service();
+    for (const [inline, n] of [[[], 3], [[h("a")], 3], [[h("a")], 2]] as const) {
+      expect(await codeOf(tx.begin(beginInput([...inline], n))), `${inline.length} of ${n}`).toBe("INVALID_REQUEST");
+    }
+    expect(events).toEqual([]);
+    const up = await tx.begin(beginInput([h("a"), h("b")], 5));
+    expect(up).toMatchObject({ state: "UPLOADING", hashesReceived: 2, nextChunkIndex: 1 });
+    expect(await codeOf(tx.append({ caller: me, transactionId: up.transactionId, chunkIndex: 1, hashes: [h("c")] }))).toBe("INVALID_REQUEST");
+    expect(await tx.append({ caller: me, transactionId: up.transactionId, chunkIndex: 1, hashes: [h("c"), h("d")] })).toMatchObject({ hashesReceived: 4, nextChunkIndex: 2 });
+    expect(await tx.append({ caller: me, transactionId: up.transactionId, chunkIndex: 2, hashes: [h("e")] })).toMatchObject({ hashesReceived: 5 });
+    // A list that fits in chunk 0 is sealed at once, however short.
+    expect((await tx.begin(beginInput([h("f")], 1))).state).toBe("PENDING");
   });
 });

@@ -11,7 +11,7 @@ import type { AttackCase } from "../case.js";
 import type { RequirementId } from "../requirement-ids.js";
 import { outcomeOf, type Session } from "../session.js";
 import { b64 } from "./jose.js";
-import { against, claimsFor, forgedRSad } from "./helpers.js";
+import { against, claimsFor, forgedRSad, maxHashesPerChunk } from "./helpers.js";
 
 const invalid = { code: Code.PermissionDenied, reason: Reason.SAD_INVALID };
 const now = () => Math.floor(Date.now() / 1000);
@@ -138,18 +138,38 @@ export const forgeryCases: AttackCase[] = [
     kind: "attack",
     id: `dtbsr-chunk-${change}`,
     covers: ["T-2.2.1.6", "R-3.2.1.4"],
-    description: `A DTBS/R list uploaded in chunks arrives ${change === "reordered" ? "with two hashes swapped" : "with one hash replaced"} compared with what the SCA meant to send (it seals with the digest of its own list). The SAM compares digests and refuses to seal, so no challenge is ever issued for the altered list.`,
+    description: `A DTBS/R list uploaded in chunks (a full first chunk of max_hashes_per_chunk hashes, then a last chunk of two) arrives ${change === "reordered" ? "with the two hashes of its last chunk swapped" : "with one hash of its last chunk replaced"} compared with what the SCA meant to send (it seals with the digest of its own list). The SAM compares digests and refuses to seal, so no challenge is ever issued for the altered list.`,
     expected: { code: Code.FailedPrecondition, reason: Reason.UPLOAD_INCOMPLETE },
     async run(s) {
       const signer = await s.sharedSigner();
-      const { hashes } = s.documents(4);
-      const begun = await s.sca.beginTransaction({ credentialId: signer.credentialId, signerId: signer.signerId, hashAlgorithm: HashAlgorithm.SHA256, numSignatures: 4, hashes: [], description: "Inkan conformance suite" });
-      const [h0, h1, h2, h3] = hashes as [Uint8Array, Uint8Array, Uint8Array, Uint8Array];
-      const sent = change === "reordered" ? [h0, h1, h3, h2] : [h0, h1, h2, s.documents(1).hashes[0]!];
+      const max = await maxHashesPerChunk(s);
+      const { hashes } = s.documents(max + 2);
+      const begun = await s.sca.beginTransaction({ credentialId: signer.credentialId, signerId: signer.signerId, hashAlgorithm: HashAlgorithm.SHA256, numSignatures: hashes.length, hashes: hashes.slice(0, max), description: "Inkan conformance suite" });
+      const [a, b] = hashes.slice(max) as [Uint8Array, Uint8Array];
+      const sent = change === "reordered" ? [b, a] : [a, s.documents(1).hashes[0]!];
       await s.sca.appendHashes({ transactionId: begun.transactionId, chunkIndex: 1, hashes: sent });
       return against(s, begun.transactionId, s.sca.sealTransaction({ transactionId: begun.transactionId, dtbsrDigest: await dtbsrDigest(HashAlgorithm.SHA256, hashes) }));
     },
   })),
+  {
+    kind: "attack",
+    id: "short-first-chunk",
+    covers: ["T-2.2.1.6", "R-3.2.1.4"],
+    description: "BeginTransaction announces one hash more than max_hashes_per_chunk but carries a first chunk of a single hash (none when the limit is 1). Every chunk but the last must hold exactly max_hashes_per_chunk hashes (sam.proto, AppendHashes), so chunk k starts at k * max_hashes_per_chunk; a SAM that took the short chunk would hold an upload that a client following the rule can never complete. The SAM refuses it at once, with the field named, and creates nothing.",
+    expected: { code: Code.InvalidArgument, reason: Reason.INVALID_REQUEST },
+    async run(s) {
+      const signer = await s.sharedSigner();
+      const max = await maxHashesPerChunk(s);
+      const { hashes } = s.documents(max + 1);
+      let accepted: string | undefined;
+      const outcome = await outcomeOf(s.sca.beginTransaction({
+        credentialId: signer.credentialId, signerId: signer.signerId, hashAlgorithm: HashAlgorithm.SHA256, numSignatures: hashes.length, hashes: hashes.slice(0, max > 1 ? 1 : 0), description: "Inkan conformance suite",
+      }).then((res) => {
+        accepted = res.transactionId;
+      }));
+      return { outcome, signed: accepted ? await s.signaturesCreated(accepted) : 0 };
+    },
+  },
 ];
 
 function replayed() {

@@ -51,3 +51,10 @@ export async function race<T>(n: number, call: () => Promise<T>): Promise<{ succ
     refused: results.flatMap((r) => (r.status === "rejected" ? [r.reason as unknown] : [])),
   };
 }
+
+/** The target's Limits.max_hashes_per_chunk (GetInfo): the size of every chunk but the last. */
+export async function maxHashesPerChunk(s: Session): Promise<number> {
+  const max = (await s.info()).limits?.maxHashesPerChunk ?? 0;
+  if (max < 1) throw new Error("GetInfo reports no max_hashes_per_chunk");
+  return max;
+}

@@ -17,7 +17,7 @@ import { HashAlgorithm } from "@inkan/sdk/gen/inkan/sam/v1/types_pb.js";
 import { calculateJwkThumbprint, CompactSign, decodeJwt, exportJWK, generateKeyPair } from "jose";
 import type { AttackCase, Observation } from "../case.js";
 import { conformancePin, type Session, type TestSigner } from "../session.js";
-import { against, claimsFor, descDigest, forgedRSad } from "./helpers.js";
+import { against, claimsFor, descDigest, forgedRSad, maxHashesPerChunk } from "./helpers.js";
 
 const invalid = { code: Code.PermissionDenied, reason: Reason.SAD_INVALID };
 
@@ -109,9 +109,11 @@ export const whatSignerSeesCases: AttackCase[] = [
       const key = await publishedKey(s, problems);
       const signer = await s.sharedSigner();
       const inline = await s.begin(signer, 2);
-      const { hashes } = s.documents(3);
-      const begun = await s.sca.beginTransaction({ credentialId: signer.credentialId, signerId: signer.signerId, hashAlgorithm: HashAlgorithm.SHA256, numSignatures: 3, hashes: hashes.slice(0, 2), description: "Inkan conformance suite, chunked" });
-      await s.sca.appendHashes({ transactionId: begun.transactionId, chunkIndex: 1, hashes: hashes.slice(2) });
+      // Chunked: a full first chunk of max_hashes_per_chunk hashes, then the last one.
+      const max = await maxHashesPerChunk(s);
+      const { hashes } = s.documents(max + 1);
+      const begun = await s.sca.beginTransaction({ credentialId: signer.credentialId, signerId: signer.signerId, hashAlgorithm: HashAlgorithm.SHA256, numSignatures: hashes.length, hashes: hashes.slice(0, max), description: "Inkan conformance suite, chunked" });
+      await s.sca.appendHashes({ transactionId: begun.transactionId, chunkIndex: 1, hashes: hashes.slice(max) });
       const sealed = (await s.sca.sealTransaction({ transactionId: begun.transactionId, dtbsrDigest: await dtbsrDigest(HashAlgorithm.SHA256, hashes) })).sadChallenge!;
       if (key) {
         for (const [what, ch] of [["BeginTransaction", inline.ch], ["SealTransaction", sealed]] as const) {

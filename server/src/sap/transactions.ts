@@ -13,6 +13,7 @@ import type { ScaCredentials, ScopedMethod } from "../registration/sca-view.js";
 import { maxPageSize, type DtbsrRefusal, type OneTimeObjects, type TransactionRecord, type Transactions } from "../store/port.js";
 import type { Freshness } from "../integrity/freshness.js";
 import { closedProgress, progressKey, type AuthorizationSeals } from "./authorization-seal.js";
+import { checkChunkLength } from "./chunk-rule.js";
 import { createDtbsrDigester, dtbsrDigest } from "./dtbsr-digest.js";
 
 /** The HashAlgorithm enum numbers of sam.proto, which the DTBS/R digest encodes. */
@@ -179,11 +180,8 @@ export class SapTransactions {
     if (n > policy.maxHashesPerTransaction) throw new InkanError("LIMIT_EXCEEDED", "num_signatures is above the limit", { field: "num_signatures" });
     if (input.hashes.length > n) throw new InkanError("INVALID_REQUEST", "hashes holds more entries than num_signatures", { field: "hashes" });
     if (input.hashes.length > policy.maxHashesPerChunk) throw new InkanError("LIMIT_EXCEEDED", "too many hashes in one message", { field: "hashes" });
-    // R-3.2.1.4 (issue 18): every chunk but the last holds exactly max_hashes_per_chunk, chunk 0 too,
-    // so chunk k starts at k * max_hashes_per_chunk; refused before anything is created.
-    if (input.hashes.length < n && input.hashes.length !== policy.maxHashesPerChunk) {
-      throw new InkanError("INVALID_REQUEST", `hashes must hold all num_signatures entries or exactly ${policy.maxHashesPerChunk} (max_hashes_per_chunk)`, { field: "hashes" });
-    }
+    // R-3.2.1.4 (issue 18): chunk 0 holds the whole list or exactly max_hashes_per_chunk; refused before anything is created.
+    checkChunkLength({ hashes: input.hashes.length, last: input.hashes.length === n }, policy.maxHashesPerChunk);
     const lifetimeMs = input.lifetimeMs ?? policy.defaultTransactionLifetimeMs;
     if (lifetimeMs < minLifetimeMs || lifetimeMs > maxLifetimeMs || lifetimeMs > policy.maxTransactionLifetimeMs) {
       throw new InkanError("INVALID_REQUEST", "lifetime is out of range", { field: "lifetime" });
@@ -291,9 +289,7 @@ export class SapTransactions {
     const after = record.hashCount + input.hashes.length;
     if (after > record.numSignatures) throw new InkanError("LIMIT_EXCEEDED", "the chunk takes the list past num_signatures", { field: "hashes" });
     if (input.hashes.length > body.chunkSize) throw new InkanError("LIMIT_EXCEEDED", "too many hashes in one message", { field: "hashes" });
-    if (after < record.numSignatures && input.hashes.length !== body.chunkSize) {
-      throw new InkanError("INVALID_REQUEST", `every chunk but the last must hold ${body.chunkSize} hashes`, { field: "hashes" });
-    }
+    checkChunkLength({ hashes: input.hashes.length, last: after === record.numSignatures }, body.chunkSize); // R-3.2.1.4 (issue 18)
     await this.refuseDuplicates(record, input.hashes);
     const macs = (await this.o.seals.entryKey(record.id)).macs(record.hashCount, input.hashes); // T-2.2.2.2
     const appended = await this.o.store.appendDtbsr({ transactionId: record.id, startIndex: record.hashCount, hashes: input.hashes, macs, now });

@@ -48,8 +48,5 @@ export const untestedReasons: { rpc: string; reasons: string[]; why: string }[] 
   { rpc: "/inkan.sam.v1.SignatureActivationService/SignStream", reasons: ["CRYPTO_MODULE_FAILURE", "SIGNATURE_CHECK_FAILED"], why: why.fail },
   { rpc: "/inkan.sam.v1.SignerService/*", reasons: ["CLIENT_CERTIFICATE_REJECTED", "ROLE_NOT_PERMITTED", "NOT_IMPLEMENTED"], why: why.shared },
   { rpc: "/inkan.sam.v1.SignerService/*", reasons: ["STORE_FAILURE", "AUDIT_FAILURE", "CRYPTO_MODULE_FAILURE"], why: why.fail },
-  { rpc: "/inkan.sam.v1.SignerService/Activate", reasons: ["ALGORITHM_NOT_ALLOWED", "ALREADY_EXISTS"], why: why.todo },
-  { rpc: "/inkan.sam.v1.SignerService/ChangePin", reasons: ["SIGNER_INACTIVE", "INVALID_REQUEST"], why: why.todo },
   { rpc: "/inkan.sam.v1.SignerService/CreateChallenge", reasons: ["LIMIT_EXCEEDED"], why: why.todo },
-  { rpc: "/inkan.sam.v1.SignerService/RequestSuspension", reasons: ["SIGNER_INACTIVE"], why: why.todo },
 ];

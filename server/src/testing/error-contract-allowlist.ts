@@ -33,11 +33,7 @@ export const untestedReasons: { rpc: string; reasons: string[]; why: string }[] 
   { rpc: "/inkan.admin.v1.PrivilegedUserService/UpdatePrivilegedUser", reasons: ["PRIVILEGED_USER_NOT_FOUND", "STATE_CONFLICT", "VERSION_CONFLICT", "APPROVAL_REQUIRED"], why: why.todo },
   { rpc: "/inkan.admin.v1.RegistrationService/*", reasons: ["CLIENT_CERTIFICATE_REJECTED", "NOT_IMPLEMENTED"], why: why.shared },
   { rpc: "/inkan.admin.v1.RegistrationService/*", reasons: ["STORE_FAILURE", "AUDIT_FAILURE", "CRYPTO_MODULE_FAILURE"], why: why.fail },
-  { rpc: "/inkan.admin.v1.RegistrationService/DestroyCredential", reasons: ["CREDENTIAL_NOT_FOUND"], why: why.todo },
-  { rpc: "/inkan.admin.v1.RegistrationService/ImportKey", reasons: ["SIGNER_NOT_FOUND", "SIGNER_INACTIVE", "EXPIRED", "CERTIFICATE_INVALID"], why: why.todo },
-  { rpc: "/inkan.admin.v1.RegistrationService/PrepareCsr", reasons: ["CREDENTIAL_SUSPENDED", "CREDENTIAL_LOCKED"], why: why.todo },
-  { rpc: "/inkan.admin.v1.RegistrationService/ResetFactors", reasons: ["SIGNER_INACTIVE"], why: why.todo },
-  { rpc: "/inkan.admin.v1.RegistrationService/UpdateSigner", reasons: ["SIGNER_NOT_FOUND", "ALREADY_EXISTS"], why: why.todo },
+  { rpc: "/inkan.admin.v1.RegistrationService/ImportKey", reasons: ["EXPIRED", "CERTIFICATE_INVALID"], why: why.todo },
   { rpc: "/inkan.sam.v1.SignatureActivationService/*", reasons: ["NOT_IMPLEMENTED"], why: why.shared },
   { rpc: "/inkan.sam.v1.SignatureActivationService/*", reasons: ["STORE_FAILURE"], why: why.fail },
   // Produced only when a module fault of the fault-injection tests (module-loss*.test.ts) happens to

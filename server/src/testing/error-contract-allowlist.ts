@@ -32,10 +32,8 @@ export const untestedReasons: { rpc: string; reasons: string[]; why: string }[] 
   // Produced only when a module fault of the fault-injection tests (module-loss*.test.ts) happens to
   // land during an Authorize: some runs do, some do not, so the coverage check must not depend on it.
   { rpc: "/inkan.sam.v1.SignatureActivationService/Authorize", reasons: ["CRYPTO_MODULE_FAILURE"], why: why.fail },
-  { rpc: "/inkan.sam.v1.SignatureActivationService/BeginTransaction", reasons: ["SIGNER_NOT_FOUND", "SIGNER_INACTIVE", "CREDENTIAL_DESTROYED"], why: why.todo },
   { rpc: "/inkan.sam.v1.SignatureActivationService/SealTransaction", reasons: ["CRYPTO_MODULE_FAILURE"], why: why.fail },
   { rpc: "/inkan.sam.v1.SignatureActivationService/SignStream", reasons: ["CRYPTO_MODULE_FAILURE", "SIGNATURE_CHECK_FAILED"], why: why.fail },
   { rpc: "/inkan.sam.v1.SignerService/*", reasons: ["CLIENT_CERTIFICATE_REJECTED", "ROLE_NOT_PERMITTED", "NOT_IMPLEMENTED"], why: why.shared },
   { rpc: "/inkan.sam.v1.SignerService/*", reasons: ["STORE_FAILURE", "AUDIT_FAILURE", "CRYPTO_MODULE_FAILURE"], why: why.fail },
-  { rpc: "/inkan.sam.v1.SignerService/CreateChallenge", reasons: ["LIMIT_EXCEEDED"], why: why.todo },
 ];

@@ -402,7 +402,8 @@ export type SecurityPolicy = Message<"inkan.admin.v1.SecurityPolicy"> & {
   challengeLifetime?: Duration | undefined;
 
   /**
-   * How many unused, unexpired challenges one signer may hold at once: 1 to 100.
+   * How many unused, unexpired challenges one signer may hold at once: 1 to 100. Not enforced yet:
+   * SignerService.CreateChallenge issues challenges without counting them, and unused ones expire.
    *
    * @generated from field: uint32 max_open_challenges_per_signer = 31;
    */
@@ -940,13 +941,17 @@ export const PolicyService: GenService<{
    * version of (so the rollback check accepts the restored copy), audits "store.restore_acknowledged"
    * with the snapshot's identity and the old and new audit high-water marks, and serves again.
    *
-   * Role: PRIVILEGED_ROLE_SECURITY_OFFICER. Dual control: always.
+   * Role: PRIVILEGED_ROLE_SECURITY_OFFICER. Dual control: always while a restore awaits
+   * acknowledgement. With none awaiting there is nothing to approve: the call is refused at once
+   * (STATE_CONFLICT) and no request is held.
    *
    * Errors:
    * - FAILED_PRECONDITION, REASON_APPROVAL_REQUIRED: held for a second security officer; the
    *   ApprovalRequired detail names the pending request.
    * - FAILED_PRECONDITION, REASON_STATE_CONFLICT (field "snapshot_id"): no restore awaits
-   *   acknowledgement, or snapshot_id is not the identity of the restored snapshot.
+   *   acknowledgement (returned by this call), or snapshot_id is not the identity of the restored
+   *   snapshot (the held request fails when it is approved: PendingApproval state FAILED, its
+   *   error_code names this reason).
    *
    * @generated from rpc inkan.admin.v1.PolicyService.AcknowledgeRestore
    */

@@ -305,7 +305,7 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
       implementations,
       outerInterceptors: [...(metrics ? [metrics.interceptor()] : []), createRefusalAuditInterceptor(auditLog)],
       gateInterceptors: [createPolicyGateInterceptor(gate), createRestoreGateInterceptor(restore), createTrustedCaInterceptor(policies)],
-      innerInterceptors: [createOperationAuditInterceptor(auditLog), createDualControlInterceptor(dual, { users, policies, credentials, signers, random: crypto }, auditLog, now)],
+      innerInterceptors: [createOperationAuditInterceptor(auditLog), createDualControlInterceptor(dual, { users, policies, credentials, signers, random: crypto, restore }, auditLog, now)],
     });
     server = started;
     applyHealth();

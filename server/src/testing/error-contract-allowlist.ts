@@ -17,7 +17,6 @@ export const untestedReasons: { rpc: string; reasons: string[]; why: string }[] 
   { rpc: "/inkan.admin.v1.AuditService/*", reasons: ["INTEGRITY_VIOLATION", "STORE_FAILURE", "AUDIT_FAILURE", "CRYPTO_MODULE_FAILURE"], why: why.fail },
   { rpc: "/inkan.admin.v1.PolicyService/*", reasons: ["CLIENT_CERTIFICATE_REJECTED", "REQUEST_SIGNATURE_INVALID", "NONCE_REPLAYED", "LIMIT_EXCEEDED", "NOT_IMPLEMENTED"], why: why.shared },
   { rpc: "/inkan.admin.v1.PolicyService/*", reasons: ["STORE_FAILURE", "AUDIT_FAILURE", "CRYPTO_MODULE_FAILURE"], why: why.fail },
-  { rpc: "/inkan.admin.v1.PolicyService/AcknowledgeRestore", reasons: ["STATE_CONFLICT"], why: why.todo },
   { rpc: "/inkan.admin.v1.PrivilegedSessionService/*", reasons: ["INVALID_REQUEST", "NOT_IMPLEMENTED"], why: why.shared },
   { rpc: "/inkan.admin.v1.PrivilegedSessionService/*", reasons: ["STORE_FAILURE", "AUDIT_FAILURE", "CRYPTO_MODULE_FAILURE"], why: why.fail },
   { rpc: "/inkan.admin.v1.PrivilegedSessionService/CreateRequestNonce", reasons: ["CRYPTO_MODULE_FAILURE", "STORE_FAILURE"], why: why.fail },

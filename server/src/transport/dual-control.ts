@@ -65,6 +65,8 @@ export interface GuardDeps {
   signers?: Pick<Signers, "rebindingHeld">;
   /** The crypto module's RNG, for the requester's half of a split activation code. */
   random: RandomSource;
+  /** Issue 22: whether a restore awaits acknowledgement; without it, every AcknowledgeRestore is held (fail closed). */
+  restore?: { readonly pending: unknown };
 }
 
 /** Which requests need a second privileged user's approval (R-3.2.1.6), decided on the request as decoded. */
@@ -132,7 +134,8 @@ const guards: Record<string, Guard> = {
   },
   "/inkan.admin.v1.PolicyService/UpdateSecurityPolicy": async (_m, { policies }) => policyRequires(policies, "securityPolicyChanges"),
   // Issue 22: the way back to service after a restore is never one security officer's (no policy switch).
-  "/inkan.admin.v1.PolicyService/AcknowledgeRestore": async () => true,
+  // With no restore awaiting, the handler refuses at once (STATE_CONFLICT) and nothing is held (issue 18).
+  "/inkan.admin.v1.PolicyService/AcknowledgeRestore": async (_m, { restore }) => !restore || restore.pending !== undefined,
   // Key destruction is irreversible: never by one security officer alone (R-3.2.1.6, R-3.3.x).
   "/inkan.admin.v1.RegistrationService/DestroyCredential": async (m, { policies, credentials }) =>
     (await policyRequires(policies, "credentialDestruction")) && !(await destructionRefusedAnyway(credentials, m as DestroyCredentialRequest)),

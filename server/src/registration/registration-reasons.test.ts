@@ -1,17 +1,20 @@
-import { randomBytes } from "node:crypto";
+import { generateKeyPairSync, randomBytes } from "node:crypto";
 import { clone } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { Reason, buildPinChangeRequest, type DeviceKey } from "@inkan/sdk";
+import { Reason, buildKeyImportConsent, buildPinChangeRequest, type DeviceKey } from "@inkan/sdk";
 import { ApprovalRequirement, PolicyService, SecurityPolicySchema, type SecurityPolicy } from "@inkan/sdk/gen/inkan/admin/v1/policy_pb.js";
 import { PrivilegedUserService } from "@inkan/sdk/gen/inkan/admin/v1/privileged_user_pb.js";
 import { IdentityProofingMethod, KeyWrapScheme, RegistrationService, SignerKind } from "@inkan/sdk/gen/inkan/admin/v1/registration_pb.js";
 import { ApprovalRequiredSchema, PrivilegedRole } from "@inkan/sdk/gen/inkan/admin/v1/types_pb.js";
 import { ChallengePurpose, SignerService } from "@inkan/sdk/gen/inkan/sam/v1/signer_pb.js";
 import { KeyAlgorithm } from "@inkan/sdk/gen/inkan/sam/v1/types_pb.js";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { createCertificateAuthority, issueSignerCertificate } from "../pki/dev-pki.js";
+import { transportKeyLifetimeMs } from "../keys/key-import-transport-key.js";
+import { wrapForImport } from "../testing/key-wrap.js";
 import { refusalOf, startTestServer, type PrivilegedPerson, type TestServer } from "../testing/harness.js";
-import { activeSigner, activeSignerWithCredential, enrolledSigner } from "../testing/signers.js";
+import { activeSigner, activeSignerWithCredential, enrolledSigner, testPin } from "../testing/signers.js";
 
 // Issue 18, item 1: the reasons RegistrationService declares for an RPC that no other test
 // produced, each produced here over the real server (SoftHSM2 + SQLite, mTLS), so the error
@@ -82,6 +85,35 @@ describe("RegistrationService: declared reasons (issue 18, item 1)", () => {
     const pending = await enrolledSigner(t, operator);
     expect(await refusalOf(ra().importKey(importKeyRequest(pending.signerId)))).toMatchObject({ code: Code.FailedPrecondition, reason: Reason.SIGNER_INACTIVE });
   });
+
+  it("T-2.1.4.1: ImportKey with a certificate chain from an issuing CA the policy does not trust is CERTIFICATE_INVALID", async () => {
+    const s = await activeSigner(t, operator);
+    const pair = generateKeyPairSync("ec", { namedCurve: "P-256" });
+    const spki = new Uint8Array(pair.publicKey.export({ type: "spki", format: "der" }));
+    const transport = await ra().getKeyImportTransportKey({});
+    const ch = await device().createChallenge({ signerId: s.signerId, purpose: ChallengePurpose.KEY_IMPORT });
+    const signerConsent = await buildKeyImportConsent({
+      signerId: s.signerId, pin: testPin, deviceKey: s.deviceKey, publicKeySpki: spki, keyAlgorithm: "KEY_ALGORITHM_EC_P256", challenge: ch.challenge, audience: ch.audience, samKey: ch.encryptionKey!,
+    });
+    const untrusted = await issueSignerCertificate(await createCertificateAuthority("Not an issuing CA of this SAM"), spki);
+    expect(await refusalOf(ra().importKey({
+      signerId: s.signerId, transportKeyId: transport.transportKeyId, wrapScheme: KeyWrapScheme.RSA_OAEP_AES_KWP, ...wrapForImport(pair.privateKey, transport.publicKeyJwk),
+      keyAlgorithm: KeyAlgorithm.EC_P256, publicKeySpki: spki, label: "imported", certificateChain: [untrusted], signerConsent,
+    }))).toMatchObject({ code: Code.InvalidArgument, reason: Reason.CERTIFICATE_INVALID });
+  }, 30_000);
+
+  it("T-2.1.4.1: ImportKey under a transport key past its lifetime is EXPIRED, before the consent is used", async () => {
+    const s = await activeSigner(t, operator);
+    const { transportKeyId } = await ra().getKeyImportTransportKey({});
+    // Time passes (31 days) for the server and this client alike: they share this process's Date,
+    // so request signatures, nonces and the consent still fit; the transport key does not.
+    vi.useFakeTimers({ toFake: ["Date"], now: Date.now() + transportKeyLifetimeMs + 86_400_000 });
+    try {
+      expect(await refusalOf(ra().importKey({ ...importKeyRequest(s.signerId), transportKeyId }))).toMatchObject({ code: Code.FailedPrecondition, reason: Reason.EXPIRED });
+    } finally {
+      vi.useRealTimers();
+    }
+  }, 30_000);
 
   it("R-3.1.3.2: PrepareCsr on a suspended credential is CREDENTIAL_SUSPENDED, on a locked one CREDENTIAL_LOCKED", async () => {
     const suspended = await activeSignerWithCredential(t, operator);

@@ -402,8 +402,9 @@ export type SecurityPolicy = Message<"inkan.admin.v1.SecurityPolicy"> & {
   challengeLifetime?: Duration | undefined;
 
   /**
-   * How many unused, unexpired challenges one signer may hold at once: 1 to 100. Not enforced yet:
-   * SignerService.CreateChallenge issues challenges without counting them, and unused ones expire.
+   * How many unused, unexpired challenges one signer may hold at once for one purpose (and, for
+   * suspension, one credential): 1 to 100. SignerService.CreateChallenge beyond it is
+   * RESOURCE_EXHAUSTED REASON_LIMIT_EXCEEDED, nothing issued.
    *
    * @generated from field: uint32 max_open_challenges_per_signer = 31;
    */

@@ -131,6 +131,10 @@ export class PolicyVersion {
   get maxHashesPerTransaction(): number {
     return this.uint("maxHashesPerTransaction");
   }
+  /** Unused, unexpired challenges one signer may hold per purpose; protovalidate keeps it at 1 to 100, so 0 only means a record from before the field: its default, 10. */
+  get maxOpenChallengesPerSigner(): number {
+    return this.uint("maxOpenChallengesPerSigner") || 10;
+  }
   get maxHashesPerChunk(): number {
     return this.uint("maxHashesPerChunk");
   }

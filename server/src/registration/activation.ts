@@ -21,8 +21,6 @@
  * - The "jti" once-only key is "device-jws <jti>", kept until exp + the clock skew.
  * - Failed activations are audited as "factor.check_failed" for factor DEVICE_KEY (the possession
  *   factor being bound) with the refusal's reason; failedAttempts is the code's attempts used.
- * - The policy's maxOpenChallengesPerSigner is not enforced: the store port has no count of open
- *   challenges (a later store change).
  */
 import { createHash } from "node:crypto";
 import canonicalize from "canonicalize";
@@ -148,7 +146,11 @@ export class Activation {
     const challenge = await this.o.crypto.randomBytes(challengeBytes);
     const expiresAt = new Date(input.now.getTime() + lifetime);
     const binding = challengeBinding(input.purpose, input.signerId, input.credentialId);
-    await this.o.oneTime.issueChallenge({ hash: challengeHash(challenge), ...binding, createdAt: input.now, expiresAt });
+    // Open challenges are bounded per signer and purpose (policy.proto), counted and issued in one
+    // atomic store step so concurrent requests cannot overshoot.
+    const maxOpen = policy.maxOpenChallengesPerSigner;
+    const issued = await this.o.oneTime.issueChallenge({ hash: challengeHash(challenge), ...binding, createdAt: input.now, expiresAt }, { maxOpen, now: input.now });
+    if (!issued) throw new InkanError("LIMIT_EXCEEDED", `at most ${maxOpen} open challenges of this purpose per signer: use them or let them expire`);
     const [audience, encryptionKey] = await Promise.all([this.o.samKeys.samId(), this.o.samKeys.currentKey(input.now)]);
     return { challenge, expiresAt, audience, encryptionKey, deviceKeyAlgorithms: names(policy, "allowedDeviceKeyAlgorithms") };
   }

@@ -79,4 +79,15 @@ describe("SignerService: declared reasons (issue 18, item 1)", () => {
     expect(await refusalOf(device().activate(await activationRequest(s.signerId, s.code, await createDeviceKey("ES384")))))
       .toMatchObject({ code: Code.InvalidArgument, reason: Reason.ALGORITHM_NOT_ALLOWED });
   }, 30_000);
+  it("CreateChallenge beyond max_open_challenges_per_signer is LIMIT_EXCEEDED, per signer and purpose, concurrently too", async () => {
+    // The default policy allows 10 open challenges per signer and purpose. 16 at once: exactly 10 issued.
+    const signerId = `limit-${Date.now()}`;
+    const outcomes = await Promise.allSettled(Array.from({ length: 16 }, () => device().createChallenge({ signerId, purpose: ChallengePurpose.PIN_CHANGE })));
+    expect(outcomes.filter((o) => o.status === "fulfilled")).toHaveLength(10);
+    const refused = outcomes.find((o): o is PromiseRejectedResult => o.status === "rejected");
+    expect(await refusalOf(Promise.reject(refused!.reason))).toMatchObject({ code: Code.ResourceExhausted, reason: Reason.LIMIT_EXCEEDED });
+    // Another purpose of the same signer, and another signer, are counted apart.
+    await expect(device().createChallenge({ signerId, purpose: ChallengePurpose.DEVICE_AUTHENTICATION })).resolves.toBeDefined();
+    await expect(device().createChallenge({ signerId: `${signerId}-other`, purpose: ChallengePurpose.PIN_CHANGE })).resolves.toBeDefined();
+  });
 });

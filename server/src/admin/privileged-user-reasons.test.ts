@@ -75,6 +75,22 @@ describe("PrivilegedUserService: declared reasons (issue 18, item 1)", () => {
     expect(await refusalOf(users().listPendingApprovals(badPage))).toMatchObject({ code: Code.InvalidArgument, reason: Reason.INVALID_REQUEST });
   });
 
+  it("ListPrivilegedUsers and ListPendingApprovals page tokens: pages follow each other; a made-up token or one from other filters is INVALID_REQUEST", async () => {
+    await operator("operator-page-a");
+    await operator("operator-page-b");
+    const first = await users().listPrivilegedUsers({ page: { pageSize: 1, pageToken: "" } });
+    expect(first.users).toHaveLength(1);
+    const second = await users().listPrivilegedUsers({ page: { pageSize: 1, pageToken: first.page!.nextPageToken } });
+    expect(second.users[0]!.userId).not.toBe(first.users[0]!.userId);
+    // A client that writes its own cursor (a user id) or reuses a token with other filters.
+    for (const request of [
+      () => users().listPrivilegedUsers({ page: { pageSize: 1, pageToken: first.users[0]!.userId } }),
+      () => users().listPrivilegedUsers({ role: PrivilegedRole.AUDITOR, page: { pageSize: 1, pageToken: first.page!.nextPageToken } }),
+      () => users().listPendingApprovals({ page: { pageSize: 1, pageToken: "pending-000000000000-x" } }),
+    ]) {
+      expect(await refusalOf(request())).toMatchObject({ code: Code.InvalidArgument, reason: Reason.INVALID_REQUEST });
+    }
+  });
   it("R-3.2.1.6: RejectPendingRequest with another request's digest is INVALID_REQUEST; of a request already decided STATE_CONFLICT", async () => {
     // A third security officer needs a second officer's approval: held, nothing created yet.
     const held = await heldRequest();

@@ -26,6 +26,7 @@ import { rolesFor } from "../admin/roles.js";
 import type { DualControlSwitch, SecurityPolicies } from "../admin/security-policy.js";
 import type { RandomSource } from "../crypto/port.js";
 import { newActivationCodeHalf } from "../registration/activation-code.js";
+import { pageToken, readPageToken } from "../registration/ids.js";
 import type { Credentials } from "../registration/credentials.js";
 import type { RebindingApproval, Signers } from "../registration/signers.js";
 import type { AuditLog } from "../audit/audit-log.js";
@@ -297,15 +298,17 @@ export function approvalService(o: ApprovalServiceOptions): Partial<ServiceImpl<
   return {
     async listPendingApprovals(req, ctx) {
       const state = req.state ? (PendingApprovalState[req.state] as PendingApprovalRecord["state"]) : undefined;
+      const filters = { state, requestedBy: req.requestedBy };
+      const after = readPageToken(req.page?.pageToken, filters);
       const page = await o.dual.list({
         ...(state ? { state } : {}),
         ...(req.requestedBy ? { requestedBy: req.requestedBy } : {}),
-        ...(req.page?.pageToken ? { after: req.page.pageToken } : {}),
+        ...(after ? { after } : {}),
         limit: req.page?.pageSize || 100,
         now: clock(),
         role: roleOf(ctx),
       });
-      return { pendingApprovals: page.items.map(out), page: { nextPageToken: page.next ?? "" } };
+      return { pendingApprovals: page.items.map(out), page: { nextPageToken: pageToken(page.next, filters) } };
     },
     async getPendingApproval(req, ctx) {
       return { pendingApproval: out(await o.dual.get(req.pendingRequestId, roleOf(ctx))) };

@@ -9,6 +9,7 @@ import {
 import { PrivilegedRole } from "@inkan/sdk/gen/inkan/admin/v1/types_pb.js";
 import type { CertificateBinding, PrivilegedUserBody, PrivilegedUsers, UserKeyBody, UserView } from "../admin/privileged-users.js";
 import { InkanError } from "../errors.js";
+import { pageToken, readPageToken } from "../registration/ids.js";
 import type { PrivilegedUserKeyRecord } from "../store/port.js";
 import { kAdmin } from "./admin-auth.js";
 
@@ -85,13 +86,16 @@ export function privilegedUserService(users: PrivilegedUsers, clock: () => Date 
     },
     async listPrivilegedUsers(req) {
       const status = req.status === PrivilegedUserStatus.ACTIVE ? "ACTIVE" : req.status === PrivilegedUserStatus.REMOVED ? "REMOVED" : undefined;
+      const role = req.role ? roleIn(req.role) : undefined;
+      const filters = { role, status };
+      const after = readPageToken(req.page?.pageToken, filters);
       const page = await users.list({
-        ...(req.role ? { role: roleIn(req.role) } : {}),
+        ...(role ? { role } : {}),
         ...(status ? { status } : {}),
-        ...(req.page?.pageToken ? { after: req.page.pageToken } : {}),
+        ...(after ? { after } : {}),
         limit: req.page?.pageSize || 100,
       });
-      return { users: page.users.map(userOut), page: { nextPageToken: page.next ?? "" } };
+      return { users: page.users.map(userOut), page: { nextPageToken: pageToken(page.next, filters) } };
     },
     async updatePrivilegedUser(req, ctx) {
       const user = await users.update({

@@ -5,6 +5,7 @@ import { fileURLToPath } from "node:url";
 import { join } from "node:path";
 import { parseConfig } from "../config/config.js";
 import type { FullCryptoModule, SigningKeys } from "../crypto/port.js";
+import { applyServerHeapPolicy } from "../heap-policy.js";
 import { createLogger } from "../log/logger.js";
 import { serve } from "../main.js";
 import type { Throughput } from "./measure.js";
@@ -162,6 +163,7 @@ async function stopAllocationSampling(): Promise<unknown> {
 if (process.argv[2] === "--serve-bench" && process.send) {
   const send = process.send.bind(process);
   try {
+    applyServerHeapPolicy(); // as `inkan serve` does (issue 20)
     const { server, crypto } = await serveBench(process.argv[3]!);
     process.on("message", (m: Request) => {
       const answer = async (): Promise<unknown> => {

@@ -7,6 +7,9 @@ describe("bench --runs (issue 20)", () => {
     expect(median([5, 1, 3])).toBe(3);
     expect(median([4_000, 9_000, 5_000, 6_000])).toBe(5_500);
     expect(median([7])).toBe(7);
+    expect(median([6_781.2, 6_762.9])).toBe(6_772.05); // no binary noise (6772.049999999999)
+    expect(median([0.0024, 0.0017])).toBe(0.00205);
+    expect(median([3, 4])).toBe(3.5);
     expect(() => median([])).toThrow(RangeError);
   });
 

@@ -10,12 +10,20 @@ export type Figures = Record<string, unknown>;
 /** A run is quiet when the 1-minute load average at its start is below this. */
 export const quietLoad = 1.0;
 
-/** The median of `values` (the mean of the middle two for an even count). */
+/** Digits after the decimal point of `x` as printed (0 for whole numbers and exponent forms). */
+const decimals = (x: number): number => /^-?\d+\.(\d+)$/.exec(String(x))?.[1]?.length ?? 0;
+
+/**
+ * The median of `values`. Of an even count, the mean of the middle two, with one digit more than
+ * they have (6781.2 and 6762.9 give 6772.05, not 6772.049999999999).
+ */
 export function median(values: readonly number[]): number {
   if (values.length === 0) throw new RangeError("no values");
   const sorted = [...values].sort((a, b) => a - b);
   const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+  if (sorted.length % 2 === 1) return sorted[mid]!;
+  const [a, b] = [sorted[mid - 1]!, sorted[mid]!];
+  return Number(((a + b) / 2).toFixed(Math.min(15, Math.max(decimals(a), decimals(b)) + 1)));
 }
 
 const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);

@@ -8,12 +8,13 @@ import type { ProcessUsage } from "./sam-host.js";
 import { streamAll } from "./workloads.js";
 
 /**
- * `node server/dist/bench/stream-probe.js [--count N] [--slow-ms M]`: where the SAM's memory goes
+ * `node server/dist/bench/stream-probe.js [--count N] [--slow-ms M] [--raw] [--live] [--allocations FILE]
+ * [--cpu-prof DIR] [--node-arg=FLAG]...`: where the SAM's memory goes
  * during one SignStream (issue 20). The SAM runs in its own process; its memory (RSS, V8 heap,
  * external, array buffers) is sampled every 50 ms and reported per phase: the upload of the list,
  * Authorize, the stream. `--slow-ms`: the client pauses that long after each message (a slow reader).
  */
-const { values: args } = parseArgs({ options: { count: { type: "string", default: "100000" }, "node-arg": { type: "string", multiple: true, default: [] }, allocations: { type: "string" }, live: { type: "boolean", default: false }, "cpu-prof": { type: "string" }, "slow-ms": { type: "string", default: "0" } } });
+const { values: args } = parseArgs({ options: { count: { type: "string", default: "100000" }, raw: { type: "boolean", default: false }, "node-arg": { type: "string", multiple: true, default: [] }, allocations: { type: "string" }, live: { type: "boolean", default: false }, "cpu-prof": { type: "string" }, "slow-ms": { type: "string", default: "0" } } });
 const count = Number(args.count);
 const slowMs = Number(args["slow-ms"]);
 const mib = (b: number) => (b / 2 ** 20).toFixed(0).padStart(4);
@@ -49,6 +50,8 @@ try {
   const docs = await peakOf(`documents (client side only)`, async () => new Documents(count));
   const ch = await peakOf(`upload of ${count} hashes`, () => sca.begin(docs.hashes));
   const token = await peakOf("authorize", async () => (await sca.sam.authorize({ transactionId: ch.transactionId, rSad: await sca.rSad(ch) })).sadToken);
+  const raw = () => sam.host.raw(sam.signer.keyId, 4, { warmupMs: 500, measureMs: 3_000 }, true);
+  const rawBefore = args.raw ? (await raw()).perSecond : undefined;
   const started = performance.now();
   await peakOf(`stream of ${count}${slowMs ? `, client pausing ${slowMs} ms per message` : ""}`, async () => {
     if (args.allocations) await sam.host.allocations!(true);
@@ -59,7 +62,12 @@ try {
     }
     for await (const _ of sca.sam.signStream({ sadToken: token, startIndex: 0 })) await new Promise((r) => setTimeout(r, slowMs));
   });
-  console.log(`stream rate ${(count / ((performance.now() - started) / 1000)).toFixed(0)} sig/s`);
+  const rate = count / ((performance.now() - started) / 1000);
+  console.log(`stream rate ${rate.toFixed(0)} sig/s`);
+  if (rawBefore !== undefined) {
+    const rawAfter = (await raw()).perSecond;
+    console.log(`raw (module sign + verify, 4 callers) ${rawBefore.toFixed(0)} before, ${rawAfter.toFixed(0)} after: stream ${(rate / ((rawBefore + rawAfter) / 2)).toFixed(3)} x raw`);
+  }
 } finally {
   await sam.close();
   process.exit();

@@ -57,10 +57,10 @@ export interface BenchSam {
  * with client certificates, logging at info into `<dataDir>/server.log` like `inkan serve` does
  * on stderr; in this process, or with `ownProcess` in a child process of its own (sam-host.ts). Then one signer, enrolled and activated through the RPCs, with an EC P-256 credential.
  */
-export async function startBenchSam(o: { ownProcess?: boolean } = {}): Promise<BenchSam> {
+export async function startBenchSam(o: { ownProcess?: boolean; nodeArgs?: string[] } = {}): Promise<BenchSam> {
   const dataDir = mkdtempSync(join(tmpdir(), "inkan-bench-"));
   const { paths } = await initDataDir(dataDir);
-  const server = o.ownProcess ? await childProcessSam(dataDir) : await inProcessSam(dataDir);
+  const server = o.ownProcess ? await childProcessSam(dataDir, o.nodeArgs) : await inProcessSam(dataDir);
   const read = (f: string) => readFileSync(f, "utf8");
   const ca = read(paths.caCert);
   const transport = (who: Pem, signAs?: { userId: string; privateJwk: JWK & { kid: string } }): Transport =>

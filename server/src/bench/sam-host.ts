@@ -1,9 +1,11 @@
 import { fork } from "node:child_process";
 import { existsSync, openSync, readFileSync } from "node:fs";
+import { Session } from "node:inspector/promises";
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
 import { parseConfig } from "../config/config.js";
 import type { FullCryptoModule, SigningKeys } from "../crypto/port.js";
+import { applyServerHeapPolicy } from "../heap-policy.js";
 import { createLogger } from "../log/logger.js";
 import { serve } from "../main.js";
 import type { Throughput } from "./measure.js";
@@ -14,6 +16,11 @@ type SignRequest = Parameters<SigningKeys["sign"]>[0];
 /** What a process uses so far: resident set size and CPU time. */
 export interface ProcessUsage {
   rssBytes: number;
+  /** process.memoryUsage() without rss: where the memory is (V8 heap, external, array buffers). */
+  heapUsedBytes: number;
+  heapTotalBytes: number;
+  externalBytes: number;
+  arrayBuffersBytes: number;
   /** process.cpuUsage(): user and system CPU time, microseconds. */
   cpu: NodeJS.CpuUsage;
 }
@@ -32,11 +39,20 @@ export interface SamHost {
   raw(keyId: string, concurrency: number, d: Durations, verify: boolean): Promise<Throughput>;
   /** One signature by the server's crypto module (for the SDK verification figure). */
   sign(request: SignRequest): Promise<Uint8Array>;
-  usage(): Promise<ProcessUsage>;
+  /**
+   * The sampling heap profiler over every allocation, garbage included (what drives the heap's
+   * growth between collections): `start` begins, stop returns the profile (a .heapprofile's JSON).
+   */
+  allocations?(start: boolean): Promise<unknown>;
+  /** `gc`: a full collection first, when the process runs with --expose-gc (what is live, not garbage). */
+  usage(gc?: boolean): Promise<ProcessUsage>;
   close(graceMs: number): Promise<void>;
 }
 
-const ownUsage = (): ProcessUsage => ({ rssBytes: process.memoryUsage.rss(), cpu: process.cpuUsage() });
+const ownUsage = (): ProcessUsage => {
+  const m = process.memoryUsage();
+  return { rssBytes: m.rss, heapUsedBytes: m.heapUsed, heapTotalBytes: m.heapTotal, externalBytes: m.external, arrayBuffersBytes: m.arrayBuffers, cpu: process.cpuUsage() };
+};
 
 /** `serve()` on `dataDir` (an `inkan init` data directory) in this process, logging into server.log. */
 export async function inProcessSam(dataDir: string): Promise<SamHost> {
@@ -65,18 +81,19 @@ async function serveBench(dataDir: string) {
 /** The built child entry (this file, compiled): from src/ or dist/, always server/dist/bench/sam-host.js. */
 export const samHostEntry = fileURLToPath(new URL("../../dist/bench/sam-host.js", import.meta.url));
 
-type Op = { op: "raw"; keyId: string; concurrency: number; d: Durations; verify: boolean } | { op: "sign"; request: SignRequest } | { op: "usage" } | { op: "close"; graceMs: number };
+type Op = { op: "raw"; keyId: string; concurrency: number; d: Durations; verify: boolean } | { op: "sign"; request: SignRequest } | { op: "usage"; gc?: boolean } | { op: "allocations"; start: boolean } | { op: "close"; graceMs: number };
 type Request = { id: number } & Op;
 type Reply = { id: number; value?: unknown; error?: string };
 
 /**
  * `serve()` on `dataDir` in a child process (node server/dist/bench/sam-host.js, IPC with the
  * structured-clone serialization): the SAM alone in its process, as deployed. Needs the build.
+ * `nodeArgs`: node's own flags for the child (a profile: `--cpu-prof`, `--expose-gc`), none by default.
  */
-export async function childProcessSam(dataDir: string): Promise<SamHost> {
+export async function childProcessSam(dataDir: string, nodeArgs: string[] = []): Promise<SamHost> {
   if (!existsSync(samHostEntry)) throw new Error(`the SAM's own process needs the build: ${samHostEntry} is missing (npm run build)`);
   // execArgv []: not the parent's flags (under vitest, a resolve condition that points @inkan/* at sources).
-  const child = fork(samHostEntry, ["--serve-bench", dataDir], { execArgv: [], serialization: "advanced", stdio: ["ignore", "inherit", "inherit", "ipc"] });
+  const child = fork(samHostEntry, ["--serve-bench", dataDir], { execArgv: nodeArgs, serialization: "advanced", stdio: ["ignore", "inherit", "inherit", "ipc"] });
   const pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   let next = 0;
   const exited = new Promise<number | null>((resolve) => child.on("exit", resolve));
@@ -107,7 +124,8 @@ export async function childProcessSam(dataDir: string): Promise<SamHost> {
     ownProcess: true,
     raw: (keyId, concurrency, d, verify) => call<Throughput>({ op: "raw", keyId, concurrency, d, verify }),
     sign: (request) => call<Uint8Array>({ op: "sign", request }),
-    usage: () => call<ProcessUsage>({ op: "usage" }),
+    usage: (gc) => call<ProcessUsage>({ op: "usage", gc }),
+    allocations: (start) => call<unknown>({ op: "allocations", start }),
     async close(graceMs) {
       await call({ op: "close", graceMs }).catch(() => undefined);
       child.disconnect();
@@ -126,10 +144,26 @@ export function rssOf(pid: number): number | undefined {
   }
 }
 
+let inspector: Session | undefined;
+
+async function startAllocationSampling(): Promise<boolean> {
+  inspector = new Session();
+  inspector.connect();
+  await inspector.post("HeapProfiler.startSampling", { samplingInterval: 16_384, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true } as never);
+  return true;
+}
+
+async function stopAllocationSampling(): Promise<unknown> {
+  const { profile } = await inspector!.post("HeapProfiler.stopSampling");
+  inspector!.disconnect();
+  return JSON.stringify(profile);
+}
+
 // The child's side: serve, then answer the parent's requests until it disconnects.
 if (process.argv[2] === "--serve-bench" && process.send) {
   const send = process.send.bind(process);
   try {
+    applyServerHeapPolicy(); // as `inkan serve` does (issue 20)
     const { server, crypto } = await serveBench(process.argv[3]!);
     process.on("message", (m: Request) => {
       const answer = async (): Promise<unknown> => {
@@ -139,7 +173,10 @@ if (process.argv[2] === "--serve-bench" && process.send) {
           case "sign":
             return crypto.sign(m.request);
           case "usage":
+            if (m.gc) (globalThis as { gc?: () => void }).gc?.(); // only with --expose-gc: the live memory
             return ownUsage();
+          case "allocations":
+            return m.start ? startAllocationSampling() : stopAllocationSampling();
           case "close":
             await server.close(m.graceMs);
             return true;

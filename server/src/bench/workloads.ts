@@ -95,21 +95,40 @@ export async function signHashThroughput(clients: BenchSca[], perCall: number, d
   return { ...run, checked: check.verify() };
 }
 
-export type StreamResult = Throughput & { streams: number; checked: number; peakRssMib: number; rssBeforeMib: number };
+/** A process's RSS over a window: at its start and its peak (MiB). */
+export interface RssWindow {
+  beforeMib: number;
+  peakMib: number;
+}
+
+export type StreamResult = Throughput & {
+  streams: number;
+  checked: number;
+  peakRssMib: number;
+  rssBeforeMib: number;
+  /** The server's RSS (when `watchServer` was given) over the upload and Authorize of the list, and over the SignStream calls alone. */
+  serverUpload?: RssWindow | undefined;
+  serverStream?: RssWindow | undefined;
+};
 
 /**
  * SignStream of `count` hashes (uploaded in chunks, sealed, authorized): signatures/s from the
  * call to the last signature, and the process's peak RSS meanwhile. Messages are read as they
  * arrive and only counted (HTTP/2 flow control does the rest): nothing is buffered. When a stream
  * ends with signatures remaining, it resumes with the newest resume token from the next index
- * (sam.proto SignStream). A 1,000-hash stream warms up first.
+ * (sam.proto SignStream). A 1,000-hash stream warms up first. `watchServer` samples the server's
+ * RSS from a start until stop(): the upload and the stream are watched apart (issue 20: the
+ * stream's figure is the stream's, not the upload's that comes before it).
  */
-export async function signStreamThroughput(sca: BenchSca, count: number): Promise<StreamResult> {
+export async function signStreamThroughput(sca: BenchSca, count: number, watchServer?: () => { stop(): RssWindow }): Promise<StreamResult> {
   const warm = new Documents(1_000);
   await streamAll(sca.sam, warm.count, await sca.authorized(warm.hashes));
   const docs = new Documents(count);
+  const uploadWatch = watchServer?.();
   const token = await sca.authorized(docs.hashes);
+  const serverUpload = uploadWatch?.stop();
   const check = new SpotCheck();
+  const streamWatch = watchServer?.();
   const started = performance.now();
   const { result: streams, peakMib, beforeMib } = await peakRss(() =>
     streamAll(sca.sam, count, token, (i, signature) => {
@@ -117,7 +136,8 @@ export async function signStreamThroughput(sca: BenchSca, count: number): Promis
     }),
   );
   const seconds = (performance.now() - started) / 1000;
-  return { signatures: count, seconds, perSecond: count / seconds, concurrency: 1, streams, checked: check.verify(), peakRssMib: peakMib, rssBeforeMib: beforeMib };
+  const serverStream = streamWatch?.stop();
+  return { signatures: count, seconds, perSecond: count / seconds, concurrency: 1, streams, checked: check.verify(), peakRssMib: peakMib, rssBeforeMib: beforeMib, serverUpload, serverStream };
 }
 
 /**

@@ -147,7 +147,8 @@ async function serveCommand(args: string[]): Promise<number> {
   if (values.config) flags.configFile = values.config;
   if (values["metrics-listen"]) flags.metricsListen = values["metrics-listen"];
   const config = parseConfig(withConfigFile({ ...readEnv(), ...flags }));
-  const [{ createLogger }, { serve }] = await Promise.all([import("../log/logger.js"), import("../main.js")]);
+  const [{ createLogger }, { serve }, { applyServerHeapPolicy }] = await Promise.all([import("../log/logger.js"), import("../main.js"), import("../heap-policy.js")]);
+  applyServerHeapPolicy(); // issue 20: a streaming SAM's heap stays near its live data
   const log = createLogger(config.logLevel);
   const server = await serve(config, log);
   console.log(`listening on ${server.url}`);

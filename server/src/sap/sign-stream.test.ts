@@ -5,11 +5,12 @@ import { Reason, buildRSad, dtbsrDigest, type DeviceKey } from "@inkan/sdk";
 import { PrivilegedRole } from "@inkan/sdk/gen/inkan/admin/v1/types_pb.js";
 import { SignatureActivationService, type SadChallenge, type SignStreamResponse } from "@inkan/sdk/gen/inkan/sam/v1/sam_pb.js";
 import { HashAlgorithm } from "@inkan/sdk/gen/inkan/sam/v1/types_pb.js";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { issueCertificate, loadCertificateAuthority, type Pem } from "../pki/dev-pki.js";
 import { moduleSignatureCounter } from "../testing/module-signatures.js";
 import { protocols, refusalOf, startTestServer, type PrivilegedPerson, type Protocol, type TestServer } from "../testing/harness.js";
 import { activeSignerWithCredential, testPin } from "../testing/signers.js";
+import { pipelineDepth, signStreamsInProgress, streamBatchSize } from "./sign-stream.js";
 
 // SignStream on the real server (SoftHSM2 + SQLite, mTLS) over gRPC, Connect and gRPC-Web:
 // batch signing streamed in list order, flow control, resume without signing anything twice
@@ -254,4 +255,28 @@ describe("SignStream flow control", () => {
     expect(cancelled.signaturesCreated).toBeLessThan(n / 2);
     await it.return?.();
   }, 60_000);
+
+  it("issue 20: a client that stops reading holds the server a bounded number of signatures ahead of it (the stream's pipeline and the HTTP/2 windows), whatever the list's size", async () => {
+    const n = 40_000;
+    const { hashes } = documents(n, "held");
+    const { ch, token } = await authorized(hashes);
+    const stream = sca().signStream({ sadToken: token, startIndex: 0 })[Symbol.asyncIterator]();
+    let received = 0;
+    for (let k = 0; k < 3; k++) received += (await stream.next()).value!.signatures.length; // the checkpoint, then two batches
+    const mine = () => signStreamsInProgress().find((p) => p.transactionId === ch.transactionId);
+    // The state to check, not a time: the stream waits for the transport to take a message and has
+    // no batch under way, so nothing moves until the client reads again. An unbounded server only
+    // gets there once it signed the whole list.
+    await vi.waitFor(() => expect(mine()).toMatchObject({ waitingForClient: true, batchesUnderWay: 0 }), { timeout: 60_000, interval: 20 });
+    const held = mine()!;
+    expect(held.signaturesAhead).toBeLessThanOrEqual((pipelineDepth + 1) * streamBatchSize); // in the stream: the pipeline and the message offered
+    const signed = hashes.filter((h) => moduleSignatures.get(hex(h)) === 1).length;
+    // Every signature made is with the client, in the stream, or in a message the transport took and the client has not read.
+    const inTransport = signed - received - held.signaturesAhead;
+    expect(inTransport).toBe((held.messagesTaken - 3) * streamBatchSize);
+    // The HTTP/2 stream and the client's buffers hold what the flow-control windows let through: a few 500-signature messages.
+    expect(held.messagesTaken - 3).toBeLessThanOrEqual(4);
+    expect(signed).toBeLessThan(n / 4);
+    await stream.return?.();
+  }, 90_000);
 });

@@ -53,11 +53,36 @@ export const streamCheckpointInterval = 1_000;
 /** Signatures per message and per claim: at most maxSignaturesPerStreamMessage. */
 export const streamBatchSize = 500;
 /** How many batches one stream keeps under way (claimed, in the module, being audited) while one is sent. */
-const pipelineDepth = 3;
+export const pipelineDepth = 3;
 /** sam.proto: a resume token at least every stream_checkpoint_interval signatures and every 10 seconds. */
 const checkpointEvery = { signatures: streamCheckpointInterval, ms: 10_000 };
 /** How often a stream looks again at entries another request holds (until recorded, or their lease expired). */
 const heldPollMs = 50;
+
+/**
+ * What one stream holds that its client has not taken yet (issue 20: bounded buffering). Signing
+ * runs at most pipelineDepth batches ahead of the message the transport last took, and the
+ * transport takes the next message only when HTTP/2 flow control lets it write (a client that
+ * stops reading stops the stream). Readable through {@link signStreamsInProgress} (tests, metrics).
+ */
+export interface SignStreamProgress {
+  readonly transactionId: string;
+  /** Signatures in finished batches (recorded, or read from the record) not yet taken by the transport. */
+  signaturesAhead: number;
+  /** Batches claimed and not finished (in the module, being audited or recorded). */
+  batchesUnderWay: number;
+  /** True while the stream waits at a message for the transport to take it: only the client's reading moves it on. */
+  waitingForClient: boolean;
+  /** Messages the transport has taken. */
+  messagesTaken: number;
+}
+
+const inProgress = new Set<SignStreamProgress>();
+
+/** The streams of this process under way, with what each holds ahead of its client. */
+export function signStreamsInProgress(): readonly Readonly<SignStreamProgress>[] {
+  return [...inProgress];
+}
 
 /** What every batch of one stream shares. */
 interface StreamRun {
@@ -142,12 +167,36 @@ export class SapSignStream {
     const inFlight: Promise<Batch>[] = [];
     let nextFrom = input.startIndex;
     let preclaimed: { claim: ClaimHolder; result: Claimed } | undefined = { claim: firstClaim, result: first };
+    const progress: SignStreamProgress = { transactionId: record.id, signaturesAhead: 0, batchesUnderWay: 0, waitingForClient: false, messagesTaken: 0 };
+    inProgress.add(progress);
     const fill = () => {
       while (inFlight.length < pipelineDepth && nextFrom < record.hashCount) {
-        inFlight.push(handled(this.batch(run, nextFrom, input.signal, preclaimed)));
+        progress.batchesUnderWay += 1;
+        inFlight.push(handled(this.batch(run, nextFrom, input.signal, preclaimed).then(
+          (b) => {
+            progress.batchesUnderWay -= 1;
+            progress.signaturesAhead += b.signatures.length;
+            return b;
+          },
+          (err: unknown) => {
+            progress.batchesUnderWay -= 1;
+            throw err;
+          },
+        )));
         preclaimed = undefined;
         nextFrom = Math.min(nextFrom + streamBatchSize, record.hashCount);
       }
+    };
+    /** Hands `message` to the transport; returns once it was taken (HTTP/2 flow control decides when). */
+    const send = function* (message: SignStreamMessage): Generator<SignStreamMessage, void> {
+      progress.waitingForClient = true;
+      try {
+        yield message;
+      } finally {
+        progress.waitingForClient = false;
+      }
+      progress.messagesTaken += 1;
+      progress.signaturesAhead -= message.signatures.length;
     };
     try {
       // The first range (claimed with the token) is signed while the first message goes out: a
@@ -155,9 +204,11 @@ export class SapSignStream {
       fill();
       // Issue 18 item 12: the first message carries a resume token and no signature, so a client
       // that received any message can resume.
-      yield { signatures: [], ...checkpoint(input.startIndex), signaturesRemaining: remaining };
+      yield* send({ signatures: [], ...checkpoint(input.startIndex), signaturesRemaining: remaining });
       for (let batch = inFlight.shift(); batch; batch = inFlight.shift()) {
         const { signatures, signaturesCreated, end } = await batch;
+        // Issue 20: the next range is claimed only once the transport took the previous message, so
+        // a client that stops reading holds the stream at pipelineDepth batches ahead of it.
         fill();
         if (signaturesCreated !== undefined) remaining = Math.min(remaining, record.numSignatures - signaturesCreated); // batches finish out of order
         sinceCheckpoint += signatures.length;
@@ -166,12 +217,13 @@ export class SapSignStream {
           sinceCheckpoint = 0;
           checkpointAt = Date.now();
         }
-        yield { signatures, ...(due ? checkpoint(end) : { resumeToken: "", resumeIndex: 0, resumeTokenExpiresAt: undefined }), signaturesRemaining: remaining };
+        yield* send({ signatures, ...(due ? checkpoint(end) : { resumeToken: "", resumeIndex: 0, resumeTokenExpiresAt: undefined }), signaturesRemaining: remaining });
       }
     } finally {
       // Interrupted (the client went away, or an error): the batches under way finish (each
       // records its signatures itself), so that a resume resends them instead of losing them.
       await Promise.allSettled(inFlight);
+      inProgress.delete(progress);
     }
   }
 

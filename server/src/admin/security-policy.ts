@@ -131,9 +131,9 @@ export class PolicyVersion {
   get maxHashesPerTransaction(): number {
     return this.uint("maxHashesPerTransaction");
   }
-  /** Unused, unexpired challenges one signer may hold per purpose; protovalidate keeps it at 1 to 100, so 0 only means a record from before the field: its default, 10. */
+  /** Unused, unexpired challenges one signer may hold per purpose; protovalidate keeps it at 1 to 100, so 0 only means a record from before the field: `inkan init`'s default, 100. */
   get maxOpenChallengesPerSigner(): number {
-    return this.uint("maxOpenChallengesPerSigner") || 10;
+    return this.uint("maxOpenChallengesPerSigner") || 100;
   }
   get maxHashesPerChunk(): number {
     return this.uint("maxHashesPerChunk");
@@ -320,7 +320,9 @@ export function defaultSecurityPolicy(input: DefaultPolicyInput): PolicyJson {
     pinMaxLength: 64,
     pinHashCost: { log2N: 12, r: 8, p: 1 }, // issue 20: the pepper and the lockout protect the PIN; see pin-hash.ts
     challengeLifetime: "300s",
-    maxOpenChallengesPerSigner: 10,
+    // Generous: it bounds what one signer id can pile up in the store, never a signer's own use
+    // (the concurrent-guessing attacks send tens of challenges for one signer at once).
+    maxOpenChallengesPerSigner: 100,
     // Issue 19: the deployment's own SCA CA acts for every signer (a CA added later gets no scope).
     ...(scopes.length > 0 ? { scaScopes: scopes } : {}),
   };

@@ -80,10 +80,13 @@ describe("SignerService: declared reasons (issue 18, item 1)", () => {
       .toMatchObject({ code: Code.InvalidArgument, reason: Reason.ALGORITHM_NOT_ALLOWED });
   }, 30_000);
   it("CreateChallenge beyond max_open_challenges_per_signer is LIMIT_EXCEEDED, per signer and purpose, concurrently too", async () => {
-    // The default policy allows 10 open challenges per signer and purpose. 16 at once: exactly 10 issued.
+    // A policy of 3 open challenges per signer and purpose; 16 asked at once: exactly 3 issued.
+    await changePolicy((p) => {
+      p.maxOpenChallengesPerSigner = 3;
+    });
     const signerId = `limit-${Date.now()}`;
     const outcomes = await Promise.allSettled(Array.from({ length: 16 }, () => device().createChallenge({ signerId, purpose: ChallengePurpose.PIN_CHANGE })));
-    expect(outcomes.filter((o) => o.status === "fulfilled")).toHaveLength(10);
+    expect(outcomes.filter((o) => o.status === "fulfilled")).toHaveLength(3);
     const refused = outcomes.find((o): o is PromiseRejectedResult => o.status === "rejected");
     expect(await refusalOf(Promise.reject(refused!.reason))).toMatchObject({ code: Code.ResourceExhausted, reason: Reason.LIMIT_EXCEEDED });
     // Another purpose of the same signer, and another signer, are counted apart.

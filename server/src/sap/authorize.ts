@@ -27,6 +27,7 @@ import { createHash } from "node:crypto";
 import type { SecurityPolicies } from "../admin/security-policy.js";
 import type { RandomSource } from "../crypto/port.js";
 import { InkanError } from "../errors.js";
+import { withSealMemo } from "../integrity/seal-memo.js";
 import type { SamEncryptionKeys } from "../keys/sam-encryption-keys.js";
 import { reserveAttempt, transactionAttempts, type HeldAttempt } from "../registration/lockout.js";
 import type { AttemptReservations, OneTimeObjects, Transactions } from "../store/port.js";
@@ -112,7 +113,11 @@ export class SapAuthorize {
     this.clock = o.clock ?? (() => new Date());
   }
 
-  async authorize(input: { caller: ScaCaller; transactionId: string; rSad: string }): Promise<AuthorizeResult> {
+  authorize(input: { caller: ScaCaller; transactionId: string; rSad: string }): Promise<AuthorizeResult> {
+    return withSealMemo(() => this.authorizeOnce(input)); // issue 20: each record's seal checked once per call
+  }
+
+  private async authorizeOnce(input: { caller: ScaCaller; transactionId: string; rSad: string }): Promise<AuthorizeResult> {
     const now = this.clock();
     // 1. R-3.2.1.2, T-2.2.1.4: only this SCA's transaction; it must be sealed, pending and unexpired.
     const tx = await this.o.transactions.load(input.transactionId, input.caller, now);

@@ -161,8 +161,12 @@ export class SapAuthorize {
     // 5. The one-time SAD token (only its hash is stored).
     const lifetimeMs = (await this.o.policies.current()).sadTokenLifetimeMs;
     const entryKey = await this.o.seals.entryKey(record.id);
-    const issued = await issueSadToken(this.o, { entryKey, transactionExpiresAt: record.expiresAt, generation: 0, previousHash: undefined, now, lifetimeMs });
-    await attempt.release().catch(() => undefined); // held until the transaction left PENDING; left behind it only counts against a transaction no longer pending
+    // The attempt was held until the transaction left PENDING (left behind, it only counts against a
+    // transaction no longer pending); released together with the token's write (issue 20: one commit).
+    const [issued] = await Promise.all([
+      issueSadToken(this.o, { entryKey, transactionExpiresAt: record.expiresAt, generation: 0, previousHash: undefined, now, lifetimeMs }),
+      attempt.release().catch(() => undefined),
+    ]);
     return { sadToken: issued.token, sadTokenExpiresAt: issued.expiresAt, signaturesRemaining: record.numSignatures - record.signaturesCreated };
   }
 

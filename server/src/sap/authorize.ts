@@ -163,8 +163,9 @@ export class SapAuthorize {
     const entryKey = await this.o.seals.entryKey(record.id);
     // The attempt was held until the transaction left PENDING (left behind, it only counts against a
     // transaction no longer pending); released together with the token's write (issue 20: one commit).
+    const secret = await this.o.random.randomBytes(sadTokenBytes); // drawn first, so both writes join one group
     const [issued] = await Promise.all([
-      issueSadToken(this.o, { entryKey, transactionExpiresAt: record.expiresAt, generation: 0, previousHash: undefined, now, lifetimeMs }),
+      issueSadToken({ store: this.o.store, random: { randomBytes: async () => secret } }, { entryKey, transactionExpiresAt: record.expiresAt, generation: 0, previousHash: undefined, now, lifetimeMs }),
       attempt.release().catch(() => undefined),
     ]);
     return { sadToken: issued.token, sadTokenExpiresAt: issued.expiresAt, signaturesRemaining: record.numSignatures - record.signaturesCreated };

@@ -16,6 +16,10 @@
  *
  * better-sqlite3 is synchronous: each call blocks the event loop for one short statement or one
  * bounded transaction (DTBS/R chunks and batches are at most `maxPageSize` entries).
+ * - Issue 20, group commit (group-commit.ts): every write runs in the next group, one BEGIN
+ *   IMMEDIATE ... COMMIT for all writes issued in the same turn of the event loop, each in its own
+ *   savepoint; its promise settles only once that COMMIT is durable. Reads run at once and see
+ *   only committed state.
  */
 import { closeSync, openSync } from "node:fs";
 import { join } from "node:path";

@@ -284,6 +284,8 @@ export class ChainedAuditLog implements BatchAuditLog {
   #broken: InkanError | undefined;
   #closed = false;
   #queue: Promise<unknown> = Promise.resolve();
+  /** Events recorded and not yet appended (issue 20: appended together, see #enqueue). */
+  #waiting: WaitingEvents[] = [];
   #timer: NodeJS.Timeout | undefined;
 
   constructor(options: AuditLogOptions, key: AuditPublicKey, state: ResumedState, every: number, intervalMs: number, now: () => Date) {
@@ -364,63 +366,81 @@ export class ChainedAuditLog implements BatchAuditLog {
   }
 
   record(event: AuditEvent): Promise<void> {
-    return this.#serialized(async () => {
-      this.#assertUsable();
-      await this.#settleUncertain();
-      const { eventType, ...fields } = event;
-      const record = newStoredRecord({
-        nodeId: this.nodeId,
-        sequence: this.#head.sequence + 1,
-        time: this.#now(),
-        eventType,
-        fields,
-        prevHash: this.#head.hash,
-      });
-      const versioned = nextVersioned(this.#versioned, record);
-      try {
-        await this.#store.appendAuditRecord(record);
-      } catch (err) {
-        // The outcome may be unknown (a driver error after commit): settle it before the next append.
-        this.#uncertain = record;
-        this.#uncertainVersioned = versioned;
-        await this.#settleUncertain().catch(() => undefined); // at once when the store can say (a cut tail is anchored now)
-        throw auditFailure("the audit record could not be written", err);
-      }
-      this.#head = { sequence: record.sequence, hash: record.hash };
-      this.#versioned = versioned;
-      if (this.#checkpointDue()) await this.#checkpoint();
-    });
+    return this.#enqueue([event]);
   }
 
   recordAll(events: readonly AuditEvent[]): Promise<void> {
     if (events.length === 0) return Promise.resolve();
     if (events.length > maxPageSize) throw new RangeError(`at most ${maxPageSize} events at once`);
-    return this.#serialized(async () => {
-      this.#assertUsable();
-      await this.#settleUncertain();
-      const time = this.#now();
-      const records: AuditRecord[] = [];
-      let head = this.#head;
-      let versioned = this.#versioned;
+    return this.#enqueue(events);
+  }
+
+  /**
+   * Issue 20 (batched audit records): events recorded while an append is in flight wait here and
+   * go into the store together, in one atomic append (one commit), in the order they were recorded;
+   * each caller's promise settles with that append, so none resolves before its record is durable,
+   * and if the append fails every caller of it gets AUDIT_FAILURE (fail closed, as for one record).
+   * A batch never spans a due checkpoint: a checkpoint still follows at most `every` records.
+   */
+  #enqueue(events: readonly AuditEvent[]): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.#waiting.push({ events, time: this.#now(), resolve, reject });
+      if (this.#waiting.length === 1) void this.#serialized(() => this.#appendWaiting()).catch(() => undefined);
+    });
+  }
+
+  /** Appends the waiting events (as many as fit before the next due checkpoint, whole requests only), settles their callers. */
+  async #appendWaiting(): Promise<void> {
+    const room = Math.max(1, this.#every - (this.#head.sequence - this.#storeCheckpoint));
+    let taken = 0;
+    let count = 0;
+    while (taken < this.#waiting.length) {
+      const n = this.#waiting[taken]!.events.length;
+      if (taken > 0 && count + n > Math.min(room, maxPageSize)) break;
+      count += n;
+      taken += 1;
+    }
+    const batch = this.#waiting.splice(0, taken);
+    if (batch.length === 0) return;
+    // What arrived meanwhile (or did not fit) goes in the next append, after this one.
+    if (this.#waiting.length > 0) void this.#serialized(() => this.#appendWaiting()).catch(() => undefined);
+    try {
+      await this.#append(batch);
+    } catch (err) {
+      const failure = err instanceof InkanError && err.code === "AUDIT_FAILURE" ? err : auditFailure("the audit log failed", err);
+      for (const b of batch) b.reject(failure);
+      return;
+    }
+    for (const b of batch) b.resolve();
+  }
+
+  async #append(batch: readonly WaitingEvents[]): Promise<void> {
+    this.#assertUsable();
+    await this.#settleUncertain();
+    const records: AuditRecord[] = [];
+    let head = this.#head;
+    let versioned = this.#versioned;
+    for (const { events, time } of batch) {
       for (const { eventType, ...fields } of events) {
         const record = newStoredRecord({ nodeId: this.nodeId, sequence: head.sequence + 1, time, eventType, fields, prevHash: head.hash });
         records.push(record);
         head = { sequence: record.sequence, hash: record.hash };
         versioned = nextVersioned(versioned, record);
       }
-      try {
-        await this.#store.appendAuditRecords(records);
-      } catch (err) {
-        // All or none: settled like a single record, by the batch's last one.
-        this.#uncertain = records.at(-1);
-        this.#uncertainVersioned = versioned;
-        await this.#settleUncertain().catch(() => undefined);
-        throw auditFailure("the audit records could not be written", err);
-      }
-      this.#head = head;
-      this.#versioned = versioned;
-      if (this.#checkpointDue()) await this.#checkpoint();
-    });
+    }
+    try {
+      await (records.length === 1 ? this.#store.appendAuditRecord(records[0]!) : this.#store.appendAuditRecords(records));
+    } catch (err) {
+      // The outcome may be unknown (a driver error after commit): settle it before the next append,
+      // at once when the store can say (a cut tail is anchored now). All or none: by the last record.
+      this.#uncertain = records.at(-1);
+      this.#uncertainVersioned = versioned;
+      await this.#settleUncertain().catch(() => undefined);
+      throw auditFailure(records.length === 1 ? "the audit record could not be written" : "the audit records could not be written", err);
+    }
+    this.#head = head;
+    this.#versioned = versioned;
+    if (this.#checkpointDue()) await this.#checkpoint();
   }
 
   /**
@@ -569,6 +589,14 @@ export class ChainedAuditLog implements BatchAuditLog {
       this.#onBackgroundError(err instanceof InkanError ? err : auditFailure("audit checkpoint failed", err));
     }
   }
+}
+
+/** Events of one record/recordAll call waiting for their append, with the caller's promise. */
+interface WaitingEvents {
+  events: readonly AuditEvent[];
+  time: Date;
+  resolve: () => void;
+  reject: (err: InkanError) => void;
 }
 
 /** The versioned digest after `record`: extended by it when it is a "record.versioned" event. */

@@ -3,6 +3,7 @@ import canonicalize from "canonicalize";
 import type { SystemKeys } from "../crypto/port.js";
 import { InkanError } from "../errors.js";
 import type { PendingApprovalRecord, PolicyRecord, SealedRecord } from "../store/port.js";
+import { sealChecked } from "./seal-memo.js";
 
 /** A record the sealer can seal: every sealed record kind, and policy versions. */
 export type Sealable = SealedRecord | PolicyRecord | PendingApprovalRecord;
@@ -62,12 +63,16 @@ export class RecordSealer {
 
   /** Returns the record when its seal verifies; otherwise reports and throws IntegrityViolationError. */
   async verify<R extends Sealable>(record: R): Promise<R> {
-    const expected = await this.options.keys.hmacSha256("record-seal", sealedBytes(record));
+    const covered = sealedBytes(record);
     const seal = record.seal;
-    if (seal.length !== expected.length || !timingSafeEqual(seal, expected)) {
-      await this.options.onViolation?.(record.kind, record.id, "seal");
-      throw new IntegrityViolationError(record.kind, record.id);
-    }
+    // Issue 20: the same copy checked once per call (seal-memo.ts); any change is checked again.
+    await sealChecked(covered, seal, async () => {
+      const expected = await this.options.keys.hmacSha256("record-seal", covered);
+      if (seal.length !== expected.length || !timingSafeEqual(seal, expected)) {
+        await this.options.onViolation?.(record.kind, record.id, "seal");
+        throw new IntegrityViolationError(record.kind, record.id);
+      }
+    });
     return record;
   }
 

@@ -27,6 +27,7 @@ import { createHash } from "node:crypto";
 import type { SecurityPolicies } from "../admin/security-policy.js";
 import type { RandomSource } from "../crypto/port.js";
 import { InkanError } from "../errors.js";
+import { withSealMemo } from "../integrity/seal-memo.js";
 import type { SamEncryptionKeys } from "../keys/sam-encryption-keys.js";
 import { reserveAttempt, transactionAttempts, type HeldAttempt } from "../registration/lockout.js";
 import type { AttemptReservations, OneTimeObjects, Transactions } from "../store/port.js";
@@ -112,7 +113,11 @@ export class SapAuthorize {
     this.clock = o.clock ?? (() => new Date());
   }
 
-  async authorize(input: { caller: ScaCaller; transactionId: string; rSad: string }): Promise<AuthorizeResult> {
+  authorize(input: { caller: ScaCaller; transactionId: string; rSad: string }): Promise<AuthorizeResult> {
+    return withSealMemo(() => this.authorizeOnce(input)); // issue 20: each record's seal checked once per call
+  }
+
+  private async authorizeOnce(input: { caller: ScaCaller; transactionId: string; rSad: string }): Promise<AuthorizeResult> {
     const now = this.clock();
     // 1. R-3.2.1.2, T-2.2.1.4: only this SCA's transaction; it must be sealed, pending and unexpired.
     const tx = await this.o.transactions.load(input.transactionId, input.caller, now);
@@ -156,8 +161,13 @@ export class SapAuthorize {
     // 5. The one-time SAD token (only its hash is stored).
     const lifetimeMs = (await this.o.policies.current()).sadTokenLifetimeMs;
     const entryKey = await this.o.seals.entryKey(record.id);
-    const issued = await issueSadToken(this.o, { entryKey, transactionExpiresAt: record.expiresAt, generation: 0, previousHash: undefined, now, lifetimeMs });
-    await attempt.release().catch(() => undefined); // held until the transaction left PENDING; left behind it only counts against a transaction no longer pending
+    // The attempt was held until the transaction left PENDING (left behind, it only counts against a
+    // transaction no longer pending); released together with the token's write (issue 20: one commit).
+    const secret = await this.o.random.randomBytes(sadTokenBytes); // drawn first, so both writes join one group
+    const [issued] = await Promise.all([
+      issueSadToken({ store: this.o.store, random: { randomBytes: async () => secret } }, { entryKey, transactionExpiresAt: record.expiresAt, generation: 0, previousHash: undefined, now, lifetimeMs }),
+      attempt.release().catch(() => undefined),
+    ]);
     return { sadToken: issued.token, sadTokenExpiresAt: issued.expiresAt, signaturesRemaining: record.numSignatures - record.signaturesCreated };
   }
 

@@ -32,7 +32,7 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import { durationMs, type PinHashCost, type PolicyVersion, type SecurityPolicies } from "../admin/security-policy.js";
 import type { AuditLog } from "../audit/audit-log.js";
-import { factorVerified, sadVerified, type Actor, type ScaActor } from "../audit/events.js";
+import { factorVerified, sadVerified, type Actor, type AuditEvent, type ScaActor } from "../audit/events.js";
 import type { RandomSource, SystemKeys } from "../crypto/port.js";
 import { InkanError, type ReasonCode } from "../errors.js";
 import type { VerifiedRecords } from "../integrity/sealed-records.js";
@@ -144,18 +144,18 @@ export async function verifyRSad(input: VerifyRSadInput, deps: RSadVerifierDeps)
   const about = { sca: tx.sca, signerId: tx.signerId, credentialId: tx.credentialId, transactionId: tx.id, ...req(input) };
   let out: VerifiedRSad;
   try {
-    out = await verifyChecked(input, deps);
+    out = await verifyChecked(input, deps, sadVerified({ ...about, verdict: { outcome: "SUCCESS" } }));
   } catch (err) {
     const code: ReasonCode | undefined = err instanceof InkanError ? err.code : undefined;
     const outcome = code === "CRYPTO_MODULE_FAILURE" || code === "STORE_FAILURE" || code === "INTEGRITY_VIOLATION" || code === undefined ? "FAILURE" : "DENIED";
     if (code !== "AUDIT_FAILURE") await deps.audit.record(sadVerified({ ...about, verdict: { outcome, reason: code } }));
     throw err;
   }
-  await deps.audit.record(sadVerified({ ...about, verdict: { outcome: "SUCCESS" } }));
   return out;
 }
 
-async function verifyChecked(input: VerifyRSadInput, d: RSadVerifierDeps): Promise<VerifiedRSad> {
+/** `verified`: the verdict's audit event, recorded after the factors' once every check passed. */
+async function verifyChecked(input: VerifyRSadInput, d: RSadVerifierDeps, verified: AuditEvent): Promise<VerifiedRSad> {
   const { transaction: tx, now } = input;
   const policy = await d.policies.current();
   if (input.rSad.length > maxRSadBytes) throw new InkanError("LIMIT_EXCEEDED", `the R.SAD is larger than ${maxRSadBytes} characters`);
@@ -267,7 +267,9 @@ async function verifyChecked(input: VerifyRSadInput, d: RSadVerifierDeps): Promi
     checked.push("PIN", ...(totp ? (["TOTP"] as const) : []));
   }
   if (method === "AUTHENTICATION_METHOD_LOGIN_ASSERTION" && signerBody.failedAttempts) await recordFactorSuccess(d, { signerId: signer.id, now }); // a success ends the run of failures
-  for (const factor of checked) await d.audit.record(factorVerified({ ...about, factor }));
+  // R-3.2.2.4: the factors verified, then the verdict, in this order; recorded together they go
+  // into one audit append (issue 20: one commit, not three). Any of them not written: AUDIT_FAILURE.
+  await Promise.all([...checked.map((factor) => d.audit.record(factorVerified({ ...about, factor }))), d.audit.record(verified)]);
   return { signerId: signer.id, credentialId: tx.credentialId, method, ...(deviceKeyId !== undefined ? { deviceKeyId } : {}), factors: checked };
 }
 

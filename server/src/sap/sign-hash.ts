@@ -40,9 +40,11 @@
 import type { PolicyVersion } from "../admin/security-policy.js";
 import type { HashAlgorithm } from "../crypto/port.js";
 import { InkanError } from "../errors.js";
-import type { TransactionRecord } from "../store/port.js";
+import { withSealMemo } from "../integrity/seal-memo.js";
+import type { SadTokenRecord, TransactionRecord } from "../store/port.js";
+import type { EntryKey } from "./authorization-seal.js";
 import { issueSadToken, sadTokenHash, stateError, type SapAuthorize } from "./authorize.js";
-import { presentedToken, SigningCore, type SigningCoreOptions } from "./signing-core.js";
+import { presentedToken, SigningCore, type PresentedToken, type SigningCoreOptions } from "./signing-core.js";
 import { checkHashes, type SapTransactions, type ScaCaller } from "./transactions.js";
 
 export interface SignHashOptions extends SigningCoreOptions {
@@ -67,7 +69,11 @@ export class SapSignHash {
     this.core = new SigningCore(o);
   }
 
-  async signHash(input: { caller: ScaCaller; sadToken: string; hashes: readonly Uint8Array[] }): Promise<SignHashResult> {
+  signHash(input: { caller: ScaCaller; sadToken: string; hashes: readonly Uint8Array[] }): Promise<SignHashResult> {
+    return withSealMemo(() => this.signHashOnce(input)); // issue 20: each record's seal checked once per call
+  }
+
+  private async signHashOnce(input: { caller: ScaCaller; sadToken: string; hashes: readonly Uint8Array[] }): Promise<SignHashResult> {
     const now = this.core.clock();
     const { hashes, caller } = input;
     const policy = await this.checkShape(hashes);
@@ -89,32 +95,56 @@ export class SapSignHash {
     const marked = await this.o.store.markHashesSigned({ transactionId: record.id, hashes, now, claim, ...(retry ? { retryToken: presented.hash } : { consumeToken: presented.hash }) });
     if (!marked.ok) {
       if (marked.reason === "SAD_TOKEN") return this.core.tokenRefused(caller, presented, now);
+      // Issue 17 item 2: refused because a concurrent presentation of this token consumed it and
+      // claimed meanwhile (this call's own consume was undone with its refusal): a replay. With
+      // group commit (issue 20) such a winner commits in the same group, just before this claim.
+      const again = retry ? undefined : await this.o.store.findSadToken(presented.hash);
+      if (again?.consumedAt) return this.core.replayed(again, caller, now);
       return this.core.claimRefused(record, caller, marked.reason, marked.index);
     }
     // T-2.2.2.2: each entry the SAM stored, the counters not rolled back, no recorded signature reopened.
-    await this.core.checkClaim(entryKey, marked, record.signaturesCreated, recordedHead);
+    await this.core.checkClaimed(entryKey, marked, record.signaturesCreated, recordedHead);
 
     // A retry of a call that completed (its response lost): the same recorded signatures, released
     // again only while the call's next token is unused (else the retry is a replay).
     let signatures = marked.signatures;
+    let journal: () => Promise<void> = async () => undefined;
     if (!signatures) {
       // 4. Sign and verify in the module (R-3.2.1.5); 5. audit before release (R-3.2.2.4); 6. record
       //    under the claim: only a recorded signature is released (issue 17).
       const signed = await this.core.signVerified(record, caller, this.core.requestFor(authorization, credential), marked.hashes);
       await this.core.usableCredential(record, { authorization }); // R-3.3.1: suspended or a factor revoked while signing: withheld
-      await this.core.auditCreated(tx, caller, marked.hashes);
-      const recorded = await this.core.recordClaimed(record.id, claim.claimId, marked.indices.map((index, i) => ({ index, signature: signed[i]! })));
-      if (recorded.size !== marked.indices.length) {
+      // Issue 20: the counter's head (issue 14) is journaled in the same audit append as the
+      // signatures' records (one commit), both before anything is released.
+      await Promise.all([this.core.advanceProgress(record.id, marked.signaturesCreated), this.core.auditCreated(tx, caller, marked.hashes)]);
+      const recorded = await this.core.recordUnjournaled(record.id, claim.claimId, marked.indices.map((index, i) => ({ index, signature: signed[i]! })));
+      if (recorded.recorded.size !== marked.indices.length) {
+        await recorded.journal();
         // Taken over by a retry of this call after the lease expired (a take-over is whole): that one releases them.
         await this.core.audited(record, caller, { outcome: "FAILURE", reason: "TRANSACTION_STATE" });
         throw new InkanError("TRANSACTION_STATE", "this call's claim expired and was taken over by a retry; its signatures were not released");
       }
+      journal = recorded.journal;
       signatures = signed;
+    } else {
+      await this.core.advanceProgress(record.id, marked.signaturesCreated);
     }
 
-    // 7. Method 2: the next one-time token while signatures remain (none once the transaction ended).
-    //    Derived from the presented token (issue 17): a retry gets the same next token, while unused.
-    const remaining = authorization.numSignatures - marked.signaturesCreated;
+    // Issue 20: the recorded head's journal entry (issue 17 + 14) and the next token are written
+    // together (one group commit); nothing is returned before both are durable.
+    const journaled = journal();
+    journaled.catch(() => undefined); // awaited below; a refusal thrown first is the answer
+    const next = await this.nextToken({ presented, token, caller, now, entryKey, record, remaining: authorization.numSignatures - marked.signaturesCreated, lifetimeMs: policy.sadTokenLifetimeMs });
+    await journaled;
+    return { signatures, ...next };
+  }
+
+  /**
+   * 7. Method 2: the next one-time token while signatures remain (none once the transaction ended).
+   * Derived from the presented token (issue 17): a retry gets the same next token, while unused.
+   */
+  private async nextToken(o: { presented: PresentedToken; token: SadTokenRecord; caller: ScaCaller; now: Date; entryKey: EntryKey; record: TransactionRecord; remaining: number; lifetimeMs: number }): Promise<Omit<SignHashResult, "signatures">> {
+    const { presented, token, caller, now, entryKey, record, remaining } = o;
     const secret = Buffer.from(entryKey.nextTokenSecret(presented.hash, 32)).toString("base64url");
     const existing = await this.o.store.findSadToken(sadTokenHash(secret));
     if (existing) {
@@ -122,12 +152,12 @@ export class SapSignHash {
       if (existing.consumedAt) return this.core.replayed(token, caller, now); // the call's outcome was used: a replay
     }
     if (remaining <= 0 || (await this.o.store.getTransaction(record.id))?.state !== "AUTHORIZED") {
-      return { signatures, nextSadToken: "", nextSadTokenExpiresAt: undefined, signaturesRemaining: Math.max(remaining, 0) };
+      return { nextSadToken: "", nextSadTokenExpiresAt: undefined, signaturesRemaining: Math.max(remaining, 0) };
     }
-    if (existing) return { signatures, nextSadToken: secret, nextSadTokenExpiresAt: existing.expiresAt, signaturesRemaining: remaining };
+    if (existing) return { nextSadToken: secret, nextSadTokenExpiresAt: existing.expiresAt, signaturesRemaining: remaining };
     const derived = { store: this.o.store, random: { randomBytes: async (n: number) => entryKey.nextTokenSecret(presented.hash, n) } };
-    const next = await issueSadToken(derived, { entryKey, transactionExpiresAt: record.expiresAt, generation: token.generation + 1, previousHash: presented.hash, now, lifetimeMs: policy.sadTokenLifetimeMs });
-    return { signatures, nextSadToken: next.token, nextSadTokenExpiresAt: next.expiresAt, signaturesRemaining: remaining };
+    const next = await issueSadToken(derived, { entryKey, transactionExpiresAt: record.expiresAt, generation: token.generation + 1, previousHash: presented.hash, now, lifetimeMs: o.lifetimeMs });
+    return { nextSadToken: next.token, nextSadTokenExpiresAt: next.expiresAt, signaturesRemaining: remaining };
   }
 
   /**
@@ -135,7 +165,11 @@ export class SapSignHash {
    * transaction first, so that a refused request leaves it pending and the R.SAD unused
    * (sam.proto); then Authorize runs with its own checks and errors, and its token signs at once.
    */
-  async signInline(input: { caller: ScaCaller; transactionId: string; rSad: string; hashes: readonly Uint8Array[] }, authorize: Pick<SapAuthorize, "authorize">): Promise<SignHashResult> {
+  signInline(input: { caller: ScaCaller; transactionId: string; rSad: string; hashes: readonly Uint8Array[] }, authorize: Pick<SapAuthorize, "authorize">): Promise<SignHashResult> {
+    return withSealMemo(() => this.signInlineOnce(input, authorize));
+  }
+
+  private async signInlineOnce(input: { caller: ScaCaller; transactionId: string; rSad: string; hashes: readonly Uint8Array[] }, authorize: Pick<SapAuthorize, "authorize">): Promise<SignHashResult> {
     await this.checkShape(input.hashes);
     const tx = await this.o.transactions.load(input.transactionId, input.caller, this.core.clock()); // R-3.2.1.2: TRANSACTION_NOT_FOUND for another SCA's
     if (tx.state !== "PENDING") throw stateError(tx, "pending");

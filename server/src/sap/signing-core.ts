@@ -128,9 +128,19 @@ export class SigningCore {
    * records). The recorded count's head moves on (issue 14: a signature removed by hand is found).
    */
   async recordClaimed(transactionId: string, claimId: string, signatures: readonly { index: number; signature: Uint8Array }[]): Promise<Set<number>> {
+    const { recorded, journal } = await this.recordUnjournaled(transactionId, claimId, signatures);
+    await journal();
+    return recorded;
+  }
+
+  /**
+   * {@link recordClaimed} with the recorded head raised but its journal entry left to the caller
+   * (issue 20: SignHash writes it in the same commit as the next token). Release nothing before
+   * `journal()` resolved.
+   */
+  async recordUnjournaled(transactionId: string, claimId: string, signatures: readonly { index: number; signature: Uint8Array }[]): Promise<{ recorded: Set<number>; journal: () => Promise<void> }> {
     const { recorded, signaturesRecorded } = await this.o.store.recordSignatures({ transactionId, claimId, signatures });
-    await this.o.freshness.advance(recordedKey(transactionId), signaturesRecorded);
-    return new Set(recorded);
+    return { recorded: new Set(recorded), journal: () => this.o.freshness.advance(recordedKey(transactionId), signaturesRecorded) };
   }
 
   /**
@@ -261,6 +271,22 @@ export class SigningCore {
    * at a time: a lower one was put back). Then the counter's head moves on.
    */
   async checkClaim(entryKey: EntryKey, claimed: Extract<MarkSignedResult, { ok: true }>, before: number, recordedHeadBefore: number): Promise<void> {
+    await this.checkClaimed(entryKey, claimed, before, recordedHeadBefore);
+    await this.advanceProgress(entryKey.transactionId, claimed.signaturesCreated);
+  }
+
+  /** Issue 14: the counter's head moves on to `signaturesCreated` (journaled: one audit record). */
+  advanceProgress(transactionId: string, signaturesCreated: number): Promise<void> {
+    return this.o.freshness.advance(progressKey(transactionId), signaturesCreated);
+  }
+
+  /**
+   * {@link checkClaim} without moving the head: the caller calls {@link advanceProgress} before
+   * anything is released (issue 20: SignHash journals it in the same append as the signatures'
+   * audit records, one commit). Until then a crash loses the head with the unreleased signatures:
+   * an entry claimed but never released may be signed again, never released twice (issue 17).
+   */
+  async checkClaimed(entryKey: EntryKey, claimed: Extract<MarkSignedResult, { ok: true }>, before: number, recordedHeadBefore: number): Promise<void> {
     for (const [i, index] of claimed.indices.entries()) await entryKey.checkEntry(index, claimed.hashes[i]!, claimed.macs[i]);
     // A claim taken over is not counted again (T-2.2.1.6); a retry given recorded signatures claimed nothing.
     const counted = claimed.signatures ? 0 : claimed.indices.length - claimed.reclaimed;
@@ -271,7 +297,6 @@ export class SigningCore {
     // next, so a head advanced by that recording after the claim's read is a race, not a rollback.
     if (claimed.signaturesRecorded < recordedHeadBefore) await this.o.seals.rolledBack(entryKey.transactionId);
     if (claimed.reclaimed > 0 && claimed.unrecordedBefore > claimed.signaturesCreated - counted - claimed.signaturesRecorded) await this.o.seals.rolledBack(entryKey.transactionId);
-    await this.o.freshness.advance(progressKey(entryKey.transactionId), claimed.signaturesCreated);
   }
 
   /** The recorded-signatures head of a transaction, read before a claim and given to {@link checkClaim}. */

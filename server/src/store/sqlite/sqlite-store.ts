@@ -16,6 +16,10 @@
  *
  * better-sqlite3 is synchronous: each call blocks the event loop for one short statement or one
  * bounded transaction (DTBS/R chunks and batches are at most `maxPageSize` entries).
+ * - Issue 20, group commit (group-commit.ts): every write runs in the next group, one BEGIN
+ *   IMMEDIATE ... COMMIT for all writes issued in the same turn of the event loop, each in its own
+ *   savepoint; its promise settles only once that COMMIT is durable. Reads run at once and see
+ *   only committed state.
  */
 import { closeSync, openSync } from "node:fs";
 import { join } from "node:path";
@@ -73,6 +77,7 @@ import {
   type TransactionState,
   type UniqueFields,
 } from "../port.js";
+import { GroupCommit } from "./group-commit.js";
 import { migrations } from "./migrations.js";
 
 export interface SqliteStoreOptions {
@@ -136,8 +141,17 @@ class Refusal {
 
 export class SqliteStore implements Store {
   private readonly statements = new Map<string, Database.Statement>();
+  /** Issue 20: concurrent writes share one commit (one fsync); see group-commit.ts. */
+  readonly #group: GroupCommit;
 
-  private constructor(private readonly db: Database.Database) {}
+  private constructor(private readonly db: Database.Database) {
+    this.#group = new GroupCommit(db);
+  }
+
+  /** Groups committed so far and the write operations in them (issue 20; tests and diagnostics). */
+  get groupCommitStats(): { groups: number; operations: number } {
+    return { ...this.#group.stats };
+  }
 
   static open(options: SqliteStoreOptions): SqliteStore {
     let db: Database.Database | undefined;
@@ -164,6 +178,7 @@ export class SqliteStore implements Store {
   }
 
   async close(): Promise<void> {
+    this.#group.flush(); // writes already queued commit (or fail) before the connection goes
     this.statements.clear();
     this.db.close();
   }
@@ -215,6 +230,19 @@ export class SqliteStore implements Store {
     }
   }
   /**
+   * A write: `fn` runs in the next group commit (group-commit.ts), in its own savepoint, and the
+   * promise settles once that group's COMMIT is durable. Driver errors become STORE_FAILURE.
+   */
+  private write<T>(fn: () => T): Promise<T> {
+    return this.#group.run(fn).catch((e: unknown) => {
+      throw e instanceof InkanError ? e : new StoreFailureError(e);
+    });
+  }
+  /** {@link write} for a write that may hit a unique key: RecordExistsError, as {@link guardUnique}. */
+  private writeUnique<T>(kind: string, fn: () => T, fieldNames: Readonly<Record<string, string>> = {}): Promise<T> {
+    return this.write(() => this.guardUnique(kind, fn, fieldNames));
+  }
+  /**
    * Like guard, for a write that may hit a unique key: that becomes RecordExistsError, naming the
    * field (`fieldNames` maps the first column of a multi-column index to the field reported).
    */
@@ -251,7 +279,7 @@ export class SqliteStore implements Store {
     const columns = ["id", "version", ...fieldsOf(record.kind).map(toColumn), "body", "seal"];
     const sql = `INSERT INTO ${tables[record.kind]} (${columns.join(", ")}) VALUES (${columns.map((c) => "@" + c).join(", ")})`;
     // T-2.1.4.4: UNIQUE(public_key_fingerprint) refuses a public key the SAM already knows.
-    this.guardUnique(record.kind, () => this.run(sql, this.recordParams(record)));
+    await this.writeUnique(record.kind, () => this.run(sql, this.recordParams(record)));
   }
 
   async getRecord<K extends RecordKind>(kind: K, id: string): Promise<RecordOf<K> | undefined> {
@@ -265,7 +293,7 @@ export class SqliteStore implements Store {
     const sql =
       `UPDATE ${tables[record.kind]} SET ${columns.map((c) => `${c} = @${c}`).join(", ")} ` +
       `WHERE id = @id AND version = @expected_version`; // compare-and-set on the version
-    const changes = this.guardUnique(record.kind, () =>
+    const changes = await this.writeUnique(record.kind, () =>
       this.run(sql, { ...this.recordParams(record), expected_version: expectedVersion }),
     );
     return changes === 1;
@@ -307,7 +335,7 @@ export class SqliteStore implements Store {
 
   async appendPolicyVersion(record: PolicyRecord): Promise<boolean> {
     if (!Number.isSafeInteger(record.version) || record.version < 1) throw new RangeError(`invalid policy version ${record.version}`);
-    return this.guard(() =>
+    return this.write(() =>
       this.immediate(() => {
         const latest = this.get("SELECT MAX(version) AS v FROM policy_versions WHERE id = ?", record.id)?.v as number | null;
         if (record.version !== (latest ?? 0) + 1) return false; // versions follow each other, never rewritten
@@ -377,7 +405,7 @@ export class SqliteStore implements Store {
       created_at: ms(tx.createdAt),
       expires_at: ms(tx.expiresAt),
     };
-    this.guardUnique("transaction", () =>
+    await this.writeUnique("transaction", () =>
       this.run(
         `INSERT INTO transactions (id, credential_id, signer_id, sca, hash_algorithm, num_signatures, body, challenge_hash, state,
            hash_count, signatures_created, created_at, expires_at, updated_at)
@@ -397,7 +425,7 @@ export class SqliteStore implements Store {
     checkLimit(req.hashes.length, "hashes.length");
     if (req.macs.length !== req.hashes.length) throw new RangeError("one MAC per hash");
     const now = ms(req.now);
-    return this.guard(() => {
+    return this.write(() => {
       try {
         return this.immediate((): AppendDtbsrResult => {
           const tx = this.get("SELECT state, hash_count, dtbsr_digest, expires_at FROM transactions WHERE id = ?", req.transactionId);
@@ -427,7 +455,7 @@ export class SqliteStore implements Store {
     if (typeof req.challengeHash !== "string" || req.challengeHash.length === 0) throw new RangeError("challengeHash is required");
     const now = ms(req.now);
     // One statement: the list is frozen and the challenge's hash recorded together, or neither.
-    const changes = this.guard(() =>
+    const changes = await this.write(() =>
       this.run(
         `UPDATE transactions SET dtbsr_digest = @digest, challenge_hash = @challenge_hash, updated_at = @now
          WHERE id = @id AND state = 'PENDING' AND dtbsr_digest IS NULL AND hash_count = @hash_count AND hash_count > 0 AND expires_at > @now
@@ -465,7 +493,7 @@ export class SqliteStore implements Store {
     checkAuthorizationGiven(req.to, req.authorization);
     const now = ms(req.now);
     const inFrom = req.from.map(() => "?").join(", ");
-    const changes = this.guard(() =>
+    const changes = await this.write(() =>
       req.to === "AUTHORIZED"
         ? // R-3.2.1.1: authorized once, only with the complete list and before expiry (compare-and-set),
           // together with the sealed authorization (issue 14).
@@ -481,7 +509,7 @@ export class SqliteStore implements Store {
 
   async revokeSignerTransactions(req: { signerId: string; now: Date }): Promise<string[]> {
     const now = ms(req.now);
-    return this.guard(() =>
+    return this.write(() =>
       this.immediate(() => {
         const ids = this.all(
           "UPDATE transactions SET state = 'REVOKED', updated_at = ? WHERE signer_id = ? AND state IN ('PENDING', 'AUTHORIZED') RETURNING id",
@@ -533,8 +561,8 @@ export class SqliteStore implements Store {
     return this.get("SELECT COUNT(*) AS n FROM dtbsr WHERE transaction_id = ? AND signed = 1 AND signature IS NULL", transactionId)?.n as number;
   }
 
-  private markResult(fn: () => MarkSignedResult): MarkSignedResult {
-    return this.guard(() => {
+  private markResult(fn: () => MarkSignedResult): Promise<MarkSignedResult> {
+    return this.write(() => {
       try {
         return this.immediate(fn);
       } catch (e) {
@@ -615,7 +643,7 @@ export class SqliteStore implements Store {
 
   async recordAuthorizeFailure(req: { id: string; maxFailures: number; now: Date }): Promise<{ failures: number; state: TransactionState } | undefined> {
     if (!Number.isSafeInteger(req.maxFailures) || req.maxFailures < 1) throw new RangeError("maxFailures must be at least 1");
-    const row = this.guard(() =>
+    const row = await this.write(() =>
       // One conditional UPDATE: concurrent failures each count once, and exactly one reaches the limit.
       this.get(
         `UPDATE transactions SET authorize_failures = authorize_failures + 1,
@@ -674,7 +702,7 @@ export class SqliteStore implements Store {
 
   async recordSignatures(req: { transactionId: string; claimId: string; signatures: readonly { index: number; signature: Uint8Array }[] }): Promise<RecordSignaturesResult> {
     checkLimit(req.signatures.length, "signatures.length");
-    return this.guard(() =>
+    return this.write(() =>
       this.immediate(() => {
         // Issue 17: only under the current claim; an entry taken over by another request is not written.
         const write = this.stmt("UPDATE dtbsr SET signature = @signature WHERE transaction_id = @tx AND idx = @idx AND claim_id = @claim AND signed = 1 AND signature IS NULL");
@@ -705,7 +733,7 @@ export class SqliteStore implements Store {
 
   async issueChallenge(c: NewChallenge, limit?: { maxOpen: number; now: Date }): Promise<boolean> {
     const params = [c.hash, c.purpose, c.subject, ms(c.createdAt), ms(c.expiresAt)];
-    return this.guardUnique("challenge", () =>
+    return this.writeUnique("challenge", () =>
       this.immediate(() => {
         if (limit) {
           const open = this.get(
@@ -722,7 +750,7 @@ export class SqliteStore implements Store {
 
   async consumeChallenge(req: { hash: string; purpose: ChallengePurpose; now: Date }): Promise<ChallengeRecord | undefined> {
     const now = ms(req.now);
-    const row = this.guard(() =>
+    const row = await this.write(() =>
       // T-2.2.1.3: one conditional UPDATE; only the caller that flips consumed_at gets the row back.
       this.get(
         `UPDATE challenges SET consumed_at = @now
@@ -750,7 +778,7 @@ export class SqliteStore implements Store {
 
   async issueSadToken(t: NewSadToken): Promise<void> {
     const params = [t.hash, t.transactionId, t.generation, t.previousHash ?? null, t.minIndex ?? 0, t.mac, ms(t.issuedAt), ms(t.expiresAt)];
-    this.guardUnique("sad-token", () =>
+    await this.writeUnique("sad-token", () =>
       this.run(
         "INSERT INTO sad_tokens (hash, transaction_id, generation, previous_hash, min_index, mac, issued_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         ...params,
@@ -760,7 +788,7 @@ export class SqliteStore implements Store {
 
   async consumeSadToken(req: { hash: string; now: Date }): Promise<SadTokenRecord | undefined> {
     const now = ms(req.now);
-    const row = this.guard(() =>
+    const row = await this.write(() =>
       // T-2.2.1.3 / R-3.2.1.2: the token is consumed before anything is signed; exactly one caller wins.
       this.get(
         `UPDATE sad_tokens SET consumed_at = @now
@@ -778,7 +806,7 @@ export class SqliteStore implements Store {
 
   async revokeSadTokens(req: { transactionId: string; now: Date }): Promise<number> {
     const now = ms(req.now);
-    return this.guard(() =>
+    return this.write(() =>
       this.run(
         "UPDATE sad_tokens SET revoked_at = ? WHERE transaction_id = ? AND consumed_at IS NULL AND revoked_at IS NULL",
         now, req.transactionId,
@@ -802,7 +830,7 @@ export class SqliteStore implements Store {
   async issueActivationCode(c: NewActivationCode): Promise<void> {
     if (!Number.isSafeInteger(c.attemptsLeft) || c.attemptsLeft < 1) throw new RangeError("attemptsLeft must be at least 1");
     const params = [c.id, c.signerId, c.codeHash, c.attemptsLeft, ms(c.createdAt), ms(c.expiresAt)];
-    this.guardUnique("activation-code", () =>
+    await this.writeUnique("activation-code", () =>
       this.run(
         "INSERT INTO activation_codes (id, signer_id, code_hash, attempts_left, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
         ...params,
@@ -812,7 +840,7 @@ export class SqliteStore implements Store {
 
   async attemptActivationCode(req: { id: string; codeHash: string; now: Date }): Promise<ActivationAttempt> {
     const now = ms(req.now);
-    return this.guard((): ActivationAttempt => {
+    return this.write((): ActivationAttempt => {
       const params = { now, id: req.id, codeHash: req.codeHash };
       const live = "consumed_at IS NULL AND revoked_at IS NULL AND attempts_left > 0 AND expires_at > @now";
       // R-3.1.1.2: a matching code is consumed by exactly one caller.
@@ -834,7 +862,7 @@ export class SqliteStore implements Store {
 
   async revokeActivationCodes(req: { signerId: string; now: Date }): Promise<number> {
     const now = ms(req.now);
-    return this.guard(() =>
+    return this.write(() =>
       this.run(
         "UPDATE activation_codes SET revoked_at = ? WHERE signer_id = ? AND consumed_at IS NULL AND revoked_at IS NULL",
         now, req.signerId,
@@ -845,7 +873,7 @@ export class SqliteStore implements Store {
   async useJti(req: { key: string; expiresAt: Date; now: Date }): Promise<boolean> {
     const now = ms(req.now);
     const expiresAt = ms(req.expiresAt);
-    const changes = this.guard(() =>
+    const changes = await this.write(() =>
       // T-2.2.1.3: the first use inserts the key; a later use changes nothing while it is unexpired.
       this.run(
         `INSERT INTO used_jtis (key, used_at, expires_at) VALUES (@key, @now, @expiresAt)
@@ -859,7 +887,7 @@ export class SqliteStore implements Store {
 
   async purgeExpired(before: Date): Promise<PurgeCounts> {
     const t = ms(before);
-    return this.guard(() =>
+    return this.write(() =>
       this.immediate(() => ({
         challenges: this.run("DELETE FROM challenges WHERE expires_at <= ?", t),
         sadTokens: this.run("DELETE FROM sad_tokens WHERE expires_at <= ?", t),
@@ -874,7 +902,7 @@ export class SqliteStore implements Store {
 
   async voidOneTimeState(req: { now: Date }): Promise<VoidedCounts> {
     const now = ms(req.now);
-    return this.guard(() =>
+    return this.write(() =>
       this.immediate(() => ({
         oneTimeObjects:
           this.run("UPDATE challenges SET consumed_at = ? WHERE consumed_at IS NULL", now) +
@@ -890,7 +918,7 @@ export class SqliteStore implements Store {
   async reserveAttempt(req: { subject: string; id: string; now: Date; expiresAt: Date }): Promise<number> {
     checkAttemptReservation(req);
     const params = [req.subject, req.id, ms(req.now), ms(req.expiresAt)];
-    return this.guardUnique(
+    return this.writeUnique(
       "attempt-reservation",
       () =>
         // T-2.1.2.2: inserted and counted under the write lock, so each concurrent caller (any
@@ -904,12 +932,12 @@ export class SqliteStore implements Store {
   }
 
   async releaseAttempt(req: { subject: string; id: string }): Promise<boolean> {
-    return this.guard(() => this.run("DELETE FROM attempt_reservations WHERE subject = ? AND id = ?", req.subject, req.id)) === 1;
+    return (await this.write(() => this.run("DELETE FROM attempt_reservations WHERE subject = ? AND id = ?", req.subject, req.id))) === 1;
   }
 
   async releaseExpiredAttempts(req: { subject: string; now: Date }): Promise<number> {
     const now = ms(req.now);
-    return this.guard(() => this.run("DELETE FROM attempt_reservations WHERE subject = ? AND expires_at <= ?", req.subject, now));
+    return this.write(() => this.run("DELETE FROM attempt_reservations WHERE subject = ? AND expires_at <= ?", req.subject, now));
   }
 
   // --- pending approvals (dual control) --------------------------------------------------------
@@ -947,7 +975,7 @@ export class SqliteStore implements Store {
       seal: p.seal,
     };
     // R-3.2.1.6: the partial unique index keeps one PENDING record per (method, digest, requester).
-    this.guardUnique(
+    await this.writeUnique(
       "pending-approval",
       () =>
         this.run(
@@ -1025,7 +1053,7 @@ export class SqliteStore implements Store {
       seal: req.seal,
       now,
     };
-    const row = this.guard(() =>
+    const row = await this.write(() =>
       // R-3.2.1.6: one conditional UPDATE; only the caller that moves it out of PENDING gets the row.
       // Approve and reject only before expiry; expire only after it.
       this.get(
@@ -1043,7 +1071,7 @@ export class SqliteStore implements Store {
   async completePendingApproval(req: CompletePendingApproval): Promise<PendingApprovalRecord | undefined> {
     checkPendingCompletion(req);
     ms(req.now);
-    const row = this.guard(() =>
+    const row = await this.write(() =>
       // R-3.2.1.6: the outcome is recorded once, by the caller that performed the approved request.
       this.get(
         `UPDATE pending_approvals SET state = @to, version = version + 1, body = @body, seal = @seal
@@ -1084,7 +1112,7 @@ export class SqliteStore implements Store {
 
   async appendAuditRecords(records: readonly AuditRecord[]): Promise<void> {
     checkLimit(records.length, "records.length");
-    this.guard(() =>
+    await this.write(() =>
       this.immediate(() => {
         const first = records[0]!;
         const latest = this.get("SELECT sequence, hash FROM audit_records WHERE node_id = ? ORDER BY sequence DESC LIMIT 1", first.nodeId);
@@ -1137,7 +1165,7 @@ export class SqliteStore implements Store {
 
   async appendAuditCheckpoint(c: AuditCheckpoint): Promise<void> {
     const time = ms(c.time);
-    this.guard(() =>
+    await this.write(() =>
       this.immediate(() => {
         const latest = this.get("SELECT MAX(sequence) AS s FROM audit_checkpoints WHERE node_id = ?", c.nodeId)?.s as number | null;
         if (latest !== null && c.sequence <= latest) throw new AuditChainError(c.nodeId, c.sequence, `a checkpoint at ${latest} exists`);

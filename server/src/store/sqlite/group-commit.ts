@@ -1,0 +1,107 @@
+/**
+ * Group commit for the SQLite store (issue 20): write operations that arrive together (in the
+ * same turn of the event loop) run in ONE `BEGIN IMMEDIATE ... COMMIT`, each in its own SAVEPOINT,
+ * so N concurrent writes pay one fsync instead of N. better-sqlite3 is synchronous and
+ * `synchronous = FULL` fsyncs every commit on the event loop: before this, every consumed token,
+ * claim, audit append and journal entry blocked the whole process for its own fsync.
+ *
+ * What stays true:
+ * - Atomic and isolated per operation: each runs alone, in queue order, in its savepoint; one that
+ *   throws is rolled back to its savepoint (only its own effects go) and rejects; the others go on.
+ *   Conditional updates (consume a token, claim an entry, decide an approval) see every earlier
+ *   operation of the group, exactly as if each had committed on its own just before: of two
+ *   concurrent consumers of one token, still exactly one wins.
+ * - Never acknowledged before it is durable: every promise of a group settles only after the shared
+ *   COMMIT returned (WAL, synchronous = FULL: fsynced). If the COMMIT (or the BEGIN, or an error that
+ *   ends the whole transaction) fails, the group is rolled back and EVERY operation of it rejects,
+ *   also those whose own statements succeeded: none of them took effect. A crash before the COMMIT
+ *   loses the group whole, and no caller was told it succeeded.
+ * - Nothing uncommitted is visible: the group runs synchronously from BEGIN to COMMIT, so no other
+ *   code of this process (a read on the same connection) runs in between.
+ */
+import type Database from "better-sqlite3";
+
+interface Queued {
+  fn: () => unknown;
+  resolve: (value: unknown) => void;
+  reject: (err: unknown) => void;
+}
+
+/** An error that ended the whole transaction (SQLite rolled it back): the group is lost. */
+class GroupAborted extends Error {
+  constructor(readonly original: unknown) {
+    super("the group's transaction ended");
+  }
+}
+
+/** The most operations committed together: bounds how long one group holds the event loop. */
+export const maxGroupSize = 256;
+
+export class GroupCommit {
+  #queue: Queued[] = [];
+  #scheduled = false;
+  /** Groups committed and operations in them, for tests and diagnostics. */
+  readonly stats = { groups: 0, operations: 0 };
+
+  constructor(private readonly db: Database.Database) {}
+
+  /**
+   * Queues `fn` (synchronous statements on this connection) for the next group and resolves with
+   * its result once the group's COMMIT is durable; rejects with what `fn` threw (its effects rolled
+   * back) or, when the group could not commit, with the driver's error (nothing of it happened).
+   */
+  run<T>(fn: () => T): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.#queue.push({ fn, resolve: resolve as (value: unknown) => void, reject });
+      if (!this.#scheduled) {
+        this.#scheduled = true;
+        // After this turn's I/O callbacks: every write issued meanwhile joins the same group.
+        setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  /** Commits everything queued now (also called before the connection closes). */
+  flush(): void {
+    this.#scheduled = false;
+    while (this.#queue.length > 0) this.#commit(this.#queue.splice(0, maxGroupSize));
+  }
+
+  #commit(group: Queued[]): void {
+    const outcomes: ({ ok: true; value: unknown } | { ok: false; error: unknown })[] = [];
+    try {
+      this.db
+        .transaction(() => {
+          for (const op of group) {
+            try {
+              outcomes.push({ ok: true, value: this.db.transaction(op.fn)() }); // its own SAVEPOINT
+            } catch (error) {
+              // An error SQLite answers by ending the transaction (I/O, disk full) takes the group with it.
+              if (!this.db.inTransaction) throw new GroupAborted(error);
+              outcomes.push({ ok: false, error });
+            }
+          }
+        })
+        .immediate();
+    } catch (err) {
+      // BEGIN, an operation or COMMIT failed: rolled back whole (better-sqlite3 rolls back on a throw).
+      if (this.db.inTransaction) {
+        try {
+          this.db.exec("ROLLBACK");
+        } catch {
+          // the connection is broken: the group did not commit either way
+        }
+      }
+      const cause = err instanceof GroupAborted ? err.original : err;
+      for (const op of group) op.reject(cause);
+      return;
+    }
+    this.stats.groups += 1;
+    this.stats.operations += group.length;
+    group.forEach((op, i) => {
+      const outcome = outcomes[i]!;
+      if (outcome.ok) op.resolve(outcome.value);
+      else op.reject(outcome.error);
+    });
+  }
+}

@@ -81,6 +81,7 @@ import {
 import type { WorkerJob } from "./crypto-worker-protocol.js";
 import { CryptoWorkerPool } from "./crypto-worker-pool.js";
 import { ModuleSupervisor } from "./module-supervisor.js";
+import { ObjectIndexLock, type ObjectIndexGroup } from "./object-index-lock.js";
 import { SessionPool } from "./session-pool.js";
 import { formatPkcs11Uri, parsePkcs11Uri, pinSourcePath, type Pkcs11Uri } from "./uri.js";
 
@@ -228,6 +229,8 @@ export class Pkcs11CryptoModule
   /** CKA_ID of each system key this module has used: a reconnect finds them by it. */
   readonly #systemIds = new Map<SystemKey, Buffer>();
   readonly #dataLocks = new Map<string, Promise<unknown>>();
+  /** Key generation and import apart from object searches (SoftHSM2's file store, see object-index-lock.ts). */
+  readonly #objectLock = new ObjectIndexLock();
   #ensuring: Promise<SystemKey[]> | undefined;
   #closed = false;
 
@@ -534,7 +537,7 @@ export class Pkcs11CryptoModule
         } finally {
           this.#p11.C_DestroyObject(s, transport);
         }
-      }, importKey.epoch);
+      }, importKey.epoch, "create");
       try {
         return await this.#finishImport(privateKey, id, keyId, req.algorithm, stated, importKey.epoch);
       } catch (err) {
@@ -691,13 +694,15 @@ export class Pkcs11CryptoModule
    * Every module call goes through here: refused at once while the module is lost (fail closed),
    * run in a session of its own otherwise, and its failure shown to the supervisor. `epoch` is
    * that of the handles `fn` uses: after a reconnect they are refused, never sent to the module.
+   * `group` "create" for the calls that create token objects on libuv's threads, kept apart from the
+   * main thread's object searches (object-index-lock.ts).
    */
-  async #use<T>(fn: (session: Handle) => Promise<T> | T, epoch?: number): Promise<T> {
+  async #use<T>(fn: (session: Handle) => Promise<T> | T, epoch?: number, group: ObjectIndexGroup = "index"): Promise<T> {
     this.#supervisor.assertAvailable();
     if (epoch !== undefined && epoch !== this.#epoch) throw new ReconnectedError();
     const pool = this.#pool;
     try {
-      return await pool.use(fn);
+      return await this.#objectLock.run(group, () => pool.use(fn));
     } catch (err) {
       if (pool === this.#pool) this.#supervisor.observe(err);
       throw err;
@@ -762,9 +767,9 @@ export class Pkcs11CryptoModule
     const found = new Map<SystemKey, SystemObject>();
     const probe = Buffer.from("inkan crypto module check");
     for (const key of this.#systemIds.keys()) {
-      const obj = await pool.use((s) => this.#findSystemKey(s, key, epoch));
+      const obj = await this.#objectLock.run("index", () => pool.use((s) => this.#findSystemKey(s, key, epoch)));
       if (!obj) throw new InkanError("CRYPTO_MODULE_FAILURE", `system key ${SYSTEM_KEY_LABELS[key]} is not in the module`);
-      await pool.use(async (s) => {
+      await this.#objectLock.run("index", () => pool.use(async (s) => {
         if (key === "record-seal") {
           this.#p11.C_SignInit(s, { mechanism: p.CKM_SHA256_HMAC }, obj.handle);
           if ((await this.#p11.C_SignAsync(s, probe, Buffer.alloc(32))).length !== 32) throw new InkanError("CRYPTO_MODULE_FAILURE", "record-seal check failed");
@@ -784,7 +789,7 @@ export class Pkcs11CryptoModule
             throw new InkanError("CRYPTO_MODULE_FAILURE", "audit-signing check failed");
           }
         }
-      });
+      }));
       found.set(key, obj);
     }
     return found;
@@ -845,6 +850,7 @@ export class Pkcs11CryptoModule
           [{ type: p.CKA_KEY_TYPE, value: keyTypeOf(algorithm) }, ...privateKeyPolicy(id, usage)],
         ),
         epoch,
+        "create",
       );
       let spki: Uint8Array;
       try {
@@ -1124,7 +1130,7 @@ export class Pkcs11CryptoModule
               { type: p.CKA_DERIVE, value: false },
             ]);
           }
-        });
+        }, undefined, "create");
         created.push(key);
       }
       return created;

@@ -11,6 +11,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { threadId, type Worker } from "node:worker_threads";
+import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { InkanError } from "../../errors.js";
 import type { GeneratedKey } from "../port.js";
@@ -197,6 +198,7 @@ describe("issue 20: PKCS#11 operations on worker threads", () => {
     expect(wrapped.code).toBe("CRYPTO_MODULE_FAILURE");
     expect(wrapped.message).not.toMatch(/CKR_/); // the client's message
     expect((wrapped as InkanError & { pkcs11?: string }).pkcs11).toBe((err as Error).message); // the log's
+    expect(pino.stdSerializers.err(wrapped)).toMatchObject({ pkcs11: (err as Error).message }); // as the server's log writes it
   });
 
   it("close() stops the workers and closes their sessions; later calls fail closed", async () => {

@@ -72,8 +72,9 @@ const samVersion = (JSON.parse(readFileSync(new URL("../package.json", import.me
 /** Opens the configured crypto module: the embedded SoftHSM2 token, or an HSM's PKCS#11 library. */
 export async function openCryptoModule(config: Config): Promise<FullCryptoModule & ModuleAvailability> {
   const m = config.cryptoModule;
-  if (m.kind === "embedded") return openEmbeddedCryptoModule(config.dataDir);
-  return createPkcs11CryptoModule({ library: m.library, token: m.token, ...(m.pinFile ? { pin: { file: m.pinFile } } : {}) });
+  const workers = config.cryptoWorkers !== undefined ? { workers: config.cryptoWorkers } : {};
+  if (m.kind === "embedded") return openEmbeddedCryptoModule(config.dataDir, workers);
+  return createPkcs11CryptoModule({ library: m.library, token: m.token, ...(m.pinFile ? { pin: { file: m.pinFile } } : {}), ...workers });
 }
 
 /** Opens the configured store and runs its migrations. */

@@ -104,7 +104,10 @@ export const replayCases: AttackCase[] = [
       const rSad = await s.rSad(signer, tx.ch);
       const { succeeded, refused } = await race(8, () => s.sca.authorize({ transactionId: tx.ch.transactionId, rSad }));
       const problems = succeeded.length === 1 ? [] : [`${succeeded.length} of 8 concurrent Authorize calls got a token`];
-      const outcome = refused.length > 0 ? await outcomeOf(Promise.reject(refused[0])) : "succeeded";
+      // Copies beyond max_authorize_attempts that arrive while the first checks are in flight are
+      // refused unchecked (LIMIT_EXCEEDED, sap/authorize.ts): the refusal judged is a checked copy's.
+      const outcomes = await Promise.all(refused.map((e) => outcomeOf(Promise.reject(e))));
+      const outcome = outcomes.find((o) => o !== "succeeded" && o.reason !== Reason.LIMIT_EXCEEDED) ?? outcomes[0] ?? "succeeded";
       return { outcome, signed: await s.signaturesCreated(tx.ch.transactionId), problems };
     },
   },

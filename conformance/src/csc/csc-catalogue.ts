@@ -88,7 +88,9 @@ export const cscCatalogueCases: CscCase[] = [
       const otp = s.otp(signer);
       const answers = await Promise.all(Array.from({ length: 8 }, () => authorizeWith(s, signer, hashes(1), s.pin, otp)));
       const sads = answers.filter((a) => typeof a.body.SAD === "string").length;
-      const refused = answers.find((a) => a.status !== 200) ?? answers[0]!;
+      // Copies beyond the attempt budget that arrive while the first checks are in flight are refused
+      // unchecked (the SAM's LIMIT_EXCEEDED, 400 here): the refusal judged is a checked copy's.
+      const refused = answers.find((a) => a.status === 403) ?? answers.find((a) => a.status !== 200) ?? answers[0]!;
       return { answer: refused, signed: Math.max(0, sads - 1), ...(sads === 0 ? { problems: ["no copy obtained a SAD, so the race proves nothing"] } : {}) };
     },
   }),

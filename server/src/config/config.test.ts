@@ -57,6 +57,15 @@ describe("parseConfig", () => {
     }
   });
 
+  it("sets the crypto worker threads (issue 20): unset by default (the module's session count), INKAN_CRYPTO_WORKERS, 1 to 256", () => {
+    const dir = dataDirWithPki();
+    expect(parseConfig({ dataDir: dir }).cryptoWorkers).toBeUndefined();
+    expect(parseConfig({ dataDir: dir, ...readEnv({ INKAN_CRYPTO_WORKERS: "2" }) }).cryptoWorkers).toBe(2);
+    for (const bad of ["0", "1.5", "many", "257"]) {
+      expect(() => parseConfig({ dataDir: dir, cryptoWorkers: bad }), bad).toThrow(/cryptoWorkers: must be an integer from 1 to 256/);
+    }
+  });
+
   it("sets the transport limits with their defaults, and reports a bad one by path (issue 17.6)", () => {
     const dir = dataDirWithPki();
     expect(parseConfig({ dataDir: dir }).limits).toEqual({

@@ -27,6 +27,11 @@ export interface Config {
    * PIN from a file (never from the command line).
    */
   cryptoModule: { kind: "embedded" } | { kind: "pkcs11"; library: string; token: string; pinFile: string | undefined };
+  /**
+   * Issue 20: worker threads that run the crypto module's operations off the event loop
+   * (cryptoWorkers / INKAN_CRYPTO_WORKERS, 1 to 256). Unset: as many as the module has sessions (4).
+   */
+  cryptoWorkers?: number | undefined;
   /** This SAM node's id: each node writes its own audit chain (R-3.2.2.4). */
   nodeId: string;
   /**
@@ -134,7 +139,7 @@ export type RawConfig = Partial<Record<RawKey, string>>;
 const rawKeys = [
   "dataDir", "listen", "tlsCertFile", "tlsKeyFile", "tlsScaCaFiles", "tlsAdminCaFiles", "tlsFrontEndCaFiles",
   "readMaxBytes", "shutdownGraceMs", "logLevel", "configFile", "pkcs11Library", "pkcs11Token",
-  "pkcs11PinFile", "store", "storePoolSize", "nodeId", "policyCheckIntervalMs", "oidcIssuer", "oidcClientId", "oidcJwksFile", "storeBusyWaitMs", "metricsListen", "claimLeaseMs",
+  "pkcs11PinFile", "store", "storePoolSize", "nodeId", "policyCheckIntervalMs", "oidcIssuer", "oidcClientId", "oidcJwksFile", "storeBusyWaitMs", "metricsListen", "claimLeaseMs", "cryptoWorkers",
   ...(Object.keys(transportLimitRanges) as (keyof TransportLimits)[]),
 ] as const;
 type RawKey = (typeof rawKeys)[number];
@@ -226,6 +231,7 @@ export function parseConfig(raw: RawConfig): Config {
   if (!logLevels.includes(logLevel)) problems.push(`logLevel: must be one of ${logLevels.join(", ")}`);
 
   const cryptoModule = parseCryptoModule(raw, inData, file, problems);
+  const cryptoWorkers = raw.cryptoWorkers === undefined ? undefined : parseInteger("cryptoWorkers", raw.cryptoWorkers, 4, 1, 256, problems);
   const storePoolSize = parseInteger("storePoolSize", raw.storePoolSize, 10, 1, 1000, problems);
   const store = parseStore(raw.store ?? "store.sqlite3", storePoolSize, inData, problems);
   const storeBusyWaitMs = parseInteger("storeBusyWaitMs", raw.storeBusyWaitMs, 5_000, 0, 600_000, problems);
@@ -239,7 +245,7 @@ export function parseConfig(raw: RawConfig): Config {
   }
 
   if (problems.length > 0) throw new ConfigError(problems);
-  return { dataDir, listen, tls, limits: { readMaxBytes, ...transport }, cryptoModule, store, storeBusyWaitMs, nodeId, shutdownGraceMs, claimLeaseMs, policyCheckIntervalMs, logLevel, oidc, metricsListen };
+  return { dataDir, listen, tls, limits: { readMaxBytes, ...transport }, cryptoModule, store, storeBusyWaitMs, nodeId, shutdownGraceMs, claimLeaseMs, policyCheckIntervalMs, logLevel, oidc, metricsListen, cryptoWorkers };
 }
 
 function parseCryptoModule(

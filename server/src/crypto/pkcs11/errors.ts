@@ -6,10 +6,18 @@
 import { InkanError, type ReasonCode } from "../../errors.js";
 import { ckrName, isPkcs11Error } from "./library.js";
 
-/** Wraps anything that is not already an InkanError as CRYPTO_MODULE_FAILURE. */
+/**
+ * Wraps anything that is not already an InkanError as CRYPTO_MODULE_FAILURE. A module error's
+ * CKR name (e.g. CKR_DEVICE_ERROR) is kept as the error's `pkcs11` property, which the server's log
+ * shows with the error (pino copies an error's own properties); the message, which a client
+ * sees, stays plain. A CKR name carries no secret.
+ */
 export function toInkanError(err: unknown, operation: string): InkanError {
   if (err instanceof InkanError) return err;
-  return new InkanError("CRYPTO_MODULE_FAILURE", `crypto module failure during ${operation}`, { cause: err });
+  const wrapped = new InkanError("CRYPTO_MODULE_FAILURE", `crypto module failure during ${operation}`, { cause: err });
+  const name = ckrName(err);
+  if (name !== undefined) Object.defineProperty(wrapped, "pkcs11", { value: name, enumerable: true });
+  return wrapped;
 }
 
 /** An InkanError with the given code whose cause is the module's error. */

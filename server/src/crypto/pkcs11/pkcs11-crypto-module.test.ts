@@ -369,7 +369,8 @@ describe("concurrency over the session pool", () => {
   it("a module failure in one session becomes CRYPTO_MODULE_FAILURE (CKR only in the cause); the pool recovers", async () => {
     const k = key("EC_P256");
     const injected = new pkcs11js.Pkcs11Error("CKR_DEVICE_ERROR:48", 48, "C_Sign");
-    const spy = vi.spyOn(p11, "C_SignAsync").mockRejectedValueOnce(injected);
+    // Issue 20: the operation runs on a worker thread; the fault is injected where its answer arrives.
+    const spy = vi.spyOn(hsm.cryptoWorkers, "run").mockRejectedValueOnce(injected);
     try {
       const err = await hsm.sign({ keyId: k.keyId, scheme: "ECDSA", hashAlgorithm: "SHA256", data: randomBytes(32) }).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(InkanError);

@@ -3,10 +3,13 @@
  *
  * - Private keys are generated in the module as sensitive, non-extractable token objects
  *   (R-3.1.1.3) with a random 16-byte CKA_ID from the module's RNG as key id.
- * - Every cryptographic operation runs on libuv's thread pool (pkcs11js *Async calls) in a session
- *   of its own from a pool (see session-pool.ts), so the event loop never waits for the module.
- *   The short bookkeeping calls pkcs11js offers only synchronously (C_*Init, C_FindObjects,
- *   C_GetAttributeValue, C_CreateObject, C_DestroyObject, C_GenerateRandom) run on the main thread.
+ * - Issue 20: the operations of every request (sign, verify, record-seal HMAC, system-key
+ *   signatures, field encryption, ECDH, RSA-OAEP, random bytes) run on worker threads, Init and
+ *   operation together, each in a session of its own (crypto-worker-pool.ts): pkcs11js runs
+ *   C_*Init synchronously and the module decrypts the key there, which stalled the event loop.
+ *   Key generation, key import and the module check run on libuv's thread pool (pkcs11js *Async
+ *   calls) in a session of the main thread's pool (session-pool.ts); the short bookkeeping calls
+ *   (C_FindObjects, C_GetAttributeValue, C_CreateObject, C_DestroyObject) run on the main thread.
  * - Inputs are checked before the module is called: hash length and algorithm, key usage, the
  *   peer point of an ECDH (invalid-curve attack).
  * - Errors leave as InkanError; a Pkcs11Error (CKR_*) is kept only as the cause.
@@ -75,7 +78,10 @@ import {
   type Pkcs11,
   type Template,
 } from "./library.js";
+import type { WorkerJob } from "./crypto-worker-protocol.js";
+import { CryptoWorkerPool } from "./crypto-worker-pool.js";
 import { ModuleSupervisor } from "./module-supervisor.js";
+import { ObjectIndexLock, type ObjectIndexGroup } from "./object-index-lock.js";
 import { SessionPool } from "./session-pool.js";
 import { formatPkcs11Uri, parsePkcs11Uri, pinSourcePath, type Pkcs11Uri } from "./uri.js";
 
@@ -96,6 +102,11 @@ export interface Pkcs11CryptoModuleOptions {
   pin?: PinSource;
   /** Sessions in the pool, i.e. operations in flight at once (default 4, libuv's default threads). */
   poolSize?: number;
+  /**
+   * Issue 20: worker threads that run the module operations, each with a session of its own
+   * (default: poolSize). Configuration: cryptoWorkers / INKAN_CRYPTO_WORKERS.
+   */
+  workers?: number;
   /** Issue 22: reconnect backoff and periodic check of the module (see module-supervisor.ts for the defaults). */
   supervision?: { initialDelayMs?: number; maxDelayMs?: number; probeIntervalMs?: number };
 }
@@ -174,6 +185,7 @@ interface Connection {
   uri: Pkcs11Uri;
   pin: string;
   poolSize: number;
+  workers: number;
   slot: Handle;
   pool: SessionPool;
   tokenLabel: string;
@@ -204,6 +216,8 @@ export class Pkcs11CryptoModule
   readonly #connection: Omit<Connection, "slot" | "pool">;
   #slot: Handle;
   #pool: SessionPool;
+  /** Issue 20: the worker threads of the current connection (replaced with it on a reconnect). */
+  #workers: CryptoWorkerPool;
   /** Counts reconnects: handles found in one epoch are never used in another. */
   #epoch = 0;
   readonly #tokenLabel: string;
@@ -215,6 +229,8 @@ export class Pkcs11CryptoModule
   /** CKA_ID of each system key this module has used: a reconnect finds them by it. */
   readonly #systemIds = new Map<SystemKey, Buffer>();
   readonly #dataLocks = new Map<string, Promise<unknown>>();
+  /** Key generation and import apart from object searches (SoftHSM2's file store, see object-index-lock.ts). */
+  readonly #objectLock = new ObjectIndexLock();
   #ensuring: Promise<SystemKey[]> | undefined;
   #closed = false;
 
@@ -225,8 +241,9 @@ export class Pkcs11CryptoModule
     this.#connection = rest;
     this.#slot = slot;
     this.#pool = pool;
+    this.#workers = this.#newWorkers(slot);
     this.#tokenLabel = connection.tokenLabel;
-    this.#rng = new ContinuousRngCheck((length) => this.#use((s) => this.#p11.C_GenerateRandom(s, Buffer.alloc(length))));
+    this.#rng = new ContinuousRngCheck((length) => this.#workBytes({ op: "random", length }));
     this.#supervisor = new ModuleSupervisor({
       ...supervision,
       check: async () => void (await this.#checkModule(this.#pool, this.#slot, this.#epoch)),
@@ -251,10 +268,14 @@ export class Pkcs11CryptoModule
     try {
       const slot = findTokenSlot(p11, uri);
       const poolSize = options.poolSize ?? 4;
+      const workers = options.workers ?? poolSize;
+      if (!Number.isSafeInteger(workers) || workers < 1) {
+        throw new InkanError("INVALID_REQUEST", "the number of crypto worker threads must be a positive integer", { field: "cryptoWorkers" });
+      }
       const pool = SessionPool.open({ p11, slot, size: poolSize, pin });
       const info = p11.C_GetTokenInfo(slot);
       const connection: Connection = {
-        p11, library: options.library, uri, pin, poolSize, slot, pool, tokenLabel: info.label.trimEnd(), tokenSerial: info.serialNumber.trimEnd(),
+        p11, library: options.library, uri, pin, poolSize, workers, slot, pool, tokenLabel: info.label.trimEnd(), tokenSerial: info.serialNumber.trimEnd(),
       };
       return new Pkcs11CryptoModule(connection, options.supervision);
     } catch (err) {
@@ -273,6 +294,7 @@ export class Pkcs11CryptoModule
     if (this.#closed) return;
     this.#closed = true;
     await this.#supervisor.close(); // no check or reconnect after this
+    await this.#workers.close();
     await this.#pool.close();
     releaseLibrary(this.#library);
   }
@@ -287,6 +309,11 @@ export class Pkcs11CryptoModule
   /** Issue 23 (metrics): the current session pool's use; busy / open is its saturation. */
   get sessionPoolStats(): { open: number; busy: number; waiting: number } {
     return this.#pool.stats;
+  }
+
+  /** Issue 20: the worker threads of the current connection (their figures; tests observe them). */
+  get cryptoWorkers(): CryptoWorkerPool {
+    return this.#workers;
   }
 
   onStateChange(listener: (change: ModuleStateChange) => void): () => void {
@@ -320,10 +347,10 @@ export class Pkcs11CryptoModule
     const plan = planSignature(req); // refuses bad hash lengths and schemes before any module call
     return this.#withKey(req.keyId, "sign", "signing", async (key) => {
       assertSchemeFitsKey(req.scheme, key.algorithm);
-      const raw = await this.#use(async (s) => {
-        this.#p11.C_SignInit(s, plan.mechanism, key.privateKey);
-        return this.#p11.C_SignAsync(s, plan.input, Buffer.alloc(signatureSize(key.algorithm)));
-      }, key.epoch);
+      const raw = await this.#workBytes(
+        { op: "sign", mechanism: plan.mechanism, key: key.privateKey, data: plan.input, outLength: signatureSize(key.algorithm) },
+        key.epoch,
+      );
       return req.scheme === "ECDSA" && req.format !== "raw" ? ecdsaRawToDer(raw) : new Uint8Array(raw);
     });
   }
@@ -337,16 +364,9 @@ export class Pkcs11CryptoModule
       if (!signature) return false;
       const publicKey = key.publicKey ?? (await this.#findPublicHandle(key));
       if (!publicKey) throw new InkanError("CREDENTIAL_NOT_FOUND", "the key's public half is not in the crypto module");
-      return this.#use(async (s) => {
-        // R-3.2.1.5 verify-before-release: checked in the module against the key's public-key object.
-        this.#p11.C_VerifyInit(s, plan.mechanism, publicKey);
-        try {
-          return await this.#p11.C_VerifyAsync(s, plan.input, signature);
-        } catch (err) {
-          if (hasCkr(err, "CKR_SIGNATURE_INVALID", "CKR_SIGNATURE_LEN_RANGE")) return false; // C_Verify ends the operation
-          throw err;
-        }
-      }, key.epoch);
+      // R-3.2.1.5 verify-before-release: checked in the module against the key's public-key object
+      // (CKR_SIGNATURE_INVALID and CKR_SIGNATURE_LEN_RANGE answer false, see crypto-worker.ts).
+      return this.#workBool({ op: "verify", mechanism: plan.mechanism, key: publicKey, data: plan.input, signature }, key.epoch);
     });
   }
 
@@ -418,12 +438,14 @@ export class Pkcs11CryptoModule
     assertP256Point(req.peerPublicKey); // R-3.2.1.2 invalid-curve attack: off-curve, foreign-curve and infinity refused before the module
     return this.#withKey(req.keyId, "derive", "key agreement", async (key) => {
       if (key.algorithm !== "EC_P256") throw new InkanError("ALGORITHM_NOT_ALLOWED", "key agreement needs a P-256 key");
-      return this.#use(async (s) => {
-        const secret = await this.#p11.C_DeriveKeyAsync(
-          s,
-          withParameter<EcdhParams>(p.CKM_ECDH1_DERIVE, { type: p.CK_PARAMS_EC_DH, kdf: p.CKD_NULL, publicData: Buffer.from(req.peerPublicKey) }),
-          key.privateKey,
-          [
+      // Z leaves the module by design: JWE ECDH-ES runs the Concat KDF on it (RFC 7518 4.6). The
+      // derived session object is read and destroyed in the worker.
+      const z = await this.#workBytes(
+        {
+          op: "derive",
+          mechanism: withParameter<EcdhParams>(p.CKM_ECDH1_DERIVE, { type: p.CK_PARAMS_EC_DH, kdf: p.CKD_NULL, publicData: Buffer.from(req.peerPublicKey) }),
+          key: key.privateKey,
+          template: [
             { type: p.CKA_CLASS, value: p.CKO_SECRET_KEY },
             { type: p.CKA_KEY_TYPE, value: p.CKK_GENERIC_SECRET },
             { type: p.CKA_TOKEN, value: false },
@@ -431,14 +453,10 @@ export class Pkcs11CryptoModule
             { type: p.CKA_EXTRACTABLE, value: true },
             { type: p.CKA_VALUE_LEN, value: 32 },
           ],
-        );
-        try {
-          // Z leaves the module by design: JWE ECDH-ES runs the Concat KDF on it (RFC 7518 4.6).
-          return new Uint8Array(this.#attributes(s, secret, [p.CKA_VALUE])[0]);
-        } finally {
-          this.#p11.C_DestroyObject(s, secret);
-        }
-      }, key.epoch);
+        },
+        key.epoch,
+      );
+      return new Uint8Array(z);
     });
   }
 
@@ -448,15 +466,12 @@ export class Pkcs11CryptoModule
       const size = modulusBytes(key.algorithm);
       if (size === undefined) throw new InkanError("ALGORITHM_NOT_ALLOWED", "decryption needs an RSA key");
       if (req.ciphertext.length !== size) throw decryptionFailed(undefined);
-      return this.#use(async (s) => {
-        this.#p11.C_DecryptInit(s, OAEP_SHA1, key.privateKey);
-        try {
-          return new Uint8Array(await this.#p11.C_DecryptAsync(s, Buffer.from(req.ciphertext), Buffer.alloc(size)));
-        } catch (err) {
-          if (isBadCiphertext(err)) throw decryptionFailed(err); // R-3.2.1.2 one uniform error: no padding oracle
-          throw err;
-        }
-      }, key.epoch);
+      try {
+        return new Uint8Array(await this.#workBytes({ op: "decrypt", mechanism: OAEP_SHA1, key: key.privateKey, data: req.ciphertext, outLength: size }, key.epoch));
+      } catch (err) {
+        if (isBadCiphertext(err)) throw decryptionFailed(err); // R-3.2.1.2 one uniform error: no padding oracle
+        throw err;
+      }
     });
   }
 
@@ -522,7 +537,7 @@ export class Pkcs11CryptoModule
         } finally {
           this.#p11.C_DestroyObject(s, transport);
         }
-      }, importKey.epoch);
+      }, importKey.epoch, "create");
       try {
         return await this.#finishImport(privateKey, id, keyId, req.algorithm, stated, importKey.epoch);
       } catch (err) {
@@ -536,34 +551,20 @@ export class Pkcs11CryptoModule
 
   async hmacSha256(key: "record-seal", data: Uint8Array): Promise<Uint8Array> {
     this.#assertOpen();
+    // R-3.1.1.1, R-3.2.1.7: record seals are computed inside the module with a key that never leaves
+    // it. An empty input is signed as a multi-part operation with no parts (see crypto-worker.ts).
     return this.#withSystemKey(key, "HMAC", async (obj) =>
-      this.#use(async (s) => {
-        // R-3.1.1.1, R-3.2.1.7: record seals are computed inside the module with a key that never leaves it.
-        this.#p11.C_SignInit(s, { mechanism: p.CKM_SHA256_HMAC }, obj.handle);
-        const out = Buffer.alloc(32);
-        // pkcs11js passes an empty buffer as NULL, which C_Sign refuses: an empty input is signed
-        // as a multi-part operation with no parts.
-        return new Uint8Array(
-          data.length === 0 ? await this.#p11.C_SignFinalAsync(s, out) : await this.#p11.C_SignAsync(s, Buffer.from(data), out),
-        );
-      }, obj.epoch),
+      new Uint8Array(await this.#workBytes({ op: "sign", mechanism: { mechanism: p.CKM_SHA256_HMAC }, key: obj.handle, data, outLength: 32 }, obj.epoch)),
     );
   }
 
   async encrypt(key: "field-encryption", plaintext: Uint8Array, aad: Uint8Array): Promise<Uint8Array> {
     this.#assertOpen();
     const iv = Buffer.from(await this.randomBytes(12)); // fresh 96-bit IV from the module's RNG per encryption
-    return this.#withSystemKey(key, "encryption", async (obj) =>
-      this.#use(async (s) => {
-        this.#p11.C_EncryptInit(s, gcm(iv, aad), obj.handle);
-        const out = Buffer.alloc(plaintext.length + 16);
-        const sealed =
-          plaintext.length === 0
-            ? await this.#p11.C_EncryptFinalAsync(s, out)
-            : await this.#p11.C_EncryptAsync(s, Buffer.from(plaintext), out);
-        return new Uint8Array(Buffer.concat([iv, sealed]));
-      }, obj.epoch),
-    );
+    return this.#withSystemKey(key, "encryption", async (obj) => {
+      const sealed = await this.#workBytes({ op: "encrypt", mechanism: gcm(iv, aad), key: obj.handle, data: plaintext, outLength: plaintext.length + 16 }, obj.epoch);
+      return new Uint8Array(Buffer.concat([iv, sealed]));
+    });
   }
 
   async decrypt(key: "field-encryption", sealed: Uint8Array, aad: Uint8Array): Promise<Uint8Array> {
@@ -572,19 +573,16 @@ export class Pkcs11CryptoModule
     const iv = Buffer.from(sealed.subarray(0, 12));
     const body = Buffer.from(sealed.subarray(12));
     let tagFailure: unknown;
-    const plain = await this.#withSystemKey(key, "decryption", async (obj) =>
-      this.#use(async (s) => {
-        this.#p11.C_DecryptInit(s, gcm(iv, aad), obj.handle);
-        try {
-          return new Uint8Array(await this.#p11.C_DecryptAsync(s, body, Buffer.alloc(body.length)));
-        } catch (err) {
-          // Wrong key, AAD or a changed bit: the tag does not verify (SoftHSM2: CKR_GENERAL_ERROR).
-          if (!isBadCiphertext(err)) throw err;
-          tagFailure = err;
-          return undefined;
-        }
-      }, obj.epoch),
-    );
+    const plain = await this.#withSystemKey(key, "decryption", async (obj) => {
+      try {
+        return new Uint8Array(await this.#workBytes({ op: "decrypt", mechanism: gcm(iv, aad), key: obj.handle, data: body, outLength: body.length }, obj.epoch));
+      } catch (err) {
+        // Wrong key, AAD or a changed bit: the tag does not verify (SoftHSM2: CKR_GENERAL_ERROR).
+        if (!isBadCiphertext(err)) throw err;
+        tagFailure = err;
+        return undefined;
+      }
+    });
     if (plain) return plain;
     // A broken module answers CKR_GENERAL_ERROR too: it is checked before data is called tampered with.
     await this.#supervisor.confirm();
@@ -596,11 +594,8 @@ export class Pkcs11CryptoModule
     if (!isKeyPair(key)) throw new InkanError("INVALID_REQUEST", "not a signing system key");
     if (req.hash.length !== 32) throw new InkanError("HASH_LENGTH_MISMATCH", "a system key signs a SHA-256 hash (32 bytes)");
     return this.#withSystemKey(key, key === "audit-signing" ? "audit signing" : "challenge signing", async (obj) => {
-      const raw = await this.#use(async (s) => {
-        // R-3.2.2.4, T-2.2.1.7: audit checkpoints and SadChallenges are signed by module-resident keys, one per purpose.
-        this.#p11.C_SignInit(s, { mechanism: p.CKM_ECDSA }, obj.handle);
-        return this.#p11.C_SignAsync(s, Buffer.from(req.hash), Buffer.alloc(64));
-      }, obj.epoch);
+      // R-3.2.2.4, T-2.2.1.7: audit checkpoints and SadChallenges are signed by module-resident keys, one per purpose.
+      const raw = await this.#workBytes({ op: "sign", mechanism: { mechanism: p.CKM_ECDSA }, key: obj.handle, data: req.hash, outLength: 64 }, obj.epoch);
       return req.format === "raw" ? new Uint8Array(raw) : ecdsaRawToDer(raw);
     });
   }
@@ -699,17 +694,53 @@ export class Pkcs11CryptoModule
    * Every module call goes through here: refused at once while the module is lost (fail closed),
    * run in a session of its own otherwise, and its failure shown to the supervisor. `epoch` is
    * that of the handles `fn` uses: after a reconnect they are refused, never sent to the module.
+   * `group` "create" for the calls that create token objects on libuv's threads, kept apart from the
+   * main thread's object searches (object-index-lock.ts).
    */
-  async #use<T>(fn: (session: Handle) => Promise<T> | T, epoch?: number): Promise<T> {
+  async #use<T>(fn: (session: Handle) => Promise<T> | T, epoch?: number, group: ObjectIndexGroup = "index"): Promise<T> {
     this.#supervisor.assertAvailable();
     if (epoch !== undefined && epoch !== this.#epoch) throw new ReconnectedError();
     const pool = this.#pool;
     try {
-      return await pool.use(fn);
+      return await this.#objectLock.run(group, () => pool.use(fn));
     } catch (err) {
       if (pool === this.#pool) this.#supervisor.observe(err);
       throw err;
     }
+  }
+
+  /**
+   * Issue 20, every operation on a worker thread goes through here: refused at once while the
+   * module is lost, refused for handles of another connection (epoch), its failure shown to the
+   * supervisor, like #use.
+   */
+  async #work(job: WorkerJob, epoch?: number): Promise<Uint8Array | boolean> {
+    this.#supervisor.assertAvailable();
+    if (epoch !== undefined && epoch !== this.#epoch) throw new ReconnectedError();
+    const workers = this.#workers;
+    try {
+      return await workers.run(job);
+    } catch (err) {
+      if (workers === this.#workers) this.#supervisor.observe(err);
+      throw err;
+    }
+  }
+
+  async #workBytes(job: WorkerJob, epoch?: number): Promise<Buffer> {
+    const value = await this.#work(job, epoch);
+    if (!Buffer.isBuffer(value)) throw new InkanError("CRYPTO_MODULE_FAILURE", "unexpected answer of a crypto worker");
+    return value;
+  }
+
+  async #workBool(job: WorkerJob, epoch?: number): Promise<boolean> {
+    const value = await this.#work(job, epoch);
+    if (typeof value !== "boolean") throw new InkanError("CRYPTO_MODULE_FAILURE", "unexpected answer of a crypto worker");
+    return value;
+  }
+
+  #newWorkers(slot: Handle): CryptoWorkerPool {
+    const { p11, library, pin, workers } = this.#connection;
+    return new CryptoWorkerPool({ p11, library, slot, pin, size: workers });
   }
 
   /**
@@ -736,9 +767,9 @@ export class Pkcs11CryptoModule
     const found = new Map<SystemKey, SystemObject>();
     const probe = Buffer.from("inkan crypto module check");
     for (const key of this.#systemIds.keys()) {
-      const obj = await pool.use((s) => this.#findSystemKey(s, key, epoch));
+      const obj = await this.#objectLock.run("index", () => pool.use((s) => this.#findSystemKey(s, key, epoch)));
       if (!obj) throw new InkanError("CRYPTO_MODULE_FAILURE", `system key ${SYSTEM_KEY_LABELS[key]} is not in the module`);
-      await pool.use(async (s) => {
+      await this.#objectLock.run("index", () => pool.use(async (s) => {
         if (key === "record-seal") {
           this.#p11.C_SignInit(s, { mechanism: p.CKM_SHA256_HMAC }, obj.handle);
           if ((await this.#p11.C_SignAsync(s, probe, Buffer.alloc(32))).length !== 32) throw new InkanError("CRYPTO_MODULE_FAILURE", "record-seal check failed");
@@ -758,7 +789,7 @@ export class Pkcs11CryptoModule
             throw new InkanError("CRYPTO_MODULE_FAILURE", "audit-signing check failed");
           }
         }
-      });
+      }));
       found.set(key, obj);
     }
     return found;
@@ -771,7 +802,8 @@ export class Pkcs11CryptoModule
    * and checked. Only then do calls use the new connection, in a new epoch with empty key caches.
    */
   async #reconnect(attempt: number): Promise<void> {
-    await this.#pool.discard();
+    // Issue 20: the workers are stopped and their sessions closed before a C_Finalize (WORKER-THREADS.md rule 1).
+    await Promise.all([this.#workers.close({ discard: true }), this.#pool.discard()]);
     if (attempt > 1) reinitializeLibrary(this.#library);
     const { uri, pin, poolSize } = this.#connection;
     const slot = findTokenSlot(this.#p11, uri);
@@ -791,6 +823,7 @@ export class Pkcs11CryptoModule
     this.#epoch = epoch;
     this.#slot = slot;
     this.#pool = pool;
+    this.#workers = this.#newWorkers(slot);
   }
 
   async #newKeyId(): Promise<string> {
@@ -817,6 +850,7 @@ export class Pkcs11CryptoModule
           [{ type: p.CKA_KEY_TYPE, value: keyTypeOf(algorithm) }, ...privateKeyPolicy(id, usage)],
         ),
         epoch,
+        "create",
       );
       let spki: Uint8Array;
       try {
@@ -850,10 +884,7 @@ export class Pkcs11CryptoModule
     const { scheme, hashAlgorithm } = proofScheme(algorithm);
     const data = hashAlgorithm === "NONE" ? message : createHash("sha256").update(message).digest();
     const plan = planSignature({ scheme, hashAlgorithm, data });
-    const raw = await this.#use(async (s) => {
-      this.#p11.C_SignInit(s, plan.mechanism, privateKey);
-      return this.#p11.C_SignAsync(s, plan.input, Buffer.alloc(signatureSize(algorithm)));
-    }, epoch);
+    const raw = await this.#workBytes({ op: "sign", mechanism: plan.mechanism, key: privateKey, data: plan.input, outLength: signatureSize(algorithm) }, epoch);
     const ok =
       scheme === "ED25519"
         ? nodeVerify(null, message, stated.key, raw)
@@ -1099,7 +1130,7 @@ export class Pkcs11CryptoModule
               { type: p.CKA_DERIVE, value: false },
             ]);
           }
-        });
+        }, undefined, "create");
         created.push(key);
       }
       return created;

@@ -169,7 +169,7 @@ export async function initEmbeddedToken(dataDir: string, options: EmbeddedTokenO
  */
 export async function openEmbeddedCryptoModule(
   dataDir: string,
-  options: EmbeddedTokenOptions & { poolSize?: number } = {},
+  options: EmbeddedTokenOptions & { poolSize?: number; workers?: number } = {},
 ): Promise<Pkcs11CryptoModule> {
   const paths = embeddedTokenPaths(dataDir, options);
   if (!existsSync(paths.confPath) || !existsSync(paths.userPinFile)) {
@@ -181,6 +181,7 @@ export async function openEmbeddedCryptoModule(
     token: formatPkcs11Uri({ token: EMBEDDED_TOKEN_LABEL }),
     pin: { file: paths.userPinFile },
     ...(options.poolSize !== undefined ? { poolSize: options.poolSize } : {}),
+    ...(options.workers !== undefined ? { workers: options.workers } : {}),
   });
 }
 

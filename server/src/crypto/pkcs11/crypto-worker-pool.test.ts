@@ -1,0 +1,215 @@
+/**
+ * Issue 20: the module's operations run on worker threads (crypto-worker-pool.ts), on a real
+ * SoftHSM2 token. What is checked: every kind of operation answers from a worker thread, never
+ * this one; the pool size setting is honoured; more calls than workers wait, and no session ever
+ * serves two operations in flight; a worker killed mid-operation fails that call cleanly as
+ * CRYPTO_MODULE_FAILURE (its session closed), and the next call works; a module error keeps its
+ * CKR name for the log (not the client's message); close() stops the workers.
+ */
+import { createHash, createPublicKey, randomBytes, verify } from "node:crypto";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { threadId, type Worker } from "node:worker_threads";
+import { pino } from "pino";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { InkanError } from "../../errors.js";
+import type { GeneratedKey } from "../port.js";
+import { toInkanError } from "./errors.js";
+import { acquireLibrary, pkcs11js, releaseLibrary, type Pkcs11 } from "./library.js";
+import type { Pkcs11CryptoModule } from "./pkcs11-crypto-module.js";
+import { embeddedTokenPaths, initEmbeddedToken, openEmbeddedCryptoModule } from "./softhsm-token.js";
+
+let dataDir: string;
+let library: string;
+let p11: Pkcs11;
+let hsm: Pkcs11CryptoModule;
+let ec: GeneratedKey;
+
+const ecdsa = (data: Uint8Array) => ({ keyId: ec.keyId, scheme: "ECDSA" as const, hashAlgorithm: "SHA256" as const, data, format: "raw" as const });
+
+/** "CKR_SESSION_HANDLE_INVALID" when the session is closed, "open" otherwise. */
+function sessionState(hex: string): string {
+  try {
+    p11.C_GetSessionInfo(Buffer.from(hex, "hex"));
+    return "open";
+  } catch (err) {
+    return (err as Error).message;
+  }
+}
+
+beforeAll(async () => {
+  dataDir = await mkdtemp(join(tmpdir(), "inkan-crypto-workers-"));
+  await initEmbeddedToken(dataDir);
+  hsm = await openEmbeddedCryptoModule(dataDir, { poolSize: 3 });
+  library = embeddedTokenPaths(dataDir).library;
+  p11 = acquireLibrary(library);
+  ec = await hsm.generateKeyPair("EC_P256");
+}, 60_000);
+
+afterAll(async () => {
+  await hsm?.close();
+  if (library) releaseLibrary(library);
+  if (dataDir) await rm(dataDir, { recursive: true, force: true });
+});
+
+describe("issue 20: PKCS#11 operations on worker threads", () => {
+  it("every kind of operation is answered by a worker thread, never the event loop's thread", async () => {
+    const pool = hsm.cryptoWorkers;
+    const served: (number | undefined)[] = [];
+    pool.testHooks = { onSettle: (e) => served.push(e.threadId) };
+    try {
+      const data = randomBytes(32);
+      const signature = await hsm.sign(ecdsa(data));
+      expect(await hsm.verify({ ...ecdsa(data), signature })).toBe(true);
+      expect(await hsm.verify({ ...ecdsa(data), signature: randomBytes(64) })).toBe(false);
+      expect(await hsm.hmacSha256("record-seal", data)).toHaveLength(32);
+      expect(await hsm.hmacSha256("record-seal", new Uint8Array(0))).toHaveLength(32);
+      const sealed = await hsm.encrypt("field-encryption", data, Buffer.from("aad"));
+      expect(Buffer.from(await hsm.decrypt("field-encryption", sealed, Buffer.from("aad")))).toEqual(data);
+      const auditKey = createPublicKey({ key: Buffer.from(await hsm.systemPublicKey("audit-signing")), format: "der", type: "spki" });
+      const checkpoint = await hsm.signWithSystemKey("audit-signing", { hash: createHash("sha256").update("x").digest(), format: "raw" });
+      expect(verify("sha256", Buffer.from("x"), { key: auditKey, dsaEncoding: "ieee-p1363" }, checkpoint)).toBe(true);
+      expect(await hsm.randomBytes(48)).toHaveLength(48);
+      const derive = await hsm.generateEncryptionKeyPair("EC_P256");
+      const peer = createPublicKey({ key: Buffer.from(derive.publicKeySpki), format: "der", type: "spki" }).export({ format: "jwk" });
+      const point = Buffer.concat([Buffer.from([4]), Buffer.from(peer.x ?? "", "base64url"), Buffer.from(peer.y ?? "", "base64url")]);
+      expect(await hsm.deriveSharedSecret({ keyId: derive.keyId, peerPublicKey: point })).toHaveLength(32);
+    } finally {
+      pool.testHooks = undefined;
+    }
+    expect(served.length).toBeGreaterThanOrEqual(11);
+    expect(served.every((id) => id !== undefined && id !== threadId)).toBe(true);
+  });
+
+  it("the event loop turns between the operations of a long batch (a setImmediate callback runs while they are in flight)", async () => {
+    const pool = hsm.cryptoWorkers;
+    let settled = 0;
+    const turnsAt: number[] = [];
+    pool.testHooks = { onSettle: () => settled++ };
+    let done = false;
+    const spin = () => {
+      turnsAt.push(settled);
+      if (!done) setImmediate(spin);
+    };
+    setImmediate(spin);
+    try {
+      await Promise.all(Array.from({ length: 300 }, () => hsm.sign(ecdsa(randomBytes(32)))));
+    } finally {
+      done = true;
+      pool.testHooks = undefined;
+    }
+    // Turns happened while the batch was under way, not only before it started or after it ended.
+    expect(turnsAt.some((n) => n > 0 && n < 300)).toBe(true);
+  });
+
+  it("the default pool size is the module's session count; cryptoWorkers sets it", async () => {
+    expect(hsm.cryptoWorkers.size).toBe(3);
+    const two = await openEmbeddedCryptoModule(dataDir, { workers: 2 });
+    try {
+      expect(two.cryptoWorkers.size).toBe(2);
+      await Promise.all(Array.from({ length: 40 }, () => two.sign(ecdsa(randomBytes(32)))));
+      expect(two.cryptoWorkers.stats.workers).toBe(2);
+      expect(two.cryptoWorkers.threadIds.size).toBe(2);
+    } finally {
+      await two.close();
+    }
+    await expect(openEmbeddedCryptoModule(dataDir, { workers: 0 })).rejects.toMatchObject({ code: "INVALID_REQUEST" });
+  });
+
+  it("200 calls on 3 workers queue: at most 3 in flight, no session ever serves two operations in flight", async () => {
+    const pool = hsm.cryptoWorkers;
+    const inFlight = new Set<string>();
+    let shared = 0;
+    let most = 0;
+    let mostWaiting = 0;
+    pool.testHooks = {
+      onDispatch: ({ session }) => {
+        if (inFlight.has(session)) shared++;
+        inFlight.add(session);
+        most = Math.max(most, inFlight.size);
+        mostWaiting = Math.max(mostWaiting, pool.stats.waiting);
+      },
+      onSettle: ({ session }) => inFlight.delete(session),
+    };
+    try {
+      const hashes = Array.from({ length: 200 }, () => randomBytes(32));
+      const signatures = await Promise.all(hashes.map((h) => hsm.sign(ecdsa(h))));
+      const verified = await Promise.all(hashes.map((h, i) => hsm.verify({ ...ecdsa(h), signature: signatures[i] as Uint8Array })));
+      expect(verified.every(Boolean)).toBe(true);
+    } finally {
+      pool.testHooks = undefined;
+    }
+    expect(shared).toBe(0);
+    expect(most).toBeLessThanOrEqual(3);
+    expect(mostWaiting).toBeGreaterThan(0);
+  });
+
+  it("a worker killed mid-operation fails that call as CRYPTO_MODULE_FAILURE, its session is closed, and the queued call runs on a new worker", async () => {
+    const one = await openEmbeddedCryptoModule(dataDir, { workers: 1 });
+    const signal = new SharedArrayBuffer(8); // [0] not released: the job is in flight until its worker dies
+    try {
+      const pool = one.cryptoWorkers;
+      let held: { worker: Worker; session: string } | undefined;
+      pool.testHooks = { onDispatch: (e) => (held ??= e) };
+      const killed = pool.run({ op: "hold", signal }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      const data = randomBytes(32);
+      const queued = one.sign(ecdsa(data)); // waits for the only worker (after its key lookup)
+      while (pool.stats.waiting === 0 || Atomics.load(new Int32Array(signal), 1) === 0) await new Promise((resolve) => setImmediate(resolve));
+      expect(pool.stats).toMatchObject({ workers: 1, busy: 1, waiting: 1 });
+      const killedThread = held?.worker.threadId;
+      await held?.worker.terminate();
+      const err = await killed;
+      expect(err).toBeInstanceOf(InkanError);
+      expect((err as InkanError).code).toBe("CRYPTO_MODULE_FAILURE");
+      expect(sessionState(held?.session ?? "")).toBe("CKR_SESSION_HANDLE_INVALID");
+      const signature = await queued;
+      expect(await one.verify({ ...ecdsa(data), signature })).toBe(true);
+      expect([...pool.threadIds]).toHaveLength(1); // the replacement answered, the killed worker never did
+      expect(pool.threadIds.has(killedThread ?? -1)).toBe(false);
+      expect(one.available).toBe(true);
+    } finally {
+      Atomics.store(new Int32Array(signal), 0, 1); // lets a worker that was not stopped answer, so close() returns
+      await one.close();
+    }
+  });
+
+  it("a CKR error in a worker reaches the adapter as the module's error (name kept), and that session is replaced", async () => {
+    const pool = hsm.cryptoWorkers;
+    const sessions: string[] = [];
+    pool.testHooks = { onDispatch: ({ session }) => sessions.push(session) };
+    let err: unknown;
+    try {
+      // A mechanism SoftHSM2 does not know, straight to the pool: the worker's C_SignInit fails.
+      err = await pool.run({ op: "sign", mechanism: { mechanism: 0x7fff_fff0 }, key: Buffer.alloc(8), data: randomBytes(32), outLength: 64 }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+    } finally {
+      pool.testHooks = undefined;
+    }
+    expect(err).toBeInstanceOf(pkcs11js.Pkcs11Error);
+    expect((err as Error).message).toMatch(/^CKR_/);
+    expect(sessionState(sessions[0] ?? "")).toBe("CKR_SESSION_HANDLE_INVALID");
+    const wrapped = toInkanError(err, "signing");
+    expect(wrapped.code).toBe("CRYPTO_MODULE_FAILURE");
+    expect(wrapped.message).not.toMatch(/CKR_/); // the client's message
+    expect((wrapped as InkanError & { pkcs11?: string }).pkcs11).toBe((err as Error).message); // the log's
+    expect(pino.stdSerializers.err(wrapped)).toMatchObject({ pkcs11: (err as Error).message }); // as the server's log writes it
+  });
+
+  it("close() stops the workers and closes their sessions; later calls fail closed", async () => {
+    const mod = await openEmbeddedCryptoModule(dataDir, { workers: 2 });
+    const sessions = new Set<string>();
+    mod.cryptoWorkers.testHooks = { onDispatch: ({ session }) => sessions.add(session) };
+    await Promise.all(Array.from({ length: 10 }, () => mod.sign(ecdsa(randomBytes(32)))));
+    const pool = mod.cryptoWorkers;
+    await mod.close();
+    expect(pool.stats.workers).toBe(0);
+    expect([...sessions].map(sessionState)).toEqual([...sessions].map(() => "CKR_SESSION_HANDLE_INVALID"));
+    await expect(pool.run({ op: "random", length: 8 })).rejects.toMatchObject({ code: "CRYPTO_MODULE_FAILURE" });
+  });
+});

@@ -1,0 +1,59 @@
+/**
+ * Messages between the PKCS#11 adapter and its worker threads (issue 20, see crypto-worker.ts).
+ * Small on purpose: a key handle, a mechanism and a hash go in, a signature comes out. Buffers
+ * cross the thread boundary as Uint8Array (structured clone) and are made Buffers again there.
+ */
+import type { Mechanism, Template } from "./library.js";
+
+/** One module operation, done as Init + operation in the worker's own session. */
+export type WorkerJob =
+  /** C_SignInit + C_Sign (C_SignFinal for empty data: pkcs11js passes an empty buffer as NULL). */
+  | { op: "sign"; mechanism: Mechanism; key: Uint8Array; data: Uint8Array; outLength: number }
+  /** C_VerifyInit + C_Verify; CKR_SIGNATURE_INVALID / CKR_SIGNATURE_LEN_RANGE give false. */
+  | { op: "verify"; mechanism: Mechanism; key: Uint8Array; data: Uint8Array; signature: Uint8Array }
+  /** C_EncryptInit + C_Encrypt (C_EncryptFinal for empty data). */
+  | { op: "encrypt"; mechanism: Mechanism; key: Uint8Array; data: Uint8Array; outLength: number }
+  /** C_DecryptInit + C_Decrypt. */
+  | { op: "decrypt"; mechanism: Mechanism; key: Uint8Array; data: Uint8Array; outLength: number }
+  /** C_DeriveKey of a session object, its CKA_VALUE read, the object destroyed. */
+  | { op: "derive"; mechanism: Mechanism; key: Uint8Array; template: Template }
+  /** C_GenerateRandom. */
+  | { op: "random"; length: number }
+  /**
+   * Tests only (no module call): sets `signal[1]` to 1, then blocks the worker until `signal[0]`
+   * is not 0, so that a test can stop a worker while a job of it is certainly in flight (two
+   * Int32 values). Answers true.
+   */
+  | { op: "hold"; signal: SharedArrayBuffer };
+
+export interface WorkerData {
+  /** Path of the PKCS#11 library the main thread loaded and initialized. */
+  library: string;
+  /** Source runs only (vitest): the .ts entry ts-worker.mjs imports. */
+  entry?: string;
+}
+
+/**
+ * A job and the session to run it in. The session is opened (and closed) by the main thread and
+ * lent to one worker for one job at a time: session handles are process-wide, and the main thread
+ * can close the session of a worker that died.
+ */
+export interface WorkerRequest {
+  id: number;
+  session: Uint8Array;
+  job: WorkerJob;
+}
+
+/** A failure in the worker: a CKR_* code keeps its name, code and method, so it reads like the main thread's. */
+export interface WorkerFailure {
+  pkcs11: boolean;
+  message: string;
+  code?: number;
+  method?: string;
+}
+
+export type WorkerReply =
+  /** Sent once, when the library is loaded and the main thread's initialization found. */
+  | { ready: true; threadId: number }
+  | { id: number; ok: true; value: Uint8Array | boolean; threadId: number }
+  | { id: number; ok: false; error: WorkerFailure; threadId: number };

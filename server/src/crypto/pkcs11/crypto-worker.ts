@@ -1,0 +1,119 @@
+/**
+ * Worker-thread entry of the PKCS#11 adapter (issue 20): runs the module calls that can block
+ * (C_*Init and the operation, synchronously: the worker is the thread) so that the event loop does
+ * not. Rules from the spike (WORKER-THREADS.md):
+ * 1. The main thread initializes and finalizes the library. Here C_Initialize must answer
+ *    CKR_CRYPTOKI_ALREADY_INITIALIZED (the process-wide initialization is reused); this thread
+ *    never calls C_Finalize, which would end every session of the process.
+ * 2. The session of each job is lent by the main thread, to this worker alone, for that job alone.
+ * 3. Always `new PKCS11()` (pkcs11js keeps one process-global constructor reference).
+ * No state but the loaded library: a failed job's session is replaced by the main thread.
+ */
+import { createRequire } from "node:module";
+import { parentPort, threadId, workerData } from "node:worker_threads";
+import type * as Pkcs11Types from "pkcs11js";
+import type { WorkerData, WorkerFailure, WorkerJob, WorkerReply, WorkerRequest } from "./crypto-worker-protocol.js";
+
+const require = createRequire(import.meta.url);
+const pkcs11js = require("pkcs11js") as typeof Pkcs11Types;
+
+const port = parentPort;
+if (!port) throw new Error("crypto-worker runs in a worker thread");
+const { library } = workerData as WorkerData;
+
+const p11 = new pkcs11js.PKCS11();
+p11.load(library);
+try {
+  p11.C_Initialize({ flags: pkcs11js.CKF_OS_LOCKING_OK });
+  // This thread initialized the library: the main thread had not (or had finalized it). Undone at
+  // once, and the worker stops: calls must run under the main thread's initialization.
+  p11.C_Finalize();
+  throw new Error("the PKCS#11 library is not initialized by the main thread");
+} catch (err) {
+  if (!(err instanceof pkcs11js.Pkcs11Error) || err.message !== "CKR_CRYPTOKI_ALREADY_INITIALIZED") throw err;
+}
+
+port.postMessage({ ready: true, threadId } satisfies WorkerReply);
+
+port.on("message", (request: WorkerRequest) => {
+  let reply: WorkerReply;
+  try {
+    const value = run(buffer(request.session), request.job);
+    // A structured clone copies a view's whole ArrayBuffer: a result inside a larger one is copied first.
+    const own = typeof value === "boolean" || (value.byteOffset === 0 && value.byteLength === value.buffer.byteLength) ? value : new Uint8Array(value);
+    reply = { id: request.id, ok: true, value: own, threadId };
+  } catch (err) {
+    reply = { id: request.id, ok: false, error: failure(err), threadId };
+  }
+  port.postMessage(reply);
+});
+
+function run(s: Pkcs11Types.Handle, job: WorkerJob): Uint8Array | boolean {
+  switch (job.op) {
+    case "sign": {
+      p11.C_SignInit(s, mechanism(job.mechanism), buffer(job.key));
+      const out = Buffer.alloc(job.outLength);
+      return job.data.length === 0 ? p11.C_SignFinal(s, out) : p11.C_Sign(s, buffer(job.data), out);
+    }
+    case "verify": {
+      p11.C_VerifyInit(s, mechanism(job.mechanism), buffer(job.key));
+      try {
+        return p11.C_Verify(s, buffer(job.data), buffer(job.signature));
+      } catch (err) {
+        // C_Verify ends the operation either way; a wrong signature is an answer, not a failure.
+        if (err instanceof pkcs11js.Pkcs11Error && (err.message === "CKR_SIGNATURE_INVALID" || err.message === "CKR_SIGNATURE_LEN_RANGE")) return false;
+        throw err;
+      }
+    }
+    case "encrypt": {
+      p11.C_EncryptInit(s, mechanism(job.mechanism), buffer(job.key));
+      const out = Buffer.alloc(job.outLength);
+      return job.data.length === 0 ? p11.C_EncryptFinal(s, out) : p11.C_Encrypt(s, buffer(job.data), out);
+    }
+    case "decrypt":
+      p11.C_DecryptInit(s, mechanism(job.mechanism), buffer(job.key));
+      return p11.C_Decrypt(s, buffer(job.data), Buffer.alloc(job.outLength));
+    case "derive": {
+      const secret = p11.C_DeriveKey(s, mechanism(job.mechanism), buffer(job.key), template(job.template));
+      try {
+        const value = p11.C_GetAttributeValue(s, secret, [{ type: pkcs11js.CKA_VALUE }])[0]?.value;
+        if (!Buffer.isBuffer(value)) throw new Error("attribute missing in the module's answer");
+        return value;
+      } finally {
+        p11.C_DestroyObject(s, secret);
+      }
+    }
+    case "random":
+      return p11.C_GenerateRandom(s, Buffer.alloc(job.length));
+    case "hold": {
+      // A JavaScript loop, not Atomics.wait: worker.terminate() interrupts the one, not the other.
+      const signal = new Int32Array(job.signal);
+      Atomics.store(signal, 1, 1); // started
+      while (Atomics.load(signal, 0) === 0);
+      return true;
+    }
+  }
+}
+
+/** A Uint8Array from the structured clone as the Buffer pkcs11js wants (no copy). */
+function buffer(value: Uint8Array): Buffer {
+  return Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+}
+
+/** A mechanism whose parameter (or the Buffers inside it: IV, AAD, an ECDH public point) crossed as Uint8Array. */
+function mechanism(m: Pkcs11Types.Mechanism): Pkcs11Types.Mechanism {
+  const parameter = m.parameter;
+  if (parameter instanceof Uint8Array) return { ...m, parameter: buffer(parameter) };
+  if (parameter === undefined || typeof parameter !== "object") return m;
+  const revived = Object.fromEntries(Object.entries(parameter).map(([k, v]) => [k, v instanceof Uint8Array ? buffer(v) : v]));
+  return { ...m, parameter: revived as unknown as Pkcs11Types.IParams };
+}
+
+function template(t: Pkcs11Types.Template): Pkcs11Types.Template {
+  return t.map((a) => (a.value instanceof Uint8Array ? { ...a, value: buffer(a.value) } : a));
+}
+
+function failure(err: unknown): WorkerFailure {
+  if (err instanceof pkcs11js.Pkcs11Error) return { pkcs11: true, message: err.message, code: err.code, method: err.method };
+  return { pkcs11: false, message: err instanceof Error ? err.message : "unexpected failure" };
+}

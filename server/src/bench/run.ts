@@ -35,10 +35,22 @@ const phase = { warmupMs: 1_000, measureMs: 5_000 };
 const rawPhase = { warmupMs: 500, measureMs: 3_000 };
 const streamHashes = 100_000;
 
+/** How long `--runs` waits between runs for the 1-minute load average to fall below quiet. */
+const quietWaitMs = 240_000;
+
+/** Waits until the 1-minute load average is below {@link quietLoad}, or `maxMs` passed (then the run starts anyway, with its warning). */
+async function waitForQuiet(maxMs: number): Promise<void> {
+  const until = Date.now() + maxMs;
+  if (loadavg()[0]! >= quietLoad) console.log(`waiting up to ${maxMs / 1000} s for the load average (${load()}) to fall below ${quietLoad.toFixed(1)}`);
+  while (loadavg()[0]! >= quietLoad && Date.now() < until) await new Promise((r) => setTimeout(r, 5_000));
+}
+
 const figures: Figures[] = [];
 try {
   for (let run = 1; run <= runCount; run++) {
     // Issue 20: a quiet run needs a 1-minute load average below 1.0 at its start; a busy start is said, not refused.
+    // The previous run's own load takes a minute or two to decay: wait for it (bounded) between runs.
+    if (run > 1) await waitForQuiet(quietWaitMs);
     const load1m = loadavg()[0]!;
     console.log(`${runCount > 1 ? `\n=== run ${run} of ${runCount}: ` : ""}load average at the start ${load()}`);
     const warning = loadWarning(run, load1m);

@@ -94,7 +94,7 @@ export function sha256(data: Uint8Array | string): Uint8Array {
 }
 
 export function toBase64(bytes: Uint8Array): string {
-  return Buffer.from(bytes).toString("base64");
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("base64"); // a view, no copy
 }
 
 /** Decodes standard base64 with padding; undefined unless it is exactly that (no other alphabet, no junk). */
@@ -144,6 +144,85 @@ export function recordHash(json: AuditRecordJson): Uint8Array {
   return sha256(canonicalJson(hashed));
 }
 
+/**
+ * One top-level member of a record's JSON as JCS writes it (`"key":value`), keyed for sorting.
+ * Issue 20: the store's body and the hashed form share the event fields, so each field's value is
+ * made canonical once and both texts are joined from the same members.
+ */
+interface Member {
+  readonly key: string;
+  readonly text: string;
+}
+
+/**
+ * JCS of one field value, byte for byte what `canonicalize` gives: a fast path for the shapes the
+ * events build (a string, or a plain object of strings: actor, details), the package otherwise.
+ */
+function canonicalValue(value: unknown): string {
+  if (typeof value === "string") return canonicalJson(value); // lone-surrogate check + JSON.stringify
+  if (typeof value === "object" && value !== null && !Array.isArray(value)) {
+    const proto: unknown = Object.getPrototypeOf(value);
+    if (proto === Object.prototype || proto === null) {
+      const object = value as Record<string, unknown>;
+      const keys = Object.keys(object);
+      let plain = true;
+      for (const key of keys) {
+        const v = object[key];
+        if (typeof v !== "string" && v !== undefined) {
+          plain = false;
+          break;
+        }
+      }
+      if (plain) {
+        keys.sort();
+        let text = "{";
+        let first = true;
+        for (const key of keys) {
+          const v = object[key];
+          if (v === undefined) continue;
+          text += `${first ? "" : ","}${canonicalJson(key)}:${canonicalJson(v)}`;
+          first = false;
+        }
+        return `${text}}`;
+      }
+    }
+  }
+  return canonicalJson(value);
+}
+
+const chainFieldNames: ReadonlySet<string> = new Set(["nodeId", "sequence", "occurredAt", "eventType", "prevHash"]);
+
+function compareKeys(a: Member, b: Member): number {
+  return a.key < b.key ? -1 : a.key > b.key ? 1 : 0; // JCS: UTF-16 code unit order, as Array.prototype.sort
+}
+
+function joinMembers(members: readonly Member[]): string {
+  let text = "{";
+  for (let i = 0; i < members.length; i++) text += i === 0 ? members[i]!.text : `,${members[i]!.text}`;
+  return `${text}}`;
+}
+
+/**
+ * The store's body (JCS of the event fields) and the hashed text (JCS of the record's proto3 JSON
+ * without `hash`) of a new record, each field made canonical once. Byte-identical to
+ * `eventBody(fields)` and `canonicalJson({ ...fields, ...chain })` (record-form.test.ts proves it
+ * against that form); the chain fields' names never clash with an event field's.
+ */
+export function recordTexts(fields: AuditEventFields, chain: { nodeId: string; sequence: string; occurredAt: string; eventType: string; prevHash: string }): { body: string; hashed: string } {
+  const own: Member[] = [];
+  for (const key of Object.keys(fields)) {
+    const value = (fields as unknown as Record<string, unknown>)[key];
+    if (value === undefined || typeof value === "symbol") continue;
+    own.push({ key, text: `${canonicalJson(key)}:${canonicalValue(value)}` });
+  }
+  own.sort(compareKeys);
+  // As the spread `{ ...fields, ...chain }` did: a chain field overrides an event field of its name (none has one).
+  const all = own.filter((m) => !chainFieldNames.has(m.key));
+  for (const key of ["nodeId", "sequence", "occurredAt", "eventType", "prevHash"] as const) all.push({ key, text: `"${key}":${canonicalJson(chain[key])}` });
+  all.sort(compareKeys);
+  return { body: joinMembers(own), hashed: joinMembers(all) };
+}
+
 /** Builds the next stored record: the event's fields in `body`, prevHash and hash filled in. */
 export function newStoredRecord(args: {
   nodeId: string;
@@ -152,17 +231,19 @@ export function newStoredRecord(args: {
   eventType: string;
   fields: AuditEventFields;
   prevHash: Uint8Array;
+  /** toBase64(prevHash), when the caller has it already (the previous record's hash). */
+  prevHashBase64?: string;
+  /** timestampJson(time), when the caller has it already (records of one batch share a time). */
+  occurredAt?: string;
 }): AuditRecord {
   const time = new Date(args.time.getTime());
-  const body = eventBody(args.fields);
-  const json: AuditRecordJson = {
-    ...args.fields,
+  const { body, hashed } = recordTexts(args.fields, {
     nodeId: args.nodeId,
     sequence: String(args.sequence),
-    occurredAt: timestampJson(time),
+    occurredAt: args.occurredAt ?? timestampJson(time),
     eventType: args.eventType,
-    prevHash: toBase64(args.prevHash),
-  };
+    prevHash: args.prevHashBase64 ?? toBase64(args.prevHash),
+  });
   return {
     nodeId: args.nodeId,
     sequence: args.sequence,
@@ -170,7 +251,7 @@ export function newStoredRecord(args: {
     event: args.eventType,
     body,
     prevHash: args.prevHash,
-    hash: recordHash(json),
+    hash: sha256(hashed),
   };
 }
 

@@ -104,3 +104,20 @@ describe("record texts (R-3.2.2.4, issue 20)", () => {
     expect(() => newStoredRecord({ ...args, fields: { ...fields, details: {}, signerId: "\udc00" } as unknown as AuditEventFields })).toThrow();
   });
 });
+
+describe("event building fast paths (issue 20)", () => {
+  it("T-2.2.2.3: a detail that looks like a secret is refused every time, also after allowed keys were remembered", () => {
+    const officer = { kind: "privileged-user", userId: "so-1", role: "SECURITY_OFFICER" } as const;
+    const call = () => events.policyChanged({ requester: officer, oldVersion: 1, newVersion: 2, oldPolicy: { adminPin: "0000", sadLifetime: "1" }, newPolicy: { adminPin: "1111", sadLifetime: "2" } });
+    for (let i = 0; i < 3; i++) expect(call).toThrow(/looks like a secret/);
+    expect(() => events.policyChanged({ requester: officer, oldVersion: 1, newVersion: 2, oldPolicy: { sadLifetime: "1" }, newPolicy: { sadLifetime: "2" } })).not.toThrow();
+  });
+
+  it("R-3.2.2.4: a well-formed string is kept as is and a lone surrogate still replaced", () => {
+    const sca = (subject: string) => ({ kind: "sca", subject }) as const;
+    const made = (subject: string) => events.signatureCreated({ sca: sca(subject), signerId: "s", credentialId: "c", transactionId: "t", hash: new Uint8Array(32), hashAlgorithm: "SHA256", signatureAlgorithm: "ES256" });
+    expect(made("CN=\ud83d\ude00 ok").actor.id).toBe("CN=\ud83d\ude00 ok");
+    expect(made("CN=\ud800x").actor.id).toBe("CN=\uFFFDx");
+    expect(made("CN=x\udc00").actor.id).toBe("CN=x\uFFFD");
+  });
+});

@@ -159,7 +159,7 @@ interface Member {
  * events build (a string, or a plain object of strings: actor, details), the package otherwise.
  */
 function canonicalValue(value: unknown): string {
-  if (typeof value === "string") return canonicalJson(value); // lone-surrogate check + JSON.stringify
+  if (typeof value === "string") return canonicalString(value);
   if (typeof value === "object" && value !== null && !Array.isArray(value)) {
     const proto: unknown = Object.getPrototypeOf(value);
     if (proto === Object.prototype || proto === null) {
@@ -180,7 +180,7 @@ function canonicalValue(value: unknown): string {
         for (const key of keys) {
           const v = object[key];
           if (v === undefined) continue;
-          text += `${first ? "" : ","}${canonicalJson(key)}:${canonicalJson(v)}`;
+          text += `${first ? "" : ","}${canonicalString(key)}:${canonicalString(v as string)}`;
           first = false;
         }
         return `${text}}`;
@@ -191,6 +191,19 @@ function canonicalValue(value: unknown): string {
 }
 
 const chainFieldNames: ReadonlySet<string> = new Set(["nodeId", "sequence", "occurredAt", "eventType", "prevHash"]);
+
+/** String.prototype.isWellFormed (ES2024, in Node 20): true when the string has no lone surrogate. */
+const isWellFormed = (String.prototype as unknown as { isWellFormed?: (this: string) => boolean }).isWellFormed;
+
+/**
+ * JCS of a string: what `canonicalize` gives (JSON.stringify, a lone surrogate refused), with the
+ * surrogate check done natively rather than by the package's per-character loop.
+ */
+function canonicalString(value: string): string {
+  if (isWellFormed === undefined) return canonicalJson(value);
+  if (!isWellFormed.call(value)) throw new Error("Lone surrogate is not allowed");
+  return JSON.stringify(value);
+}
 
 function compareKeys(a: Member, b: Member): number {
   return a.key < b.key ? -1 : a.key > b.key ? 1 : 0; // JCS: UTF-16 code unit order, as Array.prototype.sort
@@ -213,12 +226,12 @@ export function recordTexts(fields: AuditEventFields, chain: { nodeId: string; s
   for (const key of Object.keys(fields)) {
     const value = (fields as unknown as Record<string, unknown>)[key];
     if (value === undefined || typeof value === "symbol") continue;
-    own.push({ key, text: `${canonicalJson(key)}:${canonicalValue(value)}` });
+    own.push({ key, text: `${canonicalString(key)}:${canonicalValue(value)}` });
   }
   own.sort(compareKeys);
   // As the spread `{ ...fields, ...chain }` did: a chain field overrides an event field of its name (none has one).
   const all = own.filter((m) => !chainFieldNames.has(m.key));
-  for (const key of ["nodeId", "sequence", "occurredAt", "eventType", "prevHash"] as const) all.push({ key, text: `"${key}":${canonicalJson(chain[key])}` });
+  for (const key of ["nodeId", "sequence", "occurredAt", "eventType", "prevHash"] as const) all.push({ key, text: `"${key}":${canonicalString(chain[key])}` });
   all.sort(compareKeys);
   return { body: joinMembers(own), hashed: joinMembers(all) };
 }

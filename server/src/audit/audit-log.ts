@@ -423,8 +423,9 @@ export class ChainedAuditLog implements BatchAuditLog {
     let prevHashBase64 = toBase64(head.hash);
     for (const { events, time } of batch) {
       const occurredAt = timestampJson(time); // issue 20: once per request, not per record
-      for (const { eventType, ...fields } of events) {
-        const record = newStoredRecord({ nodeId: this.nodeId, sequence: head.sequence + 1, time, eventType, fields, prevHash: head.hash, prevHashBase64, occurredAt });
+      for (const event of events) {
+        // The event is passed whole (no copy without its eventType): newStoredRecord does not take eventType as a field.
+        const record = newStoredRecord({ nodeId: this.nodeId, sequence: head.sequence + 1, time, eventType: event.eventType, fields: event, prevHash: head.hash, prevHashBase64, occurredAt });
         records.push(record);
         head = { sequence: record.sequence, hash: record.hash };
         prevHashBase64 = toBase64(record.hash);

@@ -90,8 +90,14 @@ describe("record texts (R-3.2.2.4, issue 20)", () => {
       events.samStopped({ cause: "signal" }),
     ];
     let sequence = 1;
-    for (const { eventType, ...fields } of built) {
-      expectSame({ nodeId: "node-ü", sequence, time: new Date(Date.UTC(2026, 11, 7, 4, 0, 0, sequence)), eventType, fields, prevHash: new Uint8Array(32).fill(sequence) });
+    for (const event of built) {
+      const { eventType, ...fields } = event;
+      const args = { nodeId: "node-ü", sequence, time: new Date(Date.UTC(2026, 11, 7, 4, 0, 0, sequence)), eventType, fields, prevHash: new Uint8Array(32).fill(sequence) };
+      expectSame(args);
+      // As the audit log passes it: the event whole, its eventType not a field.
+      const whole = newStoredRecord({ ...args, fields: event });
+      expect(whole.body).toBe(legacyRecord(args).body);
+      expect(toBase64(whole.hash)).toBe(toBase64(legacyRecord(args).hash));
       sequence++;
     }
   });

@@ -190,7 +190,8 @@ function canonicalValue(value: unknown): string {
   return canonicalJson(value);
 }
 
-const chainFieldNames: ReadonlySet<string> = new Set(["nodeId", "sequence", "occurredAt", "eventType", "prevHash"]);
+/** The chain fields' names in JCS order. */
+const chainKeysSorted = ["eventType", "nodeId", "occurredAt", "prevHash", "sequence"] as const;
 
 /** String.prototype.isWellFormed (ES2024, in Node 20): true when the string has no lone surrogate. */
 const isWellFormed = (String.prototype as unknown as { isWellFormed?: (this: string) => boolean }).isWellFormed;
@@ -221,19 +222,27 @@ function joinMembers(members: readonly Member[]): string {
  * `eventBody(fields)` and `canonicalJson({ ...fields, ...chain })` (record-form.test.ts proves it
  * against that form); the chain fields' names never clash with an event field's.
  */
-export function recordTexts(fields: AuditEventFields, chain: { nodeId: string; sequence: string; occurredAt: string; eventType: string; prevHash: string }): { body: string; hashed: string } {
+export function recordTexts(fields: AuditEventFields & { readonly eventType?: string }, chain: { nodeId: string; sequence: string; occurredAt: string; eventType: string; prevHash: string }): { body: string; hashed: string } {
   const own: Member[] = [];
   for (const key of Object.keys(fields)) {
+    if (key === "eventType") continue; // an AuditEvent passed whole: its type is the chain's eventType, not a field
     const value = (fields as unknown as Record<string, unknown>)[key];
     if (value === undefined || typeof value === "symbol") continue;
     own.push({ key, text: `${canonicalString(key)}:${canonicalValue(value)}` });
   }
   own.sort(compareKeys);
-  // As the spread `{ ...fields, ...chain }` did: a chain field overrides an event field of its name (none has one).
-  const all = own.filter((m) => !chainFieldNames.has(m.key));
-  for (const key of ["nodeId", "sequence", "occurredAt", "eventType", "prevHash"] as const) all.push({ key, text: `"${key}":${canonicalString(chain[key])}` });
-  all.sort(compareKeys);
-  return { body: joinMembers(own), hashed: joinMembers(all) };
+  // The hashed form: the sorted event fields merged with the chain fields (already in key order).
+  let hashed = "{";
+  let i = 0;
+  for (const key of chainKeysSorted) {
+    for (; i < own.length && own[i]!.key < key; i++) hashed += `${hashed.length > 1 ? "," : ""}${own[i]!.text}`;
+    // As the spread `{ ...fields, ...chain }` did: a chain field overrides an event field of its name (none has one).
+    if (i < own.length && own[i]!.key === key) i++;
+    hashed += `${hashed.length > 1 ? "," : ""}"${key}":${canonicalString(chain[key])}`;
+  }
+  for (; i < own.length; i++) hashed += `,${own[i]!.text}`;
+  hashed += "}";
+  return { body: joinMembers(own), hashed };
 }
 
 /** Builds the next stored record: the event's fields in `body`, prevHash and hash filled in. */
@@ -242,7 +251,8 @@ export function newStoredRecord(args: {
   sequence: number;
   time: Date;
   eventType: string;
-  fields: AuditEventFields;
+  /** The event's fields; an AuditEvent may be passed whole (its `eventType` member is not a field). */
+  fields: AuditEventFields & { readonly eventType?: string };
   prevHash: Uint8Array;
   /** toBase64(prevHash), when the caller has it already (the previous record's hash). */
   prevHashBase64?: string;

@@ -43,7 +43,7 @@ import {
   type CheckpointClaim,
 } from "./checkpoint.js";
 import { integrityViolationDetected, type AuditEvent } from "./events.js";
-import { equalBytes, newStoredRecord, ZERO_HASH } from "./record-form.js";
+import { equalBytes, newStoredRecord, timestampJson, toBase64, ZERO_HASH } from "./record-form.js";
 import {
   extendVersionedDigest,
   replayVersionedJournal,
@@ -420,11 +420,15 @@ export class ChainedAuditLog implements BatchAuditLog {
     const records: AuditRecord[] = [];
     let head = this.#head;
     let versioned = this.#versioned;
+    let prevHashBase64 = toBase64(head.hash);
     for (const { events, time } of batch) {
-      for (const { eventType, ...fields } of events) {
-        const record = newStoredRecord({ nodeId: this.nodeId, sequence: head.sequence + 1, time, eventType, fields, prevHash: head.hash });
+      const occurredAt = timestampJson(time); // issue 20: once per request, not per record
+      for (const event of events) {
+        // The event is passed whole (no copy without its eventType): newStoredRecord does not take eventType as a field.
+        const record = newStoredRecord({ nodeId: this.nodeId, sequence: head.sequence + 1, time, eventType: event.eventType, fields: event, prevHash: head.hash, prevHashBase64, occurredAt });
         records.push(record);
         head = { sequence: record.sequence, hash: record.hash };
+        prevHashBase64 = toBase64(record.hash);
         versioned = nextVersioned(versioned, record);
       }
     }

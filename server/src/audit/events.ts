@@ -99,6 +99,12 @@ const detailKeyPattern = /^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$/;
 const MAX_DETAILS = 256;
 const MAX_DETAIL_KEY = 64;
 const MAX_DETAIL_VALUE = 4096;
+/**
+ * Issue 20: detail keys that passed the name and secret checks (both depend on the key alone), so a
+ * stream's per-signature records skip the checks; bounded, a key not kept is checked every time.
+ */
+const checkedDetailKeys = new Set<string>();
+const MAX_CHECKED_DETAIL_KEYS = 1024;
 
 type DetailValue = string | number | boolean | undefined;
 
@@ -117,8 +123,12 @@ interface EventSpec {
   details?: Readonly<Record<string, DetailValue>>;
 }
 
+/** String.prototype.isWellFormed (ES2024, in Node 20): true when the string has no lone surrogate. */
+const isWellFormed = (String.prototype as unknown as { isWellFormed?: (this: string) => boolean }).isWellFormed;
+
 /** Replaces lone UTF-16 surrogates (e.g. from a BMPString certificate subject) so every record has a JCS form. */
 function wellFormed(text: string): string {
+  if (isWellFormed?.call(text)) return text; // issue 20: the common case, checked natively
   return text.replace(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, "\uFFFD");
 }
 
@@ -137,9 +147,12 @@ function build(eventType: string, spec: EventSpec): AuditEvent {
   const details: Record<string, string> = {};
   for (const [key, value] of Object.entries(spec.details ?? {})) {
     if (value === undefined || value === "") continue;
-    if (!detailKeyPattern.test(key) || key.length > MAX_DETAIL_KEY) throw new RangeError(`audit detail key "${key}" is not lower_snake_case`);
-    // T-2.2.2.3: a detail named like a secret is a bug in the caller; refuse to record it.
-    if (looksSecret(key)) throw new RangeError(`audit detail "${key}" looks like a secret and is never recorded`);
+    if (!checkedDetailKeys.has(key)) {
+      if (!detailKeyPattern.test(key) || key.length > MAX_DETAIL_KEY) throw new RangeError(`audit detail key "${key}" is not lower_snake_case`);
+      // T-2.2.2.3: a detail named like a secret is a bug in the caller; refuse to record it.
+      if (looksSecret(key)) throw new RangeError(`audit detail "${key}" looks like a secret and is never recorded`);
+      if (checkedDetailKeys.size < MAX_CHECKED_DETAIL_KEYS) checkedDetailKeys.add(key);
+    }
     details[key] = detailText(value);
   }
   if (Object.keys(details).length > MAX_DETAILS) throw new RangeError(`an audit record holds at most ${MAX_DETAILS} details`);

@@ -94,7 +94,7 @@ export function sha256(data: Uint8Array | string): Uint8Array {
 }
 
 export function toBase64(bytes: Uint8Array): string {
-  return Buffer.from(bytes).toString("base64");
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("base64"); // a view, no copy
 }
 
 /** Decodes standard base64 with padding; undefined unless it is exactly that (no other alphabet, no junk). */
@@ -144,25 +144,143 @@ export function recordHash(json: AuditRecordJson): Uint8Array {
   return sha256(canonicalJson(hashed));
 }
 
+/**
+ * One top-level member of a record's JSON as JCS writes it (`"key":value`), keyed for sorting.
+ * Issue 20: the store's body and the hashed form share the event fields, so each field's value is
+ * made canonical once and both texts are joined from the same members.
+ */
+interface Member {
+  readonly key: string;
+  readonly text: string;
+}
+
+/**
+ * JCS of one field value, byte for byte what `canonicalize` gives: a fast path for the shapes the
+ * events build (a string, or a plain object of strings: actor, details), the package otherwise.
+ */
+function canonicalValue(value: unknown): string {
+  if (typeof value === "string") return canonicalString(value);
+  if (typeof value === "object" && value !== null && !Array.isArray(value)) {
+    const proto: unknown = Object.getPrototypeOf(value);
+    if (proto === Object.prototype || proto === null) {
+      const object = value as Record<string, unknown>;
+      const keys = Object.keys(object);
+      let plain = true;
+      for (const key of keys) {
+        const v = object[key];
+        if (typeof v !== "string" && v !== undefined) {
+          plain = false;
+          break;
+        }
+      }
+      if (plain) {
+        sortByKey(keys, itself);
+        let text = "{";
+        let first = true;
+        for (const key of keys) {
+          const v = object[key];
+          if (v === undefined) continue;
+          text += `${first ? "" : ","}${canonicalString(key)}:${canonicalString(v as string)}`;
+          first = false;
+        }
+        return `${text}}`;
+      }
+    }
+  }
+  return canonicalJson(value);
+}
+
+/** The chain fields' names in JCS order. */
+const chainKeysSorted = ["eventType", "nodeId", "occurredAt", "prevHash", "sequence"] as const;
+
+/** String.prototype.isWellFormed (ES2024, in Node 20): true when the string has no lone surrogate. */
+const isWellFormed = (String.prototype as unknown as { isWellFormed?: (this: string) => boolean }).isWellFormed;
+
+/**
+ * JCS of a string: what `canonicalize` gives (JSON.stringify, a lone surrogate refused), with the
+ * surrogate check done natively rather than by the package's per-character loop.
+ */
+function canonicalString(value: string): string {
+  if (isWellFormed === undefined) return canonicalJson(value);
+  if (!isWellFormed.call(value)) throw new Error("Lone surrogate is not allowed");
+  return JSON.stringify(value);
+}
+
+/**
+ * Sorts a few items in place by `keyOf`, in UTF-16 code unit order (JCS; what Array.prototype.sort
+ * does with strings). Issue 20: an insertion sort, since V8's sort allocates a work array per call
+ * (about 2.5 KB per record here) and a record has a handful of fields.
+ */
+function sortByKey<T>(items: T[], keyOf: (item: T) => string): void {
+  for (let i = 1; i < items.length; i++) {
+    const item = items[i]!;
+    const key = keyOf(item);
+    let j = i - 1;
+    for (; j >= 0 && keyOf(items[j]!) > key; j--) items[j + 1] = items[j]!;
+    items[j + 1] = item;
+  }
+}
+
+const memberKey = (m: Member): string => m.key;
+const itself = (k: string): string => k;
+
+function joinMembers(members: readonly Member[]): string {
+  let text = "{";
+  for (let i = 0; i < members.length; i++) text += i === 0 ? members[i]!.text : `,${members[i]!.text}`;
+  return `${text}}`;
+}
+
+/**
+ * The store's body (JCS of the event fields) and the hashed text (JCS of the record's proto3 JSON
+ * without `hash`) of a new record, each field made canonical once. Byte-identical to
+ * `eventBody(fields)` and `canonicalJson({ ...fields, ...chain })` (record-form.test.ts proves it
+ * against that form); the chain fields' names never clash with an event field's.
+ */
+export function recordTexts(fields: AuditEventFields & { readonly eventType?: string }, chain: { nodeId: string; sequence: string; occurredAt: string; eventType: string; prevHash: string }): { body: string; hashed: string } {
+  const own: Member[] = [];
+  for (const key of Object.keys(fields)) {
+    if (key === "eventType") continue; // an AuditEvent passed whole: its type is the chain's eventType, not a field
+    const value = (fields as unknown as Record<string, unknown>)[key];
+    if (value === undefined || typeof value === "symbol") continue;
+    own.push({ key, text: `${canonicalString(key)}:${canonicalValue(value)}` });
+  }
+  sortByKey(own, memberKey);
+  // The hashed form: the sorted event fields merged with the chain fields (already in key order).
+  let hashed = "{";
+  let i = 0;
+  for (const key of chainKeysSorted) {
+    for (; i < own.length && own[i]!.key < key; i++) hashed += `${hashed.length > 1 ? "," : ""}${own[i]!.text}`;
+    // As the spread `{ ...fields, ...chain }` did: a chain field overrides an event field of its name (none has one).
+    if (i < own.length && own[i]!.key === key) i++;
+    hashed += `${hashed.length > 1 ? "," : ""}"${key}":${canonicalString(chain[key])}`;
+  }
+  for (; i < own.length; i++) hashed += `,${own[i]!.text}`;
+  hashed += "}";
+  return { body: joinMembers(own), hashed };
+}
+
 /** Builds the next stored record: the event's fields in `body`, prevHash and hash filled in. */
 export function newStoredRecord(args: {
   nodeId: string;
   sequence: number;
   time: Date;
   eventType: string;
-  fields: AuditEventFields;
+  /** The event's fields; an AuditEvent may be passed whole (its `eventType` member is not a field). */
+  fields: AuditEventFields & { readonly eventType?: string };
   prevHash: Uint8Array;
+  /** toBase64(prevHash), when the caller has it already (the previous record's hash). */
+  prevHashBase64?: string;
+  /** timestampJson(time), when the caller has it already (records of one batch share a time). */
+  occurredAt?: string;
 }): AuditRecord {
   const time = new Date(args.time.getTime());
-  const body = eventBody(args.fields);
-  const json: AuditRecordJson = {
-    ...args.fields,
+  const { body, hashed } = recordTexts(args.fields, {
     nodeId: args.nodeId,
     sequence: String(args.sequence),
-    occurredAt: timestampJson(time),
+    occurredAt: args.occurredAt ?? timestampJson(time),
     eventType: args.eventType,
-    prevHash: toBase64(args.prevHash),
-  };
+    prevHash: args.prevHashBase64 ?? toBase64(args.prevHash),
+  });
   return {
     nodeId: args.nodeId,
     sequence: args.sequence,
@@ -170,7 +288,7 @@ export function newStoredRecord(args: {
     event: args.eventType,
     body,
     prevHash: args.prevHash,
-    hash: recordHash(json),
+    hash: sha256(hashed),
   };
 }
 

@@ -287,7 +287,7 @@ export class SigningCore {
    * an entry claimed but never released may be signed again, never released twice (issue 17).
    */
   async checkClaimed(entryKey: EntryKey, claimed: Extract<MarkSignedResult, { ok: true }>, before: number, recordedHeadBefore: number): Promise<void> {
-    for (const [i, index] of claimed.indices.entries()) await entryKey.checkEntry(index, claimed.hashes[i]!, claimed.macs[i]);
+    for (let i = 0; i < claimed.indices.length; i++) await entryKey.checkEntry(claimed.indices[i]!, claimed.hashes[i]!, claimed.macs[i]); // no [i, index] pair per entry
     // A claim taken over is not counted again (T-2.2.1.6); a retry given recorded signatures claimed nothing.
     const counted = claimed.signatures ? 0 : claimed.indices.length - claimed.reclaimed;
     if (claimed.signaturesCreated - counted < before) await this.o.seals.rolledBack(entryKey.transactionId);
@@ -330,8 +330,9 @@ export class SigningCore {
     let signatures: Uint8Array[];
     try {
       signatures = await mapBounded(hashes, async (h) => {
-        const signature = await this.o.keys.sign(request(h));
-        return (await this.o.keys.verify({ ...request(h), signature })) ? signature : undefined;
+        const req = request(h); // issue 20: one request object per hash, for the sign and the verify
+        const signature = await this.o.keys.sign(req);
+        return (await this.o.keys.verify({ ...req, signature })) ? signature : undefined;
       }).then((all) => {
         const bad = all.findIndex((s) => s === undefined);
         if (bad >= 0) throw new WithheldSignature(bad);

@@ -119,7 +119,7 @@ function ms(date: Date): number {
 const dateOrUndefined = (v: unknown): Date | undefined => (v === null || v === undefined ? undefined : new Date(v as number));
 /** A plain Uint8Array copy (better-sqlite3 returns Buffers that may share a pool). */
 const bytes = (v: unknown): Uint8Array => new Uint8Array(v as Uint8Array);
-const equalBytes = (a: Uint8Array, b: Uint8Array): boolean => a.length === b.length && a.every((x, i) => x === b[i]);
+const equalBytes = (a: Uint8Array, b: Uint8Array): boolean => a.length === b.length && Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(b); // no callback per byte
 
 /** The column(s) a UNIQUE or PRIMARY KEY violation names, or undefined for other errors. */
 function uniqueViolation(e: unknown): string | undefined {
@@ -705,9 +705,10 @@ export class SqliteStore implements Store {
     return this.write(() =>
       this.immediate(() => {
         // Issue 17: only under the current claim; an entry taken over by another request is not written.
-        const write = this.stmt("UPDATE dtbsr SET signature = @signature WHERE transaction_id = @tx AND idx = @idx AND claim_id = @claim AND signed = 1 AND signature IS NULL");
+        // Issue 20: positional parameters, no parameter object per signature (one row per call of a stream).
+        const write = this.stmt("UPDATE dtbsr SET signature = ? WHERE transaction_id = ? AND idx = ? AND claim_id = ? AND signed = 1 AND signature IS NULL");
         const recorded: number[] = [];
-        for (const s of req.signatures) if (write.run({ tx: req.transactionId, idx: s.index, claim: req.claimId, signature: s.signature }).changes === 1) recorded.push(s.index);
+        for (const s of req.signatures) if (write.run(s.signature, req.transactionId, s.index, req.claimId).changes === 1) recorded.push(s.index);
         const row = this.get(
           "UPDATE transactions SET signatures_recorded = signatures_recorded + ? WHERE id = ? RETURNING signatures_recorded",
           recorded.length, req.transactionId,

@@ -7,10 +7,8 @@
  */
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { startTestServer, type TestServer } from "../../server/src/testing/harness.js";
-import { allCases } from "./cases/index.js";
 import { targetFromInit } from "./cli-options.js";
-import { runSuite, type CaseResult } from "./runner.js";
-import { prepareIdentities } from "./target.js";
+import { runCases, type CaseResult } from "./runner.js";
 
 const fault = vi.hoisted(() => ({ lenient: false }));
 vi.mock("../../server/src/sap/chunk-rule.js", async (importOriginal) => {
@@ -30,12 +28,7 @@ afterEach(async () => {
 
 async function run(ids: string[]): Promise<Map<string, CaseResult>> {
   t = await startTestServer();
-  const target = targetFromInit(t.server.url, t.pki.paths);
-  const identities = await prepareIdentities(target);
-  const report = await runSuite({ target, identities, protocols: ["grpc"], cases: allCases.filter((c) => ids.includes(c.id)) });
-  const results = new Map(report.runs[0]!.results.map((r) => [r.id, r]));
-  for (const r of results.values()) console.log(`${fault.lenient ? "broken" : "sound"} SAM: ${r.id} ${r.status}${r.detail ? `: ${r.detail}` : ""}`);
-  return results;
+  return runCases(targetFromInit(t.server.url, t.pki.paths), ids, { label: `${fault.lenient ? "broken" : "sound"} SAM` });
 }
 
 describe("a SAM that takes a short first chunk (issue 18)", () => {

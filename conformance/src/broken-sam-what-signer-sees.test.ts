@@ -6,10 +6,8 @@
  */
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { startTestServer, type TestServer } from "../../server/src/testing/harness.js";
-import { allCases } from "./cases/index.js";
 import { targetFromInit } from "./cli-options.js";
-import { runSuite, type CaseResult } from "./runner.js";
-import { prepareIdentities } from "./target.js";
+import { runCases as runCasesOn, type CaseResult } from "./runner.js";
 
 /** Which part is broken; all off: the real SAM. */
 const fault = vi.hoisted(() => ({
@@ -84,14 +82,7 @@ afterEach(async () => {
 });
 
 /** Runs the named cases over gRPC against `server`; their results by id. */
-async function runCases(server: TestServer, ids: string[]): Promise<Map<string, CaseResult>> {
-  const target = targetFromInit(server.server.url, server.pki.paths);
-  const identities = await prepareIdentities(target);
-  const report = await runSuite({ target, identities, protocols: ["grpc"], knownFailures: new Map(), cases: allCases.filter((c) => ids.includes(c.id)) });
-  const results = new Map(report.runs[0]!.results.map((r) => [r.id, r]));
-  for (const r of results.values()) console.log(`broken SAM: ${r.id} ${r.status}${r.detail ? `: ${r.detail}` : ""}`);
-  return results;
-}
+const runCases = (server: TestServer, ids: string[]): Promise<Map<string, CaseResult>> => runCasesOn(targetFromInit(server.server.url, server.pki.paths), ids, { label: "broken SAM" });
 
 const all = ["what-signer-sees-description", "what-signer-sees-hash-algorithm", "what-signer-sees-claims-missing", "challenge-signed-by-sam", "device-refuses-unsigned-challenge", "device-refuses-foreign-signed-challenge"];
 

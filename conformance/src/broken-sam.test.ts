@@ -9,9 +9,8 @@ import { TLSSocket } from "node:tls";
 import { afterAll, afterEach, describe, expect, it, vi } from "vitest";
 import type { ChallengeRecord, Store } from "../../server/src/store/port.js";
 import { startTestServer, type TestServer } from "../../server/src/testing/harness.js";
-import { allCases } from "./cases/index.js";
 import { targetFromInit } from "./cli-options.js";
-import { runSuite, type CaseResult } from "./runner.js";
+import { runCases as runCasesOn, type CaseResult } from "./runner.js";
 import { prepareIdentities } from "./target.js";
 
 /**
@@ -45,10 +44,7 @@ async function runCases(server: TestServer, ids: string[], prepare?: (identities
   const target = targetFromInit(server.server.url, server.pki.paths);
   const identities = await prepareIdentities(target);
   prepare?.(identities);
-  const report = await runSuite({ target, identities, protocols: ["grpc"], knownFailures, cases: allCases.filter((c) => ids.includes(c.id)) });
-  const results = new Map(report.runs[0]!.results.map((r) => [r.id, r]));
-  for (const r of results.values()) console.log(`broken SAM: ${r.id} ${r.status}${r.detail ? `: ${r.detail}` : ""}`);
-  return results;
+  return runCasesOn(target, ids, { label: "broken SAM", identities, knownFailures });
 }
 
 /** A proxy of `store` with some methods replaced. */

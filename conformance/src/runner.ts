@@ -158,3 +158,21 @@ export function parseKnownFailures(text: string): Map<string, string> {
   });
   return out;
 }
+
+/**
+ * The cases named by `ids`, over gRPC, their results by id, each printed after `label` ("sound
+ * SAM", "broken SAM"): how a test shows that a case passes against one SAM and fails against a
+ * SAM broken on purpose.
+ */
+export async function runCases(target: TargetOptions, ids: readonly string[], o: { label: string; identities?: Identities; knownFailures?: ReadonlyMap<string, string> }): Promise<Map<string, CaseResult>> {
+  const report = await runSuite({
+    target,
+    protocols: ["grpc"],
+    cases: allCases.filter((c) => ids.includes(c.id)),
+    ...(o.identities ? { identities: o.identities } : {}),
+    ...(o.knownFailures ? { knownFailures: o.knownFailures } : {}),
+  });
+  const results = new Map(report.runs[0]!.results.map((r) => [r.id, r]));
+  for (const r of results.values()) console.log(`${o.label}: ${r.id} ${r.status}${r.detail ? `: ${r.detail}` : ""}`);
+  return results;
+}

@@ -1,18 +1,17 @@
 import { generateKeyPairSync, randomBytes } from "node:crypto";
-import { clone } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { Code, createClient } from "@connectrpc/connect";
 import { Reason, buildKeyImportConsent, buildPinChangeRequest, type DeviceKey } from "@inkan/sdk";
-import { ApprovalRequirement, PolicyService, SecurityPolicySchema, type SecurityPolicy } from "@inkan/sdk/gen/inkan/admin/v1/policy_pb.js";
-import { PrivilegedUserService } from "@inkan/sdk/gen/inkan/admin/v1/privileged_user_pb.js";
+import { ApprovalRequirement, type SecurityPolicy } from "@inkan/sdk/gen/inkan/admin/v1/policy_pb.js";
 import { IdentityProofingMethod, KeyWrapScheme, RegistrationService, SignerKind } from "@inkan/sdk/gen/inkan/admin/v1/registration_pb.js";
-import { ApprovalRequiredSchema, PrivilegedRole } from "@inkan/sdk/gen/inkan/admin/v1/types_pb.js";
+import { PrivilegedRole } from "@inkan/sdk/gen/inkan/admin/v1/types_pb.js";
 import { ChallengePurpose, SignerService } from "@inkan/sdk/gen/inkan/sam/v1/signer_pb.js";
 import { KeyAlgorithm } from "@inkan/sdk/gen/inkan/sam/v1/types_pb.js";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { createCertificateAuthority, issueSignerCertificate } from "../pki/dev-pki.js";
 import { transportKeyLifetimeMs } from "../keys/key-import-transport-key.js";
 import { wrapForImport } from "../testing/key-wrap.js";
+import { approvedPolicyChange } from "../testing/policy-change.js";
 import { refusalOf, startTestServer, type PrivilegedPerson, type TestServer } from "../testing/harness.js";
 import { activeSigner, activeSignerWithCredential, enrolledSigner, testPin } from "../testing/signers.js";
 
@@ -37,16 +36,8 @@ const importKeyRequest = (signerId: string) => ({
   keyAlgorithm: KeyAlgorithm.EC_P256, publicKeySpki: randomBytes(91), label: "imported", certificateChain: [], signerConsent: "a.b.c.d.e",
 });
 
-/** A security-policy change by the first security officer, approved by a second (dual control). */
-async function changePolicy(change: (p: SecurityPolicy) => void): Promise<void> {
-  const policies = createClient(PolicyService, t.adminTransport());
-  const { record } = await policies.getSecurityPolicy({});
-  const policy = clone(SecurityPolicySchema, record!.policy!);
-  change(policy);
-  const held = await policies.updateSecurityPolicy({ expectedVersion: record!.version, policy }).then(() => undefined, (e: unknown) => ConnectError.from(e));
-  const detail = held!.findDetails(ApprovalRequiredSchema)[0]!;
-  await createClient(PrivilegedUserService, t.as(so2)).approvePendingRequest({ pendingRequestId: detail.pendingRequestId, requestDigest: detail.requestDigest });
-}
+/** A security-policy change by the first security officer, approved by so2 (dual control). */
+const changePolicy = (change: (p: SecurityPolicy) => void): Promise<void> => approvedPolicyChange(t, so2, change);
 
 /** The policy's lockout threshold (5) of wrong old PINs in ChangePin: the signer and its credentials are LOCKED. */
 async function lockOut(signerId: string, deviceKey: DeviceKey): Promise<void> {

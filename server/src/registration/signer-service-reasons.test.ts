@@ -1,13 +1,12 @@
-import { clone } from "@bufbuild/protobuf";
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { Code, createClient } from "@connectrpc/connect";
 import { Reason, buildActivationRequest, buildPinChangeRequest, buildSuspensionRequest, createDeviceKey } from "@inkan/sdk";
-import { PolicyService, SecurityPolicySchema, type SecurityPolicy } from "@inkan/sdk/gen/inkan/admin/v1/policy_pb.js";
-import { PrivilegedUserService } from "@inkan/sdk/gen/inkan/admin/v1/privileged_user_pb.js";
+import type { SecurityPolicy } from "@inkan/sdk/gen/inkan/admin/v1/policy_pb.js";
 import { RegistrationService } from "@inkan/sdk/gen/inkan/admin/v1/registration_pb.js";
-import { ApprovalRequiredSchema, PrivilegedRole } from "@inkan/sdk/gen/inkan/admin/v1/types_pb.js";
+import { PrivilegedRole } from "@inkan/sdk/gen/inkan/admin/v1/types_pb.js";
 import { JwsAlgorithm } from "@inkan/sdk/gen/inkan/sam/v1/sam_pb.js";
 import { ChallengePurpose, SignerService } from "@inkan/sdk/gen/inkan/sam/v1/signer_pb.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { approvedPolicyChange } from "../testing/policy-change.js";
 import { refusalOf, startTestServer, type PrivilegedPerson, type TestServer } from "../testing/harness.js";
 import { activeSigner, activeSignerWithCredential, enrolledSigner, testPin } from "../testing/signers.js";
 
@@ -31,16 +30,8 @@ async function pinChange(signerId: string, deviceKey: Awaited<ReturnType<typeof 
   return buildPinChangeRequest({ signerId, oldPin: testPin, newPin, deviceKey, challenge: ch.challenge, samKey: ch.encryptionKey!, audience: ch.audience });
 }
 
-/** A security-policy change by the first security officer, approved by a second (dual control). */
-async function changePolicy(change: (p: SecurityPolicy) => void): Promise<void> {
-  const policies = createClient(PolicyService, t.adminTransport());
-  const { record } = await policies.getSecurityPolicy({});
-  const policy = clone(SecurityPolicySchema, record!.policy!);
-  change(policy);
-  const held = await policies.updateSecurityPolicy({ expectedVersion: record!.version, policy }).then(() => undefined, (e: unknown) => ConnectError.from(e));
-  const detail = held!.findDetails(ApprovalRequiredSchema)[0]!;
-  await createClient(PrivilegedUserService, t.as(so2)).approvePendingRequest({ pendingRequestId: detail.pendingRequestId, requestDigest: detail.requestDigest });
-}
+/** A security-policy change by the first security officer, approved by so2 (dual control). */
+const changePolicy = (change: (p: SecurityPolicy) => void): Promise<void> => approvedPolicyChange(t, so2, change);
 
 beforeAll(async () => {
   t = await startTestServer();

@@ -172,15 +172,18 @@ export class SamEncryptionKeys {
 
   /** The keys that still decrypt at `now`: the current one first, then those being retired. */
   async publishedKeys(now: Date): Promise<PublishedSamKey[]> {
-    const body = await this.required();
-    return body.keys.filter((k) => usable(k, now)).map((k, i) => published(k, i === 0 && k.notAfter === undefined));
+    return publishedOf(await this.required(), now);
   }
 
   /** The key new JWEs should be encrypted to. */
   async currentKey(now: Date): Promise<PublishedSamKey> {
-    const current = (await this.publishedKeys(now)).find((k) => k.current);
-    if (!current) throw new InkanError("CRYPTO_MODULE_FAILURE", "the SAM has no current encryption key; run inkan init");
-    return current;
+    return currentOf(await this.required(), now);
+  }
+
+  /** The SAM id and the current key from one read of the key set: what a challenge carries (one module read, not two). */
+  async audienceAndCurrentKey(now: Date): Promise<{ audience: string; encryptionKey: PublishedSamKey }> {
+    const body = await this.required();
+    return { audience: body.samId, encryptionKey: currentOf(body, now) };
   }
 
   /**
@@ -310,6 +313,18 @@ export class SamEncryptionKeys {
 
 function sadInvalid(cause: unknown): InkanError {
   return new InkanError("SAD_INVALID", sadInvalidMessage, { cause });
+}
+
+/** The keys of `body` that still decrypt at `now`: the current one first, then those being retired. */
+function publishedOf(body: KeySetBody, now: Date): PublishedSamKey[] {
+  return body.keys.filter((k) => usable(k, now)).map((k, i) => published(k, i === 0 && k.notAfter === undefined));
+}
+
+/** The key of `body` new JWEs should be encrypted to. */
+function currentOf(body: KeySetBody, now: Date): PublishedSamKey {
+  const current = publishedOf(body, now).find((k) => k.current);
+  if (!current) throw new InkanError("CRYPTO_MODULE_FAILURE", "the SAM has no current encryption key; run inkan init");
+  return current;
 }
 
 function usable(k: KeyEntry, now: Date): boolean {

@@ -99,7 +99,7 @@ export interface ActivationOptions {
   crypto: Pick<SystemKeys, "hmacSha256"> & RandomSource;
   /** Encrypts the TOTP secret at rest with the module's AES key. */
   fields: Pick<FieldCipher, "encrypt">;
-  samKeys: Pick<SamEncryptionKeys, "decryptCompactJwe" | "samId" | "currentKey">;
+  samKeys: Pick<SamEncryptionKeys, "decryptCompactJwe" | "samId" | "audienceAndCurrentKey">;
   policies: Pick<SecurityPolicies, "current">;
   audit: AuditLog;
   signers: Signers;
@@ -151,7 +151,7 @@ export class Activation {
     const maxOpen = policy.maxOpenChallengesPerSigner;
     const issued = await this.o.oneTime.issueChallenge({ hash: challengeHash(challenge), ...binding, createdAt: input.now, expiresAt }, { maxOpen, now: input.now });
     if (!issued) throw new InkanError("LIMIT_EXCEEDED", `at most ${maxOpen} open challenges of this purpose per signer: use them or let them expire`);
-    const [audience, encryptionKey] = await Promise.all([this.o.samKeys.samId(), this.o.samKeys.currentKey(input.now)]);
+    const { audience, encryptionKey } = await this.o.samKeys.audienceAndCurrentKey(input.now);
     return { challenge, expiresAt, audience, encryptionKey, deviceKeyAlgorithms: names(policy, "allowedDeviceKeyAlgorithms") };
   }
 

@@ -134,7 +134,7 @@ export interface SapTransactionsOptions {
   random: RandomSource;
   policies: Pick<SecurityPolicies, "current">;
   credentials: Pick<ScaCredentials, "get">;
-  samKeys: Pick<SamEncryptionKeys, "samId" | "currentKey">;
+  samKeys: Pick<SamEncryptionKeys, "audienceAndCurrentKey">;
   audit: AuditLog;
   /** Issue 14: each DTBS/R entry is stored with the SAM's MAC (T-2.2.2.2). */
   seals: Pick<AuthorizationSeals, "entryKey">;
@@ -403,7 +403,7 @@ export class SapTransactions {
     }
     // T-2.2.1.3: the challenge works once; the SAM keeps only its hash, bound to the transaction.
     await this.o.store.issueChallenge({ hash, purpose: "transaction", subject: record.id, createdAt: now, expiresAt: record.expiresAt });
-    const [audience, encryptionKey] = await Promise.all([this.o.samKeys.samId(), this.o.samKeys.currentKey(now)]);
+    const { audience, encryptionKey } = await this.o.samKeys.audienceAndCurrentKey(now);
     return {
       transactionId: record.id,
       signerId: record.signerId,

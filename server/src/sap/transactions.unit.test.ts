@@ -54,7 +54,7 @@ function service(): SapTransactions {
     random: { randomBytes: async (n) => new Uint8Array(n).map(() => Math.floor(Math.random() * 256)) },
     policies: { current: async () => policy() },
     credentials: { get: async (id) => { if (id !== "cred-1") throw new InkanError("CREDENTIAL_NOT_FOUND", "no such credential"); return credential(); } },
-    samKeys: { samId: async () => "urn:inkan:sam:test", currentKey: async () => ({ kid: "k1", alg: "ECDH-ES+A256KW", jwk: {} as never, current: true, notAfter: undefined }) },
+    samKeys: { audienceAndCurrentKey: async () => ({ audience: "urn:inkan:sam:test", encryptionKey: { kid: "k1", alg: "ECDH-ES+A256KW", jwk: {} as never, current: true, notAfter: undefined } }) },
     audit,
     seals: new AuthorizationSeals({ keys: { hmacSha256: async (_key, data) => new Uint8Array(createHash("sha256").update("test-key").update(data).digest()) } }),
     freshness: new MemoryFreshness(),

@@ -131,9 +131,9 @@ export class PolicyVersion {
   get maxHashesPerTransaction(): number {
     return this.uint("maxHashesPerTransaction");
   }
-  /** Unused, unexpired challenges one signer may hold per purpose; protovalidate keeps it at 1 to 100, so 0 only means a record from before the field: `inkan init`'s default, 100. */
+  /** Unused, unexpired challenges one signer may hold per purpose; protovalidate keeps it at 1 to 100, so 0 only means a record from before the field: `inkan init`'s default. */
   get maxOpenChallengesPerSigner(): number {
-    return this.uint("maxOpenChallengesPerSigner") || 100;
+    return this.uint("maxOpenChallengesPerSigner") || defaultMaxOpenChallengesPerSigner;
   }
   get maxHashesPerChunk(): number {
     return this.uint("maxHashesPerChunk");
@@ -246,6 +246,13 @@ function scopeText(scope: PolicyJson): string {
   return `${String(scope["name"] ?? "")} ${sca} signers=${signers}`;
 }
 
+/**
+ * `inkan init`'s max_open_challenges_per_signer, also for a stored policy from before the field.
+ * Generous: it bounds what one signer id can pile up in the store, never a signer's own use (the
+ * concurrent-guessing attacks send tens of challenges for one signer at once).
+ */
+export const defaultMaxOpenChallengesPerSigner = 100;
+
 /** The CA certificates the first policy trusts (DER), from the deployment's PKI. */
 export interface DefaultPolicyInput {
   /** SCA CAs whose SCAs act for every signer (one scope each). */
@@ -320,9 +327,7 @@ export function defaultSecurityPolicy(input: DefaultPolicyInput): PolicyJson {
     pinMaxLength: 64,
     pinHashCost: { log2N: 12, r: 8, p: 1 }, // issue 20: the pepper and the lockout protect the PIN; see pin-hash.ts
     challengeLifetime: "300s",
-    // Generous: it bounds what one signer id can pile up in the store, never a signer's own use
-    // (the concurrent-guessing attacks send tens of challenges for one signer at once).
-    maxOpenChallengesPerSigner: 100,
+    maxOpenChallengesPerSigner: defaultMaxOpenChallengesPerSigner,
     // Issue 19: the deployment's own SCA CA acts for every signer (a CA added later gets no scope).
     ...(scopes.length > 0 ? { scaScopes: scopes } : {}),
   };

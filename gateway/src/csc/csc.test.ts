@@ -161,6 +161,15 @@ describe("info and service authorization (issue 16)", () => {
     expect(errorOf(await a.token({ ...base, scope: "admin", client_assertion: await a.assertion() }))).toMatchObject({ status: 400, error: "invalid_scope" });
   });
 
+  it("a client assertion made for another server, replayed here with that server's Host header, is invalid_client: the audience is the gateway's public URL, never Host", async () => {
+    const base = { grant_type: "client_credentials", client_id: "platform-a", client_assertion_type: "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" };
+    const forOther = await a.assertion({ aud: "https://other.example/csc/v2/oauth2/token" });
+    expect(errorOf(await a.token({ ...base, client_assertion: forOther }, { hostHeader: "other.example" }))).toMatchObject({ status: 401, error: "invalid_client" });
+    // An assertion for this gateway is accepted whatever Host says, and info names this gateway's token URL.
+    expect((await a.token({ ...base, client_assertion: await a.assertion() }, { hostHeader: "other.example" })).status).toBe(200);
+    expect((await a.call("info", {}, { bearer: null, hostHeader: "other.example" })).body.oauth2).toBe(`${gateway.url}/csc/v2`);
+  });
+
   it("a method without, or with an unknown, access token is invalid_token (401)", async () => {
     const none = await a.call("credentials/list", { userID: alice.signerId }, { bearer: null });
     expect(errorOf(none)).toMatchObject({ status: 401, error: "invalid_token" });

@@ -6,8 +6,8 @@
  * SignHash of one hash with token rotation paid 6 commits, 13 HMACs and 3 audit appends, and an
  * Authorize 12 commits, 15 HMACs and 3 audit appends. Seal checks and entry keys remembered across
  * calls (integrity/seal-cache.ts) took SignHash's HMACs from 7 to 0 and Authorize's from 8 to 2 (the
- * PIN's pepper and the new authorization's seal), and SignHash reads the security policy once, not 3
- * times. A background write (a purge, a checkpoint) or policy check could add one while a call runs,
+ * PIN's pepper and the new authorization's seal), and SignHash and Authorize read the security policy
+ * once per call, not 3 and 4 times. A background write (a purge, a checkpoint) or policy check could add one while a call runs,
  * so each bound leaves room for one.
  */
 import { createHash } from "node:crypto";
@@ -66,7 +66,7 @@ afterAll(async () => {
 });
 
 describe("per-call cost (issue 20)", () => {
-  it("one SCA: Authorize pays at most 9 + 1 commits, 2 + 1 HMACs and 1 + 1 audit appends; SignHash of one hash with token rotation at most 4 + 1 commits, 0 + 1 HMACs, 2 + 1 appends, 1 + 1 policy reads", async () => {
+  it("one SCA: Authorize pays at most 9 + 1 commits, 2 + 1 HMACs, 1 + 1 audit appends and 1 + 1 policy reads; SignHash of one hash with token rotation at most 4 + 1 commits, 0 + 1 HMACs, 2 + 1 appends, 1 + 1 policy reads", async () => {
     expect(store.groupCommitStats, "the SQLite store reports its group commits").toBeDefined();
     const hashes = [0, 1, 2].map((i) => new Uint8Array(createHash("sha256").update(`cost ${i}`).digest()));
     const client = sca();
@@ -85,6 +85,7 @@ describe("per-call cost (issue 20)", () => {
     expect(authorize.commits).toBeLessThanOrEqual(10);
     expect(authorize.hmac).toBeLessThanOrEqual(3);
     expect(authorize.auditAppends).toBeLessThanOrEqual(2);
+    expect(authorize.policyReads).toBeLessThanOrEqual(2);
     for (const c of [first, second]) {
       expect(c.commits).toBeLessThanOrEqual(5);
       expect(c.hmac).toBeLessThanOrEqual(1);

@@ -150,23 +150,25 @@ export class SqliteStore implements Store {
   private readonly statements = new Map<string, Database.Statement>();
   /** Issue 20: concurrent writes share one commit (one fsync); see group-commit.ts. */
   readonly #group: GroupCommit;
-  /** Issue 20: the -wal file's fdatasync on the thread pool, before any write is acknowledged. */
-  readonly #wal: WalSync;
-  /** `PRAGMA data_version` when this connection last made sure other connections' commits were synced. */
-  #seenDataVersion: number | undefined;
+  /**
+   * `PRAGMA data_version` when this connection last made sure other connections' commits were
+   * synced. (TypeScript-private, not #private, like `wal`: the read methods that use them stay
+   * callable on an object derived from the store, as tests' fakes do.)
+   */
+  private seenDataVersion: number | undefined;
 
   private constructor(
     private readonly db: Database.Database,
-    wal: WalSync,
+    /** Issue 20: the -wal file's fdatasync on the thread pool, before any write is acknowledged. */
+    private readonly wal: WalSync,
     private readonly file: string,
   ) {
-    this.#wal = wal;
     this.#group = new GroupCommit(db, wal);
   }
 
   /** The WAL syncs started and finished so far (issue 20; tests and diagnostics). */
   get walSyncStats(): { started: number; finished: number } {
-    return { ...this.#wal.stats };
+    return { ...this.wal.stats };
   }
 
   /** Groups committed so far and the write operations in them (issue 20; tests and diagnostics). */
@@ -204,9 +206,9 @@ export class SqliteStore implements Store {
 
   async close(): Promise<void> {
     this.#group.flush(); // writes already queued commit (or fail) before the connection goes
-    await this.#wal.close(); // ... and are synced (or fail) before it
+    await this.wal.close(); // ... and are synced (or fail) before it
     this.statements.clear();
-    if (this.#wal.failure === undefined) {
+    if (this.wal.failure === undefined) {
       this.db.close(); // the last connection checkpoints (syncing both files) and removes the WAL
       return;
     }
@@ -247,11 +249,11 @@ export class SqliteStore implements Store {
     let pending: Promise<void>;
     try {
       const version = this.db.pragma("data_version", { simple: true }) as number;
-      if (version !== this.#seenDataVersion) {
-        this.#seenDataVersion = version; // another connection committed since: a sync started from now covers it
-        pending = this.#wal.afterCommit();
+      if (version !== this.seenDataVersion) {
+        this.seenDataVersion = version; // another connection committed since: a sync started from now covers it
+        pending = this.wal.afterCommit();
       } else {
-        pending = this.#wal.settled();
+        pending = this.wal.settled();
       }
     } catch (e) {
       throw new StoreFailureError(e);

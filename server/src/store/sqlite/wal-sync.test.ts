@@ -14,6 +14,7 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterAll, describe, expect, it } from "vitest";
 import { StoreFailureError, type AuditRecord } from "../port.js";
+import { snapshotSqlite } from "./sqlite-snapshot.js";
 import { createSqliteStore } from "./sqlite-store.js";
 import type { SyncFn } from "./wal-sync.js";
 
@@ -213,6 +214,33 @@ describe("the WAL's fdatasync before acknowledgement (issue 20)", () => {
     await Promise.all(Array.from({ length: 8 }, (_, i) => store.issueChallenge(challenge(`r${i}`))));
     const after = store.walSyncStats;
     expect(after.finished - before.finished).toBe(1); // one group, one sync
+    await store.close();
+  });
+
+  it("inkan backup's copy syncs the live WAL after copying, and fails when that sync fails: a copy never holds what the live store may lose", async () => {
+    const live = freshFile();
+    const h = heldSync();
+    h.passThrough = true;
+    const store = await createSqliteStore({ file: live, walSync: h.sync });
+    await store.appendAuditRecord(audit(1));
+    h.passThrough = false;
+    const pending = settledState(store.appendAuditRecord(audit(2))); // committed, its sync held
+    await turns();
+    expect(pending.done).toBe(false);
+    const failing: SyncFn = async () => {
+      throw Object.assign(new Error("EIO: i/o error, fdatasync"), { code: "EIO" });
+    };
+    await expect(snapshotSqlite(live, join(dir, "copy-failed.sqlite3"), failing)).rejects.toThrow(/EIO/);
+    let backupSyncs = 0;
+    const marks = await snapshotSqlite(live, join(dir, "copy.sqlite3"), async () => {
+      backupSyncs += 1;
+    });
+    expect(backupSyncs).toBe(1);
+    expect(marks.highWaterMarks).toEqual({ n: 2 }); // the copy holds record 2: synced by the backup itself
+    h.release();
+    await turns();
+    expect(pending).toMatchObject({ done: true, ok: true });
+    h.passThrough = true;
     await store.close();
   });
 });

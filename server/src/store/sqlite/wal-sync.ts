@@ -129,6 +129,25 @@ export class WalSync {
   }
 }
 
+/**
+ * Syncs the -wal file of the database `file` once, if it exists (`inkan backup`, issue 20): call
+ * it while a connection to the file is open (so the WAL is not removed meanwhile).
+ */
+export async function syncWalOf(file: string, sync: SyncFn = fdatasyncAsync): Promise<void> {
+  let fd: number;
+  try {
+    fd = openSync(`${file}-wal`, "r");
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return; // no WAL: every commit is in the synced database file
+    throw e;
+  }
+  try {
+    await sync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /** fsyncs a directory (its entries: a created file's name survives power loss). */
 function syncDirectory(dir: string): void {
   const fd = openSync(dir, "r");

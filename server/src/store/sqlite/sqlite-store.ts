@@ -81,6 +81,7 @@ import {
   type TransactionState,
   type UniqueFields,
 } from "../port.js";
+import { Checkpointer, type CheckpointerOptions } from "./checkpointer.js";
 import { GroupCommit } from "./group-commit.js";
 import { migrations } from "./migrations.js";
 import { WalSync, type SyncFn } from "./wal-sync.js";
@@ -92,6 +93,8 @@ export interface SqliteStoreOptions {
   busyTimeoutMs?: number;
   /** Tests only: replaces the fdatasync of the -wal file (to slow it down, count it or fail it). */
   walSync?: SyncFn;
+  /** Tests and benches: the checkpointer's thresholds (checkpointer.ts; defaults 100 ms, 4 MiB, 64 MiB). */
+  checkpoint?: Pick<CheckpointerOptions, "intervalMs" | "passiveAtBytes" | "truncateAtBytes" | "injectFailure">;
 }
 
 /** Where the embedded store lives inside the data directory. */
@@ -156,14 +159,30 @@ export class SqliteStore implements Store {
    * callable on an object derived from the store, as tests' fakes do.)
    */
   private seenDataVersion: number | undefined;
+  /** Issue 20: checkpoints on a worker thread (`wal_autocheckpoint = 0` on this connection). */
+  private readonly checkpointer: Checkpointer;
 
   private constructor(
     private readonly db: Database.Database,
     /** Issue 20: the -wal file's fdatasync on the thread pool, before any write is acknowledged. */
     private readonly wal: WalSync,
     private readonly file: string,
+    checkpoint: SqliteStoreOptions["checkpoint"],
   ) {
     this.#group = new GroupCommit(db, wal);
+    this.checkpointer = new Checkpointer({
+      ...checkpoint,
+      file,
+      walBytes: () => wal.walBytes(),
+      activity: () => this.#group.stats.groups + (db.pragma("data_version", { simple: true }) as number),
+      onFailure: (error) => wal.poison(error), // a failed checkpoint poisons the store
+    });
+    wal.onPoison = () => void this.checkpointer.stop(); // nothing is checkpointed after a failed sync
+  }
+
+  /** Checkpoints run by the worker so far (issue 20; tests and diagnostics). */
+  get checkpointStats(): { passive: number; truncate: number; busy: number } {
+    return { ...this.checkpointer.stats };
   }
 
   /** The WAL syncs started and finished so far (issue 20; tests and diagnostics). */
@@ -191,12 +210,13 @@ export class SqliteStore implements Store {
       const mode: unknown = db.pragma("journal_mode = WAL", { simple: true });
       if (mode !== "wal") throw new Error(`journal_mode is ${String(mode)}, not wal`);
       db.pragma("synchronous = NORMAL"); // issue 20: with the WAL's fdatasync before every acknowledgement (wal-sync.ts)
+      db.pragma("wal_autocheckpoint = 0"); // issue 20: checkpoints run on a worker thread (checkpointer.ts), not in a COMMIT
       db.pragma("foreign_keys = ON");
       db.pragma("trusted_schema = OFF");
       migrate(db);
       // The -wal file exists now (migrate's transaction opened it) and stays while `db` is open.
       wal = new WalSync(`${options.file}-wal`, options.walSync);
-      return new SqliteStore(db, wal, options.file);
+      return new SqliteStore(db, wal, options.file, options.checkpoint);
     } catch (e) {
       void wal?.close();
       db?.close();
@@ -206,6 +226,7 @@ export class SqliteStore implements Store {
 
   async close(): Promise<void> {
     this.#group.flush(); // writes already queued commit (or fail) before the connection goes
+    await this.checkpointer.stop(); // its connection closes first: ours is the last one
     await this.wal.close(); // ... and are synced (or fail) before it
     this.statements.clear();
     if (this.wal.failure === undefined) {

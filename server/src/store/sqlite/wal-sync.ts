@@ -26,7 +26,7 @@
  * Coalescing: a sync in flight covers only the commits made before it started; a commit made
  * while it runs waits for the NEXT sync, and every commit made meanwhile shares that one.
  */
-import { closeSync, fdatasync, fsyncSync, openSync } from "node:fs";
+import { closeSync, fdatasync, fstatSync, fsyncSync, openSync } from "node:fs";
 import { dirname } from "node:path";
 import { promisify } from "node:util";
 
@@ -38,7 +38,7 @@ const fdatasyncAsync: SyncFn = promisify(fdatasync);
 /** A failed sync of the WAL: nothing after it is acknowledged. */
 export class WalSyncError extends Error {
   constructor(readonly original: unknown) {
-    super("the store's write-ahead log could not be synced to disk; the store is closed for writes", { cause: original });
+    super("the store's write-ahead log could not be synced or checkpointed; the store is closed for writes", { cause: original });
     this.name = "WalSyncError";
   }
 }
@@ -70,6 +70,22 @@ export class WalSync {
   /** The failure that poisoned this store, if any. */
   get failure(): WalSyncError | undefined {
     return this.#failure;
+  }
+
+  /** Called once when the store is poisoned (the checkpointer stops). */
+  onPoison: ((failure: WalSyncError) => void) | undefined;
+
+  /** Poisons the store from outside (a failed checkpoint): as a failed sync. */
+  poison(error: unknown): void {
+    if (this.#failure) return;
+    this.#failure = error instanceof WalSyncError ? error : new WalSyncError(error);
+    this.onPoison?.(this.#failure);
+  }
+
+  /** The -wal file's size now (one fstat). */
+  walBytes(): number {
+    if (this.#closed) return 0; // the descriptor may be reused
+    return fstatSync(this.#fd).size;
   }
 
   /**
@@ -119,7 +135,7 @@ export class WalSync {
         if (this.#running === run) this.#running = undefined;
       },
       (e: unknown) => {
-        this.#failure ??= new WalSyncError(e);
+        this.poison(e);
         if (this.#running === run) this.#running = undefined;
         throw this.#failure;
       },

@@ -6,8 +6,10 @@
  * thread with its own connection run `PRAGMA wal_checkpoint(PASSIVE)`: it copies what it can
  * without waiting for readers or writers, and writers restart the WAL from its start once all of
  * it was copied. `TRUNCATE` (the WAL file cut to zero) when it reached `truncateAtBytes` or nothing
- * was committed since the last look (idle). The worker's connection never waits for a lock
- * (`busy_timeout = 0`): a checkpoint that cannot run now is tried at the next look.
+ * was committed since the last look (idle), and only right after a PASSIVE one copied the whole
+ * WAL: TRUNCATE holds the write lock while it copies, so it must find (almost) nothing left to
+ * copy, or the event loop's writes would wait for it. The worker's connection never waits for a
+ * lock (`busy_timeout = 0`): a checkpoint that cannot run now is tried at the next look.
  *
  * Durability is unchanged: a checkpoint syncs the WAL before copying and the database file after
  * (the worker's connection runs `synchronous = FULL`), and it never copies a frame of a commit
@@ -71,8 +73,11 @@ export class Checkpointer {
   #worker: Worker | undefined;
   #exited: Promise<void> | undefined;
   #inFlight = false;
+  #pendingMode: "PASSIVE" | "TRUNCATE" = "PASSIVE";
   #stopped = false;
   #lastActivity: number | undefined;
+  /** The last checkpoint was a PASSIVE one that copied the whole WAL. */
+  #copiedAll = false;
   /** Checkpoints run (by mode) and those that could not complete now, for tests and diagnostics. */
   readonly stats = { passive: 0, truncate: 0, busy: 0 };
 
@@ -106,11 +111,12 @@ export class Checkpointer {
     }
     const idle = activity === this.#lastActivity;
     this.#lastActivity = activity;
-    const mode = size >= this.#o.truncateAtBytes || idle ? "TRUNCATE" : "PASSIVE";
+    const mode = this.#copiedAll && (size >= this.#o.truncateAtBytes || idle) ? "TRUNCATE" : "PASSIVE";
     this.#inFlight = true;
     this.#spawn().postMessage({ mode });
     if (mode === "TRUNCATE") this.stats.truncate += 1;
     else this.stats.passive += 1;
+    this.#pendingMode = mode;
   }
 
   #spawn(): Worker {
@@ -120,8 +126,12 @@ export class Checkpointer {
     worker.unref();
     worker.on("message", (reply: Reply) => {
       this.#inFlight = false;
-      if (!reply.ok) this.#fail(Object.assign(new Error(`WAL checkpoint failed: ${reply.message}`), { code: reply.code }));
-      else if (reply.busy) this.stats.busy += 1;
+      if (!reply.ok) {
+        this.#fail(Object.assign(new Error(`WAL checkpoint failed: ${reply.message}`), { code: reply.code }));
+        return;
+      }
+      if (reply.busy) this.stats.busy += 1;
+      this.#copiedAll = this.#pendingMode === "PASSIVE" && !reply.busy && reply.log !== undefined && reply.log === reply.checkpointed;
     });
     worker.on("error", (e) => this.#fail(e));
     this.#exited = new Promise<void>((resolve) =>

@@ -1,15 +1,18 @@
 /**
- * `npx tsc -b && node server/dist/bench/commit-latency.js [--writes 300] [--concurrent 64] [--dir DIR]`:
+ * `npx tsc -b && node server/dist/bench/commit-latency.js [--writes 300] [--body 1000] [--concurrent 64] [--dir DIR]`:
  * what one durable SQLite write costs (issue 20), the store as shipped (`synchronous = NORMAL`,
  * the -wal file's fdatasync on the thread pool before the write is acknowledged) against the
- * earlier setting (`synchronous = FULL`: SQLite's fsync inside COMMIT, on the event loop; emulated
- * here by switching the same store's connection back to FULL and its WAL sync off). Never a test.
+ * earlier setting (`synchronous = FULL`: SQLite's fsync inside COMMIT, on the event loop, and
+ * SQLite's automatic checkpoint every 1,000 pages inside a COMMIT; emulated here by switching the
+ * same store's connection back to both and its WAL sync off). Never a test.
  *
- * Per mode: sequential writes (each awaited: the latency a caller sees, p50/p99), the event loop's
- * busy time per write (performance.eventLoopUtilization: what every other call of the process
- * waits for), and `--concurrent` writers at once (writes/s, syncs per group). DIR defaults to the
+ * Per mode: sequential writes (audit records of `--body` bytes, each awaited: the latency a caller
+ * sees, p50/p99/max; a max over a checkpoint shows the checkpoint's cost), the event loop's busy
+ * time per write (performance.eventLoopUtilization: what every other call of the process waits
+ * for), and `--concurrent` writers at once (writes/s, syncs per group). DIR defaults to the
  * OS temporary directory: make sure it is on the disk the store would use (not tmpfs).
  */
+import { createHash } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -18,9 +21,15 @@ import { parseArgs } from "node:util";
 import { createSqliteStore, type SqliteStore } from "../store/sqlite/sqlite-store.js";
 
 const { values: args } = parseArgs({
-  options: { writes: { type: "string", default: "300" }, concurrent: { type: "string", default: "64" }, dir: { type: "string" } },
+  options: { writes: { type: "string", default: "300" }, body: { type: "string", default: "1000" }, concurrent: { type: "string", default: "64" }, dir: { type: "string" } },
 });
 const writes = Number(args.writes);
+const body = "x".repeat(Number(args.body));
+const hashOf = (sequence: number) => new Uint8Array(createHash("sha256").update(`bench/${sequence}`).digest());
+const audit = (sequence: number) => ({
+  nodeId: "bench", sequence, time: new Date(0), event: "bench", body,
+  prevHash: sequence === 1 ? new Uint8Array(32) : hashOf(sequence - 1), hash: hashOf(sequence),
+});
 const concurrent = Number(args.concurrent);
 
 const quantile = (sorted: number[], q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
@@ -31,14 +40,18 @@ async function measure(mode: "FULL (before)" | "NORMAL + fdatasync (now)"): Prom
   try {
     const full = mode.startsWith("FULL");
     const store: SqliteStore = await createSqliteStore({ file: join(dir, "store.sqlite3"), ...(full ? { walSync: async () => undefined } : {}) });
-    if (full) (store as unknown as { db: { pragma(s: string): unknown } }).db.pragma("synchronous = FULL"); // the setting before issue 20's WAL sync
+    if (full) {
+      const db = (store as unknown as { db: { pragma(s: string): unknown } }).db;
+      db.pragma("synchronous = FULL"); // the settings before issue 20's WAL sync and checkpointer
+      db.pragma("wal_autocheckpoint = 1000");
+    }
     for (let i = 0; i < 20; i++) await store.issueChallenge(challenge(`warm-${i}`));
 
     const latencies: number[] = [];
     const elu0 = performance.eventLoopUtilization();
     for (let i = 0; i < writes; i++) {
       const t0 = performance.now();
-      await store.issueChallenge(challenge(`seq-${i}`));
+      await store.appendAuditRecord(audit(i + 1));
       latencies.push(performance.now() - t0);
     }
     const elu = performance.eventLoopUtilization(elu0);
@@ -61,10 +74,12 @@ async function measure(mode: "FULL (before)" | "NORMAL + fdatasync (now)"): Prom
       mode,
       write_p50_ms: +quantile(latencies, 0.5).toFixed(3),
       write_p99_ms: +quantile(latencies, 0.99).toFixed(3),
+      write_max_ms: +latencies[latencies.length - 1]!.toFixed(3),
       event_loop_busy_per_write_ms: +(elu.active / writes).toFixed(3),
       [`writes_per_s_${concurrent}_concurrent`]: Math.round(issued / seconds),
       groups,
       wal_syncs: full ? "(in COMMIT)" : syncs,
+      checkpoints: full ? "(in COMMIT)" : store.checkpointStats.passive + store.checkpointStats.truncate,
     };
   } finally {
     await rm(dir, { recursive: true, force: true });

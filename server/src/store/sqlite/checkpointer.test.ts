@@ -3,10 +3,12 @@
  * event loop (`wal_autocheckpoint = 0`). Small thresholds here so that a few hundred KiB of audit
  * records make a checkpoint due; the waits poll for an outcome (no timing is asserted).
  */
+import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import Database from "better-sqlite3";
 import { afterAll, describe, expect, it } from "vitest";
 import { StoreFailureError, type AuditRecord } from "../port.js";
@@ -78,4 +80,28 @@ describe("WAL checkpoints on a worker thread (issue 20)", () => {
     await store.close();
     expect(walBytes(file)).toBeGreaterThan(0); // left for the next start's recovery
   });
+});
+
+const dist = fileURLToPath(new URL("../../../dist", import.meta.url));
+const built = existsSync(join(dist, "store/sqlite/checkpointer.js"));
+if (!built) console.warn("checkpointer close test skipped: the server is not built (dist/store/sqlite/checkpointer.js missing): run `npm run build`");
+
+/** A process whose only work left is close(): the worker (unref'd while idle) must still be waited for. */
+const closeChild = `
+const [dist, file] = process.argv.slice(1);
+const { createSqliteStore } = await import(dist + "/store/sqlite/sqlite-store.js");
+const store = await createSqliteStore({ file, checkpoint: { intervalMs: 10, passiveAtBytes: 64 * 1024 } });
+await store.issueChallenge({ hash: "big", purpose: "transaction", subject: "x".repeat(200000), createdAt: new Date(0), expiresAt: new Date(8.64e15) });
+while (store.checkpointStats.passive + store.checkpointStats.truncate === 0) await new Promise((r) => setTimeout(r, 10));
+await store.close();
+console.log("closed");
+`;
+
+describe.skipIf(!built)("the checkpointer's worker at close (issue 20)", () => {
+  it("close() waits for the worker's connection to close: the process does not end first with close() unsettled", () => {
+    const result = spawnSync(process.execPath, ["--input-type=module", "-e", closeChild, dist, freshFile()], { encoding: "utf8", timeout: 60_000 });
+    expect(result.stderr).toBe("");
+    expect(result.stdout.trim()).toBe("closed");
+    expect(result.status).toBe(0);
+  }, 60_000);
 });

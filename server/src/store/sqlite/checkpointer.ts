@@ -92,6 +92,7 @@ export class Checkpointer {
     this.#stopped = true;
     clearInterval(this.#timer);
     if (this.#worker) {
+      this.#worker.ref(); // waited for now: the process must not end before its connection closed
       this.#worker.postMessage({ stop: true }); // after a checkpoint in flight, in order
       await this.#exited;
     }

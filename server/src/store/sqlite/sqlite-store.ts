@@ -1296,6 +1296,7 @@ export class SqliteStore implements Store {
     const rows = this.guard(() =>
       this.all("SELECT * FROM audit_checkpoints WHERE node_id = ? AND sequence >= ? ORDER BY sequence LIMIT ?", req.nodeId, req.fromSequence, req.limit),
     );
+    await this.durable(); // issue 20: exported with the records (audit/export.ts), so only once durable
     return rows.map((r) => this.checkpointFromRow(r));
   }
 }

@@ -134,6 +134,7 @@ describe("the WAL's fdatasync before acknowledgement (issue 20)", () => {
     await expect(store.readAuditRecords({ nodeId: "n", fromSequence: 1, limit: 10 })).rejects.toBeInstanceOf(StoreFailureError);
     await expect(store.readAuditRecordsByEvent({ nodeId: "n", event: "signature.created", fromSequence: 1, limit: 10 })).rejects.toBeInstanceOf(StoreFailureError);
     await expect(store.readDtbsr({ transactionId: "t", fromIndex: 0, limit: 10 })).rejects.toBeInstanceOf(StoreFailureError);
+    await expect(store.readAuditCheckpoints({ nodeId: "n", fromSequence: 1, limit: 10 })).rejects.toBeInstanceOf(StoreFailureError);
     expect(h.held()).toBe(0); // no sync was tried after the failure
     const dbSize = statSync(file).size;
     await store.close();

@@ -100,6 +100,7 @@ export class WalSync {
     this.#queued ??= this.#running.then(
       () => {
         this.#queued = undefined;
+        if (this.#failure) throw this.#failure; // poisoned meanwhile (a failed checkpoint)
         return this.#running ?? this.#start(); // one started meanwhile started after our commits too
       },
       () => {

@@ -5,14 +5,15 @@
  * 1. The main thread initializes and finalizes the library. Here C_Initialize must answer
  *    CKR_CRYPTOKI_ALREADY_INITIALIZED (the process-wide initialization is reused); this thread
  *    never calls C_Finalize, which would end every session of the process.
- * 2. The session of each job is lent by the main thread, to this worker alone, for that job alone.
+ * 2. The session of each batch is lent by the main thread, to this worker alone, for that batch
+ *    alone; its jobs run one after the other, and the batch is answered in one message.
  * 3. Always `new PKCS11()` (pkcs11js keeps one process-global constructor reference).
  * No state but the loaded library: a failed job's session is replaced by the main thread.
  */
 import { createRequire } from "node:module";
 import { parentPort, threadId, workerData } from "node:worker_threads";
 import type * as Pkcs11Types from "pkcs11js";
-import type { WorkerData, WorkerFailure, WorkerJob, WorkerReply, WorkerRequest } from "./crypto-worker-protocol.js";
+import type { WorkerData, WorkerFailure, WorkerJob, WorkerReply, WorkerRequest, WorkerResult } from "./crypto-worker-protocol.js";
 
 const require = createRequire(import.meta.url);
 const pkcs11js = require("pkcs11js") as typeof Pkcs11Types;
@@ -36,16 +37,22 @@ try {
 port.postMessage({ ready: true, threadId } satisfies WorkerReply);
 
 port.on("message", (request: WorkerRequest) => {
-  let reply: WorkerReply;
-  try {
-    const value = run(buffer(request.session), request.job);
-    // A structured clone copies a view's whole ArrayBuffer: a result inside a larger one is copied first.
-    const own = typeof value === "boolean" || (value.byteOffset === 0 && value.byteLength === value.buffer.byteLength) ? value : new Uint8Array(value);
-    reply = { id: request.id, ok: true, value: own, threadId };
-  } catch (err) {
-    reply = { id: request.id, ok: false, error: failure(err), threadId };
+  const session = buffer(request.session);
+  const results: WorkerResult[] = [];
+  for (const job of request.jobs) {
+    try {
+      const value = run(session, job);
+      // A structured clone copies a view's whole ArrayBuffer: a result inside a larger one is copied first.
+      const own = typeof value === "boolean" || (value.byteOffset === 0 && value.byteLength === value.buffer.byteLength) ? value : new Uint8Array(value);
+      results.push({ ok: true, value: own });
+    } catch (err) {
+      // The session may be left with an active operation: the rest of the batch is not run in it
+      // (the main thread runs those jobs again in a new session).
+      results.push({ ok: false, error: failure(err) });
+      break;
+    }
   }
-  port.postMessage(reply);
+  port.postMessage({ id: request.id, results, threadId } satisfies WorkerReply);
 });
 
 function run(s: Pkcs11Types.Handle, job: WorkerJob): Uint8Array | boolean {

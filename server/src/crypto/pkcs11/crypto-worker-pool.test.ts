@@ -306,6 +306,54 @@ describe("issue 20: PKCS#11 operations on worker threads", () => {
     }
   });
 
+  it("a data-object write (the audit high-water mark) runs on a worker thread; a module error keeps its CKR name for the log", async () => {
+    const pool = hsm.cryptoWorkers;
+    const served: (number | undefined)[] = [];
+    pool.testHooks = { onSettle: (e) => served.push(e.threadId) };
+    try {
+      await hsm.writeDataObject("audit-cp:worker-test", Buffer.from("seq=1"));
+      await hsm.writeDataObject("audit-cp:worker-test", Buffer.from("seq=2"));
+    } finally {
+      pool.testHooks = undefined;
+    }
+    expect(served).toHaveLength(2);
+    expect(served.every((id) => id !== undefined && id !== threadId)).toBe(true);
+    expect(Buffer.from((await hsm.readDataObject("audit-cp:worker-test")) ?? []).toString()).toBe("seq=2");
+    expect(await hsm.listDataObjectLabels("audit-cp:worker-test")).toEqual(["audit-cp:worker-test"]);
+
+    const injected = new pkcs11js.Pkcs11Error("CKR_DEVICE_MEMORY", 0x31, "C_CreateObject");
+    const spy = vi.spyOn(pool, "run").mockRejectedValueOnce(injected);
+    let err: unknown;
+    try {
+      err = await hsm.writeDataObject("audit-cp:worker-test", Buffer.from("seq=3")).catch((e: unknown) => e);
+    } finally {
+      spy.mockRestore();
+    }
+    expect(err).toMatchObject({ code: "CRYPTO_MODULE_FAILURE", pkcs11: "CKR_DEVICE_MEMORY" });
+    expect((err as Error).message).not.toMatch(/CKR_/);
+    expect(Buffer.from((await hsm.readDataObject("audit-cp:worker-test")) ?? []).toString()).toBe("seq=2");
+  });
+
+  it("a data-object write over a malformed stored version is refused as INTEGRITY_VIOLATION and changes nothing", async () => {
+    const slot = p11.C_GetSlotList(true).find((s) => p11.C_GetTokenInfo(s).label.trimEnd() === "inkan");
+    if (!slot) throw new Error("token not found");
+    const s = p11.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION);
+    try {
+      p11.C_CreateObject(s, [
+        { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_DATA },
+        { type: pkcs11js.CKA_TOKEN, value: true },
+        { type: pkcs11js.CKA_PRIVATE, value: true },
+        { type: pkcs11js.CKA_APPLICATION, value: "inkan" },
+        { type: pkcs11js.CKA_LABEL, value: "audit-cp:malformed" },
+        { type: pkcs11js.CKA_VALUE, value: Buffer.from("short") },
+      ]);
+    } finally {
+      p11.C_CloseSession(s);
+    }
+    await expect(hsm.writeDataObject("audit-cp:malformed", Buffer.from("x"))).rejects.toMatchObject({ code: "INTEGRITY_VIOLATION" });
+    await expect(hsm.readDataObject("audit-cp:malformed")).rejects.toMatchObject({ code: "INTEGRITY_VIOLATION" });
+  });
+
   it("close() stops the workers and closes their sessions; later calls fail closed", async () => {
     const mod = await openEmbeddedCryptoModule(dataDir, { workers: 2 });
     const sessions = new Set<string>();

@@ -20,6 +20,14 @@ export type WorkerJob =
   /** C_GenerateRandom. */
   | { op: "random"; length: number }
   /**
+   * A data object's next version (R-3.2.2.4, the audit high-water mark): the stored versions of
+   * `label` found (class CKO_DATA, `application`), a token object created holding the next
+   * sequence number (8 bytes, big-endian) and `value`, then the older versions destroyed (one
+   * already gone is fine: another node's write). Answers false, creating nothing, when a stored
+   * version is malformed (shorter than its sequence number).
+   */
+  | { op: "writeData"; application: string; label: string; value: Uint8Array }
+  /**
    * Tests only (no module call): sets `signal[1]` to 1, then blocks the worker until `signal[0]`
    * is not 0, so that a test can stop a worker while a job of it is certainly in flight (two
    * Int32 values). Answers true. The pool ends a batch with it: no job waits behind it in a worker.

@@ -92,6 +92,8 @@ function run(s: Pkcs11Types.Handle, job: WorkerJob): Uint8Array | boolean {
     }
     case "random":
       return p11.C_GenerateRandom(s, Buffer.alloc(job.length));
+    case "writeData":
+      return writeData(s, job.application, job.label, buffer(job.value));
     case "hold": {
       // A JavaScript loop, not Atomics.wait: worker.terminate() interrupts the one, not the other.
       const signal = new Int32Array(job.signal);
@@ -100,6 +102,59 @@ function run(s: Pkcs11Types.Handle, job: WorkerJob): Uint8Array | boolean {
       return true;
     }
   }
+}
+
+/** See the "writeData" job (crypto-worker-protocol.ts); the reader is the adapter's readDataObject. */
+function writeData(s: Pkcs11Types.Handle, application: string, label: string, value: Buffer): boolean {
+  const p = pkcs11js;
+  p11.C_FindObjectsInit(s, [{ type: p.CKA_CLASS, value: p.CKO_DATA }, { type: p.CKA_APPLICATION, value: application }, { type: p.CKA_LABEL, value: label }]);
+  let found: Pkcs11Types.Handle[];
+  try {
+    found = p11.C_FindObjects(s, 16);
+  } finally {
+    p11.C_FindObjectsFinal(s);
+  }
+  let newest = 0n;
+  const versions: Pkcs11Types.Handle[] = [];
+  for (const handle of found) {
+    let stored: Buffer | undefined;
+    try {
+      stored = p11.C_GetAttributeValue(s, handle, [{ type: p.CKA_VALUE }])[0]?.value as Buffer | undefined;
+    } catch (err) {
+      if (gone(err)) continue; // removed by another node's write meanwhile
+      throw err;
+    }
+    if (!Buffer.isBuffer(stored)) throw new Error("attribute missing in the module's answer");
+    if (stored.length < 8) return false;
+    const sequence = stored.readBigUInt64BE(0);
+    if (sequence > newest) newest = sequence;
+    versions.push(handle);
+  }
+  // R-3.2.2.4: never lost or half-written: the next version first, then the older ones removed
+  // (SoftHSM2 keeps a data object's CKA_VALUE read-only); a crash between leaves both, readers take the newest.
+  const stored = Buffer.alloc(8 + value.length);
+  stored.writeBigUInt64BE(newest + 1n, 0);
+  stored.set(value, 8);
+  p11.C_CreateObject(s, [
+    { type: p.CKA_CLASS, value: p.CKO_DATA },
+    { type: p.CKA_TOKEN, value: true },
+    { type: p.CKA_PRIVATE, value: true },
+    { type: p.CKA_APPLICATION, value: application },
+    { type: p.CKA_LABEL, value: label },
+    { type: p.CKA_VALUE, value: stored },
+  ]);
+  for (const handle of versions) {
+    try {
+      p11.C_DestroyObject(s, handle);
+    } catch (err) {
+      if (!gone(err)) throw err; // already removed by another node: fine
+    }
+  }
+  return true;
+}
+
+function gone(err: unknown): boolean {
+  return err instanceof pkcs11js.Pkcs11Error && err.message === "CKR_OBJECT_HANDLE_INVALID";
 }
 
 /** A Uint8Array from the structured clone as the Buffer pkcs11js wants (no copy). */

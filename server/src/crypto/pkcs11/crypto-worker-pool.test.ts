@@ -4,7 +4,10 @@
  * this one; the pool size setting is honoured; more calls than workers wait, and no session ever
  * serves two operations in flight; a worker killed mid-operation fails that call cleanly as
  * CRYPTO_MODULE_FAILURE (its session closed), and the next call works; a module error keeps its
- * CKR name for the log (not the client's message); close() stops the workers.
+ * CKR name for the log (not the client's message); close() stops the workers. Batches: the calls
+ * made at once cross in about ceil(N / 32) messages each way (stats.messages); a failing job in a
+ * batch fails alone; a worker that dies mid-batch fails all of its jobs; data-object writes run on
+ * a worker too.
  */
 import { createHash, createPublicKey, randomBytes, verify } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -268,6 +271,24 @@ describe("issue 20: PKCS#11 operations on worker threads", () => {
       expect(sessionState(failedSession)).toBe("CKR_SESSION_HANDLE_INVALID");
       expect(settled.slice(3).every((s) => s.ok && s.session !== failedSession)).toBe(true);
       expect(one.available).toBe(true);
+    } finally {
+      await one.close();
+    }
+  });
+
+  it("after close({ discard }) (a module loss), the jobs behind a failed one in its batch fail instead of running again", async () => {
+    const one = await openEmbeddedCryptoModule(dataDir, { workers: 1 });
+    try {
+      const pool = one.cryptoWorkers;
+      let closing: Promise<void> | undefined;
+      pool.testHooks = { onDispatch: () => (closing ??= pool.close({ discard: true })) }; // the batch is in flight
+      const bad = { op: "sign" as const, mechanism: { mechanism: 0x7fff_fff0 }, key: Buffer.alloc(8), data: randomBytes(32), outLength: 64 };
+      const results = await Promise.allSettled([pool.run(bad), pool.run({ op: "random", length: 8 }), pool.run({ op: "random", length: 8 })]);
+      await closing;
+      expect(results.map((r) => r.status)).toEqual(["rejected", "rejected", "rejected"]);
+      expect((results[0] as PromiseRejectedResult).reason).toBeInstanceOf(pkcs11js.Pkcs11Error);
+      for (const r of results.slice(1)) expect((r as PromiseRejectedResult).reason).toMatchObject({ code: "CRYPTO_MODULE_FAILURE" });
+      expect(pool.stats.messages.sent).toBe(1);
     } finally {
       await one.close();
     }

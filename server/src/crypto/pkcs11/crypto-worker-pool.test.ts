@@ -4,7 +4,10 @@
  * this one; the pool size setting is honoured; more calls than workers wait, and no session ever
  * serves two operations in flight; a worker killed mid-operation fails that call cleanly as
  * CRYPTO_MODULE_FAILURE (its session closed), and the next call works; a module error keeps its
- * CKR name for the log (not the client's message); close() stops the workers.
+ * CKR name for the log (not the client's message); close() stops the workers. Batches: the calls
+ * made at once cross in about ceil(N / 32) messages each way (stats.messages); a failing job in a
+ * batch fails alone; a worker that dies mid-batch fails all of its jobs; data-object writes run on
+ * a worker too.
  */
 import { createHash, createPublicKey, randomBytes, verify } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -12,9 +15,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { threadId, type Worker } from "node:worker_threads";
 import { pino } from "pino";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { InkanError } from "../../errors.js";
 import type { GeneratedKey } from "../port.js";
+import type { WorkerJob } from "./crypto-worker-protocol.js";
 import { toInkanError } from "./errors.js";
 import { acquireLibrary, pkcs11js, releaseLibrary, type Pkcs11 } from "./library.js";
 import type { Pkcs11CryptoModule } from "./pkcs11-crypto-module.js";
@@ -199,6 +203,176 @@ describe("issue 20: PKCS#11 operations on worker threads", () => {
     expect(wrapped.message).not.toMatch(/CKR_/); // the client's message
     expect((wrapped as InkanError & { pkcs11?: string }).pkcs11).toBe((err as Error).message); // the log's
     expect(pino.stdSerializers.err(wrapped)).toMatchObject({ pkcs11: (err as Error).message }); // as the server's log writes it
+  });
+
+  it("jobs queued in the same turn cross in batches: N concurrent calls take about ceil(N / 32) messages each way, not N", async () => {
+    const two = await openEmbeddedCryptoModule(dataDir, { workers: 2 });
+    try {
+      const pool = two.cryptoWorkers;
+      await two.sign(ecdsa(randomBytes(32))); // the key's handles cached: the calls below reach the pool in one turn
+      const before = { ...pool.stats.messages };
+      const n = 256;
+      const hashes = Array.from({ length: n }, () => randomBytes(32));
+      const signatures = await Promise.all(hashes.map((h) => two.sign(ecdsa(h))));
+      const verified = await Promise.all(hashes.map((h, i) => two.verify({ ...ecdsa(h), signature: signatures[i] as Uint8Array })));
+      expect(verified.every(Boolean)).toBe(true);
+      const sent = pool.stats.messages.sent - before.sent;
+      const received = pool.stats.messages.received - before.received;
+      // Two rounds of n jobs (sign, then verify): at most ceil(n / 32) batches each, plus one short batch per worker.
+      expect(sent).toBeLessThanOrEqual(2 * (Math.ceil(n / 32) + 2));
+      expect(received).toBe(sent); // one answer per batch
+      // Straight to the pool, in one turn: the same.
+      const mid = { ...pool.stats.messages };
+      const random = await Promise.all(Array.from({ length: 100 }, () => pool.run({ op: "random", length: 16 })));
+      expect(random.every((r) => r instanceof Uint8Array && r.length === 16)).toBe(true);
+      expect(new Set(random.map((r) => Buffer.from(r as Uint8Array).toString("hex"))).size).toBe(100);
+      expect(pool.stats.messages.sent - mid.sent).toBeLessThanOrEqual(Math.ceil(100 / 32) + 2);
+      expect(pool.stats.messages.received - mid.received).toBe(pool.stats.messages.sent - mid.sent);
+    } finally {
+      await two.close();
+    }
+  });
+
+  it("a failing job in a batch fails alone: its neighbours are answered, the ones after it in a new session (the failed one may keep an operation active)", async () => {
+    const one = await openEmbeddedCryptoModule(dataDir, { workers: 1 });
+    try {
+      const pool = one.cryptoWorkers;
+      // The module's own sign job for this key (handle, mechanism), taken as the adapter sends it.
+      let job: WorkerJob | undefined;
+      const spy = vi.spyOn(pool, "run");
+      try {
+        await one.sign(ecdsa(randomBytes(32)));
+        job = spy.mock.calls.map((c) => c[0]).find((j) => j.op === "sign");
+      } finally {
+        spy.mockRestore();
+      }
+      if (job?.op !== "sign") throw new Error("no sign job seen");
+      const sign = job;
+      const settled: { session: string; ok: boolean }[] = [];
+      const dispatched: number[] = [];
+      pool.testHooks = { onDispatch: (e) => dispatched.push(e.jobs), onSettle: (e) => settled.push(e) };
+      const before = { ...pool.stats.messages };
+      let results: PromiseSettledResult<Uint8Array | boolean>[];
+      try {
+        // C_Sign into a too small buffer: CKR_BUFFER_TOO_SMALL, and the signing operation stays active in its session.
+        const outLengths = [64, 64, 8, 64, 64];
+        results = await Promise.allSettled(outLengths.map((outLength) => pool.run({ ...sign, outLength, data: randomBytes(32) })));
+      } finally {
+        pool.testHooks = undefined;
+      }
+      expect(results.map((r) => r.status)).toEqual(["fulfilled", "fulfilled", "rejected", "fulfilled", "fulfilled"]);
+      const failed = (results[2] as PromiseRejectedResult).reason as Error;
+      expect(failed).toBeInstanceOf(pkcs11js.Pkcs11Error);
+      expect(failed.message).toMatch(/^CKR_/);
+      for (const r of results) if (r.status === "fulfilled") expect(r.value).toHaveLength(64);
+      expect(dispatched[0]).toBe(5); // one message for all five
+      expect(pool.stats.messages.sent - before.sent).toBe(2); // and one for the two after the failure
+      const failedSession = settled.find((s) => !s.ok)?.session ?? "";
+      expect(sessionState(failedSession)).toBe("CKR_SESSION_HANDLE_INVALID");
+      expect(settled.slice(3).every((s) => s.ok && s.session !== failedSession)).toBe(true);
+      expect(one.available).toBe(true);
+    } finally {
+      await one.close();
+    }
+  });
+
+  it("after close({ discard }) (a module loss), the jobs behind a failed one in its batch fail instead of running again", async () => {
+    const one = await openEmbeddedCryptoModule(dataDir, { workers: 1 });
+    try {
+      const pool = one.cryptoWorkers;
+      let closing: Promise<void> | undefined;
+      pool.testHooks = { onDispatch: () => (closing ??= pool.close({ discard: true })) }; // the batch is in flight
+      const bad = { op: "sign" as const, mechanism: { mechanism: 0x7fff_fff0 }, key: Buffer.alloc(8), data: randomBytes(32), outLength: 64 };
+      const results = await Promise.allSettled([pool.run(bad), pool.run({ op: "random", length: 8 }), pool.run({ op: "random", length: 8 })]);
+      await closing;
+      expect(results.map((r) => r.status)).toEqual(["rejected", "rejected", "rejected"]);
+      expect((results[0] as PromiseRejectedResult).reason).toBeInstanceOf(pkcs11js.Pkcs11Error);
+      for (const r of results.slice(1)) expect((r as PromiseRejectedResult).reason).toMatchObject({ code: "CRYPTO_MODULE_FAILURE" });
+      expect(pool.stats.messages.sent).toBe(1);
+    } finally {
+      await one.close();
+    }
+  });
+
+  it("a worker that dies mid-batch fails every job of its batch as CRYPTO_MODULE_FAILURE, its session is closed, and the pool recovers", async () => {
+    const one = await openEmbeddedCryptoModule(dataDir, { workers: 1 });
+    const signal = new SharedArrayBuffer(8);
+    try {
+      const pool = one.cryptoWorkers;
+      let held: { worker: Worker; session: string; jobs: number } | undefined;
+      pool.testHooks = { onDispatch: (e) => (held ??= e) };
+      const outcome = (p: Promise<unknown>) => p.then(() => undefined, (e: unknown) => e);
+      // One turn: two jobs the worker finishes, then one that holds it; their answers would cross together.
+      const batch = [pool.run({ op: "random", length: 8 }), pool.run({ op: "random", length: 8 }), pool.run({ op: "hold", signal })].map(outcome);
+      const after = pool.run({ op: "random", length: 8 }); // a batch ends with a hold: this one waits
+      while (Atomics.load(new Int32Array(signal), 1) === 0) await new Promise((resolve) => setImmediate(resolve));
+      expect(held?.jobs).toBe(3);
+      expect(pool.stats).toMatchObject({ workers: 1, busy: 1, waiting: 1 });
+      const killedThread = held?.worker.threadId;
+      await held?.worker.terminate();
+      const errors = await Promise.all(batch);
+      for (const err of errors) {
+        expect(err).toBeInstanceOf(InkanError);
+        expect((err as InkanError).code).toBe("CRYPTO_MODULE_FAILURE");
+      }
+      expect(sessionState(held?.session ?? "")).toBe("CKR_SESSION_HANDLE_INVALID");
+      expect(await after).toHaveLength(8);
+      const data = randomBytes(32);
+      expect(await one.verify({ ...ecdsa(data), signature: await one.sign(ecdsa(data)) })).toBe(true);
+      expect(pool.threadIds.has(killedThread ?? -1)).toBe(false); // its batch was never answered
+      expect(one.available).toBe(true);
+    } finally {
+      Atomics.store(new Int32Array(signal), 0, 1);
+      await one.close();
+    }
+  });
+
+  it("a data-object write (the audit high-water mark) runs on a worker thread; a module error keeps its CKR name for the log", async () => {
+    const pool = hsm.cryptoWorkers;
+    const served: (number | undefined)[] = [];
+    pool.testHooks = { onSettle: (e) => served.push(e.threadId) };
+    try {
+      await hsm.writeDataObject("audit-cp:worker-test", Buffer.from("seq=1"));
+      await hsm.writeDataObject("audit-cp:worker-test", Buffer.from("seq=2"));
+    } finally {
+      pool.testHooks = undefined;
+    }
+    expect(served).toHaveLength(2);
+    expect(served.every((id) => id !== undefined && id !== threadId)).toBe(true);
+    expect(Buffer.from((await hsm.readDataObject("audit-cp:worker-test")) ?? []).toString()).toBe("seq=2");
+    expect(await hsm.listDataObjectLabels("audit-cp:worker-test")).toEqual(["audit-cp:worker-test"]);
+
+    const injected = new pkcs11js.Pkcs11Error("CKR_DEVICE_MEMORY", 0x31, "C_CreateObject");
+    const spy = vi.spyOn(pool, "run").mockRejectedValueOnce(injected);
+    let err: unknown;
+    try {
+      err = await hsm.writeDataObject("audit-cp:worker-test", Buffer.from("seq=3")).catch((e: unknown) => e);
+    } finally {
+      spy.mockRestore();
+    }
+    expect(err).toMatchObject({ code: "CRYPTO_MODULE_FAILURE", pkcs11: "CKR_DEVICE_MEMORY" });
+    expect((err as Error).message).not.toMatch(/CKR_/);
+    expect(Buffer.from((await hsm.readDataObject("audit-cp:worker-test")) ?? []).toString()).toBe("seq=2");
+  });
+
+  it("a data-object write over a malformed stored version is refused as INTEGRITY_VIOLATION and changes nothing", async () => {
+    const slot = p11.C_GetSlotList(true).find((s) => p11.C_GetTokenInfo(s).label.trimEnd() === "inkan");
+    if (!slot) throw new Error("token not found");
+    const s = p11.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION);
+    try {
+      p11.C_CreateObject(s, [
+        { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_DATA },
+        { type: pkcs11js.CKA_TOKEN, value: true },
+        { type: pkcs11js.CKA_PRIVATE, value: true },
+        { type: pkcs11js.CKA_APPLICATION, value: "inkan" },
+        { type: pkcs11js.CKA_LABEL, value: "audit-cp:malformed" },
+        { type: pkcs11js.CKA_VALUE, value: Buffer.from("short") },
+      ]);
+    } finally {
+      p11.C_CloseSession(s);
+    }
+    await expect(hsm.writeDataObject("audit-cp:malformed", Buffer.from("x"))).rejects.toMatchObject({ code: "INTEGRITY_VIOLATION" });
+    await expect(hsm.readDataObject("audit-cp:malformed")).rejects.toMatchObject({ code: "INTEGRITY_VIOLATION" });
   });
 
   it("close() stops the workers and closes their sessions; later calls fail closed", async () => {

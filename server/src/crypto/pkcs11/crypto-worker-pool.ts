@@ -6,12 +6,18 @@
  * lent to it for that one job (rules: WORKER-THREADS.md).
  *
  * - Up to `size` workers, started when work needs them; a job waits in a queue when all are busy.
- *   One job per worker at a time and one session per worker: no session ever serves two
- *   operations in flight (platform notes).
+ *   One batch per worker at a time, its jobs run one after the other, and one session per worker:
+ *   no session ever serves two operations in flight (platform notes).
+ * - Batches (one message each way, not one per job): the jobs queued in one turn of the event loop
+ *   are dealt out at its end, shared evenly between the idle workers and those that may still be
+ *   started, at most {@link maxBatch} to a message; a worker that answers takes up to that many
+ *   waiting jobs at once. Each job keeps its own answer: a failed job fails alone (the worker stops
+ *   at it; the jobs after it run again in a new session), a worker that dies fails every job of
+ *   its batch (their answers never arrived).
  * - Sessions are opened, logged in and closed by the main thread (handles are process-wide), so the
  *   session of a worker that died is closed all the same. A failed job's session is replaced: it
  *   may be left with an active operation.
- * - Fail closed: a worker that stops (crash, termination) rejects its job with
+ * - Fail closed: a worker that stops (crash, termination) rejects its batch's jobs with
  *   CRYPTO_MODULE_FAILURE and is replaced by the next job; a CKR_* error keeps its name and code
  *   (as a pkcs11js Pkcs11Error), so the supervisor judges it as it judges the main thread's.
  * - close() waits for the jobs in flight (and, unless discarding, the queued ones), then stops the
@@ -21,7 +27,7 @@
 import { statSync } from "node:fs";
 import { Worker } from "node:worker_threads";
 import { InkanError } from "../../errors.js";
-import type { WorkerData, WorkerFailure, WorkerJob, WorkerReply, WorkerRequest } from "./crypto-worker-protocol.js";
+import { maxBatch, type WorkerData, type WorkerFailure, type WorkerJob, type WorkerReply, type WorkerRequest } from "./crypto-worker-protocol.js";
 import { hasCkr } from "./errors.js";
 import { pkcs11js, type Handle, type Pkcs11 } from "./library.js";
 
@@ -37,7 +43,9 @@ export interface CryptoWorkerPoolOptions {
 
 /** Test-only observation of the pool (issue 20 tests): which session and thread served which job. */
 export interface CryptoWorkerPoolHooks {
-  onDispatch?(event: { worker: Worker; session: string }): void;
+  /** One batch (`jobs` of them, in one message) lent `session` and sent to `worker`. */
+  onDispatch?(event: { worker: Worker; session: string; jobs: number }): void;
+  /** One job answered (or failed by its worker's end). */
   onSettle?(event: { session: string; threadId: number | undefined; ok: boolean }): void;
 }
 
@@ -50,7 +58,8 @@ interface Job {
 interface Member {
   worker: Worker;
   session: Handle | undefined;
-  job: (Job & { id: number }) | undefined;
+  /** The batch in flight (the message's id and its jobs), or undefined when idle. */
+  batch: { id: number; jobs: Job[] } | undefined;
   /** Set once the worker reported it started: a worker that dies before could not start. */
   ready: boolean;
   exitError: unknown;
@@ -63,6 +72,11 @@ export class CryptoWorkerPool {
   #nextId = 1;
   #closing: Promise<void> | undefined;
   #onIdle: (() => void) | undefined;
+  /** A deal of the queue is due at the end of this turn (setImmediate). */
+  #dealing = false;
+  /** Set by close({ discard }): jobs not yet in a worker fail instead of running. */
+  #discarding: InkanError | undefined;
+  readonly #messages = { sent: 0, received: 0 };
   readonly #threadIds = new Set<number>();
   /** Test-only hooks; undefined in production. */
   testHooks: CryptoWorkerPoolHooks | undefined;
@@ -78,11 +92,15 @@ export class CryptoWorkerPool {
     return this.#o.size;
   }
 
-  /** Issue 23 style figures: workers running, busy with a job, and jobs waiting for one. */
-  get stats(): { workers: number; busy: number; waiting: number } {
+  /**
+   * Issue 23 style figures: workers running, busy with a batch, and jobs waiting for one; the
+   * batch messages sent to the workers and their answers received (the workers' start-up
+   * messages not counted), since the pool started.
+   */
+  get stats(): { workers: number; busy: number; waiting: number; messages: { sent: number; received: number } } {
     let busy = 0;
-    for (const m of this.#members) if (m.job) busy++;
-    return { workers: this.#members.size, busy, waiting: this.#queue.length };
+    for (const m of this.#members) if (m.batch) busy++;
+    return { workers: this.#members.size, busy, waiting: this.#queue.length, messages: { ...this.#messages } };
   }
 
   /** The thread ids of the workers that answered a job (tests: operations ran off the main thread). */
@@ -95,7 +113,14 @@ export class CryptoWorkerPool {
     if (this.#closing) return Promise.reject(new InkanError("CRYPTO_MODULE_FAILURE", "crypto module is closed"));
     return new Promise((resolve, reject) => {
       this.#queue.push({ job, resolve, reject });
-      this.#pump();
+      // Dealt at the end of this turn, with the other jobs queued in it (one message per batch).
+      if (!this.#dealing) {
+        this.#dealing = true;
+        setImmediate(() => {
+          this.#dealing = false;
+          this.#pump();
+        });
+      }
     });
   }
 
@@ -106,11 +131,11 @@ export class CryptoWorkerPool {
    */
   close(options: { discard?: boolean } = {}): Promise<void> {
     if (options.discard) {
-      const failure = new InkanError("CRYPTO_MODULE_FAILURE", "the crypto module is unavailable");
-      for (const j of this.#queue.splice(0)) j.reject(failure);
+      this.#discarding ??= new InkanError("CRYPTO_MODULE_FAILURE", "the crypto module is unavailable");
+      for (const j of this.#queue.splice(0)) j.reject(this.#discarding);
     }
     this.#closing ??= (async () => {
-      while (this.#queue.length > 0 || [...this.#members].some((m) => m.job)) {
+      while (this.#queue.length > 0 || [...this.#members].some((m) => m.batch)) {
         await new Promise<void>((resolve) => (this.#onIdle = resolve));
       }
       await Promise.all([...this.#members].map((m) => this.#stop(m)));
@@ -120,38 +145,45 @@ export class CryptoWorkerPool {
 
   #pump(): void {
     while (this.#queue.length > 0) {
+      let idle = 0;
       let member: Member | undefined;
       for (const m of this.#members) {
-        if (!m.job) {
-          member = m;
-          break;
+        if (m.batch) continue;
+        idle++;
+        member ??= m;
+      }
+      const workers = idle + this.#o.size - this.#members.size; // idle ones and those that may start
+      if (workers <= 0) return; // all busy: the jobs wait for one
+      member ??= this.#spawn();
+      if (!member.session) {
+        try {
+          member.session = this.#openSession();
+        } catch (err) {
+          (this.#queue.shift() as Job).reject(err); // the module's own error: the supervisor judges it
+          continue;
         }
       }
-      if (!member) {
-        if (this.#members.size >= this.#o.size) return; // all busy: the job waits for one
-        member = this.#spawn();
+      // An even share of the waiting jobs for each worker that can take some now, at most maxBatch.
+      const share = Math.min(maxBatch, Math.ceil(this.#queue.length / workers));
+      const jobs: Job[] = [];
+      while (jobs.length < share && this.#queue.length > 0) {
+        const job = this.#queue.shift() as Job;
+        jobs.push(job);
+        if (job.job.op === "hold") break; // tests: nothing waits behind a held worker
       }
-      const job = this.#queue.shift() as Job;
-      this.#dispatch(member, job);
+      this.#dispatch(member, member.session, jobs);
     }
     this.#idleCheck();
   }
 
-  #dispatch(member: Member, job: Job): void {
-    if (!member.session) {
-      try {
-        member.session = this.#openSession();
-      } catch (err) {
-        job.reject(err); // the module's own error: the supervisor judges it
-        return;
-      }
-    }
+  #dispatch(member: Member, session: Handle, jobs: Job[]): void {
     const id = this.#nextId++;
-    member.job = { ...job, id };
-    member.worker.ref(); // a job in flight keeps the process alive (a CLI command awaits it)
-    const request: WorkerRequest = { id, session: compact(member.session), job: compactJob(job.job) };
+    member.batch = { id, jobs };
+    member.worker.ref(); // a batch in flight keeps the process alive (a CLI command awaits it)
+    const request: WorkerRequest = { id, session: compact(session), jobs: jobs.map((j) => compactJob(j.job)) };
     member.worker.postMessage(request);
-    this.testHooks?.onDispatch?.({ worker: member.worker, session: member.session.toString("hex") });
+    this.#messages.sent++;
+    this.testHooks?.onDispatch?.({ worker: member.worker, session: session.toString("hex"), jobs: jobs.length });
   }
 
   #spawn(): Member {
@@ -159,7 +191,7 @@ export class CryptoWorkerPool {
     // No inherited execArgv: flags for the process's entry (`--input-type=module -e ...`) refuse a worker.
     const worker = new Worker(workerUrl, { workerData, execArgv: [] });
     worker.unref(); // an idle worker does not keep the process alive
-    const member: Member = { worker, session: undefined, job: undefined, ready: false, exitError: undefined };
+    const member: Member = { worker, session: undefined, batch: undefined, ready: false, exitError: undefined };
     this.#members.add(member);
     worker.on("message", (reply: WorkerReply) => this.#answer(member, reply));
     worker.on("error", (err) => (member.exitError = err));
@@ -172,20 +204,32 @@ export class CryptoWorkerPool {
       member.ready = true;
       return;
     }
-    const job = member.job;
-    if (!job || job.id !== reply.id) return; // cannot happen: one job per worker
-    member.job = undefined;
+    const batch = member.batch;
+    if (!batch || batch.id !== reply.id) return; // cannot happen: one batch per worker
+    this.#messages.received++;
+    member.batch = undefined;
     member.worker.unref();
     this.#threadIds.add(reply.threadId);
     const session = member.session?.toString("hex") ?? "";
-    if (reply.ok) {
-      job.resolve(reply.value instanceof Uint8Array ? Buffer.from(reply.value.buffer, reply.value.byteOffset, reply.value.byteLength) : reply.value);
-    } else {
-      // The session may be left with an active operation (CKR_ARGUMENTS_BAD, for one, does not end it).
-      this.#closeSession(member);
-      job.reject(revive(reply.error));
-    }
-    this.testHooks?.onSettle?.({ session, threadId: reply.threadId, ok: reply.ok });
+    // The worker stopped at a failure, if any: the session may be left with an active operation
+    // (CKR_ARGUMENTS_BAD, for one, does not end it), so it is closed, and the jobs after the
+    // failure (never run) go back to the front of the queue, for a new session.
+    const failed = reply.results.some((r) => !r.ok);
+    if (failed) this.#closeSession(member);
+    const unrun = batch.jobs.slice(reply.results.length);
+    if (failed && this.#discarding) for (const j of unrun) j.reject(this.#discarding);
+    else if (failed) this.#queue.unshift(...unrun);
+    else for (const j of unrun) j.reject(new InkanError("CRYPTO_MODULE_FAILURE", "a crypto worker did not answer a job")); // cannot happen
+    reply.results.forEach((result, i) => {
+      const job = batch.jobs[i] as Job;
+      if (result.ok) {
+        const value = result.value;
+        job.resolve(value instanceof Uint8Array ? Buffer.from(value.buffer, value.byteOffset, value.byteLength) : value);
+      } else {
+        job.reject(revive(result.error));
+      }
+      this.testHooks?.onSettle?.({ session, threadId: reply.threadId, ok: result.ok });
+    });
     this.#pump();
   }
 
@@ -193,15 +237,17 @@ export class CryptoWorkerPool {
     this.#members.delete(member);
     const session = member.session?.toString("hex") ?? "";
     this.#closeSession(member); // after 'exit' the thread is gone: no call of it is in flight
-    const job = member.job;
-    member.job = undefined;
-    if (job) {
-      job.reject(
-        new InkanError("CRYPTO_MODULE_FAILURE", "a crypto worker thread stopped during the operation", {
-          cause: member.exitError ?? new Error(`crypto worker exited with code ${code}`),
-        }),
-      );
-      this.testHooks?.onSettle?.({ session, threadId: undefined, ok: false });
+    const batch = member.batch;
+    member.batch = undefined;
+    if (batch) {
+      // Fail closed: none of its answers arrived (the module may have done some of the jobs).
+      const failure = new InkanError("CRYPTO_MODULE_FAILURE", "a crypto worker thread stopped during the operation", {
+        cause: member.exitError ?? new Error(`crypto worker exited with code ${code}`),
+      });
+      for (const job of batch.jobs) {
+        job.reject(failure);
+        this.testHooks?.onSettle?.({ session, threadId: undefined, ok: false });
+      }
     }
     if (!member.ready && !this.#closing) {
       // It never started (the library did not load, say): the queued jobs would only start more
@@ -213,14 +259,14 @@ export class CryptoWorkerPool {
   }
 
   async #stop(member: Member): Promise<void> {
-    await member.worker.terminate(); // idle: no job of it is in flight; 'exit' closes its session
+    await member.worker.terminate(); // idle: no batch of it is in flight; 'exit' closes its session
     this.#members.delete(member);
     this.#closeSession(member);
   }
 
   #idleCheck(): void {
     if (!this.#onIdle || this.#queue.length > 0) return;
-    for (const m of this.#members) if (m.job) return;
+    for (const m of this.#members) if (m.batch) return;
     const resolve = this.#onIdle;
     this.#onIdle = undefined;
     resolve();
@@ -285,6 +331,7 @@ export function compact(value: Uint8Array): Uint8Array {
 
 function compactJob(job: WorkerJob): WorkerJob {
   if (job.op === "random" || job.op === "hold") return job;
+  if (job.op === "writeData") return { ...job, value: compact(job.value) };
   const parameter = job.mechanism.parameter;
   const mechanism =
     parameter !== undefined && typeof parameter === "object" && !(parameter instanceof Uint8Array)

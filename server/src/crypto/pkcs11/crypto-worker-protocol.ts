@@ -20,9 +20,17 @@ export type WorkerJob =
   /** C_GenerateRandom. */
   | { op: "random"; length: number }
   /**
+   * A data object's next version (R-3.2.2.4, the audit high-water mark): the stored versions of
+   * `label` found (class CKO_DATA, `application`), a token object created holding the next
+   * sequence number (8 bytes, big-endian) and `value`, then the older versions destroyed (one
+   * already gone is fine: another node's write). Answers false, creating nothing, when a stored
+   * version is malformed (shorter than its sequence number).
+   */
+  | { op: "writeData"; application: string; label: string; value: Uint8Array }
+  /**
    * Tests only (no module call): sets `signal[1]` to 1, then blocks the worker until `signal[0]`
    * is not 0, so that a test can stop a worker while a job of it is certainly in flight (two
-   * Int32 values). Answers true.
+   * Int32 values). Answers true. The pool ends a batch with it: no job waits behind it in a worker.
    */
   | { op: "hold"; signal: SharedArrayBuffer };
 
@@ -33,15 +41,19 @@ export interface WorkerData {
   entry?: string;
 }
 
+/** Most jobs in one message: a batch's answers cross together, so a long batch delays its first answer. */
+export const maxBatch = 32;
+
 /**
- * A job and the session to run it in. The session is opened (and closed) by the main thread and
- * lent to one worker for one job at a time: session handles are process-wide, and the main thread
- * can close the session of a worker that died.
+ * A batch of jobs and the session to run them in, one after the other (issue 20: one message each
+ * way per batch, not per job). The session is opened (and closed) by the main thread and lent to
+ * one worker for one batch at a time: session handles are process-wide, and the main thread can
+ * close the session of a worker that died.
  */
 export interface WorkerRequest {
   id: number;
   session: Uint8Array;
-  job: WorkerJob;
+  jobs: WorkerJob[];
 }
 
 /** A failure in the worker: a CKR_* code keeps its name, code and method, so it reads like the main thread's. */
@@ -52,8 +64,14 @@ export interface WorkerFailure {
   method?: string;
 }
 
+/** The answer of one job of a batch. */
+export type WorkerResult = { ok: true; value: Uint8Array | boolean } | { ok: false; error: WorkerFailure };
+
 export type WorkerReply =
   /** Sent once, when the library is loaded and the main thread's initialization found. */
   | { ready: true; threadId: number }
-  | { id: number; ok: true; value: Uint8Array | boolean; threadId: number }
-  | { id: number; ok: false; error: WorkerFailure; threadId: number };
+  /**
+   * The answers of a batch, in its order. The worker stops at the first failure (its session may
+   * be left with an operation active): the jobs after it are not run, and have no result here.
+   */
+  | { id: number; results: WorkerResult[]; threadId: number };

@@ -5,14 +5,15 @@
  * 1. The main thread initializes and finalizes the library. Here C_Initialize must answer
  *    CKR_CRYPTOKI_ALREADY_INITIALIZED (the process-wide initialization is reused); this thread
  *    never calls C_Finalize, which would end every session of the process.
- * 2. The session of each job is lent by the main thread, to this worker alone, for that job alone.
+ * 2. The session of each batch is lent by the main thread, to this worker alone, for that batch
+ *    alone; its jobs run one after the other, and the batch is answered in one message.
  * 3. Always `new PKCS11()` (pkcs11js keeps one process-global constructor reference).
  * No state but the loaded library: a failed job's session is replaced by the main thread.
  */
 import { createRequire } from "node:module";
 import { parentPort, threadId, workerData } from "node:worker_threads";
 import type * as Pkcs11Types from "pkcs11js";
-import type { WorkerData, WorkerFailure, WorkerJob, WorkerReply, WorkerRequest } from "./crypto-worker-protocol.js";
+import type { WorkerData, WorkerFailure, WorkerJob, WorkerReply, WorkerRequest, WorkerResult } from "./crypto-worker-protocol.js";
 
 const require = createRequire(import.meta.url);
 const pkcs11js = require("pkcs11js") as typeof Pkcs11Types;
@@ -36,16 +37,22 @@ try {
 port.postMessage({ ready: true, threadId } satisfies WorkerReply);
 
 port.on("message", (request: WorkerRequest) => {
-  let reply: WorkerReply;
-  try {
-    const value = run(buffer(request.session), request.job);
-    // A structured clone copies a view's whole ArrayBuffer: a result inside a larger one is copied first.
-    const own = typeof value === "boolean" || (value.byteOffset === 0 && value.byteLength === value.buffer.byteLength) ? value : new Uint8Array(value);
-    reply = { id: request.id, ok: true, value: own, threadId };
-  } catch (err) {
-    reply = { id: request.id, ok: false, error: failure(err), threadId };
+  const session = buffer(request.session);
+  const results: WorkerResult[] = [];
+  for (const job of request.jobs) {
+    try {
+      const value = run(session, job);
+      // A structured clone copies a view's whole ArrayBuffer: a result inside a larger one is copied first.
+      const own = typeof value === "boolean" || (value.byteOffset === 0 && value.byteLength === value.buffer.byteLength) ? value : new Uint8Array(value);
+      results.push({ ok: true, value: own });
+    } catch (err) {
+      // The session may be left with an active operation: the rest of the batch is not run in it
+      // (the main thread runs those jobs again in a new session).
+      results.push({ ok: false, error: failure(err) });
+      break;
+    }
   }
-  port.postMessage(reply);
+  port.postMessage({ id: request.id, results, threadId } satisfies WorkerReply);
 });
 
 function run(s: Pkcs11Types.Handle, job: WorkerJob): Uint8Array | boolean {
@@ -85,6 +92,8 @@ function run(s: Pkcs11Types.Handle, job: WorkerJob): Uint8Array | boolean {
     }
     case "random":
       return p11.C_GenerateRandom(s, Buffer.alloc(job.length));
+    case "writeData":
+      return writeData(s, job.application, job.label, buffer(job.value));
     case "hold": {
       // A JavaScript loop, not Atomics.wait: worker.terminate() interrupts the one, not the other.
       const signal = new Int32Array(job.signal);
@@ -93,6 +102,59 @@ function run(s: Pkcs11Types.Handle, job: WorkerJob): Uint8Array | boolean {
       return true;
     }
   }
+}
+
+/** See the "writeData" job (crypto-worker-protocol.ts); the reader is the adapter's readDataObject. */
+function writeData(s: Pkcs11Types.Handle, application: string, label: string, value: Buffer): boolean {
+  const p = pkcs11js;
+  p11.C_FindObjectsInit(s, [{ type: p.CKA_CLASS, value: p.CKO_DATA }, { type: p.CKA_APPLICATION, value: application }, { type: p.CKA_LABEL, value: label }]);
+  let found: Pkcs11Types.Handle[];
+  try {
+    found = p11.C_FindObjects(s, 16);
+  } finally {
+    p11.C_FindObjectsFinal(s);
+  }
+  let newest = 0n;
+  const versions: Pkcs11Types.Handle[] = [];
+  for (const handle of found) {
+    let stored: Buffer | undefined;
+    try {
+      stored = p11.C_GetAttributeValue(s, handle, [{ type: p.CKA_VALUE }])[0]?.value as Buffer | undefined;
+    } catch (err) {
+      if (gone(err)) continue; // removed by another node's write meanwhile
+      throw err;
+    }
+    if (!Buffer.isBuffer(stored)) throw new Error("attribute missing in the module's answer");
+    if (stored.length < 8) return false;
+    const sequence = stored.readBigUInt64BE(0);
+    if (sequence > newest) newest = sequence;
+    versions.push(handle);
+  }
+  // R-3.2.2.4: never lost or half-written: the next version first, then the older ones removed
+  // (SoftHSM2 keeps a data object's CKA_VALUE read-only); a crash between leaves both, readers take the newest.
+  const stored = Buffer.alloc(8 + value.length);
+  stored.writeBigUInt64BE(newest + 1n, 0);
+  stored.set(value, 8);
+  p11.C_CreateObject(s, [
+    { type: p.CKA_CLASS, value: p.CKO_DATA },
+    { type: p.CKA_TOKEN, value: true },
+    { type: p.CKA_PRIVATE, value: true },
+    { type: p.CKA_APPLICATION, value: application },
+    { type: p.CKA_LABEL, value: label },
+    { type: p.CKA_VALUE, value: stored },
+  ]);
+  for (const handle of versions) {
+    try {
+      p11.C_DestroyObject(s, handle);
+    } catch (err) {
+      if (!gone(err)) throw err; // already removed by another node: fine
+    }
+  }
+  return true;
+}
+
+function gone(err: unknown): boolean {
+  return err instanceof pkcs11js.Pkcs11Error && err.message === "CKR_OBJECT_HANDLE_INVALID";
 }
 
 /** A Uint8Array from the structured clone as the Buffer pkcs11js wants (no copy). */

@@ -35,6 +35,27 @@ describe("ObjectIndexLock", () => {
     expect(order).toEqual(["c1", "c2", "i1", "c3", "i2", "i3"]); // c3 came after i1: it waits its turn
   });
 
+  it("an \"alone\" call (a worker thread's data-object write: it searches and creates) runs with no other call, in arrival order", async () => {
+    const lock = new ObjectIndexLock();
+    const running = new Set<string>();
+    let overlaps = 0;
+    let most = 0;
+    const order: string[] = [];
+    const call = (group: ObjectIndexGroup, name: string, turns: number) =>
+      lock.run(group, async () => {
+        order.push(name);
+        running.add(name);
+        most = Math.max(most, running.size);
+        if (running.size > 1 && [...running].some((n) => n.startsWith("a"))) overlaps++;
+        for (let i = 0; i < turns; i++) await turn();
+        running.delete(name);
+      });
+    await Promise.all([call("index", "i1", 2), call("index", "i2", 1), call("alone", "a1", 2), call("alone", "a2", 1), call("index", "i3", 1), call("index", "i4", 1), call("create", "c1", 1)]);
+    expect(overlaps).toBe(0);
+    expect(most).toBe(2); // the other groups' calls still run together (i1 with i2, i3 with i4)
+    expect(order).toEqual(["i1", "i2", "a1", "a2", "i3", "i4", "c1"]);
+  });
+
   it("a failing call releases the lock", async () => {
     const lock = new ObjectIndexLock();
     await expect(lock.run("create", () => Promise.reject(new Error("boom")))).rejects.toThrow("boom");

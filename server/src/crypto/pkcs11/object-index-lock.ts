@@ -3,7 +3,9 @@
  * (C_GenerateKeyPairAsync, C_GenerateKeyAsync, C_UnwrapKeyAsync on libuv's threads: "create") and
  * the main thread's calls that read or change the token's object list (C_FindObjects*,
  * C_GetAttributeValue, C_CreateObject, C_DestroyObject: "index"). Any number of calls of one group
- * run at once, never calls of both.
+ * run at once, never calls of both. A call that does both on another thread (issue 20: a data-object
+ * write on a crypto worker searches the token's objects and creates one) is "alone": it runs with
+ * no other call of any group.
  *
  * Why: SoftHSM2 2.6.1 with its file object store fails a key generation now and then
  * (CKR_GENERAL_ERROR, sometimes CKR_TEMPLATE_INCONSISTENT) when another session of the process
@@ -14,7 +16,7 @@
  *
  * Fair: waiters are served in arrival order, so neither group starves the other.
  */
-export type ObjectIndexGroup = "create" | "index";
+export type ObjectIndexGroup = "create" | "index" | "alone";
 
 interface Waiter {
   group: ObjectIndexGroup;
@@ -36,7 +38,7 @@ export class ObjectIndexLock {
   }
 
   #enter(group: ObjectIndexGroup): Promise<void> {
-    if (this.#running === 0 || (this.#active === group && this.#waiting.length === 0)) {
+    if (this.#running === 0 || (this.#active === group && group !== "alone" && this.#waiting.length === 0)) {
       this.#active = group;
       this.#running++;
       return Promise.resolve();
@@ -49,7 +51,7 @@ export class ObjectIndexLock {
     if (this.#running > 0) return;
     this.#active = undefined;
     // The next group in line starts, with every waiter of that group up to the first of the other.
-    while (this.#waiting.length > 0 && (this.#active === undefined || this.#waiting[0]?.group === this.#active)) {
+    while (this.#waiting.length > 0 && (this.#active === undefined || (this.#active !== "alone" && this.#waiting[0]?.group === this.#active))) {
       const next = this.#waiting.shift() as Waiter;
       this.#active = next.group;
       this.#running++;

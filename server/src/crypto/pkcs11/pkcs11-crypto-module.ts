@@ -1157,27 +1157,18 @@ export class Pkcs11CryptoModule
       .sort((a, b) => (a.sequence < b.sequence ? -1 : a.sequence > b.sequence ? 1 : Buffer.compare(a.value, b.value)));
   }
 
+  /**
+   * R-3.2.2.4: the high-water mark outside the database must never be lost or half-written.
+   * SoftHSM2 keeps CKA_VALUE of a data object read-only, so a write creates the next version (an
+   * 8-byte sequence number before the value) and then removes the older ones: a crash in between
+   * leaves both, and readers take the newest (#dataVersions). Issue 20: done on a crypto worker
+   * (the "writeData" job), not on the event loop, which SoftHSM2's scan and token-file writes held
+   * for tens of milliseconds per write; "alone" in the object-index lock, since that thread both
+   * searches the token's objects and creates one (object-index-lock.ts).
+   */
   async #writeData(label: string, value: Uint8Array): Promise<void> {
-    await this.#use((s) => {
-      // R-3.2.2.4: the high-water mark outside the database must never be lost or half-written.
-      // SoftHSM2 keeps CKA_VALUE of a data object read-only, so a write creates the next version
-      // (an 8-byte sequence number before the value) and then removes the older ones: a crash in
-      // between leaves both, and readers take the newest.
-      const versions = this.#dataVersions(s, label);
-      const sequence = (versions.at(-1)?.sequence ?? 0n) + 1n;
-      const stored = Buffer.alloc(8 + value.length);
-      stored.writeBigUInt64BE(sequence, 0);
-      stored.set(value, 8);
-      this.#p11.C_CreateObject(s, [
-        { type: p.CKA_CLASS, value: p.CKO_DATA },
-        { type: p.CKA_TOKEN, value: true },
-        { type: p.CKA_PRIVATE, value: true },
-        { type: p.CKA_APPLICATION, value: DATA_APPLICATION },
-        { type: p.CKA_LABEL, value: label },
-        { type: p.CKA_VALUE, value: stored },
-      ]);
-      for (const old of versions) this.#readIfPresent(() => this.#p11.C_DestroyObject(s, old.handle)); // already removed by another node: fine
-    });
+    const written = await this.#objectLock.run("alone", () => this.#workBool({ op: "writeData", application: DATA_APPLICATION, label, value }));
+    if (!written) throw new InkanError("INTEGRITY_VIOLATION", `data object ${label} is malformed`);
   }
 
   #find(s: Handle, template: Template, max: number): Handle[] {

@@ -5,8 +5,8 @@
  * (by range, 500 entries per claim) do per batch in the SQLite store and in Node (SignHash asks
  * for the list's hashes in order, as `npm run bench` does; with --shuffle in a scattered order):
  *
- * - claim: markRangeSigned / markHashesSigned (by hash with SignHash's read-only pre-check,
- *   hasUnsignedEntries), one group commit each;
+ * - precheck (by hash): SignHash's read-only pre-check, hasUnsignedEntries;
+ * - claim: markRangeSigned / markHashesSigned, one group commit each;
  * - entry MACs: EntryKey.checkEntry of each claimed entry (T-2.2.2.2), as SigningCore.checkClaimed;
  * - record: recordSignatures under the claim (64-byte signatures), one group commit;
  * - audit build: signature.created events and their chained records (events.ts, record-form.ts),
@@ -35,8 +35,8 @@ const rounds = Number(args.rounds);
 const rangeBatch = 500; // sign-stream.ts streamBatchSize
 const hashBatch = 100; // SignHash, 100 hashes per call
 
-type Step = "claim" | "entryMacs" | "record" | "auditBuild" | "auditStore";
-const steps: readonly Step[] = ["claim", "entryMacs", "record", "auditBuild", "auditStore"];
+type Step = "precheck" | "claim" | "entryMacs" | "record" | "auditBuild" | "auditStore";
+const steps: readonly Step[] = ["precheck", "claim", "entryMacs", "record", "auditBuild", "auditStore"];
 interface Cost {
   wallUs: number;
   cpuUs: number;
@@ -129,11 +129,9 @@ async function byHash(store: SqliteStore): Promise<Timings> {
   for (let from = 0; from < total; from += hashBatch) {
     const batch = order.slice(from, from + hashBatch);
     const holder = claim();
-    const claimed = await timed(t.claim, async () => {
-      const unsigned = await store.hasUnsignedEntries({ transactionId: id, hashes: batch }); // SignHash's pre-check
-      if (unsigned.includes(false)) throw new Error("a hash is not unsigned");
-      return store.markHashesSigned({ transactionId: id, hashes: batch, now, claim: holder });
-    });
+    const unsigned = await timed(t.precheck, () => store.hasUnsignedEntries({ transactionId: id, hashes: batch })); // SignHash's read-only pre-check
+    if (unsigned.includes(false)) throw new Error("a hash is not unsigned");
+    const claimed = await timed(t.claim, () => store.markHashesSigned({ transactionId: id, hashes: batch, now, claim: holder }));
     if (!claimed.ok) throw new Error(`hash claim refused: ${claimed.reason}`);
     await afterClaim(store, t, id, key, claimed, holder.claimId);
   }

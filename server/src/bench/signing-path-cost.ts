@@ -7,7 +7,7 @@
  *
  * - precheck (by hash): SignHash's read-only pre-check, hasUnsignedEntries;
  * - claim: markRangeSigned / markHashesSigned, one group commit each;
- * - entry MACs: EntryKey.checkEntry of each claimed entry (T-2.2.2.2), as SigningCore.checkClaimed;
+ * - entry MACs: the claimed entries' MACs checked (T-2.2.2.2), as SigningCore.checkClaimed does;
  * - record: recordSignatures under the claim (64-byte signatures), one group commit;
  * - audit build: signature.created events and their chained records (events.ts, record-form.ts),
  *   as SigningCore.auditCreated and ChainedAuditLog's append build them;
@@ -85,7 +85,7 @@ const sca = { kind: "sca", subject: "CN=bench-sca", certificateSha256: new Uint8
 /** After a claim: entry MACs, record, audit (build, then store), as the signing path does. */
 async function afterClaim(store: SqliteStore, t: Timings, txId: string, key: EntryKey, claimed: Extract<MarkSignedResult, { ok: true }>, claimId: string): Promise<void> {
   await timed(t.entryMacs, async () => {
-    for (let i = 0; i < claimed.indices.length; i++) await key.checkEntry(claimed.indices[i]!, claimed.hashes[i]!, claimed.macs[i]);
+    await key.checkEntries(claimed.indices, claimed.hashes, claimed.macs);
   });
   const records = await timed(t.auditBuild, () => {
     const events: AuditEvent[] = claimed.hashes.map((hash) =>

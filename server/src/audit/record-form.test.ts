@@ -162,7 +162,8 @@ describe("signature.created from a per-call template (issue 20)", () => {
       if (r < 0.02) calls[Math.floor(rand() * calls.length)] = newCall();
       const call = calls[rand() < 0.8 ? 0 : Math.floor(rand() * calls.length)]!;
       if (r > 0.99) (call.sca as { subject: string }).subject = someText();
-      if (r > 0.98 && r <= 0.99 && call.sca.certificateSha256) call.sca.certificateSha256[Math.floor(rand() * 32)] ^= 1;
+      const cert = call.sca.certificateSha256;
+      if (r > 0.98 && r <= 0.99 && cert) cert[Math.floor(rand() * 32)]! ^= 1;
       const length = rand() < 0.02 ? pick([0, 2049, 3000]) : 1 + Math.floor(rand() * 64);
       const input = { ...call, hash: new Uint8Array(length).map(() => Math.floor(rand() * 256)) };
       const event = events.signatureCreated(input);

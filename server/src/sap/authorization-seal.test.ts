@@ -85,7 +85,7 @@ describe("sealed authorization (issue 14, T-2.2.2.2)", () => {
     });
     await key.checkEntries(indices, hashes, macs);
     for (const bad of [0, 150, 299]) {
-      const edited = macs.slice();
+      const edited: (Uint8Array | undefined)[] = macs.slice();
       edited[bad] = new Uint8Array(edited[bad]!).map((b, j) => (j === 0 ? b ^ 1 : b));
       if (bad === 150) edited[200] = undefined; // a later bad one: the first is reported
       await expect(key.checkEntries(indices, hashes, edited)).rejects.toBeInstanceOf(IntegrityViolationError);

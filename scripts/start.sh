@@ -30,6 +30,9 @@ sam_url=$(listening "$out/sam" "$sam_pid" "the SAM")
 node server/bin/inkan.js gateway --sam "$sam_url" > "$out/gateway" &
 gateway_pid=$!
 gateway_url=$(listening "$out/gateway" "$gateway_pid" "the gateway")
+# With INKAN_GATEWAY_PUBLIC_URL set the gateway prints it right after (same synchronous write to a file): the portal's address.
+public_url=$(grep -m1 '^public URL ' "$out/gateway" 2>/dev/null || true)
+[ -n "$public_url" ] && gateway_url="${public_url#public URL }"
 
 cat <<MSG
 SAM (SAP over mutual TLS, for SCAs):  $sam_url

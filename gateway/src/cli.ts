@@ -4,19 +4,23 @@ import { gatewayConfig, GatewayConfigError } from "./config.js";
 import { cscClientsFile, CscClientsError } from "./csc/clients.js";
 import { startGateway } from "./server.js";
 
-export const gatewayUsage = `usage: inkan gateway --data-dir DIR [--listen HOST:PORT] [--sam https://HOST:PORT]
+export const gatewayUsage = `usage: inkan gateway --data-dir DIR [--listen HOST:PORT] [--public-url URL] [--sam https://HOST:PORT]
                      [--client-cert PEM --client-key PEM] [--sca-client-cert PEM --sca-client-key PEM]
   serve the signer portal and the SCA request API in front of the SAM (default listen
   127.0.0.1:8444, SAM https://127.0.0.1:8443; client certificates toward the SAM: the signer
   front end DIR/pki/front-end.crt for SignerService, the SCA DIR/pki/sca.crt for GetInfo;
-  INKAN_DATA_DIR, INKAN_GATEWAY_LISTEN, INKAN_SAM_URL, INKAN_GATEWAY_CLIENT_CERT, INKAN_GATEWAY_CLIENT_KEY,
-  INKAN_GATEWAY_SCA_CLIENT_CERT, INKAN_GATEWAY_SCA_CLIENT_KEY). Its state: DIR/gateway.sqlite, or with
+  INKAN_DATA_DIR, INKAN_GATEWAY_LISTEN, INKAN_GATEWAY_PUBLIC_URL, INKAN_SAM_URL, INKAN_GATEWAY_CLIENT_CERT,
+  INKAN_GATEWAY_CLIENT_KEY, INKAN_GATEWAY_SCA_CLIENT_CERT, INKAN_GATEWAY_SCA_CLIENT_KEY). --public-url: the
+  origin clients and signers reach the gateway by (https://HOST[:PORT], or http://; no path, query or
+  fragment; default https://LISTEN-HOST:PORT): the CSC client-assertion audience (URL/csc/v2/oauth2/token),
+  info's oauth2 URL and the portal's request links, never a request's Host header; set it when
+  listening on 0.0.0.0 or behind a proxy. Its state: DIR/gateway.sqlite, or with
   INKAN_STORE=postgres://... the SAM nodes' shared database (schema inkan_gateway)`;
 
 /** `inkan gateway`: runs until SIGTERM or SIGINT; resolves to the exit code. */
 export async function gatewayCommand(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: {
-      "data-dir": { type: "string" }, listen: { type: "string" }, sam: { type: "string" },
+      "data-dir": { type: "string" }, listen: { type: "string" }, "public-url": { type: "string" }, sam: { type: "string" },
       "client-cert": { type: "string" }, "client-key": { type: "string" }, help: { type: "boolean" },
       "sca-client-cert": { type: "string" }, "sca-client-key": { type: "string" },
     } });
@@ -29,6 +33,7 @@ export async function gatewayCommand(args: string[]): Promise<number> {
     config = gatewayConfig({
       dataDir: values["data-dir"] ?? process.env.INKAN_DATA_DIR ?? ".data",
       listen: values.listen ?? process.env.INKAN_GATEWAY_LISTEN,
+      publicUrl: values["public-url"] ?? process.env.INKAN_GATEWAY_PUBLIC_URL,
       samUrl: values.sam ?? process.env.INKAN_SAM_URL,
       clientCertFile: values["client-cert"] ?? process.env.INKAN_GATEWAY_CLIENT_CERT,
       clientKeyFile: values["client-key"] ?? process.env.INKAN_GATEWAY_CLIENT_KEY,
@@ -56,6 +61,7 @@ export async function gatewayCommand(args: string[]): Promise<number> {
     throw err;
   }
   console.log(`listening on ${gateway.url}`);
+  if (gateway.publicUrl !== gateway.url) console.log(`public URL ${gateway.publicUrl}`);
   await new Promise<void>((done) => {
     const stop = () => void gateway.close().then(done);
     process.once("SIGTERM", stop);

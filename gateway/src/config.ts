@@ -5,6 +5,14 @@ import { join, resolve } from "node:path";
 export interface GatewayConfig {
   dataDir: string;
   listen: { host: string; port: number };
+  /**
+   * The gateway's public URL (`--public-url`, INKAN_GATEWAY_PUBLIC_URL): the origin clients and
+   * signers reach it by, e.g. behind a load balancer. The CSC client-assertion audience, the CSC
+   * `info` oauth2 URL and the portal's request links are built from it, never from a request's Host
+   * header (a client assertion made for another server must not be accepted here). Undefined: the
+   * URL the gateway listens on.
+   */
+  publicUrl?: string | undefined;
   /** The SAM's URL, e.g. https://127.0.0.1:8443. */
   samUrl: string;
   tls: {
@@ -46,10 +54,33 @@ export function parseListen(value: string): { host: string; port: number } {
   return { host: m[1]!.replace(/^\[|\]$/g, ""), port };
 }
 
+/**
+ * A public URL: an absolute https:// or http:// URL of an origin (scheme, host, optional port),
+ * without credentials, path, query or fragment, since the gateway serves the portal and the CSC API
+ * at its root. Returned as its origin (lower-case host, no default port, no trailing slash), the
+ * exact string a client puts in its assertion's aud before /csc/v2/oauth2/token.
+ */
+export function parsePublicUrl(value: string): string {
+  const bad = (why: string) => new GatewayConfigError(`public-url: "${value}" ${why} (an origin such as https://rssp.example or https://rssp.example:8444)`);
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw bad("is not an absolute URL");
+  }
+  if (url.protocol !== "https:" && url.protocol !== "http:") throw bad("is not an https:// or http:// URL");
+  if (/[?#]/.test(value)) throw bad("has a query or fragment");
+  if (url.username || url.password) throw bad("has a user name or password");
+  if (url.pathname !== "/") throw bad("has a path: the gateway serves at its root");
+  return url.origin;
+}
+
 /** The configuration for a data directory initialized by `inkan init`, with its development PKI. */
 export function gatewayConfig(options: {
   dataDir: string;
   listen?: string | undefined;
+  /** The public URL (parsePublicUrl); default the listen URL. */
+  publicUrl?: string | undefined;
   samUrl?: string | undefined;
   /** The gateway's front-end client certificate and key toward the SAM (PEM files); default pki/front-end.crt and pki/front-end.key. */
   clientCertFile?: string | undefined;
@@ -78,11 +109,13 @@ export function gatewayConfig(options: {
   };
   if (Boolean(options.clientCertFile) !== Boolean(options.clientKeyFile)) throw new GatewayConfigError("client-cert and client-key go together");
   if (Boolean(options.scaClientCertFile) !== Boolean(options.scaClientKeyFile)) throw new GatewayConfigError("sca-client-cert and sca-client-key go together");
+  const publicUrl = options.publicUrl ? parsePublicUrl(options.publicUrl) : undefined;
   const samUrl = options.samUrl ?? "https://127.0.0.1:8443";
   if (!/^https:\/\//.test(samUrl)) throw new GatewayConfigError(`sam: "${samUrl}" is not an https:// URL`);
   return {
     dataDir,
     listen: parseListen(options.listen ?? "127.0.0.1:8444"),
+    publicUrl,
     samUrl,
     tls: {
       serverCert: pki("server.crt"),

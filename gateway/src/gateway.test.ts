@@ -81,6 +81,14 @@ describe("inkan gateway (issue 15)", () => {
     }
   });
 
+  it("a malformed --public-url stops it at start with exit code 2 and what is wrong", async () => {
+    const { spawnSync } = await import("node:child_process");
+    const run = spawnSync(process.execPath, ["server/bin/inkan.js", "gateway", "--data-dir", "/nonexistent-inkan", "--public-url", "https://rssp.example/portal?x=1"], { encoding: "utf8", timeout: 30_000 });
+    expect(run.status, run.stderr).toBe(2);
+    expect(run.stderr).toContain('inkan gateway: public-url: "https://rssp.example/portal?x=1" has a query or fragment');
+    expect(run.stdout).not.toContain("listening on");
+  });
+
   it("issue 16: a malformed csc-clients.json stops it at start with exit code 2 and the reason, not a crash", async () => {
     const { spawnSync } = await import("node:child_process");
     const { writeFileSync } = await import("node:fs");

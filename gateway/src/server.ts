@@ -16,6 +16,8 @@ import { openGatewayStore, type GatewayStore } from "./store/gateway-store.js";
 export interface Gateway {
   /** https://HOST:PORT as it listens. */
   url: string;
+  /** Its public URL: config.publicUrl, or `url`. */
+  publicUrl: string;
   /** Its store: the data directory's SQLite file, or the shared PostgreSQL database (config.store). */
   store: GatewayStore;
   sam: SamClients;
@@ -27,6 +29,12 @@ export interface GatewayContext {
   config: GatewayConfig;
   store: GatewayStore;
   sam: SamClients;
+  /**
+   * The gateway's public URL (an origin, no trailing slash): config.publicUrl, or the URL it listens
+   * on. Every absolute URL the gateway hands out or checks (the CSC assertion audience, info's
+   * oauth2, the portal's request links) is built from it, never from a request's Host header.
+   */
+  publicUrl(): string;
 }
 
 /** Extra routes (tests, later features) added after the built-in ones. */
@@ -42,12 +50,18 @@ export type RouteFactory = (ctx: GatewayContext) => Route[];
 export async function startGateway(config: GatewayConfig, extra: RouteFactory[] = [], hooks: { signerApprovals?: SignerApprovals } = {}): Promise<Gateway> {
   const store = await openGatewayStore({ dataDir: config.dataDir, store: config.store });
   const sam = createSamClients(config);
-  const ctx: GatewayContext = { config, store, sam };
+  let listenUrl: string | undefined; // known once it listens (port 0 picks one), before any request
+  const publicUrl = (): string => {
+    const url = config.publicUrl ?? listenUrl;
+    if (url === undefined) throw new Error("the gateway's public URL is asked for before it listens");
+    return url;
+  };
+  const ctx: GatewayContext = { config, store, sam, publicUrl };
   const router = new Router();
   try {
     const requests = await SigningRequests.open(store);
     await requests.purge();
-    router.add(...portalAssetRoutes(), ...portalApiRoutes(ctx, requests, new PortalSessions(store)), ...scaRoutes(ctx, requests), ...cscRoutesFor(ctx, hooks.signerApprovals ?? (await PortalApprovals.open(requests, store.shared))));
+    router.add(...portalAssetRoutes(), ...portalApiRoutes(ctx, requests, new PortalSessions(store)), ...scaRoutes(ctx, requests), ...cscRoutesFor(ctx, hooks.signerApprovals ?? (await PortalApprovals.open(requests, publicUrl, store.shared))));
     for (const f of extra) router.add(...f(ctx));
   } catch (err) {
     await store.close(); // e.g. a malformed csc-clients.json: nothing is left open behind the error
@@ -76,8 +90,10 @@ export async function startGateway(config: GatewayConfig, extra: RouteFactory[] 
   });
   const { port } = server.address() as AddressInfo;
   const host = config.listen.host.includes(":") ? `[${config.listen.host}]` : config.listen.host;
+  listenUrl = `https://${host}:${port}`;
   return {
-    url: `https://${host}:${port}`,
+    url: listenUrl,
+    publicUrl: publicUrl(),
     store,
     sam,
     async close() {

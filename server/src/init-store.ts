@@ -7,7 +7,8 @@
 import { existsSync } from "node:fs";
 import type { Store } from "./store/port.js";
 import { createPostgresStore } from "./store/postgres/postgres-store.js";
-import { createSqliteStore, sqliteStoreFile } from "./store/sqlite/sqlite-store.js";
+import { createSqliteStore } from "./store/sqlite/sqlite-store.js";
+import { storeOf } from "./config/config.js";
 
 export interface InitStore {
   store: Store;
@@ -17,12 +18,13 @@ export interface InitStore {
   creates: boolean;
 }
 
-/** Opens the store `setting` names (undefined: the SQLite file in `dataDir`). MongoDB is refused: init does not write it. */
+/** Opens the store `setting` names (config.ts storeOf; undefined: the SQLite file in `dataDir`). MongoDB is refused: init does not write it. */
 export async function openInitStore(dataDir: string, setting: string | undefined): Promise<InitStore> {
-  if (setting && /^postgres(ql)?:\/\//.test(setting)) {
-    return { store: await createPostgresStore({ uri: setting, poolSize: 2 }), shown: setting.replace(/\/\/([^@/:]*):[^@/]*@/, "//$1:***@"), creates: false };
+  const named = storeOf(setting, dataDir);
+  if (named.kind === "postgres") {
+    return { store: await createPostgresStore({ uri: named.uri, poolSize: 2 }), shown: named.uri.replace(/\/\/([^@/:]*):[^@/]*@/, "//$1:***@"), creates: false };
   }
-  if (setting && /^mongodb(\+srv)?:\/\//.test(setting)) throw new Error("inkan init writes a SQLite file or a PostgreSQL database; a MongoDB store is not initialized by it");
-  const file = sqliteStoreFile(dataDir);
-  return { store: await createSqliteStore({ file }), shown: file, creates: !existsSync(file) };
+  if (named.kind === "mongodb") throw new Error("inkan init writes a SQLite file or a PostgreSQL database; a MongoDB store is not initialized by it");
+  const creates = !existsSync(named.file);
+  return { store: await createSqliteStore({ file: named.file }), shown: named.file, creates };
 }

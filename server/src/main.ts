@@ -17,6 +17,7 @@ import { createPkcs11CryptoModule } from "./crypto/pkcs11/pkcs11-crypto-module.j
 import { openEmbeddedCryptoModule } from "./crypto/pkcs11/softhsm-token.js";
 import { InkanError } from "./errors.js";
 import { FieldCipher, RecordSealer } from "./integrity/record-sealer.js";
+import { SealCache } from "./integrity/seal-cache.js";
 import { openRecordHeads, type RecordHeads } from "./integrity/record-heads.js";
 import { VerifiedRecords } from "./integrity/sealed-records.js";
 import { RestoreGate, findPendingRestore, restoreAwaitingMessage } from "./integrity/restore-state.js";
@@ -185,8 +186,11 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
       ownHeads: auditLog.takeStartHeads(),
       onTailError: (err) => log.warn({ err }, "reading other nodes' versioned heads failed; retried at the next tick"),
     });
+    // Issue 20: seal checks and entry keys remembered across calls (integrity/seal-cache.ts), cleared when the module is lost or reconnects.
+    const sealCache = new SealCache();
     const sealer = new RecordSealer({
       keys: crypto,
+      cache: sealCache,
       onViolation: async (kind, id, cause) => {
         log.error({ kind, id, cause }, "integrity violation: record refused");
         await auditLog.record(integrityViolationDetected({ kind, id, cause }));
@@ -205,7 +209,7 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
     restoreWatch.unref();
     // Issue 14 (T-2.2.2.2): sealed authorizations and the MACs of DTBS/R entries and SAD tokens;
     // the progress of each authorization is a head of its own (txn:<id>), so a row put back signs nothing.
-    const seals = new AuthorizationSeals({ keys: crypto, onViolation: (kind, id, cause) => sealer.reportViolation(kind, id, cause) });
+    const seals = new AuthorizationSeals({ keys: crypto, cache: sealCache, onViolation: (kind, id, cause) => sealer.reportViolation(kind, id, cause) });
     const freshness = heads;
     const users = new PrivilegedUsers({ records, oneTime: store, random: crypto });
     const dual = new DualControl({ store, sealer, random: crypto });
@@ -256,6 +260,7 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
     policies.subscribe({ updated: (change) => applyCheckpointPolicy(auditLog, change.current, log) });
     // Issue 22: the module reconnects by itself; each change is logged, audited when the audit log can write, and sets the health.
     stopWatchingModule = moduleState.onStateChange((change) => {
+      sealCache.clear(); // a module that comes back is judged by its own key only
       logModuleChange(log, change);
       if (change.state === "lost") metrics?.moduleLost();
       applyHealth();

@@ -38,9 +38,19 @@ const reasonsOf = (refused: unknown[]) => refused.map((e) => Reason[inkanErrorRe
  * What must hold after a burst of `guesses` wrong guesses against a signer whose threshold is
  * `threshold`: no call succeeded or answered VERSION_CONFLICT, at most `threshold` were checked
  * (AUTHENTICATION_FAILED), each of those was recorded, and the signer is locked.
+ *
+ * A conforming SAM may refuse guesses unchecked while earlier ones are still being counted, so a
+ * burst can end below the threshold with nothing lost. Then `oneMore` wrong guess is sent at a time
+ * until the signer is locked (at most threshold of them), and the budget is judged over both.
  */
-async function lockoutProblems(s: Session, signer: TestSigner, threshold: number, guesses: number, burst: { succeeded: unknown[]; refused: unknown[] }): Promise<string[]> {
+async function lockoutProblems(s: Session, signer: TestSigner, threshold: number, guesses: number, burst: { succeeded: unknown[]; refused: unknown[] }, oneMore: () => Promise<unknown>): Promise<string[]> {
   const reasons = reasonsOf(burst.refused);
+  const isLocked = async () => Boolean((await s.ra.getSigner({ signerId: signer.signerId })).signer?.factors?.lockedAt);
+  for (let i = 0; i < threshold && !(await isLocked()); i++) {
+    const one = await oneMore().then(() => "SUCCEEDED", (e: unknown) => reasonsOf([e])[0]!);
+    if (one !== "AUTHENTICATION_FAILED") return [`a wrong guess sent alone after the burst answered ${one}, not AUTHENTICATION_FAILED`];
+    reasons.push(one);
+  }
   const count = (r: string) => reasons.filter((x) => x === r).length;
   const failed = count("AUTHENTICATION_FAILED");
   const problems: string[] = [];
@@ -75,7 +85,10 @@ export const lockoutCases: AttackCase[] = [
         const i = next++;
         return s.sca.authorize({ transactionId: txs[i]!.ch.transactionId, rSad: rSads[i]! });
       });
-      const problems = await lockoutProblems(s, signer, threshold, guesses, burst);
+      const problems = await lockoutProblems(s, signer, threshold, guesses, burst, async () => {
+        const tx = await s.begin(signer, 1);
+        return s.sca.authorize({ transactionId: tx.ch.transactionId, rSad: await s.rSad(signer, tx.ch, { pin: wrongPin(guesses) }) });
+      });
       const last = txs[guesses]!;
       const outcome = await outcomeOf(s.sca.authorize({ transactionId: last.ch.transactionId, rSad: await s.rSad(signer, last.ch, { pin: conformancePin }) }));
       return { outcome, signed: 0, problems };
@@ -100,7 +113,7 @@ export const lockoutCases: AttackCase[] = [
       for (let i = 0; i < guesses; i++) requests.push(await change(wrongPin(i)));
       let next = 0;
       const burst = await race(guesses, () => s.device.changePin(requests[next++]!));
-      const problems = await lockoutProblems(s, signer, threshold, guesses, burst);
+      const problems = await lockoutProblems(s, signer, threshold, guesses, burst, async () => s.device.changePin(await change(wrongPin(guesses))));
       const outcome = await outcomeOf(s.device.changePin(await change(conformancePin)));
       return { outcome, signed: 0, problems };
     },

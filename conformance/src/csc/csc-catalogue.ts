@@ -266,8 +266,14 @@ export const cscCatalogueCases: CscCase[] = [
       const granted = answers.filter((a) => a.status === 200).length;
       const other = [...new Set(answers.filter((a) => a.status !== 200 && !(a.status === 403 && a.body.error === "access_denied") && !(a.status === 400 && a.body.error === "invalid_request")).map((a) => `${a.status} ${String(a.body.error)}`))];
       if (other.length > 0) problems.push(`unexpected answers to the wrong guesses: ${other.join(", ")}`);
-      const factors = (await s.sam.ra.getSigner({ signerId: signer.signerId })).signer?.factors;
-      if (!factors?.lockedAt) problems.push(`the signer is not locked after ${guesses} wrong guesses`);
+      const lockedAt = async () => (await s.sam.ra.getSigner({ signerId: signer.signerId })).signer?.factors?.lockedAt;
+      // Guesses refused unchecked while earlier ones are still being counted leave the burst below the
+      // threshold with nothing lost: then one wrong guess at a time until the lock (at most threshold).
+      for (let i = 0; i < threshold && !(await lockedAt()); i++) {
+        const one = await authorizeWith(s, signer, hashes(1), String(600_000_000 + i), wrongOtp(otp));
+        if (one.status === 200) problems.push("a wrong guess sent alone after the burst obtained a SAD");
+      }
+      if (!(await lockedAt())) problems.push(`the signer is not locked after ${guesses} wrong guesses and up to ${threshold} more, one at a time`);
       const last = await authorizeWith(s, signer, hashes(1), s.pin, otp);
       return { answer: last, signed: granted + (typeof last.body.SAD === "string" ? 1 : 0), problems };
     },

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { PrivilegedRole } from "@inkan/sdk/gen/inkan/admin/v1/types_pb.js";
 import { KeyAlgorithm } from "@inkan/sdk/gen/inkan/sam/v1/types_pb.js";
 import Database from "better-sqlite3";
-import { exportJWK, generateKeyPair } from "jose";
+import { exportJWK, generateKeyPair, type CryptoKey } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestServer, type PrivilegedPerson, type TestServer } from "../../../server/src/testing/harness.js";
 import { activeSignerWithCredential, enrolledSigner, testPin } from "../../../server/src/testing/signers.js";
@@ -38,6 +38,7 @@ let carol: { signerId: string; credentialId: string; certificate: Uint8Array; to
 let approvals: DeviceApprovals;
 let a: CscTestClient;
 let b: CscTestClient;
+let keyA: CryptoKey; // client A's private key
 const redirectA = "https://platform-a.example/csc/callback";
 const samDb = () => new Database(join(sam.dataDir, "store.sqlite3"), { readonly: true });
 const transactionCount = () => {
@@ -64,6 +65,7 @@ beforeAll(async () => {
   carol = await totpSignerWithCredential();
   const pa = await generateKeyPair("ES256", { extractable: true });
   const pb = await generateKeyPair("ES256", { extractable: true });
+  keyA = pa.privateKey;
   writeFileSync(join(sam.dataDir, "csc-clients.json"), JSON.stringify({
     clients: [
       { clientId: "platform-a", name: "Platform A", jwks: { keys: [await exportJWK(pa.publicKey)] }, redirectUris: [redirectA], signers: [alice.signerId, aliceRsa.signerId, carol.signerId], explicit: true },
@@ -161,11 +163,36 @@ describe("info and service authorization (issue 16)", () => {
     expect(errorOf(await a.token({ ...base, scope: "admin", client_assertion: await a.assertion() }))).toMatchObject({ status: 400, error: "invalid_scope" });
   });
 
+  it("a client assertion made for another server, replayed here with that server's Host header, is invalid_client: the audience is the gateway's public URL, never Host", async () => {
+    const base = { grant_type: "client_credentials", client_id: "platform-a", client_assertion_type: "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" };
+    const forOther = await a.assertion({ aud: "https://other.example/csc/v2/oauth2/token" });
+    expect(errorOf(await a.token({ ...base, client_assertion: forOther }, { hostHeader: "other.example" }))).toMatchObject({ status: 401, error: "invalid_client" });
+    // An assertion for this gateway is accepted whatever Host says, and info names this gateway's token URL.
+    expect((await a.token({ ...base, client_assertion: await a.assertion() }, { hostHeader: "other.example" })).status).toBe(200);
+    expect((await a.call("info", {}, { bearer: null, hostHeader: "other.example" })).body.oauth2).toBe(`${gateway.url}/csc/v2`);
+  });
+
   it("a method without, or with an unknown, access token is invalid_token (401)", async () => {
     const none = await a.call("credentials/list", { userID: alice.signerId }, { bearer: null });
     expect(errorOf(none)).toMatchObject({ status: 401, error: "invalid_token" });
     expect(none.headers?.["www-authenticate"]).toBe('Bearer error="invalid_token"'); // RFC 6750 3.1
     expect(errorOf(await a.call("credentials/list", { userID: alice.signerId }, { bearer: "not-a-token" }))).toMatchObject({ status: 401, error: "invalid_token" });
+  });
+});
+
+describe("a configured public URL (--public-url)", () => {
+  it("is the assertion audience and info's oauth2 URL: an assertion for the URL the gateway listens on is invalid_client", async () => {
+    const gw = await startGateway(gatewayConfig({ dataDir: sam.dataDir, listen: "127.0.0.1:0", samUrl: sam.server.url, publicUrl: "https://RSSP.example:8444/" }), [], { signerApprovals: approvals });
+    try {
+      expect(gw.publicUrl).toBe("https://rssp.example:8444");
+      const c = new CscTestClient(`${gw.url}/csc/v2`, ca, "platform-a", keyA, redirectA);
+      const base = { grant_type: "client_credentials", client_id: "platform-a", client_assertion_type: "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" };
+      expect((await c.call("info", {}, { bearer: null })).body.oauth2).toBe("https://rssp.example:8444/csc/v2");
+      expect(errorOf(await c.token({ ...base, client_assertion: await c.assertion() }))).toMatchObject({ status: 401, error: "invalid_client" }); // aud: the listen URL
+      expect((await c.token({ ...base, client_assertion: await c.assertion({ aud: "https://rssp.example:8444/csc/v2/oauth2/token" }) })).status).toBe(200);
+    } finally {
+      await gw.close();
+    }
   });
 });
 

@@ -28,5 +28,5 @@ export function cscRoutesFor(ctx: GatewayContext, approvals: SignerApprovals): R
     }
     return c;
   };
-  return cscRoutes({ sam: ctx.sam, samFor, clients, approvals, approvalWaitMs: ctx.config.waitTimeoutMs });
+  return cscRoutes({ sam: ctx.sam, samFor, clients, approvals, approvalWaitMs: ctx.config.waitTimeoutMs, publicUrl: ctx.publicUrl });
 }

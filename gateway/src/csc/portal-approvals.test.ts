@@ -21,7 +21,7 @@ async function setup() {
   const file = join(dir, "gateway.sqlite");
   const open = async () => {
     const requests = await SigningRequests.open(new SqliteGatewayStore(openGatewayDatabase(file)));
-    return { requests, approvals: await PortalApprovals.open(requests) };
+    return { requests, approvals: await PortalApprovals.open(requests, () => "https://rssp.example") };
   };
   const challenge = create(SadChallengeSchema, {
     signerId: "sgn-1", credentialId: "crd-1", transactionId: "txn-1", numSignatures: 1,
@@ -31,10 +31,10 @@ async function setup() {
 }
 
 describe("CSC approvals through the signer portal (issues 15, 16)", () => {
-  it("files the challenge under the client's name and a csc: namespace, with the return path; the signer URL is the portal's", async () => {
+  it("files the challenge under the client's name and a csc: namespace, with the return path; the signer URL is the portal's at the public URL", async () => {
     const { requests, approvals, challenge } = await setup();
     const { requestId, signerUrl } = await approvals.open({ challenge, requester: "Platform A", clientId: "platform-a", returnTo: returnTo() });
-    expect(signerUrl).toBe(`/#request=${requestId}`);
+    expect(signerUrl).toBe(`https://rssp.example/#request=${requestId}`);
     const r = (await requests.get(requestId))!;
     expect(r).toMatchObject({ signerId: "sgn-1", credentialId: "crd-1", sca: "Platform A", scaFingerprint: "csc:platform-a", transactionId: "txn-1", returnTo: returnTo(), state: "pending" });
     expect((await requests.openFor("sgn-1")).map((x) => x.id)).toEqual([requestId]);

@@ -19,14 +19,15 @@ export const cscNamespace = "csc:";
 const returnPath = new RegExp(`^${cscBase}/oauth2/return\\?request=[A-Za-z0-9_-]{43}$`);
 
 export class PortalApprovals implements SignerApprovals {
-  constructor(private readonly requests: SigningRequests) {}
+  /** `publicUrl`: the gateway's (GatewayContext.publicUrl), where the signer's browser is sent. */
+  constructor(private readonly requests: SigningRequests, private readonly publicUrl: () => string) {}
 
-  static async open(requests: SigningRequests, shared = false): Promise<PortalApprovals> {
+  static async open(requests: SigningRequests, publicUrl: () => string, shared = false): Promise<PortalApprovals> {
     // The authorizations behind open CSC requests lived in the memory of the gateway that filed
     // them: after a restart nothing could take their R.SAD, so the signer is not asked in vain.
     // Not on a shared store, where they may belong to another, running gateway node.
     if (!shared) await requests.cancelOpenOf(cscNamespace);
-    return new PortalApprovals(requests);
+    return new PortalApprovals(requests, publicUrl);
   }
 
   async open(request: ApprovalRequest): Promise<{ requestId: string; signerUrl: string }> {
@@ -44,9 +45,10 @@ export class PortalApprovals implements SignerApprovals {
       expiresAt: Number(c.expiresAt.seconds) * 1000 + Math.floor(c.expiresAt.nanos / 1e6),
       returnTo: request.returnTo,
     });
-    // Relative to the gateway the browser reached oauth2/authorize on; the id in the fragment, which
-    // browsers send to no server and in no Referer (as the SCA relay's request URL).
-    return { requestId: r.id, signerUrl: `/#request=${r.id}` };
+    // The portal at the gateway's public URL, never one named by the Host header of oauth2/authorize;
+    // the id in the fragment, which browsers send to no server and in no Referer (as the SCA relay's
+    // request URL). The page sends the browser back to returnTo on its own origin: that public URL.
+    return { requestId: r.id, signerUrl: `${this.publicUrl()}/#request=${r.id}` };
   }
 
   async outcome(requestId: string, signal: AbortSignal): Promise<ApprovalOutcome> {

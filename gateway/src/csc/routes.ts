@@ -55,6 +55,12 @@ export interface CscOptions {
   approvals: SignerApprovals;
   /** How long oauth2 waits at the return URL for the portal's outcome (ms). */
   approvalWaitMs?: number;
+  /**
+   * The gateway's public URL (GatewayContext.publicUrl): the token URL a client assertion's aud
+   * must name, and info's oauth2. Never the request's Host header, which the client chooses: an
+   * assertion made for another server, sent here with that server's Host, would pass.
+   */
+  publicUrl: () => string;
 }
 
 const maxBodyBytes = 1024 * 1024;
@@ -143,7 +149,7 @@ export function cscRoutes(o: CscOptions): Route[] {
         lang: "en-US",
         description: `Inkan remote signing (SAM ${info.samId})`,
         authType: ["oauth2client"],
-        oauth2: `https://${req.headers.host ?? "localhost"}${cscBase}`,
+        oauth2: `${o.publicUrl()}${cscBase}`,
         methods: [...cscMethods],
         signAlgorithms: { algos: [...signAlgoOids] },
       });
@@ -153,7 +159,7 @@ export function cscRoutes(o: CscOptions): Route[] {
     // (+PKCE) for oauth2code. Form-encoded as RFC 6749 says; JSON is accepted too (CSC v2 allows it).
     post("oauth2/token", async ({ req, res }) => {
       const form = await readForm(req);
-      const client = await auth.authenticate(form, `https://${req.headers.host ?? ""}${cscBase}/oauth2/token`);
+      const client = await auth.authenticate(form, `${o.publicUrl()}${cscBase}/oauth2/token`); // RFC 7523 3: aud = this server's token URL
       if (form.grant_type === "client_credentials") {
         if (form.scope !== undefined && form.scope !== "service") throw new CscError("invalid_scope", "only scope=service is granted with client credentials");
         return sendJson(res, 200, { ...serviceTokens.issue(client.clientId), scope: "service" });

@@ -92,6 +92,15 @@ describe("SCA side of the relay (issue 15)", () => {
     expect(qr.headers["content-type"]).toBe("image/svg+xml");
     expect(qr.body).toMatch(/^<svg/);
   });
+
+  it("the request URL is on the gateway's public URL, never on the Host header the SCA sent (a link to another server)", async () => {
+    const s = await activeSignerWithCredential(t, operator);
+    const tx = await inkan.beginTransaction({ signerId: s.signerId, credentialId: s.credential.credentialId, hashes: [createHash("sha256").update("host").digest()], description: "Host" });
+    const res = await httpsRequest(`${gateway.url}/api/sca/requests`, { ...sca(), headers: { host: "evil.example" }, json: { challenge: toJson(SadChallengeSchema, tx.challenge) } });
+    expect(res.status).toBe(201);
+    const { requestId, requestUrl } = JSON.parse(res.body) as { requestId: string; requestUrl: string };
+    expect(requestUrl).toBe(`${gateway.url}/#request=${requestId}`);
+  });
 });
 
 describe("portal side of the relay (issue 15)", () => {

@@ -41,9 +41,13 @@ export function scaOf(req: IncomingMessage): ScaIdentity {
   return { subject, fingerprint: cert.fingerprint256 };
 }
 
-/** The portal URL of a request, on the host the SCA reached the gateway by. The id goes in the fragment: browsers never send it to a server or in a Referer. */
-function requestUrl(req: IncomingMessage, id: string): string {
-  return `https://${req.headers.host ?? "localhost"}/#request=${id}`;
+/**
+ * The portal URL of a request, on the gateway's public URL (never the Host header the SCA sent,
+ * which would let a request link point at another server). The id goes in the fragment: browsers
+ * never send it to a server or in a Referer.
+ */
+function requestUrl(ctx: GatewayContext, id: string): string {
+  return `${ctx.publicUrl()}/#request=${id}`;
 }
 
 export function scaRoutes(ctx: GatewayContext, requests: SigningRequests): Route[] {
@@ -98,7 +102,7 @@ export function scaRoutes(ctx: GatewayContext, requests: SigningRequests): Route
           challengeJson: toJsonString(SadChallengeSchema, challenge),
           expiresAt,
         });
-        sendJson(res, 201, { requestId: r.id, requestUrl: requestUrl(req, r.id), expiresAt: new Date(expiresAt).toISOString() });
+        sendJson(res, 201, { requestId: r.id, requestUrl: requestUrl(ctx, r.id), expiresAt: new Date(expiresAt).toISOString() });
       },
     },
     {
@@ -151,7 +155,7 @@ export function scaRoutes(ctx: GatewayContext, requests: SigningRequests): Route
       path: "/api/sca/requests/:id/qr.svg",
       async handler({ req, res, params }) {
         const r = await own(req, params.id!);
-        const svg = renderSVG(requestUrl(req, r.id), { border: 2 });
+        const svg = renderSVG(requestUrl(ctx, r.id), { border: 2 });
         res.writeHead(200, { "Content-Type": "image/svg+xml", "Content-Length": Buffer.byteLength(svg) }).end(svg);
       },
     },

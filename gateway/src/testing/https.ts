@@ -19,6 +19,9 @@ export function httpsRequest(
         method: options.method ?? (body ? "POST" : "GET"),
         ca: options.ca,
         ...(options.cert ? { cert: options.cert, key: options.key } : {}),
+        // Node would take the TLS server name (and the name the certificate is checked against) from
+        // a Host header: no SNI instead, so the certificate is still checked against the URL's host.
+        ...(Object.keys(options.headers ?? {}).some((h) => h.toLowerCase() === "host") ? { servername: "" } : {}),
         headers: { ...(body ? { "content-type": "application/json" } : {}), ...options.headers },
       },
       (res) => {

@@ -72,6 +72,8 @@ const samples: { [K in EventFunctionName]: () => AuditEvent } = {
   scaScopeRefused: () => events.scaScopeRefused({ sca, ...ids, method: "GetCredential", signerGroup: "tenant-b", scopes: ["tenant-a"] }),
   adminRequestRefused: () =>
     events.adminRequestRefused({ caller: { kind: "unauthenticated", certificateSha256: hash }, method: "inkan.admin.v1.PolicyService/UpdatePolicy", reason: "NONCE_REPLAYED" }),
+  requestRefused: () =>
+    events.requestRefused({ caller: { kind: "sca", subject: "CN=sca-1", certificateSha256: hash }, method: "/inkan.sam.v1.SignerService/CreateChallenge", reason: "ROLE_NOT_PERMITTED" }),
   policyChanged: () =>
     events.policyChanged({
       requester: officer,

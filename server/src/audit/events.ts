@@ -720,12 +720,21 @@ export function privilegedUserKeyRevoked(input: Requested & { actor: PrivilegedU
  * recorded, never the request's signature or nonce.
  */
 export function adminRequestRefused(input: Requested & { caller: Actor; method: string; reason: ReasonCode }): AuditEvent {
-  return build("admin_request.refused", {
-    actor: input.caller,
-    result: { outcome: "DENIED", reason: input.reason },
-    requestId: input.requestId,
-    details: { method: input.method },
-  });
+  return build("admin_request.refused", refused(input));
+}
+
+/**
+ * A request to the SAP or SignerService was refused before it did anything because its caller may
+ * not call that service: no accepted client certificate, or a certificate of another kind (an SCA
+ * at SignerService, the signer front end at the SAP) ("request.refused"). Method and reason only.
+ */
+export function requestRefused(input: Requested & { caller: Actor; method: string; reason: ReasonCode }): AuditEvent {
+  return build("request.refused", refused(input));
+}
+
+/** The fields of a refused request's record (admin_request.refused, request.refused). */
+function refused(input: Requested & { caller: Actor; method: string; reason: ReasonCode }) {
+  return { actor: input.caller, result: { outcome: "DENIED" as const, reason: input.reason }, requestId: input.requestId, details: { method: input.method } };
 }
 
 /**

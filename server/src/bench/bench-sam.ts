@@ -15,6 +15,7 @@ import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from "jo
 import { spkiSha256 } from "../admin/privileged-users.js";
 import { initDataDir } from "../init.js";
 import { issueCertificate, issueSignerCertificate, loadCertificateAuthority, type Pem } from "../pki/dev-pki.js";
+import type { ServeHooks } from "../main.js";
 import { childProcessSam, inProcessSam, type SamHost } from "./sam-host.js";
 
 /** The PIN the benchmark's signer sets at activation and puts into every R.SAD. */
@@ -55,12 +56,12 @@ export interface BenchSam {
  * The SAM as the product runs: `inkan init` on a fresh temporary data directory (development PKI,
  * SoftHSM2 token, SQLite store, first security officer), then `serve()` on 127.0.0.1:0 over TLS
  * with client certificates, logging at info into `<dataDir>/server.log` like `inkan serve` does
- * on stderr; in this process, or with `ownProcess` in a child process of its own (sam-host.ts). Then one signer, enrolled and activated through the RPCs, with an EC P-256 credential.
+ * on stderr; in this process (with `hooks`, if given), or with `ownProcess` in a child process of its own (sam-host.ts). Then one signer, enrolled and activated through the RPCs, with an EC P-256 credential.
  */
-export async function startBenchSam(o: { ownProcess?: boolean; nodeArgs?: string[] } = {}): Promise<BenchSam> {
+export async function startBenchSam(o: { ownProcess?: boolean; nodeArgs?: string[]; hooks?: Pick<ServeHooks, "wrapStore" | "wrapCrypto"> } = {}): Promise<BenchSam> {
   const dataDir = mkdtempSync(join(tmpdir(), "inkan-bench-"));
   const { paths } = await initDataDir(dataDir);
-  const server = o.ownProcess ? await childProcessSam(dataDir, o.nodeArgs) : await inProcessSam(dataDir);
+  const server = o.ownProcess ? await childProcessSam(dataDir, o.nodeArgs) : await inProcessSam(dataDir, o.hooks);
   const read = (f: string) => readFileSync(f, "utf8");
   const ca = read(paths.caCert);
   const transport = (who: Pem, signAs?: { userId: string; privateJwk: JWK & { kid: string } }): Transport =>

@@ -7,7 +7,7 @@ import { parseConfig } from "../config/config.js";
 import type { FullCryptoModule, SigningKeys } from "../crypto/port.js";
 import { applyServerHeapPolicy } from "../heap-policy.js";
 import { createLogger } from "../log/logger.js";
-import { serve } from "../main.js";
+import { serve, type ServeHooks } from "../main.js";
 import type { Throughput } from "./measure.js";
 import { rawSignAndVerify, type Durations } from "./workloads.js";
 
@@ -54,9 +54,12 @@ const ownUsage = (): ProcessUsage => {
   return { rssBytes: m.rss, heapUsedBytes: m.heapUsed, heapTotalBytes: m.heapTotal, externalBytes: m.external, arrayBuffersBytes: m.arrayBuffers, cpu: process.cpuUsage() };
 };
 
-/** `serve()` on `dataDir` (an `inkan init` data directory) in this process, logging into server.log. */
-export async function inProcessSam(dataDir: string): Promise<SamHost> {
-  const { server, crypto } = await serveBench(dataDir);
+/**
+ * `serve()` on `dataDir` (an `inkan init` data directory) in this process, logging into server.log.
+ * `hooks`: wrappers of the store and the crypto module (the per-call probe counts through them).
+ */
+export async function inProcessSam(dataDir: string, hooks: Pick<ServeHooks, "wrapStore" | "wrapCrypto"> = {}): Promise<SamHost> {
+  const { server, crypto } = await serveBench(dataDir, hooks);
   return {
     url: server.url,
     pid: process.pid,
@@ -68,11 +71,13 @@ export async function inProcessSam(dataDir: string): Promise<SamHost> {
   };
 }
 
-async function serveBench(dataDir: string) {
+async function serveBench(dataDir: string, hooks: Pick<ServeHooks, "wrapStore" | "wrapCrypto"> = {}) {
   const log = createLogger("info", openSync(join(dataDir, "server.log"), "a"));
   let crypto: FullCryptoModule | undefined;
   const server = await serve(parseConfig({ dataDir, listen: "127.0.0.1:0" }), log, {
-    wrapCrypto: (opened) => (crypto = opened), // not wrapped: only kept for the raw figures
+    ...(hooks.wrapStore ? { wrapStore: hooks.wrapStore } : {}),
+    // The raw figures use the module unwrapped; the SAM gets the caller's wrapper, if any.
+    wrapCrypto: (opened) => ((crypto = opened), hooks.wrapCrypto ? hooks.wrapCrypto(opened) : opened),
   });
   if (!crypto) throw new Error("serve() did not hand out its crypto module");
   return { server, crypto };

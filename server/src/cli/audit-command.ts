@@ -21,12 +21,12 @@ import type { JWK } from "jose";
 import { readHighWaterMarks } from "../audit/checkpoint.js";
 import { verifyAuditExport, type ExportVerification } from "../audit/export.js";
 import { verifyAuditLog, type AuditVerification } from "../audit/verify.js";
-import { readEnv, withConfigFile, type RawConfig } from "../config/config.js";
+import { readEnv, storeOf, withConfigFile, type RawConfig } from "../config/config.js";
 import { openEmbeddedCryptoModule } from "../crypto/pkcs11/softhsm-token.js";
 import { createPkcs11CryptoModule } from "../crypto/pkcs11/pkcs11-crypto-module.js";
 import type { Store } from "../store/port.js";
 import { createPostgresStore } from "../store/postgres/postgres-store.js";
-import { createSqliteStore, sqliteStoreFile } from "../store/sqlite/sqlite-store.js";
+import { createSqliteStore } from "../store/sqlite/sqlite-store.js";
 
 const usage = `usage:
   inkan audit verify [--data-dir DIR] [--config FILE] [--node ID] [--json]
@@ -64,9 +64,9 @@ export async function auditVerifyCommand(args: string[]): Promise<number> {
     }
     return verifyFile(values.file, values["public-key"], values.partial ?? false, values.json ?? false);
   }
+  // The settings as `inkan serve` reads them: the flag, then INKAN_*, then the config file.
   const raw: RawConfig = { ...readEnv() };
   if (values["data-dir"] !== undefined) raw.dataDir = values["data-dir"];
-  raw.dataDir = resolve(raw.dataDir ?? ".data");
   if (values.config !== undefined) raw.configFile = values.config;
   return verifyDataDir(withConfigFile(raw), values.node, values.json ?? false);
 }
@@ -77,20 +77,20 @@ export async function auditVerifyCommand(args: string[]): Promise<number> {
  * a shared PostgreSQL database, with each node's checkpoint in the shared module.
  */
 async function verifyDataDir(raw: RawConfig, nodeId: string | undefined, json: boolean): Promise<number> {
-  const dataDir = raw.dataDir ?? resolve(".data");
-  const postgres = raw.store !== undefined && /^postgres(ql)?:\/\//.test(raw.store) ? raw.store : undefined;
-  const storeFile = sqliteStoreFile(dataDir);
-  if (!postgres && !existsSync(storeFile)) {
-    console.error(`inkan audit verify: no store at ${storeFile}`);
-    return 1;
-  }
+  const dataDir = resolve(raw.dataDir ?? ".data");
   let result: AuditVerification;
   try {
+    const named = storeOf(raw.store, dataDir);
+    if (named.kind === "mongodb") throw new Error("this command opens a SQLite file or a PostgreSQL database; for a MongoDB store, have a running node verify it: inkan admin audit verify");
+    if (named.kind === "sqlite" && !existsSync(named.file)) {
+      console.error(`inkan audit verify: no store at ${named.file}`);
+      return 1;
+    }
     const cryptoModule = raw.pkcs11Library
       ? await createPkcs11CryptoModule({ library: raw.pkcs11Library, token: raw.pkcs11Token ?? "", ...(raw.pkcs11PinFile ? { pin: { file: raw.pkcs11PinFile } } : {}) })
       : await openEmbeddedCryptoModule(dataDir);
     try {
-      const store: Store = postgres ? await createPostgresStore({ uri: postgres, poolSize: 2 }) : await createSqliteStore({ file: storeFile });
+      const store: Store = named.kind === "postgres" ? await createPostgresStore({ uri: named.uri, poolSize: 2 }) : await createSqliteStore({ file: named.file });
       try {
         const marks = await readHighWaterMarks(cryptoModule, nodeId === undefined ? [] : [nodeId]);
         result = await verifyAuditLog(store, await cryptoModule.systemPublicKey("audit-signing"), marks, nodeId === undefined ? {} : { nodeId });

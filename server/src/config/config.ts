@@ -233,7 +233,7 @@ export function parseConfig(raw: RawConfig): Config {
   const cryptoModule = parseCryptoModule(raw, inData, file, problems);
   const cryptoWorkers = raw.cryptoWorkers === undefined ? undefined : parseInteger("cryptoWorkers", raw.cryptoWorkers, 4, 1, 256, problems);
   const storePoolSize = parseInteger("storePoolSize", raw.storePoolSize, 10, 1, 1000, problems);
-  const store = parseStore(raw.store ?? "store.sqlite3", storePoolSize, inData, problems);
+  const store = parseStore(raw.store ?? defaultStore, storePoolSize, inData, problems);
   const storeBusyWaitMs = parseInteger("storeBusyWaitMs", raw.storeBusyWaitMs, 5_000, 0, 600_000, problems);
   const nodeId = raw.nodeId ?? "node-1";
   if (!/^[A-Za-z0-9._:-]{1,64}$/.test(nodeId)) problems.push(`nodeId: "${nodeId}" must be 1 to 64 of A-Z a-z 0-9 . _ : -`);
@@ -308,6 +308,21 @@ function parseTransportLimits(raw: RawConfig, problems: string[]): TransportLimi
   }
   return out;
 }
+
+/**
+ * The store the `store` setting names (default: store.sqlite3 in the data directory), resolved as
+ * `inkan serve` resolves it, for the commands that open the store without serving: `inkan init`
+ * and `inkan audit verify` (a SQLite path is relative to the data directory).
+ */
+export function storeOf(setting: string | undefined, dataDir: string, poolSize = 2): Config["store"] {
+  const problems: string[] = [];
+  const store = parseStore(setting ?? defaultStore, poolSize, (p) => (isAbsolute(p) ? p : join(resolve(dataDir), p)), problems);
+  if (problems.length > 0) throw new ConfigError(problems);
+  return store;
+}
+
+/** The embedded default: this SQLite file in the data directory (sqlite-store.ts sqliteStoreFile). */
+const defaultStore = "store.sqlite3";
 
 function parseStore(value: string, poolSize: number, inData: (p: string) => string, problems: string[]): Config["store"] {
   if (/^postgres(ql)?:\/\//.test(value)) return { kind: "postgres", uri: value, poolSize };

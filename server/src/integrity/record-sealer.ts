@@ -3,6 +3,7 @@ import canonicalize from "canonicalize";
 import type { SystemKeys } from "../crypto/port.js";
 import { InkanError } from "../errors.js";
 import type { PendingApprovalRecord, PolicyRecord, SealedRecord } from "../store/port.js";
+import type { SealCache } from "./seal-cache.js";
 import { sealChecked } from "./seal-memo.js";
 
 /** A record the sealer can seal: every sealed record kind, and policy versions. */
@@ -42,6 +43,8 @@ export interface RecordSealerOptions {
   keys: SystemKeys;
   /** Called for each integrity failure before the error is thrown (the audit log hooks in here). */
   onViolation?: (kind: string, id: string, cause: IntegrityCause) => Promise<void> | void;
+  /** Issue 20: seals that passed, remembered across calls by their exact bytes (seal-cache.ts says why that is sound). */
+  cache?: SealCache;
 }
 
 /**
@@ -52,7 +55,9 @@ export class RecordSealer {
   constructor(private readonly options: RecordSealerOptions) {}
 
   async seal<R extends Sealable>(record: Unsealed<R>): Promise<R> {
-    const seal = await this.options.keys.hmacSha256("record-seal", sealedBytes(record));
+    const covered = sealedBytes(record);
+    const seal = await this.options.keys.hmacSha256("record-seal", covered);
+    this.options.cache?.remember(covered, seal); // the module made it over exactly these bytes
     return { ...record, seal } as R;
   }
 
@@ -65,6 +70,9 @@ export class RecordSealer {
   async verify<R extends Sealable>(record: R): Promise<R> {
     const covered = sealedBytes(record);
     const seal = record.seal;
+    const cache = this.options.cache;
+    // Issue 20: exactly these bytes with exactly this seal passed before (seal-cache.ts); any change misses.
+    if (cache?.passed(covered, seal)) return record;
     // Issue 20: the same copy checked once per call (seal-memo.ts); any change is checked again.
     await sealChecked(covered, seal, async () => {
       const expected = await this.options.keys.hmacSha256("record-seal", covered);
@@ -73,6 +81,7 @@ export class RecordSealer {
         throw new IntegrityViolationError(record.kind, record.id);
       }
     });
+    cache?.remember(covered, seal); // only a pass
     return record;
   }
 

@@ -9,6 +9,8 @@
  * freshness head (rollback) and, if anything of it changed (a new version, another status, another
  * seal), is verified in the module again. Only successes are remembered, and only for that call:
  * the memo dies with the call, so a module key replaced or a module lost is seen by the next call.
+ * The server also remembers verdicts across calls (seal-cache.ts: the same content-addressed rule,
+ * cleared when the module is lost or reconnects); a sealer without that cache relies on this memo alone.
  */
 import { AsyncLocalStorage } from "node:async_hooks";
 import { createHash } from "node:crypto";

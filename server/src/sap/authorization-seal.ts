@@ -18,6 +18,7 @@ import { createHmac, createSecretKey, timingSafeEqual, type KeyObject } from "no
 import canonicalize from "canonicalize";
 import type { SignatureScheme, SystemKeys } from "../crypto/port.js";
 import { IntegrityViolationError } from "../integrity/record-sealer.js";
+import type { SealCache } from "../integrity/seal-cache.js";
 import type { FactorType, NewSadToken, SadTokenRecord, SealedAuthorization, TransactionRecord } from "../store/port.js";
 
 /** What Authorize verified; canonical JSON of it is sealed. */
@@ -57,6 +58,13 @@ export interface AuthorizationSealsOptions {
   keys: Pick<SystemKeys, "hmacSha256">;
   /** Called for each integrity failure before the error is thrown (the audit log hooks in here). */
   onViolation?: (kind: string, id: string, cause: "seal" | "rolled-back") => Promise<void> | void;
+  /**
+   * Issue 20: authorization seals that passed and entry keys, remembered across calls by the exact
+   * bytes the module's HMAC covered (integrity/seal-cache.ts says why that is sound against the
+   * database insider, T-2.2.2.2). A hit skips only the module's HMAC: every column the signing path
+   * reads is still compared with the sealed facts, and progress heads still catch a row put back.
+   */
+  cache?: SealCache;
 }
 
 export class AuthorizationSeals {
@@ -64,7 +72,10 @@ export class AuthorizationSeals {
 
   async seal(facts: AuthorizationFacts): Promise<SealedAuthorization> {
     const body = canonicalize(facts)!;
-    return { body, seal: await this.o.keys.hmacSha256("record-seal", encoder.encode(contexts.authorization + body)) };
+    const covered = encoder.encode(contexts.authorization + body);
+    const seal = await this.o.keys.hmacSha256("record-seal", covered);
+    this.o.cache?.remember(covered, seal); // the module made it over exactly these bytes
+    return { body, seal };
   }
 
   /**
@@ -74,8 +85,12 @@ export class AuthorizationSeals {
   async open(record: TransactionRecord): Promise<AuthorizationFacts> {
     const sealed = record.authorization;
     if (!sealed) return this.violation("transaction", record.id);
-    const expected = await this.o.keys.hmacSha256("record-seal", encoder.encode(contexts.authorization + sealed.body));
-    if (!same(sealed.seal, expected)) return this.violation("transaction", record.id);
+    const covered = encoder.encode(contexts.authorization + sealed.body);
+    if (!this.o.cache?.passed(covered, sealed.seal)) {
+      const expected = await this.o.keys.hmacSha256("record-seal", covered);
+      if (!same(sealed.seal, expected)) return this.violation("transaction", record.id); // never remembered
+      this.o.cache?.remember(covered, sealed.seal);
+    }
     const facts = JSON.parse(sealed.body) as AuthorizationFacts;
     const agrees =
       facts.v === 1 &&
@@ -95,7 +110,12 @@ export class AuthorizationSeals {
 
   /** The transaction's entry key: one module HMAC; the MACs themselves are computed in Node. */
   async entryKey(transactionId: string): Promise<EntryKey> {
-    const key = await this.o.keys.hmacSha256("record-seal", encoder.encode(contexts.entryKey + transactionId));
+    const input = encoder.encode(contexts.entryKey + transactionId);
+    let key = this.o.cache?.derivedKey(input);
+    if (!key) {
+      key = await this.o.keys.hmacSha256("record-seal", input);
+      this.o.cache?.rememberDerivedKey(input, key); // a function of the transaction id alone: the same on every call
+    }
     return new EntryKey(transactionId, key, (kind, id, cause) => this.violation(kind, id, cause));
   }
 

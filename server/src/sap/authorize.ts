@@ -119,6 +119,9 @@ export class SapAuthorize {
 
   private async authorizeOnce(input: { caller: ScaCaller; transactionId: string; rSad: string }): Promise<AuthorizeResult> {
     const now = this.clock();
+    // Issue 20: one policy read per call (its seal and freshness checked, R-3.2.2.3), shared by every
+    // step of this call (the attempt limit, the R.SAD's checks, the lockout, the token's lifetime).
+    const policies = policyOncePerCall(this.o.policies);
     // 1. R-3.2.1.2, T-2.2.1.4: only this SCA's transaction; it must be sealed, pending and unexpired.
     const tx = await this.o.transactions.load(input.transactionId, input.caller, now);
     if (tx.state !== "PENDING") throw stateError(tx, "pending");
@@ -128,7 +131,7 @@ export class SapAuthorize {
     if (challengeHash === undefined || dtbsrDigest === undefined) throw new InkanError("TRANSACTION_STATE", "the transaction is not pending");
     // 2. R-3.2.1.1: every link of the R.SAD (audited by verifyRSad, whatever the verdict).
     const samId = await this.o.samKeys.samId();
-    const { attempt, verified } = await this.countingFailures(record.id, now, () => verifyRSad(
+    const { attempt, verified } = await this.countingFailures(record.id, now, policies, () => verifyRSad(
       {
         rSad: input.rSad,
         transaction: {
@@ -148,7 +151,7 @@ export class SapAuthorize {
         now,
         requestId: input.caller.requestId,
       },
-      this.o.rSad,
+      { ...this.o.rSad, policies },
     ));
     // 3. T-2.2.1.3: the challenge works once, and only for this transaction.
     const challenge = await this.o.store.consumeChallenge({ hash: challengeHash, purpose: "transaction", now });
@@ -159,7 +162,7 @@ export class SapAuthorize {
     const moved = await this.o.store.transitionTransaction({ id: record.id, from: ["PENDING"], to: "AUTHORIZED", now, authorization });
     if (!moved) throw stateError(await this.o.transactions.load(record.id, input.caller, now), "pending");
     // 5. The one-time SAD token (only its hash is stored).
-    const lifetimeMs = (await this.o.policies.current()).sadTokenLifetimeMs;
+    const lifetimeMs = (await policies.current()).sadTokenLifetimeMs;
     const entryKey = await this.o.seals.entryKey(record.id);
     // The attempt was held until the transaction left PENDING (left behind, it only counts against a
     // transaction no longer pending); released together with the token's write (issue 20: one commit).
@@ -224,8 +227,8 @@ export class SapAuthorize {
    * failure is counted before its attempt is released; a success keeps it until the transaction
    * has left PENDING (the caller releases it).
    */
-  private async countingFailures<T>(transactionId: string, now: Date, verify: () => Promise<T>): Promise<{ attempt: HeldAttempt; verified: T }> {
-    const max = (await this.o.policies.current()).maxAuthorizeAttempts;
+  private async countingFailures<T>(transactionId: string, now: Date, policies: Pick<SecurityPolicies, "current">, verify: () => Promise<T>): Promise<{ attempt: HeldAttempt; verified: T }> {
+    const max = (await policies.current()).maxAuthorizeAttempts;
     const attempt = await reserveAttempt(this.o.store, transactionAttempts(transactionId), now);
     let verified: T;
     try {
@@ -249,3 +252,13 @@ export class SapAuthorize {
 
 /** The refusals that are failed Authorize attempts (see countingFailures). */
 const attemptFailures: ReadonlySet<string> = new Set(["AUTHENTICATION_FAILED", "SAD_INVALID"]);
+
+/**
+ * Issue 20: the security policy read at most once in one call: the first `current()` reads it (where
+ * the call first needs it, so the order of refusals is unchanged), every later one gets that same
+ * version, or the same refusal (R-3.2.2.3: a policy that fails its check fails every step).
+ */
+export function policyOncePerCall(policies: Pick<SecurityPolicies, "current">): Pick<SecurityPolicies, "current"> {
+  let read: ReturnType<SecurityPolicies["current"]> | undefined;
+  return { current: () => (read ??= policies.current()) };
+}

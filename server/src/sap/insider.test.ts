@@ -307,3 +307,63 @@ describe("issue 17: the claim columns edited by hand release no DTBS/R twice (T-
     expect(moduleSignatures.get(hex(hashes[0]!))).toBe(1);
   });
 });
+
+describe("issue 20: seal checks remembered across calls are keyed by the exact bytes (T-2.2.2.2, R-3.1.1.1)", () => {
+  /**
+   * Two SignHash calls of one authorization: the first signs (the credential, signer, factors,
+   * policy, sealed authorization and entry key are now remembered), then `edit` changes sealed bytes
+   * in the database and the second call is refused with INTEGRITY_VIOLATION, signs nothing and is
+   * audited. `edit` returns the undo (the genuine row put back), after which the SAM serves again.
+   */
+  async function refusedAfterEdit(edit: (db: Database.Database, transactionId: string) => (db: Database.Database) => void): Promise<void> {
+    const hashes = [sha256(`cached-a ${Math.random()}`), sha256(`cached-b ${Math.random()}`)];
+    const { transactionId, token } = await authorized(hashes);
+    const first = await signHash(token, [hashes[0]!]);
+    expect(first.signatures).toHaveLength(1);
+    const undo = insider((db) => edit(db, transactionId));
+    try {
+      const audited = integrityFailures();
+      expect(await refusalOf(signHash(first.nextSadToken, [hashes[1]!]))).toMatchObject({ reason: Reason.INTEGRITY_VIOLATION });
+      expect(signedCount(hashes)).toBe(1);
+      expect(integrityFailures()).toBeGreaterThan(audited);
+    } finally {
+      insider(undo);
+    }
+    const fresh = [sha256(`cached still serving ${Math.random()}`)];
+    const again = await authorized(fresh);
+    expect((await signHash(again.token, fresh)).signatures).toHaveLength(1);
+  }
+
+  /** Edits one column of the rows `where` selects and returns the undo: each row put back as it was. */
+  const editRows = (table: string, where: string, id: string, set: string) => (db: Database.Database) => {
+    const rows = db.prepare(`SELECT * FROM ${table} WHERE ${where} = ?`).all(id) as Row[];
+    expect(rows.length).toBeGreaterThan(0);
+    db.prepare(`UPDATE ${table} SET ${set} WHERE ${where} = ?`).run(id);
+    return (d: Database.Database) => d.transaction(() => rows.forEach((r) => putBack(d, table, { id: r.id }, r)))();
+  };
+
+  it("the credential's row edited between two calls: the second is refused", async () => {
+    await refusedAfterEdit(editRows("credentials", "id", victim.credentialId, "body = body || ' '"));
+  });
+
+  it("the signer's row edited between two calls: the second is refused", async () => {
+    await refusedAfterEdit(editRows("signers", "id", victim.signerId, "body = body || ' '"));
+  });
+
+  it("the signer's factor rows edited between two calls (a seal copied from another factor): the second is refused", async () => {
+    await refusedAfterEdit((db) => {
+      const [a, b] = db.prepare("SELECT id, seal FROM factors WHERE signer_id = ? AND status = 'ACTIVE' ORDER BY id").all(victim.signerId) as { id: string; seal: Buffer }[];
+      expect(b).toBeDefined();
+      const undo = editRows("factors", "signer_id", victim.signerId, "signer_id = signer_id")(db);
+      db.prepare("UPDATE factors SET seal = ? WHERE id = ?").run(b!.seal, a!.id);
+      return undo;
+    });
+  });
+
+  it("the sealed authorization edited between two calls: the second is refused", async () => {
+    await refusedAfterEdit((db, transactionId) => {
+      db.prepare("UPDATE transactions SET authorization_body = authorization_body || ' ' WHERE id = ?").run(transactionId);
+      return () => undefined; // that transaction stays refused; nothing else uses it
+    });
+  });
+});

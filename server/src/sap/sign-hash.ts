@@ -80,7 +80,7 @@ export class SapSignHash {
     // 2. Read-only pre-checks: a refusal here leaves the token valid. A consumed token is judged by
     //    its claim in step 3 (a retry after a crash), not refused here.
     const presented = presentedToken(input.sadToken);
-    const { token, tx, credential, authorization, entryKey } = await this.core.checkToken(caller, presented, now, { consumedToo: true });
+    const { token, tx, credential, authorization, entryKey } = await this.core.checkToken(caller, presented, now, { consumedToo: true, policy }); // issue 20: the policy read once per call
     const retry = token.consumedAt !== undefined;
     if (!retry) await this.core.orReplayed(caller, presented, now, () => this.checkHashesFit(tx.record, hashes)); // item 2: claimed meanwhile by a concurrent presentation = a replay
 
@@ -113,7 +113,7 @@ export class SapSignHash {
       // 4. Sign and verify in the module (R-3.2.1.5); 5. audit before release (R-3.2.2.4); 6. record
       //    under the claim: only a recorded signature is released (issue 17).
       const signed = await this.core.signVerified(record, caller, this.core.requestFor(authorization, credential), marked.hashes);
-      await this.core.usableCredential(record, { authorization }); // R-3.3.1: suspended or a factor revoked while signing: withheld
+      await this.core.usableCredential(record, { authorization, policy }); // R-3.3.1: suspended or a factor revoked while signing: withheld
       // Issue 20: the counter's head (issue 14) is journaled in the same audit append as the
       // signatures' records (one commit), both before anything is released.
       await Promise.all([this.core.advanceProgress(record.id, marked.signaturesCreated), this.core.auditCreated(tx, caller, marked.hashes)]);

@@ -3,7 +3,7 @@
  * consumption with reuse detection, the credential's usability, signing with verify-before-release
  * in the crypto module, and the audit records of each signature. Each rule names the ID it closes.
  */
-import type { SecurityPolicies } from "../admin/security-policy.js";
+import type { PolicyVersion, SecurityPolicies } from "../admin/security-policy.js";
 import type { BatchAuditLog } from "../audit/audit-log.js";
 import { signatureCreated, signatureFailed } from "../audit/events.js";
 import type { HashAlgorithm, RandomSource, SigningKeys } from "../crypto/port.js";
@@ -12,7 +12,7 @@ import type { VerifiedRecords } from "../integrity/sealed-records.js";
 import { credentialRefusal } from "../registration/credential-usability.js";
 import type { CredentialBody } from "../registration/credentials.js";
 import { randomUUID } from "node:crypto";
-import type { ClaimHolder, DtbsrRefusal, MarkSignedResult, OneTimeObjects, SadTokenRecord, TransactionRecord, Transactions } from "../store/port.js";
+import type { ClaimHolder, DtbsrRefusal, FactorRecord, MarkSignedResult, OneTimeObjects, SadTokenRecord, TransactionRecord, Transactions } from "../store/port.js";
 import type { Freshness } from "../integrity/freshness.js";
 import { closedProgress, progressKey, recordedKey, type AuthorizationFacts, type AuthorizationSeals, type EntryKey } from "./authorization-seal.js";
 import { sadTokenHash, stateError } from "./authorize.js";
@@ -22,7 +22,7 @@ export interface SigningCoreOptions {
   transactions: Pick<SapTransactions, "view">;
   store: Pick<Transactions, "getTransaction" | "readDtbsr" | "hasUnsignedEntries" | "markHashesSigned" | "markRangeSigned" | "recordSignatures" | "transitionTransaction"> &
     Pick<OneTimeObjects, "findSadToken" | "consumeSadToken" | "revokeSadTokens" | "issueSadToken">;
-  records: Pick<VerifiedRecords, "get">;
+  records: Pick<VerifiedRecords, "get" | "list">;
   /** Issue 14 (T-2.2.2.2): the sealed authorization, and the MACs of entries and tokens. */
   seals: Pick<AuthorizationSeals, "open" | "entryKey" | "rolledBack">;
   /** Issue 14: an authorization's progress (token generations), so a row rolled back signs nothing. */
@@ -87,6 +87,9 @@ export interface CheckedToken {
 /** The module request of one DTBS/R of `tx`. */
 export type SignRequest = (hash: Uint8Array) => { keyId: string; scheme: AuthorizationFacts["signatureScheme"]; hashAlgorithm: HashAlgorithm; data: Uint8Array; format: "raw" | "der" };
 
+/** The signer's ACTIVE factors read in one page (device keys, PIN, TOTP: a handful); any beyond it are read alone. */
+const activeFactorsPage = 100;
+
 /** How many module calls one request keeps in flight: enough to fill the session pool, bounded memory. */
 const maxInFlight = 64;
 
@@ -150,7 +153,7 @@ export class SigningCore {
    * T-2.2.1.3); not revoked; the transaction is AUTHORIZED and unexpired (T-2.2.1.2: no signature
    * before Authorize); the token is unexpired; the credential and signer can sign.
    */
-  async checkToken(caller: ScaCaller, presented: PresentedToken, now: Date, options: { completedToo?: boolean; consumedToo?: boolean } = {}): Promise<CheckedToken> {
+  async checkToken(caller: ScaCaller, presented: PresentedToken, now: Date, options: { completedToo?: boolean; consumedToo?: boolean; policy?: PolicyVersion } = {}): Promise<CheckedToken> {
     const token = await this.o.store.findSadToken(presented.hash);
     if (!token) throw invalidToken(); // T-2.2.1.2: a made-up token
     const owned = await this.o.store.getTransaction(token.transactionId);
@@ -179,7 +182,7 @@ export class SigningCore {
   }
 
   /** checkToken's checks after the token's own: state, expiry, seal, progress, credential. */
-  private async checkRest(now: Date, options: { completedToo?: boolean; consumedToo?: boolean }, token: SadTokenRecord, owned: TransactionRecord, entryKey: EntryKey): Promise<CheckedToken> {
+  private async checkRest(now: Date, options: { completedToo?: boolean; consumedToo?: boolean; policy?: PolicyVersion }, token: SadTokenRecord, owned: TransactionRecord, entryKey: EntryKey): Promise<CheckedToken> {
     const tx = this.o.transactions.view(owned, now);
     if (token.revokedAt) throw stateError(tx, "authorized");
     // A COMPLETED transaction signs nothing more; SignStream may still resend its recorded signatures,
@@ -190,7 +193,7 @@ export class SigningCore {
     // T-2.2.2.2, R-3.2.1.1: what Authorize verified, sealed; a row inserted, cloned or edited has no valid seal.
     const authorization = await this.o.seals.open(owned);
     await this.checkProgress(owned);
-    const credential = await this.usableCredential(tx.record, { authorization });
+    const credential = await this.usableCredential(tx.record, { authorization, ...(options.policy ? { policy: options.policy } : {}) });
     return { token, tx, credential, authorization, entryKey };
   }
 
@@ -226,10 +229,16 @@ export class SigningCore {
    * before the credential's last suspension or resumption). KEY_GENERATED credentials (no
    * certificate yet) never sign, unless `csrApproval` (CreateCsr only; R-3.1.3.2): so SignHash and
    * SignStream cannot spend a CSR approval's token. Nor does a credential whose certificate is
-   * outside its validity period at this moment (R-3.1.1.4; the policy is read for its grace).
+   * outside its validity period at this moment (R-3.1.1.4; the policy is read for its grace, unless
+   * the caller passes the `policy` it read in this call: issue 20, one policy read per call).
    */
-  async usableCredential(record: TransactionRecord, options: { csrApproval?: boolean; authorization?: AuthorizationFacts } = {}): Promise<CredentialBody> {
-    const [credential, signer, policy] = await Promise.all([this.o.records.get("credential", record.credentialId), this.o.records.get("signer", record.signerId), this.o.policies.current()]);
+  async usableCredential(record: TransactionRecord, options: { csrApproval?: boolean; authorization?: AuthorizationFacts; policy?: PolicyVersion } = {}): Promise<CredentialBody> {
+    const [credential, signer, policy, factors] = await Promise.all([
+      this.o.records.get("credential", record.credentialId),
+      this.o.records.get("signer", record.signerId),
+      options.policy ?? this.o.policies.current(),
+      options.authorization ? this.activeFactors(options.authorization) : undefined,
+    ]);
     // R-3.1.1.4, T-2.1.3.2: the certificate valid now, at each check (before every claim of a stream).
     const refusal = credentialRefusal({ credential, signer, transaction: record, csrApproval: options.csrApproval === true, now: this.clock(), certificateExpiryGraceMs: policy.certificateExpiryGraceMs });
     if (refusal) throw refusal;
@@ -239,13 +248,25 @@ export class SigningCore {
       if (auth.csrOnly && options.csrApproval !== true) throw new InkanError("TRANSACTION_STATE", "the transaction approves a CSR; only CreateCsr redeems it");
       // R-3.3.1, T-2.1.2.2 (issue 13.2): a factor revoked or reset since Authorize (a stolen phone) ends the authorization, on every node.
       for (const f of auth.factors) {
-        const factor = await this.o.records.get("factor", f.id);
+        const factor = factors?.get(f.id) ?? (await this.o.records.get("factor", f.id)); // not among the ACTIVE ones: read alone, as before
         if (!factor || factor.status !== "ACTIVE" || factor.signerId !== auth.signerId || factor.type !== f.type) {
           throw new InkanError("TRANSACTION_STATE", "a factor that authorized the transaction was revoked; the signer must authorize again");
         }
       }
     }
     return JSON.parse(credential!.body) as CredentialBody;
+  }
+
+  /**
+   * Issue 20: the signer's ACTIVE factors in one store read (seals verified, fresh: VerifiedRecords.list),
+   * by id, when the authorization names more than one; each factor it names but this misses (revoked,
+   * deleted, moved, edited, or past the page) is then read alone, as before, so the verdict and its
+   * reason (INTEGRITY_VIOLATION for a deleted or rolled-back factor) are unchanged.
+   */
+  private async activeFactors(auth: AuthorizationFacts): Promise<Map<string, FactorRecord> | undefined> {
+    if (auth.factors.length < 2) return undefined;
+    const page = await this.o.records.list({ kind: "factor", where: { signerId: auth.signerId, status: "ACTIVE" }, limit: activeFactorsPage });
+    return new Map(page.items.map((f) => [f.id, f]));
   }
 
   /**

@@ -1,7 +1,7 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { ErrorDetailSchema, Reason } from "@inkan/sdk/gen/inkan/sam/v1/error_pb.js";
 import type { AuditLog } from "../audit/audit-log.js";
-import { adminRequestRefused, privilegedOperationPerformed, privilegedOperationRequested, type Actor, type Refusal } from "../audit/events.js";
+import { adminRequestRefused, requestRefused, privilegedOperationPerformed, privilegedOperationRequested, type Actor, type Refusal } from "../audit/events.js";
 import { InkanError, type ReasonCode } from "../errors.js";
 import { kAdmin } from "./admin-auth.js";
 import { kCaller, kRequestId } from "./identity.js";
@@ -23,23 +23,29 @@ function reasonOf(err: unknown): ReasonCode | undefined {
 const isAdmin = (typeName: string) => typeName.startsWith("inkan.admin.");
 const hexToBytes = (hex: string) => Uint8Array.from(Buffer.from(hex, "hex"));
 
+/** Refusals of the caller itself on the SAP and SignerService (their other refusals are the handlers' own records). */
+const callerRefusals = new Set<ReasonCode>(["CLIENT_CERTIFICATE_REJECTED", "ROLE_NOT_PERMITTED"]);
+
 /**
  * Records every refused admin request ("admin_request.refused": who by certificate, which method,
- * why; never the request signature), before the refusal leaves (T-2.1.2.1, T-2.2.2.1, T-2.2.2.2).
- * Sits outside the access and admin-auth interceptors so it sees their refusals.
+ * why; never the request signature), before the refusal leaves (T-2.1.2.1, T-2.2.2.1, T-2.2.2.2),
+ * and every caller the SAP or SignerService refuses by certificate or kind ("request.refused",
+ * R-3.2.2.4). Sits outside the access and admin-auth interceptors so it sees their refusals.
  */
 export function createRefusalAuditInterceptor(audit: AuditLog): Interceptor {
   return (next) => async (req) => {
-    if (!isAdmin(req.service.typeName)) return next(req);
+    const admin = isAdmin(req.service.typeName);
     try {
       return await next(req);
     } catch (err) {
-      if (err instanceof InkanError && refusals.has(err.code)) {
+      if (err instanceof InkanError && (admin ? refusals : callerRefusals).has(err.code)) {
         const caller = req.contextValues.get(kCaller);
         const cert = caller ? { certificateSha256: hexToBytes(caller.sha256) } : {};
+        // Only an SCA is an actor with a name here; any other caller was not authenticated for this service.
         const actor: Actor = caller?.kind === "sca" ? { kind: "sca", subject: caller.subject, ...cert } : { kind: "unauthenticated", ...cert };
+        const refusal = { caller: actor, method: `/${req.service.typeName}/${req.method.name}`, reason: err.code, requestId: req.contextValues.get(kRequestId) };
         // The refusal stands whether or not it could be recorded; a failure to record is an AUDIT_FAILURE.
-        await audit.record(adminRequestRefused({ caller: actor, method: `/${req.service.typeName}/${req.method.name}`, reason: err.code, requestId: req.contextValues.get(kRequestId) }));
+        await audit.record(admin ? adminRequestRefused(refusal) : requestRefused(refusal));
       }
       throw err;
     }

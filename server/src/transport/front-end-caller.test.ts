@@ -8,6 +8,7 @@ import { clone } from "@bufbuild/protobuf";
 import { PolicyService, SecurityPolicySchema, type SecurityPolicy } from "@inkan/sdk/gen/inkan/admin/v1/policy_pb.js";
 import { PendingApprovalState, PrivilegedUserService } from "@inkan/sdk/gen/inkan/admin/v1/privileged_user_pb.js";
 import { RegistrationService } from "@inkan/sdk/gen/inkan/admin/v1/registration_pb.js";
+import { AuditOutcome, AuditService } from "@inkan/sdk/gen/inkan/admin/v1/audit_pb.js";
 import { ApprovalRequiredSchema, PrivilegedRole } from "@inkan/sdk/gen/inkan/admin/v1/types_pb.js";
 import { HealthCheckResponse_ServingStatus, Health } from "@inkan/sdk/gen/grpc/health/v1/health_pb.js";
 import { SignatureActivationService } from "@inkan/sdk/gen/inkan/sam/v1/sam_pb.js";
@@ -36,6 +37,11 @@ beforeAll(async () => {
 afterAll(() => t?.close());
 
 const both: Protocol[] = ["grpc", "connect"];
+
+/** Every "request.refused" audit record, oldest first (read by an auditor). */
+async function refusedRequests(auditor: PrivilegedPerson) {
+  return (await createClient(AuditService, t.as(auditor)).listAuditRecords({ page: { pageSize: 1000 }, eventTypes: ["request.refused"] })).records;
+}
 const roleRefused = { code: Code.PermissionDenied, reason: Reason.ROLE_NOT_PERMITTED };
 
 describe.each(both)("the signer front end as a caller kind of its own, over %s (issue 18 item 7)", (protocol) => {
@@ -66,6 +72,21 @@ describe.each(both)("the signer front end as a caller kind of its own, over %s (
     expect(await refusalOf(createClient(RegistrationService, t.transport(protocol, t.pki.frontEnd)).listSigners({}))).toMatchObject(roleRefused);
     expect(await refusalOf(createClient(PolicyService, t.transport(protocol, t.pki.frontEnd)).getSecurityPolicy({}))).toMatchObject(roleRefused);
     expect(await refusalOf(createClient(SignerService, t.as(operator, protocol)).createChallenge({ signerId: "sgn-x", purpose: ChallengePurpose.ACTIVATION }))).toMatchObject(roleRefused);
+  });
+
+  it("R-3.2.2.4, T-2.1.2.1: a caller refused by kind on the SAP or SignerService is audited (request.refused: method, reason, certificate fingerprint), like a refused admin request", async () => {
+    const auditor = await t.createPrivilegedUser(PrivilegedRole.AUDITOR, `auditor-refusals-${protocol}`);
+    const asFrontEnd = createClient(SignatureActivationService, t.transport(protocol, t.pki.frontEnd));
+    const asSca = createClient(SignerService, t.transport(protocol, t.pki.sca));
+    const before = await refusedRequests(auditor);
+    expect(await refusalOf(asFrontEnd.listCredentials({ signerId: "sgn-refused" }))).toMatchObject(roleRefused);
+    expect(await refusalOf(asSca.createChallenge({ signerId: "sgn-refused", purpose: ChallengePurpose.PIN_CHANGE }))).toMatchObject(roleRefused);
+    const added = (await refusedRequests(auditor)).slice(before.length);
+    const fingerprint = (pem: string) => Buffer.from(new X509Certificate(pem).fingerprint256.replaceAll(":", ""), "hex").toString("hex");
+    expect(added.map((r) => ({ method: r.details["method"], reason: r.reason, outcome: r.outcome, cert: Buffer.from(r.actor?.certificateSha256 ?? new Uint8Array()).toString("hex") }))).toEqual([
+      { method: `/${SignatureActivationService.typeName}/ListCredentials`, reason: Reason.ROLE_NOT_PERMITTED, outcome: AuditOutcome.DENIED, cert: fingerprint(t.pki.frontEnd.cert) },
+      { method: `/${SignerService.typeName}/CreateChallenge`, reason: Reason.ROLE_NOT_PERMITTED, outcome: AuditOutcome.DENIED, cert: fingerprint(t.pki.sca.cert) },
+    ]);
   });
 
   it("issue 18.7: health answers the front end (its load balancer may probe with its certificate)", async () => {

@@ -60,14 +60,15 @@ export class CscTestClient {
     return this.accessToken;
   }
 
-  token(form: Record<string, string>): Promise<CscResponse> {
-    return this.send("POST", "/oauth2/token", new URLSearchParams(form).toString(), "application/x-www-form-urlencoded", form);
+  /** `hostHeader`: the Host header to send instead of the URL's (an attacker's request; TLS still checks the gateway's name). */
+  token(form: Record<string, string>, o: { hostHeader?: string } = {}): Promise<CscResponse> {
+    return this.send("POST", "/oauth2/token", new URLSearchParams(form).toString(), "application/x-www-form-urlencoded", form, { hostHeader: o.hostHeader });
   }
 
   /** A JSON method call with the service token (or `bearer`). */
-  call(method: string, body: unknown, o: { bearer?: string | null; contentType?: string; raw?: string } = {}): Promise<CscResponse> {
+  call(method: string, body: unknown, o: { bearer?: string | null; contentType?: string; raw?: string; hostHeader?: string } = {}): Promise<CscResponse> {
     const bearer = o.bearer === null ? undefined : o.bearer ?? this.accessToken;
-    return this.send("POST", `/${method}`, o.raw ?? JSON.stringify(body), o.contentType ?? "application/json", body, bearer);
+    return this.send("POST", `/${method}`, o.raw ?? JSON.stringify(body), o.contentType ?? "application/json", body, { bearer, hostHeader: o.hostHeader });
   }
 
   /** oauth2/authorize (CSC v2 8.4.2) as the browser would open it; answers 302 to the portal. */
@@ -87,17 +88,21 @@ export class CscTestClient {
 
   /** An absolute gateway path (the portal's returnTo). */
   getAbsolute(path: string): Promise<CscResponse> {
-    return this.send("GET", path, undefined, undefined, undefined, undefined, true);
+    return this.send("GET", path, undefined, undefined, undefined, { absolute: true });
   }
 
-  private send(method: string, path: string, body: string | undefined, contentType: string | undefined, recorded: unknown, bearer?: string, absolute = false): Promise<CscResponse> {
+  private send(method: string, path: string, body: string | undefined, contentType: string | undefined, recorded: unknown, o: { bearer?: string | undefined; absolute?: boolean; hostHeader?: string | undefined } = {}): Promise<CscResponse> {
+    const { bearer, absolute = false, hostHeader } = o;
     const base = new URL(this.baseUrl);
     const url = absolute ? `${base.origin}${path}` : `${this.baseUrl}${path}`;
     return new Promise((done, fail) => {
       const req = request(url, {
         method,
         ca: this.ca,
-        headers: { ...(contentType ? { "content-type": contentType } : {}), ...(bearer ? { authorization: `Bearer ${bearer}` } : {}) },
+        headers: { ...(contentType ? { "content-type": contentType } : {}), ...(bearer ? { authorization: `Bearer ${bearer}` } : {}), ...(hostHeader ? { host: hostHeader } : {}) },
+        // Node would take the TLS server name (and the name the certificate is checked against) from a
+        // Host header: no SNI instead, so the certificate is still checked against the URL's host.
+        ...(hostHeader ? { servername: "" } : {}),
       }, (res) => {
         const chunks: Buffer[] = [];
         res.on("data", (c: Buffer) => chunks.push(c));

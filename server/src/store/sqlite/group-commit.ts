@@ -1,9 +1,10 @@
 /**
  * Group commit for the SQLite store (issue 20): write operations that arrive together (in the
  * same turn of the event loop) run in ONE `BEGIN IMMEDIATE ... COMMIT`, each in its own SAVEPOINT,
- * so N concurrent writes pay one fsync instead of N. better-sqlite3 is synchronous and
- * `synchronous = FULL` fsyncs every commit on the event loop: before this, every consumed token,
- * claim, audit append and journal entry blocked the whole process for its own fsync.
+ * so N concurrent writes pay one fsync instead of N. better-sqlite3 is synchronous; with
+ * `synchronous = FULL` every commit fsynced on the event loop. Now the store runs NORMAL and the
+ * WAL is fdatasynced on the thread pool after the COMMIT (wal-sync.ts, {@link Durability}): the
+ * groups committed in one flush share one sync, and concurrent flushes share the next.
  *
  * What stays true:
  * - Atomic and isolated per operation: each runs alone, in queue order, in its savepoint; one that
@@ -12,10 +13,13 @@
  *   operation of the group, exactly as if each had committed on its own just before: of two
  *   concurrent consumers of one token, still exactly one wins.
  * - Never acknowledged before it is durable: every promise of a group settles only after the shared
- *   COMMIT returned (WAL, synchronous = FULL: fsynced). If the COMMIT (or the BEGIN, or an error that
- *   ends the whole transaction) fails, the group is rolled back and EVERY operation of it rejects,
- *   also those whose own statements succeeded: none of them took effect. A crash before the COMMIT
- *   loses the group whole, and no caller was told it succeeded.
+ *   COMMIT returned AND the WAL sync that started after it finished (wal-sync.ts argues why that is
+ *   FULL's guarantee). Refusals wait for it too (they may tell of another operation's effect). If
+ *   the sync fails, every operation of the group rejects, and every later group too (poisoned:
+ *   nothing more runs). If the COMMIT (or the BEGIN, or an error that ends the whole transaction)
+ *   fails, the group is rolled back and EVERY operation of it rejects, also those whose own
+ *   statements succeeded: none of them took effect. A crash before the sync finished loses at
+ *   most what no caller was told succeeded.
  * - Nothing uncommitted is visible: the group runs synchronously from BEGIN to COMMIT, so no other
  *   code of this process (a read on the same connection) runs in between.
  */
@@ -34,6 +38,14 @@ class GroupAborted extends Error {
   }
 }
 
+/** What makes a COMMIT durable before it is acknowledged (wal-sync.ts); absent: the COMMIT itself. */
+export interface Durability {
+  /** Called right after a COMMIT returned: settles when that commit is on the disk (or never will be). */
+  afterCommit(): Promise<void>;
+  /** Set once a sync failed: nothing more is run or acknowledged. */
+  readonly failure: Error | undefined;
+}
+
 /** The most operations committed together: bounds how long one group holds the event loop. */
 export const maxGroupSize = 256;
 
@@ -43,7 +55,10 @@ export class GroupCommit {
   /** Groups committed and operations in them, for tests and diagnostics. */
   readonly stats = { groups: 0, operations: 0 };
 
-  constructor(private readonly db: Database.Database) {}
+  constructor(
+    private readonly db: Database.Database,
+    private readonly durability?: Durability,
+  ) {}
 
   /**
    * Queues `fn` (synchronous statements on this connection) for the next group and resolves with
@@ -64,10 +79,30 @@ export class GroupCommit {
   /** Commits everything queued now (also called before the connection closes). */
   flush(): void {
     this.#scheduled = false;
-    while (this.#queue.length > 0) this.#commit(this.#queue.splice(0, maxGroupSize));
+    const settle: ((failed?: { error: unknown }) => void)[] = [];
+    while (this.#queue.length > 0) {
+      const committed = this.#commit(this.#queue.splice(0, maxGroupSize));
+      if (committed) settle.push(committed);
+    }
+    if (settle.length === 0) return;
+    if (!this.durability) {
+      for (const s of settle) s();
+      return;
+    }
+    // One sync for every group of this flush, started after their COMMITs; nothing answered before it.
+    this.durability.afterCommit().then(
+      () => settle.forEach((s) => s()),
+      (error: unknown) => settle.forEach((s) => s({ error })),
+    );
   }
 
-  #commit(group: Queued[]): void {
+  /** Runs one group; returns what settles its promises (with an error: all reject), or undefined if it failed whole. */
+  #commit(group: Queued[]): ((failed?: { error: unknown }) => void) | undefined {
+    const poisoned = this.durability?.failure;
+    if (poisoned) {
+      for (const op of group) op.reject(poisoned); // fail closed: nothing runs after a failed sync
+      return undefined;
+    }
     const outcomes: ({ ok: true; value: unknown } | { ok: false; error: unknown })[] = [];
     try {
       this.db
@@ -94,14 +129,17 @@ export class GroupCommit {
       }
       const cause = err instanceof GroupAborted ? err.original : err;
       for (const op of group) op.reject(cause);
-      return;
+      return undefined;
     }
     this.stats.groups += 1;
     this.stats.operations += group.length;
-    group.forEach((op, i) => {
-      const outcome = outcomes[i]!;
-      if (outcome.ok) op.resolve(outcome.value);
-      else op.reject(outcome.error);
-    });
+    return (failed?: { error: unknown }) => {
+      group.forEach((op, i) => {
+        const outcome = outcomes[i]!;
+        if (failed) op.reject(failed.error); // committed but not known to be on the disk: not acknowledged
+        else if (outcome.ok) op.resolve(outcome.value);
+        else op.reject(outcome.error);
+      });
+    };
   }
 }

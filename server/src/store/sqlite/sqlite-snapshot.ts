@@ -4,6 +4,7 @@
  * audit high-water marks of that copy.
  */
 import Database from "better-sqlite3";
+import { syncWalOf, type SyncFn } from "./wal-sync.js";
 
 /** Per node: the newest audit sequence, and that record's hash (hex). */
 export interface AuditMarks {
@@ -32,12 +33,20 @@ export function sqliteAuditMarks(file: string): AuditMarks {
   }
 }
 
-/** Copies the live store file to `copy` with the online backup API; returns the copy's audit marks. */
-export async function snapshotSqlite(live: string, copy: string): Promise<AuditMarks> {
+/**
+ * Copies the live store file to `copy` with the online backup API; returns the copy's audit marks.
+ * Issue 20: the server acknowledges a commit only after its WAL sync, but others can read it
+ * before; so the live -wal file is synced AFTER the copy was taken (every frame the copy read was
+ * written before that sync starts; a frame already checkpointed away was synced by the checkpoint),
+ * and a failed sync fails the backup: a copy never holds a state the live store may lose on power
+ * loss. `sync` is the tests' seam.
+ */
+export async function snapshotSqlite(live: string, copy: string, sync?: SyncFn): Promise<AuditMarks> {
   const db = new Database(live, { fileMustExist: true });
   try {
     db.pragma("busy_timeout = 10000");
     await db.backup(copy);
+    await syncWalOf(live, sync); // while this connection keeps the -wal file from being removed
   } finally {
     db.close();
   }

@@ -3,10 +3,14 @@
  * importer of that driver).
  *
  * - WAL journal, so readers never wait for the writer and several SAM processes can share the file.
- * - `synchronous = FULL`: every commit is fsynced. With WAL, NORMAL would survive a crash of the
- *   process but could lose the last commits on power loss, and a lost commit can be a consumed SAD
- *   token or challenge that becomes usable again (T-2.2.1.3) or a missing audit record
- *   (R-3.2.2.4). Durability of consumption is a security property here, so we pay the fsync.
+ * - Every acknowledged commit is on the disk: a lost commit can be a consumed SAD token or
+ *   challenge that becomes usable again (T-2.2.1.3) or a missing audit record (R-3.2.2.4), so
+ *   durability of consumption is a security property here. Issue 20: `synchronous = NORMAL`, and
+ *   no write is acknowledged before an fdatasync of the -wal file on the thread pool, started after
+ *   its COMMIT, finished (wal-sync.ts argues why this is FULL's guarantee). Reads whose results
+ *   leave the SAM wait for the sync of what they saw ({@link SqliteStore.durable}). A failed sync
+ *   poisons the store: every later write and barrier fails with STORE_FAILURE, and close() leaves
+ *   the WAL un-checkpointed for the next start's recovery.
  * - `foreign_keys = ON` (the DTBS/R list belongs to its transaction), `busy_timeout` so that
  *   writers from other processes are waited for rather than failed.
  * - Every one-time object is consumed, and every pending approval decided, by one conditional
@@ -77,14 +81,20 @@ import {
   type TransactionState,
   type UniqueFields,
 } from "../port.js";
+import { Checkpointer, type CheckpointerOptions } from "./checkpointer.js";
 import { GroupCommit } from "./group-commit.js";
 import { migrations } from "./migrations.js";
+import { WalSync, type SyncFn } from "./wal-sync.js";
 
 export interface SqliteStoreOptions {
   /** The database file; created (mode 0600) if absent. See {@link sqliteStoreFile}. */
   file: string;
   /** How long a statement waits for another connection's write lock, in ms (default 10,000). */
   busyTimeoutMs?: number;
+  /** Tests only: replaces the fdatasync of the -wal file (to slow it down, count it or fail it). */
+  walSync?: SyncFn;
+  /** Tests and benches: the checkpointer's thresholds (checkpointer.ts; defaults 100 ms, 4 MiB, 64 MiB). */
+  checkpoint?: Pick<CheckpointerOptions, "intervalMs" | "passiveAtBytes" | "truncateAtBytes" | "injectFailure">;
 }
 
 /** Where the embedded store lives inside the data directory. */
@@ -143,9 +153,41 @@ export class SqliteStore implements Store {
   private readonly statements = new Map<string, Database.Statement>();
   /** Issue 20: concurrent writes share one commit (one fsync); see group-commit.ts. */
   readonly #group: GroupCommit;
+  /**
+   * `PRAGMA data_version` when this connection last made sure other connections' commits were
+   * synced. (TypeScript-private, not #private, like `wal`: the read methods that use them stay
+   * callable on an object derived from the store, as tests' fakes do.)
+   */
+  private seenDataVersion: number | undefined;
+  /** Issue 20: checkpoints on a worker thread (`wal_autocheckpoint = 0` on this connection). */
+  private readonly checkpointer: Checkpointer;
 
-  private constructor(private readonly db: Database.Database) {
-    this.#group = new GroupCommit(db);
+  private constructor(
+    private readonly db: Database.Database,
+    /** Issue 20: the -wal file's fdatasync on the thread pool, before any write is acknowledged. */
+    private readonly wal: WalSync,
+    private readonly file: string,
+    checkpoint: SqliteStoreOptions["checkpoint"],
+  ) {
+    this.#group = new GroupCommit(db, wal);
+    this.checkpointer = new Checkpointer({
+      ...checkpoint,
+      file,
+      walBytes: () => wal.walBytes(),
+      activity: () => this.#group.stats.groups + (db.pragma("data_version", { simple: true }) as number),
+      onFailure: (error) => wal.poison(error), // a failed checkpoint poisons the store
+    });
+    wal.onPoison = () => void this.checkpointer.stop(); // nothing is checkpointed after a failed sync
+  }
+
+  /** Checkpoints run by the worker so far (issue 20; tests and diagnostics). */
+  get checkpointStats(): { passive: number; truncate: number; busy: number } {
+    return { ...this.checkpointer.stats };
+  }
+
+  /** The WAL syncs started and finished so far (issue 20; tests and diagnostics). */
+  get walSyncStats(): { started: number; finished: number } {
+    return { ...this.wal.stats };
   }
 
   /** Groups committed so far and the write operations in them (issue 20; tests and diagnostics). */
@@ -155,6 +197,7 @@ export class SqliteStore implements Store {
 
   static open(options: SqliteStoreOptions): SqliteStore {
     let db: Database.Database | undefined;
+    let wal: WalSync | undefined;
     try {
       try {
         closeSync(openSync(options.file, "wx", 0o600)); // the store holds hashes and sealed records: owner only
@@ -166,12 +209,16 @@ export class SqliteStore implements Store {
       db.pragma(`busy_timeout = ${Math.trunc(timeout)}`);
       const mode: unknown = db.pragma("journal_mode = WAL", { simple: true });
       if (mode !== "wal") throw new Error(`journal_mode is ${String(mode)}, not wal`);
-      db.pragma("synchronous = FULL");
+      db.pragma("synchronous = NORMAL"); // issue 20: with the WAL's fdatasync before every acknowledgement (wal-sync.ts)
+      db.pragma("wal_autocheckpoint = 0"); // issue 20: checkpoints run on a worker thread (checkpointer.ts), not in a COMMIT
       db.pragma("foreign_keys = ON");
       db.pragma("trusted_schema = OFF");
       migrate(db);
-      return new SqliteStore(db);
+      // The -wal file exists now (migrate's transaction opened it) and stays while `db` is open.
+      wal = new WalSync(`${options.file}-wal`, options.walSync);
+      return new SqliteStore(db, wal, options.file, options.checkpoint);
     } catch (e) {
+      void wal?.close();
       db?.close();
       throw e instanceof InkanError ? e : new StoreFailureError(e);
     }
@@ -179,17 +226,72 @@ export class SqliteStore implements Store {
 
   async close(): Promise<void> {
     this.#group.flush(); // writes already queued commit (or fail) before the connection goes
+    await this.checkpointer.stop(); // its connection closes first: ours is the last one
+    await this.wal.close(); // ... and are synced (or fail) before it
     this.statements.clear();
-    this.db.close();
+    if (this.wal.failure === undefined) {
+      this.db.close(); // the last connection checkpoints (syncing both files) and removes the WAL
+      return;
+    }
+    // Poisoned: after a failed fsync the page cache may not say what the disk holds, so no
+    // checkpoint copies it into the database file; the next open recovers from the WAL on disk.
+    // A checkpoint at close needs the exclusive lock; a read-only connection holds a shared lock
+    // meanwhile and never checkpoints itself (SQLITE_READONLY), so neither close checkpoints.
+    let guard: Database.Database | undefined;
+    try {
+      guard = new Database(this.file, { readonly: true, fileMustExist: true });
+      guard.prepare("SELECT COUNT(*) FROM sqlite_master").get(); // its shared lock, in WAL mode held while open
+    } catch {
+      guard?.close();
+      return; // no guard: leave the connection open rather than let it checkpoint
+    }
+    try {
+      this.db.close();
+    } finally {
+      guard.close();
+    }
+  }
+
+  /**
+   * Issue 20, the read barrier: resolves once every commit this connection may have read is on
+   * the disk; STORE_FAILURE once poisoned. Call it AFTER the read and BEFORE its result leaves the
+   * SAM. Why: a commit is visible to readers as soon as its COMMIT returns, before the fdatasync
+   * that makes it durable (with FULL it was synced before it became visible). A read that released
+   * what such a commit wrote (a signature from the DTBS/R list, an audit record) and then lost it
+   * on power loss would have given a client something the SAM no longer records (a signature
+   * without its record; an exported audit record missing from the chain, R-3.2.2.4).
+   * This connection's own commits are covered by the newest pending sync (requested in the same
+   * synchronous turn as each COMMIT); another connection's or process's commits change
+   * `PRAGMA data_version`, and then a sync of our own descriptor of the same -wal file covers their
+   * frames too (fdatasync flushes the file, not the descriptor). Reads that only feed a decision
+   * followed by a write need no barrier: that write's own sync covers every earlier frame.
+   */
+  async durable(): Promise<void> {
+    let pending: Promise<void>;
+    try {
+      const version = this.db.pragma("data_version", { simple: true }) as number;
+      if (version !== this.seenDataVersion) {
+        this.seenDataVersion = version; // another connection committed since: a sync started from now covers it
+        pending = this.wal.afterCommit();
+      } else {
+        pending = this.wal.settled();
+      }
+    } catch (e) {
+      throw new StoreFailureError(e);
+    }
+    await pending.catch((e: unknown) => {
+      throw new StoreFailureError(e);
+    });
   }
 
   /** This connection's settings and schema version, for diagnostics (`inkan` status) and tests. */
-  settings(): { journalMode: string; synchronous: "OFF" | "NORMAL" | "FULL" | "EXTRA"; foreignKeys: boolean; busyTimeoutMs: number; schemaVersion: number } {
+  settings(): { journalMode: string; synchronous: "OFF" | "NORMAL" | "FULL" | "EXTRA"; walFdatasync: boolean; foreignKeys: boolean; busyTimeoutMs: number; schemaVersion: number } {
     return this.guard(() => {
       const sync = this.db.pragma("synchronous", { simple: true }) as number;
       return {
         journalMode: String(this.db.pragma("journal_mode", { simple: true })),
         synchronous: (["OFF", "NORMAL", "FULL", "EXTRA"] as const)[sync] ?? "OFF",
+        walFdatasync: true, // issue 20: every write acknowledged only after the -wal file's fdatasync
         foreignKeys: this.db.pragma("foreign_keys", { simple: true }) === 1,
         busyTimeoutMs: this.db.pragma("busy_timeout", { simple: true }) as number,
         schemaVersion: (this.get("SELECT MAX(version) AS v FROM schema_migrations")?.v as number | null) ?? 0,
@@ -479,6 +581,7 @@ export class SqliteStore implements Store {
     const rows = this.guard(() =>
       this.all("SELECT idx, hash, signed, signature, mac FROM dtbsr WHERE transaction_id = ? AND idx >= ? ORDER BY idx LIMIT ?", req.transactionId, req.fromIndex, req.limit),
     );
+    await this.durable(); // issue 20: recorded signatures leave the SAM only once durable
     return rows.map((r) => ({
       index: r.idx as number,
       hash: bytes(r.hash),
@@ -1132,12 +1235,14 @@ export class SqliteStore implements Store {
     const rows = this.guard(() =>
       this.all("SELECT * FROM audit_records WHERE node_id = ? AND sequence >= ? ORDER BY sequence LIMIT ?", req.nodeId, req.fromSequence, req.limit),
     );
+    await this.durable(); // issue 20: audit records leave the SAM only once durable (R-3.2.2.4)
     return rows.map((r) => this.auditFromRow(r));
   }
 
   async readAuditRecordsByEvent(req: { nodeId: string; event: string; fromSequence: number; limit: number }): Promise<AuditRecord[]> {
     checkLimit(req.limit);
     const rows = this.guard(() => this.all(auditRecordsByEventSql, req.nodeId, req.event, req.fromSequence, req.limit));
+    await this.durable(); // issue 20: as readAuditRecords
     return rows.map((r) => this.auditFromRow(r));
   }
 
@@ -1186,6 +1291,7 @@ export class SqliteStore implements Store {
     const rows = this.guard(() =>
       this.all("SELECT * FROM audit_checkpoints WHERE node_id = ? AND sequence >= ? ORDER BY sequence LIMIT ?", req.nodeId, req.fromSequence, req.limit),
     );
+    await this.durable(); // issue 20: exported with the records (audit/export.ts), so only once durable
     return rows.map((r) => this.checkpointFromRow(r));
   }
 }

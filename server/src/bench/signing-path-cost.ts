@@ -18,10 +18,11 @@
  * CPU time (user + system, so an fsync's kernel time is in it), the median of `rounds` rounds, each
  * on a fresh transaction of `signatures` entries in one store file.
  *
- * Measured (2 cores, load average 8 to 11 from other work, so CPU time is the figure to compare;
- * before and after alternated, medians of 3 runs): by range 45.9 -> 27.3 µs CPU per signature,
- * by hash 69.0 -> 46.9, from migration 12 (claims no longer move a lookup-index entry),
- * signature.created from a per-call template, and a claim's entry MACs checked in one pass.
+ * Measured on main c4d1d02 (WAL fdatasync) before and after, alternated, medians of 3 runs, 2 cores
+ * at load average 6 to 7 from other work (so CPU time is the figure to compare): by range 41.6 ->
+ * 26.2 µs CPU per signature (wall 58 -> 40), by hash 71.4 -> 45.1 (wall 117 -> 72), from migration
+ * 12 (a claim no longer moves a lookup-index entry), signature.created from a per-call template,
+ * and a claim's entry MACs checked in one pass.
  */
 import { randomBytes } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";

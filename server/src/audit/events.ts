@@ -17,8 +17,8 @@
 import type { FactorType, PrivilegedRole } from "../store/port.js";
 import type { HashAlgorithm, KeyAlgorithm } from "../crypto/port.js";
 import type { ReasonCode } from "../errors.js";
-import type { ActorJson, AuditEventFields, AuditOutcomeJson } from "./record-form.js";
-import { sha256, toBase64, toHex } from "./record-form.js";
+import type { ActorJson, AuditEventFields, AuditOutcomeJson, Member } from "./record-form.js";
+import { attachMembers, equalBytes, fieldMembers, memberOf, sha256, toBase64, toHex } from "./record-form.js";
 
 declare const auditEventBrand: unique symbol;
 
@@ -243,8 +243,7 @@ export function sadVerified(input: Requested & {
   });
 }
 
-/** A signature left the SAM ("signature.created"): one record per signed hash (DTBS/R). */
-export function signatureCreated(input: Requested & {
+type SignatureCreatedInput = Requested & {
   sca: ScaActor;
   signerId: string;
   credentialId: string;
@@ -253,7 +252,33 @@ export function signatureCreated(input: Requested & {
   hash: Uint8Array;
   hashAlgorithm: HashAlgorithm;
   signatureAlgorithm: string;
-}): AuditEvent {
+};
+
+/**
+ * A signature left the SAM ("signature.created"): one record per signed hash (DTBS/R).
+ *
+ * Issue 20: a call records one of these per signature with the same fields but the hash, so the
+ * event is made from a per-call template: everything but the hash is built and made canonical
+ * once, and each event gets its hash and the template's canonical members with the hash's filled
+ * in (record-form.ts attachMembers). The event and its record are exactly what the builder gives
+ * ({@link builtForms}; record-form.test.ts compares them over many random inputs).
+ */
+export function signatureCreated(input: SignatureCreatedInput): AuditEvent {
+  const text = hex(input.hash);
+  if (text.length === 0 || text.length > MAX_DETAIL_VALUE) return signatureCreatedByBuild(input); // detailText's other cases
+  const t = signatureTemplate(input);
+  const details = Object.freeze({ ...t.proto.details, hash: text });
+  const event = { ...t.proto, details };
+  if (t.members) {
+    const members = t.members.slice();
+    members[t.detailsAt] = { key: "details", text: `"details":{"hash":"${text}"${t.detailsRest}` }; // hex needs no escape
+    attachMembers(event, members);
+  }
+  return Object.freeze(event) as AuditEvent;
+}
+
+/** signature.created through the builder every event goes through: the reference form of {@link signatureCreated}. */
+function signatureCreatedByBuild(input: SignatureCreatedInput): AuditEvent {
   return build("signature.created", {
     actor: input.sca,
     signerId: input.signerId,
@@ -262,6 +287,84 @@ export function signatureCreated(input: Requested & {
     requestId: input.requestId,
     details: { hash: hex(input.hash), hash_algorithm: input.hashAlgorithm, signature_algorithm: input.signatureAlgorithm },
   });
+}
+
+/** The events made from a template, as the builder makes them: the reference their tests compare with. */
+export const builtForms = Object.freeze({ signatureCreated: signatureCreatedByBuild });
+
+/** The fields of signature.created but the hash, as given (compared by value), and what they make. */
+interface SignatureTemplate {
+  kind: string;
+  subject: string;
+  certificateSha256: Uint8Array | undefined;
+  requestId: string | undefined;
+  signerId: string;
+  credentialId: string;
+  transactionId: string;
+  hashAlgorithm: string;
+  signatureAlgorithm: string;
+  /** The event for a placeholder hash; its actor is frozen and shared. */
+  proto: AuditEvent;
+  /** proto's canonical members (undefined: none attached, the record is made canonical in full). */
+  members: readonly Member[] | undefined;
+  detailsAt: number;
+  /** The details' JCS text after the hash (the hash's key sorts first). */
+  detailsRest: string;
+}
+
+/** The last template: one call's records are made one after another, synchronously. */
+let lastSignatureTemplate: SignatureTemplate | undefined;
+
+function signatureTemplate(input: SignatureCreatedInput): SignatureTemplate {
+  const t = lastSignatureTemplate;
+  const cert = input.sca.certificateSha256;
+  if (
+    t &&
+    t.kind === input.sca.kind &&
+    t.subject === input.sca.subject &&
+    (cert === undefined ? t.certificateSha256 === undefined : t.certificateSha256 !== undefined && equalBytes(t.certificateSha256, cert)) &&
+    t.requestId === input.requestId &&
+    t.signerId === input.signerId &&
+    t.credentialId === input.credentialId &&
+    t.transactionId === input.transactionId &&
+    t.hashAlgorithm === input.hashAlgorithm &&
+    t.signatureAlgorithm === input.signatureAlgorithm
+  ) {
+    return t;
+  }
+  const proto = signatureCreatedByBuild({ ...input, hash: new Uint8Array(1) });
+  Object.freeze(proto.actor);
+  let members: readonly Member[] | undefined;
+  let detailsAt = -1;
+  let detailsRest = "";
+  try {
+    members = fieldMembers(proto);
+    detailsAt = members.findIndex((m) => m.key === "details");
+    const { hash: _placeholder, ...rest } = proto.details!;
+    const restText = memberOf("details", rest).text.slice('"details":'.length);
+    detailsRest = restText === "{}" ? "}" : `,${restText.slice(1)}`;
+    // The template must give the placeholder's own member, or none is used.
+    if (detailsAt < 0 || members[detailsAt]!.text !== `"details":{"hash":"00"${detailsRest}`) members = undefined;
+  } catch {
+    members = undefined; // no canonical form: the record's own check refuses it, as before
+  }
+  const made: SignatureTemplate = {
+    kind: input.sca.kind,
+    subject: input.sca.subject,
+    certificateSha256: cert && new Uint8Array(cert),
+    requestId: input.requestId,
+    signerId: input.signerId,
+    credentialId: input.credentialId,
+    transactionId: input.transactionId,
+    hashAlgorithm: input.hashAlgorithm,
+    signatureAlgorithm: input.signatureAlgorithm,
+    proto,
+    members,
+    detailsAt,
+    detailsRest,
+  };
+  lastSignatureTemplate = made;
+  return made;
 }
 
 /** A signing request was refused or failed; no signature left ("signature.failed"). */

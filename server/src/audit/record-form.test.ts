@@ -6,7 +6,7 @@
 import { describe, expect, it } from "vitest";
 import * as events from "./events.js";
 import type { AuditEventFields } from "./record-form.js";
-import { canonicalJson, newStoredRecord, sha256, storedRecordHasher, timestampJson, toBase64, ZERO_HASH } from "./record-form.js";
+import { canonicalJson, newStoredRecord, precomputedMembers, sha256, storedRecordHasher, timestampJson, toBase64, ZERO_HASH } from "./record-form.js";
 
 /** The previous implementation of newStoredRecord (before issue 20), kept as the reference. */
 function legacyRecord(args: { nodeId: string; sequence: number; time: Date; eventType: string; fields: AuditEventFields; prevHash: Uint8Array }): { body: string; hash: Uint8Array } {
@@ -125,5 +125,72 @@ describe("event building fast paths (issue 20)", () => {
     expect(made("CN=\ud83d\ude00 ok").actor.id).toBe("CN=\ud83d\ude00 ok");
     expect(made("CN=\ud800x").actor.id).toBe("CN=\uFFFDx");
     expect(made("CN=x\udc00").actor.id).toBe("CN=x\uFFFD");
+  });
+});
+
+describe("signature.created from a per-call template (issue 20)", () => {
+  it("R-3.2.2.4: events and records are byte-identical to the builder's over 5,000 random inputs, calls interleaved and actors changed in place", () => {
+    const rand = generator(2020);
+    const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)]!;
+    const lone = ["\ud800", "\udc00", "a\udbff", "\udfffz"];
+    const someText = (): string => (rand() < 0.1 ? pick(lone) : "") + text(rand);
+    type Input = Parameters<typeof events.signatureCreated>[0];
+    const newCall = (): Input => {
+      const sca: { kind: "sca"; subject: string; certificateSha256?: Uint8Array } = { kind: "sca", subject: someText() };
+      if (rand() < 0.7) sca.certificateSha256 = new Uint8Array(32).map(() => Math.floor(rand() * 256));
+      const input: Input = {
+        sca,
+        signerId: rand() < 0.1 ? "" : someText() || "s",
+        credentialId: rand() < 0.1 ? "" : someText() || "c",
+        transactionId: rand() < 0.1 ? "" : someText() || "t",
+        hash: new Uint8Array(32),
+        hashAlgorithm: pick(["SHA256", "SHA384", "SHA512", "NONE", ""]) as Input["hashAlgorithm"],
+        signatureAlgorithm: pick(["ECDSA", "RSA_PSS", "ED25519", "", "ES256", someText()]),
+      };
+      const r = rand();
+      if (r < 0.6) input.requestId = someText() || "r";
+      else if (r < 0.7) input.requestId = "";
+      return input;
+    };
+    const calls = Array.from({ length: 6 }, newCall);
+    let prevHash = ZERO_HASH;
+    let templated = 0;
+    for (let sequence = 1; sequence <= 5000; sequence++) {
+      // Mostly the same call many times over (a SignHash or a stream batch), sometimes another one,
+      // a new one, or the same actor object or certificate bytes changed in place.
+      const r = rand();
+      if (r < 0.02) calls[Math.floor(rand() * calls.length)] = newCall();
+      const call = calls[rand() < 0.8 ? 0 : Math.floor(rand() * calls.length)]!;
+      if (r > 0.99) (call.sca as { subject: string }).subject = someText();
+      const cert = call.sca.certificateSha256;
+      if (r > 0.98 && r <= 0.99 && cert) cert[Math.floor(rand() * 32)]! ^= 1;
+      const length = rand() < 0.02 ? pick([0, 2049, 3000]) : 1 + Math.floor(rand() * 64);
+      const input = { ...call, hash: new Uint8Array(length).map(() => Math.floor(rand() * 256)) };
+      const event = events.signatureCreated(input);
+      const reference = events.builtForms.signatureCreated(input);
+      expect(event).toEqual(reference);
+      expect(JSON.stringify(event)).toBe(JSON.stringify(reference));
+      expect(Object.isFrozen(event)).toBe(true);
+      if (precomputedMembers(event)) templated++;
+      const { eventType, ...fields } = reference;
+      const args = { nodeId: rand() < 0.9 ? "node-1" : text(rand) || "n", sequence, time: new Date(Date.UTC(2026, 0, 1) + Math.floor(rand() * 1e10)), eventType, prevHash };
+      const record = newStoredRecord({ ...args, fields: event }); // as the audit log passes it: the event whole
+      const built = newStoredRecord({ ...args, fields: reference });
+      const legacy = legacyRecord({ ...args, fields });
+      expect(record.body).toBe(built.body);
+      expect(record.body).toBe(legacy.body);
+      expect(toBase64(record.hash)).toBe(toBase64(built.hash));
+      expect(toBase64(record.hash)).toBe(toBase64(legacy.hash));
+      prevHash = record.hash;
+    }
+    expect(templated).toBeGreaterThan(4500); // the template's path is the one taken (the rest: empty or oversized hashes)
+  });
+
+  it("R-3.2.2.4: an event's attached members are not copied by a spread (the copy is made canonical in full)", () => {
+    const sca = { kind: "sca", subject: "CN=SCA" } as const;
+    const event = events.signatureCreated({ sca, signerId: "s", credentialId: "c", transactionId: "t", hash: new Uint8Array([1, 2]), hashAlgorithm: "SHA256", signatureAlgorithm: "ECDSA" });
+    expect(precomputedMembers(event)).toBeDefined();
+    expect(precomputedMembers({ ...event })).toBeUndefined();
+    expect(Object.keys(event)).toEqual(Object.keys(events.builtForms.signatureCreated({ sca, signerId: "s", credentialId: "c", transactionId: "t", hash: new Uint8Array([1, 2]), hashAlgorithm: "SHA256", signatureAlgorithm: "ECDSA" })));
   });
 });

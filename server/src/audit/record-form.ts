@@ -149,7 +149,7 @@ export function recordHash(json: AuditRecordJson): Uint8Array {
  * Issue 20: the store's body and the hashed form share the event fields, so each field's value is
  * made canonical once and both texts are joined from the same members.
  */
-interface Member {
+export interface Member {
   readonly key: string;
   readonly text: string;
 }
@@ -230,6 +230,44 @@ function joinMembers(members: readonly Member[]): string {
   return `${text}}`;
 }
 
+/** One field as JCS writes it in an object (`"key":value`). */
+export function memberOf(key: string, value: unknown): Member {
+  return { key, text: `${canonicalString(key)}:${canonicalValue(value)}` };
+}
+
+/** The event fields' members in JCS order (an AuditEvent's eventType is not a field). */
+export function fieldMembers(fields: AuditEventFields & { readonly eventType?: string }): Member[] {
+  const own: Member[] = [];
+  for (const key of Object.keys(fields)) {
+    if (key === "eventType") continue; // an AuditEvent passed whole: its type is the chain's eventType, not a field
+    const value = (fields as unknown as Record<string, unknown>)[key];
+    if (value === undefined || typeof value === "symbol") continue;
+    own.push(memberOf(key, value));
+  }
+  sortByKey(own, memberKey);
+  return own;
+}
+
+/**
+ * Issue 20: the members of an event made from a per-call template (events.ts, signature.created)
+ * are made canonical once for the call, and each event carries its own list (a non-enumerable
+ * symbol: no spread, copy, comparison or JSON of the event sees it). The list must be what
+ * {@link fieldMembers} gives for the event's fields (record-form.test.ts proves it byte for byte);
+ * the event is frozen once it is attached, and only events.ts attaches one.
+ */
+const membersKey = Symbol("inkan.audit.canonicalMembers");
+
+/** Attaches `members` (exactly {@link fieldMembers} of `fields`) to `fields`, before it is frozen. */
+export function attachMembers<T extends object>(fields: T, members: readonly Member[]): T {
+  Object.defineProperty(fields, membersKey, { value: members, enumerable: false, writable: false, configurable: false });
+  return fields;
+}
+
+/** The members attached by {@link attachMembers}, if any. */
+export function precomputedMembers(fields: object): readonly Member[] | undefined {
+  return (fields as { [membersKey]?: readonly Member[] })[membersKey];
+}
+
 /**
  * The store's body (JCS of the event fields) and the hashed text (JCS of the record's proto3 JSON
  * without `hash`) of a new record, each field made canonical once. Byte-identical to
@@ -237,14 +275,7 @@ function joinMembers(members: readonly Member[]): string {
  * against that form); the chain fields' names never clash with an event field's.
  */
 export function recordTexts(fields: AuditEventFields & { readonly eventType?: string }, chain: { nodeId: string; sequence: string; occurredAt: string; eventType: string; prevHash: string }): { body: string; hashed: string } {
-  const own: Member[] = [];
-  for (const key of Object.keys(fields)) {
-    if (key === "eventType") continue; // an AuditEvent passed whole: its type is the chain's eventType, not a field
-    const value = (fields as unknown as Record<string, unknown>)[key];
-    if (value === undefined || typeof value === "symbol") continue;
-    own.push({ key, text: `${canonicalString(key)}:${canonicalValue(value)}` });
-  }
-  sortByKey(own, memberKey);
+  const own = precomputedMembers(fields) ?? fieldMembers(fields);
   // The hashed form: the sorted event fields merged with the chain fields (already in key order).
   let hashed = "{";
   let i = 0;

@@ -72,6 +72,29 @@ describe("sealed authorization (issue 14, T-2.2.2.2)", () => {
     expect(reported).toHaveLength(4);
   });
 
+  it("issue 20: the entries of a claim are checked in one pass: the MACs are the ones stored before (HMAC over 'e', index, hash), and the first edited entry is reported", async () => {
+    const { seals, reported } = setup();
+    const key = await seals.entryKey("txn_1");
+    const entryKey = await keys.hmacSha256("record-seal", new TextEncoder().encode("inkan-transaction-entry-key-v1\ntxn_1"));
+    const indices = Array.from({ length: 300 }, (_, i) => 1000 + 3 * i);
+    const hashes = indices.map((i) => new Uint8Array(32).fill(i & 0xff).map((b, j) => b ^ j));
+    const macs = indices.map((index, i) => key.mac(index, hashes[i]!));
+    indices.forEach((index, i) => {
+      const position = Buffer.from([0x65, index >>> 24, (index >>> 16) & 0xff, (index >>> 8) & 0xff, index & 0xff]);
+      expect(Buffer.from(macs[i]!).toString("hex")).toBe(createHmac("sha256", entryKey).update(position).update(hashes[i]!).digest().subarray(0, 16).toString("hex"));
+    });
+    await key.checkEntries(indices, hashes, macs);
+    for (const bad of [0, 150, 299]) {
+      const edited: (Uint8Array | undefined)[] = macs.slice();
+      edited[bad] = new Uint8Array(edited[bad]!).map((b, j) => (j === 0 ? b ^ 1 : b));
+      if (bad === 150) edited[200] = undefined; // a later bad one: the first is reported
+      await expect(key.checkEntries(indices, hashes, edited)).rejects.toBeInstanceOf(IntegrityViolationError);
+      expect(reported.at(-1)).toBe(`dtbsr txn_1#${indices[bad]} seal`);
+    }
+    await expect(key.checkEntries(indices, hashes.slice(1), macs)).rejects.toBeInstanceOf(RangeError);
+    expect(reported).toHaveLength(3);
+  });
+
   it("a token's MAC binds every field the SAM wrote", async () => {
     const { seals } = setup();
     const key = await seals.entryKey("txn_1");

@@ -14,7 +14,7 @@
  * A failed check is an IntegrityViolationError (INTEGRITY_VIOLATION), reported through `onViolation`
  * (the audit log), and nothing is signed.
  */
-import { createHmac, timingSafeEqual } from "node:crypto";
+import { createHmac, createSecretKey, timingSafeEqual, type KeyObject } from "node:crypto";
 import canonicalize from "canonicalize";
 import type { SignatureScheme, SystemKeys } from "../crypto/port.js";
 import { IntegrityViolationError } from "../integrity/record-sealer.js";
@@ -138,12 +138,19 @@ export class EntryKey {
     private readonly violation: (kind: string, id: string, cause?: "seal" | "rolled-back") => Promise<never>,
   ) {}
 
+  /** Issue 20: the key imported once, and one position buffer ("e" + index), for all of the transaction's entry MACs. */
+  #keyObject: KeyObject | undefined;
+  readonly #position = Buffer.from([0x65, 0, 0, 0, 0]);
+
+  /** HMAC-SHA-256 of ("e", index as uint32 BE, hash); the MAC is its first entryMacBytes bytes. */
+  private entryDigest(index: number, hash: Uint8Array): Buffer {
+    this.#position.writeUInt32BE(index, 1);
+    return createHmac("sha256", (this.#keyObject ??= createSecretKey(this.key))).update(this.#position).update(hash).digest();
+  }
+
   /** The MAC of the entry at `index` holding `hash`. */
   mac(index: number, hash: Uint8Array): Uint8Array {
-    const position = Buffer.alloc(5);
-    position.write("e", 0, "latin1");
-    position.writeUInt32BE(index, 1);
-    return truncated(createHmac("sha256", this.key).update(position).update(hash).digest());
+    return truncated(this.entryDigest(index, hash));
   }
 
   /** The MACs of consecutive entries from `fromIndex`. */
@@ -153,7 +160,21 @@ export class EntryKey {
 
   /** T-2.2.2.2: throws IntegrityViolationError unless the stored MAC is the SAM's for (index, hash). */
   async checkEntry(index: number, hash: Uint8Array, mac: Uint8Array | undefined): Promise<void> {
-    if (!mac || !same(mac, this.mac(index, hash))) await this.violation("dtbsr", `${this.transactionId}#${index}`);
+    return this.checkEntries([index], [hash], [mac]);
+  }
+
+  /**
+   * T-2.2.2.2: {@link checkEntry} for each (indices[i], hashes[i], macs[i]), in one synchronous pass
+   * (issue 20: no promise per entry); the first entry whose stored MAC is not the SAM's is reported.
+   */
+  async checkEntries(indices: readonly number[], hashes: readonly Uint8Array[], macs: readonly (Uint8Array | undefined)[]): Promise<void> {
+    if (hashes.length !== indices.length || macs.length !== indices.length) throw new RangeError("one hash and one MAC per entry");
+    for (let i = 0; i < indices.length; i++) {
+      const mac = macs[i];
+      if (!mac || mac.length !== entryMacBytes || !timingSafeEqual(mac, this.entryDigest(indices[i]!, hashes[i]!).subarray(0, entryMacBytes))) {
+        await this.violation("dtbsr", `${this.transactionId}#${indices[i]}`);
+      }
+    }
   }
 
   /**

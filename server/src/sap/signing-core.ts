@@ -308,7 +308,7 @@ export class SigningCore {
    * an entry claimed but never released may be signed again, never released twice (issue 17).
    */
   async checkClaimed(entryKey: EntryKey, claimed: Extract<MarkSignedResult, { ok: true }>, before: number, recordedHeadBefore: number): Promise<void> {
-    for (let i = 0; i < claimed.indices.length; i++) await entryKey.checkEntry(claimed.indices[i]!, claimed.hashes[i]!, claimed.macs[i]); // no [i, index] pair per entry
+    await entryKey.checkEntries(claimed.indices, claimed.hashes, claimed.macs); // one pass (issue 20)
     // A claim taken over is not counted again (T-2.2.1.6); a retry given recorded signatures claimed nothing.
     const counted = claimed.signatures ? 0 : claimed.indices.length - claimed.reclaimed;
     if (claimed.signaturesCreated - counted < before) await this.o.seals.rolledBack(entryKey.transactionId);

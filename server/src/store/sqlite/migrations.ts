@@ -366,4 +366,17 @@ CREATE INDEX dtbsr_by_claim ON dtbsr (transaction_id, claim_id) WHERE claim_id I
 CREATE INDEX dtbsr_unrecorded ON dtbsr (transaction_id, idx) WHERE signed = 1 AND signature IS NULL;
 `,
   },
+  {
+    version: 12,
+    name: "DTBS/R lookup by hash without the signed flag",
+    sql: `
+-- Issue 20: the lookup of an entry by its hash (SignHash's pre-check and claim, T-2.2.1.6) used an
+-- index that held the mutable signed flag, so every claim (by hash or by range) moved an entry of
+-- that index. The new index holds only fixed columns (a claim no longer writes to it); the signed
+-- flag is read from the row. The queries name it (INDEXED BY): without statistics the planner would
+-- read every entry of the transaction by primary key instead.
+DROP INDEX dtbsr_by_hash;
+CREATE INDEX dtbsr_by_hash_idx ON dtbsr (transaction_id, hash, idx);
+`,
+  },
 ];

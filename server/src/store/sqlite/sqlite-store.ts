@@ -571,7 +571,7 @@ export class SqliteStore implements Store {
   async hasUnsignedEntries(req: { transactionId: string; hashes: readonly Uint8Array[] }): Promise<boolean[]> {
     checkLimit(req.hashes.length, "hashes.length");
     return this.guard(() => {
-      const unsigned = this.stmt("SELECT 1 FROM dtbsr WHERE transaction_id = ? AND hash = ? AND signed = 0 LIMIT 1"); // the dtbsr_by_hash index
+      const unsigned = this.stmt(dtbsrSql.unsignedByHash);
       return this.db.transaction(() => req.hashes.map((h) => unsigned.get(req.transactionId, h) !== undefined))();
     });
   }
@@ -661,7 +661,7 @@ export class SqliteStore implements Store {
 
   /** Claimed and unrecorded entries of the whole list (the rows an insider could try to reopen are counted too). */
   private unrecorded(transactionId: string): number {
-    return this.get("SELECT COUNT(*) AS n FROM dtbsr WHERE transaction_id = ? AND signed = 1 AND signature IS NULL", transactionId)?.n as number;
+    return this.get(dtbsrSql.unrecorded, transactionId)?.n as number;
   }
 
   private markResult(fn: () => MarkSignedResult): Promise<MarkSignedResult> {
@@ -686,11 +686,7 @@ export class SqliteStore implements Store {
       const tx = this.checkSignable(req.transactionId, req.hashes.length, now);
       if (req.consumeToken !== undefined) this.consumeForClaim(req.transactionId, req.consumeToken, req.claim.claimId, now);
       // T-2.2.1.6: each hash takes the lowest unsigned entry with that value; none left = not authorized.
-      const claim = this.stmt(
-        `UPDATE dtbsr SET signed = 1, claim_id = @claim, claim_node = @node, claim_boot = @boot, lease_until = @until WHERE transaction_id = @tx AND idx =
-           (SELECT idx FROM dtbsr WHERE transaction_id = @tx AND hash = @hash AND signed = 0 ORDER BY idx LIMIT 1)
-         RETURNING idx, mac`,
-      );
+      const claim = this.stmt(dtbsrSql.claimByHash);
       const macs: (Uint8Array | undefined)[] = [];
       const indices = req.hashes.map((hash, i) => {
         const row = claim.get({ tx: req.transactionId, hash, ...holder }) as Row | undefined;
@@ -709,8 +705,7 @@ export class SqliteStore implements Store {
     const token = this.get("SELECT consumed_at, revoked_at, claim_id FROM sad_tokens WHERE hash = ? AND transaction_id = ?", tokenHash, transactionId);
     if (!token || token.consumed_at === null || token.revoked_at !== null || token.claim_id === null) throw new Refusal("SAD_TOKEN");
     const rows = this.all(
-      `SELECT idx, hash, mac, signature, (lease_until IS NULL OR lease_until <= @clock OR (claim_node = @node AND claim_boot <> @boot)) AS free
-       FROM dtbsr WHERE transaction_id = @tx AND claim_id = @old ORDER BY idx`,
+      dtbsrSql.byClaim,
       { tx: transactionId, old: token.claim_id, clock: Date.now(), node: holder.node, boot: holder.boot },
     );
     const recorded = rows.length > 0 && rows.every((r) => r.signature !== null);
@@ -729,7 +724,7 @@ export class SqliteStore implements Store {
       return { ok: true, indices, hashes: order.map((r) => bytes(r.hash)), macs: order.map((r) => (r.mac === null ? undefined : bytes(r.mac))), reclaimed: 0, signaturesCreated: tx.signaturesCreated, signaturesRecorded: tx.signaturesRecorded, unrecordedBefore: 0, state: tx.state, signatures: order.map((r) => bytes(r.signature)) };
     }
     const unrecordedBefore = this.unrecorded(transactionId);
-    this.run("UPDATE dtbsr SET claim_id = @claim, claim_node = @node, claim_boot = @boot, lease_until = @until WHERE transaction_id = @tx AND claim_id = @old", { ...holder, tx: transactionId, old: token.claim_id });
+    this.run(dtbsrSql.retakeClaim, { ...holder, tx: transactionId, old: token.claim_id });
     this.run("UPDATE sad_tokens SET claim_id = ? WHERE hash = ?", holder.claim, tokenHash);
     return {
       ok: true,
@@ -1300,6 +1295,27 @@ export class SqliteStore implements Store {
     return rows.map((r) => this.checkpointFromRow(r));
   }
 }
+
+/**
+ * The DTBS/R lookups that name their index (issue 20). Without statistics the planner reads every
+ * entry of the transaction by primary key for each of them (a 100,000-entry list per hash, or per
+ * take-over), so each names the index it needs; a missing index fails the statement (closed).
+ */
+export const dtbsrSql = {
+  /** SignHash's pre-check (T-2.2.1.6): an unsigned entry with this hash? Migration 12's index, signed read from the row. */
+  unsignedByHash: "SELECT 1 FROM dtbsr INDEXED BY dtbsr_by_hash_idx WHERE transaction_id = ? AND hash = ? AND signed = 0 LIMIT 1",
+  /** T-2.2.1.6: each hash claims the lowest unsigned entry with that value; no row = not authorized. */
+  claimByHash: `UPDATE dtbsr SET signed = 1, claim_id = @claim, claim_node = @node, claim_boot = @boot, lease_until = @until WHERE transaction_id = @tx AND idx =
+       (SELECT idx FROM dtbsr INDEXED BY dtbsr_by_hash_idx WHERE transaction_id = @tx AND hash = @hash AND signed = 0 ORDER BY idx LIMIT 1)
+     RETURNING idx, mac`,
+  /** Claimed and unrecorded entries of the whole list (migration 11's partial index). */
+  unrecorded: "SELECT COUNT(*) AS n FROM dtbsr INDEXED BY dtbsr_unrecorded WHERE transaction_id = ? AND signed = 1 AND signature IS NULL",
+  /** Issue 17: the entries of one claim (a SignHash retried after a crash), and whether each is free. */
+  byClaim: `SELECT idx, hash, mac, signature, (lease_until IS NULL OR lease_until <= @clock OR (claim_node = @node AND claim_boot <> @boot)) AS free
+       FROM dtbsr INDEXED BY dtbsr_by_claim WHERE transaction_id = @tx AND claim_id = @old ORDER BY idx`,
+  /** Issue 17: a claim taken over whole by its retry. */
+  retakeClaim: "UPDATE dtbsr INDEXED BY dtbsr_by_claim SET claim_id = @claim, claim_node = @node, claim_boot = @boot, lease_until = @until WHERE transaction_id = @tx AND claim_id = @old",
+} as const;
 
 /**
  * One node's records of one event from a sequence (migration 10's index). Without statistics the

@@ -5,26 +5,14 @@
  * data directory and store the file names (R-3.2.2.4: an auditor's check of the wrong, empty store
  * would say OK about nothing). Flags win over INKAN_* variables, which win over the file.
  */
-import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
+import { runInkan as inkan } from "../testing/inkan-processes.js";
 
-const bin = fileURLToPath(new URL("../../bin/inkan.js", import.meta.url));
 const dirs: string[] = [];
 afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
-
-async function inkan(args: string[], env: NodeJS.ProcessEnv = {}, cwd?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [bin, ...args], { env: { ...process.env, INKAN_DATA_DIR: "", INKAN_STORE: "", ...env }, stdio: ["ignore", "pipe", "pipe"], ...(cwd ? { cwd } : {}) });
-  let stdout = "";
-  let stderr = "";
-  child.stdout.on("data", (d) => (stdout += d));
-  child.stderr.on("data", (d) => (stderr += d));
-  const code = await new Promise<number | null>((r) => child.on("close", r));
-  return { code, stdout, stderr };
-}
 
 describe("the store setting, for init and audit verify", () => {
   it("init creates the SQLite file the store setting names (relative to the data directory), not the default one", async () => {

@@ -6,6 +6,7 @@
  * throws {@link InkanError} and takes an AbortSignal and a deadline.
  */
 import { createHash, createPublicKey, X509Certificate } from "node:crypto";
+import { availableParallelism } from "node:os";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, createClient, type Client, type Transport } from "@connectrpc/connect";
 import { Reason } from "../gen/inkan/sam/v1/error_pb.js";
@@ -13,7 +14,8 @@ import { SignatureActivationService, type CredentialInfo, type GetInfoResponse, 
 import { HashAlgorithm, SignatureAlgorithm, SignatureFormat } from "../gen/inkan/sam/v1/types_pb.js";
 import { InkanError, mapErrors, toInkanError } from "../inkan-error.js";
 import { dtbsrDigest } from "./dtbsr-digest.js";
-import { createSignatureVerifier, type SignatureCheck } from "./signature-verifier.js";
+import { createSignatureVerifier, type SignatureCheck, type SignatureVerifierOptions } from "./signature-verifier.js";
+import { VerifyPool, verifyParallelMin } from "./verify-pool.js";
 
 /** Cancellation and deadline of one SDK call. */
 export interface CallOptions {
@@ -83,6 +85,13 @@ export const streamDefaults = { minStartMs: 10_000, idleMs: 60_000 } as const;
 export interface InkanClientOptions {
   /** Deadline of every call that has no timeoutMs of its own; default none. */
   defaultTimeoutMs?: number;
+  /**
+   * Worker threads that check the returned signatures (T-2.2.1.8) of a batch or stream message
+   * of at least 64 signatures, so the SDK keeps up with the SAM (issue 20); default
+   * min(4, os.availableParallelism()). 1: every signature is checked on the calling thread.
+   * Either way a signature is accepted only after it verified, in list order.
+   */
+  verifyThreads?: number;
 }
 
 const infoTtlMs = 5 * 60_000; // GetInfo may be cached for a few minutes (sam.proto)
@@ -101,6 +110,8 @@ export class InkanClient {
   /** The generated SignatureActivationService client on the same transport. */
   readonly sam: Client<typeof SignatureActivationService>;
   private info: { value: GetInfoResponse; at: number } | undefined;
+  private pool: VerifyPool | undefined;
+  private transactions = 0;
 
   constructor(transport: Transport, private readonly options: InkanClientOptions = {}, private readonly closeTransport: () => void = () => {}) {
     this.sam = createClient(SignatureActivationService, transport);
@@ -115,6 +126,8 @@ export class InkanClient {
    */
   close(): void {
     this.closeTransport();
+    void this.pool?.close(); // its workers are unref'd while idle: the process may exit without this
+    this.pool = undefined;
   }
 
   /**
@@ -157,14 +170,16 @@ export class InkanClient {
     const hashes = input.hashes ? [...input.hashes] : input.documents!.map((d) => hashDocument(hashAlgorithm, d));
     if (hashes.length === 0) throw invalid("nothing to sign");
     let check: SignatureCheck;
+    let key: SignatureVerifierOptions;
     try {
-      check = createSignatureVerifier({
+      key = {
         spki: credentialKey(credential),
         hashAlgorithm,
         expectedSignatures: hashes.length,
         ...(input.signatureAlgorithm !== undefined ? { signatureAlgorithm: input.signatureAlgorithm } : {}),
         ...(input.signatureFormat !== undefined ? { signatureFormat: input.signatureFormat } : {}),
-      });
+      };
+      check = createSignatureVerifier(key);
     } catch (err) {
       if (err instanceof InkanError) throw err;
       throw sdkError(Reason.ALGORITHM_NOT_ALLOWED, Code.InvalidArgument, `the SDK cannot check these signatures: ${(err as Error).message}`);
@@ -199,7 +214,9 @@ export class InkanClient {
       await this.sam.cancelTransaction({ transactionId: begun.transactionId }).catch(() => undefined); // best effort: never authorize it
       throw sdkError(Reason.INTEGRITY_VIOLATION, Code.DataLoss, "the SAM's challenge does not describe the DTBS/R list sent");
     }
-    return new SigningTransaction(this.sam, challenge, hashes, check, chunk, (x) => this.callOptions(x));
+    const threads = Math.floor(this.options.verifyThreads ?? Math.min(4, availableParallelism()));
+    const parallel = threads > 1 && hashes.length >= verifyParallelMin ? { pool: (this.pool ??= new VerifyPool(threads)), keyId: ++this.transactions, key } : undefined;
+    return new SigningTransaction(this.sam, challenge, hashes, check, chunk, (x) => this.callOptions(x), parallel);
   }
 
   private callOptions(o: CallOptions): CallOptions {
@@ -239,6 +256,8 @@ export class SigningTransaction {
     private readonly check: SignatureCheck,
     private readonly chunk: number,
     private readonly callOptions: (o: CallOptions) => CallOptions,
+    /** Issue 20: batches of at least 64 signatures are checked on these worker threads (InkanClientOptions.verifyThreads). */
+    private readonly parallel?: { pool: VerifyPool; keyId: number; key: SignatureVerifierOptions },
   ) {
     this.id = challenge.transactionId;
     this.signatures = Array.from({ length: hashes.length }, () => undefined); // dense: every index is visited
@@ -268,7 +287,7 @@ export class SigningTransaction {
       authorization: { case: "inlineAuthorization", value: { transactionId: this.id, rSad } },
       hashes: [...this.hashes],
     }, this.callOptions(o)));
-    this.acceptBatch(this.hashes.map((_, i) => i), res);
+    await this.acceptBatch(this.hashes.map((_, i) => i), res);
     return this.result();
   }
 
@@ -307,7 +326,7 @@ export class SigningTransaction {
       const sadToken = this.takeToken();
       const res = await mapErrors(() => this.sam.signHash({ authorization: { case: "sadToken", value: sadToken }, hashes: indices.map((i) => this.hashes[i]!) }, deadline.next()));
       this.token = res.nextSadToken || undefined; // method 2: the next call needs the fresh token
-      this.acceptBatch(indices, res);
+      await this.acceptBatch(indices, res);
       onProgress?.({ signed: this.received, total: this.hashes.length });
     }
   }
@@ -338,11 +357,10 @@ export class SigningTransaction {
           quiet();
           started = true;
           if (m.resumeToken) this.token = m.resumeToken; // the newest resume token
-          for (const s of m.signatures) {
-            if (s.index !== expected) throw sdkError(Reason.INTEGRITY_VIOLATION, Code.DataLoss, "the SAM's stream skipped or repeated an index");
-            this.accept(s.index, s.signature);
-            expected++;
-          }
+          const first = expected;
+          expected += await this.acceptAll(m.signatures.map((s) => [s.index, s.signature] as const), (index, k) => {
+            if (index !== first + k) throw sdkError(Reason.INTEGRITY_VIOLATION, Code.DataLoss, "the SAM's stream skipped or repeated an index");
+          });
           if (m.signatures.length) onProgress?.({ signed: this.received, total: this.hashes.length });
         }
         if (this.signatures.some((s) => !s)) throw sdkError(Reason.INTEGRITY_VIOLATION, Code.DataLoss, "the SAM ended the stream before every signature arrived");
@@ -367,18 +385,65 @@ export class SigningTransaction {
     return t;
   }
 
-  private acceptBatch(indices: readonly number[], res: SignHashResponse): void {
+  private async acceptBatch(indices: readonly number[], res: SignHashResponse): Promise<void> {
     if (res.signatures.length !== indices.length) throw sdkError(Reason.INTEGRITY_VIOLATION, Code.DataLoss, "the SAM returned the wrong number of signatures");
-    indices.forEach((index, k) => this.accept(index, res.signatures[k]!));
+    await this.acceptAll(indices.map((index, k) => [index, res.signatures[k]!] as const));
+  }
+
+  /**
+   * Accepts (index, signature) pairs in order, exactly as one accept() after the other would:
+   * pair k is stored and counted only if it and every pair before it passed `precheck`, the
+   * index checks and the signature check; the first failure in order is thrown. Large batches
+   * are checked on worker threads (issue 20) before any pair is stored. Returns the count.
+   */
+  private async acceptAll(pairs: readonly (readonly [number, Uint8Array])[], precheck?: (index: number, k: number) => void): Promise<number> {
+    if (!this.parallel || pairs.length < verifyParallelMin) {
+      pairs.forEach(([index, signature], k) => {
+        precheck?.(index, k);
+        this.accept(index, signature);
+      });
+      return pairs.length;
+    }
+    // The index checks first, in order, up to the first that fails (its error waits its turn).
+    let stop = pairs.length;
+    let stopError: unknown;
+    const seen = new Set<number>();
+    for (let k = 0; k < pairs.length; k++) {
+      const index = pairs[k]![0];
+      try {
+        precheck?.(index, k);
+        if (!this.hashes[index] || this.signatures[index] || seen.has(index)) throw sdkError(Reason.INTEGRITY_VIOLATION, Code.DataLoss, `the SAM returned an unexpected index ${index}`);
+      } catch (err) {
+        stop = k;
+        stopError = err;
+        break;
+      }
+      seen.add(index);
+    }
+    const checked = pairs.slice(0, stop);
+    let failed: number;
+    try {
+      failed = await this.parallel.pool.check(this.parallel.keyId, this.parallel.key, checked.map(([index]) => this.hashes[index]!), checked.map(([, signature]) => signature));
+    } catch (err) {
+      // Fail closed: a batch whose check did not complete is never accepted.
+      throw new InkanError({ message: `the SDK could not check the signatures: ${(err as Error).message}`, reason: Reason.UNSPECIFIED, code: Code.Internal, detectedBySdk: true, cause: err });
+    }
+    const accepted = failed >= 0 ? failed : stop;
+    for (let k = 0; k < accepted; k++) this.store(pairs[k]![0], pairs[k]![1]);
+    if (failed >= 0) throw signatureCheckFailed(pairs[failed]![0]);
+    if (stop < pairs.length) throw stopError;
+    return pairs.length;
   }
 
   private accept(index: number, signature: Uint8Array): void {
     const hash = this.hashes[index];
     if (!hash || this.signatures[index]) throw sdkError(Reason.INTEGRITY_VIOLATION, Code.DataLoss, `the SAM returned an unexpected index ${index}`);
     // T-2.2.1.8: a signature that does not verify against the credential's key never reaches the caller.
-    if (!this.check(hash, signature)) {
-      throw sdkError(Reason.SIGNATURE_CHECK_FAILED, Code.DataLoss, `signature ${index} does not verify against the credential's public key (altered in transit?)`, index);
-    }
+    if (!this.check(hash, signature)) throw signatureCheckFailed(index);
+    this.store(index, signature);
+  }
+
+  private store(index: number, signature: Uint8Array): void {
     this.signatures[index] = signature;
     this.received++;
   }
@@ -396,6 +461,9 @@ function resumable(e: InkanError): boolean {
   if (e.code === Code.DeadlineExceeded) return false;
   return e.code === Code.Unavailable || (e.reason === Reason.UNSPECIFIED && [Code.Unknown, Code.Internal, Code.Canceled, Code.Aborted].includes(e.code));
 }
+
+const signatureCheckFailed = (index: number) =>
+  sdkError(Reason.SIGNATURE_CHECK_FAILED, Code.DataLoss, `signature ${index} does not verify against the credential's public key (altered in transit?)`, index);
 
 const invalid = (message: string) => sdkError(Reason.INVALID_REQUEST, Code.InvalidArgument, message);
 

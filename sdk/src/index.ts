@@ -16,6 +16,7 @@ export { createInkanClient, createInkanClientFromTransport, createInkanGrpcJsCli
 export { createGrpcJsTransport, type GrpcJsTransportOptions } from "./client/grpc-js-transport.js";
 export { InkanClient, SigningTransaction, streamDefaults, type BeginTransactionInput, type CallOptions, type InkanClientOptions, type SignAllOptions, type SignProgress } from "./sca/inkan-client.js";
 export { createSignatureVerifier, type SignatureCheck, type SignatureVerifierOptions } from "./sca/signature-verifier.js";
+export { createBatchSignatureVerifier, defaultVerifyThreads, verifyParallelMin, type BatchSignatureCheck } from "./sca/verify-pool.js";
 export { HashAlgorithm, SignatureAlgorithm, SignatureFormat, KeyAlgorithm } from "./gen/inkan/sam/v1/types_pb.js";
 export { SignatureActivationService, type SadChallenge, type SamSigningKey, type CredentialInfo, type GetInfoResponse } from "./gen/inkan/sam/v1/sam_pb.js";
 export { SignerService } from "./gen/inkan/sam/v1/signer_pb.js";

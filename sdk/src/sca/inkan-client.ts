@@ -6,7 +6,6 @@
  * throws {@link InkanError} and takes an AbortSignal and a deadline.
  */
 import { createHash, createPublicKey, X509Certificate } from "node:crypto";
-import { availableParallelism } from "node:os";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, createClient, type Client, type Transport } from "@connectrpc/connect";
 import { Reason } from "../gen/inkan/sam/v1/error_pb.js";
@@ -15,7 +14,7 @@ import { HashAlgorithm, SignatureAlgorithm, SignatureFormat } from "../gen/inkan
 import { InkanError, mapErrors, toInkanError } from "../inkan-error.js";
 import { dtbsrDigest } from "./dtbsr-digest.js";
 import { createSignatureVerifier, type SignatureCheck, type SignatureVerifierOptions } from "./signature-verifier.js";
-import { VerifyPool, verifyParallelMin } from "./verify-pool.js";
+import { defaultVerifyThreads, VerifyPool, verifyParallelMin } from "./verify-pool.js";
 
 /** Cancellation and deadline of one SDK call. */
 export interface CallOptions {
@@ -214,7 +213,7 @@ export class InkanClient {
       await this.sam.cancelTransaction({ transactionId: begun.transactionId }).catch(() => undefined); // best effort: never authorize it
       throw sdkError(Reason.INTEGRITY_VIOLATION, Code.DataLoss, "the SAM's challenge does not describe the DTBS/R list sent");
     }
-    const threads = Math.floor(this.options.verifyThreads ?? Math.min(4, availableParallelism()));
+    const threads = Math.floor(this.options.verifyThreads ?? defaultVerifyThreads());
     const parallel = threads > 1 && hashes.length >= verifyParallelMin ? { pool: (this.pool ??= new VerifyPool(threads)), keyId: ++this.transactions, key } : undefined;
     return new SigningTransaction(this.sam, challenge, hashes, check, chunk, (x) => this.callOptions(x), parallel);
   }

@@ -2,7 +2,7 @@ import { createHash, generateKeyPairSync, sign } from "node:crypto";
 import { afterAll, describe, expect, it } from "vitest";
 import { HashAlgorithm } from "../gen/inkan/sam/v1/types_pb.js";
 import { createSignatureVerifier } from "./signature-verifier.js";
-import { VerifyPool } from "./verify-pool.js";
+import { createBatchSignatureVerifier, VerifyPool } from "./verify-pool.js";
 
 // Issue 20: the SDK's signature check (T-2.2.1.8) on worker threads finds exactly what the
 // one-thread check finds: the first signature in list order that does not verify.
@@ -68,5 +68,22 @@ describe("VerifyPool (issue 20, T-2.2.1.8)", () => {
     const pool = new VerifyPool(2);
     pools.push(pool);
     await expect(pool.check(9, { ...key, spki: new Uint8Array([1, 2, 3]) }, hashes, genuine)).rejects.toThrow(/signature check failed in a worker thread/);
+  }, 60_000);
+
+  it("createBatchSignatureVerifier: the first failing index on worker threads (large batch) and on this thread (small batch or threads 1)", async () => {
+    const sigs = [...genuine];
+    sigs[40] = genuine[41]!;
+    sigs[400] = genuine[401]!;
+    for (const threads of [2, 1]) {
+      const verifier = createBatchSignatureVerifier({ ...key, threads });
+      try {
+        expect(await verifier.check(hashes, sigs)).toBe(40);
+        expect(await verifier.check(hashes.slice(100), sigs.slice(100))).toBe(300);
+        expect(await verifier.check(hashes.slice(0, 30), sigs.slice(0, 30))).toBe(-1);
+        expect(await verifier.check(hashes, genuine)).toBe(-1);
+      } finally {
+        await verifier.close();
+      }
+    }
   }, 60_000);
 });

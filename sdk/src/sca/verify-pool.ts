@@ -12,8 +12,9 @@
  * - Node only: the browser-safe entry (@inkan/sdk/device) does not import it.
  */
 import { statSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
-import type { SignatureVerifierOptions } from "./signature-verifier.js";
+import { createSignatureVerifier, type SignatureVerifierOptions } from "./signature-verifier.js";
 
 /** One slice of a batch, to a worker. */
 export interface VerifyRequest {
@@ -30,6 +31,42 @@ export type VerifyReply = { id: number; failed: number } | { id: number; error: 
 
 /** Batches smaller than this are checked on the calling thread (a message costs more than it saves). */
 export const verifyParallelMin = 64;
+
+/** The SDK's default number of verifier threads: min(4, os.availableParallelism()). */
+export const defaultVerifyThreads = (): number => Math.min(4, availableParallelism());
+
+/** Checks a batch in list order; resolves the index of the first signature that does not verify, or -1. */
+export interface BatchSignatureCheck {
+  check(hashes: readonly Uint8Array[], signatures: readonly Uint8Array[]): Promise<number>;
+  /** Stops the worker threads (idle ones never keep the process alive). */
+  close(): Promise<void>;
+}
+
+let keyIds = 0;
+
+/**
+ * The batch form of createSignatureVerifier, as signAll uses it (issue 20): a batch of at least
+ * {@link verifyParallelMin} signatures is split across `threads` worker threads (default
+ * {@link defaultVerifyThreads}), a smaller one, or any with threads 1, is checked on this thread.
+ *
+ * @example
+ * const verifier = createBatchSignatureVerifier({ spki, hashAlgorithm: HashAlgorithm.SHA256 });
+ * if ((await verifier.check(hashes, signatures)) >= 0) throw new Error("forged");
+ */
+export function createBatchSignatureVerifier(o: SignatureVerifierOptions & { threads?: number }): BatchSignatureCheck {
+  const { threads = defaultVerifyThreads(), ...key } = o;
+  const inThread = createSignatureVerifier(key); // also refuses an unusable key at once
+  const pool = threads > 1 ? new VerifyPool(threads) : undefined;
+  const keyId = --keyIds; // negative: never one of an InkanClient's (those pools are separate anyway)
+  return {
+    async check(hashes, signatures) {
+      if (pool && hashes.length >= verifyParallelMin) return pool.check(keyId, key, hashes, signatures);
+      if (hashes.length !== signatures.length) throw new Error("hashes and signatures differ in number");
+      return hashes.findIndex((h, i) => !inThread(h, signatures[i]!));
+    },
+    close: async () => pool?.close(),
+  };
+}
 
 interface Member {
   worker: Worker;

@@ -11,7 +11,7 @@ import { BenchSca } from "./bench-sca.js";
 import { bracket, unreliableLoadChange, watchLoad, type Bracketed, type Throughput } from "./measure.js";
 import { loadWarning, quietLoad, medianOfRuns, parseRuns, summaryLines, type Figures } from "./runs.js";
 import { rssOf } from "./sam-host.js";
-import { sdkVerifyRate, signHashThroughput, signStreamThroughput, singleTransactionLatency, type Latency, type RssWindow } from "./workloads.js";
+import { sdkVerifyParallelRate, sdkVerifyRate, signHashThroughput, signStreamThroughput, singleTransactionLatency, type Latency, type RssWindow } from "./workloads.js";
 
 /**
  * `npm run bench [-- --json FILE] [--runs N]`: the SAP's figures against the raw crypto-module work, all
@@ -160,6 +160,9 @@ async function benchOnce(): Promise<Figures> {
     // T-2.2.1.8: the SDK checks every signature it returns; its rate is compared with the SAM's stream.
     const sdk = await sdkVerifyRate(host, keyId, sam.signer.publicKeySpki, 2_000, 3_000);
     console.log(`\nSDK check of returned signatures (createSignatureVerifier, P-256, one thread): ${Math.round(sdk.perSecond).toLocaleString("en")} checks/s   (${(sdk.perSecond / stream.perSecond).toFixed(2)} x the SAM's stream rate)   load ${load()}`);
+    // Issue 20: the SDK's batch check (signAll's, on its default worker threads) must keep up with the stream.
+    const sdkParallel = await sdkVerifyParallelRate(host, keyId, sam.signer.publicKeySpki, 2_000, 3_000);
+    console.log(`SDK check of returned signatures (batches of 500 on ${sdkParallel.concurrency} worker threads, signAll's default): ${Math.round(sdkParallel.perSecond).toLocaleString("en")} checks/s   (${(sdkParallel.perSecond / stream.perSecond).toFixed(2)} x the SAM's stream rate)   load ${load()}`);
 
     const unreliable = Object.entries(bracketed).filter(([, b]) => b.unreliable).map(([name]) => name);
     if (unreliable.length > 0) console.log(`\nratios marked unreliable (the load moved by more than ${unreliableLoadChange} during their run): ${unreliable.join(", ")}`);
@@ -181,6 +184,8 @@ async function benchOnce(): Promise<Figures> {
       single_tx_per_s_64: round(latency64.perSecond, 2),
       single_tx_ratio_64: round(single64.ratio, 4),
       sdk_verify_per_s: round(sdk.perSecond, 1),
+      sdk_verify_parallel_per_s: round(sdkParallel.perSecond, 1),
+      sdk_verify_parallel_threads: sdkParallel.concurrency,
       stream_peak_rss_mb: round(stream.peakRssMib, 1),
       // The server alone (its own process); null when it shared this process (--in-process).
       stream_server_rss_growth_mb: serverStreamRss ? round(serverStreamRss.peakMib - serverStreamRss.beforeMib, 1) : null,

@@ -3,7 +3,7 @@ import { embeddedTokenPaths } from "../crypto/pkcs11/softhsm-token.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startBenchSam, type BenchSam } from "./bench-sam.js";
 import { BenchSca } from "./bench-sca.js";
-import { sdkVerifyRate, signHashThroughput, signStreamThroughput, singleTransactionLatency } from "./workloads.js";
+import { sdkVerifyParallelRate, sdkVerifyRate, signHashThroughput, signStreamThroughput, singleTransactionLatency } from "./workloads.js";
 
 // The benchmark's workloads, run tiny against the real SAM the bench starts (init data directory,
 // serve() over mTLS, SoftHSM2, SQLite): they measure real, verified signatures. No timing asserted.
@@ -47,6 +47,12 @@ describe("bench workloads (R-3.2.1.5: every figure counts signatures that verify
     const r = await sdkVerifyRate(sam.host, sam.signer.keyId, sam.signer.publicKeySpki, 5, 100);
     expect(r.signatures).toBeGreaterThanOrEqual(5);
     expect(r.signatures % 5).toBe(0);
+  });
+
+  it("T-2.2.1.8 issue 20: the SDK's batch check on its default worker threads checks the module's own signatures (and refuses an altered hash)", async () => {
+    const r = await sdkVerifyParallelRate(sam.host, sam.signer.keyId, sam.signer.publicKeySpki, 128, 100, 64);
+    expect(r.signatures).toBeGreaterThanOrEqual(128);
+    expect(r.signatures % 128).toBe(0);
   });
 
   it("single-document transactions: Begin -> buildRSad -> Authorize -> SignHash, p50 <= p99", async () => {

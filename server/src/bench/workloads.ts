@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { createSignatureVerifier } from "@inkan/sdk";
+import { createBatchSignatureVerifier, createSignatureVerifier, defaultVerifyThreads } from "@inkan/sdk";
 import { HashAlgorithm } from "@inkan/sdk/gen/inkan/sam/v1/types_pb.js";
 import type { SigningKeys } from "../crypto/port.js";
 import { Documents, signatureVerifies, type BenchSca } from "./bench-sca.js";
@@ -232,4 +232,40 @@ export async function sdkVerifyRate(keys: Pick<SigningKeys, "sign">, keyId: stri
   }
   const seconds = (performance.now() - started) / 1000;
   return { signatures: checked, seconds, perSecond: checked / seconds, concurrency: 1 };
+}
+
+/**
+ * Issue 20: the same check as {@link sdkVerifyRate} in the SDK's batch form on its default threads
+ * (createBatchSignatureVerifier, as signAll checks each stream message of `batch` signatures: min(4,
+ * cores) worker threads from 64 signatures on). Every batch must verify, and one with an altered
+ * hash must fail, or the figure is refused. `concurrency` is the worker threads used.
+ */
+export async function sdkVerifyParallelRate(keys: Pick<SigningKeys, "sign">, keyId: string, spki: Uint8Array, signatures: number, durationMs: number, batch = 500): Promise<Throughput> {
+  const hashes: Uint8Array[] = [];
+  const sigs: Uint8Array[] = [];
+  for (let i = 0; i < signatures; i++) {
+    const hash = new Uint8Array(randomBytes(32));
+    hashes.push(hash);
+    sigs.push(await keys.sign({ keyId, scheme: "ECDSA", hashAlgorithm: "SHA256", data: hash, format: "der" }));
+  }
+  const threads = defaultVerifyThreads();
+  const verifier = createBatchSignatureVerifier({ spki, hashAlgorithm: HashAlgorithm.SHA256, expectedSignatures: 100_000, threads });
+  try {
+    const altered = hashes.slice(0, batch);
+    altered[altered.length - 1] = new Uint8Array(altered[altered.length - 1]!).map((b, i) => (i === 0 ? b ^ 1 : b));
+    if ((await verifier.check(altered, sigs.slice(0, batch))) !== altered.length - 1) throw new Error("the SDK accepted a signature over another hash");
+    let checked = 0;
+    const started = performance.now();
+    while (performance.now() - started < durationMs) {
+      for (let at = 0; at < signatures; at += batch) {
+        const n = Math.min(batch, signatures - at);
+        if ((await verifier.check(hashes.slice(at, at + n), sigs.slice(at, at + n))) !== -1) throw new Error("the SDK refused a signature the module made");
+        checked += n;
+      }
+    }
+    const seconds = (performance.now() - started) / 1000;
+    return { signatures: checked, seconds, perSecond: checked / seconds, concurrency: threads };
+  } finally {
+    await verifier.close();
+  }
 }

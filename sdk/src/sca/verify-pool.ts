@@ -32,8 +32,15 @@ export type VerifyReply = { id: number; failed: number } | { id: number; error: 
 /** Batches smaller than this are checked on the calling thread (a message costs more than it saves). */
 export const verifyParallelMin = 64;
 
-/** The SDK's default number of verifier threads: min(4, os.availableParallelism()). */
-export const defaultVerifyThreads = (): number => Math.min(4, availableParallelism());
+/**
+ * The SDK's default number of verifier threads: min(4, os.availableParallelism()).
+ *
+ * @example
+ * console.log(`signatures are checked on ${defaultVerifyThreads()} threads`);
+ */
+export function defaultVerifyThreads(): number {
+  return Math.min(4, availableParallelism());
+}
 
 /** Checks a batch in list order; resolves the index of the first signature that does not verify, or -1. */
 export interface BatchSignatureCheck {

@@ -52,7 +52,8 @@ export interface BatchSignatureCheck {
 let keyIds = 0;
 
 /**
- * The batch form of createSignatureVerifier, as signAll uses it (issue 20): a batch of at least
+ * The batch form of createSignatureVerifier, for SCAs that check signatures they hold themselves
+ * and for the bench (issue 20; signAll shares one VerifyPool across its transactions): a batch of at least
  * {@link verifyParallelMin} signatures is split across `threads` worker threads (default
  * {@link defaultVerifyThreads}), a smaller one, or any with threads 1, is checked on this thread.
  *

@@ -3,7 +3,7 @@ import canonicalize from "canonicalize";
 import type { SystemKeys } from "../crypto/port.js";
 import { InkanError } from "../errors.js";
 import type { PendingApprovalRecord, PolicyRecord, SealedRecord } from "../store/port.js";
-import type { SealCache } from "./seal-cache.js";
+import { checkedSeal, type SealCache } from "./seal-cache.js";
 import { sealChecked } from "./seal-memo.js";
 
 /** A record the sealer can seal: every sealed record kind, and policy versions. */
@@ -70,18 +70,18 @@ export class RecordSealer {
   async verify<R extends Sealable>(record: R): Promise<R> {
     const covered = sealedBytes(record);
     const seal = record.seal;
-    const cache = this.options.cache;
-    // Issue 20: exactly these bytes with exactly this seal passed before (seal-cache.ts); any change misses.
-    if (cache?.passed(covered, seal)) return record;
-    // Issue 20: the same copy checked once per call (seal-memo.ts); any change is checked again.
-    await sealChecked(covered, seal, async () => {
-      const expected = await this.options.keys.hmacSha256("record-seal", covered);
-      if (seal.length !== expected.length || !timingSafeEqual(seal, expected)) {
-        await this.options.onViolation?.(record.kind, record.id, "seal");
-        throw new IntegrityViolationError(record.kind, record.id);
-      }
+    // Issue 20: exactly these bytes with exactly this seal passed before (seal-cache.ts): no module call;
+    // else the same copy is checked once per call (seal-memo.ts). Any change is checked again.
+    await checkedSeal(this.options.cache, covered, seal, async () => {
+      await sealChecked(covered, seal, async () => {
+        const expected = await this.options.keys.hmacSha256("record-seal", covered);
+        if (seal.length !== expected.length || !timingSafeEqual(seal, expected)) {
+          await this.options.onViolation?.(record.kind, record.id, "seal");
+          throw new IntegrityViolationError(record.kind, record.id);
+        }
+      });
+      return true;
     });
-    cache?.remember(covered, seal); // only a pass
     return record;
   }
 

@@ -103,3 +103,24 @@ export class SealCache {
     return { seals: this.#seals.size, keys: this.#keys.size };
   }
 }
+
+/**
+ * The one way a seal check goes through the cache: `check` (the module's verdict over exactly
+ * `covered` and `seal`: false or a throw on a failure) runs unless this exact pair passed before,
+ * and only a pass is remembered. Without a cache `check` runs every time.
+ */
+export async function checkedSeal(cache: SealCache | undefined, covered: Uint8Array, seal: Uint8Array, check: () => Promise<boolean>): Promise<boolean> {
+  if (cache?.passed(covered, seal)) return true;
+  if (!(await check())) return false; // never remembered
+  cache?.remember(covered, seal);
+  return true;
+}
+
+/** A key the module derives from exactly `input` (`derive`), asked of the module once while the cache holds it. */
+export async function moduleDerivedKey(cache: SealCache | undefined, input: Uint8Array, derive: () => Promise<Uint8Array>): Promise<Uint8Array> {
+  const known = cache?.derivedKey(input);
+  if (known) return known;
+  const key = await derive();
+  cache?.rememberDerivedKey(input, key);
+  return key;
+}

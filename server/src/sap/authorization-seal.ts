@@ -18,7 +18,7 @@ import { createHmac, createSecretKey, timingSafeEqual, type KeyObject } from "no
 import canonicalize from "canonicalize";
 import type { SignatureScheme, SystemKeys } from "../crypto/port.js";
 import { IntegrityViolationError } from "../integrity/record-sealer.js";
-import type { SealCache } from "../integrity/seal-cache.js";
+import { checkedSeal, moduleDerivedKey, type SealCache } from "../integrity/seal-cache.js";
 import type { FactorType, NewSadToken, SadTokenRecord, SealedAuthorization, TransactionRecord } from "../store/port.js";
 
 /** What Authorize verified; canonical JSON of it is sealed. */
@@ -86,11 +86,8 @@ export class AuthorizationSeals {
     const sealed = record.authorization;
     if (!sealed) return this.violation("transaction", record.id);
     const covered = encoder.encode(contexts.authorization + sealed.body);
-    if (!this.o.cache?.passed(covered, sealed.seal)) {
-      const expected = await this.o.keys.hmacSha256("record-seal", covered);
-      if (!same(sealed.seal, expected)) return this.violation("transaction", record.id); // never remembered
-      this.o.cache?.remember(covered, sealed.seal);
-    }
+    const passed = await checkedSeal(this.o.cache, covered, sealed.seal, async () => same(sealed.seal, await this.o.keys.hmacSha256("record-seal", covered)));
+    if (!passed) return this.violation("transaction", record.id);
     const facts = JSON.parse(sealed.body) as AuthorizationFacts;
     const agrees =
       facts.v === 1 &&
@@ -111,11 +108,8 @@ export class AuthorizationSeals {
   /** The transaction's entry key: one module HMAC; the MACs themselves are computed in Node. */
   async entryKey(transactionId: string): Promise<EntryKey> {
     const input = encoder.encode(contexts.entryKey + transactionId);
-    let key = this.o.cache?.derivedKey(input);
-    if (!key) {
-      key = await this.o.keys.hmacSha256("record-seal", input);
-      this.o.cache?.rememberDerivedKey(input, key); // a function of the transaction id alone: the same on every call
-    }
+    // A function of the transaction id alone: the same on every call.
+    const key = await moduleDerivedKey(this.o.cache, input, () => this.o.keys.hmacSha256("record-seal", input));
     return new EntryKey(transactionId, key, (kind, id, cause) => this.violation(kind, id, cause));
   }
 

@@ -193,7 +193,7 @@ export class SigningCore {
     // T-2.2.2.2, R-3.2.1.1: what Authorize verified, sealed; a row inserted, cloned or edited has no valid seal.
     const authorization = await this.o.seals.open(owned);
     await this.checkProgress(owned);
-    const credential = await this.usableCredential(tx.record, { authorization, ...(options.policy ? { policy: options.policy } : {}) });
+    const credential = await this.usableCredential(tx.record, { authorization, policy: options.policy });
     return { token, tx, credential, authorization, entryKey };
   }
 
@@ -232,7 +232,7 @@ export class SigningCore {
    * outside its validity period at this moment (R-3.1.1.4; the policy is read for its grace, unless
    * the caller passes the `policy` it read in this call: issue 20, one policy read per call).
    */
-  async usableCredential(record: TransactionRecord, options: { csrApproval?: boolean; authorization?: AuthorizationFacts; policy?: PolicyVersion } = {}): Promise<CredentialBody> {
+  async usableCredential(record: TransactionRecord, options: { csrApproval?: boolean; authorization?: AuthorizationFacts; policy?: PolicyVersion | undefined } = {}): Promise<CredentialBody> {
     const [credential, signer, policy, factors] = await Promise.all([
       this.o.records.get("credential", record.credentialId),
       this.o.records.get("signer", record.signerId),

@@ -14,7 +14,7 @@ import { HashAlgorithm, SignatureAlgorithm, SignatureFormat } from "../gen/inkan
 import { InkanError, mapErrors, toInkanError } from "../inkan-error.js";
 import { dtbsrDigest } from "./dtbsr-digest.js";
 import { createSignatureVerifier, type SignatureCheck, type SignatureVerifierOptions } from "./signature-verifier.js";
-import { defaultVerifyThreads, VerifyPool, verifyParallelMin } from "./verify-pool.js";
+import { createBatchSignatureVerifier, defaultVerifyThreads, VerifyPool, verifyParallelMin, type BatchSignatureCheck } from "./verify-pool.js";
 
 /** Cancellation and deadline of one SDK call. */
 export interface CallOptions {
@@ -110,7 +110,6 @@ export class InkanClient {
   readonly sam: Client<typeof SignatureActivationService>;
   private info: { value: GetInfoResponse; at: number } | undefined;
   private pool: VerifyPool | undefined;
-  private transactions = 0;
 
   constructor(transport: Transport, private readonly options: InkanClientOptions = {}, private readonly closeTransport: () => void = () => {}) {
     this.sam = createClient(SignatureActivationService, transport);
@@ -214,7 +213,7 @@ export class InkanClient {
       throw sdkError(Reason.INTEGRITY_VIOLATION, Code.DataLoss, "the SAM's challenge does not describe the DTBS/R list sent");
     }
     const threads = Math.floor(this.options.verifyThreads ?? defaultVerifyThreads());
-    const parallel = threads > 1 && hashes.length >= verifyParallelMin ? { pool: (this.pool ??= new VerifyPool(threads)), keyId: ++this.transactions, key } : undefined;
+    const parallel = threads > 1 && hashes.length >= verifyParallelMin ? createBatchSignatureVerifier({ ...key, pool: (this.pool ??= new VerifyPool(threads)) }) : undefined;
     return new SigningTransaction(this.sam, challenge, hashes, check, chunk, (x) => this.callOptions(x), parallel);
   }
 
@@ -256,7 +255,7 @@ export class SigningTransaction {
     private readonly chunk: number,
     private readonly callOptions: (o: CallOptions) => CallOptions,
     /** Issue 20: batches of at least 64 signatures are checked on these worker threads (InkanClientOptions.verifyThreads). */
-    private readonly parallel?: { pool: VerifyPool; keyId: number; key: SignatureVerifierOptions },
+    private readonly parallel?: BatchSignatureCheck,
   ) {
     this.id = challenge.transactionId;
     this.signatures = Array.from({ length: hashes.length }, () => undefined); // dense: every index is visited
@@ -422,7 +421,7 @@ export class SigningTransaction {
     const checked = pairs.slice(0, stop);
     let failed: number;
     try {
-      failed = await this.parallel.pool.check(this.parallel.keyId, this.parallel.key, checked.map(([index]) => this.hashes[index]!), checked.map(([, signature]) => signature));
+      failed = await this.parallel.check(checked.map(([index]) => this.hashes[index]!), checked.map(([, signature]) => signature));
     } catch (err) {
       // Fail closed: a batch whose check did not complete is never accepted.
       throw new InkanError({ message: `the SDK could not check the signatures: ${(err as Error).message}`, reason: Reason.UNSPECIFIED, code: Code.Internal, detectedBySdk: true, cause: err });

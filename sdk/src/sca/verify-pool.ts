@@ -52,27 +52,27 @@ export interface BatchSignatureCheck {
 let keyIds = 0;
 
 /**
- * The batch form of createSignatureVerifier, for SCAs that check signatures they hold themselves
- * and for the bench (issue 20; signAll shares one VerifyPool across its transactions): a batch of at least
+ * The batch form of createSignatureVerifier, as signAll uses it (issue 20): a batch of at least
  * {@link verifyParallelMin} signatures is split across `threads` worker threads (default
- * {@link defaultVerifyThreads}), a smaller one, or any with threads 1, is checked on this thread.
+ * {@link defaultVerifyThreads}), or across `pool` when given (InkanClient shares one across its
+ * transactions); a smaller one, or any with threads 1 and no pool, is checked on this thread.
  *
  * @example
  * const verifier = createBatchSignatureVerifier({ spki, hashAlgorithm: HashAlgorithm.SHA256 });
  * if ((await verifier.check(hashes, signatures)) >= 0) throw new Error("forged");
  */
-export function createBatchSignatureVerifier(o: SignatureVerifierOptions & { threads?: number }): BatchSignatureCheck {
-  const { threads = defaultVerifyThreads(), ...key } = o;
+export function createBatchSignatureVerifier(o: SignatureVerifierOptions & { threads?: number; pool?: VerifyPool }): BatchSignatureCheck {
+  const { threads = defaultVerifyThreads(), pool: shared, ...key } = o;
   const inThread = createSignatureVerifier(key); // also refuses an unusable key at once
-  const pool = threads > 1 ? new VerifyPool(threads) : undefined;
-  const keyId = --keyIds; // negative: never one of an InkanClient's (those pools are separate anyway)
+  const pool = shared ?? (threads > 1 ? new VerifyPool(threads) : undefined);
+  const keyId = ++keyIds; // one per verifier: its key, among the others a shared pool holds
   return {
     async check(hashes, signatures) {
       if (pool && hashes.length >= verifyParallelMin) return pool.check(keyId, key, hashes, signatures);
       if (hashes.length !== signatures.length) throw new Error("hashes and signatures differ in number");
       return hashes.findIndex((h, i) => !inThread(h, signatures[i]!));
     },
-    close: async () => pool?.close(),
+    close: async () => (shared ? undefined : pool?.close()), // a shared pool is its owner's to close
   };
 }
 

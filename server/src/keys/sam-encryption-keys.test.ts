@@ -219,6 +219,20 @@ describe("the SAM encryption key (R-3.2.1.2 / T-2.2.1.5 confidentiality of R.SAD
     await expectUniformRefusal(keys.decryptCompactJwe([direct[0], "", ...direct.slice(2)].join("."), opts), "empty encrypted key for +A256KW");
   });
 
+  it("issue 20: the SAM id is read from the module once; the key set is still read and checked on every decryption", async () => {
+    const id = await keys.samId();
+    const jwe = await encryptToSam(current, payload);
+    const read = vi.spyOn(hsm, "readDataObject");
+    try {
+      expect(await keys.samId()).toBe(id);
+      expect(read).not.toHaveBeenCalled();
+      await keys.decryptCompactJwe(jwe, opts);
+      expect(read).toHaveBeenCalledTimes(1);
+    } finally {
+      read.mockRestore();
+    }
+  });
+
   it("R-3.2.1.2: an oversized JWE is refused before it is parsed or the module is asked", async () => {
     const jwe = await encryptToSam(current, payload);
     const read = vi.spyOn(hsm, "readDataObject");

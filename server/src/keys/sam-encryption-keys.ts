@@ -165,9 +165,14 @@ export class SamEncryptionKeys {
     });
   }
 
-  /** The SAM id (GetInfoResponse.sam_id, the R.SAD "aud"). */
+  /**
+   * The SAM id (GetInfoResponse.sam_id, the R.SAD "aud"). Issue 20: read from the module once. It
+   * is fixed when the set is first created (rotate and prune keep it) and this instance only keeps
+   * a set whose seal verified, so later reads could only confirm it; the keys themselves are still
+   * read and verified on every use (a set changed meanwhile fails those closed).
+   */
   async samId(): Promise<string> {
-    return (await this.required()).samId;
+    return this.cached?.body.samId ?? (await this.required()).samId;
   }
 
   /** The keys that still decrypt at `now`: the current one first, then those being retired. */

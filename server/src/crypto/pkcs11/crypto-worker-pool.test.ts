@@ -355,6 +355,49 @@ describe("issue 20: PKCS#11 operations on worker threads", () => {
     expect(Buffer.from((await hsm.readDataObject("audit-cp:worker-test")) ?? []).toString()).toBe("seq=2");
   });
 
+  it("issue 20: a data-object read runs on a worker thread and takes the newest version (a crash left several; ties by value), none = undefined", async () => {
+    const slot = p11.C_GetSlotList(true).find((s) => p11.C_GetTokenInfo(s).label.trimEnd() === "inkan");
+    if (!slot) throw new Error("token not found");
+    const s = p11.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION);
+    const version = (sequence: number, value: string) => {
+      const stored = Buffer.alloc(8 + value.length);
+      stored.writeBigUInt64BE(BigInt(sequence), 0);
+      stored.write(value, 8);
+      p11.C_CreateObject(s, [
+        { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_DATA },
+        { type: pkcs11js.CKA_TOKEN, value: true },
+        { type: pkcs11js.CKA_PRIVATE, value: true },
+        { type: pkcs11js.CKA_APPLICATION, value: "inkan" },
+        { type: pkcs11js.CKA_LABEL, value: "audit-cp:read-test" },
+        { type: pkcs11js.CKA_VALUE, value: stored },
+      ]);
+    };
+    try {
+      version(5, "older");
+      version(7, "tie-a");
+      version(7, "tie-b"); // two writers of the same next version: every reader takes the greater value
+    } finally {
+      p11.C_CloseSession(s);
+    }
+    const pool = hsm.cryptoWorkers;
+    const served: (number | undefined)[] = [];
+    pool.testHooks = { onSettle: (e) => served.push(e.threadId) };
+    let newest: Uint8Array | undefined;
+    let none: Uint8Array | undefined = new Uint8Array(1);
+    try {
+      newest = await hsm.readDataObject("audit-cp:read-test");
+      none = await hsm.readDataObject("audit-cp:never-written");
+    } finally {
+      pool.testHooks = undefined;
+    }
+    expect(Buffer.from(newest ?? []).toString()).toBe("tie-b");
+    expect(none).toBeUndefined();
+    expect(served).toHaveLength(2); // not the event loop: SoftHSM2's search walks every object of the token
+    expect(served.every((id) => id !== undefined && id !== threadId)).toBe(true);
+    await hsm.writeDataObject("audit-cp:read-test", Buffer.from("next")); // sequence 8; every older version removed
+    expect(Buffer.from((await hsm.readDataObject("audit-cp:read-test")) ?? []).toString()).toBe("next");
+  });
+
   it("a data-object write over a malformed stored version is refused as INTEGRITY_VIOLATION and changes nothing", async () => {
     const slot = p11.C_GetSlotList(true).find((s) => p11.C_GetTokenInfo(s).label.trimEnd() === "inkan");
     if (!slot) throw new Error("token not found");

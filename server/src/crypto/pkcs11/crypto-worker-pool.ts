@@ -330,7 +330,7 @@ export function compact(value: Uint8Array): Uint8Array {
 }
 
 function compactJob(job: WorkerJob): WorkerJob {
-  if (job.op === "random" || job.op === "hold") return job;
+  if (job.op === "random" || job.op === "hold" || job.op === "readData") return job;
   if (job.op === "writeData") return { ...job, value: compact(job.value) };
   const parameter = job.mechanism.parameter;
   const mechanism =

@@ -28,6 +28,13 @@ export type WorkerJob =
    */
   | { op: "writeData"; application: string; label: string; value: Uint8Array }
   /**
+   * The newest stored version of a data object (its 8-byte sequence number, then its value), as
+   * written by "writeData": the versions of `label` found (class CKO_DATA, `application`), the
+   * highest sequence number taken, ties broken by the greater value so that every reader takes
+   * the same one. Answers an empty array when there is none, false when a version is malformed.
+   */
+  | { op: "readData"; application: string; label: string }
+  /**
    * Tests only (no module call): sets `signal[1]` to 1, then blocks the worker until `signal[0]`
    * is not 0, so that a test can stop a worker while a job of it is certainly in flight (two
    * Int32 values). Answers true. The pool ends a batch with it: no job waits behind it in a worker.

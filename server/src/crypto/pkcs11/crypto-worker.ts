@@ -94,6 +94,8 @@ function run(s: Pkcs11Types.Handle, job: WorkerJob): Uint8Array | boolean {
       return p11.C_GenerateRandom(s, Buffer.alloc(job.length));
     case "writeData":
       return writeData(s, job.application, job.label, buffer(job.value));
+    case "readData":
+      return readData(s, job.application, job.label);
     case "hold": {
       // A JavaScript loop, not Atomics.wait: worker.terminate() interrupts the one, not the other.
       const signal = new Int32Array(job.signal);
@@ -104,8 +106,12 @@ function run(s: Pkcs11Types.Handle, job: WorkerJob): Uint8Array | boolean {
   }
 }
 
-/** See the "writeData" job (crypto-worker-protocol.ts); the reader is the adapter's readDataObject. */
-function writeData(s: Pkcs11Types.Handle, application: string, label: string, value: Buffer): boolean {
+/**
+ * The one reader and writer of the data-object layout (an 8-byte big-endian sequence number, then
+ * the value): the stored versions of `label`, or undefined when one is malformed (shorter than its
+ * sequence number). A version removed by another node's write meanwhile is skipped.
+ */
+function storedVersions(s: Pkcs11Types.Handle, application: string, label: string): { handle: Pkcs11Types.Handle; stored: Buffer; sequence: bigint }[] | undefined {
   const p = pkcs11js;
   p11.C_FindObjectsInit(s, [{ type: p.CKA_CLASS, value: p.CKO_DATA }, { type: p.CKA_APPLICATION, value: application }, { type: p.CKA_LABEL, value: label }]);
   let found: Pkcs11Types.Handle[];
@@ -114,22 +120,40 @@ function writeData(s: Pkcs11Types.Handle, application: string, label: string, va
   } finally {
     p11.C_FindObjectsFinal(s);
   }
-  let newest = 0n;
-  const versions: Pkcs11Types.Handle[] = [];
+  const versions: { handle: Pkcs11Types.Handle; stored: Buffer; sequence: bigint }[] = [];
   for (const handle of found) {
     let stored: Buffer | undefined;
     try {
       stored = p11.C_GetAttributeValue(s, handle, [{ type: p.CKA_VALUE }])[0]?.value as Buffer | undefined;
     } catch (err) {
-      if (gone(err)) continue; // removed by another node's write meanwhile
+      if (gone(err)) continue;
       throw err;
     }
     if (!Buffer.isBuffer(stored)) throw new Error("attribute missing in the module's answer");
-    if (stored.length < 8) return false;
-    const sequence = stored.readBigUInt64BE(0);
-    if (sequence > newest) newest = sequence;
-    versions.push(handle);
+    if (stored.length < 8) return undefined;
+    versions.push({ handle, stored, sequence: stored.readBigUInt64BE(0) });
   }
+  return versions;
+}
+
+/** See the "readData" job (crypto-worker-protocol.ts); the adapter's readDataObject strips the sequence number. */
+function readData(s: Pkcs11Types.Handle, application: string, label: string): Uint8Array | boolean {
+  const versions = storedVersions(s, application, label);
+  if (!versions) return false;
+  // Ties (two processes wrote the same next version) are broken by value, so every reader takes the same one.
+  let newest: { stored: Buffer; sequence: bigint } | undefined;
+  for (const v of versions) {
+    if (!newest || v.sequence > newest.sequence || (v.sequence === newest.sequence && Buffer.compare(v.stored, newest.stored) > 0)) newest = v;
+  }
+  return newest ? new Uint8Array(newest.stored) : new Uint8Array(0);
+}
+
+/** See the "writeData" job (crypto-worker-protocol.ts); the reader is the "readData" job. */
+function writeData(s: Pkcs11Types.Handle, application: string, label: string, value: Buffer): boolean {
+  const p = pkcs11js;
+  const versions = storedVersions(s, application, label);
+  if (!versions) return false;
+  const newest = versions.reduce((max, v) => (v.sequence > max ? v.sequence : max), 0n);
   // R-3.2.2.4: never lost or half-written: the next version first, then the older ones removed
   // (SoftHSM2 keeps a data object's CKA_VALUE read-only); a crash between leaves both, readers take the newest.
   const stored = Buffer.alloc(8 + value.length);
@@ -143,7 +167,7 @@ function writeData(s: Pkcs11Types.Handle, application: string, label: string, va
     { type: p.CKA_LABEL, value: label },
     { type: p.CKA_VALUE, value: stored },
   ]);
-  for (const handle of versions) {
+  for (const { handle } of versions) {
     try {
       p11.C_DestroyObject(s, handle);
     } catch (err) {

@@ -259,4 +259,18 @@ CREATE INDEX dtbsr_by_claim ON dtbsr (transaction_id, claim_id) WHERE claim_id I
 CREATE INDEX dtbsr_unrecorded ON dtbsr (transaction_id, idx) WHERE signed AND signature IS NULL;
 `,
   },
+  {
+    version: 3,
+    name: "DTBS/R lookup by hash without the signed flag",
+    sql: `
+-- Issue 20 (SQLite migration 12): the lookup of an entry by its hash (SignHash's pre-check and
+-- claim, T-2.2.1.6) used an index holding the mutable signed flag, so every claim changed a key of
+-- that index. The new index holds only columns fixed at upload; the signed flag is read from the
+-- row. The by-hash queries are planned on it once the table has statistics
+-- (dtbsr-lookup.test.ts). CREATE INDEX (not CONCURRENTLY, which cannot run in the migration's
+-- transaction) blocks writes to dtbsr while it builds.
+DROP INDEX dtbsr_by_hash;
+CREATE INDEX dtbsr_by_hash_idx ON dtbsr (transaction_id, hash, idx);
+`,
+  },
 ];

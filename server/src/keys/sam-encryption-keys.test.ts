@@ -15,7 +15,7 @@ import type { Pkcs11CryptoModule } from "../crypto/pkcs11/pkcs11-crypto-module.j
 import { initEmbeddedToken, openEmbeddedCryptoModule } from "../crypto/pkcs11/softhsm-token.js";
 import { InkanError } from "../errors.js";
 import { concatKdf } from "./jwe-ecdh-es.js";
-import { SamEncryptionKeys, maxRSadBytes, maxSamKeys, sadInvalidMessage, samKeySetLabel, type PublishedSamKey } from "./sam-encryption-keys.js";
+import { SamEncryptionKeys, keySetReuseMs, maxRSadBytes, maxSamKeys, sadInvalidMessage, samKeySetLabel, type PublishedSamKey } from "./sam-encryption-keys.js";
 
 let dataDir: string;
 let hsm: Pkcs11CryptoModule;
@@ -219,15 +219,23 @@ describe("the SAM encryption key (R-3.2.1.2 / T-2.2.1.5 confidentiality of R.SAD
     await expectUniformRefusal(keys.decryptCompactJwe([direct[0], "", ...direct.slice(2)].join("."), opts), "empty encrypted key for +A256KW");
   });
 
-  it("issue 20: the SAM id is read from the module once; the key set is still read and checked on every decryption", async () => {
-    const id = await keys.samId();
+  it("issue 20: the SAM id is read from the module once; decryptions within keySetReuseMs share one read of the key set, later ones read it again", async () => {
+    let clock = 0;
+    const node = new SamEncryptionKeys({ crypto: hsm, retirementMs: 7 * day, monotonicMs: () => clock });
+    const id = await node.samId(); // its first read
     const jwe = await encryptToSam(current, payload);
     const read = vi.spyOn(hsm, "readDataObject");
     try {
-      expect(await keys.samId()).toBe(id);
+      expect(await node.samId()).toBe(id);
       expect(read).not.toHaveBeenCalled();
-      await keys.decryptCompactJwe(jwe, opts);
-      expect(read).toHaveBeenCalledTimes(1);
+      clock = keySetReuseMs - 1;
+      await node.decryptCompactJwe(jwe, opts);
+      expect(read).not.toHaveBeenCalled();
+      clock = keySetReuseMs;
+      await Promise.all(Array.from({ length: 10 }, () => node.decryptCompactJwe(jwe, opts)));
+      expect(read).toHaveBeenCalledTimes(1); // ten at once after the window: one read between them
+      expect((await node.publishedKeys(t0)).map((k) => k.kid)).toEqual([current.kid]); // publication reads the module each time
+      expect(read).toHaveBeenCalledTimes(2);
     } finally {
       read.mockRestore();
     }
@@ -317,5 +325,69 @@ describe("rotation and expiry of SAM encryption keys (R-3.2.1.2 / T-2.2.1.5)", (
       await hsm.writeDataObject(samKeySetLabel, raw!);
     }
     expect((await new SamEncryptionKeys({ crypto: hsm }).publishedKeys(t0)).length).toBeGreaterThan(0);
+  });
+});
+
+describe("issue 20: the key set reused for keySetReuseMs on another node (R-3.2.1.2, R-3.2.1.7, issue 21)", () => {
+  const later = new Date(t0.getTime() + 100 * day); // after every rotation of the tests above
+
+  it("a key another node rotated in decrypts at once; the replaced one still decrypts; a challenge names the new key after the window", async () => {
+    let clock = 0;
+    const reader = new SamEncryptionKeys({ crypto: hsm, retirementMs: 7 * day, monotonicMs: () => clock });
+    const rotator = new SamEncryptionKeys({ crypto: hsm, retirementMs: 7 * day });
+    await rotator.ensureCurrentKey(later);
+    const old = (await reader.audienceAndCurrentKey(later)).encryptionKey; // the reader's read
+    const newKid = await rotator.rotate(later);
+    const fresh = await rotator.currentKey(later);
+    expect(fresh.kid).toBe(newKid);
+    const read = vi.spyOn(hsm, "readDataObject");
+    try {
+      expect((await reader.audienceAndCurrentKey(later)).encryptionKey.kid).toBe(old.kid); // within the window: the key it read, which still decrypts
+      expect(read).not.toHaveBeenCalled();
+      expect(Buffer.from(await reader.decryptCompactJwe(await encryptToSam(old, payload), { ...opts, now: later }))).toEqual(Buffer.from(payload));
+      expect(read).not.toHaveBeenCalled();
+      expect(Buffer.from(await reader.decryptCompactJwe(await encryptToSam(fresh, payload), { ...opts, now: later }))).toEqual(Buffer.from(payload));
+      expect(read).toHaveBeenCalledTimes(1); // an unknown kid: the module's newest set
+      clock = keySetReuseMs;
+      expect((await reader.audienceAndCurrentKey(later)).encryptionKey.kid).toBe(newKid);
+      // The replaced key past its not_after: refused from a set read before the rotation as from a new one.
+      const end = new Date(later.getTime() + 7 * day);
+      await expectUniformRefusal(reader.decryptCompactJwe(await encryptToSam(old, payload), { ...opts, now: end }), "replaced key past not_after");
+    } finally {
+      read.mockRestore();
+    }
+    current = fresh;
+  });
+
+  it("R-3.2.1.7: a key set changed outside the SAM is never used: within the window the set read before serves, after it the change fails closed", async () => {
+    let clock = 0;
+    const node = new SamEncryptionKeys({ crypto: hsm, retirementMs: 7 * day, monotonicMs: () => clock });
+    const jwe = await encryptToSam(current, payload);
+    expect(Buffer.from(await node.decryptCompactJwe(jwe, { ...opts, now: later }))).toEqual(Buffer.from(payload));
+    const raw = await hsm.readDataObject(samKeySetLabel);
+    const doc = JSON.parse(new TextDecoder().decode(raw)) as { body: { keys: { notAfter?: string }[] }; seal: string };
+    const forged = { ...doc, body: { ...doc.body, keys: doc.body.keys.map((k) => ({ ...k, notAfter: "2999-01-01T00:00:00.000Z" })) } };
+    try {
+      await hsm.writeDataObject(samKeySetLabel, new TextEncoder().encode(JSON.stringify(forged)));
+      expect(Buffer.from(await node.decryptCompactJwe(jwe, { ...opts, now: later }))).toEqual(Buffer.from(payload));
+      clock = keySetReuseMs;
+      expect((await refusal(node.decryptCompactJwe(jwe, { ...opts, now: later }))).code).toBe("INTEGRITY_VIOLATION");
+      expect((await refusal(node.audienceAndCurrentKey(later))).code).toBe("INTEGRITY_VIOLATION");
+    } finally {
+      await hsm.writeDataObject(samKeySetLabel, raw!);
+    }
+  });
+
+  it("with a retirement period not longer than the window, nothing is reused", async () => {
+    const node = new SamEncryptionKeys({ crypto: hsm, retirementMs: keySetReuseMs, monotonicMs: () => 0 });
+    const jwe = await encryptToSam(current, payload);
+    const read = vi.spyOn(hsm, "readDataObject");
+    try {
+      await node.decryptCompactJwe(jwe, { ...opts, now: later });
+      await node.decryptCompactJwe(jwe, { ...opts, now: later });
+      expect(read).toHaveBeenCalledTimes(2);
+    } finally {
+      read.mockRestore();
+    }
   });
 });

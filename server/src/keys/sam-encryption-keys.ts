@@ -32,6 +32,25 @@ export const maxRSadBytes = 16_384;
 /** The one message of every decryption failure: it says nothing about which check failed. */
 export const sadInvalidMessage = "the R.SAD is invalid";
 
+/**
+ * Issue 20: how long a set read from the module also serves the per-transaction paths (the key a
+ * challenge names, the key a JWE is decrypted with) of this process. Why a set read this recently
+ * decides every JWE exactly as the module's newest would, while reading the module at most once per
+ * window instead of twice per transaction (SoftHSM2 walks every object of the token per read):
+ * - A key is only ever added (rotate, the first key), given a not_after (rotate: now + the
+ *   retirement period, days) or removed once past it (prune). A kid the older set does not know is
+ *   read again from the module at once (a key another node just created decrypts at once).
+ * - A key retired meanwhile is, in the newest set, usable until at least the retirement period
+ *   after the rotation, far past this window: usable in both. A key removed meanwhile was past its
+ *   not_after in the older set too (its retirement began before that set was read): refused in both.
+ * - The set is verified (seal) when read; a set changed outside the SAM is never used, and fails
+ *   closed on the next read. Publication (GetInfo, currentKey, publishedKeys) and every update read
+ *   the module each time; so does everything when the retirement period is not longer than the window.
+ * So the one difference is that a challenge may name the replaced key for up to this long after
+ * another node's rotation: a key that still decrypts for the whole retirement period.
+ */
+export const keySetReuseMs = 1_000;
+
 /** The sole JWE key-management algorithm published for SAM keys. */
 export const samKeyAlgorithm = "ECDH-ES+A256KW";
 
@@ -77,6 +96,8 @@ interface KeySet {
   body: KeySetBody;
   /** The document's bytes as read, to skip verifying an unchanged set again. */
   raw: Uint8Array | undefined;
+  /** When it was read from (or written to) the module, by {@link SamEncryptionKeysOptions.monotonicMs}. */
+  readAtMs: number;
 }
 
 export type SamKeysCrypto = EncryptionKeys & KeyLookup & DataObjects & RandomSource & Pick<SystemKeys, "hmacSha256"> & Pick<SigningKeys, "destroyKeyPair">;
@@ -90,6 +111,8 @@ export interface SamEncryptionKeysOptions {
   /** Told of each key created or destroyed (the composition root logs and audits it). */
   onKeyCreated?: (kid: string) => void;
   onKeyDestroyed?: (kid: string) => void;
+  /** Tests: the monotonic clock of {@link keySetReuseMs}; default performance.now. */
+  monotonicMs?: () => number;
 }
 
 export interface DecryptOptions {
@@ -116,11 +139,17 @@ const encoder = new TextEncoder();
  */
 export class SamEncryptionKeys {
   private cached: KeySet | undefined;
+  /** The module read in flight for the per-transaction paths: concurrent callers share it. */
+  private reading: Promise<KeySetBody> | undefined;
   private writing: Promise<unknown> = Promise.resolve();
   private readonly retirementMs: number;
+  private readonly reuseMs: number;
+  private readonly monotonicMs: () => number;
 
   constructor(private readonly o: SamEncryptionKeysOptions) {
     this.retirementMs = o.retirementMs ?? defaultRetirementMs;
+    this.reuseMs = this.retirementMs > keySetReuseMs ? keySetReuseMs : 0; // the argument at keySetReuseMs needs a longer retirement
+    this.monotonicMs = o.monotonicMs ?? (() => performance.now());
   }
 
   /**
@@ -185,9 +214,9 @@ export class SamEncryptionKeys {
     return currentOf(await this.required(), now);
   }
 
-  /** The SAM id and the current key from one read of the key set: what a challenge carries (one module read, not two). */
+  /** The SAM id and the current key from one read of the key set (a recent one, {@link keySetReuseMs}): what a challenge carries. */
   async audienceAndCurrentKey(now: Date): Promise<{ audience: string; encryptionKey: PublishedSamKey }> {
-    const body = await this.required();
+    const body = await this.recent();
     return { audience: body.samId, encryptionKey: currentOf(body, now) };
   }
 
@@ -206,8 +235,10 @@ export class SamEncryptionKeys {
     } catch (err) {
       throw sadInvalid(err);
     }
-    const body = await this.required();
-    const key = body.keys.find((k) => k.kid === parsed.kid);
+    // Issue 20: a recent read of the set (keySetReuseMs argues why it decides as the newest would);
+    // a kid it does not know is looked up in the module's newest set (another node's new key).
+    const recent = await this.recent();
+    const key = recent.keys.find((k) => k.kid === parsed.kid) ?? (await this.required()).keys.find((k) => k.kid === parsed.kid);
     if (!key) throw sadInvalid(new JweRefused("kid names no SAM key"));
     // T-2.2.1.5 (issue 18): exactly the algorithm the key is published with; the parser also knows
     // direct ECDH-ES, which no SAM key offers.
@@ -239,6 +270,14 @@ export class SamEncryptionKeys {
     return run;
   }
 
+  /** The set read within the last {@link keySetReuseMs}, else read now (one read shared by concurrent callers). */
+  private recent(): Promise<KeySetBody> {
+    const c = this.cached;
+    if (c && this.monotonicMs() - c.readAtMs < this.reuseMs) return Promise.resolve(c.body);
+    this.reading ??= this.required().finally(() => (this.reading = undefined));
+    return this.reading;
+  }
+
   private async required(): Promise<KeySetBody> {
     const set = await this.load();
     if (!set) throw new InkanError("CRYPTO_MODULE_FAILURE", "the SAM has no encryption key; run inkan init");
@@ -247,10 +286,14 @@ export class SamEncryptionKeys {
 
   /** Reads and verifies the sealed set; undefined when none was written yet. */
   private async load(): Promise<KeySet | undefined> {
+    const readAtMs = this.monotonicMs(); // before the read: its age is never understated
     const raw = await this.o.crypto.readDataObject(samKeySetLabel);
     if (!raw) return undefined;
     const c = this.cached;
-    if (c?.raw && c.raw.length === raw.length && timingSafeEqual(c.raw, raw)) return c;
+    if (c?.raw && c.raw.length === raw.length && timingSafeEqual(c.raw, raw)) {
+      c.readAtMs = Math.max(c.readAtMs, readAtMs);
+      return c;
+    }
     let doc: { body: KeySetBody; seal: string };
     try {
       doc = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(raw)) as { body: KeySetBody; seal: string };
@@ -264,7 +307,7 @@ export class SamEncryptionKeys {
     if (seal.length !== expected.length || !timingSafeEqual(seal, expected) || !wellFormed(doc.body)) {
       throw new InkanError("INTEGRITY_VIOLATION", "the SAM encryption key set failed its integrity check");
     }
-    const set = { body: doc.body, raw };
+    const set = { body: doc.body, raw, readAtMs };
     this.cached = set;
     return set;
   }
@@ -272,7 +315,7 @@ export class SamEncryptionKeys {
   private async store(body: KeySetBody): Promise<void> {
     const raw = encoder.encode(JSON.stringify({ body, seal: Buffer.from(await this.seal(body)).toString("base64url") }));
     await this.o.crypto.writeDataObject(samKeySetLabel, raw);
-    this.cached = { body, raw };
+    this.cached = { body, raw, readAtMs: this.monotonicMs() };
   }
 
   private seal(body: KeySetBody): Promise<Uint8Array> {

@@ -11,7 +11,7 @@ import { BenchSca } from "./bench-sca.js";
 import { bracket, unreliableLoadChange, watchLoad, type Bracketed, type Throughput } from "./measure.js";
 import { loadWarning, quietLoad, medianOfRuns, parseRuns, summaryLines, type Figures } from "./runs.js";
 import { rssOf } from "./sam-host.js";
-import { sdkVerifyParallelRate, sdkVerifyRate, signHashThroughput, signStreamThroughput, singleTransactionLatency, type Latency, type RssWindow } from "./workloads.js";
+import { pinCheckCpu, sdkVerifyParallelRate, sdkVerifyRate, signHashThroughput, signStreamThroughput, singleTransactionLatency, singleTxCpuLine, transactionCpu, transactionCpuGoal, type Latency, type RssWindow } from "./workloads.js";
 
 /**
  * `npm run bench [-- --json FILE] [--runs N]`: the SAP's figures against the raw crypto-module work, all
@@ -34,6 +34,8 @@ const phase = { warmupMs: 1_000, measureMs: 5_000 };
 /** The raw figure measured between workloads (issue 20): shorter, it only brackets them. */
 const rawPhase = { warmupMs: 500, measureMs: 3_000 };
 const streamHashes = 100_000;
+/** PIN checks timed for pin_check_ms (odd: the median is one observed check). */
+const pinChecks = 31;
 
 /** How long `--runs` waits between runs for the 1-minute load average to fall below quiet. */
 const quietWaitMs = 240_000;
@@ -61,6 +63,8 @@ try {
   if (runCount > 1) {
     console.log(`\nmedian of ${runCount} runs (each run's value in brackets, in run order):`);
     for (const line of summaryLines(figures)) console.log(`  ${line}`);
+    const cpuLine = singleTxCpuLine(result, "the median");
+    if (cpuLine) console.log(`  ${cpuLine}`);
   }
   if (args.json) {
     // npm runs scripts from the package root: a relative FILE means the caller's directory.
@@ -148,6 +152,9 @@ async function benchOnce(): Promise<Figures> {
     }
 
     console.log("\nsingle-document transaction (BeginTransaction 1 hash -> buildRSad -> Authorize -> SignHash):");
+    // Issue 20: the decided PIN check's CPU (Authorize checks the PIN once), in the same run as the transaction's CPU below.
+    const pinCheck = await pinCheckCpu(pinChecks);
+    console.log(`  one PIN check (verifyPin, the default policy's scrypt N = 2^${Math.log2(pinCheck.cost.N)}, r = ${pinCheck.cost.r}, p = ${pinCheck.cost.p}): median ${pinCheck.medianMs.toFixed(2)} ms of CPU over ${pinCheck.checks} checks, one at a time in this process   load ${load()}`);
     const latency1 = await singleTransactionLatency(clients(1), 100, 3);
     console.log(`  ${latencyLine(latency1)}   load ${load()}`);
     // Issue 20: 64 SCAs at once act for 64 different signers, as 64 people would: one signer's factor
@@ -156,6 +163,23 @@ async function benchOnce(): Promise<Figures> {
     const signers = [sam.signer, ...(await sam.moreSigners(63))];
     const { result: latency64, b: single64 } = await measured("single_tx_64", () => singleTransactionLatency(signers.map((s) => new BenchSca(sam!.scaTransport(), s, chunk)), 3, 1), (t) => t.perSecond);
     console.log(`  ${latencyLine(latency64)} for ${signers.length} signers   ${ratioText(single64)}`);
+    // Issue 20: the CPU per transaction against what the goal rate allows on these cores. The CPU
+    // window spans the whole call: each client's GetInfo, its warm-up transactions and the measured ones.
+    const cores = availableParallelism();
+    const txCpu = transactionCpu(cpu["single_tx_64"]!, latency64.transactions + latency64.warmupTransactions, cores);
+    const goal = transactionCpuGoal((single64.rawBefore + single64.rawAfter) / 2, cores);
+    const singleTxCpu = {
+      single_tx_cpu_ms_64: round(txCpu.cpuMs, 2),
+      // With --in-process the server's CPU includes the clients': only the sum is the transaction's.
+      single_tx_server_cpu_ms_64: host.ownProcess ? round(txCpu.serverCpuMs, 2) : null,
+      single_tx_cpu_ceiling_per_s_64: round(txCpu.ceilingPerSecond, 1),
+      single_tx_cpu_transactions_64: latency64.transactions + latency64.warmupTransactions,
+      single_tx_goal_per_s_64: round(goal.goalPerSecond, 1),
+      single_tx_goal_cpu_ms_64: round(goal.allowedCpuMs, 2),
+      pin_check_ms: round(pinCheck.medianMs, 2),
+      pin_check_scrypt: { log2_n: Math.log2(pinCheck.cost.N), r: pinCheck.cost.r, p: pinCheck.cost.p },
+    };
+    console.log(`  ${singleTxCpuLine({ ...singleTxCpu, cpus: cores })}`);
 
     // T-2.2.1.8: the SDK checks every signature it returns; its rate is compared with the SAM's stream.
     const sdk = await sdkVerifyRate(host, keyId, sam.signer.publicKeySpki, 2_000, 3_000);
@@ -183,6 +207,8 @@ async function benchOnce(): Promise<Figures> {
       single_tx_p99_ms_64: round(latency64.p99Ms, 1),
       single_tx_per_s_64: round(latency64.perSecond, 2),
       single_tx_ratio_64: round(single64.ratio, 4),
+      // CPU per transaction (server + client, warm-up included), its ceiling on these cores, issue 20's goal and the PIN check's CPU.
+      ...singleTxCpu,
       sdk_verify_per_s: round(sdk.perSecond, 1),
       sdk_verify_parallel_per_s: round(sdkParallel.perSecond, 1),
       sdk_verify_parallel_threads: sdkParallel.concurrency,

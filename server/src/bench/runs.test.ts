@@ -33,6 +33,18 @@ describe("bench --runs (issue 20)", () => {
     expect(combine(["grpc", "grpc"])).toBe("grpc");
   });
 
+  it("issue 20: the single-document CPU figures are medians like the others; the server's alone is null (left out) in an --in-process run", () => {
+    const run = (cpu: number, server: number | null, pin: number) => ({ single_tx_cpu_ms_64: cpu, single_tx_server_cpu_ms_64: server, single_tx_goal_cpu_ms_64: 5.7, pin_check_ms: pin, pin_check_scrypt: { log2_n: 12, r: 8, p: 1 } });
+    const runs = [run(27.1, 23.0, 5.5), run(25.2, null, 5.9), run(30.4, 24.4, 5.2)];
+    expect(medianOfRuns(runs)).toMatchObject({ single_tx_cpu_ms_64: 27.1, single_tx_server_cpu_ms_64: 23.7, pin_check_ms: 5.5, pin_check_scrypt: { log2_n: 12, r: 8, p: 1 } });
+    expect(summaryLines(runs)).toEqual([
+      "single_tx_cpu_ms_64               27.1   (27.1, 25.2, 30.4)",
+      "single_tx_server_cpu_ms_64        23.7   (23, -, 24.4)",
+      "single_tx_goal_cpu_ms_64           5.7   (5.7, 5.7, 5.7)",
+      "pin_check_ms                       5.5   (5.5, 5.9, 5.2)",
+    ]);
+  });
+
   it("prints each numeric figure's median with the runs' values in run order", () => {
     const lines = summaryLines([{ a_per_s: 3, label: "x" }, { a_per_s: 1, label: "x" }, { a_per_s: 2, label: "x" }]);
     expect(lines).toEqual(["a_per_s           2   (3, 1, 2)"]);

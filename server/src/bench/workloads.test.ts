@@ -58,6 +58,7 @@ describe("bench workloads (R-3.2.1.5: every figure counts signatures that verify
   it("single-document transactions: Begin -> buildRSad -> Authorize -> SignHash, p50 <= p99", async () => {
     const l = await singleTransactionLatency([client(), client()], 2, 1);
     expect(l.transactions).toBe(4);
+    expect(l.warmupTransactions).toBe(2); // issue 20: the CPU window around the call spans 2 x (1 + 2) transactions
     expect(l.p50Ms).toBeGreaterThan(0);
     expect(l.p99Ms).toBeGreaterThanOrEqual(l.p50Ms);
   });

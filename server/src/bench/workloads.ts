@@ -1,9 +1,13 @@
-import { randomBytes } from "node:crypto";
+import { createHmac, randomBytes } from "node:crypto";
 import { createBatchSignatureVerifier, createSignatureVerifier, defaultVerifyThreads } from "@inkan/sdk";
 import { HashAlgorithm } from "@inkan/sdk/gen/inkan/sam/v1/types_pb.js";
+import { defaultSecurityPolicy, pinHashCostOf, type PinHashCost } from "../admin/security-policy.js";
 import type { SigningKeys } from "../crypto/port.js";
+import { hashPin, verifyPin } from "../registration/pin-hash.js";
+import { benchPin } from "./bench-sam.js";
 import { Documents, signatureVerifies, type BenchSca } from "./bench-sca.js";
 import { forDuration, peakRss, percentile, type Throughput } from "./measure.js";
+import { median, type Figures } from "./runs.js";
 
 /** Phase lengths: a warm-up (JIT, connections, caches), then the measured run. */
 export interface Durations {
@@ -169,7 +173,10 @@ export async function streamAll(sam: Pick<BenchSca["sam"], "signStream">, count:
 
 export interface Latency {
   clients: number;
+  /** Measured transactions (the percentiles' samples). */
   transactions: number;
+  /** Unmeasured warm-up transactions run before them (clients x warmup): a CPU window around the whole call spans both. */
+  warmupTransactions: number;
   seconds: number;
   p50Ms: number;
   p99Ms: number;
@@ -203,7 +210,7 @@ export async function singleTransactionLatency(clients: BenchSca[], perClient: n
   await Promise.all(clients.map(async (sca) => { for (let i = 0; i < perClient; i++) samples.push(await once(sca)); }));
   const seconds = (performance.now() - started) / 1000;
   check.verify();
-  return { clients: clients.length, transactions: samples.length, seconds, p50Ms: percentile(samples, 50), p99Ms: percentile(samples, 99), perSecond: samples.length / seconds };
+  return { clients: clients.length, transactions: samples.length, warmupTransactions: clients.length * warmup, seconds, p50Ms: percentile(samples, 50), p99Ms: percentile(samples, 99), perSecond: samples.length / seconds };
 }
 
 /**
@@ -268,4 +275,88 @@ export async function sdkVerifyParallelRate(keys: Pick<SigningKeys, "sign">, key
   } finally {
     await verifier.close();
   }
+}
+
+/** Issue 20's goal for the single-document transaction with 64 SCAs at once: this fraction of the raw rate. */
+export const singleTxGoalRatio = 0.04;
+
+/** The PIN hash cost of the policy `inkan init` writes (the bench's SAM runs with it): read from that policy, not copied. */
+export function defaultPolicyPinHashCost(): PinHashCost {
+  return pinHashCostOf(defaultSecurityPolicy({ trustedScaCaCertificates: [], trustedAdminCaCertificates: [] }));
+}
+
+export interface PinCheckCpu {
+  /** The median CPU time of one check (ms). */
+  medianMs: number;
+  checks: number;
+  cost: PinHashCost;
+}
+
+/**
+ * Issue 20: the CPU time of one PIN check, the product's `verifyPin` at `cost` (by default the
+ * default policy's), `checks` checks one after another in this process (one at a time: scrypt runs
+ * on one libuv pool thread, whose CPU counts to the process). Each is timed by process.cpuUsage, so
+ * waiting on a busy machine does not count; the median is the figure. The pepper's HMAC is
+ * node:crypto's here, not the crypto module's (microseconds beside scrypt). The right PIN must
+ * pass and a wrong one fail, or the figure is refused.
+ */
+export async function pinCheckCpu(checks: number, cost: PinHashCost = defaultPolicyPinHashCost()): Promise<PinCheckCpu> {
+  if (!Number.isInteger(checks) || checks < 1) throw new RangeError(`checks must be a whole number of at least 1, not ${checks}`);
+  const pepperKey = randomBytes(32);
+  const crypto = {
+    hmacSha256: async (_key: "record-seal", data: Uint8Array) => new Uint8Array(createHmac("sha256", pepperKey).update(data).digest()),
+    randomBytes: async (n: number) => new Uint8Array(randomBytes(n)),
+  };
+  const body = await hashPin(crypto, benchPin, new Date(), cost);
+  if (await verifyPin(crypto, `${benchPin}0`, body)) throw new Error("verifyPin accepted a wrong PIN");
+  const samples: number[] = [];
+  for (let i = 0; i < checks; i++) {
+    const before = process.cpuUsage();
+    const ok = await verifyPin(crypto, benchPin, body);
+    const used = process.cpuUsage(before);
+    if (!ok) throw new Error("verifyPin refused the right PIN");
+    samples.push((used.user + used.system) / 1000);
+  }
+  return { medianMs: median(samples), checks, cost };
+}
+
+/** CPU per transaction over a window of `transactions` transactions (issue 20). */
+export interface TransactionCpu {
+  /** Server + client CPU milliseconds per transaction. */
+  cpuMs: number;
+  serverCpuMs: number;
+  /** cores x 1000 / cpuMs: the most transactions a second the machine's cores could give at that cost. */
+  ceilingPerSecond: number;
+}
+
+/** CPU per transaction from the CPU seconds a window used (server and client processes) and the transactions it ran. */
+export function transactionCpu(cpuSeconds: { server: number; client: number }, transactions: number, cores: number): TransactionCpu {
+  if (!(transactions > 0)) throw new RangeError(`no transactions in the window (${transactions})`);
+  const cpuMs = ((cpuSeconds.server + cpuSeconds.client) * 1000) / transactions;
+  return { cpuMs, serverCpuMs: (cpuSeconds.server * 1000) / transactions, ceilingPerSecond: (cores * 1000) / cpuMs };
+}
+
+/** Issue 20's goal rate (goal ratio x the mean raw rate around the run) and the CPU per transaction it allows on `cores` cores (ms). */
+export function transactionCpuGoal(rawMean: number, cores: number, ratio = singleTxGoalRatio): { goalPerSecond: number; allowedCpuMs: number } {
+  const goalPerSecond = ratio * rawMean;
+  return { goalPerSecond, allowedCpuMs: (cores * 1000) / goalPerSecond };
+}
+
+/**
+ * Issue 20's CPU budget for the single-document transaction with 64 SCAs, as one line from a run's
+ * figures (or their medians, `of` "the median"): the goal rate, the CPU per transaction that rate
+ * allows on the run's cores, the CPU per transaction measured (server + client, every transaction
+ * of the CPU window, warm-up included) and the share of one PIN check in each. Undefined when a
+ * figure is missing (e.g. a JSON file from before these figures).
+ */
+export function singleTxCpuLine(f: Figures, of = "this run"): string | undefined {
+  const n = (k: string) => (typeof f[k] === "number" ? (f[k] as number) : undefined);
+  const [goal, allowed, used, ceiling, pin, cores, transactions] = ["single_tx_goal_per_s_64", "single_tx_goal_cpu_ms_64", "single_tx_cpu_ms_64", "single_tx_cpu_ceiling_per_s_64", "pin_check_ms", "cpus", "single_tx_cpu_transactions_64"].map(n);
+  if ([goal, allowed, used, ceiling, pin, cores, transactions].some((v) => v === undefined)) return undefined;
+  const pct = (part: number, whole: number) => `${Math.round((100 * part) / whole)}%`;
+  return (
+    `CPU per transaction: the goal (${singleTxGoalRatio} x raw) is ${goal!.toFixed(1)} tx/s, which allows ${allowed!.toFixed(2)} ms of CPU per transaction on ${cores} cores; ` +
+    `${of} used ${used!.toFixed(2)} ms (server + client, over all ${transactions} transactions of its CPU window, warm-up included; at most ${ceiling!.toFixed(1)} tx/s on these cores at that cost); ` +
+    `one PIN check ${pin!.toFixed(2)} ms = ${pct(pin!, allowed!)} of the allowed, ${pct(pin!, used!)} of the used`
+  );
 }

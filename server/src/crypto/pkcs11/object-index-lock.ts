@@ -2,7 +2,8 @@
  * Keeps two groups of PKCS#11 calls apart: calls that create token objects on another thread
  * (C_GenerateKeyPairAsync, C_GenerateKeyAsync, C_UnwrapKeyAsync on libuv's threads: "create") and
  * the main thread's calls that read or change the token's object list (C_FindObjects*,
- * C_GetAttributeValue, C_CreateObject, C_DestroyObject: "index"). Any number of calls of one group
+ * C_GetAttributeValue, C_CreateObject, C_DestroyObject: "index"; also a data-object read on a crypto
+ * worker, issue 20, which only searches and reads). Any number of calls of one group
  * run at once, never calls of both. A call that does both on another thread (issue 20: a data-object
  * write on a crypto worker searches the token's objects and creates one) is "alone": it runs with
  * no other call of any group.

@@ -4,7 +4,6 @@ import type { SystemKeys } from "../crypto/port.js";
 import { InkanError } from "../errors.js";
 import type { PendingApprovalRecord, PolicyRecord, SealedRecord } from "../store/port.js";
 import { checkedSeal, type SealCache } from "./seal-cache.js";
-import { sealChecked } from "./seal-memo.js";
 
 /** A record the sealer can seal: every sealed record kind, and policy versions. */
 export type Sealable = SealedRecord | PolicyRecord | PendingApprovalRecord;
@@ -70,16 +69,14 @@ export class RecordSealer {
   async verify<R extends Sealable>(record: R): Promise<R> {
     const covered = sealedBytes(record);
     const seal = record.seal;
-    // Issue 20: exactly these bytes with exactly this seal passed before (seal-cache.ts): no module call;
-    // else the same copy is checked once per call (seal-memo.ts). Any change is checked again.
+    // Issue 20: exactly these bytes with exactly this seal passed before (seal-cache.ts): no module
+    // call. Any change is checked again; a sealer without a cache checks every read.
     await checkedSeal(this.options.cache, covered, seal, async () => {
-      await sealChecked(covered, seal, async () => {
-        const expected = await this.options.keys.hmacSha256("record-seal", covered);
-        if (seal.length !== expected.length || !timingSafeEqual(seal, expected)) {
-          await this.options.onViolation?.(record.kind, record.id, "seal");
-          throw new IntegrityViolationError(record.kind, record.id);
-        }
-      });
+      const expected = await this.options.keys.hmacSha256("record-seal", covered);
+      if (seal.length !== expected.length || !timingSafeEqual(seal, expected)) {
+        await this.options.onViolation?.(record.kind, record.id, "seal");
+        throw new IntegrityViolationError(record.kind, record.id);
+      }
       return true;
     });
     return record;

@@ -27,7 +27,6 @@ import { createHash } from "node:crypto";
 import type { SecurityPolicies } from "../admin/security-policy.js";
 import type { RandomSource } from "../crypto/port.js";
 import { InkanError } from "../errors.js";
-import { withSealMemo } from "../integrity/seal-memo.js";
 import type { SamEncryptionKeys } from "../keys/sam-encryption-keys.js";
 import { reserveAttempt, transactionAttempts, type HeldAttempt } from "../registration/lockout.js";
 import type { AttemptReservations, OneTimeObjects, Transactions } from "../store/port.js";
@@ -113,11 +112,7 @@ export class SapAuthorize {
     this.clock = o.clock ?? (() => new Date());
   }
 
-  authorize(input: { caller: ScaCaller; transactionId: string; rSad: string }): Promise<AuthorizeResult> {
-    return withSealMemo(() => this.authorizeOnce(input)); // issue 20: each record's seal checked once per call
-  }
-
-  private async authorizeOnce(input: { caller: ScaCaller; transactionId: string; rSad: string }): Promise<AuthorizeResult> {
+  async authorize(input: { caller: ScaCaller; transactionId: string; rSad: string }): Promise<AuthorizeResult> {
     const now = this.clock();
     // Issue 20: one policy read per call (its seal and freshness checked, R-3.2.2.3), shared by every
     // step of this call (the attempt limit, the R.SAD's checks, the lockout, the token's lifetime).

@@ -40,7 +40,6 @@
 import type { PolicyVersion } from "../admin/security-policy.js";
 import type { HashAlgorithm } from "../crypto/port.js";
 import { InkanError } from "../errors.js";
-import { withSealMemo } from "../integrity/seal-memo.js";
 import type { SadTokenRecord, TransactionRecord } from "../store/port.js";
 import type { EntryKey } from "./authorization-seal.js";
 import { issueSadToken, sadTokenHash, stateError, type SapAuthorize } from "./authorize.js";
@@ -69,11 +68,7 @@ export class SapSignHash {
     this.core = new SigningCore(o);
   }
 
-  signHash(input: { caller: ScaCaller; sadToken: string; hashes: readonly Uint8Array[] }): Promise<SignHashResult> {
-    return withSealMemo(() => this.signHashOnce(input)); // issue 20: each record's seal checked once per call
-  }
-
-  private async signHashOnce(input: { caller: ScaCaller; sadToken: string; hashes: readonly Uint8Array[] }): Promise<SignHashResult> {
+  async signHash(input: { caller: ScaCaller; sadToken: string; hashes: readonly Uint8Array[] }): Promise<SignHashResult> {
     const now = this.core.clock();
     const { hashes, caller } = input;
     const policy = await this.checkShape(hashes);
@@ -165,11 +160,7 @@ export class SapSignHash {
    * transaction first, so that a refused request leaves it pending and the R.SAD unused
    * (sam.proto); then Authorize runs with its own checks and errors, and its token signs at once.
    */
-  signInline(input: { caller: ScaCaller; transactionId: string; rSad: string; hashes: readonly Uint8Array[] }, authorize: Pick<SapAuthorize, "authorize">): Promise<SignHashResult> {
-    return withSealMemo(() => this.signInlineOnce(input, authorize));
-  }
-
-  private async signInlineOnce(input: { caller: ScaCaller; transactionId: string; rSad: string; hashes: readonly Uint8Array[] }, authorize: Pick<SapAuthorize, "authorize">): Promise<SignHashResult> {
+  async signInline(input: { caller: ScaCaller; transactionId: string; rSad: string; hashes: readonly Uint8Array[] }, authorize: Pick<SapAuthorize, "authorize">): Promise<SignHashResult> {
     await this.checkShape(input.hashes);
     const tx = await this.o.transactions.load(input.transactionId, input.caller, this.core.clock()); // R-3.2.1.2: TRANSACTION_NOT_FOUND for another SCA's
     if (tx.state !== "PENDING") throw stateError(tx, "pending");

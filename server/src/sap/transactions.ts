@@ -4,7 +4,6 @@ import type { AuditLog } from "../audit/audit-log.js";
 import { transactionCancelled, transactionCreated, type ScaActor } from "../audit/events.js";
 import type { HashAlgorithm, KeyAlgorithm, RandomSource, SignatureScheme } from "../crypto/port.js";
 import { InkanError } from "../errors.js";
-import { withSealMemo } from "../integrity/seal-memo.js";
 import type { PublishedSamKey, SamEncryptionKeys } from "../keys/sam-encryption-keys.js";
 import { challengeHash } from "../registration/activation.js";
 import { certificateRefusal, csrApprovalShapeRefusal } from "../registration/credential-usability.js";
@@ -173,11 +172,7 @@ export class SapTransactions {
   }
 
   /** BeginTransaction: opens a transaction; sealed at once when `hashes` holds all numSignatures. */
-  begin(input: BeginInput): Promise<BeginResult> {
-    return withSealMemo(() => this.beginOnce(input)); // issue 20: each record's seal checked once per call
-  }
-
-  private async beginOnce(input: BeginInput): Promise<BeginResult> {
+  async begin(input: BeginInput): Promise<BeginResult> {
     const now = this.clock();
     const policy = await this.o.policies.current();
     const n = input.numSignatures;

@@ -623,3 +623,13 @@ export class PolicyIntegrityGate {
     this.o.onOpened?.(version);
   }
 }
+
+/**
+ * Issue 20: the security policy read at most once in one call: the first `current()` reads it (where
+ * the call first needs it, so the order of refusals is unchanged), every later one gets that same
+ * version, or the same refusal (R-3.2.2.3: a policy that fails its check fails every step).
+ */
+export function policyOncePerCall(policies: Pick<SecurityPolicies, "current">): Pick<SecurityPolicies, "current"> {
+  let read: ReturnType<SecurityPolicies["current"]> | undefined;
+  return { current: () => (read ??= policies.current()) };
+}

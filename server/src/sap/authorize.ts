@@ -24,7 +24,7 @@
  * redeems (registration/credential-usability.ts).
  */
 import { createHash } from "node:crypto";
-import type { SecurityPolicies } from "../admin/security-policy.js";
+import { policyOncePerCall, type SecurityPolicies } from "../admin/security-policy.js";
 import type { RandomSource } from "../crypto/port.js";
 import { InkanError } from "../errors.js";
 import type { SamEncryptionKeys } from "../keys/sam-encryption-keys.js";
@@ -247,13 +247,3 @@ export class SapAuthorize {
 
 /** The refusals that are failed Authorize attempts (see countingFailures). */
 const attemptFailures: ReadonlySet<string> = new Set(["AUTHENTICATION_FAILED", "SAD_INVALID"]);
-
-/**
- * Issue 20: the security policy read at most once in one call: the first `current()` reads it (where
- * the call first needs it, so the order of refusals is unchanged), every later one gets that same
- * version, or the same refusal (R-3.2.2.3: a policy that fails its check fails every step).
- */
-export function policyOncePerCall(policies: Pick<SecurityPolicies, "current">): Pick<SecurityPolicies, "current"> {
-  let read: ReturnType<SecurityPolicies["current"]> | undefined;
-  return { current: () => (read ??= policies.current()) };
-}

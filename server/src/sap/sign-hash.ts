@@ -37,7 +37,7 @@
  * token is a replay (SAD_REPLAYED, the transaction is revoked). So no entry ever has more than one
  * signature released, and a concurrent presentation never gets anything.
  */
-import type { PolicyVersion } from "../admin/security-policy.js";
+import { policyOncePerCall, type SecurityPolicies } from "../admin/security-policy.js";
 import type { HashAlgorithm } from "../crypto/port.js";
 import { InkanError } from "../errors.js";
 import type { SadTokenRecord, TransactionRecord } from "../store/port.js";
@@ -71,11 +71,12 @@ export class SapSignHash {
   async signHash(input: { caller: ScaCaller; sadToken: string; hashes: readonly Uint8Array[] }): Promise<SignHashResult> {
     const now = this.core.clock();
     const { hashes, caller } = input;
-    const policy = await this.checkShape(hashes);
+    const policies = policyOncePerCall(this.o.policies); // issue 20: the policy read once per call
+    await this.checkShape(hashes, policies);
     // 2. Read-only pre-checks: a refusal here leaves the token valid. A consumed token is judged by
     //    its claim in step 3 (a retry after a crash), not refused here.
     const presented = presentedToken(input.sadToken);
-    const { token, tx, credential, authorization, entryKey } = await this.core.checkToken(caller, presented, now, { consumedToo: true, policy }); // issue 20: the policy read once per call
+    const { token, tx, credential, authorization, entryKey } = await this.core.checkToken(caller, presented, now, { consumedToo: true, policies });
     const retry = token.consumedAt !== undefined;
     if (!retry) await this.core.orReplayed(caller, presented, now, () => this.checkHashesFit(tx.record, hashes)); // item 2: claimed meanwhile by a concurrent presentation = a replay
 
@@ -108,7 +109,7 @@ export class SapSignHash {
       // 4. Sign and verify in the module (R-3.2.1.5); 5. audit before release (R-3.2.2.4); 6. record
       //    under the claim: only a recorded signature is released (issue 17).
       const signed = await this.core.signVerified(record, caller, this.core.requestFor(authorization, credential), marked.hashes);
-      await this.core.usableCredential(record, { authorization, policy }); // R-3.3.1: suspended or a factor revoked while signing: withheld
+      await this.core.usableCredential(record, { authorization, policies }); // R-3.3.1: suspended or a factor revoked while signing: withheld
       // Issue 20: the counter's head (issue 14) is journaled in the same audit append as the
       // signatures' records (one commit), both before anything is released.
       await Promise.all([this.core.advanceProgress(record.id, marked.signaturesCreated), this.core.auditCreated(tx, caller, marked.hashes)]);
@@ -129,7 +130,7 @@ export class SapSignHash {
     // together (one group commit); nothing is returned before both are durable.
     const journaled = journal();
     journaled.catch(() => undefined); // awaited below; a refusal thrown first is the answer
-    const next = await this.nextToken({ presented, token, caller, now, entryKey, record, remaining: authorization.numSignatures - marked.signaturesCreated, lifetimeMs: policy.sadTokenLifetimeMs });
+    const next = await this.nextToken({ presented, token, caller, now, entryKey, record, remaining: authorization.numSignatures - marked.signaturesCreated, lifetimeMs: (await policies.current()).sadTokenLifetimeMs });
     await journaled;
     return { signatures, ...next };
   }
@@ -161,7 +162,7 @@ export class SapSignHash {
    * (sam.proto); then Authorize runs with its own checks and errors, and its token signs at once.
    */
   async signInline(input: { caller: ScaCaller; transactionId: string; rSad: string; hashes: readonly Uint8Array[] }, authorize: Pick<SapAuthorize, "authorize">): Promise<SignHashResult> {
-    await this.checkShape(input.hashes);
+    await this.checkShape(input.hashes, this.o.policies);
     const tx = await this.o.transactions.load(input.transactionId, input.caller, this.core.clock()); // R-3.2.1.2: TRANSACTION_NOT_FOUND for another SCA's
     if (tx.state !== "PENDING") throw stateError(tx, "pending");
     await this.checkHashesFit(tx.record, input.hashes);
@@ -172,13 +173,12 @@ export class SapSignHash {
     return this.signHash({ caller: input.caller, sadToken, hashes: input.hashes });
   }
 
-  /** 1. Request shape; returns the policy read for it (one seal check per call). */
-  private async checkShape(hashes: readonly Uint8Array[]): Promise<PolicyVersion> {
-    const policy = await this.o.policies.current();
+  /** 1. Request shape, by the call's policy. */
+  private async checkShape(hashes: readonly Uint8Array[], policies: Pick<SecurityPolicies, "current">): Promise<void> {
+    const policy = await policies.current();
     if (hashes.length === 0) throw new InkanError("INVALID_REQUEST", "hashes is empty", { field: "hashes" });
     if (hashes.length > policy.maxHashesPerChunk) throw new InkanError("LIMIT_EXCEEDED", "too many hashes in one message", { field: "hashes" });
     if (new Set(hashes.map(hex)).size !== hashes.length) throw new InkanError("INVALID_REQUEST", "a hash occurs twice", { field: "hashes" });
-    return policy;
   }
 
   /** T-2.2.1.6 pre-check: right lengths, within the signatures remaining, each an unsigned entry of the list (duplicates were refused by checkShape). */

@@ -3,7 +3,7 @@
  * consumption with reuse detection, the credential's usability, signing with verify-before-release
  * in the crypto module, and the audit records of each signature. Each rule names the ID it closes.
  */
-import type { PolicyVersion, SecurityPolicies } from "../admin/security-policy.js";
+import type { SecurityPolicies } from "../admin/security-policy.js";
 import type { BatchAuditLog } from "../audit/audit-log.js";
 import { signatureCreated, signatureFailed } from "../audit/events.js";
 import type { HashAlgorithm, RandomSource, SigningKeys } from "../crypto/port.js";
@@ -153,7 +153,7 @@ export class SigningCore {
    * T-2.2.1.3); not revoked; the transaction is AUTHORIZED and unexpired (T-2.2.1.2: no signature
    * before Authorize); the token is unexpired; the credential and signer can sign.
    */
-  async checkToken(caller: ScaCaller, presented: PresentedToken, now: Date, options: { completedToo?: boolean; consumedToo?: boolean; policy?: PolicyVersion } = {}): Promise<CheckedToken> {
+  async checkToken(caller: ScaCaller, presented: PresentedToken, now: Date, options: { completedToo?: boolean; consumedToo?: boolean; policies?: Pick<SecurityPolicies, "current"> } = {}): Promise<CheckedToken> {
     const token = await this.o.store.findSadToken(presented.hash);
     if (!token) throw invalidToken(); // T-2.2.1.2: a made-up token
     const owned = await this.o.store.getTransaction(token.transactionId);
@@ -182,7 +182,7 @@ export class SigningCore {
   }
 
   /** checkToken's checks after the token's own: state, expiry, seal, progress, credential. */
-  private async checkRest(now: Date, options: { completedToo?: boolean; consumedToo?: boolean; policy?: PolicyVersion }, token: SadTokenRecord, owned: TransactionRecord, entryKey: EntryKey): Promise<CheckedToken> {
+  private async checkRest(now: Date, options: { completedToo?: boolean; consumedToo?: boolean; policies?: Pick<SecurityPolicies, "current"> | undefined }, token: SadTokenRecord, owned: TransactionRecord, entryKey: EntryKey): Promise<CheckedToken> {
     const tx = this.o.transactions.view(owned, now);
     if (token.revokedAt) throw stateError(tx, "authorized");
     // A COMPLETED transaction signs nothing more; SignStream may still resend its recorded signatures,
@@ -193,7 +193,7 @@ export class SigningCore {
     // T-2.2.2.2, R-3.2.1.1: what Authorize verified, sealed; a row inserted, cloned or edited has no valid seal.
     const authorization = await this.o.seals.open(owned);
     await this.checkProgress(owned);
-    const credential = await this.usableCredential(tx.record, { authorization, policy: options.policy });
+    const credential = await this.usableCredential(tx.record, { authorization, policies: options.policies });
     return { token, tx, credential, authorization, entryKey };
   }
 
@@ -229,14 +229,14 @@ export class SigningCore {
    * before the credential's last suspension or resumption). KEY_GENERATED credentials (no
    * certificate yet) never sign, unless `csrApproval` (CreateCsr only; R-3.1.3.2): so SignHash and
    * SignStream cannot spend a CSR approval's token. Nor does a credential whose certificate is
-   * outside its validity period at this moment (R-3.1.1.4; the policy is read for its grace, unless
-   * the caller passes the `policy` it read in this call: issue 20, one policy read per call).
+   * outside its validity period at this moment (R-3.1.1.4; the policy is read for its grace, through
+   * the caller's `policies` when given: policyOncePerCall, issue 20, one policy read per call).
    */
-  async usableCredential(record: TransactionRecord, options: { csrApproval?: boolean; authorization?: AuthorizationFacts; policy?: PolicyVersion | undefined } = {}): Promise<CredentialBody> {
+  async usableCredential(record: TransactionRecord, options: { csrApproval?: boolean; authorization?: AuthorizationFacts; policies?: Pick<SecurityPolicies, "current"> | undefined } = {}): Promise<CredentialBody> {
     const [credential, signer, policy, factors] = await Promise.all([
       this.o.records.get("credential", record.credentialId),
       this.o.records.get("signer", record.signerId),
-      options.policy ?? this.o.policies.current(),
+      (options.policies ?? this.o.policies).current(),
       options.authorization ? this.activeFactors(options.authorization) : undefined,
     ]);
     // R-3.1.1.4, T-2.1.3.2: the certificate valid now, at each check (before every claim of a stream).

@@ -1,7 +1,25 @@
 import { describe, expect, it } from "vitest";
-import { bracket, forDuration, peakRss, percentile } from "./measure.js";
+import { bracket, forDuration, idlePercent, machineCpu, peakRss, percentile } from "./measure.js";
 
 describe("bench measurements", () => {
+  it("issue 20: the machine's idle share between two /proc/stat samples (idle + iowait over all ticks); none on another OS", () => {
+    const at = (line: string) => machineCpu(() => `${line}\ncpu0 1 2 3 4 5 6 7 8 0 0\nintr 1\n`);
+    const before = at("cpu  100 0 50 800 50 0 0 0 0 0");
+    const after = at("cpu  160 0 70 900 60 0 10 0 0 0");
+    expect(before).toEqual({ idle: 850, total: 1000 });
+    expect(after).toEqual({ idle: 960, total: 1200 });
+    expect(idlePercent(before, after)).toBe(55); // 110 idle of 200 ticks
+    expect(idlePercent(after, after)).toBeUndefined(); // no time passed
+    expect(idlePercent(undefined, after)).toBeUndefined();
+    expect(machineCpu(() => "intr 1 2 3\n")).toBeUndefined();
+    expect(machineCpu(() => "cpu  1 2 x 4 5\n")).toBeUndefined();
+    expect(
+      machineCpu(() => {
+        throw new Error("ENOENT");
+      }),
+    ).toBeUndefined();
+  });
+
   it("issue 20: a ratio is taken against the mean of the raw figures before and after, and marked unreliable when the load moved by more than 1.0", () => {
     const steady = bracket(500, 4_000, 6_000, [3.2, 3.9, 3.5]);
     expect(steady.ratio).toBe(0.1);

@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { loadavg } from "node:os";
 
 /** How many signatures a run produced, over how long, at what concurrency. */
@@ -107,4 +108,37 @@ export function watchLoad(everyMs = 1_000): { stop(): number[] } {
       return samples;
     },
   };
+}
+
+/** The machine's CPU time since boot, all CPUs (clock ticks): idle (idle + iowait) and in all. */
+export interface MachineCpu {
+  idle: number;
+  total: number;
+}
+
+/**
+ * The first line of Linux's /proc/stat ("cpu  user nice system idle iowait irq softirq steal ...");
+ * undefined where there is none (another OS). Guest time is already inside user and nice.
+ */
+export function machineCpu(stat: () => string = () => readFileSync("/proc/stat", "utf8")): MachineCpu | undefined {
+  let line: string | undefined;
+  try {
+    line = stat().split("\n", 1)[0];
+  } catch {
+    return undefined;
+  }
+  const fields = line?.match(/^cpu\s+(.*)$/)?.[1]?.trim().split(/\s+/).slice(0, 8).map(Number);
+  if (!fields || fields.length < 5 || fields.some((f) => !Number.isFinite(f))) return undefined;
+  return { idle: fields[3]! + fields[4]!, total: fields.reduce((a, b) => a + b, 0) };
+}
+
+/**
+ * Issue 20: the share of the machine's CPU time left idle between two samples, in per cent (a
+ * workload that leaves cores idle is bound by waiting, not by CPU); undefined without both samples
+ * or without elapsed ticks.
+ */
+export function idlePercent(before: MachineCpu | undefined, after: MachineCpu | undefined): number | undefined {
+  if (!before || !after) return undefined;
+  const total = after.total - before.total;
+  return total > 0 ? (100 * (after.idle - before.idle)) / total : undefined;
 }

@@ -8,7 +8,7 @@ import { rawEcdsaSignRate } from "../crypto/pkcs11/raw-sign-baseline.js";
 import { embeddedTokenPaths } from "../crypto/pkcs11/softhsm-token.js";
 import { startBenchSam, type BenchSam } from "./bench-sam.js";
 import { BenchSca } from "./bench-sca.js";
-import { bracket, unreliableLoadChange, watchLoad, type Bracketed, type Throughput } from "./measure.js";
+import { bracket, idlePercent, machineCpu, unreliableLoadChange, watchLoad, type Bracketed, type Throughput } from "./measure.js";
 import { loadWarning, quietLoad, medianOfRuns, parseRuns, summaryLines, type Figures } from "./runs.js";
 import { rssOf } from "./sam-host.js";
 import { pinCheckCpu, sdkVerifyParallelRate, sdkVerifyRate, signHashThroughput, signStreamThroughput, singleTransactionLatency, singleTxCpuLine, transactionCpu, transactionCpuGoal, type Latency, type RssWindow } from "./workloads.js";
@@ -113,10 +113,14 @@ async function benchOnce(): Promise<Figures> {
     let loadsPrevious: number[] = [loadAtRaw, loadavg()[0]!];
     const bracketed: Record<string, Bracketed> = {};
     const cpu: Record<string, { server: number; client: number }> = {};
+    /** Issue 20: the machine's idle share during each workload (a workload bound by waiting leaves cores idle). */
+    const idle: Record<string, number | undefined> = {};
     const measured = async <T>(name: string, run: () => Promise<T>, figure: (t: T) => number): Promise<{ result: T; b: Bracketed }> => {
       const watch = watchLoad();
       const [server0, client0] = [(await host.usage()).cpu, process.cpuUsage()];
+      const machine0 = machineCpu();
       const result = await run();
+      idle[name] = idlePercent(machine0, machineCpu());
       const [server1, client1] = [(await host.usage()).cpu, process.cpuUsage()];
       // Each process's CPU time during the workload (on two cores they still share the machine).
       cpu[name] = { server: cpuSeconds(server0, server1), client: host.ownProcess ? cpuSeconds(client0, client1) : 0 };
@@ -134,7 +138,7 @@ async function benchOnce(): Promise<Figures> {
     for (const perCall of [1, 100, 1_000]) {
       const { result: r, b } = await measured(`signhash_${perCall}`, () => signHashThroughput(clients(concurrency), perCall, phase), (t) => t.perSecond);
       signHash[perCall] = r;
-      console.log(`  ${String(perCall).padStart(5)} hash${perCall === 1 ? " " : "es"} per call                   ${rate(r.perSecond)}   ${ratioText(b)}   ${counts(r)}, ${r.checked} spot-checked`);
+      console.log(`  ${String(perCall).padStart(5)} hash${perCall === 1 ? " " : "es"} per call                   ${rate(r.perSecond)}   ${ratioText(b, idle[`signhash_${perCall}`])}   ${counts(r)}, ${r.checked} spot-checked`);
     }
 
     // The server's own RSS during the stream (the SignStream calls, apart from the upload of the
@@ -143,7 +147,7 @@ async function benchOnce(): Promise<Figures> {
     const { result: stream, b: streamB } = await measured("stream_100k", () => signStreamThroughput(clients(1)[0]!, streamHashes, watchServer), (t) => t.perSecond);
     const serverStreamRss = stream.serverStream;
     const serverUploadRss = stream.serverUpload;
-    console.log(`\nSignStream of ${streamHashes.toLocaleString("en")} hashes: ${rate(stream.perSecond)}   ${ratioText(streamB)}   ${counts(stream)} in ${stream.streams} stream(s), ${stream.checked} spot-checked`);
+    console.log(`\nSignStream of ${streamHashes.toLocaleString("en")} hashes: ${rate(stream.perSecond)}   ${ratioText(streamB, idle["stream_100k"])}   ${counts(stream)} in ${stream.streams} stream(s), ${stream.checked} spot-checked`);
     if (serverStreamRss) {
       console.log(`  server process RSS during the stream ${serverStreamRss.beforeMib.toFixed(0)} MiB before, peak ${serverStreamRss.peakMib.toFixed(0)} MiB (+${(serverStreamRss.peakMib - serverStreamRss.beforeMib).toFixed(0)} MiB); client process peak ${stream.peakRssMib.toFixed(0)} MiB`);
       if (serverUploadRss) console.log(`  server process RSS during the upload and Authorize of the list before it: ${serverUploadRss.beforeMib.toFixed(0)} MiB before, peak ${serverUploadRss.peakMib.toFixed(0)} MiB (+${(serverUploadRss.peakMib - serverUploadRss.beforeMib).toFixed(0)} MiB)`);
@@ -162,7 +166,7 @@ async function benchOnce(): Promise<Figures> {
     // authorize 64 transactions at once and would serialize the run on their own attempt budget.
     const signers = [sam.signer, ...(await sam.moreSigners(63))];
     const { result: latency64, b: single64 } = await measured("single_tx_64", () => singleTransactionLatency(signers.map((s) => new BenchSca(sam!.scaTransport(), s, chunk)), 3, 1), (t) => t.perSecond);
-    console.log(`  ${latencyLine(latency64)} for ${signers.length} signers   ${ratioText(single64)}`);
+    console.log(`  ${latencyLine(latency64)} for ${signers.length} signers   ${ratioText(single64, idle["single_tx_64"])}`);
     // Issue 20: the CPU per transaction against what the goal rate allows on these cores. The CPU
     // window spans the whole call: each client's GetInfo, its warm-up transactions and the measured ones.
     const cores = availableParallelism();
@@ -224,6 +228,7 @@ async function benchOnce(): Promise<Figures> {
       brackets: Object.fromEntries(Object.entries(bracketed).map(([name, b]) => [name, {
         raw_before: round(b.rawBefore, 1), raw_after: round(b.rawAfter, 1), load_start: b.loadStart, load_end: b.loadEnd, load_change: round(b.loadChange, 2), unreliable: b.unreliable,
         server_cpu_s: round(cpu[name]!.server, 2), client_cpu_s: host.ownProcess ? round(cpu[name]!.client, 2) : null,
+        machine_idle_pct: idle[name] === undefined ? null : round(idle[name]!, 1),
       }])),
       // Beyond the required figures: the raw ceilings without verify, and how the runs were made.
       pkcs11js_sign_per_s: round(pkcs11jsSign, 1),
@@ -255,8 +260,9 @@ function rate(perSecond: number): string {
 }
 
 /** The ratio to the mean of the raw figures around the run, with the load it saw (issue 20). */
-function ratioText(b: Bracketed): string {
-  return `${b.ratio.toFixed(3)} x raw (raw ${Math.round(b.rawBefore)} / ${Math.round(b.rawAfter)}; load ${b.loadStart.toFixed(2)} -> ${b.loadEnd.toFixed(2)}${b.unreliable ? `, moved ${b.loadChange.toFixed(2)}: UNRELIABLE` : ""})`;
+function ratioText(b: Bracketed, idlePct?: number): string {
+  const idleText = idlePct === undefined ? "" : `; machine idle ${idlePct.toFixed(0)} %`;
+  return `${b.ratio.toFixed(3)} x raw (raw ${Math.round(b.rawBefore)} / ${Math.round(b.rawAfter)}; load ${b.loadStart.toFixed(2)} -> ${b.loadEnd.toFixed(2)}${b.unreliable ? `, moved ${b.loadChange.toFixed(2)}: UNRELIABLE` : ""}${idleText})`;
 }
 
 function counts(t: Throughput): string {

@@ -170,14 +170,15 @@ async function benchOnce(): Promise<Figures> {
     // Issue 20: the CPU per transaction against what the goal rate allows on these cores. The CPU
     // window spans the whole call: each client's GetInfo, its warm-up transactions and the measured ones.
     const cores = availableParallelism();
-    const txCpu = transactionCpu(cpu["single_tx_64"]!, latency64.transactions + latency64.warmupTransactions, cores);
+    const txInCpuWindow = latency64.transactions + latency64.warmupTransactions;
+    const txCpu = transactionCpu(cpu["single_tx_64"]!, txInCpuWindow, cores);
     const goal = transactionCpuGoal((single64.rawBefore + single64.rawAfter) / 2, cores);
     const singleTxCpu = {
       single_tx_cpu_ms_64: round(txCpu.cpuMs, 2),
       // With --in-process the server's CPU includes the clients': only the sum is the transaction's.
       single_tx_server_cpu_ms_64: host.ownProcess ? round(txCpu.serverCpuMs, 2) : null,
       single_tx_cpu_ceiling_per_s_64: round(txCpu.ceilingPerSecond, 1),
-      single_tx_cpu_transactions_64: latency64.transactions + latency64.warmupTransactions,
+      single_tx_cpu_transactions_64: txInCpuWindow,
       single_tx_goal_per_s_64: round(goal.goalPerSecond, 1),
       single_tx_goal_cpu_ms_64: round(goal.allowedCpuMs, 2),
       pin_check_ms: round(pinCheck.medianMs, 2),

@@ -33,8 +33,10 @@ export const maxRSadBytes = 16_384;
 export const sadInvalidMessage = "the R.SAD is invalid";
 
 /**
- * Issue 20: how long a set read from the module also serves the per-transaction paths (the key a
- * challenge names, the key a JWE is decrypted with) of this process. Why a set read this recently
+ * Issue 20 (keeping R-3.2.1.2 / T-2.2.1.5: only a published key before its not_after decrypts;
+ * R-3.2.1.7: a set changed outside the SAM is never used): how long a set read from the module
+ * also serves the per-transaction paths (the key a challenge names, the key a JWE is decrypted
+ * with) of this process. Why a set read this recently
  * decides every JWE exactly as the module's newest would, while reading the module at most once per
  * window instead of twice per transaction (SoftHSM2 walks every object of the token per read):
  * - A key is only ever added (rotate, the first key), given a not_after (rotate: now + the

@@ -355,7 +355,7 @@ describe("issue 20: PKCS#11 operations on worker threads", () => {
     expect(Buffer.from((await hsm.readDataObject("audit-cp:worker-test")) ?? []).toString()).toBe("seq=2");
   });
 
-  it("issue 20: a data-object read runs on a worker thread and takes the newest version (a crash left several; ties by value), none = undefined", async () => {
+  it("issue 20, R-3.2.2.4: a data-object read runs on a worker thread and takes the newest version (a crash left several; ties by value), none = undefined", async () => {
     const slot = p11.C_GetSlotList(true).find((s) => p11.C_GetTokenInfo(s).label.trimEnd() === "inkan");
     if (!slot) throw new Error("token not found");
     const s = p11.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION);

@@ -145,7 +145,7 @@ function readData(s: Pkcs11Types.Handle, application: string, label: string): Ui
   for (const v of versions) {
     if (!newest || v.sequence > newest.sequence || (v.sequence === newest.sequence && Buffer.compare(v.stored, newest.stored) > 0)) newest = v;
   }
-  return newest ? new Uint8Array(newest.stored) : new Uint8Array(0);
+  return newest?.stored ?? new Uint8Array(0); // a view is copied to its own buffer by the reply, as every result
 }
 
 /** See the "writeData" job (crypto-worker-protocol.ts); the reader is the "readData" job. */

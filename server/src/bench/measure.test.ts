@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { bracket, forDuration, idlePercent, machineCpu, peakRss, percentile } from "./measure.js";
+import { bracket, forDuration, idlePercent, machineCpu, peakRss, percentile, threadCpu, threadShare } from "./measure.js";
 
 describe("bench measurements", () => {
   it("issue 20: the machine's idle share between two /proc/stat samples (idle + iowait over all ticks); none on another OS", () => {
@@ -18,6 +18,32 @@ describe("bench measurements", () => {
         throw new Error("ENOENT");
       }),
     ).toBeUndefined();
+  });
+
+  it("issue 20: a thread's share of a measured window (on a CPU, waiting for one) and its CPU per item, from /proc/thread-self/schedstat; none on another OS", () => {
+    const before = threadCpu(() => "1000000000 200000000 5000\n");
+    const after = threadCpu(() => "3500000000 700000000 9000\n");
+    expect(before).toEqual({ runNs: 1e9, waitNs: 2e8 });
+    // 2.5 s on a CPU and 0.5 s waiting during 5 s, for 10,000 signatures: 50 %, 10 %, 250 µs each.
+    expect(threadShare(before, after, 5_000, 10_000)).toEqual({ busyPct: 50, runqWaitPct: 10, cpuUsPerItem: 250 });
+    expect(threadShare(after, before, 5_000, 10_000)).toBeUndefined(); // went back: not the same thread
+    expect(threadShare(before, after, 0, 10_000)).toBeUndefined();
+    expect(threadShare(before, after, 5_000, 0)).toBeUndefined();
+    expect(threadShare(undefined, after, 5_000, 1)).toBeUndefined();
+    expect(threadCpu(() => "12 x 3")).toBeUndefined();
+    expect(threadCpu(() => "12")).toBeUndefined();
+    expect(
+      threadCpu(() => {
+        throw new Error("ENOENT");
+      }),
+    ).toBeUndefined();
+    // The real file (Linux, as the README requires) answers for the calling thread, and its CPU time grows.
+    const real = threadCpu();
+    expect(real).toBeDefined();
+    let x = 0;
+    for (let i = 0; i < 2e6; i++) x += Math.sqrt(i);
+    expect(x).toBeGreaterThan(0);
+    expect(threadCpu()!.runNs).toBeGreaterThan(real!.runNs);
   });
 
   it("issue 20: a ratio is taken against the mean of the raw figures before and after, and marked unreliable when the load moved by more than 1.0", () => {

@@ -142,3 +142,45 @@ export function idlePercent(before: MachineCpu | undefined, after: MachineCpu | 
   const total = after.total - before.total;
   return total > 0 ? (100 * (after.idle - before.idle)) / total : undefined;
 }
+
+/** A thread's scheduler times (Linux): nanoseconds on a CPU, and runnable but waiting for one. */
+export interface ThreadCpu {
+  runNs: number;
+  waitNs: number;
+}
+
+/**
+ * The calling thread's /proc/thread-self/schedstat ("<ns on a CPU> <ns waiting on a run queue>
+ * <timeslices>"); undefined where there is none (another OS, a kernel without schedstats).
+ */
+export function threadCpu(read: () => string = () => readFileSync("/proc/thread-self/schedstat", "utf8")): ThreadCpu | undefined {
+  let fields: number[];
+  try {
+    fields = read().trim().split(/\s+/).map(Number);
+  } catch {
+    return undefined;
+  }
+  if (fields.length < 2 || fields.slice(0, 2).some((f) => !Number.isSafeInteger(f) || f < 0)) return undefined;
+  return { runNs: fields[0]!, waitNs: fields[1]! };
+}
+
+/** A thread over a window: its share of the wall time on a CPU and waiting for one (per cent), and its CPU per item (µs). */
+export interface ThreadShare {
+  busyPct: number;
+  runqWaitPct: number;
+  cpuUsPerItem: number;
+}
+
+/**
+ * Issue 20: what one thread did during a measured window of `wallMs` in which `items` were done;
+ * undefined without both samples, elapsed time or items. A serial thread busy (plus waiting) most
+ * of the window is the workload's bound, however idle the machine's other cores are.
+ */
+export function threadShare(before: ThreadCpu | undefined, after: ThreadCpu | undefined, wallMs: number, items: number): ThreadShare | undefined {
+  if (!before || !after || !(wallMs > 0) || !(items > 0)) return undefined;
+  const runNs = after.runNs - before.runNs;
+  const waitNs = after.waitNs - before.waitNs;
+  if (runNs < 0 || waitNs < 0) return undefined; // not the same thread
+  const wallNs = wallMs * 1e6;
+  return { busyPct: (100 * runNs) / wallNs, runqWaitPct: (100 * waitNs) / wallNs, cpuUsPerItem: runNs / 1e3 / items };
+}

@@ -8,10 +8,10 @@ import { rawEcdsaSignRate } from "../crypto/pkcs11/raw-sign-baseline.js";
 import { embeddedTokenPaths } from "../crypto/pkcs11/softhsm-token.js";
 import { startBenchSam, type BenchSam } from "./bench-sam.js";
 import { BenchSca } from "./bench-sca.js";
-import { bracket, idlePercent, machineCpu, unreliableLoadChange, watchLoad, type Bracketed, type Throughput } from "./measure.js";
+import { bracket, idlePercent, machineCpu, threadShare, unreliableLoadChange, watchLoad, type Bracketed, type ThreadCpu, type ThreadShare, type Throughput } from "./measure.js";
 import { loadWarning, quietLoad, medianOfRuns, parseRuns, summaryLines, type Figures } from "./runs.js";
 import { rssOf } from "./sam-host.js";
-import { pinCheckCpu, sdkVerifyParallelRate, sdkVerifyRate, signHashThroughput, signStreamThroughput, singleTransactionLatency, singleTxCpuLine, transactionCpu, transactionCpuGoal, type Latency, type RssWindow } from "./workloads.js";
+import { pinCheckCpu, sdkVerifyParallelRate, sdkVerifyRate, signHashThroughput, signStreamThroughput, singleTransactionLatency, singleTxCpuLine, transactionCpu, transactionCpuGoal, type Latency, type MeasureWindow, type RssWindow } from "./workloads.js";
 
 /**
  * `npm run bench [-- --json FILE] [--runs N]`: the SAP's figures against the raw crypto-module work, all
@@ -115,11 +115,21 @@ async function benchOnce(): Promise<Figures> {
     const cpu: Record<string, { server: number; client: number }> = {};
     /** Issue 20: the machine's idle share during each workload (a workload bound by waiting leaves cores idle). */
     const idle: Record<string, number | undefined> = {};
-    const measured = async <T>(name: string, run: () => Promise<T>, figure: (t: T) => number): Promise<{ result: T; b: Bracketed }> => {
+    /** Issue 20: the SAM's main thread over a workload's measured phase (its event loop: a serial bound). */
+    const mainThread: Record<string, ThreadShare | undefined> = {};
+    const measured = async <T>(name: string, run: (w: MeasureWindow) => Promise<T>, figure: (t: T) => number, signatures?: (t: T) => number): Promise<{ result: T; b: Bracketed }> => {
       const watch = watchLoad();
       const [server0, client0] = [(await host.usage()).cpu, process.cpuUsage()];
       const machine0 = machineCpu();
-      const result = await run();
+      // With --in-process the main thread runs the clients too: no figure of the SAM's own.
+      const at: { thread?: ThreadCpu | undefined; ms: number }[] = [];
+      const window: MeasureWindow = {
+        start: async () => void at.push({ thread: (await host.usage()).mainThread, ms: performance.now() }),
+        stop: async () => void at.push({ thread: (await host.usage()).mainThread, ms: performance.now() }),
+      };
+      const result = await run(window);
+      const [w0, w1] = at;
+      if (host.ownProcess && w0 && w1 && signatures) mainThread[name] = threadShare(w0.thread, w1.thread, w1.ms - w0.ms, signatures(result));
       idle[name] = idlePercent(machine0, machineCpu());
       const [server1, client1] = [(await host.usage()).cpu, process.cpuUsage()];
       // Each process's CPU time during the workload (on two cores they still share the machine).
@@ -136,18 +146,20 @@ async function benchOnce(): Promise<Figures> {
     console.log(`\nSignHash, ${concurrency} SCA clients at once, each signing its own transactions of max(100, 10 x k) hashes, k per call:`);
     const signHash: Record<number, Throughput> = {};
     for (const perCall of [1, 100, 1_000]) {
-      const { result: r, b } = await measured(`signhash_${perCall}`, () => signHashThroughput(clients(concurrency), perCall, phase), (t) => t.perSecond);
+      const { result: r, b } = await measured(`signhash_${perCall}`, (w) => signHashThroughput(clients(concurrency), perCall, phase, w), (t) => t.perSecond, (t) => t.signatures);
       signHash[perCall] = r;
       console.log(`  ${String(perCall).padStart(5)} hash${perCall === 1 ? " " : "es"} per call                   ${rate(r.perSecond)}   ${ratioText(b, idle[`signhash_${perCall}`])}   ${counts(r)}, ${r.checked} spot-checked`);
+      console.log(mainThreadText(mainThread[`signhash_${perCall}`]));
     }
 
     // The server's own RSS during the stream (the SignStream calls, apart from the upload of the
     // list before them), sampled from /proc when it runs in its own process.
     const watchServer = host.ownProcess ? () => sampleRss(host.pid) : undefined;
-    const { result: stream, b: streamB } = await measured("stream_100k", () => signStreamThroughput(clients(1)[0]!, streamHashes, watchServer), (t) => t.perSecond);
+    const { result: stream, b: streamB } = await measured("stream_100k", (w) => signStreamThroughput(clients(1)[0]!, streamHashes, watchServer, w), (t) => t.perSecond, (t) => t.signatures);
     const serverStreamRss = stream.serverStream;
     const serverUploadRss = stream.serverUpload;
     console.log(`\nSignStream of ${streamHashes.toLocaleString("en")} hashes: ${rate(stream.perSecond)}   ${ratioText(streamB, idle["stream_100k"])}   ${counts(stream)} in ${stream.streams} stream(s), ${stream.checked} spot-checked`);
+    console.log(mainThreadText(mainThread["stream_100k"]));
     if (serverStreamRss) {
       console.log(`  server process RSS during the stream ${serverStreamRss.beforeMib.toFixed(0)} MiB before, peak ${serverStreamRss.peakMib.toFixed(0)} MiB (+${(serverStreamRss.peakMib - serverStreamRss.beforeMib).toFixed(0)} MiB); client process peak ${stream.peakRssMib.toFixed(0)} MiB`);
       if (serverUploadRss) console.log(`  server process RSS during the upload and Authorize of the list before it: ${serverUploadRss.beforeMib.toFixed(0)} MiB before, peak ${serverUploadRss.peakMib.toFixed(0)} MiB (+${(serverUploadRss.peakMib - serverUploadRss.beforeMib).toFixed(0)} MiB)`);
@@ -230,6 +242,10 @@ async function benchOnce(): Promise<Figures> {
         raw_before: round(b.rawBefore, 1), raw_after: round(b.rawAfter, 1), load_start: b.loadStart, load_end: b.loadEnd, load_change: round(b.loadChange, 2), unreliable: b.unreliable,
         server_cpu_s: round(cpu[name]!.server, 2), client_cpu_s: host.ownProcess ? round(cpu[name]!.client, 2) : null,
         machine_idle_pct: idle[name] === undefined ? null : round(idle[name]!, 1),
+        // The SAM's main thread over the measured phase (SignHash, SignStream; null in-process or off Linux).
+        server_main_thread_busy_pct: mainThread[name] ? round(mainThread[name]!.busyPct, 1) : null,
+        server_main_thread_runq_wait_pct: mainThread[name] ? round(mainThread[name]!.runqWaitPct, 1) : null,
+        server_main_thread_us_per_sig: mainThread[name] ? round(mainThread[name]!.cpuUsPerItem, 1) : null,
       }])),
       // Beyond the required figures: the raw ceilings without verify, and how the runs were made.
       pkcs11js_sign_per_s: round(pkcs11jsSign, 1),
@@ -264,6 +280,12 @@ function rate(perSecond: number): string {
 function ratioText(b: Bracketed, idlePct?: number): string {
   const idleText = idlePct === undefined ? "" : `; machine idle ${idlePct.toFixed(0)} %`;
   return `${b.ratio.toFixed(3)} x raw (raw ${Math.round(b.rawBefore)} / ${Math.round(b.rawAfter)}; load ${b.loadStart.toFixed(2)} -> ${b.loadEnd.toFixed(2)}${b.unreliable ? `, moved ${b.loadChange.toFixed(2)}: UNRELIABLE` : ""}${idleText})`;
+}
+
+/** The SAM main thread's line under a workload (issue 20), or a reason there is none. */
+function mainThreadText(m: ThreadShare | undefined): string {
+  if (!m) return "        SAM main thread: no figure (--in-process, or no /proc/thread-self/schedstat)";
+  return `        SAM main thread: on a CPU ${m.busyPct.toFixed(0)} % of the measured time, waiting for one ${m.runqWaitPct.toFixed(0)} %; ${m.cpuUsPerItem.toFixed(0)} µs of its CPU per signature`;
 }
 
 function counts(t: Throughput): string {

@@ -8,7 +8,7 @@ import type { FullCryptoModule, SigningKeys } from "../crypto/port.js";
 import { applyServerHeapPolicy } from "../heap-policy.js";
 import { createLogger } from "../log/logger.js";
 import { serve, type ServeHooks } from "../main.js";
-import type { Throughput } from "./measure.js";
+import { threadCpu, type ThreadCpu, type Throughput } from "./measure.js";
 import { rawSignAndVerify, type Durations } from "./workloads.js";
 
 type SignRequest = Parameters<SigningKeys["sign"]>[0];
@@ -23,6 +23,8 @@ export interface ProcessUsage {
   arrayBuffersBytes: number;
   /** process.cpuUsage(): user and system CPU time, microseconds. */
   cpu: NodeJS.CpuUsage;
+  /** The process's main thread alone (the event loop: the SAM's store, audit, RPC and dispatch work); undefined off Linux. */
+  mainThread?: ThreadCpu | undefined;
 }
 
 /**
@@ -51,7 +53,7 @@ export interface SamHost {
 
 const ownUsage = (): ProcessUsage => {
   const m = process.memoryUsage();
-  return { rssBytes: m.rss, heapUsedBytes: m.heapUsed, heapTotalBytes: m.heapTotal, externalBytes: m.external, arrayBuffersBytes: m.arrayBuffers, cpu: process.cpuUsage() };
+  return { rssBytes: m.rss, heapUsedBytes: m.heapUsed, heapTotalBytes: m.heapTotal, externalBytes: m.external, arrayBuffersBytes: m.arrayBuffers, cpu: process.cpuUsage(), mainThread: threadCpu() }; // answered on the main thread
 };
 
 /**

@@ -30,14 +30,31 @@ describe("bench workloads (R-3.2.1.5: every figure counts signatures that verify
   });
 
   it("SignHash: k hashes per call through authorized transactions with rotated tokens; signatures spot-checked", async () => {
-    const r = await signHashThroughput([client(), client()], 3, tiny);
+    // The measured window (issue 20: the SAM main thread's share) opens after the preparation and
+    // warm-up and closes after the measured calls: no call of the measured phase outside it.
+    const events: string[] = [];
+    const signHash = (c: BenchSca) => {
+      const original = c.sam.signHash.bind(c.sam);
+      c.sam.signHash = ((...a: Parameters<typeof original>) => (events.push("call"), original(...a))) as typeof c.sam.signHash;
+      return c;
+    };
+    const r = await signHashThroughput([signHash(client()), signHash(client())], 3, tiny, {
+      start: async () => void events.push("start"),
+      stop: async () => void events.push("stop"),
+    });
+    expect(events.filter((e) => e !== "call")).toEqual(["start", "stop"]);
+    const inside = events.slice(events.indexOf("start") + 1, events.indexOf("stop")).length;
+    expect(inside * 3).toBeGreaterThanOrEqual(r.signatures); // every measured call began inside the window
+    expect(events.indexOf("start")).toBeGreaterThan(0); // the warm-up's calls came before it
     expect(r.signatures % 3).toBe(0);
     expect(r.signatures).toBeGreaterThan(0);
     expect(r.checked).toBeGreaterThan(0);
   });
 
   it("SignStream: every signature of the list streamed, spot-checked, with the peak RSS", async () => {
-    const r = await signStreamThroughput(client(), 50);
+    const window: string[] = [];
+    const r = await signStreamThroughput(client(), 50, undefined, { start: async () => void window.push("start"), stop: async () => void window.push("stop") });
+    expect(window).toEqual(["start", "stop"]);
     expect(r.signatures).toBe(50);
     expect(r.checked).toBeGreaterThan(0);
     expect(r.peakRssMib).toBeGreaterThan(0);

@@ -52,6 +52,15 @@ export async function rawSignAndVerify(keys: Pick<SigningKeys, "sign" | "verify"
   return forDuration(concurrency, d.measureMs, op);
 }
 
+/**
+ * Called right before and right after a workload's measured phase (issue 20): figures taken over
+ * that phase alone, not over its preparation or warm-up (the SAM main thread's share, run.ts).
+ */
+export interface MeasureWindow {
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
 /** An authorized transaction a SignHash worker signs through, `perCall` hashes per call. */
 interface Prepared {
   docs: Documents;
@@ -67,7 +76,7 @@ interface Prepared {
  * many the measured run needs is sized from the warm-up's rate (x1.5), so preparing them stays
  * out of the figure. A worker that runs out of work stops (the figure is then over fewer seconds).
  */
-export async function signHashThroughput(clients: BenchSca[], perCall: number, d: Durations): Promise<Throughput & { checked: number }> {
+export async function signHashThroughput(clients: BenchSca[], perCall: number, d: Durations, window?: MeasureWindow): Promise<Throughput & { checked: number }> {
   const txSize = perCall * Math.ceil(Math.max(100, 10 * perCall) / perCall); // a multiple of perCall: every call signs perCall
   const queues: Prepared[][] = clients.map(() => []);
   const check = new SpotCheck();
@@ -95,7 +104,9 @@ export async function signHashThroughput(clients: BenchSca[], perCall: number, d
   const warm = await forDuration(clients.length, d.warmupMs, op);
   const perWorker = Math.ceil((warm.perSecond * (d.measureMs / 1000) * 1.5) / clients.length);
   await Promise.all(clients.map((_, w) => prepare(w, perWorker)));
+  await window?.start();
   const run = await forDuration(clients.length, d.measureMs, op);
+  await window?.stop();
   return { ...run, checked: check.verify() };
 }
 
@@ -124,7 +135,7 @@ export type StreamResult = Throughput & {
  * RSS from a start until stop(): the upload and the stream are watched apart (issue 20: the
  * stream's figure is the stream's, not the upload's that comes before it).
  */
-export async function signStreamThroughput(sca: BenchSca, count: number, watchServer?: () => { stop(): RssWindow }): Promise<StreamResult> {
+export async function signStreamThroughput(sca: BenchSca, count: number, watchServer?: () => { stop(): RssWindow }, window?: MeasureWindow): Promise<StreamResult> {
   const warm = new Documents(1_000);
   await streamAll(sca.sam, warm.count, await sca.authorized(warm.hashes));
   const docs = new Documents(count);
@@ -133,6 +144,7 @@ export async function signStreamThroughput(sca: BenchSca, count: number, watchSe
   const serverUpload = uploadWatch?.stop();
   const check = new SpotCheck();
   const streamWatch = watchServer?.();
+  await window?.start();
   const started = performance.now();
   const { result: streams, peakMib, beforeMib } = await peakRss(() =>
     streamAll(sca.sam, count, token, (i, signature) => {
@@ -140,6 +152,7 @@ export async function signStreamThroughput(sca: BenchSca, count: number, watchSe
     }),
   );
   const seconds = (performance.now() - started) / 1000;
+  await window?.stop();
   const serverStream = streamWatch?.stop();
   return { signatures: count, seconds, perSecond: count / seconds, concurrency: 1, streams, checked: check.verify(), peakRssMib: peakMib, rssBeforeMib: beforeMib, serverUpload, serverStream };
 }

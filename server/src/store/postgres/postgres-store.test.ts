@@ -41,6 +41,42 @@ describe.skipIf(skipReason !== undefined)(skipReason ?? "PostgresStore", () => {
     },
   });
 
+  describe("PostgresStore deadlocks", () => {
+    it("T-2.2.1.3: a single statement that loses a deadlock is run again, not failed (a replay storm across nodes once got STORE_FAILURE here)", async () => {
+      const uri = await cluster.createDatabase();
+      const store = await createPostgresStore({ uri, poolSize: 2 });
+      const raw = new pg.Client({ connectionString: uri });
+      await raw.connect();
+      try {
+        const token = (hash: string, generation: number, previousHash?: string) => ({
+          hash, transactionId: "tx-d", generation, previousHash, issuedAt: new Date(0), expiresAt: new Date(3_600_000), mac: new Uint8Array(32),
+        });
+        await store.issueSadToken(token("d0", 0));
+        await store.issueSadToken(token("d1", 1, "d0"));
+        // Only the store's connection detects the cycle (after the default 1 s), so the store's statement is the victim.
+        await raw.query("SET deadlock_timeout = '30s'");
+        await raw.query("BEGIN");
+        await raw.query("UPDATE sad_tokens SET revoked_at = NULL WHERE hash = 'd1'"); // holds d1, changes nothing
+        const revoked = store.revokeSadTokens({ transactionId: "tx-d", now: new Date(1_000) }); // one UPDATE of d0 and d1: takes d0, waits for d1
+        revoked.catch(() => undefined);
+        for (let i = 0; ; i++) {
+          const waiting = await raw.query("SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE sad_tokens SET revoked_at = $1%'");
+          if (waiting.rowCount) break;
+          if (i > 500) throw new Error("the store's UPDATE never waited for the lock");
+          await new Promise((r) => setTimeout(r, 10));
+        }
+        await raw.query("UPDATE sad_tokens SET revoked_at = NULL WHERE hash = 'd0'"); // waits for d0: a cycle; the store's statement is rolled back
+        await raw.query("COMMIT");
+        expect(await revoked).toBe(2); // run again once the other transaction ended: both revoked, no STORE_FAILURE
+        expect((await store.findSadToken("d0"))?.revokedAt).toEqual(new Date(1_000));
+      } finally {
+        await raw.end();
+        await store.close();
+        await cluster.dropDatabase(uri);
+      }
+    });
+  });
+
   describe("PostgresStore migrations and connection", () => {
     it("nodes starting together on an empty database migrate once under the advisory lock; reopening changes nothing", async () => {
       const uri = await cluster.createDatabase();

@@ -11,7 +11,8 @@
  *   claims, the stream's SAD token row (`FOR SHARE`) for a range claim, and a transaction-level
  *   advisory lock for what has no row yet (a subject's open challenges or attempt reservations, a
  *   node's audit chain). Each statement after the lock sees every commit made before it. A
- *   serialization failure or deadlock is retried a bounded number of times, then fails closed.
+ *   serialization failure or deadlock is retried a bounded number of times, then fails closed:
+ *   the whole transaction, or a single statement run on its own (its own transaction).
  * - The schema is migrated at start under an advisory lock (see migrations.ts).
  * - Time is passed in by the caller, never read from either clock (the port's rule).
  * - Every driver error becomes StoreFailureError (fail closed); the connection string never
@@ -229,13 +230,32 @@ export class PostgresStore implements Store {
   }
 
   private async rows(sql: string, values: unknown[] = [], client: pg.Pool | Client = this.pool): Promise<Row[]> {
-    return (await client.query<Row>(sql, values)).rows;
+    return (await this.statement(sql, values, client)).rows;
   }
   private async one(sql: string, values: unknown[] = [], client: pg.Pool | Client = this.pool): Promise<Row | undefined> {
-    return (await client.query<Row>(sql, values)).rows[0];
+    return (await this.statement(sql, values, client)).rows[0];
   }
   private async count(sql: string, values: unknown[] = [], client: pg.Pool | Client = this.pool): Promise<number> {
-    return (await client.query(sql, values)).rowCount ?? 0;
+    return (await this.statement(sql, values, client)).rowCount ?? 0;
+  }
+
+  /**
+   * One statement. On the pool it is a transaction of its own: one that lost a deadlock or a
+   * serialization race was rolled back whole (nothing of it happened), so it is run again, bounded
+   * as {@link tx} does (T-2.2.1.3: under a replay storm a revocation or a transition is a deadlock
+   * victim now and then, and a refusal must stay a refusal, not STORE_FAILURE). Inside a
+   * transaction, tx() runs the whole transaction again instead.
+   */
+  private async statement(sql: string, values: unknown[], client: pg.Pool | Client): Promise<pg.QueryResult<Row>> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await client.query<Row>(sql, values);
+      } catch (e) {
+        const state = sqlState(e);
+        if (client === this.pool && (state === "40001" || state === "40P01") && attempt < maxRetries) continue;
+        throw e;
+      }
+    }
   }
 
   /**

@@ -123,10 +123,8 @@ async function benchOnce(): Promise<Figures> {
       const machine0 = machineCpu();
       // With --in-process the main thread runs the clients too: no figure of the SAM's own.
       const at: { thread?: ThreadCpu | undefined; ms: number }[] = [];
-      const window: MeasureWindow = {
-        start: async () => void at.push({ thread: (await host.usage()).mainThread, ms: performance.now() }),
-        stop: async () => void at.push({ thread: (await host.usage()).mainThread, ms: performance.now() }),
-      };
+      const mark = async () => void at.push({ thread: (await host.usage()).mainThread, ms: performance.now() });
+      const window: MeasureWindow = { start: mark, stop: mark };
       const result = await run(window);
       const [w0, w1] = at;
       if (host.ownProcess && w0 && w1 && signatures) mainThread[name] = threadShare(w0.thread, w1.thread, w1.ms - w0.ms, signatures(result));

@@ -166,6 +166,12 @@ const sqlState = (e: unknown): string | undefined => {
   return typeof code === "string" ? code : undefined;
 };
 
+/** A deadlock victim or a lost serialization race: rolled back whole by PostgreSQL, so safe to run again. */
+const lostRace = (e: unknown): boolean => {
+  const state = sqlState(e);
+  return state === "40001" || state === "40P01";
+};
+
 export class PostgresStore implements Store {
   private closed = false;
 
@@ -251,8 +257,7 @@ export class PostgresStore implements Store {
       try {
         return await client.query<Row>(sql, values);
       } catch (e) {
-        const state = sqlState(e);
-        if (client === this.pool && (state === "40001" || state === "40P01") && attempt < maxRetries) continue;
+        if (client === this.pool && lostRace(e) && attempt < maxRetries) continue;
         throw e;
       }
     }
@@ -275,8 +280,7 @@ export class PostgresStore implements Store {
         await client.query("ROLLBACK").catch(() => {
           broken = true;
         });
-        const state = sqlState(e);
-        if ((state === "40001" || state === "40P01") && attempt < maxRetries) continue;
+        if (lostRace(e) && attempt < maxRetries) continue;
         throw e;
       } finally {
         client.release(broken);

@@ -46,7 +46,9 @@ describe.skipIf(skipReason !== undefined)(skipReason ?? "PostgresStore", () => {
       const uri = await cluster.createDatabase();
       const store = await createPostgresStore({ uri, poolSize: 2 });
       const raw = new pg.Client({ connectionString: uri });
+      const watcher = new pg.Client({ connectionString: uri }); // outside raw's transaction, whose activity snapshot would stay stale
       await raw.connect();
+      await watcher.connect();
       try {
         const token = (hash: string, generation: number, previousHash?: string) => ({
           hash, transactionId: "tx-d", generation, previousHash, issuedAt: new Date(0), expiresAt: new Date(3_600_000), mac: new Uint8Array(32),
@@ -60,7 +62,7 @@ describe.skipIf(skipReason !== undefined)(skipReason ?? "PostgresStore", () => {
         const revoked = store.revokeSadTokens({ transactionId: "tx-d", now: new Date(1_000) }); // one UPDATE of d0 and d1: takes d0, waits for d1
         revoked.catch(() => undefined);
         for (let i = 0; ; i++) {
-          const waiting = await raw.query("SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE sad_tokens SET revoked_at = $1%'");
+          const waiting = await watcher.query("SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE sad_tokens SET revoked_at = $1%'");
           if (waiting.rowCount) break;
           if (i > 500) throw new Error("the store's UPDATE never waited for the lock");
           await new Promise((r) => setTimeout(r, 10));
@@ -71,6 +73,7 @@ describe.skipIf(skipReason !== undefined)(skipReason ?? "PostgresStore", () => {
         expect((await store.findSadToken("d0"))?.revokedAt).toEqual(new Date(1_000));
       } finally {
         await raw.end();
+        await watcher.end();
         await store.close();
         await cluster.dropDatabase(uri);
       }

@@ -97,6 +97,20 @@ export const cscCases: CscCase[] = [
     },
   },
   {
+    id: "csc-assertion-for-another-host",
+    covers: ["T-2.2.1.3", "T-2.2.1.1"],
+    description: "A client assertion made for another server's token endpoint (one the client also uses, or that captured it) is replayed here with that server's name in the Host header. The audience a gateway accepts is its own public URL, never what the request's Host header says, so the assertion is a client authentication failure; and info's oauth2 URL does not follow the Host header either.",
+    expected: { status: 401, error: "invalid_client" },
+    async run(s) {
+      const elsewhere = "other-rssp.example";
+      const forOther = await s.client.assertion(undefined, `https://${elsewhere}/csc/v2/oauth2/token`);
+      const o = observe(await s.client.clientCredentials(forOther, { hostHeader: elsewhere }));
+      const info = await s.client.call("info", {}, null, { hostHeader: elsewhere });
+      const oauth2 = typeof info.body.oauth2 === "string" ? info.body.oauth2 : "";
+      return oauth2.includes(elsewhere) ? { ...o, problems: [`info names the Host header's server as its OAuth 2.0 URL (${oauth2})`] } : o;
+    },
+  },
+  {
     id: "csc-bypass-no-token",
     covers: ["T-2.2.1.1"],
     description: "signHash without any access token, with a SAD that was genuinely issued. The gateway requires the client's service authorization first.",

@@ -17,6 +17,11 @@ export interface CscTarget {
   privateJwk: JWK;
 }
 
+/** Per request: `hostHeader`, a Host header other than the URL's (an attacker's request; TLS still checks the gateway's name). */
+export interface CscRequestOptions {
+  hostHeader?: string;
+}
+
 export interface CscAnswer {
   status: number;
   body: Record<string, unknown>;
@@ -26,22 +31,23 @@ export class CscClient {
   #token: string | undefined;
   constructor(readonly target: CscTarget) {}
 
-  async assertion(jti = randomBytes(16).toString("base64url")): Promise<string> {
+  /** A private_key_jwt assertion for this gateway's token endpoint, or for `audience` (another server's). */
+  async assertion(jti = randomBytes(16).toString("base64url"), audience = `${this.target.baseUrl}/oauth2/token`): Promise<string> {
     const key = await importJWK(this.target.privateJwk, "ES256");
     return new SignJWT({}).setProtectedHeader({ alg: "ES256" }).setIssuer(this.target.clientId).setSubject(this.target.clientId)
-      .setAudience(`${this.target.baseUrl}/oauth2/token`).setIssuedAt().setExpirationTime("2m").setJti(jti).sign(key);
+      .setAudience(audience).setIssuedAt().setExpirationTime("2m").setJti(jti).sign(key);
   }
 
-  token(form: Record<string, string>): Promise<CscAnswer> {
-    return this.send("/oauth2/token", new URLSearchParams(form).toString(), "application/x-www-form-urlencoded");
+  token(form: Record<string, string>, options: CscRequestOptions = {}): Promise<CscAnswer> {
+    return this.send("/oauth2/token", new URLSearchParams(form).toString(), "application/x-www-form-urlencoded", undefined, options);
   }
 
-  clientCredentials(assertion: string): Promise<CscAnswer> {
-    return this.token({ grant_type: "client_credentials", client_id: this.target.clientId, client_assertion_type: "urn:ietf:params:oauth:client-assertion-type:jwt-bearer", client_assertion: assertion });
+  clientCredentials(assertion: string, options: CscRequestOptions = {}): Promise<CscAnswer> {
+    return this.token({ grant_type: "client_credentials", client_id: this.target.clientId, client_assertion_type: "urn:ietf:params:oauth:client-assertion-type:jwt-bearer", client_assertion: assertion }, options);
   }
 
   /** A method call with the service access token (fetched once). */
-  async call(method: string, body: unknown, bearer?: string | null): Promise<CscAnswer> {
+  async call(method: string, body: unknown, bearer?: string | null, options: CscRequestOptions = {}): Promise<CscAnswer> {
     if (bearer === undefined) {
       if (!this.#token) {
         const t = await this.clientCredentials(await this.assertion());
@@ -50,14 +56,17 @@ export class CscClient {
       }
       bearer = this.#token;
     }
-    return this.send(`/${method}`, JSON.stringify(body), "application/json", bearer ?? undefined);
+    return this.send(`/${method}`, JSON.stringify(body), "application/json", bearer ?? undefined, options);
   }
 
-  private send(path: string, body: string, contentType: string, bearer?: string): Promise<CscAnswer> {
+  private send(path: string, body: string, contentType: string, bearer?: string, options: CscRequestOptions = {}): Promise<CscAnswer> {
     return new Promise((done, fail) => {
       const req = request(`${this.target.baseUrl}${path}`, {
         method: "POST", ca: this.target.ca,
-        headers: { "content-type": contentType, ...(bearer ? { authorization: `Bearer ${bearer}` } : {}) },
+        // Node would take the TLS server name (and the name the certificate is checked against) from
+        // a Host header: no SNI then, so the certificate is still checked against the URL's host.
+        ...(options.hostHeader !== undefined ? { servername: "" } : {}),
+        headers: { "content-type": contentType, ...(bearer ? { authorization: `Bearer ${bearer}` } : {}), ...(options.hostHeader !== undefined ? { host: options.hostHeader } : {}) },
       }, (res) => {
         const chunks: Buffer[] = [];
         res.on("data", (c: Buffer) => chunks.push(c));

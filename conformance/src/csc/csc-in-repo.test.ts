@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { createServer, type Server } from "node:https";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
-import { exportJWK, generateKeyPair, type JWK } from "jose";
+import { decodeJwt, exportJWK, generateKeyPair, importJWK, jwtVerify, type JWK } from "jose";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { gatewayConfig } from "../../../gateway/src/config.js";
 import { startGateway, type Gateway } from "../../../gateway/src/server.js";
@@ -26,6 +26,7 @@ let identities: Identities;
 let first: CscTarget;
 let second: CscTarget;
 let k1Private: JWK;
+let k1Public: JWK;
 
 async function clientKey(): Promise<{ pub: JWK; priv: JWK }> {
   const { publicKey, privateKey } = await generateKeyPair("ES256", { extractable: true });
@@ -36,6 +37,7 @@ beforeAll(async () => {
   t = await startTestServer();
   const [k1, k2] = [await clientKey(), await clientKey()];
   k1Private = k1.priv;
+  k1Public = k1.pub;
   // The suite's clients: every signer in scope (the suite enrolls its own), explicit mode allowed.
   writeFileSync(join(t.dataDir, "csc-clients.json"), JSON.stringify({ clients: [
     { clientId: "conformance-1", jwks: { keys: [k1.pub] }, signers: "*", explicit: true },
@@ -78,6 +80,50 @@ describe("the conformance suite over CSC (issue 16)", () => {
       expect(run.results.filter((r) => r.detail.startsWith("the case could not run")).map((r) => `${r.id}: ${r.detail}`)).toEqual([]);
     } finally {
       await new Promise<void>((done) => broken.close(() => done()));
+    }
+  });
+});
+
+/**
+ * A gateway with one flaw: it takes its own URL from the request's Host header, for the audience
+ * it accepts in a client assertion (`trusts: "token"`) or for info's oauth2 URL (`"info"`). The
+ * assertion's signature is checked with the suite client's key, as a real gateway would.
+ */
+async function hostTrustingGateway(trusts: "token" | "info"): Promise<{ url: string; close(): Promise<void> }> {
+  const key = await importJWK(k1Public, "ES256");
+  const server: Server = createServer({ cert: readFileSync(join(t.dataDir, "pki", "server.crt")), key: readFileSync(join(t.dataDir, "pki", "server.key")) }, (req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      const listening = `https://127.0.0.1:${(server.address() as AddressInfo).port}/csc/v2`;
+      const fromHost = `https://${req.headers.host}/csc/v2`;
+      const answer = (status: number, body: unknown) => res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(body));
+      if (req.url === "/csc/v2/info") return answer(200, { oauth2: trusts === "info" ? fromHost : listening });
+      const assertion = new URLSearchParams(Buffer.concat(chunks).toString("utf8")).get("client_assertion") ?? "";
+      jwtVerify(assertion, key, { audience: `${trusts === "token" ? fromHost : listening}/oauth2/token` }).then(
+        () => answer(200, { access_token: `t-${decodeJwt(assertion).jti}`, token_type: "Bearer", expires_in: 60 }),
+        () => answer(401, { error: "invalid_client" }),
+      );
+    });
+  });
+  await new Promise<void>((done) => server.listen(0, "127.0.0.1", done));
+  return { url: `https://127.0.0.1:${(server.address() as AddressInfo).port}/csc/v2`, close: () => new Promise<void>((done) => server.close(() => done())) };
+}
+
+describe("csc-assertion-for-another-host against a gateway that trusts the Host header", () => {
+  const only = allCscCases.filter((c) => c.id === "csc-assertion-for-another-host");
+
+  it.each([
+    ["token", "expected 401 invalid_client, got 200"],
+    ["info", "info names the Host header's server as its OAuth 2.0 URL (https://other-rssp.example/csc/v2)"],
+  ] as const)("fails when the gateway takes its URL from Host for %s", async (trusts, detail) => {
+    expect(only).toHaveLength(1);
+    const mutant = await hostTrustingGateway(trusts);
+    try {
+      const run = await runCscCases({ target, identities, csc: { ...first, baseUrl: mutant.url }, cases: only });
+      expect(run.results.map((r) => [r.id, r.status, r.detail])).toEqual([["csc-assertion-for-another-host", "failed", detail]]);
+    } finally {
+      await mutant.close();
     }
   });
 });

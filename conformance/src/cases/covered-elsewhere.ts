@@ -126,4 +126,22 @@ export const coveredElsewhere: CoveredElsewhere[] = [
     description: "A signature the crypto module produced wrongly is checked against the credential's key inside the SAM and withheld (SIGNATURE_CHECK_FAILED); showing it needs a faulty crypto module, injected on the server side.",
     coveredBy: tests("sap/sign-hash.test.ts", "a signature that does not verify against the credential's key is withheld: INTERNAL SIGNATURE_CHECK_FAILED, audited"),
   },
+  {
+    kind: "covered-elsewhere",
+    id: "refused-callers-audited",
+    covers: ["R-3.2.2.4", "T-2.1.2.1"],
+    description: "A caller refused for its certificate or its kind (another kind's certificate on the SAP or SignerService, a certificate whose binding was tampered with, a refused admin request) is in the audit log (request.refused, admin_request.refused: method, reason, certificate fingerprint, never a request signature), so an auditor sees the probing; a black-box client cannot read the audit log.",
+    coveredBy: [
+      ...tests("transport/front-end-caller.test.ts", "R-3.2.2.4, T-2.1.2.1: a caller refused by kind on the SAP or SignerService is audited (request.refused: method, reason, certificate fingerprint), like a refused admin request"),
+      ...tests("admin/privileged-user-binding.test.ts", "T-2.2.2.1: with the store's unique index gone and a second sealed user on A's key, A's certificate is refused and the refusal audited"),
+      ...tests("admin/audit-trail.test.ts", "records the start, each privileged operation before and after it, and refused requests"),
+    ],
+  },
+  {
+    kind: "covered-elsewhere",
+    id: "seal-cache-insider",
+    covers: ["T-2.2.2.2", "R-3.1.1.1"],
+    description: "Seal checks remembered across calls (a speed-up) never let an edited record through: a copy with another body, status, version or id, or a seal copied from another record, misses the cache and is checked by the crypto module and refused, every time; the cache is bounded.",
+    coveredBy: tests("integrity/seal-cache.test.ts", "T-2.2.2.2: an edited copy (body, status, version, id) or a seal copied from another record misses, is checked and refused, every time", "is bounded: the least recently used seal goes first"),
+  },
 ];

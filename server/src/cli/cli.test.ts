@@ -6,7 +6,7 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { createClient } from "@connectrpc/connect";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "@inkan/sdk/gen/grpc/health/v1/health_pb.js";
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { afterAll, describe, expect, it } from "vitest";
 import { transportFor } from "../testing/harness.js";
 
@@ -79,6 +79,18 @@ describe("the inkan command", () => {
     child.kill("SIGTERM");
     expect(await exited).toBe(0);
     expect(stderr).toMatch(/"msg":"stopped"/);
+  });
+
+  it("a start that fails names what lies under it (the module's CKR_* code), never the secret involved, and exits 1", async () => {
+    const dataDir = join(mkdtempSync(join(tmpdir(), "inkan-cli-")), "data");
+    dirs.push(dataDir);
+    const paths = JSON.parse((await output(["init", "--json"], { INKAN_DATA_DIR: dataDir })).stdout) as Record<string, string>;
+    const wrongPin = "wrong-pin-4711-secret";
+    writeFileSync(paths["pkcs11PinFile"]!, wrongPin, { mode: 0o600 });
+    const { code, stdout, stderr } = await output(["serve", "--listen", "127.0.0.1:0"], { INKAN_DATA_DIR: dataDir });
+    expect(code).toBe(1);
+    expect(stderr).toMatch(/inkan serve: .*\(CRYPTO_MODULE_FAILURE; cause: CKR_PIN_INCORRECT\)/);
+    expect(stdout + stderr).not.toContain(wrongPin);
   });
 
   it("reports configuration problems by path and exits 2", async () => {

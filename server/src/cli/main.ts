@@ -34,6 +34,22 @@ const usage = `usage:
                                            \`inkan admin --help\`
 Every flag has an INKAN_* environment variable (INKAN_DATA_DIR, INKAN_LISTEN, INKAN_CONFIG_FILE, ...).`;
 
+/**
+ * What lies under a failure, for the operator who has to fix it: the codes along the error's cause
+ * chain (a CKR_* name of the crypto module, an SQLSTATE or errno code of the store or the system),
+ * never a cause's free-form message, which could carry data of a request.
+ */
+export function causeCodes(err: Error): string[] {
+  const codes: string[] = [];
+  let cause: unknown = err.cause;
+  for (let depth = 0; cause instanceof Error && depth < 8; depth++, cause = cause.cause) {
+    const code = (cause as { code?: unknown }).code;
+    if (/^CKR_[A-Z0-9_]+$/.test(cause.message)) codes.push(cause.message);
+    else if (typeof code === "string" && /^[A-Z0-9_]{2,48}$/.test(code)) codes.push(code);
+  }
+  return [...new Set(codes)];
+}
+
 /** Runs the `inkan` command line; resolves to the process exit code. */
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -68,7 +84,8 @@ export async function main(argv: string[]): Promise<number> {
       return 2;
     }
     if (err instanceof InkanError) {
-      console.error(`inkan ${command}: ${err.message} (${err.code})`);
+      const causes = causeCodes(err);
+      console.error(`inkan ${command}: ${err.message} (${err.code}${causes.length > 0 ? `; cause: ${causes.join(", ")}` : ""})`);
       return 1;
     }
     throw err;

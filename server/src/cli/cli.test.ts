@@ -93,6 +93,29 @@ describe("the inkan command", () => {
     expect(stdout + stderr).not.toContain(wrongPin);
   });
 
+  it("R-3.2.2.4: a SIGTERM while serve starts stops it cleanly once started (exit 0, its audit tail anchored in the module), not by the signal's default", async () => {
+    const dataDir = join(mkdtempSync(join(tmpdir(), "inkan-cli-")), "data");
+    dirs.push(dataDir);
+    await output(["init", "--json"], { INKAN_DATA_DIR: dataDir });
+    const child = run(["serve", "--listen", "127.0.0.1:0"], { INKAN_DATA_DIR: dataDir });
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => child.on("close", (code, signal) => r({ code, signal })));
+    let stderr = "";
+    await new Promise<void>((resolve, reject) => {
+      child.stderr.on("data", (d) => {
+        stderr += d;
+        if (stderr.includes('"msg":"starting"')) resolve();
+      });
+      child.once("close", () => reject(new Error(`inkan serve exited before it said it was starting:\n${stderr}`)));
+    });
+    child.kill("SIGTERM"); // the SAM is still opening its module, store and audit log
+    expect(await exited).toEqual({ code: 0, signal: null });
+    expect(stderr).toMatch(/"signal":"SIGTERM","msg":"shutting down"/);
+    const verify = JSON.parse((await output(["audit", "verify", "--json"], { INKAN_DATA_DIR: dataDir })).stdout) as { ok: boolean; nodes: { lastSequence: number; moduleCheckpointSequence: number }[] };
+    expect(verify.ok).toBe(true);
+    expect(verify.nodes[0]!.lastSequence).toBeGreaterThanOrEqual(2); // sam.started and sam.stopped
+    expect(verify.nodes[0]!.moduleCheckpointSequence).toBe(verify.nodes[0]!.lastSequence);
+  });
+
   it("reports configuration problems by path and exits 2", async () => {
     const dataDir = mkdtempSync(join(tmpdir(), "inkan-cli-"));
     dirs.push(dataDir);

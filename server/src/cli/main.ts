@@ -167,16 +167,28 @@ async function serveCommand(args: string[]): Promise<number> {
   const [{ createLogger }, { serve }, { applyServerHeapPolicy }] = await Promise.all([import("../log/logger.js"), import("../main.js"), import("../heap-policy.js")]);
   applyServerHeapPolicy(); // issue 20: a streaming SAM's heap stays near its live data
   const log = createLogger(config.logLevel);
+  // Signals are caught before the SAM starts: a stop asked for while it starts, or just as it says
+  // it listens, ends it cleanly once started (samStopped and the final audit checkpoint written),
+  // instead of the default action killing it with its audit tail unanchored.
+  let stopAsked: string | undefined;
+  let onStop: ((signal: string) => void) | undefined;
+  const ask = (signal: string) => {
+    if (stopAsked) return; // one stop; the same signal again finds no listener left and ends the process at once
+    stopAsked = signal;
+    onStop?.(signal);
+  };
+  process.once("SIGTERM", () => ask("SIGTERM"));
+  process.once("SIGINT", () => ask("SIGINT"));
+  log.info({ dataDir: config.dataDir }, "starting");
   const server = await serve(config, log);
   console.log(`listening on ${server.url}`);
   if (server.metricsUrl) console.log(`metrics, /healthz and /readyz on ${server.metricsUrl}`);
   await new Promise<void>((done) => {
-    const stop = (signal: string) => {
+    onStop = (signal) => {
       log.info({ signal }, "shutting down");
       void server.close().then(done);
     };
-    process.once("SIGTERM", () => stop("SIGTERM"));
-    process.once("SIGINT", () => stop("SIGINT"));
+    if (stopAsked) onStop(stopAsked);
   });
   log.flush();
   return 0;

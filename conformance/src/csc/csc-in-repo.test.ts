@@ -4,6 +4,7 @@
  */
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
+import type { IncomingMessage } from "node:http";
 import { createServer, type Server } from "node:https";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
@@ -64,25 +65,35 @@ describe("the conformance suite over CSC (issue 16)", () => {
   });
 
   it("fails the cases against a gateway that signs whatever it is asked", async () => {
-    const broken: Server = createServer({ cert: readFileSync(join(t.dataDir, "pki", "server.crt")), key: readFileSync(join(t.dataDir, "pki", "server.key")) }, (req, res) => {
-      req.resume();
-      req.on("end", () => {
-        const body = JSON.stringify({ access_token: "t", token_type: "Bearer", expires_in: 60, SAD: "s", expiresIn: 60, signatures: [Buffer.from(`sig ${Math.random()}`).toString("base64")] });
-        res.writeHead(200, { "content-type": "application/json" }).end(body);
-      });
+    const broken = await fakeGateway((_req, _body, answer) => {
+      answer(200, { access_token: "t", token_type: "Bearer", expires_in: 60, SAD: "s", expiresIn: 60, signatures: [Buffer.from(`sig ${Math.random()}`).toString("base64")] });
     });
-    await new Promise<void>((done) => broken.listen(0, "127.0.0.1", done));
     try {
-      const url = `https://127.0.0.1:${(broken.address() as AddressInfo).port}/csc/v2`;
-      const run = await runCscCases({ target, identities, csc: { ...first, baseUrl: url }, otherCsc: { ...second, baseUrl: url } });
+      const run = await runCscCases({ target, identities, csc: { ...first, baseUrl: broken.url }, otherCsc: { ...second, baseUrl: broken.url } });
       expect(run.results.filter((r) => r.status === "failed").map((r) => r.id)).toEqual(allCscCases.map((c) => c.id));
       // Each failed on the broken gateway's answer, not because it could not run.
       expect(run.results.filter((r) => r.detail.startsWith("the case could not run")).map((r) => `${r.id}: ${r.detail}`)).toEqual([]);
     } finally {
-      await new Promise<void>((done) => broken.close(() => done()));
+      await broken.close();
     }
   });
 });
+
+/**
+ * An HTTPS server with the in-repo gateway's certificate that answers every request with `handle`
+ * (its body read whole): the stand-in for a flawed gateway.
+ */
+async function fakeGateway(handle: (req: IncomingMessage, body: string, answer: (status: number, json: unknown) => void, url: string) => void): Promise<{ url: string; close(): Promise<void> }> {
+  let url = "";
+  const server: Server = createServer({ cert: readFileSync(join(t.dataDir, "pki", "server.crt")), key: readFileSync(join(t.dataDir, "pki", "server.key")) }, (req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => handle(req, Buffer.concat(chunks).toString("utf8"), (status, json) => res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(json)), url));
+  });
+  await new Promise<void>((done) => server.listen(0, "127.0.0.1", done));
+  url = `https://127.0.0.1:${(server.address() as AddressInfo).port}/csc/v2`;
+  return { url, close: () => new Promise<void>((done) => server.close(() => done())) };
+}
 
 /**
  * A gateway with one flaw: it takes its own URL from the request's Host header, for the audience
@@ -91,23 +102,15 @@ describe("the conformance suite over CSC (issue 16)", () => {
  */
 async function hostTrustingGateway(trusts: "token" | "info"): Promise<{ url: string; close(): Promise<void> }> {
   const key = await importJWK(k1Public, "ES256");
-  const server: Server = createServer({ cert: readFileSync(join(t.dataDir, "pki", "server.crt")), key: readFileSync(join(t.dataDir, "pki", "server.key")) }, (req, res) => {
-    const chunks: Buffer[] = [];
-    req.on("data", (c: Buffer) => chunks.push(c));
-    req.on("end", () => {
-      const listening = `https://127.0.0.1:${(server.address() as AddressInfo).port}/csc/v2`;
-      const fromHost = `https://${req.headers.host}/csc/v2`;
-      const answer = (status: number, body: unknown) => res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(body));
-      if (req.url === "/csc/v2/info") return answer(200, { oauth2: trusts === "info" ? fromHost : listening });
-      const assertion = new URLSearchParams(Buffer.concat(chunks).toString("utf8")).get("client_assertion") ?? "";
-      jwtVerify(assertion, key, { audience: `${trusts === "token" ? fromHost : listening}/oauth2/token` }).then(
-        () => answer(200, { access_token: `t-${decodeJwt(assertion).jti}`, token_type: "Bearer", expires_in: 60 }),
-        () => answer(401, { error: "invalid_client" }),
-      );
-    });
+  return fakeGateway((req, body, answer, listening) => {
+    const fromHost = `https://${req.headers.host}/csc/v2`;
+    if (req.url === "/csc/v2/info") return answer(200, { oauth2: trusts === "info" ? fromHost : listening });
+    const assertion = new URLSearchParams(body).get("client_assertion") ?? "";
+    jwtVerify(assertion, key, { audience: `${trusts === "token" ? fromHost : listening}/oauth2/token` }).then(
+      () => answer(200, { access_token: `t-${decodeJwt(assertion).jti}`, token_type: "Bearer", expires_in: 60 }),
+      () => answer(401, { error: "invalid_client" }),
+    );
   });
-  await new Promise<void>((done) => server.listen(0, "127.0.0.1", done));
-  return { url: `https://127.0.0.1:${(server.address() as AddressInfo).port}/csc/v2`, close: () => new Promise<void>((done) => server.close(() => done())) };
 }
 
 describe("csc-assertion-for-another-host against a gateway that trusts the Host header", () => {

@@ -167,29 +167,20 @@ async function serveCommand(args: string[]): Promise<number> {
   const [{ createLogger }, { serve }, { applyServerHeapPolicy }] = await Promise.all([import("../log/logger.js"), import("../main.js"), import("../heap-policy.js")]);
   applyServerHeapPolicy(); // issue 20: a streaming SAM's heap stays near its live data
   const log = createLogger(config.logLevel);
-  // Signals are caught before the SAM starts: a stop asked for while it starts, or just as it says
-  // it listens, ends it cleanly once started (samStopped and the final audit checkpoint written),
-  // instead of the default action killing it with its audit tail unanchored.
-  let stopAsked: string | undefined;
-  let onStop: ((signal: string) => void) | undefined;
-  const ask = (signal: string) => {
-    if (stopAsked) return; // one stop; the same signal again finds no listener left and ends the process at once
-    stopAsked = signal;
-    onStop?.(signal);
-  };
-  process.once("SIGTERM", () => ask("SIGTERM"));
-  process.once("SIGINT", () => ask("SIGINT"));
+  // R-3.2.2.4: signals are caught before the SAM starts, so a stop asked for while it starts, or just
+  // as it says it listens, ends it cleanly once started (samStopped and the final audit checkpoint
+  // written) instead of the default action killing it with its audit tail unanchored. One stop: the
+  // same signal again finds no listener left and ends the process at once.
+  const stopAsked = new Promise<string>((ask) => {
+    process.once("SIGTERM", () => ask("SIGTERM"));
+    process.once("SIGINT", () => ask("SIGINT"));
+  });
   log.info({ dataDir: config.dataDir }, "starting");
   const server = await serve(config, log);
   console.log(`listening on ${server.url}`);
   if (server.metricsUrl) console.log(`metrics, /healthz and /readyz on ${server.metricsUrl}`);
-  await new Promise<void>((done) => {
-    onStop = (signal) => {
-      log.info({ signal }, "shutting down");
-      void server.close().then(done);
-    };
-    if (stopAsked) onStop(stopAsked);
-  });
+  log.info({ signal: await stopAsked }, "shutting down");
+  await server.close();
   log.flush();
   return 0;
 }

@@ -113,7 +113,7 @@ async function hostTrustingGateway(trusts: "token" | "info"): Promise<{ url: str
   });
 }
 
-describe("csc-assertion-for-another-host against a gateway that trusts the Host header", () => {
+describe("T-2.2.1.3, T-2.2.1.1: csc-assertion-for-another-host against a gateway that trusts the Host header", () => {
   const only = allCscCases.filter((c) => c.id === "csc-assertion-for-another-host");
 
   it.each([

@@ -58,7 +58,8 @@ export interface CscOptions {
   /**
    * The gateway's public URL (GatewayContext.publicUrl): the token URL a client assertion's aud
    * must name, and info's oauth2. Never the request's Host header, which the client chooses: an
-   * assertion made for another server, sent here with that server's Host, would pass.
+   * assertion made for another server, sent here with that server's Host, would pass (T-2.2.1.3,
+   * T-2.2.1.1; conformance case csc-assertion-for-another-host).
    */
   publicUrl: () => string;
 }

@@ -16,6 +16,7 @@ import { createAccessInterceptor, createCallInterceptor } from "./interceptors.j
 import { registerReflection } from "./reflection.js";
 import { createRpcHandler, resetByServer } from "./rpc-handler.js";
 import { registerService } from "./register-service.js";
+import { createSchemaValidator } from "./schema-patterns.js";
 
 export interface InkanServerOptions {
   config: Config;
@@ -106,7 +107,7 @@ export async function startServer(options: InkanServerOptions): Promise<InkanSer
       ...outer,
       ...(options.gateInterceptors ?? []),
       createAdminAuthInterceptor(options.authenticateAdmin),
-      createValidateInterceptor(),
+      createValidateInterceptor({ validator: createSchemaValidator() }), // issue 20: the schema's own patterns on V8's RegExp
       ...(options.innerInterceptors ?? []),
     ],
     frameworkErrorInterceptors: outer,

@@ -4,7 +4,7 @@
  * failure is a {@link DeviceProofRefused} whose message is for the log only; callers turn all of
  * them into one uniform error (a failure's message never says which check failed).
  */
-import { calculateJwkThumbprint, compactVerify, importJWK, type JWK } from "jose";
+import { calculateJwkThumbprint, compactVerify, importJWK, type CryptoKey, type JWK } from "jose";
 import type { VerifiedRecords } from "../integrity/sealed-records.js";
 import type { DeviceKeyFactorBody } from "./signers.js";
 
@@ -34,6 +34,8 @@ export interface DevicePublicKey {
   /** The RFC 7638 SHA-256 thumbprint, base64url: the device key id and the JWS "kid". */
   thumbprint: string;
   algorithm: DeviceKeyAlgorithm;
+  /** The key imported for verification, once (issue 20: importing it cost as much as the JWS check). */
+  publicKey: CryptoKey;
 }
 
 const privateMembers = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
@@ -102,12 +104,13 @@ export async function parseDevicePublicJwk(text: string): Promise<DevicePublicKe
   if (j.use !== undefined && j.use !== "sig") throw new DeviceProofRefused('the JWK\'s "use" is not "sig"');
   if (j.key_ops !== undefined && !(Array.isArray(j.key_ops) && j.key_ops.includes("verify"))) throw new DeviceProofRefused('the JWK\'s "key_ops" does not allow "verify"');
   if (j.alg !== undefined && j.alg !== algorithm) throw new DeviceProofRefused(`the JWK's "alg" is not ${algorithm}`);
+  let publicKey: CryptoKey;
   try {
-    await importJWK(jwk, algorithm); // on the curve, well-formed
+    publicKey = (await importJWK(jwk, algorithm)) as CryptoKey; // on the curve, well-formed (a public JWK imports as a key, never as bytes)
   } catch (err) {
     throw new DeviceProofRefused("the JWK does not import", { cause: err });
   }
-  return { jwk, thumbprint: await calculateJwkThumbprint(jwk, "sha256"), algorithm };
+  return { jwk, thumbprint: await calculateJwkThumbprint(jwk, "sha256"), algorithm, publicKey };
 }
 
 /**
@@ -170,7 +173,7 @@ export async function verifyDeviceJws(jws: unknown, o: VerifyDeviceJwsOptions): 
   if (header.typ !== o.typ) throw new DeviceProofRefused("wrong typ");
   if (header.kid !== o.key.thumbprint) throw new DeviceProofRefused("kid is not the device key's thumbprint");
   try {
-    await compactVerify(jws as string, await importJWK(o.key.jwk, o.key.algorithm), { algorithms: [o.key.algorithm] });
+    await compactVerify(jws as string, o.key.publicKey, { algorithms: [o.key.algorithm] });
   } catch (err) {
     throw new DeviceProofRefused("the signature does not verify", { cause: err });
   }

@@ -89,6 +89,8 @@ export class PolicyVersion {
   readonly updatedAt: Date;
   readonly updatedBy: string;
   readonly approvedBy: string;
+  /** {@link trustedCaSha256}'s sets, by kind. */
+  readonly #caDigests = new Map<string, ReadonlySet<string>>();
 
   constructor(readonly record: PolicyRecord) {
     const body = JSON.parse(record.body) as PolicyBody;
@@ -109,10 +111,16 @@ export class PolicyVersion {
   }
 
   /** SHA-256 (lower-case hex) of each CA certificate trusted to identify SCAs, signer front ends (issue 18 item 7), or privileged users. */
-  trustedCaSha256(kind: "sca" | "front-end" | "admin"): Set<string> {
-    const field = kind === "sca" ? "trustedScaCaCertificates" : kind === "front-end" ? "trustedFrontEndCaCertificates" : "trustedAdminCaCertificates";
-    const list = this.policy[field];
-    return new Set((Array.isArray(list) ? list : []).map((b64) => createHash("sha256").update(Buffer.from(String(b64), "base64")).digest("hex")));
+  trustedCaSha256(kind: "sca" | "front-end" | "admin"): ReadonlySet<string> {
+    // Issue 20: asked on every call (the trusted-CA interceptor); a version never changes, so hashed once.
+    let digests = this.#caDigests.get(kind);
+    if (!digests) {
+      const field = kind === "sca" ? "trustedScaCaCertificates" : kind === "front-end" ? "trustedFrontEndCaCertificates" : "trustedAdminCaCertificates";
+      const list = this.policy[field];
+      digests = new Set((Array.isArray(list) ? list : []).map((b64) => createHash("sha256").update(Buffer.from(String(b64), "base64")).digest("hex")));
+      this.#caDigests.set(kind, digests);
+    }
+    return digests;
   }
 
   /** Consecutive failed factor checks that lock a signer's credentials. */
@@ -399,7 +407,10 @@ export class SecurityPolicies {
       const record = await this.o.records.latestPolicyVersion(securityPolicyId);
       // R-3.2.2.3: a deleted or rolled-back policy is tampering too, not a reason to fall back to defaults.
       if (!record) throw new IntegrityViolationError("policy", securityPolicyId);
-      version = new PolicyVersion(record);
+      // Issue 20: the same seal is the same sealed fields (the seal verified on this read), so the
+      // version already parsed is reused instead of parsing the body (a few KB) on every call.
+      const known = this.verified;
+      version = known && Buffer.compare(known.record.seal, record.seal) === 0 ? known : new PolicyVersion(record);
       const t = this.trusted;
       if (t && version.version < t.version && version.updatedAt <= t.updatedAt) throw new IntegrityViolationError("policy", securityPolicyId);
     } catch (err) {

@@ -54,9 +54,12 @@ export class RecordSealer {
   constructor(private readonly options: RecordSealerOptions) {}
 
   async seal<R extends Sealable>(record: Unsealed<R>): Promise<R> {
+    const cache = this.options.cache;
     const covered = sealedBytes(record);
+    const fields = cache?.fieldsOf(record); // the fields these bytes encode, taken with them
     const seal = await this.options.keys.hmacSha256("record-seal", covered);
-    this.options.cache?.remember(covered, seal); // the module made it over exactly these bytes
+    cache?.remember(covered, seal); // the module made it over exactly these bytes
+    if (fields) cache?.rememberFields(seal, fields);
     return { ...record, seal } as R;
   }
 
@@ -67,11 +70,16 @@ export class RecordSealer {
 
   /** Returns the record when its seal verifies; otherwise reports and throws IntegrityViolationError. */
   async verify<R extends Sealable>(record: R): Promise<R> {
+    const cache = this.options.cache;
+    // Issue 20: exactly these fields with exactly this seal passed before (seal-cache.ts): the same
+    // bytes, so neither encoded and hashed again nor sent to the module.
+    if (cache?.passedFields(record)) return record;
     const covered = sealedBytes(record);
+    const fields = cache?.fieldsOf(record); // the fields these bytes encode, taken with them
     const seal = record.seal;
     // Issue 20: exactly these bytes with exactly this seal passed before (seal-cache.ts): no module
     // call. Any change is checked again; a sealer without a cache checks every read.
-    await checkedSeal(this.options.cache, covered, seal, async () => {
+    await checkedSeal(cache, covered, seal, async () => {
       const expected = await this.options.keys.hmacSha256("record-seal", covered);
       if (seal.length !== expected.length || !timingSafeEqual(seal, expected)) {
         await this.options.onViolation?.(record.kind, record.id, "seal");
@@ -79,6 +87,7 @@ export class RecordSealer {
       }
       return true;
     });
+    if (fields) cache?.rememberFields(seal, fields); // passed: these fields are a hit from now on
     return record;
   }
 

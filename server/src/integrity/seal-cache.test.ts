@@ -55,6 +55,23 @@ describe("seal checks remembered across calls (issue 20)", () => {
     await s.verify(record); // the genuine copy still passes
   });
 
+  it("T-2.2.2.2: a read with a record's exact fields and seal is a hit; the object handed back changed by its caller, or a copy with a field added, removed or of another type, is checked and refused", async () => {
+    const { sealer: s, hmacs } = sealer(new SealCache());
+    const record = await s.seal<SignerRecord>({ ...unsealed, body: JSON.stringify({ note: "x".repeat(500) }) });
+    const before = hmacs();
+    const copy = { ...record, body: (" " + record.body).slice(1), seal: new Uint8Array(record.seal) }; // equal strings, other objects
+    const got = await s.verify(copy);
+    expect(hmacs()).toBe(before); // the fields' hit: no module call
+    (got as { status: string }).status = "SUSPENDED"; // the caller's object is not the remembered copy
+    const forged: object[] = [got, { ...record, extra: "x" }, { ...record, version: "1" }, { ...record, status: undefined }];
+    const { status: _dropped, ...withoutStatus } = record;
+    forged.push(withoutStatus);
+    for (const f of forged) await expect(s.verify(f as SignerRecord)).rejects.toBeInstanceOf(IntegrityViolationError);
+    expect(hmacs() - before).toBe(forged.length);
+    await s.verify({ ...record });
+    expect(hmacs() - before).toBe(forged.length); // the genuine fields still hit
+  });
+
   it("is bounded: the least recently used seal goes first", async () => {
     const cache = new SealCache(2);
     const { sealer: s, hmacs } = sealer(cache);

@@ -13,6 +13,13 @@
  *   byte of id, version, status, body or seal) has another digest, misses and is checked in the
  *   module (SHA-256 collision resistance; the length prefix keeps (bytes, seal) splits apart).
  * - Failures are never remembered: a forged row is checked (and reported) on every read.
+ * - A record's seal check is also remembered by its fields (issue 20: no canonical encoding and
+ *   hashing of the same record on every read): a record whose fields are all strings, numbers or
+ *   booleans and that passed with seal S is kept, as a frozen copy of those fields, under S. A read
+ *   with seal S whose fields are the same names with the same values (===) covers the same bytes
+ *   (the canonical encoding is a function of the fields), so it is the same hit as above. Any other
+ *   field (added, missing, changed, or not a string, number or boolean) takes the path above. A
+ *   seal copied onto another record finds that record's fields and misses.
  * - Rollback (an older, validly sealed copy put back) was never the seal's job: its seal is genuine
  *   with or without this cache. Freshness heads (freshness.ts) and the authorization's progress heads
  *   are checked on every read, outside this cache.
@@ -20,7 +27,8 @@
  *   is lost or reconnects (a module whose record-seal key differs is never judged by the old key's
  *   verdicts), and the record-seal key is never rotated in place (a new key means a new token, i.e. a
  *   reconnect). A process reader who can see this memory can already call the module directly.
- * Bounded (LRU, {@link defaultSealCacheEntries} each of seals and derived keys): a few hundred KiB.
+ * Bounded (LRU, {@link defaultSealCacheEntries} each of seals and derived keys): a few hundred KiB,
+ * plus the fields kept with seals, which hold their records' bodies (a few MiB at most).
  */
 import { createHash } from "node:crypto";
 
@@ -56,6 +64,8 @@ class Lru<V> {
   }
 }
 
+const sealKey = (seal: Uint8Array): string => Buffer.from(seal.buffer, seal.byteOffset, seal.byteLength).toString("base64");
+
 function digest(covered: Uint8Array, seal?: Uint8Array): string {
   const length = Buffer.alloc(4);
   length.writeUInt32BE(covered.length);
@@ -64,8 +74,28 @@ function digest(covered: Uint8Array, seal?: Uint8Array): string {
   return h.digest("base64");
 }
 
+/** A record's fields other than its seal, when each is a string, a finite number or a boolean. */
+export type RecordFields = Readonly<Record<string, string | number | boolean>>;
+
+function flatFields(record: object): RecordFields | undefined {
+  const fields: Record<string, string | number | boolean> = {};
+  for (const [name, value] of Object.entries(record)) {
+    if (name === "seal") continue;
+    if (typeof value === "string" || typeof value === "boolean" || (typeof value === "number" && Number.isFinite(value))) fields[name] = value;
+    else return undefined; // a Date, an object, undefined: only its canonical bytes say what the seal covers
+  }
+  return Object.freeze(fields);
+}
+
+/** What passed with one seal: the digest of the bytes it covered, and the record's fields if they are flat. */
+interface Passed {
+  covered: string;
+  fields?: RecordFields;
+}
+
 export class SealCache {
-  readonly #seals: Lru<true>;
+  /** By seal (base64): one seal is valid over one byte string only, so a seal names its entry. */
+  readonly #seals: Lru<Passed>;
   readonly #keys: Lru<Uint8Array>;
 
   constructor(capacity = defaultSealCacheEntries) {
@@ -75,12 +105,39 @@ export class SealCache {
 
   /** True when `seal` over exactly `covered` passed the module's check before (or the module made it). */
   passed(covered: Uint8Array, seal: Uint8Array): boolean {
-    return this.#seals.get(digest(covered, seal)) === true;
+    return this.#seals.get(sealKey(seal))?.covered === digest(covered, seal);
   }
 
   /** Only after the module computed or confirmed `seal` over exactly `covered`; never for a failure. */
   remember(covered: Uint8Array, seal: Uint8Array): void {
-    this.#seals.set(digest(covered, seal), true);
+    this.#seals.set(sealKey(seal), { covered: digest(covered, seal) });
+  }
+
+  /**
+   * True when `record` has exactly the fields (names and values) of a record that passed with the
+   * same seal: {@link passed} for the bytes those fields encode to, without encoding them.
+   */
+  passedFields(record: object & { seal: Uint8Array }): boolean {
+    const known = this.#seals.get(sealKey(record.seal))?.fields;
+    if (!known) return false;
+    let count = 0;
+    for (const [name, value] of Object.entries(record) as [string, unknown][]) {
+      if (name === "seal") continue;
+      if (!Object.hasOwn(known, name) || known[name] !== value) return false;
+      count += 1;
+    }
+    return count === Object.keys(known).length;
+  }
+
+  /** A frozen copy of `record`'s flat fields (undefined if any is not flat): take it when its bytes are encoded. */
+  fieldsOf(record: object): RecordFields | undefined {
+    return flatFields(record);
+  }
+
+  /** After {@link remember} of the bytes that `fields` (from {@link fieldsOf}) encode to with `seal`: kept with that entry. */
+  rememberFields(seal: Uint8Array, fields: RecordFields): void {
+    const entry = this.#seals.get(sealKey(seal));
+    if (entry) entry.fields = fields;
   }
 
   /** A key the module derived from exactly `input` (an HMAC under the record-seal key), if remembered. */

@@ -124,8 +124,28 @@ export async function registeredDeviceKey(records: Pick<VerifiedRecords, "get">,
   if (!device || device.signerId !== signerId || device.type !== "DEVICE_KEY" || device.status !== "ACTIVE") {
     throw new DeviceProofRefused("kid names no active device key of this signer");
   }
-  const key = await parseDevicePublicJwk((JSON.parse(device.body) as DeviceKeyFactorBody).jwk ?? "");
+  const key = await parsedRegisteredJwk((JSON.parse(device.body) as DeviceKeyFactorBody).jwk ?? "");
   if (key.thumbprint !== kid) throw new DeviceProofRefused("the registered key does not match its id");
+  return key;
+}
+
+/** Registered keys parsed and imported, by their stored JWK text; cleared when full. */
+const registeredKeys = new Map<string, DevicePublicKey>();
+const registeredKeysMax = 1024;
+
+/**
+ * Issue 20: {@link parseDevicePublicJwk} of a registered key, remembered by its exact text (the
+ * parse is a function of the text alone, and a refusal is never remembered), so a signer's next
+ * Authorize does not import the same key again. Which key a JWS is checked with stays decided on
+ * every call by the factor record read above.
+ */
+async function parsedRegisteredJwk(text: string): Promise<DevicePublicKey> {
+  const known = registeredKeys.get(text);
+  if (known) return known;
+  const key = Object.freeze(await parseDevicePublicJwk(text));
+  Object.freeze(key.jwk);
+  if (registeredKeys.size >= registeredKeysMax) registeredKeys.clear();
+  registeredKeys.set(text, key);
   return key;
 }
 

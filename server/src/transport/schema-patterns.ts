@@ -4,11 +4,13 @@
  * 250 µs for an R.SAD of 2 KB, most of an Authorize request's validation). The patterns of our own
  * schema, listed in {@link linearPatterns}, are matched with V8's RegExp instead (about 14 µs),
  * because each of them runs in linear time on a backtracking engine too: it is anchored at both
- * ends and is a sequence of character-class runs in which two runs that follow each other are
- * separated by a literal character that neither run matches, so a failed match gives back at most
- * one run's characters, one at a time, and never tries a position twice. Each entry is a pattern
- * string exactly as the protos write it; a pattern that is not listed (one added to the protos
- * later, without this review) still goes through RE2, so no input can make validation slow.
+ * ends and is a sequence of character classes, each matched once or repeated, where a repeated
+ * class is followed only by the end or by a literal character that it does not match (a group is
+ * repeated only after such a literal), so at each position at most one way goes on: a failed match
+ * gives back one repeated class's characters, one at a time, and never tries a position twice.
+ * Each entry is a pattern string exactly as the protos write it; a pattern that is not listed (one
+ * added to the protos later, without this review) still goes through RE2, so no input can make
+ * validation slow.
  */
 import { createValidator, type Validator } from "@bufbuild/protovalidate";
 import { RE2JS } from "@bufbuild/re2";

@@ -295,7 +295,7 @@ export async function serve(config: Config, log: Logger, hooks: ServeHooks = {})
       "inkan.sam.v1.SignatureActivationService": {
         ...samInfoService({ keys: samKeys, policies, version: samVersion, maxMessageBytes: config.limits.readMaxBytes, transport: config.limits, methods, challengeKey: challengeSigner, clock: now }),
         ...scaCredentialsService(new ScaCredentials({ signers, credentials, policies, audit: auditLog }), policies, now),
-        ...sapTransactionsService(sapTransactions, policies, challengeSigner),
+        ...sapTransactionsService(sapTransactions, challengeSigner),
         ...sapSigningService(
           new SapAuthorize({ transactions: sapTransactions, seals, store, random: crypto, policies, samKeys, rSad: { samKeys, records, signers, oneTime: store, attempts: store, crypto, fields, policies, audit: auditLog, loginAssertions }, ...clock }),
           new SapSignHash({ transactions: sapTransactions, store, records, seals, freshness, keys: crypto, random: crypto, policies, audit: auditLog, claims, ...clock }),

@@ -95,7 +95,7 @@ export class ScaCredentials {
    * CREDENTIAL_NOT_FOUND otherwise. `method`: the SAP call it serves (GetCredential, or
    * BeginTransaction and SealTransaction, which use only what this returns).
    */
-  async get(credentialId: string, caller: ScopedScaCaller, method: ScopedMethod = "GetCredential"): Promise<CredentialView> {
+  async get(credentialId: string, caller: ScopedScaCaller, method: ScopedMethod = "GetCredential", policies: Pick<SecurityPolicies, "current"> = this.o.policies): Promise<CredentialView> {
     const view = await this.o.credentials.get(credentialId).catch((err: unknown) => {
       throw isCode(err, "CREDENTIAL_NOT_FOUND") ? credentialNotFound() : err;
     });
@@ -103,7 +103,7 @@ export class ScaCredentials {
     const signer = await this.o.signers.record(view.credential.signerId).catch((err: unknown) => {
       throw isCode(err, "SIGNER_NOT_FOUND") ? credentialNotFound() : err;
     });
-    await this.requireScope(signer, caller, method, credentialNotFound, view.credential.id);
+    await this.requireScope(signer, caller, method, credentialNotFound, policies, view.credential.id);
     if (signer.status !== "ACTIVE") throw credentialNotFound();
     return view;
   }
@@ -113,7 +113,7 @@ export class ScaCredentials {
     const signer = await this.o.signers.record(signerId).catch((err: unknown) => {
       throw isCode(err, "SIGNER_NOT_FOUND") ? signerNotFound() : err;
     });
-    await this.requireScope(signer, caller, "ListCredentials", signerNotFound);
+    await this.requireScope(signer, caller, "ListCredentials", signerNotFound, this.o.policies);
     if (signer.status !== "ACTIVE") throw signerNotFound();
     return signer.id;
   }
@@ -124,8 +124,8 @@ export class ScaCredentials {
    * nothing of another's signers and can open no transaction to guess their PINs). The refusal is
    * audited with the real cause first: if that record cannot be written, the call fails closed.
    */
-  private async requireScope(signer: SignerRecord, caller: ScopedScaCaller, method: ScopedMethod, notFound: () => InkanError, credentialId?: string): Promise<void> {
-    const scope = (await this.o.policies.current()).scaScope(caller.scope);
+  private async requireScope(signer: SignerRecord, caller: ScopedScaCaller, method: ScopedMethod, notFound: () => InkanError, policies: Pick<SecurityPolicies, "current">, credentialId?: string): Promise<void> {
+    const scope = (await policies.current()).scaScope(caller.scope);
     const group = signerGroupOf(signer);
     if (inSignerScope(scope, group)) return;
     await this.o.audit.record(scaScopeRefused({

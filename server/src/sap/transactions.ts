@@ -1,5 +1,5 @@
 import { timingSafeEqual } from "node:crypto";
-import { durationMs, type ScaScopeKey, type SecurityPolicies } from "../admin/security-policy.js";
+import { durationMs, policyOncePerCall, type PolicyVersion, type ScaScopeKey, type SecurityPolicies } from "../admin/security-policy.js";
 import type { AuditLog } from "../audit/audit-log.js";
 import { transactionCancelled, transactionCreated, type ScaActor } from "../audit/events.js";
 import type { HashAlgorithm, KeyAlgorithm, RandomSource, SignatureScheme } from "../crypto/port.js";
@@ -98,6 +98,8 @@ export interface SadChallenge {
   encryptionKey: PublishedSamKey;
   /** The credential, for its assurance level and authentication methods. */
   credential: CredentialView;
+  /** The policy version the call read, once (issue 20), for the credential's authentication methods. */
+  policy: PolicyVersion;
 }
 
 export interface BeginInput {
@@ -174,7 +176,8 @@ export class SapTransactions {
   /** BeginTransaction: opens a transaction; sealed at once when `hashes` holds all numSignatures. */
   async begin(input: BeginInput): Promise<BeginResult> {
     const now = this.clock();
-    const policy = await this.o.policies.current();
+    const policies = policyOncePerCall(this.o.policies); // issue 20: one policy version per call
+    const policy = await policies.current();
     const n = input.numSignatures;
     if (!Number.isInteger(n) || n < 1) throw new InkanError("INVALID_REQUEST", "num_signatures must be at least 1", { field: "num_signatures" });
     if (n > policy.maxHashesPerTransaction) throw new InkanError("LIMIT_EXCEEDED", "num_signatures is above the limit", { field: "num_signatures" });
@@ -192,7 +195,7 @@ export class SapTransactions {
 
     // T-2.2.1.4: the credential must be visible to this SCA, belong to the named signer and be usable.
     // Issue 19: and be within this SCA's scopes (a signer outside them is not found).
-    const credential = await this.usableCredential(input.credentialId, input.signerId, now, policy.certificateExpiryGraceMs, input.caller, "BeginTransaction");
+    const credential = await this.usableCredential(input.credentialId, input.signerId, now, policies, input.caller, "BeginTransaction");
     // R-3.1.3.2, T-2.1.3.2: on a KEY_GENERATED credential the only transaction is a CSR approval (one DTBS/R).
     const csrOnly = csrApprovalShapeRefusal(credential.credential.status, n);
     if (csrOnly) throw csrOnly;
@@ -261,7 +264,7 @@ export class SapTransactions {
     }));
     if (!sealed) return { state: "UPLOADING", transactionId: id, hashesReceived: input.hashes.length, nextChunkIndex: 1, uploadExpiresAt };
     const tx = await this.load(id, input.caller);
-    const sadChallenge = await this.seal(tx, dtbsrDigest(tx.hashAlgorithmNumber, input.hashes), credential, now, challenge);
+    const sadChallenge = await this.seal(tx, dtbsrDigest(tx.hashAlgorithmNumber, input.hashes), credential, now, policy, challenge);
     return { state: "PENDING", transactionId: id, hashesReceived: n, sadChallenge };
   }
 
@@ -329,8 +332,10 @@ export class SapTransactions {
     if (input.dtbsrDigest.length !== digest.length || !timingSafeEqual(input.dtbsrDigest, digest)) {
       throw new InkanError("UPLOAD_INCOMPLETE", "the DTBS/R digest does not match what arrived", { field: "dtbsr_digest" });
     }
-    const credential = await this.usableCredential(record.credentialId, record.signerId, now, (await this.o.policies.current()).certificateExpiryGraceMs, input.caller, "SealTransaction");
-    return this.seal(tx, digest, credential, now);
+    const policies = policyOncePerCall(this.o.policies); // issue 20: one policy version per call
+    const policy = await policies.current(); // read first, as before: a broken policy refuses before the credential is looked at
+    const credential = await this.usableCredential(record.credentialId, record.signerId, now, policies, input.caller, "SealTransaction");
+    return this.seal(tx, digest, credential, now, policy);
   }
 
   /** CancelTransaction: ends a transaction of this SCA; idempotent, reports the final state. */
@@ -384,7 +389,7 @@ export class SapTransactions {
    * Draws the one-time challenge (unless drawn at begin), then freezes the list with its digest and
    * the challenge's hash in one atomic store update, then issues the challenge (only its hash).
    */
-  private async seal(tx: SapTransaction, digest: Uint8Array, credential: CredentialView, now: Date, drawn?: Uint8Array): Promise<SadChallenge> {
+  private async seal(tx: SapTransaction, digest: Uint8Array, credential: CredentialView, now: Date, policy: PolicyVersion, drawn?: Uint8Array): Promise<SadChallenge> {
     const { record } = tx;
     // R-3.2.2.2: 32 bytes from the crypto module's RNG, drawn before anything is frozen (at begin for an inline list).
     const challenge = drawn ?? (await this.o.random.randomBytes(32));
@@ -412,11 +417,12 @@ export class SapTransactions {
       expiresAt: record.expiresAt,
       encryptionKey,
       credential,
+      policy,
     };
   }
 
-  private async usableCredential(credentialId: string, signerId: string, now: Date, certificateExpiryGraceMs: number, caller: ScaCaller, method: ScopedMethod): Promise<CredentialView> {
-    const view = await this.o.credentials.get(credentialId, caller, method);
+  private async usableCredential(credentialId: string, signerId: string, now: Date, policies: Pick<SecurityPolicies, "current">, caller: ScaCaller, method: ScopedMethod): Promise<CredentialView> {
+    const view = await this.o.credentials.get(credentialId, caller, method, policies);
     // T-2.2.1.4: a credential of another signer is reported as not found, never as forbidden.
     if (view.credential.signerId !== signerId) throw new InkanError("CREDENTIAL_NOT_FOUND", "no such credential", { field: "credential_id" });
     switch (view.credential.status) {
@@ -428,7 +434,7 @@ export class SapTransactions {
         throw new InkanError("CREDENTIAL_DESTROYED", "the credential is destroyed", { field: "credential_id" });
     }
     // R-3.1.1.4, T-2.1.3.2: a certificate expired (beyond the policy's grace) or not valid yet certifies nothing.
-    const expired = certificateRefusal(view.body.certificate, now, certificateExpiryGraceMs);
+    const expired = certificateRefusal(view.body.certificate, now, (await policies.current()).certificateExpiryGraceMs);
     if (expired) throw expired;
     return view;
   }

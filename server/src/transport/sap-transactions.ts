@@ -2,7 +2,6 @@ import { timestampFromDate, type Duration } from "@bufbuild/protobuf/wkt";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { JweAlgorithm, TransactionState, type SignatureActivationService } from "@inkan/sdk/gen/inkan/sam/v1/sam_pb.js";
 import { HashAlgorithm as HashAlgorithmPb, SignatureAlgorithm } from "@inkan/sdk/gen/inkan/sam/v1/types_pb.js";
-import type { SecurityPolicies } from "../admin/security-policy.js";
 import type { HashAlgorithm, SignatureScheme } from "../crypto/port.js";
 import { InkanError } from "../errors.js";
 import type { ChallengeSigner } from "../sap/challenge-signature.js";
@@ -51,9 +50,9 @@ const durationToMs = (d: Duration): number => Number(d.seconds) * 1000 + Math.fl
  * SCA's identity (its certificate) comes from the transport, never from the request. Spread into
  * the same service object as GetInfo.
  */
-export function sapTransactionsService(transactions: SapTransactions, policies: Pick<SecurityPolicies, "current">, challengeSigner: Pick<ChallengeSigner, "sign">): Impl {
+export function sapTransactionsService(transactions: SapTransactions, challengeSigner: Pick<ChallengeSigner, "sign">): Impl {
   const challengeOut = async (c: SadChallenge) => {
-    const info = credentialInfoOut(c.credential, await policies.current());
+    const info = credentialInfoOut(c.credential, c.policy); // the version the call read (issue 20: once per call)
     const hashAlgorithm = hashOut[c.hashAlgorithm];
     const alg = JweAlgorithm.ECDH_ES_A256KW;
     // T-2.2.1.7: every SadChallenge leaves signed by the SAM, over exactly the values it carries.

@@ -3,7 +3,7 @@ import canonicalize from "canonicalize";
 import type { SystemKeys } from "../crypto/port.js";
 import { InkanError } from "../errors.js";
 import type { PendingApprovalRecord, PolicyRecord, SealedRecord } from "../store/port.js";
-import { checkedSeal, type SealCache } from "./seal-cache.js";
+import { checkedSeal, recordFields, type SealCache } from "./seal-cache.js";
 
 /** A record the sealer can seal: every sealed record kind, and policy versions. */
 export type Sealable = SealedRecord | PolicyRecord | PendingApprovalRecord;
@@ -56,7 +56,7 @@ export class RecordSealer {
   async seal<R extends Sealable>(record: Unsealed<R>): Promise<R> {
     const cache = this.options.cache;
     const covered = sealedBytes(record);
-    const fields = cache?.fieldsOf(record); // the fields these bytes encode, taken with them
+    const fields = cache && recordFields(record); // the fields these bytes encode, taken with them
     const seal = await this.options.keys.hmacSha256("record-seal", covered);
     cache?.remember(covered, seal); // the module made it over exactly these bytes
     if (fields) cache?.rememberFields(seal, fields);
@@ -75,7 +75,7 @@ export class RecordSealer {
     // bytes, so neither encoded and hashed again nor sent to the module.
     if (cache?.passedFields(record)) return record;
     const covered = sealedBytes(record);
-    const fields = cache?.fieldsOf(record); // the fields these bytes encode, taken with them
+    const fields = cache && recordFields(record); // the fields these bytes encode, taken with them
     const seal = record.seal;
     // Issue 20: exactly these bytes with exactly this seal passed before (seal-cache.ts): no module
     // call. Any change is checked again; a sealer without a cache checks every read.

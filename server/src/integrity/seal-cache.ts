@@ -31,38 +31,10 @@
  * plus the fields kept with seals, which hold their records' bodies (a few MiB at most).
  */
 import { createHash } from "node:crypto";
+import { Lru } from "../lru.js";
 
 /** Entries kept of each kind: enough for every record and open transaction of a busy node's working set. */
 export const defaultSealCacheEntries = 4096;
-
-/** A Map kept in use order: the least recently used entry goes first when full. */
-class Lru<V> {
-  readonly #entries = new Map<string, V>();
-
-  constructor(private readonly capacity: number) {}
-
-  get(key: string): V | undefined {
-    const value = this.#entries.get(key);
-    if (value === undefined) return undefined;
-    this.#entries.delete(key);
-    this.#entries.set(key, value);
-    return value;
-  }
-
-  set(key: string, value: V): void {
-    this.#entries.delete(key);
-    this.#entries.set(key, value);
-    if (this.#entries.size > this.capacity) this.#entries.delete(this.#entries.keys().next().value!);
-  }
-
-  clear(): void {
-    this.#entries.clear();
-  }
-
-  get size(): number {
-    return this.#entries.size;
-  }
-}
 
 const sealKey = (seal: Uint8Array): string => Buffer.from(seal.buffer, seal.byteOffset, seal.byteLength).toString("base64");
 
@@ -77,7 +49,8 @@ function digest(covered: Uint8Array, seal?: Uint8Array): string {
 /** A record's fields other than its seal, when each is a string, a finite number or a boolean. */
 export type RecordFields = Readonly<Record<string, string | number | boolean>>;
 
-function flatFields(record: object): RecordFields | undefined {
+/** A frozen copy of `record`'s fields other than its seal if each is flat (undefined if not): take it when its bytes are encoded. */
+export function recordFields(record: object): RecordFields | undefined {
   const fields: Record<string, string | number | boolean> = {};
   for (const [name, value] of Object.entries(record)) {
     if (name === "seal") continue;
@@ -129,12 +102,7 @@ export class SealCache {
     return count === Object.keys(known).length;
   }
 
-  /** A frozen copy of `record`'s flat fields (undefined if any is not flat): take it when its bytes are encoded. */
-  fieldsOf(record: object): RecordFields | undefined {
-    return flatFields(record);
-  }
-
-  /** After {@link remember} of the bytes that `fields` (from {@link fieldsOf}) encode to with `seal`: kept with that entry. */
+  /** After {@link remember} of the bytes that `fields` (from {@link recordFields}) encode to with `seal`: kept with that entry. */
   rememberFields(seal: Uint8Array, fields: RecordFields): void {
     const entry = this.#seals.get(sealKey(seal));
     if (entry) entry.fields = fields;

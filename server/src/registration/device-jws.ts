@@ -6,6 +6,7 @@
  */
 import { calculateJwkThumbprint, compactVerify, importJWK, type CryptoKey, type JWK } from "jose";
 import type { VerifiedRecords } from "../integrity/sealed-records.js";
+import { Lru } from "../lru.js";
 import type { DeviceKeyFactorBody } from "./signers.js";
 
 /** Why a device JWS or JWK was refused: for the log only. */
@@ -129,9 +130,8 @@ export async function registeredDeviceKey(records: Pick<VerifiedRecords, "get">,
   return key;
 }
 
-/** Registered keys parsed and imported, by their stored JWK text; cleared when full. */
-const registeredKeys = new Map<string, DevicePublicKey>();
-const registeredKeysMax = 1024;
+/** Registered keys parsed and imported, by their stored JWK text (the 1,024 used last). */
+const registeredKeys = new Lru<DevicePublicKey>(1024);
 
 /**
  * Issue 20: {@link parseDevicePublicJwk} of a registered key, remembered by its exact text (the
@@ -144,7 +144,6 @@ async function parsedRegisteredJwk(text: string): Promise<DevicePublicKey> {
   if (known) return known;
   const key = Object.freeze(await parseDevicePublicJwk(text));
   Object.freeze(key.jwk);
-  if (registeredKeys.size >= registeredKeysMax) registeredKeys.clear();
   registeredKeys.set(text, key);
   return key;
 }

@@ -141,7 +141,12 @@ export const coveredElsewhere: CoveredElsewhere[] = [
     kind: "covered-elsewhere",
     id: "seal-cache-insider",
     covers: ["T-2.2.2.2", "R-3.1.1.1"],
-    description: "Seal checks remembered across calls (a speed-up) never let an edited record through: a copy with another body, status, version or id, or a seal copied from another record, misses the cache and is checked by the crypto module and refused, every time; the cache is bounded.",
-    coveredBy: tests("integrity/seal-cache.test.ts", "T-2.2.2.2: an edited copy (body, status, version, id) or a seal copied from another record misses, is checked and refused, every time", "is bounded: the least recently used seal goes first"),
+    description: "Seal checks remembered across calls (a speed-up) never let an edited record through: a copy with another body, status, version or id, or a seal copied from another record, misses the cache and is checked by the crypto module and refused, every time; a record remembered by its fields is a hit only with exactly those fields (one added, removed, retyped or changed by the caller is checked and refused); the cache is bounded.",
+    coveredBy: tests(
+      "integrity/seal-cache.test.ts",
+      "T-2.2.2.2: an edited copy (body, status, version, id) or a seal copied from another record misses, is checked and refused, every time",
+      "T-2.2.2.2: a read with a record's exact fields and seal is a hit; the object handed back changed by its caller, or a copy with a field added, removed or of another type, is checked and refused",
+      "is bounded: the least recently used seal goes first",
+    ),
   },
 ];

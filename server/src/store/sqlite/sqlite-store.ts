@@ -151,6 +151,8 @@ class Refusal {
 
 export class SqliteStore implements Store {
   private readonly statements = new Map<string, Database.Statement>();
+  /** Issue 20: one better-sqlite3 transaction wrapper, made once (see GroupCommit's); it runs the function it is given. */
+  private readonly transaction: Database.Transaction<(fn: () => unknown) => unknown>;
   /** Issue 20: concurrent writes share one commit (one fsync); see group-commit.ts. */
   readonly #group: GroupCommit;
   /**
@@ -170,6 +172,7 @@ export class SqliteStore implements Store {
     checkpoint: SqliteStoreOptions["checkpoint"],
   ) {
     this.#group = new GroupCommit(db, wal);
+    this.transaction = db.transaction((fn: () => unknown) => fn());
     this.checkpointer = new Checkpointer({
       ...checkpoint,
       file,
@@ -318,9 +321,9 @@ export class SqliteStore implements Store {
   private run(sql: string, ...params: unknown[]): number {
     return this.stmt(sql).run(...params).changes;
   }
-  /** Runs `fn` in BEGIN IMMEDIATE ... COMMIT (rolled back if it throws). */
+  /** Runs `fn` in BEGIN IMMEDIATE ... COMMIT, or in a SAVEPOINT inside a group (rolled back if it throws). */
   private immediate<T>(fn: () => T): T {
-    return this.db.transaction(fn).immediate();
+    return this.transaction.immediate(fn) as T;
   }
   /** Driver errors become STORE_FAILURE (the cause kept for the log): the caller fails closed. */
   private guard<T>(fn: () => T): T {
@@ -572,7 +575,7 @@ export class SqliteStore implements Store {
     checkLimit(req.hashes.length, "hashes.length");
     return this.guard(() => {
       const unsigned = this.stmt(dtbsrSql.unsignedByHash);
-      return this.db.transaction(() => req.hashes.map((h) => unsigned.get(req.transactionId, h) !== undefined))();
+      return this.transaction(() => req.hashes.map((h) => unsigned.get(req.transactionId, h) !== undefined)) as boolean[];
     });
   }
 

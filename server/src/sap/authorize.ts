@@ -27,6 +27,7 @@ import { createHash } from "node:crypto";
 import { policyOncePerCall, type SecurityPolicies } from "../admin/security-policy.js";
 import type { RandomSource } from "../crypto/port.js";
 import { InkanError } from "../errors.js";
+import { handled } from "../handled.js";
 import type { SamEncryptionKeys } from "../keys/sam-encryption-keys.js";
 import { reserveAttempt, transactionAttempts, type HeldAttempt } from "../registration/lockout.js";
 import type { AttemptReservations, OneTimeObjects, Transactions } from "../store/port.js";
@@ -148,20 +149,26 @@ export class SapAuthorize {
       },
       { ...this.o.rSad, policies },
     ));
+    // Issue 20: what step 4 seals is read and MACed while step 3's write commits. Nothing here
+    // writes; if step 3 refuses, the seal is dropped.
+    const sealing = handled(this.facts(tx, verified, now).then((facts) => this.o.seals.seal(facts)));
     // 3. T-2.2.1.3: the challenge works once, and only for this transaction.
     const challenge = await this.o.store.consumeChallenge({ hash: challengeHash, purpose: "transaction", now });
     if (!challenge || challenge.subject !== record.id) throw new InkanError("SAD_REPLAYED", "the transaction's challenge was already used");
     // 4. T-2.2.1.3: one atomic compare-and-set; a concurrent second Authorize loses here. Issue 14
     // (T-2.2.2.2): what was verified is sealed and stored in the same update; signing trusts only it.
-    const authorization = await this.o.seals.seal(await this.facts(tx, verified, now));
+    const authorization = await sealing;
+    // Issue 20: step 5's inputs (the token's lifetime, the entry key, its secret) are drawn while the
+    // compare-and-set commits; if it loses, they are dropped unused.
+    const tokenInputs = handled(Promise.all([policies.current(), this.o.seals.entryKey(record.id), this.o.random.randomBytes(sadTokenBytes)]));
     const moved = await this.o.store.transitionTransaction({ id: record.id, from: ["PENDING"], to: "AUTHORIZED", now, authorization });
     if (!moved) throw stateError(await this.o.transactions.load(record.id, input.caller, now), "pending");
     // 5. The one-time SAD token (only its hash is stored).
-    const lifetimeMs = (await policies.current()).sadTokenLifetimeMs;
-    const entryKey = await this.o.seals.entryKey(record.id);
+    const [policy, entryKey, secret] = await tokenInputs;
+    const lifetimeMs = policy.sadTokenLifetimeMs;
     // The attempt was held until the transaction left PENDING (left behind, it only counts against a
     // transaction no longer pending); released together with the token's write (issue 20: one commit).
-    const secret = await this.o.random.randomBytes(sadTokenBytes); // drawn first, so both writes join one group
+    // The secret was drawn first, so both writes join one group.
     const [issued] = await Promise.all([
       issueSadToken({ store: this.o.store, random: { randomBytes: async () => secret } }, { entryKey, transactionExpiresAt: record.expiresAt, generation: 0, previousHash: undefined, now, lifetimeMs }),
       attempt.release().catch(() => undefined),

@@ -40,6 +40,7 @@
 import { policyOncePerCall, type SecurityPolicies } from "../admin/security-policy.js";
 import type { HashAlgorithm } from "../crypto/port.js";
 import { InkanError } from "../errors.js";
+import { handled } from "../handled.js";
 import type { SadTokenRecord, TransactionRecord } from "../store/port.js";
 import type { EntryKey } from "./authorization-seal.js";
 import { issueSadToken, sadTokenHash, stateError, type SapAuthorize } from "./authorize.js";
@@ -128,8 +129,7 @@ export class SapSignHash {
 
     // Issue 20: the recorded head's journal entry (issue 17 + 14) and the next token are written
     // together (one group commit); nothing is returned before both are durable.
-    const journaled = journal();
-    journaled.catch(() => undefined); // awaited below; a refusal thrown first is the answer
+    const journaled = handled(journal()); // awaited below; a refusal thrown first is the answer
     const next = await this.nextToken({ presented, token, caller, now, entryKey, record, remaining: authorization.numSignatures - marked.signaturesCreated, lifetimeMs: (await policies.current()).sadTokenLifetimeMs });
     await journaled;
     return { signatures, ...next };

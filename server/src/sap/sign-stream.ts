@@ -26,6 +26,7 @@
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import { InkanError } from "../errors.js";
+import { handled } from "../handled.js";
 import type { ClaimHolder, MarkSignedResult } from "../store/port.js";
 import { issueSadToken, sadTokenHash } from "./authorize.js";
 import type { AuthorizationFacts, EntryKey } from "./authorization-seal.js";
@@ -104,12 +105,6 @@ interface Batch {
   signatures: StreamedSignature[];
   signaturesCreated: number | undefined;
   end: number;
-}
-
-/** Marks `p` as handled (a pipelined promise may reject before it is awaited); awaiting it still throws. */
-function handled<T>(p: Promise<T>): Promise<T> {
-  p.catch(() => undefined);
-  return p;
 }
 
 export interface SignStreamInput {

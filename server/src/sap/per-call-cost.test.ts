@@ -8,7 +8,9 @@
  * calls (integrity/seal-cache.ts) took SignHash's HMACs from 7 to 0 and Authorize's from 8 to 2 (the
  * PIN's pepper and the new authorization's seal), and SignHash and Authorize read the security policy
  * once per call, not 3 and 4 times (BeginTransaction since session 11, not 3 times). Authorize's
- * two reservation releases after a PIN check that passed share one commit (session 12: 9 -> 8). A background write (a purge, a checkpoint) or policy check could add one while a call runs,
+ * two reservation releases after a PIN check that passed share one commit (session 12: 9 -> 8), and
+ * BeginTransaction's audit record, the list's freeze and its challenge are written together (5 -> 3).
+ * A background write (a purge, a checkpoint) or policy check could add one while a call runs,
  * so each bound leaves room for one.
  */
 import { createHash } from "node:crypto";
@@ -95,11 +97,13 @@ describe("per-call cost (issue 20)", () => {
     }
   }, 60_000);
 
-  it("BeginTransaction reads the security policy once (1 + 1): one version for its limits, the SCA's scope, the certificate's grace and the challenge's methods", async () => {
+  it("BeginTransaction reads the security policy once (1 + 1): one version for its limits, the SCA's scope, the certificate's grace and the challenge's methods; and pays at most 3 + 1 commits", async () => {
     const hashes = [new Uint8Array(createHash("sha256").update("cost begin").digest())];
     const client = sca();
     const begin = await cost(() => client.beginTransaction({ credentialId: alice.credential.credentialId, signerId: alice.signerId, hashAlgorithm: HashAlgorithm.SHA256, numSignatures: 1, hashes, description: "cost" }));
     console.log(`per call: BeginTransaction ${JSON.stringify(begin)}`);
     expect(begin.policyReads).toBeLessThanOrEqual(2); // 3 before (issue 20, session 11)
+    // 5 before session 12: the audit record, the list's freeze and the challenge were written one after another.
+    expect(begin.commits).toBeLessThanOrEqual(4);
   }, 60_000);
 });

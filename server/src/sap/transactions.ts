@@ -4,6 +4,7 @@ import type { AuditLog } from "../audit/audit-log.js";
 import { transactionCancelled, transactionCreated, type ScaActor } from "../audit/events.js";
 import type { HashAlgorithm, KeyAlgorithm, RandomSource, SignatureScheme } from "../crypto/port.js";
 import { InkanError } from "../errors.js";
+import { handled } from "../handled.js";
 import type { PublishedSamKey, SamEncryptionKeys } from "../keys/sam-encryption-keys.js";
 import { challengeHash } from "../registration/activation.js";
 import { certificateRefusal, csrApprovalShapeRefusal } from "../registration/credential-usability.js";
@@ -251,8 +252,10 @@ export class SapTransactions {
       const appended = await this.o.store.appendDtbsr({ transactionId: id, startIndex: 0, hashes: input.hashes, macs, now });
       if (!appended.ok) throw refusalError(appended.reason);
     }
-    // Fail closed: no challenge (and no transaction id) leaves before the record is written.
-    await this.o.audit.record(transactionCreated({
+    // Fail closed: no challenge (and no transaction id) leaves before the record is written. Issue 20:
+    // written while the list is frozen and the challenge issued (their commits overlap); awaited
+    // before anything is returned.
+    const audited = handled(this.o.audit.record(transactionCreated({
       sca: scaActor(input.caller),
       requestId: input.caller.requestId,
       signerId: input.signerId,
@@ -261,10 +264,14 @@ export class SapTransactions {
       hashCount: n,
       hashAlgorithm: input.hashAlgorithm,
       onBehalfOf: input.onBehalfOf,
-    }));
-    if (!sealed) return { state: "UPLOADING", transactionId: id, hashesReceived: input.hashes.length, nextChunkIndex: 1, uploadExpiresAt };
+    })));
+    if (!sealed) {
+      await audited;
+      return { state: "UPLOADING", transactionId: id, hashesReceived: input.hashes.length, nextChunkIndex: 1, uploadExpiresAt };
+    }
     const tx = await this.load(id, input.caller);
     const sadChallenge = await this.seal(tx, dtbsrDigest(tx.hashAlgorithmNumber, input.hashes), credential, now, policy, challenge);
+    await audited;
     return { state: "PENDING", transactionId: id, hashesReceived: n, sadChallenge };
   }
 
@@ -395,14 +402,18 @@ export class SapTransactions {
     const challenge = drawn ?? (await this.o.random.randomBytes(32));
     const hash = challengeHash(challenge);
     // R-3.2.1.4, T-2.2.1.3: digest and challenge hash are recorded together; Authorize reads both from the record.
-    const frozen = await this.o.store.completeDtbsrUpload({ transactionId: record.id, hashCount: record.numSignatures, digest, challengeHash: hash, now });
-    if (!frozen) {
+    const frozen = handled(this.o.store.completeDtbsrUpload({ transactionId: record.id, hashCount: record.numSignatures, digest, challengeHash: hash, now }));
+    // T-2.2.1.3: the challenge works once; the SAM keeps only its hash, bound to the transaction.
+    // Issue 20: issued in the same write batch as the freeze (one commit). If the list did not
+    // freeze, the challenge is never returned, and Authorize refuses a transaction that is not
+    // PENDING before it looks at any challenge.
+    const issued = handled(this.o.store.issueChallenge({ hash, purpose: "transaction", subject: record.id, createdAt: now, expiresAt: record.expiresAt }));
+    if (!(await frozen)) {
       const again = await this.load(record.id, { certificateSha256: record.sca }, now);
       if (again.state === "EXPIRED") throw new InkanError("EXPIRED", "the transaction expired");
       throw new InkanError("TRANSACTION_STATE", "the transaction is not uploading");
     }
-    // T-2.2.1.3: the challenge works once; the SAM keeps only its hash, bound to the transaction.
-    await this.o.store.issueChallenge({ hash, purpose: "transaction", subject: record.id, createdAt: now, expiresAt: record.expiresAt });
+    await issued;
     const { audience, encryptionKey } = await this.o.samKeys.audienceAndCurrentKey(now);
     return {
       transactionId: record.id,

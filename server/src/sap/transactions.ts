@@ -405,8 +405,8 @@ export class SapTransactions {
     const frozen = handled(this.o.store.completeDtbsrUpload({ transactionId: record.id, hashCount: record.numSignatures, digest, challengeHash: hash, now }));
     // T-2.2.1.3: the challenge works once; the SAM keeps only its hash, bound to the transaction.
     // Issue 20: issued in the same write batch as the freeze (one commit). If the list did not
-    // freeze, the challenge is never returned, and Authorize refuses a transaction that is not
-    // PENDING before it looks at any challenge.
+    // freeze, this challenge is never returned, and Authorize only consumes the challenge whose
+    // hash the frozen record holds.
     const issued = handled(this.o.store.issueChallenge({ hash, purpose: "transaction", subject: record.id, createdAt: now, expiresAt: record.expiresAt }));
     if (!(await frozen)) {
       const again = await this.load(record.id, { certificateSha256: record.sca }, now);

@@ -1,10 +1,11 @@
 /** Replay (T-2.2.1.3, R-3.2.1.2, T-2.3.1.2, R-3.3.2): every one-time value works exactly once. */
 import { Code } from "@connectrpc/connect";
-import { buildSuspensionRequest, newJti, Reason } from "@inkan/sdk";
+import { buildSuspensionRequest, dtbsrDigest, newJti, Reason } from "@inkan/sdk";
 import { ChallengePurpose } from "@inkan/sdk/gen/inkan/sam/v1/signer_pb.js";
+import { HashAlgorithm } from "@inkan/sdk/gen/inkan/sam/v1/types_pb.js";
 import type { AttackCase } from "../case.js";
 import { firstOf, outcomeOf } from "../session.js";
-import { against, claimsFor, forgedRSad, race } from "./helpers.js";
+import { against, claimsFor, forgedRSad, maxHashesPerChunk, race } from "./helpers.js";
 
 const replayed = { code: Code.PermissionDenied, reason: Reason.SAD_REPLAYED };
 
@@ -109,6 +110,30 @@ export const replayCases: AttackCase[] = [
       const outcomes = await Promise.all(refused.map((e) => outcomeOf(Promise.reject(e))));
       const outcome = outcomes.find((o) => o !== "succeeded" && o.reason !== Reason.LIMIT_EXCEEDED) ?? outcomes[0] ?? "succeeded";
       return { outcome, signed: await s.signaturesCreated(tx.ch.transactionId), problems };
+    },
+  },
+  {
+    kind: "attack",
+    id: "seal-concurrent",
+    covers: ["T-2.2.1.3", "R-3.2.1.4"],
+    description: "A DTBS/R list uploaded in chunks (a full first chunk, then two hashes) is sealed by 8 SealTransaction calls at the same instant, as an SCA racing itself, or a relay, would to get more than one challenge for one transaction. Freezing the list is a compare-and-set: exactly one call returns a challenge, the others are refused, and the challenge returned is the one the signer's R.SAD answers (Authorize accepts it).",
+    expected: { code: Code.FailedPrecondition, reason: Reason.TRANSACTION_STATE },
+    oneProtocol: true,
+    async run(s) {
+      const signer = await s.sharedSigner();
+      const max = await maxHashesPerChunk(s);
+      const { hashes } = s.documents(max + 2);
+      const begun = await s.sca.beginTransaction({ credentialId: signer.credentialId, signerId: signer.signerId, hashAlgorithm: HashAlgorithm.SHA256, numSignatures: hashes.length, hashes: hashes.slice(0, max), description: "Inkan conformance suite" });
+      await s.sca.appendHashes({ transactionId: begun.transactionId, chunkIndex: 1, hashes: hashes.slice(max) });
+      const digest = await dtbsrDigest(HashAlgorithm.SHA256, hashes);
+      const { succeeded, refused } = await race(8, () => s.sca.sealTransaction({ transactionId: begun.transactionId, dtbsrDigest: digest }));
+      const problems = succeeded.length === 1 ? [] : [`${succeeded.length} of 8 concurrent SealTransaction calls returned a challenge`];
+      const challenge = succeeded[0]?.sadChallenge;
+      if (challenge && (await outcomeOf(s.sca.authorize({ transactionId: begun.transactionId, rSad: await s.rSad(signer, challenge) }))) !== "succeeded") {
+        problems.push("the challenge SealTransaction returned does not authorize its transaction");
+      }
+      const outcome = refused.length > 0 ? await outcomeOf(Promise.reject(refused[0])) : "succeeded";
+      return { outcome, signed: await s.signaturesCreated(begun.transactionId), problems };
     },
   },
   {

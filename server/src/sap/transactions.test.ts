@@ -195,6 +195,24 @@ describe("chunked upload (R-3.2.1.4)", () => {
     expect(ok.sadChallenge?.numSignatures).toBe(list.length);
   }, 60_000);
 
+  it("T-2.2.1.3, R-3.2.1.4: 8 concurrent SealTransaction calls of one upload: exactly one returns a challenge, the others are TRANSACTION_STATE; the frozen record names the winner's challenge, the only one Authorize consumes", async () => {
+    // Issue 20: the freeze and the challenge are written in one batch, so a call that loses the
+    // freeze has issued a challenge too. It must never be returned, and the record must name the winner's.
+    const list = hashes(chunk + 2, "race");
+    const res = await begin(alice, list.length, list.slice(0, chunk));
+    await sca().appendHashes({ transactionId: res.transactionId, chunkIndex: 1, hashes: list.slice(chunk) });
+    const digest = await dtbsrDigest(HashAlgorithm.SHA256, list);
+    const outcomes = await Promise.allSettled(Array.from({ length: 8 }, () => sca().sealTransaction({ transactionId: res.transactionId, dtbsrDigest: digest })));
+    const won = outcomes.flatMap((o) => (o.status === "fulfilled" ? [o.value.sadChallenge!] : []));
+    expect(won).toHaveLength(1);
+    for (const o of outcomes) {
+      if (o.status === "rejected") expect(await errorOf(Promise.reject(o.reason))).toMatchObject({ code: Code.FailedPrecondition, reason: Reason.TRANSACTION_STATE });
+    }
+    const row = db.prepare("SELECT challenge_hash FROM transactions WHERE id = ?").get(res.transactionId) as { challenge_hash: string };
+    expect(row.challenge_hash).toBe(challengeHash(won[0]!.challenge));
+    expect(db.prepare("SELECT subject, purpose, consumed_at FROM challenges WHERE hash = ?").get(row.challenge_hash)).toEqual({ subject: res.transactionId, purpose: "transaction", consumed_at: null });
+  }, 60_000);
+
   it("R-3.2.1.4: an incomplete list cannot be sealed", async () => {
     const list = hashes(chunk + 1, "short");
     const res = await begin(alice, list.length, list.slice(0, chunk));

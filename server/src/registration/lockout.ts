@@ -125,32 +125,29 @@ export async function withFactorAttempt(d: LockoutDeps, a: FactorAttempt, check:
     await attempt.release().catch(() => undefined); // left behind, it only counts once more (fail closed)
     throw refused(outcome.cause);
   }
-  let released = false;
-  const release = () => {
-    released = true;
-    return attempt.release();
-  };
-  try {
-    await recordFactorSuccess(d, { signerId: a.signerId, now: a.now }, release);
-  } finally {
-    if (!released) await attempt.release();
-  }
+  await recordFactorSuccess(d, { signerId: a.signerId, now: a.now }, () => attempt.release());
 }
 
 /**
  * A success ends the run of failures: the count is removed from the sealed signer record (retried
  * until it lands) and reservations left behind by crashed checks are cleared. Also called for a
  * verified login assertion, which is not a factor check under the budget. `release`: the check's
- * own reservation, given back in the same store write batch as the expired ones (issue 20: one
- * commit, not two); both are waited for, and the first failure is thrown.
+ * own reservation, always given back: in the same store write batch as the expired ones (issue 20:
+ * one commit, not two), both waited for and the first failure thrown; or at once if the signer
+ * record could not be updated.
  */
 export async function recordFactorSuccess(d: Pick<LockoutDeps, "signers" | "attempts">, input: { signerId: string; now: Date }, release?: () => Promise<void>): Promise<void> {
-  await updateSigner(d, input.signerId, (body) => {
-    if (body.lockedAt !== undefined) throw signerLocked(); // only when the policy's threshold was lowered mid-check
-    if (body.failedAttempts === undefined) return undefined;
-    const { failedAttempts: _f, ...rest } = body;
-    return { ...rest, updatedAt: input.now.toISOString() };
-  });
+  try {
+    await updateSigner(d, input.signerId, (body) => {
+      if (body.lockedAt !== undefined) throw signerLocked(); // only when the policy's threshold was lowered mid-check
+      if (body.failedAttempts === undefined) return undefined;
+      const { failedAttempts: _f, ...rest } = body;
+      return { ...rest, updatedAt: input.now.toISOString() };
+    });
+  } catch (err) {
+    await release?.(); // the check's reservation goes whatever happened
+    throw err;
+  }
   const cleared = d.attempts.releaseExpiredAttempts({ subject: signerAttempts(input.signerId), now: input.now });
   const outcomes = await Promise.allSettled([cleared, release?.()]);
   const failed = outcomes.find((o) => o.status === "rejected");

@@ -82,7 +82,7 @@ import {
   type UniqueFields,
 } from "../port.js";
 import { Checkpointer, type CheckpointerOptions } from "./checkpointer.js";
-import { GroupCommit } from "./group-commit.js";
+import { GroupCommit, transactionRunner, type TransactionRunner } from "./group-commit.js";
 import { migrations } from "./migrations.js";
 import { WalSync, type SyncFn } from "./wal-sync.js";
 
@@ -151,8 +151,8 @@ class Refusal {
 
 export class SqliteStore implements Store {
   private readonly statements = new Map<string, Database.Statement>();
-  /** Issue 20: one better-sqlite3 transaction wrapper, made once (see GroupCommit's); it runs the function it is given. */
-  private readonly transaction: Database.Transaction<(fn: () => unknown) => unknown>;
+  /** Issue 20: the connection's transaction wrapper, made once (group-commit.ts, transactionRunner). */
+  private readonly transaction: TransactionRunner;
   /** Issue 20: concurrent writes share one commit (one fsync); see group-commit.ts. */
   readonly #group: GroupCommit;
   /**
@@ -172,7 +172,7 @@ export class SqliteStore implements Store {
     checkpoint: SqliteStoreOptions["checkpoint"],
   ) {
     this.#group = new GroupCommit(db, wal);
-    this.transaction = db.transaction((fn: () => unknown) => fn());
+    this.transaction = transactionRunner(db);
     this.checkpointer = new Checkpointer({
       ...checkpoint,
       file,

@@ -306,6 +306,7 @@ export const cscNotApplicable: Record<string, string> = {
   "dtbsr-chunk-reordered": "the CSC API has no chunked hash upload",
   "dtbsr-chunk-substituted": "the CSC API has no chunked hash upload",
   "short-first-chunk": "the CSC API has no chunked hash upload",
+  "seal-concurrent": "the CSC API has no chunked hash upload, so nothing to seal twice",
   "bypass-sign-stream-without-authorize": "the CSC API has no streaming signing method",
   "bypass-other-sca-authorize": "a CSC request names no transaction: authorization and transaction are one call (credentials/authorize), so another client cannot authorize someone else's transaction",
   "bypass-other-sca-stream": "the CSC API has no streaming signing method",
